@@ -1,0 +1,152 @@
+"""Messages on the wire, version 1. See protocols/README.md for the prose contract."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from protocols.topics import ID_PATTERN
+
+# A batch must fit comfortably in one MQTT message on every broker we target; 1,000 events of
+# ~250 bytes is ~250 KiB, well under Mosquitto's and RabbitMQ's defaults (256 MiB, 128 MiB) and
+# small enough that one lost batch costs little to resend.
+MAX_EVENTS_PER_BATCH = 1000
+MAX_PAYLOAD_BYTES = 1024 * 1024
+MAX_BODY_BYTES = 16 * 1024
+MAX_SEQ = 2**63 - 1
+KIND_PATTERN = r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$"
+BOOT_PATTERN = r"^[0-9a-f]{8,32}$"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class EventRecord(_Model):
+    """One journaled event. Identified by (gateway, seq), never by its time."""
+
+    seq: int = Field(ge=1, le=MAX_SEQ, description="gateway sequence number: 1, 2, 3, … gapless")
+    utc: datetime = Field(description="gateway wall clock at capture, UTC, ISO 8601")
+    mono_ns: int = Field(ge=0, description="gateway monotonic clock at capture, ns since boot")
+    boot: str = Field(pattern=BOOT_PATTERN, description="id of the gateway boot that captured it")
+    synced: bool = Field(description="was the wall clock NTP-synchronised at capture")
+    kind: str = Field(pattern=KIND_PATTERN, max_length=64, description="e.g. evaluator.key")
+    body: dict[str, Any] = Field(description="kind-specific payload, see protocols.events")
+
+    @field_validator("utc")
+    @classmethod
+    def _aware(cls, value: datetime) -> datetime:
+        if value.tzinfo is None:
+            raise ValueError("utc must carry a timezone (use Z)")
+        return value.astimezone(UTC)
+
+
+class EventBatch(_Model):
+    """gateway → central on hw/v1/{hall}/{gateway}/events.
+
+    ``events`` are consecutive sequence numbers. ``lost_from``, when present, says that the
+    gateway had to discard ``lost_from … events[0].seq - 1`` before they were acknowledged
+    (its journal overflowed); central records the loss instead of waiting for them.
+    """
+
+    v: Literal[1] = 1
+    hall: str = Field(pattern=f"^{ID_PATTERN}$")
+    gateway: str = Field(pattern=f"^{ID_PATTERN}$")
+    sender_boot: str = Field(pattern=BOOT_PATTERN)
+    lost_from: int | None = Field(default=None, ge=1)
+    events: list[EventRecord] = Field(min_length=1, max_length=MAX_EVENTS_PER_BATCH)
+
+    @model_validator(mode="after")
+    def _consecutive(self) -> EventBatch:
+        first = self.events[0].seq
+        for offset, event in enumerate(self.events):
+            if event.seq != first + offset:
+                raise ValueError(f"events must have consecutive seq; {event.seq} at {offset}")
+        if self.lost_from is not None and self.lost_from >= first:
+            raise ValueError("lost_from must be below the first event's seq")
+        return self
+
+    @property
+    def first_seq(self) -> int:
+        return self.events[0].seq
+
+    @property
+    def last_seq(self) -> int:
+        return self.events[-1].seq
+
+
+class Ack(_Model):
+    """central → gateway on hw/v1/{hall}/{gateway}/ack.
+
+    ``committed_through``: every seq ≤ this is committed (or recorded lost) at central; the
+    gateway may trim them. ``replay_from``: central saw a gap and wants everything again from
+    this seq.
+    """
+
+    v: Literal[1] = 1
+    hall: str = Field(pattern=f"^{ID_PATTERN}$")
+    gateway: str = Field(pattern=f"^{ID_PATTERN}$")
+    committed_through: int = Field(ge=0, le=MAX_SEQ)
+    replay_from: int | None = Field(default=None, ge=1)
+    utc: datetime
+
+
+class JournalState(_Model):
+    head_seq: int = Field(ge=0, description="highest seq journaled")
+    acked_seq: int = Field(ge=0, description="highest seq central acknowledged")
+    backlog: int = Field(ge=0, description="journaled, not yet acknowledged")
+    oldest_unacked_utc: datetime | None = None
+    disk_bytes: int = Field(ge=0)
+    limit_bytes: int = Field(ge=0)
+    dropped_unacked: int = Field(ge=0, description="events ever discarded before their ack")
+
+
+class GatewayState(_Model):
+    """gateway → central on hw/v1/{hall}/{gateway}/state, retained.
+
+    Published as the birth message on every connect and periodically; the Last Will carries
+    ``online: false`` so central learns when a hall goes dark.
+    """
+
+    v: Literal[1] = 1
+    hall: str = Field(pattern=f"^{ID_PATTERN}$")
+    gateway: str = Field(pattern=f"^{ID_PATTERN}$")
+    boot: str = Field(pattern=BOOT_PATTERN)
+    online: bool
+    utc: datetime
+    synced: bool
+    software: str = ""
+    journal: JournalState | None = None
+    health: dict[str, Any] = Field(default_factory=dict)
+
+
+def encode_event(record: EventRecord) -> str:
+    """The canonical JSON text of one event; the journal stores exactly this."""
+    return record.model_dump_json()
+
+
+def encode_batch(
+    hall: str,
+    gateway: str,
+    sender_boot: str,
+    event_json: Sequence[str],
+    lost_from: int | None = None,
+) -> bytes:
+    """Join pre-encoded events into a batch without re-serialising them (the hot path)."""
+    header = {"v": 1, "hall": hall, "gateway": gateway, "sender_boot": sender_boot}
+    if lost_from is not None:
+        header["lost_from"] = lost_from
+    head = json.dumps(header, separators=(",", ":"))[:-1]
+    return f'{head},"events":[{",".join(event_json)}]}}'.encode()
+
+
+def encode(message: BaseModel) -> bytes:
+    return message.model_dump_json().encode()
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)

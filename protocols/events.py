@@ -1,0 +1,66 @@
+"""Event kinds and their bodies. Central validates a known kind's body against its model;
+an unknown kind of a valid batch is kept in quarantine, never silently stored as an event."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class GeneratorSample(Body):
+    """gen.sample: the built-in test generator's event (demo, tests, benchmarks)."""
+
+    n: int = Field(ge=0, description="generator counter within its run")
+    run: str = Field(max_length=64, description="generator run id")
+    pad: str = Field(default="", max_length=4096)
+
+
+class JournalLoss(Body):
+    """gateway.journal_loss: the journal had to discard unacknowledged events (disk bound)."""
+
+    first_seq: int = Field(ge=1)
+    last_seq: int = Field(ge=1)
+    reason: str
+
+
+class GatewayBoot(Body):
+    """gateway.boot: the gateway service started."""
+
+    software: str
+    config_version: str = ""
+    previous_head_seq: int = Field(ge=0)
+
+
+KINDS: dict[str, type[Body]] = {
+    "gen.sample": GeneratorSample,
+    "gateway.journal_loss": JournalLoss,
+    "gateway.boot": GatewayBoot,
+}
+
+
+class UnknownKind(ValueError):
+    pass
+
+
+def register(kind: str, model: type[Body]) -> None:
+    """Add a kind (device bridges register theirs in protocols.devices)."""
+    existing = KINDS.get(kind)
+    if existing is not None and existing is not model:
+        raise ValueError(f"kind {kind!r} is already registered to {existing.__name__}")
+    KINDS[kind] = model
+
+
+def validate_body(kind: str, body: dict[str, Any]) -> Body:
+    """Raise UnknownKind or pydantic.ValidationError when the body does not fit its kind."""
+    model = KINDS.get(kind)
+    if model is None:
+        raise UnknownKind(f"unknown event kind {kind!r}")
+    return model.model_validate(body)
+
+
+__all__ = ["KINDS", "Body", "UnknownKind", "ValidationError", "register", "validate_body"]
