@@ -21,7 +21,7 @@ import json
 import logging
 import sqlite3
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -100,6 +100,7 @@ class Journal:
         self.dropped_unacked = 0
         self.commits = 0
         self.write_errors = 0
+        self.listeners: list[Callable[[], None]] = []  # called after every commit
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -204,6 +205,8 @@ class Journal:
                 item.future.set_result(seq)
         async with self._committed:
             self._committed.notify_all()
+        for listener in self.listeners:
+            listener()
         if self.disk_bytes > self.limit_bytes:
             await self._trim(int(self.limit_bytes * TRIM_TO_FRACTION), allow_unacked=True)
 
@@ -244,6 +247,11 @@ class Journal:
         return rows
 
     # -- acknowledgement and trimming ------------------------------------------------------
+
+    @property
+    def acknowledged(self) -> int:
+        """Highest seq central acknowledged (possibly not yet persisted here)."""
+        return max(self.acked_seq, self._ack_target)
 
     def mark_acked(self, seq: int) -> None:
         """Central committed everything ≤ seq; the writer persists it with its next turn."""

@@ -39,7 +39,8 @@ def check_id(value: str, what: str = "id") -> str:
 
 
 def topic(hall: str, gateway: str, channel: Channel) -> str:
-    return f"{ROOT}/{VERSION_LEVEL}/{check_id(hall, 'hall')}/{check_id(gateway, 'gateway')}/{channel}"
+    hall, gateway = check_id(hall, "hall"), check_id(gateway, "gateway")
+    return f"{ROOT}/{VERSION_LEVEL}/{hall}/{gateway}/{channel}"
 
 
 def subscription(channel: Channel, hall: str = "+", gateway: str = "+") -> str:

@@ -1,0 +1,20 @@
+"""The central HTTP API (FastAPI). Every route is behind a bearer token and role scope."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from central.api import events, gateways
+
+
+def create_app(engine: AsyncEngine) -> FastAPI:
+    app = FastAPI(
+        title="Hallwatch central",
+        version="1",
+        description="政务服务中心电子监察 — central aggregator API",
+    )
+    app.state.engine = engine
+    app.include_router(events.router)
+    app.include_router(gateways.router)
+    return app

@@ -1,0 +1,100 @@
+"""GET /api/v1/events: stored events, filtered, in (utc, gateway, seq) order, keyset-paged."""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Query
+from pydantic import BaseModel
+from sqlalchemy import and_, or_, select, tuple_
+
+from central.api.deps import Caller, Engine, require_hall
+from central.store.schema import boot_clocks, events
+
+router = APIRouter(prefix="/api/v1", tags=["events"])
+
+
+class EventOut(BaseModel):
+    gateway: str
+    seq: int
+    hall: str
+    kind: str
+    utc: datetime
+    utc_corrected: datetime | None
+    synced: bool
+    boot: str
+    mono_ns: int
+    body: dict[str, Any]
+    received_at: datetime
+
+
+class EventPage(BaseModel):
+    items: list[EventOut]
+    next_cursor: str | None
+
+
+def _cursor(item: EventOut) -> str:
+    raw = json.dumps([item.utc.isoformat(), item.gateway, item.seq]).encode()
+    return base64.urlsafe_b64encode(raw).decode()
+
+
+def _uncursor(text: str) -> tuple[datetime, str, int]:
+    try:
+        utc, gateway, seq = json.loads(base64.urlsafe_b64decode(text.encode()))
+        return datetime.fromisoformat(utc), str(gateway), int(seq)
+    except (ValueError, TypeError) as exc:
+        raise HTTPException(422, "invalid cursor") from exc
+
+
+@router.get("/events", response_model=EventPage, summary="List stored events")
+async def list_events(
+    db: Engine,
+    who: Caller,
+    hall: str | None = None,
+    gateway: str | None = None,
+    kind: Annotated[str | None, Query(description="exact kind, or a prefix ending in '.'")] = None,
+    since: Annotated[datetime | None, Query(description="utc ≥ since (ISO 8601)")] = None,
+    until: Annotated[datetime | None, Query(description="utc < until (ISO 8601)")] = None,
+    cursor: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=5000)] = 500,
+) -> EventPage:
+    hall = require_hall(who, hall)
+    clock = boot_clocks
+    query = select(events, clock.c.offset_us).select_from(events.outerjoin(clock, and_(
+        clock.c.gateway_id == events.c.gateway_id, clock.c.boot == events.c.boot)))
+    if hall is not None:
+        query = query.where(events.c.hall_id == hall)
+    if gateway is not None:
+        query = query.where(events.c.gateway_id == gateway)
+    if kind is not None:
+        query = query.where(events.c.kind.startswith(kind) if kind.endswith(".")
+                            else events.c.kind == kind)
+    for bound, op in ((since, "ge"), (until, "lt")):
+        if bound is not None:
+            bound = bound if bound.tzinfo else bound.replace(tzinfo=UTC)
+            query = query.where(events.c.utc >= bound if op == "ge" else events.c.utc < bound)
+    if cursor is not None:
+        c_utc, c_gw, c_seq = _uncursor(cursor)
+        query = query.where(or_(
+            events.c.utc > c_utc,
+            and_(events.c.utc == c_utc,
+                 tuple_(events.c.gateway_id, events.c.seq) > tuple_(c_gw, c_seq))))
+    query = query.order_by(events.c.utc, events.c.gateway_id, events.c.seq).limit(limit + 1)
+    async with db.connect() as conn:
+        rows = (await conn.execute(query)).all()
+    items = [_event_out(row) for row in rows[:limit]]
+    more = len(rows) > limit
+    return EventPage(items=items, next_cursor=_cursor(items[-1]) if more and items else None)
+
+
+def _event_out(row: Any) -> EventOut:
+    corrected = row.utc if row.synced else None
+    if not row.synced and row.offset_us is not None:
+        corrected = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(
+            microseconds=row.mono_ns // 1000 + row.offset_us)
+    return EventOut(gateway=row.gateway_id, seq=row.seq, hall=row.hall_id, kind=row.kind,
+                    utc=row.utc, utc_corrected=corrected, synced=row.synced, boot=row.boot,
+                    mono_ns=row.mono_ns, body=row.body, received_at=row.received_at)

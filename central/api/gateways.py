@@ -1,0 +1,92 @@
+"""GET /api/v1/gateways and /api/v1/quarantine: what the halls' gateways are doing."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Query
+from pydantic import BaseModel
+from sqlalchemy import func, select
+
+from central.api.deps import Caller, Engine, require_hall
+from central.auth import Role
+from central.store.schema import gateways, lost_ranges, pending_ranges, quarantine
+
+router = APIRouter(prefix="/api/v1", tags=["gateways"])
+
+
+class GatewayOut(BaseModel):
+    gateway: str
+    hall: str
+    online: bool
+    revoked: bool
+    committed_through: int
+    journal_head: int | None
+    backlog: int | None
+    oldest_unacked_utc: datetime | None
+    clock_synced: bool | None
+    lost_events: int
+    gap_pending: bool
+    last_batch_at: datetime | None
+    state_at: datetime | None
+    health: dict[str, Any]
+
+
+@router.get("/gateways", response_model=list[GatewayOut], summary="Gateways and their uplink")
+async def list_gateways(db: Engine, who: Caller, hall: str | None = None) -> list[GatewayOut]:
+    hall = require_hall(who, hall)
+    lost = (select(lost_ranges.c.gateway_id,
+                   func.sum(lost_ranges.c.last_seq - lost_ranges.c.first_seq + 1).label("n"))
+            .group_by(lost_ranges.c.gateway_id).subquery())
+    gaps = select(pending_ranges.c.gateway_id).distinct().subquery()
+    query = (select(gateways, lost.c.n, gaps.c.gateway_id.label("gap"))
+             .outerjoin(lost, lost.c.gateway_id == gateways.c.gateway_id)
+             .outerjoin(gaps, gaps.c.gateway_id == gateways.c.gateway_id)
+             .order_by(gateways.c.hall_id, gateways.c.gateway_id))
+    if hall is not None:
+        query = query.where(gateways.c.hall_id == hall)
+    async with db.connect() as conn:
+        rows = (await conn.execute(query)).all()
+    out = []
+    for row in rows:
+        journal = (row.state or {}).get("journal") or {}
+        head = journal.get("head_seq")
+        out.append(GatewayOut(
+            gateway=row.gateway_id, hall=row.hall_id, online=row.online,
+            revoked=row.revoked_at is not None, committed_through=row.committed_through,
+            journal_head=head,
+            backlog=max(0, head - row.committed_through) if head is not None else None,
+            oldest_unacked_utc=journal.get("oldest_unacked_utc"),
+            clock_synced=(row.state or {}).get("synced"), lost_events=int(row.n or 0),
+            gap_pending=row.gap is not None, last_batch_at=row.last_batch_at,
+            state_at=row.state_at, health=(row.state or {}).get("health") or {}))
+    return out
+
+
+class QuarantineOut(BaseModel):
+    id: int
+    received_at: datetime
+    topic: str
+    gateway: str | None
+    seq: int | None
+    reason: str
+    payload_size: int
+    payload_head: str
+
+
+@router.get("/quarantine", response_model=list[QuarantineOut],
+            summary="Messages refused by ingest, with the reason")
+async def list_quarantine(
+    db: Engine, who: Caller, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+) -> list[QuarantineOut]:
+    if who.role not in (Role.SUPERVISOR, Role.TECHNICIAN):
+        raise HTTPException(403, "仅监察室和运维可查看 / supervisors and technicians only")
+    query = select(quarantine).order_by(quarantine.c.id.desc()).limit(limit)
+    async with db.connect() as conn:
+        rows = (await conn.execute(query)).all()
+    return [QuarantineOut(id=r.id, received_at=r.received_at, topic=r.topic,
+                          gateway=r.gateway_id, seq=r.seq, reason=r.reason,
+                          payload_size=r.payload_size,
+                          payload_head=bytes(r.payload[:200]).decode("utf-8", "replace"))
+            for r in rows]

@@ -1,0 +1,173 @@
+"""hallwatch-central: run the aggregator, manage gateways and API tokens."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from central.config import CentralConfig, load
+from protocols.configtext import ConfigError
+
+app = typer.Typer(help="Hallwatch central aggregator (电子监察中心).", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+token_app = typer.Typer(help="API tokens.", no_args_is_help=True)
+gateway_app = typer.Typer(help="The gateway registry.", no_args_is_help=True)
+app.add_typer(token_app, name="token")
+app.add_typer(gateway_app, name="gateway")
+
+ConfigOption = Annotated[Path | None, typer.Option("--config", "-c", help="central YAML config")]
+
+
+def _config(path: Path | None) -> CentralConfig:
+    try:
+        cfg = load(path)
+    except ConfigError as exc:
+        typer.echo(f"配置错误 / configuration error:\n{exc}", err=True)
+        raise typer.Exit(2) from None
+    logging.basicConfig(level=cfg.log_level,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if cfg.database_url.startswith("sqlite"):
+        cfg.data_dir.mkdir(parents=True, exist_ok=True)
+    return cfg
+
+
+@app.command()
+def serve(config: ConfigOption = None,
+          api: Annotated[bool, typer.Option(help="serve the HTTP API in this process")] = True
+          ) -> None:
+    """Run an aggregator process (ingest + acknowledgements, and the API)."""
+    cfg = _config(config)
+    asyncio.run(_serve(cfg, api and cfg.http.enabled))
+
+
+async def _serve(cfg: CentralConfig, with_api: bool) -> None:
+    import uvicorn
+
+    from central.api.app import create_app
+    from central.service import Aggregator
+
+    aggregator = Aggregator(cfg)
+    await aggregator.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    server = None
+    if with_api:
+        server = uvicorn.Server(uvicorn.Config(
+            create_app(aggregator.engine), host=cfg.http.host, port=cfg.http.port,
+            log_level="warning", lifespan="off"))
+        server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        api_task = asyncio.create_task(server.serve())
+    await stop.wait()
+    if server is not None:
+        server.should_exit = True
+        await api_task
+    await aggregator.stop()
+
+
+@app.command()
+def migrate(config: ConfigOption = None) -> None:
+    """Bring the database schema up to date."""
+    from central.store.db import make_engine
+    from central.store.migrate import current_revision, upgrade
+
+    cfg = _config(config)
+
+    async def go() -> str | None:
+        engine = make_engine(cfg.database_url)
+        await upgrade(engine)
+        rev = await current_revision(engine)
+        await engine.dispose()
+        return rev
+
+    typer.echo(f"schema at revision {asyncio.run(go())}")
+
+
+@token_app.command("create")
+def token_create(
+    role: Annotated[str, typer.Option(help="supervisor | department_leader | hall_manager | "
+                                           "technician")],
+    hall: Annotated[str | None, typer.Option(help="hall id (hall_manager)")] = None,
+    department: Annotated[str | None, typer.Option(help="department (department_leader)")] = None,
+    label: Annotated[str, typer.Option(help="who holds it")] = "",
+    config: ConfigOption = None,
+) -> None:
+    """Create an API token and print it (it is stored only as a hash)."""
+    from central.auth import Role, create_token
+    from central.store.db import make_engine
+    from central.store.migrate import upgrade
+
+    cfg = _config(config)
+    try:
+        role_value = Role(role)
+    except ValueError:
+        typer.echo(f"unknown role {role!r}; one of: {', '.join(r.value for r in Role)}", err=True)
+        raise typer.Exit(2) from None
+
+    async def go() -> str:
+        engine = make_engine(cfg.database_url)
+        await upgrade(engine)
+        try:
+            return await create_token(engine, role_value, hall=hall, department=department,
+                                      label=label)
+        finally:
+            await engine.dispose()
+
+    try:
+        typer.echo(asyncio.run(go()))
+    except ValueError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+
+
+@gateway_app.command("add")
+def gateway_add(
+    hall: Annotated[str, typer.Option(help="hall id")],
+    gateway: Annotated[str, typer.Option(help="gateway id")],
+    config: ConfigOption = None,
+) -> None:
+    """Register a gateway for a hall (without certificates; see `gateway provision`)."""
+    from central.registry import register
+    from central.store.db import make_engine
+    from central.store.migrate import upgrade
+
+    cfg = _config(config)
+
+    async def go() -> None:
+        engine = make_engine(cfg.database_url)
+        await upgrade(engine)
+        try:
+            await register(engine, hall, gateway)
+        finally:
+            await engine.dispose()
+
+    try:
+        asyncio.run(go())
+    except ValueError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"registered gateway {gateway} for hall {hall}")
+
+
+@app.command("schema")
+def schema(out: Annotated[Path, typer.Argument(help="directory for the JSON Schema files")]
+           ) -> None:
+    """Export the wire contract as JSON Schema files."""
+    from protocols.schema import message_schemas
+
+    out.mkdir(parents=True, exist_ok=True)
+    for name, doc in message_schemas().items():
+        (out / f"{name}.schema.json").write_text(json.dumps(doc, indent=2, ensure_ascii=False))
+    typer.echo(f"wrote {len(message_schemas())} schemas to {out}")
+
+
+def main() -> None:
+    sys.exit(app())

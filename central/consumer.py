@@ -1,0 +1,96 @@
+"""Central's MQTT side: one paho client per aggregator process, in a shared-subscription group.
+
+paho runs in its own thread; messages are handed to asyncio. A bounded semaphore blocks paho's
+thread when ``max_pending`` messages wait for their commit, which pushes back through TCP to the
+broker instead of growing memory without bound. Messages lost in a crash are not our problem to
+recover: the gateway resends everything central has not acknowledged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+import threading
+from datetime import UTC, datetime
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from central.config import BrokerConfig
+from central.ingest import Incoming
+from protocols import topics
+
+log = logging.getLogger(__name__)
+
+
+class Consumer:
+    def __init__(self, broker: BrokerConfig, max_pending: int) -> None:
+        self.broker = broker
+        self.queue: asyncio.Queue[Incoming] = asyncio.Queue()
+        self.connected = asyncio.Event()
+        self._slots = threading.BoundedSemaphore(max_pending)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._client: mqtt.Client | None = None
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=f"{self.broker.group}-{self.broker.instance}",
+            clean_session=True,  # a dead member must not keep taking its share of the stream
+            protocol=mqtt.MQTTv311,
+        )
+        client.max_inflight_messages_set(100)
+        client.max_queued_messages_set(0)
+        client.reconnect_delay_set(min_delay=1, max_delay=15)
+        if self.broker.tls is not None:
+            client.tls_set(ca_certs=str(self.broker.tls.ca), certfile=str(self.broker.tls.cert),
+                           keyfile=str(self.broker.tls.key), cert_reqs=ssl.CERT_REQUIRED,
+                           tls_version=ssl.PROTOCOL_TLS_CLIENT)
+        client.on_connect = self._paho_connect
+        client.on_disconnect = self._paho_disconnect
+        client.on_message = self._paho_message
+        self._client = client
+        client.connect_async(self.broker.host, self.broker.port, keepalive=self.broker.keepalive_s)
+        client.loop_start()
+
+    async def stop(self) -> None:
+        if self._client is not None:
+            self._client.disconnect()
+            self._client.loop_stop()
+
+    def done(self) -> None:
+        """One received message is committed (or quarantined); free its slot."""
+        self._slots.release()
+
+    def publish(self, topic: str, payload: bytes) -> None:
+        assert self._client is not None
+        self._client.publish(topic, payload, qos=1)
+
+    def _paho_connect(self, client: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+        if reason.is_failure:
+            log.error("central: broker refused the connection: %s", reason)
+            return
+        group = self.broker.group
+        client.subscribe([
+            (topics.shared(group, topics.subscription(topics.Channel.EVENTS)), 1),
+            (topics.shared(group, topics.subscription(topics.Channel.STATE)), 1),
+        ])
+        log.info("central: connected to %s:%s as %s-%s", self.broker.host, self.broker.port,
+                 group, self.broker.instance)
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(self.connected.set)
+
+    def _paho_disconnect(self, client: mqtt.Client, _u: Any, _f: Any, reason: Any,
+                         _p: Any) -> None:
+        log.warning("central: disconnected from broker (%s)", reason)
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(self.connected.clear)
+
+    def _paho_message(self, client: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:
+        self._slots.acquire()  # back-pressure: blocks paho's thread, not the event loop
+        incoming = Incoming(message.topic, bytes(message.payload), datetime.now(UTC))
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(self.queue.put_nowait, incoming)

@@ -1,0 +1,74 @@
+"""The aggregator process: consume, ingest in groups, acknowledge after commit."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from central.config import CentralConfig
+from central.consumer import Consumer
+from central.ingest import AckDecision, Incoming, Ingestor
+from central.store.db import make_engine
+from central.store.migrate import upgrade
+from protocols import topics
+from protocols.envelope import Ack, encode, utc_now
+
+log = logging.getLogger(__name__)
+
+
+class Aggregator:
+    def __init__(self, config: CentralConfig) -> None:
+        self.config = config
+        self.engine = make_engine(config.database_url)
+        self.ingestor = Ingestor(self.engine)
+        self.consumer = Consumer(config.broker, config.ingest.max_pending)
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        if self.config.database_url.startswith("sqlite"):
+            self.config.data_dir.mkdir(parents=True, exist_ok=True)
+        await upgrade(self.engine)
+        await self.consumer.start()
+        self._task = asyncio.create_task(self._ingest_loop(), name="ingest")
+
+    async def stop(self) -> None:
+        await self.consumer.stop()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self.engine.dispose()
+
+    async def _ingest_loop(self) -> None:
+        queue = self.consumer.queue
+        while True:
+            group = [await queue.get()]
+            while len(group) < self.config.ingest.max_group and not queue.empty():
+                group.append(queue.get_nowait())
+            try:
+                await self._handle(group)
+            except Exception:
+                # nothing was acknowledged: the gateways resend after their ack timeout
+                log.exception("ingest: a group of %d messages failed; awaiting resend",
+                              len(group))
+                await asyncio.sleep(0.5)
+            finally:
+                for _ in group:
+                    self.consumer.done()
+
+    async def _handle(self, group: list[Incoming]) -> None:
+        batches = [m for m in group if not m.topic.endswith("/" + topics.Channel.STATE)]
+        for msg in group:
+            if msg.topic.endswith("/" + topics.Channel.STATE):
+                await self.ingestor.ingest_state(msg)
+        if batches:
+            for decision in await self.ingestor.ingest(batches):
+                self._acknowledge(decision)
+
+    def _acknowledge(self, decision: AckDecision) -> None:
+        ack = Ack(hall=decision.hall, gateway=decision.gateway,
+                  committed_through=decision.committed_through,
+                  replay_from=decision.replay_from, utc=utc_now())
+        self.consumer.publish(
+            topics.topic(decision.hall, decision.gateway, topics.Channel.ACK), encode(ack))

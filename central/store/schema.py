@@ -1,0 +1,102 @@
+"""Central's tables (SQLAlchemy Core). Migrations in central/store/migrations must match; a test
+compares them. Records are append-only except the per-gateway progress counters."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+from central.store.types import JSONDoc, UTCDateTime
+
+metadata = MetaData()
+
+gateways = Table(
+    "gateways", metadata,
+    Column("gateway_id", String(64), primary_key=True),
+    Column("hall_id", String(64), nullable=False, index=True),
+    Column("registered_at", UTCDateTime, nullable=False),
+    Column("revoked_at", UTCDateTime),
+    # every seq ≤ committed_through is stored, quarantined or recorded lost
+    Column("committed_through", BigInteger, nullable=False, default=0),
+    Column("last_batch_at", UTCDateTime),
+    Column("online", Boolean, nullable=False, default=False),
+    Column("state", JSONDoc),
+    Column("state_at", UTCDateTime),
+)
+
+events = Table(
+    "events", metadata,
+    Column("gateway_id", String(64), ForeignKey("gateways.gateway_id"), primary_key=True),
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("hall_id", String(64), nullable=False),
+    Column("kind", String(64), nullable=False),
+    Column("utc", UTCDateTime, nullable=False),
+    Column("mono_ns", BigInteger, nullable=False),
+    Column("boot", String(32), nullable=False),
+    Column("synced", Boolean, nullable=False),
+    Column("body", JSONDoc, nullable=False),
+    Column("received_at", UTCDateTime, nullable=False),
+    Index("ix_events_hall_kind_utc", "hall_id", "kind", "utc"),
+    Index("ix_events_utc", "utc"),
+)
+
+# seq ranges that arrived beyond a gap; merged into committed_through once the gap fills
+pending_ranges = Table(
+    "pending_ranges", metadata,
+    Column("gateway_id", String(64), primary_key=True),
+    Column("first_seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("last_seq", BigInteger, nullable=False),
+)
+
+# seq ranges the gateway told us it had to discard before they were acknowledged
+lost_ranges = Table(
+    "lost_ranges", metadata,
+    Column("gateway_id", String(64), primary_key=True),
+    Column("first_seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("last_seq", BigInteger, nullable=False),
+    Column("reported_at", UTCDateTime, nullable=False),
+)
+
+# the wall-clock offset of each gateway boot, from its first NTP-synchronised event
+boot_clocks = Table(
+    "boot_clocks", metadata,
+    Column("gateway_id", String(64), primary_key=True),
+    Column("boot", String(32), primary_key=True),
+    Column("offset_us", BigInteger, nullable=False),
+    Column("from_seq", BigInteger, nullable=False),
+)
+
+quarantine = Table(
+    "quarantine", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("received_at", UTCDateTime, nullable=False),
+    Column("topic", Text, nullable=False),
+    Column("gateway_id", String(64)),
+    Column("seq", BigInteger),
+    Column("reason", Text, nullable=False),
+    Column("digest", String(64), nullable=False, unique=True),
+    Column("payload", LargeBinary, nullable=False),
+    Column("payload_size", Integer, nullable=False),
+)
+
+api_tokens = Table(
+    "api_tokens", metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("role", String(32), nullable=False),
+    Column("hall_id", String(64)),
+    Column("department", String(128)),
+    Column("label", String(200), nullable=False, default=""),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("revoked_at", UTCDateTime),
+)

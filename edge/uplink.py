@@ -1,0 +1,266 @@
+"""The uplink: publishes the journal to central, in order, in batches, at QoS 1.
+
+A broker PUBACK proves nothing (Mosquitto drops queued QoS 1 messages silently past
+``max_queued_messages`` and loses its queue on ``kill -9``), so the only thing that lets the
+journal trim is central's own acknowledgement, sent after its database commit. Everything
+published and not acknowledged within ``ack_timeout_s`` is published again; after every
+reconnect the uplink starts over from the last acknowledgement. Duplicates are harmless:
+central keys events by (gateway, seq).
+
+paho-mqtt runs its network loop in its own thread; every callback is handed to the asyncio
+loop, so the rest of the gateway never sees paho's threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from pydantic import ValidationError
+
+from edge.clock import Clock
+from edge.config import BrokerConfig, UplinkConfig
+from edge.journal import Journal
+from protocols import topics
+from protocols.envelope import Ack, GatewayState, encode, encode_batch, utc_now
+
+log = logging.getLogger(__name__)
+
+REPLAY_DEBOUNCE_S = 1.0  # central may ask for the same gap once per late batch
+SOFTWARE = "hallwatch-edge/0.1"
+
+CommandHandler = Callable[[bytes], Awaitable[None]]
+HealthProvider = Callable[[], dict[str, Any]]
+
+
+class Uplink:
+    def __init__(
+        self,
+        journal: Journal,
+        clock: Clock,
+        hall: str,
+        gateway: str,
+        broker: BrokerConfig,
+        settings: UplinkConfig,
+        *,
+        on_command: CommandHandler | None = None,
+        health: HealthProvider | None = None,
+    ) -> None:
+        self.journal = journal
+        self.clock = clock
+        self.hall = hall
+        self.gateway = gateway
+        self.broker = broker
+        self.settings = settings
+        self.on_command = on_command
+        self.health = health or dict
+        self.connected = False
+        self.published_batches = 0
+        self.rewinds = 0
+        self.last_error: str | None = None
+        self._sent_through = 0
+        self._last_ack_progress = time.monotonic()
+        self._last_replay: tuple[int, float] = (0, 0.0)
+        self._wake = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._client: mqtt.Client | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._topic_events = topics.topic(hall, gateway, topics.Channel.EVENTS)
+        self._topic_state = topics.topic(hall, gateway, topics.Channel.STATE)
+        self._topic_ack = topics.topic(hall, gateway, topics.Channel.ACK)
+        self._topic_cmd = topics.topic(hall, gateway, topics.Channel.CMD)
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self.journal.listeners.append(self._wake.set)
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=self.gateway,
+            clean_session=False,  # commands sent while we were away are kept for us
+            protocol=mqtt.MQTTv311,
+        )
+        client.max_inflight_messages_set(20)  # FIELD-NOTES: more made paho slower
+        client.max_queued_messages_set(0)
+        client.reconnect_delay_set(min_delay=1, max_delay=30)
+        client.will_set(self._topic_state, self._state(online=False), qos=1, retain=True)
+        if self.broker.tls is not None:
+            client.tls_set(
+                ca_certs=str(self.broker.tls.ca),
+                certfile=str(self.broker.tls.cert),
+                keyfile=str(self.broker.tls.key),
+                cert_reqs=ssl.CERT_REQUIRED,
+                tls_version=ssl.PROTOCOL_TLS_CLIENT,
+            )
+        client.on_connect = self._paho_connect
+        client.on_disconnect = self._paho_disconnect
+        client.on_message = self._paho_message
+        self._client = client
+        # connect_async + loop_start: paho keeps retrying in its thread while the broker is
+        # down, so the gateway journals from its first event whatever the network does.
+        client.connect_async(self.broker.host, self.broker.port, keepalive=self.broker.keepalive_s)
+        client.loop_start()
+        self._tasks = [
+            asyncio.create_task(self._send_loop(), name="uplink-send"),
+            asyncio.create_task(self._state_loop(), name="uplink-state"),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        client = self._client
+        if client is not None:
+            if self.connected:
+                # a clean disconnect suppresses the Last Will, so say goodbye ourselves
+                info = client.publish(self._topic_state, self._state(online=False), 1, True)
+                with contextlib.suppress(Exception):
+                    await asyncio.to_thread(info.wait_for_publish, 2.0)
+            client.disconnect()
+            client.loop_stop()
+        with contextlib.suppress(ValueError):
+            self.journal.listeners.remove(self._wake.set)
+
+    # -- paho callbacks (paho's thread) → asyncio ------------------------------------------
+
+    def _paho_connect(self, client: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(self._on_connect, not reason.is_failure, str(reason))
+
+    def _paho_disconnect(self, client: mqtt.Client, _u: Any, _f: Any, reason: Any,
+                         _p: Any) -> None:
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(self._on_disconnect, str(reason))
+
+    def _paho_message(self, client: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(self._on_message, message.topic, message.payload)
+
+    # -- asyncio side ----------------------------------------------------------------------
+
+    def _on_connect(self, ok: bool, reason: str) -> None:
+        if not ok:
+            self.last_error = f"broker refused the connection: {reason}"
+            log.error("uplink: %s", self.last_error)
+            return
+        assert self._client is not None
+        self.connected = True
+        self.last_error = None
+        self._client.subscribe([(self._topic_ack, 1), (self._topic_cmd, 1)])
+        self._client.publish(self._topic_state, self._state(online=True), qos=1, retain=True)
+        # Whatever the broker held for us before may be gone: start again from central's ack.
+        self._sent_through = self.journal.acked_seq
+        self._last_ack_progress = time.monotonic()
+        log.info("uplink: connected to %s:%s; resending from seq %d", self.broker.host,
+                 self.broker.port, self._sent_through + 1)
+        self._wake.set()
+
+    def _on_disconnect(self, reason: str) -> None:
+        if self.connected:
+            log.warning("uplink: disconnected (%s); journaling continues", reason)
+        self.connected = False
+        self.last_error = f"disconnected: {reason}"
+        self._wake.set()
+
+    def _on_message(self, topic_name: str, payload: bytes) -> None:
+        if topic_name == self._topic_ack:
+            self._on_ack(payload)
+        elif topic_name == self._topic_cmd and self.on_command is not None:
+            asyncio.create_task(self.on_command(payload), name="uplink-command")  # noqa: RUF006
+
+    def _on_ack(self, payload: bytes) -> None:
+        try:
+            ack = Ack.model_validate_json(payload)
+        except ValidationError as exc:
+            log.warning("uplink: ignoring malformed ack: %s", exc.errors()[0]["msg"])
+            return
+        if ack.hall != self.hall or ack.gateway != self.gateway:
+            log.warning("uplink: ignoring ack addressed to %s/%s", ack.hall, ack.gateway)
+            return
+        if ack.committed_through > self.journal.acked_seq:
+            self.journal.mark_acked(ack.committed_through)
+            self._last_ack_progress = time.monotonic()
+        if ack.replay_from is not None:
+            self._replay(ack.replay_from)
+        self._wake.set()
+
+    def _replay(self, start: int) -> None:
+        now = time.monotonic()
+        last_start, last_at = self._last_replay
+        repeated = start == last_start and now - last_at < REPLAY_DEBOUNCE_S
+        if start > self._sent_through or repeated:
+            return
+        log.info("uplink: central asks for everything again from seq %d", start)
+        self._last_replay = (start, now)
+        self._sent_through = start - 1
+        self.rewinds += 1
+
+    @property
+    def acked(self) -> int:
+        return self.journal.acknowledged
+
+    async def _send_loop(self) -> None:
+        s = self.settings
+        while True:
+            if self.connected:
+                nxt = max(self._sent_through, self.acked) + 1
+                outstanding = nxt - 1 - self.acked
+                if self.journal.head_seq >= nxt and outstanding < s.window_events:
+                    if await self._publish_from(nxt):
+                        continue
+                elif outstanding > 0 and self._ack_stalled():
+                    log.warning("uplink: no acknowledgement for %.0f s; resending from seq %d",
+                                s.ack_timeout_s, self.acked + 1)
+                    self._sent_through = self.acked
+                    self._last_ack_progress = time.monotonic()
+                    self.rewinds += 1
+                    continue
+                elif outstanding == 0:
+                    self._last_ack_progress = time.monotonic()
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=0.5)
+
+    def _ack_stalled(self) -> bool:
+        return time.monotonic() - self._last_ack_progress > self.settings.ack_timeout_s
+
+    async def _publish_from(self, nxt: int) -> bool:
+        s = self.settings
+        rows = await self.journal.read_from(nxt, max_events=s.batch_events, max_bytes=s.batch_bytes)
+        if not rows:
+            return False
+        lost_from = nxt if rows[0][0] > nxt else None
+        payload = encode_batch(self.hall, self.gateway, self.clock.boot_id,
+                               [doc for _, doc in rows], lost_from=lost_from)
+        assert self._client is not None
+        info = self._client.publish(self._topic_events, payload, qos=1)
+        if info.rc != mqtt.MQTT_ERR_SUCCESS:
+            return False
+        if self._sent_through <= self.acked:
+            self._last_ack_progress = time.monotonic()
+        self._sent_through = rows[-1][0]
+        self.published_batches += 1
+        return True
+
+    async def _state_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.state_interval_s)
+            if self.connected and self._client is not None:
+                self._client.publish(self._topic_state, self._state(online=True), 1, True)
+
+    def _state(self, *, online: bool) -> bytes:
+        return encode(GatewayState(
+            hall=self.hall, gateway=self.gateway, boot=self.clock.boot_id, online=online,
+            utc=utc_now(), synced=self.clock.synchronised(), software=SOFTWARE,
+            journal=self.journal.state(), health=self.health() if online else {},
+        ))
