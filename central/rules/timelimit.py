@@ -36,6 +36,7 @@ DONE_ON_TIME on the same date. Only what has happened by the close of a day is u
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -188,7 +189,7 @@ class LadderConfig(BaseModel):
             self.red_card,
             self.supervision_letter,
         ]
-        if any(b <= a for a, b in zip(values, values[1:], strict=False)):
+        if any(b <= a for a, b in itertools.pairwise(values)):
             raise ValueError(
                 "thresholds must increase: yellow_light < red_light < yellow_card < red_card "
                 f"< supervision_letter, got {values}"

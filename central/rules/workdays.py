@@ -97,9 +97,7 @@ class DaySpan(BaseModel):
         if self.date is not None:
             return [self.date]
         assert self.start is not None and self.end is not None
-        return [
-            self.start + dt.timedelta(days=i) for i in range((self.end - self.start).days + 1)
-        ]
+        return [self.start + dt.timedelta(days=i) for i in range((self.end - self.start).days + 1)]
 
 
 class CalendarOverrides(BaseModel):
@@ -227,10 +225,11 @@ class WorkCalendar:
         return day
 
     def workdays_between(self, a: dt.date, b: dt.date) -> int:
-        """Working days in (a, b]; negative (−count of (b, a]) when b < a.
+        """Working-day steps from ``a`` to ``b``: the working days in (a, b] when b ≥ a, minus
+        the working days in [b, a) when b < a, so that
         ``workdays_between(a, add_workdays(a, n)) == n`` for every n."""
         if b < a:
-            return -self.workdays_between(b, a)
+            return -sum(1 for i in range((a - b).days) if self.is_workday(b + dt.timedelta(days=i)))
         return sum(
             1 for i in range(1, (b - a).days + 1) if self.is_workday(a + dt.timedelta(days=i))
         )
@@ -251,10 +250,21 @@ class WorkCalendar:
         ]
 
 
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that leaves dates as text, so pydantic validates them (with a line number)
+    instead of PyYAML raising a bare ValueError on 2027-13-01."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
 def _line_of(text: str, loc: Sequence[int | str]) -> int | None:
     """1-based line of the YAML node at a pydantic error location, when it can be found."""
     try:
-        node: Any = yaml.compose(text)
+        node: Any = yaml.compose(text, Loader=_Loader)
     except yaml.YAMLError:
         return None
     for part in loc:
@@ -272,7 +282,9 @@ def _line_of(text: str, loc: Sequence[int | str]) -> int | None:
 def parse_overrides(text: str, *, origin: str = "<calendar>") -> CalendarOverrides:
     """Validate the text of an override file (YAML, or JSON, which YAML reads too)."""
     try:
-        data: Any = json.loads(text) if origin.endswith(".json") else yaml.safe_load(text)
+        data: Any = (
+            json.loads(text) if origin.endswith(".json") else yaml.load(text, Loader=_Loader)
+        )
     except (yaml.YAMLError, json.JSONDecodeError) as exc:
         raise CalendarConfigError(f"{origin}: 无法解析 / cannot parse: {exc}") from None
     if data is None:

@@ -336,5 +336,5 @@ def test_incoherent_clocks_are_refused() -> None:
             legal_days=3,
             suspensions=[(at(9, 2, 9), None), (at(9, 3, 9), at(9, 4, 9))],
         )
-    with pytest.raises(ValueError, match="timezone|time zone"):
+    with pytest.raises(ValueError, match="timezone"):
         CaseClock(accepted_at=dt.datetime(2026, 9, 1, 9), legal_days=3)
