@@ -4,6 +4,7 @@
     hw/v1/{hall}/{gateway}/state    gateway → central   GatewayState, QoS 1, retained (+ Last Will)
     hw/v1/{hall}/{gateway}/ack      central → gateway   Ack, QoS 1
     hw/v1/{hall}/{gateway}/cmd      central → gateway   Command, QoS 1
+    hw/v1/{hall}/{gateway}/result   gateway → central   CommandResult, QoS 1
 
 Hall and gateway ids are restricted to ``[A-Za-z0-9_-]``: RabbitMQ maps ``/`` to ``.`` and NATS
 rejects ``.`` in MQTT topics, so anything richer would not survive every broker we may sit on.
@@ -26,6 +27,7 @@ class Channel(StrEnum):
     STATE = "state"
     ACK = "ack"
     CMD = "cmd"
+    RESULT = "result"
 
 
 class TopicError(ValueError):
