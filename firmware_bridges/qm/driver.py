@@ -88,15 +88,17 @@ class _SerialLink:
         self._closed = False
 
     async def read(self) -> bytes:
+        # pyserial sets VMIN=0, so a read with nothing waiting returns b"" rather than EAGAIN:
+        # wait for readiness first, then an empty read means hang-up (as pyserial reads it).
         while True:
+            await self._ready(self._loop.add_reader, self._loop.remove_reader)
             self._check_open()
             try:
                 data = os.read(self._fd, READ_SIZE)
             except BlockingIOError:
-                await self._ready(self._loop.add_reader, self._loop.remove_reader)
                 continue
-            if not data:  # hang-up: the adapter or the other end went away
-                raise ConnectionResetError("serial port hung up")
+            if not data:
+                raise ConnectionResetError("serial port hung up (device gone?)")
             return data
 
     async def write(self, data: bytes) -> None:
