@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import chinese_calendar
-import yaml
+import chinese_calendar  # type: ignore[import-untyped,unused-ignore]
+import yaml  # type: ignore[import-untyped,unused-ignore]
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 log = logging.getLogger(__name__)
@@ -250,7 +250,7 @@ class WorkCalendar:
         ]
 
 
-class _Loader(yaml.SafeLoader):
+class _Loader(yaml.SafeLoader):  # type: ignore[misc,unused-ignore]
     """SafeLoader that leaves dates as text, so pydantic validates them (with a line number)
     instead of PyYAML raising a bare ValueError on 2027-13-01."""
 
