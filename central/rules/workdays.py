@@ -108,7 +108,8 @@ class CalendarOverrides(BaseModel):
     years: list[int] = Field(
         default_factory=list,
         description="years whose whole schedule this file gives (Mon–Fri work, Sat/Sun rest, "
-        "except the entries below); a year that chinese-calendar knows need not be listed",
+        "except the entries below), used where chinese-calendar does not know the year; "
+        "where it does, the library is the base and the entries override it date by date",
     )
     holidays: list[DaySpan] = Field(default_factory=list, description="法定节假日 (rest days)")
     workdays: list[DaySpan] = Field(default_factory=list, description="调休 working days")
@@ -193,11 +194,13 @@ class WorkCalendar:
         entry = self._table.get(day)
         if entry is not None:
             return DayInfo(day, entry[0], entry[1], "override")
-        if day.year in self._years:
-            return DayInfo(day, day.weekday() < 5, None, "override")
         try:
             holiday, name = chinese_calendar.get_holiday_detail(day)
         except NotImplementedError as exc:
+            # The file's own years only fill in where the library has nothing, so that a
+            # library upgrade that learns the year cannot be undone by an old site file.
+            if day.year in self._years:
+                return DayInfo(day, day.weekday() < 5, None, "override")
             if not self.assume_weekends:
                 raise UnknownYearError(day, str(exc)) from None
             if day.year not in self._assumed:

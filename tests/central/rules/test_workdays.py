@@ -146,6 +146,18 @@ def test_override_wins_over_the_library_in_a_known_year() -> None:
         cal.is_workday(D(2027, 1, 4))
 
 
+def test_declaring_a_year_the_library_knows_does_not_replace_it() -> None:
+    # as when the library is upgraded and learns a year the site file already declares
+    cal = WorkCalendar(
+        CalendarOverrides.model_validate(
+            {"years": [2026], "holidays": [{"name": "地方节日（测试）", "date": "2026-10-12"}]}
+        )
+    )
+    assert not cal.is_workday(D(2026, 10, 1))  # National Day still from the library
+    assert cal.is_workday(D(2026, 10, 10))  # and its 调休 Saturday
+    assert not cal.is_workday(D(2026, 10, 12))  # the site's entry still applies
+
+
 def test_assume_weekends_is_explicit_and_logged(caplog: pytest.LogCaptureFixture) -> None:
     cal = WorkCalendar(assume_weekends=True)
     with caplog.at_level(logging.WARNING, logger="central.rules.workdays"):
