@@ -39,8 +39,8 @@ DIFF_RELATIVE = 0.15  # … or this share of the reference level, for bright reg
 OCCUPIED_SCORE = 0.10  # share of a seat region that differs from empty: someone is there
 REFRESH_S = 5.0  # even a still region is re-scored this often (lighting drifts)
 DRIFT_ALPHA = 0.05  # how fast an empty, still region's reference follows slow light changes
-SETTLE_S = 2.0
-MOG_WARMUP = 6  # frames before MOG2's foreground means anything  # still this long after motion before a region counts as settled
+SETTLE_S = 2.0  # still this long after motion before a region counts as settled
+MOG_WARMUP = 6  # frames before MOG2's foreground means anything
 
 
 @dataclass(slots=True)
@@ -245,8 +245,10 @@ class CameraAnalyzer:
             region.reference = Reference(
                 region.crop(smooth).astype(np.float32), level, "bootstrap", mono
             )
-        if self._waiting_last is not None and still_for >= SETTLE_S and (
-            mono - region.scored_at < REFRESH_S
+        if (
+            self._waiting_last is not None
+            and still_for >= SETTLE_S
+            and (mono - region.scored_at < REFRESH_S)
         ):
             return self._waiting_last
         crop = region.crop(smooth)
@@ -301,7 +303,10 @@ class CameraAnalyzer:
         for region in self.regions:
             full = np.zeros(shape, np.uint8)
             points = np.array(
-                [(round(x * (width - 1)), round(y * (height - 1))) for x, y in region.polygon.points],
+                [
+                    (round(x * (width - 1)), round(y * (height - 1)))
+                    for x, y in region.polygon.points
+                ],
                 dtype=np.int32,
             )
             cv2.fillPoly(full, [points], (255,))

@@ -120,7 +120,8 @@ class CameraServiceConfig(_Model):
         default=10.0, gt=0, description="a worker silent this long is killed and restarted"
     )
     state_dir: Path | None = Field(
-        default=None, description="empty-seat references kept across restarts; default <evidence>/state"
+        default=None,
+        description="empty-seat references kept across restarts; default <evidence>/state",
     )
     retention_every_s: float = Field(default=600.0, gt=0)
 

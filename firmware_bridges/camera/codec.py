@@ -172,7 +172,9 @@ def _content_length(headers: Mapping[str, str]) -> int | None:
     return int(raw)
 
 
-def encode_part(jpeg: bytes, boundary: bytes, extra_headers: Mapping[str, str] | None = None) -> bytes:
+def encode_part(
+    jpeg: bytes, boundary: bytes, extra_headers: Mapping[str, str] | None = None
+) -> bytes:
     """One multipart part, as a well-behaved camera sends it (the simulator's server uses this)."""
     lines = [b"--" + boundary.lstrip(b"-"), b"Content-Type: image/jpeg"]
     lines.append(b"Content-Length: " + str(len(jpeg)).encode())
@@ -217,7 +219,10 @@ def seal_entry(entry: Mapping[str, Any]) -> dict[str, Any]:
 
 def encode_entry_line(sealed: Mapping[str, Any]) -> bytes:
     """One manifest line: the sealed entry as compact JSON with sorted keys, then LF."""
-    return json.dumps(dict(sealed), sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
+    return (
+        json.dumps(dict(sealed), sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+        + b"\n"
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,6 @@ import base64
 import http.client
 import logging
 import random
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -220,7 +219,7 @@ class MjpegHttpSource:
         while True:
             try:
                 chunk = self._response.read1(self.CHUNK)
-            except (TimeoutError, socket.timeout) as error:
+            except TimeoutError as error:
                 raise SourceStalled(f"no data for {self.read_timeout_s:g} s") from error
             except (OSError, http.client.HTTPException) as error:
                 raise SourceError(f"connection broke: {error}") from error

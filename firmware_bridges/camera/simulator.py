@@ -172,9 +172,7 @@ class HallScene:
             staff[window] = self._occupied(polygon, t)
         for window, polygon in self.layout.citizen_sides.items():
             citizen[window] = self._occupied(polygon, t)
-        inside = [
-            a for a in self.actors if _inside(a.position(t), self.layout.waiting_area)
-        ]
+        inside = [a for a in self.actors if _inside(a.position(t), self.layout.waiting_area)]
         return Truth(
             t=t,
             staff=staff,
@@ -262,8 +260,14 @@ def _render_background(layout: Layout, width: int, height: int, seed: int) -> Im
     for window, spot in layout.seat_spots.items():
         cx = int(spot[0] * width)
         cv2.putText(
-            frame, f"{window:02d}", (cx - 14, int(0.05 * height)), cv2.FONT_HERSHEY_SIMPLEX,
-            0.5, (20, 20, 160), 1, cv2.LINE_AA,
+            frame,
+            f"{window:02d}",
+            (cx - 14, int(0.05 * height)),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.5,
+            (20, 20, 160),
+            1,
+            cv2.LINE_AA,
         )
     return frame
 
@@ -287,7 +291,7 @@ def _draw_person(frame: Image, where: Point, actor: Actor, width: int, height: i
 
 def draw_barcode(frame: Image, index: int) -> None:
     """Frame index as 16 black/white cells in the top-right corner (bit 15 first)."""
-    height, width = frame.shape[:2]
+    width = frame.shape[1]
     x0 = width - BARCODE_BITS * BARCODE_CELL
     cv2.rectangle(frame, (x0 - 2, 0), (width - 1, BARCODE_CELL * 2 + 2), (128, 128, 128), -1)
     for bit in range(BARCODE_BITS):
@@ -299,7 +303,7 @@ def draw_barcode(frame: Image, index: int) -> None:
 
 def read_barcode(frame: Image) -> int:
     """Inverse of ``draw_barcode`` on a decoded (possibly lossy) frame of the same width."""
-    height, width = frame.shape[:2]
+    width = frame.shape[1]
     gray = frame if frame.ndim == 2 else cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
     x0 = width - BARCODE_BITS * BARCODE_CELL
     value = 0
@@ -323,13 +327,35 @@ def hall_scene(still_s: float = 600.0, break_s: float = 60.0) -> HallScene:
     right_off = (1.1, 0.7)
     actors = [
         Actor("staff", layout.seat_spots[1], left_off, 6, 8 + s, window=1, shirt=(150, 60, 40)),
-        Actor("staff", layout.seat_spots[1], left_off, 10 + s + b, e + 40, window=1,
-              shirt=(150, 60, 40)),
-        Actor("staff", layout.seat_spots[2], (0.34, -0.2), 6, e + 40, window=2,
-              shirt=(40, 120, 40), fidget_every_s=7.0),
+        Actor(
+            "staff",
+            layout.seat_spots[1],
+            left_off,
+            10 + s + b,
+            e + 40,
+            window=1,
+            shirt=(150, 60, 40),
+        ),
+        Actor(
+            "staff",
+            layout.seat_spots[2],
+            (0.34, -0.2),
+            6,
+            e + 40,
+            window=2,
+            shirt=(40, 120, 40),
+            fidget_every_s=7.0,
+        ),
         Actor("citizen", layout.citizen_spots[2], right_off, 10, 20, window=2, shirt=(30, 30, 160)),
-        Actor("citizen", layout.citizen_spots[1], right_off, e + 2, e + 12, window=1,
-              shirt=(160, 30, 130)),
+        Actor(
+            "citizen",
+            layout.citizen_spots[1],
+            right_off,
+            e + 2,
+            e + 12,
+            window=1,
+            shirt=(160, 30, 130),
+        ),
         Actor("waiting", layout.waiting_spots[0], right_off, 4, e + 40, shirt=(100, 100, 30)),
         Actor("waiting", layout.waiting_spots[3], right_off, e, e + 10, shirt=(20, 140, 200)),
     ]
@@ -338,7 +364,7 @@ def hall_scene(still_s: float = 600.0, break_s: float = 60.0) -> HallScene:
         KeyPress(e + 8, 1, "present"),
         KeyPress(e + 17, 1, "absent"),
     ]
-    return HallScene(actors=actors, presses=presses, duration=e + 19)
+    return HallScene(actors=actors, presses=presses, duration=e + 24)
 
 
 # --- MJPEG over HTTP ----------------------------------------------------------------------------
@@ -421,10 +447,10 @@ class MjpegServer:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.0"
 
-            def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+            def log_message(self, format: str, *args: object) -> None:
                 return
 
-            def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+            def do_GET(self) -> None:
                 if self.path.startswith("/snapshot"):
                     server._snapshot(self)
                 elif self.path.startswith("/stream"):
@@ -621,7 +647,13 @@ class RtspServer:
         return f"rtsp://127.0.0.1:{self.port}{self.mount}"
 
     def start(self, timeout: float = 20.0) -> RtspServer:
-        args = [str(self.port), self.mount, self.location, str(self.fps), "1" if self.shared else "0"]
+        args = [
+            str(self.port),
+            self.mount,
+            self.location,
+            str(self.fps),
+            "1" if self.shared else "0",
+        ]
         # stderr to a file: GStreamer may log a lot, and a full pipe would block the server.
         self._stderr = tempfile.NamedTemporaryFile(prefix="rtsp-", suffix=".log")  # noqa: SIM115
         self._process = subprocess.Popen(

@@ -1,0 +1,309 @@
+"""A camera worker process: readers, analysis, a short ring of JPEGs; talks to the core by zmq.
+
+    python -m edge.camera.worker --endpoint tcp://127.0.0.1:PORT --id w1 --state-dir DIR \
+        --cameras '[{"id": "c1", "url": "rtsp://…", …}]'
+
+One worker can serve several cameras (each has its own reader thread; analysis runs in the
+main thread at each camera's rate). The main thread alone touches the zmq socket.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import queue
+import signal
+import sys
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zmq
+
+from edge.camera.analytics import Analysis, CameraAnalyzer, Reference, analysis_gray
+from edge.camera.config import CameraConfig
+from edge.camera.link import HEARTBEAT_S, pack, unpack
+from firmware_bridges.camera.driver import (
+    CapturedFrame,
+    HealthChange,
+    LatestFrameReader,
+    make_source,
+)
+
+log = logging.getLogger("edge.camera.worker")
+
+REFERENCE_SAVE_EVERY_S = 600.0
+
+
+@dataclass(slots=True)
+class CameraRun:
+    config: CameraConfig
+    reader: LatestFrameReader
+    analyzer: CameraAnalyzer
+    ring: deque[tuple[float, bytes]]
+    next_due: float = 0.0
+    last_seq: int = 0
+    reduce: int | None = None
+    saved_at: float = 0.0
+    unsaved: bool = False
+    health: queue.Queue[HealthChange] = field(default_factory=queue.Queue)
+
+
+class Worker:
+    def __init__(
+        self,
+        worker_id: str,
+        endpoint: str,
+        cameras: list[CameraConfig],
+        state_dir: Path | None,
+        ring_s: float,
+    ) -> None:
+        self.worker_id = worker_id
+        self.state_dir = state_dir
+        self.context = zmq.Context()
+        self.socket = self.context.socket(zmq.DEALER)
+        self.socket.setsockopt(zmq.IDENTITY, worker_id.encode())
+        self.socket.setsockopt(zmq.LINGER, 500)
+        # The core may be slow to read (it journals); never let our queue grow without bound.
+        self.socket.setsockopt(zmq.SNDHWM, 2000)
+        self.socket.connect(endpoint)
+        self.running = True
+        self.runs: dict[str, CameraRun] = {}
+        for config in cameras:
+            health: queue.Queue[HealthChange] = queue.Queue()  # filled by the reader thread
+            run = CameraRun(
+                config=config,
+                reader=LatestFrameReader(
+                    config.id, self._source_factory(config), on_health=health.put
+                ),
+                analyzer=CameraAnalyzer(config),
+                ring=deque(maxlen=max(4, int(ring_s * config.fps) + 2)),
+                health=health,
+            )
+            self._restore_references(run)
+            self.runs[config.id] = run
+
+    @staticmethod
+    def _source_factory(config: CameraConfig) -> Any:
+        def factory() -> Any:
+            return make_source(
+                config.url, config.open_timeout_s, config.read_timeout_s, config.backend
+            )
+
+        return factory
+
+    def send(self, header: dict[str, Any], blobs: list[bytes] | None = None) -> None:
+        try:
+            self.socket.send_multipart(pack(header, blobs), flags=zmq.NOBLOCK)
+        except zmq.Again:
+            log.warning("worker %s: core not reading, dropped %s", self.worker_id, header["t"])
+
+    def run(self) -> None:
+        self.send(
+            {"t": "hello", "worker": self.worker_id, "pid": os.getpid(), "cameras": list(self.runs)}
+        )
+        for run in self.runs.values():
+            run.reader.start()
+        next_heartbeat = 0.0
+        poller = zmq.Poller()
+        poller.register(self.socket, zmq.POLLIN)
+        while self.running:
+            now = time.monotonic()
+            if now >= next_heartbeat:
+                self.send({"t": "hb", "worker": self.worker_id, "cpu": time.process_time()})
+                next_heartbeat = now + HEARTBEAT_S
+            for run in self.runs.values():
+                self._forward_health(run)
+                if now >= run.next_due:
+                    run.next_due = max(run.next_due + 1.0 / run.config.fps, now)
+                    self._analyse(run)
+            due = min([r.next_due for r in self.runs.values()] + [next_heartbeat])
+            timeout_ms = max(0, min(200, int((due - time.monotonic()) * 1000)))
+            if poller.poll(timeout_ms):
+                while self.socket.poll(0):
+                    self._handle(*unpack(self.socket.recv_multipart()))
+        self.close()
+
+    def close(self) -> None:
+        for run in self.runs.values():
+            run.reader.stop(timeout=2.0)
+            self._save_references(run)
+        self.socket.close()
+        self.context.term()
+
+    def _forward_health(self, run: CameraRun) -> None:
+        while True:
+            try:
+                change = run.health.get_nowait()
+            except queue.Empty:
+                return
+            self.send(
+                {
+                    "t": "health",
+                    "camera": run.config.id,
+                    "state": str(change.state),
+                    "reason": change.reason,
+                    "mono": change.mono,
+                }
+            )
+
+    def _analyse(self, run: CameraRun) -> None:
+        frame = run.reader.latest()
+        if frame is None or frame.seq == run.last_seq:
+            return  # nothing new: the reader reports the stall, there is nothing to judge
+        run.last_seq = frame.seq
+        try:
+            gray = self._gray(run, frame)
+        except ValueError as error:
+            self.send({"t": "note", "camera": run.config.id, "text": f"bad frame: {error}"})
+            return
+        analysis = run.analyzer.analyse(gray, frame.mono)
+        run.ring.append((frame.mono, frame.to_jpeg()))
+        self.send(_obs_message(run.config.id, analysis))
+        for note in analysis.notes:
+            self.send({"t": "note", "camera": run.config.id, "text": note})
+            run.unsaved = True
+        if run.unsaved or frame.mono - run.saved_at > REFERENCE_SAVE_EVERY_S:
+            self._save_references(run)
+            run.saved_at = frame.mono
+
+    def _gray(self, run: CameraRun, frame: CapturedFrame) -> np.ndarray[Any, np.dtype[np.uint8]]:
+        width = run.config.analysis_width
+        if frame.jpeg is not None:
+            if run.reduce is None:
+                full = frame.gray(1)
+                # Largest libjpeg reduction that still leaves at least the analysis width.
+                run.reduce = max(r for r in (1, 2, 4, 8) if full.shape[1] // r >= width or r == 1)
+                return analysis_gray(full, width)
+            return analysis_gray(frame.gray(run.reduce), width)
+        return analysis_gray(frame.bgr(), width)
+
+    def _handle(self, header: dict[str, Any], blobs: list[bytes]) -> None:
+        kind = header["t"]
+        if kind == "stop":
+            self.running = False
+        elif kind == "frames":
+            self._reply_frames(header)
+        elif kind == "calibrate":
+            run = self.runs.get(header.get("camera", ""))
+            frame = run.reader.latest() if run else None
+            if run is None or frame is None:
+                self.send({"t": "reply", "id": header["id"], "ok": False, "error": "no frame"})
+                return
+            taken = run.analyzer.calibrate(self._gray(run, frame), frame.mono)
+            self._save_references(run)
+            self.send({"t": "reply", "id": header["id"], "ok": True, "regions": taken})
+
+    def _reply_frames(self, header: dict[str, Any]) -> None:
+        run = self.runs.get(header.get("camera", ""))
+        if run is None:
+            self.send({"t": "reply", "id": header["id"], "ok": False, "error": "unknown camera"})
+            return
+        ring = list(run.ring)
+        if header.get("nearest") is not None:
+            target = float(header["nearest"])
+            chosen = [min(ring, key=lambda item: abs(item[0] - target))] if ring else []
+        else:
+            start, end = float(header["from"]), float(header["to"])
+            chosen = [item for item in ring if start <= item[0] <= end]
+        self.send(
+            {
+                "t": "reply",
+                "id": header["id"],
+                "ok": bool(chosen),
+                "monos": [m for m, _ in chosen],
+                "error": None if chosen else "no buffered frame",
+            },
+            [jpeg for _, jpeg in chosen],
+        )
+
+    # -- empty-seat references across restarts -------------------------------------------------
+
+    def _reference_dir(self, run: CameraRun) -> Path | None:
+        return None if self.state_dir is None else self.state_dir / run.config.id
+
+    def _save_references(self, run: CameraRun) -> None:
+        directory = self._reference_dir(run)
+        run.unsaved = False
+        if directory is None:
+            return
+        directory.mkdir(parents=True, exist_ok=True)
+        for name, ref in run.analyzer.references().items():
+            partial = directory / f"{name}.npz.part"
+            with partial.open("wb") as handle:
+                np.savez(
+                    handle, image=ref.image, level=np.float64(ref.level), source=np.str_(ref.source)
+                )
+            partial.replace(directory / f"{name}.npz")
+
+    def _restore_references(self, run: CameraRun) -> None:
+        directory = self._reference_dir(run)
+        if directory is None or not directory.is_dir():
+            return
+        for path in directory.glob("*.npz"):
+            try:
+                with np.load(path) as data:
+                    reference = Reference(
+                        image=data["image"].astype(np.float32),
+                        level=float(data["level"]),
+                        source="persisted",
+                        taken=time.monotonic(),
+                    )
+            except (OSError, ValueError, KeyError) as error:
+                log.warning("camera %s: unreadable reference %s: %s", run.config.id, path, error)
+                continue
+            run.analyzer.restore(path.name.removesuffix(".npz"), reference)
+
+
+def _obs_message(camera: str, analysis: Analysis) -> dict[str, Any]:
+    message: dict[str, Any] = {
+        "t": "obs",
+        "camera": camera,
+        "mono": analysis.mono,
+        "windows": [
+            [w.window, w.staff_occupied, w.staff_score, w.citizen_occupied, w.citizen_score]
+            for w in analysis.windows
+        ],
+        "motion": round(analysis.motion, 4),
+        "gated": analysis.gated,
+    }
+    if analysis.waiting is not None:
+        message["waiting"] = [
+            analysis.waiting.count,
+            analysis.waiting.confidence,
+            analysis.waiting.basis,
+        ]
+    return message
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m edge.camera.worker")
+    parser.add_argument("--endpoint", required=True)
+    parser.add_argument("--id", required=True)
+    parser.add_argument("--cameras", required=True, help="JSON list of camera configs")
+    parser.add_argument("--state-dir", type=Path)
+    parser.add_argument("--ring-s", type=float, default=15.0)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s worker {args.id} %(message)s")
+    cameras = [CameraConfig.model_validate(c) for c in json.loads(args.cameras)]
+    if any(c.url.lower().startswith("rtsp") for c in cameras):
+        # Interleaved RTSP over TCP: no UDP ports to open, no loss on a busy hall network.
+        os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", "rtsp_transport;tcp")
+    worker = Worker(args.id, args.endpoint, cameras, args.state_dir, args.ring_s)
+
+    def _stop(signum: int, frame: object) -> None:
+        worker.running = False
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    worker.run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
