@@ -144,10 +144,11 @@ class Ingestor:
                 raise Rejected(f"unknown gateway {batch.gateway!r} (not registered)")
             if row.revoked_at is not None:
                 raise Rejected(f"gateway {batch.gateway!r} was revoked")
-            state = progress[batch.gateway] = _Progress(row.hall_id, row.committed_through)
+            state = _Progress(row.hall_id, row.committed_through)
         if state.hall != batch.hall:
             raise Rejected(f"gateway {batch.gateway!r} belongs to hall {state.hall!r}, "
                            f"not {batch.hall!r}")
+        progress[batch.gateway] = state
         return state
 
     async def _store_batch(

@@ -60,12 +60,16 @@ class Generator:
         loop = asyncio.get_running_loop()
         next_at = loop.time()
         n = 0
+        outstanding: set[asyncio.Future[int]] = set()
         while self.settings.total is None or n < self.settings.total:
             future = self.journal.append_nowait("gen.sample", self._body(n))
             future.add_done_callback(lambda f, n=n: self._witness(n, [_outcome(f)]))
+            outstanding.add(future)
+            future.add_done_callback(outstanding.discard)
             n += 1
             next_at += period
             await asyncio.sleep(max(0.0, next_at - loop.time()))
+        await asyncio.gather(*outstanding, return_exceptions=True)
 
     def _witness(self, first_n: int, results: list[int | BaseException]) -> None:
         lines = []

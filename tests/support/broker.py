@@ -48,6 +48,7 @@ def dev_config(port: int, data_dir: Path) -> str:
 class Broker:
     port: int
     data_dir: Path
+    extra_conf: str = ""
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -56,7 +57,7 @@ class Broker:
 
     def start(self) -> Broker:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.conf.write_text(dev_config(self.port, self.data_dir))
+        self.conf.write_text(dev_config(self.port, self.data_dir) + self.extra_conf + "\n")
         log = open(self.data_dir / "mosquitto.log", "ab")  # noqa: SIM115 - lives with the process
         self.process = subprocess.Popen([MOSQUITTO, "-c", str(self.conf)], stdout=log,
                                         stderr=subprocess.STDOUT)
