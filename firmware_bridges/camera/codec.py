@@ -86,10 +86,12 @@ class MjpegParser:
         self._buffer += data
         parts: list[JpegPart] = []
         while True:
+            before = len(self._buffer)
             part = self._next_part()
-            if part is None:
-                break
-            parts.append(part)
+            if part is not None:
+                parts.append(part)
+            elif len(self._buffer) == before:
+                break  # needs more bytes; a rejected part shrank the buffer and we go on
         return parts
 
     @property
@@ -130,8 +132,11 @@ class MjpegParser:
         end = buf.find(self._delimiter, body_start)
         if end < 0:
             if len(buf) - body_start > self._max_part:
+                # Drop what we have of the oversized part; resynchronise on the next delimiter.
                 self.stats.oversized_parts += 1
-                del buf[:body_start]
+                keep = len(self._delimiter) - 1
+                self.stats.garbage_bytes += len(buf) - keep
+                del buf[: len(buf) - keep]
             return None
         body = bytes(buf[body_start:end]).rstrip(b"\r\n")
         del buf[:end]
