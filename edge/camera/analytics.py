@@ -240,11 +240,10 @@ class CameraAnalyzer:
     def _count_waiting(
         self, region: Region, smooth: Image, level: float, mono: float, gated: bool
     ) -> WaitingEstimate:
+        # No bootstrap here: a waiting area is rarely empty, and a person standing in a
+        # "still" area (pedestrians move only a few % of its pixels) would stay as a ghost.
+        # A reference comes only from a calibration (or its persisted copy).
         still_for = mono - (region.last_motion if region.last_motion is not None else self._t0())
-        if region.reference is None and still_for >= self.config.bootstrap_still_s:
-            region.reference = Reference(
-                region.crop(smooth).astype(np.float32), level, "bootstrap", mono
-            )
         if (
             self._waiting_last is not None
             and still_for >= SETTLE_S
@@ -343,18 +342,23 @@ def _level(smooth: Image) -> float:
 
 
 def _blob_people(mask: Image, person_px: float) -> tuple[int, int, int]:
-    """(people, people in single-person-sized blobs, people) from a foreground mask."""
+    """(people, people in single-person-sized blobs, people) from a foreground mask.
+
+    ``person_px`` is a typical person; perspective makes near people up to ~2.5× bigger and
+    far ones ~3× smaller, so one blob is one person across that range, and only a blob beyond
+    it (people standing together) counts as several, with less confidence."""
     n, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
     people = 0
     single = 0
     for label in range(1, n):
         area = float(stats[label, cv2.CC_STAT_AREA])
-        if area < 0.35 * person_px:
+        if area < 0.3 * person_px:
             continue
-        estimate = max(1, round(area / person_px))
-        people += estimate
-        if 0.5 * person_px <= area <= 1.6 * person_px:
+        if area <= 2.5 * person_px:
+            people += 1
             single += 1
+        else:
+            people += max(2, round(area / (1.6 * person_px)))
     return people, single, people
 
 
