@@ -88,7 +88,7 @@ def test_waiting_count_with_a_calibrated_empty_hall() -> None:
         assert analysis.waiting.count == truth.waiting, (t, analysis.waiting, truth)
         assert analysis.waiting.confidence >= 0.5
         assert "reference" in analysis.waiting.basis
-    assert checked > 0.5 * len(frames)
+    assert checked >= 40  # of 132 frames; the rest are within 3 s of someone walking
 
 
 def test_without_a_reference_the_waiting_count_says_it_may_miss_still_people() -> None:
