@@ -84,18 +84,20 @@ class MachineClock:
         skew: timedelta = timedelta(0),
         drift_seconds_per_hour: float = 0.0,
         utc_now: Callable[[], datetime] | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.skew = skew
         self.drift_seconds_per_hour = drift_seconds_per_hour
         self._utc_now = utc_now or (lambda: datetime.now(UTC))
-        self._since = time.monotonic()
+        self._monotonic = monotonic
+        self._since = monotonic()
 
     def true_local(self) -> datetime:
         """What a correct clock in the hall would show now."""
         return self._utc_now().astimezone(CHINA_STANDARD_TIME).replace(tzinfo=None)
 
     def drift(self) -> timedelta:
-        hours = (time.monotonic() - self._since) / 3600
+        hours = (self._monotonic() - self._since) / 3600
         return timedelta(seconds=self.drift_seconds_per_hour * hours)
 
     def now(self) -> datetime:
@@ -103,7 +105,7 @@ class MachineClock:
 
     def set(self, moment: datetime) -> None:
         """Set the clock as a technician (or a power cut) would; drift counts from here."""
-        self._since = time.monotonic()
+        self._since = self._monotonic()
         self.skew = moment - self.true_local()
 
 
