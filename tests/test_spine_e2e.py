@@ -32,3 +32,41 @@ def test_events_flow_from_generator_to_central_once(
     by_seq = dict(zip(seqs, bodies, strict=True))
     for seq, (run, n) in seen.items():
         assert by_seq[seq] == {"n": n, "run": run}
+
+
+def test_two_aggregators_share_the_stream_exactly_once(broker: Broker, tmp_path: Path) -> None:
+    """Province scale: several aggregator processes on one PostgreSQL, one shared subscription."""
+    from tests.support.databases import create_pg_database, drop_pg_database
+
+    name, url = create_pg_database()
+    procs.prepare_central(url, [("H1", "gw1"), ("H2", "gw2")])
+    centrals = [procs.central(procs.central_config(tmp_path, broker.port, url, instance=f"c{i}"),
+                              tmp_path / f"central{i}.log") for i in (1, 2)]
+    gws = [procs.edge(procs.edge_config(tmp_path, broker.port, hall=h, gateway=g, generator={
+        "enabled": True, "rate": 0, "total": 15_000}, uplink={"batch_events": 100}),
+        tmp_path / f"{g}.log") for h, g in (("H1", "gw1"), ("H2", "gw2"))]
+    try:
+        for g in ("gw1", "gw2"):
+            procs.wait_until(lambda g=g: procs.stored(url, g)[2] >= 15_001, 90, f"{g} delivered")
+            seqs, _, committed = procs.stored(url, g)
+            assert seqs == list(range(1, committed + 1))
+        logs = [(tmp_path / f"central{i}.log").read_text() for i in (1, 2)]
+        assert all("connected" in text for text in logs)
+    finally:
+        for p in gws + centrals:
+            p.stop()
+        drop_pg_database(name)
+
+
+def test_last_will_marks_a_killed_gateway_offline(broker: Broker, tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'central.db'}"
+    procs.prepare_central(url, [("H1", "gw1")])
+    cen = procs.central(procs.central_config(tmp_path, broker.port, url), tmp_path / "c.log")
+    gw = procs.edge(procs.edge_config(tmp_path, broker.port), tmp_path / "edge.log")
+    try:
+        procs.wait_until(lambda: procs.gateway_online(url, "gw1") is True, 30, "birth message")
+        gw.kill9()  # no goodbye: only the broker's Last Will can tell central
+        procs.wait_until(lambda: procs.gateway_online(url, "gw1") is False, 30, "Last Will")
+    finally:
+        gw.stop()
+        cen.stop()

@@ -152,3 +152,15 @@ def read_witness(path: Path) -> dict[int, tuple[str, int]]:
             if len(parts) == 3:  # a line cut by kill -9 mid-write is incomplete, not wrong
                 out[int(parts[1])] = (parts[0], int(parts[2]))
     return out
+
+
+def gateway_online(url: str, gateway: str) -> bool | None:
+    async def go() -> bool | None:
+        engine = make_engine(url)
+        async with engine.connect() as conn:
+            row = (await conn.execute(select(gateways.c.online, gateways.c.state_at).where(
+                gateways.c.gateway_id == gateway))).first()
+        await engine.dispose()
+        return None if row is None or row.state_at is None else bool(row.online)
+
+    return asyncio.run(go())
