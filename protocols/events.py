@@ -5,11 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 
-
-class Body(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+from protocols import devices
+from protocols.body import Body
 
 
 class GeneratorSample(Body):
@@ -40,6 +39,7 @@ KINDS: dict[str, type[Body]] = {
     "gen.sample": GeneratorSample,
     "gateway.journal_loss": JournalLoss,
     "gateway.boot": GatewayBoot,
+    **devices.KINDS,
 }
 
 

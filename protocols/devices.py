@@ -1,0 +1,150 @@
+"""Bodies of the device events a gateway journals (evaluators, queue machine, bus health).
+
+Every body says which window it concerns and keeps the device's own raw bytes (hex) or line, so
+that central can re-derive anything the gateway decided. Marks record what the gateway noticed
+without dropping anything: central decides what counts.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from protocols.body import Body
+
+KeyMark = Literal[
+    "NO_SESSION",  # SESSION 0: pressed while no invitation was open
+    "UNKNOWN_SESSION",  # a session token this gateway has no record of giving
+    "SESSION_REPEAT",  # a second key for a session that already had one
+    "RETRANSMIT",  # the device sent this event again (our echo was lost or late)
+]
+
+KEY_LABELS: dict[int, str] = {1: "非常满意", 2: "基本满意", 3: "服务态度不好", 4: "办理时间太长",
+                              5: "业务不熟", 6: "其他"}
+STAFF_PATTERN = r"^[0-9]{6}$"
+
+
+class _OnWindow(Body):
+    window: int = Field(ge=0, description="window number (site configuration maps addresses)")
+    addr: int = Field(ge=0, le=255, description="evaluator bus address")
+
+
+class Invitation(Body):
+    """What the gateway knew when it invited the citizen to evaluate."""
+
+    session: int = Field(ge=1, le=255)
+    ticket: str | None = None
+    staff: str | None = Field(default=None, pattern=STAFF_PATTERN)
+    invited_mono_ns: int = Field(ge=0)
+    qm_mseq: int | None = Field(default=None, description="the FN message that caused it")
+
+
+class EvaluatorKey(_OnWindow):
+    """evaluator.key: a citizen's evaluation (one of the six keys)."""
+
+    dev_seq: int = Field(ge=0, le=255)
+    key: int = Field(ge=1, le=6)
+    label: str
+    session: int = Field(ge=0, le=255)
+    invitation: Invitation | None = None
+    marks: list[KeyMark] = Field(default_factory=list)
+    raw: str = Field(description="the frame as received, hex")
+
+
+class EvaluatorFault(_OnWindow):
+    """evaluator.fault: a frame that is a hardware fault (a KEY value outside 1–6)."""
+
+    reason: str
+    value: int | None = None
+    raw: str
+
+
+class EvaluatorInviteTimeout(_OnWindow):
+    """evaluator.invite_timeout: the invitation closed with no key pressed."""
+
+    dev_seq: int = Field(ge=0, le=255)
+    session: int = Field(ge=0, le=255)
+    invitation: Invitation | None = None
+    marks: list[KeyMark] = Field(default_factory=list)
+    raw: str
+
+
+class EvaluatorBoot(_OnWindow):
+    """evaluator.boot: the device (re)started; its SEQ and any open invitation are gone."""
+
+    fw: str
+    reset_cause: Literal["power_on", "watchdog", "brown_out", "unknown"]
+    marks: list[KeyMark] = Field(default_factory=list)
+    raw: str
+
+
+class EvaluatorInvite(_OnWindow):
+    """evaluator.invite: the gateway invited an evaluation after service finished."""
+
+    invitation: Invitation
+    timeout_s: int = Field(ge=1, le=255)
+    status: Literal["ok", "busy", "bad_argument", "no_reply"]
+
+
+class EvaluatorHealth(_OnWindow):
+    """evaluator.health: online/offline and FLAGS changes (stuck key, display failure)."""
+
+    online: bool
+    stuck_key: bool = False
+    display_failed: bool = False
+    keys_disabled: bool = False
+    fw: str | None = None
+    uptime_s: int | None = None
+    key_count: int | None = None
+    reason: str = ""
+
+
+class BusStats(Body):
+    """bus.stats: counters of one serial line (garbage, invalid frames, callers' frames)."""
+
+    port: str
+    device: Literal["ff68", "qm"]
+    connected: bool
+    counters: dict[str, int | float | bool | None]
+
+
+QueueType = Literal["TK", "CL", "RC", "ST", "FN", "NS", "TR", "LI", "LO", "PS", "RS", "HB"]
+
+
+class QueueEvent(Body):
+    """queue.event: one $QM message. ``machine_time`` is the machine's own (drifting) local
+    clock, kept beside the gateway's receive time (the event's utc), never trusted alone."""
+
+    mseq: int = Field(ge=1, le=999_999)
+    type: QueueType
+    ticket: str | None = None
+    service: str | None = None
+    service_name: str | None = None
+    window: int | None = Field(default=None, ge=0)
+    to_service: str | None = None
+    staff: str | None = Field(default=None, pattern=STAFF_PATTERN)
+    waiting: int | None = Field(default=None, ge=0)
+    machine_time: str | None = Field(default=None, description="YYYY-MM-DDThh:mm:ss local")
+    raw: str
+
+
+class QueueFault(Body):
+    """queue.fault: a well-formed $QM line the gateway cannot use (journaled raw, acked)."""
+
+    mseq: int | None = None
+    reason: str
+    raw: str
+
+
+KINDS: dict[str, type[Body]] = {
+    "evaluator.key": EvaluatorKey,
+    "evaluator.fault": EvaluatorFault,
+    "evaluator.invite_timeout": EvaluatorInviteTimeout,
+    "evaluator.boot": EvaluatorBoot,
+    "evaluator.invite": EvaluatorInvite,
+    "evaluator.health": EvaluatorHealth,
+    "bus.stats": BusStats,
+    "queue.event": QueueEvent,
+    "queue.fault": QueueFault,
+}
