@@ -195,6 +195,11 @@ class MjpegHttpSource:
             path += "?" + parts.query
         try:
             connection.request("GET", path, headers=headers)
+            # From here on the read timeout applies. Set it now: for a response that will
+            # close the connection, http.client hands the socket to the response and
+            # ``connection.sock`` becomes None after getresponse().
+            if connection.sock is not None:
+                connection.sock.settimeout(self.read_timeout_s)
             response = connection.getresponse()
         except (OSError, http.client.HTTPException) as error:
             connection.close()
@@ -207,8 +212,6 @@ class MjpegHttpSource:
         except MjpegError as error:
             connection.close()
             raise SourceError(str(error)) from error
-        if connection.sock is not None:
-            connection.sock.settimeout(self.read_timeout_s)
         self._connection, self._response = connection, response
         self._parser = MjpegParser(boundary)
 
@@ -307,7 +310,7 @@ class LatestFrameReader:
         self._cond = threading.Condition()
         self._latest: CapturedFrame | None = None
         self._seq = 0
-        self._health = HealthChange(Health.OFFLINE, "not started", time.monotonic())
+        self._health: HealthChange | None = None  # the first report always goes out
         self._thread: threading.Thread | None = None
         self.reconnects = 0
         self.frames_read = 0
@@ -331,6 +334,8 @@ class LatestFrameReader:
 
     @property
     def health(self) -> HealthChange:
+        if self._health is None:
+            return HealthChange(Health.OFFLINE, "not started", time.monotonic())
         return self._health
 
     def latest(self) -> CapturedFrame | None:
@@ -391,7 +396,7 @@ class LatestFrameReader:
             self._cond.notify_all()
 
     def _set_health(self, state: Health, reason: str) -> None:
-        if state == self._health.state:
+        if self._health is not None and state == self._health.state:
             return
         change = HealthChange(state, reason, time.monotonic())
         self._health = change
