@@ -22,7 +22,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Literal
@@ -314,11 +314,12 @@ def read_barcode(frame: Image) -> int:
     return value
 
 
-def hall_scene(still_s: float = 600.0, break_s: float = 60.0) -> HallScene:
+def hall_scene(still_s: float = 600.0, break_s: float = 60.0, lead_s: float = 0.0) -> HallScene:
     """The acceptance scene: a staff member sits perfectly still for ``still_s``, leaves for
     ``break_s`` and returns; a citizen comes to the window and leaves; key presses find them
     there or nobody. Window 2's staff stays all along and fidgets like a person; two people
-    sit in the waiting area (one from the start, one later)."""
+    sit in the waiting area (one from the start, one later). ``lead_s`` adds an empty hall
+    before it all (time for a late-joining reader to take its empty references)."""
     s, b = still_s, break_s
     back_return = 12 + s + b  # E: staff of window 1 is seated again
     e = back_return
@@ -364,7 +365,10 @@ def hall_scene(still_s: float = 600.0, break_s: float = 60.0) -> HallScene:
         KeyPress(e + 8, 1, "present"),
         KeyPress(e + 17, 1, "absent"),
     ]
-    return HallScene(actors=actors, presses=presses, duration=e + 24)
+    if lead_s:
+        actors = [replace(a, arrive=a.arrive + lead_s, leave=a.leave + lead_s) for a in actors]
+        presses = [replace(p, t=p.t + lead_s) for p in presses]
+    return HallScene(actors=actors, presses=presses, duration=e + 24 + lead_s)
 
 
 # --- MJPEG over HTTP ----------------------------------------------------------------------------
