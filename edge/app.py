@@ -6,12 +6,15 @@ import asyncio
 import contextlib
 import logging
 import signal
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from edge.clock import Clock
 from edge.config import GatewayConfig
+from edge.evaluators import EvaluatorSupervisor
 from edge.generator import Generator
 from edge.journal import Journal
+from edge.queue_machine import QueueSupervisor
 from edge.uplink import SOFTWARE, Uplink
 
 log = logging.getLogger(__name__)
@@ -30,11 +33,50 @@ class Gateway:
             self.journal, self.clock, config.hall, config.gateway, config.broker, config.uplink,
             health=self.health,
         )
+        self.evaluators = [EvaluatorSupervisor(bus, self.journal, config.staff_names)
+                           for bus in config.evaluator_buses]
+        self.queue = (QueueSupervisor(config.queue, self.journal, self._service_finished)
+                      if config.queue is not None else None)
         self._tasks: list[asyncio.Task[Any]] = []
 
+    async def _service_finished(self, window: int, ticket: str, staff: str, mseq: int) -> None:
+        """FN at a window: invite that window's evaluator, tied to the ticket and staff."""
+        for supervisor in self.evaluators:
+            if supervisor.handles(window):
+                await supervisor.invite(window, ticket, staff, mseq)
+                return
+        log.debug("no evaluator configured at window %d", window)
+
     def health(self) -> dict[str, Any]:
-        return {"journal_write_errors": self.journal.write_errors,
-                "uplink_rewinds": self.uplink.rewinds}
+        health: dict[str, Any] = {"journal_write_errors": self.journal.write_errors,
+                                  "uplink_rewinds": self.uplink.rewinds}
+        evaluators = [d for sup in self.evaluators for d in sup.status()]
+        if evaluators:
+            health["evaluators_offline"] = [d["window"] for d in evaluators
+                                            if d["online"] is False]
+            health["evaluators_stuck_key"] = [d["window"] for d in evaluators if d["stuck_key"]]
+            health["bus"] = [{"port": sup.config.port, "caller_frames": sup.caller_frames,
+                              **(sup.bus.decoder.counters() if sup.bus else {})}
+                             for sup in self.evaluators]
+        if self.queue is not None:
+            feed = self.queue.feed
+            health["queue"] = {"duplicates": self.queue.duplicates, "faults": self.queue.faults,
+                               "connected": bool(feed and feed.stats().connected)}
+        return health
+
+    def _supervise(self, name: str, factory: Callable[[], Awaitable[None]]) -> None:
+        async def loop() -> None:
+            while True:
+                try:
+                    await factory()
+                    return
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("%s failed; restarting in 2 s", name)
+                    await asyncio.sleep(2)
+
+        self._tasks.append(asyncio.create_task(loop(), name=name))
 
     async def start(self) -> None:
         self.config.data_dir.mkdir(parents=True, exist_ok=True)
@@ -43,6 +85,10 @@ class Gateway:
         await self.journal.append("gateway.boot", {
             "software": SOFTWARE, "config_version": "", "previous_head_seq": previous})
         await self.uplink.start()
+        for supervisor in self.evaluators:
+            self._supervise(f"evaluators {supervisor.config.port}", supervisor.run)
+        if self.queue is not None:
+            self._supervise("queue machine", self.queue.run)
         if self.config.generator.enabled:
             generator = Generator(self.journal, self.config.generator)
             self._tasks.append(asyncio.create_task(generator.run(), name="generator"))
@@ -55,6 +101,8 @@ class Gateway:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self.queue is not None:
+            await self.queue.close()
         await self.uplink.stop()
         await self.journal.close()
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from protocols.topics import ID_PATTERN
 
@@ -52,6 +53,37 @@ class GeneratorConfig(_Section):
         default=None, description="append 'run seq n' for every event confirmed durable")
 
 
+class EvaluatorDevice(_Section):
+    addr: int = Field(ge=0x81, le=0xFE, description="bus address (0x81–0xFE)")
+    window: int = Field(ge=0, description="the window (窗口) this evaluator sits at")
+
+
+class EvaluatorBusConfig(_Section):
+    """One FF 68 bus (RS-485 segment) and the evaluators on it."""
+
+    port: str = Field(description="serial device, e.g. /dev/serial/by-id/usb-…")
+    baudrate: Literal[2400, 4800, 9600, 19200, 38400, 115200] = 9600
+    poll_interval_s: float = Field(default=5.0, ge=0.5, le=10.0,
+                                   description="STATUS_POLL period; the spec asks ≤ 10 s")
+    invite_timeout_s: int = Field(default=30, ge=5, le=255)
+    devices: list[EvaluatorDevice] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique(self) -> EvaluatorBusConfig:
+        addrs = [d.addr for d in self.devices]
+        if len(set(addrs)) != len(addrs):
+            raise ValueError("an address appears twice on this bus")
+        return self
+
+
+class QueueConfig(_Section):
+    """The queue-number machine's feed (排队叫号机)."""
+
+    transport: str = Field(description="serial device path, or tcp://host:4001")
+    baudrate: Literal[9600, 19200, 115200] = 9600
+    encoding: Literal["utf-8", "gb2312"] = "utf-8"
+
+
 class ClockConfig(_Section):
     assume_synced: bool | None = Field(
         default=None, description="None: ask the kernel (adjtimex); true/false: override")
@@ -67,6 +99,18 @@ class GatewayConfig(_Section):
     uplink: UplinkConfig = UplinkConfig()
     generator: GeneratorConfig = GeneratorConfig()
     clock: ClockConfig = ClockConfig()
+    evaluator_buses: list[EvaluatorBusConfig] = Field(default_factory=list)
+    queue: QueueConfig | None = None
+    staff_names: dict[str, str] = Field(
+        default_factory=dict, description="staff number → name shown on the evaluator")
+
+    @model_validator(mode="after")
+    def _one_evaluator_per_window(self) -> GatewayConfig:
+        windows = [d.window for bus in self.evaluator_buses for d in bus.devices]
+        doubled = sorted({w for w in windows if windows.count(w) > 1})
+        if doubled:
+            raise ValueError(f"windows with more than one evaluator: {doubled}")
+        return self
 
     @property
     def journal_path(self) -> Path:

@@ -73,7 +73,7 @@ def edge_config(tmp: Path, port: int, *, hall: str = "H1", gateway: str = "gw1",
         "clock": {"assume_synced": True},
     }
     for key, value in sections.items():
-        data[key] = {**data.get(key, {}), **value}
+        data[key] = {**data.get(key, {}), **value} if isinstance(value, dict) else value
     return write_yaml(tmp / f"edge-{gateway}.yaml", data)
 
 
@@ -162,5 +162,17 @@ def gateway_online(url: str, gateway: str) -> bool | None:
                 gateways.c.gateway_id == gateway))).first()
         await engine.dispose()
         return None if row is None or row.state_at is None else bool(row.online)
+
+    return asyncio.run(go())
+
+
+def gateway_state(url: str, gateway: str) -> dict[str, Any]:
+    async def go() -> dict[str, Any]:
+        engine = make_engine(url)
+        async with engine.connect() as conn:
+            state = (await conn.execute(select(gateways.c.state).where(
+                gateways.c.gateway_id == gateway))).scalar()
+        await engine.dispose()
+        return dict(state or {})
 
     return asyncio.run(go())

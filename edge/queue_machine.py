@@ -1,0 +1,187 @@
+"""Queue-machine supervision: journal the $QM feed, acknowledge after commit, invite evaluations.
+
+The machine resends every unacknowledged message on a 2 s tick and its whole buffer after every
+reconnect, so the same message arrives again and again; it is journaled once (keyed by mseq and
+its exact line) and acknowledged every time. The de-duplication memory is rebuilt from the
+journal at start, so a gateway restart does not journal the machine's replay a second time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from edge.config import QueueConfig
+from edge.journal import Journal, JournalError
+from firmware_bridges.qm.codec import (
+    Heartbeat,
+    QMMessage,
+    ServiceFinished,
+    ServiceStarted,
+    StaffLogin,
+    StaffLogout,
+    Unusable,
+    WindowPaused,
+    WindowResumed,
+)
+from firmware_bridges.qm.driver import QueueFeed
+from protocols.devices import QueueEvent
+
+log = logging.getLogger(__name__)
+
+SEEN_KEPT = 5000  # > the machine's 1,000-message buffer, with room for its replays
+
+FinishedHook = Callable[[int, str, str, int], Awaitable[Any]]  # window, ticket, staff, mseq
+
+
+@dataclass
+class WindowState:
+    """What the hall page shows per window, from the queue feed."""
+
+    window: int
+    staff: str | None = None
+    presence: str = "away"  # present | paused | away
+    ticket: str | None = None
+    serving_since: str | None = None  # machine time text
+
+
+@dataclass
+class QueueState:
+    windows: dict[int, WindowState] = field(default_factory=dict)
+    waiting: dict[str, int] = field(default_factory=dict)
+    waiting_total: int | None = None
+
+    def window(self, number: int) -> WindowState:
+        return self.windows.setdefault(number, WindowState(number))
+
+
+class QueueSupervisor:
+    def __init__(self, config: QueueConfig, journal: Journal,
+                 on_finished: FinishedHook | None = None) -> None:
+        self.config = config
+        self.journal = journal
+        self.on_finished = on_finished
+        self.state = QueueState()
+        self.feed: QueueFeed | None = None
+        self.duplicates = 0
+        self.faults = 0
+        self._seen: set[tuple[int, str]] = set()
+        self._order: deque[tuple[int, str]] = deque()
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    async def run(self) -> None:
+        for kind in ("queue.event", "queue.fault"):
+            for doc in reversed(await self.journal.recent(kind, "", limit=SEEN_KEPT)):
+                self._remember((doc["body"].get("mseq") or 0, doc["body"]["raw"]))
+        async with QueueFeed(self.config.transport, encoding=self.config.encoding,
+                             baudrate=self.config.baudrate) as feed:
+            self.feed = feed
+            try:
+                async for item in feed.messages():
+                    self._on_item(feed, item)
+            finally:
+                self.feed = None
+
+    def _remember(self, key: tuple[int, str]) -> None:
+        if key in self._seen:
+            return
+        self._seen.add(key)
+        self._order.append(key)
+        if len(self._order) > SEEN_KEPT:
+            self._seen.discard(self._order.popleft())
+
+    def _raw_text(self, raw: bytes) -> str:
+        return raw.decode(self.config.encoding, errors="backslashreplace")
+
+    def _on_item(self, feed: QueueFeed, item: QMMessage | Unusable) -> None:
+        key = (item.mseq, self._raw_text(item.raw))
+        if key in self._seen:
+            self.duplicates += 1
+            self._spawn(feed.ack(item.mseq))  # it was journaled before; say so again
+            return
+        self._remember(key)
+        if isinstance(item, Unusable):
+            kind, body = "queue.fault", {"mseq": item.mseq, "reason": item.reason, "raw": key[1]}
+        else:
+            kind, body = self._describe(item, key[1])
+        if kind == "queue.fault":
+            self.faults += 1
+        # append_nowait in arrival order keeps the journal in the machine's order
+        future = self.journal.append_nowait(kind, body)
+        self._spawn(self._ack_when_durable(feed, item.mseq, key, future))
+        if isinstance(item, QMMessage):
+            self._track(item)
+            if isinstance(item, ServiceFinished) and self.on_finished is not None:
+                self._spawn(self.on_finished(item.window, item.ticket, item.staff, item.mseq))
+
+    def _describe(self, msg: QMMessage, raw: str) -> tuple[str, dict[str, Any]]:
+        fields: dict[str, Any] = {"mseq": msg.mseq, "type": msg.CODE, "raw": raw,
+                                  "machine_time": msg.machine_time.isoformat()
+                                  if msg.machine_time else None}
+        for name in ("ticket", "service", "service_name", "window", "staff", "to_service",
+                     "waiting"):
+            if hasattr(msg, name):
+                fields[name] = getattr(msg, name)
+        if hasattr(msg, "from_window"):
+            fields["window"] = msg.from_window
+        if isinstance(msg, Heartbeat):
+            fields["waiting"] = msg.waiting_total
+        try:
+            return "queue.event", QueueEvent.model_validate(fields).model_dump(exclude_none=True)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            return "queue.fault", {"mseq": msg.mseq, "raw": raw,
+                                   "reason": f"{'.'.join(map(str, err['loc']))}: {err['msg']}"}
+
+    async def _ack_when_durable(self, feed: QueueFeed, mseq: int, key: tuple[int, str],
+                                future: asyncio.Future[int]) -> None:
+        try:
+            await future
+        except JournalError as exc:
+            # not acknowledged: the machine sends it again and we try again then
+            self._seen.discard(key)
+            log.error("queue: mseq %d not acknowledged: %s", mseq, exc)
+            return
+        await feed.ack(mseq)
+
+    def _spawn(self, coro: Awaitable[Any]) -> None:
+        task: asyncio.Task[Any] = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _track(self, msg: QMMessage) -> None:
+        s = self.state
+        ticket = getattr(msg, "ticket", None)
+        if isinstance(msg, StaffLogin | WindowResumed):
+            w = s.window(msg.window)
+            w.staff, w.presence = msg.staff, "present"
+        elif isinstance(msg, WindowPaused):
+            s.window(msg.window).presence = "paused"
+        elif isinstance(msg, StaffLogout):
+            w = s.window(msg.window)
+            w.presence, w.ticket = "away", None
+        elif isinstance(msg, ServiceStarted):
+            w = s.window(msg.window)
+            w.staff, w.ticket, w.serving_since = msg.staff, ticket, msg.machine_time_text
+            w.presence = "present"
+        elif isinstance(msg, ServiceFinished):
+            w = s.window(msg.window)
+            w.ticket = w.serving_since = None
+        elif isinstance(msg, Heartbeat):
+            s.waiting_total = msg.waiting_total
+        waiting = getattr(msg, "waiting", None)
+        service = getattr(msg, "service", None)
+        if waiting is not None and service is not None:
+            s.waiting[service] = waiting
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(task, 2)
