@@ -228,10 +228,14 @@ class Peer:
         self.client.on_subscribe = self._on_subscribe
 
     # paho callbacks, run in its network thread
-    def _on_connect(self, client: Any, userdata: Any, flags: Any, rc: ReasonCode, props: Any) -> None:
+    def _on_connect(
+        self, client: Any, userdata: Any, flags: Any, rc: ReasonCode, props: Any
+    ) -> None:
         self.connack = rc
 
-    def _on_disconnect(self, client: Any, userdata: Any, flags: Any, rc: ReasonCode, props: Any) -> None:
+    def _on_disconnect(
+        self, client: Any, userdata: Any, flags: Any, rc: ReasonCode, props: Any
+    ) -> None:
         self.disconnects.append(rc)
 
     def _on_message(self, client: Any, userdata: Any, msg: mqtt.MQTTMessage) -> None:
@@ -241,7 +245,9 @@ class Peer:
     def _on_publish(self, client: Any, userdata: Any, mid: int, rc: ReasonCode, props: Any) -> None:
         self.pubacks[mid] = rc
 
-    def _on_subscribe(self, client: Any, userdata: Any, mid: int, rcs: list[ReasonCode], props: Any) -> None:
+    def _on_subscribe(
+        self, client: Any, userdata: Any, mid: int, rcs: list[ReasonCode], props: Any
+    ) -> None:
         self.subacks[mid] = rcs
 
     # actions

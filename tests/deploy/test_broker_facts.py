@@ -34,16 +34,21 @@ def test_crl_is_reread_on_sighup_only_and_spares_open_connections(tmp_path: Path
     a_tls = broker.identity("A", store.issue_gateway(*A))
     c_tls = broker.identity("C", store.issue_gateway(*C))
     central_tls = broker.identity("central", store.issue_central("main"))
-    with running(broker), peers(Peer(broker.port, central_tls), Peer(broker.port, c_tls)) as (
-        central,
-        open_c,
+    with (
+        running(broker),
+        peers(Peer(broker.port, central_tls), Peer(broker.port, c_tls)) as (
+            central,
+            open_c,
+        ),
     ):
         assert central.connect()
         central.subscribe(subscription(Channel.EVENTS))
 
         store.revoke_gateway(*C)
         store.write_crl(broker.files.crl)  # the CRL only; the ACL still admits C
-        assert probe(broker.port, c_tls) == "connack:0", "a changed crlfile is not re-read by itself"
+        assert probe(broker.port, c_tls) == "connack:0", (
+            "a changed crlfile is not re-read by itself"
+        )
         assert open_c.connect()  # after the probe, which took the same client id
 
         broker.hup()
@@ -80,9 +85,7 @@ def test_expired_crl_shuts_everyone_out(tmp_path: Path) -> None:
         assert probe(broker.port, a_tls) == "connack:0"
 
 
-@pytest.mark.parametrize(
-    ("max_queued_messages", "kicked"), [("0", True), ("2147483647", False)]
-)
+@pytest.mark.parametrize(("max_queued_messages", "kicked"), [("0", True), ("2147483647", False)])
 @pytest.mark.parametrize("protocol", [mqtt.MQTTv311, mqtt.MQTTv5], ids=["mqtt311", "mqtt5"])
 def test_denied_publish_disconnects_only_when_max_queued_messages_is_0(
     tmp_path: Path, max_queued_messages: str, kicked: bool, protocol: int
@@ -95,8 +98,11 @@ def test_denied_publish_disconnects_only_when_max_queued_messages_is_0(
     )
     (tmp_path / "mosquitto.conf").write_text(conf + f"acl_file {tmp_path / 'acl'}\n")
     with (tmp_path / "log").open("ab") as log:
-        process = subprocess.Popen([MOSQUITTO, "-c", str(tmp_path / "mosquitto.conf")],
-                                   stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            [MOSQUITTO, "-c", str(tmp_path / "mosquitto.conf")],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     try:
         wait_port(port)
         with peers(Peer(port, None, protocol=protocol)) as (client,):
@@ -124,8 +130,11 @@ def test_memory_limit_starves_a_persistent_subscriber(tmp_path: Path) -> None:
     )
     (tmp_path / "mosquitto.conf").write_text(conf)
     with (tmp_path / "log").open("ab") as log:
-        process = subprocess.Popen([MOSQUITTO, "-c", str(tmp_path / "mosquitto.conf")],
-                                   stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            [MOSQUITTO, "-c", str(tmp_path / "mosquitto.conf")],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     try:
         wait_port(port)
         slow = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="slow", clean_session=False)
@@ -165,9 +174,12 @@ def test_barrier_is_sound(tmp_path: Path) -> None:
     broker = TlsBroker.create(tmp_path / "broker")
     a_tls = broker.identity("A", broker.store.issue_gateway(*A))
     central_tls = broker.identity("central", broker.store.issue_central("main"))
-    with running(broker), peers(Peer(broker.port, central_tls), Peer(broker.port, a_tls)) as (
-        central,
-        gw,
+    with (
+        running(broker),
+        peers(Peer(broker.port, central_tls), Peer(broker.port, a_tls)) as (
+            central,
+            gw,
+        ),
     ):
         assert central.connect() and gw.connect()
         central.subscribe(subscription(Channel.EVENTS))

@@ -300,9 +300,7 @@ def test_localhost_listener_admits_central_by_password_only(tier: Tier) -> None:
     for what, peer in attempts.items():
         assert not peer.connect(), what
         peer.close()
-    central = Peer(
-        port, None, username=central_username(), password=tier.broker.central_password
-    )
+    central = Peer(port, None, username=central_username(), password=tier.broker.central_password)
     with peers(central, tier.connected("A")) as (central, gw):
         assert central.connect()
         central.subscribe(subscription(Channel.EVENTS))
@@ -318,4 +316,3 @@ def test_the_server_certificate_is_checked_against_the_expected_name(tier: Tier)
     names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert set(names.get_values_for_type(x509.DNSName)) == {"localhost", "broker.test"}
     assert [str(ip) for ip in names.get_values_for_type(x509.IPAddress)] == ["127.0.0.1"]
-
