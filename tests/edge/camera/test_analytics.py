@@ -21,8 +21,10 @@ T0 = 5000.0  # an arbitrary monotonic origin
 
 def run_scene(scene: HallScene, config: CameraConfig, calibrate_at: float | None = None):
     analyzer = CameraAnalyzer(config)
-    trackers = {w.window: PresenceTracker(w.window, config.away_after_s, config.present_after_s)
-                for w in config.windows}
+    trackers = {
+        w.window: PresenceTracker(w.window, config.away_after_s, config.present_after_s)
+        for w in config.windows
+    }
     changes, frames = [], []
     for index in range(int(scene.duration * FPS)):
         t = index / FPS
@@ -33,7 +35,9 @@ def run_scene(scene: HallScene, config: CameraConfig, calibrate_at: float | None
         for obs in analysis.windows:
             change = trackers[obs.window].update(T0 + t, obs.staff_occupied)
             if change:
-                changes.append((change.window, change.state, change.since - T0, change.decided - T0))
+                changes.append(
+                    (change.window, change.state, change.since - T0, change.decided - T0)
+                )
         frames.append((t, scene.truth(t), analysis))
     return analyzer, changes, frames
 
@@ -59,8 +63,10 @@ def test_still_clerk_for_ten_minutes_then_break_citizen_and_empty_press() -> Non
     wrong = []
     for t, truth, analysis in frames:
         for obs in analysis.windows:
-            for got, want in ((obs.staff_occupied, truth.staff[obs.window]),
-                              (obs.citizen_occupied, truth.citizen[obs.window])):
+            for got, want in (
+                (obs.staff_occupied, truth.staff[obs.window]),
+                (obs.citizen_occupied, truth.citizen[obs.window]),
+            ):
                 if want is not None and got is not None and got != want:
                     wrong.append((t, obs.window, got, want))
     assert wrong == []
@@ -81,8 +87,10 @@ def test_waiting_count_with_a_calibrated_empty_hall() -> None:
         if t < 2.0:
             continue  # before the calibration and MOG2's first frames
         # Skip while someone walks in or out, and the smoothing window (2.5 s) after it.
-        if any(abs(t - other) <= 3.0 and (o.waiting_moving or o.waiting != truth.waiting)
-               for other, o, _ in frames):
+        if any(
+            abs(t - other) <= 3.0 and (o.waiting_moving or o.waiting != truth.waiting)
+            for other, o, _ in frames
+        ):
             continue
         checked += 1
         assert analysis.waiting.count == truth.waiting, (t, analysis.waiting, truth)
@@ -105,7 +113,7 @@ def test_a_moved_chair_is_relearnt_after_long_perfect_stillness() -> None:
     # A perfectly still "person" for 60 s is taken for an object: away, with a note.
     notes = [n for _, _, a in frames for n in a.notes if "relearned" in n]
     assert any(n.startswith("w1-staff") for n in notes)
-    assert ("away" in [c[1] for c in changes if c[0] == 1])
+    assert "away" in [c[1] for c in changes if c[0] == 1]
 
 
 # Hand-counted pedestrians in Debian's vtest.avi (frame index: people in view).
@@ -113,8 +121,9 @@ VTEST_LABELS = {100: 7, 200: 7, 300: 6, 400: 3, 500: 4, 600: 6, 700: 8}
 
 
 def test_waiting_count_on_real_pedestrians() -> None:
-    config = CameraConfig(id="vtest", url="unused", waiting_area=Polygon.rect(0, 0.08, 1, 1),
-                          person_area=0.004)
+    config = CameraConfig(
+        id="vtest", url="unused", waiting_area=Polygon.rect(0, 0.08, 1, 1), person_area=0.004
+    )
     analyzer = CameraAnalyzer(config)
     capture = cv2.VideoCapture(str(vtest_path()))
     results = {}

@@ -21,9 +21,16 @@ ROOT = Path(__file__).resolve().parents[3]
 def fill(store: EvidenceStore, n: int, start: datetime = T0, step: timedelta = timedelta(days=1)):
     entries = []
     for i in range(n):
-        entries.append(store.add(b"\xff\xd8" + bytes([i]) * 1000 + b"\xff\xd9", kind="snap",
-                                 camera="cam1", window=3, utc=start + i * step,
-                                 reason="key press: citizen present"))
+        entries.append(
+            store.add(
+                b"\xff\xd8" + bytes([i]) * 1000 + b"\xff\xd9",
+                kind="snap",
+                camera="cam1",
+                window=3,
+                utc=start + i * step,
+                reason="key press: citizen present",
+            )
+        )
     return entries
 
 
@@ -107,8 +114,9 @@ def test_torn_last_line_is_dropped_on_open(tmp_path: Path) -> None:
 
 def test_retention_by_age_logs_each_deletion(tmp_path: Path) -> None:
     announced: list[dict[str, Any]] = []
-    store = EvidenceStore(tmp_path, EvidenceConfig(retention_days=30, min_free_bytes=0),
-                          on_entry=announced.append)
+    store = EvidenceStore(
+        tmp_path, EvidenceConfig(retention_days=30, min_free_bytes=0), on_entry=announced.append
+    )
     entries = fill(store, 40)  # one a day
     now = T0 + timedelta(days=40)
     report = store.enforce_retention(now)
@@ -125,7 +133,8 @@ def test_retention_by_age_logs_each_deletion(tmp_path: Path) -> None:
 def test_low_disk_deletes_oldest_first_only_as_much_as_needed(tmp_path: Path) -> None:
     free = {"bytes": 10_000}
     store = EvidenceStore(
-        tmp_path, EvidenceConfig(retention_days=30, min_free_bytes=13_000),
+        tmp_path,
+        EvidenceConfig(retention_days=30, min_free_bytes=13_000),
         disk_free=lambda _: free["bytes"],
     )
     entries = fill(store, 6, step=timedelta(minutes=1))  # 1,002 bytes each
@@ -152,6 +161,11 @@ def test_verify_command_exit_status(tmp_path: Path, capsys) -> None:
     assert verify_main([str(tmp_path), "--head", entries[-1]["hash"]]) == 1
     assert "altered" in capsys.readouterr().out
     # And as a real command, the way a technician runs it.
-    result = subprocess.run([sys.executable, "-m", "edge.camera.verify", str(tmp_path)],
-                            capture_output=True, text=True, cwd=ROOT, check=False)
+    result = subprocess.run(
+        [sys.executable, "-m", "edge.camera.verify", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
+    )
     assert result.returncode == 1 and "已篡改 altered" in result.stdout

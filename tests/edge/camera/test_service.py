@@ -143,8 +143,9 @@ async def test_rtsp_hall_scene_presence_and_verdicts_match_ground_truth(
     assert report.ok, report.lines()
 
 
-async def wait_event(events: list[CameraEvent], kind: str, timeout: float, start: int = 0,
-                     **match: object) -> tuple[int, CameraEvent]:
+async def wait_event(
+    events: list[CameraEvent], kind: str, timeout: float, start: int = 0, **match: object
+) -> tuple[int, CameraEvent]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for index in range(start, len(events)):
@@ -161,8 +162,14 @@ async def test_mjpeg_vtest_worker_death_and_stream_stall_are_detected_and_recove
 ) -> None:
     feed = FrameFeed.from_video(vtest_path(), width=640)
     with MjpegServer(feed) as server:
-        camera = hall_camera(server.url, id="vtest", windows=[], person_area=0.004,
-                             waiting_area=Polygon.rect(0, 0.08, 1, 1), read_timeout_s=1.5)
+        camera = hall_camera(
+            server.url,
+            id="vtest",
+            windows=[],
+            person_area=0.004,
+            waiting_area=Polygon.rect(0, 0.08, 1, 1),
+            read_timeout_s=1.5,
+        )
         service = CameraService([camera], tmp_path / "evidence", worker_timeout_s=4.0)
         events: list[CameraEvent] = []
         await service.start()

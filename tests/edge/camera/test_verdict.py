@@ -14,7 +14,9 @@ def series(pattern: str, at: float = 100.0, fps: float = 2.0) -> list[Observatio
     for i, ch in enumerate(reversed(pattern)):
         mono = at + 1.0 - i / fps
         occupied = None if ch == "?" else ch == "x"
-        out.append(Observation(mono, occupied, None if occupied is None else (0.3 if occupied else 0.01)))
+        out.append(
+            Observation(mono, occupied, None if occupied is None else (0.3 if occupied else 0.01))
+        )
     return list(reversed(out))
 
 
@@ -30,7 +32,7 @@ def test_nobody_in_every_frame_is_absent() -> None:
 
 def test_frames_outside_the_window_do_not_count() -> None:
     # A citizen who left 10 s before the press does not make it "present".
-    obs = series("xxxxxxxxxxxxxxxxxxxx" + "........." , at=100.0)
+    obs = series("xxxxxxxxxxxxxxxxxxxx" + ".........", at=100.0)
     assert decide(obs, 100.0, CFG).verdict == "absent"
 
 

@@ -87,9 +87,19 @@ def test_buffer_is_bounded_on_endless_garbage() -> None:
 def _chain(n: int) -> list[bytes]:
     lines, prev = [], GENESIS
     for seq in range(1, n + 1):
-        entry = {"seq": seq, "utc": "2026-03-02T08:00:00.000Z", "action": "add",
-                 "path": f"p{seq}.jpg", "sha256": "a" * 64, "size": seq, "camera": "c",
-                 "window": 1, "reason": "key press", "meta": {}, "prev": prev}
+        entry = {
+            "seq": seq,
+            "utc": "2026-03-02T08:00:00.000Z",
+            "action": "add",
+            "path": f"p{seq}.jpg",
+            "sha256": "a" * 64,
+            "size": seq,
+            "camera": "c",
+            "window": 1,
+            "reason": "key press",
+            "meta": {},
+            "prev": prev,
+        }
         sealed = seal_entry(entry)
         prev = sealed["hash"]
         lines.append(encode_entry_line(sealed))

@@ -61,8 +61,10 @@ class Recorder:
 
 def start_reader(url: str, backend: str, recorder: Recorder) -> LatestFrameReader:
     reader = LatestFrameReader(
-        "cam", lambda: make_source(url, 3.0, READ_TIMEOUT, backend),
-        backoff=Backoff(initial_s=0.2, max_s=1.0), on_health=recorder,
+        "cam",
+        lambda: make_source(url, 3.0, READ_TIMEOUT, backend),
+        backoff=Backoff(initial_s=0.2, max_s=1.0),
+        on_health=recorder,
     )
     reader.start()
     return reader
@@ -120,7 +122,15 @@ def test_unreachable_camera_is_offline_with_a_reason_and_retried() -> None:
 def test_backoff_grows_caps_and_jitters() -> None:
     backoff = Backoff(initial_s=0.5, factor=2.0, max_s=30.0, jitter=0.2)
     assert [backoff.delay(a, lambda: 0.5) for a in range(8)] == [
-        0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0]
+        0.5,
+        1.0,
+        2.0,
+        4.0,
+        8.0,
+        16.0,
+        30.0,
+        30.0,
+    ]
     assert backoff.delay(0, lambda: 0.0) == pytest.approx(0.4)
     assert backoff.delay(0, lambda: 1.0) == pytest.approx(0.6)
 
