@@ -1,8 +1,10 @@
 """The demo: a simulated hall end to end on the embedded defaults.
 
-Starts a private Mosquitto, central (SQLite, API on http://127.0.0.1:8600) and one gateway,
-registers the gateway, creates a supervisor token, and prints where to look. Everything lives
-under var/demo/ and is stopped (by PID) on Ctrl-C or after --duration seconds.
+Starts a private Mosquitto, central (SQLite, API on http://127.0.0.1:8600), a simulated hall
+(a $QM queue machine and a bus of FF 68 evaluators on pseudo-terminals, tickets flowing through
+the windows, citizens pressing keys) and one gateway reading those devices through the real
+bridges. Registers the gateway, creates a supervisor token and prints where to look. Everything
+lives under var/demo/ and is stopped (by PID) on Ctrl-C or after --duration seconds.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from pathlib import Path
 
 import httpx
 import yaml
+
+from central.broker_acl import render_dev_config
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -53,15 +57,6 @@ def wait_port(port: int, timeout: float = 15) -> None:
     raise SystemExit(f"nothing listens on port {port} after {timeout}s; see var/demo/*.log")
 
 
-def broker_config(port: int, data: Path) -> str:
-    dev = ROOT / "deploy" / "mosquitto" / "hallwatch-dev.conf"
-    settings = [line for line in (dev.read_text().splitlines() if dev.exists() else [])
-                if not line.startswith(("listener", "persistence_location", "allow_anonymous",
-                                        "log_dest file"))]
-    return "\n".join([f"listener {port} 127.0.0.1", "allow_anonymous true",
-                      f"persistence_location {data}/", *settings, "max_queued_messages 0", ""])
-
-
 def run(argv: list[str]) -> str:
     return subprocess.run(argv, check=True, capture_output=True, text=True).stdout.strip()
 
@@ -69,7 +64,9 @@ def run(argv: list[str]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--duration", type=float, default=0, help="stop after N seconds")
-    parser.add_argument("--rate", type=float, default=5, help="generated events per second")
+    parser.add_argument("--windows", type=int, default=8, help="windows in the simulated hall")
+    parser.add_argument("--speed", type=float, default=30,
+                        help="hall seconds per real second (30: a morning in ten minutes)")
     args = parser.parse_args()
 
     data = ROOT / "var" / "demo"
@@ -82,16 +79,20 @@ def main() -> None:
         log = open(data / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child
         procs.append(subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT))
 
-    (data / "mosquitto.conf").write_text(broker_config(mqtt_port, data))
+    (data / "mosquitto.conf").write_text(render_dev_config(mqtt_port, data))
     central_cfg = data / "central.yaml"
     central_cfg.write_text(yaml.safe_dump({
         "database_url": f"sqlite+aiosqlite:///{data / 'central.db'}", "data_dir": str(data),
         "broker": {"port": mqtt_port}, "http": {"port": api_port}}))
     edge_cfg = data / "gateway.yaml"
+    devices = data / "devices"
     edge_cfg.write_text(yaml.safe_dump({
         "hall": "JQ-ZWFW", "gateway": "jq-gw01", "data_dir": str(data / "gateway"),
         "broker": {"port": mqtt_port},
-        "generator": {"enabled": True, "rate": args.rate}}))
+        "evaluator_buses": [{"port": str(devices / "ttyEVAL0"), "devices": [
+            {"addr": 0x80 + w, "window": w} for w in range(1, args.windows + 1)]}],
+        "queue": {"transport": str(devices / "ttyQM0")},
+    }, allow_unicode=True))
 
     central_bin, edge_bin = str(BIN / "hallwatch-central"), str(BIN / "hallwatch-edge")
     run([central_bin, "migrate", "-c", str(central_cfg)])
@@ -104,6 +105,8 @@ def main() -> None:
         wait_port(mqtt_port)
         spawn("central", [central_bin, "serve", "-c", str(central_cfg)])
         wait_port(api_port)
+        spawn("hall-simulator", [sys.executable, "-m", "firmware_bridges.hallsim", str(devices),
+                                 "--windows", str(args.windows), "--speed", str(args.speed)])
         spawn("gateway", [edge_bin, "run", "-c", str(edge_cfg)])
         api = f"http://127.0.0.1:{api_port}"
         print(f"""
@@ -112,7 +115,9 @@ Hallwatch demo is running (Ctrl-C stops everything).
   central  {api}/docs          API documentation
   token    {token}
   try      curl -s -H 'Authorization: Bearer {token}' {api}/api/v1/gateways
-           curl -s -H 'Authorization: Bearer {token}' '{api}/api/v1/events?limit=5'
+           curl -s -H 'Authorization: Bearer {token}' '{api}/api/v1/events?kind=evaluator.key'
+  devices  {devices}/ttyEVAL0 (evaluators), {devices}/ttyQM0 (queue machine)
+  truth    {devices}/ground-truth.jsonl (what each simulated citizen pressed, and why)
   logs     {data}/*.log
 """, flush=True)
         stop_at = time.monotonic() + args.duration if args.duration else None
@@ -125,10 +130,16 @@ Hallwatch demo is running (Ctrl-C stops everything).
             except httpx.HTTPError as exc:
                 print(f"central not answering: {exc}", flush=True)
                 continue
+            keys = httpx.get(f"{api}/api/v1/events", headers=headers, timeout=5,
+                             params={"kind": "evaluator.key", "limit": 5000}).json()["items"]
+            counted = [k["body"] for k in keys if "RETRANSMIT" not in k["body"]["marks"]]
+            tally = " ".join(f"{label}{sum(1 for k in counted if k['label'] == label)}"
+                             for label in ("非常满意", "基本满意", "服务态度不好", "办理时间太长",
+                                           "业务不熟", "其他"))
             for gw in gws:
                 print(f"{time.strftime('%H:%M:%S')} {gw['hall']}/{gw['gateway']}: "
-                      f"{'在线 online' if gw['online'] else '离线 offline'}, committed "
-                      f"{gw['committed_through']}, backlog {gw['backlog']}", flush=True)
+                      f"{'在线' if gw['online'] else '离线'} 已提交 {gw['committed_through']} "
+                      f"积压 {gw['backlog']} | 评价 {len(counted)}: {tally}", flush=True)
     except KeyboardInterrupt:
         pass
     finally:

@@ -235,7 +235,8 @@ class EvaluatorSupervisor:
             invitation = Invitation(session=dev.take_session(), ticket=ticket, staff=staff,
                                     invited_mono_ns=time.monotonic_ns(), qm_mseq=qm_mseq)
             dev.open = invitation  # before sending: the KEY can follow the reply closely
-            staff_no = staff if staff and len(staff) == 6 and staff.isdigit() else "000000"
+            plain = staff is not None and len(staff) == 6 and staff.isascii() and staff.isdigit()
+            staff_no = staff if plain and staff is not None else "000000"
             name = _fit_utf8(self.staff_names.get(staff or "", ""), 12)
             reply = await bus.request(Invite(dev.addr, invitation.session,
                                              self.config.invite_timeout_s, staff_no, name))

@@ -11,6 +11,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from central.broker_acl import render_dev_config
+
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 
 
@@ -33,15 +35,7 @@ def wait_port(port: int, timeout: float = 10.0, host: str = "127.0.0.1") -> None
 
 def dev_config(port: int, data_dir: Path) -> str:
     """The project's development broker settings (deploy/mosquitto) on a private port."""
-    project = Path(__file__).resolve().parents[2] / "deploy" / "mosquitto" / "hallwatch-dev.conf"
-    body = project.read_text() if project.exists() else ""
-    return (f"listener {port} 127.0.0.1\n"
-            "allow_anonymous true\n"
-            f"persistence_location {data_dir}/\n"
-            + "\n".join(line for line in body.splitlines()
-                        if not line.startswith(("listener", "persistence_location", "port",
-                                                "allow_anonymous", "log_dest file")))
-            + "\nmax_queued_messages 0\n")
+    return render_dev_config(port, data_dir)
 
 
 @dataclass
