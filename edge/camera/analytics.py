@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, TypeVar
 
 import cv2
 import numpy as np
@@ -30,6 +30,7 @@ from edge.camera.config import CameraConfig, Polygon
 log = logging.getLogger(__name__)
 
 Image = NDArray[np.uint8]
+ScalarT = TypeVar("ScalarT", bound=np.generic)
 RegionKind = Literal["staff", "citizen", "waiting"]
 
 MOTION_LEVEL = 14  # grey levels between analysed frames that count as motion (noise σ≈2–4)
@@ -66,7 +67,7 @@ class Region:
     scored_at: float = -1e18
     occupied_since_still: float | None = None
 
-    def crop(self, image: NDArray[np.generic]) -> NDArray[np.generic]:
+    def crop(self, image: NDArray[ScalarT]) -> NDArray[ScalarT]:
         x0, y0, x1, y1 = self.box
         return image[y0:y1, x0:x1]
 
@@ -222,9 +223,10 @@ class CameraAnalyzer:
             region.occupied_since_still = None
         if not occupied and not recently_moved and region.score < OCCUPIED_SCORE / 2:
             # Empty and still: follow slow lighting changes.
-            reference.image = cv2.addWeighted(
+            blended = cv2.addWeighted(
                 reference.image, 1 - DRIFT_ALPHA, crop / max(gain, 1e-3), DRIFT_ALPHA, 0
             )
+            reference.image = np.asarray(blended, dtype=np.float32)
 
     def _observe(self, window: int) -> WindowObservation:
         staff = self._region(f"w{window}-staff")
@@ -257,7 +259,7 @@ class CameraAnalyzer:
             history = max(20, int(60 * self.config.fps))
             self._mog = cv2.createBackgroundSubtractorMOG2(history, 16.0, False)
             self._mog_frames = 0
-        moving = self._mog.apply(crop) > 0
+        moving = np.asarray(self._mog.apply(crop)) > 0
         foreground = moving
         basis = "motion only: people sitting still may be missed"
         if region.reference is not None:
@@ -266,15 +268,15 @@ class CameraAnalyzer:
             threshold = np.maximum(DIFF_LEVEL, DIFF_RELATIVE * expected)
             foreground = foreground | (np.abs(crop.astype(np.float32) - expected) > threshold)
             basis = "empty-area reference and motion"
-        mask = (foreground & inside).astype(np.uint8) * 255
+        raw = (foreground & inside).astype(np.uint8) * 255
         kernel = np.ones((3, 3), np.uint8)
-        mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, kernel)
-        mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, kernel, iterations=2)
+        opened = cv2.morphologyEx(raw, cv2.MORPH_OPEN, kernel)
+        mask = cv2.morphologyEx(opened, cv2.MORPH_CLOSE, kernel, iterations=2)
         self._mog_frames += 1
         if self._mog_frames < MOG_WARMUP and region.reference is None:
             # MOG2's first frames call everything foreground; say nothing rather than nonsense.
             return WaitingEstimate(0, 0.0, "warming up")
-        count, single, people = _blob_people(mask, self._person_px())
+        count, single, people = _blob_people(np.asarray(mask, np.uint8), self._person_px())
         self._counts.append(count)
         smoothed = int(np.median(np.asarray(self._counts)))
         spread = float(np.std(np.asarray(self._counts))) if len(self._counts) > 1 else 0.0

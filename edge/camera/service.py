@@ -389,7 +389,9 @@ class CameraService:
         current = self._state[camera].health
         if current.state == state:
             return
-        body = CameraHealth(camera=camera, state=state, reason=reason[:300])  # type: ignore[arg-type]
+        body = CameraHealth.model_validate(
+            {"camera": camera, "state": state, "reason": reason[:300]}
+        )
         self._state[camera].health = body
         self._emit("camera.health", body, mono)
 

@@ -79,10 +79,10 @@ def verify_evidence(root: Path, expected_head: str | None = None) -> EvidenceRep
             report.missing.append(relative)
         elif sha256_file(target) != digest:
             report.altered.append(relative)
-    for path in sorted(root.rglob("*")):
-        if not path.is_file() or path == manifest:
+    for found in sorted(root.rglob("*")):
+        if not found.is_file() or found == manifest:
             continue
-        relative = path.relative_to(root).as_posix()
+        relative = found.relative_to(root).as_posix()
         if relative.startswith(STATE_DIR + "/") or relative.endswith(".part"):
             continue
         if relative not in live:
