@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query
@@ -12,6 +12,7 @@ from pydantic import BaseModel
 from sqlalchemy import and_, or_, select, tuple_
 
 from central.api.deps import Caller, Engine, require_hall
+from central.store.clockfix import corrected_utc
 from central.store.schema import boot_clocks, events
 
 router = APIRouter(prefix="/api/v1", tags=["events"])
@@ -91,10 +92,7 @@ async def list_events(
 
 
 def _event_out(row: Any) -> EventOut:
-    corrected = row.utc if row.synced else None
-    if not row.synced and row.offset_us is not None:
-        corrected = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(
-            microseconds=row.mono_ns // 1000 + row.offset_us)
+    corrected = corrected_utc(row.utc, row.synced, row.mono_ns, row.offset_us)
     return EventOut(gateway=row.gateway_id, seq=row.seq, hall=row.hall_id, kind=row.kind,
                     utc=row.utc, utc_corrected=corrected, synced=row.synced, boot=row.boot,
                     mono_ns=row.mono_ns, body=row.body, received_at=row.received_at)

@@ -19,14 +19,16 @@ def _config(connection: Any) -> Config:
     return cfg
 
 
-async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
+async def upgrade(engine: AsyncEngine, revision: str = "heads") -> None:
     async with engine.begin() as conn:
         await conn.run_sync(lambda sync_conn: command.upgrade(_config(sync_conn), revision))
 
 
 async def current_revision(engine: AsyncEngine) -> str | None:
+    """The applied revision(s), comma-separated (feature branches may have several heads)."""
     from alembic.runtime.migration import MigrationContext
 
     async with engine.connect() as conn:
-        return await conn.run_sync(
-            lambda sync_conn: MigrationContext.configure(sync_conn).get_current_revision())
+        heads = await conn.run_sync(
+            lambda sync_conn: MigrationContext.configure(sync_conn).get_current_heads())
+    return ",".join(sorted(heads)) or None

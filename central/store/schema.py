@@ -100,3 +100,42 @@ api_tokens = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("revoked_at", UTCDateTime),
 )
+
+# 办件: window cases reported by the approval system (审批系统). Idempotent on case_no; a case
+# reported again with changed fields is a new revision (case_revisions keeps every version).
+cases = Table(
+    "cases", metadata,
+    Column("case_no", String(64), primary_key=True, comment="办件编号"),
+    Column("revision", Integer, nullable=False, default=1),
+    Column("item_code", String(64), nullable=False, comment="事项编码"),
+    Column("item_name", String(200), nullable=False, comment="事项名称"),
+    Column("department", String(128), nullable=False, index=True),
+    Column("hall_id", String(64), nullable=False, index=True),
+    Column("window", Integer),
+    Column("staff", String(6)),
+    Column("accepted_at", UTCDateTime, nullable=False, index=True, comment="受理时间"),
+    Column("legal_days", Integer, nullable=False, comment="法定时限, working days"),
+    Column("promised_days", Integer, comment="承诺时限, working days"),
+    Column("completed_at", UTCDateTime, comment="办结时间"),
+    Column("status", String(32), nullable=False),
+    Column("applicant_masked", String(200), comment="masked: 张*, 138****1234"),
+    Column("applicant_digest", String(64), comment="salted SHA-256 of the applicant id"),
+    Column("received_at", UTCDateTime, nullable=False),
+    Column("source", String(32), nullable=False, comment="api | csv | mqtt"),
+)
+
+case_suspensions = Table(
+    "case_suspensions", metadata,
+    Column("case_no", String(64), ForeignKey("cases.case_no"), primary_key=True),
+    Column("started_at", UTCDateTime, primary_key=True),
+    Column("ended_at", UTCDateTime),
+    Column("reason", String(64), nullable=False, comment="补正 | 特别程序 | …"),
+)
+
+case_revisions = Table(
+    "case_revisions", metadata,
+    Column("case_no", String(64), primary_key=True),
+    Column("revision", Integer, primary_key=True, autoincrement=False),
+    Column("doc", JSONDoc, nullable=False),
+    Column("received_at", UTCDateTime, nullable=False),
+)
