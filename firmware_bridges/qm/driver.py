@@ -371,6 +371,9 @@ class QueueFeed:
         except (OSError, TimeoutError) as error:
             self._last_error = f"link: {_describe(error)}"
             log.warning("$QM %s: link lost: %s", self.transport, self._last_error)
+        except Exception as error:  # a bug must not silence the feed for good: reconnect
+            self._last_error = f"link: {_describe(error)}"
+            log.exception("$QM %s: unexpected failure, reconnecting", self.transport)
         finally:
             self._link = None
             self._disconnects += 1

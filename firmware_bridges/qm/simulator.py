@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from types import TracebackType
-from typing import Literal, Protocol, Self, TypeVar
+from typing import Literal, Self, TypeVar
 
 from firmware_bridges.qm.codec import (
     MAX_MSEQ,
@@ -137,6 +137,7 @@ class _BufferStore:
     def load(self, first_mseq: int) -> tuple[OrderedDict[int, bytes], int]:
         buffer: OrderedDict[int, bytes] = OrderedDict()
         following = first_mseq
+        self._records = 0
         try:
             text = self.path.read_text("ascii")
         except FileNotFoundError:
@@ -172,16 +173,6 @@ class _BufferStore:
         scratch.write_text("\n".join(lines) + "\n", "ascii")
         os.replace(scratch, self.path)
         self._records = len(lines)
-
-
-class _Endpoint(Protocol):
-    @property
-    def address(self) -> str: ...
-    @property
-    def plugged(self) -> bool: ...
-    async def plug(self) -> None: ...
-    def unplug(self) -> None: ...
-    def write(self, data: bytes) -> bool: ...
 
 
 class _PtyEndpoint:
@@ -904,7 +895,8 @@ class HallScenario:
             await self._notify()
 
     def _finished_for_today(self) -> bool:
-        return self._arrivals_done and self._busy == 0 and self.machine.waiting() == 0
+        waiting = sum(self.machine.waiting(service) for service in self._offered)
+        return self._arrivals_done and self._busy == 0 and waiting == 0
 
     async def _next_ticket(self, window: int) -> str | None:
         async with self._changed:
