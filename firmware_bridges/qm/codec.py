@@ -266,50 +266,55 @@ class TicketIssued(QMMessage):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Called(QMMessage):
+class _TicketAtWindow(QMMessage):
+    ticket: str
+    window: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _TicketWithStaff(_TicketAtWindow):
+    staff: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _StaffAtWindow(QMMessage):
+    window: int
+    staff: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Called(_TicketAtWindow):
     """CL: ticket called to a window (叫号)."""
 
     CODE: ClassVar[str] = "CL"
-    ticket: str
-    window: int
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Recalled(QMMessage):
+class Recalled(_TicketAtWindow):
     """RC: ticket called again (重呼)."""
 
     CODE: ClassVar[str] = "RC"
-    ticket: str
-    window: int
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class ServiceStarted(QMMessage):
-    """ST: service started at a window by a staff member (开始办理)."""
-
-    CODE: ClassVar[str] = "ST"
-    ticket: str
-    window: int
-    staff: str
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ServiceFinished(QMMessage):
-    """FN: service finished (办结); the gateway invites an evaluation now."""
-
-    CODE: ClassVar[str] = "FN"
-    ticket: str
-    window: int
-    staff: str
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class NoShow(QMMessage):
+class NoShow(_TicketAtWindow):
     """NS: the calls went unanswered (弃号)."""
 
     CODE: ClassVar[str] = "NS"
-    ticket: str
-    window: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServiceStarted(_TicketWithStaff):
+    """ST: service started at a window by a staff member (开始办理)."""
+
+    CODE: ClassVar[str] = "ST"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServiceFinished(_TicketWithStaff):
+    """FN: service finished (办结); the gateway invites an evaluation now."""
+
+    CODE: ClassVar[str] = "FN"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -323,39 +328,31 @@ class Transferred(QMMessage):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class StaffLogin(QMMessage):
+class StaffLogin(_StaffAtWindow):
     """LI: staff logged in at a window (登录)."""
 
     CODE: ClassVar[str] = "LI"
-    window: int
-    staff: str
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class StaffLogout(QMMessage):
+class StaffLogout(_StaffAtWindow):
     """LO: staff logged out (退出)."""
 
     CODE: ClassVar[str] = "LO"
-    window: int
-    staff: str
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class WindowPaused(QMMessage):
+class WindowPaused(_StaffAtWindow):
     """PS: window paused, staff away (暂停服务)."""
 
     CODE: ClassVar[str] = "PS"
-    window: int
-    staff: str
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class WindowResumed(QMMessage):
+class WindowResumed(_StaffAtWindow):
     """RS: window resumed (恢复服务)."""
 
     CODE: ClassVar[str] = "RS"
-    window: int
-    staff: str
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from types import TracebackType
-from typing import Literal, Self, TypeVar
+from typing import Any, Literal, Self, TypeVar, cast
 
 from firmware_bridges.qm.codec import (
     MAX_MSEQ,
@@ -35,6 +35,7 @@ from firmware_bridges.qm.codec import (
     Heartbeat,
     Message,
     NoShow,
+    QMMessage,
     Recalled,
     ServiceFinished,
     ServiceStarted,
@@ -110,7 +111,7 @@ class MachineClock:
 
 
 Cause = Literal["new", "tick", "reconnect", "raw"]
-_M = TypeVar("_M", bound=Message)
+_M = TypeVar("_M", bound=QMMessage)
 
 
 @dataclass(frozen=True, slots=True)
@@ -545,108 +546,55 @@ class QueueMachineSimulator:
         self._issued += 1
         queue.append((self._issued, ticket))
         return self._send(
-            TicketIssued(
-                mseq=self._take(),
-                machine_time=self.clock.now(),
-                ticket=ticket,
-                service=service,
-                waiting=len(queue),
-                service_name=service_name,
-            )
+            TicketIssued,
+            ticket=ticket,
+            service=service,
+            waiting=len(queue),
+            service_name=service_name,
         )
 
     def call(self, ticket: str, window: int) -> Called:
         self._dequeue(ticket)
-        return self._send(
-            Called(mseq=self._take(), machine_time=self.clock.now(), ticket=ticket, window=window)
-        )
+        return self._send(Called, ticket=ticket, window=window)
 
     def recall(self, ticket: str, window: int) -> Recalled:
-        return self._send(
-            Recalled(mseq=self._take(), machine_time=self.clock.now(), ticket=ticket, window=window)
-        )
+        return self._send(Recalled, ticket=ticket, window=window)
 
     def start(self, ticket: str, window: int, staff: str | None = None) -> ServiceStarted:
-        return self._send(
-            ServiceStarted(
-                mseq=self._take(),
-                machine_time=self.clock.now(),
-                ticket=ticket,
-                window=window,
-                staff=self._staff(window, staff),
-            )
-        )
+        staff = self._staff(window, staff)
+        return self._send(ServiceStarted, ticket=ticket, window=window, staff=staff)
 
     def finish(self, ticket: str, window: int, staff: str | None = None) -> ServiceFinished:
-        return self._send(
-            ServiceFinished(
-                mseq=self._take(),
-                machine_time=self.clock.now(),
-                ticket=ticket,
-                window=window,
-                staff=self._staff(window, staff),
-            )
-        )
+        staff = self._staff(window, staff)
+        return self._send(ServiceFinished, ticket=ticket, window=window, staff=staff)
 
     def no_show(self, ticket: str, window: int) -> NoShow:
-        return self._send(
-            NoShow(mseq=self._take(), machine_time=self.clock.now(), ticket=ticket, window=window)
-        )
+        return self._send(NoShow, ticket=ticket, window=window)
 
     def transfer(self, ticket: str, from_window: int, to_service: str) -> Transferred:
         self._issued += 1
         self._queues.setdefault(to_service, deque()).append((self._issued, ticket))
         return self._send(
-            Transferred(
-                mseq=self._take(),
-                machine_time=self.clock.now(),
-                ticket=ticket,
-                from_window=from_window,
-                to_service=to_service,
-            )
+            Transferred, ticket=ticket, from_window=from_window, to_service=to_service
         )
 
     def login(self, window: int, staff: str) -> StaffLogin:
         self.staff_at[window] = staff
-        return self._send(
-            StaffLogin(mseq=self._take(), machine_time=self.clock.now(), window=window, staff=staff)
-        )
+        return self._send(StaffLogin, window=window, staff=staff)
 
     def logout(self, window: int, staff: str | None = None) -> StaffLogout:
         staff = self._staff(window, staff)
         self.staff_at.pop(window, None)
-        return self._send(
-            StaffLogout(
-                mseq=self._take(), machine_time=self.clock.now(), window=window, staff=staff
-            )
-        )
+        return self._send(StaffLogout, window=window, staff=staff)
 
     def pause(self, window: int, staff: str | None = None) -> WindowPaused:
-        return self._send(
-            WindowPaused(
-                mseq=self._take(),
-                machine_time=self.clock.now(),
-                window=window,
-                staff=self._staff(window, staff),
-            )
-        )
+        return self._send(WindowPaused, window=window, staff=self._staff(window, staff))
 
     def resume(self, window: int, staff: str | None = None) -> WindowResumed:
-        return self._send(
-            WindowResumed(
-                mseq=self._take(),
-                machine_time=self.clock.now(),
-                window=window,
-                staff=self._staff(window, staff),
-            )
-        )
+        return self._send(WindowResumed, window=window, staff=self._staff(window, staff))
 
     def heartbeat(self) -> Heartbeat:
-        return self._send(
-            Heartbeat(
-                mseq=self._take(), machine_time=self.clock.now(), waiting_total=self.waiting()
-            )
-        )
+        return self._send(Heartbeat, waiting_total=self.waiting())
 
     def send_raw(self, data: bytes | str, *, mseq: int | None = None) -> None:
         """Put bytes on the wire as they are (malformed-input tests). With ``mseq`` the line
@@ -703,9 +651,11 @@ class QueueMachineSimulator:
                     queue.remove(entry)
                     return
 
-    def _send(self, message: _M) -> _M:
-        line = encode(message, self.encoding)
-        self.messages.append(message)
+    def _send(self, kind: type[_M], **fields: Any) -> _M:
+        """Number, stamp, buffer and send one message of ``kind``."""
+        message = kind(mseq=self._take(), machine_time=self.clock.now(), **fields)
+        line = encode(cast(Message, message), self.encoding)
+        self.messages.append(cast(Message, message))
         self._remember(message.mseq, line)
         self._emit(line, message.mseq, "new")
         return message
