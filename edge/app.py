@@ -38,6 +38,28 @@ class Gateway:
         self.queue = (QueueSupervisor(config.queue, self.journal, self._service_finished)
                       if config.queue is not None else None)
         self._tasks: list[asyncio.Task[Any]] = []
+        self.cameras: Any = None  # CameraService, imported only when configured (OpenCV)
+        if config.cameras is not None:
+            for supervisor in self.evaluators:
+                supervisor.on_key = self._judge_key_press
+
+    async def _judge_key_press(self, window: int, addr: int, dev_seq: int, pressed_at: float,
+                               key_seq: int) -> None:
+        """Ask the cameras whether a citizen was at the window; journal the verdict."""
+        if self.cameras is None:
+            return
+        try:
+            verdict = await self.cameras.verdict_at(window, pressed_at)
+        except Exception:
+            log.exception("camera verdict for window %d failed", window)
+            return
+        await self.journal.append("camera.verdict", {
+            **verdict.model_dump(mode="json"), "addr": addr, "dev_seq": dev_seq,
+            "key_seq": key_seq})
+
+    async def _journal_camera_events(self) -> None:
+        async for event in self.cameras.events():
+            await self.journal.append(event.kind, event.body.model_dump(mode="json"))
 
     async def _service_finished(self, window: int, ticket: str, staff: str, mseq: int) -> None:
         """FN at a window: invite that window's evaluator, tied to the ticket and staff."""
@@ -89,6 +111,14 @@ class Gateway:
             self._supervise(f"evaluators {supervisor.config.port}", supervisor.run)
         if self.queue is not None:
             self._supervise("queue machine", self.queue.run)
+        if self.config.cameras is not None:
+            from edge.camera.service import CameraService
+
+            cams = self.config.cameras
+            self.cameras = CameraService(cams.cameras, cams.evidence_dir,
+                                         evidence=cams.evidence, verdict=cams.verdict)
+            await self.cameras.start()
+            self._supervise("cameras", self._journal_camera_events)
         if self.config.generator.enabled:
             generator = Generator(self.journal, self.config.generator)
             self._tasks.append(asyncio.create_task(generator.run(), name="generator"))
@@ -103,6 +133,8 @@ class Gateway:
                 await task
         if self.queue is not None:
             await self.queue.close()
+        if self.cameras is not None:
+            await self.cameras.stop()
         await self.uplink.stop()
         await self.journal.close()
 

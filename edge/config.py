@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from edge.camera.config import CameraServiceConfig
 from protocols.topics import ID_PATTERN
 
 
@@ -103,6 +104,8 @@ class GatewayConfig(_Section):
     queue: QueueConfig | None = None
     staff_names: dict[str, str] = Field(
         default_factory=dict, description="staff number → name shown on the evaluator")
+    cameras: CameraServiceConfig | None = Field(
+        default=None, description="window cameras: presence, citizen verdicts, evidence")
 
     @model_validator(mode="after")
     def _one_evaluator_per_window(self) -> GatewayConfig:

@@ -17,6 +17,7 @@ import contextlib
 import logging
 import time
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +44,10 @@ RESET_CAUSES = {0: "power_on", 1: "watchdog", 2: "brown_out"}
 INVITE_STATUS = {0: "ok", 1: "busy", 2: "bad_argument"}
 CLOSED_SESSIONS_KEPT = 32  # per device, to recognise a second key for the same session
 REPLAY_WINDOW_S = 600  # journal history replayed at start to rebuild invitation state
+
+# Called once per new (not retransmitted) key, after it is durable: window, addr, dev_seq,
+# the press on the monotonic clock (s), and the key event's gateway seq.
+KeyHook = Callable[[int, int, int, float, int], Awaitable[None]]
 
 
 @dataclass
@@ -79,6 +84,7 @@ class EvaluatorSupervisor:
         self.bus: EvaluatorBus | None = None
         self.caller_frames = 0
         self.journal_failures = 0
+        self.on_key: KeyHook | None = None
         self._pending: set[asyncio.Task[None]] = set()
 
     # -- life cycle ------------------------------------------------------------------------
@@ -146,9 +152,10 @@ class EvaluatorSupervisor:
                         frame.addr)
             self._echo_now(frame)
             return
-        repeat = self.filter.is_repeat(frame, time.monotonic())
+        pressed_at = time.monotonic()
+        repeat = self.filter.is_repeat(frame, pressed_at)
         kind, body = self._describe(frame, dev, repeat)
-        task = asyncio.create_task(self._commit_then_echo(frame, kind, body))
+        task = asyncio.create_task(self._commit_then_echo(frame, kind, body, pressed_at))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 
@@ -197,15 +204,18 @@ class EvaluatorSupervisor:
         return None
 
     async def _commit_then_echo(self, frame: KeyEvent | InviteTimeout | Boot, kind: str,
-                                body: dict[str, Any]) -> None:
+                                body: dict[str, Any], pressed_at: float) -> None:
         try:
-            await self.journal.append(kind, body)
+            seq = await self.journal.append(kind, body)
         except JournalError as exc:
             # No echo: the device will send it again, and we try again then.
             self.journal_failures += 1
             log.error("evaluators: not echoing %s from %#x: %s", kind, frame.addr, exc)
             return
         self._echo_now(frame)
+        if (kind == "evaluator.key" and "RETRANSMIT" not in body["marks"]
+                and self.on_key is not None):
+            await self.on_key(body["window"], body["addr"], body["dev_seq"], pressed_at, seq)
 
     def _echo_now(self, frame: KeyEvent | InviteTimeout | Boot) -> None:
         if self.bus is not None:

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import Field, ValidationError
 
-from protocols import devices
+from protocols import camera, devices
 from protocols.body import Body
 
 
@@ -40,6 +40,7 @@ KINDS: dict[str, type[Body]] = {
     "gateway.journal_loss": JournalLoss,
     "gateway.boot": GatewayBoot,
     **devices.KINDS,
+    **camera.KINDS,
 }
 
 

@@ -1,100 +1,28 @@
-"""Camera event bodies the gateway journals (to move into ``protocols`` as they are).
+"""What the camera service yields; the bodies are part of the wire contract (protocols.camera).
 
-    camera.health    a camera went online / offline / stalled, with the reason
-    camera.presence  a window's staff became present / away (在岗 / 离岗), since when
-    camera.waiting   the waiting area's head count and how far to trust it
-    camera.evidence  an evidence file entered or left the manifest, and the new chain head
-
-``CitizenVerdict`` is not an event of its own: it answers ``verdict_at`` at a key press and
-travels inside the evaluation's record, where central uses it for SELF_PRESS_SUSPECTED.
+``CitizenVerdict`` answers ``verdict_at`` at a key press; the gateway journals it as a
+``camera.verdict`` event tied to the key, where central uses it for SELF_PRESS_SUSPECTED.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
 
-from pydantic import Field
+from protocols.body import Body
+from protocols.camera import (
+    KINDS,
+    SHA256,
+    CameraHealth,
+    CameraPresence,
+    CameraVerdict,
+    CameraWaiting,
+    CitizenVerdict,
+    EvidenceEntry,
+)
 
-from protocols.events import Body
-
-SHA256 = r"^[0-9a-f]{64}$"
-
-
-class CameraHealth(Body):
-    """camera.health"""
-
-    camera: str = Field(max_length=64)
-    state: Literal["online", "offline", "stalled"]
-    reason: str = Field(max_length=300)
-
-
-class CameraPresence(Body):
-    """camera.presence: staff at a window's seat, decided with hysteresis."""
-
-    camera: str = Field(max_length=64)
-    window: int = Field(ge=1)
-    staff: Literal["present", "away"]
-    since: datetime = Field(description="when the run that decided it began, UTC")
-    since_mono_ns: int = Field(
-        ge=0, description="the same instant on the gateway's monotonic clock"
-    )
-    confidence: float = Field(ge=0, le=1)
-    snapshot: str | None = Field(default=None, description="evidence snapshot at the decision")
-    snapshot_sha256: str | None = Field(default=None, pattern=SHA256)
-
-
-class CameraWaiting(Body):
-    """camera.waiting: people in the waiting area (sent when the count changes)."""
-
-    camera: str = Field(max_length=64)
-    count: int = Field(ge=0)
-    confidence: float = Field(ge=0, le=1)
-    basis: str = Field(default="", max_length=120, description="what the count rests on")
-
-
-class EvidenceEntry(Body):
-    """camera.evidence: one manifest entry. ``head`` is the chain hash after it; central keeps
-    it, so a file or entry changed on the gateway later no longer matches."""
-
-    seq: int = Field(ge=1)
-    action: Literal["add", "delete"]
-    path: str = Field(max_length=300)
-    sha256: str = Field(pattern=SHA256)
-    size: int = Field(ge=0)
-    reason: str = Field(max_length=120)
-    camera: str | None = Field(default=None, max_length=64)
-    window: int | None = Field(default=None, ge=1)
-    head: str = Field(pattern=SHA256)
-
-
-class CitizenVerdict(Body):
-    """Was a citizen at the window when the evaluation key was pressed?"""
-
-    window: int = Field(ge=1)
-    verdict: Literal["present", "absent", "unknown"]
-    confidence: float = Field(ge=0, le=1)
-    reason: str = Field(max_length=200)
-    camera: str | None = Field(default=None, max_length=64)
-    at_mono_ns: int = Field(ge=0, description="the key press on the gateway's monotonic clock")
-    frames: int = Field(ge=0, description="analysed frames in the seconds around the press")
-    occupied_frames: int = Field(ge=0)
-    snapshot: str | None = Field(default=None, description="evidence path, relative to its dir")
-    snapshot_sha256: str | None = Field(default=None, pattern=SHA256)
-    snapshot_offset_ms: int | None = Field(
-        default=None, description="snapshot frame time minus press time"
-    )
-    manifest_seq: int = Field(ge=0)
-    manifest_head: str = Field(pattern=SHA256)
-
-
-KINDS: dict[str, type[Body]] = {
-    "camera.health": CameraHealth,
-    "camera.presence": CameraPresence,
-    "camera.waiting": CameraWaiting,
-    "camera.evidence": EvidenceEntry,
-}
+__all__ = ["KINDS", "SHA256", "CameraEvent", "CameraHealth", "CameraPresence", "CameraVerdict",
+           "CameraWaiting", "CitizenVerdict", "EvidenceEntry"]
 
 
 @dataclass(frozen=True, slots=True)
