@@ -10,22 +10,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from central.store.db import DEFAULT_URL
 from protocols.configtext import ConfigError, parse_yaml_model
 from protocols.topics import ID_PATTERN
+from protocols.transport import BrokerEndpoint
 
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class TlsFiles(_Section):
-    ca: Path
-    cert: Path
-    key: Path
-
-
-class BrokerConfig(_Section):
-    host: str = "127.0.0.1"
-    port: int = Field(default=1883, ge=1, le=65535)
-    tls: TlsFiles | None = None
+class BrokerConfig(BrokerEndpoint):
     keepalive_s: int = Field(default=30, ge=5, le=600)
     group: str = Field(default="central", pattern=f"^{ID_PATTERN}$",
                        description="shared-subscription group of the aggregator processes")
@@ -43,6 +35,26 @@ class HttpConfig(_Section):
     port: int = Field(default=8600, ge=1, le=65535)
 
 
+class ProvisioningConfig(_Section):
+    """Gateway identities and remote commands (deploy/README.md has the production paths)."""
+
+    pki_dir: Path | None = Field(default=None, description="the CA; default <data_dir>/pki")
+    command_key: Path | None = Field(
+        default=None, description="Ed25519 command signing key; default "
+                                  "<data_dir>/command-signing.key")
+    broker_url: str = Field(default="mqtts://localhost:8883",
+                            description="the address gateways connect to, put in bundles")
+    broker_dir: Path | None = Field(
+        default=None, description="where the broker's acl and crl.pem are written; default "
+                                  "<data_dir>/broker")
+    broker_pid_file: Path | None = Field(
+        default=None, description="SIGHUP this broker after a change; unset: a systemd path "
+                                  "unit reloads it (hallwatch-broker-reload.path)")
+    central_users: list[str] = Field(
+        default_factory=lambda: ["central.main"],
+        description="broker usernames (certificate CNs) of the aggregator processes")
+
+
 class CentralConfig(_Section):
     database_url: str = DEFAULT_URL
     data_dir: Path = Path("var/central")
@@ -50,6 +62,19 @@ class CentralConfig(_Section):
     broker: BrokerConfig = BrokerConfig()
     ingest: IngestConfig = IngestConfig()
     http: HttpConfig = HttpConfig()
+    provisioning: ProvisioningConfig = ProvisioningConfig()
+
+    @property
+    def pki_dir(self) -> Path:
+        return self.provisioning.pki_dir or self.data_dir / "pki"
+
+    @property
+    def command_key_path(self) -> Path:
+        return self.provisioning.command_key or self.data_dir / "command-signing.key"
+
+    @property
+    def broker_dir(self) -> Path:
+        return self.provisioning.broker_dir or self.data_dir / "broker"
 
 
 def load(path: Path | None) -> CentralConfig:

@@ -9,23 +9,15 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from edge.camera.config import CameraServiceConfig
 from protocols.topics import ID_PATTERN
+from protocols.transport import BrokerEndpoint, TlsFiles
 
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class TlsFiles(_Section):
-    ca: Path
-    cert: Path
-    key: Path
-
-
-class BrokerConfig(_Section):
-    host: str = "127.0.0.1"
-    port: int = Field(default=1883, ge=1, le=65535)
-    tls: TlsFiles | None = None
-    keepalive_s: int = Field(default=15, ge=5, le=600)
+class BrokerConfig(BrokerEndpoint):
+    """The broker the uplink publishes to."""
 
 
 class JournalConfig(_Section):
@@ -90,6 +82,29 @@ class ClockConfig(_Section):
         default=None, description="None: ask the kernel (adjtimex); true/false: override")
 
 
+class HttpConfig(_Section):
+    """The hall page (大厅实时看板) served by the gateway for the hall manager's kiosk."""
+
+    enabled: bool = False
+    host: str = Field(default="0.0.0.0", description="listen address; the kiosk is on the LAN")
+    port: int = Field(default=8700, ge=1, le=65535)
+    tls: TlsFiles | None = Field(default=None, description="serve HTTPS (ca is not used)")
+    hall_name: str = Field(default="", description="shown in the page title, e.g. 某区政务服务中心")
+    timezone: str = Field(default="Asia/Shanghai", description="what 'today' means on the page")
+    session_hours: float = Field(default=720, gt=0, le=24 * 366,
+                                 description="login lifetime; a kiosk stays logged in")
+
+
+class CommandsConfig(_Section):
+    """Remote commands from central (signed; see edge/commands.py)."""
+
+    public_key: Path = Field(description="central's command-signing.pub (from the bundle)")
+    state: Path | None = Field(default=None,
+                               description="replay memory; default <data_dir>/commands.json")
+    version_floor: int = Field(default=0, ge=0,
+                               description="refuse versions up to this (from the bundle)")
+
+
 class GatewayConfig(_Section):
     hall: str = Field(pattern=f"^{ID_PATTERN}$", description="hall id (大厅)")
     gateway: str = Field(pattern=f"^{ID_PATTERN}$", description="this gateway's id")
@@ -102,8 +117,11 @@ class GatewayConfig(_Section):
     clock: ClockConfig = ClockConfig()
     evaluator_buses: list[EvaluatorBusConfig] = Field(default_factory=list)
     queue: QueueConfig | None = None
+    http: HttpConfig = HttpConfig()
     staff_names: dict[str, str] = Field(
         default_factory=dict, description="staff number → name shown on the evaluator")
+    commands: CommandsConfig | None = Field(
+        default=None, description="accept signed remote commands; unset: none are accepted")
     cameras: CameraServiceConfig | None = Field(
         default=None, description="window cameras: presence, citizen verdicts, evidence")
 
@@ -118,3 +136,8 @@ class GatewayConfig(_Section):
     @property
     def journal_path(self) -> Path:
         return self.journal.path or self.data_dir / "journal.db"
+
+    @property
+    def command_state_path(self) -> Path:
+        state = self.commands.state if self.commands is not None else None
+        return state or self.data_dir / "commands.json"
