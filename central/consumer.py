@@ -65,9 +65,9 @@ class Consumer:
         """One received message is committed (or quarantined); free its slot."""
         self._slots.release()
 
-    def publish(self, topic: str, payload: bytes) -> None:
+    def publish(self, topic: str, payload: bytes) -> mqtt.MQTTMessageInfo:
         assert self._client is not None
-        self._client.publish(topic, payload, qos=1)
+        return self._client.publish(topic, payload, qos=1)
 
     def _paho_connect(self, client: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
         if reason.is_failure:
@@ -77,6 +77,7 @@ class Consumer:
         client.subscribe([
             (topics.shared(group, topics.subscription(topics.Channel.EVENTS)), 1),
             (topics.shared(group, topics.subscription(topics.Channel.STATE)), 1),
+            (topics.shared(group, topics.subscription(topics.Channel.RESULT)), 1),
         ])
         log.info("central: connected to %s:%s as %s-%s", self.broker.host, self.broker.port,
                  group, self.broker.instance)

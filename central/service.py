@@ -6,6 +6,8 @@ import asyncio
 import contextlib
 import logging
 
+from central import remote
+from central.commands import CommandSigner, load_or_create_signing_key
 from central.config import CentralConfig
 from central.consumer import Consumer
 from central.ingest import AckDecision, Incoming, Ingestor
@@ -24,6 +26,7 @@ class Aggregator:
         self.ingestor = Ingestor(self.engine)
         self.consumer = Consumer(config.broker, config.ingest.max_pending)
         self._task: asyncio.Task[None] | None = None
+        self._jobs: list[asyncio.Task[None]] = []  # background jobs, cancelled in stop()
 
     async def start(self) -> None:
         if self.config.database_url.startswith("sqlite"):
@@ -31,8 +34,16 @@ class Aggregator:
         await upgrade(self.engine)
         await self.consumer.start()
         self._task = asyncio.create_task(self._ingest_loop(), name="ingest")
+        self._jobs.append(asyncio.create_task(remote.run_forever(
+            self.engine, CommandSigner(load_or_create_signing_key(self.config.command_key_path)),
+            self.consumer.publish, self.consumer.connected.is_set), name="commands"))
 
     async def stop(self) -> None:
+        for job in self._jobs:
+            job.cancel()
+        for job in self._jobs:
+            with contextlib.suppress(asyncio.CancelledError):
+                await job
         await self.consumer.stop()
         if self._task is not None:
             self._task.cancel()
@@ -58,10 +69,13 @@ class Aggregator:
                     self.consumer.done()
 
     async def _handle(self, group: list[Incoming]) -> None:
-        batches = [m for m in group if not m.topic.endswith("/" + topics.Channel.STATE)]
+        side = ("/" + topics.Channel.STATE, "/" + topics.Channel.RESULT)
+        batches = [m for m in group if not m.topic.endswith(side)]
         for msg in group:
             if msg.topic.endswith("/" + topics.Channel.STATE):
                 await self.ingestor.ingest_state(msg)
+            elif msg.topic.endswith("/" + topics.Channel.RESULT):
+                await remote.record_result(self.engine, msg)
         if batches:
             for decision in await self.ingestor.ingest(batches):
                 self._acknowledge(decision)

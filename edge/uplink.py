@@ -29,6 +29,7 @@ from edge.clock import Clock
 from edge.config import BrokerConfig, UplinkConfig
 from edge.journal import Journal
 from protocols import topics
+from protocols.commands import CommandResult
 from protocols.envelope import Ack, GatewayState, encode, encode_batch, utc_now
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,7 @@ class Uplink:
         self._sent_through = 0
         self._last_ack_progress = time.monotonic()
         self._last_replay: tuple[int, float] = (0, 0.0)
+        self._replay_from: int | None = None  # a commanded replay, below central's ack too
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._client: mqtt.Client | None = None
@@ -76,6 +78,7 @@ class Uplink:
         self._topic_state = topics.topic(hall, gateway, topics.Channel.STATE)
         self._topic_ack = topics.topic(hall, gateway, topics.Channel.ACK)
         self._topic_cmd = topics.topic(hall, gateway, topics.Channel.CMD)
+        self._topic_result = topics.topic(hall, gateway, topics.Channel.RESULT)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -87,6 +90,9 @@ class Uplink:
             client_id=self.gateway,
             clean_session=False,  # commands sent while we were away are kept for us
             protocol=mqtt.MQTTv311,
+            # A command is acknowledged to the broker only once it is handed to on_command:
+            # without a handler (the self-test) it stays queued for the gateway service.
+            manual_ack=True,
         )
         client.max_inflight_messages_set(20)  # FIELD-NOTES: more made paho slower
         client.max_queued_messages_set(0)
@@ -144,6 +150,9 @@ class Uplink:
 
     def _paho_message(self, client: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:
         assert self._loop is not None
+        if message.topic == self._topic_cmd and self.on_command is None:
+            return  # not ours to take: the broker delivers it again to the service
+        client.ack(message.mid, message.qos)
         self._loop.call_soon_threadsafe(self._on_message, message.topic, message.payload)
 
     # -- asyncio side ----------------------------------------------------------------------
@@ -158,8 +167,10 @@ class Uplink:
         self.last_error = None
         self._client.subscribe([(self._topic_ack, 1), (self._topic_cmd, 1)])
         self._client.publish(self._topic_state, self._state(online=True), qos=1, retain=True)
-        # Whatever the broker held for us before may be gone: start again from central's ack.
-        self._sent_through = self.journal.acked_seq
+        # Whatever the broker held for us before may be gone: start again from central's ack
+        # (or from the start of a commanded replay that has not caught up yet).
+        self._sent_through = (self.journal.acked_seq if self._replay_from is None
+                              else self._replay_from - 1)
         self._last_ack_progress = time.monotonic()
         log.info("uplink: connected to %s:%s; resending from seq %d", self.broker.host,
                  self.broker.port, self._sent_through + 1)
@@ -205,6 +216,30 @@ class Uplink:
         self._sent_through = start - 1
         self.rewinds += 1
 
+    def replay_from(self, seq: int) -> str:
+        """Publish everything again from ``seq``, acknowledged or not (a remote command:
+        central lost data, e.g. restored from a backup). Returns what will be sent."""
+        oldest, head = self.journal.oldest_seq, self.journal.head_seq
+        if seq > head:
+            return f"nothing to replay: the journal ends at {head}"
+        self._replay_from = max(seq, 1)
+        self._sent_through = self._replay_from - 1
+        self._last_ack_progress = time.monotonic()
+        self.rewinds += 1
+        self._wake.set()
+        log.info("uplink: replaying from seq %d on central's command", seq)
+        if seq < oldest:
+            return (f"replaying {oldest}–{head}; {seq}–{oldest - 1} were trimmed from the "
+                    "journal and are reported lost")
+        return f"replaying {seq}–{head}"
+
+    def publish_result(self, result: CommandResult) -> bool:
+        """Answer a command on the result channel (QoS 1; paho resends after a reconnect)."""
+        if self._client is None:
+            return False
+        info = self._client.publish(self._topic_result, encode(result), qos=1)
+        return info.rc in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN)
+
     @property
     def acked(self) -> int:
         return self.journal.acknowledged
@@ -213,7 +248,11 @@ class Uplink:
         s = self.settings
         while True:
             if self.connected:
-                nxt = max(self._sent_through, self.acked) + 1
+                if self._replay_from is not None and self._sent_through >= self.acked:
+                    self._replay_from = None  # the commanded replay has caught up
+                base = self._sent_through if self._replay_from is not None else max(
+                    self._sent_through, self.acked)
+                nxt = base + 1
                 outstanding = nxt - 1 - self.acked
                 if self.journal.head_seq >= nxt and outstanding < s.window_events:
                     if await self._publish_from(nxt):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from central.api import events, gateways
+from central.api import commands, events, gateways
 
 
 def create_app(engine: AsyncEngine) -> FastAPI:
@@ -17,4 +17,5 @@ def create_app(engine: AsyncEngine) -> FastAPI:
     app.state.engine = engine
     app.include_router(events.router)
     app.include_router(gateways.router)
+    app.include_router(commands.router)
     return app

@@ -139,3 +139,5 @@ case_revisions = Table(
     Column("doc", JSONDoc, nullable=False),
     Column("received_at", UTCDateTime, nullable=False),
 )
+
+from central.store import schema_ops  # noqa: E402,F401
