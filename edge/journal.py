@@ -19,7 +19,10 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
+import shutil
 import sqlite3
+import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -37,6 +40,7 @@ log = logging.getLogger(__name__)
 ROW_OVERHEAD_BYTES = 48  # rowid, integer columns and b-tree cell header, measured ~40–50
 TRIM_TO_FRACTION = 0.9  # trim below the limit, not to it, so trimming is not per-append
 TAIL_CACHE_EVENTS = 50_000  # recent docs served to the uplink without touching the disk
+BALLAST_RETRY_S = 10.0  # how often to try taking the disk reserve back after a full disk
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -77,12 +81,15 @@ class Journal:
         limit_bytes: int = 512 * 1024 * 1024,
         seq_floor: int = 0,
         max_batch: int = 5000,
+        ballast_bytes: int = 4 * 1024 * 1024,
     ) -> None:
         self.path = path
         self.clock = clock
         self.limit_bytes = limit_bytes
         self._seq_floor = seq_floor
         self._max_batch = max_batch
+        self.ballast_bytes = ballast_bytes
+        self._ballast_checked = 0.0
         self._db: aiosqlite.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
         self._pending: deque[_Pending] = deque()
@@ -111,6 +118,7 @@ class Journal:
             "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA journal_size_limit=67108864;"
         )
         await self._db.executescript(_SCHEMA)
+        self._restore_ballast()
         meta = {k: v async for k, v in await self._db.execute("SELECT key, value FROM meta")}
         async with self._db.execute("SELECT min(seq), max(seq), count(*), "
                                     "coalesce(sum(length(doc)), 0) FROM events") as cur:
@@ -187,9 +195,9 @@ class Journal:
                     await self._conn.execute("ROLLBACK")
                 full = isinstance(exc, sqlite3.OperationalError) and "full" in str(exc).lower()
                 if attempt == 1 and full:
-                    log.error("journal: disk full, trimming acknowledged events and retrying")
-                    with contextlib.suppress(sqlite3.Error):
-                        await self._trim(self.disk_bytes // 2, allow_unacked=False)
+                    log.error("journal: DISK FULL; releasing the reserve, trimming every "
+                              "acknowledged event and retrying")
+                    await self._make_room()
                     continue
                 log.error("journal: commit failed (%s); %d events not acknowledged", exc,
                           len(batch))
@@ -199,6 +207,7 @@ class Journal:
                 return
             break
         self.commits += 1
+        self._maybe_restore_ballast()
         for (seq, doc), item in zip(rows, batch, strict=True):
             self._tail.append((seq, doc))
             if not item.future.done():
@@ -209,6 +218,50 @@ class Journal:
             listener()
         if self.disk_bytes > self.limit_bytes:
             await self._trim(int(self.limit_bytes * TRIM_TO_FRACTION), allow_unacked=True)
+
+    # -- a full disk -----------------------------------------------------------------------
+    # When the disk is full SQLite cannot even delete (WAL pages must be written first), so a
+    # reserve file is kept beside the journal: released, it gives the room to record the last
+    # ack and free the acknowledged rows. It is taken again once the disk has room for it.
+
+    @property
+    def _ballast_path(self) -> Path:
+        return self.path.with_name(self.path.name + ".reserve")
+
+    def _restore_ballast(self) -> None:
+        if self.ballast_bytes <= 0 or self._ballast_path.exists():
+            return
+        try:
+            with open(self._ballast_path, "wb") as reserve:
+                reserve.truncate(0)
+                reserve.write(b"\0" * self.ballast_bytes)  # real blocks, not a sparse file
+                reserve.flush()
+                os.fsync(reserve.fileno())
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                self._ballast_path.unlink()
+            log.warning("journal: cannot keep the %d-byte disk reserve: %s", self.ballast_bytes,
+                        exc.strerror)
+
+    def _maybe_restore_ballast(self) -> None:
+        if self.ballast_bytes <= 0 or self._ballast_path.exists():
+            return
+        now = time.monotonic()
+        if now - self._ballast_checked < BALLAST_RETRY_S:
+            return
+        self._ballast_checked = now
+        if shutil.disk_usage(self.path.parent).free > 2 * self.ballast_bytes:
+            self._restore_ballast()
+
+    async def _make_room(self) -> None:
+        with contextlib.suppress(OSError):
+            self._ballast_path.unlink()
+        self._ballast_checked = time.monotonic()
+        await self._persist_ack()
+        with contextlib.suppress(sqlite3.Error):
+            await self._trim(0, allow_unacked=False)
+        with contextlib.suppress(sqlite3.Error):
+            await self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     @property
     def _conn(self) -> aiosqlite.Connection:
