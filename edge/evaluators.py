@@ -148,16 +148,33 @@ class EvaluatorSupervisor:
             return
         dev = self.devices.get(frame.addr)
         if dev is None:
-            log.warning("evaluators: event from unconfigured address %#x; echoed, not journaled",
-                        frame.addr)
-            self._echo_now(frame)
-            return
+            dev = self._adopt_unconfigured(frame.addr)
         pressed_at = time.monotonic()
         repeat = self.filter.is_repeat(frame, pressed_at)
         kind, body = self._describe(frame, dev, repeat)
         task = asyncio.create_task(self._commit_then_echo(frame, kind, body, pressed_at))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
+
+    def _adopt_unconfigured(self, addr: int) -> DeviceState:
+        """An evaluator the config does not list: its events are still journaled (window 0,
+        so central sees them as belonging to no window) and the technician is told."""
+        log.warning("evaluators: events from unconfigured address %#x on %s; journaled under "
+                    "window 0 — add it to the gateway config", addr, self.config.port)
+        dev = self.devices[addr] = DeviceState(addr, 0)
+        self._spawn_journal("evaluator.health", {
+            "window": 0, "addr": addr, "online": True,
+            "reason": "未配置的评价器地址 / unconfigured address: add it to the gateway config"})
+        return dev
+
+    def _spawn_journal(self, kind: str, body: dict[str, Any]) -> None:
+        task = asyncio.create_task(self._journal_quietly(kind, body))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def _journal_quietly(self, kind: str, body: dict[str, Any]) -> None:
+        with contextlib.suppress(JournalError):
+            await self.journal.append(kind, body)
 
     def _describe(self, frame: KeyEvent | InviteTimeout | Boot, dev: DeviceState,
                   repeat: bool) -> tuple[str, dict[str, Any]]:

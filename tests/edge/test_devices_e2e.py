@@ -228,3 +228,15 @@ def _journaled_keys(path: Path) -> int:
                 "SELECT count(*) FROM events WHERE kind='evaluator.key'").fetchone()[0])
     except sqlite3.Error:
         return 0
+
+
+def test_unconfigured_evaluator_is_journaled_not_lost(hall: Hall) -> None:
+    hall.sims.call(lambda: hall.bus.add(0x9A))  # on the bus, missing from the gateway config
+    hall.start_gateway()
+    procs.wait_until(lambda: journal_head(hall.tmp) >= N_EVALUATORS, 30, "gateway up")
+    hall.sims.call(lambda: hall.bus.press(0x9A, 2))
+    _wait_settled(hall)
+    keys = [k for k in hall.central_events("evaluator.key") if k["addr"] == 0x9A]
+    assert [(k["window"], k["key"]) for k in keys if "RETRANSMIT" not in k["marks"]] == [(0, 2)]
+    health = [h for h in hall.central_events("evaluator.health") if h["addr"] == 0x9A]
+    assert health and "unconfigured" in health[0]["reason"]
