@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from edge import cli_ops
 from edge.config import GatewayConfig
 from protocols.configtext import ConfigError, parse_yaml_model
 
 app = typer.Typer(help="Hallwatch hall gateway (大厅网关).", no_args_is_help=True,
                   pretty_exceptions_enable=False)
+
+app.add_typer(cli_ops.app)  # provision apply, selftest, ports
 
 ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="gateway YAML config")]
 
@@ -34,11 +38,25 @@ def _load(path: Path) -> GatewayConfig:
 def run(config: ConfigOption) -> None:
     """Run the gateway service."""
     from edge.app import Gateway
+    from edge.configstore import ConfigStore
+    from edge.instance import AlreadyRunning
 
     cfg = _load(config)
-    logging.basicConfig(level=cfg.log_level,
+    active = ConfigStore(cfg.data_dir).load_active(cfg)  # a version central sent, if any
+    logging.basicConfig(level=(active.config if active else cfg).log_level,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    asyncio.run(Gateway(cfg).run_forever())
+    gateway = Gateway(active.config, config_version=active.version) if active else Gateway(cfg)
+    try:
+        asyncio.run(gateway.run_forever())
+    except AlreadyRunning as exc:
+        typer.echo(f"网关服务已在运行 / {exc}", err=True)
+        raise typer.Exit(1) from None
+    if gateway.restart_requested:
+        # A new configuration version needs a new process: the same command line again,
+        # same PID (systemd's Type=exec unit does not notice), the new version in force.
+        logging.getLogger(__name__).info("restarting for configuration v%d",
+                                         gateway.config_version)
+        os.execv(sys.executable, [sys.executable, "-m", "edge.cli", *sys.argv[1:]])
 
 
 @app.command("check-config")
@@ -50,3 +68,7 @@ def check_config(path: Annotated[Path, typer.Argument(help="config file to check
 
 def main() -> None:
     sys.exit(app())
+
+
+if __name__ == "__main__":
+    main()

@@ -51,12 +51,11 @@ class RemoteCommands:
         self.results: list[CommandResult] = []  # what was answered, for the status page/tests
         self._lock = asyncio.Lock()
 
-    async def handle(self, payload: bytes) -> CommandResult:
+    async def handle(self, payload: bytes) -> None:
         async with self._lock:
             result = await self._handle(payload)
         self.results.append(result)
         self.answer(result)
-        return result
 
     async def _handle(self, payload: bytes) -> CommandResult:
         try:

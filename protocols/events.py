@@ -35,10 +35,21 @@ class GatewayBoot(Body):
     previous_head_seq: int = Field(ge=0)
 
 
+class GatewaySelfTest(Body):
+    """gateway.selftest: a technician ran ``hallwatch-edge selftest`` (commissioning record);
+    journaled last, so central's acknowledgement of it proves the whole uplink path."""
+
+    software: str
+    passed: bool = Field(description="every local check passed")
+    failed: list[str] = Field(default_factory=list, max_length=64,
+                              description="names of the checks that failed")
+
+
 KINDS: dict[str, type[Body]] = {
     "gen.sample": GeneratorSample,
     "gateway.journal_loss": JournalLoss,
     "gateway.boot": GatewayBoot,
+    "gateway.selftest": GatewaySelfTest,
     **devices.KINDS,
     **camera.KINDS,
 }
