@@ -12,15 +12,15 @@ from typing import Annotated
 
 import typer
 
+from central import cli_gateways
 from central.config import CentralConfig, load
 from protocols.configtext import ConfigError
 
 app = typer.Typer(help="Hallwatch central aggregator (电子监察中心).", no_args_is_help=True,
                   pretty_exceptions_enable=False)
 token_app = typer.Typer(help="API tokens.", no_args_is_help=True)
-gateway_app = typer.Typer(help="The gateway registry.", no_args_is_help=True)
 app.add_typer(token_app, name="token")
-app.add_typer(gateway_app, name="gateway")
+app.add_typer(cli_gateways.app)  # gateway add|provision|revoke|list|command, broker, backup
 
 ConfigOption = Annotated[Path | None, typer.Option("--config", "-c", help="central YAML config")]
 
@@ -126,35 +126,6 @@ def token_create(
     except ValueError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from None
-
-
-@gateway_app.command("add")
-def gateway_add(
-    hall: Annotated[str, typer.Option(help="hall id")],
-    gateway: Annotated[str, typer.Option(help="gateway id")],
-    config: ConfigOption = None,
-) -> None:
-    """Register a gateway for a hall (without certificates; see `gateway provision`)."""
-    from central.registry import register
-    from central.store.db import make_engine
-    from central.store.migrate import upgrade
-
-    cfg = _config(config)
-
-    async def go() -> None:
-        engine = make_engine(cfg.database_url)
-        await upgrade(engine)
-        try:
-            await register(engine, hall, gateway)
-        finally:
-            await engine.dispose()
-
-    try:
-        asyncio.run(go())
-    except ValueError as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(2) from None
-    typer.echo(f"registered gateway {gateway} for hall {hall}")
 
 
 @app.command("schema")
