@@ -15,6 +15,7 @@ from edge.config import GatewayConfig
 from edge.configstore import ConfigStore, RemoteConfigError, merge_remote, restart_scope
 from edge.evaluators import EvaluatorSupervisor
 from edge.generator import Generator
+from edge.hallboard import HallBoard
 from edge.instance import InstanceLock
 from edge.journal import Journal
 from edge.queue_machine import QueueSupervisor
@@ -55,6 +56,8 @@ class Gateway:
             self.commands = RemoteCommands(verifier, self, self.uplink.publish_result)
             self.uplink.on_command = self.commands.handle
         self.cameras: Any = None  # CameraService, imported only when configured (OpenCV)
+        self.board = HallBoard.for_gateway(self)  # the hall page's live picture
+        self.hall_page: Any = None  # HallPageServer, imported only when served (FastAPI)
         if config.cameras is not None:
             for supervisor in self.evaluators:
                 supervisor.on_key = self._judge_key_press
@@ -75,7 +78,9 @@ class Gateway:
 
     async def _journal_camera_events(self) -> None:
         async for event in self.cameras.events():
-            await self.journal.append(event.kind, event.body.model_dump(mode="json"))
+            body = event.body.model_dump(mode="json")
+            await self.journal.append(event.kind, body)
+            self.board.on_journaled(event.kind, body)
 
     async def _service_finished(self, window: int, ticket: str, staff: str, mseq: int) -> None:
         """FN at a window: invite that window's evaluator, tied to the ticket and staff."""
@@ -133,6 +138,7 @@ class Gateway:
         return ids
 
     def _start_devices(self, which: set[str] | None = None) -> None:
+        self.board.attach(self)
         for index, supervisor in enumerate(self.evaluators):
             name = f"bus-{index}"
             if which is None or name in which:
@@ -219,6 +225,11 @@ class Gateway:
             "software": SOFTWARE,
             "config_version": str(self.config_version) if self.config_version else "",
             "previous_head_seq": previous})
+        if self.config.http.enabled:
+            from edge.web.server import start_hall_page
+
+            await self.board.start()  # replays today's journal: before any device runs
+            self.hall_page = await start_hall_page(self.config, self.board)
         await self.uplink.start()
         self._start_devices()
         if self.config.cameras is not None:
@@ -236,6 +247,9 @@ class Gateway:
                  self.config.gateway, self.journal.head_seq, self.journal.acked_seq)
 
     async def stop(self) -> None:
+        if self.hall_page is not None:
+            await self.hall_page.stop()
+        await self.board.stop()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

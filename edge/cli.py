@@ -13,10 +13,12 @@ import typer
 
 from edge import cli_ops
 from edge.config import GatewayConfig
+from edge.web.users_cli import users
 from protocols.configtext import ConfigError, parse_yaml_model
 
 app = typer.Typer(help="Hallwatch hall gateway (大厅网关).", no_args_is_help=True,
                   pretty_exceptions_enable=False)
+app.add_typer(users, name="user")
 
 app.add_typer(cli_ops.app)  # provision apply, selftest, ports
 

@@ -87,7 +87,7 @@ class HttpConfig(_Section):
 
     enabled: bool = False
     host: str = Field(default="0.0.0.0", description="listen address; the kiosk is on the LAN")
-    port: int = Field(default=8700, ge=1, le=65535)
+    port: int = Field(default=8700, ge=0, le=65535, description="0: any free port (tests)")
     tls: TlsFiles | None = Field(default=None, description="serve HTTPS (ca is not used)")
     hall_name: str = Field(default="", description="shown in the page title, e.g. 某区政务服务中心")
     timezone: str = Field(default="Asia/Shanghai", description="what 'today' means on the page")

@@ -48,6 +48,7 @@ REPLAY_WINDOW_S = 600  # journal history replayed at start to rebuild invitation
 # Called once per new (not retransmitted) key, after it is durable: window, addr, dev_seq,
 # the press on the monotonic clock (s), and the key event's gateway seq.
 KeyHook = Callable[[int, int, int, float, int], Awaitable[None]]
+JournaledHook = Callable[[str, dict[str, Any]], None]  # kind, body: after it is durable
 
 
 @dataclass
@@ -85,6 +86,7 @@ class EvaluatorSupervisor:
         self.caller_frames = 0
         self.journal_failures = 0
         self.on_key: KeyHook | None = None
+        self.on_journaled: JournaledHook = lambda kind, body: None  # the hall page's board
         self._pending: set[asyncio.Task[None]] = set()
 
     # -- life cycle ------------------------------------------------------------------------
@@ -230,6 +232,7 @@ class EvaluatorSupervisor:
             log.error("evaluators: not echoing %s from %#x: %s", kind, frame.addr, exc)
             return
         self._echo_now(frame)
+        self.on_journaled(kind, body)
         if (kind == "evaluator.key" and "RETRANSMIT" not in body["marks"]
                 and self.on_key is not None):
             await self.on_key(body["window"], body["addr"], body["dev_seq"], pressed_at, seq)
@@ -275,6 +278,7 @@ class EvaluatorSupervisor:
         await self.journal.append("evaluator.invite", {
             "window": dev.window, "addr": dev.addr, "invitation": invitation.model_dump(),
             "timeout_s": self.config.invite_timeout_s, "status": status})
+        self.on_journaled("evaluator.invite", {"window": dev.window, "status": status})
         return status
 
     async def _poll(self, dev: DeviceState, index: int) -> None:
@@ -311,6 +315,7 @@ class EvaluatorSupervisor:
             log.warning("evaluator %#x (window %d) is offline", dev.addr, dev.window)
         with contextlib.suppress(JournalError):
             await self.journal.append("evaluator.health", body)
+            self.on_journaled("evaluator.health", body)
 
     def status(self) -> list[dict[str, Any]]:
         """For the hall page and the state message."""

@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 SEEN_KEPT = 5000  # > the machine's 1,000-message buffer, with room for its replays
 
 FinishedHook = Callable[[int, str, str, int], Awaitable[Any]]  # window, ticket, staff, mseq
+JournaledHook = Callable[[str, dict[str, Any]], None]  # kind, body: queued in journal order
 
 
 @dataclass
@@ -72,6 +73,7 @@ class QueueSupervisor:
         self.feed: QueueFeed | None = None
         self.duplicates = 0
         self.faults = 0
+        self.on_journaled: JournaledHook = lambda kind, body: None  # the hall page's board
         self._seen: set[tuple[int, str]] = set()
         self._order: deque[tuple[int, str]] = deque()
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -115,6 +117,7 @@ class QueueSupervisor:
             self.faults += 1
         # append_nowait in arrival order keeps the journal in the machine's order
         future = self.journal.append_nowait(kind, body)
+        self.on_journaled(kind, body)
         self._spawn(self._ack_when_durable(feed, item.mseq, key, future))
         if isinstance(item, QMMessage):
             self._track(item)

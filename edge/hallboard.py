@@ -1,0 +1,581 @@
+"""The hall board (大厅实时看板): the live picture behind the gateway's hall page.
+
+The picture has three parts: a tile per window (staff, presence, the ticket being served, the
+evaluator's state, today's evaluations, the camera's view), the queue (waiting per service,
+longest wait) and the gateway's health (uplink, backlog, clock, disk, devices).
+
+What the gateway journals (queue-machine events, evaluation keys, camera presence) is projected
+here: today's journal is replayed at start, so a kiosk shows the right picture after a power
+cut, and the supervisors then report every event they journal through ``on_journaled``. What
+is only live state (a device answering polls, the uplink, the clock, the disk) is read from its
+owner on every tick. Changes go to subscribers (the page's event streams) as small updates; a
+subscriber too slow to keep up is dropped and told to reload.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import shutil
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+from zoneinfo import ZoneInfo
+
+if TYPE_CHECKING:
+    from edge.app import Gateway
+    from edge.clock import Clock
+    from edge.evaluators import EvaluatorSupervisor
+    from edge.journal import Journal
+    from edge.queue_machine import QueueSupervisor
+    from edge.uplink import Uplink
+
+log = logging.getLogger(__name__)
+
+TICK_S = 1.0  # what no hook reports (uplink, clock, disk, a bus unplugged) is read this often
+SUBSCRIBER_QUEUE = 256  # updates held for one stream; a page further behind is told to reload
+BACKLOG_ALERT_S = 300  # unacknowledged data older than this is a problem, not a hiccup
+DISK_ALERT_PCT = 90
+JOURNAL_ALERT_PCT = 80  # the journal trims acknowledged data at 100%; 80% means acks stall
+WAITING_TICKETS_KEPT = 5000  # a county hall issues a few thousand tickets a day
+REPLAY_LIMIT = 200_000  # per kind; a day of a large hall is well below
+KEYS = range(1, 7)
+
+Message = dict[str, Any]
+
+
+def utc_text(moment: datetime) -> str:
+    """The journal's own UTC format, so replayed and live times compare as text."""
+    return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+@dataclass
+class WindowView:
+    """One window (窗口) as the board sees it."""
+
+    window: int
+    staff: str | None = None
+    presence: str | None = None  # present | paused | away; None: the queue machine has not said
+    ticket: str | None = None  # being served (办理中)
+    called: str | None = None  # called to the window, service not started yet
+    serving_since: str | None = None  # UTC text, when the gateway journaled ST
+    keys: Counter[int] = field(default_factory=Counter)  # today's evaluations by key
+    camera_staff: str | None = None  # present | away, from the window camera (在岗 / 离岗)
+    camera_since: str | None = None
+    camera_snapshot: str | None = None  # evidence path, relative to the evidence directory
+
+
+@dataclass
+class WaitingTicket:
+    service: str
+    since: str  # UTC text: issued, or transferred into this service
+
+
+class Sources(Protocol):
+    """Where the board reads live state; the gateway itself is one (read on every tick, so
+    supervisors rebuilt by a remote command are seen)."""
+
+    @property
+    def journal(self) -> Journal: ...
+    @property
+    def clock(self) -> Clock: ...
+    @property
+    def uplink(self) -> Uplink | None: ...
+    @property
+    def evaluators(self) -> Sequence[EvaluatorSupervisor]: ...
+    @property
+    def queue(self) -> QueueSupervisor | None: ...
+
+
+@dataclass
+class BoardSources:
+    """Sources assembled by hand (tests, tools); any part but the journal may be absent."""
+
+    journal: Journal
+    clock: Clock
+    uplink: Uplink | None = None
+    evaluators: Sequence[EvaluatorSupervisor] = ()
+    queue: QueueSupervisor | None = None
+
+
+class Subscription:
+    """One reader of the board's changes: the snapshot first, then updates, in order.
+
+    Iterating ends when the board stops or after a ``reload`` message (the reader fell more than
+    ``SUBSCRIBER_QUEUE`` updates behind and must start over from a fresh snapshot)."""
+
+    def __init__(self, board: HallBoard, first: Message, maxsize: int) -> None:
+        self._board = board
+        self._queue: asyncio.Queue[Message | None] = asyncio.Queue(maxsize)
+        self._queue.put_nowait(first)
+        self._ended = False
+        self.dropped = False
+
+    def offer(self, message: Message | None) -> bool:
+        """Queue a message (None: the board stops); False when the reader is too far behind,
+        which replaces everything queued with one ``reload`` and unsubscribes it."""
+        try:
+            self._queue.put_nowait(message)
+            return True
+        except asyncio.QueueFull:
+            pass
+        while not self._queue.empty():
+            self._queue.get_nowait()
+        self.dropped = True
+        self._queue.put_nowait({"type": "reload", "reason": "too_slow"})
+        self.close()
+        return False
+
+    async def get(self) -> Message | None:
+        """The next message; None once the stream has ended."""
+        if self._ended:
+            return None
+        message = await self._queue.get()
+        if message is None or message["type"] == "reload":
+            self._ended = True
+            self.close()
+        return message
+
+    def __aiter__(self) -> Subscription:
+        return self
+
+    async def __anext__(self) -> Message:
+        message = await self.get()
+        if message is None:
+            raise StopAsyncIteration
+        return message
+
+    def close(self) -> None:
+        self._board._subscribers.discard(self)
+
+
+class HallBoard:
+    def __init__(
+        self,
+        sources: Sources,
+        *,
+        hall: str,
+        gateway: str,
+        hall_name: str = "",
+        timezone: str = "Asia/Shanghai",
+        staff_names: dict[str, str] | None = None,
+        data_dir: Path | None = None,
+        evidence_dir: Path | None = None,
+        now: Callable[[], datetime] | None = None,
+    ) -> None:
+        self.sources = sources
+        self.hall, self.gateway, self.hall_name = hall, gateway, hall_name
+        self.tz = ZoneInfo(timezone)
+        self.staff_names = staff_names or {}
+        self.data_dir = data_dir
+        self.evidence_dir = evidence_dir
+        self._now = now or (lambda: datetime.now(UTC))
+        self.windows: dict[int, WindowView] = {}
+        for supervisor in sources.evaluators:
+            for device in supervisor.devices.values():
+                self._window(device.window)
+        self.waiting: dict[str, WaitingTicket] = {}  # ticket → where and since when it waits
+        self.untracked: Counter[str] = Counter()  # waiting the machine reported, not seen issued
+        self.service_names: dict[str, str] = {}
+        self.cameras: dict[str, str] = {}  # camera → online | offline | stalled
+        self.camera_waiting: int | None = None
+        self.hook_errors = 0
+        self._day = self._today()
+        self._subscribers: set[Subscription] = set()
+        self._published: dict[str, Any] = {}
+        self._dirty = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    @classmethod
+    def for_gateway(cls, gateway: Gateway) -> HallBoard:
+        """A board over a gateway's parts, hooked into its supervisors."""
+        config = gateway.config
+        board = cls(
+            gateway, hall=config.hall, gateway=config.gateway, hall_name=config.http.hall_name,
+            timezone=config.http.timezone, data_dir=config.data_dir,
+            evidence_dir=config.cameras.evidence_dir if config.cameras is not None else None)
+        board.attach(gateway)
+        return board
+
+    def attach(self, gateway: Gateway) -> None:
+        """Hook into the gateway's current supervisors; again whenever it rebuilds them."""
+        self.staff_names = gateway.config.staff_names
+        for supervisor in gateway.evaluators:
+            supervisor.on_journaled = self.on_journaled
+            for device in supervisor.devices.values():
+                self._window(device.window)
+        if gateway.queue is not None:
+            gateway.queue.on_journaled = self.on_journaled
+        self._dirty.set()
+
+    # -- life cycle ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Replay today's journal, then keep the picture fresh. Call before the supervisors
+        run, so no live event is counted twice."""
+        await self.replay()
+        self._published = self._parts()
+        self._task = asyncio.create_task(self._run(), name="hall board")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        for subscriber in list(self._subscribers):
+            subscriber.offer(None)
+        self._subscribers.clear()
+
+    async def replay(self) -> int:
+        """Project today's journaled events (queue, keys, camera presence), in journal order."""
+        since = utc_text(datetime.combine(self._today(), time(0), self.tz))
+        docs: list[dict[str, Any]] = []
+        for kind in ("queue.event", "evaluator.key", "camera.presence"):
+            docs += await self.sources.journal.recent(kind, since, limit=REPLAY_LIMIT)
+        for doc in sorted(docs, key=lambda d: d["seq"]):
+            self._apply(doc["kind"], doc["body"], doc["utc"])
+        if docs:
+            log.info("hall board: replayed %d of today's journaled events", len(docs))
+        return len(docs)
+
+    async def _run(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._dirty.wait(), TICK_S)
+            self._dirty.clear()
+            try:
+                self.publish_changes()
+            except Exception:  # the page must never take the gateway down
+                log.exception("hall board: refreshing the picture failed")
+
+    # -- hooks -----------------------------------------------------------------------------
+
+    def on_journaled(self, kind: str, body: dict[str, Any]) -> None:
+        """Supervisors call this after journaling an event; cheap, never raises."""
+        try:
+            self._apply(kind, body, utc_text(self._now()))
+        except Exception:
+            self.hook_errors += 1
+            log.exception("hall board: could not apply %s", kind)
+        self._dirty.set()
+
+    def changed(self) -> None:
+        """Something the board reads live has changed: refresh now rather than on the tick."""
+        self._dirty.set()
+
+    # -- the projection --------------------------------------------------------------------
+
+    def _today(self) -> date:
+        return self._now().astimezone(self.tz).date()
+
+    def _roll_day(self) -> None:
+        today = self._today()
+        if today == self._day:
+            return
+        self._day = today  # a new day: yesterday's counts and leftover tickets are not today's
+        for view in self.windows.values():
+            view.keys.clear()
+            view.called = None
+        self.waiting.clear()
+        self.untracked.clear()
+
+    def _window(self, number: int) -> WindowView:
+        view = self.windows.get(number)
+        if view is None:
+            view = self.windows[number] = WindowView(number)
+        return view
+
+    def _apply(self, kind: str, body: dict[str, Any], utc: str) -> None:
+        self._roll_day()
+        if kind == "queue.event":
+            self._apply_queue(body, utc)
+        elif kind == "evaluator.key":
+            key = body.get("key")
+            if "RETRANSMIT" not in body.get("marks", ()) and key in KEYS:
+                self._window(body["window"]).keys[key] += 1
+        elif kind == "camera.presence":
+            view = self._window(body["window"])
+            view.camera_staff = body["staff"]
+            view.camera_since = body.get("since")
+            view.camera_snapshot = body.get("snapshot")
+        elif kind == "camera.health":
+            self.cameras[body["camera"]] = body["state"]
+        elif kind == "camera.waiting":
+            self.camera_waiting = body["count"]
+
+    def _apply_queue(self, body: dict[str, Any], utc: str) -> None:
+        code, ticket = body["type"], body.get("ticket")
+        window = self._window(body["window"]) if body.get("window") is not None else None
+        if code == "TK":
+            service = body["service"]
+            if body.get("service_name"):
+                self.service_names[service] = body["service_name"]
+            self.waiting[ticket] = WaitingTicket(service, utc)
+            seen = sum(1 for t in self.waiting.values() if t.service == service)
+            # the machine counts waiting tickets it issued before we were listening
+            self.untracked[service] = max(0, body["waiting"] - seen)
+            self._bound_waiting()
+        elif code in ("CL", "RC") and window is not None:
+            self.waiting.pop(ticket, None)
+            window.called = ticket
+        elif code == "NS":
+            self.waiting.pop(ticket, None)
+            if window is not None and window.called == ticket:
+                window.called = None
+        elif code == "ST" and window is not None:
+            self.waiting.pop(ticket, None)
+            window.staff, window.presence = body.get("staff") or window.staff, "present"
+            window.ticket, window.called, window.serving_since = ticket, None, utc
+        elif code == "FN" and window is not None:
+            if window.ticket == ticket:
+                window.ticket = window.serving_since = None
+        elif code == "TR":
+            # ends the service at the window; the same ticket waits again in the new queue
+            if window is not None and window.ticket == ticket:
+                window.ticket = window.serving_since = None
+            self.waiting[ticket] = WaitingTicket(body["to_service"], utc)
+        elif code in ("LI", "RS") and window is not None:
+            window.staff, window.presence = body.get("staff"), "present"
+        elif code == "PS" and window is not None:
+            window.presence = "paused"
+        elif code == "LO" and window is not None:
+            window.presence, window.ticket, window.called = "away", None, None
+            window.serving_since = None
+        elif code == "HB" and body.get("waiting") == 0:
+            self.waiting.clear()  # the machine says nobody waits: forget what we missed
+            self.untracked.clear()
+
+    def _bound_waiting(self) -> None:
+        while len(self.waiting) > WAITING_TICKETS_KEPT:
+            del self.waiting[next(iter(self.waiting))]
+
+    # -- the picture -----------------------------------------------------------------------
+
+    def picture(self) -> Message:
+        """Everything the page shows, as JSON-ready data."""
+        self._roll_day()
+        return {"hall": {"id": self.hall, "name": self.hall_name, "gateway": self.gateway,
+                         "timezone": self.tz.key},
+                "server_time": utc_text(self._now()), **self._parts()}
+
+    def _parts(self) -> dict[str, Any]:
+        tiles = [self._tile(n) for n in sorted(self.windows)]
+        return {"tiles": tiles, "queue": self._queue(), "health": self._health()}
+
+    def _evaluators(self) -> dict[int, tuple[dict[str, Any], bool, str]]:
+        """window → (device status, its bus connected, the bus port)."""
+        out: dict[int, tuple[dict[str, Any], bool, str]] = {}
+        for supervisor in self.sources.evaluators:
+            bus = supervisor.bus
+            connected = bus is not None and bus.connected
+            for status in supervisor.status():
+                out[status["window"]] = (status, connected, supervisor.config.port)
+        return out
+
+    def _tile(self, number: int, evaluators: dict[int, Any] | None = None) -> Message:
+        view = self.windows[number]
+        found = (evaluators if evaluators is not None else self._evaluators()).get(number)
+        problems: list[Message] = []
+        if found is None:
+            state, addr = "none", None
+        else:
+            status, connected, _ = found
+            addr = status["addr"]
+            if not connected:
+                state = "offline"
+                problems.append({"code": "evaluator_bus_down", "params": {}})
+            elif status["online"] is False:
+                state = "offline"
+                problems.append({"code": "evaluator_offline", "params": {}})
+            elif status["stuck_key"]:
+                state = "stuck_key"
+                problems.append({"code": "evaluator_stuck_key", "params": {}})
+            elif status["display_failed"]:
+                state = "display_failed"
+                problems.append({"code": "evaluator_display_failed", "params": {}})
+            elif status["invited"]:
+                state = "invited"
+            else:
+                state = "online" if status["online"] else "unknown"
+        camera = None
+        if view.camera_staff is not None:
+            camera = {"staff": view.camera_staff, "since": view.camera_since,
+                      "snapshot": view.camera_snapshot is not None}
+        return {
+            "window": number, "staff": view.staff,
+            "staff_name": self.staff_names.get(view.staff or "", None),
+            "presence": view.presence, "ticket": view.ticket, "called": view.called,
+            "serving_since": view.serving_since,
+            "evaluator": {"state": state, "addr": addr},
+            "keys": {str(k): view.keys.get(k, 0) for k in KEYS},
+            "keys_total": sum(view.keys.values()),
+            "camera": camera, "problems": problems,
+        }
+
+    def _queue(self) -> Message:
+        services: dict[str, dict[str, Any]] = {}
+
+        def entry(code: str) -> dict[str, Any]:
+            return services.setdefault(code, {"service": code, "waiting": 0, "oldest_since": None,
+                                              "name": self.service_names.get(code)})
+
+        for ticket in self.waiting.values():
+            item = entry(ticket.service)
+            item["waiting"] += 1
+            if item["oldest_since"] is None or ticket.since < item["oldest_since"]:
+                item["oldest_since"] = ticket.since
+        for code, count in self.untracked.items():
+            if count:
+                entry(code)["waiting"] += count
+                entry(code)["untracked"] = count
+        rows = sorted(services.values(), key=lambda s: s["service"])
+        oldest = min((s["oldest_since"] for s in rows if s["oldest_since"]), default=None)
+        machine = None
+        if self.sources.queue is not None:
+            feed = self.sources.queue.feed
+            machine = "connected" if feed is not None and feed.connected else "disconnected"
+        return {"services": rows, "waiting_total": sum(s["waiting"] for s in rows),
+                "oldest_since": oldest, "machine": machine,
+                "camera_waiting": self.camera_waiting}
+
+    def _health(self) -> Message:
+        src = self.sources
+        problems: list[Message] = []
+        uplink = {"connected": bool(src.uplink and src.uplink.connected),
+                  "error": src.uplink.last_error if src.uplink else None}
+        if src.uplink is not None and not src.uplink.connected:
+            problems.append({"code": "uplink_down", "params": {}})
+        journal = src.journal.state()
+        oldest = utc_text(journal.oldest_unacked_utc) if journal.oldest_unacked_utc else None
+        if journal.oldest_unacked_utc is not None and journal.backlog:
+            age = (self._now() - journal.oldest_unacked_utc).total_seconds()
+            if age > BACKLOG_ALERT_S:
+                problems.append({"code": "backlog_stale", "params": {
+                    "count": journal.backlog, "minutes": int(age // 60)}})
+        if journal.dropped_unacked:
+            problems.append({"code": "data_lost", "params": {"count": journal.dropped_unacked}})
+        if src.journal.write_errors:
+            problems.append({"code": "journal_errors",
+                             "params": {"count": src.journal.write_errors}})
+        synced = src.clock.synchronised()
+        if not synced:
+            problems.append({"code": "clock_unsynced", "params": {}})
+        journal_pct = (round(100 * journal.disk_bytes / journal.limit_bytes)
+                       if journal.limit_bytes else 0)
+        if journal_pct >= JOURNAL_ALERT_PCT:
+            problems.append({"code": "journal_full", "params": {"pct": journal_pct}})
+        fs_pct = self._fs_used_pct()
+        if fs_pct is not None and fs_pct >= DISK_ALERT_PCT:
+            problems.append({"code": "disk_full", "params": {"pct": fs_pct}})
+        devices = self._devices(problems)
+        return {"ok": not problems, "problems": problems, "uplink": uplink,
+                "backlog": {"events": journal.backlog, "oldest_utc": oldest,
+                            "dropped": journal.dropped_unacked},
+                "clock": {"synchronised": synced},
+                "disk": {"journal_bytes": journal.disk_bytes, "journal_limit": journal.limit_bytes,
+                         "journal_pct": journal_pct, "fs_used_pct": fs_pct},
+                "devices": devices}
+
+    def _devices(self, problems: list[Message]) -> Message:
+        evaluators = self._evaluators()
+        buses_down = sorted({port for _, connected, port in evaluators.values() if not connected})
+        for port in buses_down:
+            problems.append({"code": "bus_down", "params": {"port": port}})
+        offline = sorted(w for w, (s, connected, _) in evaluators.items()
+                         if connected and s["online"] is False)
+        stuck = sorted(w for w, (s, connected, _) in evaluators.items()
+                       if connected and s["online"] is not False and s["stuck_key"])
+        display = sorted(w for w, (s, connected, _) in evaluators.items()
+                         if connected and s["online"] is not False and s["display_failed"])
+        for code, windows in (("evaluators_offline", offline), ("evaluators_stuck", stuck),
+                              ("evaluators_display", display)):
+            if windows:
+                problems.append({"code": code, "params": {
+                    "windows": "、".join(map(str, windows)), "count": len(windows)}})
+        queue_machine = None
+        if self.sources.queue is not None:
+            feed = self.sources.queue.feed
+            queue_machine = "connected" if feed is not None and feed.connected else "disconnected"
+            if queue_machine == "disconnected":
+                problems.append({"code": "queue_machine_down", "params": {}})
+        cameras_offline = sorted(c for c, state in self.cameras.items() if state != "online")
+        if cameras_offline:
+            problems.append({"code": "cameras_offline",
+                             "params": {"cameras": "、".join(cameras_offline)}})
+        unavailable = {w for w, (s, connected, _) in evaluators.items()
+                       if not connected or s["online"] is False}
+        return {"evaluators_total": len(evaluators),
+                "evaluators_offline": sorted(unavailable),
+                "buses_down": buses_down, "queue_machine": queue_machine,
+                "cameras_total": len(self.cameras), "cameras_offline": cameras_offline}
+
+    def _fs_used_pct(self) -> int | None:
+        if self.data_dir is None:
+            return None
+        try:
+            usage = shutil.disk_usage(self.data_dir)
+        except OSError:
+            return None
+        return round(100 * usage.used / usage.total) if usage.total else None
+
+    # -- changes ---------------------------------------------------------------------------
+
+    def subscribe(self) -> Subscription:
+        """A new reader; its first message is the whole picture (``type: snapshot``)."""
+        subscriber = Subscription(self, {"type": "snapshot", **self.picture()}, SUBSCRIBER_QUEUE)
+        self._subscribers.add(subscriber)
+        return subscriber
+
+    @contextlib.contextmanager
+    def subscription(self) -> Iterator[Subscription]:
+        subscriber = self.subscribe()
+        try:
+            yield subscriber
+        finally:
+            subscriber.close()
+
+    @property
+    def subscribers(self) -> int:
+        return len(self._subscribers)
+
+    def publish_changes(self) -> Message | None:
+        """Compare the picture with what was last published; send subscribers what changed."""
+        self._roll_day()
+        evaluators = self._evaluators()
+        tiles = {n: self._tile(n, evaluators) for n in sorted(self.windows)}
+        queue, health = self._queue(), self._health()
+        before = self._published
+        old_tiles = {t["window"]: t for t in before.get("tiles", [])}
+        update: Message = {"type": "update", "server_time": utc_text(self._now())}
+        changed_tiles = [t for n, t in tiles.items() if old_tiles.get(n) != t]
+        if changed_tiles:
+            update["tiles"] = changed_tiles
+        if queue != before.get("queue"):
+            update["queue"] = queue
+        if health != before.get("health"):
+            update["health"] = health
+        self._published = {"tiles": list(tiles.values()), "queue": queue, "health": health}
+        if len(update) == 2:
+            return None
+        for subscriber in list(self._subscribers):
+            if not subscriber.offer(update):
+                log.warning("hall board: a page fell %d updates behind; told it to reload",
+                            SUBSCRIBER_QUEUE)
+        return update
+
+    def snapshot_file(self, window: int) -> Path | None:
+        """The evidence snapshot of a window's latest camera presence decision, if it is a file
+        inside the evidence directory."""
+        view = self.windows.get(window)
+        if view is None or view.camera_snapshot is None or self.evidence_dir is None:
+            return None
+        root = self.evidence_dir.resolve()
+        path = (root / view.camera_snapshot).resolve()
+        if not path.is_relative_to(root) or not path.is_file():
+            return None
+        return path

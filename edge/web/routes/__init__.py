@@ -1,0 +1,1 @@
+"""Routers by resource: pages (hall page, login), board (picture, events), accounts."""

@@ -1,0 +1,72 @@
+"""The board's picture as JSON, its changes as server-sent events, and camera snapshots."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.responses import FileResponse, StreamingResponse
+
+from edge.web.accounts import Permission
+from edge.web.deps import context, require
+from edge.web.sessions import COOKIE, Session
+
+router = APIRouter()
+
+KEEPALIVE_S = 15.0  # a comment line this often keeps proxies and the browser from giving up
+RETRY_MS = 2000  # how soon the browser reconnects after the stream ends
+
+Viewer = Annotated[Session, Depends(require(Permission.VIEW))]
+
+
+@router.get("/api/board")
+async def picture(request: Request, _: Viewer) -> dict[str, Any]:
+    return context(request).board.picture()
+
+
+def _event(message: dict[str, Any]) -> str:
+    data = json.dumps(message, ensure_ascii=False, separators=(",", ":"))
+    return f"event: {message['type']}\ndata: {data}\n\n"
+
+
+@router.get("/events")
+async def events(request: Request, _: Viewer) -> StreamingResponse:
+    """``snapshot`` first, then ``update``s; ``reload`` when this reader fell behind (start
+    over), ``logout`` when the session ended while the stream was open."""
+    ctx = context(request)
+    cookie = request.cookies.get(COOKIE)
+
+    async def stream() -> AsyncIterator[str]:
+        subscription = ctx.board.subscribe()  # here: a stream never started holds none
+        try:
+            yield f"retry: {RETRY_MS}\n\n"
+            while True:
+                try:
+                    message = await asyncio.wait_for(subscription.get(), KEEPALIVE_S)
+                except TimeoutError:
+                    if ctx.signer.check(cookie) is None:
+                        yield _event({"type": "logout"})
+                        return
+                    yield ": keep-alive\n\n"
+                    continue
+                if message is None:
+                    return
+                yield _event(message)
+                if message["type"] == "reload":
+                    return
+        finally:
+            subscription.close()
+
+    return StreamingResponse(stream(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
+
+@router.get("/api/windows/{window}/snapshot")
+async def snapshot(request: Request, window: int, _: Viewer) -> FileResponse:
+    path = context(request).board.snapshot_file(window)
+    if path is None:
+        raise HTTPException(404, "没有抓拍 / no snapshot")
+    return FileResponse(path)
