@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from central.store.db import DEFAULT_URL
 from protocols.configtext import ConfigError, parse_yaml_model
@@ -55,6 +55,24 @@ class ProvisioningConfig(_Section):
         description="broker usernames (certificate CNs) of the aggregator processes")
 
 
+class TimeseriesConfig(_Section):
+    """The time-series sink (InfluxDB 2.x/3.x write API; VictoriaMetrics accepts it too)."""
+
+    enabled: bool = False
+    url: str = Field(default="http://127.0.0.1:8086", description="the store's base URL")
+    org: str = "hallwatch"
+    bucket: str = "hallwatch"
+    token: SecretStr = Field(default=SecretStr(""), description="API token (user:password "
+                             "with auth_basic); a secret: never logged")
+    auth_basic: bool = Field(default=False, description="send the token as HTTP basic auth "
+                             "(VictoriaMetrics with -httpAuth.*)")
+    interval_s: float = Field(default=5.0, gt=0, le=3600, description="pause when idle")
+    batch_events: int = Field(default=5000, ge=1, description="events per gateway per pass")
+    write_chunk: int = Field(default=5000, ge=1, description="points per write request")
+    gateway_sample_s: int = Field(default=60, ge=1, description="gateway gauges every …")
+    timeout_s: float = Field(default=10.0, gt=0)
+
+
 class CentralConfig(_Section):
     database_url: str = DEFAULT_URL
     data_dir: Path = Path("var/central")
@@ -63,6 +81,7 @@ class CentralConfig(_Section):
     ingest: IngestConfig = IngestConfig()
     http: HttpConfig = HttpConfig()
     provisioning: ProvisioningConfig = ProvisioningConfig()
+    timeseries: TimeseriesConfig = TimeseriesConfig()
 
     @property
     def pki_dir(self) -> Path:

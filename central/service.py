@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 
-from central import remote
+from central import ledger, remote, timeseries
 from central.commands import CommandSigner, load_or_create_signing_key
 from central.config import CentralConfig
 from central.consumer import Consumer
@@ -37,6 +37,9 @@ class Aggregator:
         self._jobs.append(asyncio.create_task(remote.run_forever(
             self.engine, CommandSigner(load_or_create_signing_key(self.config.command_key_path)),
             self.consumer.publish, self.consumer.connected.is_set), name="commands"))
+        self._jobs.append(asyncio.create_task(ledger.run_forever(self.engine), name="ledger"))
+        self._jobs.append(asyncio.create_task(timeseries.run_forever(
+            self.engine, self.config.timeseries), name="timeseries"))
 
     async def stop(self) -> None:
         for job in self._jobs:

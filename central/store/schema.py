@@ -140,4 +140,7 @@ case_revisions = Table(
     Column("received_at", UTCDateTime, nullable=False),
 )
 
-from central.store import schema_ops  # noqa: E402,F401
+from central.store import (  # noqa: E402 (the tables above must exist first)
+    schema_ops,  # noqa: F401
+    schema_tsledger,  # noqa: F401
+)

@@ -1,0 +1,130 @@
+"""hallwatch-central verify-ledger / ledger head / ledger append."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+if TYPE_CHECKING:
+    from central.config import CentralConfig
+    from central.ledger import Head, Report
+
+app = typer.Typer()
+ledger_app = typer.Typer(help="The tamper-evident ledger (台账哈希链).", no_args_is_help=True)
+app.add_typer(ledger_app, name="ledger")
+
+ConfigOption = Annotated[Path | None, typer.Option("--config", "-c", help="central YAML config")]
+HallOption = Annotated[str | None, typer.Option(help="only this hall")]
+
+
+def _load(config: Path | None) -> CentralConfig:
+    from central.cli import _config
+
+    return _config(config)
+
+
+def _day(text: str | None) -> dt.date | None:
+    if text is None:
+        return None
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        typer.echo(f"日期格式应为 YYYY-MM-DD / --day must be YYYY-MM-DD, not {text!r}", err=True)
+        raise typer.Exit(2) from None
+
+
+@app.command("verify-ledger")
+def verify_ledger(
+    hall: HallOption = None,
+    day: Annotated[str | None, typer.Option(help="only this business day (YYYY-MM-DD) of "
+                                                 "entry")] = None,
+    heads: Annotated[Path | None, typer.Option(
+        help="published chain heads to check against (the output of `ledger head`)")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Recompute the ledger: report every row changed, deleted or inserted behind the
+    application's back (exit code 1 if anything is wrong)."""
+    from central.ledger import parse_heads, verify
+    from central.store.db import make_engine
+
+    cfg = _load(config)
+    on_day = _day(day)
+    published: list[Head] = []
+    if heads is not None:
+        try:
+            published = parse_heads(heads.read_text(encoding="utf-8").splitlines())
+        except (OSError, ValueError, KeyError) as exc:
+            typer.echo(f"无法读取链头文件 / cannot read {heads}: {exc}", err=True)
+            raise typer.Exit(2) from None
+
+    async def go() -> Report:
+        engine = make_engine(cfg.database_url)
+        try:
+            return await verify(engine, hall, on_day, published)
+        finally:
+            await engine.dispose()
+
+    report = asyncio.run(go())
+    for finding in report.findings:
+        typer.echo(finding.line())
+    summary = (f"{report.chains} chain(s), {report.entries} entries checked; "
+               f"{report.pending} record(s) not yet chained")
+    if report.ok:
+        typer.echo(f"账本完好 / ledger intact: {summary}")
+        return
+    typer.echo(f"账本异常 / ledger NOT intact: {len(report.findings)} problem(s); {summary}",
+               err=True)
+    raise typer.Exit(1)
+
+
+@ledger_app.command("head")
+def ledger_head(
+    day: Annotated[str, typer.Option(help="business day (YYYY-MM-DD)")],
+    hall: HallOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Print each hall's chain head for a day, one JSON object a line (publish or sign it)."""
+    from central.ledger import heads
+    from central.store.db import make_engine
+
+    cfg = _load(config)
+    on_day = _day(day)
+    assert on_day is not None
+
+    async def go() -> list[Head]:
+        engine = make_engine(cfg.database_url)
+        try:
+            return await heads(engine, on_day, hall)
+        finally:
+            await engine.dispose()
+
+    for head in asyncio.run(go()):
+        typer.echo(json.dumps(head.as_json(), ensure_ascii=False))
+
+
+@ledger_app.command("append")
+def ledger_append(config: ConfigOption = None) -> None:
+    """Chain what has been stored since the last pass (the aggregator does this by itself)."""
+    from central.ledger import append_once
+    from central.store.db import make_engine
+    from central.store.migrate import upgrade
+
+    cfg = _load(config)
+
+    async def go() -> int:
+        engine = make_engine(cfg.database_url)
+        try:
+            await upgrade(engine)
+            total = 0
+            while added := await append_once(engine):
+                total += added
+            return total
+        finally:
+            await engine.dispose()
+
+    typer.echo(f"{asyncio.run(go())} entries added")

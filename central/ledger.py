@@ -1,0 +1,613 @@
+"""The ledger (台账防篡改): evaluation and case records, hash-chained per hall per business day.
+
+What is chained, each as one entry:
+  evaluation     a row of ``events`` of kind ``evaluator.key``, keyed (gateway, seq)
+  case_revision  a row of ``case_revisions``, keyed (case number, revision)
+  case           the ``cases`` row and its ``case_suspensions`` as they stood at a revision
+
+Each entry holds the SHA-256 of the record's canonical encoding (``row_hash``) and
+``chain_hash = SHA-256(previous chain hash ‖ row_hash)``; a chain starts from a genesis hash of
+its hall and day, so an entry cannot be moved to another chain unnoticed. The day is the
+business day (Asia/Shanghai) on which central entered the record in the ledger — seconds after
+it was stored — so a day's chain is closed for good once that day is over and its head can be
+published or signed elsewhere (``ledger head --day``).
+
+The job runs after commit, on what the database returns, never on what the writer had in memory
+(PostgreSQL's JSONB re-orders and normalises documents; hashing what is read back is what makes
+a later read verify). It only takes rows a row insert cannot smuggle in:
+  events       per gateway, seq up to the gateway's ``committed_through`` (watermark in
+               ``ledger_progress``); an ``evaluator.key`` row at or below the watermark with no
+               entry was put there behind ingest's back, and so is one beyond the committed
+               sequence outside a range that arrived early (``pending_ranges``);
+  case records by ``received_at`` (watermark, with CASE_SETTLE of slack for transactions that
+               commit late); an older revision with no entry, or a case with no revision at all,
+               was put there behind the case store's back.
+
+What the chain cannot see: whoever can rewrite the table and every later entry can recompute
+the chain; the published heads are what makes that visible (``verify-ledger --heads``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import hashlib
+import json
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import and_, exists, func, insert, select, text, tuple_, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from central.rules.workdays import business_date, day_start
+from central.store.db import insert_ignore
+from central.store.schema import (
+    case_revisions,
+    case_suspensions,
+    cases,
+    events,
+    gateways,
+    pending_ranges,
+)
+from central.store.schema_tsledger import ledger_entries, ledger_progress
+
+log = logging.getLogger(__name__)
+
+EVALUATION_KIND = "evaluator.key"
+LOCK_KEY = 0x6877_6C67  # "hwlg": one ledger writer at a time on PostgreSQL
+CASE_SETTLE = dt.timedelta(minutes=5)
+BATCH = 5000  # records per source per pass
+_CHUNK = 500  # keys per IN (…) query
+
+# The columns each record is hashed over. Fixed here, so that a column another module adds to a
+# table later does not change every hash; a column added to a record must come with a new
+# encoding version.
+EVENT_COLUMNS = ("gateway_id", "seq", "hall_id", "kind", "utc", "mono_ns", "boot", "synced",
+                 "body", "received_at")
+REVISION_COLUMNS = ("case_no", "revision", "doc", "received_at")
+CASE_COLUMNS = ("case_no", "revision", "item_code", "item_name", "department", "hall_id",
+                "window", "staff", "accepted_at", "legal_days", "promised_days",
+                "completed_at", "status", "applicant_masked", "applicant_digest",
+                "received_at", "source")
+SUSPENSION_COLUMNS = ("started_at", "ended_at", "reason")
+
+
+class Record(StrEnum):
+    EVALUATION = "evaluation"
+    CASE_REVISION = "case_revision"
+    CASE = "case"
+
+
+class Problem(StrEnum):
+    CHANGED = "changed"  # the row differs from what was chained
+    DELETED = "deleted"  # the chained row is gone
+    NOT_IN_LEDGER = "not_in_ledger"  # a row the application never stored that way
+    CHAIN_BROKEN = "chain_broken"  # a ledger entry itself was altered, removed or inserted
+    HEAD_MISMATCH = "head_mismatch"  # a published head no longer matches
+
+    @property
+    def label(self) -> str:
+        return _LABELS[self]
+
+
+_LABELS = {
+    Problem.CHANGED: "已被修改 changed",
+    Problem.DELETED: "已被删除 deleted",
+    Problem.NOT_IN_LEDGER: "账外记录 not in ledger",
+    Problem.CHAIN_BROKEN: "哈希链断裂 chain broken",
+    Problem.HEAD_MISMATCH: "链头不符 head mismatch",
+}
+
+
+# -- encoding and hashing ----------------------------------------------------------------------
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None:
+            raise ValueError("naive datetime in a ledger record")
+        return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return value.hex()
+    return value
+
+
+def canonical(record: Record, row: Mapping[str, Any], columns: Sequence[str],
+              extra: Mapping[str, Any] | None = None) -> bytes:
+    """Sorted-key compact JSON of the record's columns (UTF-8, datetimes as UTC text)."""
+    doc: dict[str, Any] = {"record": record.value, "v": 1,
+                           "row": {c: _plain(row[c]) for c in columns}}
+    if extra:
+        doc.update(extra)
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                      allow_nan=False, default=_plain).encode()
+
+
+def row_hash(record: Record, row: Mapping[str, Any],
+             suspensions: Iterable[Mapping[str, Any]] = ()) -> str:
+    if record is Record.EVALUATION:
+        data = canonical(record, row, EVENT_COLUMNS)
+    elif record is Record.CASE_REVISION:
+        data = canonical(record, row, REVISION_COLUMNS)
+    else:
+        spans = sorted(({c: _plain(s[c]) for c in SUSPENSION_COLUMNS} for s in suspensions),
+                       key=lambda s: str(s["started_at"]))
+        data = canonical(record, row, CASE_COLUMNS, {"suspensions": spans})
+    return hashlib.sha256(data).hexdigest()
+
+
+def genesis(hall: str, day: dt.date) -> str:
+    return hashlib.sha256(f"hallwatch-ledger-v1\n{hall}\n{day.isoformat()}".encode()).hexdigest()
+
+
+def chain_next(previous: str, row: str) -> str:
+    return hashlib.sha256(bytes.fromhex(previous) + bytes.fromhex(row)).hexdigest()
+
+
+# -- appending ---------------------------------------------------------------------------------
+
+@dataclass(slots=True)
+class _Chain:
+    position: int
+    head: str
+
+
+class _Appender:
+    def __init__(self, conn: AsyncConnection, day: dt.date, now: dt.datetime) -> None:
+        self.conn, self.day, self.now = conn, day, now
+        self.chains: dict[str, _Chain] = {}
+        self.rows: list[dict[str, Any]] = []
+
+    async def add(self, hall: str, record: Record, ref: str, ref_no: int, digest: str) -> None:
+        chain = self.chains.get(hall)
+        if chain is None:
+            last = (await self.conn.execute(
+                select(ledger_entries.c.position, ledger_entries.c.chain_hash)
+                .where(ledger_entries.c.hall_id == hall, ledger_entries.c.day == self.day)
+                .order_by(ledger_entries.c.position.desc()).limit(1))).first()
+            chain = (_Chain(last.position, last.chain_hash) if last is not None
+                     else _Chain(0, genesis(hall, self.day)))
+            self.chains[hall] = chain
+        chain.position += 1
+        chain.head = chain_next(chain.head, digest)
+        self.rows.append({"hall_id": hall, "day": self.day, "position": chain.position,
+                          "record": record.value, "ref": ref, "ref_no": ref_no,
+                          "row_hash": digest, "chain_hash": chain.head,
+                          "entered_at": self.now})
+
+    async def flush(self) -> int:
+        for start in range(0, len(self.rows), _CHUNK):
+            await self.conn.execute(insert(ledger_entries), self.rows[start:start + _CHUNK])
+        return len(self.rows)
+
+
+async def append_once(engine: AsyncEngine, now: dt.datetime | None = None,
+                      batch: int = BATCH) -> int:
+    """Chain what was stored since the last pass; returns the number of entries added."""
+    now = now or dt.datetime.now(dt.UTC)
+    async with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            if not (await conn.execute(text("SELECT pg_try_advisory_xact_lock(:k)"),
+                                       {"k": LOCK_KEY})).scalar():
+                return 0  # another aggregator process is appending
+        else:
+            # take SQLite's write lock before reading the chain heads: a read snapshot that
+            # later writes fails once another connection has committed in between
+            await conn.execute(update(ledger_progress).where(text("1 = 0"))
+                               .values(through_seq=ledger_progress.c.through_seq))
+        appender = _Appender(conn, business_date(now), now)
+        await _append_evaluations(conn, appender, batch)
+        await _append_cases(conn, appender, batch)
+        return await appender.flush()
+
+
+async def _append_evaluations(conn: AsyncConnection, appender: _Appender, batch: int) -> None:
+    progress = ledger_progress
+    todo = (await conn.execute(
+        select(gateways.c.gateway_id, gateways.c.committed_through, progress.c.through_seq)
+        .outerjoin(progress, and_(progress.c.source == "events",
+                                  progress.c.ref == gateways.c.gateway_id))
+        .order_by(gateways.c.gateway_id))).all()
+    for gw in todo:
+        through = gw.through_seq or 0
+        if gw.committed_through <= through:
+            continue
+        rows = (await conn.execute(
+            select(events).where(events.c.gateway_id == gw.gateway_id,
+                                 events.c.seq > through, events.c.seq <= gw.committed_through,
+                                 events.c.kind == EVALUATION_KIND)
+            .order_by(events.c.seq).limit(batch))).mappings().all()
+        for row in rows:
+            await appender.add(row["hall_id"], Record.EVALUATION, row["gateway_id"], row["seq"],
+                               row_hash(Record.EVALUATION, row))
+        new_through = rows[-1]["seq"] if len(rows) == batch else gw.committed_through
+        await _set_progress(conn, "events", gw.gateway_id, through_seq=new_through)
+
+
+async def _append_cases(conn: AsyncConnection, appender: _Appender, batch: int) -> None:
+    mark = (await conn.execute(select(ledger_progress.c.through_at).where(
+        ledger_progress.c.source == "case_revisions", ledger_progress.c.ref == ""))).scalar()
+    chained = exists().where(ledger_entries.c.record == Record.CASE_REVISION.value,
+                             ledger_entries.c.ref == case_revisions.c.case_no,
+                             ledger_entries.c.ref_no == case_revisions.c.revision)
+    query = (select(case_revisions).where(~chained)
+             .order_by(case_revisions.c.received_at, case_revisions.c.case_no,
+                       case_revisions.c.revision).limit(batch))
+    if mark is not None:
+        query = query.where(case_revisions.c.received_at > mark - CASE_SETTLE)
+    revisions = (await conn.execute(query)).mappings().all()
+    if not revisions:
+        return
+    numbers = sorted({r["case_no"] for r in revisions})
+    current = await _cases_with_suspensions(conn, numbers)
+    for rev in revisions:
+        case = current.get(rev["case_no"])
+        hall = _revision_hall(rev, case[0] if case else None)
+        await appender.add(hall, Record.CASE_REVISION, rev["case_no"], rev["revision"],
+                           row_hash(Record.CASE_REVISION, rev))
+        if case is not None and case[0]["revision"] == rev["revision"]:
+            await appender.add(case[0]["hall_id"], Record.CASE, rev["case_no"],
+                               rev["revision"], row_hash(Record.CASE, case[0], case[1]))
+    newest = max(r["received_at"] for r in revisions)
+    if mark is None or newest > mark:
+        await _set_progress(conn, "case_revisions", "", through_at=newest)
+
+
+def _revision_hall(rev: Mapping[str, Any], case: Mapping[str, Any] | None) -> str:
+    doc = rev["doc"] if isinstance(rev["doc"], dict) else {}
+    return str(doc.get("hall") or (case["hall_id"] if case else "") or "-")[:64]
+
+
+async def _cases_with_suspensions(
+    conn: AsyncConnection, numbers: Sequence[str]
+) -> dict[str, tuple[Mapping[str, Any], list[Mapping[str, Any]]]]:
+    out: dict[str, tuple[Mapping[str, Any], list[Mapping[str, Any]]]] = {}
+    for start in range(0, len(numbers), _CHUNK):
+        chunk = numbers[start:start + _CHUNK]
+        for row in (await conn.execute(select(cases).where(cases.c.case_no.in_(chunk)))
+                    ).mappings():
+            out[row["case_no"]] = (row, [])
+        for row in (await conn.execute(select(case_suspensions).where(
+                case_suspensions.c.case_no.in_(chunk)))).mappings():
+            if row["case_no"] in out:
+                out[row["case_no"]][1].append(row)
+    return out
+
+
+async def _set_progress(conn: AsyncConnection, source: str, ref: str, **values: Any) -> None:
+    await conn.execute(insert_ignore(conn, ledger_progress), [{
+        "source": source, "ref": ref, "through_seq": 0, "through_at": None}])
+    await conn.execute(update(ledger_progress).where(
+        ledger_progress.c.source == source, ledger_progress.c.ref == ref).values(**values))
+
+
+async def run_forever(engine: AsyncEngine, interval_s: float = 2.0) -> None:
+    """The aggregator's background job: chain new records every few seconds."""
+    while True:
+        try:
+            added = await append_once(engine)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("ledger: a pass failed; trying again")
+            added = 0
+        await asyncio.sleep(0 if added >= BATCH else interval_s)
+
+
+# -- verification ------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    problem: Problem
+    record: Record | None
+    ref: str
+    ref_no: int | None
+    hall: str
+    day: dt.date | None
+    position: int | None
+    detail: str
+
+    @property
+    def key(self) -> str:
+        if self.record is None:
+            return self.ref
+        return f"{self.record.value} {self.ref}#{self.ref_no}"
+
+    def line(self) -> str:
+        where = f"hall {self.hall}"
+        if self.day is not None:
+            where += f" day {self.day.isoformat()}"
+        if self.position is not None:
+            where += f" entry {self.position}"
+        return f"{self.problem.label}: {self.key} ({where}) — {self.detail}"
+
+
+@dataclass(slots=True)
+class Report:
+    findings: list[Finding]
+    chains: int = 0
+    entries: int = 0
+    pending: int = 0  # stored, not yet chained (the job runs every few seconds)
+
+    @property
+    def ok(self) -> bool:
+        return not self.findings
+
+
+@dataclass(frozen=True, slots=True)
+class Head:
+    hall: str
+    day: dt.date
+    entries: int
+    head: str
+
+    def as_json(self) -> dict[str, Any]:
+        return {"hall": self.hall, "day": self.day.isoformat(), "entries": self.entries,
+                "head": self.head}
+
+
+async def verify(engine: AsyncEngine, hall: str | None = None, day: dt.date | None = None,
+                 published: Sequence[Head] = ()) -> Report:
+    """Recompute every chain in scope and every chained row; find rows no chain holds."""
+    report = Report([])
+    async with engine.connect() as conn:
+        if conn.dialect.name == "postgresql":  # one snapshot for the whole check
+            await conn.execution_options(isolation_level="REPEATABLE READ")
+        scope = []
+        if hall is not None:
+            scope.append(ledger_entries.c.hall_id == hall)
+        if day is not None:
+            scope.append(ledger_entries.c.day == day)
+        chains = (await conn.execute(
+            select(ledger_entries.c.hall_id, ledger_entries.c.day).where(*scope)
+            .group_by(ledger_entries.c.hall_id, ledger_entries.c.day)
+            .order_by(ledger_entries.c.day, ledger_entries.c.hall_id))).all()
+        for chain in chains:
+            entries = (await conn.execute(
+                select(ledger_entries).where(ledger_entries.c.hall_id == chain.hall_id,
+                                             ledger_entries.c.day == chain.day)
+                .order_by(ledger_entries.c.position))).all()
+            report.chains += 1
+            report.entries += len(entries)
+            report.findings += _check_chain(chain.hall_id, chain.day, entries)
+            report.findings += await _check_rows(conn, entries)
+        report.findings += await _unchained_evaluations(conn, hall, day)
+        unchained_cases, pending = await _unchained_cases(conn, hall, day)
+        report.findings += unchained_cases
+        report.pending += pending
+        report.pending += await _pending_evaluations(conn, hall)
+        report.findings += await _check_heads(conn, published)
+    return report
+
+
+def _check_chain(hall: str, day: dt.date, entries: Sequence[Any]) -> list[Finding]:
+    found = []
+    previous = genesis(hall, day)
+    for expected, entry in enumerate(entries, start=1):
+        problem = None
+        if entry.position != expected:
+            problem = f"entry {expected} is missing (next is {entry.position})"
+        elif chain_next(previous, entry.row_hash) != entry.chain_hash:
+            problem = "entry does not follow from the one before"
+        if problem:
+            found.append(Finding(Problem.CHAIN_BROKEN, Record(entry.record), entry.ref,
+                                 entry.ref_no, hall, day, entry.position, problem))
+        previous = entry.chain_hash  # resynchronise, so that each break is reported once
+    return found
+
+
+async def _check_rows(conn: AsyncConnection, entries: Sequence[Any]) -> list[Finding]:
+    found: list[Finding] = []
+    by_record: dict[Record, list[Any]] = {}
+    for entry in entries:
+        by_record.setdefault(Record(entry.record), []).append(entry)
+
+    def finding(problem: Problem, entry: Any, detail: str) -> Finding:
+        return Finding(problem, Record(entry.record), entry.ref, entry.ref_no, entry.hall_id,
+                       entry.day, entry.position, detail)
+
+    for record, table, cols in ((Record.EVALUATION, events, (events.c.gateway_id,
+                                                              events.c.seq)),
+                                (Record.CASE_REVISION, case_revisions,
+                                 (case_revisions.c.case_no, case_revisions.c.revision))):
+        todo = by_record.get(record, [])
+        for start in range(0, len(todo), _CHUNK):
+            chunk = todo[start:start + _CHUNK]
+            rows = {(r[cols[0].name], r[cols[1].name]): r for r in (await conn.execute(
+                select(table).where(tuple_(*cols).in_([(e.ref, e.ref_no) for e in chunk]))
+            )).mappings()}
+            for entry in chunk:
+                row = rows.get((entry.ref, entry.ref_no))
+                if row is None:
+                    found.append(finding(Problem.DELETED, entry, "the row is gone"))
+                elif row_hash(record, row) != entry.row_hash:
+                    found.append(finding(Problem.CHANGED, entry,
+                                         "the row differs from what was chained"))
+
+    todo = by_record.get(Record.CASE, [])
+    for start in range(0, len(todo), _CHUNK):
+        chunk = todo[start:start + _CHUNK]
+        numbers = sorted({e.ref for e in chunk})
+        newest = dict((await conn.execute(
+            select(ledger_entries.c.ref, func.max(ledger_entries.c.ref_no))
+            .where(ledger_entries.c.record == Record.CASE.value,
+                   ledger_entries.c.ref.in_(numbers))
+            .group_by(ledger_entries.c.ref))).all())
+        current = await _cases_with_suspensions(conn, numbers)
+        for entry in chunk:
+            if entry.ref_no != newest.get(entry.ref):
+                continue  # an earlier state of the case: the row has moved on by a revision
+            case = current.get(entry.ref)
+            if case is None:
+                found.append(finding(Problem.DELETED, entry, "the case row is gone"))
+            elif case[0]["revision"] != entry.ref_no:
+                if case[0]["revision"] < entry.ref_no or not await _revision_pending(
+                        conn, entry.ref, case[0]["revision"]):
+                    found.append(finding(
+                        Problem.CHANGED, entry, f"the case row is at revision "
+                        f"{case[0]['revision']}, which the ledger does not hold"))
+            elif row_hash(Record.CASE, case[0], case[1]) != entry.row_hash:
+                found.append(finding(Problem.CHANGED, entry, "the case row or its suspensions "
+                                     "differ from what was chained"))
+    return found
+
+
+async def _revision_pending(conn: AsyncConnection, case_no: str, revision: int) -> bool:
+    """Is this revision stored recently enough that the job may simply not have run yet?"""
+    row = (await conn.execute(select(case_revisions.c.received_at).where(
+        case_revisions.c.case_no == case_no, case_revisions.c.revision == revision))).first()
+    return row is not None and await _within_settle(conn, row.received_at)
+
+
+async def _case_mark(conn: AsyncConnection) -> dt.datetime | None:
+    return (await conn.execute(select(ledger_progress.c.through_at).where(
+        ledger_progress.c.source == "case_revisions", ledger_progress.c.ref == ""))).scalar()
+
+
+async def _within_settle(conn: AsyncConnection, received_at: dt.datetime) -> bool:
+    mark = await _case_mark(conn)
+    return mark is None or received_at > mark - CASE_SETTLE
+
+
+def _day_bounds(day: dt.date) -> tuple[dt.datetime, dt.datetime]:
+    return day_start(day), day_start(day + dt.timedelta(days=1))
+
+
+async def _unchained_evaluations(conn: AsyncConnection, hall: str | None, day: dt.date | None
+                                 ) -> list[Finding]:
+    """evaluator.key rows no entry holds: at or below the ledger's watermark, or beyond what the
+    gateway has committed and outside every range that arrived early."""
+    progress = ledger_progress
+    chained = exists().where(ledger_entries.c.record == Record.EVALUATION.value,
+                             ledger_entries.c.ref == events.c.gateway_id,
+                             ledger_entries.c.ref_no == events.c.seq)
+    early = exists().where(pending_ranges.c.gateway_id == events.c.gateway_id,
+                           pending_ranges.c.first_seq <= events.c.seq,
+                           pending_ranges.c.last_seq >= events.c.seq)
+    watermark = func.coalesce(progress.c.through_seq, 0)
+    query = (select(events.c.gateway_id, events.c.seq, events.c.hall_id, events.c.received_at,
+                    watermark.label("through"), gateways.c.committed_through)
+             .select_from(events.join(gateways, gateways.c.gateway_id == events.c.gateway_id)
+                          .outerjoin(progress, and_(progress.c.source == "events",
+                                                    progress.c.ref == events.c.gateway_id)))
+             .where(events.c.kind == EVALUATION_KIND, ~chained,
+                    (events.c.seq <= watermark)
+                    | ((events.c.seq > gateways.c.committed_through) & ~early))
+             .order_by(events.c.gateway_id, events.c.seq))
+    if hall is not None:
+        query = query.where(events.c.hall_id == hall)
+    if day is not None:
+        start, end = _day_bounds(day)
+        query = query.where(events.c.received_at >= start, events.c.received_at < end)
+    out = []
+    for r in (await conn.execute(query)).all():
+        why = ("stored below the ledger's watermark without an entry" if r.seq <= r.through
+               else f"stored beyond the gateway's committed sequence ({r.committed_through})")
+        out.append(Finding(Problem.NOT_IN_LEDGER, Record.EVALUATION, r.gateway_id, r.seq,
+                           r.hall_id, business_date(r.received_at), None, why))
+    return out
+
+
+async def _pending_evaluations(conn: AsyncConnection, hall: str | None) -> int:
+    progress = ledger_progress
+    query = (select(func.count())
+             .select_from(events.join(gateways, gateways.c.gateway_id == events.c.gateway_id)
+                          .outerjoin(progress, and_(progress.c.source == "events",
+                                                    progress.c.ref == events.c.gateway_id)))
+             .where(events.c.kind == EVALUATION_KIND,
+                    events.c.seq > func.coalesce(progress.c.through_seq, 0),
+                    events.c.seq <= gateways.c.committed_through))
+    if hall is not None:
+        query = query.where(events.c.hall_id == hall)
+    return int((await conn.execute(query)).scalar() or 0)
+
+
+async def _unchained_cases(conn: AsyncConnection, hall: str | None, day: dt.date | None
+                           ) -> tuple[list[Finding], int]:
+    mark = await _case_mark(conn)
+    chained = exists().where(ledger_entries.c.record == Record.CASE_REVISION.value,
+                             ledger_entries.c.ref == case_revisions.c.case_no,
+                             ledger_entries.c.ref_no == case_revisions.c.revision)
+    query = select(case_revisions, cases.c.hall_id).select_from(case_revisions.outerjoin(
+        cases, cases.c.case_no == case_revisions.c.case_no)).where(~chained)
+    if day is not None:
+        start, end = _day_bounds(day)
+        query = query.where(case_revisions.c.received_at >= start,
+                            case_revisions.c.received_at < end)
+    found, pending = [], 0
+    for r in (await conn.execute(query.order_by(case_revisions.c.case_no,
+                                                case_revisions.c.revision))).mappings():
+        row_hall = _revision_hall(r, {"hall_id": r["hall_id"]} if r["hall_id"] else None)
+        if hall is not None and row_hall != hall:
+            continue
+        if mark is None or r["received_at"] > mark - CASE_SETTLE:
+            pending += 1
+            continue
+        found.append(Finding(Problem.NOT_IN_LEDGER, Record.CASE_REVISION, r["case_no"],
+                             r["revision"], row_hall, business_date(r["received_at"]), None,
+                             "a revision older than the ledger's watermark without an entry"))
+    # a case the case store wrote always has its revision beside it
+    orphan = (select(cases.c.case_no, cases.c.revision, cases.c.hall_id, cases.c.received_at)
+              .where(~exists().where(case_revisions.c.case_no == cases.c.case_no,
+                                     case_revisions.c.revision == cases.c.revision),
+                     ~exists().where(ledger_entries.c.record == Record.CASE.value,
+                                     ledger_entries.c.ref == cases.c.case_no))
+              .order_by(cases.c.case_no))
+    if hall is not None:
+        orphan = orphan.where(cases.c.hall_id == hall)
+    for r in (await conn.execute(orphan)).all():
+        if day is not None and business_date(r.received_at) != day:
+            continue
+        found.append(Finding(Problem.NOT_IN_LEDGER, Record.CASE, r.case_no, r.revision,
+                             r.hall_id, business_date(r.received_at), None,
+                             "a case row without its revision record"))
+    return found, pending
+
+
+async def _check_heads(conn: AsyncConnection, published: Sequence[Head]) -> list[Finding]:
+    found = []
+    for head in published:
+        row = (await conn.execute(select(ledger_entries.c.chain_hash).where(
+            ledger_entries.c.hall_id == head.hall, ledger_entries.c.day == head.day,
+            ledger_entries.c.position == head.entries))).first()
+        if row is None:
+            detail = f"the chain no longer has {head.entries} entries"
+        elif row.chain_hash != head.head:
+            detail = f"entry {head.entries} no longer ends in the published head"
+        else:
+            continue
+        found.append(Finding(Problem.HEAD_MISMATCH, None, f"chain {head.hall}/{head.day}", None,
+                             head.hall, head.day, head.entries, detail))
+    return found
+
+
+async def heads(engine: AsyncEngine, day: dt.date, hall: str | None = None) -> list[Head]:
+    """Each hall's chain head for a business day (final once the day is over)."""
+    last = (select(ledger_entries.c.hall_id, func.max(ledger_entries.c.position).label("n"))
+            .where(ledger_entries.c.day == day).group_by(ledger_entries.c.hall_id))
+    if hall is not None:
+        last = last.where(ledger_entries.c.hall_id == hall)
+    sub = last.subquery()
+    query = (select(ledger_entries.c.hall_id, ledger_entries.c.position,
+                    ledger_entries.c.chain_hash)
+             .join(sub, and_(sub.c.hall_id == ledger_entries.c.hall_id,
+                             sub.c.n == ledger_entries.c.position))
+             .where(ledger_entries.c.day == day).order_by(ledger_entries.c.hall_id))
+    async with engine.connect() as conn:
+        rows = (await conn.execute(query)).all()
+    return [Head(r.hall_id, day, r.position, r.chain_hash) for r in rows]
+
+
+def parse_heads(lines: Iterable[str]) -> list[Head]:
+    """Heads as ``ledger head`` prints them (one JSON object a line)."""
+    out = []
+    for line in lines:
+        if line.strip():
+            doc = json.loads(line)
+            out.append(Head(str(doc["hall"]), dt.date.fromisoformat(doc["day"]),
+                            int(doc["entries"]), str(doc["head"])))
+    return out
