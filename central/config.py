@@ -7,6 +7,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
+from central.rules.timelimit import LadderConfig
 from central.store.db import DEFAULT_URL
 from protocols.configtext import ConfigError, parse_yaml_model
 from protocols.topics import ID_PATTERN
@@ -73,6 +74,15 @@ class TimeseriesConfig(_Section):
     timeout_s: float = Field(default=10.0, gt=0)
 
 
+class RulesConfig(_Section):
+    """Working-day calendar and time-limit ladder (central/rules/README.md)."""
+
+    calendar_overrides: Path | None = Field(
+        default=None, description="site calendar file: next year's holidays and 调休 workdays")
+    ladder: LadderConfig = Field(default_factory=LadderConfig,
+                                 description="ladder thresholds, working days from the deadline")
+
+
 class CentralConfig(_Section):
     database_url: str = DEFAULT_URL
     data_dir: Path = Path("var/central")
@@ -80,6 +90,7 @@ class CentralConfig(_Section):
     broker: BrokerConfig = BrokerConfig()
     ingest: IngestConfig = IngestConfig()
     http: HttpConfig = HttpConfig()
+    rules: RulesConfig = RulesConfig()
     provisioning: ProvisioningConfig = ProvisioningConfig()
     timeseries: TimeseriesConfig = TimeseriesConfig()
 

@@ -141,6 +141,7 @@ case_revisions = Table(
 )
 
 from central.store import (  # noqa: E402 (the tables above must exist first)
+    schema_cases,  # noqa: F401
     schema_ops,  # noqa: F401
     schema_tsledger,  # noqa: F401
 )
