@@ -69,6 +69,7 @@ ALLOWED_TAGS = frozenset({"hall", "gateway", "window", "service", "camera", "key
                           "status", "source"})
 
 LOCK_KEY = 0x6877_7473  # "hwts": one sink writer at a time on PostgreSQL
+SAMPLING_ROW = "*"  # timeseries_progress row of the gateway gauges' last sampling slot
 MAX_WAIT_S = 12 * 3600  # a ticket number waiting longer is yesterday's number reused
 WARM_EVENTS = 50_000  # how far back queue state is rebuilt after a restart or a takeover
 MAX_PENDING_TICKETS = 20_000
@@ -370,57 +371,72 @@ class TimeseriesSink:
         self.deriver = Deriver()
         self.stats = SinkStats()
         self._state_through: dict[str, int] = {}  # seq the deriver's state is current to
-        self._sampled_bucket: int | None = None
 
     async def run_once(self, now: datetime | None = None) -> int:
         """Write what has been committed since the watermark; returns the events read."""
         now = now or datetime.now(UTC)
-        async with self.engine.begin() as conn:
-            if conn.dialect.name == "postgresql" and not (await conn.execute(
+        async with self.engine.connect() as conn:
+            postgres = conn.dialect.name == "postgresql"
+            if postgres and not (await conn.execute(
                     text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": LOCK_KEY})).scalar():
                 return 0  # another aggregator process is the writer just now
-            todo = (await conn.execute(
-                select(gateways.c.gateway_id, gateways.c.committed_through,
-                       timeseries_progress.c.through_seq)
-                .outerjoin(timeseries_progress,
-                           timeseries_progress.c.gateway_id == gateways.c.gateway_id)
-                .order_by(gateways.c.gateway_id))).all()
-            samples: list[Sample] = []
-            advanced: dict[str, int] = {}
-            read = 0
-            for row in todo:
-                through = row.through_seq or 0
-                if row.committed_through <= through:
-                    continue
-                if self._state_through.get(row.gateway_id) != through:
-                    await self._warm(conn, row.gateway_id, through)
-                rows = await self._events(conn, row.gateway_id, through, row.committed_through)
-                for ev in rows:
-                    samples += self.deriver.samples(ev)
-                read += len(rows)
-                full = len(rows) == self.cfg.batch_events
-                advanced[row.gateway_id] = rows[-1].seq if full else row.committed_through
-            bucket = int(now.timestamp()) // self.cfg.gateway_sample_s
-            sampled = bucket != self._sampled_bucket
-            if sampled:
+            samples, advanced, read = await self._collect(conn)
+            slot = int(now.timestamp()) // self.cfg.gateway_sample_s
+            last_slot = await self._through(conn, SAMPLING_ROW)
+            if slot > last_slot:
                 rows = (await conn.execute(select(gateways))).all()
-                samples += gateway_samples(rows, now, bucket * self.cfg.gateway_sample_s * 1000)
+                samples += gateway_samples(rows, now, slot * self.cfg.gateway_sample_s * 1000)
+                advanced[SAMPLING_ROW] = slot
+            if not postgres:
+                # SQLite (one process): let go of the read snapshot while the store is written,
+                # so ingest is never kept waiting on it
+                await conn.rollback()
             try:
                 await self.writer.write(samples)
             except Exception:
                 self.stats.write_failures += 1
-                for gateway in advanced:  # the deriver moved on; the watermark did not
-                    self._state_through.pop(gateway, None)
+                self._state_through.clear()  # the deriver moved on; the watermarks did not
                 raise
             for gateway, seq in advanced.items():
                 await self._advance(conn, gateway, seq, now)
-                self._state_through[gateway] = seq
-        if sampled:
-            self._sampled_bucket = bucket
+                if gateway != SAMPLING_ROW:
+                    self._state_through[gateway] = seq
+            await conn.commit()
         self.stats.cycles += 1
         self.stats.events_read += read
         self.stats.samples_written += len(samples)
         return read
+
+    async def _collect(self, conn: AsyncConnection
+                       ) -> tuple[list[Sample], dict[str, int], int]:
+        todo = (await conn.execute(
+            select(gateways.c.gateway_id, gateways.c.committed_through,
+                   timeseries_progress.c.through_seq)
+            .outerjoin(timeseries_progress,
+                       timeseries_progress.c.gateway_id == gateways.c.gateway_id)
+            .order_by(gateways.c.gateway_id))).all()
+        samples: list[Sample] = []
+        advanced: dict[str, int] = {}
+        read = 0
+        for row in todo:
+            through = row.through_seq or 0
+            if row.committed_through <= through:
+                continue
+            if self._state_through.get(row.gateway_id) != through:
+                await self._warm(conn, row.gateway_id, through)
+            rows = await self._events(conn, row.gateway_id, through, row.committed_through)
+            for ev in rows:
+                samples += self.deriver.samples(ev)
+            read += len(rows)
+            full = len(rows) == self.cfg.batch_events
+            advanced[row.gateway_id] = rows[-1].seq if full else row.committed_through
+        return samples, advanced, read
+
+    @staticmethod
+    async def _through(conn: AsyncConnection, gateway: str) -> int:
+        value = (await conn.execute(select(timeseries_progress.c.through_seq).where(
+            timeseries_progress.c.gateway_id == gateway))).scalar()
+        return int(value or 0)
 
     async def _events(self, conn: AsyncConnection, gateway: str, after: int, through: int,
                       kinds: Sequence[str] | None = None, limit: int | None = None

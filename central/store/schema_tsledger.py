@@ -12,7 +12,8 @@ from sqlalchemy import BigInteger, Column, Date, Index, Integer, String, Table
 from central.store.schema import case_revisions, metadata
 from central.store.types import UTCDateTime
 
-# how far the time-series sink has written each gateway's events (seq ≤ through_seq are written)
+# how far the time-series sink has written each gateway's events (seq ≤ through_seq are written);
+# the row of gateway id "*" (never a real id) holds the last sampling slot of the gateway gauges
 timeseries_progress = Table(
     "timeseries_progress", metadata,
     Column("gateway_id", String(64), primary_key=True),
