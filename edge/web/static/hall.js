@@ -82,44 +82,20 @@
     el.className = "tile tile--" + presence + (faulty ? " tile--fault" : "");
     el.dataset.evaluator = tile.evaluator.state;
     el.dataset.presence = presence;
-    el.replaceChildren();
+    const body = node("div", "tile-body");
 
     const head = node("header", "tile-head");
     head.append(node("span", "tile-no", t("tile.window", { n: tile.window })));
     head.append(node("span", "presence presence--" + presence, t("presence." + presence)));
-    el.append(head);
+    body.append(head);
 
-    const staff = tile.staff ? [tile.staff, tile.staff_name].filter(Boolean).join(" ")
-      : t("tile.nobody");
-    el.append(node("div", "tile-staff", staff));
-
-    const ticket = node("div", "tile-ticket");
-    ticket.dataset.field = "ticket";
-    if (tile.ticket) {
-      ticket.append(node("span", "ticket-no", t("tile.serving", { ticket: tile.ticket })));
-      if (tile.serving_since) ticket.append(since(tile.serving_since));
-    } else if (tile.called) {
-      ticket.append(node("span", "ticket-no", t("tile.called", { ticket: tile.called })));
-    } else {
-      ticket.textContent = t("tile.idle");
-    }
-    el.append(ticket);
-
-    if (faulty) {
-      const problem = node("div", "tile-problem", tile.problems.map(problemText).join("；"));
-      problem.setAttribute("role", "alert");
-      el.append(problem);
-    } else {
-      const ev = node("div", "tile-eval");
-      ev.append(node("span", "eval-label", t("evaluator.label") + " "));
-      ev.append(node("span", "eval-state eval--" + tile.evaluator.state,
-        t("evaluator." + tile.evaluator.state)));
-      el.append(ev);
-    }
-
+    const staff = node("div", "tile-staff", tile.staff
+      ? [tile.staff, tile.staff_name].filter(Boolean).join(" ") : t("tile.nobody"));
     if (tile.camera) {
-      const cam = node("div", "tile-camera");
-      cam.append(node("span", "", t("camera.label") + "："));
+      // the camera's own view of the seat (在岗 / 离岗), beside what the queue machine says
+      const cam = node("span", "tile-camera");
+      cam.dataset.camera = tile.camera.staff;
+      cam.append(t("camera.label") + " ");
       cam.append(node("span", "camera-" + tile.camera.staff, t("camera." + tile.camera.staff)));
       if (tile.camera.snapshot) {
         const link = node("a", "", t("camera.snapshot"));
@@ -128,12 +104,36 @@
         link.rel = "noopener";
         cam.append(link);
       }
-      el.append(cam);
+      staff.append(cam);
+    }
+    body.append(staff);
+
+    const ticket = node("div", "tile-ticket");
+    if (tile.ticket) {
+      ticket.append(node("span", "ticket-no", t("tile.serving", { ticket: tile.ticket })));
+      if (tile.serving_since) ticket.append(since(tile.serving_since));
+    } else if (tile.called) {
+      ticket.append(node("span", "ticket-no", t("tile.called", { ticket: tile.called })));
+    } else {
+      ticket.textContent = t("tile.idle");
+    }
+    body.append(ticket);
+
+    if (faulty) {
+      const problem = node("div", "tile-problem", tile.problems.map(problemText).join("；"));
+      problem.setAttribute("role", "alert");
+      body.append(problem);
+    } else {
+      const ev = node("div", "tile-eval");
+      ev.append(node("span", "eval-label", t("evaluator.label") + " "));
+      ev.append(node("span", "eval-state eval--" + tile.evaluator.state,
+        t("evaluator." + tile.evaluator.state)));
+      ev.append(node("span", "eval-today", t("keys.label", { total: tile.keys_total })));
+      body.append(ev);
     }
 
     const keys = node("div", "tile-keys");
     keys.dataset.total = String(tile.keys_total);
-    keys.append(node("span", "tile-keys-title", t("keys.label", { total: tile.keys_total })));
     for (const k of ["1", "2", "3", "4", "5", "6"]) {
       const item = node("span", "key key-" + k + (BAD_KEYS.has(k) ? " key-bad" : ""),
         t("key." + k));
@@ -141,7 +141,8 @@
       item.append(node("b", "", String(tile.keys[k] || 0)));
       keys.append(item);
     }
-    el.append(keys);
+    body.append(keys);
+    el.replaceChildren(body);
   }
 
   function layoutTiles() {
