@@ -50,7 +50,7 @@ async def evaluations(engine: AsyncEngine, gw: Gateway, n: int, *, start: dateti
 
 
 async def store_case(engine: AsyncEngine, case_no: str, revision: int, *, hall: str = "H1",
-                     status: str = "accepted", received_at: datetime = NOW,
+                     status: str = "running", received_at: datetime = NOW,
                      suspended: tuple[datetime, datetime | None] | None = None) -> None:
     """What the case store does in one transaction: the revision, the case row brought up to
     it, its suspensions replaced."""
@@ -188,7 +188,7 @@ async def test_case_records_changed_deleted_or_forged_are_reported(engine: Async
             case_no="C1", revision=3, doc=doc, received_at=old))
         await conn.execute(insert(cases).values(
             case_no="C9", revision=1, item_code="x", item_name="x", department="x",
-            hall_id="H1", accepted_at=old, legal_days=1, status="accepted", received_at=old,
+            hall_id="H1", accepted_at=old, legal_days=1, status="running", received_at=old,
             source="api"))
 
     report = await ledger.verify(engine)
