@@ -55,8 +55,8 @@ def import_(
     from protocols.envelope import utc_now
 
     cfg = _config(config)
-    out = Console()
-    err = Console(stderr=True)
+    out = Console(soft_wrap=True)
+    err = Console(stderr=True, soft_wrap=True)  # a bad row stays on one line for grep
     try:
         data = read(file)
         context = CaseContext.from_config(cfg)

@@ -81,6 +81,8 @@ class RulesConfig(_Section):
         default=None, description="site calendar file: next year's holidays and 调休 workdays")
     ladder: LadderConfig = Field(default_factory=LadderConfig,
                                  description="ladder thresholds, working days from the deadline")
+    ladder_every_s: float = Field(default=120, ge=1, le=3600,
+                                  description="ladder job interval (it also runs after 00:00)")
 
 
 class CentralConfig(_Section):

@@ -7,6 +7,7 @@ import contextlib
 import logging
 
 from central import ledger, remote, timeseries
+from central.cases import service as case_jobs
 from central.commands import CommandSigner, load_or_create_signing_key
 from central.config import CentralConfig
 from central.consumer import Consumer
@@ -40,6 +41,7 @@ class Aggregator:
         self._jobs.append(asyncio.create_task(ledger.run_forever(self.engine), name="ledger"))
         self._jobs.append(asyncio.create_task(timeseries.run_forever(
             self.engine, self.config.timeseries), name="timeseries"))
+        self._jobs.append(case_jobs.start(self.engine, self.config))  # case feed + ladder
 
     async def stop(self) -> None:
         for job in self._jobs:

@@ -24,6 +24,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from central.cases.masking import ApplicantMasker
+from central.cases.model import case_no_of
 from central.cases.store import (
     Outcome,
     RowResult,
@@ -67,6 +68,8 @@ class CsvError(ValueError):
 
 class CsvRowError(ValueError):
     """A row whose CSV form cannot even be turned into a case (e.g. the suspensions column)."""
+
+    case_no: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +124,7 @@ def parse(text: str, encoding: str = "utf-8") -> CsvTable:
             try:
                 rows.append((line, to_case(flat)))
             except CsvRowError as exc:
+                exc.case_no = case_no_of({"case_no": flat.get("case_no")})
                 rows.append((line, exc))
         line = reader.line_num + 1
     return CsvTable(encoding, rows, tuple(ignored))
@@ -213,7 +217,7 @@ def _validate(chunk: list[tuple[int, dict[str, Any] | CsvRowError]], masker: App
     good, bad = [], []
     for line, row in chunk:
         if isinstance(row, CsvRowError):
-            bad.append(RowResult(line, None, Outcome.REJECTED, errors=(str(row),)))
+            bad.append(RowResult(line, row.case_no, Outcome.REJECTED, errors=(str(row),)))
             continue
         g, b = validate_rows([row], masker, now=now, first_index=line)
         good += g

@@ -24,5 +24,6 @@ def start(engine: AsyncEngine, config: CentralConfig) -> asyncio.Task[None]:
 async def run_forever(engine: AsyncEngine, config: CentralConfig, context: CaseContext) -> None:
     async with asyncio.TaskGroup() as jobs:
         jobs.create_task(CaseFeed(engine, context.masker, config.broker).run(), name="case-feed")
-        jobs.create_task(ladder_job.run_forever(engine, context.calendar, context.ladder),
+        jobs.create_task(ladder_job.run_forever(engine, context.calendar, context.ladder,
+                                                every_s=config.rules.ladder_every_s),
                          name="case-ladder")
