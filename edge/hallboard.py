@@ -296,7 +296,7 @@ class HallBoard:
             self._apply_queue(body, utc)
         elif kind == "evaluator.key":
             key = body.get("key")
-            if "RETRANSMIT" not in body.get("marks", ()) and key in KEYS:
+            if isinstance(key, int) and key in KEYS and "RETRANSMIT" not in body["marks"]:
                 self._window(body["window"]).keys[key] += 1
         elif kind == "camera.presence":
             view = self._window(body["window"])
@@ -309,7 +309,7 @@ class HallBoard:
             self.camera_waiting = body["count"]
 
     def _apply_queue(self, body: dict[str, Any], utc: str) -> None:
-        code, ticket = body["type"], body.get("ticket")
+        code, ticket = body["type"], str(body.get("ticket") or "")  # "": a message without one
         window = self._window(body["window"]) if body.get("window") is not None else None
         if code == "TK":
             service = body["service"]

@@ -267,6 +267,7 @@
     noteServerTime(message);
     picture = message;
     renderAll();
+    tick(); // the clock now in the hall's time zone
   }
 
   function onUpdate(message) {

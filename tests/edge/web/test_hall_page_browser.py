@@ -1,0 +1,434 @@
+"""The hall page in a real Chromium, served by a real gateway process on simulated devices.
+
+One hall for the module: a private Mosquitto, sixteen FF 68 evaluators and a $QM queue machine
+on pseudo-terminals, the gateway as its own process with its hall page on, an account made with
+``hallwatch-edge user add``. Debian's Chromium, driven by Playwright, logs in, watches tiles
+change live as keys are pressed and devices fail, switches language, and saves screenshots to
+test-output/screenshots/. The tests run in file order; the last one stops the broker.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
+
+from firmware_bridges.ff68.simulator import EvaluatorBusSimulator
+from firmware_bridges.qm.simulator import QueueMachineSimulator
+from tests.support import procs
+from tests.support.broker import Broker, free_port
+from tests.support.loop_thread import LoopThread
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run",
+                  "--disable-quic"]
+OUTPUT = Path(__file__).resolve().parents[3] / "test-output"
+SCREENSHOTS = OUTPUT / "screenshots"
+WINDOWS = 16
+USER, PASSWORD = "dating", "大厅看板-2026"
+STAFF = {"100233": "张敏", "100234": "李建国", "100235": "王芳"}
+FAULT_RED = "rgb(183, 28, 28)"  # --fault in hall.css
+SIZES = [(1920, 1080), (1366, 768)]
+
+
+@dataclass
+class Hall:
+    tmp: Path
+    broker: Broker
+    sims: LoopThread
+    bus: EvaluatorBusSimulator
+    qm: QueueMachineSimulator
+    url: str
+    gateway: procs.Proc
+    requests: list[str] = field(default_factory=list)  # every URL any page asked for
+    console_errors: list[str] = field(default_factory=list)
+    latencies: list[float] = field(default_factory=list)
+
+    def addr(self, window: int) -> int:
+        return 0x80 + window
+
+
+def _add_account(config: Path) -> None:
+    done = subprocess.run([str(procs.BIN / "hallwatch-edge"), "user", "add", USER, "-c",
+                           str(config), "--password-stdin"], input=PASSWORD + "\n", text=True,
+                          capture_output=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+
+
+def _wait_for_devices(url: str) -> None:
+    """Until the page answers and every evaluator has answered a poll."""
+    deadline = time.monotonic() + 60
+    with httpx.Client(base_url=url, timeout=5) as client:
+        while True:
+            try:
+                if client.get("/healthz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "the hall page did not come up"
+            time.sleep(0.2)
+        client.post("/login", data={"username": USER, "password": PASSWORD})
+        while True:
+            tiles = client.get("/api/board").json()["tiles"]
+            if len(tiles) == WINDOWS and all(t["evaluator"]["state"] == "online"
+                                             for t in tiles):
+                return
+            assert time.monotonic() < deadline, f"evaluators not online: {tiles}"
+            time.sleep(0.2)
+
+
+@pytest.fixture(scope="module")
+def hall(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hall]:
+    tmp = tmp_path_factory.mktemp("hall-page")
+    broker = Broker(free_port(), tmp / "broker").start()
+    with LoopThread() as sims:
+        bus = EvaluatorBusSimulator(tmp / "ttyEVAL0", seed=5)
+        qm = QueueMachineSimulator(pty_dir=tmp, link_name="ttyQM0")
+        sims.run(bus.start())
+        sims.run(qm.__aenter__())
+        for i in range(WINDOWS):
+            sims.call(lambda i=i: bus.add(0x81 + i))
+        port = free_port()
+        config = procs.edge_config(
+            tmp, broker.port,
+            evaluator_buses=[{"port": str(tmp / "ttyEVAL0"), "poll_interval_s": 1, "devices": [
+                {"addr": 0x81 + i, "window": i + 1} for i in range(WINDOWS)]}],
+            queue={"transport": str(tmp / "ttyQM0")},
+            http={"enabled": True, "host": "127.0.0.1", "port": port,
+                  "hall_name": "锦江区政务服务中心"},
+            staff_names=STAFF)
+        _add_account(config)
+        gateway = procs.edge(config, tmp / "edge.log")
+        url = f"http://127.0.0.1:{port}"
+        hall = Hall(tmp, broker, sims, bus, qm, url, gateway)
+        try:
+            _wait_for_devices(url)
+            yield hall
+        finally:
+            gateway.stop()
+            sims.run(qm.__aexit__(None, None, None))
+            sims.run(bus.stop())
+            broker.stop()
+            if hall.latencies:
+                OUTPUT.mkdir(exist_ok=True)
+                (OUTPUT / "hall-page-latency.json").write_text(json.dumps(
+                    {"key_to_tile_s": hall.latencies}, indent=1))
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing: run deploy/scripts/install-browser-test-deps.sh")
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+def new_context(hall: Hall, browser: Browser, size: tuple[int, int] = SIZES[0],
+                **options: Any) -> BrowserContext:
+    context = browser.new_context(viewport={"width": size[0], "height": size[1]},
+                                  locale="zh-CN", **options)
+    context.set_default_timeout(10_000)
+    context.on("request", lambda request: hall.requests.append(request.url))
+
+    def on_page(page: Page) -> None:
+        page.on("console", lambda m: hall.console_errors.append(m.text)
+                if m.type == "error" else None)
+        page.on("pageerror", lambda e: hall.console_errors.append(str(e)))
+
+    context.on("page", on_page)
+    return context
+
+
+def log_in(page: Page, hall: Hall, password: str = PASSWORD) -> None:
+    page.goto(hall.url + "/")
+    page.fill("input[name=username]", USER)
+    page.fill("input[name=password]", password)
+    page.click("button[type=submit]")
+
+
+@pytest.fixture(scope="module")
+def board(hall: Hall, browser: Browser) -> Iterator[Page]:
+    """One logged-in kiosk page, kept open across the tests (as on the hall's screen)."""
+    context = new_context(hall, browser)
+    page = context.new_page()
+    log_in(page, hall)
+    page.wait_for_selector(".tile")
+    page.evaluate("window.__hwMarker = 'same document'")
+    try:
+        yield page
+    finally:
+        context.close()
+
+
+def tile(page: Page, window: int) -> Any:
+    return page.locator(f'.tile[data-window="{window}"]')
+
+
+def shot(page: Page, name: str) -> Path:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / name
+    page.screenshot(path=str(path))
+    return path
+
+
+# -- logging in --------------------------------------------------------------------------------
+
+
+def test_not_logged_in_goes_to_the_login_form(hall: Hall, browser: Browser) -> None:
+    context = new_context(hall, browser, SIZES[1])
+    page = context.new_page()
+    page.goto(hall.url + "/")
+    assert page.url == hall.url + "/login?next=%2F"
+    assert page.locator("h1").inner_text() == "大厅管理员登录"
+    assert page.locator(".tile").count() == 0
+    assert "锦江区" not in page.content()  # nothing of the hall before a login
+    api = page.request.get(hall.url + "/api/board")
+    assert api.status == 401
+    shot(page, "login-1366x768-zh.png")
+    context.close()
+
+
+def test_a_wrong_password_is_refused(hall: Hall, browser: Browser) -> None:
+    context = new_context(hall, browser)
+    page = context.new_page()
+    log_in(page, hall, password="not-the-password")
+    assert page.locator("#login-error").inner_text() == "用户名或密码错误"
+    assert "/login" in page.url and page.locator(".tile").count() == 0
+    assert not [c for c in context.cookies() if c["name"] == "hw_session"]
+    context.close()
+
+
+def test_logged_in_every_window_has_its_tile(hall: Hall, board: Page) -> None:
+    tiles = board.locator(".tile")
+    assert tiles.count() == WINDOWS
+    for window in range(1, WINDOWS + 1):
+        assert tile(board, window).locator(".tile-no").inner_text() == f"{window} 号窗口"
+        assert tile(board, window).is_visible()
+    assert board.locator("#user").inner_text() == f"{USER} · 只读"
+    assert board.locator("#stream-state").get_attribute("data-state") == "live"
+    assert board.locator("#health li").first.inner_text() == "运行正常"
+    cookie = next(c for c in board.context.cookies() if c["name"] == "hw_session")
+    assert cookie["httpOnly"] is True and cookie["sameSite"] == "Strict"
+    assert "hw_session" not in board.evaluate("document.cookie")  # out of scripts' reach
+
+
+def test_queue_machine_events_show_on_tiles_and_queue(hall: Hall, board: Page) -> None:
+    qm, call = hall.qm, hall.sims.call
+    call(lambda: qm.login(3, "100233"))
+    call(lambda: qm.login(4, "100234"))
+    call(lambda: qm.login(5, "100235"))
+    first = call(lambda: qm.issue_ticket("A01", "不动产登记")).ticket
+    call(lambda: qm.issue_ticket("A01", "不动产登记"))
+    call(lambda: qm.issue_ticket("B02", "社保医保"))
+    call(lambda: qm.call(first, 3))
+    call(lambda: qm.start(first, 3, "100233"))
+    call(lambda: qm.pause(5, "100235"))
+    three = tile(board, 3)
+    board.wait_for_function(
+        "t => document.querySelector('.tile[data-window=\"3\"] .ticket-no')?.textContent === t",
+        arg=f"办理 {first}")
+    assert three.locator(".tile-staff").inner_text() == "100233 张敏"
+    assert three.locator(".presence").inner_text() == "在岗"
+    assert tile(board, 5).get_attribute("data-presence") == "paused"
+    board.wait_for_function("() => document.getElementById('queue-summary').dataset.total"
+                            " === '2'")
+    assert board.locator("#queue-summary").inner_text().startswith("等候 2 人 · 最长等候")
+    rows = board.locator("#queue-services tr")
+    assert [rows.nth(i).locator("td").first.inner_text() for i in range(rows.count())] == [
+        "不动产登记", "社保医保"]
+
+
+# -- live updates --------------------------------------------------------------------------------
+
+WATCH = """([number, total]) => {
+  // a MutationObserver notes the moment the tile shows the new count (no polling delay)
+  window.__seen = null;
+  const find = () => document.querySelector(`.tile[data-window="${number}"] .tile-keys`);
+  const observer = new MutationObserver(() => {
+    const keys = find();
+    if (keys && Number(keys.dataset.total) >= total && window.__seen === null) {
+      window.__seen = Date.now();
+      observer.disconnect();
+    }
+  });
+  observer.observe(document.getElementById('tiles'), {subtree: true, childList: true});
+}"""
+
+
+def test_a_key_press_shows_on_its_tile_within_a_second(hall: Hall, board: Page) -> None:
+    for window, key in ((2, 1), (7, 2), (9, 1), (12, 4), (16, 1), (2, 1), (11, 6)):
+        keys = tile(board, window).locator(".tile-keys")
+        before = int(keys.get_attribute("data-total") or 0)
+        before_key = int(keys.locator(f'[data-key="{key}"] b').inner_text())
+        board.evaluate(WATCH, [window, before + 1])
+        pressed = time.time()
+        hall.sims.call(lambda w=window, k=key: hall.bus.press(hall.addr(w), k))
+        board.wait_for_function("() => typeof window.__seen === 'number'", timeout=5000)
+        hall.latencies.append(board.evaluate("window.__seen") / 1000 - pressed)
+        assert int(keys.get_attribute("data-total") or 0) == before + 1
+        assert int(keys.locator(f'[data-key="{key}"] b').inner_text()) == before_key + 1
+    assert board.evaluate("window.__hwMarker") == "same document"  # no reload happened
+    assert board.evaluate("performance.getEntriesByType('navigation').length") == 1
+    median = statistics.median(hall.latencies)
+    print(f"key press → tile: median {median * 1000:.0f} ms, max "
+          f"{max(hall.latencies) * 1000:.0f} ms over {len(hall.latencies)} presses")
+    assert median < 1.0, hall.latencies
+
+
+def test_a_silent_evaluator_turns_its_tile_red_with_advice(hall: Hall, board: Page) -> None:
+    six = tile(board, 6)
+    assert "tile--fault" not in (six.get_attribute("class") or "")
+    hall.sims.call(lambda: setattr(hall.bus.devices[hall.addr(6)], "silent", True))
+    board.wait_for_selector('.tile[data-window="6"].tile--fault')
+    assert six.get_attribute("data-evaluator") == "offline"
+    assert six.locator(".tile-problem").inner_text() == "评价器离线：检查电源和连线"
+    assert six.evaluate("el => getComputedStyle(el).backgroundColor") == FAULT_RED
+    problem = board.locator('#health-problems li[data-code="evaluators_offline"]')
+    assert problem.inner_text() == "评价器离线（6 号窗口）：检查评价器电源和连线"
+    assert problem.evaluate("el => getComputedStyle(el).backgroundColor") == FAULT_RED
+    assert board.locator("#health").get_attribute("data-ok") == "false"
+
+    hall.sims.call(lambda: hall.bus.set_flags(hall.addr(8), stuck_key=True))
+    board.wait_for_selector('.tile[data-window="8"][data-evaluator="stuck_key"]')
+    assert tile(board, 8).locator(".tile-problem").inner_text() == (
+        "按键卡住：检查按键或更换评价器")
+    shot(board, "hall-1920x1080-zh-faults.png")
+
+    hall.sims.call(lambda: setattr(hall.bus.devices[hall.addr(6)], "silent", False))
+    hall.sims.call(lambda: hall.bus.set_flags(hall.addr(8), stuck_key=False))
+    board.wait_for_selector('.tile[data-window="6"][data-evaluator="online"]')
+    board.wait_for_selector('.tile[data-window="8"][data-evaluator="online"]')
+    assert "tile--fault" not in (six.get_attribute("class") or "")
+    board.wait_for_selector('#health[data-ok="true"]')
+
+
+def test_english_switch_and_back(hall: Hall, board: Page) -> None:
+    board.click("#lang-switch")
+    assert tile(board, 1).locator(".tile-no").inner_text() == "Window 1"
+    assert board.locator("#health h2").inner_text() == "Gateway health"
+    assert board.locator("#stream-state").inner_text() == "Live"
+    assert board.evaluate("document.documentElement.lang") == "en"
+    assert tile(board, 3).locator(".tile-staff").inner_text() == "100233 张敏"  # names stay
+    cookie = next(c for c in board.context.cookies() if c["name"] == "hw_lang")
+    assert cookie["value"] == "en"
+    # a second screen (same browser profile) opens in English straight away
+    other = board.context.new_page()
+    other.goto(hall.url + "/")
+    other.wait_for_selector(".tile")
+    assert other.locator("#health h2").inner_text() == "Gateway health"
+    other.close()
+    board.click("#lang-switch")
+    assert tile(board, 1).locator(".tile-no").inner_text() == "1 号窗口"
+    assert board.locator("#health h2").inner_text() == "网关状态"
+
+
+# -- rendering -------------------------------------------------------------------------------------
+
+LAYOUT = """() => {
+  const inside = (r) => r.left >= 0 && r.top >= 0 && r.right <= innerWidth + 0.5
+    && r.bottom <= innerHeight + 0.5;
+  const tiles = [...document.querySelectorAll('.tile')];
+  return {
+    scroll: [document.documentElement.scrollWidth - innerWidth,
+             document.documentElement.scrollHeight - innerHeight],
+    tilesOutside: tiles.filter(t => !inside(t.getBoundingClientRect())).length,
+    tilesOverflowing: tiles.filter(t => {
+      const body = t.querySelector('.tile-body');
+      return [...body.children].some(c => c.getBoundingClientRect().bottom
+        > t.getBoundingClientRect().bottom + 0.5);
+    }).length,
+    panelsOutside: [...document.querySelectorAll('.panel, .bar')]
+      .filter(p => !inside(p.getBoundingClientRect())).length,
+    windowNumberPx: parseFloat(getComputedStyle(document.querySelector('.tile-no')).fontSize),
+  };
+}"""
+
+GLYPHS = """() => {
+  // Draw each character alone: a font without CJK draws the same box (or nothing) for all
+  // of them, so distinct bitmaps with ink mean real glyphs.
+  const family = getComputedStyle(document.body).fontFamily;
+  const canvas = document.createElement('canvas');
+  canvas.width = canvas.height = 64;
+  const g = canvas.getContext('2d', {willReadFrequently: true});
+  const draw = (ch) => {
+    g.clearRect(0, 0, 64, 64);
+    g.font = `48px ${family}`;
+    g.fillText(ch, 4, 52);
+    const alpha = g.getImageData(0, 0, 64, 64).data.filter((_, i) => i % 4 === 3);
+    return {ink: alpha.some(a => a > 0), key: alpha.join(',')};
+  };
+  const chars = [...'政务中心窗口评价满意离线'];
+  const drawn = chars.map(draw);
+  const missing = draw('\\u{10FFFD}');  // a private-use code point no font covers
+  return {
+    chars: chars.length,
+    distinct: new Set(drawn.map(d => d.key)).size,
+    withInk: drawn.filter(d => d.ink).length,
+    likeMissing: drawn.filter(d => d.key === missing.key).length,
+    widthZh: g.measureText('政务服务中心').width,
+  };
+}"""
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_renders_at_big_screen_and_kiosk_sizes(hall: Hall, browser: Browser, board: Page,
+                                               size: tuple[int, int]) -> None:
+    context = new_context(hall, browser, size, storage_state=board.context.storage_state())
+    page = context.new_page()
+    for lang in ("zh", "en"):
+        page.goto(f"{hall.url}/?lang={lang}")
+        page.wait_for_selector(f'.tile[data-window="{WINDOWS}"]')
+        page.wait_for_selector('#stream-state[data-state="live"]')
+        layout = page.evaluate(LAYOUT)
+        assert layout["scroll"] == [0, 0], layout
+        assert layout["tilesOutside"] == 0 and layout["tilesOverflowing"] == 0, layout
+        assert layout["panelsOutside"] == 0, layout
+        assert layout["windowNumberPx"] >= 20, layout  # readable across a room
+        path = shot(page, f"hall-{size[0]}x{size[1]}-{lang}.png")
+        assert path.stat().st_size > 20_000
+    glyphs = page.evaluate(GLYPHS)
+    assert glyphs["withInk"] == glyphs["chars"], glyphs
+    assert glyphs["distinct"] == glyphs["chars"] and glyphs["likeMissing"] == 0, glyphs
+    context.close()
+
+
+def test_nothing_is_loaded_from_anywhere_else(hall: Hall, board: Page) -> None:
+    assert hall.requests
+    outside = [u for u in hall.requests if not u.startswith((hall.url + "/", "data:"))]
+    assert not outside
+    # CSP violations and script errors would show here; a refused login's 401 is expected
+    unexpected = [e for e in hall.console_errors if "401" not in e]
+    assert not unexpected
+
+
+# -- last: the uplink goes down ------------------------------------------------------------------
+
+
+def test_uplink_down_turns_the_health_panel_red(hall: Hall, board: Page) -> None:
+    uplink = board.locator('#health-values dd[data-field="uplink"]')
+    assert uplink.inner_text() == "已连接"
+    hall.broker.stop()
+    problem = board.locator('#health-problems li[data-code="uplink_down"]')
+    problem.wait_for()
+    assert problem.inner_text() == "上行链路断开：检查网络或联系运维"
+    assert problem.evaluate("el => getComputedStyle(el).backgroundColor") == FAULT_RED
+    assert uplink.inner_text() == "已断开" and "bad" in (uplink.get_attribute("class") or "")
+    assert board.locator("#health").get_attribute("data-ok") == "false"
+    shot(board, "hall-1920x1080-zh-uplink-down.png")
+    hall.broker.start()  # back: the gateway reconnects by itself and the panel clears
+    board.wait_for_selector('#health[data-ok="true"]', timeout=40_000)
+    assert uplink.inner_text() == "已连接"
