@@ -82,7 +82,7 @@ def state_message(backlog: int) -> Incoming:
                     datetime.now(UTC))
 
 
-def config(vm: Victoria, **kw: Any) -> TimeseriesConfig:
+def config_for(vm: Victoria, **kw: Any) -> TimeseriesConfig:
     return TimeseriesConfig(enabled=True, url=vm.url, interval_s=0.2, **kw)
 
 
@@ -119,7 +119,7 @@ async def test_sink_writes_hall_metrics_without_personal_data_and_never_twice(
     await ingestor.ingest_state(state_message(backlog=7))
     slot = int(datetime.now(UTC).timestamp()) // 60 * 60
     now = datetime.fromtimestamp(slot + 5, UTC)  # the restart below stays in the same slot
-    sink = TimeseriesSink(engine, config(vm))
+    sink = TimeseriesSink(engine, config_for(vm))
     assert await sink.run_once(now) == 15
     sink.close()
 
@@ -157,7 +157,7 @@ async def test_sink_writes_hall_metrics_without_personal_data_and_never_twice(
     # database, so A003, issued before the restart, gets its waiting time when called after)
     await ingestor.ingest([gw.batch([
         ("queue.event", queue(11, "CL", ticket="A003", window=3), at(950))])])
-    restarted = TimeseriesSink(engine, config(vm))
+    restarted = TimeseriesSink(engine, config_for(vm))
     assert await restarted.run_once(now + timedelta(seconds=1)) == 1
     assert await restarted.run_once(now + timedelta(seconds=2)) == 0
     restarted.close()
@@ -188,14 +188,14 @@ async def test_a_repeat_after_a_crash_changes_no_query_result_under_dedup(
             vm.export_until(series=10)
             return [vm.query(q)["data"]["result"][0]["value"][1] for q in queries]
 
-        first = TimeseriesSink(engine, config(vm))
+        first = TimeseriesSink(engine, config_for(vm))
         await first.run_once()
         first.close()
         before = await results()
         assert before == ["2", "3", "699"]
         async with engine.begin() as conn:  # as if the process died before its commit
             await conn.execute(delete(timeseries_progress))
-        again = TimeseriesSink(engine, config(vm))
+        again = TimeseriesSink(engine, config_for(vm))
         assert await again.run_once() == 15
         again.close()
         assert await results() == before
@@ -222,12 +222,12 @@ async def test_secrets_never_reach_the_log(tmp_path: Path, caplog: pytest.LogCap
         await upgrade(engine)
         await register(engine, "H1", "gw1")
         await Ingestor(engine).ingest([Gateway("H1", "gw1").batch(scenario())])
-        good = config(vm, token=SecretStr(f"hw:{password}"), auth_basic=True)
+        good = config_for(vm, token=SecretStr(f"hw:{password}"), auth_basic=True)
         assert password not in repr(good) and password not in good.model_dump_json()
         job = asyncio.create_task(run_forever(engine, good))
         assert len(await asyncio.to_thread(vm.export_until, 10)) >= 10
         job.cancel()
-        refused = config(vm, token=SecretStr(f"hw:{wrong}"), auth_basic=True)
+        refused = config_for(vm, token=SecretStr(f"hw:{wrong}"), auth_basic=True)
         async with engine.begin() as conn:
             await conn.execute(delete(timeseries_progress))
         job = asyncio.create_task(run_forever(engine, refused))
@@ -283,3 +283,46 @@ def test_transfer_moves_the_wait_to_the_new_queue_and_reboot_falls_back_to_utc()
 def test_a_personal_tag_is_refused_before_it_leaves() -> None:
     with pytest.raises(ValueError, match="staff"):
         make_sample("hallwatch_window", "present", 1, 0, hall="H1", staff=STAFF)
+
+
+async def test_the_aggregator_runs_the_sink_and_the_ledger_and_logs_no_secret(
+    broker: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The aggregator process as started in production (its two jobs registered in start()),
+    with every log line captured at DEBUG: data reaches the store and the ledger, the influx
+    password appears nowhere."""
+    from sqlalchemy import func, select
+
+    from central.config import BrokerConfig, CentralConfig
+    from central.service import Aggregator
+    from central.store.schema_tsledger import ledger_entries
+
+    password = "an0ther-VM-pass-5512"
+    vm = Victoria(tmp_path / "vm", ["-httpAuth.username=hw", f"-httpAuth.password={password}"]
+                  ).start()
+    caplog.set_level(logging.DEBUG)
+    config = CentralConfig(
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'central.db'}",
+        data_dir=tmp_path / "central", broker=BrokerConfig(port=broker.port, instance="ts1"),
+        timeseries=config_for(vm, token=SecretStr(f"hw:{password}"), auth_basic=True))
+    aggregator = Aggregator(config)
+    await aggregator.start()
+    try:
+        await register(aggregator.engine, "H1", "gw1")
+        await aggregator.ingestor.ingest([Gateway("H1", "gw1").batch(scenario())])
+        exported = await asyncio.to_thread(vm.export_until, 17)  # no state: no backlog
+        assert {"hallwatch_evaluation_count", "hallwatch_wait_seconds"} <= {
+            m["metric"]["__name__"] for m in exported}
+        for _ in range(100):
+            async with aggregator.engine.connect() as conn:
+                chained = (await conn.execute(
+                    select(func.count()).select_from(ledger_entries))).scalar()
+            if chained == 3:  # three key presses, the RETRANSMIT repeat included: it is a record
+                break
+            await asyncio.sleep(0.1)
+        assert chained == 3
+    finally:
+        await aggregator.stop()
+        vm.stop()
+    text = "\n".join(f"{r.getMessage()} {r.exc_text or ''}" for r in caplog.records)
+    assert "time-series sink writing to" in text and password not in text
