@@ -145,3 +145,4 @@ from central.store import (  # noqa: E402 (the tables above must exist first)
     schema_ops,  # noqa: F401
     schema_tsledger,  # noqa: F401
 )
+from central.store import schema_correlation  # noqa: E402,F401

@@ -1,0 +1,61 @@
+"""Correlation settings: tolerances, the RAPID_REPEAT interval, follow-up deadlines.
+
+Read from ``correlation.yaml`` in central's data directory when it exists (every field
+optional); the defaults are argued in README.md beside this file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from central.rules.followup import FollowUpConfig
+from protocols.configtext import ConfigError, parse_yaml_model
+
+FILE_NAME = "correlation.yaml"
+
+
+class CorrelationConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    rapid_repeat_s: float = Field(
+        default=3.0, ge=0, le=600,
+        description="RAPID_REPEAT: a press this soon after the previous one on the same device")
+    after_service_s: float = Field(
+        default=120.0, ge=0, le=3600,
+        description="a press with no invitation still belongs to the service that ended this "
+                    "long before it, if no other ticket was called in between")
+    case_tolerance_s: float = Field(
+        default=300.0, ge=0, le=7200,
+        description="a case accepted this far outside a service interval can still belong to it "
+                    "(the approval system's clock and its entry lag)")
+    late_grace_s: float = Field(
+        default=0.0, ge=0, le=600,
+        description="LATE: pressed more than this after the next ticket was called there")
+    invite_slack_s: float = Field(
+        default=30.0, ge=0, le=600,
+        description="how far past an invitation's timeout a key may still answer it (clock "
+                    "jitter, bus retransmissions)")
+    verdict_window_s: float = Field(
+        default=60.0, gt=0, le=3600,
+        description="a camera verdict belongs to the press with its device seq this close in time")
+    scan_margin_s: float = Field(
+        default=600.0, ge=0, le=86400,
+        description="events received this long before the last scan are looked at again "
+                    "(a transaction may commit after a later one was scanned)")
+    followup: FollowUpConfig = Field(default_factory=FollowUpConfig)
+
+
+def load_config(data_dir: Path | None) -> CorrelationConfig:
+    """``data_dir/correlation.yaml`` if there is one, else the defaults."""
+    if data_dir is None:
+        return CorrelationConfig()
+    path = data_dir / FILE_NAME
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return CorrelationConfig()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    return parse_yaml_model(CorrelationConfig, text, str(path))

@@ -1,0 +1,58 @@
+"""A hall's opening hours and window roster (``HallSetup``), as the indicators need them.
+
+Stored per hall in ``hall_setups`` (set with ``hallwatch-central correlation hall-setup`` or
+``PUT /api/v1/halls/{hall}/setup``). A hall nobody configured gets the usual hours of a Chinese
+service hall, 09:00–12:00 and 13:00–17:00, and a roster inferred from its cases: each window
+belongs to the department whose cases it accepts most often (ties: the first by name).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import delete, insert, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from central.rules.indicators import HallSetup, OpeningPeriod
+from central.store.schema_correlation import hall_setups
+
+DEFAULT_OPENING = (OpeningPeriod(start=dt.time(9), end=dt.time(12)),
+                   OpeningPeriod(start=dt.time(13), end=dt.time(17)))
+
+
+def infer_roster(cases: Iterable[tuple[int | None, str]]) -> dict[str, str]:
+    """window → the department it accepts most cases for."""
+    counts: defaultdict[int, Counter[str]] = defaultdict(Counter)
+    for window, department in cases:
+        if window is not None:
+            counts[window][department] += 1
+    return {str(w): min(c.items(), key=lambda kv: (-kv[1], kv[0]))[0]
+            for w, c in sorted(counts.items())}
+
+
+async def stored_setups(conn: AsyncConnection, halls: Sequence[str] | None = None
+                        ) -> dict[str, HallSetup]:
+    query = select(hall_setups)
+    if halls is not None:
+        query = query.where(hall_setups.c.hall_id.in_(list(halls)))
+    return {r.hall_id: HallSetup.model_validate(r.setup)
+            for r in (await conn.execute(query)).all()}
+
+
+def with_defaults(hall: str, stored: HallSetup | None,
+                  cases: Iterable[tuple[int | None, str]] = ()) -> HallSetup:
+    if stored is not None and stored.windows:
+        return stored
+    roster = infer_roster(cases)
+    opening = stored.opening if stored is not None else DEFAULT_OPENING
+    return HallSetup(hall=hall, opening=opening, windows=roster)
+
+
+async def save_setup(conn: AsyncConnection, setup: HallSetup, now: dt.datetime) -> None:
+    doc: dict[str, Any] = setup.model_dump(mode="json")
+    await conn.execute(delete(hall_setups).where(hall_setups.c.hall_id == setup.hall))
+    await conn.execute(insert(hall_setups).values(hall_id=setup.hall, setup=doc,
+                                                  updated_at=now))
