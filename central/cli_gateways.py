@@ -213,11 +213,14 @@ def broker_setup(
     data_dir: Annotated[Path, typer.Option(help="broker persistence directory")
                         ] = Path("/var/lib/mosquitto"),
     log_dest: Annotated[str, typer.Option(help="broker log destination")] = "syslog",
+    templates: Annotated[Path | None, typer.Option(
+        help="deploy/mosquitto of the source tree (an installed package has no deploy/)")
+                         ] = None,
     config: ConfigOption = None,
 ) -> None:
     """Create the CA (once), the broker's and central's certificates, the broker's main
     configuration (mosquitto.conf, the original kept as mosquitto.conf.orig), ACL and CRL."""
-    from central.broker_acl import TlsBrokerFiles, render_tls_config
+    from central.broker_acl import DEPLOY_MOSQUITTO, TlsBrokerFiles, render_tls_config
     from central.pki import PkiStore, central_username, write_public
     from central.provision import sync
 
@@ -242,7 +245,8 @@ def broker_setup(
     if main.exists() and not (mosquitto_dir / "mosquitto.conf.orig").exists():
         write_public(mosquitto_dir / "mosquitto.conf.orig", main.read_bytes())
     write_public(main, render_tls_config(port, files, bind=bind, run_as=run_as,
-                                         log_dest=log_dest).encode())
+                                         log_dest=log_dest,
+                                         directory=templates or DEPLOY_MOSQUITTO).encode())
     files.conf_d.mkdir(parents=True, exist_ok=True)
     policy = _with_engine(cfg, lambda engine: sync(engine, cfg, store))
     if os.geteuid() == 0:  # the broker reads its key after dropping to its own user

@@ -27,6 +27,7 @@
 #   --no-systemd        do not install or start systemd units (containers, CI)
 #   --no-apt            never call apt-get
 #   --wheels DIR        install offline from a directory of wheels
+#                       (`pip wheel -w DIR . setuptools`: the build backend too)
 #   --python PATH       interpreter for the virtual environment (default python3, ≥ 3.11)
 set -euo pipefail
 
@@ -194,7 +195,8 @@ host_args=()
 for host in "${BROKER_HOSTS[@]}"; do host_args+=(--host "$host"); done
 install -d -m 0755 "$MOSQ" "$MOSQ_DATA"
 "$CENTRAL" broker setup --config "$CONF" "${host_args[@]}" --mosquitto-dir "$MOSQ" \
-  --port "$BROKER_PORT" --bind "$BROKER_BIND" --run-as "$BROKER_USER" --data-dir "$MOSQ_DATA/"
+  --port "$BROKER_PORT" --bind "$BROKER_BIND" --run-as "$BROKER_USER" --data-dir "$MOSQ_DATA/" \
+  --templates "$SRC/deploy/mosquitto"
 if [ "$ROOT" = 1 ]; then
   chown -R "$SERVICE_USER:$GROUP" "$DATA"
   chown "$SERVICE_USER:$GROUP" "$BROKER_DIR"/*

@@ -15,7 +15,8 @@
 #   --bundle FILE     provisioning bundle (.tar.gz or directory) to install
 #   --user NAME       service user (default hallwatch; created when run as root)
 #   --no-systemd      do not install or start the systemd unit (containers, CI)
-#   --wheels DIR      install offline from a directory of wheels (`pip wheel -w DIR .`)
+#   --wheels DIR      install offline from a directory of wheels
+#                     (`pip wheel -w DIR . setuptools`: the build backend too)
 #   --python PATH     interpreter for the virtual environment (default python3, ≥ 3.11)
 #   --no-apt          never call apt-get (the Debian packages are already there)
 #   --allow-plain     accept a bundle with an mqtt:// broker (development only)

@@ -1,0 +1,171 @@
+"""The install path from the scripts alone, in a clean copy of the repository.
+
+The tracked files are copied to a temporary directory (as a fresh checkout would have them),
+wheels are built from that copy, and both scripts install into prefixes under the temporary
+directory with ``--no-systemd`` (CI has no systemd): central on a new PostgreSQL database and
+role, with its broker TLS configuration; the gateway from a bundle central provisioned. Then,
+only with what was installed: the broker starts from the generated configuration, central
+serves from its prefix, and the gateway's ``check-config`` and ``selftest`` pass, the latter
+through the broker and central's acknowledgement.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.support.broker import MOSQUITTO, free_port, wait_port
+from tests.support.databases import PG_HOST, PG_PORT, PG_USER, postgres_available
+
+REPO = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.postgres
+
+
+def clean_copy(target: Path) -> Path:
+    """The repository's files as a checkout has them: no virtual environment, no local state
+    (what .gitignore leaves out). Files not yet committed come along, so a work tree tests
+    what it holds; in CI's fresh clone that is exactly the commit."""
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others",
+                             "--exclude-standard"], cwd=REPO, capture_output=True,
+                            check=True).stdout.decode().split("\0")
+    for name in filter(None, listed):
+        source = REPO / name
+        if not source.is_file():  # deleted in the work tree but still in the index
+            continue
+        destination = target / name
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, destination)
+    return target
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The environment of a fresh shell: nothing pointing into this checkout or its venv."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
+    env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep)
+                                  if not p.startswith(str(REPO)))
+    return {**env, **extra}
+
+
+def run(argv: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
+    kw.setdefault("env", clean_env())
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=600, **kw)  # type: ignore[call-overload]
+    assert result.returncode == 0, (f"{argv[0]} failed:\n{result.stdout[-3000:]}\n"
+                                    f"{result.stderr[-3000:]}")
+    return result  # type: ignore[no-any-return]
+
+
+def psql_admin() -> list[str]:
+    return ["psql", "-h", PG_HOST, "-p", str(PG_PORT), "-U", PG_USER]
+
+
+@pytest.fixture
+def pg_names() -> Iterator[str]:
+    if not postgres_available():
+        pytest.fail("PostgreSQL is not reachable on 127.0.0.1:5432 (the test command starts it)")
+    name = f"hw_install_{uuid.uuid4().hex[:10]}"
+    yield name
+    for sql in (f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', f'DROP ROLE IF EXISTS "{name}"'):
+        subprocess.run([*psql_admin(), "-d", "postgres", "-qc", sql], capture_output=True)
+
+
+class Started:
+    def __init__(self) -> None:
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def start(self, argv: list[str], log: Path) -> subprocess.Popen[bytes]:
+        with open(log, "ab") as handle:
+            proc = subprocess.Popen(argv, stdout=handle, stderr=subprocess.STDOUT,
+                                    env=clean_env())
+        self.procs.append(proc)
+        return proc
+
+    def stop(self) -> None:
+        for proc in reversed(self.procs):
+            proc.terminate()
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def test_install_scripts_in_a_clean_directory(tmp_path: Path, pg_names: str) -> None:
+    src = clean_copy(tmp_path / "src")
+    assert not (src / ".venv").exists()
+    wheels = tmp_path / "wheels"
+    run([sys.executable, "-m", "pip", "wheel", "--quiet", "--disable-pip-version-check",
+         "-w", str(wheels), str(src), "setuptools>=68"])  # setuptools: to build offline
+    me = subprocess.run(["id", "-un"], capture_output=True, text=True).stdout.strip()
+    port, http_port = free_port(), free_port()
+
+    # -- central ---------------------------------------------------------------------------
+    central = tmp_path / "central"
+    run(["bash", str(src / "deploy/install/install-central.sh"), "--prefix", str(central),
+         "--no-systemd", "--no-apt", "--wheels", str(wheels), "--user", me,
+         "--broker-host", "127.0.0.1", "--broker-port", str(port), "--broker-bind", "127.0.0.1",
+         "--db-name", pg_names, "--db-user", pg_names, "--http-port", str(http_port),
+         "--pg-admin", " ".join(psql_admin())])
+    conf = central / "etc" / "central.yaml"
+    settings = yaml.safe_load(conf.read_text())
+    assert settings["database_url"].startswith(f"postgresql+asyncpg://{pg_names}:")
+    assert (os.stat(conf).st_mode & 0o077) == 0o040 or (os.stat(conf).st_mode & 0o007) == 0
+    bin_central = central / "venv" / "bin" / "hallwatch-central"
+    migrated = run([str(bin_central), "migrate", "--config", str(conf)])
+    assert "ops_commands" in migrated.stdout
+    unit = (central / "etc/systemd/system/hallwatch-central.service").read_text()
+    assert f"ExecStart={central}/venv/bin/hallwatch-central serve --config {conf}" in unit
+    assert "hallwatch" in (central / "etc/logrotate.d/hallwatch").read_text()
+    mosquitto_conf = central / "etc/mosquitto/mosquitto.conf"
+    assert f"listener {port} 127.0.0.1" in mosquitto_conf.read_text()
+
+    started = Started()
+    try:
+        # only what the script installed: the broker from its generated configuration …
+        broker = started.start([MOSQUITTO, "-c", str(mosquitto_conf)], tmp_path / "broker.log")
+        wait_port(port)
+        # … central from its prefix …
+        started.start([str(bin_central), "serve", "--config", str(conf)],
+                      tmp_path / "central.log")
+        wait_port(http_port, timeout=30)
+        bundle = tmp_path / "H1-gw1.tar.gz"
+        run([str(bin_central), "gateway", "provision", "--config", str(conf), "--hall", "H1",
+             "--name", "gw1", "--out", str(bundle)])
+        os.kill(broker.pid, signal.SIGHUP)  # what hallwatch-broker-reload.path does
+
+        # -- the gateway -------------------------------------------------------------------
+        gateway = tmp_path / "gateway"
+        run(["bash", str(src / "deploy/install/install-gateway.sh"), "--prefix", str(gateway),
+             "--no-systemd", "--no-apt", "--wheels", str(wheels), "--user", me,
+             "--bundle", str(bundle)])
+        edge_conf = gateway / "etc" / "edge.yaml"
+        bin_edge = gateway / "venv" / "bin" / "hallwatch-edge"
+        checked = run([str(bin_edge), "check-config", str(edge_conf)])
+        assert "hall H1, gateway gw1" in checked.stdout
+        unit = (gateway / "etc/systemd/system/hallwatch-edge.service").read_text()
+        assert f"ExecStart={gateway}/venv/bin/hallwatch-edge run --config {edge_conf}" in unit
+        assert f"ReadWritePaths={gateway}/var/lib/hallwatch" in unit
+
+        data = yaml.safe_load(edge_conf.read_text())
+        assert data["broker"]["tls"]["cert"].startswith(str(gateway / "etc" / "identity"))
+        # a CI container's clock discipline is not ours to judge; the rest is checked as is
+        data["clock"] = {"assume_synced": True}
+        data["journal"]["limit_mb"] = 16
+        edge_conf.write_text(yaml.safe_dump(data))
+        test = subprocess.run([str(bin_edge), "selftest", "-c", str(edge_conf),
+                               "--central-wait", "60"], capture_output=True, text=True,
+                              timeout=180, env=clean_env(COLUMNS="200"))
+        assert test.returncode == 0, test.stdout + test.stderr + \
+            (tmp_path / "central.log").read_text()[-3000:]
+        assert "central acknowledges" in test.stdout and "FAIL" not in test.stdout
+    finally:
+        started.stop()
