@@ -143,3 +143,8 @@ async def run_forever(engine: AsyncEngine, interval: float = 30.0, *,
         except Exception:
             log.exception("correlation run failed; retrying in %.0f s", interval)
         await asyncio.sleep(interval)
+
+
+def start(engine: AsyncEngine, config: CentralConfig) -> asyncio.Task[None]:
+    """The aggregator's one line: the job as a task (cancelled by the aggregator's stop())."""
+    return asyncio.create_task(run_forever(engine, config=config), name="correlation")

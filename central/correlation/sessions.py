@@ -159,6 +159,7 @@ class _Builder:
         self.hall = hall
         self.tickets: dict[str, _Ticket] = {}
         self.current: dict[int, _Draft] = {}  # window → session not yet ended
+        self.interrupted: dict[tuple[int, str], _Draft] = {}  # (window, ticket)
         self.last: dict[int, _Draft] = {}  # window → the latest session opened there
         self.drafts: list[_Draft] = []
         self.uncalled: list[_Ticket] = []
@@ -193,27 +194,46 @@ class _Builder:
             self.tickets[number] = ticket
         return ticket
 
+    def _interrupt(self, draft: _Draft, at: dt.datetime) -> None:
+        """Another ticket took the window (or this ticket another window) with no FN/NS/TR:
+        ended for now; an FN/NS/TR that still comes for it (staff often call the next number
+        before pressing finish) ends it properly."""
+        draft.end(Outcome.INTERRUPTED, at)
+        if draft.window is not None:
+            if self.current.get(draft.window) is draft:
+                del self.current[draft.window]
+            self.interrupted[(draft.window, draft.ticket)] = draft
+        ticket = self.tickets.get(draft.ticket)
+        if ticket is not None and ticket.active is draft:
+            ticket.active = None
+
     def _session_for(self, r: QueueRecord, number: str, window: int) -> _Draft | None:
         current = self.current.get(window)
         if current is not None and current.ticket == number:
             if r.type == "CL":
                 current.recalls += 1  # called again with CL instead of RC
             return current
-        last = self.last.get(window)
-        if (current is None and last is not None and last.ticket == number and last.ended
-                and r.type in ("ST", "FN", "NS", "TR")):
-            self.anomalies.append(f"{event_key(r.gateway, r.seq)}: {r.type} {number} at window "
-                                  f"{window} after its session ended")
+        if r.type in _ENDING:
+            late = self.interrupted.pop((window, number), None)
+            if late is not None:
+                return late
+            last = self.last.get(window)
+            if last is not None and last.ticket == number:
+                self.anomalies.append(f"{event_key(r.gateway, r.seq)}: {r.type} {number} at "
+                                      f"window {window} after its session ended")
+                return None
+        elif r.type == "ST" and (window, number) in self.interrupted:
+            self.anomalies.append(f"{event_key(r.gateway, r.seq)}: ST {number} at window "
+                                  f"{window} after another ticket was called there")
             return None
-        if current is not None:
-            current.end(Outcome.INTERRUPTED, r.at)
-            del self.current[window]
+        # a call (or a service start) takes the window; an end event of a session whose call
+        # we never saw stands alone and leaves the current one be
+        takes_window = r.type in ("CL", "RC", "ST")
+        if current is not None and takes_window:
+            self._interrupt(current, r.at)
         ticket = self._ticket(r, number)
         if ticket.active is not None:  # the same ticket still open at another window
-            other = ticket.active
-            other.end(Outcome.INTERRUPTED, r.at)
-            if other.window is not None and self.current.get(other.window) is other:
-                del self.current[other.window]
+            self._interrupt(ticket.active, r.at)
         present = [s for (w, s) in self.open_presence if w == window]
         draft = _Draft(session_id=event_key(r.gateway, r.seq), ticket=number,
                        service=ticket.service, window=window,
@@ -223,9 +243,11 @@ class _Builder:
         if not ticket.used and ticket.machine_queued:
             draft.machine["queued"] = ticket.machine_queued
         ticket.active, ticket.used = draft, True
-        if last is not None and last.next_call_at is None:
-            last.next_call_at = r.at
-        self.last[window] = self.current[window] = draft
+        if takes_window:
+            last = self.last.get(window)
+            if last is not None and last.next_call_at is None:
+                last.next_call_at = r.at
+            self.last[window] = self.current[window] = draft
         self.drafts.append(draft)
         return draft
 
@@ -268,9 +290,11 @@ class _Builder:
             draft.staff = draft.staff or r.staff
             if r.type == "FN":
                 draft.finish_mseq = r.mseq
-            del self.current[window]
+            if self.current.get(window) is draft:
+                del self.current[window]
             ticket = self.tickets[number]
-            ticket.active = None
+            if ticket.active is draft:
+                ticket.active = None
             if r.type == "TR":  # the same number waits again, in the new service's queue
                 # "/TR": the transfer may itself have opened a session under its own key
                 self.tickets[number] = _Ticket(number, f"{event_key(r.gateway, r.seq)}/TR",

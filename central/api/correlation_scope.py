@@ -1,0 +1,103 @@
+"""Role scope and shared query pieces of the correlation routes (evaluations, sessions,
+follow-up, indicators).
+
+Supervisors and technicians see every hall (technicians: no follow-up, no export: those are
+people's work, not devices); hall managers their own hall; department leaders the evaluations
+correlated to their department's cases and what follows from them. Something outside the
+caller's scope answers exactly like something that does not exist.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import HTTPException, Request, status
+from sqlalchemy import ColumnElement, and_, exists, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from central.auth import Principal, Role
+from central.rules.workdays import WorkCalendar
+from central.store.schema import cases
+from central.store.schema_correlation import (
+    correlation_case_links,
+    correlation_heads,
+    correlation_results,
+)
+
+MAX_RANGE_DAYS = 366
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    hall: str | None  # only this hall
+    department: str | None  # only what is correlated to this department's cases
+
+
+def scope_of(who: Principal, hall: str | None) -> Scope:
+    if who.role is Role.HALL_MANAGER:
+        if hall is not None and hall != who.hall:
+            raise HTTPException(status.HTTP_403_FORBIDDEN, "无权查看该大厅 / not your hall")
+        return Scope(who.hall, None)
+    if who.role is Role.DEPARTMENT_LEADER:
+        return Scope(hall, who.department)
+    return Scope(hall, None)
+
+
+def refuse_technician(who: Principal) -> None:
+    if who.role is Role.TECHNICIAN:
+        raise HTTPException(status.HTTP_403_FORBIDDEN,
+                            "运维角色无权查看评价与整改 / technicians have no access to this")
+
+
+def period(first: dt.date | None, last: dt.date | None) -> tuple[dt.date, dt.date]:
+    today = dt.datetime.now(dt.UTC).astimezone(dt.timezone(dt.timedelta(hours=8))).date()
+    last = last or today
+    first = first or last
+    if last < first:
+        raise HTTPException(422, "结束日期早于开始日期 / 'to' is before 'from'")
+    if (last - first).days >= MAX_RANGE_DAYS:
+        raise HTTPException(422, f"日期范围不超过 {MAX_RANGE_DAYS} 天 / at most "
+                                 f"{MAX_RANGE_DAYS} days per request")
+    return first, last
+
+
+def current_join() -> Any:
+    r, h = correlation_results, correlation_heads
+    return h.join(r, and_(r.c.gateway_id == h.c.gateway_id, r.c.seq == h.c.seq,
+                          r.c.version == h.c.version))
+
+
+def linked_to_department(department: str) -> ColumnElement[bool]:
+    """The current result of the row in hand is linked to one of the department's cases."""
+    h, links = correlation_heads, correlation_case_links
+    return exists(select(1).select_from(links.join(cases, cases.c.case_no == links.c.case_no))
+                  .where(links.c.gateway_id == h.c.gateway_id, links.c.seq == h.c.seq,
+                         links.c.version == h.c.version, cases.c.department == department))
+
+
+def calendar_for(request: Request, engine: AsyncEngine) -> WorkCalendar:
+    """The site calendar the case context was built with, else chinese-calendar alone."""
+    from central.cases.context import bound
+
+    context = getattr(request.app.state, "cases", None) or bound(engine)
+    return context.calendar if context is not None else WorkCalendar()
+
+
+def encode_cursor(*values: Any) -> str:
+    raw = json.dumps([v.isoformat() if isinstance(v, dt.datetime | dt.date) else v
+                      for v in values]).encode()
+    return base64.urlsafe_b64encode(raw).decode()
+
+
+def decode_cursor(text: str, n: int) -> list[Any]:
+    try:
+        values = json.loads(base64.urlsafe_b64decode(text.encode()))
+        if not isinstance(values, list) or len(values) != n:
+            raise ValueError("wrong shape")
+        return values
+    except (ValueError, TypeError) as exc:
+        raise HTTPException(422, "无效的分页游标 / invalid cursor") from exc

@@ -1,0 +1,138 @@
+"""效能指标: every indicator of central/rules/INDICATORS.md as numerator and denominator, per
+hall, department, window or staff member, for any date range; and each hall's opening hours
+and window roster that the indicators use."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query, Request, status
+from pydantic import BaseModel, Field
+
+from central.api.correlation_scope import calendar_for, period, scope_of
+from central.api.deps import Caller, Engine
+from central.auth import Role
+from central.correlation import facts, halls
+from central.rules.indicators import DateRange, Grouping, HallSetup, Indicators, Ratio
+from central.rules.workdays import CalendarError
+
+router = APIRouter(prefix="/api/v1", tags=["indicators"])
+
+RATIOS = {
+    "on_time_rate": "按时办结率",
+    "avg_handling_days": "平均办理时长（工作日）",
+    "early_completion_rate": "提前办结率",
+    "handling_speedup": "办理提速率",
+    "promise_speedup": "承诺提速率",
+    "same_day_rate": "现场办结率",
+    "evaluation_rate": "评价率",
+    "satisfaction_rate": "群众满意率",
+    "bad_review_rate": "差评率",
+    "avg_wait_minutes": "平均等候时长（分钟）",
+    "no_show_rate": "过号率",
+    "staffed_rate": "在岗率",
+}
+
+
+class RatioOut(BaseModel):
+    name: str = Field(description="Chinese name")
+    numerator: float
+    denominator: float
+    value: float | None = Field(description="numerator / denominator; null when there is no data")
+
+
+class GroupOut(BaseModel):
+    hall: str | None
+    department: str | None
+    window: str | None
+    staff: str | None
+
+
+class IndicatorGroupOut(BaseModel):
+    group: GroupOut
+    ratios: dict[str, RatioOut]
+    overdue_completed: int = Field(description="completed after the deadline, in the range")
+    overdue_open: int = Field(description="open and ≥ 1 working day past the deadline")
+    overdue_count: int = Field(description="超时件数")
+    bad_reviews: dict[str, int] = Field(description="差评 by reason (key 3–6 → count)")
+
+
+class IndicatorsOut(BaseModel):
+    first: dt.date
+    last: dt.date
+    group: Grouping
+    groups: list[IndicatorGroupOut]
+
+
+def _ratio(name: str, r: Ratio) -> RatioOut:
+    return RatioOut(name=name, numerator=r.numerator, denominator=r.denominator, value=r.value)
+
+
+def _group_out(result: Indicators) -> IndicatorGroupOut:
+    g = result.group
+    return IndicatorGroupOut(
+        group=GroupOut(hall=g.hall, department=g.department, window=g.window, staff=g.staff),
+        ratios={field: _ratio(label, getattr(result, field)) for field, label in RATIOS.items()},
+        overdue_completed=result.overdue_completed, overdue_open=result.overdue_open,
+        overdue_count=result.overdue_count,
+        bad_reviews={str(int(k)): v for k, v in result.bad_reviews.items()})
+
+
+@router.get("/indicators", response_model=IndicatorsOut,
+            summary="效能指标 per hall / department / window / staff for a date range")
+async def get_indicators(
+    request: Request,
+    db: Engine,
+    who: Caller,
+    from_: Annotated[dt.date, Query(alias="from", description="first business day")],
+    to: Annotated[dt.date, Query(description="last business day (inclusive)")],
+    group: Grouping = Grouping.HALL,
+    hall: str | None = None,
+    department: str | None = None,
+) -> IndicatorsOut:
+    """Facts: cases, service sessions, current correlation results (counted evaluations
+    only), presence periods. A department leader gets their own department's figures."""
+    scope = scope_of(who, hall)
+    if scope.department is not None:
+        if department not in (None, scope.department):
+            raise HTTPException(status.HTTP_403_FORBIDDEN,
+                                "只能查看本部门 / only your own department")
+        department = scope.department
+    first, last = period(from_, to)
+    calendar = calendar_for(request, db)
+    span = DateRange(first, last)
+    try:
+        async with db.connect() as conn:
+            loaded = await facts.load(conn, span, calendar, hall=scope.hall,
+                                      department=department)
+        results = facts.indicators(loaded, span, group, calendar)
+    except CalendarError as exc:
+        raise HTTPException(422, str(exc)) from None
+    groups = [_group_out(v) for v in results.values()]
+    if department is not None and group is Grouping.DEPARTMENT:
+        groups = [g for g in groups if g.group.department == department]
+    return IndicatorsOut(first=first, last=last, group=group, groups=groups)
+
+
+@router.get("/halls/{hall}/setup", response_model=HallSetup,
+            summary="A hall's opening hours and window → department roster")
+async def get_setup(hall: str, db: Engine, who: Caller) -> HallSetup:
+    scope = scope_of(who, hall)
+    if scope.hall not in (None, hall):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "无权查看该大厅 / not your hall")
+    async with db.connect() as conn:
+        stored = (await halls.stored_setups(conn, [hall])).get(hall)
+    return halls.with_defaults(hall, stored)
+
+
+@router.put("/halls/{hall}/setup", response_model=HallSetup,
+            summary="Set a hall's opening hours and roster (supervisors)")
+async def put_setup(hall: str, setup: HallSetup, db: Engine, who: Caller) -> HallSetup:
+    if who.role is not Role.SUPERVISOR:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "仅监察室可修改 / supervisors only")
+    if setup.hall != hall:
+        raise HTTPException(422, f"hall {setup.hall!r} in the body, {hall!r} in the path")
+    async with db.begin() as conn:
+        await halls.save_setup(conn, setup, dt.datetime.now(dt.UTC))
+    return setup
