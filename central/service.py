@@ -11,6 +11,7 @@ from central.cases import service as case_jobs
 from central.commands import CommandSigner, load_or_create_signing_key
 from central.config import CentralConfig
 from central.consumer import Consumer
+from central.correlation import job as correlation_job
 from central.ingest import AckDecision, Incoming, Ingestor
 from central.store.db import make_engine
 from central.store.migrate import upgrade
@@ -42,6 +43,7 @@ class Aggregator:
         self._jobs.append(asyncio.create_task(timeseries.run_forever(
             self.engine, self.config.timeseries), name="timeseries"))
         self._jobs.append(case_jobs.start(self.engine, self.config))  # case feed + ladder
+        self._jobs.append(correlation_job.start(self.engine, self.config))  # + follow-up
 
     async def stop(self) -> None:
         for job in self._jobs:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from central.api import cases, commands, events, gateways
+from central.api import cases, commands, correlation, events, gateways
 
 
 def create_app(engine: AsyncEngine) -> FastAPI:
@@ -19,4 +19,5 @@ def create_app(engine: AsyncEngine) -> FastAPI:
     app.include_router(gateways.router)
     app.include_router(commands.router)
     app.include_router(cases.router)
+    app.include_router(correlation.router)  # evaluations, sessions, follow-up, indicators
     return app
