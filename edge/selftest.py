@@ -113,10 +113,16 @@ async def check_evaluators(config: GatewayConfig, running: bool) -> list[Check]:
             checks.append(skip(name, SERVICE_RUNNING))
             continue
         wanted = {d.addr: d.window for d in bus.devices}
+        limit = 5.0 + 0.5 * len(wanted)  # two 150 ms polls per device, and room to open
         try:
-            found = set(await probe(bus.port, sorted(wanted), baudrate=bus.baudrate))
+            found = set(await asyncio.wait_for(
+                probe(bus.port, sorted(wanted), baudrate=bus.baudrate), limit))
         except (ConnectionError, OSError) as exc:
             checks.append(fail(name, f"无法打开 / cannot open the bus: {exc}"))
+            continue
+        except TimeoutError:
+            checks.append(fail(name, f"the bus did not finish {len(wanted)} polls in "
+                                     f"{limit:.0f} s"))
             continue
         missing = [f"{a:#04x} (窗口 window {wanted[a]})" for a in sorted(wanted) if a not in found]
         if missing:
