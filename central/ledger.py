@@ -116,8 +116,8 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def canonical(record: Record, row: Mapping[str, Any], columns: Sequence[str],
-              extra: Mapping[str, Any] | None = None) -> bytes:
+def canonical(record: Record, row: Mapping[Any, Any], columns: Sequence[str],
+              extra: Mapping[Any, Any] | None = None) -> bytes:
     """Sorted-key compact JSON of the record's columns (UTF-8, datetimes as UTC text)."""
     doc: dict[str, Any] = {"record": record.value, "v": 1,
                            "row": {c: _plain(row[c]) for c in columns}}
@@ -127,8 +127,8 @@ def canonical(record: Record, row: Mapping[str, Any], columns: Sequence[str],
                       allow_nan=False, default=_plain).encode()
 
 
-def row_hash(record: Record, row: Mapping[str, Any],
-             suspensions: Iterable[Mapping[str, Any]] = ()) -> str:
+def row_hash(record: Record, row: Mapping[Any, Any],
+             suspensions: Iterable[Mapping[Any, Any]] = ()) -> str:
     if record is Record.EVALUATION:
         data = canonical(record, row, EVENT_COLUMNS)
     elif record is Record.CASE_REVISION:
@@ -257,15 +257,15 @@ async def _append_cases(conn: AsyncConnection, appender: _Appender, batch: int) 
         await _set_progress(conn, "case_revisions", "", through_at=newest)
 
 
-def _revision_hall(rev: Mapping[str, Any], case: Mapping[str, Any] | None) -> str:
+def _revision_hall(rev: Mapping[Any, Any], case: Mapping[Any, Any] | None) -> str:
     doc = rev["doc"] if isinstance(rev["doc"], dict) else {}
     return str(doc.get("hall") or (case["hall_id"] if case else "") or "-")[:64]
 
 
 async def _cases_with_suspensions(
     conn: AsyncConnection, numbers: Sequence[str]
-) -> dict[str, tuple[Mapping[str, Any], list[Mapping[str, Any]]]]:
-    out: dict[str, tuple[Mapping[str, Any], list[Mapping[str, Any]]]] = {}
+) -> dict[str, tuple[Mapping[Any, Any], list[Mapping[Any, Any]]]]:
+    out: dict[str, tuple[Mapping[Any, Any], list[Mapping[Any, Any]]]] = {}
     for start in range(0, len(numbers), _CHUNK):
         chunk = numbers[start:start + _CHUNK]
         for row in (await conn.execute(select(cases).where(cases.c.case_no.in_(chunk)))
@@ -559,11 +559,11 @@ async def _unchained_cases(conn: AsyncConnection, hall: str | None, day: dt.date
               .order_by(cases.c.case_no))
     if hall is not None:
         orphan = orphan.where(cases.c.hall_id == hall)
-    for r in (await conn.execute(orphan)).all():
-        if day is not None and business_date(r.received_at) != day:
+    for case in (await conn.execute(orphan)).all():
+        if day is not None and business_date(case.received_at) != day:
             continue
-        found.append(Finding(Problem.NOT_IN_LEDGER, Record.CASE, r.case_no, r.revision,
-                             r.hall_id, business_date(r.received_at), None,
+        found.append(Finding(Problem.NOT_IN_LEDGER, Record.CASE, case.case_no, case.revision,
+                             case.hall_id, business_date(case.received_at), None,
                              "a case row without its revision record"))
     return found, pending
 
