@@ -88,8 +88,9 @@ def ledger_head(
     hall: HallOption = None,
     config: ConfigOption = None,
 ) -> None:
-    """Print each hall's chain head for a day, one JSON object a line (publish or sign it)."""
-    from central.ledger import heads
+    """Print each hall's chain head for a day, one JSON object a line (publish or sign it
+    once ``final`` is true: the day is over and no entry can join its chains)."""
+    from central.ledger import business_date, heads
     from central.store.db import make_engine
 
     cfg = _load(config)
@@ -103,8 +104,12 @@ def ledger_head(
         finally:
             await engine.dispose()
 
+    # entries go to the day of the pass that chains them; a pass takes seconds, so a minute
+    # after midnight nothing can join the day before any more
+    settled = business_date(dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1))
     for head in asyncio.run(go()):
-        typer.echo(json.dumps(head.as_json(), ensure_ascii=False))
+        typer.echo(json.dumps({**head.as_json(), "final": on_day < settled},
+                              ensure_ascii=False))
 
 
 @ledger_app.command("append")

@@ -259,6 +259,7 @@ def test_cli_verify_ledger_exit_code_and_report(database_url: str, tmp_path: Pat
     today = ledger.business_date(datetime.now(UTC)).isoformat()
     head = runner.invoke(app, ["ledger", "head", "--day", today, "-c", str(config)])
     assert json.loads(head.output)["entries"] == 3
+    assert json.loads(head.output)["final"] is False  # today's chain can still grow
     (tmp_path / "heads.jsonl").write_text(head.output)
 
     asyncio.run(setup(tamper=True))
