@@ -188,7 +188,7 @@ class CommandPublisher:
         info = self._publish(topics.topic(row.hall_id, row.gateway_id, topics.Channel.CMD),
                              encode(command))
         deadline = asyncio.get_running_loop().time() + PUBLISH_TIMEOUT_S
-        while not info.is_published():
+        while not _published(info):
             if asyncio.get_running_loop().time() > deadline or not self._connected():
                 log.warning("commands: no PUBACK for %s v%d to %s; will publish again",
                             row.name, row.version, row.gateway_id)
@@ -201,6 +201,14 @@ class CommandPublisher:
         log.info("commands: sent %s v%d to %s/%s", row.name, row.version, row.hall_id,
                  row.gateway_id)
         return True
+
+
+def _published(info: Any) -> bool:
+    """PUBACK received; paho raises instead of answering False when the send itself failed."""
+    try:
+        return bool(info.is_published())
+    except (RuntimeError, ValueError):
+        return False
 
 
 async def run_forever(engine: AsyncEngine, signer: CommandSigner, publish: Publisher,
