@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request, status
@@ -22,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from central.api.deps import Caller, Engine
 from central.auth import Principal, Role
 from central.cases.context import CaseContext, bound
-from central.cases.model import CASE_NO_PATTERN, CaseIn
+from central.cases.model import CASE_NO_PATTERN, EARLIEST_YEAR, LATEST_YEAR, NO_NUL, CaseIn
 from central.cases.mqttfeed import result_doc
 from central.cases.store import MAX_BATCH, Source, clock_of, feed
 from central.ladder_job import standing
@@ -31,13 +32,16 @@ from central.rules.timelimit import LadderStage, steps
 from central.rules.workdays import business_date, day_start
 from central.store.schema import case_revisions, case_suspensions, cases
 from central.store.schema_cases import case_ladder, case_steps
+from protocols.devices import STAFF_PATTERN
 from protocols.envelope import utc_now
+from protocols.topics import ID_PATTERN
 
 router = APIRouter(prefix="/api/v1", tags=["cases"])
 
 MAX_BODY = 32 * 1024 * 1024
 NOT_FOUND = "办件不存在 / no such case"
 FEEDERS = (Role.SUPERVISOR, Role.TECHNICIAN)
+EARLIEST, LATEST = dt.date(EARLIEST_YEAR, 1, 1), dt.date(LATEST_YEAR, 12, 31)
 
 
 # ------------------------------------------------------------------------------------ models
@@ -171,7 +175,7 @@ def _context(request: Request, engine: Any) -> CaseContext:
     if context is None:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE,
                             "办件服务未启动 / the case service is not configured")
-    return context  # type: ignore[no-any-return]
+    return context
 
 
 # ------------------------------------------------------------------------------------ feed
@@ -225,8 +229,11 @@ def _cursor(row: Any) -> str:
 def _uncursor(text: str) -> tuple[dt.datetime, str]:
     try:
         accepted, case_no = json.loads(base64.urlsafe_b64decode(text.encode()))
-        return dt.datetime.fromisoformat(accepted), str(case_no)
-    except (ValueError, TypeError) as exc:
+        at = dt.datetime.fromisoformat(accepted)
+        if at.utcoffset() is None or not re.match(CASE_NO_PATTERN, case_no):
+            raise ValueError("not a cursor of ours")
+        return at, case_no
+    except (ValueError, TypeError, OverflowError) as exc:
         raise HTTPException(422, "invalid cursor") from exc
 
 
@@ -288,14 +295,16 @@ async def list_cases(
     request: Request,
     db: Engine,
     who: Caller,
-    hall: str | None = None,
-    department: str | None = None,
-    window: int | None = None,
-    staff: str | None = None,
+    hall: Annotated[str | None, Query(pattern=f"^{ID_PATTERN}$")] = None,
+    department: Annotated[str | None, Query(max_length=128, pattern=NO_NUL)] = None,
+    window: Annotated[int | None, Query(ge=0, le=9999)] = None,
+    staff: Annotated[str | None, Query(pattern=STAFF_PATTERN)] = None,
     stage: Annotated[LadderStage | None, Query(description="current ladder stage")] = None,
     case_status: Annotated[CaseStatus | None, Query(alias="status")] = None,
-    accepted_from: Annotated[dt.date | None, Query(description="受理日期 ≥ (Beijing)")] = None,
-    accepted_to: Annotated[dt.date | None, Query(description="受理日期 ≤ (Beijing)")] = None,
+    accepted_from: Annotated[dt.date | None, Query(
+        ge=EARLIEST, le=LATEST, description="受理日期 ≥ (Beijing)")] = None,
+    accepted_to: Annotated[dt.date | None, Query(
+        ge=EARLIEST, le=LATEST, description="受理日期 ≤ (Beijing)")] = None,
     overdue: Annotated[bool | None, Query(description="past the deadline (or done late)")] = None,
     cursor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,

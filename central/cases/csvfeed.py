@@ -116,7 +116,7 @@ def parse(text: str, encoding: str = "utf-8") -> CsvTable:
     if missing:
         names = ", ".join(f"{k} ({COLUMNS[k][0]})" for k in missing)
         raise CsvError(f"第 1 行缺少必需的列 / line 1 lacks required columns: {names}")
-    rows = []
+    rows: list[tuple[int, dict[str, Any] | CsvRowError]] = []
     line = reader.line_num + 1
     for record in reader:
         if any(cell.strip() for cell in record):

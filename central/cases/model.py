@@ -39,6 +39,8 @@ CASE_NO_PATTERN = r"^[0-9A-Za-z][0-9A-Za-z_.:\-]{0,63}$"
 # the future, which the ladder would otherwise record as having happened.
 FUTURE_TOLERANCE = dt.timedelta(minutes=15)
 EARLIEST_YEAR = 2000  # older dates are typos (0206-09-18), not cases
+LATEST_YEAR = 2199
+NO_NUL = r"^[^\x00]*$"  # PostgreSQL text cannot hold NUL; refuse it here, not at the INSERT
 
 _LOOSE = re.compile(
     r"^(\d{4})[-/.年](\d{1,2})[-/.月](\d{1,2})日?"
@@ -100,8 +102,8 @@ def parse_instant(value: Any) -> Any:
         return value  # pydantic reports the wrong type
     if moment.tzinfo is None or moment.utcoffset() is None:
         moment = moment.replace(tzinfo=BUSINESS_TZ)
-    if moment.year < EARLIEST_YEAR:
-        raise ValueError(f"年份早于 {EARLIEST_YEAR} / year before {EARLIEST_YEAR} is not plausible")
+    if not EARLIEST_YEAR <= moment.year <= LATEST_YEAR:
+        raise ValueError(f"年份不在 {EARLIEST_YEAR}–{LATEST_YEAR} 之间 / implausible year")
     return moment.astimezone(dt.UTC)
 
 
@@ -141,7 +143,8 @@ class SuspensionIn(BaseModel):
 
     start: Instant = Field(description="暂停开始时间")
     end: OptionalInstant = Field(default=None, description="恢复计时时间; empty while suspended")
-    reason: Text = Field(min_length=1, max_length=64, description="e.g. 补正, 特别程序")
+    reason: Text = Field(min_length=1, max_length=64, pattern=NO_NUL,
+                         description="e.g. 补正, 特别程序")
 
 
 class ApplicantIn(BaseModel):
@@ -150,7 +153,8 @@ class ApplicantIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: Annotated[str | None, BeforeValidator(_blank_to_none)] = Field(
-        default=None, max_length=100, description="申请人姓名 / name of a person or organisation")
+        default=None, max_length=100, pattern=NO_NUL,
+        description="申请人姓名 / name of a person or organisation")
     phone: Annotated[str | None, BeforeValidator(_blank_to_none)] = Field(
         default=None, description="联系电话: mobile or landline")
     id_no: Annotated[str | None, BeforeValidator(_blank_to_none)] = Field(
@@ -218,9 +222,10 @@ class CaseIn(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     case_no: str = Field(pattern=CASE_NO_PATTERN, description="办件编号 (unique; the API id)")
-    item_code: str = Field(min_length=1, max_length=64, description="事项编码")
-    item_name: str = Field(min_length=1, max_length=200, description="事项名称")
-    department: str = Field(min_length=1, max_length=128, description="实施部门")
+    item_code: str = Field(min_length=1, max_length=64, pattern=NO_NUL, description="事项编码")
+    item_name: str = Field(min_length=1, max_length=200, pattern=NO_NUL, description="事项名称")
+    department: str = Field(min_length=1, max_length=128, pattern=NO_NUL,
+                            description="实施部门")
     hall: str = Field(pattern=f"^{ID_PATTERN}$", description="大厅 id (as gateways use it)")
     window: Annotated[int | None, BeforeValidator(_blank_to_none)] = Field(
         default=None, ge=0, le=9999, description="窗口号; empty for a case accepted online (网办)")

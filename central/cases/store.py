@@ -156,7 +156,9 @@ async def feed(
     now: dt.datetime, first_index: int = 0,
 ) -> list[RowResult]:
     """Validate and store a batch; one result per row, in row order."""
-    good, bad = validate_rows(rows, masker, now=now, first_index=first_index)
+    # ~60 µs a row: a 5,000-row batch is validated off the event loop the ingest shares
+    good, bad = await asyncio.to_thread(validate_rows, rows, masker, now=now,
+                                        first_index=first_index)
     stored = await upsert(engine, good, source=source, received_at=now)
     return sorted([*stored, *bad], key=lambda r: r.index)
 

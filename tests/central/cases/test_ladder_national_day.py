@@ -106,6 +106,12 @@ async def test_every_step_and_stage_of_the_table_through_feed_job_and_api(
                 number(n) for n in CASES if CELLS[n][day] == code
                 and DEPARTMENT[n] == "人社局"), (code, day)
 
+        # overdue: a card or letter showing, or completed late
+        late = (await client.get("/api/v1/cases", headers=sup,
+                                 params={"overdue": "true"})).json()["items"]
+        assert sorted(i["case_no"] for i in late) == sorted(
+            number(n) for n in CASES if CELLS[n][day] in ("YC", "RC", "SL", "DL")), day
+
     assert recorded_total == sum(len(s) for s in HAND_STEPS.values())
     async with engine.connect() as conn:
         stored = (await conn.execute(select(func.count()).select_from(case_steps))).scalar_one()
