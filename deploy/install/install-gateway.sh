@@ -82,7 +82,7 @@ if ! id "$SERVICE_USER" >/dev/null 2>&1; then
   adduser --system --group --home "$DATA" --no-create-home --shell /usr/sbin/nologin \
     "$SERVICE_USER" >/dev/null
 fi
-if [ "$ROOT" = 1 ]; then
+if [ "$ROOT" = 1 ] && [ "$SERVICE_USER" != root ]; then
   # serial adapters (RS-485/RS-232/USB) and USB cameras
   for group in dialout video; do
     getent group "$group" >/dev/null && usermod -a -G "$group" "$SERVICE_USER"
