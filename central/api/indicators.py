@@ -9,6 +9,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Request, status
 from pydantic import BaseModel, Field
+from sqlalchemy import func, select
 
 from central.api.correlation_scope import calendar_for, period, scope_of
 from central.api.deps import Caller, Engine
@@ -16,6 +17,7 @@ from central.auth import Role
 from central.correlation import facts, halls
 from central.rules.indicators import DateRange, Grouping, HallSetup, Indicators, Ratio
 from central.rules.workdays import CalendarError
+from central.store.schema import cases
 
 router = APIRouter(prefix="/api/v1", tags=["indicators"])
 
@@ -123,7 +125,11 @@ async def get_setup(hall: str, db: Engine, who: Caller) -> HallSetup:
         raise HTTPException(status.HTTP_403_FORBIDDEN, "无权查看该大厅 / not your hall")
     async with db.connect() as conn:
         stored = (await halls.stored_setups(conn, [hall])).get(hall)
-    return halls.with_defaults(hall, stored)
+        counts = (await conn.execute(
+            select(cases.c.window, cases.c.department, func.count())
+            .where(cases.c.hall_id == hall, cases.c.window.is_not(None))
+            .group_by(cases.c.window, cases.c.department))).all()
+    return halls.with_defaults(hall, stored, [(w, d) for w, d, n in counts for _ in range(n)])
 
 
 @router.put("/halls/{hall}/setup", response_model=HallSetup,

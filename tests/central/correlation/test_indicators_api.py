@@ -1,0 +1,150 @@
+"""GET /api/v1/indicators against a hand computation on the small hall (journal.small_hall):
+real ingest, the real correlation job, the real API.
+
+Cases on Friday 2026-11-20 (working days from chinese-calendar):
+  C1 w1 市场监管局 legal 10 promised 5, completed the same day → deadline 11-27 (5 working days)
+  C2 w1 市场监管局 legal 20, running
+  C3 w2 人社局 即办件 (legal 0), completed the same day → deadline 11-20 itself
+  C4 w1 人社局 legal 15 promised 10, running (transferred ticket served at window 1)
+  C5 online 市场监管局 legal 10 promised 8, completed the same day → deadline 12-02
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from central.api.app import create_app
+from central.auth import Role, create_token
+from central.cases.store import CaseRecord
+from central.correlation.job import run_once
+from central.registry import register
+from central.rules.indicators import CaseStatus
+from tests.central.correlation.conftest import store_cases
+from tests.central.correlation.journal import small_hall, small_hall_cases
+
+SETUP = {"hall": "H9", "opening": [{"start": "09:00", "end": "12:00"},
+                                   {"start": "13:00", "end": "17:00"}],
+         "windows": {"1": "市场监管局", "2": "人社局"}}
+
+
+@pytest.fixture
+async def client(engine: AsyncEngine) -> AsyncIterator[httpx.AsyncClient]:
+    await register(engine, "H9", "gw9")
+    await small_hall(engine)
+    await store_cases(engine, [CaseRecord(**{**c, "status": CaseStatus(c["status"])})
+                               for c in small_hall_cases()])
+    await run_once(engine)
+    transport = httpx.ASGITransport(app=create_app(engine))
+    async with httpx.AsyncClient(transport=transport, base_url="http://central") as c:
+        yield c
+
+
+async def bearer(engine: AsyncEngine, role: Role, **scope: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {await create_token(engine, role, **scope)}"}
+
+
+def ratios(group: dict[str, Any]) -> dict[str, tuple[float, float]]:
+    return {k: (v["numerator"], v["denominator"]) for k, v in group["ratios"].items()}
+
+
+async def get(client: httpx.AsyncClient, headers: dict[str, str], **params: str
+              ) -> list[dict[str, Any]]:
+    response = await client.get("/api/v1/indicators", headers=headers, params={
+        "from": "2026-11-20", "to": "2026-11-20", **params})
+    assert response.status_code == 200, response.text
+    return response.json()["groups"]  # type: ignore[no-any-return]
+
+
+async def test_hall_indicators_by_hand(client: httpx.AsyncClient, engine: AsyncEngine) -> None:
+    headers = await bearer(engine, Role.SUPERVISOR)
+    assert (await client.put("/api/v1/halls/H9/setup", headers=headers, json=SETUP)
+            ).status_code == 200
+    (hall,) = await get(client, headers, group="hall", hall="H9")
+    assert hall["group"]["hall"] == "H9"
+    assert ratios(hall) == {
+        "on_time_rate": (3, 3),  # C1, C3, C5 all completed by their deadline
+        "avg_handling_days": (0, 3),  # each completed on its acceptance day
+        "early_completion_rate": (2, 3),  # C3 completed on its deadline day, not before
+        "handling_speedup": (20, 20),  # C1 10−0 + C5 10−0; C3 (legal 0) left out
+        "promise_speedup": (12, 55),  # (10−5)+(20−20)+(15−10)+(10−8) / 10+20+15+10
+        "same_day_rate": (3, 5),  # C1, C3, C5 of five accepted
+        "evaluation_rate": (3, 5),  # C1 (S1), C2 (S3), C3 (S4); C4 unevaluated, C5 online
+        "satisfaction_rate": (2, 3),  # keys 1 (S1), 3 (S3), 2 (S4); S4's second press: dup
+        "bad_review_rate": (1, 3),
+        "avg_wait_minutes": (71, 5),  # 10 + 10 + 20 + 26 + 5 (S6 waited from its transfer)
+        "no_show_rate": (1, 6),  # S2 of six called sessions
+        "staffed_rate": (450, 840),  # w1 180+180, w2 90, of 420 minutes × 2 windows
+    }
+    assert hall["bad_reviews"] == {"3": 1, "4": 0, "5": 0, "6": 0}
+    assert (hall["overdue_completed"], hall["overdue_open"], hall["overdue_count"]) == (0, 0, 0)
+    assert hall["ratios"]["no_show_rate"]["value"] == pytest.approx(1 / 6)
+
+
+async def test_department_window_and_staff_groups(client: httpx.AsyncClient,
+                                                  engine: AsyncEngine) -> None:
+    headers = await bearer(engine, Role.SUPERVISOR)
+    await client.put("/api/v1/halls/H9/setup", headers=headers, json=SETUP)
+    departments = {g["group"]["department"]: ratios(g)
+                   for g in await get(client, headers, group="department")}
+    assert set(departments) == {"市场监管局", "人社局"}
+    market, labour = departments["市场监管局"], departments["人社局"]
+    # cases by their own department; sessions, evaluations and presence by the window roster
+    assert market["same_day_rate"] == (2, 3) and labour["same_day_rate"] == (1, 2)
+    assert market["evaluation_rate"] == (2, 3) and labour["evaluation_rate"] == (1, 2)
+    assert market["satisfaction_rate"] == (1, 2) and labour["satisfaction_rate"] == (1, 1)
+    assert market["no_show_rate"] == (1, 4) and labour["no_show_rate"] == (0, 2)
+    assert market["avg_wait_minutes"] == (25, 3) and labour["avg_wait_minutes"] == (46, 2)
+    assert market["staffed_rate"] == (360, 420) and labour["staffed_rate"] == (90, 420)
+
+    windows = {g["group"]["window"]: ratios(g) for g in await get(client, headers,
+                                                                  group="window")}
+    assert windows["1"]["promise_speedup"] == (10, 45)  # C1 5/10, C2 0/20, C4 5/15
+    assert windows["1"]["evaluation_rate"] == (2, 3)
+    staff = {g["group"]["staff"]: ratios(g) for g in await get(client, headers, group="staff")}
+    assert staff["000101"]["satisfaction_rate"] == (1, 2)
+    assert staff["000101"]["no_show_rate"] == (1, 4)  # the no-show called by who was there
+    assert staff["000101"]["staffed_rate"] == (360, 420)
+    assert staff["000202"]["staffed_rate"] == (90, 420)
+
+
+async def test_a_department_leader_sees_only_their_department(
+    client: httpx.AsyncClient, engine: AsyncEngine
+) -> None:
+    await client.put("/api/v1/halls/H9/setup", headers=await bearer(engine, Role.SUPERVISOR),
+                     json=SETUP)
+    leader = await bearer(engine, Role.DEPARTMENT_LEADER, department="人社局")
+    (group,) = await get(client, leader, group="department")
+    assert group["group"]["department"] == "人社局"
+    r = ratios(group)
+    assert (r["same_day_rate"], r["evaluation_rate"], r["satisfaction_rate"]) == (
+        (1, 2), (1, 2), (1, 1))
+    assert (r["no_show_rate"], r["avg_wait_minutes"], r["staffed_rate"]) == (
+        (0, 2), (46, 2), (90, 420))
+    other = await client.get("/api/v1/indicators", headers=leader, params={
+        "from": "2026-11-20", "to": "2026-11-20", "department": "市场监管局"})
+    assert other.status_code == 403
+    manager = await bearer(engine, Role.HALL_MANAGER, hall="H1")
+    refused = await client.get("/api/v1/indicators", headers=manager, params={
+        "from": "2026-11-20", "to": "2026-11-20", "hall": "H9"})
+    assert refused.status_code == 403
+
+
+async def test_without_a_setup_the_roster_comes_from_the_cases(
+    client: httpx.AsyncClient, engine: AsyncEngine
+) -> None:
+    headers = await bearer(engine, Role.SUPERVISOR)
+    setup = (await client.get("/api/v1/halls/H9/setup", headers=headers)).json()
+    # window 1 took two 市场监管局 cases and one 人社局 case
+    assert setup["windows"] == {"1": "市场监管局", "2": "人社局"}
+    assert [(p["start"], p["end"]) for p in setup["opening"]] == [
+        ("09:00:00", "12:00:00"), ("13:00:00", "17:00:00")]
+    (hall,) = await get(client, headers, group="hall")
+    assert ratios(hall)["staffed_rate"] == (450, 840)
+    manager = await bearer(engine, Role.HALL_MANAGER, hall="H9")
+    assert (await client.put("/api/v1/halls/H9/setup", headers=manager, json=SETUP)
+            ).status_code == 403
