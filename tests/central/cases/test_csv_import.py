@@ -3,6 +3,7 @@ headers, UTF-8 with a byte-order mark, bad rows with their line numbers, dry run
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 from pathlib import Path
@@ -49,19 +50,23 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
                           timeout=120)
 
 
+async def arun(*args: str) -> subprocess.CompletedProcess[str]:
+    return await asyncio.to_thread(run, *args)
+
+
 async def test_excel_gb18030_file_with_bad_rows(engine: AsyncEngine, database_url: str,
                                                 tmp_path: Path) -> None:
     cfg = config(tmp_path, database_url)
     csv_file = tmp_path / "办件导出.csv"
     csv_file.write_bytes(EXCEL.encode("gb18030"))
 
-    dry = run(str(csv_file), "--dry-run", "-c", str(cfg))
+    dry = await arun(str(csv_file), "--dry-run", "-c", str(cfg))
     assert dry.returncode == 1, dry.stderr
     assert "dry run" in dry.stdout and "created 3" in dry.stdout
     async with engine.connect() as conn:
         assert (await conn.execute(select(cases.c.case_no))).all() == []
 
-    done = run(str(csv_file), "-c", str(cfg))
+    done = await arun(str(csv_file), "-c", str(cfg))
     assert done.returncode == 1, done.stderr
     assert "(gb18030)" in done.stdout
     assert "created 3" in done.stdout and "rejected 4" in done.stdout
@@ -86,7 +91,7 @@ async def test_excel_gb18030_file_with_bad_rows(engine: AsyncEngine, database_ur
     assert stored["GB-002"].status == "completed" and stored["GB-003"].window is None
     assert [(s.reason, s.ended_at is None) for s in held] == [("补正", False), ("特别程序", True)]
 
-    again = run(str(csv_file), "-c", str(cfg))
+    again = await arun(str(csv_file), "-c", str(cfg))
     assert "unchanged 3" in again.stdout and "created 0" in again.stdout
     async with engine.connect() as conn:
         assert len((await conn.execute(select(case_revisions))).all()) == 3
@@ -102,7 +107,7 @@ async def test_utf8_with_bom_and_english_headers(engine: AsyncEngine, database_u
         "U-1,X1,不动产登记,自然资源局,H1,1,000201,2026-09-18T10:00:00+08:00,15,5,,running,\n"
         "U-2,X1,不动产登记,自然资源局,H1,1,000201,2026-09-18 11:00,15,5,"
         "2026-09-21 10:00,completed,010-65123456\n".encode())
-    done = run(str(csv_file), "--encoding", "utf-8", "-c", str(cfg))
+    done = await arun(str(csv_file), "--encoding", "utf-8", "-c", str(cfg))
     assert done.returncode == 0, done.stderr
     assert "(utf-8)" in done.stdout and "created 2" in done.stdout
     async with engine.connect() as conn:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx
@@ -166,3 +168,25 @@ async def test_run_forever_records_the_steps_of_a_new_case(
     # 09-18 + 5 working days was 09-24; by now (after 2026-10) the letter is long due
     assert detail["ladder"]["source"] == "job"
     assert detail["steps"][-1]["stage"] == "supervision_letter"
+
+
+async def test_ladder_command_runs_the_job_for_a_given_day(
+    client: httpx.AsyncClient, engine: AsyncEngine, database_url: str, tmp_path: Path
+) -> None:
+    sup = await bearer(engine, Role.SUPERVISOR)
+    await client.post("/api/v1/cases", headers=sup, json={"cases": [case("C-1")]})
+    cfg = tmp_path / "central.yaml"
+    cfg.write_text(f"database_url: {database_url}\ndata_dir: {tmp_path / 'data'}\n"
+                   "rules:\n  ladder:\n    yellow_light: -2\n", encoding="utf-8")
+    cli = [str(Path(sys.executable).parent / "hallwatch-central"), "cases", "ladder"]
+    # accepted 09-18 with 5 days: deadline 09-24; two working days before it is 09-22
+    out = await asyncio.to_thread(subprocess.run, [*cli, "--today", "2026-09-22", "-c", str(cfg)],
+                                  capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "2026-09-22: 1 cases looked at, 2 steps recorded" in out.stdout
+    detail = (await client.get("/api/v1/cases/C-1", headers=sup)).json()
+    assert [(s["stage"], s["on_date"]) for s in detail["steps"]] == [
+        ("blue", "2026-09-18"), ("yellow_light", "2026-09-22")]
+    bad = await asyncio.to_thread(subprocess.run, [*cli, "--today", "22.09.2026", "-c", str(cfg)],
+                                  capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2
