@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 MAX_BATCH = 5000  # rows per API request or MQTT message
 _CHUNK = 500  # case numbers per IN (…) query
-_ATTEMPTS = 4
+_ATTEMPTS = 8  # a batch loses to another writer only while that one is uncommitted
 
 
 class Outcome(StrEnum):
@@ -198,13 +198,14 @@ async def upsert_in(
         # Take the write lock first: a read snapshot that later writes fails in WAL mode when
         # another connection committed in between, and no busy timeout can fix that.
         await conn.execute(text("UPDATE cases SET revision = revision WHERE 0"))
-    numbers = list(dict.fromkeys(rec.case_no for _, rec in records))
+    numbers = sorted({rec.case_no for _, rec in records})  # one lock order for every writer
     current: dict[str, tuple[int, dict[str, Any]]] = {}
     for i in range(0, len(numbers), _CHUNK):
         query = (select(cases.c.case_no, cases.c.revision, case_revisions.c.doc)
                  .join(case_revisions, (case_revisions.c.case_no == cases.c.case_no)
                        & (case_revisions.c.revision == cases.c.revision))
-                 .where(cases.c.case_no.in_(numbers[i:i + _CHUNK])))
+                 .where(cases.c.case_no.in_(numbers[i:i + _CHUNK]))
+                 .order_by(cases.c.case_no))
         if conn.dialect.name == "postgresql":
             query = query.with_for_update(of=cases)
         for row in await conn.execute(query):

@@ -3,6 +3,7 @@ masking, filters and paging."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -243,3 +244,26 @@ async def test_applicant_data_is_only_ever_masked(
                     assert secret not in text, (table.name, secret)
         digests = (await conn.execute(select(cases.c.applicant_digest))).scalars().all()
     assert len(digests) == 1 and len(digests[0]) == 64  # same ID number: same digest
+
+
+async def test_concurrent_writers_store_each_case_and_revision_once(
+    engine: AsyncEngine, context: Any
+) -> None:
+    # four aggregator requests with overlapping batches at once: every case once, every
+    # distinct content once as a revision, whoever commits first
+    from central.cases.store import Source, feed
+    from protocols.envelope import utc_now
+
+    batches = [[case(f"K-{i:02d}", window=w) for i in range(start, start + 30)]
+               for start, w in ((0, 1), (10, 1), (20, 2), (0, 1))]
+    results = await asyncio.gather(*(feed(engine, rows, context.masker, source=Source.API,
+                                          now=utc_now()) for rows in batches))
+    outcomes = [r.outcome.value for batch in results for r in batch]
+    assert outcomes.count("created") == 50
+    async with engine.connect() as conn:
+        stored = (await conn.execute(select(cases.c.case_no, cases.c.revision))).all()
+        revisions = (await conn.execute(select(func.count()).select_from(case_revisions)
+                                        )).scalar_one()
+    assert len(stored) == 50
+    assert revisions == 50 + outcomes.count("revised")
+    assert outcomes.count("rejected") == 0
