@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from central import cli_cases, cli_correlation, cli_gateways, cli_ledger
+from central import cli_cases, cli_correlation, cli_gateways, cli_ledger, cli_users
 from central.config import CentralConfig, load
 from protocols.configtext import ConfigError
 
@@ -23,6 +23,7 @@ app.add_typer(token_app, name="token")
 app.add_typer(cli_gateways.app)  # gateway add|provision|revoke|list|command, broker, backup
 app.add_typer(cli_ledger.app)  # verify-ledger, ledger head|append
 app.add_typer(cli_cases.cases_app, name="cases")  # cases import, cases ladder
+app.add_typer(cli_users.app)  # user add|passwd|disable|enable|list (dashboard logins)
 app.add_typer(cli_correlation.correlation_app, name="correlation")  # run, recompute, hall-setup
 
 ConfigOption = Annotated[Path | None, typer.Option("--config", "-c", help="central YAML config")]

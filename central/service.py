@@ -15,6 +15,7 @@ from central.correlation import job as correlation_job
 from central.ingest import AckDecision, Incoming, Ingestor
 from central.store.db import make_engine
 from central.store.migrate import upgrade
+from central.web.context import bind_config as bind_dashboard
 from protocols import topics
 from protocols.envelope import Ack, encode, utc_now
 
@@ -34,6 +35,7 @@ class Aggregator:
         if self.config.database_url.startswith("sqlite"):
             self.config.data_dir.mkdir(parents=True, exist_ok=True)
         await upgrade(self.engine)
+        bind_dashboard(self.engine, self.config)  # login sessions: key in the data dir
         await self.consumer.start()
         self._task = asyncio.create_task(self._ingest_loop(), name="ingest")
         self._jobs.append(asyncio.create_task(remote.run_forever(

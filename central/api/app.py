@@ -6,6 +6,7 @@ from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from central.api import cases, commands, correlation, events, gateways
+from central.web import site
 
 
 def create_app(engine: AsyncEngine) -> FastAPI:
@@ -20,4 +21,5 @@ def create_app(engine: AsyncEngine) -> FastAPI:
     app.include_router(commands.router)
     app.include_router(cases.router)
     app.include_router(correlation.router)  # evaluations, sessions, follow-up, indicators
+    site.install(app)  # the dashboard: pages, static files and their API (central.web)
     return app

@@ -9,6 +9,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from central.auth import Principal, resolve
+from central.web.context import cookie_principal
 
 _bearer = HTTPBearer(auto_error=False, description="token from `hallwatch-central token create`")
 
@@ -22,6 +23,9 @@ async def principal(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
     if credentials is None:
+        who = await cookie_principal(request)  # the dashboard's login session, CSRF-checked
+        if who is not None:
+            return who
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "需要登录令牌 / bearer token required",
                             headers={"WWW-Authenticate": "Bearer"})
     who = await resolve(engine(request), credentials.credentials)

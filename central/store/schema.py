@@ -142,7 +142,8 @@ case_revisions = Table(
 
 from central.store import (  # noqa: E402 (the tables above must exist first)
     schema_cases,  # noqa: F401
+    schema_correlation,  # noqa: F401
+    schema_dashboard,  # noqa: F401
     schema_ops,  # noqa: F401
     schema_tsledger,  # noqa: F401
 )
-from central.store import schema_correlation  # noqa: E402,F401

@@ -1,0 +1,135 @@
+"""月度通报 API: the monthly bulletin as JSON and as CSV (UTF-8 with BOM, for Excel)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, HTTPException, Query, status
+from fastapi.responses import Response
+from pydantic import BaseModel, Field
+
+from central import bulletin as bulletins
+from central.api.deps import Caller, Engine
+from central.api.overview import calendar_for
+from central.auth import Principal, Role
+from central.scorecard import group_doc, indicators_doc
+from protocols.envelope import utc_now
+
+router = APIRouter(prefix="/api/v1", tags=["dashboard"])
+
+READERS = (Role.SUPERVISOR, Role.HALL_MANAGER, Role.DEPARTMENT_LEADER)
+Month = Annotated[str, Query(pattern=r"^20[0-9]{2}-(0[1-9]|1[0-2])$",
+                             description="YYYY-MM (Beijing calendar month)")]
+
+
+class GroupOut(BaseModel):
+    hall: str | None
+    department: str | None
+    window: str | None = None
+    staff: str | None = None
+    satisfaction_rank: int | None = Field(description="1 = best; null: no evaluations")
+    on_time_rank: int | None = Field(description="1 = best; null: nothing completed")
+    indicators: dict[str, Any] = Field(
+        description="every indicator of central/rules/INDICATORS.md; rates as "
+                    "{numerator, denominator, value}, value null when there is no data")
+
+
+class BadReviewOut(BaseModel):
+    gateway: str
+    seq: int
+    hall: str
+    window: int
+    staff: str | None
+    key: int
+    reason: str
+    evaluated_at: dt.datetime
+    case_nos: list[str]
+    followup_state: str | None
+    followup_due: dt.date | None
+    escalation_level: int | None
+
+
+class OverdueCaseOut(BaseModel):
+    case_no: str
+    item_name: str
+    department: str
+    hall: str
+    window: int | None
+    staff: str | None
+    accepted_at: dt.datetime
+    deadline: dt.date | None
+    days_over: int | None
+    completed_at: dt.datetime | None
+    stage: str | None
+    stage_label: str | None
+
+
+class BulletinOut(BaseModel):
+    month: str
+    first: dt.date
+    last: dt.date = Field(description="the month's last day, or today while it runs")
+    generated_at: dt.datetime
+    correlated: bool = Field(description="false: evaluation and queue figures not available yet")
+    overall: dict[str, Any] | None
+    halls: list[GroupOut]
+    departments: list[GroupOut]
+    bad_reviews: list[BadReviewOut]
+    bad_reviews_cut: bool = Field(description=f"more than {bulletins.MAX_LIST}: list cut")
+    overdue_cases: list[OverdueCaseOut]
+    overdue_cases_cut: bool
+
+
+async def _build(db: Engine, who: Principal, month: str) -> bulletins.Bulletin:
+    if who.role not in READERS:
+        raise HTTPException(status.HTTP_403_FORBIDDEN,
+                            "通报仅供监察室、部门领导和大厅管理员 / supervisors, department "
+                            "leaders and hall managers only")
+    try:
+        return await bulletins.build(db, who, month, calendar_for(db), utc_now())
+    except ValueError as exc:  # a month not begun, or a year the calendar does not know
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(exc)) from None
+
+
+def group_out(item: bulletins.Ranked) -> GroupOut:
+    key = group_doc(item.indicators.group)
+    return GroupOut(hall=key["hall"], department=key["department"], window=key["window"],
+                    staff=key["staff"],
+                    satisfaction_rank=item.satisfaction_rank, on_time_rank=item.on_time_rank,
+                    indicators=indicators_doc(item.indicators))
+
+
+@router.get("/bulletin", response_model=BulletinOut,
+            summary="Monthly bulletin (月度通报): indicators and rankings per hall and "
+                    "department, bad reviews, overdue cases",
+            responses={403: {"description": "technicians"},
+                       422: {"description": "a month that has not begun, or a year the "
+                                             "working-day calendar does not know"}})
+async def get_bulletin(db: Engine, who: Caller, month: Month) -> BulletinOut:
+    b = await _build(db, who, month)
+    return BulletinOut(
+        month=b.month, first=b.period.first, last=b.period.last, generated_at=b.generated_at,
+        correlated=b.correlated,
+        overall=indicators_doc(b.overall) if b.overall is not None else None,
+        halls=[group_out(i) for i in b.halls], departments=[group_out(i) for i in b.departments],
+        bad_reviews=[BadReviewOut.model_validate(x) for x in b.bad_reviews],
+        bad_reviews_cut=b.bad_reviews_cut,
+        overdue_cases=[OverdueCaseOut.model_validate(x) for x in b.overdue_cases],
+        overdue_cases_cut=b.overdue_cases_cut)
+
+
+@router.get("/bulletin.csv", summary="Monthly bulletin as CSV (UTF-8 with BOM, for Excel)",
+            response_class=Response,
+            responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}},
+                             "description": "one part of the bulletin"},
+                       403: {"description": "technicians"}})
+async def get_bulletin_csv(
+    db: Engine, who: Caller, month: Month,
+    part: Annotated[Literal["indicators", "bad_reviews", "overdue"],
+                    Query(description="which table")] = "indicators",
+    lang: Annotated[Literal["zh", "en"], Query(description="header language")] = "zh",
+) -> Response:
+    b = await _build(db, who, month)
+    name = f"hallwatch-bulletin-{month}-{part}.csv"
+    return Response(bulletins.to_csv(b, part, lang), media_type="text/csv; charset=utf-8",
+                    headers={"Content-Disposition": f'attachment; filename="{name}"'})

@@ -1,0 +1,108 @@
+"""GET /api/v1/drilldown: indicators one level below where the caller stands (halls → a hall's
+departments → a department's windows → a window's staff), ranked, with the period's totals and
+a daily trend. The figures are ``central.rules.indicators.compute`` over the stored facts,
+within the caller's scope."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, HTTPException, Query, status
+from pydantic import BaseModel, Field
+
+from central import scorecard
+from central.api.bulletin import GroupOut, group_out
+from central.api.deps import Caller, Engine
+from central.api.overview import FIRST_DAY, LAST_DAY, calendar_for
+from central.auth import Role
+from central.bulletin import ranked
+from central.rules.indicators import DateRange, Grouping
+from central.rules.workdays import CalendarError, business_date
+from protocols.envelope import utc_now
+
+router = APIRouter(prefix="/api/v1", tags=["dashboard"])
+
+MAX_DAYS = 92
+
+
+class DayOut(BaseModel):
+    day: dt.date
+    indicators: dict[str, Any] | None = Field(description="null: nothing happened that day")
+
+
+class DrilldownOut(BaseModel):
+    first: dt.date
+    last: dt.date
+    level: Literal["hall", "department", "window", "staff", "case"] = Field(
+        description="what the groups are; 'case': the path ends at one staff member, whose "
+                    "cases GET /api/v1/cases lists")
+    correlated: bool
+    total: dict[str, Any] | None
+    groups: list[GroupOut] = Field(description="with ranks among themselves")
+    trend: list[DayOut]
+
+
+def _level(hall: str | None, department: str | None, window: str | None, staff: str | None
+           ) -> tuple[str, Grouping | None]:
+    if hall is None:
+        return "hall", Grouping.HALL
+    if staff is not None:
+        return "case", None
+    if window is not None:
+        return "staff", Grouping.STAFF
+    if department is not None:
+        return "window", Grouping.WINDOW
+    return "department", Grouping.DEPARTMENT
+
+
+@router.get("/drilldown", response_model=DrilldownOut,
+            summary="Indicators by hall → department → window → staff, ranked, with a trend",
+            responses={403: {"description": "technicians, or a hall outside the scope"},
+                       422: {"description": f"more than {MAX_DAYS} days, first after last, or a "
+                                             "year the working-day calendar does not know"}})
+async def drilldown(
+    db: Engine, who: Caller,
+    first: Annotated[dt.date | None, Query(ge=FIRST_DAY, le=LAST_DAY,
+                                           description="business date, default: 29 days "
+                                                       "before last")] = None,
+    last: Annotated[dt.date | None, Query(ge=FIRST_DAY, le=LAST_DAY,
+                                          description="business date, default today")] = None,
+    hall: str | None = None,
+    department: str | None = None,
+    window: Annotated[str | None, Query(pattern=r"^[0-9]{1,6}$")] = None,
+    staff: Annotated[str | None, Query(pattern=r"^[0-9]{6}$")] = None,
+) -> DrilldownOut:
+    if who.role is Role.TECHNICIAN:
+        raise HTTPException(status.HTTP_403_FORBIDDEN,
+                            "运维账号不查看绩效指标 / technicians see no staff performance")
+    if who.role is Role.HALL_MANAGER and hall is not None and hall != who.hall:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "无权查看该大厅 / not your hall")
+    if who.role is Role.DEPARTMENT_LEADER and department not in (None, who.department):
+        raise HTTPException(status.HTTP_403_FORBIDDEN,
+                            "无权查看其他部门 / not your department")
+    last = last or business_date(utc_now())
+    first = first or last - dt.timedelta(days=29)
+    if last < first or (last - first).days >= MAX_DAYS:
+        raise HTTPException(422, f"日期范围须在 {MAX_DAYS} 天内 / at most {MAX_DAYS} days, "
+                                 "first ≤ last")
+    if hall is None:
+        department = window = staff = None  # the path starts at a hall
+    level, grouping = _level(hall, department, window, staff)
+    period = DateRange(first, last)
+    calendar = calendar_for(db)
+    try:
+        facts = await scorecard.load(db, who, period, calendar, hall=hall)
+        facts = scorecard.narrowed(facts, department=department, window=window, staff=staff)
+        total = facts.compute(period, Grouping.ALL, calendar)
+        groups = ranked(facts.compute(period, grouping, calendar)) if grouping else []
+        trend = scorecard.daily(facts, period, calendar)
+    except CalendarError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(exc)) from None
+    everything = next(iter(total.values()), None)
+    return DrilldownOut(
+        first=first, last=last, level=level, correlated=facts.correlated,
+        total=scorecard.indicators_doc(everything) if everything else None,
+        groups=[group_out(g) for g in groups],
+        trend=[DayOut(day=d, indicators=scorecard.indicators_doc(i) if i else None)
+               for d, i in trend])

@@ -1,0 +1,170 @@
+"""GET /api/v1/overview: every hall the caller may see on one screen — case lights, today's
+satisfaction and evaluation rates, gateways offline, suspicious evaluations."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter, defaultdict
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, Field
+from sqlalchemy import func, select
+
+from central import flagged, scorecard
+from central.api.deps import Caller, Engine
+from central.auth import Role
+from central.cases.context import bound
+from central.rules.indicators import DateRange, Grouping, GroupKey, Ratio
+from central.rules.timelimit import LadderStage
+from central.rules.workdays import CalendarError, WorkCalendar, business_date
+from central.store.schema import cases, gateways
+from central.store.schema_cases import case_ladder
+from protocols.envelope import utc_now
+
+router = APIRouter(prefix="/api/v1", tags=["dashboard"])
+
+# Business dates the API accepts: anything else is a typo (and year 1 would not even convert
+# to UTC).
+FIRST_DAY, LAST_DAY = dt.date(2000, 1, 1), dt.date(2099, 12, 31)
+LIGHTS = (LadderStage.BLUE, LadderStage.YELLOW_LIGHT, LadderStage.RED_LIGHT,
+          LadderStage.YELLOW_CARD, LadderStage.RED_CARD, LadderStage.SUPERVISION_LETTER,
+          LadderStage.SUSPENDED)
+
+
+class RatioOut(BaseModel):
+    numerator: float
+    denominator: float
+    value: float | None = Field(description="null when the denominator is 0: no data")
+
+
+class LightsOut(BaseModel):
+    """Open cases by ladder stage (蓝灯 … 监察建议书, 暂停计时)."""
+
+    blue: int = 0
+    yellow_light: int = 0
+    red_light: int = 0
+    yellow_card: int = 0
+    red_card: int = 0
+    supervision_letter: int = 0
+    suspended: int = 0
+
+
+class HallOverviewOut(BaseModel):
+    hall: str
+    gateways: int | None = Field(description="registered, not revoked; null for department "
+                                             "leaders (gateway state is outside their scope)")
+    gateways_online: int | None
+    offline: bool | None = Field(description="no gateway of the hall is online")
+    last_batch_at: dt.datetime | None
+    lights: LightsOut
+    open_cases: int
+    evaluations_today: int = Field(description="counted evaluations today")
+    satisfaction_today: RatioOut
+    evaluation_rate_today: RatioOut
+    suspicious_today: int = Field(description="flagged evaluations today")
+    suspicious_open: int = Field(description="… of which some flag awaits a supervisor's review")
+
+
+class OverviewOut(BaseModel):
+    as_of: dt.date = Field(description="today, Beijing time")
+    generated_at: dt.datetime
+    correlated: bool = Field(description="correlation results exist on this central: without "
+                                         "them evaluation figures are not available yet")
+    figures_problem: str | None = Field(
+        description="why today's rates are missing (a year the working-day calendar does not "
+                    "know: load it from the site's calendar file)")
+    halls: list[HallOverviewOut]
+    halls_offline: int
+    lights: LightsOut
+    satisfaction_today: RatioOut
+    evaluation_rate_today: RatioOut
+    suspicious_today: int
+
+
+def calendar_for(engine: object) -> WorkCalendar:
+    context = bound(engine)  # type: ignore[arg-type]
+    return context.calendar if context is not None else WorkCalendar()
+
+
+@router.get("/overview", response_model=OverviewOut,
+            summary="All halls at a glance: case lights, today's rates, offline, suspicious",
+            description="Scoped: a hall manager gets the hall, a department leader the "
+                        "department's cases (and no gateway state), supervisors and "
+                        "technicians every hall.")
+async def overview(db: Engine, who: Caller,
+                   day: Annotated[dt.date | None, Query(
+                       ge=FIRST_DAY, le=LAST_DAY,
+                       description="business date (default today, Beijing)")] = None
+                   ) -> OverviewOut:
+    today = day or business_date(utc_now())
+    leader = who.role is Role.DEPARTMENT_LEADER
+    lights: defaultdict[str, Counter[str]] = defaultdict(Counter)
+    gw: dict[str, tuple[int, int, dt.datetime | None]] = {}
+    async with db.connect() as conn:
+        query = (select(cases.c.hall_id, case_ladder.c.stage, func.count())
+                 .join(case_ladder, case_ladder.c.case_no == cases.c.case_no)
+                 .where(scorecard.case_scope(who), case_ladder.c.settled.is_(False))
+                 .group_by(cases.c.hall_id, case_ladder.c.stage))
+        for hall, stage, n in await conn.execute(query):
+            lights[hall][stage or ""] += int(n)
+        if not leader:
+            rows = await conn.execute(
+                select(gateways.c.hall_id, gateways.c.online, gateways.c.last_batch_at)
+                .where(gateways.c.revoked_at.is_(None),
+                       scorecard.hall_scope(who, gateways.c.hall_id)))
+            per: defaultdict[str, list[tuple[bool, dt.datetime | None]]] = defaultdict(list)
+            for hall, online, last in rows:
+                per[hall].append((bool(online), last))
+            for hall, items in per.items():
+                lasts = [t for _, t in items if t is not None]
+                gw[hall] = (len(items), sum(o for o, _ in items), max(lasts) if lasts else None)
+        suspicious = await flagged.find(conn, who, today, today)
+    calendar, period = calendar_for(db), DateRange(today, today)
+    problem, correlated = None, scorecard.correlation_installed()
+    try:
+        facts = await scorecard.load(db, who, period, calendar)
+        by_hall = facts.compute(period, Grouping.HALL, calendar)
+        total = facts.compute(period, Grouping.ALL, calendar)
+    except CalendarError as exc:  # the lights and gateways still show; the rates cannot
+        by_hall, total, problem = {}, {}, str(exc)
+    flagged_by_hall = Counter(f.hall for f in suspicious)
+    open_by_hall = Counter(f.hall for f in suspicious if f.open_flags)
+    halls = sorted(set(lights) | set(gw) | {k.hall for k in by_hall if k.hall}
+                   | set(flagged_by_hall))
+    out = []
+    for hall in halls:
+        counts = lights.get(hall, Counter())
+        ind = by_hall.get(GroupKey(hall=hall))
+        gateways_n, online_n, last = gw.get(hall, (0, 0, None))
+        out.append(HallOverviewOut(
+            hall=hall,
+            gateways=None if leader else gateways_n,
+            gateways_online=None if leader else online_n,
+            offline=None if leader else (gateways_n > 0 and online_n == 0),
+            last_batch_at=None if leader else last,
+            lights=LightsOut(**{s.value: counts.get(s.value, 0) for s in LIGHTS}),
+            open_cases=sum(counts.values()),
+            evaluations_today=int(ind.satisfaction_rate.denominator) if ind else 0,
+            satisfaction_today=_ratio(ind.satisfaction_rate if ind else None),
+            evaluation_rate_today=_ratio(ind.evaluation_rate if ind else None),
+            suspicious_today=flagged_by_hall.get(hall, 0),
+            suspicious_open=open_by_hall.get(hall, 0)))
+    everything = next(iter(total.values()), None)
+    summed = Counter[str]()
+    for counts in lights.values():
+        summed.update(counts)
+    return OverviewOut(
+        as_of=today, generated_at=utc_now(), correlated=correlated,
+        figures_problem=problem, halls=out,
+        halls_offline=sum(1 for h in out if h.offline),
+        lights=LightsOut(**{s.value: summed.get(s.value, 0) for s in LIGHTS}),
+        satisfaction_today=_ratio(everything.satisfaction_rate if everything else None),
+        evaluation_rate_today=_ratio(everything.evaluation_rate if everything else None),
+        suspicious_today=len(suspicious))
+
+
+def _ratio(value: Ratio | None) -> RatioOut:
+    if value is None:
+        return RatioOut(numerator=0, denominator=0, value=None)
+    return RatioOut(**scorecard.ratio(value))

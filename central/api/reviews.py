@@ -1,0 +1,212 @@
+"""复核 API: confirm or dismiss an evaluation's flag (a new record, never an edit), read the
+review history and the camera evidence of a key press."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Path, Query, status
+from pydantic import BaseModel, Field
+
+from central import flagged, reviews
+from central.api.deps import Caller, Engine
+from central.api.overview import FIRST_DAY, LAST_DAY
+from central.auth import Principal, Role
+from central.reviews import Decision, ReviewError
+from central.rules.workdays import business_date
+from protocols.envelope import utc_now
+
+router = APIRouter(prefix="/api/v1", tags=["reviews"])
+
+NOT_FOUND = "评价不存在 / no such evaluation"
+GatewayId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="gateway id")]
+Seq = Annotated[int, Path(ge=1, le=2**63 - 1,
+                          description="gateway seq of the evaluator.key event")]
+
+
+class ReviewIn(BaseModel):
+    flag: str = Field(pattern=r"^[A-Z_]{1,64}$", description="the flag decided on")
+    decision: Decision = Field(description="confirmed (属实) or dismissed (不属实)")
+    note: str = Field(default="", max_length=2000, description="why (复核意见)")
+    supersedes: int | None = Field(
+        default=None, ge=1, le=2**31 - 1,
+        description="id of the flag's current review, which this one replaces; null for the "
+                    "first review of the flag")
+
+
+class ReviewOut(BaseModel):
+    id: int
+    gateway: str
+    seq: int
+    hall: str
+    flag: str
+    decision: Decision
+    note: str
+    generation: int = Field(description="1 for the first review of the flag, then 2, 3…")
+    supersedes: int | None
+    evaluation_version: int | None = Field(description="correlation result version seen")
+    reviewer: str
+    reviewer_role: str
+    created_at: dt.datetime
+    current: bool = Field(description="no later review replaces this one")
+
+
+class EvidenceOut(BaseModel):
+    seq: int = Field(description="gateway seq of the camera.verdict event")
+    verdict: str = Field(description="present | absent | unknown (a citizen at the window)")
+    confidence: float
+    reason: str
+    camera: str | None
+    frames: int
+    occupied_frames: int
+    snapshot: str | None = Field(description="evidence path on the gateway")
+    snapshot_sha256: str | None
+    snapshot_offset_ms: int | None
+    manifest_seq: int
+    manifest_head: str
+    image_url: str | None = Field(
+        description="where central serves the snapshot; null until gateways upload evidence")
+
+
+class EvaluationReviewsOut(BaseModel):
+    gateway: str
+    seq: int
+    hall: str
+    window: int
+    key: int
+    utc: dt.datetime
+    flags: list[str] = Field(description="gateway marks and correlation flags to decide on")
+    correlation_version: int | None
+    reviews: list[ReviewOut] = Field(description="every review, per flag oldest first")
+    evidence: list[EvidenceOut]
+
+
+def _review_out(row: Any, current: bool) -> ReviewOut:
+    return ReviewOut(id=row.id, gateway=row.gateway_id, seq=row.seq, hall=row.hall_id,
+                     flag=row.flag, decision=Decision(row.decision), note=row.note,
+                     generation=row.generation, supersedes=row.supersedes,
+                     evaluation_version=row.evaluation_version, reviewer=row.reviewer,
+                     reviewer_role=row.reviewer_role, created_at=row.created_at,
+                     current=current)
+
+
+def _refuse(exc: ReviewError) -> HTTPException:
+    return HTTPException(exc.status, str(exc))
+
+
+async def _evaluation(db: Engine, who: Principal, gateway: str, seq: int
+                      ) -> EvaluationReviewsOut:
+    async with db.connect() as conn:
+        evaluation = await reviews.visible(conn, who, gateway, seq)
+        if evaluation is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, NOT_FOUND)
+        rows = await reviews.history(conn, gateway, seq)
+        verdicts = await reviews.evidence(conn, evaluation)
+    current = reviews.current_ids(rows)
+    return EvaluationReviewsOut(
+        gateway=gateway, seq=seq, hall=evaluation.hall, window=evaluation.window,
+        key=evaluation.key, utc=evaluation.utc, flags=list(evaluation.flags),
+        correlation_version=evaluation.correlation_version,
+        reviews=[_review_out(r, r.id in current) for r in rows],
+        evidence=[EvidenceOut.model_validate({**v, "image_url": None}) for v in verdicts])
+
+
+@router.get("/evaluations/{gateway}/{seq}/reviews", response_model=EvaluationReviewsOut,
+            summary="An evaluation's flags, their review history and the camera evidence",
+            responses={404: {"description": "no such evaluation, or not in the caller's scope"}})
+async def get_reviews(db: Engine, who: Caller, gateway: GatewayId, seq: Seq
+                      ) -> EvaluationReviewsOut:
+    return await _evaluation(db, who, gateway, seq)
+
+
+@router.post(
+    "/evaluations/{gateway}/{seq}/reviews", response_model=ReviewOut,
+    status_code=status.HTTP_201_CREATED,
+    summary="Confirm or dismiss one flag of an evaluation (supervisors)",
+    description="Appends a review. `supersedes` must name the flag's current review (null for "
+                "the first): a decision made on a stale view is refused with 409 instead of "
+                "overriding a newer one. The old review stays, marked as replaced.",
+    responses={403: {"description": "not a supervisor"},
+               404: {"description": "no such evaluation, or not in the caller's scope"},
+               409: {"description": "`supersedes` is not the flag's current review"},
+               422: {"description": "the evaluation does not carry this flag"}})
+async def post_review(db: Engine, who: Caller, gateway: GatewayId, seq: Seq, body: ReviewIn
+                      ) -> ReviewOut:
+    try:
+        row = await reviews.record(db, who, gateway, seq, flag=body.flag,
+                                   decision=body.decision, note=body.note.strip(),
+                                   supersedes=body.supersedes)
+    except ReviewError as exc:
+        raise _refuse(exc) from None
+    return _review_out(row, True)
+
+
+@router.get("/reviews", response_model=list[ReviewOut],
+            summary="The latest flag reviews, newest first (supervisors, hall managers)",
+            responses={403: {"description": "other roles"}})
+async def list_reviews(db: Engine, who: Caller, hall: str | None = None,
+                       limit: Annotated[int, Query(ge=1, le=500)] = 50) -> list[ReviewOut]:
+    try:
+        rows, replaced = await reviews.recent(db, who, hall=hall, limit=limit)
+    except ReviewError as exc:
+        raise _refuse(exc) from None
+    return [_review_out(r, r.id not in replaced) for r in rows]
+
+
+class FlaggedOut(BaseModel):
+    gateway: str
+    seq: int
+    hall: str
+    window: int
+    key: int
+    at: dt.datetime = Field(description="evaluated at (corrected gateway time)")
+    day: dt.date
+    marks: list[str] = Field(description="the gateway's marks")
+    flags: list[str] = Field(description="correlation's flags (current version)")
+    version: int | None = Field(description="correlation result version; null: not correlated")
+    session_id: str | None
+    ticket: str | None
+    staff: str | None
+    case_nos: list[str]
+    confidence: float | None
+    counted: bool | None
+    basis: str | None
+    citizen: str | None = Field(description="camera verdict: present | absent | unknown")
+    decisions: dict[str, str] = Field(description="flag → current decision")
+    open_flags: list[str] = Field(description="flags no supervisor has decided on")
+
+
+@router.get("/review-queue", response_model=list[FlaggedOut],
+            summary="Flagged evaluations of a date range, with the decisions so far",
+            description="Gateway marks and correlation flags, merged per evaluation, oldest "
+                        "first. Hall managers see their hall, department leaders the "
+                        "evaluations correlated to their department's cases.",
+            responses={403: {"description": "technicians"},
+                       422: {"description": "more than 31 days, or first after last"}})
+async def review_queue(
+    db: Engine, who: Caller,
+    first: Annotated[dt.date | None, Query(ge=FIRST_DAY, le=LAST_DAY,
+                                           description="business date, default today")] = None,
+    last: Annotated[dt.date | None, Query(ge=FIRST_DAY, le=LAST_DAY,
+                                          description="business date, default = first")] = None,
+    hall: str | None = None,
+    undecided: Annotated[bool, Query(description="only those with a flag to decide")] = False,
+) -> list[FlaggedOut]:
+    if who.role is Role.TECHNICIAN:
+        raise HTTPException(status.HTTP_403_FORBIDDEN,
+                            "运维账号不参与评价复核 / technicians do not review evaluations")
+    first = first or business_date(utc_now())
+    last = last or first
+    if last < first or (last - first).days >= flagged.MAX_DAYS:
+        raise HTTPException(422, f"日期范围须在 {flagged.MAX_DAYS} 天内 / at most "
+                                 f"{flagged.MAX_DAYS} days, first ≤ last")
+    async with db.connect() as conn:
+        items = await flagged.find(conn, who, first, last, hall)
+    return [FlaggedOut(gateway=f.gateway, seq=f.seq, hall=f.hall, window=f.window, key=f.key,
+                       at=f.at, day=f.day, marks=f.marks, flags=f.flags, version=f.version,
+                       session_id=f.session_id, ticket=f.ticket, staff=f.staff,
+                       case_nos=f.case_nos, confidence=f.confidence, counted=f.counted,
+                       basis=f.basis, citizen=f.citizen, decisions=f.decisions,
+                       open_flags=f.open_flags)
+            for f in items if f.open_flags or not undecided]

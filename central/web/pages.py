@@ -1,0 +1,228 @@
+"""The dashboard's pages and the login form. Pages are shells: their scripts fetch the same
+JSON API every other client uses (with the session cookie), so the API's scope rules are the
+pages' scope rules. Which pages a role gets is decided here; what data it gets, by the API."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs, quote
+
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from central import accounts
+from central.api.cases import get_case
+from central.auth import Role
+from central.web import i18n
+from central.web.context import WebContext, require, session_of
+from central.web.sessions import (
+    CSRF_COOKIE,
+    CSRF_FIELD,
+    SESSION_COOKIE,
+    Session,
+    require_csrf,
+    same_origin,
+)
+
+router = APIRouter(include_in_schema=False)
+
+FORM_LIMIT = 8192  # a user name and a password; anything bigger is not a login
+ALL = frozenset(Role)
+PEOPLE = frozenset({Role.SUPERVISOR, Role.DEPARTMENT_LEADER, Role.HALL_MANAGER})
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    name: str  # template, nav key, and script name
+    path: str
+    roles: frozenset[Role]
+
+
+PAGES = (
+    Page("overview", "/overview", ALL),
+    Page("analysis", "/analysis", PEOPLE),
+    Page("reviews", "/reviews", PEOPLE),
+    Page("followups", "/followups", PEOPLE),
+    Page("bulletin", "/bulletin", PEOPLE),
+)
+CASE_PAGE = Page("case", "/cases", PEOPLE)
+
+
+class PageRefused(Exception):
+    """A page the caller may not open (403) or that does not exist for them (404)."""
+
+    def __init__(self, status: int, key: str) -> None:
+        self.status, self.key = status, key
+
+
+def language(request: Request) -> str:
+    return i18n.pick(request.query_params.get("lang"), request.cookies.get(i18n.COOKIE))
+
+
+def _safe_next(target: str | None) -> str:
+    """Only a path on this server: never an address elsewhere (open redirect)."""
+    if (not target or not target.startswith("/") or target.startswith("//")
+            or "\\" in target or target.startswith("/login")):
+        return "/overview"
+    return target
+
+
+def render(ctx: WebContext, request: Request, name: str, lang: str, status: int = 200,
+           session: Session | None = None, **values: Any) -> HTMLResponse:
+    def t(key: str, **params: Any) -> str:
+        return i18n.translate(lang, key, **params)
+
+    who = session.account if session else None
+    nav = [p for p in PAGES if who and who.role in p.roles]
+    here = request.url.path
+    query = {k: v for k, v in request.query_params.items() if k != "lang"}
+    other = "en" if lang == "zh" else "zh"
+    switch = "".join(f"{quote(k)}={quote(v)}&" for k, v in query.items()) + f"lang={other}"
+    response = ctx.templates.TemplateResponse(request, f"{name}.html", {
+        "lang": lang, "html_lang": i18n.HTML_LANG[lang], "t": t, "page": name,
+        "other_lang": other, "lang_href": f"{here}?{switch}",
+        "user": who, "nav": nav, "csrf": session.csrf if session else "",
+        "catalogue": i18n.script_catalogue(lang),
+        "role_label": t(f"role.{who.role.value}") if who else "",
+        "scope_label": (who.hall or who.department or "") if who else "",
+        **values}, status_code=status)
+    if request.query_params.get("lang") in i18n.LANGUAGES:
+        response.set_cookie(i18n.COOKIE, lang, max_age=366 * 86400, samesite="strict",
+                            path="/")
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+async def _page(request: Request, page: Page, **values: Any) -> Response:
+    ctx, lang = require(request), language(request)
+    session = await session_of(request)
+    if session is None:
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        return RedirectResponse(f"/login?next={quote(target, safe='')}", 303)
+    if session.account.role not in page.roles:
+        return render(ctx, request, "refused", lang, 403, session,
+                      message=i18n.translate(lang, "refused.role"))
+    return render(ctx, request, page.name, lang, session=session,
+                  config=json.dumps(values.pop("config", {}), ensure_ascii=False)
+                  .replace("<", "\\u003c"), **values)
+
+
+@router.get("/")
+async def home() -> Response:
+    return RedirectResponse("/overview", 303)
+
+
+@router.get("/overview")
+async def overview_page(request: Request) -> Response:
+    big = request.query_params.get("screen") == "big"
+    return await _page(request, PAGES[0], big=big, config={"big": big})
+
+
+@router.get("/analysis")
+async def analysis_page(request: Request) -> Response:
+    return await _page(request, PAGES[1])
+
+
+@router.get("/reviews")
+async def reviews_page(request: Request) -> Response:
+    session = await session_of(request)
+    may_decide = session is not None and session.account.role is Role.SUPERVISOR
+    return await _page(request, PAGES[2], config={"may_decide": may_decide})
+
+
+@router.get("/followups")
+async def followups_page(request: Request) -> Response:
+    return await _page(request, PAGES[3])
+
+
+@router.get("/bulletin")
+async def bulletin_page(request: Request) -> Response:
+    return await _page(request, PAGES[4])
+
+
+@router.get("/cases/{case_no}")
+async def case_page(request: Request, case_no: str) -> Response:
+    """A case the caller may not see answers 404, exactly like one that does not exist."""
+    ctx, lang = require(request), language(request)
+    session = await session_of(request)
+    if session is not None and session.account.role in CASE_PAGE.roles:
+        try:
+            case = await get_case(request, request.app.state.engine, session.principal,
+                                  case_no)
+        except HTTPException as exc:
+            if exc.status_code in (404, 422):
+                return render(ctx, request, "refused", lang, 404, session,
+                              message=i18n.translate(lang, "refused.no_case"))
+            raise
+        return await _page(request, CASE_PAGE, case_no=case.case_no,
+                           config={"case_no": case.case_no})
+    return await _page(request, CASE_PAGE)
+
+
+# ------------------------------------------------------------------------------------ login
+
+
+@router.get("/login")
+async def login_form(request: Request, next: str | None = None) -> Response:
+    ctx, lang = require(request), language(request)
+    if await session_of(request) is not None:
+        return RedirectResponse(_safe_next(next), 303)
+    return render(ctx, request, "login", lang, next=_safe_next(next), error=None, username="")
+
+
+async def _read_form(request: Request) -> dict[str, str]:
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > FORM_LIMIT):
+        raise HTTPException(413, "请求过大 / request too large")
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > FORM_LIMIT:
+            raise HTTPException(413, "请求过大 / request too large")
+    fields = parse_qs(body.decode("utf-8", errors="replace"), keep_blank_values=True)
+    return {k: v[0] for k, v in fields.items()}
+
+
+@router.post("/login")
+async def login(request: Request) -> Response:
+    ctx, lang = require(request), language(request)
+    if not same_origin(request):  # login CSRF: nobody else may log a browser in
+        raise HTTPException(403, "跨站请求被拒绝 / cross-origin request refused")
+    form = await _read_form(request)
+    name, password = form.get("username", "").strip(), form.get("password", "")
+    target = _safe_next(form.get("next"))
+    address = request.client.host if request.client else "?"
+    wait = ctx.throttle.retry_after(name, address)
+    if wait:
+        return render(ctx, request, "login", lang, 429, next=target, username=name,
+                      error=i18n.translate(lang, "login.throttled", seconds=wait))
+    async with ctx.login_slots:
+        account = await accounts.verify(request.app.state.engine, name, password)
+    if account is None:
+        ctx.throttle.failed(name, address)
+        return render(ctx, request, "login", lang, 401, next=target, username=name,
+                      error=i18n.translate(lang, "login.failed"))
+    ctx.throttle.succeeded(name)
+    ticket = ctx.signer.issue(account)
+    secure = request.url.scheme == "https"
+    response = RedirectResponse(target, 303)
+    response.set_cookie(SESSION_COOKIE, ticket.cookie, max_age=ticket.max_age, httponly=True,
+                        samesite="strict", secure=secure, path="/")
+    # the page's script sends this back in X-CSRF-Token (double submit, bound to the session)
+    response.set_cookie(CSRF_COOKIE, ticket.csrf, max_age=ticket.max_age, httponly=False,
+                        samesite="strict", secure=secure, path="/")
+    return response
+
+
+@router.post("/logout")
+async def logout(request: Request) -> Response:
+    session = await session_of(request)
+    if session is not None:
+        form = await _read_form(request)
+        require_csrf(request, session, form.get(CSRF_FIELD))
+    response = RedirectResponse("/login", 303)
+    for name in (SESSION_COOKIE, CSRF_COOKIE):
+        response.delete_cookie(name, path="/", samesite="strict")
+    return response

@@ -1,0 +1,55 @@
+/* One case: GET /api/v1/cases/{case_no} (stage, deadline, steps, suspensions). */
+(function () {
+  'use strict';
+  var H = window.HW, t = H.t, el = H.el;
+  var caseNo = H.config.case_no;
+
+  function fact(label, value) {
+    return [el('dt', null, t(label)), el('dd', null, value === null || value === undefined ||
+      value === '' ? '—' : value)];
+  }
+
+  function render(c) {
+    var lad = c.ladder || {};
+    var limit = [t('case.legal_days', { n: c.legal_days })];
+    if (c.promised_days !== null) { limit.push(t('case.promised_days', { n: c.promised_days })); }
+    var facts = H.clear(document.getElementById('case-facts'));
+    [
+      fact('case.item', c.item_name + ' (' + c.item_code + ')'),
+      fact('common.department', c.department),
+      fact('common.hall', c.hall),
+      fact('common.window', c.window),
+      fact('common.staff', c.staff),
+      fact('case.status', t('status.' + c.status)),
+      fact('case.accepted_at', H.fmtTime(c.accepted_at)),
+      fact('case.completed_at', c.completed_at ? H.fmtTime(c.completed_at) : null),
+      fact('case.limit', limit.join(' · ')),
+      fact('case.deadline', lad.deadline),
+      fact('case.days_over', lad.days_over),
+      fact('case.stage', lad.stage ? el('span', { class: 'stage stage-' + lad.stage, id: 'case-stage' },
+        lad.label) : null),
+      fact('case.applicant', c.applicant)
+    ].forEach(function (pair) { pair.forEach(function (n) { facts.appendChild(n); }); });
+
+    var steps = H.clear(document.getElementById('case-steps'));
+    if (!c.steps.length) { steps.appendChild(el('li', { class: 'no-data' }, t('common.nodata'))); }
+    c.steps.forEach(function (s) {
+      steps.appendChild(el('li', { class: s.superseded ? 'superseded' : '' },
+        el('span', { class: 'stage stage-' + s.stage }, s.label),
+        el('span', { class: 'step-date' }, s.on_date),
+        s.superseded ? el('span', { class: 'muted' }, t('case.step.superseded')) : null));
+    });
+
+    var table = H.clear(document.getElementById('case-suspensions'));
+    if (!c.suspensions.length) { table.appendChild(H.noData(3)); }
+    c.suspensions.forEach(function (s) {
+      table.appendChild(el('tr', null, el('td', null, s.reason), el('td', null, H.fmtTime(s.start)),
+        el('td', null, s.end ? H.fmtTime(s.end) : '…')));
+    });
+    document.body.dataset.loaded = '1';
+  }
+
+  H.api('/api/v1/cases/' + encodeURIComponent(caseNo)).then(render).catch(function (error) {
+    H.notice(H.failure(error), 'error');
+  });
+})();

@@ -1,0 +1,149 @@
+/* Overview: every hall on one screen; polls GET /api/v1/overview. */
+(function () {
+  'use strict';
+  var H = window.HW, t = H.t, el = H.el;
+  var big = !!H.config.big;
+  var EVERY_S = big ? 5 : 15;
+  var ALERTS = ['yellow_light', 'red_light', 'yellow_card', 'red_card', 'supervision_letter'];
+
+  function kpi(id, label, value, sub, kind) {
+    return el('div', { class: 'kpi ' + (kind || ''), id: id },
+      el('div', { class: 'kpi-label' }, label),
+      el('div', { class: 'kpi-value' }, value),
+      sub ? el('div', { class: 'kpi-sub' }, sub) : null);
+  }
+
+  function renderKpis(data) {
+    var box = H.clear(document.getElementById('kpis'));
+    box.appendChild(kpi('kpi-halls', t('overview.halls'), data.halls.length));
+    box.appendChild(kpi('kpi-offline', t('overview.offline'), data.halls_offline, null,
+      data.halls_offline ? 'bad' : 'good'));
+    box.appendChild(kpi('kpi-satisfaction', t('overview.satisfaction'),
+      H.pct(data.satisfaction_today), H.frac(data.satisfaction_today)));
+    box.appendChild(kpi('kpi-evaluation-rate', t('overview.evaluation_rate'),
+      H.pct(data.evaluation_rate_today), H.frac(data.evaluation_rate_today)));
+    box.appendChild(kpi('kpi-suspicious', t('overview.suspicious'), data.suspicious_today, null,
+      data.suspicious_today ? 'warn' : ''));
+    box.appendChild(el('div', { class: 'kpi lights-kpi', id: 'kpi-lights' },
+      el('div', { class: 'kpi-label' }, t('overview.open_cases')),
+      el('div', { class: 'light-row' }, ALERTS.map(function (s) {
+        return badge(s, data.lights[s]);
+      }))));
+  }
+
+  function badge(stage, n) {
+    return el('span', { class: 'light light-' + stage + (n ? '' : ' zero'),
+      title: t('light.' + stage) }, el('span', { class: 'light-dot' }),
+      el('span', { class: 'light-name' }, t('light.' + stage)),
+      el('span', { class: 'light-n' }, n));
+  }
+
+  function hallCard(h) {
+    var gw;
+    if (h.gateways === null) {
+      gw = null;
+    } else if (h.gateways === 0) {
+      gw = el('span', { class: 'gw-state none' }, t('overview.no_gateway'));
+    } else if (h.offline) {
+      gw = el('span', { class: 'gw-state offline' }, t('overview.gateway_offline'));
+    } else {
+      gw = el('span', { class: 'gw-state online' },
+        t('overview.gateways', { online: h.gateways_online, total: h.gateways }));
+    }
+    var card = el('article', { class: 'hall-card' + (h.offline ? ' offline' : ''),
+      dataset: { hall: h.hall } },
+      el('header', null, el('h2', null, el('a', { href: H.withQuery('/analysis', { hall: h.hall }) },
+        h.hall)), gw),
+      el('div', { class: 'light-row' }, ALERTS.map(function (s) { return badge(s, h.lights[s]); })),
+      el('dl', { class: 'rates' },
+        el('div', null, el('dt', null, t('ind.satisfaction_rate')),
+          el('dd', { class: 'satisfaction' }, H.rate(h.satisfaction_today))),
+        el('div', null, el('dt', null, t('ind.evaluation_rate')),
+          el('dd', { class: 'evaluation-rate' }, H.rate(h.evaluation_rate_today)))),
+      el('footer', null,
+        el('span', null, t('overview.evaluations', { n: h.evaluations_today })),
+        el('span', { class: 'suspicious' + (h.suspicious_open ? ' warn' : '') },
+          t('overview.suspicious.hall', { n: h.suspicious_today, open: h.suspicious_open })),
+        h.last_batch_at ? el('span', { class: 'last-batch' },
+          t('overview.last_batch', { time: H.fmtTime(h.last_batch_at) })) : null));
+    return card;
+  }
+
+  function renderHalls(data) {
+    var grid = H.clear(document.getElementById('hall-grid'));
+    if (!data.halls.length) {
+      grid.appendChild(el('p', { class: 'no-data' }, t('common.nodata')));
+      return;
+    }
+    data.halls.forEach(function (h) { grid.appendChild(hallCard(h)); });
+  }
+
+  function renderCharts(data) {
+    var halls = data.halls.map(function (h) { return h.hall; });
+    var textStyle = { fontFamily: H.FONT, fontSize: big ? 18 : 13 };
+    var lights = H.chart('chart-lights');
+    if (lights) {
+      lights.setOption({
+        textStyle: textStyle, animation: false,
+        tooltip: { trigger: 'axis' },
+        legend: { top: 0, textStyle: textStyle },
+        grid: { left: 48, right: 16, top: 40, bottom: 32 },
+        xAxis: { type: 'category', data: halls, axisLabel: textStyle },
+        yAxis: { type: 'value', minInterval: 1, axisLabel: textStyle },
+        series: ALERTS.map(function (s) {
+          return { name: t('light.' + s), type: 'bar', stack: 'lights',
+            itemStyle: { color: H.COLORS[s] },
+            data: data.halls.map(function (h) { return h.lights[s]; }) };
+        })
+      }, true);
+    }
+    var sat = H.chart('chart-satisfaction');
+    if (sat) {
+      sat.setOption({
+        textStyle: textStyle, animation: false,
+        tooltip: { trigger: 'axis', valueFormatter: function (v) {
+          return v === null || v === undefined ? t('common.nodata') : v + '%'; } },
+        grid: { left: 48, right: 16, top: 24, bottom: 32 },
+        xAxis: { type: 'category', data: halls, axisLabel: textStyle },
+        yAxis: { type: 'value', min: 0, max: 100, axisLabel: { formatter: '{value}%',
+          fontFamily: H.FONT, fontSize: textStyle.fontSize } },
+        series: [{ name: t('ind.satisfaction_rate'), type: 'bar', itemStyle: { color: '#2f9e44' },
+          label: { show: true, position: 'top', formatter: function (p) {
+            return p.value === null || p.value === undefined ? '—' : p.value + '%'; },
+          fontFamily: H.FONT, fontSize: textStyle.fontSize },
+          data: data.halls.map(function (h) {
+            var v = h.satisfaction_today.value;
+            return v === null ? null : Math.round(v * 1000) / 10;
+          }) }]
+      }, true);
+    }
+  }
+
+  var timer = null;
+
+  function load() {
+    H.api('/api/v1/overview').then(function (data) {
+      renderKpis(data);
+      renderHalls(data);
+      renderCharts(data);
+      H.notice(data.correlated ? '' : t('common.nodata.correlation'), 'info');
+      document.getElementById('status-line').textContent =
+        t('common.updated', { time: H.fmtClock(new Date(data.generated_at)) }) + ' · ' +
+        t('common.refresh_every', { seconds: EVERY_S });
+      document.body.dataset.loaded = '1';
+    }).catch(function (error) {
+      H.notice(H.failure(error), 'error');
+    }).then(function () {
+      clearTimeout(timer);
+      timer = setTimeout(load, EVERY_S * 1000);
+    });
+  }
+
+  if (big) {
+    var clock = document.getElementById('clock');
+    var tick = function () { clock.textContent = H.fmtClock(); };
+    tick();
+    setInterval(tick, 1000);
+  }
+  load();
+})();
