@@ -49,6 +49,8 @@ log = logging.getLogger(__name__)
 
 CHUNK = 500  # cases per transaction
 EVERY_S = 120.0
+# a case's received_at is stamped before its transaction commits: look back this far
+SINCE_SLACK = dt.timedelta(minutes=5)
 AFTER_MIDNIGHT_S = 30.0
 # pg_try_advisory_lock key: the first 8 bytes of sha256("hallwatch.case_ladder"), signed
 LOCK_KEY = int.from_bytes(hashlib.sha256(b"hallwatch.case_ladder").digest()[:8], "big",
@@ -111,8 +113,13 @@ async def run_once(
     config: LadderConfig = DEFAULT_LADDER,
     *,
     now: dt.datetime | None = None,
+    since: dt.datetime | None = None,
 ) -> LadderRun:
-    """Record the ladder steps up to the close of ``today`` (a business date)."""
+    """Record the ladder steps up to the close of ``today`` (a business date).
+
+    ``since`` narrows the search to cases received (created or revised) since then plus the
+    open cases not yet moved to ``today``, both found through an index; None looks at every
+    case, as the first run of a process must (its calendar or thresholds may be new)."""
     now = now or utc_now()
     run = LadderRun(today)
     if engine.dialect.name == "postgresql":
@@ -121,12 +128,12 @@ async def run_once(
                 run.skipped = True
                 return run
             try:
-                await _run(engine, run, calendar, config, now)
+                await _run(engine, run, calendar, config, now, since)
             finally:
                 await lock.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": LOCK_KEY})
                 await lock.commit()
     else:
-        await _run(engine, run, calendar, config, now)
+        await _run(engine, run, calendar, config, now, since)
     if run.failed:
         first = next(iter(run.failed.items()))
         log.warning("ladder %s: %d cases could not be derived, e.g. %s: %s", today,
@@ -150,13 +157,27 @@ def _due(today: dt.date, digest: str) -> Any:
 
 
 async def _run(engine: AsyncEngine, run: LadderRun, calendar: WorkCalendar,
-               config: LadderConfig, now: dt.datetime) -> None:
+               config: LadderConfig, now: dt.datetime, since: dt.datetime | None) -> None:
     digest = rules_digest(calendar, config)
+    due = _due(run.today, digest)
+    if since is None:
+        scopes = [due]
+    else:
+        lad = case_ladder.c
+        scopes = [and_(cases.c.received_at >= since, due),
+                  and_(lad.settled.is_(False), lad.as_of < run.today,
+                       cases.c.accepted_at < day_start(run.today + dt.timedelta(days=1)))]
+    for scope in scopes:
+        await _run_scope(engine, run, scope, calendar, config, digest, now)
+
+
+async def _run_scope(engine: AsyncEngine, run: LadderRun, scope: Any, calendar: WorkCalendar,
+                     config: LadderConfig, digest: str, now: dt.datetime) -> None:
     after = ""
     while True:
         query = (select(cases)
                  .outerjoin(case_ladder, case_ladder.c.case_no == cases.c.case_no)
-                 .where(_due(run.today, digest), cases.c.case_no > after)
+                 .where(scope, cases.c.case_no > after)
                  .order_by(cases.c.case_no).limit(CHUNK))
         async with engine.connect() as conn:
             rows = (await conn.execute(query)).all()
@@ -240,10 +261,14 @@ async def run_forever(
     every_s: float = EVERY_S,
     clock: Callable[[], dt.datetime] = utc_now,
 ) -> None:
+    since: dt.datetime | None = None  # the first run looks at every case
     while True:
         now = clock()
         try:
-            await run_once(engine, business_date(now), calendar, config, now=now)
+            run = await run_once(engine, business_date(now), calendar, config, now=now,
+                                 since=since)
+            if not run.skipped:
+                since = now - SINCE_SLACK
         except Exception:
             log.exception("ladder: run failed; trying again in %.0f s", every_s)
         await asyncio.sleep(seconds_to_next_run(clock(), every_s))

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from sqlalchemy import Boolean, Column, Date, ForeignKey, Index, Integer, String, Table
 
-from central.store.schema import metadata
+from central.store.schema import cases, metadata
 from central.store.types import UTCDateTime
 
 # Append-only: one row per ladder step (蓝灯 → 黄灯 → 红灯 → 黄牌 → 红牌 → 监察建议书, 暂停计时,
@@ -40,4 +40,8 @@ case_ladder = Table(
     Column("settled", Boolean, nullable=False, comment="completed or withdrawn: nothing to add"),
     Column("updated_at", UTCDateTime, nullable=False),
     Index("ix_case_ladder_stage", "stage"),
+    Index("ix_case_ladder_open", "settled", "as_of"),  # the nightly run's open cases
 )
+
+# the ladder job's every-few-minutes run: cases created or revised since its last run
+Index("ix_cases_received_at", cases.c.received_at)

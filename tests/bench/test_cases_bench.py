@@ -4,7 +4,8 @@
 - a 5,000-case batch through POST /api/v1/cases: first as new cases, then the same again
   (all unchanged), then every case revised;
 - the ladder job over 20,000 open cases accepted over the previous 60 days: the nightly run
-  (every case moves to a new day) and the re-run of the same day (nothing to do);
+  (every case moves to a new day) and the re-run of the same day (nothing to do), as a full
+  scan and as the every-few-minutes run does it (``since``, through indexes);
 - the longest the event loop was held during the nightly run (the ingest loop shares it).
 """
 
@@ -95,13 +96,15 @@ async def test_case_feed_and_ladder_figures(kind: str, request: pytest.FixtureRe
         for i in range(0, OPEN_CASES, BATCH):
             await upsert(engine, records[i:i + BATCH], source=Source.API, received_at=utc_now())
         cal = WorkCalendar()
-        for label, day in (("first", dt.date(2026, 9, 29)), ("nightly", dt.date(2026, 9, 30)),
-                           ("same day again", dt.date(2026, 9, 30))):
+        for label, day, since in (
+                ("first", dt.date(2026, 9, 29), None), ("nightly", dt.date(2026, 9, 30), None),
+                ("same day again, full scan", dt.date(2026, 9, 30), None),
+                ("same day again, since the last run", dt.date(2026, 9, 30), utc_now())):
             stop = asyncio.Event()
             worst: list[float] = []
             monitor = asyncio.create_task(_monitor(stop, worst))
             t = time.perf_counter()
-            run = await ladder_job.run_once(engine, day, cal)
+            run = await ladder_job.run_once(engine, day, cal, since=since)
             took = time.perf_counter() - t
             stop.set()
             await monitor

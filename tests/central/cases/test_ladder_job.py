@@ -50,6 +50,23 @@ async def test_a_second_run_for_the_same_day_looks_at_nothing(
     assert (await ladder_job.run_once(engine, D(2026, 9, 18), CAL)).cases == 1
 
 
+async def test_later_runs_look_only_at_new_revised_and_open_cases(
+    client: httpx.AsyncClient, engine: AsyncEngine
+) -> None:
+    sup = await bearer(engine, Role.SUPERVISOR)
+    await client.post("/api/v1/cases", headers=sup, json={"cases": [
+        case("I-0"), case("I-1"), case("I-2", status="办结", completed_at="2026-09-18 16:00")]})
+    assert (await ladder_job.run_once(engine, D(2026, 9, 21), CAL)).cases == 3
+    mark = utc_now()
+    await client.post("/api/v1/cases", headers=sup, json={"cases": [case("I-3")]})
+    same_day = await ladder_job.run_once(engine, D(2026, 9, 21), CAL, since=mark)
+    assert same_day.cases == 1  # the new case only
+    next_day = await ladder_job.run_once(engine, D(2026, 9, 22), CAL, since=utc_now())
+    assert next_day.cases == 3  # the open ones move on; the completed I-2 is settled
+    detail = (await client.get("/api/v1/cases/I-3", headers=sup)).json()
+    assert detail["ladder"]["as_of"] == "2026-09-22"
+
+
 async def test_a_late_reported_suspension_supersedes_recorded_steps(
     client: httpx.AsyncClient, engine: AsyncEngine
 ) -> None:

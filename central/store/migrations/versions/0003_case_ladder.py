@@ -50,8 +50,11 @@ def upgrade() -> None:
         sa.Column("updated_at", UTCDateTime, nullable=False),
     )
     op.create_index("ix_case_ladder_stage", "case_ladder", ["stage"])
+    op.create_index("ix_case_ladder_open", "case_ladder", ["settled", "as_of"])
+    op.create_index("ix_cases_received_at", "cases", ["received_at"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_cases_received_at", "cases")
     op.drop_table("case_ladder")
     op.drop_table("case_steps")
