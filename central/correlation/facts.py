@@ -104,9 +104,9 @@ async def load(conn: AsyncConnection, period: DateRange, calendar: WorkCalendar,
     pauses: dict[str, list[Any]] = defaultdict(list)
     numbers = [r.case_no for r in case_rows]
     for i in range(0, len(numbers), 500):
-        for s in await conn.execute(select(case_suspensions).where(
+        for pause in await conn.execute(select(case_suspensions).where(
                 case_suspensions.c.case_no.in_(numbers[i:i + 500]))):
-            pauses[s.case_no].append(s)
+            pauses[pause.case_no].append(pause)
     all_cases = [case_fact(r, pauses[r.case_no], calendar) for r in case_rows]
 
     stored = await halls.stored_setups(conn)

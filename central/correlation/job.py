@@ -22,8 +22,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from central.config import CentralConfig
 from central.correlation import followups, halls, store
 from central.correlation.config import CorrelationConfig, load_config
-from central.correlation.engine import correlate
-from central.correlation.sessions import build_sessions
+from central.correlation.engine import CorrelationDay, correlate
+from central.correlation.sessions import SessionDay, build_sessions
 from central.rules.workdays import WorkCalendar, load_overrides
 
 log = logging.getLogger(__name__)
@@ -98,10 +98,8 @@ async def _correlate_day(engine: AsyncEngine, hall: str, day: dt.date, marked_at
     async with engine.connect() as conn:
         inputs = await store.load_day(conn, hall, day, cfg)
         setup = (await halls.stored_setups(conn, [hall])).get(hall)
-    built = build_sessions(hall, inputs.queue)
-    outcome = correlate(hall, built.sessions, inputs.presses, invites=inputs.invites,
-                        cases=inputs.cases, verdicts=inputs.verdicts, presence=built.presence,
-                        cfg=cfg)
+    # the pure part runs in a worker thread: the aggregator's ingest shares this event loop
+    built, outcome = await asyncio.to_thread(_compute, hall, inputs, cfg)
     roster = halls.with_defaults(hall, setup, ((c.window, c.department)
                                                for c in inputs.cases)).windows
     async with engine.begin() as conn:
@@ -120,6 +118,14 @@ async def _correlate_day(engine: AsyncEngine, hall: str, day: dt.date, marked_at
         log.info("correlation %s %s: %d sessions, %d evaluations, %d new versions%s", hall, day,
                  len(outcome.sessions), len(outcome.results), len(saved.issued),
                  f", {len(built.anomalies)} queue anomalies" if built.anomalies else "")
+
+
+def _compute(hall: str, inputs: store.DayInputs, cfg: CorrelationConfig
+             ) -> tuple[SessionDay, CorrelationDay]:
+    built = build_sessions(hall, inputs.queue)
+    return built, correlate(hall, built.sessions, inputs.presses, invites=inputs.invites,
+                            cases=inputs.cases, verdicts=inputs.verdicts,
+                            presence=built.presence, cfg=cfg)
 
 
 def calendar_of(config: CentralConfig | None) -> WorkCalendar:

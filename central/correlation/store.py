@@ -12,6 +12,7 @@ and the day they move to are recomputed.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
 import json
@@ -19,7 +20,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import and_, delete, insert, select, text, tuple_, update
+from sqlalchemy import and_, bindparam, delete, insert, or_, select, text, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from central.correlation.config import CorrelationConfig
@@ -39,6 +40,7 @@ from central.store.db import insert_ignore
 from central.store.schema import boot_clocks, case_revisions, cases, events
 from central.store.schema_correlation import (
     correlation_case_links,
+    correlation_case_seen,
     correlation_days,
     correlation_dirty,
     correlation_event_days,
@@ -119,7 +121,9 @@ async def scan(conn: AsyncConnection, cfg: CorrelationConfig) -> ScanReport:
     rows = (await conn.execute(query)).all()
     newest = ev_mark
     indexed = []
-    for row in rows:
+    for i, row in enumerate(rows):
+        if i % 2000 == 1999:
+            await asyncio.sleep(0)  # a first scan reads everything: let ingest run between
         at, source = event_time(row.utc, row.synced, row.mono_ns, row.offset_us)
         day = business_date(at)
         indexed.append({"gateway_id": row.gateway_id, "seq": row.seq, "hall_id": row.hall_id,
@@ -159,14 +163,17 @@ async def _repair_clocks(conn: AsyncConnection, since: dt.datetime | None,
                                               events.c.seq == ed.c.seq)))
             .where(ed.c.gateway_id == clock.gateway_id, events.c.boot == clock.boot,
                    ed.c.time_source == TimeSource.UNSYNCED.value))).all()
+        moves = []
         for row in stale:
             at, source = event_time(row.utc, False, row.mono_ns, clock.offset_us)
             day = business_date(at)
             dirty.add((row.hall_id, row.business_day))
             dirty.add((row.hall_id, day))
-            await conn.execute(update(ed).where(ed.c.gateway_id == row.gateway_id,
-                                                ed.c.seq == row.seq)
-                               .values(at=at, business_day=day, time_source=source.value))
+            moves.append({"b_gateway": row.gateway_id, "b_seq": row.seq, "at": at,
+                          "business_day": day, "time_source": source.value})
+        if moves:
+            await conn.execute(update(ed).where(ed.c.gateway_id == bindparam("b_gateway"),
+                                                ed.c.seq == bindparam("b_seq")), moves)
         repaired += len(stale)
     return repaired
 
@@ -176,13 +183,20 @@ async def _scan_cases(conn: AsyncConnection, margin: dt.timedelta,
     """Changed cases: every day any of their revisions was accepted on, and the days of the
     evaluations currently linked to them."""
     mark = await _mark(conn, CASES_MARK)
-    query = select(cases.c.case_no, cases.c.received_at)
+    seen = correlation_case_seen
+    query = (select(cases.c.case_no, cases.c.revision, cases.c.received_at)
+             .select_from(cases.outerjoin(seen, seen.c.case_no == cases.c.case_no))
+             .where(or_(seen.c.revision.is_(None), seen.c.revision != cases.c.revision)))
     if mark is not None:
         query = query.where(cases.c.received_at > mark - margin)
     rows = (await conn.execute(query)).all()
     if not rows:
         return 0
     numbers = [r.case_no for r in rows]
+    for chunk in _chunks(numbers):
+        await conn.execute(delete(seen).where(seen.c.case_no.in_(chunk)))
+    for chunk in _chunks([{"case_no": r.case_no, "revision": r.revision} for r in rows], 1000):
+        await conn.execute(insert(seen), list(chunk))
     for chunk in _chunks(numbers):
         for rev in await conn.execute(select(case_revisions.c.doc).where(
                 case_revisions.c.case_no.in_(chunk))):
@@ -432,11 +446,13 @@ async def _issue(conn: AsyncConnection, results: Sequence[Correlation], now: dt.
         for chunk in _chunks(batch, 1000):
             await conn.execute(insert(table), list(chunk))
     h = correlation_heads
-    for head_row in moved_heads:
-        await conn.execute(update(h).where(h.c.gateway_id == head_row["gateway_id"],
-                                           h.c.seq == head_row["seq"])
-                           .values(version=head_row["version"], hall_id=head_row["hall_id"],
-                                   business_day=head_row["business_day"]))
+    if moved_heads:
+        await conn.execute(
+            update(h).where(h.c.gateway_id == bindparam("b_gateway"),
+                            h.c.seq == bindparam("b_seq")),
+            [{"b_gateway": x["gateway_id"], "b_seq": x["seq"], "version": x["version"],
+              "hall_id": x["hall_id"], "business_day": x["business_day"]}
+             for x in moved_heads])
     return issued
 
 

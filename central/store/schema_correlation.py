@@ -46,6 +46,13 @@ correlation_dirty = Table(
     Column("marked_at", UTCDateTime, nullable=False),
 )
 
+# the case revision each case was last scanned at (a re-scan of the overlap skips it)
+correlation_case_seen = Table(
+    "correlation_case_seen", metadata,
+    Column("case_no", String(64), primary_key=True),
+    Column("revision", Integer, nullable=False),
+)
+
 # job bookkeeping: the received_at watermark of the last scan, keyed by name
 correlation_state = Table(
     "correlation_state", metadata,

@@ -37,6 +37,11 @@ def upgrade() -> None:
         sa.Column("marked_at", UTCDateTime, nullable=False),
     )
     op.create_table(
+        "correlation_case_seen",
+        sa.Column("case_no", sa.String(64), primary_key=True),
+        sa.Column("revision", sa.Integer, nullable=False),
+    )
+    op.create_table(
         "correlation_state",
         sa.Column("name", sa.String(64), primary_key=True),
         sa.Column("value", JSONDoc, nullable=False),
@@ -205,5 +210,6 @@ def downgrade() -> None:
     for name in ("hall_setups", "followup_events", "followups", "correlation_reissues",
                  "correlation_case_links", "correlation_heads", "correlation_results",
                  "presence_periods", "service_sessions", "correlation_days",
-                 "correlation_state", "correlation_dirty", "correlation_event_days"):
+                 "correlation_state", "correlation_case_seen", "correlation_dirty",
+                 "correlation_event_days"):
         op.drop_table(name)
