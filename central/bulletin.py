@@ -18,13 +18,14 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from central import scorecard
-from central.auth import Principal
+from central.auth import Principal, Role
 from central.rules.indicators import DateRange, Grouping, GroupKey, Indicators, Ratio
 from central.rules.scale import DeviceKey
 from central.rules.timelimit import LadderStage
 from central.rules.workdays import WorkCalendar, business_date, day_start
-from central.store.schema import cases, metadata
+from central.store.schema import cases
 from central.store.schema_cases import case_ladder
+from central.store.schema_correlation import correlation_heads, correlation_results, followups
 
 MAX_LIST = 500  # bad reviews / overdue cases listed in one bulletin (the CSV says if cut)
 
@@ -96,28 +97,23 @@ async def _overdue_cases(engine: AsyncEngine, who: Principal, period: DateRange
 async def _bad_reviews(engine: AsyncEngine, who: Principal, period: DateRange
                        ) -> tuple[list[dict[str, Any]], bool]:
     """Counted bad reviews (keys 3–6) evaluated in the month, with their follow-up state."""
-    results = metadata.tables.get("correlation_results")
-    heads = metadata.tables.get("correlation_heads")
-    if results is None or heads is None:
-        return [], False
-    followups = metadata.tables.get("followups")
-    columns = [results]
-    query = (select(*columns).join(heads, and_(
-        heads.c.gateway_id == results.c.gateway_id, heads.c.seq == results.c.seq,
-        heads.c.version == results.c.version))
-        .where(results.c.business_day >= period.first, results.c.business_day <= period.last,
-               results.c.counted.is_(True), results.c.key >= 3,
-               scorecard.hall_scope(who, results.c.hall_id))
-        .order_by(results.c.evaluated_at))
-    if followups is not None:
-        query = query.add_columns(followups.c.state.label("fu_state"),
-                                  followups.c.due.label("fu_due"),
-                                  followups.c.escalation_level.label("fu_level")).outerjoin(
-            followups, and_(followups.c.gateway_id == results.c.gateway_id,
-                            followups.c.seq == results.c.seq))
+    results, heads = correlation_results, correlation_heads
+    query = (select(results, followups.c.state.label("fu_state"),
+                    followups.c.due.label("fu_due"),
+                    followups.c.escalation_level.label("fu_level"))
+             .join(heads, and_(heads.c.gateway_id == results.c.gateway_id,
+                               heads.c.seq == results.c.seq,
+                               heads.c.version == results.c.version))
+             .outerjoin(followups, and_(followups.c.gateway_id == results.c.gateway_id,
+                                        followups.c.seq == results.c.seq))
+             .where(results.c.business_day >= period.first,
+                    results.c.business_day <= period.last,
+                    results.c.counted.is_(True), results.c.key >= 3,
+                    scorecard.hall_scope(who, results.c.hall_id))
+             .order_by(results.c.evaluated_at, results.c.gateway_id, results.c.seq))
     async with engine.connect() as conn:
         department_cases: set[str] | None = None
-        if who.role.value == "department_leader":
+        if who.role is Role.DEPARTMENT_LEADER:
             department_cases = {r.case_no for r in await conn.execute(
                 select(cases.c.case_no).where(scorecard.case_scope(who)))}
         rows = (await conn.execute(query)).all()
@@ -130,9 +126,8 @@ async def _bad_reviews(engine: AsyncEngine, who: Principal, period: DateRange
             "gateway": r.gateway_id, "seq": r.seq, "hall": r.hall_id, "window": r.window,
             "staff": r.staff, "key": r.key, "reason": DeviceKey(r.key).label,
             "evaluated_at": r.evaluated_at, "case_nos": linked,
-            "followup_state": getattr(r, "fu_state", None),
-            "followup_due": getattr(r, "fu_due", None),
-            "escalation_level": getattr(r, "fu_level", None),
+            "followup_state": r.fu_state, "followup_due": r.fu_due,
+            "escalation_level": r.fu_level,
         })
     return items[:MAX_LIST], len(items) > MAX_LIST
 
@@ -156,13 +151,14 @@ async def build(engine: AsyncEngine, who: Principal, month: str, calendar: WorkC
                 now: dt.datetime) -> Bulletin:
     period = month_range(month, business_date(now))
     facts = await scorecard.load(engine, who, period, calendar)
-    overall = facts.compute(period, Grouping.ALL, calendar)
+    overall = scorecard.compute(facts, period, Grouping.ALL, calendar)
     bad, bad_cut = await _bad_reviews(engine, who, period)
     overdue, overdue_cut = await _overdue_cases(engine, who, period)
     return Bulletin(
-        month=month, period=period, generated_at=now, correlated=facts.correlated,
-        halls=ranked(facts.compute(period, Grouping.HALL, calendar)),
-        departments=ranked(facts.compute(period, Grouping.DEPARTMENT, calendar)),
+        month=month, period=period, generated_at=now,
+        correlated=await scorecard.correlated(engine, period),
+        halls=ranked(scorecard.compute(facts, period, Grouping.HALL, calendar)),
+        departments=ranked(scorecard.compute(facts, period, Grouping.DEPARTMENT, calendar)),
         overall=next(iter(overall.values()), None),
         bad_reviews=bad, bad_reviews_cut=bad_cut,
         overdue_cases=overdue, overdue_cases_cut=overdue_cut)

@@ -2,9 +2,9 @@
 
 An evaluation is flagged when its gateway marked it (NO_SESSION, UNKNOWN_SESSION,
 SESSION_REPEAT) or correlation's current result carries a flag (ORPHAN, SELF_PRESS_SUSPECTED…).
-Both sources are read for a date range and merged per evaluation; correlation's tables are
-looked up on the shared metadata, so gateway marks are listed before correlation exists.
-RETRANSMIT repeats are never listed: they are not evaluations.
+Both sources are read for a date range and merged per evaluation, so a gateway's marks are
+listed before correlation has run for the day. RETRANSMIT repeats are never listed: they are
+not evaluations.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from central.auth import Principal, Role
 from central.reviews import GATEWAY_FLAGS, KEY_KIND, current_ids
 from central.rules.workdays import business_date, day_start
-from central.store.schema import cases, events, metadata
+from central.store.schema import cases, events
+from central.store.schema_correlation import correlation_heads, correlation_results
 from central.store.schema_dashboard import evaluation_reviews
 
 MAX_DAYS = 31  # one request reads at most a month of key presses
@@ -96,10 +97,7 @@ async def find(conn: AsyncConnection, who: Principal, first: dt.date, last: dt.d
 async def _add_correlation(conn: AsyncConnection, who: Principal, first: dt.date,
                            last: dt.date, hall: str | None,
                            found: dict[tuple[str, int], Flagged]) -> None:
-    results = metadata.tables.get("correlation_results")
-    heads = metadata.tables.get("correlation_heads")
-    if results is None or heads is None:
-        return
+    results, heads = correlation_results, correlation_heads
     query = (select(results).join(heads, and_(
         heads.c.gateway_id == results.c.gateway_id, heads.c.seq == results.c.seq,
         heads.c.version == results.c.version))

@@ -19,12 +19,17 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Table, and_, exists, insert, select
+from sqlalchemy import and_, exists, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from central.auth import Principal, Role
-from central.store.schema import cases, events, metadata
+from central.store.schema import cases, events
+from central.store.schema_correlation import (
+    correlation_case_links,
+    correlation_heads,
+    correlation_results,
+)
 from central.store.schema_dashboard import evaluation_reviews
 from protocols.envelope import utc_now
 
@@ -69,17 +74,9 @@ class Evaluation:
         return tuple(dict.fromkeys([*gateway, *self.correlation_flags]))
 
 
-def _table(name: str) -> Table | None:
-    """Correlation's tables when that part of central is installed (looked up, not imported:
-    the dashboard works, with less to show, before correlation exists)."""
-    return metadata.tables.get(name)
-
-
 async def _correlation(conn: AsyncConnection, gateway: str, seq: int
                        ) -> tuple[int | None, tuple[str, ...]]:
-    heads, results = _table("correlation_heads"), _table("correlation_results")
-    if heads is None or results is None:
-        return None, ()
+    heads, results = correlation_heads, correlation_results
     row = (await conn.execute(
         select(results.c.version, results.c.flags)
         .join(heads, and_(heads.c.gateway_id == results.c.gateway_id,
@@ -92,9 +89,7 @@ async def _correlation(conn: AsyncConnection, gateway: str, seq: int
 
 async def _linked_to_department(conn: AsyncConnection, gateway: str, seq: int,
                                 department: str) -> bool:
-    heads, links = _table("correlation_heads"), _table("correlation_case_links")
-    if heads is None or links is None:
-        return False
+    heads, links = correlation_heads, correlation_case_links
     query = select(exists().where(
         heads.c.gateway_id == gateway, heads.c.seq == seq,
         links.c.gateway_id == heads.c.gateway_id, links.c.seq == heads.c.seq,

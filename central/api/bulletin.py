@@ -88,7 +88,7 @@ async def _build(db: Engine, who: Principal, month: str) -> bulletins.Bulletin:
     try:
         return await bulletins.build(db, who, month, calendar_for(db), utc_now())
     except ValueError as exc:  # a month not begun, or a year the calendar does not know
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(exc)) from None
+        raise HTTPException(422, str(exc)) from None
 
 
 def group_out(item: bulletins.Ranked) -> GroupOut:

@@ -92,16 +92,17 @@ async def drilldown(
     period = DateRange(first, last)
     calendar = calendar_for(db)
     try:
-        facts = await scorecard.load(db, who, period, calendar, hall=hall)
-        facts = scorecard.narrowed(facts, department=department, window=window, staff=staff)
-        total = facts.compute(period, Grouping.ALL, calendar)
-        groups = ranked(facts.compute(period, grouping, calendar)) if grouping else []
+        facts = await scorecard.load(db, who, period, calendar, hall=hall,
+                                     department=department)
+        facts = scorecard.narrowed(facts, window=window, staff=staff)
+        total = scorecard.compute(facts, period, Grouping.ALL, calendar)
+        groups = ranked(scorecard.compute(facts, period, grouping, calendar)) if grouping else []
         trend = scorecard.daily(facts, period, calendar)
     except CalendarError as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(exc)) from None
+        raise HTTPException(422, str(exc)) from None
     everything = next(iter(total.values()), None)
     return DrilldownOut(
-        first=first, last=last, level=level, correlated=facts.correlated,
+        first=first, last=last, level=level, correlated=await scorecard.correlated(db, period),
         total=scorecard.indicators_doc(everything) if everything else None,
         groups=[group_out(g) for g in groups],
         trend=[DayOut(day=d, indicators=scorecard.indicators_doc(i) if i else None)

@@ -69,8 +69,8 @@ class HallOverviewOut(BaseModel):
 class OverviewOut(BaseModel):
     as_of: dt.date = Field(description="today, Beijing time")
     generated_at: dt.datetime
-    correlated: bool = Field(description="correlation results exist on this central: without "
-                                         "them evaluation figures are not available yet")
+    correlated: bool = Field(description="correlation has run for today: until it has, "
+                                         "evaluation figures are 'no data yet', not zero")
     figures_problem: str | None = Field(
         description="why today's rates are missing (a year the working-day calendar does not "
                     "know: load it from the site's calendar file)")
@@ -121,11 +121,11 @@ async def overview(db: Engine, who: Caller,
                 gw[hall] = (len(items), sum(o for o, _ in items), max(lasts) if lasts else None)
         suspicious = await flagged.find(conn, who, today, today)
     calendar, period = calendar_for(db), DateRange(today, today)
-    problem, correlated = None, scorecard.correlation_installed()
+    problem, correlated = None, await scorecard.correlated(db, period)
     try:
         facts = await scorecard.load(db, who, period, calendar)
-        by_hall = facts.compute(period, Grouping.HALL, calendar)
-        total = facts.compute(period, Grouping.ALL, calendar)
+        by_hall = scorecard.compute(facts, period, Grouping.HALL, calendar)
+        total = scorecard.compute(facts, period, Grouping.ALL, calendar)
     except CalendarError as exc:  # the lights and gateways still show; the rates cannot
         by_hall, total, problem = {}, {}, str(exc)
     flagged_by_hall = Counter(f.hall for f in suspicious)

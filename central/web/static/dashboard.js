@@ -1,5 +1,5 @@
 /* Shared by every dashboard page: catalogue, JSON API calls with the session cookie and its
-   CSRF token, DOM building without innerHTML, number and time formatting, chart set-up. */
+   CSRF token, DOM building from text nodes only, number and time formatting, charts. */
 (function () {
   'use strict';
 

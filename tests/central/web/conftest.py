@@ -21,6 +21,7 @@ from central.auth import Role, create_token
 from central.cases.context import CaseContext
 from central.cases.masking import ApplicantMasker
 from central.cases.store import Source, feed
+from central.correlation import job as correlation_job
 from central.registry import register
 from central.rules.timelimit import DEFAULT_LADDER
 from central.rules.workdays import WorkCalendar
@@ -85,6 +86,7 @@ async def site(database_url: str, tmp_path: Path) -> AsyncIterator[Site]:
     assert all(r.outcome.value == "created" for r in results), results
     await ladder_job.run_once(engine, seed.today, calendar, DEFAULT_LADDER, now=seed.now)
     await seeds.ingest(engine, seed)
+    await correlation_job.run_once(engine, calendar=calendar, now=seed.now)
     for name, (role, hall, department) in seeds.USERS.items():
         await accounts_module.add(engine, name, seeds.PASSWORD, Role(role), hall=hall,
                                   department=department)

@@ -19,7 +19,7 @@ from central.rules.timelimit import CaseClock, LadderStage, stage_on
 from central.rules.workdays import WorkCalendar, business_date, day_start
 from protocols import topics
 from protocols.envelope import GatewayState, utc_now
-from tests.support.hallevents import Gateway, key_press
+from tests.support.hallevents import Gateway, key_press, queue
 
 BEIJING = dt.timezone(dt.timedelta(hours=8))
 MARKET, SOCIAL, POLICE, TAX = "市场监管局", "人社局", "公安局", "税务局"
@@ -44,6 +44,7 @@ class Seed:
     cases: list[dict[str, Any]] = field(default_factory=list)
     stages: dict[str, LadderStage] = field(default_factory=dict)  # case_no → expected stage
     flagged: dict[str, tuple[str, int]] = field(default_factory=dict)  # name → (gateway, seq)
+    batches: list[Incoming] = field(default_factory=list)
 
     def cases_of(self, department: str) -> list[str]:
         return [c["case_no"] for c in self.cases if c["department"] == department]
@@ -109,6 +110,7 @@ def build(calendar: WorkCalendar | None = None, now: dt.datetime | None = None) 
     seed.cases.append(_row("RS-101", "H1", 3, "100241", late_accepted, status="completed",
                            completed_at=late_done.isoformat()))
     seed.stages["RS-101"] = LadderStage.DONE_LATE
+    _today(seed)
     return seed
 
 
@@ -116,55 +118,103 @@ def _today_times(seed: Seed, n: int) -> list[dt.datetime]:
     """n instants in order, all today (Beijing) and not after now."""
     start = day_start(seed.today)
     span = max(seed.now - start, dt.timedelta(minutes=1))
-    return [start + span * (i + 1) / (n + 1) for i in range(n)]
+    return [start + span * (i + 1) / (n + 2) for i in range(n)]
 
 
-async def ingest(engine: Any, seed: Seed) -> None:
-    """Today's evaluations and a camera verdict through the real Ingestor, and gateway
-    states: gw1 and gw2 online, gw3 never heard from (its hall shows offline)."""
-    ingestor = Ingestor(engine)
-    g1, g2 = Gateway("H1", "gw1"), Gateway("H2", "gw2")
-    times = _today_times(seed, 12)
-    h1 = [
-        ("evaluator.key", key_press(1, 1, session=1, ticket="A001", staff="100231"), times[0]),
-        ("evaluator.key", key_press(1, 2, session=2, ticket="A002", staff="100231"), times[1]),
-        ("evaluator.key", key_press(1, 3, session=3, ticket="A003", staff="100231"), times[2]),
-        ("evaluator.key", key_press(3, 1, session=4, ticket="B001", staff="100241"), times[3]),
-        ("evaluator.key", key_press(3, 4, session=5, ticket="B002", staff="100241"), times[4]),
-        # pressed with no invitation open: flagged by the gateway
-        ("evaluator.key", key_press(2, 1, session=0, marks=["NO_SESSION"]), times[5]),
+@dataclass
+class _Hall:
+    gateway: Gateway
+    events: list[tuple[str, dict[str, Any], dt.datetime]] = field(default_factory=list)
+    mseq: int = 0
+    token: int = 0
+
+    def queue(self, kind: str, at: dt.datetime, **fields: Any) -> int:
+        self.mseq += 1
+        self.events.append(("queue.event", queue(self.mseq, kind, **fields), at))
+        return self.mseq
+
+    def service(self, window: int, staff: str, ticket: str, key: int | None, at: dt.datetime,
+                step: dt.timedelta) -> tuple[dt.datetime, dt.datetime]:
+        """TK → CL → ST → FN → invitation → key press; returns the service interval."""
+        self.queue("TK", at, ticket=ticket, service=ticket[0])
+        self.queue("CL", at + step, ticket=ticket, window=window, staff=staff)
+        self.queue("ST", at + 2 * step, ticket=ticket, window=window, staff=staff)
+        finish = self.queue("FN", at + 5 * step, ticket=ticket, window=window, staff=staff)
+        if key is not None:
+            self.token += 1
+            invitation = {"session": self.token, "ticket": ticket, "staff": staff,
+                          "invited_mono_ns": 1, "qm_mseq": finish}
+            self.events.append(("evaluator.invite", {
+                "window": window, "addr": window, "invitation": invitation, "timeout_s": 30,
+                "status": "ok"}, at + 5 * step))
+            press = key_press(window, key, session=self.token, ticket=ticket, staff=staff)
+            press["invitation"]["qm_mseq"] = finish
+            self.events.append(("evaluator.key", press, at + 5 * step + step / 4))
+        return at + 2 * step, at + 5 * step
+
+
+def _case_today(no: str, hall: str, window: int, staff: str, at: dt.datetime) -> dict[str, Any]:
+    return _row(no, hall, window, staff, at)
+
+
+def _today(seed: Seed) -> None:
+    """Today's services with their evaluations (and presses the gateway flagged), a camera
+    verdict, and the cases accepted during the services."""
+    h1, h2 = _Hall(Gateway("H1", "gw1")), _Hall(Gateway("H2", "gw2"))
+    slots = iter(_today_times(seed, 8))
+    first = next(slots)
+    step = max((seed.now - first) / 400, dt.timedelta(seconds=1))
+    for hall, window, staff in ((h1, 1, "100231"), (h1, 3, "100241"), (h2, 1, "200101"),
+                                (h2, 2, "200201")):
+        hall.queue("LI", first, window=window, staff=staff)
+    plan = [  # hall, window, staff, ticket, key, case
+        (h1, 1, "100231", "A001", 1, "SJ-201"), (h1, 1, "100231", "A002", 2, "SJ-202"),
+        (h1, 1, "100231", "A003", 3, "SJ-203"), (h1, 3, "100241", "B001", 1, "RS-201"),
+        (h1, 3, "100241", "B002", 4, None), (h2, 1, "200101", "C001", 2, "GA-201"),
+        (h2, 1, "200101", "C002", 5, "GA-202"), (h2, 2, "200201", "D001", 1, None),
     ]
-    batch = g1.batch(h1)
-    no_session_seq = g1.seq
+    for i, (hall, window, staff, ticket, key, case_no) in enumerate(plan):
+        at = first + step * (10 * i + 1)
+        start, end = hall.service(window, staff, ticket, key, at, step)
+        if case_no is not None:
+            name = "H1" if hall is h1 else "H2"
+            seed.cases.append(_case_today(case_no, name, window, staff, start + (end - start) / 2))
+            seed.stages[case_no] = LadderStage.BLUE
+    later = first + step * 100
+    # pressed with no invitation open, at an idle window: flagged by the gateway
+    h1.events.append(("evaluator.key", key_press(2, 1, session=0, marks=["NO_SESSION"]), later))
+    no_session = len(h1.events)
+    # the device repeating that key: never an evaluation, never listed
+    h1.events.append(("evaluator.key", key_press(2, 1, session=0,
+                                                 marks=["NO_SESSION", "RETRANSMIT"]),
+                      later + step / 8))
     verdict = {"window": 2, "verdict": "absent", "confidence": 0.92,
                "reason": "座位前无人 / nobody in front of the window", "camera": "cam-w2",
                "at_mono_ns": 1, "frames": 12, "occupied_frames": 0,
                "snapshot": "2026/w2/press-0001.jpg", "snapshot_sha256": SNAPSHOT_SHA,
                "snapshot_offset_ms": 120, "manifest_seq": 4, "manifest_head": "ab" * 32,
-               "addr": 2, "dev_seq": 0, "key_seq": no_session_seq}
-    batch2 = g1.batch([
-        ("camera.verdict", verdict, times[6]),
-        # the device repeating the last key: never an evaluation, never listed
-        ("evaluator.key", key_press(2, 1, session=0, marks=["NO_SESSION", "RETRANSMIT"]),
-         times[6]),
-    ])
-    h2 = [
-        ("evaluator.key", key_press(1, 2, session=1, ticket="C001", staff="200101"), times[7]),
-        ("evaluator.key", key_press(1, 5, session=2, ticket="C002", staff="200101"), times[8]),
-        ("evaluator.key", key_press(2, 1, session=3, ticket="D001", staff="200201"), times[9]),
-        ("evaluator.key", key_press(2, 1, session=3, ticket="D001", staff="200201",
-                                    marks=["SESSION_REPEAT"]), times[10]),
-    ]
-    batch3 = g2.batch(h2)
-    repeat_seq = g2.seq
-    await ingestor.ingest([batch, batch2, batch3])
-    seed.flagged = {"no_session": ("gw1", no_session_seq), "repeat": ("gw2", repeat_seq),
-                    "retransmit": ("gw1", g1.seq)}
-    for hall, gateway in (("H1", "gw1"), ("H2", "gw2")):
-        state = GatewayState(hall=hall, gateway=gateway, boot="ef" * 16, online=True,
+               "addr": 2, "dev_seq": 0, "key_seq": no_session}
+    h1.events.append(("camera.verdict", verdict, later + step / 4))
+    # D001's citizen pressed again on the same invitation: the gateway marks the repeat
+    repeat = key_press(2, 1, session=h2.token, ticket="D001", staff="200201",
+                       marks=["SESSION_REPEAT"])
+    h2.events.append(("evaluator.key", repeat, later + step / 2))
+    repeat_seq = len(h2.events)
+    seed.batches = [h1.gateway.batch(h1.events), h2.gateway.batch(h2.events)]
+    seed.flagged = {"no_session": ("gw1", no_session), "repeat": ("gw2", repeat_seq),
+                    "retransmit": ("gw1", no_session + 1)}
+
+
+async def ingest(engine: Any, seed: Seed) -> None:
+    """The seed's events through the real Ingestor, and gateway states: gw1 and gw2 online,
+    gw3 never heard from (its hall shows offline)."""
+    ingestor = Ingestor(engine)
+    await ingestor.ingest(seed.batches)
+    for hall_id, gateway in (("H1", "gw1"), ("H2", "gw2")):
+        state = GatewayState(hall=hall_id, gateway=gateway, boot="ef" * 16, online=True,
                              utc=seed.now, synced=True, software="test")
         await ingestor.ingest_state(Incoming(
-            topics.topic(hall, gateway, topics.Channel.STATE),
+            topics.topic(hall_id, gateway, topics.Channel.STATE),
             state.model_dump_json().encode(), seed.now))
 
 
