@@ -247,9 +247,9 @@ class Gateway:
                  self.config.gateway, self.journal.head_seq, self.journal.acked_seq)
 
     async def stop(self) -> None:
+        await self.board.stop()  # ends the pages' event streams, so the server stops at once
         if self.hall_page is not None:
             await self.hall_page.stop()
-        await self.board.stop()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

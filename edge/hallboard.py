@@ -189,6 +189,7 @@ class HallBoard:
         self._published: dict[str, Any] = {}
         self._dirty = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
 
     @classmethod
     def for_gateway(cls, gateway: Gateway) -> HallBoard:
@@ -218,14 +219,21 @@ class HallBoard:
         """Replay today's journal, then keep the picture fresh. Call before the supervisors
         run, so no live event is counted twice."""
         await self.replay()
+        self._stopping = False
         self._published = self._parts()
         self._task = asyncio.create_task(self._run(), name="hall board")
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            # a flag, not only cancel(): on 3.11 a cancel that meets a wake-up can be lost
+            self._stopping = True
+            self._dirty.set()
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), 2)
+            except TimeoutError:
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._task
             self._task = None
         for subscriber in list(self._subscribers):
             subscriber.offer(None)
@@ -244,9 +252,12 @@ class HallBoard:
         return len(docs)
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._dirty.wait(), TICK_S)
+                async with asyncio.timeout(TICK_S):
+                    await self._dirty.wait()
+            if self._stopping:
+                return
             self._dirty.clear()
             try:
                 self.publish_changes()

@@ -45,7 +45,8 @@ async def events(request: Request, _: Viewer) -> StreamingResponse:
             yield f"retry: {RETRY_MS}\n\n"
             while True:
                 try:
-                    message = await asyncio.wait_for(subscription.get(), KEEPALIVE_S)
+                    async with asyncio.timeout(KEEPALIVE_S):  # not wait_for: see HallBoard.stop
+                        message = await subscription.get()
                 except TimeoutError:
                     if ctx.signer.check(cookie) is None:
                         yield _event({"type": "logout"})
