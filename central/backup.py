@@ -1,4 +1,4 @@
-"""Backing up and restoring central: the database, the CA and the command signing key.
+"""Backing up and restoring central: the database, the CA, the command key and the salt.
 
 A backup is one tar file (0600: it holds the CA's private key)::
 
@@ -7,6 +7,7 @@ A backup is one tar file (0600: it holds the CA's private key)::
     database.pgdump          PostgreSQL: ``pg_dump -Fc``
     pki/…                    the CA directory (ca.key, ledger, CRL, issued certificates)
     command-signing.key      the Ed25519 key gateways trust for commands
+    applicant.salt           the salt of the applicants' digests (cases)
 
 Restoring refuses to write over a database that already holds tables unless ``force``; the
 CA and the key are put back only where none exist (or with ``force``). After a restore the
@@ -30,6 +31,7 @@ from typing import Any
 
 from sqlalchemy.engine import make_url
 
+from central.cases.masking import SALT_FILE
 from central.config import CentralConfig
 from central.pki import write_atomic
 from protocols.envelope import utc_now
@@ -158,6 +160,9 @@ def backup(config: CentralConfig, out: Path) -> BackupInfo:
                     members[PKI_PREFIX + str(path.relative_to(config.pki_dir))] = path
         if config.command_key_path.is_file():
             members[KEY_MEMBER] = config.command_key_path
+        salt = config.data_dir / SALT_FILE
+        if salt.is_file():  # without it new applicant digests stop matching the stored ones
+            members[SALT_FILE] = salt
         digests = {member: _sha256(path) for member, path in members.items()}
         revision = _revision(config.database_url)
         manifest = {"format": FORMAT, "created_utc": utc_now().isoformat(),
@@ -280,3 +285,6 @@ def _restore_files(config: CentralConfig, work: Path, force: bool) -> None:
     key = work / KEY_MEMBER
     if key.is_file() and (force or not config.command_key_path.exists()):
         write_atomic(config.command_key_path, key.read_bytes(), 0o600)
+    salt = work / SALT_FILE
+    if salt.is_file() and (force or not (config.data_dir / SALT_FILE).exists()):
+        write_atomic(config.data_dir / SALT_FILE, salt.read_bytes(), 0o600)
