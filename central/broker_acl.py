@@ -22,7 +22,14 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from central.pki import PkiStore, Role, bridge_username, central_username, parse_username
+from central.pki import (
+    PkiStore,
+    Role,
+    bridge_username,
+    central_username,
+    feeder_username,
+    parse_username,
+)
 from central.pki import write_atomic as _write_atomic
 from protocols.provisioning import gateway_username
 from protocols.topics import Channel, check_id, subscription
@@ -62,12 +69,24 @@ def _gateway_block(hall: str, gateway: str) -> list[str]:
     return lines
 
 
+# the case feed of the approval systems (central/cases/mqttfeed.py)
+CASE_FEED = "hw/v1/_feeds/cases"
+CASE_RESULTS = "hw/v1/_feeds/case-results/{name}"
+
+
 def _central_block(username: str) -> list[str]:
     lines = [f"user {username}"]
     lines += [f"topic read {subscription(c)}" for c in GATEWAY_WRITES]
     lines += [f"topic write {subscription(c)}" for c in GATEWAY_READS]
     lines.append(f"topic read {BRIDGE_STATE.format(name='+')}")
+    lines += [f"topic read {CASE_FEED}", f"topic write {CASE_RESULTS.format(name='+')}"]
     return lines
+
+
+def _feeder_block(name: str) -> list[str]:
+    """An approval system: sends cases, reads only its own results."""
+    return [f"user {feeder_username(name)}", f"topic write {CASE_FEED}",
+            f"topic read {CASE_RESULTS.format(name=name)}"]
 
 
 def _bridge_block(bridge: BridgeAccess) -> list[str]:
@@ -84,6 +103,7 @@ def render_acl(
     gateways: Iterable[GatewayAccess | tuple[str, str, bool]],
     central_users: Iterable[str] = (central_username(),),
     bridges: Iterable[BridgeAccess] = (),
+    feeders: Iterable[str] = (),
 ) -> str:
     """The Mosquitto ``acl_file`` text. Revoked gateways get no block (so: no access)."""
     out = [
@@ -98,6 +118,8 @@ def render_acl(
         out += [*_central_block(username), ""]
     for bridge in sorted(bridges, key=lambda b: b.name):
         out += [*_bridge_block(bridge), ""]
+    for feeder in sorted(set(feeders)):
+        out += [*_feeder_block(feeder), ""]
     entries = sorted(
         {GatewayAccess(*g) if isinstance(g, tuple) else g for g in gateways},
         key=lambda g: (g.hall, g.gateway),
@@ -204,7 +226,8 @@ def sync_broker(
         for g in gateways
     ]
     crl = store.write_crl(crl_path)
-    acl = render_acl(gateways, central_users, bridges)
+    feeders = [parse_username(n).parts[0] for n in store.active_names(Role.FEEDER)]
+    acl = render_acl(gateways, central_users, bridges, feeders)
     write_acl(acl_path, acl)
     if reload is not None:
         reload()

@@ -66,6 +66,7 @@ class Role(StrEnum):
     CENTRAL = "central"
     BRIDGE = "bridge"
     SERVER = "server"
+    FEEDER = "feeder"  # an approval system (审批系统) sending cases over MQTT
 
 
 class PkiError(ValueError):
@@ -78,6 +79,10 @@ def central_username(name: str = "main") -> str:
 
 def bridge_username(name: str) -> str:
     return f"{Role.BRIDGE}.{_check_name(name)}"
+
+
+def feeder_username(name: str) -> str:
+    return f"{Role.FEEDER}.{_check_name(name)}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +99,7 @@ def parse_username(username: str) -> BrokerUser:
     except ValueError:
         raise PkiError(f"username {username!r} has no known role prefix") from None
     parts = tuple(rest.split("."))
-    expected = {Role.GATEWAY: 2, Role.CENTRAL: 1, Role.BRIDGE: 1}.get(role)
+    expected = {Role.GATEWAY: 2, Role.CENTRAL: 1, Role.BRIDGE: 1, Role.FEEDER: 1}.get(role)
     if expected is None or len(parts) != expected or not all(_NAME.match(p) for p in parts):
         raise PkiError(f"username {username!r} is not a well-formed {role} name")
     return BrokerUser(role, parts)
@@ -513,6 +518,11 @@ class PkiStore:
     def issue_bridge(self, name: str) -> Identity:
         identity = self.ca.issue_client(bridge_username(name))
         self._record(identity, Role.BRIDGE, supersede=False)
+        return identity
+
+    def issue_feeder(self, name: str) -> Identity:
+        identity = self.ca.issue_client(feeder_username(name))
+        self._record(identity, Role.FEEDER, supersede=True)
         return identity
 
     def issue_server(self, names: Iterable[str] = ()) -> Identity:

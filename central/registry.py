@@ -18,6 +18,8 @@ async def register(engine: AsyncEngine, hall: str, gateway: str) -> None:
         check_id(gateway, "gateway")
     except TopicError as exc:
         raise ValueError(str(exc)) from None
+    if hall.startswith("_"):  # hw/v1/_feeds/… and any later service tree are not halls
+        raise ValueError(f"hall ids starting with '_' are reserved: {hall!r}")
     async with engine.begin() as conn:
         await conn.execute(insert_ignore(conn, gateways), [{
             "gateway_id": gateway, "hall_id": hall, "registered_at": utc_now(),

@@ -56,6 +56,8 @@ def test_each_gateway_gets_exactly_its_own_topics() -> None:
         "write hw/v1/+/+/ack",
         "write hw/v1/+/+/cmd",
         "read hw/bridge/+/state",
+        "read hw/v1/_feeds/cases",
+        "write hw/v1/_feeds/case-results/+",
     ]
     assert "pattern" not in acl  # nothing granted to every certificate at once
 
@@ -158,3 +160,15 @@ def test_sync_writes_crl_and_acl_then_reloads_once(tmp_path: Path) -> None:
     assert len(policy.revoked_serials) == 1
     assert set(_blocks(policy.acl)) == {"central.main", "gw.hallA.gw-1"}
     assert stat.S_IMODE((tmp_path / "broker" / "acl").stat().st_mode) == 0o640
+
+
+def test_case_feed_permissions_for_central_and_approval_systems() -> None:
+    from central.broker_acl import render_acl
+
+    acl = render_acl([("hallA", "gw-1", False)], feeders=["sp-approval"])
+    central_block = acl.split("user central.main")[1].split("\n\n")[0]
+    assert "topic read hw/v1/_feeds/cases" in central_block
+    assert "topic write hw/v1/_feeds/case-results/+" in central_block
+    feeder = acl.split("user feeder.sp-approval")[1].split("\n\n")[0]
+    assert feeder.split("\n")[1:] == ["topic write hw/v1/_feeds/cases",
+                                      "topic read hw/v1/_feeds/case-results/sp-approval"]
