@@ -29,6 +29,7 @@ from central.store.schema_correlation import (
 )
 
 MAX_RANGE_DAYS = 366
+EARLIEST, LATEST = dt.date(2000, 1, 1), dt.date(2099, 12, 31)  # outside: nobody's records
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +60,9 @@ def period(first: dt.date | None, last: dt.date | None) -> tuple[dt.date, dt.dat
     first = first or last
     if last < first:
         raise HTTPException(422, "结束日期早于开始日期 / 'to' is before 'from'")
+    if first < EARLIEST or last > LATEST:
+        raise HTTPException(422, f"日期须在 {EARLIEST} 至 {LATEST} 之间 / dates must lie "
+                                 f"between {EARLIEST} and {LATEST}")
     if (last - first).days >= MAX_RANGE_DAYS:
         raise HTTPException(422, f"日期范围不超过 {MAX_RANGE_DAYS} 天 / at most "
                                  f"{MAX_RANGE_DAYS} days per request")

@@ -116,7 +116,7 @@ async def test_a_hall_day_is_correlated_as_the_truth_says(engine: AsyncEngine) -
     assert first_hour and {r.time_source for r in first_hour} == {"repaired"}
 
     again = await run_once(engine, cfg=CFG, now=NOW)
-    assert (again.new_results, again.reissued, again.new_events) == (0, 0, 0)
+    assert (again.new_results, again.reissued, again.new_events, again.days) == (0, 0, 0, [])
     async with engine.connect() as conn:
         total = (await conn.execute(select(func.count()).select_from(correlation_results)))
         assert total.scalar() == len(day.truth)

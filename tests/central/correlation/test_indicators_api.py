@@ -142,7 +142,7 @@ async def test_without_a_setup_the_roster_comes_from_the_cases(
     # window 1 took two 市场监管局 cases and one 人社局 case
     assert setup["windows"] == {"1": "市场监管局", "2": "人社局"}
     assert [(p["start"], p["end"]) for p in setup["opening"]] == [
-        ("09:00:00", "12:00:00"), ("13:00:00", "17:00:00")]
+        ("09:00", "12:00"), ("13:00", "17:00")]
     (hall,) = await get(client, headers, group="hall")
     assert ratios(hall)["staffed_rate"] == (450, 840)
     manager = await bearer(engine, Role.HALL_MANAGER, hall="H9")
