@@ -11,7 +11,7 @@ from central.rules.timelimit import LadderConfig
 from central.store.db import DEFAULT_URL
 from protocols.configtext import ConfigError, parse_yaml_model
 from protocols.topics import ID_PATTERN
-from protocols.transport import BrokerEndpoint
+from protocols.transport import BrokerEndpoint, TlsFiles
 
 
 class _Section(BaseModel):
@@ -20,6 +20,9 @@ class _Section(BaseModel):
 
 class BrokerConfig(BrokerEndpoint):
     keepalive_s: int = Field(default=30, ge=5, le=600)
+    feed_tls: TlsFiles | None = Field(
+        default=None, description="the case feed client's own certificate (central.<name>); "
+                                  "over TLS the broker uses the certificate name as client id")
     group: str = Field(default="central", pattern=f"^{ID_PATTERN}$",
                        description="shared-subscription group of the aggregator processes")
     instance: str = Field(default_factory=lambda: f"p{os.getpid()}", pattern=f"^{ID_PATTERN}$")

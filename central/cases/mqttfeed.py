@@ -159,10 +159,12 @@ class CaseFeed:
         )
         client.max_queued_messages_set(0)
         client.reconnect_delay_set(min_delay=1, max_delay=15)
-        if self.broker.tls is not None:
-            client.tls_set(ca_certs=str(self.broker.tls.ca), certfile=str(self.broker.tls.cert),
-                           keyfile=str(self.broker.tls.key), cert_reqs=ssl.CERT_REQUIRED,
-                           tls_version=ssl.PROTOCOL_TLS_CLIENT)
+        # Over TLS the broker makes the certificate's name the client id, so this client needs
+        # a certificate of its own (broker.feed_tls) or it would keep evicting the consumer.
+        tls = self.broker.feed_tls or self.broker.tls
+        if tls is not None:
+            client.tls_set(ca_certs=str(tls.ca), certfile=str(tls.cert), keyfile=str(tls.key),
+                           cert_reqs=ssl.CERT_REQUIRED, tls_version=ssl.PROTOCOL_TLS_CLIENT)
         client.on_connect = self._paho_connect
         client.on_disconnect = self._paho_disconnect
         client.on_subscribe = self._paho_subscribe
