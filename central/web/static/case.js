@@ -46,10 +46,39 @@
       table.appendChild(el('tr', null, el('td', null, s.reason), el('td', null, H.fmtTime(s.start)),
         el('td', null, s.end ? H.fmtTime(s.end) : '…')));
     });
-    document.body.dataset.loaded = '1';
+    return c;
   }
 
-  H.api('/api/v1/cases/' + encodeURIComponent(caseNo)).then(render).catch(function (error) {
-    H.notice(H.failure(error), 'error');
-  });
+  /* the evaluations correlation tied to this case (GET /api/v1/evaluations?case_no=) */
+  function evaluations(c) {
+    var today = H.beijingDate();
+    var first = H.beijingDate(new Date(c.accepted_at));
+    if (first < H.addDays(today, -365)) { first = H.addDays(today, -365); }
+    var table = H.clear(document.getElementById('case-evaluations'));
+    table.appendChild(el('thead', null, el('tr', null,
+      ['reviews.evaluated_at', 'common.window', 'reviews.key', 'reviews.counted',
+        'reviews.flags'].map(function (k) { return el('th', null, t(k)); }))));
+    return H.api(H.withQuery('/api/v1/evaluations', { case_no: c.case_no, from: first,
+      to: today })).then(function (page) {
+      var body = el('tbody');
+      if (!page.items.length) { body.appendChild(H.noData(5)); }
+      page.items.forEach(function (e) {
+        var day = e.business_day;
+        body.appendChild(el('tr', { class: 'evaluation', dataset: { gateway: e.gateway,
+          seq: String(e.seq) } },
+          el('td', null, H.fmtTime(e.evaluated_at)), el('td', null, e.window),
+          el('td', null, el('span', { class: 'key key-' + e.key }, t('key.' + e.key))),
+          el('td', null, t(e.counted ? 'common.yes' : 'common.no')),
+          el('td', null, e.flags.length ? el('a', { href: H.withQuery('/reviews',
+            { first: day, last: day }) }, e.flags.map(function (f) {
+            return el('span', { class: 'flag' }, t('flag.' + f)); })) : '—')));
+      });
+      table.appendChild(body);
+    });
+  }
+
+  H.api('/api/v1/cases/' + encodeURIComponent(caseNo)).then(render).then(evaluations)
+    .catch(function (error) {
+      H.notice(H.failure(error), 'error');
+    }).then(function () { document.body.dataset.loaded = '1'; });
 })();

@@ -1,0 +1,479 @@
+"""The central dashboard in a real Chromium, served by a real ``hallwatch-central serve``.
+
+One province for the module: a private Mosquitto, central on SQLite with its aggregator jobs,
+accounts made with ``hallwatch-central user add``, events stored by the real Ingestor, cases
+reported through POST /api/v1/cases, the ladder and correlation run by their CLI commands.
+Debian's Chromium, driven by Playwright, logs in as each role and checks what is and is not
+visible, decides on a flag, moves a follow-up item, downloads the bulletin's CSV, and saves
+screenshots of every main page at 1920×1080 and 1366×768 to
+test-output/screenshots/central/.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+
+from central.rules.workdays import WorkCalendar
+from central.store.db import make_engine
+from tests.central.web import seed as seeds
+from tests.support import procs
+from tests.support.broker import Broker, free_port
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run",
+                  "--disable-quic"]
+OUTPUT = Path(__file__).resolve().parents[3] / "test-output"
+SCREENSHOTS = OUTPUT / "screenshots" / "central"
+SIZES = [(1920, 1080), (1366, 768)]
+CJK_FONTS = ("WenQuanYi", "Noto Sans CJK", "Noto Serif CJK", "Source Han")
+
+
+@dataclass
+class Central:
+    url: str
+    config: Path
+    seed: seeds.Seed
+    log: Path
+    requests: list[str] = field(default_factory=list)  # every URL any page asked for
+    console_errors: list[str] = field(default_factory=list)
+
+
+def _cli(config: Path, *args: str, stdin: str = "") -> str:
+    done = subprocess.run([str(procs.BIN / "hallwatch-central"), *args, "-c", str(config)],
+                          input=stdin, text=True, capture_output=True, timeout=120)
+    assert done.returncode == 0, (args, done.stdout, done.stderr)
+    return done.stdout
+
+
+def _wait_up(url: str, process: procs.Proc, log: Path) -> None:
+    deadline = time.monotonic() + 60
+    with httpx.Client(base_url=url, timeout=5) as client:
+        while True:
+            assert process.alive, log.read_text(errors="replace")[-3000:]
+            try:
+                if client.get("/login").status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "central did not come up"
+            time.sleep(0.2)
+
+
+async def _ingest(url: str, seed: seeds.Seed) -> None:
+    engine = make_engine(url)
+    try:
+        await seeds.ingest(engine, seed)
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def central(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Central]:
+    tmp = tmp_path_factory.mktemp("dashboard")
+    broker = Broker(free_port(), tmp / "broker").start()
+    db = f"sqlite+aiosqlite:///{tmp / 'central.db'}"
+    port = free_port()
+    config = procs.central_config(tmp, broker.port, db, http_port=port)
+    procs.prepare_central(db, [("H1", "gw1"), ("H2", "gw2"), ("H3", "gw3")])
+    for name, (role, hall, department) in seeds.USERS.items():
+        scope = [*(["--hall", hall] if hall else []),
+                 *(["--department", department] if department else [])]
+        _cli(config, "user", "add", name, "--role", role, *scope, "--password-stdin",
+             stdin=seeds.PASSWORD + "\n")
+    token = _cli(config, "token", "create", "--role", "supervisor", "--label", "审批系统"
+                 ).strip().splitlines()[-1]
+    seed = seeds.build(WorkCalendar())
+    asyncio.run(_ingest(db, seed))
+    log = tmp / "central.log"
+    process = procs.central(config, log)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_up(url, process, log)
+        reply = httpx.post(f"{url}/api/v1/cases", content=seeds.cases_body(seed), timeout=30,
+                           headers={"Authorization": f"Bearer {token}",
+                                    "Content-Type": "application/json"})
+        assert reply.status_code == 200 and reply.json()["created"] == len(seed.cases), reply.text
+        _cli(config, "cases", "ladder")
+        _cli(config, "correlation", "run")
+        yield Central(url, config, seed, log)
+    finally:
+        process.stop()
+        broker.stop()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing: run deploy/scripts/install-browser-test-deps.sh")
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+def new_context(central: Central, browser: Browser, size: tuple[int, int] = SIZES[0]
+                ) -> BrowserContext:
+    context = browser.new_context(viewport={"width": size[0], "height": size[1]},
+                                  base_url=central.url, locale="zh-CN",
+                                  timezone_id="Asia/Shanghai", accept_downloads=True)
+    context.on("request", lambda r: central.requests.append(r.url))
+
+    def on_page(page: Page) -> None:
+        page.on("console", lambda m: central.console_errors.append(m.text)
+                if m.type == "error" else None)
+        page.on("pageerror", lambda e: central.console_errors.append(str(e)))
+
+    context.on("page", on_page)
+    return context
+
+
+def login(context: BrowserContext, name: str, path: str = "/overview") -> Page:
+    page = context.new_page()
+    page.goto(path)
+    expect(page).to_have_url(re.compile(r"/login\?next="))
+    page.fill("#username", name)
+    page.fill("#password", seeds.PASSWORD)
+    page.click("#login-submit")
+    page.wait_for_url(re.compile(re.escape(path.split("?")[0])))
+    return page
+
+
+def loaded(page: Page) -> Page:
+    page.wait_for_selector("body[data-loaded='1']")
+    return page
+
+
+def shoot(page: Page, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    size = page.viewport_size or {"width": 0, "height": 0}
+    page.screenshot(path=SCREENSHOTS / f"{name}-{size['width']}x{size['height']}.png",
+                    full_page=True)
+
+
+def no_horizontal_overflow(page: Page) -> None:
+    width = page.evaluate("document.documentElement.scrollWidth")
+    viewport = page.evaluate("window.innerWidth")
+    assert width <= viewport, f"{page.url}: {width}px wide in a {viewport}px window"
+
+
+def fetch_status(page: Page, path: str) -> int:
+    return int(page.evaluate("p => fetch(p, {credentials: 'same-origin'}).then(r => r.status)",
+                             path))
+
+
+def fonts_of(context: BrowserContext, page: Page, selector: str) -> dict[str, int]:
+    """The fonts Chromium really drew an element's text with (family → glyphs)."""
+    cdp = context.new_cdp_session(page)
+    cdp.send("DOM.enable")
+    cdp.send("CSS.enable")
+    root = cdp.send("DOM.getDocument")["root"]["nodeId"]
+    node = cdp.send("DOM.querySelector", {"nodeId": root, "selector": selector})["nodeId"]
+    used = cdp.send("CSS.getPlatformFontsForNode", {"nodeId": node})["fonts"]
+    return {f["familyName"]: int(f["glyphCount"]) for f in used}
+
+
+# ------------------------------------------------------------------------------- supervisor
+
+
+def test_supervisor_sees_every_hall_with_lights_rates_and_offline(
+        central: Central, browser: Browser) -> None:
+    for size in SIZES:
+        context = new_context(central, browser, size)
+        page = loaded(login(context, "jiancha"))
+        cards = page.locator(".hall-card")
+        expect(cards).to_have_count(3)
+        h1 = page.locator(".hall-card[data-hall='H1']")
+        expect(h1.locator(".light-red_card .light-n")).to_have_text("1")
+        expect(h1.locator(".light-yellow_card .light-n")).to_have_text("1")
+        expect(h1.locator(".satisfaction .rate-value")).to_have_text("60.0%")
+        expect(h1.locator(".satisfaction .rate-frac")).to_have_text("3/5")
+        expect(page.locator(".hall-card[data-hall='H3']")).to_have_class(re.compile("offline"))
+        expect(page.locator("#kpi-offline .kpi-value")).to_have_text("1")
+        expect(page.locator("#kpi-suspicious .kpi-value")).to_have_text("2")
+        for nav in ("overview", "analysis", "reviews", "followups", "bulletin"):
+            expect(page.locator(f"#nav-{nav}")).to_be_visible()
+        # both charts are drawn by ECharts (a canvas each), from the packaged copy
+        expect(page.locator("#chart-lights canvas")).to_have_count(1)
+        expect(page.locator("#chart-satisfaction canvas")).to_have_count(1)
+        no_horizontal_overflow(page)
+        shoot(page, "overview")
+        page.goto("/overview?screen=big")
+        loaded(page)
+        expect(page.locator(".bigbar h1")).to_have_text("政务服务电子监察大屏")
+        expect(page.locator(".topbar")).to_have_count(0)
+        expect(page.locator("#clock")).to_have_text(re.compile(r"\d\d:\d\d:\d\d"))
+        no_horizontal_overflow(page)
+        shoot(page, "overview-big-screen")
+        context.close()
+
+
+def test_the_big_screen_refreshes_itself(central: Central, browser: Browser) -> None:
+    context = new_context(central, browser)
+    page = loaded(login(context, "jiancha", "/overview?screen=big"))
+    with page.expect_response(lambda r: r.url.endswith("/api/v1/overview"), timeout=15_000):
+        pass  # the next poll comes on its own (every 5 s on the big screen)
+    context.close()
+
+
+def test_chinese_is_drawn_with_a_cjk_font_not_boxes(central: Central, browser: Browser
+                                                   ) -> None:
+    context = new_context(central, browser)
+    page = loaded(login(context, "jiancha"))
+    for selector in (".brand-title", ".hall-card[data-hall='H1'] .light-red_card .light-name",
+                     "#kpi-satisfaction .kpi-label"):
+        text = page.locator(selector).inner_text().strip()
+        used = fonts_of(context, page, selector)
+        cjk = sum(n for family, n in used.items() if family.startswith(CJK_FONTS))
+        han = len(re.findall(r"[\u4e00-\u9fff]", text))
+        assert han and cjk >= han, f"{selector} {text!r} drawn with {used}"
+    context.close()
+
+
+def test_drill_down_from_hall_to_a_case(central: Central, browser: Browser) -> None:
+    today = central.seed.today.isoformat()
+    for size in SIZES:
+        context = new_context(central, browser, size)
+        page = loaded(login(context, "jiancha", f"/analysis?first={today}&last={today}"))
+        expect(page.locator("#groups-title")).to_have_text("各大厅")
+        page.click("a.drill[data-value='H1']")
+        loaded(page)
+        expect(page.locator("#groups-title")).to_have_text("各部门")
+        expect(page.locator("#chart-trend canvas")).to_have_count(1)
+        shoot(page, "analysis-hall")
+        page.click(f"a.drill[data-value='{seeds.MARKET}']")
+        expect(page.locator("#groups-title")).to_have_text("各窗口")
+        page.click("a.drill[data-value='1']")
+        expect(page.locator("#groups-title")).to_have_text("各工作人员")
+        page.click("a.drill[data-value='100231']")
+        expect(page.locator(".crumb-staff")).to_have_text("100231")
+        expect(page.locator("#kpi-satisfaction_rate .kpi-value")).to_have_text("66.7%")
+        cases = page.locator("#cases a.case-link")
+        expect(cases.first).to_be_visible()
+        assert set(cases.all_inner_texts()) == {"SJ-201", "SJ-202", "SJ-203"}
+        no_horizontal_overflow(page)
+        shoot(page, "analysis-staff")
+        page.click("#cases a.case-link >> text=SJ-203")
+        page.wait_for_url(re.compile(r"/cases/SJ-203$"))
+        loaded(page)
+        expect(page.locator("#case-stage")).to_have_text("蓝灯（正常办理）")
+        expect(page.locator("#case-facts")).to_contain_text("张*")  # masked, never the name
+        expect(page.locator("#case-facts")).not_to_contain_text("张三丰")
+        evaluation = page.locator("#case-evaluations tr.evaluation")
+        expect(evaluation).to_have_count(1)  # A003's key press, tied through its service
+        expect(evaluation).to_contain_text("服务态度不好")
+        shoot(page, "case")
+        context.close()
+
+
+def test_supervisor_confirms_then_dismisses_a_flag_and_sees_both_records(
+        central: Central, browser: Browser) -> None:
+    gateway, seq = central.seed.flagged["no_session"]
+    context = new_context(central, browser)
+    page = loaded(login(context, "jiancha", "/reviews"))
+    row = page.locator(f"tr.queue-row[data-gateway='{gateway}'][data-seq='{seq}']")
+    expect(row).to_be_visible()
+    expect(page.locator(f"tr.queue-row[data-seq='{central.seed.flagged['retransmit'][1]}']"
+                        f"[data-gateway='{gateway}']")).to_have_count(0)
+    row.click()
+    detail = page.locator("#detail[data-loaded='1']")
+    expect(detail.locator(".snapshot-hash")).to_have_text(seeds.SNAPSHOT_SHA)
+    expect(detail).to_contain_text("窗口前无群众")
+    block = detail.locator(".flag-block[data-flag='SELF_PRESS_SUSPECTED']")
+    block.locator(".note-input").fill("录像显示窗口前无人")
+    block.locator("button.confirm").click()
+    first = page.locator(".flag-block[data-flag='SELF_PRESS_SUSPECTED'] li.review")
+    expect(first).to_have_count(1)
+    expect(first).to_have_attribute("data-decision", "confirmed")
+    expect(first).to_contain_text("录像显示窗口前无人")
+    expect(first).to_contain_text("jiancha")
+    page.locator(".flag-block[data-flag='SELF_PRESS_SUSPECTED'] button.dismiss").click()
+    reviews = page.locator(".flag-block[data-flag='SELF_PRESS_SUSPECTED'] li.review")
+    expect(reviews).to_have_count(2)
+    expect(reviews.nth(0)).to_have_class(re.compile("replaced"))
+    expect(reviews.nth(1)).to_have_class(re.compile("current"))
+    expect(reviews.nth(1)).to_have_attribute("data-decision", "dismissed")
+    expect(row.locator(".flag[data-flag='SELF_PRESS_SUSPECTED']")).to_have_class(
+        re.compile("dismissed"))
+    for size in SIZES:
+        page.set_viewport_size({"width": size[0], "height": size[1]})
+        no_horizontal_overflow(page)
+        shoot(page, "reviews")
+    context.close()
+
+
+def test_follow_up_board_moves_an_item_along(central: Central, browser: Browser) -> None:
+    context = new_context(central, browser)
+    page = loaded(login(context, "jiancha", "/followups"))
+    created = page.locator(".fu-column[data-state='created'] .fu-card")
+    expect(created).to_have_count(3)
+    card = page.locator(".fu-card").filter(has_text="H1 · 3 号窗口")
+    card.click()
+    panel = page.locator("#fu-detail")
+    expect(panel.locator("button.step")).to_have_text(["分派"])
+    panel.locator(".assignee-input").fill("人社局 李科长")
+    panel.locator(".note-input").fill("请三日内核实")
+    panel.locator("button.step").click()
+    assigned = page.locator(".fu-column[data-state='assigned'] .fu-card")
+    expect(assigned).to_have_count(1)
+    expect(assigned).to_contain_text("承办人 人社局 李科长")
+    expect(panel.locator("li.fu-event")).to_have_count(2)
+    expect(panel.locator("button.step")).to_have_text(["核实：属实", "核实：不属实"])
+    for size in SIZES:
+        page.set_viewport_size({"width": size[0], "height": size[1]})
+        no_horizontal_overflow(page)
+        shoot(page, "followups")
+    context.close()
+
+
+def test_bulletin_exports_csv_and_prints(central: Central, browser: Browser) -> None:
+    month = central.seed.today.strftime("%Y-%m")
+    for size in SIZES:
+        context = new_context(central, browser, size)
+        page = loaded(login(context, "jiancha", f"/bulletin?month={month}"))
+        expect(page.locator("#bulletin-heading")).to_contain_text("政务服务效能月度通报")
+        expect(page.locator("#bulletin-overdue")).to_contain_text("GA-001")
+        expect(page.locator("#bulletin-departments")).to_contain_text(seeds.SOCIAL)
+        no_horizontal_overflow(page)
+        shoot(page, "bulletin")
+        page.emulate_media(media="print")
+        expect(page.locator(".topbar")).to_be_hidden()
+        expect(page.locator("#csv-indicators")).to_be_hidden()
+        shoot(page, "bulletin-print")
+        page.emulate_media(media="screen")
+        context.close()
+    context = new_context(central, browser)
+    page = loaded(login(context, "jiancha", f"/bulletin?month={month}"))
+    with page.expect_download() as info:
+        page.click("#csv-indicators")
+    download = info.value
+    assert download.suggested_filename == f"hallwatch-bulletin-{month}-indicators.csv"
+    data = Path(download.path()).read_bytes()
+    assert data.startswith(b"\xef\xbb\xbf")
+    text = data.decode("utf-8-sig")
+    assert text.splitlines()[0].startswith("级别,大厅,部门")
+    assert "人社局" in text and "H2" in text
+    page.pdf(path=str(SCREENSHOTS / "bulletin.pdf"), landscape=True)
+    context.close()
+
+
+def test_english_is_one_click_away(central: Central, browser: Browser) -> None:
+    context = new_context(central, browser, SIZES[1])
+    page = loaded(login(context, "jiancha"))
+    page.click("#lang-link")
+    loaded(page)
+    expect(page.locator("html")).to_have_attribute("lang", "en")
+    expect(page.locator("#nav-reviews")).to_have_text("Evaluation review")
+    expect(page.locator(".hall-card[data-hall='H3'] .gw-state")).to_have_text("Gateway offline")
+    no_horizontal_overflow(page)
+    shoot(page, "overview-english")
+    page.click("#lang-link")
+    expect(page.locator("#nav-reviews")).to_have_text("评价复核")
+    context.close()
+
+
+# ------------------------------------------------------------------------------ other roles
+
+
+def test_department_leader_sees_only_the_department(central: Central, browser: Browser
+                                                    ) -> None:
+    today = central.seed.today.isoformat()
+    own, other = central.seed.cases_of(seeds.MARKET), central.seed.cases_of(seeds.SOCIAL)
+    context = new_context(central, browser, SIZES[1])
+    page = loaded(login(context, "shichang-lingdao"))
+    expect(page.locator("#user-role")).to_have_text(f"部门领导 · {seeds.MARKET}")
+    expect(page.locator(".hall-card")).to_have_count(1)  # H1: their only hall
+    expect(page.locator(".hall-card .gw-state")).to_have_count(0)  # no gateway state
+    shoot(page, "overview-department-leader")
+    page.goto(f"/analysis?first={central.seed.today.replace(day=1).isoformat()}&last={today}"
+              "&hall=H1")
+    loaded(page)
+    expect(page.locator("a.drill")).to_have_text([seeds.MARKET])
+    listed = page.locator("#cases a.case-link")
+    expect(listed.first).to_be_visible()
+    assert set(listed.all_inner_texts()) <= set(own)
+    assert not set(listed.all_inner_texts()) & set(other)
+    shoot(page, "analysis-department-leader")
+    # another department's case: not by its URL, not by its API id
+    reply = page.goto(f"/cases/{other[0]}")
+    assert reply is not None and reply.status == 404
+    expect(page.locator("#refused-message")).to_have_text("办件不存在")
+    assert fetch_status(page, f"/api/v1/cases/{other[0]}") == 404
+    assert fetch_status(page, f"/api/v1/cases/{own[0]}") == 200
+    assert fetch_status(page, "/api/v1/cases?department=人社局") == 200
+    names = page.evaluate("fetch('/api/v1/cases?limit=1000').then(r => r.json())"
+                          ".then(p => p.items.map(i => i.department))")
+    assert set(names) == {seeds.MARKET}
+    reply = page.goto(f"/cases/{own[0]}")
+    assert reply is not None and reply.status == 200
+    context.close()
+
+
+def test_hall_manager_sees_only_the_hall(central: Central, browser: Browser) -> None:
+    context = new_context(central, browser)
+    page = loaded(login(context, "h2-guanli"))
+    expect(page.locator(".hall-card")).to_have_count(1)
+    expect(page.locator(".hall-card[data-hall='H2']")).to_be_visible()
+    page.goto("/reviews")
+    loaded(page)
+    halls = set(page.locator("tr.queue-row td:nth-child(2)").all_inner_texts())
+    assert halls == {"H2"}
+    page.locator("tr.queue-row").first.click()
+    expect(page.locator("#detail[data-loaded='1']")).to_contain_text("仅监察室可作出复核结论")
+    expect(page.locator("#detail button.confirm")).to_have_count(0)
+    shoot(page, "reviews-hall-manager")
+    assert fetch_status(page, "/api/v1/gateways?hall=H1") == 403
+    assert fetch_status(page, "/api/v1/drilldown?hall=H1") == 403
+    context.close()
+
+
+def test_technician_gets_the_overview_and_nothing_personal(central: Central, browser: Browser
+                                                          ) -> None:
+    context = new_context(central, browser)
+    page = loaded(login(context, "yunwei"))
+    expect(page.locator(".hall-card")).to_have_count(3)
+    expect(page.locator("nav.nav a")).to_have_count(1)
+    for path in ("/reviews", "/bulletin", "/analysis", "/followups"):
+        reply = page.goto(path)
+        assert reply is not None and reply.status == 403, path
+        expect(page.locator("#refused-message")).to_have_text("您的角色无权访问此页面")
+    month = central.seed.today.strftime("%Y-%m")
+    assert fetch_status(page, f"/api/v1/bulletin?month={month}") == 403
+    assert fetch_status(page, "/api/v1/review-queue") == 403
+    context.close()
+
+
+def test_logging_out_ends_the_session(central: Central, browser: Browser) -> None:
+    context = new_context(central, browser)
+    page = loaded(login(context, "jiancha"))
+    page.click("#logout")
+    page.wait_for_url(re.compile(r"/login$"))
+    assert fetch_status(page, "/api/v1/overview") == 401
+    page.goto("/overview")
+    expect(page).to_have_url(re.compile(r"/login\?next="))
+    shoot(page, "login")
+    context.close()
+
+
+def test_pages_loaded_nothing_from_elsewhere_and_logged_no_errors(central: Central) -> None:
+    assert central.requests, "no browser test ran before this one"
+    foreign = [u for u in central.requests if not u.startswith((central.url, "data:",
+                                                                "blob:"))]
+    assert not foreign, foreign
+    assert f"{central.url}/static/vendor/echarts/echarts.min.js" in central.requests
+    # refused pages and probes answer 401/403/404 on purpose; anything else is a bug
+    unexpected = [e for e in central.console_errors
+                  if not re.search(r"status of (401|403|404)", e)]
+    assert not unexpected, unexpected
