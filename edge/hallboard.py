@@ -140,6 +140,11 @@ class Subscription:
             self.close()
         return message
 
+    @property
+    def pending(self) -> int:
+        """Messages queued, not yet read."""
+        return self._queue.qsize()
+
     def __aiter__(self) -> Subscription:
         return self
 
@@ -375,7 +380,8 @@ class HallBoard:
                 "server_time": utc_text(self._now()), **self._parts()}
 
     def _parts(self) -> dict[str, Any]:
-        tiles = [self._tile(n) for n in sorted(self.windows)]
+        evaluators = self._evaluators()
+        tiles = [self._tile(n, evaluators) for n in sorted(self.windows)]
         return {"tiles": tiles, "queue": self._queue(), "health": self._health()}
 
     def _evaluators(self) -> dict[int, tuple[dict[str, Any], bool, str]]:

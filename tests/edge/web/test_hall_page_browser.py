@@ -49,6 +49,7 @@ class Hall:
     bus: EvaluatorBusSimulator
     qm: QueueMachineSimulator
     url: str
+    config: Path
     gateway: procs.Proc
     requests: list[str] = field(default_factory=list)  # every URL any page asked for
     console_errors: list[str] = field(default_factory=list)
@@ -110,7 +111,7 @@ def hall(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hall]:
         _add_account(config)
         gateway = procs.edge(config, tmp / "edge.log")
         url = f"http://127.0.0.1:{port}"
-        hall = Hall(tmp, broker, sims, bus, qm, url, gateway)
+        hall = Hall(tmp, broker, sims, bus, qm, url, config, gateway)
         try:
             _wait_for_devices(url)
             yield hall
@@ -413,6 +414,27 @@ def test_nothing_is_loaded_from_anywhere_else(hall: Hall, board: Page) -> None:
     # CSP violations and script errors would show here; a refused login's 401 is expected
     unexpected = [e for e in hall.console_errors if "401" not in e]
     assert not unexpected
+
+
+def test_the_kiosk_comes_back_by_itself_after_a_gateway_restart(hall: Hall,
+                                                                board: Page) -> None:
+    windows = (2, 7, 11, 16)
+    totals = {w: tile(board, w).locator(".tile-keys").get_attribute("data-total")
+              for w in windows}
+    assert totals[2] == "2"
+    serving = tile(board, 3).locator(".ticket-no").inner_text()
+    hall.gateway.stop()
+    board.wait_for_selector('#stream-state[data-state="lost"]')
+    assert board.locator("#stream-state").inner_text() == "实时连接中断，正在重连"
+    hall.gateway = procs.edge(hall.config, hall.tmp / "edge-restarted.log")
+    board.wait_for_selector('#stream-state[data-state="live"]', timeout=30_000)
+    board.wait_for_selector(f'.tile[data-window="{WINDOWS}"][data-evaluator="online"]',
+                            timeout=30_000)
+    # the signed session outlived the process; today's picture was replayed from the journal
+    assert {w: tile(board, w).locator(".tile-keys").get_attribute("data-total")
+            for w in windows} == totals
+    assert tile(board, 3).locator(".ticket-no").inner_text() == serving
+    assert board.evaluate("window.__hwMarker") == "same document"
 
 
 # -- last: the uplink goes down ------------------------------------------------------------------
