@@ -1,125 +1,47 @@
 """The hall page in a real Chromium, served by a real gateway process on simulated devices.
 
-One hall for the module: a private Mosquitto, sixteen FF 68 evaluators and a $QM queue machine
-on pseudo-terminals, the gateway as its own process with its hall page on, an account made with
-``hallwatch-edge user add``. Debian's Chromium, driven by Playwright, logs in, watches tiles
-change live as keys are pressed and devices fail, switches language, and saves screenshots to
-test-output/screenshots/. The tests run in file order; the last one stops the broker.
+One hall for the module (see ``rig``): a private Mosquitto, sixteen FF 68 evaluators and a $QM
+queue machine on pseudo-terminals, the gateway as its own process with its hall page on, an
+account made with ``hallwatch-edge user add``. Debian's Chromium, driven by Playwright, logs
+in, watches tiles change live as keys are pressed and devices fail, switches language, and
+saves screenshots to test-output/screenshots/. The tests run in file order; the last one stops
+the broker.
 """
 
 from __future__ import annotations
 
 import json
 import statistics
-import subprocess
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page
 
-from firmware_bridges.ff68.simulator import EvaluatorBusSimulator
-from firmware_bridges.qm.simulator import QueueMachineSimulator
+from tests.edge.web.rig import (
+    OUTPUT,
+    PASSWORD,
+    USER,
+    WINDOWS,
+    Hall,
+    chromium,
+    running_hall,
+)
 from tests.support import procs
-from tests.support.broker import Broker, free_port
-from tests.support.loop_thread import LoopThread
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run",
-                  "--disable-quic"]
-OUTPUT = Path(__file__).resolve().parents[3] / "test-output"
 SCREENSHOTS = OUTPUT / "screenshots"
-WINDOWS = 16
-USER, PASSWORD = "dating", "大厅看板-2026"
-STAFF = {"100233": "张敏", "100234": "李建国", "100235": "王芳"}
 FAULT_RED = "rgb(183, 28, 28)"  # --fault in hall.css
 SIZES = [(1920, 1080), (1366, 768)]
 
 
-@dataclass
-class Hall:
-    tmp: Path
-    broker: Broker
-    sims: LoopThread
-    bus: EvaluatorBusSimulator
-    qm: QueueMachineSimulator
-    url: str
-    config: Path
-    gateway: procs.Proc
-    requests: list[str] = field(default_factory=list)  # every URL any page asked for
-    console_errors: list[str] = field(default_factory=list)
-    latencies: list[float] = field(default_factory=list)
-
-    def addr(self, window: int) -> int:
-        return 0x80 + window
-
-
-def _add_account(config: Path) -> None:
-    done = subprocess.run([str(procs.BIN / "hallwatch-edge"), "user", "add", USER, "-c",
-                           str(config), "--password-stdin"], input=PASSWORD + "\n", text=True,
-                          capture_output=True, timeout=60)
-    assert done.returncode == 0, done.stderr
-
-
-def _wait_for_devices(url: str) -> None:
-    """Until the page answers and every evaluator has answered a poll."""
-    deadline = time.monotonic() + 60
-    with httpx.Client(base_url=url, timeout=5) as client:
-        while True:
-            try:
-                if client.get("/healthz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the hall page did not come up"
-            time.sleep(0.2)
-        client.post("/login", data={"username": USER, "password": PASSWORD})
-        while True:
-            tiles = client.get("/api/board").json()["tiles"]
-            if len(tiles) == WINDOWS and all(t["evaluator"]["state"] == "online"
-                                             for t in tiles):
-                return
-            assert time.monotonic() < deadline, f"evaluators not online: {tiles}"
-            time.sleep(0.2)
-
-
 @pytest.fixture(scope="module")
 def hall(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hall]:
-    tmp = tmp_path_factory.mktemp("hall-page")
-    broker = Broker(free_port(), tmp / "broker").start()
-    with LoopThread() as sims:
-        bus = EvaluatorBusSimulator(tmp / "ttyEVAL0", seed=5)
-        qm = QueueMachineSimulator(pty_dir=tmp, link_name="ttyQM0")
-        sims.run(bus.start())
-        sims.run(qm.__aenter__())
-        for i in range(WINDOWS):
-            sims.call(lambda i=i: bus.add(0x81 + i))
-        port = free_port()
-        config = procs.edge_config(
-            tmp, broker.port,
-            evaluator_buses=[{"port": str(tmp / "ttyEVAL0"), "poll_interval_s": 1, "devices": [
-                {"addr": 0x81 + i, "window": i + 1} for i in range(WINDOWS)]}],
-            queue={"transport": str(tmp / "ttyQM0")},
-            http={"enabled": True, "host": "127.0.0.1", "port": port,
-                  "hall_name": "锦江区政务服务中心"},
-            staff_names=STAFF)
-        _add_account(config)
-        gateway = procs.edge(config, tmp / "edge.log")
-        url = f"http://127.0.0.1:{port}"
-        hall = Hall(tmp, broker, sims, bus, qm, url, config, gateway)
+    with running_hall(tmp_path_factory.mktemp("hall-page")) as hall:
         try:
-            _wait_for_devices(url)
             yield hall
         finally:
-            gateway.stop()
-            sims.run(qm.__aexit__(None, None, None))
-            sims.run(bus.stop())
-            broker.stop()
             if hall.latencies:
                 OUTPUT.mkdir(exist_ok=True)
                 (OUTPUT / "hall-page-latency.json").write_text(json.dumps(
@@ -128,14 +50,8 @@ def hall(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hall]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is missing: run deploy/scripts/install-browser-test-deps.sh")
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
-        try:
-            yield b
-        finally:
-            b.close()
+    with chromium() as b:
+        yield b
 
 
 def new_context(hall: Hall, browser: Browser, size: tuple[int, int] = SIZES[0],
