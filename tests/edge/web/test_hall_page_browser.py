@@ -151,9 +151,19 @@ def test_queue_machine_events_show_on_tiles_and_queue(hall: Hall, board: Page) -
     first = call(lambda: qm.issue_ticket("A01", "不动产登记")).ticket
     call(lambda: qm.issue_ticket("A01", "不动产登记"))
     call(lambda: qm.issue_ticket("B02", "社保医保"))
+    fourth = call(lambda: qm.issue_ticket("A01", "不动产登记")).ticket
     call(lambda: qm.call(first, 3))
     call(lambda: qm.start(first, 3, "100233"))
     call(lambda: qm.pause(5, "100235"))
+    # window 4 finishes a service: its evaluator invites the citizen (邀请评价), who answers
+    call(lambda: qm.call(fourth, 4))
+    call(lambda: qm.start(fourth, 4, "100234"))
+    call(lambda: qm.finish(fourth, 4, "100234"))
+    board.wait_for_selector('.tile[data-window="4"][data-evaluator="invited"]')
+    assert tile(board, 4).locator(".eval-state").inner_text() == "邀请评价中"
+    hall.sims.call(lambda: hall.bus.press(hall.addr(4), 1))
+    board.wait_for_selector('.tile[data-window="4"][data-evaluator="online"]')
+    assert tile(board, 4).locator('.key[data-key="1"] b').inner_text() == "1"
     three = tile(board, 3)
     board.wait_for_function(
         "t => document.querySelector('.tile[data-window=\"3\"] .ticket-no')?.textContent === t",
