@@ -97,16 +97,18 @@ def hall_setup(
     config: ConfigOption = None,
 ) -> None:
     """Set a hall's opening hours and window → department roster (used by the indicators)."""
+    from pydantic import ValidationError
+
     from central.correlation import halls
-    from central.rules.indicators import HallSetup
     from central.store.db import make_engine
     from central.store.migrate import upgrade
     from protocols.configtext import parse_yaml_model
 
     cfg = _config(config)
     try:
-        setup = parse_yaml_model(HallSetup, file.read_text(encoding="utf-8"), str(file))
-    except (ConfigError, OSError) as exc:
+        text = file.read_text(encoding="utf-8")
+        setup = parse_yaml_model(halls.SetupText, text, str(file)).to_setup()
+    except (ConfigError, OSError, ValidationError) as exc:
         typer.echo(f"配置错误 / bad hall setup:\n{exc}", err=True)
         raise typer.Exit(2) from None
 

@@ -15,7 +15,8 @@ from central.api.correlation_scope import calendar_for, period, scope_of
 from central.api.deps import Caller, Engine
 from central.auth import Role
 from central.correlation import facts, halls
-from central.rules.indicators import DateRange, Grouping, HallSetup, Indicators, Ratio
+from central.correlation.halls import SetupText
+from central.rules.indicators import DateRange, Grouping, Indicators, Ratio
 from central.rules.workdays import CalendarError
 from central.store.schema import cases
 
@@ -117,31 +118,9 @@ async def get_indicators(
     return IndicatorsOut(first=first, last=last, group=group, groups=groups)
 
 
-TIME = r"^([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9])?$"
-
-
-class OpeningOut(BaseModel):
-    start: str = Field(pattern=TIME, description="HH:MM, Beijing time")
-    end: str = Field(pattern=TIME)
-
-
-class SetupBody(BaseModel):
-    """A hall's opening hours (on the calendar's working days) and window roster."""
-
-    hall: str = Field(min_length=1, max_length=64)
-    opening: list[OpeningOut] = Field(min_length=1, max_length=8)
-    windows: dict[str, str] = Field(default_factory=dict, description="window → department")
-
-
-def _body(setup: HallSetup) -> SetupBody:
-    return SetupBody(hall=setup.hall, windows=dict(setup.windows), opening=[
-        OpeningOut(start=p.start.strftime("%H:%M"), end=p.end.strftime("%H:%M"))
-        for p in setup.opening])
-
-
-@router.get("/halls/{hall}/setup", response_model=SetupBody,
+@router.get("/halls/{hall}/setup", response_model=SetupText,
             summary="A hall's opening hours and window → department roster")
-async def get_setup(hall: str, db: Engine, who: Caller) -> SetupBody:
+async def get_setup(hall: str, db: Engine, who: Caller) -> SetupText:
     """The stored setup; a hall nobody configured gets 09:00–12:00, 13:00–17:00 and a roster
     inferred from its cases."""
     scope = scope_of(who, hall)
@@ -153,21 +132,21 @@ async def get_setup(hall: str, db: Engine, who: Caller) -> SetupBody:
             select(cases.c.window, cases.c.department, func.count())
             .where(cases.c.hall_id == hall, cases.c.window.is_not(None))
             .group_by(cases.c.window, cases.c.department))).all()
-    return _body(halls.with_defaults(hall, stored,
+    return SetupText.of(halls.with_defaults(hall, stored,
                                      [(w, d) for w, d, n in counts for _ in range(n)]))
 
 
-@router.put("/halls/{hall}/setup", response_model=SetupBody,
+@router.put("/halls/{hall}/setup", response_model=SetupText,
             summary="Set a hall's opening hours and roster (supervisors)")
-async def put_setup(hall: str, body: SetupBody, db: Engine, who: Caller) -> SetupBody:
+async def put_setup(hall: str, body: SetupText, db: Engine, who: Caller) -> SetupText:
     if who.role is not Role.SUPERVISOR:
         raise HTTPException(status.HTTP_403_FORBIDDEN, "仅监察室可修改 / supervisors only")
     if body.hall != hall:
         raise HTTPException(422, f"hall {body.hall!r} in the body, {hall!r} in the path")
     try:
-        setup = HallSetup.model_validate(body.model_dump())
+        setup = body.to_setup()
     except ValidationError as exc:
         raise HTTPException(422, [e["msg"] for e in exc.errors()]) from None
     async with db.begin() as conn:
         await halls.save_setup(conn, setup, dt.datetime.now(dt.UTC))
-    return _body(setup)
+    return SetupText.of(setup)

@@ -13,6 +13,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from pydantic import BaseModel, Field, field_validator
 from sqlalchemy import delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -56,3 +57,38 @@ async def save_setup(conn: AsyncConnection, setup: HallSetup, now: dt.datetime) 
     await conn.execute(delete(hall_setups).where(hall_setups.c.hall_id == setup.hall))
     await conn.execute(insert(hall_setups).values(hall_id=setup.hall, setup=doc,
                                                   updated_at=now))
+
+
+TIME = r"^([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9])?$"
+
+
+class OpeningText(BaseModel):
+    start: str = Field(pattern=TIME, description="HH:MM, Beijing time")
+    end: str = Field(pattern=TIME)
+
+    @field_validator("start", "end", mode="before")
+    @classmethod
+    def _sexagesimal(cls, value: object) -> object:
+        # YAML 1.1 reads an unquoted 13:00 as the base-60 integer 780
+        if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 24 * 60:
+            return f"{value // 60:02d}:{value % 60:02d}"
+        return value
+
+
+class SetupText(BaseModel):
+    """A hall's opening hours (on the calendar's working days) and window roster, as people
+    write it (API body, the CLI's YAML file)."""
+
+    hall: str = Field(min_length=1, max_length=64)
+    opening: list[OpeningText] = Field(min_length=1, max_length=8)
+    windows: dict[str, str] = Field(default_factory=dict, description="window → department")
+
+    def to_setup(self) -> HallSetup:
+        """Raises pydantic.ValidationError (overlapping or reversed periods)."""
+        return HallSetup.model_validate(self.model_dump())
+
+    @classmethod
+    def of(cls, setup: HallSetup) -> SetupText:
+        return cls(hall=setup.hall, windows=dict(setup.windows), opening=[
+            OpeningText(start=p.start.strftime("%H:%M"), end=p.end.strftime("%H:%M"))
+            for p in setup.opening])
