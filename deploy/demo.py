@@ -72,7 +72,7 @@ def main() -> None:
     data = ROOT / "var" / "demo"
     shutil.rmtree(data, ignore_errors=True)
     data.mkdir(parents=True)
-    mqtt_port, api_port = pick_port(18830), pick_port(8600)
+    mqtt_port, api_port, hall_port = pick_port(18830), pick_port(8600), pick_port(8700)
     procs: list[subprocess.Popen[bytes]] = []
 
     def spawn(name: str, argv: list[str]) -> None:
@@ -92,6 +92,9 @@ def main() -> None:
         "evaluator_buses": [{"port": str(devices / "ttyEVAL0"), "devices": [
             {"addr": 0x80 + w, "window": w} for w in range(1, args.windows + 1)]}],
         "queue": {"transport": str(devices / "ttyQM0")},
+        "http": {"enabled": True, "host": "127.0.0.1", "port": hall_port,
+                 "hall_name": "酒泉市政务服务中心（演示）"},
+        "staff_names": {},
     }, allow_unicode=True))
 
     central_bin, edge_bin = str(BIN / "hallwatch-central"), str(BIN / "hallwatch-edge")
@@ -100,6 +103,10 @@ def main() -> None:
          "-c", str(central_cfg)])
     token = run([central_bin, "token", "create", "--role", "supervisor", "--label", "demo",
                  "-c", str(central_cfg)]).splitlines()[-1]
+    hall_password = "demo-" + token[-8:]
+    subprocess.run([edge_bin, "user", "add", "manager", "-c", str(edge_cfg),
+                    "--password-stdin"], input=hall_password, text=True, check=True,
+                   capture_output=True)
     try:
         spawn("mosquitto", [MOSQUITTO, "-c", str(data / "mosquitto.conf")])
         wait_port(mqtt_port)
@@ -112,6 +119,7 @@ def main() -> None:
         print(f"""
 Hallwatch demo is running (Ctrl-C stops everything).
   broker   mqtt://127.0.0.1:{mqtt_port}   (mosquitto_sub -p {mqtt_port} -t 'hw/v1/#' -v)
+  hall     http://127.0.0.1:{hall_port}/   大厅状态页 (manager / {hall_password})
   central  {api}/docs          API documentation
   token    {token}
   try      curl -s -H 'Authorization: Bearer {token}' {api}/api/v1/gateways

@@ -62,7 +62,6 @@ class DeviceState:
     flags: int | None = None
     last_status: StatusReply | None = None
     invited_at: float | None = None
-    keys_today: dict[int, int] = field(default_factory=dict)
 
     def take_session(self) -> int:
         session = self.next_session
@@ -197,8 +196,6 @@ class EvaluatorSupervisor:
         if not frame.valid_key:
             return "evaluator.fault", {**common, "reason": "key value outside 1–6",
                                        "value": frame.key}
-        if not repeat:
-            dev.keys_today[frame.key] = dev.keys_today.get(frame.key, 0) + 1
         return "evaluator.key", {
             **common, "dev_seq": frame.seq, "key": frame.key, "label": KEY_LABELS[frame.key],
             "session": frame.session, "invitation": inv, "marks": marks}
@@ -325,8 +322,7 @@ class EvaluatorSupervisor:
             out.append({"window": dev.window, "addr": dev.addr, "online": dev.online,
                         "invited": dev.open is not None,
                         "stuck_key": bool(s and s.stuck_key),
-                        "display_failed": bool(s and s.display_failed),
-                        "keys_today": dict(dev.keys_today)})
+                        "display_failed": bool(s and s.display_failed)})
         return out
 
 

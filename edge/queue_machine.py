@@ -22,11 +22,13 @@ from edge.config import QueueConfig
 from edge.journal import Journal, JournalError
 from firmware_bridges.qm.codec import (
     Heartbeat,
+    NoShow,
     QMMessage,
     ServiceFinished,
     ServiceStarted,
     StaffLogin,
     StaffLogout,
+    Transferred,
     Unusable,
     WindowPaused,
     WindowResumed,
@@ -174,8 +176,11 @@ class QueueSupervisor:
             w = s.window(msg.window)
             w.staff, w.ticket, w.serving_since = msg.staff, ticket, msg.machine_time_text
             w.presence = "present"
-        elif isinstance(msg, ServiceFinished):
+        elif isinstance(msg, ServiceFinished | NoShow):
             w = s.window(msg.window)
+            w.ticket = w.serving_since = None
+        elif isinstance(msg, Transferred):  # ends the service at from_window (no FN follows)
+            w = s.window(msg.from_window)
             w.ticket = w.serving_since = None
         elif isinstance(msg, Heartbeat):
             s.waiting_total = msg.waiting_total
