@@ -62,8 +62,10 @@ class HallOverviewOut(BaseModel):
     evaluations_today: int = Field(description="counted evaluations today")
     satisfaction_today: RatioOut
     evaluation_rate_today: RatioOut
-    suspicious_today: int = Field(description="flagged evaluations today")
-    suspicious_open: int = Field(description="… of which some flag awaits a supervisor's review")
+    suspicious_today: int | None = Field(
+        description="flagged evaluations today; null for technicians (not theirs to see)")
+    suspicious_open: int | None = Field(
+        description="… of which some flag awaits a supervisor's review")
 
 
 class OverviewOut(BaseModel):
@@ -79,7 +81,7 @@ class OverviewOut(BaseModel):
     lights: LightsOut
     satisfaction_today: RatioOut
     evaluation_rate_today: RatioOut
-    suspicious_today: int
+    suspicious_today: int | None
 
 
 def calendar_for(engine: object) -> WorkCalendar:
@@ -99,6 +101,7 @@ async def overview(db: Engine, who: Caller,
                    ) -> OverviewOut:
     today = day or business_date(utc_now())
     leader = who.role is Role.DEPARTMENT_LEADER
+    technician = who.role is Role.TECHNICIAN
     lights: defaultdict[str, Counter[str]] = defaultdict(Counter)
     gw: dict[str, tuple[int, int, dt.datetime | None]] = {}
     async with db.connect() as conn:
@@ -148,8 +151,8 @@ async def overview(db: Engine, who: Caller,
             evaluations_today=int(ind.satisfaction_rate.denominator) if ind else 0,
             satisfaction_today=_ratio(ind.satisfaction_rate if ind else None),
             evaluation_rate_today=_ratio(ind.evaluation_rate if ind else None),
-            suspicious_today=flagged_by_hall.get(hall, 0),
-            suspicious_open=open_by_hall.get(hall, 0)))
+            suspicious_today=None if technician else flagged_by_hall.get(hall, 0),
+            suspicious_open=None if technician else open_by_hall.get(hall, 0)))
     everything = next(iter(total.values()), None)
     summed = Counter[str]()
     for counts in lights.values():
@@ -161,7 +164,7 @@ async def overview(db: Engine, who: Caller,
         lights=LightsOut(**{s.value: summed.get(s.value, 0) for s in LIGHTS}),
         satisfaction_today=_ratio(everything.satisfaction_rate if everything else None),
         evaluation_rate_today=_ratio(everything.evaluation_rate if everything else None),
-        suspicious_today=len(suspicious))
+        suspicious_today=None if technician else len(suspicious))
 
 
 def _ratio(value: Ratio | None) -> RatioOut:

@@ -29,6 +29,18 @@ from central.web.sessions import (
 router = APIRouter(include_in_schema=False)
 
 FORM_LIMIT = 8192  # a user name and a password; anything bigger is not a login
+# Scripts only from this server (the JSON data blocks are not scripts); ECharts' tooltips set
+# inline styles, hence 'unsafe-inline' for styles only. No framing: clickjacking a "confirm".
+PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; script-src 'self'; "
+                               "style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
+                               "object-src 'none'; base-uri 'none'; form-action 'self'; "
+                               "frame-ancestors 'none'",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
 ALL = frozenset(Role)
 PEOPLE = frozenset({Role.SUPERVISOR, Role.DEPARTMENT_LEADER, Role.HALL_MANAGER})
 
@@ -91,7 +103,7 @@ def render(ctx: WebContext, request: Request, name: str, lang: str, status: int 
     if request.query_params.get("lang") in i18n.LANGUAGES:
         response.set_cookie(i18n.COOKIE, lang, max_age=366 * 86400, samesite="strict",
                             path="/")
-    response.headers["Cache-Control"] = "no-store"
+    response.headers.update(PAGE_HEADERS)
     return response
 
 

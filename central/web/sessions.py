@@ -74,8 +74,7 @@ def _unb64(text: str) -> bytes:
 @dataclass(frozen=True, slots=True)
 class Session:
     account: Account
-    csrf: str
-    expires: float  # Unix time
+    csrf: str  # the token state-changing requests must echo
 
     @property
     def principal(self) -> Principal:
@@ -145,7 +144,7 @@ async def check(request: Request, signer: SessionSigner) -> Session | None:
         account = await accounts.get(request.app.state.engine, name)
         if (account is not None and not account.disabled
                 and hmac.compare_digest(account.password_tag, tag)):
-            session = Session(account, csrf, 0.0)
+            session = Session(account, csrf)
     request.state.hw_session = session
     return session
 

@@ -22,8 +22,10 @@
       H.pct(data.satisfaction_today), H.frac(data.satisfaction_today)));
     box.appendChild(kpi('kpi-evaluation-rate', t('overview.evaluation_rate'),
       H.pct(data.evaluation_rate_today), H.frac(data.evaluation_rate_today)));
-    box.appendChild(kpi('kpi-suspicious', t('overview.suspicious'), data.suspicious_today, null,
-      data.suspicious_today ? 'warn' : ''));
+    if (data.suspicious_today !== null) {
+      box.appendChild(kpi('kpi-suspicious', t('overview.suspicious'), data.suspicious_today,
+        null, data.suspicious_today ? 'warn' : ''));
+    }
     box.appendChild(el('div', { class: 'kpi lights-kpi', id: 'kpi-lights' },
       el('div', { class: 'kpi-label' }, t('overview.open_cases')),
       el('div', { class: 'light-row' }, ALERTS.map(function (s) {
@@ -62,7 +64,8 @@
           el('dd', { class: 'evaluation-rate' }, H.rate(h.evaluation_rate_today)))),
       el('footer', null,
         el('span', null, t('overview.evaluations', { n: h.evaluations_today })),
-        el('span', { class: 'suspicious' + (h.suspicious_open ? ' warn' : '') },
+        h.suspicious_today === null ? null : el('span', { class: 'suspicious' +
+          (h.suspicious_open ? ' warn' : '') },
           t('overview.suspicious.hall', { n: h.suspicious_today, open: h.suspicious_open })),
         h.last_batch_at ? el('span', { class: 'last-batch' },
           t('overview.last_batch', { time: H.fmtTime(h.last_batch_at) })) : null));
@@ -126,7 +129,11 @@
       renderKpis(data);
       renderHalls(data);
       renderCharts(data);
-      H.notice(data.correlated ? '' : t('common.nodata.correlation'), 'info');
+      if (data.figures_problem) {
+        H.notice(data.figures_problem, 'warn');
+      } else {
+        H.notice(data.correlated ? '' : t('common.nodata.correlation'), 'info');
+      }
       document.getElementById('status-line').textContent =
         t('common.updated', { time: H.fmtClock(new Date(data.generated_at)) }) + ' · ' +
         t('common.refresh_every', { seconds: EVERY_S });

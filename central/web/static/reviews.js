@@ -143,10 +143,29 @@
       .catch(function (error) { H.notice(H.failure(error), 'error'); });
   }
 
+  /* an evaluation from GET /api/v1/evaluations in the queue's shape (no gateway marks or
+     decisions there: the detail view has them) */
+  function fromEvaluation(e) {
+    return { gateway: e.gateway, seq: e.seq, hall: e.hall, window: e.window, key: e.key,
+      at: e.evaluated_at, day: e.business_day, marks: [], flags: e.flags,
+      version: e.version, session_id: e.session ? e.session.session_id : null,
+      ticket: e.ticket, staff: e.staff,
+      case_nos: e.cases.map(function (c) { return c.case_no; }), confidence: e.confidence,
+      counted: e.counted, basis: e.basis, citizen: e.citizen, decisions: {},
+      open_flags: e.flags };
+  }
+
+  function fetchItems() {
+    if (state.show === 'all') {
+      return H.api(H.withQuery('/api/v1/evaluations', { from: state.first, to: state.last,
+        limit: 2000 })).then(function (page) { return page.items.map(fromEvaluation); });
+    }
+    return H.api(H.withQuery('/api/v1/review-queue', { first: state.first, last: state.last,
+      undecided: state.show === 'undecided' ? 'true' : undefined }));
+  }
+
   function reload() {
-    var params = { first: state.first, last: state.last,
-      undecided: state.undecided === 'true' ? 'true' : undefined };
-    return H.api(H.withQuery('/api/v1/review-queue', params)).then(function (data) {
+    return fetchItems().then(function (data) {
       items = data;
       renderQueue();
       document.body.dataset.loaded = '1';
@@ -160,12 +179,13 @@
 
   document.getElementById('first').value = state.first;
   document.getElementById('last').value = state.last;
-  document.getElementById('undecided').checked = state.undecided === 'true';
+  state.show = ['flagged', 'undecided', 'all'].indexOf(state.show) >= 0 ? state.show : 'flagged';
+  document.getElementById('show').value = state.show;
   document.getElementById('range-form').onsubmit = function (event) {
     event.preventDefault();
     location.assign(H.withQuery('/reviews', {
       first: document.getElementById('first').value, last: document.getElementById('last').value,
-      undecided: document.getElementById('undecided').checked ? 'true' : '' }));
+      show: document.getElementById('show').value }));
   };
   reload();
 })();

@@ -311,6 +311,12 @@ def test_supervisor_confirms_then_dismisses_a_flag_and_sees_both_records(
         page.set_viewport_size({"width": size[0], "height": size[1]})
         no_horizontal_overflow(page)
         shoot(page, "reviews")
+    # every evaluation, not only the flagged ones: the ten correlated key presses of today
+    page.goto("/reviews?show=all")
+    loaded(page)
+    expect(page.locator("tr.queue-row")).to_have_count(10)
+    page.locator("tr.queue-row").filter(has_text="服务态度不好").click()
+    expect(page.locator("#detail[data-loaded='1'] .linked-cases")).to_have_text("SJ-203")
     context.close()
 
 

@@ -162,3 +162,12 @@ async def test_bulletin_scope(site: Site) -> None:
         supervisor = await site.bearer(Role.SUPERVISOR)
         future = (await c.get("/api/v1/bulletin?month=2099-01", headers=supervisor))
         assert future.status_code == 422
+
+
+async def test_technicians_get_the_halls_but_no_suspicious_evaluations(site: Site) -> None:
+    async with logged_in(site, "yunwei") as c:
+        data = (await c.get("/api/v1/overview")).json()
+    assert {h["hall"] for h in data["halls"]} == {"H1", "H2", "H3"}
+    assert data["suspicious_today"] is None
+    assert all(h["suspicious_today"] is None for h in data["halls"])
+    assert _by_hall(data)["H3"]["offline"] is True

@@ -144,3 +144,12 @@ async def test_english_is_a_switch_away_and_remembered(site: Site) -> None:
         assert 'lang="en"' in again.text and "Monthly bulletin" in again.text
         chinese = await client.get("/bulletin?lang=zh")
         assert 'lang="zh-CN"' in chinese.text and "月度通报" in chinese.text
+
+
+async def test_pages_allow_no_framing_and_no_foreign_scripts(site: Site) -> None:
+    async with logged_in(site, "jiancha") as client:
+        page = await client.get("/overview")
+    policy = page.headers["content-security-policy"]
+    assert "script-src 'self'" in policy and "frame-ancestors 'none'" in policy
+    assert page.headers["x-frame-options"] == "DENY"
+    assert page.headers["cache-control"] == "no-store"
