@@ -102,12 +102,12 @@ def daily(facts: Facts, period: DateRange, calendar: WorkCalendar
     by_case: dict[str, list[Any]] = {}
     for e in facts.case_evaluations:
         by_case.setdefault(e.case_no or "", []).append(e)
-    for s in facts.sessions:
-        if (d := business_date(s.issued_at)) in days:
-            days[d].sessions.append(s)
-    for s in facts.staffing:
-        for d in {business_date(s.start), business_date(s.end)} & days.keys():
-            days[d].staffing.append(s)
+    for session in facts.sessions:
+        if (d := business_date(session.issued_at)) in days:
+            days[d].sessions.append(session)
+    for span in facts.staffing:
+        for d in {business_date(span.start), business_date(span.end)} & days.keys():
+            days[d].staffing.append(span)
     out: list[tuple[dt.date, Indicators | None]] = []
     for d, day in sorted(days.items()):
         end = day_start(d + dt.timedelta(days=1))

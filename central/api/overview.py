@@ -3,17 +3,22 @@ satisfaction and evaluation rates, gateways offline, suspicious evaluations."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import time
 from collections import Counter, defaultdict
-from typing import Annotated
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import replace
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
 from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from central import flagged, scorecard
 from central.api.deps import Caller, Engine
-from central.auth import Role
+from central.auth import Principal, Role
 from central.cases.context import bound
 from central.rules.indicators import DateRange, Grouping, GroupKey, Ratio
 from central.rules.timelimit import LadderStage
@@ -24,6 +29,7 @@ from protocols.envelope import utc_now
 
 router = APIRouter(prefix="/api/v1", tags=["dashboard"])
 
+CACHE_TTL_S = 4.0  # below the big screen's 5 s poll: each poll sees fresh figures
 # Business dates the API accepts: anything else is a typo (and year 1 would not even convert
 # to UTC).
 FIRST_DAY, LAST_DAY = dt.date(2000, 1, 1), dt.date(2099, 12, 31)
@@ -94,12 +100,42 @@ def calendar_for(engine: object) -> WorkCalendar:
             description="Scoped: a hall manager gets the hall, a department leader the "
                         "department's cases (and no gateway state), supervisors and "
                         "technicians every hall.")
-async def overview(db: Engine, who: Caller,
+async def overview(request: Request, db: Engine, who: Caller,
                    day: Annotated[dt.date | None, Query(
                        ge=FIRST_DAY, le=LAST_DAY,
                        description="business date (default today, Beijing)")] = None
                    ) -> OverviewOut:
     today = day or business_date(utc_now())
+    cache: _Cache | None = getattr(request.app.state, "overview_cache", None)
+    if cache is None:
+        cache = request.app.state.overview_cache = _Cache()
+    return await cache.get((who.role, who.hall, who.department, today),
+                           lambda: _build(db, who, today))
+
+
+class _Cache:
+    """Answers computed in the last few seconds, per scope and day: every wall screen and
+    supervisor polling the overview shares one computation instead of one each."""
+
+    def __init__(self, ttl_s: float = CACHE_TTL_S, size: int = 256) -> None:
+        self.ttl_s, self.size = ttl_s, size
+        self._done: dict[Any, tuple[float, OverviewOut]] = {}
+        self._locks: dict[Any, asyncio.Lock] = {}
+
+    async def get(self, key: Any, build: Callable[[], Awaitable[OverviewOut]]) -> OverviewOut:
+        async with self._locks.setdefault(key, asyncio.Lock()):
+            hit = self._done.get(key)
+            if hit is not None and time.monotonic() - hit[0] < self.ttl_s:
+                return hit[1]
+            value = await build()
+            if len(self._done) >= self.size:
+                self._done.clear()
+                self._locks = {key: self._locks[key]}
+            self._done[key] = (time.monotonic(), value)
+            return value
+
+
+async def _build(db: AsyncEngine, who: Principal, today: dt.date) -> OverviewOut:
     leader = who.role is Role.DEPARTMENT_LEADER
     technician = who.role is Role.TECHNICIAN
     lights: defaultdict[str, Counter[str]] = defaultdict(Counter)
@@ -127,10 +163,12 @@ async def overview(db: Engine, who: Caller,
     problem, correlated = None, await scorecard.correlated(db, period)
     try:
         facts = await scorecard.load(db, who, period, calendar)
+        # today's two rates need today's evaluations and the cases accepted today only
+        facts = replace(facts, sessions=[], staffing=[], cases=[
+            c for c in facts.cases if business_date(c.accepted_at) == today])
         by_hall = scorecard.compute(facts, period, Grouping.HALL, calendar)
-        total = scorecard.compute(facts, period, Grouping.ALL, calendar)
     except CalendarError as exc:  # the lights and gateways still show; the rates cannot
-        by_hall, total, problem = {}, {}, str(exc)
+        by_hall, problem = {}, str(exc)
     flagged_by_hall = Counter(f.hall for f in suspicious)
     open_by_hall = Counter(f.hall for f in suspicious if f.open_flags)
     halls = sorted(set(lights) | set(gw) | {k.hall for k in by_hall if k.hall}
@@ -153,7 +191,6 @@ async def overview(db: Engine, who: Caller,
             evaluation_rate_today=_ratio(ind.evaluation_rate if ind else None),
             suspicious_today=None if technician else flagged_by_hall.get(hall, 0),
             suspicious_open=None if technician else open_by_hall.get(hall, 0)))
-    everything = next(iter(total.values()), None)
     summed = Counter[str]()
     for counts in lights.values():
         summed.update(counts)
@@ -162,9 +199,15 @@ async def overview(db: Engine, who: Caller,
         figures_problem=problem, halls=out,
         halls_offline=sum(1 for h in out if h.offline),
         lights=LightsOut(**{s.value: summed.get(s.value, 0) for s in LIGHTS}),
-        satisfaction_today=_ratio(everything.satisfaction_rate if everything else None),
-        evaluation_rate_today=_ratio(everything.evaluation_rate if everything else None),
+        # both rates add up across halls: Σ numerators / Σ denominators
+        satisfaction_today=_sum(i.satisfaction_rate for i in by_hall.values()),
+        evaluation_rate_today=_sum(i.evaluation_rate for i in by_hall.values()),
         suspicious_today=None if technician else len(suspicious))
+
+
+def _sum(ratios: Iterable[Ratio]) -> RatioOut:
+    items = list(ratios)
+    return _ratio(Ratio(sum(r.numerator for r in items), sum(r.denominator for r in items)))
 
 
 def _ratio(value: Ratio | None) -> RatioOut:

@@ -134,9 +134,9 @@ class SessionSigner:
 async def check(request: Request, signer: SessionSigner) -> Session | None:
     """The session of the request's cookie, or None (absent, forged, expired, account disabled
     or removed, password changed). Cached on the request."""
-    cached = getattr(request.state, "hw_session", False)
-    if cached is not False:
-        return cached  # type: ignore[no-any-return]
+    if hasattr(request.state, "hw_session"):
+        cached: Session | None = request.state.hw_session
+        return cached
     session = None
     opened = signer.open(request.cookies.get(SESSION_COOKIE))
     if opened is not None:

@@ -5,7 +5,8 @@ in test-output/bench-dashboard.json; nothing is timed against a limit.
 A city's worth of data: HALLS generated hall-days per day for DAYS days (12 windows, ~700
 sessions, ~650 presses, ~6,000 events and their cases each), ingested and correlated the real
 way, the ladder run. Then the time each dashboard call takes as a supervisor sees it (every
-hall), the median of a few calls, through the ASGI app (no network).
+hall) through the ASGI app (no network): the first call, and the median of a few (the
+overview answers repeats within a few seconds from its cache).
 """
 
 from __future__ import annotations
@@ -96,7 +97,9 @@ async def test_dashboard_api_figures(kind: str, tmp_path: Path) -> None:
                     reply = await client.get(path, headers=headers)
                     times.append(time.perf_counter() - t)
                     assert reply.status_code == 200, (path, reply.text[:300])
-                record(f"{kind}_{label}", statistics.median(times))
+                # the first call computes; the overview serves repeats within 4 s from cache
+                record(f"{kind}_{label}_first", times[0])
+                record(f"{kind}_{label}_median", statistics.median(times))
     finally:
         await engine.dispose()
         if name is not None:
