@@ -83,7 +83,8 @@
 
   function renderCharts(data) {
     var halls = data.halls.map(function (h) { return h.hall; });
-    var textStyle = { fontFamily: H.FONT, fontSize: big ? 18 : 13 };
+    var ink = big ? '#c9d6f2' : '#333';  // readable on the big screen's dark ground
+    var textStyle = { fontFamily: H.FONT, fontSize: big ? 18 : 13, color: ink };
     var lights = H.chart('chart-lights');
     if (lights) {
       lights.setOption({
@@ -109,11 +110,11 @@
         grid: { left: 48, right: 16, top: 24, bottom: 32 },
         xAxis: { type: 'category', data: halls, axisLabel: textStyle },
         yAxis: { type: 'value', min: 0, max: 100, axisLabel: { formatter: '{value}%',
-          fontFamily: H.FONT, fontSize: textStyle.fontSize } },
+          fontFamily: H.FONT, fontSize: textStyle.fontSize, color: ink } },
         series: [{ name: t('ind.satisfaction_rate'), type: 'bar', itemStyle: { color: '#2f9e44' },
           label: { show: true, position: 'top', formatter: function (p) {
             return p.value === null || p.value === undefined ? '—' : p.value + '%'; },
-          fontFamily: H.FONT, fontSize: textStyle.fontSize },
+          fontFamily: H.FONT, fontSize: textStyle.fontSize, color: ink, textBorderWidth: 0 },
           data: data.halls.map(function (h) {
             var v = h.satisfaction_today.value;
             return v === null ? null : Math.round(v * 1000) / 10;
