@@ -9,7 +9,7 @@ import io
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Path, Query
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import and_, or_, select, tuple_
@@ -34,6 +34,8 @@ from central.store.schema_correlation import (
     service_sessions,
 )
 from protocols.devices import KEY_LABELS
+from protocols.envelope import MAX_SEQ
+from protocols.topics import ID_PATTERN
 
 router = APIRouter(prefix="/api/v1", tags=["evaluations"])
 NOT_FOUND = "评价不存在 / no such evaluation"
@@ -286,7 +288,12 @@ async def export_evaluations(
 
 @router.get("/evaluations/{gateway}/{seq}", response_model=EvaluationDetail,
             summary="One evaluation: current correlation, every version, every re-issue")
-async def get_evaluation(gateway: str, seq: int, db: Engine, who: Caller) -> EvaluationDetail:
+async def get_evaluation(
+    gateway: Annotated[str, Path(pattern=f"^{ID_PATTERN}$")],
+    seq: Annotated[int, Path(ge=1, le=MAX_SEQ)],
+    db: Engine,
+    who: Caller,
+) -> EvaluationDetail:
     scope = scope_of(who, None)
     r, h = correlation_results, correlation_heads
     query = select(r).select_from(current_join()).where(h.c.gateway_id == gateway,
