@@ -78,6 +78,7 @@ class Consumer:
             (topics.shared(group, topics.subscription(topics.Channel.EVENTS)), 1),
             (topics.shared(group, topics.subscription(topics.Channel.STATE)), 1),
             (topics.shared(group, topics.subscription(topics.Channel.RESULT)), 1),
+            (topics.shared(group, topics.subscription(topics.Channel.EVIDENCE)), 1),
         ])
         log.info("central: connected to %s:%s as %s-%s", self.broker.host, self.broker.port,
                  group, self.broker.instance)

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 
-from central import ledger, remote, timeseries
+from central import evidence, ledger, remote, timeseries
 from central.cases import service as case_jobs
 from central.commands import CommandSigner, load_or_create_signing_key
 from central.config import CentralConfig
@@ -36,6 +36,7 @@ class Aggregator:
             self.config.data_dir.mkdir(parents=True, exist_ok=True)
         await upgrade(self.engine)
         bind_dashboard(self.engine, self.config)  # login sessions: key in the data dir
+        self.vault = evidence.bind(self.engine, self.config.data_dir)  # uploaded snapshots
         await self.consumer.start()
         self._task = asyncio.create_task(self._ingest_loop(), name="ingest")
         self._jobs.append(asyncio.create_task(remote.run_forever(
@@ -78,16 +79,25 @@ class Aggregator:
                     self.consumer.done()
 
     async def _handle(self, group: list[Incoming]) -> None:
-        side = ("/" + topics.Channel.STATE, "/" + topics.Channel.RESULT)
+        side = ("/" + topics.Channel.STATE, "/" + topics.Channel.RESULT,
+                "/" + topics.Channel.EVIDENCE)
         batches = [m for m in group if not m.topic.endswith(side)]
         for msg in group:
             if msg.topic.endswith("/" + topics.Channel.STATE):
                 await self.ingestor.ingest_state(msg)
             elif msg.topic.endswith("/" + topics.Channel.RESULT):
                 await remote.record_result(self.engine, msg)
+            elif msg.topic.endswith("/" + topics.Channel.EVIDENCE):
+                await self._receive_evidence(msg)
         if batches:
             for decision in await self.ingestor.ingest(batches):
                 self._acknowledge(decision)
+
+    async def _receive_evidence(self, msg: Incoming) -> None:
+        receipt = await evidence.receive(self.engine, self.vault, msg.topic, msg.payload)
+        if receipt is not None:
+            self.consumer.publish(topics.topic(receipt.hall, receipt.gateway,
+                                               topics.Channel.RECEIPT), encode(receipt))
 
     def _acknowledge(self, decision: AckDecision) -> None:
         ack = Ack(hall=decision.hall, gateway=decision.gateway,

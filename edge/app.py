@@ -14,6 +14,7 @@ from edge.commands import CommandVerifier, load_public_key
 from edge.config import GatewayConfig
 from edge.configstore import ConfigStore, RemoteConfigError, merge_remote, restart_scope
 from edge.evaluators import EvaluatorSupervisor
+from edge.evidence_upload import EvidenceUploader
 from edge.generator import Generator
 from edge.hallboard import HallBoard
 from edge.instance import InstanceLock
@@ -56,6 +57,7 @@ class Gateway:
             self.commands = RemoteCommands(verifier, self, self.uplink.publish_result)
             self.uplink.on_command = self.commands.handle
         self.cameras: Any = None  # CameraService, imported only when configured (OpenCV)
+        self.evidence: EvidenceUploader | None = None  # snapshots to central, with cameras
         self.board = HallBoard.for_gateway(self)  # the hall page's live picture
         self.hall_page: Any = None  # HallPageServer, imported only when served (FastAPI)
         if config.cameras is not None:
@@ -72,15 +74,19 @@ class Gateway:
         except Exception:
             log.exception("camera verdict for window %d failed", window)
             return
-        await self.journal.append("camera.verdict", {
-            **verdict.model_dump(mode="json"), "addr": addr, "dev_seq": dev_seq,
-            "key_seq": key_seq})
+        body = {**verdict.model_dump(mode="json"), "addr": addr, "dev_seq": dev_seq,
+                "key_seq": key_seq}
+        seq = await self.journal.append("camera.verdict", body)
+        if self.evidence is not None:
+            self.evidence.enqueue(seq, "camera.verdict", body)
 
     async def _journal_camera_events(self) -> None:
         async for event in self.cameras.events():
             body = event.body.model_dump(mode="json")
-            await self.journal.append(event.kind, body)
+            seq = await self.journal.append(event.kind, body)
             self.board.on_journaled(event.kind, body)
+            if self.evidence is not None:
+                self.evidence.enqueue(seq, event.kind, body)
 
     async def _service_finished(self, window: int, ticket: str, staff: str, mseq: int) -> None:
         """FN at a window: invite that window's evaluator, tied to the ticket and staff."""
@@ -239,7 +245,10 @@ class Gateway:
             self.cameras = CameraService(cams.cameras, cams.evidence_dir,
                                          evidence=cams.evidence, verdict=cams.verdict)
             await self.cameras.start()
+            self.evidence = EvidenceUploader(self.config.data_dir, cams.evidence_dir,
+                                             self.journal, self.uplink)
             self._supervise("cameras", self._journal_camera_events)
+            self._supervise("evidence upload", self.evidence.run)
         if self.config.generator.enabled:
             generator = Generator(self.journal, self.config.generator)
             self._tasks.append(asyncio.create_task(generator.run(), name="generator"))
@@ -260,6 +269,8 @@ class Gateway:
         if self.cameras is not None:
             await self.cameras.stop()
         await self.uplink.stop()
+        if self.evidence is not None:
+            self.evidence.close()
         await self.journal.close()
         self._instance.release()
 

@@ -61,6 +61,7 @@ class Uplink:
         self.broker = broker
         self.settings = settings
         self.on_command = on_command
+        self.on_receipt: Callable[[bytes], None] | None = None  # evidence upload receipts
         self.health = health or dict
         self.connected = False
         self.published_batches = 0
@@ -79,6 +80,8 @@ class Uplink:
         self._topic_ack = topics.topic(hall, gateway, topics.Channel.ACK)
         self._topic_cmd = topics.topic(hall, gateway, topics.Channel.CMD)
         self._topic_result = topics.topic(hall, gateway, topics.Channel.RESULT)
+        self._topic_evidence = topics.topic(hall, gateway, topics.Channel.EVIDENCE)
+        self._topic_receipt = topics.topic(hall, gateway, topics.Channel.RECEIPT)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -165,7 +168,8 @@ class Uplink:
         assert self._client is not None
         self.connected = True
         self.last_error = None
-        self._client.subscribe([(self._topic_ack, 1), (self._topic_cmd, 1)])
+        self._client.subscribe([(self._topic_ack, 1), (self._topic_cmd, 1),
+                                (self._topic_receipt, 1)])
         self._client.publish(self._topic_state, self._state(online=True), qos=1, retain=True)
         # Whatever the broker held for us before may be gone: start again from central's ack
         # (or from the start of a commanded replay that has not caught up yet).
@@ -188,6 +192,8 @@ class Uplink:
             self._on_ack(payload)
         elif topic_name == self._topic_cmd and self.on_command is not None:
             asyncio.create_task(self.on_command(payload), name="uplink-command")  # noqa: RUF006
+        elif topic_name == self._topic_receipt and self.on_receipt is not None:
+            self.on_receipt(payload)
 
     def _on_ack(self, payload: bytes) -> None:
         try:
@@ -239,6 +245,13 @@ class Uplink:
             return False
         info = self._client.publish(self._topic_result, encode(result), qos=1)
         return info.rc in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN)
+
+    def publish_evidence(self, payload: bytes) -> bool:
+        """One evidence upload (protocols/evidence.py), QoS 1; False when not sent now."""
+        if self._client is None or not self.connected:
+            return False
+        info = self._client.publish(self._topic_evidence, payload, qos=1)
+        return info.rc == mqtt.MQTT_ERR_SUCCESS
 
     @property
     def acked(self) -> int:

@@ -5,6 +5,9 @@
     hw/v1/{hall}/{gateway}/ack      central → gateway   Ack, QoS 1
     hw/v1/{hall}/{gateway}/cmd      central → gateway   Command, QoS 1
     hw/v1/{hall}/{gateway}/result   gateway → central   CommandResult, QoS 1
+    hw/v1/{hall}/{gateway}/evidence gateway → central   evidence file upload, QoS 1
+    hw/v1/{hall}/{gateway}/receipt  central → gateway   EvidenceReceipt, QoS 1
+                                    (both in protocols/evidence.py)
 
 Hall and gateway ids are restricted to ``[A-Za-z0-9_-]``: RabbitMQ maps ``/`` to ``.`` and NATS
 rejects ``.`` in MQTT topics, so anything richer would not survive every broker we may sit on.
@@ -28,6 +31,8 @@ class Channel(StrEnum):
     ACK = "ack"
     CMD = "cmd"
     RESULT = "result"
+    EVIDENCE = "evidence"
+    RECEIPT = "receipt"
 
 
 class TopicError(ValueError):

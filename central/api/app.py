@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from central.api import cases, commands, correlation, events, gateways
+from central.api import cases, commands, correlation, events, evidence, gateways
 from central.web import site
 
 
@@ -21,5 +21,6 @@ def create_app(engine: AsyncEngine) -> FastAPI:
     app.include_router(commands.router)
     app.include_router(cases.router)
     app.include_router(correlation.router)  # evaluations, sessions, follow-up, indicators
+    app.include_router(evidence.router)  # uploaded evidence snapshots
     site.install(app)  # the dashboard: pages, static files and their API (central.web)
     return app

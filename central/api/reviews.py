@@ -9,8 +9,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Path, Query, status
 from pydantic import BaseModel, Field
 
-from central import flagged, reviews
+from central import evidence, flagged, reviews
 from central.api.deps import Caller, Engine
+from central.api.evidence import image_url
 from central.api.overview import FIRST_DAY, LAST_DAY
 from central.auth import Principal, Role
 from central.reviews import Decision, ReviewError
@@ -66,7 +67,8 @@ class EvidenceOut(BaseModel):
     manifest_seq: int
     manifest_head: str
     image_url: str | None = Field(
-        description="where central serves the snapshot; null until gateways upload evidence")
+        description="where central serves the snapshot (GET, same credentials); null until the "
+                    "gateway's upload arrived and matched the journaled SHA-256")
 
 
 class EvaluationReviewsOut(BaseModel):
@@ -103,13 +105,17 @@ async def _evaluation(db: Engine, who: Principal, gateway: str, seq: int
             raise HTTPException(status.HTTP_404_NOT_FOUND, NOT_FOUND)
         rows = await reviews.history(conn, gateway, seq)
         verdicts = await reviews.evidence(conn, evaluation)
+        uploaded = await evidence.stored_hashes(
+            conn, {v["snapshot_sha256"] for v in verdicts if v.get("snapshot_sha256")})
     current = reviews.current_ids(rows)
     return EvaluationReviewsOut(
         gateway=gateway, seq=seq, hall=evaluation.hall, window=evaluation.window,
         key=evaluation.key, utc=evaluation.utc, flags=list(evaluation.flags),
         correlation_version=evaluation.correlation_version,
         reviews=[_review_out(r, r.id in current) for r in rows],
-        evidence=[EvidenceOut.model_validate({**v, "image_url": None}) for v in verdicts])
+        evidence=[EvidenceOut.model_validate({**v, "image_url": image_url(v["snapshot_sha256"])
+                                              if v.get("snapshot_sha256") in uploaded else None})
+                  for v in verdicts])
 
 
 @router.get("/evaluations/{gateway}/{seq}/reviews", response_model=EvaluationReviewsOut,

@@ -144,6 +144,7 @@ from central.store import (  # noqa: E402 (the tables above must exist first)
     schema_cases,  # noqa: F401
     schema_correlation,  # noqa: F401
     schema_dashboard,  # noqa: F401
+    schema_evidence,  # noqa: F401
     schema_ops,  # noqa: F401
     schema_tsledger,  # noqa: F401
 )
