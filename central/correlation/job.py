@@ -14,13 +14,14 @@ import datetime as dt
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from central.config import CentralConfig
 from central.correlation import followups, halls, store
+from central.correlation.camera_presence import combine, seen_present
 from central.correlation.config import CorrelationConfig, load_config
 from central.correlation.engine import CorrelationDay, correlate
 from central.correlation.sessions import SessionDay, build_sessions
@@ -123,6 +124,10 @@ async def _correlate_day(engine: AsyncEngine, hall: str, day: dt.date, marked_at
 def _compute(hall: str, inputs: store.DayInputs, cfg: CorrelationConfig
              ) -> tuple[SessionDay, CorrelationDay]:
     built = build_sessions(hall, inputs.queue)
+    if inputs.camera_presence and built.horizon is not None:
+        # where a camera watches the window, 在岗 also needs the seat seen occupied
+        seen = seen_present(inputs.camera_presence, built.horizon)
+        built = replace(built, presence=tuple(combine(built.presence, seen)))
     return built, correlate(hall, built.sessions, inputs.presses, invites=inputs.invites,
                             cases=inputs.cases, verdicts=inputs.verdicts,
                             presence=built.presence, cfg=cfg)

@@ -23,6 +23,7 @@ from typing import Any
 from sqlalchemy import and_, bindparam, delete, insert, or_, select, text, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from central.correlation.camera_presence import CameraPresence
 from central.correlation.config import CorrelationConfig
 from central.correlation.engine import Correlation, CorrelationDay
 from central.correlation.model import (
@@ -52,7 +53,7 @@ from central.store.schema_correlation import (
     service_sessions,
 )
 
-KINDS = ("queue.event", "evaluator.key", "evaluator.invite", "camera.verdict")
+KINDS = ("queue.event", "evaluator.key", "evaluator.invite", "camera.verdict", "camera.presence")
 EVENTS_MARK = "events_received_at"
 CASES_MARK = "cases_received_at"
 _CHUNK = 500
@@ -250,6 +251,7 @@ class DayInputs:
     invites: list[InviteRecord] = field(default_factory=list)
     verdicts: list[Verdict] = field(default_factory=list)
     cases: list[CaseInfo] = field(default_factory=list)
+    camera_presence: list[CameraPresence] = field(default_factory=list)
     retransmits: int = 0
 
 
@@ -279,6 +281,10 @@ async def load_day(conn: AsyncConnection, hall: str, day: dt.date, cfg: Correlat
             verdict = Verdict.from_body(r.gateway_id, r.seq, r.at, r.body)
             if verdict is not None:
                 inputs.verdicts.append(verdict)
+        elif r.kind == "camera.presence":
+            inputs.camera_presence.append(CameraPresence(
+                int(r.body["window"]), str(r.body["staff"]),
+                dt.datetime.fromisoformat(str(r.body["since"]).replace("Z", "+00:00"))))
     tolerance = dt.timedelta(seconds=cfg.case_tolerance_s)
     first, last = day_start(day) - tolerance, day_start(day + dt.timedelta(days=1)) + tolerance
     for c in await conn.execute(
