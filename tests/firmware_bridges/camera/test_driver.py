@@ -88,7 +88,9 @@ def test_mjpeg_reader_hands_out_the_latest_frame_and_survives_stall_and_drop(
             sent_then = mjpeg.index_at(frame.mono)
             sent_now = mjpeg.index_at(time.monotonic())
             assert sent_then is not None and sent_now is not None
-            assert shown == sent_then
+            # the server logs a frame just before its bytes leave, the reader stamps it just
+            # after they arrive: on a loaded machine the two may straddle one 0.1 s tick
+            assert sent_then <= shown <= sent_then + 1, (shown, sent_then)
             assert sent_now - shown <= 3, "frame older than 0.3 s"
 
         stalled_at = time.monotonic()
