@@ -62,8 +62,12 @@ def tokens_and_app(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, 
         from central.config import CentralConfig
     except ImportError:  # pragma: no cover - a tree without the case service
         return tokens, app
-    app.state.cases = CaseContext.from_config(
-        CentralConfig(database_url=url, data_dir=tmp_path_factory.mktemp("data")))
+    data_dir = tmp_path_factory.mktemp("data")
+    app.state.cases = CaseContext.from_config(CentralConfig(database_url=url, data_dir=data_dir))
+    # and the evidence vault the aggregator binds for GET /api/v1/evidence/{sha256}
+    from central.evidence import EvidenceVault
+
+    app.state.evidence = EvidenceVault.in_data_dir(data_dir)
     return tokens, app
 
 
