@@ -102,8 +102,10 @@ def vault_for(engine: AsyncEngine) -> EvidenceVault | None:
 
 def _receipt(header_or_addr: EvidenceHeader | topics.TopicAddress, sha256: str, status: str,
              reason: str = "") -> EvidenceReceipt:
+    event_seq = header_or_addr.event_seq if isinstance(header_or_addr, EvidenceHeader) else None
     return EvidenceReceipt(hall=header_or_addr.hall, gateway=header_or_addr.gateway,
-                           sha256=sha256, status=status,  # type: ignore[arg-type]
+                           sha256=sha256, event_seq=event_seq,
+                           status=status,  # type: ignore[arg-type]
                            reason=reason[:300], utc=datetime.now(UTC))
 
 

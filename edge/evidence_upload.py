@@ -103,7 +103,13 @@ class EvidenceUploader:
             log.info("evidence: central asks to resend %s later: %s", receipt.sha256,
                      receipt.reason)
             return  # next_try already lies ahead
-        self._db.execute("DELETE FROM pending WHERE sha256 = ?", (receipt.sha256,))
+        # two events may carry the very same image (a still scene): settle only the one the
+        # receipt answers, or the other's upload would be forgotten
+        if receipt.event_seq is not None:
+            self._db.execute("DELETE FROM pending WHERE event_seq = ? AND sha256 = ?",
+                             (receipt.event_seq, receipt.sha256))
+        else:
+            self._db.execute("DELETE FROM pending WHERE sha256 = ?", (receipt.sha256,))
         if receipt.status == "stored":
             self.stored += 1
         else:

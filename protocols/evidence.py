@@ -65,6 +65,8 @@ class EvidenceReceipt(BaseModel):
     hall: str = Field(pattern=f"^{ID_PATTERN}$")
     gateway: str = Field(pattern=f"^{ID_PATTERN}$")
     sha256: str = Field(pattern=SHA256)
+    event_seq: int | None = Field(
+        default=None, ge=1, description="the upload's event; identical images share a hash")
     status: Literal["stored", "refused", "retry"]
     reason: str = Field(default="", max_length=300)
     utc: datetime
