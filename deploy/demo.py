@@ -104,6 +104,9 @@ def main() -> None:
     token = run([central_bin, "token", "create", "--role", "supervisor", "--label", "demo",
                  "-c", str(central_cfg)]).splitlines()[-1]
     hall_password = "demo-" + token[-8:]
+    subprocess.run([central_bin, "user", "add", "supervisor", "--role", "supervisor",
+                    "-c", str(central_cfg), "--password-stdin"], input=hall_password + "-c",
+                   text=True, check=True, capture_output=True)
     subprocess.run([edge_bin, "user", "add", "manager", "-c", str(edge_cfg),
                     "--password-stdin"], input=hall_password, text=True, check=True,
                    capture_output=True)
@@ -120,7 +123,8 @@ def main() -> None:
 Hallwatch demo is running (Ctrl-C stops everything).
   broker   mqtt://127.0.0.1:{mqtt_port}   (mosquitto_sub -p {mqtt_port} -t 'hw/v1/#' -v)
   hall     http://127.0.0.1:{hall_port}/   大厅状态页 (manager / {hall_password})
-  central  {api}/docs          API documentation
+  central  {api}/overview      监察中心 dashboard (supervisor / {hall_password}-c)
+           {api}/docs          API documentation
   token    {token}
   try      curl -s -H 'Authorization: Bearer {token}' {api}/api/v1/gateways
            curl -s -H 'Authorization: Bearer {token}' '{api}/api/v1/events?kind=evaluator.key'
