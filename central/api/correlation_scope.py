@@ -13,9 +13,9 @@ import base64
 import datetime as dt
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import HTTPException, Request, status
+from fastapi import HTTPException, Query, Request, status
 from sqlalchemy import ColumnElement, and_, exists, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -30,6 +30,11 @@ from central.store.schema_correlation import (
 
 MAX_RANGE_DAYS = 366
 EARLIEST, LATEST = dt.date(2000, 1, 1), dt.date(2099, 12, 31)  # outside: nobody's records
+
+
+# the business-day range every list route takes (``from`` is a Python keyword)
+FromDay = Annotated[dt.date | None, Query(alias="from", description="first business day")]
+ToDay = Annotated[dt.date | None, Query(description="last business day (default today)")]
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,6 +15,8 @@ from pydantic import BaseModel, Field
 from sqlalchemy import and_, or_, select, tuple_
 
 from central.api.correlation_scope import (
+    FromDay,
+    ToDay,
     current_join,
     decode_cursor,
     encode_cursor,
@@ -158,10 +160,8 @@ async def _expand(conn: Any, rows: list[Any]) -> list[EvaluationOut]:
 async def list_evaluations(
     db: Engine,
     who: Caller,
-    from_: Annotated[dt.date | None, Query(alias="from", description="first business day")]
-    = None,
-    to: Annotated[dt.date | None, Query(description="last business day (default today)")]
-    = None,
+    from_: FromDay = None,
+    to: ToDay = None,
     hall: str | None = None,
     window: int | None = None,
     staff: str | None = None,

@@ -9,7 +9,14 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 from sqlalchemy import and_, or_, select
 
-from central.api.correlation_scope import decode_cursor, encode_cursor, period, scope_of
+from central.api.correlation_scope import (
+    FromDay,
+    ToDay,
+    decode_cursor,
+    encode_cursor,
+    period,
+    scope_of,
+)
 from central.api.deps import Caller, Engine
 from central.correlation import halls
 from central.correlation.sessions import Outcome
@@ -76,10 +83,8 @@ def _session_out(r: Any) -> SessionOut:
 async def list_sessions(
     db: Engine,
     who: Caller,
-    from_: Annotated[dt.date | None, Query(alias="from", description="first business day")]
-    = None,
-    to: Annotated[dt.date | None, Query(description="last business day (default today)")]
-    = None,
+    from_: FromDay = None,
+    to: ToDay = None,
     hall: str | None = None,
     window: int | None = None,
     staff: str | None = None,
@@ -132,10 +137,8 @@ async def list_sessions(
 async def list_presence(
     db: Engine,
     who: Caller,
-    from_: Annotated[dt.date | None, Query(alias="from", description="first business day")]
-    = None,
-    to: Annotated[dt.date | None, Query(description="last business day (default today)")]
-    = None,
+    from_: FromDay = None,
+    to: ToDay = None,
     hall: str | None = None,
     window: int | None = None,
     staff: str | None = None,
