@@ -44,6 +44,10 @@ class SessionOut(BaseModel):
     service_minutes: float | None
     recalls: int
     machine_times: dict[str, str] = Field(description="the queue machine's own clock, as is")
+    time_sources: dict[str, str] = Field(
+        description="where each stage's time came from: receive (the gateway's receive time) "
+                    "or machine_offset (received late after an outage: the machine's clock "
+                    "plus the offset learned from its live messages)")
     case_nos: list[str]
 
 
@@ -75,7 +79,8 @@ def _session_out(r: Any) -> SessionOut:
         ended_at=r.ended_at, next_call_at=r.next_call_at,
         wait_minutes=_minutes(r.queued_at, r.called_at),
         service_minutes=_minutes(r.started_at, r.ended_at), recalls=r.recalls,
-        machine_times=dict(r.machine_times), case_nos=list(r.case_nos))
+        machine_times=dict(r.machine_times), time_sources=dict(r.time_sources or {}),
+        case_nos=list(r.case_nos))
 
 
 @router.get("/sessions", response_model=SessionPage,

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from central.correlation.machine_clock import MachineClockConfig
 from central.rules.followup import FollowUpConfig
 from protocols.configtext import ConfigError, parse_yaml_model
 
@@ -45,6 +46,9 @@ class CorrelationConfig(BaseModel):
         description="events received this long before the last scan are looked at again "
                     "(a transaction may commit after a later one was scanned)")
     followup: FollowUpConfig = Field(default_factory=FollowUpConfig)
+    queue_clock: MachineClockConfig = Field(
+        default_factory=MachineClockConfig,
+        description="queue messages received late are placed by the machine's own clock")
 
 
 def load_config(data_dir: Path | None) -> CorrelationConfig:

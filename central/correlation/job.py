@@ -37,6 +37,7 @@ class RunReport:
     skipped: bool = False  # another process holds the lock
     new_events: int = 0
     repaired_events: int = 0
+    resent_placed: int = 0  # queue messages moved to (or back from) the machine's clock
     changed_cases: int = 0
     days: list[tuple[str, dt.date]] = field(default_factory=list)
     new_results: int = 0  # version 1 of an evaluation
@@ -82,6 +83,7 @@ async def run_once(engine: AsyncEngine, *, cfg: CorrelationConfig | None = None,
             scanned = await store.scan(conn, cfg)
         report.new_events = scanned.new_events
         report.repaired_events = scanned.repaired_events
+        report.resent_placed = scanned.resent_placed
         report.changed_cases = scanned.changed_cases
         async with engine.connect() as conn:
             dirty = await store.dirty_days(conn)

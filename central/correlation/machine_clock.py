@@ -35,6 +35,9 @@ import statistics
 from bisect import bisect_right
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
+from itertools import pairwise
+
+from pydantic import BaseModel, ConfigDict, Field
 
 BUSINESS_TZ = dt.timezone(dt.timedelta(hours=8), "Asia/Shanghai")  # the machine's local clock
 
@@ -47,13 +50,26 @@ class ClockSample:
     trusted: bool  # the receive time is synchronised or repaired: it may teach the offset
 
 
-@dataclass(frozen=True, slots=True)
-class MachineClockConfig:
-    late_s: float = 10.0  # lag this far above the live floor: received late, placed
-    learn_s: float = 3.0  # lag at most this far above it (and not caught up): teaches the offset
-    catch_s: float = 3.0  # arrived this much sooner after the previous than the clock says
-    jump_s: float = 60.0  # the machine's clock ran this much faster than receive time: reset
-    max_drift: float = 0.001  # s/s (3.6 s an hour): a steeper lag slope is lateness, not drift
+class MachineClockConfig(BaseModel):
+    """``queue_clock:`` in correlation.yaml."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    late_s: float = Field(default=10.0, ge=1, le=3600,
+                          description="lag this far above the live floor: received late, placed")
+    learn_s: float = Field(default=3.0, ge=0, le=60,
+                           description="lag at most this far above it teaches the offset")
+    catch_s: float = Field(default=3.0, ge=0, le=60,
+                           description="arrived this much sooner after the previous message "
+                                       "than the machine's clock says: its buffer catching up")
+    jump_s: float = Field(default=60.0, ge=5, le=3600,
+                          description="the machine's clock ran this much faster than receive "
+                                      "time between two messages: a reset (new epoch)")
+    max_drift: float = Field(default=0.001, ge=0, le=0.1,
+                             description="s/s (3.6 s an hour): a steeper lag slope is lateness")
+    lookback_s: float = Field(default=21600.0, ge=600, le=7 * 86400,
+                              description="live messages received this long before the first "
+                                          "new one are read to learn the offset")
 
 
 def machine_datetime(text: str | None) -> dt.datetime | None:
@@ -154,7 +170,7 @@ def _caught_up(epoch: Sequence[ClockSample], catch_s: float) -> set[Hashable]:
     """Samples that arrived sooner after the previous one than the machine's clock says they
     happened: the machine's buffer coming in faster than real time."""
     out: set[Hashable] = set()
-    for previous, s in zip(epoch, epoch[1:], strict=False):
+    for previous, s in pairwise(epoch):
         step = (s.machine - previous.machine).total_seconds()
         waited = (s.received - previous.received).total_seconds()
         if step - waited > catch_s:

@@ -3,7 +3,8 @@
 Every time here is the event time central trusts (``event_time``): the gateway's wall clock
 when it was synchronised, else repaired from the same boot's later synchronised events, else
 (the boot never synchronised, or its synchronised events have not arrived yet) the gateway's
-stamp as it was, marked ``unsynced``.
+stamp as it was, marked ``unsynced``. A queue message the gateway received late (the machine's
+resend after an outage) is placed by the machine's own clock instead (``machine_clock``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ class TimeSource(StrEnum):
     SYNCED = "synced"  # the gateway's clock was NTP-synchronised
     REPAIRED = "repaired"  # unsynchronised stamp corrected from the boot's offset
     UNSYNCED = "unsynced"  # no offset known (yet): the stamp as the gateway wrote it
+    MACHINE = "machine_offset"  # a queue message received late: the machine's clock + offset
 
 
 def event_time(utc: dt.datetime, synced: bool, mono_ns: int, offset_us: int | None

@@ -1,9 +1,11 @@
 """Service sessions and staff presence from one hall's queue feed for one business day.
 
-Pure. Order is the gateway's receive order (its journal seq), never the queue machine's clock:
-the machine's clock drifts and can be hours off after a power cut, so its times are kept beside
-each stage (``machine_times``) for inspection and used for nothing. Times and durations come
-from the gateway's corrected times (``model.event_time``). A hall with several gateways feeding
+Pure. Order is the gateway's receive order (its journal seq), never the queue machine's clock.
+Times and durations come from the gateway's corrected receive times (``model.event_time``),
+except for messages the gateway received late (the machine's resend after an outage), which
+the store has placed by the machine's clock and its learned offset (``machine_clock``); each
+stage says which (``time_sources``: receive | machine_offset), the machine's own reading is kept
+beside it (``machine_times``). A hall with several gateways feeding
 queue events is merged gateway by gateway in seq order, across gateways by time.
 
 A session is one service of one ticket at one window: called (CL) → recalled (RC) → started
@@ -24,7 +26,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from itertools import groupby
 
-from central.correlation.model import QueueRecord, event_key
+from central.correlation.model import QueueRecord, TimeSource, event_key
 
 _SERVICE_TYPES = frozenset({"CL", "RC", "ST", "FN", "NS", "TR"})
 _ENDING = {"FN": "finished", "NS": "no_show", "TR": "transferred"}
@@ -55,6 +57,9 @@ class ServiceSession:
     next_call_at: dt.datetime | None  # the next session opened at this window
     machine_times: tuple[tuple[str, str], ...]  # (stage, the machine's own local time)
     recalls: int = 0
+    # (stage, where its time came from): receive | machine_offset (received late, see
+    # machine_clock)
+    time_sources: tuple[tuple[str, str], ...] = ()
     finish_mseq: int | None = None
     case_nos: tuple[str, ...] = ()  # set by correlation (engine.tie_cases)
 
@@ -114,6 +119,7 @@ class _Draft:
     ended_at: dt.datetime | None = None
     next_call_at: dt.datetime | None = None
     machine: dict[str, str] = field(default_factory=dict)
+    sources: dict[str, str] = field(default_factory=dict)
     recalls: int = 0
     finish_mseq: int | None = None
 
@@ -131,7 +137,13 @@ class _Draft:
             queued_at=self.queued_at, called_at=self.called_at, started_at=self.started_at,
             ended_at=self.ended_at, next_call_at=self.next_call_at,
             machine_times=tuple(sorted(self.machine.items())), recalls=self.recalls,
-            finish_mseq=self.finish_mseq)
+            finish_mseq=self.finish_mseq, time_sources=tuple(sorted(self.sources.items())))
+
+    def stage(self, name: str, r: QueueRecord) -> None:
+        """Record where the stage's time came from, and the machine's own time beside it."""
+        self.sources[name] = source_of(r)
+        if r.machine_time:
+            self.machine[name] = r.machine_time
 
 
 @dataclass
@@ -143,8 +155,13 @@ class _Ticket:
     queued_at: dt.datetime | None
     service: str | None
     machine_queued: str | None
+    queued_source: str = "receive"
     active: _Draft | None = None
     used: bool = False  # it has had a session
+
+
+def source_of(r: QueueRecord) -> str:
+    return "machine_offset" if r.time_source is TimeSource.MACHINE else "receive"
 
 
 def in_receive_order(records: Iterable[QueueRecord]) -> Iterator[QueueRecord]:
@@ -240,6 +257,8 @@ class _Builder:
                        queued_at=None if ticket.used else ticket.queued_at,
                        # who called it: ST/FN name the server, a no-show has only this
                        staff=present[0] if len(present) == 1 else None)
+        if not ticket.used and ticket.queued_at is not None:
+            draft.sources["queued"] = ticket.queued_source
         if not ticket.used and ticket.machine_queued:
             draft.machine["queued"] = ticket.machine_queued
         ticket.active, ticket.used = draft, True
@@ -257,7 +276,7 @@ class _Builder:
             if previous is not None and not previous.used:
                 self.uncalled.append(previous)  # the number was issued again
             self.tickets[r.ticket] = _Ticket(r.ticket, event_key(r.gateway, r.seq), r.at,
-                                             r.service, r.machine_time)
+                                             r.service, r.machine_time, source_of(r))
         elif r.type in _SERVICE_TYPES and r.ticket and r.window is not None:
             self._service(r, r.ticket, r.window)
         elif r.type in ("LI", "RS") and r.window is not None and r.staff:
@@ -269,24 +288,20 @@ class _Builder:
         draft = self._session_for(r, number, window)
         if draft is None:
             return
-        stamp = r.machine_time
         if r.type in ("CL", "RC"):
             if draft.called_at is None:
                 draft.called_at = r.at
-                if stamp:
-                    draft.machine["called"] = stamp
+                draft.stage("called", r)
             elif r.type == "RC":
                 draft.recalls += 1
         elif r.type == "ST":
             if draft.started_at is None:
                 draft.started_at = r.at
-                if stamp:
-                    draft.machine["started"] = stamp
+                draft.stage("started", r)
             draft.staff = r.staff or draft.staff
         else:  # FN, NS, TR end the session
             draft.end(Outcome(_ENDING[r.type]), r.at)
-            if stamp:
-                draft.machine["ended"] = stamp
+            draft.stage("ended", r)
             draft.staff = draft.staff or r.staff
             if r.type == "FN":
                 draft.finish_mseq = r.mseq
@@ -298,7 +313,7 @@ class _Builder:
             if r.type == "TR":  # the same number waits again, in the new service's queue
                 # "/TR": the transfer may itself have opened a session under its own key
                 self.tickets[number] = _Ticket(number, f"{event_key(r.gateway, r.seq)}/TR",
-                                               r.at, r.to_service, r.machine_time)
+                                               r.at, r.to_service, r.machine_time, source_of(r))
         if r.staff and r.type in ("ST", "FN"):
             self._open(window, r.staff, r.at, "activity")
 
@@ -312,7 +327,9 @@ class _Builder:
                 queued_at=ticket.queued_at, called_at=None, started_at=None, ended_at=None,
                 next_call_at=None,
                 machine_times=(("queued", ticket.machine_queued),)
-                if ticket.machine_queued else ()))
+                if ticket.machine_queued else (),
+                time_sources=(("queued", ticket.queued_source),)
+                if ticket.queued_at is not None else ()))
         if horizon is not None:
             for (window, staff) in sorted(self.open_presence):
                 self._close(window, staff, horizon, "end_of_data")

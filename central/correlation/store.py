@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from central.correlation.camera_presence import CameraPresence
 from central.correlation.config import CorrelationConfig
 from central.correlation.engine import Correlation, CorrelationDay
+from central.correlation.machine_clock import ClockSample, machine_datetime, place
 from central.correlation.model import (
     CaseInfo,
     InviteRecord,
@@ -96,6 +97,7 @@ async def _set_mark(conn: AsyncConnection, name: str, value: dt.datetime | None,
 class ScanReport:
     new_events: int = 0
     repaired_events: int = 0
+    resent_placed: int = 0  # queue messages whose time moved to or from the machine's clock
     changed_cases: int = 0
     dirty: set[tuple[str, dt.date]] = field(default_factory=set)
 
@@ -122,6 +124,7 @@ async def scan(conn: AsyncConnection, cfg: CorrelationConfig) -> ScanReport:
     rows = (await conn.execute(query)).all()
     newest = ev_mark
     indexed = []
+    touched: dict[str, dt.datetime] = {}  # gateway → first receipt of its new queue events
     for i, row in enumerate(rows):
         if i % 2000 == 1999:
             await asyncio.sleep(0)  # a first scan reads everything: let ingest run between
@@ -132,10 +135,13 @@ async def scan(conn: AsyncConnection, cfg: CorrelationConfig) -> ScanReport:
                         "time_source": source.value})
         report.dirty.add((row.hall_id, day))
         newest = row.received_at if newest is None else max(newest, row.received_at)
+        if row.kind == "queue.event":
+            _touch(touched, row.gateway_id, row.received_at)
     for chunk in _chunks(indexed, 2000):
         await conn.execute(insert_ignore(conn, ed), list(chunk))
     report.new_events = len(indexed)
-    report.repaired_events = await _repair_clocks(conn, since, report.dirty)
+    report.repaired_events = await _repair_clocks(conn, since, report.dirty, touched)
+    report.resent_placed = await _place_resent(conn, touched, cfg, report.dirty)
     await _set_mark(conn, EVENTS_MARK, newest, ev_mark)
     report.changed_cases = await _scan_cases(conn, margin, report.dirty)
     now = dt.datetime.now(dt.UTC)
@@ -146,9 +152,16 @@ async def scan(conn: AsyncConnection, cfg: CorrelationConfig) -> ScanReport:
     return report
 
 
+def _touch(touched: dict[str, dt.datetime], gateway: str, received_at: dt.datetime) -> None:
+    first = touched.get(gateway)
+    touched[gateway] = received_at if first is None else min(first, received_at)
+
+
 async def _repair_clocks(conn: AsyncConnection, since: dt.datetime | None,
-                         dirty: set[tuple[str, dt.date]]) -> int:
-    """Offsets whose first synchronised event is new: move that boot's unsynced events."""
+                         dirty: set[tuple[str, dt.date]], touched: dict[str, dt.datetime]
+                         ) -> int:
+    """Offsets whose first synchronised event is new: move that boot's unsynced events (and
+    look again at the gateway's late queue messages: their receive times are now trusted)."""
     bc, ed = boot_clocks, correlation_event_days
     query = select(bc.c.gateway_id, bc.c.boot, bc.c.offset_us).select_from(
         bc.join(events, and_(events.c.gateway_id == bc.c.gateway_id,
@@ -158,8 +171,8 @@ async def _repair_clocks(conn: AsyncConnection, since: dt.datetime | None,
     repaired = 0
     for clock in (await conn.execute(query)).all():
         stale = (await conn.execute(
-            select(ed.c.gateway_id, ed.c.seq, ed.c.hall_id, ed.c.business_day, events.c.utc,
-                   events.c.mono_ns)
+            select(ed.c.gateway_id, ed.c.seq, ed.c.hall_id, ed.c.business_day, ed.c.kind,
+                   events.c.utc, events.c.mono_ns, events.c.received_at)
             .select_from(ed.join(events, and_(events.c.gateway_id == ed.c.gateway_id,
                                               events.c.seq == ed.c.seq)))
             .where(ed.c.gateway_id == clock.gateway_id, events.c.boot == clock.boot,
@@ -172,11 +185,64 @@ async def _repair_clocks(conn: AsyncConnection, since: dt.datetime | None,
             dirty.add((row.hall_id, day))
             moves.append({"b_gateway": row.gateway_id, "b_seq": row.seq, "at": at,
                           "business_day": day, "time_source": source.value})
+            if row.kind == "queue.event":
+                _touch(touched, row.gateway_id, row.received_at)
         if moves:
             await conn.execute(update(ed).where(ed.c.gateway_id == bindparam("b_gateway"),
                                                 ed.c.seq == bindparam("b_seq")), moves)
         repaired += len(stale)
     return repaired
+
+
+async def _place_resent(conn: AsyncConnection, touched: dict[str, dt.datetime],
+                        cfg: CorrelationConfig, dirty: set[tuple[str, dt.date]]) -> int:
+    """Queue messages received late get the machine's clock + its learned offset (see
+    ``machine_clock``); the others keep their receive time. Per gateway with new (or newly
+    repaired) queue events, its queue events received from ``lookback_s`` before the first of
+    them are read again, so an outage's messages move once the live ones after it arrive."""
+    ed, clock = correlation_event_days, cfg.queue_clock
+    moved = 0
+    for gateway, first in sorted(touched.items()):
+        since = first - dt.timedelta(seconds=clock.lookback_s)
+        rows = (await conn.execute(
+            select(ed.c.seq, ed.c.hall_id, ed.c.business_day, ed.c.at, ed.c.time_source,
+                   events.c.utc, events.c.synced, events.c.mono_ns, events.c.body,
+                   boot_clocks.c.offset_us)
+            .select_from(ed.join(events, and_(events.c.gateway_id == ed.c.gateway_id,
+                                              events.c.seq == ed.c.seq))
+                         .outerjoin(boot_clocks, and_(
+                             boot_clocks.c.gateway_id == events.c.gateway_id,
+                             boot_clocks.c.boot == events.c.boot)))
+            .where(ed.c.gateway_id == gateway, ed.c.kind == "queue.event",
+                   events.c.received_at >= since)
+            .order_by(ed.c.seq))).all()
+        received: dict[int, tuple[dt.datetime, TimeSource]] = {}
+        samples = []
+        for row in rows:
+            at, source = event_time(row.utc, row.synced, row.mono_ns, row.offset_us)
+            received[row.seq] = (at, source)
+            machine = machine_datetime((row.body or {}).get("machine_time"))
+            if machine is not None:
+                samples.append(ClockSample(row.seq, at, machine, source in (
+                    TimeSource.SYNCED, TimeSource.REPAIRED)))
+        placed = place(samples, clock)
+        moves = []
+        for row in rows:
+            at, source = received[row.seq]
+            if row.seq in placed:
+                at, source = placed[row.seq], TimeSource.MACHINE
+            if (at, source.value) == (row.at, row.time_source):
+                continue
+            day = business_date(at)
+            dirty.add((row.hall_id, row.business_day))
+            dirty.add((row.hall_id, day))
+            moves.append({"b_gateway": gateway, "b_seq": row.seq, "at": at,
+                          "business_day": day, "time_source": source.value})
+        for chunk in _chunks(moves, 1000):
+            await conn.execute(update(ed).where(ed.c.gateway_id == bindparam("b_gateway"),
+                                                ed.c.seq == bindparam("b_seq")), list(chunk))
+        moved += len(moves)
+    return moved
 
 
 async def _scan_cases(conn: AsyncConnection, margin: dt.timedelta,
@@ -310,7 +376,8 @@ def session_row(s: ServiceSession, day: dt.date) -> dict[str, Any]:
         "service": s.service, "window": s.window, "staff": s.staff, "outcome": s.outcome.value,
         "queued_at": s.queued_at, "called_at": s.called_at, "started_at": s.started_at,
         "ended_at": s.ended_at, "next_call_at": s.next_call_at,
-        "machine_times": dict(s.machine_times), "recalls": s.recalls,
+        "machine_times": dict(s.machine_times), "time_sources": dict(s.time_sources),
+        "recalls": s.recalls,
         "finish_mseq": s.finish_mseq, "case_nos": list(s.case_nos),
     }
 

@@ -34,7 +34,8 @@ correlation_event_days = Table(
     Column("kind", String(64), nullable=False),
     Column("business_day", Date, nullable=False),
     Column("at", UTCDateTime, nullable=False, comment="corrected gateway time"),
-    Column("time_source", String(16), nullable=False, comment="synced | repaired | unsynced"),
+    Column("time_source", String(16), nullable=False,
+           comment="synced | repaired | unsynced | machine_offset"),
     Index("ix_correlation_event_days_hall_day", "hall_id", "business_day"),
 )
 
@@ -87,6 +88,7 @@ service_sessions = Table(
     Column("ended_at", UTCDateTime),
     Column("next_call_at", UTCDateTime, comment="next ticket called at the same window"),
     Column("machine_times", JSONDoc, nullable=False, comment="the queue machine's own clock"),
+    Column("time_sources", JSONDoc, comment="stage → receive | machine_offset"),
     Column("recalls", Integer, nullable=False),
     Column("finish_mseq", Integer),
     Column("case_nos", JSONDoc, nullable=False),

@@ -84,6 +84,7 @@ class GenEvent:
     utc: dt.datetime | None = None
     mono_ns: int = 0
     press: _Press | None = None
+    happened: dt.datetime | None = None  # a queue message received late: when it happened
 
 
 @dataclass
@@ -114,6 +115,7 @@ class HallDay:
     not_called: set[str]
     reboot_at: dt.datetime
     boots: dict[str, tuple[dt.datetime, dt.datetime, dt.timedelta]]  # boot → (start, sync, skew)
+    outages: list[tuple[dt.datetime, dt.datetime]] = field(default_factory=list)  # queue link
 
 
 @dataclass
@@ -156,6 +158,8 @@ class _Sim:
             for w in range(1, windows + 1)]
         self.queues: dict[str, list[tuple[dt.datetime, str]]] = {s: [] for s in services}
         self.reboot_at = self.t(11, 40)
+        self.outages: list[tuple[dt.datetime, dt.datetime]] = []  # gateway ↔ queue machine
+        self.machine_drift = 0.0  # s/s the machine's clock gains
 
     def t(self, hour: int, minute: int, second: float = 0) -> dt.datetime:
         return dt.datetime.combine(self.day, dt.time(hour, minute), tzinfo=BUSINESS_TZ) + \
@@ -169,7 +173,8 @@ class _Sim:
 
     def queue(self, at: dt.datetime, type_: str, **fields: Any) -> GenEvent:
         self.mseq += 1
-        machine = (at + MACHINE_DRIFT).astimezone(BUSINESS_TZ).replace(tzinfo=None)
+        gained = dt.timedelta(seconds=(at - self.t(8, 0)).total_seconds() * self.machine_drift)
+        machine = (at + MACHINE_DRIFT + gained).astimezone(BUSINESS_TZ).replace(tzinfo=None)
         parts = [str(v) for v in fields.values()]
         raw = f"$QM,{self.mseq},{type_},{','.join(parts)},{machine:%Y%m%d%H%M%S}*00"
         body = {"mseq": self.mseq, "type": type_, **fields,
@@ -266,6 +271,9 @@ class _Sim:
 
     def evaluate(self, w: _Window, truth: SessionTruth, fn: GenEvent, gap: float) -> None:
         rng, s, end = self.rng, dt.timedelta(seconds=1), truth.ended_at
+        if any(cut <= end < back for cut, back in self.outages):
+            self.evaluate_unseen(w, truth, gap)
+            return
         token = w.next_token()
         invite = self.emit(end + 0.4 * s, "evaluator.invite", {
             "window": w.number, "addr": w.addr, "invitation": {
@@ -297,6 +305,16 @@ class _Sim:
                 self.press(w, end + (r + rng.uniform(1, 12)) * s, "repeat", key, invited=True,
                            token=token, invite=invite, repeat=True)
         w.open_until = end + r * s
+
+    def evaluate_unseen(self, w: _Window, truth: SessionTruth, gap: float) -> None:
+        """The gateway's link to the queue machine is down: it never saw the FN in time, so
+        nobody was invited; some citizens press anyway (the device sends SESSION 0)."""
+        if self.rng.random() < 0.6 and gap > 4:
+            r = self.rng.uniform(2, min(12, gap - 1))
+            at = truth.ended_at + dt.timedelta(seconds=r)
+            self.press(w, at, "unseen", (w.number, truth.ticket), invited=False, token=0,
+                       invite=None)
+            w.open_until = at
 
     def press(self, w: _Window, at: dt.datetime, category: str, session: tuple[int, str] | None,
               *, invited: bool, token: int, invite: GenEvent | None, repeat: bool = False,
@@ -433,9 +451,30 @@ def _clock(sim: _Sim, events: list[GenEvent]) -> dict[str, tuple[dt.datetime, dt
     return boots
 
 
+def _resend_after_outages(sim: _Sim) -> None:
+    """While the link is down the machine keeps its messages; when it is back it sends them all,
+    in order, 25 ms apart, and what happens meanwhile queues behind them until it caught up."""
+    pace = dt.timedelta(milliseconds=25)
+    for cut, back in sim.outages:
+        sent = back
+        for ev in sorted((e for e in sim.events if e.kind == "queue.event" and e.at >= cut),
+                         key=lambda e: (e.at, e.order)):
+            if ev.at >= sent:
+                break  # caught up: live again
+            ev.happened, ev.at = ev.at, sent + pace
+            sent = ev.at
+
+
 def generate(seed: int = 7, *, day: dt.date = dt.date(2026, 11, 20), windows: int = 8,
-             hall: str = "H1", gateway: str = "gw1") -> HallDay:
+             hall: str = "H1", gateway: str = "gw1",
+             queue_outages: tuple[tuple[dt.time, dt.timedelta], ...] = (),
+             machine_drift: float = 0.0) -> HallDay:
+    """``queue_outages``: (start, length) of cuts between the gateway and the queue machine;
+    ``machine_drift``: seconds per second the machine's clock gains."""
     sim = _Sim(seed, day, windows)
+    sim.machine_drift = machine_drift
+    sim.outages = [(start, start + length) for start, length in (
+        (dt.datetime.combine(day, t, tzinfo=BUSINESS_TZ), length) for t, length in queue_outages)]
     at = sim.t(8, 40, 10)  # heartbeats all day
     while at < sim.t(17, 40):
         sim.queue(at, "HB", waiting=0)
@@ -446,6 +485,7 @@ def generate(seed: int = 7, *, day: dt.date = dt.date(2026, 11, 20), windows: in
     before = [e for e in sim.events if e.kind == "queue.event" and e.at < sim.reboot_at]
     for ev in sorted(before, key=lambda e: (e.at, e.order))[-3:]:
         sim.emit(sim.reboot_at + dt.timedelta(seconds=2), "queue.event", dict(ev.body))
+    _resend_after_outages(sim)
     events = sorted(sim.events, key=lambda e: (e.at, e.order))
     for i, ev in enumerate(events, start=1):
         ev.seq = i
@@ -454,7 +494,7 @@ def generate(seed: int = 7, *, day: dt.date = dt.date(2026, 11, 20), windows: in
     retransmits = {e.seq for e in events if e.press is not None and e.press.retransmit}
     waiting = {ticket for q in sim.queues.values() for _, ticket in q}
     return HallDay(hall, gateway, day, events, sim.sessions, cases, _truth(sim), retransmits,
-                   waiting, sim.reboot_at, boots)
+                   waiting, sim.reboot_at, boots, sim.outages)
 
 
 # --------------------------------------------------------------------------- delivering it

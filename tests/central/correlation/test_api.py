@@ -171,6 +171,8 @@ async def test_sessions_and_presence(setup: Setup, engine: AsyncEngine) -> None:
     assert by[(1, "A002")]["outcome"] == "no_show" and by[(1, "A002")]["recalls"] == 1
     assert by[(1, "B002")]["wait_minutes"] == 5 and by[(1, "B002")]["case_nos"] == ["C4"]
     assert by[(None, "A004")]["outcome"] == "not_called"
+    assert by[(1, "A001")]["time_sources"] == dict.fromkeys(
+        ("queued", "called", "started", "ended"), "receive")
     no_show = (await client.get("/api/v1/sessions", headers=sup,
                                 params={**DATES, "outcome": "no_show"})).json()["items"]
     assert [s["ticket"] for s in no_show] == ["A002"]
