@@ -89,7 +89,7 @@ def daily(facts: Facts, period: DateRange, calendar: WorkCalendar
     on it, its evaluations and sessions (plus earlier evaluations of its cases, for 评价率),
     staffing touching it; None for a day without any. Open-case counts (overdue_open) are the
     period's business, not a trend's."""
-    days = {d: Facts(halls=facts.halls) for d in period.days()}
+    days = {d: Facts(halls=facts.halls, reporting=facts.reporting) for d in period.days()}
     for c in facts.cases:
         on = {business_date(c.accepted_at)}
         if c.completed_at is not None:
@@ -143,6 +143,7 @@ def indicators_doc(ind: Indicators) -> dict[str, Any]:
         "avg_wait_minutes": ratio(ind.avg_wait_minutes),
         "no_show_rate": ratio(ind.no_show_rate),
         "staffed_rate": ratio(ind.staffed_rate),
+        "staffed_coverage": ratio(ind.staffed_coverage),
     }
 
 

@@ -35,6 +35,13 @@ RATIOS = {
     "avg_wait_minutes": "平均等候时长（分钟）",
     "no_show_rate": "过号率",
     "staffed_rate": "在岗率",
+    "staffed_coverage": "在岗率覆盖",
+}
+EXPLAIN = {
+    "staffed_rate": "在岗分钟 / 开放且网关在报的分钟（网关离线、未报的时段不计入分母） / staffed "
+                    "minutes over opening minutes during which the hall's gateway reported",
+    "staffed_coverage": "网关在报的开放分钟 / 全部开放分钟：在岗率覆盖的时段 / opening minutes "
+                        "the gateway reported over all opening minutes (what 在岗率 covers)",
 }
 
 
@@ -43,6 +50,7 @@ class RatioOut(BaseModel):
     numerator: float
     denominator: float
     value: float | None = Field(description="numerator / denominator; null when there is no data")
+    explain: str | None = Field(default=None, description="what numerator and denominator count")
 
 
 class GroupOut(BaseModel):
@@ -68,15 +76,16 @@ class IndicatorsOut(BaseModel):
     groups: list[IndicatorGroupOut]
 
 
-def _ratio(name: str, r: Ratio) -> RatioOut:
-    return RatioOut(name=name, numerator=r.numerator, denominator=r.denominator, value=r.value)
+def _ratio(field: str, r: Ratio) -> RatioOut:
+    return RatioOut(name=RATIOS[field], numerator=r.numerator, denominator=r.denominator,
+                    value=r.value, explain=EXPLAIN.get(field))
 
 
 def _group_out(result: Indicators) -> IndicatorGroupOut:
     g = result.group
     return IndicatorGroupOut(
         group=GroupOut(hall=g.hall, department=g.department, window=g.window, staff=g.staff),
-        ratios={field: _ratio(label, getattr(result, field)) for field, label in RATIOS.items()},
+        ratios={field: _ratio(field, getattr(result, field)) for field in RATIOS},
         overdue_completed=result.overdue_completed, overdue_open=result.overdue_open,
         overdue_count=result.overdue_count,
         bad_reviews={str(int(k)): v for k, v in result.bad_reviews.items()})

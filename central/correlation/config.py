@@ -45,6 +45,10 @@ class CorrelationConfig(BaseModel):
         default=600.0, ge=0, le=86400,
         description="events received this long before the last scan are looked at again "
                     "(a transaction may commit after a later one was scanned)")
+    reporting_gap_s: float = Field(
+        default=120.0, ge=30, le=3600,
+        description="queue messages further apart than this: the feed was not reporting in "
+                    "between (在岗率 counts only reported time; the machine beats every 30 s)")
     followup: FollowUpConfig = Field(default_factory=FollowUpConfig)
     queue_clock: MachineClockConfig = Field(
         default_factory=MachineClockConfig,

@@ -30,6 +30,7 @@ from central.rules.indicators import (
     Indicators,
     SessionFact,
     SessionOutcome,
+    Span,
     StaffingFact,
     compute,
 )
@@ -38,6 +39,7 @@ from central.rules.timelimit import suspended_workdays as lost_days
 from central.rules.workdays import WorkCalendar, business_date, day_start
 from central.store.schema import case_suspensions, cases
 from central.store.schema_correlation import (
+    correlation_days,
     correlation_heads,
     correlation_results,
     presence_periods,
@@ -55,6 +57,8 @@ class Facts:
     case_evaluations: list[EvaluationFact] = field(default_factory=list)  # one per linked case
     staffing: list[StaffingFact] = field(default_factory=list)
     halls: dict[str, HallSetup] = field(default_factory=dict)
+    # per hall, when its queue feed reported (在岗率 counts only that time); None: not known
+    reporting: dict[str, list[Span]] | None = None
 
 
 def _status(row: Any) -> tuple[CaseStatus, dt.datetime | None]:
@@ -133,6 +137,7 @@ async def load(conn: AsyncConnection, period: DateRange, calendar: WorkCalendar,
         query = query.where(p.c.hall_id == hall)
     presence_rows = (await conn.execute(query)).all()
 
+    facts.reporting = await _reporting(conn, period, hall)
     seen_halls |= {x.hall_id for x in (*results, *session_rows, *presence_rows)}
     by_hall_cases: dict[str, list[tuple[int | None, str]]] = defaultdict(list)
     for row in case_rows:
@@ -182,6 +187,26 @@ async def load(conn: AsyncConnection, period: DateRange, calendar: WorkCalendar,
     return facts
 
 
+async def _reporting(conn: AsyncConnection, period: DateRange, hall: str | None
+                     ) -> dict[str, list[Span]]:
+    """Per hall, the spans its queue feed reported on the correlated days of the period. A day
+    correlated before spans were recorded counts as reporting all day (as it did then)."""
+    d = correlation_days
+    query = select(d.c.hall_id, d.c.business_day, d.c.reporting).where(
+        d.c.business_day >= period.first, d.c.business_day <= period.last)
+    if hall is not None:
+        query = query.where(d.c.hall_id == hall)
+    out: dict[str, list[Span]] = defaultdict(list)
+    for row in await conn.execute(query):
+        if row.reporting is None:
+            out[row.hall_id].append((day_start(row.business_day),
+                                     day_start(row.business_day + dt.timedelta(days=1))))
+            continue
+        out[row.hall_id] += [(dt.datetime.fromisoformat(a), dt.datetime.fromisoformat(b))
+                             for a, b in row.reporting]
+    return dict(out)
+
+
 def indicators(facts: Facts, period: DateRange, by: Grouping, calendar: WorkCalendar
                ) -> dict[GroupKey, Indicators]:
     """``compute`` over the facts. 评价率 counts a case as evaluated when an evaluation that
@@ -189,7 +214,8 @@ def indicators(facts: Facts, period: DateRange, by: Grouping, calendar: WorkCale
     from a second pass with one evaluation fact per linked case; every other indicator from the
     first, with one fact per evaluation."""
     common: Mapping[str, Any] = {"cases": facts.cases, "sessions": facts.sessions,
-                                 "staffing": facts.staffing, "halls": list(facts.halls.values())}
+                                 "staffing": facts.staffing, "halls": list(facts.halls.values()),
+                                 "reporting": facts.reporting}
     main = compute(period, by, calendar, evaluations=facts.evaluations, **common)
     rates = compute(period, by, calendar, evaluations=facts.case_evaluations, **common)
     return {key: replace(value, evaluation_rate=rates[key].evaluation_rate)

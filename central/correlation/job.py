@@ -125,7 +125,7 @@ async def _correlate_day(engine: AsyncEngine, hall: str, day: dt.date, marked_at
 
 def _compute(hall: str, inputs: store.DayInputs, cfg: CorrelationConfig
              ) -> tuple[SessionDay, CorrelationDay]:
-    built = build_sessions(hall, inputs.queue)
+    built = build_sessions(hall, inputs.queue, dt.timedelta(seconds=cfg.reporting_gap_s))
     if inputs.camera_presence and built.horizon is not None:
         # where a camera watches the window, 在岗 also needs the seat seen occupied
         seen = seen_present(inputs.camera_presence, built.horizon)

@@ -103,6 +103,8 @@ class SessionDay:
     horizon: dt.datetime | None  # the last queue event seen (data ends here)
     repeats: int  # $QM messages seen again and ignored
     anomalies: tuple[str, ...]  # events that fitted no session (for the technician)
+    # when the queue feed was reporting (its 30 s heartbeat): presence is known only then
+    reporting: tuple[tuple[dt.datetime, dt.datetime], ...] = ()
 
 
 @dataclass
@@ -338,8 +340,23 @@ class _Builder:
         return sessions, periods
 
 
-def build_sessions(hall: str, records: Iterable[QueueRecord]) -> SessionDay:
+def reporting_spans(times: Iterable[dt.datetime], gap: dt.timedelta
+                    ) -> tuple[tuple[dt.datetime, dt.datetime], ...]:
+    """Runs of queue messages no more than ``gap`` apart: the feed was reporting from the first
+    to the last of each run (the machine's 30 s heartbeat keeps a live feed dense)."""
+    spans: list[list[dt.datetime]] = []
+    for at in sorted(times):
+        if spans and at - spans[-1][1] <= gap:
+            spans[-1][1] = at
+        else:
+            spans.append([at, at])
+    return tuple((a, b) for a, b in spans if b > a)
+
+
+def build_sessions(hall: str, records: Iterable[QueueRecord],
+                   reporting_gap: dt.timedelta = dt.timedelta(seconds=120)) -> SessionDay:
     """Sessions and presence of one hall's business day from its queue records."""
+    records = list(records)
     builder = _Builder(hall)
     seen: set[tuple[int, str]] = set()
     repeats = 0
@@ -354,4 +371,5 @@ def build_sessions(hall: str, records: Iterable[QueueRecord]) -> SessionDay:
         builder.feed(r)
     sessions, periods = builder.finish(horizon)
     return SessionDay(tuple(sessions), tuple(periods), horizon, repeats,
-                      tuple(builder.anomalies))
+                      tuple(builder.anomalies),
+                      reporting_spans((r.at for r in records), reporting_gap))

@@ -544,5 +544,6 @@ async def save_day(conn: AsyncConnection, hall: str, day: dt.date, built: Sessio
         correlation_days.c.hall_id == hall, correlation_days.c.business_day == day))
     await conn.execute(insert(correlation_days).values(
         hall_id=hall, business_day=day, run_at=now, sessions=len(outcome.sessions),
-        evaluations=len(outcome.results), new_versions=len(issued)))
+        evaluations=len(outcome.results), new_versions=len(issued),
+        reporting=[[_iso(a), _iso(b)] for a, b in built.reporting]))
     return DaySaved(sessions_changed, issued)

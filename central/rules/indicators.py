@@ -20,6 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from central.rules.scale import BAD_REVIEW_KEYS, SATISFIED_KEYS, DeviceKey, device_key
 from central.rules.workdays import BUSINESS_TZ, WorkCalendar, business_date
 
+Span = tuple[dt.datetime, dt.datetime]  # [start, end)
+
 # ---------------------------------------------------------------------------------- facts
 
 
@@ -233,7 +235,10 @@ class Indicators:
     bad_review_rate: Ratio  # 差评率: keys 3–6 / counted evaluations
     avg_wait_minutes: Ratio  # 平均等候时长: Σ(called − issued) / served tickets
     no_show_rate: Ratio  # 过号率: no-shows / called tickets
-    staffed_rate: Ratio  # 在岗率: staffed minutes / opening minutes
+    staffed_rate: Ratio  # 在岗率: staffed minutes / covered opening minutes
+    # what 在岗率 covers: opening minutes during which the hall's gateway reported / all
+    # opening minutes (the rest is unknown, neither staffed nor absent)
+    staffed_coverage: Ratio = Ratio(0, 0)
 
     @property
     def overdue_count(self) -> int:
@@ -257,6 +262,7 @@ class _Acc:
     wait: list[float] = field(default_factory=lambda: [0, 0])
     no_show: list[float] = field(default_factory=lambda: [0, 0])
     staffed: list[float] = field(default_factory=lambda: [0, 0])
+    covered: list[float] = field(default_factory=lambda: [0, 0])
 
     def result(self, group: GroupKey) -> Indicators:
         def r(pair: list[float]) -> Ratio:
@@ -279,6 +285,7 @@ class _Acc:
             avg_wait_minutes=r(self.wait),
             no_show_rate=r(self.no_show),
             staffed_rate=r(self.staffed),
+            staffed_coverage=r(self.covered),
         )
 
 
@@ -308,7 +315,7 @@ def _minutes(delta: dt.timedelta) -> float:
     return delta.total_seconds() / 60
 
 
-def _opening_spans(setup: HallSetup, day: dt.date) -> list[tuple[dt.datetime, dt.datetime]]:
+def _opening_spans(setup: HallSetup, day: dt.date) -> list[Span]:
     return [
         (
             dt.datetime.combine(day, p.start, tzinfo=BUSINESS_TZ),
@@ -326,6 +333,16 @@ def _merge(spans: Iterable[tuple[dt.datetime, dt.datetime]]) -> list[list[dt.dat
         else:
             merged.append([start, end])
     return merged
+
+
+def _intersect(spans: list[Span], merged: list[list[dt.datetime]]) -> list[Span]:
+    out: list[Span] = []
+    for a, b in spans:
+        for start, end in merged:
+            lo, hi = max(a, start), min(b, end)
+            if hi > lo:
+                out.append((lo, hi))
+    return out
 
 
 def _overlap_minutes(
@@ -350,8 +367,11 @@ def compute(
     evaluations: Iterable[EvaluationFact] = (),
     staffing: Iterable[StaffingFact] = (),
     halls: Sequence[HallSetup] = (),
+    reporting: Mapping[str, Sequence[Span]] | None = None,
 ) -> dict[GroupKey, Indicators]:
-    """Every indicator of INDICATORS.md for ``period``, one result per group of ``by``."""
+    """Every indicator of INDICATORS.md for ``period``, one result per group of ``by``.
+    ``reporting``: per hall, the spans its gateway reported (None: assume always; a hall
+    missing from it never reported)."""
     setups = {h.hall: h for h in halls}
     accs: defaultdict[GroupKey, _Acc] = defaultdict(_Acc)
 
@@ -423,7 +443,7 @@ def compute(
         if s.outcome is not SessionOutcome.NO_SHOW:
             _add(a.wait, _minutes(s.called_at - s.issued_at))
 
-    _staffed(period, by, calendar, list(staffing), setups, accs)
+    _staffed(period, by, calendar, list(staffing), setups, accs, reporting)
     return {k: accs[k].result(k) for k in sorted(accs, key=GroupKey.sort_key)}
 
 
@@ -434,12 +454,27 @@ def _staffed(
     staffing: list[StaffingFact],
     setups: Mapping[str, HallSetup],
     accs: defaultdict[GroupKey, _Acc],
+    reporting: Mapping[str, Sequence[Span]] | None,
 ) -> None:
-    """在岗率: see INDICATORS.md. Per window (hall level and up) or per staff member."""
+    """在岗率: see INDICATORS.md. Per window (hall level and up) or per staff member; only
+    opening time during which the hall's gateway reported counts, on either side."""
     for s in staffing:
         if s.hall not in setups:
             raise ValueError(f"no opening hours configured for hall {s.hall!r}")
     workdays = calendar.workdays_in(period.first, period.last)
+    covered_cache: dict[tuple[str, dt.date], tuple[list[Span], float, float]] = {}
+
+    def opening_of(hall: str, day: dt.date) -> tuple[list[Span], float, float]:
+        """(the day's opening spans the gateway reported in, their minutes, all opening)."""
+        key = (hall, day)
+        if key not in covered_cache:
+            opening = _opening_spans(setups[hall], day)
+            full = sum(p.minutes for p in setups[hall].opening)
+            if reporting is not None:
+                opening = _intersect(opening, _merge(reporting.get(hall, ())))
+            minutes = sum(_minutes(b - a) for a, b in opening)
+            covered_cache[key] = (opening, minutes, full)
+        return covered_cache[key]
 
     def key_of(hall: str, window: str | None, staff: str | None) -> GroupKey | None:
         dep = None if window is None else setups[hall].windows.get(window)
@@ -454,10 +489,11 @@ def _staffed(
             key = key_of(hall, None, staff)
             assert key is not None
             for day in workdays:
-                opening = _opening_spans(setups[hall], day)
+                opening, covered, full = opening_of(hall, day)
                 minutes = _overlap_minutes(merged, opening)
                 if minutes > 0:  # a day on duty
-                    _add(accs[key].staffed, minutes, sum(p.minutes for p in setups[hall].opening))
+                    _add(accs[key].staffed, minutes, covered)
+                    _add(accs[key].covered, covered, full)
         return
 
     windows: dict[tuple[str, str], list[StaffingFact]] = {
@@ -471,12 +507,9 @@ def _staffed(
             continue
         merged = _merge((s.start, s.end) for s in spans)
         for day in workdays:
-            opening = _opening_spans(setups[hall], day)
-            _add(
-                accs[key].staffed,
-                _overlap_minutes(merged, opening),
-                sum(p.minutes for p in setups[hall].opening),
-            )
+            opening, covered, full = opening_of(hall, day)
+            _add(accs[key].staffed, _overlap_minutes(merged, opening), covered)
+            _add(accs[key].covered, covered, full)
 
 
 __all__ = [
@@ -492,6 +525,7 @@ __all__ = [
     "Ratio",
     "SessionFact",
     "SessionOutcome",
+    "Span",
     "StaffingFact",
     "compute",
 ]

@@ -70,6 +70,7 @@ correlation_days = Table(
     Column("sessions", Integer, nullable=False),
     Column("evaluations", Integer, nullable=False),
     Column("new_versions", Integer, nullable=False),
+    Column("reporting", JSONDoc, comment="[[start, end], …] the queue feed reported (UTC ISO)"),
 )
 
 service_sessions = Table(

@@ -56,8 +56,19 @@
       box.appendChild(el('div', { class: 'kpi', id: 'kpi-' + c[0] },
         el('div', { class: 'kpi-label' }, t('ind.' + c[0])),
         el('div', { class: 'kpi-value' }, value),
-        el('div', { class: 'kpi-sub' }, total && c[1] === 'rate' ? H.frac(total[c[0]]) : '')));
+        el('div', { class: 'kpi-sub' }, total && c[1] === 'rate' ? H.frac(total[c[0]]) : ''),
+        c[0] === 'staffed_rate' && total ? coverage(total) : null));
     });
+  }
+
+  // 在岗率 counts only opening time the hall's gateway reported: say how much that was
+  function coverage(ind) {
+    var cover = ind.staffed_coverage;
+    if (!cover) { return null; }
+    return el('div', { class: 'kpi-sub', id: 'staffed-coverage',
+      title: t('analysis.staffed_cover.title') },
+    t('analysis.staffed_cover', { covered: Math.round(cover.numerator),
+      opening: Math.round(cover.denominator) }));
   }
 
   function groupName(g, level) {
@@ -70,7 +81,10 @@
     document.getElementById('groups-title').textContent = t('analysis.groups.' + level);
     if (level === 'case') { return; }
     var head = el('tr', null, el('th', null, t('common.rank')), el('th', null, t('common.' + level)),
-      COLUMNS.map(function (c) { return el('th', null, t('ind.' + c[0])); }));
+      COLUMNS.map(function (c) {
+        return el('th', c[0] === 'staffed_rate' ? { title: t('analysis.staffed_cover.title') }
+          : null, t('ind.' + c[0]));
+      }));
     table.appendChild(el('thead', null, head));
     var body = el('tbody');
     if (!data.groups.length) { body.appendChild(H.noData(COLUMNS.length + 2)); }

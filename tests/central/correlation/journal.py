@@ -87,6 +87,8 @@ async def small_hall(engine: AsyncEngine) -> Journal:
     S5 w2 B002 issued 09:25 called 09:51 transferred to A at 10:00
     S6 w1 B002 queued 10:00 called 10:05 served, nobody pressed (case C4)
     A004 issued 15:00, never called. Presence: w1 08:59–12:00 and 13:00–16:00, w2 09:30–11:00.
+    The machine's heartbeat (every 30 s, 08:45–17:30) stops between 14:00 and 15:00: the feed
+    was not reporting then (journaled last, so the other events keep their seq numbers).
     """
     j = Journal("H9", "gw9", DAY)
     j.q("08:50", "TK", ticket="A001", service="A")
@@ -125,6 +127,11 @@ async def small_hall(engine: AsyncEngine) -> Journal:
     j.q("15:00", "TK", ticket="A004", service="A")
     j.q("16:00", "LO", window=1, staff="000101")
     j.q("17:30", "HB", waiting=0)
+    beat = at(DAY, "08:45")
+    while beat < at(DAY, "17:30"):
+        if not at(DAY, "14:00") < beat < at(DAY, "15:00"):
+            j.q(beat.strftime("%H:%M:%S"), "HB", waiting=0)
+        beat += dt.timedelta(seconds=30)
     await j.deliver(engine)
     return j
 

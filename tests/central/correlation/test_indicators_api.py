@@ -78,8 +78,13 @@ async def test_hall_indicators_by_hand(client: httpx.AsyncClient, engine: AsyncE
         "bad_review_rate": (1, 3),
         "avg_wait_minutes": (71, 5),  # 10 + 10 + 20 + 26 + 5 (S6 waited from its transfer)
         "no_show_rate": (1, 6),  # S2 of six called sessions
-        "staffed_rate": (450, 840),  # w1 180+180, w2 90, of 420 minutes × 2 windows
+        # the feed reported 08:45–14:00 and 15:00–17:30: of the opening hours 09–12, 13–17
+        # that covers 360 minutes a window. w1 09–12 180 + 13–14 60 + 15–16 60, w2 90
+        "staffed_rate": (390, 720),
+        "staffed_coverage": (720, 840),
     }
+    explained = hall["ratios"]["staffed_rate"]["explain"]
+    assert "网关在报" in explained and "在岗" in explained
     assert hall["bad_reviews"] == {"3": 1, "4": 0, "5": 0, "6": 0}
     assert (hall["overdue_completed"], hall["overdue_open"], hall["overdue_count"]) == (0, 0, 0)
     assert hall["ratios"]["no_show_rate"]["value"] == pytest.approx(1 / 6)
@@ -99,7 +104,7 @@ async def test_department_window_and_staff_groups(client: httpx.AsyncClient,
     assert market["satisfaction_rate"] == (1, 2) and labour["satisfaction_rate"] == (1, 1)
     assert market["no_show_rate"] == (1, 4) and labour["no_show_rate"] == (0, 2)
     assert market["avg_wait_minutes"] == (25, 3) and labour["avg_wait_minutes"] == (46, 2)
-    assert market["staffed_rate"] == (360, 420) and labour["staffed_rate"] == (90, 420)
+    assert market["staffed_rate"] == (300, 360) and labour["staffed_rate"] == (90, 360)
 
     windows = {g["group"]["window"]: ratios(g) for g in await get(client, headers,
                                                                   group="window")}
@@ -108,8 +113,8 @@ async def test_department_window_and_staff_groups(client: httpx.AsyncClient,
     staff = {g["group"]["staff"]: ratios(g) for g in await get(client, headers, group="staff")}
     assert staff["000101"]["satisfaction_rate"] == (1, 2)
     assert staff["000101"]["no_show_rate"] == (1, 4)  # the no-show called by who was there
-    assert staff["000101"]["staffed_rate"] == (360, 420)
-    assert staff["000202"]["staffed_rate"] == (90, 420)
+    assert staff["000101"]["staffed_rate"] == (300, 360)
+    assert staff["000202"]["staffed_rate"] == (90, 360)
 
 
 async def test_a_department_leader_sees_only_their_department(
@@ -124,7 +129,7 @@ async def test_a_department_leader_sees_only_their_department(
     assert (r["same_day_rate"], r["evaluation_rate"], r["satisfaction_rate"]) == (
         (1, 2), (1, 2), (1, 1))
     assert (r["no_show_rate"], r["avg_wait_minutes"], r["staffed_rate"]) == (
-        (0, 2), (46, 2), (90, 420))
+        (0, 2), (46, 2), (90, 360))
     other = await client.get("/api/v1/indicators", headers=leader, params={
         "from": "2026-11-20", "to": "2026-11-20", "department": "市场监管局"})
     assert other.status_code == 403
@@ -144,7 +149,7 @@ async def test_without_a_setup_the_roster_comes_from_the_cases(
     assert [(p["start"], p["end"]) for p in setup["opening"]] == [
         ("09:00", "12:00"), ("13:00", "17:00")]
     (hall,) = await get(client, headers, group="hall")
-    assert ratios(hall)["staffed_rate"] == (450, 840)
+    assert ratios(hall)["staffed_rate"] == (390, 720)
     manager = await bearer(engine, Role.HALL_MANAGER, hall="H9")
     assert (await client.put("/api/v1/halls/H9/setup", headers=manager, json=SETUP)
             ).status_code == 403

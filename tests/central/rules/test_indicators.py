@@ -339,3 +339,34 @@ def test_reasons_are_keyed_by_device_key() -> None:
     h1 = run(Grouping.HALL)[GroupKey(hall="H1")]
     assert list(h1.bad_reviews) == [K.BAD_ATTITUDE, K.TOO_SLOW, K.UNFAMILIAR, K.OTHER]
     assert [k.label for k in h1.bad_reviews] == ["服务态度不好", "办理时间太长", "业务不熟", "其他"]
+
+
+def test_staffed_rate_counts_only_time_the_gateway_reported() -> None:
+    """在岗率 over opening time ∩ the hall's reporting spans, by hand. H1 reported on 10-08
+    09:00–10:30 and 14:00–20:00, all of 10-09, not at all on 10-10, 08:00–09:30 on 10-12;
+    H2 never (missing from the mapping)."""
+    reporting = {"H1": [(t(10, 8, 9), t(10, 8, 10, 30)), (t(10, 8, 14), t(10, 8, 20)),
+                        (t(10, 9, 0), t(10, 10, 0)), (t(10, 12, 8), t(10, 12, 9, 30))]}
+
+    def run_reported(by: Grouping) -> dict[GroupKey, Indicators]:
+        return compute(PERIOD, by, CAL, cases=CASES, sessions=SESSIONS, evaluations=EVALUATIONS,
+                       staffing=STAFFING, halls=HALLS, reporting=reporting)
+
+    halls = run_reported(Grouping.HALL)
+    h1, h2 = halls[GroupKey(hall="H1")], halls[GroupKey(hall="H2")]
+    # covered opening per window: 10-08 90 + 180, 10-09 420, 10-10 0, 10-12 30 = 720
+    assert pair(h1.staffed_coverage) == (3 * 720, 3 * 4 * 420)
+    # W1: 10-08 s1 inside the covered 270, 10-09 s1 ∪ s3 = 09–12 (180); W2's 调休 Saturday
+    # and W3 nothing
+    assert pair(h1.staffed_rate) == (270 + 180, 3 * 720)
+    assert pair(h2.staffed_rate) == (0, 0) and h2.staffed_rate.value is None  # unknown, not 0 %
+    assert pair(h2.staffed_coverage) == (0, 4 * 180)
+    staff = run_reported(Grouping.STAFF)
+    s1 = staff[GroupKey(hall="H1", staff="s1")]
+    assert pair(s1.staffed_rate) == (270 + 120, 270 + 420)  # on duty 10-08 and 10-09
+    assert pair(s1.staffed_coverage) == (270 + 420, 2 * 420)
+    # s2's only day on duty (10-10) went unreported: no figure rather than a bad one
+    assert staff[GroupKey(hall="H1", staff="s2")].staffed_rate.value is None
+    # no reporting mapping at all: every opening minute counts, as before
+    assert pair(run(Grouping.HALL)[GroupKey(hall="H1")].staffed_coverage) == (
+        3 * 4 * 420, 3 * 4 * 420)
