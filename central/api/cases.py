@@ -17,7 +17,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request, status
 from pydantic import BaseModel, Field
-from sqlalchemy import ColumnElement, and_, false, or_, select, true
+from sqlalchemy import ColumnElement, and_, false, not_, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from central.api.deps import Caller, Engine
@@ -306,6 +306,10 @@ async def list_cases(
     accepted_to: Annotated[dt.date | None, Query(
         ge=EARLIEST, le=LATEST, description="受理日期 ≤ (Beijing)")] = None,
     overdue: Annotated[bool | None, Query(description="past the deadline (or done late)")] = None,
+    open_: Annotated[bool | None, Query(
+        alias="open", description="true: 在办 or 暂停计时 (not completed, not withdrawn); "
+                                  "with overdue=true and no acceptance dates: every open "
+                                  "overdue case, however long ago it was accepted")] = None,
     cursor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> CasePage:
@@ -321,6 +325,11 @@ async def list_cases(
         query = query.where(case_ladder.c.revision == cases.c.revision)
     if overdue is not None:
         query = query.where(case_ladder.c.overdue.is_(overdue))
+    if open_ is not None:
+        still_open = and_(cases.c.status.in_((CaseStatus.RUNNING.value,
+                                              CaseStatus.SUSPENDED.value)),
+                          cases.c.completed_at.is_(None))
+        query = query.where(still_open if open_ else not_(still_open))
     if accepted_from is not None:
         query = query.where(cases.c.accepted_at >= day_start(accepted_from))
     if accepted_to is not None:

@@ -166,7 +166,8 @@
     if (!items.length) { body.appendChild(H.noData(9)); }
     items.forEach(function (c) {
       var stage = c.ladder && c.ladder.stage;
-      body.appendChild(el('tr', null,
+      body.appendChild(el('tr', c.openOverdue ? { class: 'open-overdue',
+        title: t('analysis.open_overdue') } : null,
         el('td', null, el('a', { href: '/cases/' + encodeURIComponent(c.case_no),
           class: 'case-link' }, c.case_no)),
         el('td', null, c.item_name), el('td', null, c.department),
@@ -180,12 +181,22 @@
     table.appendChild(body);
   }
 
+  // Cases accepted in the range, and first every open overdue case whatever its acceptance
+  // date: a case overdue since last month must not drop out of this month's list.
   function loadCases() {
     if (!state.hall) { document.getElementById('cases-panel').hidden = true; return; }
-    var params = { hall: state.hall, department: state.department, window: state.window,
-      staff: state.staff, accepted_from: state.first, accepted_to: state.last, limit: 200 };
-    H.api(H.withQuery('/api/v1/cases', params)).then(function (page) {
-      renderCases(page.items);
+    var scope = { hall: state.hall, department: state.department, window: state.window,
+      staff: state.staff, limit: 200 };
+    var inRange = Object.assign({ accepted_from: state.first, accepted_to: state.last }, scope);
+    var overdue = Object.assign({ open: true, overdue: true }, scope);
+    Promise.all([H.api(H.withQuery('/api/v1/cases', overdue)),
+      H.api(H.withQuery('/api/v1/cases', inRange))]).then(function (pages) {
+      var seen = {};
+      var items = pages[0].items.map(function (c) {
+        seen[c.case_no] = true;
+        return Object.assign({ openOverdue: true }, c);
+      });
+      renderCases(items.concat(pages[1].items.filter(function (c) { return !seen[c.case_no]; })));
     }).catch(function (error) { H.notice(H.failure(error), 'error'); });
   }
 

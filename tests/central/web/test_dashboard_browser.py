@@ -253,6 +253,11 @@ def test_drill_down_from_hall_to_a_case(central: Central, browser: Browser) -> N
         expect(page.locator("#groups-title")).to_have_text("各部门")
         expect(page.locator("#chart-trend canvas")).to_have_count(1)
         shoot(page, "analysis-hall")
+        # open overdue cases accepted before the range lead the hall's case list
+        overdue = page.locator("#cases tr.open-overdue a.case-link")
+        expect(overdue).to_have_count(2)
+        assert set(overdue.all_inner_texts()) == {"SJ-004", "RS-001"}
+        expect(page.locator("#staffed-coverage")).to_contain_text("网关在报")
         page.click(f"a.drill[data-value='{seeds.MARKET}']")
         expect(page.locator("#groups-title")).to_have_text("各窗口")
         page.click("a.drill[data-value='1']")

@@ -171,3 +171,29 @@ async def test_technicians_get_the_halls_but_no_suspicious_evaluations(site: Sit
     assert data["suspicious_today"] is None
     assert all(h["suspicious_today"] is None for h in data["halls"])
     assert _by_hall(data)["H3"]["offline"] is True
+
+
+async def test_open_overdue_cases_are_listed_whatever_their_acceptance_date(site: Site) -> None:
+    """The analysis page's hall and department case lists: accepted in the range, plus every
+    open overdue case (SJ-004 yellow card, RS-001 red card, accepted days ago); the groups
+    count them too."""
+    today = site.seed.today.isoformat()
+    async with logged_in(site, "jiancha") as c:
+        in_range = (await c.get("/api/v1/cases", params={
+            "hall": "H1", "accepted_from": today, "accepted_to": today})).json()["items"]
+        assert not {"SJ-004", "RS-001"} & {x["case_no"] for x in in_range}
+        overdue = (await c.get("/api/v1/cases", params={
+            "hall": "H1", "open": "true", "overdue": "true"})).json()["items"]
+        assert sorted(x["case_no"] for x in overdue) == ["RS-001", "SJ-004"]
+        assert all(x["ladder"]["overdue"] and x["status"] == "running" for x in overdue)
+        market = (await c.get("/api/v1/cases", params={
+            "hall": "H1", "department": MARKET, "open": "true", "overdue": "true"})).json()
+        assert [x["case_no"] for x in market["items"]] == ["SJ-004"]
+        # done late (RS-101) is overdue but not open; open on-time cases are not overdue
+        closed = (await c.get("/api/v1/cases", params={
+            "hall": "H1", "open": "false", "overdue": "true"})).json()["items"]
+        assert [x["case_no"] for x in closed] == ["RS-101"]
+        hall = (await c.get(f"/api/v1/drilldown?first={today}&last={today}&hall=H1")).json()
+        assert hall["total"]["overdue_open"] == 2
+        departments = {g["department"]: g["indicators"]["overdue_open"] for g in hall["groups"]}
+        assert departments == {MARKET: 1, SOCIAL: 1}
