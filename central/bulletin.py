@@ -154,6 +154,9 @@ async def build(engine: AsyncEngine, who: Principal, month: str, calendar: WorkC
     overall = scorecard.compute(facts, period, Grouping.ALL, calendar)
     bad, bad_cut = await _bad_reviews(engine, who, period)
     overdue, overdue_cut = await _overdue_cases(engine, who, period)
+    names = scorecard.staff_names(facts)
+    for item in (*bad, *overdue):
+        item["staff_name"] = names.get((item["hall"], item["staff"] or ""))
     return Bulletin(
         month=month, period=period, generated_at=now,
         correlated=await scorecard.correlated(engine, period),
@@ -196,15 +199,15 @@ HEADERS = {
                "avg wait (min)", "no-show rate", "staffed rate"],
     },
     "bad_reviews": {
-        "zh": ["评价时间", "大厅", "窗口", "工号", "差评原因", "关联办件", "整改状态",
+        "zh": ["评价时间", "大厅", "窗口", "工号", "姓名", "差评原因", "关联办件", "整改状态",
                "整改期限", "督办级别", "网关", "序号"],
-        "en": ["evaluated at", "hall", "window", "staff", "reason", "cases",
+        "en": ["evaluated at", "hall", "window", "staff", "name", "reason", "cases",
                "follow-up state", "due", "escalation level", "gateway", "seq"],
     },
     "overdue": {
-        "zh": ["办件编号", "事项名称", "部门", "大厅", "窗口", "工号", "受理时间", "办理期限",
-               "超期工作日", "办结时间", "预警状态"],
-        "en": ["case", "item", "department", "hall", "window", "staff", "accepted at",
+        "zh": ["办件编号", "事项名称", "部门", "大厅", "窗口", "工号", "姓名", "受理时间",
+               "办理期限", "超期工作日", "办结时间", "预警状态"],
+        "en": ["case", "item", "department", "hall", "window", "staff", "name", "accepted at",
                "deadline", "working days over", "completed at", "ladder stage"],
     },
 }
@@ -251,7 +254,7 @@ def to_csv(bulletin: Bulletin, part: str, lang: str) -> bytes:
     elif part == "bad_reviews":
         for b in bulletin.bad_reviews:
             writer.writerow([_beijing(b["evaluated_at"]), b["hall"], b["window"],
-                             b["staff"] or "",
+                             b["staff"] or "", b.get("staff_name") or "",
                              b["reason"] if lang == "zh" else REASON_EN.get(b["key"], ""),
                              " ".join(b["case_nos"]),
                              b["followup_state"] or "", b["followup_due"] or "",
@@ -261,7 +264,8 @@ def to_csv(bulletin: Bulletin, part: str, lang: str) -> bytes:
         for c in bulletin.overdue_cases:
             writer.writerow([c["case_no"], c["item_name"], c["department"], c["hall"],
                              c["window"] if c["window"] is not None else "", c["staff"] or "",
-                             _beijing(c["accepted_at"]), c["deadline"] or "",
+                             c.get("staff_name") or "", _beijing(c["accepted_at"]),
+                             c["deadline"] or "",
                              c["days_over"] if c["days_over"] is not None else "",
                              _beijing(c["completed_at"]), c["stage_label"] or ""])
     cut = {"bad_reviews": bulletin.bad_reviews_cut, "overdue": bulletin.overdue_cases_cut}

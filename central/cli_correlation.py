@@ -93,10 +93,11 @@ def recompute(
 @correlation_app.command("hall-setup")
 def hall_setup(
     file: Annotated[Path, typer.Argument(help="YAML: hall, opening [{start, end}], windows "
-                                              "{window: department}")],
+                                              "{window: department}, staff {number: name}")],
     config: ConfigOption = None,
 ) -> None:
-    """Set a hall's opening hours and window → department roster (used by the indicators)."""
+    """Set a hall's opening hours, window → department roster (used by the indicators) and
+    staff names (shown beside staff numbers)."""
     from pydantic import ValidationError
 
     from central.correlation import halls

@@ -147,6 +147,12 @@ def indicators_doc(ind: Indicators) -> dict[str, Any]:
     }
 
 
+def staff_names(facts: Facts) -> dict[tuple[str, str], str]:
+    """(hall, staff number) → name, from the halls' setups (where they name their staff)."""
+    return {(hall, number): name for hall, setup in facts.halls.items()
+            for number, name in setup.staff.items()}
+
+
 def group_doc(key: GroupKey) -> dict[str, str | None]:
     return {"hall": key.hall, "department": key.department, "window": key.window,
             "staff": key.staff}

@@ -28,6 +28,7 @@ class GroupOut(BaseModel):
     department: str | None
     window: str | None = None
     staff: str | None = None
+    staff_name: str | None = Field(default=None, description="工作人员姓名 (hall setup)")
     satisfaction_rank: int | None = Field(description="1 = best; null: no evaluations")
     on_time_rank: int | None = Field(description="1 = best; null: nothing completed")
     indicators: dict[str, Any] = Field(
@@ -41,6 +42,7 @@ class BadReviewOut(BaseModel):
     hall: str
     window: int
     staff: str | None
+    staff_name: str | None = None
     key: int
     reason: str
     evaluated_at: dt.datetime
@@ -57,6 +59,7 @@ class OverdueCaseOut(BaseModel):
     hall: str
     window: int | None
     staff: str | None
+    staff_name: str | None = None
     accepted_at: dt.datetime
     deadline: dt.date | None
     days_over: int | None
@@ -91,10 +94,13 @@ async def _build(db: Engine, who: Principal, month: str) -> bulletins.Bulletin:
         raise HTTPException(422, str(exc)) from None
 
 
-def group_out(item: bulletins.Ranked) -> GroupOut:
+def group_out(item: bulletins.Ranked, names: dict[tuple[str, str], str] | None = None
+              ) -> GroupOut:
     key = group_doc(item.indicators.group)
+    named = names or {}
     return GroupOut(hall=key["hall"], department=key["department"], window=key["window"],
                     staff=key["staff"],
+                    staff_name=named.get((key["hall"] or "", key["staff"] or "")),
                     satisfaction_rank=item.satisfaction_rank, on_time_rank=item.on_time_rank,
                     indicators=indicators_doc(item.indicators))
 

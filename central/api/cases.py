@@ -26,6 +26,7 @@ from central.cases.context import CaseContext, bound
 from central.cases.model import CASE_NO_PATTERN, EARLIEST_YEAR, LATEST_YEAR, NO_NUL, CaseIn
 from central.cases.mqttfeed import result_doc
 from central.cases.store import MAX_BATCH, Source, clock_of, feed
+from central.correlation import halls
 from central.ladder_job import standing
 from central.rules.indicators import CaseStatus
 from central.rules.timelimit import LadderStage, steps
@@ -99,6 +100,7 @@ class CaseOut(BaseModel):
     hall: str
     window: int | None
     staff: str | None
+    staff_name: str | None = Field(default=None, description="工作人员姓名 (hall setup)")
     accepted_at: dt.datetime
     legal_days: int
     promised_days: int | None
@@ -258,11 +260,14 @@ def _ladder(row: Any, context: CaseContext, held: list[Any]) -> LadderOut | None
                      limit_days=limit, source="live")
 
 
-def _case_out(who: Principal, row: Any, ladder: LadderOut | None) -> dict[str, Any]:
+def _case_out(who: Principal, row: Any, ladder: LadderOut | None,
+              names: dict[tuple[str, str], str]) -> dict[str, Any]:
     return {
         "case_no": row.case_no, "revision": row.revision, "item_code": row.item_code,
         "item_name": row.item_name, "department": row.department, "hall": row.hall_id,
-        "window": row.window, "staff": row.staff, "accepted_at": row.accepted_at,
+        "window": row.window, "staff": row.staff,
+        "staff_name": halls.name_of(names, row.hall_id, row.staff),
+        "accepted_at": row.accepted_at,
         "legal_days": row.legal_days, "promised_days": row.promised_days,
         "completed_at": row.completed_at, "status": row.status,
         "applicant": _applicant(who, row), "received_at": row.received_at,
@@ -343,7 +348,9 @@ async def list_cases(
         rows = (await conn.execute(query)).all()
         stale = [r.case_no for r in rows[:limit] if r.l_revision != r.revision]
         held = await _suspensions(conn, stale)
-    items = [CaseOut.model_validate(_case_out(who, r, _ladder(r, context, held.get(r.case_no, []))))
+        names = await halls.staff_names(conn, sorted({r.hall_id for r in rows}))
+    items = [CaseOut.model_validate(_case_out(who, r, _ladder(r, context, held.get(r.case_no, [])),
+                                              names))
              for r in rows[:limit]]
     more = len(rows) > limit
     return CasePage(items=items, next_cursor=_cursor(rows[limit - 1]) if more else None)
@@ -366,10 +373,11 @@ async def get_case(request: Request, db: Engine, who: Caller, case_no: CaseNo) -
         recorded = (await conn.execute(
             select(case_steps).where(case_steps.c.case_no == case_no)
             .order_by(case_steps.c.at, case_steps.c.recorded_at))).all()
+        names = await halls.staff_names(conn, [row.hall_id])
     ladder = _ladder(row, context, held)
     current = _current_steps(row, held, context, ladder)
     return CaseDetailOut.model_validate({
-        **_case_out(who, row, ladder),
+        **_case_out(who, row, ladder, names),
         "suspensions": [{"start": s.started_at, "end": s.ended_at, "reason": s.reason}
                         for s in held],
         "steps": [{"stage": s.stage, "label": LadderStage(s.stage).label, "on_date": s.on_date,

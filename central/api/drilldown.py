@@ -101,9 +101,10 @@ async def drilldown(
     except CalendarError as exc:
         raise HTTPException(422, str(exc)) from None
     everything = next(iter(total.values()), None)
+    names = scorecard.staff_names(facts)
     return DrilldownOut(
         first=first, last=last, level=level, correlated=await scorecard.correlated(db, period),
         total=scorecard.indicators_doc(everything) if everything else None,
-        groups=[group_out(g) for g in groups],
+        groups=[group_out(g, names) for g in groups],
         trend=[DayOut(day=d, indicators=scorecard.indicators_doc(i) if i else None)
                for d, i in trend])

@@ -26,6 +26,7 @@ from central.api.correlation_scope import (
     scope_of,
 )
 from central.api.deps import Caller, Engine
+from central.correlation import halls
 from central.correlation.engine import Flag
 from central.rules.scale import ExportRow, export_row, to_national
 from central.store.schema import cases
@@ -76,6 +77,8 @@ class EvaluationOut(BaseModel):
     session: SessionBrief | None
     ticket: str | None
     staff: str | None
+    staff_name: str | None = Field(default=None,
+                                   description="工作人员姓名, where the hall's setup names them")
     cases: list[CaseBrief]
     confidence: float = Field(ge=0, le=1)
     flags: list[Flag]
@@ -134,6 +137,7 @@ async def _expand(conn: Any, rows: list[Any]) -> list[EvaluationOut]:
                                            cases.c.item_name)
                                     .where(cases.c.case_no.in_(nos[i:i + 500]))):
             found[c.case_no] = c
+    names = await halls.staff_names(conn, sorted({r.hall_id for r in rows}))
     out = []
     for r in rows:
         s = sessions.get(r.session_id) if r.session_id else None
@@ -146,7 +150,7 @@ async def _expand(conn: Any, rows: list[Any]) -> list[EvaluationOut]:
                 session_id=s.session_id, ticket=s.ticket, window=s.window, staff=s.staff,
                 outcome=s.outcome, called_at=s.called_at, started_at=s.started_at,
                 ended_at=s.ended_at),
-            ticket=r.ticket, staff=r.staff,
+            ticket=r.ticket, staff=r.staff, staff_name=halls.name_of(names, r.hall_id, r.staff),
             cases=[CaseBrief(case_no=n, department=found[n].department,
                              item_name=found[n].item_name)
                    for n in r.case_nos if n in found],
@@ -256,6 +260,7 @@ async def export_evaluations(
             for c in await conn.execute(select(cases.c.case_no, cases.c.department)
                                         .where(cases.c.case_no.in_(nos[i:i + 500]))):
                 departments[c.case_no] = c.department
+        names = await halls.staff_names(conn)
     fields = list(ExportRow.model_fields)
 
     async def body() -> AsyncIterator[str]:
@@ -271,7 +276,8 @@ async def export_evaluations(
                     continue
                 row = export_row(evaluation_id=f"{x.gateway_id}-{x.seq}", key=x.key,
                                  evaluated_at=x.evaluated_at, hall=x.hall_id,
-                                 window=str(x.window), staff=x.staff, case_no=n,
+                                 window=str(x.window), staff=x.staff,
+                                 staff_name=halls.name_of(names, x.hall_id, x.staff), case_no=n,
                                  department=departments.get(n) if n else None)
                 doc = row.model_dump(mode="json")
                 doc["reasons"] = "；".join(doc["reasons"])

@@ -11,6 +11,7 @@ from fastapi import APIRouter, HTTPException, Query, Request, status
 from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy import func, select
 
+from central import scorecard
 from central.api.correlation_scope import calendar_for, period, scope_of
 from central.api.deps import Caller, Engine
 from central.auth import Role
@@ -58,6 +59,7 @@ class GroupOut(BaseModel):
     department: str | None
     window: str | None
     staff: str | None
+    staff_name: str | None = Field(default=None, description="工作人员姓名 (hall setup)")
 
 
 class IndicatorGroupOut(BaseModel):
@@ -81,10 +83,11 @@ def _ratio(field: str, r: Ratio) -> RatioOut:
                     value=r.value, explain=EXPLAIN.get(field))
 
 
-def _group_out(result: Indicators) -> IndicatorGroupOut:
+def _group_out(result: Indicators, names: dict[tuple[str, str], str]) -> IndicatorGroupOut:
     g = result.group
     return IndicatorGroupOut(
-        group=GroupOut(hall=g.hall, department=g.department, window=g.window, staff=g.staff),
+        group=GroupOut(hall=g.hall, department=g.department, window=g.window, staff=g.staff,
+                       staff_name=halls.name_of(names, g.hall, g.staff)),
         ratios={field: _ratio(field, getattr(result, field)) for field in RATIOS},
         overdue_completed=result.overdue_completed, overdue_open=result.overdue_open,
         overdue_count=result.overdue_count,
@@ -121,7 +124,8 @@ async def get_indicators(
         results = facts.indicators(loaded, span, group, calendar)
     except CalendarError as exc:
         raise HTTPException(422, str(exc)) from None
-    groups = [_group_out(v) for v in results.values()]
+    names = scorecard.staff_names(loaded)
+    groups = [_group_out(v, names) for v in results.values()]
     if department is not None and group is Grouping.DEPARTMENT:
         groups = [g for g in groups if g.group.department == department]
     return IndicatorsOut(first=first, last=last, group=group, groups=groups)

@@ -34,6 +34,8 @@ class SessionOut(BaseModel):
     service: str | None
     window: int | None
     staff: str | None
+    staff_name: str | None = Field(default=None,
+                                   description="工作人员姓名, where the hall's setup names them")
     outcome: Outcome
     queued_at: dt.datetime | None = Field(description="ticket issued (or transferred here)")
     called_at: dt.datetime | None
@@ -61,6 +63,8 @@ class PresenceOut(BaseModel):
     business_day: dt.date
     window: int
     staff: str
+    staff_name: str | None = Field(default=None,
+                                   description="工作人员姓名, where the hall's setup names them")
     start: dt.datetime
     end: dt.datetime
     opened_by: str = Field(description="LI | RS | activity (first ST/FN without a login)")
@@ -71,10 +75,11 @@ def _minutes(a: dt.datetime | None, b: dt.datetime | None) -> float | None:
     return None if a is None or b is None else round((b - a).total_seconds() / 60, 2)
 
 
-def _session_out(r: Any) -> SessionOut:
+def _session_out(r: Any, names: dict[tuple[str, str], str]) -> SessionOut:
     return SessionOut(
         session_id=r.session_id, hall=r.hall_id, business_day=r.business_day, ticket=r.ticket,
-        service=r.service, window=r.window, staff=r.staff, outcome=Outcome(r.outcome),
+        service=r.service, window=r.window, staff=r.staff,
+        staff_name=halls.name_of(names, r.hall_id, r.staff), outcome=Outcome(r.outcome),
         queued_at=r.queued_at, called_at=r.called_at, started_at=r.started_at,
         ended_at=r.ended_at, next_call_at=r.next_call_at,
         wait_minutes=_minutes(r.queued_at, r.called_at),
@@ -130,9 +135,10 @@ async def list_sessions(
             if len(rows) <= limit:
                 break
             after = (rows[-1].business_day, rows[-1].session_id)
+        names = await halls.staff_names(conn, sorted({r.hall_id for r in out}))
     more = len(out) > limit
     items = out[:limit]
-    return SessionPage(items=[_session_out(r) for r in items],
+    return SessionPage(items=[_session_out(r, names) for r in items],
                        next_cursor=encode_cursor(items[-1].business_day, items[-1].session_id)
                        if more and items else None)
 
@@ -159,6 +165,7 @@ async def list_presence(
             query = query.where(column == value)
     async with db.connect() as conn:
         rows = (await conn.execute(query)).all()
+        names = await halls.staff_names(conn, sorted({r.hall_id for r in rows}))
         if scope.department is not None:
             stored = await halls.stored_setups(conn)
             roster: dict[str, dict[str, str]] = {}
@@ -171,5 +178,6 @@ async def list_presence(
             rows = [r for r in rows
                     if roster.get(r.hall_id, {}).get(str(r.window)) == scope.department]
     return [PresenceOut(hall=r.hall_id, business_day=r.business_day, window=r.window,
-                        staff=r.staff, start=r.start, end=r.end, opened_by=r.opened_by,
+                        staff=r.staff, staff_name=halls.name_of(names, r.hall_id, r.staff),
+                        start=r.start, end=r.end, opened_by=r.opened_by,
                         closed_by=r.closed_by) for r in rows]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, Field, field_validator
 from sqlalchemy import delete, insert, select
@@ -49,7 +49,20 @@ def with_defaults(hall: str, stored: HallSetup | None,
         return stored
     roster = infer_roster(cases)
     opening = stored.opening if stored is not None else DEFAULT_OPENING
-    return HallSetup(hall=hall, opening=opening, windows=roster)
+    names = stored.staff if stored is not None else {}
+    return HallSetup(hall=hall, opening=opening, windows=roster, staff=names)
+
+
+async def staff_names(conn: AsyncConnection, halls: Sequence[str] | None = None
+                      ) -> dict[tuple[str, str], str]:
+    """(hall, staff number) → name, where a hall's setup names its staff."""
+    return {(hall, number): name for hall, setup in (await stored_setups(conn, halls)).items()
+            for number, name in setup.staff.items()}
+
+
+def name_of(names: dict[tuple[str, str], str], hall: str | None, staff: str | None
+            ) -> str | None:
+    return None if hall is None or staff is None else names.get((hall, staff))
 
 
 async def save_setup(conn: AsyncConnection, setup: HallSetup, now: dt.datetime) -> None:
@@ -75,6 +88,10 @@ class OpeningText(BaseModel):
         return value
 
 
+StaffNumber = Annotated[str, Field(pattern=r"^[0-9]{6}$")]
+StaffName = Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[^\x00]+$")]
+
+
 class SetupText(BaseModel):
     """A hall's opening hours (on the calendar's working days) and window roster, as people
     write it (API body, the CLI's YAML file)."""
@@ -82,6 +99,9 @@ class SetupText(BaseModel):
     hall: str = Field(min_length=1, max_length=64)
     opening: list[OpeningText] = Field(min_length=1, max_length=8)
     windows: dict[str, str] = Field(default_factory=dict, description="window → department")
+    staff: dict[StaffNumber, StaffName] = Field(
+        default_factory=dict, description="staff number → name (工作人员姓名), shown beside "
+                                          "the number in lists and exports")
 
     def to_setup(self) -> HallSetup:
         """Raises pydantic.ValidationError (overlapping or reversed periods)."""
@@ -89,6 +109,7 @@ class SetupText(BaseModel):
 
     @classmethod
     def of(cls, setup: HallSetup) -> SetupText:
-        return cls(hall=setup.hall, windows=dict(setup.windows), opening=[
+        return cls(hall=setup.hall, windows=dict(setup.windows), staff=dict(setup.staff),
+                   opening=[
             OpeningText(start=p.start.strftime("%H:%M"), end=p.end.strftime("%H:%M"))
             for p in setup.opening])

@@ -153,6 +153,7 @@ class HallSetup(BaseModel):
     hall: str
     opening: tuple[OpeningPeriod, ...] = Field(min_length=1)
     windows: dict[str, str] = Field(default_factory=dict, description="window → department")
+    staff: dict[str, str] = Field(default_factory=dict, description="staff number → name")
 
     @model_validator(mode="after")
     def _no_overlap(self) -> HallSetup:

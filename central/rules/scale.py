@@ -137,6 +137,7 @@ class ExportRow(BaseModel):
     department: str | None
     window: str
     staff: str | None
+    staff_name: str | None = Field(default=None, description="工作人员姓名 (hall setup)")
     channel: str = Field(default="线下-窗口评价器", description="评价渠道")
     level: int = Field(ge=1, le=5, description="评价等级 5 非常满意 … 1 非常不满意")
     level_name: str
@@ -162,6 +163,7 @@ def export_row(
     staff: str | None,
     case_no: str | None = None,
     department: str | None = None,
+    staff_name: str | None = None,
 ) -> ExportRow:
     k = device_key(key)
     rating = _MAPPING[k]
@@ -172,6 +174,7 @@ def export_row(
         department=department,
         window=window,
         staff=staff,
+        staff_name=staff_name,
         level=int(rating.level),
         level_name=rating.level.label,
         bad_review=rating.level.is_bad,

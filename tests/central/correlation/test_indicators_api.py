@@ -11,6 +11,8 @@ Cases on Friday 2026-11-20 (working days from chinese-calendar):
 
 from __future__ import annotations
 
+import csv
+import io
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -153,3 +155,41 @@ async def test_without_a_setup_the_roster_comes_from_the_cases(
     manager = await bearer(engine, Role.HALL_MANAGER, hall="H9")
     assert (await client.put("/api/v1/halls/H9/setup", headers=manager, json=SETUP)
             ).status_code == 403
+
+
+async def test_staff_are_shown_by_name_where_the_setup_names_them(
+    client: httpx.AsyncClient, engine: AsyncEngine
+) -> None:
+    """000101 is named in H9's setup, 000202 is not: lists, drill-down and exports show the
+    name beside the number, and only where there is one (case lists: test_figures)."""
+    headers = await bearer(engine, Role.SUPERVISOR)
+    named = {**SETUP, "staff": {"000101": "王芳"}}
+    assert (await client.put("/api/v1/halls/H9/setup", headers=headers, json=named)
+            ).json()["staff"] == {"000101": "王芳"}
+    bad = {**SETUP, "staff": {"101": "王芳"}}
+    assert (await client.put("/api/v1/halls/H9/setup", headers=headers, json=bad)
+            ).status_code == 422
+
+    def names(items: list[dict[str, Any]], key: str = "staff") -> set[tuple[Any, Any]]:
+        return {(x[key], x[f"{key}_name"]) for x in items if x[key]}
+
+    assert {(g["group"]["staff"], g["group"]["staff_name"])
+            for g in await get(client, headers, group="staff")} == {
+        ("000101", "王芳"), ("000202", None)}
+    dates = {"from": "2026-11-20", "to": "2026-11-20"}
+    for path in ("/api/v1/sessions", "/api/v1/evaluations"):
+        items = (await client.get(path, headers=headers, params=dates)).json()["items"]
+        assert names(items) == {("000101", "王芳"), ("000202", None)}, path
+    presence = (await client.get("/api/v1/presence", headers=headers, params=dates)).json()
+    assert names(presence) == {("000101", "王芳"), ("000202", None)}
+    drill = (await client.get("/api/v1/drilldown", headers=headers, params={
+        "first": "2026-11-20", "last": "2026-11-20", "hall": "H9", "department": "市场监管局",
+        "window": "1"})).json()
+    assert [(g["staff"], g["staff_name"]) for g in drill["groups"]] == [("000101", "王芳")]
+    export = await client.get("/api/v1/evaluations/export", headers=headers, params=dates)
+    rows = list(csv.DictReader(io.StringIO(export.text)))
+    assert {(r["staff"], r["staff_name"]) for r in rows} == {("000101", "王芳"), ("000202", "")}
+    bulletin = await client.get("/api/v1/bulletin.csv", headers=headers, params={
+        "month": "2026-11", "part": "bad_reviews"})
+    table = list(csv.reader(io.StringIO(bulletin.content.decode("utf-8-sig"))))
+    assert table[0][3:5] == ["工号", "姓名"] and table[1][3:5] == ["000101", "王芳"]

@@ -195,5 +195,21 @@ async def test_open_overdue_cases_are_listed_whatever_their_acceptance_date(site
         assert [x["case_no"] for x in closed] == ["RS-101"]
         hall = (await c.get(f"/api/v1/drilldown?first={today}&last={today}&hall=H1")).json()
         assert hall["total"]["overdue_open"] == 2
+        assert "staffed_coverage" in hall["total"]
         departments = {g["department"]: g["indicators"]["overdue_open"] for g in hall["groups"]}
         assert departments == {MARKET: 1, SOCIAL: 1}
+
+
+async def test_case_lists_name_the_staff_where_the_hall_setup_does(site: Site) -> None:
+    async with site.client() as c:
+        headers = await site.bearer(Role.SUPERVISOR)
+        setup = (await c.get("/api/v1/halls/H1/setup", headers=headers)).json()
+        setup["staff"] = {"100232": "赵敏"}
+        assert (await c.put("/api/v1/halls/H1/setup", headers=headers, json=setup)
+                ).status_code == 200
+        items = (await c.get("/api/v1/cases", headers=headers, params={
+            "hall": "H1", "open": "true", "overdue": "true"})).json()["items"]
+        assert {(x["case_no"], x["staff"], x["staff_name"]) for x in items} == {
+            ("SJ-004", "100232", "赵敏"), ("RS-001", "100241", None)}
+        one = (await c.get("/api/v1/cases/SJ-004", headers=headers)).json()
+        assert one["staff_name"] == "赵敏"
