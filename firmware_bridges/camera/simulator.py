@@ -519,9 +519,12 @@ class MjpegServer:
             index %= len(self.feed.jpegs)
         return index
 
+    def _jpeg(self, index: int) -> bytes:
+        return self.feed.jpegs[index]
+
     def _snapshot(self, handler: BaseHTTPRequestHandler) -> None:
         index = self._frame_index(time.monotonic() - self._started) or 0
-        jpeg = self.feed.jpegs[index]
+        jpeg = self._jpeg(index)
         handler.send_response(200)
         handler.send_header("Content-Type", "image/jpeg")
         handler.send_header("Content-Length", str(len(jpeg)))
@@ -560,7 +563,7 @@ class MjpegServer:
                 if index == last_index:
                     continue
                 last_index = index
-                handler.wfile.write(encode_part(self.feed.jpegs[index], self.BOUNDARY))
+                handler.wfile.write(encode_part(self._jpeg(index), self.BOUNDARY))
                 handler.wfile.flush()
                 with self._lock:
                     self.sent.append(Sent(time.monotonic(), index, client))
