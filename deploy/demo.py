@@ -237,6 +237,9 @@ def main() -> None:
     gateway: dict[str, Any] = {
         "hall": HALL, "gateway": GATEWAY, "data_dir": str(data / "gateway"),
         "broker": {"port": mqtt_port},
+        # Gateway and central share this machine's clock: whether it follows NTP changes
+        # nothing here, so the hall page does not raise the alarm a real gateway would.
+        "clock": {"assume_synced": True},
         "evaluator_buses": [{"port": str(devices / "ttyEVAL0"),
                              "invite_timeout_s": INVITE_TIMEOUT_S, "devices": [
                                  {"addr": 0x80 + w, "window": w}

@@ -71,11 +71,11 @@ class Anomaly(StrEnum):
 
 # Rates per finished service once the opening plan has shown each kind once.
 ANOMALY_RATES: Mapping[Anomaly, float] = {
-    Anomaly.WALK_AWAY: 0.07, Anomaly.STRAY: 0.02, Anomaly.EARLY_PRESS: 0.02,
-    Anomaly.TWICE_QUICK: 0.03, Anomaly.TWICE_SLOW: 0.02, Anomaly.LATE: 0.015,
-    Anomaly.SELF_PRESS: 0.04, Anomaly.PAUSE: 0.03,
+    Anomaly.WALK_AWAY: 0.07, Anomaly.STRAY: 0.01, Anomaly.EARLY_PRESS: 0.01,
+    Anomaly.TWICE_QUICK: 0.02, Anomaly.TWICE_SLOW: 0.01, Anomaly.LATE: 0.01,
+    Anomaly.SELF_PRESS: 0.03, Anomaly.PAUSE: 0.03,
 }
-ORPHAN_EVERY_S = (60.0, 150.0)  # a key at the closed window now and then
+ORPHAN_EVERY_S = (120.0, 300.0)  # a key at the closed window now and then
 
 
 @dataclass
@@ -201,6 +201,7 @@ class SimulatedHall:
             await asyncio.sleep(self.rng.expovariate(1 / self.arrival_gap_real))
             service = self.rng.choice(offered)
             self.machine.issue_ticket(service, self._names.get(service))
+            self._show_queue()
         self._stopping = True
 
     async def _closed_window(self) -> None:
@@ -228,6 +229,7 @@ class SimulatedHall:
                 continue
             machine.call(ticket, w.number)
             called = time.time()
+            self._show_queue()
             await asyncio.sleep(w.rng.uniform(*WALK_UP_S) - 2.0)
             self._scene("citizen_in", w.number)
             await asyncio.sleep(2.0)
@@ -408,14 +410,20 @@ class SimulatedHall:
         self._truth.write(json.dumps(record, ensure_ascii=False) + "\n")
         self._truth.flush()
 
+    def _show_queue(self) -> None:
+        if self.scene is not None:
+            self.scene.waiting(self.machine.waiting())
+
     def _scene(self, what: str, window: int) -> None:
         if self.scene is not None and window in self.camera_windows:
             self.scene.apply(what, window)
 
 
 # -- comparing central with the truth ---------------------------------------------------------
+# The evaluation flags the hall's behaviour decides (central/correlation/README.md); others
+# (a doubt about which cases a service's evaluation covers) are not compared.
 
-MATCH_WITHIN_S = 0.7  # press → the gateway's stamp on its key
+MATCH_WITHIN_S = 2.0  # press → the gateway's stamp on its key (a loaded machine lags)
 FLAGS = ("ORPHAN", "OUT_OF_SESSION", "DUPLICATE", "LATE", "RAPID_REPEAT",
          "SELF_PRESS_SUSPECTED")
 
@@ -469,7 +477,7 @@ def compare(truth: Iterable[Mapping[str, Any]], evaluations: Iterable[Mapping[st
     mismatches = []
     for press in sorted(presses, key=lambda r: float(r["at"])):
         for flag in press["flags"]:
-            flags_truth[flag] = flags_truth.get(flag, 0) + 1
+            flags_truth[flag] += 1
         counted_truth += bool(press["counted"])
         near = [ev for ev in by_device.get(int(press["addr"]), [])
                 if ev["key"] == press["key"] and (ev["gateway"], ev["seq"]) not in taken
@@ -481,10 +489,10 @@ def compare(truth: Iterable[Mapping[str, Any]], evaluations: Iterable[Mapping[st
         taken.add((ev["gateway"], ev["seq"]))
         matched += 1
         counted_central += bool(ev["counted"])
-        for flag in ev["flags"]:
-            flags_central[flag] = flags_central.get(flag, 0) + 1
-        if bool(ev["counted"]) != bool(press["counted"]) or set(ev["flags"]) != set(
-                press["flags"]):
+        flags = set(ev["flags"]) & set(FLAGS)  # a doubt about its cases is not the press's
+        for flag in flags:
+            flags_central[flag] += 1
+        if bool(ev["counted"]) != bool(press["counted"]) or flags != set(press["flags"]):
             mismatches.append(f"{_label(press)}: 真值 counted={press['counted']} "
                               f"{sorted(press['flags'])}, 中心 counted={ev['counted']} "
                               f"{sorted(ev['flags'])}")

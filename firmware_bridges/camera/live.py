@@ -68,6 +68,26 @@ class LiveScene:
             self._scene.actors[:] = [a for a in self._scene.actors
                                      if a.leave == math.inf or a.leave + a.walk_s > t]
 
+    def waiting(self, count: int) -> None:
+        """People on the waiting-area benches: the queue, as far as the benches go (the
+        camera sees one corner of the hall)."""
+        t = self.now()
+        with self._lock:
+            for spot_index, spot in enumerate(HALL_LAYOUT.waiting_spots):
+                key = ("waiting", spot_index)
+                seated = self._present.get(key)
+                if spot_index < count and seated is None:
+                    self._visitors += 1
+                    actor = Actor("waiting", spot, CITIZEN_ENTRY, t, math.inf,
+                                  shirt=CITIZEN_SHIRTS[self._visitors % len(CITIZEN_SHIRTS)],
+                                  fidget_every_s=9.0)
+                    self._present[key] = actor
+                    self._scene.actors.append(actor)
+                elif spot_index >= count and seated is not None:
+                    del self._present[key]
+                    self._replace(seated, replace(seated, leave=max(t, seated.arrive
+                                                                    + seated.walk_s)))
+
     def _replace(self, old: Actor, new: Actor) -> None:
         actors = self._scene.actors
         for i, actor in enumerate(actors):
