@@ -46,7 +46,7 @@ class Gateway:
         )
         self.evaluators = [EvaluatorSupervisor(bus, self.journal, config.staff_names)
                            for bus in config.evaluator_buses]
-        self.queue = (QueueSupervisor(config.queue, self.journal, self._service_finished)
+        self.queue = (QueueSupervisor(config.queue, self.journal, self._queue_event)
                       if config.queue is not None else None)
         self._tasks: list[asyncio.Task[Any]] = []
         self.commands: RemoteCommands | None = None
@@ -88,13 +88,14 @@ class Gateway:
             if self.evidence is not None:
                 self.evidence.enqueue(seq, event.kind, body)
 
-    async def _service_finished(self, window: int, ticket: str, staff: str, mseq: int) -> None:
-        """FN at a window: invite that window's evaluator, tied to the ticket and staff."""
+    def _queue_event(self, body: dict[str, Any]) -> None:
+        """A queue message journaled: the invitation rules of its window's evaluator bus
+        decide (FN invites, ST closes the invitation still open there)."""
+        window = body.get("window")
         for supervisor in self.evaluators:
-            if supervisor.handles(window):
-                await supervisor.invite(window, ticket, staff, mseq)
+            if window is not None and supervisor.handles(window):
+                supervisor.on_queue_event(body)
                 return
-        log.debug("no evaluator configured at window %d", window)
 
     def health(self) -> dict[str, Any]:
         health: dict[str, Any] = {"journal_write_errors": self.journal.write_errors,
@@ -180,7 +181,7 @@ class Gateway:
                     self.evaluators.append(supervisor)
         del self.evaluators[len(config.evaluator_buses):]
         if "queue" in which:
-            self.queue = (QueueSupervisor(config.queue, self.journal, self._service_finished)
+            self.queue = (QueueSupervisor(config.queue, self.journal, self._queue_event)
                           if config.queue is not None else None)
 
     async def reread_devices(self, devices: list[str]) -> str:

@@ -181,8 +181,8 @@ class HallBoard:
         self._now = now or (lambda: datetime.now(UTC))
         self.windows: dict[int, WindowView] = {}
         for supervisor in sources.evaluators:
-            for device in supervisor.devices.values():
-                self._window(device.window)
+            for window in supervisor.windows():
+                self._window(window)
         self.waiting: dict[str, WaitingTicket] = {}  # ticket → where and since when it waits
         self.untracked: Counter[str] = Counter()  # waiting the machine reported, not seen issued
         self.service_names: dict[str, str] = {}
@@ -212,8 +212,8 @@ class HallBoard:
         self.staff_names = gateway.config.staff_names
         for supervisor in gateway.evaluators:
             supervisor.on_journaled = self.on_journaled
-            for device in supervisor.devices.values():
-                self._window(device.window)
+            for window in supervisor.windows():
+                self._window(window)
         if gateway.queue is not None:
             gateway.queue.on_journaled = self.on_journaled
         self._dirty.set()

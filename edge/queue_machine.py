@@ -1,4 +1,5 @@
-"""Queue-machine supervision: journal the $QM feed, acknowledge after commit, invite evaluations.
+"""Queue-machine supervision: journal the $QM feed, acknowledge after commit, pass each message
+on (in journal order) to the evaluators' invitation rules, which invite on FN and close on ST.
 
 The machine resends every unacknowledged message on a 2 s tick and its whole buffer after every
 reconnect, so the same message arrives again and again; it is journaled once (keyed by mseq and
@@ -40,7 +41,7 @@ log = logging.getLogger(__name__)
 
 SEEN_KEPT = 5000  # > the machine's 1,000-message buffer, with room for its replays
 
-FinishedHook = Callable[[int, str, str, int], Awaitable[Any]]  # window, ticket, staff, mseq
+QueueEventHook = Callable[[dict[str, Any]], None]  # a queue.event body, once queued to the journal
 JournaledHook = Callable[[str, dict[str, Any]], None]  # kind, body: queued in journal order
 
 
@@ -67,10 +68,10 @@ class QueueState:
 
 class QueueSupervisor:
     def __init__(self, config: QueueConfig, journal: Journal,
-                 on_finished: FinishedHook | None = None) -> None:
+                 on_event: QueueEventHook | None = None) -> None:
         self.config = config
         self.journal = journal
-        self.on_finished = on_finished
+        self.on_event = on_event
         self.state = QueueState()
         self.feed: QueueFeed | None = None
         self.duplicates = 0
@@ -123,8 +124,11 @@ class QueueSupervisor:
         self._spawn(self._ack_when_durable(feed, item.mseq, key, future))
         if isinstance(item, QMMessage):
             self._track(item)
-            if isinstance(item, ServiceFinished) and self.on_finished is not None:
-                self._spawn(self.on_finished(item.window, item.ticket, item.staff, item.mseq))
+        if kind == "queue.event" and self.on_event is not None:
+            try:
+                self.on_event(body)
+            except Exception:  # the feed and its acknowledgements must go on
+                log.exception("queue: handling mseq %d failed", item.mseq)
 
     def _describe(self, msg: QMMessage, raw: str) -> tuple[str, dict[str, Any]]:
         fields: dict[str, Any] = {"mseq": msg.mseq, "type": msg.CODE, "raw": raw,

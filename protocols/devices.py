@@ -87,6 +87,19 @@ class EvaluatorInvite(_OnWindow):
     status: Literal["ok", "busy", "bad_argument", "no_reply"]
 
 
+class EvaluatorInviteClosed(_OnWindow):
+    """evaluator.invite_closed: the gateway closed an invitation still open on the device (and
+    sent it CANCEL): the next service at the window started, or a new invitation replaced it.
+    A key that still answers it (the press crossed the CANCEL) keeps its invitation; central
+    judges it by time against the next service."""
+
+    session: int = Field(ge=1, le=255)
+    invitation: Invitation
+    reason: Literal["next_service_started", "superseded"]
+    ticket: str | None = Field(default=None, description="the ticket whose service started")
+    qm_mseq: int | None = Field(default=None, description="the ST message that closed it")
+
+
 class EvaluatorHealth(_OnWindow):
     """evaluator.health: online/offline and FLAGS changes (stuck key, display failure)."""
 
@@ -143,6 +156,7 @@ KINDS: dict[str, type[Body]] = {
     "evaluator.invite_timeout": EvaluatorInviteTimeout,
     "evaluator.boot": EvaluatorBoot,
     "evaluator.invite": EvaluatorInvite,
+    "evaluator.invite_closed": EvaluatorInviteClosed,
     "evaluator.health": EvaluatorHealth,
     "bus.stats": BusStats,
     "queue.event": QueueEvent,

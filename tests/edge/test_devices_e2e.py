@@ -8,6 +8,7 @@ saw acknowledged.
 
 from __future__ import annotations
 
+import json
 import random
 import sqlite3
 import time
@@ -18,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from edge.invitations import InvitationRules
 from firmware_bridges.ff68.codec import CMD_KEY
 from firmware_bridges.ff68.simulator import EvaluatorBusSimulator
 from firmware_bridges.qm.simulator import QueueMachineSimulator
@@ -26,6 +28,7 @@ from tests.support.broker import Broker
 from tests.support.loop_thread import LoopThread
 
 N_EVALUATORS = 16
+FRAME_KINDS = ("evaluator.key", "evaluator.invite_timeout", "evaluator.boot", "evaluator.fault")
 
 
 class Hall:
@@ -75,9 +78,29 @@ def journal_head(tmp: Path) -> int:
     path = tmp / "edge-gw1" / "journal.db"
     if not path.exists():
         return 0
-    with sqlite3.connect(path) as db:
-        row = db.execute("SELECT value FROM meta WHERE key='head_seq'").fetchone()
+    try:
+        with sqlite3.connect(path) as db:
+            row = db.execute("SELECT value FROM meta WHERE key='head_seq'").fetchone()
+    except sqlite3.OperationalError:  # the gateway is still creating it
+        return 0
     return int(row[0]) if row else 0
+
+
+def assert_journal_replays_to_its_marks(tmp: Path) -> int:
+    """The whole journal, fed through fresh invitation rules as a restart does, gives every
+    device event the invitation and marks the gateway journaled live."""
+    with sqlite3.connect(tmp / "edge-gw1" / "journal.db") as db:
+        docs = [json.loads(doc) for (doc,) in db.execute("SELECT doc FROM events ORDER BY seq")]
+    decisions = InvitationRules({0x81 + i: i + 1 for i in range(N_EVALUATORS)}).replay(docs)
+    frames = [d for d in docs if d["kind"] in FRAME_KINDS]
+    assert len(decisions) == len(frames)
+    pairs = [(doc["body"], d) for doc, d in zip(frames, decisions, strict=True)
+             if doc["kind"] != "evaluator.fault"]
+    live = [(body["addr"], body.get("invitation"), body["marks"]) for body, _ in pairs]
+    replayed = [(d.addr, d.invitation.model_dump() if d.invitation else None, d.marks)
+                for _, d in pairs]
+    assert replayed == live
+    return len(live)
 
 
 @pytest.fixture
@@ -127,6 +150,7 @@ def test_sixteen_evaluators_under_load_every_echoed_key_once(hall: Hall) -> None
     assert not missing, f"{len(missing)} echoed keys not in central exactly once"
     assert all(n == 1 for n in counted.values()), "a key counted twice"
     assert any("RETRANSMIT" in k["marks"] for k in keys)
+    assert assert_journal_replays_to_its_marks(hall.tmp) > len(keys)  # keys and boots
     heard = hall.sims.call(lambda: [f.addr for _, f in hall.bus.heard])
     assert not [a for a in heard if 0x01 <= a <= 0x7F], "the gateway answered a caller"
     # the gateway reports its counters in its periodic state message (every 2 s here)
@@ -156,9 +180,39 @@ def test_service_finished_invites_and_key_is_tied_to_ticket(hall: Hall) -> None:
     assert keys[1]["invitation"]["ticket"] == ticket
     assert keys[1]["invitation"]["staff"] == "100233" and keys[1]["marks"] == []
     assert keys[3]["marks"] == ["NO_SESSION"] and keys[3]["invitation"] is None
+    assert assert_journal_replays_to_its_marks(hall.tmp) >= N_EVALUATORS + 2
     events = hall.central_events("queue.event")
     assert [e["type"] for e in events][-4:] == ["TK", "CL", "ST", "FN"]
     assert events[-4]["service_name"] == "不动产登记" and events[-1]["machine_time"]
+
+
+def test_the_next_start_closes_the_invitation_a_call_does_not(hall: Hall) -> None:
+    hall.start_gateway()
+    procs.wait_until(lambda: journal_head(hall.tmp) >= N_EVALUATORS, 30, "gateway up")
+    qm = hall.qm
+    hall.sims.call(lambda: qm.login(4, "100244"))
+    first = hall.sims.call(lambda: qm.issue_ticket("A01")).ticket
+    for step in (qm.call, qm.start, qm.finish):
+        hall.sims.call(lambda step=step: step(first, 4))
+    procs.wait_until(lambda: hall.sims.call(lambda: bool(hall.bus.invitations.get(0x84))), 10,
+                     "the invitation to reach window 4's evaluator")
+    invitation = hall.sims.call(lambda: hall.bus.invitations[0x84][-1])
+    second = hall.sims.call(lambda: qm.issue_ticket("A01")).ticket
+    hall.sims.call(lambda: qm.call(second, 4))  # staff call the next number at once
+    procs.wait_until(lambda: hall.sims.call(lambda: not qm.pending), 10, "the CL acknowledged")
+    assert hall.sims.call(lambda: invitation.closed_by) is None  # the citizen may still press
+    hall.sims.call(lambda: qm.start(second, 4))
+    procs.wait_until(lambda: hall.sims.call(lambda: invitation.closed_by == "cancel"), 10,
+                     "the gateway to cancel the invitation when the next service starts")
+    hall.sims.call(lambda: hall.bus.press(0x84, 2))  # the next citizen, mid-service
+    _wait_settled(hall)
+    closed = hall.central_events("evaluator.invite_closed")
+    assert [(c["window"], c["session"], c["reason"], c["ticket"], c["invitation"]["ticket"])
+            for c in closed] == [(4, invitation.session, "next_service_started", second, first)]
+    keys = [(k["key"], k["marks"]) for k in hall.central_events("evaluator.key")
+            if k["window"] == 4 and "RETRANSMIT" not in k["marks"]]
+    assert keys == [(2, ["NO_SESSION"])]
+    assert_journal_replays_to_its_marks(hall.tmp)
 
 
 def test_queue_duplicates_after_reconnects_never_duplicate_in_central(hall: Hall) -> None:
@@ -217,6 +271,7 @@ def test_kill9_between_key_and_echo_arrives_once(hall: Hall) -> None:
     keys = [k for k in hall.central_events("evaluator.key") if k["addr"] == 0x85]
     first = [k for k in keys if "RETRANSMIT" not in k["marks"]]
     assert len(first) == 1 and first[0]["key"] == 4
+    assert_journal_replays_to_its_marks(hall.tmp)  # across the crash and the restart
     echoed = hall.sims.call(lambda: event.echoed_at is not None)
     print(f"device saw its echo after the restart: {echoed}; attempts "
           f"{hall.sims.call(lambda: event.attempts)}; journaled copies {len(keys)}")
