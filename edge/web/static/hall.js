@@ -89,19 +89,33 @@
     head.append(node("span", "presence presence--" + presence, t("presence." + presence)));
     body.append(head);
 
-    const staff = node("div", "tile-staff", tile.staff
-      ? [tile.staff, tile.staff_name].filter(Boolean).join(" ") : t("tile.nobody"));
+    // the staff member by name where the configuration gives one; the number beside it
+    const staff = node("div", "tile-staff");
+    if (!tile.staff) {
+      staff.textContent = t("tile.nobody");
+    } else if (tile.staff_name) {
+      staff.append(node("span", "staff-name", tile.staff_name));
+      const number = node("span", "staff-no", " " + tile.staff);
+      number.dataset.optional = "1"; // first to go on a tile too narrow for everything
+      staff.append(number);
+    } else {
+      staff.append(node("span", "staff-name", tile.staff));
+    }
     if (tile.camera) {
       // the camera's own view of the seat (在岗 / 离岗), beside what the queue machine says
       const cam = node("span", "tile-camera");
       cam.dataset.camera = tile.camera.staff;
-      cam.append(t("camera.label") + " ");
+      const label = node("span", "camera-label", t("camera.label") + " ");
+      label.dataset.optional = "2";
+      cam.append(" ", label);
       cam.append(node("span", "camera-" + tile.camera.staff, t("camera." + tile.camera.staff)));
       if (tile.camera.snapshot) {
+        cam.append(" ");
         const link = node("a", "", t("camera.snapshot"));
         link.href = `/api/windows/${tile.window}/snapshot`;
         link.target = "_blank";
         link.rel = "noopener";
+        link.dataset.optional = "3";
         cam.append(link);
       }
       staff.append(cam);
@@ -125,9 +139,11 @@
       body.append(problem);
     } else {
       const ev = node("div", "tile-eval");
-      ev.append(node("span", "eval-label", t("evaluator.label") + " "));
-      ev.append(node("span", "eval-state eval--" + tile.evaluator.state,
+      const state = node("span", "eval-now");
+      state.append(node("span", "eval-label", t("evaluator.label")));
+      state.append(node("span", "eval-state eval--" + tile.evaluator.state,
         t("evaluator." + tile.evaluator.state)));
+      ev.append(state);
       ev.append(node("span", "eval-today", t("keys.label", { total: tile.keys_total })));
       body.append(ev);
     }
@@ -135,14 +151,35 @@
     const keys = node("div", "tile-keys");
     keys.dataset.total = String(tile.keys_total);
     for (const k of ["1", "2", "3", "4", "5", "6"]) {
-      const item = node("span", "key key-" + k + (BAD_KEYS.has(k) ? " key-bad" : ""),
-        t("key." + k));
+      const item = node("span", "key key-" + k + (BAD_KEYS.has(k) ? " key-bad" : ""));
       item.dataset.key = k;
+      item.append(node("span", "key-label", t("key." + k)));
       item.append(node("b", "", String(tile.keys[k] || 0)));
       keys.append(item);
     }
     body.append(keys);
     el.replaceChildren(body);
+    fitTile(el);
+  }
+
+  function fitTile(el) {
+    // Counts, names and tickets are never cut. Where a tile is too narrow for everything
+    // (a long name beside the camera's view), the optional parts go, least useful first.
+    for (const line of el.querySelectorAll(".tile-body > *")) {
+      const optional = [...line.querySelectorAll("[data-optional]")]
+        .sort((a, b) => a.dataset.optional - b.dataset.optional);
+      for (const part of optional) {
+        if (line.scrollWidth <= line.clientWidth) break;
+        part.hidden = true;
+      }
+    }
+  }
+
+  function fitAllTiles() {
+    for (const el of document.querySelectorAll(".tile")) {
+      for (const part of el.querySelectorAll("[data-optional]")) part.hidden = false;
+      fitTile(el);
+    }
   }
 
   function layoutTiles() {
@@ -153,8 +190,11 @@
     let cols = Math.max(1, Math.round(Math.sqrt(n * ratio * 0.75)));
     cols = Math.min(cols, n);
     const rows = Math.ceil(n / cols);
+    const changed = tiles.style.getPropertyValue("--cols") !== String(cols)
+      || tiles.style.getPropertyValue("--rows") !== String(rows);
     tiles.style.setProperty("--cols", String(cols));
     tiles.style.setProperty("--rows", String(rows));
+    if (changed) fitAllTiles(); // every tile has a new size
   }
 
   // -- health ------------------------------------------------------------------------------
@@ -338,7 +378,7 @@
   }
 
   document.getElementById("lang-switch").addEventListener("click", switchLanguage);
-  window.addEventListener("resize", layoutTiles);
+  window.addEventListener("resize", () => { layoutTiles(); fitAllTiles(); });
   applyStaticText();
   setInterval(tick, 1000);
   tick();

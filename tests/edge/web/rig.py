@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,7 +79,10 @@ def wait_for_devices(url: str, timeout: float = 60) -> None:
 
 
 @contextmanager
-def running_hall(tmp: Path, *, poll_interval_s: float = 1) -> Iterator[Hall]:
+def running_hall(tmp: Path, *, poll_interval_s: float = 1,
+                 staff_names: dict[str, str] = STAFF,
+                 before_start: Callable[[Path], None] | None = None) -> Iterator[Hall]:
+    """``before_start`` gets the gateway's data directory before the gateway first runs."""
     broker = Broker(free_port(), tmp / "broker").start()
     with LoopThread() as sims:
         bus = EvaluatorBusSimulator(tmp / "ttyEVAL0", seed=5, history=50_000)
@@ -97,8 +100,10 @@ def running_hall(tmp: Path, *, poll_interval_s: float = 1) -> Iterator[Hall]:
             queue={"transport": str(tmp / "ttyQM0")},
             http={"enabled": True, "host": "127.0.0.1", "port": port,
                   "hall_name": "锦江区政务服务中心"},
-            staff_names=STAFF)
+            staff_names=staff_names)
         add_account(config)
+        if before_start is not None:
+            before_start(tmp / "edge-gw1")
         url = f"http://127.0.0.1:{port}"
         hall = Hall(tmp, broker, sims, bus, qm, url, config,
                     procs.edge(config, tmp / "edge.log"))

@@ -168,7 +168,7 @@ def test_queue_machine_events_show_on_tiles_and_queue(hall: Hall, board: Page) -
     board.wait_for_function(
         "t => document.querySelector('.tile[data-window=\"3\"] .ticket-no')?.textContent === t",
         arg=f"办理 {first}")
-    assert three.locator(".tile-staff").inner_text() == "100233 张敏"
+    assert three.locator(".tile-staff").inner_text() == "张敏 100233"  # the name first
     assert three.locator(".presence").inner_text() == "在岗"
     assert tile(board, 5).get_attribute("data-presence") == "paused"
     board.wait_for_function("() => document.getElementById('queue-summary').dataset.total"
@@ -249,7 +249,7 @@ def test_english_switch_and_back(hall: Hall, board: Page) -> None:
     assert board.locator("#health h2").inner_text() == "Gateway health"
     assert board.locator("#stream-state").inner_text() == "Live"
     assert board.evaluate("document.documentElement.lang") == "en"
-    assert tile(board, 3).locator(".tile-staff").inner_text() == "100233 张敏"  # names stay
+    assert tile(board, 3).locator(".tile-staff").inner_text() == "张敏 100233"  # names stay
     cookie = next(c for c in board.context.cookies() if c["name"] == "hw_lang")
     assert cookie["value"] == "en"
     # a second screen (same browser profile) opens in English straight away
