@@ -143,9 +143,9 @@ class EvaluatorSupervisor:
         try:
             future = self.journal.append_nowait(kind, body, stamp)  # in frame order
         except JournalError as exc:
-            self._not_journaled(frame, kind, exc)
+            self._not_journaled(frame, decision, kind, exc)
             return
-        self._spawn(self._echo_when_durable(frame, kind, body, future, stamp))
+        self._spawn(self._echo_when_durable(frame, decision, kind, body, future, stamp))
 
     def _report_unconfigured(self, addr: int) -> None:
         """An evaluator the config does not list: its events are still journaled (window 0,
@@ -166,17 +166,20 @@ class EvaluatorSupervisor:
         with contextlib.suppress(JournalError):
             await self.journal.append(kind, body)
 
-    def _not_journaled(self, frame: DeviceFrame, kind: str, exc: Exception) -> None:
-        # No echo: the device will send it again, and we try again then.
+    def _not_journaled(self, frame: DeviceFrame, decision: FrameDecision, kind: str,
+                       exc: Exception) -> None:
+        # No echo: the device will send it again, and that copy is decided afresh.
         self.journal_failures += 1
+        self.rules.retract(frame, decision)
         log.error("evaluators: not echoing %s from %#x: %s", kind, frame.addr, exc)
 
-    async def _echo_when_durable(self, frame: DeviceFrame, kind: str, body: dict[str, Any],
-                                 future: asyncio.Future[int], stamp: Stamp) -> None:
+    async def _echo_when_durable(self, frame: DeviceFrame, decision: FrameDecision, kind: str,
+                                 body: dict[str, Any], future: asyncio.Future[int],
+                                 stamp: Stamp) -> None:
         try:
             seq = await future
         except JournalError as exc:
-            self._not_journaled(frame, kind, exc)
+            self._not_journaled(frame, decision, kind, exc)
             return
         self._echo_now(frame)
         self.on_journaled(kind, body)

@@ -44,6 +44,7 @@ CLOSED_SESSIONS_KEPT = 32  # per device, to recognise a second key for the same 
 
 DeviceFrame = KeyEvent | InviteTimeout | Boot
 CloseReason = Literal["next_service_started", "superseded"]
+Effect = Literal["none", "closed_open", "answered_closed"]
 # journal kinds whose bodies are inputs of these rules (evaluator.invite_closed is an output)
 REPLAYED_KINDS = ("evaluator.invite", "evaluator.key", "evaluator.fault",
                   "evaluator.invite_timeout", "evaluator.boot", "queue.event")
@@ -75,6 +76,7 @@ class FrameDecision:
     invitation: Invitation | None
     marks: list[KeyMark]
     adopted: bool = False  # the first event of an address the configuration does not list
+    effect: Effect = "none"  # what it changed, so that ``retract`` can take it back
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,31 +193,50 @@ class InvitationRules:
         repeat = self.filter.is_repeat(frame, now_s)
         marks: list[KeyMark] = ["RETRANSMIT"] if repeat else []
         invitation: Invitation | None = None
+        effect: Effect = "none"
         if isinstance(frame, Boot):
             if not repeat:
                 dev.close_open(answered=False)  # a rebooted device has forgotten it
         else:
-            invitation = self._match(dev, frame.session, marks, repeat=repeat)
-        return FrameDecision(dev.addr, dev.window, repeat, invitation, marks, adopted)
+            invitation, effect = self._match(dev, frame.session, marks, repeat=repeat)
+        return FrameDecision(dev.addr, dev.window, repeat, invitation, marks, adopted, effect)
 
     def _match(self, dev: _Device, session: int, marks: list[KeyMark], *,
-               repeat: bool) -> Invitation | None:
+               repeat: bool) -> tuple[Invitation | None, Effect]:
         if session == 0:
             marks.append("NO_SESSION")
-            return None
+            return None, "none"
         if dev.open is not None and dev.open.session == session:
             if repeat:
-                return dev.open
-            return dev.close_open(answered=True)
+                return dev.open, "none"
+            return dev.close_open(answered=True), "closed_open"
         earlier = dev.find_closed(session)
         if earlier is None:
             marks.append("UNKNOWN_SESSION")
-            return None
-        if not repeat:
-            if earlier.answered:
-                marks.append("SESSION_REPEAT")
-            earlier.answered = True
-        return earlier.invitation
+            return None, "none"
+        if repeat:
+            return earlier.invitation, "none"
+        if earlier.answered:
+            marks.append("SESSION_REPEAT")
+            return earlier.invitation, "none"
+        earlier.answered = True
+        return earlier.invitation, "answered_closed"
+
+    def retract(self, frame: DeviceFrame, decision: FrameDecision) -> None:
+        """Take back the decision on an event that could not be journaled (so it was not
+        echoed): the device sends it again, and that copy is decided as if this one had never
+        come, as a replay would (a BOOT needs nothing: deciding it twice changes nothing)."""
+        if decision.repeat:
+            return  # the first copy stands
+        self.filter.forget(frame)
+        dev, invitation = self._devices[decision.addr], decision.invitation
+        if (decision.effect == "closed_open" and dev.open is None and dev.closed
+                and dev.closed[-1].invitation is invitation):
+            dev.open = dev.closed.pop().invitation
+        elif decision.effect == "answered_closed" and invitation is not None:
+            entry = dev.find_closed(invitation.session)
+            if entry is not None and entry.invitation is invitation:
+                entry.answered = False
 
     # -- the queue machine -------------------------------------------------------------------
 

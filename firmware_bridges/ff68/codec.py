@@ -685,6 +685,12 @@ class RetransmissionFilter:
         self._seen[key] = now
         return False
 
+    def forget(self, event: Event) -> None:
+        """Take back a first copy the host could not keep (its journal failed, so it was not
+        echoed): the device's next copy is then the event itself, not a repeat."""
+        cmd, data = _cmd_and_data(event)
+        self._seen.pop((event.addr, cmd, data), None)
+
     def _expire(self, now: float) -> None:
         # dicts keep insertion order and `now` only grows: the oldest entries come first.
         while self._seen:

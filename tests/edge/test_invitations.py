@@ -74,6 +74,15 @@ class Hall:
         return self.frame(device_frame(addr, CMD_KEY, bytes((self.dev_seq[addr], value,
                                                             session))))
 
+    def unjournaled_key(self, session: int) -> tuple[str | None, list[str]]:
+        """A KEY whose journal append failed: not echoed, its decision taken back."""
+        self.dev_seq[A] = self.dev_seq[A] % 255 + 1
+        frame = device_frame(A, CMD_KEY, bytes((self.dev_seq[A], 1, session)))
+        decision = self.rules.on_frame(frame, self.now_ns / S)
+        self.rules.retract(frame, decision)
+        self.last = frame
+        return decision.invitation.ticket if decision.invitation else None, list(decision.marks)
+
     def timeout(self, session: int, addr: int = A) -> tuple[str | None, list[str]]:
         self.dev_seq[addr] = self.dev_seq[addr] % 255 + 1
         return self.frame(device_frame(addr, CMD_INVITE_TIMEOUT,
@@ -226,6 +235,20 @@ CASES: dict[str, list[tuple[tuple[Any, ...], Any]]] = {
         (("invite", W, "A001"), (1, None)),
         (("key", 1, 7), ("A001", NONE)),
         (("open",), None),
+    ],
+    "a key the journal could not keep is decided afresh when the device sends it again": [
+        (("invite", W, "A001"), (1, None)),
+        (("unjournaled_key", 1), ("A001", NONE)),
+        (("open",), 1),
+        (("again",), ("A001", NONE)),  # not RETRANSMIT: the first copy was never kept
+        (("open",), None),
+    ],
+    "the same for a key answering an invitation the gateway closed": [
+        (("invite", W, "A001"), (1, None)),
+        (("queue", "ST", W, "A002"), ("close", 1, "next_service_started", "A002")),
+        (("unjournaled_key", 1), ("A001", NONE)),
+        (("again",), ("A001", NONE)),  # not SESSION_REPEAT
+        (("key", 1), ("A001", ["SESSION_REPEAT"])),
     ],
     "an unconfigured address is adopted under window 0": [
         (("key", 0, 2, 0x9A), (None, ["NO_SESSION"])),

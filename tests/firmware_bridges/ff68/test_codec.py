@@ -444,6 +444,17 @@ def test_retransmission_filter_tells_repeats_from_new_events() -> None:
     assert f.duplicates == 1
 
 
+def test_a_forgotten_first_copy_makes_the_next_copy_new() -> None:
+    # the host could not keep the first copy (its journal failed) and did not echo it
+    f = RetransmissionFilter()
+    key = KeyEvent(0x81, 3, 2, 9)
+    assert not f.is_repeat(key, 0.0)
+    f.forget(key)
+    f.forget(KeyEvent(0x82, 3, 2, 9))  # never seen: nothing to forget
+    assert not f.is_repeat(key, 0.4)
+    assert f.is_repeat(key, 0.8) and f.duplicates == 1
+
+
 def test_a_boot_seen_after_the_first_key_of_its_boot_does_not_let_a_repeat_through() -> None:
     # The BOOT's first copies were lost: SEQ 1 arrives, then the BOOT, then SEQ 1 again.
     f = RetransmissionFilter()
