@@ -33,6 +33,7 @@ from edge.invitations import (
     DeviceFrame,
     FrameDecision,
     InvitationRules,
+    InviteDecision,
     InviteRequest,
     QueueSignal,
 )
@@ -208,8 +209,8 @@ class EvaluatorSupervisor:
             return
         decision = self.rules.on_queue_event(QueueSignal.from_body(body))
         if isinstance(decision, InviteRequest):
-            self._spawn(self.invite(decision.window, decision.ticket, decision.staff,
-                                    decision.qm_mseq))
+            self._spawn(self._invite(decision.window, decision.ticket, decision.staff,
+                                     decision.qm_mseq))
         elif isinstance(decision, CloseDecision):
             self._spawn(self._close(decision))
 
@@ -249,11 +250,25 @@ class EvaluatorSupervisor:
     async def invite(self, window: int, ticket: str | None, staff: str | None,
                      qm_mseq: int | None = None) -> str:
         """Invite the citizen at ``window`` to evaluate the service that just finished."""
+        return await self._invite(window, ticket, staff, qm_mseq)
+
+    def _invite(self, window: int, ticket: str | None, staff: str | None,
+                qm_mseq: int | None) -> Awaitable[str]:
+        """Decide now, in the order of the queue messages (an ST right behind the FN, as in the
+        machine's resend after an outage, then closes this invitation); talk to the device
+        in the returned coroutine."""
         decision = self.rules.invite(window, ticket=ticket, staff=staff, qm_mseq=qm_mseq,
                                      now_ns=time.monotonic_ns())
+        closing = None
         if decision.superseded is not None:  # the previous citizen left without pressing
-            await self._close(CloseDecision(decision.addr, decision.window,
-                                            decision.superseded, "superseded"))
+            closing = self._close(CloseDecision(decision.addr, decision.window,
+                                                decision.superseded, "superseded"))
+        return self._send_and_journal_invite(decision, closing)
+
+    async def _send_and_journal_invite(self, decision: InviteDecision,
+                                       closing: Awaitable[None] | None) -> str:
+        if closing is not None:
+            await closing  # CANCEL the old session before the device is asked for a new one
         invitation = decision.invitation
         status = await self._send_invite(decision.addr, invitation)
         stamp = self.journal.clock.stamp()  # the answer's time: replay drops it then too

@@ -150,7 +150,7 @@ def test_sixteen_evaluators_under_load_every_echoed_key_once(hall: Hall) -> None
     assert not missing, f"{len(missing)} echoed keys not in central exactly once"
     assert all(n == 1 for n in counted.values()), "a key counted twice"
     assert any("RETRANSMIT" in k["marks"] for k in keys)
-    assert assert_journal_replays_to_its_marks(hall.tmp) > len(keys)  # keys and boots
+    assert assert_journal_replays_to_its_marks(hall.tmp) >= len(keys)  # keys, boots heard
     heard = hall.sims.call(lambda: [f.addr for _, f in hall.bus.heard])
     assert not [a for a in heard if 0x01 <= a <= 0x7F], "the gateway answered a caller"
     # the gateway reports its counters in its periodic state message (every 2 s here)
@@ -180,7 +180,7 @@ def test_service_finished_invites_and_key_is_tied_to_ticket(hall: Hall) -> None:
     assert keys[1]["invitation"]["ticket"] == ticket
     assert keys[1]["invitation"]["staff"] == "100233" and keys[1]["marks"] == []
     assert keys[3]["marks"] == ["NO_SESSION"] and keys[3]["invitation"] is None
-    assert assert_journal_replays_to_its_marks(hall.tmp) >= N_EVALUATORS + 2
+    assert assert_journal_replays_to_its_marks(hall.tmp) >= 2  # the keys (and boots heard)
     events = hall.central_events("queue.event")
     assert [e["type"] for e in events][-4:] == ["TK", "CL", "ST", "FN"]
     assert events[-4]["service_name"] == "不动产登记" and events[-1]["machine_time"]
@@ -212,6 +212,38 @@ def test_the_next_start_closes_the_invitation_a_call_does_not(hall: Hall) -> Non
     keys = [(k["key"], k["marks"]) for k in hall.central_events("evaluator.key")
             if k["window"] == 4 and "RETRANSMIT" not in k["marks"]]
     assert keys == [(2, ["NO_SESSION"])]
+    assert_journal_replays_to_its_marks(hall.tmp)
+
+
+def test_a_resent_burst_finish_then_next_start_leaves_no_invitation_open(hall: Hall) -> None:
+    """The queue line was out while a service finished and the next one started: the machine
+    resends FN, CL, ST in one burst. The invitation for the finished service is closed by the
+    start right behind it, in that order, so the next citizen's press is not taken for it."""
+    hall.start_gateway()
+    procs.wait_until(lambda: journal_head(hall.tmp) >= N_EVALUATORS, 30, "gateway up")
+    qm = hall.qm
+    hall.sims.call(lambda: qm.login(5, "100255"))
+    first = hall.sims.call(lambda: qm.issue_ticket("A01")).ticket
+    second = hall.sims.call(lambda: qm.issue_ticket("A01")).ticket
+    hall.sims.call(lambda: qm.call(first, 5))
+    hall.sims.call(lambda: qm.start(first, 5))
+    procs.wait_until(lambda: hall.sims.call(lambda: not qm.pending), 10, "the ST acknowledged")
+    hall.sims.run(qm.unplug())
+    hall.sims.call(lambda: qm.finish(first, 5))
+    hall.sims.call(lambda: qm.call(second, 5))
+    hall.sims.call(lambda: qm.start(second, 5))
+    hall.sims.run(qm.replug())
+    procs.wait_until(lambda: hall.sims.call(lambda: not qm.pending), 15, "the burst acknowledged")
+    closed = hall.central_events("evaluator.invite_closed")
+    assert [(c["window"], c["reason"], c["ticket"], c["invitation"]["ticket"])
+            for c in closed] == [(5, "next_service_started", second, first)]
+    procs.wait_until(lambda: hall.sims.call(lambda: hall.bus.devices[0x85].invitation is None),
+                     10, "no invitation open on window 5's evaluator")
+    hall.sims.call(lambda: hall.bus.press(0x85, 3))
+    _wait_settled(hall)
+    keys = [(k["key"], k["marks"]) for k in hall.central_events("evaluator.key")
+            if k["window"] == 5 and "RETRANSMIT" not in k["marks"]]
+    assert keys == [(3, ["NO_SESSION"])]
     assert_journal_replays_to_its_marks(hall.tmp)
 
 
