@@ -154,18 +154,17 @@ class EvaluatorSupervisor:
         log.warning("evaluators: events from unconfigured address %#x on %s; journaled under "
                     "window 0 — add it to the gateway config", addr, self.config.port)
         self.health[addr] = DeviceHealth()
-        self._spawn(self._journal_quietly("evaluator.health", {
-            "window": 0, "addr": addr, "online": True,
-            "reason": "未配置的评价器地址 / unconfigured address: add it to the gateway config"}))
+        with contextlib.suppress(JournalError):  # queued before the event that revealed it
+            self._spawn(self.journal.append_nowait("evaluator.health", {
+                "window": 0, "addr": addr, "online": True,
+                "reason": "未配置的评价器地址 / unconfigured address: add it to the gateway "
+                          "config"}))
 
     def _spawn(self, coro: Awaitable[Any]) -> None:
         task: asyncio.Task[Any] = asyncio.ensure_future(coro)
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
-
-    async def _journal_quietly(self, kind: str, body: dict[str, Any]) -> None:
-        with contextlib.suppress(JournalError):
-            await self.journal.append(kind, body)
+        task.add_done_callback(_log_failure)
 
     def _not_journaled(self, frame: DeviceFrame, decision: FrameDecision, kind: str,
                        exc: Exception) -> None:
@@ -363,6 +362,15 @@ def frame_body(frame: DeviceFrame, decision: FrameDecision) -> tuple[str, dict[s
     return "evaluator.key", {
         **common, "dev_seq": frame.seq, "key": frame.key, "label": KEY_LABELS[frame.key],
         "session": frame.session, "invitation": inv, "marks": marks}
+
+
+def _log_failure(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        exc = task.exception()
+        if isinstance(exc, JournalError):
+            log.error("evaluators: %s", exc)
+        else:
+            log.error("evaluators: a device task failed", exc_info=exc)
 
 
 def _fit_utf8(text: str, limit: int) -> str:
