@@ -225,7 +225,8 @@ async def _place_resent(conn: AsyncConnection, touched: dict[str, dt.datetime],
             if machine is not None:
                 samples.append(ClockSample(row.seq, at, machine, source in (
                     TimeSource.SYNCED, TimeSource.REPAIRED)))
-        placed = place(samples, clock)
+        # pure and linear, but a day of heartbeats is thousands of samples: off the event loop
+        placed = await asyncio.to_thread(place, samples, clock)
         moves = []
         for row in rows:
             at, source = received[row.seq]
