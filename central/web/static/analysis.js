@@ -72,13 +72,8 @@
   }
 
   function groupName(g, level) {
-    if (level === 'staff' && g.staff_name) { return g.staff_name + '（' + g.staff + '）'; }
+    if (level === 'staff') { return H.staffLabel(g.staff, g.staff_name); }
     return label(level, g[level] || '');
-  }
-
-  function staffOf(c) {
-    if (!c.staff) { return '—'; }
-    return c.staff_name ? c.staff_name + '（' + c.staff + '）' : c.staff;
   }
 
   function renderGroups(data) {
@@ -177,7 +172,7 @@
         el('td', null, el('a', { href: '/cases/' + encodeURIComponent(c.case_no),
           class: 'case-link' }, c.case_no)),
         el('td', null, c.item_name), el('td', null, c.department),
-        el('td', null, c.window === null ? '—' : c.window), el('td', null, staffOf(c)),
+        el('td', null, c.window === null ? '—' : c.window), el('td', null, H.staffLabel(c.staff, c.staff_name)),
         el('td', null, H.fmtTime(c.accepted_at)),
         el('td', null, c.ladder && c.ladder.deadline ? c.ladder.deadline : '—'),
         el('td', null, stage ? el('span', { class: 'stage stage-' + stage },

@@ -25,7 +25,10 @@
     var table = el('table', { class: 'data', id: id });
     table.appendChild(el('thead', null, el('tr', null, el('th', null, nameHeader),
       el('th', null, t('bulletin.rank.satisfaction')), el('th', null, t('bulletin.rank.on_time')),
-      COLUMNS.map(function (c) { return el('th', null, t('ind.' + c[0])); }))));
+      COLUMNS.map(function (c) {
+        return el('th', c[0] === 'staffed_rate' ? { title: t('analysis.staffed_cover.title') }
+          : null, t('ind.' + c[0]));
+      }))));
     var body = el('tbody');
     if (!groups.length) { body.appendChild(H.noData(COLUMNS.length + 3)); }
     groups.forEach(function (g) {
@@ -62,6 +65,13 @@
     doc.appendChild(el('dl', { class: 'overall' }, COLUMNS.map(function (c) {
       return el('div', null, el('dt', null, t('ind.' + c[0])), el('dd', null, cell(b.overall, c)));
     })));
+    var cover = b.overall && b.overall.staffed_coverage;
+    if (cover) {
+      doc.appendChild(el('p', { class: 'muted', id: 'bulletin-staffed-coverage',
+        title: t('analysis.staffed_cover.title') }, t('ind.staffed_rate') + '：' +
+        t('analysis.staffed_cover', { covered: Math.round(cover.numerator),
+          opening: Math.round(cover.denominator) })));
+    }
 
     doc.appendChild(el('h2', null, t('bulletin.halls')));
     doc.appendChild(indicatorTable('bulletin-halls', b.halls, function (g) { return g.hall; },
@@ -75,7 +85,8 @@
       ['reviews.evaluated_at', 'common.hall', 'common.window', 'common.staff',
         'followups.reason', 'reviews.cases', 'bulletin.followup'],
       b.bad_reviews.map(function (r) {
-        return [H.fmtTime(r.evaluated_at), r.hall, r.window, r.staff, t('key.' + r.key),
+        return [H.fmtTime(r.evaluated_at), r.hall, r.window, H.staffLabel(r.staff, r.staff_name),
+          t('key.' + r.key),
           r.case_nos.join(' '), r.followup_state ? t('fu.' + r.followup_state) +
             (r.followup_due ? ' · ' + t('followups.due', { date: r.followup_due }) : '') : ''];
       })));

@@ -190,6 +190,12 @@
     return out;
   }
 
+  // a staff number with the name the hall's setup gives it: 王芳（100231）
+  function staffLabel(staff, name) {
+    if (!staff) { return '—'; }
+    return name ? name + '（' + staff + '）' : staff;
+  }
+
   function withQuery(path, params) {
     var q = new URLSearchParams();
     Object.keys(params).forEach(function (k) {
@@ -200,6 +206,7 @@
   }
 
   window.HW = { t: t, api: api, el: el, clear: clear, pct: pct, frac: frac, avg: avg,
+    staffLabel: staffLabel,
     rate: rate, fmtTime: fmtTime, fmtClock: fmtClock, beijingDate: beijingDate,
     addDays: addDays, notice: notice, failure: failure, noData: noData, chart: chart,
     FONT: FONT, COLORS: COLORS, config: config, lang: lang, query: query,
