@@ -103,6 +103,14 @@ class SetupText(BaseModel):
         default_factory=dict, description="staff number → name (工作人员姓名), shown beside "
                                           "the number in lists and exports")
 
+    @field_validator("staff", mode="before")
+    @classmethod
+    def _quoted_numbers(cls, value: object) -> object:
+        # YAML reads an unquoted 000101 as the octal integer 65: refuse rather than guess
+        if isinstance(value, dict) and any(not isinstance(k, str) for k in value):
+            raise ValueError("工号须加引号 / quote staff numbers in YAML ('000101': 王芳)")
+        return value
+
     def to_setup(self) -> HallSetup:
         """Raises pydantic.ValidationError (overlapping or reversed periods)."""
         return HallSetup.model_validate(self.model_dump())
