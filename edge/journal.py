@@ -331,6 +331,10 @@ class Journal:
         except sqlite3.Error as exc:  # the ack arrives again; trimming just waits
             log.warning("journal: could not record ack %d: %s", seq, exc)
             return
+        if seq > self.head_seq:
+            # the cache must stay one run of consecutive seqs: the next event is seq + 1, and
+            # everything cached is now acknowledged anyway
+            self._tail.clear()
         self.head_seq = max(self.head_seq, seq)
         self.acked_seq = seq
         await self._refresh_oldest_unacked()
@@ -431,8 +435,8 @@ class Journal:
         if not self._tail or start < self._tail[0][0] or start > self._tail[-1][0]:
             return None
         offset = start - self._tail[0][0]
-        if self._tail[offset][0] != start:  # not contiguous (trim races); use the disk
-            return None
+        if offset >= len(self._tail) or self._tail[offset][0] != start:
+            return None  # not one consecutive run (trim races); the disk has the truth
         picked = (self._tail[i] for i in range(offset, min(len(self._tail), offset + max_events)))
         return list(_within(picked, max_bytes))
 

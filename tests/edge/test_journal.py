@@ -99,6 +99,20 @@ async def test_ack_beyond_head_raises_the_floor(tmp_path: Path) -> None:
         assert await journal.append("gen.sample", {"n": 1, "run": "r"}) == 5001
 
 
+async def test_events_after_a_raised_floor_are_read_back(tmp_path: Path) -> None:
+    # a journal reset under a gateway central knows: the uplink reads from the new floor on
+    # (this used to raise IndexError in the tail cache and kill the upload)
+    async with Journal(tmp_path / "j.db", Clock()) as journal:
+        await _fill(journal, 5)
+        journal.mark_acked(100)
+        await asyncio.sleep(0.05)
+        await _fill(journal, 3)
+        rows = await journal.read_from(101, max_events=10, max_bytes=1_000_000)
+        assert [seq for seq, _ in rows] == [101, 102, 103]
+        assert [seq for seq, _ in await journal.read_from(
+            102, max_events=10, max_bytes=1_000_000)] == [102, 103]
+
+
 async def test_failed_commit_rejects_callers_and_keeps_numbering(tmp_path: Path) -> None:
     path = tmp_path / "j.db"
     async with Journal(path, Clock()) as journal:
