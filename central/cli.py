@@ -14,6 +14,7 @@ import typer
 
 from central import cli_cases, cli_correlation, cli_gateways, cli_ledger, cli_users
 from central.config import CentralConfig, load
+from central.rules.workdays import CalendarConfigError
 from protocols.configtext import ConfigError
 
 app = typer.Typer(help="Hallwatch central aggregator (电子监察中心).", no_args_is_help=True,
@@ -48,17 +49,30 @@ def serve(config: ConfigOption = None,
           ) -> None:
     """Run an aggregator process (ingest + acknowledgements, and the API)."""
     cfg = _config(config)
-    asyncio.run(_serve(cfg, api and cfg.http.enabled))
+    try:
+        failure = asyncio.run(_serve(cfg, api and cfg.http.enabled))
+    except (ConfigError, CalendarConfigError) as exc:
+        typer.echo(f"配置错误 / configuration error:\n{exc}", err=True)
+        raise typer.Exit(2) from None
+    if failure is not None:
+        typer.echo(f"汇聚服务因任务反复失败而停止 / stopped, a task keeps failing: {failure}",
+                   err=True)
+        raise typer.Exit(1)
 
 
-async def _serve(cfg: CentralConfig, with_api: bool) -> None:
+async def _serve(cfg: CentralConfig, with_api: bool) -> str | None:
+    """Until SIGTERM/SIGINT or a task given up (returned, for the exit status)."""
     import uvicorn
 
     from central.api.app import create_app
     from central.service import Aggregator
 
     aggregator = Aggregator(cfg)
-    await aggregator.start()
+    try:
+        await aggregator.start()
+    except BaseException:
+        await aggregator.stop()  # what did start (the database, the consumer) is closed
+        raise
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -66,15 +80,20 @@ async def _serve(cfg: CentralConfig, with_api: bool) -> None:
     server = None
     if with_api:
         server = uvicorn.Server(uvicorn.Config(
-            create_app(aggregator.engine), host=cfg.http.host, port=cfg.http.port,
-            log_level="warning", lifespan="off"))
+            create_app(aggregator.engine, tasks=aggregator.supervisor), host=cfg.http.host,
+            port=cfg.http.port, log_level="warning", lifespan="off"))
         server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
         api_task = asyncio.create_task(server.serve())
-    await stop.wait()
-    if server is not None:
-        server.should_exit = True
-        await api_task
-    await aggregator.stop()
+    try:
+        await asyncio.wait([asyncio.create_task(stop.wait()),
+                            asyncio.create_task(aggregator.failed.wait())],
+                           return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        if server is not None:
+            server.should_exit = True
+            await api_task
+        await aggregator.stop()
+    return aggregator.failure
 
 
 @app.command()

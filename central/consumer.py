@@ -4,6 +4,13 @@ paho runs in its own thread; messages are handed to asyncio. A bounded semaphore
 thread when ``max_pending`` messages wait for their commit, which pushes back through TCP to the
 broker instead of growing memory without bound. Messages lost in a crash are not our problem to
 recover: the gateway resends everything central has not acknowledged.
+
+A process with a configured ``broker.instance`` keeps a persistent session (fixed client id,
+``clean_session=False``): what gateways publish while it reconnects or restarts, command
+results above all (a gateway sends each once), is queued by the broker and delivered when it is
+back. Without a configured instance the client id changes with every process (``p<pid>``), so
+the session is clean: a persistent one would keep taking its share of the stream for days.
+The connection's state is the ``mqtt.consumer`` record in ``/healthz``.
 """
 
 from __future__ import annotations
@@ -20,14 +27,19 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from central.config import BrokerConfig
 from central.ingest import Incoming
+from hallkit.supervise import TaskRecord, TaskState
 from protocols import topics
 
 log = logging.getLogger(__name__)
 
 
 class Consumer:
-    def __init__(self, broker: BrokerConfig, max_pending: int) -> None:
+    def __init__(self, broker: BrokerConfig, max_pending: int,
+                 record: TaskRecord | None = None) -> None:
         self.broker = broker
+        self.record = record or TaskRecord("mqtt.consumer", state=TaskState.RESTARTING)
+        self.record.state = TaskState.RESTARTING  # until the first connection
+        self._stopping = False
         self.queue: asyncio.Queue[Incoming] = asyncio.Queue()
         self.connected = asyncio.Event()
         self._slots = threading.BoundedSemaphore(max_pending)
@@ -39,9 +51,11 @@ class Consumer:
         client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=f"{self.broker.group}-{self.broker.instance}",
-            clean_session=True,  # a dead member must not keep taking its share of the stream
+            clean_session="instance" not in self.broker.model_fields_set,
             protocol=mqtt.MQTTv311,
         )
+        client.suppress_exceptions = True  # a callback's bug is logged, never ends the thread
+        client.enable_logger(log)
         client.max_inflight_messages_set(100)
         client.max_queued_messages_set(0)
         client.reconnect_delay_set(min_delay=1, max_delay=15)
@@ -57,6 +71,8 @@ class Consumer:
         client.loop_start()
 
     async def stop(self) -> None:
+        self._stopping = True  # frees paho's thread if it waits for a slot
+        self.record.state = TaskState.STOPPED
         if self._client is not None:
             self._client.disconnect()
             self._client.loop_stop()
@@ -72,6 +88,8 @@ class Consumer:
     def _paho_connect(self, client: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
         if reason.is_failure:
             log.error("central: broker refused the connection: %s", reason)
+            assert self._loop is not None
+            self._loop.call_soon_threadsafe(self._connected, False, f"refused: {reason}")
             return
         group = self.broker.group
         client.subscribe([
@@ -83,16 +101,30 @@ class Consumer:
         log.info("central: connected to %s:%s as %s-%s", self.broker.host, self.broker.port,
                  group, self.broker.instance)
         assert self._loop is not None
-        self._loop.call_soon_threadsafe(self.connected.set)
+        self._loop.call_soon_threadsafe(self._connected, True, "")
 
     def _paho_disconnect(self, client: mqtt.Client, _u: Any, _f: Any, reason: Any,
                          _p: Any) -> None:
         log.warning("central: disconnected from broker (%s)", reason)
         assert self._loop is not None
-        self._loop.call_soon_threadsafe(self.connected.clear)
+        self._loop.call_soon_threadsafe(self._connected, False, str(reason))
+
+    def _connected(self, up: bool, reason: str) -> None:
+        if up:
+            self.connected.set()
+            self.record.state = TaskState.RUNNING
+            return
+        self.connected.clear()
+        if not self._stopping:  # paho reconnects by itself; counted like a restart
+            self.record.failed_with(f"disconnected from the broker: {reason}")
+            self.record.state = TaskState.RESTARTING
+            self.record.restarts += 1
 
     def _paho_message(self, client: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:
-        self._slots.acquire()  # back-pressure: blocks paho's thread, not the event loop
+        # back-pressure: blocks paho's thread, not the event loop (and never past a stop)
+        while not self._slots.acquire(timeout=0.5):
+            if self._stopping:
+                return
         incoming = Incoming(message.topic, bytes(message.payload), datetime.now(UTC))
         assert self._loop is not None
         self._loop.call_soon_threadsafe(self.queue.put_nowait, incoming)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 from central import evidence, ledger, remote, timeseries
@@ -16,10 +15,13 @@ from central.ingest import AckDecision, Incoming, Ingestor
 from central.store.db import make_engine
 from central.store.migrate import upgrade
 from central.web.context import bind_config as bind_dashboard
+from hallkit.supervise import Supervisor
 from protocols import topics
 from protocols.envelope import Ack, encode, utc_now
 
 log = logging.getLogger(__name__)
+
+CONSUMER_TASK = "mqtt.consumer"  # paho's network thread: its connection, as a task record
 
 
 class Aggregator:
@@ -27,39 +29,44 @@ class Aggregator:
         self.config = config
         self.engine = make_engine(config.database_url)
         self.ingestor = Ingestor(self.engine)
-        self.consumer = Consumer(config.broker, config.ingest.max_pending)
-        self._task: asyncio.Task[None] | None = None
-        self._jobs: list[asyncio.Task[None]] = []  # background jobs, cancelled in stop()
+        self.supervisor = Supervisor(on_failed=self._task_failed)
+        self.consumer = Consumer(config.broker, config.ingest.max_pending,
+                                 self.supervisor.record(CONSUMER_TASK))
+        self.failure: str | None = None  # a task given up: the process should stop
+        self.failed = asyncio.Event()
 
     async def start(self) -> None:
+        """Every configuration file is read here, before anything runs: a bad one raises
+        ConfigError (or CalendarConfigError) naming the file and line."""
+        correlation = correlation_job.job(self.engine, self.config)
         if self.config.database_url.startswith("sqlite"):
             self.config.data_dir.mkdir(parents=True, exist_ok=True)
         await upgrade(self.engine)
         bind_dashboard(self.engine, self.config)  # login sessions: key in the data dir
         self.vault = evidence.bind(self.engine, self.config.data_dir)  # uploaded snapshots
+        case_jobs.start(self.engine, self.config, self.supervisor)  # case feed + ladder
         await self.consumer.start()
-        self._task = asyncio.create_task(self._ingest_loop(), name="ingest")
-        self._jobs.append(asyncio.create_task(remote.run_forever(
-            self.engine, CommandSigner(load_or_create_signing_key(self.config.command_key_path)),
-            self.consumer.publish, self.consumer.connected.is_set), name="commands"))
-        self._jobs.append(asyncio.create_task(ledger.run_forever(self.engine), name="ledger"))
-        self._jobs.append(asyncio.create_task(timeseries.run_forever(
-            self.engine, self.config.timeseries), name="timeseries"))
-        self._jobs.append(case_jobs.start(self.engine, self.config))  # case feed + ladder
-        self._jobs.append(correlation_job.start(self.engine, self.config))  # + follow-up
+        spawn = self.supervisor.spawn
+        spawn("ingest", self._ingest_loop)
+        signer = CommandSigner(load_or_create_signing_key(self.config.command_key_path))
+        spawn("commands", lambda: remote.run_forever(
+            self.engine, signer, self.consumer.publish, self.consumer.connected.is_set))
+        spawn("ledger", lambda: ledger.run_forever(self.engine))
+        spawn("timeseries", lambda: timeseries.run_forever(self.engine, self.config.timeseries))
+        spawn("correlation", correlation)  # + follow-up
+
+    def _task_failed(self, name: str, error: str) -> None:
+        self.failure = f"{name}: {error}"
+        self.failed.set()
 
     async def stop(self) -> None:
-        for job in self._jobs:
-            job.cancel()
-        for job in self._jobs:
-            with contextlib.suppress(asyncio.CancelledError):
-                await job
-        await self.consumer.stop()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        await self.engine.dispose()
+        """Close everything, each part even when another fails; the database last."""
+        for what, step in (("tasks", self.supervisor.stop), ("consumer", self.consumer.stop),
+                           ("database", self.engine.dispose)):
+            try:
+                await step()
+            except Exception:
+                log.exception("stopping the aggregator: %s failed; carrying on", what)
 
     async def _ingest_loop(self) -> None:
         queue = self.consumer.queue

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
+import os
 import signal
+import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -22,8 +23,12 @@ from edge.journal import Journal
 from edge.queue_machine import QueueSupervisor
 from edge.remote import ExecutionRefused, RemoteCommands
 from edge.uplink import SOFTWARE, Uplink
+from hallkit.supervise import Supervisor
 
 log = logging.getLogger(__name__)
+
+STOP_WITHIN_S = 8.0  # SIGTERM to exit, whatever is stuck (systemd would kill at 10 s)
+EXIT_STOP_TIMEOUT = 75  # EX_TEMPFAIL: the exit status when that deadline was needed
 
 
 class Gateway:
@@ -33,7 +38,8 @@ class Gateway:
         self.restart_requested = False  # a new configuration needs a new process
         self._instance = InstanceLock(config.data_dir)
         self._stop = asyncio.Event()
-        self._device_tasks: dict[str, asyncio.Task[Any]] = {}
+        self.failure: str | None = None  # a task given up: the service stops with this error
+        self.supervisor = Supervisor(on_failed=self._task_failed)
         self.clock = Clock(assume_synced=config.clock.assume_synced)
         self.journal = Journal(
             config.journal_path, self.clock,
@@ -42,13 +48,12 @@ class Gateway:
         )
         self.uplink = Uplink(
             self.journal, self.clock, config.hall, config.gateway, config.broker, config.uplink,
-            health=self.health,
+            health=self.health, supervisor=self.supervisor,
         )
         self.evaluators = [EvaluatorSupervisor(bus, self.journal, config.staff_names)
                            for bus in config.evaluator_buses]
         self.queue = (QueueSupervisor(config.queue, self.journal, self._queue_event)
                       if config.queue is not None else None)
-        self._tasks: list[asyncio.Task[Any]] = []
         self.commands: RemoteCommands | None = None
         if config.commands is not None:
             verifier = CommandVerifier(
@@ -58,6 +63,7 @@ class Gateway:
             self.uplink.on_command = self.commands.handle
         self.cameras: Any = None  # CameraService, imported only when configured (OpenCV)
         self.evidence: EvidenceUploader | None = None  # snapshots to central, with cameras
+        self._stopping = False
         self.board = HallBoard.for_gateway(self)  # the hall page's live picture
         self.hall_page: Any = None  # HallPageServer, imported only when served (FastAPI)
         if config.cameras is not None:
@@ -114,22 +120,11 @@ class Gateway:
                                "connected": bool(feed and feed.stats().connected)}
         return health
 
-    def _supervise(self, name: str, factory: Callable[[], Awaitable[None]]
-                   ) -> asyncio.Task[Any]:
-        async def loop() -> None:
-            while True:
-                try:
-                    await factory()
-                    return
-                except asyncio.CancelledError:
-                    raise
-                except Exception:
-                    log.exception("%s failed; restarting in 2 s", name)
-                    await asyncio.sleep(2)
-
-        task = asyncio.create_task(loop(), name=name)
-        self._tasks.append(task)
-        return task
+    def _task_failed(self, name: str, error: str) -> None:
+        """A task kept failing: stop the service with the reason (systemd starts it again)."""
+        self.failure = f"{name}: {error}"
+        log.critical("gateway stopping: task %s keeps failing (%s)", name, error)
+        self._stop.set()
 
     # -- devices, restartable by remote command -----------------------------------------------
 
@@ -149,21 +144,13 @@ class Gateway:
         for index, supervisor in enumerate(self.evaluators):
             name = f"bus-{index}"
             if which is None or name in which:
-                self._device_tasks[name] = self._supervise(
-                    f"evaluators {supervisor.config.port}", supervisor.run)
+                self.supervisor.spawn(f"device.{name}", supervisor.run)
         if self.queue is not None and (which is None or "queue" in which):
-            self._device_tasks["queue"] = self._supervise("queue machine", self.queue.run)
+            self.supervisor.spawn("device.queue", self.queue.run)
 
     async def _stop_devices(self, which: set[str]) -> None:
         for name in which:
-            task = self._device_tasks.pop(name, None)
-            if task is None:
-                continue
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-            with contextlib.suppress(ValueError):
-                self._tasks.remove(task)
+            await self.supervisor.cancel(f"device.{name}")
         if "queue" in which and self.queue is not None:
             await self.queue.close()
 
@@ -224,6 +211,7 @@ class Gateway:
         return f"config v{version} written to {path.name}; nothing to restart"
 
     async def start(self) -> None:
+        self._stopping = False
         self.config.data_dir.mkdir(parents=True, exist_ok=True)
         self._instance.acquire()
         await self.journal.open()
@@ -233,10 +221,10 @@ class Gateway:
             "config_version": str(self.config_version) if self.config_version else "",
             "previous_head_seq": previous})
         if self.config.http.enabled:
-            from edge.web.server import start_hall_page
-
             await self.board.start()  # replays today's journal: before any device runs
-            self.hall_page = await start_hall_page(self.config, self.board)
+            await self._open_hall_page()
+            # the page matters less than journaling: never given up, retried while it fails
+            self.supervisor.spawn("hall.page", self._keep_hall_page, retry_forever=True)
         await self.uplink.start()
         self._start_devices()
         if self.config.cameras is not None:
@@ -244,39 +232,72 @@ class Gateway:
 
             cams = self.config.cameras
             self.cameras = CameraService(cams.cameras, cams.evidence_dir,
-                                         evidence=cams.evidence, verdict=cams.verdict)
+                                         evidence=cams.evidence, verdict=cams.verdict,
+                                         supervisor=self.supervisor)
             await self.cameras.start()
             self.evidence = EvidenceUploader(self.config.data_dir, cams.evidence_dir,
                                              self.journal, self.uplink)
-            self._supervise("cameras", self._journal_camera_events)
-            self._supervise("evidence upload", self.evidence.run)
+            self.supervisor.spawn("camera.events", self._journal_camera_events)
+            self.supervisor.spawn("evidence.upload", self.evidence.run)
         if self.config.generator.enabled:
-            generator = Generator(self.journal, self.config.generator)
-            self._tasks.append(asyncio.create_task(generator.run(), name="generator"))
+            self.supervisor.spawn("generator", Generator(self.journal, self.config.generator).run)
         log.info("gateway %s/%s started; journal head %d, acked %d", self.config.hall,
                  self.config.gateway, self.journal.head_seq, self.journal.acked_seq)
 
+    # -- the hall page ------------------------------------------------------------------------
+
+    async def _open_hall_page(self) -> None:
+        from edge.web.server import start_hall_page
+
+        self.hall_page = await start_hall_page(self.config, self.board, self.supervisor)
+
+    async def _keep_hall_page(self) -> None:
+        """Supervised: (re)open the page and wait on it; a server that ends by itself fails."""
+        if self.hall_page is None:
+            await self._open_hall_page()
+            if self.hall_page is None:
+                http = self.config.http
+                raise OSError(f"the hall page cannot listen on {http.host}:{http.port}")
+        page = self.hall_page
+        try:
+            await page.wait()
+        finally:
+            if not self._stopping:
+                await page.stop()
+                self.hall_page = None
+        if not self._stopping:
+            raise RuntimeError("the hall page server stopped by itself")
+
+    # -- stopping -----------------------------------------------------------------------------
+
     async def stop(self) -> None:
-        await self.board.stop()  # ends the pages' event streams, so the server stops at once
-        if self.hall_page is not None:
-            await self.hall_page.stop()
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        """Close everything, each part even when another fails; the journal last."""
+        self._stopping = True
+        page, self.hall_page = self.hall_page, None
+        steps: list[tuple[str, Callable[[], Awaitable[object]]]] = [
+            ("hall board", self.board.stop)]  # ends the pages' streams: the server stops at once
+        if page is not None:
+            steps.append(("hall page", page.stop))
+        steps.append(("tasks", self.supervisor.stop))
         if self.queue is not None:
-            await self.queue.close()
+            steps.append(("queue machine", self.queue.close))
         if self.cameras is not None:
-            await self.cameras.stop()
-        await self.uplink.stop()
+            steps.append(("cameras", self.cameras.stop))
+        steps.append(("uplink", self.uplink.stop))
         if self.evidence is not None:
-            self.evidence.close()
-        await self.journal.close()
+            steps.append(("evidence upload", _awaitable(self.evidence.close)))
+        steps.append(("journal", self.journal.close))
+        for what, step in steps:
+            try:
+                await step()
+            except Exception:
+                log.exception("stopping the gateway: %s failed; carrying on", what)
         self._instance.release()
 
-    async def run_forever(self) -> None:
-        """Until SIGTERM/SIGINT, or until a new configuration asks for a restart."""
+    async def run_forever(self, *, exit_within_s: float | None = None) -> None:
+        """Until SIGTERM/SIGINT, a new configuration that asks for a restart, or a task given
+        up. ``exit_within_s`` (the service): past it after the stop began, the process exits
+        whatever is still stuck (a thread, a device), so systemd never has to kill it."""
         stop = self._stop
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -286,4 +307,24 @@ class Gateway:
             await stop.wait()
         finally:
             log.info("gateway stopping")
+            if exit_within_s is not None:
+                _exit_after(exit_within_s)
             await self.stop()
+
+
+def _exit_after(seconds: float) -> None:
+    """A watchdog thread: the process ends at the deadline even if the event loop is stuck."""
+    def expire() -> None:
+        log.critical("gateway did not stop within %.0f s; exiting now", seconds)
+        logging.shutdown()
+        os._exit(EXIT_STOP_TIMEOUT)
+
+    timer = threading.Timer(seconds, expire)
+    timer.daemon = True
+    timer.start()
+
+
+def _awaitable(call: Callable[[], object]) -> Callable[[], Awaitable[object]]:
+    async def run() -> object:
+        return call()
+    return run

@@ -39,7 +39,7 @@ def _load(path: Path) -> GatewayConfig:
 @app.command()
 def run(config: ConfigOption) -> None:
     """Run the gateway service."""
-    from edge.app import Gateway
+    from edge.app import STOP_WITHIN_S, Gateway
     from edge.configstore import ConfigStore
     from edge.instance import AlreadyRunning
 
@@ -49,10 +49,14 @@ def run(config: ConfigOption) -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     gateway = Gateway(active.config, config_version=active.version) if active else Gateway(cfg)
     try:
-        asyncio.run(gateway.run_forever())
+        asyncio.run(gateway.run_forever(exit_within_s=STOP_WITHIN_S))
     except AlreadyRunning as exc:
         typer.echo(f"网关服务已在运行 / {exc}", err=True)
         raise typer.Exit(1) from None
+    if gateway.failure is not None:
+        typer.echo(f"网关服务因任务反复失败而停止 / stopped, a task keeps failing: "
+                   f"{gateway.failure}", err=True)
+        raise typer.Exit(1)
     if gateway.restart_requested:
         # A new configuration version needs a new process: the same command line again,
         # same PID (systemd's Type=exec unit does not notice), the new version in force.

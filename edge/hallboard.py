@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from edge.journal import Journal
     from edge.queue_machine import QueueSupervisor
     from edge.uplink import Uplink
+    from hallkit.supervise import Supervisor
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +90,8 @@ class Sources(Protocol):
     def evaluators(self) -> Sequence[EvaluatorSupervisor]: ...
     @property
     def queue(self) -> QueueSupervisor | None: ...
+    @property
+    def supervisor(self) -> Supervisor | None: ...
 
 
 @dataclass
@@ -100,6 +103,7 @@ class BoardSources:
     uplink: Uplink | None = None
     evaluators: Sequence[EvaluatorSupervisor] = ()
     queue: QueueSupervisor | None = None
+    supervisor: Supervisor | None = None
 
 
 class Subscription:
@@ -489,6 +493,11 @@ class HallBoard:
         fs_pct = self._fs_used_pct()
         if fs_pct is not None and fs_pct >= DISK_ALERT_PCT:
             problems.append({"code": "disk_full", "params": {"pct": fs_pct}})
+        failing = sorted(name for name, task in (src.supervisor.status().items()
+                                                 if src.supervisor is not None else ())
+                         if task["state"] in ("restarting", "failed"))
+        if failing:
+            problems.append({"code": "tasks_failing", "params": {"tasks": "、".join(failing)}})
         devices = self._devices(problems)
         return {"ok": not problems, "problems": problems, "uplink": uplink,
                 "backlog": {"events": journal.backlog, "oldest_utc": oldest,

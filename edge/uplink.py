@@ -28,6 +28,7 @@ from pydantic import ValidationError
 from edge.clock import Clock
 from edge.config import BrokerConfig, UplinkConfig
 from edge.journal import Journal
+from hallkit.supervise import Supervisor
 from protocols import topics
 from protocols.commands import CommandResult
 from protocols.envelope import Ack, GatewayState, encode, encode_batch, utc_now
@@ -36,6 +37,7 @@ log = logging.getLogger(__name__)
 
 REPLAY_DEBOUNCE_S = 1.0  # central may ask for the same gap once per late batch
 SOFTWARE = "hallwatch-edge/0.1"
+SEND_TASK, STATE_TASK = "uplink.send", "uplink.state"
 
 CommandHandler = Callable[[bytes], Awaitable[None]]
 HealthProvider = Callable[[], dict[str, Any]]
@@ -53,6 +55,7 @@ class Uplink:
         *,
         on_command: CommandHandler | None = None,
         health: HealthProvider | None = None,
+        supervisor: Supervisor | None = None,
     ) -> None:
         self.journal = journal
         self.clock = clock
@@ -63,6 +66,8 @@ class Uplink:
         self.on_command = on_command
         self.on_receipt: Callable[[bytes], None] | None = None  # evidence upload receipts
         self.health = health or dict
+        # the send and state loops run under the gateway's supervisor (their own otherwise)
+        self.supervisor = supervisor or Supervisor()
         self.connected = False
         self.published_batches = 0
         self.rewinds = 0
@@ -74,7 +79,6 @@ class Uplink:
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._client: mqtt.Client | None = None
-        self._tasks: list[asyncio.Task[None]] = []
         self._topic_events = topics.topic(hall, gateway, topics.Channel.EVENTS)
         self._topic_state = topics.topic(hall, gateway, topics.Channel.STATE)
         self._topic_ack = topics.topic(hall, gateway, topics.Channel.ACK)
@@ -117,17 +121,12 @@ class Uplink:
         # down, so the gateway journals from its first event whatever the network does.
         client.connect_async(self.broker.host, self.broker.port, keepalive=self.broker.keepalive_s)
         client.loop_start()
-        self._tasks = [
-            asyncio.create_task(self._send_loop(), name="uplink-send"),
-            asyncio.create_task(self._state_loop(), name="uplink-state"),
-        ]
+        self.supervisor.spawn(SEND_TASK, self._send_loop)
+        self.supervisor.spawn(STATE_TASK, self._state_loop)
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        for name in (SEND_TASK, STATE_TASK):
+            await self.supervisor.cancel(name)
         client = self._client
         if client is not None:
             if self.connected:
@@ -315,4 +314,5 @@ class Uplink:
             hall=self.hall, gateway=self.gateway, boot=self.clock.boot_id, online=online,
             utc=utc_now(), synced=self.clock.synchronised(), software=SOFTWARE,
             journal=self.journal.state(), health=self.health() if online else {},
+            tasks=self.supervisor.status() if online else {},
         ))

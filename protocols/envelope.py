@@ -105,6 +105,15 @@ class JournalState(_Model):
     dropped_unacked: int = Field(ge=0, description="events ever discarded before their ack")
 
 
+class TaskStatus(_Model):
+    """One supervised long-running task of the gateway (its uplink, device supervisors …)."""
+
+    state: Literal["running", "restarting", "failed", "stopped"]
+    restarts: int = Field(ge=0, le=MAX_SEQ)
+    last_error: str | None = Field(default=None, max_length=300)
+    error_at: datetime | None = None
+
+
 class GatewayState(_Model):
     """gateway → central on hw/v1/{hall}/{gateway}/state, retained.
 
@@ -122,6 +131,8 @@ class GatewayState(_Model):
     software: str = ""
     journal: JournalState | None = None
     health: dict[str, Any] = Field(default_factory=dict)
+    tasks: dict[str, TaskStatus] = Field(default_factory=dict, max_length=200,
+                                         description="supervised tasks by name")
 
 
 def encode_event(record: EventRecord) -> str:

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from fastapi import FastAPI
+from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from central.api import cases, commands, correlation, events, evidence, gateways
 from central.web import site
+from hallkit.supervise import Supervisor, healthz
 
 
-def create_app(engine: AsyncEngine) -> FastAPI:
+def create_app(engine: AsyncEngine, *, tasks: Supervisor | None = None) -> FastAPI:
+    """``tasks``: the aggregator's supervised tasks, shown by ``/healthz``."""
     app = FastAPI(
         title="Hallwatch central",
         version="1",
@@ -23,4 +26,11 @@ def create_app(engine: AsyncEngine) -> FastAPI:
     app.include_router(correlation.router)  # evaluations, sessions, follow-up, indicators
     app.include_router(evidence.router)  # uploaded evidence snapshots
     site.install(app)  # the dashboard: pages, static files and their API (central.web)
+
+    @app.get("/healthz", include_in_schema=False)
+    async def health() -> JSONResponse:
+        """For monitoring, no token: each supervised task's state; 503 once one is given up."""
+        code, doc = healthz(tasks)
+        return JSONResponse(doc, code)
+
     return app

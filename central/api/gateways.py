@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 
 from central.api.deps import Caller, Engine, require_hall
@@ -31,6 +31,9 @@ class GatewayOut(BaseModel):
     last_batch_at: datetime | None
     state_at: datetime | None
     health: dict[str, Any]
+    tasks: dict[str, Any] = Field(
+        description="the gateway's supervised tasks: state (running | restarting | failed | "
+                    "stopped), restarts, last_error, error_at")
 
 
 @router.get("/gateways", response_model=list[GatewayOut], summary="Gateways and their uplink")
@@ -60,7 +63,8 @@ async def list_gateways(db: Engine, who: Caller, hall: str | None = None) -> lis
             oldest_unacked_utc=journal.get("oldest_unacked_utc"),
             clock_synced=(row.state or {}).get("synced"), lost_events=int(row.n or 0),
             gap_pending=row.gap is not None, last_batch_at=row.last_batch_at,
-            state_at=row.state_at, health=(row.state or {}).get("health") or {}))
+            state_at=row.state_at, health=(row.state or {}).get("health") or {},
+            tasks=(row.state or {}).get("tasks") or {}))
     return out
 
 

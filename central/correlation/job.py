@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 
@@ -141,11 +142,11 @@ def calendar_of(config: CentralConfig | None) -> WorkCalendar:
 
 
 async def run_forever(engine: AsyncEngine, interval: float = 30.0, *,
-                      config: CentralConfig | None = None,
-                      cfg: CorrelationConfig | None = None) -> None:
-    """The aggregator's background job; settings from ``correlation.yaml`` in the data dir."""
-    cfg = cfg or load_config(config.data_dir if config is not None else None)
-    calendar = calendar_of(config)
+                      cfg: CorrelationConfig | None = None,
+                      calendar: WorkCalendar | None = None) -> None:
+    """The aggregator's background job: a run every ``interval`` seconds."""
+    cfg = cfg or CorrelationConfig()
+    calendar = calendar or WorkCalendar()
     while True:
         try:
             report = await run_once(engine, cfg=cfg, calendar=calendar)
@@ -158,6 +159,10 @@ async def run_forever(engine: AsyncEngine, interval: float = 30.0, *,
         await asyncio.sleep(interval)
 
 
-def start(engine: AsyncEngine, config: CentralConfig) -> asyncio.Task[None]:
-    """The aggregator's one line: the job as a task (cancelled by the aggregator's stop())."""
-    return asyncio.create_task(run_forever(engine, config=config), name="correlation")
+def job(engine: AsyncEngine, config: CentralConfig) -> Callable[[], Awaitable[None]]:
+    """The aggregator's job, its settings read now: a bad ``correlation.yaml`` or calendar
+    override file stops the start with the file and line (ConfigError, CalendarConfigError),
+    never a background task later."""
+    cfg = load_config(config.data_dir)
+    calendar = calendar_of(config)
+    return functools.partial(run_forever, engine, cfg=cfg, calendar=calendar)

@@ -48,6 +48,7 @@ from edge.camera.evidence import STATE_DIR, EvidenceStore, ManifestHead, Retenti
 from edge.camera.link import pack, unpack
 from edge.camera.presence import PresenceChange, PresenceTracker
 from edge.camera.verdict import Decision, Observation, decide
+from hallkit.supervise import Supervisor, TaskRecord, TaskState
 from protocols.events import Body
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,9 @@ OBSERVATION_KEEP_S = 60.0
 _PROJECT_ROOT = Path(__file__).resolve().parents[2]  # so ``-m edge.camera.worker`` imports
 WAITING_MIN_INTERVAL_S = 5.0
 RESTART_BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
+# the service's supervised loops (name → method); each worker process has a record beside them
+TASKS = {"camera.receive": "_receive", "camera.supervise": "_supervise",
+         "camera.retention": "_retention"}
 
 
 @dataclass(slots=True)
@@ -103,6 +107,7 @@ class CameraService:
         state_dir: Path | None = None,
         retention_every_s: float = 600.0,
         python: str = sys.executable,
+        supervisor: Supervisor | None = None,
     ) -> None:
         self.cameras = {c.id: c for c in cameras}
         if len(self.cameras) != len(cameras):
@@ -112,6 +117,7 @@ class CameraService:
         self.worker_timeout_s = worker_timeout_s
         self.retention_every_s = retention_every_s
         self.python = python
+        self.supervisor = supervisor or Supervisor()  # its tasks, and a record per worker
         self.evidence_dir = evidence_dir
         self.state_dir = state_dir or evidence_dir / STATE_DIR
         self.store = EvidenceStore(evidence_dir, self.evidence_config, on_entry=self._on_entry)
@@ -136,7 +142,6 @@ class CameraService:
         self._events: asyncio.Queue[CameraEvent] = asyncio.Queue()
         self._pending: dict[int, asyncio.Future[tuple[dict[str, Any], list[bytes]]]] = {}
         self._request_ids = itertools.count(1)
-        self._tasks: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[Any]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._context: zmq.asyncio.Context | None = None
@@ -155,11 +160,8 @@ class CameraService:
         self._endpoint = f"tcp://127.0.0.1:{port}"
         for handle in self.workers:
             await self._spawn(handle)
-        self._tasks = [
-            asyncio.create_task(self._receive(), name="camera-receive"),
-            asyncio.create_task(self._supervise(), name="camera-supervise"),
-            asyncio.create_task(self._retention(), name="camera-retention"),
-        ]
+        for name, loop in TASKS.items():
+            self.supervisor.spawn(name, getattr(self, loop))
 
     async def stop(self) -> None:
         self._stopping = True
@@ -168,9 +170,11 @@ class CameraService:
                 await self._send(handle, {"t": "stop"})
         for handle in self.workers:
             await self._end_process(handle, grace_s=3.0)
-        for task in [*self._tasks, *self._background]:
+        for name in TASKS:
+            await self.supervisor.cancel(name)
+        for task in self._background:
             task.cancel()
-        for task in [*self._tasks, *self._background]:
+        for task in list(self._background):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         if self._router is not None:
@@ -494,6 +498,7 @@ class CameraService:
         handle.pid = handle.process.pid
         handle.started = handle.last_seen = time.monotonic()
         handle.restart_at = None
+        self._worker_record(handle).state = TaskState.RUNNING
 
     async def _supervise(self) -> None:
         while not self._stopping:
@@ -520,6 +525,12 @@ class CameraService:
                     delay = RESTART_BACKOFF_S[0]  # it ran a good while: not a crash loop
                 handle.restarts += 1
                 handle.restart_at = now + delay
+                record = self._worker_record(handle)
+                record.failed_with(why)
+                record.state, record.restarts = TaskState.RESTARTING, handle.restarts
+
+    def _worker_record(self, handle: WorkerHandle) -> TaskRecord:
+        return self.supervisor.record(f"camera.worker.{handle.id}")
 
     async def _end_process(self, handle: WorkerHandle, grace_s: float) -> None:
         process = handle.process

@@ -16,6 +16,7 @@ from edge.web.routes import accounts as accounts_routes
 from edge.web.routes import board as board_routes
 from edge.web.routes import pages as page_routes
 from edge.web.sessions import LoginThrottle, SessionSigner
+from hallkit.supervise import Supervisor, healthz
 
 STATIC = Path(__file__).with_name("static")
 
@@ -56,7 +57,8 @@ class SecurityHeaders:
 
 
 def create_app(board: HallBoard, accounts: AccountStore, signer: SessionSigner, *,
-               secure_cookies: bool = False, throttle: LoginThrottle | None = None) -> FastAPI:
+               secure_cookies: bool = False, throttle: LoginThrottle | None = None,
+               tasks: Supervisor | None = None) -> FastAPI:
     app = FastAPI(title="Hallwatch hall page", docs_url=None, redoc_url=None,
                   openapi_url=None)  # nothing to advertise to the hall's LAN
     app.state.hall = WebContext(board, accounts, signer, throttle or LoginThrottle(),
@@ -72,8 +74,10 @@ def create_app(board: HallBoard, accounts: AccountStore, signer: SessionSigner, 
         return RedirectResponse(login_url(request), 303)
 
     @app.get("/healthz", include_in_schema=False)
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    async def health() -> Response:
+        """For monitoring, no login: each supervised task's state; 503 once one is given up."""
+        code, doc = healthz(tasks)
+        return JSONResponse(doc, code)
 
     app.add_middleware(SecurityHeaders)
     return app

@@ -25,6 +25,7 @@ from edge.web.sessions import SessionSigner, load_or_create_key
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
+    from hallkit.supervise import Supervisor
     from protocols.transport import TlsFiles
 
 log = logging.getLogger(__name__)
@@ -86,6 +87,11 @@ class HallPageServer:
             await asyncio.sleep(0.01)
         log.info("hall page on %s", self.url)
 
+    async def wait(self) -> None:
+        """Until the server ends (raises what ended it)."""
+        if self._task is not None:
+            await asyncio.shield(self._task)
+
     async def stop(self) -> None:
         if self._server is None or self._task is None:
             return
@@ -102,13 +108,16 @@ class HallPageServer:
             self._socket = None
 
 
-async def start_hall_page(config: GatewayConfig, board: HallBoard) -> HallPageServer | None:
-    """The gateway's hall page, started; None (and logged) if it cannot listen."""
+async def start_hall_page(config: GatewayConfig, board: HallBoard,
+                          tasks: Supervisor | None = None) -> HallPageServer | None:
+    """The gateway's hall page, started; None (and logged) if it cannot listen.
+    ``tasks``: the gateway's supervised tasks, shown by ``/healthz``."""
     http = config.http
     accounts = AccountStore.in_data_dir(config.data_dir)
     signer = SessionSigner(load_or_create_key(config.data_dir), accounts,
                            http.session_hours * 3600)
-    app = create_app(board, accounts, signer, secure_cookies=http.tls is not None)
+    app = create_app(board, accounts, signer, secure_cookies=http.tls is not None,
+                     tasks=tasks)
     server = HallPageServer(app, http.host, http.port, http.tls)
     try:
         await server.start()

@@ -95,7 +95,7 @@ async def test_nothing_without_a_login(client: httpx.AsyncClient) -> None:
     form = await client.get("/login")
     assert form.status_code == 200 and "大厅管理员登录" in form.text
     assert "锦江区" not in form.text  # not even the hall's name before a login
-    assert (await client.get("/healthz")).json() == {"status": "ok"}
+    assert (await client.get("/healthz")).json() == {"status": "ok", "tasks": {}}
 
 
 async def test_wrong_password_and_unknown_name_get_the_same_answer(
