@@ -144,9 +144,9 @@ class Gateway:
         for index, supervisor in enumerate(self.evaluators):
             name = f"bus-{index}"
             if which is None or name in which:
-                self.supervisor.spawn(f"device.{name}", supervisor.run)
+                self.supervisor.spawn(f"device.{name}", supervisor.run, retry_forever=True)
         if self.queue is not None and (which is None or "queue" in which):
-            self.supervisor.spawn("device.queue", self.queue.run)
+            self.supervisor.spawn("device.queue", self.queue.run, retry_forever=True)
 
     async def _stop_devices(self, which: set[str]) -> None:
         for name in which:

@@ -123,9 +123,8 @@ class Supervisor:
                 return
 
     async def cancel(self, name: str) -> None:
-        """Stop one task (a device restarted by command); its record goes with it."""
+        """Stop one task (a device restarted by command, a part being closed)."""
         task = self._tasks.pop(name, None)
-        self.records.pop(name, None)
         if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -1,0 +1,179 @@
+"""No silent death at central: the aggregator's tasks restart and show in /healthz, the
+gateway's own tasks reach GET /api/v1/gateways, configuration is read before anything starts,
+and stopping closes everything even after a failure. Real Mosquitto, SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from central import ladder_job, ledger, remote, timeseries
+from central.api.app import create_app
+from central.auth import Role, create_token
+from central.config import CentralConfig
+from central.correlation import job as correlation_job
+from central.ingest import Incoming
+from central.registry import register
+from central.service import Aggregator
+from protocols.configtext import ConfigError
+from protocols.envelope import GatewayState, JournalState, TaskStatus, encode
+from protocols.topics import Channel, topic
+from tests.support.broker import Broker
+
+CENTRAL = str(Path(sys.executable).parent / "hallwatch-central")
+
+
+def _raises_once(original: Callable[..., Awaitable[None]], error: Exception
+                 ) -> Callable[..., Awaitable[None]]:
+    calls = 0
+
+    async def patched(*args: Any, **kwargs: Any) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise error
+        await original(*args, **kwargs)
+
+    return patched
+
+
+async def _until(predicate: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+def _config(tmp_path: Path, database_url: str, broker: Broker) -> CentralConfig:
+    return CentralConfig.model_validate({
+        "database_url": database_url, "data_dir": str(tmp_path / "central"),
+        "broker": {"host": "127.0.0.1", "port": broker.port, "instance": "sup1"},
+        "http": {"enabled": False}})
+
+
+async def test_each_task_that_raises_is_restarted_and_shown(
+        tmp_path: Path, database_url: str, broker: Broker,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    broken = {
+        "cases.ladder": (ladder_job, "run_forever", RuntimeError("ladder broken")),
+        "correlation": (correlation_job, "run_forever", RuntimeError("correlation broken")),
+        "timeseries": (timeseries, "run_forever", ConnectionError("sink broken")),
+        "ledger": (ledger, "run_forever", RuntimeError("ledger broken")),
+        "commands": (remote, "run_forever", RuntimeError("commands broken")),
+        "ingest": (Aggregator, "_ingest_loop", RuntimeError("ingest broken")),
+    }
+    for module, name, error in broken.values():
+        monkeypatch.setattr(module, name, _raises_once(getattr(module, name), error))
+    aggregator = Aggregator(_config(tmp_path, database_url, broker))
+    await aggregator.start()
+    transport = httpx.ASGITransport(app=create_app(aggregator.engine,
+                                                   tasks=aggregator.supervisor))
+    try:
+        records = aggregator.supervisor.records
+        # the sink is off in this configuration: once restarted it returns at once
+        expected = {name: "stopped" if name == "timeseries" else "running" for name in broken}
+        await _until(lambda: all(records[n].restarts == 1 and records[n].state == expected[n]
+                                 for n in broken), "every task restarted")
+        await _until(lambda: records["mqtt.consumer"].state == "running", "the consumer")
+        async with httpx.AsyncClient(transport=transport, base_url="http://central") as http:
+            answer = await http.get("/healthz")
+        assert answer.status_code == 200
+        health = answer.json()
+        for name, (_, _, error) in broken.items():
+            task = health["tasks"][name]
+            assert (task["state"], task["restarts"]) == (expected[name], 1), (name, task)
+            assert task["last_error"] == f"{type(error).__name__}: {error}"
+        assert health["status"] == "ok"
+
+        # the consumer's connection is a record too: a broker outage shows, then heals
+        broker.stop()
+        await _until(lambda: records["mqtt.consumer"].state == "restarting", "the outage")
+        assert "disconnected" in (records["mqtt.consumer"].last_error or "")
+        assert aggregator.supervisor.overall() == "degraded"
+        broker.start()
+        await _until(lambda: records["mqtt.consumer"].state == "running", "reconnected", 30)
+    finally:
+        await aggregator.stop()
+    assert records["mqtt.consumer"].state == "stopped"
+
+
+async def test_a_task_given_up_still_lets_stop_close_everything(
+        tmp_path: Path, broker: Broker, monkeypatch: pytest.MonkeyPatch) -> None:
+    async def broken(*_: Any, **__: Any) -> None:
+        raise RuntimeError("always")
+
+    monkeypatch.setattr(ledger, "run_forever", broken)
+    aggregator = Aggregator(_config(tmp_path, f"sqlite+aiosqlite:///{tmp_path / 'c.db'}",
+                                    broker))
+    aggregator.supervisor.first_delay_s = 0.001
+    await aggregator.start()
+    await asyncio.wait_for(aggregator.failed.wait(), 20)
+    assert aggregator.failure == "ledger: RuntimeError: always"
+    await aggregator.stop()  # used to re-raise the task's error and skip the rest
+    assert aggregator.consumer.record.state == "stopped"
+    assert aggregator.engine.pool.checkedout() == 0
+
+
+async def test_a_bad_correlation_file_stops_the_start_naming_file_and_line(
+        tmp_path: Path, broker: Broker) -> None:
+    config = _config(tmp_path, f"sqlite+aiosqlite:///{tmp_path / 'c.db'}", broker)
+    config.data_dir.mkdir(parents=True)
+    bad = config.data_dir / "correlation.yaml"
+    bad.write_text("rapid_repeat_s: 5\ncase_tolerance_s: soon\n")
+    aggregator = Aggregator(config)
+    with pytest.raises(ConfigError, match=r"correlation\.yaml:2.*case_tolerance_s"):
+        await aggregator.start()
+    await aggregator.stop()
+
+    # and the service says so and exits, instead of serving without correlation
+    conf = tmp_path / "central.yaml"
+    conf.write_text(f"database_url: sqlite+aiosqlite:///{tmp_path / 'c.db'}\n"
+                    f"data_dir: {config.data_dir}\n"
+                    f"broker: {{host: 127.0.0.1, port: {broker.port}}}\n"
+                    "http: {enabled: false}\n")
+    done = subprocess.run([CENTRAL, "serve", "-c", str(conf)], capture_output=True, text=True,  # noqa: ASYNC221
+                          timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert "correlation.yaml:2" in done.stderr and "case_tolerance_s" in done.stderr
+
+
+async def test_the_gateways_tasks_reach_the_gateway_list(database_url: str,
+                                                          tmp_path: Path) -> None:
+    from central.ingest import Ingestor
+    from central.store.db import make_engine
+    from central.store.migrate import upgrade
+
+    engine = make_engine(database_url)
+    await upgrade(engine)
+    await register(engine, "H1", "gw1")
+    now = datetime.now(UTC)
+    state = GatewayState(
+        hall="H1", gateway="gw1", boot="0123456789abcdef", online=True, utc=now, synced=True,
+        journal=JournalState(head_seq=5, acked_seq=5, backlog=0, disk_bytes=0, limit_bytes=1,
+                             dropped_unacked=0),
+        tasks={"uplink.send": TaskStatus(state="restarting", restarts=3,
+                                         last_error="IndexError: deque index out of range",
+                                         error_at=now),
+               "device.queue": TaskStatus(state="running", restarts=0)})
+    await Ingestor(engine).ingest_state(Incoming(topic("H1", "gw1", Channel.STATE),
+                                                 encode(state), now))
+    headers = {"Authorization": f"Bearer {await create_token(engine, Role.TECHNICIAN)}"}
+    transport = httpx.ASGITransport(app=create_app(engine))
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://central") as http:
+            (gateway,) = (await http.get("/api/v1/gateways", headers=headers)).json()
+    finally:
+        await engine.dispose()
+    assert gateway["tasks"]["uplink.send"]["state"] == "restarting"
+    assert gateway["tasks"]["uplink.send"]["restarts"] == 3
+    assert gateway["tasks"]["uplink.send"]["last_error"] == "IndexError: deque index out of range"
+    assert gateway["tasks"]["device.queue"]["state"] == "running"

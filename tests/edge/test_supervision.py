@@ -1,0 +1,137 @@
+"""No silent death on the gateway: every long-running task that raises is started again after a
+backoff, and what happened is in /healthz, on the hall page and in the state message central
+gets. Real parts: Mosquitto, the journal, the hall page over HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from edge.app import Gateway
+from edge.config import GatewayConfig
+from edge.evaluators import EvaluatorSupervisor
+from edge.queue_machine import QueueSupervisor
+from edge.uplink import Uplink
+from protocols.envelope import GatewayState
+from protocols.topics import Channel, topic
+from tests.support.broker import Broker, free_port
+
+Method = Callable[[Any], Awaitable[None]]
+
+
+def _raises_once(original: Method, error: Exception) -> Method:
+    """The method as it is, except that its first call raises ``error``."""
+    calls = 0
+
+    async def patched(self: Any) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise error
+        await original(self)
+
+    return patched
+
+
+async def _until(predicate: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+def _config(tmp_path: Path, broker: Broker) -> GatewayConfig:
+    return GatewayConfig.model_validate({
+        "hall": "H1", "gateway": "gw1", "data_dir": str(tmp_path / "edge"),
+        "broker": {"host": "127.0.0.1", "port": broker.port, "keepalive_s": 5},
+        "uplink": {"ack_timeout_s": 3, "state_interval_s": 1},
+        "clock": {"assume_synced": True},
+        "http": {"enabled": True, "host": "127.0.0.1", "port": free_port()},
+        # devices on ports that do not exist: their drivers keep retrying, quietly
+        "evaluator_buses": [{"port": str(tmp_path / "ttyNONE"),
+                             "devices": [{"addr": 0x81, "window": 1}]}],
+        "queue": {"transport": str(tmp_path / "ttyQMNONE")},
+        "generator": {"enabled": True, "rate": 50, "total": 1_000_000},
+    })
+
+
+async def test_each_task_that_raises_is_restarted_and_shown(
+        tmp_path: Path, broker: Broker, monkeypatch: pytest.MonkeyPatch) -> None:
+    broken = {
+        "uplink.send": (Uplink, "_send_loop", IndexError("deque index out of range")),
+        "uplink.state": (Uplink, "_state_loop", RuntimeError("state broken")),
+        "device.bus-0": (EvaluatorSupervisor, "run", OSError("bus broken")),
+        "device.queue": (QueueSupervisor, "run", ValueError("queue broken")),
+    }
+    for cls, method, error in broken.values():
+        monkeypatch.setattr(cls, method, _raises_once(getattr(cls, method), error))
+    states: list[GatewayState] = []
+    watcher = mqtt.Client(CallbackAPIVersion.VERSION2)
+    watcher.on_message = lambda _c, _u, m: states.append(
+        GatewayState.model_validate_json(m.payload))
+    watcher.connect("127.0.0.1", broker.port)
+    watcher.subscribe(topic("H1", "gw1", Channel.STATE), qos=1)
+    watcher.loop_start()
+    gateway = Gateway(_config(tmp_path, broker))
+    await gateway.start()
+    try:
+        assert gateway.hall_page is not None
+        url = gateway.hall_page.url
+
+        def restarted(name: str) -> bool:
+            record = gateway.supervisor.records.get(name)
+            return record is not None and record.restarts >= 1 and record.state == "running"
+
+        await _until(lambda: all(restarted(name) for name in broken), "every task restarted")
+        async with httpx.AsyncClient(base_url=url) as http:
+            health = (await http.get("/healthz")).json()
+        for name, (_, _, error) in broken.items():
+            task = health["tasks"][name]
+            assert task["state"] == "running" and task["restarts"] == 1, (name, task)
+            assert task["last_error"] == f"{type(error).__name__}: {error}", (name, task)
+        assert health["tasks"]["generator"]["state"] == "running"
+
+        # the upload really works again: the journal keeps being published
+        published = gateway.uplink.published_batches
+        await _until(lambda: gateway.uplink.published_batches > published, "publishing")
+
+        # central is told: the retained state message lists the tasks with their restarts
+        await _until(lambda: any(s.tasks.get("uplink.send") and s.tasks["uplink.send"].restarts
+                                 for s in states), "a state message with the restart")
+
+        # the hall page's own server ends by itself: opened again on its port
+        assert gateway.hall_page is not None and gateway.hall_page._server is not None
+        gateway.hall_page._server.should_exit = True
+        await _until(lambda: restarted("hall.page"), "the hall page opened again", 30)
+        async with httpx.AsyncClient(base_url=url) as http:
+            health = (await http.get("/healthz")).json()
+        assert health["tasks"]["hall.page"]["last_error"] == (
+            "RuntimeError: the hall page server stopped by itself")
+        assert health["status"] == "ok"
+    finally:
+        await gateway.stop()
+        watcher.loop_stop()
+        watcher.disconnect()
+
+
+async def test_a_task_that_keeps_failing_stops_the_gateway_with_the_reason(
+        tmp_path: Path, broker: Broker, monkeypatch: pytest.MonkeyPatch) -> None:
+    async def always(self: Uplink) -> None:
+        raise IndexError("deque index out of range")
+
+    monkeypatch.setattr(Uplink, "_send_loop", always)
+    gateway = Gateway(_config(tmp_path, broker))
+    gateway.supervisor.first_delay_s = 0.01  # ten failures in a fraction of a second
+    run = asyncio.create_task(gateway.run_forever())
+    await asyncio.wait_for(run, 30)  # it stops by itself
+    assert gateway.failure == "uplink.send: IndexError: deque index out of range"
+    assert gateway.supervisor.status()["uplink.send"]["state"] == "failed"
+    assert gateway.journal._db is None  # closed: the next process opens it at once
