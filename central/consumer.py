@@ -48,6 +48,7 @@ class Consumer:
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
+        self._stopping = False
         client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=f"{self.broker.group}-{self.broker.instance}",

@@ -177,3 +177,42 @@ async def test_the_gateways_tasks_reach_the_gateway_list(database_url: str,
     assert gateway["tasks"]["uplink.send"]["restarts"] == 3
     assert gateway["tasks"]["uplink.send"]["last_error"] == "IndexError: deque index out of range"
     assert gateway["tasks"]["device.queue"]["state"] == "running"
+
+
+async def test_a_result_published_while_central_reconnects_is_not_lost(
+        tmp_path: Path, database_url: str, broker: Broker) -> None:
+    """A gateway answers each command once: whatever it publishes while central's consumer is
+    away (a broker blip, a restart) must wait for it in its persistent session."""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    from central.remote import count_results
+    from protocols.commands import CommandResult
+
+    aggregator = Aggregator(_config(tmp_path, database_url, broker))
+    await aggregator.start()
+    gateway = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="gw1")
+    try:
+        await register(aggregator.engine, "H1", "gw1")
+        records = aggregator.supervisor.records
+        await _until(lambda: records["mqtt.consumer"].state == "running", "the consumer")
+        await aggregator.consumer.stop()  # central away
+        gateway.connect("127.0.0.1", broker.port)
+        gateway.loop_start()
+        answer = CommandResult(hall="H1", gateway="gw1", accepted=False, reason="expired",
+                               detail="expired an hour ago", utc=datetime.now(UTC))
+        gateway.publish(topic("H1", "gw1", Channel.RESULT), encode(answer),
+                        qos=1).wait_for_publish(10)
+        await aggregator.consumer.start()  # back: the broker hands over what it kept
+
+        async def recorded() -> bool:
+            return await count_results(aggregator.engine, "gw1") == 1
+
+        deadline = asyncio.get_running_loop().time() + 20
+        while not await recorded():
+            assert asyncio.get_running_loop().time() < deadline, "the answer was lost"
+            await asyncio.sleep(0.1)
+    finally:
+        gateway.loop_stop()
+        gateway.disconnect()
+        await aggregator.stop()
