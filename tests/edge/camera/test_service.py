@@ -187,6 +187,11 @@ async def test_mjpeg_vtest_worker_death_and_stream_stall_are_detected_and_recove
             assert "exited" in dead.body.reason
             i, _ = await wait_event(events, "camera.health", 20.0, start=i, state="online")
             assert service.worker_pids()["w1"] != pid
+            # … and the gateway's /healthz (its supervisor) shows the restart and why
+            worker = service.supervisor.status()["camera.worker.w1"]
+            assert (worker["state"], worker["restarts"]) == ("running", 1), worker
+            assert "exited with code" in worker["last_error"]
+            assert service.supervisor.status()["camera.receive"]["state"] == "running"
 
             # The stream stalls with the connection open: noticed within the read timeout.
             stalled_at = time.monotonic()
