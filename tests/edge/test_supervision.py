@@ -5,6 +5,8 @@ gets. Real parts: Mosquitto, the journal, the hall page over HTTP."""
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -129,9 +131,48 @@ async def test_a_task_that_keeps_failing_stops_the_gateway_with_the_reason(
 
     monkeypatch.setattr(Uplink, "_send_loop", always)
     gateway = Gateway(_config(tmp_path, broker))
-    gateway.supervisor.first_delay_s = 0.01  # ten failures in a fraction of a second
+    gateway.supervisor.first_delay_s = gateway.supervisor.max_delay_s = 0.01  # ten, at once
     run = asyncio.create_task(gateway.run_forever())
     await asyncio.wait_for(run, 30)  # it stops by itself
     assert gateway.failure == "uplink.send: IndexError: deque index out of range"
     assert gateway.supervisor.status()["uplink.send"]["state"] == "failed"
     assert gateway.journal._db is None  # closed: the next process opens it at once
+
+
+async def test_camera_tasks_and_workers_are_restarted_and_shown(
+        tmp_path: Path, broker: Broker, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("cv2")
+    from edge.evidence_upload import EvidenceUploader
+    from firmware_bridges.camera.simulator import FrameFeed, MjpegServer, hall_scene
+    from tests.edge.camera.scenes import hall_camera
+
+    broken = {
+        "evidence.upload": (EvidenceUploader, "run", OSError("evidence broken")),
+        "camera.events": (Gateway, "_journal_camera_events", RuntimeError("events broken")),
+    }
+    for cls, method, error in broken.values():
+        monkeypatch.setattr(cls, method, _raises_once(getattr(cls, method), error))
+    with MjpegServer(FrameFeed.from_scene(hall_scene(), 10)) as server:
+        config = _config(tmp_path, broker).model_copy(update={"cameras": None})
+        data = config.model_dump(mode="json")
+        data["cameras"] = {"cameras": [hall_camera(server.url).model_dump(mode="json")],
+                           "evidence_dir": str(tmp_path / "evidence")}
+        gateway = Gateway(GatewayConfig.model_validate(data))
+        await gateway.start()
+        try:
+            records = gateway.supervisor.records
+            await _until(lambda: all(records[n].restarts == 1 and records[n].state == "running"
+                                     for n in broken), "the camera tasks restarted")
+            assert gateway.cameras is not None
+            await _until(lambda: records["camera.worker.w1"].state == "running", "the worker")
+            os.kill(gateway.cameras.worker_pids()["w1"], signal.SIGKILL)  # a decoder crash
+            await _until(lambda: records["camera.worker.w1"].restarts == 1, "the worker's death")
+            await _until(lambda: records["camera.worker.w1"].state == "running", "a new worker")
+            assert gateway.hall_page is not None
+            async with httpx.AsyncClient(base_url=gateway.hall_page.url) as http:
+                tasks = (await http.get("/healthz")).json()["tasks"]
+            assert "exited with code" in tasks["camera.worker.w1"]["last_error"]
+            for name, (_, _, error) in broken.items():
+                assert tasks[name]["last_error"] == f"{type(error).__name__}: {error}"
+        finally:
+            await gateway.stop()
