@@ -181,7 +181,16 @@ class Journal:
                 await self._persist_ack()
                 batch = [self._pending.popleft()
                          for _ in range(min(len(self._pending), self._max_batch))]
-                await self._commit_batch(batch)
+                try:
+                    await self._commit_batch(batch)
+                except Exception as exc:  # a body that is not JSON, a failed trim …
+                    # … must not end the only writer: every later caller would wait forever
+                    self.write_errors += 1
+                    log.exception("journal: a batch of %d events failed", len(batch))
+                    why = f"journal write failed: {exc!r}"[:300]
+                    for item in batch:
+                        if not item.future.done():
+                            item.future.set_exception(JournalError(why))
             if self._closing and not self._pending:
                 return
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from edge.clock import Clock
-from edge.journal import Journal
+from edge.journal import Journal, JournalError
 from protocols.envelope import EventRecord
 
 
@@ -125,3 +125,12 @@ async def test_failed_commit_rejects_callers_and_keeps_numbering(tmp_path: Path)
                 await asyncio.wait_for(fut, 30)
             other.rollback()
         assert await journal.append("gen.sample", {"n": 100, "run": "r"}) == 6
+
+
+async def test_a_body_that_is_not_json_is_refused_and_the_writer_lives_on(
+        tmp_path: Path) -> None:
+    async with Journal(tmp_path / "j.db", Clock()) as journal:
+        with pytest.raises(JournalError):
+            await journal.append("gen.sample", {"n": object()})
+        assert journal.write_errors == 1
+        assert await journal.append("gen.sample", {"n": 1, "run": "r"}) == 1
