@@ -56,7 +56,7 @@ class Consumer:
             protocol=mqtt.MQTTv311,
         )
         client.suppress_exceptions = True  # a callback's bug is logged, never ends the thread
-        client.enable_logger(log)
+        client.enable_logger(log.getChild("paho"))
         client.max_inflight_messages_set(100)
         client.max_queued_messages_set(0)
         client.reconnect_delay_set(min_delay=1, max_delay=15)

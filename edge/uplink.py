@@ -102,6 +102,8 @@ class Uplink:
             manual_ack=True,
         )
         client.max_inflight_messages_set(20)  # FIELD-NOTES: more made paho slower
+        client.suppress_exceptions = True  # a callback's bug is logged, never ends the thread
+        client.enable_logger(log.getChild("paho"))
         client.max_queued_messages_set(0)
         client.reconnect_delay_set(min_delay=1, max_delay=30)
         client.will_set(self._topic_state, self._state(online=False), qos=1, retain=True)

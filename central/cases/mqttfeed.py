@@ -158,6 +158,8 @@ class CaseFeed:
             manual_ack=True,  # acknowledged after the commit, not on arrival
         )
         client.max_queued_messages_set(0)
+        client.suppress_exceptions = True  # a callback's bug is logged, never ends the thread
+        client.enable_logger(log.getChild("paho"))
         client.reconnect_delay_set(min_delay=1, max_delay=15)
         # Over TLS the broker makes the certificate's name the client id, so this client needs
         # a certificate of its own (broker.feed_tls) or it would keep evicting the consumer.
