@@ -8,6 +8,7 @@ import asyncio
 import os
 import signal
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from edge.config import GatewayConfig
 from edge.evaluators import EvaluatorSupervisor
 from edge.queue_machine import QueueSupervisor
 from edge.uplink import Uplink
-from protocols.envelope import GatewayState
+from protocols.envelope import Ack, EventBatch, GatewayState, encode
 from protocols.topics import Channel, topic
 from tests.support.broker import Broker, free_port
 
@@ -176,3 +177,31 @@ async def test_camera_tasks_and_workers_are_restarted_and_shown(
                 assert tasks[name]["last_error"] == f"{type(error).__name__}: {error}"
         finally:
             await gateway.stop()
+
+
+async def test_after_a_journal_reset_the_upload_carries_on_past_the_raised_floor(
+        tmp_path: Path, broker: Broker) -> None:
+    """Central acknowledges far beyond this journal's head (it was reset or replaced): the
+    gateway raises its floor and keeps publishing what comes next (the upload used to die of
+    an IndexError in the journal's tail cache, with nothing logged)."""
+    batches: list[EventBatch] = []
+    watcher = mqtt.Client(CallbackAPIVersion.VERSION2)
+    watcher.on_message = lambda _c, _u, m: batches.append(EventBatch.model_validate_json(
+        m.payload))
+    watcher.connect("127.0.0.1", broker.port)
+    watcher.subscribe(topic("H1", "gw1", Channel.EVENTS), qos=1)
+    watcher.loop_start()
+    gateway = Gateway(_config(tmp_path, broker))
+    await gateway.start()
+    try:
+        await _until(lambda: gateway.journal.head_seq > 20 and bool(batches), "first events")
+        floor = gateway.journal.head_seq + 10_000
+        ack = Ack(hall="H1", gateway="gw1", committed_through=floor, utc=datetime.now(UTC))
+        watcher.publish(topic("H1", "gw1", Channel.ACK), encode(ack), qos=1)
+        await _until(lambda: any(b.first_seq > floor for b in batches),
+                     "events past the raised floor published")
+        assert gateway.supervisor.records["uplink.send"].restarts == 0
+    finally:
+        await gateway.stop()
+        watcher.loop_stop()
+        watcher.disconnect()
