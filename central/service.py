@@ -36,7 +36,7 @@ class Aggregator:
         self.failed = asyncio.Event()
 
     async def start(self) -> None:
-        """Every configuration file is read here, before anything runs: a bad one raises
+        """Every configuration file is read here, before any task runs: a bad one raises
         ConfigError (or CalendarConfigError) naming the file and line."""
         correlation = correlation_job.job(self.engine, self.config)
         if self.config.database_url.startswith("sqlite"):
