@@ -153,7 +153,7 @@ async def test_camera_tasks_and_workers_are_restarted_and_shown(
     }
     for cls, method, error in broken.values():
         monkeypatch.setattr(cls, method, _raises_once(getattr(cls, method), error))
-    with MjpegServer(FrameFeed.from_scene(hall_scene(), 10)) as server:
+    with MjpegServer(FrameFeed.from_scene(hall_scene(still_s=5, break_s=5), 5)) as server:
         config = _config(tmp_path, broker).model_copy(update={"cameras": None})
         data = config.model_dump(mode="json")
         data["cameras"] = {"cameras": [hall_camera(server.url).model_dump(mode="json")],
