@@ -29,11 +29,20 @@ class CorrelationConfig(BaseModel):
                     "long before it, if no other ticket was called in between")
     case_tolerance_s: float = Field(
         default=300.0, ge=0, le=7200,
-        description="a case accepted this far outside a service interval can still belong to it "
-                    "(the approval system's clock and its entry lag)")
+        description="a case accepted this long before its service started can still belong to "
+                    "it (the approval system's clock)")
+    case_entry_lag_s: float = Field(
+        default=600.0, ge=0, le=7200,
+        description="a case accepted this long after its service ended can still belong to it "
+                    "(entered in the approval system after the citizen left)")
+    case_ambiguity_s: float = Field(
+        default=60.0, ge=0, le=3600,
+        description="a case tie is ambiguous (CASE_AMBIGUOUS) when another free service fits "
+                    "its acceptance time within this many seconds of the chosen one")
     late_grace_s: float = Field(
-        default=0.0, ge=0, le=600,
-        description="LATE: pressed more than this after the next ticket was called there")
+        default=30.0, ge=0, le=600,
+        description="LATE when the next service never started: pressed more than this after "
+                    "the next ticket was called there")
     invite_slack_s: float = Field(
         default=30.0, ge=0, le=600,
         description="how far past an invitation's timeout a key may still answer it (clock "

@@ -15,6 +15,7 @@ from enum import StrEnum
 from itertools import groupby, pairwise
 from typing import Any, TypeVar
 
+from central.correlation.caseties import CaseTie, tie_cases
 from central.correlation.config import CorrelationConfig
 from central.correlation.model import (
     CaseInfo,
@@ -35,15 +36,17 @@ class Flag(StrEnum):
     ORPHAN = "ORPHAN"  # no service session to belong to
     OUT_OF_SESSION = "OUT_OF_SESSION"  # no invitation known to the gateway or to central
     DUPLICATE = "DUPLICATE"  # its session (and so its cases) already has a kept evaluation
-    LATE = "LATE"  # answers an invitation after the next ticket was called at that window
+    LATE = "LATE"  # answers an invitation after the next service at that window started
     RAPID_REPEAT = "RAPID_REPEAT"  # pressed within rapid_repeat_s of the device's previous press
     SELF_PRESS_SUSPECTED = "SELF_PRESS_SUSPECTED"  # the camera saw no citizen at the window
+    CASE_AMBIGUOUS = "CASE_AMBIGUOUS"  # a case of its service could as well be another's
 
 
-# A flagged evaluation is not counted for 满意率 if it carries any of these. RAPID_REPEAT alone
-# excludes nothing: the repeat of a kept press is already OUT_OF_SESSION or DUPLICATE, and a
-# press that answers an open invitation stays the citizen's own evaluation however soon it
-# follows an earlier (stray) press.
+# A flagged evaluation is not counted for 满意率 if it carries any of these. RAPID_REPEAT and
+# CASE_AMBIGUOUS (a doubt about which cases, not about the evaluation) exclude nothing: the
+# repeat of a kept press is already OUT_OF_SESSION or DUPLICATE, and a press that answers an
+# open invitation stays the citizen's own evaluation however soon it follows an earlier (stray)
+# press.
 EXCLUDING = frozenset({Flag.ORPHAN, Flag.OUT_OF_SESSION, Flag.DUPLICATE, Flag.LATE,
                        Flag.SELF_PRESS_SUSPECTED})
 # The flags that keep a press from being the one its session keeps (一事一评 keeps the first
@@ -78,13 +81,7 @@ _INVITED = frozenset({Basis.INVITATION, Basis.INVITATION_TICKET, Basis.INVITE_RE
 UNSYNCED_FACTOR = 0.5  # a time-based match on a clock nobody could repair
 LATE_FACTOR = 0.8  # the person pressing may already be the next citizen
 CASE_TOLERANCE_FACTOR = 0.9  # a case tied from outside its session's interval
-
-
-@dataclass(frozen=True, slots=True)
-class CaseTie:
-    case_no: str
-    session_id: str
-    distance_s: float  # 0 when the acceptance lies inside the service interval
+CASE_AMBIGUITY_FACTOR = 0.7  # a case of the session could as well belong to another one
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,47 +145,13 @@ def _interval(s: ServiceSession) -> tuple[dt.datetime, dt.datetime | None]:
     return start, s.ended_at  # None: still open, as far as the data goes
 
 
-def tie_cases(hall: str, sessions: Sequence[ServiceSession], cases: Iterable[CaseInfo],
-              cfg: CorrelationConfig = DEFAULT_CONFIG) -> dict[str, CaseTie]:
-    """Each case → the session at its hall and window (and staff, when both name one) whose
-    service interval [start, end) holds its acceptance time; failing that, the nearest within
-    ``case_tolerance_s``. Ties: nearer first, then the session that ended before the acceptance
-    (entry lags the service), then the smaller session id."""
-    by_window: dict[int, list[ServiceSession]] = defaultdict(list)
-    for s in sessions:
-        if s.window is not None and s.served:
-            by_window[s.window].append(s)
-    ties: dict[str, CaseTie] = {}
-    for case in sorted(cases, key=lambda c: c.case_no):
-        if case.hall != hall or case.window is None:
-            continue
-        best: tuple[float, int, str] | None = None
-        for s in by_window.get(case.window, ()):
-            if case.staff and s.staff and case.staff != s.staff:
-                continue
-            start, end = _interval(s)
-            if case.accepted_at < start:
-                distance, after = (start - case.accepted_at).total_seconds(), 1
-            elif end is not None and case.accepted_at >= end:
-                distance, after = (case.accepted_at - end).total_seconds(), 0
-            else:
-                distance, after = 0.0, 0
-            if distance > cfg.case_tolerance_s:
-                continue
-            rank = (distance, after, s.session_id)
-            if best is None or rank < best:
-                best = rank
-        if best is not None:
-            ties[case.case_no] = CaseTie(case.case_no, best[2], best[0])
-    return ties
-
-
 class _Index:
     """Sessions by window, invitations by device, for one hall-day."""
 
     def __init__(self, sessions: Sequence[ServiceSession], invites: Iterable[InviteRecord],
                  presence: Iterable[PresencePeriod], cfg: CorrelationConfig) -> None:
         self.cfg = cfg
+        self.late_grace = dt.timedelta(seconds=cfg.late_grace_s)
         self.by_window: dict[int, list[ServiceSession]] = defaultdict(list)
         for s in sorted(sessions, key=lambda s: s.session_id):
             if s.window is not None and s.served:
@@ -238,7 +201,7 @@ class _Index:
             if start <= at and (end is None or at < end):
                 inside.append(s)
             elif (end is not None and end <= at and at - end <= limit
-                  and (s.next_call_at is None or s.next_call_at > at)):
+                  and not _taken_over(s, at, self.late_grace)):
                 after.append(s)
         if inside:
             return max(inside, key=lambda s: (_interval(s)[0], s.session_id)), Basis.IN_SERVICE
@@ -250,6 +213,13 @@ class _Index:
         present = sorted({p.staff for p in self.presence.get(window, ())
                           if p.start <= at <= p.end})
         return present[0] if len(present) == 1 else None
+
+
+def _taken_over(s: ServiceSession, at: dt.datetime, late_grace: dt.timedelta) -> bool:
+    """The next citizen may be the one at the evaluator: the window's next service started
+    (or, when it never starts, late_grace passed since its call)."""
+    until = s.belongs_until(late_grace)
+    return until is not None and at > until
 
 
 def _ended_key(s: ServiceSession) -> tuple[dt.datetime, str]:
@@ -327,6 +297,9 @@ def correlate(
     rapid = _rapid_repeats(press_list, cfg)
     seen = _verdicts(press_list, verdicts, cfg)
     late_grace = dt.timedelta(seconds=cfg.late_grace_s)
+    # services whose cases are in doubt: the chosen one of an ambiguous tie and its rivals
+    in_doubt = {sid for tie in ties.values() if tie.ambiguous
+                for sid in (tie.session_id, *tie.ambiguous_with)}
 
     drafts: list[_Draft] = []
     for p in press_list:
@@ -336,11 +309,12 @@ def correlate(
             flags.add(Flag.ORPHAN)
         if invitation is None:
             flags.add(Flag.OUT_OF_SESSION)
-        if (session is not None and basis in _INVITED and session.next_call_at is not None
-                and p.at > session.next_call_at + late_grace):
+        if session is not None and basis in _INVITED and _taken_over(session, p.at, late_grace):
             flags.add(Flag.LATE)
         if p.id in rapid:
             flags.add(Flag.RAPID_REPEAT)
+        if session is not None and session.session_id in in_doubt:
+            flags.add(Flag.CASE_AMBIGUOUS)
         verdict = seen.get(p.id)
         if verdict is not None and verdict.verdict == "absent":
             flags.add(Flag.SELF_PRESS_SUSPECTED)
@@ -403,6 +377,8 @@ def _finish(d: _Draft, kept: bool, hall: str, ties: Mapping[str, CaseTie], index
         confidence *= LATE_FACTOR
     if any(ties[c].distance_s > 0 for c in case_nos):
         confidence *= CASE_TOLERANCE_FACTOR
+    if Flag.CASE_AMBIGUOUS in d.flags:
+        confidence *= CASE_AMBIGUITY_FACTOR
     ticket: str | None
     staff: str | None
     if s is not None:

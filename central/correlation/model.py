@@ -149,6 +149,8 @@ class CaseInfo:
     staff: str | None
     accepted_at: dt.datetime
     department: str
+    item_code: str | None = None  # 事项编码: which queue category (service) it is served in
+    applicant: str | None = None  # salted digest of the applicant's id: 一次办多件 shares it
 
 
 CitizenVerdict = Literal["present", "absent", "unknown"]

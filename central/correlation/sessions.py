@@ -62,6 +62,14 @@ class ServiceSession:
     time_sources: tuple[tuple[str, str], ...] = ()
     finish_mseq: int | None = None
     case_nos: tuple[str, ...] = ()  # set by correlation (engine.tie_cases)
+    next_start_at: dt.datetime | None = None  # the next session at this window started (ST)
+
+    def belongs_until(self, late_grace: dt.timedelta) -> dt.datetime | None:
+        """Until when the person at the window's evaluator is this session's citizen: the next
+        service's start, else ``late_grace`` after the next call (a no-show never starts)."""
+        if self.next_start_at is not None:
+            return self.next_start_at
+        return None if self.next_call_at is None else self.next_call_at + late_grace
 
     @property
     def service_start(self) -> dt.datetime | None:
@@ -120,6 +128,8 @@ class _Draft:
     started_at: dt.datetime | None = None
     ended_at: dt.datetime | None = None
     next_call_at: dt.datetime | None = None
+    next_start_at: dt.datetime | None = None
+    previous: _Draft | None = None  # the session this one followed at the window
     machine: dict[str, str] = field(default_factory=dict)
     sources: dict[str, str] = field(default_factory=dict)
     recalls: int = 0
@@ -139,7 +149,8 @@ class _Draft:
             queued_at=self.queued_at, called_at=self.called_at, started_at=self.started_at,
             ended_at=self.ended_at, next_call_at=self.next_call_at,
             machine_times=tuple(sorted(self.machine.items())), recalls=self.recalls,
-            finish_mseq=self.finish_mseq, time_sources=tuple(sorted(self.sources.items())))
+            finish_mseq=self.finish_mseq, time_sources=tuple(sorted(self.sources.items())),
+            next_start_at=self.next_start_at)
 
     def stage(self, name: str, r: QueueRecord) -> None:
         """Record where the stage's time came from, and the machine's own time beside it."""
@@ -268,6 +279,7 @@ class _Builder:
             last = self.last.get(window)
             if last is not None and last.next_call_at is None:
                 last.next_call_at = r.at
+                draft.previous = last
             self.last[window] = self.current[window] = draft
         self.drafts.append(draft)
         return draft
@@ -300,6 +312,8 @@ class _Builder:
             if draft.started_at is None:
                 draft.started_at = r.at
                 draft.stage("started", r)
+                if draft.previous is not None and draft.previous.next_start_at is None:
+                    draft.previous.next_start_at = r.at
             draft.staff = r.staff or draft.staff
         else:  # FN, NS, TR end the session
             draft.end(Outcome(_ENDING[r.type]), r.at)

@@ -352,15 +352,17 @@ async def load_day(conn: AsyncConnection, hall: str, day: dt.date, cfg: Correlat
             inputs.camera_presence.append(CameraPresence(
                 int(r.body["window"]), str(r.body["staff"]),
                 dt.datetime.fromisoformat(str(r.body["since"]).replace("Z", "+00:00"))))
-    tolerance = dt.timedelta(seconds=cfg.case_tolerance_s)
-    first, last = day_start(day) - tolerance, day_start(day + dt.timedelta(days=1)) + tolerance
+    # a case may be accepted before its service (clock) or after it (entry lag)
+    first = day_start(day) - dt.timedelta(seconds=cfg.case_tolerance_s)
+    last = day_start(day + dt.timedelta(days=1)) + dt.timedelta(seconds=cfg.case_entry_lag_s)
     for c in await conn.execute(
             select(cases.c.case_no, cases.c.hall_id, cases.c.window, cases.c.staff,
-                   cases.c.accepted_at, cases.c.department)
+                   cases.c.accepted_at, cases.c.department, cases.c.item_code,
+                   cases.c.applicant_digest)
             .where(cases.c.hall_id == hall, cases.c.accepted_at >= first,
                    cases.c.accepted_at < last)):
         inputs.cases.append(CaseInfo(c.case_no, c.hall_id, c.window, c.staff, c.accepted_at,
-                                     c.department))
+                                     c.department, c.item_code, c.applicant_digest))
     return inputs
 
 

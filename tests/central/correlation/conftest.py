@@ -41,7 +41,7 @@ def case_record(c: CaseTruth, hall: str = "H1", **changes: Any) -> CaseRecord:
         "accepted_at": c.accepted_at, "legal_days": 10, "promised_days": 5,
         "completed_at": c.completed_at,
         "status": CaseStatus.COMPLETED if c.completed_at else CaseStatus.RUNNING,
-        "suspensions": (), "applicant_masked": None, "applicant_digest": None}
+        "suspensions": (), "applicant_masked": None, "applicant_digest": c.applicant}
     fields.update(changes)
     return CaseRecord(**fields)
 

@@ -20,6 +20,7 @@ import datetime as dt
 import json
 import random
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Any
 
 from central.ingest import Incoming
@@ -31,7 +32,26 @@ KEY_LABELS = {1: "非常满意", 2: "基本满意", 3: "服务态度不好", 4: 
 DEPARTMENTS = {"A": "市公安局", "B": "市场监管局", "C": "人社局", "D": "不动产登记中心"}
 TIMEOUT_S = 30
 RAPID_S = 3.0  # must equal the config used by the test (CorrelationConfig.rapid_repeat_s)
+LATE_GRACE_S = 30.0  # CorrelationConfig.late_grace_s: a next call that never starts
 MACHINE_DRIFT = dt.timedelta(hours=2, minutes=13)  # the queue machine's clock is this far off
+
+
+@dataclass(frozen=True)
+class Habits:
+    """How the hall's people behave; each a parameter so other scenarios can vary it."""
+
+    # seconds from FN to the next call: real staff call at once, before the citizen presses
+    call_after_finish: tuple[float, float] = (1.0, 6.0)
+    # share of staff who enter their cases in the approval system after the citizen left,
+    # each with a habitual lag (seconds after the service, ±ENTRY_LAG_SPREAD_S) in this range
+    entry_lagging_share: float = 0.35
+    entry_lag_range: tuple[float, float] = (40.0, 540.0)
+    # the others enter cases during the service, now and then just after it (before the
+    # next citizen sat down)
+    entry_after_share: float = 0.06
+
+
+ENTRY_LAG_SPREAD_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -56,7 +76,8 @@ class SessionTruth:
     ended_at: dt.datetime
     outcome: str  # finished | no_show | transferred
     finish_mseq: int | None = None
-    next_open_at: dt.datetime | None = None
+    next_open_at: dt.datetime | None = None  # the window's next call
+    next_start_at: dt.datetime | None = None  # … and that service's start (None: a no-show)
     cases: list[str] = field(default_factory=list)
 
 
@@ -70,6 +91,7 @@ class CaseTruth:
     item_code: str
     completed_at: dt.datetime | None
     session: tuple[int, str] | None
+    applicant: str | None = None  # the applicant's id digest (一次办多件 shares it)
 
 
 @dataclass
@@ -129,8 +151,11 @@ class _Window:
     dev_seq: int = 0
     lunch_done: bool = False
     closed: bool = False
-    open_until: dt.datetime | None = None  # the device has an invitation open until then
+    open_until: dt.datetime | None = None  # the previous citizen is at the window until then
+    invite_until: dt.datetime | None = None  # the device has an invitation open until then
+    quick_seat: bool = False  # the next citizen sits down while the previous one lingers
     last_end: dt.datetime | None = None
+    entry_lag: float | None = None  # this person enters cases that long after the service
 
     def next_token(self) -> int:
         self.token = self.token % 255 + 1
@@ -142,7 +167,7 @@ class _Window:
 
 
 class _Sim:
-    def __init__(self, seed: int, day: dt.date, windows: int) -> None:
+    def __init__(self, seed: int, day: dt.date, windows: int, habits: Habits) -> None:
         self.rng = random.Random(seed)
         self.day = day
         self.events: list[GenEvent] = []
@@ -160,6 +185,10 @@ class _Sim:
         self.reboot_at = self.t(11, 40)
         self.outages: list[tuple[dt.datetime, dt.datetime]] = []  # gateway ↔ queue machine
         self.machine_drift = 0.0  # s/s the machine's clock gains
+        self.habits = habits
+        for w in self.windows:  # some people enter their cases after the citizen left
+            if self.rng.random() < habits.entry_lagging_share:
+                w.entry_lag = self.rng.uniform(*habits.entry_lag_range)
 
     def t(self, hour: int, minute: int, second: float = 0) -> dt.datetime:
         return dt.datetime.combine(self.day, dt.time(hour, minute), tzinfo=BUSINESS_TZ) + \
@@ -244,15 +273,21 @@ class _Sim:
             self.queue(truth.ended_at, "NS", ticket=ticket, window=w.number)
             w.ready = truth.ended_at + rng.uniform(3, 20) * s
             return
-        start = t + rng.uniform(8, 35) * s
-        if w.open_until is not None and start <= w.open_until:
-            start = w.open_until + rng.uniform(1, 5) * s  # the previous citizen still evaluating
+        if w.quick_seat:  # the previous citizen lingers at the evaluator; this one sits down
+            start = t + rng.uniform(3, 6) * s
+        else:
+            start = t + rng.uniform(8, 35) * s
+            if w.open_until is not None and start <= w.open_until:
+                start = w.open_until + rng.uniform(1, 5) * s  # the previous citizen evaluating
+        w.quick_seat = False
         end = start + rng.uniform(150, 540) * s
         truth.started_at, truth.ended_at = start, end
         self.queue(start, "ST", ticket=ticket, window=w.number, staff=w.staff)
-        if rng.random() < 0.04:  # stray press while being served (no invitation open)
-            self.press(w, start + (end - start) * rng.uniform(0.1, 0.9), "stray",
-                       (w.number, ticket), invited=False, token=0, invite=None)
+        stray = start + (end - start) * rng.uniform(0.1, 0.9)
+        if rng.random() < 0.04 and (w.invite_until is None or stray > w.invite_until):
+            # stray press while being served (no invitation open on the device)
+            self.press(w, stray, "stray", (w.number, ticket), invited=False, token=0,
+                       invite=None)
         others = [x for x in self.queues if x != w.service]
         if rng.random() < 0.04:  # 转窗: the ticket waits again in another service's queue
             truth.outcome = "transferred"
@@ -263,16 +298,19 @@ class _Sim:
             return
         fn = self.queue(end, "FN", ticket=ticket, window=w.number, staff=w.staff)
         truth.finish_mseq = fn.body["mseq"]
-        gap = rng.uniform(5, 60)
-        w.ready = end + gap * s
-        self.evaluate(w, truth, fn, gap)
+        # real staff call the next number as soon as they finish, before the citizen presses
+        w.ready = end + rng.uniform(*self.habits.call_after_finish) * s
+        self.evaluate(w, truth, fn)
 
     # -- the evaluator -----------------------------------------------------------------------
 
-    def evaluate(self, w: _Window, truth: SessionTruth, fn: GenEvent, gap: float) -> None:
+    def evaluate(self, w: _Window, truth: SessionTruth, fn: GenEvent) -> None:
+        """The citizen at the evaluator after FN; the staff have (usually) called the next
+        number already, so most presses come after that call, some after the next citizen
+        sat down (LATE)."""
         rng, s, end = self.rng, dt.timedelta(seconds=1), truth.ended_at
         if any(cut <= end < back for cut, back in self.outages):
-            self.evaluate_unseen(w, truth, gap)
+            self.evaluate_unseen(w, truth)
             return
         token = w.next_token()
         invite = self.emit(end + 0.4 * s, "evaluator.invite", {
@@ -282,35 +320,45 @@ class _Sim:
             "timeout_s": TIMEOUT_S, "status": "ok"})
         key = (w.number, truth.ticket)
         roll = rng.random()
-        r = rng.uniform(2, 12)
-        if roll < 0.12:  # nobody presses: the invitation times out
+        r = rng.uniform(3, 25)  # a few seconds after the next call
+        w.invite_until = end + TIMEOUT_S * s
+        if roll < 0.12:  # walks away without pressing: the invitation times out
             self.emit(end + TIMEOUT_S * s, "evaluator.invite_timeout", {
                 "window": w.number, "addr": w.addr, "dev_seq": w.next_dev_seq(),
                 "session": token, "invitation": invite.body["invitation"], "marks": [],
                 "raw": "ff68"})
-            w.open_until = end + TIMEOUT_S * s
+            w.open_until = end
+            if roll < 0.03:  # … and the next citizen, seated, presses the still-lit keys
+                w.quick_seat = True
+                w.invite_until = end + rng.uniform(20, 28) * s
+                self.press(w, w.invite_until, "next_citizen", key, invited=True, token=token,
+                           invite=invite)
             return
-        if roll < 0.20 and gap + 2 < TIMEOUT_S - 2:  # pressed after the next call
-            r = rng.uniform(gap + 2, TIMEOUT_S - 2)
+        if roll < 0.20:  # lingers: presses after the next citizen has sat down
+            w.quick_seat = True
+            r = rng.uniform(18, 28)
             self.press(w, end + r * s, "late", key, invited=True, token=token, invite=invite)
         elif roll < 0.25:  # the gateway had forgotten the invitation
             self.press(w, end + r * s, "unknown", key, invited=True, token=token, invite=invite,
                        forgotten=True)
         else:
             self.press(w, end + r * s, "normal", key, invited=True, token=token, invite=invite)
-            if roll < 0.30 and r + 3 < gap:  # a quick second press: the device sends SESSION 0
-                self.press(w, end + (r + rng.uniform(0.4, 2.5)) * s, "rapid", key,
-                           invited=False, token=0, invite=None)
-            elif roll < 0.34 and r < gap - 0.5:  # the device repeats the closed session
-                self.press(w, end + (r + rng.uniform(1, 12)) * s, "repeat", key, invited=True,
-                           token=token, invite=invite, repeat=True)
+            if roll < 0.30:  # a quick second press: the device sends SESSION 0
+                r += rng.uniform(0.4, 2.5)
+                self.press(w, end + r * s, "rapid", key, invited=False, token=0, invite=None)
+            elif roll < 0.34:  # the device repeats the closed session
+                r += rng.uniform(1, 12)
+                self.press(w, end + r * s, "repeat", key, invited=True, token=token,
+                           invite=invite, repeat=True)
         w.open_until = end + r * s
+        w.invite_until = min(w.invite_until, end + r * s)
 
-    def evaluate_unseen(self, w: _Window, truth: SessionTruth, gap: float) -> None:
+    def evaluate_unseen(self, w: _Window, truth: SessionTruth) -> None:
         """The gateway's link to the queue machine is down: it never saw the FN in time, so
-        nobody was invited; some citizens press anyway (the device sends SESSION 0)."""
-        if self.rng.random() < 0.6 and gap > 4:
-            r = self.rng.uniform(2, min(12, gap - 1))
+        nobody was invited; some citizens press anyway (the device sends SESSION 0), before
+        the next citizen sits down."""
+        if self.rng.random() < 0.6:
+            r = self.rng.uniform(2, 12)
             at = truth.ended_at + dt.timedelta(seconds=r)
             self.press(w, at, "unseen", (w.number, truth.ticket), invited=False, token=0,
                        invite=None)
@@ -349,40 +397,70 @@ class _Sim:
         self.press(w, at, "orphan", None, invited=False, token=0, invite=None)
 
 
+def _link_next(sim: _Sim) -> None:
+    """Each service's next one at its window: until that one starts, the person at the
+    evaluator is still this service's citizen."""
+    for sessions in sim.by_window.values():
+        for truth, nxt in pairwise(sessions):
+            truth.next_open_at, truth.next_start_at = nxt.called_at, nxt.started_at
+
+
+def _belongs_until(truth: SessionTruth) -> dt.datetime | None:
+    if truth.next_start_at is not None:
+        return truth.next_start_at
+    if truth.next_open_at is None:
+        return None
+    return truth.next_open_at + dt.timedelta(seconds=LATE_GRACE_S)
+
+
 def _cases(sim: _Sim, hall: str) -> list[CaseTruth]:
-    rng, out, n = sim.rng, [], 0
+    """None, one or two cases (one applicant) per finished service, accepted during it, just
+    after it, or — for a person who enters cases late — their habitual lag after it. A person
+    enters cases in the order they served people."""
+    rng, out, n, applicants = sim.rng, [], 0, 0
+    habits = sim.habits
     for window, sessions in sorted(sim.by_window.items()):
+        w = sim.windows[window - 1]
+        last_entry: dt.datetime | None = None
         for i, truth in enumerate(sessions):
-            nxt = sessions[i + 1] if i + 1 < len(sessions) else None
-            truth.next_open_at = nxt.called_at if nxt else None
             if truth.outcome != "finished" or truth.started_at is None:
                 continue
+            # the next citizen who actually sat down here (a no-show never does)
+            seated = next((x.started_at for x in sessions[i + 1:] if x.started_at), None)
             count = rng.choices((0, 1, 2), weights=(25, 60, 15))[0]
-            service = sim.windows[window - 1].service
+            applicants += 1
+            applicant = f"{applicants:064x}"
             for _ in range(count):
                 n += 1
-                span = (truth.ended_at - truth.started_at).total_seconds()
-                accepted = truth.started_at + dt.timedelta(seconds=span * rng.uniform(0.1, 0.9))
-                # now and then entered in the approval system after the citizen left, but
-                # nearer to this service than to the window's next one
-                next_start = next((x.started_at for x in sessions[i + 1:]
-                                   if x.started_at is not None), None)
-                room = 240.0 if next_start is None else (
-                    (next_start - truth.ended_at).total_seconds() / 2 - 2)
-                if rng.random() < 0.06 and room > 10:
-                    accepted = truth.ended_at + dt.timedelta(seconds=rng.uniform(3, min(room,
-                                                                                        240)))
+                accepted = _accepted_at(rng, w, truth, seated, habits)
+                if last_entry is not None and accepted <= last_entry:
+                    accepted = last_entry + dt.timedelta(seconds=rng.uniform(1, 5))
+                last_entry = accepted
                 case_no = f"{hall}-{sim.day:%Y%m%d}-{n:04d}"
                 completed = accepted if rng.random() < 0.5 else None
-                out.append(CaseTruth(case_no, window, truth.staff, DEPARTMENTS[service],
-                                     accepted, f"{service}-ITEM-{rng.randrange(1, 6)}",
-                                     completed, (window, truth.ticket)))
+                out.append(CaseTruth(case_no, window, truth.staff, DEPARTMENTS[w.service],
+                                     accepted, f"{w.service}-ITEM-{rng.randrange(1, 6)}",
+                                     completed, (window, truth.ticket), applicant))
                 truth.cases.append(case_no)
     for k in range(3):  # accepted online (网办): no window, no service
         n += 1
         out.append(CaseTruth(f"{hall}-{sim.day:%Y%m%d}-{n:04d}", None, None, DEPARTMENTS["A"],
                              sim.t(10 + k, 5), "A-ITEM-9", None, None))
     return out
+
+
+def _accepted_at(rng: random.Random, w: _Window, truth: SessionTruth,
+                 seated: dt.datetime | None, habits: Habits) -> dt.datetime:
+    assert truth.started_at is not None
+    if w.entry_lag is not None:
+        lag = w.entry_lag + rng.uniform(-ENTRY_LAG_SPREAD_S, ENTRY_LAG_SPREAD_S)
+        return truth.ended_at + dt.timedelta(seconds=min(max(lag, 5.0), 600.0))
+    room = 240.0 if seated is None else (seated - truth.ended_at).total_seconds() - 2
+    if rng.random() < habits.entry_after_share and room > 5:
+        # entered after the citizen left, before the next one sat down
+        return truth.ended_at + dt.timedelta(seconds=rng.uniform(2, min(room, 240)))
+    span = (truth.ended_at - truth.started_at).total_seconds()
+    return truth.started_at + dt.timedelta(seconds=span * rng.uniform(0.1, 0.9))
 
 
 def _truth(sim: _Sim) -> dict[int, Truth]:
@@ -398,8 +476,8 @@ def _truth(sim: _Sim) -> dict[int, Truth]:
         if not p.invited:
             f.add("OUT_OF_SESSION")
         session = sim.sessions[p.session] if p.session else None
-        if (p.invited and session is not None and session.next_open_at is not None
-                and p.at > session.next_open_at):
+        until = _belongs_until(session) if session is not None else None
+        if p.invited and until is not None and p.at > until:
             f.add("LATE")
         previous = last_on_device.get(p.window)
         if previous is not None and (p.at - previous).total_seconds() < RAPID_S:
@@ -468,10 +546,11 @@ def _resend_after_outages(sim: _Sim) -> None:
 def generate(seed: int = 7, *, day: dt.date = dt.date(2026, 11, 20), windows: int = 8,
              hall: str = "H1", gateway: str = "gw1",
              queue_outages: tuple[tuple[dt.time, dt.timedelta], ...] = (),
-             machine_drift: float = 0.0) -> HallDay:
+             machine_drift: float = 0.0, habits: Habits | None = None) -> HallDay:
     """``queue_outages``: (start, length) of cuts between the gateway and the queue machine;
-    ``machine_drift``: seconds per second the machine's clock gains."""
-    sim = _Sim(seed, day, windows)
+    ``machine_drift``: seconds per second the machine's clock gains; ``habits``: how the
+    hall's people behave."""
+    sim = _Sim(seed, day, windows, habits or Habits())
     sim.machine_drift = machine_drift
     sim.outages = [(start, start + length) for start, length in (
         (dt.datetime.combine(day, t, tzinfo=BUSINESS_TZ), length) for t, length in queue_outages)]
@@ -489,6 +568,7 @@ def generate(seed: int = 7, *, day: dt.date = dt.date(2026, 11, 20), windows: in
     events = sorted(sim.events, key=lambda e: (e.at, e.order))
     for i, ev in enumerate(events, start=1):
         ev.seq = i
+    _link_next(sim)
     cases = _cases(sim, hall)
     boots = _clock(sim, events)
     retransmits = {e.seq for e in events if e.press is not None and e.press.retransmit}

@@ -82,6 +82,9 @@ def test_a_window_morning() -> None:
         Outcome.FINISHED, at("09:00:00"), at("09:05:00"), at("09:05:30"), at("09:10:00"))
     assert a1.staff == "000111" and a1.finish_mseq == fn.mseq
     assert a1.next_call_at == at("09:10:20") and a1.wait_minutes() == 5.0
+    # the next ticket never came (no-show): A001's citizen owns the window until the grace ends
+    grace = dt.timedelta(seconds=30)
+    assert a1.next_start_at is None and a1.belongs_until(grace) == at("09:10:50")
     assert a1.service_minutes() == 4.5
     # the machine's own clock is kept beside, never used
     assert dict(a1.machine_times)["called"] == "2026-11-20T14:05:00"
@@ -90,6 +93,7 @@ def test_a_window_morning() -> None:
     assert (a2.outcome, a2.recalls, a2.ended_at) == (Outcome.NO_SHOW, 1, at("09:11:30"))
     assert a2.staff == "000111"  # nobody served it: the person at the window called it
     assert a2.next_call_at == at("09:22:00")
+    assert a2.next_start_at == at("09:22:20") and a2.belongs_until(grace) == at("09:22:20")
 
     b_first, b_second = s[(1, "B001")], s[(2, "B001")]
     assert b_first.outcome is Outcome.TRANSFERRED and b_first.ended_at == at("09:25:00")
@@ -127,8 +131,8 @@ def test_calling_the_next_number_before_finishing() -> None:
     day = build_sessions("H1", f.records)
     s = by_ticket(day.sessions)
     a10 = s[(3, "A010")]
-    assert (a10.outcome, a10.ended_at, a10.next_call_at) == (
-        Outcome.FINISHED, at("10:07:00"), at("10:06:00"))
+    assert (a10.outcome, a10.ended_at, a10.next_call_at, a10.next_start_at) == (
+        Outcome.FINISHED, at("10:07:00"), at("10:06:00"), at("10:07:30"))
     assert s[(3, "A011")].outcome is Outcome.OPEN
     assert s[(3, "A011")].started_at == at("10:07:30")
     a12 = s[(4, "A012")]
