@@ -5,8 +5,13 @@ lunch pauses), one evaluator per window answering the gateway's invitations, cit
 once, twice, late, never, or without being invited, passers-by pressing at idle windows, and
 the gateway that journals all of it — with its clock unsynchronised for the first hour after
 boot and again after a midday reboot, device retransmissions, and the invitations a reboot
-forgets (UNKNOWN_SESSION). Cases (办件) are accepted during services (none, one or two per
-service), a few entered in the approval system after the service ended.
+forgets (UNKNOWN_SESSION). As in real halls, staff call the next number right after finishing
+(before the citizen presses); citizens press a few seconds after that call, some linger until
+the next citizen has sat down (LATE), some walk away and now and then the next citizen presses
+the keys they left lit. Cases (办件, none, one or two of one applicant per service) are accepted
+during the service or just after it, except by staff whose habit is to enter them in the
+approval system minutes later (entry lag up to 10 minutes), in the order they served people.
+``Habits`` holds these behaviours as parameters.
 
 It knows what central should conclude: which service (window, ticket) each press belongs to, its
 cases, its flags and whether it counts. Flags follow central/correlation/README.md from the
