@@ -33,7 +33,9 @@ least twice, ``CATEGORY_SHARE`` of the time to one category, is served in that c
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
+import math
 import statistics
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -46,7 +48,6 @@ from central.correlation.sessions import ServiceSession
 LAG_MIN_CASES = 4  # fewer cases than this say nothing about a person's habit
 LAG_SHARE = 0.75  # this share of a person's cases lagging alike makes it their habit
 LAG_SPREAD_S = 45.0  # how far one person's lags spread around their habit
-LAG_STEP_S = 10.0  # the grid the habit is searched on
 # a second before the service counts as a minute of entry lag: only a clock that is off explains it,
 # while entering a case after the citizen left is ordinary
 EARLY_WEIGHT = 60.0
@@ -90,14 +91,26 @@ def _interval(s: ServiceSession) -> tuple[dt.datetime, dt.datetime | None]:
 
 def _best_offset(offsets: Sequence[Sequence[float]], limit: float) -> tuple[int, float]:
     """(how many cases, offset): the offset in [0, limit] that the most cases have one of their
-    offsets within LAG_SPREAD_S of; the smallest such offset on equal counts."""
+    offsets within LAG_SPREAD_S of (the smallest such offset). A sweep over each case's union
+    of [offset ± LAG_SPREAD_S] spans, so a case counts once."""
+    events: list[tuple[float, int]] = []
+    for offs in offsets:
+        spans = sorted((max(0.0, o - LAG_SPREAD_S), min(limit, o + LAG_SPREAD_S))
+                       for o in offs if 0.0 <= o <= limit)
+        merged: list[list[float]] = []
+        for lo, hi in spans:
+            if merged and lo <= merged[-1][1]:
+                merged[-1][1] = max(merged[-1][1], hi)
+            else:
+                merged.append([lo, hi])
+        for lo, hi in merged:
+            events += [(lo, -1), (hi, 1)]  # at equal points a span opens before one closes
     best: tuple[int, float] = (0, 0.0)
-    center = 0.0
-    while center <= limit:
-        hits = sum(any(abs(o - center) <= LAG_SPREAD_S for o in offs) for offs in offsets)
-        if hits > best[0]:
-            best = (hits, center)
-        center += LAG_STEP_S
+    count = 0
+    for point, step in sorted(events):
+        count -= step
+        if count > best[0]:
+            best = (count, point)
     return best
 
 
@@ -113,11 +126,17 @@ def entry_lag(accepted: Sequence[dt.datetime],
     a habit only when it explains more cases than any steady moment inside a service does."""
     if len(accepted) < LAG_MIN_CASES:
         return None
-    after_end = [[(a - end).total_seconds() for _, end in intervals
-                  if end is not None and 0 < (a - end).total_seconds() <= cfg.case_entry_lag_s]
-                 for a in accepted]
-    into_service = [[(a - start).total_seconds() for start, end in intervals
-                     if start <= a and (end is None or a < end)] for a in accepted]
+    ends = sorted(end.timestamp() for _, end in intervals if end is not None)
+    spans = sorted((start.timestamp(), math.inf if end is None else end.timestamp())
+                   for start, end in intervals)
+    starts = [start for start, _ in spans]
+    after_end, into_service = [], []
+    for moment in accepted:
+        t = moment.timestamp()
+        lo = bisect.bisect_left(ends, t - cfg.case_entry_lag_s)
+        after_end.append([t - e for e in ends[lo:bisect.bisect_left(ends, t)]])
+        into_service.append([t - start for start, end in spans[:bisect.bisect_right(starts, t)]
+                             if t < end])
     lag_hits, lag = _best_offset(after_end, cfg.case_entry_lag_s)
     inside_hits, _ = _best_offset(into_service, 4 * 3600)
     if lag_hits < LAG_SHARE * len(accepted) or lag_hits <= inside_hits:
@@ -158,38 +177,69 @@ def _share_cost(a: CaseInfo, b: CaseInfo) -> float | None:
     return SHARE_UNKNOWN_S
 
 
-def _relax(states: dict[int, tuple[float, tuple[int, ...]]], last: int, cost: float,
-           path: tuple[int, ...]) -> None:
+@dataclass(frozen=True, slots=True)
+class _Step:
+    """One case's choice in a partial assignment, linked to the choices before it."""
+
+    case: int
+    session: int  # -1: left untied
+    before: _Step | None
+
+
+@dataclass(frozen=True, slots=True)
+class _State:
+    cost: float
+    last_case: int  # the latest case tied to the state's session (-1: none yet)
+    step: _Step | None
+
+
+def _relax(states: dict[int, _State], last: int, state: _State) -> None:
     old = states.get(last)
-    if old is None or (cost, path) < old:
-        states[last] = (cost, path)
+    if old is None or state.cost < old.cost:  # equal cost: the first found stays
+        states[last] = state
 
 
 def _assign(cases: Sequence[CaseInfo], candidates: Sequence[Sequence[_Candidate]]
             ) -> list[_Candidate | None]:
     """Least-cost assignment keeping acceptance order = service order (dynamic programming over
-    the last service used). Equal costs: the lexicographically smallest choice of services."""
-    # state: last session index used → (cost, choices as indices, -1 = untied)
-    states: dict[int, tuple[float, tuple[int, ...]]] = {-1: (0.0, ())}
+    the last session used). Deterministic: the inputs come sorted, states are tried in order."""
+    states: dict[int, _State] = {-1: _State(0.0, -1, None)}
     for i, options in enumerate(candidates):
-        nxt: dict[int, tuple[float, tuple[int, ...]]] = {}
-        for last, (cost, path) in states.items():
-            _relax(nxt, last, cost + (_UNTIED if options else 0.0), (*path, -1))
+        nxt: dict[int, _State] = {}
+        for last, state in states.items():
+            _relax(nxt, last, _State(state.cost + (_UNTIED if options else 0.0),
+                                     state.last_case, _Step(i, -1, state.step)))
             for c in options:
                 if c.index < last:
                     continue
                 extra = 0.0
                 if c.index == last:
-                    k = max(n for n, j in enumerate(path) if j == last)
-                    share = _share_cost(cases[k], cases[i])
+                    share = _share_cost(cases[state.last_case], cases[i])
                     if share is None:
                         continue
                     extra = share
-                _relax(nxt, c.index, cost + c.cost + extra, (*path, c.index))
-        states = nxt
-    _, path = min(states.values())
-    by_index = [{c.index: c for c in options} for options in candidates]
-    return [None if j < 0 else by_index[i][j] for i, j in enumerate(path)]
+                _relax(nxt, c.index, _State(state.cost + c.cost + extra, i,
+                                            _Step(i, c.index, state.step)))
+        # a state whose last session is later and that costs no less than one with an earlier
+        # last session can only do worse from here (fewer sessions left to choose): drop it
+        # … and one that leaves a case more untied than the best state never ends cheaper
+        # than the best state's own continuation
+        bound = min(s.cost for s in nxt.values()) + _UNTIED / 2
+        states = {}
+        cheapest = bound
+        for last in sorted(nxt):
+            if nxt[last].cost < cheapest:
+                states[last] = nxt[last]
+                cheapest = nxt[last].cost
+    best = min(states.values(), key=lambda s: s.cost)
+    chosen: list[_Candidate | None] = [None] * len(candidates)
+    step = best.step
+    while step is not None:
+        if step.session >= 0:
+            chosen[step.case] = next(c for c in candidates[step.case]
+                                     if c.index == step.session)
+        step = step.before
+    return chosen
 
 
 def _ambiguous(i: int, chosen: _Candidate, cases: Sequence[CaseInfo],
@@ -206,6 +256,35 @@ def _ambiguous(i: int, chosen: _Candidate, cases: Sequence[CaseInfo],
     return out
 
 
+class _Timeline:
+    """A window's sessions in service order, to find those near a moment without trying all."""
+
+    def __init__(self, sessions: Sequence[ServiceSession]) -> None:
+        self.starts = [_interval(s)[0] for s in sessions]
+        # the latest end among the sessions so far; None once one of them is still open
+        self.reach: list[dt.datetime | None] = []
+        latest: dt.datetime | None = None
+        still_open = False
+        for s in sessions:
+            if s.ended_at is None:
+                still_open = True
+            elif latest is None or s.ended_at > latest:
+                latest = s.ended_at
+            self.reach.append(None if still_open else latest)
+
+    def near(self, at: dt.datetime, cfg: CorrelationConfig) -> list[int]:
+        """Indices of the sessions that may hold a case accepted at ``at`` (by time alone)."""
+        hi = bisect.bisect_right(self.starts, at + dt.timedelta(seconds=cfg.case_tolerance_s))
+        floor = at - dt.timedelta(seconds=cfg.case_entry_lag_s)
+        out = []
+        for j in range(hi - 1, -1, -1):
+            reach = self.reach[j]
+            if reach is not None and reach < floor:
+                break  # neither this session nor any before it ended late enough
+            out.append(j)
+        return out[::-1]
+
+
 def _tie_window(window_sessions: Sequence[ServiceSession], window_cases: Sequence[CaseInfo],
                 categories: Mapping[str, str], cfg: CorrelationConfig) -> list[CaseTie]:
     lags: dict[str | None, float | None] = {}
@@ -213,11 +292,13 @@ def _tie_window(window_sessions: Sequence[ServiceSession], window_cases: Sequenc
         mine = [s for s in window_sessions if staff is None or s.staff in (None, staff)]
         lags[staff] = entry_lag([c.accepted_at for c in window_cases if c.staff == staff],
                                 [_interval(s) for s in mine], cfg)
+    timeline = _Timeline(window_sessions)
     candidates: list[list[_Candidate]] = []
     for case in window_cases:
         category = categories.get(case.item_code or "")
         options = []
-        for j, s in enumerate(window_sessions):
+        for j in timeline.near(case.accepted_at, cfg):
+            s = window_sessions[j]
             if case.staff and s.staff and case.staff != s.staff:
                 continue
             if category is not None and s.service is not None and s.service != category:
