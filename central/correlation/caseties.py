@@ -352,8 +352,8 @@ def tie_cases(hall: str, sessions: Sequence[ServiceSession], cases: Iterable[Cas
     for case in cases:
         if case.hall == hall and case.window is not None:
             cases_by_window[case.window].append(case)
-    for group in cases_by_window.values():
-        group.sort(key=lambda c: (c.accepted_at, c.case_no))
+    for window_cases in cases_by_window.values():
+        window_cases.sort(key=lambda c: (c.accepted_at, c.case_no))
 
     def run(categories: Mapping[str, str]) -> dict[str, CaseTie]:
         return {t.case_no: t for w, group in sorted(cases_by_window.items())

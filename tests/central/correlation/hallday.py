@@ -54,6 +54,9 @@ class Habits:
     # the others enter cases during the service, now and then just after it (before the
     # next citizen sat down)
     entry_after_share: float = 0.06
+    # 综合窗口: (window, another queue it also serves), so a window's next service may be of
+    # another category than the case entered late
+    comprehensive: tuple[tuple[int, str], ...] = ((8, "A"),)
 
 
 ENTRY_LAG_SPREAD_S = 30.0
@@ -80,6 +83,7 @@ class SessionTruth:
     started_at: dt.datetime | None
     ended_at: dt.datetime
     outcome: str  # finished | no_show | transferred
+    service: str = ""  # the queue category it was served in
     finish_mseq: int | None = None
     next_open_at: dt.datetime | None = None  # the window's next call
     next_start_at: dt.datetime | None = None  # … and that service's start (None: a no-show)
@@ -258,18 +262,21 @@ class _Sim:
             self.queue(back, returns, window=w.number, staff=w.staff)
             w.ready = back + dt.timedelta(seconds=1)
             return
-        waiting = [x for x in self.queues[w.service] if x[0] <= t]
+        serves = [w.service, *(q for n, q in self.habits.comprehensive if n == w.number)]
+        waiting = [(x, q) for q in serves for x in self.queues[q] if x[0] <= t]
         if not waiting:
             w.ready = t + dt.timedelta(seconds=20)
             return
-        queued_at, ticket = min(waiting)
-        self.queues[w.service].remove((queued_at, ticket))
-        self.serve(w, t, ticket, queued_at)
+        (queued_at, ticket), category = min(waiting)
+        self.queues[category].remove((queued_at, ticket))
+        self.serve(w, t, ticket, queued_at, category)
 
-    def serve(self, w: _Window, t: dt.datetime, ticket: str, queued_at: dt.datetime) -> None:
+    def serve(self, w: _Window, t: dt.datetime, ticket: str, queued_at: dt.datetime,
+              category: str) -> None:
         rng, s = self.rng, dt.timedelta(seconds=1)
         self.queue(t, "CL", ticket=ticket, window=w.number)
-        truth = SessionTruth(w.number, ticket, w.staff, queued_at, t, None, t, "finished")
+        truth = SessionTruth(w.number, ticket, w.staff, queued_at, t, None, t, "finished",
+                             category)
         self.sessions[(w.number, ticket)] = truth
         self.by_window.setdefault(w.number, []).append(truth)
         if rng.random() < 0.04:  # 过号: two recalls, then NS
@@ -293,7 +300,7 @@ class _Sim:
             # stray press while being served (no invitation open on the device)
             self.press(w, stray, "stray", (w.number, ticket), invited=False, token=0,
                        invite=None)
-        others = [x for x in self.queues if x != w.service]
+        others = [x for x in self.queues if x != category]
         if rng.random() < 0.04:  # 转窗: the ticket waits again in another service's queue
             truth.outcome = "transferred"
             to = rng.choice(others)
@@ -443,8 +450,8 @@ def _cases(sim: _Sim, hall: str) -> list[CaseTruth]:
                 last_entry = accepted
                 case_no = f"{hall}-{sim.day:%Y%m%d}-{n:04d}"
                 completed = accepted if rng.random() < 0.5 else None
-                out.append(CaseTruth(case_no, window, truth.staff, DEPARTMENTS[w.service],
-                                     accepted, f"{w.service}-ITEM-{rng.randrange(1, 6)}",
+                out.append(CaseTruth(case_no, window, truth.staff, DEPARTMENTS[truth.service],
+                                     accepted, f"{truth.service}-ITEM-{rng.randrange(1, 6)}",
                                      completed, (window, truth.ticket), applicant))
                 truth.cases.append(case_no)
     for k in range(3):  # accepted online (网办): no window, no service

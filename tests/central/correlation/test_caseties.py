@@ -4,8 +4,9 @@ service, the item's queue category, and ambiguity made visible."""
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 
-from central.correlation.caseties import entry_lag, tie_cases
+from central.correlation.caseties import CaseTie, entry_lag, tie_cases
 from central.correlation.config import CorrelationConfig
 from central.correlation.engine import Flag, correlate
 from central.correlation.model import CaseInfo, InvitationInfo, InviteRecord, Press, TimeSource
@@ -46,9 +47,9 @@ class Window:
         """Seconds after 09:00 the k-th (0-based) service ended."""
         return 300 * k + 280
 
-    def ticket_of(self, ties: dict[str, object]) -> dict[str, str]:
+    def ticket_of(self, ties: Mapping[str, CaseTie]) -> dict[str, str]:
         by_id = {s.session_id: s.ticket for s in self.sessions}
-        return {n: by_id[t.session_id] for n, t in ties.items()}  # type: ignore[attr-defined]
+        return {n: by_id[t.session_id] for n, t in ties.items()}
 
 
 def case(no: str, seconds: float, *, item: str | None = None, applicant: str | None = None

@@ -140,8 +140,8 @@ def test_late_means_after_the_next_service_started() -> None:
     h = Hall()
     inv = h.invite("09:06:01", h.fn1, 7)
     after_call = h.press("09:07:10", token=7, invitation=inv)  # called, not yet seated
-    r = h.run()[after_call.seq]
-    assert (r.flags, r.counted, r.confidence, r.ticket) == ((), True, 1.0, "A001")
+    first = h.run()[after_call.seq]
+    assert (first.flags, first.counted, first.confidence, first.ticket) == ((), True, 1.0, "A001")
 
     h = Hall()
     inv = h.invite("09:06:01", h.fn1, 7)
