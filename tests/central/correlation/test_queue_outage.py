@@ -151,3 +151,16 @@ async def test_the_backlog_arriving_before_the_live_messages_after_it(
     stored = await sessions(engine)
     assert_sessions_close(day, stored)
     assert_matches_truth(day, await current(engine), stored)
+
+
+async def test_another_day_shape_delivered_out_of_order(engine: AsyncEngine) -> None:
+    """Twelve windows, a machine clock losing 3 s an hour, a fifth outage of 40 s, and the
+    gateway's batches arriving shuffled."""
+    outages = (*OUTAGES, (dt.time(16, 10), dt.timedelta(seconds=40)))
+    day = generate(seed=13, windows=12, queue_outages=outages, machine_drift=-3 / 3600)
+    await store_cases(engine, [case_record(c) for c in day.cases])
+    await deliver(engine, day, day.events, shuffle_seed=13)
+    await run_once(engine, cfg=CFG, now=NOW)
+    stored = await sessions(engine)
+    assert assert_sessions_close(day, stored) > 40
+    assert_matches_truth(day, await current(engine), stored)
