@@ -35,8 +35,8 @@ def hall_day() -> HallDay:
     return generate(seed=5, queue_outages=OUTAGES, machine_drift=DRIFT)
 
 
-def late_stages(day: HallDay) -> dict[tuple[int, str], set[str]]:
-    """(window, ticket) → the stages whose $QM message reached the gateway > 10 s late."""
+def late_stages(day: HallDay, beyond: float) -> dict[tuple[int, str], set[str]]:
+    """(window, ticket) → the stages whose $QM message reached the gateway ``beyond`` s late."""
     stage_of = {"CL": "called", "ST": "started", "FN": "ended", "NS": "ended", "TR": "ended"}
     out: dict[tuple[int, str], set[str]] = {}
     called: set[tuple[int, str]] = set()
@@ -49,7 +49,7 @@ def late_stages(day: HallDay) -> dict[tuple[int, str], set[str]]:
         if stage == "called" and key in called:
             continue  # a transferred ticket's second call: another window, another session
         called.add(key)
-        if ev.happened is not None and (ev.at - ev.happened).total_seconds() > 10:
+        if ev.happened is not None and (ev.at - ev.happened).total_seconds() > beyond:
             out.setdefault(key, set()).add(stage)
     return out
 
@@ -77,7 +77,10 @@ def assert_sessions_close(day: HallDay, stored: dict[str, Any]) -> int:
     the machine clock's second where placed by it. Returns how many stages were placed."""
     served = {(r.window, r.ticket): r for r in stored.values() if r.outcome != "not_called"}
     assert set(served) == set(day.sessions)
-    late = late_stages(day)
+    # the 10 s line (late_s) is blurred by the machine's whole-second clock: a message clearly
+    # later is placed, one clearly earlier is not
+    late_s = CFG.queue_clock.late_s
+    surely, maybe = late_stages(day, late_s + WHOLE_SECOND), late_stages(day, late_s - WHOLE_SECOND)
     placed = live = 0
     for key, truth in day.sessions.items():
         row = served[key]
@@ -85,15 +88,15 @@ def assert_sessions_close(day: HallDay, stored: dict[str, Any]) -> int:
         assert sorted(row.case_nos) == sorted(truth.cases), key
         sources = row.time_sources
         moved = {s for s, v in sources.items() if v == "machine_offset" and s != "queued"}
-        assert moved == late.get(key, set()), (key, sources)
-        placed += len(late.get(key, ()))
+        assert surely.get(key, set()) <= moved <= maybe.get(key, set()), (key, sources)
+        placed += len(moved)
         for stage, got, want in (("queued", row.queued_at, truth.queued_at),
                                  ("called", row.called_at, truth.called_at),
                                  ("started", row.started_at, truth.started_at),
                                  ("ended", row.ended_at, truth.ended_at)):
             received = sources.get(stage, "receive") == "receive"
             # a message less than late_s late (caught in the resend burst) keeps its receive time
-            allowed = CFG.queue_clock.late_s if received else WHOLE_SECOND
+            allowed = late_s + WHOLE_SECOND if received else WHOLE_SECOND
             assert close(got, want, allowed), (key, stage, got, want)
             live += received and got == want
     assert live > 1000  # messages received live keep their exact receive time
@@ -107,7 +110,7 @@ def test_the_outages_matter() -> None:
     late = [e for e in day.events if e.happened is not None]
     assert len(late) > 150
     assert max((e.at - e.happened).total_seconds() for e in late if e.happened) > 3000
-    assert sum(len(v) for v in late_stages(day).values()) > 40
+    assert sum(len(v) for v in late_stages(day, 10).values()) > 40
     assert any(t.category == "unseen" for t in day.truth.values())
 
 
