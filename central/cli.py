@@ -30,9 +30,9 @@ app.add_typer(cli_correlation.correlation_app, name="correlation")  # run, recom
 ConfigOption = Annotated[Path | None, typer.Option("--config", "-c", help="central YAML config")]
 
 
-def _config(path: Path | None) -> CentralConfig:
+def _config(path: Path | None, *, check_files: bool = False) -> CentralConfig:
     try:
-        cfg = load(path)
+        cfg = load(path, check_files=check_files)
     except ConfigError as exc:
         typer.echo(f"配置错误 / configuration error:\n{exc}", err=True)
         raise typer.Exit(2) from None
@@ -48,7 +48,7 @@ def serve(config: ConfigOption = None,
           api: Annotated[bool, typer.Option(help="serve the HTTP API in this process")] = True
           ) -> None:
     """Run an aggregator process (ingest + acknowledgements, and the API)."""
-    cfg = _config(config)
+    cfg = _config(config, check_files=True)
     try:
         failure = asyncio.run(_serve(cfg, api and cfg.http.enabled))
     except (ConfigError, CalendarConfigError) as exc:

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from central.rules.timelimit import LadderConfig
 from central.store.db import DEFAULT_URL
+from hallkit.configfiles import Named, check_readable, tls_files
 from protocols.configtext import ConfigError, parse_yaml_model
 from protocols.topics import ID_PATTERN
 from protocols.transport import BrokerEndpoint, TlsFiles
@@ -99,6 +100,11 @@ class CentralConfig(_Section):
     provisioning: ProvisioningConfig = ProvisioningConfig()
     timeseries: TimeseriesConfig = TimeseriesConfig()
 
+    def named_files(self) -> list[Named]:
+        """Files this configuration names that an aggregator process reads at start."""
+        return (tls_files(("broker", "tls"), self.broker.tls)
+                + tls_files(("broker", "feed_tls"), self.broker.feed_tls))
+
     @property
     def pki_dir(self) -> Path:
         return self.provisioning.pki_dir or self.data_dir / "pki"
@@ -112,11 +118,15 @@ class CentralConfig(_Section):
         return self.provisioning.broker_dir or self.data_dir / "broker"
 
 
-def load(path: Path | None) -> CentralConfig:
+def load(path: Path | None, *, check_files: bool = False) -> CentralConfig:
+    """``check_files``: also the certificates and keys it names must be readable (serve)."""
     if path is None:
         return CentralConfig()
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
-    return parse_yaml_model(CentralConfig, text, str(path))
+    config = parse_yaml_model(CentralConfig, text, str(path))
+    if check_files:
+        check_readable(text, str(path), config.named_files())
+    return config

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from edge.camera.config import CameraServiceConfig
+from hallkit.configfiles import Named, tls_files
 from protocols.topics import ID_PATTERN
 from protocols.transport import BrokerEndpoint, TlsFiles
 
@@ -136,6 +137,15 @@ class GatewayConfig(_Section):
     @property
     def journal_path(self) -> Path:
         return self.journal.path or self.data_dir / "journal.db"
+
+    def named_files(self) -> list[Named]:
+        """Files this configuration names that the service reads at start."""
+        files = tls_files(("broker", "tls"), self.broker.tls)
+        if self.http.enabled:
+            files += tls_files(("http", "tls"), self.http.tls, ("cert", "key"))
+        if self.commands is not None:
+            files.append((("commands", "public_key"), self.commands.public_key))
+        return files
 
     @property
     def command_state_path(self) -> Path:

@@ -17,8 +17,9 @@ class ConfigError(ValueError):
     """A configuration file that cannot be used; str() is meant for the technician."""
 
 
-def _line_of(node: yaml.Node | None, loc: tuple[int | str, ...]) -> int | None:
-    """Walk the YAML node tree along a pydantic error location; return a 1-based line."""
+def line_of(node: yaml.Node | None, loc: tuple[int | str, ...]) -> int | None:
+    """Walk the YAML node tree (``yaml.compose``) along a field's location (as pydantic gives
+    it); return the 1-based line of the deepest part found."""
     best = node.start_mark.line + 1 if node is not None else None
     for key in loc:
         if isinstance(node, yaml.MappingNode):
@@ -55,7 +56,7 @@ def parse_yaml_model(
         lines = []
         for err in exc.errors():
             loc = tuple(err["loc"])
-            line = _line_of(node, loc)
+            line = line_of(node, loc)
             field = ".".join(str(p) for p in loc) or "(top level)"
             where = f"{source}:{line}" if line else source
             lines.append(f"{where}: {field}: {err['msg']}")

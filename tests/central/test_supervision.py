@@ -145,6 +145,20 @@ async def test_a_bad_correlation_file_stops_the_start_naming_file_and_line(
     assert done.returncode == 2, done.stderr
     assert "correlation.yaml:2" in done.stderr and "case_tolerance_s" in done.stderr
 
+    # a certificate the configuration names but that is not there: the line, no traceback
+    bad.unlink()
+    conf.write_text(f"database_url: sqlite+aiosqlite:///{tmp_path / 'c.db'}\n"
+                    f"data_dir: {config.data_dir}\n"
+                    "http: {enabled: false}\n"
+                    f"broker:\n  host: 127.0.0.1\n  port: {broker.port}\n  tls:\n"
+                    f"    ca: {conf}\n    cert: {tmp_path / 'gone.pem'}\n    key: {conf}\n")
+    done = subprocess.run([CENTRAL, "serve", "-c", str(conf)], capture_output=True, text=True,  # noqa: ASYNC221
+                          timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert f"{conf}:9: broker.tls.cert: 无法读取 / cannot read {tmp_path / 'gone.pem'}" in \
+        done.stderr
+    assert "Traceback" not in done.stderr
+
 
 async def test_the_gateways_tasks_reach_the_gateway_list(database_url: str,
                                                           tmp_path: Path) -> None:
