@@ -42,6 +42,9 @@ class SessionOut(BaseModel):
     started_at: dt.datetime | None
     ended_at: dt.datetime | None
     next_call_at: dt.datetime | None = Field(description="next ticket called at the window")
+    next_start_at: dt.datetime | None = Field(
+        default=None, description="the window's next service started: a press answering this "
+                                  "session's invitation after it is LATE")
     wait_minutes: float | None
     service_minutes: float | None
     recalls: int
@@ -81,7 +84,7 @@ def _session_out(r: Any, names: dict[tuple[str, str], str]) -> SessionOut:
         service=r.service, window=r.window, staff=r.staff,
         staff_name=halls.name_of(names, r.hall_id, r.staff), outcome=Outcome(r.outcome),
         queued_at=r.queued_at, called_at=r.called_at, started_at=r.started_at,
-        ended_at=r.ended_at, next_call_at=r.next_call_at,
+        ended_at=r.ended_at, next_call_at=r.next_call_at, next_start_at=r.next_start_at,
         wait_minutes=_minutes(r.queued_at, r.called_at),
         service_minutes=_minutes(r.started_at, r.ended_at), recalls=r.recalls,
         machine_times=dict(r.machine_times), time_sources=dict(r.time_sources or {}),

@@ -379,6 +379,7 @@ def session_row(s: ServiceSession, day: dt.date) -> dict[str, Any]:
         "service": s.service, "window": s.window, "staff": s.staff, "outcome": s.outcome.value,
         "queued_at": s.queued_at, "called_at": s.called_at, "started_at": s.started_at,
         "ended_at": s.ended_at, "next_call_at": s.next_call_at,
+        "next_start_at": s.next_start_at,
         "machine_times": dict(s.machine_times), "time_sources": dict(s.time_sources),
         "recalls": s.recalls,
         "finish_mseq": s.finish_mseq, "case_nos": list(s.case_nos),

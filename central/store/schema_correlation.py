@@ -90,6 +90,8 @@ service_sessions = Table(
     Column("next_call_at", UTCDateTime, comment="next ticket called at the same window"),
     Column("machine_times", JSONDoc, nullable=False, comment="the queue machine's own clock"),
     Column("time_sources", JSONDoc, comment="stage → receive | machine_offset"),
+    Column("next_start_at", UTCDateTime,
+           comment="the next session at the same window started: LATE from then on"),
     Column("recalls", Integer, nullable=False),
     Column("finish_mseq", Integer),
     Column("case_nos", JSONDoc, nullable=False),

@@ -169,6 +169,9 @@ async def test_sessions_and_presence(setup: Setup, engine: AsyncEngine) -> None:
                        (1, "B002"), (None, "A004")}
     assert (by[(1, "A001")]["wait_minutes"], by[(1, "A001")]["service_minutes"]) == (10, 10)
     assert by[(1, "A002")]["outcome"] == "no_show" and by[(1, "A002")]["recalls"] == 1
+    # A001's next ticket never came; after the no-show, A003 started at 09:16 (Beijing)
+    assert by[(1, "A001")]["next_start_at"] is None
+    assert by[(1, "A002")]["next_start_at"] == "2026-11-20T01:16:00Z"
     assert by[(1, "B002")]["wait_minutes"] == 5 and by[(1, "B002")]["case_nos"] == ["C4"]
     assert by[(None, "A004")]["outcome"] == "not_called"
     assert by[(1, "A001")]["time_sources"] == dict.fromkeys(

@@ -107,6 +107,7 @@ def assert_sessions_match(day: HallDay, stored: dict[str, Any]) -> None:
         assert row.outcome == truth.outcome, key
         assert (row.called_at, row.started_at, row.ended_at) == (
             truth.called_at, truth.started_at, truth.ended_at), key
+        assert row.next_start_at == truth.next_start_at, key  # LATE from then on
         assert row.queued_at == truth.queued_at, key
         assert row.staff == truth.staff, key
         assert sorted(row.case_nos) == sorted(truth.cases), key
