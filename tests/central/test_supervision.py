@@ -23,6 +23,7 @@ from central.correlation import job as correlation_job
 from central.ingest import Incoming
 from central.registry import register
 from central.service import Aggregator
+from hallkit.supervise import Supervisor, healthz
 from protocols.configtext import ConfigError
 from protocols.envelope import GatewayState, JournalState, TaskStatus, encode
 from protocols.topics import Channel, topic
@@ -230,3 +231,29 @@ async def test_a_result_published_while_central_reconnects_is_not_lost(
         gateway.loop_stop()
         gateway.disconnect()
         await aggregator.stop()
+
+
+async def test_the_case_feed_does_not_take_the_consumers_certificate(tmp_path: Path) -> None:
+    """Over TLS the broker makes the certificate name the client id: a case feed on the
+    consumer's certificate would knock the consumer off about once a second (and answers
+    published meanwhile were lost). Without its own certificate it is not started, visibly."""
+    from central.cases import service as case_jobs
+    from central.store.db import make_engine
+
+    tls = {"ca": str(tmp_path / "ca.pem"), "cert": str(tmp_path / "c.pem"),
+           "key": str(tmp_path / "c.key")}
+    config = CentralConfig.model_validate({
+        "database_url": f"sqlite+aiosqlite:///{tmp_path / 'c.db'}",
+        "data_dir": str(tmp_path / "central"), "broker": {"port": 1, "tls": tls}})
+    config.data_dir.mkdir(parents=True)
+    engine = make_engine(config.database_url)
+    supervisor = Supervisor()
+    try:
+        case_jobs.start(engine, config, supervisor)
+        feed = supervisor.status()["cases.feed"]
+        assert feed["state"] == "failed" and "broker.feed_tls" in feed["last_error"]
+        assert "cases.ladder" in supervisor.status()
+        assert healthz(supervisor)[0] == 503
+    finally:
+        await supervisor.stop()
+        await engine.dispose()

@@ -20,6 +20,7 @@ from edge.evaluators import EvaluatorSupervisor
 from edge.hallboard import SUBSCRIBER_QUEUE, BoardSources, HallBoard, utc_text
 from edge.journal import Journal
 from edge.uplink import Uplink
+from hallkit.supervise import Supervisor, TaskState
 
 # 2026-11-21 10:00 in Beijing (UTC+8)
 MORNING = datetime(2026, 11, 21, 2, 0, tzinfo=UTC)
@@ -188,6 +189,17 @@ async def test_health_is_green_when_all_is_well(journal: Journal) -> None:
     board = board_over(journal, Now(datetime.now(UTC)))
     health = board.picture()["health"]
     assert health["ok"] is True and health["problems"] == []
+
+
+async def test_a_task_restarting_turns_the_health_panel_red(journal: Journal) -> None:
+    supervisor = Supervisor()
+    record = supervisor.record("uplink.send")  # as the supervisor leaves it between two runs
+    record.failed_with("IndexError: deque index out of range")
+    record.state = TaskState.RESTARTING
+    supervisor.record("device.queue")  # running
+    health = board_over(journal, Now(MORNING), supervisor=supervisor).picture()["health"]
+    assert health["ok"] is False
+    assert health["problems"] == [{"code": "tasks_failing", "params": {"tasks": "uplink.send"}}]
 
 
 async def test_an_evaluator_bus_not_open_turns_its_windows_red(journal: Journal) -> None:
