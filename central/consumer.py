@@ -72,10 +72,13 @@ class Consumer:
         client.loop_start()
 
     async def stop(self) -> None:
-        self._stopping = True  # frees paho's thread if it waits for a slot
         self.record.state = TaskState.STOPPED
         if self._client is not None:
+            # DISCONNECT goes out before the acknowledgement of a message still waiting for a
+            # slot: never handed to ingest, it stays in the broker's session for next time
             self._client.disconnect()
+        self._stopping = True  # frees paho's thread if it waits for a slot
+        if self._client is not None:
             self._client.loop_stop()
 
     def done(self) -> None:
