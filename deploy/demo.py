@@ -223,6 +223,7 @@ def main() -> None:
 
     staff = staff_numbers(args.seed, args.windows)
     departments = roster(args.windows)
+    names = {number: STAFF_NAMES[(w - 1) % len(STAFF_NAMES)] for w, number in staff.items()}
     (data / "mosquitto.conf").write_text(render_dev_config(mqtt_port, data))
     central_cfg = data / "central.yaml"
     central_cfg.write_text(yaml.safe_dump({
@@ -247,8 +248,7 @@ def main() -> None:
         "queue": {"transport": str(devices / "ttyQM0")},
         "http": {"enabled": True, "host": "127.0.0.1", "port": hall_port,
                  "hall_name": HALL_NAME},
-        "staff_names": {number: STAFF_NAMES[(w - 1) % len(STAFF_NAMES)]
-                        for w, number in staff.items()},
+        "staff_names": names,
     }
     if camera_port is not None:
         gateway["cameras"] = {
@@ -283,7 +283,7 @@ def main() -> None:
         httpx.put(f"{api}/api/v1/halls/{HALL}/setup", headers=headers, timeout=10, json={
             # The demo hall is open whenever the demo runs, so 在岗率 has hours to cover.
             "hall": HALL, "opening": [{"start": "00:00", "end": "23:59"}],
-            "windows": departments}).raise_for_status()
+            "windows": departments, "staff": names}).raise_for_status()
         hallsim = [sys.executable, "-m", "firmware_bridges.hallsim", str(devices),
                    "--windows", str(args.windows), "--speed", str(args.speed),
                    "--seed", str(args.seed)]
