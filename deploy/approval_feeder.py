@@ -163,13 +163,14 @@ class Feeder:
         return None
 
     def _case(self, accepted: dt.datetime, window: int, staff: str, department: str,
-              item: Item, *, status: str) -> dict[str, Any]:
+              item: Item, *, status: str, applicant: dict[str, str] | None = None
+              ) -> dict[str, Any]:
         return {
             "case_no": self.case_no(business_date(accepted)), "item_code": item.code,
             "item_name": item.name, "department": department, "hall": self.hall,
             "window": window, "staff": staff, "accepted_at": accepted.isoformat(),
             "legal_days": item.legal_days, "promised_days": item.promised_days,
-            "status": status, "applicant": self.applicant(),
+            "status": status, "applicant": applicant or self.applicant(),
         }
 
     # -- today's services ----------------------------------------------------------------------
@@ -184,13 +185,15 @@ class Feeder:
             roll -= chance
         department, items = DEPARTMENTS.get(service["service"], DEPARTMENTS["A01"])
         started, finished = service["started_at"], service["finished_at"]
+        applicant = self.applicant()  # 一次办多件: one citizen, several cases
         out = []
         for n in range(many):
             item = items[(n + self.rng.randrange(len(items))) % len(items)]
             at = started + (finished - started) * (0.3 + 0.2 * n)
             accepted = dt.datetime.fromtimestamp(at, dt.UTC)
             case = self._case(accepted, service["window"], service["staff"], department, item,
-                              status="completed" if item.promised_days == 0 else "running")
+                              status="completed" if item.promised_days == 0 else "running",
+                              applicant=applicant)
             if item.promised_days == 0:
                 case["completed_at"] = dt.datetime.fromtimestamp(finished, dt.UTC).isoformat()
             out.append(case)
