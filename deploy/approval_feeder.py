@@ -5,7 +5,8 @@ today they stand at every step of the time-limit ladder (蓝灯 … 监察建议
 补正 and one completed late. Then it follows the simulated hall's ground-truth file: for every
 finished service it accepts the case(s) the window handled (most services one, some two —
 一次办多件 — and a consultation none), at the window, by the staff member, during the service,
-as an approval system would record them. 即办件 are completed at once.
+as an approval system would record them. 即办件 are completed at once. Each case posted is
+written to ``cases.jsonl`` beside the truth file with its service (window, ticket).
 
     python deploy/approval_feeder.py --api URL --token TOKEN --hall H --truth FILE
 """
@@ -200,11 +201,13 @@ class Feeder:
         return out
 
 
-def follow(path: Path, feeder: Feeder, every: float) -> None:
-    """Tail the hall's truth file and post the cases of each finished service."""
+def follow(path: Path, feeder: Feeder, every: float, posted: Path) -> None:
+    """Tail the hall's truth file and post the cases of each finished service; ``posted``
+    gets one line per case with the service it belongs to (the ties central should find)."""
     offset = 0
     while True:
         batch: list[dict[str, Any]] = []
+        ties: list[dict[str, Any]] = []
         try:
             with path.open(encoding="utf-8") as file:
                 file.seek(offset)
@@ -214,10 +217,16 @@ def follow(path: Path, feeder: Feeder, every: float) -> None:
                     offset += len(line.encode("utf-8"))
                     record = json.loads(line)
                     if record.get("kind") == "service":
-                        batch += feeder.cases_for(record)
+                        cases = feeder.cases_for(record)
+                        batch += cases
+                        ties += [{"case_no": c["case_no"], "window": record["window"],
+                                  "ticket": record["ticket"]} for c in cases]
         except FileNotFoundError:
             pass
         feeder.post(batch)
+        if ties:
+            with posted.open("a", encoding="utf-8") as file:
+                file.writelines(json.dumps(t) + "\n" for t in ties)
         time.sleep(every)
 
 
@@ -239,7 +248,7 @@ def main(argv: list[str] | None = None) -> None:
     feeder.post(backlog)
     print(f"case feed: backlog of {len(backlog)} cases posted", flush=True)
     with contextlib.suppress(KeyboardInterrupt):
-        follow(args.truth, feeder, args.every)
+        follow(args.truth, feeder, args.every, args.truth.with_name("cases.jsonl"))
 
 
 if __name__ == "__main__":

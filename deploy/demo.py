@@ -41,7 +41,6 @@ from deploy.approval_feeder import roster  # noqa: E402
 from firmware_bridges.hallsim import (  # noqa: E402
     CAMERA_WINDOWS,
     INVITE_TIMEOUT_S,
-    LATE_GRACE_S,
     compare,
     read_truth,
     staff_numbers,
@@ -230,9 +229,6 @@ def main() -> None:
         "database_url": f"sqlite+aiosqlite:///{data / 'central.db'}", "data_dir": str(data),
         "broker": {"port": mqtt_port}, "http": {"port": api_port},
         "rules": {"ladder_every_s": 15}}))
-    # The LATE rule as real halls need it: the citizen just served presses after the next
-    # number was called, before the next citizen reaches the window.
-    (data / "correlation.yaml").write_text(f"late_grace_s: {LATE_GRACE_S:g}\n")
     edge_cfg = data / "gateway.yaml"
     devices = data / "devices"
     gateway: dict[str, Any] = {
