@@ -32,6 +32,10 @@ class BrokerConfig(BrokerEndpoint):
 class IngestConfig(_Section):
     max_group: int = Field(default=64, ge=1, description="messages per database transaction")
     max_pending: int = Field(default=256, ge=1, description="received, not yet committed")
+    quarantine_rows_per_gateway: int = Field(
+        default=1000, ge=1, description="quarantine kept per gateway; the oldest go first")
+    quarantine_mb_per_gateway: float = Field(
+        default=8, gt=0, description="quarantine bytes kept per gateway; the oldest go first")
 
 
 class HttpConfig(_Section):

@@ -5,26 +5,48 @@ gateway's new ``committed_through``. Only after it commits does central acknowle
 always means "on disk here". A redelivered batch changes nothing (events are keyed by
 (gateway, seq) and inserted with ON CONFLICT DO NOTHING) but is acknowledged again, because the
 gateway may have missed the first ack.
+
+Isolation: a message that cannot be committed, for any reason (its schema, a value the database
+cannot hold, a nesting too deep for the parser, any database error), never holds up the others.
+When a group's transaction fails it is split, by gateway, then in halves, down to one event; the
+event that still fails alone is quarantined with its raw JSON and the reason, and its seq counts
+as consumed. Acknowledging past it is safe because the quarantine row holds the whole event:
+nothing is lost, and the gateway's stream does not stop on one poisoned event. Only errors that
+say nothing about the data (the database unreachable or locked) leave a group unacknowledged, to
+be sent again by the gateway.
+
+Sequence truth: a seq that arrives again with other content than the stored one is refused,
+quarantined and raised as an alarm on the gateway (``gateway_alarms``); a batch that would move a
+gateway's sequence more than ``MAX_SEQ_ADVANCE`` past what is committed is refused. Journals carry
+an epoch (a lineage id made with the journal): a new epoch whose numbering collides with what
+central holds is refused and told to renumber above it (``Ack.rebase_to``), so nothing of a
+replaced journal is taken for the old one's data and nothing of it is lost.
+
+Quarantine is bounded per gateway: past the bound the oldest rows go first, counted as an alarm.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
+import re
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy import and_, delete, func, select, update
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from central.store.db import insert_ignore
 from central.store.schema import (
     boot_clocks,
     events,
+    gateway_alarms,
     gateways,
     lost_ranges,
     pending_ranges,
@@ -32,11 +54,26 @@ from central.store.schema import (
 )
 from protocols import events as kinds
 from protocols import topics
-from protocols.envelope import MAX_BODY_BYTES, MAX_PAYLOAD_BYTES, EventBatch, GatewayState
+from protocols.envelope import (
+    MAX_BODY_BYTES,
+    MAX_EVENTS_PER_BATCH,
+    MAX_PAYLOAD_BYTES,
+    MAX_SEQ,
+    MAX_SEQ_ADVANCE,
+    EventBatch,
+    EventRecord,
+    GatewayState,
+)
 
 log = logging.getLogger(__name__)
 
 REPLAY_REQUEST_INTERVAL_S = 2.0  # ask a gateway for the same gap at most this often
+QUARANTINE_ROWS_PER_GATEWAY = 1000
+QUARANTINE_BYTES_PER_GATEWAY = 8 * 1024 * 1024
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# errors that say nothing about the data: the message is not quarantined but sent again later
+_TRANSIENT = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.DisconnectionError,
+              ConnectionError, TimeoutError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +89,8 @@ class AckDecision:
     gateway: str
     committed_through: int
     replay_from: int | None
+    epoch: str | None = None
+    rebase_to: int | None = None
 
 
 @dataclass(slots=True)
@@ -61,24 +100,133 @@ class IngestStats:
     duplicates: int = 0
     quarantined: int = 0
     gaps_seen: int = 0
+    conflicts: int = 0
+    refused: int = 0
     by_reason: dict[str, int] = field(default_factory=dict)
+
+    def add(self, other: IngestStats) -> None:
+        for name in ("batches", "events_stored", "duplicates", "quarantined", "gaps_seen",
+                     "conflicts", "refused"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        for key, n in other.by_reason.items():
+            self.by_reason[key] = self.by_reason.get(key, 0) + n
 
 
 class Rejected(Exception):
     """A message (or one event of it) that goes to quarantine, with the reason."""
 
 
+class _Unregistered(Rejected):
+    """From a gateway id central does not know: quarantined in the shared bucket."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Poison:
+    """An event of a readable batch that cannot be stored; quarantined whole, by its seq."""
+
+    seq: int
+    raw: bytes
+    reason: str
+
+
+_Item = EventRecord | _Poison
+
+
+@dataclass(frozen=True, slots=True)
+class _Batch:
+    msg: Incoming
+    hall: str
+    gateway: str
+    epoch: str | None
+    lost_from: int | None
+    items: tuple[_Item, ...]  # consecutive seqs
+
+    @property
+    def first_seq(self) -> int:
+        return self.items[0].seq
+
+    @property
+    def last_seq(self) -> int:
+        return self.items[-1].seq
+
+    @property
+    def start(self) -> int:
+        return self.lost_from if self.lost_from is not None else self.first_seq
+
+    def part(self, lo: int, hi: int) -> _Batch:
+        return replace(self, items=self.items[lo:hi],
+                       lost_from=self.lost_from if lo == 0 else None)
+
+    def poisoned(self, reason: str) -> _Batch:
+        (item,) = self.items
+        if isinstance(item, _Poison):
+            return self
+        return replace(self, items=(_Poison(item.seq, item.model_dump_json().encode(), reason),))
+
+
+@dataclass(frozen=True, slots=True)
+class _Reject:
+    msg: Incoming
+    reason: str
+    gateway: str | None
+
+
+_Unit = _Batch | _Reject
+
+
 @dataclass(slots=True)
 class _Progress:
     hall: str
     committed: int
+    epoch: str | None
     gap: bool = False
+    acked: bool = False  # a batch of the followed numbering was processed: acknowledge it
+    speaks_epoch: bool = False  # the gateway sends epochs, so it understands them in acks
+    seen_through: int = 0  # highest seq of this gateway's batches compared or stored here
+
+
+@dataclass(slots=True)
+class _Txn:
+    """What one transaction did; applied to the outcome only once it committed."""
+
+    progress: dict[str, _Progress] = field(default_factory=dict)
+    rebases: dict[tuple[str, str], tuple[str, int, int]] = field(default_factory=dict)
+    boots: set[tuple[str, str]] = field(default_factory=set)
+    quarantined: set[str | None] = field(default_factory=set)
+    stats: IngestStats = field(default_factory=IngestStats)
+
+
+@dataclass(slots=True)
+class _Outcome:
+    acks: dict[str, _Progress] = field(default_factory=dict)
+    rebases: dict[tuple[str, str], tuple[str, int, int]] = field(default_factory=dict)
+
+    def absorb(self, txn: _Txn) -> None:
+        for gateway, state in txn.progress.items():
+            if not state.acked:
+                continue
+            earlier = self.acks.get(gateway)
+            if earlier is not None:
+                state.gap = state.gap or earlier.gap
+                state.speaks_epoch = state.speaks_epoch or earlier.speaks_epoch
+                state.seen_through = max(state.seen_through, earlier.seen_through)
+            self.acks[gateway] = state
+        self.rebases.update(txn.rebases)
 
 
 class Ingestor:
-    def __init__(self, engine: AsyncEngine, *, max_payload: int = MAX_PAYLOAD_BYTES) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        max_payload: int = MAX_PAYLOAD_BYTES,
+        quarantine_rows: int = QUARANTINE_ROWS_PER_GATEWAY,
+        quarantine_bytes: int = QUARANTINE_BYTES_PER_GATEWAY,
+    ) -> None:
         self.engine = engine
         self.max_payload = max_payload
+        self.quarantine_rows = quarantine_rows
+        self.quarantine_bytes = quarantine_bytes
         self.stats = IngestStats()
         self._known_boots: set[tuple[str, str]] = set()
         self._last_replay: dict[str, tuple[int, float]] = {}
@@ -86,33 +234,99 @@ class Ingestor:
     # -- events ----------------------------------------------------------------------------
 
     async def ingest(self, messages: Sequence[Incoming]) -> list[AckDecision]:
-        """Store a group of event messages in one transaction; return the acks to publish."""
-        checked: list[tuple[Incoming, EventBatch]] = []
-        rejects: list[tuple[Incoming, str, str | None]] = []
-        for msg in messages:
-            try:
-                checked.append((msg, self._parse(msg)))
-            except Rejected as exc:
-                rejects.append((msg, str(exc), _gateway_of(msg.topic)))
-        checked.sort(key=lambda item: (item[1].gateway, item[1].first_seq))
-        progress: dict[str, _Progress] = {}
+        """Store a group of event messages; return the acks to publish.
+
+        Never raises for what a message contains: what cannot be stored is quarantined."""
+        units = [self._read(msg) for msg in messages]
+        batches = sorted((u for u in units if isinstance(u, _Batch)),
+                         key=lambda b: (b.gateway, b.first_seq))
+        outcome = _Outcome()
+        await self._commit_isolated([*batches, *(u for u in units if isinstance(u, _Reject))],
+                                    outcome)
+        decisions = [self._decision(gateway, state) for gateway, state in outcome.acks.items()]
+        decisions += [AckDecision(hall, gateway, held, None, epoch=epoch, rebase_to=to)
+                      for (gateway, epoch), (hall, held, to) in outcome.rebases.items()]
+        return decisions
+
+    async def _commit_isolated(self, units: list[_Unit], outcome: _Outcome) -> None:
+        try:
+            outcome.absorb(await self._commit(units))
+        except _TRANSIENT as exc:
+            log.error("ingest: %d messages not committed (%s); awaiting resend", len(units), exc)
+        except Exception as exc:
+            await self._isolate(units, exc, outcome)
+
+    async def _isolate(self, units: list[_Unit], exc: Exception, outcome: _Outcome) -> None:
+        """Split a failed transaction's work until the failing piece stands alone."""
+        by_gateway = list(dict.fromkeys(u.gateway for u in units))
+        if len(by_gateway) > 1:
+            log.warning("ingest: a group of %d messages failed (%s); committing each gateway "
+                        "apart", len(units), _failure(exc)[:200])
+            for gateway in by_gateway:
+                await self._commit_isolated([u for u in units if u.gateway == gateway], outcome)
+            return
+        if len(units) > 1:
+            half = len(units) // 2
+            await self._commit_isolated(units[:half], outcome)
+            await self._commit_isolated(units[half:], outcome)
+            return
+        (unit,) = units
+        if isinstance(unit, _Batch) and len(unit.items) > 1:
+            half = len(unit.items) // 2
+            await self._commit_isolated([unit.part(0, half)], outcome)
+            await self._commit_isolated([unit.part(half, len(unit.items))], outcome)
+            return
+        if isinstance(unit, _Batch) and isinstance(unit.items[0], EventRecord):
+            try:  # once more alone: a failure that does not repeat was not the event's fault
+                outcome.absorb(await self._commit([unit]))
+                return
+            except Exception as again:
+                if isinstance(again, _TRANSIENT):
+                    log.error("ingest: seq %d of %s not committed (%s); awaiting resend",
+                              unit.first_seq, unit.gateway, again)
+                    return
+                reason = f"store: {_failure(again)}"
+            log.warning("ingest: %s seq %d cannot be stored, quarantined: %s", unit.gateway,
+                        unit.first_seq, reason[:300])
+            await self._commit_isolated([unit.poisoned(reason)], outcome)
+            return
+        # not even its quarantine row can be written: nothing is acknowledged for it
+        log.error("ingest: cannot store nor quarantine a message on %s: %s",
+                  _printable(unit.msg.topic)[:200], _failure(exc)[:300])
+
+    async def _commit(self, units: list[_Unit]) -> _Txn:
+        txn = _Txn()
         async with self.engine.begin() as conn:
-            for msg, batch in checked:
-                try:
-                    state = await self._progress(conn, progress, batch)
-                except Rejected as exc:
-                    rejects.append((msg, str(exc), batch.gateway))
+            for unit in units:
+                if isinstance(unit, _Reject):
+                    await self._quarantine(conn, txn, unit.msg, unit.reason, unit.gateway)
                     continue
-                await self._store_batch(conn, msg, batch, state)
-            for msg, reason, gateway in rejects:
-                await self._quarantine(conn, msg, reason, gateway)
-            for gateway, state in progress.items():
+                try:
+                    state = await self._progress(conn, txn, unit)
+                except Rejected as exc:
+                    owner = None if isinstance(exc, _Unregistered) else unit.gateway
+                    await self._quarantine(conn, txn, unit.msg, str(exc), owner)
+                    continue
+                await self._store_batch(conn, txn, unit, state)
+            for gateway, state in txn.progress.items():
                 await conn.execute(
                     update(gateways).where(gateways.c.gateway_id == gateway)
-                    .values(committed_through=state.committed, last_batch_at=func.now()))
-        return [self._decision(gateway, state) for gateway, state in progress.items()]
+                    .values(committed_through=state.committed, epoch=state.epoch,
+                            last_batch_at=func.now()))
+            await self._bound_quarantine(conn, txn)
+        self._known_boots |= txn.boots
+        self.stats.add(txn.stats)
+        return txn
 
-    def _parse(self, msg: Incoming) -> EventBatch:
+    def _read(self, msg: Incoming) -> _Unit:
+        try:
+            return self._parse(msg)
+        except Rejected as exc:
+            return _Reject(msg, str(exc), _gateway_of(msg.topic))
+        except Exception as exc:
+            return _Reject(msg, f"unreadable: {_failure(exc)}", _gateway_of(msg.topic))
+
+    def _parse(self, msg: Incoming) -> _Batch:
         if len(msg.payload) > self.max_payload:
             raise Rejected(f"payload of {len(msg.payload)} bytes exceeds {self.max_payload}")
         try:
@@ -124,40 +338,58 @@ class Ingestor:
         try:
             batch = EventBatch.model_validate_json(msg.payload)
         except ValidationError as exc:
-            raise Rejected(_describe(exc)) from None
-        if (batch.hall, batch.gateway) != (address.hall, address.gateway):
-            raise Rejected(f"envelope says {batch.hall}/{batch.gateway} but the topic says "
+            parsed = _salvage(msg, exc)
+        else:
+            parsed = _Batch(msg, batch.hall, batch.gateway, batch.epoch, batch.lost_from,
+                            tuple(_checked(event) for event in batch.events))
+        if (parsed.hall, parsed.gateway) != (address.hall, address.gateway):
+            raise Rejected(f"envelope says {parsed.hall}/{parsed.gateway} but the topic says "
                            f"{address.hall}/{address.gateway}")
-        return batch
+        return parsed
 
-    async def _progress(
-        self, conn: AsyncConnection, progress: dict[str, _Progress], batch: EventBatch
-    ) -> _Progress:
-        state = progress.get(batch.gateway)
+    async def _progress(self, conn: AsyncConnection, txn: _Txn, batch: _Batch) -> _Progress:
+        state = txn.progress.get(batch.gateway)
         if state is None:
             query = select(gateways.c.hall_id, gateways.c.committed_through,
-                           gateways.c.revoked_at).where(gateways.c.gateway_id == batch.gateway)
+                           gateways.c.revoked_at, gateways.c.epoch).where(
+                gateways.c.gateway_id == batch.gateway)
             if conn.dialect.name == "postgresql":
                 query = query.with_for_update()  # several aggregators may share the stream
             row = (await conn.execute(query)).first()
             if row is None:
-                raise Rejected(f"unknown gateway {batch.gateway!r} (not registered)")
+                raise _Unregistered(f"unknown gateway {batch.gateway!r} (not registered)")
             if row.revoked_at is not None:
                 raise Rejected(f"gateway {batch.gateway!r} was revoked")
-            state = _Progress(row.hall_id, row.committed_through)
+            state = _Progress(row.hall_id, row.committed_through, row.epoch)
         if state.hall != batch.hall:
             raise Rejected(f"gateway {batch.gateway!r} belongs to hall {state.hall!r}, "
                            f"not {batch.hall!r}")
-        progress[batch.gateway] = state
+        txn.progress[batch.gateway] = state
         return state
 
     async def _store_batch(
-        self, conn: AsyncConnection, msg: Incoming, batch: EventBatch, state: _Progress
+        self, conn: AsyncConnection, txn: _Txn, batch: _Batch, state: _Progress
     ) -> None:
-        self.stats.batches += 1
-        start = batch.lost_from if batch.lost_from is not None else batch.first_seq
-        if batch.last_seq <= state.committed:
-            self.stats.duplicates += len(batch.events)
+        txn.stats.batches += 1
+        if (batch.epoch is not None and batch.epoch != state.epoch
+                and not await self._enter_epoch(conn, txn, batch, state)):
+            return
+        if batch.start - state.committed - 1 > MAX_SEQ_ADVANCE:
+            await self._refuse(conn, txn, batch, "seq_jump", (
+                f"seq {batch.start} is more than {MAX_SEQ_ADVANCE} beyond the committed "
+                f"{state.committed}: no journal holds that many events; refused"))
+            return
+        state.acked = True
+        state.speaks_epoch = state.speaks_epoch or batch.epoch is not None
+        items = batch.items
+        if batch.first_seq <= state.committed or batch.start > state.committed + 1:
+            index = await self._first_conflict(conn, batch)
+            if index is not None:
+                items = await self._conflict(conn, txn, batch, state, index)
+        if items:
+            state.seen_through = max(state.seen_through, items[-1].seq)
+        if not items or items[-1].seq <= state.committed:
+            txn.stats.duplicates += len(items)
             return
         if batch.lost_from is not None and batch.first_seq - 1 > state.committed:
             lost_first = max(batch.lost_from, state.committed + 1)
@@ -165,35 +397,102 @@ class Ingestor:
                       batch.gateway, lost_first, batch.first_seq - 1)
             await conn.execute(insert_ignore(conn, lost_ranges), [{
                 "gateway_id": batch.gateway, "first_seq": lost_first,
-                "last_seq": batch.first_seq - 1, "reported_at": msg.received_at}])
+                "last_seq": batch.first_seq - 1, "reported_at": batch.msg.received_at}])
         rows: list[dict[str, Any]] = []
-        for event in batch.events:
-            if event.seq <= state.committed:
+        for item in items:
+            if item.seq <= state.committed:
                 continue
-            try:
-                _check_body(event.kind, event.body)
-            except Rejected as exc:
-                await self._quarantine(conn, msg, str(exc), batch.gateway, event.seq,
-                                       event.model_dump_json().encode())
+            if isinstance(item, _Poison):
+                await self._quarantine(conn, txn, batch.msg, item.reason, batch.gateway,
+                                       item.seq, item.raw)
                 continue
             rows.append({
-                "gateway_id": batch.gateway, "seq": event.seq, "hall_id": batch.hall,
-                "kind": event.kind, "utc": event.utc, "mono_ns": event.mono_ns,
-                "boot": event.boot, "synced": event.synced, "body": event.body,
-                "received_at": msg.received_at,
+                "gateway_id": batch.gateway, "seq": item.seq, "hall_id": batch.hall,
+                "kind": item.kind, "utc": item.utc, "mono_ns": item.mono_ns,
+                "boot": item.boot, "synced": item.synced, "body": item.body,
+                "received_at": batch.msg.received_at, "digest": _digest(item),
             })
-            if event.synced and (batch.gateway, event.boot) not in self._known_boots:
-                await self._record_boot_clock(conn, batch.gateway, event)
+            if item.synced and (batch.gateway, item.boot) not in self._known_boots | txn.boots:
+                await self._record_boot_clock(conn, txn, batch.gateway, item)
         if rows:
             await conn.execute(insert_ignore(conn, events), rows)
-            self.stats.events_stored += len(rows)
-        if start <= state.committed + 1:
-            state.committed = await self._merge_pending(conn, batch.gateway, batch.last_seq)
+            txn.stats.events_stored += len(rows)
+        last = items[-1].seq
+        if batch.start <= state.committed + 1:
+            state.committed = await self._merge_pending(conn, batch.gateway, last)
         else:
-            self.stats.gaps_seen += 1
+            txn.stats.gaps_seen += 1
             state.gap = True
             await conn.execute(insert_ignore(conn, pending_ranges), [{
-                "gateway_id": batch.gateway, "first_seq": start, "last_seq": batch.last_seq}])
+                "gateway_id": batch.gateway, "first_seq": batch.start, "last_seq": last}])
+
+    async def _enter_epoch(
+        self, conn: AsyncConnection, txn: _Txn, batch: _Batch, state: _Progress
+    ) -> bool:
+        """A batch numbered by another journal than the one central follows. Take it as the
+        new lineage when its numbering starts above everything held; else refuse it."""
+        previous = state.epoch
+        if previous is None:  # the first epoch seen: a new gateway, or one just upgraded
+            state.epoch = batch.epoch
+            return True
+        high = await high_water(conn, batch.gateway)
+        start = batch.start
+        if start <= high or start - high - 1 > MAX_SEQ_ADVANCE:
+            await self._refuse(conn, txn, batch, "journal_epoch", (
+                f"journal epoch {batch.epoch} (after {previous}) numbers from {start}, but "
+                f"central holds this gateway's seqs through {high}: refused; the gateway is "
+                f"asked to renumber from {high + 1}"), rebase=(0, high + 1))
+            return False
+        await self._alarm(conn, batch.gateway, "journal_epoch",
+                          f"new journal epoch {batch.epoch} follows {previous} from seq {start}")
+        log.warning("gateway %s: new journal epoch %s follows %s from seq %d", batch.gateway,
+                    batch.epoch, previous, start)
+        state.epoch = batch.epoch
+        return True
+
+    async def _first_conflict(self, conn: AsyncConnection, batch: _Batch) -> int | None:
+        """Index of the first event whose seq central holds with other content."""
+        stored = dict((await conn.execute(
+            select(events.c.seq, events.c.digest).where(and_(
+                events.c.gateway_id == batch.gateway, events.c.seq >= batch.first_seq,
+                events.c.seq <= batch.last_seq, events.c.digest.is_not(None))))).all())
+        for index, item in enumerate(batch.items):
+            held = stored.get(item.seq)
+            if held is not None and (isinstance(item, _Poison) or held != _digest(item)):
+                return index
+        return None
+
+    async def _conflict(
+        self, conn: AsyncConnection, txn: _Txn, batch: _Batch, state: _Progress, index: int
+    ) -> tuple[_Item, ...]:
+        """A seq arrived again with other content. Returns the items still to process."""
+        seq = batch.items[index].seq
+        txn.stats.conflicts += 1
+        reason = f"seq {seq} arrived again with other content than the stored event"
+        if batch.epoch is None:  # a gateway without epochs cannot renumber: keep it here
+            await self._quarantine(conn, txn, batch.msg, reason + "; kept only here",
+                                   batch.gateway, seq)
+            await self._alarm(conn, batch.gateway, "seq_conflict", reason)
+            return batch.items
+        # what central compared and found equal: the gateway keeps nothing above it
+        held = seq - 1 if index > 0 else min(state.seen_through, state.committed)
+        await self._refuse(conn, txn, batch, "seq_conflict", reason + (
+            f"; refused from {seq}, the gateway is asked to renumber"),
+            rebase=(held, await high_water(conn, batch.gateway) + 1))
+        return batch.items[:index]
+
+    async def _refuse(
+        self, conn: AsyncConnection, txn: _Txn, batch: _Batch, alarm: str, reason: str,
+        rebase: tuple[int, int] | None = None,
+    ) -> None:
+        """Keep the whole message in quarantine, raise the alarm, and, when the gateway can
+        renumber, tell it where its numbering may continue."""
+        txn.stats.refused += 1
+        await self._quarantine(conn, txn, batch.msg, reason, batch.gateway, batch.first_seq)
+        await self._alarm(conn, batch.gateway, alarm, reason)
+        if rebase is not None and batch.epoch is not None:
+            hall = txn.progress[batch.gateway].hall
+            txn.rebases[(batch.gateway, batch.epoch)] = (hall, *rebase)
 
     async def _merge_pending(self, conn: AsyncConnection, gateway: str, committed: int) -> int:
         """Extend committed over ranges that arrived early; drop the ranges now covered."""
@@ -210,12 +509,14 @@ class Ingestor:
             pending_ranges.c.gateway_id == gateway, pending_ranges.c.last_seq <= committed)))
         return committed
 
-    async def _record_boot_clock(self, conn: AsyncConnection, gateway: str, event: Any) -> None:
+    async def _record_boot_clock(
+        self, conn: AsyncConnection, txn: _Txn, gateway: str, event: EventRecord
+    ) -> None:
         offset_us = int(event.utc.timestamp() * 1_000_000) - event.mono_ns // 1000
         await conn.execute(insert_ignore(conn, boot_clocks), [{
             "gateway_id": gateway, "boot": event.boot, "offset_us": offset_us,
             "from_seq": event.seq}])
-        self._known_boots.add((gateway, event.boot))
+        txn.boots.add((gateway, event.boot))
 
     def _decision(self, gateway: str, state: _Progress) -> AckDecision:
         replay_from = None
@@ -226,40 +527,64 @@ class Ingestor:
             if last is None or last[0] != want or now - last[1] >= REPLAY_REQUEST_INTERVAL_S:
                 replay_from = want
                 self._last_replay[gateway] = (want, now)
-        return AckDecision(state.hall, gateway, state.committed, replay_from)
+        if not state.speaks_epoch:  # an older gateway: it raises its floor past our ack
+            return AckDecision(state.hall, gateway, state.committed, replay_from)
+        # Never acknowledge what this gateway did not send: a restored journal's own events
+        # below our committed seq must be compared first, not trimmed on our word.
+        through = min(state.committed, state.seen_through)
+        return AckDecision(state.hall, gateway, through, replay_from, epoch=state.epoch)
 
     # -- state (birth, periodic, Last Will) ------------------------------------------------
 
     async def ingest_state(self, msg: Incoming) -> GatewayState | None:
         try:
+            return await self._store_state(msg)
+        except Rejected as exc:
+            await self.quarantine_alone(msg, str(exc))
+        except Exception as exc:
+            if isinstance(exc, _TRANSIENT):
+                raise
+            await self.quarantine_alone(msg, f"store: {_failure(exc)}")
+        return None
+
+    async def _store_state(self, msg: Incoming) -> GatewayState:
+        try:
             address = topics.parse(msg.topic)
             state = GatewayState.model_validate_json(msg.payload)
-        except (topics.TopicError, ValidationError) as exc:
-            reason = _describe(exc) if isinstance(exc, ValidationError) else f"topic: {exc}"
-            await self._quarantine_alone(msg, reason)
-            return None
+        except topics.TopicError as exc:
+            raise Rejected(f"topic: {exc}") from None
+        except ValidationError as exc:
+            raise Rejected(_describe(exc)) from None
         async with self.engine.begin() as conn:
             row = (await conn.execute(select(gateways.c.hall_id).where(
                 gateways.c.gateway_id == address.gateway))).first()
             if row is None or row.hall_id != address.hall or (state.hall, state.gateway) != (
                     address.hall, address.gateway):
-                await self._quarantine(conn, msg, "state from an unregistered gateway or for "
-                                       "another hall", address.gateway)
-                return None
+                raise Rejected("state from an unregistered gateway or for another hall")
             await conn.execute(update(gateways).where(gateways.c.gateway_id == address.gateway)
                                .values(online=state.online, state=state.model_dump(mode="json"),
                                        state_at=msg.received_at))
         return state
 
-    # -- quarantine ------------------------------------------------------------------------
+    # -- quarantine and alarms -------------------------------------------------------------
 
-    async def _quarantine_alone(self, msg: Incoming, reason: str) -> None:
-        async with self.engine.begin() as conn:
-            await self._quarantine(conn, msg, reason, _gateway_of(msg.topic))
+    async def quarantine_alone(self, msg: Incoming, reason: str) -> None:
+        """Quarantine one message in its own transaction; a failure is logged, not raised."""
+        txn = _Txn()
+        try:
+            async with self.engine.begin() as conn:
+                await self._quarantine(conn, txn, msg, reason, _gateway_of(msg.topic))
+                await self._bound_quarantine(conn, txn)
+        except Exception as exc:
+            log.error("ingest: cannot quarantine a message on %s: %s",
+                      _printable(msg.topic)[:200], _failure(exc)[:300])
+            return
+        self.stats.add(txn.stats)
 
     async def _quarantine(
         self,
         conn: AsyncConnection,
+        txn: _Txn,
         msg: Incoming,
         reason: str,
         gateway: str | None,
@@ -267,15 +592,132 @@ class Ingestor:
         payload: bytes | None = None,
     ) -> None:
         body = msg.payload if payload is None else payload
-        digest = hashlib.sha256(msg.topic.encode() + b"\0" + body).hexdigest()
-        self.stats.quarantined += 1
+        digest = hashlib.sha256(msg.topic.encode("utf-8", "replace") + b"\0" + body).hexdigest()
+        reason = _printable(reason)
+        txn.stats.quarantined += 1
         key = reason.split(":")[0][:60]
-        self.stats.by_reason[key] = self.stats.by_reason.get(key, 0) + 1
-        log.warning("quarantined message on %s: %s", msg.topic[:200], reason)
+        txn.stats.by_reason[key] = txn.stats.by_reason.get(key, 0) + 1
+        txn.quarantined.add(gateway)
+        log.warning("quarantined message on %s: %s", _printable(msg.topic)[:200], reason[:500])
         await conn.execute(insert_ignore(conn, quarantine), [{
-            "received_at": msg.received_at, "topic": msg.topic[:1000], "gateway_id": gateway,
-            "seq": seq, "reason": reason[:2000], "digest": digest,
+            "received_at": msg.received_at, "topic": _printable(msg.topic)[:1000],
+            "gateway_id": gateway, "seq": seq, "reason": reason[:2000], "digest": digest,
             "payload": body[: self.max_payload], "payload_size": len(body)}])
+
+    async def _bound_quarantine(self, conn: AsyncConnection, txn: _Txn) -> None:
+        """Keep each gateway's quarantine under its bound, dropping the oldest rows first."""
+        for gateway in txn.quarantined:
+            mine = (quarantine.c.gateway_id.is_(None) if gateway is None
+                    else quarantine.c.gateway_id == gateway)
+            count, size = (await conn.execute(select(
+                func.count(), func.coalesce(func.sum(func.length(quarantine.c.payload)), 0))
+                .where(mine))).one()
+            excess_rows, excess_bytes = count - self.quarantine_rows, size - self.quarantine_bytes
+            if excess_rows <= 0 and excess_bytes <= 0:
+                continue
+            cut, dropped = None, 0
+            for row_id, length in (await conn.execute(
+                    select(quarantine.c.id, func.length(quarantine.c.payload)).where(mine)
+                    .order_by(quarantine.c.id))).all():
+                if excess_rows <= 0 and excess_bytes <= 0:
+                    break
+                cut, dropped = row_id, dropped + 1
+                excess_rows, excess_bytes = excess_rows - 1, excess_bytes - length
+            await conn.execute(delete(quarantine).where(and_(mine, quarantine.c.id <= cut)))
+            detail = (f"quarantine over its bound ({self.quarantine_rows} rows, "
+                      f"{self.quarantine_bytes} bytes): the {dropped} oldest dropped")
+            log.error("gateway %s: %s", gateway, detail)
+            if gateway is not None:
+                await self._alarm(conn, gateway, "quarantine_dropped", detail, dropped)
+
+    async def _alarm(
+        self, conn: AsyncConnection, gateway: str, kind: str, detail: str, count: int = 1
+    ) -> None:
+        now = datetime.now(UTC)
+        detail = _printable(detail)[:2000]
+        await conn.execute(insert_ignore(conn, gateway_alarms), [{
+            "gateway_id": gateway, "kind": kind, "count": 0, "first_at": now, "last_at": now,
+            "detail": detail}])
+        await conn.execute(update(gateway_alarms).where(and_(
+            gateway_alarms.c.gateway_id == gateway, gateway_alarms.c.kind == kind)).values(
+            count=gateway_alarms.c.count + count, last_at=now, detail=detail))
+
+
+async def high_water(conn: AsyncConnection, gateway: str) -> int:
+    """Everything central holds for this gateway id lies at or below this sequence number:
+    committed, stored beyond a gap, or waiting in a pending range."""
+    committed = (await conn.execute(select(gateways.c.committed_through).where(
+        gateways.c.gateway_id == gateway))).scalar() or 0
+    stored = (await conn.execute(select(func.max(events.c.seq)).where(
+        events.c.gateway_id == gateway))).scalar() or 0
+    pending = (await conn.execute(select(func.max(pending_ranges.c.last_seq)).where(
+        pending_ranges.c.gateway_id == gateway))).scalar() or 0
+    return int(max(committed, stored, pending))
+
+
+def _salvage(msg: Incoming, error: ValidationError) -> _Batch:
+    """A batch that failed validation as a whole: if its envelope is sound and its seqs
+    readable, keep the good events and quarantine the others by seq, so the gateway's stream
+    goes on; otherwise the whole message is refused with the first error."""
+    first_error = Rejected(_describe(error))
+    try:
+        doc = json.loads(msg.payload)
+    except (ValueError, RecursionError):
+        raise first_error from None
+    raw_events = doc.get("events") if isinstance(doc, dict) else None
+    if not isinstance(raw_events, list) or not 1 <= len(raw_events) <= MAX_EVENTS_PER_BATCH:
+        raise first_error
+    seqs = [raw.get("seq") if isinstance(raw, dict) else None for raw in raw_events]
+    first = seqs[0]
+    if (type(first) is not int or not 1 <= first <= MAX_SEQ - len(seqs)
+            or seqs != list(range(first, first + len(seqs)))):
+        raise first_error
+    header = {key: value for key, value in doc.items() if key != "events"}
+    probe = json.dumps({**header, "events": [_template_event(first, msg.received_at)]})
+    try:
+        envelope = EventBatch.model_validate_json(probe)
+    except ValidationError as exc:
+        raise Rejected(_describe(exc)) from None
+    items: list[_Item] = []
+    for seq, raw in zip(seqs, raw_events, strict=True):
+        text = _raw_json(raw)
+        try:
+            items.append(_checked(EventRecord.model_validate_json(text)))
+        except ValidationError as exc:
+            items.append(_Poison(seq, text.encode(), f"event: {_describe(exc)}"))
+        except Exception as exc:
+            items.append(_Poison(seq, text.encode(), f"event: {_failure(exc)}"))
+    return _Batch(msg, envelope.hall, envelope.gateway, envelope.epoch, envelope.lost_from,
+                  tuple(items))
+
+
+def _template_event(seq: int, received_at: datetime) -> dict[str, Any]:
+    """A valid event with the batch's first seq: lets the envelope be checked on its own."""
+    return {"seq": seq, "utc": received_at.isoformat().replace("+00:00", "Z"), "mono_ns": 0,
+            "boot": "0" * 8, "synced": False, "kind": "gen.sample", "body": {"n": 0, "run": ""}}
+
+
+def _raw_json(raw: object) -> str:
+    return json.dumps(raw, ensure_ascii=True, separators=(",", ":"))
+
+
+def _checked(event: EventRecord) -> _Item:
+    """The event, or its quarantine form when its body does not fit its kind."""
+    try:
+        _check_body(event.kind, event.body)
+    except Rejected as exc:
+        return _Poison(event.seq, event.model_dump_json().encode(), str(exc))
+    except Exception as exc:
+        return _Poison(event.seq, _raw_or_empty(event), f"body of {event.kind}: "
+                                                        f"{_failure(exc)}")
+    return event
+
+
+def _raw_or_empty(event: EventRecord) -> bytes:
+    try:
+        return event.model_dump_json().encode()
+    except Exception:
+        return b""
 
 
 def _check_body(kind: str, body: dict[str, Any]) -> None:
@@ -289,6 +731,14 @@ def _check_body(kind: str, body: dict[str, Any]) -> None:
         raise Rejected(f"body of {kind}: {_describe(exc)}") from None
 
 
+def _digest(event: EventRecord) -> str:
+    """SHA-256 of an event's content, independent of key order and number spelling."""
+    doc = [event.seq, event.utc.isoformat(), event.mono_ns, event.boot, event.synced,
+           event.kind, event.body]
+    text = json.dumps(doc, sort_keys=True, ensure_ascii=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def _describe(exc: ValidationError) -> str:
     errors = exc.errors()
     first = errors[0]
@@ -299,6 +749,17 @@ def _describe(exc: ValidationError) -> str:
     return f"schema: {loc or 'payload'}: {first['msg']}{more}"
 
 
+def _failure(exc: BaseException) -> str:
+    text = str(exc).split("\n[SQL:")[0]  # SQLAlchemy appends the statement and parameters
+    return f"{type(exc).__name__}: {text}"[:1000]
+
+
+def _printable(text: str) -> str:
+    """Text safe for every store and log line: control characters (NUL first) escaped."""
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
 def _gateway_of(topic_name: str) -> str | None:
     parts = topic_name.split("/")
-    return parts[3][:64] if len(parts) == 5 else None
+    return _printable(parts[3])[:64] if len(parts) == 5 else None

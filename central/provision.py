@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from central import remote
@@ -24,9 +24,10 @@ from central.broker_acl import BrokerPolicy, GatewayAccess, sync_broker
 from central.bundle import write_bundle
 from central.commands import load_or_create_signing_key
 from central.config import CentralConfig
+from central.ingest import high_water
 from central.pki import PkiStore, Role, parse_username
 from central.registry import register, revoke
-from central.store.schema import events, gateways, pending_ranges
+from central.store.schema import gateways
 from protocols.provisioning import gateway_username, parse_broker_url
 
 
@@ -51,13 +52,7 @@ async def seq_floor(engine: AsyncEngine, gateway: str) -> int:
     replacement's first batch.
     """
     async with engine.connect() as conn:
-        committed = (await conn.execute(select(gateways.c.committed_through).where(
-            gateways.c.gateway_id == gateway))).scalar() or 0
-        stored = (await conn.execute(select(func.max(events.c.seq)).where(
-            events.c.gateway_id == gateway))).scalar() or 0
-        pending = (await conn.execute(select(func.max(pending_ranges.c.last_seq)).where(
-            pending_ranges.c.gateway_id == gateway))).scalar() or 0
-    return int(max(committed, stored, pending))
+        return await high_water(conn, gateway)
 
 
 async def registry_view(engine: AsyncEngine) -> list[GatewayAccess]:

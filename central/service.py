@@ -28,7 +28,9 @@ class Aggregator:
     def __init__(self, config: CentralConfig) -> None:
         self.config = config
         self.engine = make_engine(config.database_url)
-        self.ingestor = Ingestor(self.engine)
+        self.ingestor = Ingestor(
+            self.engine, quarantine_rows=config.ingest.quarantine_rows_per_gateway,
+            quarantine_bytes=int(config.ingest.quarantine_mb_per_gateway * 1024 * 1024))
         self.supervisor = Supervisor(on_failed=self._task_failed)
         self.consumer = Consumer(config.broker, config.ingest.max_pending,
                                  self.supervisor.record(CONSUMER_TASK))
@@ -90,12 +92,17 @@ class Aggregator:
                 "/" + topics.Channel.EVIDENCE)
         batches = [m for m in group if not m.topic.endswith(side)]
         for msg in group:
-            if msg.topic.endswith("/" + topics.Channel.STATE):
-                await self.ingestor.ingest_state(msg)
-            elif msg.topic.endswith("/" + topics.Channel.RESULT):
-                await remote.record_result(self.engine, msg)
-            elif msg.topic.endswith("/" + topics.Channel.EVIDENCE):
-                await self._receive_evidence(msg)
+            try:
+                if msg.topic.endswith("/" + topics.Channel.STATE):
+                    await self.ingestor.ingest_state(msg)
+                elif msg.topic.endswith("/" + topics.Channel.RESULT):
+                    await remote.record_result(self.engine, msg)
+                elif msg.topic.endswith("/" + topics.Channel.EVIDENCE):
+                    await self._receive_evidence(msg)
+            except Exception as exc:
+                # one gateway's side message never holds up the others' events
+                log.exception("ingest: a message on %r failed", msg.topic[:200])
+                await self.ingestor.quarantine_alone(msg, f"{type(exc).__name__}: {exc}")
         if batches:
             for decision in await self.ingestor.ingest(batches):
                 self._acknowledge(decision)
@@ -109,6 +116,8 @@ class Aggregator:
     def _acknowledge(self, decision: AckDecision) -> None:
         ack = Ack(hall=decision.hall, gateway=decision.gateway,
                   committed_through=decision.committed_through,
-                  replay_from=decision.replay_from, utc=utc_now())
-        self.consumer.publish(
-            topics.topic(decision.hall, decision.gateway, topics.Channel.ACK), encode(ack))
+                  replay_from=decision.replay_from, utc=utc_now(), epoch=decision.epoch,
+                  rebase_to=decision.rebase_to)
+        # unset fields stay off the wire: gateways older than epochs refuse unknown keys
+        self.consumer.publish(topics.topic(decision.hall, decision.gateway, topics.Channel.ACK),
+                              ack.model_dump_json(exclude_none=True).encode())

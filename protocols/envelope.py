@@ -20,6 +20,11 @@ MAX_BODY_BYTES = 16 * 1024
 MAX_SEQ = 2**63 - 1
 KIND_PATTERN = r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$"
 BOOT_PATTERN = r"^[0-9a-f]{8,32}$"
+EPOCH_PATTERN = BOOT_PATTERN
+# How far one batch may move a gateway's sequence beyond what central committed (a gap, a
+# ``lost_from`` range, a new journal's start). More events than this cannot sit unacknowledged
+# in any gateway journal (≥ 48 bytes a row: 200 GiB), so a larger jump is a fault, not data.
+MAX_SEQ_ADVANCE = 2**32
 
 
 class _Model(BaseModel):
@@ -58,6 +63,9 @@ class EventBatch(_Model):
     gateway: str = Field(pattern=f"^{ID_PATTERN}$")
     sender_boot: str = Field(pattern=BOOT_PATTERN)
     lost_from: int | None = Field(default=None, ge=1)
+    epoch: str | None = Field(default=None, pattern=EPOCH_PATTERN, description=(
+        "id of the journal that numbered these events, created with it; a new id means a new "
+        "or replaced journal (absent from gateways older than epochs)"))
     events: list[EventRecord] = Field(min_length=1, max_length=MAX_EVENTS_PER_BATCH)
 
     @model_validator(mode="after")
@@ -93,6 +101,11 @@ class Ack(_Model):
     committed_through: int = Field(ge=0, le=MAX_SEQ)
     replay_from: int | None = Field(default=None, ge=1)
     utc: datetime
+    epoch: str | None = Field(default=None, pattern=EPOCH_PATTERN,
+                              description="the journal epoch this ack speaks for")
+    rebase_to: int | None = Field(default=None, ge=1, le=MAX_SEQ, description=(
+        "central refuses this epoch's numbering above committed_through (it collides with "
+        "other data or jumps too far): renumber those events from here, in a new epoch"))
 
 
 class JournalState(_Model):
@@ -146,11 +159,15 @@ def encode_batch(
     sender_boot: str,
     event_json: Sequence[str],
     lost_from: int | None = None,
+    epoch: str | None = None,
 ) -> bytes:
     """Join pre-encoded events into a batch without re-serialising them (the hot path)."""
-    header = {"v": 1, "hall": hall, "gateway": gateway, "sender_boot": sender_boot}
+    header: dict[str, object] = {"v": 1, "hall": hall, "gateway": gateway,
+                                 "sender_boot": sender_boot}
     if lost_from is not None:
         header["lost_from"] = lost_from
+    if epoch is not None:
+        header["epoch"] = epoch
     head = json.dumps(header, separators=(",", ":"))[:-1]
     return f'{head},"events":[{",".join(event_json)}]}}'.encode()
 

@@ -33,6 +33,20 @@ gateways = Table(
     Column("online", Boolean, nullable=False, default=False),
     Column("state", JSONDoc),
     Column("state_at", UTCDateTime),
+    # the journal lineage whose numbering central follows now (EventBatch.epoch)
+    Column("epoch", String(32)),
+)
+
+# what ingest refused or noticed about a gateway, one row per kind (bounded by design):
+# seq_conflict, seq_jump, journal_epoch, quarantine_dropped, unreadable
+gateway_alarms = Table(
+    "gateway_alarms", metadata,
+    Column("gateway_id", String(64), primary_key=True),
+    Column("kind", String(32), primary_key=True),
+    Column("count", BigInteger, nullable=False),
+    Column("first_at", UTCDateTime, nullable=False),
+    Column("last_at", UTCDateTime, nullable=False),
+    Column("detail", Text, nullable=False),
 )
 
 events = Table(
@@ -47,6 +61,8 @@ events = Table(
     Column("synced", Boolean, nullable=False),
     Column("body", JSONDoc, nullable=False),
     Column("received_at", UTCDateTime, nullable=False),
+    # SHA-256 of the event's content: a seq arriving again with other content is caught
+    Column("digest", String(64)),
     Index("ix_events_hall_kind_utc", "hall_id", "kind", "utc"),
     Index("ix_events_utc", "utc"),
 )
@@ -88,6 +104,7 @@ quarantine = Table(
     Column("digest", String(64), nullable=False, unique=True),
     Column("payload", LargeBinary, nullable=False),
     Column("payload_size", Integer, nullable=False),
+    Index("ix_quarantine_gateway_id", "gateway_id", "id"),  # the per-gateway bound
 )
 
 api_tokens = Table(
