@@ -243,7 +243,9 @@ class Ingestor:
         outcome = _Outcome()
         await self._commit_isolated([*batches, *(u for u in units if isinstance(u, _Reject))],
                                     outcome)
-        decisions = [self._decision(gateway, state) for gateway, state in outcome.acks.items()]
+        # a rebase order carries its own committed_through for that epoch
+        decisions = [self._decision(gateway, state) for gateway, state in outcome.acks.items()
+                     if (gateway, state.epoch) not in outcome.rebases]
         decisions += [AckDecision(hall, gateway, held, None, epoch=epoch, rebase_to=to)
                       for (gateway, epoch), (hall, held, to) in outcome.rebases.items()]
         return decisions
@@ -374,9 +376,9 @@ class Ingestor:
         if (batch.epoch is not None and batch.epoch != state.epoch
                 and not await self._enter_epoch(conn, txn, batch, state)):
             return
-        if batch.start - state.committed - 1 > MAX_SEQ_ADVANCE:
+        if batch.first_seq - state.committed - 1 > MAX_SEQ_ADVANCE:
             await self._refuse(conn, txn, batch, "seq_jump", (
-                f"seq {batch.start} is more than {MAX_SEQ_ADVANCE} beyond the committed "
+                f"seq {batch.first_seq} is more than {MAX_SEQ_ADVANCE} beyond the committed "
                 f"{state.committed}: no journal holds that many events; refused"))
             return
         state.acked = True

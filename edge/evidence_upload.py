@@ -72,6 +72,7 @@ class EvidenceUploader:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute(_SCHEMA)
         uplink.on_receipt = self.on_receipt
+        journal.rebase_listeners.append(self._renumber)
 
     def close(self) -> None:
         self._db.close()
@@ -90,6 +91,18 @@ class EvidenceUploader:
             (event_seq, kind, body["snapshot"], body["snapshot_sha256"],
              int(body.get("manifest_seq") or 0)))
         self._wake.set()
+
+    def _renumber(self, first: int, shift: int) -> None:
+        """The journal renumbered its unacknowledged events (central's rebase): follow it."""
+        self._db.execute("BEGIN")
+        try:
+            self._db.execute("UPDATE pending SET event_seq = -(event_seq + ?) "
+                             "WHERE event_seq >= ?", (shift, first))
+            self._db.execute("UPDATE pending SET event_seq = -event_seq WHERE event_seq < 0")
+        except sqlite3.Error:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
 
     def on_receipt(self, payload: bytes) -> None:
         try:

@@ -8,6 +8,13 @@ cut can no longer take the event back.
 Sequence numbers are assigned inside the committing transaction from a persisted high-water mark,
 so they are gapless and survive reboots even after every row has been trimmed.
 
+Each journal has an epoch: a random id made with the journal file and carried in every batch.
+A journal that is deleted, replaced or restored from an old copy therefore shows up at central
+as another lineage; when central already holds the seqs it numbers (or holds them with other
+content), it answers with ``Ack.rebase_to`` and the journal renumbers its unacknowledged events
+from there, under a fresh epoch, in one transaction. Nothing is dropped and nothing is taken
+for the old journal's data.
+
 The journal is bounded: past ``limit_bytes`` acknowledged rows go first; if unacknowledged rows
 still have to go, that is counted, logged at CRITICAL and journaled as ``gateway.journal_loss``
 (central also sees the hole through the next batch's ``lost_from``).
@@ -20,6 +27,7 @@ import contextlib
 import json
 import logging
 import os
+import secrets
 import shutil
 import sqlite3
 import time
@@ -53,6 +61,9 @@ CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY,
     value INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS lineage (
+    epoch TEXT NOT NULL
+);
 """
 
 
@@ -62,6 +73,16 @@ class JournalError(RuntimeError):
 
 class JournalClosed(JournalError):
     pass
+
+
+@dataclass(frozen=True, slots=True)
+class Rebase:
+    """Central holds this journal's events through ``held_through``; those above move to
+    ``start`` and the journal continues under a new epoch."""
+
+    epoch: str
+    held_through: int
+    start: int
 
 
 @dataclass(slots=True)
@@ -108,6 +129,11 @@ class Journal:
         self.commits = 0
         self.write_errors = 0
         self.listeners: list[Callable[[], None]] = []  # called after every commit
+        # called after a rebase with (first old seq moved, shift): queues keyed by seq follow
+        self.rebase_listeners: list[Callable[[int, int], None]] = []
+        self.epoch = ""
+        self.rebases = 0
+        self._rebase: Rebase | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -118,6 +144,7 @@ class Journal:
             "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA journal_size_limit=67108864;"
         )
         await self._db.executescript(_SCHEMA)
+        self.epoch = await self._load_epoch()
         self._restore_ballast()
         meta = {k: v async for k, v in await self._db.execute("SELECT key, value FROM meta")}
         async with self._db.execute("SELECT min(seq), max(seq), count(*), "
@@ -133,6 +160,16 @@ class Journal:
         self._reader = await aiosqlite.connect(f"file:{self.path}?mode=ro", uri=True)
         await self._refresh_oldest_unacked()
         self._writer = asyncio.create_task(self._write_loop(), name="journal-writer")
+
+    async def _load_epoch(self) -> str:
+        async with self._conn.execute("SELECT epoch FROM lineage") as cur:
+            row = await cur.fetchone()
+        if row is not None:
+            return str(row[0])
+        epoch = _new_epoch()
+        await self._conn.execute("INSERT INTO lineage(epoch) VALUES (?)", (epoch,))
+        log.info("journal: new journal epoch %s", epoch)
+        return epoch
 
     async def close(self) -> None:
         """Commit what is queued, then close."""
@@ -177,6 +214,7 @@ class Journal:
             await self._wake.wait()
             self._wake.clear()
             await self._persist_ack()
+            await self._apply_rebase()
             while self._pending:
                 await self._persist_ack()
                 batch = [self._pending.popleft()
@@ -307,6 +345,74 @@ class Journal:
         self.head_seq = seq
         self.disk_bytes += added
         return rows
+
+    # -- renumbering on central's word -----------------------------------------------------
+
+    def request_rebase(self, rebase: Rebase) -> None:
+        """Central refuses this epoch's numbering above ``held_through`` (a replaced or
+        restored journal); the writer renumbers with its next turn."""
+        if rebase.epoch == self.epoch:
+            self._rebase = rebase
+            self._wake.set()
+
+    async def _apply_rebase(self) -> None:
+        rebase, self._rebase = self._rebase, None
+        if rebase is None or rebase.epoch != self.epoch:
+            return  # already done: this epoch is over
+        base = max(self.acked_seq, rebase.held_through)
+        if rebase.start <= base:
+            log.error("journal: ignoring a rebase to %d at or below the acknowledged %d",
+                      rebase.start, base)
+            return
+        async with self._conn.execute(
+                "SELECT min(seq), max(seq) FROM events WHERE seq > ?", (base,)) as cur:
+            row = await cur.fetchone()
+        first, last = row if row is not None else (None, None)
+        shift = rebase.start - first if first is not None else 0
+        head = last + shift if last is not None else rebase.start - 1
+        epoch = _new_epoch()
+        conn = self._conn
+        await conn.execute("BEGIN IMMEDIATE")
+        try:
+            if first is not None:  # through negatives: the primary key never collides midway
+                await conn.execute("UPDATE events SET seq = -(seq + ?) WHERE seq > ?",
+                                   (shift, base))
+                await conn.execute("UPDATE events SET seq = -seq, doc = json_set(doc, '$.seq', "
+                                   "-seq) WHERE seq < 0")
+            await conn.executemany(
+                "INSERT INTO meta(key, value) VALUES (?, ?) "
+                "ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+                [("head_seq", head), ("acked_seq", rebase.start - 1)])
+            await conn.execute("UPDATE lineage SET epoch = ?", (epoch,))
+            await conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            with contextlib.suppress(sqlite3.Error):
+                await conn.execute("ROLLBACK")
+            log.error("journal: could not renumber for central: %s; it will ask again", exc)
+            return
+        log.critical(
+            "journal: central holds this gateway's seqs through %d from another journal "
+            "(this one was replaced, reset or restored): %d unacknowledged events renumbered "
+            "to start at %d; epoch %s ends, %s begins", rebase.start - 1,
+            0 if first is None else last - first + 1, rebase.start, self.epoch, epoch)
+        self.epoch = epoch
+        self.rebases += 1
+        self.head_seq = head
+        self.acked_seq = self._ack_target = rebase.start - 1
+        self._tail.clear()
+        async with self._reader_conn.execute("SELECT min(seq) FROM events") as cur:
+            lowest = await cur.fetchone()
+        self.oldest_seq = lowest[0] if lowest and lowest[0] is not None else head + 1
+        await self._refresh_oldest_unacked()
+        if first is not None:
+            for listener in self.rebase_listeners:
+                listener(first, shift)
+
+    @property
+    def _reader_conn(self) -> aiosqlite.Connection:
+        if self._reader is None:
+            raise JournalClosed("journal is not open")
+        return self._reader
 
     # -- acknowledgement and trimming ------------------------------------------------------
 
@@ -466,6 +572,10 @@ class Journal:
             (kind, since_utc, limit),
         ) as cur:
             return [json.loads(doc) for (doc,) in await cur.fetchall()]
+
+
+def _new_epoch() -> str:
+    return secrets.token_hex(8)
 
 
 def _within(rows: Iterable[tuple[int, str]], max_bytes: int) -> Iterable[tuple[int, str]]:

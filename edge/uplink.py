@@ -27,7 +27,7 @@ from pydantic import ValidationError
 
 from edge.clock import Clock
 from edge.config import BrokerConfig, UplinkConfig
-from edge.journal import Journal
+from edge.journal import Journal, Rebase
 from hallkit.supervise import Supervisor
 from protocols import topics
 from protocols.commands import CommandResult
@@ -92,6 +92,7 @@ class Uplink:
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self.journal.listeners.append(self._wake.set)
+        self.journal.rebase_listeners.append(self._on_rebase)
         client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=self.gateway,
@@ -140,6 +141,8 @@ class Uplink:
             client.loop_stop()
         with contextlib.suppress(ValueError):
             self.journal.listeners.remove(self._wake.set)
+        with contextlib.suppress(ValueError):
+            self.journal.rebase_listeners.remove(self._on_rebase)
 
     # -- paho callbacks (paho's thread) → asyncio ------------------------------------------
 
@@ -205,11 +208,26 @@ class Uplink:
         if ack.hall != self.hall or ack.gateway != self.gateway:
             log.warning("uplink: ignoring ack addressed to %s/%s", ack.hall, ack.gateway)
             return
+        if ack.epoch is not None and ack.epoch != self.journal.epoch:
+            return  # it speaks for another journal epoch (one renumbered since)
+        if ack.epoch is not None and ack.rebase_to is not None:
+            log.error("uplink: central refuses this journal's numbering above seq %d; "
+                      "renumbering from %d", ack.committed_through, ack.rebase_to)
+            self.journal.mark_acked(ack.committed_through)
+            self.journal.request_rebase(Rebase(ack.epoch, ack.committed_through, ack.rebase_to))
+            return
         if ack.committed_through > self.journal.acked_seq:
             self.journal.mark_acked(ack.committed_through)
             self._last_ack_progress = time.monotonic()
         if ack.replay_from is not None:
             self._replay(ack.replay_from)
+        self._wake.set()
+
+    def _on_rebase(self, _first: int, _shift: int) -> None:
+        # everything unacknowledged has new numbers: send it all again from the new start
+        self._replay_from = None
+        self._sent_through = self.journal.acked_seq
+        self._last_ack_progress = time.monotonic()
         self._wake.set()
 
     def _replay(self, start: int) -> None:
@@ -289,12 +307,13 @@ class Uplink:
 
     async def _publish_from(self, nxt: int) -> bool:
         s = self.settings
+        epoch = self.journal.epoch
         rows = await self.journal.read_from(nxt, max_events=s.batch_events, max_bytes=s.batch_bytes)
-        if not rows:
+        if not rows or self.journal.epoch != epoch:  # renumbered while reading
             return False
         lost_from = nxt if rows[0][0] > nxt else None
         payload = encode_batch(self.hall, self.gateway, self.clock.boot_id,
-                               [doc for _, doc in rows], lost_from=lost_from)
+                               [doc for _, doc in rows], lost_from=lost_from, epoch=epoch)
         assert self._client is not None
         info = self._client.publish(self._topic_events, payload, qos=1)
         if info.rc != mqtt.MQTT_ERR_SUCCESS:

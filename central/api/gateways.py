@@ -11,9 +11,26 @@ from sqlalchemy import func, select
 
 from central.api.deps import Caller, Engine, require_hall
 from central.auth import Role
-from central.store.schema import gateways, lost_ranges, pending_ranges, quarantine
+from central.store.schema import (
+    gateway_alarms,
+    gateways,
+    lost_ranges,
+    pending_ranges,
+    quarantine,
+)
 
 router = APIRouter(prefix="/api/v1", tags=["gateways"])
+
+
+class AlarmOut(BaseModel):
+    """What ingest refused or noticed: seq_conflict (a seq again with other content),
+    seq_jump, journal_epoch (a new or replaced journal), quarantine_dropped, …"""
+
+    kind: str
+    count: int
+    first_at: datetime
+    last_at: datetime
+    detail: str
 
 
 class GatewayOut(BaseModel):
@@ -34,6 +51,8 @@ class GatewayOut(BaseModel):
     tasks: dict[str, Any] = Field(
         description="the gateway's supervised tasks: state (running | restarting | failed | "
                     "stopped), restarts, last_error, error_at")
+    epoch: str | None
+    alarms: list[AlarmOut]
 
 
 @router.get("/gateways", response_model=list[GatewayOut], summary="Gateways and their uplink")
@@ -47,10 +66,18 @@ async def list_gateways(db: Engine, who: Caller, hall: str | None = None) -> lis
              .outerjoin(lost, lost.c.gateway_id == gateways.c.gateway_id)
              .outerjoin(gaps, gaps.c.gateway_id == gateways.c.gateway_id)
              .order_by(gateways.c.hall_id, gateways.c.gateway_id))
+    alarm_query = select(gateway_alarms).order_by(gateway_alarms.c.kind)
     if hall is not None:
         query = query.where(gateways.c.hall_id == hall)
+        alarm_query = alarm_query.where(gateway_alarms.c.gateway_id.in_(
+            select(gateways.c.gateway_id).where(gateways.c.hall_id == hall)))
     async with db.connect() as conn:
         rows = (await conn.execute(query)).all()
+        alarms: dict[str, list[AlarmOut]] = {}
+        for a in (await conn.execute(alarm_query)).all():
+            alarms.setdefault(a.gateway_id, []).append(AlarmOut(
+                kind=a.kind, count=a.count, first_at=a.first_at, last_at=a.last_at,
+                detail=a.detail))
     out = []
     for row in rows:
         journal = (row.state or {}).get("journal") or {}
@@ -64,7 +91,8 @@ async def list_gateways(db: Engine, who: Caller, hall: str | None = None) -> lis
             clock_synced=(row.state or {}).get("synced"), lost_events=int(row.n or 0),
             gap_pending=row.gap is not None, last_batch_at=row.last_batch_at,
             state_at=row.state_at, health=(row.state or {}).get("health") or {},
-            tasks=(row.state or {}).get("tasks") or {}))
+            tasks=(row.state or {}).get("tasks") or {},
+            epoch=row.epoch, alarms=alarms.get(row.gateway_id, [])))
     return out
 
 

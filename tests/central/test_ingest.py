@@ -14,7 +14,7 @@ from central.ingest import Incoming, Ingestor
 from central.registry import register
 from central.store.db import make_engine
 from central.store.migrate import upgrade
-from central.store.schema import events, lost_ranges, quarantine
+from central.store.schema import events, gateways, lost_ranges, quarantine
 from protocols import topics
 
 BOOT = "ab" * 16
@@ -31,11 +31,13 @@ def event(seq: int, *, utc: datetime = T0, kind: str = "gen.sample", body: objec
 
 def message(seqs: range | list[int], *, hall: str = "H1", gateway: str = "gw1",
             topic_hall: str | None = None, lost_from: int | None = None,
-            **kw: object) -> Incoming:
+            epoch: str | None = None, **kw: object) -> Incoming:
     doc: dict[str, object] = {"v": 1, "hall": hall, "gateway": gateway, "sender_boot": BOOT,
                               "events": [event(s, **kw) for s in seqs]}  # type: ignore[arg-type]
     if lost_from is not None:
         doc["lost_from"] = lost_from
+    if epoch is not None:
+        doc["epoch"] = epoch
     topic = topics.topic(topic_hall or hall, gateway, topics.Channel.EVENTS)
     return Incoming(topic, json.dumps(doc).encode(), datetime.now(UTC))
 
@@ -150,3 +152,168 @@ async def test_unsynced_stamps_are_corrected_from_the_same_boots_synced_event(
                              kind=None, since=None, until=None, cursor=None, limit=10)
     first = next(i for i in page.items if i.seq == 1)
     assert first.utc == wrong and first.utc_corrected == T0
+
+
+# -- isolation ----------------------------------------------------------------------------
+
+def poisoned(msg: Incoming, index: int, path: tuple[str, ...], value: object) -> Incoming:
+    doc = json.loads(msg.payload)
+    target = doc["events"][index]
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = value
+    return Incoming(msg.topic, json.dumps(doc).encode(), msg.received_at)
+
+
+async def outcome_by_seq(engine: AsyncEngine, gateway: str) -> dict[int, str]:
+    """Each seq central answers for: 'stored' or the quarantine reason."""
+    async with engine.connect() as conn:
+        stored = (await conn.execute(select(events.c.seq).where(
+            events.c.gateway_id == gateway))).scalars().all()
+        held = (await conn.execute(select(quarantine.c.seq, quarantine.c.reason).where(
+            quarantine.c.gateway_id == gateway, quarantine.c.seq.is_not(None)))).all()
+    found = {seq: "stored" for seq in stored}
+    for seq, reason in held:
+        assert seq not in found, f"seq {seq} both stored and quarantined"
+        found[seq] = reason
+    return found
+
+
+@pytest.mark.parametrize(("path", "value"), [
+    (("body", "run"), "a\x00b"),  # PostgreSQL text/jsonb cannot hold U+0000
+    (("mono_ns",), 2**63),  # past a signed 64-bit column
+    (("body", "n"), 2**64),  # past every integer column
+    (("utc",), "0001-01-01T00:00:00Z"),  # the clock offset overflows int64
+    (("body",), {"n": 1, "run": "r", "x": {"y": [[[[[[[[[[1]]]]]]]]]]}}),  # not in the model
+])
+async def test_one_poisoned_event_is_quarantined_and_the_rest_of_the_group_commits(
+    engine: AsyncEngine, path: tuple[str, ...], value: object
+) -> None:
+    bad = poisoned(message(range(1, 6)), 2, path, value)
+    acks = await Ingestor(engine).ingest([bad, message(range(1, 6), hall="H2", gateway="gw2")])
+    assert {(a.gateway, a.committed_through) for a in acks} == {("gw1", 5), ("gw2", 5)}
+    assert await outcome_by_seq(engine, "gw2") == dict.fromkeys(range(1, 6), "stored")
+    gw1 = await outcome_by_seq(engine, "gw1")
+    assert sorted(gw1) == [1, 2, 3, 4, 5]  # each seq stored or quarantined, never both
+    assert all(gw1[s] == "stored" for s in (1, 2, 4, 5))
+    if gw1[3] != "stored":  # where it was quarantined, the whole event is kept
+        async with engine.connect() as conn:
+            payload = (await conn.execute(select(quarantine.c.payload).where(
+                quarantine.c.seq == 3))).scalar_one()
+        assert json.loads(payload)["seq"] == 3 and gw1[3]
+
+
+async def test_unreadable_message_holds_back_only_its_own_gateway(engine: AsyncEngine) -> None:
+    deep = "[" * 5000 + "]" * 5000
+    good = message(range(1, 4))
+    payload = good.payload.replace(b'"run": "r1"}', b'"run": "r1", "x": ' + deep.encode() + b"}", 1)
+    acks = await Ingestor(engine).ingest([Incoming(good.topic, payload, T0),
+                                          message(range(1, 4), hall="H2", gateway="gw2")])
+    assert [(a.gateway, a.committed_through) for a in acks] == [("gw2", 3)]
+    async with engine.connect() as conn:
+        (reason,) = (await conn.execute(select(quarantine.c.reason))).scalars().all()
+    assert reason.startswith(("schema:", "unreadable:")), reason
+
+
+# -- sequence truth -----------------------------------------------------------------------
+
+async def alarms(engine: AsyncEngine, gateway: str) -> dict[str, tuple[int, str]]:
+    from central.api.gateways import list_gateways
+    from central.auth import Principal, Role
+
+    (gw,) = [g for g in await list_gateways(engine, Principal(Role.SUPERVISOR), None)
+             if g.gateway == gateway]
+    return {a.kind: (a.count, a.detail) for a in gw.alarms}
+
+
+async def test_seq_again_with_other_content_is_quarantined_and_raised_never_ignored(
+    engine: AsyncEngine,
+) -> None:
+    ingestor = Ingestor(engine)
+    await ingestor.ingest([message(range(1, 4))])
+    (ack,) = await ingestor.ingest([message(range(1, 4))])  # the same again: fine, silent
+    assert ack.committed_through == 3 and await alarms(engine, "gw1") == {}
+    changed = poisoned(message(range(1, 4)), 1, ("body", "n"), 200)
+    (ack,) = await ingestor.ingest([changed])  # a gateway without epochs: kept here, raised
+    assert ack.committed_through == 3
+    assert alarms_kinds(await alarms(engine, "gw1")) == {"seq_conflict": 1}
+    async with engine.connect() as conn:
+        row = (await conn.execute(select(quarantine))).one()
+        body = (await conn.execute(select(events.c.body).where(events.c.seq == 2))).scalar()
+    assert "seq 2 arrived again with other content" in row.reason
+    assert json.loads(row.payload)["events"][1]["body"]["n"] == 200 and body["n"] == 2
+
+
+def alarms_kinds(found: dict[str, tuple[int, str]]) -> dict[str, int]:
+    return {kind: n for kind, (n, _) in found.items()}
+
+
+async def test_other_content_from_an_epoch_gateway_is_refused_and_renumbered(
+    engine: AsyncEngine,
+) -> None:
+    ingestor = Ingestor(engine)
+    await ingestor.ingest([message(range(1, 11), epoch="aaaa0001")])
+    # restored from an old copy: 1..5 as central has them, 6.. are new events under old numbers
+    (ack,) = await ingestor.ingest([message(range(1, 6), epoch="aaaa0001")])
+    assert ack.committed_through == 5, "never acknowledge what the gateway did not send"
+    restored = poisoned(message(range(5, 9), epoch="aaaa0001"), 1, ("body", "n"), 600)
+    (ack,) = await ingestor.ingest([restored])
+    assert (ack.epoch, ack.committed_through, ack.rebase_to) == ("aaaa0001", 5, 11)
+    assert alarms_kinds(await alarms(engine, "gw1")) == {"seq_conflict": 1}
+    (ack,) = await ingestor.ingest([message(range(11, 14), epoch="bbbb0002")])
+    assert (ack.epoch, ack.committed_through, ack.rebase_to) == ("bbbb0002", 13, None)
+    assert alarms_kinds(await alarms(engine, "gw1")) == {"seq_conflict": 1, "journal_epoch": 1}
+    assert await count(engine) == 13
+
+
+async def test_a_replaced_journal_is_a_new_epoch_renumbered_above_the_old_one(
+    engine: AsyncEngine,
+) -> None:
+    ingestor = Ingestor(engine)
+    (ack,) = await ingestor.ingest([message(range(1, 11), epoch="aaaa0001")])
+    assert (ack.epoch, ack.committed_through) == ("aaaa0001", 10)
+    (ack,) = await ingestor.ingest([message(range(1, 4), epoch="cccc0003", body={"n": 0,
+                                                                              "run": "new"})])
+    assert (ack.epoch, ack.committed_through, ack.rebase_to) == ("cccc0003", 0, 11)
+    assert await count(engine) == 10  # nothing of the new journal taken for the old one's
+    found = await alarms(engine, "gw1")
+    assert "asked to renumber from 11" in found["journal_epoch"][1]
+    (ack,) = await ingestor.ingest([message(range(11, 14), epoch="dddd0004")])
+    assert (ack.epoch, ack.committed_through) == ("dddd0004", 13)
+    async with engine.connect() as conn:
+        epoch = (await conn.execute(select(gateways.c.epoch))).scalars().all()
+    assert "dddd0004" in epoch
+
+
+async def test_seq_jump_and_lost_from_abuse_are_refused_and_lose_nothing(
+    engine: AsyncEngine,
+) -> None:
+    ingestor = Ingestor(engine)
+    await ingestor.ingest([message(range(1, 4))])
+    assert await ingestor.ingest([message([4 + 2**62], lost_from=4)]) == []
+    assert await ingestor.ingest([message([2**40])]) == []
+    (ack,) = await ingestor.ingest([message(range(4, 7))])  # the real next events
+    assert ack.committed_through == 6 and await count(engine) == 6
+    assert await count(engine, lost_ranges) == 0
+    assert alarms_kinds(await alarms(engine, "gw1")) == {"seq_jump": 2}
+
+
+async def test_quarantine_is_bounded_per_gateway_oldest_first_counted(
+    engine: AsyncEngine,
+) -> None:
+    ingestor = Ingestor(engine, quarantine_rows=5, quarantine_bytes=300_000)
+    junk = [Incoming("hw/v1/H1/gw1/events", b"{" + bytes([65 + i]) * 1000, T0)
+            for i in range(8)]
+    big = [Incoming("hw/v1/H2/gw2/events", b"[" + bytes([65 + i]) * 100_000, T0)
+           for i in range(6)]
+    for msg in [*junk, *big]:
+        await ingestor.ingest([msg])
+    async with engine.connect() as conn:
+        kept = dict((await conn.execute(select(quarantine.c.gateway_id, func.count())
+                                        .group_by(quarantine.c.gateway_id))).all())
+        newest = (await conn.execute(select(quarantine.c.payload).where(
+            quarantine.c.gateway_id == "gw1").order_by(quarantine.c.id))).scalars().all()
+    assert kept == {"gw1": 5, "gw2": 2}
+    assert [bytes(p[1:2]) for p in newest] == [b"D", b"E", b"F", b"G", b"H"]
+    assert alarms_kinds(await alarms(engine, "gw1")) == {"quarantine_dropped": 3}
+    assert alarms_kinds(await alarms(engine, "gw2")) == {"quarantine_dropped": 4}

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from edge.clock import Clock
-from edge.journal import Journal, JournalError
+from edge.journal import Journal, JournalError, Rebase
 from protocols.envelope import EventRecord
 
 
@@ -134,3 +134,40 @@ async def test_a_body_that_is_not_json_is_refused_and_the_writer_lives_on(
             await journal.append("gen.sample", {"n": object()})
         assert journal.write_errors == 1
         assert await journal.append("gen.sample", {"n": 1, "run": "r"}) == 1
+
+
+async def test_epoch_survives_reopen_and_a_new_file_gets_another(tmp_path: Path) -> None:
+    async with Journal(tmp_path / "j.db", Clock()) as journal:
+        first = journal.epoch
+    async with Journal(tmp_path / "j.db", Clock()) as journal:
+        assert journal.epoch == first
+    async with Journal(tmp_path / "other.db", Clock()) as journal:
+        assert journal.epoch != first and len(journal.epoch) == 16
+
+
+async def test_rebase_renumbers_unacknowledged_events_under_a_new_epoch(tmp_path: Path) -> None:
+    # a restored copy: central holds 1..7 as they are, and other data up to 1000
+    path = tmp_path / "j.db"
+    moved: list[tuple[int, int]] = []
+    async with Journal(path, Clock()) as journal:
+        journal.rebase_listeners.append(lambda first, shift: moved.append((first, shift)))
+        await _fill(journal, 10)
+        journal.mark_acked(5)
+        old_epoch = journal.epoch
+        journal.request_rebase(Rebase("0" * 16, 7, 1001))  # another epoch's: ignored
+        journal.request_rebase(Rebase(old_epoch, 7, 1001))
+        seq = await journal.append("gen.sample", {"n": 99, "run": "t"})
+        assert seq == 1004  # 8, 9, 10 became 1001–1003
+        assert journal.epoch != old_epoch and journal.acked_seq == 1000
+        rows = await journal.read_from(1001, max_events=10, max_bytes=1_000_000)
+        assert [s for s, _ in rows] == [1001, 1002, 1003, 1004]
+        docs = [json.loads(doc) for _, doc in rows]
+        assert [(d["seq"], d["body"]["n"]) for d in docs] == [
+            (1001, 7), (1002, 8), (1003, 9), (1004, 99)]
+        assert moved == [(8, 993)]
+        journal.request_rebase(Rebase(old_epoch, 7, 5000))  # the same order again: done
+        await asyncio.sleep(0.05)
+        assert journal.head_seq == 1004
+        epoch = journal.epoch
+    async with Journal(path, Clock()) as journal:
+        assert (journal.epoch, journal.head_seq, journal.acked_seq) == (epoch, 1004, 1000)
