@@ -183,6 +183,7 @@ class _Progress:
     acked: bool = False  # a batch of the followed numbering was processed: acknowledge it
     speaks_epoch: bool = False  # the gateway sends epochs, so it understands them in acks
     seen_through: int = 0  # highest seq of this gateway's batches compared or stored here
+    pending: bool | None = None  # has ranges stored beyond a gap (None: not looked up yet)
 
 
 @dataclass(slots=True)
@@ -384,14 +385,17 @@ class Ingestor:
         state.acked = True
         state.speaks_epoch = state.speaks_epoch or batch.epoch is not None
         items = batch.items
-        if batch.first_seq <= state.committed or batch.start > state.committed + 1:
-            index = await self._first_conflict(conn, batch)
+        held: set[int] = set()  # seqs central already answers for, stored or quarantined
+        if batch.first_seq <= state.committed or await self._beyond_gap(conn, batch, state):
+            held, index = await self._compare(conn, batch)
             if index is not None:
                 items = await self._conflict(conn, txn, batch, state, index)
         if items:
             state.seen_through = max(state.seen_through, items[-1].seq)
-        if not items or items[-1].seq <= state.committed:
-            txn.stats.duplicates += len(items)
+        # below committed too: an event of a range reported lost that turns up is kept
+        fresh = [item for item in items if item.seq not in held]
+        txn.stats.duplicates += len(items) - len(fresh)
+        if not fresh:
             return
         if batch.lost_from is not None and batch.first_seq - 1 > state.committed:
             lost_first = max(batch.lost_from, state.committed + 1)
@@ -401,9 +405,7 @@ class Ingestor:
                 "gateway_id": batch.gateway, "first_seq": lost_first,
                 "last_seq": batch.first_seq - 1, "reported_at": batch.msg.received_at}])
         rows: list[dict[str, Any]] = []
-        for item in items:
-            if item.seq <= state.committed:
-                continue
+        for item in fresh:
             if isinstance(item, _Poison):
                 await self._quarantine(conn, txn, batch.msg, item.reason, batch.gateway,
                                        item.seq, item.raw)
@@ -420,11 +422,14 @@ class Ingestor:
             await conn.execute(insert_ignore(conn, events), rows)
             txn.stats.events_stored += len(rows)
         last = items[-1].seq
+        if last <= state.committed:
+            return
         if batch.start <= state.committed + 1:
             state.committed = await self._merge_pending(conn, batch.gateway, last)
+            state.pending = None if state.pending else state.pending
         else:
             txn.stats.gaps_seen += 1
-            state.gap = True
+            state.gap = state.pending = True
             await conn.execute(insert_ignore(conn, pending_ranges), [{
                 "gateway_id": batch.gateway, "first_seq": batch.start, "last_seq": last}])
 
@@ -452,17 +457,43 @@ class Ingestor:
         state.epoch = batch.epoch
         return True
 
-    async def _first_conflict(self, conn: AsyncConnection, batch: _Batch) -> int | None:
-        """Index of the first event whose seq central holds with other content."""
+    async def _beyond_gap(self, conn: AsyncConnection, batch: _Batch, state: _Progress) -> bool:
+        """May this batch overlap events stored beyond a gap?"""
+        if batch.start > state.committed + 1:
+            return True
+        if state.pending is None:
+            state.pending = (await conn.execute(select(pending_ranges.c.gateway_id).where(
+                pending_ranges.c.gateway_id == batch.gateway).limit(1))).first() is not None
+        return state.pending
+
+    async def _compare(self, conn: AsyncConnection, batch: _Batch) -> tuple[set[int], int | None]:
+        """The batch's seqs central holds (stored or quarantined), and the index of the first
+        event held with other content, if any."""
         stored = dict((await conn.execute(
             select(events.c.seq, events.c.digest).where(and_(
                 events.c.gateway_id == batch.gateway, events.c.seq >= batch.first_seq,
-                events.c.seq <= batch.last_seq, events.c.digest.is_not(None))))).all())
+                events.c.seq <= batch.last_seq)))).all())
+        kept: dict[int, set[str]] = {}
+        for seq, digest in (await conn.execute(
+                select(quarantine.c.seq, quarantine.c.digest).where(and_(
+                    quarantine.c.gateway_id == batch.gateway,
+                    quarantine.c.seq >= batch.first_seq,
+                    quarantine.c.seq <= batch.last_seq)))).all():
+            kept.setdefault(seq, set()).add(digest)
+        conflict = None
         for index, item in enumerate(batch.items):
-            held = stored.get(item.seq)
-            if held is not None and (isinstance(item, _Poison) or held != _digest(item)):
-                return index
-        return None
+            if item.seq in stored:
+                held = stored[item.seq]  # None: stored before digests, cannot compare
+                same = held is None or (isinstance(item, EventRecord) and held == _digest(item))
+            elif item.seq in kept:
+                raw = item.raw if isinstance(item, _Poison) else item.model_dump_json().encode()
+                same = _quarantine_digest(batch.msg.topic, raw) in kept[item.seq]
+            else:
+                continue
+            if not same:
+                conflict = index
+                break
+        return set(stored) | set(kept), conflict
 
     async def _conflict(
         self, conn: AsyncConnection, txn: _Txn, batch: _Batch, state: _Progress, index: int
@@ -473,7 +504,7 @@ class Ingestor:
         reason = f"seq {seq} arrived again with other content than the stored event"
         if batch.epoch is None:  # a gateway without epochs cannot renumber: keep it here
             await self._quarantine(conn, txn, batch.msg, reason + "; kept only here",
-                                   batch.gateway, seq)
+                                   batch.gateway)
             await self._alarm(conn, batch.gateway, "seq_conflict", reason)
             return batch.items
         # what central compared and found equal: the gateway keeps nothing above it
@@ -490,7 +521,7 @@ class Ingestor:
         """Keep the whole message in quarantine, raise the alarm, and, when the gateway can
         renumber, tell it where its numbering may continue."""
         txn.stats.refused += 1
-        await self._quarantine(conn, txn, batch.msg, reason, batch.gateway, batch.first_seq)
+        await self._quarantine(conn, txn, batch.msg, reason, batch.gateway)
         await self._alarm(conn, batch.gateway, alarm, reason)
         if rebase is not None and batch.epoch is not None:
             hall = txn.progress[batch.gateway].hall
@@ -594,7 +625,7 @@ class Ingestor:
         payload: bytes | None = None,
     ) -> None:
         body = msg.payload if payload is None else payload
-        digest = hashlib.sha256(msg.topic.encode("utf-8", "replace") + b"\0" + body).hexdigest()
+        digest = _quarantine_digest(msg.topic, body)
         reason = _printable(reason)
         txn.stats.quarantined += 1
         key = reason.split(":")[0][:60]
@@ -731,6 +762,11 @@ def _check_body(kind: str, body: dict[str, Any]) -> None:
         raise Rejected(str(exc)) from None
     except ValidationError as exc:
         raise Rejected(f"body of {kind}: {_describe(exc)}") from None
+
+
+def _quarantine_digest(topic_name: str, body: bytes) -> str:
+    """Quarantine rows are unique on this: the same refusal twice is kept once."""
+    return hashlib.sha256(topic_name.encode("utf-8", "replace") + b"\0" + body).hexdigest()
 
 
 def _digest(event: EventRecord) -> str:
