@@ -61,9 +61,6 @@ CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY,
     value INTEGER NOT NULL
 );
-CREATE TABLE IF NOT EXISTS lineage (
-    epoch TEXT NOT NULL
-);
 """
 
 
@@ -134,6 +131,7 @@ class Journal:
         self.epoch = ""
         self.rebases = 0
         self._rebase: Rebase | None = None
+        self._unsaved_epoch: int | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -144,9 +142,9 @@ class Journal:
             "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA journal_size_limit=67108864;"
         )
         await self._db.executescript(_SCHEMA)
-        self.epoch = await self._load_epoch()
         self._restore_ballast()
         meta = {k: v async for k, v in await self._db.execute("SELECT key, value FROM meta")}
+        self.epoch = self._load_epoch(meta.get("epoch"))
         async with self._db.execute("SELECT min(seq), max(seq), count(*), "
                                     "coalesce(sum(length(doc)), 0) FROM events") as cur:
             row = await cur.fetchone()
@@ -161,15 +159,14 @@ class Journal:
         await self._refresh_oldest_unacked()
         self._writer = asyncio.create_task(self._write_loop(), name="journal-writer")
 
-    async def _load_epoch(self) -> str:
-        async with self._conn.execute("SELECT epoch FROM lineage") as cur:
-            row = await cur.fetchone()
-        if row is not None:
-            return str(row[0])
-        epoch = _new_epoch()
-        await self._conn.execute("INSERT INTO lineage(epoch) VALUES (?)", (epoch,))
-        log.info("journal: new journal epoch %s", epoch)
-        return epoch
+    def _load_epoch(self, stored: int | None) -> str:
+        # kept in meta as a 63-bit integer, shown as 16 hex digits; a new one is written with
+        # the first events it numbers (no write at open: a full disk must still open)
+        if stored is not None:
+            return _epoch_text(stored)
+        self._unsaved_epoch = _new_epoch()
+        log.info("journal: new journal epoch %s", _epoch_text(self._unsaved_epoch))
+        return _epoch_text(self._unsaved_epoch)
 
     async def close(self) -> None:
         """Commit what is queued, then close."""
@@ -339,7 +336,12 @@ class Journal:
         await conn.execute(
             "INSERT INTO meta(key, value) VALUES ('head_seq', ?) "
             "ON CONFLICT(key) DO UPDATE SET value=excluded.value", (seq,))
+        if self._unsaved_epoch is not None:
+            await conn.execute("INSERT INTO meta(key, value) VALUES ('epoch', ?) "
+                               "ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+                               (self._unsaved_epoch,))
         await conn.execute("COMMIT")
+        self._unsaved_epoch = None
         if self.head_seq == self.acked_seq:
             self._oldest_unacked_utc = params[0][2]
         self.head_seq = seq
@@ -370,7 +372,8 @@ class Journal:
         first, last = row if row is not None else (None, None)
         shift = rebase.start - first if first is not None else 0
         head = last + shift if last is not None else rebase.start - 1
-        epoch = _new_epoch()
+        value = _new_epoch()
+        epoch = _epoch_text(value)
         conn = self._conn
         await conn.execute("BEGIN IMMEDIATE")
         try:
@@ -382,8 +385,7 @@ class Journal:
             await conn.executemany(
                 "INSERT INTO meta(key, value) VALUES (?, ?) "
                 "ON CONFLICT(key) DO UPDATE SET value=excluded.value",
-                [("head_seq", head), ("acked_seq", rebase.start - 1)])
-            await conn.execute("UPDATE lineage SET epoch = ?", (epoch,))
+                [("head_seq", head), ("acked_seq", rebase.start - 1), ("epoch", value)])
             await conn.execute("COMMIT")
         except sqlite3.Error as exc:
             with contextlib.suppress(sqlite3.Error):
@@ -395,7 +397,7 @@ class Journal:
             "(this one was replaced, reset or restored): %d unacknowledged events renumbered "
             "to start at %d; epoch %s ends, %s begins", rebase.start - 1,
             0 if first is None else last - first + 1, rebase.start, self.epoch, epoch)
-        self.epoch = epoch
+        self.epoch, self._unsaved_epoch = epoch, None
         self.rebases += 1
         self.head_seq = head
         self.acked_seq = self._ack_target = rebase.start - 1
@@ -574,8 +576,12 @@ class Journal:
             return [json.loads(doc) for (doc,) in await cur.fetchall()]
 
 
-def _new_epoch() -> str:
-    return secrets.token_hex(8)
+def _new_epoch() -> int:
+    return secrets.randbits(63)
+
+
+def _epoch_text(value: int) -> str:
+    return f"{value:016x}"
 
 
 def _within(rows: Iterable[tuple[int, str]], max_bytes: int) -> Iterable[tuple[int, str]]:

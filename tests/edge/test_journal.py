@@ -139,6 +139,7 @@ async def test_a_body_that_is_not_json_is_refused_and_the_writer_lives_on(
 async def test_epoch_survives_reopen_and_a_new_file_gets_another(tmp_path: Path) -> None:
     async with Journal(tmp_path / "j.db", Clock()) as journal:
         first = journal.epoch
+        await _fill(journal, 1)  # written with the first event it numbers
     async with Journal(tmp_path / "j.db", Clock()) as journal:
         assert journal.epoch == first
     async with Journal(tmp_path / "other.db", Clock()) as journal:
