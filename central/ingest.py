@@ -37,6 +37,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
+import pydantic_core
 from pydantic import ValidationError
 from sqlalchemy import and_, delete, func, select, update
 from sqlalchemy import exc as sa_exc
@@ -416,7 +417,8 @@ class Ingestor:
                 "boot": item.boot, "synced": item.synced, "body": item.body,
                 "received_at": batch.msg.received_at, "digest": _digest(item),
             })
-            if item.synced and (batch.gateway, item.boot) not in self._known_boots | txn.boots:
+            boot = (batch.gateway, item.boot)
+            if item.synced and boot not in self._known_boots and boot not in txn.boots:
                 await self._record_boot_clock(conn, txn, batch.gateway, item)
         if rows:
             await conn.execute(insert_ignore(conn, events), rows)
@@ -484,7 +486,8 @@ class Ingestor:
         for index, item in enumerate(batch.items):
             if item.seq in stored:
                 held = stored[item.seq]  # None: stored before digests, cannot compare
-                same = held is None or (isinstance(item, EventRecord) and held == _digest(item))
+                same = held is None or (isinstance(item, EventRecord) and (
+                    held == _digest(item) or await _same_as_stored(conn, batch.gateway, item)))
             elif item.seq in kept:
                 raw = item.raw if isinstance(item, _Poison) else item.model_dump_json().encode()
                 same = _quarantine_digest(batch.msg.topic, raw) in kept[item.seq]
@@ -764,17 +767,27 @@ def _check_body(kind: str, body: dict[str, Any]) -> None:
         raise Rejected(f"body of {kind}: {_describe(exc)}") from None
 
 
+async def _same_as_stored(conn: AsyncConnection, gateway: str, event: EventRecord) -> bool:
+    """Compare field by field: a digest differs also when only key order or number spelling
+    does, and such a false alarm would make a gateway renumber events central already has."""
+    row = (await conn.execute(select(
+        events.c.kind, events.c.utc, events.c.mono_ns, events.c.boot, events.c.synced,
+        events.c.body).where(and_(events.c.gateway_id == gateway,
+                                  events.c.seq == event.seq)))).one()
+    return tuple(row) == (event.kind, event.utc, event.mono_ns, event.boot, event.synced,
+                          event.body)
+
+
 def _quarantine_digest(topic_name: str, body: bytes) -> str:
     """Quarantine rows are unique on this: the same refusal twice is kept once."""
     return hashlib.sha256(topic_name.encode("utf-8", "replace") + b"\0" + body).hexdigest()
 
 
 def _digest(event: EventRecord) -> str:
-    """SHA-256 of an event's content, independent of key order and number spelling."""
+    """SHA-256 of an event's content as sent (a journal resends the very same document)."""
     doc = [event.seq, event.utc.isoformat(), event.mono_ns, event.boot, event.synced,
            event.kind, event.body]
-    text = json.dumps(doc, sort_keys=True, ensure_ascii=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()
+    return hashlib.sha256(pydantic_core.to_json(doc)).hexdigest()
 
 
 def _describe(exc: ValidationError) -> str:

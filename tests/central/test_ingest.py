@@ -317,3 +317,22 @@ async def test_quarantine_is_bounded_per_gateway_oldest_first_counted(
     assert [bytes(p[1:2]) for p in newest] == [b"D", b"E", b"F", b"G", b"H"]
     assert alarms_kinds(await alarms(engine, "gw1")) == {"quarantine_dropped": 3}
     assert alarms_kinds(await alarms(engine, "gw2")) == {"quarantine_dropped": 4}
+
+
+async def test_a_state_message_the_store_cannot_hold_is_quarantined_not_raised(
+    engine: AsyncEngine,
+) -> None:
+    state = {"v": 1, "hall": "H1", "gateway": "gw1", "boot": BOOT, "online": True,
+             "utc": "2026-11-20T01:02:03Z", "synced": True, "software": "x",
+             "health": {"evaluator": "a\x00b", "n": 2**70}}
+    msg = Incoming("hw/v1/H1/gw1/state", json.dumps(state).encode(), T0)
+    ingestor = Ingestor(engine)
+    stored = await ingestor.ingest_state(msg)  # never raises: one gateway's state is its own
+    async with engine.connect() as conn:
+        reasons = (await conn.execute(select(quarantine.c.reason))).scalars().all()
+        online = (await conn.execute(select(gateways.c.online).where(
+            gateways.c.gateway_id == "gw1"))).scalar()
+    assert (stored is None and len(reasons) == 1 and online is False) or (
+        stored is not None and reasons == [] and online is True), reasons
+    (ack,) = await ingestor.ingest([message(range(1, 3))])  # the stream goes on
+    assert ack.committed_through == 2
