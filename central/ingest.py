@@ -396,8 +396,6 @@ class Ingestor:
         # below committed too: an event of a range reported lost that turns up is kept
         fresh = [item for item in items if item.seq not in held]
         txn.stats.duplicates += len(items) - len(fresh)
-        if not fresh:
-            return
         if batch.lost_from is not None and batch.first_seq - 1 > state.committed:
             lost_first = max(batch.lost_from, state.committed + 1)
             log.error("gateway %s reports events %d–%d lost before acknowledgement",
@@ -405,6 +403,23 @@ class Ingestor:
             await conn.execute(insert_ignore(conn, lost_ranges), [{
                 "gateway_id": batch.gateway, "first_seq": lost_first,
                 "last_seq": batch.first_seq - 1, "reported_at": batch.msg.received_at}])
+        if fresh:
+            await self._store_fresh(conn, txn, batch, fresh)
+        last = items[-1].seq if items else 0
+        if last <= state.committed:
+            return
+        if batch.start <= state.committed + 1:
+            state.committed = await self._merge_pending(conn, batch.gateway, last)
+            state.pending = None if state.pending else state.pending
+        else:
+            txn.stats.gaps_seen += 1
+            state.gap = state.pending = True
+            await conn.execute(insert_ignore(conn, pending_ranges), [{
+                "gateway_id": batch.gateway, "first_seq": batch.start, "last_seq": last}])
+
+    async def _store_fresh(
+        self, conn: AsyncConnection, txn: _Txn, batch: _Batch, fresh: list[_Item]
+    ) -> None:
         rows: list[dict[str, Any]] = []
         for item in fresh:
             if isinstance(item, _Poison):
@@ -423,17 +438,6 @@ class Ingestor:
         if rows:
             await conn.execute(insert_ignore(conn, events), rows)
             txn.stats.events_stored += len(rows)
-        last = items[-1].seq
-        if last <= state.committed:
-            return
-        if batch.start <= state.committed + 1:
-            state.committed = await self._merge_pending(conn, batch.gateway, last)
-            state.pending = None if state.pending else state.pending
-        else:
-            txn.stats.gaps_seen += 1
-            state.gap = state.pending = True
-            await conn.execute(insert_ignore(conn, pending_ranges), [{
-                "gateway_id": batch.gateway, "first_seq": batch.start, "last_seq": last}])
 
     async def _enter_epoch(
         self, conn: AsyncConnection, txn: _Txn, batch: _Batch, state: _Progress
@@ -446,7 +450,7 @@ class Ingestor:
             return True
         high = await high_water(conn, batch.gateway)
         start = batch.start
-        if start <= high or start - high - 1 > MAX_SEQ_ADVANCE:
+        if start <= high or batch.first_seq - high - 1 > MAX_SEQ_ADVANCE:
             await self._refuse(conn, txn, batch, "journal_epoch", (
                 f"journal epoch {batch.epoch} (after {previous}) numbers from {start}, but "
                 f"central holds this gateway's seqs through {high}: refused; the gateway is "
