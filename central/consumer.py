@@ -11,6 +11,15 @@ results above all (a gateway sends each once), is queued by the broker and deliv
 back. Without a configured instance the client id changes with every process (``p<pid>``), so
 the session is clean: a persistent one would keep taking its share of the stream for days.
 The connection's state is the ``mqtt.consumer`` record in ``/healthz``.
+
+Groups for ingest are taken from the received messages in turns, one gateway after another
+(each gateway's own messages in order), and bounded in bytes: a gateway with a backlog of large
+or costly messages does not put them all ahead of another hall's next batch.
+
+One gateway may hold at most ``per_gateway`` of those slots: what it sends beyond them is
+dropped unread (not acknowledged, so a real gateway sends it again), which keeps a flooding
+gateway from filling the slots that every other hall's messages need. A gateway's uplink keeps
+far fewer batches in flight than that.
 """
 
 from __future__ import annotations
@@ -19,6 +28,8 @@ import asyncio
 import logging
 import ssl
 import threading
+import time
+from collections import Counter, deque
 from datetime import UTC, datetime
 from typing import Any
 
@@ -32,10 +43,15 @@ from protocols import topics
 
 log = logging.getLogger(__name__)
 
+GROUP_BYTES = 2 * 1024 * 1024  # a group's payloads; bounds how long one transaction takes
+PER_GATEWAY_PENDING = 64  # a gateway's uplink keeps ~20 batches in flight (window / batch)
+SHED_LOG_INTERVAL_S = 10.0
+
 
 class Consumer:
     def __init__(self, broker: BrokerConfig, max_pending: int,
-                 record: TaskRecord | None = None) -> None:
+                 record: TaskRecord | None = None, *,
+                 per_gateway: int = PER_GATEWAY_PENDING) -> None:
         self.broker = broker
         self.record = record or TaskRecord("mqtt.consumer", state=TaskState.RESTARTING)
         self.record.state = TaskState.RESTARTING  # until the first connection
@@ -43,6 +59,12 @@ class Consumer:
         self.queue: asyncio.Queue[Incoming] = asyncio.Queue()
         self.connected = asyncio.Event()
         self._slots = threading.BoundedSemaphore(max_pending)
+        self._per_gateway = min(per_gateway, max_pending)
+        self._held: Counter[str] = Counter()  # slots held per gateway (paho's thread and ours)
+        self._held_lock = threading.Lock()
+        self.shed: Counter[str] = Counter()  # messages dropped over a gateway's share
+        self._waiting: dict[str, deque[Incoming]] = {}  # received, not yet in a group
+        self._shed_logged = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._client: mqtt.Client | None = None
 
@@ -81,8 +103,36 @@ class Consumer:
         if self._client is not None:
             self._client.loop_stop()
 
-    def done(self) -> None:
+    async def next_group(self, max_group: int, max_bytes: int = GROUP_BYTES) -> list[Incoming]:
+        """The next messages to ingest together: gateways take turns, one message each."""
+        if not self._waiting:
+            self._wait(await self.queue.get())
+        while not self.queue.empty():
+            self._wait(self.queue.get_nowait())
+        group: list[Incoming] = []
+        size = 0
+        while self._waiting and len(group) < max_group and size < max_bytes:
+            for sender in list(self._waiting):
+                backlog = self._waiting[sender]
+                msg = backlog.popleft()
+                if not backlog:
+                    del self._waiting[sender]
+                group.append(msg)
+                size += len(msg.payload)
+                if len(group) >= max_group or size >= max_bytes:
+                    break
+        return group
+
+    def _wait(self, msg: Incoming) -> None:
+        self._waiting.setdefault(_sender(msg.topic), deque()).append(msg)
+
+    def done(self, message: Incoming) -> None:
         """One received message is committed (or quarantined); free its slot."""
+        sender = _sender(message.topic)
+        with self._held_lock:
+            self._held[sender] -= 1
+            if self._held[sender] <= 0:
+                del self._held[sender]
         self._slots.release()
 
     def publish(self, topic: str, payload: bytes) -> mqtt.MQTTMessageInfo:
@@ -125,10 +175,35 @@ class Consumer:
             self.record.restarts += 1
 
     def _paho_message(self, client: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:
+        sender = _sender(message.topic)
+        with self._held_lock:
+            over = self._held[sender] >= self._per_gateway
+            if not over:
+                self._held[sender] += 1
+        if over:
+            self._shed(sender)
+            return
         # back-pressure: blocks paho's thread, not the event loop (and never past a stop)
         while not self._slots.acquire(timeout=0.5):
             if self._stopping:
+                with self._held_lock:
+                    self._held[sender] -= 1
                 return
         incoming = Incoming(message.topic, bytes(message.payload), datetime.now(UTC))
         assert self._loop is not None
         self._loop.call_soon_threadsafe(self.queue.put_nowait, incoming)
+
+    def _shed(self, sender: str) -> None:
+        self.shed[sender] += 1
+        now = time.monotonic()
+        if now - self._shed_logged >= SHED_LOG_INTERVAL_S:
+            self._shed_logged = now
+            log.warning("central: %s sends faster than ingest takes it; %d of its messages "
+                        "dropped unread so far (its gateway sends them again)", sender,
+                        self.shed[sender])
+
+
+def _sender(topic_name: str) -> str:
+    """The hall/gateway part of a topic: whose share of the slots a message uses."""
+    parts = topic_name.split("/", 4)
+    return "/".join(parts[2:4]) if len(parts) == 5 else ""

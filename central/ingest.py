@@ -421,10 +421,11 @@ class Ingestor:
         self, conn: AsyncConnection, txn: _Txn, batch: _Batch, fresh: list[_Item]
     ) -> None:
         rows: list[dict[str, Any]] = []
+        poisons = [item for item in fresh if isinstance(item, _Poison)]
+        if poisons:
+            await self._quarantine_events(conn, txn, batch, poisons)
         for item in fresh:
             if isinstance(item, _Poison):
-                await self._quarantine(conn, txn, batch.msg, item.reason, batch.gateway,
-                                       item.seq, item.raw)
                 continue
             rows.append({
                 "gateway_id": batch.gateway, "seq": item.seq, "hall_id": batch.hall,
@@ -631,18 +632,36 @@ class Ingestor:
         seq: int | None = None,
         payload: bytes | None = None,
     ) -> None:
+        log.warning("quarantined message on %s: %s", _printable(msg.topic)[:200],
+                    _printable(reason)[:500])
+        await conn.execute(insert_ignore(conn, quarantine),
+                           [self._quarantine_row(txn, msg, reason, gateway, seq, payload)])
+
+    async def _quarantine_events(
+        self, conn: AsyncConnection, txn: _Txn, batch: _Batch, poisons: list[_Poison]
+    ) -> None:
+        """A batch's unstorable events in one statement (a batch may hold a thousand)."""
+        log.warning("quarantined %d events of %s, seq %d–%d; the first: %s", len(poisons),
+                    batch.gateway, poisons[0].seq, poisons[-1].seq,
+                    _printable(poisons[0].reason)[:500])
+        await conn.execute(insert_ignore(conn, quarantine), [
+            self._quarantine_row(txn, batch.msg, p.reason, batch.gateway, p.seq, p.raw)
+            for p in poisons])
+
+    def _quarantine_row(
+        self, txn: _Txn, msg: Incoming, reason: str, gateway: str | None, seq: int | None,
+        payload: bytes | None,
+    ) -> dict[str, Any]:
         body = msg.payload if payload is None else payload
-        digest = _quarantine_digest(msg.topic, body)
         reason = _printable(reason)
         txn.stats.quarantined += 1
         key = reason.split(":")[0][:60]
         txn.stats.by_reason[key] = txn.stats.by_reason.get(key, 0) + 1
         txn.quarantined.add(gateway)
-        log.warning("quarantined message on %s: %s", _printable(msg.topic)[:200], reason[:500])
-        await conn.execute(insert_ignore(conn, quarantine), [{
-            "received_at": msg.received_at, "topic": _printable(msg.topic)[:1000],
-            "gateway_id": gateway, "seq": seq, "reason": reason[:2000], "digest": digest,
-            "payload": body[: self.max_payload], "payload_size": len(body)}])
+        return {"received_at": msg.received_at, "topic": _printable(msg.topic)[:1000],
+                "gateway_id": gateway, "seq": seq, "reason": reason[:2000],
+                "digest": _quarantine_digest(msg.topic, body),
+                "payload": body[: self.max_payload], "payload_size": len(body)}
 
     async def _bound_quarantine(self, conn: AsyncConnection, txn: _Txn) -> None:
         """Keep each gateway's quarantine under its bound, dropping the oldest rows first."""

@@ -71,11 +71,8 @@ class Aggregator:
                 log.exception("stopping the aggregator: %s failed; carrying on", what)
 
     async def _ingest_loop(self) -> None:
-        queue = self.consumer.queue
         while True:
-            group = [await queue.get()]
-            while len(group) < self.config.ingest.max_group and not queue.empty():
-                group.append(queue.get_nowait())
+            group = await self.consumer.next_group(self.config.ingest.max_group)
             try:
                 await self._handle(group)
             except Exception:
@@ -84,8 +81,8 @@ class Aggregator:
                               len(group))
                 await asyncio.sleep(0.5)
             finally:
-                for _ in group:
-                    self.consumer.done()
+                for msg in group:
+                    self.consumer.done(msg)
 
     async def _handle(self, group: list[Incoming]) -> None:
         side = ("/" + topics.Channel.STATE, "/" + topics.Channel.RESULT,
