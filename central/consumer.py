@@ -128,11 +128,12 @@ class Consumer:
 
     def done(self, message: Incoming) -> None:
         """One received message is committed (or quarantined); free its slot."""
-        sender = _sender(message.topic)
-        with self._held_lock:
-            self._held[sender] -= 1
-            if self._held[sender] <= 0:
-                del self._held[sender]
+        sender = _share_of(message.topic)
+        if sender is not None:
+            with self._held_lock:
+                self._held[sender] -= 1
+                if self._held[sender] <= 0:
+                    del self._held[sender]
         self._slots.release()
 
     def publish(self, topic: str, payload: bytes) -> mqtt.MQTTMessageInfo:
@@ -175,19 +176,21 @@ class Consumer:
             self.record.restarts += 1
 
     def _paho_message(self, client: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:
-        sender = _sender(message.topic)
-        with self._held_lock:
-            over = self._held[sender] >= self._per_gateway
-            if not over:
-                self._held[sender] += 1
-        if over:
-            self._shed(sender)
-            return
+        sender = _share_of(message.topic)
+        if sender is not None:
+            with self._held_lock:
+                over = self._held[sender] >= self._per_gateway
+                if not over:
+                    self._held[sender] += 1
+            if over:
+                self._shed(sender)
+                return
         # back-pressure: blocks paho's thread, not the event loop (and never past a stop)
         while not self._slots.acquire(timeout=0.5):
             if self._stopping:
-                with self._held_lock:
-                    self._held[sender] -= 1
+                if sender is not None:
+                    with self._held_lock:
+                        self._held[sender] -= 1
                 return
         incoming = Incoming(message.topic, bytes(message.payload), datetime.now(UTC))
         assert self._loop is not None
@@ -204,6 +207,14 @@ class Consumer:
 
 
 def _sender(topic_name: str) -> str:
-    """The hall/gateway part of a topic: whose share of the slots a message uses."""
+    """The hall/gateway part of a topic: whose turn a message waits for."""
     parts = topic_name.split("/", 4)
     return "/".join(parts[2:4]) if len(parts) == 5 else ""
+
+
+def _share_of(topic_name: str) -> str | None:
+    """Whose share of the slots a message uses; None for a command result, which a gateway
+    sends only once and so must never be dropped (it is small and answers our own command)."""
+    if topic_name.endswith("/" + topics.Channel.RESULT):
+        return None
+    return _sender(topic_name)

@@ -48,3 +48,16 @@ async def test_one_gateway_cannot_hold_more_than_its_share_of_slots() -> None:
     consumer._paho_message(None, None, again)  # type: ignore[arg-type]
     await asyncio.sleep(0)
     assert len(await consumer.next_group(max_group=64)) == 1  # its share is free again
+
+
+async def test_command_results_are_never_dropped_for_a_flooding_gateway() -> None:
+    consumer = Consumer(BrokerConfig(), max_pending=256, per_gateway=2)
+    consumer._loop = asyncio.get_running_loop()
+    for topic in [b"hw/v1/H/flood/events"] * 3 + [b"hw/v1/H/flood/result"] * 2:
+        consumer._paho_message(None, None, mqtt.MQTTMessage(topic=topic))  # type: ignore[arg-type]
+    await asyncio.sleep(0)
+    group = await consumer.next_group(max_group=64)
+    assert sorted(m.topic.rsplit("/", 1)[1] for m in group) == ["events"] * 2 + ["result"] * 2
+    for msg in group:
+        consumer.done(msg)
+    assert not consumer._held
