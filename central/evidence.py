@@ -34,6 +34,7 @@ from central.store.schema import events
 from central.store.schema_evidence import evidence_files, evidence_rejects
 from protocols import topics
 from protocols.evidence import EvidenceHeader, EvidenceReceipt, FramingError, decode_upload
+from protocols.strict import clean_text
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +107,7 @@ def _receipt(header_or_addr: EvidenceHeader | topics.TopicAddress, sha256: str, 
     return EvidenceReceipt(hall=header_or_addr.hall, gateway=header_or_addr.gateway,
                            sha256=sha256, event_seq=event_seq,
                            status=status,  # type: ignore[arg-type]
-                           reason=reason[:300], utc=datetime.now(UTC))
+                           reason=clean_text(reason, 300), utc=datetime.now(UTC))
 
 
 async def _named_event(conn: AsyncConnection, header: EvidenceHeader) -> tuple[str, str] | None:

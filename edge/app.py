@@ -24,6 +24,8 @@ from edge.queue_machine import QueueSupervisor
 from edge.remote import ExecutionRefused, RemoteCommands
 from edge.uplink import SOFTWARE, Uplink
 from hallkit.supervise import Supervisor
+from protocols.camera import CameraVerdict
+from protocols.events import GatewayBoot
 
 log = logging.getLogger(__name__)
 
@@ -80,16 +82,15 @@ class Gateway:
         except Exception:
             log.exception("camera verdict for window %d failed", window)
             return
-        body = {**verdict.model_dump(mode="json"), "addr": addr, "dev_seq": dev_seq,
-                "key_seq": key_seq}
+        body = CameraVerdict(**dict(verdict), addr=addr, dev_seq=dev_seq, key_seq=key_seq)
         seq = await self.journal.append("camera.verdict", body)
         if self.evidence is not None:
-            self.evidence.enqueue(seq, "camera.verdict", body)
+            self.evidence.enqueue(seq, "camera.verdict", body.model_dump(mode="json"))
 
     async def _journal_camera_events(self) -> None:
         async for event in self.cameras.events():
+            seq = await self.journal.append(event.kind, event.body)
             body = event.body.model_dump(mode="json")
-            seq = await self.journal.append(event.kind, body)
             self.board.on_journaled(event.kind, body)
             if self.evidence is not None:
                 self.evidence.enqueue(seq, event.kind, body)
@@ -216,10 +217,10 @@ class Gateway:
         self._instance.acquire()
         await self.journal.open()
         previous = self.journal.head_seq
-        await self.journal.append("gateway.boot", {
-            "software": SOFTWARE,
-            "config_version": str(self.config_version) if self.config_version else "",
-            "previous_head_seq": previous})
+        await self.journal.append("gateway.boot", GatewayBoot(
+            software=SOFTWARE,
+            config_version=str(self.config_version) if self.config_version else "",
+            previous_head_seq=previous))
         if self.config.http.enabled:
             await self.board.start()  # replays today's journal: before any device runs
             await self._open_hall_page()

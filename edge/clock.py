@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from protocols.strict import clamp_to_window
+
 _TIME_ERROR = 5  # adjtimex(2): "clock not synchronized"
 _SYNC_CACHE_S = 10.0
 
@@ -75,4 +77,8 @@ class Clock:
         return self._synced
 
     def stamp(self) -> Stamp:
-        return Stamp(datetime.now(UTC), time.monotonic_ns(), self.synchronised())
+        now = datetime.now(UTC)
+        pinned = clamp_to_window(now)
+        if pinned != now:  # a wall clock outside what the contract admits is not synchronised
+            return Stamp(pinned, time.monotonic_ns(), False)
+        return Stamp(now, time.monotonic_ns(), self.synchronised())

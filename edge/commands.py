@@ -36,6 +36,7 @@ from protocols.commands import (
     canonical_bytes,
 )
 from protocols.envelope import utc_now
+from protocols.strict import clean_text
 from protocols.topics import check_id
 
 
@@ -173,7 +174,7 @@ class CommandVerifier:
             command, accepted, reason, detail = outcome, True, ACCEPTED, ""
         else:
             command, accepted = outcome.command, False
-            reason, detail = str(outcome.reason), outcome.detail[:500]
+            reason, detail = str(outcome.reason), clean_text(outcome.detail, 500)
         return CommandResult(
             id=command.id if command else None,
             hall=self.hall,

@@ -49,7 +49,7 @@ class GeneratorConfig(_Section):
 
 class EvaluatorDevice(_Section):
     addr: int = Field(ge=0x81, le=0xFE, description="bus address (0x81–0xFE)")
-    window: int = Field(ge=0, description="the window (窗口) this evaluator sits at")
+    window: int = Field(ge=0, le=99_999, description="the window (窗口) this evaluator sits at")
 
 
 class EvaluatorBusConfig(_Section):

@@ -51,7 +51,18 @@ from firmware_bridges.ff68.codec import (
     StatusReply,
 )
 from firmware_bridges.ff68.driver import EvaluatorBus
-from protocols.devices import KEY_LABELS, Invitation
+from protocols.body import Body
+from protocols.devices import (
+    KEY_LABELS,
+    EvaluatorBoot,
+    EvaluatorFault,
+    EvaluatorHealth,
+    EvaluatorInvite,
+    EvaluatorInviteClosed,
+    EvaluatorInviteTimeout,
+    EvaluatorKey,
+    Invitation,
+)
 
 log = logging.getLogger(__name__)
 
@@ -155,10 +166,10 @@ class EvaluatorSupervisor:
                     "window 0 — add it to the gateway config", addr, self.config.port)
         self.health[addr] = DeviceHealth()
         with contextlib.suppress(JournalError):  # queued before the event that revealed it
-            self._spawn(self.journal.append_nowait("evaluator.health", {
-                "window": 0, "addr": addr, "online": True,
-                "reason": "未配置的评价器地址 / unconfigured address: add it to the gateway "
-                          "config"}))
+            self._spawn(self.journal.append_nowait("evaluator.health", EvaluatorHealth(
+                window=0, addr=addr, online=True,
+                reason="未配置的评价器地址 / unconfigured address: add it to the gateway "
+                       "config")))
 
     def _spawn(self, coro: Awaitable[Any]) -> None:
         task: asyncio.Task[Any] = asyncio.ensure_future(coro)
@@ -174,7 +185,7 @@ class EvaluatorSupervisor:
         log.error("evaluators: not echoing %s from %#x: %s", kind, frame.addr, exc)
 
     async def _echo_when_durable(self, frame: DeviceFrame, decision: FrameDecision, kind: str,
-                                 body: dict[str, Any], future: asyncio.Future[int],
+                                 body: Body, future: asyncio.Future[int],
                                  stamp: Stamp) -> None:
         try:
             seq = await future
@@ -182,11 +193,10 @@ class EvaluatorSupervisor:
             self._not_journaled(frame, decision, kind, exc)
             return
         self._echo_now(frame)
-        self.on_journaled(kind, body)
-        if (kind == "evaluator.key" and "RETRANSMIT" not in body["marks"]
+        self.on_journaled(kind, body.model_dump(mode="json"))
+        if (isinstance(body, EvaluatorKey) and "RETRANSMIT" not in body.marks
                 and self.on_key is not None):
-            await self.on_key(body["window"], body["addr"], body["dev_seq"],
-                              stamp.mono_ns / 1e9, seq)
+            await self.on_key(body.window, body.addr, body.dev_seq, stamp.mono_ns / 1e9, seq)
 
     def _echo_now(self, frame: DeviceFrame) -> None:
         if self.bus is not None:
@@ -216,10 +226,10 @@ class EvaluatorSupervisor:
     def _close(self, decision: CloseDecision) -> Awaitable[None]:
         """Journal that the gateway closed an invitation (queued now, in decision order), then,
         once that is durable, CANCEL it on the device."""
-        body = {"window": decision.window, "addr": decision.addr,
-                "session": decision.invitation.session,
-                "invitation": decision.invitation.model_dump(), "reason": decision.reason,
-                "ticket": decision.ticket, "qm_mseq": decision.qm_mseq}
+        body = EvaluatorInviteClosed(
+            window=decision.window, addr=decision.addr, session=decision.invitation.session,
+            invitation=decision.invitation, reason=decision.reason, ticket=decision.ticket,
+            qm_mseq=decision.qm_mseq)
         try:
             future = self.journal.append_nowait("evaluator.invite_closed", body)
         except JournalError as exc:
@@ -227,7 +237,7 @@ class EvaluatorSupervisor:
             future.set_exception(exc)
         return self._cancel_when_durable(decision, body, future)
 
-    async def _cancel_when_durable(self, decision: CloseDecision, body: dict[str, Any],
+    async def _cancel_when_durable(self, decision: CloseDecision, body: EvaluatorInviteClosed,
                                    future: asyncio.Future[int]) -> None:
         try:
             await future
@@ -235,7 +245,7 @@ class EvaluatorSupervisor:
             log.error("evaluators: not cancelling session %d at window %d: %s",
                       decision.invitation.session, decision.window, exc)
             return
-        self.on_journaled("evaluator.invite_closed", body)
+        self.on_journaled("evaluator.invite_closed", body.model_dump(mode="json"))
         bus = self.bus
         if bus is None:
             return
@@ -272,10 +282,9 @@ class EvaluatorSupervisor:
         status = await self._send_invite(decision.addr, invitation)
         stamp = self.journal.clock.stamp()  # the answer's time: replay drops it then too
         self.rules.invite_answered(decision.addr, invitation.session, status)
-        await self.journal.append("evaluator.invite", {
-            "window": decision.window, "addr": decision.addr,
-            "invitation": invitation.model_dump(), "timeout_s": self.config.invite_timeout_s,
-            "status": status}, stamp)
+        await self.journal.append("evaluator.invite", EvaluatorInvite(
+            window=decision.window, addr=decision.addr, invitation=invitation,
+            timeout_s=self.config.invite_timeout_s, status=status), stamp)
         self.on_journaled("evaluator.invite", {"window": decision.window, "status": status})
         return status
 
@@ -327,7 +336,7 @@ class EvaluatorSupervisor:
         else:
             log.warning("evaluator %#x (window %d) is offline", addr, window)
         with contextlib.suppress(JournalError):
-            await self.journal.append("evaluator.health", body)
+            await self.journal.append("evaluator.health", EvaluatorHealth.model_validate(body))
             self.on_journaled("evaluator.health", body)
 
     def status(self) -> list[dict[str, Any]]:
@@ -343,25 +352,25 @@ class EvaluatorSupervisor:
         return out
 
 
-def frame_body(frame: DeviceFrame, decision: FrameDecision) -> tuple[str, dict[str, Any]]:
+def frame_body(frame: DeviceFrame, decision: FrameDecision) -> tuple[str, Body]:
     """The journal body of a device event, with the rules' decision about it."""
-    common = {"window": decision.window, "addr": decision.addr, "raw": frame.raw.hex()}
+    common: dict[str, Any] = {"window": decision.window, "addr": decision.addr,
+                              "raw": frame.raw.hex()}
     marks = list(decision.marks)
     if isinstance(frame, Boot):
-        return "evaluator.boot", {
-            **common, "fw": f"{frame.fw_major}.{frame.fw_minor}", "marks": marks,
-            "reset_cause": RESET_CAUSES.get(frame.reset_cause, "unknown")}
-    inv = decision.invitation.model_dump() if decision.invitation is not None else None
+        return "evaluator.boot", EvaluatorBoot(
+            **common, fw=f"{frame.fw_major}.{frame.fw_minor}", marks=marks,
+            reset_cause=RESET_CAUSES.get(frame.reset_cause, "unknown"))
+    inv = decision.invitation
     if isinstance(frame, InviteTimeout):
-        return "evaluator.invite_timeout", {
-            **common, "dev_seq": frame.seq, "session": frame.session, "invitation": inv,
-            "marks": marks}
+        return "evaluator.invite_timeout", EvaluatorInviteTimeout(
+            **common, dev_seq=frame.seq, session=frame.session, invitation=inv, marks=marks)
     if not frame.valid_key:
-        return "evaluator.fault", {**common, "reason": "key value outside 1–6",
-                                   "value": frame.key}
-    return "evaluator.key", {
-        **common, "dev_seq": frame.seq, "key": frame.key, "label": KEY_LABELS[frame.key],
-        "session": frame.session, "invitation": inv, "marks": marks}
+        return "evaluator.fault", EvaluatorFault(**common, reason="key value outside 1–6",
+                                                 value=frame.key)
+    return "evaluator.key", EvaluatorKey(
+        **common, dev_seq=frame.seq, key=frame.key, label=KEY_LABELS[frame.key],
+        session=frame.session, invitation=inv, marks=marks)
 
 
 def _log_failure(task: asyncio.Task[Any]) -> None:

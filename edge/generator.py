@@ -13,6 +13,7 @@ import uuid
 
 from edge.config import GeneratorConfig
 from edge.journal import Journal, JournalError
+from protocols.events import GeneratorSample
 
 
 class Generator:
@@ -38,11 +39,8 @@ class Generator:
             if self._witness_fd is not None:
                 os.close(self._witness_fd)
 
-    def _body(self, n: int) -> dict[str, object]:
-        body: dict[str, object] = {"n": n, "run": self.run_id}
-        if self.settings.pad_bytes:
-            body["pad"] = "x" * self.settings.pad_bytes
-        return body
+    def _body(self, n: int) -> GeneratorSample:
+        return GeneratorSample(n=n, run=self.run_id, pad="x" * self.settings.pad_bytes)
 
     async def _flat_out(self) -> None:
         n = 0

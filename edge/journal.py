@@ -41,7 +41,9 @@ from typing import Any
 import aiosqlite
 
 from edge.clock import Clock, Stamp
+from protocols.body import Body
 from protocols.envelope import JournalState
+from protocols.events import KINDS, JournalLoss
 
 log = logging.getLogger(__name__)
 
@@ -189,20 +191,27 @@ class Journal:
     # -- appending -------------------------------------------------------------------------
 
     def append_nowait(
-        self, kind: str, body: dict[str, Any], stamp: Stamp | None = None
+        self, kind: str, body: Body, stamp: Stamp | None = None
     ) -> asyncio.Future[int]:
-        """Queue an event; the future resolves with its seq once it is durable."""
+        """Queue an event; the future resolves with its seq once it is durable.
+
+        ``body`` is the kind's model from protocols.events, already validated, so nothing is
+        journaled that central could not store."""
         if self._closing:
             raise JournalClosed("journal is closing")
         return self._enqueue(kind, body, stamp)
 
-    def _enqueue(self, kind: str, body: dict[str, Any], stamp: Stamp | None) -> asyncio.Future[int]:
+    def _enqueue(self, kind: str, body: Body, stamp: Stamp | None) -> asyncio.Future[int]:
+        if type(body) is not KINDS.get(kind):
+            raise TypeError(f"{kind} needs a {getattr(KINDS.get(kind), '__name__', '?')} "
+                            f"body, not {type(body).__name__}")
+        doc = body.model_dump(mode="json")
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._pending.append(_Pending(kind, body, stamp or self.clock.stamp(), future))
+        self._pending.append(_Pending(kind, doc, stamp or self.clock.stamp(), future))
         self._wake.set()
         return future
 
-    async def append(self, kind: str, body: dict[str, Any], stamp: Stamp | None = None) -> int:
+    async def append(self, kind: str, body: Body, stamp: Stamp | None = None) -> int:
         return await self.append_nowait(kind, body, stamp)
 
     async def _write_loop(self) -> None:
@@ -499,9 +508,9 @@ class Journal:
                 "%d bytes; the uplink has been down too long or the limit is too small. "
                 "Total discarded: %d.", lost[1] - lost[0] + 1, lost[0], lost[1],
                 self.limit_bytes, self.dropped_unacked)
-            self._enqueue("gateway.journal_loss", {
-                "first_seq": lost[0], "last_seq": lost[1],
-                "reason": f"journal over its {self.limit_bytes}-byte limit"}, None)
+            self._enqueue("gateway.journal_loss", JournalLoss(
+                first_seq=lost[0], last_seq=lost[1],
+                reason=f"journal over its {self.limit_bytes}-byte limit"), None)
             await self._refresh_oldest_unacked()
 
     async def _cut_point(self, need: int, *, upto: int) -> tuple[int, int]:

@@ -35,7 +35,9 @@ from firmware_bridges.qm.codec import (
     WindowResumed,
 )
 from firmware_bridges.qm.driver import QueueFeed
-from protocols.devices import QueueEvent
+from protocols.body import Body
+from protocols.devices import MAX_QM_LINE_CHARS, QueueEvent, QueueFault
+from protocols.strict import clean_text, device_text
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +86,8 @@ class QueueSupervisor:
     async def run(self) -> None:
         for kind in ("queue.event", "queue.fault"):
             for doc in reversed(await self.journal.recent(kind, "", limit=SEEN_KEPT)):
-                self._remember((doc["body"].get("mseq") or 0, doc["body"]["raw"]))
+                body = doc["body"]
+                self._remember((body.get("mseq") or 0, body.get("raw_hex") or body["raw"]))
         async with QueueFeed(self.config.transport, encoding=self.config.encoding,
                              baudrate=self.config.baudrate) as feed:
             self.feed = feed
@@ -102,25 +105,28 @@ class QueueSupervisor:
         if len(self._order) > SEEN_KEPT:
             self._seen.discard(self._order.popleft())
 
-    def _raw_text(self, raw: bytes) -> str:
-        return raw.decode(self.config.encoding, errors="backslashreplace")
+    def _raw_fields(self, raw: bytes) -> dict[str, str]:
+        """The line as safe text, and its bytes as hex when the text is not exactly them."""
+        text, altered = device_text(raw, self.config.encoding, MAX_QM_LINE_CHARS)
+        return {"raw": text, "raw_hex": raw.hex()} if altered else {"raw": text}
 
     def _on_item(self, feed: QueueFeed, item: QMMessage | Unusable) -> None:
-        key = (item.mseq, self._raw_text(item.raw))
+        raw = self._raw_fields(item.raw)
+        key = (item.mseq, raw.get("raw_hex") or raw["raw"])
         if key in self._seen:
             self.duplicates += 1
             self._spawn(feed.ack(item.mseq))  # it was journaled before; say so again
             return
         self._remember(key)
         if isinstance(item, Unusable):
-            kind, body = "queue.fault", {"mseq": item.mseq, "reason": item.reason, "raw": key[1]}
+            kind, body = "queue.fault", self._fault(item.mseq, item.reason, raw)
         else:
-            kind, body = self._describe(item, key[1])
+            kind, body = self._describe(item, raw)
         if kind == "queue.fault":
             self.faults += 1
         # append_nowait in arrival order keeps the journal in the machine's order
         future = self.journal.append_nowait(kind, body)
-        self.on_journaled(kind, body)
+        self.on_journaled(kind, body.model_dump(mode="json"))
         self._spawn(self._ack_when_durable(feed, item.mseq, key, future))
         if isinstance(item, QMMessage):
             self._track(item)
@@ -130,8 +136,8 @@ class QueueSupervisor:
             except Exception:  # the feed and its acknowledgements must go on
                 log.exception("queue: handling mseq %d failed", item.mseq)
 
-    def _describe(self, msg: QMMessage, raw: str) -> tuple[str, dict[str, Any]]:
-        fields: dict[str, Any] = {"mseq": msg.mseq, "type": msg.CODE, "raw": raw,
+    def _describe(self, msg: QMMessage, raw: dict[str, str]) -> tuple[str, Body]:
+        fields: dict[str, Any] = {"mseq": msg.mseq, "type": msg.CODE, **raw,
                                   "machine_time": msg.machine_time.isoformat()
                                   if msg.machine_time else None}
         for name in ("ticket", "service", "service_name", "window", "staff", "to_service",
@@ -143,11 +149,15 @@ class QueueSupervisor:
         if isinstance(msg, Heartbeat):
             fields["waiting"] = msg.waiting_total
         try:
-            return "queue.event", QueueEvent.model_validate(fields).model_dump(exclude_none=True)
+            return "queue.event", QueueEvent.model_validate(fields)
         except ValidationError as exc:
             err = exc.errors()[0]
-            return "queue.fault", {"mseq": msg.mseq, "raw": raw,
-                                   "reason": f"{'.'.join(map(str, err['loc']))}: {err['msg']}"}
+            return "queue.fault", self._fault(
+                msg.mseq, f"{'.'.join(map(str, err['loc']))}: {err['msg']}", raw)
+
+    @staticmethod
+    def _fault(mseq: int, reason: str, raw: dict[str, str]) -> QueueFault:
+        return QueueFault(mseq=mseq, reason=clean_text(reason, 300), **raw)
 
     async def _ack_when_durable(self, feed: QueueFeed, mseq: int, key: tuple[int, str],
                                 future: asyncio.Future[int]) -> None:

@@ -36,6 +36,8 @@ from edge.journal import Journal
 from edge.uplink import SOFTWARE, Uplink
 from firmware_bridges.ff68.driver import probe
 from firmware_bridges.qm.driver import QueueFeed, parse_transport
+from protocols.events import GatewaySelfTest
+from protocols.strict import clean_text
 
 # The machine sends a heartbeat every 30 s and re-sends anything unacknowledged every 2 s.
 QM_WAIT_S = 35.0
@@ -302,8 +304,8 @@ async def check_central(config: GatewayConfig, checks: list[Check], wait_s: floa
     await journal.open()
     try:
         failed = [c.name for c in checks if c.status is Status.FAIL][:64]
-        seq = await journal.append("gateway.selftest", {
-            "software": SOFTWARE, "passed": not failed, "failed": failed})
+        seq = await journal.append("gateway.selftest", GatewaySelfTest(
+            software=SOFTWARE, passed=not failed, failed=[clean_text(f, 300) for f in failed]))
         uplink = Uplink(journal, clock, config.hall, config.gateway, config.broker,
                         config.uplink)
         await uplink.start()

@@ -32,6 +32,7 @@ from hallkit.supervise import Supervisor
 from protocols import topics
 from protocols.commands import CommandResult
 from protocols.envelope import Ack, GatewayState, encode, encode_batch, utc_now
+from protocols.strict import json_safe
 
 log = logging.getLogger(__name__)
 
@@ -334,6 +335,6 @@ class Uplink:
         return encode(GatewayState(
             hall=self.hall, gateway=self.gateway, boot=self.clock.boot_id, online=online,
             utc=utc_now(), synced=self.clock.synchronised(), software=SOFTWARE,
-            journal=self.journal.state(), health=self.health() if online else {},
+            journal=self.journal.state(), health=json_safe(self.health()) if online else {},
             tasks=self.supervisor.status() if online else {},
         ))

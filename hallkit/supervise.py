@@ -23,6 +23,8 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+from protocols.strict import clean_text
+
 log = logging.getLogger(__name__)
 
 MAX_ERROR_CHARS = 300
@@ -39,7 +41,7 @@ class TaskState(StrEnum):
 def describe(exc: BaseException) -> str:
     """One line for an operator: the type and the message, without credentials."""
     text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    return _CREDENTIALS.sub(r"\1:***@", text)[:MAX_ERROR_CHARS]
+    return clean_text(_CREDENTIALS.sub(r"\1:***@", text), MAX_ERROR_CHARS)
 
 
 @dataclass
@@ -52,7 +54,8 @@ class TaskRecord:
     failures_in_row: int = field(default=0, repr=False)
 
     def failed_with(self, error: str) -> None:
-        self.last_error, self.error_at = error, datetime.now(UTC)
+        # one line of storable text: it travels in the gateway's state message
+        self.last_error, self.error_at = clean_text(error, MAX_ERROR_CHARS), datetime.now(UTC)
         self.failures_in_row += 1
 
     def as_dict(self) -> dict[str, Any]:

@@ -1,7 +1,7 @@
-"""The base of every event body model."""
+"""The base of every event body model: strict, closed, storable (see protocols.strict)."""
 
-from pydantic import BaseModel, ConfigDict
+from protocols.strict import WireModel
 
 
-class Body(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class Body(WireModel):
+    pass

@@ -12,12 +12,12 @@ gateway afterwards no longer verifies; it sets SELF_PRESS_SUSPECTED from ``camer
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field
 
 from protocols.body import Body
+from protocols.strict import Count, Int64, MonoNs, Name, Seq, Text, UtcTime, safe
 
 SHA256 = r"^[0-9a-f]{64}$"
 
@@ -25,67 +25,65 @@ SHA256 = r"^[0-9a-f]{64}$"
 class CameraHealth(Body):
     """camera.health"""
 
-    camera: str = Field(max_length=64)
+    camera: Name
     state: Literal["online", "offline", "stalled"]
-    reason: str = Field(max_length=300)
+    reason: Text
 
 
 class CameraPresence(Body):
     """camera.presence: staff at a window's seat, decided with hysteresis."""
 
-    camera: str = Field(max_length=64)
-    window: int = Field(ge=1)
+    camera: Name
+    window: int = Field(ge=1, le=99_999)
     staff: Literal["present", "away"]
-    since: datetime = Field(description="when the run that decided it began, UTC")
-    since_mono_ns: int = Field(
-        ge=0, description="the same instant on the gateway's monotonic clock"
-    )
+    since: UtcTime = Field(description="when the run that decided it began, UTC")
+    since_mono_ns: MonoNs = Field(description="the same instant on the gateway's monotonic clock")
     confidence: float = Field(ge=0, le=1)
-    snapshot: str | None = Field(default=None, description="evidence snapshot at the decision")
+    snapshot: Text | None = Field(default=None, description="evidence snapshot at the decision")
     snapshot_sha256: str | None = Field(default=None, pattern=SHA256)
 
 
 class CameraWaiting(Body):
     """camera.waiting: people in the waiting area (sent when the count changes)."""
 
-    camera: str = Field(max_length=64)
-    count: int = Field(ge=0)
+    camera: Name
+    count: Count
     confidence: float = Field(ge=0, le=1)
-    basis: str = Field(default="", max_length=120, description="what the count rests on")
+    basis: Annotated[str, safe(120)] = Field(default="", description="what the count rests on")
 
 
 class EvidenceEntry(Body):
     """camera.evidence: one manifest entry. ``head`` is the chain hash after it; central keeps
     it, so a file or entry changed on the gateway later no longer matches."""
 
-    seq: int = Field(ge=1)
+    seq: Seq
     action: Literal["add", "delete"]
-    path: str = Field(max_length=300)
+    path: Text
     sha256: str = Field(pattern=SHA256)
-    size: int = Field(ge=0)
-    reason: str = Field(max_length=120)
-    camera: str | None = Field(default=None, max_length=64)
-    window: int | None = Field(default=None, ge=1)
+    size: Count
+    reason: Annotated[str, safe(120)]
+    camera: Name | None = None
+    window: int | None = Field(default=None, ge=1, le=99_999)
     head: str = Field(pattern=SHA256)
 
 
 class CitizenVerdict(Body):
     """Was a citizen at the window when the evaluation key was pressed?"""
 
-    window: int = Field(ge=1)
+    window: int = Field(ge=1, le=99_999)
     verdict: Literal["present", "absent", "unknown"]
     confidence: float = Field(ge=0, le=1)
-    reason: str = Field(max_length=200)
-    camera: str | None = Field(default=None, max_length=64)
-    at_mono_ns: int = Field(ge=0, description="the key press on the gateway's monotonic clock")
-    frames: int = Field(ge=0, description="analysed frames in the seconds around the press")
-    occupied_frames: int = Field(ge=0)
-    snapshot: str | None = Field(default=None, description="evidence path, relative to its dir")
+    reason: Annotated[str, safe(200)]
+    camera: Name | None = None
+    at_mono_ns: MonoNs = Field(description="the key press on the gateway's monotonic clock")
+    frames: Count = Field(description="analysed frames in the seconds around the press")
+    occupied_frames: Count
+    snapshot: Text | None = Field(default=None, description="evidence path, relative to its dir")
     snapshot_sha256: str | None = Field(default=None, pattern=SHA256)
-    snapshot_offset_ms: int | None = Field(
+    snapshot_offset_ms: Int64 | None = Field(
         default=None, description="snapshot frame time minus press time"
     )
-    manifest_seq: int = Field(ge=0)
+    manifest_seq: Count
     manifest_head: str = Field(pattern=SHA256)
 
 
@@ -94,7 +92,7 @@ class CameraVerdict(CitizenVerdict):
 
     addr: int = Field(ge=0, le=255, description="the evaluator that sent the key")
     dev_seq: int = Field(ge=0, le=255, description="the KEY frame's SEQ")
-    key_seq: int = Field(ge=1, description="gateway seq of the evaluator.key event it judges")
+    key_seq: Seq = Field(description="gateway seq of the evaluator.key event it judges")
 
 
 KINDS: dict[str, type[Body]] = {

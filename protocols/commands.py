@@ -17,7 +17,7 @@ import json
 import re
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -29,6 +29,7 @@ from pydantic import (
 )
 
 from protocols.envelope import MAX_SEQ
+from protocols.strict import UtcTime, WireModel, safe
 from protocols.topics import ID_PATTERN
 
 # The label is part of what is signed: version it together with the envelope.
@@ -164,7 +165,7 @@ class RefusalReason(StrEnum):
 ACCEPTED = "accepted"
 
 
-class CommandResult(_Model):
+class CommandResult(WireModel):
     """gateway → central on hw/v1/{hall}/{gateway}/result.
 
     ``reason`` is ``accepted`` or a ``RefusalReason``; ``id`` and ``version`` are absent when
@@ -177,9 +178,9 @@ class CommandResult(_Model):
     gateway: str = Field(pattern=f"^{ID_PATTERN}$")
     version: int | None = Field(default=None, ge=1, le=MAX_SEQ)
     accepted: bool
-    reason: str = Field(max_length=32)
-    detail: str = Field(default="", max_length=500)
-    utc: datetime
+    reason: Annotated[str, safe(32)]
+    detail: Annotated[str, safe(500)] = ""
+    utc: UtcTime
 
     @model_validator(mode="after")
     def _consistent(self) -> CommandResult:

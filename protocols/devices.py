@@ -7,11 +7,24 @@ without dropping anything: central decides what counts.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field
 
 from protocols.body import Body
+from protocols.strict import (
+    U32,
+    Byte,
+    Count,
+    Int64,
+    MonoNs,
+    Name,
+    QueueMseq,
+    RawHex,
+    Text,
+    Window,
+    safe,
+)
 
 KeyMark = Literal[
     "NO_SESSION",  # SESSION 0: pressed while no invitation was open
@@ -23,60 +36,62 @@ KeyMark = Literal[
 KEY_LABELS: dict[int, str] = {1: "非常满意", 2: "基本满意", 3: "服务态度不好", 4: "办理时间太长",
                               5: "业务不熟", 6: "其他"}
 STAFF_PATTERN = r"^[0-9]{6}$"
+MAX_QM_LINE_CHARS = 1024  # the $QM bridge's longest line (bytes), so at most as many characters
+QueueText = Annotated[str, safe(MAX_QM_LINE_CHARS)]
 
 
 class _OnWindow(Body):
-    window: int = Field(ge=0, description="window number (site configuration maps addresses)")
-    addr: int = Field(ge=0, le=255, description="evaluator bus address")
+    window: Window = Field(description="window number (site configuration maps addresses)")
+    addr: Byte = Field(description="evaluator bus address")
 
 
 class Invitation(Body):
     """What the gateway knew when it invited the citizen to evaluate."""
 
     session: int = Field(ge=1, le=255)
-    ticket: str | None = None
+    ticket: Name | None = None
     staff: str | None = Field(default=None, pattern=STAFF_PATTERN)
-    invited_mono_ns: int = Field(ge=0)
-    qm_mseq: int | None = Field(default=None, description="the FN message that caused it")
+    invited_mono_ns: MonoNs
+    qm_mseq: QueueMseq | None = Field(default=None, description="the FN message that caused it")
 
 
 class EvaluatorKey(_OnWindow):
     """evaluator.key: a citizen's evaluation (one of the six keys)."""
 
-    dev_seq: int = Field(ge=0, le=255)
+    dev_seq: Byte
     key: int = Field(ge=1, le=6)
-    label: str
-    session: int = Field(ge=0, le=255)
+    label: Name
+    session: Byte
     invitation: Invitation | None = None
-    marks: list[KeyMark] = Field(default_factory=list)
-    raw: str = Field(description="the frame as received, hex")
+    marks: list[KeyMark] = Field(default_factory=list, max_length=4)
+    raw: RawHex = Field(description="the frame as received, hex")
 
 
 class EvaluatorFault(_OnWindow):
     """evaluator.fault: a frame that is a hardware fault (a KEY value outside 1–6)."""
 
-    reason: str
-    value: int | None = None
-    raw: str
+    reason: Text
+    value: Int64 | None = None
+    raw: RawHex
 
 
 class EvaluatorInviteTimeout(_OnWindow):
     """evaluator.invite_timeout: the invitation closed with no key pressed."""
 
-    dev_seq: int = Field(ge=0, le=255)
-    session: int = Field(ge=0, le=255)
+    dev_seq: Byte
+    session: Byte
     invitation: Invitation | None = None
-    marks: list[KeyMark] = Field(default_factory=list)
-    raw: str
+    marks: list[KeyMark] = Field(default_factory=list, max_length=4)
+    raw: RawHex
 
 
 class EvaluatorBoot(_OnWindow):
     """evaluator.boot: the device (re)started; its SEQ and any open invitation are gone."""
 
-    fw: str
+    fw: Name
     reset_cause: Literal["power_on", "watchdog", "brown_out", "unknown"]
-    marks: list[KeyMark] = Field(default_factory=list)
-    raw: str
+    marks: list[KeyMark] = Field(default_factory=list, max_length=4)
+    raw: RawHex
 
 
 class EvaluatorInvite(_OnWindow):
@@ -107,19 +122,19 @@ class EvaluatorHealth(_OnWindow):
     stuck_key: bool = False
     display_failed: bool = False
     keys_disabled: bool = False
-    fw: str | None = None
-    uptime_s: int | None = None
-    key_count: int | None = None
-    reason: str = ""
+    fw: Name | None = None
+    uptime_s: U32 | None = None
+    key_count: U32 | None = None
+    reason: Text = ""
 
 
 class BusStats(Body):
     """bus.stats: counters of one serial line (garbage, invalid frames, callers' frames)."""
 
-    port: str
+    port: Text
     device: Literal["ff68", "qm"]
     connected: bool
-    counters: dict[str, int | float | bool | None]
+    counters: dict[Name, Int64 | float | bool | None] = Field(max_length=64)
 
 
 QueueType = Literal["TK", "CL", "RC", "ST", "FN", "NS", "TR", "LI", "LO", "PS", "RS", "HB"]
@@ -129,25 +144,30 @@ class QueueEvent(Body):
     """queue.event: one $QM message. ``machine_time`` is the machine's own (drifting) local
     clock, kept beside the gateway's receive time (the event's utc), never trusted alone."""
 
-    mseq: int = Field(ge=1, le=999_999)
+    mseq: QueueMseq
     type: QueueType
-    ticket: str | None = None
-    service: str | None = None
-    service_name: str | None = None
-    window: int | None = Field(default=None, ge=0)
-    to_service: str | None = None
+    ticket: Name | None = None
+    service: Name | None = None
+    service_name: QueueText | None = None
+    window: Window | None = None
+    to_service: Name | None = None
     staff: str | None = Field(default=None, pattern=STAFF_PATTERN)
-    waiting: int | None = Field(default=None, ge=0)
-    machine_time: str | None = Field(default=None, description="YYYY-MM-DDThh:mm:ss local")
-    raw: str
+    waiting: Count | None = None
+    machine_time: Name | None = Field(default=None, description="YYYY-MM-DDThh:mm:ss local")
+    raw: QueueText = Field(description="the line as received, made safe (see raw_hex)")
+    raw_hex: RawHex | None = Field(
+        default=None, description="the line's bytes, hex, when its text had to be made safe")
 
 
 class QueueFault(Body):
     """queue.fault: a well-formed $QM line the gateway cannot use (journaled raw, acked)."""
 
-    mseq: int | None = None
-    reason: str
-    raw: str
+    mseq: Int64 | None = Field(default=None, ge=0, description="as the machine sent it, "
+                               "also when outside 1–999999")
+    reason: Text
+    raw: QueueText = Field(description="the line as received, made safe (see raw_hex)")
+    raw_hex: RawHex | None = Field(
+        default=None, description="the line's bytes, hex, when its text had to be made safe")
 
 
 KINDS: dict[str, type[Body]] = {

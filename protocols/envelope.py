@@ -5,10 +5,21 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, model_validator
 
+from protocols.strict import (
+    INT64_MAX,
+    Count,
+    JsonObject,
+    MonoNs,
+    Seq,
+    Text,
+    UtcTime,
+    WireModel,
+    safe,
+)
 from protocols.topics import ID_PATTERN
 
 # A batch must fit comfortably in one MQTT message on every broker we target; 1,000 events of
@@ -17,7 +28,7 @@ from protocols.topics import ID_PATTERN
 MAX_EVENTS_PER_BATCH = 1000
 MAX_PAYLOAD_BYTES = 1024 * 1024
 MAX_BODY_BYTES = 16 * 1024
-MAX_SEQ = 2**63 - 1
+MAX_SEQ = INT64_MAX
 KIND_PATTERN = r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$"
 BOOT_PATTERN = r"^[0-9a-f]{8,32}$"
 EPOCH_PATTERN = BOOT_PATTERN
@@ -27,27 +38,19 @@ EPOCH_PATTERN = BOOT_PATTERN
 MAX_SEQ_ADVANCE = 2**32
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+_Model = WireModel
 
 
 class EventRecord(_Model):
     """One journaled event. Identified by (gateway, seq), never by its time."""
 
-    seq: int = Field(ge=1, le=MAX_SEQ, description="gateway sequence number: 1, 2, 3, … gapless")
-    utc: datetime = Field(description="gateway wall clock at capture, UTC, ISO 8601")
-    mono_ns: int = Field(ge=0, description="gateway monotonic clock at capture, ns since boot")
+    seq: Seq = Field(description="gateway sequence number: 1, 2, 3, … gapless")
+    utc: UtcTime = Field(description="gateway wall clock at capture, UTC, ISO 8601, 1970–2199")
+    mono_ns: MonoNs = Field(description="gateway monotonic clock at capture, ns since boot")
     boot: str = Field(pattern=BOOT_PATTERN, description="id of the gateway boot that captured it")
     synced: bool = Field(description="was the wall clock NTP-synchronised at capture")
     kind: str = Field(pattern=KIND_PATTERN, max_length=64, description="e.g. evaluator.key")
-    body: dict[str, Any] = Field(description="kind-specific payload, see protocols.events")
-
-    @field_validator("utc")
-    @classmethod
-    def _aware(cls, value: datetime) -> datetime:
-        if value.tzinfo is None:
-            raise ValueError("utc must carry a timezone (use Z)")
-        return value.astimezone(UTC)
+    body: JsonObject = Field(description="kind-specific payload, see protocols.events")
 
 
 class EventBatch(_Model):
@@ -62,7 +65,7 @@ class EventBatch(_Model):
     hall: str = Field(pattern=f"^{ID_PATTERN}$")
     gateway: str = Field(pattern=f"^{ID_PATTERN}$")
     sender_boot: str = Field(pattern=BOOT_PATTERN)
-    lost_from: int | None = Field(default=None, ge=1)
+    lost_from: Seq | None = None
     epoch: str | None = Field(default=None, pattern=EPOCH_PATTERN, description=(
         "id of the journal that numbered these events, created with it; a new id means a new "
         "or replaced journal (absent from gateways older than epochs)"))
@@ -98,33 +101,33 @@ class Ack(_Model):
     v: Literal[1] = 1
     hall: str = Field(pattern=f"^{ID_PATTERN}$")
     gateway: str = Field(pattern=f"^{ID_PATTERN}$")
-    committed_through: int = Field(ge=0, le=MAX_SEQ)
-    replay_from: int | None = Field(default=None, ge=1)
-    utc: datetime
+    committed_through: Count
+    replay_from: Seq | None = None
+    utc: UtcTime
     epoch: str | None = Field(default=None, pattern=EPOCH_PATTERN,
                               description="the journal epoch this ack speaks for")
-    rebase_to: int | None = Field(default=None, ge=1, le=MAX_SEQ, description=(
+    rebase_to: Seq | None = Field(default=None, description=(
         "central refuses this epoch's numbering above committed_through (it collides with "
         "other data or jumps too far): renumber those events from here, in a new epoch"))
 
 
 class JournalState(_Model):
-    head_seq: int = Field(ge=0, description="highest seq journaled")
-    acked_seq: int = Field(ge=0, description="highest seq central acknowledged")
-    backlog: int = Field(ge=0, description="journaled, not yet acknowledged")
-    oldest_unacked_utc: datetime | None = None
-    disk_bytes: int = Field(ge=0)
-    limit_bytes: int = Field(ge=0)
-    dropped_unacked: int = Field(ge=0, description="events ever discarded before their ack")
+    head_seq: Count = Field(description="highest seq journaled")
+    acked_seq: Count = Field(description="highest seq central acknowledged")
+    backlog: Count = Field(description="journaled, not yet acknowledged")
+    oldest_unacked_utc: UtcTime | None = None
+    disk_bytes: Count
+    limit_bytes: Count
+    dropped_unacked: Count = Field(description="events ever discarded before their ack")
 
 
 class TaskStatus(_Model):
     """One supervised long-running task of the gateway (its uplink, device supervisors …)."""
 
     state: Literal["running", "restarting", "failed", "stopped"]
-    restarts: int = Field(ge=0, le=MAX_SEQ)
-    last_error: str | None = Field(default=None, max_length=300)
-    error_at: datetime | None = None
+    restarts: Count
+    last_error: Text | None = None
+    error_at: UtcTime | None = None
 
 
 class GatewayState(_Model):
@@ -139,11 +142,11 @@ class GatewayState(_Model):
     gateway: str = Field(pattern=f"^{ID_PATTERN}$")
     boot: str = Field(pattern=BOOT_PATTERN)
     online: bool
-    utc: datetime
+    utc: UtcTime
     synced: bool
-    software: str = ""
+    software: Annotated[str, safe(120)] = ""
     journal: JournalState | None = None
-    health: dict[str, Any] = Field(default_factory=dict)
+    health: JsonObject = Field(default_factory=dict)
     tasks: dict[str, TaskStatus] = Field(default_factory=dict, max_length=200,
                                          description="supervised tasks by name")
 

@@ -3,45 +3,46 @@ an unknown kind of a valid batch is kept in quarantine, never silently stored as
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import Field, ValidationError
 
 from protocols import camera, devices
 from protocols.body import Body
+from protocols.strict import Count, Name, Seq, Text, safe
 
 
 class GeneratorSample(Body):
     """gen.sample: the built-in test generator's event (demo, tests, benchmarks)."""
 
-    n: int = Field(ge=0, description="generator counter within its run")
-    run: str = Field(max_length=64, description="generator run id")
-    pad: str = Field(default="", max_length=4096)
+    n: Count = Field(description="generator counter within its run")
+    run: Name = Field(description="generator run id")
+    pad: Annotated[str, safe(4096)] = ""
 
 
 class JournalLoss(Body):
     """gateway.journal_loss: the journal had to discard unacknowledged events (disk bound)."""
 
-    first_seq: int = Field(ge=1)
-    last_seq: int = Field(ge=1)
-    reason: str
+    first_seq: Seq
+    last_seq: Seq
+    reason: Text
 
 
 class GatewayBoot(Body):
     """gateway.boot: the gateway service started."""
 
-    software: str
-    config_version: str = ""
-    previous_head_seq: int = Field(ge=0)
+    software: Name
+    config_version: Name = ""
+    previous_head_seq: Count
 
 
 class GatewaySelfTest(Body):
     """gateway.selftest: a technician ran ``hallwatch-edge selftest`` (commissioning record);
     journaled last, so central's acknowledgement of it proves the whole uplink path."""
 
-    software: str
+    software: Name
     passed: bool = Field(description="every local check passed")
-    failed: list[str] = Field(default_factory=list, max_length=64,
+    failed: list[Text] = Field(default_factory=list, max_length=64,
                               description="names of the checks that failed")
 
 

@@ -20,13 +20,12 @@ send again later.
 
 from __future__ import annotations
 
-import json
 import struct
-from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 
+from protocols.strict import Count, Seq, Text, UtcTime, WireModel, safe
 from protocols.topics import ID_PATTERN
 
 MAGIC = b"HWEV1\n"
@@ -43,33 +42,30 @@ class FramingError(ValueError):
     """Bytes that are not an upload of this version (wrong magic, length, header)."""
 
 
-class EvidenceHeader(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class EvidenceHeader(WireModel):
     v: Literal[1] = 1
     hall: str = Field(pattern=f"^{ID_PATTERN}$")
     gateway: str = Field(pattern=f"^{ID_PATTERN}$")
-    path: str = Field(min_length=1, max_length=300, description="relative to the evidence dir")
+    path: Annotated[str, safe(300, min_length=1)] = Field(
+        description="relative to the evidence dir")
     sha256: str = Field(pattern=SHA256, description="the hash the gateway journaled")
     size: int = Field(ge=0, le=MAX_EVIDENCE_BYTES)
-    manifest_seq: int = Field(ge=0, description="manifest entry that added the file (0: unknown)")
-    event_seq: int = Field(ge=1, description="gateway seq of the event that names the file")
+    manifest_seq: Count = Field(description="manifest entry that added the file (0: unknown)")
+    event_seq: Seq = Field(description="gateway seq of the event that names the file")
 
 
-class EvidenceReceipt(BaseModel):
+class EvidenceReceipt(WireModel):
     """central → gateway: what became of one upload."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     v: Literal[1] = 1
     hall: str = Field(pattern=f"^{ID_PATTERN}$")
     gateway: str = Field(pattern=f"^{ID_PATTERN}$")
     sha256: str = Field(pattern=SHA256)
-    event_seq: int | None = Field(
-        default=None, ge=1, description="the upload's event; identical images share a hash")
+    event_seq: Seq | None = Field(
+        default=None, description="the upload's event; identical images share a hash")
     status: Literal["stored", "refused", "retry"]
-    reason: str = Field(default="", max_length=300)
-    utc: datetime
+    reason: Text = ""
+    utc: UtcTime
 
 
 def encode_upload(header: EvidenceHeader, data: bytes) -> bytes:
@@ -90,7 +86,7 @@ def decode_upload(payload: bytes) -> tuple[EvidenceHeader, bytes]:
     if length > MAX_HEADER_BYTES or start + length > len(payload):
         raise FramingError(f"header length {length} out of bounds")
     try:
-        header = EvidenceHeader.model_validate(json.loads(payload[start:start + length]))
+        header = EvidenceHeader.model_validate_json(payload[start:start + length])
     except (ValueError, ValidationError) as exc:
         raise FramingError(f"bad header: {exc}") from None
     data = payload[start + length:]

@@ -42,7 +42,8 @@ class Polygon(_Model):
 class WindowRegions(_Model):
     """One service window (窗口) as the camera sees it."""
 
-    window: int = Field(ge=1, description="window number, as on the evaluator and queue machine")
+    window: int = Field(ge=1, le=99_999,
+                        description="window number, as on the evaluator and queue machine")
     staff_seat: Polygon = Field(description="where the staff member sits when serving")
     citizen_side: Polygon = Field(description="where a citizen stands or sits at the counter")
 

@@ -50,6 +50,7 @@ from edge.camera.presence import PresenceChange, PresenceTracker
 from edge.camera.verdict import Decision, Observation, decide
 from hallkit.supervise import Supervisor, TaskRecord, TaskState
 from protocols.events import Body
+from protocols.strict import clean_text
 
 log = logging.getLogger(__name__)
 
@@ -343,7 +344,7 @@ class CameraService:
             path=entry["path"],
             sha256=entry["sha256"],
             size=entry["size"],
-            reason=str(entry["reason"])[:120],
+            reason=clean_text(str(entry["reason"]), 120),
             camera=entry.get("camera"),
             window=entry.get("window"),
             head=entry["hash"],
@@ -394,7 +395,7 @@ class CameraService:
         if current.state == state:
             return
         body = CameraHealth.model_validate(
-            {"camera": camera, "state": state, "reason": reason[:300]}
+            {"camera": camera, "state": state, "reason": clean_text(reason, 300)}
         )
         self._state[camera].health = body
         self._emit("camera.health", body, mono)

@@ -21,6 +21,8 @@ from functools import reduce
 from operator import xor
 from typing import Any, ClassVar, Literal, cast
 
+from protocols.strict import device_text
+
 __all__ = [
     "MAX_LINE",
     "MAX_MSEQ",
@@ -55,6 +57,10 @@ __all__ = [
 
 # "Machine → gateway messages": mseq runs 1–999999 and wraps to 1.
 MAX_MSEQ = 999_999
+# A number outside that range is still the machine's handle for its message: it is journaled
+# as unusable and acknowledged with the same number, or the machine would resend it forever.
+# Up to 18 digits fit a signed 64-bit integer, the widest a store holds.
+MAX_MSEQ_DIGITS = 18
 
 # Longest line accepted, '$' to '\n' inclusive. NMEA 0183 caps a sentence at 82 characters, but
 # a TK line carries a service name: a 40-character Chinese name is 120 bytes in UTF-8, so the
@@ -103,9 +109,10 @@ def encode_line(body: str, encoding: str = "utf-8") -> bytes:
 
 
 def encode_ack(mseq: int) -> bytes:
-    """``$ACK,<mseq>*CS\\r\\n`` ("Gateway → machine"); e.g. 1042 → ``$ACK,1042*62``."""
-    if not 0 <= mseq <= MAX_MSEQ:
-        raise ValueError(f"mseq {mseq} outside 0…{MAX_MSEQ}")
+    """``$ACK,<mseq>*CS\\r\\n`` ("Gateway → machine"); e.g. 1042 → ``$ACK,1042*62``. Any
+    number the machine sent is acknowledged as sent, in range or not."""
+    if not 0 <= mseq < 10**MAX_MSEQ_DIGITS:
+        raise ValueError(f"mseq {mseq} is not a number of at most {MAX_MSEQ_DIGITS} digits")
     return encode_line(f"ACK,{mseq}")
 
 
@@ -407,7 +414,7 @@ _WINDOW = re.compile(rb"[0-9]{1,5}")
 _STAFF = re.compile(rb"[0-9]{6}")
 _COUNT = re.compile(rb"[0-9]{1,6}")
 _TIME = re.compile(rb"[0-9]{14}")
-_MSEQ = re.compile(rb"[0-9]{1,6}")
+_MSEQ = re.compile(rb"[0-9]{1,%d}" % MAX_MSEQ_DIGITS)
 _STAFF_TEXT = re.compile(r"[0-9]{6}")
 _FORBIDDEN_IN_TEXT = frozenset(",*$\r\n")
 
@@ -463,11 +470,10 @@ def _read_time(_name: str, value: bytes, _enc: TextEncoding, notes: _Notes) -> d
 
 
 def _read_text(name: str, value: bytes, enc: TextEncoding, notes: _Notes) -> dict[str, Any]:
-    try:
-        text = value.decode(_DECODE_AS[enc])
-    except UnicodeDecodeError:
-        text = value.decode(_DECODE_AS[enc], errors="replace")
-        notes.text_replaced = True
+    # any byte may arrive here (NUL, broken UTF-8, GB 2312 on a UTF-8 unit): decoded sensibly
+    # and made storable; the line's raw bytes stay with the message
+    text, altered = device_text(value, _DECODE_AS[enc], MAX_LINE)
+    notes.text_replaced |= altered
     return {name: text}
 
 
@@ -619,7 +625,7 @@ class Decoder:
         self._framer = _Framer(max_line, rejected_size)
         self.messages = 0
         self.unusable = 0
-        self.text_replaced = 0  # lines whose service name had undecodable bytes (now U+FFFD)
+        self.text_replaced = 0  # lines whose service name had to be made safe (raw kept)
         self.impossible_times = 0  # well-shaped machine times that are no real moment
 
     @property
@@ -660,8 +666,8 @@ class Decoder:
             self._framer.reject(raw, "no readable mseq")
             return None
         mseq = int(parts[1])
-        if mseq == 0:
-            return Unusable(mseq, raw, "mseq 0 is outside 1…999999")
+        if not 1 <= mseq <= MAX_MSEQ:
+            return Unusable(mseq, raw, f"mseq {mseq} is outside 1…{MAX_MSEQ}")
         if len(parts) < 3:
             return Unusable(mseq, raw, "no message type")
         code = parts[2].decode("ascii", errors="replace")
@@ -692,7 +698,7 @@ class Decoder:
 class AckDecoder:
     """Machine side: ``feed(bytes) -> list[int]`` of acknowledged mseqs; never raises."""
 
-    _ACK = re.compile(rb"ACK,([0-9]{1,6})")
+    _ACK = re.compile(rb"ACK,([0-9]{1,%d})" % MAX_MSEQ_DIGITS)
 
     def __init__(self, max_line: int = 64, rejected_size: int = REJECTED_KEPT) -> None:
         self._framer = _Framer(max_line, rejected_size)

@@ -21,6 +21,7 @@ from edge.app import Gateway
 from edge.clock import Clock
 from edge.config import GatewayConfig
 from edge.journal import Journal
+from protocols.events import GeneratorSample
 from tests.support import procs
 from tests.support.broker import Broker, free_port
 
@@ -41,7 +42,7 @@ def test_journal_durable_append_rate(tmp_path: Path) -> None:
     async def go() -> float:
         async with Journal(tmp_path / "j.db", Clock(assume_synced=True)) as journal:
             n, inflight = 100_000, 2_000  # many devices waiting for their echo at once
-            body = {"n": 0, "run": "bench"}
+            body = GeneratorSample(n=0, run="bench")
             start = time.perf_counter()
             for _ in range(n // inflight):
                 await asyncio.gather(*(journal.append_nowait("gen.sample", body)
@@ -100,8 +101,9 @@ def test_backlog_drain_50k_end_to_end(tmp_path: Path, database_url: str) -> None
     async def fill() -> None:
         async with Journal(config.journal_path, Clock(assume_synced=True)) as journal:
             for _ in range(25):
-                await asyncio.gather(*(journal.append_nowait("gen.sample", {"n": i, "run": "b"})
-                                       for i in range(2000)))
+                await asyncio.gather(*(
+                    journal.append_nowait("gen.sample", GeneratorSample(n=i, run="b"))
+                    for i in range(2000)))
 
     async def drain() -> tuple[float, int]:
         gateway = Gateway(config)

@@ -51,7 +51,8 @@ class Hall:
         self.now_ns += int(seconds * S)
 
     def invite(self, window: int, ticket: str, status: str = "ok") -> tuple[int, int | None]:
-        decision = self.rules.invite(window, ticket=ticket, staff="100233", qm_mseq=self.mseq,
+        decision = self.rules.invite(window, ticket=ticket, staff="100233",
+                                     qm_mseq=self.mseq or None,
                                      now_ns=self.now_ns)
         self.tick(0.05)  # INVITE and its reply on the bus
         self.rules.invite_answered(decision.addr, decision.invitation.session, status)
@@ -65,7 +66,8 @@ class Hall:
         decision = self.rules.on_frame(frame, self.now_ns / S)
         self.decisions.append(decision)
         self.last = frame
-        self._journal(*frame_body(frame, decision), self.now_ns)
+        kind, body = frame_body(frame, decision)
+        self._journal(kind, body.model_dump(mode="json"), self.now_ns)
         ticket = decision.invitation.ticket if decision.invitation else None
         return ticket, list(decision.marks)
 

@@ -10,12 +10,13 @@ from pathlib import Path
 import pytest
 
 from edge.clock import Clock
-from edge.journal import Journal, JournalError, Rebase
+from edge.journal import Journal, Rebase
 from protocols.envelope import EventRecord
+from protocols.events import GeneratorSample
 
 
 async def _fill(journal: Journal, n: int, pad: str = "") -> list[int]:
-    futures = [journal.append_nowait("gen.sample", {"n": i, "run": "t", "pad": pad})
+    futures = [journal.append_nowait("gen.sample", GeneratorSample(n=i, run="t", pad=pad))
                for i in range(n)]
     seqs = list(await asyncio.gather(*futures))
     await asyncio.sleep(0.05)  # trimming runs after the callers were released
@@ -36,7 +37,7 @@ async def test_sequence_is_gapless_and_survives_reopen(tmp_path: Path) -> None:
 async def test_durable_means_on_disk_for_another_reader(tmp_path: Path) -> None:
     path = tmp_path / "journal.db"
     async with Journal(path, Clock(assume_synced=False)) as journal:
-        seq = await journal.append("gen.sample", {"n": 7, "run": "x"})
+        seq = await journal.append("gen.sample", GeneratorSample(n=7, run="x"))
         # another process's view: committed rows are visible the moment the future resolves
         with sqlite3.connect(path) as other:
             (doc,) = other.execute("SELECT doc FROM events WHERE seq = ?", (seq,)).fetchone()
@@ -57,7 +58,7 @@ async def test_numbering_continues_after_every_row_is_trimmed(tmp_path: Path) ->
         await _fill(journal, 180, pad="x" * 100)  # now every row from the first two rounds goes
         assert journal.oldest_seq > 250 and journal.dropped_unacked == 0
     async with Journal(path, Clock(), limit_bytes=60_000) as journal:
-        assert (await journal.append("gen.sample", {"n": 0, "run": "t"})) == 431
+        assert (await journal.append("gen.sample", GeneratorSample(n=0, run="t"))) == 431
 
 
 async def test_acknowledged_rows_go_first_then_loss_is_loud(
@@ -96,7 +97,7 @@ async def test_ack_beyond_head_raises_the_floor(tmp_path: Path) -> None:
         await _fill(journal, 3)
         journal.mark_acked(5000)
         await asyncio.sleep(0.05)
-        assert await journal.append("gen.sample", {"n": 1, "run": "r"}) == 5001
+        assert await journal.append("gen.sample", GeneratorSample(n=1, run="r")) == 5001
 
 
 async def test_events_after_a_raised_floor_are_read_back(tmp_path: Path) -> None:
@@ -120,20 +121,22 @@ async def test_failed_commit_rejects_callers_and_keeps_numbering(tmp_path: Path)
         with sqlite3.connect(path) as other:  # someone else holds the write lock
             other.execute("BEGIN EXCLUSIVE")
             other.execute("PRAGMA busy_timeout = 0")
-            fut = journal.append_nowait("gen.sample", {"n": 99, "run": "r"})
+            fut = journal.append_nowait("gen.sample", GeneratorSample(n=99, run="r"))
             with pytest.raises(Exception, match="journal commit failed"):
                 await asyncio.wait_for(fut, 30)
             other.rollback()
-        assert await journal.append("gen.sample", {"n": 100, "run": "r"}) == 6
+        assert await journal.append("gen.sample", GeneratorSample(n=100, run="r")) == 6
 
 
-async def test_a_body_that_is_not_json_is_refused_and_the_writer_lives_on(
+async def test_a_body_that_is_not_its_model_is_refused_and_the_writer_lives_on(
         tmp_path: Path) -> None:
     async with Journal(tmp_path / "j.db", Clock()) as journal:
-        with pytest.raises(JournalError):
-            await journal.append("gen.sample", {"n": object()})
-        assert journal.write_errors == 1
-        assert await journal.append("gen.sample", {"n": 1, "run": "r"}) == 1
+        with pytest.raises(TypeError):  # refused before it is queued: never a write error
+            await journal.append("gen.sample", {"n": object()})  # type: ignore[arg-type]
+        with pytest.raises(TypeError):
+            await journal.append("gen.selftest", GeneratorSample(n=1, run="r"))
+        assert journal.write_errors == 0
+        assert await journal.append("gen.sample", GeneratorSample(n=1, run="r")) == 1
 
 
 async def test_epoch_survives_reopen_and_a_new_file_gets_another(tmp_path: Path) -> None:
@@ -157,7 +160,7 @@ async def test_rebase_renumbers_unacknowledged_events_under_a_new_epoch(tmp_path
         old_epoch = journal.epoch
         journal.request_rebase(Rebase("0" * 16, 7, 1001))  # another epoch's: ignored
         journal.request_rebase(Rebase(old_epoch, 7, 1001))
-        seq = await journal.append("gen.sample", {"n": 99, "run": "t"})
+        seq = await journal.append("gen.sample", GeneratorSample(n=99, run="t"))
         assert seq == 1004  # 8, 9, 10 became 1001–1003
         assert journal.epoch != old_epoch and journal.acked_seq == 1000
         rows = await journal.read_from(1001, max_events=10, max_bytes=1_000_000)

@@ -14,6 +14,7 @@ import pytest
 
 from edge.clock import Clock
 from edge.journal import Journal, JournalError
+from protocols.events import GeneratorSample
 
 
 @pytest.fixture
@@ -41,8 +42,8 @@ async def test_full_disk_refuses_then_recovers_after_acknowledged_rows_go(
     async with Journal(path, Clock(), limit_bytes=50 * 1024 * 1024,
                        ballast_bytes=96 * 1024) as journal:
         for round_no in range(200):
-            futures = [journal.append_nowait("gen.sample", {"n": round_no * 20 + i, "run": "d",
-                                                            "pad": "z" * 400})
+            futures = [journal.append_nowait("gen.sample", GeneratorSample(
+                n=round_no * 20 + i, run="d", pad="z" * 400))
                        for i in range(20)]
             for result in await asyncio.gather(*futures, return_exceptions=True):
                 if isinstance(result, int):
@@ -59,5 +60,5 @@ async def test_full_disk_refuses_then_recovers_after_acknowledged_rows_go(
         assert stored == durable == list(range(1, len(durable) + 1))
         # central acknowledges everything: the next append makes room and succeeds
         journal.mark_acked(durable[-1])
-        seq = await journal.append("gen.sample", {"n": -1, "run": "d"})
+        seq = await journal.append("gen.sample", GeneratorSample(n=10**6, run="d"))
         assert seq == durable[-1] + 1

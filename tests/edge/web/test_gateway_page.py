@@ -14,6 +14,7 @@ from edge.app import Gateway
 from edge.config import GatewayConfig
 from edge.web import accounts as accounts_module
 from edge.web.accounts import AccountStore
+from protocols.events import GeneratorSample
 
 
 @pytest.fixture(autouse=True)
@@ -94,7 +95,7 @@ async def test_a_port_in_use_leaves_the_gateway_running_without_a_page(tmp_path:
         await gw.start()
         try:
             assert gw.hall_page is None
-            assert await gw.journal.append("gen.sample", {"n": 1}) > 0
+            assert await gw.journal.append("gen.sample", GeneratorSample(n=1, run="t")) > 0
         finally:
             await gw.stop()
 

@@ -21,6 +21,7 @@ from edge.hallboard import SUBSCRIBER_QUEUE, BoardSources, HallBoard, utc_text
 from edge.journal import Journal
 from edge.uplink import Uplink
 from hallkit.supervise import Supervisor, TaskState
+from protocols.events import GeneratorSample, validate_body
 
 # 2026-11-21 10:00 in Beijing (UTC+8)
 MORNING = datetime(2026, 11, 21, 2, 0, tzinfo=UTC)
@@ -141,7 +142,7 @@ async def test_replay_rebuilds_today_from_the_journal(journal: Journal) -> None:
     now = Now(MORNING)
 
     async def journaled(kind: str, body: dict[str, Any], at: datetime) -> None:
-        await journal.append(kind, body, Stamp(at, 0, True))
+        await journal.append(kind, validate_body(kind, body), Stamp(at, 0, True))
 
     yesterday = MORNING - timedelta(days=1)
     await journaled("evaluator.key", key(1, 3), yesterday)  # not today's
@@ -165,7 +166,9 @@ async def test_replay_rebuilds_today_from_the_journal(journal: Journal) -> None:
     assert tile["presence"] == "present" and tile["ticket"] == "A007"
     assert tile["serving_since"] == utc_text(MORNING - timedelta(minutes=20))
     assert tile["keys"]["1"] == 1 and tile["keys"]["3"] == 0
-    assert tile["camera"] == {"staff": "away", "since": utc_text(MORNING), "snapshot": False}
+    # journaled through its model: pydantic's ISO form
+    assert tile["camera"] == {"staff": "away", "since": MORNING.isoformat().replace("+00:00", "Z"),
+                              "snapshot": False}
     assert board.picture()["queue"]["waiting_total"] == 0
 
 
@@ -173,7 +176,8 @@ async def test_health_says_what_is_wrong(tmp_path: Path) -> None:
     clock = Clock(assume_synced=False)
     async with Journal(tmp_path / "j.db", clock, limit_bytes=4000) as journal:
         old = datetime.now(UTC) - timedelta(minutes=12)
-        await journal.append("gen.sample", {"n": 1, "pad": "x" * 3000}, Stamp(old, 0, False))
+        await journal.append("gen.sample", GeneratorSample(n=1, run="t", pad="x" * 3000),
+                             Stamp(old, 0, False))
         uplink = Uplink(journal, clock, "H1", "gw1", BrokerConfig(port=1), UplinkConfig())
         board = HallBoard(BoardSources(journal, clock, uplink), hall="H1", gateway="gw1",
                           data_dir=tmp_path)
