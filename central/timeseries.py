@@ -454,7 +454,8 @@ class TimeseriesSink:
         for r in (await conn.execute(query)).all():
             # an unsynchronised stamp of a boot that never synchronised cannot be trusted:
             # central's receive time is the better guess for a chart
-            at = corrected_utc(r.utc, r.synced, r.mono_ns, r.offset_us) or r.received_at
+            at = corrected_utc(r.utc, r.synced, r.mono_ns, r.offset_us,
+                               r.received_at) or r.received_at
             out.append(StoredEvent(r.gateway_id, r.seq, r.hall_id, r.kind, at, r.mono_ns,
                                    r.boot, r.body))
         return out

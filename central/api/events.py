@@ -8,12 +8,13 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy import and_, or_, select, tuple_
 
 from central.api.deps import Caller, Engine, require_hall
 from central.store.clockfix import corrected_utc
 from central.store.schema import boot_clocks, events
+from protocols.strict import stamp_plausible
 
 router = APIRouter(prefix="/api/v1", tags=["events"])
 
@@ -25,6 +26,8 @@ class EventOut(BaseModel):
     kind: str
     utc: datetime
     utc_corrected: datetime | None
+    stamp_plausible: bool = Field(description="false: the gateway's clock was far off; rules "
+                                  "use received_at")
     synced: bool
     boot: str
     mono_ns: int
@@ -93,6 +96,8 @@ async def list_events(
 
 def _event_out(row: Any) -> EventOut:
     corrected = corrected_utc(row.utc, row.synced, row.mono_ns, row.offset_us)
+    plausible = corrected is None or stamp_plausible(corrected, row.received_at)
     return EventOut(gateway=row.gateway_id, seq=row.seq, hall=row.hall_id, kind=row.kind,
-                    utc=row.utc, utc_corrected=corrected, synced=row.synced, boot=row.boot,
+                    utc=row.utc, utc_corrected=corrected if plausible else None,
+                    stamp_plausible=plausible, synced=row.synced, boot=row.boot,
                     mono_ns=row.mono_ns, body=row.body, received_at=row.received_at)

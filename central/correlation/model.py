@@ -14,7 +14,12 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Literal
 
+from pydantic import ValidationError
+
 from central.store.clockfix import corrected_utc
+from protocols.camera import CameraVerdict
+from protocols.devices import EvaluatorInvite, EvaluatorKey, Invitation, QueueEvent
+from protocols.strict import stamp_plausible
 
 EventId = tuple[str, int]  # (gateway, seq): an event's identity everywhere in central
 
@@ -24,16 +29,23 @@ class TimeSource(StrEnum):
     REPAIRED = "repaired"  # unsynchronised stamp corrected from the boot's offset
     UNSYNCED = "unsynced"  # no offset known (yet): the stamp as the gateway wrote it
     MACHINE = "machine_offset"  # a queue message received late: the machine's clock + offset
+    IMPLAUSIBLE = "implausible"  # the (repaired) stamp is far from the receive time: received_at
 
 
-def event_time(utc: dt.datetime, synced: bool, mono_ns: int, offset_us: int | None
-               ) -> tuple[dt.datetime, TimeSource]:
+def event_time(utc: dt.datetime, synced: bool, mono_ns: int, offset_us: int | None,
+               received_at: dt.datetime | None = None) -> tuple[dt.datetime, TimeSource]:
     if synced:
-        return utc, TimeSource.SYNCED
-    repaired = corrected_utc(utc, synced, mono_ns, offset_us)
-    if repaired is None:
-        return utc, TimeSource.UNSYNCED
-    return repaired, TimeSource.REPAIRED
+        at, source = utc, TimeSource.SYNCED
+    else:
+        repaired = corrected_utc(utc, synced, mono_ns, offset_us)
+        if repaired is None:
+            return utc, TimeSource.UNSYNCED
+        at, source = repaired, TimeSource.REPAIRED
+    if received_at is not None and not stamp_plausible(at, received_at):
+        # a clock far off is recorded (the stamp stays stored as sent); rules use the receive
+        # time, so one wrong clock cannot put a press in another year
+        return received_at, TimeSource.IMPLAUSIBLE
+    return at, source
 
 
 def event_key(gateway: str, seq: int) -> str:
@@ -61,11 +73,10 @@ class QueueRecord:
     @classmethod
     def from_body(cls, gateway: str, seq: int, at: dt.datetime, body: dict[str, Any],
                   time_source: TimeSource = TimeSource.SYNCED) -> QueueRecord:
-        return cls(gateway=gateway, seq=seq, at=at, mseq=body["mseq"], type=body["type"],
-                   ticket=body.get("ticket"), window=body.get("window"),
-                   staff=body.get("staff"), service=body.get("service"),
-                   to_service=body.get("to_service"), machine_time=body.get("machine_time"),
-                   raw=body.get("raw", ""), time_source=time_source)
+        q = QueueEvent.model_validate(body)
+        return cls(gateway=gateway, seq=seq, at=at, mseq=q.mseq, type=q.type, ticket=q.ticket,
+                   window=q.window, staff=q.staff, service=q.service, to_service=q.to_service,
+                   machine_time=q.machine_time, raw=q.raw, time_source=time_source)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,11 +89,11 @@ class InvitationInfo:
     qm_mseq: int | None
 
     @classmethod
-    def from_body(cls, body: dict[str, Any] | None) -> InvitationInfo | None:
-        if body is None:
+    def from_model(cls, invitation: Invitation | None) -> InvitationInfo | None:
+        if invitation is None:
             return None
-        return cls(token=body["session"], ticket=body.get("ticket"), staff=body.get("staff"),
-                   qm_mseq=body.get("qm_mseq"))
+        return cls(token=invitation.session, ticket=invitation.ticket, staff=invitation.staff,
+                   qm_mseq=invitation.qm_mseq)
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,11 +121,11 @@ class Press:
     @classmethod
     def from_body(cls, gateway: str, seq: int, at: dt.datetime, time_source: TimeSource,
                   boot: str, mono_ns: int, body: dict[str, Any]) -> Press:
+        k = EvaluatorKey.model_validate(body)
         return cls(gateway=gateway, seq=seq, at=at, time_source=time_source, boot=boot,
-                   mono_ns=mono_ns, window=body["window"], addr=body["addr"],
-                   dev_seq=body["dev_seq"], key=body["key"], token=body["session"],
-                   invitation=InvitationInfo.from_body(body.get("invitation")),
-                   marks=frozenset(body.get("marks", ())))
+                   mono_ns=mono_ns, window=k.window, addr=k.addr, dev_seq=k.dev_seq, key=k.key,
+                   token=k.session, invitation=InvitationInfo.from_model(k.invitation),
+                   marks=frozenset(k.marks))
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,10 +144,11 @@ class InviteRecord:
     @classmethod
     def from_body(cls, gateway: str, seq: int, at: dt.datetime, body: dict[str, Any]
                   ) -> InviteRecord:
-        invitation = InvitationInfo.from_body(body["invitation"])
+        invite = EvaluatorInvite.model_validate(body)
+        invitation = InvitationInfo.from_model(invite.invitation)
         assert invitation is not None
-        return cls(gateway=gateway, seq=seq, at=at, window=body["window"], addr=body["addr"],
-                   invitation=invitation, timeout_s=body["timeout_s"], status=body["status"])
+        return cls(gateway=gateway, seq=seq, at=at, window=invite.window, addr=invite.addr,
+                   invitation=invitation, timeout_s=invite.timeout_s, status=invite.status)
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,12 +186,9 @@ class Verdict:
     def from_body(cls, gateway: str, seq: int, at: dt.datetime, body: dict[str, Any]
                   ) -> Verdict | None:
         try:
-            verdict = body["verdict"]
-            if verdict not in ("present", "absent", "unknown"):
-                return None
-            return cls(gateway=gateway, seq=seq, at=at, window=int(body["window"]),
-                       addr=int(body["addr"]), dev_seq=int(body["dev_seq"]), verdict=verdict,
-                       confidence=float(body.get("confidence", 0.0)),
-                       snapshot_sha256=body.get("snapshot_sha256"))
-        except (KeyError, TypeError, ValueError):
+            v = CameraVerdict.model_validate(body)
+        except ValidationError:
             return None  # a malformed body from a future kind: no verdict, never a crash
+        return cls(gateway=gateway, seq=seq, at=at, window=v.window, addr=v.addr,
+                   dev_seq=v.dev_seq, verdict=v.verdict, confidence=v.confidence,
+                   snapshot_sha256=v.snapshot_sha256)

@@ -16,10 +16,12 @@ import asyncio
 import datetime as dt
 import hashlib
 import json
+import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy import and_, bindparam, delete, insert, or_, select, text, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -53,6 +55,9 @@ from central.store.schema_correlation import (
     presence_periods,
     service_sessions,
 )
+from protocols.camera import CameraPresence as CameraPresenceBody
+
+log = logging.getLogger(__name__)
 
 KINDS = ("queue.event", "evaluator.key", "evaluator.invite", "camera.verdict", "camera.presence")
 EVENTS_MARK = "events_received_at"
@@ -128,7 +133,8 @@ async def scan(conn: AsyncConnection, cfg: CorrelationConfig) -> ScanReport:
     for i, row in enumerate(rows):
         if i % 2000 == 1999:
             await asyncio.sleep(0)  # a first scan reads everything: let ingest run between
-        at, source = event_time(row.utc, row.synced, row.mono_ns, row.offset_us)
+        at, source = event_time(row.utc, row.synced, row.mono_ns, row.offset_us,
+                                row.received_at)
         day = business_date(at)
         indexed.append({"gateway_id": row.gateway_id, "seq": row.seq, "hall_id": row.hall_id,
                         "kind": row.kind, "business_day": day, "at": at,
@@ -179,7 +185,8 @@ async def _repair_clocks(conn: AsyncConnection, since: dt.datetime | None,
                    ed.c.time_source == TimeSource.UNSYNCED.value))).all()
         moves = []
         for row in stale:
-            at, source = event_time(row.utc, False, row.mono_ns, clock.offset_us)
+            at, source = event_time(row.utc, False, row.mono_ns, clock.offset_us,
+                                    row.received_at)
             day = business_date(at)
             dirty.add((row.hall_id, row.business_day))
             dirty.add((row.hall_id, day))
@@ -207,7 +214,7 @@ async def _place_resent(conn: AsyncConnection, touched: dict[str, dt.datetime],
         rows = (await conn.execute(
             select(ed.c.seq, ed.c.hall_id, ed.c.business_day, ed.c.at, ed.c.time_source,
                    events.c.utc, events.c.synced, events.c.mono_ns, events.c.body,
-                   boot_clocks.c.offset_us)
+                   events.c.received_at, boot_clocks.c.offset_us)
             .select_from(ed.join(events, and_(events.c.gateway_id == ed.c.gateway_id,
                                               events.c.seq == ed.c.seq))
                          .outerjoin(boot_clocks, and_(
@@ -219,7 +226,8 @@ async def _place_resent(conn: AsyncConnection, touched: dict[str, dt.datetime],
         received: dict[int, tuple[dt.datetime, TimeSource]] = {}
         samples = []
         for row in rows:
-            at, source = event_time(row.utc, row.synced, row.mono_ns, row.offset_us)
+            at, source = event_time(row.utc, row.synced, row.mono_ns, row.offset_us,
+                                    row.received_at)
             received[row.seq] = (at, source)
             machine = machine_datetime((row.body or {}).get("machine_time"))
             if machine is not None:
@@ -320,6 +328,7 @@ class DayInputs:
     cases: list[CaseInfo] = field(default_factory=list)
     camera_presence: list[CameraPresence] = field(default_factory=list)
     retransmits: int = 0
+    undecodable: int = 0
 
 
 async def load_day(conn: AsyncConnection, hall: str, day: dt.date, cfg: CorrelationConfig
@@ -333,25 +342,12 @@ async def load_day(conn: AsyncConnection, hall: str, day: dt.date, cfg: Correlat
         .where(ed.c.hall_id == hall, ed.c.business_day == day))).all()
     inputs = DayInputs()
     for r in rows:
-        source = TimeSource(r.time_source)
-        if r.kind == "queue.event":
-            inputs.queue.append(QueueRecord.from_body(r.gateway_id, r.seq, r.at, r.body, source))
-        elif r.kind == "evaluator.key":
-            if "RETRANSMIT" in r.body.get("marks", ()):
-                inputs.retransmits += 1  # the device's repeat of a journaled key: never counted
-                continue
-            inputs.presses.append(Press.from_body(r.gateway_id, r.seq, r.at, source, r.boot,
-                                                  r.mono_ns, r.body))
-        elif r.kind == "evaluator.invite":
-            inputs.invites.append(InviteRecord.from_body(r.gateway_id, r.seq, r.at, r.body))
-        elif r.kind == "camera.verdict":
-            verdict = Verdict.from_body(r.gateway_id, r.seq, r.at, r.body)
-            if verdict is not None:
-                inputs.verdicts.append(verdict)
-        elif r.kind == "camera.presence":
-            inputs.camera_presence.append(CameraPresence(
-                int(r.body["window"]), str(r.body["staff"]),
-                dt.datetime.fromisoformat(str(r.body["since"]).replace("Z", "+00:00"))))
+        try:
+            _take_event(inputs, r)
+        except ValidationError as exc:  # stored before the strict contract: skipped, said
+            inputs.undecodable += 1
+            log.warning("correlation: event %s:%d (%s) does not fit its model, skipped: %s",
+                        r.gateway_id, r.seq, r.kind, str(exc).splitlines()[0])
     # a case may be accepted before its service (clock) or after it (entry lag)
     first = day_start(day) - dt.timedelta(seconds=cfg.case_tolerance_s)
     last = day_start(day + dt.timedelta(days=1)) + dt.timedelta(seconds=cfg.case_entry_lag_s)
@@ -364,6 +360,28 @@ async def load_day(conn: AsyncConnection, hall: str, day: dt.date, cfg: Correlat
         inputs.cases.append(CaseInfo(c.case_no, c.hall_id, c.window, c.staff, c.accepted_at,
                                      c.department, c.item_code, c.applicant_digest))
     return inputs
+
+
+def _take_event(inputs: DayInputs, r: Any) -> None:
+    """One stored event into the day's inputs, decoded with its protocol model."""
+    source = TimeSource(r.time_source)
+    if r.kind == "queue.event":
+        inputs.queue.append(QueueRecord.from_body(r.gateway_id, r.seq, r.at, r.body, source))
+    elif r.kind == "evaluator.key":
+        if "RETRANSMIT" in r.body.get("marks", ()):
+            inputs.retransmits += 1  # the device's repeat of a journaled key: never counted
+            return
+        inputs.presses.append(Press.from_body(r.gateway_id, r.seq, r.at, source, r.boot,
+                                              r.mono_ns, r.body))
+    elif r.kind == "evaluator.invite":
+        inputs.invites.append(InviteRecord.from_body(r.gateway_id, r.seq, r.at, r.body))
+    elif r.kind == "camera.verdict":
+        verdict = Verdict.from_body(r.gateway_id, r.seq, r.at, r.body)
+        if verdict is not None:
+            inputs.verdicts.append(verdict)
+    elif r.kind == "camera.presence":
+        seen = CameraPresenceBody.model_validate(r.body)
+        inputs.camera_presence.append(CameraPresence(seen.window, seen.staff, seen.since))
 
 
 # ------------------------------------------------------------------------------ writing

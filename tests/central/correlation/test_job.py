@@ -163,7 +163,7 @@ async def test_an_absent_citizen_verdict_reissues_as_self_press_suspected(
     seq = next(s for s, t in sorted(day.truth.items()) if t.counted and t.key >= 3)
     press = next(e for e in day.events if e.seq == seq)
     assert press.utc is not None
-    # camera.verdict is not a registered kind yet: stored as the camera work will store it
+    # a camera.verdict as the gateway journals it (central decodes it with its model)
     async with engine.begin() as conn:
         last = (await conn.execute(select(func.max(events.c.seq)))).scalar()
         await conn.execute(insert(events).values(
@@ -172,7 +172,9 @@ async def test_an_absent_citizen_verdict_reissues_as_self_press_suspected(
             boot=press.boot, synced=press.synced, received_at=dt.datetime.now(dt.UTC),
             body={"window": press.body["window"], "addr": press.body["addr"],
                   "dev_seq": press.body["dev_seq"], "verdict": "absent", "confidence": 0.93,
-                  "snapshot_sha256": "ab" * 32}))
+                  "snapshot_sha256": "ab" * 32, "reason": "nobody at the counter",
+                  "at_mono_ns": press.mono_ns, "frames": 12, "occupied_frames": 0,
+                  "manifest_seq": 1, "manifest_head": "cd" * 32, "key_seq": seq}))
     report = await run_once(engine, cfg=CFG, now=FRIDAY)
     assert report.reissued == 1
     row = (await current(engine))[seq]
