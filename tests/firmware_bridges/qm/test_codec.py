@@ -121,14 +121,34 @@ def test_gb2312_service_name() -> None:
     assert Decoder("gb2312").feed(line) == [issued]
 
 
-def test_wrong_encoding_is_replaced_and_counted_not_fatal() -> None:
+def test_wrong_encoding_is_read_as_the_other_one_and_counted() -> None:
     line = encode_line("QM,8,TK,B013,B02,20261121100000,5,不动产登记", "gb2312")
     decoder = Decoder("utf-8")
     [item] = decoder.feed(line)
     assert isinstance(item, TicketIssued)
-    assert item.service_name is not None and "\ufffd" in item.service_name
+    assert item.service_name == "不动产登记"  # GB 2312 on a unit configured as UTF-8
     assert item.raw == line[:-2]  # the original bytes stay for the journal
     assert decoder.text_replaced == 1
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "gb2312"])
+def test_device_text_is_made_safe(encoding: str) -> None:
+    name = b"\xb2\xbb\x00A\x1b\xff\xfe\x85"  # GB 2312, NUL, ESC, bytes no codec reads
+    body = b"QM,9,TK,B014,B02,20261121100000,5," + name
+    decoder = Decoder(encoding)
+    [item] = decoder.feed(b"$%s*%02X\r\n" % (body, checksum(body)))
+    assert isinstance(item, TicketIssued) and item.service_name is not None
+    assert item.service_name.startswith("\ufffd") or item.service_name.startswith("\u4e0d")
+    assert not [c for c in item.service_name if ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F]
+    assert "A" in item.service_name and decoder.text_replaced == 1
+
+
+@pytest.mark.parametrize("mseq", ["0", "1000000", "0000000", "999999999999999999"])
+def test_a_number_outside_1_to_999999_is_unusable_and_acknowledged_as_sent(mseq: str) -> None:
+    [item] = Decoder().feed(encode_line(f"QM,{mseq},CL,A031,5,20261121092210"))
+    assert isinstance(item, Unusable) and item.mseq == int(mseq)
+    assert "outside 1…999999" in item.reason
+    assert AckDecoder().feed(encode_ack(item.mseq)) == [int(mseq)]
 
 
 def test_text_outside_gb2312_cannot_be_encoded() -> None:
@@ -194,7 +214,7 @@ REJECTED_LINES = {
     "cut short by dollar": b"$QM,1043,CL,A0",
     "not a QM line": encode_line("XX,1043,CL,A031,5,20261121092210"),
     "unreadable mseq": encode_line("QM,10a3,CL,A031,5,20261121092210"),
-    "seven-digit mseq": encode_line("QM,1000000,CL,A031,5,20261121092210"),
+    "19-digit mseq": encode_line("QM,1000000000000000000,CL,A031,5,20261121092210"),
     "over-long": encode_line("QM,5,TK,A1,A01,20261121092210,1," + "x" * MAX_LINE),
 }
 
@@ -265,7 +285,8 @@ def service_names(encoding: str) -> st.SearchStrategy[str | None]:
     if encoding == "gb2312":
         alphabet = st.sampled_from(GB2312_HANZI + list(PRINTABLE_CODE + " "))
     else:
-        alphabet = st.characters(blacklist_characters=",*$\r\n", blacklist_categories=("Cs",))
+        # control characters are made safe on decoding (test_device_text_is_made_safe)
+        alphabet = st.characters(blacklist_characters=",*$", blacklist_categories=("Cs", "Cc"))
     return st.none() | st.text(alphabet, max_size=40)
 
 
