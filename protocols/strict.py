@@ -177,9 +177,12 @@ def device_text(raw: bytes, encoding: str, max_length: int) -> tuple[str, bool]:
     the other one the hall's devices use (UTF-8 / GB 18030, a superset of GB 2312), else the
     configured one with U+FFFD for what does not decode. Returns the text and whether it
     differs from a clean decoding of ``raw`` (then keep ``raw`` as hex beside it)."""
-    first = "utf-8" if encoding.replace("_", "-").lower() in ("utf-8", "utf8") else "gb18030"
-    second = "gb18030" if first == "utf-8" else "utf-8"
-    for codec in (first, second):
+    utf8 = encoding.replace("_", "-").lower() in ("utf-8", "utf8")
+    first, second = ("utf-8", "gb18030") if utf8 else ("gb18030", "utf-8")
+    candidates = [first, second]
+    if utf8 and _mostly_utf8(raw):
+        candidates = [first]  # UTF-8 with a stray bad byte, not GB text: keep what reads
+    for codec in candidates:
         try:
             text = raw.decode(codec)
         except UnicodeDecodeError:
@@ -187,6 +190,14 @@ def device_text(raw: bytes, encoding: str, max_length: int) -> tuple[str, bool]:
         safe_text = clean_text(text, max_length)
         return safe_text, safe_text != text or codec != first
     return clean_text(raw.decode(first, "replace"), max_length), True
+
+
+def _mostly_utf8(raw: bytes) -> bool:
+    # more bytes in well-formed multi-byte UTF-8 sequences than bytes that are not UTF-8
+    text = raw.decode("utf-8", "replace")
+    bad = text.count(REPLACEMENT)
+    good = sum(len(c.encode()) for c in text if ord(c) > 0x7F and c != REPLACEMENT)
+    return good > bad
 
 
 def json_safe(value: Any, depth: int = 1) -> Any:
