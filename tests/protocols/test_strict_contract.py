@@ -17,8 +17,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
 
-from protocols.envelope import EventBatch, EventRecord, GatewayState
+from protocols.envelope import Ack, EventBatch, EventRecord, GatewayState
 from protocols.events import KINDS
+from protocols.evidence import EvidenceHeader, EvidenceReceipt
 from protocols.strict import (
     EARLIEST_UTC,
     HEX_PATTERN,
@@ -103,7 +104,9 @@ def documents(model: type[BaseModel]) -> st.SearchStrategy[dict[str, Any]]:
 
 
 MODELS: dict[str, type[BaseModel]] = {**{f"body.{k}": m for k, m in KINDS.items()},
-                                      "gateway-state": GatewayState}
+                                      "gateway-state": GatewayState, "ack": Ack,
+                                      "evidence-header": EvidenceHeader,
+                                      "evidence-receipt": EvidenceReceipt}
 
 
 def _valid(model: type[BaseModel], doc: dict[str, Any]) -> BaseModel | None:
