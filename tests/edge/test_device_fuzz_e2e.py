@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import random
 import re
-import sqlite3
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -99,15 +98,6 @@ def central_rows(url: str) -> tuple[list[tuple[int, str, dict[str, Any]]], int]:
     return asyncio.run(go())
 
 
-def journal_head(tmp: Path) -> int:
-    path = tmp / "edge-gw1" / "journal.db"
-    if not path.exists():
-        return 0
-    with sqlite3.connect(path) as db:
-        row = db.execute("SELECT value FROM meta WHERE key='head_seq'").fetchone()
-    return int(row[0]) if row else 0
-
-
 @pytest.fixture
 def sims() -> Iterator[LoopThread]:
     with LoopThread() as loop:
@@ -135,7 +125,7 @@ def test_fuzzed_device_text_is_stored_and_nothing_is_stuck(
                             tmp_path / "central.log")
     gateway = procs.edge(config, tmp_path / "edge.log")
     try:
-        procs.wait_until(lambda: journal_head(tmp_path) >= N_EVALUATORS, 30, "gateway up")
+        procs.wait_until(lambda: procs.journal_head(tmp_path) >= N_EVALUATORS, 30, "gateway up")
         sent: dict[int, tuple[bytes, bool]] = {}  # mseq → (line without CRLF, junk mixed in)
         for n in range(N_LINES):
             kind = rng.choice(list(LAYOUTS))
@@ -167,7 +157,7 @@ def test_fuzzed_device_text_is_stored_and_nothing_is_stuck(
                                  f"gateway alive: {gateway.alive}") from None
         procs.wait_until(lambda: sims.call(lambda: all(
             e.echoed_at is not None or e.dropped for e in bus.events)), 30, "every press echoed")
-        head = journal_head(tmp_path)
+        head = procs.journal_head(tmp_path)
         procs.wait_until(lambda: procs.stored(database_url, "gw1")[2] >= head, 30,
                          "central to commit the whole journal")
         assert gateway.alive, "the gateway died"

@@ -27,6 +27,8 @@ from tests.support import procs
 from tests.support.broker import Broker
 from tests.support.loop_thread import LoopThread
 
+journal_head = procs.journal_head
+
 N_EVALUATORS = 16
 FRAME_KINDS = ("evaluator.key", "evaluator.invite_timeout", "evaluator.boot", "evaluator.fault")
 
@@ -72,18 +74,6 @@ class Hall:
             kinds = [k for (k,) in db.execute(
                 "SELECT kind FROM events WHERE gateway_id='gw1' ORDER BY seq")]
         return [b for b, k in zip(bodies, kinds, strict=True) if k == kind]
-
-
-def journal_head(tmp: Path) -> int:
-    path = tmp / "edge-gw1" / "journal.db"
-    if not path.exists():
-        return 0
-    try:
-        with sqlite3.connect(path) as db:
-            row = db.execute("SELECT value FROM meta WHERE key='head_seq'").fetchone()
-    except sqlite3.OperationalError:  # the gateway is still creating it
-        return 0
-    return int(row[0]) if row else 0
 
 
 def assert_journal_replays_to_its_marks(tmp: Path) -> int:

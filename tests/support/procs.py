@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -176,3 +177,13 @@ def gateway_state(url: str, gateway: str) -> dict[str, Any]:
         return dict(state or {})
 
     return asyncio.run(go())
+
+
+def journal_head(tmp: Path, gateway: str = "gw1") -> int:
+    """The head seq of a gateway's journal (under tmp/edge-{gateway}), read beside the process."""
+    path = tmp / f"edge-{gateway}" / "journal.db"
+    if not path.exists():
+        return 0
+    with sqlite3.connect(path) as db:
+        row = db.execute("SELECT value FROM meta WHERE key='head_seq'").fetchone()
+    return int(row[0]) if row else 0
