@@ -13,6 +13,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy import and_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -22,6 +23,7 @@ from central.rules.workdays import business_date, day_start
 from central.store.schema import cases, events
 from central.store.schema_correlation import correlation_heads, correlation_results
 from central.store.schema_dashboard import evaluation_reviews
+from protocols.devices import EvaluatorKey
 
 MAX_DAYS = 31  # one request reads at most a month of key presses
 
@@ -80,15 +82,18 @@ async def find(conn: AsyncConnection, who: Principal, first: dt.date, last: dt.d
         if hall is not None:
             query = query.where(events.c.hall_id == hall)
         for r in await conn.execute(query):
-            body = r.body or {}
-            marks = [str(m) for m in body.get("marks") or []]
+            try:
+                key = EvaluatorKey.model_validate(r.body)
+            except ValidationError:
+                continue  # not an evaluation this version can read
+            marks = list(key.marks)
             if "RETRANSMIT" in marks:
                 continue
             wanted = [m for m in marks if m in GATEWAY_FLAGS]
             if wanted:
                 found[(r.gateway_id, r.seq)] = Flagged(
-                    r.gateway_id, r.seq, r.hall_id, int(body.get("window", 0)),
-                    int(body.get("key", 0)), r.utc, business_date(r.utc), marks=wanted)
+                    r.gateway_id, r.seq, r.hall_id, key.window, key.key, r.utc,
+                    business_date(r.utc), marks=wanted)
     await _add_correlation(conn, who, first, last, hall, found)
     await _add_decisions(conn, found)
     return sorted(found.values(), key=lambda f: (f.at, f.gateway, f.seq))

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy import and_, exists, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -31,6 +32,7 @@ from central.store.schema_correlation import (
     correlation_results,
 )
 from central.store.schema_dashboard import evaluation_reviews
+from protocols.devices import EvaluatorKey
 from protocols.envelope import utc_now
 
 KEY_KIND = "evaluator.key"
@@ -106,8 +108,11 @@ async def visible(conn: AsyncConnection, who: Principal, gateway: str, seq: int
         events.c.gateway_id == gateway, events.c.seq == seq, events.c.kind == KEY_KIND))).first()
     if row is None:
         return None
-    body: dict[str, Any] = row.body or {}
-    marks = tuple(str(m) for m in body.get("marks") or [])
+    try:
+        key = EvaluatorKey.model_validate(row.body)
+    except ValidationError:
+        return None  # not an evaluation this version can read
+    marks = tuple(key.marks)
     if "RETRANSMIT" in marks:
         return None  # the device's repeat of an event already journaled: not an evaluation
     if who.role is Role.HALL_MANAGER and row.hall_id != who.hall:
@@ -119,7 +124,7 @@ async def visible(conn: AsyncConnection, who: Principal, gateway: str, seq: int
         return None
     version, flags = await _correlation(conn, gateway, seq)
     return Evaluation(gateway=gateway, seq=seq, hall=row.hall_id,
-                      window=int(body.get("window", 0)), key=int(body.get("key", 0)),
+                      window=key.window, key=key.key,
                       utc=row.utc, marks=marks, correlation_version=version,
                       correlation_flags=flags)
 

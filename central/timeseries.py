@@ -30,6 +30,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from pydantic import ValidationError
 from sqlalchemy import and_, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -39,6 +40,7 @@ from central.store.db import insert_ignore
 from central.store.schema import boot_clocks, events, gateways
 from central.store.schema_tsledger import timeseries_progress
 from protocols.devices import KEY_LABELS
+from protocols.events import KINDS
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +140,12 @@ class Deriver:
         out: list[Sample] = []
         handler = _HANDLERS.get(ev.kind)
         if handler is not None:
+            try:  # decoded with its protocol model first: the handlers read a checked body
+                KINDS[ev.kind].model_validate(ev.body)
+            except ValidationError:
+                log.warning("timeseries: event %s:%d (%s) does not fit its model, skipped",
+                            ev.gateway, ev.seq, ev.kind)
+                return []
             handler(self, ev, out)
         return [self._unique(s) for s in out]
 
