@@ -184,6 +184,9 @@ def journal_head(tmp: Path, gateway: str = "gw1") -> int:
     path = tmp / f"edge-{gateway}" / "journal.db"
     if not path.exists():
         return 0
-    with sqlite3.connect(path) as db:
-        row = db.execute("SELECT value FROM meta WHERE key='head_seq'").fetchone()
+    try:
+        with sqlite3.connect(path) as db:
+            row = db.execute("SELECT value FROM meta WHERE key='head_seq'").fetchone()
+    except sqlite3.OperationalError:  # created, schema not yet committed
+        return 0
     return int(row[0]) if row else 0
