@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from functools import reduce
 from operator import xor
-from typing import Any, ClassVar, Literal, cast
+from typing import Any, ClassVar, Literal, NamedTuple, cast
 
 from protocols.strict import device_text
 
@@ -134,6 +134,23 @@ _DELIMITERS = re.compile(rb"[$\n]")
 _HEX = frozenset(b"0123456789ABCDEFabcdef")
 
 
+class _Line(NamedTuple):
+    body: bytes  # between '$' and '*'; for an over-long line only its first bytes
+    raw: bytes  # as received without CRLF; for an over-long line only its first max_line bytes
+    overlong: int = 0  # the whole line's length when it did not fit in max_line
+
+
+@dataclass(slots=True)
+class _Overlong:
+    """A line past max_line: its head is kept, the rest only checksummed as it streams by, so a
+    well-formed long line can still be acknowledged (else the machine resends it forever)."""
+
+    head: bytes
+    length: int
+    xor: int
+    tail: bytes  # the last bytes, where '*CS' and '\r' sit
+
+
 class _Framer:
     """Splits a byte stream into checksum-valid line bodies.
 
@@ -151,6 +168,7 @@ class _Framer:
         self.rejected: deque[Rejected] = deque(maxlen=rejected_size)
         self._buf = bytearray()
         self._state = _HUNT
+        self._long: _Overlong | None = None
 
     def reject(self, raw: bytes, reason: str) -> None:
         self.bad_lines += 1
@@ -160,13 +178,14 @@ class _Framer:
         """Forget a partial line (the link it came from is gone)."""
         if self._state == _LINE:
             self.reject(b"$" + bytes(self._buf), "cut off by a disconnect")
+        self._drop_long("cut off by a disconnect")
         self._buf.clear()
         self._state = _HUNT
 
-    def feed(self, data: bytes) -> list[tuple[bytes, bytes]]:
-        """Return ``(body, raw)`` for every complete line whose checksum holds."""
+    def feed(self, data: bytes) -> list[_Line]:
+        """Every complete line whose checksum holds (over-long ones marked, head only)."""
         data = bytes(data)
-        frames: list[tuple[bytes, bytes]] = []
+        frames: list[_Line] = []
         start = 0
         for match in _DELIMITERS.finditer(data):
             at = match.start()
@@ -174,11 +193,16 @@ class _Framer:
             if data[at] == 0x24:  # '$'
                 if self._state == _LINE:
                     self.reject(b"$" + bytes(self._buf), "cut short by a new '$'")
+                self._drop_long("cut short by a new '$'")
                 self._buf.clear()
                 self._state = _LINE
             else:  # '\n'
                 if self._state == _LINE:
                     frame = self._complete(bytes(self._buf))
+                    if frame is not None:
+                        frames.append(frame)
+                elif self._state == _SKIP:
+                    frame = self._complete_long()
                     if frame is not None:
                         frames.append(frame)
                 elif self._state == _HUNT:
@@ -200,14 +224,38 @@ class _Framer:
             if len(self._buf) + (end - start) + 2 > self.max_line:
                 room = self.max_line - 1 - len(self._buf)
                 head = b"$" + bytes(self._buf) + data[start : start + room]
-                self.reject(head, f"longer than {self.max_line} bytes")
+                content = bytes(self._buf) + data[start:end]
+                self._long = _Overlong(head, len(content), checksum(content), content[-4:])
                 self._buf.clear()
                 self._state = _SKIP
             else:
                 self._buf += data[start:end]
-        # _SKIP: the rest of an over-long line, dropped up to the next delimiter
+        elif self._long is not None:  # _SKIP: the rest of an over-long line, checksummed
+            piece = data[start:end]
+            self._long.length += len(piece)
+            self._long.xor ^= checksum(piece)
+            self._long.tail = (self._long.tail + piece)[-4:]
 
-    def _complete(self, content: bytes) -> tuple[bytes, bytes] | None:
+    def _drop_long(self, why: str) -> None:
+        if self._long is not None:
+            self.reject(self._long.head, f"longer than {self.max_line} bytes, {why}")
+            self._long = None
+
+    def _complete_long(self) -> _Line | None:
+        line, self._long = self._long, None
+        if line is None:
+            return None
+        tail, total = line.tail, line.xor
+        if tail.endswith(b"\r"):
+            tail, total = tail[:-1], total ^ 0x0D
+        given = tail[-2:]
+        if (len(tail) < 3 or tail[-3:-2] != b"*" or not _HEX.issuperset(given)
+                or int(given, 16) != total ^ checksum(tail[-3:])):
+            self.reject(line.head, f"longer than {self.max_line} bytes")
+            return None
+        return _Line(line.head[1:], line.head, line.length + 2)
+
+    def _complete(self, content: bytes) -> _Line | None:
         if content.endswith(b"\r"):
             content = content[:-1]
         raw = b"$" + content
@@ -224,7 +272,7 @@ class _Framer:
         if int(given, 16) != computed:
             self.reject(raw, f"checksum {given.decode()} but body gives {computed:02X}")
             return None
-        return body, raw
+        return _Line(body, raw)
 
 
 # --- messages --------------------------------------------------------------------------------
@@ -646,8 +694,8 @@ class Decoder:
 
     def feed(self, data: bytes) -> list[FeedItem]:
         items: list[FeedItem] = []
-        for body, raw in self._framer.feed(data):
-            item = self._parse(body, raw)
+        for line in self._framer.feed(data):
+            item = self._parse_long(line) if line.overlong else self._parse(line.body, line.raw)
             if item is None:
                 continue
             if isinstance(item, Unusable):
@@ -656,6 +704,15 @@ class Decoder:
                 self.messages += 1
             items.append(item)
         return items
+
+    def _parse_long(self, line: _Line) -> FeedItem | None:
+        parts = line.body.split(b",", 2)
+        if len(parts) < 3 or parts[0] != b"QM" or not _MSEQ.fullmatch(parts[1]):
+            self._framer.reject(line.raw, f"longer than {self._framer.max_line} bytes")
+            return None
+        return Unusable(int(parts[1]), line.raw,
+                        f"line of {line.overlong} bytes, longer than {self._framer.max_line}: "
+                        "journaled cut, acknowledged")
 
     def _parse(self, body: bytes, raw: bytes) -> FeedItem | None:
         parts = body.split(b",")
@@ -720,8 +777,8 @@ class AckDecoder:
 
     def feed(self, data: bytes) -> list[int]:
         acks: list[int] = []
-        for body, raw in self._framer.feed(data):
-            match = self._ACK.fullmatch(body)
+        for body, raw, overlong in self._framer.feed(data):
+            match = None if overlong else self._ACK.fullmatch(body)
             if match is None:
                 self._framer.reject(raw, "not an $ACK line")
             else:
