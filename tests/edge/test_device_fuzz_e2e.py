@@ -3,10 +3,10 @@
 Random bytes — NUL and other control characters, invalid UTF-8, GB 2312 — are mixed into every
 text field of the $QM feed and of the FF 68 bus (INVITE / SHOW_STAFF names and staff numbers
 from another host, the staff names the gateway itself puts on the evaluators), beside message
-numbers outside 1–999999. The simulators are ground truth: every line the machine sent must be
-acknowledged (nothing stuck in its buffer) and stored exactly once at central, every key press
-the evaluators saw echoed stored exactly once, and nothing quarantined: the gateway journals
-only what central can store.
+numbers outside 1–999999 and a line past the bound. The simulators are ground truth: every line
+the machine sent must be acknowledged (nothing stuck in its buffer) and stored exactly once at
+central, every key press the evaluators saw echoed stored exactly once, and nothing
+quarantined: the gateway journals only what central can store.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from central.store.db import make_engine
 from central.store.schema import events, quarantine
 from firmware_bridges.ff68.codec import CMD_INVITE, CMD_KEY, CMD_SHOW_STAFF, build_frame
 from firmware_bridges.ff68.simulator import EvaluatorBusSimulator
-from firmware_bridges.qm.codec import checksum
+from firmware_bridges.qm.codec import MAX_LINE, checksum
 from firmware_bridges.qm.simulator import QueueMachineSimulator
 from tests.support import procs
 from tests.support.broker import Broker
@@ -147,6 +147,10 @@ def test_fuzzed_device_text_is_stored_and_nothing_is_stuck(
             line = qm_line(mseq, "CL", [b"A031", b"1", TIME])
             sims.call(lambda line=line, mseq=mseq: qm.send_raw(line, mseq=mseq))
             sent[mseq] = (line[:-2], False)
+        mseq = sims.call(qm.take_mseq)  # a service name past the line bound
+        line = qm_line(mseq, "TK", [b"A032", b"A01", TIME, b"4", "登记".encode() * 200])
+        sims.call(lambda: qm.send_raw(line, mseq=mseq))
+        sent[mseq] = (line[:MAX_LINE], True)
 
         try:
             procs.wait_until(lambda: not sims.call(lambda: qm.pending), 30,
@@ -181,7 +185,7 @@ def test_fuzzed_device_text_is_stored_and_nothing_is_stuck(
         line, dirty = sent[body["mseq"]]
         assert bytes.fromhex(body["raw_hex"]) == line if body.get("raw_hex") else \
             body["raw"].encode() == line
-        if not dirty and body["mseq"] not in OUT_OF_RANGE:
+        if not dirty and body["mseq"] not in OUT_OF_RANGE:  # a clean line is a queue event
             assert kind == "queue.event", body
     assert {body["mseq"] for kind, body in queue if kind == "queue.fault"} >= set(OUT_OF_RANGE)
     assert sum(1 for _, dirty in sent.values() if dirty) >= N_LINES // 2
