@@ -7,22 +7,18 @@ rules use the receive time.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import httpx
-import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from central.api.app import create_app
 from central.auth import Role, create_token
 from central.correlation.model import TimeSource, event_time
 from central.ingest import Ingestor
-from central.registry import register
 from central.store.clockfix import corrected_utc
-from central.store.db import make_engine
-from central.store.migrate import upgrade
 from tests.central.test_ingest import count, message
+from tests.central.test_ingest import engine as engine  # the fixture: a migrated store
 
 NOW = datetime(2026, 11, 21, 2, 0, tzinfo=UTC)
 
@@ -40,15 +36,6 @@ def test_event_time_uses_the_receive_time_for_a_clock_far_off() -> None:
         TimeSource.UNSYNCED
     assert corrected_utc(datetime(2150, 1, 1, tzinfo=UTC), True, 0, None, NOW) is None
     assert corrected_utc(datetime(2150, 1, 1, tzinfo=UTC), True, 0, None) is not None
-
-
-@pytest.fixture
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    eng = make_engine(database_url)
-    await upgrade(eng)
-    await register(eng, "H1", "gw1")
-    yield eng
-    await eng.dispose()
 
 
 async def test_far_stamps_are_stored_and_the_events_api_keeps_answering(
