@@ -40,7 +40,9 @@ class Generator:
                 os.close(self._witness_fd)
 
     def _body(self, n: int) -> GeneratorSample:
-        return GeneratorSample(n=n, run=self.run_id, pad="x" * self.settings.pad_bytes)
+        if self.settings.pad_bytes:
+            return GeneratorSample(n=n, run=self.run_id, pad="x" * self.settings.pad_bytes)
+        return GeneratorSample(n=n, run=self.run_id)
 
     async def _flat_out(self) -> None:
         n = 0

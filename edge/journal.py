@@ -205,7 +205,7 @@ class Journal:
         if type(body) is not KINDS.get(kind):
             raise TypeError(f"{kind} needs a {getattr(KINDS.get(kind), '__name__', '?')} "
                             f"body, not {type(body).__name__}")
-        doc = body.model_dump(mode="json")
+        doc = body.model_dump(mode="json", exclude_unset=True)  # what the builder said
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._pending.append(_Pending(kind, doc, stamp or self.clock.stamp(), future))
         self._wake.set()
