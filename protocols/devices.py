@@ -111,8 +111,8 @@ class EvaluatorInviteClosed(_OnWindow):
     session: int = Field(ge=1, le=255)
     invitation: Invitation
     reason: Literal["next_service_started", "superseded"]
-    ticket: str | None = Field(default=None, description="the ticket whose service started")
-    qm_mseq: int | None = Field(default=None, description="the ST message that closed it")
+    ticket: Name | None = Field(default=None, description="the ticket whose service started")
+    qm_mseq: QueueMseq | None = Field(default=None, description="the ST message that closed it")
 
 
 class EvaluatorHealth(_OnWindow):
