@@ -126,13 +126,14 @@ class QueueSupervisor:
             self.faults += 1
         # append_nowait in arrival order keeps the journal in the machine's order
         future = self.journal.append_nowait(kind, body)
-        self.on_journaled(kind, body.model_dump(mode="json"))
+        doc = body.model_dump(mode="json")
+        self.on_journaled(kind, doc)
         self._spawn(self._ack_when_durable(feed, item.mseq, key, future))
         if isinstance(item, QMMessage):
             self._track(item)
         if kind == "queue.event" and self.on_event is not None:
             try:
-                self.on_event(body)
+                self.on_event(doc)
             except Exception:  # the feed and its acknowledgements must go on
                 log.exception("queue: handling mseq %d failed", item.mseq)
 
