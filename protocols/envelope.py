@@ -14,6 +14,7 @@ from protocols.strict import (
     Count,
     JsonObject,
     MonoNs,
+    Name,
     Seq,
     Text,
     UtcTime,
@@ -149,7 +150,7 @@ class GatewayState(_Model):
     software: Annotated[str, safe(120)] = ""
     journal: JournalState | None = None
     health: JsonObject = Field(default_factory=dict)
-    tasks: dict[str, TaskStatus] = Field(default_factory=dict, max_length=200,
+    tasks: dict[Name, TaskStatus] = Field(default_factory=dict, max_length=200,
                                          description="supervised tasks by name")
 
 
