@@ -17,6 +17,7 @@ from central.auth import Role, create_token
 from central.correlation.model import TimeSource, event_time
 from central.ingest import Ingestor
 from central.store.clockfix import corrected_utc
+from central.store.schema import quarantine
 from tests.central.test_ingest import count, message
 from tests.central.test_ingest import engine as engine  # the fixture: a migrated store
 
@@ -41,11 +42,12 @@ def test_event_time_uses_the_receive_time_for_a_clock_far_off() -> None:
 async def test_far_stamps_are_stored_and_the_events_api_keeps_answering(
         engine: AsyncEngine) -> None:
     ingestor = Ingestor(engine)
-    for year in (1, 9999):  # outside the calendar window: refused, never stored
-        await ingestor.ingest([message([1], utc=datetime(year, 6, 1, tzinfo=UTC))])
+    for seq, year in ((1, 1), (2, 9999)):  # outside the calendar window: never stored
+        await ingestor.ingest([message([seq], utc=datetime(year, 6, 1, tzinfo=UTC))])
     assert await count(engine) == 0
+    assert await count(engine, quarantine) == 2
     far = datetime(2150, 6, 1, tzinfo=UTC)
-    await ingestor.ingest([message([1, 2], utc=far)])
+    await ingestor.ingest([message([3, 4], utc=far)])
     assert await count(engine) == 2
     token = await create_token(engine, Role.SUPERVISOR)
     transport = httpx.ASGITransport(app=create_app(engine))
@@ -54,5 +56,5 @@ async def test_far_stamps_are_stored_and_the_events_api_keeps_answering(
     assert answer.status_code == 200
     items = answer.json()["items"]
     assert [(i["seq"], i["stamp_plausible"], i["utc_corrected"]) for i in items] == \
-        [(1, False, None), (2, False, None)]
+        [(3, False, None), (4, False, None)]
     assert items[0]["utc"].startswith("2150-06-01")
