@@ -81,7 +81,9 @@ async def _serve(cfg: CentralConfig, with_api: bool) -> str | None:
     if with_api:
         server = uvicorn.Server(uvicorn.Config(
             create_app(aggregator.engine, tasks=aggregator.supervisor), host=cfg.http.host,
-            port=cfg.http.port, log_level="warning", lifespan="off"))
+            port=cfg.http.port, log_level="warning", lifespan="off",
+            # the dashboard reads X-Forwarded-For itself, from http.trusted_proxies only
+            proxy_headers=False))
         server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
         api_task = asyncio.create_task(server.serve())
     try:

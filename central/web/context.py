@@ -22,11 +22,13 @@ from central.auth import Principal
 from central.config import CentralConfig
 from central.web.sessions import (
     CSRF_HEADER,
-    LoginThrottle,
+    IPNetwork,
+    LoginBrake,
     Session,
     SessionSigner,
     check,
     load_or_create_key,
+    parse_proxies,
     require_csrf,
 )
 
@@ -36,19 +38,22 @@ TEMPLATES = Path(__file__).with_name("templates")
 @dataclass
 class WebContext:
     signer: SessionSigner
-    throttle: LoginThrottle = field(default_factory=LoginThrottle)
+    brake: LoginBrake = field(default_factory=LoginBrake)
+    # peers whose X-Forwarded-For is believed (http.trusted_proxies); none by default
+    trusted_proxies: tuple[IPNetwork, ...] = ()
     templates: Jinja2Templates = field(
         default_factory=lambda: Jinja2Templates(directory=str(TEMPLATES)))
     # scrypt takes 32 MiB and a good part of a second: two logins at a time on two cores
     login_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(2))
 
     @classmethod
-    def from_data_dir(cls, data_dir: Path) -> WebContext:
-        return cls(SessionSigner(load_or_create_key(data_dir)))
+    def from_data_dir(cls, data_dir: Path, trusted_proxies: tuple[IPNetwork, ...] = ()
+                      ) -> WebContext:
+        return cls(SessionSigner(load_or_create_key(data_dir)), trusted_proxies=trusted_proxies)
 
     @classmethod
     def from_config(cls, config: CentralConfig) -> WebContext:
-        return cls.from_data_dir(config.data_dir)
+        return cls.from_data_dir(config.data_dir, parse_proxies(config.http.trusted_proxies))
 
 
 _bound: weakref.WeakKeyDictionary[AsyncEngine, WebContext] = weakref.WeakKeyDictionary()

@@ -22,6 +22,7 @@ from central.web.sessions import (
     CSRF_FIELD,
     SESSION_COOKIE,
     Session,
+    client_address,
     require_csrf,
     same_origin,
 )
@@ -205,18 +206,17 @@ async def login(request: Request) -> Response:
     form = await _read_form(request)
     name, password = form.get("username", "").strip(), form.get("password", "")
     target = _safe_next(form.get("next"))
-    address = request.client.host if request.client else "?"
-    wait = ctx.throttle.retry_after(name, address)
+    address = client_address(request, ctx.trusted_proxies)
+    wait = ctx.brake.admit(name, address)  # counted before the check: parallel guesses too
     if wait:
         return render(ctx, request, "login", lang, 429, next=target, username=name,
                       error=i18n.translate(lang, "login.throttled", seconds=wait))
     async with ctx.login_slots:
         account = await accounts.verify(request.app.state.engine, name, password)
     if account is None:
-        ctx.throttle.failed(name, address)
         return render(ctx, request, "login", lang, 401, next=target, username=name,
                       error=i18n.translate(lang, "login.failed"))
-    ctx.throttle.succeeded(name)
+    ctx.brake.succeeded(name, address)
     ticket = ctx.signer.issue(account)
     secure = request.url.scheme == "https"
     response = RedirectResponse(target, 303)

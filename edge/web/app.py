@@ -15,7 +15,7 @@ from edge.web.deps import LoginRequired, WebContext, login_url
 from edge.web.routes import accounts as accounts_routes
 from edge.web.routes import board as board_routes
 from edge.web.routes import pages as page_routes
-from edge.web.sessions import LoginThrottle, SessionSigner
+from edge.web.sessions import IPNetwork, LoginBrake, SessionSigner
 from hallkit.supervise import Supervisor, healthz
 
 STATIC = Path(__file__).with_name("static")
@@ -57,12 +57,13 @@ class SecurityHeaders:
 
 
 def create_app(board: HallBoard, accounts: AccountStore, signer: SessionSigner, *,
-               secure_cookies: bool = False, throttle: LoginThrottle | None = None,
+               secure_cookies: bool = False, brake: LoginBrake | None = None,
+               trusted_proxies: tuple[IPNetwork, ...] = (),
                tasks: Supervisor | None = None) -> FastAPI:
     app = FastAPI(title="Hallwatch hall page", docs_url=None, redoc_url=None,
                   openapi_url=None)  # nothing to advertise to the hall's LAN
-    app.state.hall = WebContext(board, accounts, signer, throttle or LoginThrottle(),
-                                secure_cookies)
+    app.state.hall = WebContext(board, accounts, signer, brake or LoginBrake(),
+                                secure_cookies, trusted_proxies=trusted_proxies)
     for routes in (page_routes, board_routes, accounts_routes):
         app.include_router(routes.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

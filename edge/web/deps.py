@@ -14,7 +14,7 @@ from fastapi.templating import Jinja2Templates
 from edge.hallboard import HallBoard
 from edge.web import i18n
 from edge.web.accounts import AccountStore, Permission
-from edge.web.sessions import COOKIE, LoginThrottle, Session, SessionSigner
+from edge.web.sessions import COOKIE, IPNetwork, LoginBrake, Session, SessionSigner
 
 TEMPLATES = Path(__file__).with_name("templates")
 
@@ -24,8 +24,10 @@ class WebContext:
     board: HallBoard
     accounts: AccountStore
     signer: SessionSigner
-    throttle: LoginThrottle = field(default_factory=LoginThrottle)
+    brake: LoginBrake = field(default_factory=LoginBrake)
     secure_cookies: bool = False
+    # peers whose X-Forwarded-For is believed (http.trusted_proxies); none by default
+    trusted_proxies: tuple[IPNetwork, ...] = ()
     templates: Jinja2Templates = field(
         default_factory=lambda: Jinja2Templates(directory=str(TEMPLATES)))
     # scrypt needs 32 MiB and a good fraction of a second: one login at a time

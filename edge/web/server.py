@@ -20,7 +20,7 @@ from edge.config import GatewayConfig
 from edge.hallboard import HallBoard
 from edge.web.accounts import AccountStore
 from edge.web.app import create_app
-from edge.web.sessions import SessionSigner, load_or_create_key
+from edge.web.sessions import SessionSigner, load_or_create_key, parse_proxies
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -117,7 +117,7 @@ async def start_hall_page(config: GatewayConfig, board: HallBoard,
     signer = SessionSigner(load_or_create_key(config.data_dir), accounts,
                            http.session_hours * 3600)
     app = create_app(board, accounts, signer, secure_cookies=http.tls is not None,
-                     tasks=tasks)
+                     trusted_proxies=parse_proxies(http.trusted_proxies), tasks=tasks)
     server = HallPageServer(app, http.host, http.port, http.tls)
     try:
         await server.start()

@@ -13,7 +13,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from edge.web import i18n
 from edge.web.accounts import Permission
 from edge.web.deps import WebContext, context, language, require, same_origin, session_of
-from edge.web.sessions import COOKIE, Session
+from edge.web.sessions import COOKIE, Session, client_address
 
 router = APIRouter()
 
@@ -87,18 +87,17 @@ async def login(request: Request) -> Response:
     form = await _read_form(request)
     name, password = form.get("username", "").strip(), form.get("password", "")
     target = _safe_next(form.get("next"))
-    address = request.client.host if request.client else "?"
-    wait = ctx.throttle.retry_after(name, address)
+    address = client_address(request, ctx.trusted_proxies)
+    wait = ctx.brake.admit(name, address)  # counted before the check: parallel guesses too
     if wait:
         return _render(ctx, request, "login.html", lang, 429, next=target, username=name,
                        error=i18n.translate(lang, "login.throttled", seconds=wait))
     async with ctx.login_slots:  # off the event loop: the devices' echoes must not wait
         account = await asyncio.to_thread(ctx.accounts.verify, name, password)
     if account is None:
-        ctx.throttle.failed(name, address)
         return _render(ctx, request, "login.html", lang, 401, next=target, username=name,
                        error=i18n.translate(lang, "login.failed"))
-    ctx.throttle.succeeded(name)
+    ctx.brake.succeeded(name, address)
     response = RedirectResponse(target, 303)
     response.set_cookie(COOKIE, ctx.signer.issue(account), max_age=int(ctx.signer.lifetime_s),
                         httponly=True, samesite="strict", secure=ctx.secure_cookies, path="/")

@@ -20,7 +20,7 @@ from edge.web.accounts import (
     check_password,
     hash_password,
 )
-from edge.web.sessions import LoginThrottle, SessionSigner, load_or_create_key
+from edge.web.sessions import LoginBrake, SessionSigner, load_or_create_key
 
 
 class FakeClock:
@@ -121,20 +121,23 @@ def test_session_key_survives_a_restart_and_is_private(tmp_path: Path) -> None:
     assert stat.S_IMODE((tmp_path / "hall-session.key").stat().st_mode) == 0o600
 
 
-def test_login_brake_by_name_and_by_address() -> None:
+def test_login_brake_counts_first_and_slows_an_account_rather_than_locking_it() -> None:
     clock = FakeClock()
-    throttle = LoginThrottle(limit=5, window_s=300, clock=clock)
-    for _ in range(5):
-        assert throttle.retry_after("dating", "10.0.0.5") == 0
-        throttle.failed("dating", "10.0.0.5")
-    assert 0 < throttle.retry_after("dating", "10.0.0.9") <= 301  # the name is locked
-    assert throttle.retry_after("other", "10.0.0.5") > 0  # so is the address
-    assert throttle.retry_after("other", "10.0.0.9") == 0
+    brake = LoginBrake(pair_limit=5, address_limit=8, account_limit=6, window_s=300,
+                       account_spacing_s=30, clock=clock)
+    assert [brake.admit("dating", "10.0.0.5") for _ in range(7)] == [0] * 5 + [301, 301]
+    assert brake.admit("dating", "10.0.0.9") == 0  # another address may still try the name
+    assert brake.admit("dating", "10.0.0.8") == 31  # past the account's limit: spaced
+    clock.now += 30
+    assert brake.admit("dating", "10.0.0.8") == 0
+    assert brake.admit("other", "10.0.0.5") == 0  # the address's own limit: 8 in all
+    assert brake.admit("third", "10.0.0.5") == 0
+    assert brake.admit("fourth", "10.0.0.5") == 0
+    assert brake.admit("fifth", "10.0.0.5") > 0
+    brake.succeeded("dating", "10.0.0.8")  # the owner got in: the account is not slowed
+    assert brake.admit("dating", "10.0.0.7") == 0
     clock.now += 301
-    assert throttle.retry_after("dating", "10.0.0.5") == 0
-    throttle.failed("dating", "10.0.0.5")
-    throttle.succeeded("dating")
-    assert throttle.retry_after("dating", "10.0.0.7") == 0
+    assert brake.admit("dating", "10.0.0.5") == 0
 
 
 def _config(tmp_path: Path) -> Path:
