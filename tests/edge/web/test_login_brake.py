@@ -4,9 +4,7 @@ from a configured proxy."""
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
-import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
@@ -20,7 +18,8 @@ from edge.web import accounts as accounts_module
 from edge.web.accounts import AccountStore
 from edge.web.app import create_app
 from edge.web.sessions import LoginBrake, SessionSigner, load_or_create_key
-from tests.support.logins import OTHER_PEER, attempt, client, parallel_guesses, serving
+from tests.support import logins
+from tests.support.logins import serving
 
 PASSWORD = "viewer-password"
 Serve = Callable[..., AbstractAsyncContextManager[str]]
@@ -58,45 +57,17 @@ async def hall_page(tmp_path: Path) -> AsyncIterator[Serve]:
 async def test_forty_parallel_guesses_get_five_tries_and_the_owner_still_gets_in(
     hall_page: Serve,
 ) -> None:
-    async with hall_page(LoginBrake(pair_limit=5)) as url:
-        statuses = await parallel_guesses(url, "dating", 40)
-        assert statuses == {401: 5, 429: 35}, statuses
-        async with client(url) as c:  # the guessing address waits, with the right one too
-            assert (await attempt(c, "dating", PASSWORD)).status_code == 429
-        async with client(url, OTHER_PEER) as c:  # the owner elsewhere is not held up
-            assert (await attempt(c, "dating", PASSWORD)).status_code == 303
+    await logins.forty_guesses_get_five_tries(hall_page, LoginBrake, "dating", PASSWORD)
 
 
 async def test_forwarded_for_is_ignored_unless_the_peer_is_a_configured_proxy(
     hall_page: Serve,
 ) -> None:
-    def spoofed(i: int) -> dict[str, str]:
-        return {"X-Forwarded-For": f"10.9.{i // 200}.{i % 200 + 1}"}
-
-    async with hall_page(LoginBrake(pair_limit=5, address_limit=20)) as url:
-        # no proxy configured: forty invented addresses are still the one real peer
-        assert await parallel_guesses(url, "dating", 40, spoofed) == {401: 5, 429: 35}
+    await logins.forwarded_for_needs_a_configured_proxy(hall_page, LoginBrake, "dating")
 
 
 async def test_guessing_from_many_addresses_slows_the_account_but_never_locks_it(
     hall_page: Serve,
 ) -> None:
-    def behind_proxy(i: int) -> dict[str, str]:
-        return {"X-Forwarded-For": f"203.0.113.{i + 1}, 127.0.0.1"}
-
-    brake = LoginBrake(pair_limit=5, address_limit=20, account_limit=10, account_spacing_s=1.0)
-    async with hall_page(brake, proxies=("127.0.0.1/32",)) as url:
-        statuses = await parallel_guesses(url, "dating", 40, behind_proxy)
-        # forty addresses, each under its own limits: the account's limit holds them to ten
-        # tries, plus at most one per spacing interval while the burst lasts
-        assert statuses[401] <= 11 and statuses[401] + statuses[429] == 40, statuses
-        started = time.monotonic()
-        async with client(url) as c:
-            while True:  # the owner, from an address of their own, is slowed, not locked out
-                reply = await attempt(c, "dating", PASSWORD,
-                                      **{"X-Forwarded-For": "198.51.100.7"})
-                if reply.status_code == 303:
-                    break
-                assert reply.status_code == 429
-                await asyncio.sleep(0.2)
-        assert time.monotonic() - started < 1.0 + 5  # one spacing, and slack for a slow host
+    await logins.many_addresses_slow_the_account_but_never_lock_it(hall_page, LoginBrake, "dating",
+                                                                   PASSWORD)
