@@ -12,19 +12,18 @@ from typing import Annotated
 
 import typer
 
-from central import cli_cases, cli_correlation, cli_gateways, cli_ledger, cli_users
+from central import cli_cases, cli_correlation, cli_gateways, cli_ledger, cli_tokens, cli_users
 from central.config import CentralConfig, load
 from central.rules.workdays import CalendarConfigError
 from protocols.configtext import ConfigError
 
 app = typer.Typer(help="Hallwatch central aggregator (电子监察中心).", no_args_is_help=True,
                   pretty_exceptions_enable=False)
-token_app = typer.Typer(help="API tokens.", no_args_is_help=True)
-app.add_typer(token_app, name="token")
 app.add_typer(cli_gateways.app)  # gateway add|provision|revoke|list|command, broker, backup
 app.add_typer(cli_ledger.app)  # verify-ledger, ledger head|append
 app.add_typer(cli_cases.cases_app, name="cases")  # cases import, cases ladder
 app.add_typer(cli_users.app)  # user add|passwd|disable|enable|list (dashboard logins)
+app.add_typer(cli_tokens.app)  # token create|list|revoke (API bearer tokens)
 app.add_typer(cli_correlation.correlation_app, name="correlation")  # run, recompute, hall-setup
 
 ConfigOption = Annotated[Path | None, typer.Option("--config", "-c", help="central YAML config")]
@@ -114,43 +113,6 @@ def migrate(config: ConfigOption = None) -> None:
         return rev
 
     typer.echo(f"schema at revision {asyncio.run(go())}")
-
-
-@token_app.command("create")
-def token_create(
-    role: Annotated[str, typer.Option(help="supervisor | department_leader | hall_manager | "
-                                           "technician")],
-    hall: Annotated[str | None, typer.Option(help="hall id (hall_manager)")] = None,
-    department: Annotated[str | None, typer.Option(help="department (department_leader)")] = None,
-    label: Annotated[str, typer.Option(help="who holds it")] = "",
-    config: ConfigOption = None,
-) -> None:
-    """Create an API token and print it (it is stored only as a hash)."""
-    from central.auth import Role, create_token
-    from central.store.db import make_engine
-    from central.store.migrate import upgrade
-
-    cfg = _config(config)
-    try:
-        role_value = Role(role)
-    except ValueError:
-        typer.echo(f"unknown role {role!r}; one of: {', '.join(r.value for r in Role)}", err=True)
-        raise typer.Exit(2) from None
-
-    async def go() -> str:
-        engine = make_engine(cfg.database_url)
-        await upgrade(engine)
-        try:
-            return await create_token(engine, role_value, hall=hall, department=department,
-                                      label=label)
-        finally:
-            await engine.dispose()
-
-    try:
-        typer.echo(asyncio.run(go()))
-    except ValueError as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(2) from None
 
 
 @app.command("schema")

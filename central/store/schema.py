@@ -116,6 +116,7 @@ api_tokens = Table(
     Column("label", String(200), nullable=False, default=""),
     Column("created_at", UTCDateTime, nullable=False),
     Column("revoked_at", UTCDateTime),
+    Column("expires_at", UTCDateTime),  # null: made before tokens expired (never)
 )
 
 # 办件: window cases reported by the approval system (审批系统). Idempotent on case_no; a case

@@ -1,0 +1,81 @@
+"""hallwatch-central token create|list|revoke: API bearer tokens."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+if TYPE_CHECKING:
+    from central.auth import TokenInfo
+    from central.config import CentralConfig
+
+app = typer.Typer()
+token_app = typer.Typer(help="API 令牌 / API bearer tokens.", no_args_is_help=True)
+app.add_typer(token_app, name="token")
+
+ConfigOption = Annotated[Path | None, typer.Option("--config", "-c", help="central YAML config")]
+
+
+@token_app.command("create")
+def token_create(
+    role: Annotated[str, typer.Option(help="supervisor | department_leader | hall_manager | "
+                                           "technician")],
+    hall: Annotated[str | None, typer.Option(help="hall id (hall_manager)")] = None,
+    department: Annotated[str | None, typer.Option(help="department (department_leader)")] = None,
+    label: Annotated[str, typer.Option(help="who holds it")] = "",
+    days: Annotated[int, typer.Option(help="days until it expires (1–3650)")] = 90,
+    config: ConfigOption = None,
+) -> None:
+    """Create an API token and print it (it is stored only as a hash)."""
+    from central.auth import Role, create_token
+    from central.cli_gateways import _with_engine
+
+    try:
+        role_value = Role(role)
+    except ValueError:
+        typer.echo(f"unknown role {role!r}; one of: {', '.join(r.value for r in Role)}", err=True)
+        raise typer.Exit(2) from None
+    token = _with_engine(_config(config), lambda engine: create_token(
+        engine, role_value, hall=hall, department=department, label=label,
+        lifetime=dt.timedelta(days=days)))
+    typer.echo(token)
+
+
+@token_app.command("list")
+def token_list(config: ConfigOption = None) -> None:
+    """Every token: id, role, scope, holder, created, expires, state (never the token)."""
+    from central.auth import list_tokens
+    from central.cli_gateways import _with_engine
+
+    now = dt.datetime.now(dt.UTC)
+    for info in _with_engine(_config(config), list_tokens):
+        typer.echo(_line(info, now))
+
+
+@token_app.command("revoke")
+def token_revoke(
+    token_id: Annotated[str, typer.Argument(help="the id from `token list` (or the token)")],
+    config: ConfigOption = None,
+) -> None:
+    """Revoke a token at once: every request with it is refused from now on."""
+    from central.auth import revoke_token
+    from central.cli_gateways import _with_engine
+
+    info = _with_engine(_config(config), lambda engine: revoke_token(engine, token_id))
+    typer.echo(f"已吊销 / revoked: {_line(info, dt.datetime.now(dt.UTC))}")
+
+
+def _config(path: Path | None) -> CentralConfig:
+    from central.cli import _config as load
+
+    return load(path)
+
+
+def _line(info: TokenInfo, now: dt.datetime) -> str:
+    scope = info.hall or info.department or "*"
+    expires = info.expires_at.strftime("%Y-%m-%d") if info.expires_at else "never"
+    return (f"{info.id}  {info.role.value:<17} {scope:<12} {info.label or '-':<20} "
+            f"{info.created_at:%Y-%m-%d}  expires {expires}  {info.state(now)}")
