@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from sqlalchemy import and_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from central.access import Area, may
 from central.auth import Principal, Role
 from central.reviews import GATEWAY_FLAGS, KEY_KIND, current_ids
 from central.rules.workdays import business_date, day_start
@@ -67,7 +68,7 @@ async def find(conn: AsyncConnection, who: Principal, first: dt.date, last: dt.d
                hall: str | None = None) -> list[Flagged]:
     """Flagged evaluations evaluated in [first, last] (business dates) that the caller may
     see, oldest first, with the current decision on each flag."""
-    if who.role is Role.TECHNICIAN:
+    if not may(who, Area.EVALUATIONS):
         return []
     if who.role is Role.HALL_MANAGER:
         if hall is not None and hall != who.hall:

@@ -24,6 +24,7 @@ from sqlalchemy import and_, exists, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from central.access import Area, Reach, may, reach
 from central.auth import Principal, Role
 from central.store.schema import cases, events
 from central.store.schema_correlation import (
@@ -120,7 +121,7 @@ async def visible(conn: AsyncConnection, who: Principal, gateway: str, seq: int
     if who.role is Role.DEPARTMENT_LEADER and not (
             who.department and await _linked_to_department(conn, gateway, seq, who.department)):
         return None
-    if who.role not in (Role.SUPERVISOR, Role.HALL_MANAGER, Role.DEPARTMENT_LEADER):
+    if not may(who, Area.EVALUATIONS):
         return None
     version, flags = await _correlation(conn, gateway, seq)
     return Evaluation(gateway=gateway, seq=seq, hall=row.hall_id,
@@ -146,7 +147,7 @@ def current_ids(rows: list[Any]) -> set[int]:
 async def record(engine: AsyncEngine, who: Principal, gateway: str, seq: int, *, flag: str,
                  decision: Decision, note: str, supersedes: int | None) -> Any:
     """Store a supervisor's decision on one flag; returns the new row."""
-    if who.role is not Role.SUPERVISOR:
+    if not may(who, Area.REVIEW_DECIDE):
         raise ReviewError(403, "仅监察室可复核 / only supervisors review flags")
     async with engine.begin() as conn:
         evaluation = await visible(conn, who, gateway, seq)
@@ -195,9 +196,10 @@ async def recent(engine: AsyncEngine, who: Principal, *, hall: str | None, limit
     """The latest reviews in the caller's halls (supervisors and hall managers), and which of
     them a later review replaces."""
     query = select(evaluation_reviews).order_by(evaluation_reviews.c.id.desc()).limit(limit)
-    if who.role is Role.HALL_MANAGER:
+    found = reach(who, Area.REVIEW_LOG)
+    if found is Reach.OWN_HALL:
         query = query.where(evaluation_reviews.c.hall_id == who.hall)
-    elif who.role is not Role.SUPERVISOR:
+    elif found is not Reach.EVERY_HALL:
         raise ReviewError(403, "无权查看复核记录 / reviews are for supervisors and hall managers")
     if hall is not None:
         query = query.where(evaluation_reviews.c.hall_id == hall)

@@ -13,34 +13,26 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
-from sqlalchemy import exists, select, true
+from sqlalchemy import exists, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from central.access import Area, case_filter, hall_filter
 from central.auth import Principal, Role
 from central.correlation import facts as correlation_facts
 from central.correlation.facts import Facts
 from central.rules.indicators import DateRange, Grouping, GroupKey, Indicators
 from central.rules.workdays import WorkCalendar, business_date, day_start
-from central.store.schema import cases
 from central.store.schema_correlation import correlation_days
 
 
 def case_scope(who: Principal) -> Any:
-    """The cases a caller may see (as the cases API decides it)."""
-    if who.role in (Role.SUPERVISOR, Role.TECHNICIAN):
-        return true()
-    if who.role is Role.HALL_MANAGER and who.hall:
-        return cases.c.hall_id == who.hall
-    if who.role is Role.DEPARTMENT_LEADER and who.department:
-        return cases.c.department == who.department
-    return cases.c.case_no.is_(None)  # nothing
+    """The cases whose figures a caller may see (central.access decides)."""
+    return case_filter(who, Area.EVALUATIONS)
 
 
 def hall_scope(who: Principal, column: Any) -> Any:
     """For hall-keyed tables; department leaders are narrowed by case links elsewhere."""
-    if who.role is Role.HALL_MANAGER:
-        return column == who.hall
-    return true()
+    return hall_filter(who, column, Area.EVALUATIONS)
 
 
 async def load(engine: AsyncEngine, who: Principal, period: DateRange, calendar: WorkCalendar,

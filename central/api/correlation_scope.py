@@ -1,9 +1,9 @@
 """Role scope and shared query pieces of the correlation routes (evaluations, sessions,
 follow-up, indicators).
 
-Supervisors and technicians see every hall (technicians: no follow-up, no export: those are
-people's work, not devices); hall managers their own hall; department leaders the evaluations
-correlated to their department's cases and what follows from them. Something outside the
+Who reaches what is central.access's table: supervisors every hall; hall managers their own
+hall; department leaders the evaluations correlated to their department's cases and what
+follows from them; technicians none of it (people's work, not devices). Something outside the
 caller's scope answers exactly like something that does not exist.
 """
 
@@ -19,7 +19,8 @@ from fastapi import HTTPException, Query, Request, status
 from sqlalchemy import ColumnElement, and_, exists, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from central.auth import Principal, Role
+from central.access import REFUSED, Area, Reach, reach
+from central.auth import Principal
 from central.rules.workdays import WorkCalendar
 from central.store.schema import cases
 from central.store.schema_correlation import (
@@ -43,20 +44,18 @@ class Scope:
     department: str | None  # only what is correlated to this department's cases
 
 
-def scope_of(who: Principal, hall: str | None) -> Scope:
-    if who.role is Role.HALL_MANAGER:
+def scope_of(who: Principal, hall: str | None, area: Area = Area.EVALUATIONS) -> Scope:
+    """The caller's reach in ``area`` (central.access) as a hall and department filter."""
+    found = reach(who, area)
+    if found is Reach.OWN_HALL:
         if hall is not None and hall != who.hall:
             raise HTTPException(status.HTTP_403_FORBIDDEN, "无权查看该大厅 / not your hall")
         return Scope(who.hall, None)
-    if who.role is Role.DEPARTMENT_LEADER:
+    if found is Reach.OWN_DEPARTMENT:
         return Scope(hall, who.department)
-    return Scope(hall, None)
-
-
-def refuse_technician(who: Principal) -> None:
-    if who.role is Role.TECHNICIAN:
-        raise HTTPException(status.HTTP_403_FORBIDDEN,
-                            "运维角色无权查看评价与整改 / technicians have no access to this")
+    if found is Reach.EVERY_HALL:
+        return Scope(hall, None)
+    raise HTTPException(status.HTTP_403_FORBIDDEN, REFUSED)
 
 
 def period(first: dt.date | None, last: dt.date | None) -> tuple[dt.date, dt.date]:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from central.access import REFUSED, Area, Reach, may, reach
 from central.auth import Principal, resolve
 from central.web.context import cookie_principal
 
@@ -39,16 +40,43 @@ Engine = Annotated[AsyncEngine, Depends(engine)]
 Caller = Annotated[Principal, Depends(principal)]
 
 
-def require_hall(who: Principal, hall: str | None) -> str | None:
-    """Narrow a hall filter to the caller's scope; refuse a hall outside it."""
-    if who.role.value == "department_leader":
-        raise HTTPException(status.HTTP_403_FORBIDDEN,
-                            "部门领导只能查看本部门办件 / raw hall data is outside your scope")
-    if who.role.value == "hall_manager":
+def gate(*areas: Area) -> Any:
+    """A dependency: the caller, if the access table lets their role into one of ``areas``
+    (403 otherwise). Every route declares its area(s) this way."""
+
+    async def check(who: Annotated[Principal, Depends(principal)]) -> Principal:
+        if not any(may(who, area) for area in areas):
+            raise HTTPException(status.HTTP_403_FORBIDDEN, REFUSED)
+        return who
+
+    return Depends(check)
+
+
+
+def hall_in_reach(who: Principal, area: Area, hall: str | None) -> str | None:
+    """Narrow a hall filter to the caller's reach in ``area``; refuse a hall outside it."""
+    found = reach(who, area)
+    if found is Reach.OWN_HALL:
         if hall is not None and hall != who.hall:
             raise HTTPException(status.HTTP_403_FORBIDDEN, "无权查看该大厅 / not your hall")
         return who.hall
-    if who.role.value in ("supervisor", "technician"):
+    if found is Reach.EVERY_HALL:
         return hall
-    # a role added later sees nothing until someone decides what it may see
-    raise HTTPException(status.HTTP_403_FORBIDDEN, "角色无权 / role not allowed here")
+    raise HTTPException(status.HTTP_403_FORBIDDEN, REFUSED)
+
+
+# the caller of a route of each area (central.access has the table)
+HealthCaller = Annotated[Principal, gate(Area.HEALTH)]
+EventsCaller = Annotated[Principal, gate(Area.EVENTS, Area.DEVICE_EVENTS)]
+QuarantineCaller = Annotated[Principal, gate(Area.QUARANTINE)]
+Operator = Annotated[Principal, gate(Area.OPERATE)]
+CaseFeeder = Annotated[Principal, gate(Area.CASE_FEED)]
+CaseReader = Annotated[Principal, gate(Area.CASES)]
+EvaluationReader = Annotated[Principal, gate(Area.EVALUATIONS)]
+EvidenceReader = Annotated[Principal, gate(Area.EVIDENCE)]
+FollowUpCaller = Annotated[Principal, gate(Area.FOLLOWUP)]
+ReviewDecider = Annotated[Principal, gate(Area.REVIEW_DECIDE)]
+ReviewLogReader = Annotated[Principal, gate(Area.REVIEW_LOG)]
+SetupReader = Annotated[Principal, gate(Area.HALL_SETUP)]
+SetupWriter = Annotated[Principal, gate(Area.HALL_SETUP_WRITE)]
+OverviewCaller = Annotated[Principal, gate(Area.HEALTH, Area.CASES, Area.EVALUATIONS)]

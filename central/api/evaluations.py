@@ -22,10 +22,9 @@ from central.api.correlation_scope import (
     encode_cursor,
     linked_to_department,
     period,
-    refuse_technician,
     scope_of,
 )
-from central.api.deps import Caller, Engine
+from central.api.deps import Engine, EvaluationReader
 from central.correlation import halls
 from central.correlation.engine import Flag
 from central.rules.scale import ExportRow, export_row, to_national
@@ -163,7 +162,7 @@ async def _expand(conn: Any, rows: list[Any]) -> list[EvaluationOut]:
             summary="Evaluations with their correlated session, cases and flags")
 async def list_evaluations(
     db: Engine,
-    who: Caller,
+    who: EvaluationReader,
     from_: FromDay = None,
     to: ToDay = None,
     hall: str | None = None,
@@ -233,7 +232,7 @@ async def _fetch(db: Any, query: Any, cursor: str | None, want: int, flag: Flag 
                                             "the evaluation covers each case)"}})
 async def export_evaluations(
     db: Engine,
-    who: Caller,
+    who: EvaluationReader,
     from_: Annotated[dt.date, Query(alias="from", description="first business day")],
     to: Annotated[dt.date, Query(description="last business day")],
     hall: str | None = None,
@@ -241,7 +240,6 @@ async def export_evaluations(
 ) -> StreamingResponse:
     """Counted evaluations only (duplicates, orphans and suspected ones are not exported),
     mapped onto the national five-level scale (``central/rules/scale.py``)."""
-    refuse_technician(who)
     scope = scope_of(who, hall)
     first, last = period(from_, to)
     r, h = correlation_results, correlation_heads
@@ -298,7 +296,7 @@ async def get_evaluation(
     gateway: Annotated[str, Path(pattern=f"^{ID_PATTERN}$")],
     seq: Annotated[int, Path(ge=1, le=MAX_SEQ)],
     db: Engine,
-    who: Caller,
+    who: EvaluationReader,
 ) -> EvaluationDetail:
     scope = scope_of(who, None)
     r, h = correlation_results, correlation_heads
@@ -339,7 +337,7 @@ def _reissue(x: Any) -> ReissueOut:
             summary="Correlation results re-issued (late data changed them), newest last")
 async def list_reissues(
     db: Engine,
-    who: Caller,
+    who: EvaluationReader,
     since: Annotated[dt.datetime | None, Query(description="reissued_at ≥ since")] = None,
     hall: str | None = None,
     limit: Annotated[int, Query(ge=1, le=5000)] = 500,

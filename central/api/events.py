@@ -11,7 +11,8 @@ from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, Field
 from sqlalchemy import and_, or_, select, tuple_
 
-from central.api.deps import Caller, Engine, require_hall
+from central.access import DEVICE_EVENT_KINDS, Area, may
+from central.api.deps import Engine, EventsCaller, hall_in_reach
 from central.store.clockfix import corrected_utc
 from central.store.schema import boot_clocks, events
 from protocols.strict import stamp_plausible
@@ -56,7 +57,7 @@ def _uncursor(text: str) -> tuple[datetime, str, int]:
 @router.get("/events", response_model=EventPage, summary="List stored events")
 async def list_events(
     db: Engine,
-    who: Caller,
+    who: EventsCaller,
     hall: str | None = None,
     gateway: str | None = None,
     kind: Annotated[str | None, Query(description="exact kind, or a prefix ending in '.'")] = None,
@@ -65,7 +66,10 @@ async def list_events(
     cursor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=5000)] = 500,
 ) -> EventPage:
-    hall = require_hall(who, hall)
+    """A technician gets the device-health kinds only (central.access): the other kinds carry
+    keys, tickets and staff numbers."""
+    area = Area.EVENTS if may(who, Area.EVENTS) else Area.DEVICE_EVENTS
+    hall = hall_in_reach(who, area, hall)
     clock = boot_clocks
     query = select(events, clock.c.offset_us).select_from(events.outerjoin(clock, and_(
         clock.c.gateway_id == events.c.gateway_id, clock.c.boot == events.c.boot)))
@@ -73,6 +77,8 @@ async def list_events(
         query = query.where(events.c.hall_id == hall)
     if gateway is not None:
         query = query.where(events.c.gateway_id == gateway)
+    if area is Area.DEVICE_EVENTS:
+        query = query.where(events.c.kind.in_(sorted(DEVICE_EVENT_KINDS)))
     if kind is not None:
         query = query.where(events.c.kind.startswith(kind) if kind.endswith(".")
                             else events.c.kind == kind)

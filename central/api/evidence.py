@@ -15,8 +15,9 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from central import evidence, reviews
-from central.api.deps import Caller, Engine
-from central.auth import Principal, Role
+from central.access import Area, Reach, reach
+from central.api.deps import Engine, EvidenceReader
+from central.auth import Principal
 from central.store.schema import events
 
 router = APIRouter(prefix="/api/v1", tags=["evidence"])
@@ -36,9 +37,10 @@ async def _may_see(conn: AsyncConnection, who: Principal, ref: Any) -> bool:
         key_seq = (body or {}).get("key_seq")
         return isinstance(key_seq, int) and (
             await reviews.visible(conn, who, ref.gateway_id, key_seq)) is not None
-    if who.role is Role.SUPERVISOR:
+    found = reach(who, Area.EVIDENCE)
+    if found is Reach.EVERY_HALL:
         return True
-    return who.role is Role.HALL_MANAGER and who.hall == ref.hall_id
+    return found is Reach.OWN_HALL and who.hall == ref.hall_id
 
 
 @router.get("/evidence/{sha256}", response_class=FileResponse,
@@ -47,7 +49,7 @@ async def _may_see(conn: AsyncConnection, who: Principal, ref: Any) -> bool:
                              "description": "the bytes; their SHA-256 is the path's"},
                        404: {"description": "not uploaded yet, or not in the caller's scope"},
                        503: {"description": "this API process has no evidence directory"}})
-async def get_evidence(request: Request, db: Engine, who: Caller, sha256: Sha256
+async def get_evidence(request: Request, db: Engine, who: EvidenceReader, sha256: Sha256
                        ) -> FileResponse:
     vault = getattr(request.app.state, "evidence", None) or evidence.vault_for(db)
     if vault is None:

@@ -15,8 +15,9 @@ from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
-from central.api.correlation_scope import refuse_technician, scope_of
-from central.api.deps import Caller, Engine
+from central.access import Area
+from central.api.correlation_scope import scope_of
+from central.api.deps import Engine, FollowUpCaller
 from central.auth import Principal
 from central.correlation import followups as store
 from central.correlation.store import lock_for_write
@@ -95,8 +96,7 @@ def _out(row: Any, now: dt.datetime) -> FollowUpOut:
 
 
 def _scoped(query: Any, who: Principal, hall: str | None) -> Any:
-    refuse_technician(who)
-    scope = scope_of(who, hall)
+    scope = scope_of(who, hall, Area.FOLLOWUP)
     if scope.hall is not None:
         query = query.where(followups.c.hall_id == scope.hall)
     if scope.department is not None:
@@ -108,7 +108,7 @@ def _scoped(query: Any, who: Principal, hall: str | None) -> Any:
             summary="Bad-review follow-up items (差评整改), oldest first")
 async def list_followups(
     db: Engine,
-    who: Caller,
+    who: FollowUpCaller,
     hall: str | None = None,
     state: FollowUpState | None = None,
     overdue: Annotated[bool | None, Query(description="only overdue (or only not)")] = None,
@@ -132,7 +132,8 @@ async def list_followups(
 
 @router.get("/followups/overdue", response_model=list[FollowUpOut],
             summary="Overdue follow-up items (逾期未办结), most escalated first")
-async def list_overdue(db: Engine, who: Caller, hall: str | None = None) -> list[FollowUpOut]:
+async def list_overdue(db: Engine, who: FollowUpCaller, hall: str | None = None
+                       ) -> list[FollowUpOut]:
     now = dt.datetime.now(dt.UTC)
     query = _scoped(select(followups), who, hall).where(store.overdue_clause(now)).order_by(
         followups.c.escalation_level.desc(), followups.c.due, followups.c.item_id)
@@ -150,7 +151,7 @@ async def _detail(conn: Any, row: Any) -> FollowUpDetail:
 
 @router.get("/followups/{item_id}", response_model=FollowUpDetail,
             summary="One follow-up item with its history")
-async def get_followup(item_id: str, db: Engine, who: Caller) -> FollowUpDetail:
+async def get_followup(item_id: str, db: Engine, who: FollowUpCaller) -> FollowUpDetail:
     query = _scoped(select(followups), who, None).where(followups.c.item_id == item_id)
     async with db.connect() as conn:
         row = (await conn.execute(query)).first()
@@ -179,29 +180,29 @@ async def _step(db: Any, who: Principal, item_id: str, action: str, body: StepIn
 
 @router.post("/followups/{item_id}/assign", response_model=FollowUpDetail,
              summary="分派: hand the item to the person responsible")
-async def assign(item_id: str, body: AssignIn, db: Engine, who: Caller) -> FollowUpDetail:
+async def assign(item_id: str, body: AssignIn, db: Engine, who: FollowUpCaller) -> FollowUpDetail:
     return await _step(db, who, item_id, "assign", body, assignee=body.assignee)
 
 
 @router.post("/followups/{item_id}/verify", response_model=FollowUpDetail,
              summary="核实: was the complaint borne out?")
-async def verify(item_id: str, body: VerifyIn, db: Engine, who: Caller) -> FollowUpDetail:
+async def verify(item_id: str, body: VerifyIn, db: Engine, who: FollowUpCaller) -> FollowUpDetail:
     return await _step(db, who, item_id, "verify", body, founded=body.founded)
 
 
 @router.post("/followups/{item_id}/rectify", response_model=FollowUpDetail,
              summary="整改: what was changed (founded reviews only)")
-async def rectify(item_id: str, body: StepIn, db: Engine, who: Caller) -> FollowUpDetail:
+async def rectify(item_id: str, body: StepIn, db: Engine, who: FollowUpCaller) -> FollowUpDetail:
     return await _step(db, who, item_id, "rectify", body)
 
 
 @router.post("/followups/{item_id}/call-back", response_model=FollowUpDetail,
              summary="回访: the citizen was told the outcome")
-async def call_back(item_id: str, body: StepIn, db: Engine, who: Caller) -> FollowUpDetail:
+async def call_back(item_id: str, body: StepIn, db: Engine, who: FollowUpCaller) -> FollowUpDetail:
     return await _step(db, who, item_id, "call_back", body)
 
 
 @router.post("/followups/{item_id}/close", response_model=FollowUpDetail,
              summary="办结: close the item")
-async def close(item_id: str, body: StepIn, db: Engine, who: Caller) -> FollowUpDetail:
+async def close(item_id: str, body: StepIn, db: Engine, who: FollowUpCaller) -> FollowUpDetail:
     return await _step(db, who, item_id, "close", body)

@@ -5,12 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 
-from central.api.deps import Caller, Engine, require_hall
-from central.auth import Role
+from central.access import Area
+from central.api.deps import Engine, HealthCaller, QuarantineCaller, hall_in_reach
 from central.store.schema import (
     gateway_alarms,
     gateways,
@@ -56,8 +56,8 @@ class GatewayOut(BaseModel):
 
 
 @router.get("/gateways", response_model=list[GatewayOut], summary="Gateways and their uplink")
-async def list_gateways(db: Engine, who: Caller, hall: str | None = None) -> list[GatewayOut]:
-    hall = require_hall(who, hall)
+async def list_gateways(db: Engine, who: HealthCaller, hall: str | None = None) -> list[GatewayOut]:
+    hall = hall_in_reach(who, Area.HEALTH, hall)
     lost = (select(lost_ranges.c.gateway_id,
                    func.sum(lost_ranges.c.last_seq - lost_ranges.c.first_seq + 1).label("n"))
             .group_by(lost_ranges.c.gateway_id).subquery())
@@ -110,10 +110,8 @@ class QuarantineOut(BaseModel):
 @router.get("/quarantine", response_model=list[QuarantineOut],
             summary="Messages refused by ingest, with the reason")
 async def list_quarantine(
-    db: Engine, who: Caller, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+    db: Engine, who: QuarantineCaller, limit: Annotated[int, Query(ge=1, le=1000)] = 100
 ) -> list[QuarantineOut]:
-    if who.role not in (Role.SUPERVISOR, Role.TECHNICIAN):
-        raise HTTPException(403, "仅监察室和运维可查看 / supervisors and technicians only")
     query = select(quarantine).order_by(quarantine.c.id.desc()).limit(limit)
     async with db.connect() as conn:
         rows = (await conn.execute(query)).all()

@@ -12,9 +12,9 @@ from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy import func, select
 
 from central import scorecard
+from central.access import Area
 from central.api.correlation_scope import calendar_for, period, scope_of
-from central.api.deps import Caller, Engine
-from central.auth import Role
+from central.api.deps import Engine, EvaluationReader, SetupReader, SetupWriter
 from central.correlation import facts, halls
 from central.correlation.halls import SetupText
 from central.rules.indicators import DateRange, Grouping, Indicators, Ratio
@@ -99,7 +99,7 @@ def _group_out(result: Indicators, names: dict[tuple[str, str], str]) -> Indicat
 async def get_indicators(
     request: Request,
     db: Engine,
-    who: Caller,
+    who: EvaluationReader,
     from_: Annotated[dt.date, Query(alias="from", description="first business day")],
     to: Annotated[dt.date, Query(description="last business day (inclusive)")],
     group: Grouping = Grouping.HALL,
@@ -133,10 +133,10 @@ async def get_indicators(
 
 @router.get("/halls/{hall}/setup", response_model=SetupText,
             summary="A hall's opening hours and window → department roster")
-async def get_setup(hall: str, db: Engine, who: Caller) -> SetupText:
+async def get_setup(hall: str, db: Engine, who: SetupReader) -> SetupText:
     """The stored setup; a hall nobody configured gets 09:00–12:00, 13:00–17:00 and a roster
     inferred from its cases."""
-    scope = scope_of(who, hall)
+    scope = scope_of(who, hall, Area.HALL_SETUP)
     if scope.hall not in (None, hall):
         raise HTTPException(status.HTTP_403_FORBIDDEN, "无权查看该大厅 / not your hall")
     async with db.connect() as conn:
@@ -151,9 +151,7 @@ async def get_setup(hall: str, db: Engine, who: Caller) -> SetupText:
 
 @router.put("/halls/{hall}/setup", response_model=SetupText,
             summary="Set a hall's opening hours and roster (supervisors)")
-async def put_setup(hall: str, body: SetupText, db: Engine, who: Caller) -> SetupText:
-    if who.role is not Role.SUPERVISOR:
-        raise HTTPException(status.HTTP_403_FORBIDDEN, "仅监察室可修改 / supervisors only")
+async def put_setup(hall: str, body: SetupText, db: Engine, who: SetupWriter) -> SetupText:
     if body.hall != hall:
         raise HTTPException(422, f"hall {body.hall!r} in the body, {hall!r} in the path")
     try:

@@ -17,8 +17,9 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from central import flagged, scorecard
-from central.api.deps import Caller, Engine
-from central.auth import Principal, Role
+from central.access import Area, case_filter, hall_filter, may
+from central.api.deps import Engine, OverviewCaller
+from central.auth import Principal
 from central.cases.context import bound
 from central.rules.indicators import DateRange, Grouping, GroupKey, Ratio
 from central.rules.timelimit import LadderStage
@@ -63,11 +64,13 @@ class HallOverviewOut(BaseModel):
     gateways_online: int | None
     offline: bool | None = Field(description="no gateway of the hall is online")
     last_batch_at: dt.datetime | None
-    lights: LightsOut
-    open_cases: int
-    evaluations_today: int = Field(description="counted evaluations today")
-    satisfaction_today: RatioOut
-    evaluation_rate_today: RatioOut
+    lights: LightsOut | None = Field(description="open cases by stage; null for technicians "
+                                                  "(cases are people's work, not theirs)")
+    open_cases: int | None
+    evaluations_today: int | None = Field(description="counted evaluations today; null for "
+                                                      "technicians, like every score")
+    satisfaction_today: RatioOut | None
+    evaluation_rate_today: RatioOut | None
     suspicious_today: int | None = Field(
         description="flagged evaluations today; null for technicians (not theirs to see)")
     suspicious_open: int | None = Field(
@@ -84,9 +87,9 @@ class OverviewOut(BaseModel):
                     "know: load it from the site's calendar file)")
     halls: list[HallOverviewOut]
     halls_offline: int
-    lights: LightsOut
-    satisfaction_today: RatioOut
-    evaluation_rate_today: RatioOut
+    lights: LightsOut | None
+    satisfaction_today: RatioOut | None
+    evaluation_rate_today: RatioOut | None
     suspicious_today: int | None
 
 
@@ -100,7 +103,7 @@ def calendar_for(engine: object) -> WorkCalendar:
             description="Scoped: a hall manager gets the hall, a department leader the "
                         "department's cases (and no gateway state), supervisors and "
                         "technicians every hall.")
-async def overview(request: Request, db: Engine, who: Caller,
+async def overview(request: Request, db: Engine, who: OverviewCaller,
                    day: Annotated[dt.date | None, Query(
                        ge=FIRST_DAY, le=LAST_DAY,
                        description="business date (default today, Beijing)")] = None
@@ -136,22 +139,23 @@ class _Cache:
 
 
 async def _build(db: AsyncEngine, who: Principal, today: dt.date) -> OverviewOut:
-    leader = who.role is Role.DEPARTMENT_LEADER
-    technician = who.role is Role.TECHNICIAN
+    # each part of the answer is there only for a caller who reaches its area
+    health, with_cases = may(who, Area.HEALTH), may(who, Area.CASES)
+    scores = may(who, Area.EVALUATIONS)
     lights: defaultdict[str, Counter[str]] = defaultdict(Counter)
     gw: dict[str, tuple[int, int, dt.datetime | None]] = {}
     async with db.connect() as conn:
         query = (select(cases.c.hall_id, case_ladder.c.stage, func.count())
                  .join(case_ladder, case_ladder.c.case_no == cases.c.case_no)
-                 .where(scorecard.case_scope(who), case_ladder.c.settled.is_(False))
+                 .where(case_filter(who), case_ladder.c.settled.is_(False))
                  .group_by(cases.c.hall_id, case_ladder.c.stage))
         for hall, stage, n in await conn.execute(query):
             lights[hall][stage or ""] += int(n)
-        if not leader:
+        if health:
             rows = await conn.execute(
                 select(gateways.c.hall_id, gateways.c.online, gateways.c.last_batch_at)
                 .where(gateways.c.revoked_at.is_(None),
-                       scorecard.hall_scope(who, gateways.c.hall_id)))
+                       hall_filter(who, gateways.c.hall_id, Area.HEALTH)))
             per: defaultdict[str, list[tuple[bool, dt.datetime | None]]] = defaultdict(list)
             for hall, online, last in rows:
                 per[hall].append((bool(online), last))
@@ -161,14 +165,16 @@ async def _build(db: AsyncEngine, who: Principal, today: dt.date) -> OverviewOut
         suspicious = await flagged.find(conn, who, today, today)
     calendar, period = calendar_for(db), DateRange(today, today)
     problem, correlated = None, await scorecard.correlated(db, period)
+    by_hall: dict[GroupKey, Any] = {}
     try:
-        facts = await scorecard.load(db, who, period, calendar)
-        # today's two rates need today's evaluations and the cases accepted today only
-        facts = replace(facts, sessions=[], staffing=[], cases=[
-            c for c in facts.cases if business_date(c.accepted_at) == today])
-        by_hall = scorecard.compute(facts, period, Grouping.HALL, calendar)
+        if scores:
+            facts = await scorecard.load(db, who, period, calendar)
+            # today's two rates need today's evaluations and the cases accepted today only
+            facts = replace(facts, sessions=[], staffing=[], cases=[
+                c for c in facts.cases if business_date(c.accepted_at) == today])
+            by_hall = scorecard.compute(facts, period, Grouping.HALL, calendar)
     except CalendarError as exc:  # the lights and gateways still show; the rates cannot
-        by_hall, problem = {}, str(exc)
+        problem = str(exc)
     flagged_by_hall = Counter(f.hall for f in suspicious)
     open_by_hall = Counter(f.hall for f in suspicious if f.open_flags)
     halls = sorted(set(lights) | set(gw) | {k.hall for k in by_hall if k.hall}
@@ -180,17 +186,21 @@ async def _build(db: AsyncEngine, who: Principal, today: dt.date) -> OverviewOut
         gateways_n, online_n, last = gw.get(hall, (0, 0, None))
         out.append(HallOverviewOut(
             hall=hall,
-            gateways=None if leader else gateways_n,
-            gateways_online=None if leader else online_n,
-            offline=None if leader else (gateways_n > 0 and online_n == 0),
-            last_batch_at=None if leader else last,
-            lights=LightsOut(**{s.value: counts.get(s.value, 0) for s in LIGHTS}),
-            open_cases=sum(counts.values()),
-            evaluations_today=int(ind.satisfaction_rate.denominator) if ind else 0,
-            satisfaction_today=_ratio(ind.satisfaction_rate if ind else None),
-            evaluation_rate_today=_ratio(ind.evaluation_rate if ind else None),
-            suspicious_today=None if technician else flagged_by_hall.get(hall, 0),
-            suspicious_open=None if technician else open_by_hall.get(hall, 0)))
+            gateways=gateways_n if health else None,
+            gateways_online=online_n if health else None,
+            offline=(gateways_n > 0 and online_n == 0) if health else None,
+            last_batch_at=last if health else None,
+            lights=LightsOut(**{s.value: counts.get(s.value, 0) for s in LIGHTS})
+            if with_cases else None,
+            open_cases=sum(counts.values()) if with_cases else None,
+            evaluations_today=(int(ind.satisfaction_rate.denominator) if ind else 0)
+            if scores else None,
+            satisfaction_today=_ratio(ind.satisfaction_rate if ind else None)
+            if scores else None,
+            evaluation_rate_today=_ratio(ind.evaluation_rate if ind else None)
+            if scores else None,
+            suspicious_today=flagged_by_hall.get(hall, 0) if scores else None,
+            suspicious_open=open_by_hall.get(hall, 0) if scores else None))
     summed = Counter[str]()
     for counts in lights.values():
         summed.update(counts)
@@ -198,11 +208,14 @@ async def _build(db: AsyncEngine, who: Principal, today: dt.date) -> OverviewOut
         as_of=today, generated_at=utc_now(), correlated=correlated,
         figures_problem=problem, halls=out,
         halls_offline=sum(1 for h in out if h.offline),
-        lights=LightsOut(**{s.value: summed.get(s.value, 0) for s in LIGHTS}),
+        lights=LightsOut(**{s.value: summed.get(s.value, 0) for s in LIGHTS})
+        if with_cases else None,
         # both rates add up across halls: Σ numerators / Σ denominators
-        satisfaction_today=_sum(i.satisfaction_rate for i in by_hall.values()),
-        evaluation_rate_today=_sum(i.evaluation_rate for i in by_hall.values()),
-        suspicious_today=None if technician else len(suspicious))
+        satisfaction_today=_sum(i.satisfaction_rate for i in by_hall.values())
+        if scores else None,
+        evaluation_rate_today=_sum(i.evaluation_rate for i in by_hall.values())
+        if scores else None,
+        suspicious_today=len(suspicious) if scores else None)
 
 
 def _sum(ratios: Iterable[Ratio]) -> RatioOut:

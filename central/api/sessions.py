@@ -17,7 +17,7 @@ from central.api.correlation_scope import (
     period,
     scope_of,
 )
-from central.api.deps import Caller, Engine
+from central.api.deps import Engine, EvaluationReader
 from central.correlation import halls
 from central.correlation.sessions import Outcome
 from central.store.schema import cases
@@ -95,7 +95,7 @@ def _session_out(r: Any, names: dict[tuple[str, str], str]) -> SessionOut:
             summary="Service sessions: issued → called → started → finished/no-show/transfer")
 async def list_sessions(
     db: Engine,
-    who: Caller,
+    who: EvaluationReader,
     from_: FromDay = None,
     to: ToDay = None,
     hall: str | None = None,
@@ -150,7 +150,7 @@ async def list_sessions(
             summary="Staff presence (在岗) at windows, from LI/LO/PS/RS and service activity")
 async def list_presence(
     db: Engine,
-    who: Caller,
+    who: EvaluationReader,
     from_: FromDay = None,
     to: ToDay = None,
     hall: str | None = None,

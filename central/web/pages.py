@@ -1,6 +1,6 @@
 """The dashboard's pages and the login form. Pages are shells: their scripts fetch the same
 JSON API every other client uses (with the session cookie), so the API's scope rules are the
-pages' scope rules. Which pages a role gets is decided here; what data it gets, by the API."""
+pages' scope rules. Which pages a role gets follows from the same table (central.access)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from central import accounts
+from central.access import Area, may, roles_with
 from central.api.cases import get_case
 from central.auth import Role
 from central.web import i18n
@@ -42,8 +43,8 @@ PAGE_HEADERS = {
     "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
-ALL = frozenset(Role)
-PEOPLE = frozenset({Role.SUPERVISOR, Role.DEPARTMENT_LEADER, Role.HALL_MANAGER})
+# a page opens for the roles that reach the area of the data it shows (central.access)
+OVERVIEW = roles_with(Area.HEALTH) | roles_with(Area.CASES) | roles_with(Area.EVALUATIONS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,13 +55,13 @@ class Page:
 
 
 PAGES = (
-    Page("overview", "/overview", ALL),
-    Page("analysis", "/analysis", PEOPLE),
-    Page("reviews", "/reviews", PEOPLE),
-    Page("followups", "/followups", PEOPLE),
-    Page("bulletin", "/bulletin", PEOPLE),
+    Page("overview", "/overview", OVERVIEW),
+    Page("analysis", "/analysis", roles_with(Area.EVALUATIONS)),
+    Page("reviews", "/reviews", roles_with(Area.EVALUATIONS)),
+    Page("followups", "/followups", roles_with(Area.FOLLOWUP)),
+    Page("bulletin", "/bulletin", roles_with(Area.EVALUATIONS)),
 )
-CASE_PAGE = Page("case", "/cases", PEOPLE)
+CASE_PAGE = Page("case", "/cases", roles_with(Area.CASES))
 
 
 class PageRefused(Exception):
@@ -141,7 +142,7 @@ async def analysis_page(request: Request) -> Response:
 @router.get("/reviews")
 async def reviews_page(request: Request) -> Response:
     session = await session_of(request)
-    may_decide = session is not None and session.account.role is Role.SUPERVISOR
+    may_decide = session is not None and may(session.principal, Area.REVIEW_DECIDE)
     return await _page(request, PAGES[2], config={"may_decide": may_decide})
 
 

@@ -18,14 +18,18 @@
     box.appendChild(kpi('kpi-halls', t('overview.halls'), data.halls.length));
     box.appendChild(kpi('kpi-offline', t('overview.offline'), data.halls_offline, null,
       data.halls_offline ? 'bad' : 'good'));
-    box.appendChild(kpi('kpi-satisfaction', t('overview.satisfaction'),
-      H.pct(data.satisfaction_today), H.frac(data.satisfaction_today)));
-    box.appendChild(kpi('kpi-evaluation-rate', t('overview.evaluation_rate'),
-      H.pct(data.evaluation_rate_today), H.frac(data.evaluation_rate_today)));
+    // a part the caller's role does not reach comes as null (technicians: no scores, cases)
+    if (data.satisfaction_today !== null) {
+      box.appendChild(kpi('kpi-satisfaction', t('overview.satisfaction'),
+        H.pct(data.satisfaction_today), H.frac(data.satisfaction_today)));
+      box.appendChild(kpi('kpi-evaluation-rate', t('overview.evaluation_rate'),
+        H.pct(data.evaluation_rate_today), H.frac(data.evaluation_rate_today)));
+    }
     if (data.suspicious_today !== null) {
       box.appendChild(kpi('kpi-suspicious', t('overview.suspicious'), data.suspicious_today,
         null, data.suspicious_today ? 'warn' : ''));
     }
+    if (data.lights === null) { return; }
     box.appendChild(el('div', { class: 'kpi lights-kpi', id: 'kpi-lights' },
       el('div', { class: 'kpi-label' }, t('overview.open_cases')),
       el('div', { class: 'light-row' }, ALERTS.map(function (s) {
@@ -56,14 +60,16 @@
       dataset: { hall: h.hall } },
       el('header', null, el('h2', null, el('a', { href: H.withQuery('/analysis', { hall: h.hall }) },
         h.hall)), gw),
-      el('div', { class: 'light-row' }, ALERTS.map(function (s) { return badge(s, h.lights[s]); })),
-      el('dl', { class: 'rates' },
+      h.lights === null ? null : el('div', { class: 'light-row' },
+        ALERTS.map(function (s) { return badge(s, h.lights[s]); })),
+      h.satisfaction_today === null ? null : el('dl', { class: 'rates' },
         el('div', null, el('dt', null, t('ind.satisfaction_rate')),
           el('dd', { class: 'satisfaction' }, H.rate(h.satisfaction_today))),
         el('div', null, el('dt', null, t('ind.evaluation_rate')),
           el('dd', { class: 'evaluation-rate' }, H.rate(h.evaluation_rate_today)))),
       el('footer', null,
-        el('span', null, t('overview.evaluations', { n: h.evaluations_today })),
+        h.evaluations_today === null ? null :
+          el('span', null, t('overview.evaluations', { n: h.evaluations_today })),
         h.suspicious_today === null ? null : el('span', { class: 'suspicious' +
           (h.suspicious_open ? ' warn' : '') },
           t('overview.suspicious.hall', { n: h.suspicious_today, open: h.suspicious_open })),
@@ -85,7 +91,12 @@
     var halls = data.halls.map(function (h) { return h.hall; });
     var ink = big ? '#c9d6f2' : '#333';  // readable on the big screen's dark ground
     var textStyle = { fontFamily: H.FONT, fontSize: big ? 18 : 13, color: ink };
-    var lights = H.chart('chart-lights');
+    ['chart-lights', 'chart-satisfaction'].forEach(function (id) {  // parts out of reach
+      var box = document.getElementById(id);
+      if (box) { box.closest('figure').hidden = (id === 'chart-lights' ? data.lights :
+        data.satisfaction_today) === null; }
+    });
+    var lights = data.lights === null ? null : H.chart('chart-lights');
     if (lights) {
       lights.setOption({
         textStyle: textStyle, animation: false,
@@ -101,7 +112,7 @@
         })
       }, true);
     }
-    var sat = H.chart('chart-satisfaction');
+    var sat = data.satisfaction_today === null ? null : H.chart('chart-satisfaction');
     if (sat) {
       sat.setOption({
         textStyle: textStyle, animation: false,

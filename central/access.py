@@ -1,0 +1,112 @@
+"""Who may see what: one table for the pages, the API and the exports.
+
+Every route names the area it serves (``central.api.deps.gate``) and every query narrows to the
+caller's reach in that area through the functions below, so a page, its JSON and its CSV export
+cannot disagree. Technicians (实施运维) keep gateways and devices running: they reach device and
+gateway health, the quarantine, remote commands and the case feed they install, and never
+people's performance or personal data (evaluations, sessions, staff numbers, cases, evidence
+snapshots, follow-up, bulletins). A role missing from a row reaches nothing there.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import ColumnElement, false, true
+
+from central.auth import Principal, Role
+from central.store.schema import cases
+
+REFUSED = "角色无权访问 / your role has no access to this"
+
+
+class Area(StrEnum):
+    HEALTH = "health"  # gateways: online, uplink, backlog, clock, device health, losses
+    DEVICE_EVENTS = "device_events"  # raw stored events of the device-health kinds only
+    EVENTS = "events"  # every raw stored event (keys, queue messages with staff numbers)
+    QUARANTINE = "quarantine"  # messages ingest refused, with their payload's start
+    OPERATE = "operate"  # signed remote commands to gateways, and their log
+    CASE_FEED = "case_feed"  # the approval system's cases posted in (a machine's job)
+    CASES = "cases"  # 办件: staff, windows, time-limit ladder, lights
+    EVALUATIONS = "evaluations"  # evaluations, sessions, presence, indicators, drill-down,
+    #                              flagged evaluations, bulletins and every export of them
+    EVIDENCE = "evidence"  # camera snapshots (faces)
+    FOLLOWUP = "followup"  # bad-review follow-up (整改)
+    REVIEW_DECIDE = "review_decide"  # confirm or dismiss a flag (复核)
+    REVIEW_LOG = "review_log"  # who decided what on which flag, with their notes
+    HALL_SETUP = "hall_setup"  # read a hall's opening hours, roster and staff names
+    HALL_SETUP_WRITE = "hall_setup_write"
+
+
+class Reach(StrEnum):
+    EVERY_HALL = "every_hall"
+    OWN_HALL = "own_hall"  # the account's hall
+    OWN_DEPARTMENT = "own_department"  # what is tied to the department's cases
+    NONE = "none"
+
+
+_S, _D, _H, _T = (Role.SUPERVISOR, Role.DEPARTMENT_LEADER, Role.HALL_MANAGER,
+                  Role.TECHNICIAN)
+_ALL, _HALL, _DEPT = Reach.EVERY_HALL, Reach.OWN_HALL, Reach.OWN_DEPARTMENT
+
+RULES: dict[Area, dict[Role, Reach]] = {
+    Area.HEALTH: {_S: _ALL, _H: _HALL, _T: _ALL},
+    Area.DEVICE_EVENTS: {_S: _ALL, _H: _HALL, _T: _ALL},
+    Area.EVENTS: {_S: _ALL, _H: _HALL},
+    Area.QUARANTINE: {_S: _ALL, _T: _ALL},
+    Area.OPERATE: {_S: _ALL, _T: _ALL},
+    Area.CASE_FEED: {_S: _ALL, _T: _ALL},
+    Area.CASES: {_S: _ALL, _D: _DEPT, _H: _HALL},
+    Area.EVALUATIONS: {_S: _ALL, _D: _DEPT, _H: _HALL},
+    Area.EVIDENCE: {_S: _ALL, _D: _DEPT, _H: _HALL},
+    Area.FOLLOWUP: {_S: _ALL, _D: _DEPT, _H: _HALL},
+    Area.REVIEW_DECIDE: {_S: _ALL},
+    Area.REVIEW_LOG: {_S: _ALL, _H: _HALL},
+    Area.HALL_SETUP: {_S: _ALL, _D: _DEPT, _H: _HALL},  # it names the staff (工作人员姓名)
+    Area.HALL_SETUP_WRITE: {_S: _ALL},
+}
+
+# the raw events of Area.DEVICE_EVENTS: device and gateway health, no person in them (not
+# queue.fault: its raw $QM line can carry a ticket, a staff number, a service name)
+DEVICE_EVENT_KINDS = frozenset({"evaluator.health", "evaluator.boot", "evaluator.fault",
+                                "bus.stats", "camera.health", "gateway.boot",
+                                "gateway.selftest", "gateway.journal_loss"})
+
+
+def reach(who: Principal, area: Area) -> Reach:
+    """How far ``who`` reaches in ``area``; an account without its hall or department reaches
+    nothing where that scope is what it would be limited to."""
+    found = RULES[area].get(who.role, Reach.NONE)
+    if (found is Reach.OWN_HALL and not who.hall) or (
+            found is Reach.OWN_DEPARTMENT and not who.department):
+        return Reach.NONE
+    return found
+
+
+def may(who: Principal, area: Area) -> bool:
+    return reach(who, area) is not Reach.NONE
+
+
+def roles_with(area: Area) -> frozenset[Role]:
+    return frozenset(role for role, r in RULES[area].items() if r is not Reach.NONE)
+
+
+def case_filter(who: Principal, area: Area = Area.CASES) -> ColumnElement[bool]:
+    """The ``cases`` rows ``who`` may see in ``area``."""
+    found = reach(who, area)
+    if found is Reach.EVERY_HALL:
+        return true()
+    if found is Reach.OWN_HALL:
+        return cases.c.hall_id == who.hall
+    if found is Reach.OWN_DEPARTMENT:
+        return cases.c.department == who.department
+    return false()
+
+
+def hall_filter(who: Principal, column: Any, area: Area) -> ColumnElement[bool]:
+    """For hall-keyed rows; a department's reach is narrowed by case links elsewhere."""
+    found = reach(who, area)
+    if found is Reach.OWN_HALL:
+        return column == who.hall  # type: ignore[no-any-return]
+    return false() if found is Reach.NONE else true()
