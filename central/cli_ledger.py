@@ -1,4 +1,4 @@
-"""hallwatch-central verify-ledger / ledger head / ledger append."""
+"""hallwatch-central verify-ledger / ledger head / ledger seal / ledger append."""
 
 from __future__ import annotations
 
@@ -45,6 +45,8 @@ def verify_ledger(
                                                  "entry")] = None,
     heads: Annotated[Path | None, typer.Option(
         help="published chain heads to check against (the output of `ledger head`)")] = None,
+    seals: Annotated[bool, typer.Option(
+        help="also check the heads sealed into the seal file (ledger.seal_file)")] = True,
     config: ConfigOption = None,
 ) -> None:
     """Recompute the ledger: report every row changed, deleted or inserted behind the
@@ -55,12 +57,17 @@ def verify_ledger(
     cfg = _load(config)
     on_day = _day(day)
     published: list[Head] = []
-    if heads is not None:
+    files = [heads] if heads is not None else []
+    if seals and cfg.seal_file.exists():
+        files.append(cfg.seal_file)
+    for path in files:
         try:
-            published = parse_heads(heads.read_text(encoding="utf-8").splitlines())
+            published += parse_heads(path.read_text(encoding="utf-8").splitlines())
         except (OSError, ValueError, KeyError) as exc:
-            typer.echo(f"无法读取链头文件 / cannot read {heads}: {exc}", err=True)
+            typer.echo(f"无法读取链头文件 / cannot read {path}: {exc}", err=True)
             raise typer.Exit(2) from None
+    if hall is not None or on_day is not None:
+        published = [h for h in published if hall in (None, h.hall) and on_day in (None, h.day)]
 
     async def go() -> Report:
         engine = make_engine(cfg.database_url)
@@ -110,6 +117,28 @@ def ledger_head(
     for head in asyncio.run(go()):
         typer.echo(json.dumps({**head.as_json(), "final": on_day < settled},
                               ensure_ascii=False))
+
+
+@ledger_app.command("seal")
+def ledger_seal(config: ConfigOption = None) -> None:
+    """Seal every grown chain of today and yesterday now (the aggregator does this every
+    ledger.seal_every_s), into the database and the seal file."""
+    from central.ledger import seal_once
+    from central.store.db import make_engine
+
+    cfg = _load(config)
+
+    async def go() -> list[Head]:
+        engine = make_engine(cfg.database_url)
+        try:
+            return await seal_once(engine, mirror=cfg.seal_file)
+        finally:
+            await engine.dispose()
+
+    sealed = asyncio.run(go())
+    for head in sealed:
+        typer.echo(json.dumps(head.as_json(), ensure_ascii=False))
+    typer.echo(f"{len(sealed)} chain head(s) sealed into {cfg.seal_file}", err=True)
 
 
 @ledger_app.command("append")

@@ -104,6 +104,17 @@ class RulesConfig(_Section):
                                   description="ladder job interval (it also runs after 00:00)")
 
 
+class LedgerConfig(_Section):
+    """The tamper-evident ledger (central/ledger.py)."""
+
+    seal_every_s: float = Field(default=300, ge=5, le=86400,
+                                description="seal every chain's head this often, so that a "
+                                            "rewrite of today's chain is caught too")
+    seal_file: Path | None = Field(
+        default=None, description="sealed heads are also appended here, outside the "
+                                  "database; default <data_dir>/ledger-seals.jsonl")
+
+
 class CentralConfig(_Section):
     database_url: str = DEFAULT_URL
     data_dir: Path = Path("var/central")
@@ -114,6 +125,7 @@ class CentralConfig(_Section):
     rules: RulesConfig = RulesConfig()
     provisioning: ProvisioningConfig = ProvisioningConfig()
     timeseries: TimeseriesConfig = TimeseriesConfig()
+    ledger: LedgerConfig = LedgerConfig()
 
     def named_files(self) -> list[Named]:
         """Files this configuration names that an aggregator process reads at start."""
@@ -127,6 +139,10 @@ class CentralConfig(_Section):
     @property
     def command_key_path(self) -> Path:
         return self.provisioning.command_key or self.data_dir / "command-signing.key"
+
+    @property
+    def seal_file(self) -> Path:
+        return self.ledger.seal_file or self.data_dir / "ledger-seals.jsonl"
 
     @property
     def broker_dir(self) -> Path:

@@ -23,8 +23,18 @@ a later read verify). It only takes rows a row insert cannot smuggle in:
                commit late); an older revision with no entry, or a case with no revision at all,
                was put there behind the case store's back.
 
+An ``evaluator.key`` row beyond the committed sequence inside a range that arrived early is not
+chained yet; it must still be explained by what the gateway itself said: it may not lie beyond
+the journal head the gateway reported, by its own clock, after the event's time
+(``gateways.state``), and within one boot its monotonic time may not come before the last
+event the gateway committed. A row put there behind ingest's back, with a made-up pending
+range beside it, fails one or the other once the gateway has spoken since.
+
 What the chain cannot see: whoever can rewrite the table and every later entry can recompute
-the chain; the published heads are what makes that visible (``verify-ledger --heads``).
+the chain. The heads make that visible: the job seals every chain's head every few minutes
+(``ledger_seals``, and a line in a file outside the database, ``seal_once``), so a rewrite of
+today's chain is caught too, not only one of a day whose head was published
+(``verify-ledger --heads``).
 """
 
 from __future__ import annotations
@@ -34,9 +44,11 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import and_, exists, func, insert, select, text, tuple_, update
@@ -52,13 +64,14 @@ from central.store.schema import (
     gateways,
     pending_ranges,
 )
-from central.store.schema_tsledger import ledger_entries, ledger_progress
+from central.store.schema_tsledger import ledger_entries, ledger_progress, ledger_seals
 
 log = logging.getLogger(__name__)
 
 EVALUATION_KIND = "evaluator.key"
 LOCK_KEY = 0x6877_6C67  # "hwlg": one ledger writer at a time on PostgreSQL
 CASE_SETTLE = dt.timedelta(minutes=5)
+STATE_SLACK = dt.timedelta(seconds=2)  # a state built in the same instant may not see it yet
 BATCH = 5000  # records per source per pass
 _CHUNK = 500  # keys per IN (…) query
 
@@ -285,17 +298,81 @@ async def _set_progress(conn: AsyncConnection, source: str, ref: str, **values: 
         ledger_progress.c.source == source, ledger_progress.c.ref == ref).values(**values))
 
 
-async def run_forever(engine: AsyncEngine, interval_s: float = 2.0) -> None:
-    """The aggregator's background job: chain new records every few seconds."""
+async def run_forever(engine: AsyncEngine, interval_s: float = 2.0, *,
+                      seal_every_s: float = 300.0, seal_file: Path | None = None) -> None:
+    """The aggregator's background job: chain new records every few seconds, seal the chains'
+    heads every ``seal_every_s``."""
+    loop = asyncio.get_running_loop()
+    next_seal = loop.time() + seal_every_s
     while True:
         try:
             added = await append_once(engine)
+            if loop.time() >= next_seal:
+                await seal_once(engine, mirror=seal_file)
+                next_seal = loop.time() + seal_every_s
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("ledger: a pass failed; trying again")
             added = 0
         await asyncio.sleep(0 if added >= BATCH else interval_s)
+
+
+# -- seals ---------------------------------------------------------------------------------
+
+async def seal_once(engine: AsyncEngine, now: dt.datetime | None = None,
+                    mirror: Path | None = None) -> list[Head]:
+    """Seal the head of every chain of today and yesterday that grew since its last seal: a
+    row in ``ledger_seals`` and, when ``mirror`` is given, a line appended to that file (the
+    format of ``ledger head``, which ``verify-ledger --heads`` reads). Earlier days' chains
+    cannot grow any more; their last seal is final."""
+    now = now or dt.datetime.now(dt.UTC)
+    since = business_date(now) - dt.timedelta(days=1)
+    e, s = ledger_entries, ledger_seals
+    async with engine.begin() as conn:
+        if conn.dialect.name == "postgresql" and not (await conn.execute(
+                text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": LOCK_KEY})).scalar():
+            return []  # another aggregator process is at the ledger
+        lengths = (select(e.c.hall_id, e.c.day, func.max(e.c.position).label("n"))
+                   .where(e.c.day >= since).group_by(e.c.hall_id, e.c.day).subquery())
+        sealed = (select(s.c.hall_id, s.c.day, func.max(s.c.entries).label("n"))
+                  .where(s.c.day >= since).group_by(s.c.hall_id, s.c.day).subquery())
+        rows = (await conn.execute(
+            select(e.c.hall_id, e.c.day, e.c.position, e.c.chain_hash)
+            .join(lengths, and_(lengths.c.hall_id == e.c.hall_id, lengths.c.day == e.c.day,
+                                lengths.c.n == e.c.position))
+            .outerjoin(sealed, and_(sealed.c.hall_id == e.c.hall_id, sealed.c.day == e.c.day))
+            .where(func.coalesce(sealed.c.n, 0) < e.c.position)
+            .order_by(e.c.day, e.c.hall_id))).all()
+        new = [Head(r.hall_id, r.day, r.position, r.chain_hash) for r in rows]
+        if new:
+            await conn.execute(insert(s), [{"hall_id": h.hall, "day": h.day,
+                                            "entries": h.entries, "head": h.head,
+                                            "sealed_at": now} for h in new])
+    if new and mirror is not None:
+        _append_lines(mirror, [json.dumps({**h.as_json(), "sealed_at": now.isoformat()},
+                                          ensure_ascii=False) for h in new])
+    return new
+
+
+def _append_lines(path: Path, lines: Sequence[str]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    with os.fdopen(fd, "a", encoding="utf-8") as out:
+        out.write("".join(f"{line}\n" for line in lines))
+        out.flush()
+        os.fsync(out.fileno())
+
+
+async def sealed_heads(conn: AsyncConnection, hall: str | None = None,
+                       day: dt.date | None = None) -> list[Head]:
+    query = select(ledger_seals).order_by(ledger_seals.c.day, ledger_seals.c.hall_id,
+                                          ledger_seals.c.entries)
+    if hall is not None:
+        query = query.where(ledger_seals.c.hall_id == hall)
+    if day is not None:
+        query = query.where(ledger_seals.c.day == day)
+    return [Head(r.hall_id, r.day, r.entries, r.head) for r in await conn.execute(query)]
 
 
 # -- verification ------------------------------------------------------------------------------
@@ -376,11 +453,15 @@ async def verify(engine: AsyncEngine, hall: str | None = None, day: dt.date | No
             report.findings += _check_chain(chain.hall_id, chain.day, entries)
             report.findings += await _check_rows(conn, entries)
         report.findings += await _unchained_evaluations(conn, hall, day)
+        early, unexplained = await _early_evaluations(conn, hall, day)
+        report.findings += unexplained
         unchained_cases, pending = await _unchained_cases(conn, hall, day)
         report.findings += unchained_cases
-        report.pending += pending
+        report.pending += pending + early
         report.pending += await _pending_evaluations(conn, hall)
         report.findings += await _check_heads(conn, published)
+        report.findings += await _check_heads(conn, await sealed_heads(conn, hall, day),
+                                              "sealed")
     return report
 
 
@@ -477,17 +558,36 @@ def _day_bounds(day: dt.date) -> tuple[dt.datetime, dt.datetime]:
     return day_start(day), day_start(day + dt.timedelta(days=1))
 
 
+def _events_in(query: Any, hall: str | None, day: dt.date | None) -> Any:
+    if hall is not None:
+        query = query.where(events.c.hall_id == hall)
+    if day is not None:
+        start, end = _day_bounds(day)
+        query = query.where(events.c.received_at >= start, events.c.received_at < end)
+    return query
+
+
+def _chained_event() -> Any:
+    """The event row in hand has its ledger entry."""
+    return exists().where(ledger_entries.c.record == Record.EVALUATION.value,
+                          ledger_entries.c.ref == events.c.gateway_id,
+                          ledger_entries.c.ref_no == events.c.seq)
+
+
+def _arrived_early() -> Any:
+    """The event row in hand lies in a range that arrived beyond a gap."""
+    return exists().where(pending_ranges.c.gateway_id == events.c.gateway_id,
+                          pending_ranges.c.first_seq <= events.c.seq,
+                          pending_ranges.c.last_seq >= events.c.seq)
+
+
 async def _unchained_evaluations(conn: AsyncConnection, hall: str | None, day: dt.date | None
                                  ) -> list[Finding]:
     """evaluator.key rows no entry holds: at or below the ledger's watermark, or beyond what the
     gateway has committed and outside every range that arrived early."""
     progress = ledger_progress
-    chained = exists().where(ledger_entries.c.record == Record.EVALUATION.value,
-                             ledger_entries.c.ref == events.c.gateway_id,
-                             ledger_entries.c.ref_no == events.c.seq)
-    early = exists().where(pending_ranges.c.gateway_id == events.c.gateway_id,
-                           pending_ranges.c.first_seq <= events.c.seq,
-                           pending_ranges.c.last_seq >= events.c.seq)
+    chained = _chained_event()
+    early = _arrived_early()
     watermark = func.coalesce(progress.c.through_seq, 0)
     query = (select(events.c.gateway_id, events.c.seq, events.c.hall_id, events.c.received_at,
                     watermark.label("through"), gateways.c.committed_through)
@@ -498,11 +598,7 @@ async def _unchained_evaluations(conn: AsyncConnection, hall: str | None, day: d
                     (events.c.seq <= watermark)
                     | ((events.c.seq > gateways.c.committed_through) & ~early))
              .order_by(events.c.gateway_id, events.c.seq))
-    if hall is not None:
-        query = query.where(events.c.hall_id == hall)
-    if day is not None:
-        start, end = _day_bounds(day)
-        query = query.where(events.c.received_at >= start, events.c.received_at < end)
+    query = _events_in(query, hall, day)
     out = []
     for r in (await conn.execute(query)).all():
         why = ("stored below the ledger's watermark without an entry" if r.seq <= r.through
@@ -510,6 +606,67 @@ async def _unchained_evaluations(conn: AsyncConnection, hall: str | None, day: d
         out.append(Finding(Problem.NOT_IN_LEDGER, Record.EVALUATION, r.gateway_id, r.seq,
                            r.hall_id, business_date(r.received_at), None, why))
     return out
+
+
+async def _early_evaluations(conn: AsyncConnection, hall: str | None, day: dt.date | None
+                             ) -> tuple[int, list[Finding]]:
+    """``evaluator.key`` rows beyond the committed sequence inside a range that arrived early:
+    how many the gateway's own words explain (not chained yet), and a finding for each they
+    do not."""
+    early = _arrived_early()
+    chained = _chained_event()
+    query = (select(events.c.gateway_id, events.c.seq, events.c.hall_id, events.c.boot,
+                    events.c.mono_ns, events.c.utc, events.c.synced, events.c.received_at,
+                    gateways.c.state)
+             .select_from(events.join(gateways, gateways.c.gateway_id == events.c.gateway_id))
+             .where(events.c.kind == EVALUATION_KIND, ~chained, early,
+                    events.c.seq > gateways.c.committed_through)
+             .order_by(events.c.gateway_id, events.c.seq))
+    query = _events_in(query, hall, day)
+    explained, found = 0, []
+    for r in (await conn.execute(query)).all():
+        why = _beyond_reported_head(r) or await _out_of_clock_order(conn, r)
+        if why is None:
+            explained += 1
+            continue
+        found.append(Finding(Problem.NOT_IN_LEDGER, Record.EVALUATION, r.gateway_id, r.seq,
+                             r.hall_id, business_date(r.received_at), None,
+                             f"stored ahead of the committed sequence, but {why}"))
+    return explained, found
+
+
+def _beyond_reported_head(r: Any) -> str | None:
+    """The gateway's last state report was made (by its own synchronised clock, in the same
+    boot) after this event's time, yet its journal ended below the event's seq: the gateway
+    never journaled it. The state's own clock, not its arrival: a retained state can arrive
+    late."""
+    state = r.state if isinstance(r.state, dict) else {}
+    journal = state.get("journal") if isinstance(state.get("journal"), dict) else {}
+    head = journal.get("head_seq")
+    try:
+        made = dt.datetime.fromisoformat(str(state.get("utc")))
+    except ValueError:
+        return None
+    if (isinstance(head, int) and r.seq > head and state.get("boot") == r.boot
+            and state.get("synced") is True and r.synced and made.tzinfo is not None
+            and made > r.utc + STATE_SLACK):
+        return f"the gateway reported its journal ending at {head} after it"
+    return None
+
+
+async def _out_of_clock_order(conn: AsyncConnection, r: Any) -> str | None:
+    """Within one boot the journal numbers events in the order of the gateway's monotonic
+    clock: a row that the clock puts before the last event its gateway committed (the rows
+    ingest stored without a gap, which the ledger trusts) was not numbered there."""
+    last = (await conn.execute(
+        select(events.c.seq, events.c.boot, events.c.mono_ns)
+        .join(gateways, gateways.c.gateway_id == events.c.gateway_id)
+        .where(events.c.gateway_id == r.gateway_id,
+               events.c.seq <= gateways.c.committed_through)
+        .order_by(events.c.seq.desc()).limit(1))).first()
+    if last is not None and last.boot == r.boot and last.mono_ns > r.mono_ns:
+        return f"its gateway clock puts it before seq {last.seq} of the same boot"
+    return None
 
 
 async def _pending_evaluations(conn: AsyncConnection, hall: str | None) -> int:
@@ -568,16 +725,20 @@ async def _unchained_cases(conn: AsyncConnection, hall: str | None, day: dt.date
     return found, pending
 
 
-async def _check_heads(conn: AsyncConnection, published: Sequence[Head]) -> list[Finding]:
-    found = []
+async def _check_heads(conn: AsyncConnection, published: Sequence[Head],
+                       what: str = "published") -> list[Finding]:
+    found, seen = [], set()
     for head in published:
+        if head in seen:  # the same head from the table and from a file
+            continue
+        seen.add(head)
         row = (await conn.execute(select(ledger_entries.c.chain_hash).where(
             ledger_entries.c.hall_id == head.hall, ledger_entries.c.day == head.day,
             ledger_entries.c.position == head.entries))).first()
         if row is None:
-            detail = f"the chain no longer has {head.entries} entries"
+            detail = f"the chain no longer has the {head.entries} entries {what}"
         elif row.chain_hash != head.head:
-            detail = f"entry {head.entries} no longer ends in the published head"
+            detail = f"entry {head.entries} no longer ends in the {what} head"
         else:
             continue
         found.append(Finding(Problem.HEAD_MISMATCH, None, f"chain {head.hall}/{head.day}", None,

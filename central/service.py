@@ -53,7 +53,9 @@ class Aggregator:
         signer = CommandSigner(load_or_create_signing_key(self.config.command_key_path))
         spawn("commands", lambda: remote.run_forever(
             self.engine, signer, self.consumer.publish, self.consumer.connected.is_set))
-        spawn("ledger", lambda: ledger.run_forever(self.engine))
+        spawn("ledger", lambda: ledger.run_forever(
+            self.engine, seal_every_s=self.config.ledger.seal_every_s,
+            seal_file=self.config.seal_file))
         spawn("timeseries", lambda: timeseries.run_forever(self.engine, self.config.timeseries))
         spawn("correlation", correlation)  # + follow-up
 

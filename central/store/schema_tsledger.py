@@ -45,5 +45,17 @@ ledger_progress = Table(
     Column("through_at", UTCDateTime),
 )
 
+# each chain's head as the ledger job sealed it every few minutes (ledger.seal_every_s), also
+# appended to a file outside the database: a rewrite of today's chain no longer matches it
+ledger_seals = Table(
+    "ledger_seals", metadata,
+    Column("hall_id", String(64), primary_key=True),
+    Column("day", Date, primary_key=True, comment="business day of the chain"),
+    Column("entries", Integer, primary_key=True, autoincrement=False,
+           comment="the chain's length when sealed"),
+    Column("head", String(64), nullable=False, comment="chain hash of entry number 'entries'"),
+    Column("sealed_at", UTCDateTime, nullable=False),
+)
+
 # the ledger job finds new case revisions by received_at (the table's key is the case number)
 Index("ix_case_revisions_received_at", case_revisions.c.received_at)

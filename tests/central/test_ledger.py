@@ -3,6 +3,8 @@ application's back are reported with their key; untouched data verifies clean.""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
@@ -15,12 +17,21 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from typer.testing import CliRunner
 
 from central import ledger
-from central.ingest import Ingestor
+from central.ingest import Incoming, Ingestor
 from central.ledger import Problem, Record
 from central.registry import register
 from central.store.db import make_engine
 from central.store.migrate import upgrade
-from central.store.schema import case_revisions, case_suspensions, cases, events
+from central.store.schema import (
+    case_revisions,
+    case_suspensions,
+    cases,
+    events,
+    pending_ranges,
+)
+from central.store.schema_tsledger import ledger_entries, ledger_seals
+from protocols import topics
+from protocols.envelope import GatewayState, JournalState
 from tests.support.hallevents import Gateway, key_press, queue
 
 NOW = datetime(2026, 11, 20, 3, 0, tzinfo=UTC)  # 11:00 in Shanghai
@@ -287,3 +298,167 @@ def test_row_hash_is_independent_of_key_order_and_sensitive_to_every_column() ->
                    if isinstance(row[column], datetime) else str(row[column]) + "x"}
         assert ledger.row_hash(Record.EVALUATION, changed) != ledger.row_hash(
             Record.EVALUATION, row), column
+
+
+async def gateway_state(engine: AsyncEngine, gw: Gateway, *, head_seq: int, at: datetime
+                        ) -> None:
+    """What the gateway says about itself: its journal's head, by its own clock."""
+    state = GatewayState(hall=gw.hall, gateway=gw.gateway, boot=gw.boot, online=True, utc=at,
+                         synced=True, journal=JournalState(
+                             head_seq=head_seq, acked_seq=0, backlog=0, disk_bytes=0,
+                             limit_bytes=1, dropped_unacked=0))
+    await Ingestor(engine).ingest_state(Incoming(
+        topics.topic(gw.hall, gw.gateway, topics.Channel.STATE),
+        state.model_dump_json().encode(), datetime.now(UTC)))
+
+
+async def forge(engine: AsyncEngine, like: dict[str, Any], seq: int, **changes: Any) -> None:
+    """An evaluation row put in behind ingest's back, ahead of the committed sequence, with the
+    pending range that makes it look like a batch that arrived early."""
+    async with engine.begin() as conn:
+        await conn.execute(insert(events).values({**like, "seq": seq, **changes}))
+        await conn.execute(insert(pending_ranges).values(gateway_id=like["gateway_id"],
+                                                         first_seq=seq, last_seq=seq))
+
+
+async def test_an_evaluation_no_stored_event_explains_is_reported_despite_its_pending_range(
+    engine: AsyncEngine,
+) -> None:
+    gw = Gateway("H1", "gw1")
+    await evaluations(engine, gw, 3)  # seqs 1–6, committed through 6
+    gw.seq += 2  # 7 and 8 lost on the way: 9–10 arrive early, a genuine pending range
+    await evaluations(engine, gw, 1, start=NOW + timedelta(minutes=10))
+    await ledger.append_once(engine, now=NOW)
+    report = await ledger.verify(engine)
+    assert report.ok and report.pending == 1  # the early key (10) waits for the gap
+
+    async with engine.connect() as conn:
+        genuine = dict((await conn.execute(select(events).where(
+            events.c.gateway_id == "gw1", events.c.seq == 4))).mappings().one())
+    await forge(engine, genuine, 40)  # a copy of seq 4: its clock says it came before 10
+    later = NOW + timedelta(minutes=20)
+    await forge(engine, genuine, 50, utc=later,  # a careful one: clock and time after 10
+                mono_ns=genuine["mono_ns"] + 20 * 60 * 10**9)
+    report = await ledger.verify(engine)
+    assert keys(report, Problem.NOT_IN_LEDGER) == [("evaluation", "gw1", 40)]
+    assert "gateway clock puts it before seq 6" in report.findings[0].detail
+    assert report.pending == 2  # 10, and 50 that nothing contradicts yet
+
+    # the gateway reports, by its own clock after both, that its journal ends at 12
+    await gateway_state(engine, gw, head_seq=12, at=later + timedelta(minutes=1))
+    report = await ledger.verify(engine)
+    assert keys(report, Problem.NOT_IN_LEDGER) == [("evaluation", "gw1", 40),
+                                                    ("evaluation", "gw1", 50)]
+    assert all("journal ending at 12" in f.detail for f in report.findings)
+    assert report.pending == 1  # the genuine early key is still explained
+    await ledger.append_once(engine, now=NOW)  # and the job never takes a forgery in
+    assert len((await ledger.verify(engine)).findings) == 2
+
+
+async def rewrite_chain(engine: AsyncEngine, hall: str, day: date) -> None:
+    """What someone who can write every table does to hide an edit: recompute the chain."""
+    async with engine.begin() as conn:
+        entries = (await conn.execute(select(ledger_entries).where(
+            ledger_entries.c.hall_id == hall, ledger_entries.c.day == day)
+            .order_by(ledger_entries.c.position))).all()
+        head = ledger.genesis(hall, day)
+        for entry in entries:
+            row = (await conn.execute(select(events).where(
+                events.c.gateway_id == entry.ref, events.c.seq == entry.ref_no))).mappings().one()
+            digest = ledger.row_hash(Record.EVALUATION, row)
+            head = ledger.chain_next(head, digest)
+            await conn.execute(update(ledger_entries).where(
+                ledger_entries.c.hall_id == hall, ledger_entries.c.day == day,
+                ledger_entries.c.position == entry.position).values(row_hash=digest,
+                                                                     chain_hash=head))
+
+
+async def test_a_rewrite_of_todays_chain_is_caught_by_the_heads_sealed_during_the_day(
+    engine: AsyncEngine, tmp_path: Path,
+) -> None:
+    seals = tmp_path / "ledger-seals.jsonl"
+    gw = Gateway("H1", "gw1")
+    await evaluations(engine, gw, 3)
+    await ledger.append_once(engine, now=NOW)
+    assert [(h.hall, h.entries) for h in await ledger.seal_once(engine, NOW, seals)] == [
+        ("H1", 3)]
+    assert await ledger.seal_once(engine, NOW, seals) == []  # nothing grew: nothing sealed
+    await evaluations(engine, gw, 2, start=NOW + timedelta(minutes=5))
+    await ledger.append_once(engine, now=NOW + timedelta(minutes=5))
+    assert [h.entries for h in await ledger.seal_once(engine, NOW, seals)] == [5]
+    assert (await ledger.verify(engine)).ok
+
+    # a bad review turned into a good one, and today's chain recomputed to match
+    await raw(engine, f"UPDATE events SET body = {json_param(engine)} "
+                      "WHERE gateway_id = 'gw1' AND seq = 4",
+              doc=json.dumps({"window": 3, "key": 1, "label": "非常满意"}))
+    await rewrite_chain(engine, "H1", DAY)
+    report = await ledger.verify(engine)
+    assert [(f.problem, f.position) for f in report.findings] == [
+        (Problem.HEAD_MISMATCH, 3), (Problem.HEAD_MISMATCH, 5)]  # only the seals see it
+    assert "sealed head" in report.findings[0].detail
+
+    # the seals' table emptied too: the file outside the database still holds them
+    await raw(engine, "DELETE FROM ledger_seals")
+    assert (await ledger.verify(engine)).ok  # what the database alone can tell
+    from_file = ledger.parse_heads(seals.read_text(encoding="utf-8").splitlines())
+    report = await ledger.verify(engine, published=from_file)
+    assert [f.problem for f in report.findings] == [Problem.HEAD_MISMATCH] * 2
+
+
+async def test_the_ledger_job_seals_at_its_interval(engine: AsyncEngine, tmp_path: Path
+                                                    ) -> None:
+    await evaluations(engine, Gateway("H1", "gw1"), 2)
+    job = asyncio.create_task(ledger.run_forever(engine, 0.05, seal_every_s=0.2,
+                                                 seal_file=tmp_path / "seals.jsonl"))
+    try:
+        for _ in range(600):  # the first seal is due 0.2 s in; a loaded host may lag
+            if (tmp_path / "seals.jsonl").exists():
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        job.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await job
+    async with engine.connect() as conn:
+        sealed = (await conn.execute(select(ledger_seals))).all()
+    assert [(s.hall_id, s.entries) for s in sealed] == [("H1", 2)]
+
+
+def test_cli_seal_and_verify_against_the_seal_file(database_url: str, tmp_path: Path) -> None:
+    from central.cli import app
+
+    async def setup() -> None:
+        engine = make_engine(database_url)
+        try:
+            await upgrade(engine)
+            await register(engine, "H1", "gw1")
+            await evaluations(engine, Gateway("H1", "gw1"), 3)
+        finally:
+            await engine.dispose()
+
+    async def tamper() -> None:
+        engine = make_engine(database_url)
+        try:
+            await raw(engine, f"UPDATE events SET body = {json_param(engine)} "
+                              "WHERE gateway_id = 'gw1' AND seq = 2",
+                      doc=json.dumps({"window": 3, "key": 1}))
+            day = ledger.business_date(datetime.now(UTC))
+            await rewrite_chain(engine, "H1", day)
+            await raw(engine, "DELETE FROM ledger_seals")
+        finally:
+            await engine.dispose()
+
+    config = tmp_path / "central.yaml"
+    config.write_text(f"database_url: {database_url}\ndata_dir: {tmp_path}\n")
+    runner = CliRunner()
+    asyncio.run(setup())
+    assert runner.invoke(app, ["ledger", "append", "-c", str(config)]).exit_code == 0
+    sealed = runner.invoke(app, ["ledger", "seal", "-c", str(config)])
+    assert sealed.exit_code == 0 and json.loads(sealed.stdout)["entries"] == 3
+    assert (tmp_path / "ledger-seals.jsonl").exists()
+    assert runner.invoke(app, ["verify-ledger", "-c", str(config)]).exit_code == 0
+    asyncio.run(tamper())
+    bad = runner.invoke(app, ["verify-ledger", "-c", str(config)])
+    assert bad.exit_code == 1 and "链头不符 head mismatch" in bad.output, bad.output
+    assert runner.invoke(app, ["verify-ledger", "--no-seals", "-c", str(config)]).exit_code == 0
