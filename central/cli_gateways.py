@@ -221,7 +221,7 @@ def broker_setup(
     """Create the CA (once), the broker's and central's certificates, the broker's main
     configuration (mosquitto.conf, the original kept as mosquitto.conf.orig), ACL and CRL."""
     from central.broker_acl import DEPLOY_MOSQUITTO, TlsBrokerFiles, render_tls_config
-    from central.pki import PkiStore, central_username, write_public
+    from central.pki import PkiStore, central_username, feed_name, write_public
     from central.provision import sync
 
     cfg = _config(config)
@@ -230,13 +230,18 @@ def broker_setup(
     server = store.issue_server(host)
     server.write(certs / "server.crt", certs / "server.key")
     write_public(certs / "ca.crt", store.ca.cert_pem())
+    # one identity per MQTT client of central: the broker makes each certificate's name the
+    # client id, and two clients sharing one would knock each other off
     client_dir = cfg.data_dir / "broker-client"
-    client = store.issue_central(central_name)
-    client.write(client_dir / "central.crt", client_dir / "central.key")
+    usernames = []
+    for name, file in ((central_name, "central"), (feed_name(central_name), "central-cases")):
+        client = store.issue_central(name)
+        client.write(client_dir / f"{file}.crt", client_dir / f"{file}.key")
+        usernames.append(central_username(name))
     write_public(client_dir / "ca.crt", store.ca.cert_pem())
-    username = central_username(central_name)
-    if username not in cfg.provisioning.central_users:
-        cfg.provisioning.central_users.append(username)
+    for username in usernames:
+        if username not in cfg.provisioning.central_users:
+            cfg.provisioning.central_users.append(username)
     files = TlsBrokerFiles(ca=certs / "ca.crt", cert=certs / "server.crt",
                            key=certs / "server.key", crl=cfg.broker_dir / "crl.pem",
                            acl=cfg.broker_dir / "acl", data_dir=data_dir,
@@ -260,7 +265,8 @@ def broker_setup(
             for path in certs.iterdir():
                 os.chown(path, broker_user.pw_uid, broker_user.pw_gid)
     typer.echo(f"broker config: {main} (TLS on {bind}:{port})")
-    typer.echo(f"central's broker identity ({username}): {client_dir}")
+    typer.echo(f"central's broker identities ({', '.join(usernames)}): {client_dir} "
+               "(central.crt: broker.tls, central-cases.crt: broker.feed_tls)")
     typer.echo(f"CA: {store.ca_cert_path}; ACL/CRL: {cfg.broker_dir} "
                f"({len(policy.allowed)} gateways)")
 

@@ -6,7 +6,7 @@ import ipaddress
 import os
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from central.rules.timelimit import LadderConfig
 from central.store.db import DEFAULT_URL
@@ -28,6 +28,28 @@ class BrokerConfig(BrokerEndpoint):
     group: str = Field(default="central", pattern=f"^{ID_PATTERN}$",
                        description="shared-subscription group of the aggregator processes")
     instance: str = Field(default_factory=lambda: f"p{os.getpid()}", pattern=f"^{ID_PATTERN}$")
+
+    @model_validator(mode="after")
+    def _feed_has_its_own_identity(self) -> BrokerConfig:
+        # over TLS the broker names a client after its certificate (use_username_as_clientid):
+        # two clients with one certificate share one client id and knock each other off
+        if self.tls is not None and (self.feed_tls is None
+                                     or _same_file(self.feed_tls.cert, self.tls.cert)):
+            raise ValueError("broker.feed_tls: the case feed needs a certificate of its own "
+                             "(`hallwatch-central broker setup` issues central.<name>-cases); "
+                             "with the consumer's certificate the broker gives both one client "
+                             "id and they knock each other off")
+        return self
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """One certificate, even as a copy under another name."""
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return a.read_bytes() == b.read_bytes()
+    except OSError:  # not there yet: the clients say so when they start
+        return False
 
 
 class IngestConfig(_Section):

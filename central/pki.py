@@ -77,6 +77,11 @@ def central_username(name: str = "main") -> str:
     return f"{Role.CENTRAL}.{_check_name(name)}"
 
 
+def feed_name(name: str = "main") -> str:
+    """The case feed's own central identity beside aggregator ``name`` (its own client id)."""
+    return f"{_check_name(name)}-cases"
+
+
 def bridge_username(name: str) -> str:
     return f"{Role.BRIDGE}.{_check_name(name)}"
 

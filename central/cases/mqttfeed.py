@@ -161,9 +161,10 @@ class CaseFeed:
         client.suppress_exceptions = True  # a callback's bug is logged, never ends the thread
         client.enable_logger(log.getChild("paho"))
         client.reconnect_delay_set(min_delay=1, max_delay=15)
-        # Over TLS the broker makes the certificate's name the client id, so this client needs
-        # a certificate of its own (broker.feed_tls) or it would keep evicting the consumer.
-        tls = self.broker.feed_tls or self.broker.tls
+        # Over TLS the broker makes the certificate's name the client id, so this client has a
+        # certificate of its own (broker.feed_tls, required with broker.tls) or it would keep
+        # evicting the consumer.
+        tls = self.broker.feed_tls
         if tls is not None:
             client.tls_set(ca_certs=str(tls.ca), certfile=str(tls.cert), keyfile=str(tls.key),
                            cert_reqs=ssl.CERT_REQUIRED, tls_version=ssl.PROTOCOL_TLS_CLIENT)

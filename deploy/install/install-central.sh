@@ -5,8 +5,9 @@
 #
 # Creates the service user, a virtual environment with the package, a PostgreSQL role and
 # database, central.yaml with the PostgreSQL URL, runs the migrations, creates the CA and the
-# broker's TLS configuration (Mosquitto, one client certificate per gateway, generated ACL and
-# CRL), the systemd units (central, broker reload on ACL/CRL change) and log rotation.
+# broker's TLS configuration (Mosquitto, one client certificate per gateway and per MQTT client
+# of central, generated ACL and CRL), the systemd units (central, broker reload on ACL/CRL
+# change) and log rotation.
 # Idempotent: run it again to upgrade; the CA, the keys and the database are kept.
 #
 # Options:
@@ -66,7 +67,7 @@ while [ $# -gt 0 ]; do
     --no-apt) APT=0; shift ;;
     --wheels) WHEELS=$2; shift 2 ;;
     --python) PYTHON=$2; shift 2 ;;
-    -h|--help) sed -n '2,32p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,33p' "$0"; exit 0 ;;
     *) die "unknown option $1 (see --help)" ;;
   esac
 done
@@ -176,13 +177,15 @@ SQL
     echo "  port: $BROKER_PORT"
     echo "  instance: main"
     echo "  tls: {ca: $DATA/broker-client/ca.crt, cert: $DATA/broker-client/central.crt, key: $DATA/broker-client/central.key}"
+    echo "  # the case feed is a second MQTT client: its own certificate, hence its own client id"
+    echo "  feed_tls: {ca: $DATA/broker-client/ca.crt, cert: $DATA/broker-client/central-cases.crt, key: $DATA/broker-client/central-cases.key}"
     echo "http: {host: 127.0.0.1, port: $HTTP_PORT}"
     echo "provisioning:"
     echo "  pki_dir: $DATA/pki"
     echo "  command_key: $DATA/command-signing.key"
     echo "  broker_dir: $BROKER_DIR"
     echo "  broker_url: mqtts://${BROKER_HOSTS[0]}:$BROKER_PORT"
-    echo "  central_users: [central.main]"
+    echo "  central_users: [central.main, central.main-cases]"
   } > "$CONF.tmp"
   umask 022
   mv "$CONF.tmp" "$CONF"

@@ -36,7 +36,7 @@ from central.broker_acl import (
     sync_broker,
     write_password_file,
 )
-from central.pki import Identity, PkiStore, central_username
+from central.pki import Identity, PkiStore, central_username, feed_name
 from tests.support.broker import MOSQUITTO, free_port, wait_port
 
 WAIT = 5.0  # generous: the machine is shared; no assertion depends on speed
@@ -101,6 +101,15 @@ class TlsBroker:
         path = self.root / "mosquitto.log"
         return path.read_text(errors="replace") if path.exists() else ""
 
+    def central_tls(self, name: str = "main") -> dict[str, dict[str, str]]:
+        """central's two broker identities (consumer, case feed), as its broker config."""
+        def files(file: str, issued: Identity) -> dict[str, str]:
+            return dict(zip(("ca", "cert", "key"), map(str, self.identity(file, issued)),
+                            strict=True))
+
+        return {"tls": files("central", self.store.issue_central(name)),
+                "feed_tls": files("central-cases", self.store.issue_central(feed_name(name)))}
+
     def identity(self, name: str, identity: Identity) -> tuple[Path, Path, Path]:
         """Write a client identity to files; returns (ca, cert, key) for a peer."""
         cert, key = self.root / f"{name}.crt", self.root / f"{name}.key"
@@ -113,7 +122,8 @@ class TlsBroker:
             self.store,
             self.files.acl,
             self.files.crl,
-            central_users=[central_username("main"), central_username("agg2")],
+            central_users=[central_username("main"), central_username(feed_name("main")),
+                           central_username("agg2")],
             bridges=self.bridges,
             registry=self.gateways,
             reload=self.hup if reload and self.process else None,

@@ -120,7 +120,6 @@ class Site:
 
 
 def _central_config(tmp: Path, broker: TlsBroker) -> CentralConfig:
-    central_tls = broker.identity("central", broker.store.issue_central("main"))
     pid_file = tmp / "broker.pid"
     assert broker.process is not None
     pid_file.write_text(f"{broker.process.pid}\n")
@@ -128,13 +127,14 @@ def _central_config(tmp: Path, broker: TlsBroker) -> CentralConfig:
         "database_url": f"sqlite+aiosqlite:///{tmp / 'central.db'}",
         "data_dir": str(tmp / "central"),
         "broker": {"host": "127.0.0.1", "port": broker.port, "instance": "c1",
-                   "tls": dict(zip(("ca", "cert", "key"), map(str, central_tls), strict=True))},
+                   **broker.central_tls()},
         "http": {"enabled": False},
         "provisioning": {"pki_dir": str(broker.store.directory),
                          "broker_dir": str(broker.root),
                          "broker_url": f"mqtts://127.0.0.1:{broker.port}",
                          "broker_pid_file": str(pid_file),
-                         "central_users": ["central.main", "central.agg2"]},
+                         "central_users": ["central.main", "central.main-cases",
+                                           "central.agg2"]},
     })
 
 

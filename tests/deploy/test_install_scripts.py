@@ -118,6 +118,11 @@ def test_install_scripts_in_a_clean_directory(tmp_path: Path, pg_names: str) -> 
     conf = central / "etc" / "central.yaml"
     settings = yaml.safe_load(conf.read_text())
     assert settings["database_url"].startswith(f"postgresql+asyncpg://{pg_names}:")
+    # each MQTT client of central its own certificate, so its own client id at the broker
+    tls, feed = settings["broker"]["tls"], settings["broker"]["feed_tls"]
+    assert Path(tls["cert"]).read_bytes() != Path(feed["cert"]).read_bytes()
+    acl = (central / "var/lib/hallwatch-broker/acl").read_text()
+    assert "user central.main\n" in acl and "user central.main-cases\n" in acl
     assert (os.stat(conf).st_mode & 0o077) == 0o040 or (os.stat(conf).st_mode & 0o007) == 0
     bin_central = central / "venv" / "bin" / "hallwatch-central"
     migrated = run([str(bin_central), "migrate", "--config", str(conf)])
@@ -167,5 +172,9 @@ def test_install_scripts_in_a_clean_directory(tmp_path: Path, pg_names: str) -> 
         assert test.returncode == 0, test.stdout + test.stderr + \
             (tmp_path / "central.log").read_text()[-3000:]
         assert "central acknowledges" in test.stdout and "FAIL" not in test.stdout
+        # all along (the gateway's whole install), neither of central's clients lost its
+        # connection: sharing one certificate they knocked each other off once a second
+        central_log = (tmp_path / "central.log").read_text()
+        assert "disconnected from broker" not in central_log, central_log[-3000:]
     finally:
         started.stop()
