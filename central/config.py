@@ -32,9 +32,10 @@ class BrokerConfig(BrokerEndpoint):
     @model_validator(mode="after")
     def _feed_has_its_own_identity(self) -> BrokerConfig:
         # over TLS the broker names a client after its certificate (use_username_as_clientid):
-        # two clients with one certificate share one client id and knock each other off
-        if self.tls is not None and (self.feed_tls is None
-                                     or _same_file(self.feed_tls.cert, self.tls.cert)):
+        # two clients with one certificate share one client id and knock each other off.
+        # (No feed_tls at all: the case feed is not started, and says so in /healthz.)
+        if (self.tls is not None and self.feed_tls is not None
+                and _same_file(self.feed_tls.cert, self.tls.cert)):
             raise ValueError("broker.feed_tls: the case feed needs a certificate of its own "
                              "(`hallwatch-central broker setup` issues central.<name>-cases); "
                              "with the consumer's certificate the broker gives both one client "
