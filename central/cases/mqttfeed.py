@@ -162,8 +162,8 @@ class CaseFeed:
         client.enable_logger(log.getChild("paho"))
         client.reconnect_delay_set(min_delay=1, max_delay=15)
         # Over TLS the broker makes the certificate's name the client id, so this client has a
-        # certificate of its own (broker.feed_tls, required with broker.tls) or it would keep
-        # evicting the consumer.
+        # certificate of its own (broker.feed_tls; over TLS without one it is not started), or
+        # it would keep evicting the consumer.
         tls = self.broker.feed_tls
         if tls is not None:
             client.tls_set(ca_certs=str(tls.ca), certfile=str(tls.cert), keyfile=str(tls.key),
