@@ -25,7 +25,9 @@ class Area(StrEnum):
     HEALTH = "health"  # gateways: online, uplink, backlog, clock, device health, losses
     DEVICE_EVENTS = "device_events"  # raw stored events of the device-health kinds only
     EVENTS = "events"  # every raw stored event (keys, queue messages with staff numbers)
-    QUARANTINE = "quarantine"  # messages ingest refused, with their payload's start
+    QUARANTINE = "quarantine"  # messages ingest refused: when, from where, why, how big
+    QUARANTINE_PAYLOAD = "quarantine_payload"  # … and their raw start (device text: tickets,
+    #                                            staff numbers, service names)
     OPERATE = "operate"  # signed remote commands to gateways, and their log
     CASE_FEED = "case_feed"  # the approval system's cases posted in (a machine's job)
     CASES = "cases"  # 办件: staff, windows, time-limit ladder, lights
@@ -55,6 +57,7 @@ RULES: dict[Area, dict[Role, Reach]] = {
     Area.DEVICE_EVENTS: {_S: _ALL, _H: _HALL, _T: _ALL},
     Area.EVENTS: {_S: _ALL, _H: _HALL},
     Area.QUARANTINE: {_S: _ALL, _T: _ALL},
+    Area.QUARANTINE_PAYLOAD: {_S: _ALL},
     Area.OPERATE: {_S: _ALL, _T: _ALL},
     Area.CASE_FEED: {_S: _ALL, _T: _ALL},
     Area.CASES: {_S: _ALL, _D: _DEPT, _H: _HALL},

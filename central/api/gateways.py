@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 
-from central.access import Area
+from central.access import Area, may
 from central.api.deps import Engine, HealthCaller, QuarantineCaller, hall_in_reach
 from central.store.schema import (
     gateway_alarms,
@@ -104,7 +104,8 @@ class QuarantineOut(BaseModel):
     seq: int | None
     reason: str
     payload_size: int
-    payload_head: str
+    payload_head: str | None = Field(description="the payload's first 200 bytes; null for "
+                                                 "technicians (raw device text may name people)")
 
 
 @router.get("/quarantine", response_model=list[QuarantineOut],
@@ -115,8 +116,10 @@ async def list_quarantine(
     query = select(quarantine).order_by(quarantine.c.id.desc()).limit(limit)
     async with db.connect() as conn:
         rows = (await conn.execute(query)).all()
+    raw = may(who, Area.QUARANTINE_PAYLOAD)
     return [QuarantineOut(id=r.id, received_at=r.received_at, topic=r.topic,
                           gateway=r.gateway_id, seq=r.seq, reason=r.reason,
                           payload_size=r.payload_size,
-                          payload_head=bytes(r.payload[:200]).decode("utf-8", "replace"))
+                          payload_head=bytes(r.payload[:200]).decode("utf-8", "replace")
+                          if raw else None)
             for r in rows]

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -18,6 +20,7 @@ from central.registry import register
 from central.store.db import make_engine
 from central.store.migrate import upgrade
 from tests.central.test_ingest import message
+from tests.support.hallevents import Gateway, health, key_press, queue
 
 
 @pytest.fixture
@@ -103,3 +106,31 @@ def test_token_create_cli_prints_a_working_token(tmp_path: Path) -> None:
     bad = subprocess.run([*cli, "token", "create", "--role", "hall_manager", "-c", str(cfg)],
                          capture_output=True, text=True)
     assert bad.returncode == 2 and "--hall" in bad.stderr
+
+
+async def test_a_technician_reads_device_health_never_peoples_events(engine: AsyncEngine
+                                                                      ) -> None:
+    """Raw events: a technician's token gets the device-health kinds only; the quarantine
+    without the raw start of each payload (device text can name people)."""
+    gw = Gateway("H3", "gw3")
+    await register(engine, "H3", "gw3")
+    at = datetime.now(UTC)
+    await Ingestor(engine).ingest([gw.batch([
+        ("evaluator.health", health(3, stuck_key=True), at),
+        ("evaluator.key", key_press(3, 5), at),
+        ("queue.event", queue(7, "FN", ticket="A007", window=3, staff="100231"), at),
+        ("evaluator.key", {"window": 3, "staff": "100231"}, at)])])  # refused: quarantined
+    transport = httpx.ASGITransport(app=create_app(engine))
+    async with httpx.AsyncClient(transport=transport, base_url="http://central") as c:
+        tech, sup = await bearer(engine, Role.TECHNICIAN), await bearer(engine, Role.SUPERVISOR)
+        mine = (await c.get("/api/v1/events", headers=tech, params={"hall": "H3"})).json()
+        assert [i["kind"] for i in mine["items"]] == ["evaluator.health"]
+        everything = (await c.get("/api/v1/events", headers=sup, params={"hall": "H3"})).json()
+        assert len(everything["items"]) == 3
+        assert (await c.get("/api/v1/events", headers=tech, params={"kind": "queue."})
+                ).json()["items"] == []
+        refused = (await c.get("/api/v1/quarantine", headers=tech)).json()
+        assert refused and all(q["payload_head"] is None for q in refused)
+        assert "100231" not in json.dumps(refused)
+        seen = (await c.get("/api/v1/quarantine", headers=sup)).json()
+        assert any("100231" in (q["payload_head"] or "") for q in seen)
