@@ -330,9 +330,13 @@ async def seal_once(engine: AsyncEngine, now: dt.datetime | None = None,
     since = business_date(now) - dt.timedelta(days=1)
     e, s = ledger_entries, ledger_seals
     async with engine.begin() as conn:
-        if conn.dialect.name == "postgresql" and not (await conn.execute(
-                text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": LOCK_KEY})).scalar():
-            return []  # another aggregator process is at the ledger
+        if conn.dialect.name == "postgresql":
+            if not (await conn.execute(text("SELECT pg_try_advisory_xact_lock(:k)"),
+                                       {"k": LOCK_KEY})).scalar():
+                return []  # another aggregator process is at the ledger
+        else:  # SQLite's write lock first, as in append_once
+            await conn.execute(update(ledger_seals).where(text("1 = 0"))
+                               .values(entries=ledger_seals.c.entries))
         lengths = (select(e.c.hall_id, e.c.day, func.max(e.c.position).label("n"))
                    .where(e.c.day >= since).group_by(e.c.hall_id, e.c.day).subquery())
         sealed = (select(s.c.hall_id, s.c.day, func.max(s.c.entries).label("n"))
