@@ -112,8 +112,11 @@ def wait_port(port: int, timeout: float = 30) -> None:
 
 
 def run(argv: list[str], stdin: str | None = None) -> str:
-    return subprocess.run(argv, check=True, capture_output=True, text=True,
-                          input=stdin).stdout.strip()
+    done = subprocess.run(argv, capture_output=True, text=True, input=stdin, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(argv[:3])} … failed ({done.returncode}):\n"
+                         f"{done.stderr.strip() or done.stdout.strip()}")
+    return done.stdout.strip()
 
 
 def camera_available() -> bool:
