@@ -71,6 +71,8 @@ def test_selftest_passes_a_working_gateway_and_names_what_fails(
     central = procs.central(procs.central_config(tmp_path, broker.port, url),
                             tmp_path / "central.log")
     try:
+        # the self-test gives central 20 s to acknowledge: start that clock once central listens
+        central.wait_for_log("central: connected to")
         good = _config(tmp_path, broker, bus, qm, [0x81, 0x82])
         result = _selftest(good)
         rows = _rows(result.stdout)

@@ -42,6 +42,19 @@ class Proc:
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
+    def wait_for_log(self, text: str, timeout: float = 120) -> None:
+        """Until the process has written ``text`` to its log (it is ready for what follows);
+        fails early, with the log, if the process dies first."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            written = self.log.read_text(errors="replace") if self.log.exists() else ""
+            if text in written:
+                return
+            if not self.alive:
+                raise AssertionError(f"{self.argv[0]} stopped before {text!r}:\n{written}")
+            time.sleep(0.1)
+        raise AssertionError(f"no {text!r} in {self.log} after {timeout} s")
+
     def kill9(self) -> None:
         if self.process is not None:
             os.kill(self.process.pid, signal.SIGKILL)
