@@ -4,7 +4,7 @@ At start it reports the hall's backlog — cases accepted on earlier working day
 today they stand at every step of the time-limit ladder (蓝灯 … 监察建议书), one suspended for
 补正 and one completed late. Then it follows the simulated hall's ground-truth file: for every
 finished service it accepts the case(s) the window handled (most services one, some two —
-一次办多件 — and a consultation none), at the window, by the staff member, during the service,
+一次办多件), at the window, by the staff member, during the service,
 as an approval system would record them. 即办件 are completed at once. Each case posted is
 written to ``cases.jsonl`` beside the truth file with its service (window, ticket).
 
@@ -55,7 +55,10 @@ DEPARTMENTS: dict[str, tuple[str, tuple[Item, ...]]] = {
     "E01": ("市住房公积金管理中心", (Item("620900-GJ-001", "住房公积金提取", 0, 3),
                                      Item("620900-GJ-002", "住房公积金贷款审批", 5, 15))),
 }
-CASES_PER_SERVICE = ((1, 0.85), (2, 0.08), (0, 0.07))  # (cases, probability)
+# (cases, probability). No consultations without a case: the demo compresses services into
+# seconds, so a case-less service a few seconds before another would make that one's case
+# look like a late entry for it (CASE_AMBIGUOUS), which real service lengths rule out.
+CASES_PER_SERVICE = ((1, 0.92), (2, 0.08))
 SURNAMES = "王李张刘陈杨赵黄周吴"
 GIVEN = ("伟", "芳", "娜", "秀英", "敏", "静", "磊", "洋", "艳", "军")
 
