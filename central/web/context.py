@@ -22,15 +22,13 @@ from central.auth import Principal
 from central.config import CentralConfig
 from central.web.sessions import (
     CSRF_HEADER,
-    IPNetwork,
-    LoginBrake,
     Session,
     SessionSigner,
     check,
     load_or_create_key,
-    parse_proxies,
     require_csrf,
 )
+from hallkit.loginbrake import IPNetwork, LoginBrake, parse_proxies
 
 TEMPLATES = Path(__file__).with_name("templates")
 

@@ -23,10 +23,10 @@ from central.web.sessions import (
     CSRF_FIELD,
     SESSION_COOKIE,
     Session,
-    client_address,
     require_csrf,
     same_origin,
 )
+from hallkit.loginbrake import client_address
 
 router = APIRouter(include_in_schema=False)
 

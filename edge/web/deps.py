@@ -14,7 +14,8 @@ from fastapi.templating import Jinja2Templates
 from edge.hallboard import HallBoard
 from edge.web import i18n
 from edge.web.accounts import AccountStore, Permission
-from edge.web.sessions import COOKIE, IPNetwork, LoginBrake, Session, SessionSigner
+from edge.web.sessions import COOKIE, Session, SessionSigner
+from hallkit.loginbrake import IPNetwork, LoginBrake
 
 TEMPLATES = Path(__file__).with_name("templates")
 

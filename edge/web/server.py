@@ -20,7 +20,8 @@ from edge.config import GatewayConfig
 from edge.hallboard import HallBoard
 from edge.web.accounts import AccountStore
 from edge.web.app import create_app
-from edge.web.sessions import SessionSigner, load_or_create_key, parse_proxies
+from edge.web.sessions import SessionSigner, load_or_create_key
+from hallkit.loginbrake import parse_proxies
 
 if TYPE_CHECKING:
     from fastapi import FastAPI

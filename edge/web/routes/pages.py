@@ -13,7 +13,8 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from edge.web import i18n
 from edge.web.accounts import Permission
 from edge.web.deps import WebContext, context, language, require, same_origin, session_of
-from edge.web.sessions import COOKIE, Session, client_address
+from edge.web.sessions import COOKIE, Session
+from hallkit.loginbrake import client_address
 
 router = APIRouter()
 

@@ -20,7 +20,8 @@ from edge.web.accounts import (
     check_password,
     hash_password,
 )
-from edge.web.sessions import LoginBrake, SessionSigner, load_or_create_key
+from edge.web.sessions import SessionSigner, load_or_create_key
+from hallkit.loginbrake import LoginBrake
 
 
 class FakeClock:

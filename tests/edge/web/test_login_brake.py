@@ -17,7 +17,8 @@ from edge.journal import Journal
 from edge.web import accounts as accounts_module
 from edge.web.accounts import AccountStore
 from edge.web.app import create_app
-from edge.web.sessions import LoginBrake, SessionSigner, load_or_create_key
+from edge.web.sessions import SessionSigner, load_or_create_key
+from hallkit.loginbrake import LoginBrake
 from tests.support import logins
 from tests.support.logins import serving
 
