@@ -9,11 +9,12 @@ import pwd
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any, TypeVar, cast
+from typing import Annotated, Any, TypeVar, cast, get_args
 
 import typer
 
 from central.config import CentralConfig, load
+from protocols.commands import CommandName
 from protocols.configtext import ConfigError
 
 T = TypeVar("T")
@@ -152,7 +153,8 @@ def gateway_list(
 @gateway_app.command("command")
 def gateway_command(
     gateway: Annotated[str, typer.Argument(help="gateway id")],
-    name: Annotated[str, typer.Argument(help="replay_from | reread_devices | apply_config")],
+    name: Annotated[str, typer.Argument(
+        help="replay_from | reread_devices | apply_config | calibrate_camera")],
     args: Annotated[str, typer.Option(help='arguments as JSON, e.g. {"seq": 1}')] = "{}",
     ttl_hours: Annotated[float, typer.Option(help="validity of the signed command")] = 24,
     config: ConfigOption = None,
@@ -166,7 +168,7 @@ def gateway_command(
     except json.JSONDecodeError as exc:
         typer.echo(f"--args is not JSON: {exc}", err=True)
         raise typer.Exit(2) from None
-    if name not in ("replay_from", "reread_devices", "apply_config"):
+    if name not in get_args(CommandName):
         typer.echo(f"unknown command {name!r}", err=True)
         raise typer.Exit(2)
 

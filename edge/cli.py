@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from edge import cli_ops
+from edge import cli_camera, cli_ops
 from edge.config import GatewayConfig
 from edge.web.users_cli import users
 from hallkit.configfiles import check_readable
@@ -22,6 +22,7 @@ app = typer.Typer(help="Hallwatch hall gateway (大厅网关).", no_args_is_help
 app.add_typer(users, name="user")
 
 app.add_typer(cli_ops.app)  # provision apply, selftest, ports
+app.add_typer(cli_camera.app, name="camera")  # camera calibrate
 
 ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="gateway YAML config")]
 

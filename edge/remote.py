@@ -18,6 +18,7 @@ from typing import Protocol
 from edge.commands import CommandRefused, CommandVerifier
 from protocols.commands import (
     ApplyConfigArgs,
+    CalibrateCameraArgs,
     Command,
     CommandResult,
     RefusalReason,
@@ -36,6 +37,8 @@ class CommandTarget(Protocol):
     async def reread_devices(self, devices: list[str]) -> str: ...
 
     async def apply_config(self, version: int, config: dict[str, object]) -> str: ...
+
+    async def calibrate_camera(self, window: int, camera: str | None) -> str: ...
 
 
 class ExecutionRefused(ValueError):
@@ -86,4 +89,6 @@ class RemoteCommands:
             return await self.target.reread_devices(list(args.devices))
         if isinstance(args, ApplyConfigArgs):
             return await self.target.apply_config(args.config_version, dict(args.config))
+        if isinstance(args, CalibrateCameraArgs):
+            return await self.target.calibrate_camera(args.window, args.camera)
         raise ExecutionRefused(f"no executor for {command.name}")  # pragma: no cover

@@ -1,6 +1,7 @@
 """Camera event bodies (issue: cameras at the windows).
 
-    camera.health    a camera went online / offline / stalled, with the reason
+    camera.health    a camera's state (online / offline / stalled, or online but unable to judge:
+                     frozen, too_dark, flicker, no_reference), with the reason and advice
     camera.presence  a window's staff became present / away (在岗 / 离岗), since when
     camera.waiting   the waiting area's head count and how far to trust it
     camera.evidence  an evidence file entered or left the manifest, and the new chain head
@@ -26,8 +27,11 @@ class CameraHealth(Body):
     """camera.health"""
 
     camera: Name
-    state: Literal["online", "offline", "stalled"]
+    state: Literal[
+        "online", "offline", "stalled", "frozen", "too_dark", "flicker", "no_reference"
+    ]
     reason: Text
+    advice: Text = Field(default="", description="what to do about it")
 
 
 class CameraPresence(Body):

@@ -47,7 +47,7 @@ SIGNATURE_PATTERN = r"^[A-Za-z0-9+/]{86}==$"
 _SIGNATURE = re.compile(SIGNATURE_PATTERN)
 _ID = re.compile(f"^{ID_PATTERN}$")
 
-CommandName = Literal["replay_from", "reread_devices", "apply_config"]
+CommandName = Literal["replay_from", "reread_devices", "apply_config", "calibrate_camera"]
 
 
 class _Model(BaseModel):
@@ -81,11 +81,22 @@ class ApplyConfigArgs(_Model):
     config: dict[str, Any]
 
 
+class CalibrateCameraArgs(_Model):
+    """Take a window's empty seat and counter as they are now (nobody there, a person on site
+    says so); ``camera`` limits it to one of the cameras watching the window."""
+
+    window: int = Field(ge=1, le=99_999)
+    camera: str | None = Field(default=None, pattern=f"^{ID_PATTERN}$")
+
+
 ARGS_MODELS: dict[str, type[_Model]] = {
     "replay_from": ReplayFromArgs,
     "reread_devices": RereadDevicesArgs,
     "apply_config": ApplyConfigArgs,
+    "calibrate_camera": CalibrateCameraArgs,
 }
+
+TypedArgs = ReplayFromArgs | RereadDevicesArgs | ApplyConfigArgs | CalibrateCameraArgs
 
 
 class Command(_Model):
@@ -129,9 +140,9 @@ class Command(_Model):
             raise ValueError(f"args for {self.name}: {problems}") from None
         return self
 
-    def typed_args(self) -> ReplayFromArgs | RereadDevicesArgs | ApplyConfigArgs:
+    def typed_args(self) -> TypedArgs:
         parsed = ARGS_MODELS[self.name].model_validate(self.args)
-        assert isinstance(parsed, ReplayFromArgs | RereadDevicesArgs | ApplyConfigArgs)
+        assert isinstance(parsed, TypedArgs)
         return parsed
 
 

@@ -18,11 +18,12 @@ router = APIRouter(prefix="/api/v1", tags=["commands"])
 
 
 class CommandIn(BaseModel):
-    name: CommandName = Field(description="replay_from | reread_devices | apply_config")
+    name: CommandName = Field(
+        description="replay_from | reread_devices | apply_config | calibrate_camera")
     args: dict[str, Any] = Field(
         default_factory=dict,
         description="replay_from: {seq}; reread_devices: {devices: []}; "
-                    "apply_config: {config_version, config}")
+                    "apply_config: {config_version, config}; calibrate_camera: {window, camera?}")
     ttl_s: int = Field(default=24 * 3600, ge=60, le=int(MAX_COMMAND_TTL.total_seconds()),
                        description="how long the signed command stays valid")
 

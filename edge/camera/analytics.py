@@ -12,6 +12,16 @@ without the least motion for ``relearn_still_s`` is an object (a moved chair), a
 
 Motion gating: frame differencing on the reduced grayscale frame (~0.1 ms) decides what else
 runs. A still region keeps its last score, MOG2 runs only when the waiting area moves.
+
+Light: lamps flicker and clouds pass. Both frame differencing and the comparison with a
+reference first scale the older image by the frame's brightness ratio (a robust median), so a
+uniform change of light is neither motion nor presence. What cannot be compensated (a frame too
+dark to see into, brightness swinging more than the compensation can follow, a region with no
+reference) is reported by ``blindness()`` so the camera's health says it, instead of judging
+quietly wrong or quietly nothing.
+
+References are kept per analysis size: a camera switched to a substream of another shape uses
+the references taken at that shape if there are any, else its old ones rescaled (and says so).
 """
 
 from __future__ import annotations
@@ -42,14 +52,32 @@ REFRESH_S = 5.0  # even a still region is re-scored this often (lighting drifts)
 DRIFT_ALPHA = 0.05  # how fast an empty, still region's reference follows slow light changes
 SETTLE_S = 2.0  # still this long after motion before a region counts as settled
 MOG_WARMUP = 6  # frames before MOG2's foreground means anything
+DARK_LEVEL = 22.0  # a frame darker than this (median grey) hides people: no judgement
+SWING_LIMIT = 0.25  # median |log brightness ratio| between frames beyond which light is chaos
+SWING_FRAMES = 8  # frames the light's swing and the frame-wide motion are judged over
+NO_REFERENCE_GRACE_S = 30.0  # past the bootstrap time, a region without reference is reported
+SAME_LEVEL = 2  # grey levels a re-encoded copy of one picture may differ by
+SAME_SHARE = 0.0005  # … on at most this share of pixels (a live sensor's noise moves far more)
+FRAME_WIDE_MOTION = 0.6  # more than this share of the frame "moving" is light or a shaken camera
+
+Shape = tuple[int, int]  # analysis (height, width)
 
 
 @dataclass(slots=True)
 class Reference:
     image: NDArray[np.float32]
     level: float  # the frame's brightness when taken, for gain compensation
-    source: Literal["bootstrap", "calibrated", "persisted", "relearned"]
+    source: Literal["bootstrap", "calibrated", "persisted", "relearned", "rescaled"]
     taken: float
+
+
+@dataclass(frozen=True, slots=True)
+class Blindness:
+    """Why the analysis cannot judge (some of) what it watches: a camera health state."""
+
+    state: Literal["too_dark", "flicker", "no_reference"]
+    reason: str
+    advice: str
 
 
 @dataclass(slots=True)
@@ -116,19 +144,34 @@ class CameraAnalyzer:
         self._mog_frames = 0
         self._counts: deque[int] = deque(maxlen=5)
         self._waiting_last: WaitingEstimate | None = None
+        self._previous_level = 0.0
+        self.frames_mono = 0.0
+        self._swings: deque[float] = deque(maxlen=SWING_FRAMES)
+        self._wide_motion: deque[bool] = deque(maxlen=SWING_FRAMES)
+        self._blind: Blindness | None = None
+        # references of the other analysis sizes this camera was seen at
+        self._by_shape: dict[Shape, dict[str, Reference]] = {}
         self.frames = 0
         self.gated_frames = 0
 
     # -- references ------------------------------------------------------------------------
 
-    def calibrate(self, gray: Image, mono: float, regions: list[str] | None = None) -> list[str]:
-        """Take the current frame as the empty reference (a technician says: nobody there)."""
+    def calibrate(
+        self, gray: Image, mono: float, regions: list[str] | None = None,
+        windows: list[int] | None = None,
+    ) -> list[str]:
+        """Take the current frame as the empty reference (a technician says: nobody there),
+        of the named regions, or of the given windows' seat and counter, or of everything."""
         self._ensure_geometry(gray)
         smooth = _smooth(gray)
         level = _level(smooth)
         taken = []
         for region in self.regions:
-            if regions is None or region.name in regions:
+            chosen = (
+                (regions is None or region.name in regions)
+                and (windows is None or (region.kind != "waiting" and region.window in windows))
+            )
+            if chosen:
                 region.reference = Reference(
                     region.crop(smooth).astype(np.float32), level, "calibrated", mono
                 )
@@ -136,33 +179,85 @@ class CameraAnalyzer:
                 taken.append(region.name)
         return taken
 
-    def references(self) -> dict[str, Reference]:
-        return {r.name: r.reference for r in self.regions if r.reference is not None}
+    def references(self) -> dict[Shape, dict[str, Reference]]:
+        """Every reference held, by the analysis size it belongs to."""
+        every = {shape: dict(refs) for shape, refs in self._by_shape.items()}
+        if self._shape is not None:
+            current = {r.name: r.reference for r in self.regions if r.reference is not None}
+            if current:
+                every[self._shape] = current
+        return every
 
-    def restore(self, name: str, reference: Reference) -> bool:
-        """Load a persisted reference; refused if the geometry no longer fits."""
-        for region in self.regions:
-            if region.name == name:
-                x0, y0, x1, y1 = region.box
-                if self._shape is not None and reference.image.shape != (y1 - y0, x1 - x0):
-                    return False
-                region.reference = reference
-                return True
-        return False
+    def restore(self, name: str, reference: Reference, shape: Shape) -> bool:
+        """Load a persisted reference taken at analysis size ``shape``."""
+        if not any(region.name == name for region in self.regions):
+            return False
+        if shape == self._shape:
+            region = self._region(name)
+            x0, y0, x1, y1 = region.box
+            if reference.image.shape != (y1 - y0, x1 - x0):
+                return False
+            region.reference = reference
+            region.score = None  # judged against it from the next frame on
+        else:
+            self._by_shape.setdefault(shape, {})[name] = reference
+        return True
+
+    def blindness(self) -> Blindness | None:
+        """What the analysis cannot judge right now, worst first; None when all is judged."""
+        if self._blind is not None:
+            return self._blind
+        if self._started is None or self._shape is None:
+            return None
+        missing = [
+            r for r in self.regions if r.kind != "waiting" and r.reference is None
+        ]
+        waited = self.frames_mono - self._started
+        if missing and waited >= self.config.bootstrap_still_s + NO_REFERENCE_GRACE_S:
+            windows = sorted({r.window for r in missing})
+            names = "、".join(r.name for r in missing)
+            return Blindness(
+                "no_reference",
+                f"无空座参照，无法判断 / no empty reference for {names}",
+                "座位和柜台无人时校准 / calibrate while seat and counter are empty: "
+                f"hallwatch-edge camera calibrate --window {windows[0]}",
+            )
+        return None
 
     # -- the per-frame path ----------------------------------------------------------------
 
     def analyse(self, gray: Image, mono: float) -> Analysis:
-        self._ensure_geometry(gray)
+        notes: list[str] = []
+        note = self._ensure_geometry(gray)
+        if note:
+            notes.append(note)
         self.frames += 1
+        self.frames_mono = mono
         if self._started is None:
             self._started = mono
         smooth = _smooth(gray)
-        notes: list[str] = []
+        level = _level(smooth)
         moving = None
         if self._previous is not None:
-            moving = cv2.absdiff(smooth, self._previous) > MOTION_LEVEL
+            ratio = level / self._previous_level if self._previous_level > 1 else 1.0
+            self._swings.append(abs(float(np.log(max(ratio, 1e-3)))))
+            previous = self._previous
+            if abs(ratio - 1.0) > 0.005:
+                # Compensate a uniform change of light before differencing.
+                previous = np.asarray(cv2.convertScaleAbs(previous, alpha=ratio), np.uint8)
+            moving = cv2.absdiff(smooth, previous) > MOTION_LEVEL
+            share = np.count_nonzero(moving[::2, ::2]) / max(1, moving[::2, ::2].size)
+            self._wide_motion.append(share > FRAME_WIDE_MOTION)
         self._previous = smooth
+        self._previous_level = level
+        self._blind = self._judge_light(level)
+        if self._blind is not None:
+            # Nothing here can be trusted: no scores, no references, no motion history.
+            for region in self.regions:
+                region.score = None
+                region.last_motion = mono
+            windows = tuple(self._observe(w.window) for w in self.config.windows)
+            return Analysis(mono, windows, None, 0.0, False, tuple(notes))
         moved_px = 0
         total_px = 0
         for region in self.regions:
@@ -176,7 +271,6 @@ class CameraAnalyzer:
         gated = moving is not None and moved_px <= MOTION_FRACTION * total_px * 0.1
         if gated:
             self.gated_frames += 1
-        level = _level(smooth)
         for region in self.regions:
             if region.kind != "waiting":
                 self._score(region, smooth, level, mono, notes)
@@ -186,6 +280,31 @@ class CameraAnalyzer:
             waiting = self._count_waiting(self.waiting, smooth, level, mono, gated)
         motion = moved_px / max(1, total_px)
         return Analysis(mono, windows, waiting, motion, gated, tuple(notes))
+
+    def _judge_light(self, level: float) -> Blindness | None:
+        if level < DARK_LEVEL:
+            return Blindness(
+                "too_dark",
+                f"画面过暗（亮度 {level:.0f}），无法判断 / too dark to judge (level {level:.0f})",
+                "检查大厅照明、摄像头红外或曝光设置 / check the hall lights or the camera's "
+                "exposure / infrared",
+            )
+        full = len(self._swings) == SWING_FRAMES
+        if full and float(np.median(np.asarray(self._swings))) > SWING_LIMIT:
+            return Blindness(
+                "flicker",
+                "光线剧烈闪烁，无法判断 / light flickers too strongly to judge",
+                "更换闪烁灯管或调整摄像头防闪烁(50Hz)设置 / replace the flickering lamp or set "
+                "the camera's anti-flicker to 50 Hz",
+            )
+        if len(self._wide_motion) == SWING_FRAMES and sum(self._wide_motion) >= SWING_FRAMES - 2:
+            return Blindness(
+                "flicker",
+                "整个画面持续变化（闪烁条纹或摄像头晃动），无法判断 / the whole picture keeps "
+                "changing (flicker bands or a shaking camera)",
+                "检查灯光防闪烁设置和摄像头固定 / check anti-flicker and the camera's mount",
+            )
+        return None
 
     def _score(
         self, region: Region, smooth: Image, level: float, mono: float, notes: list[str]
@@ -231,6 +350,8 @@ class CameraAnalyzer:
     def _observe(self, window: int) -> WindowObservation:
         staff = self._region(f"w{window}-staff")
         citizen = self._region(f"w{window}-citizen")
+        if self._blind is not None:
+            return WindowObservation(window, None, None, None, None)
         return WindowObservation(
             window=window,
             staff_occupied=None if staff.score is None else staff.score >= OCCUPIED_SCORE,
@@ -291,15 +412,22 @@ class CameraAnalyzer:
 
     # -- geometry --------------------------------------------------------------------------
 
-    def _ensure_geometry(self, gray: Image) -> None:
+    def _ensure_geometry(self, gray: Image) -> str | None:
+        """Fit the regions to the frame's size; on a change, switch to that size's references
+        (or rescale the old ones). Returns a note when the size changed."""
         shape = (int(gray.shape[0]), int(gray.shape[1]))
         if shape == self._shape:
-            return
-        if self._shape is not None:
-            log.warning("camera %s: frame size changed %s → %s", self.config.id, self._shape, shape)
+            return None
+        old_shape = self._shape
+        kept = {r.name: r.reference for r in self.regions if r.reference is not None}
+        if old_shape is not None:
+            log.warning("camera %s: frame size changed %s → %s", self.config.id, old_shape, shape)
+            if kept:
+                self._by_shape[old_shape] = kept
         self._shape = shape
         self._previous = None
         self._mog = None
+        waiting = self._by_shape.pop(shape, {})
         height, width = shape
         for region in self.regions:
             full = np.zeros(shape, np.uint8)
@@ -315,9 +443,26 @@ class CameraAnalyzer:
             region.box = (x, y, x + w, y + h)
             region.mask = full
             region.area = max(1, int(np.count_nonzero(region.crop(full))))
-            if region.reference is not None and region.reference.image.shape != (h, w):
-                region.reference = None
+            stored = waiting.get(region.name)
+            if stored is not None and stored.image.shape == (h, w):
+                region.reference = stored
+            else:
+                other = region.reference if old_shape is not None else None
+                if other is None:  # persisted at another size only
+                    other = next((refs[region.name] for refs in self._by_shape.values()
+                                  if region.name in refs), None)
+                region.reference = None if other is None else Reference(
+                    np.asarray(cv2.resize(other.image, (max(1, w), max(1, h)),
+                                          interpolation=cv2.INTER_AREA), np.float32),
+                    other.level, "rescaled", other.taken,
+                )
             region.score = None
+        rescaled = [r.name for r in self.regions
+                    if r.reference is not None and r.reference.source == "rescaled"]
+        if old_shape is None:
+            return f"references of another frame size rescaled: {rescaled}" if rescaled else None
+        how = "rescaled references of the old size" if rescaled else "references of this size"
+        return f"frame size {old_shape[1]}×{old_shape[0]} → {shape[1]}×{shape[0]}: {how}"
 
     def _region(self, name: str) -> Region:
         for region in self.regions:
@@ -332,6 +477,17 @@ class CameraAnalyzer:
         if self._shape is None:
             return 1.0
         return self.config.person_area * self._shape[0] * self._shape[1]
+
+
+def same_picture(
+    gray: Image, last: Image | None
+) -> bool:
+    """The same picture again (a frozen stream re-encoding its last frame), not a still hall:
+    a live sensor's noise changes far more than a few pixels between frames."""
+    if last is None or last.shape != gray.shape:
+        return False
+    changed = np.count_nonzero(cv2.absdiff(gray, last) > SAME_LEVEL)
+    return bool(changed <= SAME_SHARE * gray.size)
 
 
 def _smooth(gray: Image) -> Image:

@@ -61,6 +61,12 @@ class CameraConfig(_Model):
     present_after_s: float = Field(
         default=2.0, ge=0, description="an occupied seat for this long makes staff 'present'"
     )
+    occlusion_s: float = Field(
+        default=8.0,
+        ge=0,
+        description="a seat judged otherwise for less than this (a passer-by, a citizen leaning "
+        "in) does not interrupt a present or away run",
+    )
     open_timeout_s: float = Field(default=5.0, gt=0)
     read_timeout_s: float = Field(default=3.0, gt=0)
     analysis_width: int = Field(default=320, ge=80, le=1280)

@@ -73,6 +73,7 @@ class WorkerHandle:
     started: float = 0.0
     restarts: int = 0
     cpu_s: float = 0.0
+    rss_bytes: int = 0
     restart_at: float | None = None
 
 
@@ -88,6 +89,21 @@ class _CameraState:
     health: CameraHealth
     waiting: _Waiting = field(default_factory=_Waiting)
     frames: int = 0
+
+
+class CalibrationError(RuntimeError):
+    """A calibration that could not be done (unknown camera, no live picture)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Calibration:
+    camera: str
+    regions: list[str]
+    snapshot: str | None  # evidence path of the frame the references were taken from
+
+    def describe(self) -> str:
+        shot = f"; snapshot {self.snapshot}" if self.snapshot else ""
+        return f"camera {self.camera}: references of {', '.join(self.regions)}{shot}"
 
 
 def utc_at(mono: float) -> datetime:
@@ -138,7 +154,7 @@ class CameraService:
             for w in c.windows:
                 self._obs[(c.id, w.window)] = deque(maxlen=int(OBSERVATION_KEEP_S * c.fps) + 4)
                 self._trackers[(c.id, w.window)] = PresenceTracker(
-                    w.window, c.away_after_s, c.present_after_s
+                    w.window, c.away_after_s, c.present_after_s, c.occlusion_s
                 )
         self._events: asyncio.Queue[CameraEvent] = asyncio.Queue()
         self._pending: dict[int, asyncio.Future[tuple[dict[str, Any], list[bytes]]]] = {}
@@ -212,12 +228,40 @@ class CameraService:
     async def enforce_retention(self, now: datetime | None = None) -> RetentionReport:
         return await asyncio.to_thread(self.store.enforce_retention, now or datetime.now(UTC))
 
-    async def calibrate(self, camera: str) -> list[str]:
-        """Take the camera's current frame as the empty reference of all its regions."""
-        header, _ = await self._request(camera, {"t": "calibrate", "camera": camera}, 5.0)
+    def worker_rss(self) -> dict[str, int]:
+        """Resident memory of each worker process in bytes, from its last heartbeat."""
+        return {h.id: h.rss_bytes for h in self.workers if h.rss_bytes}
+
+    def cameras_of(self, window: int) -> list[str]:
+        return [c.id for c in self.cameras.values() if any(w.window == window for w in c.windows)]
+
+    async def calibrate(self, camera: str, windows: list[int] | None = None) -> Calibration:
+        """Take the camera's current frame as the empty reference of the given windows' seat
+        and counter (all regions when None); the frame is kept as evidence to confirm by eye."""
+        if camera not in self.cameras:
+            raise CalibrationError(f"unknown camera {camera!r}; known: {sorted(self.cameras)}")
+        try:
+            header, blobs = await self._request(
+                camera, {"t": "calibrate", "camera": camera, "windows": windows}, 5.0
+            )
+        except TimeoutError:
+            raise CalibrationError(f"camera {camera}: its worker did not answer") from None
         if not header.get("ok"):
-            raise RuntimeError(f"calibration of {camera} failed: {header.get('error')}")
-        return list(header.get("regions", []))
+            raise CalibrationError(f"camera {camera}: {header.get('error')}")
+        regions = list(header.get("regions", []))
+        snapshot = None
+        if blobs:
+            entry = await asyncio.to_thread(
+                self.store.add, blobs[0], kind="snap", camera=camera,
+                window=windows[0] if windows and len(windows) == 1 else None,
+                utc=utc_at(float(header["mono"])),
+                reason="calibration: empty reference", meta={"regions": regions},
+            )
+            snapshot = str(entry["path"])
+        for key, tracker in self._trackers.items():
+            if key[0] == camera and (windows is None or key[1] in windows):
+                tracker.reset()  # judged against the new reference from now on
+        return Calibration(camera, regions, snapshot)
 
     async def verdict_at(self, window: int, at_monotonic: float) -> CitizenVerdict:
         """Citizen present / absent / unknown at a key press, with a snapshot as evidence.
@@ -377,10 +421,12 @@ class CameraService:
         kind = header["t"]
         if kind == "hb":
             handle.cpu_s = float(header.get("cpu", 0.0))
+            handle.rss_bytes = int(header.get("rss", 0))
         elif kind == "hello":
             handle.pid = int(header["pid"])
         elif kind == "health":
-            self._set_health(header["camera"], header["state"], header["reason"], header["mono"])
+            self._set_health(header["camera"], header["state"], header["reason"], header["mono"],
+                             str(header.get("advice", "")))
         elif kind == "obs":
             self._observe(header)
         elif kind == "note":
@@ -390,12 +436,15 @@ class CameraService:
             if future is not None and not future.done():
                 future.set_result((header, blobs))
 
-    def _set_health(self, camera: str, state: str, reason: str, mono: float | None = None) -> None:
+    def _set_health(
+        self, camera: str, state: str, reason: str, mono: float | None = None, advice: str = ""
+    ) -> None:
         current = self._state[camera].health
         if current.state == state:
             return
         body = CameraHealth.model_validate(
-            {"camera": camera, "state": state, "reason": clean_text(reason, 300)}
+            {"camera": camera, "state": state, "reason": clean_text(reason, 300),
+             "advice": clean_text(advice, 300)}
         )
         self._state[camera].health = body
         self._emit("camera.health", body, mono)

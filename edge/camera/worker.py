@@ -25,9 +25,10 @@ from typing import Any
 import numpy as np
 import zmq
 
-from edge.camera.analytics import Analysis, CameraAnalyzer, Reference, analysis_gray
+from edge.camera.analytics import Analysis, CameraAnalyzer, analysis_gray, same_picture
 from edge.camera.config import CameraConfig
 from edge.camera.link import HEARTBEAT_S, pack, unpack
+from edge.camera.references import ReferenceFiles
 from firmware_bridges.camera.driver import (
     CapturedFrame,
     HealthChange,
@@ -38,6 +39,9 @@ from firmware_bridges.camera.driver import (
 log = logging.getLogger("edge.camera.worker")
 
 REFERENCE_SAVE_EVERY_S = 600.0
+FROZEN_AFTER_S = 10.0  # the same picture this long is a frozen stream (a keyframe every few
+# seconds re-encodes sensor noise and the on-screen clock, so a live camera never stays identical)
+RELOAD_CHECK_S = 2.0  # how often the reference files are checked for a calibration from outside
 
 
 @dataclass(slots=True)
@@ -52,6 +56,13 @@ class CameraRun:
     saved_at: float = 0.0
     unsaved: bool = False
     health: queue.Queue[HealthChange] = field(default_factory=queue.Queue)
+    link: HealthChange | None = None  # the stream's own state, from the reader
+    reported: str = ""
+    last_gray: np.ndarray[Any, np.dtype[np.uint8]] | None = None
+    last_jpeg: bytes | None = None
+    same_since: float | None = None  # the picture has not changed since (frozen stream?)
+    references_mtime: float = 0.0
+    reload_at: float = 0.0
 
 
 class Worker:
@@ -79,7 +90,9 @@ class Worker:
             run = CameraRun(
                 config=config,
                 reader=LatestFrameReader(
-                    config.id, self._source_factory(config), on_health=health.put
+                    config.id, self._source_factory(config), on_health=health.put,
+                    # decode (H.264 must) every frame, but convert only about what is analysed
+                    convert_every_s=0.5 / config.fps,
                 ),
                 analyzer=CameraAnalyzer(config),
                 ring=deque(maxlen=max(4, int(ring_s * config.fps) + 2)),
@@ -115,7 +128,8 @@ class Worker:
         while self.running:
             now = time.monotonic()
             if now >= next_heartbeat:
-                self.send({"t": "hb", "worker": self.worker_id, "cpu": time.process_time()})
+                self.send({"t": "hb", "worker": self.worker_id, "cpu": time.process_time(),
+                           "rss": _rss_bytes()})
                 next_heartbeat = now + HEARTBEAT_S
             for run in self.runs.values():
                 self._forward_health(run)
@@ -137,40 +151,78 @@ class Worker:
         self.context.term()
 
     def _forward_health(self, run: CameraRun) -> None:
+        """Report the camera's health: the stream's state, then whether its picture can be
+        judged (frozen, too dark, flickering, no reference), as one state with advice."""
         while True:
             try:
-                change = run.health.get_nowait()
+                run.link = run.health.get_nowait()
             except queue.Empty:
-                return
-            self.send(
-                {
-                    "t": "health",
-                    "camera": run.config.id,
-                    "state": str(change.state),
-                    "reason": change.reason,
-                    "mono": change.mono,
-                }
-            )
+                break
+        if run.link is None:
+            return
+        state, reason, advice = str(run.link.state), run.link.reason, ""
+        frozen_for = 0.0 if run.same_since is None else time.monotonic() - run.same_since
+        if state == "online" or (state == "stalled" and run.same_since is not None):
+            blind = run.analyzer.blindness()
+            if frozen_for >= FROZEN_AFTER_S:
+                state = "frozen"
+                reason = (f"画面 {frozen_for:.0f} 秒未变，视频流冻结 / the picture has not changed "
+                          f"for {frozen_for:.0f} s: the stream is frozen")
+                advice = ("检查摄像头或录像机（重启其视频流） / check the camera or recorder "
+                          "(restart its stream)")
+            elif state == "online" and blind is not None:
+                state, reason, advice = blind.state, blind.reason, blind.advice
+        if state == run.reported:
+            return
+        run.reported = state
+        self.send(
+            {
+                "t": "health",
+                "camera": run.config.id,
+                "state": state,
+                "reason": reason,
+                "advice": advice,
+                "mono": run.link.mono if state in ("online", "offline", "stalled")
+                else time.monotonic(),
+            }
+        )
 
     def _analyse(self, run: CameraRun) -> None:
         frame = run.reader.latest()
         if frame is None or frame.seq == run.last_seq:
             return  # nothing new: the reader reports the stall, there is nothing to judge
         run.last_seq = frame.seq
+        if frame.jpeg is not None and frame.jpeg == run.last_jpeg:
+            self._same_picture(run, frame.mono)
+            return
+        run.last_jpeg = frame.jpeg
         try:
             gray = self._gray(run, frame)
         except ValueError as error:
             self.send({"t": "note", "camera": run.config.id, "text": f"bad frame: {error}"})
             return
+        if same_picture(gray, run.last_gray):
+            self._same_picture(run, frame.mono)
+            return  # a resent old picture is not news: judging it again would fake stillness
+        run.last_gray = gray
+        run.same_since = None
         analysis = run.analyzer.analyse(gray, frame.mono)
         run.ring.append((frame.mono, frame.to_jpeg()))
         self.send(_obs_message(run.config.id, analysis))
         for note in analysis.notes:
             self.send({"t": "note", "camera": run.config.id, "text": note})
             run.unsaved = True
+        if frame.mono >= run.reload_at:
+            run.reload_at = frame.mono + RELOAD_CHECK_S
+            self._reload_if_calibrated_outside(run)
         if run.unsaved or frame.mono - run.saved_at > REFERENCE_SAVE_EVERY_S:
             self._save_references(run)
             run.saved_at = frame.mono
+
+    @staticmethod
+    def _same_picture(run: CameraRun, mono: float) -> None:
+        if run.same_since is None:
+            run.same_since = mono
 
     def _gray(self, run: CameraRun, frame: CapturedFrame) -> np.ndarray[Any, np.dtype[np.uint8]]:
         width = run.config.analysis_width
@@ -180,7 +232,10 @@ class Worker:
                 # Largest libjpeg reduction that still leaves at least the analysis width.
                 run.reduce = max(r for r in (1, 2, 4, 8) if full.shape[1] // r >= width or r == 1)
                 return analysis_gray(full, width)
-            return analysis_gray(frame.gray(run.reduce), width)
+            gray = frame.gray(run.reduce)
+            if gray.shape[1] < width and run.reduce > 1:
+                run.reduce = None  # the stream got smaller: choose the reduction again
+            return analysis_gray(gray, width)
         return analysis_gray(frame.bgr(), width)
 
     def _handle(self, header: dict[str, Any], blobs: list[bytes]) -> None:
@@ -190,14 +245,27 @@ class Worker:
         elif kind == "frames":
             self._reply_frames(header)
         elif kind == "calibrate":
-            run = self.runs.get(header.get("camera", ""))
-            frame = run.reader.latest() if run else None
-            if run is None or frame is None:
-                self.send({"t": "reply", "id": header["id"], "ok": False, "error": "no frame"})
-                return
-            taken = run.analyzer.calibrate(self._gray(run, frame), frame.mono)
-            self._save_references(run)
-            self.send({"t": "reply", "id": header["id"], "ok": True, "regions": taken})
+            self._calibrate(header)
+
+    def _calibrate(self, header: dict[str, Any]) -> None:
+        """Take the newest frame as the empty reference; answer with it as a JPEG to confirm."""
+        run = self.runs.get(header.get("camera", ""))
+        frame = run.reader.latest() if run else None
+        if run is None or frame is None:
+            self.send({"t": "reply", "id": header["id"], "ok": False, "error": "no frame"})
+            return
+        if run.same_since is not None and time.monotonic() - run.same_since >= FROZEN_AFTER_S:
+            self.send({"t": "reply", "id": header["id"], "ok": False,
+                       "error": "the stream is frozen: no live picture to calibrate on"})
+            return
+        windows = header.get("windows")
+        taken = run.analyzer.calibrate(self._gray(run, frame), frame.mono, windows=windows)
+        self._save_references(run)
+        self.send(
+            {"t": "reply", "id": header["id"], "ok": bool(taken), "regions": taken,
+             "mono": frame.mono, "error": None if taken else f"no region of windows {windows}"},
+            [frame.to_jpeg()],
+        )
 
     def _reply_frames(self, header: dict[str, Any]) -> None:
         run = self.runs.get(header.get("camera", ""))
@@ -224,40 +292,38 @@ class Worker:
 
     # -- empty-seat references across restarts -------------------------------------------------
 
-    def _reference_dir(self, run: CameraRun) -> Path | None:
-        return None if self.state_dir is None else self.state_dir / run.config.id
+    def _reference_files(self, run: CameraRun) -> ReferenceFiles | None:
+        return None if self.state_dir is None else ReferenceFiles(self.state_dir / run.config.id)
 
     def _save_references(self, run: CameraRun) -> None:
-        directory = self._reference_dir(run)
+        files = self._reference_files(run)
         run.unsaved = False
-        if directory is None:
-            return
-        directory.mkdir(parents=True, exist_ok=True)
-        for name, ref in run.analyzer.references().items():
-            partial = directory / f"{name}.npz.part"
-            with partial.open("wb") as handle:
-                np.savez(
-                    handle, image=ref.image, level=np.float64(ref.level), source=np.str_(ref.source)
-                )
-            partial.replace(directory / f"{name}.npz")
+        if files is not None:
+            files.save(run.analyzer)
+            run.references_mtime = files.newest_mtime()
+
+    def _reload_if_calibrated_outside(self, run: CameraRun) -> None:
+        """The command line calibrates from its own connection and writes the files: load them."""
+        files = self._reference_files(run)
+        if files is not None and files.newest_mtime() > run.references_mtime:
+            self._restore_references(run)
+            self.send({"t": "note", "camera": run.config.id,
+                       "text": "references reloaded after a calibration"})
 
     def _restore_references(self, run: CameraRun) -> None:
-        directory = self._reference_dir(run)
-        if directory is None or not directory.is_dir():
-            return
-        for path in directory.glob("*.npz"):
-            try:
-                with np.load(path) as data:
-                    reference = Reference(
-                        image=data["image"].astype(np.float32),
-                        level=float(data["level"]),
-                        source="persisted",
-                        taken=time.monotonic(),
-                    )
-            except (OSError, ValueError, KeyError) as error:
-                log.warning("camera %s: unreadable reference %s: %s", run.config.id, path, error)
-                continue
-            run.analyzer.restore(path.name.removesuffix(".npz"), reference)
+        files = self._reference_files(run)
+        if files is not None:
+            files.load(run.analyzer)
+            run.references_mtime = files.newest_mtime()
+
+
+def _rss_bytes() -> int:
+    """Resident memory of this worker (Linux), reported with each heartbeat."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0
+    return pages * os.sysconf("SC_PAGE_SIZE")
 
 
 def _obs_message(camera: str, analysis: Analysis) -> dict[str, Any]:

@@ -8,7 +8,8 @@ newest at its own rate.
 Two sources:
 - ``OpenCvSource`` for RTSP (and anything else FFmpeg opens), with
   ``CAP_PROP_OPEN_TIMEOUT_MSEC`` / ``CAP_PROP_READ_TIMEOUT_MSEC`` so a dead or stalled server is
-  noticed in seconds, not FFmpeg's default ~20 s. It decodes every frame (H.264 must).
+  noticed in seconds, not FFmpeg's default ~20 s. It decodes every frame (H.264 must:
+  ``grab``), but converts to a picture (``retrieve``) only the frames the reader is asked for.
 - ``MjpegHttpSource`` for HTTP MJPEG: the multipart stream is split by the codec and only the
   JPEG bytes are kept; decoding happens when the analysis asks, so frames it skips cost nothing.
   ``OpenCvSource`` reads MJPEG over HTTP too (``backend="opencv"``).
@@ -113,7 +114,10 @@ def encode_jpeg(image: Image, quality: int = 80) -> bytes:
 class FrameSource(Protocol):
     def open(self) -> None: ...
 
-    def read(self) -> tuple[Image | None, bytes | None]: ...
+    def read(self, convert: bool = True) -> tuple[Image | None, bytes | None]:
+        """The next frame; with ``convert`` False it may be consumed without making a picture
+        of it (then both are None)."""
+        ...
 
     def close(self) -> None: ...
 
@@ -140,17 +144,24 @@ class OpenCvSource:
             raise SourceError(f"cannot open {redact(self.url)}")
         self._capture = capture
 
-    def read(self) -> tuple[Image | None, bytes | None]:
+    def read(self, convert: bool = True) -> tuple[Image | None, bytes | None]:
         if self._capture is None:
             raise SourceError("not open")
         started = time.monotonic()
-        ok, image = self._capture.read()
+        # grab() demuxes and decodes; retrieve() converts to BGR and copies out: skipped for
+        # the frames nobody will look at.
+        ok = self._capture.grab()
         # OpenCV says only "no frame"; the time it took tells a timeout from an end of stream.
         # After a stall's read timeout FFmpeg may still hand out frames left in the decoder
         # (seen: two, each after a full timeout), so a read that took the whole timeout is a
         # stall whatever it returned.
         if time.monotonic() - started >= 0.8 * self.read_timeout_s:
             raise SourceStalled(f"no frame for {self.read_timeout_s:g} s")
+        if not ok:
+            raise SourceError("stream ended or broke")
+        if not convert:
+            return None, None
+        ok, image = self._capture.retrieve()
         if ok and image is not None:
             return np.asarray(image, dtype=np.uint8), None
         raise SourceError("stream ended or broke")
@@ -215,7 +226,8 @@ class MjpegHttpSource:
         self._connection, self._response = connection, response
         self._parser = MjpegParser(boundary)
 
-    def read(self) -> tuple[Image | None, bytes | None]:
+    def read(self, convert: bool = True) -> tuple[Image | None, bytes | None]:
+        # The JPEG bytes are kept either way: decoding happens only when a frame is analysed.
         if self._response is None or self._parser is None:
             raise SourceError("not open")
         deadline = time.monotonic() + self.read_timeout_s
@@ -301,8 +313,13 @@ class LatestFrameReader:
         *,
         backoff: Backoff | None = None,
         on_health: Callable[[HealthChange], None] | None = None,
+        convert_every_s: float = 0.0,
     ) -> None:
+        """``convert_every_s``: make a picture of a frame at most this often, unless the last
+        one has been taken (``latest``) already; 0 converts every frame."""
         self.camera = camera
+        self.convert_every_s = convert_every_s
+        self._taken = True
         self._factory = source_factory
         self._backoff = backoff or Backoff()
         self._on_health = on_health
@@ -340,6 +357,7 @@ class LatestFrameReader:
 
     def latest(self) -> CapturedFrame | None:
         with self._cond:
+            self._taken = True
             return self._latest
 
     def wait_newer(self, seq: int, timeout: float) -> CapturedFrame | None:
@@ -377,7 +395,15 @@ class LatestFrameReader:
         got_frames = False
         try:
             while not self._stop.is_set():
-                image, jpeg = source.read()
+                latest = self._latest
+                convert = (
+                    self._taken
+                    or latest is None
+                    or time.monotonic() - latest.mono >= self.convert_every_s
+                )
+                image, jpeg = source.read(convert)
+                if image is None and jpeg is None:
+                    continue  # consumed, not converted: nobody would have looked at it
                 self._publish(image, jpeg)
                 if not got_frames:
                     got_frames = True
@@ -393,6 +419,7 @@ class LatestFrameReader:
             self._seq += 1
             self.frames_read += 1
             self._latest = CapturedFrame(self._seq, time.monotonic(), image, jpeg)
+            self._taken = False
             self._cond.notify_all()
 
     def _set_health(self, state: Health, reason: str) -> None:

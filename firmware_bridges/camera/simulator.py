@@ -71,7 +71,7 @@ HALL_LAYOUT = Layout(
 )
 
 
-Role = Literal["staff", "citizen", "waiting"]
+Role = Literal["staff", "citizen", "waiting", "passer"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,6 +206,14 @@ class HallScene:
         if index is not None:
             draw_barcode(frame, index)
         return frame
+
+    def resized(self, width: int, height: int) -> HallScene:
+        """The same scene seen at another resolution (a camera switched to another stream)."""
+        return HallScene(
+            actors=self.actors, presses=self.presses, duration=self.duration,
+            layout=self.layout, width=width, height=height, noise_sigma=self.noise_sigma,
+            seed=self.seed, light_gain=self.light_gain,
+        )
 
     def frames(self, fps: float) -> Iterator[tuple[int, float, Image]]:
         count = int(self.duration * fps)
@@ -369,6 +377,33 @@ def hall_scene(still_s: float = 600.0, break_s: float = 60.0, lead_s: float = 0.
         actors = [replace(a, arrive=a.arrive + lead_s, leave=a.leave + lead_s) for a in actors]
         presses = [replace(p, t=p.t + lead_s) for p in presses]
     return HallScene(actors=actors, presses=presses, duration=e + 24 + lead_s)
+
+
+def passer_by(t: float, y: float = 0.24, walk_s: float = 5.0, rightwards: bool = True) -> Actor:
+    """Someone crossing the whole view at height ``y`` from ``t`` (behind the seats at the
+    default height): in view for ``walk_s``, never settled anywhere in the picture."""
+    left, right = (-0.15, y), (1.15, y)
+    start, end = (left, right) if rightwards else (right, left)
+    return Actor("passer", end, start, t, 1e9, walk_s=walk_s, shirt=(70, 70, 70))
+
+
+def flicker(amplitude: float, hz: float = 1.37) -> Callable[[float], float]:
+    """Lamp flicker as seen at a low frame rate: brightness × (1 ± ``amplitude``)."""
+    return lambda t: 1.0 + amplitude * math.sin(2 * math.pi * hz * t)
+
+
+def light_steps(steps: Sequence[tuple[float, float]]) -> Callable[[float], float]:
+    """Lights switched: from each ``(t, gain)`` on, brightness × gain (1.0 before the first)."""
+    ordered = sorted(steps)
+
+    def gain(t: float) -> float:
+        current = 1.0
+        for at, value in ordered:
+            if t >= at:
+                current = value
+        return current
+
+    return gain
 
 
 # --- MJPEG over HTTP ----------------------------------------------------------------------------

@@ -22,7 +22,9 @@ T0 = 5000.0  # an arbitrary monotonic origin
 def run_scene(scene: HallScene, config: CameraConfig, calibrate_at: float | None = None):
     analyzer = CameraAnalyzer(config)
     trackers = {
-        w.window: PresenceTracker(w.window, config.away_after_s, config.present_after_s)
+        w.window: PresenceTracker(
+            w.window, config.away_after_s, config.present_after_s, config.occlusion_s
+        )
         for w in config.windows
     }
     changes, frames = [], []
