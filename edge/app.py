@@ -187,6 +187,27 @@ class Gateway:
     def replay_from(self, seq: int) -> str:
         return self.uplink.replay_from(seq)
 
+    async def calibrate_camera(self, window: int, camera: str | None) -> str:
+        """Take the window's empty seat and counter as they are now, on every camera that
+        watches it (or only ``camera``); the frames are kept as evidence to confirm."""
+        from edge.camera.service import CalibrationError
+
+        if self.cameras is None:
+            raise ExecutionRefused("no cameras configured on this gateway")
+        chosen = [c for c in self.cameras.cameras_of(window) if camera in (None, c)]
+        if not chosen:
+            raise ExecutionRefused(f"no camera watches window {window}" if camera is None
+                                   else f"camera {camera} does not watch window {window}")
+        done = []
+        try:
+            for cam in chosen:
+                calibration = await self.cameras.calibrate(cam, [window])
+                self.board.on_calibrated(window, calibration.snapshot)
+                done.append(calibration.describe())
+        except CalibrationError as exc:
+            raise ExecutionRefused(str(exc)) from None
+        return "calibrated " + "; ".join(done)
+
     async def apply_config(self, version: int, config: dict[str, object]) -> str:
         """Install configuration ``version`` beside the provisioned one and put it in force."""
         try:
@@ -234,10 +255,15 @@ class Gateway:
             cams = self.config.cameras
             self.cameras = CameraService(cams.cameras, cams.evidence_dir,
                                          evidence=cams.evidence, verdict=cams.verdict,
+                                         cameras_per_worker=cams.cameras_per_worker,
+                                         worker_timeout_s=cams.worker_timeout_s,
+                                         state_dir=cams.state_dir,
+                                         retention_every_s=cams.retention_every_s,
                                          supervisor=self.supervisor)
             await self.cameras.start()
             self.evidence = EvidenceUploader(self.config.data_dir, cams.evidence_dir,
                                              self.journal, self.uplink)
+            self.board.calibrator = lambda window: self.calibrate_camera(window, None)
             self.supervisor.spawn("camera.events", self._journal_camera_events)
             self.supervisor.spawn("evidence.upload", self.evidence.run)
         if self.config.generator.enabled:

@@ -19,7 +19,7 @@ import contextlib
 import logging
 import shutil
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
 from pathlib import Path
@@ -190,7 +190,11 @@ class HallBoard:
         self.waiting: dict[str, WaitingTicket] = {}  # ticket → where and since when it waits
         self.untracked: Counter[str] = Counter()  # waiting the machine reported, not seen issued
         self.service_names: dict[str, str] = {}
-        self.cameras: dict[str, str] = {}  # camera → online | offline | stalled
+        self.cameras: dict[str, str] = {}  # camera → its health state (online, stalled, …)
+        self.calibrations: dict[int, str] = {}  # window → evidence path of its last calibration
+        self.camera_windows: set[int] = set()  # windows some camera watches
+        # takes a window's empty references now (the gateway's, once its cameras run)
+        self.calibrator: Callable[[int], Awaitable[str]] | None = None
         self.camera_waiting: int | None = None
         self.hook_errors = 0
         self._day = self._today()
@@ -208,6 +212,10 @@ class HallBoard:
             gateway, hall=config.hall, gateway=config.gateway, hall_name=config.http.hall_name,
             timezone=config.http.timezone, data_dir=config.data_dir,
             evidence_dir=config.cameras.evidence_dir if config.cameras is not None else None)
+        if config.cameras is not None:
+            board.camera_windows = {w.window for c in config.cameras.cameras for w in c.windows}
+            for window in board.camera_windows:
+                board._window(window)
         board.attach(gateway)
         return board
 
@@ -424,9 +432,10 @@ class HallBoard:
             else:
                 state = "online" if status["online"] else "unknown"
         camera = None
-        if view.camera_staff is not None:
+        if view.camera_staff is not None or number in self.camera_windows:
             camera = {"staff": view.camera_staff, "since": view.camera_since,
-                      "snapshot": view.camera_snapshot is not None}
+                      "snapshot": view.camera_snapshot is not None,
+                      "calibration": number in self.calibrations}
         return {
             "window": number, "staff": view.staff,
             "staff_name": self.staff_names.get(view.staff or "", None),
@@ -530,9 +539,14 @@ class HallBoard:
             if queue_machine == "disconnected":
                 problems.append({"code": "queue_machine_down", "params": {}})
         cameras_offline = sorted(c for c, state in self.cameras.items() if state != "online")
-        if cameras_offline:
-            problems.append({"code": "cameras_offline",
-                             "params": {"cameras": "、".join(cameras_offline)}})
+        down = [c for c in cameras_offline if self.cameras[c] in ("offline", "stalled")]
+        if down:
+            problems.append({"code": "cameras_offline", "params": {"cameras": "、".join(down)}})
+        for camera in cameras_offline:
+            if camera not in down:
+                # online but unable to judge: its own problem, saying what to do
+                problems.append({"code": f"camera_{self.cameras[camera]}",
+                                 "params": {"camera": camera}})
         unavailable = {w for w, (s, connected, _) in evaluators.items()
                        if not connected or s["online"] is False}
         return {"evaluators_total": len(evaluators),
@@ -598,10 +612,28 @@ class HallBoard:
         """The evidence snapshot of a window's latest camera presence decision, if it is a file
         inside the evidence directory."""
         view = self.windows.get(window)
-        if view is None or view.camera_snapshot is None or self.evidence_dir is None:
+        return None if view is None else self._evidence_file(view.camera_snapshot)
+
+    def calibration_file(self, window: int) -> Path | None:
+        """The frame a window's last calibration took its empty references from."""
+        return self._evidence_file(self.calibrations.get(window))
+
+    def _evidence_file(self, relative: str | None) -> Path | None:
+        if relative is None or self.evidence_dir is None:
             return None
         root = self.evidence_dir.resolve()
-        path = (root / view.camera_snapshot).resolve()
+        path = (root / relative).resolve()
         if not path.is_relative_to(root) or not path.is_file():
             return None
         return path
+
+    def on_calibrated(self, window: int, snapshot: str | None) -> None:
+        if snapshot is not None:
+            self.calibrations[window] = snapshot
+        self._dirty.set()
+
+    async def calibrate(self, window: int) -> str:
+        """A manager's calibration from the page: the same as the remote command."""
+        if self.calibrator is None or window not in self.camera_windows:
+            raise LookupError(f"no camera watches window {window}")
+        return await self.calibrator(window)

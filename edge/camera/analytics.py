@@ -55,7 +55,6 @@ MOG_WARMUP = 6  # frames before MOG2's foreground means anything
 DARK_LEVEL = 22.0  # a frame darker than this (median grey) hides people: no judgement
 SWING_LIMIT = 0.25  # median |log brightness ratio| between frames beyond which light is chaos
 SWING_FRAMES = 8  # frames the light's swing and the frame-wide motion are judged over
-NO_REFERENCE_GRACE_S = 30.0  # past the bootstrap time, a region without reference is reported
 SAME_LEVEL = 2  # grey levels a re-encoded copy of one picture may differ by
 SAME_SHARE = 0.0005  # … on at most this share of pixels (a live sensor's noise moves far more)
 FRAME_WIDE_MOTION = 0.6  # more than this share of the frame "moving" is light or a shaken camera
@@ -213,7 +212,7 @@ class CameraAnalyzer:
             r for r in self.regions if r.kind != "waiting" and r.reference is None
         ]
         waited = self.frames_mono - self._started
-        if missing and waited >= self.config.bootstrap_still_s + NO_REFERENCE_GRACE_S:
+        if missing and waited >= self.config.no_reference_after_s:
             windows = sorted({r.window for r in missing})
             names = "、".join(r.name for r in missing)
             return Blindness(

@@ -81,6 +81,12 @@ class CameraConfig(_Model):
         gt=0,
         description="with no empty-seat reference yet, a region still this long becomes it",
     )
+    no_reference_after_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="a seat or counter still without an empty reference this long after the "
+        "start is reported (health no_reference: calibrate it)",
+    )
     relearn_still_s: float = Field(
         default=1800.0,
         gt=0,

@@ -1,17 +1,18 @@
 """Staff presence (在岗 / 离岗) decided over time, robust to brief occlusions.
 
 A seat's per-frame judgement is noisy in ways that matter: a colleague walking behind the
-seat, a citizen leaning over the counter, a moment of bad light. So a *run* (the seat empty, or
-the seat occupied) is not broken by a contrary streak shorter than ``occlusion_s``; only a
-contrary streak that lasts starts a new run, dated from its first frame. A run decides once it
-has lasted ``away_after_s`` (empty) or ``present_after_s`` (occupied) and most of its frames
-agree with it (``agree_fraction``), so alternating judgements never decide anything.
+seat, a citizen leaning over the counter, a moment of bad light. So the tracker follows two
+*segments*, one of "occupied" frames and one of "empty" frames; a segment goes on through
+contrary frames as long as none of its own is missing for ``occlusion_s``. The state becomes
+"away" once the empty segment has lasted ``away_after_s`` with most of its frames
+(``agree_fraction``) empty and the newest frame empty too; "present" likewise after
+``present_after_s`` (and at least ``occlusion_s`` after an absence, so that a passer-by is not
+taken for the clerk's return). Alternating judgements never decide anything.
 
-``since`` is when the deciding run began (the first empty frame), not when the decision was
-taken, so the record says when the staff member actually left. The decision comes at most
-``occlusion_s`` after ``away_after_s`` even when a passer-by crosses at the last moment.
-Frames with no judgement (``None``) neither extend nor break a run unless they last longer than
-``occlusion_s``.
+``since`` is when the deciding segment began (the first empty frame), not when the decision
+was taken, so the record says when the staff member actually left. A passer-by at the moment
+the decision falls due delays it by the seconds they take to pass. Frames with no judgement
+(``None``) are skipped; if they last ``occlusion_s`` or more, both segments start afresh.
 """
 
 from __future__ import annotations
@@ -35,11 +36,13 @@ class PresenceChange:
 
 
 @dataclass(slots=True)
-class _Run:
-    value: bool
-    start: float
-    frames: int = 0
-    agree: int = 0
+class _Segment:
+    """Frames of one value (occupied or empty) with gaps shorter than an occlusion."""
+
+    start: float = 0.0
+    last: float | None = None  # the newest frame of this value
+    frames: int = 0  # all judged frames since ``start``
+    agree: int = 0  # of them, of this value
 
 
 class PresenceTracker:
@@ -58,8 +61,7 @@ class PresenceTracker:
         self.agree_fraction = agree_fraction
         self.state: PresenceState = "unknown"
         self.since: float | None = None
-        self._run: _Run | None = None
-        self._contrary: _Run | None = None  # the streak against the run, while it is short
+        self._segments = {True: _Segment(), False: _Segment()}
         self._blind_since: float | None = None
 
     def update(self, mono: float, occupied: bool | None) -> PresenceChange | None:
@@ -67,49 +69,45 @@ class PresenceTracker:
         if occupied is None:
             if self._blind_since is None:
                 self._blind_since = mono
-            elif mono - self._blind_since >= self.occlusion_s:
-                # Long without judgement (camera trouble): what comes next starts afresh.
-                self._run = self._contrary = None
             return None
+        if self._blind_since is not None and mono - self._blind_since >= self.occlusion_s:
+            # Long without judgement (camera trouble): what comes next starts afresh.
+            self._segments = {True: _Segment(), False: _Segment()}
         self._blind_since = None
-        run = self._run
-        if run is None:
-            run = self._run = _Run(occupied, mono)
-        if occupied == run.value:
-            self._contrary = None
-        else:
-            contrary = self._contrary
-            if contrary is None:
-                contrary = self._contrary = _Run(occupied, mono)
-            contrary.frames += 1
-            contrary.agree += 1
-            if mono - contrary.start >= self.occlusion_s:
-                # Not an occlusion: a change. The new run began with the streak.
-                run = self._run = contrary
-                self._contrary = None
-                return self._decide(mono, run)
-        run.frames += 1
-        if occupied == run.value:
-            run.agree += 1
-        return self._decide(mono, run)
+        for value, segment in self._segments.items():
+            if value != occupied:
+                segment.frames += 1
+                continue
+            if segment.last is None or mono - segment.last >= self.occlusion_s:
+                segment.start, segment.frames, segment.agree = mono, 0, 0
+            segment.last = mono
+            segment.frames += 1
+            segment.agree += 1
+        return self._decide(mono, occupied)
 
-    def _decide(self, mono: float, run: _Run) -> PresenceChange | None:
-        target: Literal["present", "away"] = "present" if run.value else "away"
-        if target == self.state or self._contrary is not None:
-            return None  # decided already, or a contrary streak may yet become a change
-        needed = self.present_after_s if run.value else self.away_after_s
-        if mono - run.start < needed or run.agree < self.agree_fraction * run.frames:
+    def _decide(self, mono: float, value: bool) -> PresenceChange | None:
+        target: Literal["present", "away"] = "present" if value else "away"
+        if target == self.state:
+            return None
+        segment = self._segments[value]
+        if value:
+            # after an absence, a passer-by must not count as the return
+            needed = self.present_after_s if self.state == "unknown" else max(
+                self.present_after_s, self.occlusion_s)
+        else:
+            needed = self.away_after_s
+        if mono - segment.start < needed or segment.agree < self.agree_fraction * segment.frames:
             return None
         self.state = target
-        self.since = run.start
+        self.since = segment.start
         # Confidence grows with the share and the number of frames that backed the decision.
-        share = run.agree / max(1, run.frames)
-        confidence = round(min(1.0, share * (0.5 + run.frames / 20)), 2)
-        return PresenceChange(self.window, target, run.start, mono, confidence)
+        share = segment.agree / segment.frames
+        confidence = round(min(1.0, share * (0.5 + segment.frames / 20)), 2)
+        return PresenceChange(self.window, target, segment.start, mono, confidence)
 
     def reset(self) -> None:
-        """Camera lost: the next decision starts from scratch."""
+        """Camera lost or recalibrated: the next decision starts from scratch."""
         self.state = "unknown"
         self.since = None
-        self._run = self._contrary = None
+        self._segments = {True: _Segment(), False: _Segment()}
         self._blind_since = None

@@ -160,6 +160,7 @@ class HallScene:
     noise_sigma: float = 2.5
     seed: int = 7
     light_gain: Callable[[float], float] | None = None
+    output_size: tuple[int, int] | None = None  # (width, height) the stream delivers
     _background: Image | None = field(default=None, init=False, repr=False)
     _noise: list[tuple[Image, Image]] = field(default_factory=list, init=False, repr=False)
 
@@ -203,17 +204,17 @@ class HallScene:
         if self.noise_sigma > 0:
             up, down = self._noise_frame(index if index is not None else int(t * 1000))
             frame = np.asarray(cv2.subtract(cv2.add(frame, up), down), dtype=np.uint8)
+        if self.output_size is not None:
+            frame = np.asarray(cv2.resize(frame, self.output_size,
+                                          interpolation=cv2.INTER_AREA), dtype=np.uint8)
         if index is not None:
             draw_barcode(frame, index)
         return frame
 
     def resized(self, width: int, height: int) -> HallScene:
-        """The same scene seen at another resolution (a camera switched to another stream)."""
-        return HallScene(
-            actors=self.actors, presses=self.presses, duration=self.duration,
-            layout=self.layout, width=width, height=height, noise_sigma=self.noise_sigma,
-            seed=self.seed, light_gain=self.light_gain,
-        )
+        """The same scene from another stream of the camera: the sensor's picture scaled to
+        ``width`` × ``height`` (anamorphically when the shape differs, as D1 substreams do)."""
+        return replace(self, output_size=(width, height))
 
     def frames(self, fps: float) -> Iterator[tuple[int, float, Image]]:
         count = int(self.duration * fps)

@@ -108,15 +108,27 @@
       const label = node("span", "camera-label", t("camera.label") + " ");
       label.dataset.optional = "2";
       cam.append(" ", label);
-      cam.append(node("span", "camera-" + tile.camera.staff, t("camera." + tile.camera.staff)));
-      if (tile.camera.snapshot) {
+      const staffState = tile.camera.staff || "undecided";
+      cam.append(node("span", "camera-" + staffState, t("camera." + staffState)));
+      // the evidence pictures: the last presence decision's, the last calibration's
+      for (const which of ["snapshot", "calibration"]) {
+        if (!tile.camera[which]) continue;
         cam.append(" ");
-        const link = node("a", "", t("camera.snapshot"));
-        link.href = `/api/windows/${tile.window}/snapshot`;
+        const link = node("a", "", t("camera." + which));
+        link.href = `/api/windows/${tile.window}/${which}`;
         link.target = "_blank";
         link.rel = "noopener";
         link.dataset.optional = "3";
         cam.append(link);
+      }
+      if (mayManage) {
+        // a manager takes the empty seat and counter as they are now (nobody there)
+        cam.append(" ");
+        const button = node("button", "camera-calibrate", t("camera.calibrate"));
+        button.type = "button";
+        button.dataset.optional = "3";
+        button.addEventListener("click", () => calibrate(tile.window, button));
+        cam.append(button);
       }
       staff.append(cam);
     }
@@ -321,6 +333,38 @@
     if (message.health) { picture.health = message.health; renderHealth(message.health); }
     if (message.queue) { picture.queue = message.queue; renderQueue(message.queue); }
   }
+
+  // -- calibration (managers) ----------------------------------------------------------------
+  let mayManage = false;
+
+  function calibrate(number, button) {
+    if (!confirm(t("camera.calibrate.confirm", { window: number }))) return;
+    button.disabled = true;
+    fetch(`/api/windows/${number}/calibrate`, { method: "POST", credentials: "same-origin" })
+      .then((r) => r.json().then((body) => ({ ok: r.ok, body })))
+      .then(({ ok, body }) => {
+        if (!ok) {
+          alert(t("camera.calibrate.failed", { error: body.detail || "" }));
+        } else if (body.snapshot) {
+          // the picture the references came from: the manager checks it was really empty
+          window_open(`/api/windows/${number}/calibration`);
+        }
+      })
+      .catch((e) => alert(t("camera.calibrate.failed", { error: String(e) })))
+      .finally(() => { button.disabled = false; });
+  }
+
+  function window_open(url) {
+    window.open(url, "_blank", "noopener");
+  }
+
+  fetch("/api/session", { credentials: "same-origin" })
+    .then((r) => (r.ok ? r.json() : null))
+    .then((me) => {
+      mayManage = Boolean(me && me.permissions.includes("manage"));
+      if (mayManage && picture) renderAll();
+    })
+    .catch(() => {});
 
   // -- the live stream -----------------------------------------------------------------------
   function setStream(state) {

@@ -168,7 +168,7 @@ async def test_replay_rebuilds_today_from_the_journal(journal: Journal) -> None:
     assert tile["keys"]["1"] == 1 and tile["keys"]["3"] == 0
     # journaled through its model: pydantic's ISO form
     assert tile["camera"] == {"staff": "away", "since": MORNING.isoformat().replace("+00:00", "Z"),
-                              "snapshot": False}
+                              "snapshot": False, "calibration": False}
     assert board.picture()["queue"]["waiting_total"] == 0
 
 
