@@ -477,6 +477,7 @@ class MjpegServer:
     def __init__(self, feed: FrameFeed, host: str = "127.0.0.1", port: int = 0) -> None:
         self.feed = feed
         self._stalled = threading.Event()
+        self._frozen: int | None = None  # resend this frame index (a frozen encoder)
         self._drop_generation = 0
         self._lock = threading.Lock()
         self.sent: list[Sent] = []
@@ -527,6 +528,14 @@ class MjpegServer:
     def stall(self) -> None:
         """Keep connections open but send nothing (a hung encoder)."""
         self._stalled.set()
+
+    def freeze(self) -> None:
+        """Keep sending, but always the frame of this moment (as a hung encoder or recorder
+        does): the connection stays healthy, the picture never changes."""
+        self._frozen = self._frame_index(time.monotonic() - self._started) or 0
+
+    def thaw(self) -> None:
+        self._frozen = None
 
     def resume(self) -> None:
         self._stalled.clear()
@@ -593,10 +602,11 @@ class MjpegServer:
                     time.sleep(min(period, next_due - now))
                     continue
                 next_due += period
-                index = self._frame_index(now - self._started)
+                frozen = self._frozen
+                index = frozen if frozen is not None else self._frame_index(now - self._started)
                 if index is None:
                     return
-                if index == last_index:
+                if index == last_index and frozen is None:
                     continue
                 last_index = index
                 handler.wfile.write(encode_part(self._jpeg(index), self.BOUNDARY))

@@ -34,6 +34,7 @@ def hall_camera(url: str = "unused", **overrides: object) -> CameraConfig:
         "waiting_area": Polygon(points=list(layout.waiting_area)),
         "bootstrap_still_s": 2.5,
         "away_after_s": 3.0,
+        "occlusion_s": 1.0,  # the scenes are time-compressed: seconds stand for minutes
         "open_timeout_s": 3.0,
         "read_timeout_s": 1.5,
     }

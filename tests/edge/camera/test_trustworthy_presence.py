@@ -114,7 +114,7 @@ def busy_hall(still_s: float, break_s: float) -> HallScene:
 def test_passers_by_and_flicker_neither_hide_an_absence_nor_fake_one() -> None:
     scene = busy_hall(still_s=40.0, break_s=60.0)
     scene.light_gain = flicker(0.10)  # ±10 %, beating with the 2 frames/s sampling
-    config = hall_camera(away_after_s=AWAY_AFTER_S, bootstrap_still_s=3.0)
+    config = hall_camera(away_after_s=AWAY_AFTER_S, bootstrap_still_s=3.0, occlusion_s=8.0)
     changes, frames = run(scene, config)
     assert check_timeline(changes, frames, 1) == 1
     assert check_timeline(changes, frames, 2) == 0  # window 2's clerk never leaves
@@ -127,7 +127,7 @@ def test_lights_switched_and_a_dimming_hall_change_nothing() -> None:
     scene = busy_hall(still_s=30.0, break_s=50.0)
     # lights 20 % down while the clerk is away, then up 10 % above the start
     scene.light_gain = light_steps([(20.0, 0.8), (60.0, 1.1), (85.0, 0.9)])
-    config = hall_camera(away_after_s=AWAY_AFTER_S, bootstrap_still_s=3.0)
+    config = hall_camera(away_after_s=AWAY_AFTER_S, bootstrap_still_s=3.0, occlusion_s=8.0)
     changes, frames = run(scene, config)
     assert check_timeline(changes, frames, 1) == 1
     assert [c.state for c in changes if c.window == 2] == ["present"]
@@ -142,7 +142,7 @@ def test_a_resolution_change_keeps_judging_and_references_are_kept_per_size(
     def size(t: float) -> HallScene:
         return d1 if 50.0 <= t < 90.0 else scene
 
-    config = hall_camera(away_after_s=AWAY_AFTER_S, bootstrap_still_s=3.0)
+    config = hall_camera(away_after_s=AWAY_AFTER_S, bootstrap_still_s=3.0, occlusion_s=8.0)
     analyzer = CameraAnalyzer(config)
     changes, frames = run(scene, config, size=size, analyzer=analyzer)
     assert check_timeline(changes, frames, 1) == 1
