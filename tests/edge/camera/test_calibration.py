@@ -178,7 +178,7 @@ async def test_calibration_by_remote_command_hall_page_and_command_line(
     assert done.returncode == 0, done.stderr
     assert "w1-staff" in done.stdout and "w2-staff" not in done.stdout
     shot = Path(done.stdout.strip().rsplit(" ", 1)[-1])
-    assert shot.is_file() and shot.read_bytes()[:2] == b"\xff\xd8"
+    assert (await asyncio.to_thread(shot.read_bytes))[:2] == b"\xff\xd8"  # a JPEG
     await until(lambda: "references reloaded after a calibration" in caplog.text, 20,
                 "the running worker to load the command line's references")
     unknown = await asyncio.to_thread(
