@@ -246,8 +246,13 @@ class Deriver:
         out.append(_sample(ev, "hallwatch_evaluator", "faults", 1, window=ev.body.get("window")))
 
     def _camera_health(self, ev: StoredEvent, out: list[Sample]) -> None:
-        out.append(_sample(ev, "hallwatch_camera", "online",
-                           1 if ev.body.get("state") == "online" else 0,
+        state = ev.body.get("state")
+        out.append(_sample(ev, "hallwatch_camera", "online", 1 if state == "online" else 0,
+                           camera=ev.body.get("camera")))
+        # streaming but unable to judge (frozen, too dark, flicker, no reference): a
+        # different fault from a camera that is down, with a different remedy
+        out.append(_sample(ev, "hallwatch_camera", "blind",
+                           0 if state in ("online", "offline", "stalled") else 1,
                            camera=ev.body.get("camera")))
 
     def _camera_presence(self, ev: StoredEvent, out: list[Sample]) -> None:

@@ -280,6 +280,19 @@ def test_transfer_moves_the_wait_to_the_new_queue_and_reboot_falls_back_to_utc()
     assert dict(wait.tags)["service"] == "C03" and wait.value == 300.0
 
 
+def test_a_camera_that_streams_but_cannot_judge_is_told_from_one_that_is_down() -> None:
+    deriver = Deriver()
+    seen = {}
+    for seq, state in enumerate(("online", "too_dark", "stalled", "frozen"), start=1):
+        ev = StoredEvent("gw1", seq, "H1", "camera.health", at(seq), seq * 10**9, "b",
+                         {"camera": "c1", "state": state, "reason": "…", "advice": "…"})
+        seen[state] = {s.metric: s.value for s in deriver.samples(ev)}
+    assert seen["online"] == {"hallwatch_camera_online": 1, "hallwatch_camera_blind": 0}
+    assert seen["too_dark"] == {"hallwatch_camera_online": 0, "hallwatch_camera_blind": 1}
+    assert seen["stalled"] == {"hallwatch_camera_online": 0, "hallwatch_camera_blind": 0}
+    assert seen["frozen"] == {"hallwatch_camera_online": 0, "hallwatch_camera_blind": 1}
+
+
 def test_a_personal_tag_is_refused_before_it_leaves() -> None:
     with pytest.raises(ValueError, match="staff"):
         make_sample("hallwatch_window", "present", 1, 0, hall="H1", staff=STAFF)
