@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import queue
 import signal
@@ -91,8 +92,9 @@ class Worker:
                 config=config,
                 reader=LatestFrameReader(
                     config.id, self._source_factory(config), on_health=health.put,
-                    # decode (H.264 must) every frame, but convert only about what is analysed
-                    convert_every_s=0.5 / config.fps,
+                    # decode (H.264 must) every frame, but convert only what is analysed: the
+                    # frame after each one taken (its stamp is its arrival, so still exact)
+                    convert_every_s=1.0 / config.fps,
                 ),
                 analyzer=CameraAnalyzer(config),
                 ring=deque(maxlen=max(4, int(ring_s * config.fps) + 2)),
@@ -137,7 +139,8 @@ class Worker:
                     run.next_due = max(run.next_due + 1.0 / run.config.fps, now)
                     self._analyse(run)
             due = min([r.next_due for r in self.runs.values()] + [next_heartbeat])
-            timeout_ms = max(0, min(200, int((due - time.monotonic()) * 1000)))
+            # rounded up: a wait rounded down to 0 ms would spin until the frame is due
+            timeout_ms = max(0, min(200, math.ceil((due - time.monotonic()) * 1000)))
             if poller.poll(timeout_ms):
                 while self.socket.poll(0):
                     self._handle(*unpack(self.socket.recv_multipart()))

@@ -137,6 +137,10 @@ class OpenCvSource:
             int(self.open_timeout_s * 1000),
             cv2.CAP_PROP_READ_TIMEOUT_MSEC,
             int(self.read_timeout_s * 1000),
+            # One decoding thread: every camera has its own worker process already, and
+            # FFmpeg's frame threads only add synchronisation to a substream's small frames.
+            cv2.CAP_PROP_N_THREADS,
+            1,
         ]
         capture = cv2.VideoCapture(self.url, cv2.CAP_FFMPEG, params)
         if not capture.isOpened():
