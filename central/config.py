@@ -60,6 +60,16 @@ class IngestConfig(_Section):
         default=1000, ge=1, description="quarantine kept per gateway; the oldest go first")
     quarantine_mb_per_gateway: float = Field(
         default=8, gt=0, description="quarantine bytes kept per gateway; the oldest go first")
+    throttle: bool = Field(
+        default=True, description="per-gateway budgets below apply when other gateways wait")
+    gateway_mb_per_s: float = Field(
+        default=1.0, gt=0, le=1024, description="a gateway's bytes read per second under "
+                                                "contention; the rest is dropped unread and resent")
+    gateway_messages_per_s: float = Field(
+        default=50, gt=0, le=100_000, description="a gateway's messages read per second under "
+                                                  "contention")
+    gateway_burst_s: float = Field(
+        default=2.0, gt=0, le=60, description="seconds of budget a quiet gateway saves up")
 
 
 class HttpConfig(_Section):

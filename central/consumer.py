@@ -20,6 +20,12 @@ One gateway may hold at most ``per_gateway`` of those slots: what it sends beyon
 dropped unread (not acknowledged, so a real gateway sends it again), which keeps a flooding
 gateway from filling the slots that every other hall's messages need. A gateway's uplink keeps
 far fewer batches in flight than that.
+
+Before any of that, each gateway's messages pass its rate budget (central/admission.py), checked
+on paho's thread before anything is read: under contention a flooding gateway's messages beyond
+it are dropped at the cost of a few dict lookups, so the CPU that parsing them would take stays
+with the other halls. Both kinds of drop are counted per gateway (``shed``, ``throttled``),
+logged at most every ``SHED_LOG_INTERVAL_S`` and raised by the aggregator as a gateway alarm.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from central.admission import Admission
 from central.config import BrokerConfig
 from central.ingest import Incoming
 from hallkit.supervise import TaskRecord, TaskState
@@ -51,7 +58,8 @@ SHED_LOG_INTERVAL_S = 10.0
 class Consumer:
     def __init__(self, broker: BrokerConfig, max_pending: int,
                  record: TaskRecord | None = None, *,
-                 per_gateway: int = PER_GATEWAY_PENDING) -> None:
+                 per_gateway: int = PER_GATEWAY_PENDING,
+                 admission: Admission | None = None) -> None:
         self.broker = broker
         self.record = record or TaskRecord("mqtt.consumer", state=TaskState.RESTARTING)
         self.record.state = TaskState.RESTARTING  # until the first connection
@@ -63,6 +71,8 @@ class Consumer:
         self._held: Counter[str] = Counter()  # slots held per gateway (paho's thread and ours)
         self._held_lock = threading.Lock()
         self.shed: Counter[str] = Counter()  # messages dropped over a gateway's share
+        self.throttled: Counter[str] = Counter()  # messages dropped over its rate budget
+        self._admission = admission
         self._waiting: dict[str, deque[Incoming]] = {}  # received, not yet in a group
         self._shed_logged = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -176,14 +186,20 @@ class Consumer:
             self.record.restarts += 1
 
     def _paho_message(self, client: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:
-        sender = _share_of(message.topic)
+        topic_name = message.topic
+        sender = _share_of(topic_name)
+        if sender is not None and self._admission is not None and not self._admission.admit(
+                sender, len(message.payload), time.monotonic(),
+                state=topic_name.endswith("/" + topics.Channel.STATE)):
+            self._drop(sender, self.throttled, "over its rate budget")
+            return
         if sender is not None:
             with self._held_lock:
                 over = self._held[sender] >= self._per_gateway
                 if not over:
                     self._held[sender] += 1
             if over:
-                self._shed(sender)
+                self._drop(sender, self.shed, "over its share of receive slots")
                 return
         # back-pressure: blocks paho's thread, not the event loop (and never past a stop)
         while not self._slots.acquire(timeout=0.5):
@@ -192,18 +208,25 @@ class Consumer:
                     with self._held_lock:
                         self._held[sender] -= 1
                 return
-        incoming = Incoming(message.topic, bytes(message.payload), datetime.now(UTC))
+        incoming = Incoming(topic_name, bytes(message.payload), datetime.now(UTC))
         assert self._loop is not None
         self._loop.call_soon_threadsafe(self.queue.put_nowait, incoming)
 
-    def _shed(self, sender: str) -> None:
-        self.shed[sender] += 1
+    def _drop(self, sender: str, counter: Counter[str], why: str) -> None:
+        counter[sender] += 1
         now = time.monotonic()
         if now - self._shed_logged >= SHED_LOG_INTERVAL_S:
             self._shed_logged = now
             log.warning("central: %s sends faster than ingest takes it; %d of its messages "
-                        "dropped unread so far (its gateway sends them again)", sender,
-                        self.shed[sender])
+                        "dropped unread %s so far (its gateway sends them again)", sender,
+                        counter[sender], why)
+
+    def dropped(self) -> dict[str, tuple[int, int]]:
+        """Per sender (hall/gateway): messages dropped (over its rate budget, over its share
+        of slots) since the process started."""
+        throttled, shed = dict(self.throttled), dict(self.shed)  # copies: paho's thread adds
+        return {sender: (throttled.get(sender, 0), shed.get(sender, 0))
+                for sender in throttled.keys() | shed.keys()}
 
 
 def _sender(topic_name: str) -> str:

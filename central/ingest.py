@@ -689,6 +689,24 @@ class Ingestor:
             if gateway is not None:
                 await self._alarm(conn, gateway, "quarantine_dropped", detail, dropped)
 
+    async def alarm_drops(self, dropped: dict[str, tuple[int, int]]) -> None:
+        """Raise ``flood_dropped`` on each registered gateway (by "hall/gateway") whose
+        messages were dropped unread: (over its rate budget, over its share of slots)."""
+        by_id = {sender.partition("/")[2]: (sender.partition("/")[0], n)
+                 for sender, n in dropped.items()}
+        async with self.engine.begin() as conn:
+            known = (await conn.execute(select(gateways.c.gateway_id, gateways.c.hall_id).where(
+                gateways.c.gateway_id.in_(list(by_id))))).all()
+            for gateway, hall in known:
+                sent_hall, (throttled, shed) = by_id[gateway]
+                if sent_hall != hall:
+                    continue  # a topic naming another hall: refused by ingest anyway
+                await self._alarm(
+                    conn, gateway, "flood_dropped",
+                    f"{throttled} messages over its rate budget and {shed} over its share of "
+                    "receive slots dropped unread lately; the gateway sends them again",
+                    throttled + shed)
+
     async def _alarm(
         self, conn: AsyncConnection, gateway: str, kind: str, detail: str, count: int = 1
     ) -> None:

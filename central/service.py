@@ -6,6 +6,7 @@ import asyncio
 import logging
 
 from central import evidence, ledger, remote, timeseries
+from central.admission import Admission
 from central.cases import service as case_jobs
 from central.commands import CommandSigner, load_or_create_signing_key
 from central.config import CentralConfig
@@ -22,6 +23,7 @@ from protocols.envelope import Ack, encode, utc_now
 log = logging.getLogger(__name__)
 
 CONSUMER_TASK = "mqtt.consumer"  # paho's network thread: its connection, as a task record
+DROPS_REPORT_S = 5.0  # how often messages dropped unread are added to the gateways' alarms
 
 
 class Aggregator:
@@ -32,8 +34,12 @@ class Aggregator:
             self.engine, quarantine_rows=config.ingest.quarantine_rows_per_gateway,
             quarantine_bytes=int(config.ingest.quarantine_mb_per_gateway * 1024 * 1024))
         self.supervisor = Supervisor(on_failed=self._task_failed)
-        self.consumer = Consumer(config.broker, config.ingest.max_pending,
-                                 self.supervisor.record(CONSUMER_TASK))
+        limits = config.ingest
+        admission = Admission(limits.gateway_mb_per_s * 1024 * 1024,
+                              limits.gateway_messages_per_s,
+                              limits.gateway_burst_s) if limits.throttle else None
+        self.consumer = Consumer(config.broker, limits.max_pending,
+                                 self.supervisor.record(CONSUMER_TASK), admission=admission)
         self.failure: str | None = None  # a task given up: the process should stop
         self.failed = asyncio.Event()
 
@@ -50,6 +56,7 @@ class Aggregator:
         await self.consumer.start()
         spawn = self.supervisor.spawn
         spawn("ingest", self._ingest_loop)
+        spawn("ingest.drops", self._report_drops)
         signer = CommandSigner(load_or_create_signing_key(self.config.command_key_path))
         spawn("commands", lambda: remote.run_forever(
             self.engine, signer, self.consumer.publish, self.consumer.connected.is_set))
@@ -85,6 +92,26 @@ class Aggregator:
             finally:
                 for msg in group:
                     self.consumer.done(msg)
+
+    async def _report_drops(self) -> None:
+        """Messages dropped unread become a ``flood_dropped`` alarm on their gateway."""
+        reported: dict[str, tuple[int, int]] = {}
+        while True:
+            await asyncio.sleep(DROPS_REPORT_S)
+            now = self.consumer.dropped()
+            new = {}
+            for sender, (throttled, shed) in now.items():
+                before = reported.get(sender, (0, 0))
+                if (throttled, shed) != before:
+                    new[sender] = (throttled - before[0], shed - before[1])
+            if not new:
+                continue
+            try:
+                await self.ingestor.alarm_drops(new)
+            except Exception:  # counted again next time: the deltas stay unreported
+                log.exception("ingest: could not record dropped messages as alarms")
+                continue
+            reported = now
 
     async def _handle(self, group: list[Incoming]) -> None:
         side = ("/" + topics.Channel.STATE, "/" + topics.Channel.RESULT,

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 import paho.mqtt.client as mqtt
 
+from central.admission import Admission
 from central.config import BrokerConfig
 from central.consumer import Consumer
 from central.ingest import Incoming
@@ -61,3 +62,42 @@ async def test_command_results_are_never_dropped_for_a_flooding_gateway() -> Non
     for msg in group:
         consumer.done(msg)
     assert not consumer._held
+
+
+def test_budget_applies_only_while_another_gateway_is_sending() -> None:
+    admission = Admission(bytes_per_s=1000, messages_per_s=2, burst_s=1)
+    # alone: far over the budget, all of it read
+    assert all(admission.admit("H/flood", 5000, 10.0 + n / 1000) for n in range(100))
+    assert admission.admit("H/quiet", 100, 10.2)  # another gateway speaks: contention
+    assert not admission.admit("H/flood", 500, 10.3)  # its bucket was drained alone
+    assert admission.admit("H/quiet", 100, 10.4)  # the quiet one stays within its own
+    assert admission.admit("H/flood", 500, 10.9)  # refilled at its rate: read again
+    assert not admission.admit("H/flood", 500, 10.95)
+    assert all(admission.admit("H/flood", 5000, 12.0 + n / 1000) for n in range(10)), (
+        "the quiet gateway is silent for over a second: no contention")
+
+
+def test_a_state_message_a_second_passes_over_the_budget() -> None:
+    admission = Admission(bytes_per_s=100, messages_per_s=10, burst_s=1)
+    admission.admit("H/quiet", 10, 0.0)
+    verdicts = [admission.admit("H/flood", 1000, 0.1 + n * 0.1, state=True) for n in range(8)]
+    assert verdicts.count(True) == 1  # the first passes, then not within the same second
+    assert admission.admit("H/quiet", 10, 0.85)  # keep contention
+    assert admission.admit("H/flood", 1000, 1.15, state=True)
+
+
+async def test_over_budget_messages_are_dropped_unread_and_counted_results_never() -> None:
+    consumer = Consumer(BrokerConfig(), max_pending=256,
+                        admission=Admission(bytes_per_s=10, messages_per_s=1, burst_s=1))
+    consumer._loop = asyncio.get_running_loop()
+    topics_sent = [b"hw/v1/H/quiet/events"] + [b"hw/v1/H/flood/events"] * 5 + [
+        b"hw/v1/H/flood/result"] * 3
+    for topic in topics_sent:
+        message = mqtt.MQTTMessage(topic=topic)
+        message.payload = b"x" * 5
+        consumer._paho_message(None, None, message)  # type: ignore[arg-type]
+    await asyncio.sleep(0)
+    group = await consumer.next_group(max_group=64)
+    read = sorted(m.topic.split("/", 3)[3] for m in group)
+    assert read == ["flood/events"] + ["flood/result"] * 3 + ["quiet/events"]
+    assert consumer.dropped() == {"H/flood": (4, 0)}

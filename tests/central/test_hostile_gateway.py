@@ -326,14 +326,16 @@ async def verdict(engine: AsyncEngine, payload: bytes) -> str:
 
 
 @contextlib.contextmanager
-def running_aggregator(database_url: str, port: int, tmp_path: Path
+def running_aggregator(database_url: str, port: int, tmp_path: Path,
+                       ingest: IngestConfig | None = None,
+                       gateways: tuple[tuple[str, str], ...] = (("H1", "good"), ("H2", "bad")),
                        ) -> Iterator[tuple[LoopThread, Aggregator]]:
-    procs.prepare_central(database_url, [("H1", "good"), ("H2", "bad")])
+    procs.prepare_central(database_url, list(gateways))
     config = CentralConfig(
         database_url=database_url, data_dir=tmp_path / "central",
         broker=BrokerConfig(port=port, instance="hostile"),
-        ingest=IngestConfig(quarantine_rows_per_gateway=100_000,
-                            quarantine_mb_per_gateway=1000))  # the bound has its own test
+        ingest=ingest or IngestConfig(quarantine_rows_per_gateway=100_000,
+                                      quarantine_mb_per_gateway=1000))  # the bound: own test
     with LoopThread() as lt:
         aggregator = Aggregator(config)
         lt.run(aggregator.start())
