@@ -7,9 +7,11 @@ import asyncio
 from datetime import UTC, datetime
 
 import paho.mqtt.client as mqtt
+import pytest
+from pydantic import ValidationError
 
 from central.admission import Admission
-from central.config import BrokerConfig
+from central.config import BrokerConfig, IngestConfig
 from central.consumer import Consumer
 from central.ingest import Incoming
 
@@ -101,3 +103,11 @@ async def test_over_budget_messages_are_dropped_unread_and_counted_results_never
     read = sorted(m.topic.split("/", 3)[3] for m in group)
     assert read == ["flood/events"] + ["flood/result"] * 3 + ["quiet/events"]
     assert consumer.dropped() == {"H/flood": (4, 0)}
+
+
+def test_budgets_are_validated() -> None:
+    for bad in ({"gateway_mb_per_s": 0}, {"gateway_messages_per_s": -1},
+                {"gateway_burst_s": 0}, {"gateway_burst_s": 3600}):
+        with pytest.raises(ValidationError):
+            IngestConfig(**bad)
+    assert IngestConfig().throttle is True
