@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,8 +11,10 @@ import pytest
 
 from firmware_bridges.camera.driver import (
     Backoff,
+    FrameSource,
     Health,
     HealthChange,
+    Image,
     LatestFrameReader,
     make_source,
     redact,
@@ -170,3 +173,46 @@ def test_rtsp_stall_and_death_are_detected_and_recovered(feed: FrameFeed, tmp_pa
     finally:
         reader.stop()
         server.stop()
+
+
+def test_rtsp_frames_are_all_decoded_but_only_those_taken_are_converted(
+        feed: FrameFeed, tmp_path: Path) -> None:
+    """At 2 analysed frames/s of a 10 fps stream, about 2 of 10 frames become pictures; each
+    one taken is a new frame, its index (barcode) close to the stream's newest."""
+    need_rtsp()
+    server = RtspServer(feed.write_sequence(tmp_path / "frames"), fps=10).start()
+    reads: list[bool] = []
+
+    def counted() -> FrameSource:
+        source = make_source(server.url, 3.0, READ_TIMEOUT, "opencv")
+        read = source.read
+
+        def read_and_count(convert: bool = True) -> tuple[Image | None, bytes | None]:
+            reads.append(convert)
+            return read(convert)
+
+        source.read = read_and_count  # type: ignore[method-assign]
+        return source
+
+    reader = LatestFrameReader("cam", counted, convert_every_s=0.5)
+    reader.start()
+    try:
+        assert reader.wait_newer(0, 15.0) is not None
+        time.sleep(1.0)  # past the stream's start-up burst
+        reads.clear()
+        taken = []
+        for _ in range(10):  # the worker's pace: one frame every 0.5 s
+            time.sleep(0.5)
+            frame = reader.latest()
+            assert frame is not None
+            taken.append((frame.seq, read_barcode(frame.bgr())))
+    finally:
+        reader.stop()
+        server.stop()
+    grabbed, converted = len(reads), sum(reads)
+    assert grabbed >= 35, grabbed  # ~50 frames in 5 s: every one read (H.264 must decode all)
+    assert converted <= 0.35 * grabbed, (converted, grabbed)  # ≈ 2 per second, not 10
+    seqs = [seq for seq, _ in taken]
+    assert seqs == sorted(set(seqs)), seqs  # a new picture every time
+    indices = [index for _, index in taken]
+    assert all(b > a for a, b in itertools.pairwise(indices)), indices
