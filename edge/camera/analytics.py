@@ -150,6 +150,7 @@ class CameraAnalyzer:
         self._blind: Blindness | None = None
         # references of the other analysis sizes this camera was seen at
         self._by_shape: dict[Shape, dict[str, Reference]] = {}
+        self._unsized: dict[str, Reference] = {}  # from files that did not say their size
         self.frames = 0
         self.gated_frames = 0
 
@@ -187,10 +188,14 @@ class CameraAnalyzer:
                 every[self._shape] = current
         return every
 
-    def restore(self, name: str, reference: Reference, shape: Shape) -> bool:
-        """Load a persisted reference taken at analysis size ``shape``."""
+    def restore(self, name: str, reference: Reference, shape: Shape | None) -> bool:
+        """Load a persisted reference taken at analysis size ``shape``; None for a file saved
+        before sizes were kept: it is used at the first size whose region it fits."""
         if not any(region.name == name for region in self.regions):
             return False
+        if shape is None:
+            self._unsized[name] = reference
+            return True
         if shape == self._shape:
             region = self._region(name)
             x0, y0, x1, y1 = region.box
@@ -443,6 +448,10 @@ class CameraAnalyzer:
             region.mask = full
             region.area = max(1, int(np.count_nonzero(region.crop(full))))
             stored = waiting.get(region.name)
+            unsized = self._unsized.get(region.name)
+            if (stored is None or stored.image.shape != (h, w)) and unsized is not None \
+                    and unsized.image.shape == (h, w):
+                stored = self._unsized.pop(region.name)
             if stored is not None and stored.image.shape == (h, w):
                 region.reference = stored
             else:

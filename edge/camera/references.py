@@ -43,7 +43,7 @@ class ReferenceFiles:
         taken = 0
         if not self.directory.is_dir():
             return 0
-        for path in sorted(self.directory.glob("*@*.npz")):
+        for path in sorted(self.directory.glob("*.npz")):
             try:
                 name, shape = reference_name(path.name)
                 with np.load(path) as data:
@@ -65,8 +65,11 @@ class ReferenceFiles:
         return max((p.stat().st_mtime for p in self.directory.glob("*.npz")), default=0.0)
 
 
-def reference_name(filename: str) -> tuple[str, Shape]:
-    """``w1-staff@320x180.npz`` → ("w1-staff", (180, 320))."""
+def reference_name(filename: str) -> tuple[str, Shape | None]:
+    """``w1-staff@320x180.npz`` → ("w1-staff", (180, 320)); ``w1-staff.npz`` (saved before
+    sizes were kept) → ("w1-staff", None)."""
     name, _, size = filename.removesuffix(".npz").partition("@")
+    if not size:
+        return name, None
     width, _, height = size.partition("x")
     return name, (int(height), int(width))

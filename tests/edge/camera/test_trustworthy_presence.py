@@ -204,3 +204,20 @@ def test_unjudgeable_pictures_say_so_with_advice() -> None:
     assert "calibrate --window 1" in blindness.advice
     analyzer.calibrate(analysis_gray(seated.render(0.0, 0), 320), 21.0)  # the empty hall
     assert analyzer.blindness() is None
+
+
+def test_references_saved_before_sizes_were_kept_are_still_used(tmp_path: Path) -> None:
+    scene = hall_scene(still_s=30.0, break_s=10.0)
+    config = hall_camera(bootstrap_still_s=1000.0)
+    analyzer = CameraAnalyzer(config)
+    analyzer.calibrate(analysis_gray(scene.render(0.0, 0), 320), 0.0)
+    files = ReferenceFiles(tmp_path / config.id)
+    files.save(analyzer)
+    for path in files.directory.glob("*.npz"):  # as an older gateway named them
+        path.rename(path.with_name(path.name.split("@")[0] + ".npz"))
+    fresh = CameraAnalyzer(config)
+    assert files.load(fresh) == 5
+    seated = fresh.analyse(analysis_gray(scene.render(20.0, 40), 320), 20.0)
+    assert [o.staff_occupied for o in seated.windows] == [True, True]
+    files.save(fresh)  # now under the names that say their size
+    assert len(list(files.directory.glob("*@320x180.npz"))) == 5
