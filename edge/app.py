@@ -257,6 +257,7 @@ class Gateway:
                                          evidence=cams.evidence, verdict=cams.verdict,
                                          cameras_per_worker=cams.cameras_per_worker,
                                          worker_timeout_s=cams.worker_timeout_s,
+                                         worker_max_rss_mb=cams.worker_max_rss_mb,
                                          state_dir=cams.state_dir,
                                          retention_every_s=cams.retention_every_s,
                                          supervisor=self.supervisor)

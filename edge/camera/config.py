@@ -129,6 +129,10 @@ class CameraServiceConfig(_Model):
     evidence: EvidenceConfig = EvidenceConfig()
     verdict: VerdictConfig = VerdictConfig()
     cameras_per_worker: int = Field(default=1, ge=1, le=32)
+    worker_max_rss_mb: int = Field(
+        default=512, ge=32, description="a camera worker using more memory than this (a leak "
+        "in a decoder) is restarted"
+    )
     worker_timeout_s: float = Field(
         default=10.0, gt=0, description="a worker silent this long is killed and restarted"
     )

@@ -121,6 +121,7 @@ class CameraService:
         verdict: VerdictConfig | None = None,
         cameras_per_worker: int = 1,
         worker_timeout_s: float = 10.0,
+        worker_max_rss_mb: int = 512,
         state_dir: Path | None = None,
         retention_every_s: float = 600.0,
         python: str = sys.executable,
@@ -132,6 +133,7 @@ class CameraService:
         self.evidence_config = evidence or EvidenceConfig()
         self.verdict_config = verdict or VerdictConfig()
         self.worker_timeout_s = worker_timeout_s
+        self.worker_max_rss_bytes = worker_max_rss_mb * 2**20
         self.retention_every_s = retention_every_s
         self.python = python
         self.supervisor = supervisor or Supervisor()  # its tasks, and a record per worker
@@ -548,6 +550,7 @@ class CameraService:
         handle.pid = handle.process.pid
         handle.started = handle.last_seen = time.monotonic()
         handle.restart_at = None
+        handle.rss_bytes = 0  # the new process reports its own
         self._worker_record(handle).state = TaskState.RUNNING
 
     async def _supervise(self) -> None:
@@ -564,6 +567,9 @@ class CameraService:
                     why = f"camera worker exited with code {process.returncode}"
                 elif now - handle.last_seen > self.worker_timeout_s:
                     why = f"camera worker silent for {now - handle.last_seen:.0f} s, killed"
+                elif handle.rss_bytes > self.worker_max_rss_bytes:
+                    why = (f"camera worker used {handle.rss_bytes / 2**20:.0f} MiB "
+                           f"(limit {self.worker_max_rss_bytes / 2**20:.0f}), restarted")
                 else:
                     continue
                 log.error("%s: %s", handle.id, why)

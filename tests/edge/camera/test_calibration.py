@@ -188,3 +188,29 @@ async def test_calibration_by_remote_command_hall_page_and_command_line(
         capture_output=True, text=True, timeout=60, cwd=ROOT,
     )
     assert unknown.returncode == 2 and "window" in unknown.stderr
+
+
+@pytest.mark.timeout(90)
+async def test_a_worker_over_its_memory_limit_is_restarted_and_says_why(tmp_path: Path) -> None:
+    server = MjpegServer(empty_hall()).start()
+    camera = hall_camera(server.url)
+    # a limit below what any worker needs: the first heartbeat exceeds it
+    service = CameraService([camera], tmp_path / "evidence", worker_max_rss_mb=16)
+    events: list[CameraEvent] = []
+
+    async def collect() -> None:
+        async for event in service.events():
+            events.append(event)
+
+    collector = asyncio.create_task(collect())
+    try:
+        await service.start()
+        record = service.supervisor.record("camera.worker.w1")
+        await until(lambda: record.restarts >= 1, 40, "a restart for memory")
+        assert record.last_error is not None and "MiB (limit 16)" in record.last_error
+        await until(lambda: any(e.kind == "camera.health" and "MiB" in e.body.reason
+                                for e in events), 10, "the camera's health to say why")
+    finally:
+        await service.stop()
+        collector.cancel()
+        server.stop()
