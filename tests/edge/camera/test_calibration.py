@@ -37,6 +37,11 @@ def empty_hall() -> FrameFeed:
     return FrameFeed.from_scene(scene, FPS)
 
 
+async def collect(service: CameraService, into: list[CameraEvent]) -> None:
+    async for event in service.events():
+        into.append(event)
+
+
 async def until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -51,12 +56,7 @@ async def test_a_frozen_stream_is_its_own_health_state_and_its_frames_are_not_ju
     camera = hall_camera(server.url, bootstrap_still_s=1.0)
     service = CameraService([camera], tmp_path / "evidence")
     events: list[CameraEvent] = []
-
-    async def collect() -> None:
-        async for event in service.events():
-            events.append(event)
-
-    collector = asyncio.create_task(collect())
+    collector = asyncio.create_task(collect(service, events))
     try:
         await service.start()
         health = service.health
@@ -197,12 +197,7 @@ async def test_a_worker_over_its_memory_limit_is_restarted_and_says_why(tmp_path
     # a limit below what any worker needs: the first heartbeat exceeds it
     service = CameraService([camera], tmp_path / "evidence", worker_max_rss_mb=16)
     events: list[CameraEvent] = []
-
-    async def collect() -> None:
-        async for event in service.events():
-            events.append(event)
-
-    collector = asyncio.create_task(collect())
+    collector = asyncio.create_task(collect(service, events))
     try:
         await service.start()
         record = service.supervisor.record("camera.worker.w1")
