@@ -209,3 +209,51 @@ async def test_a_worker_over_its_memory_limit_is_restarted_and_says_why(tmp_path
         await service.stop()
         collector.cancel()
         server.stop()
+
+
+@pytest.mark.timeout(120)
+async def test_a_manager_calibrates_from_the_hall_page_in_a_browser(
+        site: tuple[Gateway, Path]) -> None:
+    from playwright.async_api import async_playwright
+
+    from tests.edge.web.rig import CHROMIUM, CHROMIUM_FLAGS
+
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is missing: run deploy/scripts/install-browser-test-deps.sh")
+    gateway, _ = site
+    page_url = gateway.hall_page.url  # type: ignore[union-attr]
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
+        try:
+            for user, password, manager in (("dating", "viewer-password", False),
+                                            ("zhuren", "manager-password", True)):
+                context = await browser.new_context(locale="zh-CN")
+                context.set_default_timeout(15_000)
+                errors: list[str] = []
+                page = await context.new_page()
+                page.on("pageerror", lambda e, into=errors: into.append(str(e)))
+                await page.goto(page_url + "/")
+                await page.fill("input[name=username]", user)
+                await page.fill("input[name=password]", password)
+                await page.click("button[type=submit]")
+                tile = page.locator('[data-window="1"] .tile-camera')
+                await tile.wait_for()
+                button = tile.locator("button.camera-calibrate")
+                if not manager:
+                    await page.wait_for_timeout(1000)  # the session answer has come by now
+                    assert await button.count() == 0  # a viewer may not calibrate
+                    await context.close()
+                    continue
+                await button.wait_for()
+                page.on("dialog", lambda dialog: asyncio.ensure_future(dialog.accept()))
+                async with context.expect_page() as popup_info:
+                    await button.click()
+                popup = await popup_info.value
+                await popup.wait_for_load_state()
+                assert popup.url.endswith("/api/windows/1/calibration")
+                await tile.locator('a[href="/api/windows/1/calibration"]').wait_for()
+                assert errors == []
+                await context.close()
+        finally:
+            await browser.close()
+    assert gateway.board.calibrations.get(1, "").endswith(".jpg")
