@@ -18,6 +18,7 @@ from edge.config import EvaluatorBusConfig
 from edge.evaluators import EvaluatorSupervisor
 from edge.journal import Journal, JournalError
 from firmware_bridges.ff68.simulator import EvaluatorBusSimulator
+from protocols.events import GeneratorSample
 from tests.edge.test_journal_disk_full import tiny_disk  # noqa: F401  (the fixture)
 
 
@@ -49,7 +50,8 @@ async def test_a_key_refused_by_a_full_disk_counts_when_the_device_sends_it_agai
             spacer.write_bytes(b"\0" * 256 * 1024)
             for n in range(100_000):  # fill the disk
                 try:
-                    await journal.append("gen.sample", {"n": n, "run": "fill", "pad": "z" * 900})
+                    filler = GeneratorSample(n=n, run="fill", pad="z" * 900)
+                    await journal.append("gen.sample", filler)
                 except JournalError:
                     break
             else:

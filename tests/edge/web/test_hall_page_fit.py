@@ -19,6 +19,7 @@ from playwright.sync_api import Browser, Page
 from edge.clock import Clock
 from edge.journal import Journal
 from firmware_bridges.ff68.codec import CMD_KEY, KEY_LABELS, build_frame
+from protocols.events import KINDS
 from tests.edge.web.rig import OUTPUT, PASSWORD, USER, WINDOWS, Hall, chromium, running_hall
 
 KIOSK = (1366, 768)
@@ -39,6 +40,11 @@ def day_counts(window: int) -> dict[int, int]:
             6: 0 if window % 2 else 950}
 
 
+def body(kind: str, doc: dict[str, Any]) -> Any:
+    """The journal takes each kind's body model, as the gateway builds it."""
+    return KINDS[kind].model_validate(doc)
+
+
 def seed_a_busy_day(data_dir: Path) -> None:
     async def seed() -> None:
         journal = Journal(data_dir / "journal.db", Clock(assume_synced=True))
@@ -51,24 +57,24 @@ def seed_a_busy_day(data_dir: Path) -> None:
             for code, extra in (("LI", {}), ("CL", {"ticket": f"A{window:03d}8"}),
                                 ("ST", {"ticket": f"A{window:03d}8"})):
                 mseq += 1
-                journal.append_nowait("queue.event", {
+                journal.append_nowait("queue.event", body("queue.event", {
                     "mseq": mseq, "type": code, "window": window, "staff": staff,
-                    "raw": f"$QM,{mseq},{code}", **extra})
+                    "raw": f"$QM,{mseq},{code}", **extra}))
             if window in CAMERA_WINDOWS:
-                journal.append_nowait("camera.presence", {
+                journal.append_nowait("camera.presence", body("camera.presence", {
                     "camera": f"cam{window}", "window": window, "staff": "away",
                     "since": "2026-01-01T00:00:00Z", "since_mono_ns": 0, "confidence": 0.9,
-                    "snapshot": f"cam{window}/1.jpg"})
+                    "snapshot": f"cam{window}/1.jpg"}))
             seq = 0
             for key, count in day_counts(window).items():
                 for _ in range(count):
                     seq = seq % 255 + 1
                     raw = build_frame(0x80 + window, CMD_KEY, bytes((seq, key, 0)))
-                    journal.append_nowait("evaluator.key", {
+                    journal.append_nowait("evaluator.key", body("evaluator.key", {
                         "window": window, "addr": 0x80 + window, "raw": raw[1:].hex(),
                         "dev_seq": seq, "key": key, "label": KEY_LABELS[key], "session": 0,
-                        "invitation": None, "marks": ["NO_SESSION"]})
-        await journal.append("gen.sample", {"n": 0, "run": "seeded"})
+                        "invitation": None, "marks": ["NO_SESSION"]}))
+        await journal.append("gen.sample", body("gen.sample", {"n": 0, "run": "seeded"}))
         await journal.close()
 
     asyncio.run(seed())
