@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import ipaddress
 import os
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from central.rules.timelimit import LadderConfig
 from central.store.db import DEFAULT_URL
 from hallkit.configfiles import Named, check_readable, tls_files
+from hallkit.loginbrake import TrustedProxies
 from protocols.configtext import ConfigError, parse_yaml_model
 from protocols.topics import ID_PATTERN
 from protocols.transport import BrokerEndpoint, TlsFiles
@@ -76,16 +76,7 @@ class HttpConfig(_Section):
     enabled: bool = True
     host: str = "127.0.0.1"
     port: int = Field(default=8600, ge=1, le=65535)
-    trusted_proxies: list[str] = Field(
-        default_factory=list, description="reverse proxies (addresses or networks) whose "
-        "X-Forwarded-For names the client for the login brake; none by default")
-
-    @field_validator("trusted_proxies")
-    @classmethod
-    def _networks(cls, entries: list[str]) -> list[str]:
-        for entry in entries:
-            ipaddress.ip_network(entry, strict=False)  # ValueError names the bad entry
-        return entries
+    trusted_proxies: TrustedProxies
 
 
 class ProvisioningConfig(_Section):

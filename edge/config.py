@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import ipaddress
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from edge.camera.config import CameraServiceConfig
 from hallkit.configfiles import Named, tls_files
+from hallkit.loginbrake import TrustedProxies
 from protocols.topics import ID_PATTERN
 from protocols.transport import BrokerEndpoint, TlsFiles
 
@@ -95,16 +95,7 @@ class HttpConfig(_Section):
     timezone: str = Field(default="Asia/Shanghai", description="what 'today' means on the page")
     session_hours: float = Field(default=720, gt=0, le=24 * 366,
                                  description="login lifetime; a kiosk stays logged in")
-    trusted_proxies: list[str] = Field(
-        default_factory=list, description="reverse proxies (addresses or networks) whose "
-        "X-Forwarded-For names the client for the login brake; none by default")
-
-    @field_validator("trusted_proxies")
-    @classmethod
-    def _networks(cls, entries: list[str]) -> list[str]:
-        for entry in entries:
-            ipaddress.ip_network(entry, strict=False)  # ValueError names the bad entry
-        return entries
+    trusted_proxies: TrustedProxies
 
 
 class CommandsConfig(_Section):

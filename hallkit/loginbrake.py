@@ -7,11 +7,23 @@ import ipaddress
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
-from typing import TypeAlias
+from typing import Annotated, TypeAlias
 
+from pydantic import AfterValidator, Field
 from starlette.requests import Request
 
 IPNetwork: TypeAlias = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _valid_proxies(entries: list[str]) -> list[str]:
+    parse_proxies(entries)  # ValueError names the bad entry
+    return entries
+
+
+# The ``trusted_proxies`` setting of both pages' configuration.
+TrustedProxies = Annotated[list[str], AfterValidator(_valid_proxies), Field(
+    default_factory=list, description="reverse proxies (addresses or networks) whose "
+    "X-Forwarded-For names the client for the login brake; none by default")]
 
 
 class LoginBrake:
