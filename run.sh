@@ -93,6 +93,7 @@ case "$cmd" in
     [ -x deploy/scripts/install-test-extras.sh ] && deploy/scripts/install-test-extras.sh
     say "lint: ruff, mypy --strict on protocols/, firmware_bridges/ and hallkit/"
     "$VENV/bin/ruff" check .
+    "$VENV/bin/ruff" format --check .
     "$VENV/bin/mypy" --no-error-summary
     say "tests"
     exec "$VENV/bin/pytest" -q -p no:randomly "$@"

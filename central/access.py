@@ -48,8 +48,7 @@ class Reach(StrEnum):
     NONE = "none"
 
 
-_S, _D, _H, _T = (Role.SUPERVISOR, Role.DEPARTMENT_LEADER, Role.HALL_MANAGER,
-                  Role.TECHNICIAN)
+_S, _D, _H, _T = (Role.SUPERVISOR, Role.DEPARTMENT_LEADER, Role.HALL_MANAGER, Role.TECHNICIAN)
 _ALL, _HALL, _DEPT = Reach.EVERY_HALL, Reach.OWN_HALL, Reach.OWN_DEPARTMENT
 
 RULES: dict[Area, dict[Role, Reach]] = {
@@ -72,9 +71,18 @@ RULES: dict[Area, dict[Role, Reach]] = {
 
 # the raw events of Area.DEVICE_EVENTS: device and gateway health, no person in them (not
 # queue.fault: its raw $QM line can carry a ticket, a staff number, a service name)
-DEVICE_EVENT_KINDS = frozenset({"evaluator.health", "evaluator.boot", "evaluator.fault",
-                                "bus.stats", "camera.health", "gateway.boot",
-                                "gateway.selftest", "gateway.journal_loss"})
+DEVICE_EVENT_KINDS = frozenset(
+    {
+        "evaluator.health",
+        "evaluator.boot",
+        "evaluator.fault",
+        "bus.stats",
+        "camera.health",
+        "gateway.boot",
+        "gateway.selftest",
+        "gateway.journal_loss",
+    }
+)
 
 
 def reach(who: Principal, area: Area) -> Reach:
@@ -82,7 +90,8 @@ def reach(who: Principal, area: Area) -> Reach:
     nothing where that scope is what it would be limited to."""
     found = RULES[area].get(who.role, Reach.NONE)
     if (found is Reach.OWN_HALL and not who.hall) or (
-            found is Reach.OWN_DEPARTMENT and not who.department):
+        found is Reach.OWN_DEPARTMENT and not who.department
+    ):
         return Reach.NONE
     return found
 

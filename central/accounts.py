@@ -65,11 +65,17 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
-def _scrypt(password: str, salt: bytes, n: int, r: int, p: int, length: int = HASH_BYTES
-            ) -> bytes:
+def _scrypt(password: str, salt: bytes, n: int, r: int, p: int, length: int = HASH_BYTES) -> bytes:
     # scrypt needs 128·n·r bytes; hashlib's default ceiling (32 MiB) is just below that
-    return hashlib.scrypt(password.encode("utf-8"), salt=salt, n=n, r=r, p=p,
-                          maxmem=132 * n * r + (1 << 20), dklen=length)
+    return hashlib.scrypt(
+        password.encode("utf-8"),
+        salt=salt,
+        n=n,
+        r=r,
+        p=p,
+        maxmem=132 * n * r + (1 << 20),
+        dklen=length,
+    )
 
 
 def hash_password(password: str) -> str:
@@ -84,8 +90,7 @@ def check_password(password: str, encoded: str) -> bool:
         if scheme != "scrypt":
             return False
         expected = base64.b64decode(digest)
-        actual = _scrypt(password, base64.b64decode(salt), int(n), int(r), int(p),
-                         len(expected))
+        actual = _scrypt(password, base64.b64decode(salt), int(n), int(r), int(p), len(expected))
     except (ValueError, TypeError):
         return False
     return hmac.compare_digest(actual, expected)
@@ -99,43 +104,58 @@ def _dummy_hash() -> str:
 
 def check_name(name: str) -> str:
     if not NAME_PATTERN.fullmatch(name):
-        raise AccountError("用户名为 1–64 个字母、数字、汉字或 . @ - _ / "
-                           "a name is 1–64 letters, digits, '.', '@', '-' or '_'")
+        raise AccountError(
+            "用户名为 1–64 个字母、数字、汉字或 . @ - _ / "
+            "a name is 1–64 letters, digits, '.', '@', '-' or '_'"
+        )
     return name
 
 
 def check_new_password(password: str) -> str:
     if len(password) < MIN_PASSWORD:
-        raise AccountError(f"密码至少 {MIN_PASSWORD} 个字符 / "
-                           f"a password needs at least {MIN_PASSWORD} characters")
+        raise AccountError(
+            f"密码至少 {MIN_PASSWORD} 个字符 / a password needs at least {MIN_PASSWORD} characters"
+        )
     if len(password) > MAX_PASSWORD:
         raise AccountError(f"密码最多 {MAX_PASSWORD} 个字符 / at most {MAX_PASSWORD} characters")
     return password
 
 
-def check_scope(role: Role, hall: str | None, department: str | None
-                ) -> tuple[str | None, str | None]:
+def check_scope(
+    role: Role, hall: str | None, department: str | None
+) -> tuple[str | None, str | None]:
     """The (hall, department) an account of ``role`` keeps; refuses a missing or stray one."""
     if role is Role.HALL_MANAGER:
         if not hall or department:
-            raise AccountError("大厅管理员需要 --hall，且不带 --department / "
-                               "a hall manager needs --hall and no --department")
+            raise AccountError(
+                "大厅管理员需要 --hall，且不带 --department / "
+                "a hall manager needs --hall and no --department"
+            )
         return hall, None
     if role is Role.DEPARTMENT_LEADER:
         if not department or hall:
-            raise AccountError("部门领导需要 --department，且不带 --hall / "
-                               "a department leader needs --department and no --hall")
+            raise AccountError(
+                "部门领导需要 --department，且不带 --hall / "
+                "a department leader needs --department and no --hall"
+            )
         return None, department
     if hall or department:
-        raise AccountError("监察室和运维账号覆盖全部大厅，不带 --hall/--department / "
-                           "supervisor and technician accounts take no --hall or --department")
+        raise AccountError(
+            "监察室和运维账号覆盖全部大厅，不带 --hall/--department / "
+            "supervisor and technician accounts take no --hall or --department"
+        )
     return None, None
 
 
 def _account(row: Any) -> Account:
-    return Account(name=row.name, role=Role(row.role), hall=row.hall_id,
-                   department=row.department, disabled=row.disabled,
-                   password_hash=row.password_hash)
+    return Account(
+        name=row.name,
+        role=Role(row.role),
+        hall=row.hall_id,
+        department=row.department,
+        disabled=row.disabled,
+        password_hash=row.password_hash,
+    )
 
 
 async def get(engine: AsyncEngine, name: str) -> Account | None:
@@ -150,8 +170,15 @@ async def all_accounts(engine: AsyncEngine) -> list[Account]:
     return [_account(r) for r in rows]
 
 
-async def add(engine: AsyncEngine, name: str, password: str, role: Role, *,
-              hall: str | None = None, department: str | None = None) -> Account:
+async def add(
+    engine: AsyncEngine,
+    name: str,
+    password: str,
+    role: Role,
+    *,
+    hall: str | None = None,
+    department: str | None = None,
+) -> Account:
     """Create an account; AccountError if the name is taken or anything is unusable."""
     check_name(name)
     check_new_password(password)
@@ -160,9 +187,18 @@ async def add(engine: AsyncEngine, name: str, password: str, role: Role, *,
     now = utc_now()
     try:
         async with engine.begin() as conn:
-            await conn.execute(insert(users).values(
-                name=name, password_hash=encoded, role=role.value, hall_id=hall,
-                department=department, disabled=False, created_at=now, updated_at=now))
+            await conn.execute(
+                insert(users).values(
+                    name=name,
+                    password_hash=encoded,
+                    role=role.value,
+                    hall_id=hall,
+                    department=department,
+                    disabled=False,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
     except IntegrityError:
         raise AccountError(f"用户 {name} 已存在 / user {name!r} exists") from None
     return Account(name, role, hall, department, False, encoded)
@@ -180,8 +216,9 @@ async def set_disabled(engine: AsyncEngine, name: str, disabled: bool) -> None:
 
 async def _update(engine: AsyncEngine, name: str, **values: object) -> None:
     async with engine.begin() as conn:
-        result = await conn.execute(update(users).where(users.c.name == name)
-                                    .values(**values, updated_at=utc_now()))
+        result = await conn.execute(
+            update(users).where(users.c.name == name).values(**values, updated_at=utc_now())
+        )
     if result.rowcount == 0:
         raise AccountError(f"没有用户 {name} / no user {name!r}")
 

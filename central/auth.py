@@ -73,22 +73,37 @@ def _digest(token: str) -> str:
 
 
 async def create_token(
-    engine: AsyncEngine, role: Role, *, hall: str | None = None, department: str | None = None,
-    label: str = "", lifetime: dt.timedelta = DEFAULT_LIFETIME,
+    engine: AsyncEngine,
+    role: Role,
+    *,
+    hall: str | None = None,
+    department: str | None = None,
+    label: str = "",
+    lifetime: dt.timedelta = DEFAULT_LIFETIME,
 ) -> str:
     if role is Role.HALL_MANAGER and not hall:
         raise TokenError("a hall manager token needs --hall")
     if role is Role.DEPARTMENT_LEADER and not department:
         raise TokenError("a department leader token needs --department")
     if not dt.timedelta(0) < lifetime <= MAX_LIFETIME:
-        raise TokenError(f"令牌有效期须在 1–{MAX_LIFETIME.days} 天之间 / a token lives between "
-                         f"a moment and {MAX_LIFETIME.days} days")
+        raise TokenError(
+            f"令牌有效期须在 1–{MAX_LIFETIME.days} 天之间 / a token lives between "
+            f"a moment and {MAX_LIFETIME.days} days"
+        )
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     now = utc_now()
     async with engine.begin() as conn:
-        await conn.execute(insert(api_tokens).values(
-            token_hash=_digest(token), role=role.value, hall_id=hall, department=department,
-            label=label, created_at=now, expires_at=now + lifetime))
+        await conn.execute(
+            insert(api_tokens).values(
+                token_hash=_digest(token),
+                role=role.value,
+                hall_id=hall,
+                department=department,
+                label=label,
+                created_at=now,
+                expires_at=now + lifetime,
+            )
+        )
     return token
 
 
@@ -97,8 +112,9 @@ async def resolve(engine: AsyncEngine, token: str) -> Principal | None:
     if not token.startswith(TOKEN_PREFIX):
         return None
     async with engine.connect() as conn:
-        row = (await conn.execute(select(api_tokens).where(
-            api_tokens.c.token_hash == _digest(token)))).first()
+        row = (
+            await conn.execute(select(api_tokens).where(api_tokens.c.token_hash == _digest(token)))
+        ).first()
     if row is None or row.revoked_at is not None:
         return None
     if row.expires_at is not None and row.expires_at <= utc_now():
@@ -108,10 +124,24 @@ async def resolve(engine: AsyncEngine, token: str) -> Principal | None:
 
 async def list_tokens(engine: AsyncEngine) -> list[TokenInfo]:
     async with engine.connect() as conn:
-        rows = (await conn.execute(select(api_tokens).order_by(
-            api_tokens.c.created_at, api_tokens.c.token_hash))).all()
-    return [TokenInfo(r.token_hash[:ID_DIGITS], Role(r.role), r.hall_id, r.department, r.label,
-                      r.created_at, r.expires_at, r.revoked_at) for r in rows]
+        rows = (
+            await conn.execute(
+                select(api_tokens).order_by(api_tokens.c.created_at, api_tokens.c.token_hash)
+            )
+        ).all()
+    return [
+        TokenInfo(
+            r.token_hash[:ID_DIGITS],
+            Role(r.role),
+            r.hall_id,
+            r.department,
+            r.label,
+            r.created_at,
+            r.expires_at,
+            r.revoked_at,
+        )
+        for r in rows
+    ]
 
 
 async def revoke_token(engine: AsyncEngine, token_or_id: str) -> TokenInfo:
@@ -122,17 +152,24 @@ async def revoke_token(engine: AsyncEngine, token_or_id: str) -> TokenInfo:
     else:
         prefix = token_or_id.strip().lower()
         if len(prefix) < MIN_ID_DIGITS or any(c not in "0123456789abcdef" for c in prefix):
-            raise TokenError(f"令牌编号为至少 {MIN_ID_DIGITS} 位十六进制数 / a token id is at "
-                             f"least {MIN_ID_DIGITS} hex digits (see `token list`)")
+            raise TokenError(
+                f"令牌编号为至少 {MIN_ID_DIGITS} 位十六进制数 / a token id is at "
+                f"least {MIN_ID_DIGITS} hex digits (see `token list`)"
+            )
         match = api_tokens.c.token_hash.startswith(prefix, autoescape=True)
     async with engine.begin() as conn:
         rows = (await conn.execute(select(api_tokens.c.token_hash).where(match))).all()
         if len(rows) != 1:
-            raise TokenError("没有这个令牌 / no such token" if not rows else
-                             "编号对应多个令牌，请给出更长的编号 / the id matches several tokens; "
-                             "give more digits")
+            raise TokenError(
+                "没有这个令牌 / no such token"
+                if not rows
+                else "编号对应多个令牌，请给出更长的编号 / the id matches several tokens; "
+                "give more digits"
+            )
         digest = rows[0].token_hash
-        await conn.execute(update(api_tokens).where(api_tokens.c.token_hash == digest,
-                                                    api_tokens.c.revoked_at.is_(None))
-                           .values(revoked_at=utc_now()))
+        await conn.execute(
+            update(api_tokens)
+            .where(api_tokens.c.token_hash == digest, api_tokens.c.revoked_at.is_(None))
+            .values(revoked_at=utc_now())
+        )
     return next(t for t in await list_tokens(engine) if t.id == digest[:ID_DIGITS])

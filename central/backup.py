@@ -89,8 +89,7 @@ def pg_args(url: str) -> tuple[list[str], dict[str, str]]:
 
 def _run(argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[bytes]:
     try:
-        result = subprocess.run(argv, capture_output=True, env={**os.environ, **env},
-                                check=False)
+        result = subprocess.run(argv, capture_output=True, env={**os.environ, **env}, check=False)
     except FileNotFoundError:
         raise BackupError(f"{argv[0]} not found (apt-get install postgresql-client)") from None
     if result.returncode != 0:
@@ -165,9 +164,13 @@ def backup(config: CentralConfig, out: Path) -> BackupInfo:
             members[SALT_FILE] = salt
         digests = {member: _sha256(path) for member, path in members.items()}
         revision = _revision(config.database_url)
-        manifest = {"format": FORMAT, "created_utc": utc_now().isoformat(),
-                    "database": database_kind(config.database_url), "revision": revision,
-                    "members": digests}
+        manifest = {
+            "format": FORMAT,
+            "created_utc": utc_now().isoformat(),
+            "database": database_kind(config.database_url),
+            "revision": revision,
+            "members": digests,
+        }
         buffer = io.BytesIO()
         with tarfile.open(fileobj=buffer, mode="w") as tar:
             data = json.dumps(manifest, indent=1).encode()
@@ -235,9 +238,17 @@ def _sqlite_is_empty(path: Path) -> bool:
 
 def _pg_is_empty(url: str) -> bool:
     args, env = pg_args(url)
-    result = _run(["psql", "-XAtq", *args, "-c",
-                   "SELECT count(*) FROM pg_tables WHERE schemaname NOT IN "
-                   "('pg_catalog', 'information_schema')"], env)
+    result = _run(
+        [
+            "psql",
+            "-XAtq",
+            *args,
+            "-c",
+            "SELECT count(*) FROM pg_tables WHERE schemaname NOT IN "
+            "('pg_catalog', 'information_schema')",
+        ],
+        env,
+    )
     return int(result.stdout.decode().strip() or "0") == 0
 
 
@@ -248,8 +259,9 @@ def restore(config: CentralConfig, source: Path, *, force: bool = False) -> dict
         work = Path(tmp)
         manifest = read_backup(source, work)
         if manifest["database"] != kind:
-            raise BackupError(f"the backup holds a {manifest['database']} database; the "
-                              f"configured one is {kind}")
+            raise BackupError(
+                f"the backup holds a {manifest['database']} database; the configured one is {kind}"
+            )
         if kind == "sqlite":
             target = sqlite_path(url)
             if not _sqlite_is_empty(target) and not force:
@@ -267,8 +279,18 @@ def restore(config: CentralConfig, source: Path, *, force: bool = False) -> dict
                 raise BackupError("the database already holds tables; refusing without --force")
             args, env = pg_args(url)
             extra = ["--clean", "--if-exists"] if force else []
-            _run(["pg_restore", "--no-owner", "--exit-on-error", "--single-transaction",
-                  *extra, *args, str(work / PG_MEMBER)], env)
+            _run(
+                [
+                    "pg_restore",
+                    "--no-owner",
+                    "--exit-on-error",
+                    "--single-transaction",
+                    *extra,
+                    *args,
+                    str(work / PG_MEMBER),
+                ],
+                env,
+            )
         _restore_files(config, work, force)
     return manifest
 
@@ -279,8 +301,11 @@ def _restore_files(config: CentralConfig, work: Path, force: bool) -> None:
         for path in sorted(pki.rglob("*")):
             if path.is_file():
                 target = config.pki_dir / path.relative_to(pki)
-                write_atomic(target, path.read_bytes(), 0o600 if path.name.endswith(".key")
-                             or path.name == "issued.json" else 0o644)
+                write_atomic(
+                    target,
+                    path.read_bytes(),
+                    0o600 if path.name.endswith(".key") or path.name == "issued.json" else 0o644,
+                )
         os.chmod(config.pki_dir, 0o700)
     key = work / KEY_MEMBER
     if key.is_file() and (force or not config.command_key_path.exists()):

@@ -85,8 +85,11 @@ def _central_block(username: str) -> list[str]:
 
 def _feeder_block(name: str) -> list[str]:
     """An approval system: sends cases, reads only its own results."""
-    return [f"user {feeder_username(name)}", f"topic write {CASE_FEED}",
-            f"topic read {CASE_RESULTS.format(name=name)}"]
+    return [
+        f"user {feeder_username(name)}",
+        f"topic write {CASE_FEED}",
+        f"topic read {CASE_RESULTS.format(name=name)}",
+    ]
 
 
 def _bridge_block(bridge: BridgeAccess) -> list[str]:

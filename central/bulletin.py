@@ -48,11 +48,13 @@ class Ranked:
     on_time_rank: int | None  # None: nothing completed with a deadline
 
 
-def _rank(groups: Sequence[Indicators], value: Callable[[Indicators], float | None]
-          ) -> dict[GroupKey, int]:
+def _rank(
+    groups: Sequence[Indicators], value: Callable[[Indicators], float | None]
+) -> dict[GroupKey, int]:
     """Competition ranking (1, 2, 2, 4) by value, highest first; no-data groups unranked."""
-    scored = sorted(((v, g.group) for g in groups if (v := value(g)) is not None),
-                    key=lambda p: -p[0])
+    scored = sorted(
+        ((v, g.group) for g in groups if (v := value(g)) is not None), key=lambda p: -p[0]
+    )
     ranks: dict[GroupKey, int] = {}
     for i, (v, key) in enumerate(scored):
         ranks[key] = ranks[scored[i - 1][1]] if i and scored[i - 1][0] == v else i + 1
@@ -66,69 +68,114 @@ def ranked(result: dict[GroupKey, Indicators]) -> list[Ranked]:
     return [Ranked(g, satisfaction.get(g.group), on_time.get(g.group)) for g in groups]
 
 
-async def _overdue_cases(engine: AsyncEngine, who: Principal, period: DateRange
-                         ) -> tuple[list[dict[str, Any]], bool]:
+async def _overdue_cases(
+    engine: AsyncEngine, who: Principal, period: DateRange
+) -> tuple[list[dict[str, Any]], bool]:
     """Cases overdue in the month: completed late in it, or open past the deadline at its end
     (as the ladder job last saw them)."""
     lad = case_ladder.c
     end = day_start(period.last + dt.timedelta(days=1))
-    query = (select(cases, lad.stage, lad.deadline, lad.days_over)
-             .join(case_ladder, lad.case_no == cases.c.case_no)
-             .where(scorecard.case_scope(who), lad.overdue.is_(True),
-                    cases.c.accepted_at < end,
-                    or_(and_(cases.c.completed_at >= day_start(period.first),
-                             cases.c.completed_at < end),
-                        cases.c.completed_at.is_(None)))
-             .order_by(cases.c.hall_id, cases.c.department, lad.days_over.desc(),
-                       cases.c.case_no)
-             .limit(MAX_LIST + 1))
+    query = (
+        select(cases, lad.stage, lad.deadline, lad.days_over)
+        .join(case_ladder, lad.case_no == cases.c.case_no)
+        .where(
+            scorecard.case_scope(who),
+            lad.overdue.is_(True),
+            cases.c.accepted_at < end,
+            or_(
+                and_(cases.c.completed_at >= day_start(period.first), cases.c.completed_at < end),
+                cases.c.completed_at.is_(None),
+            ),
+        )
+        .order_by(cases.c.hall_id, cases.c.department, lad.days_over.desc(), cases.c.case_no)
+        .limit(MAX_LIST + 1)
+    )
     async with engine.connect() as conn:
         rows = (await conn.execute(query)).all()
-    items = [{
-        "case_no": r.case_no, "item_name": r.item_name, "department": r.department,
-        "hall": r.hall_id, "window": r.window, "staff": r.staff,
-        "accepted_at": r.accepted_at, "deadline": r.deadline, "days_over": r.days_over,
-        "completed_at": r.completed_at, "stage": r.stage,
-        "stage_label": LadderStage(r.stage).label if r.stage else None,
-    } for r in rows[:MAX_LIST]]
+    items = [
+        {
+            "case_no": r.case_no,
+            "item_name": r.item_name,
+            "department": r.department,
+            "hall": r.hall_id,
+            "window": r.window,
+            "staff": r.staff,
+            "accepted_at": r.accepted_at,
+            "deadline": r.deadline,
+            "days_over": r.days_over,
+            "completed_at": r.completed_at,
+            "stage": r.stage,
+            "stage_label": LadderStage(r.stage).label if r.stage else None,
+        }
+        for r in rows[:MAX_LIST]
+    ]
     return items, len(rows) > MAX_LIST
 
 
-async def _bad_reviews(engine: AsyncEngine, who: Principal, period: DateRange
-                       ) -> tuple[list[dict[str, Any]], bool]:
+async def _bad_reviews(
+    engine: AsyncEngine, who: Principal, period: DateRange
+) -> tuple[list[dict[str, Any]], bool]:
     """Counted bad reviews (keys 3–6) evaluated in the month, with their follow-up state."""
     results, heads = correlation_results, correlation_heads
-    query = (select(results, followups.c.state.label("fu_state"),
-                    followups.c.due.label("fu_due"),
-                    followups.c.escalation_level.label("fu_level"))
-             .join(heads, and_(heads.c.gateway_id == results.c.gateway_id,
-                               heads.c.seq == results.c.seq,
-                               heads.c.version == results.c.version))
-             .outerjoin(followups, and_(followups.c.gateway_id == results.c.gateway_id,
-                                        followups.c.seq == results.c.seq))
-             .where(results.c.business_day >= period.first,
-                    results.c.business_day <= period.last,
-                    results.c.counted.is_(True), results.c.key >= 3,
-                    scorecard.hall_scope(who, results.c.hall_id))
-             .order_by(results.c.evaluated_at, results.c.gateway_id, results.c.seq))
+    query = (
+        select(
+            results,
+            followups.c.state.label("fu_state"),
+            followups.c.due.label("fu_due"),
+            followups.c.escalation_level.label("fu_level"),
+        )
+        .join(
+            heads,
+            and_(
+                heads.c.gateway_id == results.c.gateway_id,
+                heads.c.seq == results.c.seq,
+                heads.c.version == results.c.version,
+            ),
+        )
+        .outerjoin(
+            followups,
+            and_(followups.c.gateway_id == results.c.gateway_id, followups.c.seq == results.c.seq),
+        )
+        .where(
+            results.c.business_day >= period.first,
+            results.c.business_day <= period.last,
+            results.c.counted.is_(True),
+            results.c.key >= 3,
+            scorecard.hall_scope(who, results.c.hall_id),
+        )
+        .order_by(results.c.evaluated_at, results.c.gateway_id, results.c.seq)
+    )
     async with engine.connect() as conn:
         department_cases: set[str] | None = None
         if who.role is Role.DEPARTMENT_LEADER:
-            department_cases = {r.case_no for r in await conn.execute(
-                select(cases.c.case_no).where(scorecard.case_scope(who)))}
+            department_cases = {
+                r.case_no
+                for r in await conn.execute(
+                    select(cases.c.case_no).where(scorecard.case_scope(who))
+                )
+            }
         rows = (await conn.execute(query)).all()
     items = []
     for r in rows:
         linked = [str(c) for c in r.case_nos or []]
         if department_cases is not None and not department_cases.intersection(linked):
             continue
-        items.append({
-            "gateway": r.gateway_id, "seq": r.seq, "hall": r.hall_id, "window": r.window,
-            "staff": r.staff, "key": r.key, "reason": DeviceKey(r.key).label,
-            "evaluated_at": r.evaluated_at, "case_nos": linked,
-            "followup_state": r.fu_state, "followup_due": r.fu_due,
-            "escalation_level": r.fu_level,
-        })
+        items.append(
+            {
+                "gateway": r.gateway_id,
+                "seq": r.seq,
+                "hall": r.hall_id,
+                "window": r.window,
+                "staff": r.staff,
+                "key": r.key,
+                "reason": DeviceKey(r.key).label,
+                "evaluated_at": r.evaluated_at,
+                "case_nos": linked,
+                "followup_state": r.fu_state,
+                "followup_due": r.fu_due,
+                "escalation_level": r.fu_level,
+            }
+        )
     return items[:MAX_LIST], len(items) > MAX_LIST
 
 
@@ -147,8 +194,9 @@ class Bulletin:
     overdue_cases_cut: bool
 
 
-async def build(engine: AsyncEngine, who: Principal, month: str, calendar: WorkCalendar,
-                now: dt.datetime) -> Bulletin:
+async def build(
+    engine: AsyncEngine, who: Principal, month: str, calendar: WorkCalendar, now: dt.datetime
+) -> Bulletin:
     period = month_range(month, business_date(now))
     facts = await scorecard.load(engine, who, period, calendar)
     overall = scorecard.compute(facts, period, Grouping.ALL, calendar)
@@ -158,16 +206,22 @@ async def build(engine: AsyncEngine, who: Principal, month: str, calendar: WorkC
     for item in (*bad, *overdue):
         item["staff_name"] = names.get((item["hall"], item["staff"] or ""))
     return Bulletin(
-        month=month, period=period, generated_at=now,
+        month=month,
+        period=period,
+        generated_at=now,
         correlated=await scorecard.correlated(engine, period),
         halls=ranked(scorecard.compute(facts, period, Grouping.HALL, calendar)),
         departments=ranked(scorecard.compute(facts, period, Grouping.DEPARTMENT, calendar)),
         overall=next(iter(overall.values()), None),
-        bad_reviews=bad, bad_reviews_cut=bad_cut,
-        overdue_cases=overdue, overdue_cases_cut=overdue_cut)
+        bad_reviews=bad,
+        bad_reviews_cut=bad_cut,
+        overdue_cases=overdue,
+        overdue_cases_cut=overdue_cut,
+    )
 
 
 # ------------------------------------------------------------------------------------- CSV
+
 
 def percent(r: Ratio) -> str:
     """'92.5%' (Excel reads it as a number); empty when there is no data."""
@@ -186,35 +240,119 @@ def _count(r: Ratio) -> str:
 
 HEADERS = {
     "indicators": {
-        "zh": ["级别", "大厅", "部门", "满意率排名", "按时办结率排名",
-               "群众满意率", "评价数", "差评数", "差评率", "评价率",
-               "按时办结率", "按时办结/办结", "平均办理时长（工作日）", "超时件数",
-               "提前办结率", "现场办结率", "承诺提速率", "办理提速率",
-               "平均等候（分钟）", "过号率", "在岗率"],
-        "en": ["level", "hall", "department", "satisfaction rank", "on-time rank",
-               "satisfaction", "evaluations", "bad reviews", "bad-review rate",
-               "evaluation rate", "on-time rate", "on time/completed",
-               "avg handling (working days)", "overdue", "early completion",
-               "same-day completion", "promise speed-up", "handling speed-up",
-               "avg wait (min)", "no-show rate", "staffed rate"],
+        "zh": [
+            "级别",
+            "大厅",
+            "部门",
+            "满意率排名",
+            "按时办结率排名",
+            "群众满意率",
+            "评价数",
+            "差评数",
+            "差评率",
+            "评价率",
+            "按时办结率",
+            "按时办结/办结",
+            "平均办理时长（工作日）",
+            "超时件数",
+            "提前办结率",
+            "现场办结率",
+            "承诺提速率",
+            "办理提速率",
+            "平均等候（分钟）",
+            "过号率",
+            "在岗率",
+        ],
+        "en": [
+            "level",
+            "hall",
+            "department",
+            "satisfaction rank",
+            "on-time rank",
+            "satisfaction",
+            "evaluations",
+            "bad reviews",
+            "bad-review rate",
+            "evaluation rate",
+            "on-time rate",
+            "on time/completed",
+            "avg handling (working days)",
+            "overdue",
+            "early completion",
+            "same-day completion",
+            "promise speed-up",
+            "handling speed-up",
+            "avg wait (min)",
+            "no-show rate",
+            "staffed rate",
+        ],
     },
     "bad_reviews": {
-        "zh": ["评价时间", "大厅", "窗口", "工号", "姓名", "差评原因", "关联办件", "整改状态",
-               "整改期限", "督办级别", "网关", "序号"],
-        "en": ["evaluated at", "hall", "window", "staff", "name", "reason", "cases",
-               "follow-up state", "due", "escalation level", "gateway", "seq"],
+        "zh": [
+            "评价时间",
+            "大厅",
+            "窗口",
+            "工号",
+            "姓名",
+            "差评原因",
+            "关联办件",
+            "整改状态",
+            "整改期限",
+            "督办级别",
+            "网关",
+            "序号",
+        ],
+        "en": [
+            "evaluated at",
+            "hall",
+            "window",
+            "staff",
+            "name",
+            "reason",
+            "cases",
+            "follow-up state",
+            "due",
+            "escalation level",
+            "gateway",
+            "seq",
+        ],
     },
     "overdue": {
-        "zh": ["办件编号", "事项名称", "部门", "大厅", "窗口", "工号", "姓名", "受理时间",
-               "办理期限", "超期工作日", "办结时间", "预警状态"],
-        "en": ["case", "item", "department", "hall", "window", "staff", "name", "accepted at",
-               "deadline", "working days over", "completed at", "ladder stage"],
+        "zh": [
+            "办件编号",
+            "事项名称",
+            "部门",
+            "大厅",
+            "窗口",
+            "工号",
+            "姓名",
+            "受理时间",
+            "办理期限",
+            "超期工作日",
+            "办结时间",
+            "预警状态",
+        ],
+        "en": [
+            "case",
+            "item",
+            "department",
+            "hall",
+            "window",
+            "staff",
+            "name",
+            "accepted at",
+            "deadline",
+            "working days over",
+            "completed at",
+            "ladder stage",
+        ],
     },
 }
-REASON_EN = {3: "bad attitude", 4: "took too long", 5: "unfamiliar with the business",
-             6: "other"}
-LEVEL = {"zh": {"all": "合计", "hall": "大厅", "department": "部门"},
-         "en": {"all": "total", "hall": "hall", "department": "department"}}
+REASON_EN = {3: "bad attitude", 4: "took too long", 5: "unfamiliar with the business", 6: "other"}
+LEVEL = {
+    "zh": {"all": "合计", "hall": "大厅", "department": "部门"},
+    "en": {"all": "total", "hall": "hall", "department": "department"},
+}
 
 
 def _beijing(moment: dt.datetime | None) -> str:
@@ -226,16 +364,27 @@ def _beijing(moment: dt.datetime | None) -> str:
 def _indicator_row(level: str, lang: str, item: Ranked | None, ind: Indicators) -> list[Any]:
     g = ind.group
     return [
-        LEVEL[lang][level], g.hall or "", g.department or "",
+        LEVEL[lang][level],
+        g.hall or "",
+        g.department or "",
         "" if item is None or item.satisfaction_rank is None else item.satisfaction_rank,
         "" if item is None or item.on_time_rank is None else item.on_time_rank,
-        percent(ind.satisfaction_rate), f"{ind.satisfaction_rate.denominator:g}",
-        sum(ind.bad_reviews.values()), percent(ind.bad_review_rate),
-        percent(ind.evaluation_rate), percent(ind.on_time_rate), _count(ind.on_time_rate),
-        _num(ind.avg_handling_days), ind.overdue_count, percent(ind.early_completion_rate),
-        percent(ind.same_day_rate), percent(ind.promise_speedup),
-        percent(ind.handling_speedup), _num(ind.avg_wait_minutes),
-        percent(ind.no_show_rate), percent(ind.staffed_rate),
+        percent(ind.satisfaction_rate),
+        f"{ind.satisfaction_rate.denominator:g}",
+        sum(ind.bad_reviews.values()),
+        percent(ind.bad_review_rate),
+        percent(ind.evaluation_rate),
+        percent(ind.on_time_rate),
+        _count(ind.on_time_rate),
+        _num(ind.avg_handling_days),
+        ind.overdue_count,
+        percent(ind.early_completion_rate),
+        percent(ind.same_day_rate),
+        percent(ind.promise_speedup),
+        percent(ind.handling_speedup),
+        _num(ind.avg_wait_minutes),
+        percent(ind.no_show_rate),
+        percent(ind.staffed_rate),
     ]
 
 
@@ -253,21 +402,40 @@ def to_csv(bulletin: Bulletin, part: str, lang: str) -> bytes:
             writer.writerow(_indicator_row("department", lang, item, item.indicators))
     elif part == "bad_reviews":
         for b in bulletin.bad_reviews:
-            writer.writerow([_beijing(b["evaluated_at"]), b["hall"], b["window"],
-                             b["staff"] or "", b.get("staff_name") or "",
-                             b["reason"] if lang == "zh" else REASON_EN.get(b["key"], ""),
-                             " ".join(b["case_nos"]),
-                             b["followup_state"] or "", b["followup_due"] or "",
-                             b["escalation_level"] if b["escalation_level"] is not None else "",
-                             b["gateway"], b["seq"]])
+            writer.writerow(
+                [
+                    _beijing(b["evaluated_at"]),
+                    b["hall"],
+                    b["window"],
+                    b["staff"] or "",
+                    b.get("staff_name") or "",
+                    b["reason"] if lang == "zh" else REASON_EN.get(b["key"], ""),
+                    " ".join(b["case_nos"]),
+                    b["followup_state"] or "",
+                    b["followup_due"] or "",
+                    b["escalation_level"] if b["escalation_level"] is not None else "",
+                    b["gateway"],
+                    b["seq"],
+                ]
+            )
     else:
         for c in bulletin.overdue_cases:
-            writer.writerow([c["case_no"], c["item_name"], c["department"], c["hall"],
-                             c["window"] if c["window"] is not None else "", c["staff"] or "",
-                             c.get("staff_name") or "", _beijing(c["accepted_at"]),
-                             c["deadline"] or "",
-                             c["days_over"] if c["days_over"] is not None else "",
-                             _beijing(c["completed_at"]), c["stage_label"] or ""])
+            writer.writerow(
+                [
+                    c["case_no"],
+                    c["item_name"],
+                    c["department"],
+                    c["hall"],
+                    c["window"] if c["window"] is not None else "",
+                    c["staff"] or "",
+                    c.get("staff_name") or "",
+                    _beijing(c["accepted_at"]),
+                    c["deadline"] or "",
+                    c["days_over"] if c["days_over"] is not None else "",
+                    _beijing(c["completed_at"]),
+                    c["stage_label"] or "",
+                ]
+            )
     cut = {"bad_reviews": bulletin.bad_reviews_cut, "overdue": bulletin.overdue_cases_cut}
     if cut.get(part):
         writer.writerow([f"… 仅列出前 {MAX_LIST} 条 / only the first {MAX_LIST} rows"])

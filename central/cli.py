@@ -17,8 +17,11 @@ from central.config import CentralConfig, load
 from central.rules.workdays import CalendarConfigError
 from protocols.configtext import ConfigError
 
-app = typer.Typer(help="Hallwatch central aggregator (电子监察中心).", no_args_is_help=True,
-                  pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="Hallwatch central aggregator (电子监察中心).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
 app.add_typer(cli_gateways.app)  # gateway add|provision|revoke|list|command, broker, backup
 app.add_typer(cli_ledger.app)  # verify-ledger, ledger head|append
 app.add_typer(cli_cases.cases_app, name="cases")  # cases import, cases ladder
@@ -35,17 +38,19 @@ def _config(path: Path | None, *, check_files: bool = False) -> CentralConfig:
     except ConfigError as exc:
         typer.echo(f"配置错误 / configuration error:\n{exc}", err=True)
         raise typer.Exit(2) from None
-    logging.basicConfig(level=cfg.log_level,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=cfg.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     if cfg.database_url.startswith("sqlite"):
         cfg.data_dir.mkdir(parents=True, exist_ok=True)
     return cfg
 
 
 @app.command()
-def serve(config: ConfigOption = None,
-          api: Annotated[bool, typer.Option(help="serve the HTTP API in this process")] = True
-          ) -> None:
+def serve(
+    config: ConfigOption = None,
+    api: Annotated[bool, typer.Option(help="serve the HTTP API in this process")] = True,
+) -> None:
     """Run an aggregator process (ingest + acknowledgements, and the API)."""
     cfg = _config(config, check_files=True)
     try:
@@ -54,8 +59,9 @@ def serve(config: ConfigOption = None,
         typer.echo(f"配置错误 / configuration error:\n{exc}", err=True)
         raise typer.Exit(2) from None
     if failure is not None:
-        typer.echo(f"汇聚服务因任务反复失败而停止 / stopped, a task keeps failing: {failure}",
-                   err=True)
+        typer.echo(
+            f"汇聚服务因任务反复失败而停止 / stopped, a task keeps failing: {failure}", err=True
+        )
         raise typer.Exit(1)
 
 
@@ -78,17 +84,24 @@ async def _serve(cfg: CentralConfig, with_api: bool) -> str | None:
         loop.add_signal_handler(sig, stop.set)
     server = None
     if with_api:
-        server = uvicorn.Server(uvicorn.Config(
-            create_app(aggregator.engine, tasks=aggregator.supervisor), host=cfg.http.host,
-            port=cfg.http.port, log_level="warning", lifespan="off",
-            # the dashboard reads X-Forwarded-For itself, from http.trusted_proxies only
-            proxy_headers=False))
+        server = uvicorn.Server(
+            uvicorn.Config(
+                create_app(aggregator.engine, tasks=aggregator.supervisor),
+                host=cfg.http.host,
+                port=cfg.http.port,
+                log_level="warning",
+                lifespan="off",
+                # the dashboard reads X-Forwarded-For itself, from http.trusted_proxies only
+                proxy_headers=False,
+            )
+        )
         server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
         api_task = asyncio.create_task(server.serve())
     try:
-        await asyncio.wait([asyncio.create_task(stop.wait()),
-                            asyncio.create_task(aggregator.failed.wait())],
-                           return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait(
+            [asyncio.create_task(stop.wait()), asyncio.create_task(aggregator.failed.wait())],
+            return_when=asyncio.FIRST_COMPLETED,
+        )
     finally:
         if server is not None:
             server.should_exit = True
@@ -116,8 +129,9 @@ def migrate(config: ConfigOption = None) -> None:
 
 
 @app.command("schema")
-def schema(out: Annotated[Path, typer.Argument(help="directory for the JSON Schema files")]
-           ) -> None:
+def schema(
+    out: Annotated[Path, typer.Argument(help="directory for the JSON Schema files")],
+) -> None:
     """Export the wire contract as JSON Schema files."""
     from protocols.schema import message_schemas
 

@@ -15,8 +15,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from central.config import CentralConfig, load
 from protocols.configtext import ConfigError
 
-cases_app = typer.Typer(help="办件 (cases): CSV import and the time-limit ladder.",
-                        no_args_is_help=True)
+cases_app = typer.Typer(
+    help="办件 (cases): CSV import and the time-limit ladder.", no_args_is_help=True
+)
 
 ConfigOption = Annotated[Path | None, typer.Option("--config", "-c", help="central YAML config")]
 MAX_SHOWN = 200  # bad rows listed one by one; the rest are only counted
@@ -28,8 +29,9 @@ def _config(path: Path | None) -> CentralConfig:
     except ConfigError as exc:
         typer.echo(f"配置错误 / configuration error:\n{exc}", err=True)
         raise typer.Exit(2) from None
-    logging.basicConfig(level=logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     if cfg.database_url.startswith("sqlite"):
         cfg.data_dir.mkdir(parents=True, exist_ok=True)
     return cfg
@@ -38,10 +40,12 @@ def _config(path: Path | None) -> CentralConfig:
 @cases_app.command("import")
 def import_(
     file: Annotated[Path, typer.Argument(help="CSV file exported by the approval system")],
-    encoding: Annotated[str, typer.Option(
-        help="auto | utf-8 | gb18030 (Excel on a Chinese Windows writes GB18030)")] = "auto",
-    dry_run: Annotated[bool, typer.Option(
-        "--dry-run", help="validate and report what would change; store nothing")] = False,
+    encoding: Annotated[
+        str, typer.Option(help="auto | utf-8 | gb18030 (Excel on a Chinese Windows writes GB18030)")
+    ] = "auto",
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="validate and report what would change; store nothing")
+    ] = False,
     config: ConfigOption = None,
 ) -> None:
     """Import cases from a CSV file: bad rows are listed with their line numbers and skipped.
@@ -68,15 +72,28 @@ def import_(
         engine = make_engine(cfg.database_url)
         try:
             await upgrade(engine)
-            with Progress(TextColumn("导入办件 / importing"), BarColumn(), MofNCompleteColumn(),
-                          TimeElapsedColumn(), console=err, transient=False) as bar:
+            with Progress(
+                TextColumn("导入办件 / importing"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=err,
+                transient=False,
+            ) as bar:
                 task = bar.add_task("rows", total=None)
 
                 def progress(done: int, total: int) -> None:
                     bar.update(task, completed=done, total=total)
 
-                return await import_csv(engine, data, context.masker, encoding=encoding,
-                                        dry_run=dry_run, now=utc_now(), progress=progress)
+                return await import_csv(
+                    engine,
+                    data,
+                    context.masker,
+                    encoding=encoding,
+                    dry_run=dry_run,
+                    now=utc_now(),
+                    progress=progress,
+                )
         finally:
             await engine.dispose()
 
@@ -87,26 +104,35 @@ def import_(
         raise typer.Exit(2) from None
     for bad in report.rejected[:MAX_SHOWN]:
         who = f" {bad.case_no}" if bad.case_no else ""
-        err.print(f"第 {bad.index} 行{who}: " + "; ".join(bad.errors), highlight=False,
-                  markup=False)
+        err.print(
+            f"第 {bad.index} 行{who}: " + "; ".join(bad.errors), highlight=False, markup=False
+        )
     if len(report.rejected) > MAX_SHOWN:
         err.print(f"… {len(report.rejected) - MAX_SHOWN} more rejected rows", highlight=False)
     if report.ignored_columns:
-        err.print("忽略的列 / ignored columns: " + ", ".join(report.ignored_columns),
-                  highlight=False, markup=False)
+        err.print(
+            "忽略的列 / ignored columns: " + ", ".join(report.ignored_columns),
+            highlight=False,
+            markup=False,
+        )
     c = report.counts
     mode = "（试运行，未保存 / dry run, nothing stored）" if report.dry_run else ""
-    out.print(f"{file.name}: {report.rows} 行 / rows ({report.encoding}){mode}; "
-              f"新增 created {c['created']}, 更新 revised {c['revised']}, "
-              f"未变 unchanged {c['unchanged']}, 拒绝 rejected {c['rejected']}",
-              highlight=False, markup=False)
+    out.print(
+        f"{file.name}: {report.rows} 行 / rows ({report.encoding}){mode}; "
+        f"新增 created {c['created']}, 更新 revised {c['revised']}, "
+        f"未变 unchanged {c['unchanged']}, 拒绝 rejected {c['rejected']}",
+        highlight=False,
+        markup=False,
+    )
     raise typer.Exit(1 if report.rejected else 0)
 
 
 @cases_app.command("ladder")
 def ladder(
-    today: Annotated[str | None, typer.Option(
-        help="business date to run for (YYYY-MM-DD); default: today in Beijing")] = None,
+    today: Annotated[
+        str | None,
+        typer.Option(help="business date to run for (YYYY-MM-DD); default: today in Beijing"),
+    ] = None,
     config: ConfigOption = None,
 ) -> None:
     """Run the time-limit ladder job once and say how many steps it recorded."""
@@ -133,8 +159,10 @@ def ladder(
             await engine.dispose()
 
     run = asyncio.run(go())
-    typer.echo(f"{day}: {run.cases} cases looked at, {run.steps_recorded} steps recorded"
-               + (" (another process holds the ladder lock)" if run.skipped else ""))
+    typer.echo(
+        f"{day}: {run.cases} cases looked at, {run.steps_recorded} steps recorded"
+        + (" (another process holds the ladder lock)" if run.skipped else "")
+    )
     for case_no, why in list(run.failed.items())[:MAX_SHOWN]:
         typer.echo(f"{case_no}: {why}", err=True)
     raise typer.Exit(1 if run.failed else 0)

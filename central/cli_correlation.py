@@ -18,7 +18,8 @@ from protocols.configtext import ConfigError
 
 correlation_app = typer.Typer(
     help="关联 (correlation): service sessions, evaluations, bad-review follow-up.",
-    no_args_is_help=True)
+    no_args_is_help=True,
+)
 
 ConfigOption = Annotated[Path | None, typer.Option("--config", "-c", help="central YAML config")]
 
@@ -29,8 +30,9 @@ def _config(path: Path | None) -> CentralConfig:
     except ConfigError as exc:
         typer.echo(f"配置错误 / configuration error:\n{exc}", err=True)
         raise typer.Exit(2) from None
-    logging.basicConfig(level=logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     if cfg.database_url.startswith("sqlite"):
         cfg.data_dir.mkdir(parents=True, exist_ok=True)
     return cfg
@@ -49,22 +51,23 @@ async def _run(cfg: CentralConfig, marks: list[tuple[str, dt.date]]) -> None:
         async with engine.begin() as conn:
             for hall, day in marks:
                 await store.mark_dirty(conn, hall, day)
-        report = await run_once(engine, cfg=load_config(cfg.data_dir),
-                                calendar=calendar_of(cfg))
+        report = await run_once(engine, cfg=load_config(cfg.data_dir), calendar=calendar_of(cfg))
     finally:
         await engine.dispose()
     if report.skipped:
         typer.echo("另一个进程正在关联，本次跳过 / another process holds the correlation lock")
         raise typer.Exit(1)
     table = Table("项目 / item", "数量 / count")
-    for label, value in (("新事件 / new events", report.new_events),
-                         ("时钟修正 / repaired stamps", report.repaired_events),
-                         ("变更办件 / changed cases", report.changed_cases),
-                         ("重算日 / hall-days", len(report.days)),
-                         ("新结果 / new results", report.new_results),
-                         ("重发结果 / re-issued", report.reissued),
-                         ("新整改事项 / follow-ups opened", report.followups_opened),
-                         ("升级督办 / escalations", report.escalations)):
+    for label, value in (
+        ("新事件 / new events", report.new_events),
+        ("时钟修正 / repaired stamps", report.repaired_events),
+        ("变更办件 / changed cases", report.changed_cases),
+        ("重算日 / hall-days", len(report.days)),
+        ("新结果 / new results", report.new_results),
+        ("重发结果 / re-issued", report.reissued),
+        ("新整改事项 / follow-ups opened", report.followups_opened),
+        ("升级督办 / escalations", report.escalations),
+    ):
         table.add_row(label, str(value))
     Console().print(table)
 
@@ -92,8 +95,13 @@ def recompute(
 
 @correlation_app.command("hall-setup")
 def hall_setup(
-    file: Annotated[Path, typer.Argument(help="YAML: hall, opening [{start, end}], windows "
-                                              "{window: department}, staff {number: name}")],
+    file: Annotated[
+        Path,
+        typer.Argument(
+            help="YAML: hall, opening [{start, end}], windows "
+            "{window: department}, staff {number: name}"
+        ),
+    ],
     config: ConfigOption = None,
 ) -> None:
     """Set a hall's opening hours, window → department roster (used by the indicators) and
@@ -123,5 +131,7 @@ def hall_setup(
             await engine.dispose()
 
     asyncio.run(save())
-    typer.echo(f"{setup.hall}: {len(setup.opening)} opening periods, "
-               f"{len(setup.windows)} windows in the roster")
+    typer.echo(
+        f"{setup.hall}: {len(setup.opening)} opening periods, "
+        f"{len(setup.windows)} windows in the roster"
+    )

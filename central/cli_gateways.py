@@ -20,8 +20,7 @@ from protocols.configtext import ConfigError
 T = TypeVar("T")
 
 app = typer.Typer()
-gateway_app = typer.Typer(help="The gateway registry and gateway identities.",
-                          no_args_is_help=True)
+gateway_app = typer.Typer(help="The gateway registry and gateway identities.", no_args_is_help=True)
 broker_app = typer.Typer(help="The broker's TLS setup, ACL and CRL.", no_args_is_help=True)
 app.add_typer(gateway_app, name="gateway")
 app.add_typer(broker_app, name="broker")
@@ -81,10 +80,10 @@ def gateway_add(
 def gateway_provision(
     hall: Annotated[str, typer.Option(help="hall id (大厅)")],
     name: Annotated[str, typer.Option(help="gateway id, unique across halls")],
-    broker: Annotated[str | None, typer.Option(help="address gateways connect to, "
-                                                    "mqtts://host:8883")] = None,
-    out: Annotated[Path | None, typer.Option(help="bundle path (.tar.gz or a directory)")
-                   ] = None,
+    broker: Annotated[
+        str | None, typer.Option(help="address gateways connect to, mqtts://host:8883")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="bundle path (.tar.gz or a directory)")] = None,
     config: ConfigOption = None,
 ) -> None:
     """Issue the gateway's key and certificate, register it, write its bundle, sync the broker.
@@ -116,8 +115,10 @@ def gateway_revoke(
     cfg = _config(config)
     hall, serials, policy = _with_engine(cfg, lambda e: revoke_gateway(e, cfg, gateway))
     typer.echo(f"已吊销 / revoked {hall}/{gateway}; certificates {', '.join(serials) or 'none'}")
-    typer.echo(f"broker: {len(policy.allowed)} gateways allowed, "
-               f"{len(policy.revoked_serials)} serials in the CRL")
+    typer.echo(
+        f"broker: {len(policy.allowed)} gateways allowed, "
+        f"{len(policy.revoked_serials)} serials in the CRL"
+    )
 
 
 @gateway_app.command("list")
@@ -131,30 +132,57 @@ def gateway_list(
     cfg = _config(config)
     rows = _with_engine(cfg, lambda engine: list_gateways(engine, cfg))
     if as_json:
-        typer.echo(json.dumps([{
-            "hall": r.hall, "gateway": r.gateway, "revoked": r.revoked_at is not None,
-            "committed_through": r.committed_through, "online": r.online,
-            "cert_serial": r.cert_serial,
-            "cert_not_after": r.cert_not_after.isoformat() if r.cert_not_after else None,
-        } for r in rows], ensure_ascii=False, indent=1))
+        typer.echo(
+            json.dumps(
+                [
+                    {
+                        "hall": r.hall,
+                        "gateway": r.gateway,
+                        "revoked": r.revoked_at is not None,
+                        "committed_through": r.committed_through,
+                        "online": r.online,
+                        "cert_serial": r.cert_serial,
+                        "cert_not_after": r.cert_not_after.isoformat()
+                        if r.cert_not_after
+                        else None,
+                    }
+                    for r in rows
+                ],
+                ensure_ascii=False,
+                indent=1,
+            )
+        )
         return
     from rich.console import Console
     from rich.table import Table
 
-    table = Table("大厅 hall", "网关 gateway", "状态 state", "committed", "证书 certificate",
-                  "有效期至 valid until")
+    table = Table(
+        "大厅 hall",
+        "网关 gateway",
+        "状态 state",
+        "committed",
+        "证书 certificate",
+        "有效期至 valid until",
+    )
     for r in rows:
         state = "revoked" if r.revoked_at else ("online" if r.online else "offline")
-        table.add_row(r.hall, r.gateway, state, str(r.committed_through), r.cert_serial or "-",
-                      r.cert_not_after.date().isoformat() if r.cert_not_after else "-")
+        table.add_row(
+            r.hall,
+            r.gateway,
+            state,
+            str(r.committed_through),
+            r.cert_serial or "-",
+            r.cert_not_after.date().isoformat() if r.cert_not_after else "-",
+        )
     Console(highlight=False).print(table)
 
 
 @gateway_app.command("command")
 def gateway_command(
     gateway: Annotated[str, typer.Argument(help="gateway id")],
-    name: Annotated[str, typer.Argument(
-        help="replay_from | reread_devices | apply_config | calibrate_camera")],
+    name: Annotated[
+        str, typer.Argument(help="replay_from | reread_devices | apply_config | calibrate_camera")
+    ],
     args: Annotated[str, typer.Option(help='arguments as JSON, e.g. {"seq": 1}')] = "{}",
     ttl_hours: Annotated[float, typer.Option(help="validity of the signed command")] = 24,
     config: ConfigOption = None,
@@ -174,9 +202,14 @@ def gateway_command(
 
     async def go(engine: Any) -> Any:
         try:
-            return await queue_command(engine, gateway, cast(Any, name), parsed,
-                                       requested_by=f"cli:{_me()}",
-                                       ttl=timedelta(hours=ttl_hours))
+            return await queue_command(
+                engine,
+                gateway,
+                cast(Any, name),
+                parsed,
+                requested_by=f"cli:{_me()}",
+                ttl=timedelta(hours=ttl_hours),
+            )
         except CommandError as exc:
             raise ValueError(str(exc)) from None
 
@@ -198,26 +231,35 @@ def broker_sync(config: ConfigOption = None) -> None:
 
     cfg = _config(config)
     policy = _with_engine(cfg, lambda engine: sync(engine, cfg))
-    typer.echo(f"acl and crl.pem written to {cfg.broker_dir}: {len(policy.allowed)} gateways "
-               f"allowed, {len(policy.revoked_serials)} serials revoked")
+    typer.echo(
+        f"acl and crl.pem written to {cfg.broker_dir}: {len(policy.allowed)} gateways "
+        f"allowed, {len(policy.revoked_serials)} serials revoked"
+    )
 
 
 @broker_app.command("setup")
 def broker_setup(
-    host: Annotated[list[str], typer.Option("--host", help="name or address gateways use "
-                                                           "for the broker (repeat)")],
-    mosquitto_dir: Annotated[Path, typer.Option(help="the broker's configuration directory")
-                             ] = Path("/etc/mosquitto"),
+    host: Annotated[
+        list[str],
+        typer.Option("--host", help="name or address gateways use for the broker (repeat)"),
+    ],
+    mosquitto_dir: Annotated[
+        Path, typer.Option(help="the broker's configuration directory")
+    ] = Path("/etc/mosquitto"),
     port: Annotated[int, typer.Option(help="TLS listener port")] = 8883,
     bind: Annotated[str, typer.Option(help="TLS listener address")] = "0.0.0.0",
     central_name: Annotated[str, typer.Option(help="this aggregator's broker name")] = "main",
     run_as: Annotated[str, typer.Option(help="user the broker runs as")] = "mosquitto",
-    data_dir: Annotated[Path, typer.Option(help="broker persistence directory")
-                        ] = Path("/var/lib/mosquitto"),
+    data_dir: Annotated[Path, typer.Option(help="broker persistence directory")] = Path(
+        "/var/lib/mosquitto"
+    ),
     log_dest: Annotated[str, typer.Option(help="broker log destination")] = "syslog",
-    templates: Annotated[Path | None, typer.Option(
-        help="deploy/mosquitto of the source tree (an installed package has no deploy/)")
-                         ] = None,
+    templates: Annotated[
+        Path | None,
+        typer.Option(
+            help="deploy/mosquitto of the source tree (an installed package has no deploy/)"
+        ),
+    ] = None,
     config: ConfigOption = None,
 ) -> None:
     """Create the CA (once), the broker's and central's certificates, the broker's main
@@ -244,16 +286,29 @@ def broker_setup(
     for username in usernames:
         if username not in cfg.provisioning.central_users:
             cfg.provisioning.central_users.append(username)
-    files = TlsBrokerFiles(ca=certs / "ca.crt", cert=certs / "server.crt",
-                           key=certs / "server.key", crl=cfg.broker_dir / "crl.pem",
-                           acl=cfg.broker_dir / "acl", data_dir=data_dir,
-                           conf_d=mosquitto_dir / "conf.d")
+    files = TlsBrokerFiles(
+        ca=certs / "ca.crt",
+        cert=certs / "server.crt",
+        key=certs / "server.key",
+        crl=cfg.broker_dir / "crl.pem",
+        acl=cfg.broker_dir / "acl",
+        data_dir=data_dir,
+        conf_d=mosquitto_dir / "conf.d",
+    )
     main = mosquitto_dir / "mosquitto.conf"
     if main.exists() and not (mosquitto_dir / "mosquitto.conf.orig").exists():
         write_public(mosquitto_dir / "mosquitto.conf.orig", main.read_bytes())
-    write_public(main, render_tls_config(port, files, bind=bind, run_as=run_as,
-                                         log_dest=log_dest,
-                                         directory=templates or DEPLOY_MOSQUITTO).encode())
+    write_public(
+        main,
+        render_tls_config(
+            port,
+            files,
+            bind=bind,
+            run_as=run_as,
+            log_dest=log_dest,
+            directory=templates or DEPLOY_MOSQUITTO,
+        ).encode(),
+    )
     files.conf_d.mkdir(parents=True, exist_ok=True)
     policy = _with_engine(cfg, lambda engine: sync(engine, cfg, store))
     if os.geteuid() == 0:  # the broker reads its key after dropping to its own user
@@ -267,10 +322,13 @@ def broker_setup(
             for path in certs.iterdir():
                 os.chown(path, broker_user.pw_uid, broker_user.pw_gid)
     typer.echo(f"broker config: {main} (TLS on {bind}:{port})")
-    typer.echo(f"central's broker identities ({', '.join(usernames)}): {client_dir} "
-               "(central.crt: broker.tls, central-cases.crt: broker.feed_tls)")
-    typer.echo(f"CA: {store.ca_cert_path}; ACL/CRL: {cfg.broker_dir} "
-               f"({len(policy.allowed)} gateways)")
+    typer.echo(
+        f"central's broker identities ({', '.join(usernames)}): {client_dir} "
+        "(central.crt: broker.tls, central-cases.crt: broker.feed_tls)"
+    )
+    typer.echo(
+        f"CA: {store.ca_cert_path}; ACL/CRL: {cfg.broker_dir} ({len(policy.allowed)} gateways)"
+    )
 
 
 # -- backup and restore ----------------------------------------------------------------------
@@ -290,15 +348,19 @@ def backup_cmd(
     except BackupError as exc:
         typer.echo(f"备份失败 / backup failed: {exc}", err=True)
         raise typer.Exit(1) from None
-    typer.echo(f"已备份 / backed up {info.database} database (schema {info.revision}) and "
-               f"{len(info.members) - 1} files to {out}")
+    typer.echo(
+        f"已备份 / backed up {info.database} database (schema {info.revision}) and "
+        f"{len(info.members) - 1} files to {out}"
+    )
 
 
 @app.command("restore")
 def restore_cmd(
     source: Annotated[Path, typer.Argument(help="backup file from `hallwatch-central backup`")],
-    force: Annotated[bool, typer.Option(help="write over a database that holds data, and "
-                                             "over an existing CA and key")] = False,
+    force: Annotated[
+        bool,
+        typer.Option(help="write over a database that holds data, and over an existing CA and key"),
+    ] = False,
     config: ConfigOption = None,
 ) -> None:
     """Restore a backup; refuses a non-empty database without --force."""
@@ -310,8 +372,12 @@ def restore_cmd(
     except BackupError as exc:
         typer.echo(f"恢复失败 / restore refused: {exc}", err=True)
         raise typer.Exit(1) from None
-    typer.echo(f"已恢复 / restored {manifest['database']} database (schema "
-               f"{manifest['revision']}) from {source}, made {manifest['created_utc']}")
-    typer.echo("gateways may hold events newer than this backup: send each one "
-               "`hallwatch-central gateway command GW replay_from --args '{\"seq\": N}'` "
-               "with N = its committed_through + 1 (`gateway list`)")
+    typer.echo(
+        f"已恢复 / restored {manifest['database']} database (schema "
+        f"{manifest['revision']}) from {source}, made {manifest['created_utc']}"
+    )
+    typer.echo(
+        "gateways may hold events newer than this backup: send each one "
+        "`hallwatch-central gateway command GW replay_from --args '{\"seq\": N}'` "
+        "with N = its committed_through + 1 (`gateway list`)"
+    )

@@ -41,12 +41,16 @@ def _day(text: str | None) -> dt.date | None:
 @app.command("verify-ledger")
 def verify_ledger(
     hall: HallOption = None,
-    day: Annotated[str | None, typer.Option(help="only this business day (YYYY-MM-DD) of "
-                                                 "entry")] = None,
-    heads: Annotated[Path | None, typer.Option(
-        help="published chain heads to check against (the output of `ledger head`)")] = None,
-    seals: Annotated[bool, typer.Option(
-        help="also check the heads sealed into the seal file (ledger.seal_file)")] = True,
+    day: Annotated[
+        str | None, typer.Option(help="only this business day (YYYY-MM-DD) of entry")
+    ] = None,
+    heads: Annotated[
+        Path | None,
+        typer.Option(help="published chain heads to check against (the output of `ledger head`)"),
+    ] = None,
+    seals: Annotated[
+        bool, typer.Option(help="also check the heads sealed into the seal file (ledger.seal_file)")
+    ] = True,
     config: ConfigOption = None,
 ) -> None:
     """Recompute the ledger: report every row changed, deleted or inserted behind the
@@ -79,13 +83,16 @@ def verify_ledger(
     report = asyncio.run(go())
     for finding in report.findings:
         typer.echo(finding.line())
-    summary = (f"{report.chains} chain(s), {report.entries} entries checked; "
-               f"{report.pending} record(s) not yet chained")
+    summary = (
+        f"{report.chains} chain(s), {report.entries} entries checked; "
+        f"{report.pending} record(s) not yet chained"
+    )
     if report.ok:
         typer.echo(f"账本完好 / ledger intact: {summary}")
         return
-    typer.echo(f"账本异常 / ledger NOT intact: {len(report.findings)} problem(s); {summary}",
-               err=True)
+    typer.echo(
+        f"账本异常 / ledger NOT intact: {len(report.findings)} problem(s); {summary}", err=True
+    )
     raise typer.Exit(1)
 
 
@@ -115,8 +122,7 @@ def ledger_head(
     # after midnight nothing can join the day before any more
     settled = business_date(dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1))
     for head in asyncio.run(go()):
-        typer.echo(json.dumps({**head.as_json(), "final": on_day < settled},
-                              ensure_ascii=False))
+        typer.echo(json.dumps({**head.as_json(), "final": on_day < settled}, ensure_ascii=False))
 
 
 @ledger_app.command("seal")

@@ -21,8 +21,9 @@ ConfigOption = Annotated[Path | None, typer.Option("--config", "-c", help="centr
 
 @token_app.command("create")
 def token_create(
-    role: Annotated[str, typer.Option(help="supervisor | department_leader | hall_manager | "
-                                           "technician")],
+    role: Annotated[
+        str, typer.Option(help="supervisor | department_leader | hall_manager | technician")
+    ],
     hall: Annotated[str | None, typer.Option(help="hall id (hall_manager)")] = None,
     department: Annotated[str | None, typer.Option(help="department (department_leader)")] = None,
     label: Annotated[str, typer.Option(help="who holds it")] = "",
@@ -38,9 +39,17 @@ def token_create(
     except ValueError:
         typer.echo(f"unknown role {role!r}; one of: {', '.join(r.value for r in Role)}", err=True)
         raise typer.Exit(2) from None
-    token = _with_engine(_config(config), lambda engine: create_token(
-        engine, role_value, hall=hall, department=department, label=label,
-        lifetime=dt.timedelta(days=days)))
+    token = _with_engine(
+        _config(config),
+        lambda engine: create_token(
+            engine,
+            role_value,
+            hall=hall,
+            department=department,
+            label=label,
+            lifetime=dt.timedelta(days=days),
+        ),
+    )
     typer.echo(token)
 
 
@@ -77,5 +86,7 @@ def _config(path: Path | None) -> CentralConfig:
 def _line(info: TokenInfo, now: dt.datetime) -> str:
     scope = info.hall or info.department or "*"
     expires = info.expires_at.strftime("%Y-%m-%d") if info.expires_at else "never"
-    return (f"{info.id}  {info.role.value:<17} {scope:<12} {info.label or '-':<20} "
-            f"{info.created_at:%Y-%m-%d}  expires {expires}  {info.state(now)}")
+    return (
+        f"{info.id}  {info.role.value:<17} {scope:<12} {info.label or '-':<20} "
+        f"{info.created_at:%Y-%m-%d}  expires {expires}  {info.state(now)}"
+    )

@@ -18,8 +18,9 @@ user_app = typer.Typer(help="监察看板账号 / dashboard login accounts.", no
 app.add_typer(user_app, name="user")
 
 ConfigOption = Annotated[Path | None, typer.Option("--config", "-c", help="central YAML config")]
-PasswordStdin = Annotated[bool, typer.Option(
-    "--password-stdin", help="read the password from the first line of stdin")]
+PasswordStdin = Annotated[
+    bool, typer.Option("--password-stdin", help="read the password from the first line of stdin")
+]
 T = TypeVar("T")
 
 
@@ -55,11 +56,13 @@ def _password(from_stdin: bool) -> str:
 @user_app.command("add")
 def add(
     name: Annotated[str, typer.Argument(help="login name, e.g. jiancha-wang")],
-    role: Annotated[str, typer.Option(help="supervisor | department_leader | hall_manager | "
-                                           "technician")],
+    role: Annotated[
+        str, typer.Option(help="supervisor | department_leader | hall_manager | technician")
+    ],
     hall: Annotated[str | None, typer.Option(help="hall id (hall_manager)")] = None,
-    department: Annotated[str | None, typer.Option(
-        help="department (department_leader), as the cases name it")] = None,
+    department: Annotated[
+        str | None, typer.Option(help="department (department_leader), as the cases name it")
+    ] = None,
     password_stdin: PasswordStdin = False,
     config: ConfigOption = None,
 ) -> None:
@@ -70,8 +73,10 @@ def add(
     try:
         role_value = Role(role)
     except ValueError:
-        typer.echo(f"未知角色 / unknown role {role!r}; one of: "
-                   f"{', '.join(r.value for r in Role)}", err=True)
+        typer.echo(
+            f"未知角色 / unknown role {role!r}; one of: {', '.join(r.value for r in Role)}",
+            err=True,
+        )
         raise typer.Exit(2) from None
     try:
         accounts.check_name(name)
@@ -80,15 +85,22 @@ def add(
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from None
     password = _password(password_stdin)
-    account = _run(config, lambda engine: accounts.add(
-        engine, name, password, role_value, hall=hall, department=department))
+    account = _run(
+        config,
+        lambda engine: accounts.add(
+            engine, name, password, role_value, hall=hall, department=department
+        ),
+    )
     scope = account.hall or account.department or "全部 / all halls"
     typer.echo(f"已创建 / created: {account.name} ({account.role.value}, {scope})")
 
 
 @user_app.command("passwd")
-def passwd(name: Annotated[str, typer.Argument()], password_stdin: PasswordStdin = False,
-           config: ConfigOption = None) -> None:
+def passwd(
+    name: Annotated[str, typer.Argument()],
+    password_stdin: PasswordStdin = False,
+    config: ConfigOption = None,
+) -> None:
     """Set a new password; the account's open sessions end at their next request."""
     from central import accounts
 

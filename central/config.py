@@ -23,10 +23,15 @@ class _Section(BaseModel):
 class BrokerConfig(BrokerEndpoint):
     keepalive_s: int = Field(default=30, ge=5, le=600)
     feed_tls: TlsFiles | None = Field(
-        default=None, description="the case feed client's own certificate (central.<name>); "
-                                  "over TLS the broker uses the certificate name as client id")
-    group: str = Field(default="central", pattern=f"^{ID_PATTERN}$",
-                       description="shared-subscription group of the aggregator processes")
+        default=None,
+        description="the case feed client's own certificate (central.<name>); "
+        "over TLS the broker uses the certificate name as client id",
+    )
+    group: str = Field(
+        default="central",
+        pattern=f"^{ID_PATTERN}$",
+        description="shared-subscription group of the aggregator processes",
+    )
     instance: str = Field(default_factory=lambda: f"p{os.getpid()}", pattern=f"^{ID_PATTERN}$")
 
     @model_validator(mode="after")
@@ -34,12 +39,17 @@ class BrokerConfig(BrokerEndpoint):
         # over TLS the broker names a client after its certificate (use_username_as_clientid):
         # two clients with one certificate share one client id and knock each other off.
         # (No feed_tls at all: the case feed is not started, and says so in /healthz.)
-        if (self.tls is not None and self.feed_tls is not None
-                and _same_file(self.feed_tls.cert, self.tls.cert)):
-            raise ValueError("broker.feed_tls: the case feed needs a certificate of its own "
-                             "(`hallwatch-central broker setup` issues central.<name>-cases); "
-                             "with the consumer's certificate the broker gives both one client "
-                             "id and they knock each other off")
+        if (
+            self.tls is not None
+            and self.feed_tls is not None
+            and _same_file(self.feed_tls.cert, self.tls.cert)
+        ):
+            raise ValueError(
+                "broker.feed_tls: the case feed needs a certificate of its own "
+                "(`hallwatch-central broker setup` issues central.<name>-cases); "
+                "with the consumer's certificate the broker gives both one client "
+                "id and they knock each other off"
+            )
         return self
 
 
@@ -57,19 +67,30 @@ class IngestConfig(_Section):
     max_group: int = Field(default=64, ge=1, description="messages per database transaction")
     max_pending: int = Field(default=256, ge=1, description="received, not yet committed")
     quarantine_rows_per_gateway: int = Field(
-        default=1000, ge=1, description="quarantine kept per gateway; the oldest go first")
+        default=1000, ge=1, description="quarantine kept per gateway; the oldest go first"
+    )
     quarantine_mb_per_gateway: float = Field(
-        default=8, gt=0, description="quarantine bytes kept per gateway; the oldest go first")
+        default=8, gt=0, description="quarantine bytes kept per gateway; the oldest go first"
+    )
     throttle: bool = Field(
-        default=True, description="per-gateway budgets below apply when other gateways wait")
+        default=True, description="per-gateway budgets below apply when other gateways wait"
+    )
     gateway_mb_per_s: float = Field(
-        default=1.0, gt=0, le=1024, description="a gateway's bytes read per second under "
-                                                "contention; the rest is dropped unread and resent")
+        default=1.0,
+        gt=0,
+        le=1024,
+        description="a gateway's bytes read per second under "
+        "contention; the rest is dropped unread and resent",
+    )
     gateway_messages_per_s: float = Field(
-        default=50, gt=0, le=100_000, description="a gateway's messages read per second under "
-                                                  "contention")
+        default=50,
+        gt=0,
+        le=100_000,
+        description="a gateway's messages read per second under contention",
+    )
     gateway_burst_s: float = Field(
-        default=2.0, gt=0, le=60, description="seconds of budget a quiet gateway saves up")
+        default=2.0, gt=0, le=60, description="seconds of budget a quiet gateway saves up"
+    )
 
 
 class HttpConfig(_Section):
@@ -84,19 +105,26 @@ class ProvisioningConfig(_Section):
 
     pki_dir: Path | None = Field(default=None, description="the CA; default <data_dir>/pki")
     command_key: Path | None = Field(
-        default=None, description="Ed25519 command signing key; default "
-                                  "<data_dir>/command-signing.key")
-    broker_url: str = Field(default="mqtts://localhost:8883",
-                            description="the address gateways connect to, put in bundles")
+        default=None,
+        description="Ed25519 command signing key; default <data_dir>/command-signing.key",
+    )
+    broker_url: str = Field(
+        default="mqtts://localhost:8883",
+        description="the address gateways connect to, put in bundles",
+    )
     broker_dir: Path | None = Field(
-        default=None, description="where the broker's acl and crl.pem are written; default "
-                                  "<data_dir>/broker")
+        default=None,
+        description="where the broker's acl and crl.pem are written; default <data_dir>/broker",
+    )
     broker_pid_file: Path | None = Field(
-        default=None, description="SIGHUP this broker after a change; unset: a systemd path "
-                                  "unit reloads it (hallwatch-broker-reload.path)")
+        default=None,
+        description="SIGHUP this broker after a change; unset: a systemd path "
+        "unit reloads it (hallwatch-broker-reload.path)",
+    )
     central_users: list[str] = Field(
         default_factory=lambda: ["central.main"],
-        description="broker usernames (certificate CNs) of the aggregator processes")
+        description="broker usernames (certificate CNs) of the aggregator processes",
+    )
 
 
 class TimeseriesConfig(_Section):
@@ -106,10 +134,14 @@ class TimeseriesConfig(_Section):
     url: str = Field(default="http://127.0.0.1:8086", description="the store's base URL")
     org: str = "hallwatch"
     bucket: str = "hallwatch"
-    token: SecretStr = Field(default=SecretStr(""), description="API token (user:password "
-                             "with auth_basic); a secret: never logged")
-    auth_basic: bool = Field(default=False, description="send the token as HTTP basic auth "
-                             "(VictoriaMetrics with -httpAuth.*)")
+    token: SecretStr = Field(
+        default=SecretStr(""),
+        description="API token (user:password with auth_basic); a secret: never logged",
+    )
+    auth_basic: bool = Field(
+        default=False,
+        description="send the token as HTTP basic auth (VictoriaMetrics with -httpAuth.*)",
+    )
     interval_s: float = Field(default=5.0, gt=0, le=3600, description="pause when idle")
     batch_events: int = Field(default=5000, ge=1, description="events per gateway per pass")
     write_chunk: int = Field(default=5000, ge=1, description="points per write request")
@@ -121,22 +153,32 @@ class RulesConfig(_Section):
     """Working-day calendar and time-limit ladder (central/rules/README.md)."""
 
     calendar_overrides: Path | None = Field(
-        default=None, description="site calendar file: next year's holidays and 调休 workdays")
-    ladder: LadderConfig = Field(default_factory=LadderConfig,
-                                 description="ladder thresholds, working days from the deadline")
-    ladder_every_s: float = Field(default=120, ge=1, le=3600,
-                                  description="ladder job interval (it also runs after 00:00)")
+        default=None, description="site calendar file: next year's holidays and 调休 workdays"
+    )
+    ladder: LadderConfig = Field(
+        default_factory=LadderConfig,
+        description="ladder thresholds, working days from the deadline",
+    )
+    ladder_every_s: float = Field(
+        default=120, ge=1, le=3600, description="ladder job interval (it also runs after 00:00)"
+    )
 
 
 class LedgerConfig(_Section):
     """The tamper-evident ledger (central/ledger.py)."""
 
-    seal_every_s: float = Field(default=300, ge=5, le=86400,
-                                description="seal every chain's head this often, so that a "
-                                            "rewrite of today's chain is caught too")
+    seal_every_s: float = Field(
+        default=300,
+        ge=5,
+        le=86400,
+        description="seal every chain's head this often, so that a "
+        "rewrite of today's chain is caught too",
+    )
     seal_file: Path | None = Field(
-        default=None, description="sealed heads are also appended here, outside the "
-                                  "database; default <data_dir>/ledger-seals.jsonl")
+        default=None,
+        description="sealed heads are also appended here, outside the "
+        "database; default <data_dir>/ledger-seals.jsonl",
+    )
 
 
 class CentralConfig(_Section):
@@ -153,8 +195,9 @@ class CentralConfig(_Section):
 
     def named_files(self) -> list[Named]:
         """Files this configuration names that an aggregator process reads at start."""
-        return (tls_files(("broker", "tls"), self.broker.tls)
-                + tls_files(("broker", "feed_tls"), self.broker.feed_tls))
+        return tls_files(("broker", "tls"), self.broker.tls) + tls_files(
+            ("broker", "feed_tls"), self.broker.feed_tls
+        )
 
     @property
     def pki_dir(self) -> Path:

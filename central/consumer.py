@@ -56,10 +56,15 @@ SHED_LOG_INTERVAL_S = 10.0
 
 
 class Consumer:
-    def __init__(self, broker: BrokerConfig, max_pending: int,
-                 record: TaskRecord | None = None, *,
-                 per_gateway: int = PER_GATEWAY_PENDING,
-                 admission: Admission | None = None) -> None:
+    def __init__(
+        self,
+        broker: BrokerConfig,
+        max_pending: int,
+        record: TaskRecord | None = None,
+        *,
+        per_gateway: int = PER_GATEWAY_PENDING,
+        admission: Admission | None = None,
+    ) -> None:
         self.broker = broker
         self.record = record or TaskRecord("mqtt.consumer", state=TaskState.RESTARTING)
         self.record.state = TaskState.RESTARTING  # until the first connection
@@ -93,9 +98,13 @@ class Consumer:
         client.max_queued_messages_set(0)
         client.reconnect_delay_set(min_delay=1, max_delay=15)
         if self.broker.tls is not None:
-            client.tls_set(ca_certs=str(self.broker.tls.ca), certfile=str(self.broker.tls.cert),
-                           keyfile=str(self.broker.tls.key), cert_reqs=ssl.CERT_REQUIRED,
-                           tls_version=ssl.PROTOCOL_TLS_CLIENT)
+            client.tls_set(
+                ca_certs=str(self.broker.tls.ca),
+                certfile=str(self.broker.tls.cert),
+                keyfile=str(self.broker.tls.key),
+                cert_reqs=ssl.CERT_REQUIRED,
+                tls_version=ssl.PROTOCOL_TLS_CLIENT,
+            )
         client.on_connect = self._paho_connect
         client.on_disconnect = self._paho_disconnect
         client.on_message = self._paho_message
@@ -157,19 +166,25 @@ class Consumer:
             self._loop.call_soon_threadsafe(self._connected, False, f"refused: {reason}")
             return
         group = self.broker.group
-        client.subscribe([
-            (topics.shared(group, topics.subscription(topics.Channel.EVENTS)), 1),
-            (topics.shared(group, topics.subscription(topics.Channel.STATE)), 1),
-            (topics.shared(group, topics.subscription(topics.Channel.RESULT)), 1),
-            (topics.shared(group, topics.subscription(topics.Channel.EVIDENCE)), 1),
-        ])
-        log.info("central: connected to %s:%s as %s-%s", self.broker.host, self.broker.port,
-                 group, self.broker.instance)
+        client.subscribe(
+            [
+                (topics.shared(group, topics.subscription(topics.Channel.EVENTS)), 1),
+                (topics.shared(group, topics.subscription(topics.Channel.STATE)), 1),
+                (topics.shared(group, topics.subscription(topics.Channel.RESULT)), 1),
+                (topics.shared(group, topics.subscription(topics.Channel.EVIDENCE)), 1),
+            ]
+        )
+        log.info(
+            "central: connected to %s:%s as %s-%s",
+            self.broker.host,
+            self.broker.port,
+            group,
+            self.broker.instance,
+        )
         assert self._loop is not None
         self._loop.call_soon_threadsafe(self._connected, True, "")
 
-    def _paho_disconnect(self, client: mqtt.Client, _u: Any, _f: Any, reason: Any,
-                         _p: Any) -> None:
+    def _paho_disconnect(self, client: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
         log.warning("central: disconnected from broker (%s)", reason)
         assert self._loop is not None
         self._loop.call_soon_threadsafe(self._connected, False, str(reason))
@@ -188,9 +203,16 @@ class Consumer:
     def _paho_message(self, client: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:
         topic_name = message.topic
         sender = _share_of(topic_name)
-        if sender is not None and self._admission is not None and not self._admission.admit(
-                sender, len(message.payload), time.monotonic(),
-                state=topic_name.endswith("/" + topics.Channel.STATE)):
+        if (
+            sender is not None
+            and self._admission is not None
+            and not self._admission.admit(
+                sender,
+                len(message.payload),
+                time.monotonic(),
+                state=topic_name.endswith("/" + topics.Channel.STATE),
+            )
+        ):
             self._drop(sender, self.throttled, "over its rate budget")
             return
         if sender is not None:
@@ -217,16 +239,22 @@ class Consumer:
         now = time.monotonic()
         if now - self._shed_logged >= SHED_LOG_INTERVAL_S:
             self._shed_logged = now
-            log.warning("central: %s sends faster than ingest takes it; %d of its messages "
-                        "dropped unread %s so far (its gateway sends them again)", sender,
-                        counter[sender], why)
+            log.warning(
+                "central: %s sends faster than ingest takes it; %d of its messages "
+                "dropped unread %s so far (its gateway sends them again)",
+                sender,
+                counter[sender],
+                why,
+            )
 
     def dropped(self) -> dict[str, tuple[int, int]]:
         """Per sender (hall/gateway): messages dropped (over its rate budget, over its share
         of slots) since the process started."""
         throttled, shed = dict(self.throttled), dict(self.shed)  # copies: paho's thread adds
-        return {sender: (throttled.get(sender, 0), shed.get(sender, 0))
-                for sender in throttled.keys() | shed.keys()}
+        return {
+            sender: (throttled.get(sender, 0), shed.get(sender, 0))
+            for sender in throttled.keys() | shed.keys()
+        }
 
 
 def _sender(topic_name: str) -> str:

@@ -101,19 +101,30 @@ def vault_for(engine: AsyncEngine) -> EvidenceVault | None:
     return _bound.get(engine)
 
 
-def _receipt(header_or_addr: EvidenceHeader | topics.TopicAddress, sha256: str, status: str,
-             reason: str = "") -> EvidenceReceipt:
+def _receipt(
+    header_or_addr: EvidenceHeader | topics.TopicAddress, sha256: str, status: str, reason: str = ""
+) -> EvidenceReceipt:
     event_seq = header_or_addr.event_seq if isinstance(header_or_addr, EvidenceHeader) else None
-    return EvidenceReceipt(hall=header_or_addr.hall, gateway=header_or_addr.gateway,
-                           sha256=sha256, event_seq=event_seq,
-                           status=status,  # type: ignore[arg-type]
-                           reason=clean_text(reason, 300), utc=datetime.now(UTC))
+    return EvidenceReceipt(
+        hall=header_or_addr.hall,
+        gateway=header_or_addr.gateway,
+        sha256=sha256,
+        event_seq=event_seq,
+        status=status,  # type: ignore[arg-type]
+        reason=clean_text(reason, 300),
+        utc=datetime.now(UTC),
+    )
 
 
 async def _named_event(conn: AsyncConnection, header: EvidenceHeader) -> tuple[str, str] | None:
     """(kind, problem) of the event the upload names; problem is '' when it names this file."""
-    row = (await conn.execute(select(events.c.kind, events.c.hall_id, events.c.body).where(
-        events.c.gateway_id == header.gateway, events.c.seq == header.event_seq))).first()
+    row = (
+        await conn.execute(
+            select(events.c.kind, events.c.hall_id, events.c.body).where(
+                events.c.gateway_id == header.gateway, events.c.seq == header.event_seq
+            )
+        )
+    ).first()
     if row is None:
         return None
     if row.kind not in _NAMED_BY or row.hall_id != header.hall:
@@ -121,14 +132,17 @@ async def _named_event(conn: AsyncConnection, header: EvidenceHeader) -> tuple[s
     path_key, hash_key = _NAMED_BY[row.kind]
     body = row.body or {}
     if body.get(hash_key) != header.sha256 or body.get(path_key) != header.path:
-        return row.kind, (f"event {header.event_seq} journaled {body.get(path_key)!r} "
-                          f"sha256 {body.get(hash_key)}, upload claims {header.path!r} "
-                          f"{header.sha256}")
+        return row.kind, (
+            f"event {header.event_seq} journaled {body.get(path_key)!r} "
+            f"sha256 {body.get(hash_key)}, upload claims {header.path!r} "
+            f"{header.sha256}"
+        )
     return row.kind, ""
 
 
-async def receive(engine: AsyncEngine, vault: EvidenceVault, topic_name: str,
-                  payload: bytes) -> EvidenceReceipt | None:
+async def receive(
+    engine: AsyncEngine, vault: EvidenceVault, topic_name: str, payload: bytes
+) -> EvidenceReceipt | None:
     """Verify and store one upload; the receipt to send back (None: no one to answer)."""
     try:
         address = topics.parse(topic_name)
@@ -137,12 +151,17 @@ async def receive(engine: AsyncEngine, vault: EvidenceVault, topic_name: str,
     try:
         header, data = decode_upload(payload)
     except FramingError as exc:
-        log.error("evidence: unreadable upload from %s/%s refused: %s", address.hall,
-                  address.gateway, exc)
+        log.error(
+            "evidence: unreadable upload from %s/%s refused: %s", address.hall, address.gateway, exc
+        )
         return None  # nothing to name in a receipt; the gateway resends and is refused again
     if (header.hall, header.gateway) != (address.hall, address.gateway):
-        log.error("evidence: upload on %s claims to be from %s/%s; refused", topic_name,
-                  header.hall, header.gateway)
+        log.error(
+            "evidence: upload on %s claims to be from %s/%s; refused",
+            topic_name,
+            header.hall,
+            header.gateway,
+        )
         return _receipt(address, header.sha256, "refused", "header names another gateway")
     actual = hashlib.sha256(data).hexdigest()
     now = datetime.now(UTC)
@@ -151,43 +170,80 @@ async def receive(engine: AsyncEngine, vault: EvidenceVault, topic_name: str,
         if named is None:
             # sent only after the event was acknowledged, so central lost it (a restore):
             # keep asking; a replay of the journal brings the event back
-            return _receipt(header, header.sha256, "retry",
-                            f"event {header.event_seq} is not stored at central")
+            return _receipt(
+                header, header.sha256, "retry", f"event {header.event_seq} is not stored at central"
+            )
         kind, problem = named
         if not problem and actual != header.sha256:
-            problem = (f"bytes hash to {actual}, {kind} {header.event_seq} journaled "
-                       f"{header.sha256}: tampered or corrupted")
+            problem = (
+                f"bytes hash to {actual}, {kind} {header.event_seq} journaled "
+                f"{header.sha256}: tampered or corrupted"
+            )
         if problem:
-            name = (f"{now:%Y%m%dT%H%M%S%f}-{header.hall}-{header.gateway}-"
-                    f"{header.event_seq}")
-            vault.put_in_quarantine(name, data, {
-                "header": header.model_dump(mode="json"), "actual_sha256": actual,
-                "reason": problem, "received_at": now.isoformat()})
-            await conn.execute(insert(evidence_rejects).values(
-                gateway_id=header.gateway, hall_id=header.hall, event_seq=header.event_seq,
-                claimed_sha256=header.sha256, actual_sha256=actual, reason=problem[:2000],
-                quarantine=f"{name}.bin", received_at=now))
-            log.error("EVIDENCE REFUSED from %s/%s (%s): %s — quarantined as %s.bin",
-                      header.hall, header.gateway, header.path, problem, name)
+            name = f"{now:%Y%m%dT%H%M%S%f}-{header.hall}-{header.gateway}-{header.event_seq}"
+            vault.put_in_quarantine(
+                name,
+                data,
+                {
+                    "header": header.model_dump(mode="json"),
+                    "actual_sha256": actual,
+                    "reason": problem,
+                    "received_at": now.isoformat(),
+                },
+            )
+            await conn.execute(
+                insert(evidence_rejects).values(
+                    gateway_id=header.gateway,
+                    hall_id=header.hall,
+                    event_seq=header.event_seq,
+                    claimed_sha256=header.sha256,
+                    actual_sha256=actual,
+                    reason=problem[:2000],
+                    quarantine=f"{name}.bin",
+                    received_at=now,
+                )
+            )
+            log.error(
+                "EVIDENCE REFUSED from %s/%s (%s): %s — quarantined as %s.bin",
+                header.hall,
+                header.gateway,
+                header.path,
+                problem,
+                name,
+            )
             return _receipt(header, header.sha256, "refused", problem)
         vault.store(actual, data)
-        await conn.execute(insert_ignore(conn.dialect, evidence_files).values(
-            gateway_id=header.gateway, event_seq=header.event_seq, sha256=actual,
-            hall_id=header.hall, kind=kind, path=header.path, size=len(data), stored_at=now))
-    log.info("evidence: stored %s from %s/%s (%d bytes)", actual, header.hall, header.gateway,
-             len(data))
+        await conn.execute(
+            insert_ignore(conn.dialect, evidence_files).values(
+                gateway_id=header.gateway,
+                event_seq=header.event_seq,
+                sha256=actual,
+                hall_id=header.hall,
+                kind=kind,
+                path=header.path,
+                size=len(data),
+                stored_at=now,
+            )
+        )
+    log.info(
+        "evidence: stored %s from %s/%s (%d bytes)", actual, header.hall, header.gateway, len(data)
+    )
     return _receipt(header, actual, "stored")
 
 
 async def stored_refs(conn: AsyncConnection, sha256: str) -> list[Any]:
     """The gateway events a stored file belongs to."""
-    return list((await conn.execute(select(evidence_files).where(
-        evidence_files.c.sha256 == sha256))).all())
+    return list(
+        (await conn.execute(select(evidence_files).where(evidence_files.c.sha256 == sha256))).all()
+    )
 
 
 async def stored_hashes(conn: AsyncConnection, hashes: set[str]) -> set[str]:
     if not hashes:
         return set()
-    rows = await conn.execute(select(evidence_files.c.sha256).where(
-        evidence_files.c.sha256.in_(sorted(hashes))).distinct())
+    rows = await conn.execute(
+        select(evidence_files.c.sha256)
+        .where(evidence_files.c.sha256.in_(sorted(hashes)))
+        .distinct()
+    )
     return {r.sha256 for r in rows}

@@ -64,8 +64,9 @@ def _in_days(column: Any, first: dt.date, last: dt.date) -> Any:
     return and_(column >= day_start(first), column < day_start(last + dt.timedelta(days=1)))
 
 
-async def find(conn: AsyncConnection, who: Principal, first: dt.date, last: dt.date,
-               hall: str | None = None) -> list[Flagged]:
+async def find(
+    conn: AsyncConnection, who: Principal, first: dt.date, last: dt.date, hall: str | None = None
+) -> list[Flagged]:
     """Flagged evaluations evaluated in [first, last] (business dates) that the caller may
     see, oldest first, with the current decision on each flag."""
     if not may(who, Area.EVALUATIONS):
@@ -77,9 +78,9 @@ async def find(conn: AsyncConnection, who: Principal, first: dt.date, last: dt.d
     found: dict[tuple[str, int], Flagged] = {}
     leader = who.role is Role.DEPARTMENT_LEADER
     if not leader:  # gateway marks carry no case: a leader sees correlated evaluations only
-        query = select(events.c.gateway_id, events.c.seq, events.c.hall_id, events.c.utc,
-                       events.c.body).where(events.c.kind == KEY_KIND,
-                                            _in_days(events.c.utc, first, last))
+        query = select(
+            events.c.gateway_id, events.c.seq, events.c.hall_id, events.c.utc, events.c.body
+        ).where(events.c.kind == KEY_KIND, _in_days(events.c.utc, first, last))
         if hall is not None:
             query = query.where(events.c.hall_id == hall)
         for r in await conn.execute(query):
@@ -93,27 +94,51 @@ async def find(conn: AsyncConnection, who: Principal, first: dt.date, last: dt.d
             wanted = [m for m in marks if m in GATEWAY_FLAGS]
             if wanted:
                 found[(r.gateway_id, r.seq)] = Flagged(
-                    r.gateway_id, r.seq, r.hall_id, key.window, key.key, r.utc,
-                    business_date(r.utc), marks=wanted)
+                    r.gateway_id,
+                    r.seq,
+                    r.hall_id,
+                    key.window,
+                    key.key,
+                    r.utc,
+                    business_date(r.utc),
+                    marks=wanted,
+                )
     await _add_correlation(conn, who, first, last, hall, found)
     await _add_decisions(conn, found)
     return sorted(found.values(), key=lambda f: (f.at, f.gateway, f.seq))
 
 
-async def _add_correlation(conn: AsyncConnection, who: Principal, first: dt.date,
-                           last: dt.date, hall: str | None,
-                           found: dict[tuple[str, int], Flagged]) -> None:
+async def _add_correlation(
+    conn: AsyncConnection,
+    who: Principal,
+    first: dt.date,
+    last: dt.date,
+    hall: str | None,
+    found: dict[tuple[str, int], Flagged],
+) -> None:
     results, heads = correlation_results, correlation_heads
-    query = (select(results).join(heads, and_(
-        heads.c.gateway_id == results.c.gateway_id, heads.c.seq == results.c.seq,
-        heads.c.version == results.c.version))
-        .where(results.c.business_day >= first, results.c.business_day <= last))
+    query = (
+        select(results)
+        .join(
+            heads,
+            and_(
+                heads.c.gateway_id == results.c.gateway_id,
+                heads.c.seq == results.c.seq,
+                heads.c.version == results.c.version,
+            ),
+        )
+        .where(results.c.business_day >= first, results.c.business_day <= last)
+    )
     if hall is not None:
         query = query.where(results.c.hall_id == hall)
     department_cases: set[str] | None = None
     if who.role is Role.DEPARTMENT_LEADER:
-        department_cases = {r.case_no for r in await conn.execute(
-            select(cases.c.case_no).where(cases.c.department == who.department))}
+        department_cases = {
+            r.case_no
+            for r in await conn.execute(
+                select(cases.c.case_no).where(cases.c.department == who.department)
+            )
+        }
     for r in await conn.execute(query):
         linked = [str(c) for c in r.case_nos or []]
         if department_cases is not None and not department_cases.intersection(linked):
@@ -124,8 +149,9 @@ async def _add_correlation(conn: AsyncConnection, who: Principal, first: dt.date
         if item is None:
             if not flags:
                 continue
-            item = found[key] = Flagged(r.gateway_id, r.seq, r.hall_id, r.window, r.key,
-                                        r.evaluated_at, r.business_day)
+            item = found[key] = Flagged(
+                r.gateway_id, r.seq, r.hall_id, r.window, r.key, r.evaluated_at, r.business_day
+            )
         item.flags, item.version, item.session_id = flags, r.version, r.session_id
         item.ticket, item.staff, item.case_nos = r.ticket, r.staff, linked
         item.confidence, item.counted, item.basis = r.confidence, r.counted, r.basis
@@ -138,11 +164,16 @@ async def _add_decisions(conn: AsyncConnection, found: dict[tuple[str, int], Fla
     keys = list(found)
     rows: list[Any] = []
     for i in range(0, len(keys), 200):
-        gateways = {g for g, _ in keys[i:i + 200]}
-        seqs = {s for _, s in keys[i:i + 200]}
-        rows += (await conn.execute(select(evaluation_reviews).where(
-            evaluation_reviews.c.gateway_id.in_(gateways),
-            evaluation_reviews.c.seq.in_(seqs)))).all()
+        gateways = {g for g, _ in keys[i : i + 200]}
+        seqs = {s for _, s in keys[i : i + 200]}
+        rows += (
+            await conn.execute(
+                select(evaluation_reviews).where(
+                    evaluation_reviews.c.gateway_id.in_(gateways),
+                    evaluation_reviews.c.seq.in_(seqs),
+                )
+            )
+        ).all()
     current = current_ids(rows)
     for r in rows:
         item = found.get((r.gateway_id, r.seq))

@@ -73,8 +73,13 @@ QUARANTINE_ROWS_PER_GATEWAY = 1000
 QUARANTINE_BYTES_PER_GATEWAY = 8 * 1024 * 1024
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 # errors that say nothing about the data: the message is not quarantined but sent again later
-_TRANSIENT = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.DisconnectionError,
-              ConnectionError, TimeoutError)
+_TRANSIENT = (
+    sa_exc.OperationalError,
+    sa_exc.InterfaceError,
+    sa_exc.DisconnectionError,
+    ConnectionError,
+    TimeoutError,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,8 +111,15 @@ class IngestStats:
     by_reason: dict[str, int] = field(default_factory=dict)
 
     def add(self, other: IngestStats) -> None:
-        for name in ("batches", "events_stored", "duplicates", "quarantined", "gaps_seen",
-                     "conflicts", "refused"):
+        for name in (
+            "batches",
+            "events_stored",
+            "duplicates",
+            "quarantined",
+            "gaps_seen",
+            "conflicts",
+            "refused",
+        ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         for key, n in other.by_reason.items():
             self.by_reason[key] = self.by_reason.get(key, 0) + n
@@ -155,8 +167,7 @@ class _Batch:
         return self.lost_from if self.lost_from is not None else self.first_seq
 
     def part(self, lo: int, hi: int) -> _Batch:
-        return replace(self, items=self.items[lo:hi],
-                       lost_from=self.lost_from if lo == 0 else None)
+        return replace(self, items=self.items[lo:hi], lost_from=self.lost_from if lo == 0 else None)
 
     def poisoned(self, reason: str) -> _Batch:
         (item,) = self.items
@@ -240,16 +251,23 @@ class Ingestor:
 
         Never raises for what a message contains: what cannot be stored is quarantined."""
         units = [self._read(msg) for msg in messages]
-        batches = sorted((u for u in units if isinstance(u, _Batch)),
-                         key=lambda b: (b.gateway, b.first_seq))
+        batches = sorted(
+            (u for u in units if isinstance(u, _Batch)), key=lambda b: (b.gateway, b.first_seq)
+        )
         outcome = _Outcome()
-        await self._commit_isolated([*batches, *(u for u in units if isinstance(u, _Reject))],
-                                    outcome)
+        await self._commit_isolated(
+            [*batches, *(u for u in units if isinstance(u, _Reject))], outcome
+        )
         # a rebase order carries its own committed_through for that epoch
-        decisions = [self._decision(gateway, state) for gateway, state in outcome.acks.items()
-                     if (gateway, state.epoch) not in outcome.rebases]
-        decisions += [AckDecision(hall, gateway, held, None, epoch=epoch, rebase_to=to)
-                      for (gateway, epoch), (hall, held, to) in outcome.rebases.items()]
+        decisions = [
+            self._decision(gateway, state)
+            for gateway, state in outcome.acks.items()
+            if (gateway, state.epoch) not in outcome.rebases
+        ]
+        decisions += [
+            AckDecision(hall, gateway, held, None, epoch=epoch, rebase_to=to)
+            for (gateway, epoch), (hall, held, to) in outcome.rebases.items()
+        ]
         return decisions
 
     async def _commit_isolated(self, units: list[_Unit], outcome: _Outcome) -> None:
@@ -264,8 +282,11 @@ class Ingestor:
         """Split a failed transaction's work until the failing piece stands alone."""
         by_gateway = list(dict.fromkeys(u.gateway for u in units))
         if len(by_gateway) > 1:
-            log.warning("ingest: a group of %d messages failed (%s); committing each gateway "
-                        "apart", len(units), _failure(exc)[:200])
+            log.warning(
+                "ingest: a group of %d messages failed (%s); committing each gateway apart",
+                len(units),
+                _failure(exc)[:200],
+            )
             for gateway in by_gateway:
                 await self._commit_isolated([u for u in units if u.gateway == gateway], outcome)
             return
@@ -286,17 +307,28 @@ class Ingestor:
                 return
             except Exception as again:
                 if isinstance(again, _TRANSIENT):
-                    log.error("ingest: seq %d of %s not committed (%s); awaiting resend",
-                              unit.first_seq, unit.gateway, again)
+                    log.error(
+                        "ingest: seq %d of %s not committed (%s); awaiting resend",
+                        unit.first_seq,
+                        unit.gateway,
+                        again,
+                    )
                     return
                 reason = f"store: {_failure(again)}"
-            log.warning("ingest: %s seq %d cannot be stored, quarantined: %s", unit.gateway,
-                        unit.first_seq, reason[:300])
+            log.warning(
+                "ingest: %s seq %d cannot be stored, quarantined: %s",
+                unit.gateway,
+                unit.first_seq,
+                reason[:300],
+            )
             await self._commit_isolated([unit.poisoned(reason)], outcome)
             return
         # not even its quarantine row can be written: nothing is acknowledged for it
-        log.error("ingest: cannot store nor quarantine a message on %s: %s",
-                  _printable(unit.msg.topic)[:200], _failure(exc)[:300])
+        log.error(
+            "ingest: cannot store nor quarantine a message on %s: %s",
+            _printable(unit.msg.topic)[:200],
+            _failure(exc)[:300],
+        )
 
     async def _commit(self, units: list[_Unit]) -> _Txn:
         txn = _Txn()
@@ -314,9 +346,14 @@ class Ingestor:
                 await self._store_batch(conn, txn, unit, state)
             for gateway, state in txn.progress.items():
                 await conn.execute(
-                    update(gateways).where(gateways.c.gateway_id == gateway)
-                    .values(committed_through=state.committed, epoch=state.epoch,
-                            last_batch_at=func.now()))
+                    update(gateways)
+                    .where(gateways.c.gateway_id == gateway)
+                    .values(
+                        committed_through=state.committed,
+                        epoch=state.epoch,
+                        last_batch_at=func.now(),
+                    )
+                )
             await self._bound_quarantine(conn, txn)
         self._known_boots |= txn.boots
         self.stats.add(txn.stats)
@@ -344,19 +381,30 @@ class Ingestor:
         except ValidationError as exc:
             parsed = _salvage(msg, exc)
         else:
-            parsed = _Batch(msg, batch.hall, batch.gateway, batch.epoch, batch.lost_from,
-                            tuple(_checked(event) for event in batch.events))
+            parsed = _Batch(
+                msg,
+                batch.hall,
+                batch.gateway,
+                batch.epoch,
+                batch.lost_from,
+                tuple(_checked(event) for event in batch.events),
+            )
         if (parsed.hall, parsed.gateway) != (address.hall, address.gateway):
-            raise Rejected(f"envelope says {parsed.hall}/{parsed.gateway} but the topic says "
-                           f"{address.hall}/{address.gateway}")
+            raise Rejected(
+                f"envelope says {parsed.hall}/{parsed.gateway} but the topic says "
+                f"{address.hall}/{address.gateway}"
+            )
         return parsed
 
     async def _progress(self, conn: AsyncConnection, txn: _Txn, batch: _Batch) -> _Progress:
         state = txn.progress.get(batch.gateway)
         if state is None:
-            query = select(gateways.c.hall_id, gateways.c.committed_through,
-                           gateways.c.revoked_at, gateways.c.epoch).where(
-                gateways.c.gateway_id == batch.gateway)
+            query = select(
+                gateways.c.hall_id,
+                gateways.c.committed_through,
+                gateways.c.revoked_at,
+                gateways.c.epoch,
+            ).where(gateways.c.gateway_id == batch.gateway)
             if conn.dialect.name == "postgresql":
                 query = query.with_for_update()  # several aggregators may share the stream
             row = (await conn.execute(query)).first()
@@ -366,8 +414,9 @@ class Ingestor:
                 raise Rejected(f"gateway {batch.gateway!r} was revoked")
             state = _Progress(row.hall_id, row.committed_through, row.epoch)
         if state.hall != batch.hall:
-            raise Rejected(f"gateway {batch.gateway!r} belongs to hall {state.hall!r}, "
-                           f"not {batch.hall!r}")
+            raise Rejected(
+                f"gateway {batch.gateway!r} belongs to hall {state.hall!r}, not {batch.hall!r}"
+            )
         txn.progress[batch.gateway] = state
         return state
 
@@ -375,13 +424,23 @@ class Ingestor:
         self, conn: AsyncConnection, txn: _Txn, batch: _Batch, state: _Progress
     ) -> None:
         txn.stats.batches += 1
-        if (batch.epoch is not None and batch.epoch != state.epoch
-                and not await self._enter_epoch(conn, txn, batch, state)):
+        if (
+            batch.epoch is not None
+            and batch.epoch != state.epoch
+            and not await self._enter_epoch(conn, txn, batch, state)
+        ):
             return
         if batch.first_seq - state.committed - 1 > MAX_SEQ_ADVANCE:
-            await self._refuse(conn, txn, batch, "seq_jump", (
-                f"seq {batch.first_seq} is more than {MAX_SEQ_ADVANCE} beyond the committed "
-                f"{state.committed}: no journal holds that many events; refused"))
+            await self._refuse(
+                conn,
+                txn,
+                batch,
+                "seq_jump",
+                (
+                    f"seq {batch.first_seq} is more than {MAX_SEQ_ADVANCE} beyond the committed "
+                    f"{state.committed}: no journal holds that many events; refused"
+                ),
+            )
             return
         state.acked = True
         state.speaks_epoch = state.speaks_epoch or batch.epoch is not None
@@ -398,11 +457,23 @@ class Ingestor:
         txn.stats.duplicates += len(items) - len(fresh)
         if batch.lost_from is not None and batch.first_seq - 1 > state.committed:
             lost_first = max(batch.lost_from, state.committed + 1)
-            log.error("gateway %s reports events %d–%d lost before acknowledgement",
-                      batch.gateway, lost_first, batch.first_seq - 1)
-            await conn.execute(insert_ignore(conn, lost_ranges), [{
-                "gateway_id": batch.gateway, "first_seq": lost_first,
-                "last_seq": batch.first_seq - 1, "reported_at": batch.msg.received_at}])
+            log.error(
+                "gateway %s reports events %d–%d lost before acknowledgement",
+                batch.gateway,
+                lost_first,
+                batch.first_seq - 1,
+            )
+            await conn.execute(
+                insert_ignore(conn, lost_ranges),
+                [
+                    {
+                        "gateway_id": batch.gateway,
+                        "first_seq": lost_first,
+                        "last_seq": batch.first_seq - 1,
+                        "reported_at": batch.msg.received_at,
+                    }
+                ],
+            )
         if fresh:
             await self._store_fresh(conn, txn, batch, fresh)
         last = items[-1].seq if items else 0
@@ -414,8 +485,10 @@ class Ingestor:
         else:
             txn.stats.gaps_seen += 1
             state.gap = state.pending = True
-            await conn.execute(insert_ignore(conn, pending_ranges), [{
-                "gateway_id": batch.gateway, "first_seq": batch.start, "last_seq": last}])
+            await conn.execute(
+                insert_ignore(conn, pending_ranges),
+                [{"gateway_id": batch.gateway, "first_seq": batch.start, "last_seq": last}],
+            )
 
     async def _store_fresh(
         self, conn: AsyncConnection, txn: _Txn, batch: _Batch, fresh: list[_Item]
@@ -427,12 +500,21 @@ class Ingestor:
         for item in fresh:
             if isinstance(item, _Poison):
                 continue
-            rows.append({
-                "gateway_id": batch.gateway, "seq": item.seq, "hall_id": batch.hall,
-                "kind": item.kind, "utc": item.utc, "mono_ns": item.mono_ns,
-                "boot": item.boot, "synced": item.synced, "body": item.body,
-                "received_at": batch.msg.received_at, "digest": _digest(item),
-            })
+            rows.append(
+                {
+                    "gateway_id": batch.gateway,
+                    "seq": item.seq,
+                    "hall_id": batch.hall,
+                    "kind": item.kind,
+                    "utc": item.utc,
+                    "mono_ns": item.mono_ns,
+                    "boot": item.boot,
+                    "synced": item.synced,
+                    "body": item.body,
+                    "received_at": batch.msg.received_at,
+                    "digest": _digest(item),
+                }
+            )
             boot = (batch.gateway, item.boot)
             if item.synced and boot not in self._known_boots and boot not in txn.boots:
                 await self._record_boot_clock(conn, txn, batch.gateway, item)
@@ -452,15 +534,32 @@ class Ingestor:
         high = await high_water(conn, batch.gateway)
         start = batch.start
         if start <= high or batch.first_seq - high - 1 > MAX_SEQ_ADVANCE:
-            await self._refuse(conn, txn, batch, "journal_epoch", (
-                f"journal epoch {batch.epoch} (after {previous}) numbers from {start}, but "
-                f"central holds this gateway's seqs through {high}: refused; the gateway is "
-                f"asked to renumber from {high + 1}"), rebase=(0, high + 1))
+            await self._refuse(
+                conn,
+                txn,
+                batch,
+                "journal_epoch",
+                (
+                    f"journal epoch {batch.epoch} (after {previous}) numbers from {start}, but "
+                    f"central holds this gateway's seqs through {high}: refused; the gateway is "
+                    f"asked to renumber from {high + 1}"
+                ),
+                rebase=(0, high + 1),
+            )
             return False
-        await self._alarm(conn, batch.gateway, "journal_epoch",
-                          f"new journal epoch {batch.epoch} follows {previous} from seq {start}")
-        log.warning("gateway %s: new journal epoch %s follows %s from seq %d", batch.gateway,
-                    batch.epoch, previous, start)
+        await self._alarm(
+            conn,
+            batch.gateway,
+            "journal_epoch",
+            f"new journal epoch {batch.epoch} follows {previous} from seq {start}",
+        )
+        log.warning(
+            "gateway %s: new journal epoch %s follows %s from seq %d",
+            batch.gateway,
+            batch.epoch,
+            previous,
+            start,
+        )
         state.epoch = batch.epoch
         return True
 
@@ -469,30 +568,52 @@ class Ingestor:
         if batch.start > state.committed + 1:
             return True
         if state.pending is None:
-            state.pending = (await conn.execute(select(pending_ranges.c.gateway_id).where(
-                pending_ranges.c.gateway_id == batch.gateway).limit(1))).first() is not None
+            state.pending = (
+                await conn.execute(
+                    select(pending_ranges.c.gateway_id)
+                    .where(pending_ranges.c.gateway_id == batch.gateway)
+                    .limit(1)
+                )
+            ).first() is not None
         return state.pending
 
     async def _compare(self, conn: AsyncConnection, batch: _Batch) -> tuple[set[int], int | None]:
         """The batch's seqs central holds (stored or quarantined), and the index of the first
         event held with other content, if any."""
-        stored = dict((await conn.execute(
-            select(events.c.seq, events.c.digest).where(and_(
-                events.c.gateway_id == batch.gateway, events.c.seq >= batch.first_seq,
-                events.c.seq <= batch.last_seq)))).all())
+        stored = dict(
+            (
+                await conn.execute(
+                    select(events.c.seq, events.c.digest).where(
+                        and_(
+                            events.c.gateway_id == batch.gateway,
+                            events.c.seq >= batch.first_seq,
+                            events.c.seq <= batch.last_seq,
+                        )
+                    )
+                )
+            ).all()
+        )
         kept: dict[int, set[str]] = {}
-        for seq, digest in (await conn.execute(
-                select(quarantine.c.seq, quarantine.c.digest).where(and_(
-                    quarantine.c.gateway_id == batch.gateway,
-                    quarantine.c.seq >= batch.first_seq,
-                    quarantine.c.seq <= batch.last_seq)))).all():
+        for seq, digest in (
+            await conn.execute(
+                select(quarantine.c.seq, quarantine.c.digest).where(
+                    and_(
+                        quarantine.c.gateway_id == batch.gateway,
+                        quarantine.c.seq >= batch.first_seq,
+                        quarantine.c.seq <= batch.last_seq,
+                    )
+                )
+            )
+        ).all():
             kept.setdefault(seq, set()).add(digest)
         conflict = None
         for index, item in enumerate(batch.items):
             if item.seq in stored:
                 held = stored[item.seq]  # None: stored before digests, cannot compare
-                same = held is None or (isinstance(item, EventRecord) and (
-                    held == _digest(item) or await _same_as_stored(conn, batch.gateway, item)))
+                same = held is None or (
+                    isinstance(item, EventRecord)
+                    and (held == _digest(item) or await _same_as_stored(conn, batch.gateway, item))
+                )
             elif item.seq in kept:
                 raw = item.raw if isinstance(item, _Poison) else item.model_dump_json().encode()
                 same = _quarantine_digest(batch.msg.topic, raw) in kept[item.seq]
@@ -511,19 +632,28 @@ class Ingestor:
         txn.stats.conflicts += 1
         reason = f"seq {seq} arrived again with other content than the stored event"
         if batch.epoch is None:  # a gateway without epochs cannot renumber: keep it here
-            await self._quarantine(conn, txn, batch.msg, reason + "; kept only here",
-                                   batch.gateway)
+            await self._quarantine(conn, txn, batch.msg, reason + "; kept only here", batch.gateway)
             await self._alarm(conn, batch.gateway, "seq_conflict", reason)
             return batch.items
         # what central compared and found equal: the gateway keeps nothing above it
         held = seq - 1 if index > 0 else min(state.seen_through, state.committed)
-        await self._refuse(conn, txn, batch, "seq_conflict", reason + (
-            f"; refused from {seq}, the gateway is asked to renumber"),
-            rebase=(held, await high_water(conn, batch.gateway) + 1))
+        await self._refuse(
+            conn,
+            txn,
+            batch,
+            "seq_conflict",
+            reason + (f"; refused from {seq}, the gateway is asked to renumber"),
+            rebase=(held, await high_water(conn, batch.gateway) + 1),
+        )
         return batch.items[:index]
 
     async def _refuse(
-        self, conn: AsyncConnection, txn: _Txn, batch: _Batch, alarm: str, reason: str,
+        self,
+        conn: AsyncConnection,
+        txn: _Txn,
+        batch: _Batch,
+        alarm: str,
+        reason: str,
         rebase: tuple[int, int] | None = None,
     ) -> None:
         """Keep the whole message in quarantine, raise the alarm, and, when the gateway can
@@ -538,25 +668,42 @@ class Ingestor:
     async def _merge_pending(self, conn: AsyncConnection, gateway: str, committed: int) -> int:
         """Extend committed over ranges that arrived early; drop the ranges now covered."""
         while True:
-            reach = (await conn.execute(
-                select(func.max(pending_ranges.c.last_seq)).where(and_(
-                    pending_ranges.c.gateway_id == gateway,
-                    pending_ranges.c.first_seq <= committed + 1,
-                    pending_ranges.c.last_seq > committed)))).scalar()
+            reach = (
+                await conn.execute(
+                    select(func.max(pending_ranges.c.last_seq)).where(
+                        and_(
+                            pending_ranges.c.gateway_id == gateway,
+                            pending_ranges.c.first_seq <= committed + 1,
+                            pending_ranges.c.last_seq > committed,
+                        )
+                    )
+                )
+            ).scalar()
             if reach is None:
                 break
             committed = reach
-        await conn.execute(delete(pending_ranges).where(and_(
-            pending_ranges.c.gateway_id == gateway, pending_ranges.c.last_seq <= committed)))
+        await conn.execute(
+            delete(pending_ranges).where(
+                and_(pending_ranges.c.gateway_id == gateway, pending_ranges.c.last_seq <= committed)
+            )
+        )
         return committed
 
     async def _record_boot_clock(
         self, conn: AsyncConnection, txn: _Txn, gateway: str, event: EventRecord
     ) -> None:
         offset_us = int(event.utc.timestamp() * 1_000_000) - event.mono_ns // 1000
-        await conn.execute(insert_ignore(conn, boot_clocks), [{
-            "gateway_id": gateway, "boot": event.boot, "offset_us": offset_us,
-            "from_seq": event.seq}])
+        await conn.execute(
+            insert_ignore(conn, boot_clocks),
+            [
+                {
+                    "gateway_id": gateway,
+                    "boot": event.boot,
+                    "offset_us": offset_us,
+                    "from_seq": event.seq,
+                }
+            ],
+        )
         txn.boots.add((gateway, event.boot))
 
     def _decision(self, gateway: str, state: _Progress) -> AckDecision:
@@ -597,14 +744,26 @@ class Ingestor:
         except ValidationError as exc:
             raise Rejected(_describe(exc)) from None
         async with self.engine.begin() as conn:
-            row = (await conn.execute(select(gateways.c.hall_id).where(
-                gateways.c.gateway_id == address.gateway))).first()
-            if row is None or row.hall_id != address.hall or (state.hall, state.gateway) != (
-                    address.hall, address.gateway):
+            row = (
+                await conn.execute(
+                    select(gateways.c.hall_id).where(gateways.c.gateway_id == address.gateway)
+                )
+            ).first()
+            if (
+                row is None
+                or row.hall_id != address.hall
+                or (state.hall, state.gateway) != (address.hall, address.gateway)
+            ):
                 raise Rejected("state from an unregistered gateway or for another hall")
-            await conn.execute(update(gateways).where(gateways.c.gateway_id == address.gateway)
-                               .values(online=state.online, state=state.model_dump(mode="json"),
-                                       state_at=msg.received_at))
+            await conn.execute(
+                update(gateways)
+                .where(gateways.c.gateway_id == address.gateway)
+                .values(
+                    online=state.online,
+                    state=state.model_dump(mode="json"),
+                    state_at=msg.received_at,
+                )
+            )
         return state
 
     # -- quarantine and alarms -------------------------------------------------------------
@@ -617,8 +776,11 @@ class Ingestor:
                 await self._quarantine(conn, txn, msg, reason, _gateway_of(msg.topic))
                 await self._bound_quarantine(conn, txn)
         except Exception as exc:
-            log.error("ingest: cannot quarantine a message on %s: %s",
-                      _printable(msg.topic)[:200], _failure(exc)[:300])
+            log.error(
+                "ingest: cannot quarantine a message on %s: %s",
+                _printable(msg.topic)[:200],
+                _failure(exc)[:300],
+            )
             return
         self.stats.add(txn.stats)
 
@@ -632,24 +794,41 @@ class Ingestor:
         seq: int | None = None,
         payload: bytes | None = None,
     ) -> None:
-        log.warning("quarantined message on %s: %s", _printable(msg.topic)[:200],
-                    _printable(reason)[:500])
-        await conn.execute(insert_ignore(conn, quarantine),
-                           [self._quarantine_row(txn, msg, reason, gateway, seq, payload)])
+        log.warning(
+            "quarantined message on %s: %s", _printable(msg.topic)[:200], _printable(reason)[:500]
+        )
+        await conn.execute(
+            insert_ignore(conn, quarantine),
+            [self._quarantine_row(txn, msg, reason, gateway, seq, payload)],
+        )
 
     async def _quarantine_events(
         self, conn: AsyncConnection, txn: _Txn, batch: _Batch, poisons: list[_Poison]
     ) -> None:
         """A batch's unstorable events in one statement (a batch may hold a thousand)."""
-        log.warning("quarantined %d events of %s, seq %d–%d; the first: %s", len(poisons),
-                    batch.gateway, poisons[0].seq, poisons[-1].seq,
-                    _printable(poisons[0].reason)[:500])
-        await conn.execute(insert_ignore(conn, quarantine), [
-            self._quarantine_row(txn, batch.msg, p.reason, batch.gateway, p.seq, p.raw)
-            for p in poisons])
+        log.warning(
+            "quarantined %d events of %s, seq %d–%d; the first: %s",
+            len(poisons),
+            batch.gateway,
+            poisons[0].seq,
+            poisons[-1].seq,
+            _printable(poisons[0].reason)[:500],
+        )
+        await conn.execute(
+            insert_ignore(conn, quarantine),
+            [
+                self._quarantine_row(txn, batch.msg, p.reason, batch.gateway, p.seq, p.raw)
+                for p in poisons
+            ],
+        )
 
     def _quarantine_row(
-        self, txn: _Txn, msg: Incoming, reason: str, gateway: str | None, seq: int | None,
+        self,
+        txn: _Txn,
+        msg: Incoming,
+        reason: str,
+        gateway: str | None,
+        seq: int | None,
         payload: bytes | None,
     ) -> dict[str, Any]:
         body = msg.payload if payload is None else payload
@@ -658,33 +837,52 @@ class Ingestor:
         key = reason.split(":")[0][:60]
         txn.stats.by_reason[key] = txn.stats.by_reason.get(key, 0) + 1
         txn.quarantined.add(gateway)
-        return {"received_at": msg.received_at, "topic": _printable(msg.topic)[:1000],
-                "gateway_id": gateway, "seq": seq, "reason": reason[:2000],
-                "digest": _quarantine_digest(msg.topic, body),
-                "payload": body[: self.max_payload], "payload_size": len(body)}
+        return {
+            "received_at": msg.received_at,
+            "topic": _printable(msg.topic)[:1000],
+            "gateway_id": gateway,
+            "seq": seq,
+            "reason": reason[:2000],
+            "digest": _quarantine_digest(msg.topic, body),
+            "payload": body[: self.max_payload],
+            "payload_size": len(body),
+        }
 
     async def _bound_quarantine(self, conn: AsyncConnection, txn: _Txn) -> None:
         """Keep each gateway's quarantine under its bound, dropping the oldest rows first."""
         for gateway in txn.quarantined:
-            mine = (quarantine.c.gateway_id.is_(None) if gateway is None
-                    else quarantine.c.gateway_id == gateway)
-            count, size = (await conn.execute(select(
-                func.count(), func.coalesce(func.sum(func.length(quarantine.c.payload)), 0))
-                .where(mine))).one()
+            mine = (
+                quarantine.c.gateway_id.is_(None)
+                if gateway is None
+                else quarantine.c.gateway_id == gateway
+            )
+            count, size = (
+                await conn.execute(
+                    select(
+                        func.count(), func.coalesce(func.sum(func.length(quarantine.c.payload)), 0)
+                    ).where(mine)
+                )
+            ).one()
             excess_rows, excess_bytes = count - self.quarantine_rows, size - self.quarantine_bytes
             if excess_rows <= 0 and excess_bytes <= 0:
                 continue
             cut, dropped = None, 0
-            for row_id, length in (await conn.execute(
-                    select(quarantine.c.id, func.length(quarantine.c.payload)).where(mine)
-                    .order_by(quarantine.c.id))).all():
+            for row_id, length in (
+                await conn.execute(
+                    select(quarantine.c.id, func.length(quarantine.c.payload))
+                    .where(mine)
+                    .order_by(quarantine.c.id)
+                )
+            ).all():
                 if excess_rows <= 0 and excess_bytes <= 0:
                     break
                 cut, dropped = row_id, dropped + 1
                 excess_rows, excess_bytes = excess_rows - 1, excess_bytes - length
             await conn.execute(delete(quarantine).where(and_(mine, quarantine.c.id <= cut)))
-            detail = (f"quarantine over its bound ({self.quarantine_rows} rows, "
-                      f"{self.quarantine_bytes} bytes): the {dropped} oldest dropped")
+            detail = (
+                f"quarantine over its bound ({self.quarantine_rows} rows, "
+                f"{self.quarantine_bytes} bytes): the {dropped} oldest dropped"
+            )
             log.error("gateway %s: %s", gateway, detail)
             if gateway is not None:
                 await self._alarm(conn, gateway, "quarantine_dropped", detail, dropped)
@@ -692,43 +890,73 @@ class Ingestor:
     async def alarm_drops(self, dropped: dict[str, tuple[int, int]]) -> None:
         """Raise ``flood_dropped`` on each registered gateway (by "hall/gateway") whose
         messages were dropped unread: (over its rate budget, over its share of slots)."""
-        by_id = {sender.partition("/")[2]: (sender.partition("/")[0], n)
-                 for sender, n in dropped.items()}
+        by_id = {
+            sender.partition("/")[2]: (sender.partition("/")[0], n) for sender, n in dropped.items()
+        }
         async with self.engine.begin() as conn:
-            known = (await conn.execute(select(gateways.c.gateway_id, gateways.c.hall_id).where(
-                gateways.c.gateway_id.in_(list(by_id))))).all()
+            known = (
+                await conn.execute(
+                    select(gateways.c.gateway_id, gateways.c.hall_id).where(
+                        gateways.c.gateway_id.in_(list(by_id))
+                    )
+                )
+            ).all()
             for gateway, hall in known:
                 sent_hall, (throttled, shed) = by_id[gateway]
                 if sent_hall != hall:
                     continue  # a topic naming another hall: refused by ingest anyway
                 await self._alarm(
-                    conn, gateway, "flood_dropped",
+                    conn,
+                    gateway,
+                    "flood_dropped",
                     f"{throttled} messages over its rate budget and {shed} over its share of "
                     "receive slots dropped unread lately; the gateway sends them again",
-                    throttled + shed)
+                    throttled + shed,
+                )
 
     async def _alarm(
         self, conn: AsyncConnection, gateway: str, kind: str, detail: str, count: int = 1
     ) -> None:
         now = datetime.now(UTC)
         detail = _printable(detail)[:2000]
-        await conn.execute(insert_ignore(conn, gateway_alarms), [{
-            "gateway_id": gateway, "kind": kind, "count": 0, "first_at": now, "last_at": now,
-            "detail": detail}])
-        await conn.execute(update(gateway_alarms).where(and_(
-            gateway_alarms.c.gateway_id == gateway, gateway_alarms.c.kind == kind)).values(
-            count=gateway_alarms.c.count + count, last_at=now, detail=detail))
+        await conn.execute(
+            insert_ignore(conn, gateway_alarms),
+            [
+                {
+                    "gateway_id": gateway,
+                    "kind": kind,
+                    "count": 0,
+                    "first_at": now,
+                    "last_at": now,
+                    "detail": detail,
+                }
+            ],
+        )
+        await conn.execute(
+            update(gateway_alarms)
+            .where(and_(gateway_alarms.c.gateway_id == gateway, gateway_alarms.c.kind == kind))
+            .values(count=gateway_alarms.c.count + count, last_at=now, detail=detail)
+        )
 
 
 async def high_water(conn: AsyncConnection, gateway: str) -> int:
     """Everything central holds for this gateway id lies at or below this sequence number:
     committed, stored beyond a gap, or waiting in a pending range."""
-    committed = (await conn.execute(select(gateways.c.committed_through).where(
-        gateways.c.gateway_id == gateway))).scalar() or 0
-    stored = (await conn.execute(select(func.max(events.c.seq)).where(
-        events.c.gateway_id == gateway))).scalar() or 0
-    pending = (await conn.execute(select(func.max(pending_ranges.c.last_seq)).where(
-        pending_ranges.c.gateway_id == gateway))).scalar() or 0
+    committed = (
+        await conn.execute(
+            select(gateways.c.committed_through).where(gateways.c.gateway_id == gateway)
+        )
+    ).scalar() or 0
+    stored = (
+        await conn.execute(select(func.max(events.c.seq)).where(events.c.gateway_id == gateway))
+    ).scalar() or 0
+    pending = (
+        await conn.execute(
+            select(func.max(pending_ranges.c.last_seq)).where(
+                pending_ranges.c.gateway_id == gateway
+            )
+        )
+    ).scalar() or 0
     return int(max(committed, stored, pending))
 
 
@@ -746,8 +974,11 @@ def _salvage(msg: Incoming, error: ValidationError) -> _Batch:
         raise first_error
     seqs = [raw.get("seq") if isinstance(raw, dict) else None for raw in raw_events]
     first = seqs[0]
-    if (type(first) is not int or not 1 <= first <= MAX_SEQ - len(seqs)
-            or seqs != list(range(first, first + len(seqs)))):
+    if (
+        type(first) is not int
+        or not 1 <= first <= MAX_SEQ - len(seqs)
+        or seqs != list(range(first, first + len(seqs)))
+    ):
         raise first_error
     header = {key: value for key, value in doc.items() if key != "events"}
     probe = json.dumps({**header, "events": [_template_event(first, msg.received_at)]})
@@ -764,14 +995,22 @@ def _salvage(msg: Incoming, error: ValidationError) -> _Batch:
             items.append(_Poison(seq, text.encode(), f"event: {_describe(exc)}"))
         except Exception as exc:
             items.append(_Poison(seq, text.encode(), f"event: {_failure(exc)}"))
-    return _Batch(msg, envelope.hall, envelope.gateway, envelope.epoch, envelope.lost_from,
-                  tuple(items))
+    return _Batch(
+        msg, envelope.hall, envelope.gateway, envelope.epoch, envelope.lost_from, tuple(items)
+    )
 
 
 def _template_event(seq: int, received_at: datetime) -> dict[str, Any]:
     """A valid event with the batch's first seq: lets the envelope be checked on its own."""
-    return {"seq": seq, "utc": received_at.isoformat().replace("+00:00", "Z"), "mono_ns": 0,
-            "boot": "0" * 8, "synced": False, "kind": "gen.sample", "body": {"n": 0, "run": ""}}
+    return {
+        "seq": seq,
+        "utc": received_at.isoformat().replace("+00:00", "Z"),
+        "mono_ns": 0,
+        "boot": "0" * 8,
+        "synced": False,
+        "kind": "gen.sample",
+        "body": {"n": 0, "run": ""},
+    }
 
 
 def _raw_json(raw: object) -> str:
@@ -785,8 +1024,7 @@ def _checked(event: EventRecord) -> _Item:
     except Rejected as exc:
         return _Poison(event.seq, event.model_dump_json().encode(), str(exc))
     except Exception as exc:
-        return _Poison(event.seq, _raw_or_empty(event), f"body of {event.kind}: "
-                                                        f"{_failure(exc)}")
+        return _Poison(event.seq, _raw_or_empty(event), f"body of {event.kind}: {_failure(exc)}")
     return event
 
 
@@ -811,12 +1049,26 @@ def _check_body(kind: str, body: dict[str, Any]) -> None:
 async def _same_as_stored(conn: AsyncConnection, gateway: str, event: EventRecord) -> bool:
     """Compare field by field: a digest differs also when only key order or number spelling
     does, and such a false alarm would make a gateway renumber events central already has."""
-    row = (await conn.execute(select(
-        events.c.kind, events.c.utc, events.c.mono_ns, events.c.boot, events.c.synced,
-        events.c.body).where(and_(events.c.gateway_id == gateway,
-                                  events.c.seq == event.seq)))).one()
-    return tuple(row) == (event.kind, event.utc, event.mono_ns, event.boot, event.synced,
-                          event.body)
+    row = (
+        await conn.execute(
+            select(
+                events.c.kind,
+                events.c.utc,
+                events.c.mono_ns,
+                events.c.boot,
+                events.c.synced,
+                events.c.body,
+            ).where(and_(events.c.gateway_id == gateway, events.c.seq == event.seq))
+        )
+    ).one()
+    return tuple(row) == (
+        event.kind,
+        event.utc,
+        event.mono_ns,
+        event.boot,
+        event.synced,
+        event.body,
+    )
 
 
 def _quarantine_digest(topic_name: str, body: bytes) -> str:
@@ -826,8 +1078,15 @@ def _quarantine_digest(topic_name: str, body: bytes) -> str:
 
 def _digest(event: EventRecord) -> str:
     """SHA-256 of an event's content as sent (a journal resends the very same document)."""
-    doc = [event.seq, event.utc.isoformat(), event.mono_ns, event.boot, event.synced,
-           event.kind, event.body]
+    doc = [
+        event.seq,
+        event.utc.isoformat(),
+        event.mono_ns,
+        event.boot,
+        event.synced,
+        event.kind,
+        event.body,
+    ]
     return hashlib.sha256(pydantic_core.to_json(doc)).hexdigest()
 
 

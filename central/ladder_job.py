@@ -53,17 +53,25 @@ EVERY_S = 120.0
 SINCE_SLACK = dt.timedelta(minutes=5)
 AFTER_MIDNIGHT_S = 30.0
 # pg_try_advisory_lock key: the first 8 bytes of sha256("hallwatch.case_ladder"), signed
-LOCK_KEY = int.from_bytes(hashlib.sha256(b"hallwatch.case_ladder").digest()[:8], "big",
-                          signed=True)
+LOCK_KEY = int.from_bytes(hashlib.sha256(b"hallwatch.case_ladder").digest()[:8], "big", signed=True)
 
-OVERDUE_STAGES = frozenset({LadderStage.YELLOW_CARD, LadderStage.RED_CARD,
-                            LadderStage.SUPERVISION_LETTER, LadderStage.DONE_LATE})
+OVERDUE_STAGES = frozenset(
+    {
+        LadderStage.YELLOW_CARD,
+        LadderStage.RED_CARD,
+        LadderStage.SUPERVISION_LETTER,
+        LadderStage.DONE_LATE,
+    }
+)
 
 
 def rules_digest(calendar: WorkCalendar, config: LadderConfig) -> str:
     """Identifies the calendar and thresholds a ladder was derived under."""
-    doc = {"ladder": config.model_dump(), "assume_weekends": calendar.assume_weekends,
-           "overrides": calendar.overrides.model_dump(mode="json")}
+    doc = {
+        "ladder": config.model_dump(),
+        "assume_weekends": calendar.assume_weekends,
+        "overrides": calendar.overrides.model_dump(mode="json"),
+    }
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -92,8 +100,9 @@ class Standing:
     settled: bool
 
 
-def standing(clock: Any, status: str, today: dt.date, calendar: WorkCalendar,
-             config: LadderConfig) -> Standing:
+def standing(
+    clock: Any, status: str, today: dt.date, calendar: WorkCalendar, config: LadderConfig
+) -> Standing:
     """The stage, deadline and position of a case on ``today`` (pure)."""
     try:
         due: dt.date | None = deadline(clock, calendar)
@@ -136,10 +145,12 @@ async def run_once(
         await _run(engine, run, calendar, config, now, since)
     if run.failed:
         first = next(iter(run.failed.items()))
-        log.warning("ladder %s: %d cases could not be derived, e.g. %s: %s", today,
-                    len(run.failed), *first)
-    log.info("ladder %s: %d cases looked at, %d steps recorded", today, run.cases,
-             run.steps_recorded)
+        log.warning(
+            "ladder %s: %d cases could not be derived, e.g. %s: %s", today, len(run.failed), *first
+        )
+    log.info(
+        "ladder %s: %d cases looked at, %d steps recorded", today, run.cases, run.steps_recorded
+    )
     return run
 
 
@@ -156,49 +167,78 @@ def _due(today: dt.date, digest: str) -> Any:
     )
 
 
-async def _run(engine: AsyncEngine, run: LadderRun, calendar: WorkCalendar,
-               config: LadderConfig, now: dt.datetime, since: dt.datetime | None) -> None:
+async def _run(
+    engine: AsyncEngine,
+    run: LadderRun,
+    calendar: WorkCalendar,
+    config: LadderConfig,
+    now: dt.datetime,
+    since: dt.datetime | None,
+) -> None:
     digest = rules_digest(calendar, config)
     due = _due(run.today, digest)
     if since is None:
         scopes = [due]
     else:
         lad = case_ladder.c
-        scopes = [and_(cases.c.received_at >= since, due),
-                  and_(lad.settled.is_(False), lad.as_of < run.today,
-                       cases.c.accepted_at < day_start(run.today + dt.timedelta(days=1)))]
+        scopes = [
+            and_(cases.c.received_at >= since, due),
+            and_(
+                lad.settled.is_(False),
+                lad.as_of < run.today,
+                cases.c.accepted_at < day_start(run.today + dt.timedelta(days=1)),
+            ),
+        ]
     for scope in scopes:
         await _run_scope(engine, run, scope, calendar, config, digest, now)
 
 
-async def _run_scope(engine: AsyncEngine, run: LadderRun, scope: Any, calendar: WorkCalendar,
-                     config: LadderConfig, digest: str, now: dt.datetime) -> None:
+async def _run_scope(
+    engine: AsyncEngine,
+    run: LadderRun,
+    scope: Any,
+    calendar: WorkCalendar,
+    config: LadderConfig,
+    digest: str,
+    now: dt.datetime,
+) -> None:
     after = ""
     while True:
-        query = (select(cases)
-                 .outerjoin(case_ladder, case_ladder.c.case_no == cases.c.case_no)
-                 .where(scope, cases.c.case_no > after)
-                 .order_by(cases.c.case_no).limit(CHUNK))
+        query = (
+            select(cases)
+            .outerjoin(case_ladder, case_ladder.c.case_no == cases.c.case_no)
+            .where(scope, cases.c.case_no > after)
+            .order_by(cases.c.case_no)
+            .limit(CHUNK)
+        )
         async with engine.connect() as conn:
             rows = (await conn.execute(query)).all()
             if not rows:
                 return
             numbers = [r.case_no for r in rows]
             held: dict[str, list[Any]] = {n: [] for n in numbers}
-            for s in await conn.execute(select(case_suspensions)
-                                        .where(case_suspensions.c.case_no.in_(numbers))):
+            for s in await conn.execute(
+                select(case_suspensions).where(case_suspensions.c.case_no.in_(numbers))
+            ):
                 held[s.case_no].append(s)
         # pure and CPU-bound (~0.5 ms a case): off the event loop the ingest and API share
         step_rows, ladder_rows = await asyncio.to_thread(
-            _derive, rows, held, run, calendar, config, digest, now)
+            _derive, rows, held, run, calendar, config, digest, now
+        )
         async with engine.begin() as conn:
             await _record(conn, numbers, step_rows, ladder_rows, run)
         after = rows[-1].case_no
 
 
-def _derive(rows: Sequence[Any], held: dict[str, list[Any]], run: LadderRun,
-            calendar: WorkCalendar, config: LadderConfig, digest: str, now: dt.datetime
-            ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def _derive(
+    rows: Sequence[Any],
+    held: dict[str, list[Any]],
+    run: LadderRun,
+    calendar: WorkCalendar,
+    config: LadderConfig,
+    digest: str,
+    now: dt.datetime,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     step_rows: list[dict[str, Any]] = []
     ladder_rows: list[dict[str, Any]] = []
     for row in rows:
@@ -206,31 +246,62 @@ def _derive(rows: Sequence[Any], held: dict[str, list[Any]], run: LadderRun,
         try:
             clock = clock_of(row, held[row.case_no])
             at = standing(clock, row.status, run.today, calendar, config)
-            found = [] if row.status == CaseStatus.WITHDRAWN.value else steps(
-                clock, run.today, calendar, config)
+            found = (
+                []
+                if row.status == CaseStatus.WITHDRAWN.value
+                else steps(clock, run.today, calendar, config)
+            )
         except ValueError as exc:  # UnknownYearError and data the rules refuse
             run.failed[row.case_no] = str(exc)
             continue
-        step_rows += [{"case_no": row.case_no, "at": s.at, "stage": s.stage.value,
-                       "on_date": s.on_date, "days_over": s.days_over, "revision": row.revision,
-                       "recorded_at": now} for s in found]
-        ladder_rows.append({
-            "case_no": row.case_no, "revision": row.revision, "rules_digest": digest,
-            "as_of": run.today, "stage": at.stage.value if at.stage else None,
-            "deadline": at.deadline, "days_over": at.days_over, "overdue": at.overdue,
-            "settled": at.settled, "updated_at": now})
+        step_rows += [
+            {
+                "case_no": row.case_no,
+                "at": s.at,
+                "stage": s.stage.value,
+                "on_date": s.on_date,
+                "days_over": s.days_over,
+                "revision": row.revision,
+                "recorded_at": now,
+            }
+            for s in found
+        ]
+        ladder_rows.append(
+            {
+                "case_no": row.case_no,
+                "revision": row.revision,
+                "rules_digest": digest,
+                "as_of": run.today,
+                "stage": at.stage.value if at.stage else None,
+                "deadline": at.deadline,
+                "days_over": at.days_over,
+                "overdue": at.overdue,
+                "settled": at.settled,
+                "updated_at": now,
+            }
+        )
     return step_rows, ladder_rows
 
 
-async def _record(conn: AsyncConnection, numbers: list[str], step_rows: list[dict[str, Any]],
-                  ladder_rows: list[dict[str, Any]], run: LadderRun) -> None:
+async def _record(
+    conn: AsyncConnection,
+    numbers: list[str],
+    step_rows: list[dict[str, Any]],
+    ladder_rows: list[dict[str, Any]],
+    run: LadderRun,
+) -> None:
     if conn.dialect.name == "sqlite":
         # the write lock first, so that the read below cannot go stale before the writes
         await conn.execute(text("UPDATE case_ladder SET as_of = as_of WHERE 0"))
     if step_rows:
-        recorded = {(r.case_no, r.at, r.stage) for r in await conn.execute(
-            select(case_steps.c.case_no, case_steps.c.at, case_steps.c.stage)
-            .where(case_steps.c.case_no.in_(numbers)))}
+        recorded = {
+            (r.case_no, r.at, r.stage)
+            for r in await conn.execute(
+                select(case_steps.c.case_no, case_steps.c.at, case_steps.c.stage).where(
+                    case_steps.c.case_no.in_(numbers)
+                )
+            )
+        }
         new = [r for r in step_rows if (r["case_no"], r["at"], r["stage"]) not in recorded]
         if new:
             await conn.execute(insert_ignore(conn.dialect, case_steps), new)
@@ -240,8 +311,7 @@ async def _record(conn: AsyncConnection, numbers: list[str], step_rows: list[dic
 
 
 def _upsert_ladder(dialect: str) -> Any:
-    stmt = (postgresql.insert(case_ladder) if dialect == "postgresql"
-            else sqlite.insert(case_ladder))
+    stmt = postgresql.insert(case_ladder) if dialect == "postgresql" else sqlite.insert(case_ladder)
     keep = {c.name: stmt.excluded[c.name] for c in case_ladder.c if c.name != "case_no"}
     return stmt.on_conflict_do_update(index_elements=["case_no"], set_=keep)
 
@@ -265,8 +335,7 @@ async def run_forever(
     while True:
         now = clock()
         try:
-            run = await run_once(engine, business_date(now), calendar, config, now=now,
-                                 since=since)
+            run = await run_once(engine, business_date(now), calendar, config, now=now, since=since)
             if not run.skipped:
                 since = now - SINCE_SLACK
         except Exception:
@@ -274,5 +343,12 @@ async def run_forever(
         await asyncio.sleep(seconds_to_next_run(clock(), every_s))
 
 
-__all__ = ["LadderRun", "Standing", "calendar_from", "rules_digest", "run_forever", "run_once",
-           "standing"]
+__all__ = [
+    "LadderRun",
+    "Standing",
+    "calendar_from",
+    "rules_digest",
+    "run_forever",
+    "run_once",
+    "standing",
+]

@@ -57,8 +57,11 @@ async def seq_floor(engine: AsyncEngine, gateway: str) -> int:
 
 async def registry_view(engine: AsyncEngine) -> list[GatewayAccess]:
     async with engine.connect() as conn:
-        rows = (await conn.execute(select(gateways.c.hall_id, gateways.c.gateway_id,
-                                          gateways.c.revoked_at))).all()
+        rows = (
+            await conn.execute(
+                select(gateways.c.hall_id, gateways.c.gateway_id, gateways.c.revoked_at)
+            )
+        ).all()
     return [GatewayAccess(r.hall_id, r.gateway_id, r.revoked_at is not None) for r in rows]
 
 
@@ -70,50 +73,88 @@ def _reload(config: CentralConfig) -> None:
     os.kill(int(pid_file.read_text().split()[0]), signal.SIGHUP)
 
 
-async def sync(engine: AsyncEngine, config: CentralConfig, store: PkiStore | None = None
-               ) -> BrokerPolicy:
+async def sync(
+    engine: AsyncEngine, config: CentralConfig, store: PkiStore | None = None
+) -> BrokerPolicy:
     """CRL + ACL from the CA ledger and the registry, then a broker reload."""
     store = store or PkiStore.open_or_create(config.pki_dir)
     directory = config.broker_dir
     directory.mkdir(parents=True, exist_ok=True)
-    return sync_broker(store, directory / "acl", directory / "crl.pem",
-                       central_users=config.provisioning.central_users,
-                       registry=await registry_view(engine), reload=lambda: _reload(config))
+    return sync_broker(
+        store,
+        directory / "acl",
+        directory / "crl.pem",
+        central_users=config.provisioning.central_users,
+        registry=await registry_view(engine),
+        reload=lambda: _reload(config),
+    )
 
 
-async def provision(engine: AsyncEngine, config: CentralConfig, hall: str, gateway: str,
-                    out: Path, broker_url: str | None = None) -> Provisioned:
+async def provision(
+    engine: AsyncEngine,
+    config: CentralConfig,
+    hall: str,
+    gateway: str,
+    out: Path,
+    broker_url: str | None = None,
+) -> Provisioned:
     url = broker_url or config.provisioning.broker_url
     parse_broker_url(url)
     async with engine.connect() as conn:
-        row = (await conn.execute(select(gateways.c.hall_id, gateways.c.revoked_at).where(
-            gateways.c.gateway_id == gateway))).first()
+        row = (
+            await conn.execute(
+                select(gateways.c.hall_id, gateways.c.revoked_at).where(
+                    gateways.c.gateway_id == gateway
+                )
+            )
+        ).first()
     if row is not None and row.hall_id != hall:
-        raise ValueError(f"gateway id {gateway} belongs to hall {row.hall_id}; gateway ids "
-                         "are unique across halls")
+        raise ValueError(
+            f"gateway id {gateway} belongs to hall {row.hall_id}; gateway ids "
+            "are unique across halls"
+        )
     if row is not None and row.revoked_at is not None:
         raise ValueError(f"gateway {gateway} was revoked; provision a new gateway id")
     await register(engine, hall, gateway)
     store = PkiStore.open_or_create(config.pki_dir)
-    before = {c.serial for c in store.issued() if c.revoked_at is None
-              and c.common_name == gateway_username(hall, gateway)}
+    before = {
+        c.serial
+        for c in store.issued()
+        if c.revoked_at is None and c.common_name == gateway_username(hall, gateway)
+    }
     identity = store.issue_gateway(hall, gateway)  # supersedes: the old box stops working
     floor = await seq_floor(engine, gateway)
     version_floor = await remote.last_version(engine, gateway)
     key = load_or_create_signing_key(config.command_key_path)
-    bundle = write_bundle(out, identity, url, store.ca.cert, key, {
-        "journal": {"seq_floor": floor}, "commands": {"version_floor": version_floor}})
+    bundle = write_bundle(
+        out,
+        identity,
+        url,
+        store.ca.cert,
+        key,
+        {"journal": {"seq_floor": floor}, "commands": {"version_floor": version_floor}},
+    )
     policy = await sync(engine, config, store)
-    return Provisioned(hall, gateway, bundle, f"{identity.serial:x}", floor, version_floor,
-                       [f"{s:x}" for s in sorted(before)], policy)
+    return Provisioned(
+        hall,
+        gateway,
+        bundle,
+        f"{identity.serial:x}",
+        floor,
+        version_floor,
+        [f"{s:x}" for s in sorted(before)],
+        policy,
+    )
 
 
-async def revoke_gateway(engine: AsyncEngine, config: CentralConfig, gateway: str
-                         ) -> tuple[str, list[str], BrokerPolicy]:
+async def revoke_gateway(
+    engine: AsyncEngine, config: CentralConfig, gateway: str
+) -> tuple[str, list[str], BrokerPolicy]:
     """Registry, certificates and broker: the gateway is silenced at once."""
     async with engine.connect() as conn:
-        hall = (await conn.execute(select(gateways.c.hall_id).where(
-            gateways.c.gateway_id == gateway))).scalar()
+        hall = (
+            await conn.execute(select(gateways.c.hall_id).where(gateways.c.gateway_id == gateway))
+        ).scalar()
     if hall is None:
         raise ValueError(f"unknown gateway {gateway!r}")
     await revoke(engine, gateway)
@@ -137,8 +178,9 @@ class GatewayRow:
 
 async def list_gateways(engine: AsyncEngine, config: CentralConfig) -> list[GatewayRow]:
     async with engine.connect() as conn:
-        rows = (await conn.execute(select(gateways).order_by(
-            gateways.c.hall_id, gateways.c.gateway_id))).all()
+        rows = (
+            await conn.execute(select(gateways).order_by(gateways.c.hall_id, gateways.c.gateway_id))
+        ).all()
     certificates: dict[str, tuple[str, datetime]] = {}
     if (config.pki_dir / PkiStore.CA_KEY).exists():
         for cert in PkiStore.open(config.pki_dir).issued():
@@ -148,7 +190,16 @@ async def list_gateways(engine: AsyncEngine, config: CentralConfig) -> list[Gate
     out = []
     for r in rows:
         cert = certificates.get(gateway_username(r.hall_id, r.gateway_id))
-        out.append(GatewayRow(r.hall_id, r.gateway_id, r.registered_at, r.revoked_at,
-                              r.committed_through, r.online, cert[0] if cert else None,
-                              cert[1] if cert else None))
+        out.append(
+            GatewayRow(
+                r.hall_id,
+                r.gateway_id,
+                r.registered_at,
+                r.revoked_at,
+                r.committed_through,
+                r.online,
+                cert[0] if cert else None,
+                cert[1] if cert else None,
+            )
+        )
     return out

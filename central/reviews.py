@@ -77,36 +77,59 @@ class Evaluation:
         return tuple(dict.fromkeys([*gateway, *self.correlation_flags]))
 
 
-async def _correlation(conn: AsyncConnection, gateway: str, seq: int
-                       ) -> tuple[int | None, tuple[str, ...]]:
+async def _correlation(
+    conn: AsyncConnection, gateway: str, seq: int
+) -> tuple[int | None, tuple[str, ...]]:
     heads, results = correlation_heads, correlation_results
-    row = (await conn.execute(
-        select(results.c.version, results.c.flags)
-        .join(heads, and_(heads.c.gateway_id == results.c.gateway_id,
-                          heads.c.seq == results.c.seq, heads.c.version == results.c.version))
-        .where(results.c.gateway_id == gateway, results.c.seq == seq))).first()
+    row = (
+        await conn.execute(
+            select(results.c.version, results.c.flags)
+            .join(
+                heads,
+                and_(
+                    heads.c.gateway_id == results.c.gateway_id,
+                    heads.c.seq == results.c.seq,
+                    heads.c.version == results.c.version,
+                ),
+            )
+            .where(results.c.gateway_id == gateway, results.c.seq == seq)
+        )
+    ).first()
     if row is None:
         return None, ()
     return row.version, tuple(str(f) for f in (row.flags or []))
 
 
-async def _linked_to_department(conn: AsyncConnection, gateway: str, seq: int,
-                                department: str) -> bool:
+async def _linked_to_department(
+    conn: AsyncConnection, gateway: str, seq: int, department: str
+) -> bool:
     heads, links = correlation_heads, correlation_case_links
-    query = select(exists().where(
-        heads.c.gateway_id == gateway, heads.c.seq == seq,
-        links.c.gateway_id == heads.c.gateway_id, links.c.seq == heads.c.seq,
-        links.c.version == heads.c.version, links.c.case_no == cases.c.case_no,
-        cases.c.department == department))
+    query = select(
+        exists().where(
+            heads.c.gateway_id == gateway,
+            heads.c.seq == seq,
+            links.c.gateway_id == heads.c.gateway_id,
+            links.c.seq == heads.c.seq,
+            links.c.version == heads.c.version,
+            links.c.case_no == cases.c.case_no,
+            cases.c.department == department,
+        )
+    )
     return bool((await conn.execute(query)).scalar())
 
 
-async def visible(conn: AsyncConnection, who: Principal, gateway: str, seq: int
-                  ) -> Evaluation | None:
+async def visible(
+    conn: AsyncConnection, who: Principal, gateway: str, seq: int
+) -> Evaluation | None:
     """The evaluation if it exists and the caller may see it; None for both other cases, so
     that an id outside one's scope answers exactly like one that does not exist."""
-    row = (await conn.execute(select(events).where(
-        events.c.gateway_id == gateway, events.c.seq == seq, events.c.kind == KEY_KIND))).first()
+    row = (
+        await conn.execute(
+            select(events).where(
+                events.c.gateway_id == gateway, events.c.seq == seq, events.c.kind == KEY_KIND
+            )
+        )
+    ).first()
     if row is None:
         return None
     try:
@@ -119,23 +142,36 @@ async def visible(conn: AsyncConnection, who: Principal, gateway: str, seq: int
     if who.role is Role.HALL_MANAGER and row.hall_id != who.hall:
         return None
     if who.role is Role.DEPARTMENT_LEADER and not (
-            who.department and await _linked_to_department(conn, gateway, seq, who.department)):
+        who.department and await _linked_to_department(conn, gateway, seq, who.department)
+    ):
         return None
     if not may(who, Area.EVALUATIONS):
         return None
     version, flags = await _correlation(conn, gateway, seq)
-    return Evaluation(gateway=gateway, seq=seq, hall=row.hall_id,
-                      window=key.window, key=key.key,
-                      utc=row.utc, marks=marks, correlation_version=version,
-                      correlation_flags=flags)
+    return Evaluation(
+        gateway=gateway,
+        seq=seq,
+        hall=row.hall_id,
+        window=key.window,
+        key=key.key,
+        utc=row.utc,
+        marks=marks,
+        correlation_version=version,
+        correlation_flags=flags,
+    )
 
 
 async def history(conn: AsyncConnection, gateway: str, seq: int) -> list[Any]:
     """Every review of the evaluation, oldest first."""
-    return list((await conn.execute(
-        select(evaluation_reviews)
-        .where(evaluation_reviews.c.gateway_id == gateway, evaluation_reviews.c.seq == seq)
-        .order_by(evaluation_reviews.c.flag, evaluation_reviews.c.generation))).all())
+    return list(
+        (
+            await conn.execute(
+                select(evaluation_reviews)
+                .where(evaluation_reviews.c.gateway_id == gateway, evaluation_reviews.c.seq == seq)
+                .order_by(evaluation_reviews.c.flag, evaluation_reviews.c.generation)
+            )
+        ).all()
+    )
 
 
 def current_ids(rows: list[Any]) -> set[int]:
@@ -144,8 +180,17 @@ def current_ids(rows: list[Any]) -> set[int]:
     return {r.id for r in rows if r.id not in replaced}
 
 
-async def record(engine: AsyncEngine, who: Principal, gateway: str, seq: int, *, flag: str,
-                 decision: Decision, note: str, supersedes: int | None) -> Any:
+async def record(
+    engine: AsyncEngine,
+    who: Principal,
+    gateway: str,
+    seq: int,
+    *,
+    flag: str,
+    decision: Decision,
+    note: str,
+    supersedes: int | None,
+) -> Any:
     """Store a supervisor's decision on one flag; returns the new row."""
     if not may(who, Area.REVIEW_DECIDE):
         raise ReviewError(403, "仅监察室可复核 / only supervisors review flags")
@@ -155,44 +200,78 @@ async def record(engine: AsyncEngine, who: Principal, gateway: str, seq: int, *,
             raise ReviewError(404, "评价不存在 / no such evaluation")
         if flag not in evaluation.flags:
             raise ReviewError(422, f"该评价没有标记 {flag} / the evaluation is not flagged {flag}")
-        previous = (await conn.execute(
-            select(evaluation_reviews)
-            .where(evaluation_reviews.c.gateway_id == gateway, evaluation_reviews.c.seq == seq,
-                   evaluation_reviews.c.flag == flag)
-            .order_by(evaluation_reviews.c.generation.desc()).limit(1))).first()
+        previous = (
+            await conn.execute(
+                select(evaluation_reviews)
+                .where(
+                    evaluation_reviews.c.gateway_id == gateway,
+                    evaluation_reviews.c.seq == seq,
+                    evaluation_reviews.c.flag == flag,
+                )
+                .order_by(evaluation_reviews.c.generation.desc())
+                .limit(1)
+            )
+        ).first()
         latest = None if previous is None else previous.id
         if supersedes != latest:
-            raise ReviewError(409, "复核已被他人更新，请刷新后再试 / the flag was reviewed "
-                                   f"meanwhile (current review: {latest}); reload and retry")
+            raise ReviewError(
+                409,
+                "复核已被他人更新，请刷新后再试 / the flag was reviewed "
+                f"meanwhile (current review: {latest}); reload and retry",
+            )
         generation = 1 if previous is None else previous.generation + 1
         try:
-            result = await conn.execute(insert(evaluation_reviews).values(
-                gateway_id=gateway, seq=seq, hall_id=evaluation.hall, flag=flag,
-                decision=decision.value, note=note, generation=generation,
-                supersedes=latest, evaluation_version=evaluation.correlation_version,
-                reviewer=who.label or who.role.value, reviewer_role=who.role.value,
-                created_at=utc_now()).returning(evaluation_reviews))
+            result = await conn.execute(
+                insert(evaluation_reviews)
+                .values(
+                    gateway_id=gateway,
+                    seq=seq,
+                    hall_id=evaluation.hall,
+                    flag=flag,
+                    decision=decision.value,
+                    note=note,
+                    generation=generation,
+                    supersedes=latest,
+                    evaluation_version=evaluation.correlation_version,
+                    reviewer=who.label or who.role.value,
+                    reviewer_role=who.role.value,
+                    created_at=utc_now(),
+                )
+                .returning(evaluation_reviews)
+            )
             row = result.one()
         except IntegrityError:
-            raise ReviewError(409, "复核已被他人更新，请刷新后再试 / the flag was reviewed "
-                                   "meanwhile; reload and retry") from None
+            raise ReviewError(
+                409,
+                "复核已被他人更新，请刷新后再试 / the flag was reviewed "
+                "meanwhile; reload and retry",
+            ) from None
     return row
 
 
 async def evidence(conn: AsyncConnection, evaluation: Evaluation) -> list[dict[str, Any]]:
     """The camera verdicts journaled for this key press (normally one)."""
-    rows = (await conn.execute(
-        select(events.c.seq, events.c.body).where(
-            events.c.gateway_id == evaluation.gateway, events.c.kind == VERDICT_KIND,
-            events.c.seq > evaluation.seq, events.c.seq <= evaluation.seq + VERDICT_SEQ_SPAN,
-            events.c.utc <= evaluation.utc + VERDICT_TIME_SPAN)
-        .order_by(events.c.seq))).all()
-    return [{"seq": r.seq, **r.body} for r in rows
-            if (r.body or {}).get("key_seq") == evaluation.seq]
+    rows = (
+        await conn.execute(
+            select(events.c.seq, events.c.body)
+            .where(
+                events.c.gateway_id == evaluation.gateway,
+                events.c.kind == VERDICT_KIND,
+                events.c.seq > evaluation.seq,
+                events.c.seq <= evaluation.seq + VERDICT_SEQ_SPAN,
+                events.c.utc <= evaluation.utc + VERDICT_TIME_SPAN,
+            )
+            .order_by(events.c.seq)
+        )
+    ).all()
+    return [
+        {"seq": r.seq, **r.body} for r in rows if (r.body or {}).get("key_seq") == evaluation.seq
+    ]
 
 
-async def recent(engine: AsyncEngine, who: Principal, *, hall: str | None, limit: int
-                 ) -> tuple[list[Any], set[int]]:
+async def recent(
+    engine: AsyncEngine, who: Principal, *, hall: str | None, limit: int
+) -> tuple[list[Any], set[int]]:
     """The latest reviews in the caller's halls (supervisors and hall managers), and which of
     them a later review replaces."""
     query = select(evaluation_reviews).order_by(evaluation_reviews.c.id.desc()).limit(limit)
@@ -206,7 +285,17 @@ async def recent(engine: AsyncEngine, who: Principal, *, hall: str | None, limit
     async with engine.connect() as conn:
         rows = list((await conn.execute(query)).all())
         ids = [r.id for r in rows]
-        replaced = set() if not ids else set((await conn.execute(
-            select(evaluation_reviews.c.supersedes)
-            .where(evaluation_reviews.c.supersedes.in_(ids)))).scalars())
+        replaced = (
+            set()
+            if not ids
+            else set(
+                (
+                    await conn.execute(
+                        select(evaluation_reviews.c.supersedes).where(
+                            evaluation_reviews.c.supersedes.in_(ids)
+                        )
+                    )
+                ).scalars()
+            )
+        )
     return rows, replaced

@@ -35,34 +35,48 @@ def hall_scope(who: Principal, column: Any) -> Any:
     return hall_filter(who, column, Area.EVALUATIONS)
 
 
-async def load(engine: AsyncEngine, who: Principal, period: DateRange, calendar: WorkCalendar,
-               *, hall: str | None = None, department: str | None = None) -> Facts:
+async def load(
+    engine: AsyncEngine,
+    who: Principal,
+    period: DateRange,
+    calendar: WorkCalendar,
+    *,
+    hall: str | None = None,
+    department: str | None = None,
+) -> Facts:
     """Every fact the caller may see for ``period``, optionally of one hall / department."""
     if who.role is Role.HALL_MANAGER:
         hall = who.hall if hall in (None, who.hall) else "\0none"
     if who.role is Role.DEPARTMENT_LEADER:
         department = who.department if department in (None, who.department) else "\0none"
     async with engine.connect() as conn:
-        return await correlation_facts.load(conn, period, calendar, hall=hall,
-                                            department=department)
+        return await correlation_facts.load(
+            conn, period, calendar, hall=hall, department=department
+        )
 
 
 async def correlated(engine: AsyncEngine, period: DateRange) -> bool:
     """Has correlation run for any hall-day of the period? (If not, evaluation figures are
     "no data yet" rather than zero.)"""
-    query = select(exists().where(correlation_days.c.business_day >= period.first,
-                                  correlation_days.c.business_day <= period.last))
+    query = select(
+        exists().where(
+            correlation_days.c.business_day >= period.first,
+            correlation_days.c.business_day <= period.last,
+        )
+    )
     async with engine.connect() as conn:
         return bool((await conn.execute(query)).scalar())
 
 
-def compute(facts: Facts, period: DateRange, by: Grouping, calendar: WorkCalendar
-            ) -> dict[GroupKey, Indicators]:
+def compute(
+    facts: Facts, period: DateRange, by: Grouping, calendar: WorkCalendar
+) -> dict[GroupKey, Indicators]:
     return correlation_facts.indicators(facts, period, by, calendar)
 
 
 def narrowed(facts: Facts, *, window: str | None = None, staff: str | None = None) -> Facts:
     """The facts of one window or one staff member (drilling down inside a hall)."""
+
     def keep(win: str | None, person: str | None) -> bool:
         return (window is None or win == window) and (staff is None or person == staff)
 
@@ -72,11 +86,13 @@ def narrowed(facts: Facts, *, window: str | None = None, staff: str | None = Non
         evaluations=[e for e in facts.evaluations if keep(e.window, e.staff)],
         case_evaluations=[e for e in facts.case_evaluations if keep(e.window, e.staff)],
         sessions=[s for s in facts.sessions if keep(s.window, s.staff)],
-        staffing=[s for s in facts.staffing if keep(s.window, s.staff)])
+        staffing=[s for s in facts.staffing if keep(s.window, s.staff)],
+    )
 
 
-def daily(facts: Facts, period: DateRange, calendar: WorkCalendar
-          ) -> list[tuple[dt.date, Indicators | None]]:
+def daily(
+    facts: Facts, period: DateRange, calendar: WorkCalendar
+) -> list[tuple[dt.date, Indicators | None]]:
     """One ``Grouping.ALL`` result per day, from that day's facts: cases accepted or completed
     on it, its evaluations and sessions (plus earlier evaluations of its cases, for 评价率),
     staffing touching it; None for a day without any. Open-case counts (overdue_open) are the
@@ -103,8 +119,9 @@ def daily(facts: Facts, period: DateRange, calendar: WorkCalendar
     out: list[tuple[dt.date, Indicators | None]] = []
     for d, day in sorted(days.items()):
         end = day_start(d + dt.timedelta(days=1))
-        day.case_evaluations = [e for c in day.cases for e in by_case.get(c.case_no, [])
-                                if e.evaluated_at < end]
+        day.case_evaluations = [
+            e for c in day.cases for e in by_case.get(c.case_no, []) if e.evaluated_at < end
+        ]
         result = compute(day, DateRange(d, d), Grouping.ALL, calendar)
         out.append((d, next(iter(result.values()), None)))
     return out
@@ -112,8 +129,7 @@ def daily(facts: Facts, period: DateRange, calendar: WorkCalendar
 
 def ratio(value: Any) -> dict[str, Any]:
     """A Ratio as JSON: numerator, denominator, value (None: no data, not 0 %)."""
-    return {"numerator": value.numerator, "denominator": value.denominator,
-            "value": value.value}
+    return {"numerator": value.numerator, "denominator": value.denominator, "value": value.value}
 
 
 def indicators_doc(ind: Indicators) -> dict[str, Any]:
@@ -141,13 +157,20 @@ def indicators_doc(ind: Indicators) -> dict[str, Any]:
 
 def staff_names(facts: Facts) -> dict[tuple[str, str], str]:
     """(hall, staff number) → name, from the halls' setups (where they name their staff)."""
-    return {(hall, number): name for hall, setup in facts.halls.items()
-            for number, name in setup.staff.items()}
+    return {
+        (hall, number): name
+        for hall, setup in facts.halls.items()
+        for number, name in setup.staff.items()
+    }
 
 
 def group_doc(key: GroupKey) -> dict[str, str | None]:
-    return {"hall": key.hall, "department": key.department, "window": key.window,
-            "staff": key.staff}
+    return {
+        "hall": key.hall,
+        "department": key.department,
+        "window": key.window,
+        "staff": key.staff,
+    }
 
 
 def sorted_groups(result: dict[GroupKey, Indicators]) -> Sequence[Indicators]:

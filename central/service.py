@@ -31,15 +31,27 @@ class Aggregator:
         self.config = config
         self.engine = make_engine(config.database_url)
         self.ingestor = Ingestor(
-            self.engine, quarantine_rows=config.ingest.quarantine_rows_per_gateway,
-            quarantine_bytes=int(config.ingest.quarantine_mb_per_gateway * 1024 * 1024))
+            self.engine,
+            quarantine_rows=config.ingest.quarantine_rows_per_gateway,
+            quarantine_bytes=int(config.ingest.quarantine_mb_per_gateway * 1024 * 1024),
+        )
         self.supervisor = Supervisor(on_failed=self._task_failed)
         limits = config.ingest
-        admission = Admission(limits.gateway_mb_per_s * 1024 * 1024,
-                              limits.gateway_messages_per_s,
-                              limits.gateway_burst_s) if limits.throttle else None
-        self.consumer = Consumer(config.broker, limits.max_pending,
-                                 self.supervisor.record(CONSUMER_TASK), admission=admission)
+        admission = (
+            Admission(
+                limits.gateway_mb_per_s * 1024 * 1024,
+                limits.gateway_messages_per_s,
+                limits.gateway_burst_s,
+            )
+            if limits.throttle
+            else None
+        )
+        self.consumer = Consumer(
+            config.broker,
+            limits.max_pending,
+            self.supervisor.record(CONSUMER_TASK),
+            admission=admission,
+        )
         self.failure: str | None = None  # a task given up: the process should stop
         self.failed = asyncio.Event()
 
@@ -58,11 +70,20 @@ class Aggregator:
         spawn("ingest", self._ingest_loop)
         spawn("ingest.drops", self._report_drops)
         signer = CommandSigner(load_or_create_signing_key(self.config.command_key_path))
-        spawn("commands", lambda: remote.run_forever(
-            self.engine, signer, self.consumer.publish, self.consumer.connected.is_set))
-        spawn("ledger", lambda: ledger.run_forever(
-            self.engine, seal_every_s=self.config.ledger.seal_every_s,
-            seal_file=self.config.seal_file))
+        spawn(
+            "commands",
+            lambda: remote.run_forever(
+                self.engine, signer, self.consumer.publish, self.consumer.connected.is_set
+            ),
+        )
+        spawn(
+            "ledger",
+            lambda: ledger.run_forever(
+                self.engine,
+                seal_every_s=self.config.ledger.seal_every_s,
+                seal_file=self.config.seal_file,
+            ),
+        )
         spawn("timeseries", lambda: timeseries.run_forever(self.engine, self.config.timeseries))
         spawn("correlation", correlation)  # + follow-up
 
@@ -72,8 +93,11 @@ class Aggregator:
 
     async def stop(self) -> None:
         """Close everything, each part even when another fails; the database last."""
-        for what, step in (("tasks", self.supervisor.stop), ("consumer", self.consumer.stop),
-                           ("database", self.engine.dispose)):
+        for what, step in (
+            ("tasks", self.supervisor.stop),
+            ("consumer", self.consumer.stop),
+            ("database", self.engine.dispose),
+        ):
             try:
                 await step()
             except Exception:
@@ -86,8 +110,7 @@ class Aggregator:
                 await self._handle(group)
             except Exception:
                 # nothing was acknowledged: the gateways resend after their ack timeout
-                log.exception("ingest: a group of %d messages failed; awaiting resend",
-                              len(group))
+                log.exception("ingest: a group of %d messages failed; awaiting resend", len(group))
                 await asyncio.sleep(0.5)
             finally:
                 for msg in group:
@@ -114,8 +137,11 @@ class Aggregator:
             reported = now
 
     async def _handle(self, group: list[Incoming]) -> None:
-        side = ("/" + topics.Channel.STATE, "/" + topics.Channel.RESULT,
-                "/" + topics.Channel.EVIDENCE)
+        side = (
+            "/" + topics.Channel.STATE,
+            "/" + topics.Channel.RESULT,
+            "/" + topics.Channel.EVIDENCE,
+        )
         batches = [m for m in group if not m.topic.endswith(side)]
         for msg in group:
             try:
@@ -136,14 +162,22 @@ class Aggregator:
     async def _receive_evidence(self, msg: Incoming) -> None:
         receipt = await evidence.receive(self.engine, self.vault, msg.topic, msg.payload)
         if receipt is not None:
-            self.consumer.publish(topics.topic(receipt.hall, receipt.gateway,
-                                               topics.Channel.RECEIPT), encode(receipt))
+            self.consumer.publish(
+                topics.topic(receipt.hall, receipt.gateway, topics.Channel.RECEIPT), encode(receipt)
+            )
 
     def _acknowledge(self, decision: AckDecision) -> None:
-        ack = Ack(hall=decision.hall, gateway=decision.gateway,
-                  committed_through=decision.committed_through,
-                  replay_from=decision.replay_from, utc=utc_now(), epoch=decision.epoch,
-                  rebase_to=decision.rebase_to)
+        ack = Ack(
+            hall=decision.hall,
+            gateway=decision.gateway,
+            committed_through=decision.committed_through,
+            replay_from=decision.replay_from,
+            utc=utc_now(),
+            epoch=decision.epoch,
+            rebase_to=decision.rebase_to,
+        )
         # unset fields stay off the wire: gateways older than epochs refuse unknown keys
-        self.consumer.publish(topics.topic(decision.hall, decision.gateway, topics.Channel.ACK),
-                              ack.model_dump_json(exclude_none=True).encode())
+        self.consumer.publish(
+            topics.topic(decision.hall, decision.gateway, topics.Channel.ACK),
+            ack.model_dump_json(exclude_none=True).encode(),
+        )

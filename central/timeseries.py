@@ -67,8 +67,9 @@ METRICS: dict[str, str] = {
     "hallwatch_gateway_last_batch_age_seconds": "seconds since central stored a batch (sampled)",
 }
 
-ALLOWED_TAGS = frozenset({"hall", "gateway", "window", "service", "camera", "key", "label",
-                          "status", "source"})
+ALLOWED_TAGS = frozenset(
+    {"hall", "gateway", "window", "service", "camera", "key", "label", "status", "source"}
+)
 
 LOCK_KEY = 0x6877_7473  # "hwts": one sink writer at a time on PostgreSQL
 SAMPLING_ROW = "*"  # timeseries_progress row of the gateway gauges' last sampling slot
@@ -143,8 +144,12 @@ class Deriver:
             try:  # decoded with its protocol model first: the handlers read a checked body
                 KINDS[ev.kind].model_validate(ev.body)
             except ValidationError:
-                log.warning("timeseries: event %s:%d (%s) does not fit its model, skipped",
-                            ev.gateway, ev.seq, ev.kind)
+                log.warning(
+                    "timeseries: event %s:%d (%s) does not fit its model, skipped",
+                    ev.gateway,
+                    ev.seq,
+                    ev.kind,
+                )
                 return []
             handler(self, ev, out)
         return [self._unique(s) for s in out]
@@ -194,13 +199,23 @@ class Deriver:
             elif waited is not None:
                 seconds = _elapsed(waited, ev)
                 if seconds is not None and 0 <= seconds <= MAX_WAIT_S:
-                    emit("hallwatch_wait", "seconds", round(seconds, 3),
-                         service=waited.service, window=window)
+                    emit(
+                        "hallwatch_wait",
+                        "seconds",
+                        round(seconds, 3),
+                        service=waited.service,
+                        window=window,
+                    )
         elif kind == "HB" and b.get("waiting") is not None:
             emit("hallwatch_queue", "waiting_total", int(b["waiting"]))
         elif kind in ("LI", "RS", "LO", "PS") and window is not None:
-            emit("hallwatch_window", "present", 1 if kind in ("LI", "RS") else 0,
-                 window=window, source="queue")
+            emit(
+                "hallwatch_window",
+                "present",
+                1 if kind in ("LI", "RS") else 0,
+                window=window,
+                source="queue",
+            )
 
     @staticmethod
     def _enqueue(q: _GatewayQueue, ticket: str, service: str | None, ev: StoredEvent) -> None:
@@ -223,46 +238,86 @@ class Deriver:
             return  # the device's repeat of an evaluation already journaled
         key = int(b["key"])
         status = next((m.lower() for m in marks), "ok")
-        out.append(_sample(ev, "hallwatch_evaluation", "count", 1, window=b.get("window"),
-                           key=key, label=KEY_LABELS.get(key, str(key)), status=status))
+        out.append(
+            _sample(
+                ev,
+                "hallwatch_evaluation",
+                "count",
+                1,
+                window=b.get("window"),
+                key=key,
+                label=KEY_LABELS.get(key, str(key)),
+                status=status,
+            )
+        )
 
     def _invite(self, ev: StoredEvent, out: list[Sample]) -> None:
         if ev.body.get("status") == "ok":
-            out.append(_sample(ev, "hallwatch_invitation", "sent", 1,
-                               window=ev.body.get("window")))
+            out.append(_sample(ev, "hallwatch_invitation", "sent", 1, window=ev.body.get("window")))
 
     def _invite_timeout(self, ev: StoredEvent, out: list[Sample]) -> None:
         if "RETRANSMIT" not in (ev.body.get("marks") or []):
-            out.append(_sample(ev, "hallwatch_invitation", "timeout", 1,
-                               window=ev.body.get("window")))
+            out.append(
+                _sample(ev, "hallwatch_invitation", "timeout", 1, window=ev.body.get("window"))
+            )
 
     def _health(self, ev: StoredEvent, out: list[Sample]) -> None:
         b = ev.body
         for name in ("online", "stuck_key", "display_failed", "keys_disabled"):
-            out.append(_sample(ev, "hallwatch_evaluator", name, 1 if b.get(name) else 0,
-                               window=b.get("window")))
+            out.append(
+                _sample(
+                    ev, "hallwatch_evaluator", name, 1 if b.get(name) else 0, window=b.get("window")
+                )
+            )
 
     def _fault(self, ev: StoredEvent, out: list[Sample]) -> None:
         out.append(_sample(ev, "hallwatch_evaluator", "faults", 1, window=ev.body.get("window")))
 
     def _camera_health(self, ev: StoredEvent, out: list[Sample]) -> None:
         state = ev.body.get("state")
-        out.append(_sample(ev, "hallwatch_camera", "online", 1 if state == "online" else 0,
-                           camera=ev.body.get("camera")))
+        out.append(
+            _sample(
+                ev,
+                "hallwatch_camera",
+                "online",
+                1 if state == "online" else 0,
+                camera=ev.body.get("camera"),
+            )
+        )
         # streaming but unable to judge (frozen, too dark, flicker, no reference): a
         # different fault from a camera that is down, with a different remedy
-        out.append(_sample(ev, "hallwatch_camera", "blind",
-                           0 if state in ("online", "offline", "stalled") else 1,
-                           camera=ev.body.get("camera")))
+        out.append(
+            _sample(
+                ev,
+                "hallwatch_camera",
+                "blind",
+                0 if state in ("online", "offline", "stalled") else 1,
+                camera=ev.body.get("camera"),
+            )
+        )
 
     def _camera_presence(self, ev: StoredEvent, out: list[Sample]) -> None:
-        out.append(_sample(ev, "hallwatch_window", "present",
-                           1 if ev.body.get("staff") == "present" else 0,
-                           window=ev.body.get("window"), source="camera"))
+        out.append(
+            _sample(
+                ev,
+                "hallwatch_window",
+                "present",
+                1 if ev.body.get("staff") == "present" else 0,
+                window=ev.body.get("window"),
+                source="camera",
+            )
+        )
 
     def _camera_waiting(self, ev: StoredEvent, out: list[Sample]) -> None:
-        out.append(_sample(ev, "hallwatch_waiting_area", "people", int(ev.body["count"]),
-                           camera=ev.body.get("camera")))
+        out.append(
+            _sample(
+                ev,
+                "hallwatch_waiting_area",
+                "people",
+                int(ev.body["count"]),
+                camera=ev.body.get("camera"),
+            )
+        )
 
 
 _HANDLERS = {
@@ -286,10 +341,10 @@ def _elapsed(start: _Waiting, ev: StoredEvent) -> float | None:
     return (ev.at - start.at).total_seconds()
 
 
-def _sample(ev: StoredEvent, measurement: str, name: str, value: float, **tags: object
-            ) -> Sample:
-    return make_sample(measurement, name, value, _ms(ev.at), hall=ev.hall, gateway=ev.gateway,
-                       **tags)
+def _sample(ev: StoredEvent, measurement: str, name: str, value: float, **tags: object) -> Sample:
+    return make_sample(
+        measurement, name, value, _ms(ev.at), hall=ev.hall, gateway=ev.gateway, **tags
+    )
 
 
 def make_sample(measurement: str, name: str, value: float, ms: int, **tags: object) -> Sample:
@@ -310,12 +365,14 @@ def gateway_samples(rows: Iterable[Any], now: datetime, ms: int) -> list[Sample]
         out.append(make_sample("hallwatch_gateway", "online", 1 if row.online else 0, ms, **tags))
         journal = (row.state or {}).get("journal") or {}
         if journal.get("backlog") is not None:
-            out.append(make_sample("hallwatch_gateway", "backlog", journal["backlog"], ms,
-                                   **tags))
+            out.append(make_sample("hallwatch_gateway", "backlog", journal["backlog"], ms, **tags))
         if row.last_batch_at is not None:
             age = max(0.0, (now - row.last_batch_at).total_seconds())
-            out.append(make_sample("hallwatch_gateway", "last_batch_age_seconds", round(age, 3),
-                                   ms, **tags))
+            out.append(
+                make_sample(
+                    "hallwatch_gateway", "last_batch_age_seconds", round(age, 3), ms, **tags
+                )
+            )
     return out
 
 
@@ -337,8 +394,13 @@ class Writer:
 
         self.cfg = cfg
         self._client = InfluxDBClient(
-            url=cfg.url, token=cfg.token.get_secret_value(), org=cfg.org,
-            timeout=int(cfg.timeout_s * 1000), auth_basic=cfg.auth_basic, debug=False)
+            url=cfg.url,
+            token=cfg.token.get_secret_value(),
+            org=cfg.org,
+            timeout=int(cfg.timeout_s * 1000),
+            auth_basic=cfg.auth_basic,
+            debug=False,
+        )
         self._api = self._client.write_api(write_options=SYNCHRONOUS)
 
     async def write(self, samples: Sequence[Sample]) -> None:
@@ -355,9 +417,12 @@ class Writer:
                 p.tag(k, v)
             points.append(p)
         for start in range(0, len(points), self.cfg.write_chunk):
-            self._api.write(bucket=self.cfg.bucket, org=self.cfg.org,
-                            record=points[start:start + self.cfg.write_chunk],
-                            write_precision=WritePrecision.MS)
+            self._api.write(
+                bucket=self.cfg.bucket,
+                org=self.cfg.org,
+                record=points[start : start + self.cfg.write_chunk],
+                write_precision=WritePrecision.MS,
+            )
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
@@ -376,8 +441,9 @@ class SinkStats:
 class TimeseriesSink:
     """One pass at a time (``run_once``); ``run_forever`` loops it."""
 
-    def __init__(self, engine: AsyncEngine, cfg: TimeseriesConfig,
-                 writer: Writer | None = None) -> None:
+    def __init__(
+        self, engine: AsyncEngine, cfg: TimeseriesConfig, writer: Writer | None = None
+    ) -> None:
         self.engine = engine
         self.cfg = cfg
         self.writer = writer or Writer(cfg)
@@ -390,8 +456,14 @@ class TimeseriesSink:
         now = now or datetime.now(UTC)
         async with self.engine.connect() as conn:
             postgres = conn.dialect.name == "postgresql"
-            if postgres and not (await conn.execute(
-                    text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": LOCK_KEY})).scalar():
+            if (
+                postgres
+                and not (
+                    await conn.execute(
+                        text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": LOCK_KEY}
+                    )
+                ).scalar()
+            ):
                 return 0  # another aggregator process is the writer just now
             samples, advanced, read = await self._collect(conn)
             slot = int(now.timestamp()) // self.cfg.gateway_sample_s
@@ -420,14 +492,20 @@ class TimeseriesSink:
         self.stats.samples_written += len(samples)
         return read
 
-    async def _collect(self, conn: AsyncConnection
-                       ) -> tuple[list[Sample], dict[str, int], int]:
-        todo = (await conn.execute(
-            select(gateways.c.gateway_id, gateways.c.committed_through,
-                   timeseries_progress.c.through_seq)
-            .outerjoin(timeseries_progress,
-                       timeseries_progress.c.gateway_id == gateways.c.gateway_id)
-            .order_by(gateways.c.gateway_id))).all()
+    async def _collect(self, conn: AsyncConnection) -> tuple[list[Sample], dict[str, int], int]:
+        todo = (
+            await conn.execute(
+                select(
+                    gateways.c.gateway_id,
+                    gateways.c.committed_through,
+                    timeseries_progress.c.through_seq,
+                )
+                .outerjoin(
+                    timeseries_progress, timeseries_progress.c.gateway_id == gateways.c.gateway_id
+                )
+                .order_by(gateways.c.gateway_id)
+            )
+        ).all()
         samples: list[Sample] = []
         advanced: dict[str, int] = {}
         read = 0
@@ -447,48 +525,78 @@ class TimeseriesSink:
 
     @staticmethod
     async def _through(conn: AsyncConnection, gateway: str) -> int:
-        value = (await conn.execute(select(timeseries_progress.c.through_seq).where(
-            timeseries_progress.c.gateway_id == gateway))).scalar()
+        value = (
+            await conn.execute(
+                select(timeseries_progress.c.through_seq).where(
+                    timeseries_progress.c.gateway_id == gateway
+                )
+            )
+        ).scalar()
         return int(value or 0)
 
-    async def _events(self, conn: AsyncConnection, gateway: str, after: int, through: int,
-                      kinds: Sequence[str] | None = None, limit: int | None = None
-                      ) -> list[StoredEvent]:
+    async def _events(
+        self,
+        conn: AsyncConnection,
+        gateway: str,
+        after: int,
+        through: int,
+        kinds: Sequence[str] | None = None,
+        limit: int | None = None,
+    ) -> list[StoredEvent]:
         clock = boot_clocks
-        query = (select(events, clock.c.offset_us)
-                 .select_from(events.outerjoin(clock, and_(
-                     clock.c.gateway_id == events.c.gateway_id, clock.c.boot == events.c.boot)))
-                 .where(events.c.gateway_id == gateway, events.c.seq > after,
-                        events.c.seq <= through)
-                 .order_by(events.c.seq).limit(limit or self.cfg.batch_events))
+        query = (
+            select(events, clock.c.offset_us)
+            .select_from(
+                events.outerjoin(
+                    clock,
+                    and_(clock.c.gateway_id == events.c.gateway_id, clock.c.boot == events.c.boot),
+                )
+            )
+            .where(events.c.gateway_id == gateway, events.c.seq > after, events.c.seq <= through)
+            .order_by(events.c.seq)
+            .limit(limit or self.cfg.batch_events)
+        )
         if kinds is not None:
             query = query.where(events.c.kind.in_(kinds))
         out = []
         for r in (await conn.execute(query)).all():
             # an unsynchronised stamp of a boot that never synchronised cannot be trusted:
             # central's receive time is the better guess for a chart
-            at = corrected_utc(r.utc, r.synced, r.mono_ns, r.offset_us,
-                               r.received_at) or r.received_at
-            out.append(StoredEvent(r.gateway_id, r.seq, r.hall_id, r.kind, at, r.mono_ns,
-                                   r.boot, r.body))
+            at = (
+                corrected_utc(r.utc, r.synced, r.mono_ns, r.offset_us, r.received_at)
+                or r.received_at
+            )
+            out.append(
+                StoredEvent(r.gateway_id, r.seq, r.hall_id, r.kind, at, r.mono_ns, r.boot, r.body)
+            )
         return out
 
     async def _warm(self, conn: AsyncConnection, gateway: str, through: int) -> None:
         """Rebuild the gateway's queue state from the queue events just before the watermark
         (after a restart, or after another process wrote for a while)."""
         self.deriver.forget(gateway)
-        for ev in await self._events(conn, gateway, max(0, through - WARM_EVENTS), through,
-                                     kinds=("queue.event",), limit=WARM_EVENTS):
+        for ev in await self._events(
+            conn,
+            gateway,
+            max(0, through - WARM_EVENTS),
+            through,
+            kinds=("queue.event",),
+            limit=WARM_EVENTS,
+        ):
             self.deriver.samples(ev)
         self._state_through[gateway] = through
 
     @staticmethod
     async def _advance(conn: AsyncConnection, gateway: str, seq: int, now: datetime) -> None:
-        await conn.execute(insert_ignore(conn, timeseries_progress), [{
-            "gateway_id": gateway, "through_seq": 0, "written_at": now}])
-        await conn.execute(timeseries_progress.update()
-                           .where(timeseries_progress.c.gateway_id == gateway)
-                           .values(through_seq=seq, written_at=now))
+        await conn.execute(
+            insert_ignore(conn, timeseries_progress),
+            [{"gateway_id": gateway, "through_seq": 0, "written_at": now}],
+        )
+        await conn.execute(
+            timeseries_progress.update()
+            .where(timeseries_progress.c.gateway_id == gateway)
+            .values(through_seq=seq, written_at=now)
+        )
 
     def close(self) -> None:
         self.writer.close()
@@ -511,8 +619,12 @@ async def run_forever(engine: AsyncEngine, cfg: TimeseriesConfig) -> None:
             except Exception as exc:
                 failures += 1
                 # the exception's text, not its traceback: it must not carry request headers
-                log.error("time-series sink: write to %s failed (%d in a row): %s",
-                          safe_url(cfg.url), failures, _describe(exc))
+                log.error(
+                    "time-series sink: write to %s failed (%d in a row): %s",
+                    safe_url(cfg.url),
+                    failures,
+                    _describe(exc),
+                )
                 read = 0
             pause = 0.0 if read else cfg.interval_s
             if failures:

@@ -44,16 +44,38 @@ class Item:
 
 # What each queue service (the ticket's category) handles, and who is responsible for it.
 DEPARTMENTS: dict[str, tuple[str, tuple[Item, ...]]] = {
-    "A01": ("市自然资源局", (Item("620900-ZR-001", "不动产转移登记", 5, 30),
-                             Item("620900-ZR-002", "不动产抵押登记", 3, 15))),
-    "B01": ("市人力资源和社会保障局", (Item("620900-RS-001", "社会保险参保登记", 0, 5),
-                                       Item("620900-RS-002", "养老保险关系转移", 3, 15))),
-    "C01": ("市公安局", (Item("620900-GA-001", "户口迁移", 5, 20),
-                         Item("620900-GA-002", "户籍证明开具", 0, 5))),
-    "D01": ("市市场监督管理局", (Item("620900-SJ-001", "企业设立登记", 3, 15),
-                                 Item("620900-SJ-002", "营业执照变更登记", 3, 15))),
-    "E01": ("市住房公积金管理中心", (Item("620900-GJ-001", "住房公积金提取", 0, 3),
-                                     Item("620900-GJ-002", "住房公积金贷款审批", 5, 15))),
+    "A01": (
+        "市自然资源局",
+        (
+            Item("620900-ZR-001", "不动产转移登记", 5, 30),
+            Item("620900-ZR-002", "不动产抵押登记", 3, 15),
+        ),
+    ),
+    "B01": (
+        "市人力资源和社会保障局",
+        (
+            Item("620900-RS-001", "社会保险参保登记", 0, 5),
+            Item("620900-RS-002", "养老保险关系转移", 3, 15),
+        ),
+    ),
+    "C01": (
+        "市公安局",
+        (Item("620900-GA-001", "户口迁移", 5, 20), Item("620900-GA-002", "户籍证明开具", 0, 5)),
+    ),
+    "D01": (
+        "市市场监督管理局",
+        (
+            Item("620900-SJ-001", "企业设立登记", 3, 15),
+            Item("620900-SJ-002", "营业执照变更登记", 3, 15),
+        ),
+    ),
+    "E01": (
+        "市住房公积金管理中心",
+        (
+            Item("620900-GJ-001", "住房公积金提取", 0, 3),
+            Item("620900-GJ-002", "住房公积金贷款审批", 5, 15),
+        ),
+    ),
 }
 # (cases, probability). No consultations without a case: the demo compresses services into
 # seconds, so a case-less service a few seconds before another would make that one's case
@@ -63,9 +85,14 @@ SURNAMES = "王李张刘陈杨赵黄周吴"
 GIVEN = ("伟", "芳", "娜", "秀英", "敏", "静", "磊", "洋", "艳", "军")
 
 # The backlog: (stage it should show today, how many).
-BACKLOG = ((LadderStage.BLUE, 3), (LadderStage.YELLOW_LIGHT, 2), (LadderStage.RED_LIGHT, 2),
-           (LadderStage.YELLOW_CARD, 2), (LadderStage.RED_CARD, 1),
-           (LadderStage.SUPERVISION_LETTER, 1))
+BACKLOG = (
+    (LadderStage.BLUE, 3),
+    (LadderStage.YELLOW_LIGHT, 2),
+    (LadderStage.RED_LIGHT, 2),
+    (LadderStage.YELLOW_CARD, 2),
+    (LadderStage.RED_CARD, 1),
+    (LadderStage.SUPERVISION_LETTER, 1),
+)
 
 
 def department_of(service: str) -> str:
@@ -80,10 +107,17 @@ def roster(windows: int) -> dict[str, str]:
 
 
 class Feeder:
-    def __init__(self, api: str, token: str, hall: str, rng: random.Random,
-                 calendar: WorkCalendar | None = None) -> None:
-        self.client = httpx.Client(base_url=api, headers={"Authorization": f"Bearer {token}"},
-                                   timeout=15)
+    def __init__(
+        self,
+        api: str,
+        token: str,
+        hall: str,
+        rng: random.Random,
+        calendar: WorkCalendar | None = None,
+    ) -> None:
+        self.client = httpx.Client(
+            base_url=api, headers={"Authorization": f"Bearer {token}"}, timeout=15
+        )
         self.hall = hall
         self.rng = rng
         self.calendar = calendar or WorkCalendar()
@@ -132,8 +166,9 @@ class Feeder:
                 accepted = self._accepted_for(stage, item, today)
                 if accepted is None:
                     continue
-                cases.append(self._case(accepted, window, staff[window], department, item,
-                                        status="running"))
+                cases.append(
+                    self._case(accepted, window, staff[window], department, item, status="running")
+                )
         # One waiting for the applicant's missing papers (补正), one completed late.
         window = windows[0]
         service = list(DEPARTMENTS)[(window - 1) % len(DEPARTMENTS)]
@@ -141,40 +176,60 @@ class Feeder:
         item = max(items, key=lambda i: i.promised_days)
         accepted = self._accepted_for(LadderStage.YELLOW_CARD, item, today)
         if accepted is not None:
-            suspended = self._case(accepted, window, staff[window], department, item,
-                                   status="suspended")
-            suspended["suspensions"] = [{"start": (accepted + dt.timedelta(days=1)).isoformat(),
-                                         "end": None, "reason": "补正"}]
+            suspended = self._case(
+                accepted, window, staff[window], department, item, status="suspended"
+            )
+            suspended["suspensions"] = [
+                {
+                    "start": (accepted + dt.timedelta(days=1)).isoformat(),
+                    "end": None,
+                    "reason": "补正",
+                }
+            ]
             cases.append(suspended)
-            late = self._case(accepted, window, staff[window], department, item,
-                              status="completed")
+            late = self._case(accepted, window, staff[window], department, item, status="completed")
             late["completed_at"] = (dt.datetime.now(dt.UTC) - dt.timedelta(hours=2)).isoformat()
             cases.append(late)
         return cases
 
-    def _accepted_for(self, stage: LadderStage, item: Item, today: dt.date
-                      ) -> dt.datetime | None:
+    def _accepted_for(self, stage: LadderStage, item: Item, today: dt.date) -> dt.datetime | None:
         """The latest 10:00 acceptance on an earlier day that stands at ``stage`` today."""
         for back in range(1, 90):
             day = today - dt.timedelta(days=back)
             if not self.calendar.is_workday(day):
                 continue
             accepted = dt.datetime.combine(day, dt.time(10, 0), BUSINESS_TZ)
-            clock = CaseClock(accepted_at=accepted, legal_days=item.legal_days,
-                              promised_days=item.promised_days)
+            clock = CaseClock(
+                accepted_at=accepted, legal_days=item.legal_days, promised_days=item.promised_days
+            )
             if stage_on(clock, today, self.calendar) is stage:
                 return accepted.astimezone(dt.UTC)
         return None
 
-    def _case(self, accepted: dt.datetime, window: int, staff: str, department: str,
-              item: Item, *, status: str, applicant: dict[str, str] | None = None
-              ) -> dict[str, Any]:
+    def _case(
+        self,
+        accepted: dt.datetime,
+        window: int,
+        staff: str,
+        department: str,
+        item: Item,
+        *,
+        status: str,
+        applicant: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
         return {
-            "case_no": self.case_no(business_date(accepted)), "item_code": item.code,
-            "item_name": item.name, "department": department, "hall": self.hall,
-            "window": window, "staff": staff, "accepted_at": accepted.isoformat(),
-            "legal_days": item.legal_days, "promised_days": item.promised_days,
-            "status": status, "applicant": applicant or self.applicant(),
+            "case_no": self.case_no(business_date(accepted)),
+            "item_code": item.code,
+            "item_name": item.name,
+            "department": department,
+            "hall": self.hall,
+            "window": window,
+            "staff": staff,
+            "accepted_at": accepted.isoformat(),
+            "legal_days": item.legal_days,
+            "promised_days": item.promised_days,
+            "status": status,
+            "applicant": applicant or self.applicant(),
         }
 
     # -- today's services ----------------------------------------------------------------------
@@ -195,9 +250,15 @@ class Feeder:
             item = items[(n + self.rng.randrange(len(items))) % len(items)]
             at = started + (finished - started) * (0.3 + 0.2 * n)
             accepted = dt.datetime.fromtimestamp(at, dt.UTC)
-            case = self._case(accepted, service["window"], service["staff"], department, item,
-                              status="completed" if item.promised_days == 0 else "running",
-                              applicant=applicant)
+            case = self._case(
+                accepted,
+                service["window"],
+                service["staff"],
+                department,
+                item,
+                status="completed" if item.promised_days == 0 else "running",
+                applicant=applicant,
+            )
             if item.promised_days == 0:
                 case["completed_at"] = dt.datetime.fromtimestamp(finished, dt.UTC).isoformat()
             out.append(case)
@@ -222,8 +283,14 @@ def follow(path: Path, feeder: Feeder, every: float, posted: Path) -> None:
                     if record.get("kind") == "service":
                         cases = feeder.cases_for(record)
                         batch += cases
-                        ties += [{"case_no": c["case_no"], "window": record["window"],
-                                  "ticket": record["ticket"]} for c in cases]
+                        ties += [
+                            {
+                                "case_no": c["case_no"],
+                                "window": record["window"],
+                                "ticket": record["ticket"],
+                            }
+                            for c in cases
+                        ]
         except FileNotFoundError:
             pass
         feeder.post(batch)
@@ -234,14 +301,16 @@ def follow(path: Path, feeder: Feeder, every: float, posted: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--api", required=True)
     parser.add_argument("--token", required=True)
     parser.add_argument("--hall", required=True)
     parser.add_argument("--truth", type=Path, required=True)
-    parser.add_argument("--staff", required=True,
-                        help="window=staff,… of the hall (the backlog's windows)")
+    parser.add_argument(
+        "--staff", required=True, help="window=staff,… of the hall (the backlog's windows)"
+    )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--every", type=float, default=3.0, help="seconds between posts")
     args = parser.parse_args(argv)

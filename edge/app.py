@@ -44,23 +44,39 @@ class Gateway:
         self.supervisor = Supervisor(on_failed=self._task_failed)
         self.clock = Clock(assume_synced=config.clock.assume_synced)
         self.journal = Journal(
-            config.journal_path, self.clock,
+            config.journal_path,
+            self.clock,
             limit_bytes=int(config.journal.limit_mb * 1024 * 1024),
             seq_floor=config.journal.seq_floor,
         )
         self.uplink = Uplink(
-            self.journal, self.clock, config.hall, config.gateway, config.broker, config.uplink,
-            health=self.health, supervisor=self.supervisor,
+            self.journal,
+            self.clock,
+            config.hall,
+            config.gateway,
+            config.broker,
+            config.uplink,
+            health=self.health,
+            supervisor=self.supervisor,
         )
-        self.evaluators = [EvaluatorSupervisor(bus, self.journal, config.staff_names)
-                           for bus in config.evaluator_buses]
-        self.queue = (QueueSupervisor(config.queue, self.journal, self._queue_event)
-                      if config.queue is not None else None)
+        self.evaluators = [
+            EvaluatorSupervisor(bus, self.journal, config.staff_names)
+            for bus in config.evaluator_buses
+        ]
+        self.queue = (
+            QueueSupervisor(config.queue, self.journal, self._queue_event)
+            if config.queue is not None
+            else None
+        )
         self.commands: RemoteCommands | None = None
         if config.commands is not None:
             verifier = CommandVerifier(
-                load_public_key(config.commands.public_key), config.hall, config.gateway,
-                config.command_state_path, version_floor=config.commands.version_floor)
+                load_public_key(config.commands.public_key),
+                config.hall,
+                config.gateway,
+                config.command_state_path,
+                version_floor=config.commands.version_floor,
+            )
             self.commands = RemoteCommands(verifier, self, self.uplink.publish_result)
             self.uplink.on_command = self.commands.handle
         self.cameras: Any = None  # CameraService, imported only when configured (OpenCV)
@@ -72,8 +88,9 @@ class Gateway:
             for supervisor in self.evaluators:
                 supervisor.on_key = self._judge_key_press
 
-    async def _judge_key_press(self, window: int, addr: int, dev_seq: int, pressed_at: float,
-                               key_seq: int) -> None:
+    async def _judge_key_press(
+        self, window: int, addr: int, dev_seq: int, pressed_at: float, key_seq: int
+    ) -> None:
         """Ask the cameras whether a citizen was at the window; journal the verdict."""
         if self.cameras is None:
             return
@@ -105,20 +122,29 @@ class Gateway:
                 return
 
     def health(self) -> dict[str, Any]:
-        health: dict[str, Any] = {"journal_write_errors": self.journal.write_errors,
-                                  "uplink_rewinds": self.uplink.rewinds}
+        health: dict[str, Any] = {
+            "journal_write_errors": self.journal.write_errors,
+            "uplink_rewinds": self.uplink.rewinds,
+        }
         evaluators = [d for sup in self.evaluators for d in sup.status()]
         if evaluators:
-            health["evaluators_offline"] = [d["window"] for d in evaluators
-                                            if d["online"] is False]
+            health["evaluators_offline"] = [d["window"] for d in evaluators if d["online"] is False]
             health["evaluators_stuck_key"] = [d["window"] for d in evaluators if d["stuck_key"]]
-            health["bus"] = [{"port": sup.config.port, "caller_frames": sup.caller_frames,
-                              **(sup.bus.decoder.counters() if sup.bus else {})}
-                             for sup in self.evaluators]
+            health["bus"] = [
+                {
+                    "port": sup.config.port,
+                    "caller_frames": sup.caller_frames,
+                    **(sup.bus.decoder.counters() if sup.bus else {}),
+                }
+                for sup in self.evaluators
+            ]
         if self.queue is not None:
             feed = self.queue.feed
-            health["queue"] = {"duplicates": self.queue.duplicates, "faults": self.queue.faults,
-                               "connected": bool(feed and feed.stats().connected)}
+            health["queue"] = {
+                "duplicates": self.queue.duplicates,
+                "faults": self.queue.faults,
+                "connected": bool(feed and feed.stats().connected),
+            }
         return health
 
     def _task_failed(self, name: str, error: str) -> None:
@@ -167,10 +193,13 @@ class Gateway:
                     self.evaluators[index] = supervisor
                 else:
                     self.evaluators.append(supervisor)
-        del self.evaluators[len(config.evaluator_buses):]
+        del self.evaluators[len(config.evaluator_buses) :]
         if "queue" in which:
-            self.queue = (QueueSupervisor(config.queue, self.journal, self._queue_event)
-                          if config.queue is not None else None)
+            self.queue = (
+                QueueSupervisor(config.queue, self.journal, self._queue_event)
+                if config.queue is not None
+                else None
+            )
 
     async def reread_devices(self, devices: list[str]) -> str:
         """Re-open the ports and re-identify the devices (all of them for an empty list)."""
@@ -196,8 +225,11 @@ class Gateway:
             raise ExecutionRefused("no cameras configured on this gateway")
         chosen = [c for c in self.cameras.cameras_of(window) if camera in (None, c)]
         if not chosen:
-            raise ExecutionRefused(f"no camera watches window {window}" if camera is None
-                                   else f"camera {camera} does not watch window {window}")
+            raise ExecutionRefused(
+                f"no camera watches window {window}"
+                if camera is None
+                else f"camera {camera} does not watch window {window}"
+            )
         done = []
         try:
             for cam in chosen:
@@ -238,10 +270,14 @@ class Gateway:
         self._instance.acquire()
         await self.journal.open()
         previous = self.journal.head_seq
-        await self.journal.append("gateway.boot", GatewayBoot(
-            software=SOFTWARE,
-            config_version=str(self.config_version) if self.config_version else "",
-            previous_head_seq=previous))
+        await self.journal.append(
+            "gateway.boot",
+            GatewayBoot(
+                software=SOFTWARE,
+                config_version=str(self.config_version) if self.config_version else "",
+                previous_head_seq=previous,
+            ),
+        )
         if self.config.http.enabled:
             await self.board.start()  # replays today's journal: before any device runs
             await self._open_hall_page()
@@ -253,24 +289,34 @@ class Gateway:
             from edge.camera.service import CameraService
 
             cams = self.config.cameras
-            self.cameras = CameraService(cams.cameras, cams.evidence_dir,
-                                         evidence=cams.evidence, verdict=cams.verdict,
-                                         cameras_per_worker=cams.cameras_per_worker,
-                                         worker_timeout_s=cams.worker_timeout_s,
-                                         worker_max_rss_mb=cams.worker_max_rss_mb,
-                                         state_dir=cams.state_dir,
-                                         retention_every_s=cams.retention_every_s,
-                                         supervisor=self.supervisor)
+            self.cameras = CameraService(
+                cams.cameras,
+                cams.evidence_dir,
+                evidence=cams.evidence,
+                verdict=cams.verdict,
+                cameras_per_worker=cams.cameras_per_worker,
+                worker_timeout_s=cams.worker_timeout_s,
+                worker_max_rss_mb=cams.worker_max_rss_mb,
+                state_dir=cams.state_dir,
+                retention_every_s=cams.retention_every_s,
+                supervisor=self.supervisor,
+            )
             await self.cameras.start()
-            self.evidence = EvidenceUploader(self.config.data_dir, cams.evidence_dir,
-                                             self.journal, self.uplink)
+            self.evidence = EvidenceUploader(
+                self.config.data_dir, cams.evidence_dir, self.journal, self.uplink
+            )
             self.board.calibrator = lambda window: self.calibrate_camera(window, None)
             self.supervisor.spawn("camera.events", self._journal_camera_events)
             self.supervisor.spawn("evidence.upload", self.evidence.run)
         if self.config.generator.enabled:
             self.supervisor.spawn("generator", Generator(self.journal, self.config.generator).run)
-        log.info("gateway %s/%s started; journal head %d, acked %d", self.config.hall,
-                 self.config.gateway, self.journal.head_seq, self.journal.acked_seq)
+        log.info(
+            "gateway %s/%s started; journal head %d, acked %d",
+            self.config.hall,
+            self.config.gateway,
+            self.journal.head_seq,
+            self.journal.acked_seq,
+        )
 
     # -- the hall page ------------------------------------------------------------------------
 
@@ -303,7 +349,8 @@ class Gateway:
         self._stopping = True
         page, self.hall_page = self.hall_page, None
         steps: list[tuple[str, Callable[[], Awaitable[object]]]] = [
-            ("hall board", self.board.stop)]  # ends the pages' streams: the server stops at once
+            ("hall board", self.board.stop)
+        ]  # ends the pages' streams: the server stops at once
         if page is not None:
             steps.append(("hall page", page.stop))
         steps.append(("tasks", self.supervisor.stop))
@@ -342,6 +389,7 @@ class Gateway:
 
 def _exit_after(seconds: float) -> None:
     """A watchdog thread: the process ends at the deadline even if the event loop is stuck."""
+
     def expire() -> None:
         log.critical("gateway did not stop within %.0f s; exiting now", seconds)
         logging.shutdown()
@@ -355,4 +403,5 @@ def _exit_after(seconds: float) -> None:
 def _awaitable(call: Callable[[], object]) -> Callable[[], Awaitable[object]]:
     async def run() -> object:
         return call()
+
     return run

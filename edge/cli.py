@@ -17,8 +17,9 @@ from edge.web.users_cli import users
 from hallkit.configfiles import check_readable
 from protocols.configtext import ConfigError, parse_yaml_model
 
-app = typer.Typer(help="Hallwatch hall gateway (大厅网关).", no_args_is_help=True,
-                  pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="Hallwatch hall gateway (大厅网关).", no_args_is_help=True, pretty_exceptions_enable=False
+)
 app.add_typer(users, name="user")
 
 app.add_typer(cli_ops.app)  # provision apply, selftest, ports
@@ -52,8 +53,10 @@ def run(config: ConfigOption) -> None:
 
     cfg = _load(config, check_files=True)
     active = ConfigStore(cfg.data_dir).load_active(cfg)  # a version central sent, if any
-    logging.basicConfig(level=(active.config if active else cfg).log_level,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=(active.config if active else cfg).log_level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     gateway = Gateway(active.config, config_version=active.version) if active else Gateway(cfg)
     try:
         asyncio.run(gateway.run_forever(exit_within_s=STOP_WITHIN_S))
@@ -61,14 +64,15 @@ def run(config: ConfigOption) -> None:
         typer.echo(f"网关服务已在运行 / {exc}", err=True)
         raise typer.Exit(1) from None
     if gateway.failure is not None:
-        typer.echo(f"网关服务因任务反复失败而停止 / stopped, a task keeps failing: "
-                   f"{gateway.failure}", err=True)
+        typer.echo(
+            f"网关服务因任务反复失败而停止 / stopped, a task keeps failing: {gateway.failure}",
+            err=True,
+        )
         raise typer.Exit(1)
     if gateway.restart_requested:
         # A new configuration version needs a new process: the same command line again,
         # same PID (systemd's Type=exec unit does not notice), the new version in force.
-        logging.getLogger(__name__).info("restarting for configuration v%d",
-                                         gateway.config_version)
+        logging.getLogger(__name__).info("restarting for configuration v%d", gateway.config_version)
         os.execv(sys.executable, [sys.executable, "-m", "edge.cli", *sys.argv[1:]])
 
 

@@ -15,12 +15,16 @@ app = typer.Typer(help="Window cameras (窗口摄像头).", no_args_is_help=True
 
 @app.command("calibrate")
 def calibrate(
-    window: Annotated[list[int], typer.Option("--window", "-w",
-                                              help="window number (repeat for several)")],
-    config: Annotated[Path, typer.Option("--config", "-c", help="gateway YAML config")
-                      ] = DEFAULT_TARGET / CONFIG_NAME,
-    camera: Annotated[str | None, typer.Option(help="only this camera (default: every camera "
-                                                    "that watches the window)")] = None,
+    window: Annotated[
+        list[int], typer.Option("--window", "-w", help="window number (repeat for several)")
+    ],
+    config: Annotated[
+        Path, typer.Option("--config", "-c", help="gateway YAML config")
+    ] = DEFAULT_TARGET / CONFIG_NAME,
+    camera: Annotated[
+        str | None,
+        typer.Option(help="only this camera (default: every camera that watches the window)"),
+    ] = None,
 ) -> None:
     """Take the empty seat and counter of a window as they are now: run it while nobody sits
     or stands there. Prints a snapshot to check that they really were empty."""
@@ -32,11 +36,17 @@ def calibrate(
     if cams is None:
         typer.echo("此网关未配置摄像头 / no cameras configured", err=True)
         raise typer.Exit(2)
-    chosen = [c for c in cams.cameras
-              if (camera is None or c.id == camera) and {w.window for w in c.windows} & set(window)]
+    chosen = [
+        c
+        for c in cams.cameras
+        if (camera is None or c.id == camera) and {w.window for w in c.windows} & set(window)
+    ]
     if not chosen:
-        typer.echo(f"没有摄像头对着窗口 {window} / no camera watches window(s) {window}"
-                   + (f" as {camera}" if camera else ""), err=True)
+        typer.echo(
+            f"没有摄像头对着窗口 {window} / no camera watches window(s) {window}"
+            + (f" as {camera}" if camera else ""),
+            err=True,
+        )
         raise typer.Exit(2)
     state_dir = cams.state_dir or cams.evidence_dir / STATE_DIR
     failed = False
@@ -48,7 +58,9 @@ def calibrate(
             failed = True
             continue
         typer.echo(f"已校准 / calibrated: camera {done.camera}: {', '.join(done.regions)}")
-        typer.echo(f"  请核对截图中座位和柜台无人 / check the seat and counter are empty in: "
-                   f"{done.snapshot}")
+        typer.echo(
+            f"  请核对截图中座位和柜台无人 / check the seat and counter are empty in: "
+            f"{done.snapshot}"
+        )
     if failed:
         raise typer.Exit(1)

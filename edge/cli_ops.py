@@ -18,8 +18,9 @@ from edge.provisioning import BundleError, InstalledBundle, apply_bundle, manife
 from protocols.configtext import ConfigError, parse_yaml_model
 
 app = typer.Typer()
-provision_app = typer.Typer(help="Install a provisioning bundle from central.",
-                            no_args_is_help=True)
+provision_app = typer.Typer(
+    help="Install a provisioning bundle from central.", no_args_is_help=True
+)
 app.add_typer(provision_app, name="provision")
 
 DEFAULT_TARGET = Path("/etc/hallwatch")
@@ -46,8 +47,9 @@ def _owner(user: str | None) -> tuple[int, int] | None:
     return entry.pw_uid, entry.pw_gid
 
 
-def gateway_config(installed: InstalledBundle, existing: dict[str, Any] | None,
-                   data_dir: Path) -> dict[str, Any]:
+def gateway_config(
+    installed: InstalledBundle, existing: dict[str, Any] | None, data_dir: Path
+) -> dict[str, Any]:
     """The gateway's configuration: the bundle's identity over whatever the file had
     (devices, windows, staff names stay as the technician set them)."""
     manifest = installed.manifest
@@ -60,8 +62,11 @@ def gateway_config(installed: InstalledBundle, existing: dict[str, Any] | None,
     broker = dict(data.get("broker") or {})
     broker.update(host=host, port=port)
     if scheme == "mqtts":
-        broker["tls"] = {"ca": str(installed.ca_file), "cert": str(installed.cert_file),
-                         "key": str(installed.key_file)}
+        broker["tls"] = {
+            "ca": str(installed.ca_file),
+            "cert": str(installed.cert_file),
+            "key": str(installed.key_file),
+        }
     else:
         broker.pop("tls", None)
     data["broker"] = broker
@@ -80,24 +85,37 @@ def gateway_config(installed: InstalledBundle, existing: dict[str, Any] | None,
 def _identity_changed(existing: dict[str, Any] | None, installed: InstalledBundle) -> bool:
     if not existing:
         return False
-    return (existing.get("hall"), existing.get("gateway")) != (installed.manifest.hall,
-                                                               installed.manifest.gateway)
+    return (existing.get("hall"), existing.get("gateway")) != (
+        installed.manifest.hall,
+        installed.manifest.gateway,
+    )
 
 
 @provision_app.command("apply")
 def provision_apply(
-    bundle: Annotated[Path, typer.Argument(help="bundle from `hallwatch-central gateway "
-                                                "provision` (.tar.gz or directory)")],
+    bundle: Annotated[
+        Path,
+        typer.Argument(
+            help="bundle from `hallwatch-central gateway provision` (.tar.gz or directory)"
+        ),
+    ],
     target: Annotated[Path, typer.Option(help="configuration directory")] = DEFAULT_TARGET,
-    data_dir: Annotated[Path, typer.Option(help="data directory for a new configuration")
-                        ] = DEFAULT_DATA,
-    user: Annotated[str | None, typer.Option(help="service user owning the identity (root "
-                                                  "only; default hallwatch if it exists)")
-                    ] = None,
-    allow_plain: Annotated[bool, typer.Option(help="accept an mqtt:// broker (development)")
-                           ] = False,
-    force: Annotated[bool, typer.Option(help="re-provision for another hall or gateway id "
-                                             "although a journal exists")] = False,
+    data_dir: Annotated[
+        Path, typer.Option(help="data directory for a new configuration")
+    ] = DEFAULT_DATA,
+    user: Annotated[
+        str | None,
+        typer.Option(
+            help="service user owning the identity (root only; default hallwatch if it exists)"
+        ),
+    ] = None,
+    allow_plain: Annotated[
+        bool, typer.Option(help="accept an mqtt:// broker (development)")
+    ] = False,
+    force: Annotated[
+        bool,
+        typer.Option(help="re-provision for another hall or gateway id although a journal exists"),
+    ] = False,
 ) -> None:
     """Install the identity from BUNDLE and write the gateway configuration."""
     config_path = target / CONFIG_NAME
@@ -107,23 +125,28 @@ def provision_apply(
         existing = loaded if isinstance(loaded, dict) else None
     owner = _owner(user)
     try:
-        installed = apply_bundle(bundle, target / IDENTITY_DIR, allow_plain=allow_plain,
-                                 owner=owner)
+        installed = apply_bundle(
+            bundle, target / IDENTITY_DIR, allow_plain=allow_plain, owner=owner
+        )
     except (BundleError, OSError) as exc:
         typer.echo(f"证书包无效，未做任何更改 / bundle refused, nothing changed: {exc}", err=True)
         raise typer.Exit(2) from None
     data = gateway_config(installed, existing, data_dir)
     journal = Path(data["data_dir"]) / "journal.db"
     if _identity_changed(existing, installed) and journal.exists() and not force:
-        typer.echo(f"{config_path} belongs to {existing.get('hall')}/{existing.get('gateway')} "  # type: ignore[union-attr]
-                   f"and {journal} holds its events: sending them under a new identity would "
-                   "mix two gateways' data. Move the data directory away or use --force.",
-                   err=True)
+        typer.echo(
+            f"{config_path} belongs to {existing.get('hall')}/{existing.get('gateway')} "  # type: ignore[union-attr]
+            f"and {journal} holds its events: sending them under a new identity would "
+            "mix two gateways' data. Move the data directory away or use --force.",
+            err=True,
+        )
         raise typer.Exit(2)
     # Check what we write with the same model the service loads.
-    text = ("# Written by `hallwatch-edge provision apply`; identity, broker and command key\n"
-            "# come from the bundle, everything else is yours to edit.\n"
-            + yaml.safe_dump(data, allow_unicode=True, sort_keys=False))
+    text = (
+        "# Written by `hallwatch-edge provision apply`; identity, broker and command key\n"
+        "# come from the bundle, everything else is yours to edit.\n"
+        + yaml.safe_dump(data, allow_unicode=True, sort_keys=False)
+    )
     try:
         parse_yaml_model(GatewayConfig, text, str(config_path))
     except ConfigError as exc:
@@ -137,8 +160,10 @@ def provision_apply(
         os.chown(tmp, 0, owner[1])  # root:hallwatch 0640 (deploy/README.md)
     os.replace(tmp, config_path)
     typer.echo(f"已安装 / installed: {manifest_summary(installed.manifest)}")
-    typer.echo(f"identity: {installed.directory}  config: {config_path}  "
-               f"seq_floor: {data['journal']['seq_floor']}")
+    typer.echo(
+        f"identity: {installed.directory}  config: {config_path}  "
+        f"seq_floor: {data['journal']['seq_floor']}"
+    )
     typer.echo(f"next: hallwatch-edge selftest -c {config_path}")
 
 
@@ -162,15 +187,14 @@ def _load(path: Path) -> tuple[GatewayConfig, int]:
 
 @app.command()
 def selftest(
-    config: Annotated[Path, typer.Option("--config", "-c", help="gateway YAML config")
-                      ] = DEFAULT_TARGET / CONFIG_NAME,
-    qm_wait: Annotated[float, typer.Option(help="seconds to wait for the queue machine")
-                       ] = 35.0,
-    central_wait: Annotated[float, typer.Option(help="seconds to wait for central's ack")
-                            ] = 20.0,
-    no_central: Annotated[bool, typer.Option("--no-central",
-                                             help="skip the end-to-end check through central")
-                          ] = False,
+    config: Annotated[
+        Path, typer.Option("--config", "-c", help="gateway YAML config")
+    ] = DEFAULT_TARGET / CONFIG_NAME,
+    qm_wait: Annotated[float, typer.Option(help="seconds to wait for the queue machine")] = 35.0,
+    central_wait: Annotated[float, typer.Option(help="seconds to wait for central's ack")] = 20.0,
+    no_central: Annotated[
+        bool, typer.Option("--no-central", help="skip the end-to-end check through central")
+    ] = False,
 ) -> None:
     """Check ports, devices, clock, disk, journal, broker and central; exit 1 on any FAIL."""
     from rich.console import Console
@@ -180,10 +204,13 @@ def selftest(
 
     cfg, version = _load(config)
     console = Console(highlight=False)
-    console.print(f"网关自检 / self-test: {cfg.hall}/{cfg.gateway}"
-                  + (f" (remote config v{version})" if version else ""))
-    options = SelfTestOptions(qm_wait_s=qm_wait, central_wait_s=central_wait,
-                              skip_central=no_central)
+    console.print(
+        f"网关自检 / self-test: {cfg.hall}/{cfg.gateway}"
+        + (f" (remote config v{version})" if version else "")
+    )
+    options = SelfTestOptions(
+        qm_wait_s=qm_wait, central_wait_s=central_wait, skip_central=no_central
+    )
     checks = asyncio.run(run_selftest(cfg, options))
     table = Table("检查 check", "结果 result", "说明 detail")
     colour = {Status.PASS: "green", Status.FAIL: "bold red", Status.SKIP: "yellow"}
@@ -221,12 +248,16 @@ def _by_id() -> dict[str, list[str]]:
 
 @app.command()
 def ports(
-    probe: Annotated[bool, typer.Option("--probe", help="poll evaluator addresses on each port "
-                                                        "(stop the service first)")] = False,
-    port: Annotated[list[str] | None, typer.Option("--port", help="also this device (repeat)")
-                    ] = None,
-    addresses: Annotated[str, typer.Option(help="addresses to poll, e.g. 0x81-0x90")
-                         ] = "0x81-0xFE",
+    probe: Annotated[
+        bool,
+        typer.Option(
+            "--probe", help="poll evaluator addresses on each port (stop the service first)"
+        ),
+    ] = False,
+    port: Annotated[
+        list[str] | None, typer.Option("--port", help="also this device (repeat)")
+    ] = None,
+    addresses: Annotated[str, typer.Option(help="addresses to poll, e.g. 0x81-0x90")] = "0x81-0xFE",
     baudrate: Annotated[int, typer.Option(help="bus speed")] = 9600,
 ) -> None:
     """List serial ports; with --probe, which evaluator addresses answer on each."""

@@ -45,7 +45,8 @@ class GeneratorConfig(_Section):
     chunk: int = Field(default=200, ge=1, description="events awaited together (flat out)")
     pad_bytes: int = Field(default=0, ge=0, le=4096)
     witness: Path | None = Field(
-        default=None, description="append 'run seq n' for every event confirmed durable")
+        default=None, description="append 'run seq n' for every event confirmed durable"
+    )
 
 
 class EvaluatorDevice(_Section):
@@ -58,8 +59,9 @@ class EvaluatorBusConfig(_Section):
 
     port: str = Field(description="serial device, e.g. /dev/serial/by-id/usb-…")
     baudrate: Literal[2400, 4800, 9600, 19200, 38400, 115200] = 9600
-    poll_interval_s: float = Field(default=5.0, ge=0.5, le=10.0,
-                                   description="STATUS_POLL period; the spec asks ≤ 10 s")
+    poll_interval_s: float = Field(
+        default=5.0, ge=0.5, le=10.0, description="STATUS_POLL period; the spec asks ≤ 10 s"
+    )
     invite_timeout_s: int = Field(default=30, ge=5, le=255)
     devices: list[EvaluatorDevice] = Field(min_length=1)
 
@@ -81,7 +83,8 @@ class QueueConfig(_Section):
 
 class ClockConfig(_Section):
     assume_synced: bool | None = Field(
-        default=None, description="None: ask the kernel (adjtimex); true/false: override")
+        default=None, description="None: ask the kernel (adjtimex); true/false: override"
+    )
 
 
 class HttpConfig(_Section):
@@ -93,8 +96,9 @@ class HttpConfig(_Section):
     tls: TlsFiles | None = Field(default=None, description="serve HTTPS (ca is not used)")
     hall_name: str = Field(default="", description="shown in the page title, e.g. 某区政务服务中心")
     timezone: str = Field(default="Asia/Shanghai", description="what 'today' means on the page")
-    session_hours: float = Field(default=720, gt=0, le=24 * 366,
-                                 description="login lifetime; a kiosk stays logged in")
+    session_hours: float = Field(
+        default=720, gt=0, le=24 * 366, description="login lifetime; a kiosk stays logged in"
+    )
     trusted_proxies: TrustedProxies
 
 
@@ -102,10 +106,12 @@ class CommandsConfig(_Section):
     """Remote commands from central (signed; see edge/commands.py)."""
 
     public_key: Path = Field(description="central's command-signing.pub (from the bundle)")
-    state: Path | None = Field(default=None,
-                               description="replay memory; default <data_dir>/commands.json")
-    version_floor: int = Field(default=0, ge=0,
-                               description="refuse versions up to this (from the bundle)")
+    state: Path | None = Field(
+        default=None, description="replay memory; default <data_dir>/commands.json"
+    )
+    version_floor: int = Field(
+        default=0, ge=0, description="refuse versions up to this (from the bundle)"
+    )
 
 
 class GatewayConfig(_Section):
@@ -122,11 +128,14 @@ class GatewayConfig(_Section):
     queue: QueueConfig | None = None
     http: HttpConfig = HttpConfig()
     staff_names: dict[str, str] = Field(
-        default_factory=dict, description="staff number → name shown on the evaluator")
+        default_factory=dict, description="staff number → name shown on the evaluator"
+    )
     commands: CommandsConfig | None = Field(
-        default=None, description="accept signed remote commands; unset: none are accepted")
+        default=None, description="accept signed remote commands; unset: none are accepted"
+    )
     cameras: CameraServiceConfig | None = Field(
-        default=None, description="window cameras: presence, citizen verdicts, evidence")
+        default=None, description="window cameras: presence, citizen verdicts, evidence"
+    )
 
     @model_validator(mode="after")
     def _one_evaluator_per_window(self) -> GatewayConfig:

@@ -125,20 +125,26 @@ class ConfigStore:
         active one (the command's own replay protection already guarantees that)."""
         found = self.active()
         if found is not None and version <= found[0]:
-            raise RemoteConfigError(f"config version {version} is not above the active "
-                                    f"version {found[0]}")
+            raise RemoteConfigError(
+                f"config version {version} is not above the active version {found[0]}"
+            )
         self.directory.mkdir(parents=True, exist_ok=True)
         name = f"edge-v{version}.yaml"
-        text = ("# Installed by a remote apply_config command from central; the provisioned\n"
-                "# file stays as it was. Delete the 'active' link to go back to it.\n"
-                + yaml.safe_dump(_dump(config), allow_unicode=True, sort_keys=False))
+        text = (
+            "# Installed by a remote apply_config command from central; the provisioned\n"
+            "# file stays as it was. Delete the 'active' link to go back to it.\n"
+            + yaml.safe_dump(_dump(config), allow_unicode=True, sort_keys=False)
+        )
         _write_atomic(self.directory / name, text.encode())
         link = self.directory / f".{ACTIVE}-{secrets.token_hex(6)}"
         os.symlink(name, link)
         os.replace(link, self.directory / ACTIVE)
         _fsync_dir(self.directory)
-        versions = sorted((int(m.group(1)), p) for p in self.directory.iterdir()
-                          if (m := _VERSION_FILE.match(p.name)))
+        versions = sorted(
+            (int(m.group(1)), p)
+            for p in self.directory.iterdir()
+            if (m := _VERSION_FILE.match(p.name))
+        )
         for _, old in versions[:-KEEP]:
             old.unlink(missing_ok=True)
         return self.directory / name

@@ -87,8 +87,12 @@ class DeviceHealth:
 
 
 class EvaluatorSupervisor:
-    def __init__(self, config: EvaluatorBusConfig, journal: Journal,
-                 staff_names: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        config: EvaluatorBusConfig,
+        journal: Journal,
+        staff_names: dict[str, str] | None = None,
+    ) -> None:
         self.config = config
         self.journal = journal
         self.staff_names = staff_names or {}
@@ -110,8 +114,10 @@ class EvaluatorSupervisor:
             await self._replay_journal()
         async with EvaluatorBus(self.config.port, self.config.baudrate) as bus:
             self.bus = bus
-            pollers = [asyncio.create_task(self._poll(addr, i), name=f"poll {addr:#x}")
-                       for i, addr in enumerate(self.health)]
+            pollers = [
+                asyncio.create_task(self._poll(addr, i), name=f"poll {addr:#x}")
+                for i, addr in enumerate(self.health)
+            ]
             try:
                 async for frame in bus.frames():
                     self._on_frame(frame)
@@ -130,9 +136,15 @@ class EvaluatorSupervisor:
             docs += await self.journal.recent(kind, "", limit=REPLAY_LIMIT)
         early, self._early = self._early or [], None
         live = {(body.get("mseq"), body["raw"]) for body in early}
-        docs = [d for d in docs if d["boot"] == self.journal.clock.boot_id
-                and d["mono_ns"] >= since and not (d["kind"] == "queue.event" and (
-                    d["body"].get("mseq"), d["body"]["raw"]) in live)]
+        docs = [
+            d
+            for d in docs
+            if d["boot"] == self.journal.clock.boot_id
+            and d["mono_ns"] >= since
+            and not (
+                d["kind"] == "queue.event" and (d["body"].get("mseq"), d["body"]["raw"]) in live
+            )
+        ]
         self.rules.replay(docs)
         if docs:
             log.info("evaluators: rebuilt invitation state from %d journaled events", len(docs))
@@ -162,14 +174,26 @@ class EvaluatorSupervisor:
     def _report_unconfigured(self, addr: int) -> None:
         """An evaluator the config does not list: its events are still journaled (window 0,
         so central sees them as belonging to no window) and the technician is told."""
-        log.warning("evaluators: events from unconfigured address %#x on %s; journaled under "
-                    "window 0 — add it to the gateway config", addr, self.config.port)
+        log.warning(
+            "evaluators: events from unconfigured address %#x on %s; journaled under "
+            "window 0 — add it to the gateway config",
+            addr,
+            self.config.port,
+        )
         self.health[addr] = DeviceHealth()
         with contextlib.suppress(JournalError):  # queued before the event that revealed it
-            self._spawn(self.journal.append_nowait("evaluator.health", EvaluatorHealth(
-                window=0, addr=addr, online=True,
-                reason="未配置的评价器地址 / unconfigured address: add it to the gateway "
-                       "config")))
+            self._spawn(
+                self.journal.append_nowait(
+                    "evaluator.health",
+                    EvaluatorHealth(
+                        window=0,
+                        addr=addr,
+                        online=True,
+                        reason="未配置的评价器地址 / unconfigured address: add it to the gateway "
+                        "config",
+                    ),
+                )
+            )
 
     def _spawn(self, coro: Awaitable[Any]) -> None:
         task: asyncio.Task[Any] = asyncio.ensure_future(coro)
@@ -177,16 +201,23 @@ class EvaluatorSupervisor:
         task.add_done_callback(self._pending.discard)
         task.add_done_callback(_log_failure)
 
-    def _not_journaled(self, frame: DeviceFrame, decision: FrameDecision, kind: str,
-                       exc: Exception) -> None:
+    def _not_journaled(
+        self, frame: DeviceFrame, decision: FrameDecision, kind: str, exc: Exception
+    ) -> None:
         # No echo: the device will send it again, and that copy is decided afresh.
         self.journal_failures += 1
         self.rules.retract(frame, decision)
         log.error("evaluators: not echoing %s from %#x: %s", kind, frame.addr, exc)
 
-    async def _echo_when_durable(self, frame: DeviceFrame, decision: FrameDecision, kind: str,
-                                 body: Body, future: asyncio.Future[int],
-                                 stamp: Stamp) -> None:
+    async def _echo_when_durable(
+        self,
+        frame: DeviceFrame,
+        decision: FrameDecision,
+        kind: str,
+        body: Body,
+        future: asyncio.Future[int],
+        stamp: Stamp,
+    ) -> None:
         try:
             seq = await future
         except JournalError as exc:
@@ -194,8 +225,11 @@ class EvaluatorSupervisor:
             return
         self._echo_now(frame)
         self.on_journaled(kind, body.model_dump(mode="json"))
-        if (isinstance(body, EvaluatorKey) and "RETRANSMIT" not in body.marks
-                and self.on_key is not None):
+        if (
+            isinstance(body, EvaluatorKey)
+            and "RETRANSMIT" not in body.marks
+            and self.on_key is not None
+        ):
             await self.on_key(body.window, body.addr, body.dev_seq, stamp.mono_ns / 1e9, seq)
 
     def _echo_now(self, frame: DeviceFrame) -> None:
@@ -218,8 +252,9 @@ class EvaluatorSupervisor:
             return
         decision = self.rules.on_queue_event(QueueSignal.from_body(body))
         if isinstance(decision, InviteRequest):
-            self._spawn(self._invite(decision.window, decision.ticket, decision.staff,
-                                     decision.qm_mseq))
+            self._spawn(
+                self._invite(decision.window, decision.ticket, decision.staff, decision.qm_mseq)
+            )
         elif isinstance(decision, CloseDecision):
             self._spawn(self._close(decision))
 
@@ -227,9 +262,14 @@ class EvaluatorSupervisor:
         """Journal that the gateway closed an invitation (queued now, in decision order), then,
         once that is durable, CANCEL it on the device."""
         body = EvaluatorInviteClosed(
-            window=decision.window, addr=decision.addr, session=decision.invitation.session,
-            invitation=decision.invitation, reason=decision.reason, ticket=decision.ticket,
-            qm_mseq=decision.qm_mseq)
+            window=decision.window,
+            addr=decision.addr,
+            session=decision.invitation.session,
+            invitation=decision.invitation,
+            reason=decision.reason,
+            ticket=decision.ticket,
+            qm_mseq=decision.qm_mseq,
+        )
         try:
             future = self.journal.append_nowait("evaluator.invite_closed", body)
         except JournalError as exc:
@@ -237,13 +277,18 @@ class EvaluatorSupervisor:
             future.set_exception(exc)
         return self._cancel_when_durable(decision, body, future)
 
-    async def _cancel_when_durable(self, decision: CloseDecision, body: EvaluatorInviteClosed,
-                                   future: asyncio.Future[int]) -> None:
+    async def _cancel_when_durable(
+        self, decision: CloseDecision, body: EvaluatorInviteClosed, future: asyncio.Future[int]
+    ) -> None:
         try:
             await future
         except JournalError as exc:
-            log.error("evaluators: not cancelling session %d at window %d: %s",
-                      decision.invitation.session, decision.window, exc)
+            log.error(
+                "evaluators: not cancelling session %d at window %d: %s",
+                decision.invitation.session,
+                decision.window,
+                exc,
+            )
             return
         self.on_journaled("evaluator.invite_closed", body.model_dump(mode="json"))
         bus = self.bus
@@ -252,39 +297,55 @@ class EvaluatorSupervisor:
         reply = await bus.request(Cancel(decision.addr, decision.invitation.session))
         if not isinstance(reply, CancelReply) or reply.status != 0:
             # answered or timed out meanwhile (status 2), or offline: nothing left to close
-            log.info("evaluators: CANCEL of session %d at window %d: %s",
-                     decision.invitation.session, decision.window,
-                     "no reply" if reply is None else f"status {getattr(reply, 'status', '?')}")
+            log.info(
+                "evaluators: CANCEL of session %d at window %d: %s",
+                decision.invitation.session,
+                decision.window,
+                "no reply" if reply is None else f"status {getattr(reply, 'status', '?')}",
+            )
 
-    async def invite(self, window: int, ticket: str | None, staff: str | None,
-                     qm_mseq: int | None = None) -> str:
+    async def invite(
+        self, window: int, ticket: str | None, staff: str | None, qm_mseq: int | None = None
+    ) -> str:
         """Invite the citizen at ``window`` to evaluate the service that just finished."""
         return await self._invite(window, ticket, staff, qm_mseq)
 
-    def _invite(self, window: int, ticket: str | None, staff: str | None,
-                qm_mseq: int | None) -> Awaitable[str]:
+    def _invite(
+        self, window: int, ticket: str | None, staff: str | None, qm_mseq: int | None
+    ) -> Awaitable[str]:
         """Decide now, in the order of the queue messages (an ST right behind the FN, as in the
         machine's resend after an outage, then closes this invitation); talk to the device
         in the returned coroutine."""
-        decision = self.rules.invite(window, ticket=ticket, staff=staff, qm_mseq=qm_mseq,
-                                     now_ns=time.monotonic_ns())
+        decision = self.rules.invite(
+            window, ticket=ticket, staff=staff, qm_mseq=qm_mseq, now_ns=time.monotonic_ns()
+        )
         closing = None
         if decision.superseded is not None:  # the previous citizen left without pressing
-            closing = self._close(CloseDecision(decision.addr, decision.window,
-                                                decision.superseded, "superseded"))
+            closing = self._close(
+                CloseDecision(decision.addr, decision.window, decision.superseded, "superseded")
+            )
         return self._send_and_journal_invite(decision, closing)
 
-    async def _send_and_journal_invite(self, decision: InviteDecision,
-                                       closing: Awaitable[None] | None) -> str:
+    async def _send_and_journal_invite(
+        self, decision: InviteDecision, closing: Awaitable[None] | None
+    ) -> str:
         if closing is not None:
             await closing  # CANCEL the old session before the device is asked for a new one
         invitation = decision.invitation
         status = await self._send_invite(decision.addr, invitation)
         stamp = self.journal.clock.stamp()  # the answer's time: replay drops it then too
         self.rules.invite_answered(decision.addr, invitation.session, status)
-        await self.journal.append("evaluator.invite", EvaluatorInvite(
-            window=decision.window, addr=decision.addr, invitation=invitation,
-            timeout_s=self.config.invite_timeout_s, status=status), stamp)
+        await self.journal.append(
+            "evaluator.invite",
+            EvaluatorInvite(
+                window=decision.window,
+                addr=decision.addr,
+                invitation=invitation,
+                timeout_s=self.config.invite_timeout_s,
+                status=status,
+            ),
+            stamp,
+        )
         self.on_journaled("evaluator.invite", {"window": decision.window, "status": status})
         return status
 
@@ -296,8 +357,9 @@ class EvaluatorSupervisor:
         plain = staff is not None and len(staff) == 6 and staff.isascii() and staff.isdigit()
         staff_no = staff if plain and staff is not None else "000000"
         name = _fit_utf8(self.staff_names.get(staff or "", ""), 12)
-        reply = await bus.request(Invite(addr, invitation.session,
-                                         self.config.invite_timeout_s, staff_no, name))
+        reply = await bus.request(
+            Invite(addr, invitation.session, self.config.invite_timeout_s, staff_no, name)
+        )
         if not isinstance(reply, InviteReply):
             return "no_reply"
         return INVITE_STATUS.get(reply.status, "bad_argument")
@@ -322,17 +384,30 @@ class EvaluatorSupervisor:
             dev.flags = reply.flags
         if not changed:
             return
-        body: dict[str, Any] = {"window": window, "addr": addr, "online": online,
-                                "reason": "answered STATUS_POLL" if online
-                                else "no answer to STATUS_POLL after 3 retries"}
+        body: dict[str, Any] = {
+            "window": window,
+            "addr": addr,
+            "online": online,
+            "reason": "answered STATUS_POLL"
+            if online
+            else "no answer to STATUS_POLL after 3 retries",
+        }
         if reply is not None:
-            body.update(stuck_key=reply.stuck_key, display_failed=reply.display_failed,
-                        keys_disabled=reply.keys_disabled,
-                        fw=f"{reply.fw_major}.{reply.fw_minor}", uptime_s=reply.uptime_s,
-                        key_count=reply.key_count)
+            body.update(
+                stuck_key=reply.stuck_key,
+                display_failed=reply.display_failed,
+                keys_disabled=reply.keys_disabled,
+                fw=f"{reply.fw_major}.{reply.fw_minor}",
+                uptime_s=reply.uptime_s,
+                key_count=reply.key_count,
+            )
             if reply.stuck_key or reply.display_failed:
-                log.warning("evaluator %#x (window %d): %s", addr, window,
-                            "stuck key" if reply.stuck_key else "display failed")
+                log.warning(
+                    "evaluator %#x (window %d): %s",
+                    addr,
+                    window,
+                    "stuck key" if reply.stuck_key else "display failed",
+                )
         else:
             log.warning("evaluator %#x (window %d) is offline", addr, window)
         with contextlib.suppress(JournalError):
@@ -344,33 +419,52 @@ class EvaluatorSupervisor:
         out = []
         for addr, dev in self.health.items():
             s = dev.last_status
-            out.append({"window": self.rules.window_of(addr), "addr": addr,
-                        "online": dev.online,
-                        "invited": self.rules.open_invitation(addr) is not None,
-                        "stuck_key": bool(s and s.stuck_key),
-                        "display_failed": bool(s and s.display_failed)})
+            out.append(
+                {
+                    "window": self.rules.window_of(addr),
+                    "addr": addr,
+                    "online": dev.online,
+                    "invited": self.rules.open_invitation(addr) is not None,
+                    "stuck_key": bool(s and s.stuck_key),
+                    "display_failed": bool(s and s.display_failed),
+                }
+            )
         return out
 
 
 def frame_body(frame: DeviceFrame, decision: FrameDecision) -> tuple[str, Body]:
     """The journal body of a device event, with the rules' decision about it."""
-    common: dict[str, Any] = {"window": decision.window, "addr": decision.addr,
-                              "raw": frame.raw.hex()}
+    common: dict[str, Any] = {
+        "window": decision.window,
+        "addr": decision.addr,
+        "raw": frame.raw.hex(),
+    }
     marks = list(decision.marks)
     if isinstance(frame, Boot):
         return "evaluator.boot", EvaluatorBoot(
-            **common, fw=f"{frame.fw_major}.{frame.fw_minor}", marks=marks,
-            reset_cause=RESET_CAUSES.get(frame.reset_cause, "unknown"))
+            **common,
+            fw=f"{frame.fw_major}.{frame.fw_minor}",
+            marks=marks,
+            reset_cause=RESET_CAUSES.get(frame.reset_cause, "unknown"),
+        )
     inv = decision.invitation
     if isinstance(frame, InviteTimeout):
         return "evaluator.invite_timeout", EvaluatorInviteTimeout(
-            **common, dev_seq=frame.seq, session=frame.session, invitation=inv, marks=marks)
+            **common, dev_seq=frame.seq, session=frame.session, invitation=inv, marks=marks
+        )
     if not frame.valid_key:
-        return "evaluator.fault", EvaluatorFault(**common, reason="key value outside 1–6",
-                                                 value=frame.key)
+        return "evaluator.fault", EvaluatorFault(
+            **common, reason="key value outside 1–6", value=frame.key
+        )
     return "evaluator.key", EvaluatorKey(
-        **common, dev_seq=frame.seq, key=frame.key, label=KEY_LABELS[frame.key],
-        session=frame.session, invitation=inv, marks=marks)
+        **common,
+        dev_seq=frame.seq,
+        key=frame.key,
+        label=KEY_LABELS[frame.key],
+        session=frame.session,
+        invitation=inv,
+        marks=marks,
+    )
 
 
 def _log_failure(task: asyncio.Task[Any]) -> None:

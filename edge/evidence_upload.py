@@ -54,9 +54,17 @@ CREATE TABLE IF NOT EXISTS pending (
 
 
 class EvidenceUploader:
-    def __init__(self, data_dir: Path, evidence_dir: Path, journal: Journal, uplink: Uplink,
-                 *, resend_s: float = 10.0, max_backoff_s: float = 300.0,
-                 pace_s: float = 0.2) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        evidence_dir: Path,
+        journal: Journal,
+        uplink: Uplink,
+        *,
+        resend_s: float = 10.0,
+        max_backoff_s: float = 300.0,
+        pace_s: float = 0.2,
+    ) -> None:
         self.evidence_dir = evidence_dir.resolve()
         self.journal = journal
         self.uplink = uplink
@@ -66,8 +74,9 @@ class EvidenceUploader:
         self.stored = 0
         self.refused = 0
         self._wake = asyncio.Event()
-        self._db = sqlite3.connect(data_dir / QUEUE_FILE, isolation_level=None,
-                                   check_same_thread=False)
+        self._db = sqlite3.connect(
+            data_dir / QUEUE_FILE, isolation_level=None, check_same_thread=False
+        )
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute(_SCHEMA)
@@ -82,22 +91,33 @@ class EvidenceUploader:
 
     def enqueue(self, event_seq: int, kind: str, body: dict[str, Any]) -> None:
         """Called right after the event is journaled; cheap (one small local insert)."""
-        if kind not in UPLOADED_KINDS or not body.get("snapshot") or \
-                not body.get("snapshot_sha256"):
+        if (
+            kind not in UPLOADED_KINDS
+            or not body.get("snapshot")
+            or not body.get("snapshot_sha256")
+        ):
             return
         self._db.execute(
             "INSERT OR IGNORE INTO pending (event_seq, kind, path, sha256, manifest_seq) "
             "VALUES (?, ?, ?, ?, ?)",
-            (event_seq, kind, body["snapshot"], body["snapshot_sha256"],
-             int(body.get("manifest_seq") or 0)))
+            (
+                event_seq,
+                kind,
+                body["snapshot"],
+                body["snapshot_sha256"],
+                int(body.get("manifest_seq") or 0),
+            ),
+        )
         self._wake.set()
 
     def _renumber(self, first: int, shift: int) -> None:
         """The journal renumbered its unacknowledged events (central's rebase): follow it."""
         self._db.execute("BEGIN")
         try:
-            self._db.execute("UPDATE pending SET event_seq = -(event_seq + ?) "
-                             "WHERE event_seq >= ?", (shift, first))
+            self._db.execute(
+                "UPDATE pending SET event_seq = -(event_seq + ?) WHERE event_seq >= ?",
+                (shift, first),
+            )
             self._db.execute("UPDATE pending SET event_seq = -event_seq WHERE event_seq < 0")
         except sqlite3.Error:
             self._db.execute("ROLLBACK")
@@ -113,14 +133,17 @@ class EvidenceUploader:
         if receipt.hall != self.uplink.hall or receipt.gateway != self.uplink.gateway:
             return
         if receipt.status == "retry":
-            log.info("evidence: central asks to resend %s later: %s", receipt.sha256,
-                     receipt.reason)
+            log.info(
+                "evidence: central asks to resend %s later: %s", receipt.sha256, receipt.reason
+            )
             return  # next_try already lies ahead
         # two events may carry the very same image (a still scene): settle only the one the
         # receipt answers, or the other's upload would be forgotten
         if receipt.event_seq is not None:
-            self._db.execute("DELETE FROM pending WHERE event_seq = ? AND sha256 = ?",
-                             (receipt.event_seq, receipt.sha256))
+            self._db.execute(
+                "DELETE FROM pending WHERE event_seq = ? AND sha256 = ?",
+                (receipt.event_seq, receipt.sha256),
+            )
         else:
             self._db.execute("DELETE FROM pending WHERE sha256 = ?", (receipt.sha256,))
         if receipt.status == "stored":
@@ -134,7 +157,8 @@ class EvidenceUploader:
         row = self._db.execute(
             "SELECT event_seq, kind, path, sha256, manifest_seq, attempts FROM pending "
             "WHERE event_seq <= ? AND next_try <= ? ORDER BY next_try, event_seq LIMIT 1",
-            (self.journal.acked_seq, time.time())).fetchone()
+            (self.journal.acked_seq, time.time()),
+        ).fetchone()
         return None if row is None else tuple(row)  # type: ignore[return-value]
 
     def _drop(self, event_seq: int, why: str) -> None:
@@ -160,14 +184,22 @@ class EvidenceUploader:
         if isinstance(data, str):
             self._drop(event_seq, data)
             return
-        header = EvidenceHeader(hall=self.uplink.hall, gateway=self.uplink.gateway,
-                                path=relative, sha256=sha256, size=len(data),
-                                manifest_seq=manifest_seq, event_seq=event_seq)
+        header = EvidenceHeader(
+            hall=self.uplink.hall,
+            gateway=self.uplink.gateway,
+            path=relative,
+            sha256=sha256,
+            size=len(data),
+            manifest_seq=manifest_seq,
+            event_seq=event_seq,
+        )
         if not self.uplink.publish_evidence(encode_upload(header, data)):
             return
         backoff = min(self.resend_s * 2 ** min(attempts, 16), self.max_backoff_s)
-        self._db.execute("UPDATE pending SET attempts = attempts + 1, next_try = ? "
-                         "WHERE event_seq = ?", (time.time() + backoff, event_seq))
+        self._db.execute(
+            "UPDATE pending SET attempts = attempts + 1, next_try = ? WHERE event_seq = ?",
+            (time.time() + backoff, event_seq),
+        )
 
     async def run(self) -> None:
         while True:

@@ -49,8 +49,9 @@ class Generator:
         total = self.settings.total
         while total is None or n < total:
             size = self.settings.chunk if total is None else min(self.settings.chunk, total - n)
-            futures = [self.journal.append_nowait("gen.sample", self._body(n + i))
-                       for i in range(size)]
+            futures = [
+                self.journal.append_nowait("gen.sample", self._body(n + i)) for i in range(size)
+            ]
             results = await asyncio.gather(*futures, return_exceptions=True)
             self._witness(n, results)
             n += size

@@ -209,9 +209,14 @@ class HallBoard:
         """A board over a gateway's parts, hooked into its supervisors."""
         config = gateway.config
         board = cls(
-            gateway, hall=config.hall, gateway=config.gateway, hall_name=config.http.hall_name,
-            timezone=config.http.timezone, data_dir=config.data_dir,
-            evidence_dir=config.cameras.evidence_dir if config.cameras is not None else None)
+            gateway,
+            hall=config.hall,
+            gateway=config.gateway,
+            hall_name=config.http.hall_name,
+            timezone=config.http.timezone,
+            data_dir=config.data_dir,
+            evidence_dir=config.cameras.evidence_dir if config.cameras is not None else None,
+        )
         if config.cameras is not None:
             board.camera_windows = {w.window for c in config.cameras.cameras for w in c.windows}
             for window in board.camera_windows:
@@ -387,9 +392,16 @@ class HallBoard:
     def picture(self) -> Message:
         """Everything the page shows, as JSON-ready data."""
         self._roll_day()
-        return {"hall": {"id": self.hall, "name": self.hall_name, "gateway": self.gateway,
-                         "timezone": self.tz.key},
-                "server_time": utc_text(self._now()), **self._parts()}
+        return {
+            "hall": {
+                "id": self.hall,
+                "name": self.hall_name,
+                "gateway": self.gateway,
+                "timezone": self.tz.key,
+            },
+            "server_time": utc_text(self._now()),
+            **self._parts(),
+        }
 
     def _parts(self) -> dict[str, Any]:
         evaluators = self._evaluators()
@@ -433,26 +445,40 @@ class HallBoard:
                 state = "online" if status["online"] else "unknown"
         camera = None
         if view.camera_staff is not None or number in self.camera_windows:
-            camera = {"staff": view.camera_staff, "since": view.camera_since,
-                      "snapshot": view.camera_snapshot is not None,
-                      "calibration": number in self.calibrations}
+            camera = {
+                "staff": view.camera_staff,
+                "since": view.camera_since,
+                "snapshot": view.camera_snapshot is not None,
+                "calibration": number in self.calibrations,
+            }
         return {
-            "window": number, "staff": view.staff,
+            "window": number,
+            "staff": view.staff,
             "staff_name": self.staff_names.get(view.staff or "", None),
-            "presence": view.presence, "ticket": view.ticket, "called": view.called,
+            "presence": view.presence,
+            "ticket": view.ticket,
+            "called": view.called,
             "serving_since": view.serving_since,
             "evaluator": {"state": state, "addr": addr},
             "keys": {str(k): view.keys.get(k, 0) for k in KEYS},
             "keys_total": sum(view.keys.values()),
-            "camera": camera, "problems": problems,
+            "camera": camera,
+            "problems": problems,
         }
 
     def _queue(self) -> Message:
         services: dict[str, dict[str, Any]] = {}
 
         def entry(code: str) -> dict[str, Any]:
-            return services.setdefault(code, {"service": code, "waiting": 0, "oldest_since": None,
-                                              "name": self.service_names.get(code)})
+            return services.setdefault(
+                code,
+                {
+                    "service": code,
+                    "waiting": 0,
+                    "oldest_since": None,
+                    "name": self.service_names.get(code),
+                },
+            )
 
         for ticket in self.waiting.values():
             item = entry(ticket.service)
@@ -469,15 +495,21 @@ class HallBoard:
         if self.sources.queue is not None:
             feed = self.sources.queue.feed
             machine = "connected" if feed is not None and feed.connected else "disconnected"
-        return {"services": rows, "waiting_total": sum(s["waiting"] for s in rows),
-                "oldest_since": oldest, "machine": machine,
-                "camera_waiting": self.camera_waiting}
+        return {
+            "services": rows,
+            "waiting_total": sum(s["waiting"] for s in rows),
+            "oldest_since": oldest,
+            "machine": machine,
+            "camera_waiting": self.camera_waiting,
+        }
 
     def _health(self) -> Message:
         src = self.sources
         problems: list[Message] = []
-        uplink = {"connected": bool(src.uplink and src.uplink.connected),
-                  "error": src.uplink.last_error if src.uplink else None}
+        uplink = {
+            "connected": bool(src.uplink and src.uplink.connected),
+            "error": src.uplink.last_error if src.uplink else None,
+        }
         if src.uplink is not None and not src.uplink.connected:
             problems.append({"code": "uplink_down", "params": {}})
         journal = src.journal.state()
@@ -485,53 +517,88 @@ class HallBoard:
         if journal.oldest_unacked_utc is not None and journal.backlog:
             age = (self._now() - journal.oldest_unacked_utc).total_seconds()
             if age > BACKLOG_ALERT_S:
-                problems.append({"code": "backlog_stale", "params": {
-                    "count": journal.backlog, "minutes": int(age // 60)}})
+                problems.append(
+                    {
+                        "code": "backlog_stale",
+                        "params": {"count": journal.backlog, "minutes": int(age // 60)},
+                    }
+                )
         if journal.dropped_unacked:
             problems.append({"code": "data_lost", "params": {"count": journal.dropped_unacked}})
         if src.journal.write_errors:
-            problems.append({"code": "journal_errors",
-                             "params": {"count": src.journal.write_errors}})
+            problems.append(
+                {"code": "journal_errors", "params": {"count": src.journal.write_errors}}
+            )
         synced = src.clock.synchronised()
         if not synced:
             problems.append({"code": "clock_unsynced", "params": {}})
-        journal_pct = (round(100 * journal.disk_bytes / journal.limit_bytes)
-                       if journal.limit_bytes else 0)
+        journal_pct = (
+            round(100 * journal.disk_bytes / journal.limit_bytes) if journal.limit_bytes else 0
+        )
         if journal_pct >= JOURNAL_ALERT_PCT:
             problems.append({"code": "journal_full", "params": {"pct": journal_pct}})
         fs_pct = self._fs_used_pct()
         if fs_pct is not None and fs_pct >= DISK_ALERT_PCT:
             problems.append({"code": "disk_full", "params": {"pct": fs_pct}})
-        failing = sorted(name for name, task in (src.supervisor.status().items()
-                                                 if src.supervisor is not None else ())
-                         if task["state"] in ("restarting", "failed"))
+        failing = sorted(
+            name
+            for name, task in (
+                src.supervisor.status().items() if src.supervisor is not None else ()
+            )
+            if task["state"] in ("restarting", "failed")
+        )
         if failing:
             problems.append({"code": "tasks_failing", "params": {"tasks": "、".join(failing)}})
         devices = self._devices(problems)
-        return {"ok": not problems, "problems": problems, "uplink": uplink,
-                "backlog": {"events": journal.backlog, "oldest_utc": oldest,
-                            "dropped": journal.dropped_unacked},
-                "clock": {"synchronised": synced},
-                "disk": {"journal_bytes": journal.disk_bytes, "journal_limit": journal.limit_bytes,
-                         "journal_pct": journal_pct, "fs_used_pct": fs_pct},
-                "devices": devices}
+        return {
+            "ok": not problems,
+            "problems": problems,
+            "uplink": uplink,
+            "backlog": {
+                "events": journal.backlog,
+                "oldest_utc": oldest,
+                "dropped": journal.dropped_unacked,
+            },
+            "clock": {"synchronised": synced},
+            "disk": {
+                "journal_bytes": journal.disk_bytes,
+                "journal_limit": journal.limit_bytes,
+                "journal_pct": journal_pct,
+                "fs_used_pct": fs_pct,
+            },
+            "devices": devices,
+        }
 
     def _devices(self, problems: list[Message]) -> Message:
         evaluators = self._evaluators()
         buses_down = sorted({port for _, connected, port in evaluators.values() if not connected})
         for port in buses_down:
             problems.append({"code": "bus_down", "params": {"port": port}})
-        offline = sorted(w for w, (s, connected, _) in evaluators.items()
-                         if connected and s["online"] is False)
-        stuck = sorted(w for w, (s, connected, _) in evaluators.items()
-                       if connected and s["online"] is not False and s["stuck_key"])
-        display = sorted(w for w, (s, connected, _) in evaluators.items()
-                         if connected and s["online"] is not False and s["display_failed"])
-        for code, windows in (("evaluators_offline", offline), ("evaluators_stuck", stuck),
-                              ("evaluators_display", display)):
+        offline = sorted(
+            w for w, (s, connected, _) in evaluators.items() if connected and s["online"] is False
+        )
+        stuck = sorted(
+            w
+            for w, (s, connected, _) in evaluators.items()
+            if connected and s["online"] is not False and s["stuck_key"]
+        )
+        display = sorted(
+            w
+            for w, (s, connected, _) in evaluators.items()
+            if connected and s["online"] is not False and s["display_failed"]
+        )
+        for code, windows in (
+            ("evaluators_offline", offline),
+            ("evaluators_stuck", stuck),
+            ("evaluators_display", display),
+        ):
             if windows:
-                problems.append({"code": code, "params": {
-                    "windows": "、".join(map(str, windows)), "count": len(windows)}})
+                problems.append(
+                    {
+                        "code": code,
+                        "params": {"windows": "、".join(map(str, windows)), "count": len(windows)},
+                    }
+                )
         queue_machine = None
         if self.sources.queue is not None:
             feed = self.sources.queue.feed
@@ -545,14 +612,22 @@ class HallBoard:
         for camera in cameras_offline:
             if camera not in down:
                 # online but unable to judge: its own problem, saying what to do
-                problems.append({"code": f"camera_{self.cameras[camera]}",
-                                 "params": {"camera": camera}})
-        unavailable = {w for w, (s, connected, _) in evaluators.items()
-                       if not connected or s["online"] is False}
-        return {"evaluators_total": len(evaluators),
-                "evaluators_offline": sorted(unavailable),
-                "buses_down": buses_down, "queue_machine": queue_machine,
-                "cameras_total": len(self.cameras), "cameras_offline": cameras_offline}
+                problems.append(
+                    {"code": f"camera_{self.cameras[camera]}", "params": {"camera": camera}}
+                )
+        unavailable = {
+            w
+            for w, (s, connected, _) in evaluators.items()
+            if not connected or s["online"] is False
+        }
+        return {
+            "evaluators_total": len(evaluators),
+            "evaluators_offline": sorted(unavailable),
+            "buses_down": buses_down,
+            "queue_machine": queue_machine,
+            "cameras_total": len(self.cameras),
+            "cameras_offline": cameras_offline,
+        }
 
     def _fs_used_pct(self) -> int | None:
         if self.data_dir is None:
@@ -604,8 +679,9 @@ class HallBoard:
             return None
         for subscriber in list(self._subscribers):
             if not subscriber.offer(update):
-                log.warning("hall board: a page fell %d updates behind; told it to reload",
-                            SUBSCRIBER_QUEUE)
+                log.warning(
+                    "hall board: a page fell %d updates behind; told it to reload", SUBSCRIBER_QUEUE
+                )
         return update
 
     def snapshot_file(self, window: int) -> Path | None:

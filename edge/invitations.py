@@ -46,8 +46,14 @@ DeviceFrame = KeyEvent | InviteTimeout | Boot
 CloseReason = Literal["next_service_started", "superseded"]
 Effect = Literal["none", "closed_open", "answered_closed"]
 # journal kinds whose bodies are inputs of these rules (evaluator.invite_closed is an output)
-REPLAYED_KINDS = ("evaluator.invite", "evaluator.key", "evaluator.fault",
-                  "evaluator.invite_timeout", "evaluator.boot", "queue.event")
+REPLAYED_KINDS = (
+    "evaluator.invite",
+    "evaluator.key",
+    "evaluator.fault",
+    "evaluator.invite_timeout",
+    "evaluator.boot",
+    "queue.event",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,8 +68,13 @@ class QueueSignal:
 
     @classmethod
     def from_body(cls, body: Mapping[str, Any]) -> QueueSignal:
-        return cls(body["type"], body.get("window"), body.get("ticket"), body.get("staff"),
-                   body.get("mseq"))
+        return cls(
+            body["type"],
+            body.get("window"),
+            body.get("ticket"),
+            body.get("staff"),
+            body.get("mseq"),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,23 +168,37 @@ class InvitationRules:
 
     def snapshot(self) -> dict[int, dict[str, Any]]:
         """Every device's state as plain values (tests compare live and replayed state)."""
-        return {addr: {"window": d.window, "next_session": d.next_session,
-                       "open": d.open.model_dump() if d.open else None,
-                       "closed": [(c.invitation.session, c.answered) for c in d.closed]}
-                for addr, d in sorted(self._devices.items())}
+        return {
+            addr: {
+                "window": d.window,
+                "next_session": d.next_session,
+                "open": d.open.model_dump() if d.open else None,
+                "closed": [(c.invitation.session, c.answered) for c in d.closed],
+            }
+            for addr, d in sorted(self._devices.items())
+        }
 
     # -- gateway → device --------------------------------------------------------------------
 
-    def invite(self, window: int, *, ticket: str | None, staff: str | None,
-               qm_mseq: int | None, now_ns: int, session: int | None = None) -> InviteDecision:
+    def invite(
+        self,
+        window: int,
+        *,
+        ticket: str | None,
+        staff: str | None,
+        qm_mseq: int | None,
+        now_ns: int,
+        session: int | None = None,
+    ) -> InviteDecision:
         """Open a new invitation at ``window`` (``session``: the journaled one, in replay)."""
         dev = self._devices[self._by_window[window]]
         superseded = dev.close_open(answered=False)
         if session is None:
             session = dev.next_session
         dev.next_session = session % 255 + 1  # 1–255; 0 means "no invitation"
-        dev.open = Invitation(session=session, ticket=ticket, staff=staff,
-                              invited_mono_ns=now_ns, qm_mseq=qm_mseq)
+        dev.open = Invitation(
+            session=session, ticket=ticket, staff=staff, invited_mono_ns=now_ns, qm_mseq=qm_mseq
+        )
         return InviteDecision(dev.addr, dev.window, dev.open, superseded)
 
     def invite_answered(self, addr: int, session: int, status: str) -> None:
@@ -201,8 +226,9 @@ class InvitationRules:
             invitation, effect = self._match(dev, frame.session, marks, repeat=repeat)
         return FrameDecision(dev.addr, dev.window, repeat, invitation, marks, adopted, effect)
 
-    def _match(self, dev: _Device, session: int, marks: list[KeyMark], *,
-               repeat: bool) -> tuple[Invitation | None, Effect]:
+    def _match(
+        self, dev: _Device, session: int, marks: list[KeyMark], *, repeat: bool
+    ) -> tuple[Invitation | None, Effect]:
         if session == 0:
             marks.append("NO_SESSION")
             return None, "none"
@@ -230,8 +256,12 @@ class InvitationRules:
             return  # the first copy stands
         self.filter.forget(frame)
         dev, invitation = self._devices[decision.addr], decision.invitation
-        if (decision.effect == "closed_open" and dev.open is None and dev.closed
-                and dev.closed[-1].invitation is invitation):
+        if (
+            decision.effect == "closed_open"
+            and dev.open is None
+            and dev.closed
+            and dev.closed[-1].invitation is invitation
+        ):
             dev.open = dev.closed.pop().invitation
         elif decision.effect == "answered_closed" and invitation is not None:
             entry = dev.find_closed(invitation.session)
@@ -249,8 +279,9 @@ class InvitationRules:
             dev = self._devices[self._by_window[event.window]]
             closed = dev.close_open(answered=False)
             if closed is not None:
-                return CloseDecision(dev.addr, dev.window, closed, "next_service_started",
-                                     event.ticket, event.mseq)
+                return CloseDecision(
+                    dev.addr, dev.window, closed, "next_service_started", event.ticket, event.mseq
+                )
         return None
 
     # -- after a restart ---------------------------------------------------------------------
@@ -274,12 +305,26 @@ class InvitationRules:
                 if not self.handles(body["window"]):
                     continue  # the configuration has changed since
                 inv = Invitation.model_validate(body["invitation"])
-                steps.append((inv.invited_mono_ns, seq, 0, partial(
-                    self.invite, body["window"], ticket=inv.ticket, staff=inv.staff,
-                    qm_mseq=inv.qm_mseq, now_ns=inv.invited_mono_ns, session=inv.session)))
+                steps.append(
+                    (
+                        inv.invited_mono_ns,
+                        seq,
+                        0,
+                        partial(
+                            self.invite,
+                            body["window"],
+                            ticket=inv.ticket,
+                            staff=inv.staff,
+                            qm_mseq=inv.qm_mseq,
+                            now_ns=inv.invited_mono_ns,
+                            session=inv.session,
+                        ),
+                    )
+                )
                 addr = self._by_window[body["window"]]
-                steps.append((at, seq, 1, partial(self.invite_answered, addr, inv.session,
-                                                  body["status"])))
+                steps.append(
+                    (at, seq, 1, partial(self.invite_answered, addr, inv.session, body["status"]))
+                )
             elif kind in REPLAYED_KINDS:
                 frame = _decode(body["raw"])
                 if frame is not None:

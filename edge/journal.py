@@ -147,8 +147,9 @@ class Journal:
         self._restore_ballast()
         meta = {k: v async for k, v in await self._db.execute("SELECT key, value FROM meta")}
         self.epoch = self._load_epoch(meta.get("epoch"))
-        async with self._db.execute("SELECT min(seq), max(seq), count(*), "
-                                    "coalesce(sum(length(doc)), 0) FROM events") as cur:
+        async with self._db.execute(
+            "SELECT min(seq), max(seq), count(*), coalesce(sum(length(doc)), 0) FROM events"
+        ) as cur:
             row = await cur.fetchone()
         assert row is not None
         lo, hi, count, doc_bytes = row
@@ -203,8 +204,10 @@ class Journal:
 
     def _enqueue(self, kind: str, body: Body, stamp: Stamp | None) -> asyncio.Future[int]:
         if type(body) is not KINDS.get(kind):
-            raise TypeError(f"{kind} needs a {getattr(KINDS.get(kind), '__name__', '?')} "
-                            f"body, not {type(body).__name__}")
+            raise TypeError(
+                f"{kind} needs a {getattr(KINDS.get(kind), '__name__', '?')} "
+                f"body, not {type(body).__name__}"
+            )
         doc = body.model_dump(mode="json", exclude_unset=True)  # what the builder said
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._pending.append(_Pending(kind, doc, stamp or self.clock.stamp(), future))
@@ -223,8 +226,9 @@ class Journal:
             await self._apply_rebase()
             while self._pending:
                 await self._persist_ack()
-                batch = [self._pending.popleft()
-                         for _ in range(min(len(self._pending), self._max_batch))]
+                batch = [
+                    self._pending.popleft() for _ in range(min(len(self._pending), self._max_batch))
+                ]
                 try:
                     await self._commit_batch(batch)
                 except Exception as exc:  # a body that is not JSON, a failed trim …
@@ -248,12 +252,15 @@ class Journal:
                     await self._conn.execute("ROLLBACK")
                 full = isinstance(exc, sqlite3.OperationalError) and "full" in str(exc).lower()
                 if attempt == 1 and full:
-                    log.error("journal: DISK FULL; releasing the reserve, trimming every "
-                              "acknowledged event and retrying")
+                    log.error(
+                        "journal: DISK FULL; releasing the reserve, trimming every "
+                        "acknowledged event and retrying"
+                    )
                     await self._make_room()
                     continue
-                log.error("journal: commit failed (%s); %d events not acknowledged", exc,
-                          len(batch))
+                log.error(
+                    "journal: commit failed (%s); %d events not acknowledged", exc, len(batch)
+                )
                 for item in batch:
                     if not item.future.done():
                         item.future.set_exception(JournalError(f"journal commit failed: {exc}"))
@@ -293,8 +300,11 @@ class Journal:
         except OSError as exc:
             with contextlib.suppress(OSError):
                 self._ballast_path.unlink()
-            log.warning("journal: cannot keep the %d-byte disk reserve: %s", self.ballast_bytes,
-                        exc.strerror)
+            log.warning(
+                "journal: cannot keep the %d-byte disk reserve: %s",
+                self.ballast_bytes,
+                exc.strerror,
+            )
 
     def _maybe_restore_ballast(self) -> None:
         if self.ballast_bytes <= 0 or self._ballast_path.exists():
@@ -332,9 +342,17 @@ class Journal:
             seq += 1
             utc = item.stamp.utc_text
             doc = json.dumps(
-                {"seq": seq, "utc": utc, "mono_ns": item.stamp.mono_ns, "boot": boot,
-                 "synced": item.stamp.synced, "kind": item.kind, "body": item.body},
-                ensure_ascii=False, separators=(",", ":"),
+                {
+                    "seq": seq,
+                    "utc": utc,
+                    "mono_ns": item.stamp.mono_ns,
+                    "boot": boot,
+                    "synced": item.stamp.synced,
+                    "kind": item.kind,
+                    "body": item.body,
+                },
+                ensure_ascii=False,
+                separators=(",", ":"),
             )
             rows.append((seq, doc))
             params.append((seq, item.kind, utc, doc))
@@ -344,11 +362,15 @@ class Journal:
         await conn.executemany("INSERT INTO events(seq, kind, utc, doc) VALUES (?,?,?,?)", params)
         await conn.execute(
             "INSERT INTO meta(key, value) VALUES ('head_seq', ?) "
-            "ON CONFLICT(key) DO UPDATE SET value=excluded.value", (seq,))
+            "ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+            (seq,),
+        )
         if self._unsaved_epoch is not None:
-            await conn.execute("INSERT INTO meta(key, value) VALUES ('epoch', ?) "
-                               "ON CONFLICT(key) DO UPDATE SET value=excluded.value",
-                               (self._unsaved_epoch,))
+            await conn.execute(
+                "INSERT INTO meta(key, value) VALUES ('epoch', ?) "
+                "ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+                (self._unsaved_epoch,),
+            )
         await conn.execute("COMMIT")
         self._unsaved_epoch = None
         if self.head_seq == self.acked_seq:
@@ -372,11 +394,15 @@ class Journal:
             return  # already done: this epoch is over
         base = max(self.acked_seq, rebase.held_through)
         if rebase.start <= base:
-            log.error("journal: ignoring a rebase to %d at or below the acknowledged %d",
-                      rebase.start, base)
+            log.error(
+                "journal: ignoring a rebase to %d at or below the acknowledged %d",
+                rebase.start,
+                base,
+            )
             return
         async with self._conn.execute(
-                "SELECT min(seq), max(seq) FROM events WHERE seq > ?", (base,)) as cur:
+            "SELECT min(seq), max(seq) FROM events WHERE seq > ?", (base,)
+        ) as cur:
             row = await cur.fetchone()
         first, last = row if row is not None else (None, None)
         shift = rebase.start - first if first is not None else 0
@@ -387,14 +413,17 @@ class Journal:
         await conn.execute("BEGIN IMMEDIATE")
         try:
             if first is not None:  # through negatives: the primary key never collides midway
-                await conn.execute("UPDATE events SET seq = -(seq + ?) WHERE seq > ?",
-                                   (shift, base))
-                await conn.execute("UPDATE events SET seq = -seq, doc = json_set(doc, '$.seq', "
-                                   "-seq) WHERE seq < 0")
+                await conn.execute(
+                    "UPDATE events SET seq = -(seq + ?) WHERE seq > ?", (shift, base)
+                )
+                await conn.execute(
+                    "UPDATE events SET seq = -seq, doc = json_set(doc, '$.seq', -seq) WHERE seq < 0"
+                )
             await conn.executemany(
                 "INSERT INTO meta(key, value) VALUES (?, ?) "
                 "ON CONFLICT(key) DO UPDATE SET value=excluded.value",
-                [("head_seq", head), ("acked_seq", rebase.start - 1), ("epoch", value)])
+                [("head_seq", head), ("acked_seq", rebase.start - 1), ("epoch", value)],
+            )
             await conn.execute("COMMIT")
         except sqlite3.Error as exc:
             with contextlib.suppress(sqlite3.Error):
@@ -404,8 +433,13 @@ class Journal:
         log.critical(
             "journal: central holds this gateway's seqs through %d from another journal "
             "(this one was replaced, reset or restored): %d unacknowledged events renumbered "
-            "to start at %d; epoch %s ends, %s begins", rebase.start - 1,
-            0 if first is None else last - first + 1, rebase.start, self.epoch, epoch)
+            "to start at %d; epoch %s ends, %s begins",
+            rebase.start - 1,
+            0 if first is None else last - first + 1,
+            rebase.start,
+            self.epoch,
+            epoch,
+        )
         self.epoch, self._unsaved_epoch = epoch, None
         self.rebases += 1
         self.head_seq = head
@@ -448,12 +482,17 @@ class Journal:
             log.critical(
                 "journal: central acknowledges seq %d but the journal ends at %d; the journal "
                 "was reset or replaced. Raising the floor so new events cannot reuse those "
-                "numbers.", seq, self.head_seq)
+                "numbers.",
+                seq,
+                self.head_seq,
+            )
             meta["head_seq"] = seq
         try:
             await self._conn.executemany(
                 "INSERT INTO meta(key, value) VALUES (?, ?) "
-                "ON CONFLICT(key) DO UPDATE SET value=excluded.value", list(meta.items()))
+                "ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+                list(meta.items()),
+            )
         except sqlite3.Error as exc:  # the ack arrives again; trimming just waits
             log.warning("journal: could not record ack %d: %s", seq, exc)
             return
@@ -497,7 +536,9 @@ class Journal:
             self.dropped_unacked += count
             await conn.execute(
                 "INSERT INTO meta(key, value) VALUES ('dropped_unacked', ?) "
-                "ON CONFLICT(key) DO UPDATE SET value=excluded.value", (self.dropped_unacked,))
+                "ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+                (self.dropped_unacked,),
+            )
         await conn.execute("COMMIT")
         self.oldest_seq = cut + 1
         self.disk_bytes = max(0, self.disk_bytes - freed)
@@ -506,11 +547,22 @@ class Journal:
             log.critical(
                 "JOURNAL OVERFLOW: discarded %d UNACKNOWLEDGED events (seq %d–%d) to stay under "
                 "%d bytes; the uplink has been down too long or the limit is too small. "
-                "Total discarded: %d.", lost[1] - lost[0] + 1, lost[0], lost[1],
-                self.limit_bytes, self.dropped_unacked)
-            self._enqueue("gateway.journal_loss", JournalLoss(
-                first_seq=lost[0], last_seq=lost[1],
-                reason=f"journal over its {self.limit_bytes}-byte limit"), None)
+                "Total discarded: %d.",
+                lost[1] - lost[0] + 1,
+                lost[0],
+                lost[1],
+                self.limit_bytes,
+                self.dropped_unacked,
+            )
+            self._enqueue(
+                "gateway.journal_loss",
+                JournalLoss(
+                    first_seq=lost[0],
+                    last_seq=lost[1],
+                    reason=f"journal over its {self.limit_bytes}-byte limit",
+                ),
+                None,
+            )
             await self._refresh_oldest_unacked()
 
     async def _cut_point(self, need: int, *, upto: int) -> tuple[int, int]:
@@ -536,7 +588,8 @@ class Journal:
         async with self._committed:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(
-                    self._committed.wait_for(lambda: self.head_seq > seq), timeout)
+                    self._committed.wait_for(lambda: self.head_seq > seq), timeout
+                )
         return self.head_seq > seq
 
     async def read_from(
@@ -567,13 +620,20 @@ class Journal:
         return list(_within(picked, max_bytes))
 
     def state(self) -> JournalState:
-        oldest = (datetime.fromisoformat(self._oldest_unacked_utc.replace("Z", "+00:00"))
-                  if self._oldest_unacked_utc else None)
+        oldest = (
+            datetime.fromisoformat(self._oldest_unacked_utc.replace("Z", "+00:00"))
+            if self._oldest_unacked_utc
+            else None
+        )
         return JournalState(
-            head_seq=self.head_seq, acked_seq=self.acked_seq,
-            backlog=self.head_seq - self.acked_seq, oldest_unacked_utc=oldest,
-            disk_bytes=self.disk_bytes, limit_bytes=self.limit_bytes,
-            dropped_unacked=self.dropped_unacked)
+            head_seq=self.head_seq,
+            acked_seq=self.acked_seq,
+            backlog=self.head_seq - self.acked_seq,
+            oldest_unacked_utc=oldest,
+            disk_bytes=self.disk_bytes,
+            limit_bytes=self.limit_bytes,
+            dropped_unacked=self.dropped_unacked,
+        )
 
     async def recent(self, kind: str, since_utc: str, limit: int = 10_000) -> list[dict[str, Any]]:
         """Recent events of one kind (for rebuilding de-duplication state after a restart)."""

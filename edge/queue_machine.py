@@ -69,8 +69,9 @@ class QueueState:
 
 
 class QueueSupervisor:
-    def __init__(self, config: QueueConfig, journal: Journal,
-                 on_event: QueueEventHook | None = None) -> None:
+    def __init__(
+        self, config: QueueConfig, journal: Journal, on_event: QueueEventHook | None = None
+    ) -> None:
         self.config = config
         self.journal = journal
         self.on_event = on_event
@@ -88,8 +89,9 @@ class QueueSupervisor:
             for doc in reversed(await self.journal.recent(kind, "", limit=SEEN_KEPT)):
                 body = doc["body"]
                 self._remember((body.get("mseq") or 0, body.get("raw_hex") or body["raw"]))
-        async with QueueFeed(self.config.transport, encoding=self.config.encoding,
-                             baudrate=self.config.baudrate) as feed:
+        async with QueueFeed(
+            self.config.transport, encoding=self.config.encoding, baudrate=self.config.baudrate
+        ) as feed:
             self.feed = feed
             try:
                 async for item in feed.messages():
@@ -138,11 +140,21 @@ class QueueSupervisor:
                 log.exception("queue: handling mseq %d failed", item.mseq)
 
     def _describe(self, msg: QMMessage, raw: dict[str, str]) -> tuple[str, Body]:
-        fields: dict[str, Any] = {"mseq": msg.mseq, "type": msg.CODE, **raw,
-                                  "machine_time": msg.machine_time.isoformat()
-                                  if msg.machine_time else None}
-        for name in ("ticket", "service", "service_name", "window", "staff", "to_service",
-                     "waiting"):
+        fields: dict[str, Any] = {
+            "mseq": msg.mseq,
+            "type": msg.CODE,
+            **raw,
+            "machine_time": msg.machine_time.isoformat() if msg.machine_time else None,
+        }
+        for name in (
+            "ticket",
+            "service",
+            "service_name",
+            "window",
+            "staff",
+            "to_service",
+            "waiting",
+        ):
             if hasattr(msg, name):
                 fields[name] = getattr(msg, name)
         if hasattr(msg, "from_window"):
@@ -154,14 +166,16 @@ class QueueSupervisor:
         except ValidationError as exc:
             err = exc.errors()[0]
             return "queue.fault", self._fault(
-                msg.mseq, f"{'.'.join(map(str, err['loc']))}: {err['msg']}", raw)
+                msg.mseq, f"{'.'.join(map(str, err['loc']))}: {err['msg']}", raw
+            )
 
     @staticmethod
     def _fault(mseq: int, reason: str, raw: dict[str, str]) -> QueueFault:
         return QueueFault(mseq=mseq, reason=clean_text(reason, 300), **raw)
 
-    async def _ack_when_durable(self, feed: QueueFeed, mseq: int, key: tuple[int, str],
-                                future: asyncio.Future[int]) -> None:
+    async def _ack_when_durable(
+        self, feed: QueueFeed, mseq: int, key: tuple[int, str], future: asyncio.Future[int]
+    ) -> None:
         try:
             await future
         except JournalError as exc:

@@ -46,8 +46,12 @@ class ExecutionRefused(ValueError):
 
 
 class RemoteCommands:
-    def __init__(self, verifier: CommandVerifier, target: CommandTarget,
-                 answer: Callable[[CommandResult], object]) -> None:
+    def __init__(
+        self,
+        verifier: CommandVerifier,
+        target: CommandTarget,
+        answer: Callable[[CommandResult], object],
+    ) -> None:
         self.verifier = verifier
         self.target = target
         self.answer = answer
@@ -66,19 +70,26 @@ class RemoteCommands:
         except CommandRefused as refusal:
             log.warning("command refused: %s", refusal)
             return self.verifier.result(refusal)
-        log.info("command %s v%d accepted: %s", command.name, command.version, command.args
-                 if command.name != "apply_config" else "(configuration)")
+        log.info(
+            "command %s v%d accepted: %s",
+            command.name,
+            command.version,
+            command.args if command.name != "apply_config" else "(configuration)",
+        )
         try:
             detail = await self._execute(command)
         except ExecutionRefused as exc:
-            log.warning("command %s v%d cannot be carried out: %s", command.name,
-                        command.version, exc)
+            log.warning(
+                "command %s v%d cannot be carried out: %s", command.name, command.version, exc
+            )
             return self.verifier.result(
-                CommandRefused(RefusalReason.MALFORMED, str(exc)[:500], command))
+                CommandRefused(RefusalReason.MALFORMED, str(exc)[:500], command)
+            )
         except Exception as exc:  # answer anyway: central must not wait for nothing
             log.exception("command %s v%d failed", command.name, command.version)
             return self.verifier.result(
-                CommandRefused(RefusalReason.MALFORMED, f"failed: {exc!r}"[:500], command))
+                CommandRefused(RefusalReason.MALFORMED, f"failed: {exc!r}"[:500], command)
+            )
         return self.verifier.result(command).model_copy(update={"detail": detail[:500]})
 
     async def _execute(self, command: Command) -> str:

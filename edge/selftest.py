@@ -71,8 +71,9 @@ def skip(name: str, detail: str) -> Check:
     return Check(name, Status.SKIP, detail)
 
 
-SERVICE_RUNNING = "网关服务正在运行，停止后可完整测试 / the gateway service is running; stop it " \
-                  "for this check"
+SERVICE_RUNNING = (
+    "网关服务正在运行，停止后可完整测试 / the gateway service is running; stop it for this check"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,41 +118,56 @@ async def check_evaluators(config: GatewayConfig, running: bool) -> list[Check]:
         wanted = {d.addr: d.window for d in bus.devices}
         limit = 5.0 + 0.5 * len(wanted)  # two 150 ms polls per device, and room to open
         try:
-            found = set(await asyncio.wait_for(
-                probe(bus.port, sorted(wanted), baudrate=bus.baudrate), limit))
+            found = set(
+                await asyncio.wait_for(
+                    probe(bus.port, sorted(wanted), baudrate=bus.baudrate), limit
+                )
+            )
         except (ConnectionError, OSError) as exc:
             checks.append(fail(name, f"无法打开 / cannot open the bus: {exc}"))
             continue
         except TimeoutError:
-            checks.append(fail(name, f"the bus did not finish {len(wanted)} polls in "
-                                     f"{limit:.0f} s"))
+            checks.append(
+                fail(name, f"the bus did not finish {len(wanted)} polls in {limit:.0f} s")
+            )
             continue
         missing = [f"{a:#04x} (窗口 window {wanted[a]})" for a in sorted(wanted) if a not in found]
         if missing:
-            checks.append(fail(name, f"{len(found)}/{len(wanted)} answer STATUS_POLL; "
-                                     f"no answer: {', '.join(missing)}"))
+            checks.append(
+                fail(
+                    name,
+                    f"{len(found)}/{len(wanted)} answer STATUS_POLL; "
+                    f"no answer: {', '.join(missing)}",
+                )
+            )
         else:
             checks.append(ok(name, f"{len(found)}/{len(wanted)} answer STATUS_POLL"))
     return checks
 
 
-async def check_queue_machine(config: GatewayConfig, running: bool, wait_s: float
-                              ) -> Check | None:
+async def check_queue_machine(config: GatewayConfig, running: bool, wait_s: float) -> Check | None:
     if config.queue is None:
         return None
     name = f"叫号机 queue machine {config.queue.transport}"
     if running:
         return skip(name, SERVICE_RUNNING)
     started = time.monotonic()
-    feed = QueueFeed(config.queue.transport, encoding=config.queue.encoding,
-                     baudrate=config.queue.baudrate, idle_timeout=None)
+    feed = QueueFeed(
+        config.queue.transport,
+        encoding=config.queue.encoding,
+        baudrate=config.queue.baudrate,
+        idle_timeout=None,
+    )
     async with feed:
         try:
             async with asyncio.timeout(wait_s):
                 async for item in feed.messages():
                     kind = type(item).__name__
-                    return ok(name, f"line alive: {kind} after {time.monotonic() - started:.1f} s"
-                                    " (not acknowledged: the machine keeps it)")
+                    return ok(
+                        name,
+                        f"line alive: {kind} after {time.monotonic() - started:.1f} s"
+                        " (not acknowledged: the machine keeps it)",
+                    )
         except TimeoutError:
             pass
         stats = feed.stats()
@@ -169,8 +185,11 @@ def check_clock(config: GatewayConfig) -> Check:
         return (ok if assumed else fail)(name, f"assume_synced: {assumed} in the configuration")
     if Clock().synchronised():
         return ok(name, "the kernel reports NTP synchronisation")
-    return fail(name, "未同步 / not synchronised: check NTP (timedatectl timesync-status); "
-                      "events are stamped unsynced until it is")
+    return fail(
+        name,
+        "未同步 / not synchronised: check NTP (timedatectl timesync-status); "
+        "events are stamped unsynced until it is",
+    )
 
 
 def _existing(path: Path) -> Path:
@@ -183,8 +202,11 @@ def check_disk(config: GatewayConfig) -> Check:
     name = "磁盘 disk"
     usage = shutil.disk_usage(_existing(config.data_dir))
     journal = config.journal_path
-    used = sum(p.stat().st_size for p in journal.parent.glob(journal.name + "*")
-               if p.is_file()) if journal.parent.exists() else 0
+    used = (
+        sum(p.stat().st_size for p in journal.parent.glob(journal.name + "*") if p.is_file())
+        if journal.parent.exists()
+        else 0
+    )
     need = max(0.0, config.journal.limit_mb - used / 2**20) + DISK_MARGIN_MB
     free_mb = usage.free / 2**20
     detail = f"{free_mb:.0f} MB free; the journal may still grow by {need:.0f} MB"
@@ -248,9 +270,14 @@ async def check_broker(config: GatewayConfig, running: bool, wait_s: float) -> C
         return fail(name, problem)
     # Same client id and persistent session as the service, and nothing acknowledged: a
     # command waiting for the gateway stays queued for it.
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=config.gateway,
-                         clean_session=False, protocol=mqtt.MQTTv311, manual_ack=True,
-                         reconnect_on_failure=False)
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=config.gateway,
+        clean_session=False,
+        protocol=mqtt.MQTTv311,
+        manual_ack=True,
+        reconnect_on_failure=False,
+    )
     loop = asyncio.get_running_loop()
     answer: asyncio.Future[str] = loop.create_future()
 
@@ -259,8 +286,12 @@ async def check_broker(config: GatewayConfig, running: bool, wait_s: float) -> C
             answer.set_result(text)
 
     def on_connect(_c: object, _u: object, _f: object, reason: object, _p: object) -> None:
-        loop.call_soon_threadsafe(settle, "ok" if not reason.is_failure  # type: ignore[attr-defined]
-                                  else f"refused: {reason}")
+        loop.call_soon_threadsafe(
+            settle,
+            "ok"
+            if not reason.is_failure  # type: ignore[attr-defined]
+            else f"refused: {reason}",
+        )
 
     def on_disconnect(_c: object, _u: object, _f: object, reason: object, _p: object) -> None:
         loop.call_soon_threadsafe(settle, f"disconnected: {reason}")
@@ -270,9 +301,13 @@ async def check_broker(config: GatewayConfig, running: bool, wait_s: float) -> C
     client.on_message = lambda *_: None
     if broker.tls is not None:
         try:
-            client.tls_set(ca_certs=str(broker.tls.ca), certfile=str(broker.tls.cert),
-                           keyfile=str(broker.tls.key), cert_reqs=ssl.CERT_REQUIRED,
-                           tls_version=ssl.PROTOCOL_TLS_CLIENT)
+            client.tls_set(
+                ca_certs=str(broker.tls.ca),
+                certfile=str(broker.tls.cert),
+                keyfile=str(broker.tls.key),
+                cert_reqs=ssl.CERT_REQUIRED,
+                tls_version=ssl.PROTOCOL_TLS_CLIENT,
+            )
         except (ssl.SSLError, OSError, ValueError) as exc:
             return fail(name, f"TLS files unusable: {exc}")
     try:
@@ -298,16 +333,22 @@ async def check_central(config: GatewayConfig, checks: list[Check], wait_s: floa
     """Journal a gateway.selftest event and wait until central acknowledges it."""
     name = "中心确认 central acknowledges"
     clock = Clock(assume_synced=config.clock.assume_synced)
-    journal = Journal(config.journal_path, clock,
-                      limit_bytes=int(config.journal.limit_mb * 2**20),
-                      seq_floor=config.journal.seq_floor)
+    journal = Journal(
+        config.journal_path,
+        clock,
+        limit_bytes=int(config.journal.limit_mb * 2**20),
+        seq_floor=config.journal.seq_floor,
+    )
     await journal.open()
     try:
         failed = [c.name for c in checks if c.status is Status.FAIL][:64]
-        seq = await journal.append("gateway.selftest", GatewaySelfTest(
-            software=SOFTWARE, passed=not failed, failed=[clean_text(f, 300) for f in failed]))
-        uplink = Uplink(journal, clock, config.hall, config.gateway, config.broker,
-                        config.uplink)
+        seq = await journal.append(
+            "gateway.selftest",
+            GatewaySelfTest(
+                software=SOFTWARE, passed=not failed, failed=[clean_text(f, 300) for f in failed]
+            ),
+        )
+        uplink = Uplink(journal, clock, config.hall, config.gateway, config.broker, config.uplink)
         await uplink.start()
         try:
             deadline = time.monotonic() + wait_s
@@ -318,8 +359,11 @@ async def check_central(config: GatewayConfig, checks: list[Check], wait_s: floa
             await uplink.stop()
         if journal.acknowledged >= seq:
             return ok(name, f"central acknowledged the self-test event (seq {seq})")
-        why = uplink.last_error or "connected, but no acknowledgement (is central running? "\
-                                   "is this gateway registered for this hall?)"
+        why = (
+            uplink.last_error
+            or "connected, but no acknowledgement (is central running? "
+            "is this gateway registered for this hall?)"
+        )
         return fail(name, f"no acknowledgement of seq {seq} in {wait_s:.0f} s: {why}")
     finally:
         await journal.close()
@@ -328,8 +372,11 @@ async def check_central(config: GatewayConfig, checks: list[Check], wait_s: floa
 # -- all together ------------------------------------------------------------------------------
 
 
-async def run_selftest(config: GatewayConfig, options: SelfTestOptions = SelfTestOptions(),
-                       progress: Callable[[Check], object] | None = None) -> list[Check]:
+async def run_selftest(
+    config: GatewayConfig,
+    options: SelfTestOptions = SelfTestOptions(),
+    progress: Callable[[Check], object] | None = None,
+) -> list[Check]:
     running = service_running(config.data_dir)
     checks: list[Check] = []
 
@@ -362,4 +409,3 @@ async def run_selftest(config: GatewayConfig, options: SelfTestOptions = SelfTes
 
 def passed(checks: list[Check]) -> bool:
     return all(c.status is not Status.FAIL for c in checks)
-

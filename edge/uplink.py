@@ -151,8 +151,7 @@ class Uplink:
         assert self._loop is not None
         self._loop.call_soon_threadsafe(self._on_connect, not reason.is_failure, str(reason))
 
-    def _paho_disconnect(self, client: mqtt.Client, _u: Any, _f: Any, reason: Any,
-                         _p: Any) -> None:
+    def _paho_disconnect(self, client: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
         assert self._loop is not None
         self._loop.call_soon_threadsafe(self._on_disconnect, str(reason))
 
@@ -173,16 +172,22 @@ class Uplink:
         assert self._client is not None
         self.connected = True
         self.last_error = None
-        self._client.subscribe([(self._topic_ack, 1), (self._topic_cmd, 1),
-                                (self._topic_receipt, 1)])
+        self._client.subscribe(
+            [(self._topic_ack, 1), (self._topic_cmd, 1), (self._topic_receipt, 1)]
+        )
         self._client.publish(self._topic_state, self._state(online=True), qos=1, retain=True)
         # Whatever the broker held for us before may be gone: start again from central's ack
         # (or from the start of a commanded replay that has not caught up yet).
-        self._sent_through = (self.journal.acked_seq if self._replay_from is None
-                              else self._replay_from - 1)
+        self._sent_through = (
+            self.journal.acked_seq if self._replay_from is None else self._replay_from - 1
+        )
         self._last_ack_progress = time.monotonic()
-        log.info("uplink: connected to %s:%s; resending from seq %d", self.broker.host,
-                 self.broker.port, self._sent_through + 1)
+        log.info(
+            "uplink: connected to %s:%s; resending from seq %d",
+            self.broker.host,
+            self.broker.port,
+            self._sent_through + 1,
+        )
         self._wake.set()
 
     def _on_disconnect(self, reason: str) -> None:
@@ -212,8 +217,12 @@ class Uplink:
         if ack.epoch is not None and ack.epoch != self.journal.epoch:
             return  # it speaks for another journal epoch (one renumbered since)
         if ack.epoch is not None and ack.rebase_to is not None:
-            log.error("uplink: central refuses this journal's numbering above seq %d; "
-                      "renumbering from %d", ack.committed_through, ack.rebase_to)
+            log.error(
+                "uplink: central refuses this journal's numbering above seq %d; "
+                "renumbering from %d",
+                ack.committed_through,
+                ack.rebase_to,
+            )
             self.journal.mark_acked(ack.committed_through)
             self.journal.request_rebase(Rebase(ack.epoch, ack.committed_through, ack.rebase_to))
             return
@@ -255,8 +264,10 @@ class Uplink:
         self._wake.set()
         log.info("uplink: replaying from seq %d on central's command", seq)
         if seq < oldest:
-            return (f"replaying {oldest}–{head}; {seq}–{oldest - 1} were trimmed from the "
-                    "journal and are reported lost")
+            return (
+                f"replaying {oldest}–{head}; {seq}–{oldest - 1} were trimmed from the "
+                "journal and are reported lost"
+            )
         return f"replaying {seq}–{head}"
 
     def publish_result(self, result: CommandResult) -> bool:
@@ -283,16 +294,22 @@ class Uplink:
             if self.connected:
                 if self._replay_from is not None and self._sent_through >= self.acked:
                     self._replay_from = None  # the commanded replay has caught up
-                base = self._sent_through if self._replay_from is not None else max(
-                    self._sent_through, self.acked)
+                base = (
+                    self._sent_through
+                    if self._replay_from is not None
+                    else max(self._sent_through, self.acked)
+                )
                 nxt = base + 1
                 outstanding = nxt - 1 - self.acked
                 if self.journal.head_seq >= nxt and outstanding < s.window_events:
                     if await self._publish_from(nxt):
                         continue
                 elif outstanding > 0 and self._ack_stalled():
-                    log.warning("uplink: no acknowledgement for %.0f s; resending from seq %d",
-                                s.ack_timeout_s, self.acked + 1)
+                    log.warning(
+                        "uplink: no acknowledgement for %.0f s; resending from seq %d",
+                        s.ack_timeout_s,
+                        self.acked + 1,
+                    )
                     self._sent_through = self.acked
                     self._last_ack_progress = time.monotonic()
                     self.rewinds += 1
@@ -313,8 +330,14 @@ class Uplink:
         if not rows or self.journal.epoch != epoch:  # renumbered while reading
             return False
         lost_from = nxt if rows[0][0] > nxt else None
-        payload = encode_batch(self.hall, self.gateway, self.clock.boot_id,
-                               [doc for _, doc in rows], lost_from=lost_from, epoch=epoch)
+        payload = encode_batch(
+            self.hall,
+            self.gateway,
+            self.clock.boot_id,
+            [doc for _, doc in rows],
+            lost_from=lost_from,
+            epoch=epoch,
+        )
         assert self._client is not None
         info = self._client.publish(self._topic_events, payload, qos=1)
         if info.rc != mqtt.MQTT_ERR_SUCCESS:
@@ -332,9 +355,17 @@ class Uplink:
                 self._client.publish(self._topic_state, self._state(online=True), 1, True)
 
     def _state(self, *, online: bool) -> bytes:
-        return encode(GatewayState(
-            hall=self.hall, gateway=self.gateway, boot=self.clock.boot_id, online=online,
-            utc=utc_now(), synced=self.clock.synchronised(), software=SOFTWARE,
-            journal=self.journal.state(), health=json_safe(self.health()) if online else {},
-            tasks=self.supervisor.status() if online else {},
-        ))
+        return encode(
+            GatewayState(
+                hall=self.hall,
+                gateway=self.gateway,
+                boot=self.clock.boot_id,
+                online=online,
+                utc=utc_now(),
+                synced=self.clock.synchronised(),
+                software=SOFTWARE,
+                journal=self.journal.state(),
+                health=json_safe(self.health()) if online else {},
+                tasks=self.supervisor.status() if online else {},
+            )
+        )

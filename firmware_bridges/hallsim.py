@@ -71,9 +71,14 @@ class Anomaly(StrEnum):
 
 # Rates per finished service once the opening plan has shown each kind once.
 ANOMALY_RATES: Mapping[Anomaly, float] = {
-    Anomaly.WALK_AWAY: 0.07, Anomaly.STRAY: 0.01, Anomaly.EARLY_PRESS: 0.01,
-    Anomaly.TWICE_QUICK: 0.02, Anomaly.TWICE_SLOW: 0.01, Anomaly.LATE: 0.01,
-    Anomaly.SELF_PRESS: 0.03, Anomaly.PAUSE: 0.03,
+    Anomaly.WALK_AWAY: 0.07,
+    Anomaly.STRAY: 0.01,
+    Anomaly.EARLY_PRESS: 0.01,
+    Anomaly.TWICE_QUICK: 0.02,
+    Anomaly.TWICE_SLOW: 0.01,
+    Anomaly.LATE: 0.01,
+    Anomaly.SELF_PRESS: 0.03,
+    Anomaly.PAUSE: 0.03,
 }
 ORPHAN_EVERY_S = (120.0, 300.0)  # a key at the closed window now and then
 
@@ -95,15 +100,26 @@ class _Window:
 
 def staff_numbers(seed: int, windows: int) -> dict[int, str]:
     """The 6-digit staff number serving each window (the same for a seed)."""
-    return {w: f"{random.Random(f'{seed}/{w}').randrange(100000, 1000000):06d}"
-            for w in range(1, windows + 1)}
+    return {
+        w: f"{random.Random(f'{seed}/{w}').randrange(100000, 1000000):06d}"
+        for w in range(1, windows + 1)
+    }
 
 
 class SimulatedHall:
-    def __init__(self, directory: Path, *, windows: int = 8, speed: float = 20.0,
-                 seed: int = 1, corrupt_rate: float = 0.01, lead_s: float = 12.0,
-                 camera_windows: Sequence[int] = (), arrival_gap: float | None = None,
-                 service_time: tuple[float, float] = (120.0, 600.0)) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        windows: int = 8,
+        speed: float = 20.0,
+        seed: int = 1,
+        corrupt_rate: float = 0.01,
+        lead_s: float = 12.0,
+        camera_windows: Sequence[int] = (),
+        arrival_gap: float | None = None,
+        service_time: tuple[float, float] = (120.0, 600.0),
+    ) -> None:
         self.directory = directory
         self.windows = windows
         self.closed_window = windows + 1  # an evaluator at a window nobody staffs today
@@ -118,19 +134,24 @@ class SimulatedHall:
         cycle = sum(WALK_UP_S) / 2 + sum(service_time) / 2 / speed + sum(CALL_NEXT_S) / 2
         self.arrival_gap_real = arrival_gap / speed if arrival_gap else cycle / windows / 0.95
         directory.mkdir(parents=True, exist_ok=True)
-        self.bus = EvaluatorBusSimulator(directory / "ttyEVAL0", seed=seed,
-                                         corrupt_rate=corrupt_rate, history=20_000)
-        self.machine = QueueMachineSimulator(pty_dir=directory, link_name="ttyQM0",
-                                             history=20_000)
+        self.bus = EvaluatorBusSimulator(
+            directory / "ttyEVAL0", seed=seed, corrupt_rate=corrupt_rate, history=20_000
+        )
+        self.machine = QueueMachineSimulator(pty_dir=directory, link_name="ttyQM0", history=20_000)
         self.scene: Any = None  # a LiveScene when a camera is wanted (OpenCV, imported lazily)
         self._truth = (directory / "ground-truth.jsonl").open("a", encoding="utf-8")
         self._last_press: dict[int, float] = {}
         self._names = dict(DEFAULT_SERVICES)
         codes = [code for code, _ in DEFAULT_SERVICES]
         self._windows = {
-            w: _Window(w, staff, frozenset({codes[(w - 1) % len(codes)], codes[w % len(codes)]}),
-                       random.Random(f"{seed}/{w}/behaviour"))
-            for w, staff in staff_numbers(seed, windows).items()}
+            w: _Window(
+                w,
+                staff,
+                frozenset({codes[(w - 1) % len(codes)], codes[w % len(codes)]}),
+                random.Random(f"{seed}/{w}/behaviour"),
+            )
+            for w, staff in staff_numbers(seed, windows).items()
+        }
         self._plan_openers()
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = False
@@ -158,8 +179,14 @@ class SimulatedHall:
         plain = [w for w in self._windows.values() if w.number not in self.camera_windows]
         if camera:
             camera[0].plan.append(Anomaly.SELF_PRESS)
-        kinds = [Anomaly.LATE, Anomaly.TWICE_QUICK, Anomaly.STRAY, Anomaly.EARLY_PRESS,
-                 Anomaly.TWICE_SLOW, Anomaly.WALK_AWAY]
+        kinds = [
+            Anomaly.LATE,
+            Anomaly.TWICE_QUICK,
+            Anomaly.STRAY,
+            Anomaly.EARLY_PRESS,
+            Anomaly.TWICE_SLOW,
+            Anomaly.WALK_AWAY,
+        ]
         targets = plain or list(self._windows.values())
         for i, kind in enumerate(kinds):
             targets[i % len(targets)].plan.append(kind)
@@ -207,8 +234,13 @@ class SimulatedHall:
     async def _closed_window(self) -> None:
         await asyncio.sleep(self.lead_s + 20)
         while True:
-            await self._press(self.closed_window, self._key(), "closed_window", None,
-                              Expect(False, {"ORPHAN", "OUT_OF_SESSION"}))
+            await self._press(
+                self.closed_window,
+                self._key(),
+                "closed_window",
+                None,
+                Expect(False, {"ORPHAN", "OUT_OF_SESSION"}),
+            )
             await asyncio.sleep(self.rng.uniform(*ORPHAN_EVERY_S))
 
     def _spawn(self, coroutine: Any) -> None:
@@ -245,18 +277,28 @@ class SimulatedHall:
                 await self._stray_during_service(w, duration)
             elif anomaly is Anomaly.EARLY_PRESS:
                 await asyncio.sleep(max(duration - 1.0, 1.5))
-                await self._press(w.number, self._key(), "early_press", ticket,
-                                  Expect(False, {"OUT_OF_SESSION"}))
+                await self._press(
+                    w.number, self._key(), "early_press", ticket, Expect(False, {"OUT_OF_SESSION"})
+                )
                 await asyncio.sleep(1.0)
             else:
                 await asyncio.sleep(duration)
             stale = device.invitation  # a walked-away citizen's, still open
             finished_message = machine.finish(ticket, w.number, w.staff)
             finished = time.time()
-            self._record({"kind": "service", "window": w.number, "ticket": ticket,
-                          "service": self._service_of(ticket), "staff": w.staff,
-                          "called_at": called, "started_at": started, "finished_at": finished,
-                          "fn_mseq": finished_message.mseq})
+            self._record(
+                {
+                    "kind": "service",
+                    "window": w.number,
+                    "ticket": ticket,
+                    "service": self._service_of(ticket),
+                    "staff": w.staff,
+                    "called_at": called,
+                    "started_at": started,
+                    "finished_at": finished,
+                    "fn_mseq": finished_message.mseq,
+                }
+            )
             await self._after_service(w, ticket, anomaly, stale)
         machine.logout(w.number, w.staff)
         self._scene("staff_out", w.number)
@@ -292,12 +334,14 @@ class SimulatedHall:
         """A citizen from the queue tries the evaluator while someone else is served."""
         await asyncio.sleep(max(duration / 2, 1.5))
         if self.bus.devices[self.addr(w.number)].invitation is None:
-            await self._press(w.number, self._key(), "stray", None,
-                              Expect(False, {"OUT_OF_SESSION"}))
+            await self._press(
+                w.number, self._key(), "stray", None, Expect(False, {"OUT_OF_SESSION"})
+            )
         await asyncio.sleep(max(duration / 2, 1.5))
 
-    async def _after_service(self, w: _Window, ticket: str, anomaly: Anomaly | None,
-                             stale: object) -> None:
+    async def _after_service(
+        self, w: _Window, ticket: str, anomaly: Anomaly | None, stale: object
+    ) -> None:
         """What the served citizen (and the staff) do after FN; returns when the staff call
         (or are about to call) the next number."""
         number = w.number
@@ -305,8 +349,9 @@ class SimulatedHall:
             self._scene("citizen_out", number)
             if await self._invited(number, stale):
                 await asyncio.sleep(w.rng.uniform(8.0, 10.0))
-                await self._press(number, 1, "self_press", ticket,
-                                  Expect(False, {"SELF_PRESS_SUSPECTED"}))
+                await self._press(
+                    number, 1, "self_press", ticket, Expect(False, {"SELF_PRESS_SUSPECTED"})
+                )
             await asyncio.sleep(1.0)
         elif anomaly in (Anomaly.TWICE_QUICK, Anomaly.TWICE_SLOW):
             # The staff wait while the citizen is still at the evaluator.
@@ -335,25 +380,36 @@ class SimulatedHall:
             await asyncio.sleep(0.1)
         return False
 
-    async def _answer(self, w: _Window, ticket: str, anomaly: Anomaly | None,
-                      stale: object) -> None:
+    async def _answer(
+        self, w: _Window, ticket: str, anomaly: Anomaly | None, stale: object
+    ) -> None:
         number = w.number
         finished = time.monotonic()
         if anomaly is Anomaly.WALK_AWAY:
             self._scene("citizen_out", number)
-            self._record({"kind": "walk_away", "window": number, "ticket": ticket,
-                          "at": time.time()})
+            self._record(
+                {"kind": "walk_away", "window": number, "ticket": ticket, "at": time.time()}
+            )
             return
         if not await self._invited(number, stale):
             self._scene("citizen_out", number)
-            self._record({"kind": "not_invited", "window": number, "ticket": ticket,
-                          "at": time.time()})
+            self._record(
+                {"kind": "not_invited", "window": number, "ticket": ticket, "at": time.time()}
+            )
             return
         if anomaly is Anomaly.LATE:
             # Leaves, then comes back after the next ticket was called and nobody came.
             self._scene("citizen_out", number)
-            await asyncio.sleep(max(0.0, finished + max(CALL_NEXT_S) + LATE_GRACE_S
-                                    + w.rng.uniform(6.0, 12.0) - time.monotonic()))
+            await asyncio.sleep(
+                max(
+                    0.0,
+                    finished
+                    + max(CALL_NEXT_S)
+                    + LATE_GRACE_S
+                    + w.rng.uniform(6.0, 12.0)
+                    - time.monotonic(),
+                )
+            )
             self._scene("citizen_in", number)
             await asyncio.sleep(3.0)
             await self._press(number, self._key(), "late", ticket, Expect(False, {"LATE"}))
@@ -363,25 +419,37 @@ class SimulatedHall:
         if anomaly is Anomaly.EARLY_PRESS:
             await asyncio.sleep(0.2)  # answers as soon as the evaluator lights up
         else:
-            await asyncio.sleep(max(0.0, finished + w.rng.uniform(*PRESS_AFTER_S)
-                                    - time.monotonic()))
+            await asyncio.sleep(
+                max(0.0, finished + w.rng.uniform(*PRESS_AFTER_S) - time.monotonic())
+            )
         await self._press(number, self._key(), "invited", ticket, Expect(True))
         if anomaly is Anomaly.TWICE_QUICK:
             await asyncio.sleep(w.rng.uniform(0.8, 2.0))
-            await self._press(number, self._key(), "second", ticket,
-                              Expect(False, {"OUT_OF_SESSION", "DUPLICATE"}))
+            await self._press(
+                number,
+                self._key(),
+                "second",
+                ticket,
+                Expect(False, {"OUT_OF_SESSION", "DUPLICATE"}),
+            )
         elif anomaly is Anomaly.TWICE_SLOW:
             await asyncio.sleep(w.rng.uniform(4.0, 6.0))
-            await self._press(number, self._key(), "second", ticket,
-                              Expect(False, {"OUT_OF_SESSION", "DUPLICATE"}))
+            await self._press(
+                number,
+                self._key(),
+                "second",
+                ticket,
+                Expect(False, {"OUT_OF_SESSION", "DUPLICATE"}),
+            )
         await asyncio.sleep(LEAVE_AFTER_PRESS_S)
         self._scene("citizen_out", number)
 
     def _key(self) -> int:
         return self.rng.choices(list(KEY_WEIGHTS), weights=list(KEY_WEIGHTS.values()))[0]
 
-    async def _press(self, window: int, key: int, why: str, ticket: str | None,
-                     expect: Expect) -> None:
+    async def _press(
+        self, window: int, key: int, why: str, ticket: str | None, expect: Expect
+    ) -> None:
         """Press a key (the device puts its open invitation's session on it, or 0) and write
         the truth. A press is kept clear of the RAPID_REPEAT threshold so its flag is certain."""
         addr = self.addr(window)
@@ -400,11 +468,21 @@ class SimulatedHall:
         event = self.bus.press(addr, key)
         self._last_press[addr] = time.monotonic()
         self.presses += 1
-        self._record({"kind": "press", "at": time.time(), "window": window, "addr": addr,
-                      "key": key, "why": why, "ticket": ticket,
-                      "dev_seq": event.seq if event is not None else None,
-                      "session": event.session if event is not None else None,
-                      "counted": expect.counted, "flags": sorted(expect.flags)})
+        self._record(
+            {
+                "kind": "press",
+                "at": time.time(),
+                "window": window,
+                "addr": addr,
+                "key": key,
+                "why": why,
+                "ticket": ticket,
+                "dev_seq": event.seq if event is not None else None,
+                "session": event.session if event is not None else None,
+                "counted": expect.counted,
+                "flags": sorted(expect.flags),
+            }
+        )
 
     def _record(self, record: dict[str, Any]) -> None:
         self._truth.write(json.dumps(record, ensure_ascii=False) + "\n")
@@ -424,8 +502,7 @@ class SimulatedHall:
 # (a doubt about which cases a service's evaluation covers) are not compared.
 
 MATCH_WITHIN_S = 2.0  # press → the gateway's stamp on its key (a loaded machine lags)
-FLAGS = ("ORPHAN", "OUT_OF_SESSION", "DUPLICATE", "LATE", "RAPID_REPEAT",
-         "SELF_PRESS_SUSPECTED")
+FLAGS = ("ORPHAN", "OUT_OF_SESSION", "DUPLICATE", "LATE", "RAPID_REPEAT", "SELF_PRESS_SUSPECTED")
 
 
 def read_truth(path: Path) -> list[dict[str, Any]]:
@@ -452,21 +529,33 @@ class Comparison:
         return abs(self.counted_central - self.counted_truth) / max(1, self.counted_truth)
 
     def summary(self) -> str:
-        flags = " ".join(f"{f} {self.flags_central.get(f, 0)}/{self.flags_truth.get(f, 0)}"
-                         for f in FLAGS)
-        return (f"按键 {self.matched}/{self.presses} 已到中心; 计入 {self.counted_central} "
-                f"(真值 {self.counted_truth}); 标记 中心/真值: {flags}; "
-                f"不一致 {len(self.mismatches)}")
+        flags = " ".join(
+            f"{f} {self.flags_central.get(f, 0)}/{self.flags_truth.get(f, 0)}" for f in FLAGS
+        )
+        return (
+            f"按键 {self.matched}/{self.presses} 已到中心; 计入 {self.counted_central} "
+            f"(真值 {self.counted_truth}); 标记 中心/真值: {flags}; "
+            f"不一致 {len(self.mismatches)}"
+        )
 
 
-def compare(truth: Iterable[Mapping[str, Any]], evaluations: Iterable[Mapping[str, Any]],
-            *, until: float | None = None) -> Comparison:
+def compare(
+    truth: Iterable[Mapping[str, Any]],
+    evaluations: Iterable[Mapping[str, Any]],
+    *,
+    until: float | None = None,
+) -> Comparison:
     """Match each simulated press to central's evaluation on the same device with the same key,
     nearest in time (presses on one device are at least 0.8 s apart; the gateway stamps a key
     when its frame arrives), and compare counting and flags. ``until`` leaves out presses
     after that epoch time (central may not have correlated them yet)."""
-    presses = [r for r in truth if r.get("kind") == "press" and r.get("dev_seq") is not None
-               and (until is None or r["at"] <= until)]
+    presses = [
+        r
+        for r in truth
+        if r.get("kind") == "press"
+        and r.get("dev_seq") is not None
+        and (until is None or r["at"] <= until)
+    ]
     by_device: dict[int, list[Mapping[str, Any]]] = {}
     for ev in evaluations:
         by_device.setdefault(int(ev["addr"]), []).append(ev)
@@ -479,9 +568,13 @@ def compare(truth: Iterable[Mapping[str, Any]], evaluations: Iterable[Mapping[st
         for flag in press["flags"]:
             flags_truth[flag] += 1
         counted_truth += bool(press["counted"])
-        near = [ev for ev in by_device.get(int(press["addr"]), [])
-                if ev["key"] == press["key"] and (ev["gateway"], ev["seq"]) not in taken
-                and abs(_epoch(ev["evaluated_at"]) - press["at"]) < MATCH_WITHIN_S]
+        near = [
+            ev
+            for ev in by_device.get(int(press["addr"]), [])
+            if ev["key"] == press["key"]
+            and (ev["gateway"], ev["seq"]) not in taken
+            and abs(_epoch(ev["evaluated_at"]) - press["at"]) < MATCH_WITHIN_S
+        ]
         if not near:
             mismatches.append(f"{_label(press)}: 中心没有这条评价 / not at central")
             continue
@@ -493,11 +586,20 @@ def compare(truth: Iterable[Mapping[str, Any]], evaluations: Iterable[Mapping[st
         for flag in flags:
             flags_central[flag] += 1
         if bool(ev["counted"]) != bool(press["counted"]) or flags != set(press["flags"]):
-            mismatches.append(f"{_label(press)}: 真值 counted={press['counted']} "
-                              f"{sorted(press['flags'])}, 中心 counted={ev['counted']} "
-                              f"{sorted(ev['flags'])}")
-    return Comparison(len(presses), matched, counted_truth, counted_central, flags_truth,
-                      flags_central, mismatches)
+            mismatches.append(
+                f"{_label(press)}: 真值 counted={press['counted']} "
+                f"{sorted(press['flags'])}, 中心 counted={ev['counted']} "
+                f"{sorted(ev['flags'])}"
+            )
+    return Comparison(
+        len(presses),
+        matched,
+        counted_truth,
+        counted_central,
+        flags_truth,
+        flags_central,
+        mismatches,
+    )
 
 
 def _epoch(value: str) -> float:
@@ -508,31 +610,53 @@ def _epoch(value: str) -> float:
 
 def _label(press: Mapping[str, Any]) -> str:
     clock = time.strftime("%H:%M:%S", time.localtime(press["at"]))
-    return (f"{clock} 窗口{press['window']} 键{press['key']} {press['why']} "
-            f"(dev_seq {press['dev_seq']})")
+    return (
+        f"{clock} 窗口{press['window']} 键{press['key']} {press['why']} "
+        f"(dev_seq {press['dev_seq']})"
+    )
 
 
 # -- the process ------------------------------------------------------------------------------
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("directory", type=Path, help="where the pty links and truth file go")
     parser.add_argument("--windows", type=int, default=8)
-    parser.add_argument("--speed", type=float, default=20.0,
-                        help="hall seconds per real second for arrivals and service durations")
-    parser.add_argument("--duration", type=float, default=None,
-                        help="real seconds of arrivals; then the queue empties and the hall closes")
+    parser.add_argument(
+        "--speed",
+        type=float,
+        default=20.0,
+        help="hall seconds per real second for arrivals and service durations",
+    )
+    parser.add_argument(
+        "--duration",
+        type=float,
+        default=None,
+        help="real seconds of arrivals; then the queue empties and the hall closes",
+    )
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--lead", type=float, default=12.0,
-                        help="seconds of empty hall before staff log in")
-    parser.add_argument("--camera-port", type=int, default=None,
-                        help="serve a rendered camera view of windows 1–2 as MJPEG on this port")
+    parser.add_argument(
+        "--lead", type=float, default=12.0, help="seconds of empty hall before staff log in"
+    )
+    parser.add_argument(
+        "--camera-port",
+        type=int,
+        default=None,
+        help="serve a rendered camera view of windows 1–2 as MJPEG on this port",
+    )
     args = parser.parse_args(argv)
     camera_windows = CAMERA_WINDOWS if args.camera_port is not None else ()
-    hall = SimulatedHall(args.directory, windows=args.windows, speed=args.speed, seed=args.seed,
-                         lead_s=args.lead, camera_windows=camera_windows)
+    hall = SimulatedHall(
+        args.directory,
+        windows=args.windows,
+        speed=args.speed,
+        seed=args.seed,
+        lead_s=args.lead,
+        camera_windows=camera_windows,
+    )
     server: Callable[[], None] | None = None
     if args.camera_port is not None:
         from firmware_bridges.camera.live import LiveMjpegServer, LiveScene

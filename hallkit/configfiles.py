@@ -28,14 +28,16 @@ def check_readable(text: str, source: str, files: Iterable[Named]) -> None:
                 node = yaml.compose(text)
             line = line_of(node, loc)
             where = f"{source}:{line}" if line else source
-            problems.append(f"{where}: {'.'.join(map(str, loc))}: 无法读取 / cannot read "
-                            f"{path}: {exc.strerror}")
+            problems.append(
+                f"{where}: {'.'.join(map(str, loc))}: 无法读取 / cannot read {path}: {exc.strerror}"
+            )
     if problems:
         raise ConfigError("\n".join(problems))
 
 
-def tls_files(loc: tuple[str | int, ...], tls: TlsFiles | None,
-              parts: tuple[str, ...] = ("ca", "cert", "key")) -> list[Named]:
+def tls_files(
+    loc: tuple[str | int, ...], tls: TlsFiles | None, parts: tuple[str, ...] = ("ca", "cert", "key")
+) -> list[Named]:
     """The files of a TLS section, if it is configured (a server's has no ``ca``)."""
     if tls is None:
         return []

@@ -21,9 +21,15 @@ def _valid_proxies(entries: list[str]) -> list[str]:
 
 
 # The ``trusted_proxies`` setting of both pages' configuration.
-TrustedProxies = Annotated[list[str], AfterValidator(_valid_proxies), Field(
-    default_factory=list, description="reverse proxies (addresses or networks) whose "
-    "X-Forwarded-For names the client for the login brake; none by default")]
+TrustedProxies = Annotated[
+    list[str],
+    AfterValidator(_valid_proxies),
+    Field(
+        default_factory=list,
+        description="reverse proxies (addresses or networks) whose "
+        "X-Forwarded-For names the client for the login brake; none by default",
+    ),
+]
 
 
 class LoginBrake:
@@ -41,9 +47,16 @@ class LoginBrake:
 
     Per process: with several processes an attacker gets the limits once per process."""
 
-    def __init__(self, *, pair_limit: int = 5, address_limit: int = 20, account_limit: int = 10,
-                 window_s: float = 300.0, account_spacing_s: float = 5.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        *,
+        pair_limit: int = 5,
+        address_limit: int = 20,
+        account_limit: int = 10,
+        window_s: float = 300.0,
+        account_spacing_s: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.pair_limit, self.address_limit = pair_limit, address_limit
         self.account_limit, self.account_spacing_s = account_limit, account_spacing_s
         self.window_s = window_s
@@ -88,8 +101,7 @@ class LoginBrake:
 
     def _bound_memory(self, now: float) -> None:
         if len(self._tries) > 10_000:  # a spray of names or addresses
-            for key in [k for k, v in self._tries.items()
-                        if not v or v[-1] <= now - self.window_s]:
+            for key in [k for k, v in self._tries.items() if not v or v[-1] <= now - self.window_s]:
                 del self._tries[key]
             for name in [n for n, t in self._slowed_until.items() if t <= now]:
                 del self._slowed_until[name]
@@ -102,8 +114,12 @@ def client_address(request: Request, trusted_proxies: Sequence[IPNetwork]) -> st
     peer = request.client.host if request.client else "?"
     if not trusted_proxies or not _in(peer, trusted_proxies):
         return peer
-    forwarded = [part.strip() for header in request.headers.getlist("x-forwarded-for")
-                 for part in header.split(",") if part.strip()]
+    forwarded = [
+        part.strip()
+        for header in request.headers.getlist("x-forwarded-for")
+        for part in header.split(",")
+        if part.strip()
+    ]
     for hop in reversed(forwarded):
         if not _in(hop, trusted_proxies):
             return hop if _address(hop) is not None else peer

@@ -59,9 +59,12 @@ class TaskRecord:
         self.failures_in_row += 1
 
     def as_dict(self) -> dict[str, Any]:
-        return {"state": self.state.value, "restarts": self.restarts,
-                "last_error": self.last_error,
-                "error_at": self.error_at.isoformat() if self.error_at else None}
+        return {
+            "state": self.state.value,
+            "restarts": self.restarts,
+            "last_error": self.last_error,
+            "error_at": self.error_at.isoformat() if self.error_at else None,
+        }
 
 
 class Supervisor:
@@ -84,8 +87,9 @@ class Supervisor:
 
     # -- tasks -----------------------------------------------------------------------------
 
-    def spawn(self, name: str, factory: Callable[[], Awaitable[None]], *,
-              retry_forever: bool = False) -> asyncio.Task[None]:
+    def spawn(
+        self, name: str, factory: Callable[[], Awaitable[None]], *, retry_forever: bool = False
+    ) -> asyncio.Task[None]:
         """Run ``factory()`` under supervision (``retry_forever``: never give it up; for
         parts the service is better off running without, such as a status page)."""
         limit = None if retry_forever else self.give_up_after
@@ -94,8 +98,9 @@ class Supervisor:
         self._tasks[name] = task
         return task
 
-    async def _run(self, record: TaskRecord, factory: Callable[[], Awaitable[None]],
-                   limit: int | None) -> None:
+    async def _run(
+        self, record: TaskRecord, factory: Callable[[], Awaitable[None]], limit: int | None
+    ) -> None:
         while True:
             started = time.monotonic()
             record.state = TaskState.RUNNING
@@ -110,13 +115,18 @@ class Supervisor:
                 record.failed_with(describe(exc))
                 if limit is not None and record.failures_in_row >= limit:
                     record.state = TaskState.FAILED
-                    log.critical("%s failed %d times in a row; giving up", record.name,
-                                 record.failures_in_row, exc_info=exc)
+                    log.critical(
+                        "%s failed %d times in a row; giving up",
+                        record.name,
+                        record.failures_in_row,
+                        exc_info=exc,
+                    )
                     if self.on_failed is not None:
                         self.on_failed(record.name, record.last_error or "")
                     return
-                delay = min(self.max_delay_s,
-                            self.first_delay_s * 2 ** (record.failures_in_row - 1))
+                delay = min(
+                    self.max_delay_s, self.first_delay_s * 2 ** (record.failures_in_row - 1)
+                )
                 record.state = TaskState.RESTARTING
                 log.error("%s failed; restarting in %.0f s", record.name, delay, exc_info=exc)
                 await asyncio.sleep(delay)
@@ -144,8 +154,9 @@ class Supervisor:
         _, pending = await asyncio.wait([t for _, t in tasks], timeout=timeout_s)
         stuck = [name for name, task in tasks if task in pending]
         if stuck:
-            log.error("tasks still running after %.0f s, abandoned: %s", timeout_s,
-                      ", ".join(stuck))
+            log.error(
+                "tasks still running after %.0f s, abandoned: %s", timeout_s, ", ".join(stuck)
+            )
         return stuck
 
     # -- state -----------------------------------------------------------------------------
@@ -171,5 +182,4 @@ def healthz(supervisor: Supervisor | None) -> tuple[int, dict[str, Any]]:
     if supervisor is None:
         return 200, {"status": "ok", "tasks": {}}
     status = supervisor.overall()
-    return (503 if status == "failed" else 200), {"status": status,
-                                                  "tasks": supervisor.status()}
+    return (503 if status == "failed" else 200), {"status": status, "tasks": supervisor.status()}

@@ -27,9 +27,7 @@ class CameraHealth(Body):
     """camera.health"""
 
     camera: Name
-    state: Literal[
-        "online", "offline", "stalled", "frozen", "too_dark", "flicker", "no_reference"
-    ]
+    state: Literal["online", "offline", "stalled", "frozen", "too_dark", "flicker", "no_reference"]
     reason: Text
     advice: Text = Field(default="", description="what to do about it")
 

@@ -25,8 +25,9 @@ def line_of(node: yaml.Node | None, loc: tuple[int | str, ...]) -> int | None:
         if isinstance(node, yaml.MappingNode):
             match = next((v for k, v in node.value if getattr(k, "value", None) == key), None)
             if match is None:
-                key_node = next((k for k, _ in node.value if getattr(k, "value", None) == key),
-                                None)
+                key_node = next(
+                    (k for k, _ in node.value if getattr(k, "value", None) == key), None
+                )
                 return key_node.start_mark.line + 1 if key_node is not None else best
             node = match
         elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):

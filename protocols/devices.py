@@ -33,8 +33,14 @@ KeyMark = Literal[
     "RETRANSMIT",  # the device sent this event again (our echo was lost or late)
 ]
 
-KEY_LABELS: dict[int, str] = {1: "非常满意", 2: "基本满意", 3: "服务态度不好", 4: "办理时间太长",
-                              5: "业务不熟", 6: "其他"}
+KEY_LABELS: dict[int, str] = {
+    1: "非常满意",
+    2: "基本满意",
+    3: "服务态度不好",
+    4: "办理时间太长",
+    5: "业务不熟",
+    6: "其他",
+}
 STAFF_PATTERN = r"^[0-9]{6}$"
 MAX_QM_LINE_CHARS = 1024  # the $QM bridge's longest line (bytes), so at most as many characters
 QueueText = Annotated[str, safe(MAX_QM_LINE_CHARS)]
@@ -156,18 +162,21 @@ class QueueEvent(Body):
     machine_time: Name | None = Field(default=None, description="YYYY-MM-DDThh:mm:ss local")
     raw: QueueText = Field(description="the line as received, made safe (see raw_hex)")
     raw_hex: RawHex | None = Field(
-        default=None, description="the line's bytes, hex, when its text had to be made safe")
+        default=None, description="the line's bytes, hex, when its text had to be made safe"
+    )
 
 
 class QueueFault(Body):
     """queue.fault: a well-formed $QM line the gateway cannot use (journaled raw, acked)."""
 
-    mseq: Int64 | None = Field(default=None, ge=0, description="as the machine sent it, "
-                               "also when outside 1–999999")
+    mseq: Int64 | None = Field(
+        default=None, ge=0, description="as the machine sent it, also when outside 1–999999"
+    )
     reason: Text
     raw: QueueText = Field(description="the line as received, made safe (see raw_hex)")
     raw_hex: RawHex | None = Field(
-        default=None, description="the line's bytes, hex, when its text had to be made safe")
+        default=None, description="the line's bytes, hex, when its text had to be made safe"
+    )
 
 
 KINDS: dict[str, type[Body]] = {

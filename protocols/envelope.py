@@ -69,9 +69,14 @@ class EventBatch(_Model):
     gateway: str = Field(pattern=f"^{ID_PATTERN}$")
     sender_boot: str = Field(pattern=BOOT_PATTERN)
     lost_from: Seq | None = None
-    epoch: str | None = Field(default=None, pattern=EPOCH_PATTERN, description=(
-        "id of the journal that numbered these events, created with it; a new id means a new "
-        "or replaced journal (absent from gateways older than epochs)"))
+    epoch: str | None = Field(
+        default=None,
+        pattern=EPOCH_PATTERN,
+        description=(
+            "id of the journal that numbered these events, created with it; a new id means a new "
+            "or replaced journal (absent from gateways older than epochs)"
+        ),
+    )
     events: list[EventRecord] = Field(min_length=1, max_length=MAX_EVENTS_PER_BATCH)
 
     @model_validator(mode="after")
@@ -107,11 +112,16 @@ class Ack(_Model):
     committed_through: Count
     replay_from: Seq | None = None
     utc: UtcTime
-    epoch: str | None = Field(default=None, pattern=EPOCH_PATTERN,
-                              description="the journal epoch this ack speaks for")
-    rebase_to: Seq | None = Field(default=None, description=(
-        "central refuses this epoch's numbering above committed_through (it collides with "
-        "other data or jumps too far): renumber those events from here, in a new epoch"))
+    epoch: str | None = Field(
+        default=None, pattern=EPOCH_PATTERN, description="the journal epoch this ack speaks for"
+    )
+    rebase_to: Seq | None = Field(
+        default=None,
+        description=(
+            "central refuses this epoch's numbering above committed_through (it collides with "
+            "other data or jumps too far): renumber those events from here, in a new epoch"
+        ),
+    )
 
 
 class JournalState(_Model):
@@ -150,8 +160,9 @@ class GatewayState(_Model):
     software: Annotated[str, safe(120)] = ""
     journal: JournalState | None = None
     health: JsonObject = Field(default_factory=dict)
-    tasks: dict[Name, TaskStatus] = Field(default_factory=dict, max_length=200,
-                                         description="supervised tasks by name")
+    tasks: dict[Name, TaskStatus] = Field(
+        default_factory=dict, max_length=200, description="supervised tasks by name"
+    )
 
 
 def encode_event(record: EventRecord) -> str:
@@ -168,8 +179,12 @@ def encode_batch(
     epoch: str | None = None,
 ) -> bytes:
     """Join pre-encoded events into a batch without re-serialising them (the hot path)."""
-    header: dict[str, object] = {"v": 1, "hall": hall, "gateway": gateway,
-                                 "sender_boot": sender_boot}
+    header: dict[str, object] = {
+        "v": 1,
+        "hall": hall,
+        "gateway": gateway,
+        "sender_boot": sender_boot,
+    }
     if lost_from is not None:
         header["lost_from"] = lost_from
     if epoch is not None:

@@ -42,8 +42,9 @@ class GatewaySelfTest(Body):
 
     software: Name
     passed: bool = Field(description="every local check passed")
-    failed: list[Text] = Field(default_factory=list, max_length=64,
-                              description="names of the checks that failed")
+    failed: list[Text] = Field(
+        default_factory=list, max_length=64, description="names of the checks that failed"
+    )
 
 
 KINDS: dict[str, type[Body]] = {

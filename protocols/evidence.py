@@ -47,7 +47,8 @@ class EvidenceHeader(WireModel):
     hall: str = Field(pattern=f"^{ID_PATTERN}$")
     gateway: str = Field(pattern=f"^{ID_PATTERN}$")
     path: Annotated[str, safe(300, min_length=1)] = Field(
-        description="relative to the evidence dir")
+        description="relative to the evidence dir"
+    )
     sha256: str = Field(pattern=SHA256, description="the hash the gateway journaled")
     size: int = Field(ge=0, le=MAX_EVIDENCE_BYTES)
     manifest_seq: Count = Field(description="manifest entry that added the file (0: unknown)")
@@ -62,7 +63,8 @@ class EvidenceReceipt(WireModel):
     gateway: str = Field(pattern=f"^{ID_PATTERN}$")
     sha256: str = Field(pattern=SHA256)
     event_seq: Seq | None = Field(
-        default=None, description="the upload's event; identical images share a hash")
+        default=None, description="the upload's event; identical images share a hash"
+    )
     status: Literal["stored", "refused", "retry"]
     reason: Text = ""
     utc: UtcTime
@@ -86,10 +88,10 @@ def decode_upload(payload: bytes) -> tuple[EvidenceHeader, bytes]:
     if length > MAX_HEADER_BYTES or start + length > len(payload):
         raise FramingError(f"header length {length} out of bounds")
     try:
-        header = EvidenceHeader.model_validate_json(payload[start:start + length])
+        header = EvidenceHeader.model_validate_json(payload[start : start + length])
     except (ValueError, ValidationError) as exc:
         raise FramingError(f"bad header: {exc}") from None
-    data = payload[start + length:]
+    data = payload[start + length :]
     if len(data) != header.size:
         raise FramingError(f"header says {header.size} bytes, message carries {len(data)}")
     return header, data

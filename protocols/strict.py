@@ -63,8 +63,9 @@ class WireModel(BaseModel):
 
 def safe(max_length: int, min_length: int = 0) -> StringConstraints:
     """Text without control characters, at most ``max_length`` characters."""
-    return StringConstraints(min_length=min_length, max_length=max_length,
-                             pattern=SAFE_TEXT_PATTERN)
+    return StringConstraints(
+        min_length=min_length, max_length=max_length, pattern=SAFE_TEXT_PATTERN
+    )
 
 
 # -- integers ------------------------------------------------------------------------------------
@@ -103,8 +104,9 @@ def _in_window(value: datetime) -> datetime:
     return value
 
 
-UtcTime = Annotated[datetime, Field(strict=False), BeforeValidator(_time_input),
-                    AfterValidator(_in_window)]
+UtcTime = Annotated[
+    datetime, Field(strict=False), BeforeValidator(_time_input), AfterValidator(_in_window)
+]
 
 
 def stamp_plausible(utc: datetime, received_at: datetime) -> bool:
@@ -134,10 +136,15 @@ def _check_json(value: dict[str, Any]) -> dict[str, Any]:
             if depth > MAX_JSON_DEPTH:
                 raise ValueError(f"nested deeper than {MAX_JSON_DEPTH}")
             for key, child in item.items():
-                if not isinstance(key, str) or len(key) > MAX_KEY_CHARS or \
-                        CONTROL_CHARS.search(key):
-                    raise ValueError(f"key {str(key)[:40]!r} is not safe text of at most "
-                                     f"{MAX_KEY_CHARS} characters")
+                if (
+                    not isinstance(key, str)
+                    or len(key) > MAX_KEY_CHARS
+                    or CONTROL_CHARS.search(key)
+                ):
+                    raise ValueError(
+                        f"key {str(key)[:40]!r} is not safe text of at most "
+                        f"{MAX_KEY_CHARS} characters"
+                    )
                 stack.append((child, depth + 1))
         elif isinstance(item, list):
             if depth > MAX_JSON_DEPTH:
@@ -145,8 +152,9 @@ def _check_json(value: dict[str, Any]) -> dict[str, Any]:
             stack.extend((child, depth + 1) for child in item)
         elif isinstance(item, str):
             if len(item) > MAX_JSON_TEXT or CONTROL_CHARS.search(item):
-                raise ValueError(f"text {item[:40]!r} is not safe text of at most "
-                                 f"{MAX_JSON_TEXT} characters")
+                raise ValueError(
+                    f"text {item[:40]!r} is not safe text of at most {MAX_JSON_TEXT} characters"
+                )
         elif isinstance(item, bool) or item is None:
             continue
         elif isinstance(item, int):
@@ -206,8 +214,10 @@ def json_safe(value: Any, depth: int = 1) -> Any:
     if isinstance(value, dict):
         if depth > MAX_JSON_DEPTH:
             return "…"
-        return {clean_text(str(k), MAX_KEY_CHARS): json_safe(v, depth + 1)
-                for k, v in list(value.items())[:256]}
+        return {
+            clean_text(str(k), MAX_KEY_CHARS): json_safe(v, depth + 1)
+            for k, v in list(value.items())[:256]
+        }
     if isinstance(value, list | tuple):
         if depth > MAX_JSON_DEPTH:
             return "…"

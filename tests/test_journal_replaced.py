@@ -38,8 +38,9 @@ def test_replaced_journal_loses_nothing_and_is_not_mistaken_for_the_old_one(
     broker: Broker, database_url: str, tmp_path: Path
 ) -> None:
     procs.prepare_central(database_url, [("H1", "gw1")])
-    central = procs.central(procs.central_config(tmp_path, broker.port, database_url),
-                            tmp_path / "central.log")
+    central = procs.central(
+        procs.central_config(tmp_path, broker.port, database_url), tmp_path / "central.log"
+    )
     box = tmp_path / "edge-gw1"
     witnesses: list[Path] = []
     expected = 0  # events central must hold: every generated one and one gateway.boot a run
@@ -48,13 +49,20 @@ def test_replaced_journal_loses_nothing_and_is_not_mistaken_for_the_old_one(
         nonlocal expected
         witness = tmp_path / f"witness-{name}.txt"
         witnesses.append(witness)
-        config = procs.edge_config(tmp_path, broker.port, data_dir=str(data_dir), generator={
-            "enabled": True, "rate": 0, "total": PER_RUN, "witness": str(witness)})
+        config = procs.edge_config(
+            tmp_path,
+            broker.port,
+            data_dir=str(data_dir),
+            generator={"enabled": True, "rate": 0, "total": PER_RUN, "witness": str(witness)},
+        )
         edge = procs.edge(config, tmp_path / f"edge-{name}.log")
         expected += PER_RUN + 1
         try:
-            procs.wait_until(lambda: procs.stored(database_url, "gw1")[2] >= expected, 60,
-                             f"central to commit run {name}")
+            procs.wait_until(
+                lambda: procs.stored(database_url, "gw1")[2] >= expected,
+                60,
+                f"central to commit run {name}",
+            )
         finally:
             edge.stop()
 
@@ -96,7 +104,8 @@ def test_replaced_journal_loses_nothing_and_is_not_mistaken_for_the_old_one(
     assert len(seqs) == expected, (len(seqs), expected)
     # nothing of the new journals was taken for the old one's data: what was stored stays
     assert list(zip(seqs, bodies, strict=True))[: len(before[0])] == list(
-        zip(*before[:2], strict=True))
+        zip(*before[:2], strict=True)
+    )
     # nothing lost, nothing doubled: every generated event once
     held = Counter((b["run"], b["n"]) for b in bodies if "run" in b)
     generated = [pair for w in witnesses for pair in procs.read_witness(w).values()]

@@ -27,15 +27,24 @@ def journal_head(tmp_path: Path, gateway: str = "gw1") -> int:
     return int(row[0]) if row else 0
 
 
-def drain_and_prove(tmp_path: Path, broker_port: int, url: str, witness: Path,
-                    min_witnessed: int, timeout: float = 90) -> int:
+def drain_and_prove(
+    tmp_path: Path,
+    broker_port: int,
+    url: str,
+    witness: Path,
+    min_witnessed: int,
+    timeout: float = 90,
+) -> int:
     """Restart the gateway with no generator, let it drain, then check the promises."""
     cfg = procs.edge_config(tmp_path, broker_port, generator={"enabled": False})
     gw = procs.edge(cfg, tmp_path / "edge-drain.log")
     try:
         time.sleep(0.5)
-        procs.wait_until(lambda: procs.stored(url, "gw1")[2] >= journal_head(tmp_path), timeout,
-                         "central to commit the whole journal")
+        procs.wait_until(
+            lambda: procs.stored(url, "gw1")[2] >= journal_head(tmp_path),
+            timeout,
+            "central to commit the whole journal",
+        )
     finally:
         gw.stop()
     seqs, bodies, committed = procs.stored(url, "gw1")
@@ -64,14 +73,18 @@ def test_gateway_kill9_twenty_times_under_full_load(
     procs.prepare_central(database_url, [("H1", "gw1")])
     cen = start_central(tmp_path, broker.port, database_url)
     witness = tmp_path / "witness.txt"
-    cfg = procs.edge_config(tmp_path, broker.port,
-                            generator={"enabled": True, "rate": 0, "witness": str(witness)})
+    cfg = procs.edge_config(
+        tmp_path, broker.port, generator={"enabled": True, "rate": 0, "witness": str(witness)}
+    )
     try:
         for round_no in range(20):
             before = len(procs.read_witness(witness))
             gw = procs.edge(cfg, tmp_path / "edge.log")
-            procs.wait_until(lambda b=before: len(procs.read_witness(witness)) > b, 30,
-                             f"round {round_no}: the generator to get going")
+            procs.wait_until(
+                lambda b=before: len(procs.read_witness(witness)) > b,
+                30,
+                f"round {round_no}: the generator to get going",
+            )
             time.sleep(rng.uniform(0.0, 0.8))
             gw.kill9()
         drain_and_prove(tmp_path, broker.port, database_url, witness, min_witnessed=20)
@@ -79,8 +92,9 @@ def test_gateway_kill9_twenty_times_under_full_load(
         cen.stop()
 
 
-@pytest.mark.parametrize("broker_extra", ["", "max_queued_messages 3"],
-                         ids=["default", "silent-drops"])
+@pytest.mark.parametrize(
+    "broker_extra", ["", "max_queued_messages 3"], ids=["default", "silent-drops"]
+)
 def test_broker_kill9_and_silent_drops_lose_nothing(
     database_url: str, tmp_path: Path, broker_extra: str
 ) -> None:
@@ -90,9 +104,12 @@ def test_broker_kill9_and_silent_drops_lose_nothing(
     procs.prepare_central(database_url, [("H1", "gw1")])
     cen = start_central(tmp_path, broker.port, database_url)
     witness = tmp_path / "witness.txt"
-    cfg = procs.edge_config(tmp_path, broker.port, generator={
-        "enabled": True, "rate": 4000, "total": 24_000, "witness": str(witness)},
-        uplink={"batch_events": 200})
+    cfg = procs.edge_config(
+        tmp_path,
+        broker.port,
+        generator={"enabled": True, "rate": 4000, "total": 24_000, "witness": str(witness)},
+        uplink={"batch_events": 200},
+    )
     gw = procs.edge(cfg, tmp_path / "edge.log")
     try:
         for _ in range(2):
@@ -100,8 +117,9 @@ def test_broker_kill9_and_silent_drops_lose_nothing(
             broker.kill9()
             time.sleep(1.0)
             broker.start()
-        procs.wait_until(lambda: len(procs.read_witness(witness)) >= 24_000, 60,
-                         "the generator to finish")
+        procs.wait_until(
+            lambda: len(procs.read_witness(witness)) >= 24_000, 60, "the generator to finish"
+        )
         gw.stop()
         drain_and_prove(tmp_path, broker.port, database_url, witness, min_witnessed=24_000)
     finally:
@@ -115,8 +133,11 @@ def test_central_kill9_mid_stream_nothing_lost_nothing_doubled(
 ) -> None:
     procs.prepare_central(database_url, [("H1", "gw1")])
     witness = tmp_path / "witness.txt"
-    cfg = procs.edge_config(tmp_path, broker.port, generator={
-        "enabled": True, "rate": 4000, "total": 24_000, "witness": str(witness)})
+    cfg = procs.edge_config(
+        tmp_path,
+        broker.port,
+        generator={"enabled": True, "rate": 4000, "total": 24_000, "witness": str(witness)},
+    )
     gw = procs.edge(cfg, tmp_path / "edge.log")
     cen = start_central(tmp_path, broker.port, database_url)
     try:
@@ -125,8 +146,9 @@ def test_central_kill9_mid_stream_nothing_lost_nothing_doubled(
             cen.kill9()
             time.sleep(0.5)
             cen = start_central(tmp_path, broker.port, database_url, f"central{round_no}")
-        procs.wait_until(lambda: len(procs.read_witness(witness)) >= 24_000, 60,
-                         "the generator to finish")
+        procs.wait_until(
+            lambda: len(procs.read_witness(witness)) >= 24_000, 60, "the generator to finish"
+        )
         gw.stop()
         drain_and_prove(tmp_path, broker.port, database_url, witness, min_witnessed=24_000)
     finally:
@@ -141,21 +163,32 @@ def test_gateway_started_while_broker_down_buffers_a_day_then_delivers_all(
     broker = Broker(free_port(), tmp_path / "broker")  # not started yet
     procs.prepare_central(database_url, [("H1", "gw1")])
     witness = tmp_path / "witness.txt"
-    cfg = procs.edge_config(tmp_path, broker.port, generator={
-        "enabled": True, "rate": 0, "total": 50_000, "witness": str(witness)})
+    cfg = procs.edge_config(
+        tmp_path,
+        broker.port,
+        generator={"enabled": True, "rate": 0, "total": 50_000, "witness": str(witness)},
+    )
     gw = procs.edge(cfg, tmp_path / "edge.log")
     cen = None
     try:
-        procs.wait_until(lambda: len(procs.read_witness(witness)) >= 50_000, 60,
-                         "50,000 events journaled with no broker")
+        procs.wait_until(
+            lambda: len(procs.read_witness(witness)) >= 50_000,
+            60,
+            "50,000 events journaled with no broker",
+        )
         assert procs.count_events(database_url, "gw1") == 0
         broker.start()
         cen = start_central(tmp_path, broker.port, database_url)
         started = time.monotonic()
-        procs.wait_until(lambda: procs.stored(database_url, "gw1")[2] >= 50_001, 60,
-                         "the backlog to reach central")
-        print(f"backlog of 50,001 committed in {time.monotonic() - started:.1f}s "
-              "(includes central's start-up)")
+        procs.wait_until(
+            lambda: procs.stored(database_url, "gw1")[2] >= 50_001,
+            60,
+            "the backlog to reach central",
+        )
+        print(
+            f"backlog of 50,001 committed in {time.monotonic() - started:.1f}s "
+            "(includes central's start-up)"
+        )
         gw.stop()
         drain_and_prove(tmp_path, broker.port, database_url, witness, min_witnessed=50_000)
     finally:

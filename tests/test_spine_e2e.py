@@ -12,16 +12,25 @@ def test_events_flow_from_generator_to_central_once(
     broker: Broker, database_url: str, tmp_path: Path
 ) -> None:
     procs.prepare_central(database_url, [("H1", "gw1")])
-    cen = procs.central(procs.central_config(tmp_path, broker.port, database_url),
-                        tmp_path / "central.log")
+    cen = procs.central(
+        procs.central_config(tmp_path, broker.port, database_url), tmp_path / "central.log"
+    )
     witness = tmp_path / "witness.txt"
-    gw = procs.edge(procs.edge_config(tmp_path, broker.port, generator={
-        "enabled": True, "rate": 0, "total": 20_000, "witness": str(witness)}),
-        tmp_path / "edge.log")
+    gw = procs.edge(
+        procs.edge_config(
+            tmp_path,
+            broker.port,
+            generator={"enabled": True, "rate": 0, "total": 20_000, "witness": str(witness)},
+        ),
+        tmp_path / "edge.log",
+    )
     try:
         # 20,000 generated + 1 gateway.boot
-        procs.wait_until(lambda: procs.stored(database_url, "gw1")[2] >= 20_001, 60,
-                         "central to commit all events")
+        procs.wait_until(
+            lambda: procs.stored(database_url, "gw1")[2] >= 20_001,
+            60,
+            "central to commit all events",
+        )
     finally:
         gw.stop()
         cen.stop()
@@ -40,11 +49,27 @@ def test_two_aggregators_share_the_stream_exactly_once(broker: Broker, tmp_path:
 
     name, url = create_pg_database()
     procs.prepare_central(url, [("H1", "gw1"), ("H2", "gw2")])
-    centrals = [procs.central(procs.central_config(tmp_path, broker.port, url, instance=f"c{i}"),
-                              tmp_path / f"central{i}.log") for i in (1, 2)]
-    gws = [procs.edge(procs.edge_config(tmp_path, broker.port, hall=h, gateway=g, generator={
-        "enabled": True, "rate": 0, "total": 15_000}, uplink={"batch_events": 100}),
-        tmp_path / f"{g}.log") for h, g in (("H1", "gw1"), ("H2", "gw2"))]
+    centrals = [
+        procs.central(
+            procs.central_config(tmp_path, broker.port, url, instance=f"c{i}"),
+            tmp_path / f"central{i}.log",
+        )
+        for i in (1, 2)
+    ]
+    gws = [
+        procs.edge(
+            procs.edge_config(
+                tmp_path,
+                broker.port,
+                hall=h,
+                gateway=g,
+                generator={"enabled": True, "rate": 0, "total": 15_000},
+                uplink={"batch_events": 100},
+            ),
+            tmp_path / f"{g}.log",
+        )
+        for h, g in (("H1", "gw1"), ("H2", "gw2"))
+    ]
     try:
         for g in ("gw1", "gw2"):
             procs.wait_until(lambda g=g: procs.stored(url, g)[2] >= 15_001, 90, f"{g} delivered")

@@ -18,8 +18,10 @@ from protocols.envelope import utc_now
 
 router = APIRouter(prefix="/api/v1", tags=["dashboard"])
 
-Month = Annotated[str, Query(pattern=r"^20[0-9]{2}-(0[1-9]|1[0-2])$",
-                             description="YYYY-MM (Beijing calendar month)")]
+Month = Annotated[
+    str,
+    Query(pattern=r"^20[0-9]{2}-(0[1-9]|1[0-2])$", description="YYYY-MM (Beijing calendar month)"),
+]
 
 
 class GroupOut(BaseModel):
@@ -32,7 +34,8 @@ class GroupOut(BaseModel):
     on_time_rank: int | None = Field(description="1 = best; null: nothing completed")
     indicators: dict[str, Any] = Field(
         description="every indicator of central/rules/INDICATORS.md; rates as "
-                    "{numerator, denominator, value}, value null when there is no data")
+        "{numerator, denominator, value}, value null when there is no data"
+    )
 
 
 class BadReviewOut(BaseModel):
@@ -89,48 +92,77 @@ async def _build(db: Engine, who: Principal, month: str) -> bulletins.Bulletin:
         raise HTTPException(422, str(exc)) from None
 
 
-def group_out(item: bulletins.Ranked, names: dict[tuple[str, str], str] | None = None
-              ) -> GroupOut:
+def group_out(item: bulletins.Ranked, names: dict[tuple[str, str], str] | None = None) -> GroupOut:
     key = group_doc(item.indicators.group)
     named = names or {}
-    return GroupOut(hall=key["hall"], department=key["department"], window=key["window"],
-                    staff=key["staff"],
-                    staff_name=named.get((key["hall"] or "", key["staff"] or "")),
-                    satisfaction_rank=item.satisfaction_rank, on_time_rank=item.on_time_rank,
-                    indicators=indicators_doc(item.indicators))
+    return GroupOut(
+        hall=key["hall"],
+        department=key["department"],
+        window=key["window"],
+        staff=key["staff"],
+        staff_name=named.get((key["hall"] or "", key["staff"] or "")),
+        satisfaction_rank=item.satisfaction_rank,
+        on_time_rank=item.on_time_rank,
+        indicators=indicators_doc(item.indicators),
+    )
 
 
-@router.get("/bulletin", response_model=BulletinOut,
-            summary="Monthly bulletin (月度通报): indicators and rankings per hall and "
-                    "department, bad reviews, overdue cases",
-            responses={403: {"description": "technicians"},
-                       422: {"description": "a month that has not begun, or a year the "
-                                             "working-day calendar does not know"}})
+@router.get(
+    "/bulletin",
+    response_model=BulletinOut,
+    summary="Monthly bulletin (月度通报): indicators and rankings per hall and "
+    "department, bad reviews, overdue cases",
+    responses={
+        403: {"description": "technicians"},
+        422: {
+            "description": "a month that has not begun, or a year the "
+            "working-day calendar does not know"
+        },
+    },
+)
 async def get_bulletin(db: Engine, who: EvaluationReader, month: Month) -> BulletinOut:
     b = await _build(db, who, month)
     return BulletinOut(
-        month=b.month, first=b.period.first, last=b.period.last, generated_at=b.generated_at,
+        month=b.month,
+        first=b.period.first,
+        last=b.period.last,
+        generated_at=b.generated_at,
         correlated=b.correlated,
         overall=indicators_doc(b.overall) if b.overall is not None else None,
-        halls=[group_out(i) for i in b.halls], departments=[group_out(i) for i in b.departments],
+        halls=[group_out(i) for i in b.halls],
+        departments=[group_out(i) for i in b.departments],
         bad_reviews=[BadReviewOut.model_validate(x) for x in b.bad_reviews],
         bad_reviews_cut=b.bad_reviews_cut,
         overdue_cases=[OverdueCaseOut.model_validate(x) for x in b.overdue_cases],
-        overdue_cases_cut=b.overdue_cases_cut)
+        overdue_cases_cut=b.overdue_cases_cut,
+    )
 
 
-@router.get("/bulletin.csv", summary="Monthly bulletin as CSV (UTF-8 with BOM, for Excel)",
-            response_class=Response,
-            responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}},
-                             "description": "one part of the bulletin"},
-                       403: {"description": "technicians"}})
+@router.get(
+    "/bulletin.csv",
+    summary="Monthly bulletin as CSV (UTF-8 with BOM, for Excel)",
+    response_class=Response,
+    responses={
+        200: {
+            "content": {"text/csv": {"schema": {"type": "string"}}},
+            "description": "one part of the bulletin",
+        },
+        403: {"description": "technicians"},
+    },
+)
 async def get_bulletin_csv(
-    db: Engine, who: EvaluationReader, month: Month,
-    part: Annotated[Literal["indicators", "bad_reviews", "overdue"],
-                    Query(description="which table")] = "indicators",
+    db: Engine,
+    who: EvaluationReader,
+    month: Month,
+    part: Annotated[
+        Literal["indicators", "bad_reviews", "overdue"], Query(description="which table")
+    ] = "indicators",
     lang: Annotated[Literal["zh", "en"], Query(description="header language")] = "zh",
 ) -> Response:
     b = await _build(db, who, month)
     name = f"hallwatch-bulletin-{month}-{part}.csv"
-    return Response(bulletins.to_csv(b, part, lang), media_type="text/csv; charset=utf-8",
-                    headers={"Content-Disposition": f'attachment; filename="{name}"'})
+    return Response(
+        bulletins.to_csv(b, part, lang),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )

@@ -65,26 +65,38 @@ def period(first: dt.date | None, last: dt.date | None) -> tuple[dt.date, dt.dat
     if last < first:
         raise HTTPException(422, "结束日期早于开始日期 / 'to' is before 'from'")
     if first < EARLIEST or last > LATEST:
-        raise HTTPException(422, f"日期须在 {EARLIEST} 至 {LATEST} 之间 / dates must lie "
-                                 f"between {EARLIEST} and {LATEST}")
+        raise HTTPException(
+            422,
+            f"日期须在 {EARLIEST} 至 {LATEST} 之间 / dates must lie "
+            f"between {EARLIEST} and {LATEST}",
+        )
     if (last - first).days >= MAX_RANGE_DAYS:
-        raise HTTPException(422, f"日期范围不超过 {MAX_RANGE_DAYS} 天 / at most "
-                                 f"{MAX_RANGE_DAYS} days per request")
+        raise HTTPException(
+            422, f"日期范围不超过 {MAX_RANGE_DAYS} 天 / at most {MAX_RANGE_DAYS} days per request"
+        )
     return first, last
 
 
 def current_join() -> Any:
     r, h = correlation_results, correlation_heads
-    return h.join(r, and_(r.c.gateway_id == h.c.gateway_id, r.c.seq == h.c.seq,
-                          r.c.version == h.c.version))
+    return h.join(
+        r, and_(r.c.gateway_id == h.c.gateway_id, r.c.seq == h.c.seq, r.c.version == h.c.version)
+    )
 
 
 def linked_to_department(department: str) -> ColumnElement[bool]:
     """The current result of the row in hand is linked to one of the department's cases."""
     h, links = correlation_heads, correlation_case_links
-    return exists(select(1).select_from(links.join(cases, cases.c.case_no == links.c.case_no))
-                  .where(links.c.gateway_id == h.c.gateway_id, links.c.seq == h.c.seq,
-                         links.c.version == h.c.version, cases.c.department == department))
+    return exists(
+        select(1)
+        .select_from(links.join(cases, cases.c.case_no == links.c.case_no))
+        .where(
+            links.c.gateway_id == h.c.gateway_id,
+            links.c.seq == h.c.seq,
+            links.c.version == h.c.version,
+            cases.c.department == department,
+        )
+    )
 
 
 def calendar_for(request: Request, engine: AsyncEngine) -> WorkCalendar:
@@ -96,8 +108,9 @@ def calendar_for(request: Request, engine: AsyncEngine) -> WorkCalendar:
 
 
 def encode_cursor(*values: Any) -> str:
-    raw = json.dumps([v.isoformat() if isinstance(v, dt.datetime | dt.date) else v
-                      for v in values]).encode()
+    raw = json.dumps(
+        [v.isoformat() if isinstance(v, dt.datetime | dt.date) else v for v in values]
+    ).encode()
     return base64.urlsafe_b64encode(raw).decode()
 
 

@@ -27,12 +27,18 @@ async def principal(
         who = await cookie_principal(request)  # the dashboard's login session, CSRF-checked
         if who is not None:
             return who
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "需要登录令牌 / bearer token required",
-                            headers={"WWW-Authenticate": "Bearer"})
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "需要登录令牌 / bearer token required",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
     who = await resolve(engine(request), credentials.credentials)
     if who is None:
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "令牌无效 / invalid or revoked token",
-                            headers={"WWW-Authenticate": "Bearer"})
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "令牌无效 / invalid or revoked token",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
     return who
 
 
@@ -50,7 +56,6 @@ def gate(*areas: Area) -> Any:
         return who
 
     return Depends(check)
-
 
 
 def hall_in_reach(who: Principal, area: Area, hall: str | None) -> str | None:

@@ -36,15 +36,17 @@ class DrilldownOut(BaseModel):
     last: dt.date
     level: Literal["hall", "department", "window", "staff", "case"] = Field(
         description="what the groups are; 'case': the path ends at one staff member, whose "
-                    "cases GET /api/v1/cases lists")
+        "cases GET /api/v1/cases lists"
+    )
     correlated: bool
     total: dict[str, Any] | None
     groups: list[GroupOut] = Field(description="with ranks among themselves")
     trend: list[DayOut]
 
 
-def _level(hall: str | None, department: str | None, window: str | None, staff: str | None
-           ) -> tuple[str, Grouping | None]:
+def _level(
+    hall: str | None, department: str | None, window: str | None, staff: str | None
+) -> tuple[str, Grouping | None]:
     if hall is None:
         return "hall", Grouping.HALL
     if staff is not None:
@@ -56,18 +58,28 @@ def _level(hall: str | None, department: str | None, window: str | None, staff: 
     return "department", Grouping.DEPARTMENT
 
 
-@router.get("/drilldown", response_model=DrilldownOut,
-            summary="Indicators by hall → department → window → staff, ranked, with a trend",
-            responses={403: {"description": "technicians, or a hall outside the scope"},
-                       422: {"description": f"more than {MAX_DAYS} days, first after last, or a "
-                                             "year the working-day calendar does not know"}})
+@router.get(
+    "/drilldown",
+    response_model=DrilldownOut,
+    summary="Indicators by hall → department → window → staff, ranked, with a trend",
+    responses={
+        403: {"description": "technicians, or a hall outside the scope"},
+        422: {
+            "description": f"more than {MAX_DAYS} days, first after last, or a "
+            "year the working-day calendar does not know"
+        },
+    },
+)
 async def drilldown(
-    db: Engine, who: EvaluationReader,
-    first: Annotated[dt.date | None, Query(ge=FIRST_DAY, le=LAST_DAY,
-                                           description="business date, default: 29 days "
-                                                       "before last")] = None,
-    last: Annotated[dt.date | None, Query(ge=FIRST_DAY, le=LAST_DAY,
-                                          description="business date, default today")] = None,
+    db: Engine,
+    who: EvaluationReader,
+    first: Annotated[
+        dt.date | None,
+        Query(ge=FIRST_DAY, le=LAST_DAY, description="business date, default: 29 days before last"),
+    ] = None,
+    last: Annotated[
+        dt.date | None, Query(ge=FIRST_DAY, le=LAST_DAY, description="business date, default today")
+    ] = None,
     hall: str | None = None,
     department: str | None = None,
     window: Annotated[str | None, Query(pattern=r"^[0-9]{1,6}$")] = None,
@@ -76,21 +88,20 @@ async def drilldown(
     if who.role is Role.HALL_MANAGER and hall is not None and hall != who.hall:
         raise HTTPException(status.HTTP_403_FORBIDDEN, "无权查看该大厅 / not your hall")
     if who.role is Role.DEPARTMENT_LEADER and department not in (None, who.department):
-        raise HTTPException(status.HTTP_403_FORBIDDEN,
-                            "无权查看其他部门 / not your department")
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "无权查看其他部门 / not your department")
     last = last or business_date(utc_now())
     first = first or last - dt.timedelta(days=29)
     if last < first or (last - first).days >= MAX_DAYS:
-        raise HTTPException(422, f"日期范围须在 {MAX_DAYS} 天内 / at most {MAX_DAYS} days, "
-                                 "first ≤ last")
+        raise HTTPException(
+            422, f"日期范围须在 {MAX_DAYS} 天内 / at most {MAX_DAYS} days, first ≤ last"
+        )
     if hall is None:
         department = window = staff = None  # the path starts at a hall
     level, grouping = _level(hall, department, window, staff)
     period = DateRange(first, last)
     calendar = calendar_for(db)
     try:
-        facts = await scorecard.load(db, who, period, calendar, hall=hall,
-                                     department=department)
+        facts = await scorecard.load(db, who, period, calendar, hall=hall, department=department)
         facts = scorecard.narrowed(facts, window=window, staff=staff)
         total = scorecard.compute(facts, period, Grouping.ALL, calendar)
         groups = ranked(scorecard.compute(facts, period, grouping, calendar)) if grouping else []
@@ -100,8 +111,13 @@ async def drilldown(
     everything = next(iter(total.values()), None)
     names = scorecard.staff_names(facts)
     return DrilldownOut(
-        first=first, last=last, level=level, correlated=await scorecard.correlated(db, period),
+        first=first,
+        last=last,
+        level=level,
+        correlated=await scorecard.correlated(db, period),
         total=scorecard.indicators_doc(everything) if everything else None,
         groups=[group_out(g, names) for g in groups],
-        trend=[DayOut(day=d, indicators=scorecard.indicators_doc(i) if i else None)
-               for d, i in trend])
+        trend=[
+            DayOut(day=d, indicators=scorecard.indicators_doc(i) if i else None) for d, i in trend
+        ],
+    )

@@ -76,8 +76,9 @@ class EvaluationOut(BaseModel):
     session: SessionBrief | None
     ticket: str | None
     staff: str | None
-    staff_name: str | None = Field(default=None,
-                                   description="工作人员姓名, where the hall's setup names them")
+    staff_name: str | None = Field(
+        default=None, description="工作人员姓名, where the hall's setup names them"
+    )
     cases: list[CaseBrief]
     confidence: float = Field(ge=0, le=1)
     flags: list[Flag]
@@ -127,39 +128,73 @@ async def _expand(conn: Any, rows: list[Any]) -> list[EvaluationOut]:
     nos = sorted({n for r in rows for n in r.case_nos})
     sessions: dict[str, Any] = {}
     for i in range(0, len(sids), 500):
-        for s in await conn.execute(select(service_sessions).where(
-                service_sessions.c.session_id.in_(sids[i:i + 500]))):
+        for s in await conn.execute(
+            select(service_sessions).where(service_sessions.c.session_id.in_(sids[i : i + 500]))
+        ):
             sessions[s.session_id] = s
     found: dict[str, Any] = {}
     for i in range(0, len(nos), 500):
-        for c in await conn.execute(select(cases.c.case_no, cases.c.department,
-                                           cases.c.item_name)
-                                    .where(cases.c.case_no.in_(nos[i:i + 500]))):
+        for c in await conn.execute(
+            select(cases.c.case_no, cases.c.department, cases.c.item_name).where(
+                cases.c.case_no.in_(nos[i : i + 500])
+            )
+        ):
             found[c.case_no] = c
     names = await halls.staff_names(conn, sorted({r.hall_id for r in rows}))
     out = []
     for r in rows:
         s = sessions.get(r.session_id) if r.session_id else None
-        out.append(EvaluationOut(
-            gateway=r.gateway_id, seq=r.seq, version=r.version, hall=r.hall_id,
-            window=r.window, addr=r.addr, key=r.key, label=KEY_LABELS[r.key],
-            national_level=int(to_national(r.key).level), evaluated_at=r.evaluated_at,
-            business_day=r.business_day, time_source=r.time_source,
-            session=None if s is None else SessionBrief(
-                session_id=s.session_id, ticket=s.ticket, window=s.window, staff=s.staff,
-                outcome=s.outcome, called_at=s.called_at, started_at=s.started_at,
-                ended_at=s.ended_at),
-            ticket=r.ticket, staff=r.staff, staff_name=halls.name_of(names, r.hall_id, r.staff),
-            cases=[CaseBrief(case_no=n, department=found[n].department,
-                             item_name=found[n].item_name)
-                   for n in r.case_nos if n in found],
-            confidence=r.confidence, flags=[Flag(f) for f in r.flags], counted=r.counted,
-            basis=r.basis, citizen=r.citizen))
+        out.append(
+            EvaluationOut(
+                gateway=r.gateway_id,
+                seq=r.seq,
+                version=r.version,
+                hall=r.hall_id,
+                window=r.window,
+                addr=r.addr,
+                key=r.key,
+                label=KEY_LABELS[r.key],
+                national_level=int(to_national(r.key).level),
+                evaluated_at=r.evaluated_at,
+                business_day=r.business_day,
+                time_source=r.time_source,
+                session=None
+                if s is None
+                else SessionBrief(
+                    session_id=s.session_id,
+                    ticket=s.ticket,
+                    window=s.window,
+                    staff=s.staff,
+                    outcome=s.outcome,
+                    called_at=s.called_at,
+                    started_at=s.started_at,
+                    ended_at=s.ended_at,
+                ),
+                ticket=r.ticket,
+                staff=r.staff,
+                staff_name=halls.name_of(names, r.hall_id, r.staff),
+                cases=[
+                    CaseBrief(
+                        case_no=n, department=found[n].department, item_name=found[n].item_name
+                    )
+                    for n in r.case_nos
+                    if n in found
+                ],
+                confidence=r.confidence,
+                flags=[Flag(f) for f in r.flags],
+                counted=r.counted,
+                basis=r.basis,
+                citizen=r.citizen,
+            )
+        )
     return out
 
 
-@router.get("/evaluations", response_model=EvaluationPage,
-            summary="Evaluations with their correlated session, cases and flags")
+@router.get(
+    "/evaluations",
+    response_model=EvaluationPage,
+    summary="Evaluations with their correlated session, cases and flags",
+)
 async def list_evaluations(
     db: Engine,
     who: EvaluationReader,
@@ -180,27 +215,40 @@ async def list_evaluations(
     scope = scope_of(who, hall)
     first, last = period(from_, to)
     r, h = correlation_results, correlation_heads
-    query = (select(r).select_from(current_join())
-             .where(h.c.business_day >= first, h.c.business_day <= last))
+    query = (
+        select(r)
+        .select_from(current_join())
+        .where(h.c.business_day >= first, h.c.business_day <= last)
+    )
     if scope.hall is not None:
         query = query.where(h.c.hall_id == scope.hall)
     if scope.department is not None:
         query = query.where(linked_to_department(scope.department))
-    for column, value in ((r.c.window, window), (r.c.staff, staff), (r.c.counted, counted),
-                          (r.c.key, key), (r.c.session_id, session_id)):
+    for column, value in (
+        (r.c.window, window),
+        (r.c.staff, staff),
+        (r.c.counted, counted),
+        (r.c.key, key),
+        (r.c.session_id, session_id),
+    ):
         if value is not None:
             query = query.where(column == value)
-    rows = (await _fetch(db, query, cursor, limit + 1, flag, case_no))
+    rows = await _fetch(db, query, cursor, limit + 1, flag, case_no)
     async with db.connect() as conn:
         items = await _expand(conn, rows[:limit])
     more = len(rows) > limit
     last_row = rows[limit - 1] if more else None
-    return EvaluationPage(items=items, next_cursor=encode_cursor(
-        last_row.evaluated_at, last_row.gateway_id, last_row.seq) if last_row else None)
+    return EvaluationPage(
+        items=items,
+        next_cursor=encode_cursor(last_row.evaluated_at, last_row.gateway_id, last_row.seq)
+        if last_row
+        else None,
+    )
 
 
-async def _fetch(db: Any, query: Any, cursor: str | None, want: int, flag: Flag | None,
-                 case_no: str | None) -> list[Any]:
+async def _fetch(
+    db: Any, query: Any, cursor: str | None, want: int, flag: Flag | None, case_no: str | None
+) -> list[Any]:
     """Flags and case numbers are JSON lists: filtered here, reading on until ``want``."""
     r = correlation_results
     query = query.order_by(r.c.evaluated_at, r.c.gateway_id, r.c.seq)
@@ -213,23 +261,40 @@ async def _fetch(db: Any, query: Any, cursor: str | None, want: int, flag: Flag 
         while len(out) < want:
             page = query
             if after is not None:
-                page = page.where(or_(r.c.evaluated_at > after[0], and_(
-                    r.c.evaluated_at == after[0],
-                    tuple_(r.c.gateway_id, r.c.seq) > tuple_(after[1], after[2]))))
+                page = page.where(
+                    or_(
+                        r.c.evaluated_at > after[0],
+                        and_(
+                            r.c.evaluated_at == after[0],
+                            tuple_(r.c.gateway_id, r.c.seq) > tuple_(after[1], after[2]),
+                        ),
+                    )
+                )
             rows = (await conn.execute(page.limit(want * 2))).all()
-            out += [x for x in rows if (flag is None or flag.value in x.flags)
-                    and (case_no is None or case_no in x.case_nos)]
+            out += [
+                x
+                for x in rows
+                if (flag is None or flag.value in x.flags)
+                and (case_no is None or case_no in x.case_nos)
+            ]
             if len(rows) < want * 2:
                 break
             after = (rows[-1].evaluated_at, rows[-1].gateway_id, rows[-1].seq)
     return out[:want]
 
 
-@router.get("/evaluations/export", summary="好差评 export: counted evaluations, CSV",
-            response_class=StreamingResponse,
-            responses={200: {"content": {"text/csv": {}},
-                             "description": "one row per evaluation and case (一次办多件: "
-                                            "the evaluation covers each case)"}})
+@router.get(
+    "/evaluations/export",
+    summary="好差评 export: counted evaluations, CSV",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "content": {"text/csv": {}},
+            "description": "one row per evaluation and case (一次办多件: "
+            "the evaluation covers each case)",
+        }
+    },
+)
 async def export_evaluations(
     db: Engine,
     who: EvaluationReader,
@@ -243,9 +308,12 @@ async def export_evaluations(
     scope = scope_of(who, hall)
     first, last = period(from_, to)
     r, h = correlation_results, correlation_heads
-    query = (select(r).select_from(current_join())
-             .where(h.c.business_day >= first, h.c.business_day <= last, r.c.counted.is_(True))
-             .order_by(r.c.evaluated_at, r.c.gateway_id, r.c.seq))
+    query = (
+        select(r)
+        .select_from(current_join())
+        .where(h.c.business_day >= first, h.c.business_day <= last, r.c.counted.is_(True))
+        .order_by(r.c.evaluated_at, r.c.gateway_id, r.c.seq)
+    )
     if scope.hall is not None:
         query = query.where(h.c.hall_id == scope.hall)
     if scope.department is not None:
@@ -255,8 +323,11 @@ async def export_evaluations(
         departments = {}
         nos = sorted({n for x in rows for n in x.case_nos})
         for i in range(0, len(nos), 500):
-            for c in await conn.execute(select(cases.c.case_no, cases.c.department)
-                                        .where(cases.c.case_no.in_(nos[i:i + 500]))):
+            for c in await conn.execute(
+                select(cases.c.case_no, cases.c.department).where(
+                    cases.c.case_no.in_(nos[i : i + 500])
+                )
+            ):
                 departments[c.case_no] = c.department
         names = await halls.staff_names(conn)
     fields = list(ExportRow.model_fields)
@@ -272,11 +343,17 @@ async def export_evaluations(
             for n in numbers:
                 if scope.department is not None and departments.get(n or "") != scope.department:
                     continue
-                row = export_row(evaluation_id=f"{x.gateway_id}-{x.seq}", key=x.key,
-                                 evaluated_at=x.evaluated_at, hall=x.hall_id,
-                                 window=str(x.window), staff=x.staff,
-                                 staff_name=halls.name_of(names, x.hall_id, x.staff), case_no=n,
-                                 department=departments.get(n) if n else None)
+                row = export_row(
+                    evaluation_id=f"{x.gateway_id}-{x.seq}",
+                    key=x.key,
+                    evaluated_at=x.evaluated_at,
+                    hall=x.hall_id,
+                    window=str(x.window),
+                    staff=x.staff,
+                    staff_name=halls.name_of(names, x.hall_id, x.staff),
+                    case_no=n,
+                    department=departments.get(n) if n else None,
+                )
                 doc = row.model_dump(mode="json")
                 doc["reasons"] = "；".join(doc["reasons"])
                 writer.writerow(doc)
@@ -286,12 +363,18 @@ async def export_evaluations(
         yield out.getvalue()
 
     name = f"haochaping-{first:%Y%m%d}-{last:%Y%m%d}.csv"
-    return StreamingResponse(body(), media_type="text/csv; charset=utf-8",
-                             headers={"Content-Disposition": f'attachment; filename="{name}"'})
+    return StreamingResponse(
+        body(),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
 
 
-@router.get("/evaluations/{gateway}/{seq}", response_model=EvaluationDetail,
-            summary="One evaluation: current correlation, every version, every re-issue")
+@router.get(
+    "/evaluations/{gateway}/{seq}",
+    response_model=EvaluationDetail,
+    summary="One evaluation: current correlation, every version, every re-issue",
+)
 async def get_evaluation(
     gateway: Annotated[str, Path(pattern=f"^{ID_PATTERN}$")],
     seq: Annotated[int, Path(ge=1, le=MAX_SEQ)],
@@ -300,8 +383,7 @@ async def get_evaluation(
 ) -> EvaluationDetail:
     scope = scope_of(who, None)
     r, h = correlation_results, correlation_heads
-    query = select(r).select_from(current_join()).where(h.c.gateway_id == gateway,
-                                                        h.c.seq == seq)
+    query = select(r).select_from(current_join()).where(h.c.gateway_id == gateway, h.c.seq == seq)
     if scope.hall is not None:
         query = query.where(h.c.hall_id == scope.hall)
     if scope.department is not None:
@@ -311,30 +393,60 @@ async def get_evaluation(
         if row is None:
             raise HTTPException(404, NOT_FOUND)
         (current,) = await _expand(conn, [row])
-        versions = (await conn.execute(select(r).where(
-            r.c.gateway_id == gateway, r.c.seq == seq).order_by(r.c.version))).all()
-        reissues = (await conn.execute(select(correlation_reissues).where(
-            correlation_reissues.c.gateway_id == gateway, correlation_reissues.c.seq == seq)
-            .order_by(correlation_reissues.c.id))).all()
+        versions = (
+            await conn.execute(
+                select(r).where(r.c.gateway_id == gateway, r.c.seq == seq).order_by(r.c.version)
+            )
+        ).all()
+        reissues = (
+            await conn.execute(
+                select(correlation_reissues)
+                .where(
+                    correlation_reissues.c.gateway_id == gateway, correlation_reissues.c.seq == seq
+                )
+                .order_by(correlation_reissues.c.id)
+            )
+        ).all()
     return EvaluationDetail(
         current=current,
-        versions=[VersionOut(version=v.version, supersedes=v.supersedes,
-                             computed_at=v.computed_at, digest=v.digest,
-                             session_id=v.session_id, case_nos=list(v.case_nos),
-                             flags=list(v.flags), counted=v.counted, confidence=v.confidence,
-                             evaluated_at=v.evaluated_at, time_source=v.time_source)
-                  for v in versions],
-        reissues=[_reissue(x) for x in reissues])
+        versions=[
+            VersionOut(
+                version=v.version,
+                supersedes=v.supersedes,
+                computed_at=v.computed_at,
+                digest=v.digest,
+                session_id=v.session_id,
+                case_nos=list(v.case_nos),
+                flags=list(v.flags),
+                counted=v.counted,
+                confidence=v.confidence,
+                evaluated_at=v.evaluated_at,
+                time_source=v.time_source,
+            )
+            for v in versions
+        ],
+        reissues=[_reissue(x) for x in reissues],
+    )
 
 
 def _reissue(x: Any) -> ReissueOut:
-    return ReissueOut(gateway=x.gateway_id, seq=x.seq, from_version=x.from_version,
-                      to_version=x.to_version, hall=x.hall_id, business_day=x.business_day,
-                      changed=list(x.changed), reissued_at=x.reissued_at)
+    return ReissueOut(
+        gateway=x.gateway_id,
+        seq=x.seq,
+        from_version=x.from_version,
+        to_version=x.to_version,
+        hall=x.hall_id,
+        business_day=x.business_day,
+        changed=list(x.changed),
+        reissued_at=x.reissued_at,
+    )
 
 
-@router.get("/correlation/reissues", response_model=list[ReissueOut],
-            summary="Correlation results re-issued (late data changed them), newest last")
+@router.get(
+    "/correlation/reissues",
+    response_model=list[ReissueOut],
+    summary="Correlation results re-issued (late data changed them), newest last",
+)
 async def list_reissues(
     db: Engine,
     who: EvaluationReader,
@@ -346,14 +458,21 @@ async def list_reissues(
     x, h = correlation_reissues, correlation_heads
     query = select(x).order_by(x.c.id.desc()).limit(limit)
     if since is not None:
-        query = query.where(x.c.reissued_at >= (
-            since if since.tzinfo else since.replace(tzinfo=dt.UTC)))
+        query = query.where(
+            x.c.reissued_at >= (since if since.tzinfo else since.replace(tzinfo=dt.UTC))
+        )
     if scope.hall is not None:
         query = query.where(x.c.hall_id == scope.hall)
     if scope.department is not None:
-        query = query.where(select(h.c.seq).where(
-            h.c.gateway_id == x.c.gateway_id, h.c.seq == x.c.seq,
-            linked_to_department(scope.department)).exists())
+        query = query.where(
+            select(h.c.seq)
+            .where(
+                h.c.gateway_id == x.c.gateway_id,
+                h.c.seq == x.c.seq,
+                linked_to_department(scope.department),
+            )
+            .exists()
+        )
     async with db.connect() as conn:
         rows = (await conn.execute(query)).all()
     return [_reissue(r) for r in reversed(rows)]

@@ -27,8 +27,9 @@ class EventOut(BaseModel):
     kind: str
     utc: datetime
     utc_corrected: datetime | None
-    stamp_plausible: bool = Field(description="false: the gateway's clock was far off; rules "
-                                  "use received_at")
+    stamp_plausible: bool = Field(
+        description="false: the gateway's clock was far off; rules use received_at"
+    )
     synced: bool
     boot: str
     mono_ns: int
@@ -71,8 +72,11 @@ async def list_events(
     area = Area.EVENTS if may(who, Area.EVENTS) else Area.DEVICE_EVENTS
     hall = hall_in_reach(who, area, hall)
     clock = boot_clocks
-    query = select(events, clock.c.offset_us).select_from(events.outerjoin(clock, and_(
-        clock.c.gateway_id == events.c.gateway_id, clock.c.boot == events.c.boot)))
+    query = select(events, clock.c.offset_us).select_from(
+        events.outerjoin(
+            clock, and_(clock.c.gateway_id == events.c.gateway_id, clock.c.boot == events.c.boot)
+        )
+    )
     if hall is not None:
         query = query.where(events.c.hall_id == hall)
     if gateway is not None:
@@ -80,18 +84,24 @@ async def list_events(
     if area is Area.DEVICE_EVENTS:
         query = query.where(events.c.kind.in_(sorted(DEVICE_EVENT_KINDS)))
     if kind is not None:
-        query = query.where(events.c.kind.startswith(kind) if kind.endswith(".")
-                            else events.c.kind == kind)
+        query = query.where(
+            events.c.kind.startswith(kind) if kind.endswith(".") else events.c.kind == kind
+        )
     for bound, op in ((since, "ge"), (until, "lt")):
         if bound is not None:
             bound = bound if bound.tzinfo else bound.replace(tzinfo=UTC)
             query = query.where(events.c.utc >= bound if op == "ge" else events.c.utc < bound)
     if cursor is not None:
         c_utc, c_gw, c_seq = _uncursor(cursor)
-        query = query.where(or_(
-            events.c.utc > c_utc,
-            and_(events.c.utc == c_utc,
-                 tuple_(events.c.gateway_id, events.c.seq) > tuple_(c_gw, c_seq))))
+        query = query.where(
+            or_(
+                events.c.utc > c_utc,
+                and_(
+                    events.c.utc == c_utc,
+                    tuple_(events.c.gateway_id, events.c.seq) > tuple_(c_gw, c_seq),
+                ),
+            )
+        )
     query = query.order_by(events.c.utc, events.c.gateway_id, events.c.seq).limit(limit + 1)
     async with db.connect() as conn:
         rows = (await conn.execute(query)).all()
@@ -103,7 +113,17 @@ async def list_events(
 def _event_out(row: Any) -> EventOut:
     corrected = corrected_utc(row.utc, row.synced, row.mono_ns, row.offset_us)
     plausible = corrected is None or stamp_plausible(corrected, row.received_at)
-    return EventOut(gateway=row.gateway_id, seq=row.seq, hall=row.hall_id, kind=row.kind,
-                    utc=row.utc, utc_corrected=corrected if plausible else None,
-                    stamp_plausible=plausible, synced=row.synced, boot=row.boot,
-                    mono_ns=row.mono_ns, body=row.body, received_at=row.received_at)
+    return EventOut(
+        gateway=row.gateway_id,
+        seq=row.seq,
+        hall=row.hall_id,
+        kind=row.kind,
+        utc=row.utc,
+        utc_corrected=corrected if plausible else None,
+        stamp_plausible=plausible,
+        synced=row.synced,
+        boot=row.boot,
+        mono_ns=row.mono_ns,
+        body=row.body,
+        received_at=row.received_at,
+    )

@@ -32,29 +32,45 @@ def image_url(sha256: str) -> str:
 
 async def _may_see(conn: AsyncConnection, who: Principal, ref: Any) -> bool:
     if ref.kind == "camera.verdict":
-        body = (await conn.execute(select(events.c.body).where(
-            events.c.gateway_id == ref.gateway_id, events.c.seq == ref.event_seq))).scalar()
+        body = (
+            await conn.execute(
+                select(events.c.body).where(
+                    events.c.gateway_id == ref.gateway_id, events.c.seq == ref.event_seq
+                )
+            )
+        ).scalar()
         key_seq = (body or {}).get("key_seq")
-        return isinstance(key_seq, int) and (
-            await reviews.visible(conn, who, ref.gateway_id, key_seq)) is not None
+        return (
+            isinstance(key_seq, int)
+            and (await reviews.visible(conn, who, ref.gateway_id, key_seq)) is not None
+        )
     found = reach(who, Area.EVIDENCE)
     if found is Reach.EVERY_HALL:
         return True
     return found is Reach.OWN_HALL and who.hall == ref.hall_id
 
 
-@router.get("/evidence/{sha256}", response_class=FileResponse,
-            summary="An evidence snapshot (JPEG), verified against the hash its gateway journaled",
-            responses={200: {"content": {"image/jpeg": {}},
-                             "description": "the bytes; their SHA-256 is the path's"},
-                       404: {"description": "not uploaded yet, or not in the caller's scope"},
-                       503: {"description": "this API process has no evidence directory"}})
-async def get_evidence(request: Request, db: Engine, who: EvidenceReader, sha256: Sha256
-                       ) -> FileResponse:
+@router.get(
+    "/evidence/{sha256}",
+    response_class=FileResponse,
+    summary="An evidence snapshot (JPEG), verified against the hash its gateway journaled",
+    responses={
+        200: {
+            "content": {"image/jpeg": {}},
+            "description": "the bytes; their SHA-256 is the path's",
+        },
+        404: {"description": "not uploaded yet, or not in the caller's scope"},
+        503: {"description": "this API process has no evidence directory"},
+    },
+)
+async def get_evidence(
+    request: Request, db: Engine, who: EvidenceReader, sha256: Sha256
+) -> FileResponse:
     vault = getattr(request.app.state, "evidence", None) or evidence.vault_for(db)
     if vault is None:
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE,
-                            "证据目录未配置 / evidence store not configured")
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE, "证据目录未配置 / evidence store not configured"
+        )
     async with db.connect() as conn:
         refs = await evidence.stored_refs(conn, sha256)
         allowed = [ref for ref in refs if await _may_see(conn, who, ref)]
@@ -62,6 +78,11 @@ async def get_evidence(request: Request, db: Engine, who: EvidenceReader, sha256
     if not allowed or not path.is_file():
         raise HTTPException(status.HTTP_404_NOT_FOUND, NOT_FOUND)
     # immutable: the address is the content's hash
-    return FileResponse(path, media_type="image/jpeg", headers={
-        "Cache-Control": "private, max-age=31536000, immutable",
-        "X-Content-SHA256": sha256})
+    return FileResponse(
+        path,
+        media_type="image/jpeg",
+        headers={
+            "Cache-Control": "private, max-age=31536000, immutable",
+            "X-Content-SHA256": sha256,
+        },
+    )

@@ -84,15 +84,27 @@ class VerifyIn(StepIn):
 def _out(row: Any, now: dt.datetime) -> FollowUpOut:
     state = FollowUpState(row.state)
     return FollowUpOut(
-        item_id=row.item_id, evaluation=f"{row.gateway_id}:{row.seq}", reason=row.reason,
-        reason_label=REASONS.get(row.reason, str(row.reason)), hall=row.hall_id,
-        window=row.window, staff=row.staff, case_no=row.case_no, department=row.department,
-        evaluated_at=row.evaluated_at, created_at=row.created_at, due=row.due, state=state,
-        state_label=state.label, assignee=row.assignee, founded=row.founded,
+        item_id=row.item_id,
+        evaluation=f"{row.gateway_id}:{row.seq}",
+        reason=row.reason,
+        reason_label=REASONS.get(row.reason, str(row.reason)),
+        hall=row.hall_id,
+        window=row.window,
+        staff=row.staff,
+        case_no=row.case_no,
+        department=row.department,
+        evaluated_at=row.evaluated_at,
+        created_at=row.created_at,
+        due=row.due,
+        state=state,
+        state_label=state.label,
+        assignee=row.assignee,
+        founded=row.founded,
         escalation_level=row.escalation_level,
         overdue=state is not FollowUpState.CLOSED and business_date(now) > row.due,
         closed_at=row.closed_at,
-        closed_late=None if row.closed_at is None else business_date(row.closed_at) > row.due)
+        closed_late=None if row.closed_at is None else business_date(row.closed_at) > row.due,
+    )
 
 
 def _scoped(query: Any, who: Principal, hall: str | None) -> Any:
@@ -104,8 +116,11 @@ def _scoped(query: Any, who: Principal, hall: str | None) -> Any:
     return query
 
 
-@router.get("/followups", response_model=list[FollowUpOut],
-            summary="Bad-review follow-up items (差评整改), oldest first")
+@router.get(
+    "/followups",
+    response_model=list[FollowUpOut],
+    summary="Bad-review follow-up items (差评整改), oldest first",
+)
 async def list_followups(
     db: Engine,
     who: FollowUpCaller,
@@ -116,8 +131,9 @@ async def list_followups(
     limit: Annotated[int, Query(ge=1, le=5000)] = 1000,
 ) -> list[FollowUpOut]:
     now = dt.datetime.now(dt.UTC)
-    query = _scoped(select(followups), who, hall).order_by(followups.c.created_at,
-                                                           followups.c.item_id)
+    query = _scoped(select(followups), who, hall).order_by(
+        followups.c.created_at, followups.c.item_id
+    )
     if state is not None:
         query = query.where(followups.c.state == state.value)
     if open_only:
@@ -130,27 +146,49 @@ async def list_followups(
     return [i for i in items if overdue is None or i.overdue is overdue]
 
 
-@router.get("/followups/overdue", response_model=list[FollowUpOut],
-            summary="Overdue follow-up items (逾期未办结), most escalated first")
-async def list_overdue(db: Engine, who: FollowUpCaller, hall: str | None = None
-                       ) -> list[FollowUpOut]:
+@router.get(
+    "/followups/overdue",
+    response_model=list[FollowUpOut],
+    summary="Overdue follow-up items (逾期未办结), most escalated first",
+)
+async def list_overdue(
+    db: Engine, who: FollowUpCaller, hall: str | None = None
+) -> list[FollowUpOut]:
     now = dt.datetime.now(dt.UTC)
-    query = _scoped(select(followups), who, hall).where(store.overdue_clause(now)).order_by(
-        followups.c.escalation_level.desc(), followups.c.due, followups.c.item_id)
+    query = (
+        _scoped(select(followups), who, hall)
+        .where(store.overdue_clause(now))
+        .order_by(followups.c.escalation_level.desc(), followups.c.due, followups.c.item_id)
+    )
     async with db.connect() as conn:
         return [_out(r, now) for r in (await conn.execute(query)).all()]
 
 
 async def _detail(conn: Any, row: Any) -> FollowUpDetail:
     events = await store.history(conn, row.item_id)
-    return FollowUpDetail(item=_out(row, dt.datetime.now(dt.UTC)), events=[
-        FollowUpEventOut(kind=e.kind, at=e.at, state=e.state, actor=e.actor, note=e.note,
-                         level=e.level, assignee=e.assignee, founded=e.founded)
-        for e in events])
+    return FollowUpDetail(
+        item=_out(row, dt.datetime.now(dt.UTC)),
+        events=[
+            FollowUpEventOut(
+                kind=e.kind,
+                at=e.at,
+                state=e.state,
+                actor=e.actor,
+                note=e.note,
+                level=e.level,
+                assignee=e.assignee,
+                founded=e.founded,
+            )
+            for e in events
+        ],
+    )
 
 
-@router.get("/followups/{item_id}", response_model=FollowUpDetail,
-            summary="One follow-up item with its history")
+@router.get(
+    "/followups/{item_id}",
+    response_model=FollowUpDetail,
+    summary="One follow-up item with its history",
+)
 async def get_followup(item_id: str, db: Engine, who: FollowUpCaller) -> FollowUpDetail:
     query = _scoped(select(followups), who, None).where(followups.c.item_id == item_id)
     async with db.connect() as conn:
@@ -160,49 +198,69 @@ async def get_followup(item_id: str, db: Engine, who: FollowUpCaller) -> FollowU
         return await _detail(conn, row)
 
 
-async def _step(db: Any, who: Principal, item_id: str, action: str, body: StepIn,
-                **kwargs: Any) -> FollowUpDetail:
-    query = _scoped(select(followups.c.item_id), who, None).where(
-        followups.c.item_id == item_id)
+async def _step(
+    db: Any, who: Principal, item_id: str, action: str, body: StepIn, **kwargs: Any
+) -> FollowUpDetail:
+    query = _scoped(select(followups.c.item_id), who, None).where(followups.c.item_id == item_id)
     actor = f"{who.role.value}:{who.label or '-'}"
     async with db.begin() as conn:
         await lock_for_write(conn)
         if (await conn.execute(query)).first() is None:
             raise HTTPException(404, NOT_FOUND)
         try:
-            row = await store.transition(conn, item_id, action, at=dt.datetime.now(dt.UTC),
-                                         actor=actor, note=body.note, **kwargs)
+            row = await store.transition(
+                conn,
+                item_id,
+                action,
+                at=dt.datetime.now(dt.UTC),
+                actor=actor,
+                note=body.note,
+                **kwargs,
+            )
         except FollowUpError as exc:
             raise HTTPException(409, str(exc)) from None
         assert row is not None
         return await _detail(conn, row)
 
 
-@router.post("/followups/{item_id}/assign", response_model=FollowUpDetail,
-             summary="分派: hand the item to the person responsible")
+@router.post(
+    "/followups/{item_id}/assign",
+    response_model=FollowUpDetail,
+    summary="分派: hand the item to the person responsible",
+)
 async def assign(item_id: str, body: AssignIn, db: Engine, who: FollowUpCaller) -> FollowUpDetail:
     return await _step(db, who, item_id, "assign", body, assignee=body.assignee)
 
 
-@router.post("/followups/{item_id}/verify", response_model=FollowUpDetail,
-             summary="核实: was the complaint borne out?")
+@router.post(
+    "/followups/{item_id}/verify",
+    response_model=FollowUpDetail,
+    summary="核实: was the complaint borne out?",
+)
 async def verify(item_id: str, body: VerifyIn, db: Engine, who: FollowUpCaller) -> FollowUpDetail:
     return await _step(db, who, item_id, "verify", body, founded=body.founded)
 
 
-@router.post("/followups/{item_id}/rectify", response_model=FollowUpDetail,
-             summary="整改: what was changed (founded reviews only)")
+@router.post(
+    "/followups/{item_id}/rectify",
+    response_model=FollowUpDetail,
+    summary="整改: what was changed (founded reviews only)",
+)
 async def rectify(item_id: str, body: StepIn, db: Engine, who: FollowUpCaller) -> FollowUpDetail:
     return await _step(db, who, item_id, "rectify", body)
 
 
-@router.post("/followups/{item_id}/call-back", response_model=FollowUpDetail,
-             summary="回访: the citizen was told the outcome")
+@router.post(
+    "/followups/{item_id}/call-back",
+    response_model=FollowUpDetail,
+    summary="回访: the citizen was told the outcome",
+)
 async def call_back(item_id: str, body: StepIn, db: Engine, who: FollowUpCaller) -> FollowUpDetail:
     return await _step(db, who, item_id, "call_back", body)
 
 
-@router.post("/followups/{item_id}/close", response_model=FollowUpDetail,
-             summary="办结: close the item")
+@router.post(
+    "/followups/{item_id}/close", response_model=FollowUpDetail, summary="办结: close the item"
+)
 async def close(item_id: str, body: StepIn, db: Engine, who: FollowUpCaller) -> FollowUpDetail:
     return await _step(db, who, item_id, "close", body)

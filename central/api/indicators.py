@@ -40,9 +40,9 @@ RATIOS = {
 }
 EXPLAIN = {
     "staffed_rate": "在岗分钟 / 开放且网关在报的分钟（网关离线、未报的时段不计入分母） / staffed "
-                    "minutes over opening minutes during which the hall's gateway reported",
+    "minutes over opening minutes during which the hall's gateway reported",
     "staffed_coverage": "网关在报的开放分钟 / 全部开放分钟：在岗率覆盖的时段 / opening minutes "
-                        "the gateway reported over all opening minutes (what 在岗率 covers)",
+    "the gateway reported over all opening minutes (what 在岗率 covers)",
 }
 
 
@@ -79,23 +79,38 @@ class IndicatorsOut(BaseModel):
 
 
 def _ratio(field: str, r: Ratio) -> RatioOut:
-    return RatioOut(name=RATIOS[field], numerator=r.numerator, denominator=r.denominator,
-                    value=r.value, explain=EXPLAIN.get(field))
+    return RatioOut(
+        name=RATIOS[field],
+        numerator=r.numerator,
+        denominator=r.denominator,
+        value=r.value,
+        explain=EXPLAIN.get(field),
+    )
 
 
 def _group_out(result: Indicators, names: dict[tuple[str, str], str]) -> IndicatorGroupOut:
     g = result.group
     return IndicatorGroupOut(
-        group=GroupOut(hall=g.hall, department=g.department, window=g.window, staff=g.staff,
-                       staff_name=halls.name_of(names, g.hall, g.staff)),
+        group=GroupOut(
+            hall=g.hall,
+            department=g.department,
+            window=g.window,
+            staff=g.staff,
+            staff_name=halls.name_of(names, g.hall, g.staff),
+        ),
         ratios={field: _ratio(field, getattr(result, field)) for field in RATIOS},
-        overdue_completed=result.overdue_completed, overdue_open=result.overdue_open,
+        overdue_completed=result.overdue_completed,
+        overdue_open=result.overdue_open,
         overdue_count=result.overdue_count,
-        bad_reviews={str(int(k)): v for k, v in result.bad_reviews.items()})
+        bad_reviews={str(int(k)): v for k, v in result.bad_reviews.items()},
+    )
 
 
-@router.get("/indicators", response_model=IndicatorsOut,
-            summary="效能指标 per hall / department / window / staff for a date range")
+@router.get(
+    "/indicators",
+    response_model=IndicatorsOut,
+    summary="效能指标 per hall / department / window / staff for a date range",
+)
 async def get_indicators(
     request: Request,
     db: Engine,
@@ -111,16 +126,16 @@ async def get_indicators(
     scope = scope_of(who, hall)
     if scope.department is not None:
         if department not in (None, scope.department):
-            raise HTTPException(status.HTTP_403_FORBIDDEN,
-                                "只能查看本部门 / only your own department")
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN, "只能查看本部门 / only your own department"
+            )
         department = scope.department
     first, last = period(from_, to)
     calendar = calendar_for(request, db)
     span = DateRange(first, last)
     try:
         async with db.connect() as conn:
-            loaded = await facts.load(conn, span, calendar, hall=scope.hall,
-                                      department=department)
+            loaded = await facts.load(conn, span, calendar, hall=scope.hall, department=department)
         results = facts.indicators(loaded, span, group, calendar)
     except CalendarError as exc:
         raise HTTPException(422, str(exc)) from None
@@ -131,8 +146,11 @@ async def get_indicators(
     return IndicatorsOut(first=first, last=last, group=group, groups=groups)
 
 
-@router.get("/halls/{hall}/setup", response_model=SetupText,
-            summary="A hall's opening hours and window → department roster")
+@router.get(
+    "/halls/{hall}/setup",
+    response_model=SetupText,
+    summary="A hall's opening hours and window → department roster",
+)
 async def get_setup(hall: str, db: Engine, who: SetupReader) -> SetupText:
     """The stored setup; a hall nobody configured gets 09:00–12:00, 13:00–17:00 and a roster
     inferred from its cases."""
@@ -141,16 +159,23 @@ async def get_setup(hall: str, db: Engine, who: SetupReader) -> SetupText:
         raise HTTPException(status.HTTP_403_FORBIDDEN, "无权查看该大厅 / not your hall")
     async with db.connect() as conn:
         stored = (await halls.stored_setups(conn, [hall])).get(hall)
-        counts = (await conn.execute(
-            select(cases.c.window, cases.c.department, func.count())
-            .where(cases.c.hall_id == hall, cases.c.window.is_not(None))
-            .group_by(cases.c.window, cases.c.department))).all()
-    return SetupText.of(halls.with_defaults(hall, stored,
-                                     [(w, d) for w, d, n in counts for _ in range(n)]))
+        counts = (
+            await conn.execute(
+                select(cases.c.window, cases.c.department, func.count())
+                .where(cases.c.hall_id == hall, cases.c.window.is_not(None))
+                .group_by(cases.c.window, cases.c.department)
+            )
+        ).all()
+    return SetupText.of(
+        halls.with_defaults(hall, stored, [(w, d) for w, d, n in counts for _ in range(n)])
+    )
 
 
-@router.put("/halls/{hall}/setup", response_model=SetupText,
-            summary="Set a hall's opening hours and roster (supervisors)")
+@router.put(
+    "/halls/{hall}/setup",
+    response_model=SetupText,
+    summary="Set a hall's opening hours and roster (supervisors)",
+)
 async def put_setup(hall: str, body: SetupText, db: Engine, who: SetupWriter) -> SetupText:
     if body.hall != hall:
         raise HTTPException(422, f"hall {body.hall!r} in the body, {hall!r} in the path")

@@ -34,9 +34,15 @@ CACHE_TTL_S = 4.0  # below the big screen's 5 s poll: each poll sees fresh figur
 # Business dates the API accepts: anything else is a typo (and year 1 would not even convert
 # to UTC).
 FIRST_DAY, LAST_DAY = dt.date(2000, 1, 1), dt.date(2099, 12, 31)
-LIGHTS = (LadderStage.BLUE, LadderStage.YELLOW_LIGHT, LadderStage.RED_LIGHT,
-          LadderStage.YELLOW_CARD, LadderStage.RED_CARD, LadderStage.SUPERVISION_LETTER,
-          LadderStage.SUSPENDED)
+LIGHTS = (
+    LadderStage.BLUE,
+    LadderStage.YELLOW_LIGHT,
+    LadderStage.RED_LIGHT,
+    LadderStage.YELLOW_CARD,
+    LadderStage.RED_CARD,
+    LadderStage.SUPERVISION_LETTER,
+    LadderStage.SUSPENDED,
+)
 
 
 class RatioOut(BaseModel):
@@ -59,32 +65,42 @@ class LightsOut(BaseModel):
 
 class HallOverviewOut(BaseModel):
     hall: str
-    gateways: int | None = Field(description="registered, not revoked; null for department "
-                                             "leaders (gateway state is outside their scope)")
+    gateways: int | None = Field(
+        description="registered, not revoked; null for department "
+        "leaders (gateway state is outside their scope)"
+    )
     gateways_online: int | None
     offline: bool | None = Field(description="no gateway of the hall is online")
     last_batch_at: dt.datetime | None
-    lights: LightsOut | None = Field(description="open cases by stage; null for technicians "
-                                                  "(cases are people's work, not theirs)")
+    lights: LightsOut | None = Field(
+        description="open cases by stage; null for technicians "
+        "(cases are people's work, not theirs)"
+    )
     open_cases: int | None
-    evaluations_today: int | None = Field(description="counted evaluations today; null for "
-                                                      "technicians, like every score")
+    evaluations_today: int | None = Field(
+        description="counted evaluations today; null for technicians, like every score"
+    )
     satisfaction_today: RatioOut | None
     evaluation_rate_today: RatioOut | None
     suspicious_today: int | None = Field(
-        description="flagged evaluations today; null for technicians (not theirs to see)")
+        description="flagged evaluations today; null for technicians (not theirs to see)"
+    )
     suspicious_open: int | None = Field(
-        description="… of which some flag awaits a supervisor's review")
+        description="… of which some flag awaits a supervisor's review"
+    )
 
 
 class OverviewOut(BaseModel):
     as_of: dt.date = Field(description="today, Beijing time")
     generated_at: dt.datetime
-    correlated: bool = Field(description="correlation has run for today: until it has, "
-                                         "evaluation figures are 'no data yet', not zero")
+    correlated: bool = Field(
+        description="correlation has run for today: until it has, "
+        "evaluation figures are 'no data yet', not zero"
+    )
     figures_problem: str | None = Field(
         description="why today's rates are missing (a year the working-day calendar does not "
-                    "know: load it from the site's calendar file)")
+        "know: load it from the site's calendar file)"
+    )
     halls: list[HallOverviewOut]
     halls_offline: int
     lights: LightsOut | None
@@ -98,22 +114,30 @@ def calendar_for(engine: object) -> WorkCalendar:
     return context.calendar if context is not None else WorkCalendar()
 
 
-@router.get("/overview", response_model=OverviewOut,
-            summary="All halls at a glance: case lights, today's rates, offline, suspicious",
-            description="Scoped: a hall manager gets the hall, a department leader the "
-                        "department's cases (and no gateway state), supervisors and "
-                        "technicians every hall.")
-async def overview(request: Request, db: Engine, who: OverviewCaller,
-                   day: Annotated[dt.date | None, Query(
-                       ge=FIRST_DAY, le=LAST_DAY,
-                       description="business date (default today, Beijing)")] = None
-                   ) -> OverviewOut:
+@router.get(
+    "/overview",
+    response_model=OverviewOut,
+    summary="All halls at a glance: case lights, today's rates, offline, suspicious",
+    description="Scoped: a hall manager gets the hall, a department leader the "
+    "department's cases (and no gateway state), supervisors and "
+    "technicians every hall.",
+)
+async def overview(
+    request: Request,
+    db: Engine,
+    who: OverviewCaller,
+    day: Annotated[
+        dt.date | None,
+        Query(ge=FIRST_DAY, le=LAST_DAY, description="business date (default today, Beijing)"),
+    ] = None,
+) -> OverviewOut:
     today = day or business_date(utc_now())
     cache: _Cache | None = getattr(request.app.state, "overview_cache", None)
     if cache is None:
         cache = request.app.state.overview_cache = _Cache()
-    return await cache.get((who.role, who.hall, who.department, today),
-                           lambda: _build(db, who, today))
+    return await cache.get(
+        (who.role, who.hall, who.department, today), lambda: _build(db, who, today)
+    )
 
 
 class _Cache:
@@ -145,17 +169,21 @@ async def _build(db: AsyncEngine, who: Principal, today: dt.date) -> OverviewOut
     lights: defaultdict[str, Counter[str]] = defaultdict(Counter)
     gw: dict[str, tuple[int, int, dt.datetime | None]] = {}
     async with db.connect() as conn:
-        query = (select(cases.c.hall_id, case_ladder.c.stage, func.count())
-                 .join(case_ladder, case_ladder.c.case_no == cases.c.case_no)
-                 .where(case_filter(who), case_ladder.c.settled.is_(False))
-                 .group_by(cases.c.hall_id, case_ladder.c.stage))
+        query = (
+            select(cases.c.hall_id, case_ladder.c.stage, func.count())
+            .join(case_ladder, case_ladder.c.case_no == cases.c.case_no)
+            .where(case_filter(who), case_ladder.c.settled.is_(False))
+            .group_by(cases.c.hall_id, case_ladder.c.stage)
+        )
         for hall, stage, n in await conn.execute(query):
             lights[hall][stage or ""] += int(n)
         if health:
             rows = await conn.execute(
-                select(gateways.c.hall_id, gateways.c.online, gateways.c.last_batch_at)
-                .where(gateways.c.revoked_at.is_(None),
-                       hall_filter(who, gateways.c.hall_id, Area.HEALTH)))
+                select(gateways.c.hall_id, gateways.c.online, gateways.c.last_batch_at).where(
+                    gateways.c.revoked_at.is_(None),
+                    hall_filter(who, gateways.c.hall_id, Area.HEALTH),
+                )
+            )
             per: defaultdict[str, list[tuple[bool, dt.datetime | None]]] = defaultdict(list)
             for hall, online, last in rows:
                 per[hall].append((bool(online), last))
@@ -170,52 +198,67 @@ async def _build(db: AsyncEngine, who: Principal, today: dt.date) -> OverviewOut
         if scores:
             facts = await scorecard.load(db, who, period, calendar)
             # today's two rates need today's evaluations and the cases accepted today only
-            facts = replace(facts, sessions=[], staffing=[], cases=[
-                c for c in facts.cases if business_date(c.accepted_at) == today])
+            facts = replace(
+                facts,
+                sessions=[],
+                staffing=[],
+                cases=[c for c in facts.cases if business_date(c.accepted_at) == today],
+            )
             by_hall = scorecard.compute(facts, period, Grouping.HALL, calendar)
     except CalendarError as exc:  # the lights and gateways still show; the rates cannot
         problem = str(exc)
     flagged_by_hall = Counter(f.hall for f in suspicious)
     open_by_hall = Counter(f.hall for f in suspicious if f.open_flags)
-    halls = sorted(set(lights) | set(gw) | {k.hall for k in by_hall if k.hall}
-                   | set(flagged_by_hall))
+    halls = sorted(
+        set(lights) | set(gw) | {k.hall for k in by_hall if k.hall} | set(flagged_by_hall)
+    )
     out = []
     for hall in halls:
         counts = lights.get(hall, Counter())
         ind = by_hall.get(GroupKey(hall=hall))
         gateways_n, online_n, last = gw.get(hall, (0, 0, None))
-        out.append(HallOverviewOut(
-            hall=hall,
-            gateways=gateways_n if health else None,
-            gateways_online=online_n if health else None,
-            offline=(gateways_n > 0 and online_n == 0) if health else None,
-            last_batch_at=last if health else None,
-            lights=LightsOut(**{s.value: counts.get(s.value, 0) for s in LIGHTS})
-            if with_cases else None,
-            open_cases=sum(counts.values()) if with_cases else None,
-            evaluations_today=(int(ind.satisfaction_rate.denominator) if ind else 0)
-            if scores else None,
-            satisfaction_today=_ratio(ind.satisfaction_rate if ind else None)
-            if scores else None,
-            evaluation_rate_today=_ratio(ind.evaluation_rate if ind else None)
-            if scores else None,
-            suspicious_today=flagged_by_hall.get(hall, 0) if scores else None,
-            suspicious_open=open_by_hall.get(hall, 0) if scores else None))
+        out.append(
+            HallOverviewOut(
+                hall=hall,
+                gateways=gateways_n if health else None,
+                gateways_online=online_n if health else None,
+                offline=(gateways_n > 0 and online_n == 0) if health else None,
+                last_batch_at=last if health else None,
+                lights=LightsOut(**{s.value: counts.get(s.value, 0) for s in LIGHTS})
+                if with_cases
+                else None,
+                open_cases=sum(counts.values()) if with_cases else None,
+                evaluations_today=(int(ind.satisfaction_rate.denominator) if ind else 0)
+                if scores
+                else None,
+                satisfaction_today=_ratio(ind.satisfaction_rate if ind else None)
+                if scores
+                else None,
+                evaluation_rate_today=_ratio(ind.evaluation_rate if ind else None)
+                if scores
+                else None,
+                suspicious_today=flagged_by_hall.get(hall, 0) if scores else None,
+                suspicious_open=open_by_hall.get(hall, 0) if scores else None,
+            )
+        )
     summed = Counter[str]()
     for counts in lights.values():
         summed.update(counts)
     return OverviewOut(
-        as_of=today, generated_at=utc_now(), correlated=correlated,
-        figures_problem=problem, halls=out,
+        as_of=today,
+        generated_at=utc_now(),
+        correlated=correlated,
+        figures_problem=problem,
+        halls=out,
         halls_offline=sum(1 for h in out if h.offline),
         lights=LightsOut(**{s.value: summed.get(s.value, 0) for s in LIGHTS})
-        if with_cases else None,
+        if with_cases
+        else None,
         # both rates add up across halls: Σ numerators / Σ denominators
-        satisfaction_today=_sum(i.satisfaction_rate for i in by_hall.values())
-        if scores else None,
-        evaluation_rate_today=_sum(i.evaluation_rate for i in by_hall.values())
-        if scores else None,
-        suspicious_today=len(suspicious) if scores else None)
+        satisfaction_today=_sum(i.satisfaction_rate for i in by_hall.values()) if scores else None,
+        evaluation_rate_today=_sum(i.evaluation_rate for i in by_hall.values()) if scores else None,
+        suspicious_today=len(suspicious) if scores else None,
+    )
 
 
 def _sum(ratios: Iterable[Ratio]) -> RatioOut:

@@ -22,8 +22,7 @@ router = APIRouter(prefix="/api/v1", tags=["reviews"])
 
 NOT_FOUND = "评价不存在 / no such evaluation"
 GatewayId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="gateway id")]
-Seq = Annotated[int, Path(ge=1, le=2**63 - 1,
-                          description="gateway seq of the evaluator.key event")]
+Seq = Annotated[int, Path(ge=1, le=2**63 - 1, description="gateway seq of the evaluator.key event")]
 
 
 class ReviewIn(BaseModel):
@@ -31,9 +30,12 @@ class ReviewIn(BaseModel):
     decision: Decision = Field(description="confirmed (属实) or dismissed (不属实)")
     note: str = Field(default="", max_length=2000, description="why (复核意见)")
     supersedes: int | None = Field(
-        default=None, ge=1, le=2**31 - 1,
+        default=None,
+        ge=1,
+        le=2**31 - 1,
         description="id of the flag's current review, which this one replaces; null for the "
-                    "first review of the flag")
+        "first review of the flag",
+    )
 
 
 class ReviewOut(BaseModel):
@@ -68,7 +70,8 @@ class EvidenceOut(BaseModel):
     manifest_head: str
     image_url: str | None = Field(
         description="where central serves the snapshot (GET, same credentials); null until the "
-                    "gateway's upload arrived and matched the journaled SHA-256")
+        "gateway's upload arrived and matched the journaled SHA-256"
+    )
 
 
 class EvaluationReviewsOut(BaseModel):
@@ -85,20 +88,29 @@ class EvaluationReviewsOut(BaseModel):
 
 
 def _review_out(row: Any, current: bool) -> ReviewOut:
-    return ReviewOut(id=row.id, gateway=row.gateway_id, seq=row.seq, hall=row.hall_id,
-                     flag=row.flag, decision=Decision(row.decision), note=row.note,
-                     generation=row.generation, supersedes=row.supersedes,
-                     evaluation_version=row.evaluation_version, reviewer=row.reviewer,
-                     reviewer_role=row.reviewer_role, created_at=row.created_at,
-                     current=current)
+    return ReviewOut(
+        id=row.id,
+        gateway=row.gateway_id,
+        seq=row.seq,
+        hall=row.hall_id,
+        flag=row.flag,
+        decision=Decision(row.decision),
+        note=row.note,
+        generation=row.generation,
+        supersedes=row.supersedes,
+        evaluation_version=row.evaluation_version,
+        reviewer=row.reviewer,
+        reviewer_role=row.reviewer_role,
+        created_at=row.created_at,
+        current=current,
+    )
 
 
 def _refuse(exc: ReviewError) -> HTTPException:
     return HTTPException(exc.status, str(exc))
 
 
-async def _evaluation(db: Engine, who: Principal, gateway: str, seq: int
-                      ) -> EvaluationReviewsOut:
+async def _evaluation(db: Engine, who: Principal, gateway: str, seq: int) -> EvaluationReviewsOut:
     async with db.connect() as conn:
         evaluation = await reviews.visible(conn, who, gateway, seq)
         if evaluation is None:
@@ -106,53 +118,91 @@ async def _evaluation(db: Engine, who: Principal, gateway: str, seq: int
         rows = await reviews.history(conn, gateway, seq)
         verdicts = await reviews.evidence(conn, evaluation)
         uploaded = await evidence.stored_hashes(
-            conn, {v["snapshot_sha256"] for v in verdicts if v.get("snapshot_sha256")})
+            conn, {v["snapshot_sha256"] for v in verdicts if v.get("snapshot_sha256")}
+        )
     current = reviews.current_ids(rows)
     return EvaluationReviewsOut(
-        gateway=gateway, seq=seq, hall=evaluation.hall, window=evaluation.window,
-        key=evaluation.key, utc=evaluation.utc, flags=list(evaluation.flags),
+        gateway=gateway,
+        seq=seq,
+        hall=evaluation.hall,
+        window=evaluation.window,
+        key=evaluation.key,
+        utc=evaluation.utc,
+        flags=list(evaluation.flags),
         correlation_version=evaluation.correlation_version,
         reviews=[_review_out(r, r.id in current) for r in rows],
-        evidence=[EvidenceOut.model_validate({**v, "image_url": image_url(v["snapshot_sha256"])
-                                              if v.get("snapshot_sha256") in uploaded else None})
-                  for v in verdicts])
+        evidence=[
+            EvidenceOut.model_validate(
+                {
+                    **v,
+                    "image_url": image_url(v["snapshot_sha256"])
+                    if v.get("snapshot_sha256") in uploaded
+                    else None,
+                }
+            )
+            for v in verdicts
+        ],
+    )
 
 
-@router.get("/evaluations/{gateway}/{seq}/reviews", response_model=EvaluationReviewsOut,
-            summary="An evaluation's flags, their review history and the camera evidence",
-            responses={404: {"description": "no such evaluation, or not in the caller's scope"}})
-async def get_reviews(db: Engine, who: EvaluationReader, gateway: GatewayId, seq: Seq
-                      ) -> EvaluationReviewsOut:
+@router.get(
+    "/evaluations/{gateway}/{seq}/reviews",
+    response_model=EvaluationReviewsOut,
+    summary="An evaluation's flags, their review history and the camera evidence",
+    responses={404: {"description": "no such evaluation, or not in the caller's scope"}},
+)
+async def get_reviews(
+    db: Engine, who: EvaluationReader, gateway: GatewayId, seq: Seq
+) -> EvaluationReviewsOut:
     return await _evaluation(db, who, gateway, seq)
 
 
 @router.post(
-    "/evaluations/{gateway}/{seq}/reviews", response_model=ReviewOut,
+    "/evaluations/{gateway}/{seq}/reviews",
+    response_model=ReviewOut,
     status_code=status.HTTP_201_CREATED,
     summary="Confirm or dismiss one flag of an evaluation (supervisors)",
     description="Appends a review. `supersedes` must name the flag's current review (null for "
-                "the first): a decision made on a stale view is refused with 409 instead of "
-                "overriding a newer one. The old review stays, marked as replaced.",
-    responses={403: {"description": "not a supervisor"},
-               404: {"description": "no such evaluation, or not in the caller's scope"},
-               409: {"description": "`supersedes` is not the flag's current review"},
-               422: {"description": "the evaluation does not carry this flag"}})
-async def post_review(db: Engine, who: ReviewDecider, gateway: GatewayId, seq: Seq, body: ReviewIn
-                      ) -> ReviewOut:
+    "the first): a decision made on a stale view is refused with 409 instead of "
+    "overriding a newer one. The old review stays, marked as replaced.",
+    responses={
+        403: {"description": "not a supervisor"},
+        404: {"description": "no such evaluation, or not in the caller's scope"},
+        409: {"description": "`supersedes` is not the flag's current review"},
+        422: {"description": "the evaluation does not carry this flag"},
+    },
+)
+async def post_review(
+    db: Engine, who: ReviewDecider, gateway: GatewayId, seq: Seq, body: ReviewIn
+) -> ReviewOut:
     try:
-        row = await reviews.record(db, who, gateway, seq, flag=body.flag,
-                                   decision=body.decision, note=body.note.strip(),
-                                   supersedes=body.supersedes)
+        row = await reviews.record(
+            db,
+            who,
+            gateway,
+            seq,
+            flag=body.flag,
+            decision=body.decision,
+            note=body.note.strip(),
+            supersedes=body.supersedes,
+        )
     except ReviewError as exc:
         raise _refuse(exc) from None
     return _review_out(row, True)
 
 
-@router.get("/reviews", response_model=list[ReviewOut],
-            summary="The latest flag reviews, newest first (supervisors, hall managers)",
-            responses={403: {"description": "other roles"}})
-async def list_reviews(db: Engine, who: ReviewLogReader, hall: str | None = None,
-                       limit: Annotated[int, Query(ge=1, le=500)] = 50) -> list[ReviewOut]:
+@router.get(
+    "/reviews",
+    response_model=list[ReviewOut],
+    summary="The latest flag reviews, newest first (supervisors, hall managers)",
+    responses={403: {"description": "other roles"}},
+)
+async def list_reviews(
+    db: Engine,
+    who: ReviewLogReader,
+    hall: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> list[ReviewOut]:
     try:
         rows, replaced = await reviews.recent(db, who, hall=hall, limit=limit)
     except ReviewError as exc:
@@ -183,33 +233,63 @@ class FlaggedOut(BaseModel):
     open_flags: list[str] = Field(description="flags no supervisor has decided on")
 
 
-@router.get("/review-queue", response_model=list[FlaggedOut],
-            summary="Flagged evaluations of a date range, with the decisions so far",
-            description="Gateway marks and correlation flags, merged per evaluation, oldest "
-                        "first. Hall managers see their hall, department leaders the "
-                        "evaluations correlated to their department's cases.",
-            responses={403: {"description": "technicians"},
-                       422: {"description": "more than 31 days, or first after last"}})
+@router.get(
+    "/review-queue",
+    response_model=list[FlaggedOut],
+    summary="Flagged evaluations of a date range, with the decisions so far",
+    description="Gateway marks and correlation flags, merged per evaluation, oldest "
+    "first. Hall managers see their hall, department leaders the "
+    "evaluations correlated to their department's cases.",
+    responses={
+        403: {"description": "technicians"},
+        422: {"description": "more than 31 days, or first after last"},
+    },
+)
 async def review_queue(
-    db: Engine, who: EvaluationReader,
-    first: Annotated[dt.date | None, Query(ge=FIRST_DAY, le=LAST_DAY,
-                                           description="business date, default today")] = None,
-    last: Annotated[dt.date | None, Query(ge=FIRST_DAY, le=LAST_DAY,
-                                          description="business date, default = first")] = None,
+    db: Engine,
+    who: EvaluationReader,
+    first: Annotated[
+        dt.date | None, Query(ge=FIRST_DAY, le=LAST_DAY, description="business date, default today")
+    ] = None,
+    last: Annotated[
+        dt.date | None,
+        Query(ge=FIRST_DAY, le=LAST_DAY, description="business date, default = first"),
+    ] = None,
     hall: str | None = None,
     undecided: Annotated[bool, Query(description="only those with a flag to decide")] = False,
 ) -> list[FlaggedOut]:
     first = first or business_date(utc_now())
     last = last or first
     if last < first or (last - first).days >= flagged.MAX_DAYS:
-        raise HTTPException(422, f"日期范围须在 {flagged.MAX_DAYS} 天内 / at most "
-                                 f"{flagged.MAX_DAYS} days, first ≤ last")
+        raise HTTPException(
+            422,
+            f"日期范围须在 {flagged.MAX_DAYS} 天内 / at most {flagged.MAX_DAYS} days, first ≤ last",
+        )
     async with db.connect() as conn:
         items = await flagged.find(conn, who, first, last, hall)
-    return [FlaggedOut(gateway=f.gateway, seq=f.seq, hall=f.hall, window=f.window, key=f.key,
-                       at=f.at, day=f.day, marks=f.marks, flags=f.flags, version=f.version,
-                       session_id=f.session_id, ticket=f.ticket, staff=f.staff,
-                       case_nos=f.case_nos, confidence=f.confidence, counted=f.counted,
-                       basis=f.basis, citizen=f.citizen, decisions=f.decisions,
-                       open_flags=f.open_flags)
-            for f in items if f.open_flags or not undecided]
+    return [
+        FlaggedOut(
+            gateway=f.gateway,
+            seq=f.seq,
+            hall=f.hall,
+            window=f.window,
+            key=f.key,
+            at=f.at,
+            day=f.day,
+            marks=f.marks,
+            flags=f.flags,
+            version=f.version,
+            session_id=f.session_id,
+            ticket=f.ticket,
+            staff=f.staff,
+            case_nos=f.case_nos,
+            confidence=f.confidence,
+            counted=f.counted,
+            basis=f.basis,
+            citizen=f.citizen,
+            decisions=f.decisions,
+            open_flags=f.open_flags,
+        )
+        for f in items
+        if f.open_flags or not undecided
+    ]

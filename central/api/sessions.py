@@ -34,8 +34,9 @@ class SessionOut(BaseModel):
     service: str | None
     window: int | None
     staff: str | None
-    staff_name: str | None = Field(default=None,
-                                   description="工作人员姓名, where the hall's setup names them")
+    staff_name: str | None = Field(
+        default=None, description="工作人员姓名, where the hall's setup names them"
+    )
     outcome: Outcome
     queued_at: dt.datetime | None = Field(description="ticket issued (or transferred here)")
     called_at: dt.datetime | None
@@ -43,16 +44,19 @@ class SessionOut(BaseModel):
     ended_at: dt.datetime | None
     next_call_at: dt.datetime | None = Field(description="next ticket called at the window")
     next_start_at: dt.datetime | None = Field(
-        default=None, description="the window's next service started: a press answering this "
-                                  "session's invitation after it is LATE")
+        default=None,
+        description="the window's next service started: a press answering this "
+        "session's invitation after it is LATE",
+    )
     wait_minutes: float | None
     service_minutes: float | None
     recalls: int
     machine_times: dict[str, str] = Field(description="the queue machine's own clock, as is")
     time_sources: dict[str, str] = Field(
         description="where each stage's time came from: receive (the gateway's receive time) "
-                    "or machine_offset (received late after an outage: the machine's clock "
-                    "plus the offset learned from its live messages)")
+        "or machine_offset (received late after an outage: the machine's clock "
+        "plus the offset learned from its live messages)"
+    )
     case_nos: list[str]
 
 
@@ -66,8 +70,9 @@ class PresenceOut(BaseModel):
     business_day: dt.date
     window: int
     staff: str
-    staff_name: str | None = Field(default=None,
-                                   description="工作人员姓名, where the hall's setup names them")
+    staff_name: str | None = Field(
+        default=None, description="工作人员姓名, where the hall's setup names them"
+    )
     start: dt.datetime
     end: dt.datetime
     opened_by: str = Field(description="LI | RS | activity (first ST/FN without a login)")
@@ -80,19 +85,35 @@ def _minutes(a: dt.datetime | None, b: dt.datetime | None) -> float | None:
 
 def _session_out(r: Any, names: dict[tuple[str, str], str]) -> SessionOut:
     return SessionOut(
-        session_id=r.session_id, hall=r.hall_id, business_day=r.business_day, ticket=r.ticket,
-        service=r.service, window=r.window, staff=r.staff,
-        staff_name=halls.name_of(names, r.hall_id, r.staff), outcome=Outcome(r.outcome),
-        queued_at=r.queued_at, called_at=r.called_at, started_at=r.started_at,
-        ended_at=r.ended_at, next_call_at=r.next_call_at, next_start_at=r.next_start_at,
+        session_id=r.session_id,
+        hall=r.hall_id,
+        business_day=r.business_day,
+        ticket=r.ticket,
+        service=r.service,
+        window=r.window,
+        staff=r.staff,
+        staff_name=halls.name_of(names, r.hall_id, r.staff),
+        outcome=Outcome(r.outcome),
+        queued_at=r.queued_at,
+        called_at=r.called_at,
+        started_at=r.started_at,
+        ended_at=r.ended_at,
+        next_call_at=r.next_call_at,
+        next_start_at=r.next_start_at,
         wait_minutes=_minutes(r.queued_at, r.called_at),
-        service_minutes=_minutes(r.started_at, r.ended_at), recalls=r.recalls,
-        machine_times=dict(r.machine_times), time_sources=dict(r.time_sources or {}),
-        case_nos=list(r.case_nos))
+        service_minutes=_minutes(r.started_at, r.ended_at),
+        recalls=r.recalls,
+        machine_times=dict(r.machine_times),
+        time_sources=dict(r.time_sources or {}),
+        case_nos=list(r.case_nos),
+    )
 
 
-@router.get("/sessions", response_model=SessionPage,
-            summary="Service sessions: issued → called → started → finished/no-show/transfer")
+@router.get(
+    "/sessions",
+    response_model=SessionPage,
+    summary="Service sessions: issued → called → started → finished/no-show/transfer",
+)
 async def list_sessions(
     db: Engine,
     who: EvaluationReader,
@@ -112,9 +133,13 @@ async def list_sessions(
     first, last = period(from_, to)
     s = service_sessions
     query = select(s).where(s.c.business_day >= first, s.c.business_day <= last)
-    for column, value in ((s.c.hall_id, scope.hall), (s.c.window, window),
-                          (s.c.staff, staff), (s.c.ticket, ticket),
-                          (s.c.outcome, outcome.value if outcome else None)):
+    for column, value in (
+        (s.c.hall_id, scope.hall),
+        (s.c.window, window),
+        (s.c.staff, staff),
+        (s.c.ticket, ticket),
+        (s.c.outcome, outcome.value if outcome else None),
+    ):
         if value is not None:
             query = query.where(column == value)
     query = query.order_by(s.c.business_day, s.c.session_id)
@@ -126,13 +151,21 @@ async def list_sessions(
     out: list[Any] = []
     async with db.connect() as conn:
         if scope.department is not None:
-            wanted = {c.case_no for c in await conn.execute(select(cases.c.case_no).where(
-                cases.c.department == scope.department))}
+            wanted = {
+                c.case_no
+                for c in await conn.execute(
+                    select(cases.c.case_no).where(cases.c.department == scope.department)
+                )
+            }
         while len(out) <= limit:
             page = query
             if after is not None:
-                page = page.where(or_(s.c.business_day > after[0], and_(
-                    s.c.business_day == after[0], s.c.session_id > after[1])))
+                page = page.where(
+                    or_(
+                        s.c.business_day > after[0],
+                        and_(s.c.business_day == after[0], s.c.session_id > after[1]),
+                    )
+                )
             rows = (await conn.execute(page.limit(limit + 1))).all()
             out += [r for r in rows if wanted is None or wanted.intersection(r.case_nos)]
             if len(rows) <= limit:
@@ -141,13 +174,19 @@ async def list_sessions(
         names = await halls.staff_names(conn, sorted({r.hall_id for r in out}))
     more = len(out) > limit
     items = out[:limit]
-    return SessionPage(items=[_session_out(r, names) for r in items],
-                       next_cursor=encode_cursor(items[-1].business_day, items[-1].session_id)
-                       if more and items else None)
+    return SessionPage(
+        items=[_session_out(r, names) for r in items],
+        next_cursor=encode_cursor(items[-1].business_day, items[-1].session_id)
+        if more and items
+        else None,
+    )
 
 
-@router.get("/presence", response_model=list[PresenceOut],
-            summary="Staff presence (在岗) at windows, from LI/LO/PS/RS and service activity")
+@router.get(
+    "/presence",
+    response_model=list[PresenceOut],
+    summary="Staff presence (在岗) at windows, from LI/LO/PS/RS and service activity",
+)
 async def list_presence(
     db: Engine,
     who: EvaluationReader,
@@ -161,8 +200,11 @@ async def list_presence(
     scope = scope_of(who, hall)
     first, last = period(from_, to)
     p = presence_periods
-    query = select(p).where(p.c.business_day >= first, p.c.business_day <= last).order_by(
-        p.c.hall_id, p.c.business_day, p.c.window, p.c.start)
+    query = (
+        select(p)
+        .where(p.c.business_day >= first, p.c.business_day <= last)
+        .order_by(p.c.hall_id, p.c.business_day, p.c.window, p.c.start)
+    )
     for column, value in ((p.c.hall_id, scope.hall), (p.c.window, window), (p.c.staff, staff)):
         if value is not None:
             query = query.where(column == value)
@@ -173,14 +215,26 @@ async def list_presence(
             stored = await halls.stored_setups(conn)
             roster: dict[str, dict[str, str]] = {}
             for name in {r.hall_id for r in rows}:
-                dept_rows = await conn.execute(select(cases.c.window, cases.c.department).where(
-                    cases.c.hall_id == name))
+                dept_rows = await conn.execute(
+                    select(cases.c.window, cases.c.department).where(cases.c.hall_id == name)
+                )
                 roster[name] = halls.with_defaults(
                     name, stored.get(name), [(c.window, c.department) for c in dept_rows]
                 ).windows
-            rows = [r for r in rows
-                    if roster.get(r.hall_id, {}).get(str(r.window)) == scope.department]
-    return [PresenceOut(hall=r.hall_id, business_day=r.business_day, window=r.window,
-                        staff=r.staff, staff_name=halls.name_of(names, r.hall_id, r.staff),
-                        start=r.start, end=r.end, opened_by=r.opened_by,
-                        closed_by=r.closed_by) for r in rows]
+            rows = [
+                r for r in rows if roster.get(r.hall_id, {}).get(str(r.window)) == scope.department
+            ]
+    return [
+        PresenceOut(
+            hall=r.hall_id,
+            business_day=r.business_day,
+            window=r.window,
+            staff=r.staff,
+            staff_name=halls.name_of(names, r.hall_id, r.staff),
+            start=r.start,
+            end=r.end,
+            opened_by=r.opened_by,
+            closed_by=r.closed_by,
+        )
+        for r in rows
+    ]

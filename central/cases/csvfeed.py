@@ -55,8 +55,16 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "applicant_phone": ("联系电话", "申请人电话", "手机号"),
     "applicant_id": ("证件号码", "身份证号", "申请人证件号码"),
 }
-REQUIRED = ("case_no", "item_code", "item_name", "department", "hall", "accepted_at",
-            "legal_days", "status")
+REQUIRED = (
+    "case_no",
+    "item_code",
+    "item_name",
+    "department",
+    "hall",
+    "accepted_at",
+    "legal_days",
+    "status",
+)
 _ALIASES = {alias: key for key, aliases in COLUMNS.items() for alias in (key, *aliases)}
 _APPLICANT = {"applicant_name": "name", "applicant_phone": "phone", "applicant_id": "id_no"}
 _WORKDAYS = re.compile(r"^(\d+)\s*个?工作日$")
@@ -93,8 +101,9 @@ def decode(data: bytes, encoding: str = "auto") -> tuple[str, str]:
                 continue
             line = data.count(b"\n", 0, exc.start) + 1
             hint = " (试试 --encoding gb18030)" if name == "utf-8" else ""
-            raise CsvError(f"第 {line} 行无法按 {name} 解码{hint} / line {line} is not valid "
-                           f"{name}") from None
+            raise CsvError(
+                f"第 {line} 行无法按 {name} 解码{hint} / line {line} is not valid {name}"
+            ) from None
         return text, name
     raise AssertionError("unreachable")
 
@@ -159,10 +168,12 @@ def parse_suspensions(value: str) -> list[dict[str, str | None]]:
             continue
         parts = [p.strip() for p in entry.split("|")]
         if len(parts) not in (2, 3):
-            raise CsvRowError("suspensions: 格式应为 理由|开始时间|结束时间；… / expected "
-                              "reason|start|end; …")
-        out.append({"reason": parts[0], "start": parts[1],
-                    "end": parts[2] if len(parts) == 3 else None})
+            raise CsvRowError(
+                "suspensions: 格式应为 理由|开始时间|结束时间；… / expected reason|start|end; …"
+            )
+        out.append(
+            {"reason": parts[0], "start": parts[1], "end": parts[2] if len(parts) == 3 else None}
+        )
     return out
 
 
@@ -183,21 +194,28 @@ class ImportReport:
 
 
 async def import_csv(
-    engine: AsyncEngine, data: bytes, masker: ApplicantMasker, *, encoding: str = "auto",
-    dry_run: bool = False, now: dt.datetime, progress: Callable[[int, int], None] | None = None,
+    engine: AsyncEngine,
+    data: bytes,
+    masker: ApplicantMasker,
+    *,
+    encoding: str = "auto",
+    dry_run: bool = False,
+    now: dt.datetime,
+    progress: Callable[[int, int], None] | None = None,
 ) -> ImportReport:
     """Validate every row, store the good ones in chunks; ``progress(done, total)``.
     A dry run stores nothing but still says what would be created, revised or unchanged."""
     text, used = decode(data, encoding)
     table = parse(text, used)
-    report = ImportReport(used, len(table.rows), ignored_columns=table.ignored_columns,
-                          dry_run=dry_run)
+    report = ImportReport(
+        used, len(table.rows), ignored_columns=table.ignored_columns, dry_run=dry_run
+    )
     total = len(table.rows)
     done = 0
     if progress is not None:
         progress(0, total)
     for i in range(0, total, CHUNK):
-        chunk = table.rows[i:i + CHUNK]
+        chunk = table.rows[i : i + CHUNK]
         good, bad = _validate(chunk, masker, now)
         if dry_run:
             async with engine.connect() as conn:
@@ -212,8 +230,9 @@ async def import_csv(
     return report
 
 
-def _validate(chunk: list[tuple[int, dict[str, Any] | CsvRowError]], masker: ApplicantMasker,
-              now: dt.datetime) -> tuple[list[Any], list[RowResult]]:
+def _validate(
+    chunk: list[tuple[int, dict[str, Any] | CsvRowError]], masker: ApplicantMasker, now: dt.datetime
+) -> tuple[list[Any], list[RowResult]]:
     good, bad = [], []
     for line, row in chunk:
         if isinstance(row, CsvRowError):

@@ -143,8 +143,9 @@ class SuspensionIn(BaseModel):
 
     start: Instant = Field(description="暂停开始时间")
     end: OptionalInstant = Field(default=None, description="恢复计时时间; empty while suspended")
-    reason: Text = Field(min_length=1, max_length=64, pattern=NO_NUL,
-                         description="e.g. 补正, 特别程序")
+    reason: Text = Field(
+        min_length=1, max_length=64, pattern=NO_NUL, description="e.g. 补正, 特别程序"
+    )
 
 
 class ApplicantIn(BaseModel):
@@ -153,12 +154,17 @@ class ApplicantIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: Annotated[str | None, BeforeValidator(_blank_to_none)] = Field(
-        default=None, max_length=100, pattern=NO_NUL,
-        description="申请人姓名 / name of a person or organisation")
+        default=None,
+        max_length=100,
+        pattern=NO_NUL,
+        description="申请人姓名 / name of a person or organisation",
+    )
     phone: Annotated[str | None, BeforeValidator(_blank_to_none)] = Field(
-        default=None, description="联系电话: mobile or landline")
+        default=None, description="联系电话: mobile or landline"
+    )
     id_no: Annotated[str | None, BeforeValidator(_blank_to_none)] = Field(
-        default=None, description="证件号码: resident ID, passport, permit or 统一社会信用代码")
+        default=None, description="证件号码: resident ID, passport, permit or 统一社会信用代码"
+    )
 
     @field_validator("name")
     @classmethod
@@ -224,24 +230,29 @@ class CaseIn(BaseModel):
     case_no: str = Field(pattern=CASE_NO_PATTERN, description="办件编号 (unique; the API id)")
     item_code: str = Field(min_length=1, max_length=64, pattern=NO_NUL, description="事项编码")
     item_name: str = Field(min_length=1, max_length=200, pattern=NO_NUL, description="事项名称")
-    department: str = Field(min_length=1, max_length=128, pattern=NO_NUL,
-                            description="实施部门")
+    department: str = Field(min_length=1, max_length=128, pattern=NO_NUL, description="实施部门")
     hall: str = Field(pattern=f"^{ID_PATTERN}$", description="大厅 id (as gateways use it)")
     window: Annotated[int | None, BeforeValidator(_blank_to_none)] = Field(
-        default=None, ge=0, le=9999, description="窗口号; empty for a case accepted online (网办)")
+        default=None, ge=0, le=9999, description="窗口号; empty for a case accepted online (网办)"
+    )
     staff: Annotated[str | None, BeforeValidator(_blank_to_none)] = Field(
-        default=None, pattern=STAFF_PATTERN, description="受理人工号 (6 digits)")
+        default=None, pattern=STAFF_PATTERN, description="受理人工号 (6 digits)"
+    )
     accepted_at: Instant = Field(description="受理时间; without an offset: Beijing time")
     legal_days: int = Field(ge=0, le=3650, description="法定时限, working days")
     promised_days: Annotated[int | None, BeforeValidator(_blank_to_none)] = Field(
-        default=None, ge=0, le=3650, description="承诺时限, working days (≤ 法定时限)")
+        default=None, ge=0, le=3650, description="承诺时限, working days (≤ 法定时限)"
+    )
     completed_at: OptionalInstant = Field(default=None, description="办结时间")
     status: Annotated[CaseStatus, BeforeValidator(_status)] = Field(
         description="running 在办 | suspended 暂停计时 | completed 办结 | withdrawn 撤件 "
-                    "(the Chinese words are accepted too)")
+        "(the Chinese words are accepted too)"
+    )
     suspensions: list[SuspensionIn] = Field(
-        default_factory=list, max_length=100,
-        description="补正 / 特别程序 periods in order; the clock stops while suspended")
+        default_factory=list,
+        max_length=100,
+        description="补正 / 特别程序 periods in order; the clock stops while suspended",
+    )
     applicant: ApplicantIn | None = Field(default=None, description="optional; stored masked")
 
     @model_validator(mode="after")
@@ -249,14 +260,18 @@ class CaseIn(BaseModel):
         if (self.status is CaseStatus.COMPLETED) != (self.completed_at is not None):
             raise ValueError(
                 "办结状态与办结时间不一致 / completed_at must be given exactly when the status "
-                "is completed")
+                "is completed"
+            )
         open_ = [s for s in self.suspensions if s.end is None]
         if self.status is CaseStatus.SUSPENDED and not open_:
-            raise ValueError("状态为暂停计时，但没有未结束的暂停记录 / status suspended needs "
-                             "a suspension without an end")
+            raise ValueError(
+                "状态为暂停计时，但没有未结束的暂停记录 / status suspended needs "
+                "a suspension without an end"
+            )
         if self.status is CaseStatus.RUNNING and open_:
-            raise ValueError("存在未结束的暂停记录，状态应为暂停计时 / an open suspension needs "
-                             "status suspended")
+            raise ValueError(
+                "存在未结束的暂停记录，状态应为暂停计时 / an open suspension needs status suspended"
+            )
         self.clock()  # the ladder's own checks: limits, order, suspensions inside the case
         return self
 

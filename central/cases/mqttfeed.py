@@ -70,14 +70,24 @@ def summary(results: list[RowResult]) -> dict[str, int]:
 def result_doc(results: list[RowResult]) -> dict[str, Any]:
     """The per-batch result, as the API answers it."""
     return {
-        "received": len(results), **summary(results),
-        "results": [{"index": r.index, "case_no": r.case_no, "outcome": r.outcome.value,
-                     "revision": r.revision, "errors": list(r.errors)} for r in results],
+        "received": len(results),
+        **summary(results),
+        "results": [
+            {
+                "index": r.index,
+                "case_no": r.case_no,
+                "outcome": r.outcome.value,
+                "revision": r.revision,
+                "errors": list(r.errors),
+            }
+            for r in results
+        ],
     }
 
 
-async def handle(engine: AsyncEngine, masker: ApplicantMasker, payload: bytes,
-                 now: datetime | None = None) -> tuple[str | None, dict[str, Any]]:
+async def handle(
+    engine: AsyncEngine, masker: ApplicantMasker, payload: bytes, now: datetime | None = None
+) -> tuple[str | None, dict[str, Any]]:
     """Store one feed message; returns (reply topic or None, result document)."""
     now = now or utc_now()
     if len(payload) > MAX_PAYLOAD:
@@ -91,8 +101,9 @@ async def handle(engine: AsyncEngine, masker: ApplicantMasker, payload: bytes,
     reply = doc.get("reply_to")
     reply_to = reply if isinstance(reply, str) and _REPLY.match(reply) else None
     batch = doc.get("batch_id")
-    out: dict[str, Any] = {"batch_id": batch if isinstance(batch, str)
-                           and _BATCH_ID.match(batch) else None}
+    out: dict[str, Any] = {
+        "batch_id": batch if isinstance(batch, str) and _BATCH_ID.match(batch) else None
+    }
     rows = doc.get("cases")
     if reply is not None and reply_to is None:
         out["error"] = f"reply_to 必须位于 {RESULTS_PREFIX} 之下 / reply_to must be under it"
@@ -117,8 +128,9 @@ def encode_reply(out: dict[str, Any]) -> bytes:
     rejected = [r for r in out["results"] if r["outcome"] == Outcome.REJECTED.value]
     keep = len(rejected)
     while True:
-        data = json.dumps({**out, "results": rejected[:keep], "truncated": True},
-                          ensure_ascii=False).encode()
+        data = json.dumps(
+            {**out, "results": rejected[:keep], "truncated": True}, ensure_ascii=False
+        ).encode()
         if len(data) <= MAX_PAYLOAD or keep == 0:
             return data
         keep = keep * MAX_PAYLOAD // len(data) * 9 // 10
@@ -127,8 +139,14 @@ def encode_reply(out: dict[str, Any]) -> bytes:
 class CaseFeed:
     """One paho client in the shared-subscription group, storing batches as they come."""
 
-    def __init__(self, engine: AsyncEngine, masker: ApplicantMasker, broker: BrokerConfig,
-                 *, on_result: Callable[[dict[str, Any]], None] | None = None) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        masker: ApplicantMasker,
+        broker: BrokerConfig,
+        *,
+        on_result: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
         self.engine = engine
         self.masker = masker
         self.broker = broker
@@ -166,8 +184,13 @@ class CaseFeed:
         # it would keep evicting the consumer.
         tls = self.broker.feed_tls
         if tls is not None:
-            client.tls_set(ca_certs=str(tls.ca), certfile=str(tls.cert), keyfile=str(tls.key),
-                           cert_reqs=ssl.CERT_REQUIRED, tls_version=ssl.PROTOCOL_TLS_CLIENT)
+            client.tls_set(
+                ca_certs=str(tls.ca),
+                certfile=str(tls.cert),
+                keyfile=str(tls.key),
+                cert_reqs=ssl.CERT_REQUIRED,
+                tls_version=ssl.PROTOCOL_TLS_CLIENT,
+            )
         client.on_connect = self._paho_connect
         client.on_disconnect = self._paho_disconnect
         client.on_subscribe = self._paho_subscribe
@@ -193,8 +216,11 @@ class CaseFeed:
         if "error" in out:
             log.warning("case feed: batch %s refused: %s", out.get("batch_id"), out["error"])
         else:
-            log.info("case feed: batch %s: %s", out.get("batch_id"),
-                     {k: out[k] for k in ("created", "revised", "unchanged", "rejected")})
+            log.info(
+                "case feed: batch %s: %s",
+                out.get("batch_id"),
+                {k: out[k] for k in ("created", "revised", "unchanged", "rejected")},
+            )
         if reply_to is not None:
             self._client.publish(reply_to, encode_reply(out), qos=1)
         self._client.ack(message.mid, message.qos)
@@ -207,16 +233,16 @@ class CaseFeed:
             return
         client.subscribe(topics.shared(self.broker.group, FEED_TOPIC), qos=1)
 
-    def _paho_subscribe(self, client: mqtt.Client, _u: Any, _mid: Any, reasons: Any,
-                        _p: Any) -> None:
+    def _paho_subscribe(
+        self, client: mqtt.Client, _u: Any, _mid: Any, reasons: Any, _p: Any
+    ) -> None:
         if any(r.is_failure for r in reasons):
             log.error("case feed: subscription to %s refused: %s", FEED_TOPIC, reasons)
             return
         assert self._loop is not None
         self._loop.call_soon_threadsafe(self.connected.set)
 
-    def _paho_disconnect(self, client: mqtt.Client, _u: Any, _f: Any, reason: Any,
-                         _p: Any) -> None:
+    def _paho_disconnect(self, client: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
         log.warning("case feed: disconnected from broker (%s)", reason)
         assert self._loop is not None
         self._loop.call_soon_threadsafe(self.connected.clear)

@@ -28,13 +28,19 @@ def start(engine: AsyncEngine, config: CentralConfig, supervisor: Supervisor) ->
         # Over TLS the broker makes the certificate name the client id: a feed on the
         # consumer's certificate would evict the consumer about once a second, and whatever
         # gateways publish to central meanwhile (command results) would be lost.
-        why = ("broker.feed_tls 未配置，案件订阅未启动 / the case feed needs its own "
-               "certificate (broker.feed_tls); not started")
+        why = (
+            "broker.feed_tls 未配置，案件订阅未启动 / the case feed needs its own "
+            "certificate (broker.feed_tls); not started"
+        )
         log.error("case feed: %s", why)
         record = supervisor.record(FEED_TASK)
         record.failed_with(why)
         record.state = TaskState.FAILED
     else:
         supervisor.spawn(FEED_TASK, CaseFeed(engine, context.masker, broker).run)
-    supervisor.spawn(LADDER_TASK, lambda: ladder_job.run_forever(
-        engine, context.calendar, context.ladder, every_s=config.rules.ladder_every_s))
+    supervisor.spawn(
+        LADDER_TASK,
+        lambda: ladder_job.run_forever(
+            engine, context.calendar, context.ladder, every_s=config.rules.ladder_every_s
+        ),
+    )

@@ -80,13 +80,21 @@ class CaseRecord:
     def from_input(cls, case: CaseIn, masker: ApplicantMasker) -> CaseRecord:
         applicant = masker.mask(case.applicant)
         return cls(
-            case_no=case.case_no, item_code=case.item_code, item_name=case.item_name,
-            department=case.department, hall=case.hall, window=case.window, staff=case.staff,
-            accepted_at=case.accepted_at, legal_days=case.legal_days,
-            promised_days=case.promised_days, completed_at=case.completed_at,
+            case_no=case.case_no,
+            item_code=case.item_code,
+            item_name=case.item_name,
+            department=case.department,
+            hall=case.hall,
+            window=case.window,
+            staff=case.staff,
+            accepted_at=case.accepted_at,
+            legal_days=case.legal_days,
+            promised_days=case.promised_days,
+            completed_at=case.completed_at,
             status=case.status,
-            suspensions=tuple(Suspension(start=s.start, end=s.end, reason=s.reason)
-                              for s in case.suspensions),
+            suspensions=tuple(
+                Suspension(start=s.start, end=s.end, reason=s.reason) for s in case.suspensions
+            ),
             applicant_masked=applicant.masked if applicant else None,
             applicant_digest=applicant.digest if applicant else None,
         )
@@ -94,24 +102,41 @@ class CaseRecord:
     def doc(self) -> dict[str, Any]:
         """The revision document: plain JSON, compared field by field to detect a change."""
         return {
-            "case_no": self.case_no, "item_code": self.item_code, "item_name": self.item_name,
-            "department": self.department, "hall": self.hall, "window": self.window,
-            "staff": self.staff, "accepted_at": _iso(self.accepted_at),
-            "legal_days": self.legal_days, "promised_days": self.promised_days,
-            "completed_at": _iso(self.completed_at), "status": self.status.value,
-            "suspensions": [{"start": _iso(s.start), "end": _iso(s.end), "reason": s.reason}
-                            for s in self.suspensions],
+            "case_no": self.case_no,
+            "item_code": self.item_code,
+            "item_name": self.item_name,
+            "department": self.department,
+            "hall": self.hall,
+            "window": self.window,
+            "staff": self.staff,
+            "accepted_at": _iso(self.accepted_at),
+            "legal_days": self.legal_days,
+            "promised_days": self.promised_days,
+            "completed_at": _iso(self.completed_at),
+            "status": self.status.value,
+            "suspensions": [
+                {"start": _iso(s.start), "end": _iso(s.end), "reason": s.reason}
+                for s in self.suspensions
+            ],
             "applicant_masked": self.applicant_masked,
             "applicant_digest": self.applicant_digest,
         }
 
     def row(self) -> dict[str, Any]:
         return {
-            "case_no": self.case_no, "item_code": self.item_code, "item_name": self.item_name,
-            "department": self.department, "hall_id": self.hall, "window": self.window,
-            "staff": self.staff, "accepted_at": self.accepted_at, "legal_days": self.legal_days,
-            "promised_days": self.promised_days, "completed_at": self.completed_at,
-            "status": self.status.value, "applicant_masked": self.applicant_masked,
+            "case_no": self.case_no,
+            "item_code": self.item_code,
+            "item_name": self.item_name,
+            "department": self.department,
+            "hall_id": self.hall,
+            "window": self.window,
+            "staff": self.staff,
+            "accepted_at": self.accepted_at,
+            "legal_days": self.legal_days,
+            "promised_days": self.promised_days,
+            "completed_at": self.completed_at,
+            "status": self.status.value,
+            "applicant_masked": self.applicant_masked,
             "applicant_digest": self.applicant_digest,
         }
 
@@ -123,15 +148,22 @@ def _iso(moment: dt.datetime | None) -> str | None:
 def clock_of(row: Any, suspensions: Sequence[Any]) -> CaseClock:
     """The ladder's view of a stored case (a ``cases`` row and its suspension rows)."""
     return CaseClock(
-        accepted_at=row.accepted_at, legal_days=row.legal_days,
-        promised_days=row.promised_days, completed_at=row.completed_at,
-        suspensions=tuple(Suspension(start=s.started_at, end=s.ended_at, reason=s.reason)
-                          for s in sorted(suspensions, key=lambda s: s.started_at)),
+        accepted_at=row.accepted_at,
+        legal_days=row.legal_days,
+        promised_days=row.promised_days,
+        completed_at=row.completed_at,
+        suspensions=tuple(
+            Suspension(start=s.started_at, end=s.ended_at, reason=s.reason)
+            for s in sorted(suspensions, key=lambda s: s.started_at)
+        ),
     )
 
 
 def validate_rows(
-    rows: Sequence[Any], masker: ApplicantMasker, *, now: dt.datetime | None,
+    rows: Sequence[Any],
+    masker: ApplicantMasker,
+    *,
+    now: dt.datetime | None,
     first_index: int = 0,
 ) -> tuple[list[tuple[int, CaseRecord]], list[RowResult]]:
     """Validate rows; returns (index, record) for the good ones and a result for each bad one."""
@@ -139,8 +171,14 @@ def validate_rows(
     bad: list[RowResult] = []
     for i, row in enumerate(rows, start=first_index):
         if not isinstance(row, dict):
-            bad.append(RowResult(i, None, Outcome.REJECTED,
-                                 errors=("(row): 每行应为一个对象 / each case must be an object",)))
+            bad.append(
+                RowResult(
+                    i,
+                    None,
+                    Outcome.REJECTED,
+                    errors=("(row): 每行应为一个对象 / each case must be an object",),
+                )
+            )
             continue
         try:
             case = validate_row(row, now=now)
@@ -152,19 +190,28 @@ def validate_rows(
 
 
 async def feed(
-    engine: AsyncEngine, rows: Sequence[Any], masker: ApplicantMasker, *, source: Source,
-    now: dt.datetime, first_index: int = 0,
+    engine: AsyncEngine,
+    rows: Sequence[Any],
+    masker: ApplicantMasker,
+    *,
+    source: Source,
+    now: dt.datetime,
+    first_index: int = 0,
 ) -> list[RowResult]:
     """Validate and store a batch; one result per row, in row order."""
     # ~60 µs a row: a 5,000-row batch is validated off the event loop the ingest shares
-    good, bad = await asyncio.to_thread(validate_rows, rows, masker, now=now,
-                                        first_index=first_index)
+    good, bad = await asyncio.to_thread(
+        validate_rows, rows, masker, now=now, first_index=first_index
+    )
     stored = await upsert(engine, good, source=source, received_at=now)
     return sorted([*stored, *bad], key=lambda r: r.index)
 
 
 async def upsert(
-    engine: AsyncEngine, records: Sequence[tuple[int, CaseRecord]], *, source: Source,
+    engine: AsyncEngine,
+    records: Sequence[tuple[int, CaseRecord]],
+    *,
+    source: Source,
     received_at: dt.datetime,
 ) -> list[RowResult]:
     """Store validated records in one transaction (retried when a concurrent writer wins)."""
@@ -190,7 +237,9 @@ def _retryable(exc: DBAPIError) -> bool:
 
 
 async def upsert_in(
-    conn: AsyncConnection, records: Sequence[tuple[int, CaseRecord]], source: Source,
+    conn: AsyncConnection,
+    records: Sequence[tuple[int, CaseRecord]],
+    source: Source,
     received_at: dt.datetime,
 ) -> list[RowResult]:
     """``upsert`` inside the caller's transaction (a dry run rolls it back)."""
@@ -201,11 +250,16 @@ async def upsert_in(
     numbers = sorted({rec.case_no for _, rec in records})  # one lock order for every writer
     current: dict[str, tuple[int, dict[str, Any]]] = {}
     for i in range(0, len(numbers), _CHUNK):
-        query = (select(cases.c.case_no, cases.c.revision, case_revisions.c.doc)
-                 .join(case_revisions, (case_revisions.c.case_no == cases.c.case_no)
-                       & (case_revisions.c.revision == cases.c.revision))
-                 .where(cases.c.case_no.in_(numbers[i:i + _CHUNK]))
-                 .order_by(cases.c.case_no))
+        query = (
+            select(cases.c.case_no, cases.c.revision, case_revisions.c.doc)
+            .join(
+                case_revisions,
+                (case_revisions.c.case_no == cases.c.case_no)
+                & (case_revisions.c.revision == cases.c.revision),
+            )
+            .where(cases.c.case_no.in_(numbers[i : i + _CHUNK]))
+            .order_by(cases.c.case_no)
+        )
         if conn.dialect.name == "postgresql":
             query = query.with_for_update(of=cases)
         for row in await conn.execute(query):
@@ -227,28 +281,47 @@ async def upsert_in(
             outcome, revision = Outcome.REVISED, seen[0] + 1
         current[rec.case_no] = (revision, doc)
         final[rec.case_no] = (revision, rec)
-        revisions.append({"case_no": rec.case_no, "revision": revision, "doc": doc,
-                          "received_at": received_at})
+        revisions.append(
+            {"case_no": rec.case_no, "revision": revision, "doc": doc, "received_at": received_at}
+        )
         results.append(RowResult(index, rec.case_no, outcome, revision))
 
     created = [(rev, rec) for no, (rev, rec) in final.items() if no not in existed]
     revised = [(rev, rec) for no, (rev, rec) in final.items() if no in existed]
     if created:
-        await conn.execute(insert(cases), [
-            {**rec.row(), "revision": rev, "received_at": received_at, "source": source.value}
-            for rev, rec in created])
+        await conn.execute(
+            insert(cases),
+            [
+                {**rec.row(), "revision": rev, "received_at": received_at, "source": source.value}
+                for rev, rec in created
+            ],
+        )
     if revised:
         await conn.execute(
             update(cases).where(cases.c.case_no == bindparam("b_case_no")),
-            [{**rec.row(), "b_case_no": rec.case_no, "revision": rev,
-              "received_at": received_at, "source": source.value} for rev, rec in revised])
+            [
+                {
+                    **rec.row(),
+                    "b_case_no": rec.case_no,
+                    "revision": rev,
+                    "received_at": received_at,
+                    "source": source.value,
+                }
+                for rev, rec in revised
+            ],
+        )
         revised_nos = [rec.case_no for _, rec in revised]
         for i in range(0, len(revised_nos), _CHUNK):
-            await conn.execute(delete(case_suspensions).where(
-                case_suspensions.c.case_no.in_(revised_nos[i:i + _CHUNK])))
+            await conn.execute(
+                delete(case_suspensions).where(
+                    case_suspensions.c.case_no.in_(revised_nos[i : i + _CHUNK])
+                )
+            )
     suspension_rows = [
         {"case_no": rec.case_no, "started_at": s.start, "ended_at": s.end, "reason": s.reason}
-        for _, rec in final.values() for s in rec.suspensions]
+        for _, rec in final.values()
+        for s in rec.suspensions
+    ]
     if suspension_rows:
         await conn.execute(insert(case_suspensions), suspension_rows)
     if revisions:

@@ -31,8 +31,7 @@ class CameraPresence:
 Span = tuple[dt.datetime, dt.datetime]
 
 
-def seen_present(events: Iterable[CameraPresence], horizon: dt.datetime
-                 ) -> dict[int, list[Span]]:
+def seen_present(events: Iterable[CameraPresence], horizon: dt.datetime) -> dict[int, list[Span]]:
     """Window → spans the camera saw the seat occupied, in order (only watched windows)."""
     by_window: dict[int, list[CameraPresence]] = defaultdict(list)
     for event in events:
@@ -53,8 +52,9 @@ def seen_present(events: Iterable[CameraPresence], horizon: dt.datetime
     return spans
 
 
-def combine(periods: Sequence[PresencePeriod], camera: dict[int, list[Span]]
-            ) -> list[PresencePeriod]:
+def combine(
+    periods: Sequence[PresencePeriod], camera: dict[int, list[Span]]
+) -> list[PresencePeriod]:
     """The queue periods, cut to the camera's occupied spans where a camera watches."""
     out: list[PresencePeriod] = []
     for period in periods:
@@ -65,7 +65,13 @@ def combine(periods: Sequence[PresencePeriod], camera: dict[int, list[Span]]
         for start, end in spans:
             lo, hi = max(start, period.start), min(end, period.end)
             if hi > lo:
-                out.append(replace(period, start=lo, end=hi,
-                                   opened_by=period.opened_by if lo == period.start else "camera",
-                                   closed_by=period.closed_by if hi == period.end else "camera"))
+                out.append(
+                    replace(
+                        period,
+                        start=lo,
+                        end=hi,
+                        opened_by=period.opened_by if lo == period.start else "camera",
+                        closed_by=period.closed_by if hi == period.end else "camera",
+                    )
+                )
     return sorted(out, key=lambda p: (p.window, p.staff, p.start))

@@ -95,8 +95,11 @@ def _best_offset(offsets: Sequence[Sequence[float]], limit: float) -> tuple[int,
     of [offset ± LAG_SPREAD_S] spans, so a case counts once."""
     events: list[tuple[float, int]] = []
     for offs in offsets:
-        spans = sorted((max(0.0, o - LAG_SPREAD_S), min(limit, o + LAG_SPREAD_S))
-                       for o in offs if 0.0 <= o <= limit)
+        spans = sorted(
+            (max(0.0, o - LAG_SPREAD_S), min(limit, o + LAG_SPREAD_S))
+            for o in offs
+            if 0.0 <= o <= limit
+        )
         merged: list[list[float]] = []
         for lo, hi in spans:
             if merged and lo <= merged[-1][1]:
@@ -114,9 +117,11 @@ def _best_offset(offsets: Sequence[Sequence[float]], limit: float) -> tuple[int,
     return best
 
 
-def entry_lag(accepted: Sequence[dt.datetime],
-              intervals: Sequence[tuple[dt.datetime, dt.datetime | None]],
-              cfg: CorrelationConfig) -> float | None:
+def entry_lag(
+    accepted: Sequence[dt.datetime],
+    intervals: Sequence[tuple[dt.datetime, dt.datetime | None]],
+    cfg: CorrelationConfig,
+) -> float | None:
     """A person's habitual entry lag in seconds (their cases' acceptance after the end of one
     of their services), or None when their cases are entered during the service.
 
@@ -127,27 +132,34 @@ def entry_lag(accepted: Sequence[dt.datetime],
     if len(accepted) < LAG_MIN_CASES:
         return None
     ends = sorted(end.timestamp() for _, end in intervals if end is not None)
-    spans = sorted((start.timestamp(), math.inf if end is None else end.timestamp())
-                   for start, end in intervals)
+    spans = sorted(
+        (start.timestamp(), math.inf if end is None else end.timestamp())
+        for start, end in intervals
+    )
     starts = [start for start, _ in spans]
     after_end, into_service = [], []
     for moment in accepted:
         t = moment.timestamp()
         lo = bisect.bisect_left(ends, t - cfg.case_entry_lag_s)
-        after_end.append([t - e for e in ends[lo:bisect.bisect_left(ends, t)]])
-        into_service.append([t - start for start, end in spans[:bisect.bisect_right(starts, t)]
-                             if t < end])
+        after_end.append([t - e for e in ends[lo : bisect.bisect_left(ends, t)]])
+        into_service.append(
+            [t - start for start, end in spans[: bisect.bisect_right(starts, t)] if t < end]
+        )
     lag_hits, lag = _best_offset(after_end, cfg.case_entry_lag_s)
     inside_hits, _ = _best_offset(into_service, 4 * 3600)
     if lag_hits < LAG_SHARE * len(accepted) or lag_hits <= inside_hits:
         return None
-    near = [min(offs, key=lambda o: abs(o - lag)) for offs in after_end
-            if any(abs(o - lag) <= LAG_SPREAD_S for o in offs)]
+    near = [
+        min(offs, key=lambda o: abs(o - lag))
+        for offs in after_end
+        if any(abs(o - lag) <= LAG_SPREAD_S for o in offs)
+    ]
     return float(statistics.median(near))
 
 
-def _candidate(case: CaseInfo, index: int, s: ServiceSession, lag: float | None,
-               cfg: CorrelationConfig) -> _Candidate | None:
+def _candidate(
+    case: CaseInfo, index: int, s: ServiceSession, lag: float | None, cfg: CorrelationConfig
+) -> _Candidate | None:
     start, end = _interval(s)
     at = case.accepted_at
     if at < start:
@@ -199,16 +211,24 @@ def _relax(states: dict[int, _State], last: int, state: _State) -> None:
         states[last] = state
 
 
-def _assign(cases: Sequence[CaseInfo], candidates: Sequence[Sequence[_Candidate]]
-            ) -> list[_Candidate | None]:
+def _assign(
+    cases: Sequence[CaseInfo], candidates: Sequence[Sequence[_Candidate]]
+) -> list[_Candidate | None]:
     """Least-cost assignment keeping acceptance order = service order (dynamic programming over
     the last session used). Deterministic: the inputs come sorted, states are tried in order."""
     states: dict[int, _State] = {-1: _State(0.0, -1, None)}
     for i, options in enumerate(candidates):
         nxt: dict[int, _State] = {}
         for last, state in states.items():
-            _relax(nxt, last, _State(state.cost + (_UNTIED if options else 0.0),
-                                     state.last_case, _Step(i, -1, state.step)))
+            _relax(
+                nxt,
+                last,
+                _State(
+                    state.cost + (_UNTIED if options else 0.0),
+                    state.last_case,
+                    _Step(i, -1, state.step),
+                ),
+            )
             for c in options:
                 if c.index < last:
                     continue
@@ -218,8 +238,11 @@ def _assign(cases: Sequence[CaseInfo], candidates: Sequence[Sequence[_Candidate]
                     if share is None:
                         continue
                     extra = share
-                _relax(nxt, c.index, _State(state.cost + c.cost + extra, i,
-                                            _Step(i, c.index, state.step)))
+                _relax(
+                    nxt,
+                    c.index,
+                    _State(state.cost + c.cost + extra, i, _Step(i, c.index, state.step)),
+                )
         # a state whose last session is later and that costs no less than one with an earlier
         # last session can only do worse from here (fewer sessions left to choose): drop it
         # … and one that leaves a case more untied than the best state never ends cheaper
@@ -236,15 +259,19 @@ def _assign(cases: Sequence[CaseInfo], candidates: Sequence[Sequence[_Candidate]
     step = best.step
     while step is not None:
         if step.session >= 0:
-            chosen[step.case] = next(c for c in candidates[step.case]
-                                     if c.index == step.session)
+            chosen[step.case] = next(c for c in candidates[step.case] if c.index == step.session)
         step = step.before
     return chosen
 
 
-def _ambiguous(i: int, chosen: _Candidate, cases: Sequence[CaseInfo],
-               options: Sequence[_Candidate], held: Mapping[int, list[int]],
-               cfg: CorrelationConfig) -> list[int]:
+def _ambiguous(
+    i: int,
+    chosen: _Candidate,
+    cases: Sequence[CaseInfo],
+    options: Sequence[_Candidate],
+    held: Mapping[int, list[int]],
+    cfg: CorrelationConfig,
+) -> list[int]:
     """Other services that fit case i within case_ambiguity_s and hold no other applicant's
     case: the case could as well be theirs."""
     out = []
@@ -285,13 +312,20 @@ class _Timeline:
         return out[::-1]
 
 
-def _tie_window(window_sessions: Sequence[ServiceSession], window_cases: Sequence[CaseInfo],
-                categories: Mapping[str, str], cfg: CorrelationConfig) -> list[CaseTie]:
+def _tie_window(
+    window_sessions: Sequence[ServiceSession],
+    window_cases: Sequence[CaseInfo],
+    categories: Mapping[str, str],
+    cfg: CorrelationConfig,
+) -> list[CaseTie]:
     lags: dict[str | None, float | None] = {}
     for staff in {c.staff for c in window_cases}:
         mine = [s for s in window_sessions if staff is None or s.staff in (None, staff)]
-        lags[staff] = entry_lag([c.accepted_at for c in window_cases if c.staff == staff],
-                                [_interval(s) for s in mine], cfg)
+        lags[staff] = entry_lag(
+            [c.accepted_at for c in window_cases if c.staff == staff],
+            [_interval(s) for s in mine],
+            cfg,
+        )
     timeline = _Timeline(window_sessions)
     candidates: list[list[_Candidate]] = []
     for case in window_cases:
@@ -317,14 +351,21 @@ def _tie_window(window_sessions: Sequence[ServiceSession], window_cases: Sequenc
         if c is None:
             continue
         others = _ambiguous(i, c, window_cases, candidates[i], held, cfg)
-        ties.append(CaseTie(window_cases[i].case_no, window_sessions[c.index].session_id,
-                            c.distance, c.reason,
-                            tuple(sorted(window_sessions[j].session_id for j in others))))
+        ties.append(
+            CaseTie(
+                window_cases[i].case_no,
+                window_sessions[c.index].session_id,
+                c.distance,
+                c.reason,
+                tuple(sorted(window_sessions[j].session_id for j in others)),
+            )
+        )
     return ties
 
 
-def _learn_categories(ties: Iterable[CaseTie], cases: Mapping[str, CaseInfo],
-                      sessions: Mapping[str, ServiceSession]) -> dict[str, str]:
+def _learn_categories(
+    ties: Iterable[CaseTie], cases: Mapping[str, CaseInfo], sessions: Mapping[str, ServiceSession]
+) -> dict[str, str]:
     votes: dict[str, Counter[str]] = defaultdict(Counter)
     for tie in ties:
         item, service = cases[tie.case_no].item_code, sessions[tie.session_id].service
@@ -339,8 +380,9 @@ def _learn_categories(ties: Iterable[CaseTie], cases: Mapping[str, CaseInfo],
     return out
 
 
-def tie_cases(hall: str, sessions: Sequence[ServiceSession], cases: Iterable[CaseInfo],
-              cfg: CorrelationConfig) -> dict[str, CaseTie]:
+def tie_cases(
+    hall: str, sessions: Sequence[ServiceSession], cases: Iterable[CaseInfo], cfg: CorrelationConfig
+) -> dict[str, CaseTie]:
     """Each case of the hall accepted at a window → its session (module docstring)."""
     by_window: dict[int, list[ServiceSession]] = defaultdict(list)
     for s in sessions:
@@ -356,11 +398,16 @@ def tie_cases(hall: str, sessions: Sequence[ServiceSession], cases: Iterable[Cas
         window_cases.sort(key=lambda c: (c.accepted_at, c.case_no))
 
     def run(categories: Mapping[str, str]) -> dict[str, CaseTie]:
-        return {t.case_no: t for w, group in sorted(cases_by_window.items())
-                for t in _tie_window(by_window.get(w, []), group, categories, cfg)}
+        return {
+            t.case_no: t
+            for w, group in sorted(cases_by_window.items())
+            for t in _tie_window(by_window.get(w, []), group, categories, cfg)
+        }
 
     first = run({})
     categories = _learn_categories(
-        first.values(), {c.case_no: c for g in cases_by_window.values() for c in g},
-        {s.session_id: s for g in by_window.values() for s in g})
+        first.values(),
+        {c.case_no: c for g in cases_by_window.values() for c in g},
+        {s.session_id: s for g in by_window.values() for s in g},
+    )
     return run(categories) if categories else first

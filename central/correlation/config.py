@@ -21,47 +21,78 @@ class CorrelationConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     rapid_repeat_s: float = Field(
-        default=3.0, ge=0, le=600,
-        description="RAPID_REPEAT: a press this soon after the previous one on the same device")
+        default=3.0,
+        ge=0,
+        le=600,
+        description="RAPID_REPEAT: a press this soon after the previous one on the same device",
+    )
     after_service_s: float = Field(
-        default=120.0, ge=0, le=3600,
+        default=120.0,
+        ge=0,
+        le=3600,
         description="a press with no invitation still belongs to the service that ended this "
-                    "long before it, if no other ticket was called in between")
+        "long before it, if no other ticket was called in between",
+    )
     case_tolerance_s: float = Field(
-        default=300.0, ge=0, le=7200,
+        default=300.0,
+        ge=0,
+        le=7200,
         description="a case accepted this long before its service started can still belong to "
-                    "it (the approval system's clock)")
+        "it (the approval system's clock)",
+    )
     case_entry_lag_s: float = Field(
-        default=600.0, ge=0, le=7200,
+        default=600.0,
+        ge=0,
+        le=7200,
         description="a case accepted this long after its service ended can still belong to it "
-                    "(entered in the approval system after the citizen left)")
+        "(entered in the approval system after the citizen left)",
+    )
     case_ambiguity_s: float = Field(
-        default=60.0, ge=0, le=3600,
+        default=60.0,
+        ge=0,
+        le=3600,
         description="a case tie is ambiguous (CASE_AMBIGUOUS) when another free service fits "
-                    "its acceptance time within this many seconds of the chosen one")
+        "its acceptance time within this many seconds of the chosen one",
+    )
     late_grace_s: float = Field(
-        default=30.0, ge=0, le=600,
+        default=30.0,
+        ge=0,
+        le=600,
         description="LATE when the next service never started: pressed more than this after "
-                    "the next ticket was called there")
+        "the next ticket was called there",
+    )
     invite_slack_s: float = Field(
-        default=30.0, ge=0, le=600,
+        default=30.0,
+        ge=0,
+        le=600,
         description="how far past an invitation's timeout a key may still answer it (clock "
-                    "jitter, bus retransmissions)")
+        "jitter, bus retransmissions)",
+    )
     verdict_window_s: float = Field(
-        default=60.0, gt=0, le=3600,
-        description="a camera verdict belongs to the press with its device seq this close in time")
+        default=60.0,
+        gt=0,
+        le=3600,
+        description="a camera verdict belongs to the press with its device seq this close in time",
+    )
     scan_margin_s: float = Field(
-        default=600.0, ge=0, le=86400,
+        default=600.0,
+        ge=0,
+        le=86400,
         description="events received this long before the last scan are looked at again "
-                    "(a transaction may commit after a later one was scanned)")
+        "(a transaction may commit after a later one was scanned)",
+    )
     reporting_gap_s: float = Field(
-        default=120.0, ge=30, le=3600,
+        default=120.0,
+        ge=30,
+        le=3600,
         description="queue messages further apart than this: the feed was not reporting in "
-                    "between (在岗率 counts only reported time; the machine beats every 30 s)")
+        "between (在岗率 counts only reported time; the machine beats every 30 s)",
+    )
     followup: FollowUpConfig = Field(default_factory=FollowUpConfig)
     queue_clock: MachineClockConfig = Field(
         default_factory=MachineClockConfig,
-        description="queue messages received late are placed by the machine's own clock")
+        description="queue messages received late are placed by the machine's own clock",
+    )
 
 
 def load_config(data_dir: Path | None) -> CorrelationConfig:

@@ -47,8 +47,9 @@ class Flag(StrEnum):
 # repeat of a kept press is already OUT_OF_SESSION or DUPLICATE, and a press that answers an
 # open invitation stays the citizen's own evaluation however soon it follows an earlier (stray)
 # press.
-EXCLUDING = frozenset({Flag.ORPHAN, Flag.OUT_OF_SESSION, Flag.DUPLICATE, Flag.LATE,
-                       Flag.SELF_PRESS_SUSPECTED})
+EXCLUDING = frozenset(
+    {Flag.ORPHAN, Flag.OUT_OF_SESSION, Flag.DUPLICATE, Flag.LATE, Flag.SELF_PRESS_SUSPECTED}
+)
 # The flags that keep a press from being the one its session keeps (一事一评 keeps the first
 # press that is otherwise sound; DUPLICATE is what the others get).
 _NOT_KEEPABLE = EXCLUDING - {Flag.DUPLICATE}
@@ -76,8 +77,9 @@ BASE_CONFIDENCE: Mapping[Basis, float] = {
     Basis.NONE: 0.0,
 }
 _BY_TIME = frozenset({Basis.IN_SERVICE, Basis.AFTER_SERVICE})
-_INVITED = frozenset({Basis.INVITATION, Basis.INVITATION_TICKET, Basis.INVITE_RECORD,
-                      Basis.INVITE_RECORD_TICKET})
+_INVITED = frozenset(
+    {Basis.INVITATION, Basis.INVITATION_TICKET, Basis.INVITE_RECORD, Basis.INVITE_RECORD_TICKET}
+)
 UNSYNCED_FACTOR = 0.5  # a time-based match on a clock nobody could repair
 LATE_FACTOR = 0.8  # the person pressing may already be the next citizen
 CASE_TOLERANCE_FACTOR = 0.9  # a case tied from outside its session's interval
@@ -112,13 +114,22 @@ class Correlation:
     def content(self) -> dict[str, Any]:
         """The fields a new version is issued for when any of them changes (JSON-able)."""
         return {
-            "hall": self.hall, "window": self.window, "addr": self.addr,
-            "dev_seq": self.dev_seq, "key": self.key,
+            "hall": self.hall,
+            "window": self.window,
+            "addr": self.addr,
+            "dev_seq": self.dev_seq,
+            "key": self.key,
             "evaluated_at": self.evaluated_at.astimezone(dt.UTC).isoformat(),
-            "time_source": self.time_source.value, "session_id": self.session_id,
-            "ticket": self.ticket, "staff": self.staff, "case_nos": list(self.case_nos),
-            "confidence": self.confidence, "flags": [f.value for f in self.flags],
-            "counted": self.counted, "basis": self.basis.value, "citizen": self.citizen,
+            "time_source": self.time_source.value,
+            "session_id": self.session_id,
+            "ticket": self.ticket,
+            "staff": self.staff,
+            "case_nos": list(self.case_nos),
+            "confidence": self.confidence,
+            "flags": [f.value for f in self.flags],
+            "counted": self.counted,
+            "basis": self.basis.value,
+            "citizen": self.citizen,
         }
 
 
@@ -132,8 +143,12 @@ class CorrelationDay:
 T = TypeVar("T")
 
 
-def receive_order(items: Iterable[T], gateway: Callable[[T], str], seq: Callable[[T], int],
-                  at: Callable[[T], dt.datetime]) -> Iterator[T]:
+def receive_order(
+    items: Iterable[T],
+    gateway: Callable[[T], str],
+    seq: Callable[[T], int],
+    at: Callable[[T], dt.datetime],
+) -> Iterator[T]:
     """Seq order within a gateway (its journal order), gateways merged by time."""
     ordered = sorted(items, key=lambda i: (gateway(i), seq(i)))
     return heapq.merge(*(list(g) for _, g in groupby(ordered, key=gateway)), key=at)
@@ -148,8 +163,13 @@ def _interval(s: ServiceSession) -> tuple[dt.datetime, dt.datetime | None]:
 class _Index:
     """Sessions by window, invitations by device, for one hall-day."""
 
-    def __init__(self, sessions: Sequence[ServiceSession], invites: Iterable[InviteRecord],
-                 presence: Iterable[PresencePeriod], cfg: CorrelationConfig) -> None:
+    def __init__(
+        self,
+        sessions: Sequence[ServiceSession],
+        invites: Iterable[InviteRecord],
+        presence: Iterable[PresencePeriod],
+        cfg: CorrelationConfig,
+    ) -> None:
         self.cfg = cfg
         self.late_grace = dt.timedelta(seconds=cfg.late_grace_s)
         self.by_window: dict[int, list[ServiceSession]] = defaultdict(list)
@@ -164,17 +184,23 @@ class _Index:
         for p in presence:
             self.presence[p.window].append(p)
 
-    def by_invitation(self, window: int, inv: InvitationInfo, at: dt.datetime
-                      ) -> tuple[ServiceSession | None, bool]:
+    def by_invitation(
+        self, window: int, inv: InvitationInfo, at: dt.datetime
+    ) -> tuple[ServiceSession | None, bool]:
         """The finished session whose FN caused the invitation: by the FN's mseq, else by
         ticket; the latest one finished before the press. Returns (session, matched by mseq)."""
         slack = dt.timedelta(seconds=self.cfg.invite_slack_s)
-        finished = [s for s in self.by_window.get(window, ())
-                    if s.outcome is Outcome.FINISHED and s.ended_at is not None
-                    and s.ended_at <= at + slack]
+        finished = [
+            s
+            for s in self.by_window.get(window, ())
+            if s.outcome is Outcome.FINISHED and s.ended_at is not None and s.ended_at <= at + slack
+        ]
         if inv.qm_mseq is not None:
-            hits = [s for s in finished if s.finish_mseq == inv.qm_mseq
-                    and (inv.ticket is None or s.ticket == inv.ticket)]
+            hits = [
+                s
+                for s in finished
+                if s.finish_mseq == inv.qm_mseq and (inv.ticket is None or s.ticket == inv.ticket)
+            ]
             if hits:
                 return max(hits, key=_ended_key), True
         if inv.ticket is not None:
@@ -187,9 +213,12 @@ class _Index:
         """UNKNOWN_SESSION: central's record of an invitation with this token on this device,
         made before the press and still open (its timeout plus slack) when it was pressed."""
         slack = dt.timedelta(seconds=self.cfg.invite_slack_s)
-        hits = [inv for inv in self.invites.get((p.gateway, p.addr, p.token), ())
-                if inv.at <= p.at + slack
-                and p.at - inv.at <= dt.timedelta(seconds=inv.timeout_s) + slack]
+        hits = [
+            inv
+            for inv in self.invites.get((p.gateway, p.addr, p.token), ())
+            if inv.at <= p.at + slack
+            and p.at - inv.at <= dt.timedelta(seconds=inv.timeout_s) + slack
+        ]
         return max(hits, key=lambda i: (i.at, i.seq)) if hits else None
 
     def by_time(self, window: int, at: dt.datetime) -> tuple[ServiceSession | None, Basis]:
@@ -200,8 +229,12 @@ class _Index:
             start, end = _interval(s)
             if start <= at and (end is None or at < end):
                 inside.append(s)
-            elif (end is not None and end <= at and at - end <= limit
-                  and not _taken_over(s, at, self.late_grace)):
+            elif (
+                end is not None
+                and end <= at
+                and at - end <= limit
+                and not _taken_over(s, at, self.late_grace)
+            ):
                 after.append(s)
         if inside:
             return max(inside, key=lambda s: (_interval(s)[0], s.session_id)), Basis.IN_SERVICE
@@ -210,8 +243,7 @@ class _Index:
         return None, Basis.NONE
 
     def staff_at(self, window: int, at: dt.datetime) -> str | None:
-        present = sorted({p.staff for p in self.presence.get(window, ())
-                          if p.start <= at <= p.end})
+        present = sorted({p.staff for p in self.presence.get(window, ()) if p.start <= at <= p.end})
         return present[0] if len(present) == 1 else None
 
 
@@ -246,8 +278,9 @@ def _rapid_repeats(presses: Sequence[Press], cfg: CorrelationConfig) -> set[Even
     return out
 
 
-def _verdicts(presses: Sequence[Press], verdicts: Iterable[Verdict], cfg: CorrelationConfig
-              ) -> dict[EventId, Verdict]:
+def _verdicts(
+    presses: Sequence[Press], verdicts: Iterable[Verdict], cfg: CorrelationConfig
+) -> dict[EventId, Verdict]:
     """A verdict belongs to the press on the same device with its dev_seq (which wraps at 255,
     hence the time window), the nearest in time."""
     by_device: dict[tuple[str, int, int], list[Verdict]] = defaultdict(list)
@@ -256,8 +289,11 @@ def _verdicts(presses: Sequence[Press], verdicts: Iterable[Verdict], cfg: Correl
     window = dt.timedelta(seconds=cfg.verdict_window_s)
     out: dict[EventId, Verdict] = {}
     for p in presses:
-        near = [v for v in by_device.get((p.gateway, p.addr, p.dev_seq), ())
-                if abs(v.at - p.at) <= window]
+        near = [
+            v
+            for v in by_device.get((p.gateway, p.addr, p.dev_seq), ())
+            if abs(v.at - p.at) <= window
+        ]
         if near:
             out[p.id] = min(near, key=lambda v: (abs(v.at - p.at), -v.seq))
     return out
@@ -291,15 +327,20 @@ def correlate(
         session_cases[tie.session_id].append(tie.case_no)
     sessions = tuple(
         s if s.session_id not in session_cases else _with_cases(s, session_cases[s.session_id])
-        for s in sessions)
+        for s in sessions
+    )
     index = _Index(sessions, invites, presence, cfg)
     press_list = sorted(presses, key=lambda p: (p.gateway, p.seq))
     rapid = _rapid_repeats(press_list, cfg)
     seen = _verdicts(press_list, verdicts, cfg)
     late_grace = dt.timedelta(seconds=cfg.late_grace_s)
     # services whose cases are in doubt: the chosen one of an ambiguous tie and its rivals
-    in_doubt = {sid for tie in ties.values() if tie.ambiguous
-                for sid in (tie.session_id, *tie.ambiguous_with)}
+    in_doubt = {
+        sid
+        for tie in ties.values()
+        if tie.ambiguous
+        for sid in (tie.session_id, *tie.ambiguous_with)
+    }
 
     drafts: list[_Draft] = []
     for p in press_list:
@@ -318,8 +359,16 @@ def correlate(
         verdict = seen.get(p.id)
         if verdict is not None and verdict.verdict == "absent":
             flags.add(Flag.SELF_PRESS_SUSPECTED)
-        drafts.append(_Draft(p, session, basis, invitation, flags,
-                             verdict.verdict if verdict is not None else None))
+        drafts.append(
+            _Draft(
+                p,
+                session,
+                basis,
+                invitation,
+                flags,
+                verdict.verdict if verdict is not None else None,
+            )
+        )
 
     kept = _keep_first(drafts)
     results = tuple(_finish(d, d.press.id in kept, hall, ties, index) for d in drafts)
@@ -330,8 +379,7 @@ def _with_cases(s: ServiceSession, case_nos: list[str]) -> ServiceSession:
     return replace(s, case_nos=tuple(sorted(case_nos)))
 
 
-def _resolve(index: _Index, p: Press
-             ) -> tuple[ServiceSession | None, Basis, InvitationInfo | None]:
+def _resolve(index: _Index, p: Press) -> tuple[ServiceSession | None, Basis, InvitationInfo | None]:
     if p.invitation is not None and "UNKNOWN_SESSION" not in p.marks:
         session, by_mseq = index.by_invitation(p.window, p.invitation, p.at)
         basis = Basis.INVITATION if by_mseq else Basis.INVITATION_TICKET
@@ -355,19 +403,23 @@ def _keep_first(drafts: Sequence[_Draft]) -> set[EventId]:
             by_session[d.session.session_id].append(d)
     kept: set[EventId] = set()
     for group in by_session.values():
-        ordered = list(receive_order(group, lambda d: d.press.gateway, lambda d: d.press.seq,
-                                     lambda d: d.press.at))
+        ordered = list(
+            receive_order(
+                group, lambda d: d.press.gateway, lambda d: d.press.seq, lambda d: d.press.at
+            )
+        )
         first = next((i for i, d in enumerate(ordered) if not d.flags & _NOT_KEEPABLE), None)
         if first is None:
             continue
         kept.add(ordered[first].press.id)
-        for d in ordered[first + 1:]:
+        for d in ordered[first + 1 :]:
             d.flags.add(Flag.DUPLICATE)
     return kept
 
 
-def _finish(d: _Draft, kept: bool, hall: str, ties: Mapping[str, CaseTie], index: _Index
-            ) -> Correlation:
+def _finish(
+    d: _Draft, kept: bool, hall: str, ties: Mapping[str, CaseTie], index: _Index
+) -> Correlation:
     p, s = d.press, d.session
     case_nos = s.case_nos if s is not None else ()
     confidence = BASE_CONFIDENCE[d.basis]
@@ -390,12 +442,25 @@ def _finish(d: _Draft, kept: bool, hall: str, ties: Mapping[str, CaseTie], index
     if staff is None and d.invitation is not None:
         staff = d.invitation.staff
     return Correlation(
-        gateway=p.gateway, seq=p.seq, hall=hall, window=p.window, addr=p.addr,
-        dev_seq=p.dev_seq, key=p.key, evaluated_at=p.at, time_source=p.time_source,
-        session_id=s.session_id if s is not None else None, ticket=ticket, staff=staff,
-        case_nos=case_nos, confidence=round(confidence, 3),
-        flags=tuple(sorted(d.flags)), counted=kept and not d.flags & EXCLUDING,
-        basis=d.basis, citizen=d.citizen)
+        gateway=p.gateway,
+        seq=p.seq,
+        hall=hall,
+        window=p.window,
+        addr=p.addr,
+        dev_seq=p.dev_seq,
+        key=p.key,
+        evaluated_at=p.at,
+        time_source=p.time_source,
+        session_id=s.session_id if s is not None else None,
+        ticket=ticket,
+        staff=staff,
+        case_nos=case_nos,
+        confidence=round(confidence, 3),
+        flags=tuple(sorted(d.flags)),
+        counted=kept and not d.flags & EXCLUDING,
+        basis=d.basis,
+        citizen=d.citizen,
+    )
 
 
 __all__ = [

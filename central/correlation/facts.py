@@ -69,47 +69,72 @@ def _status(row: Any) -> tuple[CaseStatus, dt.datetime | None]:
     if status is CaseStatus.COMPLETED and row.completed_at is None:
         return CaseStatus.RUNNING, None
     if status is not CaseStatus.COMPLETED and row.completed_at is not None:
-        return (status, None) if status is CaseStatus.WITHDRAWN else (
-            CaseStatus.COMPLETED, row.completed_at)
+        return (
+            (status, None)
+            if status is CaseStatus.WITHDRAWN
+            else (CaseStatus.COMPLETED, row.completed_at)
+        )
     return status, row.completed_at
 
 
 def case_fact(row: Any, suspensions: Sequence[Any], calendar: WorkCalendar) -> CaseFact:
     status, completed_at = _status(row)
     clock = CaseClock(
-        accepted_at=row.accepted_at, legal_days=row.legal_days,
-        promised_days=row.promised_days, completed_at=completed_at,
-        suspensions=tuple(Suspension(start=s.started_at, end=s.ended_at, reason=s.reason)
-                          for s in sorted(suspensions, key=lambda s: s.started_at)))
+        accepted_at=row.accepted_at,
+        legal_days=row.legal_days,
+        promised_days=row.promised_days,
+        completed_at=completed_at,
+        suspensions=tuple(
+            Suspension(start=s.started_at, end=s.ended_at, reason=s.reason)
+            for s in sorted(suspensions, key=lambda s: s.started_at)
+        ),
+    )
     try:
         due: dt.date | None = deadline(clock, calendar)
     except ClockSuspended:
         due = None
-    lost = 0 if completed_at is None else lost_days(clock, business_date(completed_at),
-                                                    calendar)
+    lost = 0 if completed_at is None else lost_days(clock, business_date(completed_at), calendar)
     return CaseFact(
-        case_no=row.case_no, hall=row.hall_id, department=row.department,
-        window=None if row.window is None else str(row.window), staff=row.staff,
-        item=row.item_code, accepted_at=row.accepted_at, completed_at=completed_at,
-        legal_days=row.legal_days, promised_days=row.promised_days, deadline=due,
-        status=status, suspended_days=lost)
+        case_no=row.case_no,
+        hall=row.hall_id,
+        department=row.department,
+        window=None if row.window is None else str(row.window),
+        staff=row.staff,
+        item=row.item_code,
+        accepted_at=row.accepted_at,
+        completed_at=completed_at,
+        legal_days=row.legal_days,
+        promised_days=row.promised_days,
+        deadline=due,
+        status=status,
+        suspended_days=lost,
+    )
 
 
-async def load(conn: AsyncConnection, period: DateRange, calendar: WorkCalendar, *,
-               hall: str | None = None, department: str | None = None) -> Facts:
+async def load(
+    conn: AsyncConnection,
+    period: DateRange,
+    calendar: WorkCalendar,
+    *,
+    hall: str | None = None,
+    department: str | None = None,
+) -> Facts:
     facts = Facts()
     start, end = day_start(period.first), day_start(period.last + dt.timedelta(days=1))
     # cases: accepted by the end, and not completed before the start
-    query = select(cases).where(cases.c.accepted_at < end, or_(
-        cases.c.completed_at.is_(None), cases.c.completed_at >= start))
+    query = select(cases).where(
+        cases.c.accepted_at < end,
+        or_(cases.c.completed_at.is_(None), cases.c.completed_at >= start),
+    )
     if hall is not None:
         query = query.where(cases.c.hall_id == hall)
     case_rows = (await conn.execute(query)).all()
     pauses: dict[str, list[Any]] = defaultdict(list)
     numbers = [r.case_no for r in case_rows]
     for i in range(0, len(numbers), 500):
-        for pause in await conn.execute(select(case_suspensions).where(
-                case_suspensions.c.case_no.in_(numbers[i:i + 500]))):
+        for pause in await conn.execute(
+            select(case_suspensions).where(case_suspensions.c.case_no.in_(numbers[i : i + 500]))
+        ):
             pauses[pause.case_no].append(pause)
     all_cases = [case_fact(r, pauses[r.case_no], calendar) for r in case_rows]
 
@@ -117,16 +142,26 @@ async def load(conn: AsyncConnection, period: DateRange, calendar: WorkCalendar,
     seen_halls = {c.hall for c in all_cases} | ({hall} if hall else set())
 
     r, h = correlation_results, correlation_heads
-    query = (select(r).select_from(h.join(r, and_(
-        r.c.gateway_id == h.c.gateway_id, r.c.seq == h.c.seq, r.c.version == h.c.version)))
-        .where(h.c.business_day >= period.first, h.c.business_day <= period.last))
+    query = (
+        select(r)
+        .select_from(
+            h.join(
+                r,
+                and_(
+                    r.c.gateway_id == h.c.gateway_id, r.c.seq == h.c.seq, r.c.version == h.c.version
+                ),
+            )
+        )
+        .where(h.c.business_day >= period.first, h.c.business_day <= period.last)
+    )
     if hall is not None:
         query = query.where(h.c.hall_id == hall)
     results = (await conn.execute(query)).all()
 
     s = service_sessions
-    query = select(s).where(s.c.business_day >= period.first, s.c.business_day <= period.last,
-                            s.c.window.is_not(None))
+    query = select(s).where(
+        s.c.business_day >= period.first, s.c.business_day <= period.last, s.c.window.is_not(None)
+    )
     if hall is not None:
         query = query.where(s.c.hall_id == hall)
     session_rows = (await conn.execute(query)).all()
@@ -142,23 +177,32 @@ async def load(conn: AsyncConnection, period: DateRange, calendar: WorkCalendar,
     by_hall_cases: dict[str, list[tuple[int | None, str]]] = defaultdict(list)
     for row in case_rows:
         by_hall_cases[row.hall_id].append((row.window, row.department))
-    facts.halls = {name: halls.with_defaults(name, stored.get(name), by_hall_cases[name])
-                   for name in sorted(seen_halls)}
+    facts.halls = {
+        name: halls.with_defaults(name, stored.get(name), by_hall_cases[name])
+        for name in sorted(seen_halls)
+    }
 
     def roster_department(hall_id: str, window: int | None) -> str | None:
         setup = facts.halls.get(hall_id)
         return None if setup is None or window is None else setup.windows.get(str(window))
 
-    department_cases = None if department is None else {
-        c.case_no for c in all_cases if c.department == department}
+    department_cases = (
+        None if department is None else {c.case_no for c in all_cases if c.department == department}
+    )
     facts.cases = [c for c in all_cases if department is None or c.department == department]
 
     for row in results:
         if department_cases is not None and not department_cases.intersection(row.case_nos):
             continue
-        base = EvaluationFact(hall=row.hall_id, window=str(row.window), staff=row.staff,
-                              key=row.key, case_no=row.case_nos[0] if row.case_nos else None,
-                              counted=row.counted, evaluated_at=row.evaluated_at)
+        base = EvaluationFact(
+            hall=row.hall_id,
+            window=str(row.window),
+            staff=row.staff,
+            key=row.key,
+            case_no=row.case_nos[0] if row.case_nos else None,
+            counted=row.counted,
+            evaluated_at=row.evaluated_at,
+        )
         facts.evaluations.append(base)
         facts.case_evaluations += [replace(base, case_no=n) for n in row.case_nos]
 
@@ -167,56 +211,88 @@ async def load(conn: AsyncConnection, period: DateRange, calendar: WorkCalendar,
         if outcome is None or row.queued_at is None:
             continue
         if department_cases is not None and not (
-                department_cases.intersection(row.case_nos)
-                or roster_department(row.hall_id, row.window) == department):
+            department_cases.intersection(row.case_nos)
+            or roster_department(row.hall_id, row.window) == department
+        ):
             continue
-        facts.sessions.append(SessionFact(
-            hall=row.hall_id, window=str(row.window), staff=row.staff, ticket=row.ticket,
-            issued_at=row.queued_at, called_at=row.called_at, started_at=row.started_at,
-            finished_at=row.ended_at, outcome=outcome, case_nos=tuple(row.case_nos)))
+        facts.sessions.append(
+            SessionFact(
+                hall=row.hall_id,
+                window=str(row.window),
+                staff=row.staff,
+                ticket=row.ticket,
+                issued_at=row.queued_at,
+                called_at=row.called_at,
+                started_at=row.started_at,
+                finished_at=row.ended_at,
+                outcome=outcome,
+                case_nos=tuple(row.case_nos),
+            )
+        )
 
     for row in presence_rows:
         if department is not None and roster_department(row.hall_id, row.window) != department:
             continue
-        facts.staffing.append(StaffingFact(hall=row.hall_id, window=str(row.window),
-                                           staff=row.staff, start=row.start, end=row.end))
+        facts.staffing.append(
+            StaffingFact(
+                hall=row.hall_id,
+                window=str(row.window),
+                staff=row.staff,
+                start=row.start,
+                end=row.end,
+            )
+        )
     if department is not None:  # a department's own windows only, in every hall
-        facts.halls = {name: setup.model_copy(update={"windows": {
-            w: d for w, d in setup.windows.items() if d == department}})
-            for name, setup in facts.halls.items()}
+        facts.halls = {
+            name: setup.model_copy(
+                update={"windows": {w: d for w, d in setup.windows.items() if d == department}}
+            )
+            for name, setup in facts.halls.items()
+        }
     return facts
 
 
-async def _reporting(conn: AsyncConnection, period: DateRange, hall: str | None
-                     ) -> dict[str, list[Span]]:
+async def _reporting(
+    conn: AsyncConnection, period: DateRange, hall: str | None
+) -> dict[str, list[Span]]:
     """Per hall, the spans its queue feed reported on the correlated days of the period. A day
     correlated before spans were recorded counts as reporting all day (as it did then)."""
     d = correlation_days
     query = select(d.c.hall_id, d.c.business_day, d.c.reporting).where(
-        d.c.business_day >= period.first, d.c.business_day <= period.last)
+        d.c.business_day >= period.first, d.c.business_day <= period.last
+    )
     if hall is not None:
         query = query.where(d.c.hall_id == hall)
     out: dict[str, list[Span]] = defaultdict(list)
     for row in await conn.execute(query):
         if row.reporting is None:
-            out[row.hall_id].append((day_start(row.business_day),
-                                     day_start(row.business_day + dt.timedelta(days=1))))
+            out[row.hall_id].append(
+                (day_start(row.business_day), day_start(row.business_day + dt.timedelta(days=1)))
+            )
             continue
-        out[row.hall_id] += [(dt.datetime.fromisoformat(a), dt.datetime.fromisoformat(b))
-                             for a, b in row.reporting]
+        out[row.hall_id] += [
+            (dt.datetime.fromisoformat(a), dt.datetime.fromisoformat(b)) for a, b in row.reporting
+        ]
     return dict(out)
 
 
-def indicators(facts: Facts, period: DateRange, by: Grouping, calendar: WorkCalendar
-               ) -> dict[GroupKey, Indicators]:
+def indicators(
+    facts: Facts, period: DateRange, by: Grouping, calendar: WorkCalendar
+) -> dict[GroupKey, Indicators]:
     """``compute`` over the facts. 评价率 counts a case as evaluated when an evaluation that
     covers it counts (一次办多件: one evaluation covers each case of its session), so it comes
     from a second pass with one evaluation fact per linked case; every other indicator from the
     first, with one fact per evaluation."""
-    common: Mapping[str, Any] = {"cases": facts.cases, "sessions": facts.sessions,
-                                 "staffing": facts.staffing, "halls": list(facts.halls.values()),
-                                 "reporting": facts.reporting}
+    common: Mapping[str, Any] = {
+        "cases": facts.cases,
+        "sessions": facts.sessions,
+        "staffing": facts.staffing,
+        "halls": list(facts.halls.values()),
+        "reporting": facts.reporting,
+    }
     main = compute(period, by, calendar, evaluations=facts.evaluations, **common)
     rates = compute(period, by, calendar, evaluations=facts.case_evaluations, **common)
-    return {key: replace(value, evaluation_rate=rates[key].evaluation_rate)
-            if key in rates else value for key, value in main.items()}
+    return {
+        key: replace(value, evaluation_rate=rates[key].evaluation_rate) if key in rates else value
+        for key, value in main.items()
+    }

@@ -37,27 +37,56 @@ def item_id(gateway: str, seq: int) -> str:
 
 def item_from_row(row: Any) -> FollowUpItem:
     return FollowUpItem(
-        item_id=row.item_id, evaluation_id=f"{row.gateway_id}:{row.seq}",
-        reason=device_key(row.reason), hall=row.hall_id, window=str(row.window),
-        staff=row.staff, case_no=row.case_no, created_at=row.created_at, due=row.due,
-        state=FollowUpState(row.state), updated_at=row.updated_at, assignee=row.assignee,
-        founded=row.founded, escalation_level=row.escalation_level, closed_at=row.closed_at)
+        item_id=row.item_id,
+        evaluation_id=f"{row.gateway_id}:{row.seq}",
+        reason=device_key(row.reason),
+        hall=row.hall_id,
+        window=str(row.window),
+        staff=row.staff,
+        case_no=row.case_no,
+        created_at=row.created_at,
+        due=row.due,
+        state=FollowUpState(row.state),
+        updated_at=row.updated_at,
+        assignee=row.assignee,
+        founded=row.founded,
+        escalation_level=row.escalation_level,
+        closed_at=row.closed_at,
+    )
 
 
 def _item_values(item: FollowUpItem) -> dict[str, Any]:
-    return {"state": item.state.value, "updated_at": item.updated_at or item.created_at,
-            "assignee": item.assignee, "founded": item.founded,
-            "escalation_level": item.escalation_level, "closed_at": item.closed_at}
+    return {
+        "state": item.state.value,
+        "updated_at": item.updated_at or item.created_at,
+        "assignee": item.assignee,
+        "founded": item.founded,
+        "escalation_level": item.escalation_level,
+        "closed_at": item.closed_at,
+    }
 
 
 def _event_rows(evs: Sequence[FollowUpEvent], now: dt.datetime) -> list[dict[str, Any]]:
-    return [{"item_id": e.item_id, "kind": e.kind, "at": e.at, "state": e.state.value,
-             "actor": e.actor, "note": e.note, "level": e.level, "assignee": e.assignee,
-             "founded": e.founded, "recorded_at": now} for e in evs]
+    return [
+        {
+            "item_id": e.item_id,
+            "kind": e.kind,
+            "at": e.at,
+            "state": e.state.value,
+            "actor": e.actor,
+            "note": e.note,
+            "level": e.level,
+            "assignee": e.assignee,
+            "founded": e.founded,
+            "recorded_at": now,
+        }
+        for e in evs
+    ]
 
 
-def _department(c: Correlation, case_departments: Mapping[str, str],
-                roster: Mapping[str, str]) -> str | None:
+def _department(
+    c: Correlation, case_departments: Mapping[str, str], roster: Mapping[str, str]
+) -> str | None:
     for case_no in c.case_nos:
         if case_no in case_departments:
             return case_departments[case_no]
@@ -65,9 +94,14 @@ def _department(c: Correlation, case_departments: Mapping[str, str],
 
 
 async def ensure_items(
-    conn: AsyncConnection, results: Sequence[Correlation], issued: Sequence[Issued],
-    now: dt.datetime, calendar: WorkCalendar, cfg: FollowUpConfig,
-    case_departments: Mapping[str, str], roster: Mapping[str, str],
+    conn: AsyncConnection,
+    results: Sequence[Correlation],
+    issued: Sequence[Issued],
+    now: dt.datetime,
+    calendar: WorkCalendar,
+    cfg: FollowUpConfig,
+    case_departments: Mapping[str, str],
+    roster: Mapping[str, str],
 ) -> tuple[int, bool]:
     """Open the items this hall-day's results call for; note re-issues on existing items.
     Returns (items opened, complete); not complete when the calendar could not date an item
@@ -75,8 +109,11 @@ async def ensure_items(
     ids = [c.id for c in results]
     existing: dict[tuple[str, int], Any] = {}
     for i in range(0, len(ids), 500):
-        for found in await conn.execute(select(followups).where(
-                tuple_(followups.c.gateway_id, followups.c.seq).in_(ids[i:i + 500]))):
+        for found in await conn.execute(
+            select(followups).where(
+                tuple_(followups.c.gateway_id, followups.c.seq).in_(ids[i : i + 500])
+            )
+        ):
             existing[(found.gateway_id, found.seq)] = found
     versions = {x.result.id: x.version for x in issued}
     complete, opened = True, 0
@@ -87,45 +124,89 @@ async def ensure_items(
         if row is None and c.counted and is_bad_review(c.key):
             try:
                 item, evs = rules.open_item(
-                    item_id=item_id(c.gateway, c.seq), evaluation_id=f"{c.gateway}:{c.seq}",
-                    key=c.key, created_at=now, hall=c.hall, window=str(c.window),
-                    staff=c.staff, calendar=calendar,
-                    case_no=c.case_nos[0] if c.case_nos else None, cfg=cfg)
+                    item_id=item_id(c.gateway, c.seq),
+                    evaluation_id=f"{c.gateway}:{c.seq}",
+                    key=c.key,
+                    created_at=now,
+                    hall=c.hall,
+                    window=str(c.window),
+                    staff=c.staff,
+                    calendar=calendar,
+                    case_no=c.case_nos[0] if c.case_nos else None,
+                    cfg=cfg,
+                )
             except CalendarError as exc:
                 log.error("follow-up for %s:%d not opened yet: %s", c.gateway, c.seq, exc)
                 complete = False
                 continue
-            await conn.execute(insert(followups).values(
-                item_id=item.item_id, gateway_id=c.gateway, seq=c.seq,
-                evaluation_version=version or 1, reason=c.key, hall_id=c.hall,
-                window=c.window, staff=c.staff, case_no=item.case_no, department=department,
-                evaluated_at=c.evaluated_at, created_at=item.created_at, due=item.due,
-                **_item_values(item)))
+            await conn.execute(
+                insert(followups).values(
+                    item_id=item.item_id,
+                    gateway_id=c.gateway,
+                    seq=c.seq,
+                    evaluation_version=version or 1,
+                    reason=c.key,
+                    hall_id=c.hall,
+                    window=c.window,
+                    staff=c.staff,
+                    case_no=item.case_no,
+                    department=department,
+                    evaluated_at=c.evaluated_at,
+                    created_at=item.created_at,
+                    due=item.due,
+                    **_item_values(item),
+                )
+            )
             await conn.execute(insert(followup_events), _event_rows(evs, now))
             opened += 1
         elif row is not None and version is not None and version != row.evaluation_version:
             case_no = c.case_nos[0] if c.case_nos else None
             counted = "计入满意率" if c.counted else "不再计入满意率"
             flags = "、".join(f.value for f in c.flags) or "无"
-            note = (f"评价关联结果已更新（第 {version} 版）：{counted}；标记：{flags}；办件："
-                    f"{case_no or '无'} / correlation re-issued as version {version}: "
-                    f"counted={c.counted}, flags={[f.value for f in c.flags]}, case={case_no}")
-            await conn.execute(update(followups).where(followups.c.item_id == row.item_id)
-                               .values(evaluation_version=version, staff=c.staff,
-                                       case_no=case_no, department=department))
-            await conn.execute(insert(followup_events).values(
-                item_id=row.item_id, kind="followup.reissued", at=now, state=row.state,
-                actor=None, note=note, level=None, assignee=None, founded=None,
-                recorded_at=now))
+            note = (
+                f"评价关联结果已更新（第 {version} 版）：{counted}；标记：{flags}；办件："
+                f"{case_no or '无'} / correlation re-issued as version {version}: "
+                f"counted={c.counted}, flags={[f.value for f in c.flags]}, case={case_no}"
+            )
+            await conn.execute(
+                update(followups)
+                .where(followups.c.item_id == row.item_id)
+                .values(
+                    evaluation_version=version,
+                    staff=c.staff,
+                    case_no=case_no,
+                    department=department,
+                )
+            )
+            await conn.execute(
+                insert(followup_events).values(
+                    item_id=row.item_id,
+                    kind="followup.reissued",
+                    at=now,
+                    state=row.state,
+                    actor=None,
+                    note=note,
+                    level=None,
+                    assignee=None,
+                    founded=None,
+                    recorded_at=now,
+                )
+            )
     return opened, complete
 
 
-async def escalate_all(conn: AsyncConnection, now: dt.datetime, calendar: WorkCalendar,
-                       cfg: FollowUpConfig) -> int:
+async def escalate_all(
+    conn: AsyncConnection, now: dt.datetime, calendar: WorkCalendar, cfg: FollowUpConfig
+) -> int:
     """Record every escalation level reached by ``now`` on the open, overdue items."""
-    rows = (await conn.execute(select(followups).where(
-        followups.c.state != FollowUpState.CLOSED.value,
-        followups.c.due < business_date(now)))).all()
+    rows = (
+        await conn.execute(
+            select(followups).where(
+                followups.c.state != FollowUpState.CLOSED.value,
+                followups.c.due < business_date(now),
+            )
+        )
+    ).all()
     recorded = 0
     for row in rows:
         try:
@@ -135,8 +216,11 @@ async def escalate_all(conn: AsyncConnection, now: dt.datetime, calendar: WorkCa
             continue
         if not evs:
             continue
-        await conn.execute(update(followups).where(followups.c.item_id == row.item_id)
-                           .values(escalation_level=item.escalation_level))
+        await conn.execute(
+            update(followups)
+            .where(followups.c.item_id == row.item_id)
+            .values(escalation_level=item.escalation_level)
+        )
         await conn.execute(insert(followup_events), _event_rows(evs, now))
         recorded += len(evs)
     return recorded
@@ -151,8 +235,16 @@ ACTIONS: dict[str, Any] = {
 }
 
 
-async def transition(conn: AsyncConnection, item: str, action: str, *, at: dt.datetime,
-                     actor: str, note: str = "", **kwargs: Any) -> Any | None:
+async def transition(
+    conn: AsyncConnection,
+    item: str,
+    action: str,
+    *,
+    at: dt.datetime,
+    actor: str,
+    note: str = "",
+    **kwargs: Any,
+) -> Any | None:
     """Apply one step of the state machine; raises FollowUpError when it is not allowed.
     Returns the updated row, or None when there is no such item."""
     query = select(followups).where(followups.c.item_id == item)
@@ -162,17 +254,26 @@ async def transition(conn: AsyncConnection, item: str, action: str, *, at: dt.da
     if row is None:
         return None
     new, evs = ACTIONS[action](item_from_row(row), at=at, actor=actor, note=note, **kwargs)
-    await conn.execute(update(followups).where(followups.c.item_id == item)
-                       .values(**_item_values(new)))
+    await conn.execute(
+        update(followups).where(followups.c.item_id == item).values(**_item_values(new))
+    )
     await conn.execute(insert(followup_events), _event_rows(evs, at))
     return (await conn.execute(select(followups).where(followups.c.item_id == item))).one()
 
 
 async def history(conn: AsyncConnection, item: str) -> list[Any]:
-    return list((await conn.execute(select(followup_events).where(
-        followup_events.c.item_id == item).order_by(followup_events.c.id))).all())
+    return list(
+        (
+            await conn.execute(
+                select(followup_events)
+                .where(followup_events.c.item_id == item)
+                .order_by(followup_events.c.id)
+            )
+        ).all()
+    )
 
 
 def overdue_clause(now: dt.datetime) -> Any:
-    return and_(followups.c.state != FollowUpState.CLOSED.value,
-                followups.c.due < business_date(now))
+    return and_(
+        followups.c.state != FollowUpState.CLOSED.value, followups.c.due < business_date(now)
+    )

@@ -20,8 +20,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from central.rules.indicators import HallSetup, OpeningPeriod
 from central.store.schema_correlation import hall_setups
 
-DEFAULT_OPENING = (OpeningPeriod(start=dt.time(9), end=dt.time(12)),
-                   OpeningPeriod(start=dt.time(13), end=dt.time(17)))
+DEFAULT_OPENING = (
+    OpeningPeriod(start=dt.time(9), end=dt.time(12)),
+    OpeningPeriod(start=dt.time(13), end=dt.time(17)),
+)
 
 
 def infer_roster(cases: Iterable[tuple[int | None, str]]) -> dict[str, str]:
@@ -30,21 +32,23 @@ def infer_roster(cases: Iterable[tuple[int | None, str]]) -> dict[str, str]:
     for window, department in cases:
         if window is not None:
             counts[window][department] += 1
-    return {str(w): min(c.items(), key=lambda kv: (-kv[1], kv[0]))[0]
-            for w, c in sorted(counts.items())}
+    return {
+        str(w): min(c.items(), key=lambda kv: (-kv[1], kv[0]))[0] for w, c in sorted(counts.items())
+    }
 
 
-async def stored_setups(conn: AsyncConnection, halls: Sequence[str] | None = None
-                        ) -> dict[str, HallSetup]:
+async def stored_setups(
+    conn: AsyncConnection, halls: Sequence[str] | None = None
+) -> dict[str, HallSetup]:
     query = select(hall_setups)
     if halls is not None:
         query = query.where(hall_setups.c.hall_id.in_(list(halls)))
-    return {r.hall_id: HallSetup.model_validate(r.setup)
-            for r in (await conn.execute(query)).all()}
+    return {r.hall_id: HallSetup.model_validate(r.setup) for r in (await conn.execute(query)).all()}
 
 
-def with_defaults(hall: str, stored: HallSetup | None,
-                  cases: Iterable[tuple[int | None, str]] = ()) -> HallSetup:
+def with_defaults(
+    hall: str, stored: HallSetup | None, cases: Iterable[tuple[int | None, str]] = ()
+) -> HallSetup:
     if stored is not None and stored.windows:
         return stored
     roster = infer_roster(cases)
@@ -53,23 +57,25 @@ def with_defaults(hall: str, stored: HallSetup | None,
     return HallSetup(hall=hall, opening=opening, windows=roster, staff=names)
 
 
-async def staff_names(conn: AsyncConnection, halls: Sequence[str] | None = None
-                      ) -> dict[tuple[str, str], str]:
+async def staff_names(
+    conn: AsyncConnection, halls: Sequence[str] | None = None
+) -> dict[tuple[str, str], str]:
     """(hall, staff number) → name, where a hall's setup names its staff."""
-    return {(hall, number): name for hall, setup in (await stored_setups(conn, halls)).items()
-            for number, name in setup.staff.items()}
+    return {
+        (hall, number): name
+        for hall, setup in (await stored_setups(conn, halls)).items()
+        for number, name in setup.staff.items()
+    }
 
 
-def name_of(names: dict[tuple[str, str], str], hall: str | None, staff: str | None
-            ) -> str | None:
+def name_of(names: dict[tuple[str, str], str], hall: str | None, staff: str | None) -> str | None:
     return None if hall is None or staff is None else names.get((hall, staff))
 
 
 async def save_setup(conn: AsyncConnection, setup: HallSetup, now: dt.datetime) -> None:
     doc: dict[str, Any] = setup.model_dump(mode="json")
     await conn.execute(delete(hall_setups).where(hall_setups.c.hall_id == setup.hall))
-    await conn.execute(insert(hall_setups).values(hall_id=setup.hall, setup=doc,
-                                                  updated_at=now))
+    await conn.execute(insert(hall_setups).values(hall_id=setup.hall, setup=doc, updated_at=now))
 
 
 TIME = r"^([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9])?$"
@@ -100,8 +106,10 @@ class SetupText(BaseModel):
     opening: list[OpeningText] = Field(min_length=1, max_length=8)
     windows: dict[str, str] = Field(default_factory=dict, description="window → department")
     staff: dict[StaffNumber, StaffName] = Field(
-        default_factory=dict, description="staff number → name (工作人员姓名), shown beside "
-                                          "the number in lists and exports")
+        default_factory=dict,
+        description="staff number → name (工作人员姓名), shown beside "
+        "the number in lists and exports",
+    )
 
     @field_validator("staff", mode="before")
     @classmethod
@@ -117,7 +125,12 @@ class SetupText(BaseModel):
 
     @classmethod
     def of(cls, setup: HallSetup) -> SetupText:
-        return cls(hall=setup.hall, windows=dict(setup.windows), staff=dict(setup.staff),
-                   opening=[
-            OpeningText(start=p.start.strftime("%H:%M"), end=p.end.strftime("%H:%M"))
-            for p in setup.opening])
+        return cls(
+            hall=setup.hall,
+            windows=dict(setup.windows),
+            staff=dict(setup.staff),
+            opening=[
+                OpeningText(start=p.start.strftime("%H:%M"), end=p.end.strftime("%H:%M"))
+                for p in setup.opening
+            ],
+        )

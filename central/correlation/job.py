@@ -54,8 +54,9 @@ async def _runner_lock(engine: AsyncEngine) -> AsyncIterator[bool]:
         return
     async with engine.connect() as conn:
         conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
-        got = bool((await conn.execute(text("SELECT pg_try_advisory_lock(:k)"),
-                                       {"k": LOCK_KEY})).scalar())
+        got = bool(
+            (await conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": LOCK_KEY})).scalar()
+        )
         try:
             yield got
         finally:
@@ -67,9 +68,13 @@ async def _runner_lock(engine: AsyncEngine) -> AsyncIterator[bool]:
                     raise
 
 
-async def run_once(engine: AsyncEngine, *, cfg: CorrelationConfig | None = None,
-                   calendar: WorkCalendar | None = None, now: dt.datetime | None = None
-                   ) -> RunReport:
+async def run_once(
+    engine: AsyncEngine,
+    *,
+    cfg: CorrelationConfig | None = None,
+    calendar: WorkCalendar | None = None,
+    now: dt.datetime | None = None,
+) -> RunReport:
     """``now`` dates follow-up items and escalations (tests pass it; the job uses the clock)."""
     cfg = cfg or CorrelationConfig()
     calendar = calendar or WorkCalendar()
@@ -96,22 +101,37 @@ async def run_once(engine: AsyncEngine, *, cfg: CorrelationConfig | None = None,
     return report
 
 
-async def _correlate_day(engine: AsyncEngine, hall: str, day: dt.date, marked_at: dt.datetime,
-                         cfg: CorrelationConfig, calendar: WorkCalendar, now: dt.datetime,
-                         report: RunReport) -> None:
+async def _correlate_day(
+    engine: AsyncEngine,
+    hall: str,
+    day: dt.date,
+    marked_at: dt.datetime,
+    cfg: CorrelationConfig,
+    calendar: WorkCalendar,
+    now: dt.datetime,
+    report: RunReport,
+) -> None:
     async with engine.connect() as conn:
         inputs = await store.load_day(conn, hall, day, cfg)
         setup = (await halls.stored_setups(conn, [hall])).get(hall)
     # the pure part runs in a worker thread: the aggregator's ingest shares this event loop
     built, outcome = await asyncio.to_thread(_compute, hall, inputs, cfg)
-    roster = halls.with_defaults(hall, setup, ((c.window, c.department)
-                                               for c in inputs.cases)).windows
+    roster = halls.with_defaults(
+        hall, setup, ((c.window, c.department) for c in inputs.cases)
+    ).windows
     async with engine.begin() as conn:
         await store.lock_for_write(conn)
         saved = await store.save_day(conn, hall, day, built, outcome, now)
         opened, complete = await followups.ensure_items(
-            conn, outcome.results, saved.issued, now, calendar, cfg.followup,
-            {c.case_no: c.department for c in inputs.cases}, roster)
+            conn,
+            outcome.results,
+            saved.issued,
+            now,
+            calendar,
+            cfg.followup,
+            {c.case_no: c.department for c in inputs.cases},
+            roster,
+        )
         if complete:
             await store.clear_dirty(conn, hall, day, marked_at)
     report.days.append((hall, day))
@@ -119,21 +139,35 @@ async def _correlate_day(engine: AsyncEngine, hall: str, day: dt.date, marked_at
     report.reissued += sum(1 for i in saved.issued if i.version > 1)
     report.followups_opened += opened
     if saved.issued or built.anomalies:
-        log.info("correlation %s %s: %d sessions, %d evaluations, %d new versions%s", hall, day,
-                 len(outcome.sessions), len(outcome.results), len(saved.issued),
-                 f", {len(built.anomalies)} queue anomalies" if built.anomalies else "")
+        log.info(
+            "correlation %s %s: %d sessions, %d evaluations, %d new versions%s",
+            hall,
+            day,
+            len(outcome.sessions),
+            len(outcome.results),
+            len(saved.issued),
+            f", {len(built.anomalies)} queue anomalies" if built.anomalies else "",
+        )
 
 
-def _compute(hall: str, inputs: store.DayInputs, cfg: CorrelationConfig
-             ) -> tuple[SessionDay, CorrelationDay]:
+def _compute(
+    hall: str, inputs: store.DayInputs, cfg: CorrelationConfig
+) -> tuple[SessionDay, CorrelationDay]:
     built = build_sessions(hall, inputs.queue, dt.timedelta(seconds=cfg.reporting_gap_s))
     if inputs.camera_presence and built.horizon is not None:
         # where a camera watches the window, 在岗 also needs the seat seen occupied
         seen = seen_present(inputs.camera_presence, built.horizon)
         built = replace(built, presence=tuple(combine(built.presence, seen)))
-    return built, correlate(hall, built.sessions, inputs.presses, invites=inputs.invites,
-                            cases=inputs.cases, verdicts=inputs.verdicts,
-                            presence=built.presence, cfg=cfg)
+    return built, correlate(
+        hall,
+        built.sessions,
+        inputs.presses,
+        invites=inputs.invites,
+        cases=inputs.cases,
+        verdicts=inputs.verdicts,
+        presence=built.presence,
+        cfg=cfg,
+    )
 
 
 def calendar_of(config: CentralConfig | None) -> WorkCalendar:
@@ -141,9 +175,13 @@ def calendar_of(config: CentralConfig | None) -> WorkCalendar:
     return WorkCalendar(load_overrides(path) if path else None)
 
 
-async def run_forever(engine: AsyncEngine, interval: float = 30.0, *,
-                      cfg: CorrelationConfig | None = None,
-                      calendar: WorkCalendar | None = None) -> None:
+async def run_forever(
+    engine: AsyncEngine,
+    interval: float = 30.0,
+    *,
+    cfg: CorrelationConfig | None = None,
+    calendar: WorkCalendar | None = None,
+) -> None:
     """The aggregator's background job: a run every ``interval`` seconds."""
     cfg = cfg or CorrelationConfig()
     calendar = calendar or WorkCalendar()

@@ -55,21 +55,42 @@ class MachineClockConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    late_s: float = Field(default=10.0, ge=1, le=3600,
-                          description="lag this far above the live floor: received late, placed")
-    learn_s: float = Field(default=3.0, ge=0, le=60,
-                           description="lag at most this far above it teaches the offset")
-    catch_s: float = Field(default=3.0, ge=0, le=60,
-                           description="arrived this much sooner after the previous message "
-                                       "than the machine's clock says: its buffer catching up")
-    jump_s: float = Field(default=60.0, ge=5, le=3600,
-                          description="the machine's clock ran this much faster than receive "
-                                      "time between two messages: a reset (new epoch)")
-    max_drift: float = Field(default=0.001, ge=0, le=0.1,
-                             description="s/s (3.6 s an hour): a steeper lag slope is lateness")
-    lookback_s: float = Field(default=21600.0, ge=600, le=7 * 86400,
-                              description="live messages received this long before the first "
-                                          "new one are read to learn the offset")
+    late_s: float = Field(
+        default=10.0,
+        ge=1,
+        le=3600,
+        description="lag this far above the live floor: received late, placed",
+    )
+    learn_s: float = Field(
+        default=3.0, ge=0, le=60, description="lag at most this far above it teaches the offset"
+    )
+    catch_s: float = Field(
+        default=3.0,
+        ge=0,
+        le=60,
+        description="arrived this much sooner after the previous message "
+        "than the machine's clock says: its buffer catching up",
+    )
+    jump_s: float = Field(
+        default=60.0,
+        ge=5,
+        le=3600,
+        description="the machine's clock ran this much faster than receive "
+        "time between two messages: a reset (new epoch)",
+    )
+    max_drift: float = Field(
+        default=0.001,
+        ge=0,
+        le=0.1,
+        description="s/s (3.6 s an hour): a steeper lag slope is lateness",
+    )
+    lookback_s: float = Field(
+        default=21600.0,
+        ge=600,
+        le=7 * 86400,
+        description="live messages received this long before the first "
+        "new one are read to learn the offset",
+    )
 
 
 def machine_datetime(text: str | None) -> dt.datetime | None:
@@ -178,8 +199,9 @@ def _caught_up(epoch: Sequence[ClockSample], catch_s: float) -> set[Hashable]:
     return out
 
 
-def place(samples: Sequence[ClockSample], cfg: MachineClockConfig | None = None
-          ) -> dict[Hashable, dt.datetime]:
+def place(
+    samples: Sequence[ClockSample], cfg: MachineClockConfig | None = None
+) -> dict[Hashable, dt.datetime]:
     """The machine-clock time of every trusted sample received late, by key; samples in receive
     order."""
     cfg = cfg or MachineClockConfig()

@@ -32,8 +32,13 @@ class TimeSource(StrEnum):
     IMPLAUSIBLE = "implausible"  # the (repaired) stamp is far from the receive time: received_at
 
 
-def event_time(utc: dt.datetime, synced: bool, mono_ns: int, offset_us: int | None,
-               received_at: dt.datetime | None = None) -> tuple[dt.datetime, TimeSource]:
+def event_time(
+    utc: dt.datetime,
+    synced: bool,
+    mono_ns: int,
+    offset_us: int | None,
+    received_at: dt.datetime | None = None,
+) -> tuple[dt.datetime, TimeSource]:
     if synced:
         at, source = utc, TimeSource.SYNCED
     else:
@@ -71,12 +76,30 @@ class QueueRecord:
     time_source: TimeSource = TimeSource.SYNCED
 
     @classmethod
-    def from_body(cls, gateway: str, seq: int, at: dt.datetime, body: dict[str, Any],
-                  time_source: TimeSource = TimeSource.SYNCED) -> QueueRecord:
+    def from_body(
+        cls,
+        gateway: str,
+        seq: int,
+        at: dt.datetime,
+        body: dict[str, Any],
+        time_source: TimeSource = TimeSource.SYNCED,
+    ) -> QueueRecord:
         q = QueueEvent.model_validate(body)
-        return cls(gateway=gateway, seq=seq, at=at, mseq=q.mseq, type=q.type, ticket=q.ticket,
-                   window=q.window, staff=q.staff, service=q.service, to_service=q.to_service,
-                   machine_time=q.machine_time, raw=q.raw, time_source=time_source)
+        return cls(
+            gateway=gateway,
+            seq=seq,
+            at=at,
+            mseq=q.mseq,
+            type=q.type,
+            ticket=q.ticket,
+            window=q.window,
+            staff=q.staff,
+            service=q.service,
+            to_service=q.to_service,
+            machine_time=q.machine_time,
+            raw=q.raw,
+            time_source=time_source,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,8 +115,12 @@ class InvitationInfo:
     def from_model(cls, invitation: Invitation | None) -> InvitationInfo | None:
         if invitation is None:
             return None
-        return cls(token=invitation.session, ticket=invitation.ticket, staff=invitation.staff,
-                   qm_mseq=invitation.qm_mseq)
+        return cls(
+            token=invitation.session,
+            ticket=invitation.ticket,
+            staff=invitation.staff,
+            qm_mseq=invitation.qm_mseq,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,13 +146,32 @@ class Press:
         return (self.gateway, self.seq)
 
     @classmethod
-    def from_body(cls, gateway: str, seq: int, at: dt.datetime, time_source: TimeSource,
-                  boot: str, mono_ns: int, body: dict[str, Any]) -> Press:
+    def from_body(
+        cls,
+        gateway: str,
+        seq: int,
+        at: dt.datetime,
+        time_source: TimeSource,
+        boot: str,
+        mono_ns: int,
+        body: dict[str, Any],
+    ) -> Press:
         k = EvaluatorKey.model_validate(body)
-        return cls(gateway=gateway, seq=seq, at=at, time_source=time_source, boot=boot,
-                   mono_ns=mono_ns, window=k.window, addr=k.addr, dev_seq=k.dev_seq, key=k.key,
-                   token=k.session, invitation=InvitationInfo.from_model(k.invitation),
-                   marks=frozenset(k.marks))
+        return cls(
+            gateway=gateway,
+            seq=seq,
+            at=at,
+            time_source=time_source,
+            boot=boot,
+            mono_ns=mono_ns,
+            window=k.window,
+            addr=k.addr,
+            dev_seq=k.dev_seq,
+            key=k.key,
+            token=k.session,
+            invitation=InvitationInfo.from_model(k.invitation),
+            marks=frozenset(k.marks),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,13 +188,22 @@ class InviteRecord:
     status: str
 
     @classmethod
-    def from_body(cls, gateway: str, seq: int, at: dt.datetime, body: dict[str, Any]
-                  ) -> InviteRecord:
+    def from_body(
+        cls, gateway: str, seq: int, at: dt.datetime, body: dict[str, Any]
+    ) -> InviteRecord:
         invite = EvaluatorInvite.model_validate(body)
         invitation = InvitationInfo.from_model(invite.invitation)
         assert invitation is not None
-        return cls(gateway=gateway, seq=seq, at=at, window=invite.window, addr=invite.addr,
-                   invitation=invitation, timeout_s=invite.timeout_s, status=invite.status)
+        return cls(
+            gateway=gateway,
+            seq=seq,
+            at=at,
+            window=invite.window,
+            addr=invite.addr,
+            invitation=invitation,
+            timeout_s=invite.timeout_s,
+            status=invite.status,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,12 +238,21 @@ class Verdict:
     snapshot_sha256: str | None = None
 
     @classmethod
-    def from_body(cls, gateway: str, seq: int, at: dt.datetime, body: dict[str, Any]
-                  ) -> Verdict | None:
+    def from_body(
+        cls, gateway: str, seq: int, at: dt.datetime, body: dict[str, Any]
+    ) -> Verdict | None:
         try:
             v = CameraVerdict.model_validate(body)
         except ValidationError:
             return None  # a malformed body from a future kind: no verdict, never a crash
-        return cls(gateway=gateway, seq=seq, at=at, window=v.window, addr=v.addr,
-                   dev_seq=v.dev_seq, verdict=v.verdict, confidence=v.confidence,
-                   snapshot_sha256=v.snapshot_sha256)
+        return cls(
+            gateway=gateway,
+            seq=seq,
+            at=at,
+            window=v.window,
+            addr=v.addr,
+            dev_seq=v.dev_seq,
+            verdict=v.verdict,
+            confidence=v.confidence,
+            snapshot_sha256=v.snapshot_sha256,
+        )

@@ -80,7 +80,8 @@ class ServiceSession:
     def served(self) -> bool:
         """Someone was (or may have been) at the window for it."""
         return self.outcome not in (Outcome.NO_SHOW, Outcome.NOT_CALLED) and (
-            self.service_start is not None)
+            self.service_start is not None
+        )
 
     def wait_minutes(self) -> float | None:
         if self.queued_at is None or self.called_at is None:
@@ -144,13 +145,24 @@ class _Draft:
 
     def freeze(self, hall: str) -> ServiceSession:
         return ServiceSession(
-            session_id=self.session_id, hall=hall, ticket=self.ticket, service=self.service,
-            window=self.window, staff=self.staff, outcome=self.outcome,
-            queued_at=self.queued_at, called_at=self.called_at, started_at=self.started_at,
-            ended_at=self.ended_at, next_call_at=self.next_call_at,
-            machine_times=tuple(sorted(self.machine.items())), recalls=self.recalls,
-            finish_mseq=self.finish_mseq, time_sources=tuple(sorted(self.sources.items())),
-            next_start_at=self.next_start_at)
+            session_id=self.session_id,
+            hall=hall,
+            ticket=self.ticket,
+            service=self.service,
+            window=self.window,
+            staff=self.staff,
+            outcome=self.outcome,
+            queued_at=self.queued_at,
+            called_at=self.called_at,
+            started_at=self.started_at,
+            ended_at=self.ended_at,
+            next_call_at=self.next_call_at,
+            machine_times=tuple(sorted(self.machine.items())),
+            recalls=self.recalls,
+            finish_mseq=self.finish_mseq,
+            time_sources=tuple(sorted(self.sources.items())),
+            next_start_at=self.next_start_at,
+        )
 
     def stage(self, name: str, r: QueueRecord) -> None:
         """Record where the stage's time came from, and the machine's own time beside it."""
@@ -202,7 +214,7 @@ class _Builder:
     def _open(self, window: int, staff: str, at: dt.datetime, why: str) -> None:
         if (window, staff) in self.open_presence:
             return
-        for (w, s) in list(self.open_presence):
+        for w, s in list(self.open_presence):
             if s == staff and w != window:  # one person, one window
                 self._close(w, s, at, "moved")
         self.open_presence[(window, staff)] = (at, why)
@@ -212,8 +224,9 @@ class _Builder:
         if opened is None:
             return
         start, opened_by = opened
-        self.periods.append(PresencePeriod(self.hall, window, staff, start, max(start, at),
-                                           opened_by, why))
+        self.periods.append(
+            PresencePeriod(self.hall, window, staff, start, max(start, at), opened_by, why)
+        )
 
     # -- sessions ------------------------------------------------------------------------
 
@@ -249,12 +262,16 @@ class _Builder:
                 return late
             last = self.last.get(window)
             if last is not None and last.ticket == number:
-                self.anomalies.append(f"{event_key(r.gateway, r.seq)}: {r.type} {number} at "
-                                      f"window {window} after its session ended")
+                self.anomalies.append(
+                    f"{event_key(r.gateway, r.seq)}: {r.type} {number} at "
+                    f"window {window} after its session ended"
+                )
                 return None
         elif r.type == "ST" and (window, number) in self.interrupted:
-            self.anomalies.append(f"{event_key(r.gateway, r.seq)}: ST {number} at window "
-                                  f"{window} after another ticket was called there")
+            self.anomalies.append(
+                f"{event_key(r.gateway, r.seq)}: ST {number} at window "
+                f"{window} after another ticket was called there"
+            )
             return None
         # a call (or a service start) takes the window; an end event of a session whose call
         # we never saw stands alone and leaves the current one be
@@ -265,11 +282,15 @@ class _Builder:
         if ticket.active is not None:  # the same ticket still open at another window
             self._interrupt(ticket.active, r.at)
         present = [s for (w, s) in self.open_presence if w == window]
-        draft = _Draft(session_id=event_key(r.gateway, r.seq), ticket=number,
-                       service=ticket.service, window=window,
-                       queued_at=None if ticket.used else ticket.queued_at,
-                       # who called it: ST/FN name the server, a no-show has only this
-                       staff=present[0] if len(present) == 1 else None)
+        draft = _Draft(
+            session_id=event_key(r.gateway, r.seq),
+            ticket=number,
+            service=ticket.service,
+            window=window,
+            queued_at=None if ticket.used else ticket.queued_at,
+            # who called it: ST/FN name the server, a no-show has only this
+            staff=present[0] if len(present) == 1 else None,
+        )
         if not ticket.used and ticket.queued_at is not None:
             draft.sources["queued"] = ticket.queued_source
         if not ticket.used and ticket.machine_queued:
@@ -289,8 +310,9 @@ class _Builder:
             previous = self.tickets.get(r.ticket)
             if previous is not None and not previous.used:
                 self.uncalled.append(previous)  # the number was issued again
-            self.tickets[r.ticket] = _Ticket(r.ticket, event_key(r.gateway, r.seq), r.at,
-                                             r.service, r.machine_time, source_of(r))
+            self.tickets[r.ticket] = _Ticket(
+                r.ticket, event_key(r.gateway, r.seq), r.at, r.service, r.machine_time, source_of(r)
+            )
         elif r.type in _SERVICE_TYPES and r.ticket and r.window is not None:
             self._service(r, r.ticket, r.window)
         elif r.type in ("LI", "RS") and r.window is not None and r.staff:
@@ -328,34 +350,55 @@ class _Builder:
                 ticket.active = None
             if r.type == "TR":  # the same number waits again, in the new service's queue
                 # "/TR": the transfer may itself have opened a session under its own key
-                self.tickets[number] = _Ticket(number, f"{event_key(r.gateway, r.seq)}/TR",
-                                               r.at, r.to_service, r.machine_time, source_of(r))
+                self.tickets[number] = _Ticket(
+                    number,
+                    f"{event_key(r.gateway, r.seq)}/TR",
+                    r.at,
+                    r.to_service,
+                    r.machine_time,
+                    source_of(r),
+                )
         if r.staff and r.type in ("ST", "FN"):
             self._open(window, r.staff, r.at, "activity")
 
-    def finish(self, horizon: dt.datetime | None) -> tuple[list[ServiceSession],
-                                                           list[PresencePeriod]]:
+    def finish(
+        self, horizon: dt.datetime | None
+    ) -> tuple[list[ServiceSession], list[PresencePeriod]]:
         sessions = [d.freeze(self.hall) for d in self.drafts]
         for ticket in [*self.uncalled, *(t for t in self.tickets.values() if not t.used)]:
-            sessions.append(ServiceSession(
-                session_id=ticket.opened_by, hall=self.hall, ticket=ticket.number,
-                service=ticket.service, window=None, staff=None, outcome=Outcome.NOT_CALLED,
-                queued_at=ticket.queued_at, called_at=None, started_at=None, ended_at=None,
-                next_call_at=None,
-                machine_times=(("queued", ticket.machine_queued),)
-                if ticket.machine_queued else (),
-                time_sources=(("queued", ticket.queued_source),)
-                if ticket.queued_at is not None else ()))
+            sessions.append(
+                ServiceSession(
+                    session_id=ticket.opened_by,
+                    hall=self.hall,
+                    ticket=ticket.number,
+                    service=ticket.service,
+                    window=None,
+                    staff=None,
+                    outcome=Outcome.NOT_CALLED,
+                    queued_at=ticket.queued_at,
+                    called_at=None,
+                    started_at=None,
+                    ended_at=None,
+                    next_call_at=None,
+                    machine_times=(("queued", ticket.machine_queued),)
+                    if ticket.machine_queued
+                    else (),
+                    time_sources=(("queued", ticket.queued_source),)
+                    if ticket.queued_at is not None
+                    else (),
+                )
+            )
         if horizon is not None:
-            for (window, staff) in sorted(self.open_presence):
+            for window, staff in sorted(self.open_presence):
                 self._close(window, staff, horizon, "end_of_data")
         sessions.sort(key=lambda s: s.session_id)
         periods = sorted(self.periods, key=lambda p: (p.window, p.staff, p.start))
         return sessions, periods
 
 
-def reporting_spans(times: Iterable[dt.datetime], gap: dt.timedelta
-                    ) -> tuple[tuple[dt.datetime, dt.datetime], ...]:
+def reporting_spans(
+    times: Iterable[dt.datetime], gap: dt.timedelta
+) -> tuple[tuple[dt.datetime, dt.datetime], ...]:
     """Runs of queue messages no more than ``gap`` apart: the feed was reporting from the first
     to the last of each run (the machine's 30 s heartbeat keeps a live feed dense)."""
     spans: list[list[dt.datetime]] = []
@@ -367,8 +410,11 @@ def reporting_spans(times: Iterable[dt.datetime], gap: dt.timedelta
     return tuple((a, b) for a, b in spans if b > a)
 
 
-def build_sessions(hall: str, records: Iterable[QueueRecord],
-                   reporting_gap: dt.timedelta = dt.timedelta(seconds=120)) -> SessionDay:
+def build_sessions(
+    hall: str,
+    records: Iterable[QueueRecord],
+    reporting_gap: dt.timedelta = dt.timedelta(seconds=120),
+) -> SessionDay:
     """Sessions and presence of one hall's business day from its queue records."""
     records = list(records)
     builder = _Builder(hall)
@@ -384,6 +430,11 @@ def build_sessions(hall: str, records: Iterable[QueueRecord],
         seen.add(key)
         builder.feed(r)
     sessions, periods = builder.finish(horizon)
-    return SessionDay(tuple(sessions), tuple(periods), horizon, repeats,
-                      tuple(builder.anomalies),
-                      reporting_spans((r.at for r in records), reporting_gap))
+    return SessionDay(
+        tuple(sessions),
+        tuple(periods),
+        horizon,
+        repeats,
+        tuple(builder.anomalies),
+        reporting_spans((r.at for r in records), reporting_gap),
+    )

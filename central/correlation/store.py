@@ -74,28 +74,33 @@ async def lock_for_write(conn: AsyncConnection) -> None:
 
 def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterable[Sequence[Any]]:
     for i in range(0, len(items), size):
-        yield items[i:i + size]
+        yield items[i : i + size]
 
 
 # ----------------------------------------------------------------------------- scanning
 
 
 async def _mark(conn: AsyncConnection, name: str) -> dt.datetime | None:
-    row = (await conn.execute(select(correlation_state.c.value).where(
-        correlation_state.c.name == name))).first()
+    row = (
+        await conn.execute(
+            select(correlation_state.c.value).where(correlation_state.c.name == name)
+        )
+    ).first()
     return None if row is None else dt.datetime.fromisoformat(row.value["received_at"])
 
 
-async def _set_mark(conn: AsyncConnection, name: str, value: dt.datetime | None,
-                    old: dt.datetime | None) -> None:
+async def _set_mark(
+    conn: AsyncConnection, name: str, value: dt.datetime | None, old: dt.datetime | None
+) -> None:
     if value is None or (old is not None and value <= old):
         return
     doc = {"received_at": value.astimezone(dt.UTC).isoformat()}
     if old is None:
         await conn.execute(insert(correlation_state).values(name=name, value=doc))
     else:
-        await conn.execute(update(correlation_state).where(correlation_state.c.name == name)
-                           .values(value=doc))
+        await conn.execute(
+            update(correlation_state).where(correlation_state.c.name == name).values(value=doc)
+        )
 
 
 @dataclass
@@ -115,15 +120,28 @@ async def scan(conn: AsyncConnection, cfg: CorrelationConfig) -> ScanReport:
     since = None if ev_mark is None else ev_mark - margin
     ed = correlation_event_days
     query = (
-        select(events.c.gateway_id, events.c.seq, events.c.hall_id, events.c.kind,
-               events.c.utc, events.c.synced, events.c.mono_ns, events.c.received_at,
-               boot_clocks.c.offset_us)
-        .select_from(events.outerjoin(boot_clocks, and_(
-            boot_clocks.c.gateway_id == events.c.gateway_id,
-            boot_clocks.c.boot == events.c.boot))
-            .outerjoin(ed, and_(ed.c.gateway_id == events.c.gateway_id,
-                                ed.c.seq == events.c.seq)))
-        .where(events.c.kind.in_(KINDS), ed.c.seq.is_(None)))
+        select(
+            events.c.gateway_id,
+            events.c.seq,
+            events.c.hall_id,
+            events.c.kind,
+            events.c.utc,
+            events.c.synced,
+            events.c.mono_ns,
+            events.c.received_at,
+            boot_clocks.c.offset_us,
+        )
+        .select_from(
+            events.outerjoin(
+                boot_clocks,
+                and_(
+                    boot_clocks.c.gateway_id == events.c.gateway_id,
+                    boot_clocks.c.boot == events.c.boot,
+                ),
+            ).outerjoin(ed, and_(ed.c.gateway_id == events.c.gateway_id, ed.c.seq == events.c.seq))
+        )
+        .where(events.c.kind.in_(KINDS), ed.c.seq.is_(None))
+    )
     if since is not None:
         query = query.where(events.c.received_at > since)
     rows = (await conn.execute(query)).all()
@@ -133,12 +151,19 @@ async def scan(conn: AsyncConnection, cfg: CorrelationConfig) -> ScanReport:
     for i, row in enumerate(rows):
         if i % 2000 == 1999:
             await asyncio.sleep(0)  # a first scan reads everything: let ingest run between
-        at, source = event_time(row.utc, row.synced, row.mono_ns, row.offset_us,
-                                row.received_at)
+        at, source = event_time(row.utc, row.synced, row.mono_ns, row.offset_us, row.received_at)
         day = business_date(at)
-        indexed.append({"gateway_id": row.gateway_id, "seq": row.seq, "hall_id": row.hall_id,
-                        "kind": row.kind, "business_day": day, "at": at,
-                        "time_source": source.value})
+        indexed.append(
+            {
+                "gateway_id": row.gateway_id,
+                "seq": row.seq,
+                "hall_id": row.hall_id,
+                "kind": row.kind,
+                "business_day": day,
+                "at": at,
+                "time_source": source.value,
+            }
+        )
         report.dirty.add((row.hall_id, day))
         newest = row.received_at if newest is None else max(newest, row.received_at)
         if row.kind == "queue.event":
@@ -151,8 +176,9 @@ async def scan(conn: AsyncConnection, cfg: CorrelationConfig) -> ScanReport:
     await _set_mark(conn, EVENTS_MARK, newest, ev_mark)
     report.changed_cases = await _scan_cases(conn, margin, report.dirty)
     now = dt.datetime.now(dt.UTC)
-    rows_dirty = [{"hall_id": h, "business_day": d, "marked_at": now}
-                  for h, d in sorted(report.dirty)]
+    rows_dirty = [
+        {"hall_id": h, "business_day": d, "marked_at": now} for h, d in sorted(report.dirty)
+    ]
     for chunk in _chunks(rows_dirty):
         await conn.execute(insert_ignore(conn, correlation_dirty), list(chunk))
     return report
@@ -163,46 +189,81 @@ def _touch(touched: dict[str, dt.datetime], gateway: str, received_at: dt.dateti
     touched[gateway] = received_at if first is None else min(first, received_at)
 
 
-async def _repair_clocks(conn: AsyncConnection, since: dt.datetime | None,
-                         dirty: set[tuple[str, dt.date]], touched: dict[str, dt.datetime]
-                         ) -> int:
+async def _repair_clocks(
+    conn: AsyncConnection,
+    since: dt.datetime | None,
+    dirty: set[tuple[str, dt.date]],
+    touched: dict[str, dt.datetime],
+) -> int:
     """Offsets whose first synchronised event is new: move that boot's unsynced events (and
     look again at the gateway's late queue messages: their receive times are now trusted)."""
     bc, ed = boot_clocks, correlation_event_days
     query = select(bc.c.gateway_id, bc.c.boot, bc.c.offset_us).select_from(
-        bc.join(events, and_(events.c.gateway_id == bc.c.gateway_id,
-                             events.c.seq == bc.c.from_seq)))
+        bc.join(events, and_(events.c.gateway_id == bc.c.gateway_id, events.c.seq == bc.c.from_seq))
+    )
     if since is not None:
         query = query.where(events.c.received_at > since)
     repaired = 0
     for clock in (await conn.execute(query)).all():
-        stale = (await conn.execute(
-            select(ed.c.gateway_id, ed.c.seq, ed.c.hall_id, ed.c.business_day, ed.c.kind,
-                   events.c.utc, events.c.mono_ns, events.c.received_at)
-            .select_from(ed.join(events, and_(events.c.gateway_id == ed.c.gateway_id,
-                                              events.c.seq == ed.c.seq)))
-            .where(ed.c.gateway_id == clock.gateway_id, events.c.boot == clock.boot,
-                   ed.c.time_source == TimeSource.UNSYNCED.value))).all()
+        stale = (
+            await conn.execute(
+                select(
+                    ed.c.gateway_id,
+                    ed.c.seq,
+                    ed.c.hall_id,
+                    ed.c.business_day,
+                    ed.c.kind,
+                    events.c.utc,
+                    events.c.mono_ns,
+                    events.c.received_at,
+                )
+                .select_from(
+                    ed.join(
+                        events,
+                        and_(events.c.gateway_id == ed.c.gateway_id, events.c.seq == ed.c.seq),
+                    )
+                )
+                .where(
+                    ed.c.gateway_id == clock.gateway_id,
+                    events.c.boot == clock.boot,
+                    ed.c.time_source == TimeSource.UNSYNCED.value,
+                )
+            )
+        ).all()
         moves = []
         for row in stale:
-            at, source = event_time(row.utc, False, row.mono_ns, clock.offset_us,
-                                    row.received_at)
+            at, source = event_time(row.utc, False, row.mono_ns, clock.offset_us, row.received_at)
             day = business_date(at)
             dirty.add((row.hall_id, row.business_day))
             dirty.add((row.hall_id, day))
-            moves.append({"b_gateway": row.gateway_id, "b_seq": row.seq, "at": at,
-                          "business_day": day, "time_source": source.value})
+            moves.append(
+                {
+                    "b_gateway": row.gateway_id,
+                    "b_seq": row.seq,
+                    "at": at,
+                    "business_day": day,
+                    "time_source": source.value,
+                }
+            )
             if row.kind == "queue.event":
                 _touch(touched, row.gateway_id, row.received_at)
         if moves:
-            await conn.execute(update(ed).where(ed.c.gateway_id == bindparam("b_gateway"),
-                                                ed.c.seq == bindparam("b_seq")), moves)
+            await conn.execute(
+                update(ed).where(
+                    ed.c.gateway_id == bindparam("b_gateway"), ed.c.seq == bindparam("b_seq")
+                ),
+                moves,
+            )
         repaired += len(stale)
     return repaired
 
 
-async def _place_resent(conn: AsyncConnection, touched: dict[str, dt.datetime],
-                        cfg: CorrelationConfig, dirty: set[tuple[str, dt.date]]) -> int:
+async def _place_resent(
+    conn: AsyncConnection,
+    touched: dict[str, dt.datetime],
+    cfg: CorrelationConfig,
+    dirty: set[tuple[str, dt.date]],
+) -> int:
     """Queue messages received late get the machine's clock + its learned offset (see
     ``machine_clock``); the others keep their receive time. Per gateway with new (or newly
     repaired) queue events, its queue events received from ``lookback_s`` before the first of
@@ -211,28 +272,55 @@ async def _place_resent(conn: AsyncConnection, touched: dict[str, dt.datetime],
     moved = 0
     for gateway, first in sorted(touched.items()):
         since = first - dt.timedelta(seconds=clock.lookback_s)
-        rows = (await conn.execute(
-            select(ed.c.seq, ed.c.hall_id, ed.c.business_day, ed.c.at, ed.c.time_source,
-                   events.c.utc, events.c.synced, events.c.mono_ns, events.c.body,
-                   events.c.received_at, boot_clocks.c.offset_us)
-            .select_from(ed.join(events, and_(events.c.gateway_id == ed.c.gateway_id,
-                                              events.c.seq == ed.c.seq))
-                         .outerjoin(boot_clocks, and_(
-                             boot_clocks.c.gateway_id == events.c.gateway_id,
-                             boot_clocks.c.boot == events.c.boot)))
-            .where(ed.c.gateway_id == gateway, ed.c.kind == "queue.event",
-                   events.c.received_at >= since)
-            .order_by(ed.c.seq))).all()
+        rows = (
+            await conn.execute(
+                select(
+                    ed.c.seq,
+                    ed.c.hall_id,
+                    ed.c.business_day,
+                    ed.c.at,
+                    ed.c.time_source,
+                    events.c.utc,
+                    events.c.synced,
+                    events.c.mono_ns,
+                    events.c.body,
+                    events.c.received_at,
+                    boot_clocks.c.offset_us,
+                )
+                .select_from(
+                    ed.join(
+                        events,
+                        and_(events.c.gateway_id == ed.c.gateway_id, events.c.seq == ed.c.seq),
+                    ).outerjoin(
+                        boot_clocks,
+                        and_(
+                            boot_clocks.c.gateway_id == events.c.gateway_id,
+                            boot_clocks.c.boot == events.c.boot,
+                        ),
+                    )
+                )
+                .where(
+                    ed.c.gateway_id == gateway,
+                    ed.c.kind == "queue.event",
+                    events.c.received_at >= since,
+                )
+                .order_by(ed.c.seq)
+            )
+        ).all()
         received: dict[int, tuple[dt.datetime, TimeSource]] = {}
         samples = []
         for row in rows:
-            at, source = event_time(row.utc, row.synced, row.mono_ns, row.offset_us,
-                                    row.received_at)
+            at, source = event_time(
+                row.utc, row.synced, row.mono_ns, row.offset_us, row.received_at
+            )
             received[row.seq] = (at, source)
             machine = machine_datetime((row.body or {}).get("machine_time"))
             if machine is not None:
-                samples.append(ClockSample(row.seq, at, machine, source in (
-                    TimeSource.SYNCED, TimeSource.REPAIRED)))
+                samples.append(
+                    ClockSample(
+                        row.seq, at, machine, source in (TimeSource.SYNCED, TimeSource.REPAIRED)
+                    )
+                )
         # pure and linear, but a day of heartbeats is thousands of samples: off the event loop
         placed = await asyncio.to_thread(place, samples, clock)
         moves = []
@@ -245,24 +333,38 @@ async def _place_resent(conn: AsyncConnection, touched: dict[str, dt.datetime],
             day = business_date(at)
             dirty.add((row.hall_id, row.business_day))
             dirty.add((row.hall_id, day))
-            moves.append({"b_gateway": gateway, "b_seq": row.seq, "at": at,
-                          "business_day": day, "time_source": source.value})
+            moves.append(
+                {
+                    "b_gateway": gateway,
+                    "b_seq": row.seq,
+                    "at": at,
+                    "business_day": day,
+                    "time_source": source.value,
+                }
+            )
         for chunk in _chunks(moves, 1000):
-            await conn.execute(update(ed).where(ed.c.gateway_id == bindparam("b_gateway"),
-                                                ed.c.seq == bindparam("b_seq")), list(chunk))
+            await conn.execute(
+                update(ed).where(
+                    ed.c.gateway_id == bindparam("b_gateway"), ed.c.seq == bindparam("b_seq")
+                ),
+                list(chunk),
+            )
         moved += len(moves)
     return moved
 
 
-async def _scan_cases(conn: AsyncConnection, margin: dt.timedelta,
-                      dirty: set[tuple[str, dt.date]]) -> int:
+async def _scan_cases(
+    conn: AsyncConnection, margin: dt.timedelta, dirty: set[tuple[str, dt.date]]
+) -> int:
     """Changed cases: every day any of their revisions was accepted on, and the days of the
     evaluations currently linked to them."""
     mark = await _mark(conn, CASES_MARK)
     seen = correlation_case_seen
-    query = (select(cases.c.case_no, cases.c.revision, cases.c.received_at)
-             .select_from(cases.outerjoin(seen, seen.c.case_no == cases.c.case_no))
-             .where(or_(seen.c.revision.is_(None), seen.c.revision != cases.c.revision)))
+    query = (
+        select(cases.c.case_no, cases.c.revision, cases.c.received_at)
+        .select_from(cases.outerjoin(seen, seen.c.case_no == cases.c.case_no))
+        .where(or_(seen.c.revision.is_(None), seen.c.revision != cases.c.revision))
+    )
     if mark is not None:
         query = query.where(cases.c.received_at > mark - margin)
     rows = (await conn.execute(query)).all()
@@ -274,23 +376,35 @@ async def _scan_cases(conn: AsyncConnection, margin: dt.timedelta,
     for chunk in _chunks([{"case_no": r.case_no, "revision": r.revision} for r in rows], 1000):
         await conn.execute(insert(seen), list(chunk))
     for chunk in _chunks(numbers):
-        for rev in await conn.execute(select(case_revisions.c.doc).where(
-                case_revisions.c.case_no.in_(chunk))):
+        for rev in await conn.execute(
+            select(case_revisions.c.doc).where(case_revisions.c.case_no.in_(chunk))
+        ):
             doc = rev.doc
             try:
                 accepted = dt.datetime.fromisoformat(doc["accepted_at"])
                 dirty.add((doc["hall"], business_date(accepted)))
             except (KeyError, TypeError, ValueError):
                 continue
-        for row in await conn.execute(cases.select().with_only_columns(
-                cases.c.hall_id, cases.c.accepted_at).where(cases.c.case_no.in_(chunk))):
+        for row in await conn.execute(
+            cases.select()
+            .with_only_columns(cases.c.hall_id, cases.c.accepted_at)
+            .where(cases.c.case_no.in_(chunk))
+        ):
             dirty.add((row.hall_id, business_date(row.accepted_at)))
-        linked = (select(correlation_heads.c.hall_id, correlation_heads.c.business_day)
-                  .select_from(correlation_heads.join(correlation_case_links, and_(
-                      correlation_case_links.c.gateway_id == correlation_heads.c.gateway_id,
-                      correlation_case_links.c.seq == correlation_heads.c.seq,
-                      correlation_case_links.c.version == correlation_heads.c.version)))
-                  .where(correlation_case_links.c.case_no.in_(chunk)))
+        linked = (
+            select(correlation_heads.c.hall_id, correlation_heads.c.business_day)
+            .select_from(
+                correlation_heads.join(
+                    correlation_case_links,
+                    and_(
+                        correlation_case_links.c.gateway_id == correlation_heads.c.gateway_id,
+                        correlation_case_links.c.seq == correlation_heads.c.seq,
+                        correlation_case_links.c.version == correlation_heads.c.version,
+                    ),
+                )
+            )
+            .where(correlation_case_links.c.case_no.in_(chunk))
+        )
         for row in await conn.execute(linked):
             dirty.add((row.hall_id, row.business_day))
     await _set_mark(conn, CASES_MARK, max(r.received_at for r in rows), mark)
@@ -298,22 +412,34 @@ async def _scan_cases(conn: AsyncConnection, margin: dt.timedelta,
 
 
 async def dirty_days(conn: AsyncConnection) -> list[tuple[str, dt.date, dt.datetime]]:
-    rows = (await conn.execute(select(correlation_dirty).order_by(
-        correlation_dirty.c.business_day, correlation_dirty.c.hall_id))).all()
+    rows = (
+        await conn.execute(
+            select(correlation_dirty).order_by(
+                correlation_dirty.c.business_day, correlation_dirty.c.hall_id
+            )
+        )
+    ).all()
     return [(r.hall_id, r.business_day, r.marked_at) for r in rows]
 
 
-async def clear_dirty(conn: AsyncConnection, hall: str, day: dt.date, marked_at: dt.datetime
-                      ) -> None:
+async def clear_dirty(
+    conn: AsyncConnection, hall: str, day: dt.date, marked_at: dt.datetime
+) -> None:
     """Only the mark that was processed: a newer one (set meanwhile) stays."""
-    await conn.execute(delete(correlation_dirty).where(
-        correlation_dirty.c.hall_id == hall, correlation_dirty.c.business_day == day,
-        correlation_dirty.c.marked_at <= marked_at))
+    await conn.execute(
+        delete(correlation_dirty).where(
+            correlation_dirty.c.hall_id == hall,
+            correlation_dirty.c.business_day == day,
+            correlation_dirty.c.marked_at <= marked_at,
+        )
+    )
 
 
 async def mark_dirty(conn: AsyncConnection, hall: str, day: dt.date) -> None:
-    await conn.execute(insert_ignore(conn, correlation_dirty), [{
-        "hall_id": hall, "business_day": day, "marked_at": dt.datetime.now(dt.UTC)}])
+    await conn.execute(
+        insert_ignore(conn, correlation_dirty),
+        [{"hall_id": hall, "business_day": day, "marked_at": dt.datetime.now(dt.UTC)}],
+    )
 
 
 # ------------------------------------------------------------------------------ loading
@@ -331,34 +457,70 @@ class DayInputs:
     undecodable: int = 0
 
 
-async def load_day(conn: AsyncConnection, hall: str, day: dt.date, cfg: CorrelationConfig
-                   ) -> DayInputs:
+async def load_day(
+    conn: AsyncConnection, hall: str, day: dt.date, cfg: CorrelationConfig
+) -> DayInputs:
     ed = correlation_event_days
-    rows = (await conn.execute(
-        select(ed.c.gateway_id, ed.c.seq, ed.c.kind, ed.c.at, ed.c.time_source, events.c.body,
-               events.c.boot, events.c.mono_ns)
-        .select_from(ed.join(events, and_(events.c.gateway_id == ed.c.gateway_id,
-                                          events.c.seq == ed.c.seq)))
-        .where(ed.c.hall_id == hall, ed.c.business_day == day))).all()
+    rows = (
+        await conn.execute(
+            select(
+                ed.c.gateway_id,
+                ed.c.seq,
+                ed.c.kind,
+                ed.c.at,
+                ed.c.time_source,
+                events.c.body,
+                events.c.boot,
+                events.c.mono_ns,
+            )
+            .select_from(
+                ed.join(
+                    events, and_(events.c.gateway_id == ed.c.gateway_id, events.c.seq == ed.c.seq)
+                )
+            )
+            .where(ed.c.hall_id == hall, ed.c.business_day == day)
+        )
+    ).all()
     inputs = DayInputs()
     for r in rows:
         try:
             _take_event(inputs, r)
         except ValidationError as exc:  # stored before the strict contract: skipped, said
             inputs.undecodable += 1
-            log.warning("correlation: event %s:%d (%s) does not fit its model, skipped: %s",
-                        r.gateway_id, r.seq, r.kind, str(exc).splitlines()[0])
+            log.warning(
+                "correlation: event %s:%d (%s) does not fit its model, skipped: %s",
+                r.gateway_id,
+                r.seq,
+                r.kind,
+                str(exc).splitlines()[0],
+            )
     # a case may be accepted before its service (clock) or after it (entry lag)
     first = day_start(day) - dt.timedelta(seconds=cfg.case_tolerance_s)
     last = day_start(day + dt.timedelta(days=1)) + dt.timedelta(seconds=cfg.case_entry_lag_s)
     for c in await conn.execute(
-            select(cases.c.case_no, cases.c.hall_id, cases.c.window, cases.c.staff,
-                   cases.c.accepted_at, cases.c.department, cases.c.item_code,
-                   cases.c.applicant_digest)
-            .where(cases.c.hall_id == hall, cases.c.accepted_at >= first,
-                   cases.c.accepted_at < last)):
-        inputs.cases.append(CaseInfo(c.case_no, c.hall_id, c.window, c.staff, c.accepted_at,
-                                     c.department, c.item_code, c.applicant_digest))
+        select(
+            cases.c.case_no,
+            cases.c.hall_id,
+            cases.c.window,
+            cases.c.staff,
+            cases.c.accepted_at,
+            cases.c.department,
+            cases.c.item_code,
+            cases.c.applicant_digest,
+        ).where(cases.c.hall_id == hall, cases.c.accepted_at >= first, cases.c.accepted_at < last)
+    ):
+        inputs.cases.append(
+            CaseInfo(
+                c.case_no,
+                c.hall_id,
+                c.window,
+                c.staff,
+                c.accepted_at,
+                c.department,
+                c.item_code,
+                c.applicant_digest,
+            )
+        )
     return inputs
 
 
@@ -371,8 +533,9 @@ def _take_event(inputs: DayInputs, r: Any) -> None:
         if "RETRANSMIT" in r.body.get("marks", ()):
             inputs.retransmits += 1  # the device's repeat of a journaled key: never counted
             return
-        inputs.presses.append(Press.from_body(r.gateway_id, r.seq, r.at, source, r.boot,
-                                              r.mono_ns, r.body))
+        inputs.presses.append(
+            Press.from_body(r.gateway_id, r.seq, r.at, source, r.boot, r.mono_ns, r.body)
+        )
     elif r.kind == "evaluator.invite":
         inputs.invites.append(InviteRecord.from_body(r.gateway_id, r.seq, r.at, r.body))
     elif r.kind == "camera.verdict":
@@ -393,84 +556,147 @@ def _iso(value: dt.datetime | None) -> str | None:
 
 def session_row(s: ServiceSession, day: dt.date) -> dict[str, Any]:
     return {
-        "session_id": s.session_id, "hall_id": s.hall, "business_day": day, "ticket": s.ticket,
-        "service": s.service, "window": s.window, "staff": s.staff, "outcome": s.outcome.value,
-        "queued_at": s.queued_at, "called_at": s.called_at, "started_at": s.started_at,
-        "ended_at": s.ended_at, "next_call_at": s.next_call_at,
+        "session_id": s.session_id,
+        "hall_id": s.hall,
+        "business_day": day,
+        "ticket": s.ticket,
+        "service": s.service,
+        "window": s.window,
+        "staff": s.staff,
+        "outcome": s.outcome.value,
+        "queued_at": s.queued_at,
+        "called_at": s.called_at,
+        "started_at": s.started_at,
+        "ended_at": s.ended_at,
+        "next_call_at": s.next_call_at,
         "next_start_at": s.next_start_at,
-        "machine_times": dict(s.machine_times), "time_sources": dict(s.time_sources),
+        "machine_times": dict(s.machine_times),
+        "time_sources": dict(s.time_sources),
         "recalls": s.recalls,
-        "finish_mseq": s.finish_mseq, "case_nos": list(s.case_nos),
+        "finish_mseq": s.finish_mseq,
+        "case_nos": list(s.case_nos),
     }
 
 
 def _comparable(row: Mapping[Any, Any]) -> tuple[tuple[str, Any], ...]:
-    return tuple(sorted((k, _iso(v) if isinstance(v, dt.datetime) else v)
-                        for k, v in row.items()))
+    return tuple(sorted((k, _iso(v) if isinstance(v, dt.datetime) else v) for k, v in row.items()))
 
 
-async def _replace_sessions(conn: AsyncConnection, hall: str, day: dt.date,
-                            sessions: Sequence[ServiceSession]) -> bool:
+async def _replace_sessions(
+    conn: AsyncConnection, hall: str, day: dt.date, sessions: Sequence[ServiceSession]
+) -> bool:
     new = {s.session_id: session_row(s, day) for s in sessions}
-    old_rows = (await conn.execute(select(service_sessions).where(
-        service_sessions.c.hall_id == hall, service_sessions.c.business_day == day))).all()
+    old_rows = (
+        await conn.execute(
+            select(service_sessions).where(
+                service_sessions.c.hall_id == hall, service_sessions.c.business_day == day
+            )
+        )
+    ).all()
     old = {r.session_id: _comparable(r._mapping) for r in old_rows}
     if old == {k: _comparable(v) for k, v in new.items()}:
         return False
-    await conn.execute(delete(service_sessions).where(
-        service_sessions.c.hall_id == hall, service_sessions.c.business_day == day))
+    await conn.execute(
+        delete(service_sessions).where(
+            service_sessions.c.hall_id == hall, service_sessions.c.business_day == day
+        )
+    )
     ids = list(new)
     for chunk in _chunks(ids):  # a session whose events moved here from another day
-        await conn.execute(delete(service_sessions).where(
-            service_sessions.c.session_id.in_(chunk)))
+        await conn.execute(delete(service_sessions).where(service_sessions.c.session_id.in_(chunk)))
     for chunk in _chunks(list(new.values()), 1000):
         await conn.execute(insert(service_sessions), list(chunk))
     return True
 
 
 def presence_row(p: PresencePeriod, day: dt.date) -> dict[str, Any]:
-    return {"hall_id": p.hall, "window": p.window, "staff": p.staff, "start": p.start,
-            "business_day": day, "end": p.end, "opened_by": p.opened_by,
-            "closed_by": p.closed_by}
+    return {
+        "hall_id": p.hall,
+        "window": p.window,
+        "staff": p.staff,
+        "start": p.start,
+        "business_day": day,
+        "end": p.end,
+        "opened_by": p.opened_by,
+        "closed_by": p.closed_by,
+    }
 
 
-async def _replace_presence(conn: AsyncConnection, hall: str, day: dt.date,
-                            periods: Sequence[PresencePeriod]) -> None:
+async def _replace_presence(
+    conn: AsyncConnection, hall: str, day: dt.date, periods: Sequence[PresencePeriod]
+) -> None:
     pp = presence_periods
     new = sorted(_comparable(presence_row(p, day)) for p in periods)
-    old = sorted(_comparable(r._mapping) for r in (await conn.execute(
-        select(pp).where(pp.c.hall_id == hall, pp.c.business_day == day))).all())
+    old = sorted(
+        _comparable(r._mapping)
+        for r in (
+            await conn.execute(select(pp).where(pp.c.hall_id == hall, pp.c.business_day == day))
+        ).all()
+    )
     if new == old:
         return
     await conn.execute(delete(pp).where(pp.c.hall_id == hall, pp.c.business_day == day))
     keys = [(p.hall, p.window, p.staff, p.start) for p in periods]
     for chunk in _chunks(keys):
-        await conn.execute(delete(pp).where(
-            tuple_(pp.c.hall_id, pp.c.window, pp.c.staff, pp.c.start).in_(list(chunk))))
+        await conn.execute(
+            delete(pp).where(
+                tuple_(pp.c.hall_id, pp.c.window, pp.c.staff, pp.c.start).in_(list(chunk))
+            )
+        )
     rows = [presence_row(p, day) for p in periods]
     for chunk in _chunks(rows, 1000):
         await conn.execute(insert(pp), list(chunk))
 
 
-RESULT_FIELDS = ("hall", "window", "addr", "dev_seq", "key", "evaluated_at", "time_source",
-                 "session_id", "ticket", "staff", "case_nos", "confidence", "flags", "counted",
-                 "basis", "citizen")
+RESULT_FIELDS = (
+    "hall",
+    "window",
+    "addr",
+    "dev_seq",
+    "key",
+    "evaluated_at",
+    "time_source",
+    "session_id",
+    "ticket",
+    "staff",
+    "case_nos",
+    "confidence",
+    "flags",
+    "counted",
+    "basis",
+    "citizen",
+)
 
 
 def stored_content(row: Any) -> dict[str, Any]:
     """A stored result in the form of ``Correlation.content()``."""
     return {
-        "hall": row.hall_id, "window": row.window, "addr": row.addr, "dev_seq": row.dev_seq,
-        "key": row.key, "evaluated_at": _iso(row.evaluated_at), "time_source": row.time_source,
-        "session_id": row.session_id, "ticket": row.ticket, "staff": row.staff,
-        "case_nos": list(row.case_nos), "confidence": row.confidence, "flags": list(row.flags),
-        "counted": row.counted, "basis": row.basis, "citizen": row.citizen,
+        "hall": row.hall_id,
+        "window": row.window,
+        "addr": row.addr,
+        "dev_seq": row.dev_seq,
+        "key": row.key,
+        "evaluated_at": _iso(row.evaluated_at),
+        "time_source": row.time_source,
+        "session_id": row.session_id,
+        "ticket": row.ticket,
+        "staff": row.staff,
+        "case_nos": list(row.case_nos),
+        "confidence": row.confidence,
+        "flags": list(row.flags),
+        "counted": row.counted,
+        "basis": row.basis,
+        "citizen": row.citizen,
     }
 
 
 def digest(previous: str | None, content: Mapping[str, Any]) -> str:
-    text_ = json.dumps({"previous": previous, "content": content}, sort_keys=True,
-                       ensure_ascii=False, separators=(",", ":"))
+    text_ = json.dumps(
+        {"previous": previous, "content": content},
+        sort_keys=True,
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
     return hashlib.sha256(text_.encode()).hexdigest()
 
 
@@ -484,21 +710,34 @@ class Issued:
     changed: tuple[str, ...]
 
 
-async def current_results(conn: AsyncConnection, ids: Sequence[tuple[str, int]]
-                          ) -> dict[tuple[str, int], Any]:
+async def current_results(
+    conn: AsyncConnection, ids: Sequence[tuple[str, int]]
+) -> dict[tuple[str, int], Any]:
     r, h = correlation_results, correlation_heads
     out: dict[tuple[str, int], Any] = {}
     for chunk in _chunks(list(ids)):
-        query = (select(r).select_from(h.join(r, and_(
-            r.c.gateway_id == h.c.gateway_id, r.c.seq == h.c.seq, r.c.version == h.c.version)))
-            .where(tuple_(h.c.gateway_id, h.c.seq).in_(list(chunk))))
+        query = (
+            select(r)
+            .select_from(
+                h.join(
+                    r,
+                    and_(
+                        r.c.gateway_id == h.c.gateway_id,
+                        r.c.seq == h.c.seq,
+                        r.c.version == h.c.version,
+                    ),
+                )
+            )
+            .where(tuple_(h.c.gateway_id, h.c.seq).in_(list(chunk)))
+        )
         for row in await conn.execute(query):
             out[(row.gateway_id, row.seq)] = row
     return out
 
 
-async def _issue(conn: AsyncConnection, results: Sequence[Correlation], now: dt.datetime
-                 ) -> list[Issued]:
+async def _issue(
+    conn: AsyncConnection, results: Sequence[Correlation], now: dt.datetime
+) -> list[Issued]:
     heads = await current_results(conn, [c.id for c in results])
     issued: list[Issued] = []
     rows, links, new_heads, moved_heads, reissues = [], [], [], [], []
@@ -515,39 +754,86 @@ async def _issue(conn: AsyncConnection, results: Sequence[Correlation], now: dt.
                 continue
             version, prev_digest = head.version + 1, head.digest
             changed = tuple(k for k in RESULT_FIELDS if previous.get(k) != content.get(k))
-        rows.append({
-            "gateway_id": c.gateway, "seq": c.seq, "version": version,
-            "supersedes": None if head is None else head.version, "hall_id": c.hall,
-            "business_day": day, "window": c.window, "addr": c.addr, "dev_seq": c.dev_seq,
-            "key": c.key, "evaluated_at": c.evaluated_at, "time_source": c.time_source.value,
-            "session_id": c.session_id, "ticket": c.ticket, "staff": c.staff,
-            "case_nos": list(c.case_nos), "confidence": c.confidence,
-            "flags": [f.value for f in c.flags], "counted": c.counted, "basis": c.basis.value,
-            "citizen": c.citizen, "computed_at": now, "digest": digest(prev_digest, content)})
-        links += [{"gateway_id": c.gateway, "seq": c.seq, "version": version, "case_no": n}
-                  for n in c.case_nos]
-        head_row = {"gateway_id": c.gateway, "seq": c.seq, "version": version,
-                    "hall_id": c.hall, "business_day": day}
+        rows.append(
+            {
+                "gateway_id": c.gateway,
+                "seq": c.seq,
+                "version": version,
+                "supersedes": None if head is None else head.version,
+                "hall_id": c.hall,
+                "business_day": day,
+                "window": c.window,
+                "addr": c.addr,
+                "dev_seq": c.dev_seq,
+                "key": c.key,
+                "evaluated_at": c.evaluated_at,
+                "time_source": c.time_source.value,
+                "session_id": c.session_id,
+                "ticket": c.ticket,
+                "staff": c.staff,
+                "case_nos": list(c.case_nos),
+                "confidence": c.confidence,
+                "flags": [f.value for f in c.flags],
+                "counted": c.counted,
+                "basis": c.basis.value,
+                "citizen": c.citizen,
+                "computed_at": now,
+                "digest": digest(prev_digest, content),
+            }
+        )
+        links += [
+            {"gateway_id": c.gateway, "seq": c.seq, "version": version, "case_no": n}
+            for n in c.case_nos
+        ]
+        head_row = {
+            "gateway_id": c.gateway,
+            "seq": c.seq,
+            "version": version,
+            "hall_id": c.hall,
+            "business_day": day,
+        }
         if head is None:
             new_heads.append(head_row)
         else:
             moved_heads.append(head_row)
-            reissues.append({"gateway_id": c.gateway, "seq": c.seq, "from_version": head.version,
-                             "to_version": version, "hall_id": c.hall, "business_day": day,
-                             "changed": list(changed), "reissued_at": now})
+            reissues.append(
+                {
+                    "gateway_id": c.gateway,
+                    "seq": c.seq,
+                    "from_version": head.version,
+                    "to_version": version,
+                    "hall_id": c.hall,
+                    "business_day": day,
+                    "changed": list(changed),
+                    "reissued_at": now,
+                }
+            )
         issued.append(Issued(c, version, previous, changed))
-    for table, batch in ((correlation_results, rows), (correlation_case_links, links),
-                         (correlation_heads, new_heads), (correlation_reissues, reissues)):
+    for table, batch in (
+        (correlation_results, rows),
+        (correlation_case_links, links),
+        (correlation_heads, new_heads),
+        (correlation_reissues, reissues),
+    ):
         for chunk in _chunks(batch, 1000):
             await conn.execute(insert(table), list(chunk))
     h = correlation_heads
     if moved_heads:
         await conn.execute(
-            update(h).where(h.c.gateway_id == bindparam("b_gateway"),
-                            h.c.seq == bindparam("b_seq")),
-            [{"b_gateway": x["gateway_id"], "b_seq": x["seq"], "version": x["version"],
-              "hall_id": x["hall_id"], "business_day": x["business_day"]}
-             for x in moved_heads])
+            update(h).where(
+                h.c.gateway_id == bindparam("b_gateway"), h.c.seq == bindparam("b_seq")
+            ),
+            [
+                {
+                    "b_gateway": x["gateway_id"],
+                    "b_seq": x["seq"],
+                    "version": x["version"],
+                    "hall_id": x["hall_id"],
+                    "business_day": x["business_day"],
+                }
+                for x in moved_heads
+            ],
+        )
     return issued
 
 
@@ -557,15 +843,31 @@ class DaySaved:
     issued: list[Issued]
 
 
-async def save_day(conn: AsyncConnection, hall: str, day: dt.date, built: SessionDay,
-                   outcome: CorrelationDay, now: dt.datetime) -> DaySaved:
+async def save_day(
+    conn: AsyncConnection,
+    hall: str,
+    day: dt.date,
+    built: SessionDay,
+    outcome: CorrelationDay,
+    now: dt.datetime,
+) -> DaySaved:
     sessions_changed = await _replace_sessions(conn, hall, day, outcome.sessions)
     await _replace_presence(conn, hall, day, built.presence)
     issued = await _issue(conn, outcome.results, now)
-    await conn.execute(delete(correlation_days).where(
-        correlation_days.c.hall_id == hall, correlation_days.c.business_day == day))
-    await conn.execute(insert(correlation_days).values(
-        hall_id=hall, business_day=day, run_at=now, sessions=len(outcome.sessions),
-        evaluations=len(outcome.results), new_versions=len(issued),
-        reporting=[[_iso(a), _iso(b)] for a, b in built.reporting]))
+    await conn.execute(
+        delete(correlation_days).where(
+            correlation_days.c.hall_id == hall, correlation_days.c.business_day == day
+        )
+    )
+    await conn.execute(
+        insert(correlation_days).values(
+            hall_id=hall,
+            business_day=day,
+            run_at=now,
+            sessions=len(outcome.sessions),
+            evaluations=len(outcome.results),
+            new_versions=len(issued),
+            reporting=[[_iso(a), _iso(b)] for a, b in built.reporting],
+        )
+    )
     return DaySaved(sessions_changed, issued)

@@ -30,5 +30,6 @@ async def current_revision(engine: AsyncEngine) -> str | None:
 
     async with engine.connect() as conn:
         heads = await conn.run_sync(
-            lambda sync_conn: MigrationContext.configure(sync_conn).get_current_heads())
+            lambda sync_conn: MigrationContext.configure(sync_conn).get_current_heads()
+        )
     return ",".join(sorted(heads)) or None

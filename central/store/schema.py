@@ -22,7 +22,8 @@ from central.store.types import JSONDoc, UTCDateTime
 metadata = MetaData()
 
 gateways = Table(
-    "gateways", metadata,
+    "gateways",
+    metadata,
     Column("gateway_id", String(64), primary_key=True),
     Column("hall_id", String(64), nullable=False, index=True),
     Column("registered_at", UTCDateTime, nullable=False),
@@ -40,7 +41,8 @@ gateways = Table(
 # what ingest refused or noticed about a gateway, one row per kind (bounded by design):
 # seq_conflict, seq_jump, journal_epoch, quarantine_dropped, unreadable
 gateway_alarms = Table(
-    "gateway_alarms", metadata,
+    "gateway_alarms",
+    metadata,
     Column("gateway_id", String(64), primary_key=True),
     Column("kind", String(32), primary_key=True),
     Column("count", BigInteger, nullable=False),
@@ -50,7 +52,8 @@ gateway_alarms = Table(
 )
 
 events = Table(
-    "events", metadata,
+    "events",
+    metadata,
     Column("gateway_id", String(64), ForeignKey("gateways.gateway_id"), primary_key=True),
     Column("seq", BigInteger, primary_key=True, autoincrement=False),
     Column("hall_id", String(64), nullable=False),
@@ -69,7 +72,8 @@ events = Table(
 
 # seq ranges that arrived beyond a gap; merged into committed_through once the gap fills
 pending_ranges = Table(
-    "pending_ranges", metadata,
+    "pending_ranges",
+    metadata,
     Column("gateway_id", String(64), primary_key=True),
     Column("first_seq", BigInteger, primary_key=True, autoincrement=False),
     Column("last_seq", BigInteger, nullable=False),
@@ -77,7 +81,8 @@ pending_ranges = Table(
 
 # seq ranges the gateway told us it had to discard before they were acknowledged
 lost_ranges = Table(
-    "lost_ranges", metadata,
+    "lost_ranges",
+    metadata,
     Column("gateway_id", String(64), primary_key=True),
     Column("first_seq", BigInteger, primary_key=True, autoincrement=False),
     Column("last_seq", BigInteger, nullable=False),
@@ -86,7 +91,8 @@ lost_ranges = Table(
 
 # the wall-clock offset of each gateway boot, from its first NTP-synchronised event
 boot_clocks = Table(
-    "boot_clocks", metadata,
+    "boot_clocks",
+    metadata,
     Column("gateway_id", String(64), primary_key=True),
     Column("boot", String(32), primary_key=True),
     Column("offset_us", BigInteger, nullable=False),
@@ -94,7 +100,8 @@ boot_clocks = Table(
 )
 
 quarantine = Table(
-    "quarantine", metadata,
+    "quarantine",
+    metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("received_at", UTCDateTime, nullable=False),
     Column("topic", Text, nullable=False),
@@ -108,7 +115,8 @@ quarantine = Table(
 )
 
 api_tokens = Table(
-    "api_tokens", metadata,
+    "api_tokens",
+    metadata,
     Column("token_hash", String(64), primary_key=True),
     Column("role", String(32), nullable=False),
     Column("hall_id", String(64)),
@@ -122,7 +130,8 @@ api_tokens = Table(
 # 办件: window cases reported by the approval system (审批系统). Idempotent on case_no; a case
 # reported again with changed fields is a new revision (case_revisions keeps every version).
 cases = Table(
-    "cases", metadata,
+    "cases",
+    metadata,
     Column("case_no", String(64), primary_key=True, comment="办件编号"),
     Column("revision", Integer, nullable=False, default=1),
     Column("item_code", String(64), nullable=False, comment="事项编码"),
@@ -143,7 +152,8 @@ cases = Table(
 )
 
 case_suspensions = Table(
-    "case_suspensions", metadata,
+    "case_suspensions",
+    metadata,
     Column("case_no", String(64), ForeignKey("cases.case_no"), primary_key=True),
     Column("started_at", UTCDateTime, primary_key=True),
     Column("ended_at", UTCDateTime),
@@ -151,7 +161,8 @@ case_suspensions = Table(
 )
 
 case_revisions = Table(
-    "case_revisions", metadata,
+    "case_revisions",
+    metadata,
     Column("case_no", String(64), primary_key=True),
     Column("revision", Integer, primary_key=True, autoincrement=False),
     Column("doc", JSONDoc, nullable=False),

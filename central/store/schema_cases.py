@@ -13,13 +13,18 @@ from central.store.types import UTCDateTime
 # Append-only: one row per ladder step (蓝灯 → 黄灯 → 红灯 → 黄牌 → 红牌 → 监察建议书, 暂停计时,
 # 按时/超时办结) when the ladder job first sees it. The key makes re-running a day a no-op.
 case_steps = Table(
-    "case_steps", metadata,
+    "case_steps",
+    metadata,
     Column("case_no", String(64), ForeignKey("cases.case_no"), primary_key=True),
     Column("at", UTCDateTime, primary_key=True, comment="when the case entered the stage"),
     Column("stage", String(32), primary_key=True, comment="LadderStage value"),
     Column("on_date", Date, nullable=False, comment="business date (Asia/Shanghai) of at"),
-    Column("days_over", Integer, nullable=False,
-           comment="counted working days − limit when it happened"),
+    Column(
+        "days_over",
+        Integer,
+        nullable=False,
+        comment="counted working days − limit when it happened",
+    ),
     Column("revision", Integer, nullable=False, comment="case revision it was derived from"),
     Column("recorded_at", UTCDateTime, nullable=False),
     Index("ix_case_steps_on_date_stage", "on_date", "stage"),
@@ -28,7 +33,8 @@ case_steps = Table(
 # Where each case stands as of the ladder job's last run (a projection, rewritten by the job):
 # what the case list filters on (stage, overdue) and what tells the job which cases are done.
 case_ladder = Table(
-    "case_ladder", metadata,
+    "case_ladder",
+    metadata,
     Column("case_no", String(64), ForeignKey("cases.case_no"), primary_key=True),
     Column("revision", Integer, nullable=False, comment="case revision the stage is for"),
     Column("rules_digest", String(16), nullable=False, comment="calendar + thresholds used"),

@@ -27,21 +27,27 @@ from central.store.types import JSONDoc, UTCDateTime
 # The corrected time and business day of every event correlation reads (queue, evaluator,
 # camera verdicts). Updated when a boot's clock offset becomes known after the fact.
 correlation_event_days = Table(
-    "correlation_event_days", metadata,
+    "correlation_event_days",
+    metadata,
     Column("gateway_id", String(64), primary_key=True),
     Column("seq", BigInteger, primary_key=True, autoincrement=False),
     Column("hall_id", String(64), nullable=False),
     Column("kind", String(64), nullable=False),
     Column("business_day", Date, nullable=False),
     Column("at", UTCDateTime, nullable=False, comment="corrected gateway time"),
-    Column("time_source", String(16), nullable=False,
-           comment="synced | repaired | unsynced | machine_offset"),
+    Column(
+        "time_source",
+        String(16),
+        nullable=False,
+        comment="synced | repaired | unsynced | machine_offset",
+    ),
     Index("ix_correlation_event_days_hall_day", "hall_id", "business_day"),
 )
 
 # (hall, business day) pairs with new input since they were last correlated
 correlation_dirty = Table(
-    "correlation_dirty", metadata,
+    "correlation_dirty",
+    metadata,
     Column("hall_id", String(64), primary_key=True),
     Column("business_day", Date, primary_key=True),
     Column("marked_at", UTCDateTime, nullable=False),
@@ -49,21 +55,24 @@ correlation_dirty = Table(
 
 # the case revision each case was last scanned at (a re-scan of the overlap skips it)
 correlation_case_seen = Table(
-    "correlation_case_seen", metadata,
+    "correlation_case_seen",
+    metadata,
     Column("case_no", String(64), primary_key=True),
     Column("revision", Integer, nullable=False),
 )
 
 # job bookkeeping: the received_at watermark of the last scan, keyed by name
 correlation_state = Table(
-    "correlation_state", metadata,
+    "correlation_state",
+    metadata,
     Column("name", String(64), primary_key=True),
     Column("value", JSONDoc, nullable=False),
 )
 
 # one row per correlated hall-day: when and what the last run found
 correlation_days = Table(
-    "correlation_days", metadata,
+    "correlation_days",
+    metadata,
     Column("hall_id", String(64), primary_key=True),
     Column("business_day", Date, primary_key=True),
     Column("run_at", UTCDateTime, nullable=False),
@@ -74,7 +83,8 @@ correlation_days = Table(
 )
 
 service_sessions = Table(
-    "service_sessions", metadata,
+    "service_sessions",
+    metadata,
     Column("session_id", String(160), primary_key=True, comment="gateway:seq of its first event"),
     Column("hall_id", String(64), nullable=False),
     Column("business_day", Date, nullable=False),
@@ -90,8 +100,11 @@ service_sessions = Table(
     Column("next_call_at", UTCDateTime, comment="next ticket called at the same window"),
     Column("machine_times", JSONDoc, nullable=False, comment="the queue machine's own clock"),
     Column("time_sources", JSONDoc, comment="stage → receive | machine_offset"),
-    Column("next_start_at", UTCDateTime,
-           comment="the next session at the same window started: LATE from then on"),
+    Column(
+        "next_start_at",
+        UTCDateTime,
+        comment="the next session at the same window started: LATE from then on",
+    ),
     Column("recalls", Integer, nullable=False),
     Column("finish_mseq", Integer),
     Column("case_nos", JSONDoc, nullable=False),
@@ -99,7 +112,8 @@ service_sessions = Table(
 )
 
 presence_periods = Table(
-    "presence_periods", metadata,
+    "presence_periods",
+    metadata,
     Column("hall_id", String(64), primary_key=True),
     Column("window", Integer, primary_key=True, autoincrement=False),
     Column("staff", String(6), primary_key=True),
@@ -112,7 +126,8 @@ presence_periods = Table(
 )
 
 correlation_results = Table(
-    "correlation_results", metadata,
+    "correlation_results",
+    metadata,
     Column("gateway_id", String(64), primary_key=True),
     Column("seq", BigInteger, primary_key=True, autoincrement=False),
     Column("version", Integer, primary_key=True, autoincrement=False),
@@ -142,7 +157,8 @@ correlation_results = Table(
 
 # which version is current (the only mutable correlation table: a pointer, never a result)
 correlation_heads = Table(
-    "correlation_heads", metadata,
+    "correlation_heads",
+    metadata,
     Column("gateway_id", String(64), primary_key=True),
     Column("seq", BigInteger, primary_key=True, autoincrement=False),
     Column("version", Integer, nullable=False),
@@ -152,7 +168,8 @@ correlation_heads = Table(
 )
 
 correlation_case_links = Table(
-    "correlation_case_links", metadata,
+    "correlation_case_links",
+    metadata,
     Column("gateway_id", String(64), primary_key=True),
     Column("seq", BigInteger, primary_key=True, autoincrement=False),
     Column("version", Integer, primary_key=True, autoincrement=False),
@@ -161,7 +178,8 @@ correlation_case_links = Table(
 )
 
 correlation_reissues = Table(
-    "correlation_reissues", metadata,
+    "correlation_reissues",
+    metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("gateway_id", String(64), nullable=False),
     Column("seq", BigInteger, nullable=False),
@@ -177,7 +195,8 @@ correlation_reissues = Table(
 # 差评整改: the item's current state (mutable, like a case's status); its history is
 # followup_events (append-only)
 followups = Table(
-    "followups", metadata,
+    "followups",
+    metadata,
     Column("item_id", String(160), primary_key=True),
     Column("gateway_id", String(64), nullable=False),
     Column("seq", BigInteger, nullable=False),
@@ -202,7 +221,8 @@ followups = Table(
 )
 
 followup_events = Table(
-    "followup_events", metadata,
+    "followup_events",
+    metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("item_id", String(160), ForeignKey("followups.item_id"), nullable=False, index=True),
     Column("kind", String(32), nullable=False),
@@ -218,7 +238,8 @@ followup_events = Table(
 
 # a hall's opening hours and window → department roster (central.rules.indicators.HallSetup)
 hall_setups = Table(
-    "hall_setups", metadata,
+    "hall_setups",
+    metadata,
     Column("hall_id", String(64), primary_key=True),
     Column("setup", JSONDoc, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),

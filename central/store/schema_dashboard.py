@@ -25,12 +25,18 @@ from central.store.schema import metadata
 from central.store.types import UTCDateTime
 
 users = Table(
-    "users", metadata,
+    "users",
+    metadata,
     Column("name", String(64), primary_key=True),
-    Column("password_hash", String(256), nullable=False,
-           comment="scrypt$N$r$p$salt$digest (base64)"),
-    Column("role", String(32), nullable=False,
-           comment="supervisor | department_leader | hall_manager | technician"),
+    Column(
+        "password_hash", String(256), nullable=False, comment="scrypt$N$r$p$salt$digest (base64)"
+    ),
+    Column(
+        "role",
+        String(32),
+        nullable=False,
+        comment="supervisor | department_leader | hall_manager | technician",
+    ),
     Column("hall_id", String(64), comment="hall_manager: the hall"),
     Column("department", String(128), comment="department_leader: the department"),
     Column("disabled", Boolean, nullable=False, default=False),
@@ -40,7 +46,8 @@ users = Table(
 
 # 复核: a supervisor confirms or dismisses one flag of one evaluation (evaluator.key event)
 evaluation_reviews = Table(
-    "evaluation_reviews", metadata,
+    "evaluation_reviews",
+    metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("gateway_id", String(64), nullable=False),
     Column("seq", BigInteger, nullable=False, comment="gateway seq of the evaluator.key event"),
@@ -48,16 +55,26 @@ evaluation_reviews = Table(
     Column("flag", String(64), nullable=False, comment="the flag reviewed, e.g. NO_SESSION"),
     Column("decision", String(16), nullable=False, comment="confirmed | dismissed"),
     Column("note", Text, nullable=False),
-    Column("generation", Integer, nullable=False,
-           comment="1 for the first review of this flag, n + 1 for the one replacing n"),
-    Column("supersedes", Integer, ForeignKey("evaluation_reviews.id"),
-           comment="the review this one replaces"),
-    Column("evaluation_version", Integer,
-           comment="the correlation result version the reviewer saw"),
+    Column(
+        "generation",
+        Integer,
+        nullable=False,
+        comment="1 for the first review of this flag, n + 1 for the one replacing n",
+    ),
+    Column(
+        "supersedes",
+        Integer,
+        ForeignKey("evaluation_reviews.id"),
+        comment="the review this one replaces",
+    ),
+    Column(
+        "evaluation_version", Integer, comment="the correlation result version the reviewer saw"
+    ),
     Column("reviewer", String(200), nullable=False),
     Column("reviewer_role", String(32), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
-    UniqueConstraint("gateway_id", "seq", "flag", "generation",
-                     name="uq_evaluation_reviews_generation"),
+    UniqueConstraint(
+        "gateway_id", "seq", "flag", "generation", name="uq_evaluation_reviews_generation"
+    ),
     Index("ix_evaluation_reviews_hall_created", "hall_id", "created_at"),
 )

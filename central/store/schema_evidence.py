@@ -15,10 +15,15 @@ from central.store.types import UTCDateTime
 # One row per (gateway event, file): the same snapshot may be named by a verdict and a
 # presence change; the file is stored once.
 evidence_files = Table(
-    "evidence_files", metadata,
+    "evidence_files",
+    metadata,
     Column("gateway_id", String(64), primary_key=True),
-    Column("event_seq", BigInteger, primary_key=True,
-           comment="gateway seq of the camera.* event naming the file"),
+    Column(
+        "event_seq",
+        BigInteger,
+        primary_key=True,
+        comment="gateway seq of the camera.* event naming the file",
+    ),
     Column("sha256", String(64), nullable=False),
     Column("hall_id", String(64), nullable=False),
     Column("kind", String(64), nullable=False),
@@ -29,7 +34,8 @@ evidence_files = Table(
 )
 
 evidence_rejects = Table(
-    "evidence_rejects", metadata,
+    "evidence_rejects",
+    metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("gateway_id", String(64), nullable=False),
     Column("hall_id", String(64), nullable=False),

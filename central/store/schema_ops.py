@@ -26,13 +26,15 @@ from central.store.types import JSONDoc, UTCDateTime
 # The highest command version ever issued to a gateway id. Kept apart from ``gateways`` so a
 # re-provisioned or replaced gateway continues above it (its bundle carries it as the floor).
 command_counters = Table(
-    "command_counters", metadata,
+    "command_counters",
+    metadata,
     Column("gateway_id", String(64), primary_key=True),
     Column("last_version", BigInteger, nullable=False),
 )
 
 gateway_commands = Table(
-    "gateway_commands", metadata,
+    "gateway_commands",
+    metadata,
     Column("id", String(36), primary_key=True, comment="uuid4, as in the signed command"),
     Column("gateway_id", String(64), nullable=False),
     Column("hall_id", String(64), nullable=False),
@@ -49,10 +51,15 @@ gateway_commands = Table(
 )
 
 command_results = Table(
-    "command_results", metadata,
+    "command_results",
+    metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("command_id", String(36), index=True, comment="absent when the gateway could not "
-                                                          "read the payload as a command"),
+    Column(
+        "command_id",
+        String(36),
+        index=True,
+        comment="absent when the gateway could not read the payload as a command",
+    ),
     Column("gateway_id", String(64), nullable=False, index=True),
     Column("hall_id", String(64), nullable=False),
     Column("version", BigInteger),
@@ -61,6 +68,11 @@ command_results = Table(
     Column("detail", Text, nullable=False, default=""),
     Column("gateway_utc", UTCDateTime, nullable=False),
     Column("received_at", UTCDateTime, nullable=False),
-    Column("digest", String(64), nullable=False, unique=True,
-           comment="SHA-256 of the payload: a redelivered result is stored once"),
+    Column(
+        "digest",
+        String(64),
+        nullable=False,
+        unique=True,
+        comment="SHA-256 of the payload: a redelivered result is stored once",
+    ),
 )

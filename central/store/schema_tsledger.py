@@ -15,14 +15,16 @@ from central.store.types import UTCDateTime
 # how far the time-series sink has written each gateway's events (seq ≤ through_seq are written);
 # the row of gateway id "*" (never a real id) holds the last sampling slot of the gateway gauges
 timeseries_progress = Table(
-    "timeseries_progress", metadata,
+    "timeseries_progress",
+    metadata,
     Column("gateway_id", String(64), primary_key=True),
     Column("through_seq", BigInteger, nullable=False),
     Column("written_at", UTCDateTime, nullable=False),
 )
 
 ledger_entries = Table(
-    "ledger_entries", metadata,
+    "ledger_entries",
+    metadata,
     Column("hall_id", String(64), primary_key=True),
     Column("day", Date, primary_key=True, comment="business day (Asia/Shanghai) of entry"),
     Column("position", Integer, primary_key=True, autoincrement=False, comment="1, 2, 3, …"),
@@ -38,7 +40,8 @@ ledger_entries = Table(
 # the ledger job's watermarks: per gateway the event seq it has chained through ("events",
 # gateway id); for case revisions the newest received_at it has seen ("case_revisions", "")
 ledger_progress = Table(
-    "ledger_progress", metadata,
+    "ledger_progress",
+    metadata,
     Column("source", String(32), primary_key=True),
     Column("ref", String(64), primary_key=True),
     Column("through_seq", BigInteger, nullable=False, default=0),
@@ -48,11 +51,17 @@ ledger_progress = Table(
 # each chain's head as the ledger job sealed it every few minutes (ledger.seal_every_s), also
 # appended to a file outside the database: a rewrite of today's chain no longer matches it
 ledger_seals = Table(
-    "ledger_seals", metadata,
+    "ledger_seals",
+    metadata,
     Column("hall_id", String(64), primary_key=True),
     Column("day", Date, primary_key=True, comment="business day of the chain"),
-    Column("entries", Integer, primary_key=True, autoincrement=False,
-           comment="the chain's length when sealed"),
+    Column(
+        "entries",
+        Integer,
+        primary_key=True,
+        autoincrement=False,
+        comment="the chain's length when sealed",
+    ),
     Column("head", String(64), nullable=False, comment="chain hash of entry number 'entries'"),
     Column("sealed_at", UTCDateTime, nullable=False),
 )

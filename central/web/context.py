@@ -40,13 +40,15 @@ class WebContext:
     # peers whose X-Forwarded-For is believed (http.trusted_proxies); none by default
     trusted_proxies: tuple[IPNetwork, ...] = ()
     templates: Jinja2Templates = field(
-        default_factory=lambda: Jinja2Templates(directory=str(TEMPLATES)))
+        default_factory=lambda: Jinja2Templates(directory=str(TEMPLATES))
+    )
     # scrypt takes 32 MiB and a good part of a second: two logins at a time on two cores
     login_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(2))
 
     @classmethod
-    def from_data_dir(cls, data_dir: Path, trusted_proxies: tuple[IPNetwork, ...] = ()
-                      ) -> WebContext:
+    def from_data_dir(
+        cls, data_dir: Path, trusted_proxies: tuple[IPNetwork, ...] = ()
+    ) -> WebContext:
         return cls(SessionSigner(load_or_create_key(data_dir)), trusted_proxies=trusted_proxies)
 
     @classmethod
@@ -76,8 +78,10 @@ def find(request: Request) -> WebContext | None:
 def require(request: Request) -> WebContext:
     context = find(request)
     if context is None:
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE,
-                            "监察看板未配置（无会话密钥）/ dashboard not configured")
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            "监察看板未配置（无会话密钥）/ dashboard not configured",
+        )
     return context
 
 

@@ -21,7 +21,8 @@ COOKIE = "hw_central_lang"
 @functools.cache
 def catalogue() -> dict[str, dict[str, str]]:
     data: dict[str, dict[str, str]] = json.loads(
-        Path(__file__).with_name("messages.json").read_text(encoding="utf-8"))
+        Path(__file__).with_name("messages.json").read_text(encoding="utf-8")
+    )
     return data
 
 

@@ -35,9 +35,9 @@ FORM_LIMIT = 8192  # a user name and a password; anything bigger is not a login
 # inline styles, hence 'unsafe-inline' for styles only. No framing: clickjacking a "confirm".
 PAGE_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; script-src 'self'; "
-                               "style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
-                               "object-src 'none'; base-uri 'none'; form-action 'self'; "
-                               "frame-ancestors 'none'",
+    "style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
+    "object-src 'none'; base-uri 'none'; form-action 'self'; "
+    "frame-ancestors 'none'",
     "X-Frame-Options": "DENY",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "same-origin",
@@ -77,14 +77,26 @@ def language(request: Request) -> str:
 
 def _safe_next(target: str | None) -> str:
     """Only a path on this server: never an address elsewhere (open redirect)."""
-    if (not target or not target.startswith("/") or target.startswith("//")
-            or "\\" in target or target.startswith("/login")):
+    if (
+        not target
+        or not target.startswith("/")
+        or target.startswith("//")
+        or "\\" in target
+        or target.startswith("/login")
+    ):
         return "/overview"
     return target
 
 
-def render(ctx: WebContext, request: Request, name: str, lang: str, status: int = 200,
-           session: Session | None = None, **values: Any) -> HTMLResponse:
+def render(
+    ctx: WebContext,
+    request: Request,
+    name: str,
+    lang: str,
+    status: int = 200,
+    session: Session | None = None,
+    **values: Any,
+) -> HTMLResponse:
     def t(key: str, **params: Any) -> str:
         return i18n.translate(lang, key, **params)
 
@@ -94,17 +106,28 @@ def render(ctx: WebContext, request: Request, name: str, lang: str, status: int 
     query = {k: v for k, v in request.query_params.items() if k != "lang"}
     other = "en" if lang == "zh" else "zh"
     switch = "".join(f"{quote(k)}={quote(v)}&" for k, v in query.items()) + f"lang={other}"
-    response = ctx.templates.TemplateResponse(request, f"{name}.html", {
-        "lang": lang, "html_lang": i18n.HTML_LANG[lang], "t": t, "page": name,
-        "other_lang": other, "lang_href": f"{here}?{switch}",
-        "user": who, "nav": nav, "csrf": session.csrf if session else "",
-        "catalogue": i18n.script_catalogue(lang),
-        "role_label": t(f"role.{who.role.value}") if who else "",
-        "scope_label": (who.hall or who.department or "") if who else "",
-        **values}, status_code=status)
+    response = ctx.templates.TemplateResponse(
+        request,
+        f"{name}.html",
+        {
+            "lang": lang,
+            "html_lang": i18n.HTML_LANG[lang],
+            "t": t,
+            "page": name,
+            "other_lang": other,
+            "lang_href": f"{here}?{switch}",
+            "user": who,
+            "nav": nav,
+            "csrf": session.csrf if session else "",
+            "catalogue": i18n.script_catalogue(lang),
+            "role_label": t(f"role.{who.role.value}") if who else "",
+            "scope_label": (who.hall or who.department or "") if who else "",
+            **values,
+        },
+        status_code=status,
+    )
     if request.query_params.get("lang") in i18n.LANGUAGES:
-        response.set_cookie(i18n.COOKIE, lang, max_age=366 * 86400, samesite="strict",
-                            path="/")
+        response.set_cookie(i18n.COOKIE, lang, max_age=366 * 86400, samesite="strict", path="/")
     response.headers.update(PAGE_HEADERS)
     return response
 
@@ -116,11 +139,24 @@ async def _page(request: Request, page: Page, **values: Any) -> Response:
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         return RedirectResponse(f"/login?next={quote(target, safe='')}", 303)
     if session.account.role not in page.roles:
-        return render(ctx, request, "refused", lang, 403, session,
-                      message=i18n.translate(lang, "refused.role"))
-    return render(ctx, request, page.name, lang, session=session,
-                  config=json.dumps(values.pop("config", {}), ensure_ascii=False)
-                  .replace("<", "\\u003c"), **values)
+        return render(
+            ctx,
+            request,
+            "refused",
+            lang,
+            403,
+            session,
+            message=i18n.translate(lang, "refused.role"),
+        )
+    return render(
+        ctx,
+        request,
+        page.name,
+        lang,
+        session=session,
+        config=json.dumps(values.pop("config", {}), ensure_ascii=False).replace("<", "\\u003c"),
+        **values,
+    )
 
 
 @router.get("/")
@@ -163,15 +199,22 @@ async def case_page(request: Request, case_no: str) -> Response:
     session = await session_of(request)
     if session is not None and session.account.role in CASE_PAGE.roles:
         try:
-            case = await get_case(request, request.app.state.engine, session.principal,
-                                  case_no)
+            case = await get_case(request, request.app.state.engine, session.principal, case_no)
         except HTTPException as exc:
             if exc.status_code in (404, 422):
-                return render(ctx, request, "refused", lang, 404, session,
-                              message=i18n.translate(lang, "refused.no_case"))
+                return render(
+                    ctx,
+                    request,
+                    "refused",
+                    lang,
+                    404,
+                    session,
+                    message=i18n.translate(lang, "refused.no_case"),
+                )
             raise
-        return await _page(request, CASE_PAGE, case_no=case.case_no,
-                           config={"case_no": case.case_no})
+        return await _page(
+            request, CASE_PAGE, case_no=case.case_no, config={"case_no": case.case_no}
+        )
     return await _page(request, CASE_PAGE)
 
 
@@ -210,22 +253,52 @@ async def login(request: Request) -> Response:
     address = client_address(request, ctx.trusted_proxies)
     wait = ctx.brake.admit(name, address)  # counted before the check: parallel guesses too
     if wait:
-        return render(ctx, request, "login", lang, 429, next=target, username=name,
-                      error=i18n.translate(lang, "login.throttled", seconds=wait))
+        return render(
+            ctx,
+            request,
+            "login",
+            lang,
+            429,
+            next=target,
+            username=name,
+            error=i18n.translate(lang, "login.throttled", seconds=wait),
+        )
     async with ctx.login_slots:
         account = await accounts.verify(request.app.state.engine, name, password)
     if account is None:
-        return render(ctx, request, "login", lang, 401, next=target, username=name,
-                      error=i18n.translate(lang, "login.failed"))
+        return render(
+            ctx,
+            request,
+            "login",
+            lang,
+            401,
+            next=target,
+            username=name,
+            error=i18n.translate(lang, "login.failed"),
+        )
     ctx.brake.succeeded(name, address)
     ticket = ctx.signer.issue(account)
     secure = request.url.scheme == "https"
     response = RedirectResponse(target, 303)
-    response.set_cookie(SESSION_COOKIE, ticket.cookie, max_age=ticket.max_age, httponly=True,
-                        samesite="strict", secure=secure, path="/")
+    response.set_cookie(
+        SESSION_COOKIE,
+        ticket.cookie,
+        max_age=ticket.max_age,
+        httponly=True,
+        samesite="strict",
+        secure=secure,
+        path="/",
+    )
     # the page's script sends this back in X-CSRF-Token (double submit, bound to the session)
-    response.set_cookie(CSRF_COOKIE, ticket.csrf, max_age=ticket.max_age, httponly=False,
-                        samesite="strict", secure=secure, path="/")
+    response.set_cookie(
+        CSRF_COOKIE,
+        ticket.csrf,
+        max_age=ticket.max_age,
+        httponly=False,
+        samesite="strict",
+        secure=secure,
+        path="/",
+    )
     return response
 
 

@@ -91,8 +91,9 @@ class Ticket:
 
 
 class SessionSigner:
-    def __init__(self, key: bytes, lifetime_s: float = 12 * 3600,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, key: bytes, lifetime_s: float = 12 * 3600, clock: Callable[[], float] = time.time
+    ) -> None:
         if len(key) < KEY_BYTES:
             raise ValueError("session key too short")
         self._key = key
@@ -101,9 +102,16 @@ class SessionSigner:
 
     def issue(self, account: Account) -> Ticket:
         csrf = secrets.token_urlsafe(24)
-        payload = json.dumps({"u": account.name, "p": account.password_tag, "c": csrf,
-                              "e": int(self._clock() + self.lifetime_s)},
-                             separators=(",", ":"), ensure_ascii=False).encode()
+        payload = json.dumps(
+            {
+                "u": account.name,
+                "p": account.password_tag,
+                "c": csrf,
+                "e": int(self._clock() + self.lifetime_s),
+            },
+            separators=(",", ":"),
+            ensure_ascii=False,
+        ).encode()
         body = _b64(payload)
         return Ticket(f"v1.{body}.{self._sign(body)}", csrf, int(self.lifetime_s))
 
@@ -142,8 +150,11 @@ async def check(request: Request, signer: SessionSigner) -> Session | None:
     if opened is not None:
         name, tag, csrf = opened
         account = await accounts.get(request.app.state.engine, name)
-        if (account is not None and not account.disabled
-                and hmac.compare_digest(account.password_tag, tag)):
+        if (
+            account is not None
+            and not account.disabled
+            and hmac.compare_digest(account.password_tag, tag)
+        ):
             session = Session(account, csrf)
     request.state.hw_session = session
     return session
@@ -164,9 +175,11 @@ def require_csrf(request: Request, session: Session, submitted: str | None) -> N
     if request.method in SAFE_METHODS:
         return
     if not same_origin(request):
-        raise HTTPException(status.HTTP_403_FORBIDDEN,
-                            "跨站请求被拒绝 / cross-origin request refused")
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN, "跨站请求被拒绝 / cross-origin request refused"
+        )
     if not submitted or not hmac.compare_digest(submitted, session.csrf):
-        raise HTTPException(status.HTTP_403_FORBIDDEN,
-                            "缺少或错误的 CSRF 令牌，请刷新页面 / missing or wrong CSRF token")
-
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN,
+            "缺少或错误的 CSRF 令牌，请刷新页面 / missing or wrong CSRF token",
+        )

@@ -14,7 +14,12 @@ STATIC = Path(__file__).with_name("static")
 
 
 def install(app: FastAPI) -> None:
-    for router in (overview.router, drilldown.router, bulletin.router, reviews.router,
-                   pages.router):
+    for router in (
+        overview.router,
+        drilldown.router,
+        bulletin.router,
+        reviews.router,
+        pages.router,
+    ):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

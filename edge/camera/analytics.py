@@ -157,7 +157,10 @@ class CameraAnalyzer:
     # -- references ------------------------------------------------------------------------
 
     def calibrate(
-        self, gray: Image, mono: float, regions: list[str] | None = None,
+        self,
+        gray: Image,
+        mono: float,
+        regions: list[str] | None = None,
         windows: list[int] | None = None,
     ) -> list[str]:
         """Take the current frame as the empty reference (a technician says: nobody there),
@@ -167,9 +170,8 @@ class CameraAnalyzer:
         level = _level(smooth)
         taken = []
         for region in self.regions:
-            chosen = (
-                (regions is None or region.name in regions)
-                and (windows is None or (region.kind != "waiting" and region.window in windows))
+            chosen = (regions is None or region.name in regions) and (
+                windows is None or (region.kind != "waiting" and region.window in windows)
             )
             if chosen:
                 region.reference = Reference(
@@ -213,9 +215,7 @@ class CameraAnalyzer:
             return self._blind
         if self._started is None or self._shape is None:
             return None
-        missing = [
-            r for r in self.regions if r.kind != "waiting" and r.reference is None
-        ]
+        missing = [r for r in self.regions if r.kind != "waiting" and r.reference is None]
         waited = self.frames_mono - self._started
         if missing and waited >= self.config.no_reference_after_s:
             windows = sorted({r.window for r in missing})
@@ -449,24 +449,46 @@ class CameraAnalyzer:
             region.area = max(1, int(np.count_nonzero(region.crop(full))))
             stored = waiting.get(region.name)
             unsized = self._unsized.get(region.name)
-            if (stored is None or stored.image.shape != (h, w)) and unsized is not None \
-                    and unsized.image.shape == (h, w):
+            if (
+                (stored is None or stored.image.shape != (h, w))
+                and unsized is not None
+                and unsized.image.shape == (h, w)
+            ):
                 stored = self._unsized.pop(region.name)
             if stored is not None and stored.image.shape == (h, w):
                 region.reference = stored
             else:
                 other = region.reference if old_shape is not None else None
                 if other is None:  # persisted at another size only
-                    other = next((refs[region.name] for refs in self._by_shape.values()
-                                  if region.name in refs), None)
-                region.reference = None if other is None else Reference(
-                    np.asarray(cv2.resize(other.image, (max(1, w), max(1, h)),
-                                          interpolation=cv2.INTER_AREA), np.float32),
-                    other.level, "rescaled", other.taken,
+                    other = next(
+                        (
+                            refs[region.name]
+                            for refs in self._by_shape.values()
+                            if region.name in refs
+                        ),
+                        None,
+                    )
+                region.reference = (
+                    None
+                    if other is None
+                    else Reference(
+                        np.asarray(
+                            cv2.resize(
+                                other.image, (max(1, w), max(1, h)), interpolation=cv2.INTER_AREA
+                            ),
+                            np.float32,
+                        ),
+                        other.level,
+                        "rescaled",
+                        other.taken,
+                    )
                 )
             region.score = None
-        rescaled = [r.name for r in self.regions
-                    if r.reference is not None and r.reference.source == "rescaled"]
+        rescaled = [
+            r.name
+            for r in self.regions
+            if r.reference is not None and r.reference.source == "rescaled"
+        ]
         if old_shape is None:
             return f"references of another frame size rescaled: {rescaled}" if rescaled else None
         how = "rescaled references of the old size" if rescaled else "references of this size"
@@ -487,9 +509,7 @@ class CameraAnalyzer:
         return self.config.person_area * self._shape[0] * self._shape[1]
 
 
-def same_picture(
-    gray: Image, last: Image | None
-) -> bool:
+def same_picture(gray: Image, last: Image | None) -> bool:
     """The same picture again (a frozen stream re-encoding its last frame), not a still hall:
     a live sensor's noise changes far more than a few pixels between frames."""
     if last is None or last.shape != gray.shape:

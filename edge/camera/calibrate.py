@@ -37,8 +37,7 @@ class Calibrated:
 def calibrate_camera(
     config: CameraConfig, state_dir: Path, windows: list[int] | None, timeout_s: float = 10.0
 ) -> Calibrated:
-    source = make_source(config.url, config.open_timeout_s, config.read_timeout_s,
-                         config.backend)
+    source = make_source(config.url, config.open_timeout_s, config.read_timeout_s, config.backend)
     grays = []
     try:
         source.open()
@@ -54,8 +53,10 @@ def calibrate_camera(
     finally:
         source.close()
     if all(same_picture(b, a) for (_, a), (_, b) in itertools.pairwise(grays)):
-        raise CalibrationFailed(f"camera {config.id}: the stream is frozen (the same picture "
-                                "again and again); calibrate on a live picture")
+        raise CalibrationFailed(
+            f"camera {config.id}: the stream is frozen (the same picture "
+            "again and again); calibrate on a live picture"
+        )
     frame, gray = grays[-1]
     analyzer = CameraAnalyzer(config)
     files = ReferenceFiles(state_dir / config.id)

@@ -42,8 +42,9 @@ class Polygon(_Model):
 class WindowRegions(_Model):
     """One service window (窗口) as the camera sees it."""
 
-    window: int = Field(ge=1, le=99_999,
-                        description="window number, as on the evaluator and queue machine")
+    window: int = Field(
+        ge=1, le=99_999, description="window number, as on the evaluator and queue machine"
+    )
     staff_seat: Polygon = Field(description="where the staff member sits when serving")
     citizen_side: Polygon = Field(description="where a citizen stands or sits at the counter")
 
@@ -130,8 +131,10 @@ class CameraServiceConfig(_Model):
     verdict: VerdictConfig = VerdictConfig()
     cameras_per_worker: int = Field(default=1, ge=1, le=32)
     worker_max_rss_mb: int = Field(
-        default=512, ge=32, description="a camera worker using more memory than this (a leak "
-        "in a decoder) is restarted"
+        default=512,
+        ge=32,
+        description="a camera worker using more memory than this (a leak "
+        "in a decoder) is restarted",
     )
     worker_timeout_s: float = Field(
         default=10.0, gt=0, description="a worker silent this long is killed and restarted"

@@ -21,8 +21,17 @@ from protocols.camera import (
     EvidenceEntry,
 )
 
-__all__ = ["KINDS", "SHA256", "CameraEvent", "CameraHealth", "CameraPresence", "CameraVerdict",
-           "CameraWaiting", "CitizenVerdict", "EvidenceEntry"]
+__all__ = [
+    "KINDS",
+    "SHA256",
+    "CameraEvent",
+    "CameraHealth",
+    "CameraPresence",
+    "CameraVerdict",
+    "CameraWaiting",
+    "CitizenVerdict",
+    "EvidenceEntry",
+]
 
 
 @dataclass(frozen=True, slots=True)

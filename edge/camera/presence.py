@@ -92,8 +92,11 @@ class PresenceTracker:
         segment = self._segments[value]
         if value:
             # after an absence, a passer-by must not count as the return
-            needed = self.present_after_s if self.state == "unknown" else max(
-                self.present_after_s, self.occlusion_s)
+            needed = (
+                self.present_after_s
+                if self.state == "unknown"
+                else max(self.present_after_s, self.occlusion_s)
+            )
         else:
             needed = self.away_after_s
         if mono - segment.start < needed or segment.agree < self.agree_fraction * segment.frames:

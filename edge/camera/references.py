@@ -34,8 +34,12 @@ class ReferenceFiles:
                 target = self.directory / f"{name}@{shape[1]}x{shape[0]}.npz"
                 partial = target.with_name(target.name + ".part")
                 with partial.open("wb") as handle:
-                    np.savez(handle, image=ref.image, level=np.float64(ref.level),
-                             source=np.str_(ref.source))
+                    np.savez(
+                        handle,
+                        image=ref.image,
+                        level=np.float64(ref.level),
+                        source=np.str_(ref.source),
+                    )
                 partial.replace(target)
 
     def load(self, analyzer: CameraAnalyzer) -> int:

@@ -59,8 +59,11 @@ _PROJECT_ROOT = Path(__file__).resolve().parents[2]  # so ``-m edge.camera.worke
 WAITING_MIN_INTERVAL_S = 5.0
 RESTART_BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 # the service's supervised loops (name → method); each worker process has a record beside them
-TASKS = {"camera.receive": "_receive", "camera.supervise": "_supervise",
-         "camera.retention": "_retention"}
+TASKS = {
+    "camera.receive": "_receive",
+    "camera.supervise": "_supervise",
+    "camera.retention": "_retention",
+}
 
 
 @dataclass(slots=True)
@@ -254,10 +257,14 @@ class CameraService:
         snapshot = None
         if blobs:
             entry = await asyncio.to_thread(
-                self.store.add, blobs[0], kind="snap", camera=camera,
+                self.store.add,
+                blobs[0],
+                kind="snap",
+                camera=camera,
                 window=windows[0] if windows and len(windows) == 1 else None,
                 utc=utc_at(float(header["mono"])),
-                reason="calibration: empty reference", meta={"regions": regions},
+                reason="calibration: empty reference",
+                meta={"regions": regions},
             )
             snapshot = str(entry["path"])
         for key, tracker in self._trackers.items():
@@ -427,8 +434,13 @@ class CameraService:
         elif kind == "hello":
             handle.pid = int(header["pid"])
         elif kind == "health":
-            self._set_health(header["camera"], header["state"], header["reason"], header["mono"],
-                             str(header.get("advice", "")))
+            self._set_health(
+                header["camera"],
+                header["state"],
+                header["reason"],
+                header["mono"],
+                str(header.get("advice", "")),
+            )
         elif kind == "obs":
             self._observe(header)
         elif kind == "note":
@@ -445,8 +457,12 @@ class CameraService:
         if current.state == state:
             return
         body = CameraHealth.model_validate(
-            {"camera": camera, "state": state, "reason": clean_text(reason, 300),
-             "advice": clean_text(advice, 300)}
+            {
+                "camera": camera,
+                "state": state,
+                "reason": clean_text(reason, 300),
+                "advice": clean_text(advice, 300),
+            }
         )
         self._state[camera].health = body
         self._emit("camera.health", body, mono)
@@ -568,8 +584,10 @@ class CameraService:
                 elif now - handle.last_seen > self.worker_timeout_s:
                     why = f"camera worker silent for {now - handle.last_seen:.0f} s, killed"
                 elif handle.rss_bytes > self.worker_max_rss_bytes:
-                    why = (f"camera worker used {handle.rss_bytes / 2**20:.0f} MiB "
-                           f"(limit {self.worker_max_rss_bytes / 2**20:.0f}), restarted")
+                    why = (
+                        f"camera worker used {handle.rss_bytes / 2**20:.0f} MiB "
+                        f"(limit {self.worker_max_rss_bytes / 2**20:.0f}), restarted"
+                    )
                 else:
                     continue
                 log.error("%s: %s", handle.id, why)

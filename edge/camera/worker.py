@@ -91,7 +91,9 @@ class Worker:
             run = CameraRun(
                 config=config,
                 reader=LatestFrameReader(
-                    config.id, self._source_factory(config), on_health=health.put,
+                    config.id,
+                    self._source_factory(config),
+                    on_health=health.put,
                     # decode (H.264 must) every frame, but convert only what is analysed: the
                     # frame after each one taken (its stamp is its arrival, so still exact)
                     convert_every_s=1.0 / config.fps,
@@ -130,8 +132,14 @@ class Worker:
         while self.running:
             now = time.monotonic()
             if now >= next_heartbeat:
-                self.send({"t": "hb", "worker": self.worker_id, "cpu": time.process_time(),
-                           "rss": _rss_bytes()})
+                self.send(
+                    {
+                        "t": "hb",
+                        "worker": self.worker_id,
+                        "cpu": time.process_time(),
+                        "rss": _rss_bytes(),
+                    }
+                )
                 next_heartbeat = now + HEARTBEAT_S
             for run in self.runs.values():
                 self._forward_health(run)
@@ -169,10 +177,14 @@ class Worker:
             blind = run.analyzer.blindness()
             if frozen_for >= FROZEN_AFTER_S:
                 state = "frozen"
-                reason = (f"画面 {frozen_for:.0f} 秒未变，视频流冻结 / the picture has not changed "
-                          f"for {frozen_for:.0f} s: the stream is frozen")
-                advice = ("检查摄像头或录像机（重启其视频流） / check the camera or recorder "
-                          "(restart its stream)")
+                reason = (
+                    f"画面 {frozen_for:.0f} 秒未变，视频流冻结 / the picture has not changed "
+                    f"for {frozen_for:.0f} s: the stream is frozen"
+                )
+                advice = (
+                    "检查摄像头或录像机（重启其视频流） / check the camera or recorder "
+                    "(restart its stream)"
+                )
             elif state == "online" and blind is not None:
                 state, reason, advice = blind.state, blind.reason, blind.advice
         if state == run.reported:
@@ -185,7 +197,8 @@ class Worker:
                 "state": state,
                 "reason": reason,
                 "advice": advice,
-                "mono": run.link.mono if state in ("online", "offline", "stalled")
+                "mono": run.link.mono
+                if state in ("online", "offline", "stalled")
                 else time.monotonic(),
             }
         )
@@ -258,15 +271,27 @@ class Worker:
             self.send({"t": "reply", "id": header["id"], "ok": False, "error": "no frame"})
             return
         if run.same_since is not None and time.monotonic() - run.same_since >= FROZEN_AFTER_S:
-            self.send({"t": "reply", "id": header["id"], "ok": False,
-                       "error": "the stream is frozen: no live picture to calibrate on"})
+            self.send(
+                {
+                    "t": "reply",
+                    "id": header["id"],
+                    "ok": False,
+                    "error": "the stream is frozen: no live picture to calibrate on",
+                }
+            )
             return
         windows = header.get("windows")
         taken = run.analyzer.calibrate(self._gray(run, frame), frame.mono, windows=windows)
         self._save_references(run)
         self.send(
-            {"t": "reply", "id": header["id"], "ok": bool(taken), "regions": taken,
-             "mono": frame.mono, "error": None if taken else f"no region of windows {windows}"},
+            {
+                "t": "reply",
+                "id": header["id"],
+                "ok": bool(taken),
+                "regions": taken,
+                "mono": frame.mono,
+                "error": None if taken else f"no region of windows {windows}",
+            },
             [frame.to_jpeg()],
         )
 
@@ -310,8 +335,13 @@ class Worker:
         files = self._reference_files(run)
         if files is not None and files.newest_mtime() > run.references_mtime:
             self._restore_references(run)
-            self.send({"t": "note", "camera": run.config.id,
-                       "text": "references reloaded after a calibration"})
+            self.send(
+                {
+                    "t": "note",
+                    "camera": run.config.id,
+                    "text": "references reloaded after a calibration",
+                }
+            )
 
     def _restore_references(self, run: CameraRun) -> None:
         files = self._reference_files(run)

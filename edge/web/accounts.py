@@ -88,18 +88,23 @@ def check_password(password: str, encoded: str) -> bool:
         if scheme != "scrypt":
             return False
         expected = base64.b64decode(digest)
-        actual = _scrypt(password, base64.b64decode(salt), int(n), int(r), int(p),
-                         len(expected))
+        actual = _scrypt(password, base64.b64decode(salt), int(n), int(r), int(p), len(expected))
     except (ValueError, TypeError):
         return False
     return hmac.compare_digest(actual, expected)
 
 
-def _scrypt(password: str, salt: bytes, n: int, r: int, p: int,
-            length: int = HASH_BYTES) -> bytes:
+def _scrypt(password: str, salt: bytes, n: int, r: int, p: int, length: int = HASH_BYTES) -> bytes:
     # scrypt needs 128·n·r bytes; hashlib's default ceiling (32 MiB) is just below that
-    return hashlib.scrypt(password.encode("utf-8"), salt=salt, n=n, r=r,
-                          p=p, maxmem=132 * n * r + (1 << 20), dklen=length)
+    return hashlib.scrypt(
+        password.encode("utf-8"),
+        salt=salt,
+        n=n,
+        r=r,
+        p=p,
+        maxmem=132 * n * r + (1 << 20),
+        dklen=length,
+    )
 
 
 @functools.cache
@@ -110,15 +115,18 @@ def _dummy_hash() -> str:
 
 def check_name(name: str) -> str:
     if not NAME_PATTERN.fullmatch(name):
-        raise AccountError("用户名只能由 1–32 个字母、数字、汉字、'.'、'-'、'_' 组成 / "
-                           "a name is 1–32 letters, digits, '.', '-' or '_'")
+        raise AccountError(
+            "用户名只能由 1–32 个字母、数字、汉字、'.'、'-'、'_' 组成 / "
+            "a name is 1–32 letters, digits, '.', '-' or '_'"
+        )
     return name
 
 
 def check_new_password(password: str) -> str:
     if len(password) < MIN_PASSWORD:
-        raise AccountError(f"密码至少 {MIN_PASSWORD} 个字符 / "
-                           f"a password needs at least {MIN_PASSWORD} characters")
+        raise AccountError(
+            f"密码至少 {MIN_PASSWORD} 个字符 / a password needs at least {MIN_PASSWORD} characters"
+        )
     if len(password) > MAX_PASSWORD:
         raise AccountError(f"密码最多 {MAX_PASSWORD} 个字符 / at most {MAX_PASSWORD} characters")
     return password
@@ -145,9 +153,12 @@ class AccountStore:
         stamp = (st.st_mtime_ns, st.st_size)
         if stamp != self._stamp:
             data = json.loads(self.path.read_text(encoding="utf-8"))
-            self._cache = {a["name"]: Account(a["name"], Role(a["role"]), a["password"],
-                                              a.get("created_utc", ""))
-                           for a in data.get("accounts", [])}
+            self._cache = {
+                a["name"]: Account(
+                    a["name"], Role(a["role"]), a["password"], a.get("created_utc", "")
+                )
+                for a in data.get("accounts", [])
+            }
             self._stamp = stamp
         return self._cache
 
@@ -170,8 +181,11 @@ class AccountStore:
         accounts = dict(self.accounts())
         old = accounts.get(name)
         accounts[name] = Account(
-            name, role or (old.role if old else Role.VIEWER), hash_password(password),
-            old.created_utc if old else datetime.now(UTC).isoformat(timespec="seconds"))
+            name,
+            role or (old.role if old else Role.VIEWER),
+            hash_password(password),
+            old.created_utc if old else datetime.now(UTC).isoformat(timespec="seconds"),
+        )
         self._write(accounts)
         return old is None
 
@@ -184,10 +198,18 @@ class AccountStore:
 
     def _write(self, accounts: dict[str, Account]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        data = {"version": 1, "accounts": [
-            {"name": a.name, "role": a.role.value, "password": a.password,
-             "created_utc": a.created_utc} for a in sorted(accounts.values(),
-                                                           key=lambda a: a.name)]}
+        data = {
+            "version": 1,
+            "accounts": [
+                {
+                    "name": a.name,
+                    "role": a.role.value,
+                    "password": a.password,
+                    "created_utc": a.created_utc,
+                }
+                for a in sorted(accounts.values(), key=lambda a: a.name)
+            ],
+        }
         tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as out:

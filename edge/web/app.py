@@ -23,9 +23,11 @@ STATIC = Path(__file__).with_name("static")
 
 # Everything comes from the gateway itself: the page must work in a hall with no internet,
 # and nothing on it may load or send anything elsewhere.
-CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-       "connect-src 'self'; font-src 'self'; frame-ancestors 'none'; base-uri 'none'; "
-       "form-action 'self'")
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; font-src 'self'; frame-ancestors 'none'; base-uri 'none'; "
+    "form-action 'self'"
+)
 HEADERS = [
     (b"content-security-policy", CSP.encode()),
     (b"x-content-type-options", b"nosniff"),
@@ -57,14 +59,27 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
-def create_app(board: HallBoard, accounts: AccountStore, signer: SessionSigner, *,
-               secure_cookies: bool = False, brake: LoginBrake | None = None,
-               trusted_proxies: tuple[IPNetwork, ...] = (),
-               tasks: Supervisor | None = None) -> FastAPI:
-    app = FastAPI(title="Hallwatch hall page", docs_url=None, redoc_url=None,
-                  openapi_url=None)  # nothing to advertise to the hall's LAN
-    app.state.hall = WebContext(board, accounts, signer, brake or LoginBrake(),
-                                secure_cookies, trusted_proxies=trusted_proxies)
+def create_app(
+    board: HallBoard,
+    accounts: AccountStore,
+    signer: SessionSigner,
+    *,
+    secure_cookies: bool = False,
+    brake: LoginBrake | None = None,
+    trusted_proxies: tuple[IPNetwork, ...] = (),
+    tasks: Supervisor | None = None,
+) -> FastAPI:
+    app = FastAPI(
+        title="Hallwatch hall page", docs_url=None, redoc_url=None, openapi_url=None
+    )  # nothing to advertise to the hall's LAN
+    app.state.hall = WebContext(
+        board,
+        accounts,
+        signer,
+        brake or LoginBrake(),
+        secure_cookies,
+        trusted_proxies=trusted_proxies,
+    )
     for routes in (page_routes, board_routes, accounts_routes):
         app.include_router(routes.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

@@ -30,7 +30,8 @@ class WebContext:
     # peers whose X-Forwarded-For is believed (http.trusted_proxies); none by default
     trusted_proxies: tuple[IPNetwork, ...] = ()
     templates: Jinja2Templates = field(
-        default_factory=lambda: Jinja2Templates(directory=str(TEMPLATES)))
+        default_factory=lambda: Jinja2Templates(directory=str(TEMPLATES))
+    )
     # scrypt needs 32 MiB and a good fraction of a second: one login at a time
     login_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(1))
 

@@ -72,10 +72,16 @@ class HallPageServer:
         sock.set_inheritable(False)
         self._socket = sock
         config = uvicorn.Config(
-            self.app, log_config=None, access_log=False, lifespan="off", server_header=False,
-            proxy_headers=False, timeout_graceful_shutdown=int(SHUTDOWN_GRACE_S),
+            self.app,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+            server_header=False,
+            proxy_headers=False,
+            timeout_graceful_shutdown=int(SHUTDOWN_GRACE_S),
             ssl_certfile=str(self.tls.cert) if self.tls else None,
-            ssl_keyfile=str(self.tls.key) if self.tls else None)
+            ssl_keyfile=str(self.tls.key) if self.tls else None,
+        )
         self._server = _EmbeddedServer(config)
         self._task = asyncio.create_task(self._server.serve(sockets=[sock]), name="hall page")
         deadline = asyncio.get_running_loop().time() + STARTUP_TIMEOUT_S
@@ -109,24 +115,35 @@ class HallPageServer:
             self._socket = None
 
 
-async def start_hall_page(config: GatewayConfig, board: HallBoard,
-                          tasks: Supervisor | None = None) -> HallPageServer | None:
+async def start_hall_page(
+    config: GatewayConfig, board: HallBoard, tasks: Supervisor | None = None
+) -> HallPageServer | None:
     """The gateway's hall page, started; None (and logged) if it cannot listen.
     ``tasks``: the gateway's supervised tasks, shown by ``/healthz``."""
     http = config.http
     accounts = AccountStore.in_data_dir(config.data_dir)
-    signer = SessionSigner(load_or_create_key(config.data_dir), accounts,
-                           http.session_hours * 3600)
-    app = create_app(board, accounts, signer, secure_cookies=http.tls is not None,
-                     trusted_proxies=parse_proxies(http.trusted_proxies), tasks=tasks)
+    signer = SessionSigner(load_or_create_key(config.data_dir), accounts, http.session_hours * 3600)
+    app = create_app(
+        board,
+        accounts,
+        signer,
+        secure_cookies=http.tls is not None,
+        trusted_proxies=parse_proxies(http.trusted_proxies),
+        tasks=tasks,
+    )
     server = HallPageServer(app, http.host, http.port, http.tls)
     try:
         await server.start()
     except OSError as exc:
-        log.error("hall page: cannot listen on %s:%d (%s); the gateway runs without it",
-                  http.host, http.port, exc)
+        log.error(
+            "hall page: cannot listen on %s:%d (%s); the gateway runs without it",
+            http.host,
+            http.port,
+            exc,
+        )
         return None
     if not accounts.accounts():
-        log.warning("hall page: no accounts yet; create one with "
-                    "'hallwatch-edge user add NAME -c <config>'")
+        log.warning(
+            "hall page: no accounts yet; create one with 'hallwatch-edge user add NAME -c <config>'"
+        )
     return server

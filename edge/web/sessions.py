@@ -62,17 +62,28 @@ class Session:
 
 
 class SessionSigner:
-    def __init__(self, key: bytes, accounts: AccountStore, lifetime_s: float,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        key: bytes,
+        accounts: AccountStore,
+        lifetime_s: float,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._key = key
         self.accounts = accounts
         self.lifetime_s = lifetime_s
         self._clock = clock
 
     def issue(self, account: Account) -> str:
-        payload = json.dumps({"u": account.name, "p": account.password_tag,
-                              "e": int(self._clock() + self.lifetime_s)},
-                             separators=(",", ":"), ensure_ascii=False).encode()
+        payload = json.dumps(
+            {
+                "u": account.name,
+                "p": account.password_tag,
+                "e": int(self._clock() + self.lifetime_s),
+            },
+            separators=(",", ":"),
+            ensure_ascii=False,
+        ).encode()
         body = _b64(payload)
         return f"v1.{body}.{self._sign(body)}"
 
@@ -100,4 +111,3 @@ class SessionSigner:
         if account is None or not hmac.compare_digest(account.password_tag, tag):
             return None
         return Session(account, expires)
-

@@ -10,8 +10,9 @@ import typer
 
 from edge.web.accounts import AccountError, AccountStore, Role
 
-users = typer.Typer(help="大厅看板账号 / hall page accounts (local to this gateway).",
-                    no_args_is_help=True)
+users = typer.Typer(
+    help="大厅看板账号 / hall page accounts (local to this gateway).", no_args_is_help=True
+)
 
 ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="gateway YAML config")]
 
@@ -27,8 +28,10 @@ def add(
     name: Annotated[str, typer.Argument(help="user name, e.g. dating-admin")],
     config: ConfigOption,
     role: Annotated[Role, typer.Option(help="viewer: read-only (default); admin")] = Role.VIEWER,
-    password_stdin: Annotated[bool, typer.Option(
-        "--password-stdin", help="read the password from the first line of stdin")] = False,
+    password_stdin: Annotated[
+        bool,
+        typer.Option("--password-stdin", help="read the password from the first line of stdin"),
+    ] = False,
 ) -> None:
     """Create an account, or set a new password (and role) for an existing one."""
     store = _store(config)

@@ -48,25 +48,40 @@ class LiveScene:
         with self._lock:
             current = self._present.pop(key, None)
             if current is not None:  # walks out from now on
-                self._replace(current, replace(current, leave=max(t, current.arrive
-                                                                   + current.walk_s)))
+                self._replace(
+                    current, replace(current, leave=max(t, current.arrive + current.walk_s))
+                )
             if move != "in":
                 return
             if role == "staff":
-                actor = Actor("staff", HALL_LAYOUT.seat_spots[window], STAFF_ENTRY, t, math.inf,
-                              window=window, shirt=STAFF_SHIRTS.get(window, (90, 90, 90)),
-                              fidget_every_s=7.0)
+                actor = Actor(
+                    "staff",
+                    HALL_LAYOUT.seat_spots[window],
+                    STAFF_ENTRY,
+                    t,
+                    math.inf,
+                    window=window,
+                    shirt=STAFF_SHIRTS.get(window, (90, 90, 90)),
+                    fidget_every_s=7.0,
+                )
             else:
                 self._visitors += 1
-                actor = Actor("citizen", HALL_LAYOUT.citizen_spots[window], CITIZEN_ENTRY, t,
-                              math.inf, window=window,
-                              shirt=CITIZEN_SHIRTS[self._visitors % len(CITIZEN_SHIRTS)],
-                              fidget_every_s=5.0)
+                actor = Actor(
+                    "citizen",
+                    HALL_LAYOUT.citizen_spots[window],
+                    CITIZEN_ENTRY,
+                    t,
+                    math.inf,
+                    window=window,
+                    shirt=CITIZEN_SHIRTS[self._visitors % len(CITIZEN_SHIRTS)],
+                    fidget_every_s=5.0,
+                )
             self._present[key] = actor
             self._scene.actors.append(actor)
             # People who have left for good are dropped, so rendering stays cheap.
-            self._scene.actors[:] = [a for a in self._scene.actors
-                                     if a.leave == math.inf or a.leave + a.walk_s > t]
+            self._scene.actors[:] = [
+                a for a in self._scene.actors if a.leave == math.inf or a.leave + a.walk_s > t
+            ]
 
     def waiting(self, count: int) -> None:
         """People on the waiting-area benches: the queue, as far as the benches go (the
@@ -78,15 +93,22 @@ class LiveScene:
                 seated = self._present.get(key)
                 if spot_index < count and seated is None:
                     self._visitors += 1
-                    actor = Actor("waiting", spot, CITIZEN_ENTRY, t, math.inf,
-                                  shirt=CITIZEN_SHIRTS[self._visitors % len(CITIZEN_SHIRTS)],
-                                  fidget_every_s=9.0)
+                    actor = Actor(
+                        "waiting",
+                        spot,
+                        CITIZEN_ENTRY,
+                        t,
+                        math.inf,
+                        shirt=CITIZEN_SHIRTS[self._visitors % len(CITIZEN_SHIRTS)],
+                        fidget_every_s=9.0,
+                    )
                     self._present[key] = actor
                     self._scene.actors.append(actor)
                 elif spot_index >= count and seated is not None:
                     del self._present[key]
-                    self._replace(seated, replace(seated, leave=max(t, seated.arrive
-                                                                    + seated.walk_s)))
+                    self._replace(
+                        seated, replace(seated, leave=max(t, seated.arrive + seated.walk_s))
+                    )
 
     def _replace(self, old: Actor, new: Actor) -> None:
         actors = self._scene.actors
@@ -107,8 +129,9 @@ class LiveScene:
 class LiveMjpegServer(MjpegServer):
     """``GET /stream.mjpg`` of a ``LiveScene`` at ``fps``."""
 
-    def __init__(self, scene: LiveScene, fps: float = 4.0, host: str = "127.0.0.1",
-                 port: int = 0) -> None:
+    def __init__(
+        self, scene: LiveScene, fps: float = 4.0, host: str = "127.0.0.1", port: int = 0
+    ) -> None:
         super().__init__(FrameFeed([b""], fps, loop=True), host, port)
         self.scene = scene
         self._rendered: tuple[int, bytes] | None = None

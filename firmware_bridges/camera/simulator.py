@@ -205,8 +205,9 @@ class HallScene:
             up, down = self._noise_frame(index if index is not None else int(t * 1000))
             frame = np.asarray(cv2.subtract(cv2.add(frame, up), down), dtype=np.uint8)
         if self.output_size is not None:
-            frame = np.asarray(cv2.resize(frame, self.output_size,
-                                          interpolation=cv2.INTER_AREA), dtype=np.uint8)
+            frame = np.asarray(
+                cv2.resize(frame, self.output_size, interpolation=cv2.INTER_AREA), dtype=np.uint8
+            )
         if index is not None:
             draw_barcode(frame, index)
         return frame

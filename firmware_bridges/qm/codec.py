@@ -249,8 +249,12 @@ class _Framer:
         if tail.endswith(b"\r"):
             tail, total = tail[:-1], total ^ 0x0D
         given = tail[-2:]
-        if (len(tail) < 3 or tail[-3:-2] != b"*" or not _HEX.issuperset(given)
-                or int(given, 16) != total ^ checksum(tail[-3:])):
+        if (
+            len(tail) < 3
+            or tail[-3:-2] != b"*"
+            or not _HEX.issuperset(given)
+            or int(given, 16) != total ^ checksum(tail[-3:])
+        ):
             self.reject(line.head, f"longer than {self.max_line} bytes")
             return None
         return _Line(line.head[1:], line.head, line.length + 2)
@@ -710,9 +714,12 @@ class Decoder:
         if len(parts) < 3 or parts[0] != b"QM" or not _MSEQ.fullmatch(parts[1]):
             self._framer.reject(line.raw, f"longer than {self._framer.max_line} bytes")
             return None
-        return Unusable(int(parts[1]), line.raw,
-                        f"line of {line.overlong} bytes, longer than {self._framer.max_line}: "
-                        "journaled cut, acknowledged")
+        return Unusable(
+            int(parts[1]),
+            line.raw,
+            f"line of {line.overlong} bytes, longer than {self._framer.max_line}: "
+            "journaled cut, acknowledged",
+        )
 
     def _parse(self, body: bytes, raw: bytes) -> FeedItem | None:
         parts = body.split(b",")

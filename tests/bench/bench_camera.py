@@ -114,7 +114,8 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{name:<6} {'analysis only (this process)':<44} {in_process(feed):>26.2f}")
             with MjpegServer(feed) as server:
                 figure, rss = asyncio.run(
-                    in_workers(server.url, args.cameras, args.seconds, workdir))
+                    in_workers(server.url, args.cameras, args.seconds, workdir)
+                )
             path = f"{args.cameras} workers, MJPEG over HTTP"
             print(f"{name:<6} {path:<44} {figure:>26.2f} {rss / 2**20:>8.0f} MiB")
             if rtsp_reason is None:

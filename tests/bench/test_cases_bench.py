@@ -41,11 +41,21 @@ OPEN_CASES = 20_000
 
 def row(i: int, **over: Any) -> dict[str, Any]:
     accepted = dt.datetime(2026, 8, 1, 9, tzinfo=BUSINESS_TZ) + dt.timedelta(minutes=17 * i)
-    return {"case_no": f"B-{i:06d}", "item_code": f"3301-{i % 50:03d}", "item_name": "食品经营许可",
-            "department": f"部门{i % 12}", "hall": f"H{i % 20}", "window": i % 30 + 1,
-            "staff": f"{i % 400:06d}", "accepted_at": accepted.isoformat(),
-            "legal_days": 20, "promised_days": 5 + i % 10, "status": "在办",
-            "applicant": {"name": "王小明", "phone": "13812345678"}, **over}
+    return {
+        "case_no": f"B-{i:06d}",
+        "item_code": f"3301-{i % 50:03d}",
+        "item_name": "食品经营许可",
+        "department": f"部门{i % 12}",
+        "hall": f"H{i % 20}",
+        "window": i % 30 + 1,
+        "staff": f"{i % 400:06d}",
+        "accepted_at": accepted.isoformat(),
+        "legal_days": 20,
+        "promised_days": 5 + i % 10,
+        "status": "在办",
+        "applicant": {"name": "王小明", "phone": "13812345678"},
+        **over,
+    }
 
 
 async def _monitor(stop: asyncio.Event, worst: list[float]) -> None:
@@ -56,8 +66,9 @@ async def _monitor(stop: asyncio.Event, worst: list[float]) -> None:
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
-async def test_case_feed_and_ladder_figures(kind: str, request: pytest.FixtureRequest,
-                                            tmp_path: Path) -> None:
+async def test_case_feed_and_ladder_figures(
+    kind: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
     if kind == "sqlite":
         url = f"sqlite+aiosqlite:///{tmp_path / 'central.db'}"
         drop = None
@@ -73,18 +84,25 @@ async def test_case_feed_and_ladder_figures(kind: str, request: pytest.FixtureRe
         app = create_app(engine)
         app.state.cases = CaseContext(masker, WorkCalendar(), LadderConfig())
         headers = {"Authorization": f"Bearer {await create_token(engine, Role.SUPERVISOR)}"}
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                     base_url="http://central", timeout=600) as client:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://central", timeout=600
+        ) as client:
             rows = [row(i) for i in range(BATCH)]
-            for label, batch in (("new", rows), ("unchanged", rows),
-                                 ("revised", [{**r, "window": 99} for r in rows])):
+            for label, batch in (
+                ("new", rows),
+                ("unchanged", rows),
+                ("revised", [{**r, "window": 99} for r in rows]),
+            ):
                 t = time.perf_counter()
-                out = (await client.post("/api/v1/cases", headers=headers,
-                                         json={"cases": batch})).json()
+                out = (
+                    await client.post("/api/v1/cases", headers=headers, json={"cases": batch})
+                ).json()
                 took = time.perf_counter() - t
                 assert out["rejected"] == 0
-                print(f"\n[{kind}] POST {BATCH} cases ({label}): {took:.2f} s, "
-                      f"{BATCH / took:,.0f} cases/s")
+                print(
+                    f"\n[{kind}] POST {BATCH} cases ({label}): {took:.2f} s, "
+                    f"{BATCH / took:,.0f} cases/s"
+                )
 
         # 20,000 open cases over 60 days, stored directly (the feed is measured above)
         base = dt.datetime(2026, 8, 1, 9, tzinfo=BUSINESS_TZ)
@@ -94,12 +112,14 @@ async def test_case_feed_and_ladder_figures(kind: str, request: pytest.FixtureRe
             case = validate_row(row(BATCH + i, accepted_at=accepted.isoformat()))
             records.append((i, CaseRecord.from_input(case, masker)))
         for i in range(0, OPEN_CASES, BATCH):
-            await upsert(engine, records[i:i + BATCH], source=Source.API, received_at=utc_now())
+            await upsert(engine, records[i : i + BATCH], source=Source.API, received_at=utc_now())
         cal = WorkCalendar()
         for label, day, since in (
-                ("first", dt.date(2026, 9, 29), None), ("nightly", dt.date(2026, 9, 30), None),
-                ("same day again, full scan", dt.date(2026, 9, 30), None),
-                ("same day again, since the last run", dt.date(2026, 9, 30), utc_now())):
+            ("first", dt.date(2026, 9, 29), None),
+            ("nightly", dt.date(2026, 9, 30), None),
+            ("same day again, full scan", dt.date(2026, 9, 30), None),
+            ("same day again, since the last run", dt.date(2026, 9, 30), utc_now()),
+        ):
             stop = asyncio.Event()
             worst: list[float] = []
             monitor = asyncio.create_task(_monitor(stop, worst))
@@ -108,9 +128,11 @@ async def test_case_feed_and_ladder_figures(kind: str, request: pytest.FixtureRe
             took = time.perf_counter() - t
             stop.set()
             await monitor
-            print(f"[{kind}] ladder {label} {day}: {run.cases:,} cases, "
-                  f"{run.steps_recorded:,} steps in {took:.2f} s; event loop held at most "
-                  f"{max(worst, default=0) * 1000:.0f} ms")
+            print(
+                f"[{kind}] ladder {label} {day}: {run.cases:,} cases, "
+                f"{run.steps_recorded:,} steps in {took:.2f} s; event loop held at most "
+                f"{max(worst, default=0) * 1000:.0f} ms"
+            )
     finally:
         await engine.dispose()
         if drop is not None:

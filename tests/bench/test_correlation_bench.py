@@ -53,11 +53,12 @@ async def test_correlation_job_figures(kind: str, tmp_path: Path) -> None:
     engine = make_engine(url)
     try:
         await upgrade(engine)
-        days = [generate(seed=100 + i, windows=12, hall=f"H{i}", gateway=f"gw{i}")
-                for i in range(HALLS)]
+        days = [
+            generate(seed=100 + i, windows=12, hall=f"H{i}", gateway=f"gw{i}") for i in range(HALLS)
+        ]
         gc.freeze()  # the generated days are the harness's: keep their GC passes out of it
         last_press = max(i for i, e in enumerate(days[0].events) if e.kind == "evaluator.key")
-        held_back = days[0].events[last_press - 59:last_press + 1]
+        held_back = days[0].events[last_press - 59 : last_press + 1]
         t = time.perf_counter()
         for day in days:
             await register(engine, day.hall, day.gateway)
@@ -90,15 +91,21 @@ async def test_correlation_job_figures(kind: str, tmp_path: Path) -> None:
         await monitor
         assert live.days == [(days[0].hall, dt.date(2026, 11, 20))]
 
-        print(f"\n[{kind}] {HALLS} hall-days, {events} events, {presses} presses "
-              f"(ingest + cases {ingest_s:.1f} s)")
-        print(f"[{kind}] first run: {first_s:.2f} s = {first_s / HALLS * 1000:.0f} ms per "
-              f"hall-day, {first.new_results / first_s:.0f} results/s; longest event-loop "
-              f"hold {max(worst) * 1000:.0f} ms")
+        print(
+            f"\n[{kind}] {HALLS} hall-days, {events} events, {presses} presses "
+            f"(ingest + cases {ingest_s:.1f} s)"
+        )
+        print(
+            f"[{kind}] first run: {first_s:.2f} s = {first_s / HALLS * 1000:.0f} ms per "
+            f"hall-day, {first.new_results / first_s:.0f} results/s; longest event-loop "
+            f"hold {max(worst) * 1000:.0f} ms"
+        )
         print(f"[{kind}] re-run, nothing new: {idle_s * 1000:.0f} ms")
-        print(f"[{kind}] one hall's next 60 events: {live_s * 1000:.0f} ms "
-              f"({live.new_results} new, {live.reissued} re-issued); longest event-loop "
-              f"hold {max(live_worst) * 1000:.0f} ms")
+        print(
+            f"[{kind}] one hall's next 60 events: {live_s * 1000:.0f} ms "
+            f"({live.new_results} new, {live.reissued} re-issued); longest event-loop "
+            f"hold {max(live_worst) * 1000:.0f} ms"
+        )
     finally:
         gc.unfreeze()
         await engine.dispose()

@@ -45,8 +45,11 @@ RESULTS = Path(__file__).resolve().parents[2] / "test-output" / "bench-dashboard
 def record(name: str, seconds: float) -> None:
     RESULTS.parent.mkdir(exist_ok=True)
     data = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    data[name] = {"value": round(seconds * 1000, 1), "unit": "ms",
-                  "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
+    data[name] = {
+        "value": round(seconds * 1000, 1),
+        "unit": "ms",
+        "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }
     RESULTS.write_text(json.dumps(data, indent=2, ensure_ascii=False))
     print(f"\nBENCH {name}: {seconds * 1000:,.1f} ms")
 
@@ -65,13 +68,18 @@ async def test_dashboard_api_figures(kind: str, tmp_path: Path) -> None:
         for d in range(DAYS):
             day = LAST_DAY - dt.timedelta(days=DAYS - 1 - d)
             for i in range(HALLS):
-                hall_day = generate(seed=200 + 10 * i + d, day=day, windows=12, hall=f"H{i}",
-                                    gateway=f"gw{i}d{d}")
+                hall_day = generate(
+                    seed=200 + 10 * i + d, day=day, windows=12, hall=f"H{i}", gateway=f"gw{i}d{d}"
+                )
                 presses += len(hall_day.truth)
                 await register(engine, hall_day.hall, hall_day.gateway)
-                await store_cases(engine, [
-                    case_record(c, hall=hall_day.hall, case_no=f"{c.case_no}-{i}-{d}")
-                    for c in hall_day.cases])
+                await store_cases(
+                    engine,
+                    [
+                        case_record(c, hall=hall_day.hall, case_no=f"{c.case_no}-{i}-{d}")
+                        for c in hall_day.cases
+                    ],
+                )
                 await deliver(engine, hall_day, hall_day.events)
         await run_once(engine, cfg=CorrelationConfig(rapid_repeat_s=RAPID_S))
         await ladder_job.run_once(engine, LAST_DAY + dt.timedelta(days=1), WorkCalendar())
@@ -83,13 +91,14 @@ async def test_dashboard_api_figures(kind: str, tmp_path: Path) -> None:
             "overview": f"/api/v1/overview?day={LAST_DAY}",
             "drilldown_30_days_all_halls": f"/api/v1/drilldown?first={first}&last={LAST_DAY}",
             "drilldown_30_days_one_hall": f"/api/v1/drilldown?first={first}&last={LAST_DAY}"
-                                          "&hall=H0",
+            "&hall=H0",
             "bulletin_month": "/api/v1/bulletin?month=2026-11",
             "bulletin_csv": "/api/v1/bulletin.csv?month=2026-11",
             "review_queue_day": f"/api/v1/review-queue?first={LAST_DAY}",
         }
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                     base_url="http://bench", timeout=300) as client:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://bench", timeout=300
+        ) as client:
             for label, path in calls.items():
                 times = []
                 for _ in range(RUNS):

@@ -21,11 +21,18 @@ pytestmark = pytest.mark.bench
 def test_unpaced_flood_beside_a_good_gateway(
     database_url: str, broker: Broker, tmp_path: Path, throttle: bool
 ) -> None:
-    figures = flood_beside_a_good_gateway(database_url, broker.port, tmp_path,
-                                          IngestConfig(throttle=throttle), mb_per_s=None,
-                                          settle_s=240)
-    print(f"\n[{database_url.split(':')[0]}, admission {'on' if throttle else 'off'}] "
-          f"worst good ack {figures['worst_ack_s']:.2f} s, good resends "
-          f"{figures['good_resends']}, flood {figures['flood_mb']:.0f} MB in "
-          f"{figures['flood_messages']} messages, dropped {figures['dropped']}")
+    figures = flood_beside_a_good_gateway(
+        database_url,
+        broker.port,
+        tmp_path,
+        IngestConfig(throttle=throttle),
+        mb_per_s=None,
+        settle_s=240,
+    )
+    print(
+        f"\n[{database_url.split(':')[0]}, admission {'on' if throttle else 'off'}] "
+        f"worst good ack {figures['worst_ack_s']:.2f} s, good resends "
+        f"{figures['good_resends']}, flood {figures['flood_mb']:.0f} MB in "
+        f"{figures['flood_messages']} messages, dropped {figures['dropped']}"
+    )
     assert figures["good_events"] > 0

@@ -58,9 +58,13 @@ def test_key_to_tile_latency_with_four_pages_watching(tmp_path: Path) -> None:
             page.wait_for_selector(f'.tile[data-window="{WINDOWS}"]')
         watcher = pages[-1]
         watcher.evaluate(RECORDER)
-        base = {int(w): int(t) for w, t in watcher.evaluate(
-            "[...document.querySelectorAll('.tile')].map(t => [t.dataset.window,"
-            " t.querySelector('.tile-keys').dataset.total])")}
+        base = {
+            int(w): int(t)
+            for w, t in watcher.evaluate(
+                "[...document.querySelectorAll('.tile')].map(t => [t.dataset.window,"
+                " t.querySelector('.tile-keys').dataset.total])"
+            )
+        }
 
         gateway = psutil.Process(hall.gateway.process.pid)  # type: ignore[union-attr]
         cpu_before = sum(gateway.cpu_times()[:2])
@@ -78,8 +82,10 @@ def test_key_to_tile_latency_with_four_pages_watching(tmp_path: Path) -> None:
         expected = {w: base[w] + len(times) for w, times in presses.items()}
         watcher.wait_for_function(
             "expected => Object.entries(expected).every(([w, n]) => Number(document"
-            ".querySelector(`.tile[data-window=\"${w}\"] .tile-keys`).dataset.total) >= n)",
-            arg={str(w): n for w, n in expected.items()}, timeout=30_000)
+            '.querySelector(`.tile[data-window="${w}"] .tile-keys`).dataset.total) >= n)',
+            arg={str(w): n for w, n in expected.items()},
+            timeout=30_000,
+        )
         cpu_s = sum(gateway.cpu_times()[:2]) - cpu_before
         log = watcher.evaluate("window.__log")
         context.close()
@@ -92,16 +98,22 @@ def test_key_to_tile_latency_with_four_pages_watching(tmp_path: Path) -> None:
         for k, pressed in enumerate(times, start=1):
             seen = shown.get((window, base[window] + k))
             if seen is None:  # two presses rendered in one update: the later one shows both
-                seen = min(at for (w, total), at in shown.items()
-                           if w == window and total > base[window] + k)
+                seen = min(
+                    at
+                    for (w, total), at in shown.items()
+                    if w == window and total > base[window] + k
+                )
             latencies.append(seen - pressed)
     latencies.sort()
     result = {
-        "presses": n, "rate_per_s": round(n / elapsed, 1), "pages_open": PAGES,
+        "presses": n,
+        "rate_per_s": round(n / elapsed, 1),
+        "pages_open": PAGES,
         "latency_ms": {
             "p50": round(statistics.median(latencies) * 1000, 1),
             "p95": round(latencies[int(0.95 * (len(latencies) - 1))] * 1000, 1),
-            "max": round(latencies[-1] * 1000, 1)},
+            "max": round(latencies[-1] * 1000, 1),
+        },
         "gateway_cpu_percent_of_one_core": round(100 * cpu_s / elapsed, 1),
     }
     print(json.dumps(result, indent=1))

@@ -32,8 +32,12 @@ RESULTS = Path(__file__).resolve().parents[2] / "test-output" / "bench-spine.jso
 def record(name: str, value: float, unit: str, floor: str = "") -> None:
     RESULTS.parent.mkdir(exist_ok=True)
     data = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    data[name] = {"value": round(value, 1), "unit": unit, "floor": floor,
-                  "at": datetime.now(UTC).isoformat(timespec="seconds")}
+    data[name] = {
+        "value": round(value, 1),
+        "unit": unit,
+        "floor": floor,
+        "at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
     RESULTS.write_text(json.dumps(data, indent=2, ensure_ascii=False))
     print(f"\nBENCH {name}: {value:,.1f} {unit}  {floor}")
 
@@ -45,8 +49,9 @@ def test_journal_durable_append_rate(tmp_path: Path) -> None:
             body = GeneratorSample(n=0, run="bench")
             start = time.perf_counter()
             for _ in range(n // inflight):
-                await asyncio.gather(*(journal.append_nowait("gen.sample", body)
-                                       for _ in range(inflight)))
+                await asyncio.gather(
+                    *(journal.append_nowait("gen.sample", body) for _ in range(inflight))
+                )
             return n / (time.perf_counter() - start)
 
     record("journal_durable_append", asyncio.run(go()), "events/s", "floor ≥ 20,000")
@@ -56,11 +61,24 @@ def _payloads(gateway: str, hall: str, n_batches: int, size: int) -> list[bytes]
     boot = "ab" * 16
     out = []
     for b in range(n_batches):
-        evs = [{"seq": b * size + i + 1, "utc": "2026-11-21T01:02:03.000000Z",
-                "mono_ns": i, "boot": boot, "synced": True, "kind": "gen.sample",
-                "body": {"n": b * size + i, "run": "bench"}} for i in range(size)]
-        out.append(json.dumps({"v": 1, "hall": hall, "gateway": gateway, "sender_boot": boot,
-                               "events": evs}, separators=(",", ":")).encode())
+        evs = [
+            {
+                "seq": b * size + i + 1,
+                "utc": "2026-11-21T01:02:03.000000Z",
+                "mono_ns": i,
+                "boot": boot,
+                "synced": True,
+                "kind": "gen.sample",
+                "body": {"n": b * size + i, "run": "bench"},
+            }
+            for i in range(size)
+        ]
+        out.append(
+            json.dumps(
+                {"v": 1, "hall": hall, "gateway": gateway, "sender_boot": boot, "events": evs},
+                separators=(",", ":"),
+            ).encode()
+        )
     return out
 
 
@@ -76,15 +94,20 @@ def test_central_ingest_rate(database_url: str) -> None:
         now = datetime.now(UTC)
         start = time.perf_counter()
         for i in range(0, len(payloads), 4):
-            await ingestor.ingest([Incoming("hw/v1/H1/gw1/events", p, now)
-                                   for p in payloads[i:i + 4]])
+            await ingestor.ingest(
+                [Incoming("hw/v1/H1/gw1/events", p, now) for p in payloads[i : i + 4]]
+            )
         rate = 100_000 / (time.perf_counter() - start)
         await engine.dispose()
         return rate
 
     db = "postgresql" if database_url.startswith("postgresql") else "sqlite"
-    record(f"central_ingest_{db}", asyncio.run(go()), "events/s",
-           "floor ≥ 20,000 on SQLite" if db == "sqlite" else "")
+    record(
+        f"central_ingest_{db}",
+        asyncio.run(go()),
+        "events/s",
+        "floor ≥ 20,000 on SQLite" if db == "sqlite" else "",
+    )
 
 
 def test_backlog_drain_50k_end_to_end(tmp_path: Path, database_url: str) -> None:
@@ -92,18 +115,28 @@ def test_backlog_drain_50k_end_to_end(tmp_path: Path, database_url: str) -> None
     being recorded in the gateway's journal."""
     broker = Broker(free_port(), tmp_path / "broker").start()
     procs.prepare_central(database_url, [("H1", "gw1")])
-    config = GatewayConfig.model_validate({
-        "hall": "H1", "gateway": "gw1", "data_dir": str(tmp_path / "gw"),
-        "broker": {"port": broker.port}, "clock": {"assume_synced": True}})
-    cen = procs.central(procs.central_config(tmp_path, broker.port, database_url),
-                        tmp_path / "central.log")
+    config = GatewayConfig.model_validate(
+        {
+            "hall": "H1",
+            "gateway": "gw1",
+            "data_dir": str(tmp_path / "gw"),
+            "broker": {"port": broker.port},
+            "clock": {"assume_synced": True},
+        }
+    )
+    cen = procs.central(
+        procs.central_config(tmp_path, broker.port, database_url), tmp_path / "central.log"
+    )
 
     async def fill() -> None:
         async with Journal(config.journal_path, Clock(assume_synced=True)) as journal:
             for _ in range(25):
-                await asyncio.gather(*(
-                    journal.append_nowait("gen.sample", GeneratorSample(n=i, run="b"))
-                    for i in range(2000)))
+                await asyncio.gather(
+                    *(
+                        journal.append_nowait("gen.sample", GeneratorSample(n=i, run="b"))
+                        for i in range(2000)
+                    )
+                )
 
     async def drain() -> tuple[float, int]:
         gateway = Gateway(config)
@@ -138,13 +171,18 @@ def test_broker_ceiling_mosquitto_pub_sub(tmp_path: Path) -> None:
     lines = tmp_path / "lines.txt"
     lines.write_text(("x" * 199 + "\n") * n)
     try:
-        sub = subprocess.Popen(["mosquitto_sub", "-p", str(broker.port), "-q", "1", "-t", "b",
-                                "-C", str(n)], stdout=subprocess.DEVNULL)
+        sub = subprocess.Popen(
+            ["mosquitto_sub", "-p", str(broker.port), "-q", "1", "-t", "b", "-C", str(n)],
+            stdout=subprocess.DEVNULL,
+        )
         time.sleep(0.5)
         start = time.perf_counter()
         with lines.open("rb") as feed:
-            subprocess.run(["mosquitto_pub", "-p", str(broker.port), "-q", "1", "-t", "b", "-l"],
-                           stdin=feed, check=True)
+            subprocess.run(
+                ["mosquitto_pub", "-p", str(broker.port), "-q", "1", "-t", "b", "-l"],
+                stdin=feed,
+                check=True,
+            )
         sub.wait(120)
         rate = n / (time.perf_counter() - start)
     finally:

@@ -45,10 +45,16 @@ async def _fill(database_url: str) -> Any:
             items = []
             for i in range(start, start + 400):
                 at = T0 + timedelta(seconds=10 * i)
-                items.append(("queue.event", queue(i + 1, "TK", ticket=f"A{i:04d}",
-                                                   service=f"S{i % 4}", waiting=i % 9), at))
-                items.append(("evaluator.key", key_press(1 + i % 20, 1 + i % 6,
-                                                          session=1 + i % 250), at))
+                items.append(
+                    (
+                        "queue.event",
+                        queue(i + 1, "TK", ticket=f"A{i:04d}", service=f"S{i % 4}", waiting=i % 9),
+                        at,
+                    )
+                )
+                items.append(
+                    ("evaluator.key", key_press(1 + i % 20, 1 + i % 6, session=1 + i % 250), at)
+                )
             await ingestor.ingest([gw.batch(items)])
     return engine
 
@@ -65,9 +71,11 @@ async def test_ledger_append_and_verify(database_url: str) -> None:
         report = await ledger.verify(engine)
         checked = time.perf_counter() - started
         assert added == HALLS * PER_HALL and report.ok and report.entries == added
-        print(f"\nledger [{engine.dialect.name}]: chained {added} evaluations in "
-              f"{chained:.2f} s ({added / chained:,.0f}/s); verify-ledger over "
-              f"{report.chains} chains in {checked:.2f} s ({added / checked:,.0f} entries/s)")
+        print(
+            f"\nledger [{engine.dialect.name}]: chained {added} evaluations in "
+            f"{chained:.2f} s ({added / chained:,.0f}/s); verify-ledger over "
+            f"{report.chains} chains in {checked:.2f} s ({added / checked:,.0f} entries/s)"
+        )
     finally:
         await engine.dispose()
 
@@ -84,10 +92,12 @@ async def test_timeseries_sink_throughput(database_url: str, tmp_path: Path) -> 
         spent = time.perf_counter() - started
         sink.close()
         assert read == 2 * HALLS * PER_HALL
-        print(f"\ntimeseries sink [{engine.dialect.name}]: {read} events → "
-              f"{sink.stats.samples_written} points in {spent:.2f} s "
-              f"({read / spent:,.0f} events/s, {sink.stats.samples_written / spent:,.0f} "
-              f"points/s, {sink.stats.cycles} passes)")
+        print(
+            f"\ntimeseries sink [{engine.dialect.name}]: {read} events → "
+            f"{sink.stats.samples_written} points in {spent:.2f} s "
+            f"({read / spent:,.0f} events/s, {sink.stats.samples_written / spent:,.0f} "
+            f"points/s, {sink.stats.cycles} passes)"
+        )
     finally:
         vm.stop()
         await engine.dispose()

@@ -69,8 +69,11 @@ async def test_supervisor_pages_through_everything_in_order(
         if cursor is None:
             break
     assert len(seen) == 130 and len(set(seen)) == 130
-    filtered = (await client.get("/api/v1/events", headers=headers,
-                                 params={"gateway": "gw2", "kind": "gen."})).json()
+    filtered = (
+        await client.get(
+            "/api/v1/events", headers=headers, params={"gateway": "gw2", "kind": "gen."}
+        )
+    ).json()
     assert [i["seq"] for i in filtered["items"]] == list(range(1, 11))
 
 
@@ -80,15 +83,17 @@ async def test_hall_manager_sees_only_own_hall(
     headers = await bearer(engine, Role.HALL_MANAGER, hall="H2")
     items = (await client.get("/api/v1/events", headers=headers)).json()["items"]
     assert {i["hall"] for i in items} == {"H2"}
-    assert (await client.get("/api/v1/events", headers=headers,
-                             params={"hall": "H1"})).status_code == 403
+    assert (
+        await client.get("/api/v1/events", headers=headers, params={"hall": "H1"})
+    ).status_code == 403
     gws = (await client.get("/api/v1/gateways", headers=headers)).json()
     assert [g["gateway"] for g in gws] == ["gw2"]
     assert (await client.get("/api/v1/quarantine", headers=headers)).status_code == 403
 
 
-async def test_gateways_report_committed_seq(client: httpx.AsyncClient,
-                                             engine: AsyncEngine) -> None:
+async def test_gateways_report_committed_seq(
+    client: httpx.AsyncClient, engine: AsyncEngine
+) -> None:
     headers = await bearer(engine, Role.TECHNICIAN)
     gws = {g["gateway"]: g for g in (await client.get("/api/v1/gateways", headers=headers)).json()}
     assert gws["gw1"]["committed_through"] == 120 and gws["gw2"]["committed_through"] == 10
@@ -97,29 +102,41 @@ async def test_gateways_report_committed_seq(client: httpx.AsyncClient,
 
 def test_token_create_cli_prints_a_working_token(tmp_path: Path) -> None:
     cfg = tmp_path / "central.yaml"
-    cfg.write_text(f"database_url: sqlite+aiosqlite:///{tmp_path / 'c.db'}\n"
-                   f"data_dir: {tmp_path}\n")
+    cfg.write_text(f"database_url: sqlite+aiosqlite:///{tmp_path / 'c.db'}\ndata_dir: {tmp_path}\n")
     cli = [str(Path(sys.executable).parent / "hallwatch-central")]
-    out = subprocess.run([*cli, "token", "create", "--role", "supervisor", "-c", str(cfg)],
-                         check=True, capture_output=True, text=True).stdout.strip()
+    out = subprocess.run(
+        [*cli, "token", "create", "--role", "supervisor", "-c", str(cfg)],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     assert out.startswith("hwt_") and len(out) > 40
-    bad = subprocess.run([*cli, "token", "create", "--role", "hall_manager", "-c", str(cfg)],
-                         capture_output=True, text=True)
+    bad = subprocess.run(
+        [*cli, "token", "create", "--role", "hall_manager", "-c", str(cfg)],
+        capture_output=True,
+        text=True,
+    )
     assert bad.returncode == 2 and "--hall" in bad.stderr
 
 
-async def test_a_technician_reads_device_health_never_peoples_events(engine: AsyncEngine
-                                                                      ) -> None:
+async def test_a_technician_reads_device_health_never_peoples_events(engine: AsyncEngine) -> None:
     """Raw events: a technician's token gets the device-health kinds only; the quarantine
     without the raw start of each payload (device text can name people)."""
     gw = Gateway("H3", "gw3")
     await register(engine, "H3", "gw3")
     at = datetime.now(UTC)
-    await Ingestor(engine).ingest([gw.batch([
-        ("evaluator.health", health(3, stuck_key=True), at),
-        ("evaluator.key", key_press(3, 5), at),
-        ("queue.event", queue(7, "FN", ticket="A007", window=3, staff="100231"), at),
-        ("evaluator.key", {"window": 3, "staff": "100231"}, at)])])  # refused: quarantined
+    await Ingestor(engine).ingest(
+        [
+            gw.batch(
+                [
+                    ("evaluator.health", health(3, stuck_key=True), at),
+                    ("evaluator.key", key_press(3, 5), at),
+                    ("queue.event", queue(7, "FN", ticket="A007", window=3, staff="100231"), at),
+                    ("evaluator.key", {"window": 3, "staff": "100231"}, at),
+                ]
+            )
+        ]
+    )  # refused: quarantined
     transport = httpx.ASGITransport(app=create_app(engine))
     async with httpx.AsyncClient(transport=transport, base_url="http://central") as c:
         tech, sup = await bearer(engine, Role.TECHNICIAN), await bearer(engine, Role.SUPERVISOR)
@@ -127,8 +144,9 @@ async def test_a_technician_reads_device_health_never_peoples_events(engine: Asy
         assert [i["kind"] for i in mine["items"]] == ["evaluator.health"]
         everything = (await c.get("/api/v1/events", headers=sup, params={"hall": "H3"})).json()
         assert len(everything["items"]) == 3
-        assert (await c.get("/api/v1/events", headers=tech, params={"kind": "queue."})
-                ).json()["items"] == []
+        assert (await c.get("/api/v1/events", headers=tech, params={"kind": "queue."})).json()[
+            "items"
+        ] == []
         refused = (await c.get("/api/v1/quarantine", headers=tech)).json()
         assert refused and all(q["payload_head"] is None for q in refused)
         assert "100231" not in json.dumps(refused)

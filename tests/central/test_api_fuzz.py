@@ -40,8 +40,11 @@ async def _prepare(url: str) -> dict[str, str]:
         await store_case(engine, "C1", 1)
         revoked = await create_token(engine, Role.SUPERVISOR, label="left the office")
         async with engine.begin() as conn:
-            await conn.execute(update(api_tokens).values(revoked_at=datetime.now(UTC)).where(
-                api_tokens.c.label == "left the office"))
+            await conn.execute(
+                update(api_tokens)
+                .values(revoked_at=datetime.now(UTC))
+                .where(api_tokens.c.label == "left the office")
+            )
         return {
             "supervisor": await create_token(engine, Role.SUPERVISOR),
             "hall_manager": await create_token(engine, Role.HALL_MANAGER, hall="H2"),
@@ -80,15 +83,23 @@ def success_conforms(ctx: Any, response: Any, case: Any) -> bool | None:
 
 
 def check(case: Any, tokens: dict[str, str]) -> None:
-    case.call_and_validate(headers={"Authorization": f"Bearer {tokens['supervisor']}"},
-                           checks=[not_a_server_error, success_conforms])
+    case.call_and_validate(
+        headers={"Authorization": f"Bearer {tokens['supervisor']}"},
+        checks=[not_a_server_error, success_conforms],
+    )
     headers = {k: v for k, v in (case.headers or {}).items() if k.lower() != "authorization"}
-    for auth in (None, f"Bearer {tokens['revoked']}", "Basic aHc6aHc=",
-                 f"Bearer {tokens['supervisor'][:-2]}", "Bearer hwt_" + "x" * 43):
+    for auth in (
+        None,
+        f"Bearer {tokens['revoked']}",
+        "Basic aHc6aHc=",
+        f"Bearer {tokens['supervisor'][:-2]}",
+        "Bearer hwt_" + "x" * 43,
+    ):
         reply = case.call(headers={**headers, **({"Authorization": auth} if auth else {})})
         assert reply.status_code < 500, (auth, reply.status_code, reply.text[:300])
         assert not 200 <= reply.status_code < 300, (
-            f"{case.method} {case.formatted_path} answered {reply.status_code} to {auth!r}")
+            f"{case.method} {case.formatted_path} answered {reply.status_code} to {auth!r}"
+        )
     # a hall manager of H2 never gets H1's data
     reply = case.call(headers={**headers, "Authorization": f"Bearer {tokens['hall_manager']}"})
     assert reply.status_code < 500, (reply.status_code, reply.text[:300])
@@ -105,9 +116,15 @@ def test_no_server_error_and_nothing_without_a_token(
     assert len(operations) >= 3
 
     for operation in operations:
+
         @given(case=operation.as_strategy())
-        @settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
-                  suppress_health_check=list(HealthCheck))
+        @settings(
+            max_examples=EXAMPLES,
+            deadline=None,
+            derandomize=True,
+            database=None,
+            suppress_health_check=list(HealthCheck),
+        )
         def fuzz(case: Any) -> None:
             check(case, tokens)
 
@@ -123,5 +140,7 @@ def test_the_schema_documents_every_route_as_authenticated(
         for method, op in operations.items():
             assert op.get("summary"), f"{method.upper()} {path} has no summary"
             assert op.get("security"), f"{method.upper()} {path} is not marked authenticated"
-            assert any((code.startswith("2") and "content" in body) or code == "204"
-                       for code, body in op["responses"].items()), f"{method} {path}"
+            assert any(
+                (code.startswith("2") and "content" in body) or code == "204"
+                for code, body in op["responses"].items()
+            ), f"{method} {path}"

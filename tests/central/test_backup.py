@@ -99,10 +99,12 @@ def test_backup_and_restore(database_url: str, empty_url: str, tmp_path: Path) -
     assert restored.returncode == 0, restored.stderr
     assert asyncio.run(_count(empty_url)) == 50
     assert PkiStore.open(fresh / "pki").ca.cert_pem() == store.ca.cert_pem()
-    assert [c.serial for c in PkiStore.open(fresh / "pki").issued()] == \
-        [c.serial for c in store.issued()]
-    assert public_key_pem(load_or_create_signing_key(fresh / "command-signing.key")) == \
-        public_key_pem(key)
+    assert [c.serial for c in PkiStore.open(fresh / "pki").issued()] == [
+        c.serial for c in store.issued()
+    ]
+    assert public_key_pem(
+        load_or_create_signing_key(fresh / "command-signing.key")
+    ) == public_key_pem(key)
     assert stat.S_IMODE((fresh / "pki" / "ca.key").stat().st_mode) == 0o600
     migrated = cli("migrate", "-c", str(conf2))
     assert migrated.returncode == 0, migrated.stderr
@@ -119,13 +121,17 @@ def test_a_damaged_or_foreign_backup_is_refused(tmp_path: Path) -> None:
     damaged = bytearray(out.read_bytes())
     damaged[member.offset_data + member.size // 2] ^= 0xFF  # one bit of the database copy
     (tmp_path / "damaged.tar").write_bytes(bytes(damaged))
-    other = write_config(tmp_path / "other.yaml",
-                         f"sqlite+aiosqlite:///{tmp_path / 'other.db'}", tmp_path / "other")
+    other = write_config(
+        tmp_path / "other.yaml", f"sqlite+aiosqlite:///{tmp_path / 'other.db'}", tmp_path / "other"
+    )
     result = cli("restore", str(tmp_path / "damaged.tar"), "-c", str(other))
     assert result.returncode == 1 and "damaged" in result.stderr
-    assert not (tmp_path / "other.db").exists() or asyncio.run(_count(
-        f"sqlite+aiosqlite:///{tmp_path / 'other.db'}")) == 0
-    pg = write_config(tmp_path / "pg.yaml", "postgresql+asyncpg://nobody@127.0.0.1:1/none",
-                      tmp_path / "pg")
+    assert (
+        not (tmp_path / "other.db").exists()
+        or asyncio.run(_count(f"sqlite+aiosqlite:///{tmp_path / 'other.db'}")) == 0
+    )
+    pg = write_config(
+        tmp_path / "pg.yaml", "postgresql+asyncpg://nobody@127.0.0.1:1/none", tmp_path / "pg"
+    )
     result = cli("restore", str(out), "-c", str(pg))
     assert result.returncode == 1 and "sqlite" in result.stderr

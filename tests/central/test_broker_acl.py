@@ -174,5 +174,7 @@ def test_case_feed_permissions_for_central_and_approval_systems() -> None:
     assert "topic read hw/v1/_feeds/cases" in central_block
     assert "topic write hw/v1/_feeds/case-results/+" in central_block
     feeder = acl.split("user feeder.sp-approval")[1].split("\n\n")[0]
-    assert feeder.split("\n")[1:] == ["topic write hw/v1/_feeds/cases",
-                                      "topic read hw/v1/_feeds/case-results/sp-approval"]
+    assert feeder.split("\n")[1:] == [
+        "topic write hw/v1/_feeds/cases",
+        "topic read hw/v1/_feeds/case-results/sp-approval",
+    ]

@@ -26,15 +26,21 @@ def run(*argv: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
 
 def test_provision_replace_revoke_and_apply(tmp_path: Path) -> None:
     conf = tmp_path / "central.yaml"
-    conf.write_text(yaml.safe_dump({
-        "database_url": f"sqlite+aiosqlite:///{tmp_path / 'central.db'}",
-        "data_dir": str(tmp_path / "central"),
-        "provisioning": {"broker_url": "mqtts://broker.example.cn:8883"}}))
+    conf.write_text(
+        yaml.safe_dump(
+            {
+                "database_url": f"sqlite+aiosqlite:///{tmp_path / 'central.db'}",
+                "data_dir": str(tmp_path / "central"),
+                "provisioning": {"broker_url": "mqtts://broker.example.cn:8883"},
+            }
+        )
+    )
     c = ("-c", str(conf))
 
     first = tmp_path / "first.tar.gz"
-    out = run(CENTRAL, "gateway", "provision", *c, "--hall", "JQ", "--name", "gw01",
-              "--out", str(first)).stdout
+    out = run(
+        CENTRAL, "gateway", "provision", *c, "--hall", "JQ", "--name", "gw01", "--out", str(first)
+    ).stdout
     assert "gw.JQ.gw01" in out and first.exists()
     acl = (tmp_path / "central" / "broker" / "acl").read_text()
     assert "user gw.JQ.gw01" in acl
@@ -45,7 +51,11 @@ def test_provision_replace_revoke_and_apply(tmp_path: Path) -> None:
     written = yaml.safe_load((etc / "edge.yaml").read_text())
     config = GatewayConfig.model_validate(written)
     assert (config.hall, config.gateway, config.broker.host, config.broker.port) == (
-        "JQ", "gw01", "broker.example.cn", 8883)
+        "JQ",
+        "gw01",
+        "broker.example.cn",
+        8883,
+    )
     assert config.broker.tls is not None and config.broker.tls.key.exists()
     assert config.commands is not None and config.commands.public_key.exists()
     written["queue"] = {"transport": "/dev/ttyUSB0"}
@@ -53,8 +63,9 @@ def test_provision_replace_revoke_and_apply(tmp_path: Path) -> None:
 
     # a replacement box: same id, new certificate, the old one revoked
     second = tmp_path / "second.tar.gz"
-    out = run(CENTRAL, "gateway", "provision", *c, "--hall", "JQ", "--name", "gw01",
-              "--out", str(second)).stdout
+    out = run(
+        CENTRAL, "gateway", "provision", *c, "--hall", "JQ", "--name", "gw01", "--out", str(second)
+    ).stdout
     assert "superseded and revoked" in out
     run(EDGE, "provision", "apply", str(second), "--target", str(etc), "--data-dir", str(data))
     again = GatewayConfig.model_validate(yaml.safe_load((etc / "edge.yaml").read_text()))
@@ -64,20 +75,41 @@ def test_provision_replace_revoke_and_apply(tmp_path: Path) -> None:
     assert len(store.revoked()) == 1
 
     # another hall's bundle over a gateway that has a journal: refused unless --force
-    run(CENTRAL, "gateway", "provision", *c, "--hall", "XX", "--name", "gw02", "--out",
-        str(tmp_path / "other.tar.gz"))
+    run(
+        CENTRAL,
+        "gateway",
+        "provision",
+        *c,
+        "--hall",
+        "XX",
+        "--name",
+        "gw02",
+        "--out",
+        str(tmp_path / "other.tar.gz"),
+    )
     data.mkdir(exist_ok=True)
     (data / "journal.db").write_bytes(b"")
-    refused = run(EDGE, "provision", "apply", str(tmp_path / "other.tar.gz"), "--target",
-                  str(etc), "--data-dir", str(data), ok=False)
+    refused = run(
+        EDGE,
+        "provision",
+        "apply",
+        str(tmp_path / "other.tar.gz"),
+        "--target",
+        str(etc),
+        "--data-dir",
+        str(data),
+        ok=False,
+    )
     assert refused.returncode == 2 and "--force" in refused.stderr
 
     # a command queued from the shell takes the gateway's next version
-    queued = run(CENTRAL, "gateway", "command", "gw01", "replay_from", "--args", '{"seq": 1}',
-                 *c).stdout
+    queued = run(
+        CENTRAL, "gateway", "command", "gw01", "replay_from", "--args", '{"seq": 1}', *c
+    ).stdout
     assert "replay_from v1" in queued
-    bad = run(CENTRAL, "gateway", "command", "gw01", "replay_from", "--args", '{"seq": 0}', *c,
-              ok=False)
+    bad = run(
+        CENTRAL, "gateway", "command", "gw01", "replay_from", "--args", '{"seq": 0}', *c, ok=False
+    )
     assert bad.returncode == 2 and "seq" in bad.stderr
 
     run(CENTRAL, "gateway", "revoke", "gw01", *c)

@@ -27,7 +27,10 @@ async def test_gateways_take_turns_and_groups_are_bounded_in_bytes() -> None:
     consumer.queue.put_nowait(incoming("quiet", 100))
     group = await consumer.next_group(max_group=3)
     assert [(m.topic.split("/")[3], m.payload[0]) for m in group] == [
-        ("flood", 0), ("quiet", 100), ("flood", 1)]  # the quiet hall is not sixth in line
+        ("flood", 0),
+        ("quiet", 100),
+        ("flood", 1),
+    ]  # the quiet hall is not sixth in line
     rest = await consumer.next_group(max_group=64, max_bytes=25)
     assert [m.payload[0] for m in rest] == [2, 3, 4]  # each gateway's own order kept
 
@@ -76,7 +79,8 @@ def test_budget_applies_only_while_another_gateway_is_sending() -> None:
     assert admission.admit("H/flood", 500, 10.9)  # refilled at its rate: read again
     assert not admission.admit("H/flood", 500, 10.95)
     assert all(admission.admit("H/flood", 5000, 12.0 + n / 1000) for n in range(10)), (
-        "the quiet gateway is silent for over a second: no contention")
+        "the quiet gateway is silent for over a second: no contention"
+    )
 
 
 def test_a_state_message_a_second_passes_over_the_budget() -> None:
@@ -89,11 +93,15 @@ def test_a_state_message_a_second_passes_over_the_budget() -> None:
 
 
 async def test_over_budget_messages_are_dropped_unread_and_counted_results_never() -> None:
-    consumer = Consumer(BrokerConfig(), max_pending=256,
-                        admission=Admission(bytes_per_s=10, messages_per_s=1, burst_s=1))
+    consumer = Consumer(
+        BrokerConfig(),
+        max_pending=256,
+        admission=Admission(bytes_per_s=10, messages_per_s=1, burst_s=1),
+    )
     consumer._loop = asyncio.get_running_loop()
-    topics_sent = [b"hw/v1/H/quiet/events"] + [b"hw/v1/H/flood/events"] * 5 + [
-        b"hw/v1/H/flood/result"] * 3
+    topics_sent = (
+        [b"hw/v1/H/quiet/events"] + [b"hw/v1/H/flood/events"] * 5 + [b"hw/v1/H/flood/result"] * 3
+    )
     for topic in topics_sent:
         message = mqtt.MQTTMessage(topic=topic)
         message.payload = b"x" * 5
@@ -106,8 +114,12 @@ async def test_over_budget_messages_are_dropped_unread_and_counted_results_never
 
 
 def test_budgets_are_validated() -> None:
-    for bad in ({"gateway_mb_per_s": 0}, {"gateway_messages_per_s": -1},
-                {"gateway_burst_s": 0}, {"gateway_burst_s": 3600}):
+    for bad in (
+        {"gateway_mb_per_s": 0},
+        {"gateway_messages_per_s": -1},
+        {"gateway_burst_s": 0},
+        {"gateway_burst_s": 3600},
+    ):
         with pytest.raises(ValidationError):
             IngestConfig(**bad)
     assert IngestConfig().throttle is True

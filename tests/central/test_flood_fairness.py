@@ -61,8 +61,7 @@ GATEWAYS = (("H1", "good"), FLOOD)
 
 
 def _client(port: int, client_id: str) -> mqtt.Client:
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
-                         protocol=mqtt.MQTTv311)
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311)
     client.connect("127.0.0.1", port)
     client.loop_start()
     return client
@@ -76,18 +75,29 @@ class Batches:
         self.topic = f"hw/v1/{hall}/{gateway}/events"
         stamp = datetime.now(UTC).isoformat().replace("+00:00", "Z")
         # the journal, then as many poison events above it (a negative counter)
-        self.events = [json.dumps({
-            "seq": s, "utc": stamp, "mono_ns": s * 1000, "boot": BOOT, "synced": True,
-            "kind": "gen.sample", "body": {"n": s if s <= size else -1, "run": gateway,
-                                           "pad": PAD}})
-            for s in range(1, 2 * size + 1)]
+        self.events = [
+            json.dumps(
+                {
+                    "seq": s,
+                    "utc": stamp,
+                    "mono_ns": s * 1000,
+                    "boot": BOOT,
+                    "synced": True,
+                    "kind": "gen.sample",
+                    "body": {"n": s if s <= size else -1, "run": gateway, "pad": PAD},
+                }
+            )
+            for s in range(1, 2 * size + 1)
+        ]
         self.published = [0, 0]  # messages, bytes
 
     def payload(self, first: int) -> bytes:
         last = min(first + BATCH - 1, self.size if first <= self.size else 2 * self.size)
-        head = (f'{{"v":1,"hall":"{self.hall}","gateway":"{self.gateway}",'
-                f'"sender_boot":"{BOOT}","epoch":"f100d001","events":[')
-        return (head + ",".join(self.events[first - 1:last]) + "]}").encode()
+        head = (
+            f'{{"v":1,"hall":"{self.hall}","gateway":"{self.gateway}",'
+            f'"sender_boot":"{BOOT}","epoch":"f100d001","events":['
+        )
+        return (head + ",".join(self.events[first - 1 : last]) + "]}").encode()
 
     def publish(self, client: mqtt.Client, first: int) -> int:
         payload = self.payload(first)
@@ -124,8 +134,15 @@ class Batches:
             worker.join(seconds + 30)
 
 
-def _flood_elsewhere(port: int, size: int, hall: str, gateway: str, seconds: float,
-                     threads: int, mb_per_s: float | None) -> tuple[int, int]:
+def _flood_elsewhere(
+    port: int,
+    size: int,
+    hall: str,
+    gateway: str,
+    seconds: float,
+    threads: int,
+    mb_per_s: float | None,
+) -> tuple[int, int]:
     """The flood from a process of its own, as from another machine: publisher threads in the
     aggregator's own interpreter would starve it of the GIL, which no real flooder can do."""
     batches = Batches(port, size, hall, gateway)
@@ -160,8 +177,10 @@ class Journal(Batches):
 
     def flood_elsewhere(self, seconds: float, threads: int, mb_per_s: float | None) -> None:
         with multiprocessing.get_context("spawn").Pool(1) as pool:
-            messages, size = pool.apply(_flood_elsewhere, (
-                self.port, self.size, self.hall, self.gateway, seconds, threads, mb_per_s))
+            messages, size = pool.apply(
+                _flood_elsewhere,
+                (self.port, self.size, self.hall, self.gateway, seconds, threads, mb_per_s),
+            )
         self.published[0] += messages
         self.published[1] += size
 
@@ -195,26 +214,39 @@ class Journal(Batches):
 def _stored(lt: LoopThread, aggregator: Aggregator, gateway: str) -> int:
     async def count() -> int:
         async with aggregator.engine.connect() as conn:
-            return int((await conn.execute(select(func.count()).where(
-                events.c.gateway_id == gateway))).scalar_one())
+            return int(
+                (
+                    await conn.execute(select(func.count()).where(events.c.gateway_id == gateway))
+                ).scalar_one()
+            )
+
     return lt.run(count())
 
 
 def _alarms(lt: LoopThread, aggregator: Aggregator) -> dict[str, list[dict[str, Any]]]:
     async def listed() -> dict[str, list[dict[str, Any]]]:
         app = create_app(aggregator.engine)
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                     base_url="http://central") as client:
-            page = await client.get("/api/v1/gateways",
-                                    headers=await bearer(aggregator.engine, Role.SUPERVISOR))
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://central"
+        ) as client:
+            page = await client.get(
+                "/api/v1/gateways", headers=await bearer(aggregator.engine, Role.SUPERVISOR)
+            )
             assert page.status_code == 200, page.text[:300]
             return {g["gateway"]: g["alarms"] for g in page.json()}
+
     return lt.run(listed())
 
 
-def flood_beside_a_good_gateway(database_url: str, port: int, tmp_path: Path,
-                                ingest: IngestConfig, *, mb_per_s: float | None = FLOOD_MB_S,
-                                settle_s: float = 30) -> dict[str, Any]:
+def flood_beside_a_good_gateway(
+    database_url: str,
+    port: int,
+    tmp_path: Path,
+    ingest: IngestConfig,
+    *,
+    mb_per_s: float | None = FLOOD_MB_S,
+    settle_s: float = 30,
+) -> dict[str, Any]:
     """Runs the flood; returns the figures after checking that nothing was lost."""
     with running_aggregator(database_url, port, tmp_path, ingest, GATEWAYS) as (lt, aggregator):
         flooder = Journal(port, 30_000, *FLOOD)
@@ -231,13 +263,21 @@ def flood_beside_a_good_gateway(database_url: str, port: int, tmp_path: Path,
         assert _stored(lt, aggregator, "good") == good.head
         assert _stored(lt, aggregator, "flood") == flooder.size
         figures = {
-            "worst_ack_s": max(good.delays), "good_events": good.head,
-            "good_resends": good.resends, "flood_messages": flooder.published[0],
-            "flood_mb": flooder.published[1] / 1e6, "flood_drain_s": drained_s,
-            "flood_resends": flooder.resends, "dropped": aggregator.consumer.dropped()}
+            "worst_ack_s": max(good.delays),
+            "good_events": good.head,
+            "good_resends": good.resends,
+            "flood_messages": flooder.published[0],
+            "flood_mb": flooder.published[1] / 1e6,
+            "flood_drain_s": drained_s,
+            "flood_resends": flooder.resends,
+            "dropped": aggregator.consumer.dropped(),
+        }
         if ingest.throttle:
-            procs.wait_until(lambda: bool(_alarms(lt, aggregator)["flood"]), 15,
-                             "the flooder's dropped messages raised as an alarm")
+            procs.wait_until(
+                lambda: bool(_alarms(lt, aggregator)["flood"]),
+                15,
+                "the flooder's dropped messages raised as an alarm",
+            )
             figures["alarms"] = _alarms(lt, aggregator)
         return figures
 
@@ -262,12 +302,16 @@ def test_a_gateway_alone_drains_its_backlog_unthrottled(
     # a budget that, applied, would take minutes for this backlog: it must not apply
     tiny = IngestConfig(gateway_mb_per_s=0.05, gateway_messages_per_s=1, gateway_burst_s=1)
     with running_aggregator(database_url, broker.port, tmp_path, tiny, (FLOOD,)) as (
-            lt, aggregator):
+        lt,
+        aggregator,
+    ):
         backlog = Journal(broker.port, 50_000, *FLOOD)
         drained_s = backlog.drain(120)
         backlog.close()
-        print(f"\n[{database_url.split(':')[0]}] 50,000 events alone drained in "
-              f"{drained_s:.1f} s, {backlog.published[0]} messages, {backlog.resends} resends")
+        print(
+            f"\n[{database_url.split(':')[0]}] 50,000 events alone drained in "
+            f"{drained_s:.1f} s, {backlog.published[0]} messages, {backlog.resends} resends"
+        )
         assert aggregator.consumer.dropped() == {}
         assert backlog.resends == 0
         assert _stored(lt, aggregator, "flood") == 50_000

@@ -57,8 +57,15 @@ def _stamp() -> str:
 
 
 def _event(seq: int, n: int, run: str) -> dict[str, Any]:
-    return {"seq": seq, "utc": _stamp(), "mono_ns": seq * 1_000_000, "boot": BOOT,
-            "synced": True, "kind": "gen.sample", "body": {"n": n, "run": run}}
+    return {
+        "seq": seq,
+        "utc": _stamp(),
+        "mono_ns": seq * 1_000_000,
+        "boot": BOOT,
+        "synced": True,
+        "kind": "gen.sample",
+        "body": {"n": n, "run": run},
+    }
 
 
 def _key(topic: str, payload: bytes) -> str:
@@ -84,8 +91,9 @@ def _body(event: dict[str, Any]) -> dict[str, Any]:
 
 
 def control_text(draw: Draw, doc: Doc) -> None:
-    text = draw(st.text(st.sampled_from("\x00\x01\x1b\x7f\u2028\ud800\ufffe a中"), min_size=1,
-                        max_size=5))
+    text = draw(
+        st.text(st.sampled_from("\x00\x01\x1b\x7f\u2028\ud800\ufffe a中"), min_size=1, max_size=5)
+    )
     event, where = _one(draw, doc), draw(st.sampled_from(["run", "kind", "boot"]))
     if where == "run":
         _body(event)["run"] = text
@@ -105,10 +113,19 @@ def huge_int(draw: Draw, doc: Doc) -> None:
 
 
 def calendar_end(draw: Draw, doc: Doc) -> None:
-    _one(draw, doc)["utc"] = draw(st.sampled_from([
-        "0001-01-01T00:00:00Z", "9999-12-31T23:59:59.999999Z", "0001-01-01T00:00:00+14:00",
-        "9999-12-31T23:59:59-12:00", "2026-02-30T00:00:00Z", "2026-12-06T10:00:00",
-        "1970-01-01T00:00:00Z"]))
+    _one(draw, doc)["utc"] = draw(
+        st.sampled_from(
+            [
+                "0001-01-01T00:00:00Z",
+                "9999-12-31T23:59:59.999999Z",
+                "0001-01-01T00:00:00+14:00",
+                "9999-12-31T23:59:59-12:00",
+                "2026-02-30T00:00:00Z",
+                "2026-12-06T10:00:00",
+                "1970-01-01T00:00:00Z",
+            ]
+        )
+    )
 
 
 def deep(draw: Draw, doc: Doc) -> None:
@@ -119,7 +136,8 @@ def deep(draw: Draw, doc: Doc) -> None:
 def wrong_type(draw: Draw, doc: Doc) -> None:
     event = _one(draw, doc)
     event[draw(st.sampled_from(["seq", "mono_ns", "synced", "utc", "body", "kind"]))] = draw(
-        st.sampled_from(["4", True, 4.0, None, [], {}, 1.5e300]))
+        st.sampled_from(["4", True, 4.0, None, [], {}, 1.5e300])
+    )
 
 
 def seq_jump(draw: Draw, doc: Doc) -> None:
@@ -141,14 +159,24 @@ def lost_from_abuse(draw: Draw, doc: Doc) -> None:
 def oversize(draw: Draw, doc: Doc) -> None:
     # past central's 1 MiB but under the broker's packet limit (which drops the connection)
     _one(draw, doc)  # there is an event
-    _body(doc["events"][0])["pad"] = "x" * draw(st.sampled_from([5000, 20_000, 300_000,
-                                                                   1_050_000]))
+    _body(doc["events"][0])["pad"] = "x" * draw(st.sampled_from([5000, 20_000, 300_000, 1_050_000]))
 
 
 def envelope(draw: Draw, doc: Doc) -> None:
-    key, value = draw(st.sampled_from([
-        ("hall", "H1"), ("gateway", "good"), ("v", 2), ("epoch", "NOT-HEX"), ("epoch", ""),
-        ("sender_boot", "\x00"), ("extra", 1), ("events", [])]))
+    key, value = draw(
+        st.sampled_from(
+            [
+                ("hall", "H1"),
+                ("gateway", "good"),
+                ("v", 2),
+                ("epoch", "NOT-HEX"),
+                ("epoch", ""),
+                ("sender_boot", "\x00"),
+                ("extra", 1),
+                ("events", []),
+            ]
+        )
+    )
     doc[key] = value
 
 
@@ -159,8 +187,9 @@ def shape(draw: Draw, doc: Doc) -> None:
     elif how == "extra":
         event["zzz"] = 1
     else:
-        event["kind"] = draw(st.sampled_from(["no.such_kind", "gateway.boot", "evaluator.key",
-                                              "Gen.Sample"]))
+        event["kind"] = draw(
+            st.sampled_from(["no.such_kind", "gateway.boot", "evaluator.key", "Gen.Sample"])
+        )
 
 
 def garbage(draw: Draw, doc: Doc) -> bytes:
@@ -173,16 +202,34 @@ def invalid_utf8(draw: Draw, doc: Doc) -> bytes:
 
 
 MUTATIONS: list[Callable[[Draw, Doc], bytes | None]] = [
-    control_text, huge_int, calendar_end, deep, wrong_type, seq_jump, lost_from_abuse,
-    oversize, envelope, shape, garbage, invalid_utf8]
+    control_text,
+    huge_int,
+    calendar_end,
+    deep,
+    wrong_type,
+    seq_jump,
+    lost_from_abuse,
+    oversize,
+    envelope,
+    shape,
+    garbage,
+    invalid_utf8,
+]
 
 
 @st.composite
 def hostile_messages(draw: Draw) -> tuple[str, bytes]:
     """(what was done, payload): a batch on the bad gateway's topic, mostly near-valid."""
     first = draw(st.integers(1, 60))
-    doc: Doc = {"v": 1, "hall": "H2", "gateway": "bad", "sender_boot": BOOT, "events": [
-        _event(first + i, draw(st.integers(0, 3)), "h") for i in range(draw(st.integers(1, 4)))]}
+    doc: Doc = {
+        "v": 1,
+        "hall": "H2",
+        "gateway": "bad",
+        "sender_boot": BOOT,
+        "events": [
+            _event(first + i, draw(st.integers(0, 3)), "h") for i in range(draw(st.integers(1, 4)))
+        ],
+    }
     epoch = draw(st.sampled_from([None, None, "bad0e001", "bad0e002"]))
     if epoch is not None:
         doc["epoch"] = epoch
@@ -205,6 +252,7 @@ def hostile_messages(draw: Draw) -> tuple[str, bytes]:
 
 # -- the gateways on the wire ----------------------------------------------------------------
 
+
 class GoodGateway:
     """Streams consecutive batches like a real uplink and times each acknowledgement."""
 
@@ -218,8 +266,9 @@ class GoodGateway:
         self.resends = 0
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="good",
-                                  protocol=mqtt.MQTTv311)
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id="good", protocol=mqtt.MQTTv311
+        )
         self.client.on_message = self._on_ack
         self.client.connect("127.0.0.1", port)
         self.client.subscribe("hw/v1/H1/good/ack", qos=1)
@@ -239,8 +288,14 @@ class GoodGateway:
 
     def _publish(self, first: int, last: int) -> None:
         docs = [self.journal.setdefault(s, _event(s, s, "good")) for s in range(first, last + 1)]
-        doc = {"v": 1, "hall": "H1", "gateway": "good", "sender_boot": BOOT, "epoch": "600d0001",
-               "events": docs}
+        doc = {
+            "v": 1,
+            "hall": "H1",
+            "gateway": "good",
+            "sender_boot": BOOT,
+            "epoch": "600d0001",
+            "events": docs,
+        }
         self.client.publish(GOOD_TOPIC, json.dumps(doc).encode(), qos=1)
 
     def _run(self) -> None:
@@ -296,11 +351,17 @@ class Processed:
 
 # -- what must hold for each hostile message -------------------------------------------------
 
+
 async def verdict(engine: AsyncEngine, payload: bytes) -> str:
     """'quarantined' (whole), or how its events ended: 'stored', 'event-quarantined'."""
     async with engine.connect() as conn:
-        whole = (await conn.execute(select(quarantine.c.reason).where(
-            quarantine.c.digest == _key(HOSTILE_TOPIC, payload)))).scalar()
+        whole = (
+            await conn.execute(
+                select(quarantine.c.reason).where(
+                    quarantine.c.digest == _key(HOSTILE_TOPIC, payload)
+                )
+            )
+        ).scalar()
         if whole is not None:
             assert whole.strip(), "quarantined without a reason"
             return "quarantined"
@@ -308,36 +369,56 @@ async def verdict(engine: AsyncEngine, payload: bytes) -> str:
         ends = set()
         for raw in doc["events"]:
             seq = raw["seq"]
-            row = (await conn.execute(select(events).where(and_(
-                events.c.gateway_id == "bad", events.c.seq == seq)))).first()
+            row = (
+                await conn.execute(
+                    select(events).where(and_(events.c.gateway_id == "bad", events.c.seq == seq))
+                )
+            ).first()
             if row is None:
-                reason = (await conn.execute(select(quarantine.c.reason).where(and_(
-                    quarantine.c.gateway_id == "bad", quarantine.c.seq == seq)))).scalar()
+                reason = (
+                    await conn.execute(
+                        select(quarantine.c.reason).where(
+                            and_(quarantine.c.gateway_id == "bad", quarantine.c.seq == seq)
+                        )
+                    )
+                ).scalar()
                 assert reason, f"seq {seq} neither stored nor quarantined: {payload[:300]!r}"
                 ends.add("event-quarantined")
                 continue
             sent = EventRecord.model_validate_json(json.dumps(raw))  # stored: so it was valid
             assert (row.kind, row.body, row.mono_ns, row.boot, row.synced, row.utc) == (
-                sent.kind, sent.body, sent.mono_ns, sent.boot, sent.synced, sent.utc), (
-                f"seq {seq} stored with other content than sent and not refused")
+                sent.kind,
+                sent.body,
+                sent.mono_ns,
+                sent.boot,
+                sent.synced,
+                sent.utc,
+            ), f"seq {seq} stored with other content than sent and not refused"
             kinds.validate_body(row.kind, row.body)
             ends.add("stored")
     return "+".join(sorted(ends))
 
 
 @contextlib.contextmanager
-def running_aggregator(database_url: str, port: int, tmp_path: Path,
-                       ingest: IngestConfig | None = None,
-                       gateways: tuple[tuple[str, str], ...] = (("H1", "good"), ("H2", "bad")),
-                       ) -> Iterator[tuple[LoopThread, Aggregator]]:
+def running_aggregator(
+    database_url: str,
+    port: int,
+    tmp_path: Path,
+    ingest: IngestConfig | None = None,
+    gateways: tuple[tuple[str, str], ...] = (("H1", "good"), ("H2", "bad")),
+) -> Iterator[tuple[LoopThread, Aggregator]]:
     procs.prepare_central(database_url, list(gateways))
     config = CentralConfig(
-        database_url=database_url, data_dir=tmp_path / "central",
+        database_url=database_url,
+        data_dir=tmp_path / "central",
         broker=BrokerConfig(port=port, instance="hostile"),
         # the quarantine bound and the rate budgets have their own tests (test_flood_fairness):
         # here every hostile message must be read, however fast they come
-        ingest=ingest or IngestConfig(quarantine_rows_per_gateway=100_000,
-                                      quarantine_mb_per_gateway=1000, throttle=False))
+        ingest=ingest
+        or IngestConfig(
+            quarantine_rows_per_gateway=100_000, quarantine_mb_per_gateway=1000, throttle=False
+        ),
+    )
     with LoopThread() as lt:
         aggregator = Aggregator(config)
         lt.run(aggregator.start())
@@ -354,16 +435,19 @@ def test_hostile_gateway_never_stops_ingest_nor_delays_another_hall(
     with running_aggregator(database_url, broker.port, tmp_path) as (lt, aggregator):
         engine = aggregator.engine
         processed = Processed(aggregator)
-        hostile = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bad",
-                              protocol=mqtt.MQTTv311)
+        hostile = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bad", protocol=mqtt.MQTTv311)
         hostile.connect("127.0.0.1", broker.port)
         hostile.loop_start()
         good = GoodGateway(broker.port)
         outcomes: Counter[str] = Counter()
         cases: Counter[str] = Counter()
 
-        @settings(max_examples=HOSTILE_CASES, deadline=None, database=None,
-                  suppress_health_check=list(HealthCheck))
+        @settings(
+            max_examples=HOSTILE_CASES,
+            deadline=None,
+            database=None,
+            suppress_health_check=list(HealthCheck),
+        )
         @given(hostile_messages())
         def one_hostile_message(case: tuple[str, bytes]) -> None:
             what, payload = case
@@ -382,28 +466,36 @@ def test_hostile_gateway_never_stops_ingest_nor_delays_another_hall(
         procs.wait_until(good.settled, 30, "the good gateway's last acknowledgements")
         good.close()
         worst = max(good.delays)
-        print(f"\n[{database_url.split(':')[0]}] {sum(cases.values())} hostile messages: "
-              f"outcomes {dict(outcomes)}; mutations {dict(cases)}; good gateway "
-              f"{good.head} events in {len(good.delays)} batches, worst ack delay {worst:.2f} s, "
-              f"resends {good.resends}")
+        print(
+            f"\n[{database_url.split(':')[0]}] {sum(cases.values())} hostile messages: "
+            f"outcomes {dict(outcomes)}; mutations {dict(cases)}; good gateway "
+            f"{good.head} events in {len(good.delays)} batches, worst ack delay {worst:.2f} s, "
+            f"resends {good.resends}"
+        )
         assert sum(outcomes.values()) == HOSTILE_CASES
         slow = sorted(good.delays)[-5:]
         assert worst < ACK_DELAY_LIMIT_S and good.resends == 0, (slow, good.resends)
 
         async def afterwards() -> None:
             async with engine.connect() as conn:
-                stored = (await conn.execute(select(func.count()).where(
-                    events.c.gateway_id == "good"))).scalar()
-                committed = (await conn.execute(select(gateways.c.committed_through).where(
-                    gateways.c.gateway_id == "good"))).scalar()
+                stored = (
+                    await conn.execute(select(func.count()).where(events.c.gateway_id == "good"))
+                ).scalar()
+                committed = (
+                    await conn.execute(
+                        select(gateways.c.committed_through).where(gateways.c.gateway_id == "good")
+                    )
+                ).scalar()
             assert stored == committed == good.head
             app = create_app(engine)
-            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                         base_url="http://central") as client:
+            async with httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app), base_url="http://central"
+            ) as client:
                 sup = await bearer(engine, Role.SUPERVISOR)
                 for gateway in ("good", "bad"):
-                    page = await client.get("/api/v1/events", headers=sup,
-                                            params={"gateway": gateway, "limit": 5000})
+                    page = await client.get(
+                        "/api/v1/events", headers=sup, params={"gateway": gateway, "limit": 5000}
+                    )
                     assert page.status_code == 200, page.text[:500]
                 listed = (await client.get("/api/v1/gateways", headers=sup)).json()
                 assert {g["gateway"]: g["alarms"] == [] for g in listed}["good"] is True

@@ -21,19 +21,43 @@ BOOT = "ab" * 16
 T0 = datetime(2026, 11, 20, 1, 2, 3, 456000, tzinfo=UTC)
 
 
-def event(seq: int, *, utc: datetime = T0, kind: str = "gen.sample", body: object = None,
-          synced: bool = True, mono_ns: int | None = None) -> dict[str, object]:
-    return {"seq": seq, "utc": utc.isoformat().replace("+00:00", "Z"),
-            "mono_ns": mono_ns if mono_ns is not None else seq * 1000, "boot": BOOT,
-            "synced": synced, "kind": kind,
-            "body": body if body is not None else {"n": seq, "run": "r1"}}
+def event(
+    seq: int,
+    *,
+    utc: datetime = T0,
+    kind: str = "gen.sample",
+    body: object = None,
+    synced: bool = True,
+    mono_ns: int | None = None,
+) -> dict[str, object]:
+    return {
+        "seq": seq,
+        "utc": utc.isoformat().replace("+00:00", "Z"),
+        "mono_ns": mono_ns if mono_ns is not None else seq * 1000,
+        "boot": BOOT,
+        "synced": synced,
+        "kind": kind,
+        "body": body if body is not None else {"n": seq, "run": "r1"},
+    }
 
 
-def message(seqs: range | list[int], *, hall: str = "H1", gateway: str = "gw1",
-            topic_hall: str | None = None, lost_from: int | None = None,
-            epoch: str | None = None, **kw: object) -> Incoming:
-    doc: dict[str, object] = {"v": 1, "hall": hall, "gateway": gateway, "sender_boot": BOOT,
-                              "events": [event(s, **kw) for s in seqs]}  # type: ignore[arg-type]
+def message(
+    seqs: range | list[int],
+    *,
+    hall: str = "H1",
+    gateway: str = "gw1",
+    topic_hall: str | None = None,
+    lost_from: int | None = None,
+    epoch: str | None = None,
+    **kw: object,
+) -> Incoming:
+    doc: dict[str, object] = {
+        "v": 1,
+        "hall": hall,
+        "gateway": gateway,
+        "sender_boot": BOOT,
+        "events": [event(s, **kw) for s in seqs],
+    }  # type: ignore[arg-type]
     if lost_from is not None:
         doc["lost_from"] = lost_from
     if epoch is not None:
@@ -79,8 +103,9 @@ async def test_gap_is_noticed_replay_requested_then_filled(engine: AsyncEngine) 
 async def test_many_events_in_one_millisecond_all_arrive(engine: AsyncEngine) -> None:
     await Ingestor(engine).ingest([message(range(1, 1001), utc=T0)])
     async with engine.connect() as conn:
-        n, distinct_utc = (await conn.execute(
-            select(func.count(), func.count(events.c.utc.distinct())))).one()
+        n, distinct_utc = (
+            await conn.execute(select(func.count(), func.count(events.c.utc.distinct())))
+        ).one()
     assert (n, distinct_utc) == (1000, 1)
 
 
@@ -94,21 +119,34 @@ async def test_reported_loss_is_recorded_and_closes_the_gap(engine: AsyncEngine)
     assert (row.first_seq, row.last_seq) == (6, 8)
 
 
-@pytest.mark.parametrize(("build", "reason"), [
-    (lambda: message(range(1, 3), hall="H2"), "belongs to hall 'H1', not 'H2'"),
-    (lambda: message(range(1, 3), topic_hall="H2"), "envelope says H1/gw1 but the topic says H2"),
-    (lambda: message(range(1, 3), gateway="gw9"), "unknown gateway 'gw9'"),
-    (lambda: Incoming("hw/v1/H1/gw1/events", b"{not json", T0), "schema:"),
-    (lambda: Incoming("hw/v1/H1/gw1/events",
-                      message(range(1, 3)).payload.replace(b'"v": 1', b'"v": 2'), T0),
-     "unsupported protocol version 2"),
-    (lambda: Incoming("hw/v1/H1/gw1/events", b"x" * (1024 * 1024 + 1), T0), "exceeds"),
-    (lambda: Incoming("hw/v2/H1/gw1/events", message(range(1, 3)).payload, T0), "version"),
-    (lambda: Incoming("hw/v1/H.1/gw1/events", message(range(1, 3)).payload, T0), "hall"),
-    (lambda: message([1, 3]), "consecutive seq"),
-])
+@pytest.mark.parametrize(
+    ("build", "reason"),
+    [
+        (lambda: message(range(1, 3), hall="H2"), "belongs to hall 'H1', not 'H2'"),
+        (
+            lambda: message(range(1, 3), topic_hall="H2"),
+            "envelope says H1/gw1 but the topic says H2",
+        ),
+        (lambda: message(range(1, 3), gateway="gw9"), "unknown gateway 'gw9'"),
+        (lambda: Incoming("hw/v1/H1/gw1/events", b"{not json", T0), "schema:"),
+        (
+            lambda: Incoming(
+                "hw/v1/H1/gw1/events",
+                message(range(1, 3)).payload.replace(b'"v": 1', b'"v": 2'),
+                T0,
+            ),
+            "unsupported protocol version 2",
+        ),
+        (lambda: Incoming("hw/v1/H1/gw1/events", b"x" * (1024 * 1024 + 1), T0), "exceeds"),
+        (lambda: Incoming("hw/v2/H1/gw1/events", message(range(1, 3)).payload, T0), "version"),
+        (lambda: Incoming("hw/v1/H.1/gw1/events", message(range(1, 3)).payload, T0), "hall"),
+        (lambda: message([1, 3]), "consecutive seq"),
+    ],
+)
 async def test_invalid_messages_are_quarantined_with_reason(
-    engine: AsyncEngine, build, reason: str  # type: ignore[no-untyped-def]
+    engine: AsyncEngine,
+    build,
+    reason: str,  # type: ignore[no-untyped-def]
 ) -> None:
     ingestor = Ingestor(engine)
     acks = await ingestor.ingest([build()])
@@ -148,13 +186,23 @@ async def test_unsynced_stamps_are_corrected_from_the_same_boots_synced_event(
     ingestor = Ingestor(engine)
     await ingestor.ingest([message([1], utc=wrong, synced=False, mono_ns=5_000_000_000)])
     await ingestor.ingest([message([2], utc=true_t1, synced=True, mono_ns=15_000_000_000)])
-    page = await list_events(engine, Principal(Role.SUPERVISOR), gateway="gw1", hall=None,
-                             kind=None, since=None, until=None, cursor=None, limit=10)
+    page = await list_events(
+        engine,
+        Principal(Role.SUPERVISOR),
+        gateway="gw1",
+        hall=None,
+        kind=None,
+        since=None,
+        until=None,
+        cursor=None,
+        limit=10,
+    )
     first = next(i for i in page.items if i.seq == 1)
     assert first.utc == wrong and first.utc_corrected == T0
 
 
 # -- isolation ----------------------------------------------------------------------------
+
 
 def poisoned(msg: Incoming, index: int, path: tuple[str, ...], value: object) -> Incoming:
     doc = json.loads(msg.payload)
@@ -168,10 +216,18 @@ def poisoned(msg: Incoming, index: int, path: tuple[str, ...], value: object) ->
 async def outcome_by_seq(engine: AsyncEngine, gateway: str) -> dict[int, str]:
     """Each seq central answers for: 'stored' or the quarantine reason."""
     async with engine.connect() as conn:
-        stored = (await conn.execute(select(events.c.seq).where(
-            events.c.gateway_id == gateway))).scalars().all()
-        held = (await conn.execute(select(quarantine.c.seq, quarantine.c.reason).where(
-            quarantine.c.gateway_id == gateway, quarantine.c.seq.is_not(None)))).all()
+        stored = (
+            (await conn.execute(select(events.c.seq).where(events.c.gateway_id == gateway)))
+            .scalars()
+            .all()
+        )
+        held = (
+            await conn.execute(
+                select(quarantine.c.seq, quarantine.c.reason).where(
+                    quarantine.c.gateway_id == gateway, quarantine.c.seq.is_not(None)
+                )
+            )
+        ).all()
     found = {seq: "stored" for seq in stored}
     for seq, reason in held:
         assert seq not in found, f"seq {seq} both stored and quarantined"
@@ -179,13 +235,16 @@ async def outcome_by_seq(engine: AsyncEngine, gateway: str) -> dict[int, str]:
     return found
 
 
-@pytest.mark.parametrize(("path", "value"), [
-    (("body", "run"), "a\x00b"),  # PostgreSQL text/jsonb cannot hold U+0000
-    (("mono_ns",), 2**63),  # past a signed 64-bit column
-    (("body", "n"), 2**64),  # past every integer column
-    (("utc",), "0001-01-01T00:00:00Z"),  # the clock offset overflows int64
-    (("body",), {"n": 1, "run": "r", "x": {"y": [[[[[[[[[[1]]]]]]]]]]}}),  # not in the model
-])
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [
+        (("body", "run"), "a\x00b"),  # PostgreSQL text/jsonb cannot hold U+0000
+        (("mono_ns",), 2**63),  # past a signed 64-bit column
+        (("body", "n"), 2**64),  # past every integer column
+        (("utc",), "0001-01-01T00:00:00Z"),  # the clock offset overflows int64
+        (("body",), {"n": 1, "run": "r", "x": {"y": [[[[[[[[[[1]]]]]]]]]]}}),  # not in the model
+    ],
+)
 async def test_one_poisoned_event_is_quarantined_and_the_rest_of_the_group_commits(
     engine: AsyncEngine, path: tuple[str, ...], value: object
 ) -> None:
@@ -198,8 +257,9 @@ async def test_one_poisoned_event_is_quarantined_and_the_rest_of_the_group_commi
     assert all(gw1[s] == "stored" for s in (1, 2, 4, 5))
     if gw1[3] != "stored":  # where it was quarantined, the whole event is kept
         async with engine.connect() as conn:
-            payload = (await conn.execute(select(quarantine.c.payload).where(
-                quarantine.c.seq == 3))).scalar_one()
+            payload = (
+                await conn.execute(select(quarantine.c.payload).where(quarantine.c.seq == 3))
+            ).scalar_one()
         assert json.loads(payload)["seq"] == 3 and gw1[3]
 
 
@@ -207,8 +267,9 @@ async def test_unreadable_message_holds_back_only_its_own_gateway(engine: AsyncE
     deep = "[" * 5000 + "]" * 5000
     good = message(range(1, 4))
     payload = good.payload.replace(b'"run": "r1"}', b'"run": "r1", "x": ' + deep.encode() + b"}", 1)
-    acks = await Ingestor(engine).ingest([Incoming(good.topic, payload, T0),
-                                          message(range(1, 4), hall="H2", gateway="gw2")])
+    acks = await Ingestor(engine).ingest(
+        [Incoming(good.topic, payload, T0), message(range(1, 4), hall="H2", gateway="gw2")]
+    )
     assert [(a.gateway, a.committed_through) for a in acks] == [("gw2", 3)]
     async with engine.connect() as conn:
         (reason,) = (await conn.execute(select(quarantine.c.reason))).scalars().all()
@@ -217,12 +278,16 @@ async def test_unreadable_message_holds_back_only_its_own_gateway(engine: AsyncE
 
 # -- sequence truth -----------------------------------------------------------------------
 
+
 async def alarms(engine: AsyncEngine, gateway: str) -> dict[str, tuple[int, str]]:
     from central.api.gateways import list_gateways
     from central.auth import Principal, Role
 
-    (gw,) = [g for g in await list_gateways(engine, Principal(Role.SUPERVISOR), None)
-             if g.gateway == gateway]
+    (gw,) = [
+        g
+        for g in await list_gateways(engine, Principal(Role.SUPERVISOR), None)
+        if g.gateway == gateway
+    ]
     return {a.kind: (a.count, a.detail) for a in gw.alarms}
 
 
@@ -272,8 +337,9 @@ async def test_a_replaced_journal_is_a_new_epoch_renumbered_above_the_old_one(
     ingestor = Ingestor(engine)
     (ack,) = await ingestor.ingest([message(range(1, 11), epoch="aaaa0001")])
     assert (ack.epoch, ack.committed_through) == ("aaaa0001", 10)
-    (ack,) = await ingestor.ingest([message(range(1, 4), epoch="cccc0003", body={"n": 0,
-                                                                              "run": "new"})])
+    (ack,) = await ingestor.ingest(
+        [message(range(1, 4), epoch="cccc0003", body={"n": 0, "run": "new"})]
+    )
     assert (ack.epoch, ack.committed_through, ack.rebase_to) == ("cccc0003", 0, 11)
     assert await count(engine) == 10  # nothing of the new journal taken for the old one's
     found = await alarms(engine, "gw1")
@@ -302,17 +368,29 @@ async def test_quarantine_is_bounded_per_gateway_oldest_first_counted(
     engine: AsyncEngine,
 ) -> None:
     ingestor = Ingestor(engine, quarantine_rows=5, quarantine_bytes=300_000)
-    junk = [Incoming("hw/v1/H1/gw1/events", b"{" + bytes([65 + i]) * 1000, T0)
-            for i in range(8)]
-    big = [Incoming("hw/v1/H2/gw2/events", b"[" + bytes([65 + i]) * 100_000, T0)
-           for i in range(6)]
+    junk = [Incoming("hw/v1/H1/gw1/events", b"{" + bytes([65 + i]) * 1000, T0) for i in range(8)]
+    big = [Incoming("hw/v1/H2/gw2/events", b"[" + bytes([65 + i]) * 100_000, T0) for i in range(6)]
     for msg in [*junk, *big]:
         await ingestor.ingest([msg])
     async with engine.connect() as conn:
-        kept = dict((await conn.execute(select(quarantine.c.gateway_id, func.count())
-                                        .group_by(quarantine.c.gateway_id))).all())
-        newest = (await conn.execute(select(quarantine.c.payload).where(
-            quarantine.c.gateway_id == "gw1").order_by(quarantine.c.id))).scalars().all()
+        kept = dict(
+            (
+                await conn.execute(
+                    select(quarantine.c.gateway_id, func.count()).group_by(quarantine.c.gateway_id)
+                )
+            ).all()
+        )
+        newest = (
+            (
+                await conn.execute(
+                    select(quarantine.c.payload)
+                    .where(quarantine.c.gateway_id == "gw1")
+                    .order_by(quarantine.c.id)
+                )
+            )
+            .scalars()
+            .all()
+        )
     assert kept == {"gw1": 5, "gw2": 2}
     assert [bytes(p[1:2]) for p in newest] == [b"D", b"E", b"F", b"G", b"H"]
     assert alarms_kinds(await alarms(engine, "gw1")) == {"quarantine_dropped": 3}
@@ -322,17 +400,27 @@ async def test_quarantine_is_bounded_per_gateway_oldest_first_counted(
 async def test_a_state_message_the_store_cannot_hold_is_quarantined_not_raised(
     engine: AsyncEngine,
 ) -> None:
-    state = {"v": 1, "hall": "H1", "gateway": "gw1", "boot": BOOT, "online": True,
-             "utc": "2026-11-20T01:02:03Z", "synced": True, "software": "x",
-             "health": {"evaluator": "a\x00b", "n": 2**70}}
+    state = {
+        "v": 1,
+        "hall": "H1",
+        "gateway": "gw1",
+        "boot": BOOT,
+        "online": True,
+        "utc": "2026-11-20T01:02:03Z",
+        "synced": True,
+        "software": "x",
+        "health": {"evaluator": "a\x00b", "n": 2**70},
+    }
     msg = Incoming("hw/v1/H1/gw1/state", json.dumps(state).encode(), T0)
     ingestor = Ingestor(engine)
     stored = await ingestor.ingest_state(msg)  # never raises: one gateway's state is its own
     async with engine.connect() as conn:
         reasons = (await conn.execute(select(quarantine.c.reason))).scalars().all()
-        online = (await conn.execute(select(gateways.c.online).where(
-            gateways.c.gateway_id == "gw1"))).scalar()
+        online = (
+            await conn.execute(select(gateways.c.online).where(gateways.c.gateway_id == "gw1"))
+        ).scalar()
     assert (stored is None and len(reasons) == 1 and online is False) or (
-        stored is not None and reasons == [] and online is True), reasons
+        stored is not None and reasons == [] and online is True
+    ), reasons
     (ack,) = await ingestor.ingest([message(range(1, 3))])  # the stream goes on
     assert ack.committed_through == 2

@@ -48,44 +48,74 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
     await eng.dispose()
 
 
-async def evaluations(engine: AsyncEngine, gw: Gateway, n: int, *, start: datetime = NOW
-                      ) -> None:
+async def evaluations(engine: AsyncEngine, gw: Gateway, n: int, *, start: datetime = NOW) -> None:
     """n key presses with a queue event between each (only the keys are chained)."""
     items: list[tuple[str, dict[str, Any], datetime]] = []
     for i in range(n):
         at = start + timedelta(minutes=i)
-        items.append(("queue.event", queue(100 + i, "FN", ticket=f"A{i:03d}", window=3,
-                                           staff="100231"), at))
+        items.append(
+            ("queue.event", queue(100 + i, "FN", ticket=f"A{i:03d}", window=3, staff="100231"), at)
+        )
         items.append(("evaluator.key", key_press(3, 1 + i % 6, session=1 + i), at))
     await Ingestor(engine).ingest([gw.batch(items)])
 
 
-async def store_case(engine: AsyncEngine, case_no: str, revision: int, *, hall: str = "H1",
-                     status: str = "running", received_at: datetime = NOW,
-                     suspended: tuple[datetime, datetime | None] | None = None) -> None:
+async def store_case(
+    engine: AsyncEngine,
+    case_no: str,
+    revision: int,
+    *,
+    hall: str = "H1",
+    status: str = "running",
+    received_at: datetime = NOW,
+    suspended: tuple[datetime, datetime | None] | None = None,
+) -> None:
     """What the case store does in one transaction: the revision, the case row brought up to
     it, its suspensions replaced."""
-    row = {"case_no": case_no, "revision": revision, "item_code": "11510100MB1", "item_name":
-           "营业执照", "department": "市场监管局", "hall_id": hall, "window": 3,
-           "staff": "100231", "accepted_at": NOW - timedelta(days=2), "legal_days": 20,
-           "promised_days": 5, "completed_at": None, "status": status,
-           "applicant_masked": "张*", "applicant_digest": "ab" * 32,
-           "received_at": received_at, "source": "api"}
-    doc = {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in row.items()
-           if k not in ("revision", "received_at", "source", "hall_id")}
+    row = {
+        "case_no": case_no,
+        "revision": revision,
+        "item_code": "11510100MB1",
+        "item_name": "营业执照",
+        "department": "市场监管局",
+        "hall_id": hall,
+        "window": 3,
+        "staff": "100231",
+        "accepted_at": NOW - timedelta(days=2),
+        "legal_days": 20,
+        "promised_days": 5,
+        "completed_at": None,
+        "status": status,
+        "applicant_masked": "张*",
+        "applicant_digest": "ab" * 32,
+        "received_at": received_at,
+        "source": "api",
+    }
+    doc = {
+        k: (v.isoformat() if isinstance(v, datetime) else v)
+        for k, v in row.items()
+        if k not in ("revision", "received_at", "source", "hall_id")
+    }
     doc["hall"] = hall
     async with engine.begin() as conn:
         if revision == 1:
             await conn.execute(insert(cases).values(**row))
         else:
             await conn.execute(update(cases).where(cases.c.case_no == case_no).values(**row))
-            await conn.execute(delete(case_suspensions).where(
-                case_suspensions.c.case_no == case_no))
+            await conn.execute(
+                delete(case_suspensions).where(case_suspensions.c.case_no == case_no)
+            )
         if suspended is not None:
-            await conn.execute(insert(case_suspensions).values(
-                case_no=case_no, started_at=suspended[0], ended_at=suspended[1], reason="补正"))
-        await conn.execute(insert(case_revisions).values(
-            case_no=case_no, revision=revision, doc=doc, received_at=received_at))
+            await conn.execute(
+                insert(case_suspensions).values(
+                    case_no=case_no, started_at=suspended[0], ended_at=suspended[1], reason="补正"
+                )
+            )
+        await conn.execute(
+            insert(case_revisions).values(
+                case_no=case_no, revision=revision, doc=doc, received_at=received_at
+            )
+        )
 
 
 def json_param(engine: AsyncEngine) -> str:
@@ -98,8 +128,11 @@ async def raw(engine: AsyncEngine, sql: str, **params: object) -> None:
 
 
 def keys(report: ledger.Report, problem: Problem) -> list[tuple[str, str, int | None]]:
-    return [(f.record.value if f.record else "", f.ref, f.ref_no)
-            for f in report.findings if f.problem is problem]
+    return [
+        (f.record.value if f.record else "", f.ref, f.ref_no)
+        for f in report.findings
+        if f.problem is problem
+    ]
 
 
 async def test_untouched_records_verify_clean_in_one_chain_per_hall_and_day(
@@ -113,8 +146,9 @@ async def test_untouched_records_verify_clean_in_one_chain_per_hall_and_day(
 
     assert await ledger.append_once(engine, now=NOW) == 10  # 8 keys, a revision, a case state
     assert await ledger.append_once(engine, now=NOW) == 0  # nothing new: nothing added
-    await store_case(engine, "C1", 2, status="suspended",
-                     suspended=(NOW - timedelta(days=1), NOW))  # revised the proper way
+    await store_case(
+        engine, "C1", 2, status="suspended", suspended=(NOW - timedelta(days=1), NOW)
+    )  # revised the proper way
     next_day = NOW + timedelta(days=1)
     assert await ledger.append_once(engine, now=next_day) == 2
 
@@ -130,12 +164,18 @@ async def test_edited_evaluation_is_reported_as_changed_with_its_key(engine: Asy
     await evaluations(engine, Gateway("H1", "gw1"), 4)
     await ledger.append_once(engine, now=NOW)
     async with engine.connect() as conn:
-        body = (await conn.execute(select(events.c.body).where(
-            events.c.gateway_id == "gw1", events.c.seq == 4))).scalar_one()
+        body = (
+            await conn.execute(
+                select(events.c.body).where(events.c.gateway_id == "gw1", events.c.seq == 4)
+            )
+        ).scalar_one()
     assert body["key"] == 2
     body["key"], body["label"] = 1, "非常满意"  # a bad review turned into a good one
-    await raw(engine, f"UPDATE events SET body = {json_param(engine)} "
-                      "WHERE gateway_id = 'gw1' AND seq = 4", doc=json.dumps(body))
+    await raw(
+        engine,
+        f"UPDATE events SET body = {json_param(engine)} WHERE gateway_id = 'gw1' AND seq = 4",
+        doc=json.dumps(body),
+    )
 
     report = await ledger.verify(engine)
     assert keys(report, Problem.CHANGED) == [("evaluation", "gw1", 4)]
@@ -164,15 +204,24 @@ async def test_forged_evaluations_are_reported_not_in_ledger(engine: AsyncEngine
     assert (await ledger.verify(engine)).ok
 
     async with engine.connect() as conn:
-        genuine = dict((await conn.execute(select(events).where(
-            events.c.gateway_id == "gw1", events.c.seq == 4))).mappings().one())
+        genuine = dict(
+            (
+                await conn.execute(
+                    select(events).where(events.c.gateway_id == "gw1", events.c.seq == 4)
+                )
+            )
+            .mappings()
+            .one()
+        )
     async with engine.begin() as conn:
         for seq in (5, 40):  # into the quarantined number, and ahead of the gateway
             await conn.execute(insert(events).values({**genuine, "seq": seq}))
 
     report = await ledger.verify(engine)
-    assert keys(report, Problem.NOT_IN_LEDGER) == [("evaluation", "gw1", 5),
-                                                    ("evaluation", "gw1", 40)]
+    assert keys(report, Problem.NOT_IN_LEDGER) == [
+        ("evaluation", "gw1", 5),
+        ("evaluation", "gw1", 40),
+    ]
     assert len(report.findings) == 2
     assert "committed sequence" in report.findings[1].detail
     # the job does not take the forgeries in either
@@ -190,24 +239,45 @@ async def test_case_records_changed_deleted_or_forged_are_reported(engine: Async
     await raw(engine, "UPDATE cases SET status = 'withdrawn' WHERE case_no = 'C1'")
     await raw(engine, "UPDATE case_suspensions SET ended_at = started_at WHERE case_no = 'C2'")
     doc = {"case_no": "C3", "status": "completed", "hall": "H1"}
-    await raw(engine, f"UPDATE case_revisions SET doc = {json_param(engine)} "
-                      "WHERE case_no = 'C3' AND revision = 1", doc=json.dumps(doc))
+    await raw(
+        engine,
+        f"UPDATE case_revisions SET doc = {json_param(engine)} "
+        "WHERE case_no = 'C3' AND revision = 1",
+        doc=json.dumps(doc),
+    )
     await raw(engine, "DELETE FROM case_revisions WHERE case_no = 'C4'")
     old = NOW - timedelta(hours=2)
     async with engine.begin() as conn:  # a revision and a case nobody reported
-        await conn.execute(insert(case_revisions).values(
-            case_no="C1", revision=3, doc=doc, received_at=old))
-        await conn.execute(insert(cases).values(
-            case_no="C9", revision=1, item_code="x", item_name="x", department="x",
-            hall_id="H1", accepted_at=old, legal_days=1, status="running", received_at=old,
-            source="api"))
+        await conn.execute(
+            insert(case_revisions).values(case_no="C1", revision=3, doc=doc, received_at=old)
+        )
+        await conn.execute(
+            insert(cases).values(
+                case_no="C9",
+                revision=1,
+                item_code="x",
+                item_name="x",
+                department="x",
+                hall_id="H1",
+                accepted_at=old,
+                legal_days=1,
+                status="running",
+                received_at=old,
+                source="api",
+            )
+        )
 
     report = await ledger.verify(engine)
     assert sorted(keys(report, Problem.CHANGED)) == [
-        ("case", "C1", 2), ("case", "C2", 1), ("case_revision", "C3", 1)]
+        ("case", "C1", 2),
+        ("case", "C2", 1),
+        ("case_revision", "C3", 1),
+    ]
     assert keys(report, Problem.DELETED) == [("case_revision", "C4", 1)]
     assert sorted(keys(report, Problem.NOT_IN_LEDGER)) == [
-        ("case", "C9", 1), ("case_revision", "C1", 3)]
+        ("case", "C9", 1),
+        ("case_revision", "C1", 3),
+    ]
     assert len(report.findings) == 6
 
 
@@ -221,25 +291,35 @@ async def test_ledger_entries_rewritten_removed_or_truncated_break_the_chain(
     # someone edits a row and its entry's row hash to match: the chain shows it
     await raw(engine, "UPDATE events SET boot = 'ffffffff' WHERE gateway_id = 'gw1' AND seq = 6")
     async with engine.connect() as conn:
-        row = (await conn.execute(select(events).where(
-            events.c.gateway_id == "gw1", events.c.seq == 6))).mappings().one()
+        row = (
+            (
+                await conn.execute(
+                    select(events).where(events.c.gateway_id == "gw1", events.c.seq == 6)
+                )
+            )
+            .mappings()
+            .one()
+        )
     forged = ledger.row_hash(Record.EVALUATION, row)
-    await raw(engine, "UPDATE ledger_entries SET row_hash = :h WHERE ref = 'gw1' AND ref_no = 6",
-              h=forged)
+    await raw(
+        engine, "UPDATE ledger_entries SET row_hash = :h WHERE ref = 'gw1' AND ref_no = 6", h=forged
+    )
     await raw(engine, "DELETE FROM ledger_entries WHERE position = 5")
     report = await ledger.verify(engine)
-    broken = [(f.position, f.detail) for f in report.findings
-              if f.problem is Problem.CHAIN_BROKEN]
-    assert broken == [(3, "entry does not follow from the one before"),
-                      (6, "entry 5 is missing (next is 6)")]
+    broken = [(f.position, f.detail) for f in report.findings if f.problem is Problem.CHAIN_BROKEN]
+    assert broken == [
+        (3, "entry does not follow from the one before"),
+        (6, "entry 5 is missing (next is 6)"),
+    ]
     assert keys(report, Problem.NOT_IN_LEDGER) == [("evaluation", "gw1", 10)]
 
     # the tail cut off together with its rows: only the published head can tell
     await raw(engine, "DELETE FROM ledger_entries WHERE position = 6")
     await raw(engine, "DELETE FROM events WHERE gateway_id = 'gw1' AND seq = 12")
     report = await ledger.verify(engine, published=published)
-    assert [(f.problem, f.position) for f in report.findings
-            if f.problem is Problem.HEAD_MISMATCH] == [(Problem.HEAD_MISMATCH, 6)]
+    assert [
+        (f.problem, f.position) for f in report.findings if f.problem is Problem.HEAD_MISMATCH
+    ] == [(Problem.HEAD_MISMATCH, 6)]
 
 
 def test_cli_verify_ledger_exit_code_and_report(database_url: str, tmp_path: Path) -> None:
@@ -274,42 +354,83 @@ def test_cli_verify_ledger_exit_code_and_report(database_url: str, tmp_path: Pat
     (tmp_path / "heads.jsonl").write_text(head.output)
 
     asyncio.run(setup(tamper=True))
-    bad = runner.invoke(app, ["verify-ledger", "-c", str(config), "--hall", "H1",
-                              "--heads", str(tmp_path / "heads.jsonl")])
+    bad = runner.invoke(
+        app,
+        [
+            "verify-ledger",
+            "-c",
+            str(config),
+            "--hall",
+            "H1",
+            "--heads",
+            str(tmp_path / "heads.jsonl"),
+        ],
+    )
     assert bad.exit_code == 1
     assert "已被删除 deleted: evaluation gw1#2 (hall H1" in bad.output
     assert "NOT intact: 1 problem(s)" in bad.output
-    assert runner.invoke(app, ["verify-ledger", "--day", "2026-13-01", "-c", str(config)]
-                         ).exit_code == 2
+    assert (
+        runner.invoke(app, ["verify-ledger", "--day", "2026-13-01", "-c", str(config)]).exit_code
+        == 2
+    )
 
 
 def test_row_hash_is_independent_of_key_order_and_sensitive_to_every_column() -> None:
     """Keys in another order (as PostgreSQL's JSONB returns them) hash the same."""
-    row = {"gateway_id": "gw1", "seq": 1, "hall_id": "H1", "kind": "evaluator.key",
-           "utc": NOW, "mono_ns": 1, "boot": "ab", "synced": True,
-           "body": {"b": 1, "a": [1.5, "好"]}, "received_at": NOW}
+    row = {
+        "gateway_id": "gw1",
+        "seq": 1,
+        "hall_id": "H1",
+        "kind": "evaluator.key",
+        "utc": NOW,
+        "mono_ns": 1,
+        "boot": "ab",
+        "synced": True,
+        "body": {"b": 1, "a": [1.5, "好"]},
+        "received_at": NOW,
+    }
     reordered = {**row, "body": {"a": [1.5, "好"], "b": 1}}
-    assert ledger.row_hash(Record.EVALUATION, row) == ledger.row_hash(Record.EVALUATION,
-                                                                       reordered)
+    assert ledger.row_hash(Record.EVALUATION, row) == ledger.row_hash(Record.EVALUATION, reordered)
     assert ledger.row_hash(Record.EVALUATION, row) != ledger.row_hash(
-        Record.EVALUATION, {**row, "received_at": NOW + timedelta(microseconds=1)})
+        Record.EVALUATION, {**row, "received_at": NOW + timedelta(microseconds=1)}
+    )
     for column in ledger.EVENT_COLUMNS:
-        changed = {**row, column: row[column] + timedelta(seconds=1)
-                   if isinstance(row[column], datetime) else str(row[column]) + "x"}
+        changed = {
+            **row,
+            column: row[column] + timedelta(seconds=1)
+            if isinstance(row[column], datetime)
+            else str(row[column]) + "x",
+        }
         assert ledger.row_hash(Record.EVALUATION, changed) != ledger.row_hash(
-            Record.EVALUATION, row), column
+            Record.EVALUATION, row
+        ), column
 
 
-async def gateway_state(engine: AsyncEngine, gw: Gateway, *, head_seq: int, at: datetime
-                        ) -> None:
+async def gateway_state(engine: AsyncEngine, gw: Gateway, *, head_seq: int, at: datetime) -> None:
     """What the gateway says about itself: its journal's head, by its own clock."""
-    state = GatewayState(hall=gw.hall, gateway=gw.gateway, boot=gw.boot, online=True, utc=at,
-                         synced=True, journal=JournalState(
-                             head_seq=head_seq, acked_seq=0, backlog=0, disk_bytes=0,
-                             limit_bytes=1, dropped_unacked=0))
-    await Ingestor(engine).ingest_state(Incoming(
-        topics.topic(gw.hall, gw.gateway, topics.Channel.STATE),
-        state.model_dump_json().encode(), datetime.now(UTC)))
+    state = GatewayState(
+        hall=gw.hall,
+        gateway=gw.gateway,
+        boot=gw.boot,
+        online=True,
+        utc=at,
+        synced=True,
+        journal=JournalState(
+            head_seq=head_seq,
+            acked_seq=0,
+            backlog=0,
+            disk_bytes=0,
+            limit_bytes=1,
+            dropped_unacked=0,
+        ),
+    )
+    await Ingestor(engine).ingest_state(
+        Incoming(
+            topics.topic(gw.hall, gw.gateway, topics.Channel.STATE),
+            state.model_dump_json().encode(),
+            datetime.now(UTC),
+        )
+    )
 
 
 async def forge(engine: AsyncEngine, like: dict[str, Any], seq: int, **changes: Any) -> None:
@@ -317,8 +438,11 @@ async def forge(engine: AsyncEngine, like: dict[str, Any], seq: int, **changes: 
     pending range that makes it look like a batch that arrived early."""
     async with engine.begin() as conn:
         await conn.execute(insert(events).values({**like, "seq": seq, **changes}))
-        await conn.execute(insert(pending_ranges).values(gateway_id=like["gateway_id"],
-                                                         first_seq=seq, last_seq=seq))
+        await conn.execute(
+            insert(pending_ranges).values(
+                gateway_id=like["gateway_id"], first_seq=seq, last_seq=seq
+            )
+        )
 
 
 async def test_an_evaluation_no_stored_event_explains_is_reported_despite_its_pending_range(
@@ -333,12 +457,24 @@ async def test_an_evaluation_no_stored_event_explains_is_reported_despite_its_pe
     assert report.ok and report.pending == 1  # the early key (10) waits for the gap
 
     async with engine.connect() as conn:
-        genuine = dict((await conn.execute(select(events).where(
-            events.c.gateway_id == "gw1", events.c.seq == 4))).mappings().one())
+        genuine = dict(
+            (
+                await conn.execute(
+                    select(events).where(events.c.gateway_id == "gw1", events.c.seq == 4)
+                )
+            )
+            .mappings()
+            .one()
+        )
     await forge(engine, genuine, 40)  # a copy of seq 4: its clock says it came before 10
     later = NOW + timedelta(minutes=20)
-    await forge(engine, genuine, 50, utc=later,  # a careful one: clock and time after 10
-                mono_ns=genuine["mono_ns"] + 20 * 60 * 10**9)
+    await forge(
+        engine,
+        genuine,
+        50,
+        utc=later,  # a careful one: clock and time after 10
+        mono_ns=genuine["mono_ns"] + 20 * 60 * 10**9,
+    )
     report = await ledger.verify(engine)
     assert keys(report, Problem.NOT_IN_LEDGER) == [("evaluation", "gw1", 40)]
     assert "gateway clock puts it before seq 6" in report.findings[0].detail
@@ -347,8 +483,10 @@ async def test_an_evaluation_no_stored_event_explains_is_reported_despite_its_pe
     # the gateway reports, by its own clock after both, that its journal ends at 12
     await gateway_state(engine, gw, head_seq=12, at=later + timedelta(minutes=1))
     report = await ledger.verify(engine)
-    assert keys(report, Problem.NOT_IN_LEDGER) == [("evaluation", "gw1", 40),
-                                                    ("evaluation", "gw1", 50)]
+    assert keys(report, Problem.NOT_IN_LEDGER) == [
+        ("evaluation", "gw1", 40),
+        ("evaluation", "gw1", 50),
+    ]
     assert all("journal ending at 12" in f.detail for f in report.findings)
     assert report.pending == 1  # the genuine early key is still explained
     await ledger.append_once(engine, now=NOW)  # and the job never takes a forgery in
@@ -358,30 +496,48 @@ async def test_an_evaluation_no_stored_event_explains_is_reported_despite_its_pe
 async def rewrite_chain(engine: AsyncEngine, hall: str, day: date) -> None:
     """What someone who can write every table does to hide an edit: recompute the chain."""
     async with engine.begin() as conn:
-        entries = (await conn.execute(select(ledger_entries).where(
-            ledger_entries.c.hall_id == hall, ledger_entries.c.day == day)
-            .order_by(ledger_entries.c.position))).all()
+        entries = (
+            await conn.execute(
+                select(ledger_entries)
+                .where(ledger_entries.c.hall_id == hall, ledger_entries.c.day == day)
+                .order_by(ledger_entries.c.position)
+            )
+        ).all()
         head = ledger.genesis(hall, day)
         for entry in entries:
-            row = (await conn.execute(select(events).where(
-                events.c.gateway_id == entry.ref, events.c.seq == entry.ref_no))).mappings().one()
+            row = (
+                (
+                    await conn.execute(
+                        select(events).where(
+                            events.c.gateway_id == entry.ref, events.c.seq == entry.ref_no
+                        )
+                    )
+                )
+                .mappings()
+                .one()
+            )
             digest = ledger.row_hash(Record.EVALUATION, row)
             head = ledger.chain_next(head, digest)
-            await conn.execute(update(ledger_entries).where(
-                ledger_entries.c.hall_id == hall, ledger_entries.c.day == day,
-                ledger_entries.c.position == entry.position).values(row_hash=digest,
-                                                                     chain_hash=head))
+            await conn.execute(
+                update(ledger_entries)
+                .where(
+                    ledger_entries.c.hall_id == hall,
+                    ledger_entries.c.day == day,
+                    ledger_entries.c.position == entry.position,
+                )
+                .values(row_hash=digest, chain_hash=head)
+            )
 
 
 async def test_a_rewrite_of_todays_chain_is_caught_by_the_heads_sealed_during_the_day(
-    engine: AsyncEngine, tmp_path: Path,
+    engine: AsyncEngine,
+    tmp_path: Path,
 ) -> None:
     seals = tmp_path / "ledger-seals.jsonl"
     gw = Gateway("H1", "gw1")
     await evaluations(engine, gw, 3)
     await ledger.append_once(engine, now=NOW)
-    assert [(h.hall, h.entries) for h in await ledger.seal_once(engine, NOW, seals)] == [
-        ("H1", 3)]
+    assert [(h.hall, h.entries) for h in await ledger.seal_once(engine, NOW, seals)] == [("H1", 3)]
     assert await ledger.seal_once(engine, NOW, seals) == []  # nothing grew: nothing sealed
     await evaluations(engine, gw, 2, start=NOW + timedelta(minutes=5))
     await ledger.append_once(engine, now=NOW + timedelta(minutes=5))
@@ -389,13 +545,17 @@ async def test_a_rewrite_of_todays_chain_is_caught_by_the_heads_sealed_during_th
     assert (await ledger.verify(engine)).ok
 
     # a bad review turned into a good one, and today's chain recomputed to match
-    await raw(engine, f"UPDATE events SET body = {json_param(engine)} "
-                      "WHERE gateway_id = 'gw1' AND seq = 4",
-              doc=json.dumps({"window": 3, "key": 1, "label": "非常满意"}))
+    await raw(
+        engine,
+        f"UPDATE events SET body = {json_param(engine)} WHERE gateway_id = 'gw1' AND seq = 4",
+        doc=json.dumps({"window": 3, "key": 1, "label": "非常满意"}),
+    )
     await rewrite_chain(engine, "H1", DAY)
     report = await ledger.verify(engine)
     assert [(f.problem, f.position) for f in report.findings] == [
-        (Problem.HEAD_MISMATCH, 3), (Problem.HEAD_MISMATCH, 5)]  # only the seals see it
+        (Problem.HEAD_MISMATCH, 3),
+        (Problem.HEAD_MISMATCH, 5),
+    ]  # only the seals see it
     assert "sealed head" in report.findings[0].detail
 
     # the seals' table emptied too: the file outside the database still holds them
@@ -406,11 +566,11 @@ async def test_a_rewrite_of_todays_chain_is_caught_by_the_heads_sealed_during_th
     assert [f.problem for f in report.findings] == [Problem.HEAD_MISMATCH] * 2
 
 
-async def test_the_ledger_job_seals_at_its_interval(engine: AsyncEngine, tmp_path: Path
-                                                    ) -> None:
+async def test_the_ledger_job_seals_at_its_interval(engine: AsyncEngine, tmp_path: Path) -> None:
     await evaluations(engine, Gateway("H1", "gw1"), 2)
-    job = asyncio.create_task(ledger.run_forever(engine, 0.05, seal_every_s=0.2,
-                                                 seal_file=tmp_path / "seals.jsonl"))
+    job = asyncio.create_task(
+        ledger.run_forever(engine, 0.05, seal_every_s=0.2, seal_file=tmp_path / "seals.jsonl")
+    )
     try:
         for _ in range(600):  # the first seal is due 0.2 s in; a loaded host may lag
             if (tmp_path / "seals.jsonl").exists():
@@ -440,9 +600,12 @@ def test_cli_seal_and_verify_against_the_seal_file(database_url: str, tmp_path: 
     async def tamper() -> None:
         engine = make_engine(database_url)
         try:
-            await raw(engine, f"UPDATE events SET body = {json_param(engine)} "
-                              "WHERE gateway_id = 'gw1' AND seq = 2",
-                      doc=json.dumps({"window": 3, "key": 1}))
+            await raw(
+                engine,
+                f"UPDATE events SET body = {json_param(engine)} "
+                "WHERE gateway_id = 'gw1' AND seq = 2",
+                doc=json.dumps({"window": 3, "key": 1}),
+            )
             day = ledger.business_date(datetime.now(UTC))
             await rewrite_chain(engine, "H1", day)
             await raw(engine, "DELETE FROM ledger_seals")

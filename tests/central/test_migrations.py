@@ -16,7 +16,8 @@ async def test_migrated_database_matches_the_declared_schema(database_url: str) 
     await upgrade(engine)  # idempotent
     async with engine.connect() as conn:
         diff = await conn.run_sync(
-            lambda sync: compare_metadata(MigrationContext.configure(sync), metadata))
+            lambda sync: compare_metadata(MigrationContext.configure(sync), metadata)
+        )
     assert await current_revision(engine)
     await engine.dispose()
     # comments are documentation; SQLite does not store them

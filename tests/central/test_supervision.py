@@ -32,8 +32,9 @@ from tests.support.broker import Broker
 CENTRAL = str(Path(sys.executable).parent / "hallwatch-central")
 
 
-def _raises_once(original: Callable[..., Awaitable[None]], error: Exception
-                 ) -> Callable[..., Awaitable[None]]:
+def _raises_once(
+    original: Callable[..., Awaitable[None]], error: Exception
+) -> Callable[..., Awaitable[None]]:
     calls = 0
 
     async def patched(*args: Any, **kwargs: Any) -> None:
@@ -55,15 +56,19 @@ async def _until(predicate: Callable[[], bool], what: str, timeout: float = 20.0
 
 
 def _config(tmp_path: Path, database_url: str, broker: Broker) -> CentralConfig:
-    return CentralConfig.model_validate({
-        "database_url": database_url, "data_dir": str(tmp_path / "central"),
-        "broker": {"host": "127.0.0.1", "port": broker.port, "instance": "sup1"},
-        "http": {"enabled": False}})
+    return CentralConfig.model_validate(
+        {
+            "database_url": database_url,
+            "data_dir": str(tmp_path / "central"),
+            "broker": {"host": "127.0.0.1", "port": broker.port, "instance": "sup1"},
+            "http": {"enabled": False},
+        }
+    )
 
 
 async def test_each_task_that_raises_is_restarted_and_shown(
-        tmp_path: Path, database_url: str, broker: Broker,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, database_url: str, broker: Broker, monkeypatch: pytest.MonkeyPatch
+) -> None:
     broken = {
         "cases.ladder": (ladder_job, "run_forever", RuntimeError("ladder broken")),
         "correlation": (correlation_job, "run_forever", RuntimeError("correlation broken")),
@@ -76,14 +81,17 @@ async def test_each_task_that_raises_is_restarted_and_shown(
         monkeypatch.setattr(module, name, _raises_once(getattr(module, name), error))
     aggregator = Aggregator(_config(tmp_path, database_url, broker))
     await aggregator.start()
-    transport = httpx.ASGITransport(app=create_app(aggregator.engine,
-                                                   tasks=aggregator.supervisor))
+    transport = httpx.ASGITransport(app=create_app(aggregator.engine, tasks=aggregator.supervisor))
     try:
         records = aggregator.supervisor.records
         # the sink is off in this configuration: once restarted it returns at once
         expected = {name: "stopped" if name == "timeseries" else "running" for name in broken}
-        await _until(lambda: all(records[n].restarts == 1 and records[n].state == expected[n]
-                                 for n in broken), "every task restarted")
+        await _until(
+            lambda: all(
+                records[n].restarts == 1 and records[n].state == expected[n] for n in broken
+            ),
+            "every task restarted",
+        )
         await _until(lambda: records["mqtt.consumer"].state == "running", "the consumer")
         async with httpx.AsyncClient(transport=transport, base_url="http://central") as http:
             answer = await http.get("/healthz")
@@ -108,13 +116,13 @@ async def test_each_task_that_raises_is_restarted_and_shown(
 
 
 async def test_a_task_given_up_still_lets_stop_close_everything(
-        tmp_path: Path, broker: Broker, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, broker: Broker, monkeypatch: pytest.MonkeyPatch
+) -> None:
     async def broken(*_: Any, **__: Any) -> None:
         raise RuntimeError("always")
 
     monkeypatch.setattr(ledger, "run_forever", broken)
-    aggregator = Aggregator(_config(tmp_path, f"sqlite+aiosqlite:///{tmp_path / 'c.db'}",
-                                    broker))
+    aggregator = Aggregator(_config(tmp_path, f"sqlite+aiosqlite:///{tmp_path / 'c.db'}", broker))
     aggregator.supervisor.first_delay_s = 0.001
     await aggregator.start()
     await asyncio.wait_for(aggregator.failed.wait(), 20)
@@ -125,7 +133,8 @@ async def test_a_task_given_up_still_lets_stop_close_everything(
 
 
 async def test_a_bad_correlation_file_stops_the_start_naming_file_and_line(
-        tmp_path: Path, broker: Broker) -> None:
+    tmp_path: Path, broker: Broker
+) -> None:
     config = _config(tmp_path, f"sqlite+aiosqlite:///{tmp_path / 'c.db'}", broker)
     config.data_dir.mkdir(parents=True)
     bad = config.data_dir / "correlation.yaml"
@@ -137,32 +146,44 @@ async def test_a_bad_correlation_file_stops_the_start_naming_file_and_line(
 
     # and the service says so and exits, instead of serving without correlation
     conf = tmp_path / "central.yaml"
-    conf.write_text(f"database_url: sqlite+aiosqlite:///{tmp_path / 'c.db'}\n"
-                    f"data_dir: {config.data_dir}\n"
-                    f"broker: {{host: 127.0.0.1, port: {broker.port}}}\n"
-                    "http: {enabled: false}\n")
-    done = subprocess.run([CENTRAL, "serve", "-c", str(conf)], capture_output=True, text=True,  # noqa: ASYNC221
-                          timeout=60)
+    conf.write_text(
+        f"database_url: sqlite+aiosqlite:///{tmp_path / 'c.db'}\n"
+        f"data_dir: {config.data_dir}\n"
+        f"broker: {{host: 127.0.0.1, port: {broker.port}}}\n"
+        "http: {enabled: false}\n"
+    )
+    done = subprocess.run(  # noqa: ASYNC221
+        [CENTRAL, "serve", "-c", str(conf)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 2, done.stderr
     assert "correlation.yaml:2" in done.stderr and "case_tolerance_s" in done.stderr
 
     # a certificate the configuration names but that is not there: the line, no traceback
     bad.unlink()
-    conf.write_text(f"database_url: sqlite+aiosqlite:///{tmp_path / 'c.db'}\n"
-                    f"data_dir: {config.data_dir}\n"
-                    "http: {enabled: false}\n"
-                    f"broker:\n  host: 127.0.0.1\n  port: {broker.port}\n  tls:\n"
-                    f"    ca: {conf}\n    cert: {tmp_path / 'gone.pem'}\n    key: {conf}\n")
-    done = subprocess.run([CENTRAL, "serve", "-c", str(conf)], capture_output=True, text=True,  # noqa: ASYNC221
-                          timeout=60)
+    conf.write_text(
+        f"database_url: sqlite+aiosqlite:///{tmp_path / 'c.db'}\n"
+        f"data_dir: {config.data_dir}\n"
+        "http: {enabled: false}\n"
+        f"broker:\n  host: 127.0.0.1\n  port: {broker.port}\n  tls:\n"
+        f"    ca: {conf}\n    cert: {tmp_path / 'gone.pem'}\n    key: {conf}\n"
+    )
+    done = subprocess.run(  # noqa: ASYNC221
+        [CENTRAL, "serve", "-c", str(conf)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 2, done.stderr
-    assert f"{conf}:9: broker.tls.cert: 无法读取 / cannot read {tmp_path / 'gone.pem'}" in \
-        done.stderr
+    assert (
+        f"{conf}:9: broker.tls.cert: 无法读取 / cannot read {tmp_path / 'gone.pem'}" in done.stderr
+    )
     assert "Traceback" not in done.stderr
 
 
-async def test_the_gateways_tasks_reach_the_gateway_list(database_url: str,
-                                                          tmp_path: Path) -> None:
+async def test_the_gateways_tasks_reach_the_gateway_list(database_url: str, tmp_path: Path) -> None:
     from central.ingest import Ingestor
     from central.store.db import make_engine
     from central.store.migrate import upgrade
@@ -172,15 +193,28 @@ async def test_the_gateways_tasks_reach_the_gateway_list(database_url: str,
     await register(engine, "H1", "gw1")
     now = datetime.now(UTC)
     state = GatewayState(
-        hall="H1", gateway="gw1", boot="0123456789abcdef", online=True, utc=now, synced=True,
-        journal=JournalState(head_seq=5, acked_seq=5, backlog=0, disk_bytes=0, limit_bytes=1,
-                             dropped_unacked=0),
-        tasks={"uplink.send": TaskStatus(state="restarting", restarts=3,
-                                         last_error="IndexError: deque index out of range",
-                                         error_at=now),
-               "device.queue": TaskStatus(state="running", restarts=0)})
-    await Ingestor(engine).ingest_state(Incoming(topic("H1", "gw1", Channel.STATE),
-                                                 encode(state), now))
+        hall="H1",
+        gateway="gw1",
+        boot="0123456789abcdef",
+        online=True,
+        utc=now,
+        synced=True,
+        journal=JournalState(
+            head_seq=5, acked_seq=5, backlog=0, disk_bytes=0, limit_bytes=1, dropped_unacked=0
+        ),
+        tasks={
+            "uplink.send": TaskStatus(
+                state="restarting",
+                restarts=3,
+                last_error="IndexError: deque index out of range",
+                error_at=now,
+            ),
+            "device.queue": TaskStatus(state="running", restarts=0),
+        },
+    )
+    await Ingestor(engine).ingest_state(
+        Incoming(topic("H1", "gw1", Channel.STATE), encode(state), now)
+    )
     headers = {"Authorization": f"Bearer {await create_token(engine, Role.TECHNICIAN)}"}
     transport = httpx.ASGITransport(app=create_app(engine))
     try:
@@ -195,7 +229,8 @@ async def test_the_gateways_tasks_reach_the_gateway_list(database_url: str,
 
 
 async def test_a_result_published_while_central_reconnects_is_not_lost(
-        tmp_path: Path, database_url: str, broker: Broker) -> None:
+    tmp_path: Path, database_url: str, broker: Broker
+) -> None:
     """A gateway answers each command once: whatever it publishes while central's consumer is
     away (a broker blip, a restart) must wait for it in its persistent session."""
     import paho.mqtt.client as mqtt
@@ -214,10 +249,17 @@ async def test_a_result_published_while_central_reconnects_is_not_lost(
         await aggregator.consumer.stop()  # central away
         gateway.connect("127.0.0.1", broker.port)
         gateway.loop_start()
-        answer = CommandResult(hall="H1", gateway="gw1", accepted=False, reason="expired",
-                               detail="expired an hour ago", utc=datetime.now(UTC))
-        gateway.publish(topic("H1", "gw1", Channel.RESULT), encode(answer),
-                        qos=1).wait_for_publish(10)
+        answer = CommandResult(
+            hall="H1",
+            gateway="gw1",
+            accepted=False,
+            reason="expired",
+            detail="expired an hour ago",
+            utc=datetime.now(UTC),
+        )
+        gateway.publish(topic("H1", "gw1", Channel.RESULT), encode(answer), qos=1).wait_for_publish(
+            10
+        )
         await aggregator.consumer.start()  # back: the broker hands over what it kept
 
         async def recorded() -> bool:
@@ -240,11 +282,18 @@ async def test_the_case_feed_does_not_take_the_consumers_certificate(tmp_path: P
     from central.cases import service as case_jobs
     from central.store.db import make_engine
 
-    tls = {"ca": str(tmp_path / "ca.pem"), "cert": str(tmp_path / "c.pem"),
-           "key": str(tmp_path / "c.key")}
-    config = CentralConfig.model_validate({
-        "database_url": f"sqlite+aiosqlite:///{tmp_path / 'c.db'}",
-        "data_dir": str(tmp_path / "central"), "broker": {"port": 1, "tls": tls}})
+    tls = {
+        "ca": str(tmp_path / "ca.pem"),
+        "cert": str(tmp_path / "c.pem"),
+        "key": str(tmp_path / "c.key"),
+    }
+    config = CentralConfig.model_validate(
+        {
+            "database_url": f"sqlite+aiosqlite:///{tmp_path / 'c.db'}",
+            "data_dir": str(tmp_path / "central"),
+            "broker": {"port": 1, "tls": tls},
+        }
+    )
     config.data_dir.mkdir(parents=True)
     engine = make_engine(config.database_url)
     supervisor = Supervisor()

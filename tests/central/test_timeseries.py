@@ -57,14 +57,33 @@ def scenario() -> list[tuple[str, dict[str, Any], datetime]]:
         ("queue.event", queue(4, "CL", ticket="A001", window=3), at(60)),
         ("queue.event", queue(5, "ST", ticket="A001", window=3, staff=STAFF), at(70)),
         ("queue.event", queue(6, "FN", ticket="A001", window=3, staff=STAFF), at(300)),
-        ("evaluator.invite", {"window": 3, "addr": 3, "timeout_s": 30, "status": "ok",
-                              "invitation": {"session": 9, "ticket": "A001", "staff": STAFF,
-                                             "invited_mono_ns": 5}}, at(301)),
+        (
+            "evaluator.invite",
+            {
+                "window": 3,
+                "addr": 3,
+                "timeout_s": 30,
+                "status": "ok",
+                "invitation": {
+                    "session": 9,
+                    "ticket": "A001",
+                    "staff": STAFF,
+                    "invited_mono_ns": 5,
+                },
+            },
+            at(301),
+        ),
         ("evaluator.key", key_press(3, 1, session=9, ticket="A001", staff=STAFF), at(305)),
-        ("evaluator.key", key_press(3, 1, session=9, ticket="A001", staff=STAFF,
-                                    marks=["RETRANSMIT"]), at(306)),
-        ("evaluator.key", key_press(3, 4, session=9, ticket="A001", staff=STAFF,
-                                    marks=["SESSION_REPEAT"]), at(310)),
+        (
+            "evaluator.key",
+            key_press(3, 1, session=9, ticket="A001", staff=STAFF, marks=["RETRANSMIT"]),
+            at(306),
+        ),
+        (
+            "evaluator.key",
+            key_press(3, 4, session=9, ticket="A001", staff=STAFF, marks=["SESSION_REPEAT"]),
+            at(310),
+        ),
         ("evaluator.health", health(3, online=False), at(500)),
         ("queue.event", queue(7, "HB", waiting=5), at(600)),
         ("queue.event", queue(8, "TK", ticket="A003", service="B02", waiting=1), at(650)),
@@ -74,12 +93,26 @@ def scenario() -> list[tuple[str, dict[str, Any], datetime]]:
 
 
 def state_message(backlog: int) -> Incoming:
-    doc = {"v": 1, "hall": "H1", "gateway": "gw1", "boot": "cd" * 16, "online": True,
-           "utc": at(900).isoformat(), "synced": True,
-           "journal": {"head_seq": 20, "acked_seq": 20 - backlog, "backlog": backlog,
-                       "disk_bytes": 1, "limit_bytes": 10, "dropped_unacked": 0}}
-    return Incoming(topics.topic("H1", "gw1", topics.Channel.STATE), json.dumps(doc).encode(),
-                    datetime.now(UTC))
+    doc = {
+        "v": 1,
+        "hall": "H1",
+        "gateway": "gw1",
+        "boot": "cd" * 16,
+        "online": True,
+        "utc": at(900).isoformat(),
+        "synced": True,
+        "journal": {
+            "head_seq": 20,
+            "acked_seq": 20 - backlog,
+            "backlog": backlog,
+            "disk_bytes": 1,
+            "limit_bytes": 10,
+            "dropped_unacked": 0,
+        },
+    }
+    return Incoming(
+        topics.topic("H1", "gw1", topics.Channel.STATE), json.dumps(doc).encode(), datetime.now(UTC)
+    )
 
 
 def config_for(vm: Victoria, **kw: Any) -> TimeseriesConfig:
@@ -87,9 +120,15 @@ def config_for(vm: Victoria, **kw: Any) -> TimeseriesConfig:
 
 
 def by_series(exported: list[dict[str, Any]]) -> dict[tuple[Any, ...], list[float]]:
-    return {(m["metric"]["__name__"], *sorted((k, v) for k, v in m["metric"].items()
-                                              if k not in ("__name__", "hall", "gateway"))):
-            m["values"] for m in exported}
+    return {
+        (
+            m["metric"]["__name__"],
+            *sorted(
+                (k, v) for k, v in m["metric"].items() if k not in ("__name__", "hall", "gateway")
+            ),
+        ): m["values"]
+        for m in exported
+    }
 
 
 @pytest.fixture
@@ -133,10 +172,24 @@ async def test_sink_writes_hall_metrics_without_personal_data_and_never_twice(
     assert series[("hallwatch_queue_tickets", ("service", "A01"))] == [1.0, 1.0]
     assert series[("hallwatch_queue_waiting_total",)] == [5.0]
     # the RETRANSMIT repeat is not an evaluation; the repeated session is kept apart
-    assert series[("hallwatch_evaluation_count", ("key", "1"), ("label", "非常满意"),
-                   ("status", "ok"), ("window", "3"))] == [1.0]
-    assert series[("hallwatch_evaluation_count", ("key", "4"), ("label", "办理时间太长"),
-                   ("status", "session_repeat"), ("window", "3"))] == [1.0]
+    assert series[
+        (
+            "hallwatch_evaluation_count",
+            ("key", "1"),
+            ("label", "非常满意"),
+            ("status", "ok"),
+            ("window", "3"),
+        )
+    ] == [1.0]
+    assert series[
+        (
+            "hallwatch_evaluation_count",
+            ("key", "4"),
+            ("label", "办理时间太长"),
+            ("status", "session_repeat"),
+            ("window", "3"),
+        )
+    ] == [1.0]
     assert series[("hallwatch_invitation_sent", ("window", "3"))] == [1.0]
     assert series[("hallwatch_evaluator_online", ("window", "3"))] == [0.0]
     assert series[("hallwatch_window_present", ("source", "queue"), ("window", "3"))] == [1, 0]
@@ -155,8 +208,9 @@ async def test_sink_writes_hall_metrics_without_personal_data_and_never_twice(
 
     # a restart: a new sink continues at the watermark (the queue state is rebuilt from the
     # database, so A003, issued before the restart, gets its waiting time when called after)
-    await ingestor.ingest([gw.batch([
-        ("queue.event", queue(11, "CL", ticket="A003", window=3), at(950))])])
+    await ingestor.ingest(
+        [gw.batch([("queue.event", queue(11, "CL", ticket="A003", window=3), at(950))])]
+    )
     restarted = TimeseriesSink(engine, config_for(vm))
     assert await restarted.run_once(now + timedelta(seconds=1)) == 1
     assert await restarted.run_once(now + timedelta(seconds=2)) == 0
@@ -164,8 +218,9 @@ async def test_sink_writes_hall_metrics_without_personal_data_and_never_twice(
     after = by_series(vm.export_until(series=19))
     assert after.pop(("hallwatch_wait_seconds", ("service", "B02"), ("window", "3"))) == [300.0]
     assert after.pop(("hallwatch_queue_waiting", ("service", "B02"))) == [1.0, 0.0]
-    assert after == {k: v for k, v in series.items()
-                     if k != ("hallwatch_queue_waiting", ("service", "B02"))}
+    assert after == {
+        k: v for k, v in series.items() if k != ("hallwatch_queue_waiting", ("service", "B02"))
+    }
 
 
 async def test_a_repeat_after_a_crash_changes_no_query_result_under_dedup(
@@ -180,9 +235,11 @@ async def test_a_repeat_after_a_crash_changes_no_query_result_under_dedup(
         await upgrade(engine)
         await register(engine, "H1", "gw1")
         await Ingestor(engine).ingest([Gateway("H1", "gw1").batch(scenario())])
-        queries = ['sum(count_over_time(hallwatch_evaluation_count[1d]))',
-                   'sum(count_over_time(hallwatch_queue_tickets[1d]))',
-                   'max(max_over_time(hallwatch_wait_seconds[1d]))']
+        queries = [
+            "sum(count_over_time(hallwatch_evaluation_count[1d]))",
+            "sum(count_over_time(hallwatch_queue_tickets[1d]))",
+            "max(max_over_time(hallwatch_wait_seconds[1d]))",
+        ]
 
         async def results() -> list[Any]:
             vm.export_until(series=10)
@@ -204,8 +261,9 @@ async def test_a_repeat_after_a_crash_changes_no_query_result_under_dedup(
         vm.stop()
 
 
-async def test_secrets_never_reach_the_log(tmp_path: Path, caplog: pytest.LogCaptureFixture
-                                           ) -> None:
+async def test_secrets_never_reach_the_log(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """The influx token and API bearer tokens stay out of every log line, at DEBUG too, through
     a successful write, a refused one (wrong password) and API calls with good and bad tokens."""
     import httpx
@@ -214,8 +272,9 @@ async def test_secrets_never_reach_the_log(tmp_path: Path, caplog: pytest.LogCap
     from central.auth import Role, create_token
 
     password, wrong = "s3cret-VM-pass-7781", "wr0ng-VM-pass-1234"
-    vm = Victoria(tmp_path / "vm", ["-httpAuth.username=hw", f"-httpAuth.password={password}"]
-                  ).start()
+    vm = Victoria(
+        tmp_path / "vm", ["-httpAuth.username=hw", f"-httpAuth.password={password}"]
+    ).start()
     engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'central.db'}")
     caplog.set_level(logging.DEBUG)
     try:
@@ -241,10 +300,12 @@ async def test_secrets_never_reach_the_log(tmp_path: Path, caplog: pytest.LogCap
         token = await create_token(engine, Role.SUPERVISOR)
         transport = httpx.ASGITransport(app=create_app(engine))
         async with httpx.AsyncClient(transport=transport, base_url="http://central") as client:
-            assert (await client.get("/api/v1/events", headers={
-                "Authorization": f"Bearer {token}"})).status_code == 200
-            assert (await client.get("/api/v1/events", headers={
-                "Authorization": f"Bearer {token}x"})).status_code == 401
+            assert (
+                await client.get("/api/v1/events", headers={"Authorization": f"Bearer {token}"})
+            ).status_code == 200
+            assert (
+                await client.get("/api/v1/events", headers={"Authorization": f"Bearer {token}x"})
+            ).status_code == 401
     finally:
         await asyncio.sleep(0)
         await engine.dispose()
@@ -260,8 +321,16 @@ def test_same_millisecond_points_of_a_series_stay_distinct() -> None:
     moment = at(0)
     stamps = []
     for seq in range(1, 4):  # the machine's buffer replayed at once after a reconnect
-        ev = StoredEvent("gw1", seq, "H1", "queue.event", moment, seq, "b",
-                         queue(seq, "TK", ticket=f"A{seq:03d}", service="A01", waiting=seq))
+        ev = StoredEvent(
+            "gw1",
+            seq,
+            "H1",
+            "queue.event",
+            moment,
+            seq,
+            "b",
+            queue(seq, "TK", ticket=f"A{seq:03d}", service="A01", waiting=seq),
+        )
         stamps += [s.ms for s in deriver.samples(ev) if s.metric == "hallwatch_queue_tickets"]
     assert stamps == [ms(0), ms(0) + 1, ms(0) + 2]
 
@@ -270,8 +339,9 @@ def test_transfer_moves_the_wait_to_the_new_queue_and_reboot_falls_back_to_utc()
     deriver = Deriver()
 
     def ev(seq: int, seconds: float, boot: str, **body: Any) -> StoredEvent:
-        return StoredEvent("gw1", seq, "H1", "queue.event", at(seconds), seq * 10**9, boot,
-                           queue(seq, **body))
+        return StoredEvent(
+            "gw1", seq, "H1", "queue.event", at(seconds), seq * 10**9, boot, queue(seq, **body)
+        )
 
     deriver.samples(ev(1, 0, "b1", kind="TK", ticket="A001", service="A01", waiting=1))
     deriver.samples(ev(2, 100, "b1", kind="TR", ticket="A001", window=2, to_service="C03"))
@@ -284,8 +354,16 @@ def test_a_camera_that_streams_but_cannot_judge_is_told_from_one_that_is_down() 
     deriver = Deriver()
     seen = {}
     for seq, state in enumerate(("online", "too_dark", "stalled", "frozen"), start=1):
-        ev = StoredEvent("gw1", seq, "H1", "camera.health", at(seq), seq * 10**9, "b",
-                         {"camera": "c1", "state": state, "reason": "…", "advice": "…"})
+        ev = StoredEvent(
+            "gw1",
+            seq,
+            "H1",
+            "camera.health",
+            at(seq),
+            seq * 10**9,
+            "b",
+            {"camera": "c1", "state": state, "reason": "…", "advice": "…"},
+        )
         seen[state] = {s.metric: s.value for s in deriver.samples(ev)}
     assert seen["online"] == {"hallwatch_camera_online": 1, "hallwatch_camera_blind": 0}
     assert seen["too_dark"] == {"hallwatch_camera_online": 0, "hallwatch_camera_blind": 1}
@@ -311,13 +389,16 @@ async def test_the_aggregator_runs_the_sink_and_the_ledger_and_logs_no_secret(
     from central.store.schema_tsledger import ledger_entries
 
     password = "an0ther-VM-pass-5512"
-    vm = Victoria(tmp_path / "vm", ["-httpAuth.username=hw", f"-httpAuth.password={password}"]
-                  ).start()
+    vm = Victoria(
+        tmp_path / "vm", ["-httpAuth.username=hw", f"-httpAuth.password={password}"]
+    ).start()
     caplog.set_level(logging.DEBUG)
     config = CentralConfig(
         database_url=f"sqlite+aiosqlite:///{tmp_path / 'central.db'}",
-        data_dir=tmp_path / "central", broker=BrokerConfig(port=broker.port, instance="ts1"),
-        timeseries=config_for(vm, token=SecretStr(f"hw:{password}"), auth_basic=True))
+        data_dir=tmp_path / "central",
+        broker=BrokerConfig(port=broker.port, instance="ts1"),
+        timeseries=config_for(vm, token=SecretStr(f"hw:{password}"), auth_basic=True),
+    )
     aggregator = Aggregator(config)
     await aggregator.start()
     try:
@@ -325,11 +406,13 @@ async def test_the_aggregator_runs_the_sink_and_the_ledger_and_logs_no_secret(
         await aggregator.ingestor.ingest([Gateway("H1", "gw1").batch(scenario())])
         exported = await asyncio.to_thread(vm.export_until, 17)  # no state: no backlog
         assert {"hallwatch_evaluation_count", "hallwatch_wait_seconds"} <= {
-            m["metric"]["__name__"] for m in exported}
+            m["metric"]["__name__"] for m in exported
+        }
         for _ in range(100):
             async with aggregator.engine.connect() as conn:
-                chained = (await conn.execute(
-                    select(func.count()).select_from(ledger_entries))).scalar()
+                chained = (
+                    await conn.execute(select(func.count()).select_from(ledger_entries))
+                ).scalar()
             if chained == 3:  # three key presses, the RETRANSMIT repeat included: it is a record
                 break
             await asyncio.sleep(0.1)

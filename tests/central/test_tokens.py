@@ -40,8 +40,9 @@ async def test_tokens_expire_by_default_are_listed_hashed_and_revoked_by_id(
 ) -> None:
     before = dt.datetime.now(dt.UTC)
     token = await create_token(engine, Role.TECHNICIAN, label="运维 张工")
-    other = await create_token(engine, Role.HALL_MANAGER, hall="H1", label="大厅",
-                               lifetime=dt.timedelta(days=7))
+    other = await create_token(
+        engine, Role.HALL_MANAGER, hall="H1", label="大厅", lifetime=dt.timedelta(days=7)
+    )
     assert await gateways_status(engine, token) == 200
     listed = {t.label: t for t in await list_tokens(engine)}
     tech = listed["运维 张工"]
@@ -78,11 +79,23 @@ async def test_an_expired_token_opens_nothing(engine: AsyncEngine) -> None:
 
 def test_cli_create_list_revoke(tmp_path: Path) -> None:
     cfg = tmp_path / "central.yaml"
-    cfg.write_text(f"database_url: sqlite+aiosqlite:///{tmp_path / 'c.db'}\n"
-                   f"data_dir: {tmp_path}\n")
+    cfg.write_text(f"database_url: sqlite+aiosqlite:///{tmp_path / 'c.db'}\ndata_dir: {tmp_path}\n")
     runner = CliRunner()
-    made = runner.invoke(cli, ["token", "create", "--role", "technician", "--label", "laptop",
-                               "--days", "30", "-c", str(cfg)])
+    made = runner.invoke(
+        cli,
+        [
+            "token",
+            "create",
+            "--role",
+            "technician",
+            "--label",
+            "laptop",
+            "--days",
+            "30",
+            "-c",
+            str(cfg),
+        ],
+    )
     assert made.exit_code == 0, made.output
     token = made.output.strip()
     listed = runner.invoke(cli, ["token", "list", "-c", str(cfg)])
@@ -94,7 +107,6 @@ def test_cli_create_list_revoke(tmp_path: Path) -> None:
     assert any(f"expires {d}" in line for d in (expected, expected - dt.timedelta(days=1)))
     revoked = runner.invoke(cli, ["token", "revoke", token_id, "-c", str(cfg)])
     assert revoked.exit_code == 0 and "revoked" in revoked.output
-    assert runner.invoke(cli, ["token", "list", "-c", str(cfg)]).output.strip().endswith(
-        "revoked")
+    assert runner.invoke(cli, ["token", "list", "-c", str(cfg)]).output.strip().endswith("revoked")
     unknown = runner.invoke(cli, ["token", "revoke", "abcdef0123", "-c", str(cfg)])
     assert unknown.exit_code == 2

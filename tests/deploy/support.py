@@ -103,12 +103,16 @@ class TlsBroker:
 
     def central_tls(self, name: str = "main") -> dict[str, dict[str, str]]:
         """central's two broker identities (consumer, case feed), as its broker config."""
-        def files(file: str, issued: Identity) -> dict[str, str]:
-            return dict(zip(("ca", "cert", "key"), map(str, self.identity(file, issued)),
-                            strict=True))
 
-        return {"tls": files("central", self.store.issue_central(name)),
-                "feed_tls": files("central-cases", self.store.issue_central(feed_name(name)))}
+        def files(file: str, issued: Identity) -> dict[str, str]:
+            return dict(
+                zip(("ca", "cert", "key"), map(str, self.identity(file, issued)), strict=True)
+            )
+
+        return {
+            "tls": files("central", self.store.issue_central(name)),
+            "feed_tls": files("central-cases", self.store.issue_central(feed_name(name))),
+        }
 
     def identity(self, name: str, identity: Identity) -> tuple[Path, Path, Path]:
         """Write a client identity to files; returns (ca, cert, key) for a peer."""
@@ -122,8 +126,11 @@ class TlsBroker:
             self.store,
             self.files.acl,
             self.files.crl,
-            central_users=[central_username("main"), central_username(feed_name("main")),
-                           central_username("agg2")],
+            central_users=[
+                central_username("main"),
+                central_username(feed_name("main")),
+                central_username("agg2"),
+            ],
             bridges=self.bridges,
             registry=self.gateways,
             reload=self.hup if reload and self.process else None,

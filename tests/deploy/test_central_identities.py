@@ -29,22 +29,32 @@ def broker(tmp_path: Path) -> Iterator[TlsBroker]:
 
 
 def config(tmp_path: Path, broker: TlsBroker, **broker_files: object) -> CentralConfig:
-    return CentralConfig.model_validate({
-        "database_url": f"sqlite+aiosqlite:///{tmp_path / 'central.db'}",
-        "data_dir": str(tmp_path / "central"), "http": {"enabled": False},
-        "broker": {"host": "127.0.0.1", "port": broker.port, "instance": "c1",
-                   **(broker_files or broker.central_tls())}})
+    return CentralConfig.model_validate(
+        {
+            "database_url": f"sqlite+aiosqlite:///{tmp_path / 'central.db'}",
+            "data_dir": str(tmp_path / "central"),
+            "http": {"enabled": False},
+            "broker": {
+                "host": "127.0.0.1",
+                "port": broker.port,
+                "instance": "c1",
+                **(broker_files or broker.central_tls()),
+            },
+        }
+    )
 
 
 async def test_consumer_and_case_feed_connect_once_each_under_their_own_names(
-    tmp_path: Path, broker: TlsBroker,
+    tmp_path: Path,
+    broker: TlsBroker,
 ) -> None:
     aggregator = Aggregator(config(tmp_path, broker))
     await aggregator.start()
     try:
         for name in ("central.main", "central.main-cases"):
-            await asyncio.to_thread(wait_until, lambda n=name: f"as {n} " in broker.log,
-                                    30, f"{name} connected")
+            await asyncio.to_thread(
+                wait_until, lambda n=name: f"as {n} " in broker.log, 30, f"{name} connected"
+            )
         # an absence needs a window: sharing one certificate, they knocked each other off
         # about once a second
         await asyncio.sleep(3)
@@ -55,18 +65,23 @@ async def test_consumer_and_case_feed_connect_once_each_under_their_own_names(
 
         # the check can fail: a second client with the consumer's certificate is what the
         # broker reports, and the aggregator's consumer reconnects after it
-        same = Peer(broker.port, (broker.store.ca_cert_path, broker.root / "central.crt",
-                                  broker.root / "central.key"))
+        same = Peer(
+            broker.port,
+            (broker.store.ca_cert_path, broker.root / "central.crt", broker.root / "central.key"),
+        )
         assert same.connect()
-        await asyncio.to_thread(wait_until, lambda: KNOCKED_OFF in broker.log, 30,
-                                "the broker to close the old connection")
+        await asyncio.to_thread(
+            wait_until,
+            lambda: KNOCKED_OFF in broker.log,
+            30,
+            "the broker to close the old connection",
+        )
         same.close()
     finally:
         await aggregator.stop()
 
 
-def test_one_certificate_for_both_clients_is_refused(tmp_path: Path, broker: TlsBroker
-                                                     ) -> None:
+def test_one_certificate_for_both_clients_is_refused(tmp_path: Path, broker: TlsBroker) -> None:
     files = broker.central_tls()
     with pytest.raises(ValidationError, match="feed_tls"):
         config(tmp_path, broker, tls=files["tls"], feed_tls=files["tls"])

@@ -44,8 +44,7 @@ HALL, GW = "hallA", "gw-1"
 WAIT = 20.0
 
 
-async def until(predicate: Callable[[], Awaitable[bool]], what: str, timeout: float = WAIT
-                ) -> None:
+async def until(predicate: Callable[[], Awaitable[bool]], what: str, timeout: float = WAIT) -> None:
     deadline = asyncio.get_running_loop().time() + timeout
     while not await predicate():
         if asyncio.get_running_loop().time() > deadline:
@@ -71,8 +70,11 @@ class Site:
         await self.gateway.start()
 
     async def post(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
-        response = await self.api.post(f"/api/v1/gateways/{GW}/commands", headers=self.headers,
-                                       json={"name": name, "args": args})
+        response = await self.api.post(
+            f"/api/v1/gateways/{GW}/commands",
+            headers=self.headers,
+            json={"name": name, "args": args},
+        )
         assert response.status_code == 202, response.text
         return response.json()  # type: ignore[no-any-return]
 
@@ -105,17 +107,28 @@ class Site:
 
         await until(answered, "the gateway's answer to an injected payload")
         async with engine.connect() as conn:
-            row = (await conn.execute(select(command_results).order_by(
-                command_results.c.id.desc()).limit(1))).one()
+            row = (
+                await conn.execute(
+                    select(command_results).order_by(command_results.c.id.desc()).limit(1)
+                )
+            ).one()
         return dict(row._mapping)
 
     async def stored(self) -> tuple[int, int, int]:
         """(rows, distinct seqs, committed_through) central holds for the gateway."""
         async with self.aggregator.engine.connect() as conn:
-            rows = (await conn.execute(select(func.count(), func.count(func.distinct(
-                events.c.seq))).where(events.c.gateway_id == GW))).one()
-            committed = (await conn.execute(select(gateways.c.committed_through).where(
-                gateways.c.gateway_id == GW))).scalar_one()
+            rows = (
+                await conn.execute(
+                    select(func.count(), func.count(func.distinct(events.c.seq))).where(
+                        events.c.gateway_id == GW
+                    )
+                )
+            ).one()
+            committed = (
+                await conn.execute(
+                    select(gateways.c.committed_through).where(gateways.c.gateway_id == GW)
+                )
+            ).scalar_one()
         return int(rows[0]), int(rows[1]), int(committed)
 
 
@@ -123,19 +136,26 @@ def _central_config(tmp: Path, broker: TlsBroker) -> CentralConfig:
     pid_file = tmp / "broker.pid"
     assert broker.process is not None
     pid_file.write_text(f"{broker.process.pid}\n")
-    return CentralConfig.model_validate({
-        "database_url": f"sqlite+aiosqlite:///{tmp / 'central.db'}",
-        "data_dir": str(tmp / "central"),
-        "broker": {"host": "127.0.0.1", "port": broker.port, "instance": "c1",
-                   **broker.central_tls()},
-        "http": {"enabled": False},
-        "provisioning": {"pki_dir": str(broker.store.directory),
-                         "broker_dir": str(broker.root),
-                         "broker_url": f"mqtts://127.0.0.1:{broker.port}",
-                         "broker_pid_file": str(pid_file),
-                         "central_users": ["central.main", "central.main-cases",
-                                           "central.agg2"]},
-    })
+    return CentralConfig.model_validate(
+        {
+            "database_url": f"sqlite+aiosqlite:///{tmp / 'central.db'}",
+            "data_dir": str(tmp / "central"),
+            "broker": {
+                "host": "127.0.0.1",
+                "port": broker.port,
+                "instance": "c1",
+                **broker.central_tls(),
+            },
+            "http": {"enabled": False},
+            "provisioning": {
+                "pki_dir": str(broker.store.directory),
+                "broker_dir": str(broker.root),
+                "broker_url": f"mqtts://127.0.0.1:{broker.port}",
+                "broker_pid_file": str(pid_file),
+                "central_users": ["central.main", "central.main-cases", "central.agg2"],
+            },
+        }
+    )
 
 
 @pytest.fixture
@@ -156,15 +176,28 @@ async def site(tmp_path: Path) -> AsyncIterator[Site]:
         await asyncio.sleep(0.3)  # the broker logs the reload before it applies it
 
         target = tmp_path / "gw-etc"
-        applied = subprocess.run([EDGE, "provision", "apply", str(done.bundle), "--target",  # noqa: ASYNC221
-                                  str(target), "--data-dir", str(tmp_path / "gw-data")],
-                                 capture_output=True, text=True)
+        applied = subprocess.run(  # noqa: ASYNC221
+            [
+                EDGE,
+                "provision",
+                "apply",
+                str(done.bundle),
+                "--target",
+                str(target),
+                "--data-dir",
+                str(tmp_path / "gw-data"),
+            ],
+            capture_output=True,
+            text=True,
+        )
         assert applied.returncode == 0, applied.stderr
         edge_config = target / "edge.yaml"
         data = yaml.safe_load(edge_config.read_text())
-        data.update(clock={"assume_synced": True},
-                    uplink={"ack_timeout_s": 3, "state_interval_s": 2},
-                    generator={"enabled": True, "rate": 0, "total": 40, "chunk": 40})
+        data.update(
+            clock={"assume_synced": True},
+            uplink={"ack_timeout_s": 3, "state_interval_s": 2},
+            generator={"enabled": True, "rate": 0, "total": 40, "chunk": 40},
+        )
         edge_config.write_text(yaml.safe_dump(data))
         gateway = Gateway(load_edge_config(edge_config))
         await gateway.start()
@@ -174,8 +207,17 @@ async def site(tmp_path: Path) -> AsyncIterator[Site]:
         token = await create_token(aggregator.engine, Role.TECHNICIAN, label="tester")
         transport = httpx.ASGITransport(app=create_app(aggregator.engine))
         async with httpx.AsyncClient(transport=transport, base_url="http://central") as api:
-            made = Site(tmp_path, broker, central, aggregator, api,
-                        {"Authorization": f"Bearer {token}"}, edge_config, gateway, attacker)
+            made = Site(
+                tmp_path,
+                broker,
+                central,
+                aggregator,
+                api,
+                {"Authorization": f"Bearer {token}"},
+                edge_config,
+                gateway,
+                attacker,
+            )
             yield made
             gateway = made.gateway
     finally:
@@ -222,32 +264,36 @@ async def test_valid_commands_are_carried_out_and_answered(site: Site) -> None:
     # reread_devices: nothing configured here, and an unknown device id is refused
     answer = await site.answered((await site.post("reread_devices", {}))["id"])
     assert answer["status"] == "accepted"
-    answer = await site.answered((await site.post("reread_devices",
-                                                  {"devices": ["evaluator-9"]}))["id"])
+    answer = await site.answered(
+        (await site.post("reread_devices", {"devices": ["evaluator-9"]}))["id"]
+    )
     assert (answer["status"], answer["results"][0]["reason"]) == ("refused", "malformed")
     assert "unknown device ids" in answer["results"][0]["detail"]
 
     # apply_config: a valid version is written beside the provisioned file and takes effect;
     # one that tries to move the gateway to another hall is refused
     config = {**yaml.safe_load(site.edge_config.read_text()), "staff_names": {"100001": "张三"}}
-    answer = await site.answered((await site.post(
-        "apply_config", {"config_version": 7, "config": config}))["id"])
+    answer = await site.answered(
+        (await site.post("apply_config", {"config_version": 7, "config": config}))["id"]
+    )
     assert answer["status"] == "accepted", answer
     assert "devices restarted" in answer["results"][0]["detail"]
     assert site.gateway.config.staff_names == {"100001": "张三"}
     data_dir = site.gateway.config.data_dir
     assert ConfigStore(data_dir).active() == (7, data_dir / "config" / "edge-v7.yaml")
     moved = {**config, "hall": "hallB"}
-    answer = await site.answered((await site.post(
-        "apply_config", {"config_version": 8, "config": moved}))["id"])
+    answer = await site.answered(
+        (await site.post("apply_config", {"config_version": 8, "config": moved}))["id"]
+    )
     assert answer["status"] == "refused"
     assert "provisioning" in answer["results"][0]["detail"]
     assert ConfigStore(data_dir).active() == (7, data_dir / "config" / "edge-v7.yaml")
     assert not site.gateway.restart_requested
     # a change the running process cannot take in place: answered, then a restart
     slower = {**config, "uplink": {**config["uplink"], "state_interval_s": 5}}
-    answer = await site.answered((await site.post(
-        "apply_config", {"config_version": 9, "config": slower}))["id"])
+    answer = await site.answered(
+        (await site.post("apply_config", {"config_version": 9, "config": slower}))["id"]
+    )
     assert "restarting the service" in answer["results"][0]["detail"]
     assert site.gateway.restart_requested
     restarted = load_edge_config(site.edge_config)
@@ -274,13 +320,25 @@ async def test_forged_replayed_expired_and_misaddressed_commands_are_refused(
     # played back by an attacker
     signer = CommandSigner(load_signing_key(site.central.command_key_path))
     async with site.aggregator.engine.connect() as conn:
-        row = (await conn.execute(select(gateway_commands).where(
-            gateway_commands.c.id == accepted["id"]))).one()
+        row = (
+            await conn.execute(
+                select(gateway_commands).where(gateway_commands.c.id == accepted["id"])
+            )
+        ).one()
     from protocols.commands import Command
 
-    sent = signer.sign(Command(id=row.id, hall=row.hall_id, gateway=row.gateway_id,
-                               version=row.version, issued_at=row.issued_at,
-                               expires_at=row.expires_at, name=row.name, args=row.args))
+    sent = signer.sign(
+        Command(
+            id=row.id,
+            hall=row.hall_id,
+            gateway=row.gateway_id,
+            version=row.version,
+            issued_at=row.issued_at,
+            expires_at=row.expires_at,
+            name=row.name,
+            args=row.args,
+        )
+    )
     replayed = await site.inject(encode(sent))
     assert (replayed["accepted"], replayed["reason"]) == (False, "replayed")
 
@@ -296,8 +354,15 @@ async def test_forged_replayed_expired_and_misaddressed_commands_are_refused(
     tampered = sent.model_copy(update={"version": 1001, "args": {"seq": 2}})
     assert (await site.inject(encode(tampered)))["reason"] == "bad_signature"
 
-    expired = signer.issue(HALL, GW, "replay_from", {"seq": 1}, version=1002,
-                           ttl=timedelta(hours=1), now=utc_now() - timedelta(hours=2))
+    expired = signer.issue(
+        HALL,
+        GW,
+        "replay_from",
+        {"seq": 1},
+        version=1002,
+        ttl=timedelta(hours=1),
+        now=utc_now() - timedelta(hours=2),
+    )
     assert (await site.inject(encode(expired)))["reason"] == "expired"
 
     elsewhere = signer.issue(HALL, "gw-2", "replay_from", {"seq": 1}, version=1003)
@@ -318,7 +383,11 @@ async def test_forged_replayed_expired_and_misaddressed_commands_are_refused(
     assert reasons.count("replayed") >= 2 and set(reasons[1:]) == {"replayed", "bad_signature"}
     assert first["status"] == "accepted"
     assert sorted(r["reason"] for r in listing["unmatched_results"]) == [
-        "bad_signature", "expired", "malformed", "wrong_target"]
+        "bad_signature",
+        "expired",
+        "malformed",
+        "wrong_target",
+    ]
 
 
 async def _true(value: bool) -> bool:
@@ -338,10 +407,13 @@ async def _replacement(tmp_path: Path) -> None:
     from edge.provisioning import read_bundle
     from tests.central.test_ingest import message
 
-    central = CentralConfig.model_validate({
-        "database_url": f"sqlite+aiosqlite:///{tmp_path / 'central.db'}",
-        "data_dir": str(tmp_path / "central"),
-        "provisioning": {"broker_url": "mqtts://broker.example.cn:8883"}})
+    central = CentralConfig.model_validate(
+        {
+            "database_url": f"sqlite+aiosqlite:///{tmp_path / 'central.db'}",
+            "data_dir": str(tmp_path / "central"),
+            "provisioning": {"broker_url": "mqtts://broker.example.cn:8883"},
+        }
+    )
     engine = make_engine(central.database_url)
     await upgrade(engine)
     try:

@@ -24,16 +24,30 @@ HALL_SECONDS = 90  # tickets are issued this long; the hall then empties
 
 
 def _evaluations(api: str, headers: dict[str, str]) -> list[dict[str, Any]]:
-    page = httpx.get(f"{api}/api/v1/evaluations", headers=headers, params={"limit": 2000},
-                     timeout=15).json()
+    page = httpx.get(
+        f"{api}/api/v1/evaluations", headers=headers, params={"limit": 2000}, timeout=15
+    ).json()
     return list(page["items"])
 
 
 def test_demo_counts_and_flags_match_its_ground_truth(tmp_path: Path) -> None:
     data = tmp_path / "demo"
-    argv = [sys.executable, str(ROOT / "deploy" / "demo.py"), "--data-dir", str(data),
-            "--windows", "6", "--speed", "40", "--seed", "3",
-            "--hall-duration", str(HALL_SECONDS), "--duration", "480"]
+    argv = [
+        sys.executable,
+        str(ROOT / "deploy" / "demo.py"),
+        "--data-dir",
+        str(data),
+        "--windows",
+        "6",
+        "--speed",
+        "40",
+        "--seed",
+        "3",
+        "--hall-duration",
+        str(HALL_SECONDS),
+        "--duration",
+        "480",
+    ]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     with (tmp_path / "demo.out").open("wb") as out:
         demo = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
@@ -46,16 +60,18 @@ def test_demo_counts_and_flags_match_its_ground_truth(tmp_path: Path) -> None:
 
         # A second demo on the same directory refuses, naming the running one, and leaves
         # its data alone.
-        second = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=ROOT,
-                                timeout=60)
+        second = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=ROOT, timeout=60)
         assert second.returncode == 1
         assert "already running" in second.stderr and str(demo.pid) in second.stderr
         assert json.loads(info_file.read_text()) == info and (data / "central.db").exists()
 
         # The hall day runs, empties and closes; central correlates every press.
         sim_log = data / "hall-simulator.log"
-        wait_until(lambda: "hall closed" in sim_log.read_text(), HALL_SECONDS + 240,
-                   "the simulated hall to close")
+        wait_until(
+            lambda: "hall closed" in sim_log.read_text(),
+            HALL_SECONDS + 240,
+            "the simulated hall to close",
+        )
         truth = read_truth(Path(info["truth"]))
 
         def all_correlated() -> bool:
@@ -78,8 +94,9 @@ def test_demo_counts_and_flags_match_its_ground_truth(tmp_path: Path) -> None:
 
         # The case feed gave the dashboard cases, today's tied to their services, and a
         # backlog whose ladder shows lights and cards.
-        cases = httpx.get(f"{api}/api/v1/cases", headers=headers,
-                          params={"limit": 500}, timeout=15).json()
+        cases = httpx.get(
+            f"{api}/api/v1/cases", headers=headers, params={"limit": 500}, timeout=15
+        ).json()
         assert cases["items"], cases
         # Each counted evaluation covers the cases the approval system accepted during its
         # service (一次办多件: all of them), and few are in doubt about them.
@@ -87,16 +104,25 @@ def test_demo_counts_and_flags_match_its_ground_truth(tmp_path: Path) -> None:
         for tie in read_truth(Path(info["truth"]).with_name("cases.jsonl")):
             posted.setdefault((tie["window"], tie["ticket"]), set()).add(tie["case_no"])
         counted = [e for e in _evaluations(api, headers) if e["counted"]]
-        wrong = [e for e in counted if {c["case_no"] for c in e["cases"]}
-                 != posted.get((e["window"], e["ticket"]), set())]
+        wrong = [
+            e
+            for e in counted
+            if {c["case_no"] for c in e["cases"]} != posted.get((e["window"], e["ticket"]), set())
+        ]
         assert len(wrong) <= 0.02 * len(counted), [
-            (e["window"], e["ticket"], e["cases"]) for e in wrong]
+            (e["window"], e["ticket"], e["cases"]) for e in wrong
+        ]
         ambiguous = [e for e in counted if "CASE_AMBIGUOUS" in e["flags"]]
-        assert len(ambiguous) <= 0.05 * len(counted), [(e["window"], e["ticket"])
-                                                       for e in ambiguous]
-        wait_until(lambda: _stages(api, headers) >= {"yellow_light", "red_light",
-                                                     "yellow_card", "red_card"}, 60,
-                   "the ladder to place the backlog")
+        assert len(ambiguous) <= 0.05 * len(counted), [
+            (e["window"], e["ticket"]) for e in ambiguous
+        ]
+        wait_until(
+            lambda: (
+                _stages(api, headers) >= {"yellow_light", "red_light", "yellow_card", "red_card"}
+            ),
+            60,
+            "the ladder to place the backlog",
+        )
         if info["camera"]:
             seen = [e["citizen"] for e in _evaluations(api, headers) if e["citizen"]]
             assert "present" in seen and "absent" in seen, seen
@@ -114,6 +140,10 @@ def test_demo_counts_and_flags_match_its_ground_truth(tmp_path: Path) -> None:
 
 def _stages(api: str, headers: dict[str, str]) -> set[str]:
     deadline = time.monotonic() + 5
-    page = httpx.get(f"{api}/api/v1/cases", headers=headers, params={"limit": 500},
-                     timeout=max(1.0, deadline - time.monotonic())).json()
+    page = httpx.get(
+        f"{api}/api/v1/cases",
+        headers=headers,
+        params={"limit": 500},
+        timeout=max(1.0, deadline - time.monotonic()),
+    ).json()
     return {c["ladder"]["stage"] for c in page["items"] if c.get("ladder")}

@@ -26,8 +26,16 @@ from tests.support.victoria import Victoria
 GRAFANA = Path(__file__).resolve().parents[2] / "deploy" / "grafana"
 DASHBOARDS = sorted((GRAFANA / "dashboards").glob("*.json"))
 METRIC = re.compile(r"\bhallwatch_[a-z_]+\b")
-PANEL_TYPES = {"timeseries", "table", "stat", "bargauge", "piechart", "state-timeline",
-               "gauge", "barchart"}
+PANEL_TYPES = {
+    "timeseries",
+    "table",
+    "stat",
+    "bargauge",
+    "piechart",
+    "state-timeline",
+    "gauge",
+    "barchart",
+}
 
 
 def datasource_uids() -> set[str]:
@@ -80,14 +88,16 @@ def test_dashboard_structure(path: Path) -> None:
         assert names, f"{title}: {expr} names no hallwatch metric"
         unknown = set(names) - set(METRICS)
         assert not unknown, f"{title}: {sorted(unknown)} is not written by the sink"
-        assert "$hall" not in expr or any(v["name"] == "hall"
-                                          for v in board["templating"]["list"])
+        assert "$hall" not in expr or any(v["name"] == "hall" for v in board["templating"]["list"])
 
 
 def test_every_metric_the_sink_writes_is_on_a_dashboard() -> None:
-    shown = {name for path in DASHBOARDS
-             for _, expr in queries(json.loads(path.read_text(encoding="utf-8")))
-             for name in METRIC.findall(expr)}
+    shown = {
+        name
+        for path in DASHBOARDS
+        for _, expr in queries(json.loads(path.read_text(encoding="utf-8")))
+        for name in METRIC.findall(expr)
+    }
     assert shown == set(METRICS)
 
 
@@ -112,8 +122,11 @@ async def test_every_query_runs_against_the_sinks_output(tmp_path: Path) -> None
                     metric = expr.split("(", 1)[1].split(",")[0]
                     assert metric in written, f"{path.stem}/{title}: no {metric} to list"
                     continue
-                promql = (expr.replace("$__range", "1d").replace("$__interval", "5m")
-                          .replace('"$hall"', '"H1"'))
+                promql = (
+                    expr.replace("$__range", "1d")
+                    .replace("$__interval", "5m")
+                    .replace('"$hall"', '"H1"')
+                )
                 results = []
                 for moment in (scenario_end, now):
                     reply = vm.query(promql, at=moment)

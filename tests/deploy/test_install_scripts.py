@@ -34,9 +34,16 @@ def clean_copy(target: Path) -> Path:
     """The repository's files as a checkout has them: no virtual environment, no local state
     (what .gitignore leaves out). Files not yet committed come along, so a work tree tests
     what it holds; in CI's fresh clone that is exactly the commit."""
-    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others",
-                             "--exclude-standard"], cwd=REPO, capture_output=True,
-                            check=True).stdout.decode().split("\0")
+    listed = (
+        subprocess.run(
+            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            cwd=REPO,
+            capture_output=True,
+            check=True,
+        )
+        .stdout.decode()
+        .split("\0")
+    )
     for name in filter(None, listed):
         source = REPO / name
         if not source.is_file():  # deleted in the work tree but still in the index
@@ -49,18 +56,21 @@ def clean_copy(target: Path) -> Path:
 
 def clean_env(**extra: str) -> dict[str, str]:
     """The environment of a fresh shell: nothing pointing into this checkout or its venv."""
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
-    env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep)
-                                  if not p.startswith(str(REPO)))
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")
+    }
+    env["PATH"] = os.pathsep.join(
+        p for p in env.get("PATH", "").split(os.pathsep) if not p.startswith(str(REPO))
+    )
     return {**env, **extra}
 
 
 def run(argv: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
     kw.setdefault("env", clean_env())
     result = subprocess.run(argv, capture_output=True, text=True, timeout=600, **kw)  # type: ignore[call-overload]
-    assert result.returncode == 0, (f"{argv[0]} failed:\n{result.stdout[-3000:]}\n"
-                                    f"{result.stderr[-3000:]}")
+    assert result.returncode == 0, (
+        f"{argv[0]} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    )
     return result  # type: ignore[no-any-return]
 
 
@@ -84,8 +94,7 @@ class Started:
 
     def start(self, argv: list[str], log: Path) -> subprocess.Popen[bytes]:
         with open(log, "ab") as handle:
-            proc = subprocess.Popen(argv, stdout=handle, stderr=subprocess.STDOUT,
-                                    env=clean_env())
+            proc = subprocess.Popen(argv, stdout=handle, stderr=subprocess.STDOUT, env=clean_env())
         self.procs.append(proc)
         return proc
 
@@ -103,18 +112,53 @@ def test_install_scripts_in_a_clean_directory(tmp_path: Path, pg_names: str) -> 
     src = clean_copy(tmp_path / "src")
     assert not (src / ".venv").exists()
     wheels = tmp_path / "wheels"
-    run([sys.executable, "-m", "pip", "wheel", "--quiet", "--disable-pip-version-check",
-         "-w", str(wheels), str(src), "setuptools>=68"])  # setuptools: to build offline
+    run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--disable-pip-version-check",
+            "-w",
+            str(wheels),
+            str(src),
+            "setuptools>=68",
+        ]
+    )  # setuptools: to build offline
     me = subprocess.run(["id", "-un"], capture_output=True, text=True).stdout.strip()
     port, http_port = free_port(), free_port()
 
     # -- central ---------------------------------------------------------------------------
     central = tmp_path / "central"
-    run(["bash", str(src / "deploy/install/install-central.sh"), "--prefix", str(central),
-         "--no-systemd", "--no-apt", "--wheels", str(wheels), "--user", me,
-         "--broker-host", "127.0.0.1", "--broker-port", str(port), "--broker-bind", "127.0.0.1",
-         "--db-name", pg_names, "--db-user", pg_names, "--http-port", str(http_port),
-         "--pg-admin", " ".join(psql_admin())])
+    run(
+        [
+            "bash",
+            str(src / "deploy/install/install-central.sh"),
+            "--prefix",
+            str(central),
+            "--no-systemd",
+            "--no-apt",
+            "--wheels",
+            str(wheels),
+            "--user",
+            me,
+            "--broker-host",
+            "127.0.0.1",
+            "--broker-port",
+            str(port),
+            "--broker-bind",
+            "127.0.0.1",
+            "--db-name",
+            pg_names,
+            "--db-user",
+            pg_names,
+            "--http-port",
+            str(http_port),
+            "--pg-admin",
+            " ".join(psql_admin()),
+        ]
+    )
     conf = central / "etc" / "central.yaml"
     settings = yaml.safe_load(conf.read_text())
     assert settings["database_url"].startswith(f"postgresql+asyncpg://{pg_names}:")
@@ -139,19 +183,44 @@ def test_install_scripts_in_a_clean_directory(tmp_path: Path, pg_names: str) -> 
         broker = started.start([MOSQUITTO, "-c", str(mosquitto_conf)], tmp_path / "broker.log")
         wait_port(port)
         # … central from its prefix …
-        started.start([str(bin_central), "serve", "--config", str(conf)],
-                      tmp_path / "central.log")
+        started.start([str(bin_central), "serve", "--config", str(conf)], tmp_path / "central.log")
         wait_port(http_port, timeout=30)
         bundle = tmp_path / "H1-gw1.tar.gz"
-        run([str(bin_central), "gateway", "provision", "--config", str(conf), "--hall", "H1",
-             "--name", "gw1", "--out", str(bundle)])
+        run(
+            [
+                str(bin_central),
+                "gateway",
+                "provision",
+                "--config",
+                str(conf),
+                "--hall",
+                "H1",
+                "--name",
+                "gw1",
+                "--out",
+                str(bundle),
+            ]
+        )
         os.kill(broker.pid, signal.SIGHUP)  # what hallwatch-broker-reload.path does
 
         # -- the gateway -------------------------------------------------------------------
         gateway = tmp_path / "gateway"
-        run(["bash", str(src / "deploy/install/install-gateway.sh"), "--prefix", str(gateway),
-             "--no-systemd", "--no-apt", "--wheels", str(wheels), "--user", me,
-             "--bundle", str(bundle)])
+        run(
+            [
+                "bash",
+                str(src / "deploy/install/install-gateway.sh"),
+                "--prefix",
+                str(gateway),
+                "--no-systemd",
+                "--no-apt",
+                "--wheels",
+                str(wheels),
+                "--user",
+                me,
+                "--bundle",
+                str(bundle),
+            ]
+        )
         edge_conf = gateway / "etc" / "edge.yaml"
         bin_edge = gateway / "venv" / "bin" / "hallwatch-edge"
         checked = run([str(bin_edge), "check-config", str(edge_conf)])
@@ -166,11 +235,16 @@ def test_install_scripts_in_a_clean_directory(tmp_path: Path, pg_names: str) -> 
         data["clock"] = {"assume_synced": True}
         data["journal"]["limit_mb"] = 16
         edge_conf.write_text(yaml.safe_dump(data))
-        test = subprocess.run([str(bin_edge), "selftest", "-c", str(edge_conf),
-                               "--central-wait", "60"], capture_output=True, text=True,
-                              timeout=180, env=clean_env(COLUMNS="200"))
-        assert test.returncode == 0, test.stdout + test.stderr + \
-            (tmp_path / "central.log").read_text()[-3000:]
+        test = subprocess.run(
+            [str(bin_edge), "selftest", "-c", str(edge_conf), "--central-wait", "60"],
+            capture_output=True,
+            text=True,
+            timeout=180,
+            env=clean_env(COLUMNS="200"),
+        )
+        assert test.returncode == 0, (
+            test.stdout + test.stderr + (tmp_path / "central.log").read_text()[-3000:]
+        )
         assert "central acknowledges" in test.stdout and "FAIL" not in test.stdout
         # all along (the gateway's whole install), neither of central's clients lost its
         # connection: sharing one certificate they knocked each other off once a second

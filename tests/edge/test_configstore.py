@@ -12,25 +12,41 @@ from edge.instance import AlreadyRunning, InstanceLock, service_running
 
 
 def _base(tmp: Path) -> GatewayConfig:
-    return GatewayConfig.model_validate({
-        "hall": "H1", "gateway": "gw1", "data_dir": str(tmp / "data"),
-        "broker": {"host": "broker", "port": 8883, "tls": {
-            "ca": str(tmp / "ca.crt"), "cert": str(tmp / "gw.crt"), "key": str(tmp / "gw.key")}},
-        "commands": {"public_key": str(tmp / "command-signing.pub")}})
+    return GatewayConfig.model_validate(
+        {
+            "hall": "H1",
+            "gateway": "gw1",
+            "data_dir": str(tmp / "data"),
+            "broker": {
+                "host": "broker",
+                "port": 8883,
+                "tls": {
+                    "ca": str(tmp / "ca.crt"),
+                    "cert": str(tmp / "gw.crt"),
+                    "key": str(tmp / "gw.key"),
+                },
+            },
+            "commands": {"public_key": str(tmp / "command-signing.pub")},
+        }
+    )
 
 
 def test_pinned_fields_come_from_provisioning(tmp_path: Path) -> None:
     base = _base(tmp_path)
     # a remote config may leave identity out: it is taken from the running one
-    merged = merge_remote(base, {"broker": {"host": "broker", "port": 8883},
-                                 "staff_names": {"100001": "李四"}})
+    merged = merge_remote(
+        base, {"broker": {"host": "broker", "port": 8883}, "staff_names": {"100001": "李四"}}
+    )
     assert merged.broker.tls == base.broker.tls and merged.commands == base.commands
     assert restart_scope(base, merged) == "devices"
     assert restart_scope(base, merge_remote(base, {"broker": {"host": "other"}})) == "process"
     assert restart_scope(base, base) == "none"
-    for change in ({"gateway": "gw2"}, {"data_dir": "/elsewhere"},
-                   {"commands": {"public_key": "/tmp/other.pub"}},
-                   {"broker": {"tls": {"ca": "/a", "cert": "/b", "key": "/c"}}}):
+    for change in (
+        {"gateway": "gw2"},
+        {"data_dir": "/elsewhere"},
+        {"commands": {"public_key": "/tmp/other.pub"}},
+        {"broker": {"tls": {"ca": "/a", "cert": "/b", "key": "/c"}}},
+    ):
         with pytest.raises(RemoteConfigError, match="provisioning"):
             merge_remote(base, change)
     with pytest.raises(RemoteConfigError, match=r"broker\.port"):

@@ -36,16 +36,35 @@ N_EVALUATORS = 4
 N_LINES = 90
 CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 TIME = b"20261121092210"
-PIECES = [b"\x00", b"\x1b", b"\x7f", "\x85".encode(), b"\xff\xfe", b"\x80", b"\xe4\xb8",
-          "不动产登记".encode("gb2312"), "社保".encode(), b"\r", b"*", b" ", b"\x00\x00"]
+PIECES = [
+    b"\x00",
+    b"\x1b",
+    b"\x7f",
+    "\x85".encode(),
+    b"\xff\xfe",
+    b"\x80",
+    b"\xe4\xb8",
+    "不动产登记".encode("gb2312"),
+    "社保".encode(),
+    b"\r",
+    b"*",
+    b" ",
+    b"\x00\x00",
+]
 # the fields of each type as the machine sends them ("Machine → gateway messages")
 LAYOUTS: dict[str, list[bytes]] = {
     "TK": [b"A031", b"A01", TIME, b"3", "不动产登记".encode()],
-    "CL": [b"A031", b"2", TIME], "RC": [b"A031", b"2", TIME], "NS": [b"A031", b"2", TIME],
-    "ST": [b"A031", b"2", b"100233", TIME], "FN": [b"A031", b"2", b"100233", TIME],
+    "CL": [b"A031", b"2", TIME],
+    "RC": [b"A031", b"2", TIME],
+    "NS": [b"A031", b"2", TIME],
+    "ST": [b"A031", b"2", b"100233", TIME],
+    "FN": [b"A031", b"2", b"100233", TIME],
     "TR": [b"A031", b"2", b"B02", TIME],
-    "LI": [b"2", b"100233", TIME], "LO": [b"2", b"100233", TIME],
-    "PS": [b"2", b"100233", TIME], "RS": [b"2", b"100233", TIME], "HB": [TIME, b"12"],
+    "LI": [b"2", b"100233", TIME],
+    "LO": [b"2", b"100233", TIME],
+    "PS": [b"2", b"100233", TIME],
+    "RS": [b"2", b"100233", TIME],
+    "HB": [TIME, b"12"],
 }
 OUT_OF_RANGE = [0, 1_000_000, 123_456_789_012]
 
@@ -58,8 +77,7 @@ def junk(rng: random.Random) -> bytes:
 
 
 def fuzzed_fields(rng: random.Random, kind: str, window: int) -> tuple[list[bytes], bool]:
-    fields = [f.replace(b"2", str(window).encode()) if len(f) == 1 else f
-              for f in LAYOUTS[kind]]
+    fields = [f.replace(b"2", str(window).encode()) if len(f) == 1 else f for f in LAYOUTS[kind]]
     if rng.random() < 0.25:
         return fields, False
     at = rng.randrange(len(fields))
@@ -89,8 +107,13 @@ def central_rows(url: str) -> tuple[list[tuple[int, str, dict[str, Any]]], int]:
     async def go() -> tuple[list[tuple[int, str, dict[str, Any]]], int]:
         engine = make_engine(url)
         async with engine.connect() as conn:
-            rows = (await conn.execute(select(events.c.seq, events.c.kind, events.c.body).where(
-                events.c.gateway_id == "gw1").order_by(events.c.seq))).all()
+            rows = (
+                await conn.execute(
+                    select(events.c.seq, events.c.kind, events.c.body)
+                    .where(events.c.gateway_id == "gw1")
+                    .order_by(events.c.seq)
+                )
+            ).all()
             held = (await conn.execute(select(func.count()).select_from(quarantine))).scalar()
         await engine.dispose()
         return [(r.seq, r.kind, r.body) for r in rows], int(held or 0)
@@ -105,7 +128,8 @@ def sims() -> Iterator[LoopThread]:
 
 
 def test_fuzzed_device_text_is_stored_and_nothing_is_stuck(
-        tmp_path: Path, broker: Broker, database_url: str, sims: LoopThread) -> None:
+    tmp_path: Path, broker: Broker, database_url: str, sims: LoopThread
+) -> None:
     rng = random.Random(20261121)
     bus = EvaluatorBusSimulator(tmp_path / "ttyEVAL0", seed=3)
     qm = QueueMachineSimulator(pty_dir=tmp_path, link_name="ttyQM0")
@@ -115,14 +139,23 @@ def test_fuzzed_device_text_is_stored_and_nothing_is_stuck(
         sims.call(lambda i=i: bus.add(0x81 + i))
     # the hall's own staff names carry junk too: the gateway shows them on the evaluators
     names = {"100233": "张\x00三\x1b", "100234": "不动产\u0085"}
-    config = procs.edge_config(tmp_path, broker.port, queue={"transport": str(tmp_path / "ttyQM0")},
-                               staff_names=names, evaluator_buses=[{
-                                   "port": str(tmp_path / "ttyEVAL0"), "poll_interval_s": 5,
-                                   "devices": [{"addr": 0x81 + i, "window": i + 1}
-                                               for i in range(N_EVALUATORS)]}])
+    config = procs.edge_config(
+        tmp_path,
+        broker.port,
+        queue={"transport": str(tmp_path / "ttyQM0")},
+        staff_names=names,
+        evaluator_buses=[
+            {
+                "port": str(tmp_path / "ttyEVAL0"),
+                "poll_interval_s": 5,
+                "devices": [{"addr": 0x81 + i, "window": i + 1} for i in range(N_EVALUATORS)],
+            }
+        ],
+    )
     procs.prepare_central(database_url, [("H1", "gw1")])
-    central = procs.central(procs.central_config(tmp_path, broker.port, database_url),
-                            tmp_path / "central.log")
+    central = procs.central(
+        procs.central_config(tmp_path, broker.port, database_url), tmp_path / "central.log"
+    )
     gateway = procs.edge(config, tmp_path / "edge.log")
     try:
         procs.wait_until(lambda: procs.journal_head(tmp_path) >= N_EVALUATORS, 30, "gateway up")
@@ -153,17 +186,30 @@ def test_fuzzed_device_text_is_stored_and_nothing_is_stuck(
         sent[mseq] = (line[:MAX_LINE], True)
 
         try:
-            procs.wait_until(lambda: not sims.call(lambda: qm.pending), 30,
-                             "the machine to see every line acknowledged")
+            procs.wait_until(
+                lambda: not sims.call(lambda: qm.pending),
+                30,
+                "the machine to see every line acknowledged",
+            )
         except AssertionError:
             stuck = sims.call(lambda: qm.pending)
-            raise AssertionError(f"stuck in the machine: {[(m, sent.get(m)) for m in stuck]}; "
-                                 f"gateway alive: {gateway.alive}") from None
-        procs.wait_until(lambda: sims.call(lambda: all(
-            e.echoed_at is not None or e.dropped for e in bus.events)), 30, "every press echoed")
+            raise AssertionError(
+                f"stuck in the machine: {[(m, sent.get(m)) for m in stuck]}; "
+                f"gateway alive: {gateway.alive}"
+            ) from None
+        procs.wait_until(
+            lambda: sims.call(
+                lambda: all(e.echoed_at is not None or e.dropped for e in bus.events)
+            ),
+            30,
+            "every press echoed",
+        )
         head = procs.journal_head(tmp_path)
-        procs.wait_until(lambda: procs.stored(database_url, "gw1")[2] >= head, 30,
-                         "central to commit the whole journal")
+        procs.wait_until(
+            lambda: procs.stored(database_url, "gw1")[2] >= head,
+            30,
+            "central to commit the whole journal",
+        )
         assert gateway.alive, "the gateway died"
         rows, quarantined = central_rows(database_url)
     finally:
@@ -186,17 +232,25 @@ def test_fuzzed_device_text_is_stored_and_nothing_is_stuck(
     assert set(by_mseq) == set(sent) and set(by_mseq.values()) == {1}, "a line lost or doubled"
     for kind, body in queue:
         line, dirty = sent[body["mseq"]]
-        assert bytes.fromhex(body["raw_hex"]) == line if body.get("raw_hex") else \
-            body["raw"].encode() == line
+        assert (
+            bytes.fromhex(body["raw_hex"]) == line
+            if body.get("raw_hex")
+            else body["raw"].encode() == line
+        )
         if not dirty and body["mseq"] not in OUT_OF_RANGE:  # a clean line is a queue event
             assert kind == "queue.event", body
     assert {body["mseq"] for kind, body in queue if kind == "queue.fault"} >= set(OUT_OF_RANGE)
     assert sum(1 for _, dirty in sent.values() if dirty) >= N_LINES // 2
 
     echoed = sims.call(lambda: [(e.addr, e.data) for e in bus.echoed if e.cmd == CMD_KEY])
-    keys = Counter((b["addr"], bytes.fromhex(b["raw"])[6:-2]) for _, k, b in rows
-                   if k == "evaluator.key" and "RETRANSMIT" not in b["marks"])
+    keys = Counter(
+        (b["addr"], bytes.fromhex(b["raw"])[6:-2])
+        for _, k, b in rows
+        if k == "evaluator.key" and "RETRANSMIT" not in b["marks"]
+    )
     assert len(echoed) >= N_LINES // 2 - 5 and all(keys[e] == 1 for e in echoed)
     invited = sims.call(lambda: [i.name for invs in bus.invitations.values() for i in invs])
-    print(f"{len(sent)} $QM lines ({sum(d for _, d in sent.values())} with junk), "
-          f"{len(echoed)} keys, {len(invited)} invitations with names {set(invited)}")
+    print(
+        f"{len(sent)} $QM lines ({sum(d for _, d in sent.values())} with junk), "
+        f"{len(echoed)} keys, {len(invited)} invitations with names {set(invited)}"
+    )

@@ -36,24 +36,41 @@ FRAME_KINDS = ("evaluator.key", "evaluator.invite_timeout", "evaluator.boot", "e
 class Hall:
     """The simulated devices of one hall and a gateway process wired to them."""
 
-    def __init__(self, tmp: Path, broker: Broker, sims: LoopThread, *,
-                 corrupt_rate: float = 0.0, host_loss_rate: float = 0.0,
-                 seed: int = 7) -> None:
+    def __init__(
+        self,
+        tmp: Path,
+        broker: Broker,
+        sims: LoopThread,
+        *,
+        corrupt_rate: float = 0.0,
+        host_loss_rate: float = 0.0,
+        seed: int = 7,
+    ) -> None:
         self.tmp, self.broker, self.sims = tmp, broker, sims
         self.url = f"sqlite+aiosqlite:///{tmp / 'central.db'}"
-        self.bus = EvaluatorBusSimulator(tmp / "ttyEVAL0", seed=seed, corrupt_rate=corrupt_rate,
-                                         host_loss_rate=host_loss_rate)
+        self.bus = EvaluatorBusSimulator(
+            tmp / "ttyEVAL0", seed=seed, corrupt_rate=corrupt_rate, host_loss_rate=host_loss_rate
+        )
         self.qm = QueueMachineSimulator(pty_dir=tmp, link_name="ttyQM0")
         sims.run(self.bus.start())
         sims.run(self.qm.__aenter__())
-        self.config = procs.edge_config(tmp, broker.port, evaluator_buses=[{
-            "port": str(tmp / "ttyEVAL0"), "poll_interval_s": 5,
-            "devices": [{"addr": 0x81 + i, "window": i + 1} for i in range(N_EVALUATORS)]}],
-            queue={"transport": str(tmp / "ttyQM0")})
+        self.config = procs.edge_config(
+            tmp,
+            broker.port,
+            evaluator_buses=[
+                {
+                    "port": str(tmp / "ttyEVAL0"),
+                    "poll_interval_s": 5,
+                    "devices": [{"addr": 0x81 + i, "window": i + 1} for i in range(N_EVALUATORS)],
+                }
+            ],
+            queue={"transport": str(tmp / "ttyQM0")},
+        )
         self.gateway: procs.Proc | None = None
         procs.prepare_central(self.url, [("H1", "gw1")])
-        self.central = procs.central(procs.central_config(tmp, broker.port, self.url),
-                                     tmp / "central.log")
+        self.central = procs.central(
+            procs.central_config(tmp, broker.port, self.url), tmp / "central.log"
+        )
 
     def start_gateway(self, log: str = "edge.log") -> None:
         self.gateway = procs.edge(self.config, self.tmp / log)
@@ -67,13 +84,20 @@ class Hall:
 
     def central_events(self, kind: str) -> list[dict[str, Any]]:
         head = journal_head(self.tmp)
-        procs.wait_until(lambda: procs.stored(self.url, "gw1")[2] >= head, 60,
-                         "central to catch up with the journal")
+        procs.wait_until(
+            lambda: procs.stored(self.url, "gw1")[2] >= head,
+            60,
+            "central to catch up with the journal",
+        )
         # One query for kind and body: the gateway keeps journaling health events meanwhile.
         with sqlite3.connect(self.tmp / "central.db") as db:
-            return [json.loads(body) for (body,) in db.execute(
-                "SELECT body FROM events WHERE gateway_id='gw1' AND kind=? ORDER BY seq",
-                (kind,))]
+            return [
+                json.loads(body)
+                for (body,) in db.execute(
+                    "SELECT body FROM events WHERE gateway_id='gw1' AND kind=? ORDER BY seq",
+                    (kind,),
+                )
+            ]
 
 
 def assert_journal_replays_to_its_marks(tmp: Path) -> int:
@@ -84,11 +108,15 @@ def assert_journal_replays_to_its_marks(tmp: Path) -> int:
     decisions = InvitationRules({0x81 + i: i + 1 for i in range(N_EVALUATORS)}).replay(docs)
     frames = [d for d in docs if d["kind"] in FRAME_KINDS]
     assert len(decisions) == len(frames)
-    pairs = [(doc["body"], d) for doc, d in zip(frames, decisions, strict=True)
-             if doc["kind"] != "evaluator.fault"]
+    pairs = [
+        (doc["body"], d)
+        for doc, d in zip(frames, decisions, strict=True)
+        if doc["kind"] != "evaluator.fault"
+    ]
     live = [(body["addr"], body.get("invitation"), body["marks"]) for body, _ in pairs]
-    replayed = [(d.addr, d.invitation.model_dump() if d.invitation else None, d.marks)
-                for _, d in pairs]
+    replayed = [
+        (d.addr, d.invitation.model_dump() if d.invitation else None, d.marks) for _, d in pairs
+    ]
     assert replayed == live
     return len(live)
 
@@ -108,15 +136,22 @@ def hall(tmp_path: Path, broker: Broker) -> Iterator[Hall]:
 
 def _wait_settled(hall: Hall, timeout: float = 30) -> None:
     """Until every simulated event is echoed or given up by its device."""
-    procs.wait_until(lambda: hall.sims.call(
-        lambda: all(e.echoed_at is not None or e.dropped for e in hall.bus.events)), timeout,
-        "every device event settled")
+    procs.wait_until(
+        lambda: hall.sims.call(
+            lambda: all(e.echoed_at is not None or e.dropped for e in hall.bus.events)
+        ),
+        timeout,
+        "every device event settled",
+    )
 
 
 def test_sixteen_evaluators_under_load_every_echoed_key_once(hall: Hall) -> None:
     hall.start_gateway()
-    procs.wait_until(lambda: journal_head(hall.tmp) >= N_EVALUATORS, 30,
-                     "the gateway to journal the evaluators' BOOT frames")
+    procs.wait_until(
+        lambda: journal_head(hall.tmp) >= N_EVALUATORS,
+        30,
+        "the gateway to journal the evaluators' BOOT frames",
+    )
     rng = random.Random(11)
     presses, started = 0, time.monotonic()
     while time.monotonic() - started < 8:  # aggregate ≈ 30 presses/s over 16 devices
@@ -128,13 +163,14 @@ def test_sixteen_evaluators_under_load_every_echoed_key_once(hall: Hall) -> None
         time.sleep(1 / 30)
     rate = presses / (time.monotonic() - started)
     _wait_settled(hall)
-    echoed = hall.sims.call(lambda: [(e.addr, e.data) for e in hall.bus.echoed
-                                     if e.cmd == CMD_KEY])
-    retransmitted = hall.sims.call(lambda: sum(1 for e in hall.bus.events
-                                               if e.cmd == CMD_KEY and e.attempts > 1))
+    echoed = hall.sims.call(lambda: [(e.addr, e.data) for e in hall.bus.echoed if e.cmd == CMD_KEY])
+    retransmitted = hall.sims.call(
+        lambda: sum(1 for e in hall.bus.events if e.cmd == CMD_KEY and e.attempts > 1)
+    )
     keys = hall.central_events("evaluator.key")
-    counted = Counter((k["addr"], bytes.fromhex(k["raw"])[6:-2]) for k in keys
-                      if "RETRANSMIT" not in k["marks"])
+    counted = Counter(
+        (k["addr"], bytes.fromhex(k["raw"])[6:-2]) for k in keys if "RETRANSMIT" not in k["marks"]
+    )
     assert rate >= 20 and len(echoed) >= 150 and retransmitted >= 20, (rate, retransmitted)
     missing = [e for e in echoed if counted[e] != 1]
     assert not missing, f"{len(missing)} echoed keys not in central exactly once"
@@ -144,8 +180,14 @@ def test_sixteen_evaluators_under_load_every_echoed_key_once(hall: Hall) -> None
     heard = hall.sims.call(lambda: [f.addr for _, f in hall.bus.heard])
     assert not [a for a in heard if 0x01 <= a <= 0x7F], "the gateway answered a caller"
     # the gateway reports its counters in its periodic state message (every 2 s here)
-    procs.wait_until(lambda: procs.gateway_state(hall.url, "gw1")["health"]["bus"][0][
-        "caller_frames"] >= presses // 10, 15, "the state message to count every caller frame")
+    procs.wait_until(
+        lambda: (
+            procs.gateway_state(hall.url, "gw1")["health"]["bus"][0]["caller_frames"]
+            >= presses // 10
+        ),
+        15,
+        "the state message to count every caller frame",
+    )
 
 
 def test_service_finished_invites_and_key_is_tied_to_ticket(hall: Hall) -> None:
@@ -157,16 +199,22 @@ def test_service_finished_invites_and_key_is_tied_to_ticket(hall: Hall) -> None:
     hall.sims.call(lambda: qm.call(ticket, 3))
     hall.sims.call(lambda: qm.start(ticket, 3, "100233"))
     hall.sims.call(lambda: qm.finish(ticket, 3, "100233"))
-    procs.wait_until(lambda: hall.sims.call(lambda: bool(hall.bus.invitations.get(0x83))), 10,
-                     "the invitation to reach window 3's evaluator")
+    procs.wait_until(
+        lambda: hall.sims.call(lambda: bool(hall.bus.invitations.get(0x83))),
+        10,
+        "the invitation to reach window 3's evaluator",
+    )
     invitation = hall.sims.call(lambda: hall.bus.invitations[0x83][-1])
     assert invitation.staff_no == "100233"
     hall.sims.call(lambda: hall.bus.press(0x83, 1))  # 非常满意, in the open session
     hall.sims.call(lambda: hall.bus.press(0x83, 3))  # a second key: no invitation open
     _wait_settled(hall)
     # collisions may delay the first press past the second, so find them by key
-    keys = {k["key"]: k for k in hall.central_events("evaluator.key")
-            if k["window"] == 3 and "RETRANSMIT" not in k["marks"]}
+    keys = {
+        k["key"]: k
+        for k in hall.central_events("evaluator.key")
+        if k["window"] == 3 and "RETRANSMIT" not in k["marks"]
+    }
     assert keys[1]["invitation"]["ticket"] == ticket
     assert keys[1]["invitation"]["staff"] == "100233" and keys[1]["marks"] == []
     assert keys[3]["marks"] == ["NO_SESSION"] and keys[3]["invitation"] is None
@@ -184,23 +232,34 @@ def test_the_next_start_closes_the_invitation_a_call_does_not(hall: Hall) -> Non
     first = hall.sims.call(lambda: qm.issue_ticket("A01")).ticket
     for step in (qm.call, qm.start, qm.finish):
         hall.sims.call(lambda step=step: step(first, 4))
-    procs.wait_until(lambda: hall.sims.call(lambda: bool(hall.bus.invitations.get(0x84))), 10,
-                     "the invitation to reach window 4's evaluator")
+    procs.wait_until(
+        lambda: hall.sims.call(lambda: bool(hall.bus.invitations.get(0x84))),
+        10,
+        "the invitation to reach window 4's evaluator",
+    )
     invitation = hall.sims.call(lambda: hall.bus.invitations[0x84][-1])
     second = hall.sims.call(lambda: qm.issue_ticket("A01")).ticket
     hall.sims.call(lambda: qm.call(second, 4))  # staff call the next number at once
     procs.wait_until(lambda: hall.sims.call(lambda: not qm.pending), 10, "the CL acknowledged")
     assert hall.sims.call(lambda: invitation.closed_by) is None  # the citizen may still press
     hall.sims.call(lambda: qm.start(second, 4))
-    procs.wait_until(lambda: hall.sims.call(lambda: invitation.closed_by == "cancel"), 10,
-                     "the gateway to cancel the invitation when the next service starts")
+    procs.wait_until(
+        lambda: hall.sims.call(lambda: invitation.closed_by == "cancel"),
+        10,
+        "the gateway to cancel the invitation when the next service starts",
+    )
     hall.sims.call(lambda: hall.bus.press(0x84, 2))  # the next citizen, mid-service
     _wait_settled(hall)
     closed = hall.central_events("evaluator.invite_closed")
-    assert [(c["window"], c["session"], c["reason"], c["ticket"], c["invitation"]["ticket"])
-            for c in closed] == [(4, invitation.session, "next_service_started", second, first)]
-    keys = [(k["key"], k["marks"]) for k in hall.central_events("evaluator.key")
-            if k["window"] == 4 and "RETRANSMIT" not in k["marks"]]
+    assert [
+        (c["window"], c["session"], c["reason"], c["ticket"], c["invitation"]["ticket"])
+        for c in closed
+    ] == [(4, invitation.session, "next_service_started", second, first)]
+    keys = [
+        (k["key"], k["marks"])
+        for k in hall.central_events("evaluator.key")
+        if k["window"] == 4 and "RETRANSMIT" not in k["marks"]
+    ]
     assert keys == [(2, ["NO_SESSION"])]
     assert_journal_replays_to_its_marks(hall.tmp)
 
@@ -225,14 +284,21 @@ def test_a_resent_burst_finish_then_next_start_leaves_no_invitation_open(hall: H
     hall.sims.run(qm.replug())
     procs.wait_until(lambda: hall.sims.call(lambda: not qm.pending), 15, "the burst acknowledged")
     closed = hall.central_events("evaluator.invite_closed")
-    assert [(c["window"], c["reason"], c["ticket"], c["invitation"]["ticket"])
-            for c in closed] == [(5, "next_service_started", second, first)]
-    procs.wait_until(lambda: hall.sims.call(lambda: hall.bus.devices[0x85].invitation is None),
-                     10, "no invitation open on window 5's evaluator")
+    assert [(c["window"], c["reason"], c["ticket"], c["invitation"]["ticket"]) for c in closed] == [
+        (5, "next_service_started", second, first)
+    ]
+    procs.wait_until(
+        lambda: hall.sims.call(lambda: hall.bus.devices[0x85].invitation is None),
+        10,
+        "no invitation open on window 5's evaluator",
+    )
     hall.sims.call(lambda: hall.bus.press(0x85, 3))
     _wait_settled(hall)
-    keys = [(k["key"], k["marks"]) for k in hall.central_events("evaluator.key")
-            if k["window"] == 5 and "RETRANSMIT" not in k["marks"]]
+    keys = [
+        (k["key"], k["marks"])
+        for k in hall.central_events("evaluator.key")
+        if k["window"] == 5 and "RETRANSMIT" not in k["marks"]
+    ]
     assert keys == [(3, ["NO_SESSION"])]
     assert_journal_replays_to_its_marks(hall.tmp)
 
@@ -248,8 +314,9 @@ def test_queue_duplicates_after_reconnects_never_duplicate_in_central(hall: Hall
         time.sleep(0.5)
         hall.sims.run(qm.replug())  # …and are all sent again, plus the 2 s resends
         time.sleep(1.0 + round_no)
-    procs.wait_until(lambda: hall.sims.call(lambda: not qm.pending), 30,
-                     "the machine's buffer to empty")
+    procs.wait_until(
+        lambda: hall.sims.call(lambda: not qm.pending), 30, "the machine's buffer to empty"
+    )
     events = hall.central_events("queue.event")
     mseqs = [e["mseq"] for e in events]
     assert len(mseqs) == len(set(mseqs)) == 120
@@ -268,11 +335,12 @@ def test_serial_line_pulled_and_restored_mid_stream(hall: Hall) -> None:
             hall.sims.call(hall.bus.replug)
         time.sleep(0.05)
     _wait_settled(hall)
-    echoed = hall.sims.call(lambda: [(e.addr, e.data) for e in hall.bus.echoed
-                                     if e.cmd == CMD_KEY])
-    counted = Counter((k["addr"], bytes.fromhex(k["raw"])[6:-2])
-                      for k in hall.central_events("evaluator.key")
-                      if "RETRANSMIT" not in k["marks"])
+    echoed = hall.sims.call(lambda: [(e.addr, e.data) for e in hall.bus.echoed if e.cmd == CMD_KEY])
+    counted = Counter(
+        (k["addr"], bytes.fromhex(k["raw"])[6:-2])
+        for k in hall.central_events("evaluator.key")
+        if "RETRANSMIT" not in k["marks"]
+    )
     assert len(echoed) >= 30
     assert all(counted[e] == 1 for e in echoed)
 
@@ -284,8 +352,7 @@ def test_kill9_between_key_and_echo_arrives_once(hall: Hall) -> None:
     event = hall.sims.call(lambda: hall.bus.press(0x85, 4))
     assert event is not None
     journal = hall.tmp / "edge-gw1" / "journal.db"
-    procs.wait_until(lambda: _journaled_keys(journal) >= 1, 5, "the KEY journaled",
-                     interval=0.002)
+    procs.wait_until(lambda: _journaled_keys(journal) >= 1, 5, "the KEY journaled", interval=0.002)
     assert hall.gateway is not None
     hall.gateway.kill9()  # journaled; the echo is lost or ignored, the device will repeat
     hall.start_gateway("edge-2.log")
@@ -295,15 +362,18 @@ def test_kill9_between_key_and_echo_arrives_once(hall: Hall) -> None:
     assert len(first) == 1 and first[0]["key"] == 4
     assert_journal_replays_to_its_marks(hall.tmp)  # across the crash and the restart
     echoed = hall.sims.call(lambda: event.echoed_at is not None)
-    print(f"device saw its echo after the restart: {echoed}; attempts "
-          f"{hall.sims.call(lambda: event.attempts)}; journaled copies {len(keys)}")
+    print(
+        f"device saw its echo after the restart: {echoed}; attempts "
+        f"{hall.sims.call(lambda: event.attempts)}; journaled copies {len(keys)}"
+    )
 
 
 def _journaled_keys(path: Path) -> int:
     try:
         with sqlite3.connect(path) as db:
-            return int(db.execute(
-                "SELECT count(*) FROM events WHERE kind='evaluator.key'").fetchone()[0])
+            return int(
+                db.execute("SELECT count(*) FROM events WHERE kind='evaluator.key'").fetchone()[0]
+            )
     except sqlite3.Error:
         return 0
 

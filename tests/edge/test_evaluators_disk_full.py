@@ -30,21 +30,25 @@ async def until(check: Callable[[], bool], what: str, timeout: float = 10) -> No
 
 
 async def test_a_key_refused_by_a_full_disk_counts_when_the_device_sends_it_again(
-    tiny_disk: Path, tmp_path: Path,  # noqa: F811
+    tiny_disk: Path,  # noqa: F811
+    tmp_path: Path,
 ) -> None:
     path = tiny_disk / "journal.db"
     sim = EvaluatorBusSimulator(tmp_path / "ttyEVAL0", seed=3)
     await sim.start()
     sim.add(0x83)
-    config = EvaluatorBusConfig(port=str(tmp_path / "ttyEVAL0"), poll_interval_s=10,
-                                devices=[{"addr": 0x83, "window": 3}])
-    async with Journal(path, Clock(), limit_bytes=50 * 1024 * 1024,
-                       ballast_bytes=96 * 1024) as journal:
+    config = EvaluatorBusConfig(
+        port=str(tmp_path / "ttyEVAL0"), poll_interval_s=10, devices=[{"addr": 0x83, "window": 3}]
+    )
+    async with Journal(
+        path, Clock(), limit_bytes=50 * 1024 * 1024, ballast_bytes=96 * 1024
+    ) as journal:
         supervisor = EvaluatorSupervisor(config, journal)
         task = asyncio.create_task(supervisor.run())
         try:
-            await until(lambda: supervisor.bus is not None and supervisor.bus.connected,
-                        "the bus to open")
+            await until(
+                lambda: supervisor.bus is not None and supervisor.bus.connected, "the bus to open"
+            )
             assert await supervisor.invite(3, "A001", "100233") == "ok"
             spacer = tiny_disk / "spacer"  # what the technician will delete
             spacer.write_bytes(b"\0" * 256 * 1024)
@@ -61,8 +65,9 @@ async def test_a_key_refused_by_a_full_disk_counts_when_the_device_sends_it_agai
             await until(lambda: supervisor.journal_failures >= 1, "the KEY to be refused")
             assert event.echoed_at is None
             spacer.unlink()  # room again
-            await until(lambda: event.echoed_at is not None or event.dropped,
-                        "the device's next copy")
+            await until(
+                lambda: event.echoed_at is not None or event.dropped, "the device's next copy"
+            )
         finally:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -70,7 +75,10 @@ async def test_a_key_refused_by_a_full_disk_counts_when_the_device_sends_it_agai
             await sim.stop()
         assert event.echoed_at is not None and event.attempts >= 2
         with sqlite3.connect(path) as db:
-            keys = [json.loads(doc)["body"] for (doc,) in db.execute(
-                "SELECT doc FROM events WHERE kind = 'evaluator.key' ORDER BY seq")]
-    assert [(k["key"], k["marks"], k["invitation"]["ticket"]) for k in keys] == [
-        (1, [], "A001")]
+            keys = [
+                json.loads(doc)["body"]
+                for (doc,) in db.execute(
+                    "SELECT doc FROM events WHERE kind = 'evaluator.key' ORDER BY seq"
+                )
+            ]
+    assert [(k["key"], k["marks"], k["invitation"]["ticket"]) for k in keys] == [(1, [], "A001")]

@@ -51,14 +51,22 @@ class Hall:
         self.now_ns += int(seconds * S)
 
     def invite(self, window: int, ticket: str, status: str = "ok") -> tuple[int, int | None]:
-        decision = self.rules.invite(window, ticket=ticket, staff="100233",
-                                     qm_mseq=self.mseq or None,
-                                     now_ns=self.now_ns)
+        decision = self.rules.invite(
+            window, ticket=ticket, staff="100233", qm_mseq=self.mseq or None, now_ns=self.now_ns
+        )
         self.tick(0.05)  # INVITE and its reply on the bus
         self.rules.invite_answered(decision.addr, decision.invitation.session, status)
-        self._journal("evaluator.invite", {
-            "window": window, "addr": decision.addr, "invitation":
-            decision.invitation.model_dump(), "timeout_s": 30, "status": status}, self.now_ns)
+        self._journal(
+            "evaluator.invite",
+            {
+                "window": window,
+                "addr": decision.addr,
+                "invitation": decision.invitation.model_dump(),
+                "timeout_s": 30,
+                "status": status,
+            },
+            self.now_ns,
+        )
         superseded = decision.superseded.session if decision.superseded else None
         return decision.invitation.session, superseded
 
@@ -73,8 +81,7 @@ class Hall:
 
     def key(self, session: int, value: int = 1, addr: int = A) -> tuple[str | None, list[str]]:
         self.dev_seq[addr] = self.dev_seq[addr] % 255 + 1
-        return self.frame(device_frame(addr, CMD_KEY, bytes((self.dev_seq[addr], value,
-                                                            session))))
+        return self.frame(device_frame(addr, CMD_KEY, bytes((self.dev_seq[addr], value, session))))
 
     def unjournaled_key(self, session: int) -> tuple[str | None, list[str]]:
         """A KEY whose journal append failed: not echoed, its decision taken back."""
@@ -87,8 +94,9 @@ class Hall:
 
     def timeout(self, session: int, addr: int = A) -> tuple[str | None, list[str]]:
         self.dev_seq[addr] = self.dev_seq[addr] % 255 + 1
-        return self.frame(device_frame(addr, CMD_INVITE_TIMEOUT,
-                                       bytes((self.dev_seq[addr], session))))
+        return self.frame(
+            device_frame(addr, CMD_INVITE_TIMEOUT, bytes((self.dev_seq[addr], session)))
+        )
 
     def boot(self, addr: int = A) -> tuple[str | None, list[str]]:
         self.dev_seq[addr] = 0
@@ -100,8 +108,14 @@ class Hall:
 
     def queue(self, code: str, window: int, ticket: str) -> object:
         self.mseq += 1
-        body = {"mseq": self.mseq, "type": code, "window": window, "ticket": ticket,
-                "staff": "100233", "raw": f"$QM,{self.mseq},{code},{ticket},{window}"}
+        body = {
+            "mseq": self.mseq,
+            "type": code,
+            "window": window,
+            "ticket": ticket,
+            "staff": "100233",
+            "raw": f"$QM,{self.mseq},{code},{ticket},{window}",
+        }
         self._journal("queue.event", body, self.now_ns)
         decision = self.rules.on_queue_event(QueueSignal.from_body(body))
         if isinstance(decision, InviteRequest):
@@ -284,7 +298,8 @@ def assert_replay_matches(hall: Hall) -> None:
     replayed = InvitationRules({A: W, A2: W2})
     decisions = replayed.replay(hall.docs)
     assert [(d.addr, d.invitation, d.marks) for d in decisions] == [
-        (d.addr, d.invitation, d.marks) for d in hall.decisions]
+        (d.addr, d.invitation, d.marks) for d in hall.decisions
+    ]
     assert replayed.snapshot() == hall.rules.snapshot()
 
 
@@ -299,15 +314,22 @@ def test_replay_orders_a_key_that_followed_the_invite_closely() -> None:
     """Live, the invitation opens before INVITE goes out and the KEY can be journaled before
     the invite (which waits for the device's reply): replay must still tie them."""
     hall = Hall()
-    decision = hall.rules.invite(W, ticket="A001", staff="100233", qm_mseq=1,
-                                 now_ns=hall.now_ns)
+    decision = hall.rules.invite(W, ticket="A001", staff="100233", qm_mseq=1, now_ns=hall.now_ns)
     hall.tick(0.01)
     assert hall.key(1) == ("A001", [])
     hall.tick(0.2)
     hall.rules.invite_answered(A, 1, "ok")
-    hall._journal("evaluator.invite", {"window": W, "addr": A, "invitation":
-                                       decision.invitation.model_dump(), "timeout_s": 30,
-                                       "status": "ok"}, hall.now_ns)
+    hall._journal(
+        "evaluator.invite",
+        {
+            "window": W,
+            "addr": A,
+            "invitation": decision.invitation.model_dump(),
+            "timeout_s": 30,
+            "status": "ok",
+        },
+        hall.now_ns,
+    )
     assert [d["kind"] for d in hall.docs] == ["evaluator.key", "evaluator.invite"]
     assert_replay_matches(hall)
 
@@ -316,11 +338,27 @@ def test_replay_ignores_the_gateways_own_records_and_other_windows() -> None:
     hall = Hall()
     hall.invite(W, "A001")
     hall.tick()
-    hall.docs.append({"seq": 99, "mono_ns": hall.now_ns, "kind": "evaluator.invite_closed",
-                      "body": {"window": W, "addr": A, "session": 1}})
-    hall.docs.append({"seq": 100, "mono_ns": hall.now_ns, "kind": "evaluator.invite",
-                      "body": {"window": 12, "addr": 0x8C, "status": "ok", "invitation": {
-                          "session": 5, "invited_mono_ns": hall.now_ns}}})
+    hall.docs.append(
+        {
+            "seq": 99,
+            "mono_ns": hall.now_ns,
+            "kind": "evaluator.invite_closed",
+            "body": {"window": W, "addr": A, "session": 1},
+        }
+    )
+    hall.docs.append(
+        {
+            "seq": 100,
+            "mono_ns": hall.now_ns,
+            "kind": "evaluator.invite",
+            "body": {
+                "window": 12,
+                "addr": 0x8C,
+                "status": "ok",
+                "invitation": {"session": 5, "invited_mono_ns": hall.now_ns},
+            },
+        }
+    )
     assert_replay_matches(hall)
     assert hall.open() == 1
 

@@ -16,8 +16,10 @@ from protocols.events import GeneratorSample
 
 
 async def _fill(journal: Journal, n: int, pad: str = "") -> list[int]:
-    futures = [journal.append_nowait("gen.sample", GeneratorSample(n=i, run="t", pad=pad))
-               for i in range(n)]
+    futures = [
+        journal.append_nowait("gen.sample", GeneratorSample(n=i, run="t", pad=pad))
+        for i in range(n)
+    ]
     seqs = list(await asyncio.gather(*futures))
     await asyncio.sleep(0.05)  # trimming runs after the callers were released
     return seqs
@@ -110,8 +112,9 @@ async def test_events_after_a_raised_floor_are_read_back(tmp_path: Path) -> None
         await _fill(journal, 3)
         rows = await journal.read_from(101, max_events=10, max_bytes=1_000_000)
         assert [seq for seq, _ in rows] == [101, 102, 103]
-        assert [seq for seq, _ in await journal.read_from(
-            102, max_events=10, max_bytes=1_000_000)] == [102, 103]
+        assert [
+            seq for seq, _ in await journal.read_from(102, max_events=10, max_bytes=1_000_000)
+        ] == [102, 103]
 
 
 async def test_failed_commit_rejects_callers_and_keeps_numbering(tmp_path: Path) -> None:
@@ -129,7 +132,8 @@ async def test_failed_commit_rejects_callers_and_keeps_numbering(tmp_path: Path)
 
 
 async def test_a_body_that_is_not_its_model_is_refused_and_the_writer_lives_on(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     async with Journal(tmp_path / "j.db", Clock()) as journal:
         with pytest.raises(TypeError):  # refused before it is queued: never a write error
             await journal.append("gen.sample", {"n": object()})  # type: ignore[arg-type]
@@ -167,7 +171,11 @@ async def test_rebase_renumbers_unacknowledged_events_under_a_new_epoch(tmp_path
         assert [s for s, _ in rows] == [1001, 1002, 1003, 1004]
         docs = [json.loads(doc) for _, doc in rows]
         assert [(d["seq"], d["body"]["n"]) for d in docs] == [
-            (1001, 7), (1002, 8), (1003, 9), (1004, 99)]
+            (1001, 7),
+            (1002, 8),
+            (1003, 9),
+            (1004, 99),
+        ]
         assert moved == [(8, 993)]
         journal.request_rebase(Rebase(old_epoch, 7, 5000))  # the same order again: done
         await asyncio.sleep(0.05)

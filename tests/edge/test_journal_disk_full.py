@@ -23,8 +23,11 @@ def tiny_disk(tmp_path: Path) -> Iterator[Path]:
     mount.mkdir()
     if os.geteuid() != 0:
         pytest.skip("mounting a tmpfs needs root")
-    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)],
+        capture_output=True,
+        text=True,
+    )
     if result.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {result.stderr.strip()}")
     try:
@@ -39,12 +42,16 @@ async def test_full_disk_refuses_then_recovers_after_acknowledged_rows_go(
     path = tiny_disk / "journal.db"
     durable: list[int] = []
     refused = 0
-    async with Journal(path, Clock(), limit_bytes=50 * 1024 * 1024,
-                       ballast_bytes=96 * 1024) as journal:
+    async with Journal(
+        path, Clock(), limit_bytes=50 * 1024 * 1024, ballast_bytes=96 * 1024
+    ) as journal:
         for round_no in range(200):
-            futures = [journal.append_nowait("gen.sample", GeneratorSample(
-                n=round_no * 20 + i, run="d", pad="z" * 400))
-                       for i in range(20)]
+            futures = [
+                journal.append_nowait(
+                    "gen.sample", GeneratorSample(n=round_no * 20 + i, run="d", pad="z" * 400)
+                )
+                for i in range(20)
+            ]
             for result in await asyncio.gather(*futures, return_exceptions=True):
                 if isinstance(result, int):
                     durable.append(result)

@@ -39,17 +39,29 @@ def devices(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
 
 
 def _config(tmp: Path, broker: Broker, bus: Path, qm: Path, addresses: list[int]) -> Path:
-    path = procs.edge_config(tmp, broker.port, evaluator_buses=[{
-        "port": str(bus), "devices": [{"addr": a, "window": i + 1}
-                                      for i, a in enumerate(addresses)]}],
-        queue={"transport": str(qm)}, journal={"limit_mb": 8})
+    path = procs.edge_config(
+        tmp,
+        broker.port,
+        evaluator_buses=[
+            {
+                "port": str(bus),
+                "devices": [{"addr": a, "window": i + 1} for i, a in enumerate(addresses)],
+            }
+        ],
+        queue={"transport": str(qm)},
+        journal={"limit_mb": 8},
+    )
     return path
 
 
 def _selftest(config: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([EDGE, "selftest", "-c", str(config), "--qm-wait", "10", *extra],
-                          capture_output=True, text=True, timeout=120,
-                          env={"COLUMNS": "250", "PATH": "/usr/bin:/bin"})
+    return subprocess.run(
+        [EDGE, "selftest", "-c", str(config), "--qm-wait", "10", *extra],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"COLUMNS": "250", "PATH": "/usr/bin:/bin"},
+    )
 
 
 def _rows(output: str) -> dict[str, str]:
@@ -68,8 +80,9 @@ def test_selftest_passes_a_working_gateway_and_names_what_fails(
     bus, qm = devices
     url = f"sqlite+aiosqlite:///{tmp_path / 'central.db'}"
     procs.prepare_central(url, [("H1", "gw1")])
-    central = procs.central(procs.central_config(tmp_path, broker.port, url),
-                            tmp_path / "central.log")
+    central = procs.central(
+        procs.central_config(tmp_path, broker.port, url), tmp_path / "central.log"
+    )
     try:
         # the self-test gives central 20 s to acknowledge: start that clock once central listens
         central.wait_for_log("central: connected to")
@@ -85,15 +98,19 @@ def test_selftest_passes_a_working_gateway_and_names_what_fails(
         # an evaluator that does not answer, and a port that is not there
         bad = yaml.safe_load(good.read_text())
         bad["evaluator_buses"][0]["devices"].append({"addr": 0x83, "window": 3})
-        bad["evaluator_buses"].append({"port": str(tmp_path / "ttyGONE"),
-                                       "devices": [{"addr": 0x90, "window": 9}]})
+        bad["evaluator_buses"].append(
+            {"port": str(tmp_path / "ttyGONE"), "devices": [{"addr": 0x90, "window": 9}]}
+        )
         good.write_text(yaml.safe_dump(bad))
         result = _selftest(good)
         assert result.returncode == 1, result.stdout
         rows = _rows(result.stdout)
         failed = sorted(name for name, status in rows.items() if status == "FAIL")
-        assert failed == [f"串口 port {tmp_path / 'ttyGONE'}",
-                          f"评价器 evaluators {bus}", f"评价器 evaluators {tmp_path / 'ttyGONE'}"]
+        assert failed == [
+            f"串口 port {tmp_path / 'ttyGONE'}",
+            f"评价器 evaluators {bus}",
+            f"评价器 evaluators {tmp_path / 'ttyGONE'}",
+        ]
         assert "0x83 (窗口 window 3)" in result.stdout
         # central still heard about it: the self-test event lists the failures
         _, bodies, _ = procs.stored(url, "gw1")
@@ -112,7 +129,9 @@ def test_selftest_without_broker_fails_and_with_the_service_running_skips(
     rows = _rows(result.stdout)
     assert result.returncode == 1
     assert [n for n, s in rows.items() if s == "FAIL"] == [
-        f"消息服务器 broker 127.0.0.1:{nobody.port}", "中心确认 central acknowledges"]
+        f"消息服务器 broker 127.0.0.1:{nobody.port}",
+        "中心确认 central acknowledges",
+    ]
 
     data_dir = Path(yaml.safe_load(config.read_text())["data_dir"])
     lock = InstanceLock(data_dir)
@@ -123,9 +142,15 @@ def test_selftest_without_broker_fails_and_with_the_service_running_skips(
         lock.release()
     rows = _rows(result.stdout)
     skipped = sorted(n for n, s in rows.items() if s == "SKIP")
-    assert skipped == sorted([f"评价器 evaluators {bus}", f"叫号机 queue machine {qm}",
-                              f"串口 port {bus}", f"串口 port {qm}",
-                              f"消息服务器 broker 127.0.0.1:{nobody.port}"]), result.stdout
+    assert skipped == sorted(
+        [
+            f"评价器 evaluators {bus}",
+            f"叫号机 queue machine {qm}",
+            f"串口 port {bus}",
+            f"串口 port {qm}",
+            f"消息服务器 broker 127.0.0.1:{nobody.port}",
+        ]
+    ), result.stdout
     assert result.returncode == 0  # nothing failed; the table says to stop the service
 
 
@@ -137,9 +162,12 @@ def procs_free_port() -> int:
 
 def test_ports_probe_finds_the_evaluators_that_answer(devices: tuple[Path, Path]) -> None:
     bus, _ = devices
-    result = subprocess.run([EDGE, "ports", "--probe", "--port", str(bus),
-                             "--addresses", "0x81-0x84"], capture_output=True, text=True,
-                            timeout=60)
+    result = subprocess.run(
+        [EDGE, "ports", "--probe", "--port", str(bus), "--addresses", "0x81-0x84"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     lines = result.stdout.splitlines()
     at = next(i for i, line in enumerate(lines) if line.startswith(str(bus)))
     assert lines[at + 1].strip() == "评价器 evaluators answering: 0x81, 0x82", result.stdout

@@ -20,24 +20,29 @@ FAULTS = {
     "none": "",
     # the upload task dies on every run, as it did on the journal's tail cache
     "broken": "from edge.uplink import Uplink\n"
-              "async def _broken(self):\n"
-              "    raise IndexError('deque index out of range')\n"
-              "Uplink._send_loop = _broken\n",
+    "async def _broken(self):\n"
+    "    raise IndexError('deque index out of range')\n"
+    "Uplink._send_loop = _broken\n",
     # a part that never finishes closing (a hung disk): only the deadline ends the process
     "stuck": "import asyncio, time\nfrom edge.journal import Journal\n"
-             "async def _hang(self):\n"
-             "    await asyncio.to_thread(time.sleep, 3600)\n"
-             "Journal.close = _hang\n",
+    "async def _hang(self):\n"
+    "    await asyncio.to_thread(time.sleep, 3600)\n"
+    "Journal.close = _hang\n",
 }
 
 
 def _gateway(tmp_path: Path, broker: Broker, fault: str) -> tuple[procs.Proc, str]:
     port = free_port()
-    config = procs.edge_config(tmp_path, broker.port, http={
-        "enabled": True, "host": "127.0.0.1", "port": port},
-        generator={"enabled": True, "rate": 2000, "chunk": 100})
-    script = FAULTS[fault] + "import sys\nfrom edge.cli import main\n" \
+    config = procs.edge_config(
+        tmp_path,
+        broker.port,
+        http={"enabled": True, "host": "127.0.0.1", "port": port},
+        generator={"enabled": True, "rate": 2000, "chunk": 100},
+    )
+    script = (
+        FAULTS[fault] + "import sys\nfrom edge.cli import main\n"
         "sys.argv = ['hallwatch-edge', 'run', '-c', sys.argv[1]]\nmain()\n"
+    )
     proc = procs.Proc([sys.executable, "-c", script, str(config)], tmp_path / "edge.log").start()
     return proc, f"http://127.0.0.1:{port}"
 
@@ -60,13 +65,13 @@ def _journal_head(tmp_path: Path) -> int:
 
 
 @pytest.mark.parametrize("fault", ["none", "broken", "stuck"])
-def test_sigterm_stops_the_gateway_within_10_s(tmp_path: Path, broker: Broker,
-                                                 fault: str) -> None:
+def test_sigterm_stops_the_gateway_within_10_s(tmp_path: Path, broker: Broker, fault: str) -> None:
     proc, url = _gateway(tmp_path, broker, fault)
     try:
         procs.wait_until(lambda: _health(url) is not None, 30, "the hall page")
         procs.wait_until(lambda: _journal_head(tmp_path) > 2000, 30, "the generator's load")
         if fault == "broken":
+
             def failing() -> bool:
                 health = _health(url) or {}
                 task = health.get("tasks", {}).get("uplink.send", {})  # type: ignore[attr-defined]

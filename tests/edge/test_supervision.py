@@ -52,22 +52,28 @@ async def _until(predicate: Callable[[], bool], what: str, timeout: float = 20.0
 
 
 def _config(tmp_path: Path, broker: Broker) -> GatewayConfig:
-    return GatewayConfig.model_validate({
-        "hall": "H1", "gateway": "gw1", "data_dir": str(tmp_path / "edge"),
-        "broker": {"host": "127.0.0.1", "port": broker.port, "keepalive_s": 5},
-        "uplink": {"ack_timeout_s": 3, "state_interval_s": 1},
-        "clock": {"assume_synced": True},
-        "http": {"enabled": True, "host": "127.0.0.1", "port": free_port()},
-        # devices on ports that do not exist: their drivers keep retrying, quietly
-        "evaluator_buses": [{"port": str(tmp_path / "ttyNONE"),
-                             "devices": [{"addr": 0x81, "window": 1}]}],
-        "queue": {"transport": str(tmp_path / "ttyQMNONE")},
-        "generator": {"enabled": True, "rate": 50, "total": 1_000_000},
-    })
+    return GatewayConfig.model_validate(
+        {
+            "hall": "H1",
+            "gateway": "gw1",
+            "data_dir": str(tmp_path / "edge"),
+            "broker": {"host": "127.0.0.1", "port": broker.port, "keepalive_s": 5},
+            "uplink": {"ack_timeout_s": 3, "state_interval_s": 1},
+            "clock": {"assume_synced": True},
+            "http": {"enabled": True, "host": "127.0.0.1", "port": free_port()},
+            # devices on ports that do not exist: their drivers keep retrying, quietly
+            "evaluator_buses": [
+                {"port": str(tmp_path / "ttyNONE"), "devices": [{"addr": 0x81, "window": 1}]}
+            ],
+            "queue": {"transport": str(tmp_path / "ttyQMNONE")},
+            "generator": {"enabled": True, "rate": 50, "total": 1_000_000},
+        }
+    )
 
 
 async def test_each_task_that_raises_is_restarted_and_shown(
-        tmp_path: Path, broker: Broker, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, broker: Broker, monkeypatch: pytest.MonkeyPatch
+) -> None:
     broken = {
         "uplink.send": (Uplink, "_send_loop", IndexError("deque index out of range")),
         "uplink.state": (Uplink, "_state_loop", RuntimeError("state broken")),
@@ -79,7 +85,8 @@ async def test_each_task_that_raises_is_restarted_and_shown(
     states: list[GatewayState] = []
     watcher = mqtt.Client(CallbackAPIVersion.VERSION2)
     watcher.on_message = lambda _c, _u, m: states.append(
-        GatewayState.model_validate_json(m.payload))
+        GatewayState.model_validate_json(m.payload)
+    )
     watcher.connect("127.0.0.1", broker.port)
     watcher.subscribe(topic("H1", "gw1", Channel.STATE), qos=1)
     watcher.loop_start()
@@ -107,8 +114,12 @@ async def test_each_task_that_raises_is_restarted_and_shown(
         await _until(lambda: gateway.uplink.published_batches > published, "publishing")
 
         # central is told: the retained state message lists the tasks with their restarts
-        await _until(lambda: any(s.tasks.get("uplink.send") and s.tasks["uplink.send"].restarts
-                                 for s in states), "a state message with the restart")
+        await _until(
+            lambda: any(
+                s.tasks.get("uplink.send") and s.tasks["uplink.send"].restarts for s in states
+            ),
+            "a state message with the restart",
+        )
 
         # the hall page's own server ends by itself: opened again on its port
         assert gateway.hall_page is not None and gateway.hall_page._server is not None
@@ -117,7 +128,8 @@ async def test_each_task_that_raises_is_restarted_and_shown(
         async with httpx.AsyncClient(base_url=url) as http:
             health = (await http.get("/healthz")).json()
         assert health["tasks"]["hall.page"]["last_error"] == (
-            "RuntimeError: the hall page server stopped by itself")
+            "RuntimeError: the hall page server stopped by itself"
+        )
         assert health["status"] == "ok"
     finally:
         await gateway.stop()
@@ -126,7 +138,8 @@ async def test_each_task_that_raises_is_restarted_and_shown(
 
 
 async def test_a_task_that_keeps_failing_stops_the_gateway_with_the_reason(
-        tmp_path: Path, broker: Broker, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, broker: Broker, monkeypatch: pytest.MonkeyPatch
+) -> None:
     async def always(self: Uplink) -> None:
         raise IndexError("deque index out of range")
 
@@ -141,7 +154,8 @@ async def test_a_task_that_keeps_failing_stops_the_gateway_with_the_reason(
 
 
 async def test_camera_tasks_and_workers_are_restarted_and_shown(
-        tmp_path: Path, broker: Broker, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, broker: Broker, monkeypatch: pytest.MonkeyPatch
+) -> None:
     pytest.importorskip("cv2")
     from edge.evidence_upload import EvidenceUploader
     from firmware_bridges.camera.simulator import FrameFeed, MjpegServer, hall_scene
@@ -156,14 +170,20 @@ async def test_camera_tasks_and_workers_are_restarted_and_shown(
     with MjpegServer(FrameFeed.from_scene(hall_scene(still_s=5, break_s=5), 5)) as server:
         config = _config(tmp_path, broker).model_copy(update={"cameras": None})
         data = config.model_dump(mode="json")
-        data["cameras"] = {"cameras": [hall_camera(server.url).model_dump(mode="json")],
-                           "evidence_dir": str(tmp_path / "evidence")}
+        data["cameras"] = {
+            "cameras": [hall_camera(server.url).model_dump(mode="json")],
+            "evidence_dir": str(tmp_path / "evidence"),
+        }
         gateway = Gateway(GatewayConfig.model_validate(data))
         await gateway.start()
         try:
             records = gateway.supervisor.records
-            await _until(lambda: all(records[n].restarts == 1 and records[n].state == "running"
-                                     for n in broken), "the camera tasks restarted")
+            await _until(
+                lambda: all(
+                    records[n].restarts == 1 and records[n].state == "running" for n in broken
+                ),
+                "the camera tasks restarted",
+            )
             assert gateway.cameras is not None
             await _until(lambda: records["camera.worker.w1"].state == "running", "the worker")
             os.kill(gateway.cameras.worker_pids()["w1"], signal.SIGKILL)  # a decoder crash
@@ -180,14 +200,14 @@ async def test_camera_tasks_and_workers_are_restarted_and_shown(
 
 
 async def test_after_a_journal_reset_the_upload_carries_on_past_the_raised_floor(
-        tmp_path: Path, broker: Broker) -> None:
+    tmp_path: Path, broker: Broker
+) -> None:
     """Central acknowledges far beyond this journal's head (it was reset or replaced): the
     gateway raises its floor and keeps publishing what comes next (the upload used to die of
     an IndexError in the journal's tail cache, with nothing logged)."""
     batches: list[EventBatch] = []
     watcher = mqtt.Client(CallbackAPIVersion.VERSION2)
-    watcher.on_message = lambda _c, _u, m: batches.append(EventBatch.model_validate_json(
-        m.payload))
+    watcher.on_message = lambda _c, _u, m: batches.append(EventBatch.model_validate_json(m.payload))
     watcher.connect("127.0.0.1", broker.port)
     watcher.subscribe(topic("H1", "gw1", Channel.EVENTS), qos=1)
     watcher.loop_start()
@@ -198,8 +218,10 @@ async def test_after_a_journal_reset_the_upload_carries_on_past_the_raised_floor
         floor = gateway.journal.head_seq + 10_000
         ack = Ack(hall="H1", gateway="gw1", committed_through=floor, utc=datetime.now(UTC))
         watcher.publish(topic("H1", "gw1", Channel.ACK), encode(ack), qos=1)
-        await _until(lambda: any(b.first_seq > floor for b in batches),
-                     "events past the raised floor published")
+        await _until(
+            lambda: any(b.first_seq > floor for b in batches),
+            "events past the raised floor published",
+        )
         assert gateway.supervisor.records["uplink.send"].restarts == 0
     finally:
         await gateway.stop()

@@ -12,15 +12,33 @@ T0 = dt.datetime(2026, 12, 7, 2, 0, tzinfo=dt.UTC)
 
 
 def press(at: float, addr: int, key: int, counted: bool, *flags: str) -> dict[str, Any]:
-    return {"kind": "press", "at": T0.timestamp() + at, "window": addr - 0x80, "addr": addr,
-            "key": key, "why": "invited" if counted else "stray", "ticket": None, "dev_seq": 1,
-            "session": 1, "counted": counted, "flags": list(flags)}
+    return {
+        "kind": "press",
+        "at": T0.timestamp() + at,
+        "window": addr - 0x80,
+        "addr": addr,
+        "key": key,
+        "why": "invited" if counted else "stray",
+        "ticket": None,
+        "dev_seq": 1,
+        "session": 1,
+        "counted": counted,
+        "flags": list(flags),
+    }
 
 
-def result(at: float, addr: int, key: int, counted: bool, *flags: str,
-           seq: int = 1) -> dict[str, Any]:
-    return {"gateway": "gw", "seq": seq, "addr": addr, "key": key, "counted": counted,
-            "flags": list(flags), "evaluated_at": (T0 + dt.timedelta(seconds=at)).isoformat()}
+def result(
+    at: float, addr: int, key: int, counted: bool, *flags: str, seq: int = 1
+) -> dict[str, Any]:
+    return {
+        "gateway": "gw",
+        "seq": seq,
+        "addr": addr,
+        "key": key,
+        "counted": counted,
+        "flags": list(flags),
+        "evaluated_at": (T0 + dt.timedelta(seconds=at)).isoformat(),
+    }
 
 
 def test_agreement_and_each_kind_of_disagreement() -> None:
@@ -51,10 +69,15 @@ def test_agreement_and_each_kind_of_disagreement() -> None:
 
 
 def test_one_result_answers_one_press_and_until_leaves_out_recent_presses() -> None:
-    truth = [press(0.0, 0x81, 1, True), press(0.9, 0x81, 1, False, "OUT_OF_SESSION"),
-             press(100.0, 0x81, 1, True)]
-    central = [result(0.2, 0x81, 1, True, seq=1), result(1.0, 0x81, 1, False, "OUT_OF_SESSION",
-                                                        seq=2)]
+    truth = [
+        press(0.0, 0x81, 1, True),
+        press(0.9, 0x81, 1, False, "OUT_OF_SESSION"),
+        press(100.0, 0x81, 1, True),
+    ]
+    central = [
+        result(0.2, 0x81, 1, True, seq=1),
+        result(1.0, 0x81, 1, False, "OUT_OF_SESSION", seq=2),
+    ]
     check = compare(truth, central, until=T0.timestamp() + 50)
     assert (check.presses, check.matched, check.mismatches) == (2, 2, [])
     assert compare(truth, central[:1]).matched == 1

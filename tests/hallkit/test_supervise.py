@@ -53,8 +53,11 @@ async def test_restarting_shows_as_degraded_with_a_growing_delay() -> None:
 
 async def test_a_task_failing_in_a_row_is_given_up_and_reported() -> None:
     failed: list[tuple[str, str]] = []
-    supervisor = Supervisor(first_delay_s=0.001, give_up_after=3,
-                            on_failed=lambda name, error: failed.append((name, error)))
+    supervisor = Supervisor(
+        first_delay_s=0.001,
+        give_up_after=3,
+        on_failed=lambda name, error: failed.append((name, error)),
+    )
 
     async def broken() -> None:
         raise RuntimeError("postgresql://hall:secret@db/x unreachable")

@@ -32,23 +32,37 @@ from protocols.strict import (
 
 BOOT = "0123456789abcdef0123456789abcdef"
 CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
-SETTINGS = settings(max_examples=25, deadline=None,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+SETTINGS = settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
 
 # -- valid documents, drawn from the JSON Schema ---------------------------------------------
 
 safe_chars = st.characters(blacklist_categories=("Cc", "Cs"))
-scalars = (st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1)
-           | st.floats(allow_nan=False, allow_infinity=False) | st.text(safe_chars, max_size=20))
-free_json = st.recursive(scalars, lambda kids: st.lists(kids, max_size=3)
-                         | st.dictionaries(st.text(safe_chars, max_size=10), kids, max_size=3),
-                         max_leaves=8)
+scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**63 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(safe_chars, max_size=20)
+)
+free_json = st.recursive(
+    scalars,
+    lambda kids: (
+        st.lists(kids, max_size=3)
+        | st.dictionaries(st.text(safe_chars, max_size=10), kids, max_size=3)
+    ),
+    max_leaves=8,
+)
 
 
 def _times() -> st.SearchStrategy[str]:
-    return st.datetimes(min_value=EARLIEST_UTC.replace(tzinfo=None),
-                        max_value=LATEST_UTC.replace(tzinfo=None) - timedelta(days=1)
-                        ).map(lambda d: d.replace(tzinfo=UTC).isoformat())
+    return st.datetimes(
+        min_value=EARLIEST_UTC.replace(tzinfo=None),
+        max_value=LATEST_UTC.replace(tzinfo=None) - timedelta(days=1),
+    ).map(lambda d: d.replace(tzinfo=UTC).isoformat())
 
 
 def from_schema(schema: dict[str, Any], defs: dict[str, Any]) -> st.SearchStrategy[Any]:
@@ -68,8 +82,9 @@ def from_schema(schema: dict[str, Any], defs: dict[str, Any]) -> st.SearchStrate
     if kind == "integer":
         return st.integers(schema.get("minimum", -(2**63)), schema.get("maximum", 2**63 - 1))
     if kind == "number":
-        return st.floats(schema.get("minimum"), schema.get("maximum"), allow_nan=False,
-                         allow_infinity=False)
+        return st.floats(
+            schema.get("minimum"), schema.get("maximum"), allow_nan=False, allow_infinity=False
+        )
     if kind == "string":
         if schema.get("format") == "date-time":
             return _times()
@@ -80,21 +95,24 @@ def from_schema(schema: dict[str, Any], defs: dict[str, Any]) -> st.SearchStrate
             return st.text(safe_chars, min_size=schema.get("minLength", 0), max_size=most)
         return st.from_regex(pattern, fullmatch=True)
     if kind == "array":
-        return st.lists(from_schema(schema.get("items", {}), defs),
-                        max_size=min(schema.get("maxItems", 3), 3))
+        return st.lists(
+            from_schema(schema.get("items", {}), defs), max_size=min(schema.get("maxItems", 3), 3)
+        )
     if kind == "object":
         if "properties" not in schema:
             values = schema.get("additionalProperties")
             if isinstance(values, dict) and values:
-                return st.dictionaries(st.text(safe_chars, max_size=10),
-                                       from_schema(values, defs), max_size=3)
+                return st.dictionaries(
+                    st.text(safe_chars, max_size=10), from_schema(values, defs), max_size=3
+                )
             return st.dictionaries(st.text(safe_chars, max_size=10), free_json, max_size=3)
         required = set(schema.get("required", ()))
         fields = {name: from_schema(sub, defs) for name, sub in schema["properties"].items()}
         optional = [name for name in fields if name not in required]
         return st.fixed_dictionaries(
             {name: fields[name] for name in required},
-            optional={name: fields[name] for name in optional})
+            optional={name: fields[name] for name in optional},
+        )
     return free_json
 
 
@@ -103,10 +121,13 @@ def documents(model: type[BaseModel]) -> st.SearchStrategy[dict[str, Any]]:
     return from_schema(schema, schema.get("$defs", {}))
 
 
-MODELS: dict[str, type[BaseModel]] = {**{f"body.{k}": m for k, m in KINDS.items()},
-                                      "gateway-state": GatewayState, "ack": Ack,
-                                      "evidence-header": EvidenceHeader,
-                                      "evidence-receipt": EvidenceReceipt}
+MODELS: dict[str, type[BaseModel]] = {
+    **{f"body.{k}": m for k, m in KINDS.items()},
+    "gateway-state": GatewayState,
+    "ack": Ack,
+    "evidence-header": EvidenceHeader,
+    "evidence-receipt": EvidenceReceipt,
+}
 
 
 def _valid(model: type[BaseModel], doc: dict[str, Any]) -> BaseModel | None:
@@ -206,28 +227,56 @@ def _nested(depth: int) -> dict[str, Any]:
 
 
 def _record(**change: Any) -> dict[str, Any]:
-    doc = {"seq": 5, "utc": "2026-11-21T01:00:00Z", "mono_ns": 1, "boot": BOOT, "synced": True,
-           "kind": "gen.sample", "body": {"n": 1, "run": "r"}}
+    doc = {
+        "seq": 5,
+        "utc": "2026-11-21T01:00:00Z",
+        "mono_ns": 1,
+        "boot": BOOT,
+        "synced": True,
+        "kind": "gen.sample",
+        "body": {"n": 1, "run": "r"},
+    }
     doc.update(change)
     return doc
 
 
-@pytest.mark.parametrize("change", [
-    {"seq": 2**63}, {"seq": "5"}, {"seq": True}, {"mono_ns": -1}, {"mono_ns": 2**63},
-    {"mono_ns": 1.0}, {"synced": 1}, {"utc": "0001-01-01T00:00:00Z"},
-    {"utc": "9999-12-31T23:59:59Z"}, {"utc": "1969-12-31T23:59:59Z"}, {"utc": 1764000000},
-    {"utc": "2026-11-21T01:00:00"}, {"kind": "gen.sample\x00"}, {"body": []},
-])
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"seq": 2**63},
+        {"seq": "5"},
+        {"seq": True},
+        {"mono_ns": -1},
+        {"mono_ns": 2**63},
+        {"mono_ns": 1.0},
+        {"synced": 1},
+        {"utc": "0001-01-01T00:00:00Z"},
+        {"utc": "9999-12-31T23:59:59Z"},
+        {"utc": "1969-12-31T23:59:59Z"},
+        {"utc": 1764000000},
+        {"utc": "2026-11-21T01:00:00"},
+        {"kind": "gen.sample\x00"},
+        {"body": []},
+    ],
+)
 def test_event_record_refuses(change: dict[str, Any]) -> None:
     with pytest.raises(ValidationError):
         EventRecord.model_validate(_record(**change))
 
 
-@pytest.mark.parametrize("body", [
-    {"n": 1, "run": "r\x00"}, {"n": float("nan"), "run": "r"}, {"n": 2**63, "run": "r"},
-    {"n": "1", "run": "r"}, {"n": True, "run": "r"}, {"n": 1, "run": "r", "k\x00": 1},
-    {"n": 1, "run": "r", "pad": "x" * 4097}, {"n": 1, "run": "r", "x": _nested(2000)},
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"n": 1, "run": "r\x00"},
+        {"n": float("nan"), "run": "r"},
+        {"n": 2**63, "run": "r"},
+        {"n": "1", "run": "r"},
+        {"n": True, "run": "r"},
+        {"n": 1, "run": "r", "k\x00": 1},
+        {"n": 1, "run": "r", "pad": "x" * 4097},
+        {"n": 1, "run": "r", "x": _nested(2000)},
+    ],
+)
 def test_a_body_is_checked_against_its_kind_alone(body: dict[str, Any]) -> None:
     # the envelope carries it (the rest of the batch is not held up) …
     EventRecord.model_validate(_record(body=body))
@@ -244,12 +293,25 @@ def test_times_at_the_window_edges() -> None:
 
 
 def test_free_objects_are_bounded_in_depth_and_never_recurse_out() -> None:
-    health = {"hall": "H1", "gateway": "gw1", "boot": BOOT, "online": True,
-              "utc": "2026-11-21T01:00:00Z", "synced": True}
+    health = {
+        "hall": "H1",
+        "gateway": "gw1",
+        "boot": BOOT,
+        "online": True,
+        "utc": "2026-11-21T01:00:00Z",
+        "synced": True,
+    }
     GatewayState.model_validate({**health, "health": _nested(MAX_JSON_DEPTH)})
     deep = "[" * 5000 + "]" * 5000
-    payload = json.dumps({"v": 1, "hall": "H1", "gateway": "gw1", "sender_boot": BOOT,
-                          "events": [_record(body={"x": "DEEP"})]}).replace('"DEEP"', deep)
+    payload = json.dumps(
+        {
+            "v": 1,
+            "hall": "H1",
+            "gateway": "gw1",
+            "sender_boot": BOOT,
+            "events": [_record(body={"x": "DEEP"})],
+        }
+    ).replace('"DEEP"', deep)
     with pytest.raises(ValidationError):  # a validation error, not a RecursionError
         EventBatch.model_validate_json(payload)
     with pytest.raises(ValidationError):
@@ -266,12 +328,16 @@ def test_stamp_plausibility_is_relative_to_the_receive_time() -> None:
 
 # -- device text -------------------------------------------------------------------------------
 
-GB2312_TEXT = st.text(st.sampled_from("不动产登记社保医保公积金户籍出入境窗口办理"), min_size=2,
-                      max_size=12)
+GB2312_TEXT = st.text(
+    st.sampled_from("不动产登记社保医保公积金户籍出入境窗口办理"), min_size=2, max_size=12
+)
 
 
-@given(raw=st.binary(max_size=200), encoding=st.sampled_from(["utf-8", "gb2312"]),
-       limit=st.integers(1, 100))
+@given(
+    raw=st.binary(max_size=200),
+    encoding=st.sampled_from(["utf-8", "gb2312"]),
+    limit=st.integers(1, 100),
+)
 @settings(max_examples=300, deadline=None)
 def test_device_text_is_always_storable(raw: bytes, encoding: str, limit: int) -> None:
     text, altered = device_text(raw, encoding, limit)

@@ -53,8 +53,9 @@ class Broker:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.conf.write_text(dev_config(self.port, self.data_dir) + self.extra_conf + "\n")
         log = open(self.data_dir / "mosquitto.log", "ab")  # noqa: SIM115 - lives with the process
-        self.process = subprocess.Popen([MOSQUITTO, "-c", str(self.conf)], stdout=log,
-                                        stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(
+            [MOSQUITTO, "-c", str(self.conf)], stdout=log, stderr=subprocess.STDOUT
+        )
         wait_port(self.port)
         return self
 

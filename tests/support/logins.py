@@ -25,8 +25,9 @@ async def serving(app: Any, host: str = "127.0.0.1") -> AsyncIterator[str]:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_config=None, access_log=False,
-                                           lifespan="off", proxy_headers=False))
+    server = uvicorn.Server(
+        uvicorn.Config(app, log_config=None, access_log=False, lifespan="off", proxy_headers=False)
+    )
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
@@ -43,32 +44,34 @@ async def serving(app: Any, host: str = "127.0.0.1") -> AsyncIterator[str]:
 
 def client(url: str, peer: str | None = None) -> httpx.AsyncClient:
     transport = httpx.AsyncHTTPTransport(local_address=peer) if peer else None
-    return httpx.AsyncClient(base_url=url, transport=transport, timeout=60,
-                             limits=httpx.Limits(max_connections=100))
+    return httpx.AsyncClient(
+        base_url=url, transport=transport, timeout=60, limits=httpx.Limits(max_connections=100)
+    )
 
 
-async def attempt(c: httpx.AsyncClient, name: str, password: str, **headers: str
-                  ) -> httpx.Response:
-    return await c.post("/login", data={"username": name, "password": password, "next": "/"},
-                        headers=headers)
+async def attempt(c: httpx.AsyncClient, name: str, password: str, **headers: str) -> httpx.Response:
+    return await c.post(
+        "/login", data={"username": name, "password": password, "next": "/"}, headers=headers
+    )
 
 
-async def parallel_guesses(url: str, name: str, n: int,
-                           headers: Callable[[int], dict[str, str]] = lambda i: {}
-                           ) -> Counter[int]:
+async def parallel_guesses(
+    url: str, name: str, n: int, headers: Callable[[int], dict[str, str]] = lambda i: {}
+) -> Counter[int]:
     """``n`` wrong passwords for ``name`` sent at once; the answers' status codes counted
     (401: a password was checked and refused, 429: the brake refused before checking)."""
     async with client(url) as c:
-        replies = await asyncio.gather(*(attempt(c, name, f"wrong-guess-{i:04d}", **headers(i))
-                                         for i in range(n)))
+        replies = await asyncio.gather(
+            *(attempt(c, name, f"wrong-guess-{i:04d}", **headers(i)) for i in range(n))
+        )
     return Counter(r.status_code for r in replies)
 
 
 # The same three checks for both pages. ``serve(brake, proxies=…)`` is an async context
 # manager yielding the page's address; ``Brake`` is the page's own brake class.
 
-async def forty_guesses_get_five_tries(serve: Any, brake: Any, name: str, password: str
-                                       ) -> None:
+
+async def forty_guesses_get_five_tries(serve: Any, brake: Any, name: str, password: str) -> None:
     async with serve(brake(pair_limit=5)) as url:
         statuses = await parallel_guesses(url, name, 40)
         assert statuses == {401: 5, 429: 35}, statuses
@@ -91,14 +94,17 @@ async def forwarded_for_needs_a_configured_proxy(serve: Any, brake: Any, name: s
         assert await parallel_guesses(url, name, 40, _spoofed) == {401: 5, 429: 35}
 
 
-async def many_addresses_slow_the_account_but_never_lock_it(serve: Any, brake: Any, name: str,
-                                                            password: str) -> None:
+async def many_addresses_slow_the_account_but_never_lock_it(
+    serve: Any, brake: Any, name: str, password: str
+) -> None:
     def behind_proxy(i: int) -> dict[str, str]:
         return {"X-Forwarded-For": f"203.0.113.{i + 1}, 127.0.0.1"}
 
     spacing = 1.0
-    async with serve(brake(pair_limit=5, address_limit=20, account_limit=10,
-                           account_spacing_s=spacing), proxies=("127.0.0.0/8",)) as url:
+    async with serve(
+        brake(pair_limit=5, address_limit=20, account_limit=10, account_spacing_s=spacing),
+        proxies=("127.0.0.0/8",),
+    ) as url:
         statuses = await parallel_guesses(url, name, 40, behind_proxy)
         # forty addresses, each under its own limits: the account's limit holds them to ten
         # tries, plus at most one per spacing interval while the burst lasts

@@ -34,8 +34,9 @@ class Proc:
 
     def start(self) -> Proc:
         handle = open(self.log, "ab")  # noqa: SIM115 - owned by the child
-        self.process = subprocess.Popen(self.argv, stdout=handle, stderr=subprocess.STDOUT,
-                                        env={**os.environ, **self.env})
+        self.process = subprocess.Popen(
+            self.argv, stdout=handle, stderr=subprocess.STDOUT, env={**os.environ, **self.env}
+        )
         return self
 
     @property
@@ -78,10 +79,13 @@ def write_yaml(path: Path, data: dict[str, Any]) -> Path:
     return path
 
 
-def edge_config(tmp: Path, port: int, *, hall: str = "H1", gateway: str = "gw1",
-                **sections: Any) -> Path:
+def edge_config(
+    tmp: Path, port: int, *, hall: str = "H1", gateway: str = "gw1", **sections: Any
+) -> Path:
     data: dict[str, Any] = {
-        "hall": hall, "gateway": gateway, "data_dir": str(tmp / f"edge-{gateway}"),
+        "hall": hall,
+        "gateway": gateway,
+        "data_dir": str(tmp / f"edge-{gateway}"),
         "broker": {"host": "127.0.0.1", "port": port, "keepalive_s": 5},
         "uplink": {"ack_timeout_s": 3, "state_interval_s": 2},
         "clock": {"assume_synced": True},
@@ -91,10 +95,12 @@ def edge_config(tmp: Path, port: int, *, hall: str = "H1", gateway: str = "gw1",
     return write_yaml(tmp / f"edge-{gateway}.yaml", data)
 
 
-def central_config(tmp: Path, port: int, url: str, *, http_port: int | None = None,
-                   instance: str = "c1") -> Path:
+def central_config(
+    tmp: Path, port: int, url: str, *, http_port: int | None = None, instance: str = "c1"
+) -> Path:
     data = {
-        "database_url": url, "data_dir": str(tmp / "central"),
+        "database_url": url,
+        "data_dir": str(tmp / "central"),
         "broker": {"host": "127.0.0.1", "port": port, "instance": instance},
         "http": {"enabled": http_port is not None, "port": http_port or 8600},
     }
@@ -122,13 +128,22 @@ def prepare_central(url: str, registrations: list[tuple[str, str]]) -> None:
 
 def stored(url: str, gateway: str) -> tuple[list[int], list[dict[str, Any]], int]:
     """(seqs in order, bodies, committed_through) for one gateway, straight from the database."""
+
     async def go() -> tuple[list[int], list[dict[str, Any]], int]:
         engine = make_engine(url)
         async with engine.connect() as conn:
-            rows = (await conn.execute(select(events.c.seq, events.c.body).where(
-                events.c.gateway_id == gateway).order_by(events.c.seq))).all()
-            committed = (await conn.execute(select(gateways.c.committed_through).where(
-                gateways.c.gateway_id == gateway))).scalar() or 0
+            rows = (
+                await conn.execute(
+                    select(events.c.seq, events.c.body)
+                    .where(events.c.gateway_id == gateway)
+                    .order_by(events.c.seq)
+                )
+            ).all()
+            committed = (
+                await conn.execute(
+                    select(gateways.c.committed_through).where(gateways.c.gateway_id == gateway)
+                )
+            ).scalar() or 0
         await engine.dispose()
         return [r.seq for r in rows], [r.body for r in rows], committed
 
@@ -139,16 +154,20 @@ def count_events(url: str, gateway: str) -> int:
     async def go() -> int:
         engine = make_engine(url)
         async with engine.connect() as conn:
-            n = (await conn.execute(select(func.count()).select_from(events).where(
-                events.c.gateway_id == gateway))).scalar()
+            n = (
+                await conn.execute(
+                    select(func.count()).select_from(events).where(events.c.gateway_id == gateway)
+                )
+            ).scalar()
         await engine.dispose()
         return int(n or 0)
 
     return asyncio.run(go())
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float, what: str,
-               interval: float = 0.25) -> None:
+def wait_until(
+    predicate: Callable[[], bool], timeout: float, what: str, interval: float = 0.25
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
@@ -172,8 +191,13 @@ def gateway_online(url: str, gateway: str) -> bool | None:
     async def go() -> bool | None:
         engine = make_engine(url)
         async with engine.connect() as conn:
-            row = (await conn.execute(select(gateways.c.online, gateways.c.state_at).where(
-                gateways.c.gateway_id == gateway))).first()
+            row = (
+                await conn.execute(
+                    select(gateways.c.online, gateways.c.state_at).where(
+                        gateways.c.gateway_id == gateway
+                    )
+                )
+            ).first()
         await engine.dispose()
         return None if row is None or row.state_at is None else bool(row.online)
 
@@ -184,8 +208,9 @@ def gateway_state(url: str, gateway: str) -> dict[str, Any]:
     async def go() -> dict[str, Any]:
         engine = make_engine(url)
         async with engine.connect() as conn:
-            state = (await conn.execute(select(gateways.c.state).where(
-                gateways.c.gateway_id == gateway))).scalar()
+            state = (
+                await conn.execute(select(gateways.c.state).where(gateways.c.gateway_id == gateway))
+            ).scalar()
         await engine.dispose()
         return dict(state or {})
 

@@ -41,18 +41,29 @@ class Victoria:
     def start(self) -> Victoria:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.data_dir / "victoria.log", "ab")  # noqa: SIM115 - lives with the process
-        self.process = subprocess.Popen([
-            victoria_or_fail(), f"-httpListenAddr=127.0.0.1:{self.port}",
-            f"-storageDataPath={self.data_dir / 'data'}", "-retentionPeriod=100y",
-            "-search.latencyOffset=0s", "-search.disableCache", "-loggerLevel=WARN",
-            *self.args], stdout=log, stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(
+            [
+                victoria_or_fail(),
+                f"-httpListenAddr=127.0.0.1:{self.port}",
+                f"-storageDataPath={self.data_dir / 'data'}",
+                "-retentionPeriod=100y",
+                "-search.latencyOffset=0s",
+                "-search.disableCache",
+                "-loggerLevel=WARN",
+                *self.args,
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"victoria-metrics exited: {self.log_text()[-2000:]}")
             try:
-                if httpx.get(f"{self.url}/health", auth=self._auth(), timeout=1
-                             ).text.strip() == "OK":
+                if (
+                    httpx.get(f"{self.url}/health", auth=self._auth(), timeout=1).text.strip()
+                    == "OK"
+                ):
                     return self
             except httpx.HTTPError:
                 pass
@@ -74,10 +85,12 @@ class Victoria:
         return path.read_text(errors="replace") if path.exists() else ""
 
     def _auth(self) -> tuple[str, str] | None:
-        user = next((a.split("=", 1)[1] for a in self.args
-                     if a.startswith("-httpAuth.username=")), None)
-        password = next((a.split("=", 1)[1] for a in self.args
-                         if a.startswith("-httpAuth.password=")), "")
+        user = next(
+            (a.split("=", 1)[1] for a in self.args if a.startswith("-httpAuth.username=")), None
+        )
+        password = next(
+            (a.split("=", 1)[1] for a in self.args if a.startswith("-httpAuth.password=")), ""
+        )
         return (user, password) if user else None
 
     def flush(self) -> None:
@@ -85,13 +98,18 @@ class Victoria:
 
     def export(self, match: str = '{__name__=~"hallwatch_.*"}') -> list[dict[str, Any]]:
         self.flush()
-        reply = httpx.post(f"{self.url}/api/v1/export", data={"match[]": match, "start": "0"},
-                           auth=self._auth(), timeout=30)
+        reply = httpx.post(
+            f"{self.url}/api/v1/export",
+            data={"match[]": match, "start": "0"},
+            auth=self._auth(),
+            timeout=30,
+        )
         reply.raise_for_status()
         return [json.loads(line) for line in reply.text.splitlines() if line.strip()]
 
-    def export_until(self, series: int, match: str = '{__name__=~"hallwatch_.*"}',
-                     timeout: float = 30.0) -> list[dict[str, Any]]:
+    def export_until(
+        self, series: int, match: str = '{__name__=~"hallwatch_.*"}', timeout: float = 30.0
+    ) -> list[dict[str, Any]]:
         """Export once at least ``series`` series are searchable (a new series takes about a
         second to show up; samples of a known series show at once after a flush)."""
         deadline = time.monotonic() + timeout

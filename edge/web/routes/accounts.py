@@ -16,17 +16,22 @@ router = APIRouter()
 
 @router.get("/api/session")
 async def current_session(
-        session: Annotated[Session, Depends(require(Permission.VIEW))]) -> dict[str, Any]:
+    session: Annotated[Session, Depends(require(Permission.VIEW))],
+) -> dict[str, Any]:
     account = session.account
-    return {"user": account.name, "role": account.role.value,
-            "permissions": sorted(p.value for p in PERMISSIONS[account.role]),
-            "expires_utc": datetime.fromtimestamp(session.expires, UTC).isoformat()}
+    return {
+        "user": account.name,
+        "role": account.role.value,
+        "permissions": sorted(p.value for p in PERMISSIONS[account.role]),
+        "expires_utc": datetime.fromtimestamp(session.expires, UTC).isoformat(),
+    }
 
 
 @router.get("/api/accounts")
 async def list_accounts(
-        request: Request,
-        _: Annotated[Session, Depends(require(Permission.MANAGE))]) -> list[dict[str, str]]:
-    return [{"name": a.name, "role": a.role.value, "created_utc": a.created_utc}
-            for a in sorted(context(request).accounts.accounts().values(),
-                            key=lambda a: a.name)]
+    request: Request, _: Annotated[Session, Depends(require(Permission.MANAGE))]
+) -> list[dict[str, str]]:
+    return [
+        {"name": a.name, "role": a.role.value, "created_utc": a.created_utc}
+        for a in sorted(context(request).accounts.accounts().values(), key=lambda a: a.name)
+    ]

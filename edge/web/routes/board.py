@@ -63,8 +63,11 @@ async def events(request: Request, _: Viewer) -> StreamingResponse:
         finally:
             subscription.close()
 
-    return StreamingResponse(stream(), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+    return StreamingResponse(
+        stream(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )
 
 
 def _evidence(path: Path | None, missing: str) -> FileResponse:
@@ -90,12 +93,16 @@ async def calibrate(request: Request, window: int, _: Manager) -> dict[str, Any]
         raise HTTPException(404, f"没有摄像头对着此窗口 / {exc}") from None
     except ValueError as exc:  # refused: frozen stream, worker not answering, …
         raise HTTPException(409, f"校准失败 / calibration failed: {exc}") from None
-    return {"window": window, "detail": detail,
-            "snapshot": board.calibration_file(window) is not None}
+    return {
+        "window": window,
+        "detail": detail,
+        "snapshot": board.calibration_file(window) is not None,
+    }
 
 
 @router.get("/api/windows/{window}/calibration")
 async def calibration(request: Request, window: int, _: Viewer) -> FileResponse:
     """The frame the window's last calibration (from the page or central) was taken from."""
-    return _evidence(context(request).board.calibration_file(window),
-                     "尚未校准 / not calibrated from here yet")
+    return _evidence(
+        context(request).board.calibration_file(window), "尚未校准 / not calibrated from here yet"
+    )

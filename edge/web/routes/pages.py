@@ -28,15 +28,24 @@ def _safe_next(target: str | None) -> str:
     return target
 
 
-def _render(ctx: WebContext, request: Request, name: str, lang: str, status: int = 200,
-            **values: Any) -> HTMLResponse:
+def _render(
+    ctx: WebContext, request: Request, name: str, lang: str, status: int = 200, **values: Any
+) -> HTMLResponse:
     def t(key: str, **params: Any) -> str:
         return i18n.translate(lang, key, **params)
 
     response = ctx.templates.TemplateResponse(
-        request, name, {"lang": lang, "html_lang": i18n.HTML_LANG[lang], "t": t,
-                        "other_lang": "en" if lang == "zh" else "zh", **values},
-        status_code=status)
+        request,
+        name,
+        {
+            "lang": lang,
+            "html_lang": i18n.HTML_LANG[lang],
+            "t": t,
+            "other_lang": "en" if lang == "zh" else "zh",
+            **values,
+        },
+        status_code=status,
+    )
     if request.query_params.get("lang") in i18n.LANGUAGES:
         _remember_language(response, lang)
     return response
@@ -47,16 +56,24 @@ def _remember_language(response: Response, lang: str) -> None:
 
 
 @router.get("/", response_class=HTMLResponse)
-async def hall_page(request: Request,
-                    session: Annotated[Session, Depends(require(Permission.VIEW))]) -> Response:
+async def hall_page(
+    request: Request, session: Annotated[Session, Depends(require(Permission.VIEW))]
+) -> Response:
     ctx, lang = context(request), language(request)
     board = ctx.board
     # inside <script type="application/json">: no "<" may end the element early
     catalogue = json.dumps(i18n.catalogue(), ensure_ascii=False).replace("<", "\\u003c")
-    return _render(ctx, request, "hall.html", lang,
-                   user=session.account.name, role=session.account.role.value,
-                   hall_name=board.hall_name or board.hall, gateway=board.gateway,
-                   catalogue=catalogue)
+    return _render(
+        ctx,
+        request,
+        "hall.html",
+        lang,
+        user=session.account.name,
+        role=session.account.role.value,
+        hall_name=board.hall_name or board.hall,
+        gateway=board.gateway,
+        catalogue=catalogue,
+    )
 
 
 @router.get("/login", response_class=HTMLResponse)
@@ -64,8 +81,7 @@ async def login_form(request: Request, next: str | None = None) -> Response:
     ctx, lang = context(request), language(request)
     if session_of(request) is not None:
         return RedirectResponse(_safe_next(next), 303)
-    return _render(ctx, request, "login.html", lang, next=_safe_next(next), error=None,
-                   username="")
+    return _render(ctx, request, "login.html", lang, next=_safe_next(next), error=None, username="")
 
 
 async def _read_form(request: Request) -> dict[str, str]:
@@ -91,17 +107,40 @@ async def login(request: Request) -> Response:
     address = client_address(request, ctx.trusted_proxies)
     wait = ctx.brake.admit(name, address)  # counted before the check: parallel guesses too
     if wait:
-        return _render(ctx, request, "login.html", lang, 429, next=target, username=name,
-                       error=i18n.translate(lang, "login.throttled", seconds=wait))
+        return _render(
+            ctx,
+            request,
+            "login.html",
+            lang,
+            429,
+            next=target,
+            username=name,
+            error=i18n.translate(lang, "login.throttled", seconds=wait),
+        )
     async with ctx.login_slots:  # off the event loop: the devices' echoes must not wait
         account = await asyncio.to_thread(ctx.accounts.verify, name, password)
     if account is None:
-        return _render(ctx, request, "login.html", lang, 401, next=target, username=name,
-                       error=i18n.translate(lang, "login.failed"))
+        return _render(
+            ctx,
+            request,
+            "login.html",
+            lang,
+            401,
+            next=target,
+            username=name,
+            error=i18n.translate(lang, "login.failed"),
+        )
     ctx.brake.succeeded(name, address)
     response = RedirectResponse(target, 303)
-    response.set_cookie(COOKIE, ctx.signer.issue(account), max_age=int(ctx.signer.lifetime_s),
-                        httponly=True, samesite="strict", secure=ctx.secure_cookies, path="/")
+    response.set_cookie(
+        COOKIE,
+        ctx.signer.issue(account),
+        max_age=int(ctx.signer.lifetime_s),
+        httponly=True,
+        samesite="strict",
+        secure=ctx.secure_cookies,
+        path="/",
+    )
     return response
 
 

@@ -28,8 +28,9 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
 
 @pytest.fixture
 def context(tmp_path: Path) -> CaseContext:
-    return CaseContext(ApplicantMasker(load_or_create_salt(tmp_path / "data")), WorkCalendar(),
-                       LadderConfig())
+    return CaseContext(
+        ApplicantMasker(load_or_create_salt(tmp_path / "data")), WorkCalendar(), LadderConfig()
+    )
 
 
 @pytest.fixture

@@ -17,9 +17,16 @@ NAME = "王小明"
 
 def case(case_no: str, **fields: Any) -> dict[str, Any]:
     row: dict[str, Any] = {
-        "case_no": case_no, "item_code": "330100-001", "item_name": "食品经营许可",
-        "department": "市场监管局", "hall": "H1", "window": 3, "staff": "000123",
-        "accepted_at": "2026-09-18 10:00", "legal_days": 10, "promised_days": 5,
+        "case_no": case_no,
+        "item_code": "330100-001",
+        "item_name": "食品经营许可",
+        "department": "市场监管局",
+        "hall": "H1",
+        "window": 3,
+        "staff": "000123",
+        "accepted_at": "2026-09-18 10:00",
+        "legal_days": 10,
+        "promised_days": 5,
         "status": "在办",
     }
     row.update(fields)

@@ -40,22 +40,25 @@ GOOD = ["GB-001", "GB-002", "GB-003"]
 
 def config(tmp_path: Path, database_url: str) -> Path:
     path = tmp_path / "central.yaml"
-    path.write_text(f"database_url: {database_url}\ndata_dir: {tmp_path / 'data'}\n",
-                    encoding="utf-8")
+    path.write_text(
+        f"database_url: {database_url}\ndata_dir: {tmp_path / 'data'}\n", encoding="utf-8"
+    )
     return path
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([CLI, "cases", "import", *args], capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run(
+        [CLI, "cases", "import", *args], capture_output=True, text=True, timeout=120
+    )
 
 
 async def arun(*args: str) -> subprocess.CompletedProcess[str]:
     return await asyncio.to_thread(run, *args)
 
 
-async def test_excel_gb18030_file_with_bad_rows(engine: AsyncEngine, database_url: str,
-                                                tmp_path: Path) -> None:
+async def test_excel_gb18030_file_with_bad_rows(
+    engine: AsyncEngine, database_url: str, tmp_path: Path
+) -> None:
     cfg = config(tmp_path, database_url)
     csv_file = tmp_path / "办件导出.csv"
     csv_file.write_bytes(EXCEL.encode("gb18030"))
@@ -80,12 +83,16 @@ async def test_excel_gb18030_file_with_bad_rows(engine: AsyncEngine, database_ur
 
     async with engine.connect() as conn:
         stored = {r.case_no: r for r in await conn.execute(select(cases))}
-        held = (await conn.execute(select(case_suspensions).order_by(
-            case_suspensions.c.started_at))).all()
+        held = (
+            await conn.execute(select(case_suspensions).order_by(case_suspensions.c.started_at))
+        ).all()
     assert sorted(stored) == GOOD
     first = stored["GB-001"]
     assert (first.promised_days, first.source, first.applicant_masked) == (
-        5, "csv", "王** 138****5678 1****************X")
+        5,
+        "csv",
+        "王** 138****5678 1****************X",
+    )
     assert first.accepted_at.isoformat() == "2026-09-18T02:00:00+00:00"  # Beijing 10:00
     assert stored["GB-002"].item_name == "个体工商户\r\n设立登记"
     assert stored["GB-002"].status == "completed" and stored["GB-003"].window is None
@@ -97,8 +104,9 @@ async def test_excel_gb18030_file_with_bad_rows(engine: AsyncEngine, database_ur
         assert len((await conn.execute(select(case_revisions))).all()) == 3
 
 
-async def test_utf8_with_bom_and_english_headers(engine: AsyncEngine, database_url: str,
-                                                 tmp_path: Path) -> None:
+async def test_utf8_with_bom_and_english_headers(
+    engine: AsyncEngine, database_url: str, tmp_path: Path
+) -> None:
     cfg = config(tmp_path, database_url)
     csv_file = tmp_path / "cases.csv"
     csv_file.write_bytes(
@@ -106,13 +114,17 @@ async def test_utf8_with_bom_and_english_headers(engine: AsyncEngine, database_u
         "promised_days,completed_at,status,applicant_phone\n"
         "U-1,X1,不动产登记,自然资源局,H1,1,000201,2026-09-18T10:00:00+08:00,15,5,,running,\n"
         "U-2,X1,不动产登记,自然资源局,H1,1,000201,2026-09-18 11:00,15,5,"
-        "2026-09-21 10:00,completed,010-65123456\n".encode())
+        "2026-09-21 10:00,completed,010-65123456\n".encode()
+    )
     done = await arun(str(csv_file), "--encoding", "utf-8", "-c", str(cfg))
     assert done.returncode == 0, done.stderr
     assert "(utf-8)" in done.stdout and "created 2" in done.stdout
     async with engine.connect() as conn:
-        rows = (await conn.execute(select(cases.c.case_no, cases.c.applicant_masked)
-                                   .order_by(cases.c.case_no))).all()
+        rows = (
+            await conn.execute(
+                select(cases.c.case_no, cases.c.applicant_masked).order_by(cases.c.case_no)
+            )
+        ).all()
     assert [tuple(r) for r in rows] == [("U-1", None), ("U-2", "*******3456")]
 
 

@@ -27,8 +27,9 @@ CAL = WorkCalendar()
 D = dt.date
 
 
-async def stages(client: httpx.AsyncClient, headers: dict[str, str], case_no: str
-                 ) -> list[tuple[str, str, bool]]:
+async def stages(
+    client: httpx.AsyncClient, headers: dict[str, str], case_no: str
+) -> list[tuple[str, str, bool]]:
     detail = (await client.get(f"/api/v1/cases/{case_no}", headers=headers)).json()
     return [(s["stage"], s["on_date"], s["superseded"]) for s in detail["steps"]]
 
@@ -45,8 +46,11 @@ async def test_a_second_run_for_the_same_day_looks_at_nothing(
     assert (await ladder_job.run_once(engine, D(2026, 9, 17), CAL)).cases == 0
     # the next day every open case moves on; a revised one is looked at again the same day
     assert (await ladder_job.run_once(engine, D(2026, 9, 18), CAL)).cases == 5
-    await client.post("/api/v1/cases", headers=sup, json={"cases": [
-        case("J-0", accepted_at="2026-09-14 10:00", staff="000777")]})
+    await client.post(
+        "/api/v1/cases",
+        headers=sup,
+        json={"cases": [case("J-0", accepted_at="2026-09-14 10:00", staff="000777")]},
+    )
     assert (await ladder_job.run_once(engine, D(2026, 9, 18), CAL)).cases == 1
 
 
@@ -54,8 +58,17 @@ async def test_later_runs_look_only_at_new_revised_and_open_cases(
     client: httpx.AsyncClient, engine: AsyncEngine
 ) -> None:
     sup = await bearer(engine, Role.SUPERVISOR)
-    await client.post("/api/v1/cases", headers=sup, json={"cases": [
-        case("I-0"), case("I-1"), case("I-2", status="办结", completed_at="2026-09-18 16:00")]})
+    await client.post(
+        "/api/v1/cases",
+        headers=sup,
+        json={
+            "cases": [
+                case("I-0"),
+                case("I-1"),
+                case("I-2", status="办结", completed_at="2026-09-18 16:00"),
+            ]
+        },
+    )
     assert (await ladder_job.run_once(engine, D(2026, 9, 21), CAL)).cases == 3
     mark = utc_now()
     await client.post("/api/v1/cases", headers=sup, json={"cases": [case("I-3")]})
@@ -77,11 +90,15 @@ async def test_a_late_reported_suspension_supersedes_recorded_steps(
     for day in range(14, 19):
         await ladder_job.run_once(engine, D(2026, 9, day), CAL)
     assert await stages(client, sup, "L-1") == [
-        ("blue", "2026-09-14", False), ("yellow_light", "2026-09-18", False)]
+        ("blue", "2026-09-14", False),
+        ("yellow_light", "2026-09-18", False),
+    ]
     # the approval system reports, late, a 补正 from 09-16 10:00 to 09-18 15:00: 17 and 18 do
     # not count, so on 09-18 the case is blue again (2 of 5 days used)
-    late = {**row, "suspensions": [
-        {"start": "2026-09-16 10:00", "end": "2026-09-18 15:00", "reason": "补正"}]}
+    late = {
+        **row,
+        "suspensions": [{"start": "2026-09-16 10:00", "end": "2026-09-18 15:00", "reason": "补正"}],
+    }
     out = (await client.post("/api/v1/cases", headers=sup, json={"cases": [late]})).json()
     assert out["revised"] == 1
     await ladder_job.run_once(engine, D(2026, 9, 18), CAL)
@@ -96,8 +113,9 @@ async def test_a_late_reported_suspension_supersedes_recorded_steps(
     assert (detail["ladder"]["stage"], detail["ladder"]["deadline"]) == ("blue", "2026-09-22")
 
 
-async def test_withdrawn_case_stops_the_ladder(client: httpx.AsyncClient,
-                                               engine: AsyncEngine) -> None:
+async def test_withdrawn_case_stops_the_ladder(
+    client: httpx.AsyncClient, engine: AsyncEngine
+) -> None:
     sup = await bearer(engine, Role.SUPERVISOR)
     row = case("W-1", accepted_at="2026-09-14 09:00", legal_days=2, promised_days=None)
     await client.post("/api/v1/cases", headers=sup, json={"cases": [row]})
@@ -115,17 +133,20 @@ async def test_next_year_needs_the_site_calendar(
 ) -> None:
     # accepted Mon 2026-12-28 with 5 working days: the deadline lies in 2027, which
     # chinese-calendar 1.11 does not know
-    record = CaseRecord.from_input(validate_row(case(
-        "Y-1", accepted_at="2026-12-28 09:00", legal_days=5, promised_days=None)),
-        context.masker)
+    record = CaseRecord.from_input(
+        validate_row(case("Y-1", accepted_at="2026-12-28 09:00", legal_days=5, promised_days=None)),
+        context.masker,
+    )
     await upsert(engine, [(0, record)], source=Source.API, received_at=utc_now())
     run = await ladder_job.run_once(engine, D(2027, 1, 4), CAL)
     assert "Y-1" in run.failed and "2027" in run.failed["Y-1"]
     assert "节假日安排未知" in run.failed["Y-1"]
 
     site = tmp_path / "calendar.yaml"
-    site.write_text("source: test\nyears: [2027]\nholidays:\n  - name: 元旦\n"
-                    "    date: 2027-01-01\n", encoding="utf-8")
+    site.write_text(
+        "source: test\nyears: [2027]\nholidays:\n  - name: 元旦\n    date: 2027-01-01\n",
+        encoding="utf-8",
+    )
     calendar = ladder_job.calendar_from(site)
     run = await ladder_job.run_once(engine, D(2027, 1, 4), calendar)
     assert run.failed == {} and run.steps_recorded == 2
@@ -134,7 +155,9 @@ async def test_next_year_needs_the_site_calendar(
     detail = (await client.get("/api/v1/cases/Y-1", headers=sup)).json()
     # hand: 12-29(1) 30(2) 31(3), 01-01 元旦, weekend, 01-04(4) → yellow light, deadline 01-05
     assert (detail["ladder"]["stage"], detail["ladder"]["deadline"]) == (
-        "yellow_light", "2027-01-05")
+        "yellow_light",
+        "2027-01-05",
+    )
 
 
 async def test_another_process_holding_the_lock_makes_the_run_skip(
@@ -145,8 +168,9 @@ async def test_another_process_holding_the_lock_makes_the_run_skip(
     sup = await bearer(engine, Role.SUPERVISOR)
     await client.post("/api/v1/cases", headers=sup, json={"cases": [case("K-1")]})
     async with engine.connect() as other:
-        assert await other.scalar(text("SELECT pg_try_advisory_lock(:k)"),
-                                  {"k": ladder_job.LOCK_KEY})
+        assert await other.scalar(
+            text("SELECT pg_try_advisory_lock(:k)"), {"k": ladder_job.LOCK_KEY}
+        )
         held = await ladder_job.run_once(engine, D(2026, 9, 21), CAL)
         assert held.skipped and held.cases == 0
         await other.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": ladder_job.LOCK_KEY})
@@ -193,17 +217,32 @@ async def test_ladder_command_runs_the_job_for_a_given_day(
     sup = await bearer(engine, Role.SUPERVISOR)
     await client.post("/api/v1/cases", headers=sup, json={"cases": [case("C-1")]})
     cfg = tmp_path / "central.yaml"
-    cfg.write_text(f"database_url: {database_url}\ndata_dir: {tmp_path / 'data'}\n"
-                   "rules:\n  ladder:\n    yellow_light: -2\n", encoding="utf-8")
+    cfg.write_text(
+        f"database_url: {database_url}\ndata_dir: {tmp_path / 'data'}\n"
+        "rules:\n  ladder:\n    yellow_light: -2\n",
+        encoding="utf-8",
+    )
     cli = [str(Path(sys.executable).parent / "hallwatch-central"), "cases", "ladder"]
     # accepted 09-18 with 5 days: deadline 09-24; two working days before it is 09-22
-    out = await asyncio.to_thread(subprocess.run, [*cli, "--today", "2026-09-22", "-c", str(cfg)],
-                                  capture_output=True, text=True, timeout=120)
+    out = await asyncio.to_thread(
+        subprocess.run,
+        [*cli, "--today", "2026-09-22", "-c", str(cfg)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     assert "2026-09-22: 1 cases looked at, 2 steps recorded" in out.stdout
     detail = (await client.get("/api/v1/cases/C-1", headers=sup)).json()
     assert [(s["stage"], s["on_date"]) for s in detail["steps"]] == [
-        ("blue", "2026-09-18"), ("yellow_light", "2026-09-22")]
-    bad = await asyncio.to_thread(subprocess.run, [*cli, "--today", "22.09.2026", "-c", str(cfg)],
-                                  capture_output=True, text=True, timeout=120)
+        ("blue", "2026-09-18"),
+        ("yellow_light", "2026-09-22"),
+    ]
+    bad = await asyncio.to_thread(
+        subprocess.run,
+        [*cli, "--today", "22.09.2026", "-c", str(cfg)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert bad.returncode == 2

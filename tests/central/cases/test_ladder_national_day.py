@@ -42,19 +42,30 @@ def number(name: str) -> str:
 def as_reported(name: str, clock: CaseClock, day: dt.date) -> dict[str, Any]:
     """What the approval system knows about the case at the close of ``day``."""
     happened = [s for s in clock.suspensions if business_date(s.start) <= day]
-    suspensions = [{"start": s.start.isoformat(),
-                    "end": s.end.isoformat() if s.end and business_date(s.end) <= day else None,
-                    "reason": s.reason or "补正"} for s in happened]
+    suspensions = [
+        {
+            "start": s.start.isoformat(),
+            "end": s.end.isoformat() if s.end and business_date(s.end) <= day else None,
+            "reason": s.reason or "补正",
+        }
+        for s in happened
+    ]
     done = clock.completed_at if clock.completed_on and clock.completed_on <= day else None
-    status = ("办结" if done else "暂停" if any(s["end"] is None for s in suspensions)
-              else "在办")
+    status = "办结" if done else "暂停" if any(s["end"] is None for s in suspensions) else "在办"
     return {
-        "case_no": number(name), "item_code": "330100-ND", "item_name": f"国庆样例 {name}",
-        "department": DEPARTMENT[name], "hall": "H1" if name in "ACEG" else "H2",
-        "window": 1 + "ABCDEFGH".index(name), "staff": "000101",
-        "accepted_at": clock.accepted_at.isoformat(), "legal_days": clock.legal_days,
-        "promised_days": clock.promised_days, "status": status,
-        "completed_at": done.isoformat() if done else None, "suspensions": suspensions,
+        "case_no": number(name),
+        "item_code": "330100-ND",
+        "item_name": f"国庆样例 {name}",
+        "department": DEPARTMENT[name],
+        "hall": "H1" if name in "ACEG" else "H2",
+        "window": 1 + "ABCDEFGH".index(name),
+        "staff": "000101",
+        "accepted_at": clock.accepted_at.isoformat(),
+        "legal_days": clock.legal_days,
+        "promised_days": clock.promised_days,
+        "status": status,
+        "completed_at": done.isoformat() if done else None,
+        "suspensions": suspensions,
     }
 
 
@@ -82,8 +93,11 @@ async def test_every_step_and_stage_of_the_table_through_feed_job_and_api(
                 assert r.status_code == 404, (name, day)
                 continue
             detail = r.json()
-            want_steps = [(stage.value, dt.date(2026, m, d).isoformat())
-                          for stage, (m, d) in HAND_STEPS[name] if dt.date(2026, m, d) <= day]
+            want_steps = [
+                (stage.value, dt.date(2026, m, d).isoformat())
+                for stage, (m, d) in HAND_STEPS[name]
+                if dt.date(2026, m, d) <= day
+            ]
             got_steps = [(s["stage"], s["on_date"]) for s in detail["steps"]]
             assert got_steps == want_steps, (name, day)
             assert not any(s["superseded"] for s in detail["steps"]), (name, day)
@@ -91,26 +105,36 @@ async def test_every_step_and_stage_of_the_table_through_feed_job_and_api(
             assert (ladder["stage"], ladder["source"]) == (CODES[code].value, "job"), (name, day)
             # a completed case is settled: the job stops moving its as_of
             settled = CODES[code].is_done
-            assert (ladder["as_of"] <= day.isoformat()) if settled else (
-                ladder["as_of"] == day.isoformat()), (name, day)
+            assert (
+                (ladder["as_of"] <= day.isoformat())
+                if settled
+                else (ladder["as_of"] == day.isoformat())
+            ), (name, day)
 
         # the list filtered by stage agrees with the table too (and with the leader's scope)
         for code in {CELLS[n][day] for n in CASES} - {"."}:
-            listed = (await client.get("/api/v1/cases", headers=sup,
-                                       params={"stage": CODES[code].value})).json()["items"]
+            listed = (
+                await client.get("/api/v1/cases", headers=sup, params={"stage": CODES[code].value})
+            ).json()["items"]
             assert sorted(i["case_no"] for i in listed) == sorted(
-                number(n) for n in CASES if CELLS[n][day] == code), (code, day)
-            mine = (await client.get("/api/v1/cases", headers=leader,
-                                     params={"stage": CODES[code].value})).json()["items"]
-            assert sorted(i["case_no"] for i in mine) == sorted(
                 number(n) for n in CASES if CELLS[n][day] == code
-                and DEPARTMENT[n] == "人社局"), (code, day)
+            ), (code, day)
+            mine = (
+                await client.get(
+                    "/api/v1/cases", headers=leader, params={"stage": CODES[code].value}
+                )
+            ).json()["items"]
+            assert sorted(i["case_no"] for i in mine) == sorted(
+                number(n) for n in CASES if CELLS[n][day] == code and DEPARTMENT[n] == "人社局"
+            ), (code, day)
 
         # overdue: a card or letter showing, or completed late
-        late = (await client.get("/api/v1/cases", headers=sup,
-                                 params={"overdue": "true"})).json()["items"]
+        late = (await client.get("/api/v1/cases", headers=sup, params={"overdue": "true"})).json()[
+            "items"
+        ]
         assert sorted(i["case_no"] for i in late) == sorted(
-            number(n) for n in CASES if CELLS[n][day] in ("YC", "RC", "SL", "DL")), day
+            number(n) for n in CASES if CELLS[n][day] in ("YC", "RC", "SL", "DL")
+        ), day
 
     assert recorded_total == sum(len(s) for s in HAND_STEPS.values())
     async with engine.connect() as conn:
@@ -134,10 +158,13 @@ async def test_configured_thresholds_reach_the_recorded_steps(
     sup = await bearer(engine, Role.SUPERVISOR)
     row = as_reported("A", CASES["A"], dt.date(2026, 9, 18))
     await client.post("/api/v1/cases", headers=sup, json={"cases": [row]})
-    early = LadderConfig(yellow_light=-2, red_light=0, yellow_card=1, red_card=3,
-                         supervision_letter=5)
+    early = LadderConfig(
+        yellow_light=-2, red_light=0, yellow_card=1, red_card=3, supervision_letter=5
+    )
     for day in (dt.date(2026, 9, 21), dt.date(2026, 9, 22)):
         await ladder_job.run_once(engine, day, CAL, early)
     detail = (await client.get(f"/api/v1/cases/{number('A')}", headers=sup)).json()
     assert [(s["stage"], s["on_date"]) for s in detail["steps"]] == [
-        ("blue", "2026-09-18"), ("yellow_light", "2026-09-22")]
+        ("blue", "2026-09-18"),
+        ("yellow_light", "2026-09-22"),
+    ]

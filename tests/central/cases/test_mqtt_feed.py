@@ -36,10 +36,12 @@ class ApprovalSystem:
 
     def __init__(self, port: int, watch: tuple[str, ...] = (REPLY,)) -> None:
         self.received: queue.Queue[tuple[str, dict[str, Any]]] = queue.Queue()
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="shenpi",
-                                  protocol=mqtt.MQTTv311)
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id="shenpi", protocol=mqtt.MQTTv311
+        )
         self.client.on_message = lambda _c, _u, m: self.received.put(
-            (m.topic, json.loads(m.payload)))
+            (m.topic, json.loads(m.payload))
+        )
         self.client.connect("127.0.0.1", port)
         self.client.loop_start()
         for topic in watch:
@@ -65,10 +67,19 @@ def sender(broker: Broker) -> Iterator[ApprovalSystem]:
 
 
 @contextlib.asynccontextmanager
-async def member(engine: AsyncEngine, context: CaseContext, port: int, instance: str,
-                 seen: list[dict[str, Any]] | None = None) -> AsyncIterator[CaseFeed]:
-    feed = CaseFeed(engine, context.masker, BrokerConfig(port=port, instance=instance),
-                    on_result=seen.append if seen is not None else None)
+async def member(
+    engine: AsyncEngine,
+    context: CaseContext,
+    port: int,
+    instance: str,
+    seen: list[dict[str, Any]] | None = None,
+) -> AsyncIterator[CaseFeed]:
+    feed = CaseFeed(
+        engine,
+        context.masker,
+        BrokerConfig(port=port, instance=instance),
+        on_result=seen.append if seen is not None else None,
+    )
     task = asyncio.create_task(feed.run())
     try:
         await asyncio.wait_for(feed.connected.wait(), 10)
@@ -82,8 +93,11 @@ async def member(engine: AsyncEngine, context: CaseContext, port: int, instance:
 async def test_a_batch_is_stored_once_and_answered(
     engine: AsyncEngine, context: CaseContext, broker: Broker, sender: ApprovalSystem
 ) -> None:
-    rows = [case("Q-1", applicant={"phone": PHONE, "id_no": ID_NO}), case("Q-2"),
-            case("Q-3", legal_days=-1)]
+    rows = [
+        case("Q-1", applicant={"phone": PHONE, "id_no": ID_NO}),
+        case("Q-2"),
+        case("Q-3", legal_days=-1),
+    ]
     async with member(engine, context, broker.port, "m1"):
         sender.send({"batch_id": "2026-09-18#1", "reply_to": REPLY, "cases": rows})
         topic, reply = await sender.reply()
@@ -94,11 +108,17 @@ async def test_a_batch_is_stored_once_and_answered(
         _, again = await sender.reply()
         assert (again["unchanged"], again["created"]) == (2, 0)
     async with engine.connect() as conn:
-        stored = (await conn.execute(select(cases.c.case_no, cases.c.source,
-                                            cases.c.applicant_masked)
-                                     .order_by(cases.c.case_no))).all()
-    assert [tuple(r) for r in stored] == [("Q-1", "mqtt", "138****5678 1****************X"),
-                                          ("Q-2", "mqtt", None)]
+        stored = (
+            await conn.execute(
+                select(cases.c.case_no, cases.c.source, cases.c.applicant_masked).order_by(
+                    cases.c.case_no
+                )
+            )
+        ).all()
+    assert [tuple(r) for r in stored] == [
+        ("Q-1", "mqtt", "138****5678 1****************X"),
+        ("Q-2", "mqtt", None),
+    ]
     assert PHONE not in json.dumps([reply, again])
 
 
@@ -122,8 +142,10 @@ async def test_members_of_the_group_share_the_batches(
     engine: AsyncEngine, context: CaseContext, broker: Broker, sender: ApprovalSystem
 ) -> None:
     seen: list[dict[str, Any]] = []
-    async with member(engine, context, broker.port, "m1", seen), \
-            member(engine, context, broker.port, "m2", seen):
+    async with (
+        member(engine, context, broker.port, "m1", seen),
+        member(engine, context, broker.port, "m2", seen),
+    ):
         for i in range(8):
             sender.send({"batch_id": f"b{i}", "reply_to": REPLY, "cases": [case(f"G-{i}")]})
         replies = [(await sender.reply())[1] for _ in range(8)]
@@ -135,9 +157,12 @@ async def test_members_of_the_group_share_the_batches(
 async def test_the_aggregator_runs_the_feed_the_ladder_and_serves_the_api(
     database_url: str, broker: Broker, sender: ApprovalSystem, tmp_path: Path
 ) -> None:
-    config = CentralConfig(database_url=database_url, data_dir=tmp_path / "central",
-                           broker=BrokerConfig(port=broker.port, instance="agg1"),
-                           rules=RulesConfig(ladder_every_s=1))
+    config = CentralConfig(
+        database_url=database_url,
+        data_dir=tmp_path / "central",
+        broker=BrokerConfig(port=broker.port, instance="agg1"),
+        rules=RulesConfig(ladder_every_s=1),
+    )
     aggregator = Aggregator(config)
     await aggregator.start()
     try:
@@ -152,8 +177,9 @@ async def test_the_aggregator_runs_the_feed_the_ladder_and_serves_the_api(
         assert reply["created"] == 1
         assert (tmp_path / "central" / "applicant.salt").stat().st_mode & 0o777 == 0o600
         app = create_app(aggregator.engine)  # no explicit context: the aggregator's is found
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                     base_url="http://central") as client:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://central"
+        ) as client:
             sup = await bearer(aggregator.engine, Role.SUPERVISOR)
             for _ in range(100):  # the ladder job runs every second here
                 detail = (await client.get("/api/v1/cases/A-1", headers=sup)).json()
@@ -162,8 +188,7 @@ async def test_the_aggregator_runs_the_feed_the_ladder_and_serves_the_api(
                 await asyncio.sleep(0.1)
             assert detail["ladder"]["source"] == "job"
             assert detail["steps"][-1]["stage"] == "supervision_letter"
-            posted = await client.post("/api/v1/cases", headers=sup,
-                                       json={"cases": [case("A-2")]})
+            posted = await client.post("/api/v1/cases", headers=sup, json={"cases": [case("A-2")]})
             assert posted.json()["created"] == 1
     finally:
         await aggregator.stop()

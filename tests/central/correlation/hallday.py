@@ -32,8 +32,14 @@ from central.ingest import Incoming
 from protocols import topics
 
 BUSINESS_TZ = dt.timezone(dt.timedelta(hours=8), "Asia/Shanghai")
-KEY_LABELS = {1: "非常满意", 2: "基本满意", 3: "服务态度不好", 4: "办理时间太长", 5: "业务不熟",
-              6: "其他"}
+KEY_LABELS = {
+    1: "非常满意",
+    2: "基本满意",
+    3: "服务态度不好",
+    4: "办理时间太长",
+    5: "业务不熟",
+    6: "其他",
+}
 DEPARTMENTS = {"A": "市公安局", "B": "市场监管局", "C": "人社局", "D": "不动产登记中心"}
 TIMEOUT_S = 30
 RAPID_S = 3.0  # must equal the config used by the test (CorrelationConfig.rapid_repeat_s)
@@ -187,9 +193,15 @@ class _Sim:
         self.presses: list[_Press] = []
         services = "ABCD"
         self.windows = [
-            _Window(w, services[(w - 1) // 2 % len(services)], f"{100100 + w * 37:06d}",
-                    self.t(8, 55) + dt.timedelta(seconds=self.rng.uniform(0, 480)), 0x80 + w)
-            for w in range(1, windows + 1)]
+            _Window(
+                w,
+                services[(w - 1) // 2 % len(services)],
+                f"{100100 + w * 37:06d}",
+                self.t(8, 55) + dt.timedelta(seconds=self.rng.uniform(0, 480)),
+                0x80 + w,
+            )
+            for w in range(1, windows + 1)
+        ]
         self.queues: dict[str, list[tuple[dt.datetime, str]]] = {s: [] for s in services}
         self.reboot_at = self.t(11, 40)
         self.outages: list[tuple[dt.datetime, dt.datetime]] = []  # gateway ↔ queue machine
@@ -200,8 +212,9 @@ class _Sim:
                 w.entry_lag = self.rng.uniform(*habits.entry_lag_range)
 
     def t(self, hour: int, minute: int, second: float = 0) -> dt.datetime:
-        return dt.datetime.combine(self.day, dt.time(hour, minute), tzinfo=BUSINESS_TZ) + \
-            dt.timedelta(seconds=second)
+        return dt.datetime.combine(
+            self.day, dt.time(hour, minute), tzinfo=BUSINESS_TZ
+        ) + dt.timedelta(seconds=second)
 
     def emit(self, at: dt.datetime, kind: str, body: dict[str, Any]) -> GenEvent:
         self.order += 1
@@ -215,8 +228,13 @@ class _Sim:
         machine = (at + MACHINE_DRIFT + gained).astimezone(BUSINESS_TZ).replace(tzinfo=None)
         parts = [str(v) for v in fields.values()]
         raw = f"$QM,{self.mseq},{type_},{','.join(parts)},{machine:%Y%m%d%H%M%S}*00"
-        body = {"mseq": self.mseq, "type": type_, **fields,
-                "machine_time": machine.isoformat(timespec="seconds"), "raw": raw}
+        body = {
+            "mseq": self.mseq,
+            "type": type_,
+            **fields,
+            "machine_time": machine.isoformat(timespec="seconds"),
+            "raw": raw,
+        }
         return self.emit(at, "queue.event", {k: v for k, v in body.items() if v is not None})
 
     # -- the queue ---------------------------------------------------------------------------
@@ -271,12 +289,12 @@ class _Sim:
         self.queues[category].remove((queued_at, ticket))
         self.serve(w, t, ticket, queued_at, category)
 
-    def serve(self, w: _Window, t: dt.datetime, ticket: str, queued_at: dt.datetime,
-              category: str) -> None:
+    def serve(
+        self, w: _Window, t: dt.datetime, ticket: str, queued_at: dt.datetime, category: str
+    ) -> None:
         rng, s = self.rng, dt.timedelta(seconds=1)
         self.queue(t, "CL", ticket=ticket, window=w.number)
-        truth = SessionTruth(w.number, ticket, w.staff, queued_at, t, None, t, "finished",
-                             category)
+        truth = SessionTruth(w.number, ticket, w.staff, queued_at, t, None, t, "finished", category)
         self.sessions[(w.number, ticket)] = truth
         self.by_window.setdefault(w.number, []).append(truth)
         if rng.random() < 0.04:  # 过号: two recalls, then NS
@@ -298,8 +316,7 @@ class _Sim:
         stray = start + (end - start) * rng.uniform(0.1, 0.9)
         if rng.random() < 0.04 and (w.invite_until is None or stray > w.invite_until):
             # stray press while being served (no invitation open on the device)
-            self.press(w, stray, "stray", (w.number, ticket), invited=False, token=0,
-                       invite=None)
+            self.press(w, stray, "stray", (w.number, ticket), invited=False, token=0, invite=None)
         others = [x for x in self.queues if x != category]
         if rng.random() < 0.04:  # 转窗: the ticket waits again in another service's queue
             truth.outcome = "transferred"
@@ -325,34 +342,64 @@ class _Sim:
             self.evaluate_unseen(w, truth)
             return
         token = w.next_token()
-        invite = self.emit(end + 0.4 * s, "evaluator.invite", {
-            "window": w.number, "addr": w.addr, "invitation": {
-                "session": token, "ticket": truth.ticket, "staff": w.staff,
-                "invited_mono_ns": 0, "qm_mseq": fn.body["mseq"]},
-            "timeout_s": TIMEOUT_S, "status": "ok"})
+        invite = self.emit(
+            end + 0.4 * s,
+            "evaluator.invite",
+            {
+                "window": w.number,
+                "addr": w.addr,
+                "invitation": {
+                    "session": token,
+                    "ticket": truth.ticket,
+                    "staff": w.staff,
+                    "invited_mono_ns": 0,
+                    "qm_mseq": fn.body["mseq"],
+                },
+                "timeout_s": TIMEOUT_S,
+                "status": "ok",
+            },
+        )
         key = (w.number, truth.ticket)
         roll = rng.random()
         r = rng.uniform(3, 25)  # a few seconds after the next call
         w.invite_until = end + TIMEOUT_S * s
         if roll < 0.12:  # walks away without pressing: the invitation times out
-            self.emit(end + TIMEOUT_S * s, "evaluator.invite_timeout", {
-                "window": w.number, "addr": w.addr, "dev_seq": w.next_dev_seq(),
-                "session": token, "invitation": invite.body["invitation"], "marks": [],
-                "raw": "ff68"})
+            self.emit(
+                end + TIMEOUT_S * s,
+                "evaluator.invite_timeout",
+                {
+                    "window": w.number,
+                    "addr": w.addr,
+                    "dev_seq": w.next_dev_seq(),
+                    "session": token,
+                    "invitation": invite.body["invitation"],
+                    "marks": [],
+                    "raw": "ff68",
+                },
+            )
             w.open_until = end
             if roll < 0.03:  # … and the next citizen, seated, presses the still-lit keys
                 w.quick_seat = True
                 w.invite_until = end + rng.uniform(20, 28) * s
-                self.press(w, w.invite_until, "next_citizen", key, invited=True, token=token,
-                           invite=invite)
+                self.press(
+                    w, w.invite_until, "next_citizen", key, invited=True, token=token, invite=invite
+                )
             return
         if roll < 0.20:  # lingers: presses after the next citizen has sat down
             w.quick_seat = True
             r = rng.uniform(18, 28)
             self.press(w, end + r * s, "late", key, invited=True, token=token, invite=invite)
         elif roll < 0.25:  # the gateway had forgotten the invitation
-            self.press(w, end + r * s, "unknown", key, invited=True, token=token, invite=invite,
-                       forgotten=True)
+            self.press(
+                w,
+                end + r * s,
+                "unknown",
+                key,
+                invited=True,
+                token=token,
+                invite=invite,
+                forgotten=True,
+            )
         else:
             self.press(w, end + r * s, "normal", key, invited=True, token=token, invite=invite)
             if roll < 0.30:  # a quick second press: the device sends SESSION 0
@@ -360,8 +407,16 @@ class _Sim:
                 self.press(w, end + r * s, "rapid", key, invited=False, token=0, invite=None)
             elif roll < 0.34:  # the device repeats the closed session
                 r += rng.uniform(1, 12)
-                self.press(w, end + r * s, "repeat", key, invited=True, token=token,
-                           invite=invite, repeat=True)
+                self.press(
+                    w,
+                    end + r * s,
+                    "repeat",
+                    key,
+                    invited=True,
+                    token=token,
+                    invite=invite,
+                    repeat=True,
+                )
         w.open_until = end + r * s
         w.invite_until = min(w.invite_until, end + r * s)
 
@@ -372,13 +427,24 @@ class _Sim:
         if self.rng.random() < 0.6:
             r = self.rng.uniform(2, 12)
             at = truth.ended_at + dt.timedelta(seconds=r)
-            self.press(w, at, "unseen", (w.number, truth.ticket), invited=False, token=0,
-                       invite=None)
+            self.press(
+                w, at, "unseen", (w.number, truth.ticket), invited=False, token=0, invite=None
+            )
             w.open_until = at
 
-    def press(self, w: _Window, at: dt.datetime, category: str, session: tuple[int, str] | None,
-              *, invited: bool, token: int, invite: GenEvent | None, repeat: bool = False,
-              forgotten: bool = False) -> None:
+    def press(
+        self,
+        w: _Window,
+        at: dt.datetime,
+        category: str,
+        session: tuple[int, str] | None,
+        *,
+        invited: bool,
+        token: int,
+        invite: GenEvent | None,
+        repeat: bool = False,
+        forgotten: bool = False,
+    ) -> None:
         key = self.rng.choices(range(1, 7), weights=(55, 25, 6, 6, 4, 4))[0]
         across_reboot = invite is not None and invite.at < self.reboot_at <= at
         gateway_knows = invite is not None and not forgotten and not across_reboot
@@ -390,10 +456,17 @@ class _Sim:
         elif repeat:
             marks.append("SESSION_REPEAT")
         p = _Press(at, w.number, key, category, session, invited, token, invite, repeat)
-        body = {"window": w.number, "addr": w.addr, "dev_seq": w.next_dev_seq(), "key": key,
-                "label": KEY_LABELS[key], "session": token,
-                "invitation": invite.body["invitation"] if gateway_knows and invite else None,
-                "marks": marks, "raw": f"ff6805056880{w.addr:02x}11"}
+        body = {
+            "window": w.number,
+            "addr": w.addr,
+            "dev_seq": w.next_dev_seq(),
+            "key": key,
+            "label": KEY_LABELS[key],
+            "session": token,
+            "invitation": invite.body["invitation"] if gateway_knows and invite else None,
+            "marks": marks,
+            "raw": f"ff6805056880{w.addr:02x}11",
+        }
         p.event = self.emit(at, "evaluator.key", body)
         p.event.press = p
         self.presses.append(p)
@@ -401,8 +474,19 @@ class _Sim:
         if self.rng.random() < 0.04 and not near_reboot:  # our echo was lost: the device resends
             copy = dict(body, marks=[m for m in marks if m != "SESSION_REPEAT"] + ["RETRANSMIT"])
             ev = self.emit(at + dt.timedelta(seconds=0.35), "evaluator.key", copy)
-            ev.press = _Press(ev.at, w.number, key, "retransmit", session, invited, token,
-                              invite, repeat, retransmit=True, event=ev)
+            ev.press = _Press(
+                ev.at,
+                w.number,
+                key,
+                "retransmit",
+                session,
+                invited,
+                token,
+                invite,
+                repeat,
+                retransmit=True,
+                event=ev,
+            )
 
     def orphan_press(self, w: _Window, at: dt.datetime) -> None:
         """A passer-by at an idle window: nothing served there within minutes."""
@@ -438,7 +522,7 @@ def _cases(sim: _Sim, hall: str) -> list[CaseTruth]:
             if truth.outcome != "finished" or truth.started_at is None:
                 continue
             # the next citizen who actually sat down here (a no-show never does)
-            seated = next((x.started_at for x in sessions[i + 1:] if x.started_at), None)
+            seated = next((x.started_at for x in sessions[i + 1 :] if x.started_at), None)
             count = rng.choices((0, 1, 2), weights=(25, 60, 15))[0]
             applicants += 1
             applicant = f"{applicants:064x}"
@@ -450,19 +534,40 @@ def _cases(sim: _Sim, hall: str) -> list[CaseTruth]:
                 last_entry = accepted
                 case_no = f"{hall}-{sim.day:%Y%m%d}-{n:04d}"
                 completed = accepted if rng.random() < 0.5 else None
-                out.append(CaseTruth(case_no, window, truth.staff, DEPARTMENTS[truth.service],
-                                     accepted, f"{truth.service}-ITEM-{rng.randrange(1, 6)}",
-                                     completed, (window, truth.ticket), applicant))
+                out.append(
+                    CaseTruth(
+                        case_no,
+                        window,
+                        truth.staff,
+                        DEPARTMENTS[truth.service],
+                        accepted,
+                        f"{truth.service}-ITEM-{rng.randrange(1, 6)}",
+                        completed,
+                        (window, truth.ticket),
+                        applicant,
+                    )
+                )
                 truth.cases.append(case_no)
     for k in range(3):  # accepted online (网办): no window, no service
         n += 1
-        out.append(CaseTruth(f"{hall}-{sim.day:%Y%m%d}-{n:04d}", None, None, DEPARTMENTS["A"],
-                             sim.t(10 + k, 5), "A-ITEM-9", None, None))
+        out.append(
+            CaseTruth(
+                f"{hall}-{sim.day:%Y%m%d}-{n:04d}",
+                None,
+                None,
+                DEPARTMENTS["A"],
+                sim.t(10 + k, 5),
+                "A-ITEM-9",
+                None,
+                None,
+            )
+        )
     return out
 
 
-def _accepted_at(rng: random.Random, w: _Window, truth: SessionTruth,
-                 seated: dt.datetime | None, habits: Habits) -> dt.datetime:
+def _accepted_at(
+    rng: random.Random, w: _Window, truth: SessionTruth, seated: dt.datetime | None, habits: Habits
+) -> dt.datetime:
     assert truth.started_at is not None
     if w.entry_lag is not None:
         lag = w.entry_lag + rng.uniform(-ENTRY_LAG_SPREAD_S, ENTRY_LAG_SPREAD_S)
@@ -514,14 +619,21 @@ def _truth(sim: _Sim) -> dict[int, Truth]:
     for p in presses:
         assert p.event is not None
         session = sim.sessions[p.session] if p.session else None
-        out[p.event.seq] = Truth(p.window, p.key, p.session,
-                                 frozenset(session.cases) if session else frozenset(),
-                                 frozenset(flags[p.event.seq]), p.event.seq in kept, p.category)
+        out[p.event.seq] = Truth(
+            p.window,
+            p.key,
+            p.session,
+            frozenset(session.cases) if session else frozenset(),
+            frozenset(flags[p.event.seq]),
+            p.event.seq in kept,
+            p.category,
+        )
     return out
 
 
-def _clock(sim: _Sim, events: list[GenEvent]) -> dict[str, tuple[dt.datetime, dt.datetime,
-                                                                  dt.timedelta]]:
+def _clock(
+    sim: _Sim, events: list[GenEvent]
+) -> dict[str, tuple[dt.datetime, dt.datetime, dt.timedelta]]:
     """Two boots: each unsynchronised for a while (its stamps off by ``skew``), then synced."""
     boots = {
         "b1" * 8: (sim.t(8, 40), sim.t(9, 40), -dt.timedelta(hours=3, minutes=7)),
@@ -529,7 +641,8 @@ def _clock(sim: _Sim, events: list[GenEvent]) -> dict[str, tuple[dt.datetime, dt
     }
     for ev in events:
         boot, (start, sync, skew) = max(
-            ((b, v) for b, v in boots.items() if v[0] <= ev.at), key=lambda bv: bv[1][0])
+            ((b, v) for b, v in boots.items() if v[0] <= ev.at), key=lambda bv: bv[1][0]
+        )
         ev.boot = boot
         ev.synced = ev.at >= sync
         ev.utc = ev.at if ev.synced else ev.at + skew
@@ -547,25 +660,38 @@ def _resend_after_outages(sim: _Sim) -> None:
     pace = dt.timedelta(milliseconds=25)
     for cut, back in sim.outages:
         sent = back
-        for ev in sorted((e for e in sim.events if e.kind == "queue.event" and e.at >= cut),
-                         key=lambda e: (e.at, e.order)):
+        for ev in sorted(
+            (e for e in sim.events if e.kind == "queue.event" and e.at >= cut),
+            key=lambda e: (e.at, e.order),
+        ):
             if ev.at >= sent:
                 break  # caught up: live again
             ev.happened, ev.at = ev.at, sent + pace
             sent = ev.at
 
 
-def generate(seed: int = 7, *, day: dt.date = dt.date(2026, 11, 20), windows: int = 8,
-             hall: str = "H1", gateway: str = "gw1",
-             queue_outages: tuple[tuple[dt.time, dt.timedelta], ...] = (),
-             machine_drift: float = 0.0, habits: Habits | None = None) -> HallDay:
+def generate(
+    seed: int = 7,
+    *,
+    day: dt.date = dt.date(2026, 11, 20),
+    windows: int = 8,
+    hall: str = "H1",
+    gateway: str = "gw1",
+    queue_outages: tuple[tuple[dt.time, dt.timedelta], ...] = (),
+    machine_drift: float = 0.0,
+    habits: Habits | None = None,
+) -> HallDay:
     """``queue_outages``: (start, length) of cuts between the gateway and the queue machine;
     ``machine_drift``: seconds per second the machine's clock gains; ``habits``: how the
     hall's people behave."""
     sim = _Sim(seed, day, windows, habits or Habits())
     sim.machine_drift = machine_drift
-    sim.outages = [(start, start + length) for start, length in (
-        (dt.datetime.combine(day, t, tzinfo=BUSINESS_TZ), length) for t, length in queue_outages)]
+    sim.outages = [
+        (start, start + length)
+        for start, length in (
+            (dt.datetime.combine(day, t, tzinfo=BUSINESS_TZ), length) for t, length in queue_outages
+        )
+    ]
     at = sim.t(8, 40, 10)  # heartbeats all day
     while at < sim.t(17, 40):
         sim.queue(at, "HB", waiting=0)
@@ -585,8 +711,20 @@ def generate(seed: int = 7, *, day: dt.date = dt.date(2026, 11, 20), windows: in
     boots = _clock(sim, events)
     retransmits = {e.seq for e in events if e.press is not None and e.press.retransmit}
     waiting = {ticket for q in sim.queues.values() for _, ticket in q}
-    return HallDay(hall, gateway, day, events, sim.sessions, cases, _truth(sim), retransmits,
-                   waiting, sim.reboot_at, boots, sim.outages)
+    return HallDay(
+        hall,
+        gateway,
+        day,
+        events,
+        sim.sessions,
+        cases,
+        _truth(sim),
+        retransmits,
+        waiting,
+        sim.reboot_at,
+        boots,
+        sim.outages,
+    )
 
 
 # --------------------------------------------------------------------------- delivering it
@@ -594,9 +732,15 @@ def generate(seed: int = 7, *, day: dt.date = dt.date(2026, 11, 20), windows: in
 
 def _record(ev: GenEvent) -> dict[str, Any]:
     assert ev.utc is not None
-    return {"seq": ev.seq, "utc": ev.utc.astimezone(dt.UTC).isoformat().replace("+00:00", "Z"),
-            "mono_ns": ev.mono_ns, "boot": ev.boot, "synced": ev.synced, "kind": ev.kind,
-            "body": ev.body}
+    return {
+        "seq": ev.seq,
+        "utc": ev.utc.astimezone(dt.UTC).isoformat().replace("+00:00", "Z"),
+        "mono_ns": ev.mono_ns,
+        "boot": ev.boot,
+        "synced": ev.synced,
+        "kind": ev.kind,
+        "body": ev.body,
+    }
 
 
 def messages(day: HallDay, events: list[GenEvent], batch: int = 400) -> list[Incoming]:
@@ -606,10 +750,20 @@ def messages(day: HallDay, events: list[GenEvent], batch: int = 400) -> list[Inc
 
     def flush() -> None:
         if run:
-            doc = {"v": 1, "hall": day.hall, "gateway": day.gateway, "sender_boot": run[-1].boot,
-                   "events": [_record(e) for e in run]}
-            out.append(Incoming(topics.topic(day.hall, day.gateway, topics.Channel.EVENTS),
-                                json.dumps(doc).encode(), dt.datetime.now(dt.UTC)))
+            doc = {
+                "v": 1,
+                "hall": day.hall,
+                "gateway": day.gateway,
+                "sender_boot": run[-1].boot,
+                "events": [_record(e) for e in run],
+            }
+            out.append(
+                Incoming(
+                    topics.topic(day.hall, day.gateway, topics.Channel.EVENTS),
+                    json.dumps(doc).encode(),
+                    dt.datetime.now(dt.UTC),
+                )
+            )
             run.clear()
 
     for ev in sorted(events, key=lambda e: e.seq):

@@ -33,9 +33,15 @@ class Journal:
 
     def _add(self, when: str, kind: str, body: dict[str, Any]) -> dict[str, Any]:
         moment = at(self.day, when)
-        ev = {"seq": len(self.events) + 1, "utc": moment.astimezone(dt.UTC).isoformat(),
-              "mono_ns": int(moment.timestamp() * 1e9) - 1_700_000_000_000_000_000,
-              "boot": "c0ffee00" * 2, "synced": True, "kind": kind, "body": body}
+        ev = {
+            "seq": len(self.events) + 1,
+            "utc": moment.astimezone(dt.UTC).isoformat(),
+            "mono_ns": int(moment.timestamp() * 1e9) - 1_700_000_000_000_000_000,
+            "boot": "c0ffee00" * 2,
+            "synced": True,
+            "kind": kind,
+            "body": body,
+        }
         self.events.append(ev)
         return ev
 
@@ -50,27 +56,62 @@ class Journal:
     def invite(self, when: str, window: int) -> dict[str, Any]:
         fn = self.last_fn[window]
         token = self.tokens[window] = self.tokens.get(window, 0) + 1
-        return self._add(when, "evaluator.invite", {
-            "window": window, "addr": 0x80 + window, "invitation": {
-                "session": token, "ticket": fn["ticket"], "staff": fn["staff"],
-                "invited_mono_ns": 0, "qm_mseq": fn["mseq"]},
-            "timeout_s": 30, "status": "ok"})
+        return self._add(
+            when,
+            "evaluator.invite",
+            {
+                "window": window,
+                "addr": 0x80 + window,
+                "invitation": {
+                    "session": token,
+                    "ticket": fn["ticket"],
+                    "staff": fn["staff"],
+                    "invited_mono_ns": 0,
+                    "qm_mseq": fn["mseq"],
+                },
+                "timeout_s": 30,
+                "status": "ok",
+            },
+        )
 
-    def press(self, when: str, window: int, key: int, invitation: dict[str, Any] | None
-              ) -> dict[str, Any]:
+    def press(
+        self, when: str, window: int, key: int, invitation: dict[str, Any] | None
+    ) -> dict[str, Any]:
         self.dev_seq += 1
         inv = None if invitation is None else invitation["body"]["invitation"]
-        return self._add(when, "evaluator.key", {
-            "window": window, "addr": 0x80 + window, "dev_seq": self.dev_seq, "key": key,
-            "label": LABELS[key], "session": inv["session"] if inv else 0, "invitation": inv,
-            "marks": [] if inv else ["NO_SESSION"], "raw": "ff68"})
+        return self._add(
+            when,
+            "evaluator.key",
+            {
+                "window": window,
+                "addr": 0x80 + window,
+                "dev_seq": self.dev_seq,
+                "key": key,
+                "label": LABELS[key],
+                "session": inv["session"] if inv else 0,
+                "invitation": inv,
+                "marks": [] if inv else ["NO_SESSION"],
+                "raw": "ff68",
+            },
+        )
 
     async def deliver(self, engine: AsyncEngine) -> None:
-        doc = {"v": 1, "hall": self.hall, "gateway": self.gateway, "sender_boot": "c0ffee00" * 2,
-               "events": self.events}
-        await Ingestor(engine).ingest([Incoming(
-            topics.topic(self.hall, self.gateway, topics.Channel.EVENTS),
-            json.dumps(doc).encode(), dt.datetime.now(dt.UTC))])
+        doc = {
+            "v": 1,
+            "hall": self.hall,
+            "gateway": self.gateway,
+            "sender_boot": "c0ffee00" * 2,
+            "events": self.events,
+        }
+        await Ingestor(engine).ingest(
+            [
+                Incoming(
+                    topics.topic(self.hall, self.gateway, topics.Channel.EVENTS),
+                    json.dumps(doc).encode(),
+                    dt.datetime.now(dt.UTC),
+                )
+            ]
+        )
 
 
 DAY = dt.date(2026, 11, 20)  # a Friday
@@ -138,15 +179,34 @@ async def small_hall(engine: AsyncEngine) -> Journal:
 
 def small_hall_cases() -> list[dict[str, Any]]:
     """C1–C5 as CaseRecord fields (C5 accepted online: no window)."""
-    def case(no: str, window: int | None, staff: str | None, department: str, accepted: str,
-             legal: int, promised: int | None, completed: str | None) -> dict[str, Any]:
-        return {"case_no": no, "item_code": f"ITEM-{no}", "item_name": f"事项{no}",
-                "department": department, "hall": "H9", "window": window, "staff": staff,
-                "accepted_at": at(DAY, accepted), "legal_days": legal,
-                "promised_days": promised,
-                "completed_at": at(DAY, completed) if completed else None,
-                "status": "completed" if completed else "running", "suspensions": (),
-                "applicant_masked": None, "applicant_digest": None}
+
+    def case(
+        no: str,
+        window: int | None,
+        staff: str | None,
+        department: str,
+        accepted: str,
+        legal: int,
+        promised: int | None,
+        completed: str | None,
+    ) -> dict[str, Any]:
+        return {
+            "case_no": no,
+            "item_code": f"ITEM-{no}",
+            "item_name": f"事项{no}",
+            "department": department,
+            "hall": "H9",
+            "window": window,
+            "staff": staff,
+            "accepted_at": at(DAY, accepted),
+            "legal_days": legal,
+            "promised_days": promised,
+            "completed_at": at(DAY, completed) if completed else None,
+            "status": "completed" if completed else "running",
+            "suspensions": (),
+            "applicant_masked": None,
+            "applicant_digest": None,
+        }
 
     return [
         case("C1", 1, "000101", "市场监管局", "09:05", 10, 5, "09:10"),

@@ -32,26 +32,40 @@ def record(**fields: Any) -> CaseRecord:
 
 
 def extra_case(no: str, window: int, staff: str, department: str, accepted: str) -> CaseRecord:
-    return record(case_no=no, item_code=f"ITEM-{no}", item_name=f"事项{no}",
-                  department=department, hall="H9", window=window, staff=staff,
-                  accepted_at=at(DAY, accepted), legal_days=5, promised_days=None,
-                  completed_at=None, status="running", suspensions=(), applicant_masked=None,
-                  applicant_digest=None)
+    return record(
+        case_no=no,
+        item_code=f"ITEM-{no}",
+        item_name=f"事项{no}",
+        department=department,
+        hall="H9",
+        window=window,
+        staff=staff,
+        accepted_at=at(DAY, accepted),
+        legal_days=5,
+        promised_days=None,
+        completed_at=None,
+        status="running",
+        suspensions=(),
+        applicant_masked=None,
+        applicant_digest=None,
+    )
 
 
 @pytest.fixture
 async def setup(engine: AsyncEngine) -> AsyncIterator[Setup]:
     clients: list[httpx.AsyncClient] = []
 
-    async def make(*, now: dt.datetime | None = None,
-                   extra: tuple[CaseRecord, ...] = ()) -> httpx.AsyncClient:
+    async def make(
+        *, now: dt.datetime | None = None, extra: tuple[CaseRecord, ...] = ()
+    ) -> httpx.AsyncClient:
         await register(engine, "H9", "gw9")
         await register(engine, "H1", "gw1")
         await small_hall(engine)
         await store_cases(engine, [record(**c) for c in small_hall_cases()] + list(extra))
         await run_once(engine, now=now)
-        client = httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(engine)),
-                                   base_url="http://central")
+        client = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=create_app(engine)), base_url="http://central"
+        )
         clients.append(client)
         return client
 
@@ -64,27 +78,29 @@ async def bearer(engine: AsyncEngine, role: Role, **scope: str) -> dict[str, str
     return {"Authorization": f"Bearer {await create_token(engine, role, **scope)}"}
 
 
-async def evaluations(client: httpx.AsyncClient, headers: dict[str, str], **params: Any
-                      ) -> list[dict[str, Any]]:
-    response = await client.get("/api/v1/evaluations", headers=headers,
-                                params={**DATES, **params})
+async def evaluations(
+    client: httpx.AsyncClient, headers: dict[str, str], **params: Any
+) -> list[dict[str, Any]]:
+    response = await client.get("/api/v1/evaluations", headers=headers, params={**DATES, **params})
     assert response.status_code == 200, response.text
     return response.json()["items"]  # type: ignore[no-any-return]
 
 
-async def test_evaluations_with_sessions_cases_flags_and_paging(setup: Setup,
-                                                               engine: AsyncEngine) -> None:
+async def test_evaluations_with_sessions_cases_flags_and_paging(
+    setup: Setup, engine: AsyncEngine
+) -> None:
     client = await setup()
     sup = await bearer(engine, Role.SUPERVISOR)
     items = await evaluations(client, sup)
     assert [(i["window"], i["key"], i["session"]["ticket"], i["counted"]) for i in items] == [
-        (1, 1, "A001", True), (1, 3, "A003", True), (2, 2, "B001", True),
-        (2, 2, "B001", False)]
+        (1, 1, "A001", True),
+        (1, 3, "A003", True),
+        (2, 2, "B001", True),
+        (2, 2, "B001", False),
+    ]
     first, _, _, second_press = items
-    assert first["cases"] == [{"case_no": "C1", "department": "市场监管局",
-                               "item_name": "事项C1"}]
-    assert (first["national_level"], first["basis"], first["confidence"]) == (
-        5, "invitation", 1.0)
+    assert first["cases"] == [{"case_no": "C1", "department": "市场监管局", "item_name": "事项C1"}]
+    assert (first["national_level"], first["basis"], first["confidence"]) == (5, "invitation", 1.0)
     assert second_press["flags"] == ["DUPLICATE", "OUT_OF_SESSION", "RAPID_REPEAT"]
     assert len(await evaluations(client, sup, flag="DUPLICATE")) == 1
     assert len(await evaluations(client, sup, counted="true")) == 3
@@ -111,8 +127,9 @@ async def test_every_role_sees_its_own_scope(setup: Setup, engine: AsyncEngine) 
     client = await setup()
     other_hall = await bearer(engine, Role.HALL_MANAGER, hall="H1")
     assert await evaluations(client, other_hall) == []
-    assert (await client.get("/api/v1/evaluations", headers=other_hall,
-                             params={**DATES, "hall": "H9"})).status_code == 403
+    assert (
+        await client.get("/api/v1/evaluations", headers=other_hall, params={**DATES, "hall": "H9"})
+    ).status_code == 403
     items = await evaluations(client, await bearer(engine, Role.SUPERVISOR))
     one = f"/api/v1/evaluations/gw9/{items[0]['seq']}"
     assert (await client.get(one, headers=other_hall)).status_code == 404
@@ -121,20 +138,27 @@ async def test_every_role_sees_its_own_scope(setup: Setup, engine: AsyncEngine) 
 
     labour = await bearer(engine, Role.DEPARTMENT_LEADER, department="人社局")
     assert [i["session"]["ticket"] for i in await evaluations(client, labour)] == [
-        "B001", "B001"]  # correlated to C3
+        "B001",
+        "B001",
+    ]  # correlated to C3
     assert (await client.get(one, headers=labour)).status_code == 404
     market = await bearer(engine, Role.DEPARTMENT_LEADER, department="市场监管局")
     assert [i["key"] for i in await evaluations(client, market)] == [1, 3]
 
     tech = await bearer(engine, Role.TECHNICIAN)  # device health, never people's work
-    for path in ("/api/v1/evaluations", "/api/v1/evaluations/export", one, "/api/v1/sessions",
-                 "/api/v1/presence", "/api/v1/indicators"):
+    for path in (
+        "/api/v1/evaluations",
+        "/api/v1/evaluations/export",
+        one,
+        "/api/v1/sessions",
+        "/api/v1/presence",
+        "/api/v1/indicators",
+    ):
         assert (await client.get(path, headers=tech, params=DATES)).status_code == 403, path
     assert (await client.get("/api/v1/followups", headers=tech)).status_code == 403
 
 
-async def test_export_on_the_national_five_level_scale(setup: Setup, engine: AsyncEngine
-                                                       ) -> None:
+async def test_export_on_the_national_five_level_scale(setup: Setup, engine: AsyncEngine) -> None:
     # a second case accepted during S1's service: its one evaluation covers both (一次办多件)
     client = await setup(extra=(extra_case("C6", 1, "000101", "市场监管局", "09:08"),))
     sup = await bearer(engine, Role.SUPERVISOR)
@@ -142,8 +166,9 @@ async def test_export_on_the_national_five_level_scale(setup: Setup, engine: Asy
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/csv")
     rows = list(csv.DictReader(io.StringIO(response.text)))
-    assert [(r["case_no"], r["level"], r["level_name"], r["reasons"], r["department"])
-            for r in rows] == [
+    assert [
+        (r["case_no"], r["level"], r["level_name"], r["reasons"], r["department"]) for r in rows
+    ] == [
         ("C1", "5", "非常满意", "", "市场监管局"),
         ("C6", "5", "非常满意", "", "市场监管局"),
         ("C2", "2", "不满意", "服务态度不好", "市场监管局"),
@@ -155,8 +180,9 @@ async def test_export_on_the_national_five_level_scale(setup: Setup, engine: Asy
     labour = await bearer(engine, Role.DEPARTMENT_LEADER, department="人社局")
     mine = await client.get("/api/v1/evaluations/export", headers=labour, params=DATES)
     assert [r["case_no"] for r in csv.DictReader(io.StringIO(mine.text))] == ["C3"]
-    excel = await client.get("/api/v1/evaluations/export", headers=sup,
-                             params={**DATES, "bom": "true"})
+    excel = await client.get(
+        "/api/v1/evaluations/export", headers=sup, params={**DATES, "bom": "true"}
+    )
     assert excel.content.startswith("\ufeff".encode())
 
 
@@ -165,8 +191,15 @@ async def test_sessions_and_presence(setup: Setup, engine: AsyncEngine) -> None:
     sup = await bearer(engine, Role.SUPERVISOR)
     body = (await client.get("/api/v1/sessions", headers=sup, params=DATES)).json()
     by = {(s["window"], s["ticket"]): s for s in body["items"]}
-    assert set(by) == {(1, "A001"), (1, "A002"), (1, "A003"), (2, "B001"), (2, "B002"),
-                       (1, "B002"), (None, "A004")}
+    assert set(by) == {
+        (1, "A001"),
+        (1, "A002"),
+        (1, "A003"),
+        (2, "B001"),
+        (2, "B002"),
+        (1, "B002"),
+        (None, "A004"),
+    }
     assert (by[(1, "A001")]["wait_minutes"], by[(1, "A001")]["service_minutes"]) == (10, 10)
     assert by[(1, "A002")]["outcome"] == "no_show" and by[(1, "A002")]["recalls"] == 1
     # A001's next ticket never came; after the no-show, A003 started at 09:16 (Beijing)
@@ -175,9 +208,11 @@ async def test_sessions_and_presence(setup: Setup, engine: AsyncEngine) -> None:
     assert by[(1, "B002")]["wait_minutes"] == 5 and by[(1, "B002")]["case_nos"] == ["C4"]
     assert by[(None, "A004")]["outcome"] == "not_called"
     assert by[(1, "A001")]["time_sources"] == dict.fromkeys(
-        ("queued", "called", "started", "ended"), "receive")
-    no_show = (await client.get("/api/v1/sessions", headers=sup,
-                                params={**DATES, "outcome": "no_show"})).json()["items"]
+        ("queued", "called", "started", "ended"), "receive"
+    )
+    no_show = (
+        await client.get("/api/v1/sessions", headers=sup, params={**DATES, "outcome": "no_show"})
+    ).json()["items"]
     assert [s["ticket"] for s in no_show] == ["A002"]
     paged, cursor = [], None
     while True:
@@ -193,11 +228,14 @@ async def test_sessions_and_presence(setup: Setup, engine: AsyncEngine) -> None:
     assert {(s["window"], s["ticket"]) for s in theirs["items"]} == {(2, "B001"), (1, "B002")}
 
     presence = (await client.get("/api/v1/presence", headers=sup, params=DATES)).json()
-    assert [(p["window"], p["staff"], p["start"][11:16], p["end"][11:16], p["closed_by"])
-            for p in presence] == [
+    assert [
+        (p["window"], p["staff"], p["start"][11:16], p["end"][11:16], p["closed_by"])
+        for p in presence
+    ] == [
         (1, "000101", "00:59", "04:00", "PS"),  # UTC: 08:59–12:00 Beijing time
         (1, "000101", "05:00", "08:00", "LO"),
-        (2, "000202", "01:30", "03:00", "LO")]
+        (2, "000202", "01:30", "03:00", "LO"),
+    ]
 
 
 async def test_follow_up_steps_and_scope(setup: Setup, engine: AsyncEngine) -> None:
@@ -205,21 +243,29 @@ async def test_follow_up_steps_and_scope(setup: Setup, engine: AsyncEngine) -> N
     sup = await bearer(engine, Role.SUPERVISOR)
     (item,) = (await client.get("/api/v1/followups", headers=sup)).json()
     assert (item["reason"], item["reason_label"], item["department"], item["case_no"]) == (
-        3, "服务态度不好", "市场监管局", "C2")
+        3,
+        "服务态度不好",
+        "市场监管局",
+        "C2",
+    )
     assert item["state"] == "created" and item["overdue"] is False
     url = f"/api/v1/followups/{item['item_id']}"
-    assert (await client.get("/api/v1/followups",
-                             headers=await bearer(engine, Role.HALL_MANAGER, hall="H1"))
-            ).json() == []
+    assert (
+        await client.get(
+            "/api/v1/followups", headers=await bearer(engine, Role.HALL_MANAGER, hall="H1")
+        )
+    ).json() == []
     labour = await bearer(engine, Role.DEPARTMENT_LEADER, department="人社局")
-    assert (await client.post(f"{url}/assign", headers=labour, json={"assignee": "x"})
-            ).status_code == 404
+    assert (
+        await client.post(f"{url}/assign", headers=labour, json={"assignee": "x"})
+    ).status_code == 404
     market = await bearer(engine, Role.DEPARTMENT_LEADER, department="市场监管局", label="刘科长")
     step = await client.post(f"{url}/assign", headers=market, json={"assignee": "窗口负责人"})
     assert step.status_code == 200 and step.json()["item"]["assignee"] == "窗口负责人"
     manager = await bearer(engine, Role.HALL_MANAGER, hall="H9")
-    verified = await client.post(f"{url}/verify", headers=manager,
-                                 json={"founded": False, "note": "监控显示服务规范"})
+    verified = await client.post(
+        f"{url}/verify", headers=manager, json={"founded": False, "note": "监控显示服务规范"}
+    )
     assert verified.status_code == 200
     refused = await client.post(f"{url}/rectify", headers=manager, json={})
     assert refused.status_code == 409 and "不属实" in refused.json()["detail"]
@@ -227,8 +273,12 @@ async def test_follow_up_steps_and_scope(setup: Setup, engine: AsyncEngine) -> N
     done = (await client.post(f"{url}/close", headers=sup, json={"note": "已回访"})).json()
     assert done["item"]["state"] == "closed" and done["item"]["closed_late"] is False
     assert [e["kind"] for e in done["events"]] == [
-        "followup.created", "followup.assigned", "followup.verified", "followup.called_back",
-        "followup.closed"]
+        "followup.created",
+        "followup.assigned",
+        "followup.verified",
+        "followup.called_back",
+        "followup.closed",
+    ]
     assert done["events"][1]["actor"] == "department_leader:刘科长"
     assert (await client.post(f"{url}/close", headers=sup, json={})).status_code == 409
 
@@ -240,11 +290,13 @@ async def test_overdue_items_are_listed_and_escalated(setup: Setup, engine: Asyn
     (item,) = (await client.get("/api/v1/followups/overdue", headers=sup)).json()
     assert (item["due"], item["overdue"], item["escalation_level"]) == ("2026-10-15", True, 0)
     await run_once(engine, now=dt.datetime(2026, 10, 16, 2, 0, tzinfo=dt.UTC))
-    (item,) = (await client.get("/api/v1/followups", headers=sup,
-                                params={"overdue": "true"})).json()
+    (item,) = (
+        await client.get("/api/v1/followups", headers=sup, params={"overdue": "true"})
+    ).json()
     assert item["escalation_level"] == 1
-    assert (await client.get("/api/v1/followups", headers=sup, params={"overdue": "false"})
-            ).json() == []
+    assert (
+        await client.get("/api/v1/followups", headers=sup, params={"overdue": "false"})
+    ).json() == []
 
 
 async def test_a_late_case_shows_as_reissues(setup: Setup, engine: AsyncEngine) -> None:
@@ -259,8 +311,7 @@ async def test_a_late_case_shows_as_reissues(setup: Setup, engine: AsyncEngine) 
     assert len((await client.get("/api/v1/correlation/reissues", headers=own)).json()) == 2
     other = await bearer(engine, Role.HALL_MANAGER, hall="H1")
     assert (await client.get("/api/v1/correlation/reissues", headers=other)).json() == []
-    detail = (await client.get(f"/api/v1/evaluations/gw9/{reissues[0]['seq']}",
-                               headers=sup)).json()
+    detail = (await client.get(f"/api/v1/evaluations/gw9/{reissues[0]['seq']}", headers=sup)).json()
     assert [v["version"] for v in detail["versions"]] == [1, 2]
     assert detail["versions"][1]["case_nos"] == ["C3", "C7"]
     assert [c["case_no"] for c in detail["current"]["cases"]] == ["C3", "C7"]

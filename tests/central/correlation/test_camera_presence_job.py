@@ -16,9 +16,18 @@ from tests.central.correlation.journal import DAY, Journal, at
 
 def _camera(j: Journal, when: str, window: int, staff: str) -> None:
     moment = at(DAY, when)
-    j._add(when, "camera.presence", {
-        "camera": "cam-1", "window": window, "staff": staff,
-        "since": moment.astimezone(dt.UTC).isoformat(), "since_mono_ns": 1, "confidence": 0.9})
+    j._add(
+        when,
+        "camera.presence",
+        {
+            "camera": "cam-1",
+            "window": window,
+            "staff": staff,
+            "since": moment.astimezone(dt.UTC).isoformat(),
+            "since_mono_ns": 1,
+            "confidence": 0.9,
+        },
+    )
 
 
 async def test_staff_away_from_the_seat_is_not_counted_as_staffed(engine: AsyncEngine) -> None:
@@ -34,10 +43,20 @@ async def test_staff_away_from_the_seat_is_not_counted_as_staffed(engine: AsyncE
     await j.deliver(engine)
     await run_once(engine, now=at(DAY, "18:00"))
     async with engine.connect() as conn:
-        rows = (await conn.execute(select(presence_periods).where(
-            presence_periods.c.hall_id == "H9").order_by(
-            presence_periods.c.window, presence_periods.c.start))).all()
-    spans = [(r.window, r.start.astimezone(at(DAY, "00:00").tzinfo).strftime("%H:%M"),
-              r.end.astimezone(at(DAY, "00:00").tzinfo).strftime("%H:%M")) for r in rows]
+        rows = (
+            await conn.execute(
+                select(presence_periods)
+                .where(presence_periods.c.hall_id == "H9")
+                .order_by(presence_periods.c.window, presence_periods.c.start)
+            )
+        ).all()
+    spans = [
+        (
+            r.window,
+            r.start.astimezone(at(DAY, "00:00").tzinfo).strftime("%H:%M"),
+            r.end.astimezone(at(DAY, "00:00").tzinfo).strftime("%H:%M"),
+        )
+        for r in rows
+    ]
     # window 1: 09–10 and 11–12 (3 h logged in, 2 h seen at the seat); window 2: queue only
     assert spans == [(1, "09:00", "10:00"), (1, "11:00", "12:00"), (2, "09:00", "12:00")]

@@ -38,8 +38,9 @@ class Window:
         for k, ticket in enumerate(self.tickets):
             self.feed(hms(300 * k), "CL", ticket=ticket, window=1)
             self.feed(hms(300 * k + 20), "ST", ticket=ticket, window=1, staff=STAFF)
-            self.fn[ticket] = self.feed(hms(300 * k + 280), "FN", ticket=ticket, window=1,
-                                        staff=STAFF)
+            self.fn[ticket] = self.feed(
+                hms(300 * k + 280), "FN", ticket=ticket, window=1, staff=STAFF
+            )
         self.feed(hms(300 * len(services) + 900), "HB")
         self.sessions = build_sessions("H1", self.feed.records).sessions
 
@@ -52,10 +53,12 @@ class Window:
         return {n: by_id[t.session_id] for n, t in ties.items()}
 
 
-def case(no: str, seconds: float, *, item: str | None = None, applicant: str | None = None
-         ) -> CaseInfo:
-    return CaseInfo(no, "H1", 1, STAFF, NINE + dt.timedelta(seconds=seconds), "市场监管局",
-                    item, applicant)
+def case(
+    no: str, seconds: float, *, item: str | None = None, applicant: str | None = None
+) -> CaseInfo:
+    return CaseInfo(
+        no, "H1", 1, STAFF, NINE + dt.timedelta(seconds=seconds), "市场监管局", item, applicant
+    )
 
 
 def test_a_person_who_enters_cases_two_minutes_late_is_learned_and_followed() -> None:
@@ -92,11 +95,15 @@ def test_one_service_holds_one_applicants_cases() -> None:
 
 def test_the_items_queue_category_is_learned_and_kept_to() -> None:
     w = Window("ABABBA")
-    cases = [case("a1", 100, item="A-1"), case("b1", 400, item="B-1"),
-             case("a2", 700, item="A-1"), case("b2", 1000, item="B-1"),
-             # the fifth service (B) has no case of its own; this B case was entered 50 s
-             # after it, 30 s into the sixth service, which is category A
-             case("b3", w.ended(4) + 50, item="B-1")]
+    cases = [
+        case("a1", 100, item="A-1"),
+        case("b1", 400, item="B-1"),
+        case("a2", 700, item="A-1"),
+        case("b2", 1000, item="B-1"),
+        # the fifth service (B) has no case of its own; this B case was entered 50 s
+        # after it, 30 s into the sixth service, which is category A
+        case("b3", w.ended(4) + 50, item="B-1"),
+    ]
     ties = tie_cases("H1", w.sessions, cases, CFG)
     assert w.ticket_of(ties)["b3"] == "B005"
     assert (ties["b3"].reason, ties["b3"].ambiguous) == ("entry_lag", False)
@@ -106,15 +113,27 @@ def test_the_items_queue_category_is_learned_and_kept_to() -> None:
     assert w.ticket_of(ties)["b3"] == "A006" and ties["b3"].ambiguous
 
 
-def _press(seq: int, ticket: str, w: Window, session: ServiceSession) -> tuple[Press,
-                                                                              InviteRecord]:
+def _press(seq: int, ticket: str, w: Window, session: ServiceSession) -> tuple[Press, InviteRecord]:
     fn = w.fn[ticket]
     info = InvitationInfo(seq, ticket, STAFF, fn.mseq)
     assert session.ended_at is not None
     pressed = session.ended_at + dt.timedelta(seconds=8)
     mono = int((pressed - NINE).total_seconds() * 1e9)
-    press = Press("gw1", seq, pressed, TimeSource.SYNCED, "b" * 16, mono, 1, 0x81, seq,
-                  1, seq, info, frozenset())
+    press = Press(
+        "gw1",
+        seq,
+        pressed,
+        TimeSource.SYNCED,
+        "b" * 16,
+        mono,
+        1,
+        0x81,
+        seq,
+        1,
+        seq,
+        info,
+        frozenset(),
+    )
     return press, InviteRecord("gw1", seq + 100, fn.at, 1, 0x81, info, 30, "ok")
 
 
@@ -127,10 +146,14 @@ def test_an_ambiguous_tie_is_flagged_on_both_services_evaluations() -> None:
     by_ticket = {s.ticket: s for s in w.sessions}
     assert ties["C"].session_id == by_ticket["A002"].session_id
     assert ties["C"].ambiguous_with == (by_ticket["A001"].session_id,)
-    presses, invites = zip(*(_press(k + 1, t, w, by_ticket[t])
-                             for k, t in enumerate(("A001", "A002", "A003"))), strict=True)
-    out = {r.ticket: r for r in correlate("H1", w.sessions, presses, invites=invites,
-                                          cases=cases, cfg=CFG).results}
+    presses, invites = zip(
+        *(_press(k + 1, t, w, by_ticket[t]) for k, t in enumerate(("A001", "A002", "A003"))),
+        strict=True,
+    )
+    out = {
+        r.ticket: r
+        for r in correlate("H1", w.sessions, presses, invites=invites, cases=cases, cfg=CFG).results
+    }
     for ticket in ("A001", "A002"):
         assert out[ticket].flags == (Flag.CASE_AMBIGUOUS,) and out[ticket].counted
         assert out[ticket].confidence == 0.7

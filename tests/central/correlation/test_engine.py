@@ -57,23 +57,53 @@ class Hall:
         self.invites.append(InviteRecord("gw1", self.seq, at(when), 1, 0x81, info, 30, "ok"))
         return info
 
-    def press(self, when: str, key: int = 1, *, token: int = 0,
-              invitation: InvitationInfo | None = None, marks: tuple[str, ...] = (),
-              source: TimeSource = TimeSource.SYNCED) -> Press:
+    def press(
+        self,
+        when: str,
+        key: int = 1,
+        *,
+        token: int = 0,
+        invitation: InvitationInfo | None = None,
+        marks: tuple[str, ...] = (),
+        source: TimeSource = TimeSource.SYNCED,
+    ) -> Press:
         self.seq += 1
         moment = at(when)
-        p = Press("gw1", self.seq, moment, source, "b" * 16,
-                  int((moment - at("08:00:00")).total_seconds() * 1e9), 1, 0x81,
-                  self.seq % 256, key, token, invitation, frozenset(marks))
+        p = Press(
+            "gw1",
+            self.seq,
+            moment,
+            source,
+            "b" * 16,
+            int((moment - at("08:00:00")).total_seconds() * 1e9),
+            1,
+            0x81,
+            self.seq % 256,
+            key,
+            token,
+            invitation,
+            frozenset(marks),
+        )
         self.presses.append(p)
         return p
 
-    def run(self, cases: list[CaseInfo] | None = None, verdicts: list[Verdict] | None = None,
-            cfg: CorrelationConfig | None = None) -> dict[int, Correlation]:
+    def run(
+        self,
+        cases: list[CaseInfo] | None = None,
+        verdicts: list[Verdict] | None = None,
+        cfg: CorrelationConfig | None = None,
+    ) -> dict[int, Correlation]:
         day = build_sessions("H1", self.feed.records)
-        out = correlate("H1", day.sessions, self.presses, invites=self.invites,
-                        cases=cases or [], verdicts=verdicts or [], presence=day.presence,
-                        cfg=cfg or CorrelationConfig())
+        out = correlate(
+            "H1",
+            day.sessions,
+            self.presses,
+            invites=self.invites,
+            cases=cases or [],
+            verdicts=verdicts or [],
+            presence=day.presence,
+            cfg=cfg or CorrelationConfig(),
+        )
         return {c.seq: c for c in out.results}
 
 
@@ -105,7 +135,11 @@ def test_unknown_session_is_resolved_from_centrals_own_invitation_record() -> No
     stranger = h.press("09:13:30", token=99, marks=("UNKNOWN_SESSION",))
     r = h.run()
     assert (r[p.seq].basis, r[p.seq].confidence, r[p.seq].flags, r[p.seq].counted) == (
-        Basis.INVITE_RECORD, 0.9, (), True)
+        Basis.INVITE_RECORD,
+        0.9,
+        (),
+        True,
+    )
     # a token nobody issued: no invitation, matched by time, not counted
     s = r[stranger.seq]
     assert (s.basis, s.flags, s.counted) == (Basis.AFTER_SERVICE, (Flag.OUT_OF_SESSION,), False)
@@ -118,10 +152,16 @@ def test_uninvited_presses_by_time_and_orphans() -> None:
     too_late = h.press("09:20:00")
     r = h.run()
     assert (r[during.seq].basis, r[during.seq].confidence, r[during.seq].ticket) == (
-        Basis.IN_SERVICE, 0.6, "A001")
+        Basis.IN_SERVICE,
+        0.6,
+        "A001",
+    )
     assert r[during.seq].flags == (Flag.OUT_OF_SESSION,) and not r[during.seq].counted
     assert (r[after.seq].basis, r[after.seq].confidence, r[after.seq].ticket) == (
-        Basis.AFTER_SERVICE, 0.5, "A002")
+        Basis.AFTER_SERVICE,
+        0.5,
+        "A002",
+    )
     orphan = r[too_late.seq]
     assert orphan.flags == (Flag.ORPHAN, Flag.OUT_OF_SESSION) and orphan.session_id is None
     assert (orphan.confidence, orphan.counted, orphan.staff) == (0.0, False, STAFF)
@@ -197,13 +237,18 @@ def test_camera_verdict_absent_means_self_press_suspected() -> None:
     i1, i2 = h.invite("09:06:01", h.fn1, 7), h.invite("09:12:01", h.fn2, 8)
     p1 = h.press("09:06:09", key=1, token=7, invitation=i1)
     p2 = h.press("09:12:09", key=1, token=8, invitation=i2)
-    verdicts = [Verdict("gw1", 5001, at("09:06:10"), 1, 0x81, p1.dev_seq, "absent", 0.9),
-                Verdict("gw1", 5002, at("09:12:10"), 1, 0x81, p2.dev_seq, "present", 0.8),
-                # same dev_seq an hour later (SEQ wraps): not this press
-                Verdict("gw1", 5003, at("10:12:10"), 1, 0x81, p2.dev_seq, "absent", 0.9)]
+    verdicts = [
+        Verdict("gw1", 5001, at("09:06:10"), 1, 0x81, p1.dev_seq, "absent", 0.9),
+        Verdict("gw1", 5002, at("09:12:10"), 1, 0x81, p2.dev_seq, "present", 0.8),
+        # same dev_seq an hour later (SEQ wraps): not this press
+        Verdict("gw1", 5003, at("10:12:10"), 1, 0x81, p2.dev_seq, "absent", 0.9),
+    ]
     r = h.run(verdicts=verdicts)
     assert (r[p1.seq].flags, r[p1.seq].counted, r[p1.seq].citizen) == (
-        (Flag.SELF_PRESS_SUSPECTED,), False, "absent")
+        (Flag.SELF_PRESS_SUSPECTED,),
+        False,
+        "absent",
+    )
     assert (r[p2.seq].flags, r[p2.seq].counted, r[p2.seq].citizen) == ((), True, "present")
 
 
@@ -216,19 +261,27 @@ def test_unrepaired_clock_halves_a_time_based_confidence() -> None:
 def test_case_ties_tolerance_staff_and_nearest() -> None:
     h = Hall()
     day = build_sessions("H1", h.feed.records)
-    ties = tie_cases("H1", day.sessions, [
-        case("inside", "09:02:00"),
-        case("entered-after", "09:06:20"),  # after A001 ended, before A002 began
-        case("before-next-start", "09:07:10"),  # A002 called, not seated: still A001's time
-        case("in-next", "09:08:00"),
-        case("other-staff", "09:02:00", staff="000999"),
-        case("far", "09:30:00"),  # 18 min after anything: beyond the 600 s entry lag
-        case("online", "09:02:00", window=None),  # type: ignore[arg-type]
-    ], CorrelationConfig())
+    ties = tie_cases(
+        "H1",
+        day.sessions,
+        [
+            case("inside", "09:02:00"),
+            case("entered-after", "09:06:20"),  # after A001 ended, before A002 began
+            case("before-next-start", "09:07:10"),  # A002 called, not seated: still A001's time
+            case("in-next", "09:08:00"),
+            case("other-staff", "09:02:00", staff="000999"),
+            case("far", "09:30:00"),  # 18 min after anything: beyond the 600 s entry lag
+            case("online", "09:02:00", window=None),  # type: ignore[arg-type]
+        ],
+        CorrelationConfig(),
+    )
     by_ticket = {s.session_id: s.ticket for s in day.sessions}
     assert {n: by_ticket[t.session_id] for n, t in ties.items()} == {
-        "inside": "A001", "entered-after": "A001", "before-next-start": "A001",
-        "in-next": "A002"}
+        "inside": "A001",
+        "entered-after": "A001",
+        "before-next-start": "A001",
+        "in-next": "A002",
+    }
     assert (ties["entered-after"].distance_s, ties["entered-after"].reason) == (20.0, "entry_lag")
     inv = h.invite("09:06:01", h.fn1, 7)
     p = h.press("09:06:09", token=7, invitation=inv)
@@ -243,12 +296,26 @@ def _inputs(seed: int) -> dict[str, Any]:
         if e.kind == "queue.event":
             queue.append(QueueRecord.from_body(day.gateway, e.seq, e.at, e.body))
         elif e.kind == "evaluator.key" and "RETRANSMIT" not in e.body["marks"]:
-            presses.append(Press.from_body(day.gateway, e.seq, e.at, TimeSource.SYNCED, e.boot,
-                                           e.mono_ns, e.body))
+            presses.append(
+                Press.from_body(
+                    day.gateway, e.seq, e.at, TimeSource.SYNCED, e.boot, e.mono_ns, e.body
+                )
+            )
         elif e.kind == "evaluator.invite":
             invites.append(InviteRecord.from_body(day.gateway, e.seq, e.at, e.body))
-    cases = [CaseInfo(c.case_no, day.hall, c.window, c.staff, c.accepted_at, c.department,
-                      c.item_code, c.applicant) for c in day.cases]
+    cases = [
+        CaseInfo(
+            c.case_no,
+            day.hall,
+            c.window,
+            c.staff,
+            c.accepted_at,
+            c.department,
+            c.item_code,
+            c.applicant,
+        )
+        for c in day.cases
+    ]
     return {"day": day, "queue": queue, "presses": presses, "invites": invites, "cases": cases}
 
 
@@ -263,14 +330,23 @@ def test_a_generated_day_in_any_order_gives_the_truth(seed: int) -> None:
         for items in lists.values():
             rng.shuffle(items)
         built = build_sessions("H1", lists["queue"])
-        out = correlate("H1", built.sessions, lists["presses"], invites=lists["invites"],
-                        cases=lists["cases"], presence=built.presence)
+        out = correlate(
+            "H1",
+            built.sessions,
+            lists["presses"],
+            invites=lists["invites"],
+            cases=lists["cases"],
+            presence=built.presence,
+        )
         outputs.append(out)
     assert outputs[0] == outputs[1] == outputs[2]  # deterministic: same inputs, same output
     where = {s.session_id: (s.window, s.ticket) for s in outputs[0].sessions}
     for r in outputs[0].results:
         truth = day.truth[r.seq]
         doubt = Flag.CASE_AMBIGUOUS in r.flags  # the engine's doubt, not a physical fact
-        assert (where.get(r.session_id or ""), {f.value for f in r.flags if f != "CASE_AMBIGUOUS"},
-                r.counted) == (truth.session, truth.flags, truth.counted), r
+        assert (
+            where.get(r.session_id or ""),
+            {f.value for f in r.flags if f != "CASE_AMBIGUOUS"},
+            r.counted,
+        ) == (truth.session, truth.flags, truth.counted), r
         assert doubt or set(r.case_nos) == truth.cases, r

@@ -77,12 +77,16 @@ def score(day: HallDay, results: dict[int, Any], stored_sessions: dict[str, Any]
         c_ok += len(got_cases & truth.cases)
         flags = set(row.flags) - {AMBIGUOUS}
         if flags != truth.flags or row.counted != truth.counted or row.key != truth.key:
-            out.wrong.append(f"{seq} ({truth.category}): flags {sorted(row.flags)} counted "
-                             f"{row.counted}, expected {sorted(truth.flags)} {truth.counted}")
+            out.wrong.append(
+                f"{seq} ({truth.category}): flags {sorted(row.flags)} counted "
+                f"{row.counted}, expected {sorted(truth.flags)} {truth.counted}"
+            )
         out.ambiguous += AMBIGUOUS in row.flags
         if got_cases != truth.cases and AMBIGUOUS not in row.flags:
-            out.wrong.append(f"{seq} ({truth.category}): cases {sorted(got_cases)} silently, "
-                             f"expected {sorted(truth.cases)}")
+            out.wrong.append(
+                f"{seq} ({truth.category}): cases {sorted(got_cases)} silently, "
+                f"expected {sorted(truth.cases)}"
+            )
     out.session_pairs, out.case_pairs = (s_ok, s_pred, s_true), (c_ok, c_pred, c_true)
     return out
 
@@ -106,7 +110,10 @@ def assert_sessions_match(day: HallDay, stored: dict[str, Any]) -> None:
         row = served[key]
         assert row.outcome == truth.outcome, key
         assert (row.called_at, row.started_at, row.ended_at) == (
-            truth.called_at, truth.started_at, truth.ended_at), key
+            truth.called_at,
+            truth.started_at,
+            truth.ended_at,
+        ), key
         assert row.next_start_at == truth.next_start_at, key  # LATE from then on
         assert row.queued_at == truth.queued_at, key
         assert row.staff == truth.staff, key
@@ -126,14 +133,17 @@ async def test_a_hall_day_is_correlated_as_the_truth_says(engine: AsyncEngine) -
     assert_matches_truth(day, results, stored)
     assert_sessions_match(day, stored)
     # the first hour's unsynchronised stamps were repaired from the boot's offset
-    first_hour = [r for r in results.values() if r.evaluated_at < dt.datetime(
-        2026, 11, 20, 1, 40, tzinfo=dt.UTC)]
+    first_hour = [
+        r
+        for r in results.values()
+        if r.evaluated_at < dt.datetime(2026, 11, 20, 1, 40, tzinfo=dt.UTC)
+    ]
     assert first_hour and {r.time_source for r in first_hour} == {"repaired"}
 
     again = await run_once(engine, cfg=CFG, now=NOW)
     assert (again.new_results, again.reissued, again.new_events, again.days) == (0, 0, 0, [])
     async with engine.connect() as conn:
-        total = (await conn.execute(select(func.count()).select_from(correlation_results)))
+        total = await conn.execute(select(func.count()).select_from(correlation_results))
         assert total.scalar() == len(day.truth)
 
 
@@ -177,8 +187,9 @@ async def test_uplink_cut_for_half_the_day_then_replayed_out_of_order(
     versions = await all_versions(engine)
     reissued = {seq for seq, rows in versions.items() if len(rows) > 1}
     assert affected and reissued == affected
-    assert all(len(rows) == 2 and rows[1].supersedes == 1 for s, rows in versions.items()
-               if s in affected)
+    assert all(
+        len(rows) == 2 and rows[1].supersedes == 1 for s, rows in versions.items() if s in affected
+    )
     assert second.reissued == len(affected)
     async with engine.connect() as conn:
         logged = {r.seq for r in (await conn.execute(select(correlation_reissues))).all()}
@@ -198,14 +209,18 @@ async def test_another_day_shape_also_matches(engine: AsyncEngine, seed: int) ->
     assert_matches_truth(day, await current(engine), await sessions(engine))
 
 
-@pytest.mark.parametrize("habits", [
-    # every member of staff enters cases two minutes after the service (the next one runs)
-    Habits(entry_lagging_share=1.0, entry_lag_range=(120.0, 120.0)),
-    # every one with a habit of their own, up to nine and a half minutes
-    Habits(entry_lagging_share=1.0, entry_lag_range=(20.0, 570.0)),
-    # nobody lags; staff call the next number only after the citizen has pressed
-    Habits(entry_lagging_share=0.0, call_after_finish=(35.0, 60.0)),
-], ids=["all-lag-2min", "all-lag-up-to-10min", "prompt-late-calls"])
+@pytest.mark.parametrize(
+    "habits",
+    [
+        # every member of staff enters cases two minutes after the service (the next one runs)
+        Habits(entry_lagging_share=1.0, entry_lag_range=(120.0, 120.0)),
+        # every one with a habit of their own, up to nine and a half minutes
+        Habits(entry_lagging_share=1.0, entry_lag_range=(20.0, 570.0)),
+        # nobody lags; staff call the next number only after the citizen has pressed
+        Habits(entry_lagging_share=0.0, call_after_finish=(35.0, 60.0)),
+    ],
+    ids=["all-lag-2min", "all-lag-up-to-10min", "prompt-late-calls"],
+)
 async def test_entry_lag_and_call_habits(engine: AsyncEngine, habits: Habits) -> None:
     day = generate(seed=5, habits=habits)
     await store_cases(engine, [case_record(c) for c in day.cases])

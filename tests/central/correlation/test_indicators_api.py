@@ -29,17 +29,20 @@ from central.rules.indicators import CaseStatus
 from tests.central.correlation.conftest import store_cases
 from tests.central.correlation.journal import small_hall, small_hall_cases
 
-SETUP = {"hall": "H9", "opening": [{"start": "09:00", "end": "12:00"},
-                                   {"start": "13:00", "end": "17:00"}],
-         "windows": {"1": "市场监管局", "2": "人社局"}}
+SETUP = {
+    "hall": "H9",
+    "opening": [{"start": "09:00", "end": "12:00"}, {"start": "13:00", "end": "17:00"}],
+    "windows": {"1": "市场监管局", "2": "人社局"},
+}
 
 
 @pytest.fixture
 async def client(engine: AsyncEngine) -> AsyncIterator[httpx.AsyncClient]:
     await register(engine, "H9", "gw9")
     await small_hall(engine)
-    await store_cases(engine, [CaseRecord(**{**c, "status": CaseStatus(c["status"])})
-                               for c in small_hall_cases()])
+    await store_cases(
+        engine, [CaseRecord(**{**c, "status": CaseStatus(c["status"])}) for c in small_hall_cases()]
+    )
     await run_once(engine)
     transport = httpx.ASGITransport(app=create_app(engine))
     async with httpx.AsyncClient(transport=transport, base_url="http://central") as c:
@@ -54,18 +57,23 @@ def ratios(group: dict[str, Any]) -> dict[str, tuple[float, float]]:
     return {k: (v["numerator"], v["denominator"]) for k, v in group["ratios"].items()}
 
 
-async def get(client: httpx.AsyncClient, headers: dict[str, str], **params: str
-              ) -> list[dict[str, Any]]:
-    response = await client.get("/api/v1/indicators", headers=headers, params={
-        "from": "2026-11-20", "to": "2026-11-20", **params})
+async def get(
+    client: httpx.AsyncClient, headers: dict[str, str], **params: str
+) -> list[dict[str, Any]]:
+    response = await client.get(
+        "/api/v1/indicators",
+        headers=headers,
+        params={"from": "2026-11-20", "to": "2026-11-20", **params},
+    )
     assert response.status_code == 200, response.text
     return response.json()["groups"]  # type: ignore[no-any-return]
 
 
 async def test_hall_indicators_by_hand(client: httpx.AsyncClient, engine: AsyncEngine) -> None:
     headers = await bearer(engine, Role.SUPERVISOR)
-    assert (await client.put("/api/v1/halls/H9/setup", headers=headers, json=SETUP)
-            ).status_code == 200
+    assert (
+        await client.put("/api/v1/halls/H9/setup", headers=headers, json=SETUP)
+    ).status_code == 200
     (hall,) = await get(client, headers, group="hall", hall="H9")
     assert hall["group"]["hall"] == "H9"
     assert ratios(hall) == {
@@ -92,12 +100,14 @@ async def test_hall_indicators_by_hand(client: httpx.AsyncClient, engine: AsyncE
     assert hall["ratios"]["no_show_rate"]["value"] == pytest.approx(1 / 6)
 
 
-async def test_department_window_and_staff_groups(client: httpx.AsyncClient,
-                                                  engine: AsyncEngine) -> None:
+async def test_department_window_and_staff_groups(
+    client: httpx.AsyncClient, engine: AsyncEngine
+) -> None:
     headers = await bearer(engine, Role.SUPERVISOR)
     await client.put("/api/v1/halls/H9/setup", headers=headers, json=SETUP)
-    departments = {g["group"]["department"]: ratios(g)
-                   for g in await get(client, headers, group="department")}
+    departments = {
+        g["group"]["department"]: ratios(g) for g in await get(client, headers, group="department")
+    }
     assert set(departments) == {"市场监管局", "人社局"}
     market, labour = departments["市场监管局"], departments["人社局"]
     # cases by their own department; sessions, evaluations and presence by the window roster
@@ -108,8 +118,7 @@ async def test_department_window_and_staff_groups(client: httpx.AsyncClient,
     assert market["avg_wait_minutes"] == (25, 3) and labour["avg_wait_minutes"] == (46, 2)
     assert market["staffed_rate"] == (300, 360) and labour["staffed_rate"] == (90, 360)
 
-    windows = {g["group"]["window"]: ratios(g) for g in await get(client, headers,
-                                                                  group="window")}
+    windows = {g["group"]["window"]: ratios(g) for g in await get(client, headers, group="window")}
     assert windows["1"]["promise_speedup"] == (10, 45)  # C1 5/10, C2 0/20, C4 5/15
     assert windows["1"]["evaluation_rate"] == (2, 3)
     staff = {g["group"]["staff"]: ratios(g) for g in await get(client, headers, group="staff")}
@@ -122,22 +131,35 @@ async def test_department_window_and_staff_groups(client: httpx.AsyncClient,
 async def test_a_department_leader_sees_only_their_department(
     client: httpx.AsyncClient, engine: AsyncEngine
 ) -> None:
-    await client.put("/api/v1/halls/H9/setup", headers=await bearer(engine, Role.SUPERVISOR),
-                     json=SETUP)
+    await client.put(
+        "/api/v1/halls/H9/setup", headers=await bearer(engine, Role.SUPERVISOR), json=SETUP
+    )
     leader = await bearer(engine, Role.DEPARTMENT_LEADER, department="人社局")
     (group,) = await get(client, leader, group="department")
     assert group["group"]["department"] == "人社局"
     r = ratios(group)
     assert (r["same_day_rate"], r["evaluation_rate"], r["satisfaction_rate"]) == (
-        (1, 2), (1, 2), (1, 1))
+        (1, 2),
+        (1, 2),
+        (1, 1),
+    )
     assert (r["no_show_rate"], r["avg_wait_minutes"], r["staffed_rate"]) == (
-        (0, 2), (46, 2), (90, 360))
-    other = await client.get("/api/v1/indicators", headers=leader, params={
-        "from": "2026-11-20", "to": "2026-11-20", "department": "市场监管局"})
+        (0, 2),
+        (46, 2),
+        (90, 360),
+    )
+    other = await client.get(
+        "/api/v1/indicators",
+        headers=leader,
+        params={"from": "2026-11-20", "to": "2026-11-20", "department": "市场监管局"},
+    )
     assert other.status_code == 403
     manager = await bearer(engine, Role.HALL_MANAGER, hall="H1")
-    refused = await client.get("/api/v1/indicators", headers=manager, params={
-        "from": "2026-11-20", "to": "2026-11-20", "hall": "H9"})
+    refused = await client.get(
+        "/api/v1/indicators",
+        headers=manager,
+        params={"from": "2026-11-20", "to": "2026-11-20", "hall": "H9"},
+    )
     assert refused.status_code == 403
 
 
@@ -149,12 +171,15 @@ async def test_without_a_setup_the_roster_comes_from_the_cases(
     # window 1 took two 市场监管局 cases and one 人社局 case
     assert setup["windows"] == {"1": "市场监管局", "2": "人社局"}
     assert [(p["start"], p["end"]) for p in setup["opening"]] == [
-        ("09:00", "12:00"), ("13:00", "17:00")]
+        ("09:00", "12:00"),
+        ("13:00", "17:00"),
+    ]
     (hall,) = await get(client, headers, group="hall")
     assert ratios(hall)["staffed_rate"] == (390, 720)
     manager = await bearer(engine, Role.HALL_MANAGER, hall="H9")
-    assert (await client.put("/api/v1/halls/H9/setup", headers=manager, json=SETUP)
-            ).status_code == 403
+    assert (
+        await client.put("/api/v1/halls/H9/setup", headers=manager, json=SETUP)
+    ).status_code == 403
 
 
 async def test_staff_are_shown_by_name_where_the_setup_names_them(
@@ -164,32 +189,46 @@ async def test_staff_are_shown_by_name_where_the_setup_names_them(
     name beside the number, and only where there is one (case lists: test_figures)."""
     headers = await bearer(engine, Role.SUPERVISOR)
     named = {**SETUP, "staff": {"000101": "王芳"}}
-    assert (await client.put("/api/v1/halls/H9/setup", headers=headers, json=named)
-            ).json()["staff"] == {"000101": "王芳"}
+    assert (await client.put("/api/v1/halls/H9/setup", headers=headers, json=named)).json()[
+        "staff"
+    ] == {"000101": "王芳"}
     bad = {**SETUP, "staff": {"101": "王芳"}}
-    assert (await client.put("/api/v1/halls/H9/setup", headers=headers, json=bad)
-            ).status_code == 422
+    assert (
+        await client.put("/api/v1/halls/H9/setup", headers=headers, json=bad)
+    ).status_code == 422
 
     def names(items: list[dict[str, Any]], key: str = "staff") -> set[tuple[Any, Any]]:
         return {(x[key], x[f"{key}_name"]) for x in items if x[key]}
 
-    assert {(g["group"]["staff"], g["group"]["staff_name"])
-            for g in await get(client, headers, group="staff")} == {
-        ("000101", "王芳"), ("000202", None)}
+    assert {
+        (g["group"]["staff"], g["group"]["staff_name"])
+        for g in await get(client, headers, group="staff")
+    } == {("000101", "王芳"), ("000202", None)}
     dates = {"from": "2026-11-20", "to": "2026-11-20"}
     for path in ("/api/v1/sessions", "/api/v1/evaluations"):
         items = (await client.get(path, headers=headers, params=dates)).json()["items"]
         assert names(items) == {("000101", "王芳"), ("000202", None)}, path
     presence = (await client.get("/api/v1/presence", headers=headers, params=dates)).json()
     assert names(presence) == {("000101", "王芳"), ("000202", None)}
-    drill = (await client.get("/api/v1/drilldown", headers=headers, params={
-        "first": "2026-11-20", "last": "2026-11-20", "hall": "H9", "department": "市场监管局",
-        "window": "1"})).json()
+    drill = (
+        await client.get(
+            "/api/v1/drilldown",
+            headers=headers,
+            params={
+                "first": "2026-11-20",
+                "last": "2026-11-20",
+                "hall": "H9",
+                "department": "市场监管局",
+                "window": "1",
+            },
+        )
+    ).json()
     assert [(g["staff"], g["staff_name"]) for g in drill["groups"]] == [("000101", "王芳")]
     export = await client.get("/api/v1/evaluations/export", headers=headers, params=dates)
     rows = list(csv.DictReader(io.StringIO(export.text)))
     assert {(r["staff"], r["staff_name"]) for r in rows} == {("000101", "王芳"), ("000202", "")}
-    bulletin = await client.get("/api/v1/bulletin.csv", headers=headers, params={
-        "month": "2026-11", "part": "bad_reviews"})
+    bulletin = await client.get(
+        "/api/v1/bulletin.csv", headers=headers, params={"month": "2026-11", "part": "bad_reviews"}
+    )
     table = list(csv.reader(io.StringIO(bulletin.content.decode("utf-8-sig"))))
     assert table[0][3:5] == ["工号", "姓名"] and table[1][3:5] == ["000101", "王芳"]

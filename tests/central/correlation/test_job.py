@@ -36,8 +36,9 @@ def _repeat_pair(day: HallDay) -> tuple[GenEvent, GenEvent]:
     by_seq = {e.seq: e for e in day.events}
     for seq, truth in sorted(day.truth.items()):
         if truth.category == "repeat" and "DUPLICATE" in truth.flags:
-            first = next(s for s, t in sorted(day.truth.items())
-                         if t.session == truth.session and t.counted)
+            first = next(
+                s for s, t in sorted(day.truth.items()) if t.session == truth.session and t.counted
+            )
             return by_seq[first], by_seq[seq]
     raise AssertionError("the generated day has no repeated press")
 
@@ -54,12 +55,19 @@ async def _followups(engine: AsyncEngine) -> dict[int, Any]:
 
 async def _events_of(engine: AsyncEngine, item: str) -> list[Any]:
     async with engine.connect() as conn:
-        return list((await conn.execute(select(followup_events).where(
-            followup_events.c.item_id == item).order_by(followup_events.c.id))).all())
+        return list(
+            (
+                await conn.execute(
+                    select(followup_events)
+                    .where(followup_events.c.item_id == item)
+                    .order_by(followup_events.c.id)
+                )
+            ).all()
+        )
 
 
 async def test_a_late_earlier_press_makes_exactly_the_later_one_a_duplicate(
-    engine: AsyncEngine
+    engine: AsyncEngine,
 ) -> None:
     day = generate(seed=7)
     first, second = _repeat_pair(day)
@@ -98,11 +106,13 @@ async def test_a_late_earlier_press_makes_exactly_the_later_one_a_duplicate(
     assert await all_versions(engine) == versions
 
 
-async def test_a_late_case_reissues_exactly_its_sessions_evaluations(engine: AsyncEngine
-                                                                      ) -> None:
+async def test_a_late_case_reissues_exactly_its_sessions_evaluations(engine: AsyncEngine) -> None:
     day = generate(seed=7)
-    late = next(c for c in day.cases if c.session is not None and any(
-        t.session == c.session for t in day.truth.values()))
+    late = next(
+        c
+        for c in day.cases
+        if c.session is not None and any(t.session == c.session for t in day.truth.values())
+    )
     await store_cases(engine, [case_record(c) for c in day.cases if c is not late])
     await deliver(engine, day, day.events)
     await run_once(engine, cfg=CFG, now=FRIDAY)
@@ -125,7 +135,7 @@ async def test_a_late_case_reissues_exactly_its_sessions_evaluations(engine: Asy
 
 
 async def test_follow_up_items_are_opened_once_and_escalate_on_working_days(
-    engine: AsyncEngine
+    engine: AsyncEngine,
 ) -> None:
     day = generate(seed=7)
     await store_cases(engine, [case_record(c) for c in day.cases])
@@ -154,7 +164,7 @@ async def test_follow_up_items_are_opened_once_and_escalate_on_working_days(
 
 
 async def test_an_absent_citizen_verdict_reissues_as_self_press_suspected(
-    engine: AsyncEngine
+    engine: AsyncEngine,
 ) -> None:
     day = generate(seed=7)
     await store_cases(engine, [case_record(c) for c in day.cases])
@@ -166,20 +176,42 @@ async def test_an_absent_citizen_verdict_reissues_as_self_press_suspected(
     # a camera.verdict as the gateway journals it (central decodes it with its model)
     async with engine.begin() as conn:
         last = (await conn.execute(select(func.max(events.c.seq)))).scalar()
-        await conn.execute(insert(events).values(
-            gateway_id=day.gateway, seq=last + 1, hall_id=day.hall, kind="camera.verdict",
-            utc=press.utc + dt.timedelta(seconds=2), mono_ns=press.mono_ns + 2_000_000_000,
-            boot=press.boot, synced=press.synced, received_at=dt.datetime.now(dt.UTC),
-            body={"window": press.body["window"], "addr": press.body["addr"],
-                  "dev_seq": press.body["dev_seq"], "verdict": "absent", "confidence": 0.93,
-                  "snapshot_sha256": "ab" * 32, "reason": "nobody at the counter",
-                  "at_mono_ns": press.mono_ns, "frames": 12, "occupied_frames": 0,
-                  "manifest_seq": 1, "manifest_head": "cd" * 32, "key_seq": seq}))
+        await conn.execute(
+            insert(events).values(
+                gateway_id=day.gateway,
+                seq=last + 1,
+                hall_id=day.hall,
+                kind="camera.verdict",
+                utc=press.utc + dt.timedelta(seconds=2),
+                mono_ns=press.mono_ns + 2_000_000_000,
+                boot=press.boot,
+                synced=press.synced,
+                received_at=dt.datetime.now(dt.UTC),
+                body={
+                    "window": press.body["window"],
+                    "addr": press.body["addr"],
+                    "dev_seq": press.body["dev_seq"],
+                    "verdict": "absent",
+                    "confidence": 0.93,
+                    "snapshot_sha256": "ab" * 32,
+                    "reason": "nobody at the counter",
+                    "at_mono_ns": press.mono_ns,
+                    "frames": 12,
+                    "occupied_frames": 0,
+                    "manifest_seq": 1,
+                    "manifest_head": "cd" * 32,
+                    "key_seq": seq,
+                },
+            )
+        )
     report = await run_once(engine, cfg=CFG, now=FRIDAY)
     assert report.reissued == 1
     row = (await current(engine))[seq]
     assert ("SELF_PRESS_SUSPECTED" in row.flags, row.counted, row.citizen) == (
-        True, False, "absent")
+        True,
+        False,
+        "absent",
+    )
     item = (await _followups(engine))[seq]
     assert [e.kind for e in await _events_of(engine, item.item_id)][-1] == "followup.reissued"
 

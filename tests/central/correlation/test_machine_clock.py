@@ -36,9 +36,14 @@ class Machine:
         return parsed
 
 
-def day(machine: Machine, outage: tuple[float, float] | None, *, trusted: bool = True,
-        hours: float = 4, every_s: float = 17.3
-        ) -> tuple[list[ClockSample], dict[int, dt.datetime]]:
+def day(
+    machine: Machine,
+    outage: tuple[float, float] | None,
+    *,
+    trusted: bool = True,
+    hours: float = 4,
+    every_s: float = 17.3,
+) -> tuple[list[ClockSample], dict[int, dt.datetime]]:
     """A message every ``every_s`` for ``hours``; those of the outage (minutes from T0) are
     received when it ends, in order, 20 ms apart. Returns the samples and each one's true time."""
     samples, truth = [], {}
@@ -59,22 +64,26 @@ def day(machine: Machine, outage: tuple[float, float] | None, *, trusted: bool =
     return samples, truth
 
 
-def late_keys(truth: dict[int, dt.datetime], samples: list[ClockSample], beyond: float = 10
-              ) -> set[object]:
+def late_keys(
+    truth: dict[int, dt.datetime], samples: list[ClockSample], beyond: float = 10
+) -> set[object]:
     return {s.key for s in samples if (s.received - truth[s.key]).total_seconds() > beyond}
 
 
-def assert_late_ones_placed(placed: dict[object, dt.datetime], truth: dict[int, dt.datetime],
-                            samples: list[ClockSample]) -> None:
+def assert_late_ones_placed(
+    placed: dict[object, dt.datetime], truth: dict[int, dt.datetime], samples: list[ClockSample]
+) -> None:
     """Every message 15 s late or more is placed, none under 5 s (the floor's drift allowance
     blurs the 10 s line by a few seconds at an outage's far end)."""
     assert late_keys(truth, samples, 15) <= set(placed) <= late_keys(truth, samples, 5)
 
 
-def assert_placed_within(placed: dict[object, dt.datetime], truth: dict[int, dt.datetime],
-                         seconds: float) -> None:
-    errors = {k: abs((at - truth[k]).total_seconds()) for k, at in placed.items()
-              if isinstance(k, int)}
+def assert_placed_within(
+    placed: dict[object, dt.datetime], truth: dict[int, dt.datetime], seconds: float
+) -> None:
+    errors = {
+        k: abs((at - truth[k]).total_seconds()) for k, at in placed.items() if isinstance(k, int)
+    }
     assert errors and max(errors.values()) <= seconds, max(errors.values())
 
 
@@ -142,5 +151,6 @@ def test_lower_hull_keeps_the_floor() -> None:
 
 def test_machine_time_text() -> None:
     assert machine_datetime("2026-11-20T09:00:01") == dt.datetime(
-        2026, 11, 20, 1, 0, 1, tzinfo=dt.UTC)
+        2026, 11, 20, 1, 0, 1, tzinfo=dt.UTC
+    )
     assert machine_datetime(None) is None and machine_datetime("2026-11-20 9h") is None

@@ -53,8 +53,7 @@ async def record_a_cut_link(tmp: Path) -> dict[str, Any]:
     async with QueueMachineSimulator(tcp_port=0, clock=clock, heartbeat_interval=1.0) as qm:
         journal = Journal(tmp / "journal.db", Clock(assume_synced=True))
         await journal.open()
-        supervisor = QueueSupervisor(QueueConfig(transport=f"tcp://127.0.0.1:{qm.port}"),
-                                     journal)
+        supervisor = QueueSupervisor(QueueConfig(transport=f"tcp://127.0.0.1:{qm.port}"), journal)
         task = asyncio.create_task(supervisor.run())
         try:
             await until(lambda: qm.has_client)
@@ -103,10 +102,20 @@ async def test_a_cut_queue_link_is_placed_by_the_machine_clock(
         _recorded.update(await record_a_cut_link(tmp_path))
     events, truth = _recorded["events"], _recorded["truth"]
     assert events and all(e["kind"] in ("queue.event", "queue.fault") for e in events)
-    doc = {"v": 1, "hall": "H1", "gateway": "gw1", "sender_boot": events[-1]["boot"],
-           "events": events}
-    await Ingestor(engine).ingest([Incoming(topics.topic("H1", "gw1", topics.Channel.EVENTS),
-                                            json.dumps(doc).encode(), now())])
+    doc = {
+        "v": 1,
+        "hall": "H1",
+        "gateway": "gw1",
+        "sender_boot": events[-1]["boot"],
+        "events": events,
+    }
+    await Ingestor(engine).ingest(
+        [
+            Incoming(
+                topics.topic("H1", "gw1", topics.Channel.EVENTS), json.dumps(doc).encode(), now()
+            )
+        ]
+    )
     report = await run_once(engine, cfg=CFG)
     assert report.resent_placed >= 3
 

@@ -23,10 +23,12 @@ from tests.central.correlation.conftest import (
 from tests.central.correlation.hallday import HallDay, generate
 from tests.central.correlation.test_groundtruth import CFG, NOW, assert_matches_truth
 
-OUTAGES = ((dt.time(9, 50), dt.timedelta(seconds=8)),
-           (dt.time(10, 30), dt.timedelta(minutes=3)),
-           (dt.time(11, 55), dt.timedelta(hours=1)),  # across the lunch break (PS/LO, RS/LI)
-           (dt.time(15, 0), dt.timedelta(minutes=20)))
+OUTAGES = (
+    (dt.time(9, 50), dt.timedelta(seconds=8)),
+    (dt.time(10, 30), dt.timedelta(minutes=3)),
+    (dt.time(11, 55), dt.timedelta(hours=1)),  # across the lunch break (PS/LO, RS/LI)
+    (dt.time(15, 0), dt.timedelta(minutes=20)),
+)
 DRIFT = 2 / 3600  # the machine's clock gains 2 s an hour
 WHOLE_SECOND = 1.5  # the machine's clock counts whole seconds
 
@@ -90,10 +92,12 @@ def assert_sessions_close(day: HallDay, stored: dict[str, Any]) -> int:
         moved = {s for s, v in sources.items() if v == "machine_offset" and s != "queued"}
         assert surely.get(key, set()) <= moved <= maybe.get(key, set()), (key, sources)
         placed += len(moved)
-        for stage, got, want in (("queued", row.queued_at, truth.queued_at),
-                                 ("called", row.called_at, truth.called_at),
-                                 ("started", row.started_at, truth.started_at),
-                                 ("ended", row.ended_at, truth.ended_at)):
+        for stage, got, want in (
+            ("queued", row.queued_at, truth.queued_at),
+            ("called", row.called_at, truth.called_at),
+            ("started", row.started_at, truth.started_at),
+            ("ended", row.ended_at, truth.ended_at),
+        ):
             received = sources.get(stage, "receive") == "receive"
             # a message less than late_s late (caught in the resend burst) keeps its receive time
             allowed = late_s + WHOLE_SECOND if received else WHOLE_SECOND
@@ -131,16 +135,15 @@ async def test_sessions_presence_and_ties_through_queue_outages(engine: AsyncEng
     want = true_presence(day)
     assert len(got) == len(want)
     for g, w in zip(got, want, strict=True):
-        assert g[:2] == w[:2] and close(g[2], w[2], WHOLE_SECOND) and close(
-            g[3], w[3], WHOLE_SECOND), (g, w)
+        assert (
+            g[:2] == w[:2] and close(g[2], w[2], WHOLE_SECOND) and close(g[3], w[3], WHOLE_SECOND)
+        ), (g, w)
 
     again = await run_once(engine, cfg=CFG, now=NOW)
     assert (again.new_results, again.reissued, again.resent_placed) == (0, 0, 0)
 
 
-async def test_the_backlog_arriving_before_the_live_messages_after_it(
-    engine: AsyncEngine
-) -> None:
+async def test_the_backlog_arriving_before_the_live_messages_after_it(engine: AsyncEngine) -> None:
     """The uplink delivers the outage's resend first and the rest later: placed from the offset
     before the outage at first, refined once the live messages after it arrive."""
     day = hall_day()

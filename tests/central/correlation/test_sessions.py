@@ -26,16 +26,24 @@ class Feed:
     def __call__(self, when: str, type_: str, **fields: Any) -> QueueRecord:
         self.mseq += 1
         machine = (at(when) + dt.timedelta(hours=5)).replace(tzinfo=None).isoformat()
-        r = QueueRecord(gateway=self.gateway, seq=len(self.records) + 1, at=at(when),
-                        mseq=self.mseq, type=type_, machine_time=machine,
-                        raw=f"$QM,{self.mseq},{type_}", **fields)
+        r = QueueRecord(
+            gateway=self.gateway,
+            seq=len(self.records) + 1,
+            at=at(when),
+            mseq=self.mseq,
+            type=type_,
+            machine_time=machine,
+            raw=f"$QM,{self.mseq},{type_}",
+            **fields,
+        )
         self.records.append(r)
         return r
 
     def again(self, when: str, record: QueueRecord) -> None:
         """The machine's replay of a line the gateway journaled once already."""
-        self.records.append(QueueRecord(**{**_fields(record), "seq": len(self.records) + 1,
-                                           "at": at(when)}))
+        self.records.append(
+            QueueRecord(**{**_fields(record), "seq": len(self.records) + 1, "at": at(when)})
+        )
 
 
 def _fields(r: QueueRecord) -> dict[str, Any]:
@@ -79,7 +87,12 @@ def test_a_window_morning() -> None:
 
     a1 = s[(1, "A001")]
     assert (a1.outcome, a1.queued_at, a1.called_at, a1.started_at, a1.ended_at) == (
-        Outcome.FINISHED, at("09:00:00"), at("09:05:00"), at("09:05:30"), at("09:10:00"))
+        Outcome.FINISHED,
+        at("09:00:00"),
+        at("09:05:00"),
+        at("09:05:30"),
+        at("09:10:00"),
+    )
     assert a1.staff == "000111" and a1.finish_mseq == fn.mseq
     assert a1.next_call_at == at("09:10:20") and a1.wait_minutes() == 5.0
     # the next ticket never came (no-show): A001's citizen owns the window until the grace ends
@@ -104,8 +117,7 @@ def test_a_window_morning() -> None:
     assert (a4.outcome, a4.queued_at, a4.ended_at) == (Outcome.OPEN, None, None)
     assert s[(None, "A003")].outcome is Outcome.NOT_CALLED
 
-    presence = [(p.window, p.staff, p.start, p.end, p.opened_by, p.closed_by)
-                for p in day.presence]
+    presence = [(p.window, p.staff, p.start, p.end, p.opened_by, p.closed_by) for p in day.presence]
     assert presence == [
         (1, "000111", at("08:55:00"), at("09:12:00"), "LI", "PS"),
         (1, "000111", at("09:20:00"), at("09:50:00"), "RS", "LO"),
@@ -132,7 +144,11 @@ def test_calling_the_next_number_before_finishing() -> None:
     s = by_ticket(day.sessions)
     a10 = s[(3, "A010")]
     assert (a10.outcome, a10.ended_at, a10.next_call_at, a10.next_start_at) == (
-        Outcome.FINISHED, at("10:07:00"), at("10:06:00"), at("10:07:30"))
+        Outcome.FINISHED,
+        at("10:07:00"),
+        at("10:06:00"),
+        at("10:07:30"),
+    )
     assert s[(3, "A011")].outcome is Outcome.OPEN
     assert s[(3, "A011")].started_at == at("10:07:30")
     a12 = s[(4, "A012")]
@@ -144,7 +160,9 @@ def test_calling_the_next_number_before_finishing() -> None:
     assert s[(3, "A012")].called_at is None
     # staff present from their first service event, without a login
     assert [(p.window, p.opened_by, p.start) for p in day.presence] == [
-        (3, "activity", at("10:01:30")), (4, "activity", at("10:02:30"))]
+        (3, "activity", at("10:01:30")),
+        (4, "activity", at("10:02:30")),
+    ]
     # the same records handed over in another order give the same sessions
     assert build_sessions("H1", reversed(f.records)).sessions == day.sessions
 
@@ -158,4 +176,7 @@ def test_two_gateways_merge_by_time_and_keep_their_own_order() -> None:
     day = build_sessions("H1", [*b.records, *a.records])
     (session,) = day.sessions
     assert (session.queued_at, session.called_at, session.ended_at) == (
-        at("09:00:00"), at("09:01:00"), at("09:03:00"))
+        at("09:00:00"),
+        at("09:01:00"),
+        at("09:03:00"),
+    )

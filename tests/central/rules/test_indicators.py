@@ -345,12 +345,27 @@ def test_staffed_rate_counts_only_time_the_gateway_reported() -> None:
     """在岗率 over opening time ∩ the hall's reporting spans, by hand. H1 reported on 10-08
     09:00–10:30 and 14:00–20:00, all of 10-09, not at all on 10-10, 08:00–09:30 on 10-12;
     H2 never (missing from the mapping)."""
-    reporting = {"H1": [(t(10, 8, 9), t(10, 8, 10, 30)), (t(10, 8, 14), t(10, 8, 20)),
-                        (t(10, 9, 0), t(10, 10, 0)), (t(10, 12, 8), t(10, 12, 9, 30))]}
+    reporting = {
+        "H1": [
+            (t(10, 8, 9), t(10, 8, 10, 30)),
+            (t(10, 8, 14), t(10, 8, 20)),
+            (t(10, 9, 0), t(10, 10, 0)),
+            (t(10, 12, 8), t(10, 12, 9, 30)),
+        ]
+    }
 
     def run_reported(by: Grouping) -> dict[GroupKey, Indicators]:
-        return compute(PERIOD, by, CAL, cases=CASES, sessions=SESSIONS, evaluations=EVALUATIONS,
-                       staffing=STAFFING, halls=HALLS, reporting=reporting)
+        return compute(
+            PERIOD,
+            by,
+            CAL,
+            cases=CASES,
+            sessions=SESSIONS,
+            evaluations=EVALUATIONS,
+            staffing=STAFFING,
+            halls=HALLS,
+            reporting=reporting,
+        )
 
     halls = run_reported(Grouping.HALL)
     h1, h2 = halls[GroupKey(hall="H1")], halls[GroupKey(hall="H2")]
@@ -369,4 +384,6 @@ def test_staffed_rate_counts_only_time_the_gateway_reported() -> None:
     assert staff[GroupKey(hall="H1", staff="s2")].staffed_rate.value is None
     # no reporting mapping at all: every opening minute counts, as before
     assert pair(run(Grouping.HALL)[GroupKey(hall="H1")].staffed_coverage) == (
-        3 * 4 * 420, 3 * 4 * 420)
+        3 * 4 * 420,
+        3 * 4 * 420,
+    )

@@ -55,10 +55,12 @@ class Site:
         return {"Authorization": f"Bearer {await create_token(self.engine, role, **scope)}"}
 
 
-async def login(client: httpx.AsyncClient, name: str, password: str = seeds.PASSWORD
-                ) -> httpx.Response:
-    return await client.post("/login", data={"username": name, "password": password,
-                                             "next": "/overview"})
+async def login(
+    client: httpx.AsyncClient, name: str, password: str = seeds.PASSWORD
+) -> httpx.Response:
+    return await client.post(
+        "/login", data={"username": name, "password": password, "next": "/overview"}
+    )
 
 
 def csrf_of(client: httpx.AsyncClient) -> str:
@@ -88,8 +90,9 @@ async def site(database_url: str, tmp_path: Path) -> AsyncIterator[Site]:
     await seeds.ingest(engine, seed)
     await correlation_job.run_once(engine, calendar=calendar, now=seed.now)
     for name, (role, hall, department) in seeds.USERS.items():
-        await accounts_module.add(engine, name, seeds.PASSWORD, Role(role), hall=hall,
-                                  department=department)
+        await accounts_module.add(
+            engine, name, seeds.PASSWORD, Role(role), hall=hall, department=department
+        )
     app = create_app(engine)
     app.state.cases = CaseContext(masker=masker, calendar=calendar, ladder=DEFAULT_LADDER)
     app.state.web = WebContext.from_data_dir(tmp_path / "data")

@@ -28,24 +28,31 @@ def test_hashes_are_salted_scrypt_and_verify_only_the_right_password() -> None:
     assert not accounts.check_password("x", "not-a-hash")
 
 
-@pytest.mark.parametrize(("role", "hall", "department"), [
-    (Role.HALL_MANAGER, None, None), (Role.HALL_MANAGER, "H1", "公安局"),
-    (Role.DEPARTMENT_LEADER, None, None), (Role.DEPARTMENT_LEADER, "H1", "公安局"),
-    (Role.SUPERVISOR, "H1", None), (Role.TECHNICIAN, None, "公安局"),
-])
-def test_each_role_takes_exactly_its_own_scope(role: Role, hall: str | None,
-                                               department: str | None) -> None:
+@pytest.mark.parametrize(
+    ("role", "hall", "department"),
+    [
+        (Role.HALL_MANAGER, None, None),
+        (Role.HALL_MANAGER, "H1", "公安局"),
+        (Role.DEPARTMENT_LEADER, None, None),
+        (Role.DEPARTMENT_LEADER, "H1", "公安局"),
+        (Role.SUPERVISOR, "H1", None),
+        (Role.TECHNICIAN, None, "公安局"),
+    ],
+)
+def test_each_role_takes_exactly_its_own_scope(
+    role: Role, hall: str | None, department: str | None
+) -> None:
     with pytest.raises(accounts.AccountError):
         accounts.check_scope(role, hall, department)
 
 
-async def test_accounts_are_stored_with_their_scope_and_never_the_password(tmp_path: Path
-                                                                           ) -> None:
+async def test_accounts_are_stored_with_their_scope_and_never_the_password(tmp_path: Path) -> None:
     engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'c.db'}")
     await upgrade(engine)
     try:
-        await accounts.add(engine, "lingdao", "部门领导-登录密码-2026", Role.DEPARTMENT_LEADER,
-                           department="公安局")
+        await accounts.add(
+            engine, "lingdao", "部门领导-登录密码-2026", Role.DEPARTMENT_LEADER, department="公安局"
+        )
         with pytest.raises(accounts.AccountError, match="已存在"):
             await accounts.add(engine, "lingdao", "another-pass", Role.SUPERVISOR)
         with pytest.raises(accounts.AccountError, match="至少"):
@@ -61,32 +68,69 @@ async def test_accounts_are_stored_with_their_scope_and_never_the_password(tmp_p
 
 
 def _cli(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(CLI), "user", *args], input=stdin, text=True,
-                          capture_output=True, timeout=120)
+    return subprocess.run(
+        [str(CLI), "user", *args], input=stdin, text=True, capture_output=True, timeout=120
+    )
 
 
 def test_the_cli_adds_lists_disables_and_changes_passwords(tmp_path: Path) -> None:
-    config = write_yaml(tmp_path / "central.yaml", {
-        "database_url": f"sqlite+aiosqlite:///{tmp_path / 'c.db'}",
-        "data_dir": str(tmp_path / "data")})
+    config = write_yaml(
+        tmp_path / "central.yaml",
+        {
+            "database_url": f"sqlite+aiosqlite:///{tmp_path / 'c.db'}",
+            "data_dir": str(tmp_path / "data"),
+        },
+    )
     c = str(config)
-    added = _cli("add", "jiancha-wang", "--role", "supervisor", "--password-stdin", "-c", c,
-                 stdin="监察室-密码-2026\n")
+    added = _cli(
+        "add",
+        "jiancha-wang",
+        "--role",
+        "supervisor",
+        "--password-stdin",
+        "-c",
+        c,
+        stdin="监察室-密码-2026\n",
+    )
     assert added.returncode == 0, added.stderr
     assert "jiancha-wang" in added.stdout
-    leader = _cli("add", "gaj-li", "--role", "department_leader", "--department", "公安局",
-                  "--password-stdin", "-c", c, stdin="部门领导-密码-2026\n")
+    leader = _cli(
+        "add",
+        "gaj-li",
+        "--role",
+        "department_leader",
+        "--department",
+        "公安局",
+        "--password-stdin",
+        "-c",
+        c,
+        stdin="部门领导-密码-2026\n",
+    )
     assert leader.returncode == 0, leader.stderr
-    refused = _cli("add", "h1", "--role", "hall_manager", "--password-stdin", "-c", c,
-                   stdin="大厅管理员-2026\n")
+    refused = _cli(
+        "add",
+        "h1",
+        "--role",
+        "hall_manager",
+        "--password-stdin",
+        "-c",
+        c,
+        stdin="大厅管理员-2026\n",
+    )
     assert refused.returncode == 2 and "--hall" in refused.stderr
     assert _cli("add", "x", "--role", "boss", "-c", c).returncode == 2
     assert _cli("disable", "gaj-li", "-c", c).returncode == 0
     listed = _cli("list", "-c", c).stdout.splitlines()
-    assert listed == ["gaj-li\tdepartment_leader\t公安局\tdisabled",
-                      "jiancha-wang\tsupervisor\t-\tenabled"]
-    assert _cli("passwd", "jiancha-wang", "--password-stdin", "-c", c,
-                stdin="新的监察室密码-2026\n").returncode == 0
+    assert listed == [
+        "gaj-li\tdepartment_leader\t公安局\tdisabled",
+        "jiancha-wang\tsupervisor\t-\tenabled",
+    ]
+    assert (
+        _cli(
+            "passwd", "jiancha-wang", "--password-stdin", "-c", c, stdin="新的监察室密码-2026\n"
+        ).returncode
+        == 0
+    )
     assert _cli("disable", "nobody", "-c", c).returncode == 2
     # the CLI hashes at the production cost (OWASP's scrypt N=2^15, r=8, p=3)
     with sqlite3.connect(tmp_path / "c.db") as db:

@@ -30,9 +30,15 @@ from tests.support import procs
 from tests.support.broker import Broker, free_port
 
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run",
-                  "--disable-quic"]
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
 OUTPUT = Path(__file__).resolve().parents[3] / "test-output"
 SCREENSHOTS = OUTPUT / "screenshots" / "central"
 SIZES = [(1920, 1080), (1366, 768)]
@@ -50,8 +56,13 @@ class Central:
 
 
 def _cli(config: Path, *args: str, stdin: str = "") -> str:
-    done = subprocess.run([str(procs.BIN / "hallwatch-central"), *args, "-c", str(config)],
-                          input=stdin, text=True, capture_output=True, timeout=120)
+    done = subprocess.run(
+        [str(procs.BIN / "hallwatch-central"), *args, "-c", str(config)],
+        input=stdin,
+        text=True,
+        capture_output=True,
+        timeout=120,
+    )
     assert done.returncode == 0, (args, done.stdout, done.stderr)
     return done.stdout
 
@@ -87,12 +98,26 @@ def central(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Central]:
     config = procs.central_config(tmp, broker.port, db, http_port=port)
     procs.prepare_central(db, [("H1", "gw1"), ("H2", "gw2"), ("H3", "gw3")])
     for name, (role, hall, department) in seeds.USERS.items():
-        scope = [*(["--hall", hall] if hall else []),
-                 *(["--department", department] if department else [])]
-        _cli(config, "user", "add", name, "--role", role, *scope, "--password-stdin",
-             stdin=seeds.PASSWORD + "\n")
-    token = _cli(config, "token", "create", "--role", "supervisor", "--label", "审批系统"
-                 ).strip().splitlines()[-1]
+        scope = [
+            *(["--hall", hall] if hall else []),
+            *(["--department", department] if department else []),
+        ]
+        _cli(
+            config,
+            "user",
+            "add",
+            name,
+            "--role",
+            role,
+            *scope,
+            "--password-stdin",
+            stdin=seeds.PASSWORD + "\n",
+        )
+    token = (
+        _cli(config, "token", "create", "--role", "supervisor", "--label", "审批系统")
+        .strip()
+        .splitlines()[-1]
+    )
     seed = seeds.build(WorkCalendar())
     asyncio.run(_ingest(db, seed))
     log = tmp / "central.log"
@@ -100,9 +125,12 @@ def central(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Central]:
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_up(url, process, log)
-        reply = httpx.post(f"{url}/api/v1/cases", content=seeds.cases_body(seed), timeout=30,
-                           headers={"Authorization": f"Bearer {token}",
-                                    "Content-Type": "application/json"})
+        reply = httpx.post(
+            f"{url}/api/v1/cases",
+            content=seeds.cases_body(seed),
+            timeout=30,
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        )
         assert reply.status_code == 200 and reply.json()["created"] == len(seed.cases), reply.text
         _cli(config, "cases", "ladder")
         _cli(config, "correlation", "run")
@@ -124,16 +152,23 @@ def browser() -> Iterator[Browser]:
             b.close()
 
 
-def new_context(central: Central, browser: Browser, size: tuple[int, int] = SIZES[0]
-                ) -> BrowserContext:
-    context = browser.new_context(viewport={"width": size[0], "height": size[1]},
-                                  base_url=central.url, locale="zh-CN",
-                                  timezone_id="Asia/Shanghai", accept_downloads=True)
+def new_context(
+    central: Central, browser: Browser, size: tuple[int, int] = SIZES[0]
+) -> BrowserContext:
+    context = browser.new_context(
+        viewport={"width": size[0], "height": size[1]},
+        base_url=central.url,
+        locale="zh-CN",
+        timezone_id="Asia/Shanghai",
+        accept_downloads=True,
+    )
     context.on("request", lambda r: central.requests.append(r.url))
 
     def on_page(page: Page) -> None:
-        page.on("console", lambda m: central.console_errors.append(m.text)
-                if m.type == "error" else None)
+        page.on(
+            "console",
+            lambda m: central.console_errors.append(m.text) if m.type == "error" else None,
+        )
         page.on("pageerror", lambda e: central.console_errors.append(str(e)))
 
     context.on("page", on_page)
@@ -159,8 +194,9 @@ def loaded(page: Page) -> Page:
 def shoot(page: Page, name: str) -> None:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     size = page.viewport_size or {"width": 0, "height": 0}
-    page.screenshot(path=SCREENSHOTS / f"{name}-{size['width']}x{size['height']}.png",
-                    full_page=True)
+    page.screenshot(
+        path=SCREENSHOTS / f"{name}-{size['width']}x{size['height']}.png", full_page=True
+    )
 
 
 def no_horizontal_overflow(page: Page) -> None:
@@ -170,8 +206,9 @@ def no_horizontal_overflow(page: Page) -> None:
 
 
 def fetch_status(page: Page, path: str) -> int:
-    return int(page.evaluate("p => fetch(p, {credentials: 'same-origin'}).then(r => r.status)",
-                             path))
+    return int(
+        page.evaluate("p => fetch(p, {credentials: 'same-origin'}).then(r => r.status)", path)
+    )
 
 
 def fonts_of(context: BrowserContext, page: Page, selector: str) -> dict[str, int]:
@@ -189,7 +226,8 @@ def fonts_of(context: BrowserContext, page: Page, selector: str) -> dict[str, in
 
 
 def test_supervisor_sees_every_hall_with_lights_rates_and_offline(
-        central: Central, browser: Browser) -> None:
+    central: Central, browser: Browser
+) -> None:
     for size in SIZES:
         context = new_context(central, browser, size)
         page = loaded(login(context, "jiancha"))
@@ -228,12 +266,14 @@ def test_the_big_screen_refreshes_itself(central: Central, browser: Browser) -> 
     context.close()
 
 
-def test_chinese_is_drawn_with_a_cjk_font_not_boxes(central: Central, browser: Browser
-                                                   ) -> None:
+def test_chinese_is_drawn_with_a_cjk_font_not_boxes(central: Central, browser: Browser) -> None:
     context = new_context(central, browser)
     page = loaded(login(context, "jiancha"))
-    for selector in (".brand-title", ".hall-card[data-hall='H1'] .light-red_card .light-name",
-                     "#kpi-satisfaction .kpi-label"):
+    for selector in (
+        ".brand-title",
+        ".hall-card[data-hall='H1'] .light-red_card .light-name",
+        "#kpi-satisfaction .kpi-label",
+    ):
         text = page.locator(selector).inner_text().strip()
         used = fonts_of(context, page, selector)
         cjk = sum(n for family, n in used.items() if family.startswith(CJK_FONTS))
@@ -284,14 +324,19 @@ def test_drill_down_from_hall_to_a_case(central: Central, browser: Browser) -> N
 
 
 def test_supervisor_confirms_then_dismisses_a_flag_and_sees_both_records(
-        central: Central, browser: Browser) -> None:
+    central: Central, browser: Browser
+) -> None:
     gateway, seq = central.seed.flagged["no_session"]
     context = new_context(central, browser)
     page = loaded(login(context, "jiancha", "/reviews"))
     row = page.locator(f"tr.queue-row[data-gateway='{gateway}'][data-seq='{seq}']")
     expect(row).to_be_visible()
-    expect(page.locator(f"tr.queue-row[data-seq='{central.seed.flagged['retransmit'][1]}']"
-                        f"[data-gateway='{gateway}']")).to_have_count(0)
+    expect(
+        page.locator(
+            f"tr.queue-row[data-seq='{central.seed.flagged['retransmit'][1]}']"
+            f"[data-gateway='{gateway}']"
+        )
+    ).to_have_count(0)
     row.click()
     detail = page.locator("#detail[data-loaded='1']")
     expect(detail.locator(".snapshot-hash")).to_have_text(seeds.SNAPSHOT_SHA)
@@ -311,7 +356,8 @@ def test_supervisor_confirms_then_dismisses_a_flag_and_sees_both_records(
     expect(reviews.nth(1)).to_have_class(re.compile("current"))
     expect(reviews.nth(1)).to_have_attribute("data-decision", "dismissed")
     expect(row.locator(".flag[data-flag='SELF_PRESS_SUSPECTED']")).to_have_class(
-        re.compile("dismissed"))
+        re.compile("dismissed")
+    )
     for size in SIZES:
         page.set_viewport_size({"width": size[0], "height": size[1]})
         no_horizontal_overflow(page)
@@ -398,8 +444,7 @@ def test_english_is_one_click_away(central: Central, browser: Browser) -> None:
 # ------------------------------------------------------------------------------ other roles
 
 
-def test_department_leader_sees_only_the_department(central: Central, browser: Browser
-                                                    ) -> None:
+def test_department_leader_sees_only_the_department(central: Central, browser: Browser) -> None:
     today = central.seed.today.isoformat()
     own, other = central.seed.cases_of(seeds.MARKET), central.seed.cases_of(seeds.SOCIAL)
     context = new_context(central, browser, SIZES[1])
@@ -408,8 +453,9 @@ def test_department_leader_sees_only_the_department(central: Central, browser: B
     expect(page.locator(".hall-card")).to_have_count(1)  # H1: their only hall
     expect(page.locator(".hall-card .gw-state")).to_have_count(0)  # no gateway state
     shoot(page, "overview-department-leader")
-    page.goto(f"/analysis?first={central.seed.today.replace(day=1).isoformat()}&last={today}"
-              "&hall=H1")
+    page.goto(
+        f"/analysis?first={central.seed.today.replace(day=1).isoformat()}&last={today}&hall=H1"
+    )
     loaded(page)
     expect(page.locator("a.drill")).to_have_text([seeds.MARKET])
     listed = page.locator("#cases a.case-link")
@@ -424,8 +470,10 @@ def test_department_leader_sees_only_the_department(central: Central, browser: B
     assert fetch_status(page, f"/api/v1/cases/{other[0]}") == 404
     assert fetch_status(page, f"/api/v1/cases/{own[0]}") == 200
     assert fetch_status(page, "/api/v1/cases?department=人社局") == 200
-    names = page.evaluate("fetch('/api/v1/cases?limit=1000').then(r => r.json())"
-                          ".then(p => p.items.map(i => i.department))")
+    names = page.evaluate(
+        "fetch('/api/v1/cases?limit=1000').then(r => r.json())"
+        ".then(p => p.items.map(i => i.department))"
+    )
     assert set(names) == {seeds.MARKET}
     reply = page.goto(f"/cases/{own[0]}")
     assert reply is not None and reply.status == 200
@@ -450,8 +498,9 @@ def test_hall_manager_sees_only_the_hall(central: Central, browser: Browser) -> 
     context.close()
 
 
-def test_technician_gets_the_overview_and_nothing_personal(central: Central, browser: Browser
-                                                          ) -> None:
+def test_technician_gets_the_overview_and_nothing_personal(
+    central: Central, browser: Browser
+) -> None:
     context = new_context(central, browser)
     page = loaded(login(context, "yunwei"))
     expect(page.locator(".hall-card")).to_have_count(3)
@@ -480,11 +529,9 @@ def test_logging_out_ends_the_session(central: Central, browser: Browser) -> Non
 
 def test_pages_loaded_nothing_from_elsewhere_and_logged_no_errors(central: Central) -> None:
     assert central.requests, "no browser test ran before this one"
-    foreign = [u for u in central.requests if not u.startswith((central.url, "data:",
-                                                                "blob:"))]
+    foreign = [u for u in central.requests if not u.startswith((central.url, "data:", "blob:"))]
     assert not foreign, foreign
     assert f"{central.url}/static/vendor/echarts/echarts.min.js" in central.requests
     # refused pages and probes answer 401/403/404 on purpose; anything else is a bug
-    unexpected = [e for e in central.console_errors
-                  if not re.search(r"status of (401|403|404)", e)]
+    unexpected = [e for e in central.console_errors if not re.search(r"status of (401|403|404)", e)]
     assert not unexpected, unexpected

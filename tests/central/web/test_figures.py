@@ -21,8 +21,15 @@ async def test_overview_shows_every_hall_with_its_lights_rates_and_gateways(site
     halls = _by_hall(data)
     assert set(halls) == {"H1", "H2", "H3"}
     h1, h2, h3 = halls["H1"], halls["H2"], halls["H3"]
-    assert h1["lights"] == {"blue": 6, "yellow_light": 1, "red_light": 1, "yellow_card": 1,
-                            "red_card": 1, "supervision_letter": 0, "suspended": 0}
+    assert h1["lights"] == {
+        "blue": 6,
+        "yellow_light": 1,
+        "red_light": 1,
+        "yellow_card": 1,
+        "red_card": 1,
+        "supervision_letter": 0,
+        "suspended": 0,
+    }
     assert (h2["lights"]["supervision_letter"], h2["lights"]["yellow_light"]) == (1, 1)
     assert (h1["gateways_online"], h3["gateways"], h3["gateways_online"]) == (1, 1, 0)
     assert (h1["offline"], h3["offline"], data["halls_offline"]) == (False, True, 1)
@@ -62,15 +69,23 @@ async def test_drilldown_goes_hall_department_window_staff(site: Site) -> None:
         assert set(departments) == {MARKET, SOCIAL}
         market = departments[MARKET]["indicators"]["satisfaction_rate"]
         assert (market["numerator"], market["denominator"]) == (2, 3)
-        windows = (await c.get(f"/api/v1/drilldown?first={today}&last={today}&hall=H1"
-                               f"&department={MARKET}")).json()
+        windows = (
+            await c.get(f"/api/v1/drilldown?first={today}&last={today}&hall=H1&department={MARKET}")
+        ).json()
         assert windows["level"] == "window"
         assert {g["window"] for g in windows["groups"]} == {"1", "2"}
-        staff = (await c.get(f"/api/v1/drilldown?first={today}&last={today}&hall=H1"
-                             f"&department={MARKET}&window=1")).json()
+        staff = (
+            await c.get(
+                f"/api/v1/drilldown?first={today}&last={today}&hall=H1&department={MARKET}&window=1"
+            )
+        ).json()
         assert staff["level"] == "staff" and [g["staff"] for g in staff["groups"]] == ["100231"]
-        end = (await c.get(f"/api/v1/drilldown?first={today}&last={today}&hall=H1"
-                           f"&department={MARKET}&window=1&staff=100231")).json()
+        end = (
+            await c.get(
+                f"/api/v1/drilldown?first={today}&last={today}&hall=H1"
+                f"&department={MARKET}&window=1&staff=100231"
+            )
+        ).json()
         assert end["level"] == "case" and end["groups"] == []
         assert end["total"]["satisfaction_rate"]["denominator"] == 3
         (day,) = end["trend"]
@@ -100,8 +115,7 @@ async def test_drilldown_scope(site: Site) -> None:
         assert (await c.get("/api/v1/drilldown")).status_code == 403
 
 
-async def test_bulletin_per_hall_and_department_with_overdue_and_bad_reviews(site: Site
-                                                                             ) -> None:
+async def test_bulletin_per_hall_and_department_with_overdue_and_bad_reviews(site: Site) -> None:
     month = site.seed.today.strftime("%Y-%m")
     async with logged_in(site, "jiancha") as c:
         b = (await c.get(f"/api/v1/bulletin?month={month}")).json()
@@ -157,10 +171,9 @@ async def test_bulletin_scope(site: Site) -> None:
     assert "H1" not in csv_text
     async with site.client() as c:
         headers = await site.bearer(Role.TECHNICIAN)
-        assert (await c.get(f"/api/v1/bulletin?month={month}", headers=headers)
-                ).status_code == 403
+        assert (await c.get(f"/api/v1/bulletin?month={month}", headers=headers)).status_code == 403
         supervisor = await site.bearer(Role.SUPERVISOR)
-        future = (await c.get("/api/v1/bulletin?month=2099-01", headers=supervisor))
+        future = await c.get("/api/v1/bulletin?month=2099-01", headers=supervisor)
         assert future.status_code == 422
 
 
@@ -179,19 +192,28 @@ async def test_open_overdue_cases_are_listed_whatever_their_acceptance_date(site
     count them too."""
     today = site.seed.today.isoformat()
     async with logged_in(site, "jiancha") as c:
-        in_range = (await c.get("/api/v1/cases", params={
-            "hall": "H1", "accepted_from": today, "accepted_to": today})).json()["items"]
+        in_range = (
+            await c.get(
+                "/api/v1/cases", params={"hall": "H1", "accepted_from": today, "accepted_to": today}
+            )
+        ).json()["items"]
         assert not {"SJ-004", "RS-001"} & {x["case_no"] for x in in_range}
-        overdue = (await c.get("/api/v1/cases", params={
-            "hall": "H1", "open": "true", "overdue": "true"})).json()["items"]
+        overdue = (
+            await c.get("/api/v1/cases", params={"hall": "H1", "open": "true", "overdue": "true"})
+        ).json()["items"]
         assert sorted(x["case_no"] for x in overdue) == ["RS-001", "SJ-004"]
         assert all(x["ladder"]["overdue"] and x["status"] == "running" for x in overdue)
-        market = (await c.get("/api/v1/cases", params={
-            "hall": "H1", "department": MARKET, "open": "true", "overdue": "true"})).json()
+        market = (
+            await c.get(
+                "/api/v1/cases",
+                params={"hall": "H1", "department": MARKET, "open": "true", "overdue": "true"},
+            )
+        ).json()
         assert [x["case_no"] for x in market["items"]] == ["SJ-004"]
         # done late (RS-101) is overdue but not open; open on-time cases are not overdue
-        closed = (await c.get("/api/v1/cases", params={
-            "hall": "H1", "open": "false", "overdue": "true"})).json()["items"]
+        closed = (
+            await c.get("/api/v1/cases", params={"hall": "H1", "open": "false", "overdue": "true"})
+        ).json()["items"]
         assert [x["case_no"] for x in closed] == ["RS-101"]
         hall = (await c.get(f"/api/v1/drilldown?first={today}&last={today}&hall=H1")).json()
         assert hall["total"]["overdue_open"] == 2
@@ -205,11 +227,19 @@ async def test_case_lists_name_the_staff_where_the_hall_setup_does(site: Site) -
         headers = await site.bearer(Role.SUPERVISOR)
         setup = (await c.get("/api/v1/halls/H1/setup", headers=headers)).json()
         setup["staff"] = {"100232": "赵敏"}
-        assert (await c.put("/api/v1/halls/H1/setup", headers=headers, json=setup)
-                ).status_code == 200
-        items = (await c.get("/api/v1/cases", headers=headers, params={
-            "hall": "H1", "open": "true", "overdue": "true"})).json()["items"]
+        assert (
+            await c.put("/api/v1/halls/H1/setup", headers=headers, json=setup)
+        ).status_code == 200
+        items = (
+            await c.get(
+                "/api/v1/cases",
+                headers=headers,
+                params={"hall": "H1", "open": "true", "overdue": "true"},
+            )
+        ).json()["items"]
         assert {(x["case_no"], x["staff"], x["staff_name"]) for x in items} == {
-            ("SJ-004", "100232", "赵敏"), ("RS-001", "100241", None)}
+            ("SJ-004", "100232", "赵敏"),
+            ("RS-001", "100241", None),
+        }
         one = (await c.get("/api/v1/cases/SJ-004", headers=headers)).json()
         assert one["staff_name"] == "赵敏"

@@ -14,8 +14,7 @@ from central.web.sessions import CSRF_COOKIE, SESSION_COOKIE
 from tests.central.web.conftest import Site, csrf_of, hidden_csrf, logged_in, login
 
 
-async def test_pages_send_strangers_to_the_login_form_and_the_api_refuses_them(site: Site
-                                                                                ) -> None:
+async def test_pages_send_strangers_to_the_login_form_and_the_api_refuses_them(site: Site) -> None:
     async with site.client() as c:
         page = await c.get("/reviews?first=2026-11-01")
         assert page.status_code == 303
@@ -25,8 +24,7 @@ async def test_pages_send_strangers_to_the_login_form_and_the_api_refuses_them(s
         assert form.status_code == 200 and "监察中心登录" in form.text
 
 
-async def test_login_sets_a_strict_httponly_session_and_a_readable_csrf_cookie(site: Site
-                                                                               ) -> None:
+async def test_login_sets_a_strict_httponly_session_and_a_readable_csrf_cookie(site: Site) -> None:
     async with site.client() as c:
         reply = await login(c, "jiancha")
         assert reply.status_code == 303 and reply.headers["location"] == "/overview"
@@ -40,12 +38,16 @@ async def test_login_sets_a_strict_httponly_session_and_a_readable_csrf_cookie(s
         assert page.status_code == 200 and 'id="user-name">jiancha<' in page.text
 
 
-async def test_wrong_password_unknown_name_and_disabled_account_are_refused_alike(site: Site
-                                                                                  ) -> None:
+async def test_wrong_password_unknown_name_and_disabled_account_are_refused_alike(
+    site: Site,
+) -> None:
     await accounts.set_disabled(site.engine, "yunwei", True)
     async with site.client() as c:
-        for name, password in (("jiancha", "wrong-password"), ("nobody", "监察-Test-2026"),
-                               ("yunwei", "监察-Test-2026")):
+        for name, password in (
+            ("jiancha", "wrong-password"),
+            ("nobody", "监察-Test-2026"),
+            ("yunwei", "监察-Test-2026"),
+        ):
             reply = await login(c, name, password)
             assert reply.status_code == 401, name
             assert "用户名或密码错误" in reply.text
@@ -86,12 +88,14 @@ async def test_cookie_posts_need_the_csrf_token_and_the_same_origin(site: Site) 
     async with logged_in(site, "jiancha") as client:
         token = csrf_of(client)
         assert (await client.post(url, json=body)).status_code == 403
-        assert (await client.post(url, json=body,
-                                  headers={"X-CSRF-Token": "x" + token[1:]})).status_code == 403
+        assert (
+            await client.post(url, json=body, headers={"X-CSRF-Token": "x" + token[1:]})
+        ).status_code == 403
         cross = {"X-CSRF-Token": token, "Origin": "https://evil.example"}
         assert (await client.post(url, json=body, headers=cross)).status_code == 403
-        ok = await client.post(url, json=body, headers={"X-CSRF-Token": token,
-                                                        "Origin": "http://central.test"})
+        ok = await client.post(
+            url, json=body, headers={"X-CSRF-Token": token, "Origin": "http://central.test"}
+        )
         assert ok.status_code == 201, ok.text
     # a bearer client needs no CSRF token: a browser never sends a bearer token by itself
     async with site.client() as c:
@@ -119,20 +123,24 @@ async def test_login_is_throttled_after_repeated_failures(site: Site) -> None:
         assert throttled.status_code == 429 and "秒后再试" in throttled.text
 
 
-@pytest.mark.parametrize("target", ["https://evil.example/", "//evil.example/x", "/\\evil",
-                                    "/login?next=/x"])
+@pytest.mark.parametrize(
+    "target", ["https://evil.example/", "//evil.example/x", "/\\evil", "/login?next=/x"]
+)
 async def test_login_never_redirects_off_site(site: Site, target: str) -> None:
     async with site.client() as c:
-        reply = await c.post("/login", data={"username": "jiancha",
-                                             "password": "监察-Test-2026", "next": target})
+        reply = await c.post(
+            "/login", data={"username": "jiancha", "password": "监察-Test-2026", "next": target}
+        )
         assert reply.headers["location"] == "/overview"
 
 
 async def test_login_from_another_origin_is_refused(site: Site) -> None:
     async with site.client() as c:
-        reply = await c.post("/login", data={"username": "jiancha",
-                                             "password": "监察-Test-2026"},
-                             headers={"Origin": "https://evil.example"})
+        reply = await c.post(
+            "/login",
+            data={"username": "jiancha", "password": "监察-Test-2026"},
+            headers={"Origin": "https://evil.example"},
+        )
         assert reply.status_code == 403
 
 

@@ -36,8 +36,9 @@ async def dashboard(database_url: str, tmp_path: Path) -> AsyncIterator[Serve]:
     @asynccontextmanager
     async def serve(brake: LoginBrake, proxies: tuple[str, ...] = ()) -> AsyncIterator[str]:
         app = create_app(engine)
-        app.state.web = WebContext(signer, brake, trusted_proxies=tuple(
-            ipaddress.ip_network(p) for p in proxies))
+        app.state.web = WebContext(
+            signer, brake, trusted_proxies=tuple(ipaddress.ip_network(p) for p in proxies)
+        )
         async with serving(app) as url:
             yield url
 
@@ -62,5 +63,6 @@ async def test_forwarded_for_is_ignored_unless_the_peer_is_a_configured_proxy(
 async def test_guessing_from_many_addresses_slows_the_account_but_never_locks_it(
     dashboard: Serve,
 ) -> None:
-    await logins.many_addresses_slow_the_account_but_never_lock_it(dashboard, LoginBrake, "jiancha",
-                                                                   PASSWORD)
+    await logins.many_addresses_slow_the_account_but_never_lock_it(
+        dashboard, LoginBrake, "jiancha", PASSWORD
+    )

@@ -19,21 +19,32 @@ def _url(site: Site, name: str) -> str:
 
 
 async def test_confirm_then_dismiss_keeps_both_records_and_marks_the_first_replaced(
-        site: Site) -> None:
+    site: Site,
+) -> None:
     url = _url(site, "no_session")
     async with site.client() as c:
         headers = await site.bearer(Role.SUPERVISOR, label="王监察")
         before = (await c.get(url, headers=headers)).json()
         assert "NO_SESSION" in before["flags"] and "SELF_PRESS_SUSPECTED" in before["flags"]
         assert before["reviews"] == []
-        first = await c.post(url, headers=headers, json={
-            "flag": "SELF_PRESS_SUSPECTED", "decision": "confirmed", "note": "录像显示无人"})
+        first = await c.post(
+            url,
+            headers=headers,
+            json={"flag": "SELF_PRESS_SUSPECTED", "decision": "confirmed", "note": "录像显示无人"},
+        )
         assert first.status_code == 201, first.text
         assert first.json()["generation"] == 1 and first.json()["supersedes"] is None
         assert first.json()["reviewer"] == "王监察"
-        second = await c.post(url, headers=headers, json={
-            "flag": "SELF_PRESS_SUSPECTED", "decision": "dismissed", "note": "群众在侧面",
-            "supersedes": first.json()["id"]})
+        second = await c.post(
+            url,
+            headers=headers,
+            json={
+                "flag": "SELF_PRESS_SUSPECTED",
+                "decision": "dismissed",
+                "note": "群众在侧面",
+                "supersedes": first.json()["id"],
+            },
+        )
         assert second.status_code == 201, second.text
         assert second.json()["supersedes"] == first.json()["id"]
         after = (await c.get(url, headers=headers)).json()
@@ -59,13 +70,13 @@ async def test_a_decision_on_a_stale_view_is_refused(site: Site) -> None:
 
 
 async def test_two_supervisors_deciding_at_once_cannot_both_extend_the_same_review(
-        site: Site) -> None:
+    site: Site,
+) -> None:
     url = _url(site, "repeat")
     async with site.client() as c:
         headers = await site.bearer(Role.SUPERVISOR)
         body = {"flag": "SESSION_REPEAT", "decision": "confirmed"}
-        replies = await asyncio.gather(*(c.post(url, headers=headers, json=body)
-                                         for _ in range(4)))
+        replies = await asyncio.gather(*(c.post(url, headers=headers, json=body) for _ in range(4)))
     assert sorted(r.status_code for r in replies) == [201, 409, 409, 409]
     async with site.engine.connect() as conn:
         n = (await conn.execute(select(func.count()).select_from(evaluation_reviews))).scalar()
@@ -76,8 +87,9 @@ async def test_only_flags_the_evaluation_carries_can_be_decided(site: Site) -> N
     url = _url(site, "repeat")
     async with site.client() as c:
         headers = await site.bearer(Role.SUPERVISOR)
-        reply = await c.post(url, headers=headers,
-                             json={"flag": "SELF_PRESS_SUSPECTED", "decision": "confirmed"})
+        reply = await c.post(
+            url, headers=headers, json={"flag": "SELF_PRESS_SUSPECTED", "decision": "confirmed"}
+        )
         assert reply.status_code == 422
 
 
@@ -106,13 +118,13 @@ async def test_review_queue_shows_decisions_and_filters_undecided(site: Site) ->
     async with site.client() as c:
         headers = await site.bearer(Role.SUPERVISOR)
         for flag in ("SESSION_REPEAT", "DUPLICATE"):
-            reply = await c.post(url, headers=headers, json={"flag": flag,
-                                                             "decision": "dismissed"})
+            reply = await c.post(url, headers=headers, json={"flag": flag, "decision": "dismissed"})
             assert reply.status_code == 201, reply.text
         everything = (await c.get("/api/v1/review-queue", headers=headers)).json()
         undecided = (await c.get("/api/v1/review-queue?undecided=true", headers=headers)).json()
-    repeat = next(f for f in everything if [f["gateway"], f["seq"]] == list(
-        site.seed.flagged["repeat"]))
+    repeat = next(
+        f for f in everything if [f["gateway"], f["seq"]] == list(site.seed.flagged["repeat"])
+    )
     assert repeat["decisions"] == {"SESSION_REPEAT": "dismissed", "DUPLICATE": "dismissed"}
     assert repeat["open_flags"] == []
     assert repeat["ticket"] == "D001" and repeat["counted"] is False
@@ -124,8 +136,11 @@ async def test_only_supervisors_decide(site: Site) -> None:
     url = _url(site, "repeat")
     body = {"flag": "SESSION_REPEAT", "decision": "confirmed"}
     async with site.client() as c:
-        for role, scope in ((Role.HALL_MANAGER, {"hall": "H2"}), (Role.TECHNICIAN, {}),
-                            (Role.DEPARTMENT_LEADER, {"department": "公安局"})):
+        for role, scope in (
+            (Role.HALL_MANAGER, {"hall": "H2"}),
+            (Role.TECHNICIAN, {}),
+            (Role.DEPARTMENT_LEADER, {"department": "公安局"}),
+        ):
             headers = await site.bearer(role, **scope)
             reply = await c.post(url, headers=headers, json=body)
             assert reply.status_code == 403, (role, reply.text)
@@ -151,13 +166,19 @@ async def test_the_list_of_recent_reviews_is_scoped(site: Site) -> None:
     async with site.client() as c:
         headers = await site.bearer(Role.SUPERVISOR)
         for name, flag in (("no_session", "NO_SESSION"), ("repeat", "SESSION_REPEAT")):
-            assert (await c.post(_url(site, name), headers=headers,
-                                 json={"flag": flag, "decision": "confirmed"})).status_code == 201
+            assert (
+                await c.post(
+                    _url(site, name), headers=headers, json={"flag": flag, "decision": "confirmed"}
+                )
+            ).status_code == 201
         every = (await c.get("/api/v1/reviews", headers=headers)).json()
         assert {r["hall"] for r in every} == {"H1", "H2"}
-        mine = (await c.get("/api/v1/reviews", headers=await site.bearer(
-            Role.HALL_MANAGER, hall="H2"))).json()
+        mine = (
+            await c.get("/api/v1/reviews", headers=await site.bearer(Role.HALL_MANAGER, hall="H2"))
+        ).json()
         assert {r["hall"] for r in mine} == {"H2"}
-        refused = await c.get("/api/v1/reviews", headers=await site.bearer(
-            Role.DEPARTMENT_LEADER, department="公安局"))
+        refused = await c.get(
+            "/api/v1/reviews",
+            headers=await site.bearer(Role.DEPARTMENT_LEADER, department="公安局"),
+        )
         assert refused.status_code == 403

@@ -97,9 +97,14 @@ def concrete(site: Site, path: str) -> str:
     gateway, seq = site.seed.flagged["repeat"]
     case_no = next(c["case_no"] for c in site.seed.cases if c["hall"] == "H2")
     day = site.seed.today.isoformat()
-    filled = (path.replace("{gateway}", gateway).replace("{seq}", str(seq))
-              .replace("{case_no}", case_no).replace("{item_id}", "no-such-item")
-              .replace("{hall}", "H2").replace("{sha256}", "0" * 64))
+    filled = (
+        path.replace("{gateway}", gateway)
+        .replace("{seq}", str(seq))
+        .replace("{case_no}", case_no)
+        .replace("{item_id}", "no-such-item")
+        .replace("{hall}", "H2")
+        .replace("{sha256}", "0" * 64)
+    )
     if filled == "/static":
         return "/static/dashboard.js"
     if filled.endswith("/export"):
@@ -109,10 +114,14 @@ def concrete(site: Site, path: str) -> str:
     return filled
 
 
-async def answer(client: httpx.AsyncClient, method: str, url: str, headers: dict[str, str]
-                 ) -> int:
-    data = ({"username": "nobody", "password": "x"} if url == "/login" else
-            {"csrf": headers.get("X-CSRF-Token", "")} if url == "/logout" else None)
+async def answer(client: httpx.AsyncClient, method: str, url: str, headers: dict[str, str]) -> int:
+    data = (
+        {"username": "nobody", "password": "x"}
+        if url == "/login"
+        else {"csrf": headers.get("X-CSRF-Token", "")}
+        if url == "/logout"
+        else None
+    )
     body = None if data is not None or method == "GET" else {}
     reply = await client.request(method, url, headers=headers, json=body, data=data)
     return reply.status_code
@@ -121,15 +130,17 @@ async def answer(client: httpx.AsyncClient, method: str, url: str, headers: dict
 def allowed(path: str, status: int) -> bool:
     if path.startswith("/api/"):
         return status not in (401, 403)
-    return status not in (403,) and not (status == 303 and path != "/" and path != "/logout"
-                                         and path != "/login")
+    return status not in (403,) and not (
+        status == 303 and path != "/" and path != "/logout" and path != "/login"
+    )
 
 
 async def test_every_route_for_every_role_matches_the_table(site: Site) -> None:
     found = routes(site.app)
     assert sorted(found) == sorted(EXPECTED), (
         "routes without a decision in the table, or table rows with no route: "
-        f"{sorted(set(found) ^ set(EXPECTED))}")
+        f"{sorted(set(found) ^ set(EXPECTED))}"
+    )
     wrong = []
     for role in (S, D, H, T, "anonymous"):
         async with site.client() as client:
@@ -149,8 +160,7 @@ async def test_every_route_for_every_role_matches_the_table(site: Site) -> None:
     assert wrong == [], "\n".join(wrong)
 
 
-async def test_bearer_tokens_get_exactly_what_the_same_role_gets_with_a_login(site: Site
-                                                                              ) -> None:
+async def test_bearer_tokens_get_exactly_what_the_same_role_gets_with_a_login(site: Site) -> None:
     """Pages, API and exports share one rule: a token of a role opens the same API routes
     as a login of that role."""
     api = [(m, p) for m, p in routes(site.app) if p.startswith("/api/")]

@@ -26,13 +26,17 @@ def test_echarts_is_the_vendored_file_with_its_licences() -> None:
     assert "Apache License" in (VENDOR / "LICENSE").read_text(encoding="utf-8")
     assert "Apache ECharts" in (VENDOR / "NOTICE").read_text(encoding="utf-8")
     for extra in ("LICENSE-d3", "LICENSE-zrender"):
-        assert "Redistribution and use in source and binary forms" in (
-            VENDOR / extra).read_text(encoding="utf-8")
+        assert "Redistribution and use in source and binary forms" in (VENDOR / extra).read_text(
+            encoding="utf-8"
+        )
 
 
 def test_pages_and_scripts_load_nothing_from_other_hosts() -> None:
-    own = [p for p in WEB.rglob("*") if p.suffix in (".html", ".js", ".css")
-           and "vendor" not in p.parts]
+    own = [
+        p
+        for p in WEB.rglob("*")
+        if p.suffix in (".html", ".js", ".css") and "vendor" not in p.parts
+    ]
     assert len(own) >= 10
     for path in own:
         text = path.read_text(encoding="utf-8")
@@ -51,19 +55,28 @@ def test_every_message_exists_in_chinese_and_english_and_the_pages_use_known_key
     used = set()
     for path in [*WEB.glob("templates/*.html"), *WEB.glob("static/*.js")]:
         used |= set(re.findall(r"""\bt\(\s*'([a-z_]+\.[A-Za-z0-9_.]+)'""", path.read_text()))
-    missing = {k for k in used if k not in catalogue["zh"] and not (  # 'fu.' + state
-        k.endswith(".") and any(known.startswith(k) for known in catalogue["zh"]))}
+    missing = {
+        k
+        for k in used
+        if k not in catalogue["zh"]
+        and not (  # 'fu.' + state
+            k.endswith(".") and any(known.startswith(k) for known in catalogue["zh"])
+        )
+    }
     assert not missing, missing
 
 
 async def test_static_files_are_served_by_central(tmp_path: Path) -> None:
     app = create_app(make_engine(f"sqlite+aiosqlite:///{tmp_path / 'c.db'}"))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                 base_url="http://central") as c:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://central"
+    ) as c:
         script = await c.get("/static/vendor/echarts/echarts.min.js")
         assert script.status_code == 200
-        assert hashlib.sha256(script.content).digest() == hashlib.sha256(
-            (VENDOR / "echarts.min.js").read_bytes()).digest()
+        assert (
+            hashlib.sha256(script.content).digest()
+            == hashlib.sha256((VENDOR / "echarts.min.js").read_bytes()).digest()
+        )
         assert (await c.get("/static/dashboard.css")).status_code == 200
         # without an aggregator (no session key) the pages say so instead of failing
         assert (await c.get("/login")).status_code == 503

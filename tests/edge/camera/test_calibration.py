@@ -51,7 +51,8 @@ async def until(predicate: Callable[[], bool], timeout: float, what: str) -> Non
 
 @pytest.mark.timeout(120)
 async def test_a_frozen_stream_is_its_own_health_state_and_its_frames_are_not_judged(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     server = MjpegServer(empty_hall()).start()
     camera = hall_camera(server.url, bootstrap_still_s=1.0)
     service = CameraService([camera], tmp_path / "evidence")
@@ -98,13 +99,17 @@ async def site(tmp_path: Path, signer: CommandSigner) -> AsyncIterator[tuple[Gat
     write_public_key(tmp_path / "command-signing.pub", signer.public_key)
     camera = hall_camera(server.url, bootstrap_still_s=1000.0, no_reference_after_s=3.0)
     data = {
-        "hall": HALL, "gateway": GATEWAY, "data_dir": str(tmp_path / "data"),
+        "hall": HALL,
+        "gateway": GATEWAY,
+        "data_dir": str(tmp_path / "data"),
         "broker": {"port": 1},  # nothing listens: not needed here
         "clock": {"assume_synced": True},
         "http": {"enabled": True, "host": "127.0.0.1", "port": 0},
         "commands": {"public_key": str(tmp_path / "command-signing.pub")},
-        "cameras": {"cameras": [camera.model_dump(mode="json")],
-                    "evidence_dir": str(tmp_path / "evidence")},
+        "cameras": {
+            "cameras": [camera.model_dump(mode="json")],
+            "evidence_dir": str(tmp_path / "evidence"),
+        },
     }
     config_path = write_yaml(tmp_path / "edge.yaml", data)
     accounts = AccountStore.in_data_dir(tmp_path / "data")
@@ -121,8 +126,11 @@ async def site(tmp_path: Path, signer: CommandSigner) -> AsyncIterator[tuple[Gat
 
 @pytest.mark.timeout(180)
 async def test_calibration_by_remote_command_hall_page_and_command_line(
-        site: tuple[Gateway, Path], signer: CommandSigner, tmp_path: Path,
-        caplog: pytest.LogCaptureFixture) -> None:
+    site: tuple[Gateway, Path],
+    signer: CommandSigner,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     gateway, config_path = site
     cameras = gateway.cameras
     health = cameras.health
@@ -163,29 +171,57 @@ async def test_calibration_by_remote_command_hall_page_and_command_line(
         assert picture.status_code == 200 and picture.content[:2] == b"\xff\xd8"  # a JPEG
         tiles = {t["window"]: t for t in (await manager.get("/api/board")).json()["tiles"]}
         assert tiles[2]["camera"]["calibration"] is True
-        assert (await manager.post("/api/windows/9/calibrate",
-                                   headers={"origin": page.url})).status_code == 404
+        assert (
+            await manager.post("/api/windows/9/calibrate", headers={"origin": page.url})
+        ).status_code == 404
     await until(lambda: health()[cam].state == "online", 20, "online once all is calibrated")
 
     # 3. the technician's command line, from its own connection; the worker loads the files
     caplog.set_level(logging.INFO, logger="edge.camera.service")
     done = await asyncio.to_thread(
         subprocess.run,
-        [sys.executable, "-m", "edge.cli", "camera", "calibrate", "--window", "1",
-         "-c", str(config_path)],
-        capture_output=True, text=True, timeout=60, cwd=ROOT,
+        [
+            sys.executable,
+            "-m",
+            "edge.cli",
+            "camera",
+            "calibrate",
+            "--window",
+            "1",
+            "-c",
+            str(config_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
     )
     assert done.returncode == 0, done.stderr
     assert "w1-staff" in done.stdout and "w2-staff" not in done.stdout
     shot = Path(done.stdout.strip().rsplit(" ", 1)[-1])
     assert (await asyncio.to_thread(shot.read_bytes))[:2] == b"\xff\xd8"  # a JPEG
-    await until(lambda: "references reloaded after a calibration" in caplog.text, 20,
-                "the running worker to load the command line's references")
+    await until(
+        lambda: "references reloaded after a calibration" in caplog.text,
+        20,
+        "the running worker to load the command line's references",
+    )
     unknown = await asyncio.to_thread(
         subprocess.run,
-        [sys.executable, "-m", "edge.cli", "camera", "calibrate", "--window", "5",
-         "-c", str(config_path)],
-        capture_output=True, text=True, timeout=60, cwd=ROOT,
+        [
+            sys.executable,
+            "-m",
+            "edge.cli",
+            "camera",
+            "calibrate",
+            "--window",
+            "5",
+            "-c",
+            str(config_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
     )
     assert unknown.returncode == 2 and "window" in unknown.stderr
 
@@ -203,8 +239,11 @@ async def test_a_worker_over_its_memory_limit_is_restarted_and_says_why(tmp_path
         record = service.supervisor.record("camera.worker.w1")
         await until(lambda: record.restarts >= 1, 40, "a restart for memory")
         assert record.last_error is not None and "MiB (limit 16)" in record.last_error
-        await until(lambda: any(e.kind == "camera.health" and "MiB" in e.body.reason
-                                for e in events), 10, "the camera's health to say why")
+        await until(
+            lambda: any(e.kind == "camera.health" and "MiB" in e.body.reason for e in events),
+            10,
+            "the camera's health to say why",
+        )
     finally:
         await service.stop()
         collector.cancel()
@@ -213,7 +252,8 @@ async def test_a_worker_over_its_memory_limit_is_restarted_and_says_why(tmp_path
 
 @pytest.mark.timeout(120)
 async def test_a_manager_calibrates_from_the_hall_page_in_a_browser(
-        site: tuple[Gateway, Path]) -> None:
+    site: tuple[Gateway, Path],
+) -> None:
     from playwright.async_api import async_playwright
 
     from tests.edge.web.rig import CHROMIUM, CHROMIUM_FLAGS
@@ -225,8 +265,10 @@ async def test_a_manager_calibrates_from_the_hall_page_in_a_browser(
     async with async_playwright() as p:
         browser = await p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
         try:
-            for user, password, manager in (("dating", "viewer-password", False),
-                                            ("zhuren", "manager-password", True)):
+            for user, password, manager in (
+                ("dating", "viewer-password", False),
+                ("zhuren", "manager-password", True),
+            ):
                 context = await browser.new_context(locale="zh-CN")
                 context.set_default_timeout(15_000)
                 errors: list[str] = []

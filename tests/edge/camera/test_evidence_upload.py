@@ -40,8 +40,12 @@ def _rows(db: Path, sql: str, *args: Any) -> list[tuple[Any, ...]]:
 
 
 def _verdicts(db: Path) -> list[tuple[int, dict[str, Any]]]:
-    return [(seq, json.loads(body)) for seq, body in _rows(
-        db, "SELECT seq, body FROM events WHERE kind = 'camera.verdict' ORDER BY seq")]
+    return [
+        (seq, json.loads(body))
+        for seq, body in _rows(
+            db, "SELECT seq, body FROM events WHERE kind = 'camera.verdict' ORDER BY seq"
+        )
+    ]
 
 
 def _stored(db: Path) -> dict[int, str]:
@@ -72,8 +76,9 @@ def _tampered_upload(port: int, header: EvidenceHeader, data: bytes) -> Evidence
     try:
         client.subscribe(topic(header.hall, header.gateway, Channel.RECEIPT), 1)
         assert subscribed.wait(10)
-        client.publish(topic(header.hall, header.gateway, Channel.EVIDENCE),
-                       encode_upload(header, data), qos=1).wait_for_publish(10)
+        client.publish(
+            topic(header.hall, header.gateway, Channel.EVIDENCE), encode_upload(header, data), qos=1
+        ).wait_for_publish(10)
         done.wait(20)
     finally:
         client.disconnect()
@@ -90,11 +95,13 @@ async def _api_checks(url: str, data_dir: Path, key_seq: int, sha256: str) -> by
         supervisor = await create_token(engine, Role.SUPERVISOR)
         stranger = await create_token(engine, Role.HALL_MANAGER, hall="H2")
         technician = await create_token(engine, Role.TECHNICIAN)
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                     base_url="http://central") as http:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://central"
+        ) as http:
             auth = {"Authorization": f"Bearer {supervisor}"}
-            review = (await http.get(f"/api/v1/evaluations/gw1/{key_seq}/reviews",
-                                     headers=auth)).json()
+            review = (
+                await http.get(f"/api/v1/evaluations/gw1/{key_seq}/reviews", headers=auth)
+            ).json()
             (evidence,) = review["evidence"]
             assert evidence["snapshot_sha256"] == sha256
             assert evidence["image_url"] == f"/api/v1/evidence/{sha256}"
@@ -102,8 +109,9 @@ async def _api_checks(url: str, data_dir: Path, key_seq: int, sha256: str) -> by
             assert image.status_code == 200 and image.headers["content-type"] == "image/jpeg"
             # another hall's manager: as if it did not exist; a technician: no faces at all
             for token, refused in ((stranger, 404), (technician, 403)):
-                other = await http.get(evidence["image_url"],
-                                       headers={"Authorization": f"Bearer {token}"})
+                other = await http.get(
+                    evidence["image_url"], headers={"Authorization": f"Bearer {token}"}
+                )
                 assert other.status_code == refused
             assert (await http.get(evidence["image_url"])).status_code == 401
             return image.content
@@ -122,42 +130,60 @@ def test_snapshot_reaches_central_verified_and_served(tmp_path: Path, broker: Br
         sims.run(bus.start())
         sims.call(lambda: bus.add(0x81))
         camera = hall_camera(server.url).model_dump(mode="json")
-        config = procs.edge_config(tmp_path, broker.port, evaluator_buses=[{
-            "port": str(tmp_path / "ttyEVAL0"), "devices": [{"addr": 0x81, "window": 1}]}],
-            cameras={"cameras": [camera], "evidence_dir": str(tmp_path / "evidence")})
+        config = procs.edge_config(
+            tmp_path,
+            broker.port,
+            evaluator_buses=[
+                {"port": str(tmp_path / "ttyEVAL0"), "devices": [{"addr": 0x81, "window": 1}]}
+            ],
+            cameras={"cameras": [camera], "evidence_dir": str(tmp_path / "evidence")},
+        )
         cen = procs.central(central_config, tmp_path / "central.log")
         gw = procs.edge(config, tmp_path / "edge.log")
         try:
-            procs.wait_until(lambda: bool(_rows(db, "SELECT 1 FROM events WHERE kind = "
-                                                    "'camera.health'")), 40,
-                             "the camera to come online at central")
+            procs.wait_until(
+                lambda: bool(_rows(db, "SELECT 1 FROM events WHERE kind = 'camera.health'")),
+                40,
+                "the camera to come online at central",
+            )
             sims.call(lambda: bus.press(0x81, 1))
             procs.wait_until(lambda: bool(_verdicts(db)), 40, "a verdict for the key press")
-            (verdict_seq, verdict), = _verdicts(db)
+            ((verdict_seq, verdict),) = _verdicts(db)
             assert verdict["snapshot"] and verdict["snapshot_sha256"]
-            procs.wait_until(lambda: verdict_seq in _stored(db), 30,
-                             "the verdict's snapshot at central")
+            procs.wait_until(
+                lambda: verdict_seq in _stored(db), 30, "the verdict's snapshot at central"
+            )
 
             # bytes changed on the way (or on the gateway's disk): refused, quarantined
             original = (tmp_path / "evidence" / verdict["snapshot"]).read_bytes()
             forged = bytearray(original)
             forged[len(forged) // 2] ^= 0xFF
-            header = EvidenceHeader(hall="H1", gateway="gw1", path=verdict["snapshot"],
-                                    sha256=verdict["snapshot_sha256"], size=len(forged),
-                                    manifest_seq=verdict["manifest_seq"], event_seq=verdict_seq)
+            header = EvidenceHeader(
+                hall="H1",
+                gateway="gw1",
+                path=verdict["snapshot"],
+                sha256=verdict["snapshot_sha256"],
+                size=len(forged),
+                manifest_seq=verdict["manifest_seq"],
+                event_seq=verdict_seq,
+            )
             receipt = _tampered_upload(broker.port, header, bytes(forged))
             assert receipt.status == "refused" and "tampered" in receipt.reason
 
             # central down while a key is pressed: the snapshot arrives after its restart
             cen.stop()
             sims.call(lambda: bus.press(0x81, 3))
-            procs.wait_until(lambda: (tmp_path / "edge-gw1" / "evidence-uploads.sqlite")
-                             .exists(), 5, "the upload queue")
+            procs.wait_until(
+                lambda: (tmp_path / "edge-gw1" / "evidence-uploads.sqlite").exists(),
+                5,
+                "the upload queue",
+            )
             cen = procs.central(central_config, tmp_path / "central.log")
             procs.wait_until(lambda: len(_verdicts(db)) == 2, 40, "the second verdict")
             second_seq, second = _verdicts(db)[1]
-            procs.wait_until(lambda: second_seq in _stored(db), 40,
-                             "the second snapshot after central's restart")
+            procs.wait_until(
+                lambda: second_seq in _stored(db), 40, "the second snapshot after central's restart"
+            )
         finally:
             gw.stop()
             cen.stop()
@@ -167,18 +193,21 @@ def test_snapshot_reaches_central_verified_and_served(tmp_path: Path, broker: Br
     stored = vault.path_for(verdict["snapshot_sha256"]).read_bytes()
     assert stored == original
     assert hashlib.sha256(stored).hexdigest() == verdict["snapshot_sha256"]
-    assert hashlib.sha256(vault.path_for(second["snapshot_sha256"]).read_bytes()).hexdigest() \
+    assert (
+        hashlib.sha256(vault.path_for(second["snapshot_sha256"]).read_bytes()).hexdigest()
         == second["snapshot_sha256"]
+    )
     # the refused bytes are kept for inspection, never served
-    (reject,) = _rows(db, "SELECT claimed_sha256, actual_sha256, quarantine FROM "
-                          "evidence_rejects")
+    (reject,) = _rows(db, "SELECT claimed_sha256, actual_sha256, quarantine FROM evidence_rejects")
     assert reject[0] == verdict["snapshot_sha256"]
     assert reject[1] == hashlib.sha256(forged).hexdigest()
     assert (vault.quarantine / reject[2]).read_bytes() == bytes(forged)
     assert not vault.path_for(reject[1]).exists()
-    (key_seq,) = [s for s, in _rows(db, "SELECT seq FROM events WHERE kind = 'evaluator.key' "
-                                        "ORDER BY seq")][:1]
+    (key_seq,) = [
+        s for (s,) in _rows(db, "SELECT seq FROM events WHERE kind = 'evaluator.key' ORDER BY seq")
+    ][:1]
     assert verdict["key_seq"] == key_seq
-    served = asyncio.run(_api_checks(url, tmp_path / "central", key_seq,
-                                     verdict["snapshot_sha256"]))
+    served = asyncio.run(
+        _api_checks(url, tmp_path / "central", key_seq, verdict["snapshot_sha256"])
+    )
     assert served == original

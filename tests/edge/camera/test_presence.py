@@ -62,8 +62,13 @@ def test_passers_by_do_not_reset_the_empty_seat_run() -> None:
     changes = []
     t = 20.0
     for start, seconds, occupied in (
-        (20.0, 40.0, False), (60.0, 3.0, True), (63.0, 40.0, False), (103.0, 2.5, True),
-        (105.5, 34.0, False), (139.5, 3.0, True), (142.5, 28.0, False),
+        (20.0, 40.0, False),
+        (60.0, 3.0, True),
+        (63.0, 40.0, False),
+        (103.0, 2.5, True),
+        (105.5, 34.0, False),
+        (139.5, 3.0, True),
+        (142.5, 28.0, False),
     ):
         assert start == t
         changes += feed(tracker, start, seconds, occupied)
@@ -76,8 +81,9 @@ def test_passers_by_do_not_reset_the_empty_seat_run() -> None:
     assert back.state == "present" and back.since == 170.5 and back.decided <= 170.5 + 8.5
 
 
-def test_a_return_shorter_than_an_occlusion_does_not_end_the_absence_run_but_a_real_one_does(
-) -> None:
+def test_a_return_shorter_than_an_occlusion_does_not_end_the_absence_run_but_a_real_one_does() -> (
+    None
+):
     tracker = PresenceTracker(window=1, away_after_s=30.0, present_after_s=2.0, occlusion_s=8.0)
     feed(tracker, 0.0, 10.0, True)
     assert feed(tracker, 10.0, 20.0, False) == []

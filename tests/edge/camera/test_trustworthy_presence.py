@@ -30,11 +30,20 @@ SLACK_S = 5.0  # the issue's bound: decided within away_after_s + 5 s of the tru
 Frame = tuple[float, dict[int, bool | None], dict[int, bool | None], Analysis]
 
 
-def run(scene: HallScene, config: CameraConfig, *, size: Callable[[float], HallScene] | None = None,
-        analyzer: CameraAnalyzer | None = None) -> tuple[list[PresenceChange], list[Frame]]:
+def run(
+    scene: HallScene,
+    config: CameraConfig,
+    *,
+    size: Callable[[float], HallScene] | None = None,
+    analyzer: CameraAnalyzer | None = None,
+) -> tuple[list[PresenceChange], list[Frame]]:
     analyzer = analyzer or CameraAnalyzer(config)
-    trackers = {w.window: PresenceTracker(w.window, config.away_after_s, config.present_after_s,
-                                          config.occlusion_s) for w in config.windows}
+    trackers = {
+        w.window: PresenceTracker(
+            w.window, config.away_after_s, config.present_after_s, config.occlusion_s
+        )
+        for w in config.windows
+    }
     changes: list[PresenceChange] = []
     frames: list[Frame] = []
     for index in range(int(scene.duration * FPS)):
@@ -89,8 +98,10 @@ def check_judgements(frames: list[Frame], skip_before: float = 0.0) -> int:
         if t < skip_before:
             continue
         for obs in analysis.windows:
-            for got, want in ((obs.staff_occupied, staff[obs.window]),
-                              (obs.citizen_occupied, citizen[obs.window])):
+            for got, want in (
+                (obs.staff_occupied, staff[obs.window]),
+                (obs.citizen_occupied, citizen[obs.window]),
+            ):
                 if want is not None and got is not None:
                     judged += 1
                     if got != want:
@@ -104,7 +115,8 @@ def busy_hall(still_s: float, break_s: float) -> HallScene:
     scene = hall_scene(still_s=still_s, break_s=break_s)
     left = 8 + still_s
     scene.actors += [
-        passer_by(left + 8.0), passer_by(left + 19.0, rightwards=False, walk_s=7.0),
+        passer_by(left + 8.0),
+        passer_by(left + 19.0, rightwards=False, walk_s=7.0),
         passer_by(left + AWAY_AFTER_S - 1.0),  # just as "away" is due
         passer_by(left + 45.0, walk_s=4.0),
     ]
@@ -120,7 +132,7 @@ def test_passers_by_and_flicker_neither_hide_an_absence_nor_fake_one() -> None:
     assert check_timeline(changes, frames, 2) == 0  # window 2's clerk never leaves
     assert [c.state for c in changes if c.window == 2] == ["present"]
     assert check_judgements(frames) >= 0.9 * 4 * (len(frames) - 3 * FPS)
-    assert all(a.windows[0].staff_occupied is not None for _, _, _, a in frames[int(4 * FPS):])
+    assert all(a.windows[0].staff_occupied is not None for _, _, _, a in frames[int(4 * FPS) :])
 
 
 def test_lights_switched_and_a_dimming_hall_change_nothing() -> None:
@@ -134,8 +146,7 @@ def test_lights_switched_and_a_dimming_hall_change_nothing() -> None:
     check_judgements(frames)
 
 
-def test_a_resolution_change_keeps_judging_and_references_are_kept_per_size(
-        tmp_path: Path) -> None:
+def test_a_resolution_change_keeps_judging_and_references_are_kept_per_size(tmp_path: Path) -> None:
     scene = busy_hall(still_s=30.0, break_s=50.0)
     d1 = scene.resized(704, 576)  # the substream switched to D1 (4:3): another analysis shape
 
@@ -165,15 +176,17 @@ def test_a_resolution_change_keeps_judging_and_references_are_kept_per_size(
 
 
 def test_unjudgeable_pictures_say_so_with_advice() -> None:
-    config = hall_camera(away_after_s=AWAY_AFTER_S, bootstrap_still_s=3.0,
-                         no_reference_after_s=20.0)
+    config = hall_camera(
+        away_after_s=AWAY_AFTER_S, bootstrap_still_s=3.0, no_reference_after_s=20.0
+    )
 
     dark = hall_scene(still_s=30.0, break_s=10.0)
     dark.light_gain = light_steps([(15.0, 0.08)])  # the lights go out
     _, frames = run(dark, config)
     blind = [a for t, _, _, a in frames if t >= 16.0]
-    assert all(o.staff_occupied is None and o.citizen_occupied is None
-               for a in blind for o in a.windows)
+    assert all(
+        o.staff_occupied is None and o.citizen_occupied is None for a in blind for o in a.windows
+    )
 
     analyzer = CameraAnalyzer(config)
     for index in range(40):

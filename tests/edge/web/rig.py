@@ -22,9 +22,15 @@ from tests.support.broker import Broker, free_port
 from tests.support.loop_thread import LoopThread
 
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run",
-                  "--disable-quic"]
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
 OUTPUT = Path(__file__).resolve().parents[3] / "test-output"
 WINDOWS = 16
 USER, PASSWORD = "dating", "大厅看板-2026"
@@ -50,9 +56,21 @@ class Hall:
 
 
 def add_account(config: Path) -> None:
-    done = subprocess.run([str(procs.BIN / "hallwatch-edge"), "user", "add", USER, "-c",
-                           str(config), "--password-stdin"], input=PASSWORD + "\n", text=True,
-                          capture_output=True, timeout=60)
+    done = subprocess.run(
+        [
+            str(procs.BIN / "hallwatch-edge"),
+            "user",
+            "add",
+            USER,
+            "-c",
+            str(config),
+            "--password-stdin",
+        ],
+        input=PASSWORD + "\n",
+        text=True,
+        capture_output=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
 
 
@@ -71,17 +89,20 @@ def wait_for_devices(url: str, timeout: float = 60) -> None:
         client.post("/login", data={"username": USER, "password": PASSWORD})
         while True:
             tiles = client.get("/api/board").json()["tiles"]
-            if len(tiles) == WINDOWS and all(t["evaluator"]["state"] == "online"
-                                             for t in tiles):
+            if len(tiles) == WINDOWS and all(t["evaluator"]["state"] == "online" for t in tiles):
                 return
             assert time.monotonic() < deadline, f"evaluators not online: {tiles}"
             time.sleep(0.2)
 
 
 @contextmanager
-def running_hall(tmp: Path, *, poll_interval_s: float = 1,
-                 staff_names: dict[str, str] = STAFF,
-                 before_start: Callable[[Path], None] | None = None) -> Iterator[Hall]:
+def running_hall(
+    tmp: Path,
+    *,
+    poll_interval_s: float = 1,
+    staff_names: dict[str, str] = STAFF,
+    before_start: Callable[[Path], None] | None = None,
+) -> Iterator[Hall]:
     """``before_start`` gets the gateway's data directory before the gateway first runs."""
     broker = Broker(free_port(), tmp / "broker").start()
     with LoopThread() as sims:
@@ -93,20 +114,29 @@ def running_hall(tmp: Path, *, poll_interval_s: float = 1,
             sims.call(lambda i=i: bus.add(0x81 + i))
         port = free_port()
         config = procs.edge_config(
-            tmp, broker.port,
-            evaluator_buses=[{"port": str(tmp / "ttyEVAL0"), "poll_interval_s": poll_interval_s,
-                              "devices": [{"addr": 0x81 + i, "window": i + 1}
-                                          for i in range(WINDOWS)]}],
+            tmp,
+            broker.port,
+            evaluator_buses=[
+                {
+                    "port": str(tmp / "ttyEVAL0"),
+                    "poll_interval_s": poll_interval_s,
+                    "devices": [{"addr": 0x81 + i, "window": i + 1} for i in range(WINDOWS)],
+                }
+            ],
             queue={"transport": str(tmp / "ttyQM0")},
-            http={"enabled": True, "host": "127.0.0.1", "port": port,
-                  "hall_name": "锦江区政务服务中心"},
-            staff_names=staff_names)
+            http={
+                "enabled": True,
+                "host": "127.0.0.1",
+                "port": port,
+                "hall_name": "锦江区政务服务中心",
+            },
+            staff_names=staff_names,
+        )
         add_account(config)
         if before_start is not None:
             before_start(tmp / "edge-gw1")
         url = f"http://127.0.0.1:{port}"
-        hall = Hall(tmp, broker, sims, bus, qm, url, config,
-                    procs.edge(config, tmp / "edge.log"))
+        hall = Hall(tmp, broker, sims, bus, qm, url, config, procs.edge(config, tmp / "edge.log"))
         try:
             wait_for_devices(url)
             yield hall

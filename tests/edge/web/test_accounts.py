@@ -50,8 +50,10 @@ def test_store_is_private_and_keeps_roles(tmp_path: Path) -> None:
     assert stat.S_IMODE(store.path.stat().st_mode) == 0o600
     text = store.path.read_text()
     assert "long-enough" not in text and "scrypt$" in text
-    viewer, admin = store.verify("dating", "long-enough"), store.verify("zhang.min",
-                                                                         "also-long-enough")
+    viewer, admin = (
+        store.verify("dating", "long-enough"),
+        store.verify("zhang.min", "also-long-enough"),
+    )
     assert viewer is not None and viewer.role is Role.VIEWER
     assert viewer.may(Permission.VIEW) and not viewer.may(Permission.MANAGE)
     assert admin is not None and admin.may(Permission.MANAGE)
@@ -73,11 +75,18 @@ def test_a_running_gateway_sees_accounts_changed_by_the_cli(tmp_path: Path) -> N
     assert gateway_view.get("dating") is None
 
 
-@pytest.mark.parametrize(("name", "password"), [
-    ("", "long-enough"), ("has space", "long-enough"), ("x" * 33, "long-enough"),
-    ("a/b", "long-enough"), ("dating", "short"), ("dating", "p" * 300)])
-def test_unusable_names_and_passwords_are_refused(tmp_path: Path, name: str,
-                                                  password: str) -> None:
+@pytest.mark.parametrize(
+    ("name", "password"),
+    [
+        ("", "long-enough"),
+        ("has space", "long-enough"),
+        ("x" * 33, "long-enough"),
+        ("a/b", "long-enough"),
+        ("dating", "short"),
+        ("dating", "p" * 300),
+    ],
+)
+def test_unusable_names_and_passwords_are_refused(tmp_path: Path, name: str, password: str) -> None:
     with pytest.raises(AccountError):
         AccountStore.in_data_dir(tmp_path).set_password(name, password)
 
@@ -124,8 +133,14 @@ def test_session_key_survives_a_restart_and_is_private(tmp_path: Path) -> None:
 
 def test_login_brake_counts_first_and_slows_an_account_rather_than_locking_it() -> None:
     clock = FakeClock()
-    brake = LoginBrake(pair_limit=5, address_limit=8, account_limit=6, window_s=300,
-                       account_spacing_s=30, clock=clock)
+    brake = LoginBrake(
+        pair_limit=5,
+        address_limit=8,
+        account_limit=6,
+        window_s=300,
+        account_spacing_s=30,
+        clock=clock,
+    )
     assert [brake.admit("dating", "10.0.0.5") for _ in range(7)] == [0] * 5 + [301, 301]
     assert brake.admit("dating", "10.0.0.9") == 0  # another address may still try the name
     assert brake.admit("dating", "10.0.0.8") == 31  # past the account's limit: spaced
@@ -143,20 +158,25 @@ def test_login_brake_counts_first_and_slows_an_account_rather_than_locking_it() 
 
 def _config(tmp_path: Path) -> Path:
     path = tmp_path / "edge.yaml"
-    path.write_text(yaml.safe_dump({"hall": "H1", "gateway": "gw1",
-                                    "data_dir": str(tmp_path / "data")}))
+    path.write_text(
+        yaml.safe_dump({"hall": "H1", "gateway": "gw1", "data_dir": str(tmp_path / "data")})
+    )
     return path
 
 
 def test_cli_user_add_list_remove(tmp_path: Path) -> None:
     config = _config(tmp_path)
     runner = CliRunner()
-    added = runner.invoke(cli, ["user", "add", "dating", "-c", str(config), "--password-stdin"],
-                          input="long-enough\n")
+    added = runner.invoke(
+        cli, ["user", "add", "dating", "-c", str(config), "--password-stdin"], input="long-enough\n"
+    )
     assert added.exit_code == 0, added.output
     assert "dating" in added.output
-    admin = runner.invoke(cli, ["user", "add", "zhang", "-c", str(config), "--role", "admin",
-                                "--password-stdin"], input="another-secret\n")
+    admin = runner.invoke(
+        cli,
+        ["user", "add", "zhang", "-c", str(config), "--role", "admin", "--password-stdin"],
+        input="another-secret\n",
+    )
     assert admin.exit_code == 0, admin.output
     store = AccountStore.in_data_dir(tmp_path / "data")
     assert store.verify("dating", "long-enough") is not None
@@ -164,11 +184,14 @@ def test_cli_user_add_list_remove(tmp_path: Path) -> None:
 
     listed = runner.invoke(cli, ["user", "list", "-c", str(config)])
     assert [line.split("\t")[:2] for line in listed.output.splitlines()] == [
-        ["dating", "viewer"], ["zhang", "admin"]]
+        ["dating", "viewer"],
+        ["zhang", "admin"],
+    ]
     assert "scrypt" not in listed.output
 
-    short = runner.invoke(cli, ["user", "add", "li", "-c", str(config), "--password-stdin"],
-                          input="short\n")
+    short = runner.invoke(
+        cli, ["user", "add", "li", "-c", str(config), "--password-stdin"], input="short\n"
+    )
     assert short.exit_code == 2 and "密码至少" in short.output
     assert runner.invoke(cli, ["user", "remove", "dating", "-c", str(config)]).exit_code == 0
     assert runner.invoke(cli, ["user", "remove", "dating", "-c", str(config)]).exit_code == 1
@@ -178,8 +201,9 @@ def test_cli_user_add_list_remove(tmp_path: Path) -> None:
 
 def test_cli_prompts_for_the_password_twice(tmp_path: Path) -> None:
     config = _config(tmp_path)
-    result = CliRunner().invoke(cli, ["user", "add", "dating", "-c", str(config)],
-                                input="long-enough\nlong-enough\n")
+    result = CliRunner().invoke(
+        cli, ["user", "add", "dating", "-c", str(config)], input="long-enough\nlong-enough\n"
+    )
     assert result.exit_code == 0, result.output
     assert "long-enough" not in result.output  # hidden input
     assert AccountStore.in_data_dir(tmp_path / "data").verify("dating", "long-enough")

@@ -23,15 +23,23 @@ def cheap_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def config(tmp_path: Path, port: int = 0, *, enabled: bool = True) -> GatewayConfig:
-    return GatewayConfig.model_validate({
-        "hall": "H1", "gateway": "gw1", "data_dir": str(tmp_path / "data"),
-        "broker": {"port": 1},  # nothing listens: the page must not care
-        "clock": {"assume_synced": True},
-        "evaluator_buses": [{"port": str(tmp_path / "ttyNONE"), "devices": [
-            {"addr": 0x81, "window": 1}, {"addr": 0x82, "window": 2}]}],
-        "queue": {"transport": str(tmp_path / "ttyQMNONE")},
-        "http": {"enabled": enabled, "host": "127.0.0.1", "port": port},
-    })
+    return GatewayConfig.model_validate(
+        {
+            "hall": "H1",
+            "gateway": "gw1",
+            "data_dir": str(tmp_path / "data"),
+            "broker": {"port": 1},  # nothing listens: the page must not care
+            "clock": {"assume_synced": True},
+            "evaluator_buses": [
+                {
+                    "port": str(tmp_path / "ttyNONE"),
+                    "devices": [{"addr": 0x81, "window": 1}, {"addr": 0x82, "window": 2}],
+                }
+            ],
+            "queue": {"transport": str(tmp_path / "ttyQMNONE")},
+            "http": {"enabled": enabled, "host": "127.0.0.1", "port": port},
+        }
+    )
 
 
 @pytest.fixture
@@ -105,7 +113,8 @@ async def test_no_page_unless_enabled(tmp_path: Path) -> None:
     await gw.start()
     try:
         assert gw.hall_page is None
-        gw.board.on_journaled("queue.event", {"mseq": 1, "type": "LI", "raw": "",
-                                              "window": 2, "staff": "100233"})
+        gw.board.on_journaled(
+            "queue.event", {"mseq": 1, "type": "LI", "raw": "", "window": 2, "staff": "100233"}
+        )
     finally:
         await gw.stop()

@@ -44,8 +44,9 @@ def hall(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hall]:
         finally:
             if hall.latencies:
                 OUTPUT.mkdir(exist_ok=True)
-                (OUTPUT / "hall-page-latency.json").write_text(json.dumps(
-                    {"key_to_tile_s": hall.latencies}, indent=1))
+                (OUTPUT / "hall-page-latency.json").write_text(
+                    json.dumps({"key_to_tile_s": hall.latencies}, indent=1)
+                )
 
 
 @pytest.fixture(scope="module")
@@ -54,16 +55,19 @@ def browser() -> Iterator[Browser]:
         yield b
 
 
-def new_context(hall: Hall, browser: Browser, size: tuple[int, int] = SIZES[0],
-                **options: Any) -> BrowserContext:
-    context = browser.new_context(viewport={"width": size[0], "height": size[1]},
-                                  locale="zh-CN", **options)
+def new_context(
+    hall: Hall, browser: Browser, size: tuple[int, int] = SIZES[0], **options: Any
+) -> BrowserContext:
+    context = browser.new_context(
+        viewport={"width": size[0], "height": size[1]}, locale="zh-CN", **options
+    )
     context.set_default_timeout(10_000)
     context.on("request", lambda request: hall.requests.append(request.url))
 
     def on_page(page: Page) -> None:
-        page.on("console", lambda m: hall.console_errors.append(m.text)
-                if m.type == "error" else None)
+        page.on(
+            "console", lambda m: hall.console_errors.append(m.text) if m.type == "error" else None
+        )
         page.on("pageerror", lambda e: hall.console_errors.append(str(e)))
 
     context.on("page", on_page)
@@ -167,16 +171,18 @@ def test_queue_machine_events_show_on_tiles_and_queue(hall: Hall, board: Page) -
     three = tile(board, 3)
     board.wait_for_function(
         "t => document.querySelector('.tile[data-window=\"3\"] .ticket-no')?.textContent === t",
-        arg=f"办理 {first}")
+        arg=f"办理 {first}",
+    )
     assert three.locator(".tile-staff").inner_text() == "张敏 100233"  # the name first
     assert three.locator(".presence").inner_text() == "在岗"
     assert tile(board, 5).get_attribute("data-presence") == "paused"
-    board.wait_for_function("() => document.getElementById('queue-summary').dataset.total"
-                            " === '2'")
+    board.wait_for_function("() => document.getElementById('queue-summary').dataset.total === '2'")
     assert board.locator("#queue-summary").inner_text().startswith("等候 2 人 · 最长等候")
     rows = board.locator("#queue-services tr")
     assert [rows.nth(i).locator("td").first.inner_text() for i in range(rows.count())] == [
-        "不动产登记", "社保医保"]
+        "不动产登记",
+        "社保医保",
+    ]
 
 
 # -- live updates --------------------------------------------------------------------------------
@@ -211,8 +217,10 @@ def test_a_key_press_shows_on_its_tile_within_a_second(hall: Hall, board: Page) 
     assert board.evaluate("window.__hwMarker") == "same document"  # no reload happened
     assert board.evaluate("performance.getEntriesByType('navigation').length") == 1
     median = statistics.median(hall.latencies)
-    print(f"key press → tile: median {median * 1000:.0f} ms, max "
-          f"{max(hall.latencies) * 1000:.0f} ms over {len(hall.latencies)} presses")
+    print(
+        f"key press → tile: median {median * 1000:.0f} ms, max "
+        f"{max(hall.latencies) * 1000:.0f} ms over {len(hall.latencies)} presses"
+    )
     assert median < 1.0, hall.latencies
 
 
@@ -232,7 +240,8 @@ def test_a_silent_evaluator_turns_its_tile_red_with_advice(hall: Hall, board: Pa
     hall.sims.call(lambda: hall.bus.set_flags(hall.addr(8), stuck_key=True))
     board.wait_for_selector('.tile[data-window="8"][data-evaluator="stuck_key"]')
     assert tile(board, 8).locator(".tile-problem").inner_text() == (
-        "按键卡住：检查按键或更换评价器")
+        "按键卡住：检查按键或更换评价器"
+    )
     shot(board, "hall-1920x1080-zh-faults.png")
 
     hall.sims.call(lambda: setattr(hall.bus.devices[hall.addr(6)], "silent", False))
@@ -312,8 +321,9 @@ GLYPHS = """() => {
 
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
-def test_renders_at_big_screen_and_kiosk_sizes(hall: Hall, browser: Browser, board: Page,
-                                               size: tuple[int, int]) -> None:
+def test_renders_at_big_screen_and_kiosk_sizes(
+    hall: Hall, browser: Browser, board: Page, size: tuple[int, int]
+) -> None:
     context = new_context(hall, browser, size, storage_state=board.context.storage_state())
     page = context.new_page()
     for lang in ("zh", "en"):
@@ -342,11 +352,9 @@ def test_nothing_is_loaded_from_anywhere_else(hall: Hall, board: Page) -> None:
     assert not unexpected
 
 
-def test_the_kiosk_comes_back_by_itself_after_a_gateway_restart(hall: Hall,
-                                                                board: Page) -> None:
+def test_the_kiosk_comes_back_by_itself_after_a_gateway_restart(hall: Hall, board: Page) -> None:
     windows = (2, 7, 11, 16)
-    totals = {w: tile(board, w).locator(".tile-keys").get_attribute("data-total")
-              for w in windows}
+    totals = {w: tile(board, w).locator(".tile-keys").get_attribute("data-total") for w in windows}
     assert totals[2] == "2"
     serving = tile(board, 3).locator(".ticket-no").inner_text()
     hall.gateway.stop()
@@ -354,11 +362,13 @@ def test_the_kiosk_comes_back_by_itself_after_a_gateway_restart(hall: Hall,
     assert board.locator("#stream-state").inner_text() == "实时连接中断，正在重连"
     hall.gateway = procs.edge(hall.config, hall.tmp / "edge-restarted.log")
     board.wait_for_selector('#stream-state[data-state="live"]', timeout=30_000)
-    board.wait_for_selector(f'.tile[data-window="{WINDOWS}"][data-evaluator="online"]',
-                            timeout=30_000)
+    board.wait_for_selector(
+        f'.tile[data-window="{WINDOWS}"][data-evaluator="online"]', timeout=30_000
+    )
     # the signed session outlived the process; today's picture was replayed from the journal
-    assert {w: tile(board, w).locator(".tile-keys").get_attribute("data-total")
-            for w in windows} == totals
+    assert {
+        w: tile(board, w).locator(".tile-keys").get_attribute("data-total") for w in windows
+    } == totals
     assert tile(board, 3).locator(".ticket-no").inner_text() == serving
     assert board.evaluate("window.__hwMarker") == "same document"
 

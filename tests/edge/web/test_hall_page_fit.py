@@ -24,8 +24,24 @@ from tests.edge.web.rig import OUTPUT, PASSWORD, USER, WINDOWS, Hall, chromium, 
 
 KIOSK = (1366, 768)
 # names as halls have them: two to four characters, a minority name with its middle dot
-NAMES = ["张敏", "李建国", "王芳", "欧阳建华", "阿依古丽·买买提", "司马晓东", "刘洋", "陈静",
-         "诸葛明远", "赵丽娟", "格桑卓玛", "黄志强", "周婷", "吴晓峰", "郑雪梅", "孙红霞"]
+NAMES = [
+    "张敏",
+    "李建国",
+    "王芳",
+    "欧阳建华",
+    "阿依古丽·买买提",
+    "司马晓东",
+    "刘洋",
+    "陈静",
+    "诸葛明远",
+    "赵丽娟",
+    "格桑卓玛",
+    "黄志强",
+    "周婷",
+    "吴晓峰",
+    "郑雪梅",
+    "孙红霞",
+]
 STAFF = {f"1003{w:02d}": NAMES[w - 1] for w in range(1, WINDOWS + 1)}
 NAMELESS_WINDOW = 16  # its staff number is not in the configuration: shown by number
 CAMERA_WINDOWS = (5, 9, 16)  # a camera says their staff are away: the longest staff lines
@@ -36,8 +52,14 @@ def day_counts(window: int) -> dict[int, int]:
     window (a five-digit day)."""
     if window == 1:
         return {k: 1000 + 333 * k for k in range(1, 7)}
-    return {1: 1000 + 61 * window, 2: 1000 + 7 * window, 3: 10 * window, 4: 99, 5: window,
-            6: 0 if window % 2 else 950}
+    return {
+        1: 1000 + 61 * window,
+        2: 1000 + 7 * window,
+        3: 10 * window,
+        4: 99,
+        5: window,
+        6: 0 if window % 2 else 950,
+    }
 
 
 def body(kind: str, doc: dict[str, Any]) -> Any:
@@ -54,26 +76,64 @@ def seed_a_busy_day(data_dir: Path) -> None:
             staff = next(s for s, name in STAFF.items() if name == NAMES[window - 1])
             if window == NAMELESS_WINDOW:
                 staff = "100399"
-            for code, extra in (("LI", {}), ("CL", {"ticket": f"A{window:03d}8"}),
-                                ("ST", {"ticket": f"A{window:03d}8"})):
+            for code, extra in (
+                ("LI", {}),
+                ("CL", {"ticket": f"A{window:03d}8"}),
+                ("ST", {"ticket": f"A{window:03d}8"}),
+            ):
                 mseq += 1
-                journal.append_nowait("queue.event", body("queue.event", {
-                    "mseq": mseq, "type": code, "window": window, "staff": staff,
-                    "raw": f"$QM,{mseq},{code}", **extra}))
+                journal.append_nowait(
+                    "queue.event",
+                    body(
+                        "queue.event",
+                        {
+                            "mseq": mseq,
+                            "type": code,
+                            "window": window,
+                            "staff": staff,
+                            "raw": f"$QM,{mseq},{code}",
+                            **extra,
+                        },
+                    ),
+                )
             if window in CAMERA_WINDOWS:
-                journal.append_nowait("camera.presence", body("camera.presence", {
-                    "camera": f"cam{window}", "window": window, "staff": "away",
-                    "since": "2026-01-01T00:00:00Z", "since_mono_ns": 0, "confidence": 0.9,
-                    "snapshot": f"cam{window}/1.jpg"}))
+                journal.append_nowait(
+                    "camera.presence",
+                    body(
+                        "camera.presence",
+                        {
+                            "camera": f"cam{window}",
+                            "window": window,
+                            "staff": "away",
+                            "since": "2026-01-01T00:00:00Z",
+                            "since_mono_ns": 0,
+                            "confidence": 0.9,
+                            "snapshot": f"cam{window}/1.jpg",
+                        },
+                    ),
+                )
             seq = 0
             for key, count in day_counts(window).items():
                 for _ in range(count):
                     seq = seq % 255 + 1
                     raw = build_frame(0x80 + window, CMD_KEY, bytes((seq, key, 0)))
-                    journal.append_nowait("evaluator.key", body("evaluator.key", {
-                        "window": window, "addr": 0x80 + window, "raw": raw[1:].hex(),
-                        "dev_seq": seq, "key": key, "label": KEY_LABELS[key], "session": 0,
-                        "invitation": None, "marks": ["NO_SESSION"]}))
+                    journal.append_nowait(
+                        "evaluator.key",
+                        body(
+                            "evaluator.key",
+                            {
+                                "window": window,
+                                "addr": 0x80 + window,
+                                "raw": raw[1:].hex(),
+                                "dev_seq": seq,
+                                "key": key,
+                                "label": KEY_LABELS[key],
+                                "session": 0,
+                                "invitation": None,
+                                "marks": ["NO_SESSION"],
+                            },
+                        ),
+                    )
         await journal.append("gen.sample", body("gen.sample", {"n": 0, "run": "seeded"}))
         await journal.close()
 
@@ -82,8 +142,9 @@ def seed_a_busy_day(data_dir: Path) -> None:
 
 @pytest.fixture(scope="module")
 def hall(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hall]:
-    with running_hall(tmp_path_factory.mktemp("hall-fit"), staff_names=STAFF,
-                      before_start=seed_a_busy_day) as hall:
+    with running_hall(
+        tmp_path_factory.mktemp("hall-fit"), staff_names=STAFF, before_start=seed_a_busy_day
+    ) as hall:
         yield hall
 
 
@@ -135,8 +196,7 @@ TILE_TEXT = """() => Object.fromEntries([...document.querySelectorAll('.tile')].
 
 
 def open_kiosk(hall: Hall, browser: Browser, lang: str) -> Page:
-    context = browser.new_context(viewport={"width": KIOSK[0], "height": KIOSK[1]},
-                                  locale="zh-CN")
+    context = browser.new_context(viewport={"width": KIOSK[0], "height": KIOSK[1]}, locale="zh-CN")
     context.set_default_timeout(30_000)
     page = context.new_page()
     page.goto(f"{hall.url}/?lang={lang}")
@@ -164,8 +224,9 @@ def longest_states(hall: Hall) -> None:
 
 
 @pytest.mark.parametrize("lang", ["zh", "en"])
-def test_sixteen_busy_windows_fit_a_kiosk_uncut(hall: Hall, browser: Browser,
-                                                longest_states: None, lang: str) -> None:
+def test_sixteen_busy_windows_fit_a_kiosk_uncut(
+    hall: Hall, browser: Browser, longest_states: None, lang: str
+) -> None:
     page = open_kiosk(hall, browser, lang)
     page.wait_for_selector('.tile[data-window="1"][data-evaluator="invited"]')
     page.wait_for_selector('.tile[data-window="2"].tile--fault')

@@ -43,8 +43,17 @@ def qm(code: str, mseq: int, **fields: Any) -> dict[str, Any]:
 
 
 def key(window: int, value: int, *marks: str) -> dict[str, Any]:
-    return {"window": window, "addr": 0x80 + window, "raw": "00", "dev_seq": 1, "key": value,
-            "label": "", "session": 0, "invitation": None, "marks": list(marks)}
+    return {
+        "window": window,
+        "addr": 0x80 + window,
+        "raw": "00",
+        "dev_seq": 1,
+        "key": value,
+        "label": "",
+        "session": 0,
+        "invitation": None,
+        "marks": list(marks),
+    }
 
 
 @pytest.fixture
@@ -54,8 +63,13 @@ async def journal(tmp_path: Path) -> AsyncIterator[Journal]:
 
 
 def board_over(journal: Journal, now: Now, **sources: Any) -> HallBoard:
-    return HallBoard(BoardSources(journal, journal.clock, **sources), hall="H1", gateway="gw1",
-                     staff_names={"100233": "张敏"}, now=now)
+    return HallBoard(
+        BoardSources(journal, journal.clock, **sources),
+        hall="H1",
+        gateway="gw1",
+        staff_names={"100233": "张敏"},
+        now=now,
+    )
 
 
 async def test_a_window_through_a_morning_of_queue_events(journal: Journal) -> None:
@@ -63,18 +77,26 @@ async def test_a_window_through_a_morning_of_queue_events(journal: Journal) -> N
     board = board_over(journal, now)
     feed = board.on_journaled
     feed("queue.event", qm("LI", 1, window=3, staff="100233"))
-    feed("queue.event", qm("TK", 2, ticket="A001", service="A01", service_name="不动产登记",
-                           waiting=1))
+    feed(
+        "queue.event",
+        qm("TK", 2, ticket="A001", service="A01", service_name="不动产登记", waiting=1),
+    )
     now.at += timedelta(minutes=4)
     feed("queue.event", qm("TK", 3, ticket="A002", service="A01", waiting=2))
     feed("queue.event", qm("TK", 4, ticket="B001", service="B02", waiting=1))
     tile = board.picture()["tiles"][0]
     assert (tile["window"], tile["staff"], tile["staff_name"], tile["presence"]) == (
-        3, "100233", "张敏", "present")
+        3,
+        "100233",
+        "张敏",
+        "present",
+    )
     queue = board.picture()["queue"]
     assert queue["waiting_total"] == 3
     assert [(s["service"], s["name"], s["waiting"]) for s in queue["services"]] == [
-        ("A01", "不动产登记", 2), ("B02", None, 1)]
+        ("A01", "不动产登记", 2),
+        ("B02", None, 1),
+    ]
     assert queue["oldest_since"] == utc_text(MORNING)  # A001 has waited longest
 
     feed("queue.event", qm("CL", 5, ticket="A001", window=3))
@@ -96,7 +118,9 @@ async def test_a_window_through_a_morning_of_queue_events(journal: Journal) -> N
     tile = board.picture()["tiles"][0]
     assert tile["ticket"] is None and tile["serving_since"] is None
     assert {s["service"]: s["waiting"] for s in board.picture()["queue"]["services"]} == {
-        "A01": 1, "B02": 2}
+        "A01": 1,
+        "B02": 2,
+    }
     feed("queue.event", qm("CL", 10, ticket="B001", window=3))
     feed("queue.event", qm("NS", 11, ticket="B001", window=3))  # 弃号: never came
     assert board.picture()["tiles"][0]["called"] is None
@@ -120,8 +144,10 @@ async def test_todays_evaluations_count_each_key_once(journal: Journal) -> None:
     for value in (1, 1, 2, 5):
         board.on_journaled("evaluator.key", key(4, value))
     board.on_journaled("evaluator.key", key(4, 1, "RETRANSMIT"))  # the same press again
-    board.on_journaled("evaluator.fault", {"window": 4, "addr": 0x84, "raw": "00",
-                                           "reason": "key value outside 1–6", "value": 9})
+    board.on_journaled(
+        "evaluator.fault",
+        {"window": 4, "addr": 0x84, "raw": "00", "reason": "key value outside 1–6", "value": 9},
+    )
     tile = board.picture()["tiles"][0]
     assert tile["keys"] == {"1": 2, "2": 1, "3": 0, "4": 0, "5": 1, "6": 0}
     assert tile["keys_total"] == 4
@@ -146,19 +172,34 @@ async def test_replay_rebuilds_today_from_the_journal(journal: Journal) -> None:
 
     yesterday = MORNING - timedelta(days=1)
     await journaled("evaluator.key", key(1, 3), yesterday)  # not today's
-    await journaled("queue.event", qm("TK", 1, ticket="A001", service="A01", waiting=1),
-                    yesterday)
-    await journaled("queue.event", qm("LI", 2, window=1, staff="100233"),
-                    MORNING - timedelta(hours=1))
-    await journaled("queue.event", qm("TK", 3, ticket="A007", service="A01", waiting=1),
-                    MORNING - timedelta(minutes=30))
-    await journaled("queue.event", qm("ST", 4, ticket="A007", window=1, staff="100233"),
-                    MORNING - timedelta(minutes=20))
+    await journaled("queue.event", qm("TK", 1, ticket="A001", service="A01", waiting=1), yesterday)
+    await journaled(
+        "queue.event", qm("LI", 2, window=1, staff="100233"), MORNING - timedelta(hours=1)
+    )
+    await journaled(
+        "queue.event",
+        qm("TK", 3, ticket="A007", service="A01", waiting=1),
+        MORNING - timedelta(minutes=30),
+    )
+    await journaled(
+        "queue.event",
+        qm("ST", 4, ticket="A007", window=1, staff="100233"),
+        MORNING - timedelta(minutes=20),
+    )
     await journaled("evaluator.key", key(1, 1), MORNING - timedelta(minutes=10))
     await journaled("evaluator.key", key(1, 1, "RETRANSMIT"), MORNING - timedelta(minutes=10))
-    await journaled("camera.presence", {
-        "camera": "cam1", "window": 1, "staff": "away", "since": utc_text(MORNING),
-        "since_mono_ns": 0, "confidence": 0.9}, MORNING)
+    await journaled(
+        "camera.presence",
+        {
+            "camera": "cam1",
+            "window": 1,
+            "staff": "away",
+            "since": utc_text(MORNING),
+            "since_mono_ns": 0,
+            "confidence": 0.9,
+        },
+        MORNING,
+    )
 
     board = board_over(journal, now)
     assert await board.replay() == 6  # today's only
@@ -167,8 +208,12 @@ async def test_replay_rebuilds_today_from_the_journal(journal: Journal) -> None:
     assert tile["serving_since"] == utc_text(MORNING - timedelta(minutes=20))
     assert tile["keys"]["1"] == 1 and tile["keys"]["3"] == 0
     # journaled through its model: pydantic's ISO form
-    assert tile["camera"] == {"staff": "away", "since": MORNING.isoformat().replace("+00:00", "Z"),
-                              "snapshot": False, "calibration": False}
+    assert tile["camera"] == {
+        "staff": "away",
+        "since": MORNING.isoformat().replace("+00:00", "Z"),
+        "snapshot": False,
+        "calibration": False,
+    }
     assert board.picture()["queue"]["waiting_total"] == 0
 
 
@@ -176,11 +221,13 @@ async def test_health_says_what_is_wrong(tmp_path: Path) -> None:
     clock = Clock(assume_synced=False)
     async with Journal(tmp_path / "j.db", clock, limit_bytes=4000) as journal:
         old = datetime.now(UTC) - timedelta(minutes=12)
-        await journal.append("gen.sample", GeneratorSample(n=1, run="t", pad="x" * 3000),
-                             Stamp(old, 0, False))
+        await journal.append(
+            "gen.sample", GeneratorSample(n=1, run="t", pad="x" * 3000), Stamp(old, 0, False)
+        )
         uplink = Uplink(journal, clock, "H1", "gw1", BrokerConfig(port=1), UplinkConfig())
-        board = HallBoard(BoardSources(journal, clock, uplink), hall="H1", gateway="gw1",
-                          data_dir=tmp_path)
+        board = HallBoard(
+            BoardSources(journal, clock, uplink), hall="H1", gateway="gw1", data_dir=tmp_path
+        )
         health = board.picture()["health"]
     codes = {p["code"]: p["params"] for p in health["problems"]}
     assert set(codes) == {"uplink_down", "backlog_stale", "clock_unsynced", "journal_full"}
@@ -207,8 +254,9 @@ async def test_a_task_restarting_turns_the_health_panel_red(journal: Journal) ->
 
 
 async def test_an_evaluator_bus_not_open_turns_its_windows_red(journal: Journal) -> None:
-    config = EvaluatorBusConfig(port="/dev/ttyNONE", devices=[
-        {"addr": 0x81, "window": 1}, {"addr": 0x82, "window": 2}])
+    config = EvaluatorBusConfig(
+        port="/dev/ttyNONE", devices=[{"addr": 0x81, "window": 1}, {"addr": 0x82, "window": 2}]
+    )
     supervisor = EvaluatorSupervisor(config, journal)  # not running: no bus
     board = board_over(journal, Now(MORNING), evaluators=[supervisor])
     picture = board.picture()
@@ -216,7 +264,8 @@ async def test_an_evaluator_bus_not_open_turns_its_windows_red(journal: Journal)
     assert all(t["evaluator"]["state"] == "offline" for t in picture["tiles"])
     assert picture["tiles"][0]["problems"] == [{"code": "evaluator_bus_down", "params": {}}]
     assert {"code": "bus_down", "params": {"port": "/dev/ttyNONE"}} in (
-        picture["health"]["problems"])
+        picture["health"]["problems"]
+    )
     assert picture["health"]["devices"]["evaluators_offline"] == [1, 2]
 
 
@@ -271,31 +320,47 @@ async def test_stopping_the_board_ends_every_stream(journal: Journal) -> None:
 
 
 async def test_camera_presence_and_snapshot_stay_inside_the_evidence_dir(
-        tmp_path: Path, journal: Journal) -> None:
+    tmp_path: Path, journal: Journal
+) -> None:
     evidence = tmp_path / "evidence"
     (evidence / "2026-11-21").mkdir(parents=True)
     (evidence / "2026-11-21" / "w5.jpg").write_bytes(b"\xff\xd8jpeg")
     (tmp_path / "secret.txt").write_text("not evidence")
-    board = HallBoard(BoardSources(journal, journal.clock), hall="H1", gateway="gw1",
-                      evidence_dir=evidence, now=Now(MORNING))
+    board = HallBoard(
+        BoardSources(journal, journal.clock),
+        hall="H1",
+        gateway="gw1",
+        evidence_dir=evidence,
+        now=Now(MORNING),
+    )
 
     def presence(window: int, staff: str, snapshot: str | None) -> None:
-        board.on_journaled("camera.presence", {
-            "camera": f"cam{window}", "window": window, "staff": staff,
-            "since": utc_text(MORNING), "since_mono_ns": 1, "confidence": 0.8,
-            "snapshot": snapshot})
+        board.on_journaled(
+            "camera.presence",
+            {
+                "camera": f"cam{window}",
+                "window": window,
+                "staff": staff,
+                "since": utc_text(MORNING),
+                "since_mono_ns": 1,
+                "confidence": 0.8,
+                "snapshot": snapshot,
+            },
+        )
 
     presence(5, "present", "2026-11-21/w5.jpg")
     presence(6, "away", "../secret.txt")
-    board.on_journaled("camera.health", {"camera": "cam6", "state": "offline",
-                                         "reason": "no frames for 10 s"})
+    board.on_journaled(
+        "camera.health", {"camera": "cam6", "state": "offline", "reason": "no frames for 10 s"}
+    )
     tiles = {t["window"]: t for t in board.picture()["tiles"]}
     assert tiles[5]["camera"]["staff"] == "present" and tiles[6]["camera"]["staff"] == "away"
     assert board.snapshot_file(5) == (evidence / "2026-11-21" / "w5.jpg").resolve()
     assert board.snapshot_file(6) is None  # outside the evidence directory
     assert board.snapshot_file(7) is None
     assert {"code": "cameras_offline", "params": {"cameras": "cam6"}} in (
-        board.picture()["health"]["problems"])
+        board.picture()["health"]["problems"]
+    )
 
 
 async def test_a_broken_event_is_counted_not_raised(journal: Journal) -> None:

@@ -42,10 +42,14 @@ async def hall_page(tmp_path: Path) -> AsyncIterator[Serve]:
         signer = SessionSigner(load_or_create_key(tmp_path), accounts, 3600)
 
         @asynccontextmanager
-        async def serve(brake: LoginBrake, proxies: tuple[str, ...] = ()
-                        ) -> AsyncIterator[str]:
-            app = create_app(board, accounts, signer, brake=brake, trusted_proxies=tuple(
-                ipaddress.ip_network(p) for p in proxies))
+        async def serve(brake: LoginBrake, proxies: tuple[str, ...] = ()) -> AsyncIterator[str]:
+            app = create_app(
+                board,
+                accounts,
+                signer,
+                brake=brake,
+                trusted_proxies=tuple(ipaddress.ip_network(p) for p in proxies),
+            )
             async with serving(app) as url:
                 yield url
 
@@ -70,5 +74,6 @@ async def test_forwarded_for_is_ignored_unless_the_peer_is_a_configured_proxy(
 async def test_guessing_from_many_addresses_slows_the_account_but_never_locks_it(
     hall_page: Serve,
 ) -> None:
-    await logins.many_addresses_slow_the_account_but_never_lock_it(hall_page, LoginBrake, "dating",
-                                                                   PASSWORD)
+    await logins.many_addresses_slow_the_account_but_never_lock_it(
+        hall_page, LoginBrake, "dating", PASSWORD
+    )

@@ -57,8 +57,13 @@ class Site:
 async def site(tmp_path: Path) -> AsyncIterator[Site]:
     async with Journal(tmp_path / "journal.db", Clock(assume_synced=True)) as journal:
         evidence = tmp_path / "evidence"
-        board = HallBoard(BoardSources(journal, journal.clock), hall="H1", gateway="gw1",
-                          hall_name="锦江区政务服务中心", evidence_dir=evidence)
+        board = HallBoard(
+            BoardSources(journal, journal.clock),
+            hall="H1",
+            gateway="gw1",
+            hall_name="锦江区政务服务中心",
+            evidence_dir=evidence,
+        )
         await board.start()
         accounts = AccountStore.in_data_dir(tmp_path)
         accounts.set_password("dating", "viewer-password")
@@ -79,17 +84,24 @@ async def client(site: Site) -> AsyncIterator[httpx.AsyncClient]:
         yield c
 
 
-async def login(client: httpx.AsyncClient, name: str, password: str, *,
-                next_page: str = "/", **headers: str) -> httpx.Response:
-    return await client.post("/login", data={"username": name, "password": password,
-                                             "next": next_page}, headers=headers)
+async def login(
+    client: httpx.AsyncClient, name: str, password: str, *, next_page: str = "/", **headers: str
+) -> httpx.Response:
+    return await client.post(
+        "/login", data={"username": name, "password": password, "next": next_page}, headers=headers
+    )
 
 
 async def test_nothing_without_a_login(client: httpx.AsyncClient) -> None:
     page = await client.get("/")
     assert page.status_code == 303 and page.headers["location"] == "/login?next=%2F"
-    for path in ("/api/board", "/events", "/api/session", "/api/accounts",
-                 "/api/windows/1/snapshot"):
+    for path in (
+        "/api/board",
+        "/events",
+        "/api/session",
+        "/api/accounts",
+        "/api/windows/1/snapshot",
+    ):
         response = await client.get(path)
         assert response.status_code == 401, path
     form = await client.get("/login")
@@ -99,7 +111,8 @@ async def test_nothing_without_a_login(client: httpx.AsyncClient) -> None:
 
 
 async def test_wrong_password_and_unknown_name_get_the_same_answer(
-        client: httpx.AsyncClient) -> None:
+    client: httpx.AsyncClient,
+) -> None:
     wrong = await login(client, "dating", "not-the-password")
     unknown = await login(client, "nobody", "not-the-password")
     for response in (wrong, unknown):
@@ -110,7 +123,8 @@ async def test_wrong_password_and_unknown_name_get_the_same_answer(
 
 
 async def test_login_sets_a_strict_httponly_cookie_and_returns_to_the_page(
-        client: httpx.AsyncClient) -> None:
+    client: httpx.AsyncClient,
+) -> None:
     response = await login(client, "dating", "viewer-password", next_page="/?lang=en")
     assert response.status_code == 303 and response.headers["location"] == "/?lang=en"
     cookie = response.headers["set-cookie"]
@@ -125,14 +139,12 @@ async def test_login_sets_a_strict_httponly_cookie_and_returns_to_the_page(
 
 
 @pytest.mark.parametrize("target", ["//evil.example/", "https://evil.example/", "/\\evil"])
-async def test_login_never_sends_anyone_elsewhere(client: httpx.AsyncClient,
-                                                  target: str) -> None:
+async def test_login_never_sends_anyone_elsewhere(client: httpx.AsyncClient, target: str) -> None:
     response = await login(client, "dating", "viewer-password", next_page=target)
     assert response.status_code == 303 and response.headers["location"] == "/"
 
 
-async def test_a_login_form_posted_from_another_site_is_refused(
-        client: httpx.AsyncClient) -> None:
+async def test_a_login_form_posted_from_another_site_is_refused(client: httpx.AsyncClient) -> None:
     response = await login(client, "dating", "viewer-password", origin="http://evil.example")
     assert response.status_code == 403 and COOKIE not in response.cookies
     ours = await login(client, "dating", "viewer-password", origin=str(client.base_url))
@@ -140,20 +152,25 @@ async def test_a_login_form_posted_from_another_site_is_refused(
 
 
 async def test_read_only_by_default_and_admins_see_the_accounts(site: Site) -> None:
-    async with httpx.AsyncClient(base_url=site.url) as viewer, \
-            httpx.AsyncClient(base_url=site.url) as admin:
+    async with (
+        httpx.AsyncClient(base_url=site.url) as viewer,
+        httpx.AsyncClient(base_url=site.url) as admin,
+    ):
         await login(viewer, "dating", "viewer-password")
         await login(admin, "zhang", "admin-password")
         assert (await viewer.get("/api/accounts")).status_code == 403
         listed = await admin.get("/api/accounts")
         assert listed.status_code == 200
         assert [(a["name"], a["role"]) for a in listed.json()] == [
-            ("dating", "viewer"), ("zhang", "admin")]
+            ("dating", "viewer"),
+            ("zhang", "admin"),
+        ]
         assert "scrypt" not in listed.text
 
 
 async def test_sessions_end_when_forged_or_the_password_changes(
-        site: Site, client: httpx.AsyncClient) -> None:
+    site: Site, client: httpx.AsyncClient
+) -> None:
     await login(client, "dating", "viewer-password")
     cookie = client.cookies[COOKIE]
     head, body, signature = cookie.split(".")
@@ -218,8 +235,10 @@ def test_catalogue_has_every_text_in_both_languages() -> None:
     board = (WEB.parent / "hallboard.py").read_text()
     used |= {f"problem.{code}" for code in re.findall(r'"code": "(\w+)"', board)}
     used |= {f"problem.{code}" for code in re.findall(r'\(\("(\w+)", \w+\)', board)}
-    used |= {f"evaluator.{s}" for s in ("online", "offline", "stuck_key", "display_failed",
-                                        "invited", "unknown", "none")}
+    used |= {
+        f"evaluator.{s}"
+        for s in ("online", "offline", "stuck_key", "display_failed", "invited", "unknown", "none")
+    }
     used |= {f"presence.{s}" for s in ("present", "paused", "away", "unknown")}
     used |= {f"key.{k}" for k in range(1, 7)} | {"camera.present", "camera.away"}
     missing = sorted(k for k in used if k not in catalogue["zh"])
@@ -248,16 +267,18 @@ async def read_events(response: httpx.Response) -> AsyncIterator[dict[str, Any]]
             yield message
 
 
-async def test_events_stream_the_snapshot_then_changes(site: Site,
-                                                       client: httpx.AsyncClient) -> None:
+async def test_events_stream_the_snapshot_then_changes(
+    site: Site, client: httpx.AsyncClient
+) -> None:
     await login(client, "dating", "viewer-password")
     async with client.stream("GET", "/events") as response:
         assert response.headers["content-type"].startswith("text/event-stream")
         messages = read_events(response)
         snapshot = await anext(messages)
         assert snapshot["type"] == "snapshot" and snapshot["hall"]["id"] == "H1"
-        site.board.on_journaled("queue.event", {
-            "mseq": 1, "type": "LI", "raw": "x", "window": 7, "staff": "100233"})
+        site.board.on_journaled(
+            "queue.event", {"mseq": 1, "type": "LI", "raw": "x", "window": 7, "staff": "100233"}
+        )
         update = await asyncio.wait_for(anext(messages), 5)
         assert update["type"] == "update"
         assert update["tiles"][0]["window"] == 7 and update["tiles"][0]["presence"] == "present"
@@ -265,8 +286,7 @@ async def test_events_stream_the_snapshot_then_changes(site: Site,
     assert site.board.subscribers == 0  # the closed stream let go of its subscription
 
 
-async def test_stopping_the_board_ends_open_streams(site: Site,
-                                                   client: httpx.AsyncClient) -> None:
+async def test_stopping_the_board_ends_open_streams(site: Site, client: httpx.AsyncClient) -> None:
     await login(client, "dating", "viewer-password")
     async with client.stream("GET", "/events") as response:
         messages = read_events(response)
@@ -276,15 +296,25 @@ async def test_stopping_the_board_ends_open_streams(site: Site,
     assert rest == []
 
 
-async def test_camera_snapshot_only_from_the_evidence_dir(site: Site,
-                                                          client: httpx.AsyncClient) -> None:
+async def test_camera_snapshot_only_from_the_evidence_dir(
+    site: Site, client: httpx.AsyncClient
+) -> None:
     await login(client, "dating", "viewer-password")
     (site.evidence / "day").mkdir(parents=True)
     (site.evidence / "day" / "w2.jpg").write_bytes(b"\xff\xd8\xff\xe0jpeg")
     for window, snapshot in ((2, "day/w2.jpg"), (3, "../journal.db")):
-        site.board.on_journaled("camera.presence", {
-            "camera": "c", "window": window, "staff": "away", "since": "2026-11-21T02:00:00Z",
-            "since_mono_ns": 1, "confidence": 1.0, "snapshot": snapshot})
+        site.board.on_journaled(
+            "camera.presence",
+            {
+                "camera": "c",
+                "window": window,
+                "staff": "away",
+                "since": "2026-11-21T02:00:00Z",
+                "since_mono_ns": 1,
+                "confidence": 1.0,
+                "snapshot": snapshot,
+            },
+        )
     image = await client.get("/api/windows/2/snapshot")
     assert image.status_code == 200 and image.content == b"\xff\xd8\xff\xe0jpeg"
     assert (await client.get("/api/windows/3/snapshot")).status_code == 404
@@ -294,25 +324,37 @@ def _self_signed(tmp: Path) -> TlsFiles:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
     now = dt.datetime.now(dt.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=1))
-            .not_valid_after(now + dt.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-            .sign(key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=1))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
     (tmp / "page.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    (tmp / "page.key").write_bytes(key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption()))
+    (tmp / "page.key").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
     return TlsFiles(ca=tmp / "page.crt", cert=tmp / "page.crt", key=tmp / "page.key")
 
 
 async def test_https_when_configured_with_secure_cookies(tmp_path: Path, site: Site) -> None:
     tls = _self_signed(tmp_path)
     signer = SessionSigner(b"s" * 32, site.accounts, 3600)
-    server = HallPageServer(create_app(site.board, site.accounts, signer, secure_cookies=True),
-                            "127.0.0.1", 0, tls)
+    server = HallPageServer(
+        create_app(site.board, site.accounts, signer, secure_cookies=True), "127.0.0.1", 0, tls
+    )
     await server.start()
     try:
         assert server.url.startswith("https://")
@@ -327,8 +369,10 @@ async def test_https_when_configured_with_secure_cookies(tmp_path: Path, site: S
 
 async def test_a_port_in_use_is_an_error_not_a_crash(site: Site) -> None:
     port = int(site.url.rsplit(":", 1)[1])
-    second = HallPageServer(create_app(site.board, site.accounts,
-                                       SessionSigner(b"s" * 32, site.accounts, 60)),
-                            "127.0.0.1", port)
+    second = HallPageServer(
+        create_app(site.board, site.accounts, SessionSigner(b"s" * 32, site.accounts, 60)),
+        "127.0.0.1",
+        port,
+    )
     with pytest.raises(OSError):
         await second.start()

@@ -176,7 +176,8 @@ def test_rtsp_stall_and_death_are_detected_and_recovered(feed: FrameFeed, tmp_pa
 
 
 def test_rtsp_frames_are_all_decoded_but_only_those_taken_are_converted(
-        feed: FrameFeed, tmp_path: Path) -> None:
+    feed: FrameFeed, tmp_path: Path
+) -> None:
     """At 2 analysed frames/s of a 10 fps stream, about 2 of 10 frames become pictures; each
     one taken is a new frame, its index (barcode) close to the stream's newest."""
     need_rtsp()

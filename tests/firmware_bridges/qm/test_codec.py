@@ -206,6 +206,7 @@ def test_impossible_moment_keeps_the_event() -> None:
 
 # --- rejected: never returned, so never acknowledged -----------------------------------------
 
+
 def _wrong_checksum(line: bytes) -> bytes:
     return line[:-4] + (b"01" if line[-4:-2] == b"00" else b"00") + b"\r\n"
 
@@ -220,7 +221,8 @@ REJECTED_LINES = {
     "unreadable mseq": encode_line("QM,10a3,CL,A031,5,20261121092210"),
     "19-digit mseq": encode_line("QM,1000000000000000000,CL,A031,5,20261121092210"),
     "over-long, bad checksum": _wrong_checksum(
-        encode_line("QM,5,TK,A1,A01,20261121092210,1," + "x" * MAX_LINE)),
+        encode_line("QM,5,TK,A1,A01,20261121092210,1," + "x" * MAX_LINE)
+    ),
     "over-long, no mseq": encode_line("QM,x5,TK,A1,A01,20261121092210,1," + "x" * MAX_LINE),
 }
 
@@ -230,7 +232,7 @@ def test_a_well_formed_over_long_line_is_unusable_and_acknowledged(cut: int) -> 
     line = encode_line("QM,5,TK,A1,A01,20261121092210,1," + "名" * MAX_LINE)
     decoder = Decoder()
     stream = line + CL_EXAMPLE
-    items = [i for at in range(0, len(stream), cut) for i in decoder.feed(stream[at:at + cut])]
+    items = [i for at in range(0, len(stream), cut) for i in decoder.feed(stream[at : at + cut])]
     assert [item.mseq for item in items] == [5, 1043]
     first = items[0]
     assert isinstance(first, Unusable) and f"line of {len(line)} bytes" in first.reason

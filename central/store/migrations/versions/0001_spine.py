@@ -32,8 +32,9 @@ def upgrade() -> None:
     op.create_index("ix_gateways_hall_id", "gateways", ["hall_id"])
     op.create_table(
         "events",
-        sa.Column("gateway_id", sa.String(64), sa.ForeignKey("gateways.gateway_id"),
-                  primary_key=True),
+        sa.Column(
+            "gateway_id", sa.String(64), sa.ForeignKey("gateways.gateway_id"), primary_key=True
+        ),
         sa.Column("seq", sa.BigInteger, primary_key=True, autoincrement=False),
         sa.Column("hall_id", sa.String(64), nullable=False),
         sa.Column("kind", sa.String(64), nullable=False),
@@ -46,8 +47,10 @@ def upgrade() -> None:
     )
     op.create_index("ix_events_hall_kind_utc", "events", ["hall_id", "kind", "utc"])
     op.create_index("ix_events_utc", "events", ["utc"])
-    for name, extra in (("pending_ranges", []),
-                        ("lost_ranges", [sa.Column("reported_at", UTCDateTime, nullable=False)])):
+    for name, extra in (
+        ("pending_ranges", []),
+        ("lost_ranges", [sa.Column("reported_at", UTCDateTime, nullable=False)]),
+    ):
         op.create_table(
             name,
             sa.Column("gateway_id", sa.String(64), primary_key=True),
@@ -87,6 +90,13 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for name in ("api_tokens", "quarantine", "boot_clocks", "lost_ranges", "pending_ranges",
-                 "events", "gateways"):
+    for name in (
+        "api_tokens",
+        "quarantine",
+        "boot_clocks",
+        "lost_ranges",
+        "pending_ranges",
+        "events",
+        "gateways",
+    ):
         op.drop_table(name)

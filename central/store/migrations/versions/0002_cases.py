@@ -33,8 +33,7 @@ def upgrade() -> None:
         sa.Column("completed_at", UTCDateTime, comment="办结时间"),
         sa.Column("status", sa.String(32), nullable=False),
         sa.Column("applicant_masked", sa.String(200), comment="masked: 张*, 138****1234"),
-        sa.Column("applicant_digest", sa.String(64),
-                  comment="salted SHA-256 of the applicant id"),
+        sa.Column("applicant_digest", sa.String(64), comment="salted SHA-256 of the applicant id"),
         sa.Column("received_at", UTCDateTime, nullable=False),
         sa.Column("source", sa.String(32), nullable=False, comment="api | csv | mqtt"),
     )

@@ -25,11 +25,13 @@ def upgrade() -> None:
         sa.Column("kind", sa.String(64), nullable=False),
         sa.Column("business_day", sa.Date, nullable=False),
         sa.Column("at", UTCDateTime, nullable=False, comment="corrected gateway time"),
-        sa.Column("time_source", sa.String(16), nullable=False,
-                  comment="synced | repaired | unsynced"),
+        sa.Column(
+            "time_source", sa.String(16), nullable=False, comment="synced | repaired | unsynced"
+        ),
     )
-    op.create_index("ix_correlation_event_days_hall_day", "correlation_event_days",
-                    ["hall_id", "business_day"])
+    op.create_index(
+        "ix_correlation_event_days_hall_day", "correlation_event_days", ["hall_id", "business_day"]
+    )
     op.create_table(
         "correlation_dirty",
         sa.Column("hall_id", sa.String(64), primary_key=True),
@@ -57,8 +59,9 @@ def upgrade() -> None:
     )
     op.create_table(
         "service_sessions",
-        sa.Column("session_id", sa.String(160), primary_key=True,
-                  comment="gateway:seq of its first event"),
+        sa.Column(
+            "session_id", sa.String(160), primary_key=True, comment="gateway:seq of its first event"
+        ),
         sa.Column("hall_id", sa.String(64), nullable=False),
         sa.Column("business_day", sa.Date, nullable=False),
         sa.Column("ticket", sa.String(32), nullable=False),
@@ -70,16 +73,15 @@ def upgrade() -> None:
         sa.Column("called_at", UTCDateTime),
         sa.Column("started_at", UTCDateTime),
         sa.Column("ended_at", UTCDateTime),
-        sa.Column("next_call_at", UTCDateTime,
-                  comment="next ticket called at the same window"),
-        sa.Column("machine_times", JSONDoc, nullable=False,
-                  comment="the queue machine's own clock"),
+        sa.Column("next_call_at", UTCDateTime, comment="next ticket called at the same window"),
+        sa.Column(
+            "machine_times", JSONDoc, nullable=False, comment="the queue machine's own clock"
+        ),
         sa.Column("recalls", sa.Integer, nullable=False),
         sa.Column("finish_mseq", sa.Integer),
         sa.Column("case_nos", JSONDoc, nullable=False),
     )
-    op.create_index("ix_service_sessions_hall_day", "service_sessions",
-                    ["hall_id", "business_day"])
+    op.create_index("ix_service_sessions_hall_day", "service_sessions", ["hall_id", "business_day"])
     op.create_table(
         "presence_periods",
         sa.Column("hall_id", sa.String(64), primary_key=True),
@@ -89,11 +91,11 @@ def upgrade() -> None:
         sa.Column("business_day", sa.Date, nullable=False),
         sa.Column("end", UTCDateTime, nullable=False),
         sa.Column("opened_by", sa.String(16), nullable=False, comment="LI | RS | activity"),
-        sa.Column("closed_by", sa.String(16), nullable=False,
-                  comment="LO | PS | moved | end_of_data"),
+        sa.Column(
+            "closed_by", sa.String(16), nullable=False, comment="LO | PS | moved | end_of_data"
+        ),
     )
-    op.create_index("ix_presence_periods_hall_day", "presence_periods",
-                    ["hall_id", "business_day"])
+    op.create_index("ix_presence_periods_hall_day", "presence_periods", ["hall_id", "business_day"])
     op.create_table(
         "correlation_results",
         sa.Column("gateway_id", sa.String(64), primary_key=True),
@@ -116,14 +118,15 @@ def upgrade() -> None:
         sa.Column("flags", JSONDoc, nullable=False),
         sa.Column("counted", sa.Boolean, nullable=False),
         sa.Column("basis", sa.String(32), nullable=False),
-        sa.Column("citizen", sa.String(16),
-                  comment="camera verdict: present | absent | unknown"),
+        sa.Column("citizen", sa.String(16), comment="camera verdict: present | absent | unknown"),
         sa.Column("computed_at", UTCDateTime, nullable=False),
-        sa.Column("digest", sa.String(64), nullable=False,
-                  comment="sha256 over content + previous digest"),
+        sa.Column(
+            "digest", sa.String(64), nullable=False, comment="sha256 over content + previous digest"
+        ),
     )
-    op.create_index("ix_correlation_results_hall_day", "correlation_results",
-                    ["hall_id", "business_day"])
+    op.create_index(
+        "ix_correlation_results_hall_day", "correlation_results", ["hall_id", "business_day"]
+    )
     op.create_index("ix_correlation_results_session", "correlation_results", ["session_id"])
     op.create_table(
         "correlation_heads",
@@ -133,8 +136,9 @@ def upgrade() -> None:
         sa.Column("hall_id", sa.String(64), nullable=False),
         sa.Column("business_day", sa.Date, nullable=False),
     )
-    op.create_index("ix_correlation_heads_hall_day", "correlation_heads",
-                    ["hall_id", "business_day"])
+    op.create_index(
+        "ix_correlation_heads_hall_day", "correlation_heads", ["hall_id", "business_day"]
+    )
     op.create_table(
         "correlation_case_links",
         sa.Column("gateway_id", sa.String(64), primary_key=True),
@@ -152,12 +156,10 @@ def upgrade() -> None:
         sa.Column("to_version", sa.Integer, nullable=False),
         sa.Column("hall_id", sa.String(64), nullable=False),
         sa.Column("business_day", sa.Date, nullable=False),
-        sa.Column("changed", JSONDoc, nullable=False,
-                  comment="names of the fields that changed"),
+        sa.Column("changed", JSONDoc, nullable=False, comment="names of the fields that changed"),
         sa.Column("reissued_at", UTCDateTime, nullable=False),
     )
-    op.create_index("ix_correlation_reissues_reissued_at", "correlation_reissues",
-                    ["reissued_at"])
+    op.create_index("ix_correlation_reissues_reissued_at", "correlation_reissues", ["reissued_at"])
     op.create_table(
         "followups",
         sa.Column("item_id", sa.String(160), primary_key=True),
@@ -185,8 +187,7 @@ def upgrade() -> None:
     op.create_table(
         "followup_events",
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-        sa.Column("item_id", sa.String(160), sa.ForeignKey("followups.item_id"),
-                  nullable=False),
+        sa.Column("item_id", sa.String(160), sa.ForeignKey("followups.item_id"), nullable=False),
         sa.Column("kind", sa.String(32), nullable=False),
         sa.Column("at", UTCDateTime, nullable=False),
         sa.Column("state", sa.String(16), nullable=False),
@@ -207,9 +208,20 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for name in ("hall_setups", "followup_events", "followups", "correlation_reissues",
-                 "correlation_case_links", "correlation_heads", "correlation_results",
-                 "presence_periods", "service_sessions", "correlation_days",
-                 "correlation_state", "correlation_case_seen", "correlation_dirty",
-                 "correlation_event_days"):
+    for name in (
+        "hall_setups",
+        "followup_events",
+        "followups",
+        "correlation_reissues",
+        "correlation_case_links",
+        "correlation_heads",
+        "correlation_results",
+        "presence_periods",
+        "service_sessions",
+        "correlation_days",
+        "correlation_state",
+        "correlation_case_seen",
+        "correlation_dirty",
+        "correlation_event_days",
+    ):
         op.drop_table(name)

@@ -20,8 +20,12 @@ def upgrade() -> None:
     op.create_table(
         "evidence_files",
         sa.Column("gateway_id", sa.String(64), primary_key=True),
-        sa.Column("event_seq", sa.BigInteger, primary_key=True,
-                  comment="gateway seq of the camera.* event naming the file"),
+        sa.Column(
+            "event_seq",
+            sa.BigInteger,
+            primary_key=True,
+            comment="gateway seq of the camera.* event naming the file",
+        ),
         sa.Column("sha256", sa.String(64), nullable=False),
         sa.Column("hall_id", sa.String(64), nullable=False),
         sa.Column("kind", sa.String(64), nullable=False),
@@ -36,17 +40,17 @@ def upgrade() -> None:
         sa.Column("gateway_id", sa.String(64), nullable=False),
         sa.Column("hall_id", sa.String(64), nullable=False),
         sa.Column("event_seq", sa.BigInteger, nullable=False),
-        sa.Column("claimed_sha256", sa.String(64), nullable=False,
-                  comment="the hash in the upload"),
-        sa.Column("actual_sha256", sa.String(64), nullable=False,
-                  comment="the hash of the bytes"),
+        sa.Column(
+            "claimed_sha256", sa.String(64), nullable=False, comment="the hash in the upload"
+        ),
+        sa.Column("actual_sha256", sa.String(64), nullable=False, comment="the hash of the bytes"),
         sa.Column("reason", sa.Text, nullable=False),
-        sa.Column("quarantine", sa.String(300), nullable=False,
-                  comment="file name in quarantine/"),
+        sa.Column("quarantine", sa.String(300), nullable=False, comment="file name in quarantine/"),
         sa.Column("received_at", UTCDateTime, nullable=False),
     )
-    op.create_index("ix_evidence_rejects_gateway", "evidence_rejects",
-                    ["gateway_id", "received_at"])
+    op.create_index(
+        "ix_evidence_rejects_gateway", "evidence_rejects", ["gateway_id", "received_at"]
+    )
 
 
 def downgrade() -> None:

@@ -21,10 +21,16 @@ def upgrade() -> None:
         "ledger_seals",
         sa.Column("hall_id", sa.String(64), primary_key=True),
         sa.Column("day", sa.Date, primary_key=True, comment="business day of the chain"),
-        sa.Column("entries", sa.Integer, primary_key=True, autoincrement=False,
-                  comment="the chain's length when sealed"),
-        sa.Column("head", sa.String(64), nullable=False,
-                  comment="chain hash of entry number 'entries'"),
+        sa.Column(
+            "entries",
+            sa.Integer,
+            primary_key=True,
+            autoincrement=False,
+            comment="the chain's length when sealed",
+        ),
+        sa.Column(
+            "head", sa.String(64), nullable=False, comment="chain hash of entry number 'entries'"
+        ),
         sa.Column("sealed_at", UTCDateTime, nullable=False),
     )
 

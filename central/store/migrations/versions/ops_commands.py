@@ -24,8 +24,7 @@ def upgrade() -> None:
     )
     op.create_table(
         "gateway_commands",
-        sa.Column("id", sa.String(36), primary_key=True,
-                  comment="uuid4, as in the signed command"),
+        sa.Column("id", sa.String(36), primary_key=True, comment="uuid4, as in the signed command"),
         sa.Column("gateway_id", sa.String(64), nullable=False),
         sa.Column("hall_id", sa.String(64), nullable=False),
         sa.Column("version", sa.BigInteger, nullable=False),

@@ -17,8 +17,10 @@ depends_on = None
 
 
 def upgrade() -> None:
-    op.add_column("service_sessions", sa.Column(
-        "time_sources", JSONDoc, comment="stage → receive | machine_offset"))
+    op.add_column(
+        "service_sessions",
+        sa.Column("time_sources", JSONDoc, comment="stage → receive | machine_offset"),
+    )
 
 
 def downgrade() -> None:

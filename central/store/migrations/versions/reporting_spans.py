@@ -17,13 +17,19 @@ depends_on = None
 
 
 def upgrade() -> None:
-    op.add_column("correlation_days", sa.Column(
-        "reporting", JSONDoc, comment="[[start, end], …] the queue feed reported (UTC ISO)"))
+    op.add_column(
+        "correlation_days",
+        sa.Column(
+            "reporting", JSONDoc, comment="[[start, end], …] the queue feed reported (UTC ISO)"
+        ),
+    )
     # every correlated day is computed again, so that it gets its reporting spans
-    op.execute("INSERT INTO correlation_dirty (hall_id, business_day, marked_at) "
-               "SELECT d.hall_id, d.business_day, d.run_at FROM correlation_days d "
-               "WHERE NOT EXISTS (SELECT 1 FROM correlation_dirty x WHERE "
-               "x.hall_id = d.hall_id AND x.business_day = d.business_day)")
+    op.execute(
+        "INSERT INTO correlation_dirty (hall_id, business_day, marked_at) "
+        "SELECT d.hall_id, d.business_day, d.run_at FROM correlation_days d "
+        "WHERE NOT EXISTS (SELECT 1 FROM correlation_dirty x WHERE "
+        "x.hall_id = d.hall_id AND x.business_day = d.business_day)"
+    )
 
 
 def downgrade() -> None:

@@ -17,9 +17,14 @@ depends_on = None
 
 
 def upgrade() -> None:
-    op.add_column("service_sessions", sa.Column(
-        "next_start_at", UTCDateTime,
-        comment="the next session at the same window started: LATE from then on"))
+    op.add_column(
+        "service_sessions",
+        sa.Column(
+            "next_start_at",
+            UTCDateTime,
+            comment="the next session at the same window started: LATE from then on",
+        ),
+    )
 
 
 def downgrade() -> None:

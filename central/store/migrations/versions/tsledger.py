@@ -26,20 +26,24 @@ def upgrade() -> None:
     op.create_table(
         "ledger_entries",
         sa.Column("hall_id", sa.String(64), primary_key=True),
-        sa.Column("day", sa.Date, primary_key=True,
-                  comment="business day (Asia/Shanghai) of entry"),
-        sa.Column("position", sa.Integer, primary_key=True, autoincrement=False,
-                  comment="1, 2, 3, …"),
-        sa.Column("record", sa.String(16), nullable=False,
-                  comment="evaluation | case_revision | case"),
+        sa.Column(
+            "day", sa.Date, primary_key=True, comment="business day (Asia/Shanghai) of entry"
+        ),
+        sa.Column(
+            "position", sa.Integer, primary_key=True, autoincrement=False, comment="1, 2, 3, …"
+        ),
+        sa.Column(
+            "record", sa.String(16), nullable=False, comment="evaluation | case_revision | case"
+        ),
         sa.Column("ref", sa.String(64), nullable=False, comment="gateway id or case number"),
         sa.Column("ref_no", sa.BigInteger, nullable=False, comment="event seq or case revision"),
         sa.Column("row_hash", sa.String(64), nullable=False),
         sa.Column("chain_hash", sa.String(64), nullable=False),
         sa.Column("entered_at", UTCDateTime, nullable=False),
     )
-    op.create_index("ux_ledger_entries_record", "ledger_entries", ["record", "ref", "ref_no"],
-                    unique=True)
+    op.create_index(
+        "ux_ledger_entries_record", "ledger_entries", ["record", "ref", "ref_no"], unique=True
+    )
     op.create_table(
         "ledger_progress",
         sa.Column("source", sa.String(32), primary_key=True),
