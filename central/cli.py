@@ -15,7 +15,7 @@ import typer
 from central import cli_cases, cli_correlation, cli_gateways, cli_ledger, cli_tokens, cli_users
 from central.config import CentralConfig, load
 from central.rules.workdays import CalendarConfigError
-from protocols.configtext import ConfigError
+from hallkit.configtext import ConfigError
 
 app = typer.Typer(
     help="Hallwatch central aggregator (电子监察中心).",

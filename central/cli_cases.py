@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from central.config import CentralConfig, load
-from protocols.configtext import ConfigError
+from hallkit.configtext import ConfigError
 
 cases_app = typer.Typer(
     help="办件 (cases): CSV import and the time-limit ladder.", no_args_is_help=True

@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from central.config import CentralConfig, load
-from protocols.configtext import ConfigError
+from hallkit.configtext import ConfigError
 
 correlation_app = typer.Typer(
     help="关联 (correlation): service sessions, evaluations, bad-review follow-up.",
@@ -111,7 +111,7 @@ def hall_setup(
     from central.correlation import halls
     from central.store.db import make_engine
     from central.store.migrate import upgrade
-    from protocols.configtext import parse_yaml_model
+    from hallkit.configtext import parse_yaml_model
 
     cfg = _config(config)
     try:

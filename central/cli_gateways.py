@@ -14,8 +14,8 @@ from typing import Annotated, Any, TypeVar, cast, get_args
 import typer
 
 from central.config import CentralConfig, load
+from hallkit.configtext import ConfigError
 from protocols.commands import CommandName
-from protocols.configtext import ConfigError
 
 T = TypeVar("T")
 

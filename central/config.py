@@ -10,8 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from central.rules.timelimit import LadderConfig
 from central.store.db import DEFAULT_URL
 from hallkit.configfiles import Named, check_readable, tls_files
+from hallkit.configtext import ConfigError, parse_yaml_model
 from hallkit.loginbrake import TrustedProxies
-from protocols.configtext import ConfigError, parse_yaml_model
 from protocols.topics import ID_PATTERN
 from protocols.transport import BrokerEndpoint, TlsFiles
 

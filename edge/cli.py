@@ -15,7 +15,7 @@ from edge import cli_camera, cli_ops
 from edge.config import GatewayConfig
 from edge.web.users_cli import users
 from hallkit.configfiles import check_readable
-from protocols.configtext import ConfigError, parse_yaml_model
+from hallkit.configtext import ConfigError, parse_yaml_model
 
 app = typer.Typer(
     help="Hallwatch hall gateway (大厅网关).", no_args_is_help=True, pretty_exceptions_enable=False

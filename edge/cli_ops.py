@@ -15,7 +15,7 @@ import yaml
 
 from edge.config import GatewayConfig
 from edge.provisioning import BundleError, InstalledBundle, apply_bundle, manifest_summary
-from protocols.configtext import ConfigError, parse_yaml_model
+from hallkit.configtext import ConfigError, parse_yaml_model
 
 app = typer.Typer()
 provision_app = typer.Typer(

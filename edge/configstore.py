@@ -23,7 +23,7 @@ import yaml
 from pydantic import ValidationError
 
 from edge.config import GatewayConfig
-from protocols.configtext import ConfigError, parse_yaml_model
+from hallkit.configtext import ConfigError, parse_yaml_model
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from protocols.configtext import ConfigError, line_of
+from hallkit.configtext import ConfigError, line_of
 from protocols.transport import TlsFiles
 
 # where in the YAML (e.g. ("broker", "tls", "ca")) and the path found there

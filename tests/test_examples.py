@@ -6,7 +6,7 @@ from pathlib import Path
 
 from central.config import CentralConfig
 from edge.config import GatewayConfig
-from protocols.configtext import parse_yaml_model
+from hallkit.configtext import parse_yaml_model
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "deploy" / "examples"
 

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from central.correlation.machine_clock import MachineClockConfig
 from central.rules.followup import FollowUpConfig
-from protocols.configtext import ConfigError, parse_yaml_model
+from hallkit.configtext import ConfigError, parse_yaml_model
 
 FILE_NAME = "correlation.yaml"
 

@@ -23,8 +23,8 @@ from central.correlation import job as correlation_job
 from central.ingest import Incoming
 from central.registry import register
 from central.service import Aggregator
+from hallkit.configtext import ConfigError
 from hallkit.supervise import Supervisor, healthz
-from protocols.configtext import ConfigError
 from protocols.envelope import GatewayState, JournalState, TaskStatus, encode
 from protocols.topics import Channel, topic
 from tests.support.broker import Broker
