@@ -5,8 +5,8 @@ every queue message of its windows, live; after a restart it feeds the journaled
 same inputs through the same methods (``replay``), so the rebuilt state, and the marks of the
 events that follow, are those live handling would have produced.
 
-The rules (the device side is in the FF 68 manual: an invitation closes on the first KEY, on
-CANCEL or with INVITE_TIMEOUT; a BOOT forgets it):
+The rules (the device side is in the FF 68 manual, ``docs/devices/evaluator-bus-ff68.md#commands``:
+an invitation closes on the first KEY, on CANCEL or with INVITE_TIMEOUT; a BOOT forgets it):
 
 - FN at window W asks for an invitation at W's evaluator (``InviteRequest``). The invitation takes
   the device's next session token, 1–255 wrapping (0 means "no invitation"). One still open at W

@@ -103,7 +103,7 @@ class Uplink:
             # without a handler (the self-test) it stays queued for the gateway service.
             manual_ack=True,
         )
-        client.max_inflight_messages_set(20)  # FIELD-NOTES: more made paho slower
+        client.max_inflight_messages_set(20)  # docs/field-notes.md#mosquitto: more made paho slower
         client.suppress_exceptions = True  # a callback's bug is logged, never ends the thread
         client.enable_logger(log.getChild("paho"))
         client.max_queued_messages_set(0)

@@ -2,7 +2,7 @@
 
 Bytes in, typed frames out (`Decoder.feed`); typed frames in, bytes out (`encode`). The same code
 serves the gateway's driver, the simulator that plays the devices, and the tests. The protocol
-is specified in `shared/devices/evaluator-bus-ff68.md` ("the spec" below); section names in the
+is specified in `docs/devices/evaluator-bus-ff68.md` ("the spec" below); section names in the
 comments refer to it.
 
 Frame on the wire (spec "Frame")::

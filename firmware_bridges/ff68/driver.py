@@ -2,7 +2,7 @@
 
 The only place that touches the port. Reading is a `loop.add_reader` callback on the port's file
 descriptor feeding the sans-I/O `Decoder`; writing is one task that owns the line and sends
-echoes before anything else. Spec: `shared/devices/evaluator-bus-ff68.md` ("the spec").
+echoes before anything else. Spec: `docs/devices/evaluator-bus-ff68.md` ("the spec").
 
     async with EvaluatorBus("/dev/ttyUSB0") as bus:
         async for frame in bus.frames():          # events, callers' and unknown frames

@@ -3,7 +3,7 @@
 `EvaluatorBusSimulator` opens a pty pair, puts it in raw mode and points a stable symlink (say
 `var/ttyEVAL0`) at the slave end; the driver opens that path as if it were a USB RS-485 adapter.
 On the master end it plays every `SimEvaluator` on the segment, following the spec
-(`shared/devices/evaluator-bus-ff68.md`) including the ugly parts: retransmission of unechoed
+(`docs/devices/evaluator-bus-ff68.md`) including the ugly parts: retransmission of unechoed
 events on their own schedules, INVITE/CANCEL semantics and STATUS codes, silence towards
 broadcasts and unknown commands, and optionally corrupted transmissions, echoes the device
 does not hear, window callers and line noise sharing the wire.

@@ -3,7 +3,7 @@
 Sans-I/O in the h11 manner: ``Decoder.feed(bytes) -> list[message]`` on the gateway side,
 ``AckDecoder.feed(bytes) -> list[mseq]`` on the machine side, and ``encode``/``encode_ack``
 to build lines. Nothing here touches a port. The vendor's manual is
-``devices/queue-machine-qm.md`` in the shared documents; section names below refer to it.
+``docs/devices/queue-machine-qm.md``; section names below refer to it.
 
 Wire form ("Transport"): ``$<body>*<CS>\\r\\n``, CS = two hex digits, the XOR of every byte of
 ``<body>``. Machine lines are ``QM,<mseq>,<type>,<fields…>``; the gateway answers ``ACK,<mseq>``.

@@ -1,6 +1,6 @@
 """The queue-number machine's side of the $QM feed, for tests and the demo.
 
-``QueueMachineSimulator`` behaves as the manual (``devices/queue-machine-qm.md``) says a
+``QueueMachineSimulator`` behaves as the manual (``docs/devices/queue-machine-qm.md``) says a
 machine does: message numbers 1–999999 wrapping to 1; the last 1000 unacknowledged messages
 kept (optionally in a file, so a simulated reboot keeps them) and re-sent, in order, on a fixed
 2 s tick and all at once after every reconnect; its own drifting Asia/Shanghai clock. It serves

@@ -131,7 +131,8 @@ def test_gateway_cannot_publish_into_another_hall(tier: Tier, protocol: int) -> 
         received = set(central.received()) | set(gw_b.received())
         assert not received & set(forged.values())
         if protocol == mqtt.MQTTv5:
-            # MQTT 5 says so in the PUBACK; on 3.1.1 the PUBACK is a plain 0 (FIELD-NOTES).
+            # MQTT 5 says so in the PUBACK; on 3.1.1 the PUBACK is a plain 0
+            # (docs/field-notes.md#mosquitto).
             assert {code.value for code in codes.values()} == {NOT_AUTHORIZED}
         else:
             assert {code.value for code in codes.values()} == {0}
@@ -174,7 +175,8 @@ def test_gateway_cannot_read_another_halls_commands(tier: Tier, protocol: int) -
             topic(*A, Channel.CMD),
         ]
         for topic_filter in filters:
-            # Granted, as FIELD-NOTES says: the ACL bites at delivery, not at SUBSCRIBE.
+            # Granted, as docs/field-notes.md#mosquitto says: the ACL bites at delivery, not at
+            # SUBSCRIBE.
             assert not any(code.is_failure for code in gw_a.subscribe(topic_filter))
         gw_b.subscribe(topic(*B, Channel.CMD))
         gw_b.subscribe(topic(*B, Channel.ACK))

@@ -1,4 +1,5 @@
-"""The FF 68 codec: bytes in any chunking → frames; frames → bytes; the spec's worked example."""
+"""The FF 68 codec: bytes in any chunking → frames; frames → bytes; the spec's worked example
+(docs/devices/evaluator-bus-ff68.md#worked-example)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The $QM codec against the manual's examples, malformed input and random bytes."""
+"""The $QM codec against the manual's examples (docs/devices/queue-machine-qm.md), malformed
+input and random bytes."""
 
 from __future__ import annotations
 
