@@ -1,4 +1,7 @@
-"""Central's tables (SQLAlchemy Core). Migrations in central/store/migrations must match; a test
+"""The spine's tables (SQLAlchemy Core): gateways, events, their progress and quarantine, API
+tokens and the cases the approval system reports. The other concerns' tables are in the
+``schema_*`` modules, all on the one ``metadata`` of ``central.store.metadata``;
+``central.store.tables`` gathers them. Migrations in central/store/migrations must match; a test
 compares them. Records are append-only except the per-gateway progress counters."""
 
 from __future__ import annotations
@@ -11,15 +14,13 @@ from sqlalchemy import (
     Index,
     Integer,
     LargeBinary,
-    MetaData,
     String,
     Table,
     Text,
 )
 
+from central.store.metadata import metadata
 from central.store.types import JSONDoc, UTCDateTime
-
-metadata = MetaData()
 
 gateways = Table(
     "gateways",
@@ -167,13 +168,4 @@ case_revisions = Table(
     Column("revision", Integer, primary_key=True, autoincrement=False),
     Column("doc", JSONDoc, nullable=False),
     Column("received_at", UTCDateTime, nullable=False),
-)
-
-from central.store import (  # noqa: E402 (the tables above must exist first)
-    schema_cases,  # noqa: F401
-    schema_correlation,  # noqa: F401
-    schema_dashboard,  # noqa: F401
-    schema_evidence,  # noqa: F401
-    schema_ops,  # noqa: F401
-    schema_tsledger,  # noqa: F401
 )

@@ -1,13 +1,14 @@
 """The ladder's tables for cases (办件): the steps as they happened, and where each case stands.
 
-Defined on central's one ``metadata`` (imported at the end of ``central.store.schema``);
+Defined on central's one ``metadata`` (``central.store.metadata``);
 migration ``0003_case_ladder`` creates them."""
 
 from __future__ import annotations
 
 from sqlalchemy import Boolean, Column, Date, ForeignKey, Index, Integer, String, Table
 
-from central.store.schema import cases, metadata
+from central.store.metadata import metadata
+from central.store.schema import cases
 from central.store.types import UTCDateTime
 
 # Append-only: one row per ladder step (蓝灯 → 黄灯 → 红灯 → 黄牌 → 红牌 → 监察建议书, 暂停计时,

@@ -21,7 +21,7 @@ from sqlalchemy import (
     Text,
 )
 
-from central.store.schema import metadata
+from central.store.metadata import metadata
 from central.store.types import JSONDoc, UTCDateTime
 
 # The corrected time and business day of every event correlation reads (queue, evaluator,

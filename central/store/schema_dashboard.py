@@ -21,7 +21,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-from central.store.schema import metadata
+from central.store.metadata import metadata
 from central.store.types import UTCDateTime
 
 users = Table(

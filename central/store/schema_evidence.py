@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from sqlalchemy import BigInteger, Column, Index, Integer, String, Table, Text
 
-from central.store.schema import metadata
+from central.store.metadata import metadata
 from central.store.types import UTCDateTime
 
 # One row per (gateway event, file): the same snapshot may be named by a verdict and a

@@ -20,7 +20,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-from central.store.schema import metadata
+from central.store.metadata import metadata
 from central.store.types import JSONDoc, UTCDateTime
 
 # The highest command version ever issued to a gateway id. Kept apart from ``gateways`` so a

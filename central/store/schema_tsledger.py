@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from sqlalchemy import BigInteger, Column, Date, Index, Integer, String, Table
 
-from central.store.schema import case_revisions, metadata
+from central.store.metadata import metadata
+from central.store.schema import case_revisions
 from central.store.types import UTCDateTime
 
 # how far the time-series sink has written each gateway's events (seq ≤ through_seq are written);

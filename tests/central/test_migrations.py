@@ -7,7 +7,7 @@ from alembic.migration import MigrationContext
 
 from central.store.db import make_engine
 from central.store.migrate import current_revision, upgrade
-from central.store.schema import metadata
+from central.store.tables import metadata
 
 
 async def test_migrated_database_matches_the_declared_schema(database_url: str) -> None:

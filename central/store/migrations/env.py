@@ -2,7 +2,7 @@
 
 from alembic import context
 
-from central.store.schema import metadata
+from central.store.tables import metadata
 
 connection = context.config.attributes["connection"]
 context.configure(

@@ -1,0 +1,30 @@
+"""Every table of central on its one ``metadata``: import this module to have them all.
+
+Alembic's environment and the schema tests use it; code that queries a few tables imports
+their own modules (``central.store.schema`` for the spine, ``schema_cases``, ...) instead.
+"""
+
+from __future__ import annotations
+
+from central.store import (
+    schema,
+    schema_cases,
+    schema_correlation,
+    schema_dashboard,
+    schema_evidence,
+    schema_ops,
+    schema_tsledger,
+)
+from central.store.metadata import metadata
+
+TABLE_MODULES = (
+    schema,
+    schema_cases,
+    schema_correlation,
+    schema_dashboard,
+    schema_evidence,
+    schema_ops,
+    schema_tsledger,
+)
+
+__all__ = ["TABLE_MODULES", "metadata"]
