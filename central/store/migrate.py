@@ -19,13 +19,14 @@ def _config(connection: Any) -> Config:
     return cfg
 
 
-async def upgrade(engine: AsyncEngine, revision: str = "heads") -> None:
+async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
     async with engine.begin() as conn:
         await conn.run_sync(lambda sync_conn: command.upgrade(_config(sync_conn), revision))
 
 
 async def current_revision(engine: AsyncEngine) -> str | None:
-    """The applied revision(s), comma-separated (feature branches may have several heads)."""
+    """The applied revision(s), comma-separated: a database not yet upgraded past the merge
+    revision still stands at the several heads it joined."""
     from alembic.runtime.migration import MigrationContext
 
     async with engine.connect() as conn:
