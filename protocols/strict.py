@@ -1,10 +1,11 @@
 """The building blocks of every wire model: only what every supported store can hold and the
 rules can use.
 
-Probed limits behind each bound: PostgreSQL ``text``/``jsonb`` cannot hold U+0000 (and JSON has
-no NaN); SQLite INTEGER and PostgreSQL bigint are signed 64-bit; Python datetimes overflow at
-years 1 and 9999 as soon as an offset is added; JSON parsers recurse. A value that validates
-against these types can be stored on SQLite and PostgreSQL and used in arithmetic.
+Probed limits behind each bound (docs/field-notes.md#refused-values): PostgreSQL ``text``/``jsonb``
+cannot hold U+0000 (and JSON has no NaN); SQLite INTEGER and PostgreSQL bigint are signed 64-bit;
+Python datetimes overflow at years 1 and 9999 as soon as an offset is added; JSON parsers recurse. A
+value that validates against these types can be stored on SQLite and PostgreSQL and used in
+arithmetic.
 
 Device text is made to fit before it is journaled (``device_text``), keeping the raw bytes as
 hex beside it; the models then refuse anything else, so a gateway never journals what central

@@ -10,7 +10,8 @@
                                     (both in protocols/evidence.py)
 
 Hall and gateway ids are restricted to ``[A-Za-z0-9_-]``: RabbitMQ maps ``/`` to ``.`` and NATS
-rejects ``.`` in MQTT topics, so anything richer would not survive every broker we may sit on.
+rejects ``.`` in MQTT topics, so anything richer would not survive every broker we may sit on
+(docs/field-notes.md#province-brokers).
 """
 
 from __future__ import annotations

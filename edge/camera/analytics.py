@@ -3,12 +3,13 @@
 No I/O and no clock of its own: frames come in with their monotonic stamp, so the same code
 runs in the worker on a live stream and in tests on a rendered ten-minute scene in seconds.
 
-Occupancy compares a region with its *empty reference* (the seat with nobody in it), not with
-a background model: MOG2 absorbs a person who sits still in ~12 s at 2 fps, and a clerk reading
-a file for ten minutes is present. The reference comes from a technician's calibration, from a
-previous run, or, failing both, from the first long still period (the hall empty at start).
-While a region is judged empty and still it follows slow lighting drift; a region "occupied"
-without the least motion for ``relearn_still_s`` is an object (a moved chair), and is relearnt.
+Occupancy compares a region with its *empty reference* (the seat with nobody in it), not with a
+background model: MOG2 absorbs a person who sits still in ~12 s at 2 fps
+(docs/field-notes.md#opencv), and a clerk reading a file for ten minutes is present. The reference
+comes from a technician's calibration, from a previous run, or, failing both, from the first long
+still period (the hall empty at start). While a region is judged empty and still it follows slow
+lighting drift; a region "occupied" without the least motion for ``relearn_still_s`` is an object (a
+moved chair), and is relearnt.
 
 Motion gating: frame differencing on the reduced grayscale frame (~0.1 ms) decides what else
 runs. A still region keeps its last score, MOG2 runs only when the waiting area moves.

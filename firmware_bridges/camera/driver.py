@@ -1,9 +1,9 @@
 """Camera transport: a reader thread that always holds the latest frame.
 
-Why a thread that reads all the time: a live stream read slowly hands out buffered frames that
-are seconds old (seen: 5.5 s after 6 s at one read per second), so the analysis would judge the
-past. The reader drains the stream as it arrives and keeps one slot; analysis takes whatever is
-newest at its own rate.
+Why a thread that reads all the time: a live stream read slowly hands out buffered frames that are
+seconds old (docs/field-notes.md#opencv: 5.5 s after 6 s at one read per second), so the analysis
+would judge the past. The reader drains the stream as it arrives and keeps one slot; analysis takes
+whatever is newest at its own rate.
 
 Two sources:
 - ``OpenCvSource`` for RTSP (and anything else FFmpeg opens), with
