@@ -39,6 +39,7 @@ from central.store.clockfix import corrected_utc
 from central.store.db import insert_ignore
 from central.store.schema import boot_clocks, events, gateways
 from central.store.schema_tsledger import timeseries_progress
+from hallkit.queuestate import PRESENT, QueueReducer, QueueRules, Waiting
 from protocols.devices import KEY_LABELS
 from protocols.events import KINDS
 
@@ -108,18 +109,24 @@ class StoredEvent:
     body: dict[str, Any]
 
 
-@dataclass(slots=True)
-class _Waiting:
-    service: str | None
+@dataclass(frozen=True, slots=True)
+class _Stamp:
+    """When a gateway journaled an event: its monotonic clock within a boot, and the time
+    central trusts."""
+
     boot: str
     mono_ns: int
     at: datetime
 
 
+# a ticket waits until called (CL) or given up (NS); a heartbeat does not forget tickets
+QUEUE_RULES = QueueRules(kept=MAX_PENDING_TICKETS)
+
+
 @dataclass(slots=True)
 class _GatewayQueue:
-    tickets: OrderedDict[str, _Waiting] = field(default_factory=OrderedDict)
-    waiting: dict[str, int] = field(default_factory=dict)
+    state: QueueReducer[_Stamp] = field(default_factory=lambda: QueueReducer(QUEUE_RULES))
+    waiting: dict[str, int] = field(default_factory=dict)  # the machine's count per service
 
 
 def _ms(at: datetime) -> int:
@@ -177,27 +184,25 @@ class Deriver:
         def emit(measurement: str, name: str, value: float, **tags: object) -> None:
             out.append(_sample(ev, measurement, name, value, **tags))
 
+        step = q.state.apply(b, _Stamp(ev.boot, ev.mono_ns, ev.at))
         if kind == "TK" and ticket and service:
-            self._enqueue(q, ticket, service, ev)
             emit("hallwatch_queue", "tickets", 1, service=service)
             if b.get("waiting") is not None:
                 q.waiting[service] = int(b["waiting"])
                 emit("hallwatch_queue", "waiting", q.waiting[service], service=service)
         elif kind == "TR" and ticket:
-            left = q.tickets.pop(ticket, None)
-            self._dequeue(q, left, emit)
+            self._dequeue(q, step.left, emit)
             to = b.get("to_service")
-            self._enqueue(q, ticket, to, ev)
             if to and to in q.waiting:
                 q.waiting[to] += 1
                 emit("hallwatch_queue", "waiting", q.waiting[to], service=to)
         elif kind in ("CL", "NS") and ticket:
-            waited = q.tickets.pop(ticket, None)
+            waited = step.left
             self._dequeue(q, waited, emit)
             if kind == "NS":
                 emit("hallwatch_queue", "no_show", 1, window=window)
             elif waited is not None:
-                seconds = _elapsed(waited, ev)
+                seconds = _elapsed(waited.since, ev)
                 if seconds is not None and 0 <= seconds <= MAX_WAIT_S:
                     emit(
                         "hallwatch_wait",
@@ -212,20 +217,13 @@ class Deriver:
             emit(
                 "hallwatch_window",
                 "present",
-                1 if kind in ("LI", "RS") else 0,
+                1 if q.state.window(window).presence == PRESENT else 0,
                 window=window,
                 source="queue",
             )
 
     @staticmethod
-    def _enqueue(q: _GatewayQueue, ticket: str, service: str | None, ev: StoredEvent) -> None:
-        q.tickets[ticket] = _Waiting(service, ev.boot, ev.mono_ns, ev.at)
-        q.tickets.move_to_end(ticket)
-        while len(q.tickets) > MAX_PENDING_TICKETS:
-            q.tickets.popitem(last=False)
-
-    @staticmethod
-    def _dequeue(q: _GatewayQueue, left: _Waiting | None, emit: Any) -> None:
+    def _dequeue(q: _GatewayQueue, left: Waiting[_Stamp] | None, emit: Any) -> None:
         if left is not None and left.service in q.waiting:
             service = left.service
             q.waiting[service] = max(0, q.waiting[service] - 1)
@@ -333,7 +331,7 @@ _HANDLERS = {
 }
 
 
-def _elapsed(start: _Waiting, ev: StoredEvent) -> float | None:
+def _elapsed(start: _Stamp, ev: StoredEvent) -> float | None:
     """Seconds between two events of one gateway: its monotonic clock within one boot (immune
     to clock steps), else the times central trusts."""
     if start.boot == ev.boot:

@@ -26,6 +26,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 from zoneinfo import ZoneInfo
 
+from hallkit.queuestate import QueueReducer, QueueRules
+
 if TYPE_CHECKING:
     from edge.app import Gateway
     from edge.clock import Clock
@@ -43,6 +45,13 @@ BACKLOG_ALERT_S = 300  # unacknowledged data older than this is a problem, not a
 DISK_ALERT_PCT = 90
 JOURNAL_ALERT_PCT = 80  # the journal trims acknowledged data at 100%; 80% means acks stall
 WAITING_TICKETS_KEPT = 5000  # a county hall issues a few thousand tickets a day
+# a ticket called, recalled or served has stopped waiting even if its CL was missed; a
+# heartbeat saying nobody waits forgets the tickets issued before the board was listening
+QUEUE_RULES = QueueRules(
+    kept=WAITING_TICKETS_KEPT,
+    wait_ends_on=frozenset({"CL", "RC", "NS", "ST"}),
+    empty_heartbeat_forgets=True,
+)
 REPLAY_LIMIT = 200_000  # per kind; a day of a large hall is well below
 KEYS = range(1, 7)
 
@@ -56,24 +65,13 @@ def utc_text(moment: datetime) -> str:
 
 @dataclass
 class WindowView:
-    """One window (窗口) as the board sees it."""
+    """One window (窗口) as the board sees it, besides what the queue machine says of it."""
 
     window: int
-    staff: str | None = None
-    presence: str | None = None  # present | paused | away; None: the queue machine has not said
-    ticket: str | None = None  # being served (办理中)
-    called: str | None = None  # called to the window, service not started yet
-    serving_since: str | None = None  # UTC text, when the gateway journaled ST
     keys: Counter[int] = field(default_factory=Counter)  # today's evaluations by key
     camera_staff: str | None = None  # present | away, from the window camera (在岗 / 离岗)
     camera_since: str | None = None
     camera_snapshot: str | None = None  # evidence path, relative to the evidence directory
-
-
-@dataclass
-class WaitingTicket:
-    service: str
-    since: str  # UTC text: issued, or transferred into this service
 
 
 class Sources(Protocol):
@@ -184,10 +182,11 @@ class HallBoard:
         self.evidence_dir = evidence_dir
         self._now = now or (lambda: datetime.now(UTC))
         self.windows: dict[int, WindowView] = {}
+        # the queue machine's picture; stamps are UTC text (serving since, waiting since)
+        self.queue_state: QueueReducer[str] = QueueReducer(QUEUE_RULES)
         for supervisor in sources.evaluators:
             for window in supervisor.windows():
                 self._window(window)
-        self.waiting: dict[str, WaitingTicket] = {}  # ticket → where and since when it waits
         self.untracked: Counter[str] = Counter()  # waiting the machine reported, not seen issued
         self.service_names: dict[str, str] = {}
         self.cameras: dict[str, str] = {}  # camera → its health state (online, stalled, …)
@@ -313,8 +312,9 @@ class HallBoard:
         self._day = today  # a new day: yesterday's counts and leftover tickets are not today's
         for view in self.windows.values():
             view.keys.clear()
-            view.called = None
-        self.waiting.clear()
+        for state in self.queue_state.windows.values():
+            state.called = None
+        self.queue_state.forget_waiting()
         self.untracked.clear()
 
     def _window(self, number: int) -> WindowView:
@@ -342,50 +342,18 @@ class HallBoard:
             self.camera_waiting = body["count"]
 
     def _apply_queue(self, body: dict[str, Any], utc: str) -> None:
-        code, ticket = body["type"], str(body.get("ticket") or "")  # "": a message without one
-        window = self._window(body["window"]) if body.get("window") is not None else None
-        if code == "TK":
+        if body.get("window") is not None:
+            self._window(body["window"])
+        self.queue_state.apply(body, utc)
+        if body["type"] == "TK":
             service = body["service"]
             if body.get("service_name"):
                 self.service_names[service] = body["service_name"]
-            self.waiting[ticket] = WaitingTicket(service, utc)
-            seen = sum(1 for t in self.waiting.values() if t.service == service)
+            seen = sum(1 for t in self.queue_state.waiting.values() if t.service == service)
             # the machine counts waiting tickets it issued before we were listening
             self.untracked[service] = max(0, body["waiting"] - seen)
-            self._bound_waiting()
-        elif code in ("CL", "RC") and window is not None:
-            self.waiting.pop(ticket, None)
-            window.called = ticket
-        elif code == "NS":
-            self.waiting.pop(ticket, None)
-            if window is not None and window.called == ticket:
-                window.called = None
-        elif code == "ST" and window is not None:
-            self.waiting.pop(ticket, None)
-            window.staff, window.presence = body.get("staff") or window.staff, "present"
-            window.ticket, window.called, window.serving_since = ticket, None, utc
-        elif code == "FN" and window is not None:
-            if window.ticket == ticket:
-                window.ticket = window.serving_since = None
-        elif code == "TR":
-            # ends the service at the window; the same ticket waits again in the new queue
-            if window is not None and window.ticket == ticket:
-                window.ticket = window.serving_since = None
-            self.waiting[ticket] = WaitingTicket(body["to_service"], utc)
-        elif code in ("LI", "RS") and window is not None:
-            window.staff, window.presence = body.get("staff"), "present"
-        elif code == "PS" and window is not None:
-            window.presence = "paused"
-        elif code == "LO" and window is not None:
-            window.presence, window.ticket, window.called = "away", None, None
-            window.serving_since = None
-        elif code == "HB" and body.get("waiting") == 0:
-            self.waiting.clear()  # the machine says nobody waits: forget what we missed
+        elif body["type"] == "HB" and body.get("waiting") == 0:
             self.untracked.clear()
-
-    def _bound_waiting(self) -> None:
-        while len(self.waiting) > WAITING_TICKETS_KEPT:
-            del self.waiting[next(iter(self.waiting))]
 
     # -- the picture -----------------------------------------------------------------------
 
@@ -420,6 +388,7 @@ class HallBoard:
 
     def _tile(self, number: int, evaluators: dict[int, Any] | None = None) -> Message:
         view = self.windows[number]
+        queue = self.queue_state.window(number)
         found = (evaluators if evaluators is not None else self._evaluators()).get(number)
         problems: list[Message] = []
         if found is None:
@@ -453,12 +422,12 @@ class HallBoard:
             }
         return {
             "window": number,
-            "staff": view.staff,
-            "staff_name": self.staff_names.get(view.staff or "", None),
-            "presence": view.presence,
-            "ticket": view.ticket,
-            "called": view.called,
-            "serving_since": view.serving_since,
+            "staff": queue.staff,
+            "staff_name": self.staff_names.get(queue.staff or "", None),
+            "presence": queue.presence,
+            "ticket": queue.ticket,
+            "called": queue.called,
+            "serving_since": queue.serving_since,
             "evaluator": {"state": state, "addr": addr},
             "keys": {str(k): view.keys.get(k, 0) for k in KEYS},
             "keys_total": sum(view.keys.values()),
@@ -467,20 +436,20 @@ class HallBoard:
         }
 
     def _queue(self) -> Message:
-        services: dict[str, dict[str, Any]] = {}
+        services: dict[str | None, dict[str, Any]] = {}
 
-        def entry(code: str) -> dict[str, Any]:
+        def entry(code: str | None) -> dict[str, Any]:
             return services.setdefault(
                 code,
                 {
                     "service": code,
                     "waiting": 0,
                     "oldest_since": None,
-                    "name": self.service_names.get(code),
+                    "name": self.service_names.get(code or ""),
                 },
             )
 
-        for ticket in self.waiting.values():
+        for ticket in self.queue_state.waiting.values():
             item = entry(ticket.service)
             item["waiting"] += 1
             if item["oldest_since"] is None or ticket.since < item["oldest_since"]:

@@ -14,7 +14,6 @@ import contextlib
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
@@ -23,16 +22,8 @@ from edge.config import QueueConfig
 from edge.journal import Journal, JournalError
 from firmware_bridges.qm.codec import (
     Heartbeat,
-    NoShow,
     QMMessage,
-    ServiceFinished,
-    ServiceStarted,
-    StaffLogin,
-    StaffLogout,
-    Transferred,
     Unusable,
-    WindowPaused,
-    WindowResumed,
 )
 from firmware_bridges.qm.driver import QueueFeed
 from protocols.body import Body
@@ -47,27 +38,6 @@ QueueEventHook = Callable[[dict[str, Any]], None]  # a queue.event body, once qu
 JournaledHook = Callable[[str, dict[str, Any]], None]  # kind, body: queued in journal order
 
 
-@dataclass
-class WindowState:
-    """What the hall page shows per window, from the queue feed."""
-
-    window: int
-    staff: str | None = None
-    presence: str = "away"  # present | paused | away
-    ticket: str | None = None
-    serving_since: str | None = None  # machine time text
-
-
-@dataclass
-class QueueState:
-    windows: dict[int, WindowState] = field(default_factory=dict)
-    waiting: dict[str, int] = field(default_factory=dict)
-    waiting_total: int | None = None
-
-    def window(self, number: int) -> WindowState:
-        return self.windows.setdefault(number, WindowState(number))
-
-
 class QueueSupervisor:
     def __init__(
         self, config: QueueConfig, journal: Journal, on_event: QueueEventHook | None = None
@@ -75,7 +45,6 @@ class QueueSupervisor:
         self.config = config
         self.journal = journal
         self.on_event = on_event
-        self.state = QueueState()
         self.feed: QueueFeed | None = None
         self.duplicates = 0
         self.faults = 0
@@ -131,8 +100,6 @@ class QueueSupervisor:
         doc = body.model_dump(mode="json")
         self.on_journaled(kind, doc)
         self._spawn(self._ack_when_durable(feed, item.mseq, key, future))
-        if isinstance(item, QMMessage):
-            self._track(item)
         if kind == "queue.event" and self.on_event is not None:
             try:
                 self.on_event(doc)
@@ -189,34 +156,6 @@ class QueueSupervisor:
         task: asyncio.Task[Any] = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-
-    def _track(self, msg: QMMessage) -> None:
-        s = self.state
-        ticket = getattr(msg, "ticket", None)
-        if isinstance(msg, StaffLogin | WindowResumed):
-            w = s.window(msg.window)
-            w.staff, w.presence = msg.staff, "present"
-        elif isinstance(msg, WindowPaused):
-            s.window(msg.window).presence = "paused"
-        elif isinstance(msg, StaffLogout):
-            w = s.window(msg.window)
-            w.presence, w.ticket = "away", None
-        elif isinstance(msg, ServiceStarted):
-            w = s.window(msg.window)
-            w.staff, w.ticket, w.serving_since = msg.staff, ticket, msg.machine_time_text
-            w.presence = "present"
-        elif isinstance(msg, ServiceFinished | NoShow):
-            w = s.window(msg.window)
-            w.ticket = w.serving_since = None
-        elif isinstance(msg, Transferred):  # ends the service at from_window (no FN follows)
-            w = s.window(msg.from_window)
-            w.ticket = w.serving_since = None
-        elif isinstance(msg, Heartbeat):
-            s.waiting_total = msg.waiting_total
-        waiting = getattr(msg, "waiting", None)
-        service = getattr(msg, "service", None)
-        if waiting is not None and service is not None:
-            s.waiting[service] = waiting
 
     async def close(self) -> None:
         for task in list(self._tasks):
