@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from central import cli_cases, cli_correlation, cli_gateways, cli_ledger, cli_tokens, cli_users
+from central.cli import cases, correlation, gateways, ledger, tokens, users
 from central.config import CentralConfig, load
 from central.rules.workdays import CalendarConfigError
 from hallkit.configtext import ConfigError
@@ -22,12 +22,12 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-app.add_typer(cli_gateways.app)  # gateway add|provision|revoke|list|command, broker, backup
-app.add_typer(cli_ledger.app)  # verify-ledger, ledger head|append
-app.add_typer(cli_cases.cases_app, name="cases")  # cases import, cases ladder
-app.add_typer(cli_users.app)  # user add|passwd|disable|enable|list (dashboard logins)
-app.add_typer(cli_tokens.app)  # token create|list|revoke (API bearer tokens)
-app.add_typer(cli_correlation.correlation_app, name="correlation")  # run, recompute, hall-setup
+app.add_typer(gateways.app)  # gateway add|provision|revoke|list|command, broker, backup
+app.add_typer(ledger.app)  # verify-ledger, ledger head|append
+app.add_typer(cases.cases_app, name="cases")  # cases import, cases ladder
+app.add_typer(users.app)  # user add|passwd|disable|enable|list (dashboard logins)
+app.add_typer(tokens.app)  # token create|list|revoke (API bearer tokens)
+app.add_typer(correlation.correlation_app, name="correlation")  # run, recompute, hall-setup
 
 ConfigOption = Annotated[Path | None, typer.Option("--config", "-c", help="central YAML config")]
 

@@ -32,7 +32,7 @@ def token_create(
 ) -> None:
     """Create an API token and print it (it is stored only as a hash)."""
     from central.auth import Role, create_token
-    from central.cli_gateways import _with_engine
+    from central.cli.gateways import _with_engine
 
     try:
         role_value = Role(role)
@@ -57,7 +57,7 @@ def token_create(
 def token_list(config: ConfigOption = None) -> None:
     """Every token: id, role, scope, holder, created, expires, state (never the token)."""
     from central.auth import list_tokens
-    from central.cli_gateways import _with_engine
+    from central.cli.gateways import _with_engine
 
     now = dt.datetime.now(dt.UTC)
     for info in _with_engine(_config(config), list_tokens):
@@ -71,7 +71,7 @@ def token_revoke(
 ) -> None:
     """Revoke a token at once: every request with it is refused from now on."""
     from central.auth import revoke_token
-    from central.cli_gateways import _with_engine
+    from central.cli.gateways import _with_engine
 
     info = _with_engine(_config(config), lambda engine: revoke_token(engine, token_id))
     typer.echo(f"已吊销 / revoked: {_line(info, dt.datetime.now(dt.UTC))}")
