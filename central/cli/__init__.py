@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import signal
 import sys
 from pathlib import Path
@@ -13,7 +12,8 @@ from typing import Annotated
 import typer
 
 from central.cli import cases, correlation, gateways, ledger, tokens, users
-from central.config import CentralConfig, load
+from central.cli.common import ConfigOption, load_config, open_engine
+from central.config import CentralConfig
 from central.rules.workdays import CalendarConfigError
 from hallkit.configtext import ConfigError
 
@@ -29,22 +29,6 @@ app.add_typer(users.app)  # user add|passwd|disable|enable|list (dashboard login
 app.add_typer(tokens.app)  # token create|list|revoke (API bearer tokens)
 app.add_typer(correlation.correlation_app, name="correlation")  # run, recompute, hall-setup
 
-ConfigOption = Annotated[Path | None, typer.Option("--config", "-c", help="central YAML config")]
-
-
-def _config(path: Path | None, *, check_files: bool = False) -> CentralConfig:
-    try:
-        cfg = load(path, check_files=check_files)
-    except ConfigError as exc:
-        typer.echo(f"配置错误 / configuration error:\n{exc}", err=True)
-        raise typer.Exit(2) from None
-    logging.basicConfig(
-        level=cfg.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    if cfg.database_url.startswith("sqlite"):
-        cfg.data_dir.mkdir(parents=True, exist_ok=True)
-    return cfg
-
 
 @app.command()
 def serve(
@@ -52,7 +36,7 @@ def serve(
     api: Annotated[bool, typer.Option(help="serve the HTTP API in this process")] = True,
 ) -> None:
     """Run an aggregator process (ingest + acknowledgements, and the API)."""
-    cfg = _config(config, check_files=True)
+    cfg = load_config(config, check_files=True)
     try:
         failure = asyncio.run(_serve(cfg, api and cfg.http.enabled))
     except (ConfigError, CalendarConfigError) as exc:
@@ -113,17 +97,13 @@ async def _serve(cfg: CentralConfig, with_api: bool) -> str | None:
 @app.command()
 def migrate(config: ConfigOption = None) -> None:
     """Bring the database schema up to date."""
-    from central.store.db import make_engine
-    from central.store.migrate import current_revision, upgrade
+    from central.store.migrate import current_revision
 
-    cfg = _config(config)
+    cfg = load_config(config)
 
     async def go() -> str | None:
-        engine = make_engine(cfg.database_url)
-        await upgrade(engine)
-        rev = await current_revision(engine)
-        await engine.dispose()
-        return rev
+        async with open_engine(cfg, migrate=True) as engine:
+            return await current_revision(engine)
 
     typer.echo(f"schema at revision {asyncio.run(go())}")
 

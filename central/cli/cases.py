@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import logging
 from pathlib import Path
 from typing import Annotated
 
@@ -12,29 +11,13 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from central.config import CentralConfig, load
-from hallkit.configtext import ConfigError
+from central.cli.common import ConfigOption, load_config, open_engine
 
 cases_app = typer.Typer(
     help="办件 (cases): CSV import and the time-limit ladder.", no_args_is_help=True
 )
 
-ConfigOption = Annotated[Path | None, typer.Option("--config", "-c", help="central YAML config")]
 MAX_SHOWN = 200  # bad rows listed one by one; the rest are only counted
-
-
-def _config(path: Path | None) -> CentralConfig:
-    try:
-        cfg = load(path)
-    except ConfigError as exc:
-        typer.echo(f"配置错误 / configuration error:\n{exc}", err=True)
-        raise typer.Exit(2) from None
-    logging.basicConfig(
-        level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    if cfg.database_url.startswith("sqlite"):
-        cfg.data_dir.mkdir(parents=True, exist_ok=True)
-    return cfg
 
 
 @cases_app.command("import")
@@ -54,11 +37,9 @@ def import_(
     2: the file or the configuration cannot be used."""
     from central.cases.context import CaseContext
     from central.cases.csvfeed import CsvError, ImportReport, import_csv, read
-    from central.store.db import make_engine
-    from central.store.migrate import upgrade
     from protocols.envelope import utc_now
 
-    cfg = _config(config)
+    cfg = load_config(config, logs="warnings")
     out = Console(soft_wrap=True)
     err = Console(stderr=True, soft_wrap=True)  # a bad row stays on one line for grep
     try:
@@ -69,9 +50,7 @@ def import_(
         raise typer.Exit(2) from None
 
     async def go() -> ImportReport:
-        engine = make_engine(cfg.database_url)
-        try:
-            await upgrade(engine)
+        async with open_engine(cfg, migrate=True) as engine:
             with Progress(
                 TextColumn("导入办件 / importing"),
                 BarColumn(),
@@ -94,8 +73,6 @@ def import_(
                     now=utc_now(),
                     progress=progress,
                 )
-        finally:
-            await engine.dispose()
 
     try:
         report = asyncio.run(go())
@@ -138,11 +115,9 @@ def ladder(
     """Run the time-limit ladder job once and say how many steps it recorded."""
     from central import ladder_job
     from central.rules.workdays import CalendarError, business_date
-    from central.store.db import make_engine
-    from central.store.migrate import upgrade
     from protocols.envelope import utc_now
 
-    cfg = _config(config)
+    cfg = load_config(config, logs="warnings")
     try:
         day = dt.date.fromisoformat(today) if today else business_date(utc_now())
         calendar = ladder_job.calendar_from(cfg.rules.calendar_overrides)
@@ -151,12 +126,8 @@ def ladder(
         raise typer.Exit(2) from None
 
     async def go() -> ladder_job.LadderRun:
-        engine = make_engine(cfg.database_url)
-        try:
-            await upgrade(engine)
+        async with open_engine(cfg, migrate=True) as engine:
             return await ladder_job.run_once(engine, day, calendar, cfg.rules.ladder)
-        finally:
-            await engine.dispose()
 
     run = asyncio.run(go())
     typer.echo(

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import logging
 from pathlib import Path
 from typing import Annotated
 
@@ -13,7 +12,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from central.config import CentralConfig, load
+from central.cli.common import ConfigOption, load_config, open_engine
+from central.config import CentralConfig
 from hallkit.configtext import ConfigError
 
 correlation_app = typer.Typer(
@@ -21,39 +21,19 @@ correlation_app = typer.Typer(
     no_args_is_help=True,
 )
 
-ConfigOption = Annotated[Path | None, typer.Option("--config", "-c", help="central YAML config")]
-
-
-def _config(path: Path | None) -> CentralConfig:
-    try:
-        cfg = load(path)
-    except ConfigError as exc:
-        typer.echo(f"配置错误 / configuration error:\n{exc}", err=True)
-        raise typer.Exit(2) from None
-    logging.basicConfig(
-        level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    if cfg.database_url.startswith("sqlite"):
-        cfg.data_dir.mkdir(parents=True, exist_ok=True)
-    return cfg
-
 
 async def _run(cfg: CentralConfig, marks: list[tuple[str, dt.date]]) -> None:
     from central.correlation import store
-    from central.correlation.config import load_config
+    from central.correlation.config import load_config as correlation_config
     from central.correlation.job import calendar_of, run_once
-    from central.store.db import make_engine
-    from central.store.migrate import upgrade
 
-    engine = make_engine(cfg.database_url)
-    try:
-        await upgrade(engine)
+    async with open_engine(cfg, migrate=True) as engine:
         async with engine.begin() as conn:
             for hall, day in marks:
                 await store.mark_dirty(conn, hall, day)
-        report = await run_once(engine, cfg=load_config(cfg.data_dir), calendar=calendar_of(cfg))
-    finally:
-        await engine.dispose()
+        report = await run_once(
+            engine, cfg=correlation_config(cfg.data_dir), calendar=calendar_of(cfg)
+        )
     if report.skipped:
         typer.echo("另一个进程正在关联，本次跳过 / another process holds the correlation lock")
         raise typer.Exit(1)
@@ -75,7 +55,7 @@ async def _run(cfg: CentralConfig, marks: list[tuple[str, dt.date]]) -> None:
 @correlation_app.command("run")
 def run(config: ConfigOption = None) -> None:
     """Run the correlation job once: every hall-day with new input, follow-up escalation."""
-    asyncio.run(_run(_config(config), []))
+    asyncio.run(_run(load_config(config, logs="warnings"), []))
 
 
 @correlation_app.command("recompute")
@@ -90,7 +70,7 @@ def recompute(
     except ValueError:
         typer.echo(f"日期格式应为 YYYY-MM-DD / bad date {day!r}", err=True)
         raise typer.Exit(2) from None
-    asyncio.run(_run(_config(config), [(hall, when)]))
+    asyncio.run(_run(load_config(config, logs="warnings"), [(hall, when)]))
 
 
 @correlation_app.command("hall-setup")
@@ -109,11 +89,9 @@ def hall_setup(
     from pydantic import ValidationError
 
     from central.correlation import halls
-    from central.store.db import make_engine
-    from central.store.migrate import upgrade
     from hallkit.configtext import parse_yaml_model
 
-    cfg = _config(config)
+    cfg = load_config(config, logs="warnings")
     try:
         text = file.read_text(encoding="utf-8")
         setup = parse_yaml_model(halls.SetupText, text, str(file)).to_setup()
@@ -122,13 +100,8 @@ def hall_setup(
         raise typer.Exit(2) from None
 
     async def save() -> None:
-        engine = make_engine(cfg.database_url)
-        try:
-            await upgrade(engine)
-            async with engine.begin() as conn:
-                await halls.save_setup(conn, setup, dt.datetime.now(dt.UTC))
-        finally:
-            await engine.dispose()
+        async with open_engine(cfg, migrate=True) as engine, engine.begin() as conn:
+            await halls.save_setup(conn, setup, dt.datetime.now(dt.UTC))
 
     asyncio.run(save())
     typer.echo(

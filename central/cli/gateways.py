@@ -2,62 +2,23 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import pwd
-from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any, TypeVar, cast, get_args
+from typing import Annotated, Any, cast, get_args
 
 import typer
 
-from central.config import CentralConfig, load
-from hallkit.configtext import ConfigError
+from central.cli.common import ConfigOption, load_config, run_with_engine
 from protocols.commands import CommandName
-
-T = TypeVar("T")
 
 app = typer.Typer()
 gateway_app = typer.Typer(help="The gateway registry and gateway identities.", no_args_is_help=True)
 broker_app = typer.Typer(help="The broker's TLS setup, ACL and CRL.", no_args_is_help=True)
 app.add_typer(gateway_app, name="gateway")
 app.add_typer(broker_app, name="broker")
-
-ConfigOption = Annotated[Path | None, typer.Option("--config", "-c", help="central YAML config")]
-
-
-def _config(path: Path | None) -> CentralConfig:
-    try:
-        cfg = load(path)
-    except ConfigError as exc:
-        typer.echo(f"配置错误 / configuration error:\n{exc}", err=True)
-        raise typer.Exit(2) from None
-    if cfg.database_url.startswith("sqlite"):
-        cfg.data_dir.mkdir(parents=True, exist_ok=True)
-    return cfg
-
-
-def _with_engine(cfg: CentralConfig, work: Callable[[Any], Awaitable[T]]) -> T:
-    """Run ``work(engine)`` on a migrated database; ValueError → a clean exit 2."""
-    from central.store.db import make_engine
-    from central.store.migrate import upgrade
-
-    async def go() -> T:
-        engine = make_engine(cfg.database_url)
-        try:
-            await upgrade(engine)
-            return await work(engine)
-        finally:
-            await engine.dispose()
-
-    try:
-        return asyncio.run(go())
-    except ValueError as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(2) from None
-
 
 # -- gateways --------------------------------------------------------------------------------
 
@@ -71,8 +32,8 @@ def gateway_add(
     """Register a gateway for a hall (without certificates; see `gateway provision`)."""
     from central.registry import register
 
-    cfg = _config(config)
-    _with_engine(cfg, lambda engine: register(engine, hall, gateway))
+    cfg = load_config(config, logs="untouched")
+    run_with_engine(cfg, lambda engine: register(engine, hall, gateway))
     typer.echo(f"registered gateway {gateway} for hall {hall}")
 
 
@@ -93,9 +54,9 @@ def gateway_provision(
     """
     from central.provision import provision
 
-    cfg = _config(config)
+    cfg = load_config(config, logs="untouched")
     target = out or Path(f"{hall}-{name}.tar.gz")
-    done = _with_engine(cfg, lambda engine: provision(engine, cfg, hall, name, target, broker))
+    done = run_with_engine(cfg, lambda engine: provision(engine, cfg, hall, name, target, broker))
     typer.echo(f"已签发 / issued gw.{hall}.{name}, certificate {done.serial}")
     if done.revoked_serials:
         typer.echo(f"superseded and revoked: {', '.join(done.revoked_serials)}")
@@ -112,8 +73,8 @@ def gateway_revoke(
     """Revoke a gateway: registry, certificates, broker ACL and CRL (it is cut off at once)."""
     from central.provision import revoke_gateway
 
-    cfg = _config(config)
-    hall, serials, policy = _with_engine(cfg, lambda e: revoke_gateway(e, cfg, gateway))
+    cfg = load_config(config, logs="untouched")
+    hall, serials, policy = run_with_engine(cfg, lambda e: revoke_gateway(e, cfg, gateway))
     typer.echo(f"已吊销 / revoked {hall}/{gateway}; certificates {', '.join(serials) or 'none'}")
     typer.echo(
         f"broker: {len(policy.allowed)} gateways allowed, "
@@ -129,8 +90,8 @@ def gateway_list(
     """Every registered gateway with its progress and certificate."""
     from central.provision import list_gateways
 
-    cfg = _config(config)
-    rows = _with_engine(cfg, lambda engine: list_gateways(engine, cfg))
+    cfg = load_config(config, logs="untouched")
+    rows = run_with_engine(cfg, lambda engine: list_gateways(engine, cfg))
     if as_json:
         typer.echo(
             json.dumps(
@@ -190,7 +151,7 @@ def gateway_command(
     """Queue a signed command; a running aggregator publishes it (see the API for results)."""
     from central.remote import CommandError, queue_command
 
-    cfg = _config(config)
+    cfg = load_config(config, logs="untouched")
     try:
         parsed = json.loads(args)
     except json.JSONDecodeError as exc:
@@ -213,7 +174,7 @@ def gateway_command(
         except CommandError as exc:
             raise ValueError(str(exc)) from None
 
-    queued = _with_engine(cfg, go)
+    queued = run_with_engine(cfg, go)
     typer.echo(f"queued {name} v{queued.version} for {queued.hall}/{gateway} (id {queued.id})")
 
 
@@ -229,8 +190,8 @@ def broker_sync(config: ConfigOption = None) -> None:
     """Write the CRL and the ACL from the CA and the registry, then reload the broker."""
     from central.provision import sync
 
-    cfg = _config(config)
-    policy = _with_engine(cfg, lambda engine: sync(engine, cfg))
+    cfg = load_config(config, logs="untouched")
+    policy = run_with_engine(cfg, lambda engine: sync(engine, cfg))
     typer.echo(
         f"acl and crl.pem written to {cfg.broker_dir}: {len(policy.allowed)} gateways "
         f"allowed, {len(policy.revoked_serials)} serials revoked"
@@ -268,7 +229,7 @@ def broker_setup(
     from central.pki import PkiStore, central_username, feed_name, write_public
     from central.provision import sync
 
-    cfg = _config(config)
+    cfg = load_config(config, logs="untouched")
     store = PkiStore.open_or_create(cfg.pki_dir)
     certs = mosquitto_dir / "certs"
     server = store.issue_server(host)
@@ -310,7 +271,7 @@ def broker_setup(
         ).encode(),
     )
     files.conf_d.mkdir(parents=True, exist_ok=True)
-    policy = _with_engine(cfg, lambda engine: sync(engine, cfg, store))
+    policy = run_with_engine(cfg, lambda engine: sync(engine, cfg, store))
     if os.geteuid() == 0:  # the broker reads its key after dropping to its own user
         try:
             broker_user = pwd.getpwnam(run_as)
@@ -342,7 +303,7 @@ def backup_cmd(
     """Back up the database (online), the CA and the command signing key into OUT."""
     from central.backup import BackupError, backup
 
-    cfg = _config(config)
+    cfg = load_config(config, logs="untouched")
     try:
         info = backup(cfg, out)
     except BackupError as exc:
@@ -366,7 +327,7 @@ def restore_cmd(
     """Restore a backup; refuses a non-empty database without --force."""
     from central.backup import BackupError, restore
 
-    cfg = _config(config)
+    cfg = load_config(config, logs="untouched")
     try:
         manifest = restore(cfg, source, force=force)
     except BackupError as exc:

@@ -10,22 +10,16 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from central.cli.common import ConfigOption, load_config, open_engine
+
 if TYPE_CHECKING:
-    from central.config import CentralConfig
     from central.ledger import Head, Report
 
 app = typer.Typer()
 ledger_app = typer.Typer(help="The tamper-evident ledger (台账哈希链).", no_args_is_help=True)
 app.add_typer(ledger_app, name="ledger")
 
-ConfigOption = Annotated[Path | None, typer.Option("--config", "-c", help="central YAML config")]
 HallOption = Annotated[str | None, typer.Option(help="only this hall")]
-
-
-def _load(config: Path | None) -> CentralConfig:
-    from central.cli import _config
-
-    return _config(config)
 
 
 def _day(text: str | None) -> dt.date | None:
@@ -56,9 +50,8 @@ def verify_ledger(
     """Recompute the ledger: report every row changed, deleted or inserted behind the
     application's back (exit code 1 if anything is wrong)."""
     from central.ledger import parse_heads, verify
-    from central.store.db import make_engine
 
-    cfg = _load(config)
+    cfg = load_config(config)
     on_day = _day(day)
     published: list[Head] = []
     files = [heads] if heads is not None else []
@@ -74,11 +67,8 @@ def verify_ledger(
         published = [h for h in published if hall in (None, h.hall) and on_day in (None, h.day)]
 
     async def go() -> Report:
-        engine = make_engine(cfg.database_url)
-        try:
+        async with open_engine(cfg) as engine:
             return await verify(engine, hall, on_day, published)
-        finally:
-            await engine.dispose()
 
     report = asyncio.run(go())
     for finding in report.findings:
@@ -105,18 +95,14 @@ def ledger_head(
     """Print each hall's chain head for a day, one JSON object a line (publish or sign it
     once ``final`` is true: the day is over and no entry can join its chains)."""
     from central.ledger import business_date, heads
-    from central.store.db import make_engine
 
-    cfg = _load(config)
+    cfg = load_config(config)
     on_day = _day(day)
     assert on_day is not None
 
     async def go() -> list[Head]:
-        engine = make_engine(cfg.database_url)
-        try:
+        async with open_engine(cfg) as engine:
             return await heads(engine, on_day, hall)
-        finally:
-            await engine.dispose()
 
     # entries go to the day of the pass that chains them; a pass takes seconds, so a minute
     # after midnight nothing can join the day before any more
@@ -130,16 +116,12 @@ def ledger_seal(config: ConfigOption = None) -> None:
     """Seal every grown chain of today and yesterday now (the aggregator does this every
     ledger.seal_every_s), into the database and the seal file."""
     from central.ledger import seal_once
-    from central.store.db import make_engine
 
-    cfg = _load(config)
+    cfg = load_config(config)
 
     async def go() -> list[Head]:
-        engine = make_engine(cfg.database_url)
-        try:
+        async with open_engine(cfg) as engine:
             return await seal_once(engine, mirror=cfg.seal_file)
-        finally:
-            await engine.dispose()
 
     sealed = asyncio.run(go())
     for head in sealed:
@@ -151,20 +133,14 @@ def ledger_seal(config: ConfigOption = None) -> None:
 def ledger_append(config: ConfigOption = None) -> None:
     """Chain what has been stored since the last pass (the aggregator does this by itself)."""
     from central.ledger import append_once
-    from central.store.db import make_engine
-    from central.store.migrate import upgrade
 
-    cfg = _load(config)
+    cfg = load_config(config)
 
     async def go() -> int:
-        engine = make_engine(cfg.database_url)
-        try:
-            await upgrade(engine)
+        async with open_engine(cfg, migrate=True) as engine:
             total = 0
             while added := await append_once(engine):
                 total += added
             return total
-        finally:
-            await engine.dispose()
 
     typer.echo(f"{asyncio.run(go())} entries added")

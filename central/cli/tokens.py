@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import datetime as dt
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from central.cli.common import ConfigOption, load_config, run_with_engine
+
 if TYPE_CHECKING:
     from central.auth import TokenInfo
-    from central.config import CentralConfig
 
 app = typer.Typer()
 token_app = typer.Typer(help="API 令牌 / API bearer tokens.", no_args_is_help=True)
 app.add_typer(token_app, name="token")
-
-ConfigOption = Annotated[Path | None, typer.Option("--config", "-c", help="central YAML config")]
 
 
 @token_app.command("create")
@@ -32,15 +30,14 @@ def token_create(
 ) -> None:
     """Create an API token and print it (it is stored only as a hash)."""
     from central.auth import Role, create_token
-    from central.cli.gateways import _with_engine
 
     try:
         role_value = Role(role)
     except ValueError:
         typer.echo(f"unknown role {role!r}; one of: {', '.join(r.value for r in Role)}", err=True)
         raise typer.Exit(2) from None
-    token = _with_engine(
-        _config(config),
+    token = run_with_engine(
+        load_config(config),
         lambda engine: create_token(
             engine,
             role_value,
@@ -57,10 +54,9 @@ def token_create(
 def token_list(config: ConfigOption = None) -> None:
     """Every token: id, role, scope, holder, created, expires, state (never the token)."""
     from central.auth import list_tokens
-    from central.cli.gateways import _with_engine
 
     now = dt.datetime.now(dt.UTC)
-    for info in _with_engine(_config(config), list_tokens):
+    for info in run_with_engine(load_config(config), list_tokens):
         typer.echo(_line(info, now))
 
 
@@ -71,16 +67,9 @@ def token_revoke(
 ) -> None:
     """Revoke a token at once: every request with it is refused from now on."""
     from central.auth import revoke_token
-    from central.cli.gateways import _with_engine
 
-    info = _with_engine(_config(config), lambda engine: revoke_token(engine, token_id))
+    info = run_with_engine(load_config(config), lambda engine: revoke_token(engine, token_id))
     typer.echo(f"已吊销 / revoked: {_line(info, dt.datetime.now(dt.UTC))}")
-
-
-def _config(path: Path | None) -> CentralConfig:
-    from central.cli import _config as load
-
-    return load(path)
 
 
 def _line(info: TokenInfo, now: dt.datetime) -> str:

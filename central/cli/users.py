@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
+
+from central.cli.common import ConfigOption, load_config, run_with_engine
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
@@ -17,7 +18,6 @@ app = typer.Typer()
 user_app = typer.Typer(help="监察看板账号 / dashboard login accounts.", no_args_is_help=True)
 app.add_typer(user_app, name="user")
 
-ConfigOption = Annotated[Path | None, typer.Option("--config", "-c", help="central YAML config")]
 PasswordStdin = Annotated[
     bool, typer.Option("--password-stdin", help="read the password from the first line of stdin")
 ]
@@ -26,25 +26,8 @@ T = TypeVar("T")
 
 def _run(config: Path | None, job: Callable[[AsyncEngine], Awaitable[T]]) -> T:
     from central.accounts import AccountError
-    from central.cli import _config
-    from central.store.db import make_engine
-    from central.store.migrate import upgrade
 
-    cfg = _config(config)
-
-    async def go() -> T:
-        engine = make_engine(cfg.database_url)
-        try:
-            await upgrade(engine)
-            return await job(engine)
-        finally:
-            await engine.dispose()
-
-    try:
-        return asyncio.run(go())
-    except AccountError as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(2) from None
+    return run_with_engine(load_config(config), job, refused=(AccountError,))
 
 
 def _password(from_stdin: bool) -> str:
