@@ -5,7 +5,8 @@ A broker PUBACK proves nothing (Mosquitto drops queued QoS 1 messages silently p
 journal trim is central's own acknowledgement, sent after its database commit. Everything
 published and not acknowledged within ``ack_timeout_s`` is published again; after every
 reconnect the uplink starts over from the last acknowledgement. Duplicates are harmless:
-central keys events by (gateway, seq).
+central keys events by (gateway, seq). Those rules are the send window (``edge/sendwindow.py``,
+no I/O); this module only carries its decisions out.
 
 paho-mqtt runs its network loop in its own thread; every callback is handed to the asyncio
 loop, so the rest of the gateway never sees paho's threads.
@@ -28,6 +29,7 @@ from pydantic import ValidationError
 from edge.clock import Clock
 from edge.config import BrokerConfig, UplinkConfig
 from edge.journal import Journal, Rebase
+from edge.sendwindow import SendRange, SendWindow, WindowLimits
 from hallkit.supervise import Supervisor
 from protocols import topics
 from protocols.commands import CommandResult
@@ -36,7 +38,6 @@ from protocols.strict import json_safe
 
 log = logging.getLogger(__name__)
 
-REPLAY_DEBOUNCE_S = 1.0  # central may ask for the same gap once per late batch
 SOFTWARE = "hallwatch-edge/0.1"
 SEND_TASK, STATE_TASK = "uplink.send", "uplink.state"
 
@@ -70,13 +71,16 @@ class Uplink:
         # the send and state loops run under the gateway's supervisor (their own otherwise)
         self.supervisor = supervisor or Supervisor()
         self.connected = False
-        self.published_batches = 0
-        self.rewinds = 0
         self.last_error: str | None = None
-        self._sent_through = 0
-        self._last_ack_progress = time.monotonic()
-        self._last_replay: tuple[int, float] = (0, 0.0)
-        self._replay_from: int | None = None  # a commanded replay, below central's ack too
+        self.window = SendWindow(
+            WindowLimits(
+                window_events=settings.window_events,
+                batch_events=settings.batch_events,
+                batch_bytes=settings.batch_bytes,
+                ack_timeout_s=settings.ack_timeout_s,
+            ),
+            time.monotonic(),
+        )
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._client: mqtt.Client | None = None
@@ -176,17 +180,12 @@ class Uplink:
             [(self._topic_ack, 1), (self._topic_cmd, 1), (self._topic_receipt, 1)]
         )
         self._client.publish(self._topic_state, self._state(online=True), qos=1, retain=True)
-        # Whatever the broker held for us before may be gone: start again from central's ack
-        # (or from the start of a commanded replay that has not caught up yet).
-        self._sent_through = (
-            self.journal.acked_seq if self._replay_from is None else self._replay_from - 1
-        )
-        self._last_ack_progress = time.monotonic()
+        first = self.window.on_connect(self.journal.acked_seq, time.monotonic())
         log.info(
             "uplink: connected to %s:%s; resending from seq %d",
             self.broker.host,
             self.broker.port,
-            self._sent_through + 1,
+            first,
         )
         self._wake.set()
 
@@ -214,61 +213,47 @@ class Uplink:
         if ack.hall != self.hall or ack.gateway != self.gateway:
             log.warning("uplink: ignoring ack addressed to %s/%s", ack.hall, ack.gateway)
             return
-        if ack.epoch is not None and ack.epoch != self.journal.epoch:
+        decision = self.window.on_ack(
+            ack,
+            journal_epoch=self.journal.epoch,
+            acked=self.journal.acked_seq,
+            now=time.monotonic(),
+        )
+        if decision.other_epoch:
             return  # it speaks for another journal epoch (one renumbered since)
-        if ack.epoch is not None and ack.rebase_to is not None:
+        if decision.rebase_to is not None:
+            assert ack.epoch is not None and decision.mark_acked is not None
             log.error(
                 "uplink: central refuses this journal's numbering above seq %d; "
                 "renumbering from %d",
-                ack.committed_through,
-                ack.rebase_to,
+                decision.mark_acked,
+                decision.rebase_to,
             )
-            self.journal.mark_acked(ack.committed_through)
-            self.journal.request_rebase(Rebase(ack.epoch, ack.committed_through, ack.rebase_to))
+            self.journal.mark_acked(decision.mark_acked)
+            self.journal.request_rebase(Rebase(ack.epoch, decision.mark_acked, decision.rebase_to))
             return
-        if ack.committed_through > self.journal.acked_seq:
-            self.journal.mark_acked(ack.committed_through)
-            self._last_ack_progress = time.monotonic()
-        if ack.replay_from is not None:
-            self._replay(ack.replay_from)
-        self._wake.set()
+        if decision.mark_acked is not None:
+            self.journal.mark_acked(decision.mark_acked)
+        if decision.replay_from is not None:
+            log.info("uplink: central asks for everything again from seq %d", decision.replay_from)
+        if decision.wake:
+            self._wake.set()
 
     def _on_rebase(self, _first: int, _shift: int) -> None:
         # everything unacknowledged has new numbers: send it all again from the new start
-        self._replay_from = None
-        self._sent_through = self.journal.acked_seq
-        self._last_ack_progress = time.monotonic()
+        self.window.on_rebase(self.journal.acked_seq, time.monotonic())
         self._wake.set()
-
-    def _replay(self, start: int) -> None:
-        now = time.monotonic()
-        last_start, last_at = self._last_replay
-        repeated = start == last_start and now - last_at < REPLAY_DEBOUNCE_S
-        if start > self._sent_through or repeated:
-            return
-        log.info("uplink: central asks for everything again from seq %d", start)
-        self._last_replay = (start, now)
-        self._sent_through = start - 1
-        self.rewinds += 1
 
     def replay_from(self, seq: int) -> str:
         """Publish everything again from ``seq``, acknowledged or not (a remote command:
         central lost data, e.g. restored from a backup). Returns what will be sent."""
-        oldest, head = self.journal.oldest_seq, self.journal.head_seq
-        if seq > head:
-            return f"nothing to replay: the journal ends at {head}"
-        self._replay_from = max(seq, 1)
-        self._sent_through = self._replay_from - 1
-        self._last_ack_progress = time.monotonic()
-        self.rewinds += 1
-        self._wake.set()
-        log.info("uplink: replaying from seq %d on central's command", seq)
-        if seq < oldest:
-            return (
-                f"replaying {oldest}–{head}; {seq}–{oldest - 1} were trimmed from the "
-                "journal and are reported lost"
-            )
-        return f"replaying {seq}–{head}"
+        replay = self.window.replay_from(
+            seq, oldest=self.journal.oldest_seq, head=self.journal.head_seq, now=time.monotonic()
+        )
+        if replay.started:
+            self._wake.set()
+            log.info("uplink: replaying from seq %d on central's command", seq)
+        return replay.report
 
     def publish_result(self, result: CommandResult) -> bool:
         """Answer a command on the result channel (QoS 1; paho resends after a reconnect)."""
@@ -288,48 +273,40 @@ class Uplink:
     def acked(self) -> int:
         return self.journal.acknowledged
 
+    @property
+    def published_batches(self) -> int:
+        return self.window.published_batches
+
+    @property
+    def rewinds(self) -> int:
+        return self.window.rewinds
+
     async def _send_loop(self) -> None:
-        s = self.settings
         while True:
             if self.connected:
-                if self._replay_from is not None and self._sent_through >= self.acked:
-                    self._replay_from = None  # the commanded replay has caught up
-                base = (
-                    self._sent_through
-                    if self._replay_from is not None
-                    else max(self._sent_through, self.acked)
-                )
-                nxt = base + 1
-                outstanding = nxt - 1 - self.acked
-                if self.journal.head_seq >= nxt and outstanding < s.window_events:
-                    if await self._publish_from(nxt):
+                batch = self.window.next_range(acked=self.acked, head=self.journal.head_seq)
+                if batch is not None:
+                    if await self._publish(batch):
                         continue
-                elif outstanding > 0 and self._ack_stalled():
+                elif resend := self.window.on_tick(acked=self.acked, now=time.monotonic()):
                     log.warning(
                         "uplink: no acknowledgement for %.0f s; resending from seq %d",
-                        s.ack_timeout_s,
-                        self.acked + 1,
+                        self.settings.ack_timeout_s,
+                        resend.first,
                     )
-                    self._sent_through = self.acked
-                    self._last_ack_progress = time.monotonic()
-                    self.rewinds += 1
                     continue
-                elif outstanding == 0:
-                    self._last_ack_progress = time.monotonic()
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=0.5)
 
-    def _ack_stalled(self) -> bool:
-        return time.monotonic() - self._last_ack_progress > self.settings.ack_timeout_s
-
-    async def _publish_from(self, nxt: int) -> bool:
-        s = self.settings
+    async def _publish(self, batch: SendRange) -> bool:
         epoch = self.journal.epoch
-        rows = await self.journal.read_from(nxt, max_events=s.batch_events, max_bytes=s.batch_bytes)
+        rows = await self.journal.read_from(
+            batch.first, max_events=batch.max_events, max_bytes=batch.max_bytes
+        )
         if not rows or self.journal.epoch != epoch:  # renumbered while reading
             return False
-        lost_from = nxt if rows[0][0] > nxt else None
+        lost_from = SendWindow.lost_from(batch.first, rows[0][0])
         payload = encode_batch(
             self.hall,
             self.gateway,
@@ -342,10 +319,7 @@ class Uplink:
         info = self._client.publish(self._topic_events, payload, qos=1)
         if info.rc != mqtt.MQTT_ERR_SUCCESS:
             return False
-        if self._sent_through <= self.acked:
-            self._last_ack_progress = time.monotonic()
-        self._sent_through = rows[-1][0]
-        self.published_batches += 1
+        self.window.on_published(rows[-1][0], acked=self.acked, now=time.monotonic())
         return True
 
     async def _state_loop(self) -> None:

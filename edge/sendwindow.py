@@ -1,0 +1,184 @@
+"""The uplink's send window, without I/O: which journal range goes out next, what an ack from
+central changes, when a silence means everything unacknowledged goes out again.
+
+Plain values in, decisions out. The caller (``edge/uplink.py``) owns the broker connection and
+the journal; it passes the journal's numbers and the monotonic time into every call and carries
+out what comes back. Nothing here reads a clock, a socket or a database, so every rule of the
+no-loss promise can be tested with numbers alone.
+
+The rules, as central and the broker force them:
+- only central's ack (after its commit) lets the journal trim; a broker PUBACK proves nothing;
+- at most ``window_events`` published and unacknowledged; batches as the journal reads them;
+- no ack progress for ``ack_timeout_s`` with something outstanding: send again from the ack;
+- central asks for a replay from a gap (at most once per ``replay_debounce_s`` for one start);
+- an operator's replay command sends from any seq, below central's ack too, until it catches up;
+- after a reconnect or a renumbering everything unacknowledged goes out again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from protocols.envelope import Ack
+
+REPLAY_DEBOUNCE_S = 1.0  # central may ask for the same gap once per late batch
+
+
+@dataclass(frozen=True, slots=True)
+class WindowLimits:
+    window_events: int  # published, not yet acknowledged
+    batch_events: int
+    batch_bytes: int
+    ack_timeout_s: float  # resend when acks stall this long
+    replay_debounce_s: float = REPLAY_DEBOUNCE_S
+
+
+@dataclass(frozen=True, slots=True)
+class SendRange:
+    """Read the journal from ``first`` within these limits and publish it as one batch."""
+
+    first: int
+    max_events: int
+    max_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class Resend:
+    """Acks stalled: everything from ``first`` (central's ack + 1) goes out again."""
+
+    first: int
+
+
+@dataclass(frozen=True, slots=True)
+class AckDecision:
+    """What one ack from central asks of the journal and the sender."""
+
+    other_epoch: bool = False  # it speaks for a journal numbering since replaced: ignored
+    mark_acked: int | None = None  # the journal may trim through this seq
+    rebase_to: int | None = None  # renumber everything above ``mark_acked`` from this seq
+    replay_from: int | None = None  # central's replay request taken: sending again from here
+    wake: bool = False  # the sender has something new to decide
+
+
+@dataclass(frozen=True, slots=True)
+class CommandedReplay:
+    started: bool
+    report: str  # what will be sent, for the command's result
+
+
+class SendWindow:
+    """The state between the journal and central: sent through which seq, since when no ack
+    progress, which replay is running."""
+
+    def __init__(self, limits: WindowLimits, now: float) -> None:
+        self.limits = limits
+        self.sent_through = 0
+        self.rewinds = 0  # times the window went back (stall, central's replay, a command)
+        self.published_batches = 0
+        self._last_ack_progress = now
+        self._last_replay: tuple[int, float] = (0, 0.0)
+        self._replay_from: int | None = None  # a commanded replay, below central's ack too
+
+    # -- connection and journal changes ---------------------------------------------------
+
+    def on_connect(self, acked: int, now: float) -> int:
+        """A new broker session: whatever the broker held for us may be gone, so start again
+        from central's ack (or from a commanded replay that has not caught up). Returns the
+        first seq that goes out."""
+        self.sent_through = acked if self._replay_from is None else self._replay_from - 1
+        self._last_ack_progress = now
+        return self.sent_through + 1
+
+    def on_rebase(self, acked: int, now: float) -> None:
+        """The journal renumbered everything unacknowledged: send it all from the new start."""
+        self._replay_from = None
+        self.sent_through = acked
+        self._last_ack_progress = now
+
+    # -- central's word -------------------------------------------------------------------
+
+    def on_ack(self, ack: Ack, *, journal_epoch: str, acked: int, now: float) -> AckDecision:
+        """An ack addressed to this gateway; ``acked`` is the journal's recorded ack."""
+        if ack.epoch is not None and ack.epoch != journal_epoch:
+            return AckDecision(other_epoch=True)
+        if ack.epoch is not None and ack.rebase_to is not None:
+            # central refuses this numbering above committed_through: the journal renumbers,
+            # and its rebase (on_rebase) restarts the window
+            return AckDecision(mark_acked=ack.committed_through, rebase_to=ack.rebase_to)
+        mark = None
+        if ack.committed_through > acked:
+            mark = ack.committed_through
+            self._last_ack_progress = now
+        replayed = None
+        if ack.replay_from is not None and self._replay(ack.replay_from, now):
+            replayed = ack.replay_from
+        return AckDecision(mark_acked=mark, replay_from=replayed, wake=True)
+
+    def _replay(self, start: int, now: float) -> bool:
+        last_start, last_at = self._last_replay
+        repeated = start == last_start and now - last_at < self.limits.replay_debounce_s
+        if start > self.sent_through or repeated:
+            return False
+        self._last_replay = (start, now)
+        self.sent_through = start - 1
+        self.rewinds += 1
+        return True
+
+    def replay_from(self, seq: int, *, oldest: int, head: int, now: float) -> CommandedReplay:
+        """An operator's command: publish everything again from ``seq``, acknowledged or not
+        (central lost data, e.g. restored from a backup)."""
+        if seq > head:
+            return CommandedReplay(False, f"nothing to replay: the journal ends at {head}")
+        self._replay_from = max(seq, 1)
+        self.sent_through = self._replay_from - 1
+        self._last_ack_progress = now
+        self.rewinds += 1
+        if seq < oldest:
+            return CommandedReplay(
+                True,
+                f"replaying {oldest}–{head}; {seq}–{oldest - 1} were trimmed from the "
+                "journal and are reported lost",
+            )
+        return CommandedReplay(True, f"replaying {seq}–{head}")
+
+    # -- sending --------------------------------------------------------------------------
+
+    def next_range(self, *, acked: int, head: int) -> SendRange | None:
+        """The next batch to publish, if the journal has one and the window has room."""
+        if self._replay_from is not None and self.sent_through >= acked:
+            self._replay_from = None  # the commanded replay has caught up
+        nxt = self._base(acked) + 1
+        if head >= nxt and nxt - 1 - acked < self.limits.window_events:
+            return SendRange(nxt, self.limits.batch_events, self.limits.batch_bytes)
+        return None
+
+    def on_tick(self, *, acked: int, now: float) -> Resend | None:
+        """Time passed with nothing to publish (call it when ``next_range`` gave none): a stall
+        of acks with events outstanding sends them again."""
+        outstanding = self._base(acked) - acked
+        if outstanding > 0 and now - self._last_ack_progress > self.limits.ack_timeout_s:
+            self.sent_through = acked
+            self._last_ack_progress = now
+            self.rewinds += 1
+            return Resend(acked + 1)
+        if outstanding == 0:
+            self._last_ack_progress = now  # nothing owed: the silence is not a stall
+        return None
+
+    def _base(self, acked: int) -> int:
+        """Sent through here: a commanded replay counts from itself, anything else from the ack
+        at least."""
+        return self.sent_through if self._replay_from is not None else max(self.sent_through, acked)
+
+    @staticmethod
+    def lost_from(first: int, first_read: int) -> int | None:
+        """The journal trimmed events before they were acknowledged (it was full): the batch
+        tells central they are lost from ``first`` instead of leaving a silent gap."""
+        return first if first_read > first else None
+
+    def on_published(self, last: int, *, acked: int, now: float) -> None:
+        """A batch through ``last`` went to the broker."""
+        if self.sent_through <= acked:
+            self._last_ack_progress = now  # the first one owed: its ack is awaited from now
+        self.sent_through = last
+        self.published_batches += 1

@@ -1,0 +1,184 @@
+"""The uplink's send window with numbers alone: no broker, no journal, no clock."""
+
+from __future__ import annotations
+
+from edge.sendwindow import (
+    AckDecision,
+    Resend,
+    SendRange,
+    SendWindow,
+    WindowLimits,
+)
+from protocols.envelope import Ack, utc_now
+
+LIMITS = WindowLimits(window_events=100, batch_events=10, batch_bytes=4096, ack_timeout_s=5.0)
+EPOCH = "0000e1e1"
+OTHER_EPOCH = "0000e0e0"
+
+
+def ack(
+    committed_through: int,
+    *,
+    replay_from: int | None = None,
+    epoch: str | None = EPOCH,
+    rebase_to: int | None = None,
+) -> Ack:
+    return Ack(
+        hall="H1",
+        gateway="gw1",
+        committed_through=committed_through,
+        replay_from=replay_from,
+        utc=utc_now(),
+        epoch=epoch,
+        rebase_to=rebase_to,
+    )
+
+
+def window(*, sent_through: int = 0, acked: int = 0, now: float = 0.0) -> SendWindow:
+    w = SendWindow(LIMITS, now)
+    w.on_connect(acked, now)
+    if sent_through > acked:
+        w.on_published(sent_through, acked=acked, now=now)
+    return w
+
+
+def test_batches_go_out_in_order_until_the_window_is_full() -> None:
+    w = window()
+    assert w.next_range(acked=0, head=0) is None  # nothing journaled
+    assert w.next_range(acked=0, head=25) == SendRange(1, 10, 4096)
+    w.on_published(10, acked=0, now=0.1)
+    assert w.next_range(acked=0, head=25) == SendRange(11, 10, 4096)
+    w.on_published(99, acked=0, now=0.2)
+    assert w.next_range(acked=0, head=500) == SendRange(100, 10, 4096)  # 99 owed: room for one
+    w.on_published(109, acked=0, now=0.3)
+    assert w.next_range(acked=0, head=500) is None  # 109 outstanding ≥ 100: full
+    assert w.next_range(acked=50, head=500) == SendRange(110, 10, 4096)  # an ack makes room
+    assert w.published_batches == 3
+
+
+def test_an_ack_marks_the_journal_only_when_it_moves_forward() -> None:
+    w = window(sent_through=40)
+    decision = w.on_ack(ack(30), journal_epoch=EPOCH, acked=0, now=1.0)
+    assert decision == AckDecision(mark_acked=30, wake=True)
+    duplicate = w.on_ack(ack(30), journal_epoch=EPOCH, acked=30, now=2.0)
+    assert duplicate == AckDecision(wake=True)  # nothing new to trim
+    older = w.on_ack(ack(20), journal_epoch=EPOCH, acked=30, now=2.5)  # out of order
+    assert older.mark_acked is None
+    assert w.next_range(acked=30, head=40) is None  # 31–40 are out already
+    assert w.next_range(acked=30, head=41) == SendRange(41, 10, 4096)
+
+
+def test_an_ack_beyond_what_was_sent_skips_ahead() -> None:
+    w = window(sent_through=10)
+    assert w.on_ack(ack(25), journal_epoch=EPOCH, acked=0, now=1.0).mark_acked == 25
+    assert w.next_range(acked=25, head=30) == SendRange(26, 10, 4096)
+
+
+def test_an_ack_of_another_epoch_changes_nothing() -> None:
+    w = window(sent_through=10)
+    decision = w.on_ack(
+        ack(10, replay_from=1, epoch=OTHER_EPOCH), journal_epoch=EPOCH, acked=0, now=1
+    )
+    assert decision == AckDecision(other_epoch=True)
+    assert w.sent_through == 10 and w.rewinds == 0
+    assert w.on_ack(ack(10, epoch=None), journal_epoch=EPOCH, acked=0, now=1).mark_acked == 10
+
+
+def test_a_rebase_marks_the_held_seqs_and_restarts_from_the_new_numbering() -> None:
+    w = window(sent_through=60, acked=10)
+    decision = w.on_ack(ack(50, rebase_to=1001), journal_epoch=EPOCH, acked=10, now=1.0)
+    assert decision == AckDecision(mark_acked=50, rebase_to=1001)  # the journal renumbers
+    assert w.sent_through == 60  # nothing sent until the journal did
+    w.on_rebase(acked=1000, now=2.0)
+    assert w.next_range(acked=1000, head=1010) == SendRange(1001, 10, 4096)
+    no_epoch = w.on_ack(ack(5, epoch=None, rebase_to=9), journal_epoch=EPOCH, acked=1000, now=3)
+    assert no_epoch.rebase_to is None  # only an ack naming the epoch may renumber it
+
+
+def test_central_asks_for_a_replay_from_a_gap_once_per_debounce() -> None:
+    w = window(sent_through=50, acked=10)
+    decision = w.on_ack(ack(20, replay_from=21), journal_epoch=EPOCH, acked=10, now=1.0)
+    assert decision == AckDecision(mark_acked=20, replay_from=21, wake=True)
+    assert w.next_range(acked=20, head=50) == SendRange(21, 10, 4096)
+    w.on_published(30, acked=20, now=1.1)
+    again = w.on_ack(ack(20, replay_from=21), journal_epoch=EPOCH, acked=20, now=1.5)
+    assert again.replay_from is None  # the same gap within a second: one late batch
+    assert w.next_range(acked=20, head=50) == SendRange(31, 10, 4096)
+    later = w.on_ack(ack(20, replay_from=21), journal_epoch=EPOCH, acked=20, now=2.6)
+    assert later.replay_from == 21
+    assert w.rewinds == 2
+
+
+def test_a_replay_request_beyond_what_was_sent_is_ignored() -> None:
+    w = window(sent_through=30)
+    decision = w.on_ack(ack(0, replay_from=31), journal_epoch=EPOCH, acked=0, now=1.0)
+    assert decision.replay_from is None and w.rewinds == 0
+    assert w.next_range(acked=0, head=40) == SendRange(31, 10, 4096)
+
+
+def test_silence_with_events_outstanding_resends_from_the_ack() -> None:
+    w = window(sent_through=30, acked=10, now=100.0)
+    assert w.next_range(acked=10, head=30) is None  # everything is out
+    assert w.on_tick(acked=10, now=104.0) is None
+    assert w.on_tick(acked=10, now=105.5) == Resend(11)
+    assert w.rewinds == 1
+    assert w.next_range(acked=10, head=30) == SendRange(11, 10, 4096)
+    w.on_published(20, acked=10, now=105.6)  # the stall clock starts again with the resend
+    assert w.on_tick(acked=10, now=110.0) is None
+    assert w.on_tick(acked=10, now=110.7) == Resend(11)
+
+
+def test_ack_progress_and_an_empty_window_keep_the_stall_away() -> None:
+    w = window(sent_through=30, acked=10, now=0.0)
+    w.on_ack(ack(20), journal_epoch=EPOCH, acked=10, now=4.0)
+    assert w.on_tick(acked=20, now=8.0) is None  # progress 4 s ago
+    assert w.on_tick(acked=20, now=9.5) == Resend(21)
+    idle = window(sent_through=30, acked=30, now=0.0)
+    assert idle.on_tick(acked=30, now=60.0) is None  # nothing owed: silence is fine
+    idle.on_published(31, acked=30, now=60.0)
+    assert idle.on_tick(acked=30, now=64.0) is None  # the clock started at the publish
+    assert idle.on_tick(acked=30, now=65.1) == Resend(31)
+
+
+def test_a_reconnect_starts_over_from_the_ack() -> None:
+    w = window(sent_through=80, acked=20)
+    assert w.on_connect(acked=25, now=1.0) == 26
+    assert w.next_range(acked=25, head=80) == SendRange(26, 10, 4096)
+
+
+def test_a_commanded_replay_sends_acknowledged_events_again_until_it_catches_up() -> None:
+    w = window(sent_through=50, acked=50)
+    replay = w.replay_from(5, oldest=1, head=50, now=1.0)
+    assert replay.started and replay.report == "replaying 5–50"
+    assert w.next_range(acked=50, head=50) == SendRange(5, 10, 4096)  # below the ack
+    assert w.on_connect(acked=50, now=2.0) == 5  # a reconnect keeps the replay
+    for last in range(14, 51, 10):
+        w.on_published(last, acked=50, now=2.0)
+    w.on_published(50, acked=50, now=2.0)
+    assert w.next_range(acked=50, head=50) is None  # caught up: back to the ack
+    assert w.on_connect(acked=50, now=3.0) == 51
+
+
+def test_a_commanded_replay_reports_what_was_trimmed_or_that_nothing_is_there() -> None:
+    w = window(sent_through=50, acked=50)
+    nothing = w.replay_from(60, oldest=20, head=50, now=1.0)
+    assert not nothing.started and nothing.report == "nothing to replay: the journal ends at 50"
+    assert w.rewinds == 0
+    trimmed = w.replay_from(0, oldest=20, head=50, now=1.0)
+    assert trimmed.started
+    assert trimmed.report == (
+        "replaying 20–50; 0–19 were trimmed from the journal and are reported lost"
+    )
+    assert w.next_range(acked=50, head=50) == SendRange(1, 10, 4096)  # the journal reads from 20
+
+
+def test_a_rebase_ends_a_commanded_replay() -> None:
+    w = window(sent_through=50, acked=50)
+    w.replay_from(5, oldest=1, head=50, now=1.0)
+    w.on_rebase(acked=200, now=2.0)
+    assert w.next_range(acked=200, head=210) == SendRange(201, 10, 4096)
+
+
+def test_a_batch_that_starts_after_the_wanted_seq_reports_the_trimmed_ones_lost() -> None:
+    assert SendWindow.lost_from(11, 11) is None
+    assert SendWindow.lost_from(11, 40) == 11
