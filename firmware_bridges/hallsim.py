@@ -1,3 +1,5 @@
+# Long module: one hall's behaviour and the ground truth it writes; each simulated act stays beside
+# the truth recorded for it.
 """A simulated hall that behaves like a real one: a $QM queue machine and a bus of FF 68
 evaluators on pseudo-terminals, optionally a camera (live MJPEG) over windows 1 and 2, and a
 ground-truth file saying what every simulated person did and what central should make of it.

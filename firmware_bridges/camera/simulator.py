@@ -1,3 +1,5 @@
+# Long module: the camera's whole side for tests: the scene with its ground truth, and the MJPEG and
+# RTSP servers that stream it.
 """The camera's side, for tests and the demo.
 
 - ``HallScene``: a synthetic service-hall view (two windows with staff seats and citizen sides,

@@ -1,3 +1,5 @@
+# Long module: the bus's whole frame table (every command and reply, decoder, encoder, checks) as
+# the spec lays it out; splitting would scatter it.
 """FF 68 evaluator bus: frames, decoder and encoder. No I/O (h11 style).
 
 Bytes in, typed frames out (`Decoder.feed`); typed frames in, bytes out (`encode`). The same code

@@ -1,3 +1,5 @@
+# Long module: one device family's whole behaviour as the spec describes it (events, retransmission,
+# INVITE/CANCEL, STATUS, faults); splitting would scatter it.
 """A whole FF 68 evaluator bus on a pseudo-terminal: the device side, for tests and the demo.
 
 `EvaluatorBusSimulator` opens a pty pair, puts it in raw mode and points a stable symlink (say

@@ -1,3 +1,5 @@
+# Long module: the $QM feed's whole message table with its framer and field readers and writers;
+# splitting would scatter one manual's wire format.
 """The $QM queue-number machine (排队叫号机) event feed: bytes in, typed messages out.
 
 Sans-I/O in the h11 manner: ``Decoder.feed(bytes) -> list[message]`` on the gateway side,

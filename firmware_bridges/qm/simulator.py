@@ -1,3 +1,5 @@
+# Long module: the machine's whole side of the feed (clock, unacknowledged buffer, pty and TCP
+# endpoints, faults) and the scenario that drives it.
 """The queue-number machine's side of the $QM feed, for tests and the demo.
 
 ``QueueMachineSimulator`` behaves as the manual (``docs/devices/queue-machine-qm.md``) says a

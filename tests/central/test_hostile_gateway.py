@@ -1,3 +1,5 @@
+# Long module: the hostile envelope strategies and the one end-to-end run that judges them read
+# together.
 """A hostile gateway cannot stop a hall: hypothesis-generated envelopes that pass or nearly pass
 the schema (NUL and control characters, integers past 64 bits, stamps at the calendar's ends,
 nesting thousands deep, wrong types, the same seq with other content, seq jumps, ``lost_from``

@@ -1,3 +1,5 @@
+# Long module: one tampering per test, each forging its own rows on the same fixtures; together they
+# are the ledger's threat list.
 """The ledger on SQLite and PostgreSQL: rows changed, deleted or inserted behind the
 application's back are reported with their key; untouched data verifies clean."""
 

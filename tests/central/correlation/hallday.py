@@ -1,3 +1,5 @@
+# Long module: one synthetic hall day and its ground truth; splitting would part each behaviour from
+# the truth it records.
 """A synthetic hall day with ground truth (pure; no I/O).
 
 The simulator plays one hall: a queue machine (tickets, calls, services, no-shows, transfers,

@@ -1,3 +1,5 @@
+# Long module: one real Chromium over one module-scoped central; splitting would start central and
+# the browser again.
 """The central dashboard in a real Chromium, served by a real ``hallwatch-central serve``.
 
 One province for the module: a private Mosquitto, central on SQLite with its aggregator jobs,
