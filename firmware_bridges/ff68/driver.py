@@ -68,6 +68,7 @@ RECONNECT_MAX_S: Final = 5.0
 # device's repeat of an event we echoed comes ≥ 300 ms after its previous copy.
 OWN_ECHO_WINDOW_S: Final = 0.100
 WRITE_TIMEOUT_S: Final = 0.1
+WRITE_TIMEOUTS_BEFORE_LOST: Final = 5  # in a row: a port this stuck is gone, not just slow
 BITS_PER_CHAR: Final = 10  # 8N1: start, 8 data, stop
 
 
@@ -117,6 +118,8 @@ class EvaluatorBus:
         self.offline: set[int] = set()  # spec: silent after the retries, until a STATUS_POLL
         self.reconnects = 0
         self.disconnects = 0
+        self.write_timeouts = 0  # writes pyserial gave up on; the frame was sent again
+        self._consecutive_write_timeouts = 0
         self.open_failures = 0
         self.rx_bytes = 0
         self.tx_frames = 0
@@ -369,6 +372,11 @@ class EvaluatorBus:
             if item.sent is not None and not item.sent.done():
                 item.sent.set_result(None)
 
+    def _requeue(self, item: _Outgoing) -> None:
+        """Put a frame that did not go out back at the head of its queue."""
+        (self._echoes if item.sent is None else self._commands).appendleft(item)
+        self._wake.set()
+
     def _next(self) -> _Outgoing | None:
         now = time.monotonic()
         while self._echoes:
@@ -417,6 +425,23 @@ class EvaluatorBus:
         assert self._port is not None
         try:
             self._port.write(item.data)
+        except serial.SerialTimeoutException as exc:
+            # pyserial measures its write timeout from the start of write(): on a CPU-starved
+            # box it fires on a healthy port (docs/field-notes.md#refused-values). The frame
+            # goes again whole (a cut one fails its checksum); only a port that keeps timing
+            # out is treated as lost.
+            self.write_timeouts += 1
+            self._consecutive_write_timeouts += 1
+            if self._consecutive_write_timeouts < WRITE_TIMEOUTS_BEFORE_LOST:
+                self._requeue(item)
+                return
+            self._consecutive_write_timeouts = 0
+            if item.sent is None:
+                self._echoes.appendleft(item)  # send it after reopening
+            else:
+                item.sent.set_result(None)
+            self._lost(exc)
+            return
         except (OSError, serial.SerialException) as exc:
             if item.sent is None:
                 self._echoes.appendleft(item)  # the port is going away: send it after reopening
@@ -424,6 +449,7 @@ class EvaluatorBus:
                 item.sent.set_result(None)
             self._lost(exc)
             return
+        self._consecutive_write_timeouts = 0
         now = time.monotonic()
         self._tx_end = now + len(item.data) * self._char_s  # the kernel sends it from here
         self._recent_tx.append((item.data.lstrip(b"\xff"), self._tx_end))
@@ -448,6 +474,7 @@ class EvaluatorBus:
             "connected": self.connected,
             "reconnects": self.reconnects,
             "disconnects": self.disconnects,
+            "write_timeouts": self.write_timeouts,
             "open_failures": self.open_failures,
             "rx_bytes": self.rx_bytes,
             "tx_frames": self.tx_frames,

@@ -7,6 +7,8 @@ import asyncio
 import time
 from pathlib import Path
 
+import serial
+
 from firmware_bridges.ff68.codec import (
     STATUS_BAD_ARGUMENT,
     STATUS_BUSY,
@@ -264,3 +266,48 @@ async def test_the_simulator_also_runs_in_its_own_thread(link: Path) -> None:
             await eventually(lambda: len(gateway.key_events()) == 1)
             await eventually(lambda: threaded.call(lambda s: len(s.echoed)) == 2)
         assert gateway.key_events() == [KeyEvent(0x8C, 1, 6, 0)]
+
+
+# ----------------------------------------------------------------------------- write timeouts
+
+
+def _time_out_writes(bus: EvaluatorBus, times: int) -> list[bytes]:
+    """The open port's next `times` writes raise as pyserial does when its write timeout runs
+    out on a CPU-starved box (the port itself is healthy); the frames refused are returned."""
+    port = bus._port
+    assert port is not None
+    real_write = port.write
+    refused: list[bytes] = []
+
+    def write(data: bytes) -> int | None:
+        if len(refused) < times:
+            refused.append(bytes(data))
+            raise serial.SerialTimeoutException("Write timeout")
+        return real_write(data)
+
+    port.write = write  # type: ignore[method-assign]
+    return refused
+
+
+async def test_a_write_timeout_on_a_healthy_port_sends_the_frame_again_without_reconnecting(
+    sim: EvaluatorBusSimulator, bus: EvaluatorBus
+) -> None:
+    sim.add(0x81)
+    refused = _time_out_writes(bus, 2)
+    reply = await bus.request(StatusPoll(0x81))
+    assert isinstance(reply, StatusReply)
+    assert len(refused) == 2 and sim.frames_to([0x81]) == [StatusPoll(0x81)]
+    stats = bus.stats()
+    assert (stats["write_timeouts"], stats["disconnects"], stats["retries"]) == (2, 0, 0)
+
+
+async def test_a_port_whose_writes_keep_timing_out_is_reopened(
+    sim: EvaluatorBusSimulator, bus: EvaluatorBus
+) -> None:
+    sim.add(0x81)
+    _time_out_writes(bus, 1_000)
+    assert await bus.request(StatusPoll(0x81), retries=0) is None  # it never reached the line
+    await eventually(lambda: bus.stats()["disconnects"] == 1)
+    assert await bus.wait_connected(5)
+    assert isinstance(await bus.request(StatusPoll(0x81)), StatusReply)  # the new port writes
+    assert bus.stats()["write_timeouts"] == 5
