@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from central.auth import Principal, Role
 from central.store.schema_dashboard import users
-from protocols.envelope import utc_now
+from hallkit.clock import utc_now
 
 NAME_PATTERN = re.compile(r"^[\w.@-]{1,64}$")
 MIN_PASSWORD = 10

@@ -14,7 +14,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from central.store.schema import api_tokens
-from protocols.envelope import utc_now
+from hallkit.clock import utc_now
 
 TOKEN_PREFIX = "hwt_"
 DEFAULT_LIFETIME = dt.timedelta(days=90)

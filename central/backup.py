@@ -34,7 +34,7 @@ from sqlalchemy.engine import make_url
 from central.cases.masking import SALT_FILE
 from central.config import CentralConfig
 from central.pki import write_atomic
-from protocols.envelope import utc_now
+from hallkit.clock import utc_now
 
 FORMAT = "hallwatch-central-backup/1"
 SQLITE_MEMBER = "database.sqlite"

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from central.commands import public_key_pem
 from central.pki import GatewayIdentity, cert_pem, write_atomic
-from protocols.envelope import utc_now
+from hallkit.clock import utc_now
 from protocols.provisioning import (
     CA_CERT,
     COMMAND_KEY,

@@ -19,8 +19,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from central.pki import write_private, write_public
+from hallkit.clock import utc_now
 from protocols.commands import MAX_COMMAND_TTL, Command, CommandName, canonical_bytes
-from protocols.envelope import utc_now
 
 # Long enough for a gateway that is briefly offline to pick the command up from its
 # persistent session, short enough that a captured command soon becomes useless.

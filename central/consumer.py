@@ -36,7 +36,6 @@ import ssl
 import threading
 import time
 from collections import Counter, deque
-from datetime import UTC, datetime
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -45,6 +44,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from central.admission import Admission
 from central.config import BrokerConfig
 from central.ingest import Incoming
+from hallkit.clock import utc_now
 from hallkit.supervise import TaskRecord, TaskState
 from protocols import topics
 
@@ -230,7 +230,7 @@ class Consumer:
                     with self._held_lock:
                         self._held[sender] -= 1
                 return
-        incoming = Incoming(topic_name, bytes(message.payload), datetime.now(UTC))
+        incoming = Incoming(topic_name, bytes(message.payload), utc_now())
         assert self._loop is not None
         self._loop.call_soon_threadsafe(self.queue.put_nowait, incoming)
 

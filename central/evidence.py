@@ -22,7 +22,6 @@ import logging
 import os
 import weakref
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from central.store.db import insert_ignore
 from central.store.schema import events
 from central.store.schema_evidence import evidence_files, evidence_rejects
+from hallkit.clock import utc_now
 from protocols import topics
 from protocols.evidence import EvidenceHeader, EvidenceReceipt, FramingError, decode_upload
 from protocols.strict import clean_text
@@ -112,7 +112,7 @@ def _receipt(
         event_seq=event_seq,
         status=status,  # type: ignore[arg-type]
         reason=clean_text(reason, 300),
-        utc=datetime.now(UTC),
+        utc=utc_now(),
     )
 
 
@@ -164,7 +164,7 @@ async def receive(
         )
         return _receipt(address, header.sha256, "refused", "header names another gateway")
     actual = hashlib.sha256(data).hexdigest()
-    now = datetime.now(UTC)
+    now = utc_now()
     async with engine.begin() as conn:
         named = await _named_event(conn, header)
         if named is None:

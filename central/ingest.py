@@ -34,7 +34,7 @@ import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import pydantic_core
@@ -53,6 +53,7 @@ from central.store.schema import (
     pending_ranges,
     quarantine,
 )
+from hallkit.clock import utc_now
 from protocols import events as kinds
 from protocols import topics
 from protocols.envelope import (
@@ -917,7 +918,7 @@ class Ingestor:
     async def _alarm(
         self, conn: AsyncConnection, gateway: str, kind: str, detail: str, count: int = 1
     ) -> None:
-        now = datetime.now(UTC)
+        now = utc_now()
         detail = _printable(detail)[:2000]
         await conn.execute(
             insert_ignore(conn, gateway_alarms),

@@ -43,7 +43,7 @@ from central.rules.workdays import WorkCalendar, business_date, day_start, load_
 from central.store.db import insert_ignore
 from central.store.schema import case_suspensions, cases
 from central.store.schema_cases import case_ladder, case_steps
-from protocols.envelope import utc_now
+from hallkit.clock import utc_now
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from central.store.db import insert_ignore
 from central.store.schema import gateways
-from protocols.envelope import utc_now
+from hallkit.clock import utc_now
 from protocols.topics import TopicError, check_id
 
 

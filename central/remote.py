@@ -32,6 +32,7 @@ from central.ingest import Incoming
 from central.store.db import insert_ignore
 from central.store.schema import gateways
 from central.store.schema_ops import command_counters, command_results, gateway_commands
+from hallkit.clock import utc_now
 from protocols import topics
 from protocols.commands import (
     MAX_COMMAND_BYTES,
@@ -40,7 +41,7 @@ from protocols.commands import (
     CommandName,
     CommandResult,
 )
-from protocols.envelope import encode, utc_now
+from protocols.envelope import encode
 
 log = logging.getLogger(__name__)
 

@@ -33,8 +33,8 @@ from central.store.schema_correlation import (
     correlation_results,
 )
 from central.store.schema_dashboard import evaluation_reviews
+from hallkit.clock import utc_now
 from protocols.devices import EvaluatorKey
-from protocols.envelope import utc_now
 
 KEY_KIND = "evaluator.key"
 VERDICT_KIND = "camera.verdict"

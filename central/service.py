@@ -16,9 +16,10 @@ from central.ingest import AckDecision, Incoming, Ingestor
 from central.store.db import make_engine
 from central.store.migrate import upgrade
 from central.web.context import bind_config as bind_dashboard
+from hallkit.clock import utc_now
 from hallkit.supervise import Supervisor
 from protocols import topics
-from protocols.envelope import Ack, encode, utc_now
+from protocols.envelope import Ack, encode
 
 log = logging.getLogger(__name__)
 

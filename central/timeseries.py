@@ -26,7 +26,7 @@ import math
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -39,6 +39,7 @@ from central.store.clockfix import corrected_utc
 from central.store.db import insert_ignore
 from central.store.schema import boot_clocks, events, gateways
 from central.store.schema_tsledger import timeseries_progress
+from hallkit.clock import utc_now
 from hallkit.queuestate import PRESENT, QueueReducer, QueueRules, Waiting
 from protocols.devices import KEY_LABELS
 from protocols.events import KINDS
@@ -451,7 +452,7 @@ class TimeseriesSink:
 
     async def run_once(self, now: datetime | None = None) -> int:
         """Write what has been committed since the watermark; returns the events read."""
-        now = now or datetime.now(UTC)
+        now = now or utc_now()
         async with self.engine.connect() as conn:
             postgres = conn.dialect.name == "postgresql"
             if (

@@ -13,9 +13,10 @@ import ctypes.util
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
+from hallkit.clock import utc_now
 from protocols.strict import clamp_to_window
 
 _TIME_ERROR = 5  # adjtimex(2): "clock not synchronized"
@@ -77,7 +78,7 @@ class Clock:
         return self._synced
 
     def stamp(self) -> Stamp:
-        now = datetime.now(UTC)
+        now = utc_now()
         pinned = clamp_to_window(now)
         if pinned != now:  # a wall clock outside what the contract admits is not synchronised
             return Stamp(pinned, time.monotonic_ns(), False)

@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import ValidationError
 
+from hallkit.clock import utc_now
 from protocols.commands import (
     ACCEPTED,
     MAX_COMMAND_BYTES,
@@ -35,7 +36,6 @@ from protocols.commands import (
     RefusalReason,
     canonical_bytes,
 )
-from protocols.envelope import utc_now
 from protocols.strict import clean_text
 from protocols.topics import check_id
 

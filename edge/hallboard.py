@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 from zoneinfo import ZoneInfo
 
+from hallkit.clock import utc_now
 from hallkit.queuestate import QueueReducer, QueueRules
 
 if TYPE_CHECKING:
@@ -180,7 +181,7 @@ class HallBoard:
         self.staff_names = staff_names or {}
         self.data_dir = data_dir
         self.evidence_dir = evidence_dir
-        self._now = now or (lambda: datetime.now(UTC))
+        self._now = now or utc_now
         self.windows: dict[int, WindowView] = {}
         # the queue machine's picture; stamps are UTC text (serving since, waiting since)
         self.queue_state: QueueReducer[str] = QueueReducer(QUEUE_RULES)

@@ -30,10 +30,11 @@ from edge.clock import Clock
 from edge.config import BrokerConfig, UplinkConfig
 from edge.journal import Journal, Rebase
 from edge.sendwindow import SendRange, SendWindow, WindowLimits
+from hallkit.clock import utc_now
 from hallkit.supervise import Supervisor
 from protocols import topics
 from protocols.commands import CommandResult
-from protocols.envelope import Ack, GatewayState, encode, encode_batch, utc_now
+from protocols.envelope import Ack, GatewayState, encode, encode_batch
 from protocols.strict import json_safe
 
 log = logging.getLogger(__name__)

@@ -19,10 +19,11 @@ import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from hallkit.clock import utc_now
 from protocols.strict import clean_text
 
 log = logging.getLogger(__name__)
@@ -55,7 +56,7 @@ class TaskRecord:
 
     def failed_with(self, error: str) -> None:
         # one line of storable text: it travels in the gateway's state message
-        self.last_error, self.error_at = clean_text(error, MAX_ERROR_CHARS), datetime.now(UTC)
+        self.last_error, self.error_at = clean_text(error, MAX_ERROR_CHARS), utc_now()
         self.failures_in_row += 1
 
     def as_dict(self) -> dict[str, Any]:

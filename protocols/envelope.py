@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
@@ -195,7 +194,3 @@ def encode_batch(
 
 def encode(message: BaseModel) -> bytes:
     return message.model_dump_json().encode()
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)

@@ -14,7 +14,7 @@ from central.api.deps import Engine, EvaluationReader
 from central.api.overview import calendar_for
 from central.auth import Principal
 from central.scorecard import group_doc, indicators_doc
-from protocols.envelope import utc_now
+from hallkit.clock import utc_now
 
 router = APIRouter(prefix="/api/v1", tags=["dashboard"])
 

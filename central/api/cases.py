@@ -34,8 +34,8 @@ from central.rules.timelimit import LadderStage, steps
 from central.rules.workdays import business_date, day_start
 from central.store.schema import case_revisions, case_suspensions, cases
 from central.store.schema_cases import case_ladder, case_steps
+from hallkit.clock import utc_now
 from protocols.devices import STAFF_PATTERN
-from protocols.envelope import utc_now
 from protocols.topics import ID_PATTERN
 
 router = APIRouter(prefix="/api/v1", tags=["cases"])

@@ -19,7 +19,7 @@ from central.auth import Role
 from central.bulletin import ranked
 from central.rules.indicators import DateRange, Grouping
 from central.rules.workdays import CalendarError, business_date
-from protocols.envelope import utc_now
+from hallkit.clock import utc_now
 
 router = APIRouter(prefix="/api/v1", tags=["dashboard"])
 

@@ -26,7 +26,7 @@ from central.rules.timelimit import LadderStage
 from central.rules.workdays import CalendarError, WorkCalendar, business_date
 from central.store.schema import cases, gateways
 from central.store.schema_cases import case_ladder
-from protocols.envelope import utc_now
+from hallkit.clock import utc_now
 
 router = APIRouter(prefix="/api/v1", tags=["dashboard"])
 

@@ -16,7 +16,7 @@ from central.api.overview import FIRST_DAY, LAST_DAY
 from central.auth import Principal
 from central.reviews import Decision, ReviewError
 from central.rules.workdays import business_date
-from protocols.envelope import utc_now
+from hallkit.clock import utc_now
 
 router = APIRouter(prefix="/api/v1", tags=["reviews"])
 

@@ -35,8 +35,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from central.cases.masking import ApplicantMasker
 from central.cases.store import MAX_BATCH, Outcome, RowResult, Source, feed
 from central.config import BrokerConfig
+from hallkit.clock import utc_now
 from protocols import topics
-from protocols.envelope import MAX_PAYLOAD_BYTES, utc_now
+from protocols.envelope import MAX_PAYLOAD_BYTES
 
 log = logging.getLogger(__name__)
 

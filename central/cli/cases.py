@@ -37,7 +37,7 @@ def import_(
     2: the file or the configuration cannot be used."""
     from central.cases.context import CaseContext
     from central.cases.csvfeed import CsvError, ImportReport, import_csv, read
-    from protocols.envelope import utc_now
+    from hallkit.clock import utc_now
 
     cfg = load_config(config, logs="warnings")
     out = Console(soft_wrap=True)
@@ -115,7 +115,7 @@ def ladder(
     """Run the time-limit ladder job once and say how many steps it recorded."""
     from central import ladder_job
     from central.rules.workdays import CalendarError, business_date
-    from protocols.envelope import utc_now
+    from hallkit.clock import utc_now
 
     cfg = load_config(config, logs="warnings")
     try:

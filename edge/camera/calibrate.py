@@ -12,13 +12,13 @@ from __future__ import annotations
 import itertools
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 from edge.camera.analytics import CameraAnalyzer, analysis_gray, same_picture
 from edge.camera.config import CameraConfig
 from edge.camera.references import ReferenceFiles
 from firmware_bridges.camera.driver import CapturedFrame, SourceError, encode_jpeg, make_source
+from hallkit.clock import utc_now
 
 LIVE_FRAMES = 3  # frames read before the one taken: a live picture, not the server's cache
 
@@ -65,7 +65,7 @@ def calibrate_camera(
     if not regions:
         raise CalibrationFailed(f"camera {config.id} watches none of windows {windows}")
     files.save(analyzer)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    stamp = utc_now().strftime("%Y%m%dT%H%M%SZ")
     which = "-".join(f"w{w}" for w in windows) if windows else "all"
     snapshot = files.directory / f"calibration-{which}-{stamp}.jpg"
     snapshot.write_bytes(encode_jpeg(frame.bgr(), 85))

@@ -30,6 +30,7 @@ from typing import Any, Literal
 
 from edge.camera.config import EvidenceConfig
 from firmware_bridges.camera.codec import GENESIS, check_chain, encode_entry_line, seal_entry
+from hallkit.clock import utc_now
 
 log = logging.getLogger(__name__)
 
@@ -179,7 +180,7 @@ class EvidenceStore:
 
     def delete(self, relative: str, reason: str, now: datetime | None = None) -> dict[str, Any]:
         with self._lock:
-            return self._delete_locked(relative, reason, now or datetime.now(UTC))
+            return self._delete_locked(relative, reason, now or utc_now())
 
     def _delete_locked(self, relative: str, reason: str, now: datetime) -> dict[str, Any]:
         added = self._live.get(relative)

@@ -28,7 +28,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +48,7 @@ from edge.camera.evidence import STATE_DIR, EvidenceStore, ManifestHead, Retenti
 from edge.camera.link import pack, unpack
 from edge.camera.presence import PresenceChange, PresenceTracker
 from edge.camera.verdict import Decision, Observation, decide
+from hallkit.clock import utc_now
 from hallkit.supervise import Supervisor, TaskRecord, TaskState
 from protocols.events import Body
 from protocols.strict import clean_text
@@ -111,7 +112,7 @@ class Calibration:
 
 def utc_at(mono: float) -> datetime:
     """The wall-clock time of a monotonic instant in the recent past."""
-    return datetime.now(UTC) - timedelta(seconds=time.monotonic() - mono)
+    return utc_now() - timedelta(seconds=time.monotonic() - mono)
 
 
 class CameraService:
@@ -231,7 +232,7 @@ class CameraService:
         return {h.id: h.pid for h in self.workers if h.pid is not None}
 
     async def enforce_retention(self, now: datetime | None = None) -> RetentionReport:
-        return await asyncio.to_thread(self.store.enforce_retention, now or datetime.now(UTC))
+        return await asyncio.to_thread(self.store.enforce_retention, now or utc_now())
 
     def worker_rss(self) -> dict[str, int]:
         """Resident memory of each worker process in bytes, from its last heartbeat."""

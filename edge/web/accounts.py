@@ -17,9 +17,10 @@ import os
 import re
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
+
+from hallkit.clock import utc_now
 
 ACCOUNTS_FILE = "hall-accounts.json"
 NAME_PATTERN = re.compile(r"^[\w.-]{1,32}$")
@@ -184,7 +185,7 @@ class AccountStore:
             name,
             role or (old.role if old else Role.VIEWER),
             hash_password(password),
-            old.created_utc if old else datetime.now(UTC).isoformat(timespec="seconds"),
+            old.created_utc if old else utc_now().isoformat(timespec="seconds"),
         )
         self._write(accounts)
         return old is None

@@ -31,7 +31,7 @@ from central.rules.timelimit import LadderConfig
 from central.rules.workdays import BUSINESS_TZ, WorkCalendar
 from central.store.db import make_engine
 from central.store.migrate import upgrade
-from protocols.envelope import utc_now
+from hallkit.clock import utc_now
 
 pytestmark = pytest.mark.bench
 

@@ -35,7 +35,8 @@ from central.store.schema_ops import command_results, gateway_commands
 from edge.app import Gateway
 from edge.cli import _load as load_edge_config
 from edge.configstore import ConfigStore
-from protocols.envelope import encode, utc_now
+from hallkit.clock import utc_now
+from protocols.envelope import encode
 from protocols.topics import Channel, topic
 from tests.deploy.support import Peer, TlsBroker, wait_until
 

@@ -9,7 +9,8 @@ from edge.sendwindow import (
     SendWindow,
     WindowLimits,
 )
-from protocols.envelope import Ack, utc_now
+from hallkit.clock import utc_now
+from protocols.envelope import Ack
 
 LIMITS = WindowLimits(window_events=100, batch_events=10, batch_bytes=4096, ack_timeout_s=5.0)
 EPOCH = "0000e1e1"

@@ -321,7 +321,7 @@ async def test_concurrent_writers_store_each_case_and_revision_once(
     # four aggregator requests with overlapping batches at once: every case once, every
     # distinct content once as a revision, whoever commits first
     from central.cases.store import Source, feed
-    from protocols.envelope import utc_now
+    from hallkit.clock import utc_now
 
     batches = [
         [case(f"K-{i:02d}", window=w) for i in range(start, start + 30)]

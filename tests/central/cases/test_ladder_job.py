@@ -20,7 +20,7 @@ from central.cases.context import CaseContext
 from central.cases.model import validate_row
 from central.cases.store import CaseRecord, Source, upsert
 from central.rules.workdays import BUSINESS_TZ, WorkCalendar
-from protocols.envelope import utc_now
+from hallkit.clock import utc_now
 from tests.central.cases.support import bearer, case
 
 CAL = WorkCalendar()

@@ -17,8 +17,9 @@ from typing import Any
 from central.ingest import Incoming, Ingestor
 from central.rules.timelimit import CaseClock, LadderStage, stage_on
 from central.rules.workdays import WorkCalendar, business_date, day_start
+from hallkit.clock import utc_now
 from protocols import topics
-from protocols.envelope import GatewayState, utc_now
+from protocols.envelope import GatewayState
 from tests.support.hallevents import Gateway, key_press, queue
 
 BEIJING = dt.timezone(dt.timedelta(hours=8))
