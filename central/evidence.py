@@ -16,7 +16,6 @@ written to a temporary name and renamed, so a reader never sees half a snapshot.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -33,7 +32,13 @@ from central.store.schema import events
 from central.store.schema_evidence import evidence_files, evidence_rejects
 from hallkit.clock import utc_now
 from protocols import topics
-from protocols.evidence import EvidenceHeader, EvidenceReceipt, FramingError, decode_upload
+from protocols.evidence import (
+    EvidenceHeader,
+    EvidenceReceipt,
+    FramingError,
+    decode_upload,
+    evidence_sha256,
+)
 from protocols.strict import clean_text
 
 log = logging.getLogger(__name__)
@@ -163,7 +168,7 @@ async def receive(
             header.gateway,
         )
         return _receipt(address, header.sha256, "refused", "header names another gateway")
-    actual = hashlib.sha256(data).hexdigest()
+    actual = evidence_sha256(data)
     now = utc_now()
     async with engine.begin() as conn:
         named = await _named_event(conn, header)

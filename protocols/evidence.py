@@ -20,7 +20,9 @@ send again later.
 
 from __future__ import annotations
 
+import hashlib
 import struct
+from collections.abc import Iterable
 from typing import Annotated, Literal
 
 from pydantic import Field, ValidationError
@@ -36,6 +38,16 @@ MAX_HEADER_BYTES = 4096
 # with its header, so 1,000 KiB. A 640×360 JPEG snapshot at quality 85 is 30–80 KiB.
 MAX_EVIDENCE_BYTES = 1000 * 1024
 SHA256 = r"^[0-9a-f]{64}$"
+
+
+def evidence_sha256(data: bytes | Iterable[bytes]) -> str:
+    """The hash an evidence file is known by: SHA-256 of its bytes (given whole or in blocks),
+    lowercase hex. The gateway journals it when the file enters its manifest; central
+    recomputes it from an upload's bytes and refuses a mismatch."""
+    digest = hashlib.sha256()
+    for block in [data] if isinstance(data, bytes) else data:
+        digest.update(block)
+    return digest.hexdigest()
 
 
 class FramingError(ValueError):

@@ -17,7 +17,6 @@ Writes are serialised by a lock; callers in asyncio run them in a thread.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import shutil
@@ -31,6 +30,7 @@ from typing import Any, Literal
 from edge.camera.config import EvidenceConfig
 from firmware_bridges.camera.codec import GENESIS, check_chain, encode_entry_line, seal_entry
 from hallkit.clock import utc_now
+from protocols.evidence import evidence_sha256
 
 log = logging.getLogger(__name__)
 
@@ -54,11 +54,8 @@ class RetentionReport:
 
 
 def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
     with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return evidence_sha256(iter(lambda: handle.read(1 << 20), b""))
 
 
 def _disk_free(path: Path) -> int:
@@ -168,7 +165,7 @@ class EvidenceStore:
                 "utc": _utc_text(stamp),
                 "action": "add",
                 "path": relative,
-                "sha256": hashlib.sha256(data).hexdigest(),
+                "sha256": evidence_sha256(data),
                 "size": len(data),
                 "camera": camera,
                 "window": window,
