@@ -23,14 +23,14 @@ correlation_app = typer.Typer(
 
 
 async def _run(cfg: CentralConfig, marks: list[tuple[str, dt.date]]) -> None:
-    from central.correlation import store
+    from central.correlation import intake
     from central.correlation.config import load_config as correlation_config
     from central.correlation.job import calendar_of, run_once
 
     async with open_engine(cfg, migrate=True) as engine:
         async with engine.begin() as conn:
             for hall, day in marks:
-                await store.mark_dirty(conn, hall, day)
+                await intake.mark_dirty(conn, hall, day)
         report = await run_once(
             engine, cfg=correlation_config(cfg.data_dir), calendar=calendar_of(cfg)
         )

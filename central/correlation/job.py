@@ -21,7 +21,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from central.config import CentralConfig
-from central.correlation import followups, halls, store
+from central.correlation import followups, halls, intake, store
 from central.correlation.camera_presence import combine, seen_present
 from central.correlation.config import CorrelationConfig, load_config
 from central.correlation.engine import CorrelationDay, correlate
@@ -86,13 +86,13 @@ async def run_once(
             return report
         async with engine.begin() as conn:
             await store.lock_for_write(conn)
-            scanned = await store.scan(conn, cfg)
+            scanned = await intake.scan(conn, cfg)
         report.new_events = scanned.new_events
         report.repaired_events = scanned.repaired_events
         report.resent_placed = scanned.resent_placed
         report.changed_cases = scanned.changed_cases
         async with engine.connect() as conn:
-            dirty = await store.dirty_days(conn)
+            dirty = await intake.dirty_days(conn)
         for hall, day, marked_at in dirty:
             await _correlate_day(engine, hall, day, marked_at, cfg, calendar, now, report)
         async with engine.begin() as conn:
@@ -133,7 +133,7 @@ async def _correlate_day(
             roster,
         )
         if complete:
-            await store.clear_dirty(conn, hall, day, marked_at)
+            await intake.clear_dirty(conn, hall, day, marked_at)
     report.days.append((hall, day))
     report.new_results += sum(1 for i in saved.issued if i.version == 1)
     report.reissued += sum(1 for i in saved.issued if i.version > 1)

@@ -1,0 +1,405 @@
+"""Correlation's intake: finding the hall-days with new input, marking them dirty, handing them
+out and clearing them once recomputed.
+
+Finding new input without trusting anyone's clock ordering: events and cases are scanned by
+``received_at`` from a watermark (the highest one seen by the previous scan) less a margin, so
+a transaction that committed after a later one was scanned is still seen; an event already
+known (``correlation_event_days``) is skipped, so the overlap costs a little reading, nothing
+else. A boot whose clock offset arrives later (its synchronised events were held back by an
+uplink cut) moves its unsynchronised events to their repaired time: both the day they were on
+and the day they move to are recomputed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+from dataclasses import dataclass, field
+
+from sqlalchemy import and_, bindparam, delete, insert, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from central.correlation.config import CorrelationConfig
+from central.correlation.machine_clock import ClockSample, machine_datetime, place
+from central.correlation.model import TimeSource, event_time
+from central.correlation.store import chunks
+from central.rules.workdays import business_date
+from central.store.db import insert_ignore
+from central.store.schema import boot_clocks, case_revisions, cases, events
+from central.store.schema_correlation import (
+    correlation_case_links,
+    correlation_case_seen,
+    correlation_dirty,
+    correlation_event_days,
+    correlation_heads,
+    correlation_state,
+)
+
+log = logging.getLogger(__name__)
+
+KINDS = ("queue.event", "evaluator.key", "evaluator.invite", "camera.verdict", "camera.presence")
+EVENTS_MARK = "events_received_at"
+CASES_MARK = "cases_received_at"
+
+
+async def _mark(conn: AsyncConnection, name: str) -> dt.datetime | None:
+    row = (
+        await conn.execute(
+            select(correlation_state.c.value).where(correlation_state.c.name == name)
+        )
+    ).first()
+    return None if row is None else dt.datetime.fromisoformat(row.value["received_at"])
+
+
+async def _set_mark(
+    conn: AsyncConnection, name: str, value: dt.datetime | None, old: dt.datetime | None
+) -> None:
+    if value is None or (old is not None and value <= old):
+        return
+    doc = {"received_at": value.astimezone(dt.UTC).isoformat()}
+    if old is None:
+        await conn.execute(insert(correlation_state).values(name=name, value=doc))
+    else:
+        await conn.execute(
+            update(correlation_state).where(correlation_state.c.name == name).values(value=doc)
+        )
+
+
+@dataclass
+class ScanReport:
+    new_events: int = 0
+    repaired_events: int = 0
+    resent_placed: int = 0  # queue messages whose time moved to or from the machine's clock
+    changed_cases: int = 0
+    dirty: set[tuple[str, dt.date]] = field(default_factory=set)
+
+
+async def scan(conn: AsyncConnection, cfg: CorrelationConfig) -> ScanReport:
+    """Index new events' corrected times and mark the hall-days with new input dirty."""
+    report = ScanReport()
+    margin = dt.timedelta(seconds=cfg.scan_margin_s)
+    ev_mark = await _mark(conn, EVENTS_MARK)
+    since = None if ev_mark is None else ev_mark - margin
+    ed = correlation_event_days
+    query = (
+        select(
+            events.c.gateway_id,
+            events.c.seq,
+            events.c.hall_id,
+            events.c.kind,
+            events.c.utc,
+            events.c.synced,
+            events.c.mono_ns,
+            events.c.received_at,
+            boot_clocks.c.offset_us,
+        )
+        .select_from(
+            events.outerjoin(
+                boot_clocks,
+                and_(
+                    boot_clocks.c.gateway_id == events.c.gateway_id,
+                    boot_clocks.c.boot == events.c.boot,
+                ),
+            ).outerjoin(ed, and_(ed.c.gateway_id == events.c.gateway_id, ed.c.seq == events.c.seq))
+        )
+        .where(events.c.kind.in_(KINDS), ed.c.seq.is_(None))
+    )
+    if since is not None:
+        query = query.where(events.c.received_at > since)
+    rows = (await conn.execute(query)).all()
+    newest = ev_mark
+    indexed = []
+    touched: dict[str, dt.datetime] = {}  # gateway → first receipt of its new queue events
+    for i, row in enumerate(rows):
+        if i % 2000 == 1999:
+            await asyncio.sleep(0)  # a first scan reads everything: let ingest run between
+        at, source = event_time(row.utc, row.synced, row.mono_ns, row.offset_us, row.received_at)
+        day = business_date(at)
+        indexed.append(
+            {
+                "gateway_id": row.gateway_id,
+                "seq": row.seq,
+                "hall_id": row.hall_id,
+                "kind": row.kind,
+                "business_day": day,
+                "at": at,
+                "time_source": source.value,
+            }
+        )
+        report.dirty.add((row.hall_id, day))
+        newest = row.received_at if newest is None else max(newest, row.received_at)
+        if row.kind == "queue.event":
+            _touch(touched, row.gateway_id, row.received_at)
+    for chunk in chunks(indexed, 2000):
+        await conn.execute(insert_ignore(conn, ed), list(chunk))
+    report.new_events = len(indexed)
+    report.repaired_events = await _repair_clocks(conn, since, report.dirty, touched)
+    report.resent_placed = await _place_resent(conn, touched, cfg, report.dirty)
+    await _set_mark(conn, EVENTS_MARK, newest, ev_mark)
+    report.changed_cases = await _scan_cases(conn, margin, report.dirty)
+    now = dt.datetime.now(dt.UTC)
+    rows_dirty = [
+        {"hall_id": h, "business_day": d, "marked_at": now} for h, d in sorted(report.dirty)
+    ]
+    for chunk in chunks(rows_dirty):
+        await conn.execute(insert_ignore(conn, correlation_dirty), list(chunk))
+    return report
+
+
+def _touch(touched: dict[str, dt.datetime], gateway: str, received_at: dt.datetime) -> None:
+    first = touched.get(gateway)
+    touched[gateway] = received_at if first is None else min(first, received_at)
+
+
+async def _repair_clocks(
+    conn: AsyncConnection,
+    since: dt.datetime | None,
+    dirty: set[tuple[str, dt.date]],
+    touched: dict[str, dt.datetime],
+) -> int:
+    """Offsets whose first synchronised event is new: move that boot's unsynced events (and
+    look again at the gateway's late queue messages: their receive times are now trusted)."""
+    bc, ed = boot_clocks, correlation_event_days
+    query = select(bc.c.gateway_id, bc.c.boot, bc.c.offset_us).select_from(
+        bc.join(events, and_(events.c.gateway_id == bc.c.gateway_id, events.c.seq == bc.c.from_seq))
+    )
+    if since is not None:
+        query = query.where(events.c.received_at > since)
+    repaired = 0
+    for clock in (await conn.execute(query)).all():
+        stale = (
+            await conn.execute(
+                select(
+                    ed.c.gateway_id,
+                    ed.c.seq,
+                    ed.c.hall_id,
+                    ed.c.business_day,
+                    ed.c.kind,
+                    events.c.utc,
+                    events.c.mono_ns,
+                    events.c.received_at,
+                )
+                .select_from(
+                    ed.join(
+                        events,
+                        and_(events.c.gateway_id == ed.c.gateway_id, events.c.seq == ed.c.seq),
+                    )
+                )
+                .where(
+                    ed.c.gateway_id == clock.gateway_id,
+                    events.c.boot == clock.boot,
+                    ed.c.time_source == TimeSource.UNSYNCED.value,
+                )
+            )
+        ).all()
+        moves = []
+        for row in stale:
+            at, source = event_time(row.utc, False, row.mono_ns, clock.offset_us, row.received_at)
+            day = business_date(at)
+            dirty.add((row.hall_id, row.business_day))
+            dirty.add((row.hall_id, day))
+            moves.append(
+                {
+                    "b_gateway": row.gateway_id,
+                    "b_seq": row.seq,
+                    "at": at,
+                    "business_day": day,
+                    "time_source": source.value,
+                }
+            )
+            if row.kind == "queue.event":
+                _touch(touched, row.gateway_id, row.received_at)
+        if moves:
+            await conn.execute(
+                update(ed).where(
+                    ed.c.gateway_id == bindparam("b_gateway"), ed.c.seq == bindparam("b_seq")
+                ),
+                moves,
+            )
+        repaired += len(stale)
+    return repaired
+
+
+async def _place_resent(
+    conn: AsyncConnection,
+    touched: dict[str, dt.datetime],
+    cfg: CorrelationConfig,
+    dirty: set[tuple[str, dt.date]],
+) -> int:
+    """Queue messages received late get the machine's clock + its learned offset (see
+    ``machine_clock``); the others keep their receive time. Per gateway with new (or newly
+    repaired) queue events, its queue events received from ``lookback_s`` before the first of
+    them are read again, so an outage's messages move once the live ones after it arrive."""
+    ed, clock = correlation_event_days, cfg.queue_clock
+    moved = 0
+    for gateway, first in sorted(touched.items()):
+        since = first - dt.timedelta(seconds=clock.lookback_s)
+        rows = (
+            await conn.execute(
+                select(
+                    ed.c.seq,
+                    ed.c.hall_id,
+                    ed.c.business_day,
+                    ed.c.at,
+                    ed.c.time_source,
+                    events.c.utc,
+                    events.c.synced,
+                    events.c.mono_ns,
+                    events.c.body,
+                    events.c.received_at,
+                    boot_clocks.c.offset_us,
+                )
+                .select_from(
+                    ed.join(
+                        events,
+                        and_(events.c.gateway_id == ed.c.gateway_id, events.c.seq == ed.c.seq),
+                    ).outerjoin(
+                        boot_clocks,
+                        and_(
+                            boot_clocks.c.gateway_id == events.c.gateway_id,
+                            boot_clocks.c.boot == events.c.boot,
+                        ),
+                    )
+                )
+                .where(
+                    ed.c.gateway_id == gateway,
+                    ed.c.kind == "queue.event",
+                    events.c.received_at >= since,
+                )
+                .order_by(ed.c.seq)
+            )
+        ).all()
+        received: dict[int, tuple[dt.datetime, TimeSource]] = {}
+        samples = []
+        for row in rows:
+            at, source = event_time(
+                row.utc, row.synced, row.mono_ns, row.offset_us, row.received_at
+            )
+            received[row.seq] = (at, source)
+            machine = machine_datetime((row.body or {}).get("machine_time"))
+            if machine is not None:
+                samples.append(
+                    ClockSample(
+                        row.seq, at, machine, source in (TimeSource.SYNCED, TimeSource.REPAIRED)
+                    )
+                )
+        # pure and linear, but a day of heartbeats is thousands of samples: off the event loop
+        placed = await asyncio.to_thread(place, samples, clock)
+        moves = []
+        for row in rows:
+            at, source = received[row.seq]
+            if row.seq in placed:
+                at, source = placed[row.seq], TimeSource.MACHINE
+            if (at, source.value) == (row.at, row.time_source):
+                continue
+            day = business_date(at)
+            dirty.add((row.hall_id, row.business_day))
+            dirty.add((row.hall_id, day))
+            moves.append(
+                {
+                    "b_gateway": gateway,
+                    "b_seq": row.seq,
+                    "at": at,
+                    "business_day": day,
+                    "time_source": source.value,
+                }
+            )
+        for chunk in chunks(moves, 1000):
+            await conn.execute(
+                update(ed).where(
+                    ed.c.gateway_id == bindparam("b_gateway"), ed.c.seq == bindparam("b_seq")
+                ),
+                list(chunk),
+            )
+        moved += len(moves)
+    return moved
+
+
+async def _scan_cases(
+    conn: AsyncConnection, margin: dt.timedelta, dirty: set[tuple[str, dt.date]]
+) -> int:
+    """Changed cases: every day any of their revisions was accepted on, and the days of the
+    evaluations currently linked to them."""
+    mark = await _mark(conn, CASES_MARK)
+    seen = correlation_case_seen
+    query = (
+        select(cases.c.case_no, cases.c.revision, cases.c.received_at)
+        .select_from(cases.outerjoin(seen, seen.c.case_no == cases.c.case_no))
+        .where(or_(seen.c.revision.is_(None), seen.c.revision != cases.c.revision))
+    )
+    if mark is not None:
+        query = query.where(cases.c.received_at > mark - margin)
+    rows = (await conn.execute(query)).all()
+    if not rows:
+        return 0
+    numbers = [r.case_no for r in rows]
+    for chunk in chunks(numbers):
+        await conn.execute(delete(seen).where(seen.c.case_no.in_(chunk)))
+    for chunk in chunks([{"case_no": r.case_no, "revision": r.revision} for r in rows], 1000):
+        await conn.execute(insert(seen), list(chunk))
+    for chunk in chunks(numbers):
+        for rev in await conn.execute(
+            select(case_revisions.c.doc).where(case_revisions.c.case_no.in_(chunk))
+        ):
+            doc = rev.doc
+            try:
+                accepted = dt.datetime.fromisoformat(doc["accepted_at"])
+                dirty.add((doc["hall"], business_date(accepted)))
+            except (KeyError, TypeError, ValueError):
+                continue
+        for row in await conn.execute(
+            cases.select()
+            .with_only_columns(cases.c.hall_id, cases.c.accepted_at)
+            .where(cases.c.case_no.in_(chunk))
+        ):
+            dirty.add((row.hall_id, business_date(row.accepted_at)))
+        linked = (
+            select(correlation_heads.c.hall_id, correlation_heads.c.business_day)
+            .select_from(
+                correlation_heads.join(
+                    correlation_case_links,
+                    and_(
+                        correlation_case_links.c.gateway_id == correlation_heads.c.gateway_id,
+                        correlation_case_links.c.seq == correlation_heads.c.seq,
+                        correlation_case_links.c.version == correlation_heads.c.version,
+                    ),
+                )
+            )
+            .where(correlation_case_links.c.case_no.in_(chunk))
+        )
+        for row in await conn.execute(linked):
+            dirty.add((row.hall_id, row.business_day))
+    await _set_mark(conn, CASES_MARK, max(r.received_at for r in rows), mark)
+    return len(rows)
+
+
+async def dirty_days(conn: AsyncConnection) -> list[tuple[str, dt.date, dt.datetime]]:
+    rows = (
+        await conn.execute(
+            select(correlation_dirty).order_by(
+                correlation_dirty.c.business_day, correlation_dirty.c.hall_id
+            )
+        )
+    ).all()
+    return [(r.hall_id, r.business_day, r.marked_at) for r in rows]
+
+
+async def clear_dirty(
+    conn: AsyncConnection, hall: str, day: dt.date, marked_at: dt.datetime
+) -> None:
+    """Only the mark that was processed: a newer one (set meanwhile) stays."""
+    await conn.execute(
+        delete(correlation_dirty).where(
+            correlation_dirty.c.hall_id == hall,
+            correlation_dirty.c.business_day == day,
+            correlation_dirty.c.marked_at <= marked_at,
+        )
+    )
+
+
+async def mark_dirty(conn: AsyncConnection, hall: str, day: dt.date) -> None:
+    await conn.execute(
+        insert_ignore(conn, correlation_dirty),
+        [{"hall_id": hall, "business_day": day, "marked_at": dt.datetime.now(dt.UTC)}],
+    )
