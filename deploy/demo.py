@@ -1,3 +1,5 @@
+# Long module: the demo's one script: it starts every part, makes the accounts and compares central
+# with the ground truth, in the order a reader follows.
 """The demo: a simulated hall end to end on the embedded defaults.
 
 Starts a private Mosquitto, central (SQLite, API on http://127.0.0.1:8600), a simulated hall

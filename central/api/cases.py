@@ -1,3 +1,5 @@
+# Long module: one resource's whole HTTP surface (its models, the approval system's feed, the
+# role-scoped reads); its routes read as one.
 """Cases (办件): the approval system's feed in, the time-limit ladder out.
 
 POST takes a batch from the approval system (supervisor or technician tokens); the GETs are

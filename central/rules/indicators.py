@@ -1,3 +1,5 @@
+# Long module: every indicator's definition, as INDICATORS.md gives it, over one accumulator;
+# splitting would part definitions that share it.
 """Hall indicators (效能指标) over typed facts, for any date range and grouping.
 
 Pure: central loads the facts from its store and passes them in; every indicator comes back
