@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from central import evidence, ledger, remote, timeseries
+from central import evidence, ledger, timeseries
 from central.admission import Admission
 from central.cases import service as case_jobs
-from central.commands import CommandSigner, load_or_create_signing_key
 from central.config import CentralConfig
 from central.consumer import Consumer
 from central.correlation import job as correlation_job
+from central.gateways import command_queue
+from central.gateways.command_signing import CommandSigner, load_or_create_signing_key
 from central.ingest import AckDecision, Incoming, Ingestor
 from central.store.db import make_engine
 from central.store.migrate import upgrade
@@ -73,7 +74,7 @@ class Aggregator:
         signer = CommandSigner(load_or_create_signing_key(self.config.command_key_path))
         spawn(
             "commands",
-            lambda: remote.run_forever(
+            lambda: command_queue.run_forever(
                 self.engine, signer, self.consumer.publish, self.consumer.connected.is_set
             ),
         )
@@ -149,7 +150,7 @@ class Aggregator:
                 if msg.topic.endswith("/" + topics.Channel.STATE):
                     await self.ingestor.ingest_state(msg)
                 elif msg.topic.endswith("/" + topics.Channel.RESULT):
-                    await remote.record_result(self.engine, msg)
+                    await command_queue.record_result(self.engine, msg)
                 elif msg.topic.endswith("/" + topics.Channel.EVIDENCE):
                     await self._receive_evidence(msg)
             except Exception as exc:

@@ -9,8 +9,8 @@ from fastapi import APIRouter, HTTPException, Query, status
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
-from central import remote
 from central.api.deps import Engine, Operator
+from central.gateways import command_queue
 from central.store.schema import gateways
 from protocols.commands import MAX_COMMAND_TTL, CommandName
 
@@ -75,7 +75,7 @@ async def _known(db: Engine, gateway: str) -> None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "未知网关 / unknown gateway")
 
 
-def _out(record: remote.CommandRecord) -> CommandOut:
+def _out(record: command_queue.CommandRecord) -> CommandOut:
     return CommandOut(
         id=record.id,
         gateway=record.gateway,
@@ -92,7 +92,7 @@ def _out(record: remote.CommandRecord) -> CommandOut:
     )
 
 
-def vars_of(result: remote.ResultRecord) -> dict[str, Any]:
+def vars_of(result: command_queue.ResultRecord) -> dict[str, Any]:
     return {
         "accepted": result.accepted,
         "reason": result.reason,
@@ -116,7 +116,7 @@ def vars_of(result: remote.ResultRecord) -> dict[str, Any]:
 async def post_command(gateway: str, body: CommandIn, db: Engine, who: Operator) -> CommandOut:
     await _known(db, gateway)
     try:
-        queued = await remote.queue_command(
+        queued = await command_queue.queue_command(
             db,
             gateway,
             body.name,
@@ -124,9 +124,9 @@ async def post_command(gateway: str, body: CommandIn, db: Engine, who: Operator)
             requested_by=f"{who.role.value}:{who.label}",
             ttl=timedelta(seconds=body.ttl_s),
         )
-    except remote.CommandError as exc:
+    except command_queue.CommandError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(exc)) from None
-    records = await remote.list_commands(db, gateway, limit=50)
+    records = await command_queue.list_commands(db, gateway, limit=50)
     return _out(next(r for r in records if r.id == queued.id))
 
 
@@ -143,8 +143,8 @@ async def get_commands(
     gateway: str, db: Engine, who: Operator, limit: Annotated[int, Query(ge=1, le=1000)] = 100
 ) -> CommandList:
     await _known(db, gateway)
-    records = await remote.list_commands(db, gateway, limit)
-    unmatched = await remote.unmatched_results(db, gateway, limit)
+    records = await command_queue.list_commands(db, gateway, limit)
+    unmatched = await command_queue.unmatched_results(db, gateway, limit)
     return CommandList(
         commands=[_out(r) for r in records],
         unmatched_results=[ResultOut(**vars_of(r)) for r in unmatched],

@@ -52,7 +52,7 @@ def gateway_provision(
     Provisioning an existing gateway id again (a replacement box) revokes the old
     certificate, and the new box continues the old one's sequence numbers.
     """
-    from central.provision import provision
+    from central.gateways.provision import provision
 
     cfg = load_config(config, logs="untouched")
     target = out or Path(f"{hall}-{name}.tar.gz")
@@ -71,7 +71,7 @@ def gateway_revoke(
     config: ConfigOption = None,
 ) -> None:
     """Revoke a gateway: registry, certificates, broker ACL and CRL (it is cut off at once)."""
-    from central.provision import revoke_gateway
+    from central.gateways.provision import revoke_gateway
 
     cfg = load_config(config, logs="untouched")
     hall, serials, policy = run_with_engine(cfg, lambda e: revoke_gateway(e, cfg, gateway))
@@ -88,7 +88,7 @@ def gateway_list(
     config: ConfigOption = None,
 ) -> None:
     """Every registered gateway with its progress and certificate."""
-    from central.provision import list_gateways
+    from central.gateways.provision import list_gateways
 
     cfg = load_config(config, logs="untouched")
     rows = run_with_engine(cfg, lambda engine: list_gateways(engine, cfg))
@@ -149,7 +149,7 @@ def gateway_command(
     config: ConfigOption = None,
 ) -> None:
     """Queue a signed command; a running aggregator publishes it (see the API for results)."""
-    from central.remote import CommandError, queue_command
+    from central.gateways.command_queue import CommandError, queue_command
 
     cfg = load_config(config, logs="untouched")
     try:
@@ -188,7 +188,7 @@ def _me() -> str:
 @broker_app.command("sync")
 def broker_sync(config: ConfigOption = None) -> None:
     """Write the CRL and the ACL from the CA and the registry, then reload the broker."""
-    from central.provision import sync
+    from central.gateways.provision import sync
 
     cfg = load_config(config, logs="untouched")
     policy = run_with_engine(cfg, lambda engine: sync(engine, cfg))
@@ -226,8 +226,8 @@ def broker_setup(
     """Create the CA (once), the broker's and central's certificates, the broker's main
     configuration (mosquitto.conf, the original kept as mosquitto.conf.orig), ACL and CRL."""
     from central.broker_acl import DEPLOY_MOSQUITTO, TlsBrokerFiles, render_tls_config
+    from central.gateways.provision import sync
     from central.pki import PkiStore, central_username, feed_name, write_public
-    from central.provision import sync
 
     cfg = load_config(config, logs="untouched")
     store = PkiStore.open_or_create(cfg.pki_dir)

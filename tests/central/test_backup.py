@@ -16,7 +16,7 @@ import pytest
 import yaml
 from sqlalchemy import func, select
 
-from central.commands import load_or_create_signing_key, public_key_pem
+from central.gateways.command_signing import load_or_create_signing_key, public_key_pem
 from central.ingest import Ingestor
 from central.pki import PkiStore
 from central.registry import register

@@ -15,11 +15,12 @@ from typing import Any
 import httpx
 import pytest
 
-from central import ladder_job, ledger, remote, timeseries
+from central import ladder_job, ledger, timeseries
 from central.api.app import create_app
 from central.auth import Role, create_token
 from central.config import CentralConfig
 from central.correlation import job as correlation_job
+from central.gateways import command_queue
 from central.ingest import Incoming
 from central.registry import register
 from central.service import Aggregator
@@ -74,7 +75,7 @@ async def test_each_task_that_raises_is_restarted_and_shown(
         "correlation": (correlation_job, "run_forever", RuntimeError("correlation broken")),
         "timeseries": (timeseries, "run_forever", ConnectionError("sink broken")),
         "ledger": (ledger, "run_forever", RuntimeError("ledger broken")),
-        "commands": (remote, "run_forever", RuntimeError("commands broken")),
+        "commands": (command_queue, "run_forever", RuntimeError("commands broken")),
         "ingest": (Aggregator, "_ingest_loop", RuntimeError("ingest broken")),
     }
     for module, name, error in broken.values():
@@ -236,7 +237,7 @@ async def test_a_result_published_while_central_reconnects_is_not_lost(
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
 
-    from central.remote import count_results
+    from central.gateways.command_queue import count_results
     from protocols.commands import CommandResult
 
     aggregator = Aggregator(_config(tmp_path, database_url, broker))

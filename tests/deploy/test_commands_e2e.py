@@ -25,10 +25,10 @@ from sqlalchemy import func, select
 
 from central.api.app import create_app
 from central.auth import Role, create_token
-from central.commands import CommandSigner, generate_signing_key, load_signing_key
 from central.config import CentralConfig
-from central.provision import provision
-from central.remote import count_results
+from central.gateways.command_queue import count_results
+from central.gateways.command_signing import CommandSigner, generate_signing_key, load_signing_key
+from central.gateways.provision import provision
 from central.service import Aggregator
 from central.store.schema import events, gateways
 from central.store.schema_ops import command_results, gateway_commands

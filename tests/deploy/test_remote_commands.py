@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from central.commands import CommandSigner, generate_signing_key
+from central.gateways.command_signing import CommandSigner, generate_signing_key
 from edge.commands import CommandRefused, CommandVerifier
 from protocols.commands import CommandResult
 from protocols.envelope import encode

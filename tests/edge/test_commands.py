@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from central.commands import CommandSigner, generate_signing_key
+from central.gateways.command_signing import CommandSigner, generate_signing_key
 from edge.commands import CommandRefused, CommandStateError, CommandVerifier
 from protocols.commands import Command, RefusalReason
 from protocols.envelope import encode

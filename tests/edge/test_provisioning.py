@@ -1,4 +1,5 @@
-"""A bundle from central.bundle installed by edge.provisioning, and the bundles it refuses."""
+"""A bundle from central.gateways.bundle installed by edge.provisioning, and the bundles it
+refuses."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from central.bundle import bundle_files, write_bundle
-from central.commands import generate_signing_key, public_key_pem
+from central.gateways.bundle import bundle_files, write_bundle
+from central.gateways.command_signing import generate_signing_key, public_key_pem
 from central.pki import CertificateAuthority, PkiStore
 from edge.commands import load_public_key
 from edge.provisioning import BundleError, apply_bundle, load_installed, validate_bundle

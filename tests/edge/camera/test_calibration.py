@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from central.commands import CommandSigner, generate_signing_key, write_public_key
+from central.gateways.command_signing import CommandSigner, generate_signing_key, write_public_key
 from edge.app import Gateway
 from edge.camera.events import CameraEvent
 from edge.camera.service import CameraService

@@ -27,7 +27,7 @@ from pydantic import ValidationError
 from sqlalchemy import and_, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from central.commands import DEFAULT_TTL, CommandSigner
+from central.gateways.command_signing import DEFAULT_TTL, CommandSigner
 from central.ingest import Incoming
 from central.store.db import insert_ignore
 from central.store.schema import gateways

@@ -19,11 +19,11 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from central import remote
 from central.broker_acl import BrokerPolicy, GatewayAccess, sync_broker
-from central.bundle import write_bundle
-from central.commands import load_or_create_signing_key
 from central.config import CentralConfig
+from central.gateways import command_queue
+from central.gateways.bundle import write_bundle
+from central.gateways.command_signing import load_or_create_signing_key
 from central.ingest import high_water
 from central.pki import PkiStore, Role, parse_username
 from central.registry import register, revoke
@@ -124,7 +124,7 @@ async def provision(
     }
     identity = store.issue_gateway(hall, gateway)  # supersedes: the old box stops working
     floor = await seq_floor(engine, gateway)
-    version_floor = await remote.last_version(engine, gateway)
+    version_floor = await command_queue.last_version(engine, gateway)
     key = load_or_create_signing_key(config.command_key_path)
     bundle = write_bundle(
         out,

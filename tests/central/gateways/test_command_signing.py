@@ -1,4 +1,4 @@
-"""central.commands: the signing key on disk and the signatures it makes."""
+"""central.gateways.command_signing: the signing key on disk and the signatures it makes."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from cryptography.exceptions import InvalidSignature
 
-from central.commands import (
+from central.gateways.command_signing import (
     CommandSigner,
     generate_signing_key,
     load_or_create_signing_key,
