@@ -12,10 +12,8 @@ from typing import Annotated
 import typer
 
 from edge import cli_camera, cli_ops
-from edge.config import GatewayConfig
+from edge.cli_config import ConfigOption, load_config
 from edge.web.users_cli import users
-from hallkit.configfiles import check_readable
-from hallkit.configtext import ConfigError, parse_yaml_model
 
 app = typer.Typer(
     help="Hallwatch hall gateway (大厅网关).", no_args_is_help=True, pretty_exceptions_enable=False
@@ -25,24 +23,6 @@ app.add_typer(users, name="user")
 app.add_typer(cli_ops.app)  # provision apply, selftest, ports
 app.add_typer(cli_camera.app, name="camera")  # camera calibrate
 
-ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="gateway YAML config")]
-
-
-def _load(path: Path, *, check_files: bool = False) -> GatewayConfig:
-    """``check_files``: also the certificates and keys it names must be readable."""
-    try:
-        text = path.read_text(encoding="utf-8")
-        config = parse_yaml_model(GatewayConfig, text, str(path))
-        if check_files:
-            check_readable(text, str(path), config.named_files())
-        return config
-    except OSError as exc:
-        typer.echo(f"无法读取配置 / cannot read {path}: {exc.strerror}", err=True)
-        raise typer.Exit(2) from None
-    except ConfigError as exc:
-        typer.echo(f"配置错误 / configuration error:\n{exc}", err=True)
-        raise typer.Exit(2) from None
-
 
 @app.command()
 def run(config: ConfigOption) -> None:
@@ -51,7 +31,7 @@ def run(config: ConfigOption) -> None:
     from edge.configstore import ConfigStore
     from edge.instance import AlreadyRunning
 
-    cfg = _load(config, check_files=True)
+    cfg = load_config(config, check_files=True)
     active = ConfigStore(cfg.data_dir).load_active(cfg)  # a version central sent, if any
     logging.basicConfig(
         level=(active.config if active else cfg).log_level,
@@ -79,7 +59,7 @@ def run(config: ConfigOption) -> None:
 @app.command("check-config")
 def check_config(path: Annotated[Path, typer.Argument(help="config file to check")]) -> None:
     """Validate a config file and the files it names; errors point at the offending line."""
-    cfg = _load(path, check_files=True)
+    cfg = load_config(path, check_files=True)
     typer.echo(f"OK: {path} (hall {cfg.hall}, gateway {cfg.gateway})")
 
 

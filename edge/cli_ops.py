@@ -13,6 +13,7 @@ from typing import Annotated, Any
 import typer
 import yaml
 
+from edge.cli_config import load_config
 from edge.config import GatewayConfig
 from edge.provisioning import BundleError, InstalledBundle, apply_bundle, manifest_summary
 from hallkit.configtext import ConfigError, parse_yaml_model
@@ -173,14 +174,7 @@ def provision_apply(
 def _load(path: Path) -> tuple[GatewayConfig, int]:
     from edge.configstore import ConfigStore
 
-    try:
-        cfg = parse_yaml_model(GatewayConfig, path.read_text(encoding="utf-8"), str(path))
-    except OSError as exc:
-        typer.echo(f"无法读取配置 / cannot read {path}: {exc.strerror}", err=True)
-        raise typer.Exit(2) from None
-    except ConfigError as exc:
-        typer.echo(f"配置错误 / configuration error:\n{exc}", err=True)
-        raise typer.Exit(2) from None
+    cfg = load_config(path)
     active = ConfigStore(cfg.data_dir).load_active(cfg)
     return (active.config, active.version) if active else (cfg, 0)
 

@@ -8,19 +8,16 @@ from typing import Annotated
 
 import typer
 
+from edge.cli_config import ConfigOption, load_config
 from edge.web.accounts import AccountError, AccountStore, Role
 
 users = typer.Typer(
     help="大厅看板账号 / hall page accounts (local to this gateway).", no_args_is_help=True
 )
 
-ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="gateway YAML config")]
-
 
 def _store(config: Path) -> AccountStore:
-    from edge.cli import _load  # here, not at import: edge.cli imports this module
-
-    return AccountStore.in_data_dir(_load(config).data_dir)
+    return AccountStore.in_data_dir(load_config(config).data_dir)
 
 
 @users.command("add")

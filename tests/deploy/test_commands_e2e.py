@@ -33,7 +33,7 @@ from central.service import Aggregator
 from central.store.schema import events, gateways
 from central.store.schema_ops import command_results, gateway_commands
 from edge.app import Gateway
-from edge.cli import _load as load_edge_config
+from edge.cli_config import load_config as load_edge_config
 from edge.configstore import ConfigStore
 from hallkit.clock import utc_now
 from protocols.envelope import encode
