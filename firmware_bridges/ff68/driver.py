@@ -1,3 +1,5 @@
+# Long module: one port's whole life in one class (open, read, the write loop, reopening a lost
+# port) and the state those share; splitting would hand that state around.
 """FF 68 evaluator bus transport: one serial port, asyncio, pyserial.
 
 The only place that touches the port. Reading is a `loop.add_reader` callback on the port's file
