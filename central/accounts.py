@@ -21,7 +21,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from central.auth import Principal, Role
+from central.security.tokens import Principal, Role
 from central.store.schema_dashboard import users
 from hallkit.clock import utc_now
 

@@ -18,11 +18,11 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from central import scorecard
-from central.auth import Principal, Role
 from central.rules.indicators import DateRange, Grouping, GroupKey, Indicators, Ratio
 from central.rules.scale import DeviceKey
 from central.rules.timelimit import LadderStage
 from central.rules.workdays import WorkCalendar, business_date, day_start
+from central.security.tokens import Principal, Role
 from central.store.schema import cases
 from central.store.schema_cases import case_ladder
 from central.store.schema_correlation import correlation_heads, correlation_results, followups

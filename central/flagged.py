@@ -17,10 +17,10 @@ from pydantic import ValidationError
 from sqlalchemy import and_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from central.access import Area, may
-from central.auth import Principal, Role
 from central.reviews import GATEWAY_FLAGS, KEY_KIND, current_ids
 from central.rules.workdays import business_date, day_start
+from central.security.access import Area, may
+from central.security.tokens import Principal, Role
 from central.store.schema import cases, events
 from central.store.schema_correlation import correlation_heads, correlation_results
 from central.store.schema_dashboard import evaluation_reviews

@@ -24,8 +24,8 @@ from sqlalchemy import and_, exists, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from central.access import Area, Reach, may, reach
-from central.auth import Principal, Role
+from central.security.access import Area, Reach, may, reach
+from central.security.tokens import Principal, Role
 from central.store.schema import cases, events
 from central.store.schema_correlation import (
     correlation_case_links,

@@ -16,17 +16,17 @@ from typing import Any
 from sqlalchemy import exists, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from central.access import Area, case_filter, hall_filter
-from central.auth import Principal, Role
 from central.correlation import facts as correlation_facts
 from central.correlation.facts import Facts
 from central.rules.indicators import DateRange, Grouping, GroupKey, Indicators
 from central.rules.workdays import WorkCalendar, business_date, day_start
+from central.security.access import Area, case_filter, hall_filter
+from central.security.tokens import Principal, Role
 from central.store.schema_correlation import correlation_days
 
 
 def case_scope(who: Principal) -> Any:
-    """The cases whose figures a caller may see (central.access decides)."""
+    """The cases whose figures a caller may see (central.security.access decides)."""
     return case_filter(who, Area.EVALUATIONS)
 
 

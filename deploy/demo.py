@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT))
 
-from central.broker_acl import render_dev_config  # noqa: E402
+from central.security.broker_acl import render_dev_config  # noqa: E402
 from deploy.approval_feeder import roster  # noqa: E402
 from firmware_bridges.hallsim import (  # noqa: E402
     CAMERA_WINDOWS,

@@ -10,7 +10,7 @@ from collections import Counter
 from pathlib import Path
 
 from central.api.gateways import list_gateways
-from central.auth import Principal, Role
+from central.security.tokens import Principal, Role
 from central.store.db import make_engine
 from tests.support import procs
 from tests.support.broker import Broker

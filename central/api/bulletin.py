@@ -12,8 +12,8 @@ from pydantic import BaseModel, Field
 from central import bulletin as bulletins
 from central.api.deps import Engine, EvaluationReader
 from central.api.overview import calendar_for
-from central.auth import Principal
 from central.scorecard import group_doc, indicators_doc
+from central.security.tokens import Principal
 from hallkit.clock import utc_now
 
 router = APIRouter(prefix="/api/v1", tags=["dashboard"])

@@ -22,9 +22,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import and_, not_, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from central.access import Area, case_filter, may
 from central.api.deps import CaseFeeder, CaseReader, Engine
-from central.auth import Principal
 from central.cases.context import CaseContext, bound
 from central.cases.model import CASE_NO_PATTERN, EARLIEST_YEAR, LATEST_YEAR, NO_NUL, CaseIn
 from central.cases.mqttfeed import result_doc
@@ -34,6 +32,8 @@ from central.ladder_job import standing
 from central.rules.indicators import CaseStatus
 from central.rules.timelimit import LadderStage, steps
 from central.rules.workdays import business_date, day_start
+from central.security.access import Area, case_filter, may
+from central.security.tokens import Principal
 from central.store.schema import case_revisions, case_suspensions, cases
 from central.store.schema_cases import case_ladder, case_steps
 from hallkit.clock import utc_now

@@ -1,7 +1,7 @@
 """Role scope and shared query pieces of the correlation routes (evaluations, sessions,
 follow-up, indicators).
 
-Who reaches what is central.access's table: supervisors every hall; hall managers their own
+Who reaches what is central.security.access's table: supervisors every hall; hall managers their own
 hall; department leaders the evaluations correlated to their department's cases and what
 follows from them; technicians none of it (people's work, not devices). Something outside the
 caller's scope answers exactly like something that does not exist.
@@ -19,9 +19,9 @@ from fastapi import HTTPException, Query, Request, status
 from sqlalchemy import ColumnElement, and_, exists, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from central.access import REFUSED, Area, Reach, reach
-from central.auth import Principal
 from central.rules.workdays import WorkCalendar
+from central.security.access import REFUSED, Area, Reach, reach
+from central.security.tokens import Principal
 from central.store.schema import cases
 from central.store.schema_correlation import (
     correlation_case_links,
@@ -45,7 +45,7 @@ class Scope:
 
 
 def scope_of(who: Principal, hall: str | None, area: Area = Area.EVALUATIONS) -> Scope:
-    """The caller's reach in ``area`` (central.access) as a hall and department filter."""
+    """The caller's reach in ``area`` (central.security.access) as a hall and department filter."""
     found = reach(who, area)
     if found is Reach.OWN_HALL:
         if hall is not None and hall != who.hall:

@@ -8,8 +8,8 @@ from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from central.access import REFUSED, Area, Reach, may, reach
-from central.auth import Principal, resolve
+from central.security.access import REFUSED, Area, Reach, may, reach
+from central.security.tokens import Principal, resolve
 from central.web.context import cookie_principal
 
 _bearer = HTTPBearer(auto_error=False, description="token from `hallwatch-central token create`")
@@ -70,7 +70,7 @@ def hall_in_reach(who: Principal, area: Area, hall: str | None) -> str | None:
     raise HTTPException(status.HTTP_403_FORBIDDEN, REFUSED)
 
 
-# the caller of a route of each area (central.access has the table)
+# the caller of a route of each area (central.security.access has the table)
 HealthCaller = Annotated[Principal, gate(Area.HEALTH)]
 EventsCaller = Annotated[Principal, gate(Area.EVENTS, Area.DEVICE_EVENTS)]
 QuarantineCaller = Annotated[Principal, gate(Area.QUARANTINE)]

@@ -15,10 +15,10 @@ from central import scorecard
 from central.api.bulletin import GroupOut, group_out
 from central.api.deps import Engine, EvaluationReader
 from central.api.overview import FIRST_DAY, LAST_DAY, calendar_for
-from central.auth import Role
 from central.bulletin import ranked
 from central.rules.indicators import DateRange, Grouping
 from central.rules.workdays import CalendarError, business_date
+from central.security.tokens import Role
 from hallkit.clock import utc_now
 
 router = APIRouter(prefix="/api/v1", tags=["dashboard"])

@@ -11,8 +11,8 @@ from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, Field
 from sqlalchemy import and_, or_, select, tuple_
 
-from central.access import DEVICE_EVENT_KINDS, Area, may
 from central.api.deps import Engine, EventsCaller, hall_in_reach
+from central.security.access import DEVICE_EVENT_KINDS, Area, may
 from central.store.clockfix import corrected_utc
 from central.store.schema import boot_clocks, events
 from protocols.strict import stamp_plausible
@@ -67,8 +67,8 @@ async def list_events(
     cursor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=5000)] = 500,
 ) -> EventPage:
-    """A technician gets the device-health kinds only (central.access): the other kinds carry
-    keys, tickets and staff numbers."""
+    """A technician gets the device-health kinds only (central.security.access): the other
+    kinds carry keys, tickets and staff numbers."""
     area = Area.EVENTS if may(who, Area.EVENTS) else Area.DEVICE_EVENTS
     hall = hall_in_reach(who, area, hall)
     clock = boot_clocks

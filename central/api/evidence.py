@@ -15,9 +15,9 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from central import evidence, reviews
-from central.access import Area, Reach, reach
 from central.api.deps import Engine, EvidenceReader
-from central.auth import Principal
+from central.security.access import Area, Reach, reach
+from central.security.tokens import Principal
 from central.store.schema import events
 
 router = APIRouter(prefix="/api/v1", tags=["evidence"])

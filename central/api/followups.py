@@ -15,14 +15,14 @@ from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
-from central.access import Area
 from central.api.correlation_scope import scope_of
 from central.api.deps import Engine, FollowUpCaller
-from central.auth import Principal
 from central.correlation import followups as store
 from central.correlation.store import lock_for_write
 from central.rules.followup import FollowUpError, FollowUpState
 from central.rules.workdays import business_date
+from central.security.access import Area
+from central.security.tokens import Principal
 from central.store.schema_correlation import followups
 
 router = APIRouter(prefix="/api/v1", tags=["follow-up"])

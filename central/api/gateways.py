@@ -9,8 +9,8 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 
-from central.access import Area, may
 from central.api.deps import Engine, HealthCaller, QuarantineCaller, hall_in_reach
+from central.security.access import Area, may
 from central.store.schema import (
     gateway_alarms,
     gateways,

@@ -17,13 +17,13 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from central import flagged, scorecard
-from central.access import Area, case_filter, hall_filter, may
 from central.api.deps import Engine, OverviewCaller
-from central.auth import Principal
 from central.cases.context import bound
 from central.rules.indicators import DateRange, Grouping, GroupKey, Ratio
 from central.rules.timelimit import LadderStage
 from central.rules.workdays import CalendarError, WorkCalendar, business_date
+from central.security.access import Area, case_filter, hall_filter, may
+from central.security.tokens import Principal
 from central.store.schema import cases, gateways
 from central.store.schema_cases import case_ladder
 from hallkit.clock import utc_now

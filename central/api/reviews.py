@@ -13,9 +13,9 @@ from central import evidence, flagged, reviews
 from central.api.deps import Engine, EvaluationReader, ReviewDecider, ReviewLogReader
 from central.api.evidence import image_url
 from central.api.overview import FIRST_DAY, LAST_DAY
-from central.auth import Principal
 from central.reviews import Decision, ReviewError
 from central.rules.workdays import business_date
+from central.security.tokens import Principal
 from hallkit.clock import utc_now
 
 router = APIRouter(prefix="/api/v1", tags=["reviews"])

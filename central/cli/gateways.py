@@ -225,9 +225,9 @@ def broker_setup(
 ) -> None:
     """Create the CA (once), the broker's and central's certificates, the broker's main
     configuration (mosquitto.conf, the original kept as mosquitto.conf.orig), ACL and CRL."""
-    from central.broker_acl import DEPLOY_MOSQUITTO, TlsBrokerFiles, render_tls_config
     from central.gateways.provision import sync
-    from central.pki import PkiStore, central_username, feed_name, write_public
+    from central.security.broker_acl import DEPLOY_MOSQUITTO, TlsBrokerFiles, render_tls_config
+    from central.security.ca import PkiStore, central_username, feed_name, write_public
 
     cfg = load_config(config, logs="untouched")
     store = PkiStore.open_or_create(cfg.pki_dir)

@@ -10,7 +10,7 @@ import typer
 from central.cli.common import ConfigOption, load_config, run_with_engine
 
 if TYPE_CHECKING:
-    from central.auth import TokenInfo
+    from central.security.tokens import TokenInfo
 
 app = typer.Typer()
 token_app = typer.Typer(help="API 令牌 / API bearer tokens.", no_args_is_help=True)
@@ -29,7 +29,7 @@ def token_create(
     config: ConfigOption = None,
 ) -> None:
     """Create an API token and print it (it is stored only as a hash)."""
-    from central.auth import Role, create_token
+    from central.security.tokens import Role, create_token
 
     try:
         role_value = Role(role)
@@ -53,7 +53,7 @@ def token_create(
 @token_app.command("list")
 def token_list(config: ConfigOption = None) -> None:
     """Every token: id, role, scope, holder, created, expires, state (never the token)."""
-    from central.auth import list_tokens
+    from central.security.tokens import list_tokens
 
     now = dt.datetime.now(dt.UTC)
     for info in run_with_engine(load_config(config), list_tokens):
@@ -66,7 +66,7 @@ def token_revoke(
     config: ConfigOption = None,
 ) -> None:
     """Revoke a token at once: every request with it is refused from now on."""
-    from central.auth import revoke_token
+    from central.security.tokens import revoke_token
 
     info = run_with_engine(load_config(config), lambda engine: revoke_token(engine, token_id))
     typer.echo(f"已吊销 / revoked: {_line(info, dt.datetime.now(dt.UTC))}")

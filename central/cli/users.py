@@ -51,7 +51,7 @@ def add(
 ) -> None:
     """Create a dashboard account (password from a prompt or --password-stdin)."""
     from central import accounts
-    from central.auth import Role
+    from central.security.tokens import Role
 
     try:
         role_value = Role(role)

@@ -19,14 +19,14 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from central.broker_acl import BrokerPolicy, GatewayAccess, sync_broker
 from central.config import CentralConfig
 from central.gateways import command_queue
 from central.gateways.bundle import write_bundle
 from central.gateways.command_signing import load_or_create_signing_key
 from central.ingest import high_water
-from central.pki import PkiStore, Role, parse_username
 from central.registry import register, revoke
+from central.security.broker_acl import BrokerPolicy, GatewayAccess, sync_broker
+from central.security.ca import PkiStore, Role, parse_username
 from central.store.schema import gateways
 from protocols.provisioning import gateway_username, parse_broker_url
 

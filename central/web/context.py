@@ -18,8 +18,8 @@ from fastapi import HTTPException, Request, status
 from fastapi.templating import Jinja2Templates
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from central.auth import Principal
 from central.config import CentralConfig
+from central.security.tokens import Principal
 from central.web.sessions import (
     CSRF_HEADER,
     Session,

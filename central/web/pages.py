@@ -1,6 +1,7 @@
 """The dashboard's pages and the login form. Pages are shells: their scripts fetch the same
 JSON API every other client uses (with the session cookie), so the API's scope rules are the
-pages' scope rules. Which pages a role gets follows from the same table (central.access)."""
+pages' scope rules. Which pages a role gets follows from the same table
+(central.security.access)."""
 
 from __future__ import annotations
 
@@ -13,9 +14,9 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from central import accounts
-from central.access import Area, may, roles_with
 from central.api.cases import get_case
-from central.auth import Role
+from central.security.access import Area, may, roles_with
+from central.security.tokens import Role
 from central.web import i18n
 from central.web.context import WebContext, require, session_of
 from central.web.sessions import (
@@ -43,7 +44,7 @@ PAGE_HEADERS = {
     "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
-# a page opens for the roles that reach the area of the data it shows (central.access)
+# a page opens for the roles that reach the area of the data it shows (central.security.access)
 OVERVIEW = roles_with(Area.HEALTH) | roles_with(Area.CASES) | roles_with(Area.EVALUATIONS)
 
 

@@ -32,7 +32,7 @@ from fastapi import HTTPException, Request, status
 
 from central import accounts
 from central.accounts import Account
-from central.auth import Principal
+from central.security.tokens import Principal
 
 SESSION_COOKIE = "hw_central_session"  # not the gateway page's name: both may run on one host
 CSRF_COOKIE = "hw_central_csrf"

@@ -22,13 +22,13 @@ import pytest
 
 from central import ladder_job
 from central.api.app import create_app
-from central.auth import Role, create_token
 from central.cases.context import CaseContext
 from central.cases.masking import ApplicantMasker, load_or_create_salt
 from central.cases.model import validate_row
 from central.cases.store import CaseRecord, Source, upsert
 from central.rules.timelimit import LadderConfig
 from central.rules.workdays import BUSINESS_TZ, WorkCalendar
+from central.security.tokens import Role, create_token
 from central.store.db import make_engine
 from central.store.migrate import upgrade
 from hallkit.clock import utc_now

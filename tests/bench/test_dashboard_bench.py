@@ -23,11 +23,11 @@ import pytest
 
 from central import ladder_job
 from central.api.app import create_app
-from central.auth import Role, create_token
 from central.correlation.config import CorrelationConfig
 from central.correlation.job import run_once
 from central.registry import register
 from central.rules.workdays import WorkCalendar
+from central.security.tokens import Role, create_token
 from central.store.db import make_engine
 from central.store.migrate import upgrade
 from tests.central.correlation.conftest import case_record, deliver, store_cases

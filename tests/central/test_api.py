@@ -14,9 +14,9 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from central.api.app import create_app
-from central.auth import Role, create_token
 from central.ingest import Ingestor
 from central.registry import register
+from central.security.tokens import Role, create_token
 from central.store.db import make_engine
 from central.store.migrate import upgrade
 from tests.central.test_ingest import message

@@ -17,9 +17,9 @@ from sqlalchemy import update
 from sqlalchemy.pool import NullPool
 
 from central.api.app import create_app
-from central.auth import Role, create_token
 from central.ingest import Ingestor
 from central.registry import register
+from central.security.tokens import Role, create_token
 from central.store.db import make_engine
 from central.store.migrate import upgrade
 from central.store.schema import api_tokens

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from central.pki import PkiStore
+from central.security.ca import PkiStore
 from edge.config import GatewayConfig
 
 BIN = Path(sys.executable).parent

@@ -13,9 +13,9 @@ import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from central.api.app import create_app
-from central.auth import Role, create_token
 from central.correlation.model import TimeSource, event_time
 from central.ingest import Ingestor
+from central.security.tokens import Role, create_token
 from central.store.clockfix import corrected_utc
 from central.store.schema import quarantine
 from tests.central.test_ingest import count, message

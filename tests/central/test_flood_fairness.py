@@ -30,8 +30,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy import func, select
 
 from central.api.app import create_app
-from central.auth import Role
 from central.config import IngestConfig
+from central.security.tokens import Role
 from central.service import Aggregator
 from central.store.schema import events
 from protocols.envelope import Ack

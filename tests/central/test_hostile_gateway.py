@@ -34,10 +34,10 @@ from sqlalchemy import and_, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from central.api.app import create_app
-from central.auth import Role
 from central.config import BrokerConfig, CentralConfig, IngestConfig
 from central.correlation import job as correlation_job
 from central.ingest import Incoming
+from central.security.tokens import Role
 from central.service import Aggregator
 from central.store.schema import events, gateways, quarantine
 from protocols import events as kinds

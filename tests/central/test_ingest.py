@@ -179,7 +179,7 @@ async def test_unsynced_stamps_are_corrected_from_the_same_boots_synced_event(
     engine: AsyncEngine,
 ) -> None:
     from central.api.events import list_events
-    from central.auth import Principal, Role
+    from central.security.tokens import Principal, Role
 
     wrong = datetime(2001, 1, 1, tzinfo=UTC)  # a Pi after a power cut, before NTP
     true_t1 = T0 + timedelta(seconds=10)
@@ -281,7 +281,7 @@ async def test_unreadable_message_holds_back_only_its_own_gateway(engine: AsyncE
 
 async def alarms(engine: AsyncEngine, gateway: str) -> dict[str, tuple[int, str]]:
     from central.api.gateways import list_gateways
-    from central.auth import Principal, Role
+    from central.security.tokens import Principal, Role
 
     (gw,) = [
         g

@@ -17,12 +17,12 @@ import pytest
 
 from central import ladder_job, ledger, timeseries
 from central.api.app import create_app
-from central.auth import Role, create_token
 from central.config import CentralConfig
 from central.correlation import job as correlation_job
 from central.gateways import command_queue
 from central.ingest import Incoming
 from central.registry import register
+from central.security.tokens import Role, create_token
 from central.service import Aggregator
 from hallkit.configtext import ConfigError
 from hallkit.supervise import Supervisor, healthz

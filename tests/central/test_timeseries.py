@@ -269,7 +269,7 @@ async def test_secrets_never_reach_the_log(
     import httpx
 
     from central.api.app import create_app
-    from central.auth import Role, create_token
+    from central.security.tokens import Role, create_token
 
     password, wrong = "s3cret-VM-pass-7781", "wr0ng-VM-pass-1234"
     vm = Victoria(

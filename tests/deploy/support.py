@@ -1,9 +1,9 @@
 """A real Mosquitto with the production TLS configuration, and MQTT peers to attack it with.
 
 The broker is rendered from ``deploy/mosquitto/hallwatch-tls.conf.in`` with certificates from
-``central.pki`` and an ACL from ``central.broker_acl``, started on free ports and stopped by
-PID. Peers are paho-mqtt 2.x clients (CallbackAPIVersion.VERSION2) whose callbacks only record
-what happened, so a test can wait for an event instead of sleeping.
+``central.security.ca`` and an ACL from ``central.security.broker_acl``, started on free ports
+and stopped by PID. Peers are paho-mqtt 2.x clients (CallbackAPIVersion.VERSION2) whose callbacks
+only record what happened, so a test can wait for an event instead of sleeping.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
-from central.broker_acl import (
+from central.security.broker_acl import (
     BridgeAccess,
     GatewayAccess,
     TlsBrokerFiles,
@@ -36,7 +36,7 @@ from central.broker_acl import (
     sync_broker,
     write_password_file,
 )
-from central.pki import Identity, PkiStore, central_username, feed_name
+from central.security.ca import Identity, PkiStore, central_username, feed_name
 from tests.support.broker import MOSQUITTO, free_port, wait_port
 
 WAIT = 5.0  # generous: the machine is shared; no assertion depends on speed

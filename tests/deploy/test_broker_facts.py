@@ -19,8 +19,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from paho.mqtt.enums import CallbackAPIVersion
 
-from central.broker_acl import render_dev_config
-from central.pki import write_public
+from central.security.broker_acl import render_dev_config
+from central.security.ca import write_public
 from protocols.topics import Channel, subscription, topic
 from tests.deploy.support import Peer, TlsBroker, barrier, peers, probe, running, wait_until
 from tests.support.broker import MOSQUITTO, free_port, wait_port
@@ -80,7 +80,7 @@ def test_expired_crl_shuts_everyone_out(tmp_path: Path) -> None:
         broker.hup()
         assert probe(broker.port, a_tls).startswith("refused:"), "nobody passes a stale CRL"
 
-        broker.store.write_crl(broker.files.crl)  # what central.pki issues: years ahead
+        broker.store.write_crl(broker.files.crl)  # what central.security.ca issues: years ahead
         broker.hup()
         assert probe(broker.port, a_tls) == "connack:0"
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 
-from central.pki import CertificateAuthority, central_username, issue_gateway_identity
+from central.security.ca import CertificateAuthority, central_username, issue_gateway_identity
 from protocols.provisioning import gateway_username
 from protocols.topics import Channel, shared, subscription, topic
 from tests.deploy.support import Peer, TlsBroker, barrier, peers, probe, running, wait_until

@@ -24,11 +24,11 @@ import yaml
 from sqlalchemy import func, select
 
 from central.api.app import create_app
-from central.auth import Role, create_token
 from central.config import CentralConfig
 from central.gateways.command_queue import count_results
 from central.gateways.command_signing import CommandSigner, generate_signing_key, load_signing_key
 from central.gateways.provision import provision
+from central.security.tokens import Role, create_token
 from central.service import Aggregator
 from central.store.schema import events, gateways
 from central.store.schema_ops import command_results, gateway_commands
@@ -402,7 +402,7 @@ def test_a_replacement_gateway_continues_the_numbering(tmp_path: Path) -> None:
 
 
 async def _replacement(tmp_path: Path) -> None:
-    from central.pki import PkiStore
+    from central.security.ca import PkiStore
     from central.store.db import make_engine
     from central.store.migrate import upgrade
     from edge.provisioning import read_bundle

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from central.broker_acl import DEPLOY_MOSQUITTO, DEV_CONF, render_dev_config
+from central.security.broker_acl import DEPLOY_MOSQUITTO, DEV_CONF, render_dev_config
 from tests.deploy.support import Peer, peers
 from tests.support.broker import MOSQUITTO, Broker, free_port, wait_port
 

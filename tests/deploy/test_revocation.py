@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from central.pki import Identity
+from central.security.ca import Identity
 from protocols.topics import Channel, subscription, topic
 from tests.deploy.support import Peer, TlsBroker, barrier, peers, probe, running
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from central.broker_acl import BridgeAccess, render_bridge_config
+from central.security.broker_acl import BridgeAccess, render_bridge_config
 from protocols.topics import Channel, subscription, topic
 from tests.deploy.support import Peer, TlsBroker, barrier, peers, running, wait_until
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from central.auth import Role, create_token
+from central.security.tokens import Role, create_token
 
 # A resident ID with a valid check digit (GB 11643 example) and a mobile number: neither may
 # ever appear in a response or a table.

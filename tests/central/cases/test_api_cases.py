@@ -11,7 +11,7 @@ import httpx
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from central.auth import Role
+from central.security.tokens import Role
 from central.store.schema import case_revisions, case_suspensions, cases
 from central.store.tables import metadata
 from tests.central.cases.support import ID_NO, NAME, PHONE, bearer, case

@@ -15,11 +15,11 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from central import ladder_job
-from central.auth import Role
 from central.cases.context import CaseContext
 from central.cases.model import validate_row
 from central.cases.store import CaseRecord, Source, upsert
 from central.rules.workdays import BUSINESS_TZ, WorkCalendar
+from central.security.tokens import Role
 from hallkit.clock import utc_now
 from tests.central.cases.support import bearer, case
 

@@ -17,9 +17,9 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from central import ladder_job
-from central.auth import Role
 from central.rules.timelimit import CaseClock, LadderConfig
 from central.rules.workdays import WorkCalendar, business_date
+from central.security.tokens import Role
 from central.store.schema_cases import case_steps
 from tests.central.cases.support import bearer
 from tests.central.rules.test_ladder_national_day_2026 import (

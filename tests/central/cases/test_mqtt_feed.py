@@ -19,10 +19,10 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from central.api.app import create_app
-from central.auth import Role
 from central.cases.context import CaseContext
 from central.cases.mqttfeed import FEED_TOPIC, CaseFeed, results_topic
 from central.config import BrokerConfig, CentralConfig, RulesConfig
+from central.security.tokens import Role
 from central.service import Aggregator
 from central.store.schema import cases
 from tests.central.cases.support import ID_NO, PHONE, bearer, case

@@ -17,7 +17,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from central import accounts as accounts_module
 from central import ladder_job
 from central.api.app import create_app
-from central.auth import Role, create_token
 from central.cases.context import CaseContext
 from central.cases.masking import ApplicantMasker
 from central.cases.store import Source, feed
@@ -25,6 +24,7 @@ from central.correlation import job as correlation_job
 from central.registry import register
 from central.rules.timelimit import DEFAULT_LADDER
 from central.rules.workdays import WorkCalendar
+from central.security.tokens import Role, create_token
 from central.store.db import make_engine
 from central.store.migrate import upgrade
 from central.web.context import WebContext

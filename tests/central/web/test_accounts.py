@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import select
 
 from central import accounts
-from central.auth import Role
+from central.security.tokens import Role
 from central.store.db import make_engine
 from central.store.migrate import upgrade
 from central.store.schema_dashboard import users

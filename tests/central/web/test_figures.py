@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 import io
 
-from central.auth import Role
+from central.security.tokens import Role
 from tests.central.web.conftest import Site, logged_in
 from tests.central.web.seed import MARKET, POLICE, SOCIAL
 

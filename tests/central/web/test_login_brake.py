@@ -13,7 +13,7 @@ import pytest
 
 from central import accounts
 from central.api.app import create_app
-from central.auth import Role
+from central.security.tokens import Role
 from central.store.db import make_engine
 from central.store.migrate import upgrade
 from central.web.context import WebContext

@@ -7,7 +7,7 @@ import asyncio
 
 from sqlalchemy import func, select
 
-from central.auth import Role
+from central.security.tokens import Role
 from central.store.schema_dashboard import evaluation_reviews
 from tests.central.web.conftest import Site, logged_in
 from tests.central.web.seed import SNAPSHOT_SHA

@@ -1,5 +1,5 @@
 """The scope matrix: every route of central's app (enumerated from ``app.routes``) × every role
-and no login, against a table written out here, independently of central.access. A route
+and no login, against a table written out here, independently of central.security.access. A route
 missing from the table — a new one nobody decided about — fails the test.
 
 "Allowed" means the route let the caller past its role check (anything but 401/403, so a 404
@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 from fastapi.routing import iter_route_contexts
 
-from central.auth import Role
+from central.security.tokens import Role
 from tests.central.web.conftest import Site, login
 from tests.central.web.seed import MARKET, PASSWORD
 

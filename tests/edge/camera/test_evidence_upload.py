@@ -21,8 +21,8 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from central.api.app import create_app
-from central.auth import Role, create_token
 from central.evidence import EvidenceVault
+from central.security.tokens import Role, create_token
 from central.store.db import make_engine
 from firmware_bridges.camera.simulator import FrameFeed, MjpegServer, hall_scene
 from firmware_bridges.ff68.simulator import EvaluatorBusSimulator

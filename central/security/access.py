@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, false, true
 
-from central.auth import Principal, Role
+from central.security.tokens import Principal, Role
 from central.store.schema import cases
 
 REFUSED = "角色无权访问 / your role has no access to this"

@@ -1,4 +1,4 @@
-"""central.broker_acl: the ACL text, the password file, templates and sync with the CA."""
+"""central.security.broker_acl: the ACL text, the password file, templates and sync with the CA."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from central.broker_acl import (
+from central.security.broker_acl import (
     DEPLOY_MOSQUITTO,
     BridgeAccess,
     GatewayAccess,
@@ -22,7 +22,7 @@ from central.broker_acl import (
     render_tls_config,
     sync_broker,
 )
-from central.pki import PkiStore
+from central.security.ca import PkiStore
 from protocols.topics import TopicError
 
 
@@ -167,7 +167,7 @@ def test_sync_writes_crl_and_acl_then_reloads_once(tmp_path: Path) -> None:
 
 
 def test_case_feed_permissions_for_central_and_approval_systems() -> None:
-    from central.broker_acl import render_acl
+    from central.security.broker_acl import render_acl
 
     acl = render_acl([("hallA", "gw-1", False)], feeders=["sp-approval"])
     central_block = acl.split("user central.main")[1].split("\n\n")[0]

@@ -1,4 +1,5 @@
-"""central.pki: the CA, its certificates, the ledger and the CRL; openssl as an outside judge."""
+"""central.security.ca: the CA, its certificates, the ledger and the CRL; openssl as an outside
+judge."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from central.pki import (
+from central.security.ca import (
     CertificateAuthority,
     PkiError,
     PkiStore,

@@ -14,8 +14,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from typer.testing import CliRunner
 
 from central.api.app import create_app
-from central.auth import Role, TokenError, create_token, list_tokens, resolve, revoke_token
 from central.cli import app as cli
+from central.security.tokens import (
+    Role,
+    TokenError,
+    create_token,
+    list_tokens,
+    resolve,
+    revoke_token,
+)
 from central.store.db import make_engine
 from central.store.migrate import upgrade
 

@@ -13,10 +13,10 @@ gateway or instance ids:
     bridge.{name}          a lower-tier broker forwarding its halls to this one
 
 The ACL is generated from the registry with one ``user`` block per gateway
-(``central.broker_acl``) rather than ``%u`` patterns: a pattern grants every certificate the CA
-ever signed, whereas dropping a revoked gateway's block takes effect on its *open* connection at
-the next SIGHUP. Revocation = CRL + ACL + one SIGHUP (deploy/mosquitto/README.md has the
-measurements).
+(``central.security.broker_acl``) rather than ``%u`` patterns: a pattern grants every
+certificate the CA ever signed, whereas dropping a revoked gateway's block takes effect on its
+*open* connection at the next SIGHUP. Revocation = CRL + ACL + one SIGHUP
+(deploy/mosquitto/README.md has the measurements).
 
 ``PkiStore`` keeps the CA and a ledger of every certificate issued (like openssl's index.txt),
 so that re-provisioning a gateway revokes the certificate it replaces.

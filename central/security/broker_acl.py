@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from central.pki import (
+from central.security.ca import (
     PkiStore,
     Role,
     bridge_username,
@@ -30,11 +30,11 @@ from central.pki import (
     feeder_username,
     parse_username,
 )
-from central.pki import write_atomic as _write_atomic
+from central.security.ca import write_atomic as _write_atomic
 from protocols.provisioning import gateway_username
 from protocols.topics import Channel, check_id, subscription
 
-DEPLOY_MOSQUITTO = Path(__file__).resolve().parents[1] / "deploy" / "mosquitto"
+DEPLOY_MOSQUITTO = Path(__file__).resolve().parents[2] / "deploy" / "mosquitto"
 DEV_CONF = "hallwatch-dev.conf"
 TLS_TEMPLATE = "hallwatch-tls.conf.in"
 LOCAL_TEMPLATE = "local-central.conf.in"

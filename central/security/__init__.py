@@ -1,0 +1,3 @@
+"""Who may connect and what they may reach: central's certificate authority (``ca``), the
+broker's ACL and configs (``broker_acl``), API bearer tokens and roles (``tokens``) and the
+one table of who reaches what (``access``). Dashboard logins are ``central.accounts``."""
