@@ -1,0 +1,323 @@
+"""One paho-mqtt client for both sides: the gateway's uplink and self-test, central's consumer and
+case feed.
+
+paho runs its network loop in a thread of its own; everything it reports is handed to the
+asyncio loop, so callers never see paho's threads, except through ``receive``: the one hook that
+runs on paho's thread, before a message's payload is read, so that it may refuse the message
+(dropped unread) or block (back-pressure through TCP to the broker).
+
+What a caller gets:
+- ``start()`` connects in the background and reconnects with backoff while the broker is away
+  (``retry=False``: one attempt that raises, for a self-test); TLS with a client certificate;
+  the subscriptions in ``ClientOptions`` are made again on every connection;
+- ``on_connection`` on the loop for every connection, refusal and disconnection;
+- ``publish()`` and ``subscribe()`` with futures that resolve on the broker's PUBACK / SUBACK;
+- messages as an async stream (``messages()``) or, with ``deliver``, one call each on the loop;
+- acknowledgements to the broker on arrival, when ``receive`` accepts, or by the caller after
+  its commit (``Acks``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import Enum
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.reasoncodes import ReasonCode
+
+from protocols.transport import BrokerEndpoint, TlsFiles
+
+# (topic filter, QoS)
+Subscription = tuple[str, int]
+
+
+class Acks(Enum):
+    """When a received QoS 1 message is acknowledged to the broker."""
+
+    ON_ARRIVAL = "on_arrival"  # as paho reads it, whatever ``receive`` says
+    ON_ACCEPT = "on_accept"  # when ``receive`` accepts it; a refused one stays with the broker
+    BY_CALLER = "by_caller"  # by ``ack(message)``, e.g. after the caller's commit
+
+
+@dataclass(frozen=True, slots=True)
+class Will:
+    topic: str
+    payload: bytes
+    qos: int = 1
+    retain: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class ClientOptions:
+    client_id: str
+    clean_session: bool = True  # False: the broker keeps subscriptions and QoS 1 messages
+    subscriptions: tuple[Subscription, ...] = ()  # made again on every connection
+    acks: Acks = Acks.ON_ARRIVAL
+    will: Will | None = None
+    max_inflight: int = 20
+    reconnect_delay: tuple[int, int] = (1, 15)  # seconds, first and longest
+    retry: bool = True  # False: one connection attempt, which raises; no reconnects
+    logger: logging.Logger | None = None  # paho's own log lines
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    topic: str
+    payload: bytes
+    qos: int
+    mid: int
+    received: datetime  # UTC, when ``receive`` let it through
+
+
+@dataclass(frozen=True, slots=True)
+class Connection:
+    """A change of the connection, reported on the loop."""
+
+    up: bool
+    reason: str
+    refused: bool = False  # the broker answered the CONNECT with a failure
+    # up with subscriptions: resolves with the SUBACK's reason codes
+    subscribed: asyncio.Future[list[ReasonCode]] | None = None
+
+
+class TlsFilesUnusable(Exception):
+    """The CA, certificate or key named in the configuration cannot be loaded."""
+
+
+class Publication:
+    """One QoS 1 publish: ``done`` resolves on the broker's PUBACK."""
+
+    def __init__(self, info: mqtt.MQTTMessageInfo, done: asyncio.Future[None]) -> None:
+        self.info = info
+        self.done = done
+
+    @property
+    def sent(self) -> bool:
+        """Handed to the connection now."""
+        return self.info.rc == mqtt.MQTT_ERR_SUCCESS
+
+    @property
+    def queued(self) -> bool:
+        """Sent now, or kept by paho and sent after the next connection."""
+        return self.info.rc in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN)
+
+    def is_published(self) -> bool:
+        """PUBACK received (paho's answer; it raises when the send itself failed)."""
+        return self.info.is_published()
+
+    async def wait(self, timeout: float) -> bool:
+        """True once the broker acknowledged it; False when ``timeout`` passed first or the
+        client stopped (the publish itself is never cancelled by waiting)."""
+        await asyncio.wait({self.done}, timeout=timeout)
+        return self.done.done() and not self.done.cancelled() and self.done.exception() is None
+
+
+class MqttClient:
+    """A paho client driven from asyncio; see the module's docstring."""
+
+    def __init__(
+        self,
+        endpoint: BrokerEndpoint,
+        options: ClientOptions,
+        *,
+        on_connection: Callable[[Connection], None] | None = None,
+        receive: Callable[[str, int], bool] | None = None,
+        deliver: Callable[[Message], None] | None = None,
+    ) -> None:
+        """``receive(topic, payload size)`` runs on paho's thread; it may block, and a message it
+        refuses is dropped unread. ``deliver`` takes each accepted message on the loop, in
+        order; without it they wait in ``messages()``."""
+        self.endpoint = endpoint
+        self.options = options
+        self.connected = False
+        self._on_connection = on_connection
+        self._receive = receive
+        self._inbox: asyncio.Queue[Message] = asyncio.Queue()
+        self._deliver = deliver or self._inbox.put_nowait
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._client: mqtt.Client | None = None
+        self._disconnecting = False
+        self._publishing: dict[int, asyncio.Future[None]] = {}
+        self._subscribing: dict[int, asyncio.Future[list[ReasonCode]]] = {}
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Connect. With ``retry`` paho keeps trying in its thread while the broker is away;
+        without, one attempt raises OSError or ssl.SSLError. TlsFilesUnusable either way."""
+        self._loop = asyncio.get_running_loop()
+        o = self.options
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=o.client_id,
+            clean_session=o.clean_session,
+            protocol=mqtt.MQTTv311,
+            manual_ack=o.acks is not Acks.ON_ARRIVAL,
+            reconnect_on_failure=o.retry,
+        )
+        client.max_inflight_messages_set(o.max_inflight)
+        client.max_queued_messages_set(0)
+        client.suppress_exceptions = True  # a callback's bug is logged, never ends the thread
+        if o.logger is not None:
+            client.enable_logger(o.logger)
+        client.reconnect_delay_set(min_delay=o.reconnect_delay[0], max_delay=o.reconnect_delay[1])
+        if o.will is not None:
+            client.will_set(o.will.topic, o.will.payload, qos=o.will.qos, retain=o.will.retain)
+        if self.endpoint.tls is not None:
+            _use_tls(client, self.endpoint.tls)
+        client.on_connect = self._paho_connect
+        client.on_disconnect = self._paho_disconnect
+        client.on_message = self._paho_message
+        client.on_publish = self._paho_publish
+        client.on_subscribe = self._paho_subscribe
+        self._client = client
+        self._disconnecting = False
+        host, port, keepalive = self.endpoint.host, self.endpoint.port, self.endpoint.keepalive_s
+        if o.retry:
+            client.connect_async(host, port, keepalive=keepalive)
+        else:
+            await asyncio.to_thread(client.connect, host, port, keepalive)
+        client.loop_start()
+
+    def disconnect(self) -> None:
+        """Send DISCONNECT (a clean one: the broker does not publish the will)."""
+        if self._client is not None and not self._disconnecting:
+            self._disconnecting = True
+            self._client.disconnect()
+
+    def stop(self) -> None:
+        """Disconnect and end paho's thread (it blocks until the thread has ended)."""
+        self.disconnect()
+        client, self._client = self._client, None
+        if client is not None:
+            client.loop_stop()
+        self.connected = False
+        for published in self._publishing.values():
+            published.cancel()
+        for subscribed in self._subscribing.values():
+            subscribed.cancel()
+        self._publishing.clear()
+        self._subscribing.clear()
+
+    # -- sending ---------------------------------------------------------------------------
+
+    def publish(
+        self, topic: str, payload: bytes, qos: int = 1, retain: bool = False
+    ) -> Publication:
+        """Publish (from the loop); while disconnected paho keeps a QoS 1 message and sends it
+        after the next connection (``queued``)."""
+        assert self._client is not None and self._loop is not None, "not started"
+        info = self._client.publish(topic, payload, qos=qos, retain=retain)
+        done: asyncio.Future[None] = self._loop.create_future()
+        if info.rc in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
+            previous = self._publishing.pop(info.mid, None)
+            if previous is not None:
+                previous.cancel()  # its mid came round again without a PUBACK
+            self._publishing[info.mid] = done
+        else:
+            done.set_exception(ConnectionError(mqtt.error_string(info.rc)))
+            done.exception()  # retrieved: nobody need await it
+        return Publication(info, done)
+
+    def subscribe(self, subscriptions: list[Subscription]) -> asyncio.Future[list[ReasonCode]]:
+        """Subscribe now (from the loop); resolves with the SUBACK's reason codes."""
+        assert self._client is not None and self._loop is not None, "not started"
+        done: asyncio.Future[list[ReasonCode]] = self._loop.create_future()
+        rc, mid = self._client.subscribe(subscriptions)
+        if rc != mqtt.MQTT_ERR_SUCCESS or mid is None:
+            done.set_exception(ConnectionError(mqtt.error_string(rc)))
+        else:
+            self._subscribing[mid] = done
+        return done
+
+    def ack(self, message: Message) -> None:
+        """Acknowledge a message to the broker (``Acks.BY_CALLER``)."""
+        if self._client is not None:
+            self._client.ack(message.mid, message.qos)
+
+    # -- receiving -------------------------------------------------------------------------
+
+    async def messages(self) -> AsyncIterator[Message]:
+        """The accepted messages, in order (without ``deliver``)."""
+        while True:
+            yield await self._inbox.get()
+
+    # -- paho's thread → the loop ----------------------------------------------------------
+
+    def _paho_connect(self, client: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+        if reason.is_failure:
+            self._to_loop(self._connection, Connection(False, str(reason), refused=True), None)
+            return
+        mid = None
+        if self.options.subscriptions:
+            rc, mid = client.subscribe(list(self.options.subscriptions))
+            if rc != mqtt.MQTT_ERR_SUCCESS:
+                mid = None
+        self._to_loop(self._connection, Connection(True, str(reason)), mid)
+
+    def _paho_disconnect(self, client: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+        self._to_loop(self._connection, Connection(False, str(reason)), None)
+
+    def _paho_message(self, client: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:
+        if self._receive is not None and not self._receive(message.topic, len(message.payload)):
+            return
+        if self.options.acks is Acks.ON_ACCEPT:
+            client.ack(message.mid, message.qos)
+        accepted = Message(
+            message.topic, bytes(message.payload), message.qos, message.mid, datetime.now(UTC)
+        )
+        self._to_loop(self._deliver, accepted)
+
+    def _paho_publish(self, _c: mqtt.Client, _u: Any, mid: int, _r: Any, _p: Any) -> None:
+        self._to_loop(self._published, mid)
+
+    def _paho_subscribe(
+        self, _c: mqtt.Client, _u: Any, mid: int, reasons: list[ReasonCode], _p: Any
+    ) -> None:
+        self._to_loop(self._subscribed, mid, reasons)
+
+    def _to_loop(self, callback: Callable[..., object], *args: Any) -> None:
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(callback, *args)
+
+    # -- the loop's side -------------------------------------------------------------------
+
+    def _connection(self, change: Connection, subscribe_mid: int | None) -> None:
+        self.connected = change.up
+        if change.up and subscribe_mid is not None:
+            assert self._loop is not None
+            subscribed: asyncio.Future[list[ReasonCode]] = self._loop.create_future()
+            self._subscribing[subscribe_mid] = subscribed  # its SUBACK is handed over after this
+            change = Connection(True, change.reason, subscribed=subscribed)
+        if self._on_connection is not None:
+            self._on_connection(change)
+
+    def _published(self, mid: int) -> None:
+        done = self._publishing.pop(mid, None)
+        if done is not None and not done.done():
+            done.set_result(None)
+
+    def _subscribed(self, mid: int, reasons: list[ReasonCode]) -> None:
+        done = self._subscribing.pop(mid, None)
+        if done is not None and not done.done():
+            done.set_result(list(reasons))
+
+
+def _use_tls(client: mqtt.Client, files: TlsFiles) -> None:
+    try:
+        client.tls_set(
+            ca_certs=str(files.ca),
+            certfile=str(files.cert),
+            keyfile=str(files.key),
+            cert_reqs=ssl.CERT_REQUIRED,
+            tls_version=ssl.PROTOCOL_TLS_CLIENT,
+        )
+    except (ssl.SSLError, OSError, ValueError) as exc:
+        raise TlsFilesUnusable(str(exc)) from exc
