@@ -8,8 +8,8 @@ reconnect the uplink starts over from the last acknowledgement. Duplicates are h
 central keys events by (gateway, seq). Those rules are the send window (``edge/sendwindow.py``,
 no I/O); this module only carries its decisions out.
 
-paho-mqtt runs its network loop in its own thread; every callback is handed to the asyncio
-loop, so the rest of the gateway never sees paho's threads.
+The broker connection is the shared kit's paho wrapper (``hallkit/mqtt.py``): everything paho
+reports reaches this module on the asyncio loop, so the gateway never sees paho's threads.
 """
 
 from __future__ import annotations
@@ -17,13 +17,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import ssl
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 from pydantic import ValidationError
 
 from edge.clock import Clock
@@ -31,6 +28,7 @@ from edge.config import BrokerConfig, UplinkConfig
 from edge.journal import Journal, Rebase
 from edge.sendwindow import SendRange, SendWindow, WindowLimits
 from hallkit.clock import utc_now
+from hallkit.mqtt import Acks, ClientOptions, Connection, Message, MqttClient, Will
 from hallkit.supervise import Supervisor
 from protocols import topics
 from protocols.commands import CommandResult
@@ -83,8 +81,7 @@ class Uplink:
             time.monotonic(),
         )
         self._wake = asyncio.Event()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._client: mqtt.Client | None = None
+        self._client: MqttClient | None = None
         self._topic_events = topics.topic(hall, gateway, topics.Channel.EVENTS)
         self._topic_state = topics.topic(hall, gateway, topics.Channel.STATE)
         self._topic_ack = topics.topic(hall, gateway, topics.Channel.ACK)
@@ -96,40 +93,34 @@ class Uplink:
     # -- lifecycle -------------------------------------------------------------------------
 
     async def start(self) -> None:
-        self._loop = asyncio.get_running_loop()
         self.journal.listeners.append(self._wake.set)
         self.journal.rebase_listeners.append(self._on_rebase)
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=self.gateway,
-            clean_session=False,  # commands sent while we were away are kept for us
-            protocol=mqtt.MQTTv311,
-            # A command is acknowledged to the broker only once it is handed to on_command:
-            # without a handler (the self-test) it stays queued for the gateway service.
-            manual_ack=True,
+        client = MqttClient(
+            self.broker,
+            ClientOptions(
+                client_id=self.gateway,
+                clean_session=False,  # commands sent while we were away are kept for us
+                subscriptions=(
+                    (self._topic_ack, 1),
+                    (self._topic_cmd, 1),
+                    (self._topic_receipt, 1),
+                ),
+                # A command is acknowledged to the broker only once it is handed to on_command:
+                # without a handler (the self-test) it stays queued for the gateway service.
+                acks=Acks.ON_ACCEPT,
+                will=Will(self._topic_state, self._state(online=False)),
+                max_inflight=20,  # docs/field-notes.md#mosquitto: more made paho slower
+                reconnect_delay=(1, 30),
+                logger=log.getChild("paho"),
+            ),
+            on_connection=self._on_connection,
+            receive=self._accept,
+            deliver=self._on_message,
         )
-        client.max_inflight_messages_set(20)  # docs/field-notes.md#mosquitto: more made paho slower
-        client.suppress_exceptions = True  # a callback's bug is logged, never ends the thread
-        client.enable_logger(log.getChild("paho"))
-        client.max_queued_messages_set(0)
-        client.reconnect_delay_set(min_delay=1, max_delay=30)
-        client.will_set(self._topic_state, self._state(online=False), qos=1, retain=True)
-        if self.broker.tls is not None:
-            client.tls_set(
-                ca_certs=str(self.broker.tls.ca),
-                certfile=str(self.broker.tls.cert),
-                keyfile=str(self.broker.tls.key),
-                cert_reqs=ssl.CERT_REQUIRED,
-                tls_version=ssl.PROTOCOL_TLS_CLIENT,
-            )
-        client.on_connect = self._paho_connect
-        client.on_disconnect = self._paho_disconnect
-        client.on_message = self._paho_message
         self._client = client
-        # connect_async + loop_start: paho keeps retrying in its thread while the broker is
-        # down, so the gateway journals from its first event whatever the network does.
-        client.connect_async(self.broker.host, self.broker.port, keepalive=self.broker.keepalive_s)
-        client.loop_start()
+        # paho keeps retrying in its thread while the broker is down, so the gateway journals
+        # from its first event whatever the network does.
+        await client.start()
         self.supervisor.spawn(SEND_TASK, self._send_loop)
         self.supervisor.spawn(STATE_TASK, self._state_loop)
 
@@ -140,47 +131,35 @@ class Uplink:
         if client is not None:
             if self.connected:
                 # a clean disconnect suppresses the Last Will, so say goodbye ourselves
-                info = client.publish(self._topic_state, self._state(online=False), 1, True)
-                with contextlib.suppress(Exception):
-                    await asyncio.to_thread(info.wait_for_publish, 2.0)
-            client.disconnect()
-            client.loop_stop()
+                goodbye = client.publish(self._topic_state, self._state(online=False), retain=True)
+                await goodbye.wait(2.0)
+            client.stop()
         with contextlib.suppress(ValueError):
             self.journal.listeners.remove(self._wake.set)
         with contextlib.suppress(ValueError):
             self.journal.rebase_listeners.remove(self._on_rebase)
 
-    # -- paho callbacks (paho's thread) → asyncio ------------------------------------------
+    def _accept(self, topic_name: str, _size: int) -> bool:
+        """On paho's thread: a command without a handler is not ours to take; the broker
+        delivers it again to the service."""
+        return not (topic_name == self._topic_cmd and self.on_command is None)
 
-    def _paho_connect(self, client: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
-        assert self._loop is not None
-        self._loop.call_soon_threadsafe(self._on_connect, not reason.is_failure, str(reason))
+    # -- the connection --------------------------------------------------------------------
 
-    def _paho_disconnect(self, client: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
-        assert self._loop is not None
-        self._loop.call_soon_threadsafe(self._on_disconnect, str(reason))
-
-    def _paho_message(self, client: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:
-        assert self._loop is not None
-        if message.topic == self._topic_cmd and self.on_command is None:
-            return  # not ours to take: the broker delivers it again to the service
-        client.ack(message.mid, message.qos)
-        self._loop.call_soon_threadsafe(self._on_message, message.topic, message.payload)
-
-    # -- asyncio side ----------------------------------------------------------------------
-
-    def _on_connect(self, ok: bool, reason: str) -> None:
-        if not ok:
-            self.last_error = f"broker refused the connection: {reason}"
+    def _on_connection(self, change: Connection) -> None:
+        if change.refused:
+            self.last_error = f"broker refused the connection: {change.reason}"
             log.error("uplink: %s", self.last_error)
-            return
+        elif change.up:
+            self._on_connect()
+        else:
+            self._on_disconnect(change.reason)
+
+    def _on_connect(self) -> None:
         assert self._client is not None
         self.connected = True
         self.last_error = None
-        self._client.subscribe(
-            [(self._topic_ack, 1), (self._topic_cmd, 1), (self._topic_receipt, 1)]
-        )
-        self._client.publish(self._topic_state, self._state(online=True), qos=1, retain=True)
+        self._client.publish(self._topic_state, self._state(online=True), retain=True)
         first = self.window.on_connect(self.journal.acked_seq, time.monotonic())
         log.info(
             "uplink: connected to %s:%s; resending from seq %d",
@@ -197,7 +176,8 @@ class Uplink:
         self.last_error = f"disconnected: {reason}"
         self._wake.set()
 
-    def _on_message(self, topic_name: str, payload: bytes) -> None:
+    def _on_message(self, message: Message) -> None:
+        topic_name, payload = message.topic, message.payload
         if topic_name == self._topic_ack:
             self._on_ack(payload)
         elif topic_name == self._topic_cmd and self.on_command is not None:
@@ -260,15 +240,13 @@ class Uplink:
         """Answer a command on the result channel (QoS 1; paho resends after a reconnect)."""
         if self._client is None:
             return False
-        info = self._client.publish(self._topic_result, encode(result), qos=1)
-        return info.rc in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN)
+        return self._client.publish(self._topic_result, encode(result)).queued
 
     def publish_evidence(self, payload: bytes) -> bool:
         """One evidence upload (protocols/evidence.py), QoS 1; False when not sent now."""
         if self._client is None or not self.connected:
             return False
-        info = self._client.publish(self._topic_evidence, payload, qos=1)
-        return info.rc == mqtt.MQTT_ERR_SUCCESS
+        return self._client.publish(self._topic_evidence, payload).sent
 
     @property
     def acked(self) -> int:
@@ -317,8 +295,7 @@ class Uplink:
             epoch=epoch,
         )
         assert self._client is not None
-        info = self._client.publish(self._topic_events, payload, qos=1)
-        if info.rc != mqtt.MQTT_ERR_SUCCESS:
+        if not self._client.publish(self._topic_events, payload).sent:
             return False
         self.window.on_published(rows[-1][0], acked=self.acked, now=time.monotonic())
         return True
@@ -327,7 +304,7 @@ class Uplink:
         while True:
             await asyncio.sleep(self.settings.state_interval_s)
             if self.connected and self._client is not None:
-                self._client.publish(self._topic_state, self._state(online=True), 1, True)
+                self._client.publish(self._topic_state, self._state(online=True), retain=True)
 
     def _state(self, *, online: bool) -> bytes:
         return encode(

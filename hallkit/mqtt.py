@@ -193,18 +193,20 @@ class MqttClient:
             self._client.disconnect()
 
     def stop(self) -> None:
-        """Disconnect and end paho's thread (it blocks until the thread has ended)."""
+        """Disconnect and end paho's thread (it blocks until the thread has ended); ``start``
+        connects again with a new session."""
         self.disconnect()
-        client, self._client = self._client, None
-        if client is not None:
-            client.loop_stop()
+        if self._client is not None:
+            # kept: a late publish is answered as paho answers it, "not connected"
+            self._client.loop_stop()
         self.connected = False
-        for published in self._publishing.values():
-            published.cancel()
-        for subscribed in self._subscribing.values():
-            subscribed.cancel()
-        self._publishing.clear()
-        self._subscribing.clear()
+        pending: list[asyncio.Future[Any]] = [
+            *self._publishing.values(),
+            *self._subscribing.values(),
+        ]
+        self._publishing, self._subscribing = {}, {}
+        if pending and self._loop is not None:  # stop() may run in a worker thread
+            self._loop.call_soon_threadsafe(_cancel_all, pending)
 
     # -- sending ---------------------------------------------------------------------------
 
@@ -308,6 +310,11 @@ class MqttClient:
         done = self._subscribing.pop(mid, None)
         if done is not None and not done.done():
             done.set_result(list(reasons))
+
+
+def _cancel_all(futures: list[asyncio.Future[Any]]) -> None:
+    for future in futures:
+        future.cancel()
 
 
 def _use_tls(client: mqtt.Client, files: TlsFiles) -> None:
