@@ -25,9 +25,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
-import paho.mqtt.client as mqtt
 import serial
-from paho.mqtt.enums import CallbackAPIVersion
 
 from edge.clock import Clock
 from edge.config import GatewayConfig
@@ -36,6 +34,7 @@ from edge.journal import Journal
 from edge.uplink import SOFTWARE, Uplink
 from firmware_bridges.ff68.driver import probe
 from firmware_bridges.qm.driver import QueueFeed, parse_transport
+from hallkit.mqtt import Acks, ClientOptions, Connection, MqttClient, TlsFilesUnusable
 from protocols.events import GatewaySelfTest
 from protocols.strict import clean_text
 
@@ -268,61 +267,40 @@ async def check_broker(config: GatewayConfig, running: bool, wait_s: float) -> C
     problem = _tls_problem(config)
     if problem:
         return fail(name, problem)
-    # Same client id and persistent session as the service, and nothing acknowledged: a
-    # command waiting for the gateway stays queued for it.
-    client = mqtt.Client(
-        CallbackAPIVersion.VERSION2,
-        client_id=config.gateway,
-        clean_session=False,
-        protocol=mqtt.MQTTv311,
-        manual_ack=True,
-        reconnect_on_failure=False,
-    )
     loop = asyncio.get_running_loop()
     answer: asyncio.Future[str] = loop.create_future()
 
-    def settle(text: str) -> None:
+    def settle(change: Connection) -> None:
+        if change.up:
+            text = "ok"
+        else:
+            text = f"{'refused' if change.refused else 'disconnected'}: {change.reason}"
         if not answer.done():
             answer.set_result(text)
 
-    def on_connect(_c: object, _u: object, _f: object, reason: object, _p: object) -> None:
-        loop.call_soon_threadsafe(
-            settle,
-            "ok"
-            if not reason.is_failure  # type: ignore[attr-defined]
-            else f"refused: {reason}",
-        )
-
-    def on_disconnect(_c: object, _u: object, _f: object, reason: object, _p: object) -> None:
-        loop.call_soon_threadsafe(settle, f"disconnected: {reason}")
-
-    client.on_connect = on_connect
-    client.on_disconnect = on_disconnect
-    client.on_message = lambda *_: None
-    if broker.tls is not None:
-        try:
-            client.tls_set(
-                ca_certs=str(broker.tls.ca),
-                certfile=str(broker.tls.cert),
-                keyfile=str(broker.tls.key),
-                cert_reqs=ssl.CERT_REQUIRED,
-                tls_version=ssl.PROTOCOL_TLS_CLIENT,
-            )
-        except (ssl.SSLError, OSError, ValueError) as exc:
-            return fail(name, f"TLS files unusable: {exc}")
+    # Same client id and persistent session as the service, and nothing acknowledged: a
+    # command waiting for the gateway stays queued for it.
+    client = MqttClient(
+        broker.model_copy(update={"keepalive_s": 30}),
+        ClientOptions(
+            client_id=config.gateway, clean_session=False, acks=Acks.BY_CALLER, retry=False
+        ),
+        on_connection=settle,
+        receive=lambda _topic, _size: False,
+    )
     try:
-        await asyncio.to_thread(client.connect, broker.host, broker.port, 30)
+        await client.start()
+    except TlsFilesUnusable as exc:
+        return fail(name, f"TLS files unusable: {exc}")
     except (OSError, ssl.SSLError) as exc:
         return fail(name, f"无法连接 / cannot connect: {exc}")
-    client.loop_start()
     try:
         try:
             outcome = await asyncio.wait_for(answer, wait_s)
         except TimeoutError:
             outcome = f"no CONNACK in {wait_s:.0f} s"
     finally:
-        client.disconnect()
-        await asyncio.to_thread(client.loop_stop)
+        await asyncio.to_thread(client.stop)
     login = "certificate" if broker.tls is not None else "plain TCP (development only)"
     if outcome == "ok":
         return ok(name, f"connected with the {login}")
