@@ -1,9 +1,10 @@
-"""Central's MQTT side: one paho client per aggregator process, in a shared-subscription group.
+"""Central's MQTT side: one broker client per aggregator process (the shared kit's paho wrapper,
+``hallkit/mqtt.py``), in a shared-subscription group.
 
-paho runs in its own thread; messages are handed to asyncio. A bounded semaphore blocks paho's
-thread when ``max_pending`` messages wait for their commit, which pushes back through TCP to the
-broker instead of growing memory without bound. Messages lost in a crash are not our problem to
-recover: the gateway resends everything central has not acknowledged.
+paho runs in its own thread; messages are handed to asyncio without blocking the loop. A bounded
+semaphore blocks paho's thread when ``max_pending`` messages wait for their commit, which pushes
+back through TCP to the broker instead of growing memory without bound. Messages lost in a crash
+are not our problem to recover: the gateway resends everything central has not acknowledged.
 
 A process with a configured ``broker.instance`` keeps a persistent session (fixed client id,
 ``clean_session=False``): what gateways publish while it reconnects or restarts, command
@@ -32,19 +33,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import ssl
 import threading
 import time
 from collections import Counter, deque
-from typing import Any
-
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 
 from central.admission import Admission
 from central.config import BrokerConfig
 from central.ingest import Incoming
-from hallkit.clock import utc_now
+from hallkit.mqtt import ClientOptions, Connection, Message, MqttClient, Publication
 from hallkit.supervise import TaskRecord, TaskState
 from protocols import topics
 
@@ -80,47 +76,41 @@ class Consumer:
         self._admission = admission
         self._waiting: dict[str, deque[Incoming]] = {}  # received, not yet in a group
         self._shed_logged = 0.0
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._client: mqtt.Client | None = None
+        group = broker.group
+        self._mqtt = MqttClient(
+            broker,
+            ClientOptions(
+                client_id=f"{group}-{broker.instance}",
+                clean_session="instance" not in broker.model_fields_set,
+                subscriptions=tuple(
+                    (topics.shared(group, topics.subscription(channel)), 1)
+                    for channel in (
+                        topics.Channel.EVENTS,
+                        topics.Channel.STATE,
+                        topics.Channel.RESULT,
+                        topics.Channel.EVIDENCE,
+                    )
+                ),
+                max_inflight=100,
+                reconnect_delay=(1, 15),
+                logger=log.getChild("paho"),
+            ),
+            on_connection=self._on_connection,
+            receive=self._admit,
+            deliver=self._hand_over,
+        )
 
     async def start(self) -> None:
-        self._loop = asyncio.get_running_loop()
         self._stopping = False
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=f"{self.broker.group}-{self.broker.instance}",
-            clean_session="instance" not in self.broker.model_fields_set,
-            protocol=mqtt.MQTTv311,
-        )
-        client.suppress_exceptions = True  # a callback's bug is logged, never ends the thread
-        client.enable_logger(log.getChild("paho"))
-        client.max_inflight_messages_set(100)
-        client.max_queued_messages_set(0)
-        client.reconnect_delay_set(min_delay=1, max_delay=15)
-        if self.broker.tls is not None:
-            client.tls_set(
-                ca_certs=str(self.broker.tls.ca),
-                certfile=str(self.broker.tls.cert),
-                keyfile=str(self.broker.tls.key),
-                cert_reqs=ssl.CERT_REQUIRED,
-                tls_version=ssl.PROTOCOL_TLS_CLIENT,
-            )
-        client.on_connect = self._paho_connect
-        client.on_disconnect = self._paho_disconnect
-        client.on_message = self._paho_message
-        self._client = client
-        client.connect_async(self.broker.host, self.broker.port, keepalive=self.broker.keepalive_s)
-        client.loop_start()
+        await self._mqtt.start()
 
     async def stop(self) -> None:
         self.record.state = TaskState.STOPPED
-        if self._client is not None:
-            # DISCONNECT goes out before the acknowledgement of a message still waiting for a
-            # slot: never handed to ingest, it stays in the broker's session for next time
-            self._client.disconnect()
+        # DISCONNECT goes out before the acknowledgement of a message still waiting for a
+        # slot: never handed to ingest, it stays in the broker's session for next time
+        self._mqtt.disconnect()
         self._stopping = True  # frees paho's thread if it waits for a slot
-        if self._client is not None:
-            self._client.loop_stop()
+        self._mqtt.stop()
 
     async def next_group(self, max_group: int, max_bytes: int = GROUP_BYTES) -> list[Incoming]:
         """The next messages to ingest together: gateways take turns, one message each."""
@@ -155,39 +145,25 @@ class Consumer:
                     del self._held[sender]
         self._slots.release()
 
-    def publish(self, topic: str, payload: bytes) -> mqtt.MQTTMessageInfo:
-        assert self._client is not None
-        return self._client.publish(topic, payload, qos=1)
+    def publish(self, topic: str, payload: bytes) -> Publication:
+        return self._mqtt.publish(topic, payload, qos=1)
 
-    def _paho_connect(self, client: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
-        if reason.is_failure:
-            log.error("central: broker refused the connection: %s", reason)
-            assert self._loop is not None
-            self._loop.call_soon_threadsafe(self._connected, False, f"refused: {reason}")
-            return
-        group = self.broker.group
-        client.subscribe(
-            [
-                (topics.shared(group, topics.subscription(topics.Channel.EVENTS)), 1),
-                (topics.shared(group, topics.subscription(topics.Channel.STATE)), 1),
-                (topics.shared(group, topics.subscription(topics.Channel.RESULT)), 1),
-                (topics.shared(group, topics.subscription(topics.Channel.EVIDENCE)), 1),
-            ]
-        )
-        log.info(
-            "central: connected to %s:%s as %s-%s",
-            self.broker.host,
-            self.broker.port,
-            group,
-            self.broker.instance,
-        )
-        assert self._loop is not None
-        self._loop.call_soon_threadsafe(self._connected, True, "")
-
-    def _paho_disconnect(self, client: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
-        log.warning("central: disconnected from broker (%s)", reason)
-        assert self._loop is not None
-        self._loop.call_soon_threadsafe(self._connected, False, str(reason))
+    def _on_connection(self, change: Connection) -> None:
+        if change.refused:
+            log.error("central: broker refused the connection: %s", change.reason)
+            self._connected(False, f"refused: {change.reason}")
+        elif change.up:
+            log.info(
+                "central: connected to %s:%s as %s-%s",
+                self.broker.host,
+                self.broker.port,
+                self.broker.group,
+                self.broker.instance,
+            )
+            self._connected(True, "")
+        else:
+            log.warning("central: disconnected from broker (%s)", change.reason)
+            self._connected(False, change.reason)
 
     def _connected(self, up: bool, reason: str) -> None:
         if up:
@@ -200,21 +176,21 @@ class Consumer:
             self.record.state = TaskState.RESTARTING
             self.record.restarts += 1
 
-    def _paho_message(self, client: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:
-        topic_name = message.topic
+    def _admit(self, topic_name: str, size: int) -> bool:
+        """On paho's thread, before the payload is read: False drops the message unread."""
         sender = _share_of(topic_name)
         if (
             sender is not None
             and self._admission is not None
             and not self._admission.admit(
                 sender,
-                len(message.payload),
+                size,
                 time.monotonic(),
                 state=topic_name.endswith("/" + topics.Channel.STATE),
             )
         ):
             self._drop(sender, self.throttled, "over its rate budget")
-            return
+            return False
         if sender is not None:
             with self._held_lock:
                 over = self._held[sender] >= self._per_gateway
@@ -222,17 +198,19 @@ class Consumer:
                     self._held[sender] += 1
             if over:
                 self._drop(sender, self.shed, "over its share of receive slots")
-                return
+                return False
         # back-pressure: blocks paho's thread, not the event loop (and never past a stop)
         while not self._slots.acquire(timeout=0.5):
             if self._stopping:
                 if sender is not None:
                     with self._held_lock:
                         self._held[sender] -= 1
-                return
-        incoming = Incoming(topic_name, bytes(message.payload), utc_now())
-        assert self._loop is not None
-        self._loop.call_soon_threadsafe(self.queue.put_nowait, incoming)
+                return False
+        return True
+
+    def _hand_over(self, message: Message) -> None:
+        """On the loop: one admitted message waits for its turn in a group."""
+        self.queue.put_nowait(Incoming(message.topic, message.payload, message.received))
 
     def _drop(self, sender: str, counter: Counter[str], why: str) -> None:
         counter[sender] += 1

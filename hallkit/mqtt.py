@@ -24,7 +24,7 @@ import logging
 import ssl
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import Enum
 from typing import Any
 
@@ -32,6 +32,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
+from hallkit.clock import utc_now
 from protocols.transport import BrokerEndpoint, TlsFiles
 
 # (topic filter, QoS)
@@ -273,7 +274,7 @@ class MqttClient:
         if self.options.acks is Acks.ON_ACCEPT:
             client.ack(message.mid, message.qos)
         accepted = Message(
-            message.topic, bytes(message.payload), message.qos, message.mid, datetime.now(UTC)
+            message.topic, bytes(message.payload), message.qos, message.mid, utc_now()
         )
         self._to_loop(self._deliver, accepted)
 

@@ -37,13 +37,13 @@ async def test_gateways_take_turns_and_groups_are_bounded_in_bytes() -> None:
 
 async def test_one_gateway_cannot_hold_more_than_its_share_of_slots() -> None:
     consumer = Consumer(BrokerConfig(), max_pending=256, per_gateway=4)
-    consumer._loop = asyncio.get_running_loop()
+    consumer._mqtt._loop = asyncio.get_running_loop()
     for n in range(10):
         message = mqtt.MQTTMessage(topic=b"hw/v1/H/flood/events")
         message.payload = bytes([n])
-        consumer._paho_message(None, None, message)  # type: ignore[arg-type]
+        consumer._mqtt._paho_message(None, None, message)  # type: ignore[arg-type]
     quiet = mqtt.MQTTMessage(topic=b"hw/v1/H/quiet/events")
-    consumer._paho_message(None, None, quiet)  # type: ignore[arg-type]
+    consumer._mqtt._paho_message(None, None, quiet)  # type: ignore[arg-type]
     await asyncio.sleep(0)  # hand-overs to the loop run
     group = await consumer.next_group(max_group=64)
     assert [m.topic.split("/")[3] for m in group].count("flood") == 4
@@ -51,16 +51,16 @@ async def test_one_gateway_cannot_hold_more_than_its_share_of_slots() -> None:
     for msg in group:
         consumer.done(msg)
     again = mqtt.MQTTMessage(topic=b"hw/v1/H/flood/events")
-    consumer._paho_message(None, None, again)  # type: ignore[arg-type]
+    consumer._mqtt._paho_message(None, None, again)  # type: ignore[arg-type]
     await asyncio.sleep(0)
     assert len(await consumer.next_group(max_group=64)) == 1  # its share is free again
 
 
 async def test_command_results_are_never_dropped_for_a_flooding_gateway() -> None:
     consumer = Consumer(BrokerConfig(), max_pending=256, per_gateway=2)
-    consumer._loop = asyncio.get_running_loop()
+    consumer._mqtt._loop = asyncio.get_running_loop()
     for topic in [b"hw/v1/H/flood/events"] * 3 + [b"hw/v1/H/flood/result"] * 2:
-        consumer._paho_message(None, None, mqtt.MQTTMessage(topic=topic))  # type: ignore[arg-type]
+        consumer._mqtt._paho_message(None, None, mqtt.MQTTMessage(topic=topic))  # type: ignore[arg-type]
     await asyncio.sleep(0)
     group = await consumer.next_group(max_group=64)
     assert sorted(m.topic.rsplit("/", 1)[1] for m in group) == ["events"] * 2 + ["result"] * 2
@@ -98,14 +98,14 @@ async def test_over_budget_messages_are_dropped_unread_and_counted_results_never
         max_pending=256,
         admission=Admission(bytes_per_s=10, messages_per_s=1, burst_s=1),
     )
-    consumer._loop = asyncio.get_running_loop()
+    consumer._mqtt._loop = asyncio.get_running_loop()
     topics_sent = (
         [b"hw/v1/H/quiet/events"] + [b"hw/v1/H/flood/events"] * 5 + [b"hw/v1/H/flood/result"] * 3
     )
     for topic in topics_sent:
         message = mqtt.MQTTMessage(topic=topic)
         message.payload = b"x" * 5
-        consumer._paho_message(None, None, message)  # type: ignore[arg-type]
+        consumer._mqtt._paho_message(None, None, message)  # type: ignore[arg-type]
     await asyncio.sleep(0)
     group = await consumer.next_group(max_group=64)
     read = sorted(m.topic.split("/", 3)[3] for m in group)
