@@ -30,7 +30,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.reasoncodes import ReasonCode
+from paho.mqtt.reasoncodes import ReasonCode as ReasonCode  # callers read SUBACK codes
 
 from hallkit.clock import utc_now
 from protocols.transport import BrokerEndpoint, TlsFiles

@@ -9,11 +9,12 @@ the same JSON as ``POST /api/v1/cases`` plus ``reply_to`` and an optional ``batc
 the result. ``reply_to`` must lie under the results prefix: central never publishes where a
 payload tells it to outside that subtree (a reply to ``…/cmd`` would be a command to a gateway).
 
-This is its own small paho client rather than a third subscription on the gateway consumer: the
-feed has a different sender, a different acknowledgement (a reply message, not an ``ack`` topic)
-and must not share the gateways' back-pressure slots. The aggregator processes share it through
-``$share/{group}/…``; a message is acknowledged to the broker only after its rows are committed.
-A sender that gets no result should send the batch again: storing is idempotent.
+This is its own broker client (the shared kit's paho wrapper, ``hallkit/mqtt.py``) rather than
+another subscription on the gateway consumer: the feed has a different sender, a different
+acknowledgement (a reply message, not an ``ack`` topic) and must not share the gateways'
+back-pressure slots. The aggregator processes share it through ``$share/{group}/…``; a message
+is acknowledged to the broker only after its rows are committed. A sender that gets no result
+should send the batch again: storing is idempotent.
 """
 
 from __future__ import annotations
@@ -22,22 +23,20 @@ import asyncio
 import json
 import logging
 import re
-import ssl
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from central.cases.masking import ApplicantMasker
 from central.cases.store import MAX_BATCH, Outcome, RowResult, Source, feed
 from central.config import BrokerConfig
 from hallkit.clock import utc_now
+from hallkit.mqtt import Acks, ClientOptions, Connection, Message, MqttClient, ReasonCode
 from protocols import topics
 from protocols.envelope import MAX_PAYLOAD_BYTES
+from protocols.transport import BrokerEndpoint
 
 log = logging.getLogger(__name__)
 
@@ -52,13 +51,6 @@ _BATCH_ID = re.compile(r"^[\x21-\x7e]{1,64}$")
 
 def results_topic(client: str) -> str:
     return RESULTS_PREFIX + topics.check_id(client, "client")
-
-
-@dataclass(frozen=True, slots=True)
-class FeedMessage:
-    payload: bytes
-    mid: int
-    qos: int
 
 
 def summary(results: list[RowResult]) -> dict[str, int]:
@@ -153,60 +145,39 @@ class CaseFeed:
         self.broker = broker
         self.on_result = on_result
         self.connected = asyncio.Event()  # connected and subscribed
-        self._queue: asyncio.Queue[FeedMessage] = asyncio.Queue()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._client: mqtt.Client | None = None
+        self._client: MqttClient | None = None
 
     async def run(self) -> None:
         """Connect and store batches until cancelled."""
-        self._start()
-        try:
-            while True:
-                message = await self._queue.get()
-                await self._process(message)
-        finally:
-            self._stop()
-
-    def _start(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=f"{self.broker.group}-{self.broker.instance}-cases",
-            clean_session=True,
-            protocol=mqtt.MQTTv311,
-            manual_ack=True,  # acknowledged after the commit, not on arrival
-        )
-        client.max_queued_messages_set(0)
-        client.suppress_exceptions = True  # a callback's bug is logged, never ends the thread
-        client.enable_logger(log.getChild("paho"))
-        client.reconnect_delay_set(min_delay=1, max_delay=15)
         # Over TLS the broker makes the certificate's name the client id, so this client has a
         # certificate of its own (broker.feed_tls; over TLS without one it is not started), or
         # it would keep evicting the consumer.
-        tls = self.broker.feed_tls
-        if tls is not None:
-            client.tls_set(
-                ca_certs=str(tls.ca),
-                certfile=str(tls.cert),
-                keyfile=str(tls.key),
-                cert_reqs=ssl.CERT_REQUIRED,
-                tls_version=ssl.PROTOCOL_TLS_CLIENT,
-            )
-        client.on_connect = self._paho_connect
-        client.on_disconnect = self._paho_disconnect
-        client.on_subscribe = self._paho_subscribe
-        client.on_message = self._paho_message
+        broker = self.broker
+        endpoint = BrokerEndpoint(
+            host=broker.host, port=broker.port, keepalive_s=broker.keepalive_s, tls=broker.feed_tls
+        )
+        client = MqttClient(
+            endpoint,
+            ClientOptions(
+                client_id=f"{broker.group}-{broker.instance}-cases",
+                clean_session=True,
+                subscriptions=((topics.shared(broker.group, FEED_TOPIC), 1),),
+                acks=Acks.BY_CALLER,  # acknowledged after the commit, not on arrival
+                reconnect_delay=(1, 15),
+                logger=log.getChild("paho"),
+            ),
+            on_connection=self._on_connection,
+        )
         self._client = client
-        client.connect_async(self.broker.host, self.broker.port, keepalive=self.broker.keepalive_s)
-        client.loop_start()
-
-    def _stop(self) -> None:
-        if self._client is not None:
-            self._client.disconnect()
-            self._client.loop_stop()
+        await client.start()
+        try:
+            async for message in client.messages():
+                await self._process(message)
+        finally:
+            client.stop()
             self._client = None
 
-    async def _process(self, message: FeedMessage) -> None:
+    async def _process(self, message: Message) -> None:
         assert self._client is not None
         try:
             reply_to, out = await handle(self.engine, self.masker, message.payload)
@@ -224,31 +195,25 @@ class CaseFeed:
             )
         if reply_to is not None:
             self._client.publish(reply_to, encode_reply(out), qos=1)
-        self._client.ack(message.mid, message.qos)
+        self._client.ack(message)
         if self.on_result is not None:
             self.on_result(out)
 
-    def _paho_connect(self, client: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
-        if reason.is_failure:
-            log.error("case feed: broker refused the connection: %s", reason)
-            return
-        client.subscribe(topics.shared(self.broker.group, FEED_TOPIC), qos=1)
+    def _on_connection(self, change: Connection) -> None:
+        if change.refused:
+            log.error("case feed: broker refused the connection: %s", change.reason)
+        elif change.up:
+            if change.subscribed is not None:
+                change.subscribed.add_done_callback(self._on_subscribed)
+        else:
+            log.warning("case feed: disconnected from broker (%s)", change.reason)
+            self.connected.clear()
 
-    def _paho_subscribe(
-        self, client: mqtt.Client, _u: Any, _mid: Any, reasons: Any, _p: Any
-    ) -> None:
+    def _on_subscribed(self, suback: asyncio.Future[list[ReasonCode]]) -> None:
+        if suback.cancelled() or suback.exception() is not None:
+            return  # the client stopped or the connection went first
+        reasons = suback.result()
         if any(r.is_failure for r in reasons):
             log.error("case feed: subscription to %s refused: %s", FEED_TOPIC, reasons)
             return
-        assert self._loop is not None
-        self._loop.call_soon_threadsafe(self.connected.set)
-
-    def _paho_disconnect(self, client: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
-        log.warning("case feed: disconnected from broker (%s)", reason)
-        assert self._loop is not None
-        self._loop.call_soon_threadsafe(self.connected.clear)
-
-    def _paho_message(self, client: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:
-        item = FeedMessage(bytes(message.payload), message.mid, message.qos)
-        assert self._loop is not None
-        self._loop.call_soon_threadsafe(self._queue.put_nowait, item)
+        self.connected.set()
