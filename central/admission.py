@@ -10,7 +10,7 @@ worth. It only bites under contention, when another gateway was heard from withi
 
 A message over the budget is dropped unread and so never acknowledged by central. That loses
 nothing: the gateway's uplink publishes again from central's last acknowledgement once acks
-stall for its ``ack_timeout_s`` (edge/uplink.py, ``_send_loop``), and central asks it to replay
+stall for its ``ack_timeout_s`` (edge/sendwindow.py, ``on_tick``), and central asks it to replay
 a gap when later batches arrive first. State messages over the budget still pass once per
 ``STATE_EVERY_S`` per gateway, so a flooding hall's health stays visible.
 
