@@ -9,10 +9,10 @@ from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
-from central import bulletin as bulletins
 from central.api.deps import Engine, EvaluationReader
 from central.api.overview import calendar_for
-from central.scorecard import group_doc, indicators_doc
+from central.reporting import bulletin as bulletins
+from central.reporting.scorecard import group_doc, indicators_doc
 from central.security.tokens import Principal
 from hallkit.clock import utc_now
 

@@ -11,11 +11,11 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, HTTPException, Query, status
 from pydantic import BaseModel, Field
 
-from central import scorecard
 from central.api.bulletin import GroupOut, group_out
 from central.api.deps import Engine, EvaluationReader
 from central.api.overview import FIRST_DAY, LAST_DAY, calendar_for
-from central.bulletin import ranked
+from central.reporting import scorecard
+from central.reporting.bulletin import ranked
 from central.rules.indicators import DateRange, Grouping
 from central.rules.workdays import CalendarError, business_date
 from central.security.tokens import Role

@@ -25,8 +25,8 @@ from central.api.correlation_scope import (
     scope_of,
 )
 from central.api.deps import Engine, EvaluationReader
-from central.correlation import halls
 from central.correlation.engine import Flag
+from central.reporting import halls
 from central.rules.scale import ExportRow, export_row, to_national
 from central.store.schema import cases
 from central.store.schema_correlation import (

@@ -1,8 +1,8 @@
 """证据 API: the evidence snapshots gateways uploaded, served to whoever may see what they show.
 
 A snapshot taken for an evaluation's key press (``camera.verdict``) is scoped like that
-evaluation (central/reviews.py ``visible``); one taken at a staff presence change is hall data
-(supervisors, the hall's manager). Technicians see none: a snapshot shows people.
+evaluation (central/reporting/reviews.py ``visible``); one taken at a staff presence change is
+hall data (supervisors, the hall's manager). Technicians see none: a snapshot shows people.
 """
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ from fastapi.responses import FileResponse
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from central import evidence, reviews
+from central import evidence
 from central.api.deps import Engine, EvidenceReader
+from central.reporting import reviews
 from central.security.access import Area, Reach, reach
 from central.security.tokens import Principal
 from central.store.schema import events

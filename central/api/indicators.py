@@ -11,11 +11,10 @@ from fastapi import APIRouter, HTTPException, Query, Request, status
 from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy import func, select
 
-from central import scorecard
 from central.api.correlation_scope import calendar_for, period, scope_of
 from central.api.deps import Engine, EvaluationReader, SetupReader, SetupWriter
-from central.correlation import facts, halls
-from central.correlation.halls import SetupText
+from central.reporting import facts, halls, scorecard
+from central.reporting.halls import SetupText
 from central.rules.indicators import DateRange, Grouping, Indicators, Ratio
 from central.rules.workdays import CalendarError
 from central.security.access import Area

@@ -16,9 +16,9 @@ from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from central import flagged, scorecard
 from central.api.deps import Engine, OverviewCaller
 from central.cases.context import bound
+from central.reporting import flagged, scorecard
 from central.rules.indicators import DateRange, Grouping, GroupKey, Ratio
 from central.rules.timelimit import LadderStage
 from central.rules.workdays import CalendarError, WorkCalendar, business_date

@@ -9,11 +9,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Path, Query, status
 from pydantic import BaseModel, Field
 
-from central import evidence, flagged, reviews
+from central import evidence
 from central.api.deps import Engine, EvaluationReader, ReviewDecider, ReviewLogReader
 from central.api.evidence import image_url
 from central.api.overview import FIRST_DAY, LAST_DAY
-from central.reviews import Decision, ReviewError
+from central.reporting import flagged, reviews
+from central.reporting.reviews import Decision, ReviewError
 from central.rules.workdays import business_date
 from central.security.tokens import Principal
 from hallkit.clock import utc_now

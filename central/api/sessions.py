@@ -18,8 +18,8 @@ from central.api.correlation_scope import (
     scope_of,
 )
 from central.api.deps import Engine, EvaluationReader
-from central.correlation import halls
 from central.correlation.sessions import Outcome
+from central.reporting import halls
 from central.store.schema import cases
 from central.store.schema_correlation import presence_periods, service_sessions
 

@@ -88,7 +88,7 @@ def hall_setup(
     staff names (shown beside staff numbers)."""
     from pydantic import ValidationError
 
-    from central.correlation import halls
+    from central.reporting import halls
     from hallkit.configtext import parse_yaml_model
 
     cfg = load_config(config, logs="warnings")

@@ -21,11 +21,12 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from central.config import CentralConfig
-from central.correlation import followups, halls, intake, store
+from central.correlation import followups, intake, store
 from central.correlation.camera_presence import combine, seen_present
 from central.correlation.config import CorrelationConfig, load_config
 from central.correlation.engine import CorrelationDay, correlate
 from central.correlation.sessions import SessionDay, build_sessions
+from central.reporting import halls
 from central.rules.workdays import WorkCalendar, load_overrides
 
 log = logging.getLogger(__name__)

@@ -9,7 +9,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from central.cli import app
-from central.correlation import halls
+from central.reporting import halls
 from central.store.db import make_engine
 
 

@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from central.correlation import halls
+from central.reporting import halls
 from central.rules.indicators import (
     CaseFact,
     CaseStatus,

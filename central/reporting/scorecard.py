@@ -1,5 +1,5 @@
 """Indicators (效能指标) within a caller's scope, for the dashboard's overview, drill-down and
-monthly bulletin: the facts correlation loads from the store (``central.correlation.facts``),
+monthly bulletin: the facts correlation loads from the store (``central.reporting.facts``),
 narrowed to a window or a staff member for drilling down, and split by day for trends.
 
 Scope follows the API's: supervisors and technicians every hall; a hall manager the hall; a
@@ -16,8 +16,8 @@ from typing import Any
 from sqlalchemy import exists, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from central.correlation import facts as correlation_facts
-from central.correlation.facts import Facts
+from central.reporting import facts as correlation_facts
+from central.reporting.facts import Facts
 from central.rules.indicators import DateRange, Grouping, GroupKey, Indicators
 from central.rules.workdays import WorkCalendar, business_date, day_start
 from central.security.access import Area, case_filter, hall_filter

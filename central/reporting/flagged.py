@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from sqlalchemy import and_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from central.reviews import GATEWAY_FLAGS, KEY_KIND, current_ids
+from central.reporting.reviews import GATEWAY_FLAGS, KEY_KIND, current_ids
 from central.rules.workdays import business_date, day_start
 from central.security.access import Area, may
 from central.security.tokens import Principal, Role

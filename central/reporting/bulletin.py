@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from central import scorecard
+from central.reporting import scorecard
 from central.rules.indicators import DateRange, Grouping, GroupKey, Indicators, Ratio
 from central.rules.scale import DeviceKey
 from central.rules.timelimit import LadderStage
