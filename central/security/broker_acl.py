@@ -22,15 +22,15 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from central.security.atomic_files import write_atomic as _write_atomic
 from central.security.ca import (
-    PkiStore,
     Role,
     bridge_username,
     central_username,
     feeder_username,
     parse_username,
 )
-from central.security.ca import write_atomic as _write_atomic
+from central.security.ca_store import PkiStore
 from protocols.provisioning import gateway_username
 from protocols.topics import Channel, check_id, subscription
 

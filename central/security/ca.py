@@ -18,25 +18,19 @@ certificate the CA ever signed, whereas dropping a revoked gateway's block takes
 *open* connection at the next SIGHUP. Revocation = CRL + ACL + one SIGHUP
 (deploy/mosquitto/README.md has the measurements).
 
-``PkiStore`` keeps the CA and a ledger of every certificate issued (like openssl's index.txt),
-so that re-provisioning a gateway revokes the certificate it replaces.
+The CA on disk, with its ledger of every certificate issued and the CRL, is
+``central.security.ca_store.PkiStore``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-import fcntl
 import ipaddress
-import json
-import os
 import re
-import secrets
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -44,6 +38,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from central.security.atomic_files import write_private, write_public
 from protocols.provisioning import GATEWAY_PREFIX, gateway_username
 
 # A hall's gateway is installed once and should not need a visit for its certificate: five
@@ -369,275 +364,6 @@ def issue_gateway_identity(ca: CertificateAuthority, hall: str, gateway: str) ->
     Prefer ``PkiStore.issue_gateway``, which records it so that it can be revoked.
     """
     return ca.issue_gateway(hall, gateway)
-
-
-# -- the ledger ----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class IssuedCertificate:
-    serial: int
-    common_name: str
-    role: Role
-    issued_at: dt.datetime
-    not_after: dt.datetime
-    revoked_at: dt.datetime | None = None
-    reason: str = ""
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "serial": f"{self.serial:x}",
-            "cn": self.common_name,
-            "role": str(self.role),
-            "issued_at": self.issued_at.isoformat(),
-            "not_after": self.not_after.isoformat(),
-            "revoked_at": self.revoked_at.isoformat() if self.revoked_at else None,
-            "reason": self.reason,
-        }
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> IssuedCertificate:
-        revoked = data.get("revoked_at")
-        return cls(
-            serial=int(data["serial"], 16),
-            common_name=data["cn"],
-            role=Role(data["role"]),
-            issued_at=dt.datetime.fromisoformat(data["issued_at"]),
-            not_after=dt.datetime.fromisoformat(data["not_after"]),
-            revoked_at=dt.datetime.fromisoformat(revoked) if revoked else None,
-            reason=data.get("reason", ""),
-        )
-
-    def active(self, at: dt.datetime) -> bool:
-        return self.revoked_at is None and at <= self.not_after
-
-
-class PkiStore:
-    """A CA on disk with its ledger::
-
-        ca.crt  ca.key (0600)  issued.json  crl.pem  certs/<serial hex>.pem  .lock
-
-    Every change takes an exclusive lock, so concurrent provisioning commands cannot lose
-    each other's ledger entries.
-    """
-
-    CA_CERT = "ca.crt"
-    CA_KEY = "ca.key"
-    LEDGER = "issued.json"
-    CRL = "crl.pem"
-
-    def __init__(self, directory: Path, ca: CertificateAuthority) -> None:
-        self.directory = directory
-        self.ca = ca
-
-    @classmethod
-    def create(cls, directory: Path, name: str = "Hallwatch CA") -> PkiStore:
-        directory.mkdir(parents=True, exist_ok=True)
-        os.chmod(directory, 0o700)
-        if (directory / cls.CA_KEY).exists():
-            raise PkiError(f"a CA already exists in {directory}")
-        ca = CertificateAuthority.create(name)
-        ca.save(directory / cls.CA_CERT, directory / cls.CA_KEY)
-        store = cls(directory, ca)
-        with store._locked():
-            store._write_ledger({"v": 1, "crl_number": 0, "certificates": []})
-        store.write_crl()  # the broker refuses everyone if crlfile is missing or unreadable
-        return store
-
-    @classmethod
-    def open(cls, directory: Path) -> PkiStore:
-        ca = CertificateAuthority.load(directory / cls.CA_CERT, directory / cls.CA_KEY)
-        return cls(directory, ca)
-
-    @classmethod
-    def open_or_create(cls, directory: Path, name: str = "Hallwatch CA") -> PkiStore:
-        if (directory / cls.CA_KEY).exists():
-            return cls.open(directory)
-        return cls.create(directory, name)
-
-    @property
-    def ca_cert_path(self) -> Path:
-        return self.directory / self.CA_CERT
-
-    @property
-    def crl_path(self) -> Path:
-        return self.directory / self.CRL
-
-    # -- ledger I/O ----------------------------------------------------------------------
-
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        fd = os.open(self.directory / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)
-
-    def _read_ledger(self) -> dict[str, Any]:
-        path = self.directory / self.LEDGER
-        if not path.exists():
-            return {"v": 1, "crl_number": 0, "certificates": []}
-        data: dict[str, Any] = json.loads(path.read_text())
-        return data
-
-    def _write_ledger(self, data: dict[str, Any]) -> None:
-        write_private(self.directory / self.LEDGER, json.dumps(data, indent=1).encode())
-
-    def issued(self) -> list[IssuedCertificate]:
-        return [IssuedCertificate.from_json(c) for c in self._read_ledger()["certificates"]]
-
-    def _record(self, identity: Identity, role: Role, supersede: bool) -> None:
-        now = _now()
-        with self._locked():
-            ledger = self._read_ledger()
-            if supersede:
-                for entry in ledger["certificates"]:
-                    if entry["cn"] == identity.common_name and entry["revoked_at"] is None:
-                        entry["revoked_at"] = now.isoformat()
-                        entry["reason"] = "superseded"
-            record = IssuedCertificate(
-                identity.serial, identity.common_name, role, now, identity.cert.not_valid_after_utc
-            )
-            ledger["certificates"].append(record.to_json())
-            write_public(self.directory / "certs" / f"{identity.serial:x}.pem", identity.cert_pem())
-            self._write_ledger(ledger)
-
-    # -- issuing -------------------------------------------------------------------------
-
-    def issue_gateway(self, hall: str, gateway: str, supersede: bool = True) -> GatewayIdentity:
-        """Issue and record; by default revoke the certificates this one replaces.
-
-        A replacement gateway gets a new key; the old one (a stolen or broken box) must stop
-        working, so ``write_crl`` and the ACL reload that follow provisioning shut it out.
-        """
-        identity = self.ca.issue_gateway(hall, gateway)
-        self._record(identity, Role.GATEWAY, supersede)
-        return identity
-
-    def issue_central(self, name: str = "main") -> Identity:
-        identity = self.ca.issue_client(central_username(name))
-        self._record(identity, Role.CENTRAL, supersede=False)
-        return identity
-
-    def issue_bridge(self, name: str) -> Identity:
-        identity = self.ca.issue_client(bridge_username(name))
-        self._record(identity, Role.BRIDGE, supersede=False)
-        return identity
-
-    def issue_feeder(self, name: str) -> Identity:
-        identity = self.ca.issue_client(feeder_username(name))
-        self._record(identity, Role.FEEDER, supersede=True)
-        return identity
-
-    def issue_server(self, names: Iterable[str] = ()) -> Identity:
-        identity = self.ca.issue_server(names)
-        self._record(identity, Role.SERVER, supersede=False)
-        return identity
-
-    # -- revoking ------------------------------------------------------------------------
-
-    def revoke_serial(self, serial: int, reason: str = "revoked") -> bool:
-        with self._locked():
-            ledger = self._read_ledger()
-            hit = False
-            for entry in ledger["certificates"]:
-                if int(entry["serial"], 16) == serial and entry["revoked_at"] is None:
-                    entry["revoked_at"] = _now().isoformat()
-                    entry["reason"] = reason
-                    hit = True
-            if hit:
-                self._write_ledger(ledger)
-        return hit
-
-    def revoke_name(self, username: str, reason: str = "revoked") -> list[int]:
-        """Revoke every live certificate with this CN; returns their serials."""
-        parse_username(username)
-        with self._locked():
-            ledger = self._read_ledger()
-            serials = []
-            for entry in ledger["certificates"]:
-                if entry["cn"] == username and entry["revoked_at"] is None:
-                    entry["revoked_at"] = _now().isoformat()
-                    entry["reason"] = reason
-                    serials.append(int(entry["serial"], 16))
-            if serials:
-                self._write_ledger(ledger)
-        return serials
-
-    def revoke_gateway(self, hall: str, gateway: str, reason: str = "revoked") -> list[int]:
-        return self.revoke_name(gateway_username(hall, gateway), reason)
-
-    def revoked(self) -> list[RevokedCertificate]:
-        return [
-            RevokedCertificate(c.serial, c.revoked_at)
-            for c in self.issued()
-            if c.revoked_at is not None
-        ]
-
-    def is_revoked(self, serial: int) -> bool:
-        return any(c.serial == serial and c.revoked_at is not None for c in self.issued())
-
-    def active_names(self, role: Role | None = None) -> set[str]:
-        """CNs with at least one unrevoked, unexpired certificate (who may use the broker)."""
-        now = _now()
-        return {
-            c.common_name
-            for c in self.issued()
-            if c.active(now) and (role is None or c.role is role)
-        }
-
-    def write_crl(self, path: Path | None = None) -> x509.CertificateRevocationList:
-        """Re-issue the CRL with a new number; written to ``path`` and to the store."""
-        with self._locked():
-            ledger = self._read_ledger()
-            ledger["crl_number"] = int(ledger.get("crl_number", 0)) + 1
-            revoked = [
-                RevokedCertificate(int(c["serial"], 16), dt.datetime.fromisoformat(c["revoked_at"]))
-                for c in ledger["certificates"]
-                if c["revoked_at"] is not None
-            ]
-            crl = self.ca.crl(revoked, ledger["crl_number"])
-            self._write_ledger(ledger)
-            # Inside the lock: a slower writer must not put an older CRL over a newer one.
-            pem = crl.public_bytes(serialization.Encoding.PEM)
-            write_public(self.crl_path, pem)
-            if path is not None and path != self.crl_path:
-                write_public(path, pem)
-        return crl
-
-
-# -- files ---------------------------------------------------------------------------------
-
-
-def write_private(path: Path, data: bytes) -> None:
-    """Write a secret atomically, readable by its owner only (0600 from the first byte)."""
-    write_atomic(path, data, 0o600)
-
-
-def write_public(path: Path, data: bytes) -> None:
-    write_atomic(path, data, 0o644)
-
-
-def write_atomic(path: Path, data: bytes, mode: int) -> None:
-    """Temp file in the same directory, fsync, rename, fsync the directory."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
-    try:
-        os.fchmod(fd, mode)  # the umask may have narrowed it, a stale temp file widened it
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def load_certificate(path: Path) -> x509.Certificate:

@@ -19,7 +19,7 @@ from sqlalchemy import func, select
 from central.gateways.command_signing import load_or_create_signing_key, public_key_pem
 from central.ingest import Ingestor
 from central.registry import register
-from central.security.ca import PkiStore
+from central.security.ca_store import PkiStore
 from central.store.db import make_engine
 from central.store.migrate import upgrade
 from central.store.schema import events

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from central.security.ca import PkiStore
+from central.security.ca_store import PkiStore
 from edge.config import GatewayConfig
 
 BIN = Path(sys.executable).parent

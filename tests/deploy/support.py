@@ -36,7 +36,8 @@ from central.security.broker_acl import (
     sync_broker,
     write_password_file,
 )
-from central.security.ca import Identity, PkiStore, central_username, feed_name
+from central.security.ca import Identity, central_username, feed_name
+from central.security.ca_store import PkiStore
 from tests.support.broker import MOSQUITTO, free_port, wait_port
 
 WAIT = 5.0  # generous: the machine is shared; no assertion depends on speed

@@ -402,7 +402,7 @@ def test_a_replacement_gateway_continues_the_numbering(tmp_path: Path) -> None:
 
 
 async def _replacement(tmp_path: Path) -> None:
-    from central.security.ca import PkiStore
+    from central.security.ca_store import PkiStore
     from central.store.db import make_engine
     from central.store.migrate import upgrade
     from edge.provisioning import read_bundle

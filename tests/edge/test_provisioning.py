@@ -14,7 +14,8 @@ import pytest
 
 from central.gateways.bundle import bundle_files, write_bundle
 from central.gateways.command_signing import generate_signing_key, public_key_pem
-from central.security.ca import CertificateAuthority, PkiStore
+from central.security.ca import CertificateAuthority
+from central.security.ca_store import PkiStore
 from edge.commands import load_public_key
 from edge.provisioning import BundleError, apply_bundle, load_installed, validate_bundle
 from protocols.provisioning import GATEWAY_CERT, GATEWAY_KEY, MANIFEST

@@ -22,7 +22,7 @@ from central.security.broker_acl import (
     render_tls_config,
     sync_broker,
 )
-from central.security.ca import PkiStore
+from central.security.ca_store import PkiStore
 from protocols.topics import TopicError
 
 

@@ -1,5 +1,5 @@
-"""central.security.ca: the CA, its certificates, the ledger and the CRL; openssl as an outside
-judge."""
+"""central.security.ca and ca_store: the CA, its certificates, the ledger and the CRL; openssl
+as an outside judge."""
 
 from __future__ import annotations
 
@@ -15,17 +15,17 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from central.security.atomic_files import write_private
 from central.security.ca import (
     CertificateAuthority,
     PkiError,
-    PkiStore,
     Role,
     bridge_username,
     central_username,
     issue_gateway_identity,
     parse_username,
-    write_private,
 )
+from central.security.ca_store import PkiStore
 from protocols.provisioning import gateway_username
 from protocols.topics import TopicError
 
