@@ -14,8 +14,8 @@ from fastapi.responses import FileResponse
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from central import evidence
 from central.api.deps import Engine, EvidenceReader
+from central.records import evidence
 from central.reporting import reviews
 from central.security.access import Area, Reach, reach
 from central.security.tokens import Principal

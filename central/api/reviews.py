@@ -9,10 +9,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Path, Query, status
 from pydantic import BaseModel, Field
 
-from central import evidence
 from central.api.deps import Engine, EvaluationReader, ReviewDecider, ReviewLogReader
 from central.api.evidence import image_url
 from central.api.overview import FIRST_DAY, LAST_DAY
+from central.records import evidence
 from central.reporting import flagged, reviews
 from central.reporting.reviews import Decision, ReviewError
 from central.rules.workdays import business_date

@@ -303,7 +303,7 @@ def backup_cmd(
     config: ConfigOption = None,
 ) -> None:
     """Back up the database (online), the CA and the command signing key into OUT."""
-    from central.backup import BackupError, backup
+    from central.records.backup import BackupError, backup
 
     cfg = load_config(config, logs="untouched")
     try:
@@ -327,7 +327,7 @@ def restore_cmd(
     config: ConfigOption = None,
 ) -> None:
     """Restore a backup; refuses a non-empty database without --force."""
-    from central.backup import BackupError, restore
+    from central.records.backup import BackupError, restore
 
     cfg = load_config(config, logs="untouched")
     try:

@@ -1,8 +1,9 @@
 """Evidence files central holds: snapshots uploaded by the gateways, verified against the
 SHA-256 they journaled, and the uploads refused (tampering or corruption, kept in quarantine).
 
-The bytes live on disk under the data dir, content-addressed by SHA-256 (central/evidence.py);
-these tables say which gateway event each file belongs to, for scoping and the review page.
+The bytes live on disk under the data dir, content-addressed by SHA-256
+(central/records/evidence.py); these tables say which gateway event each file belongs to, for
+scoping and the review page.
 """
 
 from __future__ import annotations

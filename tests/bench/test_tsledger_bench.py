@@ -17,13 +17,13 @@ from typing import Any
 
 import pytest
 
-from central import ledger
 from central.config import TimeseriesConfig
 from central.ingest import Ingestor
+from central.records import ledger
+from central.records.timeseries import TimeseriesSink
 from central.registry import register
 from central.store.db import make_engine
 from central.store.migrate import upgrade
-from central.timeseries import TimeseriesSink
 from tests.support.hallevents import Gateway, key_press, queue
 from tests.support.victoria import Victoria
 

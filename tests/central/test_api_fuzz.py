@@ -23,8 +23,8 @@ from central.security.tokens import Role, create_token
 from central.store.db import make_engine
 from central.store.migrate import upgrade
 from central.store.schema import api_tokens
-from tests.central.test_ledger import store_case
-from tests.central.test_timeseries import scenario
+from tests.central.records.test_ledger import store_case
+from tests.central.records.test_timeseries import scenario
 from tests.support.hallevents import Gateway
 
 EXAMPLES = 25  # per operation: the whole run stays well under a minute on two cores
@@ -68,7 +68,7 @@ def tokens_and_app(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, 
     data_dir = tmp_path_factory.mktemp("data")
     app.state.cases = CaseContext.from_config(CentralConfig(database_url=url, data_dir=data_dir))
     # and the evidence vault the aggregator binds for GET /api/v1/evidence/{sha256}
-    from central.evidence import EvidenceVault
+    from central.records.evidence import EvidenceVault
 
     app.state.evidence = EvidenceVault.in_data_dir(data_dir)
     return tokens, app

@@ -15,12 +15,13 @@ from typing import Any
 import httpx
 import pytest
 
-from central import ladder_job, ledger, timeseries
+from central import ladder_job
 from central.api.app import create_app
 from central.config import CentralConfig
 from central.correlation import job as correlation_job
 from central.gateways import command_queue
 from central.ingest import Incoming
+from central.records import ledger, timeseries
 from central.registry import register
 from central.security.tokens import Role, create_token
 from central.service import Aggregator

@@ -15,11 +15,11 @@ import yaml
 
 from central.config import TimeseriesConfig
 from central.ingest import Ingestor
+from central.records.timeseries import METRICS, TimeseriesSink
 from central.registry import register
 from central.store.db import make_engine
 from central.store.migrate import upgrade
-from central.timeseries import METRICS, TimeseriesSink
-from tests.central.test_timeseries import at, scenario, state_message
+from tests.central.records.test_timeseries import at, scenario, state_message
 from tests.support.hallevents import Gateway
 from tests.support.victoria import Victoria
 

@@ -21,7 +21,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from central.api.app import create_app
-from central.evidence import EvidenceVault
+from central.records.evidence import EvidenceVault
 from central.security.tokens import Role, create_token
 from central.store.db import make_engine
 from firmware_bridges.camera.simulator import FrameFeed, MjpegServer, hall_scene

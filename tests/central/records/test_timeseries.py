@@ -18,11 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from central.config import TimeseriesConfig
 from central.ingest import Incoming, Ingestor
-from central.registry import register
-from central.store.db import make_engine
-from central.store.migrate import upgrade
-from central.store.schema_tsledger import timeseries_progress
-from central.timeseries import (
+from central.records.timeseries import (
     ALLOWED_TAGS,
     METRICS,
     Deriver,
@@ -31,6 +27,10 @@ from central.timeseries import (
     make_sample,
     run_forever,
 )
+from central.registry import register
+from central.store.db import make_engine
+from central.store.migrate import upgrade
+from central.store.schema_tsledger import timeseries_progress
 from protocols import topics
 from tests.support.hallevents import Gateway, health, key_press, queue
 from tests.support.victoria import Victoria

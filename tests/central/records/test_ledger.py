@@ -18,9 +18,9 @@ from sqlalchemy import delete, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 from typer.testing import CliRunner
 
-from central import ledger
 from central.ingest import Incoming, Ingestor
-from central.ledger import Problem, Record
+from central.records import ledger
+from central.records.ledger import Problem, Record
 from central.registry import register
 from central.store.db import make_engine
 from central.store.migrate import upgrade
