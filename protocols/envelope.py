@@ -38,10 +38,7 @@ EPOCH_PATTERN = BOOT_PATTERN
 MAX_SEQ_ADVANCE = 2**32
 
 
-_Model = WireModel
-
-
-class EventRecord(_Model):
+class EventRecord(WireModel):
     """One journaled event. Identified by (gateway, seq), never by its time."""
 
     seq: Seq = Field(description="gateway sequence number: 1, 2, 3, … gapless")
@@ -55,7 +52,7 @@ class EventRecord(_Model):
     body: dict[str, Any] = Field(description="kind-specific payload, see protocols.events")
 
 
-class EventBatch(_Model):
+class EventBatch(WireModel):
     """gateway → central on hw/v1/{hall}/{gateway}/events.
 
     ``events`` are consecutive sequence numbers. ``lost_from``, when present, says that the
@@ -97,7 +94,7 @@ class EventBatch(_Model):
         return self.events[-1].seq
 
 
-class Ack(_Model):
+class Ack(WireModel):
     """central → gateway on hw/v1/{hall}/{gateway}/ack.
 
     ``committed_through``: every seq ≤ this is committed (or recorded lost) at central; the
@@ -123,7 +120,7 @@ class Ack(_Model):
     )
 
 
-class JournalState(_Model):
+class JournalState(WireModel):
     head_seq: Count = Field(description="highest seq journaled")
     acked_seq: Count = Field(description="highest seq central acknowledged")
     backlog: Count = Field(description="journaled, not yet acknowledged")
@@ -133,7 +130,7 @@ class JournalState(_Model):
     dropped_unacked: Count = Field(description="events ever discarded before their ack")
 
 
-class TaskStatus(_Model):
+class TaskStatus(WireModel):
     """One supervised long-running task of the gateway (its uplink, device supervisors …)."""
 
     state: Literal["running", "restarting", "failed", "stopped"]
@@ -142,7 +139,7 @@ class TaskStatus(_Model):
     error_at: UtcTime | None = None
 
 
-class GatewayState(_Model):
+class GatewayState(WireModel):
     """gateway → central on hw/v1/{hall}/{gateway}/state, retained.
 
     Published as the birth message on every connect and periodically; the Last Will carries
