@@ -80,8 +80,12 @@ def test_gateway_kill9_twenty_times_under_full_load(
         for round_no in range(20):
             before = len(procs.read_witness(witness))
             gw = procs.edge(cfg, tmp_path / "edge.log")
+
+            def witnessed_more(than: int = before) -> bool:
+                return len(procs.read_witness(witness)) > than
+
             procs.wait_until(
-                lambda b=before: len(procs.read_witness(witness)) > b,
+                witnessed_more,
                 30,
                 f"round {round_no}: the generator to get going",
             )

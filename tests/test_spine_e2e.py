@@ -72,7 +72,11 @@ def test_two_aggregators_share_the_stream_exactly_once(broker: Broker, tmp_path:
     ]
     try:
         for g in ("gw1", "gw2"):
-            procs.wait_until(lambda g=g: procs.stored(url, g)[2] >= 15_001, 90, f"{g} delivered")
+
+            def delivered(gateway: str = g) -> bool:
+                return procs.stored(url, gateway)[2] >= 15_001
+
+            procs.wait_until(delivered, 90, f"{g} delivered")
             seqs, _, committed = procs.stored(url, g)
             assert seqs == list(range(1, committed + 1))
         logs = [(tmp_path / f"central{i}.log").read_text() for i in (1, 2)]

@@ -120,13 +120,13 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{name:<6} {path:<44} {figure:>26.2f} {rss / 2**20:>8.0f} MiB")
             if rtsp_reason is None:
                 location = feed.write_sequence(workdir / f"frames-{name}")
-                server = RtspServer(location, fps=SOURCE_FPS).start()
+                rtsp = RtspServer(location, fps=SOURCE_FPS).start()
                 try:
                     figure, rss = asyncio.run(
-                        in_workers(server.url, args.cameras, args.seconds, workdir)
+                        in_workers(rtsp.url, args.cameras, args.seconds, workdir)
                     )
                 finally:
-                    server.stop()
+                    rtsp.stop()
                 path = f"{args.cameras} workers, RTSP H.264 (grab all, convert used)"
                 print(f"{name:<6} {path:<44} {figure:>26.2f} {rss / 2**20:>8.0f} MiB")
     if rtsp_reason is not None:

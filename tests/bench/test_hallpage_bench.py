@@ -15,6 +15,7 @@ import random
 import statistics
 import time
 from collections import defaultdict
+from functools import partial
 from pathlib import Path
 
 import psutil
@@ -75,7 +76,7 @@ def test_key_to_tile_latency_with_four_pages_watching(tmp_path: Path) -> None:
         while time.monotonic() - started < DURATION_S:
             window = rng.randint(1, WINDOWS)
             presses[window].append(time.time())
-            hall.sims.call(lambda w=window: hall.bus.press(hall.addr(w), rng.randint(1, 6)))
+            hall.sims.call(partial(hall.bus.press, hall.addr(window), rng.randint(1, 6)))
             n += 1
             time.sleep(max(0.0, started + n / RATE - time.monotonic()))
         elapsed = time.monotonic() - started

@@ -63,7 +63,7 @@ async def test_acknowledged_round_trips(kind: str, tmp_path: Path) -> None:
     link = {"pty_dir": tmp_path} if kind == "pty" else {"tcp_port": 0}
     rounds, per_round = 5, 1000  # one full machine buffer per round
     async with (
-        QueueMachineSimulator(**link, heartbeat_interval=None) as machine,  # type: ignore[arg-type]
+        QueueMachineSimulator(**link, heartbeat_interval=None) as machine,
         QueueFeed(machine.address) as feed,
     ):
 

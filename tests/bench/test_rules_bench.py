@@ -34,7 +34,7 @@ def _clocks(rng: random.Random, n: int) -> list[CaseClock]:
             minutes=rng.randrange(0, 8 * 60)
         )
         legal = rng.choice([0, 1, 3, 5, 10, 20])
-        suspensions = ()
+        suspensions: tuple[Suspension, ...] = ()
         if rng.random() < 0.1:
             start = accepted + dt.timedelta(days=rng.randrange(1, 10))
             suspensions = (Suspension(start=start, end=start + dt.timedelta(days=3)),)

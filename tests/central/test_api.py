@@ -43,8 +43,16 @@ async def client(engine: AsyncEngine) -> AsyncIterator[httpx.AsyncClient]:
         yield c
 
 
-async def bearer(engine: AsyncEngine, role: Role, **scope: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {await create_token(engine, role, **scope)}"}
+async def bearer(
+    engine: AsyncEngine,
+    role: Role,
+    *,
+    hall: str | None = None,
+    department: str | None = None,
+    label: str = "",
+) -> dict[str, str]:
+    token = await create_token(engine, role, hall=hall, department=department, label=label)
+    return {"Authorization": f"Bearer {token}"}
 
 
 async def test_no_or_bad_token_is_refused(client: httpx.AsyncClient) -> None:

@@ -206,8 +206,12 @@ class Journal(Batches):
             if sent < self.size and sent - committed < WINDOW:
                 sent = min(self.publish(self.client, sent + 1), self.size)
                 continue
+
+            def acked_more(seen: int = committed) -> bool:
+                return self.committed > seen
+
             with self._acked:
-                self._acked.wait_for(lambda seen=committed: self.committed > seen, 0.2)
+                self._acked.wait_for(acked_more, 0.2)
         return time.monotonic() - start
 
 

@@ -20,7 +20,7 @@ import json
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -36,7 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from central.api.app import create_app
 from central.config import BrokerConfig, CentralConfig, IngestConfig
 from central.correlation import job as correlation_job
-from central.ingest import Incoming
+from central.ingest import AckDecision, Incoming
 from central.security.tokens import Role
 from central.service import Aggregator
 from central.store.schema import events, gateways, quarantine
@@ -336,7 +336,7 @@ class Processed:
         self._cond = threading.Condition()
         ingest = aggregator.ingestor.ingest
 
-        async def spy(messages: list[Incoming]) -> Any:
+        async def spy(messages: Sequence[Incoming]) -> list[AckDecision]:
             try:
                 return await ingest(messages)
             finally:

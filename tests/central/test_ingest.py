@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
+from typing import TypedDict, Unpack
 
 import pytest
 from sqlalchemy import func, select
@@ -19,6 +20,16 @@ from protocols import topics
 
 BOOT = "ab" * 16
 T0 = datetime(2026, 11, 20, 1, 2, 3, 456000, tzinfo=UTC)
+
+
+class EventFields(TypedDict, total=False):
+    """What a test may set on the events of ``message``: ``event``'s keywords."""
+
+    utc: datetime
+    kind: str
+    body: object
+    synced: bool
+    mono_ns: int | None
 
 
 def event(
@@ -49,7 +60,7 @@ def message(
     topic_hall: str | None = None,
     lost_from: int | None = None,
     epoch: str | None = None,
-    **kw: object,
+    **kw: Unpack[EventFields],
 ) -> Incoming:
     doc: dict[str, object] = {
         "v": 1,
@@ -57,7 +68,7 @@ def message(
         "gateway": gateway,
         "sender_boot": BOOT,
         "events": [event(s, **kw) for s in seqs],
-    }  # type: ignore[arg-type]
+    }
     if lost_from is not None:
         doc["lost_from"] = lost_from
     if epoch is not None:
@@ -144,9 +155,7 @@ async def test_reported_loss_is_recorded_and_closes_the_gap(engine: AsyncEngine)
     ],
 )
 async def test_invalid_messages_are_quarantined_with_reason(
-    engine: AsyncEngine,
-    build,
-    reason: str,  # type: ignore[no-untyped-def]
+    engine: AsyncEngine, build: Callable[[], Incoming], reason: str
 ) -> None:
     ingestor = Ingestor(engine)
     acks = await ingestor.ingest([build()])
@@ -304,7 +313,7 @@ async def test_seq_again_with_other_content_is_quarantined_and_raised_never_igno
     assert alarms_kinds(await alarms(engine, "gw1")) == {"seq_conflict": 1}
     async with engine.connect() as conn:
         row = (await conn.execute(select(quarantine))).one()
-        body = (await conn.execute(select(events.c.body).where(events.c.seq == 2))).scalar()
+        body = (await conn.execute(select(events.c.body).where(events.c.seq == 2))).scalar_one()
     assert "seq 2 arrived again with other content" in row.reason
     assert json.loads(row.payload)["events"][1]["body"]["n"] == 200 and body["n"] == 2
 
@@ -373,7 +382,7 @@ async def test_quarantine_is_bounded_per_gateway_oldest_first_counted(
     for msg in [*junk, *big]:
         await ingestor.ingest([msg])
     async with engine.connect() as conn:
-        kept = dict(
+        kept: dict[str, int] = dict(
             (
                 await conn.execute(
                     select(quarantine.c.gateway_id, func.count()).group_by(quarantine.c.gateway_id)

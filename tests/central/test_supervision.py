@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy.pool import QueuePool
 
 from central import ladder_job
 from central.api.app import create_app
@@ -131,7 +132,8 @@ async def test_a_task_given_up_still_lets_stop_close_everything(
     assert aggregator.failure == "ledger: RuntimeError: always"
     await aggregator.stop()  # used to re-raise the task's error and skip the rest
     assert aggregator.consumer.record.state == "stopped"
-    assert aggregator.engine.pool.checkedout() == 0
+    pool = aggregator.engine.pool
+    assert isinstance(pool, QueuePool) and pool.checkedout() == 0
 
 
 async def test_a_bad_correlation_file_stops_the_start_naming_file_and_line(

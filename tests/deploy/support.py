@@ -258,7 +258,7 @@ class Peer:
 
     def _on_message(self, client: Any, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         with self._lock:
-            self.messages.append((msg.topic, msg.payload, bool(msg.retain)))
+            self.messages.append((msg.topic, bytes(msg.payload), bool(msg.retain)))
 
     def _on_publish(self, client: Any, userdata: Any, mid: int, rc: ReasonCode, props: Any) -> None:
         self.pubacks[mid] = rc
@@ -291,7 +291,7 @@ class Peer:
 
     def subscribe(self, topic_filter: str, qos: int = 1) -> list[ReasonCode]:
         rc, mid = self.client.subscribe(topic_filter, qos)
-        assert rc == mqtt.MQTT_ERR_SUCCESS
+        assert rc == mqtt.MQTT_ERR_SUCCESS and mid is not None
         wait_until(lambda: mid in self.subacks, what=f"SUBACK for {topic_filter}")
         return self.subacks[mid]
 

@@ -149,7 +149,11 @@ def test_gateway_will_cannot_land_in_another_hall(tier: Tier) -> None:
             sock = gw.client.socket()
             assert isinstance(sock, socket.socket)
             sock.close()  # no DISCONNECT: the broker must send the will
-            wait_until(lambda c=closed: tier.broker.log.count("closed its connection") > c)
+
+            def closed_again(before: int = closed) -> bool:
+                return tier.broker.log.count("closed its connection") > before
+
+            wait_until(closed_again)
             with peers(tier.connected("A")) as (again,):
                 barrier(again, central, topic(*A, Channel.EVENTS))
         assert b"own will" in central.received(topic(*A, Channel.STATE))

@@ -52,9 +52,11 @@ async def test_consumer_and_case_feed_connect_once_each_under_their_own_names(
     await aggregator.start()
     try:
         for name in ("central.main", "central.main-cases"):
-            await asyncio.to_thread(
-                wait_until, lambda n=name: f"as {n} " in broker.log, 30, f"{name} connected"
-            )
+
+            def connected(client: str = name) -> bool:
+                return f"as {client} " in broker.log
+
+            await asyncio.to_thread(wait_until, connected, 30, f"{name} connected")
         # an absence needs a window: sharing one certificate, they knocked each other off
         # about once a second
         await asyncio.sleep(3)

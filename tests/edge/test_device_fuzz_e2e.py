@@ -16,6 +16,7 @@ import random
 import re
 from collections import Counter
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -136,7 +137,7 @@ def test_fuzzed_device_text_is_stored_and_nothing_is_stuck(
     sims.run(bus.start())
     sims.run(qm.__aenter__())
     for i in range(N_EVALUATORS):
-        sims.call(lambda i=i: bus.add(0x81 + i))
+        sims.call(partial(bus.add, 0x81 + i))
     # the hall's own staff names carry junk too: the gateway shows them on the evaluators
     names = {"100233": "张\x00三\x1b", "100234": "不动产\u0085"}
     config = procs.edge_config(
@@ -165,20 +166,20 @@ def test_fuzzed_device_text_is_stored_and_nothing_is_stuck(
             fields, dirty = fuzzed_fields(rng, kind, 1 + n % N_EVALUATORS)
             mseq = sims.call(qm.take_mseq)
             line = qm_line(mseq, kind, fields)
-            sims.call(lambda line=line, mseq=mseq: qm.send_raw(line, mseq=mseq))
+            sims.call(partial(qm.send_raw, line, mseq=mseq))
             sent[mseq] = (line[:-2], dirty)
             if n % 3 == 0:  # another host's frames with junk names and staff numbers
                 addr = 0x81 + rng.randrange(N_EVALUATORS)
                 data = bytes([1 + n % 255, 30]) + junk(rng)[:6].ljust(6, b"\x00") + junk(rng)
                 cmd = CMD_INVITE if n % 2 else CMD_SHOW_STAFF
                 frame = build_frame(addr, cmd, data[:28] if cmd == CMD_INVITE else data[2:28])
-                sims.call(lambda frame=frame: bus.transmit(frame, corruptible=False))
+                sims.call(partial(bus.transmit, frame, corruptible=False))
                 sims.call(lambda: bus.inject_noise(8))
             if n % 2 == 0:
-                sims.call(lambda n=n: bus.press(0x81 + n % N_EVALUATORS, 1 + n % 6))
+                sims.call(partial(bus.press, 0x81 + n % N_EVALUATORS, 1 + n % 6))
         for mseq in OUT_OF_RANGE:
             line = qm_line(mseq, "CL", [b"A031", b"1", TIME])
-            sims.call(lambda line=line, mseq=mseq: qm.send_raw(line, mseq=mseq))
+            sims.call(partial(qm.send_raw, line, mseq=mseq))
             sent[mseq] = (line[:-2], False)
         mseq = sims.call(qm.take_mseq)  # a service name past the line bound
         line = qm_line(mseq, "TK", [b"A032", b"A01", TIME, b"4", "登记".encode() * 200])

@@ -14,6 +14,7 @@ import sqlite3
 import time
 from collections import Counter
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -127,7 +128,7 @@ def hall(tmp_path: Path, broker: Broker) -> Iterator[Hall]:
         # collisions damage 8% of device frames and 8% of our echoes go unheard: retransmissions
         h = Hall(tmp_path, broker, sims, corrupt_rate=0.08, host_loss_rate=0.08)
         for i in range(N_EVALUATORS):
-            sims.call(lambda i=i: h.bus.add(0x81 + i, ignore_echoes=1 if i % 4 == 0 else 0))
+            sims.call(partial(h.bus.add, 0x81 + i, ignore_echoes=1 if i % 4 == 0 else 0))
         try:
             yield h
         finally:
@@ -156,7 +157,7 @@ def test_sixteen_evaluators_under_load_every_echoed_key_once(hall: Hall) -> None
     presses, started = 0, time.monotonic()
     while time.monotonic() - started < 8:  # aggregate ≈ 30 presses/s over 16 devices
         addr = 0x81 + rng.randrange(N_EVALUATORS)
-        hall.sims.call(lambda a=addr: hall.bus.press(a, rng.randint(1, 6)))
+        hall.sims.call(partial(hall.bus.press, addr, rng.randint(1, 6)))
         presses += 1
         if presses % 10 == 0:
             hall.sims.call(lambda: hall.bus.inject_caller_frame(0x05, 0x41, b"\x01\x02"))
@@ -231,7 +232,7 @@ def test_the_next_start_closes_the_invitation_a_call_does_not(hall: Hall) -> Non
     hall.sims.call(lambda: qm.login(4, "100244"))
     first = hall.sims.call(lambda: qm.issue_ticket("A01")).ticket
     for step in (qm.call, qm.start, qm.finish):
-        hall.sims.call(lambda step=step: step(first, 4))
+        hall.sims.call(partial(step, first, 4))
     procs.wait_until(
         lambda: hall.sims.call(lambda: bool(hall.bus.invitations.get(0x84))),
         10,
@@ -309,7 +310,7 @@ def test_queue_duplicates_after_reconnects_never_duplicate_in_central(hall: Hall
     for round_no in range(3):
         for _ in range(20):
             t = hall.sims.call(lambda: qm.issue_ticket("B02")).ticket
-            hall.sims.call(lambda t=t: qm.call(t, 2))
+            hall.sims.call(partial(qm.call, t, 2))
         hall.sims.run(qm.unplug())  # line pulled: unacked messages stay in its buffer
         time.sleep(0.5)
         hall.sims.run(qm.replug())  # …and are all sent again, plus the 2 s resends

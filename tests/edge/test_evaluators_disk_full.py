@@ -66,7 +66,7 @@ async def test_a_key_refused_by_a_full_disk_counts_when_the_device_sends_it_agai
             assert event.echoed_at is None
             spacer.unlink()  # room again
             await until(
-                lambda: event.echoed_at is not None or event.dropped, "the device's next copy"
+                lambda: event.echoed_at is not None or bool(event.dropped), "the device's next copy"
             )
         finally:
             task.cancel()

@@ -35,14 +35,16 @@ def test_topic_round_trip_and_rejects() -> None:
 
 
 def _event(seq: int) -> str:
-    return EventRecord(
-        seq=seq,
-        utc="2026-11-21T01:00:00Z",
-        mono_ns=1,
-        boot=BOOT,
-        synced=True,
-        kind="gen.sample",
-        body={"n": seq, "run": "r"},
+    return EventRecord.model_validate(
+        {
+            "seq": seq,
+            "utc": "2026-11-21T01:00:00Z",
+            "mono_ns": 1,
+            "boot": BOOT,
+            "synced": True,
+            "kind": "gen.sample",
+            "body": {"n": seq, "run": "r"},
+        }
     ).model_dump_json()
 
 

@@ -8,7 +8,7 @@ import contextlib
 import socket
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import httpx
@@ -19,16 +19,21 @@ import uvicorn
 OTHER_PEER = "127.0.0.2"
 
 
+class _QuietServer(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield  # Ctrl-C stays pytest's: the server stops when the test leaves ``serving``
+
+
 @contextlib.asynccontextmanager
 async def serving(app: Any, host: str = "127.0.0.1") -> AsyncIterator[str]:
     """``app`` served by uvicorn on a free port (no proxy-header rewriting, as deployed)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, 0))
-    server = uvicorn.Server(
+    server = _QuietServer(
         uvicorn.Config(app, log_config=None, access_log=False, lifespan="off", proxy_headers=False)
     )
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
         while not server.started:

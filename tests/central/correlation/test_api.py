@@ -74,8 +74,16 @@ async def setup(engine: AsyncEngine) -> AsyncIterator[Setup]:
         await c.aclose()
 
 
-async def bearer(engine: AsyncEngine, role: Role, **scope: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {await create_token(engine, role, **scope)}"}
+async def bearer(
+    engine: AsyncEngine,
+    role: Role,
+    *,
+    hall: str | None = None,
+    department: str | None = None,
+    label: str = "",
+) -> dict[str, str]:
+    token = await create_token(engine, role, hall=hall, department=department, label=label)
+    return {"Authorization": f"Bearer {token}"}
 
 
 async def evaluations(
@@ -109,7 +117,11 @@ async def test_evaluations_with_sessions_cases_flags_and_paging(
 
     seen, cursor = [], None
     while True:
-        params = {**DATES, "limit": 1, **({"cursor": cursor} if cursor else {})}
+        params: dict[str, str | int] = {
+            **DATES,
+            "limit": 1,
+            **({"cursor": cursor} if cursor else {}),
+        }
         page = (await client.get("/api/v1/evaluations", headers=sup, params=params)).json()
         seen += [(i["gateway"], i["seq"]) for i in page["items"]]
         cursor = page["next_cursor"]
@@ -216,7 +228,11 @@ async def test_sessions_and_presence(setup: Setup, engine: AsyncEngine) -> None:
     assert [s["ticket"] for s in no_show] == ["A002"]
     paged, cursor = [], None
     while True:
-        params = {**DATES, "limit": 3, **({"cursor": cursor} if cursor else {})}
+        params: dict[str, str | int] = {
+            **DATES,
+            "limit": 3,
+            **({"cursor": cursor} if cursor else {}),
+        }
         page = (await client.get("/api/v1/sessions", headers=sup, params=params)).json()
         paged += [s["session_id"] for s in page["items"]]
         cursor = page["next_cursor"]

@@ -10,11 +10,12 @@ from typer.testing import CliRunner
 
 from central.cli import app
 from central.reporting import halls
+from central.rules.indicators import HallSetup
 from central.store.db import make_engine
 
 
-def _stored(url: str) -> dict[str, halls.HallSetup]:
-    async def read() -> dict[str, halls.HallSetup]:
+def _stored(url: str) -> dict[str, HallSetup]:
+    async def read() -> dict[str, HallSetup]:
         engine = make_engine(url)
         try:
             async with engine.connect() as conn:

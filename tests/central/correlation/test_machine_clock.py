@@ -4,6 +4,7 @@ messages resent after an outage are placed by the machine's clock, across drift 
 from __future__ import annotations
 
 import datetime as dt
+from typing import cast
 
 from central.correlation.machine_clock import (
     BUSINESS_TZ,
@@ -23,7 +24,9 @@ class Machine:
     """A machine clock ``skew`` off, running ``drift`` s/s fast; whole seconds, like the feed."""
 
     def __init__(self, skew: dt.timedelta, drift: float = 0.0) -> None:
-        self.skew, self.drift, self.reset_at, self.reset_by = skew, drift, None, dt.timedelta()
+        self.skew, self.drift = skew, drift
+        self.reset_at: dt.datetime | None = None
+        self.reset_by = dt.timedelta()
 
     def reads(self, true: dt.datetime) -> dt.datetime:
         elapsed = (true - T0).total_seconds()
@@ -67,7 +70,9 @@ def day(
 def late_keys(
     truth: dict[int, dt.datetime], samples: list[ClockSample], beyond: float = 10
 ) -> set[object]:
-    return {s.key for s in samples if (s.received - truth[s.key]).total_seconds() > beyond}
+    return {
+        s.key for s in samples if (s.received - truth[cast(int, s.key)]).total_seconds() > beyond
+    }
 
 
 def assert_late_ones_placed(

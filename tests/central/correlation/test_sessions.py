@@ -20,8 +20,8 @@ class Feed:
     """Queue records in gateway receive order; the machine's clock is five hours off."""
 
     def __init__(self, gateway: str = "gw1") -> None:
-        self.gateway, self.records, self.mseq = gateway, [], 100
-        self.records: list[QueueRecord]
+        self.gateway, self.mseq = gateway, 100
+        self.records: list[QueueRecord] = []
 
     def __call__(self, when: str, type_: str, **fields: Any) -> QueueRecord:
         self.mseq += 1

@@ -22,6 +22,7 @@ from central.ingest import Incoming, Ingestor
 from central.records import ledger
 from central.records.ledger import Problem, Record
 from central.registry import register
+from central.rules.workdays import business_date
 from central.store.db import make_engine
 from central.store.migrate import upgrade
 from central.store.schema import (
@@ -349,7 +350,7 @@ def test_cli_verify_ledger_exit_code_and_report(database_url: str, tmp_path: Pat
     clean = runner.invoke(app, ["verify-ledger", "-c", str(config)])
     assert clean.exit_code == 0, clean.output
     assert "ledger intact" in clean.output
-    today = ledger.business_date(datetime.now(UTC)).isoformat()
+    today = business_date(datetime.now(UTC)).isoformat()
     head = runner.invoke(app, ["ledger", "head", "--day", today, "-c", str(config)])
     assert json.loads(head.output)["entries"] == 3
     assert json.loads(head.output)["final"] is False  # today's chain can still grow
@@ -397,11 +398,12 @@ def test_row_hash_is_independent_of_key_order_and_sensitive_to_every_column() ->
         Record.EVALUATION, {**row, "received_at": NOW + timedelta(microseconds=1)}
     )
     for column in ledger.EVENT_COLUMNS:
+        value = row[column]
         changed = {
             **row,
-            column: row[column] + timedelta(seconds=1)
-            if isinstance(row[column], datetime)
-            else str(row[column]) + "x",
+            column: value + timedelta(seconds=1)
+            if isinstance(value, datetime)
+            else str(value) + "x",
         }
         assert ledger.row_hash(Record.EVALUATION, changed) != ledger.row_hash(
             Record.EVALUATION, row
@@ -608,7 +610,7 @@ def test_cli_seal_and_verify_against_the_seal_file(database_url: str, tmp_path: 
                 "WHERE gateway_id = 'gw1' AND seq = 2",
                 doc=json.dumps({"window": 3, "key": 1}),
             )
-            day = ledger.business_date(datetime.now(UTC))
+            day = business_date(datetime.now(UTC))
             await rewrite_chain(engine, "H1", day)
             await raw(engine, "DELETE FROM ledger_seals")
         finally:

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from collections.abc import Callable
 
 import pytest
 
 from central.rules.followup import (
     FollowUpConfig,
     FollowUpError,
+    FollowUpEvent,
     FollowUpItem,
     FollowUpState,
     assign,
@@ -107,7 +109,7 @@ def test_unfounded_review_skips_rectification() -> None:
 )
 def test_invalid_transitions_are_refused(steps_done: int, attempt: str, message: str) -> None:
     item = new_item()
-    path = [
+    path: list[Callable[[FollowUpItem], tuple[FollowUpItem, list[FollowUpEvent]]]] = [
         lambda i: assign(i, at=t(10, 8), actor="a", assignee="b"),
         lambda i: verify(i, at=t(10, 8), actor="b", founded=True),
         lambda i: rectify(i, at=t(10, 8), actor="b"),

@@ -55,7 +55,9 @@ async def test_tokens_expire_by_default_are_listed_hashed_and_revoked_by_id(
     tech = listed["运维 张工"]
     assert tech.expires_at is not None
     assert dt.timedelta(days=90) <= tech.expires_at - before < dt.timedelta(days=90, minutes=1)
-    assert listed["大厅"].expires_at - listed["大厅"].created_at == dt.timedelta(days=7)
+    hall = listed["大厅"]
+    assert hall.expires_at is not None
+    assert hall.expires_at - hall.created_at == dt.timedelta(days=7)
     assert all(token not in repr(t) and other not in repr(t) for t in listed.values())
     assert tech.state(dt.datetime.now(dt.UTC)) == "valid"
 

@@ -51,8 +51,16 @@ class Site:
     def client(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(transport=httpx.ASGITransport(app=self.app), base_url=BASE)
 
-    async def bearer(self, role: Role, **scope: str) -> dict[str, str]:
-        return {"Authorization": f"Bearer {await create_token(self.engine, role, **scope)}"}
+    async def bearer(
+        self,
+        role: Role,
+        *,
+        hall: str | None = None,
+        department: str | None = None,
+        label: str = "",
+    ) -> dict[str, str]:
+        token = await create_token(self.engine, role, hall=hall, department=department, label=label)
+        return {"Authorization": f"Bearer {token}"}
 
 
 async def login(
@@ -89,9 +97,9 @@ async def site(database_url: str, tmp_path: Path) -> AsyncIterator[Site]:
     await ladder_job.run_once(engine, seed.today, calendar, DEFAULT_LADDER, now=seed.now)
     await seeds.ingest(engine, seed)
     await correlation_job.run_once(engine, calendar=calendar, now=seed.now)
-    for name, (role, hall, department) in seeds.USERS.items():
+    for name, (role, user_hall, department) in seeds.USERS.items():
         await accounts_module.add(
-            engine, name, seeds.PASSWORD, Role(role), hall=hall, department=department
+            engine, name, seeds.PASSWORD, Role(role), hall=user_hall, department=department
         )
     app = create_app(engine)
     app.state.cases = CaseContext(masker=masker, calendar=calendar, ladder=DEFAULT_LADDER)

@@ -84,8 +84,9 @@ SCOPE: dict[str, dict[str, str]] = {S: {}, D: {"department": MARKET}, H: {"hall"
 
 
 def routes(app: Any) -> list[tuple[str, str]]:
-    found = []
+    found: list[tuple[str, str]] = []
     for route in iter_route_contexts(app.routes):
+        assert route.path is not None, route
         for method in sorted(getattr(route, "methods", None) or {"GET"}):
             if method != "HEAD":
                 found.append((method, route.path))
@@ -122,7 +123,7 @@ async def answer(client: httpx.AsyncClient, method: str, url: str, headers: dict
         if url == "/logout"
         else None
     )
-    body = None if data is not None or method == "GET" else {}
+    body: dict[str, str] | None = None if data is not None or method == "GET" else {}
     reply = await client.request(method, url, headers=headers, json=body, data=data)
     return reply.status_code
 

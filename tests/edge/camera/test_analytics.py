@@ -6,20 +6,27 @@ clock), so ten minutes of a clerk sitting perfectly still take a few seconds to 
 
 from __future__ import annotations
 
+from typing import cast
+
 import cv2
 import pytest
 
-from edge.camera.analytics import CameraAnalyzer, analysis_gray
+from edge.camera.analytics import Analysis, CameraAnalyzer, Image, analysis_gray
 from edge.camera.config import CameraConfig, Polygon
 from edge.camera.presence import PresenceTracker
-from firmware_bridges.camera.simulator import HallScene, hall_scene
+from firmware_bridges.camera.simulator import HallScene, Truth, hall_scene
 from tests.edge.camera.scenes import hall_camera, vtest_path
 
 FPS = 2.0
 T0 = 5000.0  # an arbitrary monotonic origin
 
 
-def run_scene(scene: HallScene, config: CameraConfig, calibrate_at: float | None = None):
+Change = tuple[int, str, float, float]  # window, state, since and decided after T0
+
+
+def run_scene(
+    scene: HallScene, config: CameraConfig, calibrate_at: float | None = None
+) -> tuple[CameraAnalyzer, list[Change], list[tuple[float, Truth, Analysis]]]:
     analyzer = CameraAnalyzer(config)
     trackers = {
         w.window: PresenceTracker(
@@ -27,7 +34,8 @@ def run_scene(scene: HallScene, config: CameraConfig, calibrate_at: float | None
         )
         for w in config.windows
     }
-    changes, frames = [], []
+    changes: list[Change] = []
+    frames: list[tuple[float, Truth, Analysis]] = []
     for index in range(int(scene.duration * FPS)):
         t = index / FPS
         gray = analysis_gray(scene.render(t, index), config.analysis_width)
@@ -135,7 +143,7 @@ def test_waiting_count_on_real_pedestrians() -> None:
             ok, frame = capture.read()
             assert ok, f"vtest.avi ended at frame {index}"
             if index % 5 == 0:  # 10 fps video analysed at 2 fps
-                analysis = analyzer.analyse(analysis_gray(frame, 320), index / 10)
+                analysis = analyzer.analyse(analysis_gray(cast(Image, frame), 320), index / 10)
                 if index in VTEST_LABELS:
                     assert analysis.waiting is not None
                     results[index] = analysis.waiting

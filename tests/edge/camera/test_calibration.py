@@ -17,7 +17,7 @@ import pytest
 
 from central.gateways.command_signing import CommandSigner, generate_signing_key, write_public_key
 from edge.app import Gateway
-from edge.camera.events import CameraEvent
+from edge.camera.events import CameraEvent, CameraHealth
 from edge.camera.service import CameraService
 from edge.config import GatewayConfig
 from edge.web import accounts as accounts_module
@@ -240,7 +240,12 @@ async def test_a_worker_over_its_memory_limit_is_restarted_and_says_why(tmp_path
         await until(lambda: record.restarts >= 1, 40, "a restart for memory")
         assert record.last_error is not None and "MiB (limit 16)" in record.last_error
         await until(
-            lambda: any(e.kind == "camera.health" and "MiB" in e.body.reason for e in events),
+            lambda: any(
+                e.kind == "camera.health"
+                and isinstance(e.body, CameraHealth)
+                and "MiB" in e.body.reason
+                for e in events
+            ),
             10,
             "the camera's health to say why",
         )
@@ -254,14 +259,14 @@ async def test_a_worker_over_its_memory_limit_is_restarted_and_says_why(tmp_path
 async def test_a_manager_calibrates_from_the_hall_page_in_a_browser(
     site: tuple[Gateway, Path],
 ) -> None:
-    from playwright.async_api import async_playwright
+    from playwright.async_api import Error, async_playwright
 
     from tests.edge.web.rig import CHROMIUM, CHROMIUM_FLAGS
 
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} is missing: run deploy/scripts/install-browser-test-deps.sh")
     gateway, _ = site
-    page_url = gateway.hall_page.url  # type: ignore[union-attr]
+    page_url = gateway.hall_page.url
     async with async_playwright() as p:
         browser = await p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
         try:
@@ -273,7 +278,11 @@ async def test_a_manager_calibrates_from_the_hall_page_in_a_browser(
                 context.set_default_timeout(15_000)
                 errors: list[str] = []
                 page = await context.new_page()
-                page.on("pageerror", lambda e, into=errors: into.append(str(e)))
+
+                def record(error: Error, into: list[str] = errors) -> None:
+                    into.append(str(error))
+
+                page.on("pageerror", record)
                 await page.goto(page_url + "/")
                 await page.fill("input[name=username]", user)
                 await page.fill("input[name=password]", password)

@@ -9,6 +9,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from edge.camera.config import EvidenceConfig
 from edge.camera.evidence import MANIFEST, EvidenceStore
 from edge.camera.verify import main as verify_main
@@ -18,7 +20,9 @@ T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 ROOT = Path(__file__).resolve().parents[3]
 
 
-def fill(store: EvidenceStore, n: int, start: datetime = T0, step: timedelta = timedelta(days=1)):
+def fill(
+    store: EvidenceStore, n: int, start: datetime = T0, step: timedelta = timedelta(days=1)
+) -> list[dict[str, Any]]:
     entries = []
     for i in range(n):
         entries.append(
@@ -154,7 +158,7 @@ def test_quota_deletes_oldest_first(tmp_path: Path) -> None:
     assert store.live_bytes() <= 2_500
 
 
-def test_verify_command_exit_status(tmp_path: Path, capsys) -> None:
+def test_verify_command_exit_status(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     entries = fill(EvidenceStore(tmp_path), 2)
     assert verify_main([str(tmp_path)]) == 0
     (tmp_path / entries[0]["path"]).write_bytes(b"replaced")

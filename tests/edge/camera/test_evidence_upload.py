@@ -49,7 +49,9 @@ def _verdicts(db: Path) -> list[tuple[int, dict[str, Any]]]:
 
 
 def _stored(db: Path) -> dict[int, str]:
-    return dict(_rows(db, "SELECT event_seq, sha256 FROM evidence_files"))  # type: ignore[arg-type]
+    return {
+        seq: sha256 for seq, sha256 in _rows(db, "SELECT event_seq, sha256 FROM evidence_files")
+    }
 
 
 def _tampered_upload(port: int, header: EvidenceHeader, data: bytes) -> EvidenceReceipt:

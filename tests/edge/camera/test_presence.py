@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from edge.camera.presence import PresenceTracker
+from edge.camera.presence import PresenceChange, PresenceTracker
 
 
-def feed(tracker: PresenceTracker, start: float, seconds: float, occupied: bool | None):
+def feed(
+    tracker: PresenceTracker, start: float, seconds: float, occupied: bool | None
+) -> list[PresenceChange]:
     changes = []
     t = start
     while t < start + seconds:

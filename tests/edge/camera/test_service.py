@@ -15,11 +15,18 @@ import threading
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
 from edge.camera.config import Polygon
-from edge.camera.events import CameraEvent
+from edge.camera.events import (
+    CameraEvent,
+    CameraHealth,
+    CameraPresence,
+    CameraWaiting,
+    EvidenceEntry,
+)
 from edge.camera.service import CameraService
 from edge.camera.verify import verify_evidence
 from firmware_bridges.camera.driver import Health, LatestFrameReader, make_source
@@ -30,9 +37,18 @@ from firmware_bridges.camera.simulator import (
     hall_scene,
     read_barcode,
 )
+from protocols.body import Body
 from tests.edge.camera.scenes import hall_camera, need_rtsp, vtest_path
 
 FPS = 10
+B = TypeVar("B", bound=Body)
+
+
+def bodies(events: list[CameraEvent], kind: str, model: type[B]) -> list[B]:
+    """The bodies of the events of ``kind``, in order; each is that kind's model."""
+    found = [e.body for e in events if e.kind == kind]
+    assert all(isinstance(body, model) for body in found), found
+    return [body for body in found if isinstance(body, model)]
 
 
 class SceneClock:
@@ -121,22 +137,23 @@ async def test_rtsp_hall_scene_presence_and_verdicts_match_ground_truth(
 
     # Staff of window 1: present (arrived at lead+6…8), away (left at lead+8+5, decided 3 s
     # later), present again (back at lead+10+5+6 … +2).
-    w1 = [e for e in events if e.kind == "camera.presence" and e.body.window == 1]
-    states = [e.body.staff for e in w1]
+    presence = bodies(events, "camera.presence", CameraPresence)
+    w1 = [body for body in presence if body.window == 1]
+    states = [body.staff for body in w1]
     assert states[-3:] == ["present", "away", "present"], states
     away = w1[-2]
-    left_at = clock.scene_t(away.body.since_mono_ns / 1e9)
+    left_at = clock.scene_t(away.since_mono_ns / 1e9)
     assert 8 + 13 - 0.5 <= left_at <= 8 + 15 + 0.5, left_at
-    returned = clock.scene_t(w1[-1].body.since_mono_ns / 1e9)
+    returned = clock.scene_t(w1[-1].since_mono_ns / 1e9)
     assert 8 + 21 - 0.5 <= returned <= 8 + 23 + 0.5, returned
-    w2 = [e.body.staff for e in events if e.kind == "camera.presence" and e.body.window == 2]
+    w2 = [body.staff for body in presence if body.window == 2]
     assert w2[-1] == "present" and "away" not in w2[1:], w2
 
-    health = [e.body.state for e in events if e.kind == "camera.health"]
+    health = [body.state for body in bodies(events, "camera.health", CameraHealth)]
     assert health == ["online"], health
 
     # Every evidence file reached the event stream with the chain head, and the chain holds.
-    evidence = [e.body for e in events if e.kind == "camera.evidence"]
+    evidence = bodies(events, "camera.evidence", EvidenceEntry)
     assert any(e.path.endswith(".mjpeg") for e in evidence), "no clip for the absent press"
     assert evidence[-1].head == service.manifest_head().hash
     report = verify_evidence(tmp_path / "evidence", expected_head=evidence[0].head)
@@ -178,13 +195,14 @@ async def test_mjpeg_vtest_worker_death_and_stream_stall_are_detected_and_recove
             i, _ = await wait_event(events, "camera.health", 20.0, state="online")
             # Real pedestrians: a waiting count with its confidence arrives.
             _, waiting = await wait_event(events, "camera.waiting", 20.0)
+            assert isinstance(waiting.body, CameraWaiting)
             assert waiting.body.count >= 1 and 0 < waiting.body.confidence <= 1
 
             # The worker dies (a decoder crash): offline at once, back by itself.
             pid = service.worker_pids()["w1"]
             os.kill(pid, signal.SIGKILL)
             i, dead = await wait_event(events, "camera.health", 5.0, start=i, state="offline")
-            assert "exited" in dead.body.reason
+            assert isinstance(dead.body, CameraHealth) and "exited" in dead.body.reason
             i, _ = await wait_event(events, "camera.health", 20.0, start=i, state="online")
             assert service.worker_pids()["w1"] != pid
             # … and the gateway's /healthz (its supervisor) shows the restart and why
@@ -202,6 +220,6 @@ async def test_mjpeg_vtest_worker_death_and_stream_stall_are_detected_and_recove
             assert verdict.verdict == "unknown"  # no camera watches window 1 here
             server.resume()
             await wait_event(events, "camera.health", 20.0, start=i, state="online")
-            assert service.health()["vtest"].state == Health.ONLINE
+            assert service.health()["vtest"].state == Health.ONLINE.value
         finally:
             await service.stop()

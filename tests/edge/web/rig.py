@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -111,7 +112,7 @@ def running_hall(
         sims.run(bus.start())
         sims.run(qm.__aenter__())
         for i in range(WINDOWS):
-            sims.call(lambda i=i: bus.add(0x81 + i))
+            sims.call(partial(bus.add, 0x81 + i))
         port = free_port()
         config = procs.edge_config(
             tmp,

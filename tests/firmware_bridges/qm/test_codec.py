@@ -79,8 +79,8 @@ def test_manual_examples_decode() -> None:
         Called(mseq=1043, ticket="A031", window=5, machine_time=datetime(2026, 11, 21, 9, 22, 10)),
     ]
     assert items[0].raw == TK_EXAMPLE[:-2]
-    assert items[0].machine_time_text == "20261121091502"
     assert isinstance(items[0], TicketIssued) and items[0].service_name is None
+    assert items[0].machine_time_text == "20261121091502"
     assert (decoder.messages, decoder.bad_lines, decoder.garbage_bytes) == (2, 0, 0)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -87,7 +87,7 @@ async def hall(
     *,
     acking: bool = True,
     commit_every: float | None = None,
-    feed_options: dict[str, object] | None = None,
+    feed_options: Mapping[str, object] | None = None,
     **machine_options: object,
 ) -> AsyncIterator[tuple[QueueMachineSimulator, QueueFeed, Gateway]]:
     machine_options.setdefault("heartbeat_interval", None)
@@ -209,7 +209,9 @@ async def test_a_new_tcp_connection_replaces_the_old_one(tmp_path: Path) -> None
     async with hall("tcp", tmp_path, acking=False, resend_interval=60) as (machine, feed, gateway):
         waiting = machine.heartbeat()
         await until(lambda: len(gateway.deliveries) == 1)
-        host, port = parse_transport(machine.address)  # type: ignore[misc]
+        transport = parse_transport(machine.address)
+        assert isinstance(transport, tuple)
+        host, port = transport
         reader, writer = await asyncio.open_connection(host, port)
         # the intruder takes the line and gets the buffer; our feed is cut and comes back,
         # replacing the intruder in turn
