@@ -97,7 +97,7 @@ class HttpConfig(_Section):
     enabled: bool = True
     host: str = "127.0.0.1"
     port: int = Field(default=8600, ge=1, le=65535)
-    trusted_proxies: TrustedProxies
+    trusted_proxies: TrustedProxies = Field(default_factory=list)
 
 
 class ProvisioningConfig(_Section):

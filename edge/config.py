@@ -99,7 +99,7 @@ class HttpConfig(_Section):
     session_hours: float = Field(
         default=720, gt=0, le=24 * 366, description="login lifetime; a kiosk stays logged in"
     )
-    trusted_proxies: TrustedProxies
+    trusted_proxies: TrustedProxies = Field(default_factory=list)
 
 
 class CommandsConfig(_Section):

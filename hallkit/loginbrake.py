@@ -20,12 +20,13 @@ def _valid_proxies(entries: list[str]) -> list[str]:
     return entries
 
 
-# The ``trusted_proxies`` setting of both pages' configuration.
+# The ``trusted_proxies`` setting of both pages' configuration; each declares it with
+# ``= Field(default_factory=list)`` (a default inside ``Annotated`` is invisible to mypy's
+# pydantic plugin, which then demands the field in every constructor call).
 TrustedProxies = Annotated[
     list[str],
     AfterValidator(_valid_proxies),
     Field(
-        default_factory=list,
         description="reverse proxies (addresses or networks) whose "
         "X-Forwarded-For names the client for the login brake; none by default",
     ),
