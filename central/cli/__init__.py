@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import signal
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -66,9 +68,15 @@ async def _serve(cfg: CentralConfig, with_api: bool) -> str | None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+
+    class ApiServer(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield  # SIGTERM/SIGINT are ours (above): we stop this server, then the aggregator
+
     server = None
     if with_api:
-        server = uvicorn.Server(
+        server = ApiServer(
             uvicorn.Config(
                 create_app(aggregator.engine, tasks=aggregator.supervisor),
                 host=cfg.http.host,
@@ -79,7 +87,6 @@ async def _serve(cfg: CentralConfig, with_api: bool) -> str | None:
                 proxy_headers=False,
             )
         )
-        server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
         api_task = asyncio.create_task(server.serve())
     try:
         await asyncio.wait(

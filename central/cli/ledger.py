@@ -94,7 +94,8 @@ def ledger_head(
 ) -> None:
     """Print each hall's chain head for a day, one JSON object a line (publish or sign it
     once ``final`` is true: the day is over and no entry can join its chains)."""
-    from central.records.ledger import business_date, heads
+    from central.records.ledger import heads
+    from central.rules.workdays import business_date
 
     cfg = load_config(config)
     on_day = _day(day)

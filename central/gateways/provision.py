@@ -190,7 +190,7 @@ async def list_gateways(engine: AsyncEngine, config: CentralConfig) -> list[Gate
                 certificates[cert.common_name] = (f"{cert.serial:x}", cert.not_after)
     out = []
     for r in rows:
-        cert = certificates.get(gateway_username(r.hall_id, r.gateway_id))
+        serial_and_expiry = certificates.get(gateway_username(r.hall_id, r.gateway_id))
         out.append(
             GatewayRow(
                 r.hall_id,
@@ -199,8 +199,8 @@ async def list_gateways(engine: AsyncEngine, config: CentralConfig) -> list[Gate
                 r.revoked_at,
                 r.committed_through,
                 r.online,
-                cert[0] if cert else None,
-                cert[1] if cert else None,
+                serial_and_expiry[0] if serial_and_expiry else None,
+                serial_and_expiry[1] if serial_and_expiry else None,
             )
         )
     return out

@@ -928,7 +928,9 @@ def _beyond_reported_head(r: Any) -> str | None:
     never journaled it. The state's own clock, not its arrival: a retained state can arrive
     late."""
     state = r.state if isinstance(r.state, dict) else {}
-    journal = state.get("journal") if isinstance(state.get("journal"), dict) else {}
+    journal = state.get("journal")
+    if not isinstance(journal, dict):
+        journal = {}
     head = journal.get("head_seq")
     try:
         made = dt.datetime.fromisoformat(str(state.get("utc")))

@@ -388,7 +388,7 @@ class Writer:
     """influxdb-client's synchronous write API, called from a worker thread."""
 
     def __init__(self, cfg: TimeseriesConfig) -> None:
-        from influxdb_client import InfluxDBClient
+        from influxdb_client.client.influxdb_client import InfluxDBClient
         from influxdb_client.client.write_api import SYNCHRONOUS
 
         self.cfg = cfg
@@ -407,7 +407,8 @@ class Writer:
             await asyncio.to_thread(self._write, samples)
 
     def _write(self, samples: Sequence[Sample]) -> None:
-        from influxdb_client import Point, WritePrecision
+        from influxdb_client.client.write.point import Point
+        from influxdb_client.domain.write_precision import WritePrecision
 
         points = []
         for s in samples:
@@ -420,7 +421,8 @@ class Writer:
                 bucket=self.cfg.bucket,
                 org=self.cfg.org,
                 record=points[start : start + self.cfg.write_chunk],
-                write_precision=WritePrecision.MS,
+                # the library's precisions are plain strings, its signature says WritePrecision
+                write_precision=WritePrecision.MS,  # type: ignore[arg-type]
             )
 
     def close(self) -> None:

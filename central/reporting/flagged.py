@@ -91,7 +91,7 @@ async def find(
             marks = list(key.marks)
             if "RETRANSMIT" in marks:
                 continue
-            wanted = [m for m in marks if m in GATEWAY_FLAGS]
+            wanted: list[str] = [m for m in marks if m in GATEWAY_FLAGS]
             if wanted:
                 found[(r.gateway_id, r.seq)] = Flagged(
                     r.gateway_id,
