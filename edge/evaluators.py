@@ -62,12 +62,14 @@ from protocols.devices import (
     EvaluatorInviteTimeout,
     EvaluatorKey,
     Invitation,
+    InviteStatus,
+    ResetCause,
 )
 
 log = logging.getLogger(__name__)
 
-RESET_CAUSES = {0: "power_on", 1: "watchdog", 2: "brown_out"}
-INVITE_STATUS = {0: "ok", 1: "busy", 2: "bad_argument"}
+RESET_CAUSES: dict[int, ResetCause] = {0: "power_on", 1: "watchdog", 2: "brown_out"}
+INVITE_STATUS: dict[int, InviteStatus] = {0: "ok", 1: "busy", 2: "bad_argument"}
 REPLAY_WINDOW_S = 600  # journal history replayed at start to rebuild invitation state
 REPLAY_LIMIT = 5000  # per kind
 
@@ -349,7 +351,7 @@ class EvaluatorSupervisor:
         self.on_journaled("evaluator.invite", {"window": decision.window, "status": status})
         return status
 
-    async def _send_invite(self, addr: int, invitation: Invitation) -> str:
+    async def _send_invite(self, addr: int, invitation: Invitation) -> InviteStatus:
         bus = self.bus
         if bus is None:
             return "no_reply"

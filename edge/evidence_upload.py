@@ -159,7 +159,7 @@ class EvidenceUploader:
             "WHERE event_seq <= ? AND next_try <= ? ORDER BY next_try, event_seq LIMIT 1",
             (self.journal.acked_seq, time.time()),
         ).fetchone()
-        return None if row is None else tuple(row)  # type: ignore[return-value]
+        return None if row is None else tuple(row)
 
     def _drop(self, event_seq: int, why: str) -> None:
         log.warning("evidence: not uploading the snapshot of event %d: %s", event_seq, why)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
+from functools import partial
 
 from edge.config import GeneratorConfig
 from edge.journal import Journal, JournalError
@@ -64,13 +65,16 @@ class Generator:
         outstanding: set[asyncio.Future[int]] = set()
         while self.settings.total is None or n < self.settings.total:
             future = self.journal.append_nowait("gen.sample", self._body(n))
-            future.add_done_callback(lambda f, n=n: self._witness(n, [_outcome(f)]))
+            future.add_done_callback(partial(self._witness_one, n))
             outstanding.add(future)
             future.add_done_callback(outstanding.discard)
             n += 1
             next_at += period
             await asyncio.sleep(max(0.0, next_at - loop.time()))
         await asyncio.gather(*outstanding, return_exceptions=True)
+
+    def _witness_one(self, n: int, future: asyncio.Future[int]) -> None:
+        self._witness(n, [_outcome(future)])
 
     def _witness(self, first_n: int, results: list[int | BaseException]) -> None:
         lines = []

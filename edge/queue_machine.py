@@ -89,6 +89,7 @@ class QueueSupervisor:
             self._spawn(feed.ack(item.mseq))  # it was journaled before; say so again
             return
         self._remember(key)
+        body: Body
         if isinstance(item, Unusable):
             kind, body = "queue.fault", self._fault(item.mseq, item.reason, raw)
         else:

@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from pydantic import ValidationError
@@ -32,7 +32,7 @@ from hallkit.mqtt import Acks, ClientOptions, Connection, Message, MqttClient, W
 from hallkit.supervise import Supervisor
 from protocols import topics
 from protocols.commands import CommandResult
-from protocols.envelope import Ack, GatewayState, encode, encode_batch
+from protocols.envelope import Ack, GatewayState, TaskStatus, encode, encode_batch
 from protocols.strict import json_safe
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 SOFTWARE = "hallwatch-edge/0.1"
 SEND_TASK, STATE_TASK = "uplink.send", "uplink.state"
 
-CommandHandler = Callable[[bytes], Awaitable[None]]
+CommandHandler = Callable[[bytes], Coroutine[Any, Any, None]]  # run as a task of its own
 HealthProvider = Callable[[], dict[str, Any]]
 
 
@@ -318,6 +318,11 @@ class Uplink:
                 software=SOFTWARE,
                 journal=self.journal.state(),
                 health=json_safe(self.health()) if online else {},
-                tasks=self.supervisor.status() if online else {},
+                tasks={
+                    name: TaskStatus.model_validate(task)
+                    for name, task in self.supervisor.status().items()
+                }
+                if online
+                else {},
             )
         )

@@ -91,11 +91,15 @@ class EvaluatorInviteTimeout(_OnWindow):
     raw: RawHex
 
 
+ResetCause = Literal["power_on", "watchdog", "brown_out", "unknown"]
+InviteStatus = Literal["ok", "busy", "bad_argument", "no_reply"]
+
+
 class EvaluatorBoot(_OnWindow):
     """evaluator.boot: the device (re)started; its SEQ and any open invitation are gone."""
 
     fw: Name
-    reset_cause: Literal["power_on", "watchdog", "brown_out", "unknown"]
+    reset_cause: ResetCause
     marks: list[KeyMark] = Field(default_factory=list, max_length=4)
     raw: RawHex
 
@@ -105,7 +109,7 @@ class EvaluatorInvite(_OnWindow):
 
     invitation: Invitation
     timeout_s: int = Field(ge=1, le=255)
-    status: Literal["ok", "busy", "bad_argument", "no_reply"]
+    status: InviteStatus
 
 
 class EvaluatorInviteClosed(_OnWindow):

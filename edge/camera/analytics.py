@@ -252,7 +252,7 @@ class CameraAnalyzer:
                 previous = np.asarray(cv2.convertScaleAbs(previous, alpha=ratio), np.uint8)
             moving = cv2.absdiff(smooth, previous) > MOTION_LEVEL
             share = np.count_nonzero(moving[::2, ::2]) / max(1, moving[::2, ::2].size)
-            self._wide_motion.append(share > FRAME_WIDE_MOTION)
+            self._wide_motion.append(bool(share > FRAME_WIDE_MOTION))
         self._previous = smooth
         self._previous_level = level
         self._blind = self._judge_light(level)

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge.camera.analytics import CameraAnalyzer, analysis_gray, same_picture
+from edge.camera.analytics import CameraAnalyzer, Image, analysis_gray, same_picture
 from edge.camera.config import CameraConfig
 from edge.camera.references import ReferenceFiles
 from firmware_bridges.camera.driver import CapturedFrame, SourceError, encode_jpeg, make_source
@@ -38,7 +38,7 @@ def calibrate_camera(
     config: CameraConfig, state_dir: Path, windows: list[int] | None, timeout_s: float = 10.0
 ) -> Calibrated:
     source = make_source(config.url, config.open_timeout_s, config.read_timeout_s, config.backend)
-    grays = []
+    grays: list[tuple[CapturedFrame, Image]] = []
     try:
         source.open()
         deadline = time.monotonic() + timeout_s
