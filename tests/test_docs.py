@@ -58,7 +58,9 @@ def _problem(target: Path, anchor: str, cited: str) -> str | None:
 
 def broken_citations(text: str, source: Path, root: Path = ROOT) -> list[str]:
     """What `text` (the content of `source`) cites in `root/docs` that does not exist."""
-    problems = [f"{m.group()}: outside the repository" for m in OUTSIDE_CITATION.finditer(text)]
+    problems: list[str | None] = [
+        f"{m.group()}: outside the repository" for m in OUTSIDE_CITATION.finditer(text)
+    ]
     for match in CITATION.finditer(text):
         cited = match.group().rstrip(".")
         path, _, anchor = cited.partition("#")

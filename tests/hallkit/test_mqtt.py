@@ -102,7 +102,9 @@ async def test_the_will_is_published_when_the_connection_dies(broker: Broker) ->
         await asyncio.wait_for(changes[0].subscribed, 10)
         await _up(dying)
         assert dying._client is not None
-        dying._client.socket().close()  # not a clean disconnect
+        sock = dying._client.socket()
+        assert sock is not None
+        sock.close()  # not a clean disconnect
         assert (await _next(watcher.messages())).payload == b"gone"
     finally:
         dying.stop()

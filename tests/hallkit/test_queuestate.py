@@ -38,7 +38,7 @@ def test_a_window_is_served_then_finished() -> None:
     queue.apply(msg("FN", ticket="B001", window=2, staff="S01"), "t3")  # not the one served
     assert state.ticket == "B002"
     queue.apply(msg("FN", ticket="B002", window=2, staff="S01"), "t4")
-    assert (state.ticket, state.serving_since) == (None, None)
+    assert state.ticket is None and state.serving_since is None
 
 
 def test_pause_and_logout_change_presence_and_logout_clears_the_window() -> None:

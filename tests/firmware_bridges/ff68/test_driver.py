@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import serial
 
@@ -28,6 +29,9 @@ from firmware_bridges.ff68.codec import (
     build_frame,
 )
 from firmware_bridges.ff68.driver import EvaluatorBus, probe
+
+if TYPE_CHECKING:
+    from typing_extensions import Buffer
 from firmware_bridges.ff68.simulator import (
     DROP_REBOOT,
     EvaluatorBusSimulator,
@@ -279,13 +283,13 @@ def _time_out_writes(bus: EvaluatorBus, times: int) -> list[bytes]:
     real_write = port.write
     refused: list[bytes] = []
 
-    def write(data: bytes) -> int | None:
+    def write(data: Buffer) -> int | None:
         if len(refused) < times:
             refused.append(bytes(data))
             raise serial.SerialTimeoutException("Write timeout")
         return real_write(data)
 
-    port.write = write  # type: ignore[method-assign]
+    port.write = write  # type: ignore[method-assign]  # the fault injected into a real port
     return refused
 
 
