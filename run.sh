@@ -91,7 +91,7 @@ case "$cmd" in
     ensure_postgres_login
     ensure_venv
     [ -x deploy/scripts/install-test-extras.sh ] && deploy/scripts/install-test-extras.sh
-    say "lint: ruff, mypy --strict on protocols/, firmware_bridges/ and hallkit/"
+    say "lint: ruff, mypy --strict on the whole tree"
     "$VENV/bin/ruff" check .
     "$VENV/bin/ruff" format --check .
     "$VENV/bin/mypy" --no-error-summary
