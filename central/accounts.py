@@ -8,12 +8,6 @@ at the next request, because every request looks the account up again.
 from __future__ import annotations
 
 import asyncio
-import base64
-import functools
-import hashlib
-import hmac
-import re
-import secrets
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,22 +18,19 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from central.security.tokens import Principal, Role
 from central.store.schema_dashboard import users
 from hallkit.clock import utc_now
+from hallkit.login.accounts import (
+    AccountError,
+    check_name,
+    check_new_password,
+    hash_password,
+    password_matches,
+    password_tag,
+)
 
-NAME_PATTERN = re.compile(r"^[\w.@-]{1,64}$")
 MIN_PASSWORD = 10
-MAX_PASSWORD = 256  # scrypt takes any length; this bounds the work one request can ask for
-
-# scrypt cost: OWASP's password storage cheat sheet lists N=2^15, r=8, p=3 as equivalent to its
-# baseline N=2^17, r=8, p=1 with 32 MiB instead of 128 MiB per hash, which keeps a burst of
-# logins on a two-core central from exhausting memory. The parameters are stored with each
-# hash, so raising them later keeps old hashes verifiable.
-SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**15, 8, 3
-SALT_BYTES = 16
-HASH_BYTES = 32
-
-
-class AccountError(ValueError):
-    """A name, password or scope that cannot be used; the message is for the technician."""
+# Names are looked up at login up to the column's width: accounts made under the earlier,
+# longer name rule can still log in.
+MAX_NAME_LOOKUP = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,67 +49,7 @@ class Account:
     @property
     def password_tag(self) -> str:
         """Changes whenever the password does; a session carries it."""
-        return hashlib.sha256(self.password_hash.encode()).hexdigest()[:16]
-
-
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
-
-
-def _scrypt(password: str, salt: bytes, n: int, r: int, p: int, length: int = HASH_BYTES) -> bytes:
-    # scrypt needs 128·n·r bytes; hashlib's default ceiling (32 MiB) is just below that
-    return hashlib.scrypt(
-        password.encode("utf-8"),
-        salt=salt,
-        n=n,
-        r=r,
-        p=p,
-        maxmem=132 * n * r + (1 << 20),
-        dklen=length,
-    )
-
-
-def hash_password(password: str) -> str:
-    salt = secrets.token_bytes(SALT_BYTES)
-    digest = _scrypt(password, salt, SCRYPT_N, SCRYPT_R, SCRYPT_P)
-    return f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${_b64(salt)}${_b64(digest)}"
-
-
-def check_password(password: str, encoded: str) -> bool:
-    try:
-        scheme, n, r, p, salt, digest = encoded.split("$")
-        if scheme != "scrypt":
-            return False
-        expected = base64.b64decode(digest)
-        actual = _scrypt(password, base64.b64decode(salt), int(n), int(r), int(p), len(expected))
-    except (ValueError, TypeError):
-        return False
-    return hmac.compare_digest(actual, expected)
-
-
-@functools.cache
-def _dummy_hash() -> str:
-    """Checked when the name is unknown, so a wrong name costs as long as a wrong password."""
-    return hash_password(secrets.token_urlsafe(16))
-
-
-def check_name(name: str) -> str:
-    if not NAME_PATTERN.fullmatch(name):
-        raise AccountError(
-            "用户名为 1–64 个字母、数字、汉字或 . @ - _ / "
-            "a name is 1–64 letters, digits, '.', '@', '-' or '_'"
-        )
-    return name
-
-
-def check_new_password(password: str) -> str:
-    if len(password) < MIN_PASSWORD:
-        raise AccountError(
-            f"密码至少 {MIN_PASSWORD} 个字符 / a password needs at least {MIN_PASSWORD} characters"
-        )
-    if len(password) > MAX_PASSWORD:
-        raise AccountError(f"密码最多 {MAX_PASSWORD} 个字符 / at most {MAX_PASSWORD} characters")
-    return password
+        return password_tag(self.password_hash)
 
 
 def check_scope(
@@ -181,7 +112,7 @@ async def add(
 ) -> Account:
     """Create an account; AccountError if the name is taken or anything is unusable."""
     check_name(name)
-    check_new_password(password)
+    check_new_password(password, MIN_PASSWORD)
     hall, department = check_scope(role, hall, department)
     encoded = await asyncio.to_thread(hash_password, password)
     now = utc_now()
@@ -205,7 +136,7 @@ async def add(
 
 
 async def set_password(engine: AsyncEngine, name: str, password: str) -> None:
-    check_new_password(password)
+    check_new_password(password, MIN_PASSWORD)
     encoded = await asyncio.to_thread(hash_password, password)
     await _update(engine, name, password_hash=encoded)
 
@@ -225,11 +156,9 @@ async def _update(engine: AsyncEngine, name: str, **values: object) -> None:
 
 async def verify(engine: AsyncEngine, name: str, password: str) -> Account | None:
     """The enabled account if the password is right, else None. scrypt runs in a thread."""
-    account = await get(engine, name) if NAME_PATTERN.fullmatch(name) else None
-    if len(password) > MAX_PASSWORD:
-        return None
-    encoded = account.password_hash if account else _dummy_hash()
-    ok = await asyncio.to_thread(check_password, password, encoded)
+    account = await get(engine, name) if 0 < len(name) <= MAX_NAME_LOOKUP else None
+    encoded = account.password_hash if account else None
+    ok = await asyncio.to_thread(password_matches, password, encoded)
     if not ok or account is None or account.disabled:
         return None
     return account

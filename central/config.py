@@ -11,7 +11,7 @@ from central.rules.timelimit import LadderConfig
 from central.store.db import DEFAULT_URL
 from hallkit.configfiles import Named, check_readable, tls_files
 from hallkit.configtext import ConfigError, parse_yaml_model
-from hallkit.loginbrake import TrustedProxies
+from hallkit.login.brake import TrustedProxies
 from protocols.topics import ID_PATTERN
 from protocols.transport import BrokerEndpoint, TlsFiles
 

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from edge.camera.config import CameraServiceConfig
 from hallkit.configfiles import Named, tls_files
-from hallkit.loginbrake import TrustedProxies
+from hallkit.login.brake import TrustedProxies
 from protocols.topics import ID_PATTERN
 from protocols.transport import BrokerEndpoint, TlsFiles
 

@@ -25,7 +25,7 @@ T = TypeVar("T")
 
 
 def _run(config: Path | None, job: Callable[[AsyncEngine], Awaitable[T]]) -> T:
-    from central.accounts import AccountError
+    from hallkit.login.accounts import AccountError
 
     return run_with_engine(load_config(config), job, refused=(AccountError,))
 
@@ -52,6 +52,7 @@ def add(
     """Create a dashboard account (password from a prompt or --password-stdin)."""
     from central import accounts
     from central.security.tokens import Role
+    from hallkit.login.accounts import AccountError, check_name
 
     try:
         role_value = Role(role)
@@ -62,9 +63,9 @@ def add(
         )
         raise typer.Exit(2) from None
     try:
-        accounts.check_name(name)
+        check_name(name)
         accounts.check_scope(role_value, hall, department)
-    except accounts.AccountError as exc:
+    except AccountError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from None
     password = _password(password_stdin)

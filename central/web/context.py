@@ -26,9 +26,9 @@ from central.web.sessions import (
     SessionSigner,
     check,
     load_or_create_key,
-    require_csrf,
 )
-from hallkit.loginbrake import IPNetwork, LoginBrake, parse_proxies
+from hallkit.login import csrf
+from hallkit.login.brake import IPNetwork, LoginBrake, parse_proxies
 
 TEMPLATES = Path(__file__).with_name("templates")
 
@@ -96,5 +96,5 @@ async def cookie_principal(request: Request) -> Principal | None:
     session = await session_of(request)
     if session is None:
         return None
-    require_csrf(request, session, request.headers.get(CSRF_HEADER))
+    csrf.require_token(request, session.csrf, request.headers.get(CSRF_HEADER))
     return session.principal

@@ -24,10 +24,9 @@ from central.web.sessions import (
     CSRF_FIELD,
     SESSION_COOKIE,
     Session,
-    require_csrf,
-    same_origin,
 )
-from hallkit.loginbrake import client_address
+from hallkit.login import csrf
+from hallkit.login.brake import client_address
 
 router = APIRouter(include_in_schema=False)
 
@@ -246,8 +245,7 @@ async def _read_form(request: Request) -> dict[str, str]:
 @router.post("/login")
 async def login(request: Request) -> Response:
     ctx, lang = require(request), language(request)
-    if not same_origin(request):  # login CSRF: nobody else may log a browser in
-        raise HTTPException(403, "跨站请求被拒绝 / cross-origin request refused")
+    csrf.refuse_cross_origin(request)  # login CSRF: nobody else may log a browser in
     form = await _read_form(request)
     name, password = form.get("username", "").strip(), form.get("password", "")
     target = _safe_next(form.get("next"))
@@ -308,7 +306,7 @@ async def logout(request: Request) -> Response:
     session = await session_of(request)
     if session is not None:
         form = await _read_form(request)
-        require_csrf(request, session, form.get(CSRF_FIELD))
+        csrf.require_token(request, session.csrf, form.get(CSRF_FIELD))
     response = RedirectResponse("/login", 303)
     for name in (SESSION_COOKIE, CSRF_COOKIE):
         response.delete_cookie(name, path="/", samesite="strict")

@@ -7,33 +7,24 @@ running gateway picks up changes without a restart.
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import functools
-import hashlib
-import hmac
 import json
 import os
-import re
-import secrets
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
 from hallkit.clock import utc_now
+from hallkit.login.accounts import (
+    check_name,
+    check_new_password,
+    hash_password,
+    password_matches,
+    password_tag,
+)
 
 ACCOUNTS_FILE = "hall-accounts.json"
-NAME_PATTERN = re.compile(r"^[\w.-]{1,32}$")
 MIN_PASSWORD = 8
-MAX_PASSWORD = 256  # scrypt takes any length; this bounds the work a request can ask for
-
-# scrypt cost: OWASP's password storage cheat sheet lists N=2^15, r=8, p=3 as equal to its
-# baseline N=2^17, r=8, p=1 while needing 32 MiB instead of 128 MiB, which matters on a
-# Raspberry Pi serving a login while it journals device events. Stored with each hash, so a
-# later change of parameters keeps old hashes verifiable.
-SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**15, 8, 3
-SALT_BYTES = 16
-HASH_BYTES = 32
 
 
 class Role(StrEnum):
@@ -52,10 +43,6 @@ PERMISSIONS: dict[Role, frozenset[Permission]] = {
 }
 
 
-class AccountError(ValueError):
-    """A name or password that cannot be used; the message is for the technician."""
-
-
 @dataclass(frozen=True, slots=True)
 class Account:
     name: str
@@ -70,67 +57,7 @@ class Account:
     def password_tag(self) -> str:
         """Changes whenever the password does: sessions carry it, so a new password (or a
         removed account) ends every session made with the old one."""
-        return hashlib.sha256(self.password.encode()).hexdigest()[:16]
-
-
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
-
-
-def hash_password(password: str) -> str:
-    salt = secrets.token_bytes(SALT_BYTES)
-    digest = _scrypt(password, salt, SCRYPT_N, SCRYPT_R, SCRYPT_P)
-    return f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${_b64(salt)}${_b64(digest)}"
-
-
-def check_password(password: str, encoded: str) -> bool:
-    try:
-        scheme, n, r, p, salt, digest = encoded.split("$")
-        if scheme != "scrypt":
-            return False
-        expected = base64.b64decode(digest)
-        actual = _scrypt(password, base64.b64decode(salt), int(n), int(r), int(p), len(expected))
-    except (ValueError, TypeError):
-        return False
-    return hmac.compare_digest(actual, expected)
-
-
-def _scrypt(password: str, salt: bytes, n: int, r: int, p: int, length: int = HASH_BYTES) -> bytes:
-    # scrypt needs 128·n·r bytes; hashlib's default ceiling (32 MiB) is just below that
-    return hashlib.scrypt(
-        password.encode("utf-8"),
-        salt=salt,
-        n=n,
-        r=r,
-        p=p,
-        maxmem=132 * n * r + (1 << 20),
-        dklen=length,
-    )
-
-
-@functools.cache
-def _dummy_hash() -> str:
-    """Verified when the name is unknown, so a wrong name costs as long as a wrong password."""
-    return hash_password(secrets.token_urlsafe(16))
-
-
-def check_name(name: str) -> str:
-    if not NAME_PATTERN.fullmatch(name):
-        raise AccountError(
-            "用户名只能由 1–32 个字母、数字、汉字、'.'、'-'、'_' 组成 / "
-            "a name is 1–32 letters, digits, '.', '-' or '_'"
-        )
-    return name
-
-
-def check_new_password(password: str) -> str:
-    if len(password) < MIN_PASSWORD:
-        raise AccountError(
-            f"密码至少 {MIN_PASSWORD} 个字符 / a password needs at least {MIN_PASSWORD} characters"
-        )
-    if len(password) > MAX_PASSWORD:
-        raise AccountError(f"密码最多 {MAX_PASSWORD} 个字符 / at most {MAX_PASSWORD} characters")
-    return password
+        return password_tag(self.password)
 
 
 class AccountStore:
@@ -170,15 +97,13 @@ class AccountStore:
         """The account if the password is right. Slow on purpose (scrypt): call it off the
         event loop."""
         account = self.get(name)
-        if len(password) > MAX_PASSWORD:
-            return None
-        ok = check_password(password, account.password if account else _dummy_hash())
-        return account if ok and account is not None else None
+        ok = password_matches(password, account.password if account else None)
+        return account if ok else None
 
     def set_password(self, name: str, password: str, role: Role | None = None) -> bool:
         """Create the account or give it a new password (and role); True if it was created."""
         check_name(name)
-        check_new_password(password)
+        check_new_password(password, MIN_PASSWORD)
         accounts = dict(self.accounts())
         old = accounts.get(name)
         accounts[name] = Account(

@@ -16,7 +16,7 @@ from edge.web.routes import accounts as accounts_routes
 from edge.web.routes import board as board_routes
 from edge.web.routes import pages as page_routes
 from edge.web.sessions import SessionSigner
-from hallkit.loginbrake import IPNetwork, LoginBrake
+from hallkit.login.brake import IPNetwork, LoginBrake
 from hallkit.supervise import Supervisor, healthz
 
 STATIC = Path(__file__).with_name("static")

@@ -15,7 +15,7 @@ from edge.hallboard import HallBoard
 from edge.web import i18n
 from edge.web.accounts import AccountStore, Permission
 from edge.web.sessions import COOKIE, Session, SessionSigner
-from hallkit.loginbrake import IPNetwork, LoginBrake
+from hallkit.login.brake import IPNetwork, LoginBrake
 
 TEMPLATES = Path(__file__).with_name("templates")
 
@@ -70,12 +70,3 @@ def require(permission: Permission) -> Callable[[Request], Session]:
 def login_url(request: Request) -> str:
     target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
     return f"/login?next={quote(target, safe='')}"
-
-
-def same_origin(request: Request) -> None:
-    """Refuse form posts from another site (SameSite=Strict covers the cookie; this covers
-    logging a kiosk into someone else's account)."""
-    origin = request.headers.get("origin")
-    host = request.headers.get("host", "")
-    if origin and origin not in (f"http://{host}", f"https://{host}"):
-        raise HTTPException(403, "跨站请求被拒绝 / cross-site request refused")

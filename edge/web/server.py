@@ -21,7 +21,7 @@ from edge.hallboard import HallBoard
 from edge.web.accounts import AccountStore
 from edge.web.app import create_app
 from edge.web.sessions import SessionSigner, load_or_create_key
-from hallkit.loginbrake import parse_proxies
+from hallkit.login.brake import parse_proxies
 
 if TYPE_CHECKING:
     from fastapi import FastAPI

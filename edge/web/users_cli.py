@@ -9,7 +9,8 @@ from typing import Annotated
 import typer
 
 from edge.cli_config import ConfigOption, load_config
-from edge.web.accounts import AccountError, AccountStore, Role
+from edge.web.accounts import AccountStore, Role
+from hallkit.login.accounts import AccountError
 
 users = typer.Typer(
     help="大厅看板账号 / hall page accounts (local to this gateway).", no_args_is_help=True

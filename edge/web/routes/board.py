@@ -12,8 +12,9 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import FileResponse, StreamingResponse
 
 from edge.web.accounts import Permission
-from edge.web.deps import context, require, same_origin
+from edge.web.deps import context, require
 from edge.web.sessions import COOKIE, Session
+from hallkit.login.csrf import refuse_cross_origin
 
 router = APIRouter()
 
@@ -85,7 +86,7 @@ async def snapshot(request: Request, window: int, _: Viewer) -> FileResponse:
 async def calibrate(request: Request, window: int, _: Manager) -> dict[str, Any]:
     """Nobody at the window: take its empty seat and counter as they are now (the manager
     confirms by the snapshot, ``/api/windows/{window}/calibration``)."""
-    same_origin(request)
+    refuse_cross_origin(request)
     board = context(request).board
     try:
         detail = await board.calibrate(window)

@@ -12,9 +12,10 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from edge.web import i18n
 from edge.web.accounts import Permission
-from edge.web.deps import WebContext, context, language, require, same_origin, session_of
+from edge.web.deps import WebContext, context, language, require, session_of
 from edge.web.sessions import COOKIE, Session
-from hallkit.loginbrake import client_address
+from hallkit.login.brake import client_address
+from hallkit.login.csrf import refuse_cross_origin
 
 router = APIRouter()
 
@@ -99,7 +100,7 @@ async def _read_form(request: Request) -> dict[str, str]:
 
 @router.post("/login", response_class=HTMLResponse)
 async def login(request: Request) -> Response:
-    same_origin(request)
+    refuse_cross_origin(request)
     ctx, lang = context(request), language(request)
     form = await _read_form(request)
     name, password = form.get("username", "").strip(), form.get("password", "")
@@ -146,7 +147,7 @@ async def login(request: Request) -> Response:
 
 @router.post("/logout")
 async def logout(request: Request) -> Response:
-    same_origin(request)
+    refuse_cross_origin(request)
     response = RedirectResponse("/login", 303)
     response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
     return response

@@ -28,6 +28,7 @@ from central.security.tokens import Role, create_token
 from central.store.db import make_engine
 from central.store.migrate import upgrade
 from central.web.context import WebContext
+from hallkit.login import accounts as login_accounts
 from tests.central.web import seed as seeds
 
 BASE = "http://central.test"
@@ -37,8 +38,8 @@ BASE = "http://central.test"
 def cheap_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
     """The real scrypt code at a small cost: these tests are about HTTP and scope, not hashing
     (the cost is stored with each hash, so verification follows it)."""
-    monkeypatch.setattr(accounts_module, "SCRYPT_N", 2**10)
-    accounts_module._dummy_hash.cache_clear()
+    monkeypatch.setattr(login_accounts, "SCRYPT_N", 2**10)
+    login_accounts._dummy_hash.cache_clear()
 
 
 @dataclass

@@ -15,17 +15,21 @@ from central.security.tokens import Role
 from central.store.db import make_engine
 from central.store.migrate import upgrade
 from central.store.schema_dashboard import users
+from hallkit.login import accounts as login_accounts
 from tests.support.procs import write_yaml
 
 CLI = Path(sys.executable).parent / "hallwatch-central"
 
 
 def test_hashes_are_salted_scrypt_and_verify_only_the_right_password() -> None:
-    a, b = accounts.hash_password("同一个密码-2026"), accounts.hash_password("同一个密码-2026")
-    assert a != b and a.startswith(f"scrypt${accounts.SCRYPT_N}$8$3$")
-    assert accounts.check_password("同一个密码-2026", a)
-    assert not accounts.check_password("同一个密码-2025", a)
-    assert not accounts.check_password("x", "not-a-hash")
+    a, b = (
+        login_accounts.hash_password("同一个密码-2026"),
+        login_accounts.hash_password("同一个密码-2026"),
+    )
+    assert a != b and a.startswith(f"scrypt${login_accounts.SCRYPT_N}$8$3$")
+    assert login_accounts.check_password("同一个密码-2026", a)
+    assert not login_accounts.check_password("同一个密码-2025", a)
+    assert not login_accounts.check_password("x", "not-a-hash")
 
 
 @pytest.mark.parametrize(
@@ -42,7 +46,7 @@ def test_hashes_are_salted_scrypt_and_verify_only_the_right_password() -> None:
 def test_each_role_takes_exactly_its_own_scope(
     role: Role, hall: str | None, department: str | None
 ) -> None:
-    with pytest.raises(accounts.AccountError):
+    with pytest.raises(login_accounts.AccountError):
         accounts.check_scope(role, hall, department)
 
 
@@ -53,9 +57,9 @@ async def test_accounts_are_stored_with_their_scope_and_never_the_password(tmp_p
         await accounts.add(
             engine, "lingdao", "部门领导-登录密码-2026", Role.DEPARTMENT_LEADER, department="公安局"
         )
-        with pytest.raises(accounts.AccountError, match="已存在"):
+        with pytest.raises(login_accounts.AccountError, match="已存在"):
             await accounts.add(engine, "lingdao", "another-pass", Role.SUPERVISOR)
-        with pytest.raises(accounts.AccountError, match="至少"):
+        with pytest.raises(login_accounts.AccountError, match="至少"):
             await accounts.add(engine, "short", "short", Role.SUPERVISOR)
         account = await accounts.verify(engine, "lingdao", "部门领导-登录密码-2026")
         assert account is not None and account.principal.department == "公安局"

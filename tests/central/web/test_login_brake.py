@@ -18,7 +18,7 @@ from central.store.db import make_engine
 from central.store.migrate import upgrade
 from central.web.context import WebContext
 from central.web.sessions import SessionSigner, load_or_create_key
-from hallkit.loginbrake import LoginBrake
+from hallkit.login.brake import LoginBrake
 from tests.support import logins
 from tests.support.logins import serving
 

@@ -20,9 +20,9 @@ from edge.app import Gateway
 from edge.camera.events import CameraEvent, CameraHealth
 from edge.camera.service import CameraService
 from edge.config import GatewayConfig
-from edge.web import accounts as accounts_module
 from edge.web.accounts import AccountStore, Role
 from firmware_bridges.camera.simulator import FrameFeed, MjpegServer, hall_scene
+from hallkit.login import accounts as login_accounts
 from protocols.envelope import encode
 from tests.edge.camera.scenes import ROOT, hall_camera
 from tests.support.procs import write_yaml
@@ -84,7 +84,7 @@ async def test_a_frozen_stream_is_its_own_health_state_and_its_frames_are_not_ju
 
 @pytest.fixture(autouse=True)
 def cheap_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(accounts_module, "SCRYPT_N", 2**10)
+    monkeypatch.setattr(login_accounts, "SCRYPT_N", 2**10)
 
 
 @pytest.fixture

@@ -11,17 +11,10 @@ import yaml
 from typer.testing import CliRunner
 
 from edge.cli import app as cli
-from edge.web.accounts import (
-    SCRYPT_N,
-    AccountError,
-    AccountStore,
-    Permission,
-    Role,
-    check_password,
-    hash_password,
-)
+from edge.web.accounts import AccountStore, Permission, Role
 from edge.web.sessions import SessionSigner, load_or_create_key
-from hallkit.loginbrake import LoginBrake
+from hallkit.login.accounts import SCRYPT_N, AccountError, check_password, hash_password
+from hallkit.login.brake import LoginBrake
 
 
 class FakeClock:

@@ -12,14 +12,14 @@ import pytest
 
 from edge.app import Gateway
 from edge.config import GatewayConfig
-from edge.web import accounts as accounts_module
 from edge.web.accounts import AccountStore
+from hallkit.login import accounts as login_accounts
 from protocols.events import GeneratorSample
 
 
 @pytest.fixture(autouse=True)
 def cheap_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(accounts_module, "SCRYPT_N", 2**10)
+    monkeypatch.setattr(login_accounts, "SCRYPT_N", 2**10)
 
 
 def config(tmp_path: Path, port: int = 0, *, enabled: bool = True) -> GatewayConfig:

@@ -14,11 +14,11 @@ import pytest
 from edge.clock import Clock
 from edge.hallboard import BoardSources, HallBoard
 from edge.journal import Journal
-from edge.web import accounts as accounts_module
 from edge.web.accounts import AccountStore
 from edge.web.app import create_app
 from edge.web.sessions import SessionSigner, load_or_create_key
-from hallkit.loginbrake import LoginBrake
+from hallkit.login import accounts as login_accounts
+from hallkit.login.brake import LoginBrake
 from tests.support import logins
 from tests.support.logins import serving
 
@@ -28,7 +28,7 @@ Serve = Callable[..., AbstractAsyncContextManager[str]]
 
 @pytest.fixture(autouse=True)
 def cheap_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(accounts_module, "SCRYPT_N", 2**10)
+    monkeypatch.setattr(login_accounts, "SCRYPT_N", 2**10)
 
 
 @pytest.fixture

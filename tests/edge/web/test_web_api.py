@@ -27,12 +27,12 @@ from cryptography.x509.oid import NameOID
 from edge.clock import Clock
 from edge.hallboard import BoardSources, HallBoard
 from edge.journal import Journal
-from edge.web import accounts as accounts_module
 from edge.web import i18n
 from edge.web.accounts import AccountStore, Role
 from edge.web.app import create_app
 from edge.web.server import HallPageServer
 from edge.web.sessions import COOKIE, SessionSigner, load_or_create_key
+from hallkit.login import accounts as login_accounts
 from protocols.transport import TlsFiles
 
 WEB = Path(__file__).resolve().parents[3] / "edge" / "web"
@@ -42,7 +42,7 @@ WEB = Path(__file__).resolve().parents[3] / "edge" / "web"
 def cheap_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
     """The real scrypt code with a small cost: these tests are about HTTP, not hashing (the
     cost is stored with each hash, so verification follows it)."""
-    monkeypatch.setattr(accounts_module, "SCRYPT_N", 2**10)
+    monkeypatch.setattr(login_accounts, "SCRYPT_N", 2**10)
 
 
 @dataclass
