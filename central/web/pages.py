@@ -5,10 +5,9 @@ pages' scope rules. Which pages a role gets follows from the same table
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qs, quote
+from urllib.parse import quote
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -25,12 +24,14 @@ from central.web.sessions import (
     SESSION_COOKIE,
     Session,
 )
+from hallkit.i18n import script_json
 from hallkit.login import csrf
 from hallkit.login.brake import client_address
+from hallkit.login.forms import read_form, safe_next
 
 router = APIRouter(include_in_schema=False)
 
-FORM_LIMIT = 8192  # a user name and a password; anything bigger is not a login
+HOME = "/overview"  # where a login without a target lands
 # Scripts only from this server (the JSON data blocks are not scripts); ECharts' tooltips set
 # inline styles, hence 'unsafe-inline' for styles only. No framing: clickjacking a "confirm".
 PAGE_HEADERS = {
@@ -71,23 +72,6 @@ class PageRefused(Exception):
         self.status, self.key = status, key
 
 
-def language(request: Request) -> str:
-    return i18n.pick(request.query_params.get("lang"), request.cookies.get(i18n.COOKIE))
-
-
-def _safe_next(target: str | None) -> str:
-    """Only a path on this server: never an address elsewhere (open redirect)."""
-    if (
-        not target
-        or not target.startswith("/")
-        or target.startswith("//")
-        or "\\" in target
-        or target.startswith("/login")
-    ):
-        return "/overview"
-    return target
-
-
 def render(
     ctx: WebContext,
     request: Request,
@@ -97,43 +81,37 @@ def render(
     session: Session | None = None,
     **values: Any,
 ) -> HTMLResponse:
-    def t(key: str, **params: Any) -> str:
-        return i18n.translate(lang, key, **params)
-
+    spoken = i18n.MESSAGES.page_values(lang)
     who = session.account if session else None
     nav = [p for p in PAGES if who and who.role in p.roles]
     here = request.url.path
     query = {k: v for k, v in request.query_params.items() if k != "lang"}
-    other = "en" if lang == "zh" else "zh"
+    other = spoken["other_lang"]
     switch = "".join(f"{quote(k)}={quote(v)}&" for k, v in query.items()) + f"lang={other}"
     response = ctx.templates.TemplateResponse(
         request,
         f"{name}.html",
         {
-            "lang": lang,
-            "html_lang": i18n.HTML_LANG[lang],
-            "t": t,
+            **spoken,
             "page": name,
-            "other_lang": other,
             "lang_href": f"{here}?{switch}",
             "user": who,
             "nav": nav,
             "csrf": session.csrf if session else "",
-            "catalogue": i18n.script_catalogue(lang),
-            "role_label": t(f"role.{who.role.value}") if who else "",
+            "catalogue": script_json(i18n.MESSAGES.messages[lang]),
+            "role_label": i18n.MESSAGES.translate(lang, f"role.{who.role.value}") if who else "",
             "scope_label": (who.hall or who.department or "") if who else "",
             **values,
         },
         status_code=status,
     )
-    if request.query_params.get("lang") in i18n.LANGUAGES:
-        response.set_cookie(i18n.COOKIE, lang, max_age=366 * 86400, samesite="strict", path="/")
+    i18n.MESSAGES.remember(request, response, lang)
     response.headers.update(PAGE_HEADERS)
     return response
 
 
 async def _page(request: Request, page: Page, **values: Any) -> Response:
-    ctx, lang = require(request), language(request)
+    ctx, lang = require(request), i18n.MESSAGES.language(request)
     session = await session_of(request)
     if session is None:
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
@@ -146,7 +124,7 @@ async def _page(request: Request, page: Page, **values: Any) -> Response:
             lang,
             403,
             session,
-            message=i18n.translate(lang, "refused.role"),
+            message=i18n.MESSAGES.translate(lang, "refused.role"),
         )
     return render(
         ctx,
@@ -154,7 +132,7 @@ async def _page(request: Request, page: Page, **values: Any) -> Response:
         page.name,
         lang,
         session=session,
-        config=json.dumps(values.pop("config", {}), ensure_ascii=False).replace("<", "\\u003c"),
+        config=script_json(values.pop("config", {})),
         **values,
     )
 
@@ -195,7 +173,7 @@ async def bulletin_page(request: Request) -> Response:
 @router.get("/cases/{case_no}")
 async def case_page(request: Request, case_no: str) -> Response:
     """A case the caller may not see answers 404, exactly like one that does not exist."""
-    ctx, lang = require(request), language(request)
+    ctx, lang = require(request), i18n.MESSAGES.language(request)
     session = await session_of(request)
     if session is not None and session.account.role in CASE_PAGE.roles:
         try:
@@ -209,7 +187,7 @@ async def case_page(request: Request, case_no: str) -> Response:
                     lang,
                     404,
                     session,
-                    message=i18n.translate(lang, "refused.no_case"),
+                    message=i18n.MESSAGES.translate(lang, "refused.no_case"),
                 )
             raise
         return await _page(
@@ -223,32 +201,19 @@ async def case_page(request: Request, case_no: str) -> Response:
 
 @router.get("/login")
 async def login_form(request: Request, next: str | None = None) -> Response:
-    ctx, lang = require(request), language(request)
+    ctx, lang = require(request), i18n.MESSAGES.language(request)
     if await session_of(request) is not None:
-        return RedirectResponse(_safe_next(next), 303)
-    return render(ctx, request, "login", lang, next=_safe_next(next), error=None, username="")
-
-
-async def _read_form(request: Request) -> dict[str, str]:
-    declared = request.headers.get("content-length")
-    if declared is not None and (not declared.isdigit() or int(declared) > FORM_LIMIT):
-        raise HTTPException(413, "请求过大 / request too large")
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > FORM_LIMIT:
-            raise HTTPException(413, "请求过大 / request too large")
-    fields = parse_qs(body.decode("utf-8", errors="replace"), keep_blank_values=True)
-    return {k: v[0] for k, v in fields.items()}
+        return RedirectResponse(safe_next(next, HOME), 303)
+    return render(ctx, request, "login", lang, next=safe_next(next, HOME), error=None, username="")
 
 
 @router.post("/login")
 async def login(request: Request) -> Response:
-    ctx, lang = require(request), language(request)
+    ctx, lang = require(request), i18n.MESSAGES.language(request)
     csrf.refuse_cross_origin(request)  # login CSRF: nobody else may log a browser in
-    form = await _read_form(request)
+    form = await read_form(request)
     name, password = form.get("username", "").strip(), form.get("password", "")
-    target = _safe_next(form.get("next"))
+    target = safe_next(form.get("next"), HOME)
     address = client_address(request, ctx.trusted_proxies)
     wait = ctx.brake.admit(name, address)  # counted before the check: parallel guesses too
     if wait:
@@ -260,7 +225,7 @@ async def login(request: Request) -> Response:
             429,
             next=target,
             username=name,
-            error=i18n.translate(lang, "login.throttled", seconds=wait),
+            error=i18n.MESSAGES.translate(lang, "login.throttled", seconds=wait),
         )
     async with ctx.login_slots:
         account = await accounts.verify(request.app.state.engine, name, password)
@@ -273,7 +238,7 @@ async def login(request: Request) -> Response:
             401,
             next=target,
             username=name,
-            error=i18n.translate(lang, "login.failed"),
+            error=i18n.MESSAGES.translate(lang, "login.failed"),
         )
     ctx.brake.succeeded(name, address)
     ticket = ctx.signer.issue(account)
@@ -305,7 +270,7 @@ async def login(request: Request) -> Response:
 async def logout(request: Request) -> Response:
     session = await session_of(request)
     if session is not None:
-        form = await _read_form(request)
+        form = await read_form(request)
         csrf.require_token(request, session.csrf, form.get(CSRF_FIELD))
     response = RedirectResponse("/login", 303)
     for name in (SESSION_COOKIE, CSRF_COOKIE):

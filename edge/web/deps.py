@@ -50,7 +50,7 @@ def session_of(request: Request) -> Session | None:
 
 
 def language(request: Request) -> str:
-    return i18n.pick(request.query_params.get("lang"), request.cookies.get(i18n.COOKIE))
+    return i18n.MESSAGES.language(request)
 
 
 def require(permission: Permission) -> Callable[[Request], Session]:

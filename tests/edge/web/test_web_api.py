@@ -32,6 +32,7 @@ from edge.web.accounts import AccountStore, Role
 from edge.web.app import create_app
 from edge.web.server import HallPageServer
 from edge.web.sessions import COOKIE, SessionSigner, load_or_create_key
+from hallkit.i18n import LANGUAGES
 from hallkit.login import accounts as login_accounts
 from protocols.transport import TlsFiles
 
@@ -222,8 +223,8 @@ async def test_the_page_loads_only_its_own_assets(client: httpx.AsyncClient) -> 
 
 
 def test_catalogue_has_every_text_in_both_languages() -> None:
-    catalogue = i18n.catalogue()
-    assert set(catalogue) == set(i18n.LANGUAGES)
+    catalogue = i18n.MESSAGES.messages
+    assert set(catalogue) == set(LANGUAGES)
     assert catalogue["zh"].keys() == catalogue["en"].keys()
     for key, zh in catalogue["zh"].items():
         en = catalogue["en"][key]
@@ -249,7 +250,7 @@ def test_catalogue_has_every_text_in_both_languages() -> None:
 async def test_english_on_request_and_remembered(client: httpx.AsyncClient) -> None:
     english = await client.get("/login?lang=en")
     assert "Hall manager sign-in" in english.text and 'lang="en"' in english.text
-    assert english.cookies.get(i18n.COOKIE) == "en"
+    assert english.cookies.get(i18n.MESSAGES.cookie) == "en"
     again = await client.get("/login")
     assert "Hall manager sign-in" in again.text
     chinese = await client.get("/login?lang=zh")
