@@ -26,8 +26,7 @@ from central.web.sessions import (
 )
 from hallkit.i18n import script_json
 from hallkit.login import csrf
-from hallkit.login.brake import client_address
-from hallkit.login.forms import read_form, safe_next
+from hallkit.login.forms import attempt_login, read_form, safe_next
 
 router = APIRouter(include_in_schema=False)
 
@@ -211,39 +210,29 @@ async def login_form(request: Request, next: str | None = None) -> Response:
 async def login(request: Request) -> Response:
     ctx, lang = require(request), i18n.MESSAGES.language(request)
     csrf.refuse_cross_origin(request)  # login CSRF: nobody else may log a browser in
-    form = await read_form(request)
-    name, password = form.get("username", "").strip(), form.get("password", "")
-    target = safe_next(form.get("next"), HOME)
-    address = client_address(request, ctx.trusted_proxies)
-    wait = ctx.brake.admit(name, address)  # counted before the check: parallel guesses too
-    if wait:
-        return render(
-            ctx,
-            request,
-            "login",
-            lang,
-            429,
-            next=target,
-            username=name,
-            error=i18n.MESSAGES.translate(lang, "login.throttled", seconds=wait),
-        )
-    async with ctx.login_slots:
-        account = await accounts.verify(request.app.state.engine, name, password)
+    attempt = await attempt_login(
+        request,
+        brake=ctx.brake,
+        trusted_proxies=ctx.trusted_proxies,
+        slots=ctx.login_slots,
+        verify=lambda name, password: accounts.verify(request.app.state.engine, name, password),
+        home=HOME,
+    )
+    account = attempt.account
     if account is None:
         return render(
             ctx,
             request,
             "login",
             lang,
-            401,
-            next=target,
-            username=name,
-            error=i18n.MESSAGES.translate(lang, "login.failed"),
+            attempt.status,
+            next=attempt.target,
+            username=attempt.name,
+            error=i18n.MESSAGES.translate(lang, attempt.error or "", **attempt.error_params),
         )
-    ctx.brake.succeeded(name, address)
     ticket = ctx.signer.issue(account)
     secure = request.url.scheme == "https"
-    response = RedirectResponse(target, 303)
+    response = RedirectResponse(attempt.target, 303)
     response.set_cookie(
         SESSION_COOKIE,
         ticket.cookie,

@@ -13,9 +13,8 @@ from edge.web.accounts import Permission
 from edge.web.deps import WebContext, context, language, require, session_of
 from edge.web.sessions import COOKIE, Session
 from hallkit.i18n import script_json
-from hallkit.login.brake import client_address
 from hallkit.login.csrf import refuse_cross_origin
-from hallkit.login.forms import read_form, safe_next
+from hallkit.login.forms import attempt_login, safe_next
 
 router = APIRouter()
 
@@ -64,37 +63,28 @@ async def login_form(request: Request, next: str | None = None) -> Response:
 async def login(request: Request) -> Response:
     refuse_cross_origin(request)
     ctx, lang = context(request), language(request)
-    form = await read_form(request)
-    name, password = form.get("username", "").strip(), form.get("password", "")
-    target = safe_next(form.get("next"), "/")
-    address = client_address(request, ctx.trusted_proxies)
-    wait = ctx.brake.admit(name, address)  # counted before the check: parallel guesses too
-    if wait:
-        return _render(
-            ctx,
-            request,
-            "login.html",
-            lang,
-            429,
-            next=target,
-            username=name,
-            error=i18n.MESSAGES.translate(lang, "login.throttled", seconds=wait),
-        )
-    async with ctx.login_slots:  # off the event loop: the devices' echoes must not wait
-        account = await asyncio.to_thread(ctx.accounts.verify, name, password)
+    attempt = await attempt_login(
+        request,
+        brake=ctx.brake,
+        trusted_proxies=ctx.trusted_proxies,
+        slots=ctx.login_slots,
+        # off the event loop: the devices' echoes must not wait
+        verify=lambda name, password: asyncio.to_thread(ctx.accounts.verify, name, password),
+        home="/",
+    )
+    account = attempt.account
     if account is None:
         return _render(
             ctx,
             request,
             "login.html",
             lang,
-            401,
-            next=target,
-            username=name,
-            error=i18n.MESSAGES.translate(lang, "login.failed"),
+            attempt.status,
+            next=attempt.target,
+            username=attempt.name,
+            error=i18n.MESSAGES.translate(lang, attempt.error or "", **attempt.error_params),
         )
-    ctx.brake.succeeded(name, address)
-    response = RedirectResponse(target, 303)
+    response = RedirectResponse(attempt.target, 303)
     response.set_cookie(
         COOKIE,
         ctx.signer.issue(account),
