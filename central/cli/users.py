@@ -50,7 +50,7 @@ def add(
     config: ConfigOption = None,
 ) -> None:
     """Create a dashboard account (password from a prompt or --password-stdin)."""
-    from central import accounts
+    from central.security import accounts
     from central.security.tokens import Role
     from hallkit.login.accounts import AccountError, check_name
 
@@ -86,7 +86,7 @@ def passwd(
     config: ConfigOption = None,
 ) -> None:
     """Set a new password; the account's open sessions end at their next request."""
-    from central import accounts
+    from central.security import accounts
 
     password = _password(password_stdin)
     _run(config, lambda engine: accounts.set_password(engine, name, password))
@@ -96,7 +96,7 @@ def passwd(
 @user_app.command("disable")
 def disable(name: Annotated[str, typer.Argument()], config: ConfigOption = None) -> None:
     """Disable an account (kept for the record); its sessions end at their next request."""
-    from central import accounts
+    from central.security import accounts
 
     _run(config, lambda engine: accounts.set_disabled(engine, name, True))
     typer.echo(f"已停用 / disabled: {name}")
@@ -105,7 +105,7 @@ def disable(name: Annotated[str, typer.Argument()], config: ConfigOption = None)
 @user_app.command("enable")
 def enable(name: Annotated[str, typer.Argument()], config: ConfigOption = None) -> None:
     """Enable a disabled account again."""
-    from central import accounts
+    from central.security import accounts
 
     _run(config, lambda engine: accounts.set_disabled(engine, name, False))
     typer.echo(f"已启用 / enabled: {name}")
@@ -114,7 +114,7 @@ def enable(name: Annotated[str, typer.Argument()], config: ConfigOption = None) 
 @user_app.command("list")
 def list_users(config: ConfigOption = None) -> None:
     """Accounts with role, scope and state (never the hashes)."""
-    from central import accounts
+    from central.security import accounts
 
     for a in _run(config, accounts.all_accounts):
         state = "disabled" if a.disabled else "enabled"

@@ -1,5 +1,5 @@
 """Who may connect and what they may reach: central's certificate authority (``ca`` issues,
 ``ca_store`` keeps the CA on disk with every certificate issued and the CRL, ``atomic_files``
 writes keys and certificates), the broker's ACL and configs (``broker_acl``), API bearer tokens
-and roles (``tokens``) and the one table of who reaches what (``access``). Dashboard logins are
-``central.accounts``."""
+and roles (``tokens``), the one table of who reaches what (``access``) and the dashboard's
+login accounts (``accounts``, on the shared login kit ``hallkit.login``)."""

@@ -12,8 +12,8 @@ from urllib.parse import quote
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from central import accounts
 from central.api.cases import get_case
+from central.security import accounts
 from central.security.access import Area, may, roles_with
 from central.security.tokens import Role
 from central.web import i18n

@@ -24,8 +24,8 @@ from pathlib import Path
 
 from fastapi import Request
 
-from central import accounts
-from central.accounts import Account
+from central.security import accounts
+from central.security.accounts import Account
 from central.security.tokens import Principal
 from hallkit.login import csrf, sessions
 

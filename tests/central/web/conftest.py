@@ -14,7 +14,6 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from central import accounts as accounts_module
 from central import ladder_job
 from central.api.app import create_app
 from central.cases.context import CaseContext
@@ -24,6 +23,7 @@ from central.correlation import job as correlation_job
 from central.registry import register
 from central.rules.timelimit import DEFAULT_LADDER
 from central.rules.workdays import WorkCalendar
+from central.security import accounts as accounts_module
 from central.security.tokens import Role, create_token
 from central.store.db import make_engine
 from central.store.migrate import upgrade

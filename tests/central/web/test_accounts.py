@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from central import accounts
+from central.security import accounts
 from central.security.tokens import Role
 from central.store.db import make_engine
 from central.store.migrate import upgrade

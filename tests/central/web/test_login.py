@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from central import accounts
+from central.security import accounts
 from central.security.tokens import Role
 from central.web.sessions import CSRF_COOKIE, SESSION_COOKIE
 from tests.central.web.conftest import Site, csrf_of, hidden_csrf, logged_in, login

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from central import accounts
 from central.api.app import create_app
+from central.security import accounts
 from central.security.tokens import Role
 from central.store.db import make_engine
 from central.store.migrate import upgrade
