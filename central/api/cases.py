@@ -24,10 +24,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from central.api.deps import CaseFeeder, CaseReader, Engine
 from central.cases.context import CaseContext, bound
+from central.cases.ladder import standing
 from central.cases.model import CASE_NO_PATTERN, EARLIEST_YEAR, LATEST_YEAR, NO_NUL, CaseIn
 from central.cases.mqttfeed import result_doc
 from central.cases.store import MAX_BATCH, Source, clock_of, feed
-from central.ladder_job import standing
 from central.reporting import halls
 from central.rules.indicators import CaseStatus
 from central.rules.timelimit import LadderStage, steps

@@ -1,2 +1,2 @@
 """Cases (办件) from the approval system (审批系统): validation, masking, storage, the CSV and MQTT
-feeds. The ladder job is ``central.ladder_job``; the API is ``central.api.cases``."""
+feeds. The ladder job is ``central.cases.ladder``; the API is ``central.api.cases``."""

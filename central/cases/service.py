@@ -6,7 +6,7 @@ import logging
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from central import ladder_job
+from central.cases import ladder
 from central.cases.context import CaseContext, bind
 from central.cases.mqttfeed import CaseFeed
 from central.config import CentralConfig
@@ -40,7 +40,7 @@ def start(engine: AsyncEngine, config: CentralConfig, supervisor: Supervisor) ->
         supervisor.spawn(FEED_TASK, CaseFeed(engine, context.masker, broker).run)
     supervisor.spawn(
         LADDER_TASK,
-        lambda: ladder_job.run_forever(
+        lambda: ladder.run_forever(
             engine, context.calendar, context.ladder, every_s=config.rules.ladder_every_s
         ),
     )

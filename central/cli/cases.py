@@ -113,21 +113,21 @@ def ladder(
     config: ConfigOption = None,
 ) -> None:
     """Run the time-limit ladder job once and say how many steps it recorded."""
-    from central import ladder_job
+    from central.cases.ladder import LadderRun, calendar_from, run_once
     from central.rules.workdays import CalendarError, business_date
     from hallkit.clock import utc_now
 
     cfg = load_config(config, logs="warnings")
     try:
         day = dt.date.fromisoformat(today) if today else business_date(utc_now())
-        calendar = ladder_job.calendar_from(cfg.rules.calendar_overrides)
+        calendar = calendar_from(cfg.rules.calendar_overrides)
     except (ValueError, CalendarError) as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from None
 
-    async def go() -> ladder_job.LadderRun:
+    async def go() -> LadderRun:
         async with open_engine(cfg, migrate=True) as engine:
-            return await ladder_job.run_once(engine, day, calendar, cfg.rules.ladder)
+            return await run_once(engine, day, calendar, cfg.rules.ladder)
 
     run = asyncio.run(go())
     typer.echo(

@@ -20,8 +20,8 @@ from typing import Any
 import httpx
 import pytest
 
-from central import ladder_job
 from central.api.app import create_app
+from central.cases import ladder
 from central.cases.context import CaseContext
 from central.cases.masking import ApplicantMasker, load_or_create_salt
 from central.cases.model import validate_row
@@ -124,7 +124,7 @@ async def test_case_feed_and_ladder_figures(
             worst: list[float] = []
             monitor = asyncio.create_task(_monitor(stop, worst))
             t = time.perf_counter()
-            run = await ladder_job.run_once(engine, day, cal, since=since)
+            run = await ladder.run_once(engine, day, cal, since=since)
             took = time.perf_counter() - t
             stop.set()
             await monitor

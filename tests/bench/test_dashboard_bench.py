@@ -21,8 +21,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from central import ladder_job
 from central.api.app import create_app
+from central.cases import ladder
 from central.correlation.config import CorrelationConfig
 from central.correlation.job import run_once
 from central.registry import register
@@ -82,7 +82,7 @@ async def test_dashboard_api_figures(kind: str, tmp_path: Path) -> None:
                 )
                 await deliver(engine, hall_day, hall_day.events)
         await run_once(engine, cfg=CorrelationConfig(rapid_repeat_s=RAPID_S))
-        await ladder_job.run_once(engine, LAST_DAY + dt.timedelta(days=1), WorkCalendar())
+        await ladder.run_once(engine, LAST_DAY + dt.timedelta(days=1), WorkCalendar())
         print(f"\n{kind}: {HALLS} halls × {DAYS} days, {presses} key presses")
         headers = {"Authorization": f"Bearer {await create_token(engine, Role.SUPERVISOR)}"}
         app = create_app(engine)

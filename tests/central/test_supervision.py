@@ -16,8 +16,8 @@ import httpx
 import pytest
 from sqlalchemy.pool import QueuePool
 
-from central import ladder_job
 from central.api.app import create_app
+from central.cases import ladder
 from central.config import CentralConfig
 from central.correlation import job as correlation_job
 from central.gateways import command_queue
@@ -73,7 +73,7 @@ async def test_each_task_that_raises_is_restarted_and_shown(
     tmp_path: Path, database_url: str, broker: Broker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     broken = {
-        "cases.ladder": (ladder_job, "run_forever", RuntimeError("ladder broken")),
+        "cases.ladder": (ladder, "run_forever", RuntimeError("ladder broken")),
         "correlation": (correlation_job, "run_forever", RuntimeError("correlation broken")),
         "timeseries": (timeseries, "run_forever", ConnectionError("sink broken")),
         "ledger": (ledger, "run_forever", RuntimeError("ledger broken")),

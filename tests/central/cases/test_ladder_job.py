@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from central import ladder_job
+from central.cases import ladder
 from central.cases.context import CaseContext
 from central.cases.model import validate_row
 from central.cases.store import CaseRecord, Source, upsert
@@ -40,18 +40,18 @@ async def test_a_second_run_for_the_same_day_looks_at_nothing(
     sup = await bearer(engine, Role.SUPERVISOR)
     rows = [case(f"J-{i}", accepted_at=f"2026-09-{14 + i} 10:00") for i in range(5)]
     await client.post("/api/v1/cases", headers=sup, json={"cases": rows})
-    first = await ladder_job.run_once(engine, D(2026, 9, 17), CAL)
+    first = await ladder.run_once(engine, D(2026, 9, 17), CAL)
     # J-4 is accepted on 09-18, after the day the job runs for
     assert (first.cases, first.failed, first.skipped) == (4, {}, False)
-    assert (await ladder_job.run_once(engine, D(2026, 9, 17), CAL)).cases == 0
+    assert (await ladder.run_once(engine, D(2026, 9, 17), CAL)).cases == 0
     # the next day every open case moves on; a revised one is looked at again the same day
-    assert (await ladder_job.run_once(engine, D(2026, 9, 18), CAL)).cases == 5
+    assert (await ladder.run_once(engine, D(2026, 9, 18), CAL)).cases == 5
     await client.post(
         "/api/v1/cases",
         headers=sup,
         json={"cases": [case("J-0", accepted_at="2026-09-14 10:00", staff="000777")]},
     )
-    assert (await ladder_job.run_once(engine, D(2026, 9, 18), CAL)).cases == 1
+    assert (await ladder.run_once(engine, D(2026, 9, 18), CAL)).cases == 1
 
 
 async def test_later_runs_look_only_at_new_revised_and_open_cases(
@@ -69,12 +69,12 @@ async def test_later_runs_look_only_at_new_revised_and_open_cases(
             ]
         },
     )
-    assert (await ladder_job.run_once(engine, D(2026, 9, 21), CAL)).cases == 3
+    assert (await ladder.run_once(engine, D(2026, 9, 21), CAL)).cases == 3
     mark = utc_now()
     await client.post("/api/v1/cases", headers=sup, json={"cases": [case("I-3")]})
-    same_day = await ladder_job.run_once(engine, D(2026, 9, 21), CAL, since=mark)
+    same_day = await ladder.run_once(engine, D(2026, 9, 21), CAL, since=mark)
     assert same_day.cases == 1  # the new case only
-    next_day = await ladder_job.run_once(engine, D(2026, 9, 22), CAL, since=utc_now())
+    next_day = await ladder.run_once(engine, D(2026, 9, 22), CAL, since=utc_now())
     assert next_day.cases == 3  # the open ones move on; the completed I-2 is settled
     detail = (await client.get("/api/v1/cases/I-3", headers=sup)).json()
     assert detail["ladder"]["as_of"] == "2026-09-22"
@@ -88,7 +88,7 @@ async def test_a_late_reported_suspension_supersedes_recorded_steps(
     row = case("L-1", accepted_at="2026-09-14 09:00", legal_days=10, promised_days=5)
     await client.post("/api/v1/cases", headers=sup, json={"cases": [row]})
     for day in range(14, 19):
-        await ladder_job.run_once(engine, D(2026, 9, day), CAL)
+        await ladder.run_once(engine, D(2026, 9, day), CAL)
     assert await stages(client, sup, "L-1") == [
         ("blue", "2026-09-14", False),
         ("yellow_light", "2026-09-18", False),
@@ -101,7 +101,7 @@ async def test_a_late_reported_suspension_supersedes_recorded_steps(
     }
     out = (await client.post("/api/v1/cases", headers=sup, json={"cases": [late]})).json()
     assert out["revised"] == 1
-    await ladder_job.run_once(engine, D(2026, 9, 18), CAL)
+    await ladder.run_once(engine, D(2026, 9, 18), CAL)
     assert await stages(client, sup, "L-1") == [
         ("blue", "2026-09-14", False),
         ("suspended", "2026-09-16", False),
@@ -119,10 +119,10 @@ async def test_withdrawn_case_stops_the_ladder(
     sup = await bearer(engine, Role.SUPERVISOR)
     row = case("W-1", accepted_at="2026-09-14 09:00", legal_days=2, promised_days=None)
     await client.post("/api/v1/cases", headers=sup, json={"cases": [row]})
-    await ladder_job.run_once(engine, D(2026, 9, 15), CAL)
+    await ladder.run_once(engine, D(2026, 9, 15), CAL)
     await client.post("/api/v1/cases", headers=sup, json={"cases": [{**row, "status": "撤件"}]})
-    await ladder_job.run_once(engine, D(2026, 9, 16), CAL)
-    assert (await ladder_job.run_once(engine, D(2026, 9, 30), CAL)).cases == 0
+    await ladder.run_once(engine, D(2026, 9, 16), CAL)
+    assert (await ladder.run_once(engine, D(2026, 9, 30), CAL)).cases == 0
     detail = (await client.get("/api/v1/cases/W-1", headers=sup)).json()
     assert detail["ladder"]["stage"] is None and detail["status"] == "withdrawn"
     assert [s["stage"] for s in detail["steps"]] == ["blue", "yellow_light"]
@@ -138,7 +138,7 @@ async def test_next_year_needs_the_site_calendar(
         context.masker,
     )
     await upsert(engine, [(0, record)], source=Source.API, received_at=utc_now())
-    run = await ladder_job.run_once(engine, D(2027, 1, 4), CAL)
+    run = await ladder.run_once(engine, D(2027, 1, 4), CAL)
     assert "Y-1" in run.failed and "2027" in run.failed["Y-1"]
     assert "节假日安排未知" in run.failed["Y-1"]
 
@@ -147,8 +147,8 @@ async def test_next_year_needs_the_site_calendar(
         "source: test\nyears: [2027]\nholidays:\n  - name: 元旦\n    date: 2027-01-01\n",
         encoding="utf-8",
     )
-    calendar = ladder_job.calendar_from(site)
-    run = await ladder_job.run_once(engine, D(2027, 1, 4), calendar)
+    calendar = ladder.calendar_from(site)
+    run = await ladder.run_once(engine, D(2027, 1, 4), calendar)
     assert run.failed == {} and run.steps_recorded == 2
     sup = await bearer(engine, Role.SUPERVISOR)
     # the API computes with its own context's calendar; the stored stage is the job's
@@ -168,13 +168,11 @@ async def test_another_process_holding_the_lock_makes_the_run_skip(
     sup = await bearer(engine, Role.SUPERVISOR)
     await client.post("/api/v1/cases", headers=sup, json={"cases": [case("K-1")]})
     async with engine.connect() as other:
-        assert await other.scalar(
-            text("SELECT pg_try_advisory_lock(:k)"), {"k": ladder_job.LOCK_KEY}
-        )
-        held = await ladder_job.run_once(engine, D(2026, 9, 21), CAL)
+        assert await other.scalar(text("SELECT pg_try_advisory_lock(:k)"), {"k": ladder.LOCK_KEY})
+        held = await ladder.run_once(engine, D(2026, 9, 21), CAL)
         assert held.skipped and held.cases == 0
-        await other.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": ladder_job.LOCK_KEY})
-    free = await ladder_job.run_once(engine, D(2026, 9, 21), CAL)
+        await other.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": ladder.LOCK_KEY})
+    free = await ladder.run_once(engine, D(2026, 9, 21), CAL)
     assert not free.skipped and free.cases == 1
 
 
@@ -182,12 +180,12 @@ def test_schedule_runs_every_interval_and_just_after_midnight() -> None:
     def at(h: int, m: int, s: int = 0) -> dt.datetime:
         return dt.datetime(2026, 10, 9, h, m, s, tzinfo=BUSINESS_TZ)
 
-    assert ladder_job.seconds_to_next_run(at(10, 0), 120) == 120
-    assert ladder_job.seconds_to_next_run(at(23, 59), 120) == 90  # 60 s to 00:00, then 30
-    assert ladder_job.seconds_to_next_run(at(23, 59, 59), 600) == 31
+    assert ladder.seconds_to_next_run(at(10, 0), 120) == 120
+    assert ladder.seconds_to_next_run(at(23, 59), 120) == 90  # 60 s to 00:00, then 30
+    assert ladder.seconds_to_next_run(at(23, 59, 59), 600) == 31
     # the business day is Beijing's even when the host clock is UTC
     utc = dt.datetime(2026, 10, 9, 15, 59, tzinfo=dt.UTC)  # 23:59 in Beijing
-    assert ladder_job.seconds_to_next_run(utc, 120) == 90
+    assert ladder.seconds_to_next_run(utc, 120) == 90
 
 
 async def test_run_forever_records_the_steps_of_a_new_case(
@@ -195,7 +193,7 @@ async def test_run_forever_records_the_steps_of_a_new_case(
 ) -> None:
     sup = await bearer(engine, Role.SUPERVISOR)
     await client.post("/api/v1/cases", headers=sup, json={"cases": [case("R-1")]})
-    job = asyncio.create_task(ladder_job.run_forever(engine, CAL, every_s=1))
+    job = asyncio.create_task(ladder.run_forever(engine, CAL, every_s=1))
     try:
         for _ in range(100):
             detail = (await client.get("/api/v1/cases/R-1", headers=sup)).json()

@@ -16,7 +16,7 @@ import httpx
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from central import ladder_job
+from central.cases.ladder import run_once
 from central.rules.timelimit import CaseClock, LadderConfig
 from central.rules.workdays import WorkCalendar, business_date
 from central.security.tokens import Role
@@ -81,9 +81,9 @@ async def test_every_step_and_stage_of_the_table_through_feed_job_and_api(
         if rows:
             fed = (await client.post("/api/v1/cases", headers=sup, json={"cases": rows})).json()
             assert fed["rejected"] == 0, fed
-        run = await ladder_job.run_once(engine, day, CAL)
+        run = await run_once(engine, day, CAL)
         recorded_total += run.steps_recorded
-        again = await ladder_job.run_once(engine, day, CAL)
+        again = await run_once(engine, day, CAL)
         assert again.steps_recorded == 0, day  # the same day twice adds nothing
 
         for name in sorted(CASES):
@@ -162,7 +162,7 @@ async def test_configured_thresholds_reach_the_recorded_steps(
         yellow_light=-2, red_light=0, yellow_card=1, red_card=3, supervision_letter=5
     )
     for day in (dt.date(2026, 9, 21), dt.date(2026, 9, 22)):
-        await ladder_job.run_once(engine, day, CAL, early)
+        await run_once(engine, day, CAL, early)
     detail = (await client.get(f"/api/v1/cases/{number('A')}", headers=sup)).json()
     assert [(s["stage"], s["on_date"]) for s in detail["steps"]] == [
         ("blue", "2026-09-18"),

@@ -14,8 +14,8 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from central import ladder_job
 from central.api.app import create_app
+from central.cases import ladder
 from central.cases.context import CaseContext
 from central.cases.masking import ApplicantMasker
 from central.cases.store import Source, feed
@@ -95,7 +95,7 @@ async def site(database_url: str, tmp_path: Path) -> AsyncIterator[Site]:
     masker = ApplicantMasker(b"s" * 32)
     results = await feed(engine, seed.cases, masker, source=Source.API, now=seed.now)
     assert all(r.outcome.value == "created" for r in results), results
-    await ladder_job.run_once(engine, seed.today, calendar, DEFAULT_LADDER, now=seed.now)
+    await ladder.run_once(engine, seed.today, calendar, DEFAULT_LADDER, now=seed.now)
     await seeds.ingest(engine, seed)
     await correlation_job.run_once(engine, calendar=calendar, now=seed.now)
     for name, (role, user_hall, department) in seeds.USERS.items():
