@@ -56,7 +56,7 @@ async def _serve(cfg: CentralConfig, with_api: bool) -> str | None:
     import uvicorn
 
     from central.api.app import create_app
-    from central.service import Aggregator
+    from central.spine.aggregator import Aggregator
 
     aggregator = Aggregator(cfg)
     try:

@@ -30,7 +30,7 @@ def gateway_add(
     config: ConfigOption = None,
 ) -> None:
     """Register a gateway for a hall (without certificates; see `gateway provision`)."""
-    from central.registry import register
+    from central.spine.registry import register
 
     cfg = load_config(config, logs="untouched")
     run_with_engine(cfg, lambda engine: register(engine, hall, gateway))

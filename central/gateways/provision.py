@@ -23,11 +23,11 @@ from central.config import CentralConfig
 from central.gateways import command_queue
 from central.gateways.bundle import write_bundle
 from central.gateways.command_signing import load_or_create_signing_key
-from central.ingest import high_water
-from central.registry import register, revoke
 from central.security.broker_acl import BrokerPolicy, GatewayAccess, sync_broker
 from central.security.ca import Role, parse_username
 from central.security.ca_store import PkiStore
+from central.spine.ingest import high_water
+from central.spine.registry import register, revoke
 from central.store.schema import gateways
 from protocols.provisioning import gateway_username, parse_broker_url
 

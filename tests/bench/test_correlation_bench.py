@@ -23,7 +23,7 @@ import pytest
 
 from central.correlation.config import CorrelationConfig
 from central.correlation.job import run_once
-from central.registry import register
+from central.spine.registry import register
 from central.store.db import make_engine
 from central.store.migrate import upgrade
 from tests.central.correlation.conftest import case_record, deliver, store_cases

@@ -25,9 +25,9 @@ from central.api.app import create_app
 from central.cases import ladder
 from central.correlation.config import CorrelationConfig
 from central.correlation.job import run_once
-from central.registry import register
 from central.rules.workdays import WorkCalendar
 from central.security.tokens import Role, create_token
+from central.spine.registry import register
 from central.store.db import make_engine
 from central.store.migrate import upgrade
 from tests.central.correlation.conftest import case_record, deliver, store_cases

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from central.config import IngestConfig
-from tests.central.test_flood_fairness import flood_beside_a_good_gateway
+from tests.central.spine.test_flood_fairness import flood_beside_a_good_gateway
 from tests.support.broker import Broker
 
 pytestmark = pytest.mark.bench

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from central.ingest import Incoming, Ingestor
-from central.registry import register
+from central.spine.ingest import Incoming, Ingestor
+from central.spine.registry import register
 from central.store.db import make_engine
 from central.store.migrate import upgrade
 from edge.app import Gateway

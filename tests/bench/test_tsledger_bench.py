@@ -18,10 +18,10 @@ from typing import Any
 import pytest
 
 from central.config import TimeseriesConfig
-from central.ingest import Ingestor
 from central.records import ledger
 from central.records.timeseries import TimeseriesSink
-from central.registry import register
+from central.spine.ingest import Ingestor
+from central.spine.registry import register
 from central.store.db import make_engine
 from central.store.migrate import upgrade
 from tests.support.hallevents import Gateway, key_press, queue

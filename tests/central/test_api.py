@@ -14,12 +14,12 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from central.api.app import create_app
-from central.ingest import Ingestor
-from central.registry import register
 from central.security.tokens import Role, create_token
+from central.spine.ingest import Ingestor
+from central.spine.registry import register
 from central.store.db import make_engine
 from central.store.migrate import upgrade
-from tests.central.test_ingest import message
+from tests.central.spine.test_ingest import message
 from tests.support.hallevents import Gateway, health, key_press, queue
 
 

@@ -18,9 +18,9 @@ from sqlalchemy import update
 from sqlalchemy.pool import NullPool
 
 from central.api.app import create_app
-from central.ingest import Ingestor
-from central.registry import register
 from central.security.tokens import Role, create_token
+from central.spine.ingest import Ingestor
+from central.spine.registry import register
 from central.store.db import make_engine
 from central.store.migrate import upgrade
 from central.store.schema import api_tokens

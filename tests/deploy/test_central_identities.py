@@ -2,7 +2,7 @@
 each log in with a certificate of their own, so each has its own client id
 (``use_username_as_clientid``) and neither knocks the other off; a configuration that would
 give them one certificate is refused at load (one with no feed certificate at all does not
-start the feed: tests/central/test_supervision.py)."""
+start the feed: tests/central/spine/test_supervision.py)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 from pydantic import ValidationError
 
 from central.config import CentralConfig
-from central.service import Aggregator
+from central.spine.aggregator import Aggregator
 from tests.deploy.support import Peer, TlsBroker, running, wait_until
 
 KNOCKED_OFF = "already connected, closing old connection"

@@ -29,7 +29,7 @@ from central.gateways.command_queue import count_results
 from central.gateways.command_signing import CommandSigner, generate_signing_key, load_signing_key
 from central.gateways.provision import provision
 from central.security.tokens import Role, create_token
-from central.service import Aggregator
+from central.spine.aggregator import Aggregator
 from central.store.schema import events, gateways
 from central.store.schema_ops import command_results, gateway_commands
 from edge.app import Gateway
@@ -406,7 +406,7 @@ async def _replacement(tmp_path: Path) -> None:
     from central.store.db import make_engine
     from central.store.migrate import upgrade
     from edge.provisioning import read_bundle
-    from tests.central.test_ingest import message
+    from tests.central.spine.test_ingest import message
 
     central = CentralConfig.model_validate(
         {
@@ -419,7 +419,7 @@ async def _replacement(tmp_path: Path) -> None:
     await upgrade(engine)
     try:
         first = await provision(engine, central, "H1", "gw1", tmp_path / "first.tar.gz")
-        from central.ingest import Ingestor
+        from central.spine.ingest import Ingestor
 
         ingestor = Ingestor(engine)
         await ingestor.ingest([message(range(1, 101))])

@@ -14,9 +14,9 @@ import pytest
 import yaml
 
 from central.config import TimeseriesConfig
-from central.ingest import Ingestor
 from central.records.timeseries import METRICS, TimeseriesSink
-from central.registry import register
+from central.spine.ingest import Ingestor
+from central.spine.registry import register
 from central.store.db import make_engine
 from central.store.migrate import upgrade
 from tests.central.records.test_timeseries import at, scenario, state_message

@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 from sqlalchemy import func, select
 
-from central.registry import register
+from central.spine.registry import register
 from central.store.db import make_engine
 from central.store.migrate import upgrade
 from central.store.schema import events, gateways

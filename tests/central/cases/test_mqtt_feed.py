@@ -23,7 +23,7 @@ from central.cases.context import CaseContext
 from central.cases.mqttfeed import FEED_TOPIC, CaseFeed, results_topic
 from central.config import BrokerConfig, CentralConfig, RulesConfig
 from central.security.tokens import Role
-from central.service import Aggregator
+from central.spine.aggregator import Aggregator
 from central.store.schema import cases
 from tests.central.cases.support import ID_NO, PHONE, bearer, case
 from tests.support.broker import Broker

@@ -12,9 +12,9 @@ from sqlalchemy import and_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from central.cases.store import CaseRecord, Source, upsert
-from central.ingest import Ingestor
-from central.registry import register
 from central.rules.indicators import CaseStatus
+from central.spine.ingest import Ingestor
+from central.spine.registry import register
 from central.store.db import make_engine
 from central.store.migrate import upgrade
 from central.store.schema_correlation import (

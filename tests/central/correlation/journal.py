@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from central.ingest import Incoming, Ingestor
+from central.spine.ingest import Incoming, Ingestor
 from protocols import topics
 from protocols.devices import KEY_LABELS as LABELS
 

@@ -17,9 +17,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from central.api.app import create_app
 from central.cases.store import CaseRecord
 from central.correlation.job import run_once
-from central.registry import register
 from central.rules.indicators import CaseStatus
 from central.security.tokens import Role, create_token
+from central.spine.registry import register
 from tests.central.correlation.conftest import store_cases
 from tests.central.correlation.journal import DAY, at, small_hall, small_hall_cases
 

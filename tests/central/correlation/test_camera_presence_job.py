@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from central.correlation.job import run_once
-from central.registry import register
+from central.spine.registry import register
 from central.store.schema_correlation import presence_periods
 from tests.central.correlation.journal import DAY, Journal, at
 

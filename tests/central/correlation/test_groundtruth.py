@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from central.correlation.config import CorrelationConfig
 from central.correlation.job import run_once
 from central.correlation.store import stored_content
-from central.registry import register
+from central.spine.registry import register
 from central.store.db import make_engine
 from central.store.migrate import upgrade
 from central.store.schema_correlation import correlation_reissues, correlation_results

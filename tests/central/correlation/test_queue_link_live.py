@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from central.correlation.config import CorrelationConfig
 from central.correlation.job import run_once
 from central.correlation.machine_clock import MachineClockConfig
-from central.ingest import Incoming, Ingestor
+from central.spine.ingest import Incoming, Ingestor
 from edge.clock import Clock
 from edge.config import QueueConfig
 from edge.journal import Journal

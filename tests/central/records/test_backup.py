@@ -17,13 +17,13 @@ import yaml
 from sqlalchemy import func, select
 
 from central.gateways.command_signing import load_or_create_signing_key, public_key_pem
-from central.ingest import Ingestor
-from central.registry import register
 from central.security.ca_store import PkiStore
+from central.spine.ingest import Ingestor
+from central.spine.registry import register
 from central.store.db import make_engine
 from central.store.migrate import upgrade
 from central.store.schema import events
-from tests.central.test_ingest import message
+from tests.central.spine.test_ingest import message
 from tests.support.databases import create_pg_database, drop_pg_database
 
 CENTRAL = str(Path(sys.executable).parent / "hallwatch-central")

@@ -18,11 +18,11 @@ from sqlalchemy import delete, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 from typer.testing import CliRunner
 
-from central.ingest import Incoming, Ingestor
 from central.records import ledger
 from central.records.ledger import Problem, Record
-from central.registry import register
 from central.rules.workdays import business_date
+from central.spine.ingest import Incoming, Ingestor
+from central.spine.registry import register
 from central.store.db import make_engine
 from central.store.migrate import upgrade
 from central.store.schema import (

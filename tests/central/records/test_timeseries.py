@@ -17,7 +17,6 @@ from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from central.config import TimeseriesConfig
-from central.ingest import Incoming, Ingestor
 from central.records.timeseries import (
     ALLOWED_TAGS,
     METRICS,
@@ -27,7 +26,8 @@ from central.records.timeseries import (
     make_sample,
     run_forever,
 )
-from central.registry import register
+from central.spine.ingest import Incoming, Ingestor
+from central.spine.registry import register
 from central.store.db import make_engine
 from central.store.migrate import upgrade
 from central.store.schema_tsledger import timeseries_progress
@@ -385,7 +385,7 @@ async def test_the_aggregator_runs_the_sink_and_the_ledger_and_logs_no_secret(
     from sqlalchemy import func, select
 
     from central.config import BrokerConfig, CentralConfig
-    from central.service import Aggregator
+    from central.spine.aggregator import Aggregator
     from central.store.schema_tsledger import ledger_entries
 
     password = "an0ther-VM-pass-5512"

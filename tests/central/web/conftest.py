@@ -20,11 +20,11 @@ from central.cases.context import CaseContext
 from central.cases.masking import ApplicantMasker
 from central.cases.store import Source, feed
 from central.correlation import job as correlation_job
-from central.registry import register
 from central.rules.timelimit import DEFAULT_LADDER
 from central.rules.workdays import WorkCalendar
 from central.security import accounts as accounts_module
 from central.security.tokens import Role, create_token
+from central.spine.registry import register
 from central.store.db import make_engine
 from central.store.migrate import upgrade
 from central.web.context import WebContext

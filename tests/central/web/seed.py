@@ -14,9 +14,9 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from central.ingest import Incoming, Ingestor
 from central.rules.timelimit import CaseClock, LadderStage, stage_on
 from central.rules.workdays import WorkCalendar, business_date, day_start
+from central.spine.ingest import Incoming, Ingestor
 from hallkit.clock import utc_now
 from protocols import topics
 from protocols.envelope import GatewayState

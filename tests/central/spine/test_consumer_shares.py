@@ -10,10 +10,10 @@ import paho.mqtt.client as mqtt
 import pytest
 from pydantic import ValidationError
 
-from central.admission import Admission
 from central.config import BrokerConfig, IngestConfig
-from central.consumer import Consumer
-from central.ingest import Incoming
+from central.spine.admission import Admission
+from central.spine.consumer import Consumer
+from central.spine.ingest import Incoming
 
 
 def incoming(gateway: str, n: int, size: int = 10) -> Incoming:

@@ -21,11 +21,11 @@ from central.cases import ladder
 from central.config import CentralConfig
 from central.correlation import job as correlation_job
 from central.gateways import command_queue
-from central.ingest import Incoming
 from central.records import ledger, timeseries
-from central.registry import register
 from central.security.tokens import Role, create_token
-from central.service import Aggregator
+from central.spine.aggregator import Aggregator
+from central.spine.ingest import Incoming
+from central.spine.registry import register
 from hallkit.configtext import ConfigError
 from hallkit.supervise import Supervisor, healthz
 from protocols.envelope import GatewayState, JournalState, TaskStatus, encode
@@ -188,7 +188,7 @@ async def test_a_bad_correlation_file_stops_the_start_naming_file_and_line(
 
 
 async def test_the_gateways_tasks_reach_the_gateway_list(database_url: str, tmp_path: Path) -> None:
-    from central.ingest import Ingestor
+    from central.spine.ingest import Ingestor
     from central.store.db import make_engine
     from central.store.migrate import upgrade
 

@@ -36,9 +36,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from central.api.app import create_app
 from central.config import BrokerConfig, CentralConfig, IngestConfig
 from central.correlation import job as correlation_job
-from central.ingest import AckDecision, Incoming
 from central.security.tokens import Role
-from central.service import Aggregator
+from central.spine.aggregator import Aggregator
+from central.spine.ingest import AckDecision, Incoming
 from central.store.schema import events, gateways, quarantine
 from protocols import events as kinds
 from protocols.envelope import Ack, EventRecord

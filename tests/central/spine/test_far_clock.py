@@ -14,12 +14,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from central.api.app import create_app
 from central.correlation.model import TimeSource, event_time
-from central.ingest import Ingestor
 from central.security.tokens import Role, create_token
+from central.spine.ingest import Ingestor
 from central.store.clockfix import corrected_utc
 from central.store.schema import quarantine
-from tests.central.test_ingest import count, message
-from tests.central.test_ingest import engine as engine  # the fixture: a migrated store
+from tests.central.spine.test_ingest import count, message
+from tests.central.spine.test_ingest import engine as engine  # the fixture: a migrated store
 
 NOW = datetime(2026, 11, 21, 2, 0, tzinfo=UTC)
 

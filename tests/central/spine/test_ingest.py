@@ -11,8 +11,8 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from central.ingest import Incoming, Ingestor
-from central.registry import register
+from central.spine.ingest import Incoming, Ingestor
+from central.spine.registry import register
 from central.store.db import make_engine
 from central.store.migrate import upgrade
 from central.store.schema import events, gateways, lost_ranges, quarantine

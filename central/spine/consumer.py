@@ -22,11 +22,12 @@ dropped unread (not acknowledged, so a real gateway sends it again), which keeps
 gateway from filling the slots that every other hall's messages need. A gateway's uplink keeps
 far fewer batches in flight than that.
 
-Before any of that, each gateway's messages pass its rate budget (central/admission.py), checked
-on paho's thread before anything is read: under contention a flooding gateway's messages beyond
-it are dropped at the cost of a few dict lookups, so the CPU that parsing them would take stays
-with the other halls. Both kinds of drop are counted per gateway (``shed``, ``throttled``),
-logged at most every ``SHED_LOG_INTERVAL_S`` and raised by the aggregator as a gateway alarm.
+Before any of that, each gateway's messages pass its rate budget (central/spine/admission.py),
+checked on paho's thread before anything is read: under contention a flooding gateway's messages
+beyond it are dropped at the cost of a few dict lookups, so the CPU that parsing them would take
+stays with the other halls. Both kinds of drop are counted per gateway (``shed``,
+``throttled``), logged at most every ``SHED_LOG_INTERVAL_S`` and raised by the aggregator as a
+gateway alarm.
 """
 
 from __future__ import annotations
@@ -37,9 +38,9 @@ import threading
 import time
 from collections import Counter, deque
 
-from central.admission import Admission
 from central.config import BrokerConfig
-from central.ingest import Incoming
+from central.spine.admission import Admission
+from central.spine.ingest import Incoming
 from hallkit.mqtt import ClientOptions, Connection, Message, MqttClient, Publication
 from hallkit.supervise import TaskRecord, TaskState
 from protocols import topics

@@ -32,11 +32,11 @@ from sqlalchemy import func, select
 from central.api.app import create_app
 from central.config import IngestConfig
 from central.security.tokens import Role
-from central.service import Aggregator
+from central.spine.aggregator import Aggregator
 from central.store.schema import events
 from protocols.envelope import Ack
 from tests.central.cases.support import bearer
-from tests.central.test_hostile_gateway import (
+from tests.central.spine.test_hostile_gateway import (
     ACK_DELAY_LIMIT_S,
     BOOT,
     GoodGateway,

@@ -5,15 +5,15 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from central.admission import Admission
 from central.cases import service as case_jobs
 from central.config import CentralConfig
-from central.consumer import Consumer
 from central.correlation import job as correlation_job
 from central.gateways import command_queue
 from central.gateways.command_signing import CommandSigner, load_or_create_signing_key
-from central.ingest import AckDecision, Incoming, Ingestor
 from central.records import evidence, ledger, timeseries
+from central.spine.admission import Admission
+from central.spine.consumer import Consumer
+from central.spine.ingest import AckDecision, Incoming, Ingestor
 from central.store.db import make_engine
 from central.store.migrate import upgrade
 from central.web.context import bind_config as bind_dashboard
