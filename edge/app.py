@@ -8,24 +8,30 @@ import os
 import signal
 import threading
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edge.clock import Clock
 from edge.commands import CommandVerifier, load_public_key
 from edge.config import GatewayConfig
 from edge.configstore import ConfigStore, RemoteConfigError, merge_remote, restart_scope
-from edge.evaluators import EvaluatorSupervisor
+from edge.devices import Device, merged_health
+from edge.devices.build import build_devices
+from edge.devices.cameras import CameraDevice
+from edge.devices.evaluators import EvaluatorSupervisor
+from edge.devices.queue_machine import QueueSupervisor
 from edge.evidence_upload import EvidenceUploader
 from edge.generator import Generator
 from edge.hallboard import HallBoard
 from edge.instance import InstanceLock
 from edge.journal import Journal
-from edge.queue_machine import QueueSupervisor
 from edge.remote import ExecutionRefused, RemoteCommands
 from edge.uplink import SOFTWARE, Uplink
 from hallkit.supervise import Supervisor
-from protocols.camera import CameraVerdict
 from protocols.events import GatewayBoot
+
+if TYPE_CHECKING:
+    from edge.camera.service import CameraService
+    from edge.web.server import HallPageServer
 
 log = logging.getLogger(__name__)
 
@@ -59,15 +65,7 @@ class Gateway:
             health=self.health,
             supervisor=self.supervisor,
         )
-        self.evaluators = [
-            EvaluatorSupervisor(bus, self.journal, config.staff_names)
-            for bus in config.evaluator_buses
-        ]
-        self.queue = (
-            QueueSupervisor(config.queue, self.journal, self._queue_event)
-            if config.queue is not None
-            else None
-        )
+        self.devices: list[Device] = self._build_devices()  # from the configuration
         self.commands: RemoteCommands | None = None
         if config.commands is not None:
             verifier = CommandVerifier(
@@ -79,73 +77,36 @@ class Gateway:
             )
             self.commands = RemoteCommands(verifier, self, self.uplink.publish_result)
             self.uplink.on_command = self.commands.handle
-        self.cameras: Any = None  # CameraService, imported only when configured (OpenCV)
         self.evidence: EvidenceUploader | None = None  # snapshots to central, with cameras
         self._stopping = False
         self.board = HallBoard.for_gateway(self)  # the hall page's live picture
-        self.hall_page: Any = None  # HallPageServer, imported only when served (FastAPI)
-        if config.cameras is not None:
-            for supervisor in self.evaluators:
-                supervisor.on_key = self._judge_key_press
+        self.hall_page: HallPageServer | None = None  # imported only when served (FastAPI)
 
-    async def _judge_key_press(
-        self, window: int, addr: int, dev_seq: int, pressed_at: float, key_seq: int
-    ) -> None:
-        """Ask the cameras whether a citizen was at the window; journal the verdict."""
-        if self.cameras is None:
-            return
-        try:
-            verdict = await self.cameras.verdict_at(window, pressed_at)
-        except Exception:
-            log.exception("camera verdict for window %d failed", window)
-            return
-        body = CameraVerdict(**dict(verdict), addr=addr, dev_seq=dev_seq, key_seq=key_seq)
-        seq = await self.journal.append("camera.verdict", body)
-        if self.evidence is not None:
-            self.evidence.enqueue(seq, "camera.verdict", body.model_dump(mode="json"))
+    # -- the devices, by family, for those that read one (the hall board, commands) ------------
 
-    async def _journal_camera_events(self) -> None:
-        async for event in self.cameras.events():
-            seq = await self.journal.append(event.kind, event.body)
-            body = event.body.model_dump(mode="json")
-            self.board.on_journaled(event.kind, body)
-            if self.evidence is not None:
-                self.evidence.enqueue(seq, event.kind, body)
+    @property
+    def evaluators(self) -> list[EvaluatorSupervisor]:
+        return [d for d in self.devices if isinstance(d, EvaluatorSupervisor)]
 
-    def _queue_event(self, body: dict[str, Any]) -> None:
-        """A queue message journaled: the invitation rules of its window's evaluator bus
-        decide (FN invites, ST closes the invitation still open there)."""
-        window = body.get("window")
-        for supervisor in self.evaluators:
-            if window is not None and supervisor.handles(window):
-                supervisor.on_queue_event(body)
-                return
+    @property
+    def queue(self) -> QueueSupervisor | None:
+        return next((d for d in self.devices if isinstance(d, QueueSupervisor)), None)
+
+    @property
+    def cameras(self) -> CameraService | None:
+        """The camera service once started (OpenCV is imported only then)."""
+        device = next((d for d in self.devices if isinstance(d, CameraDevice)), None)
+        return device.service if device is not None else None
+
+    def _build_devices(self) -> list[Device]:
+        return build_devices(self.config, self.journal, lambda: self.devices)
 
     def health(self) -> dict[str, Any]:
-        health: dict[str, Any] = {
+        return {
             "journal_write_errors": self.journal.write_errors,
             "uplink_rewinds": self.uplink.rewinds,
+            **merged_health(self.devices),
         }
-        evaluators = [d for sup in self.evaluators for d in sup.status()]
-        if evaluators:
-            health["evaluators_offline"] = [d["window"] for d in evaluators if d["online"] is False]
-            health["evaluators_stuck_key"] = [d["window"] for d in evaluators if d["stuck_key"]]
-            health["bus"] = [
-                {
-                    "port": sup.config.port,
-                    "caller_frames": sup.caller_frames,
-                    **(sup.bus.decoder.counters() if sup.bus else {}),
-                }
-                for sup in self.evaluators
-            ]
-        if self.queue is not None:
-            feed = self.queue.feed
-            health["queue"] = {
-                "duplicates": self.queue.duplicates,
-                "faults": self.queue.faults,
-                "connected": bool(feed and feed.stats().connected),
-            }
-        return health
 
     def _task_failed(self, name: str, error: str) -> None:
         """A task kept failing: stop the service with the reason (systemd starts it again)."""
@@ -156,50 +117,35 @@ class Gateway:
     # -- devices, restartable by remote command -----------------------------------------------
 
     def device_ids(self) -> dict[str, str]:
-        """Device id (as in ``reread_devices``) → the supervisor that carries it."""
-        ids: dict[str, str] = {}
-        for index, bus in enumerate(self.config.evaluator_buses):
-            ids[f"bus-{index}"] = f"bus-{index}"
-            for device in bus.devices:
-                ids[f"evaluator-{device.window}"] = f"bus-{index}"
-        if self.config.queue is not None:
-            ids["queue"] = "queue"
-        return ids
+        """Device id (as in ``reread_devices``) → the device (unit) that carries it."""
+        return {id_: device.name for device in self.devices for id_ in device.device_ids()}
 
-    def _start_devices(self, which: set[str] | None = None) -> None:
-        self.board.attach(self)
-        for index, supervisor in enumerate(self.evaluators):
-            name = f"bus-{index}"
-            if which is None or name in which:
-                self.supervisor.spawn(f"device.{name}", supervisor.run, retry_forever=True)
-        if self.queue is not None and (which is None or "queue" in which):
-            self.supervisor.spawn("device.queue", self.queue.run, retry_forever=True)
+    async def _start_devices(self, which: set[str] | None = None) -> None:
+        self.board.devices_changed(self.config.staff_names)
+        for device in self.devices:
+            if which is None or device.name in which:
+                await device.start(self.supervisor)
 
     async def _stop_devices(self, which: set[str]) -> None:
-        for name in which:
-            await self.supervisor.cancel(f"device.{name}")
-        if "queue" in which and self.queue is not None:
-            await self.queue.close()
+        for device in self.devices:
+            if device.name in which:
+                await device.close()
 
-    def _build_devices(self, which: set[str]) -> None:
-        """Fresh supervisors (their state is rebuilt from the journal when they start)."""
-        config = self.config
-        for index, bus in enumerate(config.evaluator_buses):
-            if f"bus-{index}" in which:
-                supervisor = EvaluatorSupervisor(bus, self.journal, config.staff_names)
-                if config.cameras is not None:
-                    supervisor.on_key = self._judge_key_press
-                if index < len(self.evaluators):
-                    self.evaluators[index] = supervisor
-                else:
-                    self.evaluators.append(supervisor)
-        del self.evaluators[len(config.evaluator_buses) :]
-        if "queue" in which:
-            self.queue = (
-                QueueSupervisor(config.queue, self.journal, self._queue_event)
-                if config.queue is not None
-                else None
-            )
+    def _rebuild_devices(self, which: set[str]) -> set[str]:
+        """Fresh devices for ``which`` and for any the configuration newly names (their state
+        is rebuilt from the journal when they start); returns the names of the fresh ones."""
+        current = {device.name: device for device in self.devices}
+        devices: list[Device] = []
+        fresh: set[str] = set()
+        for device in self._build_devices():
+            kept = current.get(device.name)
+            if kept is not None and device.name not in which:
+                devices.append(kept)
+            else:
+                devices.append(device)
+                fresh.add(device.name)
+        self.devices = devices
+        return fresh
 
     async def reread_devices(self, devices: list[str]) -> str:
         """Re-open the ports and re-identify the devices (all of them for an empty list)."""
@@ -209,8 +155,7 @@ class Gateway:
             raise ExecutionRefused(f"unknown device ids {unknown}; known: {sorted(known)}")
         which = {known[d] for d in devices} if devices else set(known.values())
         await self._stop_devices(which)
-        self._build_devices(which)
-        self._start_devices(which)
+        await self._start_devices(self._rebuild_devices(which))
         return f"restarted {', '.join(sorted(which)) or 'nothing (no devices configured)'}"
 
     def replay_from(self, seq: int) -> str:
@@ -259,8 +204,7 @@ class Gateway:
         self.config = new
         if scope == "devices":
             await self._stop_devices(old_devices)
-            self._build_devices(old_devices | set(self.device_ids().values()))
-            self._start_devices()
+            await self._start_devices(self._rebuild_devices(old_devices))
             return f"config v{version} written to {path.name}; devices restarted"
         return f"config v{version} written to {path.name}; nothing to restart"
 
@@ -284,29 +228,14 @@ class Gateway:
             # the page matters less than journaling: never given up, retried while it fails
             self.supervisor.spawn("hall.page", self._keep_hall_page, retry_forever=True)
         await self.uplink.start()
-        self._start_devices()
-        if self.config.cameras is not None:
-            from edge.camera.service import CameraService
-
-            cams = self.config.cameras
-            self.cameras = CameraService(
-                cams.cameras,
-                cams.evidence_dir,
-                evidence=cams.evidence,
-                verdict=cams.verdict,
-                cameras_per_worker=cams.cameras_per_worker,
-                worker_timeout_s=cams.worker_timeout_s,
-                worker_max_rss_mb=cams.worker_max_rss_mb,
-                state_dir=cams.state_dir,
-                retention_every_s=cams.retention_every_s,
-                supervisor=self.supervisor,
-            )
-            await self.cameras.start()
+        cams = self.config.cameras
+        if cams is not None:  # subscribed to the journal before any camera event is journaled
             self.evidence = EvidenceUploader(
                 self.config.data_dir, cams.evidence_dir, self.journal, self.uplink
             )
+        await self._start_devices()
+        if self.evidence is not None:
             self.board.calibrator = lambda window: self.calibrate_camera(window, None)
-            self.supervisor.spawn("camera.events", self._journal_camera_events)
             self.supervisor.spawn("evidence.upload", self.evidence.run)
         if self.config.generator.enabled:
             self.supervisor.spawn("generator", Generator(self.journal, self.config.generator).run)
@@ -354,10 +283,7 @@ class Gateway:
         if page is not None:
             steps.append(("hall page", page.stop))
         steps.append(("tasks", self.supervisor.stop))
-        if self.queue is not None:
-            steps.append(("queue machine", self.queue.close))
-        if self.cameras is not None:
-            steps.append(("cameras", self.cameras.stop))
+        steps += [(f"device {device.name}", device.close) for device in self.devices]
         steps.append(("uplink", self.uplink.stop))
         if self.evidence is not None:
             steps.append(("evidence upload", _awaitable(self.evidence.close)))

@@ -82,15 +82,20 @@ class EvidenceUploader:
         self._db.execute(_SCHEMA)
         uplink.on_receipt = self.on_receipt
         journal.rebase_listeners.append(self._renumber)
+        # what a committed event's snapshot needs: queued for upload (edge/committed.py)
+        self._unsubscribe = journal.subscribe(
+            lambda event: self.enqueue(event.seq, event.kind, event.body)
+        )
 
     def close(self) -> None:
+        self._unsubscribe()
         self._db.close()
 
     def pending(self) -> int:
         return int(self._db.execute("SELECT count(*) FROM pending").fetchone()[0])
 
     def enqueue(self, event_seq: int, kind: str, body: dict[str, Any]) -> None:
-        """Called right after the event is journaled; cheap (one small local insert)."""
+        """Called right after the event is committed; cheap (one small local insert)."""
         if (
             kind not in UPLOADED_KINDS
             or not body.get("snapshot")

@@ -6,10 +6,10 @@ longest wait) and the gateway's health (uplink, backlog, clock, disk, devices).
 
 What the gateway journals (queue-machine events, evaluation keys, camera presence) is projected
 here: today's journal is replayed at start, so a kiosk shows the right picture after a power
-cut, and the supervisors then report every event they journal through ``on_journaled``. What
-is only live state (a device answering polls, the uplink, the clock, the disk) is read from its
-owner on every tick. Changes go to subscribers (the page's event streams) as small updates; a
-subscriber too slow to keep up is dropped and told to reload.
+cut, and from then on the board is the journal's subscriber: each event it commits reaches
+``on_journaled``. What is only live state (a device answering polls, the uplink, the clock, the
+disk) is read from its owner on every tick. Changes go to subscribers (the page's event
+streams) as small updates; a subscriber too slow to keep up is dropped and told to reload.
 """
 
 from __future__ import annotations
@@ -32,9 +32,10 @@ from hallkit.queuestate import QueueReducer, QueueRules
 if TYPE_CHECKING:
     from edge.app import Gateway
     from edge.clock import Clock
-    from edge.evaluators import EvaluatorSupervisor
+    from edge.committed import Committed
+    from edge.devices.evaluators import EvaluatorSupervisor
+    from edge.devices.queue_machine import QueueSupervisor
     from edge.journal import Journal
-    from edge.queue_machine import QueueSupervisor
     from edge.uplink import Uplink
     from hallkit.supervise import Supervisor
 
@@ -202,6 +203,7 @@ class HallBoard:
         self._published: dict[str, Any] = {}
         self._dirty = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._unsubscribe: Callable[[], None] | None = None  # from the journal, once started
         self._stopping = False
 
     @classmethod
@@ -221,18 +223,16 @@ class HallBoard:
             board.camera_windows = {w.window for c in config.cameras.cameras for w in c.windows}
             for window in board.camera_windows:
                 board._window(window)
-        board.attach(gateway)
+        board.devices_changed(config.staff_names)
         return board
 
-    def attach(self, gateway: Gateway) -> None:
-        """Hook into the gateway's current supervisors; again whenever it rebuilds them."""
-        self.staff_names = gateway.config.staff_names
-        for supervisor in gateway.evaluators:
-            supervisor.on_journaled = self.on_journaled
+    def devices_changed(self, staff_names: dict[str, str]) -> None:
+        """The gateway (re)built its devices: a tile for every evaluator's window, the staff
+        names of its configuration now."""
+        self.staff_names = staff_names
+        for supervisor in self.sources.evaluators:
             for window in supervisor.windows():
                 self._window(window)
-        if gateway.queue is not None:
-            gateway.queue.on_journaled = self.on_journaled
         self._dirty.set()
 
     # -- life cycle ------------------------------------------------------------------------
@@ -241,11 +241,15 @@ class HallBoard:
         """Replay today's journal, then keep the picture fresh. Call before the supervisors
         run, so no live event is counted twice."""
         await self.replay()
+        self._unsubscribe = self.sources.journal.subscribe(self._on_committed)
         self._stopping = False
         self._published = self._parts()
         self._task = asyncio.create_task(self._run(), name="hall board")
 
     async def stop(self) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
         if self._task is not None:
             # a flag, not only cancel(): on 3.11 a cancel that meets a wake-up can be lost
             self._stopping = True
@@ -288,8 +292,11 @@ class HallBoard:
 
     # -- hooks -----------------------------------------------------------------------------
 
+    def _on_committed(self, event: Committed) -> None:
+        self.on_journaled(event.kind, event.body)
+
     def on_journaled(self, kind: str, body: dict[str, Any]) -> None:
-        """Supervisors call this after journaling an event; cheap, never raises."""
+        """An event just journaled (committed); cheap, never raises."""
         try:
             self._apply(kind, body, utc_text(self._now()))
         except Exception:

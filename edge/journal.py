@@ -41,6 +41,7 @@ from typing import Any
 import aiosqlite
 
 from edge.clock import Clock, Stamp
+from edge.committed import CommitFeed, Committed, Subscriber
 from protocols.body import Body
 from protocols.envelope import JournalState
 from protocols.events import KINDS, JournalLoss
@@ -127,7 +128,7 @@ class Journal:
         self.dropped_unacked = 0
         self.commits = 0
         self.write_errors = 0
-        self.listeners: list[Callable[[], None]] = []  # called after every commit
+        self._feed = CommitFeed()  # who hears of each event once it is committed
         # called after a rebase with (first old seq moved, shift): queues keyed by seq follow
         self.rebase_listeners: list[Callable[[int, int], None]] = []
         self.epoch = ""
@@ -190,6 +191,11 @@ class Journal:
         await self.close()
 
     # -- appending -------------------------------------------------------------------------
+
+    def subscribe(self, subscriber: Subscriber) -> Callable[[], None]:
+        """Call ``subscriber`` with each event committed from now on, in journal order, right
+        after its transaction committed (see edge/committed.py); returns the unsubscribe."""
+        return self._feed.subscribe(subscriber)
 
     def append_nowait(
         self, kind: str, body: Body, stamp: Stamp | None = None
@@ -274,8 +280,11 @@ class Journal:
                 item.future.set_result(seq)
         async with self._committed:
             self._committed.notify_all()
-        for listener in self.listeners:
-            listener()
+        if len(self._feed):
+            for (seq, _), item in zip(rows, batch, strict=True):
+                self._feed.publish(
+                    Committed(seq, item.kind, item.stamp.utc_text, item.stamp.mono_ns, item.body)
+                )
         if self.disk_bytes > self.limit_bytes:
             await self._trim(int(self.limit_bytes * TRIM_TO_FRACTION), allow_unacked=True)
 

@@ -81,6 +81,7 @@ class Uplink:
             time.monotonic(),
         )
         self._wake = asyncio.Event()
+        self._unsubscribe: Callable[[], None] = lambda: None  # from the journal, once started
         self._client: MqttClient | None = None
         self._topic_events = topics.topic(hall, gateway, topics.Channel.EVENTS)
         self._topic_state = topics.topic(hall, gateway, topics.Channel.STATE)
@@ -93,7 +94,7 @@ class Uplink:
     # -- lifecycle -------------------------------------------------------------------------
 
     async def start(self) -> None:
-        self.journal.listeners.append(self._wake.set)
+        self._unsubscribe = self.journal.subscribe(lambda _committed: self._wake.set())
         self.journal.rebase_listeners.append(self._on_rebase)
         client = MqttClient(
             self.broker,
@@ -134,8 +135,7 @@ class Uplink:
                 goodbye = client.publish(self._topic_state, self._state(online=False), retain=True)
                 await goodbye.wait(2.0)
             client.stop()
-        with contextlib.suppress(ValueError):
-            self.journal.listeners.remove(self._wake.set)
+        self._unsubscribe()
         with contextlib.suppress(ValueError):
             self.journal.rebase_listeners.remove(self._on_rebase)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from edge.clock import Clock
 from edge.config import EvaluatorBusConfig
-from edge.evaluators import EvaluatorSupervisor
+from edge.devices.evaluators import EvaluatorSupervisor
 from edge.journal import Journal, JournalError
 from firmware_bridges.ff68.simulator import EvaluatorBusSimulator
 from protocols.events import GeneratorSample

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from edge.evaluators import frame_body
+from edge.devices.evaluators import frame_body
 from edge.invitations import (
     CloseDecision,
     DeviceFrame,

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from edge.clock import Clock
+from edge.committed import Committed
 from edge.journal import Journal, Rebase
 from protocols.envelope import EventRecord
 from protocols.events import GeneratorSample
@@ -46,6 +47,28 @@ async def test_durable_means_on_disk_for_another_reader(tmp_path: Path) -> None:
     record = EventRecord.model_validate_json(doc)
     assert record.seq == seq and record.body == {"n": 7, "run": "x"}
     assert record.synced is False and record.boot == journal.clock.boot_id
+
+
+async def test_subscribers_hear_each_committed_event_in_order(tmp_path: Path) -> None:
+    heard: list[tuple[int, str, int]] = []
+    durable_when_heard: list[bool] = []
+
+    def broken(event: Committed) -> None:
+        raise RuntimeError("a subscriber's bug")
+
+    async with Journal(tmp_path / "journal.db", Clock()) as journal:
+
+        def listen(event: Committed) -> None:
+            heard.append((event.seq, event.kind, event.body["n"]))
+            durable_when_heard.append(journal.head_seq >= event.seq)
+
+        journal.subscribe(broken)  # its failure is logged; the others still hear
+        unsubscribe = journal.subscribe(listen)
+        seqs = await _fill(journal, 300)
+        unsubscribe()
+        await journal.append("gen.sample", GeneratorSample(n=999, run="t"))
+    assert heard == [(seq, "gen.sample", n) for n, seq in enumerate(seqs)]
+    assert all(durable_when_heard)
 
 
 async def test_numbering_continues_after_every_row_is_trimmed(tmp_path: Path) -> None:

@@ -19,8 +19,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from edge.app import Gateway
 from edge.config import GatewayConfig
-from edge.evaluators import EvaluatorSupervisor
-from edge.queue_machine import QueueSupervisor
+from edge.devices.evaluators import EvaluatorSupervisor
+from edge.devices.queue_machine import QueueSupervisor
 from edge.uplink import Uplink
 from protocols.envelope import Ack, EventBatch, GatewayState, encode
 from protocols.topics import Channel, topic
@@ -157,13 +157,14 @@ async def test_camera_tasks_and_workers_are_restarted_and_shown(
     tmp_path: Path, broker: Broker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     pytest.importorskip("cv2")
+    from edge.devices.cameras import CameraDevice
     from edge.evidence_upload import EvidenceUploader
     from firmware_bridges.camera.simulator import FrameFeed, MjpegServer, hall_scene
     from tests.edge.camera.scenes import hall_camera
 
     broken = {
         "evidence.upload": (EvidenceUploader, "run", OSError("evidence broken")),
-        "camera.events": (Gateway, "_journal_camera_events", RuntimeError("events broken")),
+        "camera.events": (CameraDevice, "_journal_events", RuntimeError("events broken")),
     }
     for cls, method, error in broken.values():
         monkeypatch.setattr(cls, method, _raises_once(getattr(cls, method), error))

@@ -22,8 +22,8 @@ from central.correlation.machine_clock import MachineClockConfig
 from central.spine.ingest import Incoming, Ingestor
 from edge.clock import Clock
 from edge.config import QueueConfig
+from edge.devices.queue_machine import QueueSupervisor
 from edge.journal import Journal
-from edge.queue_machine import QueueSupervisor
 from firmware_bridges.qm.simulator import MachineClock, QueueMachineSimulator
 from protocols import topics
 from tests.central.correlation.conftest import sessions

@@ -1,4 +1,4 @@
-"""The hall page inside the gateway: started with it, fed by its supervisors, stopped with it."""
+"""The hall page inside the gateway: started with it, fed by its journal, stopped with it."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from edge.app import Gateway
 from edge.config import GatewayConfig
 from edge.web.accounts import AccountStore
 from hallkit.login import accounts as login_accounts
+from protocols.devices import QueueEvent
 from protocols.events import GeneratorSample
 
 
@@ -42,6 +43,18 @@ def config(tmp_path: Path, port: int = 0, *, enabled: bool = True) -> GatewayCon
     )
 
 
+async def board_sees_staff_log_in(gateway: Gateway, window: int, mseq: int) -> bool:
+    """A queue message journaled (as the queue supervisor does) reaches the board."""
+    event = QueueEvent(mseq=mseq, type="LI", raw=f"$QM,{mseq},LI", window=window, staff="100233")
+    await gateway.journal.append("queue.event", event)
+    for _ in range(100):
+        tile = next(t for t in gateway.board.picture()["tiles"] if t["window"] == window)
+        if tile["presence"] == "present":
+            return True
+        await asyncio.sleep(0.01)
+    return False
+
+
 @pytest.fixture
 async def gateway(tmp_path: Path) -> AsyncIterator[Gateway]:
     AccountStore.in_data_dir(tmp_path / "data").set_password("dating", "viewer-password")
@@ -59,17 +72,14 @@ async def test_the_gateway_serves_its_page_and_feeds_the_board(gateway: Gateway)
         await client.post("/login", data={"username": "dating", "password": "viewer-password"})
         picture = (await client.get("/api/board")).json()
     assert [t["window"] for t in picture["tiles"]] == [1, 2]
-    for supervisor in [*gateway.evaluators, gateway.queue]:
-        assert supervisor is not None
-        assert supervisor.on_journaled == gateway.board.on_journaled
+    assert await board_sees_staff_log_in(gateway, 1, 1)
 
 
 async def test_devices_rebuilt_by_a_remote_command_stay_hooked(gateway: Gateway) -> None:
     old = gateway.evaluators[0]
     await gateway.reread_devices([])
     assert gateway.evaluators[0] is not old
-    assert gateway.evaluators[0].on_journaled == gateway.board.on_journaled
-    assert gateway.queue is not None and gateway.queue.on_journaled == gateway.board.on_journaled
+    assert await board_sees_staff_log_in(gateway, 2, 2)
     assert gateway.board.sources.evaluators[0] is gateway.evaluators[0]
 
 

@@ -16,7 +16,7 @@ import pytest
 
 from edge.clock import Clock, Stamp
 from edge.config import BrokerConfig, EvaluatorBusConfig, UplinkConfig
-from edge.evaluators import EvaluatorSupervisor
+from edge.devices.evaluators import EvaluatorSupervisor
 from edge.hallboard import SUBSCRIBER_QUEUE, BoardSources, HallBoard, utc_text
 from edge.journal import Journal
 from edge.uplink import Uplink

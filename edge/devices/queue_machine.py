@@ -26,6 +26,7 @@ from firmware_bridges.qm.codec import (
     Unusable,
 )
 from firmware_bridges.qm.driver import QueueFeed
+from hallkit.supervise import Supervisor
 from protocols.body import Body
 from protocols.devices import MAX_QM_LINE_CHARS, QueueEvent, QueueFault
 from protocols.strict import clean_text, device_text
@@ -35,7 +36,6 @@ log = logging.getLogger(__name__)
 SEEN_KEPT = 5000  # > the machine's 1,000-message buffer, with room for its replays
 
 QueueEventHook = Callable[[dict[str, Any]], None]  # a queue.event body, once queued to the journal
-JournaledHook = Callable[[str, dict[str, Any]], None]  # kind, body: queued in journal order
 
 
 class QueueSupervisor:
@@ -48,10 +48,31 @@ class QueueSupervisor:
         self.feed: QueueFeed | None = None
         self.duplicates = 0
         self.faults = 0
-        self.on_journaled: JournaledHook = lambda kind, body: None  # the hall page's board
+        self._supervisor: Supervisor | None = None
         self._seen: set[tuple[int, str]] = set()
         self._order: deque[tuple[int, str]] = deque()
         self._tasks: set[asyncio.Task[Any]] = set()
+
+    name = "queue"  # the unit a remote command restarts
+    task_name = "device.queue"
+
+    def device_ids(self) -> list[str]:
+        return [self.name]
+
+    async def start(self, supervisor: Supervisor) -> None:
+        self._supervisor = supervisor
+        supervisor.spawn(self.task_name, self.run, retry_forever=True)
+
+    def health(self) -> dict[str, Any]:
+        """Its part of the gateway's health (the state message)."""
+        feed = self.feed
+        return {
+            "queue": {
+                "duplicates": self.duplicates,
+                "faults": self.faults,
+                "connected": bool(feed and feed.stats().connected),
+            }
+        }
 
     async def run(self) -> None:
         for kind in ("queue.event", "queue.fault"):
@@ -99,7 +120,6 @@ class QueueSupervisor:
         # append_nowait in arrival order keeps the journal in the machine's order
         future = self.journal.append_nowait(kind, body)
         doc = body.model_dump(mode="json")
-        self.on_journaled(kind, doc)
         self._spawn(self._ack_when_durable(feed, item.mseq, key, future))
         if kind == "queue.event" and self.on_event is not None:
             try:
@@ -159,6 +179,9 @@ class QueueSupervisor:
         task.add_done_callback(self._tasks.discard)
 
     async def close(self) -> None:
+        """Stop reading the machine; wait a moment for acknowledgements under way."""
+        if self._supervisor is not None:
+            await self._supervisor.cancel(self.task_name)
         for task in list(self._tasks):
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(task, 2)

@@ -21,11 +21,10 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any
 
-from edge.clock import Stamp
 from edge.config import EvaluatorBusConfig
 from edge.invitations import (
     REPLAYED_KINDS,
@@ -51,6 +50,7 @@ from firmware_bridges.ff68.codec import (
     StatusReply,
 )
 from firmware_bridges.ff68.driver import EvaluatorBus
+from hallkit.supervise import Supervisor
 from protocols.body import Body
 from protocols.devices import (
     KEY_LABELS,
@@ -73,11 +73,6 @@ INVITE_STATUS: dict[int, InviteStatus] = {0: "ok", 1: "busy", 2: "bad_argument"}
 REPLAY_WINDOW_S = 600  # journal history replayed at start to rebuild invitation state
 REPLAY_LIMIT = 5000  # per kind
 
-# Called once per new (not retransmitted) key, after it is durable: window, addr, dev_seq,
-# the press on the monotonic clock (s), and the key event's gateway seq.
-KeyHook = Callable[[int, int, int, float, int], Awaitable[None]]
-JournaledHook = Callable[[str, dict[str, Any]], None]  # kind, body: after it is durable
-
 
 @dataclass
 class DeviceHealth:
@@ -94,22 +89,39 @@ class EvaluatorSupervisor:
         config: EvaluatorBusConfig,
         journal: Journal,
         staff_names: dict[str, str] | None = None,
+        *,
+        name: str = "bus-0",
     ) -> None:
+        self.name = name  # the unit a remote command restarts
         self.config = config
         self.journal = journal
         self.staff_names = staff_names or {}
         self.rules = InvitationRules({d.addr: d.window for d in config.devices})
-        self.health = {d.addr: DeviceHealth() for d in config.devices}
+        self.device_health = {d.addr: DeviceHealth() for d in config.devices}
         self.bus: EvaluatorBus | None = None
         self.caller_frames = 0
         self.journal_failures = 0
-        self.on_key: KeyHook | None = None
-        self.on_journaled: JournaledHook = lambda kind, body: None  # the hall page's board
+        self._supervisor: Supervisor | None = None
         self._pending: set[asyncio.Task[Any]] = set()
         # queue messages that come while the journal is replayed: decided after it, in order
         self._early: list[dict[str, Any]] | None = []
 
     # -- life cycle ------------------------------------------------------------------------
+
+    def device_ids(self) -> list[str]:
+        return [self.name, *(f"evaluator-{device.window}" for device in self.config.devices)]
+
+    async def start(self, supervisor: Supervisor) -> None:
+        self._supervisor = supervisor
+        supervisor.spawn(self.task_name, self.run, retry_forever=True)
+
+    @property
+    def task_name(self) -> str:
+        return f"device.{self.name}"
+
+    async def close(self) -> None:
+        if self._supervisor is not None:
+            await self._supervisor.cancel(self.task_name)
 
     async def run(self) -> None:
         if self._early is not None:  # once: a restarted run keeps the live state
@@ -118,7 +130,7 @@ class EvaluatorSupervisor:
             self.bus = bus
             pollers = [
                 asyncio.create_task(self._poll(addr, i), name=f"poll {addr:#x}")
-                for i, addr in enumerate(self.health)
+                for i, addr in enumerate(self.device_health)
             ]
             try:
                 async for frame in bus.frames():
@@ -171,7 +183,7 @@ class EvaluatorSupervisor:
         except JournalError as exc:
             self._not_journaled(frame, decision, kind, exc)
             return
-        self._spawn(self._echo_when_durable(frame, decision, kind, body, future, stamp))
+        self._spawn(self._echo_when_durable(frame, decision, kind, future))
 
     def _report_unconfigured(self, addr: int) -> None:
         """An evaluator the config does not list: its events are still journaled (window 0,
@@ -182,7 +194,7 @@ class EvaluatorSupervisor:
             addr,
             self.config.port,
         )
-        self.health[addr] = DeviceHealth()
+        self.device_health[addr] = DeviceHealth()
         with contextlib.suppress(JournalError):  # queued before the event that revealed it
             self._spawn(
                 self.journal.append_nowait(
@@ -216,23 +228,14 @@ class EvaluatorSupervisor:
         frame: DeviceFrame,
         decision: FrameDecision,
         kind: str,
-        body: Body,
         future: asyncio.Future[int],
-        stamp: Stamp,
     ) -> None:
         try:
-            seq = await future
+            await future
         except JournalError as exc:
             self._not_journaled(frame, decision, kind, exc)
             return
         self._echo_now(frame)
-        self.on_journaled(kind, body.model_dump(mode="json"))
-        if (
-            isinstance(body, EvaluatorKey)
-            and "RETRANSMIT" not in body.marks
-            and self.on_key is not None
-        ):
-            await self.on_key(body.window, body.addr, body.dev_seq, stamp.mono_ns / 1e9, seq)
 
     def _echo_now(self, frame: DeviceFrame) -> None:
         if self.bus is not None:
@@ -244,7 +247,7 @@ class EvaluatorSupervisor:
         return self.rules.handles(window)
 
     def windows(self) -> list[int]:
-        return [self.rules.window_of(addr) for addr in self.health]
+        return [self.rules.window_of(addr) for addr in self.device_health]
 
     def on_queue_event(self, body: dict[str, Any]) -> None:
         """A queue message just queued to the journal (called in journal order): FN invites,
@@ -292,7 +295,6 @@ class EvaluatorSupervisor:
                 exc,
             )
             return
-        self.on_journaled("evaluator.invite_closed", body.model_dump(mode="json"))
         bus = self.bus
         if bus is None:
             return
@@ -348,7 +350,6 @@ class EvaluatorSupervisor:
             ),
             stamp,
         )
-        self.on_journaled("evaluator.invite", {"window": decision.window, "status": status})
         return status
 
     async def _send_invite(self, addr: int, invitation: Invitation) -> InviteStatus:
@@ -368,7 +369,7 @@ class EvaluatorSupervisor:
 
     async def _poll(self, addr: int, index: int) -> None:
         # stagger the devices so polls spread over the period instead of bunching up
-        await asyncio.sleep(index * self.config.poll_interval_s / max(1, len(self.health)))
+        await asyncio.sleep(index * self.config.poll_interval_s / max(1, len(self.device_health)))
         while True:
             bus = self.bus
             if bus is not None and bus.connected:
@@ -377,7 +378,7 @@ class EvaluatorSupervisor:
             await asyncio.sleep(self.config.poll_interval_s)
 
     async def _health(self, addr: int, reply: StatusReply | None) -> None:
-        dev, window = self.health[addr], self.rules.window_of(addr)
+        dev, window = self.device_health[addr], self.rules.window_of(addr)
         online = reply is not None
         flags = reply.flags if reply is not None else dev.flags
         changed = online != dev.online or (online and flags != dev.flags)
@@ -414,12 +415,26 @@ class EvaluatorSupervisor:
             log.warning("evaluator %#x (window %d) is offline", addr, window)
         with contextlib.suppress(JournalError):
             await self.journal.append("evaluator.health", EvaluatorHealth.model_validate(body))
-            self.on_journaled("evaluator.health", body)
+
+    def health(self) -> dict[str, Any]:
+        """Its part of the gateway's health (the state message)."""
+        devices = self.status()
+        return {
+            "evaluators_offline": [d["window"] for d in devices if d["online"] is False],
+            "evaluators_stuck_key": [d["window"] for d in devices if d["stuck_key"]],
+            "bus": [
+                {
+                    "port": self.config.port,
+                    "caller_frames": self.caller_frames,
+                    **(self.bus.decoder.counters() if self.bus else {}),
+                }
+            ],
+        }
 
     def status(self) -> list[dict[str, Any]]:
         """For the hall page and the state message."""
         out = []
-        for addr, dev in self.health.items():
+        for addr, dev in self.device_health.items():
             s = dev.last_status
             out.append(
                 {
