@@ -17,15 +17,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import shutil
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time
+from datetime import date, datetime, time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 from zoneinfo import ZoneInfo
 
+from edge.hallboard_health import EvaluatorTable, evaluator_table, health_panel, utc_text
+from edge.hallboard_stream import Subscription
 from hallkit.clock import utc_now
 from hallkit.queuestate import QueueReducer, QueueRules
 
@@ -43,9 +44,6 @@ log = logging.getLogger(__name__)
 
 TICK_S = 1.0  # what no hook reports (uplink, clock, disk, a bus unplugged) is read this often
 SUBSCRIBER_QUEUE = 256  # updates held for one stream; a page further behind is told to reload
-BACKLOG_ALERT_S = 300  # unacknowledged data older than this is a problem, not a hiccup
-DISK_ALERT_PCT = 90
-JOURNAL_ALERT_PCT = 80  # the journal trims acknowledged data at 100%; 80% means acks stall
 WAITING_TICKETS_KEPT = 5000  # a county hall issues a few thousand tickets a day
 # a ticket called, recalled or served has stopped waiting even if its CL was missed; a
 # heartbeat saying nobody waits forgets the tickets issued before the board was listening
@@ -58,11 +56,6 @@ REPLAY_LIMIT = 200_000  # per kind; a day of a large hall is well below
 KEYS = range(1, 7)
 
 Message = dict[str, Any]
-
-
-def utc_text(moment: datetime) -> str:
-    """The journal's own UTC format, so replayed and live times compare as text."""
-    return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 @dataclass
@@ -104,62 +97,6 @@ class BoardSources:
     evaluators: Sequence[EvaluatorSupervisor] = ()
     queue: QueueSupervisor | None = None
     supervisor: Supervisor | None = None
-
-
-class Subscription:
-    """One reader of the board's changes: the snapshot first, then updates, in order.
-
-    Iterating ends when the board stops or after a ``reload`` message (the reader fell more than
-    ``SUBSCRIBER_QUEUE`` updates behind and must start over from a fresh snapshot)."""
-
-    def __init__(self, board: HallBoard, first: Message, maxsize: int) -> None:
-        self._board = board
-        self._queue: asyncio.Queue[Message | None] = asyncio.Queue(maxsize)
-        self._queue.put_nowait(first)
-        self._ended = False
-        self.dropped = False
-
-    def offer(self, message: Message | None) -> bool:
-        """Queue a message (None: the board stops); False when the reader is too far behind,
-        which replaces everything queued with one ``reload`` and unsubscribes it."""
-        try:
-            self._queue.put_nowait(message)
-            return True
-        except asyncio.QueueFull:
-            pass
-        while not self._queue.empty():
-            self._queue.get_nowait()
-        self.dropped = True
-        self._queue.put_nowait({"type": "reload", "reason": "too_slow"})
-        self.close()
-        return False
-
-    async def get(self) -> Message | None:
-        """The next message; None once the stream has ended."""
-        if self._ended:
-            return None
-        message = await self._queue.get()
-        if message is None or message["type"] == "reload":
-            self._ended = True
-            self.close()
-        return message
-
-    @property
-    def pending(self) -> int:
-        """Messages queued, not yet read."""
-        return self._queue.qsize()
-
-    def __aiter__(self) -> Subscription:
-        return self
-
-    async def __anext__(self) -> Message:
-        message = await self.get()
-        if message is None:
-            raise StopAsyncIteration
-        return message
-
-    def close(self) -> None:
-        self._board._subscribers.discard(self)
 
 
 class HallBoard:
@@ -380,24 +317,19 @@ class HallBoard:
         }
 
     def _parts(self) -> dict[str, Any]:
-        evaluators = self._evaluators()
+        evaluators = evaluator_table(self.sources.evaluators)
         tiles = [self._tile(n, evaluators) for n in sorted(self.windows)]
-        return {"tiles": tiles, "queue": self._queue(), "health": self._health()}
+        return {"tiles": tiles, "queue": self._queue(), "health": self._health(evaluators)}
 
-    def _evaluators(self) -> dict[int, tuple[dict[str, Any], bool, str]]:
-        """window → (device status, its bus connected, the bus port)."""
-        out: dict[int, tuple[dict[str, Any], bool, str]] = {}
-        for supervisor in self.sources.evaluators:
-            bus = supervisor.bus
-            connected = bus is not None and bus.connected
-            for status in supervisor.status():
-                out[status["window"]] = (status, connected, supervisor.config.port)
-        return out
+    def _health(self, evaluators: EvaluatorTable) -> Message:
+        return health_panel(self.sources, evaluators, self.cameras, self.data_dir, self._now())
 
     def _tile(self, number: int, evaluators: dict[int, Any] | None = None) -> Message:
         view = self.windows[number]
         queue = self.queue_state.window(number)
-        found = (evaluators if evaluators is not None else self._evaluators()).get(number)
+        found = (
+            evaluators if evaluators is not None else evaluator_table(self.sources.evaluators)
+        ).get(number)
         problems: list[Message] = []
         if found is None:
             state, addr = "none", None
@@ -480,146 +412,13 @@ class HallBoard:
             "camera_waiting": self.camera_waiting,
         }
 
-    def _health(self) -> Message:
-        src = self.sources
-        problems: list[Message] = []
-        uplink = {
-            "connected": bool(src.uplink and src.uplink.connected),
-            "error": src.uplink.last_error if src.uplink else None,
-        }
-        if src.uplink is not None and not src.uplink.connected:
-            problems.append({"code": "uplink_down", "params": {}})
-        journal = src.journal.state()
-        oldest = utc_text(journal.oldest_unacked_utc) if journal.oldest_unacked_utc else None
-        if journal.oldest_unacked_utc is not None and journal.backlog:
-            age = (self._now() - journal.oldest_unacked_utc).total_seconds()
-            if age > BACKLOG_ALERT_S:
-                problems.append(
-                    {
-                        "code": "backlog_stale",
-                        "params": {"count": journal.backlog, "minutes": int(age // 60)},
-                    }
-                )
-        if journal.dropped_unacked:
-            problems.append({"code": "data_lost", "params": {"count": journal.dropped_unacked}})
-        if src.journal.write_errors:
-            problems.append(
-                {"code": "journal_errors", "params": {"count": src.journal.write_errors}}
-            )
-        synced = src.clock.synchronised()
-        if not synced:
-            problems.append({"code": "clock_unsynced", "params": {}})
-        journal_pct = (
-            round(100 * journal.disk_bytes / journal.limit_bytes) if journal.limit_bytes else 0
-        )
-        if journal_pct >= JOURNAL_ALERT_PCT:
-            problems.append({"code": "journal_full", "params": {"pct": journal_pct}})
-        fs_pct = self._fs_used_pct()
-        if fs_pct is not None and fs_pct >= DISK_ALERT_PCT:
-            problems.append({"code": "disk_full", "params": {"pct": fs_pct}})
-        failing = sorted(
-            name
-            for name, task in (
-                src.supervisor.status().items() if src.supervisor is not None else ()
-            )
-            if task["state"] in ("restarting", "failed")
-        )
-        if failing:
-            problems.append({"code": "tasks_failing", "params": {"tasks": "、".join(failing)}})
-        devices = self._devices(problems)
-        return {
-            "ok": not problems,
-            "problems": problems,
-            "uplink": uplink,
-            "backlog": {
-                "events": journal.backlog,
-                "oldest_utc": oldest,
-                "dropped": journal.dropped_unacked,
-            },
-            "clock": {"synchronised": synced},
-            "disk": {
-                "journal_bytes": journal.disk_bytes,
-                "journal_limit": journal.limit_bytes,
-                "journal_pct": journal_pct,
-                "fs_used_pct": fs_pct,
-            },
-            "devices": devices,
-        }
-
-    def _devices(self, problems: list[Message]) -> Message:
-        evaluators = self._evaluators()
-        buses_down = sorted({port for _, connected, port in evaluators.values() if not connected})
-        for port in buses_down:
-            problems.append({"code": "bus_down", "params": {"port": port}})
-        offline = sorted(
-            w for w, (s, connected, _) in evaluators.items() if connected and s["online"] is False
-        )
-        stuck = sorted(
-            w
-            for w, (s, connected, _) in evaluators.items()
-            if connected and s["online"] is not False and s["stuck_key"]
-        )
-        display = sorted(
-            w
-            for w, (s, connected, _) in evaluators.items()
-            if connected and s["online"] is not False and s["display_failed"]
-        )
-        for code, windows in (
-            ("evaluators_offline", offline),
-            ("evaluators_stuck", stuck),
-            ("evaluators_display", display),
-        ):
-            if windows:
-                problems.append(
-                    {
-                        "code": code,
-                        "params": {"windows": "、".join(map(str, windows)), "count": len(windows)},
-                    }
-                )
-        queue_machine = None
-        if self.sources.queue is not None:
-            feed = self.sources.queue.feed
-            queue_machine = "connected" if feed is not None and feed.connected else "disconnected"
-            if queue_machine == "disconnected":
-                problems.append({"code": "queue_machine_down", "params": {}})
-        cameras_offline = sorted(c for c, state in self.cameras.items() if state != "online")
-        down = [c for c in cameras_offline if self.cameras[c] in ("offline", "stalled")]
-        if down:
-            problems.append({"code": "cameras_offline", "params": {"cameras": "、".join(down)}})
-        for camera in cameras_offline:
-            if camera not in down:
-                # online but unable to judge: its own problem, saying what to do
-                problems.append(
-                    {"code": f"camera_{self.cameras[camera]}", "params": {"camera": camera}}
-                )
-        unavailable = {
-            w
-            for w, (s, connected, _) in evaluators.items()
-            if not connected or s["online"] is False
-        }
-        return {
-            "evaluators_total": len(evaluators),
-            "evaluators_offline": sorted(unavailable),
-            "buses_down": buses_down,
-            "queue_machine": queue_machine,
-            "cameras_total": len(self.cameras),
-            "cameras_offline": cameras_offline,
-        }
-
-    def _fs_used_pct(self) -> int | None:
-        if self.data_dir is None:
-            return None
-        try:
-            usage = shutil.disk_usage(self.data_dir)
-        except OSError:
-            return None
-        return round(100 * usage.used / usage.total) if usage.total else None
-
     # -- changes ---------------------------------------------------------------------------
 
     def subscribe(self) -> Subscription:
         """A new reader; its first message is the whole picture (``type: snapshot``)."""
-        subscriber = Subscription(self, {"type": "snapshot", **self.picture()}, SUBSCRIBER_QUEUE)
+        subscriber = Subscription(
+            self._subscribers, {"type": "snapshot", **self.picture()}, SUBSCRIBER_QUEUE
+        )
         self._subscribers.add(subscriber)
         return subscriber
 
@@ -638,9 +437,9 @@ class HallBoard:
     def publish_changes(self) -> Message | None:
         """Compare the picture with what was last published; send subscribers what changed."""
         self._roll_day()
-        evaluators = self._evaluators()
+        evaluators = evaluator_table(self.sources.evaluators)
         tiles = {n: self._tile(n, evaluators) for n in sorted(self.windows)}
-        queue, health = self._queue(), self._health()
+        queue, health = self._queue(), self._health(evaluators)
         before = self._published
         old_tiles = {t["window"]: t for t in before.get("tiles", [])}
         update: Message = {"type": "update", "server_time": utc_text(self._now())}

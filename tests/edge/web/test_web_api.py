@@ -233,7 +233,9 @@ def test_catalogue_has_every_text_in_both_languages() -> None:
     # every key the page and the board can ask for is there
     script = (WEB / "static" / "hall.js").read_text()
     used = {k for k in re.findall(r'\bt\("([\w.]+)"', script) if not k.endswith(".")}
-    board = (WEB.parent / "hallboard.py").read_text()
+    board = "".join(
+        (WEB.parent / module).read_text() for module in ("hallboard.py", "hallboard_health.py")
+    )
     used |= {f"problem.{code}" for code in re.findall(r'"code": "(\w+)"', board)}
     used |= {f"problem.{code}" for code in re.findall(r'\(\("(\w+)", \w+\)', board)}
     used |= {
