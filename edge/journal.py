@@ -1,3 +1,5 @@
+# Long module: one writer task owns the SQLite file; append, commit, trim, ack and rebase
+# share its seq, size and epoch state and must never interleave, so they stay one class.
 """The gateway journal: store-and-forward on SQLite (WAL).
 
 Appends are group-committed: every event queued while the previous transaction was on disk goes

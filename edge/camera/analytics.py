@@ -1,3 +1,5 @@
+# Long module: CameraAnalyzer is one frame pipeline whose stages (motion gate, light, references,
+# occupancy, waiting count) share per-region state across frames.
 """Per-frame analysis of one camera: seat and counter occupancy, waiting-area count, motion.
 
 No I/O and no clock of its own: frames come in with their monotonic stamp, so the same code

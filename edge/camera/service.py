@@ -1,3 +1,5 @@
+# Long module: the worker processes, their per-frame observations, presence and the key-press
+# verdict share one socket and one per-camera state; apart, each would reach into the others'.
 """The gateway's camera service: runs the workers, turns their output into journaled events,
 answers the key press's question (was a citizen there?) and keeps the evidence.
 
