@@ -133,6 +133,7 @@ async def test_calibration_by_remote_command_hall_page_and_command_line(
 ) -> None:
     gateway, config_path = site
     cameras = gateway.cameras
+    assert cameras is not None  # started with the gateway
     health = cameras.health
     cam = "hall-cam-1"
     # Nobody calibrated and the seats were never still and empty long enough: it says so.
@@ -266,6 +267,7 @@ async def test_a_manager_calibrates_from_the_hall_page_in_a_browser(
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} is missing: run deploy/scripts/install-browser-test-deps.sh")
     gateway, _ = site
+    assert gateway.hall_page is not None
     page_url = gateway.hall_page.url
     async with async_playwright() as p:
         browser = await p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)

@@ -17,7 +17,8 @@ import pytest
 from edge.clock import Clock, Stamp
 from edge.config import BrokerConfig, EvaluatorBusConfig, UplinkConfig
 from edge.devices.evaluators import EvaluatorSupervisor
-from edge.hallboard import SUBSCRIBER_QUEUE, BoardSources, HallBoard, utc_text
+from edge.hallboard import SUBSCRIBER_QUEUE, BoardSources, HallBoard
+from edge.hallboard_health import utc_text
 from edge.journal import Journal
 from edge.uplink import Uplink
 from hallkit.supervise import Supervisor, TaskState
