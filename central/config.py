@@ -165,7 +165,7 @@ class RulesConfig(_Section):
 
 
 class LedgerConfig(_Section):
-    """The tamper-evident ledger (central/records/ledger.py)."""
+    """The tamper-evident ledger (central/records/ledger/)."""
 
     seal_every_s: float = Field(
         default=300,

@@ -13,7 +13,8 @@ import typer
 from central.cli.common import ConfigOption, load_config, open_engine
 
 if TYPE_CHECKING:
-    from central.records.ledger import Head, Report
+    from central.records.ledger.findings import Report
+    from central.records.ledger.heads import Head
 
 app = typer.Typer()
 ledger_app = typer.Typer(help="The tamper-evident ledger (台账哈希链).", no_args_is_help=True)
@@ -49,7 +50,8 @@ def verify_ledger(
 ) -> None:
     """Recompute the ledger: report every row changed, deleted or inserted behind the
     application's back (exit code 1 if anything is wrong)."""
-    from central.records.ledger import parse_heads, verify
+    from central.records.ledger.heads import parse_heads
+    from central.records.ledger.verify import verify
 
     cfg = load_config(config)
     on_day = _day(day)
@@ -94,7 +96,7 @@ def ledger_head(
 ) -> None:
     """Print each hall's chain head for a day, one JSON object a line (publish or sign it
     once ``final`` is true: the day is over and no entry can join its chains)."""
-    from central.records.ledger import heads
+    from central.records.ledger.heads import heads
     from central.rules.workdays import business_date
 
     cfg = load_config(config)
@@ -116,7 +118,7 @@ def ledger_head(
 def ledger_seal(config: ConfigOption = None) -> None:
     """Seal every grown chain of today and yesterday now (the aggregator does this every
     ledger.seal_every_s), into the database and the seal file."""
-    from central.records.ledger import seal_once
+    from central.records.ledger.heads import seal_once
 
     cfg = load_config(config)
 
@@ -133,7 +135,7 @@ def ledger_seal(config: ConfigOption = None) -> None:
 @ledger_app.command("append")
 def ledger_append(config: ConfigOption = None) -> None:
     """Chain what has been stored since the last pass (the aggregator does this by itself)."""
-    from central.records.ledger import append_once
+    from central.records.ledger.append import append_once
 
     cfg = load_config(config)
 

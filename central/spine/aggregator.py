@@ -10,7 +10,8 @@ from central.config import CentralConfig
 from central.correlation import job as correlation_job
 from central.gateways import command_queue
 from central.gateways.command_signing import CommandSigner, load_or_create_signing_key
-from central.records import evidence, ledger, timeseries
+from central.records import evidence, timeseries
+from central.records.ledger import append as ledger_append
 from central.spine.admission import Admission
 from central.spine.consumer import Consumer
 from central.spine.ingest import AckDecision, Incoming, Ingestor
@@ -80,7 +81,7 @@ class Aggregator:
         )
         spawn(
             "ledger",
-            lambda: ledger.run_forever(
+            lambda: ledger_append.run_forever(
                 self.engine,
                 seal_every_s=self.config.ledger.seal_every_s,
                 seal_file=self.config.seal_file,

@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 
 from central.config import TimeseriesConfig
-from central.records import ledger
+from central.records.ledger.append import append_once
+from central.records.ledger.verify import verify
 from central.records.timeseries import TimeseriesSink
 from central.spine.ingest import Ingestor
 from central.spine.registry import register
@@ -64,11 +65,11 @@ async def test_ledger_append_and_verify(database_url: str) -> None:
     try:
         started = time.perf_counter()
         added = 0
-        while n := await ledger.append_once(engine):
+        while n := await append_once(engine):
             added += n
         chained = time.perf_counter() - started
         started = time.perf_counter()
-        report = await ledger.verify(engine)
+        report = await verify(engine)
         checked = time.perf_counter() - started
         assert added == HALLS * PER_HALL and report.ok and report.entries == added
         print(

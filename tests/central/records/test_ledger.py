@@ -18,8 +18,11 @@ from sqlalchemy import delete, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 from typer.testing import CliRunner
 
-from central.records import ledger
-from central.records.ledger import Problem, Record
+from central.records.ledger.append import append_once, run_forever
+from central.records.ledger.chain import EVENT_COLUMNS, Record, chain_next, genesis, row_hash
+from central.records.ledger.findings import Problem, Report
+from central.records.ledger.heads import heads, parse_heads, seal_once
+from central.records.ledger.verify import verify
 from central.rules.workdays import business_date
 from central.spine.ingest import Incoming, Ingestor
 from central.spine.registry import register
@@ -130,7 +133,7 @@ async def raw(engine: AsyncEngine, sql: str, **params: object) -> None:
         await conn.execute(text(sql), params)
 
 
-def keys(report: ledger.Report, problem: Problem) -> list[tuple[str, str, int | None]]:
+def keys(report: Report, problem: Problem) -> list[tuple[str, str, int | None]]:
     return [
         (f.record.value if f.record else "", f.ref, f.ref_no)
         for f in report.findings
@@ -144,28 +147,28 @@ async def test_untouched_records_verify_clean_in_one_chain_per_hall_and_day(
     await evaluations(engine, Gateway("H1", "gw1"), 5)
     await evaluations(engine, Gateway("H2", "gw2"), 3)
     await store_case(engine, "C1", 1, suspended=(NOW - timedelta(days=1), None))
-    before = await ledger.verify(engine)
+    before = await verify(engine)
     assert before.ok and before.pending == 9 and before.entries == 0
 
-    assert await ledger.append_once(engine, now=NOW) == 10  # 8 keys, a revision, a case state
-    assert await ledger.append_once(engine, now=NOW) == 0  # nothing new: nothing added
+    assert await append_once(engine, now=NOW) == 10  # 8 keys, a revision, a case state
+    assert await append_once(engine, now=NOW) == 0  # nothing new: nothing added
     await store_case(
         engine, "C1", 2, status="suspended", suspended=(NOW - timedelta(days=1), NOW)
     )  # revised the proper way
     next_day = NOW + timedelta(days=1)
-    assert await ledger.append_once(engine, now=next_day) == 2
+    assert await append_once(engine, now=next_day) == 2
 
-    report = await ledger.verify(engine)
+    report = await verify(engine)
     assert report.findings == [] and report.pending == 0
     assert (report.chains, report.entries) == (3, 12)  # H1 and H2 on DAY, H1 on the next day
-    heads = await ledger.heads(engine, DAY)
-    assert [(h.hall, h.entries) for h in heads] == [("H1", 7), ("H2", 3)]
-    assert (await ledger.verify(engine, hall="H2", day=DAY)).entries == 3
+    day_heads = await heads(engine, DAY)
+    assert [(h.hall, h.entries) for h in day_heads] == [("H1", 7), ("H2", 3)]
+    assert (await verify(engine, hall="H2", day=DAY)).entries == 3
 
 
 async def test_edited_evaluation_is_reported_as_changed_with_its_key(engine: AsyncEngine) -> None:
     await evaluations(engine, Gateway("H1", "gw1"), 4)
-    await ledger.append_once(engine, now=NOW)
+    await append_once(engine, now=NOW)
     async with engine.connect() as conn:
         body = (
             await conn.execute(
@@ -180,7 +183,7 @@ async def test_edited_evaluation_is_reported_as_changed_with_its_key(engine: Asy
         doc=json.dumps(body),
     )
 
-    report = await ledger.verify(engine)
+    report = await verify(engine)
     assert keys(report, Problem.CHANGED) == [("evaluation", "gw1", 4)]
     assert len(report.findings) == 1
     (finding,) = report.findings
@@ -190,9 +193,9 @@ async def test_edited_evaluation_is_reported_as_changed_with_its_key(engine: Asy
 
 async def test_deleted_evaluation_is_reported_missing(engine: AsyncEngine) -> None:
     await evaluations(engine, Gateway("H1", "gw1"), 4)
-    await ledger.append_once(engine, now=NOW)
+    await append_once(engine, now=NOW)
     await raw(engine, "DELETE FROM events WHERE gateway_id = 'gw1' AND seq = 6")
-    report = await ledger.verify(engine)
+    report = await verify(engine)
     assert keys(report, Problem.DELETED) == [("evaluation", "gw1", 6)]
     assert len(report.findings) == 1
 
@@ -203,8 +206,8 @@ async def test_forged_evaluations_are_reported_not_in_ledger(engine: AsyncEngine
     # seq 5 arrives broken (quarantined): its number is used, no row is stored
     await Ingestor(engine).ingest([gw.batch([("evaluator.key", {"window": 3}, NOW)])])
     await evaluations(engine, gw, 1)
-    await ledger.append_once(engine, now=NOW)
-    assert (await ledger.verify(engine)).ok
+    await append_once(engine, now=NOW)
+    assert (await verify(engine)).ok
 
     async with engine.connect() as conn:
         genuine = dict(
@@ -220,7 +223,7 @@ async def test_forged_evaluations_are_reported_not_in_ledger(engine: AsyncEngine
         for seq in (5, 40):  # into the quarantined number, and ahead of the gateway
             await conn.execute(insert(events).values({**genuine, "seq": seq}))
 
-    report = await ledger.verify(engine)
+    report = await verify(engine)
     assert keys(report, Problem.NOT_IN_LEDGER) == [
         ("evaluation", "gw1", 5),
         ("evaluation", "gw1", 40),
@@ -228,16 +231,16 @@ async def test_forged_evaluations_are_reported_not_in_ledger(engine: AsyncEngine
     assert len(report.findings) == 2
     assert "committed sequence" in report.findings[1].detail
     # the job does not take the forgeries in either
-    await ledger.append_once(engine, now=NOW)
-    assert len((await ledger.verify(engine)).findings) == 2
+    await append_once(engine, now=NOW)
+    assert len((await verify(engine)).findings) == 2
 
 
 async def test_case_records_changed_deleted_or_forged_are_reported(engine: AsyncEngine) -> None:
     for no in ("C1", "C2", "C3", "C4"):
         await store_case(engine, no, 1, suspended=(NOW - timedelta(days=1), None))
     await store_case(engine, "C1", 2, status="completed")
-    await ledger.append_once(engine, now=NOW)
-    assert (await ledger.verify(engine)).ok
+    await append_once(engine, now=NOW)
+    assert (await verify(engine)).ok
 
     await raw(engine, "UPDATE cases SET status = 'withdrawn' WHERE case_no = 'C1'")
     await raw(engine, "UPDATE case_suspensions SET ended_at = started_at WHERE case_no = 'C2'")
@@ -270,7 +273,7 @@ async def test_case_records_changed_deleted_or_forged_are_reported(engine: Async
             )
         )
 
-    report = await ledger.verify(engine)
+    report = await verify(engine)
     assert sorted(keys(report, Problem.CHANGED)) == [
         ("case", "C1", 2),
         ("case", "C2", 1),
@@ -288,8 +291,8 @@ async def test_ledger_entries_rewritten_removed_or_truncated_break_the_chain(
     engine: AsyncEngine,
 ) -> None:
     await evaluations(engine, Gateway("H1", "gw1"), 6)
-    await ledger.append_once(engine, now=NOW)
-    published = await ledger.heads(engine, DAY)
+    await append_once(engine, now=NOW)
+    published = await heads(engine, DAY)
 
     # someone edits a row and its entry's row hash to match: the chain shows it
     await raw(engine, "UPDATE events SET boot = 'ffffffff' WHERE gateway_id = 'gw1' AND seq = 6")
@@ -303,12 +306,12 @@ async def test_ledger_entries_rewritten_removed_or_truncated_break_the_chain(
             .mappings()
             .one()
         )
-    forged = ledger.row_hash(Record.EVALUATION, row)
+    forged = row_hash(Record.EVALUATION, row)
     await raw(
         engine, "UPDATE ledger_entries SET row_hash = :h WHERE ref = 'gw1' AND ref_no = 6", h=forged
     )
     await raw(engine, "DELETE FROM ledger_entries WHERE position = 5")
-    report = await ledger.verify(engine)
+    report = await verify(engine)
     broken = [(f.position, f.detail) for f in report.findings if f.problem is Problem.CHAIN_BROKEN]
     assert broken == [
         (3, "entry does not follow from the one before"),
@@ -319,7 +322,7 @@ async def test_ledger_entries_rewritten_removed_or_truncated_break_the_chain(
     # the tail cut off together with its rows: only the published head can tell
     await raw(engine, "DELETE FROM ledger_entries WHERE position = 6")
     await raw(engine, "DELETE FROM events WHERE gateway_id = 'gw1' AND seq = 12")
-    report = await ledger.verify(engine, published=published)
+    report = await verify(engine, published=published)
     assert [
         (f.problem, f.position) for f in report.findings if f.problem is Problem.HEAD_MISMATCH
     ] == [(Problem.HEAD_MISMATCH, 6)]
@@ -393,11 +396,11 @@ def test_row_hash_is_independent_of_key_order_and_sensitive_to_every_column() ->
         "received_at": NOW,
     }
     reordered = {**row, "body": {"a": [1.5, "好"], "b": 1}}
-    assert ledger.row_hash(Record.EVALUATION, row) == ledger.row_hash(Record.EVALUATION, reordered)
-    assert ledger.row_hash(Record.EVALUATION, row) != ledger.row_hash(
+    assert row_hash(Record.EVALUATION, row) == row_hash(Record.EVALUATION, reordered)
+    assert row_hash(Record.EVALUATION, row) != row_hash(
         Record.EVALUATION, {**row, "received_at": NOW + timedelta(microseconds=1)}
     )
-    for column in ledger.EVENT_COLUMNS:
+    for column in EVENT_COLUMNS:
         value = row[column]
         changed = {
             **row,
@@ -405,9 +408,7 @@ def test_row_hash_is_independent_of_key_order_and_sensitive_to_every_column() ->
             if isinstance(value, datetime)
             else str(value) + "x",
         }
-        assert ledger.row_hash(Record.EVALUATION, changed) != ledger.row_hash(
-            Record.EVALUATION, row
-        ), column
+        assert row_hash(Record.EVALUATION, changed) != row_hash(Record.EVALUATION, row), column
 
 
 async def gateway_state(engine: AsyncEngine, gw: Gateway, *, head_seq: int, at: datetime) -> None:
@@ -456,8 +457,8 @@ async def test_an_evaluation_no_stored_event_explains_is_reported_despite_its_pe
     await evaluations(engine, gw, 3)  # seqs 1–6, committed through 6
     gw.seq += 2  # 7 and 8 lost on the way: 9–10 arrive early, a genuine pending range
     await evaluations(engine, gw, 1, start=NOW + timedelta(minutes=10))
-    await ledger.append_once(engine, now=NOW)
-    report = await ledger.verify(engine)
+    await append_once(engine, now=NOW)
+    report = await verify(engine)
     assert report.ok and report.pending == 1  # the early key (10) waits for the gap
 
     async with engine.connect() as conn:
@@ -479,22 +480,22 @@ async def test_an_evaluation_no_stored_event_explains_is_reported_despite_its_pe
         utc=later,  # a careful one: clock and time after 10
         mono_ns=genuine["mono_ns"] + 20 * 60 * 10**9,
     )
-    report = await ledger.verify(engine)
+    report = await verify(engine)
     assert keys(report, Problem.NOT_IN_LEDGER) == [("evaluation", "gw1", 40)]
     assert "gateway clock puts it before seq 6" in report.findings[0].detail
     assert report.pending == 2  # 10, and 50 that nothing contradicts yet
 
     # the gateway reports, by its own clock after both, that its journal ends at 12
     await gateway_state(engine, gw, head_seq=12, at=later + timedelta(minutes=1))
-    report = await ledger.verify(engine)
+    report = await verify(engine)
     assert keys(report, Problem.NOT_IN_LEDGER) == [
         ("evaluation", "gw1", 40),
         ("evaluation", "gw1", 50),
     ]
     assert all("journal ending at 12" in f.detail for f in report.findings)
     assert report.pending == 1  # the genuine early key is still explained
-    await ledger.append_once(engine, now=NOW)  # and the job never takes a forgery in
-    assert len((await ledger.verify(engine)).findings) == 2
+    await append_once(engine, now=NOW)  # and the job never takes a forgery in
+    assert len((await verify(engine)).findings) == 2
 
 
 async def rewrite_chain(engine: AsyncEngine, hall: str, day: date) -> None:
@@ -507,7 +508,7 @@ async def rewrite_chain(engine: AsyncEngine, hall: str, day: date) -> None:
                 .order_by(ledger_entries.c.position)
             )
         ).all()
-        head = ledger.genesis(hall, day)
+        head = genesis(hall, day)
         for entry in entries:
             row = (
                 (
@@ -520,8 +521,8 @@ async def rewrite_chain(engine: AsyncEngine, hall: str, day: date) -> None:
                 .mappings()
                 .one()
             )
-            digest = ledger.row_hash(Record.EVALUATION, row)
-            head = ledger.chain_next(head, digest)
+            digest = row_hash(Record.EVALUATION, row)
+            head = chain_next(head, digest)
             await conn.execute(
                 update(ledger_entries)
                 .where(
@@ -540,13 +541,13 @@ async def test_a_rewrite_of_todays_chain_is_caught_by_the_heads_sealed_during_th
     seals = tmp_path / "ledger-seals.jsonl"
     gw = Gateway("H1", "gw1")
     await evaluations(engine, gw, 3)
-    await ledger.append_once(engine, now=NOW)
-    assert [(h.hall, h.entries) for h in await ledger.seal_once(engine, NOW, seals)] == [("H1", 3)]
-    assert await ledger.seal_once(engine, NOW, seals) == []  # nothing grew: nothing sealed
+    await append_once(engine, now=NOW)
+    assert [(h.hall, h.entries) for h in await seal_once(engine, NOW, seals)] == [("H1", 3)]
+    assert await seal_once(engine, NOW, seals) == []  # nothing grew: nothing sealed
     await evaluations(engine, gw, 2, start=NOW + timedelta(minutes=5))
-    await ledger.append_once(engine, now=NOW + timedelta(minutes=5))
-    assert [h.entries for h in await ledger.seal_once(engine, NOW, seals)] == [5]
-    assert (await ledger.verify(engine)).ok
+    await append_once(engine, now=NOW + timedelta(minutes=5))
+    assert [h.entries for h in await seal_once(engine, NOW, seals)] == [5]
+    assert (await verify(engine)).ok
 
     # a bad review turned into a good one, and today's chain recomputed to match
     await raw(
@@ -555,7 +556,7 @@ async def test_a_rewrite_of_todays_chain_is_caught_by_the_heads_sealed_during_th
         doc=json.dumps({"window": 3, "key": 1, "label": "非常满意"}),
     )
     await rewrite_chain(engine, "H1", DAY)
-    report = await ledger.verify(engine)
+    report = await verify(engine)
     assert [(f.problem, f.position) for f in report.findings] == [
         (Problem.HEAD_MISMATCH, 3),
         (Problem.HEAD_MISMATCH, 5),
@@ -564,16 +565,16 @@ async def test_a_rewrite_of_todays_chain_is_caught_by_the_heads_sealed_during_th
 
     # the seals' table emptied too: the file outside the database still holds them
     await raw(engine, "DELETE FROM ledger_seals")
-    assert (await ledger.verify(engine)).ok  # what the database alone can tell
-    from_file = ledger.parse_heads(seals.read_text(encoding="utf-8").splitlines())
-    report = await ledger.verify(engine, published=from_file)
+    assert (await verify(engine)).ok  # what the database alone can tell
+    from_file = parse_heads(seals.read_text(encoding="utf-8").splitlines())
+    report = await verify(engine, published=from_file)
     assert [f.problem for f in report.findings] == [Problem.HEAD_MISMATCH] * 2
 
 
 async def test_the_ledger_job_seals_at_its_interval(engine: AsyncEngine, tmp_path: Path) -> None:
     await evaluations(engine, Gateway("H1", "gw1"), 2)
     job = asyncio.create_task(
-        ledger.run_forever(engine, 0.05, seal_every_s=0.2, seal_file=tmp_path / "seals.jsonl")
+        run_forever(engine, 0.05, seal_every_s=0.2, seal_file=tmp_path / "seals.jsonl")
     )
     try:
         for _ in range(600):  # the first seal is due 0.2 s in; a loaded host may lag

@@ -21,7 +21,8 @@ from central.cases import ladder
 from central.config import CentralConfig
 from central.correlation import job as correlation_job
 from central.gateways import command_queue
-from central.records import ledger, timeseries
+from central.records import timeseries
+from central.records.ledger import append as ledger_append
 from central.security.tokens import Role, create_token
 from central.spine.aggregator import Aggregator
 from central.spine.ingest import Incoming
@@ -76,7 +77,7 @@ async def test_each_task_that_raises_is_restarted_and_shown(
         "cases.ladder": (ladder, "run_forever", RuntimeError("ladder broken")),
         "correlation": (correlation_job, "run_forever", RuntimeError("correlation broken")),
         "timeseries": (timeseries, "run_forever", ConnectionError("sink broken")),
-        "ledger": (ledger, "run_forever", RuntimeError("ledger broken")),
+        "ledger": (ledger_append, "run_forever", RuntimeError("ledger broken")),
         "commands": (command_queue, "run_forever", RuntimeError("commands broken")),
         "ingest": (Aggregator, "_ingest_loop", RuntimeError("ingest broken")),
     }
@@ -124,7 +125,7 @@ async def test_a_task_given_up_still_lets_stop_close_everything(
     async def broken(*_: Any, **__: Any) -> None:
         raise RuntimeError("always")
 
-    monkeypatch.setattr(ledger, "run_forever", broken)
+    monkeypatch.setattr(ledger_append, "run_forever", broken)
     aggregator = Aggregator(_config(tmp_path, f"sqlite+aiosqlite:///{tmp_path / 'c.db'}", broker))
     aggregator.supervisor.first_delay_s = 0.001
     await aggregator.start()
