@@ -28,7 +28,7 @@ from sqlalchemy import and_, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from central.gateways.command_signing import DEFAULT_TTL, CommandSigner
-from central.spine.ingest import Incoming
+from central.spine.reading import Incoming
 from central.store.db import insert_ignore
 from central.store.schema import gateways
 from central.store.schema_ops import command_counters, command_results, gateway_commands

@@ -26,8 +26,8 @@ from central.gateways.command_signing import load_or_create_signing_key
 from central.security.broker_acl import BrokerPolicy, GatewayAccess, sync_broker
 from central.security.ca import Role, parse_username
 from central.security.ca_store import PkiStore
-from central.spine.ingest import high_water
 from central.spine.registry import register, revoke
+from central.spine.sequences import high_water
 from central.store.schema import gateways
 from protocols.provisioning import gateway_username, parse_broker_url
 

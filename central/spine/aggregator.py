@@ -14,7 +14,9 @@ from central.records import evidence, timeseries
 from central.records.ledger import append as ledger_append
 from central.spine.admission import Admission
 from central.spine.consumer import Consumer
-from central.spine.ingest import AckDecision, Incoming, Ingestor
+from central.spine.ingest import Ingestor
+from central.spine.outcome import AckDecision
+from central.spine.reading import Incoming
 from central.store.db import make_engine
 from central.store.migrate import upgrade
 from central.web.context import bind_config as bind_dashboard

@@ -40,7 +40,7 @@ from collections import Counter, deque
 
 from central.config import BrokerConfig
 from central.spine.admission import Admission
-from central.spine.ingest import Incoming
+from central.spine.reading import Incoming
 from hallkit.mqtt import ClientOptions, Connection, Message, MqttClient, Publication
 from hallkit.supervise import TaskRecord, TaskState
 from protocols import topics

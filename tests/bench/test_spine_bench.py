@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from central.spine.ingest import Incoming, Ingestor
+from central.spine.ingest import Ingestor
+from central.spine.reading import Incoming
 from central.spine.registry import register
 from central.store.db import make_engine
 from central.store.migrate import upgrade

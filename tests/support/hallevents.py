@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from central.spine.ingest import Incoming
+from central.spine.reading import Incoming
 from protocols import topics
 from protocols.devices import KEY_LABELS
 

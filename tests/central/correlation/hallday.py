@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import Any
 
-from central.spine.ingest import Incoming
+from central.spine.reading import Incoming
 from protocols import topics
 
 BUSINESS_TZ = dt.timezone(dt.timedelta(hours=8), "Asia/Shanghai")

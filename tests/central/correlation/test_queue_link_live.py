@@ -19,7 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from central.correlation.config import CorrelationConfig
 from central.correlation.job import run_once
 from central.correlation.machine_clock import MachineClockConfig
-from central.spine.ingest import Incoming, Ingestor
+from central.spine.ingest import Ingestor
+from central.spine.reading import Incoming
 from edge.clock import Clock
 from edge.config import QueueConfig
 from edge.devices.queue_machine import QueueSupervisor

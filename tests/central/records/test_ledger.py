@@ -24,7 +24,8 @@ from central.records.ledger.findings import Problem, Report
 from central.records.ledger.heads import heads, parse_heads, seal_once
 from central.records.ledger.verify import verify
 from central.rules.workdays import business_date
-from central.spine.ingest import Incoming, Ingestor
+from central.spine.ingest import Ingestor
+from central.spine.reading import Incoming
 from central.spine.registry import register
 from central.store.db import make_engine
 from central.store.migrate import upgrade

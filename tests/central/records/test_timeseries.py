@@ -26,7 +26,8 @@ from central.records.timeseries import (
     make_sample,
     run_forever,
 )
-from central.spine.ingest import Incoming, Ingestor
+from central.spine.ingest import Ingestor
+from central.spine.reading import Incoming
 from central.spine.registry import register
 from central.store.db import make_engine
 from central.store.migrate import upgrade

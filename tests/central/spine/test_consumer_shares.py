@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from central.config import BrokerConfig, IngestConfig
 from central.spine.admission import Admission
 from central.spine.consumer import Consumer
-from central.spine.ingest import Incoming
+from central.spine.reading import Incoming
 
 
 def incoming(gateway: str, n: int, size: int = 10) -> Incoming:

@@ -38,7 +38,8 @@ from central.config import BrokerConfig, CentralConfig, IngestConfig
 from central.correlation import job as correlation_job
 from central.security.tokens import Role
 from central.spine.aggregator import Aggregator
-from central.spine.ingest import AckDecision, Incoming
+from central.spine.outcome import AckDecision
+from central.spine.reading import Incoming
 from central.store.schema import events, gateways, quarantine
 from protocols import events as kinds
 from protocols.envelope import Ack, EventRecord

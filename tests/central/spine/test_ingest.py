@@ -11,7 +11,8 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from central.spine.ingest import Incoming, Ingestor
+from central.spine.ingest import Ingestor
+from central.spine.reading import Incoming
 from central.spine.registry import register
 from central.store.db import make_engine
 from central.store.migrate import upgrade

@@ -25,7 +25,7 @@ from central.records import timeseries
 from central.records.ledger import append as ledger_append
 from central.security.tokens import Role, create_token
 from central.spine.aggregator import Aggregator
-from central.spine.ingest import Incoming
+from central.spine.reading import Incoming
 from central.spine.registry import register
 from hallkit.configtext import ConfigError
 from hallkit.supervise import Supervisor, healthz

@@ -16,7 +16,8 @@ from typing import Any
 
 from central.rules.timelimit import CaseClock, LadderStage, stage_on
 from central.rules.workdays import WorkCalendar, business_date, day_start
-from central.spine.ingest import Incoming, Ingestor
+from central.spine.ingest import Ingestor
+from central.spine.reading import Incoming
 from hallkit.clock import utc_now
 from protocols import topics
 from protocols.envelope import GatewayState

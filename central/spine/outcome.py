@@ -1,0 +1,83 @@
+"""What ingesting a group did: each transaction's bookkeeping, the stats, and the
+acknowledgements that follow once it committed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class AckDecision:
+    hall: str
+    gateway: str
+    committed_through: int
+    replay_from: int | None
+    epoch: str | None = None
+    rebase_to: int | None = None
+
+
+@dataclass(slots=True)
+class IngestStats:
+    batches: int = 0
+    events_stored: int = 0
+    duplicates: int = 0
+    quarantined: int = 0
+    gaps_seen: int = 0
+    conflicts: int = 0
+    refused: int = 0
+    by_reason: dict[str, int] = field(default_factory=dict)
+
+    def add(self, other: IngestStats) -> None:
+        for name in (
+            "batches",
+            "events_stored",
+            "duplicates",
+            "quarantined",
+            "gaps_seen",
+            "conflicts",
+            "refused",
+        ):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        for key, n in other.by_reason.items():
+            self.by_reason[key] = self.by_reason.get(key, 0) + n
+
+
+@dataclass(slots=True)
+class Progress:
+    hall: str
+    committed: int
+    epoch: str | None
+    gap: bool = False
+    acked: bool = False  # a batch of the followed numbering was processed: acknowledge it
+    speaks_epoch: bool = False  # the gateway sends epochs, so it understands them in acks
+    seen_through: int = 0  # highest seq of this gateway's batches compared or stored here
+    pending: bool | None = None  # has ranges stored beyond a gap (None: not looked up yet)
+
+
+@dataclass(slots=True)
+class Txn:
+    """What one transaction did; applied to the outcome only once it committed."""
+
+    progress: dict[str, Progress] = field(default_factory=dict)
+    rebases: dict[tuple[str, str], tuple[str, int, int]] = field(default_factory=dict)
+    boots: set[tuple[str, str]] = field(default_factory=set)
+    quarantined: set[str | None] = field(default_factory=set)
+    stats: IngestStats = field(default_factory=IngestStats)
+
+
+@dataclass(slots=True)
+class Outcome:
+    acks: dict[str, Progress] = field(default_factory=dict)
+    rebases: dict[tuple[str, str], tuple[str, int, int]] = field(default_factory=dict)
+
+    def absorb(self, txn: Txn) -> None:
+        for gateway, state in txn.progress.items():
+            if not state.acked:
+                continue
+            earlier = self.acks.get(gateway)
+            if earlier is not None:
+                state.gap = state.gap or earlier.gap
+                state.speaks_epoch = state.speaks_epoch or earlier.speaks_epoch
+                state.seen_through = max(state.seen_through, earlier.seen_through)
+            self.acks[gateway] = state
+        self.rebases.update(txn.rebases)

@@ -1,0 +1,205 @@
+"""What central holds of each gateway's numbering: its committed sequence and epoch, the
+ranges stored beyond a gap, and how a redelivered batch compares with what is stored."""
+
+from __future__ import annotations
+
+from sqlalchemy import and_, delete, func, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from central.spine.outcome import Progress, Txn
+from central.spine.reading import (
+    Batch,
+    Poison,
+    Rejected,
+    Unregistered,
+    event_digest,
+    quarantine_digest,
+)
+from central.store.db import insert_ignore
+from central.store.schema import (
+    boot_clocks,
+    events,
+    gateways,
+    pending_ranges,
+    quarantine,
+)
+from protocols.envelope import (
+    EventRecord,
+)
+
+
+async def progress_of(conn: AsyncConnection, txn: Txn, batch: Batch) -> Progress:
+    state = txn.progress.get(batch.gateway)
+    if state is None:
+        query = select(
+            gateways.c.hall_id,
+            gateways.c.committed_through,
+            gateways.c.revoked_at,
+            gateways.c.epoch,
+        ).where(gateways.c.gateway_id == batch.gateway)
+        if conn.dialect.name == "postgresql":
+            query = query.with_for_update()  # several aggregators may share the stream
+        row = (await conn.execute(query)).first()
+        if row is None:
+            raise Unregistered(f"unknown gateway {batch.gateway!r} (not registered)")
+        if row.revoked_at is not None:
+            raise Rejected(f"gateway {batch.gateway!r} was revoked")
+        state = Progress(row.hall_id, row.committed_through, row.epoch)
+    if state.hall != batch.hall:
+        raise Rejected(
+            f"gateway {batch.gateway!r} belongs to hall {state.hall!r}, not {batch.hall!r}"
+        )
+    txn.progress[batch.gateway] = state
+    return state
+
+
+async def beyond_gap(conn: AsyncConnection, batch: Batch, state: Progress) -> bool:
+    """May this batch overlap events stored beyond a gap?"""
+    if batch.start > state.committed + 1:
+        return True
+    if state.pending is None:
+        state.pending = (
+            await conn.execute(
+                select(pending_ranges.c.gateway_id)
+                .where(pending_ranges.c.gateway_id == batch.gateway)
+                .limit(1)
+            )
+        ).first() is not None
+    return state.pending
+
+
+async def compare_with_stored(conn: AsyncConnection, batch: Batch) -> tuple[set[int], int | None]:
+    """The batch's seqs central holds (stored or quarantined), and the index of the first
+    event held with other content, if any."""
+    stored = dict(
+        (
+            await conn.execute(
+                select(events.c.seq, events.c.digest).where(
+                    and_(
+                        events.c.gateway_id == batch.gateway,
+                        events.c.seq >= batch.first_seq,
+                        events.c.seq <= batch.last_seq,
+                    )
+                )
+            )
+        ).all()
+    )
+    kept: dict[int, set[str]] = {}
+    for seq, digest in (
+        await conn.execute(
+            select(quarantine.c.seq, quarantine.c.digest).where(
+                and_(
+                    quarantine.c.gateway_id == batch.gateway,
+                    quarantine.c.seq >= batch.first_seq,
+                    quarantine.c.seq <= batch.last_seq,
+                )
+            )
+        )
+    ).all():
+        kept.setdefault(seq, set()).add(digest)
+    conflict = None
+    for index, item in enumerate(batch.items):
+        if item.seq in stored:
+            held = stored[item.seq]  # None: stored before digests, cannot compare
+            same = held is None or (
+                isinstance(item, EventRecord)
+                and (held == event_digest(item) or await same_as_stored(conn, batch.gateway, item))
+            )
+        elif item.seq in kept:
+            raw = item.raw if isinstance(item, Poison) else item.model_dump_json().encode()
+            same = quarantine_digest(batch.msg.topic, raw) in kept[item.seq]
+        else:
+            continue
+        if not same:
+            conflict = index
+            break
+    return set(stored) | set(kept), conflict
+
+
+async def merge_pending(conn: AsyncConnection, gateway: str, committed: int) -> int:
+    """Extend committed over ranges that arrived early; drop the ranges now covered."""
+    while True:
+        reach = (
+            await conn.execute(
+                select(func.max(pending_ranges.c.last_seq)).where(
+                    and_(
+                        pending_ranges.c.gateway_id == gateway,
+                        pending_ranges.c.first_seq <= committed + 1,
+                        pending_ranges.c.last_seq > committed,
+                    )
+                )
+            )
+        ).scalar()
+        if reach is None:
+            break
+        committed = reach
+    await conn.execute(
+        delete(pending_ranges).where(
+            and_(pending_ranges.c.gateway_id == gateway, pending_ranges.c.last_seq <= committed)
+        )
+    )
+    return committed
+
+
+async def record_boot_clock(
+    conn: AsyncConnection, txn: Txn, gateway: str, event: EventRecord
+) -> None:
+    offset_us = int(event.utc.timestamp() * 1_000_000) - event.mono_ns // 1000
+    await conn.execute(
+        insert_ignore(conn, boot_clocks),
+        [
+            {
+                "gateway_id": gateway,
+                "boot": event.boot,
+                "offset_us": offset_us,
+                "from_seq": event.seq,
+            }
+        ],
+    )
+    txn.boots.add((gateway, event.boot))
+
+
+async def high_water(conn: AsyncConnection, gateway: str) -> int:
+    """Everything central holds for this gateway id lies at or below this sequence number:
+    committed, stored beyond a gap, or waiting in a pending range."""
+    committed = (
+        await conn.execute(
+            select(gateways.c.committed_through).where(gateways.c.gateway_id == gateway)
+        )
+    ).scalar() or 0
+    stored = (
+        await conn.execute(select(func.max(events.c.seq)).where(events.c.gateway_id == gateway))
+    ).scalar() or 0
+    pending = (
+        await conn.execute(
+            select(func.max(pending_ranges.c.last_seq)).where(
+                pending_ranges.c.gateway_id == gateway
+            )
+        )
+    ).scalar() or 0
+    return int(max(committed, stored, pending))
+
+
+async def same_as_stored(conn: AsyncConnection, gateway: str, event: EventRecord) -> bool:
+    """Compare field by field: a digest differs also when only key order or number spelling
+    does, and such a false alarm would make a gateway renumber events central already has."""
+    row = (
+        await conn.execute(
+            select(
+                events.c.kind,
+                events.c.utc,
+                events.c.mono_ns,
+                events.c.boot,
+                events.c.synced,
+                events.c.body,
+            ).where(and_(events.c.gateway_id == gateway, events.c.seq == event.seq))
+        )
+    ).one()
+    return tuple(row) == (
+        event.kind,
+        event.utc,
+        event.mono_ns,
+        event.boot,
+        event.synced,
+        event.body,
+    )
