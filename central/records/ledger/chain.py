@@ -19,20 +19,10 @@ from central.store.schema import (
 )
 
 EVALUATION_KIND = "evaluator.key"
-
-
 LOCK_KEY = 0x6877_6C67  # "hwlg": one ledger writer at a time on PostgreSQL
-
-
 CASE_SETTLE = dt.timedelta(minutes=5)
-
-
 STATE_SLACK = dt.timedelta(seconds=2)  # a state built in the same instant may not see it yet
-
-
 BATCH = 5000  # records per source per pass
-
-
 CHUNK = 500  # keys per IN (…) query
 
 
@@ -54,8 +44,6 @@ EVENT_COLUMNS = (
 
 
 REVISION_COLUMNS = ("case_no", "revision", "doc", "received_at")
-
-
 CASE_COLUMNS = (
     "case_no",
     "revision",
