@@ -10,8 +10,9 @@ from central.config import CentralConfig
 from central.correlation import job as correlation_job
 from central.gateways import command_queue
 from central.gateways.command_signing import CommandSigner, load_or_create_signing_key
-from central.records import evidence, timeseries
+from central.records import evidence
 from central.records.ledger import append as ledger_append
+from central.records.timeseries import sink as timeseries_sink
 from central.spine.admission import Admission
 from central.spine.consumer import Consumer
 from central.spine.ingest import Ingestor
@@ -89,7 +90,9 @@ class Aggregator:
                 seal_file=self.config.seal_file,
             ),
         )
-        spawn("timeseries", lambda: timeseries.run_forever(self.engine, self.config.timeseries))
+        spawn(
+            "timeseries", lambda: timeseries_sink.run_forever(self.engine, self.config.timeseries)
+        )
         spawn("correlation", correlation)  # + follow-up
 
     def _task_failed(self, name: str, error: str) -> None:

@@ -20,7 +20,7 @@ import pytest
 from central.config import TimeseriesConfig
 from central.records.ledger.append import append_once
 from central.records.ledger.verify import verify
-from central.records.timeseries import TimeseriesSink
+from central.records.timeseries.sink import TimeseriesSink
 from central.spine.ingest import Ingestor
 from central.spine.registry import register
 from central.store.db import make_engine

@@ -14,7 +14,8 @@ import pytest
 import yaml
 
 from central.config import TimeseriesConfig
-from central.records.timeseries import METRICS, TimeseriesSink
+from central.records.timeseries.samples import METRICS
+from central.records.timeseries.sink import TimeseriesSink
 from central.spine.ingest import Ingestor
 from central.spine.registry import register
 from central.store.db import make_engine

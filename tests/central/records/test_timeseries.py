@@ -17,15 +17,14 @@ from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from central.config import TimeseriesConfig
-from central.records.timeseries import (
+from central.records.timeseries.samples import (
     ALLOWED_TAGS,
     METRICS,
     Deriver,
     StoredEvent,
-    TimeseriesSink,
     make_sample,
-    run_forever,
 )
+from central.records.timeseries.sink import TimeseriesSink, run_forever
 from central.spine.ingest import Ingestor
 from central.spine.reading import Incoming
 from central.spine.registry import register

@@ -21,8 +21,8 @@ from central.cases import ladder
 from central.config import CentralConfig
 from central.correlation import job as correlation_job
 from central.gateways import command_queue
-from central.records import timeseries
 from central.records.ledger import append as ledger_append
+from central.records.timeseries import sink as timeseries_sink
 from central.security.tokens import Role, create_token
 from central.spine.aggregator import Aggregator
 from central.spine.reading import Incoming
@@ -76,7 +76,7 @@ async def test_each_task_that_raises_is_restarted_and_shown(
     broken = {
         "cases.ladder": (ladder, "run_forever", RuntimeError("ladder broken")),
         "correlation": (correlation_job, "run_forever", RuntimeError("correlation broken")),
-        "timeseries": (timeseries, "run_forever", ConnectionError("sink broken")),
+        "timeseries": (timeseries_sink, "run_forever", ConnectionError("sink broken")),
         "ledger": (ledger_append, "run_forever", RuntimeError("ledger broken")),
         "commands": (command_queue, "run_forever", RuntimeError("commands broken")),
         "ingest": (Aggregator, "_ingest_loop", RuntimeError("ingest broken")),
