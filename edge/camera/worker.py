@@ -1,4 +1,4 @@
-"""A camera worker process: readers, analysis, a short ring of JPEGs; talks to the core by zmq.
+"""A camera worker process: readers, analysis, a short ring of frames; talks to the core by zmq.
 
     python -m edge.camera.worker --endpoint tcp://127.0.0.1:PORT --id w1 --state-dir DIR \
         --cameras '[{"id": "c1", "url": "rtsp://…", …}]'
@@ -44,6 +44,34 @@ REFERENCE_SAVE_EVERY_S = 600.0
 FROZEN_AFTER_S = 10.0  # the same picture this long is a frozen stream (a keyframe every few
 # seconds re-encodes sensor noise and the on-screen clock, so a live camera never stays identical)
 RELOAD_CHECK_S = 2.0  # how often the reference files are checked for a calibration from outside
+RAW_RING_BYTES = 32 * 2**20  # decoded pictures a camera's ring may hold unencoded; beyond, JPEGs
+
+
+@dataclass(slots=True)
+class RingFrame:
+    """An analysed frame kept for evidence. A decoded picture (RTSP) is encoded to JPEG only
+    when someone asks for it: JPEG encoding was the largest cost of the analysis thread (~0.7 ms
+    a frame at 640×360), and only the few frames around a key press are ever asked for."""
+
+    mono: float
+    frame: CapturedFrame | None
+    encoded: bytes | None = None
+
+    def jpeg(self) -> bytes:
+        if self.encoded is None:
+            assert self.frame is not None
+            self.encoded = self.frame.to_jpeg()
+            self.frame = None
+        return self.encoded
+
+
+def ring_frame(frame: CapturedFrame, ring_length: int) -> RingFrame:
+    """Keep the picture unencoded while a full ring of such pictures fits the budget (a 640×360
+    substream: 30 × 0.7 MB), else encode it now."""
+    entry = RingFrame(frame.mono, frame)
+    if frame.image is not None and frame.image.nbytes * ring_length > RAW_RING_BYTES:
+        entry.jpeg()
+    return entry
 
 
 @dataclass(slots=True)
@@ -51,7 +79,7 @@ class CameraRun:
     config: CameraConfig
     reader: LatestFrameReader
     analyzer: CameraAnalyzer
-    ring: deque[tuple[float, bytes]]
+    ring: deque[RingFrame]
     next_due: float = 0.0
     last_seq: int = 0
     reduce: int | None = None
@@ -224,7 +252,7 @@ class Worker:
         run.last_gray = gray
         run.same_since = None
         analysis = run.analyzer.analyse(gray, frame.mono)
-        run.ring.append((frame.mono, frame.to_jpeg()))
+        run.ring.append(ring_frame(frame, run.ring.maxlen or 1))
         self.send(_obs_message(run.config.id, analysis))
         for note in analysis.notes:
             self.send({"t": "note", "camera": run.config.id, "text": note})
@@ -304,19 +332,19 @@ class Worker:
         ring = list(run.ring)
         if header.get("nearest") is not None:
             target = float(header["nearest"])
-            chosen = [min(ring, key=lambda item: abs(item[0] - target))] if ring else []
+            chosen = [min(ring, key=lambda item: abs(item.mono - target))] if ring else []
         else:
             start, end = float(header["from"]), float(header["to"])
-            chosen = [item for item in ring if start <= item[0] <= end]
+            chosen = [item for item in ring if start <= item.mono <= end]
         self.send(
             {
                 "t": "reply",
                 "id": header["id"],
                 "ok": bool(chosen),
-                "monos": [m for m, _ in chosen],
+                "monos": [item.mono for item in chosen],
                 "error": None if chosen else "no buffered frame",
             },
-            [jpeg for _, jpeg in chosen],
+            [item.jpeg() for item in chosen],
         )
 
     # -- empty-seat references across restarts -------------------------------------------------
