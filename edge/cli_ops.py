@@ -134,9 +134,9 @@ def provision_apply(
         raise typer.Exit(2) from None
     data = gateway_config(installed, existing, data_dir)
     journal = Path(data["data_dir"]) / "journal.db"
-    if _identity_changed(existing, installed) and journal.exists() and not force:
+    if existing and _identity_changed(existing, installed) and journal.exists() and not force:
         typer.echo(
-            f"{config_path} belongs to {existing.get('hall')}/{existing.get('gateway')} "  # type: ignore[union-attr]
+            f"{config_path} belongs to {existing.get('hall')}/{existing.get('gateway')} "
             f"and {journal} holds its events: sending them under a new identity would "
             "mix two gateways' data. Move the data directory away or use --force.",
             err=True,

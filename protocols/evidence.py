@@ -67,6 +67,9 @@ class EvidenceHeader(WireModel):
     event_seq: Seq = Field(description="gateway seq of the event that names the file")
 
 
+ReceiptStatus = Literal["stored", "refused", "retry"]
+
+
 class EvidenceReceipt(WireModel):
     """central → gateway: what became of one upload."""
 
@@ -77,7 +80,7 @@ class EvidenceReceipt(WireModel):
     event_seq: Seq | None = Field(
         default=None, description="the upload's event; identical images share a hash"
     )
-    status: Literal["stored", "refused", "retry"]
+    status: ReceiptStatus
     reason: Text = ""
     utc: UtcTime
 

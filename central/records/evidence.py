@@ -36,6 +36,7 @@ from protocols.evidence import (
     EvidenceHeader,
     EvidenceReceipt,
     FramingError,
+    ReceiptStatus,
     decode_upload,
     evidence_sha256,
 )
@@ -107,7 +108,10 @@ def vault_for(engine: AsyncEngine) -> EvidenceVault | None:
 
 
 def _receipt(
-    header_or_addr: EvidenceHeader | topics.TopicAddress, sha256: str, status: str, reason: str = ""
+    header_or_addr: EvidenceHeader | topics.TopicAddress,
+    sha256: str,
+    status: ReceiptStatus,
+    reason: str = "",
 ) -> EvidenceReceipt:
     event_seq = header_or_addr.event_seq if isinstance(header_or_addr, EvidenceHeader) else None
     return EvidenceReceipt(
@@ -115,7 +119,7 @@ def _receipt(
         gateway=header_or_addr.gateway,
         sha256=sha256,
         event_seq=event_seq,
-        status=status,  # type: ignore[arg-type]
+        status=status,
         reason=clean_text(reason, 300),
         utc=utc_now(),
     )

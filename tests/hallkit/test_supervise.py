@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 
 from hallkit.supervise import Supervisor, healthz
 
 
-async def _until(predicate: object, timeout: float = 10.0) -> None:
+async def _until(predicate: Callable[[], object], timeout: float = 10.0) -> None:
     deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():  # type: ignore[operator]
+    while not predicate():
         assert asyncio.get_running_loop().time() < deadline, "timed out"
         await asyncio.sleep(0.01)
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
@@ -68,7 +70,7 @@ def test_encode_batch_is_a_valid_envelope_without_reserialising() -> None:
         lambda d: d.update(events=[]),
     ],
 )
-def test_envelope_rejects(mutate) -> None:  # type: ignore[no-untyped-def]
+def test_envelope_rejects(mutate: Callable[[dict[str, Any]], object]) -> None:
     doc = json.loads(encode_batch("H1", "gw1", BOOT, [_event(5), _event(6)]))
     mutate(doc)
     with pytest.raises(ValidationError):

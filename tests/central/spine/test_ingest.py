@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TypedDict, Unpack
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import Table, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from central.spine.ingest import Ingestor
@@ -88,7 +88,7 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
     await eng.dispose()
 
 
-async def count(engine: AsyncEngine, table=events) -> int:  # type: ignore[no-untyped-def]
+async def count(engine: AsyncEngine, table: Table = events) -> int:
     async with engine.connect() as conn:
         return int((await conn.execute(select(func.count()).select_from(table))).scalar() or 0)
 

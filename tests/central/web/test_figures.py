@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import csv
 import io
+from typing import Any
 
 from central.security.tokens import Role
 from tests.central.web.conftest import Site, logged_in
 from tests.central.web.seed import MARKET, POLICE, SOCIAL
 
 
-def _by_hall(overview: dict) -> dict[str, dict]:  # type: ignore[type-arg]
+def _by_hall(overview: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {h["hall"]: h for h in overview["halls"]}
 
 

@@ -78,7 +78,9 @@ async def test_a_frozen_stream_is_its_own_health_state_and_its_frames_are_not_ju
         await service.stop()
         collector.cancel()
         server.stop()
-    states = [e.body.state for e in events if e.kind == "camera.health"]  # type: ignore[attr-defined]
+    reports = [e.body for e in events if e.kind == "camera.health"]
+    states = [body.state for body in reports if isinstance(body, CameraHealth)]
+    assert len(states) == len(reports), reports
     assert states == ["online", "frozen", "online"], states  # no flapping in between
 
 
