@@ -1,5 +1,5 @@
-# Long module: the worker processes, their per-frame observations, presence and the key-press
-# verdict share one socket and one per-camera state; apart, each would reach into the others'.
+# Long module: the worker processes are in workers.py; what stays (observations, presence,
+# waiting counts, calibration, the key-press verdict) shares one per-camera state and socket.
 """The gateway's camera service: runs the workers, turns their output into journaled events,
 answers the key press's question (was a citizen there?) and keeps the evidence.
 
@@ -11,9 +11,10 @@ answers the key press's question (was a citizen there?) and keeps the evidence.
         verdict = await service.verdict_at(window=3, at_monotonic=press_mono)
 
 Workers are subprocesses (``python -m edge.camera.worker``) on a loopback ROUTER socket; a
-worker that exits or stays silent for ``worker_timeout_s`` is killed and started again, and its
-cameras are reported offline meanwhile. Presence hysteresis and waiting-count events are
-decided here from the workers' per-frame observations, so they survive a worker restart.
+worker that exits or stays silent for ``worker_timeout_s`` is killed and started again
+(edge/camera/workers.py), and its cameras are reported offline meanwhile. Presence hysteresis
+and waiting-count events are decided here from the workers' per-frame observations, so they
+survive a worker restart.
 """
 
 from __future__ import annotations
@@ -21,10 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import json
 import logging
-import os
-import signal
 import sys
 import time
 from collections import deque
@@ -50,37 +48,22 @@ from edge.camera.evidence import STATE_DIR, EvidenceStore, ManifestHead, Retenti
 from edge.camera.link import pack, unpack
 from edge.camera.presence import PresenceChange, PresenceTracker
 from edge.camera.verdict import Decision, Observation, decide
+from edge.camera.workers import WorkerHandle, WorkerProcesses
 from hallkit.clock import utc_now
-from hallkit.supervise import Supervisor, TaskRecord, TaskState
+from hallkit.supervise import Supervisor
 from protocols.events import Body
 from protocols.strict import clean_text
 
 log = logging.getLogger(__name__)
 
 OBSERVATION_KEEP_S = 60.0
-_PROJECT_ROOT = Path(__file__).resolve().parents[2]  # so ``-m edge.camera.worker`` imports
 WAITING_MIN_INTERVAL_S = 5.0
-RESTART_BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 # the service's supervised loops (name → method); each worker process has a record beside them
 TASKS = {
     "camera.receive": "_receive",
     "camera.supervise": "_supervise",
     "camera.retention": "_retention",
 }
-
-
-@dataclass(slots=True)
-class WorkerHandle:
-    id: str
-    cameras: list[CameraConfig]
-    process: asyncio.subprocess.Process | None = None
-    pid: int | None = None
-    last_seen: float = 0.0
-    started: float = 0.0
-    restarts: int = 0
-    cpu_s: float = 0.0
-    rss_bytes: int = 0
-    restart_at: float | None = None
 
 
 @dataclass(slots=True)
@@ -138,19 +121,24 @@ class CameraService:
             raise ValueError("camera ids must be distinct")
         self.evidence_config = evidence or EvidenceConfig()
         self.verdict_config = verdict or VerdictConfig()
-        self.worker_timeout_s = worker_timeout_s
-        self.worker_max_rss_bytes = worker_max_rss_mb * 2**20
         self.retention_every_s = retention_every_s
-        self.python = python
         self.supervisor = supervisor or Supervisor()  # its tasks, and a record per worker
         self.evidence_dir = evidence_dir
         self.state_dir = state_dir or evidence_dir / STATE_DIR
         self.store = EvidenceStore(evidence_dir, self.evidence_config, on_entry=self._on_entry)
-        self.workers: list[WorkerHandle] = []
-        for number, start in enumerate(range(0, len(cameras), cameras_per_worker), start=1):
-            self.workers.append(
-                WorkerHandle(f"w{number}", cameras[start : start + cameras_per_worker])
-            )
+        cfg = self.evidence_config
+        self.processes = WorkerProcesses(
+            cameras,
+            cameras_per_worker,
+            python=python,
+            state_dir=self.state_dir,
+            ring_s=max(cfg.clip_before_s + cfg.clip_after_s, self.verdict_config.before_s) + 6.0,
+            timeout_s=worker_timeout_s,
+            max_rss_bytes=worker_max_rss_mb * 2**20,
+            supervisor=self.supervisor,
+            on_lost=self._worker_lost,
+        )
+        self.workers = self.processes.workers
         self._worker_of = {c.id: w for w in self.workers for c in w.cameras}
         self._state = {
             c.id: _CameraState(CameraHealth(camera=c.id, state="offline", reason="starting"))
@@ -171,7 +159,6 @@ class CameraService:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._context: zmq.asyncio.Context | None = None
         self._router: zmq.asyncio.Socket | None = None
-        self._endpoint = ""
         self._stopping = False
 
     # -- lifetime ------------------------------------------------------------------------------
@@ -182,19 +169,17 @@ class CameraService:
         self._router = self._context.socket(zmq.ROUTER)
         self._router.setsockopt(zmq.LINGER, 0)
         port = self._router.bind_to_random_port("tcp://127.0.0.1")
-        self._endpoint = f"tcp://127.0.0.1:{port}"
-        for handle in self.workers:
-            await self._spawn(handle)
+        await self.processes.start(f"tcp://127.0.0.1:{port}")
         for name, loop in TASKS.items():
             self.supervisor.spawn(name, getattr(self, loop))
 
     async def stop(self) -> None:
-        self._stopping = True
+        self._stopping = self.processes.stopping = True
         for handle in self.workers:
             with contextlib.suppress(zmq.ZMQError):
                 await self._send(handle, {"t": "stop"})
         for handle in self.workers:
-            await self._end_process(handle, grace_s=3.0)
+            await self.processes.end(handle, grace_s=3.0)
         for name in TASKS:
             await self.supervisor.cancel(name)
         for task in self._background:
@@ -542,87 +527,12 @@ class CameraService:
 
     # -- supervision ---------------------------------------------------------------------------
 
-    async def _spawn(self, handle: WorkerHandle) -> None:
-        root = _PROJECT_ROOT
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(root), env.get("PYTHONPATH")) if p)
-        cameras = json.dumps([c.model_dump(mode="json") for c in handle.cameras])
-        cfg = self.evidence_config
-        ring_s = max(cfg.clip_before_s + cfg.clip_after_s, self.verdict_config.before_s) + 6.0
-        handle.process = await asyncio.create_subprocess_exec(
-            self.python,
-            "-m",
-            "edge.camera.worker",
-            "--endpoint",
-            self._endpoint,
-            "--id",
-            handle.id,
-            "--cameras",
-            cameras,
-            "--state-dir",
-            str(self.state_dir),
-            "--ring-s",
-            str(ring_s),
-            env=env,
-            stdin=asyncio.subprocess.DEVNULL,
-        )
-        handle.pid = handle.process.pid
-        handle.started = handle.last_seen = time.monotonic()
-        handle.restart_at = None
-        handle.rss_bytes = 0  # the new process reports its own
-        self._worker_record(handle).state = TaskState.RUNNING
-
     async def _supervise(self) -> None:
-        while not self._stopping:
-            await asyncio.sleep(0.5)
-            now = time.monotonic()
-            for handle in self.workers:
-                process = handle.process
-                if process is None:
-                    if handle.restart_at is not None and now >= handle.restart_at:
-                        await self._spawn(handle)
-                    continue
-                if process.returncode is not None:
-                    why = f"camera worker exited with code {process.returncode}"
-                elif now - handle.last_seen > self.worker_timeout_s:
-                    why = f"camera worker silent for {now - handle.last_seen:.0f} s, killed"
-                elif handle.rss_bytes > self.worker_max_rss_bytes:
-                    why = (
-                        f"camera worker used {handle.rss_bytes / 2**20:.0f} MiB "
-                        f"(limit {self.worker_max_rss_bytes / 2**20:.0f}), restarted"
-                    )
-                else:
-                    continue
-                log.error("%s: %s", handle.id, why)
-                await self._end_process(handle, grace_s=0.0)
-                for camera in handle.cameras:
-                    self._set_health(camera.id, "offline", why)
-                delay = RESTART_BACKOFF_S[min(handle.restarts, len(RESTART_BACKOFF_S) - 1)]
-                if now - handle.started > 60:
-                    delay = RESTART_BACKOFF_S[0]  # it ran a good while: not a crash loop
-                handle.restarts += 1
-                handle.restart_at = now + delay
-                record = self._worker_record(handle)
-                record.failed_with(why)
-                record.state, record.restarts = TaskState.RESTARTING, handle.restarts
+        await self.processes.supervise()
 
-    def _worker_record(self, handle: WorkerHandle) -> TaskRecord:
-        return self.supervisor.record(f"camera.worker.{handle.id}")
-
-    async def _end_process(self, handle: WorkerHandle, grace_s: float) -> None:
-        process = handle.process
-        handle.process = None
-        if process is None or process.returncode is not None:
-            return
-        if grace_s > 0:
-            try:
-                await asyncio.wait_for(process.wait(), grace_s)
-                return
-            except TimeoutError:
-                pass
-        with contextlib.suppress(ProcessLookupError):
-            process.send_signal(signal.SIGKILL)
-        await process.wait()
+    def _worker_lost(self, handle: WorkerHandle, why: str) -> None:
+        for camera in handle.cameras:
+            self._set_health(camera.id, "offline", why)
 
     async def _retention(self) -> None:
         while True:
