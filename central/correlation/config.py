@@ -88,6 +88,20 @@ class CorrelationConfig(BaseModel):
         description="queue messages further apart than this: the feed was not reporting in "
         "between (在岗率 counts only reported time; the machine beats every 30 s)",
     )
+    workers: int = Field(
+        default=1,
+        ge=0,
+        le=32,
+        description="correlation workers in each aggregator process, each computing one "
+        "hall-day at a time from the shared work queue (0: this process only scans)",
+    )
+    lease_s: float = Field(
+        default=10.0,
+        ge=1,
+        le=600,
+        description="a claimed hall-day is another worker's after this long without news "
+        "(a worker killed mid-work)",
+    )
     followup: FollowUpConfig = Field(default_factory=FollowUpConfig)
     queue_clock: MachineClockConfig = Field(
         default_factory=MachineClockConfig,

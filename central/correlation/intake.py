@@ -1,5 +1,5 @@
-"""Correlation's intake: finding the hall-days with new input, marking them dirty, handing them
-out and clearing them once recomputed.
+"""Correlation's intake: finding the hall-days with new input and marking them in the work
+queue (``central.correlation.workqueue``) for the workers to recompute.
 
 Finding new input without trusting anyone's clock ordering: events and cases are scanned by
 ``received_at`` from a watermark (the highest one seen by the previous scan) less a margin, so
@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import and_, bindparam, delete, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from central.correlation import workqueue
 from central.correlation.config import CorrelationConfig
 from central.correlation.machine_clock import ClockSample, machine_datetime, place
 from central.correlation.model import TimeSource, event_time
@@ -30,7 +31,6 @@ from central.store.schema import boot_clocks, case_revisions, cases, events
 from central.store.schema_correlation import (
     correlation_case_links,
     correlation_case_seen,
-    correlation_dirty,
     correlation_event_days,
     correlation_heads,
     correlation_state,
@@ -138,12 +138,7 @@ async def scan(conn: AsyncConnection, cfg: CorrelationConfig) -> ScanReport:
     report.resent_placed = await _place_resent(conn, touched, cfg, report.dirty)
     await _set_mark(conn, EVENTS_MARK, newest, ev_mark)
     report.changed_cases = await _scan_cases(conn, margin, report.dirty)
-    now = dt.datetime.now(dt.UTC)
-    rows_dirty = [
-        {"hall_id": h, "business_day": d, "marked_at": now} for h, d in sorted(report.dirty)
-    ]
-    for chunk in chunks(rows_dirty):
-        await conn.execute(insert_ignore(conn, correlation_dirty), list(chunk))
+    await workqueue.mark(conn, report.dirty)
     return report
 
 
@@ -374,32 +369,6 @@ async def _scan_cases(
     return len(rows)
 
 
-async def dirty_days(conn: AsyncConnection) -> list[tuple[str, dt.date, dt.datetime]]:
-    rows = (
-        await conn.execute(
-            select(correlation_dirty).order_by(
-                correlation_dirty.c.business_day, correlation_dirty.c.hall_id
-            )
-        )
-    ).all()
-    return [(r.hall_id, r.business_day, r.marked_at) for r in rows]
-
-
-async def clear_dirty(
-    conn: AsyncConnection, hall: str, day: dt.date, marked_at: dt.datetime
-) -> None:
-    """Only the mark that was processed: a newer one (set meanwhile) stays."""
-    await conn.execute(
-        delete(correlation_dirty).where(
-            correlation_dirty.c.hall_id == hall,
-            correlation_dirty.c.business_day == day,
-            correlation_dirty.c.marked_at <= marked_at,
-        )
-    )
-
-
 async def mark_dirty(conn: AsyncConnection, hall: str, day: dt.date) -> None:
-    await conn.execute(
-        insert_ignore(conn, correlation_dirty),
-        [{"hall_id": hall, "business_day": day, "marked_at": dt.datetime.now(dt.UTC)}],
-    )
+    """Recompute a hall-day (by hand, or after a change correlation's scan cannot see)."""
+    await workqueue.mark(conn, [(hall, day)])

@@ -1,10 +1,13 @@
 """The correlation job: index new events, recompute every hall-day with new input, append a
 new result version only where something changed, open and escalate follow-up items.
 
-One runner at a time: on PostgreSQL a session advisory lock (another aggregator process that
-finds it taken skips the run; the next run picks up whatever is dirty); SQLite has one process.
-A hall-day's inputs are read without holding the write lock, computed, then written in one
-transaction that also clears its dirty mark, so a crash leaves it dirty and it is redone.
+Two parts. The scan (``intake``) indexes new input and marks its hall-days in the work queue
+(``workqueue``); it runs in one process at a time (on PostgreSQL a session advisory lock: an
+aggregator that finds it taken skips its turn), with the follow-up escalations. Workers, in
+every aggregator process, claim hall-days from the queue and recompute them: a hall-day's inputs
+are read without holding the write lock, computed, then written in one transaction that also
+takes it off the queue, so a killed worker leaves it queued and another takes it over when the
+lease ends.
 """
 
 from __future__ import annotations
@@ -13,25 +16,32 @@ import asyncio
 import datetime as dt
 import functools
 import logging
+import os
+import socket
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field, replace
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from central.config import CentralConfig
-from central.correlation import followups, intake, store
+from central.correlation import followups, intake, store, workqueue
 from central.correlation.camera_presence import combine, seen_present
 from central.correlation.config import CorrelationConfig, load_config
 from central.correlation.engine import CorrelationDay, correlate
 from central.correlation.sessions import SessionDay, build_sessions
+from central.correlation.workqueue import Claim
 from central.reporting import halls
 from central.rules.workdays import WorkCalendar, load_overrides
 
 log = logging.getLogger(__name__)
 
-LOCK_KEY = 0x6877_636F  # "hwco": one correlation runner at a time on PostgreSQL
+LOCK_KEY = 0x6877_636F  # "hwco": one scanner at a time on PostgreSQL
+CLAIM_BATCH = 4  # hall-days a worker claims at once (~0.2 s each): small, so others share
+POLL_S = 1.0  # an idle worker looks at the queue this often (other processes mark it too)
+SCAN_SPACING_S = 2.0  # a scan woken by new input waits this long after the previous one
 
 
 @dataclass
@@ -69,6 +79,40 @@ async def _runner_lock(engine: AsyncEngine) -> AsyncIterator[bool]:
                     raise
 
 
+def worker_name(n: int = 0) -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{n}"
+
+
+async def scan_once(
+    engine: AsyncEngine,
+    cfg: CorrelationConfig,
+    calendar: WorkCalendar,
+    now: dt.datetime,
+    report: RunReport,
+    *,
+    escalate: bool = True,
+) -> bool:
+    """Index new input and queue its hall-days; False when another process is scanning."""
+    async with _runner_lock(engine) as got:
+        if not got:
+            report.skipped = True
+            return False
+        async with engine.begin() as conn:
+            await store.lock_for_write(conn)
+            scanned = await intake.scan(conn, cfg)
+        report.new_events += scanned.new_events
+        report.repaired_events += scanned.repaired_events
+        report.resent_placed += scanned.resent_placed
+        report.changed_cases += scanned.changed_cases
+        if escalate:
+            async with engine.begin() as conn:
+                await store.lock_for_write(conn)
+                report.escalations += await followups.escalate_all(
+                    conn, now, calendar, cfg.followup
+                )
+    return True
+
+
 async def run_once(
     engine: AsyncEngine,
     *,
@@ -76,42 +120,82 @@ async def run_once(
     calendar: WorkCalendar | None = None,
     now: dt.datetime | None = None,
 ) -> RunReport:
-    """``now`` dates follow-up items and escalations (tests pass it; the job uses the clock)."""
+    """Scan, recompute every queued hall-day, escalate (the command line's run and the tests').
+    ``now`` dates follow-up items and escalations (tests pass it; the job uses the clock)."""
     cfg = cfg or CorrelationConfig()
     calendar = calendar or WorkCalendar()
     now = now or dt.datetime.now(dt.UTC)
     report = RunReport()
-    async with _runner_lock(engine) as got:
-        if not got:
-            report.skipped = True
-            return report
-        async with engine.begin() as conn:
-            await store.lock_for_write(conn)
-            scanned = await intake.scan(conn, cfg)
-        report.new_events = scanned.new_events
-        report.repaired_events = scanned.repaired_events
-        report.resent_placed = scanned.resent_placed
-        report.changed_cases = scanned.changed_cases
-        async with engine.connect() as conn:
-            dirty = await intake.dirty_days(conn)
-        for hall, day, marked_at in dirty:
-            await _correlate_day(engine, hall, day, marked_at, cfg, calendar, now, report)
-        async with engine.begin() as conn:
-            await store.lock_for_write(conn)
-            report.escalations = await followups.escalate_all(conn, now, calendar, cfg.followup)
+    if not await scan_once(engine, cfg, calendar, now, report, escalate=False):
+        return report
+    await drain(engine, worker_name(), cfg, calendar, report, now=now)
+    async with engine.begin() as conn:
+        await store.lock_for_write(conn)
+        report.escalations = await followups.escalate_all(conn, now, calendar, cfg.followup)
     return report
+
+
+async def drain(
+    engine: AsyncEngine,
+    worker: str,
+    cfg: CorrelationConfig,
+    calendar: WorkCalendar,
+    report: RunReport,
+    *,
+    now: dt.datetime | None = None,
+) -> int:
+    """Claim and compute hall-days until the queue has none free; the number computed."""
+    done = 0
+    while True:
+        async with engine.begin() as conn:
+            await store.lock_for_write(conn)
+            claims = await workqueue.claim(conn, worker, CLAIM_BATCH, cfg.lease_s)
+        if not claims:
+            return done
+        done += await _work_batch(engine, worker, claims, cfg, calendar, report, now)
+
+
+async def _work_batch(
+    engine: AsyncEngine,
+    worker: str,
+    claims: list[Claim],
+    cfg: CorrelationConfig,
+    calendar: WorkCalendar,
+    report: RunReport,
+    now: dt.datetime | None,
+) -> int:
+    done = 0
+    renewed = time.monotonic()
+    for i, item in enumerate(claims):
+        if time.monotonic() - renewed > cfg.lease_s / 3:  # a slow batch keeps the rest
+            async with engine.begin() as conn:
+                await workqueue.extend(conn, worker, claims[i:], cfg.lease_s)
+            renewed = time.monotonic()
+        try:
+            if await _correlate_day(
+                engine, worker, item, cfg, calendar, now or dt.datetime.now(dt.UTC), report
+            ):
+                done += 1
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("correlation %s %s failed; queued again", item.hall, item.day)
+            async with engine.begin() as conn:
+                await workqueue.release(conn, worker, item, retry_s=workqueue.RETRY_S)
+    return done
 
 
 async def _correlate_day(
     engine: AsyncEngine,
-    hall: str,
-    day: dt.date,
-    marked_at: dt.datetime,
+    worker: str,
+    item: Claim,
     cfg: CorrelationConfig,
     calendar: WorkCalendar,
     now: dt.datetime,
     report: RunReport,
-) -> None:
+) -> bool:
+    """Recompute one claimed hall-day; False when another worker had taken it over."""
+    hall, day = item.hall, item.day
     async with engine.connect() as conn:
         inputs = await store.load_day(conn, hall, day, cfg)
         setup = (await halls.stored_setups(conn, [hall])).get(hall)
@@ -122,6 +206,9 @@ async def _correlate_day(
     ).windows
     async with engine.begin() as conn:
         await store.lock_for_write(conn)
+        if not await workqueue.holds(conn, worker, item):
+            log.info("correlation %s %s: taken over by another worker, dropped", hall, day)
+            return False
         saved = await store.save_day(conn, hall, day, built, outcome, now)
         opened, complete = await followups.ensure_items(
             conn,
@@ -133,8 +220,7 @@ async def _correlate_day(
             {c.case_no: c.department for c in inputs.cases},
             roster,
         )
-        if complete:
-            await intake.clear_dirty(conn, hall, day, marked_at)
+        await workqueue.finish(conn, worker, item, complete=complete)
     report.days.append((hall, day))
     report.new_results += sum(1 for i in saved.issued if i.version == 1)
     report.reissued += sum(1 for i in saved.issued if i.version > 1)
@@ -149,6 +235,7 @@ async def _correlate_day(
             len(saved.issued),
             f", {len(built.anomalies)} queue anomalies" if built.anomalies else "",
         )
+    return True
 
 
 def _compute(
@@ -182,26 +269,81 @@ async def run_forever(
     *,
     cfg: CorrelationConfig | None = None,
     calendar: WorkCalendar | None = None,
+    wake: asyncio.Event | None = None,
 ) -> None:
-    """The aggregator's background job: a run every ``interval`` seconds."""
+    """The aggregator's background job: a scanner (when new input is stored, at most every
+    ``SCAN_SPACING_S``, and every ``interval`` seconds anyway, with the escalations) and
+    ``cfg.workers`` workers on the shared queue."""
     cfg = cfg or CorrelationConfig()
     calendar = calendar or WorkCalendar()
+    queued = asyncio.Event()
+    async with asyncio.TaskGroup() as tasks:
+        tasks.create_task(_scanner(engine, interval, cfg, calendar, wake, queued))
+        for n in range(cfg.workers):
+            tasks.create_task(_worker(engine, worker_name(n), cfg, calendar, queued))
+
+
+async def _scanner(
+    engine: AsyncEngine,
+    interval: float,
+    cfg: CorrelationConfig,
+    calendar: WorkCalendar,
+    wake: asyncio.Event | None,
+    queued: asyncio.Event,
+) -> None:
+    last_escalation = -interval
     while True:
+        started = time.monotonic()
+        escalate = started - last_escalation >= interval
+        report = RunReport()
         try:
-            report = await run_once(engine, cfg=cfg, calendar=calendar)
+            if await scan_once(
+                engine, cfg, calendar, dt.datetime.now(dt.UTC), report, escalate=escalate
+            ):
+                if escalate:
+                    last_escalation = started
+                queued.set()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("correlation scan failed; retrying in %.0f s", interval)
+        await asyncio.sleep(SCAN_SPACING_S)
+        if wake is None:
+            await asyncio.sleep(max(0.0, interval - SCAN_SPACING_S))
+            continue
+        with suppress(TimeoutError):
+            await asyncio.wait_for(wake.wait(), max(0.0, interval - SCAN_SPACING_S))
+        wake.clear()
+
+
+async def _worker(
+    engine: AsyncEngine,
+    worker: str,
+    cfg: CorrelationConfig,
+    calendar: WorkCalendar,
+    queued: asyncio.Event,
+) -> None:
+    while True:
+        report = RunReport()
+        try:
+            await drain(engine, worker, cfg, calendar, report)
             if report.reissued:
                 log.info("correlation: %d results re-issued", report.reissued)
         except asyncio.CancelledError:
             raise
         except Exception:
-            log.exception("correlation run failed; retrying in %.0f s", interval)
-        await asyncio.sleep(interval)
+            log.exception("correlation worker %s failed; retrying", worker)
+        queued.clear()
+        with suppress(TimeoutError):
+            await asyncio.wait_for(queued.wait(), POLL_S)
 
 
-def job(engine: AsyncEngine, config: CentralConfig) -> Callable[[], Awaitable[None]]:
+def job(
+    engine: AsyncEngine, config: CentralConfig, wake: asyncio.Event | None = None
+) -> Callable[[], Awaitable[None]]:
     """The aggregator's job, its settings read now: a bad ``correlation.yaml`` or calendar
     override file stops the start with the file and line (ConfigError, CalendarConfigError),
-    never a background task later."""
+    never a background task later. ``wake`` is set by ingest when it stored something."""
     cfg = load_config(config.data_dir)
     calendar = calendar_of(config)
-    return functools.partial(run_forever, engine, cfg=cfg, calendar=calendar)
+    return functools.partial(run_forever, engine, cfg=cfg, calendar=calendar, wake=wake)

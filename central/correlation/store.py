@@ -472,11 +472,9 @@ async def save_day(
     sessions_changed = await _replace_sessions(conn, hall, day, outcome.sessions)
     await _replace_presence(conn, hall, day, built.presence)
     issued = await _issue(conn, outcome.results, now)
-    await conn.execute(
-        delete(correlation_days).where(
-            correlation_days.c.hall_id == hall, correlation_days.c.business_day == day
-        )
-    )
+    this_day = (correlation_days.c.hall_id == hall, correlation_days.c.business_day == day)
+    runs = (await conn.execute(select(correlation_days.c.runs).where(*this_day))).scalar()
+    await conn.execute(delete(correlation_days).where(*this_day))
     await conn.execute(
         insert(correlation_days).values(
             hall_id=hall,
@@ -486,6 +484,7 @@ async def save_day(
             evaluations=len(outcome.results),
             new_versions=len(issued),
             reporting=[[_iso(a), _iso(b)] for a, b in built.reporting],
+            runs=(runs or 0) + 1,
         )
     )
     return DaySaved(sessions_changed, issued)

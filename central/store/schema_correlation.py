@@ -44,13 +44,26 @@ correlation_event_days = Table(
     Index("ix_correlation_event_days_hall_day", "hall_id", "business_day"),
 )
 
-# (hall, business day) pairs with new input since they were last correlated
+# The work queue of correlation: (hall, business day) pairs with new input since they were last
+# correlated. New input bumps ``generation`` (one row per hall-day however many arrivals); a
+# worker claims rows with a lease and deletes one only if its generation is still the one it
+# computed.
 correlation_dirty = Table(
     "correlation_dirty",
     metadata,
     Column("hall_id", String(64), primary_key=True),
     Column("business_day", Date, primary_key=True),
-    Column("marked_at", UTCDateTime, nullable=False),
+    Column("marked_at", UTCDateTime, nullable=False, comment="dirty since"),
+    Column(
+        "generation",
+        Integer,
+        nullable=False,
+        server_default="1",
+        comment="bumped by each new input; a recompute clears only the generation it read",
+    ),
+    Column("claimed_by", String(128), comment="the worker computing it"),
+    Column("lease_until", UTCDateTime, comment="free for another worker after this"),
+    Index("ix_correlation_dirty_lease", "lease_until"),
 )
 
 # the case revision each case was last scanned at (a re-scan of the overlap skips it)
@@ -80,6 +93,7 @@ correlation_days = Table(
     Column("evaluations", Integer, nullable=False),
     Column("new_versions", Integer, nullable=False),
     Column("reporting", JSONDoc, comment="[[start, end], …] the queue feed reported (UTC ISO)"),
+    Column("runs", Integer, nullable=False, server_default="1", comment="times computed"),
 )
 
 service_sessions = Table(
