@@ -41,13 +41,13 @@ from collections import Counter, deque
 from central.config import BrokerConfig
 from central.spine.admission import Admission
 from central.spine.reading import Incoming
+from central.spine.turns import GROUP_BYTES, sender_of, take_turns
 from hallkit.mqtt import ClientOptions, Connection, Message, MqttClient, Publication
 from hallkit.supervise import TaskRecord, TaskState
 from protocols import topics
 
 log = logging.getLogger(__name__)
 
-GROUP_BYTES = 2 * 1024 * 1024  # a group's payloads; bounds how long one transaction takes
 PER_GATEWAY_PENDING = 64  # a gateway's uplink keeps ~20 batches in flight (window / batch)
 SHED_LOG_INTERVAL_S = 10.0
 
@@ -119,22 +119,10 @@ class Consumer:
             self._wait(await self.queue.get())
         while not self.queue.empty():
             self._wait(self.queue.get_nowait())
-        group: list[Incoming] = []
-        size = 0
-        while self._waiting and len(group) < max_group and size < max_bytes:
-            for sender in list(self._waiting):
-                backlog = self._waiting[sender]
-                msg = backlog.popleft()
-                if not backlog:
-                    del self._waiting[sender]
-                group.append(msg)
-                size += len(msg.payload)
-                if len(group) >= max_group or size >= max_bytes:
-                    break
-        return group
+        return take_turns(self._waiting, max_group, max_bytes)
 
     def _wait(self, msg: Incoming) -> None:
-        self._waiting.setdefault(_sender(msg.topic), deque()).append(msg)
+        self._waiting.setdefault(sender_of(msg.topic), deque()).append(msg)
 
     def done(self, message: Incoming) -> None:
         """One received message is committed (or quarantined); free its slot."""
@@ -236,15 +224,9 @@ class Consumer:
         }
 
 
-def _sender(topic_name: str) -> str:
-    """The hall/gateway part of a topic: whose turn a message waits for."""
-    parts = topic_name.split("/", 4)
-    return "/".join(parts[2:4]) if len(parts) == 5 else ""
-
-
 def _share_of(topic_name: str) -> str | None:
     """Whose share of the slots a message uses; None for a command result, which a gateway
     sends only once and so must never be dropped (it is small and answers our own command)."""
     if topic_name.endswith("/" + topics.Channel.RESULT):
         return None
-    return _sender(topic_name)
+    return sender_of(topic_name)
