@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
@@ -20,7 +21,31 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class AmqpIntake(_Section):
+    """Where the aggregators read the province broker's partitions (``broker.kind: rabbitmq``)."""
+
+    urls: list[SecretStr] = Field(
+        min_length=1,
+        description="amqp://user:password@host:port/ of each cluster node, tried in turn",
+    )
+    partitions: int = Field(
+        default=4,
+        ge=1,
+        le=64,
+        description="quorum queues the gateways' messages are hashed into (by topic)",
+    )
+    prefetch: int = Field(
+        default=500, ge=1, le=65535, description="unacknowledged deliveries per partition"
+    )
+
+
 class BrokerConfig(BrokerEndpoint):
+    kind: Literal["mosquitto", "rabbitmq"] = Field(
+        default="mosquitto",
+        description="mosquitto: one shared MQTT subscription (a city); rabbitmq: the "
+        "province cluster, read over AMQP from partitioned quorum queues (broker.amqp)",
+    )
+    amqp: AmqpIntake | None = None
     keepalive_s: int = Field(default=30, ge=5, le=600)
     feed_tls: TlsFiles | None = Field(
         default=None,
@@ -33,6 +58,12 @@ class BrokerConfig(BrokerEndpoint):
         description="shared-subscription group of the aggregator processes",
     )
     instance: str = Field(default_factory=lambda: f"p{os.getpid()}", pattern=f"^{ID_PATTERN}$")
+
+    @model_validator(mode="after")
+    def _rabbitmq_has_its_nodes(self) -> BrokerConfig:
+        if self.kind == "rabbitmq" and self.amqp is None:
+            raise ValueError("broker.kind rabbitmq needs broker.amqp.urls (one per node)")
+        return self
 
     @model_validator(mode="after")
     def _feed_has_its_own_identity(self) -> BrokerConfig:

@@ -14,6 +14,7 @@ from central.records import evidence
 from central.records.ledger import append as ledger_append
 from central.records.timeseries import sink as timeseries_sink
 from central.spine.admission import Admission
+from central.spine.amqp_intake import AmqpConsumer
 from central.spine.consumer import Consumer
 from central.spine.ingest import Ingestor
 from central.spine.outcome import AckDecision
@@ -52,12 +53,17 @@ class Aggregator:
             if limits.throttle
             else None
         )
-        self.consumer = Consumer(
-            config.broker,
-            limits.max_pending,
-            self.supervisor.record(CONSUMER_TASK),
-            admission=admission,
-        )
+        self.consumer: Consumer | AmqpConsumer
+        if config.broker.amqp is not None and config.broker.kind == "rabbitmq":
+            # the province cluster: partitioned quorum queues over AMQP (prefetch bounds them)
+            self.consumer = AmqpConsumer(config.broker.amqp, self.supervisor.record(CONSUMER_TASK))
+        else:
+            self.consumer = Consumer(
+                config.broker,
+                limits.max_pending,
+                self.supervisor.record(CONSUMER_TASK),
+                admission=admission,
+            )
         self.failure: str | None = None  # a task given up: the process should stop
         self.failed = asyncio.Event()
         self.stored = asyncio.Event()  # events committed: correlation's scan looks sooner

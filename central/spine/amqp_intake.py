@@ -1,0 +1,325 @@
+"""Central's intake from the province broker (RabbitMQ): the gateways' MQTT messages read over
+AMQP from partitioned quorum queues, acknowledged to the broker only after their commit.
+
+The MQTT plugin publishes each gateway message to ``amq.topic`` with the topic's ``/`` as ``.``
+(``hw/v1/H/G/events`` → ``hw.v1.H.G.events``). A consistent-hash exchange bound from
+``amq.topic`` spreads them by routing key over ``partitions`` durable quorum queues
+(replicated on the cluster's nodes), so one gateway's events always go to one queue and stay
+in order. Each queue has a single active consumer: every aggregator consumes every partition,
+the broker delivers each to one of them and hands it to another when that one goes away.
+
+Deliveries are acknowledged after ``done()`` (the aggregator calls it once the group holding
+the message has committed or quarantined it), in batches: the highest delivery tag below which
+everything is done, ``multiple=True``. The prefetch per partition bounds what waits unacked.
+
+The end-to-end ack (and commands, evidence receipts) go back as AMQP publishes to
+``amq.topic`` with the MQTT topic as routing key; the plugin delivers them to the gateway's
+subscription. When a node dies, the connection is opened again on the next URL: what was
+delivered and not acknowledged is delivered again (to this process or another), and the store's
+``(gateway, seq)`` key makes that harmless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+from collections import deque
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+import aio_pika
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractConnection,
+    AbstractExchange,
+    AbstractIncomingMessage,
+    AbstractQueue,
+)
+
+from central.config import AmqpIntake
+from central.spine.reading import Incoming
+from central.spine.turns import GROUP_BYTES, sender_of, take_turns
+from hallkit.clock import utc_now
+from hallkit.supervise import TaskRecord, TaskState
+from protocols import topics
+
+log = logging.getLogger(__name__)
+
+INTAKE_EXCHANGE = "hw.intake"  # consistent-hash, fed from amq.topic
+PARTITION_QUEUE = "hw.intake.{index}"
+MQTT_EXCHANGE = "amq.topic"  # where the MQTT plugin publishes and reads
+FROM_GATEWAYS = (
+    topics.Channel.EVENTS,
+    topics.Channel.STATE,
+    topics.Channel.RESULT,
+    topics.Channel.EVIDENCE,
+)
+CONNECT_TIMEOUT_S = 5.0
+RETRY_PAUSE_S = 0.5  # after a failed round over every node
+
+
+def routing_key(topic_name: str) -> str:
+    """The MQTT plugin's routing key for a topic (our ids hold no ``.``)."""
+    return topic_name.replace("/", ".")
+
+
+def topic_of(key: str) -> str:
+    return key.replace(".", "/")
+
+
+@dataclass
+class _Session:
+    """One connection's channel and what it delivered that is not acknowledged yet."""
+
+    channel: AbstractChannel
+    amq_topic: AbstractExchange
+    unacked: deque[AbstractIncomingMessage] = field(default_factory=deque)
+    done: set[int] = field(default_factory=set)  # delivery tags handled, waiting for the ack
+    open: bool = True
+    ack_through: AbstractIncomingMessage | None = None  # the next multiple ack to send
+    acking: bool = False  # one ack at a time: a later one sent first voids the earlier tag
+
+    async def send_acks(self) -> None:
+        self.acking = True
+        try:
+            while self.open and self.ack_through is not None:
+                last, self.ack_through = self.ack_through, None
+                await last.ack(multiple=True)
+        except Exception as exc:  # the channel went away: the broker delivers them again
+            log.info("central: ack not sent (%s); the broker redelivers", exc)
+        finally:
+            self.acking = False
+
+
+class AmqpPublication:
+    """An AMQP publish with publisher confirms; ``is_published`` once the broker confirmed."""
+
+    def __init__(self, done: asyncio.Future[None]) -> None:
+        self.done = done
+
+    def is_published(self) -> bool:
+        return self.done.done() and not self.done.cancelled() and self.done.exception() is None
+
+    async def wait(self, timeout: float) -> bool:
+        await asyncio.wait({self.done}, timeout=timeout)
+        return self.is_published()
+
+
+class AmqpConsumer:
+    """The aggregator's consumer over AMQP; the same interface as the MQTT ``Consumer``."""
+
+    def __init__(self, intake: AmqpIntake, record: TaskRecord | None = None) -> None:
+        self.intake = intake
+        self.record = record or TaskRecord("mqtt.consumer", state=TaskState.RESTARTING)
+        self.record.state = TaskState.RESTARTING  # until the first connection
+        self.queue: asyncio.Queue[Incoming] = asyncio.Queue()
+        self.connected = asyncio.Event()
+        self._stopping = False
+        self._runner: asyncio.Task[None] | None = None
+        self._session: _Session | None = None
+        self._origin: dict[int, tuple[_Session, AbstractIncomingMessage]] = {}  # id(Incoming)
+        self._waiting: dict[str, deque[Incoming]] = {}
+        self._publishing: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        self._stopping = False
+        self._runner = asyncio.create_task(self._run(), name="amqp.intake")
+
+    async def stop(self) -> None:
+        self.record.state = TaskState.STOPPED
+        self._stopping = True
+        if self._runner is not None:
+            self._runner.cancel()
+            await asyncio.gather(self._runner, return_exceptions=True)
+        self.connected.clear()
+
+    # -- the aggregator's side ------------------------------------------------------------
+
+    async def next_group(self, max_group: int, max_bytes: int = GROUP_BYTES) -> list[Incoming]:
+        """The next messages to ingest together: gateways take turns, one message each."""
+        while True:
+            if not self._waiting:
+                self._wait(await self.queue.get())
+            while not self.queue.empty():
+                self._wait(self.queue.get_nowait())
+            group = take_turns(self._waiting, max_group, max_bytes)
+            if group:
+                return group
+
+    def _wait(self, msg: Incoming) -> None:
+        origin = self._origin.get(id(msg))
+        if origin is None or not origin[0].open:
+            # delivered on a connection that has gone: the broker delivers it again
+            self._origin.pop(id(msg), None)
+            return
+        self._waiting.setdefault(sender_of(msg.topic), deque()).append(msg)
+
+    def done(self, message: Incoming) -> None:
+        """Committed (or quarantined): acknowledge it, with everything delivered before it
+        that is done too, in one ``multiple=True`` ack."""
+        origin = self._origin.pop(id(message), None)
+        if origin is None:
+            return
+        session, delivery = origin
+        if not session.open:
+            return
+        session.done.add(delivery.delivery_tag or 0)
+        last: AbstractIncomingMessage | None = None
+        while session.unacked and (session.unacked[0].delivery_tag or 0) in session.done:
+            last = session.unacked.popleft()
+            session.done.discard(last.delivery_tag or 0)
+        if last is not None:
+            session.ack_through = last
+            if not session.acking:
+                self._spawn(session.send_acks())
+
+    def publish(self, topic: str, payload: bytes) -> AmqpPublication:
+        """To a gateway's MQTT topic (ack, cmd, receipt) through ``amq.topic``."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        session = self._session
+        if session is None or not session.open:
+            done.set_exception(ConnectionError("not connected to the broker"))
+            done.exception()  # retrieved: nobody need await it
+            return AmqpPublication(done)
+        message = aio_pika.Message(
+            payload,
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            headers={"x-mqtt-publish-qos": 1},
+        )
+        self._spawn(_publish(session, routing_key(topic), message, done))
+        return AmqpPublication(done)
+
+    def dropped(self) -> dict[str, tuple[int, int]]:
+        """Nothing is dropped unread here: the prefetch holds the rest in the broker."""
+        return {}
+
+    # -- the connection --------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        urls = [url.get_secret_value() for url in self.intake.urls]
+        turn = 0
+        while not self._stopping:
+            url = urls[turn % len(urls)]
+            turn += 1
+            where = _node_of(url)
+            try:
+                connection = await aio_pika.connect(url, timeout=CONNECT_TIMEOUT_S)
+            except Exception as exc:  # refused, timed out, DNS: try the next node
+                self._down(f"{where}: {type(exc).__name__}: {exc}")
+                if turn % len(urls) == 0:
+                    await asyncio.sleep(RETRY_PAUSE_S)
+                continue
+            try:
+                await self._serve(connection, where)
+            except asyncio.CancelledError:
+                await asyncio.shield(_close_quietly(connection))
+                raise
+            except Exception as exc:
+                self._down(f"{where}: {type(exc).__name__}: {exc}")
+            finally:
+                self._close_session()
+                await _close_quietly(connection)
+
+    async def _serve(self, connection: AbstractConnection, where: str) -> None:
+        lost = asyncio.Event()
+        why: list[str] = []
+
+        def closed(_sender: object, exc: BaseException | None = None) -> None:
+            why.append(f"{type(exc).__name__}: {exc}" if exc is not None else "closed")
+            lost.set()
+
+        connection.close_callbacks.add(closed)
+        channel = await connection.channel(publisher_confirms=True)
+        channel.close_callbacks.add(closed)
+        await channel.set_qos(prefetch_count=self.intake.prefetch)
+        queues = await _declare(channel, self.intake.partitions)
+        amq_topic = await channel.get_exchange(MQTT_EXCHANGE, ensure=False)
+        session = _Session(channel, amq_topic)
+        self._session = session
+        for queue in queues:
+            await queue.consume(functools.partial(self._deliver, session), no_ack=False)
+        log.info("central: consuming %d partitions on %s", len(queues), where)
+        self.connected.set()
+        self.record.state = TaskState.RUNNING
+        await lost.wait()
+        raise ConnectionError(f"connection lost ({why[0] if why else 'closed'})")
+
+    async def _deliver(self, session: _Session, delivery: AbstractIncomingMessage) -> None:
+        if not session.open:
+            return
+        session.unacked.append(delivery)
+        message = Incoming(topic_of(delivery.routing_key or ""), delivery.body, utc_now())
+        self._origin[id(message)] = (session, delivery)
+        self.queue.put_nowait(message)
+
+    def _close_session(self) -> None:
+        session, self._session = self._session, None
+        if session is not None:
+            session.open = False
+            session.unacked.clear()
+            session.done.clear()
+        self._origin = {k: v for k, v in self._origin.items() if v[0].open}
+
+    def _down(self, reason: str) -> None:
+        was_up = self.connected.is_set()
+        self.connected.clear()
+        if self._stopping:
+            return
+        if was_up:
+            log.warning("central: lost the broker (%s); trying the next node", reason)
+            self.record.failed_with(f"disconnected from the broker: {reason}")
+            self.record.restarts += 1
+        else:
+            log.warning("central: cannot reach the broker (%s)", reason)
+        self.record.state = TaskState.RESTARTING
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._publishing.add(task)
+        task.add_done_callback(self._publishing.discard)
+
+
+async def _declare(channel: AbstractChannel, partitions: int) -> list[AbstractQueue]:
+    """The partitions (idempotent: every aggregator declares them on every connection)."""
+    intake = await channel.declare_exchange(
+        INTAKE_EXCHANGE, aio_pika.ExchangeType.X_CONSISTENT_HASH, durable=True
+    )
+    for channel_name in FROM_GATEWAYS:
+        await intake.bind(MQTT_EXCHANGE, routing_key(topics.subscription(channel_name, "*", "*")))
+    queues = []
+    for index in range(partitions):
+        queue = await channel.declare_queue(
+            PARTITION_QUEUE.format(index=index),
+            durable=True,
+            arguments={"x-queue-type": "quorum", "x-single-active-consumer": True},
+        )
+        await queue.bind(intake, routing_key="1")  # the partition's weight on the hash ring
+        queues.append(queue)
+    return queues
+
+
+async def _publish(
+    session: _Session, key: str, message: aio_pika.Message, done: asyncio.Future[None]
+) -> None:
+    try:
+        await session.amq_topic.publish(message, routing_key=key)
+    except Exception as exc:
+        if not done.done():
+            done.set_exception(ConnectionError(f"publish failed: {exc}"))
+            done.exception()
+        return
+    if not done.done():
+        done.set_result(None)
+
+
+async def _close_quietly(connection: AbstractConnection) -> None:
+    with contextlib.suppress(Exception):  # already gone
+        await asyncio.wait_for(connection.close(), 2.0)
+
+
+def _node_of(url: str) -> str:
+    """host:port of an AMQP URL, without the credentials (for logs)."""
+    return url.rsplit("@", 1)[-1].split("/", 1)[0]
