@@ -9,7 +9,8 @@ settled once its last step is recorded and is not looked at again unless it is r
 
 ``run_forever`` runs it every few minutes, which also makes the first run after midnight
 (Asia/Shanghai) the nightly one: every open case moves to the new day then. Several aggregator
-processes on PostgreSQL take turns through an advisory lock; the writes are idempotent anyway.
+processes on PostgreSQL share the work by hall: the halls fall into shares, each derived by one
+process at a time under its advisory lock; the writes are idempotent anyway.
 """
 
 from __future__ import annotations
@@ -19,11 +20,12 @@ import datetime as dt
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Sequence
+import os
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import and_, not_, or_, select, text
+from sqlalchemy import and_, func, not_, or_, select, text, true
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -52,8 +54,11 @@ EVERY_S = 120.0
 # a case's received_at is stamped before its transaction commits: look back this far
 SINCE_SLACK = dt.timedelta(minutes=5)
 AFTER_MIDNIGHT_S = 30.0
-# pg_try_advisory_lock key: the first 8 bytes of sha256("hallwatch.case_ladder"), signed
-LOCK_KEY = int.from_bytes(hashlib.sha256(b"hallwatch.case_ladder").digest()[:8], "big", signed=True)
+# pg_try_advisory_lock(LOCK_CLASS, share): the first 4 bytes of sha256("hallwatch.case_ladder")
+LOCK_CLASS = int.from_bytes(
+    hashlib.sha256(b"hallwatch.case_ladder").digest()[:4], "big", signed=True
+)
+SHARES = 8  # PostgreSQL: the halls' cases in this many shares, one process on each at a time
 
 OVERDUE_STAGES = frozenset(
     {
@@ -86,7 +91,9 @@ class LadderRun:
     cases: int = 0
     steps_recorded: int = 0
     failed: dict[str, str] = field(default_factory=dict)  # case_no → why (e.g. unknown year)
-    skipped: bool = False  # another process holds the lock
+    skipped: bool = False  # another process holds a share's lock
+    done_shares: set[int] = field(default_factory=set)
+    skipped_shares: set[int] = field(default_factory=set)
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,36 +129,65 @@ async def run_once(
     config: LadderConfig = DEFAULT_LADDER,
     *,
     now: dt.datetime | None = None,
-    since: dt.datetime | None = None,
+    since: dt.datetime | Mapping[int, dt.datetime] | None = None,
 ) -> LadderRun:
     """Record the ladder steps up to the close of ``today`` (a business date).
 
     ``since`` narrows the search to cases received (created or revised) since then plus the
     open cases not yet moved to ``today``, both found through an index; None looks at every
-    case, as the first run of a process must (its calendar or thresholds may be new)."""
+    case, as the first run of a process must (its calendar or thresholds may be new). A mapping
+    gives it per share of halls (a share missing from it: every case of the share).
+
+    On PostgreSQL the halls are split into ``SHARES`` shares by a hash of the hall, each
+    derived under its own advisory lock: aggregator processes running at once take different
+    shares, and a share another process holds is skipped (``run.skipped_shares``)."""
     now = now or utc_now()
     run = LadderRun(today)
-    if engine.dialect.name == "postgresql":
-        async with engine.connect() as lock:
-            if not await lock.scalar(text("SELECT pg_try_advisory_lock(:k)"), {"k": LOCK_KEY}):
-                run.skipped = True
-                return run
-            try:
-                await _run(engine, run, calendar, config, now, since)
-            finally:
-                await lock.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": LOCK_KEY})
-                await lock.commit()
+    if engine.dialect.name != "postgresql":
+        await _run(engine, run, calendar, config, now, _since_of(since, 0), None)
+        run.done_shares.add(0)
     else:
-        await _run(engine, run, calendar, config, now, since)
+        first = os.getpid() % SHARES  # processes start on different shares
+        for share in [(first + i) % SHARES for i in range(SHARES)]:
+            async with engine.connect() as lock:
+                key = {"c": LOCK_CLASS, "s": share}
+                if not await lock.scalar(text("SELECT pg_try_advisory_lock(:c, :s)"), key):
+                    run.skipped_shares.add(share)
+                    continue
+                try:
+                    await _run(engine, run, calendar, config, now, _since_of(since, share), share)
+                    run.done_shares.add(share)
+                finally:
+                    await lock.execute(text("SELECT pg_advisory_unlock(:c, :s)"), key)
+                    await lock.commit()
+    run.skipped = bool(run.skipped_shares)
     if run.failed:
-        first = next(iter(run.failed.items()))
+        first_failed = next(iter(run.failed.items()))
         log.warning(
-            "ladder %s: %d cases could not be derived, e.g. %s: %s", today, len(run.failed), *first
+            "ladder %s: %d cases could not be derived, e.g. %s: %s",
+            today,
+            len(run.failed),
+            *first_failed,
         )
     log.info(
-        "ladder %s: %d cases looked at, %d steps recorded", today, run.cases, run.steps_recorded
+        "ladder %s: %d cases looked at, %d steps recorded%s",
+        today,
+        run.cases,
+        run.steps_recorded,
+        f", {len(run.skipped_shares)} shares left to other processes" if run.skipped else "",
     )
     return run
+
+
+def _since_of(
+    since: dt.datetime | Mapping[int, dt.datetime] | None, share: int
+) -> dt.datetime | None:
+    return since.get(share) if isinstance(since, Mapping) else since
+
+
+def _in_share(share: int) -> Any:
+    """PostgreSQL: the cases whose hall hashes to ``share``."""
+    return func.hashtext(cases.c.hall_id).op("&")(0x7FFFFFFF) % SHARES == share
 
 
 def _due(today: dt.date, digest: str) -> Any:
@@ -174,9 +210,12 @@ async def _run(
     config: LadderConfig,
     now: dt.datetime,
     since: dt.datetime | None,
+    share: int | None,
 ) -> None:
     digest = rules_digest(calendar, config)
     due = _due(run.today, digest)
+    if share is not None:
+        due = and_(_in_share(share), due)
     if since is None:
         scopes = [due]
     else:
@@ -187,6 +226,7 @@ async def _run(
                 lad.settled.is_(False),
                 lad.as_of < run.today,
                 cases.c.accepted_at < day_start(run.today + dt.timedelta(days=1)),
+                true() if share is None else _in_share(share),
             ),
         ]
     for scope in scopes:
@@ -331,13 +371,13 @@ async def run_forever(
     every_s: float = EVERY_S,
     clock: Callable[[], dt.datetime] = utc_now,
 ) -> None:
-    since: dt.datetime | None = None  # the first run looks at every case
+    since: dict[int, dt.datetime] = {}  # by share; the first run looks at every case
     while True:
         now = clock()
         try:
             run = await run_once(engine, business_date(now), calendar, config, now=now, since=since)
-            if not run.skipped:
-                since = now - SINCE_SLACK
+            for share in run.done_shares:
+                since[share] = now - SINCE_SLACK
         except Exception:
             log.exception("ladder: run failed; trying again in %.0f s", every_s)
         await asyncio.sleep(seconds_to_next_run(clock(), every_s))

@@ -113,7 +113,7 @@ def ladder(
     config: ConfigOption = None,
 ) -> None:
     """Run the time-limit ladder job once and say how many steps it recorded."""
-    from central.cases.ladder import LadderRun, calendar_from, run_once
+    from central.cases.ladder import SHARES, LadderRun, calendar_from, run_once
     from central.rules.workdays import CalendarError, business_date
     from hallkit.clock import utc_now
 
@@ -132,7 +132,11 @@ def ladder(
     run = asyncio.run(go())
     typer.echo(
         f"{day}: {run.cases} cases looked at, {run.steps_recorded} steps recorded"
-        + (" (another process holds the ladder lock)" if run.skipped else "")
+        + (
+            f" ({len(run.skipped_shares)} of {SHARES} shares of halls held by another process)"
+            if run.skipped
+            else ""
+        )
     )
     for case_no, why in list(run.failed.items())[:MAX_SHOWN]:
         typer.echo(f"{case_no}: {why}", err=True)

@@ -160,18 +160,26 @@ async def test_next_year_needs_the_site_calendar(
     )
 
 
-async def test_another_process_holding_the_lock_makes_the_run_skip(
+async def test_another_process_holding_a_share_makes_the_run_skip_its_halls(
     client: httpx.AsyncClient, engine: AsyncEngine
 ) -> None:
     if engine.dialect.name != "postgresql":
         pytest.skip("SQLite serves one aggregator process; the lock is PostgreSQL's")
     sup = await bearer(engine, Role.SUPERVISOR)
     await client.post("/api/v1/cases", headers=sup, json={"cases": [case("K-1")]})
+    hall = case("K-1")["hall"]
     async with engine.connect() as other:
-        assert await other.scalar(text("SELECT pg_try_advisory_lock(:k)"), {"k": ladder.LOCK_KEY})
+        # the share of halls K-1's hall falls in, as PostgreSQL hashes it
+        share = await other.scalar(
+            text("SELECT (hashtext(:h) & 2147483647) % :n"), {"h": hall, "n": ladder.SHARES}
+        )
+        key = {"c": ladder.LOCK_CLASS, "s": share}
+        assert await other.scalar(text("SELECT pg_try_advisory_lock(:c, :s)"), key)
         held = await ladder.run_once(engine, D(2026, 9, 21), CAL)
         assert held.skipped and held.cases == 0
-        await other.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": ladder.LOCK_KEY})
+        assert held.skipped_shares == {share}
+        assert held.done_shares == set(range(ladder.SHARES)) - {share}
+        await other.execute(text("SELECT pg_advisory_unlock(:c, :s)"), key)
     free = await ladder.run_once(engine, D(2026, 9, 21), CAL)
     assert not free.skipped and free.cases == 1
 
