@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import Depends, HTTPException, Request, status
+from fastapi import Depends, HTTPException, Path, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from central.security.access import REFUSED, Area, Reach, may, reach
 from central.security.tokens import Principal, resolve
 from central.web.context import cookie_principal
+from protocols.topics import ID_PATTERN
 
 _bearer = HTTPBearer(auto_error=False, description="token from `hallwatch-central token create`")
 
@@ -85,3 +86,8 @@ ReviewLogReader = Annotated[Principal, gate(Area.REVIEW_LOG)]
 SetupReader = Annotated[Principal, gate(Area.HALL_SETUP)]
 SetupWriter = Annotated[Principal, gate(Area.HALL_SETUP_WRITE)]
 OverviewCaller = Annotated[Principal, gate(Area.HEALTH, Area.CASES, Area.EVALUATIONS)]
+
+
+# Path ids are checked like the wire's ids: anything else is a 422, never a store error.
+HallId = Annotated[str, Path(pattern=f"^{ID_PATTERN}$", description="hall id")]
+GatewayId = Annotated[str, Path(pattern=f"^{ID_PATTERN}$", description="gateway id")]

@@ -24,7 +24,7 @@ from central.api.correlation_scope import (
     period,
     scope_of,
 )
-from central.api.deps import Engine, EvaluationReader
+from central.api.deps import Engine, EvaluationReader, GatewayId
 from central.correlation.engine import Flag
 from central.reporting import halls
 from central.rules.scale import ExportRow, export_row, to_national
@@ -37,7 +37,6 @@ from central.store.schema_correlation import (
 )
 from protocols.devices import KEY_LABELS
 from protocols.envelope import MAX_SEQ
-from protocols.topics import ID_PATTERN
 
 router = APIRouter(prefix="/api/v1", tags=["evaluations"])
 NOT_FOUND = "评价不存在 / no such evaluation"
@@ -376,7 +375,7 @@ async def export_evaluations(
     summary="One evaluation: current correlation, every version, every re-issue",
 )
 async def get_evaluation(
-    gateway: Annotated[str, Path(pattern=f"^{ID_PATTERN}$")],
+    gateway: GatewayId,
     seq: Annotated[int, Path(ge=1, le=MAX_SEQ)],
     db: Engine,
     who: EvaluationReader,

@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy import func, select
 
 from central.api.correlation_scope import calendar_for, period, scope_of
-from central.api.deps import Engine, EvaluationReader, SetupReader, SetupWriter
+from central.api.deps import Engine, EvaluationReader, HallId, SetupReader, SetupWriter
 from central.reporting import facts, halls, scorecard
 from central.reporting.halls import SetupText
 from central.rules.indicators import DateRange, Grouping, Indicators, Ratio
@@ -150,7 +150,7 @@ async def get_indicators(
     response_model=SetupText,
     summary="A hall's opening hours and window → department roster",
 )
-async def get_setup(hall: str, db: Engine, who: SetupReader) -> SetupText:
+async def get_setup(hall: HallId, db: Engine, who: SetupReader) -> SetupText:
     """The stored setup; a hall nobody configured gets 09:00–12:00, 13:00–17:00 and a roster
     inferred from its cases."""
     scope = scope_of(who, hall, Area.HALL_SETUP)
@@ -175,7 +175,7 @@ async def get_setup(hall: str, db: Engine, who: SetupReader) -> SetupText:
     response_model=SetupText,
     summary="Set a hall's opening hours and roster (supervisors)",
 )
-async def put_setup(hall: str, body: SetupText, db: Engine, who: SetupWriter) -> SetupText:
+async def put_setup(hall: HallId, body: SetupText, db: Engine, who: SetupWriter) -> SetupText:
     if body.hall != hall:
         raise HTTPException(422, f"hall {body.hall!r} in the body, {hall!r} in the path")
     try:

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Path, Query, status
 from pydantic import BaseModel, Field
 
-from central.api.deps import Engine, EvaluationReader, ReviewDecider, ReviewLogReader
+from central.api.deps import Engine, EvaluationReader, GatewayId, ReviewDecider, ReviewLogReader
 from central.api.evidence import image_url
 from central.api.overview import FIRST_DAY, LAST_DAY
 from central.records import evidence
@@ -22,7 +22,6 @@ from hallkit.clock import utc_now
 router = APIRouter(prefix="/api/v1", tags=["reviews"])
 
 NOT_FOUND = "评价不存在 / no such evaluation"
-GatewayId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="gateway id")]
 Seq = Annotated[int, Path(ge=1, le=2**63 - 1, description="gateway seq of the evaluator.key event")]
 
 

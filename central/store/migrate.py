@@ -19,6 +19,17 @@ def _config(connection: Any) -> Config:
     return cfg
 
 
+def head_revision() -> str:
+    """The newest revision of the code's migrations (one line, one head)."""
+    from alembic.script import ScriptDirectory
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    head = ScriptDirectory.from_config(cfg).get_current_head()
+    assert head is not None, "no migrations"
+    return head
+
+
 async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
     async with engine.begin() as conn:
         await conn.run_sync(lambda sync_conn: command.upgrade(_config(sync_conn), revision))
