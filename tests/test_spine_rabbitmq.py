@@ -7,11 +7,14 @@ from __future__ import annotations
 import shutil
 import sqlite3
 import subprocess
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import paho.mqtt.client as mqtt
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
 
 from tests.support import procs
 from tests.support.databases import create_pg_database, drop_pg_database, postgres_available
@@ -144,3 +147,60 @@ def test_events_survive_a_killed_node_exactly_once(
     assert "consuming 4 partitions" in log
     # central moved to another node once, for the node killed; never for its own doing
     assert log.count("lost the broker") == 1, log
+
+
+class _Session:
+    """One raw MQTT connection with a gateway's certificate."""
+
+    def __init__(self, tls: dict[str, str], port: int, client_id: str) -> None:
+        self.granted: dict[int, list[int]] = {}
+        self.dropped = threading.Event()
+        self.up = threading.Event()
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id)
+        client.tls_set(ca_certs=tls["ca"], certfile=tls["cert"], keyfile=tls["key"])
+        client.reconnect_delay_set(60, 60)  # a refusal stays visible
+        client.on_connect = lambda *_: self.up.set()
+        client.on_subscribe = lambda _c, _u, mid, codes, _p: self.granted.__setitem__(
+            mid, [c.value for c in codes]
+        )
+        client.on_disconnect = lambda *_: self.dropped.set()
+        client.connect("127.0.0.1", port, keepalive=30)
+        client.loop_start()
+        procs.wait_until(self.up.is_set, 20, "the connection")
+        self.client = client
+
+    def subscribe(self, topic: str) -> int:
+        _, mid = self.client.subscribe(topic, 1)
+        assert mid is not None
+        return mid
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def test_a_gateway_speaks_only_for_itself(cluster: RabbitCluster) -> None:
+    """Topic permissions on amq.topic: its own topics yes; another gateway's acks or events no
+    (RabbitMQ 3.10 closes the connection of an unauthorised subscribe or publish)."""
+    tls = cluster.add_gateway("H9", "gw9")
+    port = cluster.nodes[1].mqtts_port
+    own = _Session(tls, port, "gw9")
+    try:
+        mid = own.subscribe("hw/v1/H9/gw9/ack")
+        procs.wait_until(lambda: mid in own.granted, 20, "SUBACK for its own acks")
+        assert own.granted[mid] == [1]
+        mine = own.client.publish("hw/v1/H9/gw9/state", b"{}", qos=1)
+        mine.wait_for_publish(20)
+        assert mine.is_published()
+        assert not own.dropped.is_set()
+        other = own.subscribe("hw/v1/H1/gw1/ack")
+        procs.wait_until(lambda: other in own.granted or own.dropped.is_set(), 20, "refusal")
+        assert own.dropped.is_set() or own.granted[other] == [0x80]
+    finally:
+        own.close()
+    sender = _Session(tls, port, "gw9")
+    try:
+        sender.client.publish("hw/v1/H1/gw1/events", b"{}", qos=1)
+        procs.wait_until(sender.dropped.is_set, 20, "the connection closed for a foreign publish")
+    finally:
+        sender.close()

@@ -126,9 +126,14 @@ start() {
 
 add_gateway() {
     [ -n "$HALL" ] && [ -n "$GATEWAY" ] || { echo "--hall and --gateway needed" >&2; exit 2; }
-    local user="gw.$HALL.$GATEWAY" node
-    node=$(ls -d "$BASE"/n* | head -1)
-    node=${node##*/n}
+    local user="gw.$HALL.$GATEWAY" node="" dir
+    for dir in "$BASE"/n*; do  # any running node: users and permissions are cluster-wide
+        if [ -f "$dir/pid" ] && kill -0 "$(cat "$dir/pid")" 2>/dev/null; then
+            node=${dir##*/n}
+            break
+        fi
+    done
+    [ -n "$node" ] || { echo "no node of $BASE is running" >&2; exit 1; }
     # login is by certificate only: the user has no password
     ctl "$node" add_user "$user" "$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')" \
         >/dev/null 2>&1 || true
