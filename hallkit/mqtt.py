@@ -110,7 +110,11 @@ class Publication:
         return self.info.rc in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN)
 
     def is_published(self) -> bool:
-        """PUBACK received (paho's answer; it raises when the send itself failed)."""
+        """PUBACK received (paho's answer; it raises when the send itself failed). ``done`` is
+        asked first: paho runs its publish callback, which resolves it, before it marks the
+        message published, so on the loop the future can be ahead of paho's flag."""
+        if self.done.done() and not self.done.cancelled() and self.done.exception() is None:
+            return True
         return self.info.is_published()
 
     async def wait(self, timeout: float) -> bool:
