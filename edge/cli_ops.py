@@ -16,6 +16,7 @@ import yaml
 from edge.cli_config import load_config
 from edge.config import GatewayConfig
 from edge.provisioning import BundleError, InstalledBundle, apply_bundle, manifest_summary
+from hallkit.atomicfile import write_atomic
 from hallkit.configtext import ConfigError, parse_yaml_model
 
 app = typer.Typer()
@@ -154,12 +155,8 @@ def provision_apply(
         typer.echo(f"配置错误 / the resulting configuration is invalid:\n{exc}", err=True)
         raise typer.Exit(2) from None
     target.mkdir(parents=True, exist_ok=True)
-    tmp = config_path.with_name(f".{CONFIG_NAME}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.chmod(tmp, 0o640)
-    if owner is not None:
-        os.chown(tmp, 0, owner[1])  # root:hallwatch 0640 (deploy/README.md)
-    os.replace(tmp, config_path)
+    # root:hallwatch 0640 (deploy/README.md)
+    write_atomic(config_path, text.encode(), 0o640, group=None if owner is None else owner[1])
     typer.echo(f"已安装 / installed: {manifest_summary(installed.manifest)}")
     typer.echo(
         f"identity: {installed.directory}  config: {config_path}  "

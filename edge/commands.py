@@ -15,8 +15,6 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import os
-import secrets
 import threading
 from collections.abc import Callable
 from datetime import datetime
@@ -27,6 +25,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import ValidationError
 
+from hallkit.atomicfile import write_atomic
 from hallkit.clock import utc_now
 from protocols.commands import (
     ACCEPTED,
@@ -111,21 +110,7 @@ class CommandVerifier:
             "last_id": command.id,
             "accepted_utc": self._clock().isoformat(),
         }
-        path = self._state_path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            os.write(fd, json.dumps(state).encode())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        write_atomic(self._state_path, json.dumps(state).encode(), 0o600)
 
     def verify(self, payload: bytes) -> Command:
         """The command, once it is safe to act on; raises ``CommandRefused`` otherwise."""

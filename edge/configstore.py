@@ -23,6 +23,7 @@ import yaml
 from pydantic import ValidationError
 
 from edge.config import GatewayConfig
+from hallkit.atomicfile import write_atomic
 from hallkit.configtext import ConfigError, parse_yaml_model
 
 log = logging.getLogger(__name__)
@@ -151,14 +152,7 @@ class ConfigStore:
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+    write_atomic(path, data, 0o640)
 
 
 def _fsync_dir(path: Path) -> None:

@@ -226,10 +226,10 @@ def broker_setup(
     """Create the CA (once), the broker's and central's certificates, the broker's main
     configuration (mosquitto.conf, the original kept as mosquitto.conf.orig), ACL and CRL."""
     from central.gateways.provision import sync
-    from central.security.atomic_files import write_public
     from central.security.broker_acl import DEPLOY_MOSQUITTO, TlsBrokerFiles, render_tls_config
     from central.security.ca import central_username, feed_name
     from central.security.ca_store import PkiStore
+    from hallkit.atomicfile import write_public
 
     cfg = load_config(config, logs="untouched")
     store = PkiStore.open_or_create(cfg.pki_dir)

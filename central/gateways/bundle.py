@@ -19,8 +19,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from central.gateways.command_signing import public_key_pem
-from central.security.atomic_files import write_atomic
 from central.security.ca import GatewayIdentity, cert_pem
+from hallkit.atomicfile import write_atomic
 from hallkit.clock import utc_now
 from protocols.provisioning import (
     CA_CERT,

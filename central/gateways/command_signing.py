@@ -18,7 +18,7 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from central.security.atomic_files import write_private, write_public
+from hallkit.atomicfile import write_private, write_public
 from hallkit.clock import utc_now
 from protocols.commands import MAX_COMMAND_TTL, Command, CommandName, canonical_bytes
 

@@ -33,7 +33,7 @@ from sqlalchemy.engine import make_url
 
 from central.cases.masking import SALT_FILE
 from central.config import CentralConfig
-from central.security.atomic_files import write_atomic
+from hallkit.atomicfile import write_atomic
 from hallkit.clock import utc_now
 
 FORMAT = "hallwatch-central-backup/1"

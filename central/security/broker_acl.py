@@ -22,7 +22,6 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from central.security.atomic_files import write_atomic as _write_atomic
 from central.security.ca import (
     Role,
     bridge_username,
@@ -31,6 +30,7 @@ from central.security.ca import (
     parse_username,
 )
 from central.security.ca_store import PkiStore
+from hallkit.atomicfile import write_atomic as _write_atomic
 from protocols.provisioning import gateway_username
 from protocols.topics import Channel, check_id, subscription
 

@@ -38,7 +38,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from central.security.atomic_files import write_private, write_public
+from hallkit.atomicfile import write_private, write_public
 from protocols.provisioning import GATEWAY_PREFIX, gateway_username
 
 # A hall's gateway is installed once and should not need a visit for its certificate: five

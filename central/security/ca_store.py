@@ -16,7 +16,6 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from central.security.atomic_files import write_private, write_public
 from central.security.ca import (
     CertificateAuthority,
     GatewayIdentity,
@@ -29,6 +28,7 @@ from central.security.ca import (
     feeder_username,
     parse_username,
 )
+from hallkit.atomicfile import write_private, write_public
 from protocols.provisioning import gateway_username
 
 

@@ -10,12 +10,13 @@ import base64
 import hashlib
 import hmac
 import json
-import os
 import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from hallkit.atomicfile import write_private
 
 KEY_BYTES = 32
 MAX_COOKIE = 4096  # far beyond any cookie this signer issues
@@ -30,15 +31,8 @@ def load_or_create_key(data_dir: Path, filename: str) -> bytes:
             return key
     except FileNotFoundError:
         pass
-    data_dir.mkdir(parents=True, exist_ok=True)
     key = secrets.token_bytes(KEY_BYTES)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as out:
-        out.write(key)
-        out.flush()
-        os.fsync(out.fileno())
-    tmp.replace(path)
+    write_private(path, key)
     return key
 
 

@@ -19,8 +19,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from paho.mqtt.enums import CallbackAPIVersion
 
-from central.security.atomic_files import write_public
 from central.security.broker_acl import render_dev_config
+from hallkit.atomicfile import write_public
 from protocols.topics import Channel, subscription, topic
 from tests.deploy.support import Peer, TlsBroker, barrier, peers, probe, running, wait_until
 from tests.support.broker import MOSQUITTO, free_port, wait_port

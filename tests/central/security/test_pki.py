@@ -15,7 +15,6 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from central.security.atomic_files import write_private
 from central.security.ca import (
     CertificateAuthority,
     PkiError,
@@ -26,6 +25,7 @@ from central.security.ca import (
     parse_username,
 )
 from central.security.ca_store import PkiStore
+from hallkit.atomicfile import write_private
 from protocols.provisioning import gateway_username
 from protocols.topics import TopicError
 
