@@ -41,7 +41,6 @@ log = logging.getLogger(__name__)
 LOCK_KEY = 0x6877_636F  # "hwco": one scanner at a time on PostgreSQL
 CLAIM_BATCH = 4  # hall-days a worker claims at once (~0.2 s each): small, so others share
 POLL_S = 1.0  # an idle worker looks at the queue this often (other processes mark it too)
-SCAN_SPACING_S = 2.0  # a scan woken by new input waits this long after the previous one
 
 
 @dataclass
@@ -269,16 +268,14 @@ async def run_forever(
     *,
     cfg: CorrelationConfig | None = None,
     calendar: WorkCalendar | None = None,
-    wake: asyncio.Event | None = None,
 ) -> None:
-    """The aggregator's background job: a scanner (when new input is stored, at most every
-    ``SCAN_SPACING_S``, and every ``interval`` seconds anyway, with the escalations) and
-    ``cfg.workers`` workers on the shared queue."""
+    """The aggregator's background job: a scan with the escalations every ``interval`` seconds
+    (in one process at a time) and ``cfg.workers`` workers on the shared queue."""
     cfg = cfg or CorrelationConfig()
     calendar = calendar or WorkCalendar()
     queued = asyncio.Event()
     async with asyncio.TaskGroup() as tasks:
-        tasks.create_task(_scanner(engine, interval, cfg, calendar, wake, queued))
+        tasks.create_task(_scanner(engine, interval, cfg, calendar, queued))
         for n in range(cfg.workers):
             tasks.create_task(_worker(engine, worker_name(n), cfg, calendar, queued))
 
@@ -288,32 +285,19 @@ async def _scanner(
     interval: float,
     cfg: CorrelationConfig,
     calendar: WorkCalendar,
-    wake: asyncio.Event | None,
     queued: asyncio.Event,
 ) -> None:
-    last_escalation = -interval
+    # not sooner: a scan re-reads hours of each active gateway's queue messages (machine clock)
     while True:
-        started = time.monotonic()
-        escalate = started - last_escalation >= interval
         report = RunReport()
         try:
-            if await scan_once(
-                engine, cfg, calendar, dt.datetime.now(dt.UTC), report, escalate=escalate
-            ):
-                if escalate:
-                    last_escalation = started
+            if await scan_once(engine, cfg, calendar, dt.datetime.now(dt.UTC), report):
                 queued.set()
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("correlation scan failed; retrying in %.0f s", interval)
-        await asyncio.sleep(SCAN_SPACING_S)
-        if wake is None:
-            await asyncio.sleep(max(0.0, interval - SCAN_SPACING_S))
-            continue
-        with suppress(TimeoutError):
-            await asyncio.wait_for(wake.wait(), max(0.0, interval - SCAN_SPACING_S))
-        wake.clear()
+        await asyncio.sleep(interval)
 
 
 async def _worker(
@@ -338,12 +322,10 @@ async def _worker(
             await asyncio.wait_for(queued.wait(), POLL_S)
 
 
-def job(
-    engine: AsyncEngine, config: CentralConfig, wake: asyncio.Event | None = None
-) -> Callable[[], Awaitable[None]]:
+def job(engine: AsyncEngine, config: CentralConfig) -> Callable[[], Awaitable[None]]:
     """The aggregator's job, its settings read now: a bad ``correlation.yaml`` or calendar
     override file stops the start with the file and line (ConfigError, CalendarConfigError),
-    never a background task later. ``wake`` is set by ingest when it stored something."""
+    never a background task later."""
     cfg = load_config(config.data_dir)
     calendar = calendar_of(config)
-    return functools.partial(run_forever, engine, cfg=cfg, calendar=calendar, wake=wake)
+    return functools.partial(run_forever, engine, cfg=cfg, calendar=calendar)

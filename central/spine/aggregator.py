@@ -66,12 +66,11 @@ class Aggregator:
             )
         self.failure: str | None = None  # a task given up: the process should stop
         self.failed = asyncio.Event()
-        self.stored = asyncio.Event()  # events committed: correlation's scan looks sooner
 
     async def start(self) -> None:
         """Every configuration file is read here, before any task runs: a bad one raises
         ConfigError (or CalendarConfigError) naming the file and line."""
-        correlation = correlation_job.job(self.engine, self.config, self.stored)
+        correlation = correlation_job.job(self.engine, self.config)
         if self.config.database_url.startswith("sqlite"):
             self.config.data_dir.mkdir(parents=True, exist_ok=True)
         await upgrade(self.engine)
@@ -173,7 +172,6 @@ class Aggregator:
         if batches:
             for decision in await self.ingestor.ingest(batches):
                 self._acknowledge(decision)
-            self.stored.set()
 
     async def _receive_evidence(self, msg: Incoming) -> None:
         receipt = await evidence.receive(self.engine, self.vault, msg.topic, msg.payload)
