@@ -89,7 +89,8 @@ def test_events_survive_a_killed_node_exactly_once(
     with LoopThread() as loop:
         balancer = TcpBalancer([node.mqtts_port for node in cluster.nodes])
         port = loop.run(balancer.start())
-        cen = procs.central(central_config(tmp_path, province_db, cluster), tmp_path / "c.log")
+        config = central_config(tmp_path, province_db, cluster)
+        cen = procs.central(config, tmp_path / "c.log")
         gws = [
             procs.edge(
                 procs.edge_config(
@@ -130,6 +131,15 @@ def test_events_survive_a_killed_node_exactly_once(
                     return meta.get("acked_seq", 0) >= meta.get("head_seq", 1)
 
                 procs.wait_until(acknowledged, 60, f"{gateway}'s journal acknowledged")
+            report = subprocess.run(
+                [str(procs.BIN / "hallwatch-central"), "broker", "partitions", "-c", str(config)],
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            assert report.returncode == 0, report.stderr
+            lines = [line for line in report.stdout.splitlines() if "hw.intake." in line]
+            assert len(lines) == 4 and all("consumers 1" in line for line in lines), report.stdout
         finally:
             for gw in gws:
                 gw.stop()

@@ -16,7 +16,10 @@ from protocols.commands import CommandName
 
 app = typer.Typer()
 gateway_app = typer.Typer(help="The gateway registry and gateway identities.", no_args_is_help=True)
-broker_app = typer.Typer(help="The broker's TLS setup, ACL and CRL.", no_args_is_help=True)
+broker_app = typer.Typer(
+    help="The broker's TLS setup, ACL and CRL; the province cluster's partitions.",
+    no_args_is_help=True,
+)
 app.add_typer(gateway_app, name="gateway")
 app.add_typer(broker_app, name="broker")
 
@@ -196,6 +199,31 @@ def broker_sync(config: ConfigOption = None) -> None:
         f"acl and crl.pem written to {cfg.broker_dir}: {len(policy.allowed)} gateways "
         f"allowed, {len(policy.revoked_serials)} serials revoked"
     )
+
+
+@broker_app.command("partitions")
+def broker_partitions(config: ConfigOption = None) -> None:
+    """The province broker's partitions (broker.kind rabbitmq): messages waiting in each (the
+    lag behind the gateways) and the aggregators subscribed to it."""
+    import asyncio
+
+    from central.spine.amqp_intake import partition_depths
+
+    cfg = load_config(config, logs="untouched")
+    if cfg.broker.kind != "rabbitmq" or cfg.broker.amqp is None:
+        typer.echo("broker.kind is not rabbitmq: the stream has no partitions", err=True)
+        raise typer.Exit(2)
+    try:
+        node, depths = asyncio.run(partition_depths(cfg.broker.amqp))
+    except ConnectionError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(f"partitions on {node}:")
+    for depth in depths:
+        if depth.waiting is None:
+            typer.echo(f"{depth.name}  not declared yet (no aggregator has connected)")
+        else:
+            typer.echo(f"{depth.name}  waiting {depth.waiting}  consumers {depth.consumers}")
 
 
 @broker_app.command("setup")

@@ -323,3 +323,40 @@ async def _close_quietly(connection: AbstractConnection) -> None:
 def _node_of(url: str) -> str:
     """host:port of an AMQP URL, without the credentials (for logs)."""
     return url.rsplit("@", 1)[-1].split("/", 1)[0]
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionDepth:
+    """One partition's lag: deliveries waiting in it (not yet handed to an aggregator) and how
+    many aggregators are subscribed (one of them active); ``None`` when it does not exist yet."""
+
+    name: str
+    waiting: int | None
+    consumers: int | None
+
+
+async def partition_depths(intake: AmqpIntake) -> tuple[str, list[PartitionDepth]]:
+    """The node asked (the first that answers) and each partition's depth."""
+    failures = []
+    for url in (u.get_secret_value() for u in intake.urls):
+        try:
+            connection = await aio_pika.connect(url, timeout=CONNECT_TIMEOUT_S)
+        except Exception as exc:
+            failures.append(f"{_node_of(url)}: {type(exc).__name__}: {exc}")
+            continue
+        try:
+            depths = []
+            for index in range(intake.partitions):
+                name = PARTITION_QUEUE.format(index=index)
+                channel = await connection.channel()  # a missing queue closes its channel
+                try:
+                    queue = await channel.declare_queue(name, passive=True)
+                    result = queue.declaration_result
+                    depths.append(PartitionDepth(name, result.message_count, result.consumer_count))
+                    await channel.close()
+                except aio_pika.exceptions.ChannelNotFoundEntity:
+                    depths.append(PartitionDepth(name, None, None))
+            return _node_of(url), depths
+        finally:
+            await _close_quietly(connection)
+    raise ConnectionError("no broker node answered: " + "; ".join(failures))
