@@ -137,6 +137,7 @@ async def _timed(url: str, processes: int, tasks: int) -> float:
     return time.perf_counter() - start
 
 
+@pytest.mark.timeout(4 * 3600)  # 2,000 hall-days three times over: tens of minutes
 async def test_hall_days_per_second_by_workers() -> None:
     name, url = await asyncio.to_thread(create_pg_database)
     engine = make_engine(url)
