@@ -13,7 +13,7 @@ from central.api.deps import Engine, EvaluationReader, GatewayId, ReviewDecider,
 from central.api.evidence import image_url
 from central.api.overview import FIRST_DAY, LAST_DAY
 from central.records import evidence
-from central.reporting import flagged, reviews
+from central.reporting import flagged, queue, reviews
 from central.reporting.reviews import Decision, ReviewError
 from central.rules.workdays import business_date
 from central.security.tokens import Principal
@@ -233,6 +233,50 @@ class FlaggedOut(BaseModel):
     open_flags: list[str] = Field(description="flags no supervisor has decided on")
 
 
+def _flagged_out(f: flagged.Flagged) -> FlaggedOut:
+    return FlaggedOut(
+        gateway=f.gateway,
+        seq=f.seq,
+        hall=f.hall,
+        window=f.window,
+        key=f.key,
+        at=f.at,
+        day=f.day,
+        marks=f.marks,
+        flags=f.flags,
+        version=f.version,
+        session_id=f.session_id,
+        ticket=f.ticket,
+        staff=f.staff,
+        case_nos=f.case_nos,
+        confidence=f.confidence,
+        counted=f.counted,
+        basis=f.basis,
+        citizen=f.citizen,
+        decisions=f.decisions,
+        open_flags=f.open_flags,
+    )
+
+
+def _day_range(first: dt.date | None, last: dt.date | None) -> tuple[dt.date, dt.date]:
+    first = first or business_date(utc_now())
+    last = last or first
+    if last < first or (last - first).days >= flagged.MAX_DAYS:
+        raise HTTPException(
+            422,
+            f"日期范围须在 {flagged.MAX_DAYS} 天内 / at most {flagged.MAX_DAYS} days, first ≤ last",
+        )
+    return first, last
+
+
+FirstDay = Annotated[
+    dt.date | None, Query(ge=FIRST_DAY, le=LAST_DAY, description="business date, default today")
+]
+LastDay = Annotated[
+    dt.date | None, Query(ge=FIRST_DAY, le=LAST_DAY, description="business date, default = first")
+]
+
+
 @router.get(
     "/review-queue",
     response_model=list[FlaggedOut],
@@ -258,38 +302,106 @@ async def review_queue(
     hall: str | None = None,
     undecided: Annotated[bool, Query(description="only those with a flag to decide")] = False,
 ) -> list[FlaggedOut]:
-    first = first or business_date(utc_now())
-    last = last or first
-    if last < first or (last - first).days >= flagged.MAX_DAYS:
-        raise HTTPException(
-            422,
-            f"日期范围须在 {flagged.MAX_DAYS} 天内 / at most {flagged.MAX_DAYS} days, first ≤ last",
-        )
+    first, last = _day_range(first, last)
     async with db.connect() as conn:
         items = await flagged.find(conn, who, first, last, hall)
-    return [
-        FlaggedOut(
-            gateway=f.gateway,
-            seq=f.seq,
-            hall=f.hall,
-            window=f.window,
-            key=f.key,
-            at=f.at,
-            day=f.day,
-            marks=f.marks,
-            flags=f.flags,
-            version=f.version,
-            session_id=f.session_id,
-            ticket=f.ticket,
-            staff=f.staff,
-            case_nos=f.case_nos,
-            confidence=f.confidence,
-            counted=f.counted,
-            basis=f.basis,
-            citizen=f.citizen,
-            decisions=f.decisions,
-            open_flags=f.open_flags,
-        )
-        for f in items
-        if f.open_flags or not undecided
-    ]
+    return [_flagged_out(f) for f in items if f.open_flags or not undecided]
+
+
+class QueuePageOut(BaseModel):
+    total: int = Field(description="evaluations matching every filter")
+    offset: int
+    limit: int
+    counts: dict[str, int] = Field(
+        description="flag → evaluations carrying it under every filter but `flag` (with "
+        "`undecided`, those where it is still open)"
+    )
+    items: list[FlaggedOut]
+
+
+@router.get(
+    "/review-queue/page",
+    response_model=QueuePageOut,
+    summary="One page of the flagged evaluations under filters, with counts per flag",
+    description="The review queue filtered by hall, window, staff, key, flag and business "
+    "dates, oldest first, within the caller's scope (counts too).",
+    responses={
+        403: {"description": "technicians"},
+        422: {"description": "more than 31 days, or first after last"},
+    },
+)
+async def review_queue_page(
+    db: Engine,
+    who: EvaluationReader,
+    first: FirstDay = None,
+    last: LastDay = None,
+    hall: str | None = None,
+    window: Annotated[int | None, Query(ge=0, le=9999)] = None,
+    staff: Annotated[str | None, Query(max_length=64)] = None,
+    key: Annotated[int | None, Query(ge=1, le=6, description="the key pressed")] = None,
+    flag: Annotated[str | None, Query(pattern=r"^[A-Z_]{1,64}$")] = None,
+    undecided: Annotated[bool, Query(description="only flags no one has decided")] = False,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=queue.MAX_BULK)] = 100,
+) -> QueuePageOut:
+    first, last = _day_range(first, last)
+    wanted = queue.QueueFilter(hall, window, staff or None, key, flag, undecided)
+    async with db.connect() as conn:
+        items = await flagged.find(conn, who, first, last, hall)
+    found = queue.page(items, wanted, offset, limit)
+    return QueuePageOut(
+        total=found.total,
+        offset=offset,
+        limit=limit,
+        counts=found.counts,
+        items=[_flagged_out(f) for f in found.items],
+    )
+
+
+class BulkRow(BaseModel):
+    gateway: str = Field(min_length=1, max_length=64)
+    seq: int = Field(ge=1, le=2**63 - 1)
+    flag: str | None = Field(
+        default=None,
+        pattern=r"^[A-Z_]{1,64}$",
+        description="the flag to decide; null: every flag of the evaluation not decided yet",
+    )
+
+
+class BulkIn(BaseModel):
+    rows: list[BulkRow] = Field(min_length=1, max_length=queue.MAX_BULK)
+    decision: Decision
+    note: str = Field(default="", max_length=2000, description="one 复核意见 for every row")
+
+
+class BulkOut(BaseModel):
+    decided: list[ReviewOut] = Field(description="the new reviews, one per flag decided")
+    already: list[ReviewOut] = Field(
+        description="the current review of flags someone decided before: left as they were"
+    )
+
+
+@router.post(
+    "/review-queue/decide",
+    response_model=BulkOut,
+    summary="Confirm or dismiss many flags at once with one note (supervisors)",
+    description="Each flag decided gets its own review record, exactly as a single decision "
+    "would, all in one transaction. Flags already decided are reported back and left alone "
+    "(change one with POST …/reviews naming the review it replaces). A row that does not "
+    "exist or lies outside the caller's scope refuses the whole request.",
+    responses={
+        403: {"description": "not a supervisor, or a row outside the caller's scope"},
+        409: {"description": "a row was decided by someone else meanwhile; nothing written"},
+        422: {"description": "a row does not carry the flag named, or too many rows"},
+    },
+)
+async def decide_many(db: Engine, who: ReviewDecider, body: BulkIn) -> BulkOut:
+    targets = [queue.Target(r.gateway, r.seq, r.flag) for r in body.rows]
+    try:
+        outcome = await queue.decide_many(db, who, targets, body.decision, body.note.strip())
+    except ReviewError as exc:
+        raise _refuse(exc) from None
+    return BulkOut(
+        decided=[_review_out(r, True) for r in outcome.decided],
+        already=[_review_out(r, True) for r in outcome.already],
+    )

@@ -102,6 +102,9 @@ async def find(
                     r.utc,
                     business_date(r.utc),
                     marks=wanted,
+                    # the invitation's service until correlation says more
+                    ticket=key.invitation.ticket if key.invitation else None,
+                    staff=key.invitation.staff if key.invitation else None,
                 )
     await _add_correlation(conn, who, first, last, hall, found)
     await _add_decisions(conn, found)
