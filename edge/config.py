@@ -32,7 +32,7 @@ class UplinkConfig(_Section):
     batch_events: int = Field(default=1000, ge=1, le=1000)
     batch_bytes: int = Field(default=512 * 1024, ge=4096, le=1024 * 1024)
     window_events: int = Field(default=20_000, ge=1, description="published, not yet acked")
-    ack_timeout_s: float = Field(default=5.0, gt=0, description="resend when acks stall")
+    ack_timeout_s: float = Field(default=5.0, gt=0, description="resend after this silence")
     state_interval_s: float = Field(default=10.0, gt=0)
 
 

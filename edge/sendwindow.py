@@ -9,7 +9,10 @@ no-loss promise can be tested with numbers alone.
 The rules, as central and the broker force them:
 - only central's ack (after its commit) lets the journal trim; a broker PUBACK proves nothing;
 - at most ``window_events`` published and unacknowledged; batches as the journal reads them;
-- no ack progress for ``ack_timeout_s`` with something outstanding: send again from the ack;
+- the ack stream silent (no ack message at all, not merely no progress) for ``ack_timeout_s``
+  with something outstanding: send again what is unacknowledged, from the ack; each further
+  stall without an ack in between doubles the silence waited for (up to ``MAX_STALL_BACKOFF``
+  times), so a central that is slow, not gone, is never sent the same window over and over;
 - central asks for a replay from a gap (at most once per ``replay_debounce_s`` for one start);
 - an operator's replay command sends from any seq, below central's ack too, until it catches up;
 - after a reconnect or a renumbering everything unacknowledged goes out again.
@@ -22,6 +25,7 @@ from dataclasses import dataclass
 from protocols.envelope import Ack
 
 REPLAY_DEBOUNCE_S = 1.0  # central may ask for the same gap once per late batch
+MAX_STALL_BACKOFF = 8  # repeated stalls wait at most this many ack timeouts
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,7 +33,7 @@ class WindowLimits:
     window_events: int  # published, not yet acknowledged
     batch_events: int
     batch_bytes: int
-    ack_timeout_s: float  # resend when acks stall this long
+    ack_timeout_s: float  # resend when the ack stream is silent this long
     replay_debounce_s: float = REPLAY_DEBOUNCE_S
 
 
@@ -44,7 +48,8 @@ class SendRange:
 
 @dataclass(frozen=True, slots=True)
 class Resend:
-    """Acks stalled: everything from ``first`` (central's ack + 1) goes out again."""
+    """The ack stream fell silent: what is unacknowledged, from ``first`` (central's ack + 1),
+    goes out again."""
 
     first: int
 
@@ -68,14 +73,15 @@ class CommandedReplay:
 
 class SendWindow:
     """The state between the journal and central: sent through which seq, since when no ack
-    progress, which replay is running."""
+    was heard, how many stalls in a row, which replay is running."""
 
     def __init__(self, limits: WindowLimits, now: float) -> None:
         self.limits = limits
         self.sent_through = 0
         self.rewinds = 0  # times the window went back (stall, central's replay, a command)
         self.published_batches = 0
-        self._last_ack_progress = now
+        self._last_ack_heard = now
+        self._stalls = 0  # stalls in a row, no ack heard in between: the backoff
         self._last_replay: tuple[int, float] = (0, 0.0)
         self._replay_from: int | None = None  # a commanded replay, below central's ack too
 
@@ -86,14 +92,15 @@ class SendWindow:
         from central's ack (or from a commanded replay that has not caught up). Returns the
         first seq that goes out."""
         self.sent_through = acked if self._replay_from is None else self._replay_from - 1
-        self._last_ack_progress = now
+        self._last_ack_heard = now
+        self._stalls = 0
         return self.sent_through + 1
 
     def on_rebase(self, acked: int, now: float) -> None:
         """The journal renumbered everything unacknowledged: send it all from the new start."""
         self._replay_from = None
         self.sent_through = acked
-        self._last_ack_progress = now
+        self._last_ack_heard = now
 
     # -- central's word -------------------------------------------------------------------
 
@@ -105,10 +112,10 @@ class SendWindow:
             # central refuses this numbering above committed_through: the journal renumbers,
             # and its rebase (on_rebase) restarts the window
             return AckDecision(mark_acked=ack.committed_through, rebase_to=ack.rebase_to)
-        mark = None
-        if ack.committed_through > acked:
-            mark = ack.committed_through
-            self._last_ack_progress = now
+        # any ack of this journal proves central is reading and committing: not a stall
+        self._last_ack_heard = now
+        self._stalls = 0
+        mark = ack.committed_through if ack.committed_through > acked else None
         replayed = None
         if ack.replay_from is not None and self._replay(ack.replay_from, now):
             replayed = ack.replay_from
@@ -131,7 +138,7 @@ class SendWindow:
             return CommandedReplay(False, f"nothing to replay: the journal ends at {head}")
         self._replay_from = max(seq, 1)
         self.sent_through = self._replay_from - 1
-        self._last_ack_progress = now
+        self._last_ack_heard = now
         self.rewinds += 1
         if seq < oldest:
             return CommandedReplay(
@@ -152,17 +159,25 @@ class SendWindow:
             return SendRange(nxt, self.limits.batch_events, self.limits.batch_bytes)
         return None
 
+    @property
+    def stall_timeout_s(self) -> float:
+        """How long the ack stream may be silent now before what is owed goes out again."""
+        backoff: int = min(2**self._stalls, MAX_STALL_BACKOFF)
+        return self.limits.ack_timeout_s * backoff
+
     def on_tick(self, *, acked: int, now: float) -> Resend | None:
-        """Time passed with nothing to publish (call it when ``next_range`` gave none): a stall
-        of acks with events outstanding sends them again."""
+        """Time passed with nothing to publish (call it when ``next_range`` gave none): a
+        silent ack stream with events outstanding sends them again."""
         outstanding = self._base(acked) - acked
-        if outstanding > 0 and now - self._last_ack_progress > self.limits.ack_timeout_s:
+        if outstanding > 0 and now - self._last_ack_heard > self.stall_timeout_s:
             self.sent_through = acked
-            self._last_ack_progress = now
+            self._last_ack_heard = now
+            self._stalls += 1
             self.rewinds += 1
             return Resend(acked + 1)
         if outstanding == 0:
-            self._last_ack_progress = now  # nothing owed: the silence is not a stall
+            self._last_ack_heard = now  # nothing owed: the silence is not a stall
+            self._stalls = 0
         return None
 
     def _base(self, acked: int) -> int:
@@ -179,6 +194,6 @@ class SendWindow:
     def on_published(self, last: int, *, acked: int, now: float) -> None:
         """A batch through ``last`` went to the broker."""
         if self.sent_through <= acked:
-            self._last_ack_progress = now  # the first one owed: its ack is awaited from now
+            self._last_ack_heard = now  # the first one owed: its ack is awaited from now
         self.sent_through = last
         self.published_batches += 1

@@ -3,7 +3,8 @@
 A broker PUBACK proves nothing (Mosquitto drops queued QoS 1 messages silently past
 ``max_queued_messages`` and loses its queue on ``kill -9``), so the only thing that lets the
 journal trim is central's own acknowledgement, sent after its database commit. Everything
-published and not acknowledged within ``ack_timeout_s`` is published again; after every
+published and not acknowledged is published again when no ack at all was heard for
+``ack_timeout_s`` (longer after repeated stalls); after every
 reconnect the uplink starts over from the last acknowledgement. Duplicates are harmless:
 central keys events by (gateway, seq). Those rules are the send window (``edge/sendwindow.py``,
 no I/O); this module only carries its decisions out.
@@ -269,9 +270,10 @@ class Uplink:
                         continue
                 elif resend := self.window.on_tick(acked=self.acked, now=time.monotonic()):
                     log.warning(
-                        "uplink: no acknowledgement for %.0f s; resending from seq %d",
-                        self.settings.ack_timeout_s,
+                        "uplink: no acknowledgement heard; resending from seq %d "
+                        "(the next stall waits %.0f s)",
                         resend.first,
+                        self.window.stall_timeout_s,
                     )
                     continue
             self._wake.clear()

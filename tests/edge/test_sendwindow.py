@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from edge.sendwindow import (
+    MAX_STALL_BACKOFF,
     AckDecision,
     Resend,
     SendRange,
@@ -125,8 +126,11 @@ def test_silence_with_events_outstanding_resends_from_the_ack() -> None:
     assert w.rewinds == 1
     assert w.next_range(acked=10, head=30) == SendRange(11, 10, 4096)
     w.on_published(20, acked=10, now=105.6)  # the stall clock starts again with the resend
-    assert w.on_tick(acked=10, now=110.0) is None
-    assert w.on_tick(acked=10, now=110.7) == Resend(11)
+    assert w.stall_timeout_s == 10.0  # a second stall in a row waits twice as long
+    assert w.on_tick(acked=10, now=110.7) is None
+    assert w.on_tick(acked=10, now=115.5) is None
+    assert w.on_tick(acked=10, now=115.7) == Resend(11)
+    assert w.rewinds == 2
 
 
 def test_ack_progress_and_an_empty_window_keep_the_stall_away() -> None:
@@ -183,3 +187,55 @@ def test_a_rebase_ends_a_commanded_replay() -> None:
 def test_a_batch_that_starts_after_the_wanted_seq_reports_the_trimmed_ones_lost() -> None:
     assert SendWindow.lost_from(11, 11) is None
     assert SendWindow.lost_from(11, 40) == 11
+
+
+def test_an_ack_without_progress_is_not_a_stall() -> None:
+    """Central answers but has not committed more yet (a long group): nothing goes out again."""
+    w = window(sent_through=30, acked=10, now=0.0)
+    for now in (4.0, 8.0, 12.0):
+        assert w.on_ack(ack(10), journal_epoch=EPOCH, acked=10, now=now).mark_acked is None
+        assert w.on_tick(acked=10, now=now + 4.5) is None
+    assert w.on_tick(acked=10, now=17.1) == Resend(11)  # silent since 12.0
+
+
+def test_an_ack_of_another_epoch_does_not_keep_the_stall_away() -> None:
+    w = window(sent_through=30, acked=10, now=0.0)
+    w.on_ack(ack(30, epoch=OTHER_EPOCH), journal_epoch=EPOCH, acked=10, now=4.0)
+    assert w.on_tick(acked=10, now=5.1) == Resend(11)
+
+
+def test_repeated_stalls_back_off_up_to_a_bound_and_an_ack_resets_them() -> None:
+    w = window(sent_through=30, acked=10, now=0.0)
+    now, waits = 0.0, []
+    for _ in range(6):
+        wait = w.stall_timeout_s
+        assert w.on_tick(acked=10, now=now + wait - 0.1) is None
+        assert w.on_tick(acked=10, now=now + wait + 0.1) == Resend(11)
+        now += wait + 0.1
+        waits.append(wait)
+        w.on_published(30, acked=10, now=now)
+    assert waits == [5.0, 10.0, 20.0, 40.0, 40.0, 40.0]
+    assert w.stall_timeout_s == 5.0 * MAX_STALL_BACKOFF
+    w.on_ack(ack(10), journal_epoch=EPOCH, acked=10, now=now + 1)  # central is back
+    assert w.stall_timeout_s == 5.0
+    assert w.on_tick(acked=10, now=now + 6.2) == Resend(11)
+
+
+def test_a_reconnect_and_an_emptied_window_reset_the_backoff() -> None:
+    w = window(sent_through=30, acked=10, now=0.0)
+    assert w.on_tick(acked=10, now=5.1) == Resend(11)
+    assert w.stall_timeout_s == 10.0
+    assert w.on_connect(acked=10, now=6.0) == 11
+    assert w.stall_timeout_s == 5.0
+    w.on_published(30, acked=10, now=6.0)
+    assert w.on_tick(acked=10, now=11.1) == Resend(11)
+    w.on_published(30, acked=30, now=12.0)
+    assert w.on_tick(acked=30, now=13.0) is None  # nothing owed
+    assert w.stall_timeout_s == 5.0
+
+
+def test_a_resend_is_only_what_is_unacknowledged() -> None:
+    w = window(sent_through=500, acked=0, now=0.0)
+    w.on_ack(ack(480), journal_epoch=EPOCH, acked=0, now=1.0)
+    assert w.on_tick(acked=480, now=6.1) == Resend(481)
+    assert w.next_range(acked=480, head=500) == SendRange(481, 10, 4096)
