@@ -112,7 +112,6 @@ class Uplink:
                 acks=Acks.ON_ACCEPT,
                 will=Will(self._topic_state, self._state(online=False)),
                 max_inflight=20,  # docs/field-notes.md#mosquitto: more made paho slower
-                reconnect_delay=(1, 30),
                 logger=log.getChild("paho"),
             ),
             on_connection=self._on_connection,

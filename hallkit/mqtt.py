@@ -7,8 +7,13 @@ runs on paho's thread, before a message's payload is read, so that it may refuse
 (dropped unread) or block (back-pressure through TCP to the broker).
 
 What a caller gets:
-- ``start()`` connects in the background and reconnects with backoff while the broker is away
-  (``retry=False``: one attempt that raises, for a self-test); TLS with a client certificate;
+- ``start()`` connects in the background and reconnects while the broker is away, after a
+  randomised wait (``Backoff``: "full jitter", at most ``reconnect_delay[1]``, so a client is
+  back within about a second of its broker, and two thousand gateways that lost it at the same
+  instant come back spread over that second, not in one burst). paho's own reconnect delay has
+  no jitter: it is set to zero and the wait happens in paho's thread, in the disconnect and
+  connect-failure callbacks, before paho tries again (``retry=False``: one attempt that raises,
+  for a self-test); TLS with a client certificate;
   the subscriptions in ``ClientOptions`` are made again on every connection;
 - ``on_connection`` on the loop for every connection, refusal and disconnection;
 - ``publish()`` and ``subscribe()`` with futures that resolve on the broker's PUBACK / SUBACK;
@@ -21,7 +26,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import ssl
+import threading
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -63,7 +70,7 @@ class ClientOptions:
     acks: Acks = Acks.ON_ARRIVAL
     will: Will | None = None
     max_inflight: int = 20
-    reconnect_delay: tuple[int, int] = (1, 15)  # seconds, first and longest
+    reconnect_delay: tuple[float, float] = (0.25, 1.0)  # seconds, first and longest (jittered)
     retry: bool = True  # False: one connection attempt, which raises; no reconnects
     logger: logging.Logger | None = None  # paho's own log lines
 
@@ -86,6 +93,25 @@ class Connection:
     refused: bool = False  # the broker answered the CONNECT with a failure
     # up with subscriptions: resolves with the SUBACK's reason codes
     subscribed: asyncio.Future[list[ReasonCode]] | None = None
+
+
+class Backoff:
+    """Waits before reconnecting: attempt n after a loss waits a uniformly random time in
+    ``[0, min(longest, first * 2**n)]`` ("full jitter"); a connection resets it."""
+
+    def __init__(self, first: float, longest: float, rng: random.Random | None = None) -> None:
+        self.first = first
+        self.longest = longest
+        self.attempts = 0
+        self._rng = rng or random.Random()
+
+    def next_delay(self) -> float:
+        ceiling = min(self.longest, self.first * 2 ** min(self.attempts, 30))
+        self.attempts += 1
+        return self._rng.uniform(0.0, ceiling)
+
+    def reset(self) -> None:
+        self.attempts = 0
 
 
 class TlsFilesUnusable(Exception):
@@ -149,6 +175,8 @@ class MqttClient:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._client: mqtt.Client | None = None
         self._disconnecting = False
+        self._backoff = Backoff(*options.reconnect_delay)
+        self._stopping = threading.Event()  # ends a reconnect wait in paho's thread
         self._publishing: dict[int, asyncio.Future[None]] = {}
         self._subscribing: dict[int, asyncio.Future[list[ReasonCode]]] = {}
 
@@ -172,18 +200,21 @@ class MqttClient:
         client.suppress_exceptions = True  # a callback's bug is logged, never ends the thread
         if o.logger is not None:
             client.enable_logger(o.logger)
-        client.reconnect_delay_set(min_delay=o.reconnect_delay[0], max_delay=o.reconnect_delay[1])
+        client.reconnect_delay_set(min_delay=0, max_delay=0)  # the wait is ours: _reconnect_wait
         if o.will is not None:
             client.will_set(o.will.topic, o.will.payload, qos=o.will.qos, retain=o.will.retain)
         if self.endpoint.tls is not None:
             _use_tls(client, self.endpoint.tls)
         client.on_connect = self._paho_connect
         client.on_disconnect = self._paho_disconnect
+        client.on_connect_fail = self._paho_connect_fail
         client.on_message = self._paho_message
         client.on_publish = self._paho_publish
         client.on_subscribe = self._paho_subscribe
         self._client = client
         self._disconnecting = False
+        self._stopping.clear()
+        self._backoff.reset()
         host, port, keepalive = self.endpoint.host, self.endpoint.port, self.endpoint.keepalive_s
         if o.retry:
             client.connect_async(host, port, keepalive=keepalive)
@@ -201,6 +232,7 @@ class MqttClient:
         """Disconnect and end paho's thread (it blocks until the thread has ended); ``start``
         connects again with a new session."""
         self.disconnect()
+        self._stopping.set()
         if self._client is not None:
             # kept: a late publish is answered as paho answers it, "not connected"
             self._client.loop_stop()
@@ -262,6 +294,7 @@ class MqttClient:
         if reason.is_failure:
             self._to_loop(self._connection, Connection(False, str(reason), refused=True), None)
             return
+        self._backoff.reset()
         mid = None
         if self.options.subscriptions:
             rc, mid = client.subscribe(list(self.options.subscriptions))
@@ -271,6 +304,16 @@ class MqttClient:
 
     def _paho_disconnect(self, client: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
         self._to_loop(self._connection, Connection(False, str(reason)), None)
+        self._reconnect_wait()
+
+    def _paho_connect_fail(self, _c: mqtt.Client, _u: Any) -> None:
+        self._reconnect_wait()
+
+    def _reconnect_wait(self) -> None:
+        """On paho's thread, right before it tries again: the jittered wait (not after a
+        DISCONNECT of ours, nor when no reconnect follows)."""
+        if self.options.retry and not self._disconnecting:
+            self._stopping.wait(self._backoff.next_delay())
 
     def _paho_message(self, client: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:
         if self._receive is not None and not self._receive(message.topic, len(message.payload)):

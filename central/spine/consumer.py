@@ -93,7 +93,6 @@ class Consumer:
                     )
                 ),
                 max_inflight=100,
-                reconnect_delay=(1, 15),
                 logger=log.getChild("paho"),
             ),
             on_connection=self._on_connection,

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import random
+import time
 from collections.abc import AsyncIterator
 
-from hallkit.mqtt import Acks, ClientOptions, Connection, Message, MqttClient, Will
+from hallkit.mqtt import Acks, Backoff, ClientOptions, Connection, Message, MqttClient, Will
 from protocols.transport import BrokerEndpoint
 from tests.support.broker import Broker
 
@@ -119,5 +121,48 @@ async def test_one_attempt_without_retry_raises_when_nothing_listens() -> None:
         pass
     else:
         raise AssertionError("connected to nothing")
+    finally:
+        client.stop()
+
+
+def test_the_reconnect_backoff_is_jittered_doubling_and_bounded() -> None:
+    backoff = Backoff(0.25, 1.0, random.Random(7))
+    ceilings = [0.25, 0.5, 1.0, 1.0, 1.0]
+    for ceiling in ceilings:
+        assert 0.0 <= backoff.next_delay() <= ceiling
+    many = [Backoff(0.25, 1.0, random.Random(seed)) for seed in range(200)]
+    for b in many:
+        b.attempts = 10
+    delays = [b.next_delay() for b in many]
+    assert max(delays) <= 1.0
+    # spread over the whole second, not one instant: every quarter holds some
+    assert all(any(q / 4 <= d < (q + 1) / 4 for d in delays) for q in range(4))
+    backoff.reset()
+    assert backoff.next_delay() <= 0.25
+
+
+async def test_a_client_is_back_within_about_a_second_of_its_broker(broker: Broker) -> None:
+    """After a long outage the wait stays at most a second: no 15 s doubling to sit out."""
+    client = MqttClient(BrokerEndpoint(port=broker.port), ClientOptions("returning"))
+    ups: list[float] = []
+    back = asyncio.Event()
+
+    def seen(change: Connection) -> None:
+        if change.up:
+            ups.append(time.monotonic())
+            back.set()
+
+    client._on_connection = seen
+    try:
+        await client.start()
+        await asyncio.wait_for(back.wait(), 10)
+        back.clear()
+        broker.stop()
+        await asyncio.sleep(6)  # many failed attempts: the backoff reaches its bound
+        assert not back.is_set()
+        restarted = time.monotonic()
+        await asyncio.to_thread(broker.start)
+        await asyncio.wait_for(back.wait(), 10)
+        assert ups[-1] - restarted < 2.5  # at most 1 s of wait, plus a loaded machine
     finally:
         client.stop()
