@@ -1,4 +1,7 @@
-"""The aggregator process: consume, ingest in groups, acknowledge after commit."""
+"""The aggregator process: consume, ingest in groups, acknowledge after commit.
+
+Gateway state messages do not go through a transaction each: the latest of every gateway waits
+in ``central.spine.states`` and all are written together about twice a second."""
 
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ from central.spine.consumer import Consumer
 from central.spine.ingest import Ingestor
 from central.spine.outcome import AckDecision
 from central.spine.reading import Incoming
+from central.spine.states import StateBook
 from central.store.db import make_engine
 from central.store.migrate import upgrade
 from central.web.context import bind_config as bind_dashboard
@@ -42,6 +46,7 @@ class Aggregator:
             quarantine_rows=config.ingest.quarantine_rows_per_gateway,
             quarantine_bytes=int(config.ingest.quarantine_mb_per_gateway * 1024 * 1024),
         )
+        self.states = StateBook(self.ingestor)
         self.supervisor = Supervisor(on_failed=self._task_failed)
         limits = config.ingest
         admission = (
@@ -81,6 +86,7 @@ class Aggregator:
         spawn = self.supervisor.spawn
         spawn("ingest", self._ingest_loop)
         spawn("ingest.drops", self._report_drops)
+        spawn("ingest.states", self.states.run_forever)
         signer = CommandSigner(load_or_create_signing_key(self.config.command_key_path))
         spawn(
             "commands",
@@ -110,6 +116,7 @@ class Aggregator:
         for what, step in (
             ("tasks", self.supervisor.stop),
             ("consumer", self.consumer.stop),
+            ("gateway states", self.states.flush),  # the last ones received
             ("database", self.engine.dispose),
         ):
             try:
@@ -160,7 +167,7 @@ class Aggregator:
         for msg in group:
             try:
                 if msg.topic.endswith("/" + topics.Channel.STATE):
-                    await self.ingestor.ingest_state(msg)
+                    await self.states.offer(msg)  # written with the others' within a second
                 elif msg.topic.endswith("/" + topics.Channel.RESULT):
                     await command_queue.record_result(self.engine, msg)
                 elif msg.topic.endswith("/" + topics.Channel.EVIDENCE):

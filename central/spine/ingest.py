@@ -37,14 +37,12 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from pydantic import ValidationError
-from sqlalchemy import exc as sa_exc
-from sqlalchemy import func, select, update
+from sqlalchemy import func, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from central.spine.outcome import AckDecision, IngestStats, Outcome, Progress, Txn
-from central.spine.quarantine import Quarantining
 from central.spine.reading import (
+    TRANSIENT,
     Batch,
     Incoming,
     Item,
@@ -53,7 +51,6 @@ from central.spine.reading import (
     Rejected,
     Unit,
     Unregistered,
-    describe,
     event_digest,
     failure,
     printable,
@@ -67,6 +64,7 @@ from central.spine.sequences import (
     progress_of,
     record_boot_clock,
 )
+from central.spine.states import StateWriting
 from central.store.db import insert_ignore
 from central.store.schema import (
     events,
@@ -74,12 +72,10 @@ from central.store.schema import (
     lost_ranges,
     pending_ranges,
 )
-from protocols import topics
 from protocols.envelope import (
     MAX_PAYLOAD_BYTES,
     MAX_SEQ_ADVANCE,
     EventRecord,
-    GatewayState,
 )
 
 log = logging.getLogger(__name__)
@@ -87,17 +83,9 @@ log = logging.getLogger(__name__)
 REPLAY_REQUEST_INTERVAL_S = 2.0  # ask a gateway for the same gap at most this often
 QUARANTINE_ROWS_PER_GATEWAY = 1000
 QUARANTINE_BYTES_PER_GATEWAY = 8 * 1024 * 1024
-# errors that say nothing about the data: the message is not quarantined but sent again later
-_TRANSIENT = (
-    sa_exc.OperationalError,
-    sa_exc.InterfaceError,
-    sa_exc.DisconnectionError,
-    ConnectionError,
-    TimeoutError,
-)
 
 
-class Ingestor(Quarantining):
+class Ingestor(StateWriting):
     def __init__(
         self,
         engine: AsyncEngine,
@@ -143,7 +131,7 @@ class Ingestor(Quarantining):
     async def _commit_isolated(self, units: list[Unit], outcome: Outcome) -> None:
         try:
             outcome.absorb(await self._commit(units))
-        except _TRANSIENT as exc:
+        except TRANSIENT as exc:
             log.error("ingest: %d messages not committed (%s); awaiting resend", len(units), exc)
         except Exception as exc:
             await self._isolate(units, exc, outcome)
@@ -176,7 +164,7 @@ class Ingestor(Quarantining):
                 outcome.absorb(await self._commit([unit]))
                 return
             except Exception as again:
-                if isinstance(again, _TRANSIENT):
+                if isinstance(again, TRANSIENT):
                     log.error(
                         "ingest: seq %d of %s not committed (%s); awaiting resend",
                         unit.first_seq,
@@ -428,47 +416,3 @@ class Ingestor(Quarantining):
         # below our committed seq must be compared first, not trimmed on our word.
         through = min(state.committed, state.seen_through)
         return AckDecision(state.hall, gateway, through, replay_from, epoch=state.epoch)
-
-    # -- state (birth, periodic, Last Will) ------------------------------------------------
-
-    async def ingest_state(self, msg: Incoming) -> GatewayState | None:
-        try:
-            return await self._store_state(msg)
-        except Rejected as exc:
-            await self.quarantine_alone(msg, str(exc))
-        except Exception as exc:
-            if isinstance(exc, _TRANSIENT):
-                raise
-            await self.quarantine_alone(msg, f"store: {failure(exc)}")
-        return None
-
-    async def _store_state(self, msg: Incoming) -> GatewayState:
-        try:
-            address = topics.parse(msg.topic)
-            state = GatewayState.model_validate_json(msg.payload)
-        except topics.TopicError as exc:
-            raise Rejected(f"topic: {exc}") from None
-        except ValidationError as exc:
-            raise Rejected(describe(exc)) from None
-        async with self.engine.begin() as conn:
-            row = (
-                await conn.execute(
-                    select(gateways.c.hall_id).where(gateways.c.gateway_id == address.gateway)
-                )
-            ).first()
-            if (
-                row is None
-                or row.hall_id != address.hall
-                or (state.hall, state.gateway) != (address.hall, address.gateway)
-            ):
-                raise Rejected("state from an unregistered gateway or for another hall")
-            await conn.execute(
-                update(gateways)
-                .where(gateways.c.gateway_id == address.gateway)
-                .values(
-                    online=state.online,
-                    state=state.model_dump(mode="json"),
-                    state_at=msg.received_at,
-                )
-            )
-        return state

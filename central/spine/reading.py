@@ -12,6 +12,7 @@ from typing import Any
 
 import pydantic_core
 from pydantic import ValidationError
+from sqlalchemy import exc as sa_exc
 
 from protocols import events as kinds
 from protocols import topics
@@ -23,6 +24,14 @@ from protocols.envelope import (
     EventRecord,
 )
 
+# errors that say nothing about the data: the message is not quarantined but sent again later
+TRANSIENT = (
+    sa_exc.OperationalError,
+    sa_exc.InterfaceError,
+    sa_exc.DisconnectionError,
+    ConnectionError,
+    TimeoutError,
+)
 CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
