@@ -19,7 +19,7 @@ What a caller gets:
 - ``publish()`` and ``subscribe()`` with futures that resolve on the broker's PUBACK / SUBACK;
 - messages as an async stream (``messages()``) or, with ``deliver``, one call each on the loop;
 - acknowledgements to the broker on arrival, when ``receive`` accepts, or by the caller after
-  its commit (``Acks``).
+  its commit, or when the caller is ready for more (``Acks``).
 """
 
 from __future__ import annotations
@@ -52,6 +52,10 @@ class Acks(Enum):
     ON_ARRIVAL = "on_arrival"  # as paho reads it, whatever ``receive`` says
     ON_ACCEPT = "on_accept"  # when ``receive`` accepts it; a refused one stays with the broker
     BY_CALLER = "by_caller"  # by ``ack(message)``, e.g. after the caller's commit
+    # refused by ``receive``: at once (dropped); accepted: by ``ack(message)`` when the caller
+    # wants more. Until then the broker sends at most its in-flight limit of further messages:
+    # back-pressure that never blocks paho's thread, so what the caller publishes goes out.
+    PACED = "paced"
 
 
 @dataclass(frozen=True, slots=True)
@@ -317,6 +321,8 @@ class MqttClient:
 
     def _paho_message(self, client: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:
         if self._receive is not None and not self._receive(message.topic, len(message.payload)):
+            if self.options.acks is Acks.PACED and self._client is not None:
+                self._client.ack(message.mid, message.qos)  # dropped: the broker sends on
             return
         if self.options.acks is Acks.ON_ACCEPT:
             client.ack(message.mid, message.qos)

@@ -1,10 +1,24 @@
 """Central's MQTT side: one broker client per aggregator process (the shared kit's paho wrapper,
 ``hallkit/mqtt.py``), in a shared-subscription group.
 
-paho runs in its own thread; messages are handed to asyncio without blocking the loop. A bounded
-semaphore blocks paho's thread when ``max_pending`` messages wait for their commit, which pushes
-back through TCP to the broker instead of growing memory without bound. Messages lost in a crash
-are not our problem to recover: the gateway resends everything central has not acknowledged.
+paho runs in its own thread; messages are handed to asyncio without blocking the loop, and
+paho's thread is never blocked either: it is the thread that writes what central publishes,
+above all the acknowledgements to the gateways. (It once waited for a free slot when
+``max_pending`` messages waited for their commit; acks then starved behind the intake, gateways
+timed out and sent their windows again, and the load multiplied.)
+
+Back-pressure is the broker's own flow control instead (``Acks.PACED``): a received message is
+acknowledged to the broker (PUBACK) at once while fewer than ``max_pending`` messages and
+``PENDING_BYTES`` wait for their commit, else only when enough of them have been committed.
+Mosquitto sends a client at most ``max_inflight_messages`` (20) unacknowledged QoS 1 messages
+(2.0.11 lets a few dozen more through after PUBACKs; measured), so intake slows to what ingest
+takes, memory stays bounded (the limits plus that many messages of at most 1 MiB), and
+the queue waits at the broker (bounded by its ``max_queued_bytes``; what it drops beyond, the
+gateways send again when acks stay away). A second connection for the acks is not possible:
+the TLS broker forces the client id to the certificate's name (``use_username_as_clientid``),
+so a second connection with central's certificate would take over the first. Messages lost in a
+crash are not our problem to recover: the gateway resends everything central has not
+acknowledged.
 
 A process with a configured ``broker.instance`` keeps a persistent session (fixed client id,
 ``clean_session=False``): what gateways publish while it reconnects or restarts, command
@@ -42,12 +56,13 @@ from central.config import BrokerConfig
 from central.spine.admission import Admission
 from central.spine.reading import Incoming
 from central.spine.turns import GROUP_BYTES, sender_of, take_turns
-from hallkit.mqtt import ClientOptions, Connection, Message, MqttClient, Publication
+from hallkit.mqtt import Acks, ClientOptions, Connection, Message, MqttClient, Publication
 from hallkit.supervise import TaskRecord, TaskState
 from protocols import topics
 
 log = logging.getLogger(__name__)
 
+PENDING_BYTES = 32 * 1024 * 1024  # received, not yet committed: beyond it PUBACKs wait
 PER_GATEWAY_PENDING = 64  # a gateway's uplink keeps ~20 batches in flight (window / batch)
 SHED_LOG_INTERVAL_S = 10.0
 
@@ -61,6 +76,7 @@ class Consumer:
         *,
         per_gateway: int = PER_GATEWAY_PENDING,
         admission: Admission | None = None,
+        max_bytes: int = PENDING_BYTES,
     ) -> None:
         self.broker = broker
         self.record = record or TaskRecord("mqtt.consumer", state=TaskState.RESTARTING)
@@ -68,7 +84,11 @@ class Consumer:
         self._stopping = False
         self.queue: asyncio.Queue[Incoming] = asyncio.Queue()
         self.connected = asyncio.Event()
-        self._slots = threading.BoundedSemaphore(max_pending)
+        self._max_pending = max_pending
+        self._max_bytes = max_bytes
+        self.pending = 0  # handed over, not yet done (the loop's side only)
+        self.pending_bytes = 0
+        self._unacked: deque[Message] = deque()  # PUBACKs held back: the broker waits
         self._per_gateway = min(per_gateway, max_pending)
         self._held: Counter[str] = Counter()  # slots held per gateway (paho's thread and ours)
         self._held_lock = threading.Lock()
@@ -92,6 +112,7 @@ class Consumer:
                         topics.Channel.EVIDENCE,
                     )
                 ),
+                acks=Acks.PACED,
                 max_inflight=100,
                 logger=log.getChild("paho"),
             ),
@@ -106,10 +127,10 @@ class Consumer:
 
     async def stop(self) -> None:
         self.record.state = TaskState.STOPPED
-        # DISCONNECT goes out before the acknowledgement of a message still waiting for a
-        # slot: never handed to ingest, it stays in the broker's session for next time
-        self._mqtt.disconnect()
-        self._stopping = True  # frees paho's thread if it waits for a slot
+        # the PUBACKs held back are never sent: in a persistent session the broker delivers
+        # those messages again next time
+        self._unacked.clear()
+        self._stopping = True
         self._mqtt.stop()
 
     async def next_group(self, max_group: int, max_bytes: int = GROUP_BYTES) -> list[Incoming]:
@@ -124,14 +145,26 @@ class Consumer:
         self._waiting.setdefault(sender_of(msg.topic), deque()).append(msg)
 
     def done(self, message: Incoming) -> None:
-        """One received message is committed (or quarantined); free its slot."""
+        """One received message is committed (or quarantined): free its share, and let the
+        broker send more if it waits for our PUBACKs."""
         sender = _share_of(message.topic)
         if sender is not None:
             with self._held_lock:
                 self._held[sender] -= 1
                 if self._held[sender] <= 0:
                     del self._held[sender]
-        self._slots.release()
+        self.pending -= 1
+        self.pending_bytes -= len(message.payload)
+        while self._unacked and self._room():
+            self._mqtt.ack(self._unacked.popleft())
+
+    @property
+    def paused(self) -> bool:
+        """PUBACKs are held back: the broker sends at most its in-flight limit more."""
+        return bool(self._unacked)
+
+    def _room(self) -> bool:
+        return self.pending <= self._max_pending and self.pending_bytes <= self._max_bytes
 
     def publish(self, topic: str, payload: bytes) -> Publication:
         return self._mqtt.publish(topic, payload, qos=1)
@@ -159,6 +192,9 @@ class Consumer:
             self.record.state = TaskState.RUNNING
             return
         self.connected.clear()
+        # their packet ids belong to the lost connection: a persistent session delivers those
+        # messages again (read twice, stored once), a clean one forgets them
+        self._unacked.clear()
         if not self._stopping:  # paho reconnects by itself; counted like a restart
             self.record.failed_with(f"disconnected from the broker: {reason}")
             self.record.state = TaskState.RESTARTING
@@ -187,18 +223,18 @@ class Consumer:
             if over:
                 self._drop(sender, self.shed, "over its share of receive slots")
                 return False
-        # back-pressure: blocks paho's thread, not the event loop (and never past a stop)
-        while not self._slots.acquire(timeout=0.5):
-            if self._stopping:
-                if sender is not None:
-                    with self._held_lock:
-                        self._held[sender] -= 1
-                return False
-        return True
+        return True  # never blocks: paho's thread also writes our acks to the gateways
 
     def _hand_over(self, message: Message) -> None:
-        """On the loop: one admitted message waits for its turn in a group."""
+        """On the loop: one admitted message waits for its turn in a group; its PUBACK goes
+        now, or once enough of what waits is committed (in order of arrival)."""
         self.queue.put_nowait(Incoming(message.topic, message.payload, message.received))
+        self.pending += 1
+        self.pending_bytes += len(message.payload)
+        if self._unacked or not self._room():
+            self._unacked.append(message)
+        else:
+            self._mqtt.ack(message)
 
     def _drop(self, sender: str, counter: Counter[str], why: str) -> None:
         counter[sender] += 1

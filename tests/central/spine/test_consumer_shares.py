@@ -1,9 +1,10 @@
-"""The consumer's shares: gateways take turns in ingest groups, and one gateway cannot hold
-more than its share of the receive slots."""
+"""The consumer's shares: gateways take turns in ingest groups, one gateway cannot hold more
+than its share of the receive slots, and a full intake paces the broker, never our acks."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import paho.mqtt.client as mqtt
@@ -14,6 +15,9 @@ from central.config import BrokerConfig, IngestConfig
 from central.spine.admission import Admission
 from central.spine.consumer import Consumer
 from central.spine.reading import Incoming
+from hallkit.mqtt import ClientOptions, Connection, MqttClient
+from protocols.transport import BrokerEndpoint
+from tests.support.broker import Broker
 
 
 def incoming(gateway: str, n: int, size: int = 10) -> Incoming:
@@ -123,3 +127,59 @@ def test_budgets_are_validated() -> None:
         with pytest.raises(ValidationError):
             IngestConfig(**bad)
     assert IngestConfig().throttle is True
+
+
+async def test_a_full_intake_holds_back_the_broker_never_our_own_publishes(broker: Broker) -> None:
+    """Nothing committed for a while: the broker is paced by PUBACKs held back, while what
+    central publishes (its acks to the gateways) still goes out at once."""
+    endpoint = BrokerEndpoint(port=broker.port)
+    consumer = Consumer(BrokerConfig(port=broker.port, group="pace"), max_pending=5)
+    gateway = MqttClient(endpoint, ClientOptions("gw", subscriptions=(("hw/v1/H/gw/ack", 1),)))
+    try:
+        await consumer.start()
+        await asyncio.wait_for(consumer.connected.wait(), 10)
+        subscribed = asyncio.Event()
+
+        def connection(change: Connection) -> None:
+            if change.up:
+                subscribed.set()
+
+        gateway._on_connection = connection
+        await gateway.start()
+        await asyncio.wait_for(subscribed.wait(), 10)
+        while consumer.pending == 0:  # the shared subscription is made after CONNACK
+            await gateway.publish("hw/v1/H/gw/events", b"probe").wait(10)
+            await asyncio.sleep(0.05)
+        while consumer.pending:
+            for msg in await asyncio.wait_for(consumer.next_group(max_group=64), 10):
+                consumer.done(msg)
+        sent = [  # from many halls' gateways: none over its share of the slots
+            gateway.publish(f"hw/v1/H/gw{n % 100}/events", bytes([n]) * 100) for n in range(200)
+        ]
+        await asyncio.wait_for(asyncio.gather(*(p.done for p in sent)), 30)
+        await wait_for(lambda: consumer.paused and consumer.pending >= 6)
+        # our limit, plus what the broker sends without a PUBACK: its in-flight limit (20) and
+        # on Mosquitto 2.0.11 a few dozen more after each PUBACK (measured: 5 PUBACKs, 31–84)
+        assert consumer.pending < 6 + 100
+        acked = consumer.publish("hw/v1/H/gw/ack", b"committed through 5")
+        assert await acked.wait(10)  # paho's thread is free: the ack went out
+        ack = await asyncio.wait_for(anext(gateway.messages()), 10)
+        assert ack.payload == b"committed through 5"
+        assert consumer.paused and consumer.pending < 6 + 100  # still paced
+        seen: list[int] = []
+        while len(seen) < 200:  # ingest catches up: the broker sends the rest
+            group = await asyncio.wait_for(consumer.next_group(max_group=8), 10)
+            seen += [m.payload[0] for m in group]
+            for msg in group:
+                consumer.done(msg)
+        assert sorted(seen) == list(range(200))
+        assert not consumer.paused and consumer.pending == 0
+    finally:
+        gateway.stop()
+        await consumer.stop()
+
+
+async def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not predicate():  # noqa: ASYNC110 - counts kept by the consumer
+            await asyncio.sleep(0.02)
