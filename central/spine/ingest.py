@@ -37,7 +37,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import func, update
+from sqlalchemy import bindparam, func, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from central.spine.outcome import AckDecision, IngestStats, Outcome, Progress, Txn
@@ -60,6 +60,7 @@ from central.spine.sequences import (
     beyond_gap,
     compare_with_stored,
     high_water,
+    lock_gateways,
     merge_pending,
     progress_of,
     record_boot_clock,
@@ -67,6 +68,7 @@ from central.spine.sequences import (
 from central.spine.states import StateWriting
 from central.store.db import insert_ignore
 from central.store.schema import (
+    boot_clocks,
     events,
     gateways,
     lost_ranges,
@@ -189,8 +191,13 @@ class Ingestor(StateWriting):
         )
 
     async def _commit(self, units: list[Unit]) -> Txn:
+        """One transaction for the group, its round trips counted per group, not per message:
+        the gateways' rows read and locked in one statement (with which of them hold ranges
+        beyond a gap), the events of all batches inserted together, every gateway's new
+        ``committed_through`` in one UPDATE run."""
         txn = Txn()
         async with self.engine.begin() as conn:
+            await lock_gateways(conn, txn, {u.gateway for u in units if isinstance(u, Batch)})
             for unit in units:
                 if isinstance(unit, Reject):
                     await self._quarantine(conn, txn, unit.msg, unit.reason, unit.gateway)
@@ -202,15 +209,20 @@ class Ingestor(StateWriting):
                     await self._quarantine(conn, txn, unit.msg, str(exc), owner)
                     continue
                 await self._store_batch(conn, txn, unit, state)
-            for gateway, state in txn.progress.items():
+            await _insert_events(conn, txn)
+            if txn.progress:
                 await conn.execute(
                     update(gateways)
-                    .where(gateways.c.gateway_id == gateway)
+                    .where(gateways.c.gateway_id == bindparam("target"))
                     .values(
-                        committed_through=state.committed,
-                        epoch=state.epoch,
+                        committed_through=bindparam("committed"),
+                        epoch=bindparam("new_epoch"),
                         last_batch_at=func.now(),
-                    )
+                    ),
+                    [
+                        {"target": gateway, "committed": state.committed, "new_epoch": state.epoch}
+                        for gateway, state in txn.progress.items()
+                    ],
                 )
             await self._bound_quarantine(conn, txn)
         self._known_boots |= txn.boots
@@ -221,6 +233,8 @@ class Ingestor(StateWriting):
         self, conn: AsyncConnection, txn: Txn, batch: Batch, state: Progress
     ) -> None:
         txn.stats.batches += 1
+        if batch.epoch is not None and batch.epoch != state.epoch:
+            await _insert_events(conn, txn)  # what follows reads the stored events
         if (
             batch.epoch is not None
             and batch.epoch != state.epoch
@@ -244,6 +258,7 @@ class Ingestor(StateWriting):
         items = batch.items
         held: set[int] = set()  # seqs central already answers for, stored or quarantined
         if batch.first_seq <= state.committed or await beyond_gap(conn, batch, state):
+            await _insert_events(conn, txn)  # earlier batches of this group count as stored
             held, index = await compare_with_stored(conn, batch)
             if index is not None:
                 items = await self._conflict(conn, txn, batch, state, index)
@@ -277,8 +292,11 @@ class Ingestor(StateWriting):
         if last <= state.committed:
             return
         if batch.start <= state.committed + 1:
-            state.committed = await merge_pending(conn, batch.gateway, last)
-            state.pending = None if state.pending else state.pending
+            if state.pending is False:  # nothing beyond a gap to merge: no round trip
+                state.committed = last
+            else:
+                state.committed = await merge_pending(conn, batch.gateway, last)
+                state.pending = None
         else:
             txn.stats.gaps_seen += 1
             state.gap = state.pending = True
@@ -314,9 +332,9 @@ class Ingestor(StateWriting):
             )
             boot = (batch.gateway, item.boot)
             if item.synced and boot not in self._known_boots and boot not in txn.boots:
-                await record_boot_clock(conn, txn, batch.gateway, item)
+                record_boot_clock(txn, batch.gateway, item)
         if rows:
-            await conn.execute(insert_ignore(conn, events), rows)
+            txn.rows += rows  # inserted with the other batches' (_insert_events)
             txn.stats.events_stored += len(rows)
 
     async def _enter_epoch(
@@ -416,3 +434,14 @@ class Ingestor(StateWriting):
         # below our committed seq must be compared first, not trimmed on our word.
         through = min(state.committed, state.seen_through)
         return AckDecision(state.hall, gateway, through, replay_from, epoch=state.epoch)
+
+
+async def _insert_events(conn: AsyncConnection, txn: Txn) -> None:
+    """The events (and new boots' clocks) gathered so far, one statement each (run in pages
+    by the driver)."""
+    if txn.rows:
+        rows, txn.rows = txn.rows, []
+        await conn.execute(insert_ignore(conn, events), rows)
+    if txn.boot_rows:
+        boots, txn.boot_rows = txn.boot_rows, []
+        await conn.execute(insert_ignore(conn, boot_clocks), boots)

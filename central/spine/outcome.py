@@ -4,6 +4,7 @@ acknowledgements that follow once it committed."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +64,21 @@ class Txn:
     boots: set[tuple[str, str]] = field(default_factory=set)
     quarantined: set[str | None] = field(default_factory=set)
     stats: IngestStats = field(default_factory=IngestStats)
+    # read for all gateways of the group at once: (hall, committed, revoked, epoch, pending)
+    registered: dict[str, Registered | None] = field(default_factory=dict)  # None: unknown
+    rows: list[dict[str, Any]] = field(default_factory=list)  # events not yet inserted
+    boot_rows: list[dict[str, Any]] = field(default_factory=list)  # boot clocks, likewise
+
+
+@dataclass(frozen=True, slots=True)
+class Registered:
+    """A gateway's row as the group's transaction locked it."""
+
+    hall: str
+    committed: int
+    revoked: bool
+    epoch: str | None
+    pending: bool  # has ranges stored beyond a gap
 
 
 @dataclass(slots=True)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from sqlalchemy import and_, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from central.spine.outcome import Progress, Txn
+from central.spine.outcome import Progress, Registered, Txn
 from central.spine.reading import (
     Batch,
     Poison,
@@ -15,9 +15,7 @@ from central.spine.reading import (
     event_digest,
     quarantine_digest,
 )
-from central.store.db import insert_ignore
 from central.store.schema import (
-    boot_clocks,
     events,
     gateways,
     pending_ranges,
@@ -28,23 +26,59 @@ from protocols.envelope import (
 )
 
 
-async def progress_of(conn: AsyncConnection, txn: Txn, batch: Batch) -> Progress:
-    state = txn.progress.get(batch.gateway)
-    if state is None:
-        query = select(
+async def lock_gateways(conn: AsyncConnection, txn: Txn, senders: set[str]) -> None:
+    """Read (and on PostgreSQL lock, in one order, as several aggregators may share the
+    stream) the rows of every gateway of a group, and which of them hold ranges beyond a gap:
+    two statements for the whole group instead of two per gateway."""
+    wanted = sorted(senders - txn.registered.keys())
+    if not wanted:
+        return
+    query = (
+        select(
+            gateways.c.gateway_id,
             gateways.c.hall_id,
             gateways.c.committed_through,
             gateways.c.revoked_at,
             gateways.c.epoch,
-        ).where(gateways.c.gateway_id == batch.gateway)
-        if conn.dialect.name == "postgresql":
-            query = query.with_for_update()  # several aggregators may share the stream
-        row = (await conn.execute(query)).first()
+        )
+        .where(gateways.c.gateway_id.in_(wanted))
+        .order_by(gateways.c.gateway_id)
+    )
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update()
+    rows = (await conn.execute(query)).all()
+    beyond = set(
+        (
+            await conn.execute(
+                select(pending_ranges.c.gateway_id)
+                .where(pending_ranges.c.gateway_id.in_(wanted))
+                .distinct()
+            )
+        )
+        .scalars()
+        .all()
+    )
+    txn.registered.update(dict.fromkeys(wanted))  # not registered, unless found below
+    for row in rows:
+        txn.registered[row.gateway_id] = Registered(
+            row.hall_id,
+            row.committed_through,
+            row.revoked_at is not None,
+            row.epoch,
+            row.gateway_id in beyond,
+        )
+
+
+async def progress_of(conn: AsyncConnection, txn: Txn, batch: Batch) -> Progress:
+    state = txn.progress.get(batch.gateway)
+    if state is None:
+        await lock_gateways(conn, txn, {batch.gateway})  # read already for the whole group
+        row = txn.registered.get(batch.gateway)
         if row is None:
             raise Unregistered(f"unknown gateway {batch.gateway!r} (not registered)")
-        if row.revoked_at is not None:
+        if row.revoked:
             raise Rejected(f"gateway {batch.gateway!r} was revoked")
-        state = Progress(row.hall_id, row.committed_through, row.epoch)
+        state = Progress(row.hall, row.committed, row.epoch, pending=row.pending)
     if state.hall != batch.hall:
         raise Rejected(
             f"gateway {batch.gateway!r} belongs to hall {state.hall!r}, not {batch.hall!r}"
@@ -141,20 +175,16 @@ async def merge_pending(conn: AsyncConnection, gateway: str, committed: int) -> 
     return committed
 
 
-async def record_boot_clock(
-    conn: AsyncConnection, txn: Txn, gateway: str, event: EventRecord
-) -> None:
+def record_boot_clock(txn: Txn, gateway: str, event: EventRecord) -> None:
+    """A boot's clock offset from its first synchronised event; inserted with the events."""
     offset_us = int(event.utc.timestamp() * 1_000_000) - event.mono_ns // 1000
-    await conn.execute(
-        insert_ignore(conn, boot_clocks),
-        [
-            {
-                "gateway_id": gateway,
-                "boot": event.boot,
-                "offset_us": offset_us,
-                "from_seq": event.seq,
-            }
-        ],
+    txn.boot_rows.append(
+        {
+            "gateway_id": gateway,
+            "boot": event.boot,
+            "offset_us": offset_us,
+            "from_seq": event.seq,
+        }
     )
     txn.boots.add((gateway, event.boot))
 

@@ -9,6 +9,7 @@ from typing import TypedDict, Unpack
 
 import pytest
 from sqlalchemy import Table, func, select
+from sqlalchemy import event as sqlalchemy_event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from central.spine.ingest import Ingestor
@@ -434,3 +435,33 @@ async def test_a_state_message_the_store_cannot_hold_is_quarantined_not_raised(
     ), reasons
     (ack,) = await ingestor.ingest([message(range(1, 3))])  # the stream goes on
     assert ack.committed_through == 2
+
+
+async def test_a_group_costs_the_same_statements_for_one_gateway_or_twenty(
+    engine: AsyncEngine,
+) -> None:
+    """Round trips per group, not per message: the gateways' rows, their ranges beyond a gap,
+    the events and the new committed seqs each take one statement for the whole group."""
+    for n in range(3, 21):
+        await register(engine, f"H{n}", f"gw{n}")
+    statements: list[str] = []
+
+    def counted(_conn: object, _cursor: object, sql: str, *_rest: object) -> None:
+        statements.append(sql.split()[0].upper())
+
+    sqlalchemy_event.listen(engine.sync_engine, "before_cursor_execute", counted)
+    ingestor = Ingestor(engine)
+    try:
+        await ingestor.ingest([message(range(1, 4))])
+        alone = len(statements)
+        statements.clear()
+        group = [message(range(1, 4), hall=f"H{n}", gateway=f"gw{n}") for n in range(2, 21)] + [
+            message(range(4, 7))
+        ]
+        acks = await ingestor.ingest(group)
+    finally:
+        sqlalchemy_event.remove(engine.sync_engine, "before_cursor_execute", counted)
+    assert len(acks) == 20 and all(a.committed_through in (3, 6) for a in acks)
+    assert await count(engine) == 63
+    assert len(statements) == alone, statements  # the same few, whatever the group holds
+    assert alone <= 5, statements
