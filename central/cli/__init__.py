@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 from central.cli import cases, correlation, gateways, ledger, tokens, users
-from central.cli.common import ConfigOption, load_config, open_engine
+from central.cli.common import ConfigOption, load_config, open_engine, set_verbose
 from central.config import CentralConfig
 from central.rules.workdays import CalendarConfigError
 from hallkit.configtext import ConfigError
@@ -30,6 +30,16 @@ app.add_typer(cases.cases_app, name="cases")  # cases import, cases ladder
 app.add_typer(users.app)  # user add|passwd|disable|enable|list (dashboard logins)
 app.add_typer(tokens.app)  # token create|list|revoke (API bearer tokens)
 app.add_typer(correlation.correlation_app, name="correlation")  # run, recompute, hall-setup
+
+
+@app.callback()
+def _options(
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="log at INFO (migrations included)")
+    ] = False,
+) -> None:
+    """Hallwatch central aggregator (电子监察中心)."""
+    set_verbose(verbose)
 
 
 @app.command()

@@ -29,6 +29,35 @@ LogSetup = Literal["config", "warnings", "untouched"]
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
+# loggers whose INFO lines would greet every command (Alembic announces its context and each
+# migration it runs); shown with `hallwatch-central -v`
+CHATTY_LOGGERS = ("alembic",)
+
+
+class _Verbosity:
+    """Set once by the top-level ``-v`` option, before any subcommand runs."""
+
+    verbose = False
+
+
+def set_verbose(verbose: bool) -> None:
+    _Verbosity.verbose = verbose
+
+
+def configure_logging(setup: LogSetup, level: str | int) -> None:
+    """Logging for one command: INFO everywhere with ``-v``; otherwise ``setup``, with the
+    migration chatter kept to warnings."""
+    if _Verbosity.verbose:
+        logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+        logging.getLogger().setLevel(logging.INFO)
+        return
+    if setup == "config":
+        logging.basicConfig(level=level, format=LOG_FORMAT)
+    elif setup == "warnings":
+        logging.basicConfig(level=logging.WARNING, format=LOG_FORMAT)
+    for name in CHATTY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+
 
 def load_config(
     path: Path | None, *, check_files: bool = False, logs: LogSetup = "config"
@@ -39,10 +68,7 @@ def load_config(
     except ConfigError as exc:
         typer.echo(f"配置错误 / configuration error:\n{exc}", err=True)
         raise typer.Exit(2) from None
-    if logs == "config":
-        logging.basicConfig(level=cfg.log_level, format=LOG_FORMAT)
-    elif logs == "warnings":
-        logging.basicConfig(level=logging.WARNING, format=LOG_FORMAT)
+    configure_logging(logs, cfg.log_level)
     if cfg.database_url.startswith("sqlite"):
         cfg.data_dir.mkdir(parents=True, exist_ok=True)
     return cfg
