@@ -139,9 +139,10 @@ class ProvisioningConfig(_Section):
         default=None,
         description="Ed25519 command signing key; default <data_dir>/command-signing.key",
     )
-    broker_url: str = Field(
-        default="mqtts://localhost:8883",
-        description="the address gateways connect to, put in bundles",
+    broker_url: str | None = Field(
+        default=None,
+        description="the address gateways connect to, put in bundles (mqtts://host:8883); "
+        "unset: `gateway provision` needs --broker",
     )
     broker_dir: Path | None = Field(
         default=None,

@@ -45,7 +45,11 @@ def gateway_provision(
     hall: Annotated[str, typer.Option(help="hall id (大厅)")],
     name: Annotated[str, typer.Option(help="gateway id, unique across halls")],
     broker: Annotated[
-        str | None, typer.Option(help="address gateways connect to, mqtts://host:8883")
+        str | None,
+        typer.Option(
+            help="address gateways connect to, mqtts://host:8883; "
+            "default: provisioning.broker_url in central's config"
+        ),
     ] = None,
     out: Annotated[Path | None, typer.Option(help="bundle path (.tar.gz or a directory)")] = None,
     config: ConfigOption = None,
@@ -55,12 +59,18 @@ def gateway_provision(
     Provisioning an existing gateway id again (a replacement box) revokes the old
     certificate, and the new box continues the old one's sequence numbers.
     """
-    from central.gateways.provision import provision
+    from central.gateways.provision import bundle_broker_url, provision
 
     cfg = load_config(config, logs="untouched")
+    try:
+        url = bundle_broker_url(cfg, broker)
+    except ValueError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
     target = out or Path(f"{hall}-{name}.tar.gz")
-    done = run_with_engine(cfg, lambda engine: provision(engine, cfg, hall, name, target, broker))
+    done = run_with_engine(cfg, lambda engine: provision(engine, cfg, hall, name, target, url))
     typer.echo(f"已签发 / issued gw.{hall}.{name}, certificate {done.serial}")
+    typer.echo(f"hall {done.hall}, gateway {done.gateway}, broker {url}")
     if done.revoked_serials:
         typer.echo(f"superseded and revoked: {', '.join(done.revoked_serials)}")
     typer.echo(f"bundle: {done.bundle} (contains the private key: carry it like a password)")

@@ -10,6 +10,7 @@ captured for the dead box are refused by the new one). Then the broker is brough
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import signal
 from dataclasses import dataclass
@@ -91,6 +92,40 @@ async def sync(
     )
 
 
+LOOPBACK_HOSTS = ("localhost", "ip6-localhost", "ip6-loopback")
+
+
+def is_loopback(host: str) -> bool:
+    """A host name that only reaches the machine it is read on."""
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host.lower() in LOOPBACK_HOSTS or host.lower().endswith(".localhost")
+
+
+def bundle_broker_url(config: CentralConfig, given: str | None) -> str:
+    """The broker address for a gateway's bundle: the one given, else central's configured
+    ``provisioning.broker_url`` if it names a host a gateway can reach (a bundle pointing a
+    hall's gateway at its own loopback would never connect)."""
+    if given:
+        parse_broker_url(given)
+        return given
+    configured = config.provisioning.broker_url
+    if configured is None:
+        raise ValueError(
+            "未指定代理地址 / no broker address: pass --broker mqtts://<host>:8883, or set "
+            "provisioning.broker_url in central's config to the address gateways connect to"
+        )
+    _, host, _ = parse_broker_url(configured)
+    if is_loopback(host):
+        raise ValueError(
+            f"配置中的代理地址只指向本机 / central's provisioning.broker_url {configured} is a "
+            "loopback address a gateway cannot reach: pass --broker mqtts://<host>:8883, or set "
+            "provisioning.broker_url to the broker's public address"
+        )
+    return configured
+
+
 async def provision(
     engine: AsyncEngine,
     config: CentralConfig,
@@ -100,6 +135,8 @@ async def provision(
     broker_url: str | None = None,
 ) -> Provisioned:
     url = broker_url or config.provisioning.broker_url
+    if url is None:
+        raise ValueError("no broker address: pass one or set provisioning.broker_url")
     parse_broker_url(url)
     async with engine.connect() as conn:
         row = (
