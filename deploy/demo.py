@@ -377,7 +377,6 @@ def main() -> None:
         ]
     ).splitlines()[-1]
     password = "demo-" + secrets.token_hex(3)
-    made = accounts(central_bin, central_cfg, edge_bin, edge_cfg, password, departments["1"])
     api = f"http://127.0.0.1:{api_port}"
     headers = {"Authorization": f"Bearer {token}"}
     truth = devices / "ground-truth.jsonl"
@@ -406,6 +405,8 @@ def main() -> None:
                 "staff": names,
             },
         ).raise_for_status()
+        # after the hall's setup: an account's department must be one central knows
+        made = accounts(central_bin, central_cfg, edge_bin, edge_cfg, password, departments["1"])
         hallsim = [
             sys.executable,
             "-m",

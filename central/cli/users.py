@@ -51,6 +51,8 @@ def add(
 ) -> None:
     """Create a dashboard account (password from a prompt or --password-stdin)."""
     from central.security import accounts
+    from central.security.accounts import Account
+    from central.security.known_places import check_scope_exists
     from central.security.tokens import Role
     from hallkit.login.accounts import AccountError, check_name
 
@@ -69,12 +71,14 @@ def add(
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from None
     password = _password(password_stdin)
-    account = _run(
-        config,
-        lambda engine: accounts.add(
+
+    async def add_known(engine: AsyncEngine) -> Account:
+        await check_scope_exists(engine, hall, department)
+        return await accounts.add(
             engine, name, password, role_value, hall=hall, department=department
-        ),
-    )
+        )
+
+    account = _run(config, add_known)
     scope = account.hall or account.department or "全部 / all halls"
     typer.echo(f"已创建 / created: {account.name} ({account.role.value}, {scope})")
 

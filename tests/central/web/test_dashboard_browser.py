@@ -99,22 +99,6 @@ def central(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Central]:
     port = free_port()
     config = procs.central_config(tmp, broker.port, db, http_port=port)
     procs.prepare_central(db, [("H1", "gw1"), ("H2", "gw2"), ("H3", "gw3")])
-    for name, (role, hall, department) in seeds.USERS.items():
-        scope = [
-            *(["--hall", hall] if hall else []),
-            *(["--department", department] if department else []),
-        ]
-        _cli(
-            config,
-            "user",
-            "add",
-            name,
-            "--role",
-            role,
-            *scope,
-            "--password-stdin",
-            stdin=seeds.PASSWORD + "\n",
-        )
     token = (
         _cli(config, "token", "create", "--role", "supervisor", "--label", "审批系统")
         .strip()
@@ -134,6 +118,23 @@ def central(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Central]:
             headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
         )
         assert reply.status_code == 200 and reply.json()["created"] == len(seed.cases), reply.text
+        # accounts after the cases: a department exists for central once cases name it
+        for name, (role, hall, department) in seeds.USERS.items():
+            scope = [
+                *(["--hall", hall] if hall else []),
+                *(["--department", department] if department else []),
+            ]
+            _cli(
+                config,
+                "user",
+                "add",
+                name,
+                "--role",
+                role,
+                *scope,
+                "--password-stdin",
+                stdin=seeds.PASSWORD + "\n",
+            )
         _cli(config, "cases", "ladder")
         _cli(config, "correlation", "run")
         yield Central(url, config, seed, log)
