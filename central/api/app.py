@@ -7,7 +7,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from central.api import cases, commands, correlation, events, evidence, gateways
-from central.web import site
+from central.web import apidocs, site
 from hallkit.supervise import Supervisor, healthz
 
 
@@ -17,6 +17,8 @@ def create_app(engine: AsyncEngine, *, tasks: Supervisor | None = None) -> FastA
         title="Hallwatch central",
         version="1",
         description="政务服务中心电子监察 — central aggregator API",
+        docs_url=None,  # served by central.web.apidocs from vendored assets, not a CDN
+        redoc_url=None,
     )
     app.state.engine = engine
     app.include_router(events.router)
@@ -26,6 +28,7 @@ def create_app(engine: AsyncEngine, *, tasks: Supervisor | None = None) -> FastA
     app.include_router(correlation.router)  # evaluations, sessions, follow-up, indicators
     app.include_router(evidence.router)  # uploaded evidence snapshots
     site.install(app)  # the dashboard: pages, static files and their API (central.web)
+    apidocs.install(app)  # /docs and /redoc from the vendored Swagger UI and ReDoc
 
     @app.get("/healthz", include_in_schema=False)
     async def health() -> JSONResponse:

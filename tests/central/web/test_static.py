@@ -31,6 +31,25 @@ def test_echarts_is_the_vendored_file_with_its_licences() -> None:
         )
 
 
+def test_swagger_ui_and_redoc_are_the_vendored_files_with_their_licences() -> None:
+    for folder, files in (
+        ("swagger-ui", ("swagger-ui-bundle.js", "swagger-ui.css")),
+        ("redoc", ("redoc.standalone.js",)),
+    ):
+        vendor = WEB / "static" / "vendor" / folder
+        note = (vendor / "VERSION.md").read_text(encoding="utf-8")
+        for name in files:
+            declared = re.search(rf"`{re.escape(name)}`\s*\(sha256 `([0-9a-f]{{64}})`", note)
+            assert declared, f"{folder}/VERSION.md names {name}'s sha256"
+            assert hashlib.sha256((vendor / name).read_bytes()).hexdigest() == declared.group(1)
+            assert (vendor / f"{name}.LICENSE.txt").exists() or name.endswith(".css")
+    swagger = WEB / "static" / "vendor" / "swagger-ui"
+    assert "Apache License" in (swagger / "LICENSE").read_text(encoding="utf-8")
+    assert "SmartBear" in (swagger / "NOTICE").read_text(encoding="utf-8")
+    redoc = (WEB / "static" / "vendor" / "redoc" / "LICENSE").read_text(encoding="utf-8")
+    assert "The MIT License" in redoc
+
+
 def test_pages_and_scripts_load_nothing_from_other_hosts() -> None:
     own = [
         p
