@@ -5,7 +5,11 @@ a hall network without internet."""
 from __future__ import annotations
 
 from fastapi import FastAPI
-from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.openapi.docs import (
+    get_redoc_html,
+    get_swagger_ui_html,
+    get_swagger_ui_oauth2_redirect_html,
+)
 from fastapi.responses import HTMLResponse
 
 SWAGGER = "/static/vendor/swagger-ui"
@@ -16,6 +20,7 @@ def install(app: FastAPI) -> None:
     """Serve the docs pages; the app must be created with ``docs_url=None, redoc_url=None``."""
     openapi_url = app.openapi_url or "/openapi.json"
     title = app.title
+    oauth2_redirect_url = "/docs/oauth2-redirect"
 
     @app.get("/docs", include_in_schema=False)
     async def swagger_ui() -> HTMLResponse:
@@ -25,7 +30,12 @@ def install(app: FastAPI) -> None:
             swagger_js_url=f"{SWAGGER}/swagger-ui-bundle.js",
             swagger_css_url=f"{SWAGGER}/swagger-ui.css",
             swagger_favicon_url=f"{SWAGGER}/favicon-32x32.png",
+            oauth2_redirect_url=oauth2_redirect_url,
         )
+
+    @app.get(oauth2_redirect_url, include_in_schema=False)
+    async def swagger_ui_redirect() -> HTMLResponse:
+        return get_swagger_ui_oauth2_redirect_html()
 
     @app.get("/redoc", include_in_schema=False)
     async def redoc() -> HTMLResponse:
