@@ -66,6 +66,8 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/api/v1/evaluations/{gateway}/{seq}/reviews"): frozenset({S}),
     ("GET", "/api/v1/reviews"): frozenset({S, H}),  # reviewers' names and notes
     ("GET", "/api/v1/review-queue"): PEOPLE,
+    ("GET", "/api/v1/review-queue/page"): PEOPLE,
+    ("POST", "/api/v1/review-queue/decide"): frozenset({S}),
     ("GET", "/"): EVERYONE,  # a redirect to the overview
     ("GET", "/overview"): PEOPLE | {T},
     ("GET", "/analysis"): PEOPLE,
