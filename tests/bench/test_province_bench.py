@@ -71,8 +71,11 @@ class Figures:
 class SimGateway:
     """One hall's gateway: an in-memory journal, the real send window, a paho client."""
 
-    def __init__(self, hall: str, gateway: str, figures: Figures, now: float) -> None:
+    def __init__(
+        self, hall: str, gateway: str, figures: Figures, now: float, busy: set[SimGateway]
+    ) -> None:
         self.hall, self.gateway, self.figures = hall, gateway, figures
+        self.busy = busy  # the gateways owing events: only they need the sender's attention
         defaults = UplinkConfig()
         self.window = SendWindow(
             WindowLimits(
@@ -115,6 +118,8 @@ class SimGateway:
                 _, produced = self.journal.pop(seq)
                 self.figures.latencies.append(now - produced)
             self.acked = decision.mark_acked
+            if self.acked >= self.head:
+                self.busy.discard(self)
 
     def produce(self, now: float) -> None:
         self.head += 1
@@ -129,6 +134,7 @@ class SimGateway:
         )
         self.journal[self.head] = (encode_event(record), now)
         self.figures.produced += 1
+        self.busy.add(self)
 
     def publish_state(self) -> None:
         state = GatewayState(
@@ -143,12 +149,14 @@ class SimGateway:
         )
         self.client.publish(self.topic_state, encode(state), qos=1, retain=True)
 
+    def state_due(self, now: float) -> None:
+        if self.connected and now >= self.next_state:
+            self.next_state = now + STATE_INTERVAL_S
+            self.publish_state()
+
     def send(self, now: float) -> None:
         if not self.connected:
             return
-        if now >= self.next_state:
-            self.next_state = now + STATE_INTERVAL_S
-            self.publish_state()
         while batch := self.window.next_range(acked=self.acked, head=self.head):
             last = min(self.head, batch.first + batch.max_events - 1)
             docs = [self.journal[s][0] for s in range(batch.first, last + 1)]
@@ -192,7 +200,8 @@ async def province(port: int, url: str) -> dict[str, Any]:
     loop = asyncio.get_running_loop()
     figures = Figures()
     now = time.monotonic()
-    sims = [SimGateway(f"P{n:04d}", f"pg{n:04d}", figures, now) for n in range(GATEWAYS)]
+    busy: set[SimGateway] = set()
+    sims = [SimGateway(f"P{n:04d}", f"pg{n:04d}", figures, now, busy) for n in range(GATEWAYS)]
     driver = Driver(loop)
     for sim in sims:
         driver.attach(sim.client)
@@ -211,8 +220,10 @@ async def province(port: int, url: str) -> dict[str, Any]:
     async def keepalive() -> None:
         while True:
             await asyncio.sleep(1.0)
+            now = time.monotonic()
             for sim in sims:
                 sim.client.loop_misc()
+                sim.state_due(now)
 
     misc = asyncio.create_task(keepalive())
     phases: list[dict[str, Any]] = []
@@ -227,7 +238,7 @@ async def province(port: int, url: str) -> dict[str, Any]:
                 while debt >= 1:
                     random.choice(sims).produce(now)
                     debt -= 1
-                for sim in sims:
+                for sim in list(busy):
                     sim.send(now)
                 await asyncio.sleep(TICK_S)
             produced = figures.produced - mark[0]
@@ -245,7 +256,7 @@ async def province(port: int, url: str) -> dict[str, Any]:
             )
         drain_start = time.monotonic()
         while time.monotonic() - drain_start < 120 and any(s.acked < s.head for s in sims):
-            for sim in sims:
+            for sim in list(busy):
                 sim.send(time.monotonic())
             await asyncio.sleep(TICK_S)
     finally:
