@@ -123,13 +123,19 @@
       f ? el('span', { class: 'rate-frac' }, f) : null);
   }
 
-  var timeFormat = new Intl.DateTimeFormat(lang === 'zh' ? 'zh-CN' : 'en-GB', {
+  /* dates read YYYY-MM-DD in every language and browser locale: parts, not a locale's order */
+  var timeFormat = new Intl.DateTimeFormat('en-GB', {
     timeZone: TZ, year: 'numeric', month: '2-digit', day: '2-digit', hour: '2-digit',
-    minute: '2-digit', hour12: false });
+    minute: '2-digit', hourCycle: 'h23' });
   var clockFormat = new Intl.DateTimeFormat(lang === 'zh' ? 'zh-CN' : 'en-GB', {
     timeZone: TZ, hour: '2-digit', minute: '2-digit', second: '2-digit', hour12: false });
 
-  function fmtTime(iso) { return iso ? timeFormat.format(new Date(iso)) : '—'; }
+  function fmtTime(iso) {
+    if (!iso) { return '—'; }
+    var p = {};
+    timeFormat.formatToParts(new Date(iso)).forEach(function (part) { p[part.type] = part.value; });
+    return p.year + '-' + p.month + '-' + p.day + ' ' + p.hour + ':' + p.minute;
+  }
   function fmtClock(date) { return clockFormat.format(date || new Date()); }
 
   /* the business date (Beijing) of an instant, as YYYY-MM-DD */

@@ -14,6 +14,7 @@ test-output/screenshots/central/.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import re
 import subprocess
 import time
@@ -156,12 +157,12 @@ def browser() -> Iterator[Browser]:
 
 
 def new_context(
-    central: Central, browser: Browser, size: tuple[int, int] = SIZES[0]
+    central: Central, browser: Browser, size: tuple[int, int] = SIZES[0], locale: str = "zh-CN"
 ) -> BrowserContext:
     context = browser.new_context(
         viewport={"width": size[0], "height": size[1]},
         base_url=central.url,
-        locale="zh-CN",
+        locale=locale,
         timezone_id="Asia/Shanghai",
         accept_downloads=True,
     )
@@ -442,6 +443,66 @@ def test_english_is_one_click_away(central: Central, browser: Browser) -> None:
     page.click("#lang-link")
     expect(page.locator("#nav-reviews")).to_have_text("评价复核")
     context.close()
+
+
+def test_dates_read_yyyy_mm_dd_with_chinese_months_in_an_english_browser(
+    central: Central, browser: Browser
+) -> None:
+    today = central.seed.today
+    iso_day, iso_time = r"^\d{4}-\d{2}-\d{2}$", r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}$"
+    context = new_context(central, browser, SIZES[1], locale="en-US")
+    page = loaded(login(context, "jiancha", f"/analysis?first={today}&last={today}"))
+    assert page.evaluate("navigator.language") == "en-US"
+    for selector in ("#first", "#last"):
+        expect(page.locator(selector)).to_have_value(today.isoformat())
+        expect(page.locator(selector)).to_have_attribute("placeholder", "YYYY-MM-DD")
+    page.click("a.drill[data-value='H1']")
+    loaded(page)
+    accepted = page.locator("#cases tbody tr td:nth-child(6)").all_inner_texts()
+    assert accepted and all(re.match(iso_time, text) for text in accepted), accepted
+    # the picker: Chinese month names, Monday first, writes YYYY-MM-DD
+    page.click("#first")
+    popup = page.locator(".datefield-popup")
+    expect(popup.locator(".datefield-title")).to_have_text(
+        f"{today.year}年 {CN_MONTHS[today.month]}"
+    )
+    expect(popup.locator(".datefield-weekday").first).to_have_text("一")
+    popup.locator(".datefield-prev").click()
+    previous = (today.replace(day=1) - dt.timedelta(days=1)).replace(day=1)
+    expect(popup.locator(".datefield-title")).to_have_text(
+        f"{previous.year}年 {CN_MONTHS[previous.month]}"
+    )
+    popup.locator(f".datefield-cell[data-value='{previous.isoformat()}']").click()
+    expect(page.locator("#first")).to_have_value(previous.isoformat())
+    expect(popup).to_have_count(0)
+    shoot(page, "analysis-dates-en-US")
+    page.locator("#range-form button[type='submit']").click()
+    page.wait_for_url(re.compile(f"first={previous.isoformat()}"))
+    # typed by hand in another shape: the form says so instead of sending it
+    page.fill("#last", "12/06/2026")
+    assert page.evaluate("document.getElementById('last').checkValidity()") is False
+    # the bulletin's month picker and the English interface keep the same forms
+    page.goto(f"/bulletin?month={today:%Y-%m}")
+    loaded(page)
+    expect(page.locator("#month")).to_have_value(f"{today:%Y-%m}")
+    page.click("#month")
+    expect(page.locator(".datefield-popup .datefield-title")).to_have_text(f"{today.year}年")
+    expect(page.locator(".datefield-popup .datefield-cell").first).to_have_text("一月")
+    page.keyboard.press("Escape")
+    page.click("#lang-link")
+    loaded(page)
+    expect(page.locator("html")).to_have_attribute("lang", "en")
+    page.goto(f"/analysis?first={today}&last={today}&hall=H1")
+    loaded(page)
+    accepted = page.locator("#cases tbody tr td:nth-child(6)").all_inner_texts()
+    assert accepted and all(re.match(iso_time, text) for text in accepted), accepted
+    assert re.match(iso_day, page.locator("#first").input_value())
+    page.click("#lang-link")
+    context.close()
+
+
+CN_MONTHS = ["", "一月", "二月", "三月", "四月", "五月", "六月", "七月", "八月", "九月", "十月"]
+CN_MONTHS += ["十一月", "十二月"]
 
 
 # ------------------------------------------------------------------------------ other roles
