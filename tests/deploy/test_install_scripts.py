@@ -200,6 +200,10 @@ def test_install_scripts_in_a_clean_directory(tmp_path: Path, pg_names: str) -> 
                 "gw1",
                 "--out",
                 str(bundle),
+                # the installer wrote this loopback address as the broker's: provision takes
+                # one from the config only when a hall's gateway could reach it
+                "--broker",
+                f"mqtts://127.0.0.1:{port}",
             ]
         )
         os.kill(broker.pid, signal.SIGHUP)  # what hallwatch-broker-reload.path does
