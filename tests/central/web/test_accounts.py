@@ -86,6 +86,18 @@ def test_the_cli_adds_lists_disables_and_changes_passwords(tmp_path: Path) -> No
         },
     )
     c = str(config)
+    # a department exists for central once a hall's roster (or a case) names it
+    setup = write_yaml(
+        tmp_path / "setup.yaml",
+        {"hall": "H1", "opening": [{"start": "09:00", "end": "17:00"}], "windows": {"1": "公安局"}},
+    )
+    roster = subprocess.run(
+        [str(CLI), "correlation", "hall-setup", str(setup), "-c", c],
+        text=True,
+        capture_output=True,
+        timeout=120,
+    )
+    assert roster.returncode == 0, roster.stderr
     added = _cli(
         "add",
         "jiancha-wang",
