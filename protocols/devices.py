@@ -16,6 +16,7 @@ from protocols.strict import (
     U32,
     Byte,
     Count,
+    Fraction,
     Int64,
     MonoNs,
     Name,
@@ -144,7 +145,7 @@ class BusStats(Body):
     port: Text
     device: Literal["ff68", "qm"]
     connected: bool
-    counters: dict[Name, Int64 | float | bool | None] = Field(max_length=64)
+    counters: dict[Name, Int64 | Fraction | bool | None] = Field(max_length=64)
 
 
 QueueType = Literal["TK", "CL", "RC", "ST", "FN", "NS", "TR", "LI", "LO", "PS", "RS", "HB"]

@@ -71,6 +71,17 @@ def safe(max_length: int, min_length: int = 0) -> StringConstraints:
 
 # -- integers ------------------------------------------------------------------------------------
 
+
+def _not_an_integer(value: object) -> object:
+    # pydantic takes an int for a float: beside Int64 in a union, an integer past 64 bits
+    # would come back as a float instead of being refused.
+    if isinstance(value, int) and not isinstance(value, bool):
+        raise ValueError("an integer is not a fraction here (integers must fit 64 bits)")
+    return value
+
+
+Fraction = Annotated[float, BeforeValidator(_not_an_integer)]
+
 Int64 = Annotated[int, Field(ge=INT64_MIN, le=INT64_MAX)]
 Count = Annotated[int, Field(ge=0, le=INT64_MAX)]
 Seq = Annotated[int, Field(ge=1, le=INT64_MAX)]

@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
 
+from protocols.devices import BusStats
 from protocols.envelope import Ack, EventBatch, EventRecord, GatewayState
 from protocols.events import KINDS, validate_body
 from protocols.evidence import EvidenceHeader, EvidenceReceipt
@@ -359,3 +360,10 @@ def test_text_in_the_configured_encoding_reads_right(words: str, junk: bytes) ->
 def test_a_gb2312_name_on_a_unit_set_to_utf8_is_read_as_gb18030() -> None:
     assert device_text("不动产登记".encode("gb2312"), "utf-8", 100) == ("不动产登记", True)
     assert device_text("不动产登记".encode(), "gb2312", 100)[1] is True  # raw kept
+
+
+def test_a_counter_past_64_bits_is_refused_not_turned_into_a_float() -> None:
+    body = {"port": "/dev/ttyUSB0", "device": "ff68", "connected": True}
+    assert BusStats.model_validate({**body, "counters": {"rx": 2**63 - 1, "ms": 1.5}})
+    with pytest.raises(ValidationError):
+        BusStats.model_validate({**body, "counters": {"rx": 2**63}})
