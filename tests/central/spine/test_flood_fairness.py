@@ -158,6 +158,7 @@ class Journal(Batches):
         self.committed = 0
         self.replay_from: int | None = None
         self.resends = 0
+        self.last_ack_at = time.monotonic()
         self._acked = threading.Condition()
         self.client = _client(port, f"{gateway}-uplink")
         self.client.on_message = self._on_ack
@@ -170,6 +171,7 @@ class Journal(Batches):
     def _on_ack(self, _c: Any, _u: Any, message: mqtt.MQTTMessage) -> None:
         ack = Ack.model_validate_json(message.payload)
         with self._acked:
+            self.last_ack_at = time.monotonic()
             self.committed = max(self.committed, ack.committed_through)
             if ack.replay_from is not None:
                 self.replay_from = ack.replay_from
@@ -185,7 +187,8 @@ class Journal(Batches):
         self.published[1] += size
 
     def drain(self, timeout: float) -> float:
-        """Like the uplink: a window in flight, resent from the last ack when acks stall."""
+        """Like the uplink: a window in flight, resent from the last ack when the ack stream
+        falls silent (any ack, progress or not, keeps the resend away: edge/sendwindow.py)."""
         start = deadline = time.monotonic()
         deadline += timeout
         sent = self.committed
@@ -195,10 +198,11 @@ class Journal(Batches):
             assert now < deadline, f"{self.gateway}: committed {self.committed} of {self.size}"
             with self._acked:
                 committed, replay, self.replay_from = self.committed, self.replay_from, None
+                heard = self.last_ack_at
             if replay is not None:
                 sent = min(sent, replay - 1)
-            if committed > progress[0]:
-                progress = (committed, now)
+            if committed > progress[0] or heard > progress[1]:
+                progress = (committed, max(now, heard))
             elif now - progress[1] > ACK_TIMEOUT_S and sent > committed:
                 sent, progress = committed, (committed, now)
                 self.resends += 1
