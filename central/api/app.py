@@ -6,7 +6,7 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from central.api import cases, commands, correlation, events, evidence, gateways
+from central.api import cases, commands, correlation, events, evidence, gateways, registry
 from central.web import apidocs, site
 from hallkit.supervise import Supervisor, healthz
 
@@ -27,6 +27,7 @@ def create_app(engine: AsyncEngine, *, tasks: Supervisor | None = None) -> FastA
     app.include_router(cases.router)
     app.include_router(correlation.router)  # evaluations, sessions, follow-up, indicators
     app.include_router(evidence.router)  # uploaded evidence snapshots
+    app.include_router(registry.router)  # the registry of halls
     site.install(app)  # the dashboard: pages, static files and their API (central.web)
     apidocs.install(app)  # /docs and /redoc from the vendored Swagger UI and ReDoc
 

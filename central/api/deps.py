@@ -85,6 +85,7 @@ ReviewDecider = Annotated[Principal, gate(Area.REVIEW_DECIDE)]
 ReviewLogReader = Annotated[Principal, gate(Area.REVIEW_LOG)]
 SetupReader = Annotated[Principal, gate(Area.HALL_SETUP)]
 SetupWriter = Annotated[Principal, gate(Area.HALL_SETUP_WRITE)]
+RegistryKeeper = Annotated[Principal, gate(Area.REGISTRY)]
 OverviewCaller = Annotated[Principal, gate(Area.HEALTH, Area.CASES, Area.EVALUATIONS)]
 
 

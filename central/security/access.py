@@ -39,6 +39,7 @@ class Area(StrEnum):
     REVIEW_LOG = "review_log"  # who decided what on which flag, with their notes
     HALL_SETUP = "hall_setup"  # read a hall's opening hours, roster and staff names
     HALL_SETUP_WRITE = "hall_setup_write"
+    REGISTRY = "registry"  # the registry of halls: names, tree, region codes (read and write)
 
 
 class Reach(StrEnum):
@@ -67,6 +68,7 @@ RULES: dict[Area, dict[Role, Reach]] = {
     Area.REVIEW_LOG: {_S: _ALL, _H: _HALL},
     Area.HALL_SETUP: {_S: _ALL, _D: _DEPT, _H: _HALL},  # it names the staff (工作人员姓名)
     Area.HALL_SETUP_WRITE: {_S: _ALL},
+    Area.REGISTRY: {_S: _ALL},
 }
 
 # the raw events of Area.DEVICE_EVENTS: device and gateway health, no person in them (not

@@ -1,7 +1,7 @@
 """Which halls and departments central knows, so an account is never scoped to a typo.
 
-A hall is known once a gateway is registered for it, its setup is stored, or cases name it;
-a department once cases or a hall's window roster name it."""
+A hall is known once the registry of halls lists it, a gateway is registered for it, its setup
+is stored, or cases name it; a department once cases or a hall's window roster name it."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from central.store.schema import cases, gateways
 from central.store.schema_correlation import hall_setups
+from central.store.schema_halls import halls
 from hallkit.login.accounts import AccountError
 
 NEAR_MATCHES = 5
@@ -20,7 +21,7 @@ NEAR_MATCHES = 5
 async def known_halls(engine: AsyncEngine) -> set[str]:
     async with engine.connect() as conn:
         found: set[str] = set()
-        for column in (gateways.c.hall_id, hall_setups.c.hall_id, cases.c.hall_id):
+        for column in (halls.c.hall_id, gateways.c.hall_id, hall_setups.c.hall_id, cases.c.hall_id):
             found.update((await conn.execute(select(column).distinct())).scalars())
     return found
 

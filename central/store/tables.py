@@ -12,6 +12,7 @@ from central.store import (
     schema_correlation,
     schema_dashboard,
     schema_evidence,
+    schema_halls,
     schema_ops,
     schema_tsledger,
 )
@@ -23,6 +24,7 @@ TABLE_MODULES = (
     schema_correlation,
     schema_dashboard,
     schema_evidence,
+    schema_halls,
     schema_ops,
     schema_tsledger,
 )

@@ -57,6 +57,9 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/api/v1/indicators"): PEOPLE,
     ("GET", "/api/v1/halls/{hall}/setup"): PEOPLE,  # it names the staff
     ("PUT", "/api/v1/halls/{hall}/setup"): frozenset({S}),
+    ("GET", "/api/v1/halls"): frozenset({S}),  # the registry of halls
+    ("GET", "/api/v1/halls/{hall}"): frozenset({S}),
+    ("PUT", "/api/v1/halls/{hall}"): frozenset({S}),
     ("GET", "/api/v1/evidence/{sha256}"): PEOPLE,  # faces
     ("GET", "/api/v1/overview"): PEOPLE | {T},  # each part only for who reaches it
     ("GET", "/api/v1/drilldown"): PEOPLE,

@@ -1,0 +1,166 @@
+"""The registry of halls (``halls`` table): names and the province → city → county → township
+tree that scopes and pages follow.
+
+A hall id with no registry row still works everywhere: it shows its id and is its own subtree,
+so an empty registry changes nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import BaseModel, Field, field_validator
+from sqlalchemy import delete, insert, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from central.store.schema_halls import halls
+from protocols.topics import ID_PATTERN
+
+
+class Level(StrEnum):
+    PROVINCE = "province"
+    CITY = "city"
+    COUNTY = "county"
+    TOWNSHIP = "township"
+
+    @property
+    def rank(self) -> int:
+        return list(Level).index(self)
+
+
+LEVEL_WORDS: dict[str, Level] = {
+    "省": Level.PROVINCE,
+    "省级": Level.PROVINCE,
+    "市": Level.CITY,
+    "市级": Level.CITY,
+    "县": Level.COUNTY,
+    "县级": Level.COUNTY,
+    "区": Level.COUNTY,
+    "区县": Level.COUNTY,
+    "乡镇": Level.TOWNSHIP,
+    "乡": Level.TOWNSHIP,
+    "镇": Level.TOWNSHIP,
+    "街道": Level.TOWNSHIP,
+}
+
+# HH:MM-HH:MM periods separated by commas (either width) or semicolons
+PERIOD = r"([01][0-9]|2[0-3]):[0-5][0-9]-([01][0-9]|2[0-3]):[0-5][0-9]"
+OPENING = rf"^({PERIOD}([,;，；] ?{PERIOD})*)?$"
+
+HallKey = Annotated[str, Field(pattern=f"^{ID_PATTERN}$")]
+
+
+class HallEntry(BaseModel):
+    """One hall of the registry, as the API and the CSV import take it."""
+
+    hall_id: HallKey
+    name: str = Field(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f]+$", description="名称")
+    level: Level
+    parent_id: HallKey | None = Field(default=None, description="the hall one level up")
+    region_code: str = Field(pattern=r"^([0-9]{6}|[0-9]{12})$", description="行政区划代码")
+    address: str = Field(default="", max_length=512, pattern=r"^[^\x00-\x1f]*$")
+    opening_hours: str = Field(
+        default="",
+        max_length=128,
+        pattern=OPENING,
+        description="办公时间, e.g. 09:00-12:00,13:00-17:00",
+    )
+
+    @field_validator("level", mode="before")
+    @classmethod
+    def _chinese_level(cls, value: object) -> object:
+        if isinstance(value, str):
+            word = value.strip()
+            return LEVEL_WORDS.get(word, word.lower())
+        return value
+
+    @field_validator("parent_id", mode="before")
+    @classmethod
+    def _blank_parent(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+
+def tree_errors(entries: Mapping[str, HallEntry]) -> dict[str, str]:
+    """hall id → why its place in the tree is wrong (unknown parent, a level that does not
+    descend, a cycle); empty when the tree holds."""
+    errors: dict[str, str] = {}
+    for hall, entry in entries.items():
+        if entry.parent_id is None:
+            continue
+        parent = entries.get(entry.parent_id)
+        if entry.parent_id == hall:
+            errors[hall] = "上级不能是自己 / a hall cannot be its own parent"
+        elif parent is None:
+            errors[hall] = f"上级大厅 {entry.parent_id} 不存在 / no parent hall {entry.parent_id!r}"
+        elif parent.level.rank >= entry.level.rank:
+            errors[hall] = (
+                f"级别须低于上级 / a {entry.level} hall cannot sit under "
+                f"the {parent.level} hall {entry.parent_id!r}"
+            )
+    # levels strictly descend along every edge, so no cycle survives the checks above
+    return errors
+
+
+def children_of(entries: Iterable[HallEntry]) -> dict[str, list[str]]:
+    found: defaultdict[str, list[str]] = defaultdict(list)
+    for entry in entries:
+        if entry.parent_id is not None:
+            found[entry.parent_id].append(entry.hall_id)
+    return found
+
+
+def subtree(entries: Mapping[str, HallEntry], hall: str) -> set[str]:
+    """``hall`` and every hall below it; a hall with no registry row is its own subtree."""
+    below = children_of(entries.values())
+    found = {hall}
+    todo = [hall]
+    while todo:
+        for child in below.get(todo.pop(), ()):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+async def registry(conn: AsyncConnection) -> dict[str, HallEntry]:
+    rows = (await conn.execute(select(halls).order_by(halls.c.hall_id))).mappings().all()
+    return {r["hall_id"]: HallEntry.model_validate(dict(r)) for r in rows}
+
+
+async def halls_under(conn: AsyncConnection, hall: str) -> set[str]:
+    return subtree(await registry(conn), hall)
+
+
+async def hall_names(conn: AsyncConnection) -> dict[str, str]:
+    """hall id → 名称, for the halls the registry names."""
+    rows = (await conn.execute(select(halls.c.hall_id, halls.c.name))).all()
+    return {hall: name for hall, name in rows}
+
+
+class RegistryError(ValueError):
+    """The entries would break the tree; ``problems`` maps each hall to why."""
+
+    def __init__(self, problems: dict[str, str]) -> None:
+        super().__init__("; ".join(f"{h}: {why}" for h, why in sorted(problems.items())))
+        self.problems = problems
+
+
+async def put_halls(conn: AsyncConnection, entries: Iterable[HallEntry], now: dt.datetime) -> None:
+    """Add or replace ``entries`` (in the caller's transaction) if the whole tree still holds
+    afterwards; RegistryError and nothing written otherwise."""
+    new = {e.hall_id: e for e in entries}
+    merged = {**await registry(conn), **new}
+    problems = tree_errors(merged)
+    if problems:
+        raise RegistryError(problems)
+    if not new:
+        return
+    await conn.execute(delete(halls).where(halls.c.hall_id.in_(list(new))))
+    await conn.execute(
+        insert(halls),
+        [{**e.model_dump(mode="json"), "updated_at": now} for e in new.values()],
+    )
