@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 from central.api.deps import Engine, EvaluationReader
 from central.api.overview import calendar_for
 from central.reporting import bulletin as bulletins
+from central.reporting.registry import HALL_NAME_DOC, display_name
 from central.reporting.scorecard import group_doc, indicators_doc
 from central.security.tokens import Principal
 from hallkit.clock import utc_now
@@ -26,6 +27,7 @@ Month = Annotated[
 
 class GroupOut(BaseModel):
     hall: str | None
+    hall_name: str | None = Field(default=None, description=HALL_NAME_DOC)
     department: str | None
     window: str | None = None
     staff: str | None = None
@@ -42,6 +44,7 @@ class BadReviewOut(BaseModel):
     gateway: str
     seq: int
     hall: str
+    hall_name: str = Field(description=HALL_NAME_DOC)
     window: int
     staff: str | None
     staff_name: str | None = None
@@ -59,6 +62,7 @@ class OverdueCaseOut(BaseModel):
     item_name: str
     department: str
     hall: str
+    hall_name: str = Field(description=HALL_NAME_DOC)
     window: int | None
     staff: str | None
     staff_name: str | None = None
@@ -92,11 +96,16 @@ async def _build(db: Engine, who: Principal, month: str) -> bulletins.Bulletin:
         raise HTTPException(422, str(exc)) from None
 
 
-def group_out(item: bulletins.Ranked, names: dict[tuple[str, str], str] | None = None) -> GroupOut:
+def group_out(
+    item: bulletins.Ranked,
+    names: dict[tuple[str, str], str] | None = None,
+    hall_names: dict[str, str] | None = None,
+) -> GroupOut:
     key = group_doc(item.indicators.group)
     named = names or {}
     return GroupOut(
         hall=key["hall"],
+        hall_name=None if key["hall"] is None else display_name(hall_names or {}, key["hall"]),
         department=key["department"],
         window=key["window"],
         staff=key["staff"],
@@ -129,8 +138,8 @@ async def get_bulletin(db: Engine, who: EvaluationReader, month: Month) -> Bulle
         generated_at=b.generated_at,
         correlated=b.correlated,
         overall=indicators_doc(b.overall) if b.overall is not None else None,
-        halls=[group_out(i) for i in b.halls],
-        departments=[group_out(i) for i in b.departments],
+        halls=[group_out(i, hall_names=b.hall_names) for i in b.halls],
+        departments=[group_out(i, hall_names=b.hall_names) for i in b.departments],
         bad_reviews=[BadReviewOut.model_validate(x) for x in b.bad_reviews],
         bad_reviews_cut=b.bad_reviews_cut,
         overdue_cases=[OverdueCaseOut.model_validate(x) for x in b.overdue_cases],

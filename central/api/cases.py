@@ -29,6 +29,7 @@ from central.cases.model import CASE_NO_PATTERN, EARLIEST_YEAR, LATEST_YEAR, NO_
 from central.cases.mqttfeed import result_doc
 from central.cases.store import MAX_BATCH, Source, clock_of, feed
 from central.reporting import halls
+from central.reporting.registry import HALL_NAME_DOC, display_name, hall_names
 from central.rules.indicators import CaseStatus
 from central.rules.timelimit import LadderStage, steps
 from central.rules.workdays import business_date, day_start
@@ -103,6 +104,7 @@ class CaseOut(BaseModel):
     item_name: str
     department: str
     hall: str
+    hall_name: str = Field(description=HALL_NAME_DOC)
     window: int | None
     staff: str | None
     staff_name: str | None = Field(default=None, description="工作人员姓名 (hall setup)")
@@ -275,7 +277,11 @@ def _ladder(row: Any, context: CaseContext, held: list[Any]) -> LadderOut | None
 
 
 def _case_out(
-    who: Principal, row: Any, ladder: LadderOut | None, names: dict[tuple[str, str], str]
+    who: Principal,
+    row: Any,
+    ladder: LadderOut | None,
+    names: dict[tuple[str, str], str],
+    hall_names: dict[str, str],
 ) -> dict[str, Any]:
     return {
         "case_no": row.case_no,
@@ -284,6 +290,7 @@ def _case_out(
         "item_name": row.item_name,
         "department": row.department,
         "hall": row.hall_id,
+        "hall_name": display_name(hall_names, row.hall_id),
         "window": row.window,
         "staff": row.staff,
         "staff_name": halls.name_of(names, row.hall_id, row.staff),
@@ -400,9 +407,10 @@ async def list_cases(
         stale = [r.case_no for r in rows[:limit] if r.l_revision != r.revision]
         held = await _suspensions(conn, stale)
         names = await halls.staff_names(conn, sorted({r.hall_id for r in rows}))
+        registered = await hall_names(conn)
     items = [
         CaseOut.model_validate(
-            _case_out(who, r, _ladder(r, context, held.get(r.case_no, [])), names)
+            _case_out(who, r, _ladder(r, context, held.get(r.case_no, [])), names, registered)
         )
         for r in rows[:limit]
     ]
@@ -436,11 +444,12 @@ async def get_case(request: Request, db: Engine, who: CaseReader, case_no: CaseN
             )
         ).all()
         names = await halls.staff_names(conn, [row.hall_id])
+        registered = await hall_names(conn)
     ladder = _ladder(row, context, held)
     current = _current_steps(row, held, context, ladder)
     return CaseDetailOut.model_validate(
         {
-            **_case_out(who, row, ladder, names),
+            **_case_out(who, row, ladder, names, registered),
             "suspensions": [
                 {"start": s.started_at, "end": s.ended_at, "reason": s.reason} for s in held
             ],

@@ -16,6 +16,7 @@ from central.api.deps import Engine, EvaluationReader
 from central.api.overview import FIRST_DAY, LAST_DAY, calendar_for
 from central.reporting import scorecard
 from central.reporting.bulletin import ranked
+from central.reporting.registry import hall_names
 from central.rules.indicators import DateRange, Grouping
 from central.rules.workdays import CalendarError, business_date
 from central.security.tokens import Role
@@ -110,13 +111,15 @@ async def drilldown(
         raise HTTPException(422, str(exc)) from None
     everything = next(iter(total.values()), None)
     names = scorecard.staff_names(facts)
+    async with db.connect() as conn:
+        registered = await hall_names(conn)
     return DrilldownOut(
         first=first,
         last=last,
         level=level,
         correlated=await scorecard.correlated(db, period),
         total=scorecard.indicators_doc(everything) if everything else None,
-        groups=[group_out(g, names) for g in groups],
+        groups=[group_out(g, names, registered) for g in groups],
         trend=[
             DayOut(day=d, indicators=scorecard.indicators_doc(i) if i else None) for d, i in trend
         ],

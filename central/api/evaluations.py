@@ -27,6 +27,7 @@ from central.api.correlation_scope import (
 from central.api.deps import Engine, EvaluationReader, GatewayId
 from central.correlation.engine import Flag
 from central.reporting import halls
+from central.reporting.registry import HALL_NAME_DOC, display_name, hall_names
 from central.rules.scale import ExportRow, export_row, to_national
 from central.store.schema import cases
 from central.store.schema_correlation import (
@@ -64,6 +65,7 @@ class EvaluationOut(BaseModel):
     seq: int
     version: int = Field(description="current version of the correlation result")
     hall: str
+    hall_name: str = Field(description=HALL_NAME_DOC)
     window: int
     addr: int
     key: int = Field(description="evaluator key 1–6")
@@ -140,6 +142,7 @@ async def _expand(conn: Any, rows: list[Any]) -> list[EvaluationOut]:
         ):
             found[c.case_no] = c
     names = await halls.staff_names(conn, sorted({r.hall_id for r in rows}))
+    registered = await hall_names(conn)
     out = []
     for r in rows:
         s = sessions.get(r.session_id) if r.session_id else None
@@ -149,6 +152,7 @@ async def _expand(conn: Any, rows: list[Any]) -> list[EvaluationOut]:
                 seq=r.seq,
                 version=r.version,
                 hall=r.hall_id,
+                hall_name=display_name(registered, r.hall_id),
                 window=r.window,
                 addr=r.addr,
                 key=r.key,
@@ -329,6 +333,7 @@ async def export_evaluations(
             ):
                 departments[c.case_no] = c.department
         names = await halls.staff_names(conn)
+        registered = await hall_names(conn)
     fields = list(ExportRow.model_fields)
 
     async def body() -> AsyncIterator[str]:
@@ -347,6 +352,7 @@ async def export_evaluations(
                     key=x.key,
                     evaluated_at=x.evaluated_at,
                     hall=x.hall_id,
+                    hall_name=display_name(registered, x.hall_id),
                     window=str(x.window),
                     staff=x.staff,
                     staff_name=halls.name_of(names, x.hall_id, x.staff),

@@ -13,8 +13,9 @@ from sqlalchemy import func, select
 
 from central.api.correlation_scope import calendar_for, period, scope_of
 from central.api.deps import Engine, EvaluationReader, HallId, SetupReader, SetupWriter
-from central.reporting import facts, halls, scorecard
+from central.reporting import facts, halls, registry, scorecard
 from central.reporting.halls import SetupText
+from central.reporting.registry import HALL_NAME_DOC, display_name
 from central.rules.indicators import DateRange, Grouping, Indicators, Ratio
 from central.rules.workdays import CalendarError
 from central.security.access import Area
@@ -55,6 +56,7 @@ class RatioOut(BaseModel):
 
 class GroupOut(BaseModel):
     hall: str | None
+    hall_name: str | None = Field(default=None, description=HALL_NAME_DOC)
     department: str | None
     window: str | None
     staff: str | None
@@ -87,11 +89,14 @@ def _ratio(field: str, r: Ratio) -> RatioOut:
     )
 
 
-def _group_out(result: Indicators, names: dict[tuple[str, str], str]) -> IndicatorGroupOut:
+def _group_out(
+    result: Indicators, names: dict[tuple[str, str], str], hall_names: dict[str, str]
+) -> IndicatorGroupOut:
     g = result.group
     return IndicatorGroupOut(
         group=GroupOut(
             hall=g.hall,
+            hall_name=None if g.hall is None else display_name(hall_names, g.hall),
             department=g.department,
             window=g.window,
             staff=g.staff,
@@ -135,11 +140,12 @@ async def get_indicators(
     try:
         async with db.connect() as conn:
             loaded = await facts.load(conn, span, calendar, hall=scope.hall, department=department)
+            registered = await registry.hall_names(conn)
         results = facts.indicators(loaded, span, group, calendar)
     except CalendarError as exc:
         raise HTTPException(422, str(exc)) from None
     names = scorecard.staff_names(loaded)
-    groups = [_group_out(v, names) for v in results.values()]
+    groups = [_group_out(v, names, registered) for v in results.values()]
     if department is not None and group is Grouping.DEPARTMENT:
         groups = [g for g in groups if g.group.department == department]
     return IndicatorsOut(first=first, last=last, group=group, groups=groups)

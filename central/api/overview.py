@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from central.api.deps import Engine, OverviewCaller
 from central.cases.context import bound
 from central.reporting import flagged, scorecard
+from central.reporting.registry import HALL_NAME_DOC, display_name, hall_names
 from central.rules.indicators import DateRange, Grouping, GroupKey, Ratio
 from central.rules.timelimit import LadderStage
 from central.rules.workdays import CalendarError, WorkCalendar, business_date
@@ -65,6 +66,7 @@ class LightsOut(BaseModel):
 
 class HallOverviewOut(BaseModel):
     hall: str
+    hall_name: str = Field(description=HALL_NAME_DOC)
     gateways: int | None = Field(
         description="registered, not revoked; null for department "
         "leaders (gateway state is outside their scope)"
@@ -191,6 +193,7 @@ async def _build(db: AsyncEngine, who: Principal, today: dt.date) -> OverviewOut
                 lasts = [t for _, t in items if t is not None]
                 gw[hall] = (len(items), sum(o for o, _ in items), max(lasts) if lasts else None)
         suspicious = await flagged.find(conn, who, today, today)
+        names = await hall_names(conn)
     calendar, period = calendar_for(db), DateRange(today, today)
     problem, correlated = None, await scorecard.correlated(db, period)
     by_hall: dict[GroupKey, Any] = {}
@@ -220,6 +223,7 @@ async def _build(db: AsyncEngine, who: Principal, today: dt.date) -> OverviewOut
         out.append(
             HallOverviewOut(
                 hall=hall,
+                hall_name=display_name(names, hall),
                 gateways=gateways_n if health else None,
                 gateways_online=online_n if health else None,
                 offline=(gateways_n > 0 and online_n == 0) if health else None,

@@ -11,13 +11,14 @@ import csv
 import datetime as dt
 import io
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from central.reporting import scorecard
+from central.reporting.registry import display_name, hall_names
 from central.rules.indicators import DateRange, Grouping, GroupKey, Indicators, Ratio
 from central.rules.scale import DeviceKey
 from central.rules.timelimit import LadderStage
@@ -192,6 +193,7 @@ class Bulletin:
     bad_reviews_cut: bool
     overdue_cases: list[dict[str, Any]]
     overdue_cases_cut: bool
+    hall_names: dict[str, str] = field(default_factory=dict)  # the registry's 名称 by hall id
 
 
 async def build(
@@ -203,8 +205,11 @@ async def build(
     bad, bad_cut = await _bad_reviews(engine, who, period)
     overdue, overdue_cut = await _overdue_cases(engine, who, period)
     names = scorecard.staff_names(facts)
+    async with engine.connect() as conn:
+        registered = await hall_names(conn)
     for item in (*bad, *overdue):
         item["staff_name"] = names.get((item["hall"], item["staff"] or ""))
+        item["hall_name"] = display_name(registered, item["hall"])
     return Bulletin(
         month=month,
         period=period,
@@ -217,6 +222,7 @@ async def build(
         bad_reviews_cut=bad_cut,
         overdue_cases=overdue,
         overdue_cases_cut=overdue_cut,
+        hall_names=registered,
     )
 
 
@@ -243,6 +249,7 @@ HEADERS = {
         "zh": [
             "级别",
             "大厅",
+            "大厅名称",
             "部门",
             "满意率排名",
             "按时办结率排名",
@@ -266,6 +273,7 @@ HEADERS = {
         "en": [
             "level",
             "hall",
+            "hall name",
             "department",
             "satisfaction rank",
             "on-time rank",
@@ -291,6 +299,7 @@ HEADERS = {
         "zh": [
             "评价时间",
             "大厅",
+            "大厅名称",
             "窗口",
             "工号",
             "姓名",
@@ -305,6 +314,7 @@ HEADERS = {
         "en": [
             "evaluated at",
             "hall",
+            "hall name",
             "window",
             "staff",
             "name",
@@ -323,6 +333,7 @@ HEADERS = {
             "事项名称",
             "部门",
             "大厅",
+            "大厅名称",
             "窗口",
             "工号",
             "姓名",
@@ -337,6 +348,7 @@ HEADERS = {
             "item",
             "department",
             "hall",
+            "hall name",
             "window",
             "staff",
             "name",
@@ -361,11 +373,14 @@ def _beijing(moment: dt.datetime | None) -> str:
     return moment.astimezone(dt.timezone(dt.timedelta(hours=8))).strftime("%Y-%m-%d %H:%M")
 
 
-def _indicator_row(level: str, lang: str, item: Ranked | None, ind: Indicators) -> list[Any]:
+def _indicator_row(
+    level: str, lang: str, item: Ranked | None, ind: Indicators, names: dict[str, str]
+) -> list[Any]:
     g = ind.group
     return [
         LEVEL[lang][level],
         g.hall or "",
+        "" if g.hall is None else display_name(names, g.hall),
         g.department or "",
         "" if item is None or item.satisfaction_rank is None else item.satisfaction_rank,
         "" if item is None or item.on_time_rank is None else item.on_time_rank,
@@ -393,19 +408,21 @@ def to_csv(bulletin: Bulletin, part: str, lang: str) -> bytes:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(HEADERS[part][lang])
+    names = bulletin.hall_names
     if part == "indicators":
         if bulletin.overall is not None:
-            writer.writerow(_indicator_row("all", lang, None, bulletin.overall))
+            writer.writerow(_indicator_row("all", lang, None, bulletin.overall, names))
         for item in bulletin.halls:
-            writer.writerow(_indicator_row("hall", lang, item, item.indicators))
+            writer.writerow(_indicator_row("hall", lang, item, item.indicators, names))
         for item in bulletin.departments:
-            writer.writerow(_indicator_row("department", lang, item, item.indicators))
+            writer.writerow(_indicator_row("department", lang, item, item.indicators, names))
     elif part == "bad_reviews":
         for b in bulletin.bad_reviews:
             writer.writerow(
                 [
                     _beijing(b["evaluated_at"]),
                     b["hall"],
+                    b["hall_name"],
                     b["window"],
                     b["staff"] or "",
                     b.get("staff_name") or "",
@@ -426,6 +443,7 @@ def to_csv(bulletin: Bulletin, part: str, lang: str) -> bytes:
                     c["item_name"],
                     c["department"],
                     c["hall"],
+                    c["hall_name"],
                     c["window"] if c["window"] is not None else "",
                     c["staff"] or "",
                     c.get("staff_name") or "",

@@ -141,6 +141,14 @@ async def hall_names(conn: AsyncConnection) -> dict[str, str]:
     return {hall: name for hall, name in rows}
 
 
+HALL_NAME_DOC = "大厅名称 from the registry of halls; the hall id for a hall not registered"
+
+
+def display_name(names: Mapping[str, str], hall: str) -> str:
+    """What people read for ``hall``: its registered name, or its id."""
+    return names.get(hall, hall)
+
+
 class RegistryError(ValueError):
     """The entries would break the tree; ``problems`` maps each hall to why."""
 

@@ -134,6 +134,7 @@ class ExportRow(BaseModel):
     evaluation_id: str
     case_no: str | None = Field(description="办件编号; None for a key pressed with no case")
     hall: str
+    hall_name: str = Field(description="大厅名称 (the registry of halls; the hall id if none)")
     department: str | None
     window: str
     staff: str | None
@@ -164,6 +165,7 @@ def export_row(
     case_no: str | None = None,
     department: str | None = None,
     staff_name: str | None = None,
+    hall_name: str | None = None,
 ) -> ExportRow:
     k = device_key(key)
     rating = _MAPPING[k]
@@ -171,6 +173,7 @@ def export_row(
         evaluation_id=evaluation_id,
         case_no=case_no,
         hall=hall,
+        hall_name=hall if hall_name is None else hall_name,
         department=department,
         window=window,
         staff=staff,

@@ -239,4 +239,4 @@ async def test_staff_are_shown_by_name_where_the_setup_names_them(
         "/api/v1/bulletin.csv", headers=headers, params={"month": "2026-11", "part": "bad_reviews"}
     )
     table = list(csv.reader(io.StringIO(bulletin.content.decode("utf-8-sig"))))
-    assert table[0][3:5] == ["工号", "姓名"] and table[1][3:5] == ["000101", "王芳"]
+    assert table[0][4:6] == ["工号", "姓名"] and table[1][4:6] == ["000101", "王芳"]

@@ -147,10 +147,11 @@ async def test_bulletin_csv_is_utf8_with_bom_and_opens_as_a_table(site: Site) ->
     assert "attachment" in reply.headers["content-disposition"]
     assert reply.content.startswith(b"\xef\xbb\xbf")
     rows = list(csv.reader(io.StringIO(reply.content.decode("utf-8-sig"))))
-    assert rows[0][:3] == ["级别", "大厅", "部门"]
+    assert rows[0][:4] == ["级别", "大厅", "大厅名称", "部门"]
     levels = [r[0] for r in rows[1:]]
     assert levels[0] == "合计" and "大厅" in levels and "部门" in levels
-    market = next(r for r in rows if r[1] == "H1" and r[2] == MARKET)
+    market = next(r for r in rows if r[1] == "H1" and r[3] == MARKET)
+    assert market[2] == "H1"  # no registry row: the hall shows its id
     assert market[rows[0].index("群众满意率")] == "66.7%"
     overdue_rows = list(csv.reader(io.StringIO(overdue.content.decode("utf-8-sig"))))
     assert {"GA-001", "RS-101"} <= {r[0] for r in overdue_rows[1:]}
