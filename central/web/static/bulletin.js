@@ -74,18 +74,18 @@
     }
 
     doc.appendChild(el('h2', null, t('bulletin.halls')));
-    doc.appendChild(indicatorTable('bulletin-halls', b.halls, function (g) { return g.hall; },
-      t('common.hall')));
+    doc.appendChild(indicatorTable('bulletin-halls', b.halls, function (g) {
+      return H.hallLabel(g.hall, g.hall_name); }, t('common.hall')));
     doc.appendChild(el('h2', null, t('bulletin.departments')));
     doc.appendChild(indicatorTable('bulletin-departments', b.departments, function (g) {
-      return g.department + ' (' + g.hall + ')'; }, t('common.department')));
+      return g.department + ' (' + (g.hall_name || g.hall) + ')'; }, t('common.department')));
 
     doc.appendChild(el('h2', null, t('bulletin.bad_reviews')));
     doc.appendChild(simpleTable('bulletin-bad-reviews',
       ['reviews.evaluated_at', 'common.hall', 'common.window', 'common.staff',
         'followups.reason', 'reviews.cases', 'bulletin.followup'],
       b.bad_reviews.map(function (r) {
-        return [H.fmtTime(r.evaluated_at), r.hall, r.window, H.staffLabel(r.staff, r.staff_name),
+        return [H.fmtTime(r.evaluated_at), H.hallLabel(r.hall, r.hall_name), r.window, H.staffLabel(r.staff, r.staff_name),
           t('key.' + r.key),
           r.case_nos.join(' '), r.followup_state ? t('fu.' + r.followup_state) +
             (r.followup_due ? ' · ' + t('followups.due', { date: r.followup_due }) : '') : ''];
@@ -98,7 +98,7 @@
         'case.days_over', 'case.completed_at', 'case.stage'],
       b.overdue_cases.map(function (c) {
         return [el('a', { href: '/cases/' + encodeURIComponent(c.case_no) }, c.case_no), c.item_name,
-          c.department, c.hall, c.deadline, c.days_over,
+          c.department, H.hallLabel(c.hall, c.hall_name), c.deadline, c.days_over,
           c.completed_at ? H.fmtTime(c.completed_at) : '', c.stage_label];
       })));
     if (b.overdue_cases_cut) { doc.appendChild(el('p', { class: 'muted' }, t('bulletin.cut', { n: b.overdue_cases.length }))); }

@@ -202,6 +202,14 @@
     return name ? name + '（' + staff + '）' : staff;
   }
 
+  // a hall by its registered name, the id small beside it and on hover; a hall the registry
+  // does not name shows its id alone
+  function hallLabel(hall, name) {
+    if (!name || name === hall) { return hall; }
+    return el('span', { class: 'hall-name', title: hall }, name, ' ',
+      el('small', { class: 'hall-code' }, hall));
+  }
+
   function withQuery(path, params) {
     var q = new URLSearchParams();
     Object.keys(params).forEach(function (k) {
@@ -212,7 +220,7 @@
   }
 
   window.HW = { t: t, api: api, el: el, clear: clear, pct: pct, frac: frac, avg: avg,
-    staffLabel: staffLabel,
+    staffLabel: staffLabel, hallLabel: hallLabel,
     rate: rate, fmtTime: fmtTime, fmtClock: fmtClock, beijingDate: beijingDate,
     addDays: addDays, notice: notice, failure: failure, noData: noData, chart: chart,
     FONT: FONT, COLORS: COLORS, config: config, lang: lang, query: query,

@@ -59,7 +59,7 @@
     var card = el('article', { class: 'hall-card' + (h.offline ? ' offline' : ''),
       dataset: { hall: h.hall } },
       el('header', null, el('h2', null, el('a', { href: H.withQuery('/analysis', { hall: h.hall }) },
-        h.hall)), gw),
+        H.hallLabel(h.hall, h.hall_name))), gw),
       h.lights === null ? null : el('div', { class: 'light-row' },
         ALERTS.map(function (s) { return badge(s, h.lights[s]); })),
       h.satisfaction_today === null ? null : el('dl', { class: 'rates' },
@@ -88,7 +88,7 @@
   }
 
   function renderCharts(data) {
-    var halls = data.halls.map(function (h) { return h.hall; });
+    var halls = data.halls.map(function (h) { return h.hall_name || h.hall; });
     var ink = big ? '#c9d6f2' : '#333';  // readable on the big screen's dark ground
     var textStyle = { fontFamily: H.FONT, fontSize: big ? 18 : 13, color: ink };
     ['chart-lights', 'chart-satisfaction'].forEach(function (id) {  // parts out of reach

@@ -45,6 +45,7 @@ CHROMIUM_FLAGS = [
 OUTPUT = Path(__file__).resolve().parents[3] / "test-output"
 SCREENSHOTS = OUTPUT / "screenshots" / "central"
 SIZES = [(1920, 1080), (1366, 768)]
+H2_NAME = "西湖区行政服务中心"
 CJK_FONTS = ("WenQuanYi", "Noto Sans CJK", "Noto Serif CJK", "Source Han")
 
 
@@ -100,6 +101,10 @@ def central(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Central]:
     port = free_port()
     config = procs.central_config(tmp, broker.port, db, http_port=port)
     procs.prepare_central(db, [("H1", "gw1"), ("H2", "gw2"), ("H3", "gw3")])
+    # H2 has a name in the registry of halls; H1 and H3 show their ids
+    registry_csv = tmp / "halls.csv"
+    registry_csv.write_text(f"大厅编号,名称,级别,行政区划代码\nH2,{H2_NAME},县,330106\n", "utf-8")
+    _cli(config, "halls", "import", str(registry_csv))
     token = (
         _cli(config, "token", "create", "--role", "supervisor", "--label", "审批系统")
         .strip()
@@ -243,6 +248,11 @@ def test_supervisor_sees_every_hall_with_lights_rates_and_offline(
         expect(h1.locator(".satisfaction .rate-value")).to_have_text("60.0%")
         expect(h1.locator(".satisfaction .rate-frac")).to_have_text("3/5")
         expect(page.locator(".hall-card[data-hall='H3']")).to_have_class(re.compile("offline"))
+        named = page.locator(".hall-card[data-hall='H2'] h2 .hall-name")
+        expect(named).to_have_attribute("title", "H2")
+        expect(named).to_contain_text(H2_NAME)
+        expect(named.locator(".hall-code")).to_have_text("H2")
+        expect(page.locator(".hall-card[data-hall='H1'] h2")).to_have_text("H1")
         expect(page.locator("#kpi-offline .kpi-value")).to_have_text("1")
         expect(page.locator("#kpi-suspicious .kpi-value")).to_have_text("2")
         for nav in ("overview", "analysis", "reviews", "followups", "bulletin"):
@@ -407,6 +417,8 @@ def test_bulletin_exports_csv_and_prints(central: Central, browser: Browser) -> 
         expect(page.locator("#bulletin-heading")).to_contain_text("政务服务效能月度通报")
         expect(page.locator("#bulletin-overdue")).to_contain_text("GA-001")
         expect(page.locator("#bulletin-departments")).to_contain_text(seeds.SOCIAL)
+        expect(page.locator("#bulletin-halls .hall-name")).to_contain_text(H2_NAME)
+        expect(page.locator("#bulletin-overdue")).to_contain_text(H2_NAME)
         no_horizontal_overflow(page)
         shoot(page, "bulletin")
         page.emulate_media(media="print")
@@ -424,8 +436,8 @@ def test_bulletin_exports_csv_and_prints(central: Central, browser: Browser) -> 
     data = Path(download.path()).read_bytes()
     assert data.startswith(b"\xef\xbb\xbf")
     text = data.decode("utf-8-sig")
-    assert text.splitlines()[0].startswith("级别,大厅,部门")
-    assert "人社局" in text and "H2" in text
+    assert text.splitlines()[0].startswith("级别,大厅,大厅名称,部门")
+    assert "人社局" in text and f"H2,{H2_NAME}," in text
     page.pdf(path=str(SCREENSHOTS / "bulletin.pdf"), landscape=True)
     context.close()
 
