@@ -19,6 +19,7 @@ from fastapi import HTTPException, Query, Request, status
 from sqlalchemy import ColumnElement, and_, exists, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from central.reporting.registry import Halls, hall_clause
 from central.rules.workdays import WorkCalendar
 from central.security.access import REFUSED, Area, Reach, reach
 from central.security.tokens import Principal
@@ -42,15 +43,26 @@ ToDay = Annotated[dt.date | None, Query(description="last business day (default 
 class Scope:
     hall: str | None  # only this hall
     department: str | None  # only what is correlated to this department's cases
+    halls: frozenset[str] | None = None  # only these (a hall manager's subtree), if no hall
+
+    @property
+    def reach(self) -> Halls:
+        """The halls as one filter (None: every hall)."""
+        return self.hall if self.hall is not None else self.halls
+
+    def narrow(self, column: Any) -> ColumnElement[bool]:
+        return hall_clause(column, self.reach)
 
 
 def scope_of(who: Principal, hall: str | None, area: Area = Area.EVALUATIONS) -> Scope:
     """The caller's reach in ``area`` (central.security.access) as a hall and department filter."""
     found = reach(who, area)
-    if found is Reach.OWN_HALL:
-        if hall is not None and hall != who.hall:
+    if found is Reach.OWN_HALL:  # the hall and every hall below it
+        if hall is not None and hall not in who.halls:
             raise HTTPException(status.HTTP_403_FORBIDDEN, "无权查看该大厅 / not your hall")
-        return Scope(who.hall, None)
+        if hall is None and who.below:
+            return Scope(None, None, who.halls)
+        return Scope(hall or who.hall, None)
     if found is Reach.OWN_DEPARTMENT:
         return Scope(hall, who.department)
     if found is Reach.EVERY_HALL:

@@ -9,7 +9,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from central.security.access import REFUSED, Area, Reach, may, reach
-from central.security.tokens import Principal, resolve
+from central.security.tokens import Principal, resolve, with_subtree
 from central.web.context import cookie_principal
 from protocols.topics import ID_PATTERN
 
@@ -27,7 +27,7 @@ async def principal(
     if credentials is None:
         who = await cookie_principal(request)  # the dashboard's login session, CSRF-checked
         if who is not None:
-            return who
+            return await with_subtree(engine(request), who)
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
             "需要登录令牌 / bearer token required",
@@ -40,7 +40,7 @@ async def principal(
             "令牌无效 / invalid or revoked token",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    return who
+    return await with_subtree(engine(request), who)
 
 
 Engine = Annotated[AsyncEngine, Depends(engine)]
@@ -59,15 +59,17 @@ def gate(*areas: Area) -> Any:
     return Depends(check)
 
 
-def hall_in_reach(who: Principal, area: Area, hall: str | None) -> str | None:
-    """Narrow a hall filter to the caller's reach in ``area``; refuse a hall outside it."""
+def hall_in_reach(who: Principal, area: Area, hall: str | None) -> frozenset[str] | None:
+    """The halls a query may return within the caller's reach in ``area`` (None: every hall):
+    ``hall`` if asked for, else the caller's hall and the halls below it; refuse a hall
+    outside it."""
     found = reach(who, area)
     if found is Reach.OWN_HALL:
-        if hall is not None and hall != who.hall:
+        if hall is not None and hall not in who.halls:
             raise HTTPException(status.HTTP_403_FORBIDDEN, "无权查看该大厅 / not your hall")
-        return who.hall
+        return frozenset({hall}) if hall is not None else who.halls
     if found is Reach.EVERY_HALL:
-        return hall
+        return None if hall is None else frozenset({hall})
     raise HTTPException(status.HTTP_403_FORBIDDEN, REFUSED)
 
 

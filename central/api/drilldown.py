@@ -86,7 +86,7 @@ async def drilldown(
     window: Annotated[str | None, Query(pattern=r"^[0-9]{1,6}$")] = None,
     staff: Annotated[str | None, Query(pattern=r"^[0-9]{6}$")] = None,
 ) -> DrilldownOut:
-    if who.role is Role.HALL_MANAGER and hall is not None and hall != who.hall:
+    if who.role is Role.HALL_MANAGER and hall is not None and hall not in who.halls:
         raise HTTPException(status.HTTP_403_FORBIDDEN, "无权查看该大厅 / not your hall")
     if who.role is Role.DEPARTMENT_LEADER and department not in (None, who.department):
         raise HTTPException(status.HTTP_403_FORBIDDEN, "无权查看其他部门 / not your department")

@@ -223,8 +223,7 @@ async def list_evaluations(
         .select_from(current_join())
         .where(h.c.business_day >= first, h.c.business_day <= last)
     )
-    if scope.hall is not None:
-        query = query.where(h.c.hall_id == scope.hall)
+    query = query.where(scope.narrow(h.c.hall_id))
     if scope.department is not None:
         query = query.where(linked_to_department(scope.department))
     for column, value in (
@@ -317,8 +316,7 @@ async def export_evaluations(
         .where(h.c.business_day >= first, h.c.business_day <= last, r.c.counted.is_(True))
         .order_by(r.c.evaluated_at, r.c.gateway_id, r.c.seq)
     )
-    if scope.hall is not None:
-        query = query.where(h.c.hall_id == scope.hall)
+    query = query.where(scope.narrow(h.c.hall_id))
     if scope.department is not None:
         query = query.where(linked_to_department(scope.department))
     async with db.connect() as conn:
@@ -389,8 +387,7 @@ async def get_evaluation(
     scope = scope_of(who, None)
     r, h = correlation_results, correlation_heads
     query = select(r).select_from(current_join()).where(h.c.gateway_id == gateway, h.c.seq == seq)
-    if scope.hall is not None:
-        query = query.where(h.c.hall_id == scope.hall)
+    query = query.where(scope.narrow(h.c.hall_id))
     if scope.department is not None:
         query = query.where(linked_to_department(scope.department))
     async with db.connect() as conn:
@@ -466,8 +463,7 @@ async def list_reissues(
         query = query.where(
             x.c.reissued_at >= (since if since.tzinfo else since.replace(tzinfo=dt.UTC))
         )
-    if scope.hall is not None:
-        query = query.where(x.c.hall_id == scope.hall)
+    query = query.where(scope.narrow(x.c.hall_id))
     if scope.department is not None:
         query = query.where(
             select(h.c.seq)

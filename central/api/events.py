@@ -70,15 +70,15 @@ async def list_events(
     """A technician gets the device-health kinds only (central.security.access): the other
     kinds carry keys, tickets and staff numbers."""
     area = Area.EVENTS if may(who, Area.EVENTS) else Area.DEVICE_EVENTS
-    hall = hall_in_reach(who, area, hall)
+    reachable = hall_in_reach(who, area, hall)
     clock = boot_clocks
     query = select(events, clock.c.offset_us).select_from(
         events.outerjoin(
             clock, and_(clock.c.gateway_id == events.c.gateway_id, clock.c.boot == events.c.boot)
         )
     )
-    if hall is not None:
-        query = query.where(events.c.hall_id == hall)
+    if reachable is not None:
+        query = query.where(events.c.hall_id.in_(sorted(reachable)))
     if gateway is not None:
         query = query.where(events.c.gateway_id == gateway)
     if area is Area.DEVICE_EVENTS:

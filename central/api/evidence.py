@@ -48,7 +48,7 @@ async def _may_see(conn: AsyncConnection, who: Principal, ref: Any) -> bool:
     found = reach(who, Area.EVIDENCE)
     if found is Reach.EVERY_HALL:
         return True
-    return found is Reach.OWN_HALL and who.hall == ref.hall_id
+    return found is Reach.OWN_HALL and ref.hall_id in who.halls
 
 
 @router.get(

@@ -109,8 +109,7 @@ def _out(row: Any, now: dt.datetime) -> FollowUpOut:
 
 def _scoped(query: Any, who: Principal, hall: str | None) -> Any:
     scope = scope_of(who, hall, Area.FOLLOWUP)
-    if scope.hall is not None:
-        query = query.where(followups.c.hall_id == scope.hall)
+    query = query.where(scope.narrow(followups.c.hall_id))
     if scope.department is not None:
         query = query.where(followups.c.department == scope.department)
     return query

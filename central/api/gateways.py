@@ -58,7 +58,7 @@ class GatewayOut(BaseModel):
 
 @router.get("/gateways", response_model=list[GatewayOut], summary="Gateways and their uplink")
 async def list_gateways(db: Engine, who: HealthCaller, hall: str | None = None) -> list[GatewayOut]:
-    hall = hall_in_reach(who, Area.HEALTH, hall)
+    reachable = hall_in_reach(who, Area.HEALTH, hall)
     lost = (
         select(
             lost_ranges.c.gateway_id,
@@ -75,11 +75,11 @@ async def list_gateways(db: Engine, who: HealthCaller, hall: str | None = None) 
         .order_by(gateways.c.hall_id, gateways.c.gateway_id)
     )
     alarm_query = select(gateway_alarms).order_by(gateway_alarms.c.kind)
-    if hall is not None:
-        query = query.where(gateways.c.hall_id == hall)
+    if reachable is not None:
+        query = query.where(gateways.c.hall_id.in_(sorted(reachable)))
         alarm_query = alarm_query.where(
             gateway_alarms.c.gateway_id.in_(
-                select(gateways.c.gateway_id).where(gateways.c.hall_id == hall)
+                select(gateways.c.gateway_id).where(gateways.c.hall_id.in_(sorted(reachable)))
             )
         )
     async with db.connect() as conn:

@@ -139,7 +139,7 @@ async def get_indicators(
     span = DateRange(first, last)
     try:
         async with db.connect() as conn:
-            loaded = await facts.load(conn, span, calendar, hall=scope.hall, department=department)
+            loaded = await facts.load(conn, span, calendar, hall=scope.reach, department=department)
             registered = await registry.hall_names(conn)
         results = facts.indicators(loaded, span, group, calendar)
     except CalendarError as exc:

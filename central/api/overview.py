@@ -138,7 +138,7 @@ async def overview(
     if cache is None:
         cache = request.app.state.overview_cache = _Cache()
     return await cache.get(
-        (who.role, who.hall, who.department, today), lambda: _build(db, who, today)
+        (who.role, who.halls, who.department, today), lambda: _build(db, who, today)
     )
 
 

@@ -132,9 +132,10 @@ async def list_sessions(
     scope = scope_of(who, hall)
     first, last = period(from_, to)
     s = service_sessions
-    query = select(s).where(s.c.business_day >= first, s.c.business_day <= last)
+    query = select(s).where(
+        s.c.business_day >= first, s.c.business_day <= last, scope.narrow(s.c.hall_id)
+    )
     for column, value in (
-        (s.c.hall_id, scope.hall),
         (s.c.window, window),
         (s.c.staff, staff),
         (s.c.ticket, ticket),
@@ -205,7 +206,8 @@ async def list_presence(
         .where(p.c.business_day >= first, p.c.business_day <= last)
         .order_by(p.c.hall_id, p.c.business_day, p.c.window, p.c.start)
     )
-    for column, value in ((p.c.hall_id, scope.hall), (p.c.window, window), (p.c.staff, staff)):
+    query = query.where(scope.narrow(p.c.hall_id))
+    for column, value in ((p.c.window, window), (p.c.staff, staff)):
         if value is not None:
             query = query.where(column == value)
     async with db.connect() as conn:

@@ -19,6 +19,7 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from central.reporting import halls
+from central.reporting.registry import Halls, hall_clause
 from central.rules.indicators import (
     CaseFact,
     CaseStatus,
@@ -116,7 +117,7 @@ async def load(
     period: DateRange,
     calendar: WorkCalendar,
     *,
-    hall: str | None = None,
+    hall: Halls = None,
     department: str | None = None,
 ) -> Facts:
     facts = Facts()
@@ -127,7 +128,7 @@ async def load(
         or_(cases.c.completed_at.is_(None), cases.c.completed_at >= start),
     )
     if hall is not None:
-        query = query.where(cases.c.hall_id == hall)
+        query = query.where(hall_clause(cases.c.hall_id, hall))
     case_rows = (await conn.execute(query)).all()
     pauses: dict[str, list[Any]] = defaultdict(list)
     numbers = [r.case_no for r in case_rows]
@@ -139,7 +140,7 @@ async def load(
     all_cases = [case_fact(r, pauses[r.case_no], calendar) for r in case_rows]
 
     stored = await halls.stored_setups(conn)
-    seen_halls = {c.hall for c in all_cases} | ({hall} if hall else set())
+    seen_halls = {c.hall for c in all_cases} | ({hall} if isinstance(hall, str) else set())
 
     r, h = correlation_results, correlation_heads
     query = (
@@ -155,7 +156,7 @@ async def load(
         .where(h.c.business_day >= period.first, h.c.business_day <= period.last)
     )
     if hall is not None:
-        query = query.where(h.c.hall_id == hall)
+        query = query.where(hall_clause(h.c.hall_id, hall))
     results = (await conn.execute(query)).all()
 
     s = service_sessions
@@ -163,13 +164,13 @@ async def load(
         s.c.business_day >= period.first, s.c.business_day <= period.last, s.c.window.is_not(None)
     )
     if hall is not None:
-        query = query.where(s.c.hall_id == hall)
+        query = query.where(hall_clause(s.c.hall_id, hall))
     session_rows = (await conn.execute(query)).all()
 
     p = presence_periods
     query = select(p).where(p.c.business_day >= period.first, p.c.business_day <= period.last)
     if hall is not None:
-        query = query.where(p.c.hall_id == hall)
+        query = query.where(hall_clause(p.c.hall_id, hall))
     presence_rows = (await conn.execute(query)).all()
 
     facts.reporting = await _reporting(conn, period, hall)
@@ -253,7 +254,7 @@ async def load(
 
 
 async def _reporting(
-    conn: AsyncConnection, period: DateRange, hall: str | None
+    conn: AsyncConnection, period: DateRange, hall: Halls
 ) -> dict[str, list[Span]]:
     """Per hall, the spans its queue feed reported on the correlated days of the period. A day
     correlated before spans were recorded counts as reporting all day (as it did then)."""
@@ -262,7 +263,7 @@ async def _reporting(
         d.c.business_day >= period.first, d.c.business_day <= period.last
     )
     if hall is not None:
-        query = query.where(d.c.hall_id == hall)
+        query = query.where(hall_clause(d.c.hall_id, hall))
     out: dict[str, list[Span]] = defaultdict(list)
     for row in await conn.execute(query):
         if row.reporting is None:

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from sqlalchemy import and_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from central.reporting.registry import Halls, hall_clause
 from central.reporting.reviews import GATEWAY_FLAGS, KEY_KIND, current_ids
 from central.rules.workdays import business_date, day_start
 from central.security.access import Area, may
@@ -71,18 +72,18 @@ async def find(
     see, oldest first, with the current decision on each flag."""
     if not may(who, Area.EVALUATIONS):
         return []
+    scope: Halls = hall
     if who.role is Role.HALL_MANAGER:
-        if hall is not None and hall != who.hall:
+        if hall is not None and hall not in who.halls:
             return []
-        hall = who.hall
+        scope = who.halls if hall is None else hall
     found: dict[tuple[str, int], Flagged] = {}
     leader = who.role is Role.DEPARTMENT_LEADER
     if not leader:  # gateway marks carry no case: a leader sees correlated evaluations only
         query = select(
             events.c.gateway_id, events.c.seq, events.c.hall_id, events.c.utc, events.c.body
         ).where(events.c.kind == KEY_KIND, _in_days(events.c.utc, first, last))
-        if hall is not None:
-            query = query.where(events.c.hall_id == hall)
+        query = query.where(hall_clause(events.c.hall_id, scope))
         for r in await conn.execute(query):
             try:
                 key = EvaluatorKey.model_validate(r.body)
@@ -106,7 +107,7 @@ async def find(
                     ticket=key.invitation.ticket if key.invitation else None,
                     staff=key.invitation.staff if key.invitation else None,
                 )
-    await _add_correlation(conn, who, first, last, hall, found)
+    await _add_correlation(conn, who, first, last, scope, found)
     await _add_decisions(conn, found)
     return sorted(found.values(), key=lambda f: (f.at, f.gateway, f.seq))
 
@@ -116,7 +117,7 @@ async def _add_correlation(
     who: Principal,
     first: dt.date,
     last: dt.date,
-    hall: str | None,
+    hall: Halls,
     found: dict[tuple[str, int], Flagged],
 ) -> None:
     results, heads = correlation_results, correlation_heads
@@ -132,8 +133,7 @@ async def _add_correlation(
         )
         .where(results.c.business_day >= first, results.c.business_day <= last)
     )
-    if hall is not None:
-        query = query.where(results.c.hall_id == hall)
+    query = query.where(hall_clause(results.c.hall_id, hall))
     department_cases: set[str] | None = None
     if who.role is Role.DEPARTMENT_LEADER:
         department_cases = {

@@ -11,10 +11,10 @@ import datetime as dt
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import BaseModel, Field, field_validator
-from sqlalchemy import delete, insert, select
+from sqlalchemy import ColumnElement, delete, insert, select, true
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from central.store.schema_halls import halls
@@ -139,6 +139,18 @@ async def hall_names(conn: AsyncConnection) -> dict[str, str]:
     """hall id → 名称, for the halls the registry names."""
     rows = (await conn.execute(select(halls.c.hall_id, halls.c.name))).all()
     return {hall: name for hall, name in rows}
+
+
+# a query's halls: one hall, a set of them (an account's subtree), or None for every hall
+Halls = str | frozenset[str] | None
+
+
+def hall_clause(column: Any, hall: Halls) -> ColumnElement[bool]:
+    if hall is None:
+        return true()
+    if isinstance(hall, str):
+        return column == hall  # type: ignore[no-any-return]
+    return column.in_(sorted(hall))  # type: ignore[no-any-return]
 
 
 HALL_NAME_DOC = "大厅名称 from the registry of halls; the hall id for a hall not registered"

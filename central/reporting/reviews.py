@@ -139,7 +139,7 @@ async def visible(
     marks = tuple(key.marks)
     if "RETRANSMIT" in marks:
         return None  # the device's repeat of an event already journaled: not an evaluation
-    if who.role is Role.HALL_MANAGER and row.hall_id != who.hall:
+    if who.role is Role.HALL_MANAGER and row.hall_id not in who.halls:
         return None
     if who.role is Role.DEPARTMENT_LEADER and not (
         who.department and await _linked_to_department(conn, gateway, seq, who.department)
@@ -277,7 +277,7 @@ async def recent(
     query = select(evaluation_reviews).order_by(evaluation_reviews.c.id.desc()).limit(limit)
     found = reach(who, Area.REVIEW_LOG)
     if found is Reach.OWN_HALL:
-        query = query.where(evaluation_reviews.c.hall_id == who.hall)
+        query = query.where(evaluation_reviews.c.hall_id.in_(sorted(who.halls)))
     elif found is not Reach.EVERY_HALL:
         raise ReviewError(403, "无权查看复核记录 / reviews are for supervisors and hall managers")
     if hall is not None:

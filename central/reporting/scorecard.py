@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from central.reporting import facts as correlation_facts
 from central.reporting.facts import Facts
+from central.reporting.registry import Halls
 from central.rules.indicators import DateRange, Grouping, GroupKey, Indicators
 from central.rules.workdays import WorkCalendar, business_date, day_start
 from central.security.access import Area, case_filter, hall_filter
@@ -45,13 +46,14 @@ async def load(
     department: str | None = None,
 ) -> Facts:
     """Every fact the caller may see for ``period``, optionally of one hall / department."""
-    if who.role is Role.HALL_MANAGER:
-        hall = who.hall if hall in (None, who.hall) else "\0none"
+    halls: Halls = hall
+    if who.role is Role.HALL_MANAGER:  # their hall and the halls below it
+        halls = who.halls if hall is None else hall if hall in who.halls else "\0none"
     if who.role is Role.DEPARTMENT_LEADER:
         department = who.department if department in (None, who.department) else "\0none"
     async with engine.connect() as conn:
         return await correlation_facts.load(
-            conn, period, calendar, hall=hall, department=department
+            conn, period, calendar, hall=halls, department=department
         )
 
 

@@ -112,7 +112,7 @@ def case_filter(who: Principal, area: Area = Area.CASES) -> ColumnElement[bool]:
     if found is Reach.EVERY_HALL:
         return true()
     if found is Reach.OWN_HALL:
-        return cases.c.hall_id == who.hall
+        return cases.c.hall_id.in_(sorted(who.halls))
     if found is Reach.OWN_DEPARTMENT:
         return cases.c.department == who.department
     return false()
@@ -122,5 +122,5 @@ def hall_filter(who: Principal, column: Any, area: Area) -> ColumnElement[bool]:
     """For hall-keyed rows; a department's reach is narrowed by case links elsewhere."""
     found = reach(who, area)
     if found is Reach.OWN_HALL:
-        return column == who.hall  # type: ignore[no-any-return]
+        return column.in_(sorted(who.halls))  # type: ignore[no-any-return]
     return false() if found is Reach.NONE else true()

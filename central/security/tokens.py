@@ -7,12 +7,13 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from central.reporting.registry import halls_under
 from central.store.schema import api_tokens
 from hallkit.clock import utc_now
 
@@ -36,11 +37,28 @@ class Principal:
     hall: str | None = None
     department: str | None = None
     label: str = ""
+    # the halls below ``hall`` in the registry of halls (a city's counties and their
+    # townships), filled in per request by ``with_subtree``; empty: the hall alone
+    below: frozenset[str] = frozenset()
+
+    @property
+    def halls(self) -> frozenset[str]:
+        """The account's hall and every hall below it; empty for an account without a hall."""
+        return frozenset({self.hall}) | self.below if self.hall else frozenset()
 
     def may_see_hall(self, hall: str) -> bool:
         if self.role in (Role.SUPERVISOR, Role.TECHNICIAN):
             return True
-        return self.role is Role.HALL_MANAGER and self.hall == hall
+        return self.role is Role.HALL_MANAGER and hall in self.halls
+
+
+async def with_subtree(engine: AsyncEngine, who: Principal) -> Principal:
+    """``who`` reaching its hall's whole subtree, as the registry of halls has it now."""
+    if not who.hall:
+        return who
+    async with engine.connect() as conn:
+        below = await halls_under(conn, who.hall) - {who.hall}
+    return replace(who, below=frozenset(below))
 
 
 @dataclass(frozen=True, slots=True)
