@@ -45,7 +45,7 @@ class GeneratorConfig(_Section):
     chunk: int = Field(default=200, ge=1, description="events awaited together (flat out)")
     pad_bytes: int = Field(default=0, ge=0, le=4096)
     witness: Path | None = Field(
-        default=None, description="append 'run seq n' for every event confirmed durable"
+        default=None, description="append 'run seq n ok' for every event confirmed durable"
     )
 
 

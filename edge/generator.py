@@ -16,6 +16,8 @@ from edge.config import GeneratorConfig
 from edge.journal import Journal, JournalError
 from protocols.events import GeneratorSample
 
+WITNESS_MARK = "ok"  # the last field of a whole witness line
+
 
 class Generator:
     def __init__(self, journal: Journal, settings: GeneratorConfig) -> None:
@@ -29,8 +31,13 @@ class Generator:
         s = self.settings
         if s.witness is not None:
             s.witness.parent.mkdir(parents=True, exist_ok=True)
-            # O_APPEND + os.write: each line reaches the kernel at once, so it survives kill -9
-            self._witness_fd = os.open(s.witness, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            # O_APPEND + os.write: the lines reach the kernel at once. A kill -9 can still cut a
+            # write of several pages short, so every line ends with a mark (a cut one lacks it)
+            # and a new run starts on a line of its own.
+            self._witness_fd = os.open(s.witness, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+            size = os.fstat(self._witness_fd).st_size
+            if size and os.pread(self._witness_fd, 1, size - 1) != b"\n":
+                os.write(self._witness_fd, b"\n")
         try:
             if s.rate == 0:
                 await self._flat_out()
@@ -81,7 +88,7 @@ class Generator:
         for offset, result in enumerate(results):
             if isinstance(result, int):
                 self.durable += 1
-                lines.append(f"{self.run_id} {result} {first_n + offset}\n")
+                lines.append(f"{self.run_id} {result} {first_n + offset} {WITNESS_MARK}\n")
         if self._witness_fd is not None and lines:
             os.write(self._witness_fd, "".join(lines).encode())
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -21,6 +22,7 @@ from central.spine.registry import register
 from central.store.db import make_engine
 from central.store.migrate import upgrade
 from central.store.schema import events, gateways
+from edge.generator import WITNESS_MARK
 
 BIN = Path(sys.executable).parent
 
@@ -176,14 +178,17 @@ def wait_until(
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
+WITNESS_LINE = re.compile(rf"(?P<run>[0-9a-f]{{12}}) (?P<seq>\d+) (?P<n>\d+) {WITNESS_MARK}")
+
+
 def read_witness(path: Path) -> dict[int, tuple[str, int]]:
     """seq → (generator run, n) for every event the generator saw confirmed durable."""
     out: dict[int, tuple[str, int]] = {}
     if path.exists():
-        for line in path.read_text().splitlines():
-            parts = line.split()
-            if len(parts) == 3:  # a line cut by kill -9 mid-write is incomplete, not wrong
-                out[int(parts[1])] = (parts[0], int(parts[2]))
+        for line in path.read_text().split("\n")[:-1]:  # the last piece lacks its newline
+            # a line cut by kill -9 mid-write lacks its mark: incomplete, not wrong
+            if (m := WITNESS_LINE.fullmatch(line)) is not None:
+                out[int(m["seq"])] = (m["run"], int(m["n"]))
     return out
 
 
