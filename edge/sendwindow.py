@@ -89,7 +89,7 @@ class SendWindow:
 
     def on_connect(self, acked: int, now: float) -> int:
         """A new broker session: whatever the broker held for us may be gone, so start again
-        from central's ack (or from a commanded replay that has not caught up). Returns the
+        at the ack central sent last (or at a commanded replay that has not caught up). Returns the
         first seq that goes out."""
         self.sent_through = acked if self._replay_from is None else self._replay_from - 1
         self._last_ack_heard = now
