@@ -97,6 +97,7 @@ def assert_matches_truth(day: HallDay, results: dict[int, Any], stored: dict[str
     s = score(day, results, stored)
     for name, pairs in (("session", s.session_pairs), ("case", s.case_pairs)):
         precision, recall = Score.ratio(pairs)
+        print(f"\n[truth] {name} ties: precision {precision:.4f} recall {recall:.4f} {pairs}")
         assert precision >= REQUIRED and recall >= REQUIRED, (name, pairs)
     assert s.wrong == [], s.wrong[:20]
     assert s.ambiguous <= AMBIGUOUS_AT_MOST * len(day.truth), s.ambiguous
