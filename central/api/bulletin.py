@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query
@@ -99,7 +100,7 @@ async def _build(db: Engine, who: Principal, month: str) -> bulletins.Bulletin:
 def group_out(
     item: bulletins.Ranked,
     names: dict[tuple[str, str], str] | None = None,
-    hall_names: dict[str, str] | None = None,
+    hall_names: Mapping[str, str] | None = None,
 ) -> GroupOut:
     key = group_doc(item.indicators.group)
     named = names or {}

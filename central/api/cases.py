@@ -15,6 +15,7 @@ import base64
 import datetime as dt
 import json
 import re
+from collections.abc import Mapping
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request, status
@@ -29,7 +30,8 @@ from central.cases.model import CASE_NO_PATTERN, EARLIEST_YEAR, LATEST_YEAR, NO_
 from central.cases.mqttfeed import result_doc
 from central.cases.store import MAX_BATCH, Source, clock_of, feed
 from central.reporting import halls
-from central.reporting.registry import HALL_NAME_DOC, display_name, hall_names
+from central.reporting.registry import HALL_NAME_DOC, display_name
+from central.reporting.registry_cache import hall_names
 from central.rules.indicators import CaseStatus
 from central.rules.timelimit import LadderStage, steps
 from central.rules.workdays import business_date, day_start
@@ -281,7 +283,7 @@ def _case_out(
     row: Any,
     ladder: LadderOut | None,
     names: dict[tuple[str, str], str],
-    hall_names: dict[str, str],
+    hall_names: Mapping[str, str],
 ) -> dict[str, Any]:
     return {
         "case_no": row.case_no,

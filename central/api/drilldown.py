@@ -16,7 +16,7 @@ from central.api.deps import Engine, EvaluationReader
 from central.api.overview import FIRST_DAY, LAST_DAY, calendar_for
 from central.reporting import scorecard
 from central.reporting.bulletin import ranked
-from central.reporting.registry import hall_names
+from central.reporting.registry_cache import hall_names
 from central.rules.indicators import DateRange, Grouping
 from central.rules.workdays import CalendarError, business_date
 from central.security.tokens import Role

@@ -27,7 +27,8 @@ from central.api.correlation_scope import (
 from central.api.deps import Engine, EvaluationReader, GatewayId
 from central.correlation.engine import Flag
 from central.reporting import halls
-from central.reporting.registry import HALL_NAME_DOC, display_name, hall_names
+from central.reporting.registry import HALL_NAME_DOC, display_name
+from central.reporting.registry_cache import hall_names
 from central.rules.scale import ExportRow, export_row, to_national
 from central.store.schema import cases
 from central.store.schema_correlation import (

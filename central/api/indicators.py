@@ -5,6 +5,7 @@ and window roster that the indicators use."""
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Request, status
@@ -13,7 +14,7 @@ from sqlalchemy import func, select
 
 from central.api.correlation_scope import calendar_for, period, scope_of
 from central.api.deps import Engine, EvaluationReader, HallId, SetupReader, SetupWriter
-from central.reporting import facts, halls, registry, scorecard
+from central.reporting import facts, halls, registry_cache, scorecard
 from central.reporting.halls import SetupText
 from central.reporting.registry import HALL_NAME_DOC, display_name
 from central.rules.indicators import DateRange, Grouping, Indicators, Ratio
@@ -90,7 +91,7 @@ def _ratio(field: str, r: Ratio) -> RatioOut:
 
 
 def _group_out(
-    result: Indicators, names: dict[tuple[str, str], str], hall_names: dict[str, str]
+    result: Indicators, names: dict[tuple[str, str], str], hall_names: Mapping[str, str]
 ) -> IndicatorGroupOut:
     g = result.group
     return IndicatorGroupOut(
@@ -140,7 +141,7 @@ async def get_indicators(
     try:
         async with db.connect() as conn:
             loaded = await facts.load(conn, span, calendar, hall=scope.reach, department=department)
-            registered = await registry.hall_names(conn)
+            registered = await registry_cache.hall_names(conn)
         results = facts.indicators(loaded, span, group, calendar)
     except CalendarError as exc:
         raise HTTPException(422, str(exc)) from None

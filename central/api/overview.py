@@ -19,7 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from central.api.deps import Engine, OverviewCaller
 from central.cases.context import bound
 from central.reporting import flagged, scorecard
-from central.reporting.registry import HALL_NAME_DOC, display_name, hall_names
+from central.reporting.registry import HALL_NAME_DOC, display_name
+from central.reporting.registry_cache import hall_names
 from central.rules.indicators import DateRange, Grouping, GroupKey, Ratio
 from central.rules.timelimit import LadderStage
 from central.rules.workdays import CalendarError, WorkCalendar, business_date

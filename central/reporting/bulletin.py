@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,7 +18,8 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from central.reporting import scorecard
-from central.reporting.registry import display_name, hall_names
+from central.reporting.registry import display_name
+from central.reporting.registry_cache import hall_names
 from central.rules.indicators import DateRange, Grouping, GroupKey, Indicators, Ratio
 from central.rules.scale import DeviceKey
 from central.rules.timelimit import LadderStage
@@ -193,7 +194,7 @@ class Bulletin:
     bad_reviews_cut: bool
     overdue_cases: list[dict[str, Any]]
     overdue_cases_cut: bool
-    hall_names: dict[str, str] = field(default_factory=dict)  # the registry's 名称 by hall id
+    hall_names: Mapping[str, str] = field(default_factory=dict)  # the registry's 名称 by hall id
 
 
 async def build(
@@ -374,7 +375,7 @@ def _beijing(moment: dt.datetime | None) -> str:
 
 
 def _indicator_row(
-    level: str, lang: str, item: Ranked | None, ind: Indicators, names: dict[str, str]
+    level: str, lang: str, item: Ranked | None, ind: Indicators, names: Mapping[str, str]
 ) -> list[Any]:
     g = ind.group
     return [

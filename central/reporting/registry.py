@@ -14,10 +14,10 @@ from enum import StrEnum
 from typing import Annotated, Any
 
 from pydantic import BaseModel, Field, field_validator
-from sqlalchemy import ColumnElement, delete, insert, select, true
+from sqlalchemy import ColumnElement, delete, insert, select, true, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from central.store.schema_halls import halls
+from central.store.schema_halls import halls, registry_version
 from protocols.topics import ID_PATTERN
 
 
@@ -113,32 +113,27 @@ def children_of(entries: Iterable[HallEntry]) -> dict[str, list[str]]:
     return found
 
 
-def subtree(entries: Mapping[str, HallEntry], hall: str) -> set[str]:
-    """``hall`` and every hall below it; a hall with no registry row is its own subtree."""
-    below = children_of(entries.values())
+def below_in(children: Mapping[str, Iterable[str]], hall: str) -> set[str]:
+    """``hall`` and every hall below it in a parent → children index."""
     found = {hall}
     todo = [hall]
     while todo:
-        for child in below.get(todo.pop(), ()):
+        for child in children.get(todo.pop(), ()):
             if child not in found:
                 found.add(child)
                 todo.append(child)
     return found
 
 
+def subtree(entries: Mapping[str, HallEntry], hall: str) -> set[str]:
+    """``hall`` and every hall below it; a hall with no registry row is its own subtree."""
+    return below_in(children_of(entries.values()), hall)
+
+
 async def registry(conn: AsyncConnection) -> dict[str, HallEntry]:
+    """The registry as stored now (``registry_cache`` keeps it in memory for readers)."""
     rows = (await conn.execute(select(halls).order_by(halls.c.hall_id))).mappings().all()
     return {r["hall_id"]: HallEntry.model_validate(dict(r)) for r in rows}
-
-
-async def halls_under(conn: AsyncConnection, hall: str) -> set[str]:
-    return subtree(await registry(conn), hall)
-
-
-async def hall_names(conn: AsyncConnection) -> dict[str, str]:
-    """hall id → 名称, for the halls the registry names."""
-    rows = (await conn.execute(select(halls.c.hall_id, halls.c.name))).all()
-    return {hall: name for hall, name in rows}
 
 
 # a query's halls: one hall, a set of them (an account's subtree), or None for every hall
@@ -169,16 +164,29 @@ class RegistryError(ValueError):
         self.problems = problems
 
 
+async def bump_version(conn: AsyncConnection) -> None:
+    """Tell every process's cached registry it is stale, in the caller's transaction (on
+    PostgreSQL the row lock also makes concurrent registry writes take turns)."""
+    bumped = await conn.execute(
+        update(registry_version)
+        .where(registry_version.c.id == 1)
+        .values(version=registry_version.c.version + 1)
+    )
+    if bumped.rowcount == 0:  # a database made without the migration's first row
+        await conn.execute(insert(registry_version).values(id=1, version=1))
+
+
 async def put_halls(conn: AsyncConnection, entries: Iterable[HallEntry], now: dt.datetime) -> None:
     """Add or replace ``entries`` (in the caller's transaction) if the whole tree still holds
     afterwards; RegistryError and nothing written otherwise."""
     new = {e.hall_id: e for e in entries}
+    if not new:
+        return
+    await bump_version(conn)  # first: the tree is checked against what no one else is writing
     merged = {**await registry(conn), **new}
     problems = tree_errors(merged)
     if problems:
         raise RegistryError(problems)
-    if not new:
-        return
     await conn.execute(delete(halls).where(halls.c.hall_id.in_(list(new))))
     await conn.execute(
         insert(halls),

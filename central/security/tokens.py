@@ -13,7 +13,7 @@ from enum import StrEnum
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from central.reporting.registry import halls_under
+from central.reporting.registry_cache import halls_under
 from central.store.schema import api_tokens
 from hallkit.clock import utc_now
 

@@ -7,7 +7,7 @@ happened in it stays in the append-only records, keyed by the hall id.
 
 from __future__ import annotations
 
-from sqlalchemy import Column, Index, String, Table, Text
+from sqlalchemy import BigInteger, Column, Index, Integer, String, Table, Text
 
 from central.store.metadata import metadata
 from central.store.types import UTCDateTime
@@ -24,4 +24,13 @@ halls = Table(
     Column("opening_hours", String(128), nullable=False, server_default="", comment="办公时间"),
     Column("updated_at", UTCDateTime, nullable=False),
     Index("ix_halls_parent", "parent_id"),
+)
+
+# one row (id 1) whose version every registry write bumps in its own transaction: a process
+# keeps the tree in memory and reads only this row per request to know it is still current
+registry_version = Table(
+    "registry_version",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("version", BigInteger, nullable=False),
 )

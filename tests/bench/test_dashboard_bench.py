@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import json
 import statistics
 import time
 from pathlib import Path
@@ -30,6 +29,7 @@ from central.security.tokens import Role, create_token
 from central.spine.registry import register
 from central.store.db import make_engine
 from central.store.migrate import upgrade
+from tests.bench.figures import record_ms
 from tests.central.correlation.conftest import case_record, deliver, store_cases
 from tests.central.correlation.hallday import RAPID_S, generate
 from tests.support.databases import create_pg_database, drop_pg_database
@@ -43,15 +43,7 @@ RESULTS = Path(__file__).resolve().parents[2] / "test-output" / "bench-dashboard
 
 
 def record(name: str, seconds: float) -> None:
-    RESULTS.parent.mkdir(exist_ok=True)
-    data = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    data[name] = {
-        "value": round(seconds * 1000, 1),
-        "unit": "ms",
-        "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-    }
-    RESULTS.write_text(json.dumps(data, indent=2, ensure_ascii=False))
-    print(f"\nBENCH {name}: {seconds * 1000:,.1f} ms")
+    record_ms(RESULTS, name, seconds)
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "postgresql"])

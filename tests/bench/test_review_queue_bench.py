@@ -9,8 +9,6 @@ against a limit.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
-import json
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -27,6 +25,7 @@ from central.spine.registry import register
 from central.store.db import make_engine
 from central.store.migrate import upgrade
 from hallkit.clock import utc_now
+from tests.bench.figures import record_ms
 from tests.support.databases import create_pg_database, drop_pg_database
 from tests.support.hallevents import Gateway, key_press
 
@@ -37,15 +36,7 @@ RESULTS = Path(__file__).resolve().parents[2] / "test-output" / "bench-review-qu
 
 
 def record(name: str, seconds: float) -> None:
-    RESULTS.parent.mkdir(exist_ok=True)
-    data = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    data[name] = {
-        "value": round(seconds * 1000, 1),
-        "unit": "ms",
-        "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-    }
-    RESULTS.write_text(json.dumps(data, indent=2, ensure_ascii=False))
-    print(f"\nBENCH {name}: {seconds * 1000:,.1f} ms")
+    record_ms(RESULTS, name, seconds)
 
 
 async def timed(call: Callable[[], Awaitable[httpx.Response]]) -> tuple[float, Any]:

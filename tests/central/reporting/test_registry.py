@@ -17,13 +17,12 @@ from central.reporting.registry import (
     HallEntry,
     Level,
     RegistryError,
-    hall_names,
-    halls_under,
     put_halls,
     registry,
     subtree,
     tree_errors,
 )
+from central.reporting.registry_cache import hall_names, halls_under, snapshot
 from central.security.known_places import check_scope_exists, known_halls
 from central.security.tokens import Role, create_token
 from central.store.db import make_engine
@@ -128,6 +127,35 @@ async def test_stored_tree_and_refusals_write_nothing(engine: AsyncEngine) -> No
     async with engine.begin() as conn:
         await put_halls(conn, [renamed], NOW)
         assert (await registry(conn))["XH"] == renamed
+
+
+async def test_a_registry_change_reaches_another_process_at_its_next_request(
+    database_url: str, engine: AsyncEngine
+) -> None:
+    other = make_engine(database_url)  # a second central process on the same database
+    try:
+        async with other.connect() as conn:
+            before = await snapshot(conn)
+            assert before.subtree("HZ") == {"HZ"}  # nothing registered yet
+            assert await snapshot(conn) is before  # kept while the version row stays
+        async with engine.begin() as conn:
+            await put_halls(conn, TREE.values(), NOW)
+        async with other.connect() as conn:
+            assert await halls_under(conn, "HZ") == {"HZ", "XH", "YH", "YH-LP"}
+        renamed = TREE["XH"].model_copy(update={"name": "西湖区行政服务中心"})
+        async with engine.begin() as conn:
+            await put_halls(conn, [renamed], NOW)
+        async with other.connect() as conn:
+            assert (await hall_names(conn))["XH"] == "西湖区行政服务中心"
+            kept = await snapshot(conn)
+        # a refused write rolls its bump back: the kept copy stays current
+        with pytest.raises(RegistryError):
+            async with engine.begin() as conn:
+                await put_halls(conn, [hall("HZ", "county", "ZJ")], NOW)
+        async with other.connect() as conn:
+            assert await snapshot(conn) is kept
+    finally:
+        await other.dispose()
 
 
 async def test_user_add_knows_registered_halls(engine: AsyncEngine) -> None:
