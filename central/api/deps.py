@@ -44,6 +44,7 @@ async def principal(
 
 
 Engine = Annotated[AsyncEngine, Depends(engine)]
+Bearer = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 Caller = Annotated[Principal, Depends(principal)]
 
 

@@ -40,6 +40,8 @@ class Area(StrEnum):
     HALL_SETUP = "hall_setup"  # read a hall's opening hours, roster and staff names
     HALL_SETUP_WRITE = "hall_setup_write"
     REGISTRY = "registry"  # the registry of halls: names, tree, region codes (read and write)
+    WALL = "wall"  # the 大屏: halls' states, counts, trends, rankings, ticker (no personal data
+    #                beyond the staff name a window shows)
 
 
 class Reach(StrEnum):
@@ -50,6 +52,7 @@ class Reach(StrEnum):
 
 
 _S, _D, _H, _T = (Role.SUPERVISOR, Role.DEPARTMENT_LEADER, Role.HALL_MANAGER, Role.TECHNICIAN)
+_SCREEN = Role.SCREEN
 _ALL, _HALL, _DEPT = Reach.EVERY_HALL, Reach.OWN_HALL, Reach.OWN_DEPARTMENT
 
 RULES: dict[Area, dict[Role, Reach]] = {
@@ -69,6 +72,9 @@ RULES: dict[Area, dict[Role, Reach]] = {
     Area.HALL_SETUP: {_S: _ALL, _D: _DEPT, _H: _HALL},  # it names the staff (工作人员姓名)
     Area.HALL_SETUP_WRITE: {_S: _ALL},
     Area.REGISTRY: {_S: _ALL},
+    # a screen reaches every hall here; one enrolled for a hall is narrowed to its subtree by
+    # the wall's scope (central.api.wall), department leaders never: it shows whole halls
+    Area.WALL: {_S: _ALL, _H: _HALL, _SCREEN: _ALL},
 }
 
 # the raw events of Area.DEVICE_EVENTS: device and gateway health, no person in them (not

@@ -56,6 +56,10 @@ def check_scope(
     role: Role, hall: str | None, department: str | None
 ) -> tuple[str | None, str | None]:
     """The (hall, department) an account of ``role`` keeps; refuses a missing or stray one."""
+    if role is Role.SCREEN:
+        raise AccountError(
+            "大屏不是登录账号，用 `screen add` / a screen is enrolled with `screen add`"
+        )
     if role is Role.HALL_MANAGER:
         if not hall or department:
             raise AccountError(

@@ -29,6 +29,7 @@ class Role(StrEnum):
     DEPARTMENT_LEADER = "department_leader"  # 部门领导: own department's cases only
     HALL_MANAGER = "hall_manager"  # 大厅管理员: own hall only
     TECHNICIAN = "technician"  # 实施运维: gateways and devices, no personal data
+    SCREEN = "screen"  # 大屏: a wall display, read-only, the wall's endpoints only (never a token)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,8 +87,9 @@ class TokenError(ValueError):
     """A token request that cannot be done; the message is for the technician."""
 
 
-def _digest(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
+def digest(secret: str) -> str:
+    """What is stored of a secret handed out once (API token, screen cookie, enrolment code)."""
+    return hashlib.sha256(secret.encode()).hexdigest()
 
 
 async def create_token(
@@ -99,6 +101,8 @@ async def create_token(
     label: str = "",
     lifetime: dt.timedelta = DEFAULT_LIFETIME,
 ) -> str:
+    if role is Role.SCREEN:
+        raise TokenError("大屏用 `screen add` 登记 / a screen is enrolled with `screen add`")
     if role is Role.HALL_MANAGER and not hall:
         raise TokenError("a hall manager token needs --hall")
     if role is Role.DEPARTMENT_LEADER and not department:
@@ -113,7 +117,7 @@ async def create_token(
     async with engine.begin() as conn:
         await conn.execute(
             insert(api_tokens).values(
-                token_hash=_digest(token),
+                token_hash=digest(token),
                 role=role.value,
                 hall_id=hall,
                 department=department,
@@ -131,7 +135,7 @@ async def resolve(engine: AsyncEngine, token: str) -> Principal | None:
         return None
     async with engine.connect() as conn:
         row = (
-            await conn.execute(select(api_tokens).where(api_tokens.c.token_hash == _digest(token)))
+            await conn.execute(select(api_tokens).where(api_tokens.c.token_hash == digest(token)))
         ).first()
     if row is None or row.revoked_at is not None:
         return None
@@ -166,7 +170,7 @@ async def revoke_token(engine: AsyncEngine, token_or_id: str) -> TokenInfo:
     """Revoke one token, named by the token itself or by the id `token list` shows (at least
     eight hex digits, matching exactly one token). Revoking twice keeps the first time."""
     if token_or_id.startswith(TOKEN_PREFIX):
-        match = api_tokens.c.token_hash == _digest(token_or_id)
+        match = api_tokens.c.token_hash == digest(token_or_id)
     else:
         prefix = token_or_id.strip().lower()
         if len(prefix) < MIN_ID_DIGITS or any(c not in "0123456789abcdef" for c in prefix):
@@ -184,10 +188,10 @@ async def revoke_token(engine: AsyncEngine, token_or_id: str) -> TokenInfo:
                 else "编号对应多个令牌，请给出更长的编号 / the id matches several tokens; "
                 "give more digits"
             )
-        digest = rows[0].token_hash
+        found = rows[0].token_hash
         await conn.execute(
             update(api_tokens)
-            .where(api_tokens.c.token_hash == digest, api_tokens.c.revoked_at.is_(None))
+            .where(api_tokens.c.token_hash == found, api_tokens.c.revoked_at.is_(None))
             .values(revoked_at=utc_now())
         )
-    return next(t for t in await list_tokens(engine) if t.id == digest[:ID_DIGITS])
+    return next(t for t in await list_tokens(engine) if t.id == found[:ID_DIGITS])

@@ -179,6 +179,7 @@ correlation_heads = Table(
     Column("hall_id", String(64), nullable=False),
     Column("business_day", Date, nullable=False),
     Index("ix_correlation_heads_hall_day", "hall_id", "business_day"),
+    Index("ix_correlation_heads_day", "business_day"),  # the 大屏's every-hall day figures
 )
 
 correlation_case_links = Table(

@@ -78,3 +78,18 @@ evaluation_reviews = Table(
     ),
     Index("ix_evaluation_reviews_hall_created", "hall_id", "created_at"),
 )
+
+# 大屏 devices: a wall display enrolled once through a one-time link, then known by a long-lived
+# cookie. Only hashes are stored; revoking ends the screen's next request and its live stream.
+screens = Table(
+    "screens",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("hall_id", String(64), comment="the subtree it shows; NULL: every hall"),
+    Column("enroll_hash", String(64), unique=True, comment="sha256 of the one-time code"),
+    Column("enroll_expires_at", UTCDateTime),
+    Column("cookie_hash", String(64), unique=True, comment="sha256 of the screen's cookie"),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("enrolled_at", UTCDateTime),
+    Column("revoked_at", UTCDateTime),
+)

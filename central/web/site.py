@@ -7,7 +7,7 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from central.api import bulletin, drilldown, overview, reviews
+from central.api import bulletin, drilldown, overview, reviews, wall
 from central.web import pages
 
 STATIC = Path(__file__).with_name("static")
@@ -19,6 +19,8 @@ def install(app: FastAPI) -> None:
         drilldown.router,
         bulletin.router,
         reviews.router,
+        wall.router,
+        wall.enroll_router,
         pages.router,
     ):
         app.include_router(router)
