@@ -2,7 +2,7 @@
 of current correlation results by business day (the wall's every-hall day figures).
 
 Revision ID: wall_screens
-Revises: halls_registry
+Revises: registry_version
 Create Date: 2026-12-06
 """
 
@@ -12,7 +12,7 @@ from alembic import op
 from central.store.types import UTCDateTime
 
 revision = "wall_screens"
-down_revision = "halls_registry"
+down_revision = "registry_version"
 branch_labels = None
 depends_on = None
 
