@@ -175,6 +175,11 @@ class Baseline:
     sessions_by_service: Mapping[str, int] = field(default_factory=dict)
     evaluated_by_service: Mapping[str, int] = field(default_factory=dict)  # with a counted key
     days: int = 0  # business days it covers
+    # invitations and how many were cancelled or timed out, per service
+    invited_by_service: Mapping[str, int] = field(default_factory=dict)
+    cancelled_by_service: Mapping[str, int] = field(default_factory=dict)
+    presses: int = 0  # all presses
+    idle_presses: int = 0  # of which with no citizen served (no session near, or camera: absent)
 
 
 @dataclass(frozen=True, slots=True)
