@@ -8,6 +8,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
+from central.haocha.config import HaochaConfig
+from central.outbox.config import OutboxConfig
 from central.rules.timelimit import LadderConfig
 from central.store.db import DEFAULT_URL
 from hallkit.configfiles import Named, check_readable, tls_files
@@ -224,6 +226,15 @@ class CentralConfig(_Section):
     provisioning: ProvisioningConfig = ProvisioningConfig()
     timeseries: TimeseriesConfig = TimeseriesConfig()
     ledger: LedgerConfig = LedgerConfig()
+    outbox: OutboxConfig = OutboxConfig()
+    haocha: HaochaConfig = HaochaConfig()
+
+    @model_validator(mode="after")
+    def _feed_has_its_channel(self) -> CentralConfig:
+        channel = self.haocha.feed.channel
+        if channel is not None and getattr(self.outbox, channel) is None:
+            raise ValueError(f"haocha.feed.channel {channel} needs outbox.{channel}")
+        return self
 
     def named_files(self) -> list[Named]:
         """Files this configuration names that an aggregator process reads at start."""

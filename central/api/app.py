@@ -6,7 +6,16 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from central.api import cases, commands, correlation, events, evidence, gateways, registry
+from central.api import (
+    cases,
+    commands,
+    correlation,
+    events,
+    evidence,
+    feed,
+    gateways,
+    registry,
+)
 from central.web import apidocs, site
 from hallkit.supervise import Supervisor, healthz
 
@@ -28,6 +37,7 @@ def create_app(engine: AsyncEngine, *, tasks: Supervisor | None = None) -> FastA
     app.include_router(correlation.router)  # evaluations, sessions, follow-up, indicators
     app.include_router(evidence.router)  # uploaded evidence snapshots
     app.include_router(registry.router)  # the registry of halls
+    app.include_router(feed.router)  # the 好差评 feed's status
     site.install(app)  # the dashboard: pages, static files and their API (central.web)
     apidocs.install(app)  # /docs and /redoc from the vendored Swagger UI and ReDoc
 

@@ -26,6 +26,7 @@ from central.api.correlation_scope import (
 )
 from central.api.deps import Engine, EvaluationReader, GatewayId
 from central.correlation.engine import Flag
+from central.haocha.config import book_of
 from central.reporting import halls
 from central.reporting.registry import HALL_NAME_DOC, display_name
 from central.reporting.registry_cache import hall_names
@@ -158,7 +159,7 @@ async def _expand(conn: Any, rows: list[Any]) -> list[EvaluationOut]:
                 addr=r.addr,
                 key=r.key,
                 label=KEY_LABELS[r.key],
-                national_level=int(to_national(r.key).level),
+                national_level=int(to_national(r.key, r.evaluated_at, book_of(conn.engine)).level),
                 evaluated_at=r.evaluated_at,
                 business_day=r.business_day,
                 time_source=r.time_source,
@@ -334,6 +335,7 @@ async def export_evaluations(
         names = await halls.staff_names(conn)
         registered = await hall_names(conn)
     fields = list(ExportRow.model_fields)
+    book = book_of(db)  # the configured mapping versions
 
     async def body() -> AsyncIterator[str]:
         out = io.StringIO()
@@ -357,9 +359,11 @@ async def export_evaluations(
                     staff_name=halls.name_of(names, x.hall_id, x.staff),
                     case_no=n,
                     department=departments.get(n) if n else None,
+                    book=book,
                 )
                 doc = row.model_dump(mode="json")
                 doc["reasons"] = "；".join(doc["reasons"])
+                doc["tags"] = "；".join(doc["tags"])
                 writer.writerow(doc)
             yield out.getvalue()
             out.seek(0)

@@ -13,7 +13,17 @@ from typing import Annotated
 
 import typer
 
-from central.cli import cases, correlation, gateways, halls, ledger, screens, tokens, users
+from central.cli import (
+    cases,
+    correlation,
+    feed,
+    gateways,
+    halls,
+    ledger,
+    screens,
+    tokens,
+    users,
+)
 from central.cli.common import ConfigOption, load_config, open_engine, set_verbose
 from central.config import CentralConfig
 from central.rules.workdays import CalendarConfigError
@@ -32,6 +42,7 @@ app.add_typer(tokens.app)  # token create|list|revoke (API bearer tokens)
 app.add_typer(correlation.correlation_app, name="correlation")  # run, recompute, hall-setup
 app.add_typer(halls.halls_app, name="halls")  # halls import, halls list (the registry)
 app.add_typer(screens.app)  # screen add|list|revoke (大屏 devices)
+app.add_typer(feed.feed_app, name="feed")  # feed status (好差评 records sent upward)
 
 
 @app.callback()

@@ -23,17 +23,33 @@ Why these choices:
   duty is the same either way; 非常不满意 is left to channels that ask for it.
 - Key 6 sits among the complaint keys on the device and the hall treats it as a bad review
   (it opens a follow-up item), so it is 不满意 with the reason 其他.
+
+Levels and reason tags (服务态度, 办理时限, 业务水平, 其他) are versioned (``MappingVersion``): a
+province that changes them adds a version with its ``effective_from`` date in the configuration
+(``haocha.mapping_versions``); an evaluation is mapped by the version in force on its business
+day, and every exported or reported record names the version it used, so a change never
+rewrites what was mapped before it. This module is the one definition: the CSV export and the
+feed to the upper platform both map through a ``MappingBook``. The device's own reason text and
+the offline dimension belong to the key, not to a version.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
-from enum import IntEnum
+from enum import IntEnum, StrEnum
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_serializer
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_serializer,
+    model_validator,
+)
 
-from central.rules.workdays import BUSINESS_TZ
+from central.rules.workdays import BUSINESS_TZ, business_date
 
 
 class DeviceKey(IntEnum):
@@ -87,24 +103,106 @@ _LEVEL_LABELS = {
 }
 
 
+class Tag(StrEnum):
+    """差评原因 tags of the national platforms."""
+
+    ATTITUDE = "服务态度"
+    TIME_LIMIT = "办理时限"
+    SKILL = "业务水平"
+    OTHER = "其他"
+
+
+class KeyRule(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    level: NationalLevel = Field(description="5 非常满意 … 1 非常不满意")
+    tag: Tag | None = Field(default=None, description="差评原因 tag; only for 不满意 and below")
+
+
+class MappingVersion(BaseModel):
+    """One version of the key → level and tag mapping, in force from ``effective_from``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    version: str = Field(min_length=1, max_length=32, pattern=r"^[0-9A-Za-z._-]+$")
+    effective_from: dt.date = Field(description="first business day (Asia/Shanghai) it applies")
+    keys: dict[int, KeyRule] = Field(description="every key 1–6")
+
+    @model_validator(mode="after")
+    def _whole(self) -> MappingVersion:
+        if set(self.keys) != {int(k) for k in DeviceKey}:
+            raise ValueError("映射必须覆盖按键 1–6 / a mapping names every key 1–6, no other")
+        for key, rule in self.keys.items():
+            if rule.level.is_bad != (rule.tag is not None):
+                raise ValueError(
+                    f"按键 {key}：差评必须有原因标签，好评不得有 / key {key}: a bad level needs a "
+                    "tag and only a bad level may have one"
+                )
+        return self
+
+
+DEFAULT_MAPPING = MappingVersion(
+    version="2019",
+    effective_from=dt.date(2019, 12, 1),  # 国办发〔2019〕51号, 政务服务“好差评”
+    keys={
+        DeviceKey.VERY_SATISFIED: KeyRule(level=NationalLevel.VERY_SATISFIED),
+        DeviceKey.SATISFIED: KeyRule(level=NationalLevel.SATISFIED),
+        DeviceKey.BAD_ATTITUDE: KeyRule(level=NationalLevel.DISSATISFIED, tag=Tag.ATTITUDE),
+        DeviceKey.TOO_SLOW: KeyRule(level=NationalLevel.DISSATISFIED, tag=Tag.TIME_LIMIT),
+        DeviceKey.UNFAMILIAR: KeyRule(level=NationalLevel.DISSATISFIED, tag=Tag.SKILL),
+        DeviceKey.OTHER: KeyRule(level=NationalLevel.DISSATISFIED, tag=Tag.OTHER),
+    },
+)
+
+
+class MappingBook:
+    """The configured versions; ``at`` picks the one in force on a moment's business day (the
+    first version for anything before it)."""
+
+    def __init__(self, versions: Sequence[MappingVersion] = (DEFAULT_MAPPING,)) -> None:
+        if not versions:
+            raise ValueError("至少需要一个映射版本 / at least one mapping version")
+        self.versions = tuple(sorted(versions, key=lambda v: v.effective_from))
+        names = [v.version for v in self.versions]
+        days = [v.effective_from for v in self.versions]
+        if len(set(names)) != len(names) or len(set(days)) != len(days):
+            raise ValueError(
+                "映射版本号和生效日期不得重复 / mapping versions need distinct names and dates"
+            )
+
+    def at(self, when: dt.datetime) -> MappingVersion:
+        day = business_date(when)
+        found = self.versions[0]
+        for version in self.versions:
+            if version.effective_from <= day:
+                found = version
+        return found
+
+
+DEFAULT_BOOK = MappingBook()
+
+
 @dataclass(frozen=True, slots=True)
 class NationalRating:
     level: NationalLevel
-    reason: str | None  # 差评原因, None for a good review
+    reason: str | None  # 差评原因 as the device says it, None for a good review
     dimension: str | None  # the national offline indicator the reason falls under
+    tag: Tag | None = None  # 差评原因 tag of the mapping version
+    version: str = DEFAULT_MAPPING.version  # the mapping version used
 
 
-_MAPPING = {
-    DeviceKey.VERY_SATISFIED: NationalRating(NationalLevel.VERY_SATISFIED, None, None),
-    DeviceKey.SATISFIED: NationalRating(NationalLevel.SATISFIED, None, None),
-    DeviceKey.BAD_ATTITUDE: NationalRating(NationalLevel.DISSATISFIED, "服务态度不好", "服务态度"),
-    DeviceKey.TOO_SLOW: NationalRating(NationalLevel.DISSATISFIED, "办理时间太长", "服务效率"),
-    DeviceKey.UNFAMILIAR: NationalRating(NationalLevel.DISSATISFIED, "业务不熟", "服务水平"),
-    DeviceKey.OTHER: NationalRating(NationalLevel.DISSATISFIED, "其他", "整体满意度"),
+# what belongs to the key whatever the version: the device's words and the offline dimension
+_REASONS: dict[DeviceKey, tuple[str, str]] = {
+    DeviceKey.BAD_ATTITUDE: ("服务态度不好", "服务态度"),
+    DeviceKey.TOO_SLOW: ("办理时间太长", "服务效率"),
+    DeviceKey.UNFAMILIAR: ("业务不熟", "服务水平"),
+    DeviceKey.OTHER: ("其他", "整体满意度"),
 }
 
 SATISFIED_KEYS = frozenset({DeviceKey.VERY_SATISFIED, DeviceKey.SATISFIED})
-BAD_REVIEW_KEYS = frozenset(k for k, r in _MAPPING.items() if r.level.is_bad)
+BAD_REVIEW_KEYS = frozenset(
+    DeviceKey(k) for k, rule in DEFAULT_MAPPING.keys.items() if rule.level.is_bad
+)
 
 
 def device_key(key: int) -> DeviceKey:
@@ -117,8 +215,15 @@ def device_key(key: int) -> DeviceKey:
         ) from None
 
 
-def to_national(key: int) -> NationalRating:
-    return _MAPPING[device_key(key)]
+def to_national(
+    key: int, at: dt.datetime | None = None, book: MappingBook = DEFAULT_BOOK
+) -> NationalRating:
+    """The rating of ``key`` under the version in force at ``at`` (None: the latest)."""
+    k = device_key(key)
+    version = book.versions[-1] if at is None else book.at(at)
+    rule = version.keys[int(k)]
+    reason, dimension = _REASONS.get(k, (None, None)) if rule.level.is_bad else (None, None)
+    return NationalRating(rule.level, reason, dimension, rule.tag, version.version)
 
 
 def is_bad_review(key: int) -> bool:
@@ -145,6 +250,8 @@ class ExportRow(BaseModel):
     bad_review: bool = Field(description="差评 (level 1 or 2)")
     reasons: list[str] = Field(description="差评原因")
     dimension: str | None
+    tags: list[str] = Field(default_factory=list, description="差评原因标签 (mapping version)")
+    mapping_version: str = Field(default=DEFAULT_MAPPING.version, description="映射版本")
     device_key: int = Field(ge=1, le=6)
     device_key_name: str
     evaluated_at: AwareDatetime
@@ -166,9 +273,10 @@ def export_row(
     department: str | None = None,
     staff_name: str | None = None,
     hall_name: str | None = None,
+    book: MappingBook = DEFAULT_BOOK,
 ) -> ExportRow:
     k = device_key(key)
-    rating = _MAPPING[k]
+    rating = to_national(k, evaluated_at, book)
     return ExportRow(
         evaluation_id=evaluation_id,
         case_no=case_no,
@@ -183,6 +291,8 @@ def export_row(
         bad_review=rating.level.is_bad,
         reasons=[rating.reason] if rating.reason else [],
         dimension=rating.dimension,
+        tags=[rating.tag] if rating.tag else [],
+        mapping_version=rating.version,
         device_key=int(k),
         device_key_name=k.label,
         evaluated_at=evaluated_at,
@@ -191,11 +301,17 @@ def export_row(
 
 __all__ = [
     "BAD_REVIEW_KEYS",
+    "DEFAULT_BOOK",
+    "DEFAULT_MAPPING",
     "SATISFIED_KEYS",
     "DeviceKey",
     "ExportRow",
+    "KeyRule",
+    "MappingBook",
+    "MappingVersion",
     "NationalLevel",
     "NationalRating",
+    "Tag",
     "device_key",
     "export_row",
     "is_bad_review",

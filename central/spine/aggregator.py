@@ -13,6 +13,7 @@ from central.config import CentralConfig
 from central.correlation import job as correlation_job
 from central.gateways import command_queue
 from central.gateways.command_signing import CommandSigner, load_or_create_signing_key
+from central.outbox import service as outbox_jobs
 from central.records import evidence
 from central.records.ledger import append as ledger_append
 from central.records.timeseries import sink as timeseries_sink
@@ -82,6 +83,7 @@ class Aggregator:
         bind_dashboard(self.engine, self.config)  # login sessions: key in the data dir
         self.vault = evidence.bind(self.engine, self.config.data_dir)  # uploaded snapshots
         case_jobs.start(self.engine, self.config, self.supervisor)  # case feed + ladder
+        outbox_jobs.start(self.engine, self.config, self.supervisor)  # delivery, feed, warnings
         await self.consumer.start()
         spawn = self.supervisor.spawn
         spawn("ingest", self._ingest_loop)

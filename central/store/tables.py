@@ -14,6 +14,7 @@ from central.store import (
     schema_evidence,
     schema_halls,
     schema_ops,
+    schema_outbox,
     schema_tsledger,
 )
 from central.store.metadata import metadata
@@ -26,6 +27,7 @@ TABLE_MODULES = (
     schema_evidence,
     schema_halls,
     schema_ops,
+    schema_outbox,
     schema_tsledger,
 )
 

@@ -1,0 +1,1 @@
+"""好差评: the versioned mapping's configuration and the feed of evaluations upward."""

@@ -1,0 +1,66 @@
+"""Every notification's words, Chinese first: one place to read and change them.
+
+A message's payload carries ``event`` and ``params``; e-mail and webhooks get the rendered
+text, the SMS gateway gets the provider's template id (``outbox.sms.templates``) and the same
+params, since Chinese SMS providers only send templates registered with them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Template:
+    subject: str
+    text: str
+
+
+TEMPLATES: dict[str, Template] = {
+    "ladder.yellow_light": Template(
+        "【黄灯预警】办件临近办理时限",
+        "办件 {case_no}（{item_name}）已亮黄灯，将于 {deadline} 到期，请及时办理。"
+        "部门：{department}。",
+    ),
+    "ladder.red_light": Template(
+        "【红灯警告】办件已到办理时限",
+        "办件 {case_no}（{item_name}）已亮红灯，时限 {deadline} 已到，请立即办结。"
+        "部门：{department}。",
+    ),
+    "ladder.yellow_card": Template(
+        "【黄牌】办件已超时",
+        "办件 {case_no}（{item_name}）已超时 {days_over} 个工作日，记黄牌一次。"
+        "部门：{department}。",
+    ),
+    "ladder.red_card": Template(
+        "【红牌】办件严重超时",
+        "办件 {case_no}（{item_name}）已超时 {days_over} 个工作日，记红牌一次，"
+        "请部门负责人督办。部门：{department}。",
+    ),
+    "applicant.accepted": Template(
+        "您的办件已受理", "您申请的{item_name}已受理，办件编号 {case_no}，承诺 {deadline} 前办结。"
+    ),
+    "applicant.completed": Template(
+        "您的办件已办结", "您申请的{item_name}（办件编号 {case_no}）已办结，欢迎评价。"
+    ),
+    "applicant.overdue": Template(
+        "办件延误致歉",
+        "您申请的{item_name}（办件编号 {case_no}）未能在承诺时限内办结，"
+        "我们深表歉意，正在加紧办理。",
+    ),
+}
+
+
+class _Blank(dict[str, Any]):
+    def __missing__(self, key: str) -> str:
+        return "—"
+
+
+def render(event: str, params: dict[str, Any]) -> Template:
+    """The subject and text of ``event`` with ``params`` filled in (a missing one shows —)."""
+    template = TEMPLATES[event]
+    values = _Blank(params)
+    return Template(template.subject.format_map(values), template.text.format_map(values))
+
+
+__all__ = ["TEMPLATES", "Template", "render"]
