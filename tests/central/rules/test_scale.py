@@ -9,7 +9,10 @@ import pytest
 
 from central.rules.scale import (
     BAD_REVIEW_KEYS,
+    DEFAULT_MAPPING,
     DeviceKey,
+    MappingBook,
+    MappingVersion,
     NationalLevel,
     export_row,
     is_bad_review,
@@ -73,3 +76,52 @@ def test_export_row() -> None:
         staff=None,
     )
     assert (good.level, good.bad_review, good.reasons, good.case_no) == (5, False, [], None)
+
+
+def _version(name: str, day: dt.date, key2: int, tag3: str = "服务态度") -> MappingVersion:
+    keys: dict[int, dict[str, object]] = {
+        k: {"level": r.level, "tag": r.tag} for k, r in DEFAULT_MAPPING.keys.items()
+    }
+    keys[2] = {"level": key2, "tag": None}
+    keys[3] = {"level": 2, "tag": tag3}
+    return MappingVersion.model_validate({"version": name, "effective_from": day, "keys": keys})
+
+
+def test_default_tags() -> None:
+    tags = {k: to_national(k).tag for k in range(1, 7)}
+    assert tags == {1: None, 2: None, 3: "服务态度", 4: "办理时限", 5: "业务水平", 6: "其他"}
+    assert {to_national(k).version for k in range(1, 7)} == {DEFAULT_MAPPING.version}
+
+
+def test_a_version_applies_from_its_business_day_and_never_before() -> None:
+    later = _version("2027", dt.date(2027, 1, 1), key2=3)
+    book = MappingBook([later, DEFAULT_MAPPING])  # any order
+    eve = dt.datetime(2026, 12, 31, 15, 59, tzinfo=dt.UTC)  # 23:59 in Beijing: still 2026
+    new_year = dt.datetime(2026, 12, 31, 16, 0, tzinfo=dt.UTC)  # 00:00 on 1 January
+    old, new = to_national(2, eve, book), to_national(2, new_year, book)
+    assert (old.level, old.version) == (NationalLevel.SATISFIED, "2019")
+    assert (new.level.label, new.version) == ("基本满意", "2027")
+    early = to_national(2, dt.datetime(2018, 1, 1, tzinfo=dt.UTC), book)
+    assert early.version == "2019"  # before the first version: the first
+    row = export_row(
+        evaluation_id="e", key=2, evaluated_at=new_year, hall="H", window="1", staff=None,
+        book=book,
+    )  # fmt: skip
+    assert (row.level, row.mapping_version, row.tags) == (3, "2027", [])
+    bad = export_row(
+        evaluation_id="e", key=3, evaluated_at=eve, hall="H", window="1", staff=None, book=book
+    )
+    assert (bad.tags, bad.mapping_version) == (["服务态度"], "2019")
+
+
+def test_mapping_versions_are_checked() -> None:
+    with pytest.raises(ValueError, match="tag"):
+        _version("x", dt.date(2027, 1, 1), key2=2)  # 不满意 without a tag
+    with pytest.raises(ValueError, match="every key"):
+        MappingVersion.model_validate(
+            {"version": "x", "effective_from": "2027-01-01", "keys": {1: {"level": 5}}}
+        )
+    with pytest.raises(ValueError, match="distinct"):
+        MappingBook([DEFAULT_MAPPING, _version("2019", dt.date(2027, 1, 1), key2=4)])
+    with pytest.raises(ValueError, match="tag"):
+        _version("y", dt.date(2027, 1, 1), key2=4, tag3="态度差")

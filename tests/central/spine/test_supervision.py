@@ -21,6 +21,7 @@ from central.cases import ladder
 from central.config import CentralConfig
 from central.correlation import job as correlation_job
 from central.gateways import command_queue
+from central.outbox.worker import Deliverer
 from central.records.ledger import append as ledger_append
 from central.records.timeseries import sink as timeseries_sink
 from central.security.tokens import Role, create_token
@@ -80,6 +81,7 @@ async def test_each_task_that_raises_is_restarted_and_shown(
         "ledger": (ledger_append, "run_forever", RuntimeError("ledger broken")),
         "commands": (command_queue, "run_forever", RuntimeError("commands broken")),
         "ingest": (Aggregator, "_ingest_loop", RuntimeError("ingest broken")),
+        "outbox": (Deliverer, "run_forever", RuntimeError("outbox broken")),
     }
     for module, name, error in broken.values():
         monkeypatch.setattr(module, name, _raises_once(getattr(module, name), error))
