@@ -1,7 +1,7 @@
 """The outbox and the 好差评 feed's records.
 
 Revision ID: outbox
-Revises: halls_registry
+Revises: wall_screens
 Create Date: 2026-12-07
 """
 
@@ -11,7 +11,7 @@ from alembic import op
 from central.store.types import JSONDoc, UTCDateTime
 
 revision = "outbox"
-down_revision = "halls_registry"
+down_revision = "wall_screens"
 branch_labels = None
 depends_on = None
 
