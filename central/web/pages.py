@@ -13,6 +13,7 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from central.api.cases import get_case
+from central.api.wall import screen_of
 from central.security import accounts
 from central.security.access import Area, may, roles_with
 from central.security.tokens import Role
@@ -62,6 +63,7 @@ PAGES = (
     Page("bulletin", "/bulletin", roles_with(Area.EVALUATIONS)),
 )
 CASE_PAGE = Page("case", "/cases", roles_with(Area.CASES))
+WALL_PAGE = Page("wall", "/wall", roles_with(Area.WALL))
 
 
 class PageRefused(Exception):
@@ -143,8 +145,19 @@ async def home() -> Response:
 
 @router.get("/overview")
 async def overview_page(request: Request) -> Response:
-    big = request.query_params.get("screen") == "big"
-    return await _page(request, PAGES[0], big=big, config={"big": big})
+    if request.query_params.get("screen") == "big":  # the old big screen's address
+        return RedirectResponse("/wall", 303)
+    return await _page(request, PAGES[0])
+
+
+@router.get("/wall")
+async def wall_page(request: Request) -> Response:
+    """The 大屏: one full-viewport page for a wall screen, no navigation. An enrolled screen
+    (its cookie) opens it without a login; anyone else needs a session that reaches the wall."""
+    if await screen_of(request) is not None:
+        ctx, lang = require(request), i18n.MESSAGES.language(request)
+        return render(ctx, request, "wall", lang, config=script_json({"screen": True}))
+    return await _page(request, WALL_PAGE, config={"screen": False})
 
 
 @router.get("/analysis")

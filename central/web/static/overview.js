@@ -2,8 +2,7 @@
 (function () {
   'use strict';
   var H = window.HW, t = H.t, el = H.el;
-  var big = !!H.config.big;
-  var EVERY_S = big ? 5 : 15;
+  var EVERY_S = 15;
   var ALERTS = ['yellow_light', 'red_light', 'yellow_card', 'red_card', 'supervision_letter'];
 
   function kpi(id, label, value, sub, kind) {
@@ -89,8 +88,8 @@
 
   function renderCharts(data) {
     var halls = data.halls.map(function (h) { return h.hall_name || h.hall; });
-    var ink = big ? '#c9d6f2' : '#333';  // readable on the big screen's dark ground
-    var textStyle = { fontFamily: H.FONT, fontSize: big ? 18 : 13, color: ink };
+    var ink = '#333';
+    var textStyle = { fontFamily: H.FONT, fontSize: 13, color: ink };
     ['chart-lights', 'chart-satisfaction'].forEach(function (id) {  // parts out of reach
       var box = document.getElementById(id);
       if (box) { box.closest('figure').hidden = (id === 'chart-lights' ? data.lights :
@@ -158,11 +157,5 @@
     });
   }
 
-  if (big) {
-    var clock = document.getElementById('clock');
-    var tick = function () { clock.textContent = H.fmtClock(); };
-    tick();
-    setInterval(tick, 1000);
-  }
   load();
 })();

@@ -262,22 +262,12 @@ def test_supervisor_sees_every_hall_with_lights_rates_and_offline(
         expect(page.locator("#chart-satisfaction canvas")).to_have_count(1)
         no_horizontal_overflow(page)
         shoot(page, "overview")
+        # the big screen is the wall now (tests/central/web/test_wall_browser.py)
+        expect(page.locator("#big-screen-link")).to_have_attribute("href", "/wall")
         page.goto("/overview?screen=big")
-        loaded(page)
-        expect(page.locator(".bigbar h1")).to_have_text("政务服务电子监察大屏")
-        expect(page.locator(".topbar")).to_have_count(0)
-        expect(page.locator("#clock")).to_have_text(re.compile(r"\d\d:\d\d:\d\d"))
-        no_horizontal_overflow(page)
-        shoot(page, "overview-big-screen")
+        page.wait_for_url(re.compile(r"/wall$"))
+        expect(page.locator("#wall-title")).to_contain_text("政务服务电子监察大屏")
         context.close()
-
-
-def test_the_big_screen_refreshes_itself(central: Central, browser: Browser) -> None:
-    context = new_context(central, browser)
-    page = loaded(login(context, "jiancha", "/overview?screen=big"))
-    with page.expect_response(lambda r: r.url.endswith("/api/v1/overview"), timeout=15_000):
-        pass  # the next poll comes on its own (every 5 s on the big screen)
-    context.close()
 
 
 def test_chinese_is_drawn_with_a_cjk_font_not_boxes(central: Central, browser: Browser) -> None:

@@ -24,6 +24,7 @@ EVERYONE = frozenset({S, D, H, T, "anonymous"})
 PEOPLE = frozenset({S, D, H})  # people's work: evaluations, cases, follow-up, bulletins
 HEALTH = frozenset({S, H, T})  # gateways and devices (a department has no hall of its own)
 OPERATORS = frozenset({S, T})
+WALL = frozenset({S, H})  # whole halls: a department leader's scope is no hall
 
 EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/openapi.json"): EVERYONE,
@@ -78,6 +79,7 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/followups"): PEOPLE,
     ("GET", "/bulletin"): PEOPLE,
     ("GET", "/cases/{case_no}"): PEOPLE,
+    ("GET", "/wall"): WALL,  # the 大屏's page; a screen's cookie opens it too
     ("GET", "/login"): EVERYONE,
     ("POST", "/login"): EVERYONE,
     ("POST", "/logout"): EVERYONE,
