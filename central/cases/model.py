@@ -165,6 +165,12 @@ class ApplicantIn(BaseModel):
     id_no: Annotated[str | None, BeforeValidator(_blank_to_none)] = Field(
         default=None, description="证件号码: resident ID, passport, permit or 统一社会信用代码"
     )
+    sms_consent: bool = Field(
+        default=False,
+        description="同意接收办件进度短信: the applicant agreed to progress SMS at this "
+        "mobile number (受理, 办结); central keeps the number only in the outbox message, "
+        "erased once sent",
+    )
 
     @field_validator("name")
     @classmethod
@@ -192,6 +198,11 @@ _RESIDENT_ID = re.compile(r"^\d{17}[\dX]$")
 _OTHER_ID = re.compile(r"^[0-9A-Z]{5,30}$")
 _ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _ID_CHECK = "10X98765432"
+
+
+def is_mobile(phone: str | None) -> bool:
+    """A normalised number that can receive SMS (a landline cannot)."""
+    return phone is not None and _MOBILE.match(phone) is not None
 
 
 def normalise_phone(raw: str) -> str:

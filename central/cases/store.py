@@ -22,7 +22,8 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from central.cases.masking import ApplicantMasker
-from central.cases.model import CaseIn, case_no_of, describe, validate_row
+from central.cases.model import CaseIn, case_no_of, describe, is_mobile, validate_row
+from central.outbox import progress
 from central.rules.indicators import CaseStatus
 from central.rules.timelimit import CaseClock, Suspension
 from central.store.schema import case_revisions, case_suspensions, cases
@@ -75,10 +76,20 @@ class CaseRecord:
     suspensions: tuple[Suspension, ...]
     applicant_masked: str | None
     applicant_digest: str | None
+    # (mobile, recipient reference) where the applicant agreed to progress SMS; never stored
+    # with the case, only handed to the outbox
+    sms_to: tuple[str, str] | None = None
 
     @classmethod
     def from_input(cls, case: CaseIn, masker: ApplicantMasker) -> CaseRecord:
         applicant = masker.mask(case.applicant)
+        person = case.applicant
+        phone = person.phone if person is not None and person.sms_consent else None
+        sms_to = (
+            (phone, "applicant:" + masker.digest("tel", phone)[:16])
+            if phone is not None and is_mobile(phone)
+            else None
+        )
         return cls(
             case_no=case.case_no,
             item_code=case.item_code,
@@ -97,6 +108,7 @@ class CaseRecord:
             ),
             applicant_masked=applicant.masked if applicant else None,
             applicant_digest=applicant.digest if applicant else None,
+            sms_to=sms_to,
         )
 
     def doc(self) -> dict[str, Any]:
@@ -326,4 +338,7 @@ async def upsert_in(
         await conn.execute(insert(case_suspensions), suspension_rows)
     if revisions:
         await conn.execute(insert(case_revisions), revisions)
+    await progress.enqueue_progress(
+        conn, [rec for _, rec in created], [rec for _, rec in final.values()]
+    )
     return results

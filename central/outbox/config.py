@@ -82,6 +82,10 @@ class OutboxConfig(_Section):
     sms_per_recipient_per_hour: int = Field(
         default=3, ge=1, description="more SMS to one recipient within an hour are held"
     )
+    applicant_sms: bool = Field(
+        default=False,
+        description="progress SMS (受理, 办结) to applicants whose case carries sms_consent",
+    )
     platform_http: HttpTarget | None = None
     platform_file: FileDrop | None = None
     sms: SmsTarget | None = None

@@ -7,7 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from central.config import CentralConfig
 from central.haocha import feed
 from central.haocha.config import bind_book
-from central.outbox import warnings
+from central.outbox import progress, warnings
 from central.outbox.worker import Deliverer
 from hallkit.supervise import Supervisor
 
@@ -21,6 +21,8 @@ def start(engine: AsyncEngine, config: CentralConfig, supervisor: Supervisor) ->
     box = config.outbox
     if not box.enabled:
         return
+    if box.applicant_sms and box.sms is not None:
+        progress.enable(engine)  # the case feed enqueues progress SMS from now on
     supervisor.spawn(DELIVERY_TASK, lambda: Deliverer(engine, box).run_forever())
     if config.haocha.feed.channel is not None:
         supervisor.spawn(FEED_TASK, lambda: feed.run_forever(engine, book, config.haocha.feed))

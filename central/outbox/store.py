@@ -142,9 +142,22 @@ async def _finish(conn: AsyncConnection, worker: str, message_id: int, **values:
     return bool(done.rowcount)
 
 
-async def delivered(conn: AsyncConnection, worker: str, message_id: int, at: dt.datetime) -> bool:
+def _payload(payload: Any) -> dict[str, Any]:
+    return {} if payload is None else {"payload": payload}
+
+
+async def delivered(
+    conn: AsyncConnection, worker: str, message_id: int, at: dt.datetime, payload: Any = None
+) -> bool:
+    """``payload``: replaces the stored one (a phone number erased once sent)."""
     return await _finish(
-        conn, worker, message_id, status=Status.DELIVERED.value, delivered_at=at, last_error=None
+        conn,
+        worker,
+        message_id,
+        status=Status.DELIVERED.value,
+        delivered_at=at,
+        last_error=None,
+        **_payload(payload),
     )
 
 
@@ -176,9 +189,16 @@ async def postpone(
     )
 
 
-async def fail(conn: AsyncConnection, worker: str, message_id: int, error: str) -> bool:
+async def fail(
+    conn: AsyncConnection, worker: str, message_id: int, error: str, payload: Any = None
+) -> bool:
     return await _finish(
-        conn, worker, message_id, status=Status.FAILED.value, last_error=scrub(error)
+        conn,
+        worker,
+        message_id,
+        status=Status.FAILED.value,
+        last_error=scrub(error),
+        **_payload(payload),
     )
 
 

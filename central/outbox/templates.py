@@ -38,7 +38,8 @@ TEMPLATES: dict[str, Template] = {
         "请部门负责人督办。部门：{department}。",
     ),
     "applicant.accepted": Template(
-        "您的办件已受理", "您申请的{item_name}已受理，办件编号 {case_no}，承诺 {deadline} 前办结。"
+        "您的办件已受理",
+        "您申请的{item_name}已受理，办件编号 {case_no}，承诺 {days} 个工作日内办结。",
     ),
     "applicant.completed": Template(
         "您的办件已办结", "您申请的{item_name}（办件编号 {case_no}）已办结，欢迎评价。"

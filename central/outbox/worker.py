@@ -11,6 +11,7 @@ import os
 import random
 import socket
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -52,6 +53,13 @@ def adapters_for(config: OutboxConfig) -> dict[str, Adapter]:
 
 def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _erased(m: Message) -> Any:
+    """The payload without a phone number, once it is no longer needed (None: unchanged)."""
+    if isinstance(m.payload, dict) and "phone" in m.payload:
+        return {k: v for k, v in m.payload.items() if k != "phone"}
+    return None
 
 
 class Deliverer:
@@ -134,14 +142,14 @@ class Deliverer:
         async with self.engine.begin() as conn:
             for m, outcome in zip(messages, outcomes, strict=True):
                 if outcome is None:
-                    if not await store.delivered(conn, self.worker, m.id, now):
+                    if not await store.delivered(conn, self.worker, m.id, now, _erased(m)):
                         # the lease ran out mid-send and another worker took it: the receiver
                         # sees the key twice and keeps one
                         log.warning("outbox: message %d was retaken while being sent", m.id)
                     continue
                 self._log_failure(m, outcome)
                 if outcome.permanent or m.attempts >= self.config.max_attempts:
-                    await store.fail(conn, self.worker, m.id, str(outcome))
+                    await store.fail(conn, self.worker, m.id, str(outcome), _erased(m))
                     continue
                 wait = backoff_s(
                     m.attempts, self.config.backoff_s, self.config.backoff_max_s, self.rng

@@ -42,7 +42,13 @@ async def _drain(deliverer: Deliverer, engine: AsyncEngine, timeout_s: float = 3
     raise AssertionError(f"not drained: {[(r['id'], r['status']) for r in rows]}")
 
 
-async def test_each_record_reaches_the_platform_once_by_its_key(engine: AsyncEngine) -> None:
+async def test_delivery_through_faults_quiet_hours_and_rate_limits(engine: AsyncEngine) -> None:
+    """One store for both parts: a database of each kind costs seconds to make."""
+    await _each_record_reaches_the_platform_once_by_its_key(engine)
+    await _quiet_hours_and_the_sms_rate_limit(engine)
+
+
+async def _each_record_reaches_the_platform_once_by_its_key(engine: AsyncEngine) -> None:
     fake = FakeReceiver(["500", "500", "timeout", "drop", "500", "drop"])
     fake.hang_s = 1.5
     with serve(fake) as url:
@@ -67,7 +73,7 @@ async def test_each_record_reaches_the_platform_once_by_its_key(engine: AsyncEng
     assert retried and all(r["last_error"] is None for r in rows)
 
 
-async def test_quiet_hours_and_the_sms_rate_limit(engine: AsyncEngine) -> None:
+async def _quiet_hours_and_the_sms_rate_limit(engine: AsyncEngine) -> None:
     fake = FakeReceiver()
     night = dt.datetime(2026, 12, 7, 14, 30, tzinfo=dt.UTC)  # 22:30 in Beijing
     with serve(fake) as url:
@@ -108,10 +114,6 @@ async def test_quiet_hours_and_the_sms_rate_limit(engine: AsyncEngine) -> None:
     assert len(fake.seen) == 3
     sent = next(iter(fake.accepted.values()))
     assert sent["phone"] == "13812345678" and sent["template_id"] == "SMS_001"
-    counts = await _counts(engine)
-    assert (counts["delivered"], counts["held"], counts["pending"]) == (3, 2, 1)
-
-
-async def _counts(engine: AsyncEngine) -> dict[str, int]:
     async with engine.connect() as conn:
-        return await store.counts(conn)
+        counts = await store.counts(conn, kind="ladder.red_light")
+    assert (counts["delivered"], counts["held"], counts["pending"]) == (3, 2, 0)
