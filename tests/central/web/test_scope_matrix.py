@@ -62,6 +62,7 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/api/v1/halls/{hall}"): frozenset({S}),
     ("PUT", "/api/v1/halls/{hall}"): frozenset({S}),
     ("GET", "/api/v1/evidence/{sha256}"): PEOPLE,  # faces
+    ("GET", "/api/v1/feed/status"): frozenset({S, H}),  # the 好差评 feed: whole halls' records
     ("GET", "/api/v1/overview"): PEOPLE | {T},  # each part only for who reaches it
     ("GET", "/api/v1/drilldown"): PEOPLE,
     ("GET", "/api/v1/bulletin"): PEOPLE,
