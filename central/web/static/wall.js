@@ -506,6 +506,7 @@
 
   function startPolling() {
     if (polling) { return; }
+    pollTicker();  // at once: what the stream would have brought
     polling = {
       ticker: setInterval(pollTicker, TICKER_POLL_MS),
       snapshot: setInterval(wantSnapshot, SNAPSHOT_POLL_MS),

@@ -1,7 +1,9 @@
 """The 大屏 (/wall) in a real Chromium against a real ``hallwatch-central serve`` on SQLite.
 
-Thirty named halls at three levels (a province, five cities, their counties) from the registry,
-some with gateways and today's evaluations. At 1366×768, 1920×1080 and 3840×2160: the document
+Thirty-two named halls (a province, five cities, their counties, and the dashboard seed's two
+halls as townships with cases at every step of the ladder) from the registry, some with gateways
+and today's evaluations; the browser is enrolled as a screen by its one-time
+link (``hallwatch-central screen add``). At 1366×768, 1920×1080 and 3840×2160: the document
 does not scroll, nothing in the panels is cut or outside the viewport, halls show by name and
 never by code, and a bad review published through the broker as a gateway would reaches the
 ticker within 5 s. A second run swaps the wall's JSON for a province of hundreds of halls: the
@@ -24,15 +26,19 @@ import paho.mqtt.publish as mqtt_publish
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, Route, expect
 
+from central.cases import ladder
+from central.cases.masking import ApplicantMasker
+from central.cases.store import Source, feed
 from central.reporting.registry import HallEntry, put_halls
-from central.rules.workdays import business_date, day_start
-from central.security import accounts
-from central.security.tokens import Role
+from central.rules.timelimit import DEFAULT_LADDER
+from central.rules.workdays import WorkCalendar, business_date, day_start
+from central.security import screens
 from central.spine.ingest import Ingestor
 from central.spine.registry import register
 from central.store.db import make_engine
 from central.store.migrate import upgrade
 from hallkit.clock import utc_now
+from tests.central.web import seed as seeds
 from tests.central.web import wall_standin
 from tests.central.web.test_dashboard_browser import (  # noqa: F401 (module fixture)
     OUTPUT,
@@ -45,7 +51,6 @@ from tests.support.hallevents import Gateway, key_press
 
 SIZES = [(1366, 768), (1920, 1080), (3840, 2160)]
 SCREENSHOTS = OUTPUT / "screenshots"
-PASSWORD = "wall-screen-pass-1"
 # a province, five cities, 24 counties: 30 halls in the registry, ids never shown on the wall
 CITIES = {"HZ": "杭州市民中心", "NB": "宁波市行政服务中心", "WZ": "温州市政务服务中心",
           "JX": "嘉兴市行政审批服务中心", "HU": "湖州市民之家"}  # fmt: skip
@@ -57,6 +62,12 @@ COUNTIES = {
     "HU": ["吴兴区", "南浔区", "德清县", "长兴县", "安吉县"],
 }
 PROVINCE = ("ZJ-SJ", "浙江省政务服务中心")
+# the dashboard seed's two halls (cases at every step of the ladder: a red card at H1, a
+# 监察建议书 at H2) as townships of 拱墅区: the worst halls, the drill-down turns to them
+SEEDED = {
+    "H1": ("米市巷街道便民服务中心", "330105001000"),
+    "H2": ("湖墅街道便民服务中心", "330105002000"),
+}
 NOISY = "ZJ-WZ-03"  # 瓯海区: its gateway sends the bad review
 
 
@@ -65,6 +76,7 @@ class Wall:
     url: str
     broker_port: int
     names: dict[str, str]  # hall id → 名称
+    codes: list[str]  # one-time enrolment codes of screens, one per test
 
 
 def registry() -> list[HallEntry]:
@@ -83,6 +95,10 @@ def registry() -> list[HallEntry]:
                       level="county", parent_id=city_id, region_code=f"33{c + 1:02d}{i + 1:02d}")
             for i, county in enumerate(COUNTIES[city])
         ]  # fmt: skip
+    halls += [
+        HallEntry(hall_id=h, name=name, level="township", parent_id="ZJ-HZ-03", region_code=code)
+        for h, (name, code) in SEEDED.items()
+    ]
     return halls
 
 
@@ -90,9 +106,9 @@ def _gateway(hall: str) -> str:
     return "gw-" + hall.lower()
 
 
-async def _prepare(db: str, halls: list[HallEntry], with_gateway: list[str]) -> None:
-    """The registry, gateways, a supervisor, and today's evaluations at the county halls with
-    gateways (mostly 非常满意, a few bad) through the real Ingestor."""
+async def _prepare(db: str, halls: list[HallEntry], with_gateway: list[str]) -> list[str]:
+    """The registry, gateways, two screens (their enrolment codes), and today's evaluations at
+    the county halls with gateways (mostly 非常满意, a few bad) through the real Ingestor."""
     now = utc_now()
     engine = make_engine(db)
     try:
@@ -101,7 +117,7 @@ async def _prepare(db: str, halls: list[HallEntry], with_gateway: list[str]) -> 
             await put_halls(conn, halls, now)
         for hall in with_gateway:
             await register(engine, hall, _gateway(hall))
-        await accounts.add(engine, "jiancha", PASSWORD, Role.SUPERVISOR)
+        codes = [await screens.add(engine, f"wall-{i}") for i in range(2)]
         start = day_start(business_date(now))
         span = max(now - start, dt.timedelta(minutes=1))
         batches = []
@@ -118,6 +134,15 @@ async def _prepare(db: str, halls: list[HallEntry], with_gateway: list[str]) -> 
             ]
             batches.append(Gateway(hall, _gateway(hall)).batch(items))
         await Ingestor(engine).ingest(batches)
+        # H1 and H2: the dashboard's seed, its cases through the feed, the ladder run once
+        calendar = WorkCalendar(assume_weekends=True)
+        seed = seeds.build(calendar)
+        for hall in SEEDED:
+            await register(engine, hall, {"H1": "gw1", "H2": "gw2"}[hall])
+        await feed(engine, seed.cases, ApplicantMasker(b"w" * 32), source=Source.API, now=seed.now)
+        await ladder.run_once(engine, seed.today, calendar, DEFAULT_LADDER, now=seed.now)
+        await seeds.ingest(engine, seed)
+        return codes
     finally:
         await engine.dispose()
 
@@ -132,13 +157,13 @@ def wall(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Wall]:
     halls = registry()
     counties = [h.hall_id for h in halls if h.level == "county"]
     with_gateway = [*counties[::2], NOISY]  # the rest have none: the wall calls them offline
-    asyncio.run(_prepare(db, halls, with_gateway))
+    codes = asyncio.run(_prepare(db, halls, with_gateway))
     log = tmp / "central.log"
     process = procs.central(config, log)
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_up(url, process, log)
-        yield Wall(url, broker.port, {h.hall_id: h.name for h in halls})
+        yield Wall(url, broker.port, {h.hall_id: h.name for h in halls}, codes)
     finally:
         process.stop()
         broker.stop()
@@ -147,11 +172,12 @@ def wall(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Wall]:
 def open_wall(
     wall: Wall,
     browser: Browser,  # noqa: F811
-    size: tuple[int, int],
+    code: str,
     prepare: Callable[[BrowserContext], None] = lambda context: None,
 ) -> tuple[BrowserContext, Page]:
+    """A browser enrolled as a screen by its one-time link, as a wall is set up."""
     context = browser.new_context(
-        viewport={"width": size[0], "height": size[1]},
+        viewport={"width": SIZES[0][0], "height": SIZES[0][1]},
         base_url=wall.url,
         locale="zh-CN",
         timezone_id="Asia/Shanghai",
@@ -160,11 +186,7 @@ def open_wall(
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
-    page.goto("/wall")
-    expect(page).to_have_url(re.compile(r"/login\?next="))
-    page.fill("#username", "jiancha")
-    page.fill("#password", PASSWORD)
-    page.click("#login-submit")
+    page.goto(f"/wall/enroll?code={code}")
     page.wait_for_url(re.compile(r"/wall$"))
     page.wait_for_selector("body[data-loaded='1']")
     assert errors == [], errors
@@ -226,7 +248,7 @@ def test_the_wall_at_three_sizes_and_a_bad_review_on_the_ticker(
     wall: Wall,
     browser: Browser,  # noqa: F811
 ) -> None:
-    context, page = open_wall(wall, browser, SIZES[0])
+    context, page = open_wall(wall, browser, wall.codes[0])
     expect(page.locator("body")).to_have_attribute("data-stream", "live")
     for size in SIZES:
         relaid(page, size)
@@ -237,6 +259,11 @@ def test_the_wall_at_three_sizes_and_a_bad_review_on_the_ticker(
         text = page.locator("body").inner_text()
         assert not [h for h in wall.names if h in text], text
         expect(page.locator("#wall-trend canvas")).to_have_count(1)
+        # the drill-down shows one of the worst halls: its departments and late cases
+        expect(page.locator("#wall-drill .drill-name")).to_have_text(
+            re.compile("|".join(name for name, _ in SEEDED.values()))
+        )
+        expect(page.locator("#wall-drill .drill-table tbody tr").first).to_be_visible()
         shoot(page, "halls-30")
         fits(page)
     # a key press at 瓯海区's window 3: 服务态度不好 (key 3), sent as its gateway sends it
@@ -247,6 +274,7 @@ def test_the_wall_at_three_sizes_and_a_bad_review_on_the_ticker(
     mqtt_publish.single(
         pressed.topic, pressed.payload, qos=1, hostname="127.0.0.1", port=wall.broker_port
     )
+    expect(page.locator(".tree-tile[data-hall='H1']")).to_have_attribute("data-state", "red")
     tick = page.locator(f".wall-ticker li[data-kind='bad_review'][data-hall='{NOISY}']")
     expect(tick.first).to_be_visible(timeout=5_000)
     seen_after = time.monotonic() - start
@@ -287,12 +315,12 @@ def test_hundreds_of_halls_fit_every_size(wall: Wall, browser: Browser) -> None:
             lambda r: _json(r, wall_standin.hall_detail(by_id[r.request.url.rsplit("/", 1)[1]])),
         )
 
-    context, page = open_wall(wall, browser, SIZES[0], stand_in)
+    context, page = open_wall(wall, browser, wall.codes[1], stand_in)
     # the stream refused: the banner says so and the page polls the ticker instead
     expect(page.locator("#wall-banner")).to_contain_text("3 秒")
     expect(page.locator(".wall-ticker li.tick").first).to_be_visible()
     expect(page.locator("#wall-drill .drill-name")).to_have_text(by_id[snap["worst"][0]]["name"])
-    for size in SIZES:
+    for size in (SIZES[0], SIZES[-1]):  # the smallest and the largest
         relaid(page, size)
         mode = page.locator("#wall-tree").get_attribute("class") or ""
         assert re.search(r"compact|dots|regions|counts", mode), mode
