@@ -296,9 +296,12 @@
         'aria-label': t('wall.ranks.' + part) },
         rankList('red', lists.red), rankList('black', lists.black)));
     });
-    // each list titled with its part: 红榜·大厅
+    // each list titled with its part and what it ranks by: 红榜 · 部门（按时办结率）
     box.querySelectorAll('.rank-block').forEach(function (block, i) {
-      var part = t('wall.ranks.' + ['halls', 'departments', 'windows'][i]);
+      var lists = rankings[['halls', 'departments', 'windows'][i]] || { red: [], black: [] };
+      var first = lists.red[0] || lists.black[0];
+      var part = t('wall.ranks.' + ['halls', 'departments', 'windows'][i]) +
+        (first ? t('wall.basis', { basis: t('wall.trend.' + first.basis) }) : '');
       block.querySelectorAll('h3').forEach(function (h) { h.textContent += ' · ' + part; });
       block.querySelectorAll('ol').forEach(function (ol) { fit(ol, ol.children); });
     });

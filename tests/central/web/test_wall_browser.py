@@ -250,6 +250,9 @@ def test_the_wall_at_three_sizes_and_a_bad_review_on_the_ticker(
 ) -> None:
     context, page = open_wall(wall, browser, wall.codes[0])
     expect(page.locator("body")).to_have_attribute("data-stream", "live")
+    asked: list[str] = []  # what the live page asks for besides its stream
+    page.on("request", lambda r: asked.append(r.url) if "/api/" in r.url else None)
+    since = time.monotonic()
     for size in SIZES:
         relaid(page, size)
         # every hall by its name, in full tiles; no hall id anywhere on the screen
@@ -283,6 +286,10 @@ def test_the_wall_at_three_sizes_and_a_bad_review_on_the_ticker(
     expect(tick.first).to_contain_text("服务态度不好")
     shoot(page, "bad-review")
     fits(page)
+    # live over the stream: no polling, a new snapshot only when its version moved (at most one
+    # per 4 s), a drill-down every 20 s; a resize asks for nothing
+    assert not [u for u in asked if "/ticker" in u], asked
+    assert len(asked) <= 2 + (time.monotonic() - since) / 4, asked
     context.close()
 
 
