@@ -16,6 +16,8 @@ from central.api.deps import Engine, EvaluationReader
 from central.api.overview import FIRST_DAY, LAST_DAY, calendar_for
 from central.reporting import scorecard
 from central.reporting.bulletin import ranked
+from central.reporting.names import STAFF_NAME_DOC
+from central.reporting.registry import HALL_NAME_DOC, display_name
 from central.reporting.registry_cache import hall_names
 from central.rules.indicators import DateRange, Grouping
 from central.rules.workdays import CalendarError, business_date
@@ -38,6 +40,12 @@ class DrilldownOut(BaseModel):
     level: Literal["hall", "department", "window", "staff", "case"] = Field(
         description="what the groups are; 'case': the path ends at one staff member, whose "
         "cases GET /api/v1/cases lists"
+    )
+    hall_name: str | None = Field(
+        default=None, description="the hall the path stands in: " + HALL_NAME_DOC
+    )
+    staff_name: str | None = Field(
+        default=None, description="the staff member it stands at: " + STAFF_NAME_DOC
     )
     correlated: bool
     total: dict[str, Any] | None
@@ -117,6 +125,8 @@ async def drilldown(
         first=first,
         last=last,
         level=level,
+        hall_name=None if hall is None else display_name(registered, hall),
+        staff_name=None if hall is None or staff is None else names.get((hall, staff)),
         correlated=await scorecard.correlated(db, period),
         total=scorecard.indicators_doc(everything) if everything else None,
         groups=[group_out(g, names, registered) for g in groups],

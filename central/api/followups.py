@@ -19,6 +19,8 @@ from central.api.correlation_scope import scope_of
 from central.api.deps import Engine, FollowUpCaller
 from central.correlation import followups as store
 from central.correlation.store import lock_for_write
+from central.reporting.names import STAFF_NAME_DOC, Names, names_for
+from central.reporting.registry import HALL_NAME_DOC
 from central.rules.followup import FollowUpError, FollowUpState
 from central.rules.workdays import business_date
 from central.security.access import Area
@@ -36,8 +38,10 @@ class FollowUpOut(BaseModel):
     reason: int = Field(description="evaluator key 3–6")
     reason_label: str
     hall: str
+    hall_name: str = Field(description=HALL_NAME_DOC)
     window: int
     staff: str | None
+    staff_name: str | None = Field(description=STAFF_NAME_DOC)
     case_no: str | None
     department: str | None
     evaluated_at: dt.datetime
@@ -81,7 +85,7 @@ class VerifyIn(StepIn):
     founded: bool = Field(description="was the complaint borne out (属实)?")
 
 
-def _out(row: Any, now: dt.datetime) -> FollowUpOut:
+def _out(row: Any, now: dt.datetime, names: Names) -> FollowUpOut:
     state = FollowUpState(row.state)
     return FollowUpOut(
         item_id=row.item_id,
@@ -89,8 +93,10 @@ def _out(row: Any, now: dt.datetime) -> FollowUpOut:
         reason=row.reason,
         reason_label=REASONS.get(row.reason, str(row.reason)),
         hall=row.hall_id,
+        hall_name=names.hall(row.hall_id),
         window=row.window,
         staff=row.staff,
+        staff_name=names.person(row.hall_id, row.staff),
         case_no=row.case_no,
         department=row.department,
         evaluated_at=row.evaluated_at,
@@ -141,7 +147,8 @@ async def list_followups(
         query = query.where(store.overdue_clause(now))
     async with db.connect() as conn:
         rows = (await conn.execute(query.limit(limit))).all()
-    items = [_out(r, now) for r in rows]
+        names = await names_for(conn, (r.hall_id for r in rows))
+    items = [_out(r, now, names) for r in rows]
     return [i for i in items if overdue is None or i.overdue is overdue]
 
 
@@ -160,13 +167,16 @@ async def list_overdue(
         .order_by(followups.c.escalation_level.desc(), followups.c.due, followups.c.item_id)
     )
     async with db.connect() as conn:
-        return [_out(r, now) for r in (await conn.execute(query)).all()]
+        rows = (await conn.execute(query)).all()
+        names = await names_for(conn, (r.hall_id for r in rows))
+    return [_out(r, now, names) for r in rows]
 
 
 async def _detail(conn: Any, row: Any) -> FollowUpDetail:
     events = await store.history(conn, row.item_id)
+    names = await names_for(conn, [row.hall_id])
     return FollowUpDetail(
-        item=_out(row, dt.datetime.now(dt.UTC)),
+        item=_out(row, dt.datetime.now(dt.UTC), names),
         events=[
             FollowUpEventOut(
                 kind=e.kind,

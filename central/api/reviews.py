@@ -14,6 +14,8 @@ from central.api.evidence import image_url
 from central.api.overview import FIRST_DAY, LAST_DAY
 from central.records import evidence
 from central.reporting import flagged, queue, reviews
+from central.reporting.names import STAFF_NAME_DOC, Names, names_for
+from central.reporting.registry import HALL_NAME_DOC
 from central.reporting.reviews import Decision, ReviewError
 from central.rules.workdays import business_date
 from central.security.tokens import Principal
@@ -78,6 +80,7 @@ class EvaluationReviewsOut(BaseModel):
     gateway: str
     seq: int
     hall: str
+    hall_name: str = Field(description=HALL_NAME_DOC)
     window: int
     key: int
     utc: dt.datetime
@@ -117,6 +120,7 @@ async def _evaluation(db: Engine, who: Principal, gateway: str, seq: int) -> Eva
             raise HTTPException(status.HTTP_404_NOT_FOUND, NOT_FOUND)
         rows = await reviews.history(conn, gateway, seq)
         verdicts = await reviews.evidence(conn, evaluation)
+        names = await names_for(conn, [evaluation.hall])
         uploaded = await evidence.stored_hashes(
             conn, {v["snapshot_sha256"] for v in verdicts if v.get("snapshot_sha256")}
         )
@@ -125,6 +129,7 @@ async def _evaluation(db: Engine, who: Principal, gateway: str, seq: int) -> Eva
         gateway=gateway,
         seq=seq,
         hall=evaluation.hall,
+        hall_name=names.hall(evaluation.hall),
         window=evaluation.window,
         key=evaluation.key,
         utc=evaluation.utc,
@@ -214,6 +219,7 @@ class FlaggedOut(BaseModel):
     gateway: str
     seq: int
     hall: str
+    hall_name: str = Field(description=HALL_NAME_DOC)
     window: int
     key: int
     at: dt.datetime = Field(description="evaluated at (corrected gateway time)")
@@ -224,6 +230,7 @@ class FlaggedOut(BaseModel):
     session_id: str | None
     ticket: str | None
     staff: str | None
+    staff_name: str | None = Field(description=STAFF_NAME_DOC)
     case_nos: list[str]
     confidence: float | None
     counted: bool | None
@@ -233,11 +240,12 @@ class FlaggedOut(BaseModel):
     open_flags: list[str] = Field(description="flags no supervisor has decided on")
 
 
-def _flagged_out(f: flagged.Flagged) -> FlaggedOut:
+def _flagged_out(f: flagged.Flagged, names: Names) -> FlaggedOut:
     return FlaggedOut(
         gateway=f.gateway,
         seq=f.seq,
         hall=f.hall,
+        hall_name=names.hall(f.hall),
         window=f.window,
         key=f.key,
         at=f.at,
@@ -248,6 +256,7 @@ def _flagged_out(f: flagged.Flagged) -> FlaggedOut:
         session_id=f.session_id,
         ticket=f.ticket,
         staff=f.staff,
+        staff_name=names.person(f.hall, f.staff),
         case_nos=f.case_nos,
         confidence=f.confidence,
         counted=f.counted,
@@ -304,8 +313,13 @@ async def review_queue(
 ) -> list[FlaggedOut]:
     first, last = _day_range(first, last)
     async with db.connect() as conn:
-        items = await flagged.find(conn, who, first, last, hall)
-    return [_flagged_out(f) for f in items if f.open_flags or not undecided]
+        items = [
+            f
+            for f in await flagged.find(conn, who, first, last, hall)
+            if f.open_flags or not undecided
+        ]
+        names = await names_for(conn, (f.hall for f in items))
+    return [_flagged_out(f, names) for f in items]
 
 
 class QueuePageOut(BaseModel):
@@ -348,13 +362,14 @@ async def review_queue_page(
     wanted = queue.QueueFilter(hall, window, staff or None, key, flag, undecided)
     async with db.connect() as conn:
         items = await flagged.find(conn, who, first, last, hall)
-    found = queue.page(items, wanted, offset, limit)
+        found = queue.page(items, wanted, offset, limit)
+        names = await names_for(conn, (f.hall for f in found.items))
     return QueuePageOut(
         total=found.total,
         offset=offset,
         limit=limit,
         counts=found.counts,
-        items=[_flagged_out(f) for f in found.items],
+        items=[_flagged_out(f, names) for f in found.items],
     )
 
 

@@ -28,12 +28,15 @@
     return ind[name];
   }
 
-  function label(level, value) {
+  function label(level, value, named) {
     if (level === 'window') { return t('window.n', { n: value }); }
+    if (level === 'hall') { return H.hallLabel(value, named && named.hall_name); }
+    if (level === 'staff') { return H.staffLabel(value, named && named.staff_name); }
     return value;
   }
 
-  function renderCrumbs() {
+  // named: the drill-down's answer, once it came, for the names of the hall and staff member
+  function renderCrumbs(named) {
     var nav = H.clear(document.getElementById('crumbs'));
     var path = { first: state.first, last: state.last };
     nav.appendChild(el('a', { href: H.withQuery('/analysis', path) }, t('analysis.path.all')));
@@ -42,7 +45,7 @@
       path[level] = state[level];
       nav.appendChild(el('span', { class: 'sep' }, '›'));
       nav.appendChild(el('a', { href: H.withQuery('/analysis', path), class: 'crumb-' + level },
-        label(level, state[level])));
+        label(level, state[level], named)));
     });
   }
 
@@ -72,8 +75,12 @@
   }
 
   function groupName(g, level) {
-    if (level === 'staff') { return H.staffLabel(g.staff, g.staff_name); }
-    return label(level, g[level] || '');
+    return label(level, g[level] || '', g);
+  }
+
+  // a chart axis takes text: a hall by its name alone
+  function groupText(g, level) {
+    return level === 'hall' ? g.hall_name || g.hall : groupName(g, level);
   }
 
   function renderGroups(data) {
@@ -146,7 +153,7 @@
       tooltip: { trigger: 'axis' },
       grid: { left: 110, right: 40, top: 16, bottom: 24 },
       xAxis: { type: 'value', min: 0, max: 100, axisLabel: { formatter: '{value}%' } },
-      yAxis: { type: 'category', data: ranked.map(function (g) { return groupName(g, level); }),
+      yAxis: { type: 'category', data: ranked.map(function (g) { return groupText(g, level); }),
         axisLabel: { fontFamily: H.FONT } },
       series: [{ type: 'bar', name: t('ind.satisfaction_rate'), itemStyle: { color: '#2f9e44' },
         label: { show: true, position: 'right', formatter: '{c}%' },
@@ -208,6 +215,7 @@
     var params = { first: state.first, last: state.last, hall: state.hall,
       department: state.department, window: state.window, staff: state.staff };
     H.api(H.withQuery('/api/v1/drilldown', params)).then(function (data) {
+      renderCrumbs(data);
       renderKpis(data.total);
       renderGroups(data);
       renderTrend(data);

@@ -17,9 +17,9 @@
     [
       fact('case.item', c.item_name + ' (' + c.item_code + ')'),
       fact('common.department', c.department),
-      fact('common.hall', c.hall),
+      fact('common.hall', H.hallLabel(c.hall, c.hall_name)),
       fact('common.window', c.window),
-      fact('common.staff', c.staff),
+      fact('common.staff', c.staff ? H.staffLabel(c.staff, c.staff_name) : null),
       fact('case.status', t('status.' + c.status)),
       fact('case.accepted_at', H.fmtTime(c.accepted_at)),
       fact('case.completed_at', c.completed_at ? H.fmtTime(c.completed_at) : null),

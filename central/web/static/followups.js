@@ -14,12 +14,13 @@
     return el('article', { class: 'fu-card' + (item.overdue ? ' overdue' : '') +
       (level ? ' escalated' : '') + (selected === item.item_id ? ' selected' : ''),
       dataset: { item: item.item_id }, tabindex: '0', onclick: function () { open(item.item_id); } },
-      el('header', null, el('strong', null, item.hall + ' · ' + t('window.n', { n: item.window })),
+      el('header', null, el('strong', null, H.hallLabel(item.hall, item.hall_name),
+        ' · ' + t('window.n', { n: item.window })),
         item.overdue ? el('span', { class: 'badge bad' }, t('followups.overdue')) : null),
       el('div', { class: 'fu-reason' }, t('key.' + item.reason)),
       el('div', { class: 'fu-meta' },
         item.department ? el('span', null, item.department) : null,
-        item.staff ? el('span', null, t('common.staff') + ' ' + item.staff) : null,
+        item.staff ? el('span', null, t('common.staff') + ' ' + H.staffLabel(item.staff, item.staff_name)) : null,
         item.case_no ? el('span', null, item.case_no) : null),
       el('div', { class: 'fu-due' }, t('followups.due', { date: item.due }),
         level ? el('span', { class: 'badge warn' }, t('followups.escalation', { level: level })) : null),
@@ -68,7 +69,8 @@
     var box = H.clear(document.getElementById('fu-detail'));
     box.hidden = false;
     box.dataset.item = item.item_id;
-    box.appendChild(el('h2', null, item.hall + ' · ' + t('window.n', { n: item.window }) + ' · ' +
+    box.appendChild(el('h2', null, H.hallLabel(item.hall, item.hall_name),
+      ' · ' + t('window.n', { n: item.window }) + ' · ' +
       t('key.' + item.reason), el('span', { class: 'badge' }, t('fu.' + item.state))));
     box.appendChild(el('dl', { class: 'facts' },
       el('dt', null, t('reviews.evaluated_at')), el('dd', null, H.fmtTime(item.evaluated_at)),

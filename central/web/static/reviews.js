@@ -71,12 +71,12 @@
         (on ? ' chosen' : ''),
         dataset: { gateway: f.gateway, seq: String(f.seq) }, tabindex: '0',
         onclick: function () { select(index); } },
-        el('td', { class: 'when' }, box, ' ', H.fmtTime(f.at)), el('td', null, f.hall),
+        el('td', { class: 'when' }, box, ' ', H.fmtTime(f.at)), el('td', null, H.hallLabel(f.hall, f.hall_name)),
         el('td', null, f.window), el('td', null, el('span', { class: 'key key-' + f.key },
           t('key.' + f.key))),
         el('td', null, allFlags(f).map(function (flag) { return flagChip(flag, f.decisions[flag]); })),
         el('td', { class: 'service' }, f.ticket
-          ? t('reviews.ticket', { ticket: f.ticket }) + (f.staff ? ' · ' + f.staff : '') : '—'),
+          ? t('reviews.ticket', { ticket: f.ticket }) + (f.staff ? ' · ' + H.staffLabel(f.staff, f.staff_name) : '') : '—'),
         el('td', { class: 'camera' }, f.citizen ? t('reviews.citizen.' + f.citizen) : '—'));
       row.onkeydown = function (e) { if (e.key === 'Enter') { select(index); } };
       body.appendChild(row);
@@ -248,12 +248,14 @@
     var box = H.clear(document.getElementById('detail'));
     box.dataset.gateway = item.gateway;
     box.dataset.seq = String(item.seq);
-    box.appendChild(el('h2', null, item.hall + ' · ' + t('window.n', { n: item.window }) + ' · ',
+    box.appendChild(el('h2', null, H.hallLabel(item.hall, item.hall_name),
+      ' · ' + t('window.n', { n: item.window }) + ' · ',
       el('span', { class: 'key key-' + item.key }, t('key.' + item.key))));
     box.appendChild(el('dl', { class: 'facts' },
       el('dt', null, t('reviews.evaluated_at')), el('dd', null, H.fmtTime(item.at)),
       el('dt', null, t('reviews.session')), el('dd', null, item.ticket
-        ? t('reviews.ticket', { ticket: item.ticket }) + (item.staff ? ' · ' + item.staff : '') : '—'),
+        ? t('reviews.ticket', { ticket: item.ticket }) +
+          (item.staff ? ' · ' + H.staffLabel(item.staff, item.staff_name) : '') : '—'),
       el('dt', null, t('reviews.cases')), el('dd', { class: 'linked-cases' }, item.case_nos.length
         ? item.case_nos.map(function (c) {
           return el('a', { href: '/cases/' + encodeURIComponent(c) }, c); }) : '—'),
