@@ -16,7 +16,7 @@ from central.api.cases import get_case
 from central.api.wall import screen_of
 from central.security import accounts
 from central.security.access import Area, may, roles_with
-from central.security.tokens import Role
+from central.security.tokens import Role, with_subtree
 from central.web import i18n
 from central.web.context import WebContext, require, session_of
 from central.web.sessions import (
@@ -189,7 +189,9 @@ async def case_page(request: Request, case_no: str) -> Response:
     session = await session_of(request)
     if session is not None and session.account.role in CASE_PAGE.roles:
         try:
-            case = await get_case(request, request.app.state.engine, session.principal, case_no)
+            engine = request.app.state.engine
+            who = await with_subtree(engine, session.principal)  # as the case API has it
+            case = await get_case(request, engine, who, case_no)
         except HTTPException as exc:
             if exc.status_code in (404, 422):
                 return render(
