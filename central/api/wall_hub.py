@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import itertools
 import json
 import secrets
 import time
@@ -24,8 +25,7 @@ from dataclasses import dataclass, replace
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from central.reporting import wall_store
-from central.reporting.registry import registry
+from central.reporting import registry_cache, wall_store
 from central.reporting.wall import (
     TREND_DAYS,
     HallLive,
@@ -66,7 +66,7 @@ class WallHub:
         self.engine, self.calendar = engine, calendar
         self.epoch = secrets.token_hex(4)  # a cursor from another process or run is stale
         self.figures = WallFigures(today=business_date(utc_now()))
-        self.stamp = 0  # bumped whenever the figures change
+        self.stamp = 0  # bumped whenever the figures change (not for ticks: no new snapshot)
         self._ticks: deque[tuple[int, Tick]] = deque(maxlen=TICKS_KEPT)
         self._next_tick = 1
         self._lock = asyncio.Lock()
@@ -90,7 +90,7 @@ class WallHub:
             return
         async with self._lock:
             now = time.monotonic()
-            before = self.stamp
+            before = (self.stamp, self._next_tick)
             if now >= self._due["cases"]:
                 await self._read_cases()
                 self._due["cases"] = now + CASES_S
@@ -104,7 +104,7 @@ class WallHub:
                     self._loaded = True
                 elif self._trends_task is None or self._trends_task.done():
                     self._trends_task = asyncio.create_task(self._read_trends())
-            if self.stamp != before:
+            if (self.stamp, self._next_tick) != before:
                 self._wake()
 
     def _wake(self) -> None:
@@ -120,7 +120,7 @@ class WallHub:
         now = utc_now()
         today = business_date(now)
         async with self.engine.connect() as conn:
-            reg = await registry(conn)
+            reg = (await registry_cache.snapshot(conn)).entries
             stages = await wall_store.open_stages(conn)
             keys = await wall_store.keys_by_day(conn, today, today)
             gateways = await wall_store.gateway_counts(conn)
@@ -137,7 +137,7 @@ class WallHub:
                 today=keys.get((hall, today), KeyCounts()),
                 open_now=is_open(opening[hall], now, workday),
             )
-        self._publish(replace(self.figures, today=today, live=live, registry=reg), now)
+        self._publish(replace(self.figures, today=today, live=live, registry=dict(reg)), now)
 
     async def _read_live(self) -> None:
         now = utc_now()
@@ -195,7 +195,6 @@ class WallHub:
     def _add(self, tick: Tick) -> None:
         self._ticks.append((self._next_tick, tick))
         self._next_tick += 1
-        self.stamp += 1
 
     # ------------------------------------------------------------------ what readers get
 
@@ -221,10 +220,12 @@ class WallHub:
         """Ticks after ``cursor`` within ``scope``, oldest first, and the next cursor; a cursor
         of another run (or none) gets the latest ``limit``."""
         after = _after(cursor, self.epoch)
+        # ids are consecutive: start right after the cursor instead of reading the whole ring
+        skip = 0 if after is None or not self._ticks else max(0, after - self._ticks[0][0] + 1)
         found = [
             (n, t)
-            for n, t in self._ticks
-            if (after is None or n > after) and (scope is None or t.hall_id in scope)
+            for n, t in itertools.islice(self._ticks, skip, None)
+            if scope is None or t.hall_id in scope
         ]
         found = found[-limit:] if after is None else found[:limit]
         last = found[-1][0] if found and after is not None else self._next_tick - 1
