@@ -33,6 +33,8 @@ SCREEN_COOKIE = "hw_screen"
 HEARTBEAT_S = 15.0
 RECHECK_S = 5.0  # a revoked screen's stream ends within this
 STREAM_WAKE_S = 1.0
+STREAM_LIFETIME_S = 600.0  # then the browser reconnects (EventSource does) and is checked anew
+RECONNECT_MS = 3000
 DETAIL_TTL_S = 30.0
 
 
@@ -125,24 +127,30 @@ async def hall(request: Request, who: WallCaller, hall_id: HallId) -> dict[str, 
 
 
 @router.get("/stream", summary="Server-sent events: tick, snapshot {version}; heartbeat 15 s")
-async def stream(request: Request, who: WallCaller) -> StreamingResponse:
+async def stream(
+    request: Request,
+    who: WallCaller,
+    max_s: Annotated[
+        float, Query(ge=0, le=3600, description="end the stream after this (0: first state)")
+    ] = STREAM_LIFETIME_S,
+) -> StreamingResponse:
     hub = hub_of(request)
     await hub.refresh()
     cookie = request.cookies.get(SCREEN_COOKIE) if who.role is Role.SCREEN else None
     return StreamingResponse(
-        _events(request, hub, who, cookie),
+        _events(request, hub, who, cookie, time.monotonic() + max_s),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
 
 
 async def _events(
-    request: Request, hub: WallHub, who: Principal, cookie: str | None
+    request: Request, hub: WallHub, who: Principal, cookie: str | None, until: float
 ) -> AsyncIterator[str]:
     scope, label = scope_of(who), label_of(hub, who)
     cursor, version = hub.cursor(), ""
     beat = checked = time.monotonic()
-    yield ": hallwatch wall\n\n"
+    yield f": hallwatch wall\nretry: {RECONNECT_MS}\n\n"
     while not await request.is_disconnected():
         now = time.monotonic()
         if cookie is not None and now - checked >= RECHECK_S:
@@ -160,6 +168,8 @@ async def _events(
         if now - beat >= HEARTBEAT_S:
             beat = now
             yield ": heartbeat\n\n"
+        if time.monotonic() >= until:
+            return
         await hub.wait(STREAM_WAKE_S)
 
 
@@ -172,7 +182,7 @@ async def enroll(request: Request, code: Annotated[str, Query(max_length=128)] =
             "<!doctype html><meta charset=utf-8><title>大屏登记</title>"
             "<p>登记链接无效、已用过或已过期，请重新生成。</p>"
             "<p>The enrolment link is unknown, used or expired; ask for a new one.</p>",
-            status.HTTP_403_FORBIDDEN,
+            status.HTTP_404_NOT_FOUND,
         )
     response = RedirectResponse("/wall", status.HTTP_303_SEE_OTHER)
     response.set_cookie(

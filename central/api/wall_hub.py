@@ -39,7 +39,7 @@ from central.reporting.wall import (
     snapshot,
 )
 from central.rules.scale import BAD_REVIEW_KEYS
-from central.rules.workdays import WorkCalendar, business_date
+from central.rules.workdays import CalendarError, WorkCalendar, business_date
 from central.store.schema import cases
 from central.store.schema_cases import case_steps
 from hallkit.clock import utc_now
@@ -126,7 +126,10 @@ class WallHub:
             gateways = await wall_store.gateway_counts(conn)
             halls = set(reg) | set(stages) | set(gateways) | {h for h, _ in keys}
             opening = await wall_store.opening_hours(conn, reg, halls)
-        workday = self.calendar.is_workday(today)
+        try:
+            workday = self.calendar.is_workday(today)
+        except CalendarError:  # a year the calendar does not know: the wall still shows
+            workday = today.weekday() < 5
         live = {}
         for hall in halls:
             n, up = gateways.get(hall, (0, 0))

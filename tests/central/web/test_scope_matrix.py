@@ -15,16 +15,18 @@ from typing import Any
 import httpx
 from fastapi.routing import iter_route_contexts
 
+from central.security import screens
 from central.security.tokens import Role
 from tests.central.web.conftest import Site, login
 from tests.central.web.seed import MARKET, PASSWORD
 
 S, D, H, T = "supervisor", "department_leader", "hall_manager", "technician"
-EVERYONE = frozenset({S, D, H, T, "anonymous"})
+SCREEN = "screen"  # a 大屏 device's cookie: the wall and what anyone may open, nothing else
+EVERYONE = frozenset({S, D, H, T, "anonymous", SCREEN})
 PEOPLE = frozenset({S, D, H})  # people's work: evaluations, cases, follow-up, bulletins
 HEALTH = frozenset({S, H, T})  # gateways and devices (a department has no hall of its own)
 OPERATORS = frozenset({S, T})
-WALL = frozenset({S, H})  # whole halls: a department leader's scope is no hall
+WALL = frozenset({S, H, SCREEN})  # whole halls: not a department's
 
 EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/openapi.json"): EVERYONE,
@@ -73,6 +75,11 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/api/v1/review-queue"): PEOPLE,
     ("GET", "/api/v1/review-queue/page"): PEOPLE,
     ("POST", "/api/v1/review-queue/decide"): frozenset({S}),
+    ("GET", "/api/v1/wall/snapshot"): WALL,
+    ("GET", "/api/v1/wall/ticker"): WALL,
+    ("GET", "/api/v1/wall/hall/{hall_id}"): WALL,
+    ("GET", "/api/v1/wall/stream"): WALL,
+    ("GET", "/wall/enroll"): EVERYONE,  # a one-time code turns a browser into a screen
     ("GET", "/"): EVERYONE,  # a redirect to the overview
     ("GET", "/overview"): PEOPLE | {T},
     ("GET", "/analysis"): PEOPLE,
@@ -112,12 +119,15 @@ def concrete(site: Site, path: str) -> str:
         .replace("{case_no}", case_no)
         .replace("{item_id}", "no-such-item")
         .replace("{hall}", "H2")
+        .replace("{hall_id}", "H2")
         .replace("{sha256}", "0" * 64)
     )
     if filled == "/static":
         return "/static/dashboard.js"
     if filled.endswith("/export"):
         return f"{filled}?from={day}&to={day}"
+    if filled == "/api/v1/wall/stream":
+        return f"{filled}?max_s=0"  # its first state, then it ends
     if filled.startswith("/api/v1/bulletin"):
         return f"{filled}?month={day[:7]}"
     return filled
@@ -182,4 +192,18 @@ async def test_bearer_tokens_get_exactly_what_the_same_role_gets_with_a_login(si
                 status = await answer(client, method, url, headers)
                 if allowed(url, status) != (role in EXPECTED[(method, path)]):
                     wrong.append(f"{role} token {method} {url} → {status}")
+    assert wrong == [], "\n".join(wrong)
+
+
+async def test_a_screen_opens_the_wall_and_nothing_more(site: Site) -> None:
+    """A 大屏 device's cookie against every route: what anyone may open, and the wall."""
+    code = await screens.add(site.engine, "matrix-wall")
+    wrong = []
+    async with site.client() as client:
+        assert (await client.get("/wall/enroll", params={"code": code})).status_code == 303
+        for method, path in sorted(routes(site.app), key=lambda r: r[1] == "/logout"):
+            url = concrete(site, path)
+            status = await answer(client, method, url, {})
+            if allowed(url, status) != (SCREEN in EXPECTED[(method, path)]):
+                wrong.append(f"screen {method} {url} → {status}")
     assert wrong == [], "\n".join(wrong)

@@ -117,7 +117,7 @@ async def test_a_screen_is_enrolled_once_sees_the_wall_only_and_stops_when_revok
         cookie = enrolled.cookies["hw_screen"]
         header = enrolled.headers["set-cookie"].lower()
         assert "httponly" in header and "samesite=strict" in header and "max-age=3153" in header
-        assert (await c.get("/wall/enroll", params={"code": code})).status_code == 403  # once
+        assert (await c.get("/wall/enroll", params={"code": code})).status_code == 404  # once
         snap = await c.get("/api/v1/wall/snapshot")
         assert snap.status_code == 200
         assert {h["hall_id"] for h in snap.json()["halls"]} == {"H1", "H2"}  # the subtree
@@ -139,7 +139,7 @@ async def test_a_screen_is_enrolled_once_sees_the_wall_only_and_stops_when_revok
     async with site.client() as other:  # a code of a revoked screen is dead as well
         late = await screens.add(site.engine, "wall-2")
         await screens.revoke(site.engine, "wall-2")
-        assert (await other.get("/wall/enroll", params={"code": late})).status_code == 403
+        assert (await other.get("/wall/enroll", params={"code": late})).status_code == 404
         other.cookies.set("hw_screen", cookie)
         assert (await other.get("/api/v1/wall/stream")).status_code == 401
 
