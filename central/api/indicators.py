@@ -11,10 +11,11 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query, Request, status
 from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from central.api.correlation_scope import calendar_for, period, scope_of
 from central.api.deps import Engine, EvaluationReader, HallId, SetupReader, SetupWriter
-from central.reporting import facts, halls, registry_cache, scorecard
+from central.reporting import facts, halls, registry_cache, rollup_query, scorecard
 from central.reporting.halls import SetupText
 from central.reporting.registry import HALL_NAME_DOC, display_name
 from central.rules.indicators import DateRange, Grouping, Indicators, Ratio
@@ -140,16 +141,32 @@ async def get_indicators(
     span = DateRange(first, last)
     try:
         async with db.connect() as conn:
-            loaded = await facts.load(conn, span, calendar, hall=scope.reach, department=department)
+            if department is None:  # the daily rollups: sums of a few rows per hall-day
+                results = await rollup_query.indicators(
+                    conn, span, group, calendar, hall=scope.reach
+                )
+                names = await _staff_names(conn, {k.hall for k in results if k.staff})
+            else:  # a department's cases and what is correlated to them: from the facts
+                loaded = await facts.load(
+                    conn, span, calendar, hall=scope.reach, department=department
+                )
+                results = facts.indicators(loaded, span, group, calendar)
+                names = scorecard.staff_names(loaded)
             registered = await registry_cache.hall_names(conn)
-        results = facts.indicators(loaded, span, group, calendar)
     except CalendarError as exc:
         raise HTTPException(422, str(exc)) from None
-    names = scorecard.staff_names(loaded)
     groups = [_group_out(v, names, registered) for v in results.values()]
     if department is not None and group is Grouping.DEPARTMENT:
         groups = [g for g in groups if g.group.department == department]
     return IndicatorsOut(first=first, last=last, group=group, groups=groups)
+
+
+async def _staff_names(
+    conn: AsyncConnection, hall_ids: set[str | None]
+) -> dict[tuple[str, str], str]:
+    """(hall, staff number) → name, from the stored setups of the halls named."""
+    stored = await halls.stored_setups(conn, sorted(h for h in hall_ids if h is not None))
+    return {(h, n): name for h, setup in stored.items() for n, name in setup.staff.items()}
 
 
 @router.get(

@@ -18,14 +18,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from central.api.deps import Engine, OverviewCaller
 from central.cases.context import bound
-from central.reporting import flagged, scorecard
+from central.reporting import flagged, rollup_query, scorecard
 from central.reporting.registry import HALL_NAME_DOC, display_name
 from central.reporting.registry_cache import hall_names
-from central.rules.indicators import DateRange, Grouping, GroupKey, Ratio
+from central.rules.indicators import DateRange, Grouping, GroupKey, Indicators, Ratio
 from central.rules.timelimit import LadderStage
 from central.rules.workdays import CalendarError, WorkCalendar, business_date
 from central.security.access import Area, case_filter, hall_filter, may
-from central.security.tokens import Principal
+from central.security.tokens import Principal, Role
 from central.store.schema import cases, gateways
 from central.store.schema_cases import case_ladder
 from hallkit.clock import utc_now
@@ -199,16 +199,10 @@ async def _build(db: AsyncEngine, who: Principal, today: dt.date) -> OverviewOut
     problem, correlated = None, await scorecard.correlated(db, period)
     by_hall: dict[GroupKey, Any] = {}
     try:
-        if scores:
-            facts = await scorecard.load(db, who, period, calendar)
-            # today's two rates need today's evaluations and the cases accepted today only
-            facts = replace(
-                facts,
-                sessions=[],
-                staffing=[],
-                cases=[c for c in facts.cases if business_date(c.accepted_at) == today],
-            )
-            by_hall = scorecard.compute(facts, period, Grouping.HALL, calendar)
+        if scores and who.role is Role.DEPARTMENT_LEADER:
+            by_hall = await _department_rates(db, who, period, calendar)
+        elif scores:
+            by_hall = await _rates(db, who, period, calendar)
     except CalendarError as exc:  # the lights and gateways still show; the rates cannot
         problem = str(exc)
     flagged_by_hall = Counter(f.hall for f in suspicious)
@@ -264,6 +258,39 @@ async def _build(db: AsyncEngine, who: Principal, today: dt.date) -> OverviewOut
         evaluation_rate_today=_sum(i.evaluation_rate for i in by_hall.values()) if scores else None,
         suspicious_today=len(suspicious) if scores else None,
     )
+
+
+async def _rates(
+    db: AsyncEngine, who: Principal, period: DateRange, calendar: WorkCalendar
+) -> dict[GroupKey, Indicators]:
+    """Today's satisfaction and evaluation rate per hall from the daily rollups the correlation
+    job keeps, for halls with counted evaluations or cases accepted today."""
+    reach = who.halls if who.role is Role.HALL_MANAGER else None
+    async with db.connect() as conn:
+        found = await rollup_query.indicators(
+            conn, period, Grouping.HALL, calendar, hall=reach, open_cases=False
+        )
+    return {
+        key: value
+        for key, value in found.items()
+        if value.satisfaction_rate.denominator or value.evaluation_rate.denominator
+    }
+
+
+async def _department_rates(
+    db: AsyncEngine, who: Principal, period: DateRange, calendar: WorkCalendar
+) -> dict[GroupKey, Indicators]:
+    """A department leader's: the evaluations correlated to the department's cases, which
+    the rollups (by the roster's window departments) do not hold."""
+    facts = await scorecard.load(db, who, period, calendar)
+    # today's two rates need today's evaluations and the cases accepted today only
+    facts = replace(
+        facts,
+        sessions=[],
+        staffing=[],
+        cases=[c for c in facts.cases if business_date(c.accepted_at) == period.first],
+    )
+    return scorecard.compute(facts, period, Grouping.HALL, calendar)
 
 
 def _sum(ratios: Iterable[Ratio]) -> RatioOut:

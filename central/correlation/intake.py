@@ -314,8 +314,8 @@ async def _place_resent(
 async def _scan_cases(
     conn: AsyncConnection, margin: dt.timedelta, dirty: set[tuple[str, dt.date]]
 ) -> int:
-    """Changed cases: every day any of their revisions was accepted on, and the days of the
-    evaluations currently linked to them."""
+    """Changed cases: every day any of their revisions was accepted or completed on, and the
+    days of the evaluations currently linked to them."""
     mark = await _mark(conn, CASES_MARK)
     seen = correlation_case_seen
     query = (
@@ -341,14 +341,20 @@ async def _scan_cases(
             try:
                 accepted = dt.datetime.fromisoformat(doc["accepted_at"])
                 dirty.add((doc["hall"], business_date(accepted)))
+                # the completion day too: its indicator rollups count the completion
+                if doc.get("completed_at"):
+                    completed = dt.datetime.fromisoformat(doc["completed_at"])
+                    dirty.add((doc["hall"], business_date(completed)))
             except (KeyError, TypeError, ValueError):
                 continue
-        for row in await conn.execute(
+        for hall_id, accepted_at, completed_at in await conn.execute(
             cases.select()
-            .with_only_columns(cases.c.hall_id, cases.c.accepted_at)
+            .with_only_columns(cases.c.hall_id, cases.c.accepted_at, cases.c.completed_at)
             .where(cases.c.case_no.in_(chunk))
         ):
-            dirty.add((row.hall_id, business_date(row.accepted_at)))
+            dirty.add((hall_id, business_date(accepted_at)))
+            if completed_at is not None:
+                dirty.add((hall_id, business_date(completed_at)))
         linked = (
             select(correlation_heads.c.hall_id, correlation_heads.c.business_day)
             .select_from(

@@ -33,7 +33,7 @@ from central.correlation.config import CorrelationConfig, load_config
 from central.correlation.engine import CorrelationDay, correlate
 from central.correlation.sessions import SessionDay, build_sessions
 from central.correlation.workqueue import Claim
-from central.reporting import halls
+from central.reporting import halls, rollups
 from central.rules.workdays import WorkCalendar, load_overrides
 
 log = logging.getLogger(__name__)
@@ -219,6 +219,13 @@ async def _correlate_day(
             {c.case_no: c.department for c in inputs.cases},
             roster,
         )
+        # the day's indicator rollups in the same transaction: dashboards never see results
+        # without them. Facts the indicators cannot read (a case whose promise exceeds its
+        # legal limit) leave the rollups as they were, not the hall-day uncorrelated.
+        try:
+            await rollups.refresh_day(conn, hall, day, calendar)
+        except ValueError as exc:
+            log.warning("rollups %s %s not refreshed: %s", hall, day, exc)
         await workqueue.finish(conn, worker, item, complete=complete)
     report.days.append((hall, day))
     report.new_results += sum(1 for i in saved.issued if i.version == 1)

@@ -62,7 +62,7 @@ class Facts:
     reporting: dict[str, list[Span]] | None = None
 
 
-def _status(row: Any) -> tuple[CaseStatus, dt.datetime | None]:
+def case_status(row: Any) -> tuple[CaseStatus, dt.datetime | None]:
     try:
         status = CaseStatus(row.status)
     except ValueError:
@@ -79,7 +79,7 @@ def _status(row: Any) -> tuple[CaseStatus, dt.datetime | None]:
 
 
 def case_fact(row: Any, suspensions: Sequence[Any], calendar: WorkCalendar) -> CaseFact:
-    status, completed_at = _status(row)
+    status, completed_at = case_status(row)
     clock = CaseClock(
         accepted_at=row.accepted_at,
         legal_days=row.legal_days,

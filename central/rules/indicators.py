@@ -314,6 +314,9 @@ def _key(
     return None if staff is None else GroupKey(hall=hall, staff=staff)
 
 
+group_key = _key  # the group a fact with these fields belongs to (None: in no group of ``by``)
+
+
 def _minutes(delta: dt.timedelta) -> float:
     return delta.total_seconds() / 60
 
@@ -531,4 +534,5 @@ __all__ = [
     "Span",
     "StaffingFact",
     "compute",
+    "group_key",
 ]

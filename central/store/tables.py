@@ -15,6 +15,7 @@ from central.store import (
     schema_halls,
     schema_ops,
     schema_outbox,
+    schema_rollups,
     schema_tsledger,
 )
 from central.store.metadata import metadata
@@ -28,6 +29,7 @@ TABLE_MODULES = (
     schema_halls,
     schema_ops,
     schema_outbox,
+    schema_rollups,
     schema_tsledger,
 )
 

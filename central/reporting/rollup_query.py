@@ -1,0 +1,199 @@
+"""Indicators over a date range from the daily rollups (``central.reporting.rollups``): the
+same answer as ``compute`` over every fact of the range, from sums of a few rows per hall-day.
+
+Three parts are not sums of days and are completed here: 评价率's numerator (cases accepted in
+the range with a counted evaluation inside it), 在岗率覆盖's denominator (every opening minute
+of every working day of the range, for each window the range saw in a hall, also on days the
+hall sent nothing) and 超时未办结 (open at the range's end, from the deadlines the ladder keeps).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter, defaultdict
+from typing import Any
+
+from sqlalchemy import case, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from central.reporting import halls as hall_setups
+from central.reporting.registry import Halls, hall_clause
+from central.reporting.rollups import FIELDS
+from central.rules.indicators import (
+    DateRange,
+    Grouping,
+    GroupKey,
+    Indicators,
+    Ratio,
+    group_key,
+)
+from central.rules.scale import DeviceKey
+from central.rules.workdays import WorkCalendar, day_start
+from central.store.schema import cases
+from central.store.schema_cases import case_ladder
+from central.store.schema_rollups import BAD_KEYS, PAIRS, indicator_rollups, rollup_evaluated
+
+_KEYS = {  # the rollup columns that make a group of each grouping
+    Grouping.ALL: (),
+    Grouping.HALL: ("hall_id",),
+    Grouping.DEPARTMENT: ("hall_id", "department"),
+    Grouping.WINDOW: ("hall_id", "window"),
+    Grouping.STAFF: ("hall_id", "staff"),
+}
+_VALUES = (
+    *(f"{p}_{side}" for p in PAIRS for side in "nd"),
+    "overdue_completed",
+    *(f"bad_{k}" for k in BAD_KEYS),
+)
+
+
+def _source(by: Grouping) -> str:
+    return (Grouping.HALL if by is Grouping.ALL else by).value
+
+
+def _key(by: Grouping, values: dict[str, Any]) -> GroupKey:
+    return GroupKey(
+        hall=values.get("hall_id"),
+        department=values.get("department") or None,
+        window=values.get("window") or None,
+        staff=values.get("staff") or None,
+    )
+
+
+async def indicators(
+    conn: AsyncConnection,
+    period: DateRange,
+    by: Grouping,
+    calendar: WorkCalendar,
+    *,
+    hall: Halls = None,
+    open_cases: bool = True,
+) -> dict[GroupKey, Indicators]:
+    """Every indicator per group of ``by`` over ``period``, for the halls ``hall`` names.
+    ``open_cases=False`` leaves out 超时未办结 and the groups only open cases make (the
+    overview's rates need neither)."""
+    r = indicator_rollups
+    cols = [r.c[name] for name in _KEYS[by]]
+    query = (
+        select(*cols, *(func.sum(r.c[v]).label(v) for v in _VALUES))
+        .where(
+            r.c.grouping == _source(by),
+            r.c.business_day >= period.first,
+            r.c.business_day <= period.last,
+            hall_clause(r.c.hall_id, hall),
+        )
+        .group_by(*cols)
+    )
+    sums = {_key(by, dict(row._mapping)): row._mapping for row in await conn.execute(query)}
+    evaluated = await _evaluated(conn, period, by, hall)
+    coverage = await _coverage(conn, period, by, calendar, hall)
+    overdue = await _open_at_end(conn, period, by, calendar, hall) if open_cases else {}
+    zero = dict.fromkeys(_VALUES, 0)
+    out = {}
+    # a group with only cases open all along has no rollup row (its days add nothing)
+    for key in sorted(sums.keys() | overdue.keys(), key=GroupKey.sort_key):
+        row = sums.get(key, zero)
+        ratios = {name: Ratio(row[f"{p}_n"], row[f"{p}_d"]) for p, name in FIELDS.items()}
+        if key in coverage:
+            ratios["staffed_coverage"] = Ratio(row["covered_n"], coverage[key])
+        bad = {DeviceKey(k): int(row[f"bad_{k}"]) for k in BAD_KEYS}
+        out[key] = Indicators(
+            group=key,
+            overdue_completed=int(row["overdue_completed"]),
+            overdue_open=overdue.get(key, 0),
+            evaluation_rate=Ratio(evaluated.get(key, 0), row["same_day_d"]),
+            bad_reviews=bad,
+            bad_review_rate=Ratio(sum(bad.values()), row["satisfied_d"]),
+            **ratios,
+        )
+    return out
+
+
+async def _evaluated(
+    conn: AsyncConnection, period: DateRange, by: Grouping, hall: Halls
+) -> dict[GroupKey, int]:
+    """评价率's numerator: accepted in the range and covered by a counted evaluation in it."""
+    e = rollup_evaluated
+    cols = [e.c[name] for name in _KEYS[by]]
+    query = (
+        select(*cols, func.sum(e.c.cases).label("cases"))
+        .where(
+            e.c.grouping == _source(by),
+            e.c.accepted_day >= period.first,
+            e.c.accepted_day <= period.last,
+            or_(e.c.before_day >= period.first, e.c.after_day <= period.last),
+            hall_clause(e.c.hall_id, hall),
+        )
+        .group_by(*cols)
+    )
+    return {_key(by, dict(row._mapping)): int(row.cases) for row in await conn.execute(query)}
+
+
+async def _coverage(
+    conn: AsyncConnection, period: DateRange, by: Grouping, calendar: WorkCalendar, hall: Halls
+) -> dict[GroupKey, float]:
+    """在岗率覆盖's denominator for the window-based groupings: all opening minutes of the
+    range's working days for every window the range saw (a day without data is uncovered)."""
+    if by is Grouping.STAFF:
+        return {}
+    r = indicator_rollups
+    query = (
+        select(r.c.hall_id, r.c.window, r.c.department)
+        .where(
+            r.c.grouping == Grouping.WINDOW.value,
+            r.c.business_day >= period.first,
+            r.c.business_day <= period.last,
+            hall_clause(r.c.hall_id, hall),
+        )
+        .distinct()
+    )
+    windows: dict[tuple[str, str], str | None] = {}
+    for hall_id, window, department in await conn.execute(query):
+        windows[(hall_id, window)] = department or windows.get((hall_id, window))
+    stored = await hall_setups.stored_setups(conn, sorted({h for h, _ in windows}))
+    workdays = len(calendar.workdays_in(period.first, period.last))
+    out: defaultdict[GroupKey, float] = defaultdict(float)
+    for (hall_id, window), department in windows.items():
+        key = group_key(by, hall_id, department, window, None)
+        if key is not None:
+            setup = hall_setups.with_defaults(hall_id, stored.get(hall_id))
+            out[key] += sum(p.minutes for p in setup.opening) * workdays
+    return dict(out)
+
+
+def _last_workday(calendar: WorkCalendar, day: dt.date) -> dt.date | None:
+    days = calendar.workdays_in(day - dt.timedelta(days=60), day)
+    return days[-1] if days else None
+
+
+async def _open_at_end(
+    conn: AsyncConnection, period: DateRange, by: Grouping, calendar: WorkCalendar, hall: Halls
+) -> dict[GroupKey, int]:
+    """Per group of the cases open at the range's end, those whose deadline lies at least one
+    working day before its last day (before the last working day on or before it)."""
+    limit = _last_workday(calendar, period.last) or dt.date.min
+    end = day_start(period.last + dt.timedelta(days=1))
+    c = cases
+    query = (
+        select(
+            c.c.hall_id,
+            c.c.department,
+            c.c.window,
+            c.c.staff,
+            func.sum(case((case_ladder.c.deadline < limit, 1), else_=0)).label("n"),
+        )
+        .outerjoin(case_ladder, case_ladder.c.case_no == c.c.case_no)
+        .where(
+            c.c.accepted_at < end,
+            or_(c.c.completed_at.is_(None), c.c.completed_at >= end),
+            c.c.status != "withdrawn",
+            hall_clause(c.c.hall_id, hall),
+        )
+        .group_by(c.c.hall_id, c.c.department, c.c.window, c.c.staff)
+    )
+    out: Counter[GroupKey] = Counter()
+    for hall_id, department, window, staff, n in await conn.execute(query):
+        key = group_key(by, hall_id, department, None if window is None else str(window), staff)
+        if key is not None:
+            out[key] += int(n)
+    return dict(out)

@@ -1,0 +1,84 @@
+"""Daily indicator rollups: per hall, business day and group (hall, department, window, staff)
+the numerators and denominators of every additive indicator of central/rules/INDICATORS.md, so
+dashboards over a month or a year sum rows instead of loading every fact.
+
+Derived data: recomputed from the facts whenever the correlation job writes a hall-day
+(``central.reporting.rollups``), rebuilt by ``hallwatch-central rollups rebuild``. An empty
+department, window or staff field is a grouping that does not use it.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Column, Date, Float, Index, Integer, String, Table
+
+from central.store.metadata import metadata
+
+# (numerator, denominator) column pairs, named after the indicator's accumulator
+PAIRS = (
+    "on_time",
+    "handling",
+    "promise",
+    "speedup",
+    "early",
+    "same_day",
+    "satisfied",
+    "wait",
+    "no_show",
+    "staffed",
+    "covered",
+)
+BAD_KEYS = (3, 4, 5, 6)
+GROUP_COLUMNS = ("grouping", "department", "window", "staff")
+
+
+def _group_columns() -> list[Column[str]]:
+    return [
+        Column(
+            "grouping", String(16), primary_key=True, comment="hall | department | window | staff"
+        ),
+        Column("department", String(128), primary_key=True, comment="'' when not grouped by it"),
+        Column("window", String(16), primary_key=True),
+        Column("staff", String(16), primary_key=True),
+    ]
+
+
+indicator_rollups = Table(
+    "indicator_rollups",
+    metadata,
+    Column("hall_id", String(64), primary_key=True),
+    Column("business_day", Date, primary_key=True),
+    *_group_columns(),
+    *(Column(f"{p}_{side}", Float, nullable=False) for p in PAIRS for side in ("n", "d")),
+    Column("overdue_completed", Integer, nullable=False),
+    *(Column(f"bad_{k}", Integer, nullable=False) for k in BAD_KEYS),
+    Index("ix_indicator_rollups_grouping_day", "grouping", "business_day"),
+)
+
+# 评价率's numerator: cases accepted on a day, by the nearest days around it on which a counted
+# evaluation covered them (a case counts in a range that holds one of those days).
+rollup_evaluated = Table(
+    "rollup_evaluated",
+    metadata,
+    Column("hall_id", String(64), nullable=False),
+    Column("accepted_day", Date, nullable=False),
+    Column("grouping", String(16), nullable=False),
+    Column("department", String(128), nullable=False),
+    Column("window", String(16), nullable=False),
+    Column("staff", String(16), nullable=False),
+    Column("before_day", Date, comment="last evaluation day before the acceptance day"),
+    Column("after_day", Date, comment="first evaluation day on or after the acceptance day"),
+    Column("cases", Integer, nullable=False),
+    Index("ix_rollup_evaluated_hall_day", "hall_id", "accepted_day"),
+    Index("ix_rollup_evaluated_grouping_day", "grouping", "accepted_day"),
+)
+
+# which cases a hall-day's counted evaluations covered: finds a case's evaluation days without
+# reading every result
+rollup_case_evaluations = Table(
+    "rollup_case_evaluations",
+    metadata,
+    Column("hall_id", String(64), primary_key=True),
+    Column("business_day", Date, primary_key=True),
+    Column("case_no", String(64), primary_key=True),
+    Index("ix_rollup_case_evaluations_case_no", "case_no"),
+)
