@@ -179,6 +179,7 @@ async def _bench(url: str) -> dict[str, object]:
         await engine.dispose()
 
 
+@pytest.mark.timeout(2 * 3600)  # generating ~17 million rollup rows takes minutes
 def test_year_dashboard() -> None:
     name, url = create_pg_database()
     try:

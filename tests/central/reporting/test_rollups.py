@@ -174,7 +174,7 @@ async def _came_back(engine: AsyncEngine) -> str:
         e = rollup_evaluated
         late = select(e.c.after_day).where(e.c.accepted_day == DAYS[0], e.c.grouping == "hall")
         assert DAYS[1] in set((await conn.execute(late)).scalars())
-    return earlier
+    return str(earlier)
 
 
 def _same(old: Indicators, new: Indicators, where: str) -> None:
