@@ -2,7 +2,7 @@
 days around their acceptance; which cases each hall-day's evaluations covered.
 
 Revision ID: indicator_rollups
-Revises: halls_registry
+Revises: outbox
 Create Date: 2026-12-06
 """
 
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "indicator_rollups"
-down_revision = "halls_registry"
+down_revision = "outbox"
 branch_labels = None
 depends_on = None
 
