@@ -6,7 +6,7 @@
    once per few seconds. The page itself is never reloaded. */
 (function () {
   'use strict';
-  var H = window.HW, t = H.t, el = H.el;
+  var H = window.HW, t = H.t, el = H.el, lang = H.lang;
   var TICKER_POLL_MS = 3000;
   var SNAPSHOT_POLL_MS = 30000;
   var SNAPSHOT_GAP_MS = 4000;  // the least time between two snapshot requests
@@ -14,7 +14,9 @@
   var BACKOFF_MS = [2000, 5000, 10000, 20000, 40000, 60000];
   var TICKS_KEPT = 60;
   var STATES = ['red', 'yellow', 'offline', 'blue', 'green', 'idle'];  // worst first
-  var TREE_MODES = ['full', 'compact', 'dots', 'regions', 'counts'];
+  // the tree's layouts, most detailed first; squares as large as the panel allows
+  var TREE_MODES = [['full'], ['compact'], ['dots', 1.4], ['dots', 1], ['dots', 0.8],
+    ['regions', 1.4], ['regions', 1], ['regions', 0.6], ['counts']];
 
   var snapshot = null;
   var etag = null;
@@ -100,10 +102,23 @@
 
   // ------------------------------------------------------------------------ KPIs
 
+  /* big counts in 万 as read aloud in a 监察室: 122382 → 12.2万 */
+  function count(n) {
+    if (typeof n !== 'number' || n < 100000) { return n; }
+    return lang === 'zh' ? (n / 10000).toFixed(1) + '万' : (n / 1000).toFixed(0) + 'k';
+  }
+
   function kpi(id, label, value, kind) {
-    return el('div', { class: 'wall-kpi ' + (kind || ''), id: id },
+    return el('div', { class: 'wall-kpi ' + (kind || ''), id: id, title: String(value) },
       el('div', { class: 'wall-kpi-label' }, label),
-      el('div', { class: 'wall-kpi-value' }, value));
+      el('div', { class: 'wall-kpi-value' }, count(value)));
+  }
+
+  /* a number never cut: a smaller font when it is wider than its box */
+  function shrinkToFit(node) {
+    for (var scale = 0.85; node.scrollWidth > node.clientWidth + 1 && scale > 0.4; scale -= 0.15) {
+      node.style.fontSize = scale * 2.6 + 'rem';
+    }
   }
 
   function counted(n, kind) { return n ? kind : 'zero'; }
@@ -130,6 +145,7 @@
     box.appendChild(kpi('kpi-satisfaction', t('wall.kpi.satisfaction'),
       pct(totals.satisfaction_today), 'good'));
     box.appendChild(kpi('kpi-ontime', t('wall.kpi.ontime'), pct(totals.ontime_rate_30d), 'good'));
+    box.querySelectorAll('.wall-kpi-value').forEach(shrinkToFit);
   }
 
   // ------------------------------------------------------------------------ the tree
@@ -207,9 +223,10 @@
       el('div', { class: 'facts' }, facts(h)));
   }
 
-  function renderTree(halls, mode) {
+  function renderTree(halls, mode, square) {
     var box = H.clear(document.getElementById('wall-tree'));
     box.className = 'wall-tree ' + mode;
+    box.style.setProperty('--square', (square || 1) + 'rem');
     var flat = mode === 'regions' || mode === 'counts' ? 1 : Infinity;
     groupsOf(halls, flat).forEach(function (g) {
       box.appendChild(el('div', { class: 'tree-group', style: 'padding-left:' + g.depth * 0.8 + 'rem',
@@ -225,13 +242,18 @@
 
   /* the most detailed mode whose tree fits its panel: names and facts for a few dozen
      halls, names, then coloured squares, then counts per level for thousands */
+  // the least area (rem²) one hall takes in a layout: layouts that cannot hold every hall are
+  // not even drawn (2,000 full tiles take long to lay out)
+  var TILE_AREA = { full: 9.5 * 2.6, compact: 6 * 1.3 };
+
+  function mayHold(box, mode, square, n) {
+    var rem = remPx();
+    var per = TILE_AREA[mode] || (square ? (square + 0.12) * (square + 0.12) : 0);
+    return per * n <= box.clientWidth * box.clientHeight / (rem * rem);
+  }
+
   function drawTree(halls) {
-    var box;
-    for (var i = 0; i < TREE_MODES.length; i++) {
-      box = renderTree(halls, TREE_MODES[i]);
-      if (box.scrollHeight <= box.clientHeight + 1) { break; }
-    }
-    fit(box, box.children);
+    // the legend first: the tree gets the room it leaves
     document.getElementById('tree-count').textContent = t('wall.tree.count', { n: halls.length });
     var n = stateCounts(halls);
     H.clear(document.getElementById('tree-legend')).appendChild(el('span', null,
@@ -239,7 +261,16 @@
         return el('span', { class: 'legend-' + s }, el('i', { class: 'st-' + s }),
           t('wall.state.' + s), el('span', { class: 'n' }, n[s]), ' ');
       })));
+    var box = document.getElementById('wall-tree');
+    for (var i = 0; i < TREE_MODES.length; i++) {
+      var mode = TREE_MODES[i];
+      if (i < TREE_MODES.length - 1 && !mayHold(box, mode[0], mode[1], halls.length)) { continue; }
+      box = renderTree(halls, mode[0], mode[1]);
+      if (box.scrollHeight <= box.clientHeight + 1) { break; }
+    }
+    fit(box, box.children);
   }
+
 
   // ------------------------------------------------------------------------ trends
 

@@ -1,5 +1,6 @@
 """A wall snapshot shaped like GET /api/v1/wall/snapshot for any number of halls, for the page's
-layout at scales a test store does not hold (hundreds of halls, full 红黑榜, long names)."""
+layout at scales a test store does not hold (2,000 halls, six-digit counts, full 红黑榜, long
+names)."""
 
 from __future__ import annotations
 
