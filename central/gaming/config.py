@@ -32,12 +32,19 @@ class GamingConfig(BaseModel):
         default=1.0, gt=0, description="INSTANT_PRESS: a key this soon after the invitation"
     )
     instant_floor: float = Field(
-        default=0.01, ge=0, le=1, description="INSTANT_PRESS: the hall's share is at least this"
+        default=0.01, gt=0, le=1, description="INSTANT_PRESS: the hall's share is at least this"
     )
     min_instant_ratio: float = Field(
         default=5.0, ge=1, description="INSTANT_PRESS: the subject's share this many times"
     )
     min_streak: int = Field(default=15, ge=2, description="KEY_STREAK: shortest run tested")
+    streak_tolerance: float = Field(
+        default=0.8,
+        gt=0,
+        le=1,
+        description="KEY_STREAK: the other keys taken as this share of their probability "
+        "(an honest staff member may draw fewer of them than the hall)",
+    )
     idle_grace_s: float = Field(
         default=120.0,
         ge=0,
@@ -45,7 +52,7 @@ class GamingConfig(BaseModel):
         "one called since, had no citizen in front of the window",
     )
     idle_floor: float = Field(
-        default=0.002, ge=0, le=1, description="PRESS_WITHOUT_CITIZEN: hall rate at least this"
+        default=0.002, gt=0, le=1, description="PRESS_WITHOUT_CITIZEN: hall rate at least this"
     )
     min_idle_presses: int = Field(
         default=5, ge=1, description="PRESS_WITHOUT_CITIZEN: fewer such presses never open"
@@ -62,7 +69,7 @@ class GamingConfig(BaseModel):
         default=4.0, ge=1, description="SELECTIVE_INVITING: odds of skipping long ones at least"
     )
     cancel_floor: float = Field(
-        default=0.05, ge=0, le=1, description="CANCELLED_INVITATIONS: hall rate at least this"
+        default=0.05, gt=0, le=1, description="CANCELLED_INVITATIONS: hall rate at least this"
     )
     min_cancel_ratio: float = Field(
         default=4.0, ge=1, description="CANCELLED_INVITATIONS: subject's rate this many times"
@@ -83,7 +90,7 @@ class GamingConfig(BaseModel):
     )
     abandoned_floor: float = Field(
         default=0.002,
-        ge=0,
+        gt=0,
         le=1,
         description="MALICIOUS_ABANDONED_CASES: the hall's share of presses that are bad reviews "
         "of abandoned cases at least this",

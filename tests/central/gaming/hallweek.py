@@ -1,5 +1,3 @@
-# Long module: one simulated hall week with every gaming pattern seeded into it and its ground
-# truth; splitting would part each seeded behaviour from the clean behaviour it distorts.
 """Simulated hall weeks as the gaming detector's facts, with the gaming seeded in them.
 
 Clean halls: each window served by one staff member, mostly one category of service (A short
@@ -15,6 +13,7 @@ then come back (agents, 代办), some withdrawn, some overdue. Staff differ (bad
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import datetime as dt
 import hashlib
 import itertools
@@ -313,8 +312,6 @@ class _Week:
 
 
 def _replace(fact: SessionFact, **changes: object) -> SessionFact:
-    import dataclasses
-
     return dataclasses.replace(fact, **changes)  # type: ignore[arg-type]
 
 
@@ -390,8 +387,6 @@ def _press_of(s: _Session) -> PressFact:
 
 
 def _replace_press(press: PressFact | None, **changes: object) -> PressFact:
-    import dataclasses
-
     assert press is not None
     return dataclasses.replace(press, **changes)  # type: ignore[arg-type]
 
@@ -404,8 +399,6 @@ def _bad_review(
     abandoned: bool = False,
     flawless: bool = False,
 ) -> None:
-    import dataclasses
-
     assert s.case is not None
     case = s.case
     if digest is not None:

@@ -23,28 +23,28 @@ MONDAY = dt.date(2026, 11, 2)
 STRONG: Mapping[Pattern, Mapping[str, Sequence[float]]] = {
     Pattern.REGULAR_TIMING: {"busy": (1.0, 0.95), "quiet": (1.0,)},
     Pattern.INSTANT_PRESS: {"busy": (0.5, 0.3), "quiet": (0.5, 0.3)},
-    Pattern.KEY_STREAK: {"busy": (100, 80), "quiet": ()},
+    Pattern.KEY_STREAK: {"busy": (140, 120), "quiet": ()},
     Pattern.PRESS_WITHOUT_CITIZEN: {"busy": (12, 8), "quiet": (12, 8)},
     Pattern.SELECTIVE_INVITING: {"busy": (1.0, 0.8), "quiet": (1.0, 0.8)},
-    Pattern.CANCELLED_INVITATIONS: {"busy": (0.8, 0.5), "quiet": (0.8,)},
+    Pattern.CANCELLED_INVITATIONS: {"busy": (0.8, 0.5), "quiet": ()},
     Pattern.LOW_EVALUATION_RATE: {"busy": (0.8, 0.6), "quiet": (0.8, 0.6)},
     Pattern.MALICIOUS_SAME_APPLICANT: {"busy": (5, 3), "quiet": (5, 3)},
-    Pattern.MALICIOUS_ABANDONED_CASES: {"busy": (10, 6), "quiet": (10, 6)},
+    Pattern.MALICIOUS_ABANDONED_CASES: {"busy": (10,), "quiet": (10,)},
     Pattern.CONTRADICTS_RECORD: {"busy": (6, 4), "quiet": (6, 4)},
-    Pattern.DISTRIBUTION_SHIFT: {"busy": (1.0, 0.4, 0.25), "quiet": (0.5, 0.4)},
+    Pattern.DISTRIBUTION_SHIFT: {"busy": (1.0, 0.4, 0.25), "quiet": (0.5,)},
 }
 WEAK: Mapping[Pattern, Mapping[str, Sequence[float]]] = {
     Pattern.REGULAR_TIMING: {"busy": (0.8,), "quiet": (0.95,)},
     Pattern.INSTANT_PRESS: {"busy": (0.15,), "quiet": (0.15,)},
-    Pattern.KEY_STREAK: {"busy": (60,), "quiet": (30,)},
+    Pattern.KEY_STREAK: {"busy": (100, 80), "quiet": (30,)},
     Pattern.PRESS_WITHOUT_CITIZEN: {"busy": (5,), "quiet": (5,)},
     Pattern.SELECTIVE_INVITING: {"busy": (0.5,), "quiet": (0.5,)},
-    Pattern.CANCELLED_INVITATIONS: {"busy": (0.3,), "quiet": (0.5,)},
+    Pattern.CANCELLED_INVITATIONS: {"busy": (0.3,), "quiet": (0.8, 0.5)},
     Pattern.LOW_EVALUATION_RATE: {"busy": (0.4,), "quiet": (0.4,)},
     Pattern.MALICIOUS_SAME_APPLICANT: {"busy": (), "quiet": ()},
-    Pattern.MALICIOUS_ABANDONED_CASES: {"busy": (4,), "quiet": (4,)},
+    Pattern.MALICIOUS_ABANDONED_CASES: {"busy": (6, 4), "quiet": (6, 4)},
     Pattern.CONTRADICTS_RECORD: {"busy": (3,), "quiet": (3,)},
-    Pattern.DISTRIBUTION_SHIFT: {"busy": (0.15,), "quiet": (1.0, 0.25)},
+    Pattern.DISTRIBUTION_SHIFT: {"busy": (0.15,), "quiet": (1.0, 0.4, 0.25)},
 }
 
 

@@ -59,7 +59,7 @@ def test_recall_and_false_openings_over_simulated_province_weeks() -> None:
 STRONG_SEEDS = [
     Seed(Pattern.REGULAR_TIMING, 2, 1.0),
     Seed(Pattern.INSTANT_PRESS, 2, 0.4),
-    Seed(Pattern.KEY_STREAK, 2, 100),
+    Seed(Pattern.KEY_STREAK, 2, 130),
     Seed(Pattern.PRESS_WITHOUT_CITIZEN, 2, 10),
     Seed(Pattern.SELECTIVE_INVITING, 2, 1.0),
     Seed(Pattern.CANCELLED_INVITATIONS, 3, 0.8),
@@ -111,6 +111,14 @@ def test_fingerprints_are_stable_and_independent_of_the_order_of_facts() -> None
     assert {a.fingerprint for a in both if a.hall_id == "X"}.isdisjoint(
         a.fingerprint for a in first
     )
+
+
+def test_without_an_earlier_baseline_one_gaming_window_does_not_implicate_the_others() -> None:
+    """The hall's own week as the baseline, one window pressing at once inside it."""
+    facts = dataclasses.replace(_week((Seed(Pattern.INSTANT_PRESS, 2, 0.6),)), baseline=None)
+    opened = detect(facts)
+    assert Pattern.INSTANT_PRESS in {a.pattern for a in opened if a.window == 2}
+    assert {a.window for a in opened} == {2}, [a.summary for a in opened]
 
 
 T0 = dt.datetime(2026, 11, 2, 1, 0, tzinfo=dt.UTC)

@@ -1,5 +1,6 @@
 import itertools
 import math
+import random
 
 import pytest
 
@@ -70,8 +71,14 @@ def test_binomial_tails(k: int, n: int, p: float, greater: float, less: float) -
 
 
 def test_variance_ratio_and_distance_and_bh() -> None:
-    ratio, p = variance_ratio_less([1.0, 1.1, 0.9, 1.0] * 5, [0.0, 2.0, 1.0, 3.0, -1.0] * 8)
-    assert ratio < 0.05 and p < 1e-6
-    assert variance_ratio_less([0.0, 2.0, 1.0, 3.0] * 5, [0.0, 2.0, 1.0, 3.0] * 8)[1] > 0.3
+    rng = random.Random(5)
+    hall = [rng.gauss(0, 1) for _ in range(2000)]
+    ratio, p = variance_ratio_less([rng.gauss(0, 0.1) for _ in range(25)], hall)
+    assert ratio < 0.05 and p < 1e-9
+    ratio, p = variance_ratio_less([rng.gauss(0, 1) for _ in range(40)], hall)
+    assert 0.6 < ratio < 1.5 and p > 0.05
+    # a tenth of the hall pressing at once does not make honest windows look regular
+    widened = hall + [-5.0 + rng.gauss(0, 0.1) for _ in range(200)]
+    assert variance_ratio_less([rng.gauss(0, 1) for _ in range(40)], widened)[1] > 0.05
     assert total_variation([50, 25, 25], [0.5, 0.5, 0.0]) == pytest.approx(0.25)
     assert bh_adjust([0.01, 0.04, 0.03, 0.5]) == pytest.approx([0.04, 0.16 / 3, 0.16 / 3, 0.5])
