@@ -26,6 +26,11 @@ from tests.central.correlation.hallday import CaseTruth, GenEvent, HallDay, mess
 
 
 @pytest.fixture
+def database_at_head() -> bool:
+    return True  # these tests migrate first: start from the migrated template
+
+
+@pytest.fixture
 async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
     eng = make_engine(database_url)
     await upgrade(eng)

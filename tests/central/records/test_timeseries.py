@@ -132,6 +132,11 @@ def by_series(exported: list[dict[str, Any]]) -> dict[tuple[Any, ...], list[floa
 
 
 @pytest.fixture
+def database_at_head() -> bool:
+    return True  # every test migrates first: start from the migrated template
+
+
+@pytest.fixture
 def vm(tmp_path: Path) -> Iterator[Victoria]:
     v = Victoria(tmp_path / "vm").start()
     try:

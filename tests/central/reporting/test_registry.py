@@ -101,6 +101,11 @@ def test_a_subtree_is_the_hall_and_everything_below() -> None:
 
 
 @pytest.fixture
+def database_at_head() -> bool:
+    return True  # every test migrates first: start from the migrated template
+
+
+@pytest.fixture
 async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
     eng = make_engine(database_url)
     await upgrade(eng)

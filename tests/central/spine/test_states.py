@@ -25,6 +25,11 @@ T0 = datetime(2026, 11, 20, 1, 2, 3, tzinfo=UTC)
 
 
 @pytest.fixture
+def database_at_head() -> bool:
+    return True  # every test migrates first: start from the migrated template
+
+
+@pytest.fixture
 async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
     eng = make_engine(database_url)
     await upgrade(eng)

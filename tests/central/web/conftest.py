@@ -34,6 +34,11 @@ from tests.central.web import seed as seeds
 BASE = "http://central.test"
 
 
+@pytest.fixture
+def database_at_head() -> bool:
+    return True  # these tests migrate first: start from the migrated template
+
+
 @pytest.fixture(autouse=True)
 def cheap_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
     """The real scrypt code at a small cost: these tests are about HTTP and scope, not hashing
