@@ -59,7 +59,7 @@ def test_replaced_journal_loses_nothing_and_is_not_mistaken_for_the_old_one(
         expected += PER_RUN + 1
         try:
             procs.wait_until(
-                lambda: procs.stored(database_url, "gw1")[2] >= expected,
+                lambda: procs.committed_through(database_url, "gw1") >= expected,
                 60,
                 f"central to commit run {name}",
             )

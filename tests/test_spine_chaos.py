@@ -41,7 +41,7 @@ def drain_and_prove(
     try:
         time.sleep(0.5)
         procs.wait_until(
-            lambda: procs.stored(url, "gw1")[2] >= journal_head(tmp_path),
+            lambda: procs.committed_through(url, "gw1") >= journal_head(tmp_path),
             timeout,
             "central to commit the whole journal",
         )
@@ -185,7 +185,7 @@ def test_gateway_started_while_broker_down_buffers_a_day_then_delivers_all(
         cen = start_central(tmp_path, broker.port, database_url)
         started = time.monotonic()
         procs.wait_until(
-            lambda: procs.stored(database_url, "gw1")[2] >= 50_001,
+            lambda: procs.committed_through(database_url, "gw1") >= 50_001,
             60,
             "the backlog to reach central",
         )

@@ -27,7 +27,7 @@ def test_events_flow_from_generator_to_central_once(
     try:
         # 20,000 generated + 1 gateway.boot
         procs.wait_until(
-            lambda: procs.stored(database_url, "gw1")[2] >= 20_001,
+            lambda: procs.committed_through(database_url, "gw1") >= 20_001,
             60,
             "central to commit all events",
         )
@@ -74,7 +74,7 @@ def test_two_aggregators_share_the_stream_exactly_once(broker: Broker, tmp_path:
         for g in ("gw1", "gw2"):
 
             def delivered(gateway: str = g) -> bool:
-                return procs.stored(url, gateway)[2] >= 15_001
+                return procs.committed_through(url, gateway) >= 15_001
 
             procs.wait_until(delivered, 90, f"{g} delivered")
             seqs, _, committed = procs.stored(url, g)

@@ -115,14 +115,14 @@ def test_events_survive_a_killed_node_exactly_once(
             total = len(GATEWAYS) * (EVENTS_EACH + 1)  # + gateway.boot each
 
             def stored_all() -> int:
-                return sum(procs.stored(province_db, g)[2] for _, g in GATEWAYS)
+                return sum(procs.committed_through(province_db, g) for _, g in GATEWAYS)
 
             procs.wait_until(lambda: stored_all() >= total // 5, 120, "a fifth committed")
             cluster.kill9(0)  # the node central connected to first, and the partitions' leader
             for _, gateway in GATEWAYS:
 
                 def delivered(g: str = gateway) -> bool:
-                    return procs.stored(province_db, g)[2] >= EVENTS_EACH + 1
+                    return procs.committed_through(province_db, g) >= EVENTS_EACH + 1
 
                 procs.wait_until(delivered, 150, f"{gateway}'s events committed")
 

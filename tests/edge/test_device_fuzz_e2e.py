@@ -207,7 +207,7 @@ def test_fuzzed_device_text_is_stored_and_nothing_is_stuck(
         )
         head = procs.journal_head(tmp_path)
         procs.wait_until(
-            lambda: procs.stored(database_url, "gw1")[2] >= head,
+            lambda: procs.committed_through(database_url, "gw1") >= head,
             30,
             "central to commit the whole journal",
         )

@@ -86,7 +86,7 @@ class Hall:
     def central_events(self, kind: str) -> list[dict[str, Any]]:
         head = journal_head(self.tmp)
         procs.wait_until(
-            lambda: procs.stored(self.url, "gw1")[2] >= head,
+            lambda: procs.committed_through(self.url, "gw1") >= head,
             60,
             "central to catch up with the journal",
         )
