@@ -96,7 +96,7 @@ case "$cmd" in
     "$VENV/bin/ruff" format --check .
     "$VENV/bin/mypy" --no-error-summary
     say "tests"
-    exec "$VENV/bin/pytest" -q -p no:randomly "$@"
+    exec "$VENV/bin/pytest" -q -p no:randomly --durations=25 "$@"
     ;;
   bench)
     install_debian_packages bench
