@@ -8,14 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.broker import Broker, free_port
-from tests.support.databases import (
-    create_pg_database,
-    drop_pg_database,
-    finish_databases,
-    migrated_pg_database,
-    migrated_sqlite_database,
-    postgres_available,
-)
+from tests.support.databases import AT_HEAD, DATABASE_KINDS, finish_databases, scratch_database
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -52,22 +45,9 @@ def database_at_head() -> bool:
     return False
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+@pytest.fixture(params=DATABASE_KINDS)
 def database_url(
     request: pytest.FixtureRequest, tmp_path: Path, database_at_head: bool
 ) -> Iterator[str]:
-    if request.param == "sqlite":
-        target = tmp_path / "central.db"
-        yield (
-            migrated_sqlite_database(target)
-            if database_at_head
-            else f"sqlite+aiosqlite:///{target}"
-        )
-        return
-    if not postgres_available():
-        pytest.fail("PostgreSQL is not reachable on 127.0.0.1:5432 (the test command starts it)")
-    name, url = migrated_pg_database() if database_at_head else create_pg_database()
-    try:
+    with scratch_database(request.param, tmp_path, AT_HEAD if database_at_head else None) as url:
         yield url
-    finally:
-        drop_pg_database(name)

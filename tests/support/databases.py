@@ -1,4 +1,5 @@
-"""Databases for central: a SQLite file, or a fresh PostgreSQL database per test."""
+"""Databases for central per test (a SQLite file, a PostgreSQL database): empty, or a copy of
+a template filled once per session."""
 
 from __future__ import annotations
 
@@ -9,9 +10,13 @@ import shutil
 import tempfile
 import threading
 import uuid
+from collections.abc import Callable, Coroutine, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
+import pytest
 
 PG_HOST = os.environ.get("HALLWATCH_TEST_PG_HOST", "127.0.0.1")
 PG_PORT = int(os.environ.get("HALLWATCH_TEST_PG_PORT", "5432"))
@@ -84,7 +89,7 @@ def drop_pg_database(name: str) -> None:
     _dropper.drop(name)
 
 
-async def _migrate(url: str) -> None:
+async def migrate(url: str) -> None:
     from central.store.db import make_engine
     from central.store.migrate import upgrade
 
@@ -95,54 +100,79 @@ async def _migrate(url: str) -> None:
         await engine.dispose()  # a template must have no connections left to be copied
 
 
+@dataclass(frozen=True)
+class Template:
+    """What a test database starts with: ``fill`` brings an empty database there (and closes
+    every connection it opened); ``key`` names that state within a session."""
+
+    key: str
+    fill: Callable[[str], Coroutine[object, object, None]]
+
+
+AT_HEAD = Template("head", migrate)
+
+
 class _Templates:
-    """One database of each kind migrated to the head once per session; tests that migrate
-    first get a copy (a file copy, ``CREATE DATABASE … TEMPLATE``) instead of running every
-    migration again (0.2-3 s each on a loaded machine)."""
+    """One database per template and kind, filled once per session; a test gets a copy (a
+    file copy, ``CREATE DATABASE … TEMPLATE``) instead of running every migration and every
+    seed step again (0.2-3 s for the migrations alone on a loaded machine)."""
 
     def __init__(self) -> None:
-        self._sqlite: Path | None = None
-        self._pg: str | None = None
+        self._dir: Path | None = None
+        self._sqlite: dict[str, Path] = {}
+        self._pg: dict[str, str] = {}
 
-    def sqlite_copy(self, target: Path) -> str:
-        if self._sqlite is None:
-            path = Path(tempfile.mkdtemp(prefix="hallwatch-template-")) / "central.db"
-            asyncio.run(_migrate(f"sqlite+aiosqlite:///{path}"))
-            self._sqlite = path
+    def sqlite_copy(self, template: Template, target: Path) -> None:
+        if template.key not in self._sqlite:
+            if self._dir is None:
+                self._dir = Path(tempfile.mkdtemp(prefix="hallwatch-templates-"))
+            path = self._dir / f"{len(self._sqlite)}.db"
+            asyncio.run(template.fill(f"sqlite+aiosqlite:///{path}"))
+            self._sqlite[template.key] = path
+        source = self._sqlite[template.key]
         for suffix in ("", "-wal"):  # the WAL is gone after the last close; copied if not
-            if Path(f"{self._sqlite}{suffix}").exists():
-                shutil.copyfile(f"{self._sqlite}{suffix}", f"{target}{suffix}")
-        return f"sqlite+aiosqlite:///{target}"
+            if Path(f"{source}{suffix}").exists():
+                shutil.copyfile(f"{source}{suffix}", f"{target}{suffix}")
 
-    def pg_copy(self) -> tuple[str, str]:
-        if self._pg is None:
+    def pg_copy(self, template: Template) -> tuple[str, str]:
+        if template.key not in self._pg:
             name, url = create_pg_database()
-            asyncio.run(_migrate(url))
-            self._pg = name
+            asyncio.run(template.fill(url))
+            self._pg[template.key] = name
         name = f"hallwatch_test_{uuid.uuid4().hex[:12]}"
-        asyncio.run(_admin(f'CREATE DATABASE "{name}" TEMPLATE "{self._pg}"'))
+        asyncio.run(_admin(f'CREATE DATABASE "{name}" TEMPLATE "{self._pg[template.key]}"'))
         return name, f"postgresql+asyncpg://{PG_USER}@{PG_HOST}:{PG_PORT}/{name}"
 
     def finish(self) -> None:
-        if self._sqlite is not None:
-            shutil.rmtree(self._sqlite.parent, ignore_errors=True)
-            self._sqlite = None
-        if self._pg is not None:
-            drop_pg_database(self._pg)
-            self._pg = None
+        if self._dir is not None:
+            shutil.rmtree(self._dir, ignore_errors=True)
+        for name in self._pg.values():
+            drop_pg_database(name)
+        self._dir, self._sqlite, self._pg = None, {}, {}
 
 
 _templates = _Templates()
 
-
-def migrated_sqlite_database(target: Path) -> str:
-    """A SQLite file at ``target`` holding the newest schema; returns its URL."""
-    return _templates.sqlite_copy(target)
+DATABASE_KINDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 
 
-def migrated_pg_database() -> tuple[str, str]:
-    """A new database holding the newest schema; returns (name, SQLAlchemy URL)."""
-    return _templates.pg_copy()
+@contextmanager
+def scratch_database(kind: str, tmp_path: Path, template: Template | None) -> Iterator[str]:
+    """A database of ``kind`` ("sqlite" or "postgresql") for one test, empty or a copy of
+    ``template``; yields its URL, dropped afterwards."""
+    if kind == "sqlite":
+        target = tmp_path / "central.db"
+        if template is not None:
+            _templates.sqlite_copy(template, target)
+        yield f"sqlite+aiosqlite:///{target}"
+        return
+    if not postgres_available():
+        pytest.fail("PostgreSQL is not reachable on 127.0.0.1:5432 (the test command starts it)")
+    name, url = _templates.pg_copy(template) if template is not None else create_pg_database()
+    try:
+        yield url
+    finally:
+        drop_pg_database(name)
 
 
 def finish_databases() -> None:

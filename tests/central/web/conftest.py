@@ -3,8 +3,10 @@ account per role, clients that log in through the login form."""
 
 from __future__ import annotations
 
+import datetime as dt
+import functools
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,15 +23,17 @@ from central.cases.masking import ApplicantMasker
 from central.cases.store import Source, feed
 from central.correlation import job as correlation_job
 from central.rules.timelimit import DEFAULT_LADDER
-from central.rules.workdays import WorkCalendar
+from central.rules.workdays import WorkCalendar, business_date
 from central.security import accounts as accounts_module
 from central.security.tokens import Role, create_token
 from central.spine.registry import register
 from central.store.db import make_engine
 from central.store.migrate import upgrade
 from central.web.context import WebContext
+from hallkit.clock import utc_now
 from hallkit.login import accounts as login_accounts
 from tests.central.web import seed as seeds
+from tests.support.databases import DATABASE_KINDS, Template, scratch_database
 
 BASE = "http://central.test"
 
@@ -89,28 +93,64 @@ async def logged_in(site: Site, name: str) -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
-@pytest.fixture
-async def site(database_url: str, tmp_path: Path) -> AsyncIterator[Site]:
-    engine = make_engine(database_url)
-    await upgrade(engine)
-    for hall, gateway in (("H1", "gw1"), ("H2", "gw2"), ("H3", "gw3")):
-        await register(engine, hall, gateway)
+MASKER = ApplicantMasker(b"s" * 32)
+
+
+@dataclass(frozen=True)
+class SeededSite:
+    """The seed of one business day and the template database holding it: built once per
+    session (and again should the session cross midnight in Beijing), copied for each test."""
+
+    seed: seeds.Seed
+    calendar: WorkCalendar
+    template: Template
+
+
+@functools.cache
+def _seeded_site(day: dt.date) -> SeededSite:
     calendar = WorkCalendar(assume_weekends=True)
     seed = seeds.build(calendar)
-    masker = ApplicantMasker(b"s" * 32)
-    results = await feed(engine, seed.cases, masker, source=Source.API, now=seed.now)
-    assert all(r.outcome.value == "created" for r in results), results
-    await ladder.run_once(engine, seed.today, calendar, DEFAULT_LADDER, now=seed.now)
-    await seeds.ingest(engine, seed)
-    await correlation_job.run_once(engine, calendar=calendar, now=seed.now)
-    for name, (role, user_hall, department) in seeds.USERS.items():
-        await accounts_module.add(
-            engine, name, seeds.PASSWORD, Role(role), hall=user_hall, department=department
-        )
+
+    async def fill(url: str) -> None:
+        engine = make_engine(url)
+        try:
+            await upgrade(engine)
+            for hall, gateway in (("H1", "gw1"), ("H2", "gw2"), ("H3", "gw3")):
+                await register(engine, hall, gateway)
+            results = await feed(engine, seed.cases, MASKER, source=Source.API, now=seed.now)
+            assert all(r.outcome.value == "created" for r in results), results
+            await ladder.run_once(engine, seed.today, calendar, DEFAULT_LADDER, now=seed.now)
+            await seeds.ingest(engine, seed)
+            await correlation_job.run_once(engine, calendar=calendar, now=seed.now)
+            for name, (role, user_hall, department) in seeds.USERS.items():
+                await accounts_module.add(
+                    engine, name, seeds.PASSWORD, Role(role), hall=user_hall, department=department
+                )
+        finally:
+            await engine.dispose()
+
+    return SeededSite(seed, calendar, Template(f"web-seed-{day}", fill))
+
+
+@pytest.fixture(params=DATABASE_KINDS)
+def seeded_site_url(
+    request: pytest.FixtureRequest, tmp_path: Path, cheap_hashes: None
+) -> Iterator[tuple[str, SeededSite]]:
+    """A copy of today's seeded central (outside the event loop: the template may be built)."""
+    seeded = _seeded_site(business_date(utc_now()))
+    with scratch_database(request.param, tmp_path, seeded.template) as url:
+        yield url, seeded
+
+
+@pytest.fixture
+async def site(seeded_site_url: tuple[str, SeededSite], tmp_path: Path) -> AsyncIterator[Site]:
+    url, seeded = seeded_site_url
+    engine = make_engine(url)
+    await upgrade(engine)  # a no-op on the copy, as on any central restarted at the head
     app = create_app(engine)
-    app.state.cases = CaseContext(masker=masker, calendar=calendar, ladder=DEFAULT_LADDER)
+    app.state.cases = CaseContext(masker=MASKER, calendar=seeded.calendar, ladder=DEFAULT_LADDER)
     app.state.web = WebContext.from_data_dir(tmp_path / "data")
-    yield Site(engine, app, seed, calendar)
+    yield Site(engine, app, seeded.seed, seeded.calendar)
     await engine.dispose()
 
 
