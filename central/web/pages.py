@@ -147,7 +147,9 @@ async def home() -> Response:
 async def overview_page(request: Request) -> Response:
     if request.query_params.get("screen") == "big":  # the old big screen's address
         return RedirectResponse("/wall", 303)
-    return await _page(request, PAGES[0])
+    session = await session_of(request)
+    wall = session is not None and session.account.role in WALL_PAGE.roles
+    return await _page(request, PAGES[0], wall=wall)
 
 
 @router.get("/wall")

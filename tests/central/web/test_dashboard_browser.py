@@ -520,6 +520,7 @@ def test_department_leader_sees_only_the_department(central: Central, browser: B
     expect(page.locator("#user-role")).to_have_text(f"部门领导 · {seeds.MARKET}")
     expect(page.locator(".hall-card")).to_have_count(1)  # H1: their only hall
     expect(page.locator(".hall-card .gw-state")).to_have_count(0)  # no gateway state
+    expect(page.locator("#big-screen-link")).to_have_count(0)  # the wall shows whole halls
     shoot(page, "overview-department-leader")
     page.goto(
         f"/analysis?first={central.seed.today.replace(day=1).isoformat()}&last={today}&hall=H1"
@@ -574,7 +575,8 @@ def test_technician_gets_the_overview_and_nothing_personal(
     page = loaded(login(context, "yunwei"))
     expect(page.locator(".hall-card")).to_have_count(3)
     expect(page.locator("nav.nav a")).to_have_count(1)
-    for path in ("/reviews", "/bulletin", "/analysis", "/followups"):
+    expect(page.locator("#big-screen-link")).to_have_count(0)
+    for path in ("/reviews", "/bulletin", "/analysis", "/followups", "/wall"):
         reply = page.goto(path)
         assert reply is not None and reply.status == 403, path
         expect(page.locator("#refused-message")).to_have_text("您的角色无权访问此页面")
