@@ -20,6 +20,7 @@ from central.cli import (
     gateways,
     halls,
     ledger,
+    outbox,
     rollups,
     screens,
     tokens,
@@ -44,6 +45,7 @@ app.add_typer(correlation.correlation_app, name="correlation")  # run, recompute
 app.add_typer(halls.halls_app, name="halls")  # halls import, halls list (the registry)
 app.add_typer(screens.app)  # screen add|list|revoke (大屏 devices)
 app.add_typer(feed.feed_app, name="feed")  # feed status (好差评 records sent upward)
+app.add_typer(outbox.outbox_app, name="outbox")  # outbox status|release
 app.add_typer(rollups.rollups_app, name="rollups")  # rollups rebuild (indicator rollups)
 
 

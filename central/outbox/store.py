@@ -237,11 +237,34 @@ async def counts(conn: AsyncConnection, kind: str | None = None) -> dict[str, in
     return found
 
 
+async def by_channel(conn: AsyncConnection) -> dict[str, dict[str, int]]:
+    """Messages by channel, then status (every status named, zero included)."""
+    c = outbox.c
+    found: dict[str, dict[str, int]] = {}
+    query = select(c.channel, c.status, func.count()).group_by(c.channel, c.status)
+    for channel, status, n in await conn.execute(query):
+        found.setdefault(channel, {s.value: 0 for s in Status})[status] = int(n)
+    return found
+
+
+async def release(conn: AsyncConnection, ids: list[int], now: dt.datetime) -> int:
+    """Held or failed messages sent again from now, their attempts counted afresh (an operator
+    lifted a rate limit or fixed a receiver); the number released."""
+    c = outbox.c
+    done = await conn.execute(
+        update(outbox)
+        .where(c.id.in_(ids), c.status.in_([Status.HELD.value, Status.FAILED.value]))
+        .values(status=Status.PENDING.value, attempts=0, next_attempt_at=now, last_error=None)
+    )
+    return int(done.rowcount)
+
+
 __all__ = [
     "Audience",
     "Channel",
     "Message",
     "Status",
+    "by_channel",
     "claim",
     "counts",
     "delivered",
@@ -249,6 +272,7 @@ __all__ = [
     "fail",
     "hold",
     "postpone",
+    "release",
     "retry",
     "sent_since",
 ]

@@ -29,6 +29,7 @@ from central.store.migrate import upgrade
 from central.store.schema import cases
 from central.store.schema_correlation import correlation_heads, correlation_results
 from central.store.schema_halls import halls
+from central.store.schema_outbox import outbox
 from tests.central.outbox.fakes import FakeReceiver, serve
 
 NOW = dt.datetime(2027, 1, 4, 2, 0, tzinfo=dt.UTC)  # 10:00 in Beijing, under version 2027
@@ -178,11 +179,18 @@ def test_feed_status_cli(tmp_path: Path) -> None:
             await upgrade(engine)
             await _seed(engine)
             await feed.scan(engine, _book(), FeedConfig(channel="platform_file"), None, NOW)
+            async with engine.begin() as conn:  # one held by a rate limit, one given up
+                await conn.execute(update(outbox).where(outbox.c.id == 1).values(status="held"))
+                await conn.execute(update(outbox).where(outbox.c.id == 2).values(status="failed"))
         finally:
             await engine.dispose()
 
     asyncio.run(prepare())
     result = CliRunner().invoke(cli, ["feed", "status", "-c", str(config)])
     assert result.exit_code == 0, result.output
-    assert "pending 3" in result.output and "delivered 0" in result.output
-    assert "gw1:1 v1\tH1\tcreate\tpending" in result.output
+    assert "pending 1" in result.output and "held 1" in result.output
+    assert "gw1:1 v1\tH1\tcreate\theld" in result.output
+    release = CliRunner().invoke(cli, ["outbox", "release", "1", "2", "3", "-c", str(config)])
+    assert release.exit_code == 0 and "2 messages released" in release.output
+    status = CliRunner().invoke(cli, ["outbox", "status", "-c", str(config)])
+    assert "platform_file\tpending 3  sending 0  delivered 0  failed 0  held 0" in status.output
