@@ -29,6 +29,8 @@ def _table(name: str, score: Score) -> dict[str, object]:
         found = score.found[(pattern, strength, size)]
         rows[f"{pattern.value} {size} {strength:g}"] = {"found": found, "seeded": n}
         print(f"  {pattern.value:27} {size:5} {strength:>6g}  {found:3}/{n:<3} {found / n:6.1%}")
+    per = 1000 * score.detect_seconds / max(1, score.hall_weeks)
+    print(f"  the detector alone: {per:.0f} ms a hall-week ({score.hall_weeks} hall-weeks)")
     by_pattern = Counter(a.pattern.value for a in score.falsely)
     for opened, count in sorted(by_pattern.items()):
         print(f"  false: {opened:27} {count}")
@@ -40,6 +42,7 @@ def _table(name: str, score: Score) -> dict[str, object]:
         "false_rate": round(score.false_rate, 5),
         "false_by_pattern": dict(by_pattern),
         "rows": rows,
+        "detect_ms_per_hall_week": round(1000 * score.detect_seconds / score.hall_weeks, 1),
     }
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import random
+import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -79,6 +80,8 @@ class Score:
     falsely: list[Anomaly] = field(default_factory=list)  # opened on clean window-weeks
     false_windows: set[tuple[int, str, int | None]] = field(default_factory=set)
     anomalies: list[Anomaly] = field(default_factory=list)
+    hall_weeks: int = 0
+    detect_seconds: float = 0.0  # in the detector alone, simulation left out
 
     @property
     def recall(self) -> float:
@@ -115,7 +118,10 @@ def run(
                 seeds.append(Seed(pattern, w, strength, mode))
             f = hall_week(spec, MONDAY, rng.randrange(10**9), seeds, truth)
             facts.append(dataclasses.replace(f, baseline=base[spec.hall_id]))
+        started = time.perf_counter()
         opened = detect_many(facts)
+        score.detect_seconds += time.perf_counter() - started
+        score.hall_weeks += len(facts)
         score.anomalies.extend(opened)
         _score(score, week, specs, truth, opened)
     return score
