@@ -15,7 +15,6 @@ import base64
 import datetime as dt
 import json
 import re
-from collections.abc import Mapping
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request, status
@@ -29,9 +28,8 @@ from central.cases.ladder import standing
 from central.cases.model import CASE_NO_PATTERN, EARLIEST_YEAR, LATEST_YEAR, NO_NUL, CaseIn
 from central.cases.mqttfeed import result_doc
 from central.cases.store import MAX_BATCH, Source, clock_of, feed
-from central.reporting import halls
-from central.reporting.registry import HALL_NAME_DOC, display_name
-from central.reporting.registry_cache import hall_names
+from central.reporting.names import Names, names_for
+from central.reporting.registry import HALL_NAME_DOC
 from central.rules.indicators import CaseStatus
 from central.rules.timelimit import LadderStage, steps
 from central.rules.workdays import business_date, day_start
@@ -282,8 +280,7 @@ def _case_out(
     who: Principal,
     row: Any,
     ladder: LadderOut | None,
-    names: dict[tuple[str, str], str],
-    hall_names: Mapping[str, str],
+    names: Names,
 ) -> dict[str, Any]:
     return {
         "case_no": row.case_no,
@@ -292,10 +289,10 @@ def _case_out(
         "item_name": row.item_name,
         "department": row.department,
         "hall": row.hall_id,
-        "hall_name": display_name(hall_names, row.hall_id),
+        "hall_name": names.hall(row.hall_id),
         "window": row.window,
         "staff": row.staff,
-        "staff_name": halls.name_of(names, row.hall_id, row.staff),
+        "staff_name": names.person(row.hall_id, row.staff),
         "accepted_at": row.accepted_at,
         "legal_days": row.legal_days,
         "promised_days": row.promised_days,
@@ -408,11 +405,10 @@ async def list_cases(
         rows = (await conn.execute(query)).all()
         stale = [r.case_no for r in rows[:limit] if r.l_revision != r.revision]
         held = await _suspensions(conn, stale)
-        names = await halls.staff_names(conn, sorted({r.hall_id for r in rows}))
-        registered = await hall_names(conn)
+        names = await names_for(conn, (r.hall_id for r in rows))
     items = [
         CaseOut.model_validate(
-            _case_out(who, r, _ladder(r, context, held.get(r.case_no, [])), names, registered)
+            _case_out(who, r, _ladder(r, context, held.get(r.case_no, [])), names)
         )
         for r in rows[:limit]
     ]
@@ -445,13 +441,12 @@ async def get_case(request: Request, db: Engine, who: CaseReader, case_no: CaseN
                 .order_by(case_steps.c.at, case_steps.c.recorded_at)
             )
         ).all()
-        names = await halls.staff_names(conn, [row.hall_id])
-        registered = await hall_names(conn)
+        names = await names_for(conn, [row.hall_id])
     ladder = _ladder(row, context, held)
     current = _current_steps(row, held, context, ladder)
     return CaseDetailOut.model_validate(
         {
-            **_case_out(who, row, ladder, names, registered),
+            **_case_out(who, row, ladder, names),
             "suspensions": [
                 {"start": s.started_at, "end": s.ended_at, "reason": s.reason} for s in held
             ],

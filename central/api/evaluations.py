@@ -27,9 +27,8 @@ from central.api.correlation_scope import (
 from central.api.deps import Engine, EvaluationReader, GatewayId
 from central.correlation.engine import Flag
 from central.haocha.config import book_of
-from central.reporting import halls
-from central.reporting.registry import HALL_NAME_DOC, display_name
-from central.reporting.registry_cache import hall_names
+from central.reporting.names import names_for
+from central.reporting.registry import HALL_NAME_DOC
 from central.rules.scale import ExportRow, export_row, to_national
 from central.store.schema import cases
 from central.store.schema_correlation import (
@@ -143,8 +142,7 @@ async def _expand(conn: Any, rows: list[Any]) -> list[EvaluationOut]:
             )
         ):
             found[c.case_no] = c
-    names = await halls.staff_names(conn, sorted({r.hall_id for r in rows}))
-    registered = await hall_names(conn)
+    names = await names_for(conn, (r.hall_id for r in rows))
     out = []
     for r in rows:
         s = sessions.get(r.session_id) if r.session_id else None
@@ -154,7 +152,7 @@ async def _expand(conn: Any, rows: list[Any]) -> list[EvaluationOut]:
                 seq=r.seq,
                 version=r.version,
                 hall=r.hall_id,
-                hall_name=display_name(registered, r.hall_id),
+                hall_name=names.hall(r.hall_id),
                 window=r.window,
                 addr=r.addr,
                 key=r.key,
@@ -177,7 +175,7 @@ async def _expand(conn: Any, rows: list[Any]) -> list[EvaluationOut]:
                 ),
                 ticket=r.ticket,
                 staff=r.staff,
-                staff_name=halls.name_of(names, r.hall_id, r.staff),
+                staff_name=names.person(r.hall_id, r.staff),
                 cases=[
                     CaseBrief(
                         case_no=n, department=found[n].department, item_name=found[n].item_name
@@ -332,8 +330,7 @@ async def export_evaluations(
                 )
             ):
                 departments[c.case_no] = c.department
-        names = await halls.staff_names(conn)
-        registered = await hall_names(conn)
+        names = await names_for(conn, None)
     fields = list(ExportRow.model_fields)
     book = book_of(db)  # the configured mapping versions
 
@@ -353,10 +350,10 @@ async def export_evaluations(
                     key=x.key,
                     evaluated_at=x.evaluated_at,
                     hall=x.hall_id,
-                    hall_name=display_name(registered, x.hall_id),
+                    hall_name=names.hall(x.hall_id),
                     window=str(x.window),
                     staff=x.staff,
-                    staff_name=halls.name_of(names, x.hall_id, x.staff),
+                    staff_name=names.person(x.hall_id, x.staff),
                     case_no=n,
                     department=departments.get(n) if n else None,
                     book=book,

@@ -30,8 +30,11 @@ class Names:
         return setups.name_of(self.staff, hall, staff)
 
 
-async def names_for(conn: AsyncConnection, halls: Iterable[str]) -> Names:
-    """The names of ``halls`` and of the staff their setups list."""
-    wanted = sorted(set(halls))
-    staff = await setups.staff_names(conn, wanted) if wanted else {}
+async def names_for(conn: AsyncConnection, halls: Iterable[str] | None) -> Names:
+    """The names of ``halls`` (None: every hall) and of the staff their setups list."""
+    if halls is None:
+        staff = await setups.staff_names(conn)
+    else:
+        wanted = sorted(set(halls))
+        staff = await setups.staff_names(conn, wanted) if wanted else {}
     return Names(await hall_names(conn), staff)
