@@ -2,7 +2,8 @@
 file-drop directory. Every adapter answers per message: None (delivered) or a ``SendError``
 saying whether trying again can help.
 
-Every HTTP request carries the message's ``Idempotency-Key``: a receiver that processed a
+Every HTTP request carries the message's ``Idempotency-Key`` (percent-encoded where the key is
+not ASCII): a receiver that processed a
 message but whose answer was lost (a timeout, a restart) sees the same key again and can
 ignore the repeat. Errors never quote a phone number, an address or a response body."""
 
@@ -10,12 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import hashlib
 import json
 import smtplib
 from collections.abc import Sequence
 from email.message import EmailMessage
-from email.utils import make_msgid
 from typing import Any, Protocol
+from urllib.parse import quote
 
 import httpx
 
@@ -25,6 +27,12 @@ from central.outbox.templates import render
 from hallkit.atomicfile import write_public
 
 RETRYABLE_STATUS = frozenset({408, 425, 429})
+
+
+def header_key(key: str) -> str:
+    """The idempotency key as a header carries it: ASCII, so a key naming a department (公安局)
+    is percent-encoded, the same way every time."""
+    return quote(key, safe=":/@+-._~")
 
 
 class SendError(Exception):
@@ -61,7 +69,7 @@ class _Poster:
         return message.payload
 
     async def post(self, message: Message) -> Outcome:
-        headers = {"Idempotency-Key": message.idem_key}
+        headers = {"Idempotency-Key": header_key(message.idem_key)}
         if self.target.auth_header is not None:
             headers["Authorization"] = self.target.auth_header.get_secret_value()
         try:
@@ -143,8 +151,9 @@ class Email:
         words = render(message.payload["event"], message.payload.get("params", {}))
         mail = EmailMessage()
         mail["From"], mail["To"], mail["Subject"] = self.target.from_addr, to, words.subject
-        mail["Message-ID"] = make_msgid(idstring=message.idem_key.replace(":", "."))
-        mail["Idempotency-Key"] = message.idem_key
+        digest = hashlib.sha256(message.idem_key.encode()).hexdigest()[:32]
+        mail["Message-ID"] = f"<{digest}@hallwatch.outbox>"
+        mail["Idempotency-Key"] = header_key(message.idem_key)
         mail.set_content(words.text)
         t = self.target
         with smtplib.SMTP(t.host, t.port, timeout=t.timeout_s) as smtp:

@@ -105,7 +105,11 @@ class Deliverer:
                     )
             return
         ready = await self._admit(channel, messages, now)
-        outcomes = await adapter.deliver(ready) if ready else []
+        try:
+            outcomes = await adapter.deliver(ready) if ready else []
+        except Exception as exc:  # an adapter's bug: retried with backoff, then given up
+            log.exception("outbox: the %s adapter failed on a batch", channel)
+            outcomes = [SendError(f"adapter: {type(exc).__name__}")] * len(ready)
         await self._record(ready, outcomes)
 
     async def _admit(
