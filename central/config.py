@@ -8,6 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
+from central.gaming.config import GamingConfig
 from central.haocha.config import HaochaConfig
 from central.outbox.config import OutboxConfig
 from central.rules.timelimit import LadderConfig
@@ -215,6 +216,39 @@ class LedgerConfig(_Section):
     )
 
 
+class AnomaliesConfig(_Section):
+    """Gaming detection's job (central/gaming/): each day over yesterday, each Monday over the
+    last ISO week, the hall-periods shared out like correlation's hall-days."""
+
+    enabled: bool = True
+    check_every_s: float = Field(
+        default=300, ge=1, le=86400, description="how often the job looks for a period due"
+    )
+    after_hour: int = Field(
+        default=2,
+        ge=0,
+        le=23,
+        description="a day (a week) is detected from this hour (Beijing) of the next day on, "
+        "so evaluations uploaded late are correlated first",
+    )
+    lease_s: float = Field(default=120, ge=5, le=3600, description="a worker's hold on its batch")
+    batch: int = Field(
+        default=64,
+        ge=1,
+        le=10000,
+        description="hall-periods detected together (false-discovery control spans a batch)",
+    )
+    baseline_weeks: int = Field(
+        default=4,
+        ge=0,
+        le=52,
+        description="the hall's baseline: the weeks before the period (0: the period itself)",
+    )
+    detector: GamingConfig = Field(
+        default_factory=GamingConfig, description="thresholds (central/gaming/README.md)"
+    )
+
+
 class CentralConfig(_Section):
     database_url: str = DEFAULT_URL
     data_dir: Path = Path("var/central")
@@ -228,6 +262,7 @@ class CentralConfig(_Section):
     ledger: LedgerConfig = LedgerConfig()
     outbox: OutboxConfig = OutboxConfig()
     haocha: HaochaConfig = HaochaConfig()
+    anomalies: AnomaliesConfig = AnomaliesConfig()
 
     @model_validator(mode="after")
     def _feed_has_its_channel(self) -> CentralConfig:

@@ -33,6 +33,9 @@ class GroupOut(BaseModel):
     window: str | None = None
     staff: str | None = None
     staff_name: str | None = Field(default=None, description="工作人员姓名 (hall setup)")
+    confirmed_anomalies: int | None = Field(
+        default=None, description="staff rows: confirmed gaming cases (异常线索属实) in the period"
+    )
     satisfaction_rank: int | None = Field(description="1 = best; null: no evaluations")
     on_time_rank: int | None = Field(description="1 = best; null: nothing completed")
     indicators: dict[str, Any] = Field(
@@ -75,6 +78,24 @@ class OverdueCaseOut(BaseModel):
     stage_label: str | None
 
 
+class GamingOut(BaseModel):
+    id: int = Field(description="the anomaly case (GET /api/v1/anomalies/{id})")
+    pattern: str
+    hall: str
+    hall_name: str = Field(description=HALL_NAME_DOC)
+    window: int | None
+    staff: str | None
+    staff_name: str | None = None
+    period_start: dt.date
+    period_end: dt.date
+    summary: str
+    p_value: float | None
+    effect: float
+    effect_name: str
+    confirmed_at: dt.datetime
+    note: str
+
+
 class BulletinOut(BaseModel):
     month: str
     first: dt.date
@@ -88,6 +109,9 @@ class BulletinOut(BaseModel):
     bad_reviews_cut: bool = Field(description=f"more than {bulletins.MAX_LIST}: list cut")
     overdue_cases: list[OverdueCaseOut]
     overdue_cases_cut: bool
+    gaming: list[GamingOut] = Field(
+        description="confirmed gaming (异常线索 a supervisor confirmed) per hall, window, staff"
+    )
 
 
 async def _build(db: Engine, who: Principal, month: str) -> bulletins.Bulletin:
@@ -145,6 +169,7 @@ async def get_bulletin(db: Engine, who: EvaluationReader, month: Month) -> Bulle
         bad_reviews_cut=b.bad_reviews_cut,
         overdue_cases=[OverdueCaseOut.model_validate(x) for x in b.overdue_cases],
         overdue_cases_cut=b.overdue_cases_cut,
+        gaming=[GamingOut.model_validate(x) for x in b.gaming],
     )
 
 

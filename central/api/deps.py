@@ -89,6 +89,7 @@ ReviewLogReader = Annotated[Principal, gate(Area.REVIEW_LOG)]
 SetupReader = Annotated[Principal, gate(Area.HALL_SETUP)]
 SetupWriter = Annotated[Principal, gate(Area.HALL_SETUP_WRITE)]
 RegistryKeeper = Annotated[Principal, gate(Area.REGISTRY)]
+AnomalyReader = Annotated[Principal, gate(Area.ANOMALIES)]
 OverviewCaller = Annotated[Principal, gate(Area.HEALTH, Area.CASES, Area.EVALUATIONS)]
 
 

@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 from central.api.bulletin import GroupOut, group_out
 from central.api.deps import Engine, EvaluationReader
 from central.api.overview import FIRST_DAY, LAST_DAY, calendar_for
+from central.gaming.confirmed import confirmed, per_staff
 from central.reporting import scorecard
 from central.reporting.bulletin import ranked
 from central.reporting.names import STAFF_NAME_DOC
@@ -121,6 +122,11 @@ async def drilldown(
     names = scorecard.staff_names(facts)
     async with db.connect() as conn:
         registered = await hall_names(conn)
+        gaming = per_staff(await confirmed(conn, who, first, last, hall=hall))
+    out = [group_out(g, names, registered) for g in groups]
+    for g in out:
+        if g.staff is not None and g.hall is not None:
+            g.confirmed_anomalies = gaming.get((g.hall, g.staff), 0)
     return DrilldownOut(
         first=first,
         last=last,
@@ -129,7 +135,7 @@ async def drilldown(
         staff_name=None if hall is None or staff is None else names.get((hall, staff)),
         correlated=await scorecard.correlated(db, period),
         total=scorecard.indicators_doc(everything) if everything else None,
-        groups=[group_out(g, names, registered) for g in groups],
+        groups=out,
         trend=[
             DayOut(day=d, indicators=scorecard.indicators_doc(i) if i else None) for d, i in trend
         ],

@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 
 from central.cli import (
+    anomalies,
     cases,
     correlation,
     feed,
@@ -47,6 +48,7 @@ app.add_typer(screens.app)  # screen add|list|revoke (大屏 devices)
 app.add_typer(feed.feed_app, name="feed")  # feed status (好差评 records sent upward)
 app.add_typer(outbox.outbox_app, name="outbox")  # outbox status|release
 app.add_typer(rollups.rollups_app, name="rollups")  # rollups rebuild (indicator rollups)
+app.add_typer(anomalies.anomalies_app, name="anomalies")  # anomalies run (异常线索)
 
 
 @app.callback()

@@ -11,6 +11,10 @@ correlation workers of every aggregator process.
   only if its generation is still the one claimed, otherwise it is freed for another run, so
   input that arrived during the computation is never lost.
 
+The functions take the queue table (``correlation_dirty`` unless told): any table of the same
+shape, keyed by hall and day, is shared out the same way (gaming detection's day and week
+queues).
+
 Leases run on the database's clock (PostgreSQL ``now()``), so aggregator hosts whose clocks
 disagree still agree on when a lease ends.
 """
@@ -22,12 +26,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, delete, func, or_, select, tuple_, update
+from sqlalchemy import ColumnElement, Table, and_, delete, func, or_, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from central.correlation.store import chunks
-from central.store.schema_correlation import correlation_dirty as queue
+from central.store.schema_correlation import correlation_dirty
 
 RETRY_S = 30.0  # a hall-day whose computation failed waits this long before the next try
 
@@ -48,7 +52,7 @@ async def db_now(conn: AsyncConnection) -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def _upsert(dialect: str) -> Any:
+def _upsert(dialect: str, queue: Table) -> Any:
     stmt = postgresql.insert(queue) if dialect == "postgresql" else sqlite.insert(queue)
     return stmt.on_conflict_do_update(
         index_elements=[queue.c.hall_id, queue.c.business_day],
@@ -56,7 +60,12 @@ def _upsert(dialect: str) -> Any:
     )
 
 
-async def mark(conn: AsyncConnection, hall_days: Iterable[tuple[str, dt.date]]) -> int:
+async def mark(
+    conn: AsyncConnection,
+    hall_days: Iterable[tuple[str, dt.date]],
+    *,
+    queue: Table = correlation_dirty,
+) -> int:
     """Each hall-day gets one row (dirty since now) or its row's generation bumped; sorted, so
     that two markers lock rows in the same order."""
     now = dt.datetime.now(dt.UTC)
@@ -64,13 +73,20 @@ async def mark(conn: AsyncConnection, hall_days: Iterable[tuple[str, dt.date]]) 
         {"hall_id": hall, "business_day": day, "marked_at": now, "generation": 1}
         for hall, day in sorted(set(hall_days))
     ]
-    stmt = _upsert(conn.dialect.name)
+    stmt = _upsert(conn.dialect.name, queue)
     for chunk in chunks(rows):
         await conn.execute(stmt, list(chunk))
     return len(rows)
 
 
-async def claim(conn: AsyncConnection, worker: str, limit: int, lease_s: float) -> list[Claim]:
+async def claim(
+    conn: AsyncConnection,
+    worker: str,
+    limit: int,
+    lease_s: float,
+    *,
+    queue: Table = correlation_dirty,
+) -> list[Claim]:
     """Up to ``limit`` free hall-days (never claimed, or their lease over), oldest first,
     now held by ``worker`` for ``lease_s``."""
     now = await db_now(conn)
@@ -97,7 +113,14 @@ def _order(c: Claim) -> tuple[dt.date, str]:
     return c.day, c.hall
 
 
-async def extend(conn: AsyncConnection, worker: str, claims: list[Claim], lease_s: float) -> None:
+async def extend(
+    conn: AsyncConnection,
+    worker: str,
+    claims: list[Claim],
+    lease_s: float,
+    *,
+    queue: Table = correlation_dirty,
+) -> None:
     """A worker still busy with a batch keeps the rest of it."""
     if not claims:
         return
@@ -112,46 +135,62 @@ async def extend(conn: AsyncConnection, worker: str, claims: list[Claim], lease_
     )
 
 
-def _row(c: Claim) -> ColumnElement[bool]:
+def _row(c: Claim, queue: Table) -> ColumnElement[bool]:
     return and_(queue.c.hall_id == c.hall, queue.c.business_day == c.day)
 
 
-async def holds(conn: AsyncConnection, worker: str, c: Claim) -> bool:
+async def holds(
+    conn: AsyncConnection, worker: str, c: Claim, *, queue: Table = correlation_dirty
+) -> bool:
     """Inside the write transaction: the row is still this worker's (locked until commit on
     PostgreSQL, so nobody takes it over between this check and the commit)."""
-    query = select(queue.c.generation).where(_row(c), queue.c.claimed_by == worker)
+    query = select(queue.c.generation).where(_row(c, queue), queue.c.claimed_by == worker)
     if conn.dialect.name == "postgresql":
         query = query.with_for_update()
     return (await conn.execute(query)).first() is not None
 
 
-async def finish(conn: AsyncConnection, worker: str, c: Claim, *, complete: bool) -> bool:
+async def finish(
+    conn: AsyncConnection,
+    worker: str,
+    c: Claim,
+    *,
+    complete: bool,
+    queue: Table = correlation_dirty,
+) -> bool:
     """In the write transaction, after the results: delete the row if nothing newer came in
     (True), else free it for the next worker. ``complete`` False (a follow-up item could not be
     dated yet) frees it for a later retry instead."""
     if complete:
         done = await conn.execute(
             delete(queue).where(
-                _row(c), queue.c.claimed_by == worker, queue.c.generation == c.generation
+                _row(c, queue), queue.c.claimed_by == worker, queue.c.generation == c.generation
             )
         )
         if done.rowcount:
             return True
-    await release(conn, worker, c, retry_s=0.0 if complete else RETRY_S)
+    await release(conn, worker, c, retry_s=0.0 if complete else RETRY_S, queue=queue)
     return False
 
 
-async def release(conn: AsyncConnection, worker: str, c: Claim, *, retry_s: float) -> None:
+async def release(
+    conn: AsyncConnection,
+    worker: str,
+    c: Claim,
+    *,
+    retry_s: float,
+    queue: Table = correlation_dirty,
+) -> None:
     """Give a hall-day back: free now, or after ``retry_s`` (a computation that failed)."""
     until = None if retry_s <= 0 else await db_now(conn) + dt.timedelta(seconds=retry_s)
     await conn.execute(
         update(queue)
-        .where(_row(c), queue.c.claimed_by == worker)
+        .where(_row(c, queue), queue.c.claimed_by == worker)
         .values(claimed_by=None, lease_until=until)
     )
 
 
-async def pending(conn: AsyncConnection) -> int:
+async def pending(conn: AsyncConnection, *, queue: Table = correlation_dirty) -> int:
     """Hall-days waiting or being computed."""
     return int((await conn.execute(select(func.count()).select_from(queue))).scalar_one())
 

@@ -1,6 +1,7 @@
 """月度通报: the monthly bulletin per department and hall — indicators, rankings, bad reviews
 and overdue cases — as a document, and as CSV that Excel opens (UTF-8 with a BOM).
 
+Gaming (异常线索) is listed only once a supervisor confirmed it (``central.gaming.confirmed``).
 Built within the caller's scope (a hall manager's bulletin is the hall's, a department
 leader's the department's). A month still running is reported up to today.
 """
@@ -17,6 +18,7 @@ from typing import Any
 from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from central.gaming.confirmed import confirmed
 from central.reporting import scorecard
 from central.reporting.registry import display_name
 from central.reporting.registry_cache import hall_names
@@ -195,6 +197,7 @@ class Bulletin:
     overdue_cases: list[dict[str, Any]]
     overdue_cases_cut: bool
     hall_names: Mapping[str, str] = field(default_factory=dict)  # the registry's 名称 by hall id
+    gaming: list[dict[str, Any]] = field(default_factory=list)  # confirmed anomaly cases
 
 
 async def build(
@@ -208,7 +211,8 @@ async def build(
     names = scorecard.staff_names(facts)
     async with engine.connect() as conn:
         registered = await hall_names(conn)
-    for item in (*bad, *overdue):
+        gaming = await confirmed(conn, who, period.first, period.last)
+    for item in (*bad, *overdue, *gaming):
         item["staff_name"] = names.get((item["hall"], item["staff"] or ""))
         item["hall_name"] = display_name(registered, item["hall"])
     return Bulletin(
@@ -224,6 +228,7 @@ async def build(
         overdue_cases=overdue,
         overdue_cases_cut=overdue_cut,
         hall_names=registered,
+        gaming=gaming,
     )
 
 

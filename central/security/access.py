@@ -42,6 +42,7 @@ class Area(StrEnum):
     REGISTRY = "registry"  # the registry of halls: names, tree, region codes (read and write)
     WALL = "wall"  # the 大屏: halls' states, counts, trends, rankings, ticker (no personal data
     #                beyond the staff name a window shows)
+    ANOMALIES = "anomalies"  # 异常线索: gaming patterns per window and staff, their evidence
 
 
 class Reach(StrEnum):
@@ -75,6 +76,7 @@ RULES: dict[Area, dict[Role, Reach]] = {
     # a screen reaches every hall here; one enrolled for a hall is narrowed to its subtree by
     # the wall's scope (central.api.wall), department leaders never: it shows whole halls
     Area.WALL: {_S: _ALL, _H: _HALL, _SCREEN: _ALL},
+    Area.ANOMALIES: {_S: _ALL, _H: _HALL},  # decided (REVIEW_DECIDE) by supervisors only
 }
 
 # the raw events of Area.DEVICE_EVENTS: device and gateway health, no person in them (not

@@ -11,6 +11,7 @@ import logging
 from central.cases import service as case_jobs
 from central.config import CentralConfig
 from central.correlation import job as correlation_job
+from central.gaming import job as gaming_job
 from central.gateways import command_queue
 from central.gateways.command_signing import CommandSigner, load_or_create_signing_key
 from central.outbox import service as outbox_jobs
@@ -108,6 +109,8 @@ class Aggregator:
             "timeseries", lambda: timeseries_sink.run_forever(self.engine, self.config.timeseries)
         )
         spawn("correlation", correlation)  # + follow-up
+        if self.config.anomalies.enabled:  # 异常线索: daily and weekly gaming detection
+            spawn("anomalies", lambda: gaming_job.run_forever(self.engine, self.config.anomalies))
 
     def _task_failed(self, name: str, error: str) -> None:
         self.failure = f"{name}: {error}"

@@ -61,6 +61,7 @@ PAGES = (
     Page("reviews", "/reviews", roles_with(Area.EVALUATIONS)),
     Page("followups", "/followups", roles_with(Area.FOLLOWUP)),
     Page("bulletin", "/bulletin", roles_with(Area.EVALUATIONS)),
+    Page("anomalies", "/anomalies", roles_with(Area.ANOMALIES)),
 )
 CASE_PAGE = Page("case", "/cases", roles_with(Area.CASES))
 WALL_PAGE = Page("wall", "/wall", roles_with(Area.WALL))
@@ -182,6 +183,13 @@ async def followups_page(request: Request) -> Response:
 @router.get("/bulletin")
 async def bulletin_page(request: Request) -> Response:
     return await _page(request, PAGES[4])
+
+
+@router.get("/anomalies")
+async def anomalies_page(request: Request) -> Response:
+    session = await session_of(request)
+    may_decide = session is not None and may(session.principal, Area.REVIEW_DECIDE)
+    return await _page(request, PAGES[5], config={"may_decide": may_decide})
 
 
 @router.get("/cases/{case_no}")

@@ -7,7 +7,7 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from central.api import bulletin, drilldown, overview, reviews, wall
+from central.api import anomalies, bulletin, drilldown, overview, reviews, wall
 from central.web import pages
 
 STATIC = Path(__file__).with_name("static")
@@ -21,6 +21,7 @@ def install(app: FastAPI) -> None:
         reviews.router,
         wall.router,
         wall.enroll_router,
+        anomalies.router,
         pages.router,
     ):
         app.include_router(router)

@@ -102,6 +102,17 @@
           c.completed_at ? H.fmtTime(c.completed_at) : '', c.stage_label];
       })));
     if (b.overdue_cases_cut) { doc.appendChild(el('p', { class: 'muted' }, t('bulletin.cut', { n: b.overdue_cases.length }))); }
+
+    doc.appendChild(el('h2', null, t('bulletin.gaming')));
+    doc.appendChild(simpleTable('bulletin-gaming',
+      ['common.hall', 'common.window', 'common.staff', 'anom.pattern', 'bulletin.gaming.period',
+        'anom.p_value', 'bulletin.gaming.confirmed_at', 'bulletin.gaming.note'],
+      b.gaming.map(function (g) {
+        return [H.hallLabel(g.hall, g.hall_name), g.window, H.staffLabel(g.staff, g.staff_name),
+          el('a', { href: '/anomalies?status=all&id=' + g.id, title: g.summary }, t('pattern.' + g.pattern)),
+          g.period_start === g.period_end ? g.period_start : g.period_start + ' – ' + g.period_end,
+          g.p_value === null ? '' : g.p_value.toPrecision(2), H.fmtTime(g.confirmed_at), g.note];
+      })));
     document.body.dataset.loaded = '1';
   }
 

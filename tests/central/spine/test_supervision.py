@@ -20,6 +20,7 @@ from central.api.app import create_app
 from central.cases import ladder
 from central.config import CentralConfig
 from central.correlation import job as correlation_job
+from central.gaming import job as gaming_job
 from central.gateways import command_queue
 from central.outbox.worker import Deliverer
 from central.records.ledger import append as ledger_append
@@ -82,6 +83,7 @@ async def test_each_task_that_raises_is_restarted_and_shown(
         "commands": (command_queue, "run_forever", RuntimeError("commands broken")),
         "ingest": (Aggregator, "_ingest_loop", RuntimeError("ingest broken")),
         "outbox": (Deliverer, "run_forever", RuntimeError("outbox broken")),
+        "anomalies": (gaming_job, "run_forever", RuntimeError("anomalies broken")),
     }
     for module, name, error in broken.values():
         monkeypatch.setattr(module, name, _raises_once(getattr(module, name), error))

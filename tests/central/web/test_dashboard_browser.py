@@ -19,6 +19,7 @@ import re
 import subprocess
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +27,8 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 
+from central.gaming import casebook, facts_store
+from central.gaming.model import Period
 from central.rules.workdays import WorkCalendar
 from central.store.db import make_engine
 from tests.central.web import seed as seeds
@@ -595,6 +598,82 @@ def test_logging_out_ends_the_session(central: Central, browser: Browser) -> Non
     page.goto("/overview")
     expect(page).to_have_url(re.compile(r"/login\?next="))
     shoot(page, "login")
+    context.close()
+
+
+# ------------------------------------------------------------------------------- 异常线索
+
+
+async def _open_anomalies(server: Central) -> None:
+    """Two cases from the seeded day's facts (straight into the store: the aggregator's own
+    job runs beside this test, on its own schedule)."""
+    from tests.central.web.test_anomalies import stand_in
+
+    engine = make_engine(f"sqlite+aiosqlite:///{server.config.parent / 'central.db'}")
+    try:
+        async with engine.begin() as conn:
+            facts = [
+                await facts_store.load(conn, hall, Period.day(server.seed.today))
+                for hall in ("H1", "H2")
+            ]
+            found = [casebook.from_anomaly(a) for a in stand_in(facts)]
+            assert await casebook.open_cases(conn, found, server.seed.now) == 2
+    finally:
+        await engine.dispose()
+
+
+def test_supervisor_confirms_one_anomaly_dismisses_another_and_the_bulletin_lists_it(
+    central: Central, browser: Browser
+) -> None:
+    """异常线索: the job opens two cases over the seeded day; the supervisor reads one's
+    evidence, confirms it, dismisses the other with a note; the 通报 lists only the first."""
+    # in a thread of its own: Playwright's sync API holds an event loop in this one
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, _open_anomalies(central)).result()
+    context = new_context(central, browser)
+    page = loaded(login(context, "jiancha", "/anomalies"))
+    rows = page.locator("tr.anomaly-row")
+    expect(rows).to_have_count(2)
+    expect(page.locator(".count-chip[data-pattern='instant_press'] .count-n")).to_have_text("1")
+    # the evidence: presses with their times and keys, the camera's verdict, the figures
+    # a cell, not the row: the row's centre can fall between two cells (the table's own)
+    page.locator("tr.anomaly-row[data-pattern='instant_press'] td").first.click()
+    detail = page.locator("#detail")
+    expect(detail.locator("#anom-p")).to_have_text("0.0004")
+    expect(detail.locator("#anom-method")).to_have_text("exact binomial test, one-sided")
+    expect(detail.locator("#anom-presses tr.press").first).to_be_visible()
+    expect(detail.locator("#anom-figures tr[data-name='baseline.window_rate']")).to_contain_text(
+        "0.200"
+    )
+    expect(detail.locator("#anom-undecided")).to_be_visible()
+    for size in SIZES:
+        page.set_viewport_size({"width": size[0], "height": size[1]})
+        no_horizontal_overflow(page)
+        shoot(page, "anomalies")
+    detail.locator("#anom-note").fill("调取录像，窗口前无群众时按键属实")
+    detail.locator("#anom-confirm").click()
+    expect(rows).to_have_count(1)  # the open list keeps the other one
+    rows.first.locator("td").first.click()
+    expect(detail.locator("#anom-summary")).to_be_visible()
+    detail.locator("#anom-dismiss").click()  # a note is required
+    expect(page.locator("#notice")).to_have_text("请填写核实意见")
+    detail.locator("#anom-note").fill("系业务高峰连续满意，不属实")
+    detail.locator("#anom-dismiss").click()
+    expect(rows).to_have_count(0)
+    page.select_option("#f-status", "all")
+    page.locator("#anom-form button[type='submit']").click()
+    expect(page.locator("tr.anomaly-row[data-status='confirmed']")).to_have_count(1)
+    expect(page.locator("tr.anomaly-row[data-status='dismissed']")).to_have_count(1)
+
+    page.goto("/bulletin")
+    loaded(page)
+    gaming = page.locator("#bulletin-gaming tbody tr")
+    expect(gaming).to_have_count(1)
+    expect(gaming).to_contain_text("邀请即按")
+    expect(gaming).to_contain_text("200101")
+    expect(gaming).to_contain_text("调取录像，窗口前无群众时按键属实")
+    expect(page.locator("#bulletin-gaming")).not_to_contain_text("同一按键异常连续")
+    shoot(page, "bulletin-gaming")
     context.close()
 
 

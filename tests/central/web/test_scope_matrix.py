@@ -80,6 +80,10 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/api/v1/wall/hall/{hall_id}"): WALL,
     ("GET", "/api/v1/wall/stream"): WALL,
     ("GET", "/wall/enroll"): EVERYONE,  # a one-time code turns a browser into a screen
+    ("GET", "/api/v1/anomalies"): frozenset({S, H}),  # 异常线索: staff under suspicion
+    ("GET", "/api/v1/anomalies/{anomaly_id}"): frozenset({S, H}),
+    ("POST", "/api/v1/anomalies/{anomaly_id}/decisions"): frozenset({S}),
+    ("GET", "/anomalies"): frozenset({S, H}),
     ("GET", "/"): EVERYONE,  # a redirect to the overview
     ("GET", "/overview"): PEOPLE | {T},
     ("GET", "/analysis"): PEOPLE,
@@ -121,6 +125,7 @@ def concrete(site: Site, path: str) -> str:
         .replace("{hall}", "H2")
         .replace("{hall_id}", "H2")
         .replace("{sha256}", "0" * 64)
+        .replace("{anomaly_id}", "1")
     )
     if filled == "/static":
         return "/static/dashboard.js"

@@ -1,0 +1,74 @@
+"""Confirmed gaming, for the 通报 and the staff scorecard: only cases a supervisor confirmed
+(their latest decision) count; open and dismissed ones never do.
+
+Scope is the ``anomalies`` row of the access table: supervisors every hall, a hall manager the
+hall and the halls below it; a role outside it (a department leader) sees none here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from central.gaming.casebook import Status, with_status
+from central.security.access import Area, Reach, reach
+from central.security.tokens import Principal
+
+
+async def confirmed(
+    conn: AsyncConnection,
+    who: Principal,
+    first: dt.date,
+    last: dt.date,
+    *,
+    hall: str | None = None,
+) -> list[dict[str, Any]]:
+    """The confirmed cases whose period touches first … last, by hall, window, staff."""
+    found = reach(who, Area.ANOMALIES)
+    if found is Reach.NONE:
+        return []
+    status = with_status().subquery()
+    query = (
+        select(status)
+        .where(
+            status.c.status == Status.CONFIRMED.value,
+            status.c.period_end >= first,
+            status.c.period_start <= last,
+        )
+        .order_by(status.c.hall_id, status.c.window, status.c.staff, status.c.period_start)
+    )
+    if found is Reach.OWN_HALL:
+        query = query.where(status.c.hall_id.in_(sorted(who.halls)))
+    if hall is not None:
+        query = query.where(status.c.hall_id == hall)
+    rows = (await conn.execute(query)).all()
+    return [
+        {
+            "id": r.id,
+            "pattern": r.pattern,
+            "hall": r.hall_id,
+            "window": r.window,
+            "staff": r.staff,
+            "period_start": r.period_start,
+            "period_end": r.period_end,
+            "summary": r.summary,
+            "p_value": r.p_value,
+            "effect": r.effect,
+            "effect_name": r.effect_name,
+            "confirmed_at": r.decided_at,
+            "note": r.decision_note,
+        }
+        for r in rows
+    ]
+
+
+def per_staff(items: list[dict[str, Any]]) -> Counter[tuple[str, str]]:
+    """(hall, staff) → confirmed cases naming that staff member."""
+    return Counter((i["hall"], i["staff"]) for i in items if i["staff"])
+
+
+__all__ = ["confirmed", "per_staff"]
