@@ -18,9 +18,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from central.api.deps import Engine, OverviewCaller
 from central.cases.context import bound
-from central.reporting import flagged, rollup_query, scorecard
+from central.reporting import flagged, rollup_query, scorecard, wall_store
 from central.reporting.registry import HALL_NAME_DOC, display_name
 from central.reporting.registry_cache import hall_names
+from central.reporting.wall import hall_state
 from central.rules.indicators import DateRange, Grouping, GroupKey, Indicators, Ratio
 from central.rules.timelimit import LadderStage
 from central.rules.workdays import CalendarError, WorkCalendar, business_date
@@ -74,6 +75,11 @@ class HallOverviewOut(BaseModel):
     )
     gateways_online: int | None
     offline: bool | None = Field(description="no gateway of the hall is online")
+    state: str | None = Field(
+        description="worst state, the 大屏's rule (central.reporting.wall.hall_state): red, "
+        "yellow, offline (open with no gateway online, or none at all), blue, green, idle; "
+        "null for a caller who does not see both gateways and cases"
+    )
     last_batch_at: dt.datetime | None
     lights: LightsOut | None = Field(
         description="open cases by stage; null for technicians "
@@ -210,6 +216,10 @@ async def _build(db: AsyncEngine, who: Principal, today: dt.date) -> OverviewOut
     halls = sorted(
         set(lights) | set(gw) | {k.hall for k in by_hall if k.hall} | set(flagged_by_hall)
     )
+    opened: dict[str, bool] = {}
+    if health and with_cases:
+        async with db.connect() as conn:
+            opened = await wall_store.open_now(conn, set(halls), calendar, utc_now())
     out = []
     for hall in halls:
         counts = lights.get(hall, Counter())
@@ -222,6 +232,11 @@ async def _build(db: AsyncEngine, who: Principal, today: dt.date) -> OverviewOut
                 gateways=gateways_n if health else None,
                 gateways_online=online_n if health else None,
                 offline=(gateways_n > 0 and online_n == 0) if health else None,
+                state=hall_state(
+                    counts, gateways=gateways_n, online=online_n, open_now=opened[hall]
+                ).value
+                if hall in opened
+                else None,
                 last_batch_at=last if health else None,
                 lights=LightsOut(**{s.value: counts.get(s.value, 0) for s in LIGHTS})
                 if with_cases

@@ -35,11 +35,10 @@ from central.reporting.wall import (
     bad_review_tick,
     changes,
     days_back,
-    is_open,
     snapshot,
 )
 from central.rules.scale import BAD_REVIEW_KEYS
-from central.rules.workdays import CalendarError, WorkCalendar, business_date
+from central.rules.workdays import WorkCalendar, business_date
 from central.store.schema import cases
 from central.store.schema_cases import case_steps
 from hallkit.clock import utc_now
@@ -125,11 +124,7 @@ class WallHub:
             keys = await wall_store.keys_by_day(conn, today, today)
             gateways = await wall_store.gateway_counts(conn)
             halls = set(reg) | set(stages) | set(gateways) | {h for h, _ in keys}
-            opening = await wall_store.opening_hours(conn, reg, halls)
-        try:
-            workday = self.calendar.is_workday(today)
-        except CalendarError:  # a year the calendar does not know: the wall still shows
-            workday = today.weekday() < 5
+            opened = await wall_store.open_now(conn, halls, self.calendar, now)
         live = {}
         for hall in halls:
             n, up = gateways.get(hall, (0, 0))
@@ -138,7 +133,7 @@ class WallHub:
                 gateways=n,
                 online=up,
                 today=keys.get((hall, today), KeyCounts()),
-                open_now=is_open(opening[hall], now, workday),
+                open_now=opened[hall],
             )
         self._publish(replace(self.figures, today=today, live=live, registry=dict(reg)), now)
 

@@ -20,12 +20,14 @@ from typing import Any
 from sqlalchemy import and_, case, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from central.reporting import registry_cache
 from central.reporting.halls import DEFAULT_OPENING, stored_setups
 from central.reporting.registry import HallEntry
-from central.reporting.wall import KeyCounts
+from central.reporting.wall import KeyCounts, is_open
 from central.rules.indicators import OpeningPeriod, Ratio
 from central.rules.scale import BAD_REVIEW_KEYS, SATISFIED_KEYS
 from central.rules.timelimit import LadderStage
+from central.rules.workdays import CalendarError, WorkCalendar, business_date
 from central.store.schema import cases, events, gateways
 from central.store.schema_cases import case_ladder, case_steps
 from central.store.schema_correlation import correlation_heads, correlation_results
@@ -209,3 +211,18 @@ async def opening_hours(
         entry = registry.get(hall)
         out[hall] = (parse_opening(entry.opening_hours) if entry else ()) or DEFAULT_OPENING
     return out
+
+
+async def open_now(
+    conn: AsyncConnection, halls: set[str], calendar: WorkCalendar, now: dt.datetime
+) -> dict[str, bool]:
+    """Each hall: within its opening hours on a working day (a year the calendar does not know
+    counts Monday to Friday: the state still shows)."""
+    today = business_date(now)
+    try:
+        workday = calendar.is_workday(today)
+    except CalendarError:
+        workday = today.weekday() < 5
+    entries = (await registry_cache.snapshot(conn)).entries
+    hours = await opening_hours(conn, entries, halls)
+    return {hall: is_open(hours[hall], now, workday) for hall in halls}

@@ -55,7 +55,9 @@
       gw = el('span', { class: 'gw-state online' },
         t('overview.gateways', { online: h.gateways_online, total: h.gateways }));
     }
-    var card = el('article', { class: 'hall-card' + (h.offline ? ' offline' : ''),
+    // the wall's state rule: never green beside a 监察建议书 or with no gateway reporting
+    var card = el('article', { class: 'hall-card' + (h.offline ? ' offline' : '') +
+      (h.state ? ' state-' + h.state : ''),
       dataset: { hall: h.hall } },
       el('header', null, el('h2', null, el('a', { href: H.withQuery('/analysis', { hall: h.hall }) },
         H.hallLabel(h.hall, h.hall_name))), gw),

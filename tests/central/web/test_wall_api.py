@@ -96,6 +96,9 @@ async def test_snapshot_etag_ticker_and_drill_down(site: Site) -> None:
         assert {w["window"] for w in detail["windows"]} >= {1, 3}
         assert [c["light"] for c in detail["cases_overdue"]][:2] == ["red_card", "yellow_card"]
         assert (await c.get("/api/v1/wall/hall/NOPE")).status_code == 404
+        # the overview's cards follow the same rule
+        cards = {h["hall"]: h for h in (await c.get("/api/v1/overview")).json()["halls"]}
+        assert cards["H2"]["state"] == "red" and cards["H3"]["state"] == halls["H3"]["state"]
 
     async with logged_in(site, "h2-guanli") as c:  # a hall manager: the hall's subtree only
         snap = (await c.get("/api/v1/wall/snapshot")).json()
