@@ -41,9 +41,9 @@ from tests.support.broker import free_port
 from tests.support.databases import create_pg_database, drop_pg_database
 from tests.support.hallevents import Gateway, key_press
 
-pytestmark = pytest.mark.bench
+pytestmark = [pytest.mark.bench, pytest.mark.timeout(3600)]  # filling takes minutes
 
-EVALS, CASES, OPEN = 60, 10, 30  # per hall and day; open cases per hall
+EVALS, CASES, OPEN = 40, 10, 30  # per hall and day; open cases per hall
 SSE_SCREENS, POLLING_SCREENS = 40, 10
 DURATION = float(os.environ.get("HALLWATCH_WALL_BENCH_S", "60"))
 PRESS_EVERY = 1.0
