@@ -20,6 +20,7 @@ import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import paho.mqtt.publish as mqtt_publish
@@ -36,7 +37,6 @@ from central.security import screens
 from central.spine.ingest import Ingestor
 from central.spine.registry import register
 from central.store.db import make_engine
-from central.store.migrate import upgrade
 from hallkit.clock import utc_now
 from tests.central.web import seed as seeds
 from tests.central.web import wall_standin
@@ -47,6 +47,7 @@ from tests.central.web.test_dashboard_browser import (  # noqa: F401 (module fix
 )
 from tests.support import procs
 from tests.support.broker import Broker, free_port
+from tests.support.databases import AT_HEAD, scratch_database
 from tests.support.hallevents import Gateway, key_press
 
 SIZES = [(1366, 768), (1920, 1080), (3840, 2160)]
@@ -112,7 +113,6 @@ async def _prepare(db: str, halls: list[HallEntry], with_gateway: list[str]) -> 
     now = utc_now()
     engine = make_engine(db)
     try:
-        await upgrade(engine)
         async with engine.begin() as conn:
             await put_halls(conn, halls, now)
         for hall in with_gateway:
@@ -150,14 +150,18 @@ async def _prepare(db: str, halls: list[HallEntry], with_gateway: list[str]) -> 
 @pytest.fixture(scope="module")
 def wall(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Wall]:
     tmp = tmp_path_factory.mktemp("wall")
-    broker = Broker(free_port(), tmp / "broker").start()
-    db = f"sqlite+aiosqlite:///{tmp / 'central.db'}"
-    port = free_port()
-    config = procs.central_config(tmp, broker.port, db, http_port=port)
+    with scratch_database("sqlite", tmp, AT_HEAD) as db:  # migrated: a copy of the session's
+        yield from _serve(tmp, db)
+
+
+def _serve(tmp: Path, db: str) -> Iterator[Wall]:
     halls = registry()
     counties = [h.hall_id for h in halls if h.level == "county"]
     with_gateway = [*counties[::2], NOISY]  # the rest have none: the wall calls them offline
     codes = asyncio.run(_prepare(db, halls, with_gateway))
+    broker = Broker(free_port(), tmp / "broker").start()
+    port = free_port()
+    config = procs.central_config(tmp, broker.port, db, http_port=port)
     log = tmp / "central.log"
     process = procs.central(config, log)
     url = f"http://127.0.0.1:{port}"
