@@ -93,9 +93,11 @@
         return el('th', c[0] === 'staffed_rate' ? { title: t('analysis.staffed_cover.title') }
           : null, t('ind.' + c[0]));
       }));
+    var gaming = level === 'staff';  // confirmed 异常线索 only: open and dismissed never count
+    if (gaming) { head.appendChild(el('th', null, t('analysis.confirmed_anomalies'))); }
     table.appendChild(el('thead', null, head));
     var body = el('tbody');
-    if (!data.groups.length) { body.appendChild(H.noData(COLUMNS.length + 2)); }
+    if (!data.groups.length) { body.appendChild(H.noData(COLUMNS.length + (gaming ? 3 : 2))); }
     data.groups.forEach(function (g) {
       var next = Object.assign({}, state);
       next[level] = g[level];
@@ -104,7 +106,10 @@
       body.appendChild(el('tr', null,
         el('td', { class: 'rank' }, g.satisfaction_rank === null ? '—' : g.satisfaction_rank),
         el('td', null, link),
-        COLUMNS.map(function (c) { return el('td', { class: 'num' }, cell(g.indicators, c)); })));
+        COLUMNS.map(function (c) { return el('td', { class: 'num' }, cell(g.indicators, c)); }),
+        gaming ? el('td', { class: 'num confirmed-anomalies' }, g.confirmed_anomalies
+          ? el('a', { href: H.withQuery('/anomalies', { status: 'confirmed', hall: g.hall,
+            staff: g.staff }) }, String(g.confirmed_anomalies)) : '0') : null));
     });
     table.appendChild(body);
   }

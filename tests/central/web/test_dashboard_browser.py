@@ -674,6 +674,11 @@ def test_supervisor_confirms_one_anomaly_dismisses_another_and_the_bulletin_list
     expect(gaming).to_contain_text("调取录像，窗口前无群众时按键属实")
     expect(page.locator("#bulletin-gaming")).not_to_contain_text("同一按键异常连续")
     shoot(page, "bulletin-gaming")
+    # the staff scorecard counts the confirmed case for the staff member it names
+    today = central.seed.today.isoformat()
+    page.goto(f"/analysis?first={today}&last={today}&hall=H2&department={seeds.POLICE}&window=1")
+    loaded(page)
+    expect(page.locator("#groups td.confirmed-anomalies")).to_have_text("1")
     context.close()
 
 
