@@ -1,5 +1,6 @@
 """Indicators over a date range from the daily rollups (``central.reporting.rollups``): the
-same answer as ``compute`` over every fact of the range, from sums of a few rows per hall-day.
+same answer as ``compute`` over every fact of the range, from sums of a few rows per hall-day
+(per hall-month for the whole months inside the range).
 
 Three parts are not sums of days and are completed here: 评价率's numerator (cases accepted in
 the range with a counted evaluation inside it), 在岗率覆盖's denominator (every opening minute
@@ -11,14 +12,15 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import case, func, or_, select
+from sqlalchemy import Subquery, Table, case, func, or_, select, union_all
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from central.reporting import halls as hall_setups
 from central.reporting.registry import Halls, hall_clause
-from central.reporting.rollups import FIELDS
+from central.reporting.rollups import FIELDS, VALUE_COLUMNS, month_of
 from central.rules.indicators import (
     DateRange,
     Grouping,
@@ -31,7 +33,14 @@ from central.rules.scale import DeviceKey
 from central.rules.workdays import WorkCalendar, day_start
 from central.store.schema import cases
 from central.store.schema_cases import case_ladder
-from central.store.schema_rollups import BAD_KEYS, PAIRS, indicator_rollups, rollup_evaluated
+from central.store.schema_rollups import (
+    BAD_KEYS,
+    GROUP_COLUMNS,
+    indicator_rollups,
+    indicator_rollups_monthly,
+    rollup_evaluated,
+    rollup_evaluated_monthly,
+)
 
 _KEYS = {  # the rollup columns that make a group of each grouping
     Grouping.ALL: (),
@@ -40,11 +49,8 @@ _KEYS = {  # the rollup columns that make a group of each grouping
     Grouping.WINDOW: ("hall_id", "window"),
     Grouping.STAFF: ("hall_id", "staff"),
 }
-_VALUES = (
-    *(f"{p}_{side}" for p in PAIRS for side in "nd"),
-    "overdue_completed",
-    *(f"bad_{k}" for k in BAD_KEYS),
-)
+_DAY = dt.timedelta(days=1)
+_VALUES = VALUE_COLUMNS
 
 
 def _source(by: Grouping) -> str:
@@ -60,6 +66,53 @@ def _key(by: Grouping, values: dict[str, Any]) -> GroupKey:
     )
 
 
+def pieces(
+    period: DateRange,
+) -> tuple[list[tuple[dt.date, dt.date]], tuple[dt.date, dt.date] | None]:
+    """The range as spans of days read from the daily rows and the whole months between them
+    (first day of the first, last day of the last) read from the monthly rows."""
+    first = period.first if period.first.day == 1 else month_of(period.first)[1] + _DAY
+    end = month_of(period.last)
+    last = period.last if end[1] == period.last else end[0] - _DAY
+    if first > last:
+        return [(period.first, period.last)], None
+    days = [(a, b) for a, b in ((period.first, first - _DAY), (last + _DAY, period.last)) if a <= b]
+    return days, (first, last)
+
+
+def _rows(
+    tables: tuple[Table, Table],
+    day: str,
+    period: DateRange,
+    grouping: str,
+    hall: Halls,
+    columns: Sequence[str],
+) -> Subquery:
+    """``columns`` of the rows of ``grouping`` in the range: daily rows for its loose days,
+    monthly rows for its whole months."""
+    daily, monthly = tables
+    days, months = pieces(period)
+    parts = [
+        select(*(daily.c[c] for c in columns)).where(
+            daily.c.grouping == grouping,
+            daily.c[day] >= a,
+            daily.c[day] <= b,
+            hall_clause(daily.c.hall_id, hall),
+        )
+        for a, b in days
+    ]
+    if months is not None:
+        parts.append(
+            select(*(monthly.c[c] for c in columns)).where(
+                monthly.c.grouping == grouping,
+                monthly.c.month >= months[0],
+                monthly.c.month <= months[1],
+                hall_clause(monthly.c.hall_id, hall),
+            )
+        )
+    return (parts[0] if len(parts) == 1 else union_all(*parts)).subquery()
+
+
 async def indicators(
     conn: AsyncConnection,
     period: DateRange,
@@ -72,18 +125,16 @@ async def indicators(
     """Every indicator per group of ``by`` over ``period``, for the halls ``hall`` names.
     ``open_cases=False`` leaves out 超时未办结 and the groups only open cases make (the
     overview's rates need neither)."""
-    r = indicator_rollups
-    cols = [r.c[name] for name in _KEYS[by]]
-    query = (
-        select(*cols, *(func.sum(r.c[v]).label(v) for v in _VALUES))
-        .where(
-            r.c.grouping == _source(by),
-            r.c.business_day >= period.first,
-            r.c.business_day <= period.last,
-            hall_clause(r.c.hall_id, hall),
-        )
-        .group_by(*cols)
+    rows = _rows(
+        (indicator_rollups, indicator_rollups_monthly),
+        "business_day",
+        period,
+        _source(by),
+        hall,
+        ("hall_id", *GROUP_COLUMNS, *_VALUES),
     )
+    cols = [rows.c[name] for name in _KEYS[by]]
+    query = select(*cols, *(func.sum(rows.c[v]).label(v) for v in _VALUES)).group_by(*cols)
     sums = {_key(by, dict(row._mapping)): row._mapping for row in await conn.execute(query)}
     evaluated = await _evaluated(conn, period, by, hall)
     coverage = await _coverage(conn, period, by, calendar, hall)
@@ -113,17 +164,18 @@ async def _evaluated(
     conn: AsyncConnection, period: DateRange, by: Grouping, hall: Halls
 ) -> dict[GroupKey, int]:
     """评价率's numerator: accepted in the range and covered by a counted evaluation in it."""
-    e = rollup_evaluated
-    cols = [e.c[name] for name in _KEYS[by]]
+    rows = _rows(
+        (rollup_evaluated, rollup_evaluated_monthly),
+        "accepted_day",
+        period,
+        _source(by),
+        hall,
+        ("hall_id", *GROUP_COLUMNS, "before_day", "after_day", "cases"),
+    )
+    cols = [rows.c[name] for name in _KEYS[by]]
     query = (
-        select(*cols, func.sum(e.c.cases).label("cases"))
-        .where(
-            e.c.grouping == _source(by),
-            e.c.accepted_day >= period.first,
-            e.c.accepted_day <= period.last,
-            or_(e.c.before_day >= period.first, e.c.after_day <= period.last),
-            hall_clause(e.c.hall_id, hall),
-        )
+        select(*cols, func.sum(rows.c.cases).label("cases"))
+        .where(or_(rows.c.before_day >= period.first, rows.c.after_day <= period.last))
         .group_by(*cols)
     )
     return {_key(by, dict(row._mapping)): int(row.cases) for row in await conn.execute(query)}
@@ -136,17 +188,15 @@ async def _coverage(
     range's working days for every window the range saw (a day without data is uncovered)."""
     if by is Grouping.STAFF:
         return {}
-    r = indicator_rollups
-    query = (
-        select(r.c.hall_id, r.c.window, r.c.department)
-        .where(
-            r.c.grouping == Grouping.WINDOW.value,
-            r.c.business_day >= period.first,
-            r.c.business_day <= period.last,
-            hall_clause(r.c.hall_id, hall),
-        )
-        .distinct()
+    rows = _rows(
+        (indicator_rollups, indicator_rollups_monthly),
+        "business_day",
+        period,
+        Grouping.WINDOW.value,
+        hall,
+        ("hall_id", "window", "department"),
     )
+    query = select(rows.c.hall_id, rows.c.window, rows.c.department).distinct()
     windows: dict[tuple[str, str], str | None] = {}
     for hall_id, window, department in await conn.execute(query):
         windows[(hall_id, window)] = department or windows.get((hall_id, window))

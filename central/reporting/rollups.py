@@ -16,7 +16,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import and_, delete, insert, select
+from sqlalchemy import and_, case, delete, func, insert, literal, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from central.reporting import facts as correlation_facts
@@ -34,10 +34,13 @@ from central.store.schema import cases
 from central.store.schema_correlation import correlation_days
 from central.store.schema_rollups import (
     BAD_KEYS,
+    GROUP_COLUMNS,
     PAIRS,
     indicator_rollups,
+    indicator_rollups_monthly,
     rollup_case_evaluations,
     rollup_evaluated,
+    rollup_evaluated_monthly,
 )
 
 GROUPINGS = (Grouping.HALL, Grouping.DEPARTMENT, Grouping.WINDOW, Grouping.STAFF)
@@ -128,6 +131,7 @@ async def refresh_day(
     await conn.execute(delete(r).where(r.c.hall_id == hall, r.c.business_day == day))
     for chunk in _chunks(rows, 200):
         await conn.execute(insert(r), list(chunk))
+    await _sum_month(conn, hall, day)
 
     ce = rollup_case_evaluations
     covered = {
@@ -201,6 +205,74 @@ async def refresh_evaluated(conn: AsyncConnection, hall: str, day: dt.date) -> N
     ]
     for chunk in _chunks(rows, 200):
         await conn.execute(insert(r), list(chunk))
+    await _sum_evaluated_month(conn, hall, day)
+
+
+def month_of(day: dt.date) -> tuple[dt.date, dt.date]:
+    """The calendar month holding ``day``: its first and last day."""
+    first = day.replace(day=1)
+    following = (first + dt.timedelta(days=32)).replace(day=1)
+    return first, following - dt.timedelta(days=1)
+
+
+VALUE_COLUMNS = (
+    *(f"{p}_{side}" for p in PAIRS for side in "nd"),
+    "overdue_completed",
+    *(f"bad_{k}" for k in BAD_KEYS),
+)
+
+
+async def _sum_month(conn: AsyncConnection, hall: str, day: dt.date) -> None:
+    """The month's rows of ``hall`` again from its days."""
+    first, last = month_of(day)
+    r, m = indicator_rollups, indicator_rollups_monthly
+    await conn.execute(delete(m).where(m.c.hall_id == hall, m.c.month == first))
+    keys = [r.c[c] for c in GROUP_COLUMNS]
+    summed = (
+        select(
+            r.c.hall_id,
+            literal(first, m.c.month.type).label("month"),
+            *keys,
+            *(func.sum(r.c[v]) for v in VALUE_COLUMNS),
+        )
+        .where(r.c.hall_id == hall, r.c.business_day >= first, r.c.business_day <= last)
+        .group_by(r.c.hall_id, *keys)
+    )
+    names = ["hall_id", "month", *GROUP_COLUMNS, *VALUE_COLUMNS]
+    await conn.execute(insert(m).from_select(names, summed))
+
+
+async def _sum_evaluated_month(conn: AsyncConnection, hall: str, day: dt.date) -> None:
+    """评价率's month rows of ``hall``: evaluation days inside the month become its first or
+    last day (a range holding the month holds them)."""
+    first, last = month_of(day)
+    e, m = rollup_evaluated, rollup_evaluated_monthly
+    await conn.execute(delete(m).where(m.c.hall_id == hall, m.c.month == first))
+    # a subquery: PostgreSQL cannot match a CASE with parameters in GROUP BY to the select list
+    days = (
+        select(
+            e.c.hall_id,
+            *(e.c[c] for c in GROUP_COLUMNS),
+            case(
+                (e.c.before_day >= first, literal(first, e.c.before_day.type)), else_=e.c.before_day
+            ).label("before_day"),
+            case(
+                (e.c.after_day <= last, literal(last, e.c.after_day.type)), else_=e.c.after_day
+            ).label("after_day"),
+            e.c.cases,
+        )
+        .where(e.c.hall_id == hall, e.c.accepted_day >= first, e.c.accepted_day <= last)
+        .subquery()
+    )
+    keys = [days.c[c] for c in ("hall_id", *GROUP_COLUMNS, "before_day", "after_day")]
+    summed = select(
+        days.c.hall_id,
+        literal(first, m.c.month.type).label("month"),
+        *keys[1:],
+        func.sum(days.c.cases),
+    ).group_by(*keys)
+    names = ["hall_id", "month", *GROUP_COLUMNS, "before_day", "after_day", "cases"]
+    await conn.execute(insert(m).from_select(names, summed))
 
 
 async def rebuild(engine: AsyncEngine, calendar: WorkCalendar, since: dt.date | None = None) -> int:

@@ -42,16 +42,33 @@ def _group_columns() -> list[Column[str]]:
     ]
 
 
+def _value_columns() -> list[Column[float] | Column[int]]:
+    return [
+        *(Column(f"{p}_{side}", Float, nullable=False) for p in PAIRS for side in ("n", "d")),
+        Column("overdue_completed", Integer, nullable=False),
+        *(Column(f"bad_{k}", Integer, nullable=False) for k in BAD_KEYS),
+    ]
+
+
 indicator_rollups = Table(
     "indicator_rollups",
     metadata,
     Column("hall_id", String(64), primary_key=True),
     Column("business_day", Date, primary_key=True),
     *_group_columns(),
-    *(Column(f"{p}_{side}", Float, nullable=False) for p in PAIRS for side in ("n", "d")),
-    Column("overdue_completed", Integer, nullable=False),
-    *(Column(f"bad_{k}", Integer, nullable=False) for k in BAD_KEYS),
+    *_value_columns(),
     Index("ix_indicator_rollups_grouping_day", "grouping", "business_day"),
+)
+
+# the same summed per calendar month (``month`` its first day): a year is twelve rows a group
+indicator_rollups_monthly = Table(
+    "indicator_rollups_monthly",
+    metadata,
+    Column("hall_id", String(64), primary_key=True),
+    Column("month", Date, primary_key=True),
+    *_group_columns(),
+    *_value_columns(),
+    Index("ix_indicator_rollups_monthly_grouping_month", "grouping", "month"),
 )
 
 # 评价率's numerator: cases accepted on a day, by the nearest days around it on which a counted
@@ -70,6 +87,24 @@ rollup_evaluated = Table(
     Column("cases", Integer, nullable=False),
     Index("ix_rollup_evaluated_hall_day", "hall_id", "accepted_day"),
     Index("ix_rollup_evaluated_grouping_day", "grouping", "accepted_day"),
+)
+
+# the same per month, for ranges that hold the whole month: an evaluation day inside the month
+# is then inside the range too, so it is kept as the month's first (before) or last (after) day
+rollup_evaluated_monthly = Table(
+    "rollup_evaluated_monthly",
+    metadata,
+    Column("hall_id", String(64), nullable=False),
+    Column("month", Date, nullable=False),
+    Column("grouping", String(16), nullable=False),
+    Column("department", String(128), nullable=False),
+    Column("window", String(16), nullable=False),
+    Column("staff", String(16), nullable=False),
+    Column("before_day", Date),
+    Column("after_day", Date),
+    Column("cases", Integer, nullable=False),
+    Index("ix_rollup_evaluated_monthly_hall_month", "hall_id", "month"),
+    Index("ix_rollup_evaluated_monthly_grouping_month", "grouping", "month"),
 )
 
 # which cases a hall-day's counted evaluations covered: finds a case's evaluation days without

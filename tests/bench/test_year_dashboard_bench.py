@@ -4,10 +4,11 @@ written to test-output/bench-year-dashboard.json; nothing is timed against a lim
 
 ``HALLWATCH_BENCH_HALLS`` (2,000) halls × ``HALLWATCH_BENCH_DAYS`` (365) days of rollup rows
 generated in SQL at a realistic size (per hall-day: the hall, 4 departments, 8 windows, 10 staff
-members; 评价率 rows alike), plus the day's live data the answers also read: 50 open cases per
-hall with their ladder rows, one online gateway per hall, and the day's evaluator presses (95
-per hall, as in 190k sessions of a day). Timed: the overview (today), and the indicators API's
-computation by hall, by department and by staff over a day, a month and the year.
+members; 评价率 rows alike; the monthly rows summed from them as the job keeps them), plus the
+day's live data the answers also read: 50 open cases per hall with their ladder rows, one online
+gateway per hall, and the day's evaluator presses (95 per hall, as in 190k sessions of a day).
+Timed: the overview (today), and the indicators API's computation by hall, by department and by
+staff over a day, a month and the year.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from central.api.overview import _build
 from central.reporting import rollup_query
+from central.reporting.rollups import VALUE_COLUMNS
 from central.rules.indicators import DateRange, Grouping
 from central.rules.workdays import WorkCalendar
 from central.security.tokens import Principal, Role
@@ -111,7 +113,26 @@ PRESSES = (
 )
 
 
-async def _prepare(engine: AsyncEngine) -> dict[str, float]:
+def _monthly_sql() -> str:
+    sums = ", ".join(f"sum({c})" for c in VALUE_COLUMNS)
+    return (
+        'INSERT INTO indicator_rollups_monthly (hall_id, month, grouping, department, "window", '
+        f"staff, {', '.join(VALUE_COLUMNS)}) SELECT hall_id, "
+        "date_trunc('month', business_day)::date AS m, grouping, department, \"window\", staff, "
+        f'{sums} FROM indicator_rollups GROUP BY hall_id, m, grouping, department, "window", staff'
+    )
+
+
+EVALUATED_MONTHLY = (
+    'INSERT INTO rollup_evaluated_monthly (hall_id, month, grouping, department, "window", '
+    "staff, before_day, after_day, cases) SELECT hall_id, date_trunc('month', accepted_day)::date "
+    'AS m, grouping, department, "window", staff, NULL, '
+    "(date_trunc('month', accepted_day) + interval '1 month - 1 day')::date AS e, sum(cases) "
+    'FROM rollup_evaluated GROUP BY hall_id, m, e, grouping, department, "window", staff'
+)
+
+
+async def _prepare(engine: AsyncEngine, skip: tuple[str, ...] = ()) -> dict[str, float]:
     await upgrade(engine)
     first = TODAY - dt.timedelta(days=DAYS - 1)
     start = dt.datetime.combine(TODAY, dt.time(0), tzinfo=dt.timezone(dt.timedelta(hours=8)))
@@ -120,11 +141,15 @@ async def _prepare(engine: AsyncEngine) -> dict[str, float]:
     for name, sql in (
         ("rollups", _rollup_sql()),
         ("evaluated", EVALUATED),
+        ("monthly", _monthly_sql()),
+        ("evaluated_monthly", EVALUATED_MONTHLY),
         ("gateways", GATEWAYS),
         ("cases", CASES),
         ("ladder", LADDER),
         ("presses", PRESSES),
     ):
+        if name in skip:
+            continue
         t0 = time.perf_counter()
         async with engine.begin() as conn:
             await conn.execute(text(sql), params)

@@ -19,6 +19,7 @@ from central.cases import ladder
 from central.correlation.config import CorrelationConfig
 from central.correlation.job import run_once
 from central.reporting import facts, halls, rollup_query, rollups
+from central.reporting.rollup_query import pieces
 from central.rules.indicators import (
     CaseStatus,
     DateRange,
@@ -202,6 +203,8 @@ async def test_rollups_answer_as_the_facts_do(engine: AsyncEngine) -> None:
     ranges = [DateRange(d, d) for d in DAYS[:2]] + [
         DateRange(DAYS[0], DAYS[-1]),
         DateRange(DAYS[1], DAYS[-1]),
+        DateRange(dt.date(2026, 11, 1), dt.date(2026, 11, 30)),  # a month's rows alone
+        DateRange(dt.date(2026, 10, 25), dt.date(2026, 12, 2)),  # days, a month, days
     ]
     checked = Counter[str]()
     async with engine.connect() as conn:
@@ -223,3 +226,23 @@ async def test_rollups_answer_as_the_facts_do(engine: AsyncEngine) -> None:
     assert checked["groups"] > 50
     assert checked["evaluated"] > 0 and checked["overdue_open"] > 0
     assert checked["overdue_completed"] > 0
+
+
+def test_a_range_splits_into_loose_days_and_whole_months() -> None:
+    d = dt.date
+    assert pieces(DateRange(d(2026, 11, 19), d(2026, 11, 21))) == (
+        [(d(2026, 11, 19), d(2026, 11, 21))],
+        None,
+    )
+    assert pieces(DateRange(d(2026, 11, 1), d(2026, 11, 30))) == (
+        [],
+        (d(2026, 11, 1), d(2026, 11, 30)),
+    )
+    assert pieces(DateRange(d(2025, 12, 5), d(2026, 12, 4))) == (
+        [(d(2025, 12, 5), d(2025, 12, 31)), (d(2026, 12, 1), d(2026, 12, 4))],
+        (d(2026, 1, 1), d(2026, 11, 30)),
+    )
+    assert pieces(DateRange(d(2026, 2, 2), d(2026, 3, 30))) == (
+        [(d(2026, 2, 2), d(2026, 3, 30))],
+        None,
+    )
