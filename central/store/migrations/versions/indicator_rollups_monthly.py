@@ -2,7 +2,7 @@
 reads twelve rows a group instead of 365.
 
 Revision ID: indicator_rollups_monthly
-Revises: indicator_rollups
+Revises: anomaly_cases
 Create Date: 2026-12-07
 """
 
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "indicator_rollups_monthly"
-down_revision = "indicator_rollups"
+down_revision = "anomaly_cases"
 branch_labels = None
 depends_on = None
 
