@@ -31,9 +31,10 @@ Groups for ingest are taken from the received messages in turns, one gateway aft
 (each gateway's own messages in order), and bounded in bytes: a gateway with a backlog of large
 or costly messages does not put them all ahead of another hall's next batch.
 
-One gateway may hold at most ``per_gateway`` of those slots: what it sends beyond them is
-dropped unread (not acknowledged, so a real gateway sends it again), which keeps a flooding
-gateway from filling the slots that every other hall's messages need. A gateway's uplink keeps
+While another gateway holds slots, one gateway may hold at most ``per_gateway`` of them: what
+it sends beyond them is dropped unread (not acknowledged, so a real gateway sends it again),
+which keeps a flooding gateway from filling the slots that every other hall's messages need. A
+gateway alone is never cut (the broker's flow control above bounds it). A gateway's uplink keeps
 far fewer batches in flight than that.
 
 Before any of that, each gateway's messages pass its rate budget (central/spine/admission.py),
@@ -217,7 +218,10 @@ class Consumer:
             return False
         if sender is not None:
             with self._held_lock:
-                over = self._held[sender] >= self._per_gateway
+                # the share protects other halls: a gateway alone (say, draining a backlog
+                # and resending what a slow ingest has not acknowledged yet) is not cut
+                others = len(self._held) - (sender in self._held) > 0
+                over = others and self._held[sender] >= self._per_gateway
                 if not over:
                     self._held[sender] += 1
             if over:

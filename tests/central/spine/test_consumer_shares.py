@@ -39,35 +39,50 @@ async def test_gateways_take_turns_and_groups_are_bounded_in_bytes() -> None:
     assert [m.payload[0] for m in rest] == [2, 3, 4]  # each gateway's own order kept
 
 
+def _deliver(consumer: Consumer, topic: bytes, payload: bytes = b"") -> None:
+    message = mqtt.MQTTMessage(topic=topic)
+    message.payload = payload
+    consumer._mqtt._paho_message(None, None, message)  # type: ignore[arg-type]
+
+
 async def test_one_gateway_cannot_hold_more_than_its_share_of_slots() -> None:
     consumer = Consumer(BrokerConfig(), max_pending=256, per_gateway=4)
     consumer._mqtt._loop = asyncio.get_running_loop()
+    _deliver(consumer, b"hw/v1/H/quiet/events")  # another hall waits: the shares apply
     for n in range(10):
-        message = mqtt.MQTTMessage(topic=b"hw/v1/H/flood/events")
-        message.payload = bytes([n])
-        consumer._mqtt._paho_message(None, None, message)  # type: ignore[arg-type]
-    quiet = mqtt.MQTTMessage(topic=b"hw/v1/H/quiet/events")
-    consumer._mqtt._paho_message(None, None, quiet)  # type: ignore[arg-type]
+        _deliver(consumer, b"hw/v1/H/flood/events", bytes([n]))
     await asyncio.sleep(0)  # hand-overs to the loop run
     group = await consumer.next_group(max_group=64)
     assert [m.topic.split("/")[3] for m in group].count("flood") == 4
     assert consumer.shed["H/flood"] == 6 and "H/quiet" not in consumer.shed
     for msg in group:
-        consumer.done(msg)
-    again = mqtt.MQTTMessage(topic=b"hw/v1/H/flood/events")
-    consumer._mqtt._paho_message(None, None, again)  # type: ignore[arg-type]
+        if "/flood/" in msg.topic:  # the quiet hall still holds its slot
+            consumer.done(msg)
+    _deliver(consumer, b"hw/v1/H/flood/events")
     await asyncio.sleep(0)
     assert len(await consumer.next_group(max_group=64)) == 1  # its share is free again
+
+
+async def test_a_gateway_alone_is_never_cut_to_its_share() -> None:
+    consumer = Consumer(BrokerConfig(), max_pending=256, per_gateway=4)
+    consumer._mqtt._loop = asyncio.get_running_loop()
+    for n in range(10):  # a backlog drained, resends of a slow ingest's batches among it
+        _deliver(consumer, b"hw/v1/H/flood/events", bytes([n]))
+    await asyncio.sleep(0)
+    assert len(await consumer.next_group(max_group=64)) == 10
+    assert consumer.dropped() == {}
 
 
 async def test_command_results_are_never_dropped_for_a_flooding_gateway() -> None:
     consumer = Consumer(BrokerConfig(), max_pending=256, per_gateway=2)
     consumer._mqtt._loop = asyncio.get_running_loop()
+    _deliver(consumer, b"hw/v1/H/quiet/events")
     for topic in [b"hw/v1/H/flood/events"] * 3 + [b"hw/v1/H/flood/result"] * 2:
-        consumer._mqtt._paho_message(None, None, mqtt.MQTTMessage(topic=topic))  # type: ignore[arg-type]
+        _deliver(consumer, topic)
     await asyncio.sleep(0)
     group = await consumer.next_group(max_group=64)
-    assert sorted(m.topic.rsplit("/", 1)[1] for m in group) == ["events"] * 2 + ["result"] * 2
+    flood = sorted(m.topic.rsplit("/", 1)[1] for m in group if "/flood/" in m.topic)
+    assert flood == ["events"] * 2 + ["result"] * 2
     for msg in group:
         consumer.done(msg)
     assert not consumer._held
