@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import select
@@ -71,4 +72,61 @@ def per_staff(items: list[dict[str, Any]]) -> Counter[tuple[str, str]]:
     return Counter((i["hall"], i["staff"]) for i in items if i["staff"])
 
 
-__all__ = ["confirmed", "per_staff"]
+CSV_HEADERS = {
+    "zh": [
+        "大厅",
+        "大厅名称",
+        "窗口",
+        "工号",
+        "姓名",
+        "线索类型",
+        "起始",
+        "截止",
+        "p 值",
+        "效应量",
+        "概述",
+        "核实时间",
+        "核实意见",
+        "线索编号",
+    ],
+    "en": [
+        "hall",
+        "hall name",
+        "window",
+        "staff",
+        "name",
+        "pattern",
+        "from",
+        "to",
+        "p-value",
+        "effect",
+        "summary",
+        "confirmed at",
+        "note",
+        "case id",
+    ],
+}
+
+
+def csv_row(item: dict[str, Any], beijing: Callable[[dt.datetime | None], str]) -> list[Any]:
+    """One confirmed case as a row of the 通报's ``gaming`` CSV."""
+    p_value = item["p_value"]
+    return [
+        item["hall"],
+        item.get("hall_name") or item["hall"],
+        "" if item["window"] is None else item["window"],
+        item["staff"] or "",
+        item.get("staff_name") or "",
+        item["pattern"],
+        item["period_start"],
+        item["period_end"],
+        "" if p_value is None else f"{p_value:.2g}",
+        f"{item['effect_name']} = {item['effect']:.2f}",
+        item["summary"],
+        beijing(item["confirmed_at"]),
+        item["note"],
+        item["id"],
+    ]
+
+
+__all__ = ["CSV_HEADERS", "confirmed", "csv_row", "per_staff"]

@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from central.gaming.confirmed import confirmed
+from central.gaming import confirmed as confirmed_gaming
 from central.reporting import scorecard
 from central.reporting.registry import display_name
 from central.reporting.registry_cache import hall_names
@@ -211,7 +211,7 @@ async def build(
     names = scorecard.staff_names(facts)
     async with engine.connect() as conn:
         registered = await hall_names(conn)
-        gaming = await confirmed(conn, who, period.first, period.last)
+        gaming = await confirmed_gaming.confirmed(conn, who, period.first, period.last)
     for item in (*bad, *overdue, *gaming):
         item["staff_name"] = names.get((item["hall"], item["staff"] or ""))
         item["hall_name"] = display_name(registered, item["hall"])
@@ -366,6 +366,7 @@ HEADERS = {
         ],
     },
 }
+HEADERS["gaming"] = confirmed_gaming.CSV_HEADERS  # confirmed 异常线索 (central.gaming.confirmed)
 REASON_EN = {3: "bad attitude", 4: "took too long", 5: "unfamiliar with the business", 6: "other"}
 LEVEL = {
     "zh": {"all": "合计", "hall": "大厅", "department": "部门"},
@@ -441,6 +442,9 @@ def to_csv(bulletin: Bulletin, part: str, lang: str) -> bytes:
                     b["seq"],
                 ]
             )
+    elif part == "gaming":
+        for g in bulletin.gaming:
+            writer.writerow(confirmed_gaming.csv_row(g, _beijing))
     else:
         for c in bulletin.overdue_cases:
             writer.writerow(

@@ -116,7 +116,7 @@
     document.body.dataset.loaded = '1';
   }
 
-  ['indicators', 'bad_reviews', 'overdue'].forEach(function (part) {
+  ['indicators', 'bad_reviews', 'overdue', 'gaming'].forEach(function (part) {
     document.getElementById('csv-' + part).href = H.withQuery('/api/v1/bulletin.csv',
       { month: month, part: part, lang: H.lang });
   });

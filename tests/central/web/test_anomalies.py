@@ -107,6 +107,10 @@ async def test_cases_open_once_are_decided_as_records_and_only_confirmed_ones_co
         assert [(g["hall"], g["staff"], g["pattern"]) for g in gaming] == [
             ("H2", "200101", "instant_press")
         ]
+        csv = await client.get(f"/api/v1/bulletin.csv?month={month}&part=gaming")
+        lines = csv.content.decode("utf-8-sig").splitlines()
+        assert lines[0].startswith("大厅,大厅名称,窗口,工号") and len(lines) == 2, lines
+        assert lines[1].startswith("H2,") and "instant_press" in lines[1] and "H2 核实" in lines[1]
         today = site.seed.today.isoformat()
         drill = (
             await client.get(f"/api/v1/drilldown?hall=H2&window=1&first={today}&last={today}")
