@@ -31,7 +31,6 @@ enroll_router = APIRouter(include_in_schema=False)
 
 SCREEN_COOKIE = "hw_screen"
 HEARTBEAT_S = 15.0
-RECHECK_S = 5.0  # a revoked screen's stream ends within this
 STREAM_WAKE_S = 1.0
 STREAM_LIFETIME_S = 600.0  # then the browser reconnects (EventSource does) and is checked anew
 RECONNECT_MS = 3000
@@ -147,17 +146,31 @@ async def stream(
 async def _events(
     request: Request, hub: WallHub, who: Principal, cookie: str | None, until: float
 ) -> AsyncIterator[str]:
-    scope, label = scope_of(who), label_of(hub, who)
-    cursor, version = hub.cursor(), ""
-    beat = checked = time.monotonic()
-    yield f": hallwatch wall\nretry: {RECONNECT_MS}\n\n"
+    scope, label, cursor = scope_of(who), label_of(hub, who), hub.cursor()
+    watched = hub.watch(cookie) if cookie is not None else None
+    try:
+        yield f": hallwatch wall\nretry: {RECONNECT_MS}\n\n"
+        async for chunk in _loop(request, hub, (scope, label, cursor), watched, until):
+            yield chunk
+    finally:
+        if watched is not None:
+            hub.unwatch(watched)
+
+
+async def _loop(
+    request: Request,
+    hub: WallHub,
+    start: tuple[Scope, str, str],
+    watched: str | None,
+    until: float,
+) -> AsyncIterator[str]:
+    scope, label, cursor = start
+    version, beat = "", time.monotonic()
     while not await request.is_disconnected():
         now = time.monotonic()
-        if cookie is not None and now - checked >= RECHECK_S:
-            checked = now
-            if await screens.resolve(engine(request), cookie) is None:
-                return  # revoked: the stream ends; the page's next request is refused
         await hub.refresh()
+        if watched is not None and not hub.alive(watched):
+            return  # revoked: the stream ends; the page's next request is refused
         items, cursor = hub.ticks_after(cursor, scope, 200)
         for item in items:
             yield f"event: tick\ndata: {json.dumps(item, ensure_ascii=False)}\n\n"

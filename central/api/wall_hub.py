@@ -39,11 +39,15 @@ from central.reporting.wall import (
 )
 from central.rules.scale import BAD_REVIEW_KEYS
 from central.rules.workdays import WorkCalendar, business_date
+from central.security import screens
+from central.security.tokens import digest
 from central.store.schema import cases
 from central.store.schema_cases import case_steps
 from hallkit.clock import utc_now
 
-LIVE_S = 1.0
+PRESSES_S = 2.0  # a bad review on the ticker within a few seconds of being stored
+GATEWAYS_S = 5.0
+SCREENS_S = 5.0  # a revoked screen's stream ends within this
 CASES_S = 30.0
 TRENDS_S = 300.0
 TICKS_KEPT = 1000
@@ -69,7 +73,10 @@ class WallHub:
         self._ticks: deque[tuple[int, Tick]] = deque(maxlen=TICKS_KEPT)
         self._next_tick = 1
         self._lock = asyncio.Lock()
-        self._due = {"live": 0.0, "cases": 0.0, "trends": 0.0}
+        self._due = {"presses": 0.0, "gateways": 0.0, "screens": 0.0, "cases": 0.0, "trends": 0.0}
+        # the screens with a stream open (their cookie's hash → a count), checked in one query
+        self._watched: dict[str, int] = {}
+        self._alive: set[str] = set()
         self._loaded = False
         self._trends_task: asyncio.Task[None] | None = None
         self._received: dt.datetime | None = None
@@ -93,9 +100,16 @@ class WallHub:
             if now >= self._due["cases"]:
                 await self._read_cases()
                 self._due["cases"] = now + CASES_S
-            if now >= self._due["live"]:
-                await self._read_live()
-                self._due["live"] = now + LIVE_S
+            if now >= self._due["gateways"]:
+                await self._read_gateways()
+                self._due["gateways"] = now + GATEWAYS_S
+            if now >= self._due["presses"]:
+                await self._read_presses()
+                self._due["presses"] = now + PRESSES_S
+            if now >= self._due["screens"]:
+                if self._watched:
+                    self._alive = await screens.enrolled(self.engine, set(self._watched))
+                self._due["screens"] = now + SCREENS_S
             if now >= self._due["trends"]:
                 self._due["trends"] = now + TRENDS_S
                 if not self._loaded:
@@ -137,12 +151,27 @@ class WallHub:
             )
         self._publish(replace(self.figures, today=today, live=live, registry=dict(reg)), now)
 
-    async def _read_live(self) -> None:
+    # ------------------------------------------------------------------ screens' streams
+
+    def watch(self, cookie: str) -> str:
+        """A stream of a screen opens: its cookie is checked with the others every few s."""
+        key = digest(cookie)
+        self._watched[key] = self._watched.get(key, 0) + 1
+        self._alive.add(key)  # the request was just let in
+        return key
+
+    def unwatch(self, key: str) -> None:
+        left = self._watched.pop(key, 1) - 1
+        if left > 0:
+            self._watched[key] = left
+
+    def alive(self, key: str) -> bool:
+        return key in self._alive
+
+    async def _read_gateways(self) -> None:
         now = utc_now()
         async with self.engine.connect() as conn:
             gateways = await wall_store.gateway_counts(conn)
-            since = self._received - RECEIPT_SLACK if self._received else None
-            presses = await wall_store.key_presses(conn, now - NEW_PRESS, since)
         live = dict(self.figures.live)
         for hall, (n, up) in gateways.items():
             old = live.get(hall, HallLive())
@@ -150,6 +179,12 @@ class WallHub:
                 live[hall] = replace(old, gateways=n, online=up)
         if live != self.figures.live:
             self._publish(replace(self.figures, live=live), now)
+
+    async def _read_presses(self) -> None:
+        now = utc_now()
+        async with self.engine.connect() as conn:
+            since = self._received - RECEIPT_SLACK if self._received else None
+            presses = await wall_store.key_presses(conn, now - NEW_PRESS, since)
         first_reading = self._received is None  # the last minutes' presses, then new ones
         for press in presses:
             self._received = max(self._received or press.received_at, press.received_at)

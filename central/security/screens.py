@@ -130,3 +130,14 @@ async def revoke(engine: AsyncEngine, name: str) -> ScreenInfo:
     if row is None:
         raise ScreenError(f"没有大屏 {name} / no screen {name!r}")
     return _info(row)
+
+
+async def enrolled(engine: AsyncEngine, cookie_hashes: set[str]) -> set[str]:
+    """Of these cookie hashes, those of screens still enrolled (one query for every stream)."""
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            select(screens.c.cookie_hash).where(
+                screens.c.cookie_hash.in_(sorted(cookie_hashes)), screens.c.revoked_at.is_(None)
+            )
+        )
+        return {h for (h,) in rows}

@@ -161,6 +161,8 @@ class Screens:
         self.requests = 0
         self.not_modified = 0
         self.errors: list[str] = []
+        self.stop = float("inf")  # set once every stream is open
+        self.ready, self.streams, self.all_open = 0, 0, asyncio.Event()
 
     def arrived(self, tick: dict[str, object]) -> None:
         if tick.get("kind") == "bad_review":
@@ -176,7 +178,7 @@ class Screens:
             self.errors.append(f"{path} {reply.status_code}")
         return reply
 
-    async def sse(self, c: httpx.AsyncClient, stop: float) -> None:
+    async def sse(self, c: httpx.AsyncClient) -> None:
         etag, worst, event = "", [], ""
         next_drill = time.monotonic() + 20
         async with c.stream("GET", "/api/v1/wall/stream") as stream:
@@ -186,6 +188,9 @@ class Screens:
                 elif line.startswith("data: ") and event == "tick":
                     self.arrived(json.loads(line.removeprefix("data: ")))
                 elif line.startswith("data: ") and event == "snapshot":
+                    self.ready += not etag
+                    if self.ready == self.streams:
+                        self.all_open.set()
                     snap = await self.get(
                         c, "/api/v1/wall/snapshot", headers={"If-None-Match": etag}
                     )
@@ -195,7 +200,7 @@ class Screens:
                     next_drill += 20
                     await self.get(c, f"/api/v1/wall/hall/{worst[0]}")
                     worst = worst[1:] + worst[:1]
-                if time.monotonic() >= stop:
+                if time.monotonic() >= self.stop:
                     return
 
     async def polling(self, c: httpx.AsyncClient, stop: float) -> None:
@@ -273,13 +278,15 @@ async def _run(url: str, name: str, codes: list[str], base: str, pid: int) -> No
     record_ms(RESULTS, "first snapshot (cold: trends and 红黑榜 read), 2,000 halls", cold_s)
 
     clients = [await _enrolled(base, code) for code in codes[1:]]
-    await asyncio.sleep(2)  # every stream connected and settled
-    pg_before = await _pg_backends_cpu(url, name)
-    cpu_before, wall_before = _cpu_s(pid), time.monotonic()
-    stop = wall_before + DURATION
     board, polled = Screens(), Screens()
     sse, polling = clients[:SSE_SCREENS], clients[SSE_SCREENS:]
-    tasks = [asyncio.create_task(board.sse(c, stop)) for c in sse]
+    board.streams = len(sse)
+    tasks = [asyncio.create_task(board.sse(c)) for c in sse]
+    await asyncio.wait_for(board.all_open.wait(), 300)  # each past its first snapshot
+    await asyncio.sleep(2)
+    pg_before = await _pg_backends_cpu(url, name)
+    cpu_before, wall_before = _cpu_s(pid), time.monotonic()
+    stop = board.stop = wall_before + DURATION
     tasks += [asyncio.create_task(polled.polling(c, stop)) for c in polling]
     stored = await _press(url, halls, stop)
     await asyncio.wait(tasks, timeout=DURATION + 30)
