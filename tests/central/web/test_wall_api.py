@@ -5,6 +5,7 @@ screen refused everywhere but the wall, and the live stream over a real HTTP ser
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 
@@ -171,3 +172,9 @@ async def test_a_stored_bad_review_reaches_the_stream_within_five_seconds(site: 
                     event = line.removeprefix("event: ")
             took = time.monotonic() - stored
             assert took < 5.0 and "业务不熟" in tick["text"], (took, tick)
+            await screens.revoke(site.engine, "wall-sse")  # and its open stream ends
+            revoked = time.monotonic()
+            with contextlib.suppress(StopAsyncIteration):
+                while True:
+                    await asyncio.wait_for(anext(lines), 10)
+            assert time.monotonic() - revoked < 8.0
