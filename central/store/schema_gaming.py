@@ -40,7 +40,7 @@ anomaly_cases = Table(
     Column("p_value", Float),
     Column("effect", Float, nullable=False),
     Column("effect_name", String(64), nullable=False),
-    Column("method", String(200), nullable=False),
+    Column("method", Text, nullable=False, comment="the test, in words"),
     Column("summary", Text, nullable=False),
     Column("evidence", JSONDoc, nullable=False, comment="press refs, timings, baseline, ..."),
     Column("opened_at", UTCDateTime, nullable=False),

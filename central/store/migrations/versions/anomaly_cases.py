@@ -33,7 +33,7 @@ def upgrade() -> None:
         sa.Column("p_value", sa.Float),
         sa.Column("effect", sa.Float, nullable=False),
         sa.Column("effect_name", sa.String(64), nullable=False),
-        sa.Column("method", sa.String(200), nullable=False),
+        sa.Column("method", sa.Text, nullable=False),
         sa.Column("summary", sa.Text, nullable=False),
         sa.Column("evidence", JSONDoc, nullable=False),
         sa.Column("opened_at", UTCDateTime, nullable=False),
