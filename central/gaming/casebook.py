@@ -10,8 +10,9 @@ taken on a stale page is refused rather than overriding a colleague's newer one.
 from __future__ import annotations
 
 import datetime as dt
-import json
-from collections.abc import Iterable
+import math
+import sys
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from enum import StrEnum
 from typing import Any
@@ -178,6 +179,7 @@ __all__ = [
     "decisions",
     "from_anomaly",
     "open_cases",
+    "storable",
     "with_status",
 ]
 
@@ -193,10 +195,30 @@ def from_anomaly(a: Anomaly) -> NewCase:
         period_start=a.period.start,
         period_end=a.period.end,
         period_kind=a.period.kind,
-        p_value=a.p_value,
-        effect=a.effect,
+        p_value=storable(a.p_value),
+        effect=_finite(a.effect),
         effect_name=a.effect_name,
         method=a.method,
         summary=a.summary,
-        evidence={**json.loads(json.dumps(a.evidence)), "q_value": a.q_value},
+        evidence=storable({**a.evidence, "q_value": a.q_value}),
     )
+
+
+def _finite(effect: float) -> float:
+    """An infinite effect (nothing in the comparison group) as the largest float: JSON has no
+    infinity, and the column no null."""
+    if math.isnan(effect):
+        return 0.0
+    return effect if math.isfinite(effect) else math.copysign(sys.float_info.max, effect)
+
+
+def storable(value: Any) -> Any:
+    """JSON PostgreSQL's jsonb takes: an infinite or undefined figure (an odds ratio over a
+    zero count) becomes null instead of refusing the whole batch's cases."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {str(k): storable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [storable(v) for v in value]
+    return value
