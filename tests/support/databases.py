@@ -46,6 +46,14 @@ def create_pg_database() -> tuple[str, str]:
     return name, f"postgresql+asyncpg://{PG_USER}@{PG_HOST}:{PG_PORT}/{name}"
 
 
+def copy_pg_database(source: str) -> tuple[str, str]:
+    """A new database holding what ``source`` holds (no one may be connected to it); returns
+    (name, SQLAlchemy URL)."""
+    name = f"hallwatch_test_{uuid.uuid4().hex[:12]}"
+    asyncio.run(_admin(f'CREATE DATABASE "{name}" TEMPLATE "{source}"'))
+    return name, f"postgresql+asyncpg://{PG_USER}@{PG_HOST}:{PG_PORT}/{name}"
+
+
 def _drop_now(name: str) -> None:
     asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
@@ -139,9 +147,7 @@ class _Templates:
             name, url = create_pg_database()
             asyncio.run(template.fill(url))
             self._pg[template.key] = name
-        name = f"hallwatch_test_{uuid.uuid4().hex[:12]}"
-        asyncio.run(_admin(f'CREATE DATABASE "{name}" TEMPLATE "{self._pg[template.key]}"'))
-        return name, f"postgresql+asyncpg://{PG_USER}@{PG_HOST}:{PG_PORT}/{name}"
+        return copy_pg_database(self._pg[template.key])
 
     def finish(self) -> None:
         if self._dir is not None:

@@ -36,7 +36,12 @@ from central.store.schema_correlation import (
 from tests.central.correlation.conftest import case_record, deliver, store_cases
 from tests.central.correlation.hallday import RAPID_S, HallDay, generate
 from tests.support.broker import Broker
-from tests.support.databases import create_pg_database, drop_pg_database, postgres_available
+from tests.support.databases import (
+    copy_pg_database,
+    create_pg_database,
+    drop_pg_database,
+    postgres_available,
+)
 from tests.support.procs import BIN, Proc, central_config, write_yaml
 
 CFG = CorrelationConfig(rapid_repeat_s=RAPID_S)
@@ -108,32 +113,40 @@ async def _claimed_by(engine: AsyncEngine, pid: int) -> list[tuple[str, dt.date]
 
 
 @pytest.fixture
-async def two_databases() -> AsyncIterator[tuple[str, str]]:
+async def pg_databases() -> AsyncIterator[list[str]]:
+    """The names of the PostgreSQL databases a test makes, each dropped after it."""
     if not await asyncio.to_thread(postgres_available):
         pytest.fail("PostgreSQL is not reachable on 127.0.0.1:5432 (the test command starts it)")
-    made = [await asyncio.to_thread(create_pg_database) for _ in range(2)]
+    made: list[str] = []
     try:
-        yield made[0][1], made[1][1]
+        yield made
     finally:
-        for name, _ in made:
+        for name in made:
             await asyncio.to_thread(drop_pg_database, name)
 
 
 @pytest.mark.postgres
 async def test_two_aggregators_share_the_hall_days_and_survive_a_kill(
-    two_databases: tuple[str, str], broker: Broker, tmp_path: Path
+    pg_databases: list[str], broker: Broker, tmp_path: Path
 ) -> None:
-    shared_url, single_url = two_databases
     days = [
         generate(seed=300 + i, windows=6, hall=f"H{i}", gateway=f"gw{i}", day=DAY)
         for i in range(HALLS)
     ]
-    single, shared = make_engine(single_url), make_engine(shared_url)
-    procs: list[Proc] = []
+    name, single_url = await asyncio.to_thread(create_pg_database)
+    pg_databases.append(name)
+    single = make_engine(single_url)
     try:
         await _fill(single, days)
+    finally:
+        await single.dispose()  # a database is copied only with no one connected
+    # the aggregators' database holds the same hall-days: copied, not ingested a second time
+    copy, shared_url = await asyncio.to_thread(copy_pg_database, name)
+    pg_databases.append(copy)
+    shared = make_engine(shared_url)
+    procs: list[Proc] = []
+    try:
         await run_once(single, cfg=CFG)  # the reference: one process, one runner
-        await _fill(shared, days)
 
         # both aggregators read the same data directory: the same correlation.yaml
         data = {**CFG.model_dump(mode="json"), "lease_s": LEASE_S, "workers": 1}
