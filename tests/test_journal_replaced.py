@@ -9,6 +9,8 @@ import shutil
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from central.api.gateways import list_gateways
 from central.security.tokens import Principal, Role
 from central.store.db import make_engine
@@ -16,6 +18,11 @@ from tests.support import procs
 from tests.support.broker import Broker
 
 PER_RUN = 150
+
+
+@pytest.fixture
+def database_at_head() -> bool:
+    return True  # every test runs prepare_central first: start from the migrated template
 
 
 def alarms(url: str) -> dict[str, int]:

@@ -21,6 +21,11 @@ from tests.support.broker import Broker, free_port
 SEED = int(os.environ.get("HALLWATCH_CHAOS_SEED", str(random.SystemRandom().randrange(1 << 30))))
 
 
+@pytest.fixture
+def database_at_head() -> bool:
+    return True  # every test runs prepare_central first: start from the migrated template
+
+
 def journal_head(tmp_path: Path, gateway: str = "gw1") -> int:
     with sqlite3.connect(tmp_path / f"edge-{gateway}" / "journal.db") as db:
         row = db.execute("SELECT value FROM meta WHERE key = 'head_seq'").fetchone()

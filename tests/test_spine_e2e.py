@@ -4,8 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tests.support import procs
 from tests.support.broker import Broker
+
+
+@pytest.fixture
+def database_at_head() -> bool:
+    return True  # every test runs prepare_central first: start from the migrated template
 
 
 def test_events_flow_from_generator_to_central_once(

@@ -70,6 +70,11 @@ LAYOUTS: dict[str, list[bytes]] = {
 OUT_OF_RANGE = [0, 1_000_000, 123_456_789_012]
 
 
+@pytest.fixture
+def database_at_head() -> bool:
+    return True  # every test runs prepare_central first: start from the migrated template
+
+
 def junk(rng: random.Random) -> bytes:
     parts = [*rng.choices(PIECES, k=rng.randint(1, 3)), rng.randbytes(rng.randint(0, 4))]
     rng.shuffle(parts)

@@ -12,6 +12,11 @@ from central.store.migrate import upgrade
 
 
 @pytest.fixture
+def database_at_head() -> bool:
+    return True  # these tests migrate first: start from the migrated template
+
+
+@pytest.fixture
 async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
     eng = make_engine(database_url)
     await upgrade(eng)

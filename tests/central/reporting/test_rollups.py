@@ -55,6 +55,11 @@ CALENDAR = WorkCalendar()
 
 
 @pytest.fixture
+def database_at_head() -> bool:
+    return True  # every test migrates first: start from the migrated template
+
+
+@pytest.fixture
 async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
     eng = make_engine(database_url)
     await upgrade(eng)
