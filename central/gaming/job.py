@@ -132,20 +132,40 @@ async def drain(
                 claims = await workqueue.claim(conn, worker, cfg.batch, cfg.lease_s, queue=queue)
             if not claims:
                 break
-            try:
-                done += await _detect_batch(engine, worker, kind, claims, detect, report, cfg, now)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception(
-                    "anomaly detection of %d %s periods failed; queued again", len(claims), kind
-                )
-                async with engine.begin() as conn:
-                    for claim in claims:
-                        await workqueue.release(
-                            conn, worker, claim, retry_s=workqueue.RETRY_S, queue=queue
-                        )
+            done += await _isolated(engine, worker, kind, claims, detect, report, cfg, now)
     return done
+
+
+async def _isolated(
+    engine: AsyncEngine,
+    worker: str,
+    kind: str,
+    claims: list[workqueue.Claim],
+    detect: Detect,
+    report: RunReport,
+    cfg: AnomaliesConfig,
+    now: dt.datetime | None,
+) -> int:
+    """The batch together; if it fails, each hall-period alone, so that one that cannot be
+    detected (or stored) waits for its retry without holding the others back."""
+    try:
+        return await _detect_batch(engine, worker, kind, claims, detect, report, cfg, now)
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        if len(claims) > 1:
+            log.warning("anomaly detection of %d %s periods failed; one by one", len(claims), kind)
+            done = 0
+            for claim in claims:
+                done += await _isolated(engine, worker, kind, [claim], detect, report, cfg, now)
+            return done
+        one = claims[0]
+        log.exception("anomaly detection of %s %s %s failed; queued again", one.hall, one.day, kind)
+        async with engine.begin() as conn:
+            await workqueue.release(
+                conn, worker, one, retry_s=workqueue.RETRY_S, queue=QUEUES[kind]
+            )
+        return 0
 
 
 async def _facts(

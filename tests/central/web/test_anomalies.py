@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from central.gaming import job
 from central.gaming.model import Anomaly, Facts, InvitationEnd, JSONValue, Pattern, Period
-from central.store.schema_gaming import anomaly_decisions
+from central.store.schema_gaming import anomaly_day_queue, anomaly_decisions
 from tests.central.web.conftest import Site, logged_in
 
 SUBJECTS = {"H1": (1, "100231", Pattern.KEY_STREAK), "H2": (1, "200101", Pattern.INSTANT_PRESS)}
@@ -153,3 +153,19 @@ def test_a_day_is_due_after_the_small_hours_and_a_week_once_complete() -> None:
         "day": Period.day(dt.date(2026, 12, 5)),
         "week": Period.iso_week(dt.date(2026, 11, 23)),
     }
+
+
+async def test_a_hall_period_that_fails_waits_for_its_retry_without_holding_the_batch(
+    site: Site,
+) -> None:
+    def fails_on_h1(batch: list[Facts]) -> list[Anomaly]:
+        if any(f.hall_id == "H1" for f in batch):
+            raise RuntimeError("H1's facts break the detector")
+        return stand_in(batch)
+
+    day = Period.day(site.seed.today)
+    report = await job.run_once(site.engine, [day], detect=fails_on_h1)
+    assert [hall for hall, _ in report.detected] == ["H2"] and report.opened == 1
+    async with site.engine.connect() as conn:
+        left = (await conn.execute(select(anomaly_day_queue.c.hall_id))).scalars().all()
+    assert left == ["H1"]  # queued again, for a later try
