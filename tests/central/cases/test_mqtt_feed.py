@@ -60,6 +60,11 @@ class ApprovalSystem:
 
 
 @pytest.fixture
+def database_at_head() -> bool:
+    return False  # the aggregator's test starts on an empty database, as on a first install
+
+
+@pytest.fixture
 def sender(broker: Broker) -> Iterator[ApprovalSystem]:
     s = ApprovalSystem(broker.port, (REPLY, "hw/v1/+/+/cmd"))
     yield s
