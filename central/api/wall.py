@@ -31,7 +31,7 @@ enroll_router = APIRouter(include_in_schema=False)
 
 SCREEN_COOKIE = "hw_screen"
 HEARTBEAT_S = 15.0
-STREAM_WAKE_S = 1.0
+STREAM_WAKE_S = 5.0  # at the latest; a stream also wakes when key presses are due, or a change
 STREAM_LIFETIME_S = 600.0  # then the browser reconnects (EventSource does) and is checked anew
 RECONNECT_MS = 3000
 DETAIL_TTL_S = 30.0
@@ -183,7 +183,7 @@ async def _loop(
             yield ": heartbeat\n\n"
         if time.monotonic() >= until:
             return
-        await hub.wait(STREAM_WAKE_S)
+        await hub.wait(min(STREAM_WAKE_S, hub.next_reading_s()))
 
 
 @enroll_router.get("/wall/enroll")

@@ -165,6 +165,10 @@ class WallHub:
         if left > 0:
             self._watched[key] = left
 
+    def next_reading_s(self) -> float:
+        """Seconds until key presses are due: a stream waking then reads them for everyone."""
+        return max(0.05, self._due["presses"] - time.monotonic())
+
     def alive(self, key: str) -> bool:
         return key in self._alive
 
@@ -222,8 +226,10 @@ class WallHub:
             names = {h: figures.name(h) for h in figures.live}
             for tick in changes(self.figures.live, figures.live, names, now):
                 self._add(tick)
+        old = self.figures
         self.figures = figures
-        self.stamp += 1
+        if (figures.today, figures.live, figures.registry) != (old.today, old.live, old.registry):
+            self.stamp += 1  # a new snapshot (encoded once per scope) only when it differs
 
     def _add(self, tick: Tick) -> None:
         self._ticks.append((self._next_tick, tick))
