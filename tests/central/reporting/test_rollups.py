@@ -207,17 +207,21 @@ async def test_rollups_answer_as_the_facts_do(engine: AsyncEngine) -> None:
     await _came_back(engine)
     ranges = [DateRange(d, d) for d in DAYS[:2]] + [
         DateRange(DAYS[0], DAYS[-1]),
-        DateRange(DAYS[1], DAYS[-1]),
         DateRange(dt.date(2026, 11, 1), dt.date(2026, 11, 30)),  # a month's rows alone
         DateRange(dt.date(2026, 10, 25), dt.date(2026, 12, 2)),  # days, a month, days
     ]
     checked = Counter[str]()
     async with engine.connect() as conn:
         for span in ranges:
-            loaded = await facts.load(conn, span, CALENDAR)
-            h1 = await facts.load(conn, span, CALENDAR, hall="H1")
+            sources: list[tuple[frozenset[str] | None, facts.Facts]] = [
+                (None, await facts.load(conn, span, CALENDAR))
+            ]
+            if span == ranges[-1]:  # a hall manager's scope
+                sources.append(
+                    (frozenset({"H1"}), await facts.load(conn, span, CALENDAR, hall="H1"))
+                )
             for by in Grouping:
-                for scope, source in ((None, loaded), (frozenset({"H1"}), h1)):
+                for scope, source in sources:
                     old = facts.indicators(source, span, by, CALENDAR)
                     new = await rollup_query.indicators(conn, span, by, CALENDAR, hall=scope)
                     assert list(new) == list(old), f"{span} {by} {scope}"
