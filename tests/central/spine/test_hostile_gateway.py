@@ -28,6 +28,7 @@ from typing import Any
 
 import httpx
 import paho.mqtt.client as mqtt
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from paho.mqtt.enums import CallbackAPIVersion
@@ -435,6 +436,8 @@ def running_aggregator(
             lt.run(aggregator.stop())
 
 
+# a longer hunt needs a longer watchdog (about a second a case on a loaded machine)
+@pytest.mark.timeout(max(600, 2 * HOSTILE_CASES))
 def test_hostile_gateway_never_stops_ingest_nor_delays_another_hall(
     database_url: str, broker: Broker, tmp_path: Path
 ) -> None:
