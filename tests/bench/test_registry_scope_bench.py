@@ -8,7 +8,6 @@ test-output/bench-registry-scope.json; nothing is timed against a limit.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -25,7 +24,6 @@ from central.store.migrate import upgrade
 from central.store.schema_halls import halls
 from hallkit.clock import utc_now
 from tests.bench.figures import record_ms
-from tests.support.databases import create_pg_database, drop_pg_database
 
 pytestmark = pytest.mark.bench
 
@@ -86,14 +84,9 @@ async def names_kept(engine: AsyncEngine) -> object:
         return await hall_names(conn)
 
 
-@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
-async def test_subtree_scope_figures(kind: str, tmp_path: Path) -> None:
-    name = None
-    if kind == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path / 'central.db'}"
-    else:
-        name, url = await asyncio.to_thread(create_pg_database)
-    engine = make_engine(url)
+async def test_subtree_scope_figures(database_url: str) -> None:
+    kind = database_url.split("+")[0]  # sqlite | postgresql
+    engine = make_engine(database_url)
     try:
         await upgrade(engine)
         entries = tree()
@@ -114,5 +107,3 @@ async def test_subtree_scope_figures(kind: str, tmp_path: Path) -> None:
         record(f"{kind}, {HALLS} halls: names kept, version row checked", names_after)
     finally:
         await engine.dispose()
-        if name is not None:
-            await asyncio.to_thread(drop_pg_database, name)

@@ -8,7 +8,6 @@ against a limit.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -26,7 +25,6 @@ from central.store.db import make_engine
 from central.store.migrate import upgrade
 from hallkit.clock import utc_now
 from tests.bench.figures import record_ms
-from tests.support.databases import create_pg_database, drop_pg_database
 from tests.support.hallevents import Gateway, key_press
 
 pytestmark = pytest.mark.bench
@@ -47,14 +45,9 @@ async def timed(call: Callable[[], Awaitable[httpx.Response]]) -> tuple[float, A
     return seconds, reply.json()
 
 
-@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
-async def test_review_queue_figures(kind: str, tmp_path: Path) -> None:
-    name = None
-    if kind == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path / 'central.db'}"
-    else:
-        name, url = await asyncio.to_thread(create_pg_database)
-    engine = make_engine(url)
+async def test_review_queue_figures(database_url: str) -> None:
+    kind = database_url.split("+")[0]  # sqlite | postgresql
+    engine = make_engine(database_url)
     try:
         await upgrade(engine)
         await register(engine, "H1", "gw1")
@@ -98,5 +91,3 @@ async def test_review_queue_figures(kind: str, tmp_path: Path) -> None:
         record(f"{kind}: the same bulk request again", again_s)
     finally:
         await engine.dispose()
-        if name is not None:
-            await asyncio.to_thread(drop_pg_database, name)
