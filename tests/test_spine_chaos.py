@@ -42,9 +42,14 @@ def drain_and_prove(
 ) -> int:
     """Restart the gateway with no generator, let it drain, then check the promises."""
     cfg = procs.edge_config(tmp_path, broker_port, generator={"enabled": False})
+    before = journal_head(tmp_path)
     gw = procs.edge(cfg, tmp_path / "edge-drain.log")
     try:
-        time.sleep(0.5)
+        # The drain run journals its own gateway.boot first: until it has, the head read here is
+        # the killed run's and central may already hold it, with one more event on its way.
+        procs.wait_until(
+            lambda: journal_head(tmp_path) > before, timeout, "the drain run's boot event"
+        )
         procs.wait_until(
             lambda: procs.committed_through(url, "gw1") >= journal_head(tmp_path),
             timeout,
