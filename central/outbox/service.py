@@ -12,6 +12,7 @@ from central.outbox.worker import Deliverer
 from hallkit.supervise import Supervisor
 
 DELIVERY_TASK, FEED_TASK, WARNINGS_TASK = "outbox", "haocha.feed", "outbox.warnings"
+APOLOGIES_TASK = "outbox.apologies"
 
 
 def start(engine: AsyncEngine, config: CentralConfig, supervisor: Supervisor) -> None:
@@ -23,6 +24,7 @@ def start(engine: AsyncEngine, config: CentralConfig, supervisor: Supervisor) ->
         return
     if box.applicant_sms and box.sms is not None:
         progress.enable(engine)  # the case feed enqueues progress SMS from now on
+        supervisor.spawn(APOLOGIES_TASK, lambda: progress.run_forever(engine))
     supervisor.spawn(DELIVERY_TASK, lambda: Deliverer(engine, box).run_forever())
     if config.haocha.feed.channel is not None:
         supervisor.spawn(FEED_TASK, lambda: feed.run_forever(engine, book, config.haocha.feed))

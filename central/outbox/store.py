@@ -42,6 +42,7 @@ class Status(StrEnum):
     DELIVERED = "delivered"
     FAILED = "failed"
     HELD = "held"
+    WAITING = "waiting"  # not due until an event releases it (an applicant's overdue apology)
 
 
 class Audience(StrEnum):
@@ -72,6 +73,7 @@ async def enqueue(
     payload: Any,
     audience: Audience = Audience.PLATFORM,
     not_before: dt.datetime | None = None,
+    status: Status = Status.PENDING,
 ) -> int:
     """Add a message unless ``(channel, key)`` is there already; its id either way.
 
@@ -86,7 +88,7 @@ async def enqueue(
             audience=audience.value,
             recipient=recipient,
             payload=payload,
-            status=Status.PENDING.value,
+            status=status.value,
             attempts=0,
             next_attempt_at=not_before or now,
             created_at=now,

@@ -1,12 +1,15 @@
 """Notifications on real stores: progress SMS to an applicant who consented (受理 once, 办结
 once, the number erased once sent and never in the case), none without consent or to a
-landline; ladder warnings to the staff member and the leader as configured."""
+landline; the overdue apology once when the ladder marks the case red, none for a case closed
+in time; ladder warnings to the staff member and the leader as configured."""
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from pathlib import Path
 
+import pytest
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -21,6 +24,7 @@ from central.store.schema_outbox import outbox
 from tests.central.cases.support import PHONE, case
 from tests.central.outbox.fakes import FakeReceiver, serve
 
+LATE_PHONE = "13912345670"
 NOON = dt.datetime(2026, 9, 18, 4, 0, tzinfo=dt.UTC)  # 12:00 in Beijing: no quiet hours
 
 
@@ -30,10 +34,25 @@ async def _messages(engine: AsyncEngine) -> list[tuple[str, str, str, str]]:
         return [(r.channel, r.idem_key, r.recipient, r.status) for r in rows]
 
 
-async def test_progress_sms_and_ladder_warnings(engine: AsyncEngine, tmp_path: Path) -> None:
-    """One store for both parts: a database of each kind costs seconds to make."""
+async def test_progress_sms_and_ladder_warnings(
+    engine: AsyncEngine, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One store for every part: a database of each kind costs seconds to make."""
+    caplog.set_level(logging.DEBUG, logger="central")
     await _progress_sms_to_applicants_who_consented(engine, tmp_path)
+    await _overdue_apology_once_when_the_ladder_turns_red(engine, tmp_path)
     await _ladder_warnings_reach_staff_and_leader(engine, tmp_path)
+    assert PHONE not in caplog.text and LATE_PHONE not in caplog.text  # nothing personal
+
+
+async def _step(engine: AsyncEngine, case_no: str, stage: str, at: dt.datetime) -> None:
+    async with engine.begin() as conn:
+        await conn.execute(
+            insert(case_steps).values(
+                case_no=case_no, at=at, stage=stage, on_date=at.date(), days_over=0,
+                revision=1, recorded_at=NOON - dt.timedelta(hours=1),  # before the warnings' scan
+            )
+        )  # fmt: skip
 
 
 async def _progress_sms_to_applicants_who_consented(engine: AsyncEngine, tmp_path: Path) -> None:
@@ -72,6 +91,64 @@ async def _progress_sms_to_applicants_who_consented(engine: AsyncEngine, tmp_pat
         kept = [r.applicant_masked for r in await conn.execute(select(cases))]
     assert all("phone" not in p for p in payloads)  # erased once sent
     assert PHONE not in repr(kept)
+
+
+async def _overdue_apology_once_when_the_ladder_turns_red(
+    engine: AsyncEngine, tmp_path: Path
+) -> None:
+    masker = ApplicantMasker(load_or_create_salt(tmp_path / "data"))
+    consented = {"phone": LATE_PHONE, "sms_consent": True}  # its own rate limit
+    in_time = {"phone": "13912345671", "sms_consent": True}
+    rows = [
+        case("D1", applicant=consented),  # late: apologised to
+        case("D2", applicant=in_time),  # completed in time: no apology
+        case("D3", applicant={"phone": LATE_PHONE}),  # late, but no consent
+    ]
+    await feed(engine, rows, masker, source=Source.API, now=NOON)
+
+    async def apologies() -> dict[str, str]:
+        return {
+            key: status
+            for _, key, _, status in await _messages(engine)
+            if key.startswith("applicant:D") and key.endswith(":overdue")
+        }
+
+    assert await apologies() == {
+        "applicant:D1:overdue": "waiting",
+        "applicant:D2:overdue": "waiting",
+    }
+    done = {"status": "办结", "completed_at": "2026-09-18 11:40"}
+    await feed(
+        engine, [case("D2", applicant=consented, **done)], masker, source=Source.API, now=NOON
+    )
+    assert await apologies() == {"applicant:D1:overdue": "waiting"}  # its number went with it
+    yellow = NOON + dt.timedelta(days=4)
+    await _step(engine, "D1", "yellow_light", yellow)
+    assert await progress.release_overdue(engine) == 0  # not late yet
+    red = NOON + dt.timedelta(days=7)
+    for case_no in ("D1", "D2", "D3"):
+        await _step(engine, case_no, "red_light", red)
+    assert await progress.release_overdue(engine) == 1
+    assert await progress.release_overdue(engine) == 0  # once per case
+    await _step(engine, "D1", "yellow_card", red + dt.timedelta(days=1))
+    await feed(engine, [case("D1", applicant=consented)], masker, source=Source.API, now=NOON)
+    assert await progress.release_overdue(engine) == 0
+    assert await apologies() == {"applicant:D1:overdue": "pending"}
+    fake = FakeReceiver()
+    with serve(fake) as url:
+        templates = {"applicant.accepted": "SMS_ACCEPTED", "applicant.overdue": "SMS_SORRY"}
+        target = SmsTarget(url=url, template_id="T1", templates=templates)
+        config = OutboxConfig(sms=target, applicant_sms=True)
+        deliverer = Deliverer(engine, config, worker="w", clock=lambda: NOON)
+        await deliverer.run_once()
+        await deliverer.adapters["sms"].close()
+    sent = [b for b in fake.accepted.values() if b["params"]["case_no"] == "D1"]
+    assert [b["phone"] for b in sent] == [LATE_PHONE] * 2
+    assert sorted(b["template_id"] for b in sent) == ["SMS_ACCEPTED", "SMS_SORRY"]
+    assert await apologies() == {"applicant:D1:overdue": "delivered"}
+    async with engine.connect() as conn:
+        payloads = [r.payload for r in await conn.execute(select(outbox.c.payload))]
+    assert all("phone" not in p for p in payloads)  # erased once sent
 
 
 async def _ladder_warnings_reach_staff_and_leader(engine: AsyncEngine, tmp_path: Path) -> None:
