@@ -8,6 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
+from central.audits.config import AuditConfig
 from central.gaming.config import GamingConfig
 from central.haocha.config import HaochaConfig
 from central.outbox.config import OutboxConfig
@@ -263,6 +264,7 @@ class CentralConfig(_Section):
     outbox: OutboxConfig = OutboxConfig()
     haocha: HaochaConfig = HaochaConfig()
     anomalies: AnomaliesConfig = AnomaliesConfig()
+    audits: AuditConfig = AuditConfig()
 
     @model_validator(mode="after")
     def _feed_has_its_channel(self) -> CentralConfig:

@@ -7,6 +7,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from central.api import (
+    audits,
     cases,
     commands,
     correlation,
@@ -38,6 +39,7 @@ def create_app(engine: AsyncEngine, *, tasks: Supervisor | None = None) -> FastA
     app.include_router(evidence.router)  # uploaded evidence snapshots
     app.include_router(registry.router)  # the registry of halls
     app.include_router(feed.router)  # the 好差评 feed's status
+    app.include_router(audits.router)  # 抽查: samples, call-backs, findings
     site.install(app)  # the dashboard: pages, static files and their API (central.web)
     apidocs.install(app)  # /docs and /redoc from the vendored Swagger UI and ReDoc
 

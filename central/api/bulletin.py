@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
@@ -96,6 +97,24 @@ class GamingOut(BaseModel):
     note: str
 
 
+class DepartmentAuditOut(BaseModel):
+    department: str
+    population: int | None = Field(description="cases finished in the month (null: partial view)")
+    sampled: int = Field(description="cases drawn for call-back")
+    called: int = Field(description="tasks with a call-back entered")
+    reached: int = Field(description="completed call-backs: the latest one reached the citizen")
+    discrepancies: int = Field(description="call-backs where the citizen contradicts the record")
+    case_nos: list[str] = Field(description="the cases with a finding")
+
+
+class AuditSectionOut(BaseModel):
+    drawn: bool = Field(
+        description="false: the month has not been drawn (hallwatch-central audits draw)"
+    )
+    seed: str | None
+    departments: list[DepartmentAuditOut]
+
+
 class BulletinOut(BaseModel):
     month: str
     first: dt.date
@@ -111,6 +130,9 @@ class BulletinOut(BaseModel):
     overdue_cases_cut: bool
     gaming: list[GamingOut] = Field(
         description="confirmed gaming (异常线索 a supervisor confirmed) per hall, window, staff"
+    )
+    audits: AuditSectionOut | None = Field(
+        default=None, description="抽查: the month's sample, call-backs and findings"
     )
 
 
@@ -170,6 +192,9 @@ async def get_bulletin(db: Engine, who: EvaluationReader, month: Month) -> Bulle
         overdue_cases=[OverdueCaseOut.model_validate(x) for x in b.overdue_cases],
         overdue_cases_cut=b.overdue_cases_cut,
         gaming=[GamingOut.model_validate(x) for x in b.gaming],
+        audits=None
+        if b.audits is None
+        else AuditSectionOut.model_validate(dataclasses.asdict(b.audits)),
     )
 
 

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path, Query, status
 from pydantic import BaseModel, Field
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from central.api.deps import Engine, EvaluationReader, GatewayId, ReviewDecider, ReviewLogReader
 from central.api.evidence import image_url
@@ -113,17 +114,33 @@ def _refuse(exc: ReviewError) -> HTTPException:
     return HTTPException(exc.status, str(exc))
 
 
+async def evidence_out(conn: AsyncConnection, evaluation: reviews.Evaluation) -> list[EvidenceOut]:
+    """The camera verdicts of a key press, each with its snapshot's address once uploaded."""
+    verdicts = await reviews.evidence(conn, evaluation)
+    uploaded = await evidence.stored_hashes(
+        conn, {v["snapshot_sha256"] for v in verdicts if v.get("snapshot_sha256")}
+    )
+    return [
+        EvidenceOut.model_validate(
+            {
+                **v,
+                "image_url": image_url(v["snapshot_sha256"])
+                if v.get("snapshot_sha256") in uploaded
+                else None,
+            }
+        )
+        for v in verdicts
+    ]
+
+
 async def _evaluation(db: Engine, who: Principal, gateway: str, seq: int) -> EvaluationReviewsOut:
     async with db.connect() as conn:
         evaluation = await reviews.visible(conn, who, gateway, seq)
         if evaluation is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, NOT_FOUND)
         rows = await reviews.history(conn, gateway, seq)
-        verdicts = await reviews.evidence(conn, evaluation)
+        found = await evidence_out(conn, evaluation)
         names = await names_for(conn, [evaluation.hall])
-        uploaded = await evidence.stored_hashes(
-            conn, {v["snapshot_sha256"] for v in verdicts if v.get("snapshot_sha256")}
-        )
     current = reviews.current_ids(rows)
     return EvaluationReviewsOut(
         gateway=gateway,
@@ -136,17 +153,7 @@ async def _evaluation(db: Engine, who: Principal, gateway: str, seq: int) -> Eva
         flags=list(evaluation.flags),
         correlation_version=evaluation.correlation_version,
         reviews=[_review_out(r, r.id in current) for r in rows],
-        evidence=[
-            EvidenceOut.model_validate(
-                {
-                    **v,
-                    "image_url": image_url(v["snapshot_sha256"])
-                    if v.get("snapshot_sha256") in uploaded
-                    else None,
-                }
-            )
-            for v in verdicts
-        ],
+        evidence=found,
     )
 
 

@@ -15,6 +15,7 @@ import typer
 
 from central.cli import (
     anomalies,
+    audits,
     cases,
     correlation,
     feed,
@@ -49,6 +50,7 @@ app.add_typer(feed.feed_app, name="feed")  # feed status (好差评 records sent
 app.add_typer(outbox.outbox_app, name="outbox")  # outbox status|release
 app.add_typer(rollups.rollups_app, name="rollups")  # rollups rebuild (indicator rollups)
 app.add_typer(anomalies.anomalies_app, name="anomalies")  # anomalies run (异常线索)
+app.add_typer(audits.audits_app, name="audits")  # audits draw (抽查)
 
 
 @app.callback()

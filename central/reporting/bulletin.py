@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from central.audits import report as audit_report
 from central.gaming import confirmed as confirmed_gaming
 from central.reporting import scorecard
 from central.reporting.registry import display_name
@@ -26,6 +27,7 @@ from central.rules.indicators import DateRange, Grouping, GroupKey, Indicators, 
 from central.rules.scale import DeviceKey
 from central.rules.timelimit import LadderStage
 from central.rules.workdays import WorkCalendar, business_date, day_start
+from central.security.access import Area
 from central.security.tokens import Principal, Role
 from central.store.schema import cases
 from central.store.schema_cases import case_ladder
@@ -198,6 +200,7 @@ class Bulletin:
     overdue_cases_cut: bool
     hall_names: Mapping[str, str] = field(default_factory=dict)  # the registry's 名称 by hall id
     gaming: list[dict[str, Any]] = field(default_factory=list)  # confirmed anomaly cases
+    audits: audit_report.AuditSection | None = None  # 抽查: the month's sample and findings
 
 
 async def build(
@@ -212,6 +215,7 @@ async def build(
     async with engine.connect() as conn:
         registered = await hall_names(conn)
         gaming = await confirmed_gaming.confirmed(conn, who, period.first, period.last)
+        audits = await audit_report.section(conn, who, month, Area.EVALUATIONS)
     for item in (*bad, *overdue, *gaming):
         item["staff_name"] = names.get((item["hall"], item["staff"] or ""))
         item["hall_name"] = display_name(registered, item["hall"])
@@ -229,6 +233,7 @@ async def build(
         overdue_cases_cut=overdue_cut,
         hall_names=registered,
         gaming=gaming,
+        audits=audits,
     )
 
 

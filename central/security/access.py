@@ -43,6 +43,8 @@ class Area(StrEnum):
     WALL = "wall"  # the 大屏: halls' states, counts, trends, rankings, ticker (no personal data
     #                beyond the staff name a window shows)
     ANOMALIES = "anomalies"  # 异常线索: gaming patterns per window and staff, their evidence
+    AUDITS = "audits"  # 抽查: the monthly samples, their tasks, call-backs and findings (read)
+    AUDIT_WORK = "audit_work"  # draw a month's sample, enter call-back results
 
 
 class Reach(StrEnum):
@@ -77,6 +79,9 @@ RULES: dict[Area, dict[Role, Reach]] = {
     # the wall's scope (central.api.wall), department leaders never: it shows whole halls
     Area.WALL: {_S: _ALL, _H: _HALL, _SCREEN: _ALL},
     Area.ANOMALIES: {_S: _ALL, _H: _HALL},  # decided (REVIEW_DECIDE) by supervisors only
+    # the 监察室 audits; a department leader reads its own department's, never works them
+    Area.AUDITS: {_S: _ALL, _D: _DEPT},
+    Area.AUDIT_WORK: {_S: _ALL},
 }
 
 # the raw events of Area.DEVICE_EVENTS: device and gateway health, no person in them (not

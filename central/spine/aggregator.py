@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from central.audits import config as audit_config
 from central.cases import service as case_jobs
 from central.config import CentralConfig
 from central.correlation import job as correlation_job
@@ -84,6 +85,7 @@ class Aggregator:
         bind_dashboard(self.engine, self.config)  # login sessions: key in the data dir
         self.vault = evidence.bind(self.engine, self.config.data_dir)  # uploaded snapshots
         case_jobs.start(self.engine, self.config, self.supervisor)  # case feed + ladder
+        audit_config.bind(self.engine, self.config.audits)  # 抽查 sample sizes
         outbox_jobs.start(self.engine, self.config, self.supervisor)  # delivery, feed, warnings
         await self.consumer.start()
         spawn = self.supervisor.spawn

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from central.store import (
     schema,
+    schema_audits,
     schema_cases,
     schema_correlation,
     schema_dashboard,
@@ -23,6 +24,7 @@ from central.store.metadata import metadata
 
 TABLE_MODULES = (
     schema,
+    schema_audits,
     schema_cases,
     schema_correlation,
     schema_dashboard,

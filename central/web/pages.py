@@ -62,9 +62,11 @@ PAGES = (
     Page("followups", "/followups", roles_with(Area.FOLLOWUP)),
     Page("bulletin", "/bulletin", roles_with(Area.EVALUATIONS)),
     Page("anomalies", "/anomalies", roles_with(Area.ANOMALIES)),
+    Page("audits", "/audits", roles_with(Area.AUDITS)),
 )
 CASE_PAGE = Page("case", "/cases", roles_with(Area.CASES))
 WALL_PAGE = Page("wall", "/wall", roles_with(Area.WALL))
+AUDIT_PAGE = Page("audit", "/audits", roles_with(Area.AUDITS))
 
 
 class PageRefused(Exception):
@@ -190,6 +192,17 @@ async def anomalies_page(request: Request) -> Response:
     session = await session_of(request)
     may_decide = session is not None and may(session.principal, Area.REVIEW_DECIDE)
     return await _page(request, PAGES[5], config={"may_decide": may_decide})
+
+
+@router.get("/audits")
+async def audits_page(request: Request) -> Response:
+    return await _page(request, PAGES[6])
+
+
+@router.get("/audits/{task_id}")
+async def audit_page(request: Request, task_id: int) -> Response:
+    """One audit task; the page's script asks the API, which answers 404 outside one's reach."""
+    return await _page(request, AUDIT_PAGE, task_id=task_id, config={"task_id": task_id})
 
 
 @router.get("/cases/{case_no}")

@@ -113,7 +113,25 @@
           g.period_start === g.period_end ? g.period_start : g.period_start + ' – ' + g.period_end,
           g.p_value === null ? '' : g.p_value.toPrecision(2), H.fmtTime(g.confirmed_at), g.note];
       })));
+    auditSection(doc, b.audits);
     document.body.dataset.loaded = '1';
+  }
+
+  /* 抽查回访: the month's sample per department, completed call-backs, findings */
+  function auditSection(doc, a) {
+    doc.appendChild(el('h2', null, t('bulletin.audits')));
+    if (!a || !a.drawn) {
+      doc.appendChild(el('p', { class: 'muted', id: 'bulletin-audits-none' }, t('bulletin.audits.not_drawn')));
+      return;
+    }
+    doc.appendChild(el('p', { class: 'muted' }, t('bulletin.audits.seed', { seed: a.seed })));
+    doc.appendChild(simpleTable('bulletin-audits',
+      ['common.department', 'audits.population', 'audits.size', 'bulletin.audits.called',
+        'bulletin.audits.reached', 'bulletin.audits.discrepancies', 'bulletin.audits.cases'],
+      a.departments.map(function (d) {
+        return [d.department, d.population, d.sampled, d.called, d.reached, d.discrepancies,
+          d.case_nos.join(' ')];
+      })));
   }
 
   ['indicators', 'bad_reviews', 'overdue', 'gaming'].forEach(function (part) {

@@ -84,6 +84,13 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/api/v1/anomalies/{anomaly_id}"): frozenset({S, H}),
     ("POST", "/api/v1/anomalies/{anomaly_id}/decisions"): frozenset({S}),
     ("GET", "/anomalies"): frozenset({S, H}),
+    ("POST", "/api/v1/audits/draw"): frozenset({S}),  # 抽查: the 监察室 draws and calls back
+    ("GET", "/api/v1/audits"): frozenset({S, D}),  # a department leader reads its own
+    ("GET", "/api/v1/audits/tasks/{task_id}"): frozenset({S, D}),
+    ("POST", "/api/v1/audits/tasks/{task_id}/callbacks"): frozenset({S}),
+    ("GET", "/api/v1/audits/findings"): frozenset({S, D}),
+    ("GET", "/audits"): frozenset({S, D}),
+    ("GET", "/audits/{task_id}"): frozenset({S, D}),
     ("GET", "/"): EVERYONE,  # a redirect to the overview
     ("GET", "/overview"): PEOPLE | {T},
     ("GET", "/analysis"): PEOPLE,
@@ -126,6 +133,7 @@ def concrete(site: Site, path: str) -> str:
         .replace("{hall_id}", "H2")
         .replace("{sha256}", "0" * 64)
         .replace("{anomaly_id}", "1")
+        .replace("{task_id}", "1")
     )
     if filled == "/static":
         return "/static/dashboard.js"
