@@ -23,6 +23,7 @@ from central.audits import store
 from central.audits.callback import Answer, CallbackIn
 from central.audits.report import Finding, findings
 from central.audits.sample import MONTH_PATTERN, SEED_PATTERN
+from central.cases.model import NO_NUL
 from central.reporting import reviews
 from central.rules.scale import DeviceKey
 from central.rules.workdays import business_date
@@ -211,7 +212,7 @@ async def list_tasks(
     db: Engine,
     who: AuditReader,
     month: Month = None,
-    department: Annotated[str | None, Query(max_length=128)] = None,
+    department: Annotated[str | None, Query(max_length=128, pattern=NO_NUL)] = None,
 ) -> TaskListOut:
     chosen = month_query(month)
     async with db.connect() as conn:

@@ -6,16 +6,25 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+from pathlib import Path
 from typing import Any
+
+from sqlalchemy import func, select
 
 from central.audits import config as audit_config
 from central.audits.config import AuditConfig, SampleSize
 from central.audits.store import draw_month
 from central.cases.store import Source, feed
+from central.records import evidence
 from central.reporting import bulletin
 from central.security.tokens import Principal, Role
+from central.spine.ingest import Ingestor
+from central.store.schema import events
+from protocols import topics
+from protocols.evidence import EvidenceHeader, encode_upload
 from tests.central.web import seed as seeds
 from tests.central.web.conftest import MASKER, Site
+from tests.support.hallevents import Gateway
 
 SEED = "nov-audit-1"
 MARKET, SOCIAL, TAX = seeds.MARKET, seeds.SOCIAL, seeds.TAX
@@ -62,13 +71,63 @@ async def _finish_more(site: Site) -> dict[str, list[str]]:
     }
 
 
+SNAPSHOT = b"\xff\xd8 window 1 at SJ-201's evaluation \xff\xd9"
+
+
+async def _snapshot_for(site: Site, evaluation: dict[str, Any], data_dir: Path) -> str:
+    """The camera verdict of the evaluation's key press and its snapshot, as the gateway would
+    journal and upload them (real Ingestor, real evidence receiver and vault)."""
+    async with site.engine.connect() as conn:
+        last = (
+            await conn.execute(select(func.max(events.c.seq)).where(events.c.gateway_id == "gw1"))
+        ).scalar_one()
+    gateway = Gateway("H1", "gw1")
+    gateway.seq = last
+    sha = hashlib.sha256(SNAPSHOT).hexdigest()
+    path = "2026/w1/audit-0001.jpg"
+    verdict = {
+        "window": evaluation["window"],
+        "verdict": "present",
+        "confidence": 0.9,
+        "reason": "窗口前有人 / someone at the window",
+        "camera": "cam-w1",
+        "at_mono_ns": 1,
+        "frames": 12,
+        "occupied_frames": 11,
+        "snapshot": path,
+        "snapshot_sha256": sha,
+        "snapshot_offset_ms": 80,
+        "manifest_seq": 9,
+        "manifest_head": "cd" * 32,
+        "addr": evaluation["window"],
+        "dev_seq": 0,
+        "key_seq": evaluation["seq"],
+    }
+    at = dt.datetime.fromisoformat(evaluation["evaluated_at"]) + dt.timedelta(seconds=2)
+    await Ingestor(site.engine).ingest([gateway.batch([("camera.verdict", verdict, at)])])
+    vault = evidence.bind(site.engine, data_dir)
+    header = EvidenceHeader(
+        hall="H1",
+        gateway="gw1",
+        path=path,
+        sha256=sha,
+        size=len(SNAPSHOT),
+        manifest_seq=9,
+        event_seq=gateway.seq,
+    )
+    topic = topics.topic("H1", "gw1", topics.Channel.EVIDENCE)
+    receipt = await evidence.receive(site.engine, vault, topic, encode_upload(header, SNAPSHOT))
+    assert receipt is not None and receipt.status == "stored", receipt
+    return sha
+
+
 CONFIG = AuditConfig(
     sample=SampleSize(count=3),
     departments={MARKET: SampleSize(percent=100), TAX: SampleSize(count=1, percent=50)},
 )
 
 
-async def test_draw_callbacks_findings_and_the_bulletin(site: Site) -> None:
+async def test_draw_callbacks_findings_and_the_bulletin(site: Site, tmp_path: Path) -> None:
     finished = await _finish_more(site)
     month = f"{site.seed.today:%Y-%m}"
     audit_config.bind(site.engine, CONFIG)
@@ -119,6 +178,15 @@ async def test_draw_callbacks_findings_and_the_bulletin(site: Site) -> None:
         assert detail["case"]["applicant"] == "张** 138****5678"  # 张三丰, masked as stored
         assert detail["case"]["status"] == "completed" and detail["case"]["ladder"] is not None
         assert [e["key"] for e in detail["evaluations"]] == [1]
+        assert detail["evaluations"][0]["evidence"] == []
+        sha = await _snapshot_for(site, detail["evaluations"][0], tmp_path)
+        detail = (
+            await client.get(f"/api/v1/audits/tasks/{task_of['SJ-201']}", headers=supervisor)
+        ).json()
+        (shown,) = detail["evaluations"][0]["evidence"]
+        assert shown["snapshot_sha256"] == sha and shown["verdict"] == "present"
+        image = await client.get(shown["image_url"], headers=supervisor)
+        assert image.status_code == 200 and image.content == SNAPSHOT
         assert [c["satisfied"] for c in detail["callbacks"]] == ["no"]
         findings = (
             await client.get("/api/v1/audits/findings", params={"month": month}, headers=supervisor)
@@ -133,6 +201,12 @@ async def test_draw_callbacks_findings_and_the_bulletin(site: Site) -> None:
         own = (await client.get("/api/v1/audits", params={"month": month}, headers=leader)).json()
         assert {t["department"] for t in own["tasks"]} == {MARKET} and own["may_work"] is False
         assert [d["department"] for d in own["sample"]["departments"]] == [MARKET]
+        mine = (
+            await client.get(f"/api/v1/audits/tasks/{task_of['SJ-201']}", headers=leader)
+        ).json()
+        assert mine["may_work"] is False and mine["callbacks"] == detail["callbacks"]
+        (seen,) = mine["evaluations"][0]["evidence"]
+        assert (await client.get(seen["image_url"], headers=leader)).content == SNAPSHOT
         social_task = f"/api/v1/audits/tasks/{task_of[social]}"
         assert (await client.get(social_task, headers=leader)).status_code == 404
         refused = await client.post(
