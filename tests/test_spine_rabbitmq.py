@@ -1,13 +1,16 @@
 """The province broker end to end: a 3-node RabbitMQ cluster (MQTT on TLS, certificate login,
-topic permissions), real gateway processes, central reading partitioned quorum queues over AMQP;
-one node killed with ``kill -9`` mid-stream. One cluster for the module (it takes ~30 s)."""
+topic permissions), real gateway processes, two aggregators sharing the partitioned quorum
+queues over AMQP; one aggregator and one node killed with ``kill -9`` mid-stream. One cluster
+for the module (it takes ~30 s)."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import sqlite3
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -81,81 +84,140 @@ def central_config(tmp: Path, url: str, cluster: RabbitCluster) -> Path:
     return procs.write_yaml(tmp / "central.yaml", data)
 
 
-def test_events_survive_a_killed_node_exactly_once(
+def start_gateways(
+    tmp: Path, port: int, tls: dict[str, dict[str, str]], events_each: int
+) -> list[procs.Proc]:
+    """The gateways' real processes, each generating ``events_each`` events at once."""
+    return [
+        procs.edge(
+            procs.edge_config(
+                tmp,
+                port,
+                hall=hall,
+                gateway=gateway,
+                broker={"tls": tls[gateway]},
+                generator={
+                    "enabled": True,
+                    "rate": 0,
+                    "total": events_each,
+                    "witness": str(tmp / f"witness-{gateway}.txt"),
+                },
+                uplink={"batch_events": 200},
+            ),
+            tmp / f"{gateway}.log",
+        )
+        for hall, gateway in GATEWAYS
+    ]
+
+
+def wait_all_delivered(tmp: Path, db: str, events_each: int) -> None:
+    for _, gateway in GATEWAYS:
+
+        def delivered(g: str = gateway) -> bool:
+            return procs.committed_through(db, g) >= events_each + 1  # + gateway.boot
+
+        procs.wait_until(delivered, 150, f"{gateway}'s events committed")
+
+        def acknowledged(g: str = gateway) -> bool:
+            meta = journal_meta(tmp, g)
+            return meta.get("acked_seq", 0) >= meta.get("head_seq", 1)
+
+        procs.wait_until(acknowledged, 60, f"{gateway}'s journal acknowledged")
+
+
+def assert_exactly_once(tmp: Path, db: str, events_each: int) -> None:
+    for _, gateway in GATEWAYS:
+        seqs, bodies, committed = procs.stored(db, gateway)
+        assert seqs == list(range(1, committed + 1)), f"{gateway}: a gap or a duplicate"
+        seen = procs.read_witness(tmp / f"witness-{gateway}.txt")
+        assert len(seen) == events_each
+        by_seq = dict(zip(seqs, bodies, strict=True))
+        for seq, (run, n) in seen.items():
+            assert by_seq[seq] == {"n": n, "run": run}
+
+
+def stored_all(db: str) -> int:
+    return sum(procs.committed_through(db, g) for _, g in GATEWAYS)
+
+
+def broker_partitions(config: Path) -> str:
+    report = subprocess.run(
+        [str(procs.BIN / "hallwatch-central"), "broker", "partitions", "-c", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert report.returncode == 0, report.stderr
+    return report.stdout
+
+
+def consumed_by_each(report: str) -> list[set[int]]:
+    """The partitions each aggregator heard in the report consumes."""
+    found = re.findall(r" partitions ([0-9,]+) ", report)
+    return [{int(p) for p in match.split(",")} for match in found]
+
+
+def test_two_aggregators_share_the_partitions_and_survive_kills(
     cluster: RabbitCluster, province_db: str, tmp_path: Path
 ) -> None:
+    """Two aggregators: each the only consumer of its share of the partitions. Mid-stream one
+    is killed with ``kill -9`` (the survivor takes its partitions within 10 s), then the broker
+    node they connected to; every event stored exactly once and acknowledged."""
     procs.prepare_central(province_db, GATEWAYS)
     tls = {gateway: cluster.add_gateway(hall, gateway) for hall, gateway in GATEWAYS}
     with LoopThread() as loop:
         balancer = TcpBalancer([node.mqtts_port for node in cluster.nodes])
         port = loop.run(balancer.start())
         config = central_config(tmp_path, province_db, cluster)
-        cen = procs.central(config, tmp_path / "c.log")
-        gws = [
-            procs.edge(
-                procs.edge_config(
-                    tmp_path,
-                    port,
-                    hall=hall,
-                    gateway=gateway,
-                    broker={"tls": tls[gateway]},
-                    generator={
-                        "enabled": True,
-                        "rate": 0,
-                        "total": EVENTS_EACH,
-                        "witness": str(tmp_path / f"witness-{gateway}.txt"),
-                    },
-                    uplink={"batch_events": 200},
-                ),
-                tmp_path / f"{gateway}.log",
-            )
-            for hall, gateway in GATEWAYS
-        ]
+        serve = [str(procs.BIN / "hallwatch-central"), "serve", "-c", str(config), "--no-api"]
+        aggregators = [procs.Proc(serve, tmp_path / f"a{i}.log").start() for i in (0, 1)]
+        survivor = aggregators[0]
+        gws: list[procs.Proc] = []
         try:
+            for aggregator in aggregators:
+                aggregator.wait_for_log("2 aggregator(s) live")
+            gws = start_gateways(tmp_path, port, tls, EVENTS_EACH)
+            shares: list[set[int]] = []
+
+            def shared() -> bool:
+                nonlocal shares
+                report = broker_partitions(config)
+                shares = consumed_by_each(report)
+                one_each = report.count("consumers 1") == 4
+                return one_each and len(shares) == 2 and sorted(map(len, shares)) != [0, 4]
+
+            procs.wait_until(shared, 60, "the partitions shared by the two aggregators")
+            assert shares[0].isdisjoint(shares[1]) and shares[0] | shares[1] == {0, 1, 2, 3}
             total = len(GATEWAYS) * (EVENTS_EACH + 1)  # + gateway.boot each
-
-            def stored_all() -> int:
-                return sum(procs.committed_through(province_db, g) for _, g in GATEWAYS)
-
-            procs.wait_until(lambda: stored_all() >= total // 5, 120, "a fifth committed")
-            cluster.kill9(0)  # the node central connected to first, and the partitions' leader
-            for _, gateway in GATEWAYS:
-
-                def delivered(g: str = gateway) -> bool:
-                    return procs.committed_through(province_db, g) >= EVENTS_EACH + 1
-
-                procs.wait_until(delivered, 150, f"{gateway}'s events committed")
-
-                def acknowledged(g: str = gateway) -> bool:
-                    meta = journal_meta(tmp_path, g)
-                    return meta.get("acked_seq", 0) >= meta.get("head_seq", 1)
-
-                procs.wait_until(acknowledged, 60, f"{gateway}'s journal acknowledged")
-            report = subprocess.run(
-                [str(procs.BIN / "hallwatch-central"), "broker", "partitions", "-c", str(config)],
-                capture_output=True,
-                text=True,
-                timeout=60,
+            procs.wait_until(
+                lambda: stored_all(province_db) >= total // 5, 120, "a fifth committed"
             )
-            assert report.returncode == 0, report.stderr
-            lines = [line for line in report.stdout.splitlines() if "hw.intake." in line]
-            assert len(lines) == 4 and all("consumers 1" in line for line in lines), report.stdout
+            before = len(survivor.log.read_text())
+            aggregators[1].kill9()
+            killed_at = time.monotonic()
+            procs.wait_until(
+                lambda: "consuming partitions 0,1,2,3" in survivor.log.read_text()[before:],
+                10,
+                "the survivor consuming every partition",
+            )
+            took_over_s = time.monotonic() - killed_at
+            cluster.kill9(0)  # the node the aggregators connected to first
+            wait_all_delivered(tmp_path, province_db, EVENTS_EACH)
+            report = broker_partitions(config)
+            lines = [line for line in report.splitlines() if "hw.intake." in line]
+            assert len(lines) == 4 and all("consumers 1" in line for line in lines), report
+            heard = [line for line in report.splitlines() if " partitions 0,1,2,3 " in line]
+            assert len(heard) == 1 and "last commit never" not in heard[0], report
+            print(f"two aggregators: shares {shares}, take-over {took_over_s:.1f} s")
         finally:
             for gw in gws:
                 gw.stop()
-            cen.stop()
+            for aggregator in aggregators:
+                aggregator.stop()
             loop.run(balancer.stop())
-    for _, gateway in GATEWAYS:
-        seqs, bodies, committed = procs.stored(province_db, gateway)
-        assert seqs == list(range(1, committed + 1)), f"{gateway}: a gap or a duplicate"
-        seen = procs.read_witness(tmp_path / f"witness-{gateway}.txt")
-        assert len(seen) == EVENTS_EACH
-        by_seq = dict(zip(seqs, bodies, strict=True))
-        for seq, (run, n) in seen.items():
-            assert by_seq[seq] == {"n": n, "run": run}
-    log = (tmp_path / "c.log").read_text()
-    assert "consuming 4 partitions" in log
-    # central moved to another node once, for the node killed; never for its own doing
+    assert_exactly_once(tmp_path, province_db, EVENTS_EACH)
+    log = survivor.log.read_text()
+    # it moved to another node once, for the node killed; never for its own doing
     assert log.count("lost the broker") == 1, log
 
 

@@ -214,26 +214,33 @@ def broker_sync(config: ConfigOption = None) -> None:
 @broker_app.command("partitions")
 def broker_partitions(config: ConfigOption = None) -> None:
     """The province broker's partitions (broker.kind rabbitmq): messages waiting in each (the
-    lag behind the gateways) and the aggregators subscribed to it."""
+    lag behind the gateways) and the aggregators subscribed to it; then each live aggregator's
+    lag: the partitions it consumes, what it holds delivered and not acknowledged, its last
+    commit (from the heartbeats the aggregators send on the broker once a second)."""
     import asyncio
 
-    from central.spine.amqp_intake import partition_depths
+    from central.spine.amqp_intake import broker_view
+    from central.spine.amqp_share import describe
+    from hallkit.clock import utc_now
 
     cfg = load_config(config, logs="untouched")
     if cfg.broker.kind != "rabbitmq" or cfg.broker.amqp is None:
         typer.echo("broker.kind is not rabbitmq: the stream has no partitions", err=True)
         raise typer.Exit(2)
     try:
-        node, depths = asyncio.run(partition_depths(cfg.broker.amqp))
+        view = asyncio.run(broker_view(cfg.broker.amqp))
     except ConnectionError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(1) from exc
-    typer.echo(f"partitions on {node}:")
-    for depth in depths:
+    typer.echo(f"partitions on {view.node}:")
+    for depth in view.depths:
         if depth.waiting is None:
             typer.echo(f"{depth.name}  not declared yet (no aggregator has connected)")
         else:
             typer.echo(f"{depth.name}  waiting {depth.waiting}  consumers {depth.consumers}")
+    typer.echo(f"aggregators heard: {len(view.aggregators)}")
+    for beat in view.aggregators:
+        typer.echo(describe(beat, now=utc_now()))
 
 
 @broker_app.command("setup")

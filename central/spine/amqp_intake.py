@@ -5,8 +5,9 @@ The MQTT plugin publishes each gateway message to ``amq.topic`` with the topic's
 (``hw/v1/H/G/events`` → ``hw.v1.H.G.events``). A consistent-hash exchange bound from
 ``amq.topic`` spreads them by routing key over ``partitions`` durable quorum queues
 (replicated on the cluster's nodes), so one gateway's events always go to one queue and stay
-in order. Each queue has a single active consumer: every aggregator consumes every partition,
-the broker delivers each to one of them and hands it to another when that one goes away.
+in order. Each queue has a single active consumer. The aggregators share the partitions
+(``amqp_share``: heartbeats on the broker, rendezvous hashing over the live ones): each consumes
+its share and takes over a departed one's partitions once its heartbeats stop.
 
 Deliveries are acknowledged after ``done()`` (the aggregator calls it once the group holding
 the message has committed or quarantined it), in batches: the highest delivery tag below which
@@ -28,6 +29,7 @@ import logging
 from collections import deque
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import aio_pika
@@ -40,6 +42,7 @@ from aio_pika.abc import (
 )
 
 from central.config import AmqpIntake
+from central.spine import amqp_share
 from central.spine.reading import Incoming
 from central.spine.turns import GROUP_BYTES, sender_of, take_turns
 from hallkit.clock import utc_now
@@ -78,6 +81,8 @@ class _Session:
     amq_topic: AbstractExchange
     unacked: deque[AbstractIncomingMessage] = field(default_factory=deque)
     done: set[int] = field(default_factory=set)  # delivery tags handled, waiting for the ack
+    partition_of: dict[int, int] = field(default_factory=dict)  # delivery tag → partition
+    consumers: dict[int, tuple[AbstractQueue, str]] = field(default_factory=dict)  # consumed
     open: bool = True
     ack_through: AbstractIncomingMessage | None = None  # the next multiple ack to send
     acking: bool = False  # one ack at a time: a later one sent first voids the earlier tag
@@ -123,6 +128,9 @@ class AmqpConsumer:
         self._origin: dict[int, tuple[_Session, AbstractIncomingMessage]] = {}  # id(Incoming)
         self._waiting: dict[str, deque[Incoming]] = {}
         self._publishing: set[asyncio.Task[None]] = set()
+        self.identity = amqp_share.new_identity()
+        self.last_commit: datetime | None = None
+        self.committed = 0
 
     async def start(self) -> None:
         self._stopping = False
@@ -167,10 +175,13 @@ class AmqpConsumer:
         if not session.open:
             return
         session.done.add(delivery.delivery_tag or 0)
+        self.last_commit = utc_now()
+        self.committed += 1
         last: AbstractIncomingMessage | None = None
         while session.unacked and (session.unacked[0].delivery_tag or 0) in session.done:
             last = session.unacked.popleft()
             session.done.discard(last.delivery_tag or 0)
+            session.partition_of.pop(last.delivery_tag or 0, None)
         if last is not None:
             session.ack_through = last
             if not session.acking:
@@ -237,20 +248,68 @@ class AmqpConsumer:
         await channel.set_qos(prefetch_count=self.intake.prefetch)
         queues = await _declare(channel, self.intake.partitions)
         amq_topic = await channel.get_exchange(MQTT_EXCHANGE, ensure=False)
+        beats = await connection.channel()
+        beats.close_callbacks.add(closed)
+        members = amqp_share.Members(self.identity)
+        exchange = await amqp_share.listen(beats, members.hear, self.identity)
         session = _Session(channel, amq_topic)
         self._session = session
-        for queue in queues:
-            await queue.consume(functools.partial(self._deliver, session), no_ack=False)
-        log.info("central: consuming %d partitions on %s", len(queues), where)
+        await self._follow(session, queues, members.live())
+        log.info(
+            "central: consuming %d partitions on %s (aggregator %s)",
+            len(session.consumers),
+            where,
+            self.identity,
+        )
         self.connected.set()
         self.record.state = TaskState.RUNNING
-        await lost.wait()
+        while not lost.is_set():
+            await amqp_share.announce(exchange, self.heartbeat(session))
+            await self._follow(session, queues, members.live())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(lost.wait(), amqp_share.BEAT_S)
         raise ConnectionError(f"connection lost ({why[0] if why else 'closed'})")
 
-    async def _deliver(self, session: _Session, delivery: AbstractIncomingMessage) -> None:
+    async def _follow(
+        self, session: _Session, queues: list[AbstractQueue], live: frozenset[str]
+    ) -> None:
+        """Consume this aggregator's share of the partitions among the live ones."""
+        mine = amqp_share.share(len(queues), self.identity, live)
+        gone = set(session.consumers) - mine
+        for index in sorted(gone):
+            queue, tag = session.consumers.pop(index)
+            await queue.cancel(tag)  # deliveries held are still committed and acknowledged
+        gained = mine - set(session.consumers)
+        for index in sorted(gained):
+            deliver = functools.partial(self._deliver, session, index)
+            tag = await queues[index].consume(deliver, no_ack=False)
+            session.consumers[index] = (queues[index], tag)
+        if gone or gained:
+            log.info(
+                "central: %d aggregator(s) live; consuming partitions %s",
+                len(live),
+                ",".join(str(p) for p in sorted(session.consumers)) or "none",
+            )
+
+    def heartbeat(self, session: _Session) -> amqp_share.Heartbeat:
+        unacked: dict[int, int] = {}
+        for partition in session.partition_of.values():
+            unacked[partition] = unacked.get(partition, 0) + 1
+        return amqp_share.Heartbeat(
+            aggregator=self.identity,
+            partitions=tuple(sorted(session.consumers)),
+            unacked=unacked,
+            last_commit=self.last_commit,
+            committed=self.committed,
+        )
+
+    async def _deliver(
+        self, session: _Session, partition: int, delivery: AbstractIncomingMessage
+    ) -> None:
         if not session.open:
             return
         session.unacked.append(delivery)
+        session.partition_of[delivery.delivery_tag or 0] = partition
         message = Incoming(topic_of(delivery.routing_key or ""), delivery.body, utc_now())
         self._origin[id(message)] = (session, delivery)
         self.queue.put_nowait(message)
@@ -261,6 +320,8 @@ class AmqpConsumer:
             session.open = False
             session.unacked.clear()
             session.done.clear()
+            session.partition_of.clear()
+            session.consumers.clear()
         self._origin = {k: v for k, v in self._origin.items() if v[0].open}
 
     def _down(self, reason: str) -> None:
@@ -335,8 +396,19 @@ class PartitionDepth:
     consumers: int | None
 
 
-async def partition_depths(intake: AmqpIntake) -> tuple[str, list[PartitionDepth]]:
-    """The node asked (the first that answers) and each partition's depth."""
+@dataclass(frozen=True, slots=True)
+class BrokerView:
+    """What ``hallwatch-central broker partitions`` shows: the node asked, each partition's
+    depth and the latest heartbeat of each live aggregator (its lag)."""
+
+    node: str
+    depths: list[PartitionDepth]
+    aggregators: list[amqp_share.Heartbeat]
+
+
+async def broker_view(intake: AmqpIntake, listen_s: float = 2.5) -> BrokerView:
+    """Ask the first node that answers; heartbeats are heard for ``listen_s`` (they come once a
+    second from each aggregator)."""
     failures = []
     for url in (u.get_secret_value() for u in intake.urls):
         try:
@@ -345,18 +417,24 @@ async def partition_depths(intake: AmqpIntake) -> tuple[str, list[PartitionDepth
             failures.append(f"{_node_of(url)}: {type(exc).__name__}: {exc}")
             continue
         try:
-            depths = []
-            for index in range(intake.partitions):
-                name = PARTITION_QUEUE.format(index=index)
-                channel = await connection.channel()  # a missing queue closes its channel
-                try:
-                    queue = await channel.declare_queue(name, passive=True)
-                    result = queue.declaration_result
-                    depths.append(PartitionDepth(name, result.message_count, result.consumer_count))
-                    await channel.close()
-                except aio_pika.exceptions.ChannelNotFoundEntity:
-                    depths.append(PartitionDepth(name, None, None))
-            return _node_of(url), depths
+            depths = await _depths(connection, intake.partitions)
+            beats = await amqp_share.heartbeats(await connection.channel(), listen_s)
+            return BrokerView(_node_of(url), depths, beats)
         finally:
             await _close_quietly(connection)
     raise ConnectionError("no broker node answered: " + "; ".join(failures))
+
+
+async def _depths(connection: AbstractConnection, partitions: int) -> list[PartitionDepth]:
+    depths = []
+    for index in range(partitions):
+        name = PARTITION_QUEUE.format(index=index)
+        channel = await connection.channel()  # a missing queue closes its channel
+        try:
+            queue = await channel.declare_queue(name, passive=True)
+            result = queue.declaration_result
+            depths.append(PartitionDepth(name, result.message_count, result.consumer_count))
+            await channel.close()
+        except aio_pika.exceptions.ChannelNotFoundEntity:
+            depths.append(PartitionDepth(name, None, None))
+    return depths
