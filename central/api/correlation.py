@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from central.api import evaluations, followups, indicators, sessions
+from central.api import evaluations, followups, indicators, sessions, workorder_stats
 
 router = APIRouter()
-for part in (evaluations, sessions, followups, indicators):
+# the statistics' fixed paths before /followups/{item_id}
+for part in (evaluations, sessions, workorder_stats, followups, indicators):
     router.include_router(part.router)

@@ -1,9 +1,11 @@
-"""Bad-review follow-up (差评整改): list, inspect, and move items along
-(assign → verify → rectify → call back → close; an unfounded review goes verify → call back).
+"""差评 work orders (差评整改): list, inspect, and move orders along
+(assign → verify → rectify → call back → close; an unfounded review goes verify → call back;
+at 核实 the hall or department may appeal 误评 / 恶意差评, which only a supervisor decides).
 
-Hall managers act on their hall's items, department leaders on their department's, supervisors
-on all; technicians have no access. A step the state machine does not allow answers 409 with
-the reason, Chinese first.
+Hall managers act on their hall's orders, department leaders on their department's,
+supervisors on all; technicians have no access. Appeals are filed by hall managers and
+department leaders and decided by supervisors. A step the state machine does not allow
+answers 409 with the reason, Chinese first.
 """
 
 from __future__ import annotations
@@ -11,25 +13,44 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Query, Request
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
-from central.api.correlation_scope import scope_of
-from central.api.deps import Engine, FollowUpCaller
+from central.api.correlation_scope import calendar_for, scope_of
+from central.api.deps import AppealDecider, AppealFiler, Engine, FollowUpCaller
 from central.correlation import followups as store
 from central.correlation.store import lock_for_write
 from central.reporting.names import STAFF_NAME_DOC, Names, names_for
 from central.reporting.registry import HALL_NAME_DOC
-from central.rules.followup import FollowUpError, FollowUpState
+from central.rules.followup import (
+    TIMED_STAGES,
+    AppealGround,
+    CallBackAnswer,
+    FollowUpError,
+    FollowUpState,
+    Stage,
+    stage_of,
+    waits_on_hall,
+)
+from central.rules.scale import NationalLevel
 from central.rules.workdays import business_date
 from central.security.access import Area
 from central.security.tokens import Principal
 from central.store.schema_correlation import followups
 
 router = APIRouter(prefix="/api/v1", tags=["follow-up"])
-NOT_FOUND = "整改事项不存在 / no such follow-up item"
+NOT_FOUND = "差评工单不存在 / no such work order"
 REASONS = {3: "服务态度不好", 4: "办理时间太长", 5: "业务不熟", 6: "其他"}
+
+
+class StageOut(BaseModel):
+    stage: Stage
+    label: str = Field(description="核实 / 整改 / 回访")
+    due: dt.date | None = Field(description="due day; null until the stage starts")
+    done_at: dt.datetime | None
+    on_time: bool | None = Field(description="finished by its due day; null while open")
+    overdue: bool = Field(description="open and past its due day")
 
 
 class FollowUpOut(BaseModel):
@@ -55,6 +76,19 @@ class FollowUpOut(BaseModel):
     overdue: bool
     closed_at: dt.datetime | None
     closed_late: bool | None
+    stage: Stage = Field(description="verify 核实 / rectify 整改 / call_back 回访 / appeal / done")
+    stage_label: str
+    stages: list[StageOut] = Field(description="each timed stage's due day and end")
+    level: int = Field(description="national level (1 非常不满意, 2 不满意) that opened it")
+    level_label: str
+    tag: str | None = Field(description="差评原因 tag")
+    mapping_version: str | None
+    answer: CallBackAnswer | None = Field(description="the citizen's answer at 回访")
+    answer_label: str | None
+    appeal_ground: AppealGround | None
+    appeal_evidence: str | None = Field(description="sha256 of the evidence in the vault")
+    appeal_upheld: bool | None
+    excluded: bool = Field(description="appeal upheld: not held against the hall")
 
 
 class FollowUpEventOut(BaseModel):
@@ -66,6 +100,10 @@ class FollowUpEventOut(BaseModel):
     level: int | None
     assignee: str | None
     founded: bool | None
+    stage: str | None
+    ground: str | None
+    evidence_sha256: str | None
+    answer: str | None
 
 
 class FollowUpDetail(BaseModel):
@@ -85,8 +123,50 @@ class VerifyIn(StepIn):
     founded: bool = Field(description="was the complaint borne out (属实)?")
 
 
+class AppealIn(StepIn):
+    ground: AppealGround = Field(description="misjudged 误评 / malicious 恶意差评")
+    note: str = Field(min_length=1, max_length=2000, description="grounds and evidence")
+    evidence_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+
+
+class DecisionIn(StepIn):
+    upheld: bool = Field(description="申诉成立: the order closes and is excluded")
+
+
+class CallBackIn(StepIn):
+    answer: CallBackAnswer
+
+
+def stages_of(row: Any, now: dt.datetime) -> list[StageOut]:
+    today = business_date(now)
+    ends = {
+        Stage.VERIFY: row.verified_at,
+        Stage.RECTIFY: row.rectified_at,
+        Stage.CALL_BACK: row.called_back_at,
+    }
+    current = stage_of(FollowUpState(row.state), row.founded)
+    out = []
+    for stage in TIMED_STAGES:
+        due = getattr(row, f"{stage.value}_due")
+        done = ends[stage]
+        out.append(
+            StageOut(
+                stage=stage,
+                label=stage.label,
+                due=due,
+                done_at=done,
+                on_time=None if done is None or due is None else business_date(done) <= due,
+                overdue=stage is current and due is not None and today > due,
+            )
+        )
+    return out
+
+
 def _out(row: Any, now: dt.datetime, names: Names) -> FollowUpOut:
     state = FollowUpState(row.state)
+    stage = stage_of(state, row.founded)
+    level = NationalLevel(row.level or NationalLevel.DISSATISFIED)
+    answer = None if row.answer is None else CallBackAnswer(row.answer)
     return FollowUpOut(
         item_id=row.item_id,
         evaluation=f"{row.gateway_id}:{row.seq}",
@@ -107,13 +187,29 @@ def _out(row: Any, now: dt.datetime, names: Names) -> FollowUpOut:
         assignee=row.assignee,
         founded=row.founded,
         escalation_level=row.escalation_level,
-        overdue=state is not FollowUpState.CLOSED and business_date(now) > row.due,
+        overdue=waits_on_hall(state) and business_date(now) > row.due,
         closed_at=row.closed_at,
-        closed_late=None if row.closed_at is None else business_date(row.closed_at) > row.due,
+        closed_late=None
+        if row.closed_at is None
+        else not row.excluded and business_date(row.closed_at) > row.due,
+        stage=stage,
+        stage_label=stage.label,
+        stages=stages_of(row, now),
+        level=int(level),
+        level_label=level.label,
+        tag=row.tag,
+        mapping_version=row.mapping_version,
+        answer=answer,
+        answer_label=None if answer is None else answer.label,
+        appeal_ground=row.appeal_ground,
+        appeal_evidence=row.appeal_evidence,
+        appeal_upheld=row.appeal_upheld,
+        excluded=bool(row.excluded),
     )
 
 
-def _scoped(query: Any, who: Principal, hall: str | None) -> Any:
+def scoped_orders(query: Any, who: Principal, hall: str | None) -> Any:
+    """``query`` narrowed to the orders ``who`` may see (and to ``hall`` if named)."""
     scope = scope_of(who, hall, Area.FOLLOWUP)
     query = query.where(scope.narrow(followups.c.hall_id))
     if scope.department is not None:
@@ -136,7 +232,7 @@ async def list_followups(
     limit: Annotated[int, Query(ge=1, le=5000)] = 1000,
 ) -> list[FollowUpOut]:
     now = dt.datetime.now(dt.UTC)
-    query = _scoped(select(followups), who, hall).order_by(
+    query = scoped_orders(select(followups), who, hall).order_by(
         followups.c.created_at, followups.c.item_id
     )
     if state is not None:
@@ -162,7 +258,7 @@ async def list_overdue(
 ) -> list[FollowUpOut]:
     now = dt.datetime.now(dt.UTC)
     query = (
-        _scoped(select(followups), who, hall)
+        scoped_orders(select(followups), who, hall)
         .where(store.overdue_clause(now))
         .order_by(followups.c.escalation_level.desc(), followups.c.due, followups.c.item_id)
     )
@@ -187,6 +283,10 @@ async def _detail(conn: Any, row: Any) -> FollowUpDetail:
                 level=e.level,
                 assignee=e.assignee,
                 founded=e.founded,
+                stage=e.stage,
+                ground=e.ground,
+                evidence_sha256=e.evidence_sha256,
+                answer=e.answer,
             )
             for e in events
         ],
@@ -199,7 +299,7 @@ async def _detail(conn: Any, row: Any) -> FollowUpDetail:
     summary="One follow-up item with its history",
 )
 async def get_followup(item_id: str, db: Engine, who: FollowUpCaller) -> FollowUpDetail:
-    query = _scoped(select(followups), who, None).where(followups.c.item_id == item_id)
+    query = scoped_orders(select(followups), who, None).where(followups.c.item_id == item_id)
     async with db.connect() as conn:
         row = (await conn.execute(query)).first()
         if row is None:
@@ -208,9 +308,17 @@ async def get_followup(item_id: str, db: Engine, who: FollowUpCaller) -> FollowU
 
 
 async def _step(
-    db: Any, who: Principal, item_id: str, action: str, body: StepIn, **kwargs: Any
+    request: Request,
+    db: Any,
+    who: Principal,
+    item_id: str,
+    action: str,
+    body: StepIn,
+    **kwargs: Any,
 ) -> FollowUpDetail:
-    query = _scoped(select(followups.c.item_id), who, None).where(followups.c.item_id == item_id)
+    query = scoped_orders(select(followups.c.item_id), who, None).where(
+        followups.c.item_id == item_id
+    )
     actor = f"{who.role.value}:{who.label or '-'}"
     async with db.begin() as conn:
         await lock_for_write(conn)
@@ -223,6 +331,7 @@ async def _step(
                 action,
                 at=dt.datetime.now(dt.UTC),
                 actor=actor,
+                calendar=calendar_for(request, db),
                 note=body.note,
                 **kwargs,
             )
@@ -237,8 +346,10 @@ async def _step(
     response_model=FollowUpDetail,
     summary="分派: hand the item to the person responsible",
 )
-async def assign(item_id: str, body: AssignIn, db: Engine, who: FollowUpCaller) -> FollowUpDetail:
-    return await _step(db, who, item_id, "assign", body, assignee=body.assignee)
+async def assign(
+    item_id: str, body: AssignIn, request: Request, db: Engine, who: FollowUpCaller
+) -> FollowUpDetail:
+    return await _step(request, db, who, item_id, "assign", body, assignee=body.assignee)
 
 
 @router.post(
@@ -246,8 +357,41 @@ async def assign(item_id: str, body: AssignIn, db: Engine, who: FollowUpCaller) 
     response_model=FollowUpDetail,
     summary="核实: was the complaint borne out?",
 )
-async def verify(item_id: str, body: VerifyIn, db: Engine, who: FollowUpCaller) -> FollowUpDetail:
-    return await _step(db, who, item_id, "verify", body, founded=body.founded)
+async def verify(
+    item_id: str, body: VerifyIn, request: Request, db: Engine, who: FollowUpCaller
+) -> FollowUpDetail:
+    return await _step(request, db, who, item_id, "verify", body, founded=body.founded)
+
+
+@router.post(
+    "/followups/{item_id}/appeal",
+    response_model=FollowUpDetail,
+    summary="申诉 at 核实: 误评 or 恶意差评, with evidence (hall managers, department leaders)",
+)
+async def appeal(
+    item_id: str, body: AppealIn, request: Request, db: Engine, who: AppealFiler
+) -> FollowUpDetail:
+    return await _step(
+        request,
+        db,
+        who,
+        item_id,
+        "appeal",
+        body,
+        ground=body.ground,
+        evidence_sha256=body.evidence_sha256,
+    )
+
+
+@router.post(
+    "/followups/{item_id}/appeal-decision",
+    response_model=FollowUpDetail,
+    summary="Decide an appeal (supervisors): upheld closes the order as excluded",
+)
+async def decide_appeal(
+    item_id: str, body: DecisionIn, request: Request, db: Engine, who: AppealDecider
+) -> FollowUpDetail:
+    return await _step(request, db, who, item_id, "decide_appeal", body, upheld=body.upheld)
 
 
 @router.post(
@@ -255,21 +399,27 @@ async def verify(item_id: str, body: VerifyIn, db: Engine, who: FollowUpCaller) 
     response_model=FollowUpDetail,
     summary="整改: what was changed (founded reviews only)",
 )
-async def rectify(item_id: str, body: StepIn, db: Engine, who: FollowUpCaller) -> FollowUpDetail:
-    return await _step(db, who, item_id, "rectify", body)
+async def rectify(
+    item_id: str, body: StepIn, request: Request, db: Engine, who: FollowUpCaller
+) -> FollowUpDetail:
+    return await _step(request, db, who, item_id, "rectify", body)
 
 
 @router.post(
     "/followups/{item_id}/call-back",
     response_model=FollowUpDetail,
-    summary="回访: the citizen was told the outcome",
+    summary="回访: the citizen was told the outcome; their answer",
 )
-async def call_back(item_id: str, body: StepIn, db: Engine, who: FollowUpCaller) -> FollowUpDetail:
-    return await _step(db, who, item_id, "call_back", body)
+async def call_back(
+    item_id: str, body: CallBackIn, request: Request, db: Engine, who: FollowUpCaller
+) -> FollowUpDetail:
+    return await _step(request, db, who, item_id, "call_back", body, answer=body.answer)
 
 
 @router.post(
     "/followups/{item_id}/close", response_model=FollowUpDetail, summary="办结: close the item"
 )
-async def close(item_id: str, body: StepIn, db: Engine, who: FollowUpCaller) -> FollowUpDetail:
-    return await _step(db, who, item_id, "close", body)
+async def close(
+    item_id: str, body: StepIn, request: Request, db: Engine, who: FollowUpCaller
+) -> FollowUpDetail:
+    return await _step(request, db, who, item_id, "close", body)

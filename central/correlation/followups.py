@@ -1,13 +1,14 @@
-"""Bad-review follow-up (差评整改) in the store: items opened by the correlation job, moved
-along by people through the API, escalated by the job. The state machine, due dates and
+"""差评 work orders (差评整改) in the store: orders opened by the correlation job, moved
+along by people through the API, escalated by the job. The state machine, stage deadlines and
 escalation rules are ``central.rules.followup``; this module only loads and records.
 
-An item is opened for every evaluation that correlation counts and that is a bad review
-(keys 3–6), once (keyed by the evaluation), dated when central first counted it: a review held
-back by an uplink cut cannot be followed up before central knows of it. When a later version of
-the correlation changes the evaluation (no longer counted, another case or staff member), the
-item is not deleted: a ``followup.reissued`` event says what changed and the item's case, staff
-and department follow the new version.
+An order is opened for every evaluation that correlation counts and that the 好差评 mapping
+in force on its business day rates 不满意 or 非常不满意 (``central.rules.scale``, the book
+bound to the engine), once (keyed by the evaluation), dated when central first counted it: a
+review held back by an uplink cut cannot be followed up before central knows of it. When a
+later version of the correlation changes the evaluation (no longer counted, another case or
+staff member), the order is not deleted: a ``followup.reissued`` event says what changed and
+the order's case, staff and department follow the new version.
 """
 
 from __future__ import annotations
@@ -23,9 +24,19 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from central.correlation.engine import Correlation
 from central.correlation.store import Issued
 from central.rules import followup as rules
-from central.rules.followup import FollowUpConfig, FollowUpEvent, FollowUpItem, FollowUpState
-from central.rules.scale import device_key, is_bad_review
+from central.rules.followup import (
+    AppealGround,
+    CallBackAnswer,
+    FollowUpConfig,
+    FollowUpEvent,
+    FollowUpItem,
+    FollowUpState,
+    Stage,
+    StageDays,
+)
+from central.rules.scale import DEFAULT_BOOK, MappingBook, NationalLevel, Tag, device_key
 from central.rules.workdays import CalendarError, WorkCalendar, business_date
+from central.rules.workorder_stats import OrderFact
 from central.store.schema_correlation import followup_events, followups
 
 log = logging.getLogger(__name__)
@@ -35,7 +46,12 @@ def item_id(gateway: str, seq: int) -> str:
     return f"FU-{gateway}-{seq}"
 
 
+def _opt(kind: Any, value: Any) -> Any:
+    return None if value is None else kind(value)
+
+
 def item_from_row(row: Any) -> FollowUpItem:
+    level = NationalLevel.DISSATISFIED if row.level is None else NationalLevel(row.level)
     return FollowUpItem(
         item_id=row.item_id,
         evaluation_id=f"{row.gateway_id}:{row.seq}",
@@ -52,6 +68,21 @@ def item_from_row(row: Any) -> FollowUpItem:
         founded=row.founded,
         escalation_level=row.escalation_level,
         closed_at=row.closed_at,
+        level=level,
+        tag=_opt(Tag, row.tag),
+        mapping_version=row.mapping_version or "",
+        stage_days=StageDays.model_validate(row.stage_days or {}),
+        verify_due=row.verify_due,
+        rectify_due=row.rectify_due,
+        call_back_due=row.call_back_due,
+        verified_at=row.verified_at,
+        rectified_at=row.rectified_at,
+        called_back_at=row.called_back_at,
+        answer=_opt(CallBackAnswer, row.answer),
+        appeal_ground=_opt(AppealGround, row.appeal_ground),
+        appeal_evidence=row.appeal_evidence,
+        appeal_upheld=row.appeal_upheld,
+        excluded=bool(row.excluded),
     )
 
 
@@ -63,6 +94,28 @@ def _item_values(item: FollowUpItem) -> dict[str, Any]:
         "founded": item.founded,
         "escalation_level": item.escalation_level,
         "closed_at": item.closed_at,
+        "due": item.due,
+        "rectify_due": item.rectify_due,
+        "call_back_due": item.call_back_due,
+        "verified_at": item.verified_at,
+        "rectified_at": item.rectified_at,
+        "called_back_at": item.called_back_at,
+        "answer": _opt(str, item.answer and item.answer.value),
+        "appeal_ground": _opt(str, item.appeal_ground and item.appeal_ground.value),
+        "appeal_evidence": item.appeal_evidence,
+        "appeal_upheld": item.appeal_upheld,
+        "excluded": item.excluded,
+    }
+
+
+def _opening_values(item: FollowUpItem) -> dict[str, Any]:
+    """What is fixed when the order opens: its rating and stage lengths."""
+    return {
+        "level": int(item.level),
+        "tag": _opt(str, item.tag and item.tag.value),
+        "mapping_version": item.mapping_version,
+        "stage_days": item.stage_days.model_dump(),
+        "verify_due": item.verify_due,
     }
 
 
@@ -79,6 +132,10 @@ def _event_rows(evs: Sequence[FollowUpEvent], now: dt.datetime) -> list[dict[str
             "assignee": e.assignee,
             "founded": e.founded,
             "recorded_at": now,
+            "stage": _opt(str, e.stage and e.stage.value),
+            "ground": _opt(str, e.ground and e.ground.value),
+            "evidence_sha256": e.evidence_sha256,
+            "answer": _opt(str, e.answer and e.answer.value),
         }
         for e in evs
     ]
@@ -102,6 +159,7 @@ async def ensure_items(
     cfg: FollowUpConfig,
     case_departments: Mapping[str, str],
     roster: Mapping[str, str],
+    book: MappingBook = DEFAULT_BOOK,
 ) -> tuple[int, bool]:
     """Open the items this hall-day's results call for; note re-issues on existing items.
     Returns (items opened, complete); not complete when the calendar could not date an item
@@ -121,7 +179,7 @@ async def ensure_items(
         version = versions.get(c.id)
         row: Any = existing.get(c.id)
         department = _department(c, case_departments, roster)
-        if row is None and c.counted and is_bad_review(c.key):
+        if row is None and c.counted and rules.opens_order(c.key, c.evaluated_at, book):
             try:
                 item, evs = rules.open_item(
                     item_id=item_id(c.gateway, c.seq),
@@ -134,6 +192,8 @@ async def ensure_items(
                     calendar=calendar,
                     case_no=c.case_nos[0] if c.case_nos else None,
                     cfg=cfg,
+                    evaluated_at=c.evaluated_at,
+                    book=book,
                 )
             except CalendarError as exc:
                 log.error("follow-up for %s:%d not opened yet: %s", c.gateway, c.seq, exc)
@@ -153,8 +213,8 @@ async def ensure_items(
                     department=department,
                     evaluated_at=c.evaluated_at,
                     created_at=item.created_at,
-                    due=item.due,
                     **_item_values(item),
+                    **_opening_values(item),
                 )
             )
             await conn.execute(insert(followup_events), _event_rows(evs, now))
@@ -198,15 +258,8 @@ async def ensure_items(
 async def escalate_all(
     conn: AsyncConnection, now: dt.datetime, calendar: WorkCalendar, cfg: FollowUpConfig
 ) -> int:
-    """Record every escalation level reached by ``now`` on the open, overdue items."""
-    rows = (
-        await conn.execute(
-            select(followups).where(
-                followups.c.state != FollowUpState.CLOSED.value,
-                followups.c.due < business_date(now),
-            )
-        )
-    ).all()
+    """Record every escalation level reached by ``now`` on the orders with a stage overdue."""
+    rows = (await conn.execute(select(followups).where(overdue_clause(now)))).all()
     recorded = 0
     for row in rows:
         try:
@@ -229,10 +282,14 @@ async def escalate_all(
 ACTIONS: dict[str, Any] = {
     "assign": rules.assign,
     "verify": rules.verify,
+    "appeal": rules.appeal,
+    "decide_appeal": rules.decide_appeal,
     "rectify": rules.rectify,
     "call_back": rules.call_back,
     "close": rules.close,
 }
+# the steps that start a stage, so need the calendar to date its deadline
+NEEDS_CALENDAR = frozenset({"verify", "decide_appeal", "rectify"})
 
 
 async def transition(
@@ -242,6 +299,7 @@ async def transition(
     *,
     at: dt.datetime,
     actor: str,
+    calendar: WorkCalendar,
     note: str = "",
     **kwargs: Any,
 ) -> Any | None:
@@ -253,6 +311,8 @@ async def transition(
     row = (await conn.execute(query)).first()
     if row is None:
         return None
+    if action in NEEDS_CALENDAR:
+        kwargs["calendar"] = calendar
     new, evs = ACTIONS[action](item_from_row(row), at=at, actor=actor, note=note, **kwargs)
     await conn.execute(
         update(followups).where(followups.c.item_id == item).values(**_item_values(new))
@@ -273,7 +333,36 @@ async def history(conn: AsyncConnection, item: str) -> list[Any]:
     )
 
 
+WAITING_ON_HALL = [s.value for s in FollowUpState if rules.waits_on_hall(s)]
+
+
 def overdue_clause(now: dt.datetime) -> Any:
-    return and_(
-        followups.c.state != FollowUpState.CLOSED.value, followups.c.due < business_date(now)
+    """Orders whose current stage is past its due day (an appeal waits on the supervisor)."""
+    return and_(followups.c.state.in_(WAITING_ON_HALL), followups.c.due < business_date(now))
+
+
+def order_fact(row: Any) -> OrderFact:
+    """The figures' view of one stored order (``central.rules.workorder_stats``)."""
+
+    def day(moment: dt.datetime | None) -> dt.date | None:
+        return None if moment is None else business_date(moment)
+
+    return OrderFact(
+        opened=business_date(row.created_at),
+        level=NationalLevel(row.level or NationalLevel.DISSATISFIED),
+        tag=_opt(Tag, row.tag),
+        due={
+            Stage.VERIFY: row.verify_due,
+            Stage.RECTIFY: row.rectify_due,
+            Stage.CALL_BACK: row.call_back_due,
+        },
+        done={
+            Stage.VERIFY: day(row.verified_at),
+            Stage.RECTIFY: day(row.rectified_at),
+            Stage.CALL_BACK: day(row.called_back_at),
+        },
+        closed=day(row.closed_at),
+        appealed=row.appeal_ground is not None,
+        appeal_upheld=row.appeal_upheld,
+        answer=_opt(CallBackAnswer, row.answer),
     )

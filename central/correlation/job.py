@@ -33,6 +33,7 @@ from central.correlation.config import CorrelationConfig, load_config
 from central.correlation.engine import CorrelationDay, correlate
 from central.correlation.sessions import SessionDay, build_sessions
 from central.correlation.workqueue import Claim
+from central.haocha.config import book_of
 from central.reporting import halls, rollups
 from central.rules.workdays import WorkCalendar, load_overrides
 
@@ -218,6 +219,7 @@ async def _correlate_day(
             cfg.followup,
             {c.case_no: c.department for c in inputs.cases},
             roster,
+            book_of(engine),
         )
         # the day's indicator rollups in the same transaction: dashboards never see results
         # without them. Facts the indicators cannot read (a case whose promise exceeds its

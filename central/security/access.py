@@ -35,6 +35,8 @@ class Area(StrEnum):
     #                              flagged evaluations, bulletins and every export of them
     EVIDENCE = "evidence"  # camera snapshots (faces)
     FOLLOWUP = "followup"  # bad-review follow-up (整改)
+    APPEAL_FILE = "appeal_file"  # 申诉 a 差评 at 核实 (误评 / 恶意差评): the hall or department
+    APPEAL_DECIDE = "appeal_decide"  # decide a 申诉: supervisors only
     REVIEW_DECIDE = "review_decide"  # confirm or dismiss a flag (复核)
     REVIEW_LOG = "review_log"  # who decided what on which flag, with their notes
     HALL_SETUP = "hall_setup"  # read a hall's opening hours, roster and staff names
@@ -70,6 +72,8 @@ RULES: dict[Area, dict[Role, Reach]] = {
     Area.EVALUATIONS: {_S: _ALL, _D: _DEPT, _H: _HALL},
     Area.EVIDENCE: {_S: _ALL, _D: _DEPT, _H: _HALL},
     Area.FOLLOWUP: {_S: _ALL, _D: _DEPT, _H: _HALL},
+    Area.APPEAL_FILE: {_D: _DEPT, _H: _HALL},
+    Area.APPEAL_DECIDE: {_S: _ALL},
     Area.REVIEW_DECIDE: {_S: _ALL},
     Area.REVIEW_LOG: {_S: _ALL, _H: _HALL},
     Area.HALL_SETUP: {_S: _ALL, _D: _DEPT, _H: _HALL},  # it names the staff (工作人员姓名)

@@ -19,6 +19,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    false,
 )
 
 from central.store.metadata import metadata
@@ -231,6 +232,22 @@ followups = Table(
     Column("founded", Boolean),
     Column("escalation_level", Integer, nullable=False),
     Column("closed_at", UTCDateTime),
+    # 差评 work order: the rating that opened it, per-stage deadlines and ends, appeal, 回访
+    Column("level", Integer, comment="national level 1–2 under the mapping version"),
+    Column("tag", String(16), comment="差评原因 tag"),
+    Column("mapping_version", String(32)),
+    Column("stage_days", JSONDoc, comment="working days per stage when it opened"),
+    Column("verify_due", Date),
+    Column("rectify_due", Date),
+    Column("call_back_due", Date),
+    Column("verified_at", UTCDateTime),
+    Column("rectified_at", UTCDateTime),
+    Column("called_back_at", UTCDateTime),
+    Column("answer", String(16), comment="the citizen's answer at 回访"),
+    Column("appeal_ground", String(16)),
+    Column("appeal_evidence", String(64), comment="sha256 in the evidence vault"),
+    Column("appeal_upheld", Boolean),
+    Column("excluded", Boolean, nullable=False, server_default=false()),
     Index("ix_followups_evaluation", "gateway_id", "seq", unique=True),
     Index("ix_followups_hall_state", "hall_id", "state"),
 )
@@ -249,6 +266,10 @@ followup_events = Table(
     Column("assignee", String(128)),
     Column("founded", Boolean),
     Column("recorded_at", UTCDateTime, nullable=False),
+    Column("stage", String(16)),
+    Column("ground", String(16)),
+    Column("evidence_sha256", String(64)),
+    Column("answer", String(16)),
 )
 
 # a hall's opening hours and window → department roster (central.rules.indicators.HallSetup)

@@ -179,7 +179,13 @@ async def reviews_page(request: Request) -> Response:
 
 @router.get("/followups")
 async def followups_page(request: Request) -> Response:
-    return await _page(request, PAGES[3])
+    session = await session_of(request)
+    who = None if session is None else session.principal
+    config = {
+        "may_appeal": who is not None and may(who, Area.APPEAL_FILE),
+        "may_decide_appeal": who is not None and may(who, Area.APPEAL_DECIDE),
+    }
+    return await _page(request, PAGES[3], config=config)
 
 
 @router.get("/bulletin")

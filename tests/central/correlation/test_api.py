@@ -285,7 +285,9 @@ async def test_follow_up_steps_and_scope(setup: Setup, engine: AsyncEngine) -> N
     assert verified.status_code == 200
     refused = await client.post(f"{url}/rectify", headers=manager, json={})
     assert refused.status_code == 409 and "不属实" in refused.json()["detail"]
-    assert (await client.post(f"{url}/call-back", headers=sup, json={})).status_code == 200
+    assert (await client.post(f"{url}/call-back", headers=sup, json={})).status_code == 422
+    answer = {"answer": "satisfied"}
+    assert (await client.post(f"{url}/call-back", headers=sup, json=answer)).status_code == 200
     done = (await client.post(f"{url}/close", headers=sup, json={"note": "已回访"})).json()
     assert done["item"]["state"] == "closed" and done["item"]["closed_late"] is False
     assert [e["kind"] for e in done["events"]] == [
@@ -296,16 +298,67 @@ async def test_follow_up_steps_and_scope(setup: Setup, engine: AsyncEngine) -> N
         "followup.closed",
     ]
     assert done["events"][1]["actor"] == "department_leader:刘科长"
+    assert done["events"][3]["answer"] == "satisfied" and done["item"]["answer_label"] == "满意"
+    assert [(s["stage"], s["on_time"]) for s in done["item"]["stages"]] == [
+        ("verify", True),
+        ("rectify", None),  # an unfounded review is never rectified
+        ("call_back", True),
+    ]
     assert (await client.post(f"{url}/close", headers=sup, json={})).status_code == 409
 
 
+async def test_appeals_are_filed_by_the_hall_and_decided_by_a_supervisor(
+    setup: Setup, engine: AsyncEngine
+) -> None:
+    client = await setup(now=dt.datetime(2026, 10, 9, 2, 0, tzinfo=dt.UTC))  # 10:00 Beijing
+    sup = await bearer(engine, Role.SUPERVISOR, label="李")
+    (item,) = (await client.get("/api/v1/followups", headers=sup)).json()
+    url = f"/api/v1/followups/{item['item_id']}"
+    manager = await bearer(engine, Role.HALL_MANAGER, hall="H9", label="王")
+    await client.post(f"{url}/assign", headers=manager, json={"assignee": "staff:000202"})
+    body = {"ground": "malicious", "note": "录像：同一人连按差评", "evidence_sha256": "ab" * 32}
+    assert (await client.post(f"{url}/appeal", headers=sup, json=body)).status_code == 403
+    filed = await client.post(f"{url}/appeal", headers=manager, json=body)
+    assert filed.status_code == 200 and filed.json()["item"]["stage"] == "appeal"
+    decision = {"upheld": True, "note": "录像属实，剔除"}
+    refused = await client.post(f"{url}/appeal-decision", headers=manager, json=decision)
+    assert refused.status_code == 403
+    done = (await client.post(f"{url}/appeal-decision", headers=sup, json=decision)).json()
+    assert (done["item"]["state"], done["item"]["excluded"], done["item"]["overdue"]) == (
+        "closed",
+        True,
+        False,
+    )
+    assert [(e["kind"], e["actor"]) for e in done["events"][-2:]] == [
+        ("followup.appealed", "hall_manager:王"),
+        ("followup.appeal_upheld", "supervisor:李"),
+    ]
+    assert done["events"][-2]["evidence_sha256"] == "ab" * 32
+    month, day = "2026-10", "2026-10-09"
+    figures = await client.get("/api/v1/followups/statistics", headers=sup, params={"month": month})
+    assert {k: figures.json()[k] for k in ("opened", "excluded", "appeals_upheld", "by_level")} == {
+        "opened": 1,
+        "excluded": 1,
+        "appeals_upheld": 1,
+        "by_level": {},
+    }
+    csv = await client.get(
+        "/api/v1/followups/statistics.csv", headers=manager, params={"month": month}
+    )
+    assert csv.status_code == 200 and "申诉,成立,1" in csv.content.decode("utf-8-sig")
+    rates = await client.get(
+        "/api/v1/indicators/workorders", headers=sup, params={"from": day, "to": day}
+    )
+    assert rates.json()["ratios"]["call_back_rate"]["denominator"] == 0  # excluded
+
+
 async def test_overdue_items_are_listed_and_escalated(setup: Setup, engine: AsyncEngine) -> None:
-    opened = dt.datetime(2026, 10, 9, 2, 0, tzinfo=dt.UTC)  # due 10-15 (10-10 is a 调休 workday)
+    opened = dt.datetime(2026, 10, 9, 2, 0, tzinfo=dt.UTC)  # 核实 due Sat 10-10 (调休 workday)
     client = await setup(now=opened)
     sup = await bearer(engine, Role.SUPERVISOR)
     (item,) = (await client.get("/api/v1/followups/overdue", headers=sup)).json()
-    assert (item["due"], item["overdue"], item["escalation_level"]) == ("2026-10-15", True, 0)
-    await run_once(engine, now=dt.datetime(2026, 10, 16, 2, 0, tzinfo=dt.UTC))
+    assert (item["due"], item["overdue"], item["escalation_level"]) == ("2026-10-10", True, 0)
+    await run_once(engine, now=dt.datetime(2026, 10, 12, 2, 0, tzinfo=dt.UTC))
     (item,) = (
         await client.get("/api/v1/followups", headers=sup, params={"overdue": "true"})
     ).json()

@@ -24,7 +24,7 @@ from tests.central.correlation.conftest import (
 from tests.central.correlation.hallday import KEY_LABELS, RAPID_S, GenEvent, HallDay, generate
 
 CFG = CorrelationConfig(rapid_repeat_s=RAPID_S)
-FRIDAY = dt.datetime(2026, 11, 20, 10, 0, tzinfo=dt.UTC)  # due dates: 5 working days on
+FRIDAY = dt.datetime(2026, 11, 20, 10, 0, tzinfo=dt.UTC)  # due dates: working days on
 
 
 def _set_key(ev: GenEvent, key: int) -> None:
@@ -145,15 +145,17 @@ async def test_follow_up_items_are_opened_once_and_escalate_on_working_days(
     assert bad and report.followups_opened == len(bad)
     items = await _followups(engine)
     assert set(items) == bad
-    assert {r.due for r in items.values()} == {dt.date(2026, 11, 27)}  # Fri + 5 working days
+    # 核实 is due Fri + 1 working day; the rating comes from the mapping version in force
+    assert {(r.due, r.verify_due) for r in items.values()} == {(dt.date(2026, 11, 23),) * 2}
+    assert {(r.level, r.mapping_version) for r in items.values()} == {(2, "2019")}
 
-    # Monday 30th: the first working day after the due day → level 1, once
-    monday = dt.datetime(2026, 11, 30, 2, 0, tzinfo=dt.UTC)
-    assert (await run_once(engine, cfg=CFG, now=monday)).escalations == len(bad)
-    assert (await run_once(engine, cfg=CFG, now=monday)).escalations == 0
-    # Thursday 3 December: four working days after the due day → level 2
-    thursday = dt.datetime(2026, 12, 3, 2, 0, tzinfo=dt.UTC)
-    assert (await run_once(engine, cfg=CFG, now=thursday)).escalations == len(bad)
+    # Tuesday 24th: the first working day after the due day → level 1, once
+    tuesday = dt.datetime(2026, 11, 24, 2, 0, tzinfo=dt.UTC)
+    assert (await run_once(engine, cfg=CFG, now=tuesday)).escalations == len(bad)
+    assert (await run_once(engine, cfg=CFG, now=tuesday)).escalations == 0
+    # Friday 27th: four working days after the due day → level 2
+    friday = dt.datetime(2026, 11, 27, 2, 0, tzinfo=dt.UTC)
+    assert (await run_once(engine, cfg=CFG, now=friday)).escalations == len(bad)
     levels = {r.escalation_level for r in (await _followups(engine)).values()}
     assert levels == {2}
     some = next(iter(items.values()))

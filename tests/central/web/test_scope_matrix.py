@@ -57,6 +57,8 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/api/v1/followups/{item_id}/rectify"): PEOPLE,
     ("POST", "/api/v1/followups/{item_id}/call-back"): PEOPLE,
     ("POST", "/api/v1/followups/{item_id}/close"): PEOPLE,
+    ("POST", "/api/v1/followups/{item_id}/appeal"): frozenset({D, H}),  # the hall or department
+    ("POST", "/api/v1/followups/{item_id}/appeal-decision"): frozenset({S}),
     ("GET", "/api/v1/indicators"): PEOPLE,
     ("GET", "/api/v1/halls/{hall}/setup"): PEOPLE,  # it names the staff
     ("PUT", "/api/v1/halls/{hall}/setup"): frozenset({S}),
