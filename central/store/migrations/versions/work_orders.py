@@ -3,7 +3,7 @@ appeal (申诉) and its decision, the citizen's answer at 回访; events say whi
 evidence and answer. Orders opened before keep their single due day as their 核实 due.
 
 Revision ID: work_orders
-Revises: indicator_rollups_monthly
+Revises: audits
 Create Date: 2026-12-07
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 from central.store.types import JSONDoc, UTCDateTime
 
 revision = "work_orders"
-down_revision = "indicator_rollups_monthly"
+down_revision = "audits"
 branch_labels = None
 depends_on = None
 
