@@ -59,6 +59,9 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/api/v1/followups/{item_id}/close"): PEOPLE,
     ("POST", "/api/v1/followups/{item_id}/appeal"): frozenset({D, H}),  # the hall or department
     ("POST", "/api/v1/followups/{item_id}/appeal-decision"): frozenset({S}),
+    ("GET", "/api/v1/followups/statistics"): PEOPLE,
+    ("GET", "/api/v1/followups/statistics.csv"): PEOPLE,
+    ("GET", "/api/v1/indicators/workorders"): PEOPLE,
     ("GET", "/api/v1/indicators"): PEOPLE,
     ("GET", "/api/v1/halls/{hall}/setup"): PEOPLE,  # it names the staff
     ("PUT", "/api/v1/halls/{hall}/setup"): frozenset({S}),
