@@ -11,7 +11,7 @@ hall sent nothing) and 超时未办结 (open at the range's end, from the deadli
 from __future__ import annotations
 
 import datetime as dt
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
@@ -135,7 +135,11 @@ async def indicators(
     )
     cols = [rows.c[name] for name in _KEYS[by]]
     query = select(*cols, *(func.sum(rows.c[v]).label(v) for v in _VALUES)).group_by(*cols)
-    sums = {_key(by, dict(row._mapping)): row._mapping for row in await conn.execute(query)}
+    sums = {
+        _key(by, dict(row._mapping)): row._mapping
+        for row in await conn.execute(query)
+        if row.same_day_d is not None  # not Grouping.ALL's one row over no rows at all
+    }
     evaluated = await _evaluated(conn, period, by, hall)
     coverage = await _coverage(conn, period, by, calendar, hall)
     overdue = await _open_at_end(conn, period, by, calendar, hall) if open_cases else {}
@@ -178,7 +182,11 @@ async def _evaluated(
         .where(or_(rows.c.before_day >= period.first, rows.c.after_day <= period.last))
         .group_by(*cols)
     )
-    return {_key(by, dict(row._mapping)): int(row.cases) for row in await conn.execute(query)}
+    return {
+        _key(by, dict(row._mapping)): int(row.cases)
+        for row in await conn.execute(query)
+        if row.cases is not None  # not Grouping.ALL's one row over no rows at all
+    }
 
 
 async def _coverage(
@@ -216,34 +224,44 @@ def _last_workday(calendar: WorkCalendar, day: dt.date) -> dt.date | None:
     return days[-1] if days else None
 
 
+_CASE_KEYS = {  # the case columns that make a group of each grouping
+    Grouping.ALL: (),
+    Grouping.HALL: ("hall_id",),
+    Grouping.DEPARTMENT: ("hall_id", "department"),
+    Grouping.WINDOW: ("hall_id", "window"),
+    Grouping.STAFF: ("hall_id", "staff"),
+}
+
+
 async def _open_at_end(
     conn: AsyncConnection, period: DateRange, by: Grouping, calendar: WorkCalendar, hall: Halls
 ) -> dict[GroupKey, int]:
     """Per group of the cases open at the range's end, those whose deadline lies at least one
-    working day before its last day (before the last working day on or before it)."""
+    working day before its last day (before the last working day on or before it). Grouped in
+    the database: one row per group, and the open cases found through ``completed_at``'s index
+    (open now, or completed after the range)."""
     limit = _last_workday(calendar, period.last) or dt.date.min
     end = day_start(period.last + dt.timedelta(days=1))
     c = cases
+    cols = [c.c[name] for name in _CASE_KEYS[by]]
     query = (
-        select(
-            c.c.hall_id,
-            c.c.department,
-            c.c.window,
-            c.c.staff,
-            func.sum(case((case_ladder.c.deadline < limit, 1), else_=0)).label("n"),
-        )
-        .outerjoin(case_ladder, case_ladder.c.case_no == c.c.case_no)
+        select(*cols, func.sum(case((case_ladder.c.deadline < limit, 1), else_=0)).label("n"))
+        .select_from(c.outerjoin(case_ladder, case_ladder.c.case_no == c.c.case_no))
         .where(
-            c.c.accepted_at < end,
             or_(c.c.completed_at.is_(None), c.c.completed_at >= end),
+            c.c.accepted_at < end,
             c.c.status != "withdrawn",
             hall_clause(c.c.hall_id, hall),
+            *(col.is_not(None) for col in cols),
         )
-        .group_by(c.c.hall_id, c.c.department, c.c.window, c.c.staff)
+        .group_by(*cols)
     )
-    out: Counter[GroupKey] = Counter()
-    for hall_id, department, window, staff, n in await conn.execute(query):
-        key = group_key(by, hall_id, department, None if window is None else str(window), staff)
-        if key is not None:
-            out[key] += int(n)
-    return dict(out)
+    out = {}
+    for row in await conn.execute(query):
+        if row.n is None:
+            continue  # no open case at all (Grouping.ALL's one row)
+        values = dict(row._mapping)
+        if values.get("window") is not None:
+            values["window"] = str(values["window"])
+        out[_key(by, values)] = int(row.n)
+    return out

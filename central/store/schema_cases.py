@@ -52,3 +52,5 @@ case_ladder = Table(
 
 # the ladder job's every-few-minutes run: cases created or revised since its last run
 Index("ix_cases_received_at", cases.c.received_at)
+# the cases open at a range's end (超时未办结 over the rollups): open now or completed after it
+Index("ix_cases_completed_at", cases.c.completed_at)

@@ -7,33 +7,38 @@ generated in SQL at a realistic size (per hall-day: the hall, 4 departments, 8 w
 members; 评价率 rows alike; the monthly rows summed from them as the job keeps them), plus the
 day's live data the answers also read: 50 open cases per hall with their ladder rows, one online
 gateway per hall, and the day's evaluator presses (95 per hall, as in 190k sessions of a day).
-Timed: the overview (today), and the indicators API's computation by hall, by department and by
-staff over a day, a month and the year.
+Timed: the overview (today), the indicators API's computation by hall, by department and by
+staff over a day, a month and the year, and the monthly 通报 of this month (to date) and the last.
+
+Generating the data takes minutes: ``HALLWATCH_BENCH_KEEP_DB=<name>`` keeps the database under
+that name and a later run reuses it (migrated to head; only what is missing is generated).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import os
 import time
 from pathlib import Path
 
+import asyncpg
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from central.api.overview import _build
-from central.reporting import rollup_query
+from central.reporting import bulletin, rollup_query
 from central.reporting.rollups import VALUE_COLUMNS
 from central.rules.indicators import DateRange, Grouping
-from central.rules.workdays import WorkCalendar
+from central.rules.workdays import BUSINESS_TZ, WorkCalendar
 from central.security.tokens import Principal, Role
 from central.store.db import make_engine
 from central.store.migrate import upgrade
 from central.store.schema_rollups import BAD_KEYS, PAIRS
-from tests.support.databases import create_pg_database, drop_pg_database
+from tests.support.databases import create_pg_database, drop_pg_database, pg_url
 
 pytestmark = pytest.mark.bench
 
@@ -134,6 +139,11 @@ EVALUATED_MONTHLY = (
 
 async def _prepare(engine: AsyncEngine, skip: tuple[str, ...] = ()) -> dict[str, float]:
     await upgrade(engine)
+    async with engine.connect() as conn:
+        filled = (await conn.execute(text("SELECT count(*) FROM gateways"))).scalar()
+    if filled:  # a kept database (HALLWATCH_BENCH_KEEP_DB) already holds the data
+        skip = (*skip, "rollups", "evaluated", "monthly", "evaluated_monthly")
+        skip = (*skip, "gateways", "cases", "ladder", "presses")
     first = TODAY - dt.timedelta(days=DAYS - 1)
     start = dt.datetime.combine(TODAY, dt.time(0), tzinfo=dt.timezone(dt.timedelta(hours=8)))
     params = {"halls": HALLS, "days": DAYS, "first": first, "today": TODAY, "today_start": start}
@@ -193,6 +203,13 @@ async def _bench(url: str) -> dict[str, object]:
                         await rollup_query.indicators(conn, span, by, calendar)
 
                 figures[f"indicators_{by.value}_{span_name}"] = await _timed(query)
+        now = dt.datetime.combine(TODAY, dt.time(18), tzinfo=BUSINESS_TZ)
+        for month in (f"{TODAY:%Y-%m}", f"{TODAY.replace(day=1) - dt.timedelta(days=1):%Y-%m}"):
+
+            async def monthly(month: str = month) -> None:
+                await bulletin.build(engine, supervisor, month, calendar, now)
+
+            figures[f"bulletin_{month}"] = await _timed(monthly)
         return {
             "halls": HALLS,
             "days": DAYS,
@@ -206,11 +223,18 @@ async def _bench(url: str) -> dict[str, object]:
 
 @pytest.mark.timeout(2 * 3600)  # generating ~17 million rollup rows takes minutes
 def test_year_dashboard() -> None:
-    name, url = create_pg_database()
+    kept = os.environ.get("HALLWATCH_BENCH_KEEP_DB")
+    if kept:
+        name, url = kept, pg_url(kept)
+        with contextlib.suppress(asyncpg.DuplicateDatabaseError):
+            create_pg_database(kept)
+    else:
+        name, url = create_pg_database()
     try:
         result = asyncio.run(_bench(url))
     finally:
-        drop_pg_database(name)
+        if not kept:
+            drop_pg_database(name)
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2))
     print(f"\n{HALLS} halls × {DAYS} days, {result['rollup_rows']:,} rollup rows (PostgreSQL)")

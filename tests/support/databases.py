@@ -39,11 +39,16 @@ def postgres_available() -> bool:
         return False
 
 
-def create_pg_database() -> tuple[str, str]:
-    """A new empty database; returns (name, SQLAlchemy URL)."""
-    name = f"hallwatch_test_{uuid.uuid4().hex[:12]}"
+def pg_url(name: str) -> str:
+    """The SQLAlchemy URL of the test server's database ``name``."""
+    return f"postgresql+asyncpg://{PG_USER}@{PG_HOST}:{PG_PORT}/{name}"
+
+
+def create_pg_database(name: str | None = None) -> tuple[str, str]:
+    """A new empty database (named ``name``, or a fresh test name); returns (name, URL)."""
+    name = name or f"hallwatch_test_{uuid.uuid4().hex[:12]}"
     asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
-    return name, f"postgresql+asyncpg://{PG_USER}@{PG_HOST}:{PG_PORT}/{name}"
+    return name, pg_url(name)
 
 
 def copy_pg_database(source: str) -> tuple[str, str]:
@@ -51,7 +56,7 @@ def copy_pg_database(source: str) -> tuple[str, str]:
     (name, SQLAlchemy URL)."""
     name = f"hallwatch_test_{uuid.uuid4().hex[:12]}"
     asyncio.run(_admin(f'CREATE DATABASE "{name}" TEMPLATE "{source}"'))
-    return name, f"postgresql+asyncpg://{PG_USER}@{PG_HOST}:{PG_PORT}/{name}"
+    return name, pg_url(name)
 
 
 def _drop_now(name: str) -> None:

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from central.cases import ladder
 from central.correlation.config import CorrelationConfig
 from central.correlation.job import run_once
-from central.reporting import facts, halls, rollup_query, rollups
+from central.reporting import bulletin, facts, halls, rollup_query, rollups
 from central.reporting.rollup_query import pieces
 from central.rules.indicators import (
     CaseStatus,
@@ -31,6 +31,7 @@ from central.rules.indicators import (
 )
 from central.rules.timelimit import Suspension
 from central.rules.workdays import BUSINESS_TZ, WorkCalendar
+from central.security.tokens import Principal, Role
 from central.spine.registry import register
 from central.store.db import make_engine
 from central.store.migrate import upgrade
@@ -231,6 +232,23 @@ async def test_rollups_answer_as_the_facts_do(engine: AsyncEngine) -> None:
                         checked["evaluated"] += int(value.evaluation_rate.numerator)
                         checked["overdue_open"] += value.overdue_open
                         checked["overdue_completed"] += value.overdue_completed
+        # the monthly 通报 (from the rollups) ranks the same figures as the facts give
+        month = DateRange(dt.date(2026, 11, 1), dt.date(2026, 11, 30))
+        source = await facts.load(conn, month, CALENDAR)
+    built = await bulletin.build(
+        engine, Principal(Role.SUPERVISOR), "2026-11", CALENDAR, _at(dt.date(2026, 12, 3), 9)
+    )
+    listed: dict[Grouping, list[Indicators | None]] = {
+        Grouping.HALL: [r.indicators for r in built.halls],
+        Grouping.DEPARTMENT: [r.indicators for r in built.departments],
+        Grouping.ALL: [built.overall],
+    }
+    for by, got in listed.items():
+        want = facts.indicators(source, month, by, CALENDAR)
+        assert sorted(g.group.sort_key() for g in got if g) == sorted(k.sort_key() for k in want)
+        for item in got:
+            assert item is not None
+            _same(want[item.group], item, f"通报 {by} {item.group}")
     # the data exercises what it claims to
     assert checked["groups"] > 50
     assert checked["evaluated"] > 0 and checked["overdue_open"] > 0
