@@ -3,7 +3,8 @@ same answer as ``compute`` over every fact of the range, from sums of a few rows
 (per hall-month for the whole months inside the range).
 
 Three parts are not sums of days and are completed here: 评价率's numerator (cases accepted in
-the range with a counted evaluation inside it), 在岗率覆盖's denominator (every opening minute
+the range with a counted evaluation inside it; those evaluated on their acceptance day are
+summed with the rows), 在岗率覆盖's denominator (every opening minute
 of every working day of the range, for each window the range saw in a hall, also on days the
 hall sent nothing) and 超时未办结 (open at the range's end, from the deadlines the ladder keeps).
 """
@@ -156,7 +157,7 @@ async def indicators(
             group=key,
             overdue_completed=int(row["overdue_completed"]),
             overdue_open=overdue.get(key, 0),
-            evaluation_rate=Ratio(evaluated.get(key, 0), row["same_day_d"]),
+            evaluation_rate=Ratio(int(row["evaluated"]) + evaluated.get(key, 0), row["same_day_d"]),
             bad_reviews=bad,
             bad_review_rate=Ratio(sum(bad.values()), row["satisfied_d"]),
             **ratios,

@@ -16,7 +16,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import and_, case, delete, func, insert, literal, select
+from sqlalchemy import and_, case, delete, func, insert, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from central.reporting import facts as correlation_facts
@@ -117,6 +117,7 @@ def _values(result: Indicators) -> dict[str, Any]:
     out["overdue_completed"] = result.overdue_completed
     for k in BAD_KEYS:
         out[f"bad_{k}"] = sum(v for key, v in result.bad_reviews.items() if int(key) == k)
+    out["evaluated"] = 0  # 评价率's numerator: ``refresh_evaluated`` folds it in
     return out
 
 
@@ -187,6 +188,7 @@ async def refresh_evaluated(conn: AsyncConnection, hall: str, day: dt.date) -> N
             if key is not None:
                 fields = group_fields(by, key, None)
                 counts[(*fields.values(), earlier, later)] += 1
+    unfolded = await _fold_same_day(conn, hall, day, counts)
     r = rollup_evaluated
     await conn.execute(delete(r).where(r.c.hall_id == hall, r.c.accepted_day == day))
     rows = [
@@ -201,11 +203,39 @@ async def refresh_evaluated(conn: AsyncConnection, hall: str, day: dt.date) -> N
             "after_day": a,
             "cases": n,
         }
-        for (g, dep, w, s, b, a), n in sorted(counts.items(), key=str)
+        for (g, dep, w, s, b, a), n in sorted(unfolded.items(), key=str)
     ]
     for chunk in _chunks(rows, 200):
         await conn.execute(insert(r), list(chunk))
+    await _sum_month(conn, hall, day)
     await _sum_evaluated_month(conn, hall, day)
+
+
+async def _fold_same_day(
+    conn: AsyncConnection, hall: str, day: dt.date, counts: Counter[tuple[Any, ...]]
+) -> Counter[tuple[Any, ...]]:
+    """Cases evaluated on their acceptance day count in every range holding it: their number
+    goes into the day's rollup row of their group (``evaluated``). Returns the counts still to
+    keep in ``rollup_evaluated``: evaluated on other days, or of a group without a row yet."""
+    r = indicator_rollups
+    today = and_(r.c.hall_id == hall, r.c.business_day == day)
+    await conn.execute(update(r).where(today, r.c.evaluated != 0).values(evaluated=0))
+    same_day: Counter[tuple[str, str, str, str]] = Counter()
+    for (g, dep, w, s, _, after), n in counts.items():
+        if after == day:
+            same_day[(g, dep, w, s)] += n
+    unfolded = Counter({k: n for k, n in counts.items() if k[5] != day})
+    for (g, dep, w, s), n in same_day.items():
+        # a window row carries its roster department, which is not part of the group
+        group = [r.c.grouping == g, r.c.window == w, r.c.staff == s]
+        if g != Grouping.WINDOW.value:
+            group.append(r.c.department == dep)
+        done = await conn.execute(update(r).where(today, *group).values(evaluated=n))
+        if not done.rowcount:
+            for k, m in counts.items():
+                if k[:4] == (g, dep, w, s) and k[5] == day:
+                    unfolded[k] += m
+    return unfolded
 
 
 def month_of(day: dt.date) -> tuple[dt.date, dt.date]:
@@ -219,6 +249,7 @@ VALUE_COLUMNS = (
     *(f"{p}_{side}" for p in PAIRS for side in "nd"),
     "overdue_completed",
     *(f"bad_{k}" for k in BAD_KEYS),
+    "evaluated",
 )
 
 

@@ -47,6 +47,14 @@ def _value_columns() -> list[Column[float] | Column[int]]:
         *(Column(f"{p}_{side}", Float, nullable=False) for p in PAIRS for side in ("n", "d")),
         Column("overdue_completed", Integer, nullable=False),
         *(Column(f"bad_{k}", Integer, nullable=False) for k in BAD_KEYS),
+        Column(
+            "evaluated",
+            Integer,
+            nullable=False,
+            server_default="0",
+            comment="评价率's numerator: cases accepted that day and evaluated on it (the rest "
+            "stay in rollup_evaluated)",
+        ),
     ]
 
 
@@ -72,7 +80,9 @@ indicator_rollups_monthly = Table(
 )
 
 # 评价率's numerator: cases accepted on a day, by the nearest days around it on which a counted
-# evaluation covered them (a case counts in a range that holds one of those days).
+# evaluation covered them (a case counts in a range that holds one of those days). A case with
+# an evaluation on its acceptance day counts in every range holding that day: it is folded into
+# the day's indicator_rollups row (``evaluated``) and is here only while that row is missing.
 rollup_evaluated = Table(
     "rollup_evaluated",
     metadata,

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from dataclasses import fields
 
 import pytest
-from sqlalchemy import insert, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from central.cases import ladder
@@ -206,6 +206,12 @@ async def test_rollups_answer_as_the_facts_do(engine: AsyncEngine) -> None:
     async with engine.connect() as conn:
         assert (await conn.execute(query)).all() == written
     await _came_back(engine)
+    async with engine.connect() as conn:  # same-day evaluations are folded into the rows
+        folded = select(func.sum(indicator_rollups.c.evaluated))
+        assert (await conn.execute(folded)).scalar_one() > 0
+        e = rollup_evaluated
+        same_day = select(func.count()).where(e.c.after_day == e.c.accepted_day)
+        assert (await conn.execute(same_day)).scalar_one() == 0
     ranges = [DateRange(d, d) for d in DAYS[:2]] + [
         DateRange(DAYS[0], DAYS[-1]),
         DateRange(dt.date(2026, 11, 1), dt.date(2026, 11, 30)),  # a month's rows alone
