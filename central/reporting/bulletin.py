@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from central.audits import report as audit_report
 from central.gaming import confirmed as confirmed_gaming
-from central.reporting import halls, rollup_query, scorecard
+from central.reporting import bulletin_figures, halls, scorecard
 from central.reporting.registry import display_name
 from central.reporting.registry_cache import hall_names
 from central.rules.indicators import DateRange, Grouping, GroupKey, Indicators, Ratio
@@ -209,9 +209,9 @@ async def build(
     period = month_range(month, business_date(now))
     names: dict[tuple[str, str], str] | None = None
     if who.role is Role.DEPARTMENT_LEADER:
-        by_group, names = await _from_facts(engine, who, period, calendar)
+        by_group, names = await bulletin_figures.from_facts(engine, who, period, calendar)
     else:
-        by_group = await _from_rollups(engine, who, period, calendar)
+        by_group = await bulletin_figures.from_rollups(engine, who, period, calendar)
     bad, bad_cut = await _bad_reviews(engine, who, period)
     overdue, overdue_cut = await _overdue_cases(engine, who, period)
     async with engine.connect() as conn:
@@ -240,33 +240,6 @@ async def build(
         gaming=gaming,
         audits=audits,
     )
-
-
-_GROUPINGS = (Grouping.ALL, Grouping.HALL, Grouping.DEPARTMENT)
-_Figures = dict[Grouping, dict[GroupKey, Indicators]]
-
-
-async def _from_rollups(
-    engine: AsyncEngine, who: Principal, period: DateRange, calendar: WorkCalendar
-) -> _Figures:
-    """The month's figures from the daily rollups (the same numbers as over the facts), for
-    callers who see whole halls."""
-    reach = who.halls if who.role is Role.HALL_MANAGER else None
-    async with engine.connect() as conn:
-        return {
-            by: await rollup_query.indicators(conn, period, by, calendar, hall=reach)
-            for by in _GROUPINGS
-        }
-
-
-async def _from_facts(
-    engine: AsyncEngine, who: Principal, period: DateRange, calendar: WorkCalendar
-) -> tuple[_Figures, dict[tuple[str, str], str]]:
-    """A department leader's: the evaluations correlated to the department's cases, which the
-    rollups (by the roster's window departments) do not hold."""
-    facts = await scorecard.load(engine, who, period, calendar)
-    figures = {by: scorecard.compute(facts, period, by, calendar) for by in _GROUPINGS}
-    return figures, scorecard.staff_names(facts)
 
 
 # ------------------------------------------------------------------------------------- CSV
