@@ -2,14 +2,14 @@
 rollups) are found without reading every case of the year.
 
 Revision ID: cases_completed_at
-Revises: audits
+Revises: work_orders
 Create Date: 2026-12-07
 """
 
 from alembic import op
 
 revision = "cases_completed_at"
-down_revision = "audits"
+down_revision = "work_orders"
 branch_labels = None
 depends_on = None
 
