@@ -215,7 +215,8 @@ async def get_bulletin_csv(
     who: EvaluationReader,
     month: Month,
     part: Annotated[
-        Literal["indicators", "bad_reviews", "overdue", "gaming"], Query(description="which table")
+        Literal["indicators", "bad_reviews", "overdue", "gaming", "audits"],
+        Query(description="which table"),
     ] = "indicators",
     lang: Annotated[Literal["zh", "en"], Query(description="header language")] = "zh",
 ) -> Response:

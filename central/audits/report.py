@@ -47,6 +47,36 @@ class AuditSection:
     departments: list[DepartmentAudit]
 
 
+CSV_HEADERS = {
+    "zh": ["部门", "办结件数", "抽取件数", "已录入回访", "完成回访", "发现问题", "问题办件"],
+    "en": [
+        "department",
+        "finished",
+        "drawn",
+        "call-backs entered",
+        "completed call-backs",
+        "findings",
+        "cases with findings",
+    ],
+}
+
+
+def csv_rows(section: AuditSection | None) -> list[list[object]]:
+    """The section's rows for the bulletin's CSV (none before the month is drawn)."""
+    return [
+        [
+            d.department,
+            "" if d.population is None else d.population,
+            d.sampled,
+            d.called,
+            d.reached,
+            d.discrepancies,
+            " ".join(d.case_nos),
+        ]
+        for d in (section.departments if section is not None else [])
+    ]
+
+
 async def findings(conn: AsyncConnection, who: Principal, month: str, area: Area) -> list[Finding]:
     found = []
     for row in await store.tasks(conn, who, month, area=area):

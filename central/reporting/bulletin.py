@@ -377,6 +377,7 @@ HEADERS = {
     },
 }
 HEADERS["gaming"] = confirmed_gaming.CSV_HEADERS  # confirmed 异常线索 (central.gaming.confirmed)
+HEADERS["audits"] = audit_report.CSV_HEADERS  # 抽查回访 (central.audits.report)
 REASON_EN = {3: "bad attitude", 4: "took too long", 5: "unfamiliar with the business", 6: "other"}
 LEVEL = {
     "zh": {"all": "合计", "hall": "大厅", "department": "部门"},
@@ -455,6 +456,8 @@ def to_csv(bulletin: Bulletin, part: str, lang: str) -> bytes:
     elif part == "gaming":
         for g in bulletin.gaming:
             writer.writerow(confirmed_gaming.csv_row(g, _beijing))
+    elif part == "audits":
+        writer.writerows(audit_report.csv_rows(bulletin.audits))
     else:
         for c in bulletin.overdue_cases:
             writer.writerow(

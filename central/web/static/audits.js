@@ -15,7 +15,7 @@
 
   function state(task) {
     if (!task.called) { return el('span', { class: 'badge' }, t('audits.state.open')); }
-    return task.reached ? el('span', { class: 'badge ok' }, t('audits.state.reached'))
+    return task.reached ? el('span', { class: 'badge good' }, t('audits.state.reached'))
       : el('span', { class: 'badge warn' }, t('audits.state.unreached'));
   }
 

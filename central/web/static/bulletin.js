@@ -134,7 +134,7 @@
       })));
   }
 
-  ['indicators', 'bad_reviews', 'overdue', 'gaming'].forEach(function (part) {
+  ['indicators', 'bad_reviews', 'overdue', 'gaming', 'audits'].forEach(function (part) {
     document.getElementById('csv-' + part).href = H.withQuery('/api/v1/bulletin.csv',
       { month: month, part: part, lang: H.lang });
   });

@@ -230,6 +230,13 @@ async def test_draw_callbacks_findings_and_the_bulletin(site: Site, tmp_path: Pa
         SOCIAL: (10, 3, 1, 1, 0, []),
         TAX: (5, 3, 0, 0, 0, []),
     }
+    lines = bulletin.to_csv(doc, "audits", "zh").decode("utf-8-sig").splitlines()
+    assert lines[0] == "部门,办结件数,抽取件数,已录入回访,完成回访,发现问题,问题办件"
+    assert lines[1:] == [
+        f"{SOCIAL},10,3,1,1,0,",  # in the order of the departments' names
+        f"{MARKET},4,4,3,2,2,{' '.join(section[MARKET].case_nos)}",
+        f"{TAX},5,3,0,0,0,",
+    ]
     leader_doc = await bulletin.build(
         site.engine,
         Principal(Role.DEPARTMENT_LEADER, department=MARKET),

@@ -568,6 +568,8 @@ def test_hall_manager_sees_only_the_hall(central: Central, browser: Browser) -> 
     shoot(page, "reviews-hall-manager")
     assert fetch_status(page, "/api/v1/gateways?hall=H1") == 403
     assert fetch_status(page, "/api/v1/drilldown?hall=H1") == 403
+    expect(page.locator("#nav-audits")).to_have_count(0)  # 抽查 is the 监察室's
+    assert fetch_status(page, "/api/v1/audits") == 403
     context.close()
 
 
@@ -579,7 +581,7 @@ def test_technician_gets_the_overview_and_nothing_personal(
     expect(page.locator(".hall-card")).to_have_count(3)
     expect(page.locator("nav.nav a")).to_have_count(1)
     expect(page.locator("#big-screen-link")).to_have_count(0)
-    for path in ("/reviews", "/bulletin", "/analysis", "/followups", "/wall"):
+    for path in ("/reviews", "/bulletin", "/analysis", "/followups", "/wall", "/audits"):
         reply = page.goto(path)
         assert reply is not None and reply.status == 403, path
         expect(page.locator("#refused-message")).to_have_text("您的角色无权访问此页面")
@@ -679,6 +681,125 @@ def test_supervisor_confirms_one_anomaly_dismisses_another_and_the_bulletin_list
     page.goto(f"/analysis?first={today}&last={today}&hall=H2&department={seeds.POLICE}&window=1")
     loaded(page)
     expect(page.locator("#groups td.confirmed-anomalies")).to_have_text("1")
+    context.close()
+
+
+# ------------------------------------------------------------------------------- audits
+
+
+AUDIT_SEED = "browser-audit"
+
+
+def _last_month(central: Central) -> tuple[str, dt.date]:
+    day = central.seed.today.replace(day=1) - dt.timedelta(days=1)
+    return day.strftime("%Y-%m"), day.replace(day=15)
+
+
+def _finish_last_month(central: Central, page: Page) -> None:
+    """Cases finished last month, posted through the supervisor's session: three of
+    市场监管局 (H1), two of 人社局 (H1), one of 税务局 (H2)."""
+    _, day = _last_month(central)
+    rows = []
+    for i, (window, staff) in enumerate(
+        [(1, "100231"), (2, "100232"), (1, "100231"), (3, "100241"), (3, "100241")]
+    ):
+        accepted = dt.datetime.combine(day, dt.time(9, i), tzinfo=seeds.BEIJING)
+        rows.append(
+            seeds._row(
+                f"AU-{i:02d}",
+                "H1",
+                window,
+                staff,
+                accepted,
+                status="completed",
+                completed_at=(accepted + dt.timedelta(hours=2)).isoformat(),
+            )
+        )
+    accepted = dt.datetime.combine(day, dt.time(10), tzinfo=seeds.BEIJING)
+    rows.append(
+        seeds._row(
+            "AU-90",
+            "H2",
+            2,
+            "200201",
+            accepted,
+            status="completed",
+            completed_at=(accepted + dt.timedelta(hours=1)).isoformat(),
+        )
+    )
+    result = page.evaluate(
+        "rows => HW.api('/api/v1/cases', {method: 'POST', body: {cases: rows}})", rows
+    )
+    assert result["created"] == len(rows), result
+
+
+def test_audits_drawn_worked_and_reported_per_role(central: Central, browser: Browser) -> None:
+    """抽查回访: the month drawn with ``hallwatch-central audits draw``, a supervisor works a task
+    and enters a call-back that contradicts the record, the finding shows on the list and in the
+    通报; a department leader reads its own department only (hall managers and technicians:
+    above)."""
+    month, _ = _last_month(central)
+    context = new_context(central, browser)
+    page = loaded(login(context, "jiancha", "/audits"))
+    expect(page.locator("#sample-state")).to_have_text("该月尚未抽取样本")
+    _finish_last_month(central, page)
+    drawn = _cli(central.config, "audits", "draw", "--month", month, "--seed", AUDIT_SEED)
+    assert f"seed={AUDIT_SEED}" in drawn and f"{seeds.MARKET}\t3/3" in drawn, drawn
+    page.reload()
+    loaded(page)
+    expect(page.locator("#sample-state")).to_contain_text(AUDIT_SEED)
+    expect(page.locator("tr.audit-task")).to_have_count(6)
+    expect(page.locator("#draw")).to_be_hidden()  # drawn already
+    first = page.locator("tr.audit-task", has_text=seeds.MARKET).first
+    case_no = first.get_attribute("data-case") or ""
+    task_id = first.get_attribute("data-task") or ""
+    social = page.locator("tr.audit-task", has_text=seeds.SOCIAL).first.get_attribute("data-task")
+    first.locator("a").click()
+    loaded(page)
+    expect(page.locator("#audit-applicant")).to_have_text("张** 138****5678")
+    expect(page.locator("#audit-facts")).to_contain_text(case_no)
+    expect(page.locator("#callback-panel")).to_be_visible()
+    expect(page.locator("#cb-handled")).to_be_disabled()
+    page.check("#cb-reached")
+    page.select_option("#cb-handled", "no")
+    page.select_option("#cb-timing", "yes")
+    page.fill("#cb-note", "群众称材料未领取，与办结记录不符")
+    page.click("#cb-submit")
+    expect(page.locator("body[data-saved='1']")).to_have_count(1)
+    expect(page.locator("#notice")).to_have_text("回访结果已保存")
+    expect(page.locator("tr.callback")).to_have_count(1)
+    expect(page.locator("tr.callback .findings")).to_have_text("办理情况与记录不符")
+    no_horizontal_overflow(page)
+    shoot(page, "audit-task-supervisor")
+    page.goto("/audits")
+    loaded(page)
+    row = page.locator(f"tr.audit-task[data-task='{task_id}']")
+    expect(row.locator(".state")).to_have_text("已回访")
+    expect(row.locator(".findings")).to_have_text("办理情况与记录不符")
+    shoot(page, "audits-supervisor")
+    page.goto(f"/bulletin?month={month}")
+    loaded(page)
+    audit_row = page.locator("#bulletin-audits tbody tr", has_text=seeds.MARKET)
+    # 部门, 办结件数, 抽取件数, 已录入回访, 完成回访, 发现问题, 问题办件
+    expect(audit_row.locator("td")).to_have_text([seeds.MARKET, "3", "3", "1", "1", "1", case_no])
+    context.close()
+
+    # a department leader: its own department, read only; another's task is not found
+    context = new_context(central, browser, SIZES[1])
+    page = loaded(login(context, "shichang-lingdao", "/audits"))
+    expect(page.locator("tr.audit-task")).to_have_count(3)
+    assert set(page.locator("tr.audit-task td:nth-child(2)").all_inner_texts()) == {seeds.MARKET}
+    expect(page.locator("#notice")).to_have_text("本部门抽查结果（只读）")
+    expect(page.locator("#draw")).to_be_hidden()
+    no_horizontal_overflow(page)
+    page.goto(f"/audits/{task_id}")
+    loaded(page)
+    expect(page.locator("tr.callback")).to_have_count(1)
+    expect(page.locator("#callback-panel")).to_be_hidden()
+    shoot(page, "audit-task-department-leader")
+    assert fetch_status(page, f"/api/v1/audits/tasks/{social}") == 404
+    found = page.evaluate("fetch('/api/v1/audits/findings').then(r => r.json())")
+    assert [f["case_no"] for f in found] == [case_no]
     context.close()
 
 
