@@ -185,6 +185,20 @@ class Gateway:
             raise ExecutionRefused(str(exc)) from None
         return "calibrated " + "; ".join(done)
 
+    async def capture_evidence(
+        self, window: int, clip_s: int, camera: str | None, request: str
+    ) -> str:
+        """A supervisor's on-demand snapshot (and clip) of the window, uploaded as evidence."""
+        from edge.camera.on_demand import CaptureFailed, capture
+
+        if self.cameras is None:
+            raise ExecutionRefused("no cameras configured on this gateway")
+        try:
+            captured = await capture(self.cameras, window, clip_s, camera, request)
+        except CaptureFailed as exc:
+            raise ExecutionRefused(str(exc)) from None
+        return captured.describe()
+
     async def apply_config(self, version: int, config: dict[str, object]) -> str:
         """Install configuration ``version`` beside the provisioned one and put it in force."""
         try:

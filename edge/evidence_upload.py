@@ -1,6 +1,7 @@
 """Evidence uploads: the snapshots that camera events name, sent to central after the events.
 
-Each ``camera.verdict`` or ``camera.presence`` with a snapshot enters a small persistent queue
+Each ``camera.verdict`` or ``camera.presence`` with a snapshot, and each ``camera.evidence``
+entry a supervisor asked for (``edge.camera.on_demand``), enters a small persistent queue
 (``evidence-uploads.sqlite`` in the data dir) keyed by the event's seq. An item is sent only
 once central has acknowledged that event (so central can check the bytes against the hash it
 already holds), one upload at a time with a pause between, on the uplink's connection: the
@@ -39,6 +40,14 @@ log = logging.getLogger(__name__)
 
 QUEUE_FILE = "evidence-uploads.sqlite"
 UPLOADED_KINDS = ("camera.verdict", "camera.presence")
+# the first word of the reason on the evidence entries a supervisor asked for
+# (edge.camera.on_demand): those entries are uploaded too
+ON_DEMAND = "on-demand"
+
+
+def is_on_demand(reason: str) -> bool:
+    return reason.startswith(ON_DEMAND + " ")
+
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS pending (
@@ -51,6 +60,17 @@ CREATE TABLE IF NOT EXISTS pending (
     next_try REAL NOT NULL DEFAULT 0
 )
 """
+
+
+def uploaded_file(kind: str, body: dict[str, Any]) -> tuple[str, str, int] | None:
+    """(path, sha256, manifest seq) of the file an event asks to upload, if any: a verdict's or
+    presence change's snapshot, or a file a supervisor asked for (``edge.camera.on_demand``)."""
+    if kind in UPLOADED_KINDS and body.get("snapshot") and body.get("snapshot_sha256"):
+        return body["snapshot"], body["snapshot_sha256"], int(body.get("manifest_seq") or 0)
+    wanted = kind == "camera.evidence" and body.get("action") == "add"
+    if wanted and is_on_demand(str(body.get("reason", ""))):
+        return body["path"], body["sha256"], int(body["seq"])
+    return None
 
 
 class EvidenceUploader:
@@ -96,22 +116,13 @@ class EvidenceUploader:
 
     def enqueue(self, event_seq: int, kind: str, body: dict[str, Any]) -> None:
         """Called right after the event is committed; cheap (one small local insert)."""
-        if (
-            kind not in UPLOADED_KINDS
-            or not body.get("snapshot")
-            or not body.get("snapshot_sha256")
-        ):
+        named = uploaded_file(kind, body)
+        if named is None:
             return
         self._db.execute(
             "INSERT OR IGNORE INTO pending (event_seq, kind, path, sha256, manifest_seq) "
             "VALUES (?, ?, ?, ?, ?)",
-            (
-                event_seq,
-                kind,
-                body["snapshot"],
-                body["snapshot_sha256"],
-                int(body.get("manifest_seq") or 0),
-            ),
+            (event_seq, kind, *named),
         )
         self._wake.set()
 

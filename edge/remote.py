@@ -19,6 +19,7 @@ from edge.commands import CommandRefused, CommandVerifier
 from protocols.commands import (
     ApplyConfigArgs,
     CalibrateCameraArgs,
+    CaptureEvidenceArgs,
     Command,
     CommandResult,
     RefusalReason,
@@ -39,6 +40,10 @@ class CommandTarget(Protocol):
     async def apply_config(self, version: int, config: dict[str, object]) -> str: ...
 
     async def calibrate_camera(self, window: int, camera: str | None) -> str: ...
+
+    async def capture_evidence(
+        self, window: int, clip_s: int, camera: str | None, request: str
+    ) -> str: ...
 
 
 class ExecutionRefused(ValueError):
@@ -102,4 +107,8 @@ class RemoteCommands:
             return await self.target.apply_config(args.config_version, dict(args.config))
         if isinstance(args, CalibrateCameraArgs):
             return await self.target.calibrate_camera(args.window, args.camera)
+        if isinstance(args, CaptureEvidenceArgs):
+            return await self.target.capture_evidence(
+                args.window, args.clip_s, args.camera, command.id
+            )
         raise ExecutionRefused(f"no executor for {command.name}")  # pragma: no cover

@@ -47,7 +47,11 @@ SIGNATURE_PATTERN = r"^[A-Za-z0-9+/]{86}==$"
 _SIGNATURE = re.compile(SIGNATURE_PATTERN)
 _ID = re.compile(f"^{ID_PATTERN}$")
 
-CommandName = Literal["replay_from", "reread_devices", "apply_config", "calibrate_camera"]
+CommandName = Literal[
+    "replay_from", "reread_devices", "apply_config", "calibrate_camera", "capture_evidence"
+]
+# the longest clip a supervisor may ask for: the cameras keep a few seconds of frames
+MAX_CLIP_S = 10
 
 
 class _Model(BaseModel):
@@ -89,14 +93,27 @@ class CalibrateCameraArgs(_Model):
     camera: str | None = Field(default=None, pattern=f"^{ID_PATTERN}$")
 
 
+class CaptureEvidenceArgs(_Model):
+    """A supervisor's on-demand evidence (调取取证): window ``window``'s picture now, and the last
+    ``clip_s`` seconds as a clip when above 0, uploaded into central's evidence vault; the
+    answer names the files' SHA-256 (``snapshot=<sha256>``, ``clip=<sha256>``)."""
+
+    window: int = Field(ge=1, le=99_999)
+    clip_s: int = Field(default=0, ge=0, le=MAX_CLIP_S)
+    camera: str | None = Field(default=None, pattern=f"^{ID_PATTERN}$")
+
+
 ARGS_MODELS: dict[str, type[_Model]] = {
     "replay_from": ReplayFromArgs,
     "reread_devices": RereadDevicesArgs,
     "apply_config": ApplyConfigArgs,
     "calibrate_camera": CalibrateCameraArgs,
+    "capture_evidence": CaptureEvidenceArgs,
 }
 
-TypedArgs = ReplayFromArgs | RereadDevicesArgs | ApplyConfigArgs | CalibrateCameraArgs
+TypedArgs = (
+    ReplayFromArgs | RereadDevicesArgs | ApplyConfigArgs | CalibrateCameraArgs | CaptureEvidenceArgs
+)
 
 
 class Command(_Model):

@@ -13,6 +13,7 @@ from central.api import (
     correlation,
     events,
     evidence,
+    evidence_requests,
     feed,
     gateways,
     registry,
@@ -37,6 +38,7 @@ def create_app(engine: AsyncEngine, *, tasks: Supervisor | None = None) -> FastA
     app.include_router(cases.router)
     app.include_router(correlation.router)  # evaluations, sessions, follow-up, indicators
     app.include_router(evidence.router)  # uploaded evidence snapshots
+    app.include_router(evidence_requests.router)  # on-demand snapshots from a window's camera
     app.include_router(registry.router)  # the registry of halls
     app.include_router(feed.router)  # the 好差评 feed's status
     app.include_router(audits.router)  # 抽查: samples, call-backs, findings

@@ -34,6 +34,7 @@ class Area(StrEnum):
     EVALUATIONS = "evaluations"  # evaluations, sessions, presence, indicators, drill-down,
     #                              flagged evaluations, bulletins and every export of them
     EVIDENCE = "evidence"  # camera snapshots (faces)
+    EVIDENCE_REQUEST = "evidence_request"  # ask a window's camera for a picture now (调取取证)
     FOLLOWUP = "followup"  # bad-review follow-up (整改)
     APPEAL_FILE = "appeal_file"  # 申诉 a 差评 at 核实 (误评 / 恶意差评): the hall or department
     APPEAL_DECIDE = "appeal_decide"  # decide a 申诉: supervisors only
@@ -71,6 +72,7 @@ RULES: dict[Area, dict[Role, Reach]] = {
     Area.CASES: {_S: _ALL, _D: _DEPT, _H: _HALL},
     Area.EVALUATIONS: {_S: _ALL, _D: _DEPT, _H: _HALL},
     Area.EVIDENCE: {_S: _ALL, _D: _DEPT, _H: _HALL},
+    Area.EVIDENCE_REQUEST: {_S: _ALL},  # a camera turned on people at will: supervisors only
     Area.FOLLOWUP: {_S: _ALL, _D: _DEPT, _H: _HALL},
     Area.APPEAL_FILE: {_D: _DEPT, _H: _HALL},
     Area.APPEAL_DECIDE: {_S: _ALL},

@@ -234,7 +234,11 @@ async def case_page(request: Request, case_no: str) -> Response:
                 )
             raise
         return await _page(
-            request, CASE_PAGE, case_no=case.case_no, config={"case_no": case.case_no}
+            request,
+            CASE_PAGE,
+            case_no=case.case_no,
+            config={"case_no": case.case_no},
+            evidence_request=may(session.principal, Area.EVIDENCE_REQUEST),  # supervisors
         )
     return await _page(request, CASE_PAGE)
 

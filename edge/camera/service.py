@@ -316,6 +316,13 @@ class CameraService:
             manifest_head=head.hash,
         )
 
+    async def frames(
+        self, camera: str, which: dict[str, float], timeout: float
+    ) -> tuple[dict[str, Any], list[bytes]]:
+        """Buffered frames of ``camera`` as JPEGs: ``{"nearest": mono}`` or ``{"from", "to"}``;
+        the worker's header says ``ok``, ``monos`` and ``error``."""
+        return await self._request(camera, {"t": "frames", "camera": camera, **which}, timeout)
+
     # -- evidence ------------------------------------------------------------------------------
 
     async def _snapshot(

@@ -77,7 +77,53 @@
     });
   }
 
-  H.api('/api/v1/cases/' + encodeURIComponent(caseNo)).then(render).then(evaluations)
+  /* 调取取证 (supervisors): ask the window's camera for a picture now, follow the request
+     (POST /api/v1/evidence-requests, GET …/{id}) until it is in the vault or failed */
+  function evidenceButton(c) {
+    var button = document.getElementById('evidence-ask');
+    if (!button) { return c; }
+    var stateLine = document.getElementById('evidence-state');
+    var result = document.getElementById('evidence-result');
+    if (c.window === null || c.window === undefined) {
+      button.disabled = true;
+      stateLine.textContent = t('case.evidence.no_window');
+      return c;
+    }
+    function show(r) {
+      var state = t('case.evidence.state.' + r.state);
+      stateLine.textContent = t('case.evidence.state', { state: state }) +
+        (r.state === 'failed' ? ' · ' + r.reason : '');
+      stateLine.dataset.state = r.state;
+      H.clear(result);
+      if (r.state === 'done') {
+        result.appendChild(el('img', { id: 'evidence-image', src: r.snapshot_url,
+          alt: r.snapshot_sha256, class: 'evidence-image' }));
+        result.appendChild(el('p', { class: 'muted' }, 'SHA-256 ' + r.snapshot_sha256));
+        if (r.clip_url) { result.appendChild(el('a', { href: r.clip_url }, t('case.evidence.clip_link'))); }
+      }
+      return r;
+    }
+    function follow(id) {
+      return H.api('/api/v1/evidence-requests/' + encodeURIComponent(id)).then(show).then(function (r) {
+        if (r.state === 'done' || r.state === 'failed') { button.disabled = false; return r; }
+        return new Promise(function (resolve) { setTimeout(resolve, 1000); }).then(function () {
+          return follow(id);
+        });
+      });
+    }
+    button.onclick = function () {
+      button.disabled = true;
+      var clip = parseInt(document.getElementById('evidence-clip').value, 10) || 0;
+      H.api('/api/v1/evidence-requests', { method: 'POST',
+        body: { hall: c.hall, window: c.window, clip_s: clip } })
+        .then(show).then(function (r) { return follow(r.id); })
+        .catch(function (error) { button.disabled = false; H.notice(H.failure(error), 'error'); });
+    };
+    return c;
+  }
+
+  H.api('/api/v1/cases/' + encodeURIComponent(caseNo)).then(render).then(evidenceButton)
+    .then(evaluations)
     .catch(function (error) {
       H.notice(H.failure(error), 'error');
     }).then(function () { document.body.dataset.loaded = '1'; });

@@ -3,7 +3,9 @@
 A key press gets a verdict with a snapshot; the snapshot's bytes arrive at central after the
 verdict, hash to what the gateway journaled, and the review API points at them. An upload
 whose bytes were changed is refused and quarantined. A key pressed while central is down
-has its snapshot delivered after central comes back.
+has its snapshot delivered after central comes back. A supervisor's on-demand request
+(调取取证) brings window 1's picture and a clip into the vault; a window without a camera and
+a camera that went down fail with the reason (tests/edge/camera/on_demand.py).
 """
 
 from __future__ import annotations
@@ -28,6 +30,12 @@ from firmware_bridges.camera.simulator import FrameFeed, MjpegServer, hall_scene
 from firmware_bridges.ff68.simulator import EvaluatorBusSimulator
 from protocols.evidence import EvidenceHeader, EvidenceReceipt, encode_upload
 from protocols.topics import Channel, topic
+from tests.edge.camera.on_demand import (
+    ask_once_the_camera_is_down,
+    ask_while_the_camera_is_live,
+    captured_on_gateway,
+    share_signing_key,
+)
 from tests.edge.camera.scenes import hall_camera
 from tests.support import procs
 from tests.support.broker import Broker
@@ -139,6 +147,9 @@ def test_snapshot_reaches_central_verified_and_served(tmp_path: Path, broker: Br
                 {"port": str(tmp_path / "ttyEVAL0"), "devices": [{"addr": 0x81, "window": 1}]}
             ],
             cameras={"cameras": [camera], "evidence_dir": str(tmp_path / "evidence")},
+            commands={
+                "public_key": str(share_signing_key(tmp_path / "central", tmp_path / "cmd.pub"))
+            },
         )
         cen = procs.central(central_config, tmp_path / "central.log")
         gw = procs.edge(config, tmp_path / "edge.log")
@@ -155,6 +166,9 @@ def test_snapshot_reaches_central_verified_and_served(tmp_path: Path, broker: Br
             procs.wait_until(
                 lambda: verdict_seq in _stored(db), 30, "the verdict's snapshot at central"
             )
+            # a supervisor's on-demand picture, while the scene still plays
+            on_demand = asyncio.run(ask_while_the_camera_is_live(url, tmp_path / "central"))
+            assert captured_on_gateway(on_demand, tmp_path / "evidence")
 
             # bytes changed on the way (or on the gateway's disk): refused, quarantined
             original = (tmp_path / "evidence" / verdict["snapshot"]).read_bytes()
@@ -186,6 +200,8 @@ def test_snapshot_reaches_central_verified_and_served(tmp_path: Path, broker: Br
             procs.wait_until(
                 lambda: second_seq in _stored(db), 40, "the second snapshot after central's restart"
             )
+            server.stop()  # the camera goes down
+            asyncio.run(ask_once_the_camera_is_down(url, tmp_path / "central"))
         finally:
             gw.stop()
             cen.stop()
