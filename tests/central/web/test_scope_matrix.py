@@ -69,6 +69,10 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/api/v1/halls/{hall}"): frozenset({S}),
     ("PUT", "/api/v1/halls/{hall}"): frozenset({S}),
     ("GET", "/api/v1/evidence/{sha256}"): PEOPLE,  # faces
+    # a camera turned on a window at will (调取取证): supervisors only
+    ("POST", "/api/v1/evidence-requests"): frozenset({S}),
+    ("GET", "/api/v1/evidence-requests/{request_id}"): frozenset({S}),
+    ("GET", "/api/v1/halls/{hall}/evidence-requests"): frozenset({S}),
     ("GET", "/api/v1/feed/status"): frozenset({S, H}),  # the 好差评 feed: whole halls' records
     ("GET", "/api/v1/overview"): PEOPLE | {T},  # each part only for who reaches it
     ("GET", "/api/v1/drilldown"): PEOPLE,
@@ -139,6 +143,7 @@ def concrete(site: Site, path: str) -> str:
         .replace("{sha256}", "0" * 64)
         .replace("{anomaly_id}", "1")
         .replace("{task_id}", "1")
+        .replace("{request_id}", "00000000-0000-4000-8000-000000000000")
     )
     if filled == "/static":
         return "/static/dashboard.js"
