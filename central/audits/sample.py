@@ -10,15 +10,18 @@ only if it sorts before the last one taken.
 from __future__ import annotations
 
 import hashlib
+import heapq
 import re
 import secrets
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
 from central.audits.config import AuditConfig
 
 SEED_PATTERN = r"^[0-9A-Za-z_-]{1,64}$"
 MONTH_PATTERN = r"^20[0-9]{2}-(0[1-9]|1[0-2])$"
+T = TypeVar("T")
 
 
 def new_seed() -> str:
@@ -44,13 +47,20 @@ class DepartmentDraw:
     picked: tuple[str, ...]  # case numbers in draw order
 
 
+def pick(seed: str, items: Iterable[T], n: int, number_of: Callable[[T], str]) -> list[T]:
+    """The ``n`` items whose case numbers come first in the seed's order, in that order. Holds
+    ``n`` items at a time: a month's cases can be fed in chunks, the previous pick first."""
+    return heapq.nsmallest(n, items, key=lambda item: order_key(seed, number_of(item)))
+
+
 def draw(
     seed: str, finished: Mapping[str, Iterable[str]], config: AuditConfig
 ) -> list[DepartmentDraw]:
     """``finished``: department → its case numbers finished in the month."""
     out = []
     for department in sorted(finished):
-        numbers = sorted(set(finished[department]), key=lambda no: order_key(seed, no))
+        numbers = set(finished[department])
         size = config.size_for(department).of(len(numbers))
-        out.append(DepartmentDraw(department, len(numbers), size, tuple(numbers[:size])))
+        picked = pick(seed, numbers, size, str)
+        out.append(DepartmentDraw(department, len(numbers), size, tuple(picked)))
     return out

@@ -56,17 +56,49 @@ class Sample:
     created: bool  # False: the month had been drawn before, this is that sample
 
 
-async def _finished(conn: AsyncConnection, month: str) -> dict[str, dict[str, Any]]:
-    """case_no → its row, for the cases completed in the month (Beijing)."""
+CHUNK = 5000  # finished cases read at a time while drawing
+
+
+def _finished(month: str) -> ColumnElement[bool]:
+    """The cases completed in the month (Beijing)."""
     first, following = month_span(month)
-    rows = await conn.execute(
-        select(cases.c.case_no, cases.c.department, cases.c.hall_id, cases.c.revision).where(
-            cases.c.status == CaseStatus.COMPLETED.value,
-            cases.c.completed_at >= day_start(first),
-            cases.c.completed_at < day_start(following),
-        )
+    return and_(
+        cases.c.status == CaseStatus.COMPLETED.value,
+        cases.c.completed_at >= day_start(first),
+        cases.c.completed_at < day_start(following),
     )
-    return {r.case_no: r._asdict() for r in rows}
+
+
+async def _draw(
+    conn: AsyncConnection, month: str, seed: str, config: AuditConfig
+) -> tuple[dict[str, int], dict[str, list[Any]]]:
+    """Each department's finished count and its picked rows, in draw order. The cases are
+    counted first (a percentage needs the count), then read in chunks, keeping only each
+    department's pick so far: memory follows the sample, not the month (a province's month
+    is millions of cases)."""
+    counted = await conn.execute(
+        select(cases.c.department, func.count().label("n"))
+        .where(_finished(month))
+        .group_by(cases.c.department)
+    )
+    population = {r.department: int(r.n) for r in counted}
+    size = {d: config.size_for(d).of(n) for d, n in population.items()}
+    picked: dict[str, list[Any]] = {d: [] for d in population}
+    query = select(cases.c.case_no, cases.c.department, cases.c.hall_id, cases.c.revision).where(
+        _finished(month)
+    )
+    result = await conn.stream(query.execution_options(yield_per=CHUNK))
+    async for chunk in result.partitions(CHUNK):
+        by_department: dict[str, list[Any]] = {}
+        for row in chunk:
+            by_department.setdefault(row.department, []).append(row)
+        for department, rows in by_department.items():
+            if department not in size:  # finished since it was counted: next month's draw
+                continue
+            picked[department] = sampling.pick(
+                seed, [*picked[department], *rows], size[department], lambda r: str(r.case_no)
+            )
+    return population, picked
 
 
 def _sample_of(row: Any, created: bool) -> Sample:
@@ -98,18 +130,14 @@ async def draw_month(
     seed = sampling.check_seed(seed) if seed is not None else sampling.new_seed()
     try:
         async with engine.begin() as conn:
-            finished = await _finished(conn, month)
-            by_department: dict[str, list[str]] = {}
-            for no, row in finished.items():
-                by_department.setdefault(row["department"], []).append(no)
-            picks = sampling.draw(seed, by_department, config)
+            population, picked = await _draw(conn, month, seed, config)
             departments = {
-                d.department: {
-                    "population": d.population,
-                    "size": d.size,
-                    **config.size_for(d.department).model_dump(),
+                d: {
+                    "population": n,
+                    "size": len(picked[d]),
+                    **config.size_for(d).model_dump(),
                 }
-                for d in picks
+                for d, n in sorted(population.items())
             }
             await conn.execute(
                 insert(audit_samples).values(
@@ -119,14 +147,14 @@ async def draw_month(
             tasks = [
                 {
                     "month": month,
-                    "case_no": no,
-                    "department": d.department,
-                    "hall_id": finished[no]["hall_id"],
+                    "case_no": row.case_no,
+                    "department": d,
+                    "hall_id": row.hall_id,
                     "position": i,
-                    "case_revision": finished[no]["revision"],
+                    "case_revision": row.revision,
                 }
-                for d in picks
-                for i, no in enumerate(d.picked)
+                for d, rows in sorted(picked.items())
+                for i, row in enumerate(rows)
             ]
             if tasks:
                 await conn.execute(insert(audit_tasks), tasks)

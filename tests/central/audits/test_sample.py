@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from central.audits.callback import Answer, CallbackIn, Discrepancy, discrepancies
 from central.audits.config import AuditConfig, SampleSize
-from central.audits.sample import check_seed, draw
+from central.audits.sample import check_seed, draw, pick
 
 CASES = {
     "市场监管局": [f"SJ-{i:03d}" for i in range(40)],
@@ -35,6 +35,14 @@ def test_same_seed_same_sample_whatever_the_order_of_the_cases() -> None:
     assert picked["市场监管局"] == by_hand("2026-11-a", CASES["市场监管局"], 5)
     other = draw("2026-11-b", CASES, config)
     assert [d.picked for d in other] != [d.picked for d in first]
+
+
+def test_picking_chunk_by_chunk_gives_the_whole_pick() -> None:
+    numbers = CASES["市场监管局"]
+    kept: list[str] = []
+    for start in range(0, len(numbers), 7):
+        kept = pick("chunks", [*kept, *numbers[start : start + 7]], 5, str)
+    assert kept == by_hand("chunks", numbers, 5)
 
 
 def test_a_case_added_later_changes_the_sample_only_where_it_sorts_in() -> None:

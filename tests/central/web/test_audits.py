@@ -9,9 +9,11 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import func, select
 
 from central.audits import config as audit_config
+from central.audits import store as audit_store
 from central.audits.config import AuditConfig, SampleSize
 from central.audits.store import draw_month
 from central.cases.store import Source, feed
@@ -127,7 +129,10 @@ CONFIG = AuditConfig(
 )
 
 
-async def test_draw_callbacks_findings_and_the_bulletin(site: Site, tmp_path: Path) -> None:
+async def test_draw_callbacks_findings_and_the_bulletin(
+    site: Site, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(audit_store, "CHUNK", 4)  # the month read in several chunks
     finished = await _finish_more(site)
     month = f"{site.seed.today:%Y-%m}"
     audit_config.bind(site.engine, CONFIG)
