@@ -217,6 +217,28 @@ class LedgerConfig(_Section):
     )
 
 
+class RetentionConfig(_Section):
+    """Raw events kept per site policy (PostgreSQL, where events are partitioned by month;
+    central/records/event_archive.py). The rollups are kept whatever this says."""
+
+    events_keep_months: int | None = Field(
+        default=None,
+        ge=1,
+        le=1200,
+        description="months of raw events kept besides the current one; older months are "
+        "archived to archive_dir and dropped (default: keep forever)",
+    )
+    archive_dir: Path | None = Field(
+        default=None, description="where archived months go; default <data_dir>/archive"
+    )
+    check_every_s: float = Field(
+        default=86400,
+        ge=60,
+        le=7 * 86400,
+        description="how often the aggregator creates months ahead and applies the policy",
+    )
+
+
 class AnomaliesConfig(_Section):
     """Gaming detection's job (central/gaming/): each day over yesterday, each Monday over the
     last ISO week, the hall-periods shared out like correlation's hall-days."""
@@ -265,6 +287,7 @@ class CentralConfig(_Section):
     haocha: HaochaConfig = HaochaConfig()
     anomalies: AnomaliesConfig = AnomaliesConfig()
     audits: AuditConfig = AuditConfig()
+    retention: RetentionConfig = RetentionConfig()
 
     @model_validator(mode="after")
     def _feed_has_its_channel(self) -> CentralConfig:
@@ -290,6 +313,10 @@ class CentralConfig(_Section):
     @property
     def seal_file(self) -> Path:
         return self.ledger.seal_file or self.data_dir / "ledger-seals.jsonl"
+
+    @property
+    def archive_dir(self) -> Path:
+        return self.retention.archive_dir or self.data_dir / "archive"
 
     @property
     def broker_dir(self) -> Path:

@@ -18,6 +18,7 @@ from central.cli import (
     audits,
     cases,
     correlation,
+    events,
     feed,
     gateways,
     halls,
@@ -51,6 +52,7 @@ app.add_typer(outbox.outbox_app, name="outbox")  # outbox status|release
 app.add_typer(rollups.rollups_app, name="rollups")  # rollups rebuild (indicator rollups)
 app.add_typer(anomalies.anomalies_app, name="anomalies")  # anomalies run (异常线索)
 app.add_typer(audits.audits_app, name="audits")  # audits draw (抽查)
+app.add_typer(events.events_app, name="events")  # events partitions|archive (PostgreSQL)
 
 
 @app.callback()

@@ -16,7 +16,7 @@ from central.gaming import job as gaming_job
 from central.gateways import command_queue
 from central.gateways.command_signing import CommandSigner, load_or_create_signing_key
 from central.outbox import service as outbox_jobs
-from central.records import evidence
+from central.records import event_archive, evidence
 from central.records.ledger import append as ledger_append
 from central.records.timeseries import sink as timeseries_sink
 from central.spine.admission import Admission
@@ -26,6 +26,7 @@ from central.spine.ingest import Ingestor
 from central.spine.outcome import AckDecision
 from central.spine.reading import Incoming
 from central.spine.states import StateBook
+from central.store import partitions
 from central.store.db import make_engine
 from central.store.migrate import upgrade
 from central.web.context import bind_config as bind_dashboard
@@ -82,6 +83,8 @@ class Aggregator:
         if self.config.database_url.startswith("sqlite"):
             self.config.data_dir.mkdir(parents=True, exist_ok=True)
         await upgrade(self.engine)
+        if self.engine.dialect.name == "postgresql":  # events by month: this one and two ahead
+            await partitions.ensure_ahead(self.engine, utc_now().date())
         bind_dashboard(self.engine, self.config)  # login sessions: key in the data dir
         self.vault = evidence.bind(self.engine, self.config.data_dir)  # uploaded snapshots
         case_jobs.start(self.engine, self.config, self.supervisor)  # case feed + ladder
@@ -111,6 +114,17 @@ class Aggregator:
             "timeseries", lambda: timeseries_sink.run_forever(self.engine, self.config.timeseries)
         )
         spawn("correlation", correlation)  # + follow-up
+        if self.engine.dialect.name == "postgresql":  # months ahead daily, retention policy
+            retention = self.config.retention
+            spawn(
+                "partitions",
+                lambda: event_archive.run_forever(
+                    self.engine,
+                    retention.events_keep_months,
+                    self.config.archive_dir,
+                    retention.check_every_s,
+                ),
+            )
         if self.config.anomalies.enabled:  # 异常线索: daily and weekly gaming detection
             spawn("anomalies", lambda: gaming_job.run_forever(self.engine, self.config.anomalies))
 

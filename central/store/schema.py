@@ -14,11 +14,13 @@ from sqlalchemy import (
     Index,
     Integer,
     LargeBinary,
+    PrimaryKeyConstraint,
     String,
     Table,
     Text,
 )
 
+from central.store import partitions
 from central.store.metadata import metadata
 from central.store.types import JSONDoc, UTCDateTime
 
@@ -52,11 +54,14 @@ gateway_alarms = Table(
     Column("detail", Text, nullable=False),
 )
 
+# On PostgreSQL partitioned by month of ``utc`` (central.store.partitions): there the primary
+# key must hold the partition key, so it is (gateway_id, seq, utc), added after the CREATE; a
+# resend carries the same utc and lands on the stored row. SQLite keeps one plain table.
 events = Table(
     "events",
     metadata,
-    Column("gateway_id", String(64), ForeignKey("gateways.gateway_id"), primary_key=True),
-    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("gateway_id", String(64), ForeignKey("gateways.gateway_id"), nullable=False),
+    Column("seq", BigInteger, nullable=False, autoincrement=False),
     Column("hall_id", String(64), nullable=False),
     Column("kind", String(64), nullable=False),
     Column("utc", UTCDateTime, nullable=False),
@@ -67,9 +72,12 @@ events = Table(
     Column("received_at", UTCDateTime, nullable=False),
     # SHA-256 of the event's content: a seq arriving again with other content is caught
     Column("digest", String(64)),
+    PrimaryKeyConstraint("gateway_id", "seq").ddl_if(dialect="sqlite"),
     Index("ix_events_hall_kind_utc", "hall_id", "kind", "utc"),
     Index("ix_events_utc", "utc"),
+    postgresql_partition_by="RANGE (utc)",
 )
+partitions.declare_partitioned(events)
 
 # seq ranges that arrived beyond a gap; merged into committed_through once the gap fills
 pending_ranges = Table(
