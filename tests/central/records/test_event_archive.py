@@ -68,7 +68,7 @@ async def _state(url: str) -> tuple[dict[str, int], Any]:
     try:
         async with engine.connect() as conn:
             month = func.to_char(func.timezone("UTC", events.c.utc), "YYYY-MM")
-            per_month = dict(
+            per_month: dict[str, int] = dict(
                 (await conn.execute(select(month, func.count()).group_by(month))).all()
             )
             overview = await rollup_query.indicators(
