@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import inspect, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from central.records import event_archive
 from central.spine.ingest import Ingestor
 from central.spine.registry import register
 from central.store import partitions
@@ -138,3 +139,35 @@ async def test_seq_resent_across_months_is_stored_once_and_other_content_is_caug
     far = poisoned(message([3, 4], utc=february), 0, ("utc",), "2044-01-01T00:00:00Z")
     await ingestor.ingest([far])
     assert await count(engine) == 4 and await rows_in(engine, "events_default") == 0
+
+
+async def test_the_daily_pass_makes_months_ahead_and_archives_past_the_policy(
+    engine: AsyncEngine, tmp_path: Path
+) -> None:
+    await partitions.ensure_ahead(engine, dt.date(2031, 5, 1), ahead=1)
+    ingestor = Ingestor(engine)
+    await ingestor.ingest([message([1, 2], utc=_at(2031, 5)), message([3], utc=_at(2031, 6))])
+    # July 15th keeping one month before the current one: May goes, June stays
+    done = await event_archive.maintain(engine, dt.date(2031, 7, 15), 1, tmp_path)
+    assert [(a.partition, a.rows) for a in done] == [("events_2031_05", 2)]
+    assert await months(engine) == {
+        "events_2031_06": True,
+        "events_2031_07": True,
+        "events_2031_08": True,
+        "events_2031_09": True,
+        "events_default": True,
+    }
+    assert await count(engine) == 1
+    assert (tmp_path / "events_2031_05.copy.gz").exists()
+
+
+def test_months_ahead_names_and_the_retention_cutoff_cross_years() -> None:
+    assert partitions.months_ahead(dt.date(2026, 11, 30), 2) == [
+        dt.date(2026, 11, 1),
+        dt.date(2026, 12, 1),
+        dt.date(2027, 1, 1),
+    ]
+    assert event_archive.retention_cutoff(dt.date(2027, 1, 15), 2) == dt.date(2026, 11, 1)
+    assert partitions.partition_name("events", dt.date(2027, 1, 1)) == "events_2027_01"
+    assert partitions.month_of_name("events", "events_2027_01") == dt.date(2027, 1, 1)
+    assert partitions.month_of_name("events", "events_default") is None
