@@ -24,7 +24,7 @@ from tests.support.databases import AT_HEAD, scratch_database
 
 pytestmark = pytest.mark.postgres
 
-BEFORE = "indicator_rollups_monthly"  # the revision before events were partitioned
+BEFORE = "rollups_evaluated_folded"  # the revision before events were partitioned
 UTC = dt.UTC
 
 
