@@ -35,6 +35,8 @@ class Area(StrEnum):
     #                              flagged evaluations, bulletins and every export of them
     EVIDENCE = "evidence"  # camera snapshots (faces)
     EVIDENCE_REQUEST = "evidence_request"  # ask a window's camera for a picture now (调取取证)
+    FEED = "feed"  # the 好差评 feed's records sent upward: whole halls' evaluations, no names
+    OUTBOX = "outbox"  # every outbound message's counts by channel and status (no contents)
     FOLLOWUP = "followup"  # bad-review follow-up (整改)
     APPEAL_FILE = "appeal_file"  # 申诉 a 差评 at 核实 (误评 / 恶意差评): the hall or department
     APPEAL_DECIDE = "appeal_decide"  # decide a 申诉: supervisors only
@@ -73,6 +75,8 @@ RULES: dict[Area, dict[Role, Reach]] = {
     Area.EVALUATIONS: {_S: _ALL, _D: _DEPT, _H: _HALL},
     Area.EVIDENCE: {_S: _ALL, _D: _DEPT, _H: _HALL},
     Area.EVIDENCE_REQUEST: {_S: _ALL},  # a camera turned on people at will: supervisors only
+    Area.FEED: {_S: _ALL, _H: _HALL},
+    Area.OUTBOX: {_S: _ALL},
     Area.FOLLOWUP: {_S: _ALL, _D: _DEPT, _H: _HALL},
     Area.APPEAL_FILE: {_D: _DEPT, _H: _HALL},
     Area.APPEAL_DECIDE: {_S: _ALL},

@@ -63,6 +63,7 @@ PAGES = (
     Page("bulletin", "/bulletin", roles_with(Area.EVALUATIONS)),
     Page("anomalies", "/anomalies", roles_with(Area.ANOMALIES)),
     Page("audits", "/audits", roles_with(Area.AUDITS)),
+    Page("feed", "/feed", roles_with(Area.FEED)),  # 好差评 feed and outbox status
 )
 CASE_PAGE = Page("case", "/cases", roles_with(Area.CASES))
 WALL_PAGE = Page("wall", "/wall", roles_with(Area.WALL))
@@ -209,6 +210,13 @@ async def audits_page(request: Request) -> Response:
 async def audit_page(request: Request, task_id: int) -> Response:
     """One audit task; the page's script asks the API, which answers 404 outside one's reach."""
     return await _page(request, AUDIT_PAGE, task_id=task_id, config={"task_id": task_id})
+
+
+@router.get("/feed")
+async def feed_page(request: Request) -> Response:
+    session = await session_of(request)
+    outbox = session is not None and may(session.principal, Area.OUTBOX)
+    return await _page(request, PAGES[7], config={"outbox": outbox})
 
 
 @router.get("/cases/{case_no}")

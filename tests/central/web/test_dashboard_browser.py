@@ -26,11 +26,14 @@ from pathlib import Path
 import httpx
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+from sqlalchemy import insert, update
 
 from central.gaming import casebook, facts_store
 from central.gaming.model import Period
+from central.outbox.store import Audience, Channel, Status, enqueue
 from central.rules.workdays import WorkCalendar
 from central.store.db import make_engine
+from central.store.schema_outbox import haocha_feed, outbox
 from tests.central.web import seed as seeds
 from tests.support import procs
 from tests.support.broker import Broker, free_port
@@ -800,6 +803,131 @@ def test_audits_drawn_worked_and_reported_per_role(central: Central, browser: Br
     assert fetch_status(page, f"/api/v1/audits/tasks/{social}") == 404
     found = page.evaluate("fetch('/api/v1/audits/findings').then(r => r.json())")
     assert [f["case_no"] for f in found] == [case_no]
+    context.close()
+
+
+# ------------------------------------------------------------------------------- 好差评 feed
+
+
+async def _feed_records(server: Central) -> None:
+    """Three records sent upward (H1 delivered, H1 failed after three tries, H2 pending) and a
+    staff SMS, straight into the outbox as the feed and the warnings would enqueue them."""
+    engine = make_engine(f"sqlite+aiosqlite:///{server.config.parent / 'central.db'}")
+    now = server.seed.now
+    rows = [
+        ("H1", 1, Status.DELIVERED, 1, None),
+        ("H1", 2, Status.FAILED, 3, "HTTP 400: 办件编号缺失"),
+        ("H2", 3, Status.PENDING, 0, None),
+    ]
+    try:
+        async with engine.begin() as conn:
+            for hall, seq, status, attempts, error in rows:
+                message = await enqueue(
+                    conn,
+                    channel=Channel.PLATFORM_HTTP,
+                    key=f"browser-feed:{seq}",
+                    kind="haocha.record",
+                    recipient="platform",
+                    payload={"seq": seq},
+                )
+                await conn.execute(
+                    update(outbox)
+                    .where(outbox.c.id == message)
+                    .values(status=status.value, attempts=attempts, last_error=error)
+                )
+                await conn.execute(
+                    insert(haocha_feed).values(
+                        gateway_id=f"gw-{hall}", seq=seq, version=1, hall_id=hall, op="create",
+                        mapping_version="2026-01", level=5 - seq, outbox_id=message,
+                        enqueued_at=now,
+                    )
+                )  # fmt: skip
+            await enqueue(
+                conn,
+                channel=Channel.SMS,
+                key="browser-feed:warning",
+                kind="ladder.red_light",
+                recipient="staff:100231",
+                payload={"event": "ladder.red_light", "params": {}},
+                audience=Audience.STAFF,
+            )
+    finally:
+        await engine.dispose()
+
+
+def test_feed_status_page_per_role(central: Central, browser: Browser) -> None:
+    with ThreadPoolExecutor(1) as pool:  # Playwright's loop runs in this thread
+        pool.submit(asyncio.run, _feed_records(central)).result()
+    context = new_context(central, browser)
+    page = loaded(login(context, "jiancha", "/feed"))
+    expect(page.locator("h1")).to_have_text("好差评数据推送状态")
+    records = page.locator("tr.feed-record")
+    expect(records).to_have_count(3)
+    expect(page.locator(".flag-count[data-state='failed'] strong")).to_have_text("1")
+    failed = page.locator("tr.feed-record[data-status='failed']")
+    expect(failed).to_contain_text("HTTP 400: 办件编号缺失")
+    expect(failed).to_contain_text("失败")
+    expect(page.locator("#outbox-panel")).to_be_visible()
+    sms = page.locator("tr.outbox-channel[data-channel='sms']")
+    expect(sms.locator("td[data-state='pending']")).to_have_text("1")
+    http = page.locator("tr.outbox-channel[data-channel='platform_http']")
+    expect(http.locator("td[data-state='failed']")).to_have_text("1")
+    page.select_option("#f-status", "failed")
+    page.locator("#feed-form button[type='submit']").click()
+    page.wait_for_url(re.compile(r"status=failed"))
+    loaded(page)
+    expect(records).to_have_count(1)
+    shoot(page, "feed")
+    page.fill("#f-hall", "H2")
+    page.select_option("#f-status", "")
+    page.locator("#feed-form button[type='submit']").click()
+    page.wait_for_url(re.compile(r"hall=H2"))
+    loaded(page)
+    expect(records).to_have_count(1)
+    expect(records).to_have_attribute("data-hall", "H2")
+    context.close()
+
+    # a hall manager: their hall's records only, no outbox; a technician: refused
+    context = new_context(central, browser)
+    page = loaded(login(context, "h2-guanli", "/feed"))
+    expect(page.locator("tr.feed-record")).to_have_count(1)
+    expect(page.locator("tr.feed-record")).to_have_attribute("data-hall", "H2")
+    expect(page.locator("#outbox-panel")).to_be_hidden()
+    assert fetch_status(page, "/api/v1/outbox/status") == 403
+    assert fetch_status(page, "/api/v1/feed/status?hall=H1") == 403
+    context.close()
+    context = new_context(central, browser)
+    page = login(context, "yunwei")
+    expect(page.locator("#nav-feed")).to_have_count(0)
+    assert page.goto("/feed").status == 403  # type: ignore[union-attr]
+    context.close()
+
+
+# ------------------------------------------------------------------------------- 调取取证
+
+
+def test_supervisor_asks_a_windows_camera_from_the_case_page(
+    central: Central, browser: Browser
+) -> None:
+    """The request is queued for the hall's gateway, which is not running here: the page
+    follows it (the end-to-end capture is tests/edge/camera/test_evidence_upload.py)."""
+    context = new_context(central, browser)
+    page = loaded(login(context, "jiancha", "/cases/SJ-203"))
+    expect(page.locator("#case-evidence h2")).to_have_text("现场取证")
+    page.select_option("#evidence-clip", "5")
+    page.locator("#evidence-ask").click()
+    expect(page.locator("#evidence-state")).to_have_attribute(
+        "data-state", re.compile(r"^(queued|sent)$")
+    )
+    expect(page.locator("#evidence-state")).to_contain_text(re.compile("排队中|已下发网关"))
+    expect(page.locator("#evidence-ask")).to_be_disabled()  # one request at a time
+    context.close()
+    # a hall manager reads the case but cannot turn the camera on
+    context = new_context(central, browser)
+    own = next(c["case_no"] for c in central.seed.cases if c["hall"] == "H2")
+    page = loaded(login(context, "h2-guanli", f"/cases/{own}"))
+    expect(page.locator("#case-facts")).to_be_visible()
+    expect(page.locator("#case-evidence")).to_have_count(0)
     context.close()
 
 

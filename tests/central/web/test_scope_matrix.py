@@ -74,6 +74,8 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/api/v1/evidence-requests/{request_id}"): frozenset({S}),
     ("GET", "/api/v1/halls/{hall}/evidence-requests"): frozenset({S}),
     ("GET", "/api/v1/feed/status"): frozenset({S, H}),  # the 好差评 feed: whole halls' records
+    ("GET", "/api/v1/outbox/status"): frozenset({S}),  # every hall's messages, counted
+    ("GET", "/feed"): frozenset({S, H}),  # the page of the two above
     ("GET", "/api/v1/overview"): PEOPLE | {T},  # each part only for who reaches it
     ("GET", "/api/v1/drilldown"): PEOPLE,
     ("GET", "/api/v1/bulletin"): PEOPLE,
