@@ -300,18 +300,24 @@ async def wait_for(predicate: Any, timeout: float) -> None:
             await asyncio.sleep(0.1)
 
 
+def register_all(url: str, registrations: list[tuple[str, str]]) -> None:
+    """The schema at head and every simulated gateway registered (hall, gateway)."""
+
+    async def prepare() -> None:
+        engine = make_engine(url)
+        await upgrade(engine)
+        for hall, gateway in registrations:
+            await register(engine, hall, gateway)
+        await engine.dispose()
+
+    asyncio.run(prepare())
+
+
 def test_province_office_hours(tmp_path: Path, broker: Broker, database_url: str) -> None:
     if not database_url.startswith("postgresql"):
         pytest.skip("the province runs on PostgreSQL")
 
-    async def prepare() -> None:
-        engine = make_engine(database_url)
-        await upgrade(engine)
-        for n in range(GATEWAYS):
-            await register(engine, f"P{n:04d}", f"pg{n:04d}")
-        await engine.dispose()
-
-    asyncio.run(prepare())
+    register_all(database_url, [(f"P{n:04d}", f"pg{n:04d}") for n in range(GATEWAYS)])
     cen = procs.central(
         procs.central_config(tmp_path, broker.port, database_url), tmp_path / "central.log"
     )
