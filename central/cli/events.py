@@ -94,3 +94,18 @@ def archive_months(
         return
     for done in run_with_engine(cfg, act, refused=(event_archive.ArchiveError,)):
         typer.echo(f"{done.partition}: {done.rows} rows → {done.file} sha256 {done.sha256}")
+
+
+@events_app.command("verify-archive")
+def verify_archive(config: ConfigOption = None) -> None:
+    """Check every archived month's file against the SHA-256 in the archive's manifest."""
+    from central.records.event_archive import check_archive, read_manifest
+
+    cfg = load_config(config, logs="warnings")
+    problems = check_archive(cfg.archive_dir)
+    for problem in problems:
+        typer.echo(f"不符 / mismatch: {problem}", err=True)
+    if problems:
+        raise typer.Exit(1)
+    count = len(read_manifest(cfg.archive_dir))
+    typer.echo(f"{count} 个归档月份完好 / {count} archived month(s) match the manifest")

@@ -137,6 +137,19 @@ def read_manifest(archive_dir: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
 
 
+def check_archive(archive_dir: Path) -> list[str]:
+    """Every month the manifest lists: its file is there and has the recorded SHA-256.
+    Returns what is wrong, one line each (nothing: all good)."""
+    problems = []
+    for entry in read_manifest(archive_dir):
+        path = archive_dir / entry["file"]
+        if not path.exists():
+            problems.append(f"{entry['file']}: missing")
+        elif sha256_of(path) != entry["sha256"]:
+            problems.append(f"{entry['file']}: SHA-256 differs from the manifest's")
+    return problems
+
+
 def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as raw_file:

@@ -122,3 +122,11 @@ def test_archive_writes_verifies_drops_and_the_rollups_still_answer(
     assert "events_2026_10" not in listed.output and "events_2026_11" in listed.output
     bad = runner.invoke(app, ["events", "archive", "--before", "2026-13", "-c", str(config)])
     assert bad.exit_code == 2
+
+    verified = runner.invoke(app, ["events", "verify-archive", "-c", str(config)])
+    assert verified.exit_code == 0 and "1 archived month(s) match" in verified.output
+    tampered = bytearray(archived.read_bytes())
+    tampered[-9] ^= 0x01  # one bit of the gzip trailer's CRC
+    archived.write_bytes(bytes(tampered))
+    verified = runner.invoke(app, ["events", "verify-archive", "-c", str(config)])
+    assert verified.exit_code == 1 and "events_2026_10.copy.gz" in verified.output
