@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from central.audits.config import AuditConfig
+from central.complaints.model import ComplaintsConfig
 from central.gaming.config import GamingConfig
 from central.haocha.config import HaochaConfig
 from central.outbox.config import OutboxConfig
@@ -288,6 +289,7 @@ class CentralConfig(_Section):
     anomalies: AnomaliesConfig = AnomaliesConfig()
     audits: AuditConfig = AuditConfig()
     retention: RetentionConfig = RetentionConfig()
+    complaints: ComplaintsConfig = ComplaintsConfig()
 
     @model_validator(mode="after")
     def _feed_has_its_channel(self) -> CentralConfig:

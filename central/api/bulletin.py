@@ -11,6 +11,7 @@ from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
+from central.api.complaints import ComplaintStatOut, stat_out
 from central.api.deps import Engine, EvaluationReader
 from central.api.overview import calendar_for
 from central.reporting import bulletin as bulletins
@@ -133,6 +134,10 @@ class BulletinOut(BaseModel):
     )
     audits: AuditSectionOut | None = Field(
         default=None, description="抽查: the month's sample, call-backs and findings"
+    complaints: list[ComplaintStatOut] = Field(
+        default_factory=list,
+        description="投诉数 and 投诉按时办结率 per department the complaints were routed to "
+        '(group "": not routed yet)',
     )
 
 
@@ -195,6 +200,7 @@ async def get_bulletin(db: Engine, who: EvaluationReader, month: Month) -> Bulle
         audits=None
         if b.audits is None
         else AuditSectionOut.model_validate(dataclasses.asdict(b.audits)),
+        complaints=[stat_out(c) for c in b.complaints],
     )
 
 

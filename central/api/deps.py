@@ -95,6 +95,8 @@ SetupReader = Annotated[Principal, gate(Area.HALL_SETUP)]
 SetupWriter = Annotated[Principal, gate(Area.HALL_SETUP_WRITE)]
 RegistryKeeper = Annotated[Principal, gate(Area.REGISTRY)]
 AnomalyReader = Annotated[Principal, gate(Area.ANOMALIES)]
+ComplaintCaller = Annotated[Principal, gate(Area.COMPLAINTS)]
+ComplaintRouter = Annotated[Principal, gate(Area.COMPLAINT_ROUTE)]
 OverviewCaller = Annotated[Principal, gate(Area.HEALTH, Area.CASES, Area.EVALUATIONS)]
 
 

@@ -49,6 +49,20 @@ TEMPLATES: dict[str, Template] = {
         "您申请的{item_name}（办件编号 {case_no}）未能在承诺时限内办结，"
         "我们深表歉意，正在加紧办理。",
     ),
+    "complaint.replied": Template(
+        "您的投诉已答复",
+        "您的投诉（编号 {complaint_no}）已答复：{reply}。"
+        "如有疑问，可凭投诉编号和查询码在网上查询。",
+    ),
+    "complaint.overdue": Template(
+        "【投诉逾期】请尽快受理答复",
+        "投诉 {complaint_no} 已超过办理期限（答复期限 {deadline}），承办部门：{department}。",
+    ),
+    "complaint.escalated": Template(
+        "【投诉督办】投诉严重逾期",
+        "投诉 {complaint_no} 答复期限 {deadline} 已过多个工作日仍未答复，承办部门：{department}，"
+        "请督办。",
+    ),
 }
 
 

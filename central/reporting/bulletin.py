@@ -19,6 +19,8 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from central.audits import report as audit_report
+from central.complaints.stats import ComplaintStat
+from central.complaints.stats import stats as complaint_stats
 from central.gaming import confirmed as confirmed_gaming
 from central.reporting import bulletin_figures, halls, scorecard
 from central.reporting.registry import display_name
@@ -201,6 +203,8 @@ class Bulletin:
     hall_names: Mapping[str, str] = field(default_factory=dict)  # the registry's 名称 by hall id
     gaming: list[dict[str, Any]] = field(default_factory=list)  # confirmed anomaly cases
     audits: audit_report.AuditSection | None = None  # 抽查: the month's sample and findings
+    # 投诉数 and 投诉按时办结率 per department the complaints were routed to (INDICATORS.md)
+    complaints: list[ComplaintStat] = field(default_factory=list)
 
 
 async def build(
@@ -221,6 +225,9 @@ async def build(
         if names is None:
             listed = {item["hall"] for item in (*bad, *overdue, *gaming)}
             names = await halls.staff_names(conn, sorted(listed))
+        complained = await complaint_stats(
+            conn, who, period.first, period.last, business_date(now), "department"
+        )
     for item in (*bad, *overdue, *gaming):
         item["staff_name"] = names.get((item["hall"], item["staff"] or ""))
         item["hall_name"] = display_name(registered, item["hall"])
@@ -239,6 +246,7 @@ async def build(
         hall_names=registered,
         gaming=gaming,
         audits=audits,
+        complaints=[c for c in complained if c.received],
     )
 
 

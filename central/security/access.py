@@ -50,6 +50,8 @@ class Area(StrEnum):
     ANOMALIES = "anomalies"  # 异常线索: gaming patterns per window and staff, their evidence
     AUDITS = "audits"  # 抽查: the monthly samples, their tasks, call-backs and findings (read)
     AUDIT_WORK = "audit_work"  # draw a month's sample, enter call-back results
+    COMPLAINTS = "complaints"  # 网上投诉: what citizens wrote, their phone (masked), replies
+    COMPLAINT_ROUTE = "complaint_route"  # 归口: hand a complaint to a department
 
 
 class Reach(StrEnum):
@@ -92,6 +94,10 @@ RULES: dict[Area, dict[Role, Reach]] = {
     # the 监察室 audits; a department leader reads its own department's, never works them
     Area.AUDITS: {_S: _ALL, _D: _DEPT},
     Area.AUDIT_WORK: {_S: _ALL},
+    # a department leader reaches the complaints routed to the department; the triage queue
+    # (no department yet) and 归口 (routing) are the supervisors'
+    Area.COMPLAINTS: {_S: _ALL, _D: _DEPT, _H: _HALL},
+    Area.COMPLAINT_ROUTE: {_S: _ALL},
 }
 
 # the raw events of Area.DEVICE_EVENTS: device and gateway health, no person in them (not

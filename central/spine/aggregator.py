@@ -12,6 +12,7 @@ from sqlalchemy.exc import DBAPIError
 
 from central.audits import config as audit_config
 from central.cases import service as case_jobs
+from central.complaints import service as complaint_jobs
 from central.config import CentralConfig
 from central.correlation import job as correlation_job
 from central.gaming import job as gaming_job
@@ -94,6 +95,7 @@ class Aggregator:
         case_jobs.start(self.engine, self.config, self.supervisor)  # case feed + ladder
         audit_config.bind(self.engine, self.config.audits)  # 抽查 sample sizes
         outbox_jobs.start(self.engine, self.config, self.supervisor)  # delivery, feed, warnings
+        complaint_jobs.start(self.engine, self.config, self.supervisor)  # escalation
         await self.consumer.start()
         spawn = self.supervisor.spawn
         spawn("ingest", self._ingest_loop)

@@ -64,6 +64,7 @@ PAGES = (
     Page("anomalies", "/anomalies", roles_with(Area.ANOMALIES)),
     Page("audits", "/audits", roles_with(Area.AUDITS)),
     Page("feed", "/feed", roles_with(Area.FEED)),  # 好差评 feed and outbox status
+    Page("complaints", "/complaints", roles_with(Area.COMPLAINTS)),
 )
 CASE_PAGE = Page("case", "/cases", roles_with(Area.CASES))
 WALL_PAGE = Page("wall", "/wall", roles_with(Area.WALL))
@@ -164,6 +165,17 @@ async def wall_page(request: Request) -> Response:
         ctx, lang = require(request), i18n.MESSAGES.language(request)
         return render(ctx, request, "wall", lang, config=script_json({"screen": True}))
     return await _page(request, WALL_PAGE, config={"screen": False})
+
+
+@router.get("/complaints")
+async def complaints_page(request: Request) -> Response:
+    session = await session_of(request)
+    routes = session is not None and may(session.principal, Area.COMPLAINT_ROUTE)
+    return await _page(request, _named("complaints"), config={"may_route": routes})
+
+
+def _named(name: str) -> Page:
+    return next(p for p in PAGES if p.name == name)
 
 
 @router.get("/analysis")

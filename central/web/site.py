@@ -7,8 +7,8 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from central.api import anomalies, bulletin, drilldown, overview, reviews, wall
-from central.web import pages
+from central.api import anomalies, bulletin, complaints, drilldown, overview, reviews, wall
+from central.web import complaint_form, pages
 
 STATIC = Path(__file__).with_name("static")
 
@@ -22,6 +22,8 @@ def install(app: FastAPI) -> None:
         wall.router,
         wall.enroll_router,
         anomalies.router,
+        complaints.router,
+        complaint_form.router,
         pages.router,
     ):
         app.include_router(router)

@@ -20,15 +20,15 @@ A = TypeVar("A")
 FORM_LIMIT = 8192  # a user name and a password; anything bigger is not a login
 
 
-async def read_form(request: Request) -> dict[str, str]:
-    """The form's fields (first value of each); 413 past FORM_LIMIT, counted as it arrives."""
+async def read_form(request: Request, limit: int = FORM_LIMIT) -> dict[str, str]:
+    """The form's fields (first value of each); 413 past ``limit``, counted as it arrives."""
     declared = request.headers.get("content-length")
-    if declared is not None and (not declared.isdigit() or int(declared) > FORM_LIMIT):
+    if declared is not None and (not declared.isdigit() or int(declared) > limit):
         raise HTTPException(413, "请求过大 / request too large")
     body = b""
     async for chunk in request.stream():
         body += chunk
-        if len(body) > FORM_LIMIT:
+        if len(body) > limit:
             raise HTTPException(413, "请求过大 / request too large")
     fields = parse_qs(body.decode("utf-8", errors="replace"), keep_blank_values=True)
     return {k: v[0] for k, v in fields.items()}

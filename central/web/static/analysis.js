@@ -229,6 +229,20 @@
       document.body.dataset.loaded = '1';
     }).catch(function (error) { H.notice(H.failure(error), 'error'); });
     loadCases();
+    loadComplaints();
+  }
+
+  /* complaints tied to the hall or staff member in view (GET /api/v1/complaints), linked */
+  function loadComplaints() {
+    var box = document.getElementById('analysis-complaints');
+    if (!box || !state.hall) { return; }
+    var filter = { hall: state.hall, staff: state.staff };
+    H.api(H.withQuery('/api/v1/complaints', filter)).then(function (page) {
+      H.clear(box).appendChild(el('a', { id: 'analysis-complaint-count',
+        href: H.withQuery('/complaints', { state: '', hall: state.hall, staff: state.staff }) },
+        t('complaints.count', { n: page.count })));
+      box.hidden = false;
+    }).catch(function () { box.hidden = true; });
   }
 
   document.getElementById('range-form').onsubmit = function (event) {

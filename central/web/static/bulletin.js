@@ -114,6 +114,16 @@
           g.p_value === null ? '' : g.p_value.toPrecision(2), H.fmtTime(g.confirmed_at), g.note];
       })));
     auditSection(doc, b.audits);
+
+    doc.appendChild(el('h2', null, t('bulletin.complaints')));
+    doc.appendChild(simpleTable('bulletin-complaints',
+      ['common.department', 'complaints.kpi.received', 'complaint.state.rejected',
+        'complaints.kpi.overdue', 'complaints.kpi.on_time'],
+      (b.complaints || []).map(function (c) {
+        return [c.group || t('complaints.triage'), c.received, c.rejected, c.overdue,
+          c.on_time_rate === null ? '' : (c.on_time_rate * 100).toFixed(1) + '% (' +
+            c.on_time + '/' + c.due + ')'];
+      })));
     document.body.dataset.loaded = '1';
   }
 

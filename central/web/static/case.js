@@ -122,8 +122,26 @@
     return c;
   }
 
+  /* complaints tied to this case (GET /api/v1/complaints?case_no=), each linking to its page */
+  function complaints(c) {
+    return H.api(H.withQuery('/api/v1/complaints', { case_no: c.case_no })).then(function (page) {
+      document.getElementById('case-complaint-count').textContent =
+        t('complaints.count', { n: page.count });
+      var list = H.clear(document.getElementById('case-complaints'));
+      if (!page.items.length) { list.appendChild(el('li', { class: 'no-data' }, t('common.nodata'))); }
+      page.items.forEach(function (x) {
+        list.appendChild(el('li', { class: 'case-complaint', dataset: { number: x.complaint_no } },
+          el('a', { href: H.withQuery('/complaints', { state: '', case_no: c.case_no,
+            number: x.complaint_no }) }, x.complaint_no),
+          el('span', { class: 'badge' }, t('complaint.state.' + x.state)),
+          el('span', { class: 'note' }, x.text.length > 60 ? x.text.slice(0, 60) + '…' : x.text)));
+      });
+      return c;
+    });
+  }
+
   H.api('/api/v1/cases/' + encodeURIComponent(caseNo)).then(render).then(evidenceButton)
-    .then(evaluations)
+    .then(function (c) { return Promise.all([evaluations(c), complaints(c)]); })
     .catch(function (error) {
       H.notice(H.failure(error), 'error');
     }).then(function () { document.body.dataset.loaded = '1'; });

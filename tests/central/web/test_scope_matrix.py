@@ -102,6 +102,17 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/api/v1/audits/findings"): frozenset({S, D}),
     ("GET", "/audits"): frozenset({S, D}),
     ("GET", "/audits/{task_id}"): frozenset({S, D}),
+    ("POST", "/api/v1/complaints"): PEOPLE,  # 网上投诉: phone and counter complaints entered
+    ("GET", "/api/v1/complaints"): PEOPLE,  # each narrowed to the hall or department
+    ("GET", "/api/v1/complaints/stats"): PEOPLE,
+    ("GET", "/api/v1/complaints/{number}"): PEOPLE,
+    ("POST", "/api/v1/complaints/{number}/{action}"): PEOPLE,
+    ("POST", "/api/v1/complaints/{number}/route"): frozenset({S}),  # 归口
+    ("GET", "/complaints"): PEOPLE,
+    ("GET", "/complaint"): EVERYONE,  # the public form, rate limited
+    ("POST", "/complaint"): EVERYONE,
+    ("GET", "/complaint/status"): EVERYONE,
+    ("POST", "/complaint/status"): EVERYONE,
     ("GET", "/"): EVERYONE,  # a redirect to the overview
     ("GET", "/overview"): PEOPLE | {T},
     ("GET", "/analysis"): PEOPLE,
@@ -146,6 +157,8 @@ def concrete(site: Site, path: str) -> str:
         .replace("{anomaly_id}", "1")
         .replace("{task_id}", "1")
         .replace("{request_id}", "00000000-0000-4000-8000-000000000000")
+        .replace("{number}", "TS-none")
+        .replace("{action}", "accept")
     )
     if filled == "/static":
         return "/static/dashboard.js"

@@ -1,0 +1,54 @@
+"""The public form's brake: at most N submissions per client address per hour and M per
+minute from everyone together (sliding windows, in memory: one central process serves the
+public form; a restart forgets, which only ever lets more through)."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+HOUR_S, MINUTE_S = 3600.0, 60.0
+MAX_ADDRESSES = 100_000  # beyond this the oldest addresses are forgotten (memory stays bounded)
+
+
+@dataclass
+class IntakeLimiter:
+    per_address_per_hour: int
+    global_per_minute: int
+    clock: Callable[[], float] = time.monotonic
+    _by_address: dict[str, deque[float]] = field(default_factory=dict)
+    _everyone: deque[float] = field(default_factory=deque)
+
+    def _trim(self, times: deque[float], span: float, now: float) -> None:
+        while times and times[0] <= now - span:
+            times.popleft()
+
+    def admit(self, address: str) -> str | None:
+        """None: admitted (and counted); else which limit refused it ("address" | "global")."""
+        now = self.clock()
+        self._trim(self._everyone, MINUTE_S, now)
+        mine = self._by_address.get(address)
+        if mine is not None:
+            self._trim(mine, HOUR_S, now)
+        if mine is not None and len(mine) >= self.per_address_per_hour:
+            return "address"
+        if len(self._everyone) >= self.global_per_minute:
+            return "global"
+        if mine is None:
+            if len(self._by_address) >= MAX_ADDRESSES:
+                self._by_address.pop(next(iter(self._by_address)))
+            mine = self._by_address[address] = deque()
+        mine.append(now)
+        self._everyone.append(now)
+        return None
+
+    def retry_after(self, address: str, refused: str) -> int:
+        """Seconds until the refusing window has room again."""
+        now = self.clock()
+        times = self._everyone if refused == "global" else self._by_address.get(address)
+        span = MINUTE_S if refused == "global" else HOUR_S
+        if not times:
+            return 1
+        return max(1, int(times[0] + span - now) + 1)
