@@ -6,7 +6,8 @@ One province for the module: a private Mosquitto, central on SQLite with its agg
 accounts made with ``hallwatch-central user add``, events stored by the real Ingestor, cases
 reported through POST /api/v1/cases, the ladder and correlation run by their CLI commands.
 Debian's Chromium, driven by Playwright, logs in as each role and checks what is and is not
-visible, decides on a flag, moves a follow-up item, downloads the bulletin's CSV, and saves
+visible, decides on a flag, moves a follow-up item, downloads the bulletin's CSV, files a complaint
+through the public form and answers it, and saves
 screenshots of every main page at 1920×1080 and 1366×768 to
 test-output/screenshots/central/.
 """
@@ -929,6 +930,102 @@ def test_supervisor_asks_a_windows_camera_from_the_case_page(
     expect(page.locator("#case-facts")).to_be_visible()
     expect(page.locator("#case-evidence")).to_have_count(0)
     context.close()
+
+
+# ------------------------------------------------------------------------------- complaints
+
+HOSTILE = (
+    '<script>window.pwned=1</script><img src=x onerror="window.pwned=2"> 窗口2号推诿，让我跑了三趟'
+)
+REPLY = "经核实属实，已对窗口工作人员批评教育，并向您致歉。"
+
+
+def _no_markup_ran(page: Page) -> None:
+    assert page.evaluate("window.pwned === undefined")
+    expect(page.locator("img[src='x']")).to_have_count(0)
+
+
+def test_citizen_files_supervisor_replies_citizen_reads_it(
+    central: Central, browser: Browser
+) -> None:
+    citizen = new_context(central, browser)
+    form = citizen.new_page()
+    form.goto("/complaint")
+    expect(form.locator("h1")).to_have_text("网上投诉")
+    expect(form.locator("#nav-overview")).to_have_count(0)  # no login, no dashboard
+    form.fill("#c-text", HOSTILE)
+    form.fill("#c-case-no", "SJ-003")
+    form.fill("#c-phone", "13912345678")
+    form.check("#c-consent")
+    shoot(form, "complaint-form")
+    form.click("#c-submit")
+    expect(form.locator("#complaint-receipt h1")).to_have_text("投诉已提交")
+    number = form.locator("#receipt-number").inner_text()
+    code = form.locator("#receipt-code").inner_text()
+    assert re.fullmatch(r"TS\d{16}", number) and len(code) == 8
+
+    staff = new_context(central, browser)
+    page = loaded(login(staff, "jiancha", "/complaints"))
+    row = page.locator(f"tr.complaint[data-number='{number}']")
+    expect(row).to_contain_text("市场监管局")  # routed through the case (归口)
+    row.click()
+    expect(page.locator("#complaint-text")).to_have_text(HOSTILE)  # shown as text
+    _no_markup_ran(page)
+    expect(page.locator("#complaint-detail")).to_contain_text("139****5678")
+    page.click("#complaint-detail button[data-action='accept']")
+    expect(page.locator("#complaint-state")).to_have_text("已受理")
+    page.fill("#complaint-note", REPLY)
+    page.click("#complaint-detail button[data-action='reply']")
+    expect(page.locator("#complaint-state")).to_have_text("已答复")
+    expect(page.locator("#complaint-detail li.complaint-event")).to_have_count(3)
+    shoot(page, "complaints-supervisor")
+    staff.close()
+
+    status = citizen.new_page()
+    status.goto("/complaint/status")
+    status.fill("#s-number", number)
+    status.fill("#s-code", code.lower())  # read out over the phone, typed in lower case
+    status.click("#s-submit")
+    expect(status.locator("#status-state")).to_have_text("已答复")
+    expect(status.locator("#status-reply")).to_have_text(REPLY)
+    expect(status.locator("#status-text")).to_have_text(HOSTILE)
+    _no_markup_ran(status)
+    citizen.close()
+
+
+def test_each_role_sees_its_own_complaints(central: Central, browser: Browser) -> None:
+    filed = httpx.post(
+        f"{central.url}/complaint", data={"text": "办件 SJ-003 一直没有进展", "case_no": "SJ-003"}
+    )
+    assert filed.status_code == 200, filed.text
+    leader = new_context(central, browser)
+    page = loaded(login(leader, "shichang-lingdao", "/complaints?state="))
+    expect(page.locator("#nav-complaints")).to_be_visible()
+    expect(page.locator("tr.complaint")).not_to_have_count(0)
+    for text in page.locator("tr.complaint td:nth-child(5)").all_inner_texts():
+        assert text == "市场监管局"
+    page.locator("tr.complaint").first.click()
+    expect(page.locator("#complaint-detail h2")).to_be_visible()
+    expect(page.locator("button[data-action='route']")).to_have_count(0)  # 归口: supervisors
+    page.goto("/cases/SJ-003")
+    loaded(page)
+    expect(page.locator("#case-complaint-count")).to_have_text(re.compile(r"共 [1-9]\d* 件投诉"))
+    expect(page.locator("li.case-complaint").first).to_be_visible()
+    shoot(page, "case-complaints-department-leader")
+    leader.close()
+
+    manager = new_context(central, browser)
+    page = loaded(login(manager, "h2-guanli", "/complaints?state="))
+    expect(page.locator("tr.complaint")).to_have_count(0)  # nothing in H2
+    expect(page.locator("#complaints .no-data")).to_be_visible()
+    manager.close()
+
+    technician = new_context(central, browser)
+    page = login(technician, "yunwei")
+    expect(page.locator("#nav-complaints")).to_have_count(0)
+    reply = page.goto("/complaints")
+    assert reply is not None and reply.status == 403
+    technician.close()
 
 
 def test_pages_loaded_nothing_from_elsewhere_and_logged_no_errors(central: Central) -> None:
