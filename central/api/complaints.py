@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Query, Request, status
+from fastapi import APIRouter, HTTPException, Path, Query, Request, status
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
@@ -21,11 +21,16 @@ from central.api.deps import ComplaintCaller, ComplaintRouter, Engine
 from central.complaints import service
 from central.complaints import store as complaint_store
 from central.complaints.model import (
+    CASE_NO,
     MAX_TEXT,
+    NO_NUL,
+    NUMBER,
     Channel,
     ComplaintError,
     ComplaintIn,
     ComplaintState,
+    Line,
+    Text,
     ack_overdue,
     answered_on_time,
     reply_overdue,
@@ -38,9 +43,12 @@ from central.rules.workdays import business_date
 from central.security.tokens import Principal
 from central.store.schema_complaints import complaints
 from hallkit.clock import utc_now
+from protocols.topics import ID_PATTERN
 
 router = APIRouter(prefix="/api/v1", tags=["complaints"])
 NOT_FOUND = "投诉不存在 / no such complaint"
+HallQuery = Annotated[str | None, Query(pattern=f"^{ID_PATTERN}$")]
+Number = Annotated[str, Path(pattern=NUMBER, description="投诉编号")]
 CHANNEL_LABELS = {"web": "网上投诉", "phone": "电话投诉", "counter": "现场投诉", "letter": "来信"}
 
 
@@ -108,11 +116,11 @@ class Receipt(BaseModel):
 
 
 class StepIn(BaseModel):
-    note: str = Field(default="", max_length=MAX_TEXT, description="意见; the reply or reason")
+    note: Text = Field(default="", max_length=MAX_TEXT, description="意见; the reply or reason")
 
 
 class RouteIn(StepIn):
-    department: str = Field(min_length=1, max_length=128)
+    department: Line = Field(min_length=1, max_length=128)
 
 
 class ComplaintStatOut(BaseModel):
@@ -214,10 +222,10 @@ async def enter_complaint(
 async def list_complaints(
     db: Engine,
     who: ComplaintCaller,
-    hall: str | None = None,
+    hall: HallQuery = None,
     staff: Annotated[str | None, Query(pattern=r"^[0-9]{6}$")] = None,
-    case_no: Annotated[str | None, Query(max_length=64)] = None,
-    department: Annotated[str | None, Query(max_length=128)] = None,
+    case_no: Annotated[str | None, Query(pattern=CASE_NO)] = None,
+    department: Annotated[str | None, Query(max_length=128, pattern=NO_NUL)] = None,
     state: ComplaintState | None = None,
     open_only: Annotated[bool, Query(alias="open", description="待受理/已受理/办理中")] = False,
     triage: Annotated[bool, Query(description="only those not routed yet")] = False,
@@ -253,7 +261,7 @@ async def complaint_stats(
     first: FromDay = None,
     last: ToDay = None,
     group: Grouping = "all",
-    hall: str | None = None,
+    hall: HallQuery = None,
 ) -> list[ComplaintStatOut]:
     first, last = period(first, last)
     async with db.connect() as conn:
@@ -283,7 +291,7 @@ async def _detail(conn: Any, row: Any) -> ComplaintDetail:
 
 
 @router.get("/complaints/{number}", response_model=ComplaintDetail, summary="One complaint")
-async def get_complaint(number: str, db: Engine, who: ComplaintCaller) -> ComplaintDetail:
+async def get_complaint(number: Number, db: Engine, who: ComplaintCaller) -> ComplaintDetail:
     async with db.connect() as conn:
         row = await complaint_store.find(conn, who, number)
         if row is None:
@@ -308,7 +316,7 @@ async def _act(db: Any, who: Principal, number: str, step: Any) -> ComplaintDeta
     response_model=ComplaintDetail,
     summary="归口: hand an open complaint to a department (supervisors)",
 )
-async def route(number: str, body: RouteIn, db: Engine, who: ComplaintRouter) -> ComplaintDetail:
+async def route(number: Number, body: RouteIn, db: Engine, who: ComplaintRouter) -> ComplaintDetail:
 
     async def step(conn: Any) -> Any:
         return await complaint_store.route(
@@ -326,7 +334,7 @@ async def route(number: str, body: RouteIn, db: Engine, who: ComplaintRouter) ->
     responses={409: {"description": "the complaint's state does not allow it"}},
 )
 async def act(
-    number: str,
+    number: Number,
     action: Literal["accept", "reject", "handle", "reply", "close"],
     body: StepIn,
     db: Engine,

@@ -154,6 +154,9 @@ def answered_on_time(reply_due: dt.date, answered_on: dt.date | None) -> bool | 
 
 # ------------------------------------------------------------------------------ what people type
 
+NO_NUL = r"^[^\x00]*$"
+CASE_NO = r"^[A-Za-z0-9_\-]{1,64}$"
+NUMBER = r"^TS[0-9]{16}$"
 MOBILE = re.compile(r"^1[3-9][0-9]{9}$")
 PHONE_PATTERN = r"^(1[3-9][0-9]{9}|0[0-9]{2,3}-?[0-9]{7,8})$"  # a mobile or a landline
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
@@ -193,9 +196,9 @@ class ComplaintIn(BaseModel):
     window: Annotated[int | None, Field(default=None, ge=1, le=999, description="窗口号")] = None
     staff_name: Annotated[Line | None, Field(default=None, max_length=32)] = None
     staff_number: Annotated[str | None, Field(default=None, pattern=r"^[0-9]{6}$")] = None
-    case_no: Annotated[
-        str | None, Field(default=None, pattern=r"^[A-Za-z0-9_\-]{1,64}$", description="办件编号")
-    ] = None
+    case_no: Annotated[str | None, Field(default=None, pattern=CASE_NO, description="办件编号")] = (
+        None
+    )
     day: dt.date | None = Field(default=None, description="the day it happened")
     name: Annotated[Line | None, Field(default=None, max_length=32, description="称呼")] = None
     phone: Annotated[str | None, Field(default=None, pattern=PHONE_PATTERN)] = None

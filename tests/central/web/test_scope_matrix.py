@@ -157,7 +157,7 @@ def concrete(site: Site, path: str) -> str:
         .replace("{anomaly_id}", "1")
         .replace("{task_id}", "1")
         .replace("{request_id}", "00000000-0000-4000-8000-000000000000")
-        .replace("{number}", "TS-none")
+        .replace("{number}", "TS0000000000000000")
         .replace("{action}", "accept")
     )
     if filled == "/static":
