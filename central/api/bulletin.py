@@ -134,6 +134,7 @@ class BulletinOut(BaseModel):
     )
     audits: AuditSectionOut | None = Field(
         default=None, description="抽查: the month's sample, call-backs and findings"
+    )
     complaints: list[ComplaintStatOut] = Field(
         default_factory=list,
         description="投诉数 and 投诉按时办结率 per department the complaints were routed to "
