@@ -26,7 +26,7 @@ from tests.support.rabbit import SERVER, RabbitCluster
 from tests.support.tcp_balancer import TcpBalancer
 
 GATEWAYS = [("H1", "gw1"), ("H1", "gw2"), ("H2", "gw3"), ("H3", "gw4")]
-EVENTS_EACH = 4_000
+EVENTS_EACH = 2_500
 
 
 def _installable() -> bool:
