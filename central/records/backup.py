@@ -33,6 +33,7 @@ from sqlalchemy.engine import make_url
 
 from central.cases.masking import SALT_FILE
 from central.config import CentralConfig
+from central.store import partitions
 from hallkit.atomicfile import write_atomic
 from hallkit.clock import utc_now
 
@@ -252,6 +253,45 @@ def _pg_is_empty(url: str) -> bool:
     return int(result.stdout.decode().strip() or "0") == 0
 
 
+# --force: what is there goes first, in the restore's transaction. Not pg_restore --clean: it
+# drops each month partition's inherited constraints one by one, which PostgreSQL refuses.
+PG_CLEAR = f"""
+DROP SCHEMA IF EXISTS {partitions.SCHEMA} CASCADE;
+DO $$
+DECLARE t record;
+BEGIN
+  FOR t IN SELECT tablename FROM pg_tables WHERE schemaname = 'public' LOOP
+    EXECUTE format('DROP TABLE IF EXISTS public.%I CASCADE', t.tablename);
+  END LOOP;
+END $$;
+"""
+
+
+def _pg_restore(url: str, work: Path, force: bool) -> None:
+    """The dump as SQL, run by psql in one transaction (after PG_CLEAR with ``force``)."""
+    args, env = pg_args(url)
+    script = work / "restore.sql"
+    _run(["pg_restore", "--no-owner", "--file", str(script), str(work / PG_MEMBER)], env)
+    clear = work / "clear.sql"
+    clear.write_text(PG_CLEAR if force else "", encoding="utf-8")
+    _run(
+        [
+            "psql",
+            "-X",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "--single-transaction",
+            *args,
+            "--file",
+            str(clear),
+            "--file",
+            str(script),
+        ],
+        env,
+    )
+
+
 def restore(config: CentralConfig, source: Path, *, force: bool = False) -> dict[str, Any]:
     url = config.database_url
     kind = database_kind(url)
@@ -277,20 +317,7 @@ def restore(config: CentralConfig, source: Path, *, force: bool = False) -> dict
         else:
             if not _pg_is_empty(url) and not force:
                 raise BackupError("the database already holds tables; refusing without --force")
-            args, env = pg_args(url)
-            extra = ["--clean", "--if-exists"] if force else []
-            _run(
-                [
-                    "pg_restore",
-                    "--no-owner",
-                    "--exit-on-error",
-                    "--single-transaction",
-                    *extra,
-                    *args,
-                    str(work / PG_MEMBER),
-                ],
-                env,
-            )
+            _pg_restore(url, work, force)
         _restore_files(config, work, force)
     return manifest
 
