@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from central.api.deps import Engine, OverviewCaller
 from central.cases.context import bound
-from central.reporting import flagged, rollup_query, scorecard, wall_store
+from central.reporting import analytic, flagged, rollup_query, scorecard, wall_store
 from central.reporting.registry import HALL_NAME_DOC, display_name
 from central.reporting.registry_cache import hall_names
 from central.reporting.wall import hall_state
@@ -178,6 +178,7 @@ async def _build(db: AsyncEngine, who: Principal, today: dt.date) -> OverviewOut
     lights: defaultdict[str, Counter[str]] = defaultdict(Counter)
     gw: dict[str, tuple[int, int, dt.datetime | None]] = {}
     async with db.connect() as conn:
+        await analytic.settle(conn)
         query = (
             select(cases.c.hall_id, case_ladder.c.stage, func.count())
             .join(case_ladder, case_ladder.c.case_no == cases.c.case_no)

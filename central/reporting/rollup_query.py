@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import Subquery, Table, case, func, or_, select, union_all
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from central.reporting import analytic
 from central.reporting import halls as hall_setups
 from central.reporting.registry import Halls, hall_clause
 from central.reporting.rollups import FIELDS, VALUE_COLUMNS, month_of
@@ -126,6 +127,7 @@ async def indicators(
     """Every indicator per group of ``by`` over ``period``, for the halls ``hall`` names.
     ``open_cases=False`` leaves out 超时未办结 and the groups only open cases make (the
     overview's rates need neither)."""
+    await analytic.settle(conn)
     rows = _rows(
         (indicator_rollups, indicator_rollups_monthly),
         "business_day",
