@@ -59,13 +59,29 @@ def _source(by: Grouping) -> str:
     return (Grouping.HALL if by is Grouping.ALL else by).value
 
 
-def _key(by: Grouping, values: dict[str, Any]) -> GroupKey:
-    return GroupKey(
-        hall=values.get("hall_id"),
-        department=values.get("department") or None,
-        window=values.get("window") or None,
-        staff=values.get("staff") or None,
-    )
+def _text(value: Any) -> str | None:
+    return None if value is None or value == "" else str(value)
+
+
+def _key(by: Grouping, values: Sequence[Any]) -> GroupKey:
+    """The group of a result row whose first columns are ``_KEYS[by]``' (or the cases')."""
+    if by is Grouping.ALL:
+        return GroupKey()
+    hall, other = values[0], _text(values[1]) if by is not Grouping.HALL else None
+    if by is Grouping.DEPARTMENT:
+        return GroupKey(hall=hall, department=other)
+    if by is Grouping.WINDOW:
+        return GroupKey(hall=hall, window=other)
+    if by is Grouping.STAFF:
+        return GroupKey(hall=hall, staff=other)
+    return GroupKey(hall=hall)
+
+
+# where each figure sits in a summed row (after the group's key columns)
+_AT = {name: i for i, name in enumerate(_VALUES)}
+_RATIOS = tuple((name, _AT[f"{p}_n"], _AT[f"{p}_d"]) for p, name in FIELDS.items())
+_BAD = tuple((DeviceKey(k), _AT[f"bad_{k}"]) for k in BAD_KEYS)
+_ZERO = (0,) * len(_VALUES)
 
 
 def pieces(
@@ -138,30 +154,33 @@ async def indicators(
     )
     cols = [rows.c[name] for name in _KEYS[by]]
     query = select(*cols, *(func.sum(rows.c[v]).label(v) for v in _VALUES)).group_by(*cols)
+    width, same_day_d = len(cols), _AT["same_day_d"]
+    # plain tuples, positions known in advance: 20,000 groups are built in Python
     sums = {
-        _key(by, dict(row._mapping)): row._mapping
+        _key(by, row): row[width:]
         for row in await conn.execute(query)
-        if row.same_day_d is not None  # not Grouping.ALL's one row over no rows at all
+        if row[width + same_day_d] is not None  # not Grouping.ALL's row over no rows
     }
     evaluated = await _evaluated(conn, period, by, hall)
     coverage = await _coverage(conn, period, by, calendar, hall)
     overdue = await _open_at_end(conn, period, by, calendar, hall) if open_cases else {}
-    zero = dict.fromkeys(_VALUES, 0)
+    at_covered, at_satisfied = _AT["covered_n"], _AT["satisfied_d"]
+    at_overdue, at_evaluated = _AT["overdue_completed"], _AT["evaluated"]
     out = {}
     # a group with only cases open all along has no rollup row (its days add nothing)
     for key in sorted(sums.keys() | overdue.keys(), key=GroupKey.sort_key):
-        row = sums.get(key, zero)
-        ratios = {name: Ratio(row[f"{p}_n"], row[f"{p}_d"]) for p, name in FIELDS.items()}
+        row = sums.get(key, _ZERO)
+        ratios = {name: Ratio(row[n], row[d]) for name, n, d in _RATIOS}
         if key in coverage:
-            ratios["staffed_coverage"] = Ratio(row["covered_n"], coverage[key])
-        bad = {DeviceKey(k): int(row[f"bad_{k}"]) for k in BAD_KEYS}
+            ratios["staffed_coverage"] = Ratio(row[at_covered], coverage[key])
+        bad = {k: int(row[i]) for k, i in _BAD}
         out[key] = Indicators(
             group=key,
-            overdue_completed=int(row["overdue_completed"]),
+            overdue_completed=int(row[at_overdue]),
             overdue_open=overdue.get(key, 0),
-            evaluation_rate=Ratio(int(row["evaluated"]) + evaluated.get(key, 0), row["same_day_d"]),
+            evaluation_rate=Ratio(int(row[at_evaluated]) + evaluated.get(key, 0), row[same_day_d]),
             bad_reviews=bad,
-            bad_review_rate=Ratio(sum(bad.values()), row["satisfied_d"]),
+            bad_review_rate=Ratio(sum(bad.values()), row[at_satisfied]),
             **ratios,
         )
     return out
@@ -186,7 +205,7 @@ async def _evaluated(
         .group_by(*cols)
     )
     return {
-        _key(by, dict(row._mapping)): int(row.cases)
+        _key(by, row): int(row.cases)
         for row in await conn.execute(query)
         if row.cases is not None  # not Grouping.ALL's one row over no rows at all
     }
@@ -227,15 +246,6 @@ def _last_workday(calendar: WorkCalendar, day: dt.date) -> dt.date | None:
     return days[-1] if days else None
 
 
-_CASE_KEYS = {  # the case columns that make a group of each grouping
-    Grouping.ALL: (),
-    Grouping.HALL: ("hall_id",),
-    Grouping.DEPARTMENT: ("hall_id", "department"),
-    Grouping.WINDOW: ("hall_id", "window"),
-    Grouping.STAFF: ("hall_id", "staff"),
-}
-
-
 async def _open_at_end(
     conn: AsyncConnection, period: DateRange, by: Grouping, calendar: WorkCalendar, hall: Halls
 ) -> dict[GroupKey, int]:
@@ -246,7 +256,7 @@ async def _open_at_end(
     limit = _last_workday(calendar, period.last) or dt.date.min
     end = day_start(period.last + dt.timedelta(days=1))
     c = cases
-    cols = [c.c[name] for name in _CASE_KEYS[by]]
+    cols = [c.c[name] for name in _KEYS[by]]  # the cases name them alike
     query = (
         select(*cols, func.sum(case((case_ladder.c.deadline < limit, 1), else_=0)).label("n"))
         .select_from(c.outerjoin(case_ladder, case_ladder.c.case_no == c.c.case_no))
@@ -259,12 +269,8 @@ async def _open_at_end(
         )
         .group_by(*cols)
     )
-    out = {}
-    for row in await conn.execute(query):
-        if row.n is None:
-            continue  # no open case at all (Grouping.ALL's one row)
-        values = dict(row._mapping)
-        if values.get("window") is not None:
-            values["window"] = str(values["window"])
-        out[_key(by, values)] = int(row.n)
-    return out
+    return {
+        _key(by, row): int(row.n)
+        for row in await conn.execute(query)
+        if row.n is not None  # not Grouping.ALL's one row over no cases at all
+    }
