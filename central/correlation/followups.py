@@ -150,6 +150,40 @@ def _department(
     return roster.get(str(c.window))
 
 
+async def insert_order(
+    conn: AsyncConnection,
+    item: FollowUpItem,
+    events: Sequence[FollowUpEvent],
+    *,
+    gateway: str,
+    seq: int,
+    evaluation_version: int,
+    department: str | None,
+    evaluated_at: dt.datetime,
+    now: dt.datetime,
+) -> None:
+    """Store a newly opened order and its opening events."""
+    await conn.execute(
+        insert(followups).values(
+            item_id=item.item_id,
+            gateway_id=gateway,
+            seq=seq,
+            evaluation_version=evaluation_version,
+            reason=int(item.reason),
+            hall_id=item.hall,
+            window=int(item.window),
+            staff=item.staff,
+            case_no=item.case_no,
+            department=department,
+            evaluated_at=evaluated_at,
+            created_at=item.created_at,
+            **_item_values(item),
+            **_opening_values(item),
+        )
+    )
+    await conn.execute(insert(followup_events), _event_rows(events, now))
+
+
 async def ensure_items(
     conn: AsyncConnection,
     results: Sequence[Correlation],
@@ -199,25 +233,17 @@ async def ensure_items(
                 log.error("follow-up for %s:%d not opened yet: %s", c.gateway, c.seq, exc)
                 complete = False
                 continue
-            await conn.execute(
-                insert(followups).values(
-                    item_id=item.item_id,
-                    gateway_id=c.gateway,
-                    seq=c.seq,
-                    evaluation_version=version or 1,
-                    reason=c.key,
-                    hall_id=c.hall,
-                    window=c.window,
-                    staff=c.staff,
-                    case_no=item.case_no,
-                    department=department,
-                    evaluated_at=c.evaluated_at,
-                    created_at=item.created_at,
-                    **_item_values(item),
-                    **_opening_values(item),
-                )
+            await insert_order(
+                conn,
+                item,
+                evs,
+                gateway=c.gateway,
+                seq=c.seq,
+                evaluation_version=version or 1,
+                department=department,
+                evaluated_at=c.evaluated_at,
+                now=now,
             )
-            await conn.execute(insert(followup_events), _event_rows(evs, now))
             opened += 1
         elif row is not None and version is not None and version != row.evaluation_version:
             case_no = c.case_nos[0] if c.case_nos else None

@@ -1,4 +1,5 @@
-"""The aggregator's outbox tasks: delivery, the 好差评 feed and the ladder warnings."""
+"""The aggregator's outbox tasks: delivery, the 好差评 feed, the ladder warnings and the 差评
+work-order notices."""
 
 from __future__ import annotations
 
@@ -7,11 +8,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from central.config import CentralConfig
 from central.haocha import feed
 from central.haocha.config import bind_book
-from central.outbox import progress, warnings
+from central.outbox import progress, warnings, workorders
 from central.outbox.worker import Deliverer
 from hallkit.supervise import Supervisor
 
 DELIVERY_TASK, FEED_TASK, WARNINGS_TASK = "outbox", "haocha.feed", "outbox.warnings"
+WORKORDERS_TASK = "outbox.workorders"
 APOLOGIES_TASK = "outbox.apologies"
 
 
@@ -30,6 +32,7 @@ def start(engine: AsyncEngine, config: CentralConfig, supervisor: Supervisor) ->
         supervisor.spawn(FEED_TASK, lambda: feed.run_forever(engine, book, config.haocha.feed))
     if box.contacts or box.webhook is not None:
         supervisor.spawn(WARNINGS_TASK, lambda: warnings.run_forever(engine, box))
+        supervisor.spawn(WORKORDERS_TASK, lambda: workorders.run_forever(engine, box))
 
 
 __all__ = ["start"]

@@ -37,6 +37,21 @@ TEMPLATES: dict[str, Template] = {
         "办件 {case_no}（{item_name}）已超时 {days_over} 个工作日，记红牌一次，"
         "请部门负责人督办。部门：{department}。",
     ),
+    "workorder.assigned": Template(
+        "【差评工单】请及时核实",
+        "差评工单 {item_id}（{hall} 大厅 {window} 号窗口，原因：{tag}）已分派给您，"
+        "请于 {due} 前完成{stage}。",
+    ),
+    "workorder.escalated.leader": Template(
+        "【差评工单逾期】请部门负责人督办",
+        "差评工单 {item_id}（{hall} 大厅 {window} 号窗口，部门：{department}）"
+        "{stage}环节已超过期限 {due}，升级督办（{level} 级），请督促办理。",
+    ),
+    "workorder.escalated.supervisor": Template(
+        "【差评工单严重逾期】提请监察室督办",
+        "差评工单 {item_id}（{hall} 大厅 {window} 号窗口，部门：{department}）"
+        "{stage}环节超过期限 {due} 仍未完成，升级督办（{level} 级）。",
+    ),
     "applicant.accepted": Template(
         "您的办件已受理",
         "您申请的{item_name}已受理，办件编号 {case_no}，承诺 {days} 个工作日内办结。",

@@ -307,6 +307,8 @@ async def test_follow_up_steps_and_scope(setup: Setup, engine: AsyncEngine) -> N
     assert (await client.post(f"{url}/close", headers=sup, json={})).status_code == 409
 
 
+# the steps' storage runs on both databases in test_follow_up_steps_and_scope; this adds roles
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 async def test_appeals_are_filed_by_the_hall_and_decided_by_a_supervisor(
     setup: Setup, engine: AsyncEngine
 ) -> None:

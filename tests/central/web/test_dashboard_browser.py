@@ -414,6 +414,70 @@ def test_follow_up_board_moves_an_item_along(central: Central, browser: Browser)
     context.close()
 
 
+def test_work_order_page_for_each_role(central: Central, browser: Browser) -> None:
+    """The hall manager appeals (and cannot decide), the supervisor rejects the appeal (and
+    cannot appeal), the department leader rectifies and records the citizen's answer, each on
+    their own orders; the technician is refused. The month's statistic is on the page."""
+    context = new_context(central, browser)
+    page = loaded(login(context, "h2-guanli", "/followups"))
+    expect(page.locator(".fu-card")).to_have_count(1)  # H2's order only
+    page.locator(".fu-card").click()
+    panel = page.locator("#fu-detail")
+    panel.locator(".assignee-input").fill("staff:200101")
+    panel.locator("button.step").click()
+    expect(panel.locator("button.step")).to_have_text(["核实：属实", "核实：不属实", "提出申诉"])
+    expect(panel.locator(".fu-stages tr[data-stage='verify'] td").nth(1)).not_to_have_text("—")
+    panel.locator(".ground-input").select_option("malicious")
+    panel.locator(".evidence-input").fill("ab" * 32)
+    panel.locator(".note-input").fill("录像显示同一人连续按差评")
+    panel.get_by_role("button", name="提出申诉").click()
+    expect(page.locator(".fu-column[data-state='appealed'] .fu-card")).to_have_count(1)
+    expect(panel.locator(".fu-appeal")).to_have_text("恶意差评 · 待监察室审核")
+    expect(panel.locator("button.step")).to_have_count(0)  # only a supervisor decides
+    context.close()
+
+    context = new_context(central, browser)
+    page = loaded(login(context, "jiancha", "/followups"))
+    page.locator(".fu-column[data-state='appealed'] .fu-card").click()
+    panel = page.locator("#fu-detail")
+    expect(panel.locator("button.step")).to_have_text(["申诉成立", "驳回申诉"])
+    expect(panel.locator("li.fu-event[data-kind='followup.appealed'] code.sha")).to_have_text(
+        "ab" * 6
+    )
+    panel.locator(".note-input").fill("录像不足以证明恶意")
+    panel.get_by_role("button", name="驳回申诉").click()
+    expect(panel.locator(".fu-appeal")).to_have_text("恶意差评 · 申诉驳回")
+    expect(panel.locator("button.step")).to_have_text(["整改完成"])
+    expect(panel.locator(".fu-stages tr.current")).to_have_attribute("data-stage", "rectify")
+    page.locator(".fu-card").filter(has_text="H1 · 3 号窗口").click()  # assigned earlier
+    expect(panel.locator("button.step")).to_have_text(["核实：属实", "核实：不属实"])  # no appeal
+    context.close()
+
+    context = new_context(central, browser)
+    page = loaded(login(context, "shichang-lingdao", "/followups"))
+    expect(page.locator(".fu-card")).to_have_count(1)  # 市场监管局's order only
+    expect(page.locator("#wo-stat tr[data-figure='opened'] td")).to_have_text("1")
+    page.locator(".fu-card").click()
+    panel = page.locator("#fu-detail")
+    for step in ("分派", "核实：属实", "整改完成"):
+        if step == "分派":
+            panel.locator(".assignee-input").fill("staff:100231")
+        panel.get_by_role("button", name=step).click()
+        expect(panel.locator(f"li.fu-event:has-text('{step[:2]}')").first).to_be_visible()
+    panel.locator(".answer-input").select_option("basically")
+    panel.get_by_role("button", name="已回访").click()
+    expect(panel.locator(".fu-answer")).to_have_text("基本满意")
+    expect(page.locator(".fu-column[data-state='called_back'] .fu-card")).to_have_count(1)
+    shoot(page, "work-orders-department-leader")
+    context.close()
+
+    context = new_context(central, browser)
+    page = login(context, "yunwei", "/followups")
+    expect(page.locator("#refused-message")).to_have_text("您的角色无权访问此页面")
+    assert fetch_status(page, "/api/v1/followups/statistics?month=2026-10") == 403
+    context.close()
+
+
 def test_bulletin_exports_csv_and_prints(central: Central, browser: Browser) -> None:
     month = central.seed.today.strftime("%Y-%m")
     for size in SIZES:
