@@ -394,7 +394,7 @@ def test_work_order_page_for_each_role(central: Central, browser: Browser) -> No
     rejects the appeal (and cannot appeal); the department leader rectifies and records the
     citizen's answer; each sees their own orders. The month's statistic is on the page (the
     technician's refusal: test_technician_gets_the_overview_and_nothing_personal)."""
-    supervisor = new_context(central, browser)
+    supervisor = from_address(new_context(central, browser), "10.0.16.1")
     page = loaded(login(supervisor, "jiancha", "/followups"))
     created = page.locator(".fu-column[data-state='created'] .fu-card")
     expect(created).to_have_count(3)
@@ -419,7 +419,7 @@ def test_work_order_page_for_each_role(central: Central, browser: Browser) -> No
         no_horizontal_overflow(page)
         shoot(page, "followups")
 
-    context = new_context(central, browser)
+    context = from_address(new_context(central, browser), "10.0.16.2")
     mine = loaded(login(context, "h2-guanli", "/followups"))
     expect(mine.locator(".fu-card")).to_have_count(1)  # H2's order only
     mine.locator(".fu-card").click()
@@ -449,7 +449,7 @@ def test_work_order_page_for_each_role(central: Central, browser: Browser) -> No
     expect(panel.locator(".fu-stages tr.current")).to_have_attribute("data-stage", "rectify")
     supervisor.close()
 
-    context = new_context(central, browser)
+    context = from_address(new_context(central, browser), "10.0.16.3")
     page = loaded(login(context, "shichang-lingdao", "/followups"))
     expect(page.locator(".fu-card")).to_have_count(1)  # 市场监管局's order only
     expect(page.locator("#wo-stat tr[data-figure='opened'] td")).to_have_text("1")
