@@ -86,7 +86,9 @@ def test_templates_render_chinese_with_gaps_marked() -> None:
     words = render("ladder.red_card", {"case_no": "C1", "item_name": "营业执照", "days_over": 4})
     assert "C1" in words.text and "营业执照" in words.text and "4 个工作日" in words.text
     assert "部门：—" in words.text and words.subject.startswith("【红牌】")
-    assert all(key.split(".")[0] in ("ladder", "applicant", "workorder") for key in TEMPLATES)
+    assert all(
+        key.split(".")[0] in ("ladder", "applicant", "workorder", "complaint") for key in TEMPLATES
+    )
 
 
 def test_warning_recipients_and_routes() -> None:
