@@ -34,8 +34,9 @@ import datetime as dt
 import itertools
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from central.rules.scale import (
     DEFAULT_BOOK,
@@ -178,6 +179,19 @@ class FollowUpConfig(BaseModel):
         if not v or v[0] < 1 or any(b <= a for a, b in itertools.pairwise(v)):
             raise ValueError(f"escalate_after must be increasing working days ≥ 1, got {v}")
         return v
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_single_deadline(cls, data: Any) -> Any:
+        # Sites configured before work orders had one deadline for the whole item; guessing
+        # which stage it meant would move due days silently, so say what replaced it.
+        if isinstance(data, dict) and "due_workdays" in data:
+            raise ValueError(
+                "followup.due_workdays (one deadline for the whole item) was replaced by "
+                "followup.stage_workdays: {verify: 1, rectify: 5, call_back: 15} "
+                "(核实 / 整改 / 回访, working days each); set the stages and remove due_workdays"
+            )
+        return data
 
     def stages_for(self, hall: str) -> StageDays:
         return self.hall_stage_workdays.get(hall, self.stage_workdays)

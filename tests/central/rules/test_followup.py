@@ -295,3 +295,8 @@ def test_config_validation() -> None:
     item = new_item(cfg=cfg)  # 10-08 09 10 → due Sat 10-10 (调休)
     assert item.due == dt.date(2026, 10, 10)
     assert escalation_level(item, t(10, 14), CAL, cfg) == 3  # 10-12(1) 13(2) 14(3)
+
+
+def test_a_site_config_from_before_work_orders_is_refused_naming_the_stages() -> None:
+    with pytest.raises(ValueError, match=r"stage_workdays.*核实 / 整改 / 回访"):
+        FollowUpConfig.model_validate({"due_workdays": 5})
