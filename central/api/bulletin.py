@@ -222,7 +222,7 @@ async def get_bulletin_csv(
     who: EvaluationReader,
     month: Month,
     part: Annotated[
-        Literal["indicators", "bad_reviews", "overdue", "gaming", "audits"],
+        Literal["indicators", "bad_reviews", "overdue", "gaming", "audits", "complaints"],
         Query(description="which table"),
     ] = "indicators",
     lang: Annotated[Literal["zh", "en"], Query(description="header language")] = "zh",

@@ -79,3 +79,38 @@ async def stats(
     if grouping == "department":
         return summarise(rows, today, lambda r: r.department)
     return summarise(rows, today, lambda r: UNKNOWN) or [ComplaintStat(UNKNOWN, 0, 0, 0, 0, 0, 0)]
+
+
+CSV_HEADERS = {
+    "zh": [
+        "承办部门",
+        "投诉数",
+        "不予受理",
+        "未办结",
+        "逾期未答复",
+        "应按时答复",
+        "按时答复",
+        "投诉按时办结率",
+    ],
+    "en": [
+        "department",
+        "received",
+        "rejected",
+        "open",
+        "overdue",
+        "due",
+        "on_time",
+        "on_time_rate",
+    ],
+}
+
+
+def csv_rows(found: Iterable[ComplaintStat]) -> list[list[object]]:
+    """The 通报's CSV part ``complaints``: one row per department (\"\": not routed yet)."""
+    return [
+        [
+            s.group, s.received, s.rejected, s.open, s.overdue, s.due, s.on_time,
+            "" if s.on_time_rate is None else f"{s.on_time_rate * 100:.1f}%",
+        ]
+        for s in found
+    ]  # fmt: skip

@@ -19,6 +19,7 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from central.audits import report as audit_report
+from central.complaints import stats as complaint_csv
 from central.complaints.stats import ComplaintStat
 from central.complaints.stats import stats as complaint_stats
 from central.gaming import confirmed as confirmed_gaming
@@ -386,6 +387,7 @@ HEADERS = {
 }
 HEADERS["gaming"] = confirmed_gaming.CSV_HEADERS  # confirmed 异常线索 (central.gaming.confirmed)
 HEADERS["audits"] = audit_report.CSV_HEADERS  # 抽查回访 (central.audits.report)
+HEADERS["complaints"] = complaint_csv.CSV_HEADERS  # 网上投诉 per department
 REASON_EN = {3: "bad attitude", 4: "took too long", 5: "unfamiliar with the business", 6: "other"}
 LEVEL = {
     "zh": {"all": "合计", "hall": "大厅", "department": "部门"},
@@ -466,6 +468,8 @@ def to_csv(bulletin: Bulletin, part: str, lang: str) -> bytes:
             writer.writerow(confirmed_gaming.csv_row(g, _beijing))
     elif part == "audits":
         writer.writerows(audit_report.csv_rows(bulletin.audits))
+    elif part == "complaints":
+        writer.writerows(complaint_csv.csv_rows(bulletin.complaints))
     else:
         for c in bulletin.overdue_cases:
             writer.writerow(

@@ -144,7 +144,7 @@
       })));
   }
 
-  ['indicators', 'bad_reviews', 'overdue', 'gaming', 'audits'].forEach(function (part) {
+  ['indicators', 'bad_reviews', 'overdue', 'gaming', 'audits', 'complaints'].forEach(function (part) {
     document.getElementById('csv-' + part).href = H.withQuery('/api/v1/bulletin.csv',
       { month: month, part: part, lang: H.lang });
   });

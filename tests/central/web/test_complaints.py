@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy import select
 
 from central.complaints import escalation
@@ -23,7 +24,7 @@ from central.security.tokens import Role
 from central.store.schema_outbox import outbox
 from tests.central.outbox.fakes import FakeReceiver, serve
 from tests.central.web.conftest import Site
-from tests.central.web.seed import MARKET, SOCIAL
+from tests.central.web.seed import BEIJING, MARKET, SOCIAL
 
 PHONE = "13912345678"
 
@@ -39,6 +40,8 @@ async def _submit(c: httpx.AsyncClient, **fields: Any) -> httpx.Response:
     return await c.post("/complaint", data={"text": "窗口工作人员态度很差", **fields})
 
 
+# the form's validation, escaping and brake do not depend on the store: SQLite alone
+@pytest.mark.parametrize("seeded_site_url", ["sqlite"], indirect=True)
 async def test_public_form_refuses_hostile_input_escapes_markup_and_brakes(site: Site) -> None:
     site.app.state.complaint_limiter = IntakeLimiter(per_address_per_hour=4, global_per_minute=50)
     async with site.client() as c:
@@ -203,6 +206,13 @@ async def test_routing_scope_reply_by_sms_and_escalation(site: Site) -> None:
         by_department = {s["group"]: s for s in stats.json()}
         assert by_department[MARKET]["received"] == 2 and by_department[MARKET]["on_time"] == 1
         assert by_department[SOCIAL]["on_time_rate"] == 1.0
+        month = dt.datetime.now(dt.UTC).astimezone(BEIJING).strftime("%Y-%m")
+        csv = await c.get(
+            "/api/v1/bulletin.csv", params={"month": month, "part": "complaints"}, headers=sup
+        )
+        assert csv.status_code == 200, csv.text
+        lines = {r.split(",")[0]: r.split(",") for r in csv.text.lstrip("\ufeff").splitlines()}
+        assert lines[MARKET][1:3] == ["2", "0"] and lines[SOCIAL][-1] == "100.0%"
     async with site.engine.connect() as conn:
         raw = (await conn.execute(select(outbox.c.kind, outbox.c.recipient))).all()
     assert (
