@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -197,14 +198,31 @@ def new_context(
     return context
 
 
+# (central's address, account) → the session cookies its first login through the form got
+_SESSIONS: dict[tuple[str, str], list[Any]] = {}
+LOGIN_PAGE = re.compile(r"/login\?next=")
+
+
 def login(context: BrowserContext, name: str, path: str = "/overview") -> Page:
+    """Each account logs in through the form once per central; later contexts reuse its
+    session cookies: central's login brake allows 20 tries per address in 5 minutes,
+    successes included, and this module opens more pages than that."""
     page = context.new_page()
     page.goto(path)
-    expect(page).to_have_url(re.compile(r"/login\?next="))
+    expect(page).to_have_url(LOGIN_PAGE)
+    origin = re.sub(r"^(https?://[^/]+).*$", r"\1", page.url)
+    saved = _SESSIONS.get((origin, name))
+    if saved is not None:
+        context.add_cookies(saved)
+        page.goto(path)
+        if not LOGIN_PAGE.search(page.url):  # still valid (a central on a reused port is not)
+            page.wait_for_url(re.compile(re.escape(path.split("?")[0])))
+            return page
     page.fill("#username", name)
     page.fill("#password", seeds.PASSWORD)
     page.click("#login-submit")
     page.wait_for_url(re.compile(re.escape(path.split("?")[0])))
+    _SESSIONS[(origin, name)] = context.cookies()
     return page
 
 
