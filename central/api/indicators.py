@@ -72,6 +72,9 @@ class IndicatorGroupOut(BaseModel):
     overdue_open: int = Field(description="open and ≥ 1 working day past the deadline")
     overdue_count: int = Field(description="超时件数")
     bad_reviews: dict[str, int] = Field(description="差评 by reason (key 3–6 → count)")
+    appeal_excluded: int = Field(
+        default=0, description="申诉核减: evaluations an upheld appeal took out of 满意率 and 差评"
+    )
 
 
 class IndicatorsOut(BaseModel):
@@ -109,6 +112,7 @@ def _group_out(
         overdue_open=result.overdue_open,
         overdue_count=result.overdue_count,
         bad_reviews={str(int(k)): v for k, v in result.bad_reviews.items()},
+        appeal_excluded=result.appeal_excluded,
     )
 
 

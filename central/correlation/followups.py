@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import and_, insert, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from central.correlation import workqueue
 from central.correlation.engine import Correlation
 from central.correlation.store import Issued
 from central.rules import followup as rules
@@ -37,7 +38,7 @@ from central.rules.followup import (
 from central.rules.scale import DEFAULT_BOOK, MappingBook, NationalLevel, Tag, device_key
 from central.rules.workdays import CalendarError, WorkCalendar, business_date
 from central.rules.workorder_stats import OrderFact
-from central.store.schema_correlation import followup_events, followups
+from central.store.schema_correlation import correlation_heads, followup_events, followups
 
 log = logging.getLogger(__name__)
 
@@ -344,7 +345,22 @@ async def transition(
         update(followups).where(followups.c.item_id == item).values(**_item_values(new))
     )
     await conn.execute(insert(followup_events), _event_rows(evs, at))
+    if action == "decide_appeal":
+        await _requeue_evaluation_day(conn, row.gateway_id, row.seq)
     return (await conn.execute(select(followups).where(followups.c.item_id == item))).one()
+
+
+async def _requeue_evaluation_day(conn: AsyncConnection, gateway: str, seq: int) -> None:
+    """An appeal decision moves 满意率 (申诉核减): the evaluation's hall-day goes back on the
+    work queue in the decision's transaction, so the job refreshes its rollups."""
+    h = correlation_heads
+    head = (
+        await conn.execute(
+            select(h.c.hall_id, h.c.business_day).where(h.c.gateway_id == gateway, h.c.seq == seq)
+        )
+    ).first()
+    if head is not None:
+        await workqueue.mark(conn, [(head.hall_id, head.business_day)])
 
 
 async def history(conn: AsyncConnection, item: str) -> list[Any]:

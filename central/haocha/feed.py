@@ -7,6 +7,11 @@ process reads them all) and, for each version not yet fed:
 - counted, an earlier version fed: ``update`` (a re-issued correlation);
 - no longer counted, an earlier version fed: ``withdraw``; never fed: nothing to say.
 
+An evaluation whose 差评 appeal a supervisor upheld (误评 / 恶意差评, ``followups.excluded``)
+is not counted for the platform either (申诉核减): its versions are fed as not counted, and a pass
+after each scan withdraws the current version already fed live, under the key
+``haocha:<gateway>:<seq>:<version>:appeal`` (that version's row then records the withdrawal).
+
 The idempotency key is ``haocha:<gateway>:<seq>:<version>``: two processes scanning at once, or
 a scan repeated after a crash, enqueue one message. The record's level and tags come from the
 mapping version in force on the evaluation's business day (``central.rules.scale``), and the
@@ -21,7 +26,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import and_, select, tuple_
+from sqlalchemy import and_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from central.haocha.config import FeedConfig
@@ -31,7 +36,7 @@ from central.reporting.registry import display_name
 from central.rules.scale import MappingBook, export_row
 from central.store.db import insert_ignore
 from central.store.schema import cases
-from central.store.schema_correlation import correlation_heads, correlation_results
+from central.store.schema_correlation import correlation_heads, correlation_results, followups
 from central.store.schema_halls import halls
 from central.store.schema_outbox import haocha_feed
 from hallkit.clock import utc_now
@@ -146,9 +151,69 @@ async def scan(
         async with engine.begin() as conn:
             rows = (await conn.execute(query)).all()
             if not rows:
-                return enqueued
+                break
             enqueued += await _feed_chunk(conn, rows, channel, book, config, now)
         after = (rows[-1].gateway_id, rows[-1].seq)
+    async with engine.begin() as conn:
+        return enqueued + await _withdraw_excluded(conn, channel, book, config)
+
+
+async def _excluded(conn: AsyncConnection, keys: Sequence[tuple[str, int]]) -> set[Any]:
+    """Which of ``keys`` (gateway, seq) an upheld appeal took out."""
+    o = followups.c
+    query = select(o.gateway_id, o.seq).where(
+        o.excluded.is_(True), tuple_(o.gateway_id, o.seq).in_(keys)
+    )
+    return {(x.gateway_id, x.seq) for x in await conn.execute(query)}
+
+
+async def _withdraw_excluded(
+    conn: AsyncConnection, channel: Channel, book: MappingBook, config: FeedConfig
+) -> int:
+    """Withdraw every current version fed live whose evaluation an upheld appeal took out."""
+    r, h, f, o = correlation_results, correlation_heads, haocha_feed, followups
+    same = and_(r.c.gateway_id == h.c.gateway_id, r.c.seq == h.c.seq, r.c.version == h.c.version)
+    query = (
+        select(r)
+        .select_from(
+            o.join(h, and_(h.c.gateway_id == o.c.gateway_id, h.c.seq == o.c.seq))
+            .join(r, same)
+            .join(
+                f,
+                and_(
+                    f.c.gateway_id == h.c.gateway_id,
+                    f.c.seq == h.c.seq,
+                    f.c.version == h.c.version,
+                ),
+            )
+        )
+        .where(o.c.excluded.is_(True), f.c.op != "withdraw")
+        .order_by(h.c.gateway_id, h.c.seq)
+    )
+    rows = (await conn.execute(query)).all()
+    if not rows:
+        return 0
+    ctx = await _context(conn, rows)
+    for row in rows:
+        doc = record(row, "withdraw", ctx, book, config) | {"withdraw_reason": "申诉核减"}
+        message = await enqueue(
+            conn,
+            channel=channel,
+            key=feed_key(row.gateway_id, row.seq, row.version) + ":appeal",
+            kind=KIND,
+            recipient="platform",
+            payload=doc,
+        )
+        await conn.execute(
+            update(f)
+            .where(
+                f.c.gateway_id == row.gateway_id,
+                f.c.seq == row.seq,
+                f.c.version == row.version,
+            )
+            .values(op="withdraw", level=None, outbox_id=message)
+        )
+    return len(rows)
 
 
 async def _feed_chunk(
@@ -160,6 +225,7 @@ async def _feed_chunk(
     now: dt.datetime,
 ) -> int:
     f = haocha_feed.c
+    excluded = await _excluded(conn, [(r.gateway_id, r.seq) for r in rows])
     fed: dict[tuple[str, int], list[tuple[int, str]]] = {}
     for x in await conn.execute(
         select(f.gateway_id, f.seq, f.version, f.op).where(
@@ -172,7 +238,8 @@ async def _feed_chunk(
         history = sorted(fed.get((row.gateway_id, row.seq), []))
         if any(v == row.version for v, _ in history):
             continue
-        op = operation(row.counted, history[-1][1] if history else None)
+        counted = row.counted and (row.gateway_id, row.seq) not in excluded
+        op = operation(counted, history[-1][1] if history else None)
         if op is not None:
             todo.append((row, op))
     if not todo:

@@ -43,6 +43,7 @@ from central.store.schema_correlation import (
     correlation_days,
     correlation_heads,
     correlation_results,
+    followups,
     presence_periods,
     service_sessions,
 )
@@ -192,6 +193,7 @@ async def load(
     )
     facts.cases = [c for c in all_cases if department is None or c.department == department]
 
+    excluded = await appeal_excluded(conn)
     for row in results:
         if department_cases is not None and not department_cases.intersection(row.case_nos):
             continue
@@ -203,6 +205,7 @@ async def load(
             case_no=row.case_nos[0] if row.case_nos else None,
             counted=row.counted,
             evaluated_at=row.evaluated_at,
+            excluded=(row.gateway_id, row.seq) in excluded,
         )
         facts.evaluations.append(base)
         facts.case_evaluations += [replace(base, case_no=n) for n in row.case_nos]
@@ -251,6 +254,13 @@ async def load(
             for name, setup in facts.halls.items()
         }
     return facts
+
+
+async def appeal_excluded(conn: AsyncConnection) -> set[tuple[str, int]]:
+    """The evaluations (gateway, seq) an upheld appeal took out (申诉核减): few, so all of them."""
+    f = followups
+    rows = await conn.execute(select(f.c.gateway_id, f.c.seq).where(f.c.excluded.is_(True)))
+    return {(r.gateway_id, r.seq) for r in rows}
 
 
 async def _reporting(

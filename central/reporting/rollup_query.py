@@ -181,6 +181,7 @@ async def indicators(
             evaluation_rate=Ratio(int(row[at_evaluated]) + evaluated.get(key, 0), row[same_day_d]),
             bad_reviews=bad,
             bad_review_rate=Ratio(sum(bad.values()), row[at_satisfied]),
+            appeal_excluded=int(row[_AT["appeal_excluded"]]),
             **ratios,
         )
     return out

@@ -117,6 +117,7 @@ def _values(result: Indicators) -> dict[str, Any]:
     out["overdue_completed"] = result.overdue_completed
     for k in BAD_KEYS:
         out[f"bad_{k}"] = sum(v for key, v in result.bad_reviews.items() if int(key) == k)
+    out["appeal_excluded"] = result.appeal_excluded
     out["evaluated"] = 0  # 评价率's numerator: ``refresh_evaluated`` folds it in
     return out
 
@@ -250,6 +251,7 @@ VALUE_COLUMNS = (
     "overdue_completed",
     *(f"bad_{k}" for k in BAD_KEYS),
     "evaluated",
+    "appeal_excluded",
 )
 
 

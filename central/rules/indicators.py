@@ -101,6 +101,7 @@ class EvaluationFact:
     case_no: str | None
     counted: bool  # False: discarded by correlation (suspicious, duplicate…)
     evaluated_at: dt.datetime
+    excluded: bool = False  # 申诉核减: a supervisor upheld an appeal (误评 / 恶意差评) against it
 
     def __post_init__(self) -> None:
         device_key(self.key)
@@ -242,6 +243,8 @@ class Indicators:
     # what 在岗率 covers: opening minutes during which the hall's gateway reported / all
     # opening minutes (the rest is unknown, neither staffed nor absent)
     staffed_coverage: Ratio = Ratio(0, 0)
+    # 申诉核减: counted evaluations an upheld appeal took out of 满意率 and the 差评 counts
+    appeal_excluded: int = 0
 
     @property
     def overdue_count(self) -> int:
@@ -266,6 +269,7 @@ class _Acc:
     no_show: list[float] = field(default_factory=lambda: [0, 0])
     staffed: list[float] = field(default_factory=lambda: [0, 0])
     covered: list[float] = field(default_factory=lambda: [0, 0])
+    appeal_excluded: int = 0
 
     def result(self, group: GroupKey) -> Indicators:
         def r(pair: list[float]) -> Ratio:
@@ -289,6 +293,7 @@ class _Acc:
             no_show_rate=r(self.no_show),
             staffed_rate=r(self.staffed),
             staffed_coverage=r(self.covered),
+            appeal_excluded=self.appeal_excluded,
         )
 
 
@@ -401,6 +406,9 @@ def compute(
             continue
         a = acc(ev.hall, department_of(ev.hall, ev.window), ev.window, ev.staff)
         if a is None:
+            continue
+        if ev.excluded:
+            a.appeal_excluded += 1
             continue
         key = device_key(ev.key)
         _add(a.satisfied, 1 if key in SATISFIED_KEYS else 0)

@@ -28,6 +28,7 @@ PAIRS = (
     "covered",
 )
 BAD_KEYS = (3, 4, 5, 6)
+APPEAL_EXCLUDED_COMMENT = "申诉核减: evaluations an upheld appeal took out of 满意率 and 差评"
 GROUP_COLUMNS = ("grouping", "department", "window", "staff")
 
 
@@ -54,6 +55,13 @@ def _value_columns() -> list[Column[float] | Column[int]]:
             server_default="0",
             comment="评价率's numerator: cases accepted that day and evaluated on it (the rest "
             "stay in rollup_evaluated)",
+        ),
+        Column(
+            "appeal_excluded",
+            Integer,
+            nullable=False,
+            server_default="0",
+            comment=APPEAL_EXCLUDED_COMMENT,
         ),
     ]
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import insert, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 from typer.testing import CliRunner
 
@@ -27,9 +27,9 @@ from central.security.tokens import Role, create_token
 from central.store.db import make_engine
 from central.store.migrate import upgrade
 from central.store.schema import cases
-from central.store.schema_correlation import correlation_heads, correlation_results
+from central.store.schema_correlation import correlation_heads, correlation_results, followups
 from central.store.schema_halls import halls
-from central.store.schema_outbox import outbox
+from central.store.schema_outbox import haocha_feed, outbox
 from tests.central.outbox.fakes import FakeReceiver, serve
 
 NOW = dt.datetime(2027, 1, 4, 2, 0, tzinfo=dt.UTC)  # 10:00 in Beijing, under version 2027
@@ -194,3 +194,38 @@ def test_feed_status_cli(tmp_path: Path) -> None:
     assert release.exit_code == 0 and "2 messages released" in release.output
     status = CliRunner().invoke(cli, ["outbox", "status", "-c", str(config)])
     assert "platform_file\tpending 3  sending 0  delivered 0  failed 0  held 0" in status.output
+
+
+async def _uphold_appeal(engine: AsyncEngine, seq: int) -> None:
+    """The work order of ``seq`` closed as excluded (申诉核减), as the supervisor's decision
+    leaves it."""
+    async with engine.begin() as conn:
+        await conn.execute(
+            insert(followups).values(
+                item_id=f"FU-gw1-{seq}", gateway_id="gw1", seq=seq, evaluation_version=1,
+                reason=4, hall_id="H1", window=2, evaluated_at=NOW, created_at=NOW,
+                due=NOW.date(), state="closed", updated_at=NOW, escalation_level=0,
+                closed_at=NOW, appeal_ground="malicious", appeal_upheld=True, excluded=True,
+            )
+        )  # fmt: skip
+
+
+@pytest.mark.asyncio
+async def test_an_upheld_appeal_withdraws_the_record_once(engine: AsyncEngine) -> None:
+    await _seed(engine)
+    book = _book()
+    assert await feed.scan(engine, book, HTTP, None, NOW) == 3
+    await _uphold_appeal(engine, 2)
+    assert await feed.scan(engine, book, HTTP, NOW, NOW) == 1  # the withdrawal
+    assert await feed.scan(engine, book, HTTP, None, NOW) == 0  # said once
+    async with engine.connect() as conn:
+        sent = (
+            await conn.execute(select(outbox).where(outbox.c.idem_key == "haocha:gw1:2:1:appeal"))
+        ).one()
+        fed = (await conn.execute(select(haocha_feed).where(haocha_feed.c.seq == 2))).one()
+    assert (sent.payload["op"], sent.payload["record_id"]) == ("withdraw", "gw1-2")
+    assert sent.payload["withdraw_reason"] == "申诉核减"
+    assert (fed.op, fed.level, fed.outbox_id) == ("withdraw", None, sent.id)
+    # a later version of the excluded evaluation stays withdrawn: nothing to send
+    await _put(engine, _result(2, 2, 3, True, []))
+    assert await feed.scan(engine, book, HTTP, None, NOW) == 0

@@ -16,10 +16,13 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from central.cases import ladder
+from central.correlation import followups as followup_store
+from central.correlation import workqueue
 from central.correlation.config import CorrelationConfig
 from central.correlation.job import run_once
 from central.reporting import bulletin, facts, halls, rollup_query, rollups
 from central.reporting.rollup_query import pieces
+from central.rules.followup import AppealGround
 from central.rules.indicators import (
     CaseStatus,
     DateRange,
@@ -40,6 +43,7 @@ from central.store.schema_correlation import (
     correlation_case_links,
     correlation_heads,
     correlation_results,
+    followups,
 )
 from central.store.schema_rollups import (
     indicator_rollups,
@@ -184,6 +188,34 @@ async def _came_back(engine: AsyncEngine) -> str:
     return str(earlier)
 
 
+async def _appeal_upheld(engine: AsyncEngine) -> None:
+    """A supervisor upholds an appeal against one 差评 (申诉核减): the decision puts its
+    hall-day back on the work queue, and the job's next pass refreshes that day's rollups."""
+    at = _at(DAYS[-1], 21)
+    async with engine.begin() as conn:
+        item = (
+            (await conn.execute(select(followups.c.item_id).order_by(followups.c.item_id)))
+            .scalars()
+            .first()
+        )
+        assert item is not None, "the data opens 差评 work orders"
+        steps: list[tuple[str, dict[str, object]]] = [
+            ("assign", {"assignee": "staff:0001"}),
+            ("appeal", {"ground": AppealGround.MALICIOUS, "note": "录像：同一人连按差评"}),
+            ("decide_appeal", {"upheld": True}),
+        ]
+        for action, kwargs in steps:
+            await followup_store.transition(
+                conn, item, action, at=at, actor="supervisor:李", calendar=CALENDAR, **kwargs
+            )
+        assert await workqueue.pending(conn) == 1  # in the decision's own transaction
+    await run_once(engine, cfg=CFG, calendar=CALENDAR, now=at)
+    async with engine.connect() as conn:
+        assert await workqueue.pending(conn) == 0
+        excluded = select(func.sum(indicator_rollups.c.appeal_excluded))
+        assert (await conn.execute(excluded)).scalar_one() > 0
+
+
 def _same(old: Indicators, new: Indicators, where: str) -> None:
     for f in fields(Indicators):
         a, b = getattr(old, f.name), getattr(new, f.name)
@@ -206,6 +238,7 @@ async def test_rollups_answer_as_the_facts_do(engine: AsyncEngine) -> None:
     async with engine.connect() as conn:
         assert (await conn.execute(query)).all() == written
     await _came_back(engine)
+    await _appeal_upheld(engine)
     async with engine.connect() as conn:  # same-day evaluations are folded into the rows
         folded = select(func.sum(indicator_rollups.c.evaluated))
         assert (await conn.execute(folded)).scalar_one() > 0
@@ -238,6 +271,7 @@ async def test_rollups_answer_as_the_facts_do(engine: AsyncEngine) -> None:
                         checked["evaluated"] += int(value.evaluation_rate.numerator)
                         checked["overdue_open"] += value.overdue_open
                         checked["overdue_completed"] += value.overdue_completed
+                        checked["appeal_excluded"] += value.appeal_excluded
         # the monthly 通报 (from the rollups) ranks the same figures as the facts give
         month = DateRange(dt.date(2026, 11, 1), dt.date(2026, 11, 30))
         source = await facts.load(conn, month, CALENDAR)
@@ -259,6 +293,7 @@ async def test_rollups_answer_as_the_facts_do(engine: AsyncEngine) -> None:
     assert checked["groups"] > 50
     assert checked["evaluated"] > 0 and checked["overdue_open"] > 0
     assert checked["overdue_completed"] > 0
+    assert checked["appeal_excluded"] > 0
 
 
 def test_a_range_splits_into_loose_days_and_whole_months() -> None:

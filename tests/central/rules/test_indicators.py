@@ -23,6 +23,7 @@ Cases (deadline as central computed it with the ladder; "used" = working days in
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import replace
 
 import pytest
 
@@ -188,6 +189,20 @@ def test_by_hall_h1() -> None:
     # 在岗率: W1 420 (10-08) + 180 (10-09), W2 420 (10-10), W3 0;
     # opening 3 windows × 4 working days × 420
     assert pair(h1.staffed_rate) == (600 + 420 + 0, 3 * 4 * 420)
+
+
+def test_an_upheld_appeal_takes_the_evaluation_out_of_satisfaction() -> None:
+    # e3 (key 3 on c3) and e8 (key 5 on c5) found 误评 / 恶意差评 on appeal (申诉核减)
+    upheld = [replace(e, excluded=True) if e.key in (3, 5) else e for e in EVALUATIONS]
+    h1 = compute(PERIOD, Grouping.HALL, CAL, cases=CASES, evaluations=upheld, halls=HALLS)[
+        GroupKey(hall="H1")
+    ]
+    assert pair(h1.satisfaction_rate) == (2, 6 - 2)
+    assert bad(h1) == {4: 1, 6: 1}
+    assert pair(h1.bad_review_rate) == (2, 4)
+    assert h1.appeal_excluded == 2
+    assert pair(h1.evaluation_rate) == (4, 6)  # c5 was still evaluated
+    assert run(Grouping.HALL)[GroupKey(hall="H1")].appeal_excluded == 0
 
 
 def test_by_hall_h2_and_empty_denominators() -> None:
