@@ -10,6 +10,7 @@ import datetime as dt
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import fields
+from typing import Any
 
 import pytest
 from sqlalchemy import func, insert, select, update
@@ -199,7 +200,7 @@ async def _appeal_upheld(engine: AsyncEngine) -> None:
             .first()
         )
         assert item is not None, "the data opens 差评 work orders"
-        steps: list[tuple[str, dict[str, object]]] = [
+        steps: list[tuple[str, dict[str, Any]]] = [
             ("assign", {"assignee": "staff:0001"}),
             ("appeal", {"ground": AppealGround.MALICIOUS, "note": "录像：同一人连按差评"}),
             ("decide_appeal", {"upheld": True}),
