@@ -284,7 +284,7 @@ async def _rates(
     reach = who.halls if who.role is Role.HALL_MANAGER else None
     async with db.connect() as conn:
         found = await rollup_query.indicators(
-            conn, period, Grouping.HALL, calendar, hall=reach, open_cases=False
+            conn, period, Grouping.HALL, calendar, hall=reach, open_cases=False, coverage=False
         )
     return {
         key: value

@@ -139,10 +139,12 @@ async def indicators(
     *,
     hall: Halls = None,
     open_cases: bool = True,
+    coverage: bool = True,
 ) -> dict[GroupKey, Indicators]:
     """Every indicator per group of ``by`` over ``period``, for the halls ``hall`` names.
-    ``open_cases=False`` leaves out 超时未办结 and the groups only open cases make (the
-    overview's rates need neither)."""
+    ``open_cases=False`` leaves out 超时未办结 and the groups only open cases make;
+    ``coverage=False`` leaves 在岗率覆盖 as the rows' own sums (its denominator then misses
+    the opening minutes of days without data). The overview's two rates need neither."""
     await analytic.settle(conn)
     rows = _rows(
         (indicator_rollups, indicator_rollups_monthly),
@@ -162,7 +164,7 @@ async def indicators(
         if row[width + same_day_d] is not None  # not Grouping.ALL's row over no rows
     }
     evaluated = await _evaluated(conn, period, by, hall)
-    coverage = await _coverage(conn, period, by, calendar, hall)
+    minutes = await _coverage(conn, period, by, calendar, hall) if coverage else {}
     overdue = await _open_at_end(conn, period, by, calendar, hall) if open_cases else {}
     at_covered, at_satisfied = _AT["covered_n"], _AT["satisfied_d"]
     at_overdue, at_evaluated = _AT["overdue_completed"], _AT["evaluated"]
@@ -171,8 +173,8 @@ async def indicators(
     for key in sorted(sums.keys() | overdue.keys(), key=GroupKey.sort_key):
         row = sums.get(key, _ZERO)
         ratios = {name: Ratio(row[n], row[d]) for name, n, d in _RATIOS}
-        if key in coverage:
-            ratios["staffed_coverage"] = Ratio(row[at_covered], coverage[key])
+        if key in minutes:
+            ratios["staffed_coverage"] = Ratio(row[at_covered], minutes[key])
         bad = {k: int(row[i]) for k, i in _BAD}
         out[key] = Indicators(
             group=key,
