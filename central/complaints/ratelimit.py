@@ -1,9 +1,13 @@
 """The public form's brake: at most N submissions per client address per hour and M per
 minute from everyone together (sliding windows, in memory: one central process serves the
-public form; a restart forgets, which only ever lets more through)."""
+public form; a restart forgets, which only ever lets more through).
+
+An IPv6 client counts by its /64: a subscriber is given at least that much and may pick any
+address in it, so counting single addresses would let one person through without limit."""
 
 from __future__ import annotations
 
+import ipaddress
 import time
 from collections import deque
 from collections.abc import Callable
@@ -11,6 +15,20 @@ from dataclasses import dataclass, field
 
 HOUR_S, MINUTE_S = 3600.0, 60.0
 MAX_ADDRESSES = 100_000  # beyond this the oldest addresses are forgotten (memory stays bounded)
+IPV6_PREFIX = 64  # the smallest block an IPv6 subscriber is given
+
+
+def client_key(address: str) -> str:
+    """What one client is counted by: an IPv4 address (IPv4-mapped IPv6 too), an IPv6 /64."""
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(parsed, ipaddress.IPv6Address):
+        if parsed.ipv4_mapped is not None:
+            return str(parsed.ipv4_mapped)
+        return str(ipaddress.IPv6Network((parsed, IPV6_PREFIX), strict=False))
+    return str(parsed)
 
 
 @dataclass
@@ -27,7 +45,7 @@ class IntakeLimiter:
 
     def admit(self, address: str) -> str | None:
         """None: admitted (and counted); else which limit refused it ("address" | "global")."""
-        now = self.clock()
+        now, address = self.clock(), client_key(address)
         self._trim(self._everyone, MINUTE_S, now)
         mine = self._by_address.get(address)
         if mine is not None:
@@ -47,7 +65,7 @@ class IntakeLimiter:
     def retry_after(self, address: str, refused: str) -> int:
         """Seconds until the refusing window has room again."""
         now = self.clock()
-        times = self._everyone if refused == "global" else self._by_address.get(address)
+        times = self._everyone if refused == "global" else self._by_address.get(client_key(address))
         span = MINUTE_S if refused == "global" else HOUR_S
         if not times:
             return 1

@@ -148,3 +148,17 @@ def test_the_brake_limits_each_address_and_everyone() -> None:
     assert brake.admit("10.0.0.1") == "address"  # still within its hour
     now[0] = 3601.0
     assert brake.admit("10.0.0.1") is None
+
+
+def test_the_brake_counts_an_ipv6_subscriber_once_whatever_address_it_picks() -> None:
+    # one subscriber is given a whole /64 and may use any address in it
+    brake = IntakeLimiter(per_address_per_hour=2, global_per_minute=100, clock=lambda: 0.0)
+    assert brake.admit("2001:db8:1:2::1") is None
+    assert brake.admit("2001:db8:1:2:abcd::99") is None
+    assert brake.admit("2001:db8:1:2:ffff:ffff:ffff:fffe") == "address"
+    assert 3500 <= brake.retry_after("2001:db8:1:2::7", "address") <= 3601
+    assert brake.admit("2001:db8:1:3::1") is None  # the next /64 is someone else
+    # an IPv4 client written as IPv4-mapped IPv6 is the same client
+    assert brake.admit("192.0.2.7") is None and brake.admit("::ffff:192.0.2.7") is None
+    assert brake.admit("192.0.2.7") == "address"
+    assert brake.admit("?") is None  # no address known: still counted, not a crash
