@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 
 from central.api.correlation_scope import FromDay, ToDay, calendar_for, period
-from central.api.deps import ComplaintCaller, ComplaintRouter, Engine
+from central.api.deps import ComplaintCaller, ComplaintRouter, Engine, HallQuery
 from central.complaints import service
 from central.complaints import store as complaint_store
 from central.complaints.model import (
@@ -43,11 +43,9 @@ from central.rules.workdays import business_date
 from central.security.tokens import Principal
 from central.store.schema_complaints import complaints
 from hallkit.clock import utc_now
-from protocols.topics import ID_PATTERN
 
 router = APIRouter(prefix="/api/v1", tags=["complaints"])
 NOT_FOUND = "投诉不存在 / no such complaint"
-HallQuery = Annotated[str | None, Query(pattern=f"^{ID_PATTERN}$")]
 Number = Annotated[str, Path(pattern=NUMBER, description="投诉编号")]
 CHANNEL_LABELS = {"web": "网上投诉", "phone": "电话投诉", "counter": "现场投诉", "letter": "来信"}
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import Depends, HTTPException, Path, Request, status
+from fastapi import Depends, HTTPException, Path, Query, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -103,3 +103,5 @@ OverviewCaller = Annotated[Principal, gate(Area.HEALTH, Area.CASES, Area.EVALUAT
 # Path ids are checked like the wire's ids: anything else is a 422, never a store error.
 HallId = Annotated[str, Path(pattern=f"^{ID_PATTERN}$", description="hall id")]
 GatewayId = Annotated[str, Path(pattern=f"^{ID_PATTERN}$", description="gateway id")]
+# a hall filter: checked before the store (PostgreSQL cannot hold a NUL: the query would fail)
+HallQuery = Annotated[str | None, Query(pattern=f"^{ID_PATTERN}$", description="hall id")]

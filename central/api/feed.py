@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
-from central.api.deps import Engine, FeedReader, OutboxReader, hall_in_reach
+from central.api.deps import Engine, FeedReader, HallQuery, OutboxReader, hall_in_reach
 from central.haocha.status import FeedStatus, feed_status
 from central.outbox.store import Status, by_channel
 from central.security.access import Area
@@ -26,7 +26,7 @@ class OutboxStatus(BaseModel):
 async def get_feed_status(
     db: Engine,
     who: FeedReader,
-    hall: str | None = None,
+    hall: HallQuery = None,
     status: Status | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> FeedStatus:

@@ -13,12 +13,12 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, HTTPException, Path, Query, Request
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
 from central.api.correlation_scope import calendar_for, scope_of
-from central.api.deps import AppealDecider, AppealFiler, Engine, FollowUpCaller
+from central.api.deps import AppealDecider, AppealFiler, Engine, FollowUpCaller, HallQuery
 from central.correlation import followups as store
 from central.correlation.store import lock_for_write
 from central.reporting.names import STAFF_NAME_DOC, Names, names_for
@@ -38,9 +38,12 @@ from central.rules.workdays import business_date
 from central.security.access import Area
 from central.security.tokens import Principal
 from central.store.schema_correlation import followups
+from protocols.topics import ID_PATTERN
 
 router = APIRouter(prefix="/api/v1", tags=["follow-up"])
 NOT_FOUND = "差评工单不存在 / no such work order"
+# FU-<gateway>-<seq> (central.correlation.followups.item_id): checked before the store
+ItemId = Annotated[str, Path(pattern=f"^FU-{ID_PATTERN}-[0-9]{{1,20}}$", description="工单编号")]
 REASONS = {3: "服务态度不好", 4: "办理时间太长", 5: "业务不熟", 6: "其他"}
 
 
@@ -225,7 +228,7 @@ def scoped_orders(query: Any, who: Principal, hall: str | None) -> Any:
 async def list_followups(
     db: Engine,
     who: FollowUpCaller,
-    hall: str | None = None,
+    hall: HallQuery = None,
     state: FollowUpState | None = None,
     overdue: Annotated[bool | None, Query(description="only overdue (or only not)")] = None,
     open_only: Annotated[bool, Query(alias="open", description="not closed")] = False,
@@ -254,7 +257,7 @@ async def list_followups(
     summary="Overdue follow-up items (逾期未办结), most escalated first",
 )
 async def list_overdue(
-    db: Engine, who: FollowUpCaller, hall: str | None = None
+    db: Engine, who: FollowUpCaller, hall: HallQuery = None
 ) -> list[FollowUpOut]:
     now = dt.datetime.now(dt.UTC)
     query = (
@@ -298,7 +301,7 @@ async def _detail(conn: Any, row: Any) -> FollowUpDetail:
     response_model=FollowUpDetail,
     summary="One follow-up item with its history",
 )
-async def get_followup(item_id: str, db: Engine, who: FollowUpCaller) -> FollowUpDetail:
+async def get_followup(item_id: ItemId, db: Engine, who: FollowUpCaller) -> FollowUpDetail:
     query = scoped_orders(select(followups), who, None).where(followups.c.item_id == item_id)
     async with db.connect() as conn:
         row = (await conn.execute(query)).first()
@@ -347,7 +350,7 @@ async def _step(
     summary="分派: hand the item to the person responsible",
 )
 async def assign(
-    item_id: str, body: AssignIn, request: Request, db: Engine, who: FollowUpCaller
+    item_id: ItemId, body: AssignIn, request: Request, db: Engine, who: FollowUpCaller
 ) -> FollowUpDetail:
     return await _step(request, db, who, item_id, "assign", body, assignee=body.assignee)
 
@@ -358,7 +361,7 @@ async def assign(
     summary="核实: was the complaint borne out?",
 )
 async def verify(
-    item_id: str, body: VerifyIn, request: Request, db: Engine, who: FollowUpCaller
+    item_id: ItemId, body: VerifyIn, request: Request, db: Engine, who: FollowUpCaller
 ) -> FollowUpDetail:
     return await _step(request, db, who, item_id, "verify", body, founded=body.founded)
 
@@ -369,7 +372,7 @@ async def verify(
     summary="申诉 at 核实: 误评 or 恶意差评, with evidence (hall managers, department leaders)",
 )
 async def appeal(
-    item_id: str, body: AppealIn, request: Request, db: Engine, who: AppealFiler
+    item_id: ItemId, body: AppealIn, request: Request, db: Engine, who: AppealFiler
 ) -> FollowUpDetail:
     return await _step(
         request,
@@ -389,7 +392,7 @@ async def appeal(
     summary="Decide an appeal (supervisors): upheld closes the order as excluded",
 )
 async def decide_appeal(
-    item_id: str, body: DecisionIn, request: Request, db: Engine, who: AppealDecider
+    item_id: ItemId, body: DecisionIn, request: Request, db: Engine, who: AppealDecider
 ) -> FollowUpDetail:
     return await _step(request, db, who, item_id, "decide_appeal", body, upheld=body.upheld)
 
@@ -400,7 +403,7 @@ async def decide_appeal(
     summary="整改: what was changed (founded reviews only)",
 )
 async def rectify(
-    item_id: str, body: StepIn, request: Request, db: Engine, who: FollowUpCaller
+    item_id: ItemId, body: StepIn, request: Request, db: Engine, who: FollowUpCaller
 ) -> FollowUpDetail:
     return await _step(request, db, who, item_id, "rectify", body)
 
@@ -411,7 +414,7 @@ async def rectify(
     summary="回访: the citizen was told the outcome; their answer",
 )
 async def call_back(
-    item_id: str, body: CallBackIn, request: Request, db: Engine, who: FollowUpCaller
+    item_id: ItemId, body: CallBackIn, request: Request, db: Engine, who: FollowUpCaller
 ) -> FollowUpDetail:
     return await _step(request, db, who, item_id, "call_back", body, answer=body.answer)
 
@@ -420,6 +423,6 @@ async def call_back(
     "/followups/{item_id}/close", response_model=FollowUpDetail, summary="办结: close the item"
 )
 async def close(
-    item_id: str, body: StepIn, request: Request, db: Engine, who: FollowUpCaller
+    item_id: ItemId, body: StepIn, request: Request, db: Engine, who: FollowUpCaller
 ) -> FollowUpDetail:
     return await _step(request, db, who, item_id, "close", body)

@@ -15,7 +15,7 @@ from sqlalchemy import or_, select
 
 from central.api.bulletin import Month
 from central.api.correlation_scope import period
-from central.api.deps import Engine, EvaluationReader, FollowUpCaller
+from central.api.deps import Engine, EvaluationReader, FollowUpCaller, HallQuery
 from central.api.followups import scoped_orders
 from central.api.indicators import RatioOut
 from central.correlation.followups import order_fact
@@ -138,7 +138,7 @@ async def _monthly(db: Engine, who: Principal, month: str, hall: str | None) -> 
     summary="差评工单月度统计: counts by level and tag, opened/closed, on-time per stage, appeals",
 )
 async def get_monthly(
-    db: Engine, who: FollowUpCaller, month: Month, hall: str | None = None
+    db: Engine, who: FollowUpCaller, month: Month, hall: HallQuery = None
 ) -> MonthlyOut:
     return await _monthly(db, who, month, hall)
 
@@ -189,7 +189,7 @@ async def get_monthly_csv(
     db: Engine,
     who: FollowUpCaller,
     month: Month,
-    hall: str | None = None,
+    hall: HallQuery = None,
     lang: Annotated[Literal["zh", "en"], Query(description="header language")] = "zh",
 ) -> Response:
     body = to_csv(await _monthly(db, who, month, hall), lang)
@@ -211,7 +211,7 @@ async def get_workorder_indicators(
     who: EvaluationReader,
     from_: Annotated[dt.date, Query(alias="from", description="first business day")],
     to: Annotated[dt.date, Query(description="last business day (inclusive)")],
-    hall: str | None = None,
+    hall: HallQuery = None,
 ) -> WorkOrderIndicatorsOut:
     first, last = period(from_, to)
     facts = await _facts(db, who, hall, first, last)
