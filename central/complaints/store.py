@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
+import re
 import secrets
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +20,7 @@ from sqlalchemy import ColumnElement, false, func, insert, select, true, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from central.complaints.model import (
+    NUMBER,
     Channel,
     ComplaintError,
     ComplaintIn,
@@ -221,10 +223,13 @@ async def route(
 
 
 async def public_lookup(conn: AsyncConnection, number: str, code: str) -> Any:
-    """The complaint if ``code`` is its 查询码 (None otherwise, the same for a wrong number)."""
-    row = (
-        await conn.execute(select(complaints).where(complaints.c.complaint_no == number.strip()))
-    ).first()
+    """The complaint if ``code`` is its 查询码 (None otherwise, the same for a wrong number;
+    a malformed one, a NUL PostgreSQL refuses among them, never reaches the store)."""
+    number = number.strip()
+    row = None
+    if re.fullmatch(NUMBER, number):
+        query = select(complaints).where(complaints.c.complaint_no == number)
+        row = (await conn.execute(query)).first()
     wanted = row.code_digest if row is not None else "0" * 64
     matches = hmac.compare_digest(wanted, digest(code))  # the same work either way
     return row if row is not None and matches else None

@@ -23,7 +23,7 @@ from central.outbox.worker import Deliverer
 from central.security.tokens import Role
 from central.store.schema_outbox import outbox
 from tests.central.outbox.fakes import FakeReceiver, serve
-from tests.central.web.conftest import Site
+from tests.central.web.conftest import BASE, Site
 from tests.central.web.seed import BEIJING, MARKET, SOCIAL
 
 PHONE = "13912345678"
@@ -219,3 +219,14 @@ async def test_routing_scope_reply_by_sms_and_escalation(site: Site) -> None:
         sorted(r.kind for r in raw if r.kind.startswith("complaint.escalated"))
         == ["complaint.escalated"] * 2
     )  # the webhook, once for each escalated complaint
+
+
+# a NUL reaches PostgreSQL's text comparison (SQLite compares it happily): PostgreSQL alone
+@pytest.mark.parametrize("seeded_site_url", ["postgresql"], indirect=True)
+async def test_status_lookup_with_a_malformed_number_is_not_found_not_a_crash(site: Site) -> None:
+    transport = httpx.ASGITransport(app=site.app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url=BASE) as c:
+        for number in ("TS2026\x001234", "' OR 1=1 --", ""):
+            found = await c.post("/complaint/status", data={"number": number, "code": "AAAAAAAA"})
+            assert found.status_code == 404, (number, found.status_code)
+            assert "不正确" in found.text
