@@ -3,10 +3,15 @@ who see whole halls, from the facts for a department leader."""
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import fields
+from typing import Any
+
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from central.reporting import rollup_query, scorecard
-from central.rules.indicators import DateRange, Grouping, GroupKey, Indicators
+from central.rules.indicators import DateRange, Grouping, GroupKey, Indicators, Ratio
 from central.rules.workdays import WorkCalendar
 from central.security.tokens import Principal, Role
 
@@ -18,13 +23,40 @@ async def from_rollups(
     engine: AsyncEngine, who: Principal, period: DateRange, calendar: WorkCalendar
 ) -> Figures:
     """The month's figures from the daily rollups (the same numbers as over the facts), for
-    callers who see whole halls."""
+    callers who see whole halls. The overall figures are the halls' summed: every figure is a
+    sum over halls (each case, window and evaluation belongs to one hall), so a third read of
+    the month's rollups would only add them up again."""
     reach = who.halls if who.role is Role.HALL_MANAGER else None
     async with engine.connect() as conn:
-        return {
+        figures = {
             by: await rollup_query.indicators(conn, period, by, calendar, hall=reach)
-            for by in GROUPINGS
+            for by in (Grouping.HALL, Grouping.DEPARTMENT)
         }
+    halls = figures[Grouping.HALL].values()
+    figures[Grouping.ALL] = {GroupKey(): total(halls)} if halls else {}
+    return figures
+
+
+def total(groups: Iterable[Indicators]) -> Indicators:
+    """Disjoint groups' indicators as one group's: numerators, denominators and counts summed."""
+    items = list(groups)
+    summed: dict[str, Any] = {}
+    for f in fields(Indicators):
+        values = [getattr(i, f.name) for i in items]
+        if f.name == "group":
+            summed[f.name] = GroupKey()
+        elif isinstance(values[0], Ratio):
+            summed[f.name] = Ratio(
+                sum(r.numerator for r in values), sum(r.denominator for r in values)
+            )
+        elif isinstance(values[0], int):
+            summed[f.name] = sum(values)
+        else:  # bad reviews by reason
+            bad: Counter[Any] = Counter()
+            for counts in values:
+                bad.update(counts)
+            summed[f.name] = dict(bad)
+    return Indicators(**summed)
 
 
 async def from_facts(

@@ -22,12 +22,14 @@ from central.correlation import workqueue
 from central.correlation.config import CorrelationConfig
 from central.correlation.job import run_once
 from central.reporting import bulletin, facts, halls, rollup_query, rollups
+from central.reporting.bulletin_figures import total
 from central.reporting.rollup_query import pieces
 from central.rules.followup import AppealGround
 from central.rules.indicators import (
     CaseStatus,
     DateRange,
     Grouping,
+    GroupKey,
     HallSetup,
     Indicators,
     OpeningPeriod,
@@ -261,10 +263,12 @@ async def test_rollups_answer_as_the_facts_do(engine: AsyncEngine) -> None:
                 sources.append(
                     (frozenset({"H1"}), await facts.load(conn, span, CALENDAR, hall="H1"))
                 )
+            answers: dict[tuple[Grouping, frozenset[str] | None], dict[GroupKey, Indicators]] = {}
             for by in Grouping:
                 for scope, source in sources:
                     old = facts.indicators(source, span, by, CALENDAR)
                     new = await rollup_query.indicators(conn, span, by, CALENDAR, hall=scope)
+                    answers[(by, scope)] = new
                     assert list(new) == list(old), f"{span} {by} {scope}"
                     for key, value in old.items():
                         _same(value, new[key], f"{span} {by} {key}")
@@ -287,6 +291,9 @@ async def test_rollups_answer_as_the_facts_do(engine: AsyncEngine) -> None:
                                 replace(value, overdue_open=kept[0], staffed_coverage=kept[1])
                                 == full
                             ), f"{span} {by} {key}"
+            for scope, _ in sources:  # the 通报's overall figures: its halls' summed
+                (overall,) = answers[(Grouping.ALL, scope)].values()
+                _same(overall, total(answers[(Grouping.HALL, scope)].values()), f"{span} all")
         # the monthly 通报 (from the rollups) ranks the same figures as the facts give
         month = DateRange(dt.date(2026, 11, 1), dt.date(2026, 11, 30))
         source = await facts.load(conn, month, CALENDAR)
