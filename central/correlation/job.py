@@ -35,7 +35,8 @@ from central.correlation.sessions import SessionDay, build_sessions
 from central.correlation.workqueue import Claim
 from central.haocha.config import book_of
 from central.reporting import halls, rollups
-from central.rules.workdays import WorkCalendar, load_overrides
+from central.rules.workdays import WorkCalendar, day_start, load_overrides
+from central.store import archived_months
 
 log = logging.getLogger(__name__)
 
@@ -197,6 +198,9 @@ async def _correlate_day(
     """Recompute one claimed hall-day; False when another worker had taken it over."""
     hall, day = item.hall, item.day
     async with engine.connect() as conn:
+        kept_from = await archived_months.events_kept_from(conn)
+        if kept_from is not None and day_start(day) < kept_from:
+            return await _leave_archived(engine, worker, item)
         inputs = await store.load_day(conn, hall, day, cfg)
         setup = (await halls.stored_setups(conn, [hall])).get(hall)
     # the pure part runs in a worker thread: the aggregator's ingest shares this event loop
@@ -243,6 +247,18 @@ async def _correlate_day(
             len(saved.issued),
             f", {len(built.anomalies)} queue anomalies" if built.anomalies else "",
         )
+    return True
+
+
+async def _leave_archived(engine: AsyncEngine, worker: str, item: Claim) -> bool:
+    """A hall-day some of whose raw events were archived and dropped: its results and rollups
+    stay as they were (recomputed from the events left, its evaluations would vanish)."""
+    async with engine.begin() as conn:
+        await store.lock_for_write(conn)
+        if not await workqueue.holds(conn, worker, item):
+            return False
+        await workqueue.finish(conn, worker, item, complete=True)
+    log.info("correlation %s %s: its events are archived, left as it was", item.hall, item.day)
     return True
 
 

@@ -6,7 +6,9 @@ rows as the detached table holds), recorded in the archive's manifest (``manifes
 JSON line per month with the file's SHA-256), and only then dropped. A step that fails leaves
 the detached table in place, listed by ``hallwatch-central events partitions``; the next run
 takes it up again. The rollups are not touched: dashboards keep answering after the raw events
-of a month are gone. Restore a month with ``COPY events FROM`` the decompressed file.
+of a month are gone, and the correlation job leaves the hall-days of an archived month as they
+are (``central.store.archived_months``): recomputing them from the events left would wipe their
+results. Restore a month with ``COPY events FROM`` the decompressed file.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from central.store import partitions
+from central.store import archived_months, partitions
 from central.store.partitions import Partition
 
 log = logging.getLogger(__name__)
@@ -93,6 +95,7 @@ async def archive_month(engine: AsyncEngine, partition: Partition, archive_dir: 
     )
     async with engine.begin() as conn:
         await conn.execute(text(f"DROP TABLE {qualified}"))
+        await archived_months.record(conn, partition.month)  # its hall-days stay as they are
     log.info("events of %s archived to %s (%d rows) and dropped", partition.name, target, rows)
     return done
 
