@@ -230,3 +230,22 @@ async def test_status_lookup_with_a_malformed_number_is_not_found_not_a_crash(si
             found = await c.post("/complaint/status", data={"number": number, "code": "AAAAAAAA"})
             assert found.status_code == 404, (number, found.status_code)
             assert "不正确" in found.text
+
+
+@pytest.mark.parametrize("seeded_site_url", ["sqlite"], indirect=True)
+async def test_a_complaint_entered_for_another_scope_answers_with_its_receipt_alone(
+    site: Site,
+) -> None:
+    # a hall manager of H2 naming H1's case: the complaint is tied to H1 and 市场监管局, and the
+    # answer must not tell H2 whose case that is (hall, window, staff, department)
+    async with site.client() as c:
+        h2 = await site.bearer(Role.HALL_MANAGER, hall="H2")
+        body = {"text": "办事时工作人员推诿", "channel": "counter", "case_no": "SJ-003"}
+        made = await c.post("/api/v1/complaints", json=body, headers=h2)
+        assert made.status_code == 201, made.text
+        receipt = made.json()
+        assert receipt["complaint"] is None and receipt["code"] and receipt["reply_due"]
+        assert "100232" not in made.text and MARKET not in made.text and '"H1"' not in made.text
+        sup = await site.bearer(Role.SUPERVISOR)
+        stored = await c.get(f"/api/v1/complaints/{receipt['complaint_no']}", headers=sup)
+        assert stored.json()["complaint"]["hall"] == "H1"
