@@ -32,7 +32,7 @@ from central.complaints.model import (
     next_state,
 )
 from central.complaints.ties import tie
-from central.outbox.store import Audience, enqueue
+from central.outbox.store import Audience, enqueue, withdraw
 from central.outbox.store import Channel as OutboxChannel
 from central.rules.workdays import WorkCalendar, business_date
 from central.security.access import Area, Reach, reach
@@ -53,6 +53,11 @@ class Receipt:
 
 def digest(code: str) -> str:
     return hashlib.sha256(code.strip().upper().encode()).hexdigest()
+
+
+def reply_key(number: str) -> str:
+    """The outbox key of the complaint's reply SMS: sent once."""
+    return f"complaint:{number}:replied"
 
 
 def new_number(received_on: dt.date) -> str:
@@ -182,7 +187,7 @@ async def transition(
             await enqueue(
                 conn,
                 channel=OutboxChannel.SMS,
-                key=f"complaint:{number}:replied",
+                key=reply_key(number),
                 kind=REPLY_SMS,
                 recipient=f"complainant:{number}",
                 payload={
@@ -196,6 +201,9 @@ async def transition(
         values.update(reject_reason=note, closed_at=at, phone=None)
     elif action == "close":
         values.update(closed_at=at, phone=None)
+        # the number goes from the outbox too: a reply SMS not sent by now is withdrawn (the
+        # reply stays on the public status page)
+        await withdraw(conn, OutboxChannel.SMS, reply_key(number))
     await conn.execute(update(complaints).where(c.complaint_no == number).values(**values))
     await record_event(conn, number, at, action, state, actor, note)
     return (await conn.execute(select(complaints).where(c.complaint_no == number))).first()

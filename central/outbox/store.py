@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from central.correlation.workqueue import db_now
@@ -249,6 +249,19 @@ async def by_channel(conn: AsyncConnection) -> dict[str, dict[str, int]]:
     return found
 
 
+UNSENT = (Status.PENDING.value, Status.HELD.value, Status.WAITING.value)
+
+
+async def withdraw(conn: AsyncConnection, channel: Channel, key: str) -> int:
+    """Delete the message ``key`` if it has not gone out (nor is going out now), with whatever
+    personal data its payload holds; the number deleted."""
+    c = outbox.c
+    done = await conn.execute(
+        delete(outbox).where(c.channel == channel.value, c.idem_key == key, c.status.in_(UNSENT))
+    )
+    return int(done.rowcount)
+
+
 async def release(conn: AsyncConnection, ids: list[int], now: dt.datetime) -> int:
     """Held or failed messages sent again from now, their attempts counted afresh (an operator
     lifted a rate limit or fixed a receiver); the number released."""
@@ -277,4 +290,5 @@ __all__ = [
     "release",
     "retry",
     "sent_since",
+    "withdraw",
 ]

@@ -249,3 +249,21 @@ async def test_a_complaint_entered_for_another_scope_answers_with_its_receipt_al
         sup = await site.bearer(Role.SUPERVISOR)
         stored = await c.get(f"/api/v1/complaints/{receipt['complaint_no']}", headers=sup)
         assert stored.json()["complaint"]["hall"] == "H1"
+
+
+@pytest.mark.parametrize("seeded_site_url", ["sqlite"], indirect=True)
+async def test_closing_a_complaint_withdraws_its_unsent_reply_sms_and_the_number(
+    site: Site,
+) -> None:
+    # no SMS gateway has sent the reply yet (none configured, quiet hours, a rate hold): once
+    # the complaint is closed its number must not stay behind in the outbox
+    async with site.client() as c:
+        sup = await site.bearer(Role.SUPERVISOR)
+        made = await _enter(c, sup, hall="H1", window=1, phone=PHONE, consent=True)
+        path = f"/api/v1/complaints/{made['complaint_no']}"
+        for action, note in (("accept", ""), ("reply", "已整改"), ("close", "")):
+            step = await c.post(f"{path}/{action}", json={"note": note}, headers=sup)
+            assert step.status_code == 200, step.text
+    async with site.engine.connect() as conn:
+        rows = (await conn.execute(select(outbox.c.status, outbox.c.payload))).all()
+    assert not any(PHONE in str(payload) for _, payload in rows), rows
