@@ -63,6 +63,7 @@ from central.spine.sequences import (
     lock_gateways,
     merge_pending,
     progress_of,
+    read_held,
     record_boot_clock,
 )
 from central.spine.states import StateWriting
@@ -197,8 +198,14 @@ class Ingestor(StateWriting):
         ``committed_through`` in one UPDATE run."""
         txn = Txn()
         async with self.engine.begin() as conn:
-            await lock_gateways(conn, txn, {u.gateway for u in units if isinstance(u, Batch)})
+            batches = [u for u in units if isinstance(u, Batch)]
+            await lock_gateways(conn, txn, {b.gateway for b in batches})
+            await read_held(conn, txn, batches)
+            started: set[str | None] = set()
             for unit in units:
+                if unit.gateway is not None and unit.gateway in started:
+                    txn.held.pop(unit.gateway, None)  # later batches read what earlier wrote
+                started.add(unit.gateway)
                 if isinstance(unit, Reject):
                     await self._quarantine(conn, txn, unit.msg, unit.reason, unit.gateway)
                     continue
@@ -258,8 +265,10 @@ class Ingestor(StateWriting):
         items = batch.items
         held: set[int] = set()  # seqs central already answers for, stored or quarantined
         if batch.first_seq <= state.committed or await beyond_gap(conn, batch, state):
-            await _insert_events(conn, txn)  # earlier batches of this group count as stored
-            held, index = await compare_with_stored(conn, batch)
+            read_before = txn.held.pop(batch.gateway, None)  # this gateway's first batch
+            if read_before is None:
+                await _insert_events(conn, txn)  # earlier batches of this group count as stored
+            held, index = await compare_with_stored(conn, batch, read_before)
             if index is not None:
                 items = await self._conflict(conn, txn, batch, state, index)
         if items:

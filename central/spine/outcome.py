@@ -68,6 +68,8 @@ class Txn:
     registered: dict[str, Registered | None] = field(default_factory=dict)  # None: unknown
     rows: list[dict[str, Any]] = field(default_factory=list)  # events not yet inserted
     boot_rows: list[dict[str, Any]] = field(default_factory=list)  # boot clocks, likewise
+    # read for the first batch of each gateway at once, used by that batch alone
+    held: dict[str, Held] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +81,20 @@ class Registered:
     revoked: bool
     epoch: str | None
     pending: bool  # has ranges stored beyond a gap
+
+
+@dataclass(frozen=True, slots=True)
+class Held:
+    """What the store holds of one gateway over ``first``…``last``: stored events' digests
+    (None: stored before digests) and quarantined rows' digests, by seq."""
+
+    first: int
+    last: int
+    stored: dict[int, str | None]
+    kept: dict[int, set[str]]
+
+    def covers(self, first: int, last: int) -> bool:
+        return self.first <= first and last <= self.last
 
 
 @dataclass(slots=True)
