@@ -3,12 +3,15 @@
 # and --join), clustered, with the MQTT plugin on TLS and the consistent-hash exchange.
 #
 #   rabbitmq-cluster.sh start --base DIR --nodes 3 --amqp-port 5680 --mqtts-port 8890 \
-#       --dist-port 25680 --ca CA --cert CERT --key KEY [--central-password PW]
-#       node i (1..N) is hw<i>@localhost on amqp-port+i-1, mqtts-port+i-1, dist-port+i-1;
+#       --dist-port 25680 --ca CA --cert CERT --key KEY [--central-password PW] [--name hw]
+#       node i (1..N) is <name><i>@localhost on amqp-port+i-1, mqtts-port+i-1, dist-port+i-1;
 #       nodes 2..N join node 1. Prints one line per node: name, AMQP port, MQTTS port, pid.
 #   rabbitmq-cluster.sh add-gateway --base DIR --hall H --gateway G
 #       the gateway's certificate user (gw.H.G) with its topic permissions
 #   rabbitmq-cluster.sh stop --base DIR
+#
+# The node name prefix (--name, default hw) is kept in DIR/name: two clusters on one machine
+# (the system's, a test run's, another's) must not share Erlang node names.
 #
 # Installs rabbitmq-server with apt-get when it is absent. The system instance (if any) is left
 # alone: every node here has its own name, ports, data, logs, config and Erlang cookie.
@@ -17,7 +20,7 @@ set -euo pipefail
 DEPLOY=$(cd "$(dirname "$0")/.." && pwd)
 SBIN=/usr/lib/rabbitmq/bin
 BASE="" NODES=3 AMQP=5680 MQTTS=8890 DIST=25680 CA="" CERT="" KEY=""
-CENTRAL_USER=central CENTRAL_PASSWORD="" HALL="" GATEWAY=""
+CENTRAL_USER=central CENTRAL_PASSWORD="" HALL="" GATEWAY="" NAME=""
 HOST=localhost
 
 cmd=${1:-}
@@ -36,12 +39,15 @@ while [ $# -gt 0 ]; do
         --central-password) CENTRAL_PASSWORD=$2 ;;
         --hall) HALL=$2 ;;
         --gateway) GATEWAY=$2 ;;
+        --name) NAME=$2 ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
     shift 2
 done
 [ -n "$BASE" ] || { echo "--base DIR is required" >&2; exit 2; }
 BASE=$(mkdir -p "$BASE" && cd "$BASE" && pwd)
+if [ -z "$NAME" ]; then NAME=$(cat "$BASE/name" 2>/dev/null || echo hw); fi
+[[ "$NAME" =~ ^[A-Za-z][A-Za-z0-9_-]*$ ]] || { echo "--name: letters, digits, _ and - only" >&2; exit 2; }
 
 ensure_installed() {
     if [ ! -x "$SBIN/rabbitmq-server" ]; then
@@ -54,7 +60,7 @@ node_env() {  # node_env I: the environment of node I
     local i=$1 dir="$BASE/n$1"
     export HOME="$BASE"  # the cluster's own Erlang cookie: $BASE/.erlang.cookie
     export RABBITMQ_CONF_ENV_FILE="$BASE/rabbitmq-env.conf"
-    export RABBITMQ_NODENAME="hw$i@$HOST"
+    export RABBITMQ_NODENAME="$NAME$i@$HOST"
     export RABBITMQ_NODE_IP_ADDRESS=127.0.0.1
     export RABBITMQ_NODE_PORT=$((AMQP + i - 1))
     export RABBITMQ_DIST_PORT=$((DIST + i - 1))
@@ -71,7 +77,7 @@ node_env() {  # node_env I: the environment of node I
 ctl() {  # ctl I ARGS...: rabbitmqctl against node I
     local i=$1
     shift
-    (node_env "$i" && "$SBIN/rabbitmqctl" -n "hw$i@$HOST" "$@")
+    (node_env "$i" && "$SBIN/rabbitmqctl" -n "$NAME$i@$HOST" "$@")
 }
 
 render_conf() {  # render_conf I
@@ -94,6 +100,7 @@ start_node() {  # start_node I: in the background; waits until it runs
 start() {
     [ -n "$CA" ] && [ -n "$CERT" ] && [ -n "$KEY" ] || { echo "--ca, --cert, --key needed" >&2; exit 2; }
     ensure_installed
+    echo "$NAME" >"$BASE/name"
     cp "$DEPLOY/rabbitmq/enabled_plugins" "$BASE/enabled_plugins"
     : >"$BASE/rabbitmq-env.conf"
     if [ ! -f "$BASE/.erlang.cookie" ]; then
@@ -109,7 +116,7 @@ start() {
     for i in "${waits[@]}"; do wait "$i"; done
     for i in $(seq 2 "$NODES"); do
         ctl "$i" stop_app >/dev/null
-        ctl "$i" join_cluster "hw1@$HOST" >/dev/null
+        ctl "$i" join_cluster "${NAME}1@$HOST" >/dev/null
         ctl "$i" start_app >/dev/null
     done
     if [ -n "$CENTRAL_PASSWORD" ]; then
@@ -120,7 +127,7 @@ start() {
             '^(amq\.topic|hw\..*)$' >/dev/null
     fi
     for i in $(seq 1 "$NODES"); do
-        echo "hw$i@$HOST $((AMQP + i - 1)) $((MQTTS + i - 1)) $(cat "$BASE/n$i/pid")"
+        echo "$NAME$i@$HOST $((AMQP + i - 1)) $((MQTTS + i - 1)) $(cat "$BASE/n$i/pid")"
     done
 }
 

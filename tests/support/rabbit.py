@@ -60,15 +60,18 @@ class RabbitCluster:
             root / "server.crt", root / "server.key"
         )
         cluster = cls(root, store)
+        amqp_port = free_run(count)
         argv = [
             str(SCRIPT),
             "start",
+            "--name",  # node names of its own: another run's cluster may be up beside it
+            f"hw{amqp_port}n",
             "--base",
             str(root / "cluster"),
             "--nodes",
             str(count),
             "--amqp-port",
-            str(free_run(count)),
+            str(amqp_port),
             "--mqtts-port",
             str(free_run(count)),
             "--dist-port",
