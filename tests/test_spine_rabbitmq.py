@@ -175,7 +175,8 @@ def test_two_aggregators_share_the_partitions_and_survive_kills(
         gws: list[procs.Proc] = []
         try:
             for aggregator in aggregators:
-                aggregator.wait_for_log("2 aggregator(s) live")
+                # two aggregators importing and connecting on two busy cores: minutes, not s
+                aggregator.wait_for_log("2 aggregator(s) live", timeout=300)
             gws = start_gateways(tmp_path, port, tls, EVENTS_EACH)
             shares: list[set[int]] = []
 
