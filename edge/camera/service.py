@@ -446,10 +446,16 @@ class CameraService:
                 future.set_result((header, blobs))
 
     def _set_health(
-        self, camera: str, state: str, reason: str, mono: float | None = None, advice: str = ""
+        self,
+        camera: str,
+        state: str,
+        reason: str,
+        mono: float | None = None,
+        advice: str = "",
+        new_reason_too: bool = False,
     ) -> None:
         current = self._state[camera].health
-        if current.state == state:
+        if current.state == state and not (new_reason_too and current.reason != reason):
             return
         body = CameraHealth.model_validate(
             {
@@ -539,7 +545,9 @@ class CameraService:
 
     def _worker_lost(self, handle: WorkerHandle, why: str) -> None:
         for camera in handle.cameras:
-            self._set_health(camera.id, "offline", why)
+            # A worker killed before its camera came online was already "offline: starting":
+            # the hall page must still learn why (memory, silence, exit), once per restart.
+            self._set_health(camera.id, "offline", why, new_reason_too=True)
 
     async def _retention(self) -> None:
         while True:
