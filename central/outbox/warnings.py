@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from sqlalchemy import select
@@ -119,16 +120,27 @@ async def scan(engine: AsyncEngine, config: OutboxConfig, since: dt.datetime) ->
     return enqueued
 
 
-async def run_forever(engine: AsyncEngine, config: OutboxConfig, every_s: float = EVERY_S) -> None:
+Scan = Callable[[AsyncEngine, OutboxConfig, dt.datetime], Awaitable[int]]
+
+
+async def scan_forever(
+    scan_once: Scan, what: str, engine: AsyncEngine, config: OutboxConfig, every_s: float
+) -> None:
+    """Every ``every_s``, what changed since the last good scan (with some slack); a failed
+    scan is tried again from the same point."""
     since = utc_now() - LOOK_BACK
     while True:
         started = utc_now()
         try:
-            await scan(engine, config, since)
+            await scan_once(engine, config, since)
             since = started - SINCE_SLACK
         except Exception:
-            log.exception("ladder warnings: scan failed; trying again")
+            log.exception("%s: scan failed; trying again", what)
         await asyncio.sleep(every_s)
 
 
-__all__ = ["recipients", "routes", "run_forever", "scan"]
+async def run_forever(engine: AsyncEngine, config: OutboxConfig, every_s: float = EVERY_S) -> None:
+    await scan_forever(scan, "ladder warnings", engine, config, every_s)
+
+
+__all__ = ["recipients", "routes", "run_forever", "scan", "scan_forever"]

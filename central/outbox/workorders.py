@@ -10,9 +10,7 @@ guessed. Messages and logs name the order, hall, window, stage and due day, neve
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
-import logging
 from typing import Any
 
 from sqlalchemy import select
@@ -20,12 +18,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from central.outbox.config import OutboxConfig
 from central.outbox.store import Audience, enqueue
-from central.outbox.warnings import LOOK_BACK, SINCE_SLACK, routes
+from central.outbox.warnings import routes, scan_forever
 from central.rules.followup import Stage, escalation_target
 from central.store.schema_correlation import followup_events, followups
-from hallkit.clock import utc_now
-
-log = logging.getLogger(__name__)
 
 EVERY_S = 60.0
 KINDS = ("followup.assigned", "followup.escalated")
@@ -112,15 +107,7 @@ async def scan(engine: AsyncEngine, config: OutboxConfig, since: dt.datetime) ->
 
 
 async def run_forever(engine: AsyncEngine, config: OutboxConfig, every_s: float = EVERY_S) -> None:
-    since = utc_now() - LOOK_BACK
-    while True:
-        started = utc_now()
-        try:
-            await scan(engine, config, since)
-            since = started - SINCE_SLACK
-        except Exception:
-            log.exception("work-order notices: scan failed; trying again")
-        await asyncio.sleep(every_s)
+    await scan_forever(scan, "work-order notices", engine, config, every_s)
 
 
 __all__ = ["event_name", "recipients", "run_forever", "scan"]
