@@ -19,3 +19,18 @@ def record_ms(results: Path, name: str, seconds: float, unit: str = "ms", digits
     }
     results.write_text(json.dumps(data, indent=2, ensure_ascii=False))
     print(f"\nBENCH {name}: {seconds * 1000:,.{digits}f} {unit}")
+
+
+def record(results: Path, name: str, value: float, unit: str, floor: str = "") -> None:
+    """A figure in its own unit (events/s, s, a ratio), with the floor or target it is read
+    against."""
+    results.parent.mkdir(exist_ok=True)
+    data = json.loads(results.read_text()) if results.exists() else {}
+    data[name] = {
+        "value": round(value, 2),
+        "unit": unit,
+        "floor": floor,
+        "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }
+    results.write_text(json.dumps(data, indent=2, ensure_ascii=False))
+    print(f"\nBENCH {name}: {value:,.2f} {unit}  {floor}")

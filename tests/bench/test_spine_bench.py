@@ -19,12 +19,11 @@ from central.spine.registry import register
 from central.store import partitions
 from central.store.db import make_engine
 from central.store.migrate import upgrade
-from edge.app import Gateway
 from edge.clock import Clock
-from edge.config import GatewayConfig
 from edge.journal import Journal
 from protocols.events import GeneratorSample
-from tests.support import procs
+from tests.bench import figures
+from tests.bench.backlog import drain_journal
 from tests.support.broker import Broker, free_port
 
 pytestmark = pytest.mark.bench
@@ -32,16 +31,7 @@ RESULTS = Path(__file__).resolve().parents[2] / "test-output" / "bench-spine.jso
 
 
 def record(name: str, value: float, unit: str, floor: str = "") -> None:
-    RESULTS.parent.mkdir(exist_ok=True)
-    data = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    data[name] = {
-        "value": round(value, 1),
-        "unit": unit,
-        "floor": floor,
-        "at": datetime.now(UTC).isoformat(timespec="seconds"),
-    }
-    RESULTS.write_text(json.dumps(data, indent=2, ensure_ascii=False))
-    print(f"\nBENCH {name}: {value:,.1f} {unit}  {floor}")
+    figures.record(RESULTS, name, value, unit, floor)
 
 
 def test_journal_durable_append_rate(tmp_path: Path) -> None:
@@ -118,55 +108,11 @@ def test_central_ingest_rate(database_url: str) -> None:
 def test_backlog_drain_50k_end_to_end(tmp_path: Path, database_url: str) -> None:
     """50,000 journaled events: from the gateway's connect to central's commit AND the ack
     being recorded in the gateway's journal."""
-    broker = Broker(free_port(), tmp_path / "broker").start()
-    procs.prepare_central(database_url, [("H1", "gw1")])
-    config = GatewayConfig.model_validate(
-        {
-            "hall": "H1",
-            "gateway": "gw1",
-            "data_dir": str(tmp_path / "gw"),
-            "broker": {"port": broker.port},
-            "clock": {"assume_synced": True},
-        }
-    )
-    cen = procs.central(
-        procs.central_config(tmp_path, broker.port, database_url), tmp_path / "central.log"
-    )
-
-    async def fill() -> None:
-        async with Journal(config.journal_path, Clock(assume_synced=True)) as journal:
-            for _ in range(25):
-                await asyncio.gather(
-                    *(
-                        journal.append_nowait("gen.sample", GeneratorSample(n=i, run="b"))
-                        for i in range(2000)
-                    )
-                )
-
-    async def drain() -> tuple[float, int]:
-        gateway = Gateway(config)
-        await gateway.start()
-        while not gateway.uplink.connected:  # noqa: ASYNC110 - polling is the measurement
-            await asyncio.sleep(0.001)
-        start = time.perf_counter()
-        while gateway.journal.acked_seq < gateway.journal.head_seq:  # noqa: ASYNC110
-            await asyncio.sleep(0.005)
-        elapsed = time.perf_counter() - start
-        head = gateway.journal.head_seq
-        await gateway.stop()
-        return elapsed, head
-
-    try:
-        asyncio.run(fill())
-        time.sleep(2.0)  # central connected and subscribed
-        elapsed, head = asyncio.run(drain())
-        assert procs.stored(database_url, "gw1")[2] == head
-    finally:
-        cen.stop()
-        broker.stop()
+    ours = drain_journal(tmp_path, database_url)
+    assert ours.committed == ours.events
     db = "postgresql" if database_url.startswith("postgresql") else "sqlite"
-    record(f"backlog_drain_50k_{db}", elapsed, "s", "floor < 4 s")
-    record(f"backlog_drain_rate_{db}", head / elapsed, "events/s")
+    record(f"backlog_drain_50k_{db}", ours.seconds, "s", "floor < 4 s")
+    record(f"backlog_drain_rate_{db}", ours.events / ours.seconds, "events/s")
 
 
 def test_broker_ceiling_mosquitto_pub_sub(tmp_path: Path) -> None:
