@@ -167,6 +167,7 @@ class PlatformStandIn:
     seen: set[int] = field(default_factory=set)
     readings: int = 0
     messages: int = 0
+    first_at: float = 0.0
     last_at: float = 0.0
     done: threading.Event = field(default_factory=threading.Event)
     client: mqtt.Client | None = None
@@ -197,6 +198,7 @@ class PlatformStandIn:
                 client.publish(RPC_RESPONSE + request, json.dumps(SESSION_LIMITS), qos=1)
             return
         self.messages += 1
+        self.first_at = self.first_at or time.time()
         for entries in body.values():
             for entry in entries:
                 self.readings += 1
@@ -209,6 +211,7 @@ class PlatformStandIn:
 @dataclass(frozen=True)
 class PeerDrain:
     seconds: float  # from the peer's MQTT connect to the last reading received
+    first_s: float  # from its connect to the first reading received
     distinct: int  # readings received, each counted once
     readings: int  # readings received, repeats included
     messages: int  # MQTT messages carrying them
@@ -246,8 +249,10 @@ def drain(python: Path, home: Path, port: int, n: int, timeout: float = 300) -> 
             f"the peer delivered {len(stand_in.seen)} of {n} readings in {timeout} s"
             f" (connected: {connected is not None}); its log:\n{text[-3000:]}"
         )
+    connected_at = float(connected.group(1))
     return PeerDrain(
-        seconds=stand_in.last_at - float(connected.group(1)),
+        seconds=stand_in.last_at - connected_at,
+        first_s=stand_in.first_at - connected_at,
         distinct=len(stand_in.seen),
         readings=stand_in.readings,
         messages=stand_in.messages,

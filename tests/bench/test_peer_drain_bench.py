@@ -51,7 +51,8 @@ def test_backlog_drain_against_the_peer(tmp_path: Path, database_url: str) -> No
         peer_s.append(peer.seconds)
         ours_s.append(ours.seconds)
         print(
-            f"\nround {r + 1}: peer {peer.seconds:.2f} s ({peer.readings:,} readings received"
+            f"\nround {r + 1}: peer {peer.seconds:.2f} s (first reading after"
+            f" {peer.first_s:.2f} s, {peer.readings:,} readings received"
             f" for {N:,}, {peer.messages} MQTT messages, {peer.left_in_storage:,} rows left in"
             f" its storage), Hallwatch {ours.seconds:.2f} s"
         )
