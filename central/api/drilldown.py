@@ -1,7 +1,10 @@
 """GET /api/v1/drilldown: indicators one level below where the caller stands (halls → a hall's
 departments → a department's windows → a window's staff), ranked, with the period's totals and
-a daily trend. The figures are ``central.rules.indicators.compute`` over the stored facts,
-within the caller's scope."""
+a daily trend, within the caller's scope. The halls and a hall's departments are read from
+the daily rollups (``central.reporting.rollup_query``: the same numbers as the facts give);
+below a department, and for a department leader (the evaluations correlated to the
+department's cases, not the roster's windows), ``central.rules.indicators.compute`` runs over
+the stored facts of the range."""
 
 from __future__ import annotations
 
@@ -10,18 +13,19 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query, status
 from pydantic import BaseModel, Field
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from central.api.bulletin import GroupOut, group_out
 from central.api.deps import Engine, EvaluationReader
 from central.api.overview import FIRST_DAY, LAST_DAY, calendar_for
 from central.gaming.confirmed import confirmed, per_staff
-from central.reporting import scorecard
+from central.reporting import bulletin_figures, rollup_query, scorecard
 from central.reporting.bulletin import ranked
 from central.reporting.names import STAFF_NAME_DOC
-from central.reporting.registry import HALL_NAME_DOC, display_name
+from central.reporting.registry import HALL_NAME_DOC, Halls, display_name
 from central.reporting.registry_cache import hall_names
-from central.rules.indicators import DateRange, Grouping
-from central.rules.workdays import CalendarError, business_date
+from central.rules.indicators import DateRange, Grouping, GroupKey, Indicators
+from central.rules.workdays import CalendarError, WorkCalendar, business_date
 from central.security.tokens import Role
 from hallkit.clock import utc_now
 
@@ -68,6 +72,27 @@ def _level(
     return "department", Grouping.DEPARTMENT
 
 
+# the levels the rollups hold as they are: the halls, a hall's departments
+_FROM_ROLLUPS = (Grouping.HALL, Grouping.DEPARTMENT)
+
+
+async def _from_rollups(
+    db: AsyncEngine, period: DateRange, grouping: Grouping, calendar: WorkCalendar, reach: Halls
+) -> tuple[
+    dict[GroupKey, Indicators], dict[GroupKey, Indicators], list[tuple[dt.date, Indicators | None]]
+]:
+    """The period's total, its groups and the daily trend from the rollups (``reach``: every
+    hall, a hall manager's halls, or the one hall the path stands in)."""
+    async with db.connect() as conn:
+        by_group = await rollup_query.indicators(conn, period, grouping, calendar, hall=reach)
+        if grouping is Grouping.HALL:  # the halls' figures summed (each is a sum over halls)
+            total = {GroupKey(): bulletin_figures.total(by_group.values())} if by_group else {}
+        else:
+            total = await rollup_query.indicators(conn, period, Grouping.ALL, calendar, hall=reach)
+        trend = await rollup_query.daily(conn, period, calendar, hall=reach)
+    return total, by_group, trend
+
+
 @router.get(
     "/drilldown",
     response_model=DrilldownOut,
@@ -111,15 +136,23 @@ async def drilldown(
     period = DateRange(first, last)
     calendar = calendar_for(db)
     try:
-        facts = await scorecard.load(db, who, period, calendar, hall=hall, department=department)
-        facts = scorecard.narrowed(facts, window=window, staff=staff)
-        total = scorecard.compute(facts, period, Grouping.ALL, calendar)
-        groups = ranked(scorecard.compute(facts, period, grouping, calendar)) if grouping else []
-        trend = scorecard.daily(facts, period, calendar)
+        if who.role is not Role.DEPARTMENT_LEADER and grouping in _FROM_ROLLUPS:
+            reach = who.halls if who.role is Role.HALL_MANAGER and hall is None else hall
+            total, by_group, trend = await _from_rollups(db, period, grouping, calendar, reach)
+            names: dict[tuple[str, str], str] = {}  # halls and departments name no one
+        else:
+            facts = await scorecard.load(
+                db, who, period, calendar, hall=hall, department=department
+            )
+            facts = scorecard.narrowed(facts, window=window, staff=staff)
+            total = scorecard.compute(facts, period, Grouping.ALL, calendar)
+            by_group = scorecard.compute(facts, period, grouping, calendar) if grouping else {}
+            trend = scorecard.daily(facts, period, calendar)
+            names = scorecard.staff_names(facts)
     except CalendarError as exc:
         raise HTTPException(422, str(exc)) from None
+    groups = ranked(by_group)
     everything = next(iter(total.values()), None)
-    names = scorecard.staff_names(facts)
     async with db.connect() as conn:
         registered = await hall_names(conn)
         gaming = per_staff(await confirmed(conn, who, first, last, hall=hall))

@@ -16,7 +16,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Subquery, Table, case, func, or_, select, union_all
+from sqlalchemy import ColumnElement, Subquery, Table, and_, case, func, or_, select, union_all
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from central.reporting import analytic
@@ -42,6 +42,7 @@ from central.store.schema_rollups import (
     indicator_rollups_monthly,
     rollup_evaluated,
     rollup_evaluated_monthly,
+    rollup_window_days,
 )
 
 _KEYS = {  # the rollup columns that make a group of each grouping
@@ -166,26 +167,83 @@ async def indicators(
     evaluated = await _evaluated(conn, period, by, hall)
     minutes = await _coverage(conn, period, by, calendar, hall) if coverage else {}
     overdue = await _open_at_end(conn, period, by, calendar, hall) if open_cases else {}
-    at_covered, at_satisfied = _AT["covered_n"], _AT["satisfied_d"]
-    at_overdue, at_evaluated = _AT["overdue_completed"], _AT["evaluated"]
-    out = {}
     # a group with only cases open all along has no rollup row (its days add nothing)
-    for key in sorted(sums.keys() | overdue.keys(), key=GroupKey.sort_key):
-        row = sums.get(key, _ZERO)
-        ratios = {name: Ratio(row[n], row[d]) for name, n, d in _RATIOS}
-        if key in minutes:
-            ratios["staffed_coverage"] = Ratio(row[at_covered], minutes[key])
-        bad = {k: int(row[i]) for k, i in _BAD}
-        out[key] = Indicators(
-            group=key,
-            overdue_completed=int(row[at_overdue]),
-            overdue_open=overdue.get(key, 0),
-            evaluation_rate=Ratio(int(row[at_evaluated]) + evaluated.get(key, 0), row[same_day_d]),
-            bad_reviews=bad,
-            bad_review_rate=Ratio(sum(bad.values()), row[at_satisfied]),
-            appeal_excluded=int(row[_AT["appeal_excluded"]]),
-            **ratios,
+    return {
+        key: _built(key, sums.get(key, _ZERO), minutes.get(key), overdue.get(key, 0), evaluated)
+        for key in sorted(sums.keys() | overdue.keys(), key=GroupKey.sort_key)
+    }
+
+
+def _built(
+    key: GroupKey,
+    row: Sequence[Any],
+    minutes: float | None,
+    overdue_open: int,
+    evaluated: dict[GroupKey, int],
+) -> Indicators:
+    """One group's indicators from its summed row (figures at ``_AT``) and the parts completed
+    apart: 在岗率覆盖's denominator (``minutes``), 超时未办结 and the cases evaluated on other
+    days than their acceptance."""
+    ratios = {name: Ratio(row[n], row[d]) for name, n, d in _RATIOS}
+    if minutes is not None:
+        ratios["staffed_coverage"] = Ratio(row[_AT["covered_n"]], minutes)
+    bad = {k: int(row[i]) for k, i in _BAD}
+    return Indicators(
+        group=key,
+        overdue_completed=int(row[_AT["overdue_completed"]]),
+        overdue_open=overdue_open,
+        evaluation_rate=Ratio(
+            int(row[_AT["evaluated"]]) + evaluated.get(key, 0), row[_AT["same_day_d"]]
+        ),
+        bad_reviews=bad,
+        bad_review_rate=Ratio(sum(bad.values()), row[_AT["satisfied_d"]]),
+        appeal_excluded=int(row[_AT["appeal_excluded"]]),
+        **ratios,
+    )
+
+
+async def daily(
+    conn: AsyncConnection, period: DateRange, calendar: WorkCalendar, *, hall: Halls = None
+) -> list[tuple[dt.date, Indicators | None]]:
+    """One ``Grouping.ALL`` result per day of ``period`` (a trend, as ``scorecard.daily``
+    computes it from the facts): each day's own figures, without 超时未办结 (a period's
+    figure, not a trend's), with 在岗率覆盖 over every window the period saw; None for a day
+    without rollup rows that is not a working day. One read of the days' hall rows."""
+    await analytic.settle(conn)
+    r, e = indicator_rollups, rollup_evaluated
+    in_range = (r.c.business_day >= period.first, r.c.business_day <= period.last)
+    query = (
+        select(r.c.business_day, *(func.sum(r.c[v]) for v in _VALUES))
+        .where(r.c.grouping == Grouping.HALL.value, *in_range, hall_clause(r.c.hall_id, hall))
+        .group_by(r.c.business_day)
+    )
+    sums = {row[0]: row[1:] for row in await conn.execute(query)}
+    # a case evaluated on its acceptance day while its group had no row for it
+    query = (
+        select(e.c.accepted_day, func.sum(e.c.cases))
+        .where(
+            e.c.grouping == Grouping.HALL.value,
+            e.c.accepted_day >= period.first,
+            e.c.accepted_day <= period.last,
+            e.c.after_day == e.c.accepted_day,
+            hall_clause(e.c.hall_id, hall),
         )
+        .group_by(e.c.accepted_day)
+    )
+    evaluated = {day: int(n) for day, n in await conn.execute(query)}
+    # 在岗率覆盖 as a day of the range sees it: the opening minutes of that working day for
+    # every window the range saw (a day without data is uncovered time of those windows)
+    workdays = set(calendar.workdays_in(period.first, period.last))
+    ranged = await _coverage(conn, period, Grouping.ALL, calendar, hall)
+    minutes = ranged.get(GroupKey(), 0.0) / len(workdays) if workdays else 0.0
+    out: list[tuple[dt.date, Indicators | None]] = []
+    for day in period.days():
+        seen = minutes if day in workdays else 0.0
+        if day not in sums and not seen:
+            out.append((day, None))
+            continue
+        extra = {GroupKey(): evaluated.get(day, 0)}
+        out.append((day, _built(GroupKey(), sums.get(day, _ZERO), seen, 0, extra)))
     return out
 
 
@@ -221,15 +279,12 @@ async def _coverage(
     range's working days for every window the range saw (a day without data is uncovered)."""
     if by is Grouping.STAFF:
         return {}
-    rows = _rows(
-        (indicator_rollups, indicator_rollups_monthly),
-        "business_day",
-        period,
-        Grouping.WINDOW.value,
-        hall,
-        ("hall_id", "window", "department"),
+    w = rollup_window_days
+    query = (
+        select(w.c.hall_id, w.c.window, w.c.department)
+        .where(_days_in(period), hall_clause(w.c.hall_id, hall))
+        .distinct()
     )
-    query = select(rows.c.hall_id, rows.c.window, rows.c.department).distinct()
     windows: dict[tuple[str, str], str | None] = {}
     for hall_id, window, department in await conn.execute(query):
         windows[(hall_id, window)] = department or windows.get((hall_id, window))
@@ -242,6 +297,36 @@ async def _coverage(
             setup = hall_setups.with_defaults(hall_id, stored.get(hall_id))
             out[key] += sum(p.minutes for p in setup.opening) * workdays
     return dict(out)
+
+
+def _days_in(period: DateRange) -> ColumnElement[bool]:
+    """The ``rollup_window_days`` rows with a day inside ``period``: its whole months, and the
+    days' bits of the months it holds in part."""
+    w = rollup_window_days
+    days, months = pieces(period)
+    terms = [
+        and_(w.c.month == month_of(a)[0], w.c.days.op("&")(day_bits(a, b)) != 0)
+        for first, last in days
+        for a, b in by_month(first, last)
+    ]
+    if months is not None:
+        terms.append(and_(w.c.month >= months[0], w.c.month <= months[1]))
+    return or_(*terms)
+
+
+def by_month(first: dt.date, last: dt.date) -> list[tuple[dt.date, dt.date]]:
+    """``first`` … ``last`` cut at the months' ends."""
+    out = []
+    while first <= last:
+        end = min(last, month_of(first)[1])
+        out.append((first, end))
+        first = end + _DAY
+    return out
+
+
+def day_bits(first: dt.date, last: dt.date) -> int:
+    """The bits of the days ``first`` … ``last`` of one month (bit d-1 for day d)."""
+    return (1 << last.day) - (1 << (first.day - 1))
 
 
 def _last_workday(calendar: WorkCalendar, day: dt.date) -> dt.date | None:

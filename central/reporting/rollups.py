@@ -41,6 +41,7 @@ from central.store.schema_rollups import (
     rollup_case_evaluations,
     rollup_evaluated,
     rollup_evaluated_monthly,
+    rollup_window_days,
 )
 
 GROUPINGS = (Grouping.HALL, Grouping.DEPARTMENT, Grouping.WINDOW, Grouping.STAFF)
@@ -134,6 +135,7 @@ async def refresh_day(
     for chunk in _chunks(rows, 200):
         await conn.execute(insert(r), list(chunk))
     await _sum_month(conn, hall, day)
+    await _window_days(conn, hall, day)
 
     ce = rollup_case_evaluations
     covered = {
@@ -273,6 +275,30 @@ async def _sum_month(conn: AsyncConnection, hall: str, day: dt.date) -> None:
     )
     names = ["hall_id", "month", *GROUP_COLUMNS, *VALUE_COLUMNS]
     await conn.execute(insert(m).from_select(names, summed))
+
+
+async def _window_days(conn: AsyncConnection, hall: str, day: dt.date) -> None:
+    """The windows ``hall`` saw in the month of ``day``, from its window rows, with the days."""
+    first, last = month_of(day)
+    r, w = indicator_rollups, rollup_window_days
+    seen = await conn.execute(
+        select(r.c.window, r.c.department, r.c.business_day).where(
+            r.c.hall_id == hall,
+            r.c.grouping == Grouping.WINDOW.value,
+            r.c.business_day >= first,
+            r.c.business_day <= last,
+        )
+    )
+    days: Counter[tuple[str, str]] = Counter()
+    for window, department, on in seen:
+        days[(window, department)] |= 1 << (on.day - 1)
+    await conn.execute(delete(w).where(w.c.hall_id == hall, w.c.month == first))
+    rows = [
+        {"hall_id": hall, "month": first, "window": win, "department": dep, "days": bits}
+        for (win, dep), bits in sorted(days.items())
+    ]
+    if rows:
+        await conn.execute(insert(w), rows)
 
 
 async def _sum_evaluated_month(conn: AsyncConnection, hall: str, day: dt.date) -> None:

@@ -9,7 +9,7 @@ department, window or staff field is a grouping that does not use it.
 
 from __future__ import annotations
 
-from sqlalchemy import Column, Date, Float, Index, Integer, String, Table
+from sqlalchemy import DDL, Column, Date, Float, Index, Integer, String, Table, event
 
 from central.store.metadata import metadata
 
@@ -30,6 +30,20 @@ PAIRS = (
 BAD_KEYS = (3, 4, 5, 6)
 APPEAL_EXCLUDED_COMMENT = "申诉核减: evaluations an upheld appeal took out of 满意率 and 差评"
 GROUP_COLUMNS = ("grouping", "department", "window", "staff")
+GROUPING_VALUES = ("hall", "department", "window", "staff")
+# On PostgreSQL the rollup rows of each grouping are a table of their own (LIST partitions of
+# ``grouping``, in this schema so the public one lists the tables the code names): a year by
+# department reads the department rows' pages only, not every grouping's rows of those days.
+SCHEMA = "rollup_groupings"
+
+
+def partition_statements(table: str) -> list[str]:
+    """The partitions of ``table`` (one per grouping); for create_all and the migration."""
+    return [f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}"] + [
+        f"CREATE TABLE IF NOT EXISTS {SCHEMA}.{table}_{g} PARTITION OF {table} "
+        f"FOR VALUES IN ('{g}')"
+        for g in GROUPING_VALUES
+    ]
 
 
 def _group_columns() -> list[Column[str]]:
@@ -66,25 +80,41 @@ def _value_columns() -> list[Column[float] | Column[int]]:
     ]
 
 
-indicator_rollups = Table(
-    "indicator_rollups",
-    metadata,
-    Column("hall_id", String(64), primary_key=True),
-    Column("business_day", Date, primary_key=True),
-    *_group_columns(),
-    *_value_columns(),
-    Index("ix_indicator_rollups_grouping_day", "grouping", "business_day"),
-)
+def _rollup_table(name: str, day: str) -> Table:
+    """A rollup table keyed by hall, ``day`` and group; one table per grouping on PostgreSQL."""
+    table = Table(
+        name,
+        metadata,
+        Column("hall_id", String(64), primary_key=True),
+        Column(day, Date, primary_key=True),
+        *_group_columns(),
+        *_value_columns(),
+        Index(f"ix_{name}_grouping_{day.removeprefix('business_')}", "grouping", day),
+        postgresql_partition_by="LIST (grouping)",
+    )
+    for statement in partition_statements(name):
+        ddl = DDL(statement)  # type: ignore[no-untyped-call]  # untyped in SQLAlchemy
+        event.listen(table, "after_create", ddl.execute_if(dialect="postgresql"))
+    return table
 
+
+indicator_rollups = _rollup_table("indicator_rollups", "business_day")
 # the same summed per calendar month (``month`` its first day): a year is twelve rows a group
-indicator_rollups_monthly = Table(
-    "indicator_rollups_monthly",
+indicator_rollups_monthly = _rollup_table("indicator_rollups_monthly", "month")
+
+# 在岗率覆盖's denominator counts every window a range saw in a hall: per hall and month, the
+# windows of its window rollup rows (with their roster department) and the days of the month
+# they had a row, as bits (bit d-1 for day d). A year's window set is ~13 small rows per window
+# instead of the window rows of every day.
+rollup_window_days = Table(
+    "rollup_window_days",
     metadata,
     Column("hall_id", String(64), primary_key=True),
-    Column("month", Date, primary_key=True),
-    *_group_columns(),
-    *_value_columns(),
-    Index("ix_indicator_rollups_monthly_grouping_month", "grouping", "month"),
+    Column("month", Date, primary_key=True, comment="first day of the month"),
+    Column("window", String(16), primary_key=True),
+    Column("department", String(128), primary_key=True, comment="the roster's, '' if none"),
+    Column("days", Integer, nullable=False, comment="bit d-1 set: a window row on day d"),
+    Index("ix_rollup_window_days_month", "month"),
 )
 
 # 评价率's numerator: cases accepted on a day, by the nearest days around it on which a counted

@@ -98,6 +98,13 @@ FOLD = (
     f"UPDATE indicator_rollups SET evaluated = {SAME_DAY_EVALUATED}",
     "TRUNCATE rollup_evaluated, indicator_rollups_monthly, rollup_evaluated_monthly",
 )
+# the windows each hall saw per month, with the days (as the job keeps them)
+WINDOW_DAYS = (
+    'INSERT INTO rollup_window_days (hall_id, month, "window", department, days) '
+    "SELECT hall_id, date_trunc('month', business_day)::date AS m, \"window\", department, "
+    "sum(1 << (extract(day FROM business_day)::int - 1)) FROM indicator_rollups "
+    "WHERE grouping = 'window' GROUP BY hall_id, m, \"window\", department"
+)
 GATEWAYS = (
     "INSERT INTO gateways (gateway_id, hall_id, registered_at, committed_through, last_batch_at, "
     "online) SELECT 'gw' || h, 'H' || h, now(), 0, now(), true "
@@ -151,7 +158,7 @@ async def _prepare(engine: AsyncEngine, skip: tuple[str, ...] = ()) -> dict[str,
     async with engine.connect() as conn:
         filled = (await conn.execute(text("SELECT count(*) FROM gateways"))).scalar()
     if filled:  # a kept database (HALLWATCH_BENCH_KEEP_DB) already holds the data
-        skip = (*skip, "rollups", "gateways", "cases", "ladder", "presses")
+        skip = (*skip, "rollups", "window_days", "gateways", "cases", "ladder", "presses")
         async with engine.begin() as conn:
             unfolded = await conn.execute(
                 text("SELECT 1 FROM rollup_evaluated WHERE after_day = accepted_day LIMIT 1")
@@ -170,6 +177,7 @@ async def _prepare(engine: AsyncEngine, skip: tuple[str, ...] = ()) -> dict[str,
         ("evaluated", EVALUATED),
         ("monthly", _monthly_sql()),
         ("evaluated_monthly", EVALUATED_MONTHLY),
+        ("window_days", WINDOW_DAYS),
         ("gateways", GATEWAYS),
         ("cases", CASES),
         ("ladder", LADDER),

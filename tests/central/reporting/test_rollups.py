@@ -21,9 +21,9 @@ from central.correlation import followups as followup_store
 from central.correlation import workqueue
 from central.correlation.config import CorrelationConfig
 from central.correlation.job import run_once
-from central.reporting import bulletin, facts, halls, rollup_query, rollups
+from central.reporting import bulletin, facts, halls, rollup_query, rollups, scorecard
 from central.reporting.bulletin_figures import total
-from central.reporting.rollup_query import pieces
+from central.reporting.rollup_query import by_month, day_bits, pieces
 from central.rules.followup import AppealGround
 from central.rules.indicators import (
     CaseStatus,
@@ -291,9 +291,22 @@ async def test_rollups_answer_as_the_facts_do(engine: AsyncEngine) -> None:
                                 replace(value, overdue_open=kept[0], staffed_coverage=kept[1])
                                 == full
                             ), f"{span} {by} {key}"
-            for scope, _ in sources:  # the 通报's overall figures: its halls' summed
+            for scope, source in sources:
+                # the 通报's overall figures: its halls' summed
                 (overall,) = answers[(Grouping.ALL, scope)].values()
                 _same(overall, total(answers[(Grouping.HALL, scope)].values()), f"{span} all")
+                # the drill-down's trend: each day alone
+                trend = await rollup_query.daily(conn, span, CALENDAR, hall=scope)
+                for (day, want), (on, got) in zip(
+                    scorecard.daily(source, span, CALENDAR), trend, strict=True
+                ):
+                    assert day == on
+                    if got is None:  # a day whose facts add to no figure has no rows
+                        assert want is None or _nothing(want), f"{day} {want}"
+                    else:
+                        assert want is not None, f"{day} {got}"
+                        _same(want, got, f"trend {day} {scope}")
+                        checked["trend"] += 1
         # the monthly 通报 (from the rollups) ranks the same figures as the facts give
         month = DateRange(dt.date(2026, 11, 1), dt.date(2026, 11, 30))
         source = await facts.load(conn, month, CALENDAR)
@@ -316,6 +329,17 @@ async def test_rollups_answer_as_the_facts_do(engine: AsyncEngine) -> None:
     assert checked["evaluated"] > 0 and checked["overdue_open"] > 0
     assert checked["overdue_completed"] > 0
     assert checked["appeal_excluded"] > 0
+    assert checked["trend"] >= len(DAYS)
+
+
+def _nothing(value: Indicators) -> bool:
+    """No figure of ``value`` counts anything."""
+    return not any(
+        (v.numerator or v.denominator) if isinstance(v, Ratio) else v
+        for f in fields(Indicators)
+        if f.name != "group"
+        for v in [getattr(value, f.name)]
+    )
 
 
 def test_a_range_splits_into_loose_days_and_whole_months() -> None:
@@ -336,3 +360,15 @@ def test_a_range_splits_into_loose_days_and_whole_months() -> None:
         [(d(2026, 2, 2), d(2026, 3, 30))],
         None,
     )
+
+
+def test_the_days_of_a_range_as_bits_of_each_month() -> None:
+    d = dt.date
+    assert by_month(d(2026, 11, 19), d(2027, 1, 2)) == [
+        (d(2026, 11, 19), d(2026, 11, 30)),
+        (d(2026, 12, 1), d(2026, 12, 31)),
+        (d(2027, 1, 1), d(2027, 1, 2)),
+    ]
+    assert day_bits(d(2026, 11, 19), d(2026, 11, 21)) == 0b111 << 18
+    assert day_bits(d(2026, 12, 1), d(2026, 12, 31)) == (1 << 31) - 1
+    assert day_bits(d(2026, 2, 28), d(2026, 2, 28)) == 1 << 27
