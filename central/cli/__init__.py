@@ -69,11 +69,21 @@ def _options(
 def serve(
     config: ConfigOption = None,
     api: Annotated[bool, typer.Option(help="serve the HTTP API in this process")] = True,
+    ingest: Annotated[
+        bool,
+        typer.Option(
+            help="consume and run the jobs in this process; --no-ingest: the API alone, "
+            "its answers off the ingest path (aggregators run with --no-api)"
+        ),
+    ] = True,
 ) -> None:
     """Run an aggregator process (ingest + acknowledgements, and the API)."""
     cfg = load_config(config, check_files=True)
+    if not ingest and not (api and cfg.http.enabled):
+        typer.echo("--no-ingest 需要 API / --no-ingest serves the API alone: it needs it", err=True)
+        raise typer.Exit(2)
     try:
-        failure = asyncio.run(_serve(cfg, api and cfg.http.enabled))
+        failure = asyncio.run(_serve(cfg, api and cfg.http.enabled, ingest))
     except (ConfigError, CalendarConfigError) as exc:
         typer.echo(f"配置错误 / configuration error:\n{exc}", err=True)
         raise typer.Exit(2) from None
@@ -84,7 +94,7 @@ def serve(
         raise typer.Exit(1)
 
 
-async def _serve(cfg: CentralConfig, with_api: bool) -> str | None:
+async def _serve(cfg: CentralConfig, with_api: bool, ingest: bool = True) -> str | None:
     """Until SIGTERM/SIGINT or a task given up (returned, for the exit status)."""
     import uvicorn
 
@@ -93,7 +103,7 @@ async def _serve(cfg: CentralConfig, with_api: bool) -> str | None:
 
     aggregator = Aggregator(cfg)
     try:
-        await aggregator.start()
+        await (aggregator.start() if ingest else aggregator.start_api_only())
     except BaseException:
         await aggregator.stop()  # what did start (the database, the consumer) is closed
         raise
@@ -111,7 +121,7 @@ async def _serve(cfg: CentralConfig, with_api: bool) -> str | None:
     if with_api:
         server = ApiServer(
             uvicorn.Config(
-                create_app(aggregator.engine, tasks=aggregator.supervisor),
+                create_app(aggregator.engine, tasks=aggregator.supervisor if ingest else None),
                 host=cfg.http.host,
                 port=cfg.http.port,
                 log_level="warning",

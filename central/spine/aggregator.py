@@ -12,12 +12,15 @@ from sqlalchemy.exc import DBAPIError
 
 from central.audits import config as audit_config
 from central.cases import service as case_jobs
+from central.cases.context import CaseContext
+from central.cases.context import bind as bind_case_context
 from central.complaints import service as complaint_jobs
 from central.config import CentralConfig
 from central.correlation import job as correlation_job
 from central.gaming import job as gaming_job
 from central.gateways import command_queue
 from central.gateways.command_signing import CommandSigner, load_or_create_signing_key
+from central.haocha.config import bind_book
 from central.outbox import service as outbox_jobs
 from central.records import event_archive, evidence
 from central.records.ledger import append as ledger_append
@@ -42,6 +45,10 @@ log = logging.getLogger(__name__)
 
 CONSUMER_TASK = "mqtt.consumer"  # paho's network thread: its connection, as a task record
 DROPS_REPORT_S = 5.0  # how often messages dropped unread are added to the gateways' alarms
+
+
+async def _nothing() -> None:
+    pass
 
 
 class Aggregator:
@@ -76,6 +83,7 @@ class Aggregator:
                 self.supervisor.record(CONSUMER_TASK),
                 admission=admission,
             )
+        self.consuming = True  # not in a dashboard process (``start_api_only``)
         self.failure: str | None = None  # a task given up: the process should stop
         self.failed = asyncio.Event()
 
@@ -134,6 +142,19 @@ class Aggregator:
         if self.config.anomalies.enabled:  # 异常线索: daily and weekly gaming detection
             spawn("anomalies", lambda: gaming_job.run_forever(self.engine, self.config.anomalies))
 
+    async def start_api_only(self) -> None:
+        """A dashboard process (``serve --no-ingest``): the schema and what the API finds bound
+        to the engine, but no consumer and no jobs (the ``serve --no-api`` aggregators run
+        them), so its answers never queue behind ingest on one event loop."""
+        await upgrade(self.engine)
+        bind_dashboard(self.engine, self.config)
+        self.vault = evidence.bind(self.engine, self.config.data_dir)
+        bind_case_context(self.engine, CaseContext.from_config(self.config))
+        audit_config.bind(self.engine, self.config.audits)
+        bind_book(self.engine, self.config.haocha.book())
+        complaint_jobs.bind(self.engine, self.config.complaints)
+        self.consuming = False
+
     def _task_failed(self, name: str, error: str) -> None:
         self.failure = f"{name}: {error}"
         self.failed.set()
@@ -142,7 +163,7 @@ class Aggregator:
         """Close everything, each part even when another fails; the database last."""
         for what, step in (
             ("tasks", self.supervisor.stop),
-            ("consumer", self.consumer.stop),
+            ("consumer", self.consumer.stop if self.consuming else _nothing),
             ("gateway states", self.states.flush),  # the last ones received
             ("database", self.engine.dispose),
         ):
