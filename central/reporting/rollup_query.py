@@ -288,15 +288,24 @@ async def _coverage(
     windows: dict[tuple[str, str], str | None] = {}
     for hall_id, window, department in await conn.execute(query):
         windows[(hall_id, window)] = department or windows.get((hall_id, window))
-    stored = await hall_setups.stored_setups(conn, sorted({h for h, _ in windows}))
+    opening = await _opening_minutes(conn, {h for h, _ in windows})
     workdays = len(calendar.workdays_in(period.first, period.last))
     out: defaultdict[GroupKey, float] = defaultdict(float)
     for (hall_id, window), department in windows.items():
         key = group_key(by, hall_id, department, window, None)
         if key is not None:
-            setup = hall_setups.with_defaults(hall_id, stored.get(hall_id))
-            out[key] += sum(p.minutes for p in setup.opening) * workdays
+            out[key] += opening[hall_id] * workdays
     return dict(out)
+
+
+async def _opening_minutes(conn: AsyncConnection, halls: set[str]) -> dict[str, float]:
+    """The opening minutes of a working day of each hall (its stored setup, else the default),
+    worked out once a hall rather than once a window."""
+    stored = await hall_setups.stored_setups(conn, sorted(halls))
+    return {
+        h: float(sum(p.minutes for p in hall_setups.with_defaults(h, stored.get(h)).opening))
+        for h in halls
+    }
 
 
 def _days_in(period: DateRange) -> ColumnElement[bool]:
