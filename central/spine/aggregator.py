@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from sqlalchemy.exc import DBAPIError
 
@@ -30,7 +32,7 @@ from central.spine.amqp_intake import AmqpConsumer
 from central.spine.consumer import Consumer
 from central.spine.ingest import Ingestor
 from central.spine.outcome import AckDecision
-from central.spine.reading import Incoming
+from central.spine.reading import Incoming, StoreUnavailable, failure, transient
 from central.spine.states import StateBook
 from central.store import partitions
 from central.store.db import make_engine
@@ -42,9 +44,12 @@ from protocols import topics
 from protocols.envelope import Ack, encode
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 CONSUMER_TASK = "mqtt.consumer"  # paho's network thread: its connection, as a task record
 DROPS_REPORT_S = 5.0  # how often messages dropped unread are added to the gateways' alarms
+RETRY_FIRST_S = 0.25  # the database unreachable: first pause before the same group again
+RETRY_MAX_S = 8.0
 
 
 async def _nothing() -> None:
@@ -206,6 +211,9 @@ class Aggregator:
             reported = now
 
     async def _handle(self, group: list[Incoming]) -> None:
+        """Store a group; while the database cannot be reached (a failover, a restart) the same
+        group is tried again with a growing pause and nothing is acknowledged meanwhile: the
+        broker's flow control (PUBACKs held back, the AMQP prefetch) holds the rest."""
         side = (
             "/" + topics.Channel.STATE,
             "/" + topics.Channel.RESULT,
@@ -213,20 +221,41 @@ class Aggregator:
         )
         batches = [m for m in group if not m.topic.endswith(side)]
         for msg in group:
-            try:
-                if msg.topic.endswith("/" + topics.Channel.STATE):
-                    await self.states.offer(msg)  # written with the others' within a second
-                elif msg.topic.endswith("/" + topics.Channel.RESULT):
-                    await command_queue.record_result(self.engine, msg)
-                elif msg.topic.endswith("/" + topics.Channel.EVIDENCE):
-                    await self._receive_evidence(msg)
-            except Exception as exc:
-                # one gateway's side message never holds up the others' events
-                log.exception("ingest: a message on %r failed", msg.topic[:200])
-                await self.ingestor.quarantine_alone(msg, f"{type(exc).__name__}: {exc}")
+            if msg.topic.endswith(side):
+                await self._until_stored(lambda m=msg: self._side_message(m))  # type: ignore[misc]
         if batches:
-            for decision in await self.ingestor.ingest(batches):
+            for decision in await self._until_stored(lambda: self.ingestor.ingest(batches)):
                 self._acknowledge(decision)
+
+    async def _until_stored(self, step: Callable[[], Awaitable[T]]) -> T:
+        delay = RETRY_FIRST_S
+        while True:
+            try:
+                return await step()
+            except StoreUnavailable as exc:
+                log.warning(
+                    "ingest: database unreachable (%s); the group again in %.2f s, nothing "
+                    "acknowledged meanwhile",
+                    exc,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX_S)
+
+    async def _side_message(self, msg: Incoming) -> None:
+        try:
+            if msg.topic.endswith("/" + topics.Channel.STATE):
+                await self.states.offer(msg)  # written with the others' within a second
+            elif msg.topic.endswith("/" + topics.Channel.RESULT):
+                await command_queue.record_result(self.engine, msg)
+            elif msg.topic.endswith("/" + topics.Channel.EVIDENCE):
+                await self._receive_evidence(msg)
+        except Exception as exc:
+            if transient(exc):  # a gateway sends a command result once: keep it
+                raise StoreUnavailable(failure(exc)[:300]) from exc
+            # one gateway's side message never holds up the others' events
+            log.exception("ingest: a message on %r failed", msg.topic[:200])
+            await self.ingestor.quarantine_alone(msg, f"{type(exc).__name__}: {exc}")
 
     async def _receive_evidence(self, msg: Incoming) -> None:
         receipt = await evidence.receive(self.engine, self.vault, msg.topic, msg.payload)

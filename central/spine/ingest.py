@@ -12,8 +12,9 @@ When a group's transaction fails it is split, by gateway, then in halves, down t
 event that still fails alone is quarantined with its raw JSON and the reason, and its seq counts
 as consumed. Acknowledging past it is safe because the quarantine row holds the whole event:
 nothing is lost, and the gateway's stream does not stop on one poisoned event. Only errors that
-say nothing about the data (the database unreachable or locked) leave a group unacknowledged, to
-be sent again by the gateway.
+say nothing about the data (the database unreachable or locked) leave a group unacknowledged: the
+aggregator tries the whole group again after a pause (``StoreUnavailable``), and a part of a split
+group waits for the gateway to send it again.
 
 Sequence truth: a seq that arrives again with other content than the stored one is refused,
 quarantined and raised as an alarm on the gateway (``gateway_alarms``); a batch that would move a
@@ -42,19 +43,20 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from central.spine.outcome import AckDecision, IngestStats, Outcome, Progress, Txn
 from central.spine.reading import (
-    TRANSIENT,
     Batch,
     Incoming,
     Item,
     Poison,
     Reject,
     Rejected,
+    StoreUnavailable,
     Unit,
     Unregistered,
     event_digest,
     failure,
     printable,
     read_message,
+    transient,
 )
 from central.spine.sequences import (
     beyond_gap,
@@ -110,14 +112,16 @@ class Ingestor(StateWriting):
     async def ingest(self, messages: Sequence[Incoming]) -> list[AckDecision]:
         """Store a group of event messages; return the acks to publish.
 
-        Never raises for what a message contains: what cannot be stored is quarantined."""
+        Never raises for what a message contains: what cannot be stored is quarantined. When
+        the database cannot be reached for the group's transaction, raises StoreUnavailable
+        (nothing stored)."""
         units = [read_message(msg, self.max_payload) for msg in messages]
         batches = sorted(
             (u for u in units if isinstance(u, Batch)), key=lambda b: (b.gateway, b.first_seq)
         )
         outcome = Outcome()
         await self._commit_isolated(
-            [*batches, *(u for u in units if isinstance(u, Reject))], outcome
+            [*batches, *(u for u in units if isinstance(u, Reject))], outcome, whole=True
         )
         # a rebase order carries its own committed_through for that epoch
         decisions = [
@@ -131,12 +135,21 @@ class Ingestor(StateWriting):
         ]
         return decisions
 
-    async def _commit_isolated(self, units: list[Unit], outcome: Outcome) -> None:
+    async def _commit_isolated(
+        self, units: list[Unit], outcome: Outcome, *, whole: bool = False
+    ) -> None:
+        """``whole``: the group's own transaction; when the database cannot be reached for it,
+        StoreUnavailable says so (nothing stored, the caller tries the group again)."""
         try:
             outcome.absorb(await self._commit(units))
-        except TRANSIENT as exc:
-            log.error("ingest: %d messages not committed (%s); awaiting resend", len(units), exc)
         except Exception as exc:
+            if whole and transient(exc):
+                raise StoreUnavailable(failure(exc)[:300]) from exc
+            if transient(exc):
+                log.error(
+                    "ingest: %d messages not committed (%s); awaiting resend", len(units), exc
+                )
+                return
             await self._isolate(units, exc, outcome)
 
     async def _isolate(self, units: list[Unit], exc: Exception, outcome: Outcome) -> None:
@@ -167,7 +180,7 @@ class Ingestor(StateWriting):
                 outcome.absorb(await self._commit([unit]))
                 return
             except Exception as again:
-                if isinstance(again, TRANSIENT):
+                if transient(again):
                     log.error(
                         "ingest: seq %d of %s not committed (%s); awaiting resend",
                         unit.first_seq,

@@ -32,6 +32,32 @@ TRANSIENT = (
     ConnectionError,
     TimeoutError,
 )
+# SQLSTATE classes that say the server went away or is not (yet) the primary: connection
+# exceptions, operator intervention (shut down, crashed, starting up), and a read-only
+# transaction (a standby reached while a virtual IP or a DNS name still points at it)
+TRANSIENT_SQLSTATES = ("08", "57P", "25006")
+
+
+class StoreUnavailable(Exception):
+    """The database could not be reached for a whole group: nothing of it was stored, nothing
+    is acknowledged; the aggregator tries the same group again after a pause."""
+
+
+def transient(exc: BaseException) -> bool:
+    """The error says nothing about the data: the database is unreachable, restarting, or a
+    standby (as during a failover). SQLAlchemy marks a connection it found dead
+    (``connection_invalidated``); asyncpg's connection errors carry SQLSTATE class 08 and
+    reach SQLAlchemy as its generic ``DBAPIError``, not as an ``OperationalError``."""
+    if isinstance(exc, (*TRANSIENT, OSError)):
+        return True
+    if isinstance(exc, sa_exc.DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        state = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+        return isinstance(state, str) and state.startswith(TRANSIENT_SQLSTATES)
+    return False
+
+
 CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 

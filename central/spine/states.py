@@ -25,7 +25,7 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from central.spine.quarantine import Quarantining
-from central.spine.reading import TRANSIENT, Incoming, Rejected, describe, failure
+from central.spine.reading import Incoming, Rejected, describe, failure, transient
 from central.store.schema import gateways
 from protocols import topics
 from protocols.envelope import GatewayState
@@ -65,7 +65,7 @@ class StateWriting(Quarantining):
             async with self.engine.begin() as conn:
                 refused = await self._store_states(conn, valid)
         except Exception as exc:
-            if isinstance(exc, TRANSIENT):
+            if transient(exc):
                 raise
             if len(valid) == 1:
                 await self.quarantine_alone(valid[0][0], f"store: {failure(exc)}")

@@ -9,6 +9,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 DEFAULT_URL = "sqlite+aiosqlite:///var/central/central.db"
+CONNECT_TIMEOUT_S = 10.0  # PostgreSQL: per host tried
 
 
 def make_engine(url: str = DEFAULT_URL, **kwargs: Any) -> AsyncEngine:
@@ -28,7 +29,11 @@ def make_engine(url: str = DEFAULT_URL, **kwargs: Any) -> AsyncEngine:
 
         return engine
     kwargs.setdefault("pool_size", 10)
+    # a connection found dead (the primary lost, a failover) is replaced before use, and a
+    # host that does not answer costs seconds, not asyncpg's default minute, before the next
+    # host of a multi-host URL is tried (docs/province.md, losing the PostgreSQL primary)
     kwargs.setdefault("pool_pre_ping", True)
+    kwargs["connect_args"] = {"timeout": CONNECT_TIMEOUT_S, **kwargs.get("connect_args", {})}
     return create_async_engine(url, **kwargs)
 
 
