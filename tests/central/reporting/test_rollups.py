@@ -297,15 +297,15 @@ async def test_rollups_answer_as_the_facts_do(engine: AsyncEngine) -> None:
                 _same(overall, total(answers[(Grouping.HALL, scope)].values()), f"{span} all")
                 # the drill-down's trend: each day alone
                 trend = await rollup_query.daily(conn, span, CALENDAR, hall=scope)
-                for (day, want), (on, got) in zip(
+                for (day, from_facts), (on, from_rollups) in zip(
                     scorecard.daily(source, span, CALENDAR), trend, strict=True
                 ):
                     assert day == on
-                    if got is None:  # a day whose facts add to no figure has no rows
-                        assert want is None or _nothing(want), f"{day} {want}"
+                    if from_rollups is None:  # a day whose facts add to no figure has no rows
+                        assert from_facts is None or _nothing(from_facts), f"{day} {from_facts}"
                     else:
-                        assert want is not None, f"{day} {got}"
-                        _same(want, got, f"trend {day} {scope}")
+                        assert from_facts is not None, f"{day} {from_rollups}"
+                        _same(from_facts, from_rollups, f"trend {day} {scope}")
                         checked["trend"] += 1
         # the monthly 通报 (from the rollups) ranks the same figures as the facts give
         month = DateRange(dt.date(2026, 11, 1), dt.date(2026, 11, 30))
