@@ -12,12 +12,14 @@ through the broker and central's acknowledgement.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -79,37 +81,40 @@ def psql_admin() -> list[str]:
     return ["psql", "-h", PG_HOST, "-p", str(PG_PORT), "-U", PG_USER]
 
 
-@pytest.fixture
-def pg_names() -> Iterator[str]:
+@dataclass
+class Installed:
+    """Central installed by the script into a prefix: shared by the tests of this module."""
+
+    src: Path
+    wheels: Path
+    central: Path
+    me: str
+    port: int
+    http_port: int
+    db: str
+
+    @property
+    def conf(self) -> Path:
+        return self.central / "etc" / "central.yaml"
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
     if not postgres_available():
         pytest.fail("PostgreSQL is not reachable on 127.0.0.1:5432 (the test command starts it)")
     name = f"hw_install_{uuid.uuid4().hex[:10]}"
-    yield name
-    for sql in (f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', f'DROP ROLE IF EXISTS "{name}"'):
-        subprocess.run([*psql_admin(), "-d", "postgres", "-qc", sql], capture_output=True)
+    tmp_path = tmp_path_factory.mktemp("install")
+    try:
+        yield install_central(tmp_path, name)
+    finally:
+        for sql in (
+            f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)',
+            f'DROP ROLE IF EXISTS "{name}"',
+        ):
+            subprocess.run([*psql_admin(), "-d", "postgres", "-qc", sql], capture_output=True)
 
 
-class Started:
-    def __init__(self) -> None:
-        self.procs: list[subprocess.Popen[bytes]] = []
-
-    def start(self, argv: list[str], log: Path) -> subprocess.Popen[bytes]:
-        with open(log, "ab") as handle:
-            proc = subprocess.Popen(argv, stdout=handle, stderr=subprocess.STDOUT, env=clean_env())
-        self.procs.append(proc)
-        return proc
-
-    def stop(self) -> None:
-        for proc in reversed(self.procs):
-            proc.terminate()
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-
-def test_install_scripts_in_a_clean_directory(tmp_path: Path, pg_names: str) -> None:
+def install_central(tmp_path: Path, pg_names: str) -> Installed:
     src = clean_copy(tmp_path / "src")
     assert not (src / ".venv").exists()
     wheels = tmp_path / "wheels"
@@ -129,8 +134,6 @@ def test_install_scripts_in_a_clean_directory(tmp_path: Path, pg_names: str) -> 
     )  # setuptools: to build offline
     me = subprocess.run(["id", "-un"], capture_output=True, text=True).stdout.strip()
     port, http_port = free_port(), free_port()
-
-    # -- central ---------------------------------------------------------------------------
     central = tmp_path / "central"
     run(
         [
@@ -160,6 +163,34 @@ def test_install_scripts_in_a_clean_directory(tmp_path: Path, pg_names: str) -> 
             " ".join(psql_admin()),
         ]
     )
+    return Installed(src, wheels, central, me, port, http_port, pg_names)
+
+
+class Started:
+    def __init__(self) -> None:
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def start(self, argv: list[str], log: Path) -> subprocess.Popen[bytes]:
+        with open(log, "ab") as handle:
+            proc = subprocess.Popen(argv, stdout=handle, stderr=subprocess.STDOUT, env=clean_env())
+        self.procs.append(proc)
+        return proc
+
+    def stop(self) -> None:
+        for proc in reversed(self.procs):
+            proc.terminate()
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def test_install_scripts_in_a_clean_directory(installed: Installed, tmp_path: Path) -> None:
+    src, wheels, central, me = installed.src, installed.wheels, installed.central, installed.me
+    port, http_port, pg_names = installed.port, installed.http_port, installed.db
+
+    # -- central ---------------------------------------------------------------------------
     conf = central / "etc" / "central.yaml"
     settings = yaml.safe_load(conf.read_text())
     assert settings["database_url"].startswith(f"postgresql+asyncpg://{pg_names}:")
@@ -257,3 +288,105 @@ def test_install_scripts_in_a_clean_directory(tmp_path: Path, pg_names: str) -> 
         assert "disconnected from broker" not in central_log, central_log[-3000:]
     finally:
         started.stop()
+
+
+def hardening(unit: str) -> list[str]:
+    """The unit's sandbox and privilege lines: from its data directory to [Install]."""
+    lines = unit.split("\n")
+    start = next(i for i, line in enumerate(lines) if line.startswith("StateDirectory="))
+    end = lines.index("[Install]")
+    return [line for line in lines[start:end] if line and not line.startswith("#")]
+
+
+def test_province_node_and_aggregators_beside_the_installed_central(
+    installed: Installed, tmp_path: Path
+) -> None:
+    """install-province-node.sh on central's install (its own copy of the configuration, the
+    same virtual environment): the RabbitMQ node's files, central reading the cluster, N
+    aggregator configurations and the template unit; twice, the second time with fewer
+    aggregators (idempotent); the units pass ``systemd-analyze verify`` where it exists."""
+    prefix = tmp_path / "node"
+    shutil.copytree(installed.central / "etc", prefix / "etc", symlinks=True)
+    (prefix / "venv").symlink_to(installed.central / "venv")
+    cookie, password = tmp_path / "cookie", tmp_path / "amqp-password"
+    cookie.write_text("C" * 32)
+    password.write_text("pass/word+1\n")
+    script = str(installed.src / "deploy/install/install-province-node.sh")
+    common = [
+        "bash", script, "--prefix", str(prefix), "--no-systemd", "--no-apt",
+        "--user", installed.me, "--amqp-node", "n1", "--amqp-node", "n2", "--amqp-node", "n3",
+        "--amqp-port", "5679", "--mqtts-port", "8893", "--partitions", "6",
+        "--rabbitmq-join", "rabbit@n1", "--erlang-cookie", str(cookie),
+        "--amqp-password-file", str(password),
+    ]  # fmt: skip
+    run([*common, "--aggregators", "3"])
+    etc = prefix / "etc"
+    rabbit = (etc / "rabbitmq/rabbitmq.conf").read_text()
+    for line in (
+        "listeners.tcp.default = 0.0.0.0:5679",
+        "mqtt.listeners.ssl.default = 8893",
+        "mqtt.listeners.tcp = none",
+        "mqtt.durable_queue_type = quorum",
+        "ssl_cert_login_from = common_name",
+        f"ssl_options.keyfile = {etc}/rabbitmq/tls/server.key",
+    ):
+        assert line in rabbit.split("\n"), line
+    settings_lines = [line for line in rabbit.split("\n") if not line.startswith("#")]
+    assert not re.search(r"@[A-Z_]+@", "\n".join(settings_lines))  # every placeholder filled
+    assert "rabbitmq_mqtt" in (etc / "rabbitmq/enabled_plugins").read_text()
+    key = etc / "rabbitmq/tls/server.key"
+    assert key.read_bytes() == (etc / "mosquitto/certs/server.key").read_bytes()
+    assert os.stat(key).st_mode & 0o007 == 0
+    staged = prefix / "var/lib/rabbitmq/.erlang.cookie.new"  # installed when the node stops
+    assert staged.read_text() == "C" * 32 and os.stat(staged).st_mode & 0o777 == 0o400
+    assert os.stat(etc / "amqp-password").st_mode & 0o777 == 0o640
+
+    settings = yaml.safe_load((etc / "central.yaml").read_text())
+    assert settings["broker"]["kind"] == "rabbitmq"
+    assert settings["broker"]["amqp"]["partitions"] == 6
+    assert settings["broker"]["amqp"]["urls"] == [
+        f"amqp://central:pass%2Fword%2B1@{node}:5679/" for node in ("n1", "n2", "n3")
+    ]
+    assert settings["database_url"].startswith("postgresql+asyncpg://")  # the rest kept
+    for i in (1, 2, 3):
+        own = yaml.safe_load((etc / f"aggregator-{i}.yaml").read_text())
+        assert own["broker"]["instance"] == f"main-agg{i}"
+        assert "feed_tls" not in own["broker"]  # the case feed runs in the API process only
+        assert own["broker"]["amqp"] == settings["broker"]["amqp"]
+        assert os.stat(etc / f"aggregator-{i}.yaml").st_mode & 0o007 == 0
+    central_bin = prefix / "venv/bin/hallwatch-central"
+    # each aggregator's configuration loads (and reaches the database)
+    run([str(central_bin), "migrate", "--config", str(etc / "aggregator-2.yaml")])
+
+    units = etc / "systemd/system"
+    template = (units / "hallwatch-aggregator@.service").read_text()
+    assert f"ExecStart={central_bin} serve --no-api --config {etc}/aggregator-%i.yaml" in template
+    api = (installed.central / "etc/systemd/system/hallwatch-central.service").read_text()
+    assert hardening(template) == hardening(api.replace(str(installed.central), str(prefix)))
+    assert "WantedBy=hallwatch-aggregators.target" in template
+
+    run([*common, "--aggregators", "2"])  # again, fewer: the third's configuration goes
+    assert sorted(p.name for p in etc.glob("aggregator-*.yaml")) == [
+        "aggregator-1.yaml",
+        "aggregator-2.yaml",
+    ]
+    analyze = shutil.which("systemd-analyze")
+    if analyze is not None:
+        checked_units = tmp_path / "units"
+        checked_units.mkdir()
+        for unit in ("hallwatch-aggregator@.service", "hallwatch-aggregators.target"):
+            shutil.copy(units / unit, checked_units / unit)
+        shutil.copy(checked_units / "hallwatch-aggregator@.service",
+                    checked_units / "hallwatch-aggregator@1.service")  # fmt: skip
+        verify = subprocess.run(
+            [analyze, "verify", "--man=no", str(checked_units / "hallwatch-aggregator@1.service")],
+            capture_output=True,
+            text=True,
+            env=clean_env(SYSTEMD_LOG_LEVEL="warning"),
+        )
+        problems = [
+            line
+            for line in verify.stderr.splitlines()
+            if "hallwatch" in line and "Failed to" not in line  # no systemd running in CI
+        ]
+        assert not problems, verify.stderr
