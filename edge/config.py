@@ -34,6 +34,16 @@ class UplinkConfig(_Section):
     window_events: int = Field(default=20_000, ge=1, description="published, not yet acked")
     ack_timeout_s: float = Field(default=5.0, gt=0, description="resend after this silence")
     state_interval_s: float = Field(default=10.0, gt=0)
+    live_lag_events: int | None = Field(
+        default=1000,
+        ge=0,
+        description="journaled and unsent beyond this (a backlog): newer events go out at once "
+        "beside the drain (the live lane); null: never",
+    )
+    live_events: int = Field(default=1000, ge=1, description="the most a live lane holds")
+    drain_window_events: int = Field(
+        default=5000, ge=1, description="the drain's window while a live lane is open"
+    )
 
 
 class GeneratorConfig(_Section):

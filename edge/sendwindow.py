@@ -16,6 +16,22 @@ The rules, as central and the broker force them:
 - central asks for a replay from a gap (at most once per ``replay_debounce_s`` for one start);
 - an operator's replay command sends from any seq, below central's ack too, until it catches up;
 - after a reconnect or a renumbering everything unacknowledged goes out again.
+
+The live lane (when ``live_lag_events`` is set): while the drain is far behind the journal's
+head (more than ``live_lag_events`` journaled and not yet sent, e.g. hours of backlog after an
+outage), what is journaled from then on goes out at once in batches of its own, beside the
+drain, so a hall's live presses do not wait behind its history:
+- the lane starts at the head's next seq and holds at most ``live_events``; newer events than
+  that wait for the drain;
+- while it is open the drain keeps at most ``drain_window_events`` unacknowledged (central's
+  acks pace it, and a live batch queues behind little of it), and its batches stop short of the
+  lane; when the drain reaches the lane it jumps over what the lane sent: nothing goes out twice;
+- central stores the lane's batches beyond the gap and keeps acknowledging the contiguous
+  committed seq, so nothing is trimmed early; its replay requests for that gap are what the
+  drain is already sending, so until its ack passes what a lane sent they are not taken; and
+  an ack that moves nothing forward counts as heard only beyond one per live batch sent (those
+  answer the lane, not the drain): a drain batch that was lost falls silent once the drain's
+  window is out and is sent again as a stall (the lane closed: everything unacknowledged).
 """
 
 from __future__ import annotations
@@ -35,6 +51,9 @@ class WindowLimits:
     batch_bytes: int
     ack_timeout_s: float  # resend when the ack stream is silent this long
     replay_debounce_s: float = REPLAY_DEBOUNCE_S
+    live_lag_events: int | None = None  # unsent beyond this opens the live lane; None: never
+    live_events: int = 1000  # the most one live lane sends ahead of the drain
+    drain_window_events: int = 5000  # the drain's window while a live lane is open
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +63,7 @@ class SendRange:
     first: int
     max_events: int
     max_bytes: int
+    live: bool = False  # the live lane's batch (beside the drain)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +104,12 @@ class SendWindow:
         self._stalls = 0  # stalls in a row, no ack heard in between: the backoff
         self._last_replay: tuple[int, float] = (0, 0.0)
         self._replay_from: int | None = None  # a commanded replay, below central's ack too
+        self.live_from: int | None = None  # the open live lane's first seq
+        self.live_sent_through = 0  # the live lane sent through here
+        self.live_batches = 0
+        self._ahead_through = 0  # a lane sent through here ahead of the drain: not yet acked
+        self._live_unanswered = 0  # live batches whose ack (no progress, beside a lane) is due
+        self.replays_skipped = 0  # central's replay requests for a gap the drain is sending
 
     # -- connection and journal changes ---------------------------------------------------
 
@@ -94,6 +120,7 @@ class SendWindow:
         self.sent_through = acked if self._replay_from is None else self._replay_from - 1
         self._last_ack_heard = now
         self._stalls = 0
+        self._close_lane()  # what the broker held may be gone: the drain sends it all
         return self.sent_through + 1
 
     def on_rebase(self, acked: int, now: float) -> None:
@@ -101,6 +128,7 @@ class SendWindow:
         self._replay_from = None
         self.sent_through = acked
         self._last_ack_heard = now
+        self._close_lane()
 
     # -- central's word -------------------------------------------------------------------
 
@@ -112,12 +140,19 @@ class SendWindow:
             # central refuses this numbering above committed_through: the journal renumbers,
             # and its rebase (on_rebase) restarts the window
             return AckDecision(mark_acked=ack.committed_through, rebase_to=ack.rebase_to)
-        # any ack of this journal proves central is reading and committing: not a stall
-        self._last_ack_heard = now
-        self._stalls = 0
         mark = ack.committed_through if ack.committed_through > acked else None
+        reach = max(acked, ack.committed_through)
+        ahead = self.live_from is not None or reach < self._ahead_through
+        if ahead and mark is None and self._live_unanswered > 0:
+            self._live_unanswered -= 1  # a live batch's answer: it says nothing of the drain
+        else:
+            # any ack of this journal proves central is reading and committing: not a stall
+            self._last_ack_heard = now
+            self._stalls = 0
         replayed = None
-        if ack.replay_from is not None and self._replay(ack.replay_from, now):
+        if ack.replay_from is not None and ahead:
+            self.replays_skipped += 1  # the gap below a lane: the drain is sending it
+        elif ack.replay_from is not None and self._replay(ack.replay_from, now):
             replayed = ack.replay_from
         return AckDecision(mark_acked=mark, replay_from=replayed, wake=True)
 
@@ -138,6 +173,7 @@ class SendWindow:
             return CommandedReplay(False, f"nothing to replay: the journal ends at {head}")
         self._replay_from = max(seq, 1)
         self.sent_through = self._replay_from - 1
+        self._close_lane()
         self._last_ack_heard = now
         self.rewinds += 1
         if seq < oldest:
@@ -154,10 +190,41 @@ class SendWindow:
         """The next batch to publish, if the journal has one and the window has room."""
         if self._replay_from is not None and self.sent_through >= acked:
             self._replay_from = None  # the commanded replay has caught up
-        nxt = self._base(acked) + 1
-        if head >= nxt and nxt - 1 - acked < self.limits.window_events:
-            return SendRange(nxt, self.limits.batch_events, self.limits.batch_bytes)
+        limits = self.limits
+        self._settle_live(acked)
+        base = self._base(acked)
+        lag = limits.live_lag_events
+        opens = self.live_from is None and self._replay_from is None
+        if opens and lag is not None and head - base > lag:
+            # far behind: what is journaled from now on goes live
+            self.live_from, self.live_sent_through = head + 1, head
+        live_from = self.live_from
+        if live_from is not None:
+            first = self.live_sent_through + 1
+            room = live_from + limits.live_events - first
+            if head >= first and room > 0:
+                return SendRange(first, min(limits.batch_events, room), limits.batch_bytes, True)
+        nxt = base + 1
+        window = limits.window_events
+        if live_from is not None:
+            window = min(window, limits.drain_window_events)
+        if head >= nxt and nxt - 1 - acked < window:
+            most = limits.batch_events
+            if live_from is not None:
+                most = min(most, live_from - nxt)  # the drain stops short of the lane
+            return SendRange(nxt, most, limits.batch_bytes)
         return None
+
+    def _close_lane(self) -> None:
+        self.live_from = None
+        self._ahead_through = self._live_unanswered = 0
+
+    def _settle_live(self, acked: int) -> None:
+        """The drain (or central's ack) reached the live lane: it jumps over what the lane sent,
+        and the lane closes."""
+        if self.live_from is not None and self._base(acked) >= self.live_from - 1:
+            self.sent_through = max(self.sent_through, self.live_sent_through, acked)
+            self.live_from = None
 
     @property
     def stall_timeout_s(self) -> float:
@@ -168,9 +235,11 @@ class SendWindow:
     def on_tick(self, *, acked: int, now: float) -> Resend | None:
         """Time passed with nothing to publish (call it when ``next_range`` gave none): a
         silent ack stream with events outstanding sends them again."""
-        outstanding = self._base(acked) - acked
+        self._settle_live(acked)
+        outstanding = self._sent(acked) - acked
         if outstanding > 0 and now - self._last_ack_heard > self.stall_timeout_s:
             self.sent_through = acked
+            self._close_lane()  # everything unacknowledged goes out again, in order
             self._last_ack_heard = now
             self._stalls += 1
             self.rewinds += 1
@@ -185,15 +254,25 @@ class SendWindow:
         at least."""
         return self.sent_through if self._replay_from is not None else max(self.sent_through, acked)
 
+    def _sent(self, acked: int) -> int:
+        """The highest seq out, by the drain or the live lane."""
+        base = self._base(acked)
+        return base if self.live_from is None else max(base, self.live_sent_through)
+
     @staticmethod
     def lost_from(first: int, first_read: int) -> int | None:
         """The journal trimmed events before they were acknowledged (it was full): the batch
         tells central they are lost from ``first`` instead of leaving a silent gap."""
         return first if first_read > first else None
 
-    def on_published(self, last: int, *, acked: int, now: float) -> None:
-        """A batch through ``last`` went to the broker."""
-        if self.sent_through <= acked:
+    def on_published(self, last: int, *, acked: int, now: float, live: bool = False) -> None:
+        """A batch through ``last`` went to the broker (``live``: the live lane's)."""
+        if self._sent(acked) <= acked:
             self._last_ack_heard = now  # the first one owed: its ack is awaited from now
-        self.sent_through = last
+        if live:
+            self.live_sent_through = self._ahead_through = last
+            self.live_batches += 1
+            self._live_unanswered += 1
+        else:
+            self.sent_through = last
         self.published_batches += 1

@@ -26,6 +26,7 @@ from pydantic import ValidationError
 
 from edge.clock import Clock
 from edge.config import BrokerConfig, UplinkConfig
+from edge.drainrate import DrainRate
 from edge.journal import Journal, Rebase
 from edge.sendwindow import SendRange, SendWindow, WindowLimits
 from hallkit.clock import utc_now
@@ -78,9 +79,13 @@ class Uplink:
                 batch_events=settings.batch_events,
                 batch_bytes=settings.batch_bytes,
                 ack_timeout_s=settings.ack_timeout_s,
+                live_lag_events=settings.live_lag_events,
+                live_events=settings.live_events,
+                drain_window_events=settings.drain_window_events,
             ),
             time.monotonic(),
         )
+        self.drain = DrainRate()  # how fast central acknowledges: the hall page's 补传 rate
         self._wake = asyncio.Event()
         self._unsubscribe: Callable[[], None] = lambda: None  # from the journal, once started
         self._client: MqttClient | None = None
@@ -215,6 +220,7 @@ class Uplink:
             return
         if decision.mark_acked is not None:
             self.journal.mark_acked(decision.mark_acked)
+            self.drain.record(time.monotonic(), decision.mark_acked)
         if decision.replay_from is not None:
             log.info("uplink: central asks for everything again from seq %d", decision.replay_from)
         if decision.wake:
@@ -286,7 +292,8 @@ class Uplink:
         )
         if not rows or self.journal.epoch != epoch:  # renumbered while reading
             return False
-        lost_from = SendWindow.lost_from(batch.first, rows[0][0])
+        # a live batch reads events just journaled: only the drain can meet trimmed ones
+        lost_from = None if batch.live else SendWindow.lost_from(batch.first, rows[0][0])
         payload = encode_batch(
             self.hall,
             self.gateway,
@@ -298,7 +305,9 @@ class Uplink:
         assert self._client is not None
         if not self._client.publish(self._topic_events, payload).sent:
             return False
-        self.window.on_published(rows[-1][0], acked=self.acked, now=time.monotonic())
+        self.window.on_published(
+            rows[-1][0], acked=self.acked, now=time.monotonic(), live=batch.live
+        )
         return True
 
     async def _state_loop(self) -> None:

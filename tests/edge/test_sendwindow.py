@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from edge.sendwindow import (
     MAX_STALL_BACKOFF,
     AckDecision,
@@ -239,3 +241,146 @@ def test_a_resend_is_only_what_is_unacknowledged() -> None:
     w.on_ack(ack(480), journal_epoch=EPOCH, acked=0, now=1.0)
     assert w.on_tick(acked=480, now=6.1) == Resend(481)
     assert w.next_range(acked=480, head=500) == SendRange(481, 10, 4096)
+
+
+# -- the live lane ---------------------------------------------------------------------------
+
+LIVE = WindowLimits(
+    window_events=100,
+    batch_events=10,
+    batch_bytes=4096,
+    ack_timeout_s=5.0,
+    live_lag_events=20,
+    live_events=25,
+    drain_window_events=30,
+)
+
+
+def draining(*, acked: int = 0, head: int = 1000, now: float = 0.0) -> SendWindow:
+    """A gateway back from an outage: ``head - acked`` events of backlog, nothing sent yet."""
+    w = SendWindow(LIVE, now)
+    w.on_connect(acked, now)
+    return w
+
+
+def test_no_lane_without_a_backlog_or_when_it_is_off() -> None:
+    w = draining()
+    assert w.next_range(acked=0, head=15) == SendRange(1, 10, 4096)
+    assert w.live_from is None
+    off = window()  # LIMITS: live_lag_events None
+    assert off.next_range(acked=0, head=5000) == SendRange(1, 10, 4096)
+    assert off.live_from is None
+
+
+def test_a_backlog_opens_the_lane_at_the_head_and_new_events_go_out_first() -> None:
+    w = draining(head=1000)
+    assert w.next_range(acked=0, head=1000) == SendRange(1, 10, 4096)  # history: the drain
+    assert w.live_from == 1001
+    w.on_published(10, acked=0, now=0.1)
+    assert w.next_range(acked=0, head=1003) == SendRange(1001, 10, 4096, live=True)
+    w.on_published(1003, acked=0, now=0.2, live=True)
+    assert w.next_range(acked=0, head=1003) == SendRange(11, 10, 4096)  # back to the drain
+    assert w.live_batches == 1 and w.published_batches == 2
+
+
+def test_the_drain_keeps_a_smaller_window_beside_the_lane_and_acks_pace_it() -> None:
+    w = draining(head=1000)
+    for last in (10, 20, 30):
+        assert w.next_range(acked=0, head=1000) == SendRange(last - 9, 10, 4096)
+        w.on_published(last, acked=0, now=0.1)
+    assert w.next_range(acked=0, head=1000) is None  # 30 unacknowledged: the drain waits
+    assert w.next_range(acked=10, head=1000) == SendRange(31, 10, 4096)  # an ack makes room
+
+
+def test_the_lane_holds_at_most_live_events_and_newer_ones_wait_for_the_drain() -> None:
+    w = draining(head=1000)
+    w.next_range(acked=0, head=1000)
+    w.on_published(10, acked=0, now=0.1)
+    assert w.next_range(acked=0, head=1100) == SendRange(1001, 10, 4096, live=True)
+    w.on_published(1010, acked=0, now=0.2, live=True)
+    w.on_published(1020, acked=0, now=0.2, live=True)
+    assert w.next_range(acked=0, head=1100) == SendRange(1021, 5, 4096, live=True)
+    w.on_published(1025, acked=0, now=0.3, live=True)
+    assert w.next_range(acked=0, head=1100) == SendRange(11, 10, 4096)  # the lane is full
+
+
+def test_the_drain_stops_short_of_the_lane_and_jumps_over_what_it_sent() -> None:
+    w = draining(acked=970, head=1000)
+    assert w.next_range(acked=970, head=1000) == SendRange(971, 10, 4096)
+    w.on_published(980, acked=970, now=0.1)
+    w.next_range(acked=970, head=1004)
+    w.on_published(1004, acked=970, now=0.2, live=True)
+    w.on_published(990, acked=970, now=0.3)
+    w.on_published(998, acked=970, now=0.3)  # a batch cut by its bytes
+    assert w.next_range(acked=980, head=1004) == SendRange(999, 2, 4096)  # not into the lane
+    w.on_published(1000, acked=980, now=0.4)
+    assert w.next_range(acked=980, head=1004) is None  # 1001–1004 went live: nothing twice
+    assert w.live_from is None and w.sent_through == 1004
+    assert w.next_range(acked=990, head=1006) == SendRange(1005, 10, 4096)
+
+
+def test_central_s_replay_requests_for_the_lane_s_gap_are_not_taken() -> None:
+    w = draining(head=1000)
+    w.next_range(acked=0, head=1000)
+    w.on_published(10, acked=0, now=0.1)
+    w.next_range(acked=0, head=1001)
+    w.on_published(1001, acked=0, now=0.2, live=True)
+    # central stored 1001 beyond the gap and asks for 1–1000 again: the drain is sending them
+    decision = w.on_ack(ack(0, replay_from=1), journal_epoch=EPOCH, acked=0, now=0.5)
+    assert decision.replay_from is None and w.rewinds == 0 and w.replays_skipped == 1
+    assert w.next_range(acked=0, head=1001) == SendRange(11, 10, 4096)
+
+
+def test_a_lost_drain_batch_beside_the_lane_is_a_stall() -> None:
+    """Acks for live batches keep coming but the drain does not move: after the stall timeout
+    everything unacknowledged goes out again, in order, and the lane starts over at the head."""
+    w = draining(head=1000, now=0.0)
+    w.next_range(acked=0, head=1000)
+    w.on_published(10, acked=0, now=0.0)
+    w.next_range(acked=0, head=1001)
+    w.on_published(1001, acked=0, now=0.1, live=True)
+    w.on_ack(ack(0, replay_from=1), journal_epoch=EPOCH, acked=0, now=2.0)  # the live batch's
+    assert w.on_tick(acked=0, now=5.1) == Resend(1)
+    assert w.live_from is None and w.rewinds == 1
+    assert w.next_range(acked=0, head=1001) == SendRange(1, 10, 4096)
+    assert w.live_from == 1002  # still far behind: a new lane from the head
+
+
+def test_acks_beyond_the_live_batches_are_heard_beside_the_lane() -> None:
+    """Central answering resent drain batches (no progress, more acks than live batches) is
+    reading: no stall, as without a lane."""
+    w = draining(head=1000, now=0.0)
+    w.next_range(acked=0, head=1000)
+    w.on_published(10, acked=0, now=0.0)
+    w.next_range(acked=0, head=1001)
+    w.on_published(1001, acked=0, now=0.1, live=True)
+    w.on_ack(ack(0), journal_epoch=EPOCH, acked=0, now=1.0)  # the live batch's answer
+    w.on_ack(ack(0), journal_epoch=EPOCH, acked=0, now=4.0)  # a drain batch's
+    assert w.on_tick(acked=0, now=8.0) is None
+    assert w.on_tick(acked=0, now=9.1) == Resend(1)
+
+
+def test_progress_keeps_the_stall_away_beside_the_lane() -> None:
+    w = draining(head=1000, now=0.0)
+    w.next_range(acked=0, head=1000)
+    w.on_published(10, acked=0, now=0.0)
+    w.on_ack(ack(10), journal_epoch=EPOCH, acked=0, now=4.0)
+    assert w.on_tick(acked=10, now=8.0) is None
+    assert w.live_from == 1001
+
+
+def test_a_reconnect_a_rebase_or_a_commanded_replay_closes_the_lane() -> None:
+    closers: list[Callable[[SendWindow], object]] = [
+        lambda w: w.on_connect(0, 1.0),
+        lambda w: w.on_rebase(0, 1.0),
+        lambda w: w.replay_from(1, oldest=1, head=1001, now=1.0),
+    ]
+    for close in closers:
+        w = draining(head=1000)
+        w.next_range(acked=0, head=1000)
+        w.on_published(10, acked=0, now=0.1)
+        w.next_range(acked=0, head=1001)
+        w.on_published(1001, acked=0, now=0.2, live=True)
+        close(w)
+        assert w.live_from is None
+        assert w.next_range(acked=0, head=1001) == SendRange(1, 10, 4096)
