@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import and_, or_, select, tuple_
 
 from central.api.deps import Engine, EventsCaller, hall_in_reach
+from central.reporting.history import arrived_as_history
 from central.security.access import DEVICE_EVENT_KINDS, Area, may
 from central.store.clockfix import corrected_utc
 from central.store.schema import boot_clocks, events
@@ -35,6 +36,10 @@ class EventOut(BaseModel):
     mono_ns: int
     body: dict[str, Any]
     received_at: datetime
+    history: bool = Field(
+        description="补传: received more than a minute after it happened (a gateway's backlog "
+        "drained after an outage); live views show it as history, indicators count it as always"
+    )
 
 
 class EventPage(BaseModel):
@@ -126,4 +131,7 @@ def _event_out(row: Any) -> EventOut:
         mono_ns=row.mono_ns,
         body=row.body,
         received_at=row.received_at,
+        history=corrected is not None
+        and plausible
+        and arrived_as_history(corrected, row.received_at),
     )

@@ -26,6 +26,7 @@ from dataclasses import dataclass, replace
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from central.reporting import registry_cache, wall_store
+from central.reporting.history import arrived_as_history
 from central.reporting.wall import (
     TREND_DAYS,
     HallLive,
@@ -197,7 +198,12 @@ class WallHub:
             self._seen[(press.gateway, press.seq)] = None
             if press.key in BAD_REVIEW_KEYS:
                 name = self.figures.name(press.hall)
-                self._add(bad_review_tick(press.hall, name, press.window, press.key, press.at))
+                history = arrived_as_history(press.at, press.received_at)
+                self._add(
+                    bad_review_tick(
+                        press.hall, name, press.window, press.key, press.at, history=history
+                    )
+                )
         if first_reading and self._received is None:
             self._received = now - RECEIPT_SLACK
         while len(self._seen) > SEEN_KEPT:

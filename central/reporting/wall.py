@@ -224,6 +224,7 @@ class Tick:
     hall_id: str
     text: str  # Chinese, no personal data
     window: int | None = None
+    history: bool = False  # 补传: it happened long before central heard of it
 
     def doc(self, tick_id: str, hall_name: str) -> dict[str, Any]:
         return {
@@ -234,13 +235,15 @@ class Tick:
             "hall_name": hall_name,
             "window": self.window,
             "text": self.text,
+            "history": self.history,
         }
 
 
-def bad_review_tick(hall: str, hall_name: str, window: int, key: int, at: dt.datetime) -> Tick:
-    return Tick(
-        "bad_review", at, hall, f"{hall_name} {window}号窗口 差评：{BAD_LABELS[key]}", window
-    )
+def bad_review_tick(
+    hall: str, hall_name: str, window: int, key: int, at: dt.datetime, *, history: bool = False
+) -> Tick:
+    text = f"{hall_name} {window}号窗口 差评：{BAD_LABELS[key]}"
+    return Tick("bad_review", at, hall, text + ("（补传）" if history else ""), window, history)
 
 
 _CHANGES = (

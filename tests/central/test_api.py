@@ -165,3 +165,15 @@ async def test_a_technician_reads_device_health_never_peoples_events(engine: Asy
         assert "100231" not in json.dumps(refused)
         seen = (await c.get("/api/v1/quarantine", headers=sup)).json()
         assert any("100231" in (q["payload_head"] or "") for q in seen)
+
+
+async def test_events_received_long_after_they_happened_are_history(
+    client: httpx.AsyncClient, engine: AsyncEngine
+) -> None:
+    """补传: a backlog's events (stamped long before central received them) are marked, a live
+    one is not."""
+    await Ingestor(engine).ingest([message([11], hall="H2", gateway="gw2", utc=datetime.now(UTC))])
+    headers = await bearer(engine, Role.SUPERVISOR)
+    page = await client.get("/api/v1/events", headers=headers, params={"gateway": "gw2"})
+    history = {i["seq"]: i["history"] for i in page.json()["items"]}
+    assert history == {**dict.fromkeys(range(1, 11), True), 11: False}

@@ -369,7 +369,8 @@
       list.appendChild(el('li', { class: 'wall-empty' }, t('wall.ticker.empty')));
     }
     ticks.forEach(function (tick) {
-      list.appendChild(el('li', { class: 'tick' + (tick.fresh ? ' new' : ''),
+      list.appendChild(el('li', {
+        class: 'tick' + (tick.fresh ? ' new' : '') + (tick.history ? ' history' : ''),
         dataset: { id: tick.id, kind: tick.kind, hall: tick.hall_id } },
         el('span', { class: 'tick-time' }, clock(tick.at)),
         el('span', { class: 'tick-kind tick-' + tick.kind }, t('wall.tick.' + tick.kind)),

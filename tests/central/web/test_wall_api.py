@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import json
 import time
 
@@ -40,9 +41,14 @@ async def _registry(site: Site) -> None:
         )
 
 
-async def _bad_review(site: Site, key: int = 3) -> None:
-    """A bad key pressed now at H3's window 4, stored through the real Ingestor."""
-    batch = Gateway("H3", "gw3").batch([("evaluator.key", key_press(4, key), utc_now())])
+async def _bad_review(
+    site: Site, key: int = 3, ago: dt.timedelta = dt.timedelta(0), gateway: Gateway | None = None
+) -> None:
+    """A bad key pressed at H3's window 4 ``ago`` (a backlog's when long), stored now through
+    the real Ingestor."""
+    at = utc_now() - ago
+    gateway = gateway or Gateway("H3", "gw3")
+    batch = gateway.batch([("evaluator.key", key_press(4, key), at)])
     await Ingestor(site.engine).ingest([batch])
 
 
@@ -87,9 +93,17 @@ async def test_snapshot_etag_ticker_and_drill_down(site: Site) -> None:
         bad = [t for t in ticks if t["kind"] == "bad_review"]
         assert bad and bad[0]["hall_id"] == "H3" and bad[0]["window"] == 4, ticks
         assert "服务态度不好" in bad[0]["text"] and "100231" not in bad[0]["text"]
+        assert bad[0]["history"] is False and "补传" not in bad[0]["text"]
         # the cursor moved past it: asked again, nothing new
         last = (await c.get("/api/v1/wall/ticker", params={"after": bad[-1]["id"]})).json()
         assert last["items"] == []
+        # one pressed five minutes ago, arriving now with a gateway's backlog: history (补传)
+        cursor = (await c.get("/api/v1/wall/ticker")).json()["cursor"]
+        gw3 = Gateway("H3", "gw3")
+        gw3.seq = 1  # after the first
+        await _bad_review(site, key=5, ago=dt.timedelta(minutes=5), gateway=gw3)
+        late = [t for t in await _ticks_until(c, cursor, 5.0) if t["kind"] == "bad_review"]
+        assert late and late[0]["history"] is True and late[0]["text"].endswith("（补传）"), late
 
         detail = (await c.get("/api/v1/wall/hall/H1")).json()
         assert detail["name"] == NAMES["H1"] and detail["state"] == "red"
