@@ -3,7 +3,9 @@ with the code the page translates (edge/web/messages.json)."""
 
 from __future__ import annotations
 
+import math
 import shutil
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -43,6 +45,17 @@ class LiveParts(Protocol):
 def utc_text(moment: datetime) -> str:
     """The journal's own UTC format, so replayed and live times compare as text."""
     return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def _draining(uplink: Uplink | None, backlog: int) -> Message:
+    """补传中: how fast central takes the backlog now, the minutes left at that pace, and
+    whether the hall's new events go ahead of it (the uplink's live lane)."""
+    rate = uplink.drain.per_second(time.monotonic()) if uplink is not None else 0.0
+    return {
+        "per_s": round(rate, 1),
+        "minutes_left": math.ceil(backlog / rate / 60) if backlog and rate > 0 else None,
+        "live_ahead": bool(uplink is not None and uplink.window.live_from is not None),
+    }
 
 
 def evaluator_table(evaluators: Sequence[EvaluatorSupervisor]) -> EvaluatorTable:
@@ -114,6 +127,7 @@ def health_panel(
             "events": journal.backlog,
             "oldest_utc": oldest,
             "dropped": journal.dropped_unacked,
+            **_draining(src.uplink, journal.backlog),
         },
         "clock": {"synchronised": synced},
         "disk": {

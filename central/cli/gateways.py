@@ -100,7 +100,9 @@ def gateway_list(
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
     config: ConfigOption = None,
 ) -> None:
-    """Every registered gateway with its progress and certificate."""
+    """Every registered gateway with its progress and certificate; ``behind``: what it has
+    journaled and central not yet committed, as of its last state message (a draining backlog
+    shrinks from one listing to the next)."""
     from central.gateways.provision import list_gateways
 
     cfg = load_config(config, logs="untouched")
@@ -114,6 +116,9 @@ def gateway_list(
                         "gateway": r.gateway,
                         "revoked": r.revoked_at is not None,
                         "committed_through": r.committed_through,
+                        "journal_head": r.journal_head,
+                        "behind": r.behind,
+                        "oldest_unacked_utc": r.oldest_unacked_utc,
                         "online": r.online,
                         "cert_serial": r.cert_serial,
                         "cert_not_after": r.cert_not_after.isoformat()
@@ -135,6 +140,8 @@ def gateway_list(
         "网关 gateway",
         "状态 state",
         "committed",
+        "待补传 behind",
+        "最早 oldest",
         "证书 certificate",
         "有效期至 valid until",
     )
@@ -145,6 +152,8 @@ def gateway_list(
             r.gateway,
             state,
             str(r.committed_through),
+            "-" if r.behind is None else str(r.behind),
+            (r.oldest_unacked_utc or "-")[:19] if r.behind else "-",
             r.cert_serial or "-",
             r.cert_not_after.date().isoformat() if r.cert_not_after else "-",
         )

@@ -212,6 +212,16 @@ class GatewayRow:
     online: bool
     cert_serial: str | None
     cert_not_after: datetime | None
+    journal_head: int | None = None  # the gateway's own head seq, from its last state message
+    oldest_unacked_utc: str | None = None  # its oldest event central has not acknowledged
+
+    @property
+    def behind(self) -> int | None:
+        """Events journaled at the gateway and not yet committed here (as of its last state):
+        a draining backlog shrinks from one state message to the next."""
+        if self.journal_head is None:
+            return None
+        return max(0, self.journal_head - self.committed_through)
 
 
 async def list_gateways(engine: AsyncEngine, config: CentralConfig) -> list[GatewayRow]:
@@ -228,6 +238,7 @@ async def list_gateways(engine: AsyncEngine, config: CentralConfig) -> list[Gate
     out = []
     for r in rows:
         serial_and_expiry = certificates.get(gateway_username(r.hall_id, r.gateway_id))
+        journal = (r.state or {}).get("journal") or {}
         out.append(
             GatewayRow(
                 r.hall_id,
@@ -238,6 +249,8 @@ async def list_gateways(engine: AsyncEngine, config: CentralConfig) -> list[Gate
                 r.online,
                 serial_and_expiry[0] if serial_and_expiry else None,
                 serial_and_expiry[1] if serial_and_expiry else None,
+                journal.get("head_seq"),
+                journal.get("oldest_unacked_utc"),
             )
         )
     return out

@@ -239,6 +239,14 @@
     if (health.backlog.events && health.backlog.oldest_utc) {
       backlog.append(" · ", since(health.backlog.oldest_utc, "health.backlog.oldest"));
     }
+    if (health.backlog.events && health.backlog.per_s > 0) {  // 补传中: shrinking as we look
+      backlog.append(" · ", t("health.backlog.draining", {
+        rate: Math.round(health.backlog.per_s), minutes: health.backlog.minutes_left,
+      }));
+    }
+    if (health.backlog.events && health.backlog.live_ahead) {
+      backlog.append(" · ", t("health.backlog.live_first"));
+    }
     row("health.backlog", backlog);
     row("health.clock", t(health.clock.synchronised ? "health.synced" : "health.unsynced"),
       health.clock.synchronised);

@@ -235,6 +235,9 @@ async def test_health_says_what_is_wrong(tmp_path: Path) -> None:
     assert codes["backlog_stale"] == {"count": 1, "minutes": 12}
     assert health["ok"] is False and health["uplink"]["connected"] is False
     assert health["backlog"]["events"] == 1 and health["disk"]["fs_used_pct"] is not None
+    # nothing acknowledged yet: no drain rate, no time left, no live lane
+    assert (health["backlog"]["per_s"], health["backlog"]["minutes_left"]) == (0.0, None)
+    assert health["backlog"]["live_ahead"] is False
 
 
 async def test_health_is_green_when_all_is_well(journal: Journal) -> None:
