@@ -32,7 +32,7 @@ from central.spine.amqp_intake import AmqpConsumer
 from central.spine.consumer import Consumer
 from central.spine.ingest import Ingestor
 from central.spine.outcome import AckDecision
-from central.spine.reading import Incoming, StoreUnavailable, failure, transient
+from central.spine.reading import Incoming, StoreUnavailable, failure, unreachable
 from central.spine.states import StateBook
 from central.store import partitions
 from central.store.db import make_engine
@@ -251,7 +251,7 @@ class Aggregator:
             elif msg.topic.endswith("/" + topics.Channel.EVIDENCE):
                 await self._receive_evidence(msg)
         except Exception as exc:
-            if transient(exc):  # a gateway sends a command result once: keep it
+            if unreachable(exc):  # a gateway sends a command result once: keep it
                 raise StoreUnavailable(failure(exc)[:300]) from exc
             # one gateway's side message never holds up the others' events
             log.exception("ingest: a message on %r failed", msg.topic[:200])

@@ -57,6 +57,7 @@ from central.spine.reading import (
     printable,
     read_message,
     transient,
+    unreachable,
 )
 from central.spine.sequences import (
     beyond_gap,
@@ -143,7 +144,7 @@ class Ingestor(StateWriting):
         try:
             outcome.absorb(await self._commit(units))
         except Exception as exc:
-            if whole and transient(exc):
+            if whole and unreachable(exc):
                 raise StoreUnavailable(failure(exc)[:300]) from exc
             if transient(exc):
                 log.error(

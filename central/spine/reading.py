@@ -39,16 +39,18 @@ TRANSIENT_SQLSTATES = ("08", "57P", "25006")
 
 
 class StoreUnavailable(Exception):
-    """The database could not be reached for a whole group: nothing of it was stored, nothing
-    is acknowledged; the aggregator tries the same group again after a pause."""
+    """The database could not be reached (``unreachable``) for a whole group: nothing of it
+    was stored, nothing is acknowledged; the aggregator tries the same group again after a
+    pause."""
 
 
-def transient(exc: BaseException) -> bool:
-    """The error says nothing about the data: the database is unreachable, restarting, or a
-    standby (as during a failover). SQLAlchemy marks a connection it found dead
-    (``connection_invalidated``); asyncpg's connection errors carry SQLSTATE class 08 and
-    reach SQLAlchemy as its generic ``DBAPIError``, not as an ``OperationalError``."""
-    if isinstance(exc, (*TRANSIENT, OSError)):
+def unreachable(exc: BaseException) -> bool:
+    """The database is away: unreachable, restarting, or a standby (as during a failover).
+    SQLAlchemy marks a connection it found dead (``connection_invalidated``); asyncpg's
+    connection errors carry SQLSTATE class 08 and reach SQLAlchemy as its generic
+    ``DBAPIError``, not as an ``OperationalError``. Nothing can be stored until it is back, so
+    the same group is tried again; an error that may come from the data never counts."""
+    if isinstance(exc, OSError | sa_exc.DisconnectionError):
         return True
     if isinstance(exc, sa_exc.DBAPIError):
         if exc.connection_invalidated:
@@ -56,6 +58,12 @@ def transient(exc: BaseException) -> bool:
         state = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
         return isinstance(state, str) and state.startswith(TRANSIENT_SQLSTATES)
     return False
+
+
+def transient(exc: BaseException) -> bool:
+    """The error says nothing about the data (the database away, or locked): the message is
+    not quarantined; what is not retried as a group waits for the gateway's resend."""
+    return isinstance(exc, TRANSIENT) or unreachable(exc)
 
 
 CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import exc as sa_exc
 
 from central.spine.ingest import Ingestor
-from central.spine.reading import StoreUnavailable, transient
+from central.spine.reading import StoreUnavailable, transient, unreachable
 from central.store.db import make_engine
 from tests.support.broker import free_port
 from tests.support.hallevents import Gateway
@@ -46,8 +46,16 @@ def _dbapi(sqlstate: str, *, invalidated: bool = False) -> sa_exc.DBAPIError:
         (ValueError("bad"), False),
     ],
 )
-def test_transient_errors(error: Exception, expected: bool) -> None:
-    assert transient(error) is expected
+def test_errors_of_a_database_away(error: Exception, expected: bool) -> None:
+    assert unreachable(error) is expected
+    assert transient(error) is expected  # a database away is transient
+
+
+def test_a_locked_database_is_transient_but_not_away() -> None:
+    """SQLite's "database is locked" (an OperationalError, as are some errors of the data):
+    not quarantined, but not retried as a group either: the gateway sends it again."""
+    locked = sa_exc.OperationalError("INSERT", None, Exception("database is locked"))
+    assert transient(locked) and not unreachable(locked)
 
 
 async def test_ingest_with_the_database_away_stores_nothing_and_says_so() -> None:
