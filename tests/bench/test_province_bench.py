@@ -83,6 +83,9 @@ class SimGateway:
                 batch_events=defaults.batch_events,
                 batch_bytes=defaults.batch_bytes,
                 ack_timeout_s=defaults.ack_timeout_s,
+                live_lag_events=defaults.live_lag_events,
+                live_events=defaults.live_events,
+                drain_window_events=defaults.drain_window_events,
             ),
             now,
         )
@@ -163,7 +166,7 @@ class SimGateway:
             payload = encode_batch(self.hall, self.gateway, BOOT, docs, epoch=EPOCH)
             if self.client.publish(self.topic_events, payload, qos=1).rc != 0:
                 return
-            self.window.on_published(last, acked=self.acked, now=now)
+            self.window.on_published(last, acked=self.acked, now=now, live=batch.live)
             self.figures.published += len(docs)
         if self.window.on_tick(acked=self.acked, now=now) is not None:
             self.figures.resends += 1
