@@ -7,9 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import TypeVar
 
+from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError
 
 from central.audits import config as audit_config
@@ -32,8 +36,9 @@ from central.spine.amqp_intake import AmqpConsumer
 from central.spine.consumer import Consumer
 from central.spine.ingest import Ingestor
 from central.spine.outcome import AckDecision
-from central.spine.reading import Incoming, StoreUnavailable, failure, unreachable
+from central.spine.reading import Incoming, StoreUnavailable, Unit, failure, unreachable
 from central.spine.states import StateBook
+from central.spine.turns import sender_of
 from central.store import partitions
 from central.store.db import make_engine
 from central.store.migrate import upgrade
@@ -46,7 +51,12 @@ from protocols.envelope import Ack, encode
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
+SIDE_CHANNELS = tuple(
+    "/" + channel
+    for channel in (topics.Channel.STATE, topics.Channel.RESULT, topics.Channel.EVIDENCE)
+)  # what is not an event batch: kept apart from the groups' transactions
 CONSUMER_TASK = "mqtt.consumer"  # paho's network thread: its connection, as a task record
+WAITING_ACK_S = 2.0  # ack stream kept alive for waiting gateways: well inside their timeout
 DROPS_REPORT_S = 5.0  # how often messages dropped unread are added to the gateways' alarms
 RETRY_FIRST_S = 0.25  # the database unreachable: first pause before the same group again
 RETRY_MAX_S = 8.0
@@ -89,6 +99,11 @@ class Aggregator:
                 admission=admission,
             )
         self.consuming = True  # not in a dashboard process (``start_api_only``)
+        # read, waiting for the group before it to commit (one at most: the rest waits in
+        # the consumer, where its PUBACKs pace the broker)
+        self._read: asyncio.Queue[tuple[list[Incoming], list[Unit]]] = asyncio.Queue(1)
+        self._holding: Counter[str] = Counter()  # messages per sender in those groups
+        self._last_ack: dict[str, tuple[AckDecision, float]] = {}  # per gateway, sent when
         self.failure: str | None = None  # a task given up: the process should stop
         self.failed = asyncio.Event()
 
@@ -111,8 +126,10 @@ class Aggregator:
         complaint_jobs.start(self.engine, self.config, self.supervisor)  # escalation
         await self.consumer.start()
         spawn = self.supervisor.spawn
+        spawn("ingest.read", self._read_ahead)
         spawn("ingest", self._ingest_loop)
         spawn("ingest.drops", self._report_drops)
+        spawn("ingest.waiting", self._ack_waiting)
         spawn("ingest.states", self.states.run_forever)
         signer = CommandSigner(load_or_create_signing_key(self.config.command_key_path))
         spawn(
@@ -177,11 +194,26 @@ class Aggregator:
             except Exception:
                 log.exception("stopping the aggregator: %s failed; carrying on", what)
 
-    async def _ingest_loop(self) -> None:
+    async def _read_ahead(self) -> None:
+        """Take the next group and read its event messages while the group before it commits:
+        reading is CPU in this process, committing is mostly waiting for PostgreSQL, so the
+        two overlap. One group is read ahead at most; groups commit in the order taken, so
+        each gateway's acks stay in order."""
         while True:
             group = await self.consumer.next_group(self.config.ingest.max_group)
+            self._holding.update(sender_of(msg.topic) for msg in group)
+            units: list[Unit] = []
+            for msg in group:
+                if not msg.topic.endswith(SIDE_CHANNELS):
+                    units.append(self.ingestor.read(msg))
+                    await asyncio.sleep(0)  # the commit in flight takes its turns between
+            await self._read.put((group, units))
+
+    async def _ingest_loop(self) -> None:
+        while True:
+            group, units = await self._read.get()
             try:
-                await self._handle(group)
+                await self._handle(group, units)
             except Exception:
                 # nothing was acknowledged: the gateways resend after their ack timeout
                 log.exception("ingest: a group of %d messages failed; awaiting resend", len(group))
@@ -189,6 +221,8 @@ class Aggregator:
             finally:
                 for msg in group:
                     self.consumer.done(msg)
+                self._holding.subtract(sender_of(msg.topic) for msg in group)
+                self._holding = +self._holding  # senders with nothing held leave
 
     async def _report_drops(self) -> None:
         """Messages dropped unread become a ``flood_dropped`` alarm on their gateway."""
@@ -210,21 +244,16 @@ class Aggregator:
                 continue
             reported = now
 
-    async def _handle(self, group: list[Incoming]) -> None:
-        """Store a group; while the database cannot be reached (a failover, a restart) the same
-        group is tried again with a growing pause and nothing is acknowledged meanwhile: the
-        broker's flow control (PUBACKs held back, the AMQP prefetch) holds the rest."""
-        side = (
-            "/" + topics.Channel.STATE,
-            "/" + topics.Channel.RESULT,
-            "/" + topics.Channel.EVIDENCE,
-        )
-        batches = [m for m in group if not m.topic.endswith(side)]
+    async def _handle(self, group: list[Incoming], units: list[Unit]) -> None:
+        """Store a group (its event messages read by ``_read_ahead``); while the database
+        cannot be reached (a failover, a restart) the same group is tried again with a growing
+        pause and nothing is acknowledged meanwhile: the broker's flow control (PUBACKs held
+        back, the AMQP prefetch) holds the rest."""
         for msg in group:
-            if msg.topic.endswith(side):
+            if msg.topic.endswith(SIDE_CHANNELS):
                 await self._until_stored(lambda m=msg: self._side_message(m))  # type: ignore[misc]
-        if batches:
-            for decision in await self._until_stored(lambda: self.ingestor.ingest(batches)):
+        if units:
+            for decision in await self._until_stored(lambda: self.ingestor.store(units)):
                 self._acknowledge(decision)
 
     async def _until_stored(self, step: Callable[[], Awaitable[T]]) -> T:
@@ -264,7 +293,36 @@ class Aggregator:
                 topics.topic(receipt.hall, receipt.gateway, topics.Channel.RECEIPT), encode(receipt)
             )
 
+    async def _ack_waiting(self) -> None:
+        """Keep the ack stream of every gateway whose batches wait here from falling silent.
+
+        A gateway sends its unacknowledged events again when it hears no ack for its ack
+        timeout (5 s by default); in a reconnect storm or a long drain its batches may wait
+        longer than that for their turn, and each resend is more work for the same events.
+        So every ``WAITING_ACK_S`` a gateway with messages waiting here (received, not yet
+        committed) and no ack for that long hears its last ack again (or ``committed_through``
+        0 if it had none from this process): true, as every ack is, and asking nothing (no
+        replay, no renumbering)."""
+        while True:
+            await asyncio.sleep(WAITING_ACK_S)
+            now = time.monotonic()
+            for sender in {*self.consumer.senders_waiting(), *self._holding}:
+                hall, _, gateway = sender.partition("/")
+                last = self._last_ack.get(gateway)
+                if last is not None and now - last[1] < WAITING_ACK_S:
+                    continue
+                decision = (
+                    AckDecision(hall, gateway, 0, None)
+                    if last is None or last[0].hall != hall
+                    else replace(last[0], replay_from=None, rebase_to=None)
+                )
+                try:
+                    self._acknowledge(decision)
+                except ValidationError:  # not a gateway's topic: nobody to tell
+                    continue
+
     def _acknowledge(self, decision: AckDecision) -> None:
+        self._last_ack[decision.gateway] = (decision, time.monotonic())
         ack = Ack(
             hall=decision.hall,
             gateway=decision.gateway,

@@ -157,6 +157,10 @@ class AmqpConsumer:
             if group:
                 return group
 
+    def senders_waiting(self) -> list[str]:
+        """Senders (hall/gateway) with messages received and not yet taken into a group."""
+        return list(self._waiting)
+
     def _wait(self, msg: Incoming) -> None:
         origin = self._origin.get(id(msg))
         if origin is None or not origin[0].open:

@@ -142,6 +142,10 @@ class Consumer:
             self._wait(self.queue.get_nowait())
         return take_turns(self._waiting, max_group, max_bytes)
 
+    def senders_waiting(self) -> list[str]:
+        """Senders (hall/gateway) with messages received and not yet taken into a group."""
+        return list(self._waiting)
+
     def _wait(self, msg: Incoming) -> None:
         self._waiting.setdefault(sender_of(msg.topic), deque()).append(msg)
 

@@ -38,7 +38,9 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+import pydantic_core
 from sqlalchemy import bindparam, func, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from central.spine.outcome import AckDecision, IngestStats, Outcome, Progress, Txn
@@ -70,7 +72,7 @@ from central.spine.sequences import (
     record_boot_clock,
 )
 from central.spine.states import StateWriting
-from central.store.db import insert_ignore
+from central.store.db import JsonText, copy_fresh, insert_ignore
 from central.store.schema import (
     boot_clocks,
     events,
@@ -116,7 +118,15 @@ class Ingestor(StateWriting):
         Never raises for what a message contains: what cannot be stored is quarantined. When
         the database cannot be reached for the group's transaction, raises StoreUnavailable
         (nothing stored)."""
-        units = [read_message(msg, self.max_payload) for msg in messages]
+        return await self.store([self.read(msg) for msg in messages])
+
+    def read(self, message: Incoming) -> Unit:
+        """Read and validate one message (no I/O: the aggregator reads the next group while
+        the current one commits)."""
+        return read_message(message, self.max_payload)
+
+    async def store(self, units: Sequence[Unit]) -> list[AckDecision]:
+        """Store a group of messages read by ``read``: as ``ingest`` does."""
         batches = sorted(
             (u for u in units if isinstance(u, Batch)), key=lambda b: (b.gateway, b.first_seq)
         )
@@ -209,8 +219,24 @@ class Ingestor(StateWriting):
         """One transaction for the group, its round trips counted per group, not per message:
         the gateways' rows read and locked in one statement (with which of them hold ranges
         beyond a gap), the events of all batches inserted together, every gateway's new
-        ``committed_through`` in one UPDATE run."""
-        txn = Txn()
+        ``committed_through`` in one UPDATE run.
+
+        On PostgreSQL the events go in by ``COPY``: every row gathered is known not to be
+        stored (beyond the committed seq under the gateway's row lock with no range beyond a
+        gap, or compared with what the store holds). Should a row be there all the same, the
+        COPY fails on the key and the group runs again with ``INSERT … ON CONFLICT DO
+        NOTHING``, as SQLite always does."""
+        copy = self.engine.dialect.name == "postgresql"
+        try:
+            return await self._commit_once(units, copy=copy)
+        except IntegrityError as exc:
+            if not copy:
+                raise
+            log.warning("ingest: COPY of a group met a stored row (%s); inserting instead", exc)
+            return await self._commit_once(units, copy=False)
+
+    async def _commit_once(self, units: list[Unit], *, copy: bool) -> Txn:
+        txn = Txn(copy=copy)
         async with self.engine.begin() as conn:
             batches = [u for u in units if isinstance(u, Batch)]
             await lock_gateways(conn, txn, {b.gateway for b in batches})
@@ -338,6 +364,7 @@ class Ingestor(StateWriting):
         for item in fresh:
             if isinstance(item, Poison):
                 continue
+            body_json = pydantic_core.to_json(item.body)  # once, for the digest and a COPY
             rows.append(
                 {
                     "gateway_id": batch.gateway,
@@ -348,9 +375,9 @@ class Ingestor(StateWriting):
                     "mono_ns": item.mono_ns,
                     "boot": item.boot,
                     "synced": item.synced,
-                    "body": item.body,
+                    "body": JsonText(body_json.decode()) if txn.copy else item.body,
                     "received_at": batch.msg.received_at,
-                    "digest": event_digest(item),
+                    "digest": event_digest(item, body_json),
                 }
             )
             boot = (batch.gateway, item.boot)
@@ -461,10 +488,13 @@ class Ingestor(StateWriting):
 
 async def _insert_events(conn: AsyncConnection, txn: Txn) -> None:
     """The events (and new boots' clocks) gathered so far, one statement each (run in pages
-    by the driver)."""
+    by the driver; the events by ``COPY`` when the transaction may)."""
     if txn.rows:
         rows, txn.rows = txn.rows, []
-        await conn.execute(insert_ignore(conn, events), rows)
+        if txn.copy:
+            await copy_fresh(conn, events, rows)
+        else:
+            await conn.execute(insert_ignore(conn, events), rows)
     if txn.boot_rows:
         boots, txn.boot_rows = txn.boot_rows, []
         await conn.execute(insert_ignore(conn, boot_clocks), boots)

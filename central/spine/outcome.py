@@ -70,6 +70,7 @@ class Txn:
     boot_rows: list[dict[str, Any]] = field(default_factory=list)  # boot clocks, likewise
     # read for the first batch of each gateway at once, used by that batch alone
     held: dict[str, Held] = field(default_factory=dict)
+    copy: bool = False  # events by COPY (PostgreSQL): every row gathered is known unstored
 
 
 @dataclass(frozen=True, slots=True)

@@ -293,15 +293,19 @@ def quarantine_digest(topic_name: str, body: bytes) -> str:
     return hashlib.sha256(topic_name.encode("utf-8", "replace") + b"\0" + body).hexdigest()
 
 
-def event_digest(event: EventRecord) -> str:
-    """SHA-256 of an event's content as sent (a journal resends the very same document)."""
-    doc = [
+def event_digest(event: EventRecord, body_json: bytes | None = None) -> str:
+    """SHA-256 of an event's content as sent (a journal resends the very same document): of
+    ``[seq, utc, mono_ns, boot, synced, kind, body]`` in compact JSON. ``body_json``: the body
+    already serialized (``pydantic_core.to_json``), as the store takes it too."""
+    body = pydantic_core.to_json(event.body) if body_json is None else body_json
+    to_json = pydantic_core.to_json
+    doc = b"[%d,%b,%d,%b,%b,%b,%b]" % (
         event.seq,
-        event.utc.isoformat(),
+        to_json(event.utc.isoformat()),
         event.mono_ns,
-        event.boot,
-        event.synced,
-        event.kind,
-        event.body,
-    ]
-    return hashlib.sha256(pydantic_core.to_json(doc)).hexdigest()
+        to_json(event.boot),
+        b"true" if event.synced else b"false",
+        to_json(event.kind),
+        body,
+    )
+    return hashlib.sha256(doc).hexdigest()

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TypedDict, Unpack
 
 import pytest
-from sqlalchemy import Table, func, select
+from sqlalchemy import Table, delete, func, select
 from sqlalchemy import event as sqlalchemy_event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -17,7 +17,7 @@ from central.spine.reading import Incoming
 from central.spine.registry import register
 from central.store.db import make_engine
 from central.store.migrate import upgrade
-from central.store.schema import events, gateways, lost_ranges, quarantine
+from central.store.schema import events, gateways, lost_ranges, pending_ranges, quarantine
 from protocols import topics
 
 BOOT = "ab" * 16
@@ -470,3 +470,19 @@ async def test_a_group_costs_the_same_statements_for_one_gateway_or_twenty(
     assert await count(engine) == 63
     assert len(statements) == alone, statements  # the same few, whatever the group holds
     assert alone <= 5, statements
+
+
+async def test_a_stored_row_where_none_can_be_sends_the_group_again_by_insert(
+    engine: AsyncEngine,
+) -> None:
+    """Events known to be new go in by COPY on PostgreSQL; a row there all the same (beyond
+    the committed seq, with no range beyond a gap) fails it on the key, and the group is
+    committed again with INSERT … ON CONFLICT DO NOTHING: nothing quarantined, nothing twice."""
+    ingestor = Ingestor(engine)
+    await ingestor.ingest([message(range(1, 11))])
+    await ingestor.ingest([message(range(15, 16))])  # beyond a gap: a pending range
+    async with engine.begin() as conn:
+        await conn.execute(delete(pending_ranges))  # what a lost range record would leave
+    (ack,) = await ingestor.ingest([message(range(11, 21))])
+    assert ack.committed_through == 20
+    assert await count(engine) == 20 and await count(engine, quarantine) == 0
