@@ -3,12 +3,14 @@ ports, data and cookie; nodes stopped or killed by PID. The system instance is n
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
 import socket
 import subprocess
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,10 +30,21 @@ def _free(port: int) -> bool:
     return True
 
 
+def _below_ephemeral() -> int:
+    """The first port the kernel may hand out to outgoing connections (Linux: 32768)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32_768
+
+
 def free_run(count: int) -> int:
-    """The first of ``count`` consecutive free ports."""
+    """The first of ``count`` consecutive free ports, below the ephemeral range: a port free
+    when chosen there is not taken by some connection's local end before the node binds it (a
+    node failed with ``dist_port_already_used`` while hundreds of gateways were connecting)."""
+    top = _below_ephemeral() - count
     for _ in range(200):
-        first = random.randrange(20_000, 60_000)
+        first = random.randrange(min(15_000, top - 1_000), top)
         if all(_free(first + i) for i in range(count)):
             return first
     raise RuntimeError(f"no {count} consecutive free ports")
@@ -100,25 +113,44 @@ class RabbitCluster:
 
     def add_gateway(self, hall: str, gateway: str) -> dict[str, str]:
         """The gateway's broker user and certificate; its ``broker.tls`` section."""
-        subprocess.run(
-            [
-                str(SCRIPT),
-                "add-gateway",
-                "--base",
-                str(self.root / "cluster"),
-                "--hall",
-                hall,
-                "--gateway",
-                gateway,
-            ],
-            check=True,
-            capture_output=True,
-            timeout=120,
-        )
+        self._script("add-gateway", "--hall", hall, "--gateway", gateway)
         identity = self.store.issue_gateway(hall, gateway)
         cert, key = self.root / f"{gateway}.crt", self.root / f"{gateway}.key"
         identity.write(cert, key)
         return {"ca": str(self.store.ca_cert_path), "cert": str(cert), "key": str(key)}
+
+    def add_gateways(self, pairs: list[tuple[str, str]]) -> dict[str, dict[str, str]]:
+        """Many gateways at once: their broker users in one ``add-gateways`` call and their
+        certificates (EC keys, straight from the test CA, no ledger); each one's
+        ``broker.tls`` section by gateway id."""
+        listing = self.root / f"gateways-{uuid.uuid4().hex[:8]}.txt"
+        listing.write_text("".join(f"{hall} {gateway}\n" for hall, gateway in pairs))
+        with self._script_running("add-gateways", "--file", str(listing)):
+            found: dict[str, dict[str, str]] = {}
+            for hall, gateway in pairs:  # while the broker imports the users
+                cert, key = self.root / f"{gateway}.crt", self.root / f"{gateway}.key"
+                self.store.ca.issue_gateway(hall, gateway).write(cert, key)
+                ca = str(self.store.ca_cert_path)
+                found[gateway] = {"ca": ca, "cert": str(cert), "key": str(key)}
+        return found
+
+    def add_bridge(self, name: str, halls: list[str]) -> None:
+        """A tier bridge's broker user (``bridge.<name>``) carrying ``halls``."""
+        self._script("add-bridge", "--bridge", name, "--halls", ",".join(halls))
+
+    def _script(self, *args: str) -> None:
+        with self._script_running(*args):
+            pass
+
+    @contextlib.contextmanager
+    def _script_running(self, *args: str) -> Iterator[None]:
+        """The cluster script runs while the block does; it must have succeeded after."""
+        argv = [str(SCRIPT), args[0], "--base", str(self.root / "cluster"), *args[1:]]
+        with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as run:
+            yield
+            out, err = run.communicate(timeout=120)
+            if run.returncode != 0:
+                raise RuntimeError(f"{args[0]} failed:\n{out.decode()}\n{err.decode()}")
 
     def kill9(self, index: int) -> None:
         os.kill(self.nodes[index].pid, signal.SIGKILL)
