@@ -18,7 +18,7 @@ import os
 import pwd
 import re
 import signal
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,7 +32,7 @@ from central.security.ca import (
 from central.security.ca_store import PkiStore
 from hallkit.atomicfile import write_atomic as _write_atomic
 from protocols.provisioning import gateway_username
-from protocols.topics import Channel, check_id, subscription
+from protocols.topics import ROOT, VERSION_LEVEL, Channel, check_id, subscription
 
 DEPLOY_MOSQUITTO = Path(__file__).resolve().parents[2] / "deploy" / "mosquitto"
 DEV_CONF = "hallwatch-dev.conf"
@@ -165,7 +165,7 @@ def hash_password(
 
 
 def render_password_file(users: Mapping[str, str], iterations: int = PASSWORD_ITERATIONS) -> str:
-    lines = []
+    lines: list[str] = []
     for username, password in sorted(users.items()):
         parse_username(username)
         if not password:
@@ -367,9 +367,17 @@ def render_bridge_config(
     cert_file: Path,
     key_file: Path,
     directory: Path = DEPLOY_MOSQUITTO,
+    *,
+    halls: Sequence[str] = (),
 ) -> str:
-    """A tier bridge to the broker above; its certificate's CN must be ``bridge.{name}``."""
-    return render_template(
+    """A tier bridge to the broker above; its certificate's CN must be ``bridge.{name}``.
+
+    Without ``halls`` the bridge carries every hall of this broker to a Mosquitto upstream
+    (whose ACL keeps only the bridge's halls). With ``halls`` it is for a RabbitMQ (or NATS)
+    upstream: no bridge flag in the protocol version (``try_private false``) and each topic
+    line once per hall, since RabbitMQ closes the link for one publish or subscription outside
+    the bridge user's topic permissions (``rabbitmq-cluster.sh add-bridge``)."""
+    text = render_template(
         load_template(BRIDGE_TEMPLATE, directory),
         {
             "BRIDGE_NAME": check_id(name, "bridge name"),
@@ -379,5 +387,18 @@ def render_bridge_config(
             "CA_FILE": ca_file,
             "CERT_FILE": cert_file,
             "KEY_FILE": key_file,
+            "TRY_PRIVATE": "false" if halls else "true",
         },
     )
+    if not halls:
+        return text
+    carried = [check_id(hall, "hall") for hall in halls]
+    lines: list[str] = []
+    for line in text.splitlines():
+        prefix = f"topic {ROOT}/{VERSION_LEVEL}/+/"
+        if line.startswith(prefix + "+/"):
+            rest = line.removeprefix(prefix)
+            lines.extend(f"topic {ROOT}/{VERSION_LEVEL}/{hall}/{rest}" for hall in carried)
+        else:
+            lines.append(line)
+    return "\n".join(lines) + "\n"

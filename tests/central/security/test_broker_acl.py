@@ -122,6 +122,20 @@ def test_templates_leave_no_placeholder_and_refuse_bad_values(tmp_path: Path) ->
     assert render_template("# @ANY@ in a comment\nx @A@", {"A": 1}) == "# @ANY@ in a comment\nx 1"
 
 
+def test_a_bridge_to_rabbitmq_names_its_halls_and_drops_the_bridge_flag(tmp_path: Path) -> None:
+    mosquitto = render_bridge_config("county1", "city", 8883, *(tmp_path / "x",) * 3)
+    assert "try_private true" in mosquitto and "topic hw/v1/+/+/events out 1" in mosquitto
+    rabbit = render_bridge_config(
+        "county1", "province", 8883, *(tmp_path / "x",) * 3, halls=["C01", "C02"]
+    )
+    topics = [line for line in rabbit.splitlines() if line.startswith("topic ")]
+    assert "try_private false" in rabbit and len(topics) == 2 * 7
+    assert "topic hw/v1/C02/+/ack in 1" in topics and "topic hw/v1/C01/+/events out 1" in topics
+    assert not [line for line in topics if line.startswith("topic hw/v1/+/")]
+    with pytest.raises(ValueError):
+        render_bridge_config("county1", "p", 1, *(tmp_path / "x",) * 3, halls=["C0.1"])
+
+
 def test_every_template_directive_is_a_known_mosquitto_option() -> None:
     """Guards against typos: each option appears in the broker's own example configuration."""
     example = Path("/usr/share/doc/mosquitto/examples/mosquitto.conf")
