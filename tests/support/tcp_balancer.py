@@ -7,6 +7,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
 
 
 class TcpBalancer:
@@ -51,3 +55,34 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
     finally:
         with contextlib.suppress(OSError, ConnectionError):
             writer.close()
+
+
+@contextlib.contextmanager
+def balancer_process(backends: list[int]) -> Iterator[int]:
+    """The balancer in a process of its own (its port): hundreds of TLS connections piped in
+    the test's own process compete for one interpreter lock with what drives them."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.support.tcp_balancer", *map(str, backends)],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        if not line.strip().isdigit():
+            raise RuntimeError(f"the balancer did not start: {line!r}")
+        yield int(line)
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+async def _serve(backends: list[int]) -> None:
+    balancer = TcpBalancer(backends)
+    print(await balancer.start(), flush=True)
+    await asyncio.Event().wait()
+
+
+if __name__ == "__main__":
+    asyncio.run(_serve([int(port) for port in sys.argv[1:]]))
