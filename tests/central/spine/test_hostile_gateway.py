@@ -41,7 +41,7 @@ from central.correlation import job as correlation_job
 from central.security.tokens import Role
 from central.spine.aggregator import Aggregator
 from central.spine.outcome import AckDecision
-from central.spine.reading import Incoming
+from central.spine.reading import Unit
 from central.store.schema import events, gateways, quarantine
 from protocols import events as kinds
 from protocols.envelope import Ack, EventRecord
@@ -339,17 +339,17 @@ class Processed:
     def __init__(self, aggregator: Aggregator) -> None:
         self._done: set[str] = set()
         self._cond = threading.Condition()
-        ingest = aggregator.ingestor.ingest
+        store = aggregator.ingestor.store  # what the aggregator calls for every group read
 
-        async def spy(messages: Sequence[Incoming]) -> list[AckDecision]:
+        async def spy(units: Sequence[Unit]) -> list[AckDecision]:
             try:
-                return await ingest(messages)
+                return await store(units)
             finally:
                 with self._cond:
-                    self._done.update(_key(m.topic, m.payload) for m in messages)
+                    self._done.update(_key(u.msg.topic, u.msg.payload) for u in units)
                     self._cond.notify_all()
 
-        aggregator.ingestor.ingest = spy  # type: ignore[method-assign]
+        aggregator.ingestor.store = spy  # type: ignore[method-assign]
 
     def wait(self, key: str, timeout: float) -> bool:
         with self._cond:
