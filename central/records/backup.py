@@ -33,7 +33,7 @@ from sqlalchemy.engine import make_url
 
 from central.cases.masking import SALT_FILE
 from central.config import CentralConfig
-from central.store import partitions
+from central.store import partitions, schema_rollups
 from hallkit.atomicfile import write_atomic
 from hallkit.clock import utc_now
 
@@ -253,10 +253,12 @@ def _pg_is_empty(url: str) -> bool:
     return int(result.stdout.decode().strip() or "0") == 0
 
 
-# --force: what is there goes first, in the restore's transaction. Not pg_restore --clean: it
+# --force: what is there goes first (the public tables and the schemas that hold the event
+# months and the rollups' groupings), in the restore's transaction. Not pg_restore --clean: it
 # drops each month partition's inherited constraints one by one, which PostgreSQL refuses.
 PG_CLEAR = f"""
 DROP SCHEMA IF EXISTS {partitions.SCHEMA} CASCADE;
+DROP SCHEMA IF EXISTS {schema_rollups.SCHEMA} CASCADE;
 DO $$
 DECLARE t record;
 BEGIN
