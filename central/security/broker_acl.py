@@ -359,6 +359,17 @@ def render_local_listener(
     )
 
 
+class BridgeHallsError(ValueError):
+    """A tier bridge that would leave some of its broker's halls behind."""
+
+
+def uncarried_halls(admitted: Iterable[GatewayAccess], halls: Sequence[str]) -> list[str]:
+    """Halls of this broker's unrevoked gateways that a bridge carrying ``halls`` leaves
+    behind. The broker acknowledges their publishes (a normal PUBACK) and no tier above ever
+    sees them: the gateways resend forever without an error anywhere."""
+    return sorted({g.hall for g in admitted if not g.revoked} - set(halls))
+
+
 def render_bridge_config(
     name: str,
     upstream_host: str,
@@ -369,6 +380,7 @@ def render_bridge_config(
     directory: Path = DEPLOY_MOSQUITTO,
     *,
     halls: Sequence[str] = (),
+    admitted: Iterable[GatewayAccess] | None = None,
 ) -> str:
     """A tier bridge to the broker above; its certificate's CN must be ``bridge.{name}``.
 
@@ -376,7 +388,9 @@ def render_bridge_config(
     (whose ACL keeps only the bridge's halls). With ``halls`` it is for a RabbitMQ (or NATS)
     upstream: no bridge flag in the protocol version (``try_private false``) and each topic
     line once per hall, since RabbitMQ closes the link for one publish or subscription outside
-    the bridge user's topic permissions (``rabbitmq-cluster.sh add-bridge``)."""
+    the bridge user's topic permissions (``rabbitmq-cluster.sh add-bridge``, and
+    ``check-bridge`` with the same halls). ``admitted`` (this broker's registry) makes a
+    hall this broker admits and the bridge would leave behind an error, not silence."""
     text = render_template(
         load_template(BRIDGE_TEMPLATE, directory),
         {
@@ -393,6 +407,12 @@ def render_bridge_config(
     if not halls:
         return text
     carried = [check_id(hall, "hall") for hall in halls]
+    if admitted is not None and (left := uncarried_halls(admitted, carried)):
+        raise BridgeHallsError(
+            f"bridge {name} does not carry hall(s) {', '.join(left)} that this broker admits: "
+            "their gateways' events would be accepted here and never reach central; add them "
+            "to halls= and to the cluster's add-bridge --halls"
+        )
     lines: list[str] = []
     for line in text.splitlines():
         prefix = f"topic {ROOT}/{VERSION_LEVEL}/+/"

@@ -12,6 +12,7 @@ import pytest
 from central.security.broker_acl import (
     DEPLOY_MOSQUITTO,
     BridgeAccess,
+    BridgeHallsError,
     GatewayAccess,
     TlsBrokerFiles,
     hash_password,
@@ -192,3 +193,17 @@ def test_case_feed_permissions_for_central_and_approval_systems() -> None:
         "topic write hw/v1/_feeds/cases",
         "topic read hw/v1/_feeds/case-results/sp-approval",
     ]
+
+
+def test_a_bridge_that_would_leave_an_admitted_hall_behind_is_refused(tmp_path: Path) -> None:
+    """A county gateway of a hall the bridge does not carry gets PUBACKs and is never heard
+    above: rendering with the county's registry names the hall instead."""
+    admitted = [GatewayAccess("C01", "g1"), GatewayAccess("C02", "g2"), GatewayAccess("C03", "g3")]
+    admitted.append(GatewayAccess("C04", "g4", revoked=True))
+    files = (tmp_path / "x",) * 3
+    with pytest.raises(BridgeHallsError, match="C03"):
+        render_bridge_config("county1", "p", 1, *files, halls=["C01", "C02"], admitted=admitted)
+    text = render_bridge_config(
+        "county1", "p", 1, *files, halls=["C01", "C02", "C03"], admitted=admitted
+    )
+    assert "topic hw/v1/C03/+/events out 1" in text and "C04" not in text
