@@ -73,6 +73,9 @@ class Uplink:
         self.supervisor = supervisor or Supervisor()
         self.connected = False
         self.last_error: str | None = None
+        # no ack since this connection began: reported once per connection when a resend is due
+        self._acked_since_connect = False
+        self._silence_reported = False
         self.window = SendWindow(
             WindowLimits(
                 window_events=settings.window_events,
@@ -164,6 +167,7 @@ class Uplink:
         assert self._client is not None
         self.connected = True
         self.last_error = None
+        self._acked_since_connect = self._silence_reported = False
         self._client.publish(self._topic_state, self._state(online=True), retain=True)
         first = self.window.on_connect(self.journal.acked_seq, time.monotonic())
         log.info(
@@ -205,6 +209,7 @@ class Uplink:
             acked=self.journal.acked_seq,
             now=time.monotonic(),
         )
+        self._acked_since_connect = True
         if decision.other_epoch:
             return  # it speaks for another journal epoch (one renumbered since)
         if decision.rebase_to is not None:
@@ -274,6 +279,7 @@ class Uplink:
                     if await self._publish(batch):
                         continue
                 elif resend := self.window.on_tick(acked=self.acked, now=time.monotonic()):
+                    self._report_silence()
                     log.warning(
                         "uplink: no acknowledgement heard; resending from seq %d "
                         "(the next stall waits %.0f s)",
@@ -284,6 +290,24 @@ class Uplink:
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=0.5)
+
+    def _report_silence(self) -> None:
+        """The broker acknowledged this connection's publishes (PUBACK) and central nothing.
+        On MQTT 3.1.1 a broker that drops them (its ACL, a tier bridge that does not carry
+        this hall, a tier above that refuses the bridge) still answers PUBACK: say so once."""
+        if self._acked_since_connect or self._silence_reported:
+            return
+        self._silence_reported = True
+        log.error(
+            "uplink: nothing acknowledged since connecting to %s:%s: central is down or "
+            "behind, or the broker accepts this gateway's events and drops them (its ACL "
+            "for %s, or a tier bridge that does not carry hall %s up); resending until "
+            "central answers",
+            self.broker.host,
+            self.broker.port,
+            topics.topic(self.hall, self.gateway, topics.Channel.EVENTS),
+            self.hall,
+        )
 
     async def _publish(self, batch: SendRange) -> bool:
         epoch = self.journal.epoch
