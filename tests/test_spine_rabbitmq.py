@@ -1,7 +1,10 @@
+# Long module: every case here shares one broker cluster (it takes 30-90 s to start), so the
+# province's end-to-end cases live together rather than each starting its own.
 """The province broker end to end: a 3-node RabbitMQ cluster (MQTT on TLS, certificate login,
 topic permissions), real gateway processes and a reconnect storm of simulated gateways, two
 aggregators sharing the partitioned quorum queues over AMQP; one aggregator and one node killed
-with ``kill -9`` mid-storm. One cluster for the module (it takes 30-90 s to start).
+with ``kill -9`` mid-storm; a county's Mosquitto bridged to the cluster
+(docs/province.md#tier-bridges). One cluster for the module (it takes 30-90 s to start).
 
 The suite's storm is 60 gateways x 200 events; the issue's 200 x 500 runs behind the bench marker
 (``-m bench``; ``HALLWATCH_CLUSTER_STORM=GATEWAYSxBACKLOG`` sets another size), see
@@ -27,9 +30,11 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy import func, select
 
+from central.security.broker_acl import GatewayAccess, render_bridge_config
 from central.store.db import make_engine
 from central.store.schema import events, gateways
 from tests.bench.test_province_bench import Figures
+from tests.deploy.support import TlsBroker, running
 from tests.support import procs
 from tests.support.databases import create_pg_database, drop_pg_database, postgres_available
 from tests.support.loop_thread import LoopThread
@@ -107,7 +112,11 @@ def central_config(tmp: Path, url: str, cluster: RabbitCluster) -> Path:
 
 
 def start_gateways(
-    tmp: Path, port: int, tls: dict[str, dict[str, str]], events_each: int
+    tmp: Path,
+    port: int,
+    tls: dict[str, dict[str, str]],
+    events_each: int,
+    pairs: list[tuple[str, str]] = GATEWAYS,
 ) -> list[procs.Proc]:
     """The gateways' real processes, each generating ``events_each`` events at once."""
     return [
@@ -128,12 +137,14 @@ def start_gateways(
             ),
             tmp / f"{gateway}.log",
         )
-        for hall, gateway in GATEWAYS
+        for hall, gateway in pairs
     ]
 
 
-def wait_all_delivered(tmp: Path, db: str, events_each: int) -> None:
-    for _, gateway in GATEWAYS:
+def wait_all_delivered(
+    tmp: Path, db: str, events_each: int, pairs: list[tuple[str, str]] = GATEWAYS
+) -> None:
+    for _, gateway in pairs:
 
         def delivered(g: str = gateway) -> bool:
             return procs.committed_through(db, g) >= events_each + 1  # + gateway.boot
@@ -147,8 +158,10 @@ def wait_all_delivered(tmp: Path, db: str, events_each: int) -> None:
         procs.wait_until(acknowledged, 60, f"{gateway}'s journal acknowledged")
 
 
-def assert_exactly_once(tmp: Path, db: str, events_each: int) -> None:
-    for _, gateway in GATEWAYS:
+def assert_exactly_once(
+    tmp: Path, db: str, events_each: int, pairs: list[tuple[str, str]] = GATEWAYS
+) -> None:
+    for _, gateway in pairs:
         seqs, bodies, committed = procs.stored(db, gateway)
         assert seqs == list(range(1, committed + 1)), f"{gateway}: a gap or a duplicate"
         seen = procs.read_witness(tmp / f"witness-{gateway}.txt")
@@ -427,3 +440,85 @@ def test_a_gateway_speaks_only_for_itself(cluster: RabbitCluster) -> None:
         procs.wait_until(sender.dropped.is_set, 20, "the connection closed for a foreign publish")
     finally:
         sender.close()
+
+
+COUNTY_GATEWAYS = [("C01", "cg1"), ("C01", "cg2"), ("C02", "cg3"), ("C02", "cg4")]
+COUNTY_BACKLOG = 300
+
+
+def county_broker(cluster: RabbitCluster, root: Path) -> TlsBroker:
+    """The county's Mosquitto, from the province's CA (so the cluster trusts its bridge), with
+    a server certificate for the address its gateways dial."""
+    county = TlsBroker.create(root, store=cluster.store)
+    county.store.issue_server(["localhost", "127.0.0.1"]).write(
+        county.root / "server.crt", county.root / "server.key"
+    )
+    county.gateways = [GatewayAccess(hall, gateway) for hall, gateway in COUNTY_GATEWAYS]
+    return county
+
+
+def test_a_bridge_the_cluster_would_refuse_is_named_before_it_runs(
+    cluster: RabbitCluster,
+) -> None:
+    """A county bridge rendered with a hall that ``add-bridge`` did not grant: RabbitMQ closes
+    its link at that hall's first subscribe, so no hall of the county gets through;
+    ``check-bridge`` names the refused topics instead."""
+    cluster.add_bridge("county9", ["C01"])
+    with pytest.raises(RuntimeError, match=r"bridge\.county9 may not carry C01,C02.*hw\.v1\.C02"):
+        cluster.check_bridge("county9", ["C01", "C02"])
+    cluster.check_bridge("county9", ["C01"])
+    with pytest.raises(RuntimeError, match="no such user"):
+        cluster.check_bridge("county8", ["C01"])
+
+
+def test_a_tier_bridge_carries_a_county_to_the_cluster(
+    cluster: RabbitCluster, province_db: str, tmp_path: Path
+) -> None:
+    """A county's Mosquitto (the production TLS configuration) bridged to the cluster through
+    the balancer with ``render_bridge_config(halls=...)`` and ``add-bridge``. The county's
+    gateways (users of the county broker only, none on the cluster) journal a backlog while
+    their broker is down; once it is up every event reaches central's database exactly once,
+    under the bridge's login, and central's acks come back down the bridge until every
+    journal is acknowledged through its head."""
+    halls = sorted({hall for hall, _ in COUNTY_GATEWAYS})
+    cluster.add_bridge("county1", halls)  # it checks the grant (check-bridge) before returning
+    county = county_broker(cluster, tmp_path / "county")
+    bridge_tls = county.identity("bridge", cluster.store.issue_bridge("county1"))
+    tls = {
+        gateway: dict(
+            zip(("ca", "cert", "key"), map(str, county.identity(gateway, issued)), strict=True)
+        )
+        for hall, gateway in COUNTY_GATEWAYS
+        if (issued := cluster.store.issue_gateway(hall, gateway))
+    }
+    procs.prepare_central(province_db, COUNTY_GATEWAYS)
+    config = central_config(tmp_path, province_db, cluster)
+    serve = [str(procs.BIN / "hallwatch-central"), "serve", "-c", str(config), "--no-api"]
+    backends = [node.mqtts_port for node in cluster.nodes]
+    with balancer_process(backends) as port:
+        (county.root / "conf.d" / "bridge-county1.conf").write_text(
+            render_bridge_config(
+                "county1", "127.0.0.1", port, *bridge_tls, halls=halls, admitted=county.gateways
+            )
+        )
+        aggregator = procs.Proc(serve, tmp_path / "aggregator.log").start()
+        gws: list[procs.Proc] = []
+        try:
+            # the backlog: the gateways journal their events while the county broker is down
+            gws = start_gateways(tmp_path, county.port, tls, COUNTY_BACKLOG, COUNTY_GATEWAYS)
+            for _, gateway in COUNTY_GATEWAYS:
+
+                def journaled(w: Path = tmp_path / f"witness-{gateway}.txt") -> bool:
+                    return len(procs.read_witness(w)) == COUNTY_BACKLOG
+
+                procs.wait_until(journaled, 120, f"{gateway}'s backlog journaled")
+            aggregator.wait_for_log("partitions on", timeout=300)
+            with running(county):
+                wait_all_delivered(tmp_path, province_db, COUNTY_BACKLOG, COUNTY_GATEWAYS)
+                for gw in gws:
+                    gw.stop()
+        finally:
+            for gw in gws:
+                gw.stop()
+            aggregator.stop()
+    assert_exactly_once(tmp_path, province_db, COUNTY_BACKLOG, COUNTY_GATEWAYS)

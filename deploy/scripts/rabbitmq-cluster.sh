@@ -14,6 +14,11 @@
 #   rabbitmq-cluster.sh add-bridge --base DIR --bridge NAME --halls H1,H2,...
 #       a tier bridge's certificate user (bridge.NAME): it publishes its halls' gateway channels
 #       and its link notification, reads its halls' acks, commands and receipts
+#   rabbitmq-cluster.sh check-bridge --base DIR --bridge NAME --halls H1,H2,...
+#       exits 1, naming each refused topic, unless the cluster lets bridge.NAME carry every
+#       one of these halls (the list its county renders with render_bridge_config(halls=...)):
+#       RabbitMQ closes the bridge's link at the first refused subscribe or publish, so one
+#       hall missing here stops every hall of the county (docs/province.md#tier-bridges)
 #   rabbitmq-cluster.sh stop --base DIR
 #
 # The node name prefix (--name, default hw) is kept in DIR/name: two clusters on one machine
@@ -237,6 +242,45 @@ add_bridge() {
             "^${halls}([A-Za-z0-9_-]+|\\\\*)\\\\.(ack|cmd|receipt)\$")" >"$defs"
     import_definitions "$defs"
     rm -f "$defs"
+    check_bridge
+}
+
+may() {  # may REGEX KEY: whether a topic permission regex admits a routing key
+    [ -n "$1" ] && printf '%s\n' "$2" | grep -Eq -- "$1"
+}
+
+check_bridge() {
+    [ -n "$BRIDGE" ] && [ -n "$HALLS" ] || { echo "--bridge and --halls needed" >&2; exit 2; }
+    check_id bridge "$BRIDGE"
+    local user="bridge.$BRIDGE" listing write="" read="" hall key channel refused=""
+    if ! listing=$(ctl "$(running_node)" list_user_topic_permissions "$user" --quiet \
+        --no-table-headers 2>&1); then
+        echo "$user: no such user on this cluster: run add-bridge --bridge $BRIDGE" \
+            "--halls $HALLS" >&2
+        exit 1
+    fi
+    # vhost, exchange, write, read (tab-separated); the bridge publishes on amq.topic only
+    IFS=$'\t' read -r _ _ write read < <(printf '%s\n' "$listing" | grep -P '^/\tamq\.topic\t') ||
+        true
+    for hall in ${HALLS//,/ }; do
+        check_id hall "$hall"
+        for channel in events state result evidence; do
+            key="hw.v1.$hall.gateway.$channel"
+            may "$write" "$key" || refused+=" publish $key"
+        done
+        for channel in ack cmd receipt; do
+            key="hw.v1.$hall.*.$channel"  # the bridge subscribes with + for the gateway
+            may "$read" "$key" || refused+=" subscribe $key"
+        done
+    done
+    key="hw.bridge.$BRIDGE.state"
+    may "$write" "$key" || refused+=" publish $key"
+    if [ -n "$refused" ]; then
+        echo "$user may not carry $HALLS: the cluster would close its link at each of:$refused" \
+            "(rerun add-bridge with every hall the county's bridge carries)" >&2
+        exit 1
+    fi
+    echo "$user may carry $HALLS"
 }
 
 stop() {
@@ -256,6 +300,10 @@ case "$cmd" in
     add-gateway) add_gateway ;;
     add-gateways) add_gateways ;;
     add-bridge) add_bridge ;;
+    check-bridge) check_bridge ;;
     stop) stop ;;
-    *) echo "usage: $0 start|add-gateway|add-gateways|add-bridge|stop --base DIR ..." >&2; exit 2 ;;
+    *)
+        echo "usage: $0 start|add-gateway|add-gateways|add-bridge|check-bridge|stop --base DIR ..." >&2
+        exit 2
+        ;;
 esac

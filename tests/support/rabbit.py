@@ -138,6 +138,11 @@ class RabbitCluster:
         """A tier bridge's broker user (``bridge.<name>``) carrying ``halls``."""
         self._script("add-bridge", "--bridge", name, "--halls", ",".join(halls))
 
+    def check_bridge(self, name: str, halls: list[str]) -> None:
+        """``check-bridge``: fails, naming the refused topics, unless ``bridge.<name>`` may
+        carry every one of ``halls``."""
+        self._script("check-bridge", "--bridge", name, "--halls", ",".join(halls))
+
     def _script(self, *args: str) -> None:
         with self._script_running(*args):
             pass
