@@ -88,11 +88,11 @@ def test_gateway_kill9_twenty_times_under_full_load(
     )
     try:
         for round_no in range(20):
-            before = len(procs.read_witness(witness))
+            before = procs.witness_size(witness)
             gw = procs.edge(cfg, tmp_path / "edge.log")
 
-            def witnessed_more(than: int = before) -> bool:
-                return len(procs.read_witness(witness)) > than
+            def witnessed_more(since: int = before) -> bool:
+                return procs.witnessed(witness, since) > 0
 
             procs.wait_until(
                 witnessed_more,
@@ -131,9 +131,7 @@ def test_broker_kill9_and_silent_drops_lose_nothing(
             broker.kill9()
             time.sleep(1.0)
             broker.start()
-        procs.wait_until(
-            lambda: len(procs.read_witness(witness)) >= 24_000, 60, "the generator to finish"
-        )
+        procs.wait_until(lambda: procs.witnessed(witness) >= 24_000, 60, "the generator to finish")
         gw.stop()
         drain_and_prove(tmp_path, broker.port, database_url, witness, min_witnessed=24_000)
     finally:
@@ -160,9 +158,7 @@ def test_central_kill9_mid_stream_nothing_lost_nothing_doubled(
             cen.kill9()
             time.sleep(0.5)
             cen = start_central(tmp_path, broker.port, database_url, f"central{round_no}")
-        procs.wait_until(
-            lambda: len(procs.read_witness(witness)) >= 24_000, 60, "the generator to finish"
-        )
+        procs.wait_until(lambda: procs.witnessed(witness) >= 24_000, 60, "the generator to finish")
         gw.stop()
         drain_and_prove(tmp_path, broker.port, database_url, witness, min_witnessed=24_000)
     finally:
@@ -186,7 +182,7 @@ def test_gateway_started_while_broker_down_buffers_a_day_then_delivers_all(
     cen = None
     try:
         procs.wait_until(
-            lambda: len(procs.read_witness(witness)) >= 50_000,
+            lambda: procs.witnessed(witness) >= 50_000,
             60,
             "50,000 events journaled with no broker",
         )

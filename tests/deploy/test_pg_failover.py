@@ -92,9 +92,7 @@ def test_primary_killed_replica_promoted_nothing_lost_nothing_doubled(
             f"{writing - promoted:.2f} s after it, moved committed_through past {at_promotion} "
             f"{committing - promoted:.2f} s after it"
         )
-        procs.wait_until(
-            lambda: len(procs.read_witness(witness)) >= TOTAL, 60, "the generator to finish"
-        )
+        procs.wait_until(lambda: procs.witnessed(witness) >= TOTAL, 60, "the generator to finish")
         procs.wait_until(
             lambda: procs.committed_through(new, "gw1") >= procs.journal_head(tmp_path),
             60,

@@ -211,6 +211,25 @@ def read_witness(path: Path) -> dict[int, tuple[str, int]]:
     return out
 
 
+WITNESS_END = f" {WITNESS_MARK}\n".encode()
+
+
+def witness_size(path: Path) -> int:
+    return path.stat().st_size if path.exists() else 0
+
+
+def witnessed(path: Path, since: int = 0) -> int:
+    """How many whole witness lines the file holds past byte ``since`` (a ``witness_size``):
+    what waits poll, where ``read_witness`` parses every line on each poll (seconds of CPU at
+    hundreds of thousands of lines, beside the gateway being waited for). Each seq is
+    witnessed once, so at ``since=0`` this is ``len(read_witness(path))``."""
+    if not path.exists():
+        return 0
+    with path.open("rb") as handle:
+        handle.seek(since)
+        return handle.read().count(WITNESS_END)
+
+
 def gateway_online(url: str, gateway: str) -> bool | None:
     async def go() -> bool | None:
         engine = make_engine(url)
