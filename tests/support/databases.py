@@ -164,6 +164,12 @@ class _Templates:
 
 _templates = _Templates()
 
+
+def copy_pg_template(template: Template) -> tuple[str, str]:
+    """A new PostgreSQL database holding a copy of ``template`` (filled once per session);
+    returns (name, SQLAlchemy URL). The caller drops it (``drop_pg_database``)."""
+    return _templates.pg_copy(template)
+
 DATABASE_KINDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 
 
