@@ -170,6 +170,7 @@ def copy_pg_template(template: Template) -> tuple[str, str]:
     returns (name, SQLAlchemy URL). The caller drops it (``drop_pg_database``)."""
     return _templates.pg_copy(template)
 
+
 DATABASE_KINDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 
 
