@@ -25,13 +25,13 @@ async def from_rollups(
     """The month's figures from the daily rollups (the same numbers as over the facts), for
     callers who see whole halls. The overall figures are the halls' summed: every figure is a
     sum over halls (each case, window and evaluation belongs to one hall), so a third read of
-    the month's rollups would only add them up again."""
+    the month's rollups would only add them up again. The open cases and the windows are read
+    once for both groupings."""
     reach = who.halls if who.role is Role.HALL_MANAGER else None
     async with engine.connect() as conn:
-        figures = {
-            by: await rollup_query.indicators(conn, period, by, calendar, hall=reach)
-            for by in (Grouping.HALL, Grouping.DEPARTMENT)
-        }
+        figures = await rollup_query.indicators_by(
+            conn, period, (Grouping.HALL, Grouping.DEPARTMENT), calendar, hall=reach
+        )
     halls = figures[Grouping.HALL].values()
     figures[Grouping.ALL] = {GroupKey(): total(halls)} if halls else {}
     return figures

@@ -12,8 +12,7 @@ hall sent nothing) and 超时未办结 (open at the range's end, from the deadli
 from __future__ import annotations
 
 import datetime as dt
-from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from sqlalchemy import ColumnElement, Subquery, Table, and_, case, func, or_, select, union_all
@@ -29,7 +28,6 @@ from central.rules.indicators import (
     GroupKey,
     Indicators,
     Ratio,
-    group_key,
 )
 from central.rules.scale import DeviceKey
 from central.rules.workdays import WorkCalendar, day_start
@@ -146,7 +144,45 @@ async def indicators(
     ``open_cases=False`` leaves out 超时未办结 and the groups only open cases make;
     ``coverage=False`` leaves 在岗率覆盖 as the rows' own sums (its denominator then misses
     the opening minutes of days without data). The overview's two rates need neither."""
+    found = await indicators_by(
+        conn, period, (by,), calendar, hall=hall, open_cases=open_cases, coverage=coverage
+    )
+    return found[by]
+
+
+async def indicators_by(
+    conn: AsyncConnection,
+    period: DateRange,
+    groupings: Sequence[Grouping],
+    calendar: WorkCalendar,
+    *,
+    hall: Halls = None,
+    open_cases: bool = True,
+    coverage: bool = True,
+) -> dict[Grouping, dict[GroupKey, Indicators]]:
+    """``indicators`` for several groupings at once (the 通报's halls and departments): the
+    open cases and the windows for 在岗率覆盖 are read once, grouped by the finest key the
+    groupings need, and added up per grouping."""
     await analytic.settle(conn)
+    minutes = await _coverage(conn, period, groupings, calendar, hall) if coverage else {}
+    overdue = await _open_at_end(conn, period, groupings, calendar, hall) if open_cases else {}
+    out = {}
+    for by in groupings:
+        sums = await _sums(conn, period, by, hall)
+        evaluated = await _evaluated(conn, period, by, hall)
+        covered, late = minutes.get(by, {}), overdue.get(by, {})
+        # a group with only cases open all along has no rollup row (its days add nothing)
+        out[by] = {
+            key: _built(key, sums.get(key, _ZERO), covered.get(key), late.get(key, 0), evaluated)
+            for key in sorted(sums.keys() | late.keys(), key=GroupKey.sort_key)
+        }
+    return out
+
+
+async def _sums(
+    conn: AsyncConnection, period: DateRange, by: Grouping, hall: Halls
+) -> dict[GroupKey, Sequence[Any]]:
+    """The rollup rows of ``by`` summed per group over the range (figures at ``_AT``)."""
     rows = _rows(
         (indicator_rollups, indicator_rollups_monthly),
         "business_day",
@@ -159,19 +195,41 @@ async def indicators(
     query = select(*cols, *(func.sum(rows.c[v]).label(v) for v in _VALUES)).group_by(*cols)
     width, same_day_d = len(cols), _AT["same_day_d"]
     # plain tuples, positions known in advance: 20,000 groups are built in Python
-    sums = {
+    return {
         _key(by, row): row[width:]
         for row in await conn.execute(query)
         if row[width + same_day_d] is not None  # not Grouping.ALL's row over no rows
     }
-    evaluated = await _evaluated(conn, period, by, hall)
-    minutes = await _coverage(conn, period, by, calendar, hall) if coverage else {}
-    overdue = await _open_at_end(conn, period, by, calendar, hall) if open_cases else {}
-    # a group with only cases open all along has no rollup row (its days add nothing)
-    return {
-        key: _built(key, sums.get(key, _ZERO), minutes.get(key), overdue.get(key, 0), evaluated)
-        for key in sorted(sums.keys() | overdue.keys(), key=GroupKey.sort_key)
-    }
+
+
+def _fold(
+    rows: Sequence[Sequence[Any]],
+    names: Sequence[str],
+    groupings: Sequence[Grouping],
+    value: Callable[[Sequence[Any]], float],
+) -> dict[Grouping, dict[GroupKey, float]]:
+    """Rows keyed by the columns ``names`` (then their figures) added up per group of each
+    grouping; a row with no value for a grouping's column is in no group of it."""
+    out: dict[Grouping, dict[GroupKey, float]] = {}
+    for by in groupings:
+        at = [names.index(n) for n in _KEYS[by]]
+        summed: dict[GroupKey, float] = {}
+        for row in rows:
+            values = [row[i] for i in at]
+            if None in values:
+                continue
+            key = _key(by, values)
+            summed[key] = summed.get(key, 0) + value(row)
+        out[by] = summed
+    return out
+
+
+def _finest(groupings: Sequence[Grouping]) -> list[str]:
+    """The key columns that make every group of ``groupings``: the hall's, then the others'."""
+    names = ["hall_id"]
+    for by in groupings:
+        names += [n for n in _KEYS[by] if n not in names]
+    return names
 
 
 def _built(
@@ -234,8 +292,9 @@ async def daily(
     # 在岗率覆盖 as a day of the range sees it: the opening minutes of that working day for
     # every window the range saw (a day without data is uncovered time of those windows)
     workdays = set(calendar.workdays_in(period.first, period.last))
-    ranged = await _coverage(conn, period, Grouping.ALL, calendar, hall)
-    minutes = ranged.get(GroupKey(), 0.0) / len(workdays) if workdays else 0.0
+    ranged = await _coverage(conn, period, (Grouping.ALL,), calendar, hall)
+    seen_all = ranged.get(Grouping.ALL, {}).get(GroupKey(), 0.0)
+    minutes = seen_all / len(workdays) if workdays else 0.0
     out: list[tuple[dt.date, Indicators | None]] = []
     for day in period.days():
         seen = minutes if day in workdays else 0.0
@@ -273,29 +332,36 @@ async def _evaluated(
 
 
 async def _coverage(
-    conn: AsyncConnection, period: DateRange, by: Grouping, calendar: WorkCalendar, hall: Halls
-) -> dict[GroupKey, float]:
+    conn: AsyncConnection,
+    period: DateRange,
+    groupings: Sequence[Grouping],
+    calendar: WorkCalendar,
+    hall: Halls,
+) -> dict[Grouping, dict[GroupKey, float]]:
     """在岗率覆盖's denominator for the window-based groupings: all opening minutes of the
-    range's working days for every window the range saw (a day without data is uncovered)."""
-    if by is Grouping.STAFF:
+    range's working days for every window the range saw (a day without data is uncovered).
+    Counted in the database: the windows per hall (and department or window as needed), a
+    window's department the roster's it had in the range (the greatest if it changed)."""
+    wanted = [by for by in groupings if by is not Grouping.STAFF]
+    if not wanted:
         return {}
     w = rollup_window_days
-    query = (
-        select(w.c.hall_id, w.c.window, w.c.department)
+    seen = (
+        select(
+            w.c.hall_id,
+            w.c.window,
+            func.max(func.nullif(w.c.department, "")).label("department"),
+        )
         .where(_days_in(period), hall_clause(w.c.hall_id, hall))
-        .distinct()
+        .group_by(w.c.hall_id, w.c.window)
+        .subquery()
     )
-    windows: dict[tuple[str, str], str | None] = {}
-    for hall_id, window, department in await conn.execute(query):
-        windows[(hall_id, window)] = department or windows.get((hall_id, window))
-    opening = await _opening_minutes(conn, {h for h, _ in windows})
+    names = _finest(wanted)
+    cols = [seen.c[n] for n in names]
+    rows = (await conn.execute(select(*cols, func.count()).group_by(*cols))).all()
+    opening = await _opening_minutes(conn, {row[0] for row in rows})
     workdays = len(calendar.workdays_in(period.first, period.last))
-    out: defaultdict[GroupKey, float] = defaultdict(float)
-    for (hall_id, window), department in windows.items():
-        key = group_key(by, hall_id, department, window, None)
-        if key is not None:
-            out[key] += opening[hall_id] * workdays
-    return dict(out)
+    return _fold(rows, names, wanted, lambda row: opening[row[0]] * workdays * row[-1])
 
 
 async def _opening_minutes(conn: AsyncConnection, halls: set[str]) -> dict[str, float]:
@@ -344,16 +410,22 @@ def _last_workday(calendar: WorkCalendar, day: dt.date) -> dt.date | None:
 
 
 async def _open_at_end(
-    conn: AsyncConnection, period: DateRange, by: Grouping, calendar: WorkCalendar, hall: Halls
-) -> dict[GroupKey, int]:
+    conn: AsyncConnection,
+    period: DateRange,
+    groupings: Sequence[Grouping],
+    calendar: WorkCalendar,
+    hall: Halls,
+) -> dict[Grouping, dict[GroupKey, int]]:
     """Per group of the cases open at the range's end, those whose deadline lies at least one
     working day before its last day (before the last working day on or before it). Grouped in
-    the database: one row per group, and the open cases found through ``completed_at``'s index
-    (open now, or completed after the range)."""
+    the database by the finest key the groupings need (one read for the 通报's halls and
+    departments), and the open cases found through ``completed_at``'s index (open now, or
+    completed after the range)."""
     limit = _last_workday(calendar, period.last) or dt.date.min
     end = day_start(period.last + dt.timedelta(days=1))
     c = cases
-    cols = [c.c[name] for name in _KEYS[by]]  # the cases name them alike
+    names = _finest(groupings) if any(by is not Grouping.ALL for by in groupings) else []
+    cols = [c.c[name] for name in names]  # the cases name them alike
     query = (
         select(*cols, func.sum(case((case_ladder.c.deadline < limit, 1), else_=0)).label("n"))
         .select_from(c.outerjoin(case_ladder, case_ladder.c.case_no == c.c.case_no))
@@ -362,12 +434,10 @@ async def _open_at_end(
             c.c.accepted_at < end,
             c.c.status != "withdrawn",
             hall_clause(c.c.hall_id, hall),
-            *(col.is_not(None) for col in cols),
         )
         .group_by(*cols)
     )
-    return {
-        _key(by, row): int(row.n)
-        for row in await conn.execute(query)
-        if row.n is not None  # not Grouping.ALL's one row over no cases at all
-    }
+    # not Grouping.ALL's one row over no cases at all
+    rows = [row for row in await conn.execute(query) if row[-1] is not None]
+    folded = _fold(rows, names, groupings, lambda row: int(row[-1]))
+    return {by: {key: int(n) for key, n in found.items()} for by, found in folded.items()}
