@@ -62,18 +62,35 @@ def _text(value: Any) -> str | None:
     return None if value is None or value == "" else str(value)
 
 
-def _key(by: Grouping, values: Sequence[Any]) -> GroupKey:
+# A group while an answer is put together: the values of ``_KEYS[by]`` as a plain tuple (hashed
+# in C; a ``GroupKey``'s hash is Python code, and an answer looks each group up ~10 times)
+Raw = tuple[str | None, ...]
+
+
+def _raw(by: Grouping, values: Sequence[Any]) -> Raw:
     """The group of a result row whose first columns are ``_KEYS[by]``' (or the cases')."""
     if by is Grouping.ALL:
+        return ()
+    if by is Grouping.HALL:
+        return (values[0],)
+    return (values[0], _text(values[1]))
+
+
+def _key(by: Grouping, raw: Raw) -> GroupKey:
+    if by is Grouping.ALL:
         return GroupKey()
-    hall, other = values[0], _text(values[1]) if by is not Grouping.HALL else None
     if by is Grouping.DEPARTMENT:
-        return GroupKey(hall=hall, department=other)
+        return GroupKey(hall=raw[0], department=raw[1])
     if by is Grouping.WINDOW:
-        return GroupKey(hall=hall, window=other)
+        return GroupKey(hall=raw[0], window=raw[1])
     if by is Grouping.STAFF:
-        return GroupKey(hall=hall, staff=other)
-    return GroupKey(hall=hall)
+        return GroupKey(hall=raw[0], staff=raw[1])
+    return GroupKey(hall=raw[0])
+
+
+def _order(raw: Raw) -> tuple[str, ...]:
+    """``GroupKey.sort_key``'s order (one grouping's fields only are set)."""
+    return tuple(v or "" for v in raw)
 
 
 # where each figure sits in a summed row (after the group's key columns)
@@ -171,17 +188,25 @@ async def indicators_by(
         sums = await _sums(conn, period, by, hall)
         evaluated = await _evaluated(conn, period, by, hall)
         covered, late = minutes.get(by, {}), overdue.get(by, {})
-        # a group with only cases open all along has no rollup row (its days add nothing)
-        out[by] = {
-            key: _built(key, sums.get(key, _ZERO), covered.get(key), late.get(key, 0), evaluated)
-            for key in sorted(sums.keys() | late.keys(), key=GroupKey.sort_key)
-        }
+        with analytic.collector_paused():
+            built = [
+                _built(
+                    _key(by, raw),
+                    sums.get(raw, _ZERO),
+                    covered.get(raw),
+                    late.get(raw, 0),
+                    evaluated.get(raw, 0),
+                )
+                # a group with only cases open all along has no rollup row (its days add nothing)
+                for raw in sorted(sums.keys() | late.keys(), key=_order)
+            ]
+            out[by] = {b.group: b for b in built}
     return out
 
 
 async def _sums(
     conn: AsyncConnection, period: DateRange, by: Grouping, hall: Halls
-) -> dict[GroupKey, Sequence[Any]]:
+) -> dict[Raw, Sequence[Any]]:
     """The rollup rows of ``by`` summed per group over the range (figures at ``_AT``)."""
     rows = _rows(
         (indicator_rollups, indicator_rollups_monthly),
@@ -196,8 +221,8 @@ async def _sums(
     width, same_day_d = len(cols), _AT["same_day_d"]
     # plain tuples, positions known in advance: 20,000 groups are built in Python
     return {
-        _key(by, row): row[width:]
-        for row in await conn.execute(query)
+        _raw(by, row): row[width:]
+        for row in (await conn.execute(query)).all()  # one fetch, not one call a row
         if row[width + same_day_d] is not None  # not Grouping.ALL's row over no rows
     }
 
@@ -207,18 +232,18 @@ def _fold(
     names: Sequence[str],
     groupings: Sequence[Grouping],
     value: Callable[[Sequence[Any]], float],
-) -> dict[Grouping, dict[GroupKey, float]]:
+) -> dict[Grouping, dict[Raw, float]]:
     """Rows keyed by the columns ``names`` (then their figures) added up per group of each
     grouping; a row with no value for a grouping's column is in no group of it."""
-    out: dict[Grouping, dict[GroupKey, float]] = {}
+    out: dict[Grouping, dict[Raw, float]] = {}
     for by in groupings:
         at = [names.index(n) for n in _KEYS[by]]
-        summed: dict[GroupKey, float] = {}
+        summed: dict[Raw, float] = {}
         for row in rows:
             values = [row[i] for i in at]
             if None in values:
                 continue
-            key = _key(by, values)
+            key = _raw(by, values)
             summed[key] = summed.get(key, 0) + value(row)
         out[by] = summed
     return out
@@ -233,11 +258,7 @@ def _finest(groupings: Sequence[Grouping]) -> list[str]:
 
 
 def _built(
-    key: GroupKey,
-    row: Sequence[Any],
-    minutes: float | None,
-    overdue_open: int,
-    evaluated: dict[GroupKey, int],
+    key: GroupKey, row: Sequence[Any], minutes: float | None, overdue_open: int, evaluated: int
 ) -> Indicators:
     """One group's indicators from its summed row (figures at ``_AT``) and the parts completed
     apart: 在岗率覆盖's denominator (``minutes``), 超时未办结 and the cases evaluated on other
@@ -250,9 +271,7 @@ def _built(
         group=key,
         overdue_completed=int(row[_AT["overdue_completed"]]),
         overdue_open=overdue_open,
-        evaluation_rate=Ratio(
-            int(row[_AT["evaluated"]]) + evaluated.get(key, 0), row[_AT["same_day_d"]]
-        ),
+        evaluation_rate=Ratio(int(row[_AT["evaluated"]]) + evaluated, row[_AT["same_day_d"]]),
         bad_reviews=bad,
         bad_review_rate=Ratio(sum(bad.values()), row[_AT["satisfied_d"]]),
         appeal_excluded=int(row[_AT["appeal_excluded"]]),
@@ -275,7 +294,7 @@ async def daily(
         .where(r.c.grouping == Grouping.HALL.value, *in_range, hall_clause(r.c.hall_id, hall))
         .group_by(r.c.business_day)
     )
-    sums = {row[0]: row[1:] for row in await conn.execute(query)}
+    sums = {row[0]: row[1:] for row in (await conn.execute(query)).all()}
     # a case evaluated on its acceptance day while its group had no row for it
     query = (
         select(e.c.accepted_day, func.sum(e.c.cases))
@@ -293,7 +312,7 @@ async def daily(
     # every window the range saw (a day without data is uncovered time of those windows)
     workdays = set(calendar.workdays_in(period.first, period.last))
     ranged = await _coverage(conn, period, (Grouping.ALL,), calendar, hall)
-    seen_all = ranged.get(Grouping.ALL, {}).get(GroupKey(), 0.0)
+    seen_all = ranged.get(Grouping.ALL, {}).get((), 0.0)
     minutes = seen_all / len(workdays) if workdays else 0.0
     out: list[tuple[dt.date, Indicators | None]] = []
     for day in period.days():
@@ -301,14 +320,14 @@ async def daily(
         if day not in sums and not seen:
             out.append((day, None))
             continue
-        extra = {GroupKey(): evaluated.get(day, 0)}
+        extra = evaluated.get(day, 0)
         out.append((day, _built(GroupKey(), sums.get(day, _ZERO), seen, 0, extra)))
     return out
 
 
 async def _evaluated(
     conn: AsyncConnection, period: DateRange, by: Grouping, hall: Halls
-) -> dict[GroupKey, int]:
+) -> dict[Raw, int]:
     """评价率's numerator: accepted in the range and covered by a counted evaluation in it."""
     rows = _rows(
         (rollup_evaluated, rollup_evaluated_monthly),
@@ -325,8 +344,8 @@ async def _evaluated(
         .group_by(*cols)
     )
     return {
-        _key(by, row): int(row.cases)
-        for row in await conn.execute(query)
+        _raw(by, row): int(row.cases)
+        for row in (await conn.execute(query)).all()
         if row.cases is not None  # not Grouping.ALL's one row over no rows at all
     }
 
@@ -337,7 +356,7 @@ async def _coverage(
     groupings: Sequence[Grouping],
     calendar: WorkCalendar,
     hall: Halls,
-) -> dict[Grouping, dict[GroupKey, float]]:
+) -> dict[Grouping, dict[Raw, float]]:
     """在岗率覆盖's denominator for the window-based groupings: all opening minutes of the
     range's working days for every window the range saw (a day without data is uncovered).
     Counted in the database: the windows per hall (and department or window as needed), a
@@ -415,7 +434,7 @@ async def _open_at_end(
     groupings: Sequence[Grouping],
     calendar: WorkCalendar,
     hall: Halls,
-) -> dict[Grouping, dict[GroupKey, int]]:
+) -> dict[Grouping, dict[Raw, int]]:
     """Per group of the cases open at the range's end, those whose deadline lies at least one
     working day before its last day (before the last working day on or before it). Grouped in
     the database by the finest key the groupings need (one read for the 通报's halls and
@@ -438,6 +457,6 @@ async def _open_at_end(
         .group_by(*cols)
     )
     # not Grouping.ALL's one row over no cases at all
-    rows = [row for row in await conn.execute(query) if row[-1] is not None]
+    rows = [row for row in (await conn.execute(query)).all() if row[-1] is not None]
     folded = _fold(rows, names, groupings, lambda row: int(row[-1]))
     return {by: {key: int(n) for key, n in found.items()} for by, found in folded.items()}
