@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from edge.app import Gateway
 from edge.clock import Clock
 from edge.config import GatewayConfig
 from edge.journal import Journal
+from edge.sendwindow import AckDecision
+from protocols.envelope import Ack
 from protocols.events import GeneratorSample
 from tests.support import procs
 from tests.support.broker import Broker, free_port
@@ -22,11 +25,49 @@ class OurDrain:
     seconds: float  # from the gateway's connect to central's commit and the ack in its journal
     events: int  # the journal's head: every one of them committed by central
     committed: int  # central's committed_through for the gateway after the drain
+    trace: DrainTrace
 
 
-def drain_journal(tmp_path: Path, database_url: str, gateway: str = "gw1") -> OurDrain:
+@dataclass
+class DrainTrace:
+    """What the uplink did during the drain, in seconds from the connect: each batch published
+    (its last seq, live lane or not) and each ack heard (central's committed seq)."""
+
+    start: float
+    published: list[tuple[float, int, bool]] = field(default_factory=list)
+    acks: list[tuple[float, int]] = field(default_factory=list)
+    rewinds: int = 0  # stalls, central's replays: any of them sends events again
+    live_batches: int = 0
+
+    def summary(self) -> str:
+        if not self.published or not self.acks:
+            return "no trace"
+        gaps = [b[0] - a[0] for a, b in zip(self.acks, self.acks[1:], strict=False)]
+        return (
+            f"first publish {self.published[0][0]:.2f} s, first ack {self.acks[0][0]:.2f} s,"
+            f" last publish {self.published[-1][0]:.2f} s, last ack {self.acks[-1][0]:.2f} s;"
+            f" {len(self.published)} batches ({self.live_batches} live), {len(self.acks)} acks,"
+            f" longest silence between acks {max(gaps, default=0):.2f} s,"
+            f" rewinds {self.rewinds}"
+        )
+
+    def timeline(self, step: float = 0.5) -> str:
+        """Published and acknowledged seq every ``step`` seconds."""
+        rows, t, end = [], 0.0, max(self.acks[-1][0] if self.acks else 0.0, step)
+        while t <= end + step:
+            pub = max((s for at, s, _ in self.published if at <= t), default=0)
+            ack = max((s for at, s in self.acks if at <= t), default=0)
+            rows.append(f"{t:5.1f}s pub {pub:6d} ack {ack:6d}")
+            t += step
+        return "\n".join(rows)
+
+
+def drain_journal(
+    tmp_path: Path, database_url: str, gateway: str = "gw1", uplink: dict[str, Any] | None = None
+) -> OurDrain:
     """50,000 journaled events: from the gateway's connect to central's commit AND the ack
-    being recorded in the gateway's journal (``gateway`` must be new to the database)."""
+    being recorded in the gateway's journal (``gateway`` must be new to the database;
+    ``uplink``: settings other than the defaults, to compare them)."""
     broker = Broker(free_port(), tmp_path / "broker").start()
     procs.prepare_central(database_url, [("H1", gateway)])
     config = GatewayConfig.model_validate(
@@ -36,11 +77,14 @@ def drain_journal(tmp_path: Path, database_url: str, gateway: str = "gw1") -> Ou
             "data_dir": str(tmp_path / "gw"),
             "broker": {"port": broker.port},
             "clock": {"assume_synced": True},
+            "uplink": uplink or {},
         }
     )
     cen = procs.central(
         procs.central_config(tmp_path, broker.port, database_url), tmp_path / "central.log"
     )
+
+    trace = DrainTrace(time.perf_counter())
 
     async def fill() -> None:
         async with Journal(config.journal_path, Clock(assume_synced=True)) as journal:
@@ -54,23 +98,46 @@ def drain_journal(tmp_path: Path, database_url: str, gateway: str = "gw1") -> Ou
 
     async def drain() -> tuple[float, int]:
         gw = Gateway(config)
+        traced(gw, trace)
         await gw.start()
         while not gw.uplink.connected:  # noqa: ASYNC110 - polling is the measurement
             await asyncio.sleep(0.001)
         start = time.perf_counter()
+        trace.start = start
         while gw.journal.acked_seq < gw.journal.head_seq:  # noqa: ASYNC110
             await asyncio.sleep(0.005)
         elapsed = time.perf_counter() - start
         head = gw.journal.head_seq
+        trace.rewinds = gw.uplink.window.rewinds
+        trace.live_batches = gw.uplink.window.live_batches
         await gw.stop()
         return elapsed, head
 
     try:
         asyncio.run(fill())
-        time.sleep(2.0)  # central connected and subscribed
+        # subscribed before the gateway connects: a fixed pause here was at times too short
+        # under load, central missed the first window and the gateway resent it after 5 s
+        cen.wait_for_log("central: connected to")
         elapsed, head = asyncio.run(drain())
         committed = procs.committed_through(database_url, gateway)
     finally:
         cen.stop()
         broker.stop()
-    return OurDrain(elapsed, head, committed)
+    return OurDrain(elapsed, head, committed, trace)
+
+
+def traced(gw: Gateway, trace: DrainTrace) -> None:
+    """Record every batch the uplink's window is told of and every ack it hears."""
+    window = gw.uplink.window
+    published, on_ack = window.on_published, window.on_ack
+
+    def on_published(last: int, *, acked: int, now: float, live: bool = False) -> None:
+        trace.published.append((time.perf_counter() - trace.start, last, live))
+        published(last, acked=acked, now=now, live=live)
+
+    def heard(ack: Ack, *, journal_epoch: str, acked: int, now: float) -> AckDecision:
+        trace.acks.append((time.perf_counter() - trace.start, ack.committed_through))
+        return on_ack(ack, journal_epoch=journal_epoch, acked=acked, now=now)
+
+    window.on_published = on_published  # type: ignore[method-assign]
+    window.on_ack = heard  # type: ignore[method-assign]

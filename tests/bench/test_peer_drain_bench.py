@@ -54,7 +54,7 @@ def test_backlog_drain_against_the_peer(tmp_path: Path, database_url: str) -> No
             f"\nround {r + 1}: peer {peer.seconds:.2f} s (first reading after"
             f" {peer.first_s:.2f} s, {peer.readings:,} readings received"
             f" for {N:,}, {peer.messages} MQTT messages, {peer.left_in_storage:,} rows left in"
-            f" its storage), Hallwatch {ours.seconds:.2f} s"
+            f" its storage), Hallwatch {ours.seconds:.2f} s ({ours.trace.summary()})"
         )
     load_after = os.getloadavg()
     peer_median, ours_median = statistics.median(peer_s), statistics.median(ours_s)
