@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +39,8 @@ class DrainTrace:
     acks: list[tuple[float, int]] = field(default_factory=list)
     rewinds: int = 0  # stalls, central's replays: any of them sends events again
     live_batches: int = 0
+    central_cpu_s: float = 0.0  # CPU time central's process used during the drain
+    gateway_cpu_s: float = 0.0  # and the gateway's (this process)
 
     def summary(self) -> str:
         if not self.published or not self.acks:
@@ -48,7 +51,8 @@ class DrainTrace:
             f" last publish {self.published[-1][0]:.2f} s, last ack {self.acks[-1][0]:.2f} s;"
             f" {len(self.published)} batches ({self.live_batches} live), {len(self.acks)} acks,"
             f" longest silence between acks {max(gaps, default=0):.2f} s,"
-            f" rewinds {self.rewinds}"
+            f" rewinds {self.rewinds}; CPU: central {self.central_cpu_s:.2f} s,"
+            f" gateway {self.gateway_cpu_s:.2f} s"
         )
 
     def timeline(self, step: float = 0.5) -> str:
@@ -104,9 +108,12 @@ def drain_journal(
             await asyncio.sleep(0.001)
         start = time.perf_counter()
         trace.start = start
+        central_cpu, own_cpu = cpu_seconds(central_pid), time.process_time()
         while gw.journal.acked_seq < gw.journal.head_seq:  # noqa: ASYNC110
             await asyncio.sleep(0.005)
         elapsed = time.perf_counter() - start
+        trace.central_cpu_s = cpu_seconds(central_pid) - central_cpu
+        trace.gateway_cpu_s = time.process_time() - own_cpu
         head = gw.journal.head_seq
         trace.rewinds = gw.uplink.window.rewinds
         trace.live_batches = gw.uplink.window.live_batches
@@ -118,12 +125,37 @@ def drain_journal(
         # subscribed before the gateway connects: a fixed pause here was at times too short
         # under load, central missed the first window and the gateway resent it after 5 s
         cen.wait_for_log("central: connected to")
+        settled(cen)
+        assert cen.process is not None
+        central_pid = cen.process.pid
         elapsed, head = asyncio.run(drain())
         committed = procs.committed_through(database_url, gateway)
     finally:
         cen.stop()
         broker.stop()
     return OurDrain(elapsed, head, committed, trace)
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def settled(proc: procs.Proc, quiet_s: float = 0.3, timeout: float = 60) -> None:
+    """Until central has done what it does once at startup (its first passes of the ladder,
+    correlation, outbox): its CPU time stops growing for ``quiet_s``. A gateway reconnecting
+    after an outage meets a central that has long been running; without this the drain's first
+    second shares central's loop with its start."""
+    assert proc.process is not None
+    pid, deadline = proc.process.pid, time.monotonic() + timeout
+    before = cpu_seconds(pid)
+    while time.monotonic() < deadline:
+        time.sleep(quiet_s)
+        now = cpu_seconds(pid)
+        if now - before < 0.02:
+            return
+        before = now
+    raise AssertionError(f"central still busy {timeout} s after it connected")
 
 
 def traced(gw: Gateway, trace: DrainTrace) -> None:
