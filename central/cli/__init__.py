@@ -33,6 +33,7 @@ from central.cli.common import ConfigOption, load_config, open_engine, set_verbo
 from central.config import CentralConfig
 from central.rules.workdays import CalendarConfigError
 from hallkit.configtext import ConfigError
+from hallkit.heap import freeze_startup_heap
 
 app = typer.Typer(
     help="Hallwatch central aggregator (电子监察中心).",
@@ -131,6 +132,7 @@ async def _serve(cfg: CentralConfig, with_api: bool, ingest: bool = True) -> str
             )
         )
         api_task = asyncio.create_task(server.serve())
+    freeze_startup_heap()  # started: what lives now lives as long as the process
     try:
         await asyncio.wait(
             [asyncio.create_task(stop.wait()), asyncio.create_task(aggregator.failed.wait())],
