@@ -44,6 +44,13 @@ class UplinkConfig(_Section):
     drain_window_events: int = Field(
         default=5000, ge=1, description="the drain's window while a live lane is open"
     )
+    live_channel: bool = Field(
+        default=False,
+        description="publish the live lane's batches on hw/v1/{hall}/{gateway}/live, which "
+        "the province cluster reads ahead of every backlog; enable only once central and the "
+        "broker's ACL or permissions know the channel (Mosquitto drops a publish its ACL "
+        "denies, RabbitMQ closes the connection)",
+    )
 
 
 class GeneratorConfig(_Section):

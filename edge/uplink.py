@@ -93,6 +93,12 @@ class Uplink:
         self._unsubscribe: Callable[[], None] = lambda: None  # from the journal, once started
         self._client: MqttClient | None = None
         self._topic_events = topics.topic(hall, gateway, topics.Channel.EVENTS)
+        # the live lane's batches on a channel of their own, read ahead of every backlog
+        self._topic_live = (
+            topics.topic(hall, gateway, topics.Channel.LIVE)
+            if settings.live_channel
+            else self._topic_events
+        )
         self._topic_state = topics.topic(hall, gateway, topics.Channel.STATE)
         self._topic_ack = topics.topic(hall, gateway, topics.Channel.ACK)
         self._topic_cmd = topics.topic(hall, gateway, topics.Channel.CMD)
@@ -327,7 +333,8 @@ class Uplink:
             epoch=epoch,
         )
         assert self._client is not None
-        if not self._client.publish(self._topic_events, payload).sent:
+        where = self._topic_live if batch.live else self._topic_events
+        if not self._client.publish(where, payload).sent:
             return False
         self.window.on_published(
             rows[-1][0], acked=self.acked, now=time.monotonic(), live=batch.live

@@ -1,6 +1,9 @@
 """The MQTT topic tree, version 1.
 
     hw/v1/{hall}/{gateway}/events   gateway → central   EventBatch, QoS 1
+    hw/v1/{hall}/{gateway}/live     gateway → central   EventBatch of the live lane, QoS 1
+                                    (optional, ``uplink.live_channel``: read before the
+                                    backlog on the province cluster)
     hw/v1/{hall}/{gateway}/state    gateway → central   GatewayState, QoS 1, retained (+ Last Will)
     hw/v1/{hall}/{gateway}/ack      central → gateway   Ack, QoS 1
     hw/v1/{hall}/{gateway}/cmd      central → gateway   Command, QoS 1
@@ -28,12 +31,16 @@ _ID = re.compile(rf"^{ID_PATTERN}$")
 
 class Channel(StrEnum):
     EVENTS = "events"
+    LIVE = "live"  # the live lane's batches: the same envelope, read ahead of a backlog
     STATE = "state"
     ACK = "ack"
     CMD = "cmd"
     RESULT = "result"
     EVIDENCE = "evidence"
     RECEIPT = "receipt"
+
+
+EVENT_CHANNELS = frozenset({Channel.EVENTS, Channel.LIVE})  # both carry an EventBatch
 
 
 class TopicError(ValueError):

@@ -83,9 +83,12 @@ def journal_backlog(path: Path, n: int) -> int:
     return asyncio.run(go())
 
 
+@pytest.mark.parametrize("live_channel", [False, True], ids=["events-topic", "live-topic"])
 def test_live_events_overtake_a_backlog_and_everything_arrives_once(
-    broker: Broker, sqlite_url: str, tmp_path: Path
+    broker: Broker, sqlite_url: str, tmp_path: Path, live_channel: bool
 ) -> None:
+    """The lane's batches on the events topic (the default) or on their own live topic
+    (``uplink.live_channel``), which a city's Mosquitto delivers in arrival order too."""
     url = sqlite_url
     procs.prepare_central(url, [("H1", "gw1")])
     witness = tmp_path / "witness.txt"
@@ -102,7 +105,11 @@ def test_live_events_overtake_a_backlog_and_everything_arrives_once(
                 tmp_path,
                 broker.port,
                 generator={"enabled": True, "rate": LIVE_RATE, "witness": str(witness)},
-                uplink={"batch_events": 25, "drain_window_events": 1000},
+                uplink={
+                    "batch_events": 25,
+                    "drain_window_events": 1000,
+                    "live_channel": live_channel,
+                },
             ),
             tmp_path / "edge.log",
         )

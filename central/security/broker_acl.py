@@ -41,7 +41,13 @@ LOCAL_TEMPLATE = "local-central.conf.in"
 BRIDGE_TEMPLATE = "bridge-upstream.conf.in"
 
 # What a gateway may do under hw/v1/{hall}/{gateway}/: publish these …
-GATEWAY_WRITES = (Channel.EVENTS, Channel.STATE, Channel.RESULT, Channel.EVIDENCE)
+GATEWAY_WRITES = (
+    Channel.EVENTS,
+    Channel.LIVE,
+    Channel.STATE,
+    Channel.RESULT,
+    Channel.EVIDENCE,
+)
 # … and receive these. Nothing else, not even its own state back.
 GATEWAY_READS = (Channel.ACK, Channel.CMD, Channel.RECEIPT)
 BRIDGE_STATE = "hw/bridge/{name}/state"

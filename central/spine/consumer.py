@@ -108,6 +108,7 @@ class Consumer:
                     (topics.shared(group, topics.subscription(channel)), 1)
                     for channel in (
                         topics.Channel.EVENTS,
+                        topics.Channel.LIVE,  # in arrival order here (a city's one broker)
                         topics.Channel.STATE,
                         topics.Channel.RESULT,
                         topics.Channel.EVIDENCE,

@@ -153,7 +153,7 @@ def parse_message(msg: Incoming, max_payload: int) -> Batch:
         address = topics.parse(msg.topic)
     except topics.TopicError as exc:
         raise Rejected(f"topic: {exc}") from None
-    if address.channel is not topics.Channel.EVENTS:
+    if address.channel not in topics.EVENT_CHANNELS:
         raise Rejected(f"channel {address.channel} does not carry events")
     try:
         batch = EventBatch.model_validate_json(msg.payload)

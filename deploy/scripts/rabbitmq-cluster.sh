@@ -187,7 +187,7 @@ gateway_definitions() {  # gateway_definitions LIST OUT: users, permissions, top
         topic="hw\\\\.v1\\\\.$hall\\\\.$gateway"
         users+="$sep$(user_json "$user")"
         perms+="$sep$(permission_json "$user" "mqtt-subscription-${gateway}qos[01]")"
-        topics+="$sep$(topic_json "$user" "^$topic\\\\.(events|state|result|evidence)\$" \
+        topics+="$sep$(topic_json "$user" "^$topic\\\\.(events|live|state|result|evidence)\$" \
             "^$topic\\\\.(ack|cmd|receipt)\$")"
         sep=,
     done <"$list"
@@ -238,7 +238,7 @@ add_bridge() {
         "$(user_json "$user")" \
         "$(permission_json "$user" "mqtt-subscription-bridge\\\\.${BRIDGE}qos[01]")" \
         "$(topic_json "$user" \
-            "^(${halls}[A-Za-z0-9_-]+\\\\.(events|state|result|evidence)|$notification)\$" \
+            "^(${halls}[A-Za-z0-9_-]+\\\\.(events|live|state|result|evidence)|$notification)\$" \
             "^${halls}([A-Za-z0-9_-]+|\\\\*)\\\\.(ack|cmd|receipt)\$")" >"$defs"
     import_definitions "$defs"
     rm -f "$defs"

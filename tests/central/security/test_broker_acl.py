@@ -45,6 +45,7 @@ def test_each_gateway_gets_exactly_its_own_topics() -> None:
     blocks = _blocks(acl)
     assert blocks["gw.hallA.gw-1"] == [
         "write hw/v1/hallA/gw-1/events",
+        "write hw/v1/hallA/gw-1/live",
         "write hw/v1/hallA/gw-1/state",
         "write hw/v1/hallA/gw-1/result",
         "write hw/v1/hallA/gw-1/evidence",
@@ -54,6 +55,7 @@ def test_each_gateway_gets_exactly_its_own_topics() -> None:
     ]
     assert blocks["central.main"] == [
         "read hw/v1/+/+/events",
+        "read hw/v1/+/+/live",
         "read hw/v1/+/+/state",
         "read hw/v1/+/+/result",
         "read hw/v1/+/+/evidence",
@@ -77,6 +79,7 @@ def test_revoked_gateways_get_nothing() -> None:
 def test_bridge_may_carry_its_halls_only() -> None:
     acl = render_acl([], bridges=[BridgeAccess("county1", ("hallA", "hallB"))])
     rules = _blocks(acl)["bridge.county1"]
+    assert "write hw/v1/hallA/+/live" in rules
     assert "write hw/v1/hallA/+/events" in rules and "read hw/v1/hallB/+/cmd" in rules
     assert not [r for r in rules if "hallC" in r or "hw/v1/+/" in r]
     assert rules[-1] == "write hw/bridge/county1/state"
@@ -130,8 +133,9 @@ def test_a_bridge_to_rabbitmq_names_its_halls_and_drops_the_bridge_flag(tmp_path
         "county1", "province", 8883, *(tmp_path / "x",) * 3, halls=["C01", "C02"]
     )
     topics = [line for line in rabbit.splitlines() if line.startswith("topic ")]
-    assert "try_private false" in rabbit and len(topics) == 2 * 7
+    assert "try_private false" in rabbit and len(topics) == 2 * 8
     assert "topic hw/v1/C02/+/ack in 1" in topics and "topic hw/v1/C01/+/events out 1" in topics
+    assert "topic hw/v1/C01/+/live out 1" in topics
     assert not [line for line in topics if line.startswith("topic hw/v1/+/")]
     with pytest.raises(ValueError):
         render_bridge_config("county1", "p", 1, *(tmp_path / "x",) * 3, halls=["C0.1"])
