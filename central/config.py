@@ -42,6 +42,12 @@ class AmqpIntake(_Section):
     prefetch: int = Field(
         default=500, ge=1, le=65535, description="unacknowledged deliveries per partition"
     )
+    live_prefetch: int = Field(
+        default=100,
+        ge=1,
+        le=65535,
+        description="unacknowledged deliveries per live partition (the gateways' live lanes)",
+    )
 
 
 class BrokerConfig(BrokerEndpoint):

@@ -22,18 +22,22 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import Future
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import aio_pika
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy import func, select
 
 from central.security.broker_acl import GatewayAccess, render_bridge_config
+from central.spine import amqp_intake
 from central.store.db import make_engine
 from central.store.schema import events, gateways
-from tests.bench.test_province_bench import Figures
+from protocols.envelope import EventRecord, encode_batch, encode_event
+from tests.bench.test_province_bench import BOOT, EPOCH, Figures
 from tests.deploy.support import TlsBroker, running
 from tests.support import procs
 from tests.support.databases import create_pg_database, drop_pg_database, postgres_available
@@ -315,7 +319,7 @@ def storm_and_kills(
                 nonlocal shares
                 report = broker_partitions(config)
                 shares = consumed_by_each(report)
-                one_each = report.count("consumers 1") == 4
+                one_each = report.count("consumers 1") == 8  # live partitions too
                 return one_each and len(shares) == 2 and sum(map(len, shares.values())) == 4
 
             # both heard each other (each reports its share; rendezvous hashing gives one of
@@ -355,7 +359,7 @@ def storm_and_kills(
             wait_all_delivered(tmp_path, province_db, EVENTS_EACH)
             report = broker_partitions(config)
             lines = [line for line in report.splitlines() if "hw.intake." in line]
-            assert len(lines) == 4 and all("consumers 1" in line for line in lines), report
+            assert len(lines) == 8 and all("consumers 1" in line for line in lines), report
             heard = [line for line in report.splitlines() if " partitions 0,1,2,3 " in line]
             assert len(heard) == 1 and "last commit never" not in heard[0], report
             print(
@@ -440,6 +444,13 @@ def test_a_gateway_speaks_only_for_itself(cluster: RabbitCluster) -> None:
         procs.wait_until(sender.dropped.is_set, 20, "the connection closed for a foreign publish")
     finally:
         sender.close()
+    own = _Session(tls, port, "gw9")
+    try:  # its live lane's channel is its own too (rabbitmq-cluster.sh add-gateways)
+        live = own.client.publish("hw/v1/H9/gw9/live", b"{}", qos=1)
+        live.wait_for_publish(20)
+        assert live.is_published() and not own.dropped.is_set()
+    finally:
+        own.close()
 
 
 COUNTY_GATEWAYS = [("C01", "cg1"), ("C01", "cg2"), ("C02", "cg3"), ("C02", "cg4")]
@@ -522,3 +533,149 @@ def test_a_tier_bridge_carries_a_county_to_the_cluster(
                 gw.stop()
             aggregator.stop()
     assert_exactly_once(tmp_path, province_db, COUNTY_BACKLOG, COUNTY_GATEWAYS)
+
+
+LIVE_HALL, LIVE_GATEWAY = "HL", "gwlive"
+FLOOD = (20, 30, 100)  # gateways x batches x events: a backlog in every partition
+LIVE_BACKLOG, LIVE_BATCH = 2_000, 50
+
+
+def sample_batch(hall: str, gateway: str, first: int, count: int) -> bytes:
+    docs = [
+        encode_event(
+            EventRecord(
+                seq=seq,
+                utc=datetime.now(UTC),
+                mono_ns=time.monotonic_ns(),
+                boot=BOOT,
+                synced=True,
+                kind="gen.sample",
+                body={"n": seq, "run": "live"},
+            )
+        )
+        for seq in range(first, first + count)
+    ]
+    return encode_batch(hall, gateway, BOOT, docs, epoch=EPOCH)
+
+
+async def flood_partitions(urls: list[str], pairs: list[tuple[str, str]]) -> None:
+    """Declare the partitions (as an aggregator does) and fill them with every flood gateway's
+    backlog, published to ``amq.topic`` as the MQTT plugin does, confirmed by the broker."""
+    _, batches, each = FLOOD
+    for url in urls:  # a node may be down (killed by an earlier test)
+        try:
+            connection = await aio_pika.connect(url, timeout=5)
+            break
+        except Exception:
+            continue
+    else:
+        raise AssertionError("no broker node answered")
+    async with connection:
+        channel = await connection.channel(publisher_confirms=True)
+        await amqp_intake._declare(channel, 4)
+        await amqp_intake._declare_live(channel, 4)
+        exchange = await channel.get_exchange(amqp_intake.MQTT_EXCHANGE, ensure=False)
+        for batch in range(batches):
+            await asyncio.gather(
+                *(
+                    exchange.publish(
+                        aio_pika.Message(sample_batch(hall, gateway, batch * each + 1, each)),
+                        routing_key=f"hw.v1.{hall}.{gateway}.events",
+                    )
+                    for hall, gateway in pairs
+                )
+            )
+
+
+def live_arrival(db: str, flood_ids: list[str], timeout: float) -> tuple[int, float]:
+    """Wait for the live batch in the store: (flood events committed by then, seconds)."""
+
+    async def go() -> tuple[int, float]:
+        engine = make_engine(db)
+        started = time.monotonic()
+        try:
+            while time.monotonic() - started < timeout:
+                async with engine.connect() as conn:
+                    live = await conn.scalar(
+                        select(func.count()).where(
+                            events.c.gateway_id == LIVE_GATEWAY, events.c.seq > LIVE_BACKLOG
+                        )
+                    )
+                    flood = await conn.scalar(
+                        select(func.coalesce(func.sum(gateways.c.committed_through), 0)).where(
+                            gateways.c.gateway_id.in_(flood_ids)
+                        )
+                    )
+                if live:
+                    return int(flood or 0), time.monotonic() - started
+                await asyncio.sleep(0.1)
+        finally:
+            await engine.dispose()
+        raise AssertionError("the live batch never reached the store")
+
+    return asyncio.run(go())
+
+
+def test_live_batches_overtake_a_flooded_cluster_and_all_arrive_once(
+    cluster: RabbitCluster, province_db: str, tmp_path: Path
+) -> None:
+    """Every partition holds a backlog (the flood) and a gateway's own backlog waits in its
+    partition when its live batch comes on ``hw/v1/H/G/live`` (MQTT over TLS with its
+    certificate). Two aggregators: the live batch is stored before half of the flood is (it
+    went to the broker last), beyond its gateway's gap; then everything ends stored once, each
+    gateway committed through its last seq, although the gateway's two queues may be read by
+    two aggregators."""
+    count, batches, each = FLOOD
+    pairs = [(f"F{n:03d}", f"fl{n:03d}") for n in range(count)]
+    procs.prepare_central(province_db, [*pairs, (LIVE_HALL, LIVE_GATEWAY)])
+    tls = cluster.add_gateway(LIVE_HALL, LIVE_GATEWAY)
+    asyncio.run(flood_partitions(cluster.amqp_urls(), pairs))
+    gateway = _Session(tls, cluster.nodes[-1].mqtts_port, LIVE_GATEWAY)
+    try:
+        sent = [
+            gateway.client.publish(
+                f"hw/v1/{LIVE_HALL}/{LIVE_GATEWAY}/events",
+                sample_batch(LIVE_HALL, LIVE_GATEWAY, first, 100),
+                qos=1,
+            )
+            for first in range(1, LIVE_BACKLOG + 1, 100)
+        ]
+        sent.append(
+            gateway.client.publish(
+                f"hw/v1/{LIVE_HALL}/{LIVE_GATEWAY}/live",
+                sample_batch(LIVE_HALL, LIVE_GATEWAY, LIVE_BACKLOG + 1, LIVE_BATCH),
+                qos=1,
+            )
+        )
+        for message in sent:
+            message.wait_for_publish(60)
+        assert all(m.is_published() for m in sent) and not gateway.dropped.is_set()
+    finally:
+        gateway.close()
+    config = central_config(tmp_path, province_db, cluster)
+    serve = [str(procs.BIN / "hallwatch-central"), "serve", "-c", str(config), "--no-api"]
+    aggregators = [procs.Proc(serve, tmp_path / f"a{i}.log").start() for i in (0, 1)]
+    flood_total = count * batches * each
+    try:
+        flood_then, waited_s = live_arrival(province_db, [g for _, g in pairs], 300)
+        print(
+            f"\nlive batch stored {waited_s:.1f} s after the aggregators started, "
+            f"{flood_then} of {flood_total} flood events committed by then"
+        )
+        assert flood_then < flood_total // 2, "the live batch waited behind the flood"
+        procs.wait_until(
+            lambda: procs.committed_through(province_db, LIVE_GATEWAY) == LIVE_BACKLOG + LIVE_BATCH,
+            300,
+            "the live gateway committed through its last seq",
+        )
+        procs.wait_until(
+            lambda: stored_all(province_db) >= flood_total + LIVE_BACKLOG + LIVE_BATCH,
+            300,
+            "the flood committed",
+        )
+    finally:
+        for aggregator in aggregators:
+            aggregator.stop()
+    assert_storm_exactly_once(province_db, pairs, batches * each)
+    seqs, _, committed = procs.stored(province_db, LIVE_GATEWAY)
+    assert seqs == list(range(1, LIVE_BACKLOG + LIVE_BATCH + 1)) and committed == seqs[-1]

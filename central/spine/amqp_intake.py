@@ -9,6 +9,14 @@ in order. Each queue has a single active consumer. The aggregators share the par
 (``amqp_share``: heartbeats on the broker, rendezvous hashing over the live ones): each consumes
 its share and takes over a departed one's partitions once its heartbeats stop.
 
+The gateways' live lanes (``hw/v1/H/G/live``) have partitions of their own (``hw.intake.live.N``,
+fed by their own consistent-hash exchange, consumed with their own prefetch by the owner of
+partition N), and every group takes what waits from them first: in a reconnect storm a live
+batch waits for the group in progress, not behind every backlog delivered before it. A
+gateway's live and drain batches may so be read by two aggregators at once; the store's
+``(gateway, seq)`` key and its lock on the gateway row keep that exactly once, and central
+acknowledges the contiguous seq (what a lane sent beyond a gap waits in ``pending_ranges``).
+
 Deliveries are acknowledged after ``done()`` (the aggregator calls it once the group holding
 the message has committed or quarantined it), in batches: the highest delivery tag below which
 everything is done, ``multiple=True``. The prefetch per partition bounds what waits unacked.
@@ -44,7 +52,7 @@ from aio_pika.abc import (
 from central.config import AmqpIntake
 from central.spine import amqp_share
 from central.spine.reading import Incoming
-from central.spine.turns import GROUP_BYTES, sender_of, take_turns
+from central.spine.turns import GROUP_BYTES, live_first, sender_of
 from hallkit.clock import utc_now
 from hallkit.supervise import TaskRecord, TaskState
 from protocols import topics
@@ -53,6 +61,8 @@ log = logging.getLogger(__name__)
 
 INTAKE_EXCHANGE = "hw.intake"  # consistent-hash, fed from amq.topic
 PARTITION_QUEUE = "hw.intake.{index}"
+LIVE_EXCHANGE = "hw.intake.live"  # consistent-hash too, for the live lanes only
+LIVE_QUEUE = "hw.intake.live.{index}"
 MQTT_EXCHANGE = "amq.topic"  # where the MQTT plugin publishes and reads
 FROM_GATEWAYS = (
     topics.Channel.EVENTS,
@@ -83,6 +93,7 @@ class _Session:
     done: set[int] = field(default_factory=set)  # delivery tags handled, waiting for the ack
     partition_of: dict[int, int] = field(default_factory=dict)  # delivery tag → partition
     consumers: dict[int, tuple[AbstractQueue, str]] = field(default_factory=dict)  # consumed
+    live_consumers: dict[int, tuple[AbstractQueue, str]] = field(default_factory=dict)
     open: bool = True
     ack_through: AbstractIncomingMessage | None = None  # the next multiple ack to send
     acking: bool = False  # one ack at a time: a later one sent first voids the earlier tag
@@ -127,6 +138,7 @@ class AmqpConsumer:
         self._session: _Session | None = None
         self._origin: dict[int, tuple[_Session, AbstractIncomingMessage]] = {}  # id(Incoming)
         self._waiting: dict[str, deque[Incoming]] = {}
+        self._live: dict[str, deque[Incoming]] = {}  # live lanes' batches: taken first
         self._publishing: set[asyncio.Task[None]] = set()
         self.identity = amqp_share.new_identity()
         self.last_commit: datetime | None = None
@@ -147,19 +159,20 @@ class AmqpConsumer:
     # -- the aggregator's side ------------------------------------------------------------
 
     async def next_group(self, max_group: int, max_bytes: int = GROUP_BYTES) -> list[Incoming]:
-        """The next messages to ingest together: gateways take turns, one message each."""
+        """The next messages to ingest together: gateways take turns, one message each, the
+        live lanes' batches first."""
         while True:
-            if not self._waiting:
+            if not self._waiting and not self._live:
                 self._wait(await self.queue.get())
             while not self.queue.empty():
                 self._wait(self.queue.get_nowait())
-            group = take_turns(self._waiting, max_group, max_bytes)
+            group = live_first(self._live, self._waiting, max_group, max_bytes)
             if group:
                 return group
 
     def senders_waiting(self) -> list[str]:
         """Senders (hall/gateway) with messages received and not yet taken into a group."""
-        return list(self._waiting)
+        return list({**self._live, **self._waiting})
 
     def _wait(self, msg: Incoming) -> None:
         origin = self._origin.get(id(msg))
@@ -167,7 +180,8 @@ class AmqpConsumer:
             # delivered on a connection that has gone: the broker delivers it again
             self._origin.pop(id(msg), None)
             return
-        self._waiting.setdefault(sender_of(msg.topic), deque()).append(msg)
+        waiting = self._live if is_live(msg.topic) else self._waiting
+        waiting.setdefault(sender_of(msg.topic), deque()).append(msg)
 
     def done(self, message: Incoming) -> None:
         """Committed (or quarantined): acknowledge it, with everything delivered before it
@@ -249,8 +263,8 @@ class AmqpConsumer:
         connection.close_callbacks.add(closed)
         channel = await connection.channel(publisher_confirms=True)
         channel.close_callbacks.add(closed)
-        await channel.set_qos(prefetch_count=self.intake.prefetch)
         queues = await _declare(channel, self.intake.partitions)
+        live_queues = await _declare_live(channel, self.intake.partitions)
         amq_topic = await channel.get_exchange(MQTT_EXCHANGE, ensure=False)
         beats = await connection.channel()
         beats.close_callbacks.add(closed)
@@ -258,7 +272,8 @@ class AmqpConsumer:
         exchange = await amqp_share.listen(beats, members.hear, self.identity)
         session = _Session(channel, amq_topic)
         self._session = session
-        await self._follow(session, queues, members.live())
+        partitions = _Partitions(queues, live_queues)
+        await self._follow(session, partitions, members.live())
         log.info(
             "central: consuming %d partitions on %s (aggregator %s)",
             len(session.consumers),
@@ -269,25 +284,32 @@ class AmqpConsumer:
         self.record.state = TaskState.RUNNING
         while not lost.is_set():
             await amqp_share.announce(exchange, self.heartbeat(session))
-            await self._follow(session, queues, members.live())
+            await self._follow(session, partitions, members.live())
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(lost.wait(), amqp_share.BEAT_S)
         raise ConnectionError(f"connection lost ({why[0] if why else 'closed'})")
 
     async def _follow(
-        self, session: _Session, queues: list[AbstractQueue], live: frozenset[str]
+        self, session: _Session, partitions: _Partitions, live: frozenset[str]
     ) -> None:
-        """Consume this aggregator's share of the partitions among the live ones."""
-        mine = amqp_share.share(len(queues), self.identity, live)
+        """Consume this aggregator's share of the partitions among the live ones (partition N
+        and live partition N together)."""
+        mine = amqp_share.share(len(partitions.queues), self.identity, live)
         gone = set(session.consumers) - mine
         for index in sorted(gone):
-            queue, tag = session.consumers.pop(index)
-            await queue.cancel(tag)  # deliveries held are still committed and acknowledged
+            for consumers in (session.live_consumers, session.consumers):
+                queue, tag = consumers.pop(index)
+                await queue.cancel(tag)  # deliveries held are still committed and acknowledged
         gained = mine - set(session.consumers)
         for index in sorted(gained):
             deliver = functools.partial(self._deliver, session, index)
-            tag = await queues[index].consume(deliver, no_ack=False)
-            session.consumers[index] = (queues[index], tag)
+            # the prefetch is per consumer (basic.qos before basic.consume)
+            await session.channel.set_qos(prefetch_count=self.intake.live_prefetch)
+            queue = partitions.live_queues[index]
+            session.live_consumers[index] = (queue, await queue.consume(deliver, no_ack=False))
+            await session.channel.set_qos(prefetch_count=self.intake.prefetch)
+            queue = partitions.queues[index]
+            session.consumers[index] = (queue, await queue.consume(deliver, no_ack=False))
         if gone or gained:
             log.info(
                 "central: %d aggregator(s) live; consuming partitions %s",
@@ -326,6 +348,7 @@ class AmqpConsumer:
             session.done.clear()
             session.partition_of.clear()
             session.consumers.clear()
+            session.live_consumers.clear()
         self._origin = {k: v for k, v in self._origin.items() if v[0].open}
 
     def _down(self, reason: str) -> None:
@@ -347,17 +370,46 @@ class AmqpConsumer:
         task.add_done_callback(self._publishing.discard)
 
 
+def is_live(topic_name: str) -> bool:
+    return topic_name.endswith("/" + topics.Channel.LIVE)
+
+
+@dataclass(frozen=True, slots=True)
+class _Partitions:
+    queues: list[AbstractQueue]
+    live_queues: list[AbstractQueue]
+
+
 async def _declare(channel: AbstractChannel, partitions: int) -> list[AbstractQueue]:
     """The partitions (idempotent: every aggregator declares them on every connection)."""
-    intake = await channel.declare_exchange(
-        INTAKE_EXCHANGE, aio_pika.ExchangeType.X_CONSISTENT_HASH, durable=True
+    return await _declare_ring(channel, INTAKE_EXCHANGE, FROM_GATEWAYS, PARTITION_QUEUE, partitions)
+
+
+async def _declare_live(channel: AbstractChannel, partitions: int) -> list[AbstractQueue]:
+    """The live lanes' partitions, as many as the others."""
+    return await _declare_ring(
+        channel, LIVE_EXCHANGE, (topics.Channel.LIVE,), LIVE_QUEUE, partitions
     )
-    for channel_name in FROM_GATEWAYS:
+
+
+async def _declare_ring(
+    channel: AbstractChannel,
+    exchange: str,
+    channels: tuple[topics.Channel, ...],
+    queue_name: str,
+    partitions: int,
+) -> list[AbstractQueue]:
+    """A consistent-hash exchange fed from ``amq.topic`` with these channels, and its
+    partitions: durable quorum queues, each with a single active consumer."""
+    intake = await channel.declare_exchange(
+        exchange, aio_pika.ExchangeType.X_CONSISTENT_HASH, durable=True
+    )
+    for channel_name in channels:
         await intake.bind(MQTT_EXCHANGE, routing_key(topics.subscription(channel_name, "*", "*")))
     queues = []
     for index in range(partitions):
         queue = await channel.declare_queue(
-            PARTITION_QUEUE.format(index=index),
+            queue_name.format(index=index),
             durable=True,
             arguments={"x-queue-type": "quorum", "x-single-active-consumer": True},
         )
@@ -431,8 +483,8 @@ async def broker_view(intake: AmqpIntake, listen_s: float = 2.5) -> BrokerView:
 
 async def _depths(connection: AbstractConnection, partitions: int) -> list[PartitionDepth]:
     depths = []
-    for index in range(partitions):
-        name = PARTITION_QUEUE.format(index=index)
+    names = [q.format(index=i) for q in (PARTITION_QUEUE, LIVE_QUEUE) for i in range(partitions)]
+    for name in names:
         channel = await connection.channel()  # a missing queue closes its channel
         try:
             queue = await channel.declare_queue(name, passive=True)

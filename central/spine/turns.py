@@ -34,3 +34,18 @@ def take_turns(
             if len(group) >= max_group or size >= max_bytes:
                 break
     return group
+
+
+def live_first(
+    live: dict[str, deque[Incoming]],
+    waiting: dict[str, deque[Incoming]],
+    max_group: int,
+    max_bytes: int = GROUP_BYTES,
+) -> list[Incoming]:
+    """A group of the live lanes' batches first, filled up in turns from the rest: a live
+    batch waits for the group in progress, never behind a backlog delivered before it."""
+    group = take_turns(live, max_group, max_bytes)
+    size = sum(len(msg.payload) for msg in group)
+    if len(group) < max_group and size < max_bytes:
+        group += take_turns(waiting, max_group - len(group), max_bytes - size)
+    return group

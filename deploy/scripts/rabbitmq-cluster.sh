@@ -264,7 +264,7 @@ check_bridge() {
         true
     for hall in ${HALLS//,/ }; do
         check_id hall "$hall"
-        for channel in events state result evidence; do
+        for channel in events live state result evidence; do
             key="hw.v1.$hall.gateway.$channel"
             may "$write" "$key" || refused+=" publish $key"
         done

@@ -4,6 +4,7 @@ than its share of the receive slots, and a full intake paces the broker, never o
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -15,6 +16,7 @@ from central.config import BrokerConfig, IngestConfig
 from central.spine.admission import Admission
 from central.spine.consumer import Consumer
 from central.spine.reading import Incoming
+from central.spine.turns import live_first
 from hallkit.mqtt import ClientOptions, Connection, MqttClient
 from protocols.transport import BrokerEndpoint
 from tests.support.broker import Broker
@@ -40,6 +42,18 @@ async def test_gateways_take_turns_and_groups_are_bounded_in_bytes() -> None:
     ]  # the quiet hall is not sixth in line
     rest = await consumer.next_group(max_group=64, max_bytes=25)
     assert [m.payload[0] for m in rest] == [2, 3, 4]  # each gateway's own order kept
+
+
+def test_live_lanes_go_first_and_the_backlog_fills_the_group() -> None:
+    waiting = {"H/flood": deque(incoming("flood", n) for n in range(5))}
+    lane = Incoming("hw/v1/H/hall/live", b"x" * 10, datetime.now(UTC))
+    live = {"H/hall": deque([lane])}
+    group = live_first(live, waiting, max_group=3)
+    assert group[0] is lane and [m.payload[0] for m in group[1:]] == [0, 1]
+    assert not live and len(waiting["H/flood"]) == 3
+    live = {"H/hall": deque([lane, lane])}
+    assert live_first(live, waiting, max_group=3, max_bytes=15) == [lane, lane]  # full
+    assert len(waiting["H/flood"]) == 3  # the backlog waits for the next group
 
 
 def _deliver(consumer: Consumer, topic: bytes, payload: bytes = b"") -> None:
