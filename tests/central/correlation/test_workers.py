@@ -116,11 +116,6 @@ async def _claimed_by(engine: AsyncEngine, pid: int) -> list[tuple[str, dt.date]
 
 
 @pytest.fixture
-def database_at_head() -> bool:
-    return True  # every test migrates first: start from the migrated template
-
-
-@pytest.fixture
 async def pg_databases() -> AsyncIterator[list[str]]:
     """The names of the PostgreSQL databases a test makes, each dropped after it."""
     if not await asyncio.to_thread(postgres_available):

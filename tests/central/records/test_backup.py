@@ -26,6 +26,12 @@ from central.store.schema import events
 from tests.central.spine.test_ingest import message
 from tests.support.databases import create_pg_database, drop_pg_database
 
+
+@pytest.fixture
+def database_at_head() -> bool:
+    return True  # the backed-up database is migrated first: start from the template
+
+
 CENTRAL = str(Path(sys.executable).parent / "hallwatch-central")
 
 

@@ -26,6 +26,7 @@ from typing import Any
 
 import httpx
 import paho.mqtt.client as mqtt
+import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy import func, select
 
@@ -45,6 +46,12 @@ from tests.central.spine.test_hostile_gateway import (
 from tests.support import procs
 from tests.support.broker import Broker
 from tests.support.loop_thread import LoopThread
+
+
+@pytest.fixture
+def database_at_head() -> bool:
+    return True  # every test starts an aggregator, which migrates first: start from the template
+
 
 FLOOD_S = 6.0
 FLOOD_THREADS = 2

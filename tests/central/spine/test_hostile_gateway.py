@@ -50,6 +50,12 @@ from tests.support import procs
 from tests.support.broker import Broker
 from tests.support.loop_thread import LoopThread
 
+
+@pytest.fixture
+def database_at_head() -> bool:
+    return True  # every test starts an aggregator, which migrates first: start from the template
+
+
 # per store; the whole test stays well under a minute on this machine. A longer hunt:
 # HALLWATCH_HOSTILE_CASES=2000 pytest -s tests/central/spine/test_hostile_gateway.py
 HOSTILE_CASES = int(os.environ.get("HALLWATCH_HOSTILE_CASES", "70"))
