@@ -118,14 +118,17 @@ def central(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Central]:
     # H2 has a name in the registry of halls; H1 and H3 show their ids
     registry_csv = tmp / "halls.csv"
     registry_csv.write_text(f"大厅编号,名称,级别,行政区划代码\nH2,{H2_NAME},县,330106\n", "utf-8")
-    _cli(config, "halls", "import", str(registry_csv))
-    token = (
-        _cli(config, "token", "create", "--role", "supervisor", "--label", "审批系统")
-        .strip()
-        .splitlines()[-1]
-    )
-    seed = seeds.build(WorkCalendar())
-    asyncio.run(_ingest(db, seed))
+    # the commands start a process each (seconds on a loaded machine): side by side with the
+    # seed's ingest, as the commands of several technicians would be
+    with ThreadPoolExecutor(2) as pool:
+        imported = pool.submit(_cli, config, "halls", "import", str(registry_csv))
+        made = pool.submit(
+            _cli, config, "token", "create", "--role", "supervisor", "--label", "审批系统"
+        )
+        seed = seeds.build(WorkCalendar())
+        asyncio.run(_ingest(db, seed))
+        imported.result()
+        token = made.result().strip().splitlines()[-1]
     log = tmp / "central.log"
     process = procs.central(config, log)
     url = f"http://127.0.0.1:{port}"
@@ -138,13 +141,14 @@ def central(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Central]:
             headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
         )
         assert reply.status_code == 200 and reply.json()["created"] == len(seed.cases), reply.text
+
         # accounts after the cases: a department exists for central once cases name it
-        for name, (role, hall, department) in seeds.USERS.items():
+        def add_user(name: str, role: str, hall: str | None, department: str | None) -> str:
             scope = [
                 *(["--hall", hall] if hall else []),
                 *(["--department", department] if department else []),
             ]
-            _cli(
+            return _cli(
                 config,
                 "user",
                 "add",
@@ -155,6 +159,11 @@ def central(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Central]:
                 "--password-stdin",
                 stdin=seeds.PASSWORD + "\n",
             )
+
+        with ThreadPoolExecutor(len(seeds.USERS)) as pool:  # each hashes at production cost
+            added = [pool.submit(add_user, name, *user) for name, user in seeds.USERS.items()]
+            for user in added:
+                user.result()
         _cli(config, "cases", "ladder")
         _cli(config, "correlation", "run")
         yield Central(url, config, seed, log)
