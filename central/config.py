@@ -135,6 +135,17 @@ class IngestConfig(_Section):
     )
 
 
+class BridgesConfig(_Section):
+    """Tier bridges (county → city → province) whose links central watches."""
+
+    down_grace_s: float = Field(
+        default=60.0,
+        ge=0,
+        le=86_400,
+        description="a link down for longer than this is an alarm (the bridge retries from 5 s)",
+    )
+
+
 class HttpConfig(_Section):
     enabled: bool = True
     host: str = "127.0.0.1"
@@ -296,6 +307,7 @@ class CentralConfig(_Section):
     audits: AuditConfig = AuditConfig()
     retention: RetentionConfig = RetentionConfig()
     complaints: ComplaintsConfig = ComplaintsConfig()
+    bridges: BridgesConfig = BridgesConfig()
 
     @model_validator(mode="after")
     def _feed_has_its_channel(self) -> CentralConfig:

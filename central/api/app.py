@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -18,8 +20,12 @@ from central.api import (
     gateways,
     registry,
 )
+from central.spine import bridges
 from central.web import apidocs, site
+from hallkit.clock import utc_now
 from hallkit.supervise import Supervisor, healthz
+
+HEALTH_QUERY_S = 2.0  # /healthz answers even when the database does not
 
 
 def create_app(engine: AsyncEngine, *, tasks: Supervisor | None = None) -> FastAPI:
@@ -49,6 +55,18 @@ def create_app(engine: AsyncEngine, *, tasks: Supervisor | None = None) -> FastA
     async def health() -> JSONResponse:
         """For monitoring, no token: each supervised task's state; 503 once one is given up."""
         code, doc = healthz(tasks)
+        doc["bridges_down"] = await _bridges_down(engine)
         return JSONResponse(doc, code)
 
     return app
+
+
+async def _bridges_down(engine: AsyncEngine) -> dict[str, str] | str:
+    """Tier links down past their grace (central.spine.bridges): a county gone silent shows
+    here, not as idle halls; a far link down is no failure of this process (the status stays)."""
+    try:
+        found = await asyncio.wait_for(bridges.links(engine), HEALTH_QUERY_S)
+    except Exception as exc:  # the database away: the tasks above say more
+        return f"unknown: {type(exc).__name__}"
+    now = utc_now()
+    return {link.bridge: link.describe(now) for link in found if link.alarm}

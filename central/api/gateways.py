@@ -1,4 +1,5 @@
-"""GET /api/v1/gateways and /api/v1/quarantine: what the halls' gateways are doing."""
+"""GET /api/v1/gateways, /api/v1/bridges and /api/v1/quarantine: what the halls' gateways and
+the tier bridges that carry them are doing."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from sqlalchemy import func, select
 
 from central.api.deps import Engine, HealthCaller, QuarantineCaller, hall_in_reach
 from central.security.access import Area, may
+from central.spine import bridges
 from central.store.schema import (
     gateway_alarms,
     gateways,
@@ -121,6 +123,35 @@ async def list_gateways(db: Engine, who: HealthCaller, hall: str | None = None) 
             )
         )
     return out
+
+
+class BridgeOut(BaseModel):
+    bridge: str
+    up: bool
+    label: str = Field(description="上联 正常 | 上联 中断")
+    since: datetime = Field(description="when central first heard the present state")
+    heard_at: datetime = Field(description="the latest notification")
+    alarm: bool = Field(description="down for longer than bridges.down_grace_s")
+
+
+@router.get(
+    "/bridges",
+    response_model=list[BridgeOut],
+    summary="Tier bridges (县/市 links) to this broker: up or down, since when",
+)
+async def list_bridges(db: Engine, who: HealthCaller) -> list[BridgeOut]:
+    # every hall's reach may see them: a link carries many halls and names none of them
+    return [
+        BridgeOut(
+            bridge=link.bridge,
+            up=link.up,
+            label=link.label,
+            since=link.changed_at,
+            heard_at=link.heard_at,
+            alarm=link.alarm,
+        )
+        for link in await bridges.links(db)
+    ]
 
 
 class QuarantineOut(BaseModel):

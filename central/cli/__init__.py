@@ -16,6 +16,7 @@ import typer
 from central.cli import (
     anomalies,
     audits,
+    bridges,
     cases,
     correlation,
     events,
@@ -40,6 +41,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+app.add_typer(bridges.bridge_app, name="bridge")  # bridge list (tier links, 上联)
 app.add_typer(gateways.app)  # gateway add|provision|revoke|list|command, broker, backup
 app.add_typer(ledger.app)  # verify-ledger, ledger head|append
 app.add_typer(cases.cases_app, name="cases")  # cases import, cases ladder

@@ -31,12 +31,20 @@ from central.outbox import service as outbox_jobs
 from central.records import event_archive, evidence
 from central.records.ledger import append as ledger_append
 from central.records.timeseries import sink as timeseries_sink
+from central.spine import bridges
 from central.spine.admission import Admission
 from central.spine.amqp_intake import AmqpConsumer
 from central.spine.consumer import Consumer
 from central.spine.ingest import Ingestor
 from central.spine.outcome import AckDecision
-from central.spine.reading import Incoming, StoreUnavailable, Unit, failure, unreachable
+from central.spine.reading import (
+    Incoming,
+    Rejected,
+    StoreUnavailable,
+    Unit,
+    failure,
+    unreachable,
+)
 from central.spine.states import StateBook
 from central.spine.turns import sender_of
 from central.store import partitions
@@ -119,6 +127,7 @@ class Aggregator:
         except DBAPIError as exc:  # a lock held too long: the DEFAULT partition takes events
             log.warning("event partitions not made at start: %s", exc)
         bind_dashboard(self.engine, self.config)  # login sessions: key in the data dir
+        bridges.bind(self.engine, self.config.bridges.down_grace_s)
         self.vault = evidence.bind(self.engine, self.config.data_dir)  # uploaded snapshots
         case_jobs.start(self.engine, self.config, self.supervisor)  # case feed + ladder
         audit_config.bind(self.engine, self.config.audits)  # 抽查 sample sizes
@@ -170,6 +179,7 @@ class Aggregator:
         them), so its answers never queue behind ingest on one event loop."""
         await upgrade(self.engine)
         bind_dashboard(self.engine, self.config)
+        bridges.bind(self.engine, self.config.bridges.down_grace_s)
         self.vault = evidence.bind(self.engine, self.config.data_dir)
         bind_case_context(self.engine, CaseContext.from_config(self.config))
         audit_config.bind(self.engine, self.config.audits)
@@ -273,7 +283,9 @@ class Aggregator:
 
     async def _side_message(self, msg: Incoming) -> None:
         try:
-            if msg.topic.endswith("/" + topics.Channel.STATE):
+            if bridges.is_bridge_topic(msg.topic):
+                await self._bridge_notification(msg)
+            elif msg.topic.endswith("/" + topics.Channel.STATE):
                 await self.states.offer(msg)  # written with the others' within a second
             elif msg.topic.endswith("/" + topics.Channel.RESULT):
                 await command_queue.record_result(self.engine, msg)
@@ -285,6 +297,17 @@ class Aggregator:
             # one gateway's side message never holds up the others' events
             log.exception("ingest: a message on %r failed", msg.topic[:200])
             await self.ingestor.quarantine_alone(msg, f"{type(exc).__name__}: {exc}")
+
+    async def _bridge_notification(self, msg: Incoming) -> None:
+        try:
+            name, up = await bridges.record(self.engine, msg)
+        except Rejected as exc:  # a hostile name or payload: the reason says it all
+            await self.ingestor.quarantine_alone(msg, str(exc))
+            return
+        if up:
+            log.info("tier bridge %s: link up (上联 正常)", name)
+        else:
+            log.warning("tier bridge %s: link down (上联 中断)", name)
 
     async def _receive_evidence(self, msg: Incoming) -> None:
         receipt = await evidence.receive(self.engine, self.vault, msg.topic, msg.payload)

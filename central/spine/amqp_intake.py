@@ -50,7 +50,7 @@ from aio_pika.abc import (
 )
 
 from central.config import AmqpIntake
-from central.spine import amqp_share
+from central.spine import amqp_share, bridges
 from central.spine.reading import Incoming
 from central.spine.turns import GROUP_BYTES, live_first, sender_of
 from hallkit.clock import utc_now
@@ -406,6 +406,8 @@ async def _declare_ring(
     )
     for channel_name in channels:
         await intake.bind(MQTT_EXCHANGE, routing_key(topics.subscription(channel_name, "*", "*")))
+    # tier bridges' link notifications (central.spine.bridges): a partition like any message
+    await intake.bind(MQTT_EXCHANGE, routing_key(bridges.STATES.replace("+", "*")))
     queues = []
     for index in range(partitions):
         queue = await channel.declare_queue(

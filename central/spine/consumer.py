@@ -54,6 +54,7 @@ import time
 from collections import Counter, deque
 
 from central.config import BrokerConfig
+from central.spine import bridges
 from central.spine.admission import Admission
 from central.spine.reading import Incoming
 from central.spine.turns import GROUP_BYTES, sender_of, take_turns
@@ -104,15 +105,19 @@ class Consumer:
             ClientOptions(
                 client_id=f"{group}-{broker.instance}",
                 clean_session="instance" not in broker.model_fields_set,
-                subscriptions=tuple(
-                    (topics.shared(group, topics.subscription(channel)), 1)
-                    for channel in (
-                        topics.Channel.EVENTS,
-                        topics.Channel.LIVE,  # in arrival order here (a city's one broker)
-                        topics.Channel.STATE,
-                        topics.Channel.RESULT,
-                        topics.Channel.EVIDENCE,
-                    )
+                subscriptions=(
+                    *(
+                        (topics.shared(group, topics.subscription(channel)), 1)
+                        for channel in (
+                            topics.Channel.EVENTS,
+                            topics.Channel.LIVE,  # in arrival order here (a city's one broker)
+                            topics.Channel.STATE,
+                            topics.Channel.RESULT,
+                            topics.Channel.EVIDENCE,
+                        )
+                    ),
+                    # every aggregator: a shared subscription gets no retained messages
+                    (bridges.STATES, 1),
                 ),
                 acks=Acks.PACED,
                 max_inflight=100,

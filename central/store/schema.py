@@ -54,6 +54,18 @@ gateway_alarms = Table(
     Column("detail", Text, nullable=False),
 )
 
+# each tier bridge's link to this broker (county → city → province) as its retained
+# notification says: "1" up, "0" down (also its will); ``changed_at``: when central first heard
+# the present state, ``heard_at``: the latest notification (central.spine.bridges)
+bridge_links = Table(
+    "bridge_links",
+    metadata,
+    Column("bridge", String(64), primary_key=True),
+    Column("up", Boolean, nullable=False),
+    Column("changed_at", UTCDateTime, nullable=False),
+    Column("heard_at", UTCDateTime, nullable=False),
+)
+
 # On PostgreSQL partitioned by month of ``utc`` (central.store.partitions): there the primary
 # key must hold the partition key, so it is (gateway_id, seq, utc), added after the CREATE; a
 # resend carries the same utc and lands on the stored row. SQLite keeps one plain table.
