@@ -33,7 +33,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy import func, select
 
 from central.security.broker_acl import GatewayAccess, render_bridge_config
-from central.spine import amqp_intake
+from central.spine import amqp_intake, bridges
 from central.store.db import make_engine
 from central.store.schema import events, gateways
 from protocols.envelope import EventRecord, encode_batch, encode_event
@@ -528,11 +528,32 @@ def test_a_tier_bridge_carries_a_county_to_the_cluster(
                 wait_all_delivered(tmp_path, province_db, COUNTY_BACKLOG, COUNTY_GATEWAYS)
                 for gw in gws:
                     gw.stop()
+                # the bridge's link notification, through the intake, in central's store
+                procs.wait_until(lambda: link_of(province_db) is True, 60, "county1 up at central")
+                assert county.process is not None
+                county.process.kill()  # no DISCONNECT: the cluster publishes the bridge's will
+                county.process.wait()
+                county.process = None
+                procs.wait_until(lambda: link_of(province_db) is False, 60, "county1 down")
         finally:
             for gw in gws:
                 gw.stop()
             aggregator.stop()
     assert_exactly_once(tmp_path, province_db, COUNTY_BACKLOG, COUNTY_GATEWAYS)
+
+
+def link_of(url: str, bridge: str = "county1") -> bool | None:
+    """Whether central has the bridge's link up, down, or has not heard of it (None)."""
+
+    async def go() -> bool | None:
+        engine = make_engine(url)
+        try:
+            found = {link.bridge: link.up for link in await bridges.links(engine)}
+        finally:
+            await engine.dispose()
+        return found.get(bridge)
+
+    return asyncio.run(go())
 
 
 LIVE_HALL, LIVE_GATEWAY = "HL", "gwlive"

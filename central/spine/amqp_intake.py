@@ -381,8 +381,14 @@ class _Partitions:
 
 
 async def _declare(channel: AbstractChannel, partitions: int) -> list[AbstractQueue]:
-    """The partitions (idempotent: every aggregator declares them on every connection)."""
-    return await _declare_ring(channel, INTAKE_EXCHANGE, FROM_GATEWAYS, PARTITION_QUEUE, partitions)
+    """The partitions (idempotent: every aggregator declares them on every connection), and
+    the tier bridges' link notifications (central.spine.bridges) hashed onto them too."""
+    queues = await _declare_ring(
+        channel, INTAKE_EXCHANGE, FROM_GATEWAYS, PARTITION_QUEUE, partitions
+    )
+    intake = await channel.get_exchange(INTAKE_EXCHANGE, ensure=False)
+    await intake.bind(MQTT_EXCHANGE, routing_key(bridges.STATES.replace("+", "*")))
+    return queues
 
 
 async def _declare_live(channel: AbstractChannel, partitions: int) -> list[AbstractQueue]:
@@ -406,8 +412,6 @@ async def _declare_ring(
     )
     for channel_name in channels:
         await intake.bind(MQTT_EXCHANGE, routing_key(topics.subscription(channel_name, "*", "*")))
-    # tier bridges' link notifications (central.spine.bridges): a partition like any message
-    await intake.bind(MQTT_EXCHANGE, routing_key(bridges.STATES.replace("+", "*")))
     queues = []
     for index in range(partitions):
         queue = await channel.declare_queue(
