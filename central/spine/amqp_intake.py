@@ -381,14 +381,11 @@ class _Partitions:
 
 
 async def _declare(channel: AbstractChannel, partitions: int) -> list[AbstractQueue]:
-    """The partitions (idempotent: every aggregator declares them on every connection), and
-    the tier bridges' link notifications (central.spine.bridges) hashed onto them too."""
-    queues = await _declare_ring(
-        channel, INTAKE_EXCHANGE, FROM_GATEWAYS, PARTITION_QUEUE, partitions
-    )
-    intake = await channel.get_exchange(INTAKE_EXCHANGE, ensure=False)
-    await intake.bind(MQTT_EXCHANGE, routing_key(bridges.STATES.replace("+", "*")))
-    return queues
+    """The partitions, and the tier bridges' link notifications hashed onto them too."""
+    ring = await _declare_ring(channel, INTAKE_EXCHANGE, FROM_GATEWAYS, PARTITION_QUEUE, partitions)
+    intake = await channel.get_exchange(INTAKE_EXCHANGE, ensure=False)  # declared just now
+    await intake.bind(MQTT_EXCHANGE, bridges.INTAKE_KEY)
+    return ring
 
 
 async def _declare_live(channel: AbstractChannel, partitions: int) -> list[AbstractQueue]:

@@ -31,6 +31,9 @@ from hallkit.clock import utc_now
 from protocols.topics import TopicError, check_id
 
 STATES = BRIDGE_STATE.format(name="+")  # what central subscribes to
+# the same on the cluster (RabbitMQ's MQTT plugin: ``/`` → ``.``), bound into its intake; every
+# declaration is idempotent, as each aggregator declares the intake on every connection
+INTAKE_KEY = STATES.replace("/", ".").replace("+", "*")
 DEFAULT_GRACE_S = 60.0
 _PREFIX, _SUFFIX = BRIDGE_STATE.split("{name}")
 _grace: weakref.WeakKeyDictionary[AsyncEngine, float] = weakref.WeakKeyDictionary()
