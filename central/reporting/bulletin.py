@@ -59,14 +59,15 @@ class Ranked:
 
 def _rank(
     groups: Sequence[Indicators], value: Callable[[Indicators], float | None]
-) -> dict[GroupKey, int]:
-    """Competition ranking (1, 2, 2, 4) by value, highest first; no-data groups unranked."""
+) -> list[int | None]:
+    """Competition ranking (1, 2, 2, 4) by value, highest first; no-data groups unranked.
+    By position in ``groups`` (10,000 groups of a province: no hashing of their keys)."""
     scored = sorted(
-        ((v, g.group) for g in groups if (v := value(g)) is not None), key=lambda p: -p[0]
+        ((v, i) for i, g in enumerate(groups) if (v := value(g)) is not None), key=lambda p: -p[0]
     )
-    ranks: dict[GroupKey, int] = {}
-    for i, (v, key) in enumerate(scored):
-        ranks[key] = ranks[scored[i - 1][1]] if i and scored[i - 1][0] == v else i + 1
+    ranks: list[int | None] = [None] * len(groups)
+    for n, (v, i) in enumerate(scored):
+        ranks[i] = ranks[scored[n - 1][1]] if n and scored[n - 1][0] == v else n + 1
     return ranks
 
 
@@ -74,7 +75,7 @@ def ranked(result: dict[GroupKey, Indicators]) -> list[Ranked]:
     groups = scorecard.sorted_groups(result)
     satisfaction = _rank(groups, lambda g: g.satisfaction_rate.value)
     on_time = _rank(groups, lambda g: g.on_time_rate.value)
-    return [Ranked(g, satisfaction.get(g.group), on_time.get(g.group)) for g in groups]
+    return [Ranked(*ranks) for ranks in zip(groups, satisfaction, on_time, strict=True)]
 
 
 async def _overdue_cases(
