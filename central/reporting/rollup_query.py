@@ -247,16 +247,17 @@ def _fold(
     """Rows keyed by the columns ``names`` (then their figures) added up per group of each
     grouping; a row with no value for a grouping's column is in no group of it."""
     out: dict[Grouping, dict[Raw, float]] = {}
-    for by in groupings:
-        at = [names.index(n) for n in _KEYS[by]]
-        summed: dict[Raw, float] = {}
-        for row in rows:
-            values = [row[i] for i in at]
-            if None in values:
-                continue
-            key = _raw(by, values)
-            summed[key] = summed.get(key, 0) + value(row)
-        out[by] = summed
+    with analytic.collector_paused():
+        for by in groupings:
+            at = [names.index(n) for n in _KEYS[by]]
+            summed: dict[Raw, float] = {}
+            for row in rows:
+                values = [row[i] for i in at]
+                if None in values:
+                    continue
+                key = _raw(by, values)
+                summed[key] = summed.get(key, 0) + value(row)
+            out[by] = summed
     return out
 
 
