@@ -141,7 +141,7 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
 
 
-def settled(proc: procs.Proc, quiet_s: float = 0.3, timeout: float = 60) -> None:
+def settled(proc: procs.Proc, quiet_s: float = 0.3, timeout: float = 120) -> None:
     """Until central has done what it does once at startup (its first passes of the ladder,
     correlation, outbox): its CPU time stops growing for ``quiet_s``. A gateway reconnecting
     after an outage meets a central that has long been running; without this the drain's first
