@@ -27,6 +27,7 @@ from central.rules.timelimit import LadderStage
 from central.rules.workdays import CalendarError, WorkCalendar, business_date
 from central.security.access import Area, case_filter, hall_filter, may
 from central.security.tokens import Principal, Role
+from central.spine import bridges
 from central.store.schema import cases, gateways
 from central.store.schema_cases import case_ladder
 from hallkit.clock import utc_now
@@ -99,6 +100,11 @@ class HallOverviewOut(BaseModel):
     )
 
 
+class LinkDownOut(BaseModel):
+    bridge: str
+    since: dt.datetime = Field(description="down since (as central heard it)")
+
+
 class OverviewOut(BaseModel):
     as_of: dt.date = Field(description="today, Beijing time")
     generated_at: dt.datetime
@@ -116,6 +122,10 @@ class OverviewOut(BaseModel):
     satisfaction_today: RatioOut | None
     evaluation_rate_today: RatioOut | None
     suspicious_today: int | None
+    links_down: list[LinkDownOut] | None = Field(
+        description="tier bridges (县/市 上联) down past bridges.down_grace_s: their halls "
+        "fall silent, not idle; null for callers without gateway health"
+    )
 
 
 def calendar_for(engine: object) -> WorkCalendar:
@@ -273,6 +283,13 @@ async def _build(db: AsyncEngine, who: Principal, today: dt.date) -> OverviewOut
         satisfaction_today=_sum(i.satisfaction_rate for i in by_hall.values()) if scores else None,
         evaluation_rate_today=_sum(i.evaluation_rate for i in by_hall.values()) if scores else None,
         suspicious_today=len(suspicious) if scores else None,
+        links_down=[
+            LinkDownOut(bridge=link.bridge, since=link.changed_at)
+            for link in await bridges.links(db)
+            if link.alarm
+        ]
+        if health
+        else None,
     )
 
 

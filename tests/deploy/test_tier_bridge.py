@@ -210,6 +210,11 @@ async def test_central_sees_a_county_link_go_down_and_come_back(
             ]
             leader = await bearer(engine, Role.DEPARTMENT_LEADER, department="税务")
             assert (await client.get("/api/v1/bridges", headers=leader)).status_code == 403
+            # the overview page's 上联中断 figure, for whoever reaches gateway health only
+            page = (await client.get("/api/v1/overview", headers=technician)).json()
+            assert [link["bridge"] for link in page["links_down"]] == ["county1"]
+            page = (await client.get("/api/v1/overview", headers=leader)).json()
+            assert page["links_down"] is None
 
             shown = await asyncio.to_thread(_bridge_list, tmp_path)
             assert shown.returncode == 1, shown.stdout + shown.stderr  # a link in alarm

@@ -24,6 +24,13 @@
       box.appendChild(kpi('kpi-evaluation-rate', t('overview.evaluation_rate'),
         H.pct(data.evaluation_rate_today), H.frac(data.evaluation_rate_today)));
     }
+    // tier bridges (县/市 上联) down: their halls fall silent, which is not idleness
+    if (data.links_down && data.links_down.length) {
+      box.appendChild(kpi('kpi-links-down', t('overview.links_down'), data.links_down.length,
+        data.links_down.map(function (l) {
+          return t('overview.link_down', { bridge: l.bridge, time: H.fmtTime(l.since) });
+        }).join('；'), 'bad'));
+    }
     if (data.suspicious_today !== null) {
       box.appendChild(kpi('kpi-suspicious', t('overview.suspicious'), data.suspicious_today,
         null, data.suspicious_today ? 'warn' : ''));

@@ -26,8 +26,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import paho.mqtt.client as mqtt
 import pytest
 import yaml
+from paho.mqtt.enums import CallbackAPIVersion
 from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 from sqlalchemy import insert, update
 
@@ -35,6 +37,7 @@ from central.gaming import casebook, facts_store
 from central.gaming.model import Period
 from central.outbox.store import Audience, Channel, Status, enqueue
 from central.rules.workdays import WorkCalendar
+from central.spine import bridges
 from central.store.db import make_engine
 from central.store.schema_outbox import haocha_feed, outbox
 from tests.central.web import seed as seeds
@@ -113,6 +116,7 @@ def central(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Central]:
     # so that the login brake's count per address does not depend on the tests before it
     settings = yaml.safe_load(config.read_text("utf-8"))
     settings["http"]["trusted_proxies"] = ["127.0.0.1/32"]
+    settings["bridges"] = {"down_grace_s": 0}  # a county's link down is an alarm at once
     procs.write_yaml(config, settings)
     procs.prepare_central(db, [("H1", "gw1"), ("H2", "gw2"), ("H3", "gw3")])
     # H2 has a name in the registry of halls; H1 and H3 show their ids
@@ -166,10 +170,35 @@ def central(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Central]:
                 user.result()
         _cli(config, "cases", "ladder")
         _cli(config, "correlation", "run")
+        _link_down(broker.port, db, "county7")
         yield Central(url, config, seed, log)
     finally:
         process.stop()
         broker.stop()
+
+
+def _link_down(port: int, db: str, bridge: str) -> None:
+    """A tier bridge's will ("0", retained) as its county's link drops, stored by central."""
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bridge-will")
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    try:
+        client.publish(f"hw/bridge/{bridge}/state", b"0", qos=1, retain=True).wait_for_publish()
+    finally:
+        client.loop_stop()
+        client.disconnect()
+
+    async def stored() -> bool:
+        engine = make_engine(db)
+        try:
+            return any(link.bridge == bridge for link in await bridges.links(engine))
+        finally:
+            await engine.dispose()
+
+    deadline = time.monotonic() + 60
+    while not asyncio.run(stored()):
+        assert time.monotonic() < deadline, f"central never stored {bridge}'s link down"
+        time.sleep(0.2)
 
 
 @pytest.fixture(scope="module")
@@ -295,6 +324,10 @@ def test_supervisor_sees_every_hall_with_lights_rates_and_offline(
         expect(page.locator(".hall-card[data-hall='H1'] h2")).to_have_text("H1")
         expect(page.locator("#kpi-offline .kpi-value")).to_have_text("1")
         expect(page.locator("#kpi-suspicious .kpi-value")).to_have_text("2")
+        # a county's tier link down: its halls fall silent, and the page says why
+        expect(page.locator("#kpi-links-down .kpi-label")).to_have_text("上联中断")
+        expect(page.locator("#kpi-links-down .kpi-value")).to_have_text("1")
+        expect(page.locator("#kpi-links-down .kpi-sub")).to_contain_text("county7 自 ")
         for nav in ("overview", "analysis", "reviews", "followups", "bulletin"):
             expect(page.locator(f"#nav-{nav}")).to_be_visible()
         # both charts are drawn by ECharts (a canvas each), from the packaged copy
@@ -613,6 +646,7 @@ def test_department_leader_sees_only_the_department(central: Central, browser: B
     expect(page.locator("#user-role")).to_have_text(f"部门领导 · {seeds.MARKET}")
     expect(page.locator(".hall-card")).to_have_count(1)  # H1: their only hall
     expect(page.locator(".hall-card .gw-state")).to_have_count(0)  # no gateway state
+    expect(page.locator("#kpi-links-down")).to_have_count(0)  # nor tier links
     expect(page.locator("#big-screen-link")).to_have_count(0)  # the wall shows whole halls
     shoot(page, "overview-department-leader")
     page.goto(
