@@ -320,6 +320,8 @@ def main() -> None:
             }
         )
     )
+    # one hall's scan is cheap: its presses show correlated within seconds, not half a minute
+    (data / "correlation.yaml").write_text(yaml.safe_dump({"scan_every_s": 5}))
     edge_cfg = data / "gateway.yaml"
     devices = data / "devices"
     gateway: dict[str, Any] = {

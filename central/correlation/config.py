@@ -88,6 +88,13 @@ class CorrelationConfig(BaseModel):
         description="queue messages further apart than this: the feed was not reporting in "
         "between (在岗率 counts only reported time; the machine beats every 30 s)",
     )
+    scan_every_s: float = Field(
+        default=30.0,
+        ge=1,
+        le=3600,
+        description="new input is indexed and its hall-days queued this often (a scan re-reads "
+        "hours of each active gateway's queue messages: not much sooner at a province's scale)",
+    )
     workers: int = Field(
         default=1,
         ge=0,

@@ -353,4 +353,4 @@ def job(engine: AsyncEngine, config: CentralConfig) -> Callable[[], Awaitable[No
     never a background task later."""
     cfg = load_config(config.data_dir)
     calendar = calendar_of(config)
-    return functools.partial(run_forever, engine, cfg=cfg, calendar=calendar)
+    return functools.partial(run_forever, engine, cfg.scan_every_s, cfg=cfg, calendar=calendar)

@@ -79,7 +79,7 @@ def test_demo_counts_and_flags_match_its_ground_truth(tmp_path: Path) -> None:
             return check.matched == check.presses and not check.mismatches
 
         with contextlib.suppress(AssertionError):  # the comparison below says what differs
-            wait_until(all_correlated, 100, "central to correlate every press", interval=5)
+            wait_until(all_correlated, 100, "central to correlate every press", interval=1)
         check = compare(truth, _evaluations(api, headers))
         print(check.summary())
         print("\n".join(check.mismatches))
