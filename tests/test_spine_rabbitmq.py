@@ -13,6 +13,7 @@ docs/province.md#cluster-storm."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import shutil
@@ -43,13 +44,32 @@ from tests.support import procs
 from tests.support.databases import create_pg_database, drop_pg_database, postgres_available
 from tests.support.loop_thread import LoopThread
 from tests.support.rabbit import SERVER, RabbitCluster
-from tests.support.storm import StormResult, make_gateways, open_sessions, storm
+from tests.support.storm import (
+    StormResult,
+    TlsGateway,
+    make_gateways,
+    open_sessions,
+    storm,
+)
 from tests.support.tcp_balancer import balancer_process
 
 GATEWAYS = [("H1", "gw1"), ("H1", "gw2"), ("H2", "gw3"), ("H3", "gw4")]
 EVENTS_EACH = 2_500
 # the suite's storm; the issue's 200 x 500 is the bench's (docs/province.md#cluster-storm)
 SUITE_STORM = (60, 200)
+BENCH_LIVE_RATE = float(os.environ.get("HALLWATCH_STORM_LIVE_RATE", "20"))  # presses/s in all
+
+
+# LAG,DRAIN_WINDOW,BATCH: the simulated gateways' live_lag_events, drain_window_events and
+# batch_events (defaults 1000, 5000, 1000: a backlog of 500 goes out at once, no lane opens)
+def bench_lane() -> tuple[int, int, int] | None:
+    if not (lane := os.environ.get("HALLWATCH_STORM_LANE")):
+        return None
+    lag, drain_window, batch = (int(n) for n in lane.split(","))
+    return lag, drain_window, batch
+
+
+BENCH_LANE = bench_lane()
 BENCH_STORM = (*(int(n) for n in os.environ.get("HALLWATCH_CLUSTER_STORM", "200x500").split("x")),)
 
 
@@ -190,9 +210,13 @@ def stored_all(db: str) -> int:
     return asyncio.run(go())
 
 
-def assert_storm_exactly_once(db: str, pairs: list[tuple[str, str]], backlog: int) -> None:
-    """Every simulated gateway: seqs 1..backlog stored once each, each body the event its
-    gateway produced under that seq, and committed through its last."""
+def assert_storm_exactly_once(
+    db: str, pairs: list[tuple[str, str]], backlog: int, heads: dict[str, int] | None = None
+) -> None:
+    """Every simulated gateway: seqs 1..backlog (or its head: the live presses too) stored
+    once each, each body the event its gateway produced under that seq, and committed through
+    its last."""
+    last = heads or {gateway: backlog for _, gateway in pairs}
     ids = [gateway for _, gateway in pairs]
 
     async def go() -> tuple[dict[str, list[int]], list[str], dict[str, int]]:
@@ -221,9 +245,9 @@ def assert_storm_exactly_once(db: str, pairs: list[tuple[str, str]], backlog: in
 
     seqs, altered, through = asyncio.run(go())
     assert not altered, f"stored bodies that are not the events produced: {altered[:10]}"
-    wrong = [g for _, g in pairs if seqs.get(g) != list(range(1, backlog + 1))]
+    wrong = [g for _, g in pairs if seqs.get(g) != list(range(1, last[g] + 1))]
     assert not wrong, f"{len(wrong)} gateways with a gap or a duplicate, e.g. {wrong[:5]}"
-    assert all(through[g] == backlog for _, g in pairs), "a gateway not committed through"
+    assert all(through[g] == last[g] for _, g in pairs), "a gateway not committed through"
 
 
 def broker_partitions(config: Path) -> str:
@@ -283,12 +307,99 @@ def test_two_aggregators_share_the_partitions_and_survive_kills(
 def test_the_issue_storm_on_the_cluster(
     cluster: RabbitCluster, province_db: str, tmp_path: Path
 ) -> None:
-    """The same at the issue's size (200 gateways x 500 events), for the figures."""
-    storm_and_kills(cluster, province_db, tmp_path, *BENCH_STORM)
+    """The same at the issue's size (200 gateways x 500 events), for the figures; the halls
+    press live events meanwhile (their lanes on the live channel) and their way to central's
+    store is measured."""
+    gateways, backlog = BENCH_STORM
+    storm_and_kills(cluster, province_db, tmp_path, gateways, backlog, BENCH_LIVE_RATE)
+
+
+class LiveWatch:
+    """When each live press is first seen in central's store: a thread polling PostgreSQL
+    (or SQLite) every ``POLL_S``, so each figure is late by at most that and one query."""
+
+    POLL_S = 0.25
+
+    def __init__(self, db: str, backlog: int) -> None:
+        self.db, self.backlog = db, backlog
+        self.seen: dict[tuple[str, int], float] = {}  # (gateway, seq) → wall clock
+        self.since = datetime.now(UTC)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._poll()), daemon=True)
+        self._thread.start()
+
+    async def _poll(self) -> None:
+        engine = make_engine(self.db)
+        query = select(events.c.gateway_id, events.c.seq).where(
+            events.c.utc >= self.since,
+            events.c.seq > self.backlog,  # a simulated gateway's seqs above its backlog
+            events.c.gateway_id.like("sg%"),  # storm_pairs
+        )
+        try:
+            while not self._stop.is_set():
+                with contextlib.suppress(Exception):  # a slow or failed poll: the next one
+                    async with engine.connect() as conn:
+                        rows = (await conn.execute(query)).all()
+                    now = time.time()
+                    for gateway, seq in rows:
+                        self.seen.setdefault((gateway, seq), now)
+                await asyncio.sleep(self.POLL_S)
+        finally:
+            await engine.dispose()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(30)
+
+    def latencies(self, sims: list[TlsGateway]) -> tuple[list[float], int]:
+        """Press → seen stored, seconds, and how many presses were never seen."""
+        found, missing = [], 0
+        for sim in sims:
+            for seq, pressed in sim.live_produced.items():
+                if (at := self.seen.get((sim.gateway, seq))) is None:
+                    missing += 1
+                else:
+                    found.append(at - pressed)
+        return sorted(found), missing
+
+
+def live_figures(watch: LiveWatch, sims: list[TlsGateway], killed_wall: float) -> str:
+    """Press → stored: every press; those pressed while their gateway was connected (the others
+    journal behind its backlog, as history); and of those, the ones before the kills."""
+    every, _ = watch.latencies(sims)
+    online = [
+        (pressed, watch.seen[(sim.gateway, seq)] - pressed)
+        for sim in sims
+        for seq, pressed in sim.live_produced.items()
+        if seq not in sim.pressed_offline
+    ]
+    connected = sorted(took for _, took in online)
+    before = sorted(took for pressed, took in online if pressed < killed_wall)
+    lane = sum(sim.window.live_batches for sim in sims)
+
+    def figures(values: list[float]) -> str:
+        return (
+            f"{len(values)}: p50 {quantile(values, 0.5):.2f} s, p99 {quantile(values, 0.99):.2f}"
+            f" s, max {quantile(values, 1.0):.2f} s"
+        )
+
+    return (
+        f"live presses ({lane} live-lane batches) -> stored: all {figures(every)}; pressed "
+        f"while connected {figures(connected)}; of those before the kills {figures(before)}"
+    )
+
+
+def quantile(values: list[float], q: float) -> float:
+    return values[min(len(values) - 1, int(q * len(values)))] if values else float("nan")
 
 
 def storm_and_kills(
-    cluster: RabbitCluster, province_db: str, tmp_path: Path, gateways: int, backlog: int
+    cluster: RabbitCluster,
+    province_db: str,
+    tmp_path: Path,
+    gateways: int,
+    backlog: int,
+    live_rate: float = 0.0,
 ) -> None:
     pairs = storm_pairs(gateways)
     limit_s = 300.0 + gateways * backlog / 200  # the bench's 100,000 events: 800 s
@@ -299,7 +410,14 @@ def storm_and_kills(
         tls = cluster.add_gateways(GATEWAYS + pairs)  # every broker user in one call
         users_s = time.monotonic() - started
         figures = Figures()
-        sims = make_gateways(pairs, tls, backlog, figures)
+        sims = make_gateways(
+            pairs,
+            tls,
+            backlog,
+            figures,
+            live_channel=live_rate > 0,
+            lane=BENCH_LANE if live_rate > 0 else None,
+        )
         # their sessions as before the outage (what the storm reconnects to): a quorum queue
         # each, made at 2-3 a second on a loaded machine, so before the aggregators start
         sessions_s = storm_loop.run(open_sessions(sims, port, 400), timeout=450)
@@ -336,8 +454,9 @@ def storm_and_kills(
             # tenth of it is committed (on a quiet machine it drains in seconds)
             at_start = stored_all(province_db)
             storm_at = time.monotonic()
+            watch = LiveWatch(province_db, backlog) if live_rate > 0 else None
             storming = asyncio.run_coroutine_threadsafe(
-                storm(sims, figures, port, limit_s), storm_loop.loop
+                storm(sims, figures, port, limit_s, live_rate), storm_loop.loop
             )
             procs.wait_until(
                 lambda: stored_all(province_db) - at_start >= gateways * backlog // 10,
@@ -346,7 +465,7 @@ def storm_and_kills(
             )
             before = len(survivor.log.read_text())
             victim.kill9()
-            killed_at = time.monotonic()
+            killed_at, killed_wall = time.monotonic(), time.time()
             cluster.kill9(0)  # the node the aggregators connected to first
             committed_at_kill = stored_all(province_db)
             procs.wait_until(
@@ -375,6 +494,12 @@ def storm_and_kills(
                 f"storm wall {time.monotonic() - storm_at:.1f} s"
             )
             assert result.acked_s is not None, f"gateways without their final ack: {result}"
+            if watch is not None:
+                procs.wait_until(
+                    lambda: watch.latencies(sims)[1] == 0, 60, "every live press seen stored"
+                )
+                watch.stop()
+                print(live_figures(watch, sims, killed_wall))
         finally:
             if storming is not None and not storming.done():
                 storming.cancel()
@@ -383,7 +508,7 @@ def storm_and_kills(
             for aggregator in aggregators:
                 aggregator.stop()
     assert_exactly_once(tmp_path, province_db, EVENTS_EACH)
-    assert_storm_exactly_once(province_db, pairs, backlog)
+    assert_storm_exactly_once(province_db, pairs, backlog, {s.gateway: s.head for s in sims})
     log = (tmp_path / f"a{aggregators.index(survivor)}.log").read_text()
     # it moved to another node once, for the node killed; never for its own doing
     assert log.count("lost the broker") == 1, log

@@ -95,6 +95,7 @@ class SimGateway:
         self.connected = False
         self.next_state = now + random.uniform(0, STATE_INTERVAL_S)
         self.topic_events = topics.topic(hall, gateway, topics.Channel.EVENTS)
+        self.topic_live = self.topic_events  # the live lane's (uplink.live_channel off)
         self.topic_state = topics.topic(hall, gateway, topics.Channel.STATE)
         self.topic_ack = topics.topic(hall, gateway, topics.Channel.ACK)
         self.client = mqtt.Client(
@@ -164,7 +165,8 @@ class SimGateway:
             last = min(self.head, batch.first + batch.max_events - 1)
             docs = [self.journal[s][0] for s in range(batch.first, last + 1)]
             payload = encode_batch(self.hall, self.gateway, BOOT, docs, epoch=EPOCH)
-            if self.client.publish(self.topic_events, payload, qos=1).rc != 0:
+            topic = self.topic_live if batch.live else self.topic_events
+            if self.client.publish(topic, payload, qos=1).rc != 0:
                 return
             self.window.on_published(last, acked=self.acked, now=now, live=batch.live)
             self.figures.published += len(docs)

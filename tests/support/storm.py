@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import ssl
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import paho.mqtt.client as mqtt
 
+from protocols import topics
 from tests.bench.test_province_bench import TICK_S, Driver, Figures, SimGateway
 
 RECONNECT_EVERY_S = 0.5
@@ -50,6 +52,16 @@ class TlsGateway(SimGateway):
         self.drops = 0
         self.retry_at = 0.0
         self.port: int | None = None  # its own broker (a county's), else the storm's
+        self.backlog = 0  # the outage's events: journaled before the storm
+        self.live_produced: dict[int, float] = {}  # seq → wall clock, pressed during the storm
+        self.pressed_offline: set[int] = set()  # pressed before it reconnected: history
+
+    def press(self) -> None:
+        """A live event: journaled now, its wall-clock time kept to measure its way."""
+        self.produce(time.monotonic())  # above the backlog's seqs: that tells them apart
+        self.live_produced[self.head] = time.time()
+        if not self.connected:
+            self.pressed_offline.add(self.head)
 
     def _dropped(self, *_: Any) -> None:
         self.connected = False
@@ -140,30 +152,56 @@ async def open_sessions(sims: list[TlsGateway], port: int, limit_s: float) -> fl
 
 
 def make_gateways(
-    pairs: list[tuple[str, str]], tls: dict[str, dict[str, str]], backlog: int, figures: Figures
+    pairs: list[tuple[str, str]],
+    tls: dict[str, dict[str, str]],
+    backlog: int,
+    figures: Figures,
+    *,
+    live_channel: bool = False,
+    lane: tuple[int, int, int] | None = None,
 ) -> list[TlsGateway]:
-    """The gateways, each with ``backlog`` events in its journal (an outage's)."""
+    """The gateways, each with ``backlog`` events in its journal (an outage's); with
+    ``live_channel`` their live lanes publish on ``hw/v1/H/G/live`` (``uplink.live_channel``);
+    ``lane`` sets (``live_lag_events``, ``drain_window_events``, ``batch_events``) instead of
+    the defaults."""
     now = time.monotonic()
     busy: set[SimGateway] = set()
     sims = [TlsGateway(h, g, tls[g], figures, now, busy) for h, g in pairs]
     for sim in sims:
         for _ in range(backlog):
             sim.produce(now)
+        sim.backlog = backlog
+        if live_channel:
+            sim.topic_live = topics.topic(sim.hall, sim.gateway, topics.Channel.LIVE)
+        if lane is not None:
+            sim.window.limits = replace(
+                sim.window.limits,
+                live_lag_events=lane[0],
+                drain_window_events=lane[1],
+                batch_events=lane[2],
+            )
     return sims
 
 
-async def storm(sims: list[TlsGateway], figures: Figures, port: int, limit_s: float) -> StormResult:
+async def storm(
+    sims: list[TlsGateway], figures: Figures, port: int, limit_s: float, live_rate: float = 0.0
+) -> StormResult:
     """Every gateway connects at once through ``port`` and sends its backlog; returns when all
-    hold their final ack or after ``limit_s``."""
+    hold their final ack or after ``limit_s``. Until every backlog is acknowledged the halls
+    press ``live_rate`` live events a second in all, each at a gateway drawn at random."""
     loop = asyncio.get_running_loop()
     driver = TlsDriver(loop)
     for sim in sims:
         driver.attach(sim.client)
     busy = sims[0].busy if sims else set()
     result = StormResult(len(sims), sum(s.head for s in sims))
-    start = last_misc = time.monotonic()
+    start = last_misc = next_press = time.monotonic()
     try:
         while (now := time.monotonic()) - start < limit_s:
+            draining = any(s.acked < s.backlog for s in sims)
+            while live_rate > 0 and draining and now >= next_press:
+                random.choice(sims).press()
+                next_press += 1.0 / live_rate
             opening = [s for s in sims if not s.connected and now >= s.retry_at]
             for sim in opening[:OPENS_PER_TICK]:  # the others send in between
                 sim.open(port)
@@ -184,6 +222,7 @@ async def storm(sims: list[TlsGateway], figures: Figures, port: int, limit_s: fl
             await asyncio.sleep(TICK_S)
     finally:
         result.drops = sum(s.drops for s in sims)
+        result.produced = sum(s.head for s in sims)  # the live presses too
         for sim in sims:
             with contextlib.suppress(OSError, ssl.SSLError):
                 sim.client.disconnect()
