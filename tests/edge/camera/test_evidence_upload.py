@@ -47,6 +47,14 @@ def _rows(db: Path, sql: str, *args: Any) -> list[tuple[Any, ...]]:
         return list(conn.execute(sql, args))
 
 
+def _camera_down_reported(db: Path, camera: str) -> bool:
+    """Central holds the gateway's camera.health event saying ``camera`` is not online."""
+    bodies = _rows(db, "SELECT body FROM events WHERE kind = 'camera.health' ORDER BY seq")
+    states = [json.loads(b) for (b,) in bodies]
+    mine = [b["state"] for b in states if b.get("camera") == camera]
+    return bool(mine) and mine[-1] != "online"
+
+
 def _verdicts(db: Path) -> list[tuple[int, dict[str, Any]]]:
     return [
         (seq, json.loads(body))
@@ -201,6 +209,13 @@ def test_snapshot_reaches_central_verified_and_served(tmp_path: Path, broker: Br
                 lambda: second_seq in _stored(db), 40, "the second snapshot after central's restart"
             )
             server.stop()  # the camera goes down
+            # ask once the gateway has said so: a request within STALE_S of the last frame
+            # rightly gets that frame (a loaded machine delivers it that fast)
+            procs.wait_until(
+                lambda: _camera_down_reported(db, "hall-cam-1"),
+                40,
+                "the gateway reporting hall-cam-1 down",
+            )
             asyncio.run(ask_once_the_camera_is_down(url, tmp_path / "central"))
         finally:
             gw.stop()
