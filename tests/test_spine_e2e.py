@@ -8,6 +8,7 @@ import pytest
 
 from tests.support import procs
 from tests.support.broker import Broker
+from tests.support.databases import AT_HEAD, copy_pg_template, drop_pg_database, scratch_database
 
 
 @pytest.fixture
@@ -52,9 +53,7 @@ def test_events_flow_from_generator_to_central_once(
 
 def test_two_aggregators_share_the_stream_exactly_once(broker: Broker, tmp_path: Path) -> None:
     """Province scale: several aggregator processes on one PostgreSQL, one shared subscription."""
-    from tests.support.databases import create_pg_database, drop_pg_database
-
-    name, url = create_pg_database()
+    name, url = copy_pg_template(AT_HEAD)
     procs.prepare_central(url, [("H1", "gw1"), ("H2", "gw2")])
     centrals = [
         procs.central(
@@ -95,7 +94,11 @@ def test_two_aggregators_share_the_stream_exactly_once(broker: Broker, tmp_path:
 
 
 def test_last_will_marks_a_killed_gateway_offline(broker: Broker, tmp_path: Path) -> None:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'central.db'}"
+    with scratch_database("sqlite", tmp_path, AT_HEAD) as url:
+        last_will_marks_a_killed_gateway_offline(broker, tmp_path, url)
+
+
+def last_will_marks_a_killed_gateway_offline(broker: Broker, tmp_path: Path, url: str) -> None:
     procs.prepare_central(url, [("H1", "gw1")])
     cen = procs.central(procs.central_config(tmp_path, broker.port, url), tmp_path / "c.log")
     gw = procs.edge(procs.edge_config(tmp_path, broker.port), tmp_path / "edge.log")
