@@ -7,8 +7,9 @@ generated in SQL at a realistic size (per hall-day: the hall, 4 departments, 8 w
 members; 评价率 rows alike; the monthly rows summed from them as the job keeps them), plus the
 day's live data the answers also read: 50 open cases per hall with their ladder rows, one online
 gateway per hall, and the day's evaluator presses (95 per hall, as in 190k sessions of a day).
-Timed: the overview (today), the indicators API's computation by hall, by department and by
-staff over a day, a month and the year, and the monthly 通报 of this month (to date) and the last.
+Timed (best of ``HALLWATCH_BENCH_REPEAT``, 3): the overview (today), the indicators API's
+computation by hall, by department and by staff over a day, a month and the year, and the
+monthly 通报 of this month (to date) and the last.
 
 Generating the data takes minutes: ``HALLWATCH_BENCH_KEEP_DB=<name>`` keeps the database under
 that name and a later run reuses it (migrated to head; only what is missing is generated).
@@ -45,6 +46,8 @@ pytestmark = pytest.mark.bench
 HALLS = int(os.environ.get("HALLWATCH_BENCH_HALLS", "2000"))
 DAYS = int(os.environ.get("HALLWATCH_BENCH_DAYS", "365"))
 TODAY = dt.date(2026, 12, 4)  # a Friday
+# each answer timed this many times, the best kept (the machine is shared)
+REPEAT = int(os.environ.get("HALLWATCH_BENCH_REPEAT", "3"))
 RESULTS = Path(__file__).resolve().parents[2] / "test-output" / "bench-year-dashboard.json"
 GROUPS = """
     SELECT 'hall' AS grouping, '' AS department, '' AS "window", '' AS staff
@@ -195,10 +198,10 @@ async def _prepare(engine: AsyncEngine, skip: tuple[str, ...] = ()) -> dict[str,
     return took
 
 
-async def _timed(work: object, repeat: int = 3) -> float:
-    """The best of ``repeat`` runs (the machine is shared)."""
+async def _timed(work: object) -> float:
+    """The best of ``REPEAT`` runs (the machine is shared)."""
     best = float("inf")
-    for _ in range(repeat):
+    for _ in range(REPEAT):
         t0 = time.perf_counter()
         await work()  # type: ignore[operator]
         best = min(best, time.perf_counter() - t0)
