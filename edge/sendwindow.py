@@ -32,6 +32,12 @@ drain, so a hall's live presses do not wait behind its history:
   an ack that moves nothing forward counts as heard only beyond one per live batch sent (those
   answer the lane, not the drain): a drain batch that was lost falls silent once the drain's
   window is out and is sent again as a stall (the lane closed: everything unacknowledged).
+
+With ``lane_until_acked`` (set when the lane has a channel of its own that central reads ahead
+of every backlog) the lane stays open until central's ack reaches it, not only until the drain
+has sent up to it: the drain's last batches may still wait at central behind other gateways'
+backlogs, and live events sent in order behind them would wait as long. The drain, having sent
+up to the lane, sends nothing more until then.
 """
 
 from __future__ import annotations
@@ -54,6 +60,7 @@ class WindowLimits:
     live_lag_events: int | None = None  # unsent beyond this opens the live lane; None: never
     live_events: int = 1000  # the most one live lane sends ahead of the drain
     drain_window_events: int = 5000  # the drain's window while a live lane is open
+    lane_until_acked: bool = False  # the lane closes on central's ack, not on the drain's send
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,6 +215,8 @@ class SendWindow:
         window = limits.window_events
         if live_from is not None:
             window = min(window, limits.drain_window_events)
+        if live_from is not None and nxt >= live_from:
+            return None  # the drain reached the lane: it waits for central's ack to pass it
         if head >= nxt and nxt - 1 - acked < window:
             most = limits.batch_events
             if live_from is not None:
@@ -221,8 +230,9 @@ class SendWindow:
 
     def _settle_live(self, acked: int) -> None:
         """The drain (or central's ack) reached the live lane: it jumps over what the lane sent,
-        and the lane closes."""
-        if self.live_from is not None and self._base(acked) >= self.live_from - 1:
+        and the lane closes (with ``lane_until_acked``, central's ack only)."""
+        reached = acked if self.limits.lane_until_acked else self._base(acked)
+        if self.live_from is not None and reached >= self.live_from - 1:
             self.sent_through = max(self.sent_through, self.live_sent_through, acked)
             self.live_from = None
 

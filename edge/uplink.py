@@ -85,6 +85,8 @@ class Uplink:
                 live_lag_events=settings.live_lag_events,
                 live_events=settings.live_events,
                 drain_window_events=settings.drain_window_events,
+                # a lane read ahead at central pays off until central has the drain below it
+                lane_until_acked=settings.live_channel,
             ),
             time.monotonic(),
         )

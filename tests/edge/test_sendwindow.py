@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 from edge.sendwindow import (
     MAX_STALL_BACKOFF,
@@ -317,6 +318,24 @@ def test_the_drain_stops_short_of_the_lane_and_jumps_over_what_it_sent() -> None
     assert w.next_range(acked=980, head=1004) is None  # 1001–1004 went live: nothing twice
     assert w.live_from is None and w.sent_through == 1004
     assert w.next_range(acked=990, head=1006) == SendRange(1005, 10, 4096)
+
+
+def test_a_lane_kept_until_acked_stays_open_once_the_drain_has_sent_up_to_it() -> None:
+    """With its own channel read ahead at central, the lane outlives the drain's last send:
+    the drain's last batches may wait at central behind other backlogs."""
+    w = SendWindow(replace(LIVE, lane_until_acked=True), 0.0)
+    w.on_connect(970, 0.0)
+    for last in (980, 990, 1000):
+        assert w.next_range(acked=970, head=1000) == SendRange(last - 9, 10, 4096)
+        w.on_published(last, acked=970, now=0.1)
+    assert w.live_from == 1001
+    assert w.next_range(acked=970, head=1000) is None  # the drain sent up to the lane
+    assert w.live_from == 1001  # and the lane stays open: central has not acked 1000
+    assert w.next_range(acked=990, head=1003) == SendRange(1001, 10, 4096, live=True)
+    w.on_published(1003, acked=990, now=0.2, live=True)
+    assert w.next_range(acked=990, head=1003) is None  # nothing twice, nothing into the lane
+    assert w.next_range(acked=1000, head=1005) == SendRange(1004, 10, 4096)  # acked: closed
+    assert w.live_from is None and w.rewinds == 0
 
 
 def test_central_s_replay_requests_for_the_lane_s_gap_are_not_taken() -> None:

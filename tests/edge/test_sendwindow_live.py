@@ -5,7 +5,7 @@ contiguous committed seq."""
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -23,6 +23,8 @@ LIMITS = WindowLimits(
     live_events=12,
     drain_window_events=21,
 )
+# the lane kept open until central's ack reaches it (a live channel read ahead at central)
+UNTIL_ACKED = replace(LIMITS, lane_until_acked=True)
 EPOCH = "0000e1e1"
 
 
@@ -50,12 +52,16 @@ class Central:
 
 @dataclass
 class Gateway:
-    window: SendWindow = field(default_factory=lambda: SendWindow(LIMITS, 0.0))
+    limits: WindowLimits = LIMITS
+    window: SendWindow = field(init=False)
     head: int = 0
     acked: int = 0
     now: float = 0.0
     published: int = 0  # events
     flight: deque[tuple[int, int]] = field(default_factory=deque)
+
+    def __post_init__(self) -> None:
+        self.window = SendWindow(self.limits, 0.0)
 
     def send(self, batch_cut: int) -> None:
         while (r := self.window.next_range(acked=self.acked, head=self.head)) is not None:
@@ -87,7 +93,7 @@ actions = st.lists(
 def settle(gw: Gateway, central: Central) -> None:
     """The network heals: deliver everything, let time pass until central has it all."""
     for _ in range(10_000):
-        gw.send(LIMITS.batch_events)
+        gw.send(gw.limits.batch_events)
         if gw.flight:
             gw.deliver(central, drop=False)
             continue
@@ -98,12 +104,16 @@ def settle(gw: Gateway, central: Central) -> None:
     raise AssertionError("did not settle")
 
 
-@given(backlog=st.integers(min_value=0, max_value=300), steps=actions)
-@settings(max_examples=300, deadline=None)
+@given(
+    backlog=st.integers(min_value=0, max_value=300),
+    steps=actions,
+    limits=st.sampled_from([LIMITS, UNTIL_ACKED]),
+)
+@settings(max_examples=400, deadline=None)
 def test_every_event_reaches_central_whatever_the_network_does(
-    backlog: int, steps: list[tuple[str, int]]
+    backlog: int, steps: list[tuple[str, int]], limits: WindowLimits
 ) -> None:
-    gw, central = Gateway(head=backlog), Central()
+    gw, central = Gateway(limits, head=backlog), Central()
     gw.window.on_connect(0, 0.0)
     for action, n in steps:
         if action == "journal":
@@ -122,14 +132,18 @@ def test_every_event_reaches_central_whatever_the_network_does(
     assert gw.acked == central.committed == gw.head
 
 
-@given(backlog=st.integers(min_value=0, max_value=300), steps=actions)
-@settings(max_examples=300, deadline=None)
+@given(
+    backlog=st.integers(min_value=0, max_value=300),
+    steps=actions,
+    limits=st.sampled_from([LIMITS, UNTIL_ACKED]),
+)
+@settings(max_examples=400, deadline=None)
 def test_without_loss_nothing_is_published_twice(
-    backlog: int, steps: list[tuple[str, int]]
+    backlog: int, steps: list[tuple[str, int]], limits: WindowLimits
 ) -> None:
     """No drop, no reconnect, no stall (time stands still): the lane and the drain together
     publish every event exactly once, whatever the order of journaling and acks."""
-    gw, central = Gateway(head=backlog), Central()
+    gw, central = Gateway(limits, head=backlog), Central()
     gw.window.on_connect(0, 0.0)
     for action, n in steps:
         if action == "journal":
@@ -138,7 +152,7 @@ def test_without_loss_nothing_is_published_twice(
             gw.deliver(central, drop=False)
         gw.send(1 + n % LIMITS.batch_events)
     while gw.flight or gw.acked < gw.head:
-        gw.send(LIMITS.batch_events)
+        gw.send(gw.limits.batch_events)
         gw.deliver(central, drop=False)
     assert central.stored == set(range(1, gw.head + 1))
     assert gw.published == gw.head

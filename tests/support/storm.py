@@ -171,8 +171,9 @@ def make_gateways(
         for _ in range(backlog):
             sim.produce(now)
         sim.backlog = backlog
-        if live_channel:
+        if live_channel:  # as the uplink does with uplink.live_channel
             sim.topic_live = topics.topic(sim.hall, sim.gateway, topics.Channel.LIVE)
+            sim.window.limits = replace(sim.window.limits, lane_until_acked=True)
         if lane is not None:
             sim.window.limits = replace(
                 sim.window.limits,
