@@ -18,7 +18,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
-from sqlalchemy import Table, insert, select, update
+from sqlalchemy import Table, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from central.config import AnomaliesConfig
@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 Detect = Callable[[list[Facts]], list[Anomaly]]  # the detector with its settings bound
 QUEUES: dict[str, Table] = {"day": anomaly_day_queue, "week": anomaly_week_queue}
 DUE_STATE = "gaming.{kind}.marked"  # correlation_state: the last period start marked
+SCHEDULE_LOCK_KEY = 0x6877_6761  # "hwga": one scheduler transaction at a time (PostgreSQL)
 
 
 @dataclass
@@ -98,8 +99,18 @@ async def mark(engine: AsyncEngine, period: Period, halls: Sequence[str] | None 
         )
 
 
+async def _one_scheduler(conn: AsyncConnection) -> None:
+    """Every aggregator runs the schedule: one transaction at a time reads and moves a period's
+    mark (two that both read "not marked" both inserted it, and one failed on the key)."""
+    if conn.dialect.name == "postgresql":
+        await conn.execute(select(func.pg_advisory_xact_lock(SCHEDULE_LOCK_KEY)))
+    else:
+        await correlation_store.lock_for_write(conn)
+
+
 async def schedule(engine: AsyncEngine, now: dt.datetime, after_hour: int) -> dict[str, int]:
-    """Mark each period due that was not marked yet; how many hall-periods per kind."""
+    """Mark each period due that was not marked yet; how many hall-periods per kind. Each
+    period is queued once, whichever aggregator gets to it first."""
     marked: dict[str, int] = {}
     for kind, period in due(now, after_hour).items():
         name = DUE_STATE.format(kind=kind)
@@ -107,9 +118,15 @@ async def schedule(engine: AsyncEngine, now: dt.datetime, after_hour: int) -> di
             last = await _last_marked(conn, name)
         if last is not None and last >= period.start:
             continue
-        marked[kind] = await mark(engine, period)
+        halls = await _halls_with_data(engine, period)
         async with engine.begin() as conn:
-            await correlation_store.lock_for_write(conn)
+            await _one_scheduler(conn)
+            last = await _last_marked(conn, name)  # again, under the lock
+            if last is not None and last >= period.start:
+                continue
+            marked[kind] = await workqueue.mark(
+                conn, [(h, period.start) for h in halls], queue=QUEUES[period.kind]
+            )
             await _set_marked(conn, name, period.start, known=last is not None)
     return marked
 

@@ -6,6 +6,7 @@ cases reach the 通报 and the staff scorecard."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 
 from sqlalchemy import select
@@ -169,3 +170,16 @@ async def test_a_hall_period_that_fails_waits_for_its_retry_without_holding_the_
     async with site.engine.connect() as conn:
         left = (await conn.execute(select(anomaly_day_queue.c.hall_id))).scalars().all()
     assert left == ["H1"]  # queued again, for a later try
+
+
+async def test_aggregators_scheduling_at_once_queue_each_period_once(site: Site) -> None:
+    """Every aggregator runs the schedule; side by side they neither fail on the period's
+    mark nor queue its hall-periods twice."""
+    beijing = dt.timezone(dt.timedelta(hours=8))
+    now = dt.datetime.combine(site.seed.today + dt.timedelta(days=1), dt.time(3), beijing)
+    runs = await asyncio.gather(*(job.schedule(site.engine, now, 2) for _ in range(4)))
+    assert sum(run.get("day", 0) for run in runs) == len({"H1", "H2"})  # the seeded halls
+    async with site.engine.connect() as conn:
+        queued = (await conn.execute(select(anomaly_day_queue))).all()
+    assert sorted(r.hall_id for r in queued) == ["H1", "H2"]
+    assert {r.generation for r in queued} == {1}  # marked once each, not bumped by a rival
