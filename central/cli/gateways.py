@@ -228,8 +228,8 @@ def broker_partitions(config: ConfigOption = None) -> None:
     commit (from the heartbeats the aggregators send on the broker once a second)."""
     import asyncio
 
-    from central.spine.amqp_intake import broker_view
     from central.spine.amqp_share import describe
+    from central.spine.amqp_view import broker_view
     from hallkit.clock import utc_now
 
     cfg = load_config(config, logs="untouched")

@@ -96,6 +96,9 @@ class _Session:
     live_consumers: dict[int, tuple[AbstractQueue, str]] = field(default_factory=dict)
     open: bool = True
     ack_through: AbstractIncomingMessage | None = None  # the next multiple ack to send
+    # the live partitions' own channel: its multiple acks never wait for a drain delivery
+    # before them, which would hold the live prefetch full behind the backlog
+    live: _Session | None = None
     acking: bool = False  # one ack at a time: a later one sent first voids the earlier tag
 
     async def send_acks(self) -> None:
@@ -233,7 +236,7 @@ class AmqpConsumer:
         while not self._stopping:
             url = urls[turn % len(urls)]
             turn += 1
-            where = _node_of(url)
+            where = node_of(url)
             try:
                 connection = await aio_pika.connect(url, timeout=CONNECT_TIMEOUT_S)
             except Exception as exc:  # refused, timed out, DNS: try the next node
@@ -244,13 +247,13 @@ class AmqpConsumer:
             try:
                 await self._serve(connection, where)
             except asyncio.CancelledError:
-                await asyncio.shield(_close_quietly(connection))
+                await asyncio.shield(close_quietly(connection))
                 raise
             except Exception as exc:
                 self._down(f"{where}: {type(exc).__name__}: {exc}")
             finally:
                 self._close_session()
-                await _close_quietly(connection)
+                await close_quietly(connection)
 
     async def _serve(self, connection: AbstractConnection, where: str) -> None:
         lost = asyncio.Event()
@@ -264,13 +267,16 @@ class AmqpConsumer:
         channel = await connection.channel(publisher_confirms=True)
         channel.close_callbacks.add(closed)
         queues = await _declare(channel, self.intake.partitions)
-        live_queues = await _declare_live(channel, self.intake.partitions)
         amq_topic = await channel.get_exchange(MQTT_EXCHANGE, ensure=False)
+        live_channel = await connection.channel()
+        live_channel.close_callbacks.add(closed)
+        await live_channel.set_qos(prefetch_count=self.intake.live_prefetch)
+        live_queues = await _declare_live(live_channel, self.intake.partitions)
         beats = await connection.channel()
         beats.close_callbacks.add(closed)
         members = amqp_share.Members(self.identity)
         exchange = await amqp_share.listen(beats, members.hear, self.identity)
-        session = _Session(channel, amq_topic)
+        session = _Session(channel, amq_topic, live=_Session(live_channel, amq_topic))
         self._session = session
         partitions = _Partitions(queues, live_queues)
         await self._follow(session, partitions, members.live())
@@ -301,13 +307,15 @@ class AmqpConsumer:
                 queue, tag = consumers.pop(index)
                 await queue.cancel(tag)  # deliveries held are still committed and acknowledged
         gained = mine - set(session.consumers)
+        assert session.live is not None
         for index in sorted(gained):
-            deliver = functools.partial(self._deliver, session, index)
-            # the prefetch is per consumer (basic.qos before basic.consume)
-            await session.channel.set_qos(prefetch_count=self.intake.live_prefetch)
+            # the live partition on its own channel (prefetch set there once)
+            deliver = functools.partial(self._deliver, session.live, index)
             queue = partitions.live_queues[index]
             session.live_consumers[index] = (queue, await queue.consume(deliver, no_ack=False))
+            # the prefetch is per consumer (basic.qos before basic.consume)
             await session.channel.set_qos(prefetch_count=self.intake.prefetch)
+            deliver = functools.partial(self._deliver, session, index)
             queue = partitions.queues[index]
             session.consumers[index] = (queue, await queue.consume(deliver, no_ack=False))
         if gone or gained:
@@ -319,7 +327,10 @@ class AmqpConsumer:
 
     def heartbeat(self, session: _Session) -> amqp_share.Heartbeat:
         unacked: dict[int, int] = {}
-        for partition in session.partition_of.values():
+        held = [*session.partition_of.values()]
+        if session.live is not None:
+            held += session.live.partition_of.values()
+        for partition in held:
             unacked[partition] = unacked.get(partition, 0) + 1
         return amqp_share.Heartbeat(
             aggregator=self.identity,
@@ -342,13 +353,14 @@ class AmqpConsumer:
 
     def _close_session(self) -> None:
         session, self._session = self._session, None
-        if session is not None:
-            session.open = False
-            session.unacked.clear()
-            session.done.clear()
-            session.partition_of.clear()
-            session.consumers.clear()
-            session.live_consumers.clear()
+        for closing in (session, session and session.live):
+            if closing is not None:
+                closing.open = False
+                closing.unacked.clear()
+                closing.done.clear()
+                closing.partition_of.clear()
+                closing.consumers.clear()
+                closing.live_consumers.clear()
         self._origin = {k: v for k, v in self._origin.items() if v[0].open}
 
     def _down(self, reason: str) -> None:
@@ -435,65 +447,11 @@ async def _publish(
         done.set_result(None)
 
 
-async def _close_quietly(connection: AbstractConnection) -> None:
+async def close_quietly(connection: AbstractConnection) -> None:
     with contextlib.suppress(Exception):  # already gone
         await asyncio.wait_for(connection.close(), 2.0)
 
 
-def _node_of(url: str) -> str:
+def node_of(url: str) -> str:
     """host:port of an AMQP URL, without the credentials (for logs)."""
     return url.rsplit("@", 1)[-1].split("/", 1)[0]
-
-
-@dataclass(frozen=True, slots=True)
-class PartitionDepth:
-    """One partition's lag: deliveries waiting in it (not yet handed to an aggregator) and how
-    many aggregators are subscribed (one of them active); ``None`` when it does not exist yet."""
-
-    name: str
-    waiting: int | None
-    consumers: int | None
-
-
-@dataclass(frozen=True, slots=True)
-class BrokerView:
-    """What ``hallwatch-central broker partitions`` shows: the node asked, each partition's
-    depth and the latest heartbeat of each live aggregator (its lag)."""
-
-    node: str
-    depths: list[PartitionDepth]
-    aggregators: list[amqp_share.Heartbeat]
-
-
-async def broker_view(intake: AmqpIntake, listen_s: float = 2.5) -> BrokerView:
-    """Ask the first node that answers; heartbeats are heard for ``listen_s`` (they come once a
-    second from each aggregator)."""
-    failures = []
-    for url in (u.get_secret_value() for u in intake.urls):
-        try:
-            connection = await aio_pika.connect(url, timeout=CONNECT_TIMEOUT_S)
-        except Exception as exc:
-            failures.append(f"{_node_of(url)}: {type(exc).__name__}: {exc}")
-            continue
-        try:
-            depths = await _depths(connection, intake.partitions)
-            beats = await amqp_share.heartbeats(await connection.channel(), listen_s)
-            return BrokerView(_node_of(url), depths, beats)
-        finally:
-            await _close_quietly(connection)
-    raise ConnectionError("no broker node answered: " + "; ".join(failures))
-
-
-async def _depths(connection: AbstractConnection, partitions: int) -> list[PartitionDepth]:
-    depths = []
-    names = [q.format(index=i) for q in (PARTITION_QUEUE, LIVE_QUEUE) for i in range(partitions)]
-    for name in names:
-        channel = await connection.channel()  # a missing queue closes its channel
-        try:
-            queue = await channel.declare_queue(name, passive=True)
-            result = queue.declaration_result
-            depths.append(PartitionDepth(name, result.message_count, result.consumer_count))
-            await channel.close()
-        except aio_pika.exceptions.ChannelNotFoundEntity:
-            depths.append(PartitionDepth(name, None, None))
-    return depths
