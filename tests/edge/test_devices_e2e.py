@@ -76,6 +76,27 @@ class Hall:
     def start_gateway(self, log: str = "edge.log") -> None:
         self.gateway = procs.edge(self.config, self.tmp / log)
 
+    def wait_up(self) -> None:
+        """Until the gateway journaled every evaluator's BOOT: they come one by one over the
+        bus after it opens, and a BOOT read after an INVITE to that device closes the invitation
+        (the device forgot it), so a test that invites earlier races the last BOOTs."""
+        procs.wait_until(
+            lambda: len(self.booted()) >= N_EVALUATORS,
+            30,
+            "the gateway to journal the evaluators' BOOT frames",
+        )
+
+    def booted(self) -> set[int]:
+        path = self.tmp / "edge-gw1" / "journal.db"
+        if not path.exists():
+            return set()
+        try:
+            with sqlite3.connect(path) as db:
+                docs = db.execute("SELECT doc FROM events WHERE kind = 'evaluator.boot'").fetchall()
+        except sqlite3.OperationalError:  # created, schema not yet committed
+            return set()
+        return {int(json.loads(doc)["body"]["addr"]) for (doc,) in docs}
+
     def close(self) -> None:
         if self.gateway is not None:
             self.gateway.stop()
@@ -148,11 +169,7 @@ def _wait_settled(hall: Hall, timeout: float = 30) -> None:
 
 def test_sixteen_evaluators_under_load_every_echoed_key_once(hall: Hall) -> None:
     hall.start_gateway()
-    procs.wait_until(
-        lambda: journal_head(hall.tmp) >= N_EVALUATORS,
-        30,
-        "the gateway to journal the evaluators' BOOT frames",
-    )
+    hall.wait_up()
     rng = random.Random(11)
     presses, started = 0, time.monotonic()
     while time.monotonic() - started < 8:  # aggregate ≈ 30 presses/s over 16 devices
@@ -193,7 +210,7 @@ def test_sixteen_evaluators_under_load_every_echoed_key_once(hall: Hall) -> None
 
 def test_service_finished_invites_and_key_is_tied_to_ticket(hall: Hall) -> None:
     hall.start_gateway()
-    procs.wait_until(lambda: journal_head(hall.tmp) >= N_EVALUATORS, 30, "gateway up")
+    hall.wait_up()
     qm = hall.qm
     hall.sims.call(lambda: qm.login(3, "100233"))
     ticket = hall.sims.call(lambda: qm.issue_ticket("A01", "不动产登记")).ticket
@@ -227,7 +244,7 @@ def test_service_finished_invites_and_key_is_tied_to_ticket(hall: Hall) -> None:
 
 def test_the_next_start_closes_the_invitation_a_call_does_not(hall: Hall) -> None:
     hall.start_gateway()
-    procs.wait_until(lambda: journal_head(hall.tmp) >= N_EVALUATORS, 30, "gateway up")
+    hall.wait_up()
     qm = hall.qm
     hall.sims.call(lambda: qm.login(4, "100244"))
     first = hall.sims.call(lambda: qm.issue_ticket("A01")).ticket
@@ -270,7 +287,7 @@ def test_a_resent_burst_finish_then_next_start_leaves_no_invitation_open(hall: H
     resends FN, CL, ST in one burst. The invitation for the finished service is closed by the
     start right behind it, in that order, so the next citizen's press is not taken for it."""
     hall.start_gateway()
-    procs.wait_until(lambda: journal_head(hall.tmp) >= N_EVALUATORS, 30, "gateway up")
+    hall.wait_up()
     qm = hall.qm
     hall.sims.call(lambda: qm.login(5, "100255"))
     first = hall.sims.call(lambda: qm.issue_ticket("A01")).ticket
@@ -326,7 +343,7 @@ def test_queue_duplicates_after_reconnects_never_duplicate_in_central(hall: Hall
 
 def test_serial_line_pulled_and_restored_mid_stream(hall: Hall) -> None:
     hall.start_gateway()
-    procs.wait_until(lambda: journal_head(hall.tmp) >= N_EVALUATORS, 30, "gateway up")
+    hall.wait_up()
     rng = random.Random(5)
     for step in range(60):
         hall.sims.call(lambda: hall.bus.press(0x81 + rng.randrange(N_EVALUATORS), 2))
@@ -349,7 +366,7 @@ def test_serial_line_pulled_and_restored_mid_stream(hall: Hall) -> None:
 def test_kill9_between_key_and_echo_arrives_once(hall: Hall) -> None:
     hall.sims.call(lambda: setattr(hall.bus.devices[0x85], "ignore_echoes", 2))
     hall.start_gateway()
-    procs.wait_until(lambda: journal_head(hall.tmp) >= N_EVALUATORS, 30, "gateway up")
+    hall.wait_up()
     event = hall.sims.call(lambda: hall.bus.press(0x85, 4))
     assert event is not None
     journal = hall.tmp / "edge-gw1" / "journal.db"
@@ -382,7 +399,7 @@ def _journaled_keys(path: Path) -> int:
 def test_unconfigured_evaluator_is_journaled_not_lost(hall: Hall) -> None:
     hall.sims.call(lambda: hall.bus.add(0x9A))  # on the bus, missing from the gateway config
     hall.start_gateway()
-    procs.wait_until(lambda: journal_head(hall.tmp) >= N_EVALUATORS, 30, "gateway up")
+    hall.wait_up()
     hall.sims.call(lambda: hall.bus.press(0x9A, 2))
     _wait_settled(hall)
     keys = [k for k in hall.central_events("evaluator.key") if k["addr"] == 0x9A]
