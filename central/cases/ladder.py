@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import and_, func, not_, or_, select, text, true
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from central.cases.store import clock_of
@@ -42,7 +41,7 @@ from central.rules.timelimit import (
     steps,
 )
 from central.rules.workdays import WorkCalendar, business_date, day_start, load_overrides
-from central.store.db import insert_ignore
+from central.store.db import dialect_insert, insert_ignore
 from central.store.schema import case_suspensions, cases
 from central.store.schema_cases import case_ladder, case_steps
 from hallkit.clock import utc_now
@@ -351,7 +350,7 @@ async def _record(
 
 
 def _upsert_ladder(dialect: str) -> Any:
-    stmt = postgresql.insert(case_ladder) if dialect == "postgresql" else sqlite.insert(case_ladder)
+    stmt = dialect_insert(dialect, case_ladder)
     keep = {c.name: stmt.excluded[c.name] for c in case_ladder.c if c.name != "case_no"}
     return stmt.on_conflict_do_update(index_elements=["case_no"], set_=keep)
 

@@ -27,10 +27,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import ColumnElement, Table, and_, delete, func, or_, select, tuple_, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from central.correlation.store import chunks
+from central.store.db import dialect_insert
 from central.store.schema_correlation import correlation_dirty
 
 RETRY_S = 30.0  # a hall-day whose computation failed waits this long before the next try
@@ -53,7 +53,7 @@ async def db_now(conn: AsyncConnection) -> dt.datetime:
 
 
 def _upsert(dialect: str, queue: Table) -> Any:
-    stmt = postgresql.insert(queue) if dialect == "postgresql" else sqlite.insert(queue)
+    stmt = dialect_insert(dialect, queue)
     return stmt.on_conflict_do_update(
         index_elements=[queue.c.hall_id, queue.c.business_day],
         set_={"generation": queue.c.generation + 1},

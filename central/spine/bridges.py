@@ -18,14 +18,13 @@ from __future__ import annotations
 import weakref
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlalchemy import case, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from central.security.broker_acl import BRIDGE_STATE
 from central.spine.reading import Incoming, Rejected
+from central.store.db import dialect_insert
 from central.store.schema import bridge_links
 from hallkit.clock import utc_now
 from protocols.topics import TopicError, check_id
@@ -69,12 +68,9 @@ async def record(engine: AsyncEngine, msg: Incoming) -> tuple[str, bool]:
     """Store one notification; ``changed_at`` moves only when the state does."""
     name, up = read_notification(msg)
     at = msg.received_at
-    insert: Any = (
-        postgresql.insert(bridge_links)
-        if engine.dialect.name == "postgresql"
-        else sqlite.insert(bridge_links)
+    stmt = dialect_insert(engine, bridge_links).values(
+        bridge=name, up=up, changed_at=at, heard_at=at
     )
-    stmt = insert.values(bridge=name, up=up, changed_at=at, heard_at=at)
     stmt = stmt.on_conflict_do_update(
         index_elements=["bridge"],
         set_={

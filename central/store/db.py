@@ -41,12 +41,20 @@ def make_engine(url: str = DEFAULT_URL, **kwargs: Any) -> AsyncEngine:
     return create_async_engine(url, **kwargs)
 
 
+def dialect_insert(engine_or_dialect: Any, table: Table) -> Any:
+    """The dialect's own INSERT (with ``on_conflict_do_nothing`` / ``_do_update`` and
+    ``excluded``), for an engine, a connection's dialect or a dialect name."""
+    name = (
+        engine_or_dialect
+        if isinstance(engine_or_dialect, str)
+        else getattr(engine_or_dialect, "name", None) or engine_or_dialect.dialect.name
+    )
+    return postgresql.insert(table) if name == "postgresql" else sqlite.insert(table)
+
+
 def insert_ignore(engine_or_dialect: Any, table: Table) -> Any:
     """INSERT … ON CONFLICT DO NOTHING for the engine's dialect."""
-    name = getattr(engine_or_dialect, "name", None) or engine_or_dialect.dialect.name
-    if name == "postgresql":
-        return postgresql.insert(table).on_conflict_do_nothing()
-    return sqlite.insert(table).on_conflict_do_nothing()
+    return dialect_insert(engine_or_dialect, table).on_conflict_do_nothing()
 
 
 class JsonText(str):
