@@ -94,9 +94,11 @@ async def mark(engine: AsyncEngine, period: Period, halls: Sequence[str] | None 
     chosen = list(halls) if halls is not None else await _halls_with_data(engine, period)
     async with engine.begin() as conn:
         await correlation_store.lock_for_write(conn)
-        return await workqueue.mark(
-            conn, [(h, period.start) for h in chosen], queue=QUEUES[period.kind]
-        )
+        return await _queue(conn, period, chosen)
+
+
+async def _queue(conn: AsyncConnection, period: Period, halls: Sequence[str]) -> int:
+    return await workqueue.mark(conn, [(h, period.start) for h in halls], queue=QUEUES[period.kind])
 
 
 async def _one_scheduler(conn: AsyncConnection) -> None:
@@ -115,7 +117,7 @@ async def schedule(engine: AsyncEngine, now: dt.datetime, after_hour: int) -> di
     for kind, period in due(now, after_hour).items():
         name = DUE_STATE.format(kind=kind)
         async with engine.connect() as conn:
-            last = await _last_marked(conn, name)
+            last = await _last_marked(conn, name)  # most runs stop here, without the lock
         if last is not None and last >= period.start:
             continue
         halls = await _halls_with_data(engine, period)
@@ -124,9 +126,7 @@ async def schedule(engine: AsyncEngine, now: dt.datetime, after_hour: int) -> di
             last = await _last_marked(conn, name)  # again, under the lock
             if last is not None and last >= period.start:
                 continue
-            marked[kind] = await workqueue.mark(
-                conn, [(h, period.start) for h in halls], queue=QUEUES[period.kind]
-            )
+            marked[kind] = await _queue(conn, period, halls)
             await _set_marked(conn, name, period.start, known=last is not None)
     return marked
 
