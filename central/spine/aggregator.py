@@ -1,7 +1,16 @@
 """The aggregator process: consume, ingest in groups, acknowledge after commit.
 
 Gateway state messages do not go through a transaction each: the latest of every gateway waits
-in ``central.spine.states`` and all are written together about twice a second."""
+in ``central.spine.states`` and all are written together about twice a second.
+
+The gateways' live lanes (``hw/v1/H/G/live``) have a path of their own on PostgreSQL
+(``ingest.live``): their batches are taken as they arrive, in small groups with gateways in
+turns, and committed in transactions of their own beside the drain's group pipeline, so a
+hall's presses wait neither for the drain's group being committed nor for the one read ahead
+(each up to 2 MB in a reconnect storm). One gateway's live and drain batches may so commit at
+once: its row lock orders them, and its acks never go back to an older commit's
+(``outcome.SentAcks``). On SQLite (one writer, and reads outside the write transaction) one
+transaction at a time: the drain's groups take the live batches first."""
 
 from __future__ import annotations
 
@@ -36,7 +45,7 @@ from central.spine.admission import Admission
 from central.spine.amqp_intake import AmqpConsumer
 from central.spine.consumer import Consumer
 from central.spine.ingest import Ingestor
-from central.spine.outcome import AckDecision
+from central.spine.outcome import AckDecision, SentAcks
 from central.spine.reading import (
     Incoming,
     Rejected,
@@ -46,7 +55,7 @@ from central.spine.reading import (
     unreachable,
 )
 from central.spine.states import StateBook
-from central.spine.turns import sender_of
+from central.spine.turns import LIVE_GROUP_BYTES, sender_of
 from central.store import partitions
 from central.store.db import make_engine
 from central.store.migrate import upgrade
@@ -107,11 +116,15 @@ class Aggregator:
                 admission=admission,
             )
         self.consuming = True  # not in a dashboard process (``start_api_only``)
+        # the live lanes' batches committed on their own path: PostgreSQL's row locks let two
+        # ingest transactions run at once; SQLite's one writer would refuse the second
+        self.live_path = self.engine.dialect.name == "postgresql"
+        self.consumer.waiting.live_apart = self.live_path
         # read, waiting for the group before it to commit (one at most: the rest waits in
         # the consumer, where its PUBACKs pace the broker)
         self._read: asyncio.Queue[tuple[list[Incoming], list[Unit]]] = asyncio.Queue(1)
         self._holding: Counter[str] = Counter()  # messages per sender in those groups
-        self._last_ack: dict[str, tuple[AckDecision, float]] = {}  # per gateway, sent when
+        self._acks = SentAcks()  # per gateway: the last ack sent, and when
         self.failure: str | None = None  # a task given up: the process should stop
         self.failed = asyncio.Event()
 
@@ -137,6 +150,8 @@ class Aggregator:
         spawn = self.supervisor.spawn
         spawn("ingest.read", self._read_ahead)
         spawn("ingest", self._ingest_loop)
+        if self.live_path:
+            spawn("ingest.live", self._live_loop)
         spawn("ingest.drops", self._report_drops)
         spawn("ingest.waiting", self._ack_waiting)
         spawn("ingest.states", self.states.run_forever)
@@ -222,17 +237,31 @@ class Aggregator:
     async def _ingest_loop(self) -> None:
         while True:
             group, units = await self._read.get()
-            try:
-                await self._handle(group, units)
-            except Exception:
-                # nothing was acknowledged: the gateways resend after their ack timeout
-                log.exception("ingest: a group of %d messages failed; awaiting resend", len(group))
-                await asyncio.sleep(0.5)
-            finally:
-                for msg in group:
-                    self.consumer.done(msg)
-                self._holding.subtract(sender_of(msg.topic) for msg in group)
-                self._holding = +self._holding  # senders with nothing held leave
+            await self._commit_group(group, units)
+
+    async def _live_loop(self) -> None:
+        """The live lanes' batches as they arrive, committed beside the drain's groups: a
+        live batch waits for the live group before it at most, a few presses per gateway."""
+        while True:
+            group = await self.consumer.next_live_group(
+                self.config.ingest.max_group, LIVE_GROUP_BYTES
+            )
+            self._holding.update(sender_of(msg.topic) for msg in group)
+            await self._commit_group(group, [self.ingestor.read(msg) for msg in group])
+
+    async def _commit_group(self, group: list[Incoming], units: list[Unit]) -> None:
+        """Store a group, acknowledge it to the gateways and then to the broker."""
+        try:
+            await self._handle(group, units)
+        except Exception:
+            # nothing was acknowledged: the gateways resend after their ack timeout
+            log.exception("ingest: a group of %d messages failed; awaiting resend", len(group))
+            await asyncio.sleep(0.5)
+        finally:
+            for msg in group:
+                self.consumer.done(msg)
+            self._holding.subtract(sender_of(msg.topic) for msg in group)
+            self._holding = +self._holding  # senders with nothing held leave
 
     async def _report_drops(self) -> None:
         """Messages dropped unread become a ``flood_dropped`` alarm on their gateway."""
@@ -273,7 +302,7 @@ class Aggregator:
                 return await step()
             except StoreUnavailable as exc:
                 log.warning(
-                    "ingest: database unreachable (%s); the group again in %.2f s, nothing "
+                    "ingest: database unavailable (%s); the group again in %.2f s, nothing "
                     "acknowledged meanwhile",
                     exc,
                     delay,
@@ -331,7 +360,7 @@ class Aggregator:
             now = time.monotonic()
             for sender in {*self.consumer.senders_waiting(), *self._holding}:
                 hall, _, gateway = sender.partition("/")
-                last = self._last_ack.get(gateway)
+                last = self._acks.last.get(gateway)
                 if last is not None and now - last[1] < WAITING_ACK_S:
                     continue
                 decision = (
@@ -345,7 +374,7 @@ class Aggregator:
                     continue
 
     def _acknowledge(self, decision: AckDecision) -> None:
-        self._last_ack[decision.gateway] = (decision, time.monotonic())
+        decision = self._acks.to_send(decision, time.monotonic())
         ack = Ack(
             hall=decision.hall,
             gateway=decision.gateway,

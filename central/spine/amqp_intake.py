@@ -10,12 +10,15 @@ in order. Each queue has a single active consumer. The aggregators share the par
 its share and takes over a departed one's partitions once its heartbeats stop.
 
 The gateways' live lanes (``hw/v1/H/G/live``) have partitions of their own (``hw.intake.live.N``,
-fed by their own consistent-hash exchange, consumed with their own prefetch by the owner of
-partition N), and every group takes what waits from them first: in a reconnect storm a live
-batch waits for the group in progress, not behind every backlog delivered before it. A
-gateway's live and drain batches may so be read by two aggregators at once; the store's
-``(gateway, seq)`` key and its lock on the gateway row keep that exactly once, and central
-acknowledges the contiguous seq (what a lane sent beyond a gap waits in ``pending_ranges``).
+fed by their own consistent-hash exchange, consumed on an AMQP channel of their own with their
+own prefetch by the owner of partition N) and wait apart from the rest (``turns.Waiting``): the
+aggregator commits them on a path of its own (``next_live_group``), beside the drain's groups,
+so in a reconnect storm a live batch waits neither behind the backlogs delivered before it nor
+for the drain's group in progress. A gateway's live and drain batches may so be in two
+transactions at once (of one aggregator or of two); the store's ``(gateway, seq)`` key and its
+lock on the gateway row keep that exactly once, and central acknowledges the contiguous seq
+(what a lane sent beyond a gap waits in ``pending_ranges``). Without a live path (SQLite)
+every drain group takes the live batches first.
 
 Deliveries are acknowledged after ``done()`` (the aggregator calls it once the group holding
 the message has committed or quarantined it), in batches: the highest delivery tag below which
@@ -52,7 +55,7 @@ from aio_pika.abc import (
 from central.config import AmqpIntake
 from central.spine import amqp_share, bridges
 from central.spine.reading import Incoming
-from central.spine.turns import GROUP_BYTES, live_first, sender_of
+from central.spine.turns import GROUP_BYTES, LIVE_GROUP_BYTES, Waiting, is_live
 from hallkit.clock import utc_now
 from hallkit.supervise import TaskRecord, TaskState
 from protocols import topics
@@ -134,14 +137,12 @@ class AmqpConsumer:
         self.intake = intake
         self.record = record or TaskRecord("mqtt.consumer", state=TaskState.RESTARTING)
         self.record.state = TaskState.RESTARTING  # until the first connection
-        self.queue: asyncio.Queue[Incoming] = asyncio.Queue()
         self.connected = asyncio.Event()
         self._stopping = False
         self._runner: asyncio.Task[None] | None = None
         self._session: _Session | None = None
         self._origin: dict[int, tuple[_Session, AbstractIncomingMessage]] = {}  # id(Incoming)
-        self._waiting: dict[str, deque[Incoming]] = {}
-        self._live: dict[str, deque[Incoming]] = {}  # live lanes' batches: taken first
+        self.waiting = Waiting()  # received, not yet in a group
         self._publishing: set[asyncio.Task[None]] = set()
         self.identity = amqp_share.new_identity()
         self.last_commit: datetime | None = None
@@ -162,29 +163,19 @@ class AmqpConsumer:
     # -- the aggregator's side ------------------------------------------------------------
 
     async def next_group(self, max_group: int, max_bytes: int = GROUP_BYTES) -> list[Incoming]:
-        """The next messages to ingest together: gateways take turns, one message each, the
-        live lanes' batches first."""
-        while True:
-            if not self._waiting and not self._live:
-                self._wait(await self.queue.get())
-            while not self.queue.empty():
-                self._wait(self.queue.get_nowait())
-            group = live_first(self._live, self._waiting, max_group, max_bytes)
-            if group:
-                return group
+        """The next messages to ingest together: gateways take turns, one message each (the
+        live lanes' batches first, unless they have a path of their own)."""
+        return await self.waiting.drain_group(max_group, max_bytes)
+
+    async def next_live_group(
+        self, max_group: int, max_bytes: int = LIVE_GROUP_BYTES
+    ) -> list[Incoming]:
+        """The live lanes' batches, gateways in turns (``waiting.live_apart``)."""
+        return await self.waiting.live_group(max_group, max_bytes)
 
     def senders_waiting(self) -> list[str]:
         """Senders (hall/gateway) with messages received and not yet taken into a group."""
-        return list({**self._live, **self._waiting})
-
-    def _wait(self, msg: Incoming) -> None:
-        origin = self._origin.get(id(msg))
-        if origin is None or not origin[0].open:
-            # delivered on a connection that has gone: the broker delivers it again
-            self._origin.pop(id(msg), None)
-            return
-        waiting = self._live if is_live(msg.topic) else self._waiting
-        waiting.setdefault(sender_of(msg.topic), deque()).append(msg)
+        return self.waiting.senders()
 
     def done(self, message: Incoming) -> None:
         """Committed (or quarantined): acknowledge it, with everything delivered before it
@@ -349,7 +340,7 @@ class AmqpConsumer:
         session.partition_of[delivery.delivery_tag or 0] = partition
         message = Incoming(topic_of(delivery.routing_key or ""), delivery.body, utc_now())
         self._origin[id(message)] = (session, delivery)
-        self.queue.put_nowait(message)
+        self.waiting.add(message, live=is_live(message.topic))
 
     def _close_session(self) -> None:
         session, self._session = self._session, None
@@ -362,6 +353,8 @@ class AmqpConsumer:
                 closing.consumers.clear()
                 closing.live_consumers.clear()
         self._origin = {k: v for k, v in self._origin.items() if v[0].open}
+        # delivered on the connection that has gone: the broker delivers them again
+        self.waiting.keep(lambda msg: id(msg) in self._origin)
 
     def _down(self, reason: str) -> None:
         was_up = self.connected.is_set()
@@ -380,10 +373,6 @@ class AmqpConsumer:
         task = asyncio.create_task(work)
         self._publishing.add(task)
         task.add_done_callback(self._publishing.discard)
-
-
-def is_live(topic_name: str) -> bool:
-    return topic_name.endswith("/" + topics.Channel.LIVE)
 
 
 @dataclass(frozen=True, slots=True)

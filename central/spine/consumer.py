@@ -29,7 +29,11 @@ The connection's state is the ``mqtt.consumer`` record in ``/healthz``.
 
 Groups for ingest are taken from the received messages in turns, one gateway after another
 (each gateway's own messages in order), and bounded in bytes: a gateway with a backlog of large
-or costly messages does not put them all ahead of another hall's next batch.
+or costly messages does not put them all ahead of another hall's next batch. When the
+aggregator has a live path (PostgreSQL: ``turns.Waiting.live_apart``) the live lanes' batches
+(``hw/v1/H/G/live``) wait apart and it commits them beside the drain's groups
+(``next_live_group``), so a hall's presses do not wait for another gateway's backlog being
+committed; otherwise (SQLite, one writer) they are read in arrival order with the rest.
 
 While another gateway holds slots, one gateway may hold at most ``per_gateway`` of them: what
 it sends beyond them is dropped unread (not acknowledged, so a real gateway sends it again),
@@ -57,7 +61,7 @@ from central.config import BrokerConfig
 from central.spine import bridges
 from central.spine.admission import Admission
 from central.spine.reading import Incoming
-from central.spine.turns import GROUP_BYTES, sender_of, take_turns
+from central.spine.turns import GROUP_BYTES, LIVE_GROUP_BYTES, Waiting, is_live, sender_of
 from hallkit.mqtt import Acks, ClientOptions, Connection, Message, MqttClient, Publication
 from hallkit.supervise import TaskRecord, TaskState
 from protocols import topics
@@ -84,7 +88,6 @@ class Consumer:
         self.record = record or TaskRecord("mqtt.consumer", state=TaskState.RESTARTING)
         self.record.state = TaskState.RESTARTING  # until the first connection
         self._stopping = False
-        self.queue: asyncio.Queue[Incoming] = asyncio.Queue()
         self.connected = asyncio.Event()
         self._max_pending = max_pending
         self._max_bytes = max_bytes
@@ -97,7 +100,7 @@ class Consumer:
         self.shed: Counter[str] = Counter()  # messages dropped over a gateway's share
         self.throttled: Counter[str] = Counter()  # messages dropped over its rate budget
         self._admission = admission
-        self._waiting: dict[str, deque[Incoming]] = {}  # received, not yet in a group
+        self.waiting = Waiting()  # received, not yet in a group
         self._shed_logged = 0.0
         group = broker.group
         self._mqtt = MqttClient(
@@ -142,18 +145,22 @@ class Consumer:
 
     async def next_group(self, max_group: int, max_bytes: int = GROUP_BYTES) -> list[Incoming]:
         """The next messages to ingest together: gateways take turns, one message each."""
-        if not self._waiting:
-            self._wait(await self.queue.get())
-        while not self.queue.empty():
-            self._wait(self.queue.get_nowait())
-        return take_turns(self._waiting, max_group, max_bytes)
+        return await self.waiting.drain_group(max_group, max_bytes)
+
+    async def next_live_group(
+        self, max_group: int, max_bytes: int = LIVE_GROUP_BYTES
+    ) -> list[Incoming]:
+        """The live lanes' batches, gateways in turns (``waiting.live_apart``)."""
+        return await self.waiting.live_group(max_group, max_bytes)
 
     def senders_waiting(self) -> list[str]:
         """Senders (hall/gateway) with messages received and not yet taken into a group."""
-        return list(self._waiting)
+        return self.waiting.senders()
 
-    def _wait(self, msg: Incoming) -> None:
-        self._waiting.setdefault(sender_of(msg.topic), deque()).append(msg)
+    def receive(self, msg: Incoming) -> None:
+        """A received message waits for its turn in a group (apart when it is a live lane's
+        batch and the aggregator commits those on their own)."""
+        self.waiting.add(msg, live=self.waiting.live_apart and is_live(msg.topic))
 
     def done(self, message: Incoming) -> None:
         """One received message is committed (or quarantined): free its share, and let the
@@ -242,7 +249,7 @@ class Consumer:
     def _hand_over(self, message: Message) -> None:
         """On the loop: one admitted message waits for its turn in a group; its PUBACK goes
         now, or once enough of what waits is committed (in order of arrival)."""
-        self.queue.put_nowait(Incoming(message.topic, message.payload, message.received))
+        self.receive(Incoming(message.topic, message.payload, message.received))
         self.pending += 1
         self.pending_bytes += len(message.payload)
         if self._unacked or not self._room():

@@ -14,7 +14,10 @@ as consumed. Acknowledging past it is safe because the quarantine row holds the 
 nothing is lost, and the gateway's stream does not stop on one poisoned event. Only errors that
 say nothing about the data (the database unreachable or locked) leave a group unacknowledged: the
 aggregator tries the whole group again after a pause (``StoreUnavailable``), and a part of a split
-group waits for the gateway to send it again.
+group waits for the gateway to send it again. A transaction that lost to a concurrent one (a
+deadlock, a lock wait past ``lock_timeout``: the live and drain paths, or two aggregators, may
+hold one gateway's batches at once) is run again at once a few times, then counts as the
+database unavailable; it never quarantines anything.
 
 Sequence truth: a seq that arrives again with other content than the stored one is refused,
 quarantined and raised as an alarm on the gateway (``gateway_alarms``); a batch that would move a
@@ -33,6 +36,7 @@ yields ``central.spine.outcome``.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Sequence
@@ -40,7 +44,7 @@ from typing import Any
 
 import pydantic_core
 from sqlalchemy import bindparam, func, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from central.spine.outcome import AckDecision, IngestStats, Outcome, Progress, Txn
@@ -54,6 +58,7 @@ from central.spine.reading import (
     StoreUnavailable,
     Unit,
     Unregistered,
+    contended,
     event_digest,
     failure,
     printable,
@@ -91,6 +96,8 @@ log = logging.getLogger(__name__)
 REPLAY_REQUEST_INTERVAL_S = 2.0  # ask a gateway for the same gap at most this often
 QUARANTINE_ROWS_PER_GATEWAY = 1000
 QUARANTINE_BYTES_PER_GATEWAY = 8 * 1024 * 1024
+CONTENDED_ATTEMPTS = 3  # a transaction that lost to another: run again at once this often
+CONTENDED_PAUSE_S = 0.05  # times the attempt: the winner commits meanwhile
 
 
 class Ingestor(StateWriting):
@@ -154,7 +161,7 @@ class Ingestor(StateWriting):
         try:
             outcome.absorb(await self._commit(units))
         except Exception as exc:
-            if whole and unreachable(exc):
+            if whole and (unreachable(exc) or contended(exc)):
                 raise StoreUnavailable(failure(exc)[:300]) from exc
             if transient(exc):
                 log.error(
@@ -226,6 +233,17 @@ class Ingestor(StateWriting):
         gap, or compared with what the store holds). Should a row be there all the same, the
         COPY fails on the key and the group runs again with ``INSERT … ON CONFLICT DO
         NOTHING``, as SQLite always does."""
+        for attempt in range(1, CONTENDED_ATTEMPTS + 1):
+            try:
+                return await self._commit_copy_or_insert(units)
+            except DBAPIError as exc:
+                if attempt == CONTENDED_ATTEMPTS or not contended(exc):
+                    raise
+                log.info("ingest: a transaction lost to another (%s); again", failure(exc)[:200])
+                await asyncio.sleep(CONTENDED_PAUSE_S * attempt)
+        raise AssertionError("unreachable")
+
+    async def _commit_copy_or_insert(self, units: list[Unit]) -> Txn:
         copy = self.engine.dialect.name == "postgresql"
         try:
             return await self._commit_once(units, copy=copy)
@@ -479,11 +497,20 @@ class Ingestor(StateWriting):
                 replay_from = want
                 self._last_replay[gateway] = (want, now)
         if not state.speaks_epoch:  # an older gateway: it raises its floor past our ack
-            return AckDecision(state.hall, gateway, state.committed, replay_from)
+            return AckDecision(
+                state.hall, gateway, state.committed, replay_from, stored_through=state.committed
+            )
         # Never acknowledge what this gateway did not send: a restored journal's own events
         # below our committed seq must be compared first, not trimmed on our word.
         through = min(state.committed, state.seen_through)
-        return AckDecision(state.hall, gateway, through, replay_from, epoch=state.epoch)
+        return AckDecision(
+            state.hall,
+            gateway,
+            through,
+            replay_from,
+            epoch=state.epoch,
+            stored_through=state.committed,
+        )
 
 
 async def _insert_events(conn: AsyncConnection, txn: Txn) -> None:

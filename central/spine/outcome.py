@@ -3,7 +3,7 @@ acknowledgements that follow once it committed."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 
@@ -15,6 +15,47 @@ class AckDecision:
     replay_from: int | None
     epoch: str | None = None
     rebase_to: int | None = None
+    # the gateway's committed seq in the store after the commit that decided this ack: it
+    # never falls from one commit of a gateway to the next (they take its row lock in turn),
+    # so it orders acks of one gateway decided by concurrent transactions (None: no commit's)
+    stored_through: int | None = None
+
+
+class SentAcks:
+    """The last ack sent to each gateway, and never one from an older commit after it.
+
+    A gateway's live and drain batches may commit in two transactions at once; their acks can
+    be ready in the other order than the commits. The older one would say less than the
+    gateway has heard, and its replay request (for a gap the newer commit filled) would make
+    the gateway send its unacknowledged window again (``edge/sendwindow.py`` takes a replay
+    request below its ack). So in its place the last ack sent goes again, without any
+    request: the gateway still hears an answer, and it hears nothing it had not heard."""
+
+    def __init__(self) -> None:
+        self.last: dict[str, tuple[AckDecision, float]] = {}  # per gateway: sent, and when
+        self._newest: dict[str, tuple[str | None, int]] = {}  # per gateway: epoch, stored
+
+    def to_send(self, decision: AckDecision, now: float) -> AckDecision:
+        """What to send for ``decision``; recorded as sent."""
+        last = self.last.get(decision.gateway)
+        if last is not None and self._older(decision):
+            decision = replace(last[0], replay_from=None, rebase_to=None)
+        elif decision.stored_through is not None and decision.rebase_to is None:
+            self._newest[decision.gateway] = (decision.epoch, decision.stored_through)
+        self.last[decision.gateway] = (decision, now)
+        return decision
+
+    def _older(self, decision: AckDecision) -> bool:
+        """Decided by an earlier commit (of the same journal) than an ack already sent; a
+        rebase order is always sent."""
+        newest = self._newest.get(decision.gateway)
+        return (
+            newest is not None
+            and decision.stored_through is not None
+            and decision.rebase_to is None
+            and newest[0] == decision.epoch
+            and decision.stored_through < newest[1]
+        )
 
 
 @dataclass(slots=True)

@@ -36,10 +36,15 @@ TRANSIENT = (
 # exceptions, operator intervention (shut down, crashed, starting up), and a read-only
 # transaction (a standby reached while a virtual IP or a DNS name still points at it)
 TRANSIENT_SQLSTATES = ("08", "57P", "25006")
+# a transaction that lost to another (deadlock, serialization failure, a lock wait over
+# lock_timeout): the same work again succeeds. Ingest runs transactions of one gateway at once
+# (its live and drain paths, two aggregators); they meet on its row lock, taken in one order
+CONTENTION_SQLSTATES = ("40P01", "40001", "55P03")
 
 
 class StoreUnavailable(Exception):
-    """The database could not be reached (``unreachable``) for a whole group: nothing of it
+    """The database could not be reached (``unreachable``) for a whole group, or its
+    transaction lost to concurrent ones every time it was tried (``contended``): nothing of it
     was stored, nothing is acknowledged; the aggregator tries the same group again after a
     pause."""
 
@@ -60,10 +65,19 @@ def unreachable(exc: BaseException) -> bool:
     return False
 
 
+def contended(exc: BaseException) -> bool:
+    """The transaction lost to a concurrent one (``CONTENTION_SQLSTATES``)."""
+    if not isinstance(exc, sa_exc.DBAPIError):
+        return False
+    state = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+    return state in CONTENTION_SQLSTATES
+
+
 def transient(exc: BaseException) -> bool:
-    """The error says nothing about the data (the database away, or locked): the message is
-    not quarantined; what is not retried as a group waits for the gateway's resend."""
-    return isinstance(exc, TRANSIENT) or unreachable(exc)
+    """The error says nothing about the data (the database away, or locked, or a transaction
+    that lost to another): the message is not quarantined; what is not retried as a group
+    waits for the gateway's resend."""
+    return isinstance(exc, TRANSIENT) or unreachable(exc) or contended(exc)
 
 
 CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")

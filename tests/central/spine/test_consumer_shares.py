@@ -32,8 +32,8 @@ def incoming(gateway: str, n: int, size: int = 10) -> Incoming:
 async def test_gateways_take_turns_and_groups_are_bounded_in_bytes() -> None:
     consumer = Consumer(BrokerConfig(), max_pending=256)
     for n in range(6):
-        consumer.queue.put_nowait(incoming("flood", n))
-    consumer.queue.put_nowait(incoming("quiet", 100))
+        consumer.receive(incoming("flood", n))
+    consumer.receive(incoming("quiet", 100))
     group = await consumer.next_group(max_group=3)
     assert [(m.topic.split("/")[3], m.payload[0]) for m in group] == [
         ("flood", 0),
