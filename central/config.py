@@ -175,6 +175,12 @@ class ProvisioningConfig(_Section):
         description="SIGHUP this broker after a change; unset: a systemd path "
         "unit reloads it (hallwatch-broker-reload.path)",
     )
+    live_channel: bool | None = Field(
+        default=None,
+        description="uplink.live_channel in new bundles (fresh events on hw/v1/H/G/live, read "
+        "ahead of every backlog); unset: on when central reads the province cluster "
+        "(broker.kind rabbitmq), whose permissions and this central's broker ACL allow it",
+    )
     central_users: list[str] = Field(
         default_factory=lambda: ["central.main"],
         description="broker usernames (certificate CNs) of the aggregator processes",

@@ -81,6 +81,9 @@ def gateway_config(
     version_floor = int((extra.get("commands") or {}).get("version_floor", 0))
     commands["version_floor"] = max(version_floor, int(commands.get("version_floor", 0)))
     data["commands"] = commands
+    live = (extra.get("uplink") or {}).get("live_channel")
+    if isinstance(live, bool):  # central's word on its broker (bundles before it: unchanged)
+        data["uplink"] = {**(data.get("uplink") or {}), "live_channel": live}
     return data
 
 

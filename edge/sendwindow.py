@@ -33,11 +33,20 @@ drain, so a hall's live presses do not wait behind its history:
   answer the lane, not the drain): a drain batch that was lost falls silent once the drain's
   window is out and is sent again as a stall (the lane closed: everything unacknowledged).
 
-With ``lane_until_acked`` (set when the lane has a channel of its own that central reads ahead
-of every backlog) the lane stays open until central's ack reaches it, not only until the drain
-has sent up to it: the drain's last batches may still wait at central behind other gateways'
-backlogs, and live events sent in order behind them would wait as long. The drain, having sent
-up to the lane, sends nothing more until then.
+With ``live_channel`` (the gateway publishes on a channel of its own that central reads ahead of
+every backlog, ``uplink.live_channel``) the channel carries everything fresh, not only a lane:
+- events journaled since the gateway came back from an outage (``fresh_from`` on) go out on the
+  live channel, the history before them on the events channel; a connection that was down for
+  at most ``FRESH_OUTAGE_S`` (a broker node lost under it, a network blip) keeps what was
+  fresh fresh, a longer outage makes everything journaled so far history;
+- while history is owed (not yet acknowledged by central) the lane stays open at
+  ``fresh_from``, whatever the lag: the fresh events go out at once beside the drain, not in
+  order behind history that waits at central behind other gateways' backlogs. The lane closes
+  when central's ack reaches it (not when the drain has sent up to it): the drain, having sent
+  up to the lane, sends nothing more until then;
+- once central holds all history the drain sends the fresh events, in order, on the live
+  channel: a gateway that has drained never again waits behind the others' backlogs;
+- a reconnect or a stall sends the lane again first (from ``fresh_from``), then the history.
 """
 
 from __future__ import annotations
@@ -47,6 +56,9 @@ from dataclasses import dataclass
 from protocols.envelope import Ack
 
 REPLAY_DEBOUNCE_S = 1.0  # central may ask for the same gap once per late batch
+# a connection down at most this long keeps fresh events fresh (central counts an event
+# received more than a minute after it happened as history)
+FRESH_OUTAGE_S = 60.0
 MAX_STALL_BACKOFF = 8  # repeated stalls wait at most this many ack timeouts
 
 
@@ -60,7 +72,7 @@ class WindowLimits:
     live_lag_events: int | None = None  # unsent beyond this opens the live lane; None: never
     live_events: int = 1000  # the most one live lane sends ahead of the drain
     drain_window_events: int = 5000  # the drain's window while a live lane is open
-    lane_until_acked: bool = False  # the lane closes on central's ack, not on the drain's send
+    live_channel: bool = False  # fresh events on a channel central reads ahead of backlogs
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +83,7 @@ class SendRange:
     max_events: int
     max_bytes: int
     live: bool = False  # the live lane's batch (beside the drain)
+    fresh: bool = False  # events of the live channel: published there, not on the events topic
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +130,10 @@ class SendWindow:
         self._ahead_through = 0  # a lane sent through here ahead of the drain: not yet acked
         self._live_unanswered = 0  # live batches whose ack (no progress, beside a lane) is due
         self.replays_skipped = 0  # central's replay requests for a gap the drain is sending
+        # with the live channel: events from here on are fresh (None: the head at the next
+        # send, everything journaled before it is history)
+        self.fresh_from: int | None = None
+        self._offline_since: float | None = None
 
     # -- connection and journal changes ---------------------------------------------------
 
@@ -128,7 +145,17 @@ class SendWindow:
         self._last_ack_heard = now
         self._stalls = 0
         self._close_lane()  # what the broker held may be gone: the drain sends it all
+        away = self._offline_since
+        if away is None or now - away > FRESH_OUTAGE_S:
+            self.fresh_from = None  # back from an outage: what it journaled is history
+        self._offline_since = None
         return self.sent_through + 1
+
+    def on_disconnect(self, now: float) -> None:
+        """The broker connection dropped: how long it stays down decides whether what is
+        journaled meanwhile is still fresh when it comes back."""
+        if self._offline_since is None:
+            self._offline_since = now
 
     def on_rebase(self, acked: int, now: float) -> None:
         """The journal renumbered everything unacknowledged: send it all from the new start."""
@@ -136,6 +163,7 @@ class SendWindow:
         self.sent_through = acked
         self._last_ack_heard = now
         self._close_lane()
+        self.fresh_from = None  # renumbered: all of it goes out as history
 
     # -- central's word -------------------------------------------------------------------
 
@@ -180,7 +208,7 @@ class SendWindow:
             return CommandedReplay(False, f"nothing to replay: the journal ends at {head}")
         self._replay_from = max(seq, 1)
         self.sent_through = self._replay_from - 1
-        self._close_lane()
+        self._close_lane()  # the replay sends in order (fresh events on their own channel)
         self._last_ack_heard = now
         self.rewinds += 1
         if seq < oldest:
@@ -198,19 +226,24 @@ class SendWindow:
         if self._replay_from is not None and self.sent_through >= acked:
             self._replay_from = None  # the commanded replay has caught up
         limits = self.limits
+        fresh_from = self._fresh_from(head)
         self._settle_live(acked)
         base = self._base(acked)
         lag = limits.live_lag_events
-        opens = self.live_from is None and self._replay_from is None
-        if opens and lag is not None and head - base > lag:
-            # far behind: what is journaled from now on goes live
-            self.live_from, self.live_sent_through = head + 1, head
+        if self.live_from is None and self._replay_from is None:
+            if fresh_from is not None and acked < fresh_from - 1:
+                # history owed: whatever is fresh goes ahead of it (again, after a reconnect)
+                self.live_from, self.live_sent_through = fresh_from, fresh_from - 1
+            elif lag is not None and head - base > lag:
+                # far behind: what is journaled from now on goes live
+                self.live_from, self.live_sent_through = head + 1, head
         live_from = self.live_from
         if live_from is not None:
             first = self.live_sent_through + 1
             room = live_from + limits.live_events - first
             if head >= first and room > 0:
-                return SendRange(first, min(limits.batch_events, room), limits.batch_bytes, True)
+                most = min(limits.batch_events, room)
+                return SendRange(first, most, limits.batch_bytes, True, fresh_from is not None)
         nxt = base + 1
         window = limits.window_events
         if live_from is not None:
@@ -221,8 +254,20 @@ class SendWindow:
             most = limits.batch_events
             if live_from is not None:
                 most = min(most, live_from - nxt)  # the drain stops short of the lane
-            return SendRange(nxt, most, limits.batch_bytes)
+            fresh = fresh_from is not None and nxt >= fresh_from
+            if fresh_from is not None and not fresh:
+                most = min(most, fresh_from - nxt)  # history and fresh never share a batch
+            return SendRange(nxt, most, limits.batch_bytes, fresh=fresh)
         return None
+
+    def _fresh_from(self, head: int) -> int | None:
+        """With the live channel: the first fresh seq (set to the head's next on the first
+        send after an outage)."""
+        if not self.limits.live_channel:
+            return None
+        if self.fresh_from is None:
+            self.fresh_from = head + 1
+        return self.fresh_from
 
     def _close_lane(self) -> None:
         self.live_from = None
@@ -230,8 +275,8 @@ class SendWindow:
 
     def _settle_live(self, acked: int) -> None:
         """The drain (or central's ack) reached the live lane: it jumps over what the lane sent,
-        and the lane closes (with ``lane_until_acked``, central's ack only)."""
-        reached = acked if self.limits.lane_until_acked else self._base(acked)
+        and the lane closes (with the live channel, central's ack only)."""
+        reached = acked if self.limits.live_channel else self._base(acked)
         if self.live_from is not None and reached >= self.live_from - 1:
             self.sent_through = max(self.sent_through, self.live_sent_through, acked)
             self.live_from = None

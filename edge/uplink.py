@@ -85,8 +85,8 @@ class Uplink:
                 live_lag_events=settings.live_lag_events,
                 live_events=settings.live_events,
                 drain_window_events=settings.drain_window_events,
-                # a lane read ahead at central pays off until central has the drain below it
-                lane_until_acked=settings.live_channel,
+                # fresh events on the channel central reads ahead of every backlog
+                live_channel=settings.live_channel,
             ),
             time.monotonic(),
         )
@@ -95,7 +95,8 @@ class Uplink:
         self._unsubscribe: Callable[[], None] = lambda: None  # from the journal, once started
         self._client: MqttClient | None = None
         self._topic_events = topics.topic(hall, gateway, topics.Channel.EVENTS)
-        # the live lane's batches on a channel of their own, read ahead of every backlog
+        # fresh events (a lane's, and every batch once history is in) on a channel of their
+        # own, read ahead of every backlog
         self._topic_live = (
             topics.topic(hall, gateway, topics.Channel.LIVE)
             if settings.live_channel
@@ -191,6 +192,7 @@ class Uplink:
             log.warning("uplink: disconnected (%s); journaling continues", reason)
         self.connected = False
         self.last_error = f"disconnected: {reason}"
+        self.window.on_disconnect(time.monotonic())
         self._wake.set()
 
     def _on_message(self, message: Message) -> None:
@@ -335,7 +337,7 @@ class Uplink:
             epoch=epoch,
         )
         assert self._client is not None
-        where = self._topic_live if batch.live else self._topic_events
+        where = self._topic_live if batch.live or batch.fresh else self._topic_events
         if not self._client.publish(where, payload).sent:
             return False
         self.window.on_published(

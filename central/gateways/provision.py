@@ -170,7 +170,11 @@ async def provision(
         url,
         store.ca.cert,
         key,
-        {"journal": {"seq_floor": floor}, "commands": {"version_floor": version_floor}},
+        {
+            "journal": {"seq_floor": floor},
+            "commands": {"version_floor": version_floor},
+            "uplink": {"live_channel": live_channel(config)},
+        },
     )
     policy = await sync(engine, config, store)
     return Provisioned(
@@ -183,6 +187,13 @@ async def provision(
         [f"{s:x}" for s in sorted(before)],
         policy,
     )
+
+
+def live_channel(config: CentralConfig) -> bool:
+    """Whether new gateways publish fresh events on their live channel: as configured, else on
+    the province cluster (its gateway permissions and the ACL rendered here allow it)."""
+    chosen = config.provisioning.live_channel
+    return config.broker.kind == "rabbitmq" if chosen is None else chosen
 
 
 async def revoke_gateway(

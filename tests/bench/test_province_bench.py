@@ -165,7 +165,7 @@ class SimGateway:
             last = min(self.head, batch.first + batch.max_events - 1)
             docs = [self.journal[s][0] for s in range(batch.first, last + 1)]
             payload = encode_batch(self.hall, self.gateway, BOOT, docs, epoch=EPOCH)
-            topic = self.topic_live if batch.live else self.topic_events
+            topic = self.topic_live if batch.live or batch.fresh else self.topic_events
             if self.client.publish(topic, payload, qos=1).rc != 0:
                 return
             self.window.on_published(last, acked=self.acked, now=now, live=batch.live)

@@ -82,7 +82,7 @@ class Hall:
         (the device forgot it), so a test that invites earlier races the last BOOTs."""
         procs.wait_until(
             lambda: len(self.booted()) >= N_EVALUATORS,
-            30,
+            120,  # sixteen devices over one bus, on a loaded machine
             "the gateway to journal the evaluators' BOOT frames",
         )
 

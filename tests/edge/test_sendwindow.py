@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from edge.sendwindow import (
+    FRESH_OUTAGE_S,
     MAX_STALL_BACKOFF,
     AckDecision,
     Resend,
@@ -320,22 +321,90 @@ def test_the_drain_stops_short_of_the_lane_and_jumps_over_what_it_sent() -> None
     assert w.next_range(acked=990, head=1006) == SendRange(1005, 10, 4096)
 
 
+CHANNEL = replace(LIVE, live_channel=True)  # fresh events on a channel read ahead at central
+
+
+def on_channel(*, acked: int = 0, now: float = 0.0) -> SendWindow:
+    w = SendWindow(CHANNEL, now)
+    w.on_connect(acked, now)
+    return w
+
+
 def test_a_lane_kept_until_acked_stays_open_once_the_drain_has_sent_up_to_it() -> None:
     """With its own channel read ahead at central, the lane outlives the drain's last send:
     the drain's last batches may wait at central behind other backlogs."""
-    w = SendWindow(replace(LIVE, lane_until_acked=True), 0.0)
-    w.on_connect(970, 0.0)
+    w = on_channel(acked=970)
     for last in (980, 990, 1000):
         assert w.next_range(acked=970, head=1000) == SendRange(last - 9, 10, 4096)
         w.on_published(last, acked=970, now=0.1)
     assert w.live_from == 1001
     assert w.next_range(acked=970, head=1000) is None  # the drain sent up to the lane
     assert w.live_from == 1001  # and the lane stays open: central has not acked 1000
-    assert w.next_range(acked=990, head=1003) == SendRange(1001, 10, 4096, live=True)
+    fresh = SendRange(1001, 10, 4096, live=True, fresh=True)
+    assert w.next_range(acked=990, head=1003) == fresh
     w.on_published(1003, acked=990, now=0.2, live=True)
     assert w.next_range(acked=990, head=1003) is None  # nothing twice, nothing into the lane
-    assert w.next_range(acked=1000, head=1005) == SendRange(1004, 10, 4096)  # acked: closed
+    # acked: the lane closes, and what follows is fresh too: on the live channel, in order
+    assert w.next_range(acked=1000, head=1005) == SendRange(1004, 10, 4096, fresh=True)
     assert w.live_from is None and w.rewinds == 0
+
+
+def test_on_the_live_channel_any_history_owed_opens_the_lane_whatever_the_lag() -> None:
+    """30 events of history (far below live_lag_events): a press made now still goes ahead of
+    them, since they may wait at central behind every other gateway's backlog."""
+    w = on_channel(acked=970)
+    assert w.next_range(acked=970, head=1000) == SendRange(971, 10, 4096)  # history
+    assert w.live_from == w.fresh_from == 1001
+    w.on_published(980, acked=970, now=0.1)
+    assert w.next_range(acked=970, head=1001) == SendRange(1001, 10, 4096, True, True)
+
+
+def test_without_history_every_batch_is_fresh_and_no_lane_opens() -> None:
+    w = on_channel()
+    assert w.next_range(acked=0, head=0) is None  # a journal empty when it first connects
+    assert w.next_range(acked=0, head=3) == SendRange(1, 10, 4096, fresh=True)
+    w.on_published(3, acked=0, now=0.1)
+    assert w.live_from is None
+    assert w.next_range(acked=3, head=5) == SendRange(4, 10, 4096, fresh=True)
+
+
+def test_history_and_fresh_events_never_share_a_batch() -> None:
+    w = on_channel(acked=995)
+    w.next_range(acked=995, head=1000)  # the first send fixes fresh_from at 1001
+    w.replay_from(993, oldest=1, head=1004, now=0.2)  # an operator's replay: no lane
+    assert w.live_from is None
+    assert w.next_range(acked=995, head=1004) == SendRange(993, 8, 4096)  # stops at 1000
+    w.on_published(1000, acked=995, now=0.3)
+    # caught up with the ack, history still owed: the fresh ones go ahead on the lane
+    assert w.next_range(acked=995, head=1004) == SendRange(1001, 10, 4096, True, True)
+    w.on_published(1004, acked=995, now=0.3, live=True)
+    assert w.next_range(acked=995, head=1004) is None
+
+
+def test_a_brief_reconnect_sends_the_lane_again_first_and_keeps_it_fresh() -> None:
+    """A broker node lost under the gateway: what the lane sent may be gone with it. Back
+    within FRESH_OUTAGE_S, the lane goes out again first, on the live channel."""
+    w = on_channel(acked=0)
+    w.next_range(acked=0, head=1000)
+    w.on_published(10, acked=0, now=0.1)
+    w.next_range(acked=0, head=1004)
+    w.on_published(1004, acked=0, now=0.2, live=True)
+    w.on_disconnect(1.0)
+    w.on_connect(0, 1.0 + FRESH_OUTAGE_S)
+    assert w.fresh_from == 1001
+    assert w.next_range(acked=0, head=1006) == SendRange(1001, 10, 4096, True, True)
+    w.on_published(1006, acked=0, now=62.0, live=True)
+    assert w.next_range(acked=0, head=1006) == SendRange(1, 10, 4096)  # then the history
+
+
+def test_after_an_outage_everything_journaled_is_history() -> None:
+    w = on_channel(acked=0)
+    w.next_range(acked=0, head=5)
+    w.on_published(5, acked=0, now=0.1)  # fresh, on the live channel
+    w.on_disconnect(1.0)
+    w.on_connect(0, 2.0 + FRESH_OUTAGE_S)  # away longer: presses of then are history now
+    assert w.next_range(acked=0, head=40) == SendRange(1, 10, 4096)
+    assert w.fresh_from == w.live_from == 41
 
 
 def test_central_s_replay_requests_for_the_lane_s_gap_are_not_taken() -> None:

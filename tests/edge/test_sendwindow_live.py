@@ -1,6 +1,8 @@
 """The send window with its live lane against a model of central, property by property: every
 event reaches central, without loss the lane sends nothing twice, and central's ack stays the
-contiguous committed seq."""
+contiguous committed seq. With the live channel the model's central reads the two channels in
+any interleaving (the cluster reads the live one ahead of the backlogs), and fresh events never
+go out behind history."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edge.sendwindow import SendWindow, WindowLimits
+from edge.sendwindow import FRESH_OUTAGE_S, SendWindow, WindowLimits
 from hallkit.clock import utc_now
 from protocols.envelope import Ack
 
@@ -23,8 +25,8 @@ LIMITS = WindowLimits(
     live_events=12,
     drain_window_events=21,
 )
-# the lane kept open until central's ack reaches it (a live channel read ahead at central)
-UNTIL_ACKED = replace(LIMITS, lane_until_acked=True)
+# fresh events on a channel of their own, read ahead at central
+CHANNEL = replace(LIMITS, live_channel=True)
 EPOCH = "0000e1e1"
 
 
@@ -58,7 +60,12 @@ class Gateway:
     acked: int = 0
     now: float = 0.0
     published: int = 0  # events
-    flight: deque[tuple[int, int]] = field(default_factory=deque)
+    # in flight per channel: the events topic (False) and the live channel (True)
+    flight: dict[bool, deque[tuple[int, int]]] = field(
+        default_factory=lambda: {False: deque(), True: deque()}
+    )
+    on_live: set[int] = field(default_factory=set)  # seqs ever published on the live channel
+    on_events: set[int] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self.window = SendWindow(self.limits, 0.0)
@@ -66,12 +73,19 @@ class Gateway:
     def send(self, batch_cut: int) -> None:
         while (r := self.window.next_range(acked=self.acked, head=self.head)) is not None:
             last = min(self.head, r.first + min(r.max_events, batch_cut) - 1)
-            self.flight.append((r.first, last))
+            live = self.limits.live_channel and (r.live or r.fresh)
+            self.flight[live].append((r.first, last))
+            (self.on_live if live else self.on_events).update(range(r.first, last + 1))
             self.published += last - r.first + 1
             self.window.on_published(last, acked=self.acked, now=self.now, live=r.live)
 
-    def deliver(self, central: Central, *, drop: bool) -> None:
-        first, last = self.flight.popleft()
+    @property
+    def in_flight(self) -> bool:
+        return bool(self.flight[False] or self.flight[True])
+
+    def deliver(self, central: Central, *, drop: bool, live_first: bool = False) -> None:
+        channel = live_first if self.flight[live_first] else not live_first
+        first, last = self.flight[channel].popleft()
         if drop:
             return
         ack = central.take(first, last)
@@ -80,10 +94,18 @@ class Gateway:
         if decision.mark_acked is not None:
             self.acked = max(self.acked, decision.mark_acked)
 
+    def reconnect(self, away_s: float) -> None:
+        """The connection drops (what is in flight is lost) and comes back ``away_s`` later."""
+        self.flight[False].clear()
+        self.flight[True].clear()
+        self.window.on_disconnect(self.now)
+        self.now += away_s
+        self.window.on_connect(self.acked, self.now)
+
 
 actions = st.lists(
     st.tuples(
-        st.sampled_from(["journal", "deliver", "drop", "tick", "reconnect"]),
+        st.sampled_from(["journal", "deliver", "drop", "tick", "reconnect", "outage"]),
         st.integers(min_value=1, max_value=40),
     ),
     max_size=120,
@@ -94,7 +116,7 @@ def settle(gw: Gateway, central: Central) -> None:
     """The network heals: deliver everything, let time pass until central has it all."""
     for _ in range(10_000):
         gw.send(gw.limits.batch_events)
-        if gw.flight:
+        if gw.in_flight:
             gw.deliver(central, drop=False)
             continue
         if gw.acked >= gw.head:
@@ -107,7 +129,7 @@ def settle(gw: Gateway, central: Central) -> None:
 @given(
     backlog=st.integers(min_value=0, max_value=300),
     steps=actions,
-    limits=st.sampled_from([LIMITS, UNTIL_ACKED]),
+    limits=st.sampled_from([LIMITS, CHANNEL]),
 )
 @settings(max_examples=400, deadline=None)
 def test_every_event_reaches_central_whatever_the_network_does(
@@ -118,14 +140,13 @@ def test_every_event_reaches_central_whatever_the_network_does(
     for action, n in steps:
         if action == "journal":
             gw.head += n
-        elif action in ("deliver", "drop") and gw.flight:
-            gw.deliver(central, drop=action == "drop")
+        elif action in ("deliver", "drop") and gw.in_flight:
+            gw.deliver(central, drop=action == "drop", live_first=n % 2 == 0)
         elif action == "tick":
             gw.now += n / 4
             gw.window.on_tick(acked=gw.acked, now=gw.now)
-        elif action == "reconnect":
-            gw.flight.clear()
-            gw.window.on_connect(gw.acked, gw.now)
+        elif action in ("reconnect", "outage"):  # back within FRESH_OUTAGE_S, or after it
+            gw.reconnect(n / 4 if action == "reconnect" else FRESH_OUTAGE_S + n)
         gw.send(1 + n % LIMITS.batch_events)
     settle(gw, central)
     assert central.stored == set(range(1, gw.head + 1))
@@ -135,7 +156,7 @@ def test_every_event_reaches_central_whatever_the_network_does(
 @given(
     backlog=st.integers(min_value=0, max_value=300),
     steps=actions,
-    limits=st.sampled_from([LIMITS, UNTIL_ACKED]),
+    limits=st.sampled_from([LIMITS, CHANNEL]),
 )
 @settings(max_examples=400, deadline=None)
 def test_without_loss_nothing_is_published_twice(
@@ -148,12 +169,46 @@ def test_without_loss_nothing_is_published_twice(
     for action, n in steps:
         if action == "journal":
             gw.head += n
-        elif action == "deliver" and gw.flight:
-            gw.deliver(central, drop=False)
+        elif action == "deliver" and gw.in_flight:
+            gw.deliver(central, drop=False, live_first=n % 2 == 0)
         gw.send(1 + n % LIMITS.batch_events)
-    while gw.flight or gw.acked < gw.head:
+    while gw.in_flight or gw.acked < gw.head:
         gw.send(gw.limits.batch_events)
         gw.deliver(central, drop=False)
     assert central.stored == set(range(1, gw.head + 1))
     assert gw.published == gw.head
     assert gw.window.rewinds == 0
+
+
+@given(backlog=st.integers(min_value=0, max_value=300), steps=actions)
+@settings(max_examples=600, deadline=None)
+def test_on_the_live_channel_fresh_events_never_wait_behind_history(
+    backlog: int, steps: list[tuple[str, int]]
+) -> None:
+    """What a gateway back from an outage holds is history, on the events topic; whatever it
+    journals once connected is fresh: only ever on the live channel (through stalls and
+    brief reconnects), and while history is owed, at central or on its way there at once, as
+    far as the lane holds, however full the drain's window (no drops here: a lost batch is
+    the stall's business)."""
+    gw, central = Gateway(CHANNEL, head=backlog), Central()
+    gw.window.on_connect(0, 0.0)
+    gw.send(CHANNEL.batch_events)  # the first send: the backlog is history
+    for action, n in steps:
+        if action == "journal":
+            gw.head += n
+        elif action in ("deliver", "drop") and gw.in_flight:
+            gw.deliver(central, drop=False, live_first=n % 2 == 0)
+        elif action == "tick":
+            gw.now += n / 4
+            gw.window.on_tick(acked=gw.acked, now=gw.now)
+        elif action in ("reconnect", "outage"):
+            gw.reconnect(n / 4)
+        gw.send(1 + n % CHANNEL.batch_events)
+        if gw.acked < backlog:  # history owed: the lane carries the fresh ones at once
+            ahead = min(gw.head, backlog + CHANNEL.live_events)
+            on_way = {s for first, last in gw.flight[True] for s in range(first, last + 1)}
+            assert set(range(backlog + 1, ahead + 1)) <= central.stored | on_way
+    settle(gw, central)
+    assert gw.on_events <= set(range(1, backlog + 1))
+    assert gw.on_live.isdisjoint(range(1, backlog + 1))
+    assert central.stored == set(range(1, gw.head + 1))

@@ -65,6 +65,7 @@ class TlsGateway(SimGateway):
 
     def _dropped(self, *_: Any) -> None:
         self.connected = False
+        self.window.on_disconnect(time.monotonic())
         self.drops += 1
         self.retry_at = time.monotonic() + RECONNECT_EVERY_S
 
@@ -173,7 +174,7 @@ def make_gateways(
         sim.backlog = backlog
         if live_channel:  # as the uplink does with uplink.live_channel
             sim.topic_live = topics.topic(sim.hall, sim.gateway, topics.Channel.LIVE)
-            sim.window.limits = replace(sim.window.limits, lane_until_acked=True)
+            sim.window.limits = replace(sim.window.limits, live_channel=True)
         if lane is not None:
             sim.window.limits = replace(
                 sim.window.limits,

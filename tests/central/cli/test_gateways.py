@@ -58,7 +58,9 @@ def test_provision_replace_revoke_and_apply(tmp_path: Path) -> None:
     )
     assert config.broker.tls is not None and config.broker.tls.key.exists()
     assert config.commands is not None and config.commands.public_key.exists()
+    assert config.uplink.live_channel is False  # a city's central on Mosquitto: off
     written["queue"] = {"transport": "/dev/ttyUSB0"}
+    written["uplink"] = {"batch_events": 500}
     (etc / "edge.yaml").write_text(yaml.safe_dump(written))
 
     # a replacement box: same id, new certificate, the old one revoked
@@ -70,9 +72,20 @@ def test_provision_replace_revoke_and_apply(tmp_path: Path) -> None:
     run(EDGE, "provision", "apply", str(second), "--target", str(etc), "--data-dir", str(data))
     again = GatewayConfig.model_validate(yaml.safe_load((etc / "edge.yaml").read_text()))
     assert again.queue is not None and again.queue.transport == "/dev/ttyUSB0"
+    assert again.uplink.batch_events == 500 and again.uplink.live_channel is False
+
+    # a central that says so (or reads the province cluster) turns the live channel on
+    settings = yaml.safe_load(conf.read_text())
+    settings["provisioning"]["live_channel"] = True
+    conf.write_text(yaml.safe_dump(settings))
+    third = tmp_path / "third.tar.gz"
+    run(CENTRAL, "gateway", "provision", *c, "--hall", "JQ", "--name", "gw01", "--out", str(third))
+    run(EDGE, "provision", "apply", str(third), "--target", str(etc), "--data-dir", str(data))
+    live = GatewayConfig.model_validate(yaml.safe_load((etc / "edge.yaml").read_text()))
+    assert live.uplink.live_channel is True and live.uplink.batch_events == 500
     store = PkiStore.open(tmp_path / "central" / "pki")
-    assert len([x for x in store.issued() if x.common_name == "gw.JQ.gw01"]) == 2
-    assert len(store.revoked()) == 1
+    assert len([x for x in store.issued() if x.common_name == "gw.JQ.gw01"]) == 3
+    assert len(store.revoked()) == 2
 
     # another hall's bundle over a gateway that has a journal: refused unless --force
     run(
@@ -119,8 +132,8 @@ def test_provision_replace_revoke_and_apply(tmp_path: Path) -> None:
     assert by_id["gw02"]["revoked"] is False
     acl = (tmp_path / "central" / "broker" / "acl").read_text()
     assert "user gw.JQ.gw01" not in acl and "user gw.XX.gw02" in acl
-    assert len(store.revoked()) == 2
+    assert len(store.revoked()) == 3
     refused = run(CENTRAL, "gateway", "command", "gw01", "reread_devices", *c, ok=False)
     assert refused.returncode == 2 and "revoked" in refused.stderr
     synced = run(CENTRAL, "broker", "sync", *c).stdout
-    assert "1 gateways allowed, 2 serials revoked" in synced
+    assert "1 gateways allowed, 3 serials revoked" in synced
