@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from edge.invitations import InvitationRules
-from firmware_bridges.ff68.codec import CMD_KEY
+from firmware_bridges.ff68.codec import CMD_BOOT, CMD_KEY
 from firmware_bridges.ff68.simulator import EvaluatorBusSimulator
 from firmware_bridges.qm.simulator import QueueMachineSimulator
 from tests.support import procs
@@ -31,6 +31,7 @@ from tests.support.loop_thread import LoopThread
 journal_head = procs.journal_head
 
 N_EVALUATORS = 16
+ADDRS = [0x81 + i for i in range(N_EVALUATORS)]
 FRAME_KINDS = ("evaluator.key", "evaluator.invite_timeout", "evaluator.boot", "evaluator.fault")
 
 
@@ -77,25 +78,45 @@ class Hall:
         self.gateway = procs.edge(self.config, self.tmp / log)
 
     def wait_up(self) -> None:
-        """Until the gateway journaled every evaluator's BOOT: they come one by one over the
-        bus after it opens, and a BOOT read after an INVITE to that device closes the invitation
-        (the device forgot it), so a test that invites earlier races the last BOOTs."""
+        """Until no evaluator's BOOT is still on the line and the gateway heard every evaluator.
+        A BOOT read after an INVITE to that device closes the invitation (the device forgot it),
+        so a test that invites earlier races the last BOOTs. A device sends BOOT at power-on
+        only and gives it up after five attempts: one that booted before the gateway opened the
+        bus (pyserial flushes what came before) is heard through its answer to STATUS_POLL."""
+        procs.wait_until(self.boots_settled, 30, "every BOOT echoed or given up by its device")
         procs.wait_until(
-            lambda: len(self.booted()) >= N_EVALUATORS,
+            lambda: self.heard() >= set(ADDRS),
             120,  # sixteen devices over one bus, on a loaded machine
-            "the gateway to journal the evaluators' BOOT frames",
+            "the gateway to journal every evaluator's BOOT or answer to STATUS_POLL",
+        )
+        echoed = self.sims.call(lambda: {e.addr for e in self.bus.echoed if e.cmd == CMD_BOOT})
+        assert echoed <= self.booted(), "a BOOT echoed before it was journaled"
+
+    def boots_settled(self) -> bool:
+        return self.sims.call(
+            lambda: all(
+                e.echoed_at is not None or e.dropped for e in self.bus.events if e.cmd == CMD_BOOT
+            )
         )
 
     def booted(self) -> set[int]:
+        return {int(body["addr"]) for body in self.journaled("evaluator.boot")}
+
+    def heard(self) -> set[int]:
+        """Evaluators the gateway journaled a BOOT or an answered STATUS_POLL of."""
+        polled = self.journaled("evaluator.health")
+        return self.booted() | {int(body["addr"]) for body in polled if body["online"]}
+
+    def journaled(self, kind: str) -> list[dict[str, Any]]:
         path = self.tmp / "edge-gw1" / "journal.db"
         if not path.exists():
-            return set()
+            return []
         try:
             with sqlite3.connect(path) as db:
-                docs = db.execute("SELECT doc FROM events WHERE kind = 'evaluator.boot'").fetchall()
+                docs = db.execute("SELECT doc FROM events WHERE kind = ?", (kind,)).fetchall()
         except sqlite3.OperationalError:  # created, schema not yet committed
-            return set()
-        return {int(json.loads(doc)["body"]["addr"]) for (doc,) in docs}
+            return []
+        return [json.loads(doc)["body"] for (doc,) in docs]
 
     def close(self) -> None:
         if self.gateway is not None:
@@ -406,3 +427,20 @@ def test_unconfigured_evaluator_is_journaled_not_lost(hall: Hall) -> None:
     assert [(k["window"], k["key"]) for k in keys if "RETRANSMIT" not in k["marks"]] == [(0, 2)]
     health = [h for h in hall.central_events("evaluator.health") if h["addr"] == 0x9A]
     assert health and "unconfigured" in health[0]["reason"]
+
+
+def test_evaluators_that_booted_before_the_gateway_are_heard_by_polling(hall: Hall) -> None:
+    """Powered on before the gateway: every BOOT given up unheard (the device never sends it
+    again), yet the gateway finds each evaluator by STATUS_POLL and takes its keys."""
+    procs.wait_until(hall.boots_settled, 30, "every BOOT given up: no gateway listens yet")
+    hall.start_gateway()
+    hall.wait_up()
+    assert not hall.booted()
+    hall.sims.call(lambda: hall.bus.press(0x86, 2))
+    _wait_settled(hall)
+    keys = [
+        (k["addr"], k["key"])
+        for k in hall.central_events("evaluator.key")
+        if "RETRANSMIT" not in k["marks"]
+    ]
+    assert keys == [(0x86, 2)]
