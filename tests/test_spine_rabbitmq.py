@@ -323,6 +323,7 @@ class LiveWatch:
     def __init__(self, db: str, backlog: int) -> None:
         self.db, self.backlog = db, backlog
         self.seen: dict[tuple[str, int], float] = {}  # (gateway, seq) → wall clock
+        self.received: dict[tuple[str, int], float] = {}  # central's received_at, wall clock
         self.since = datetime.now(UTC)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=lambda: asyncio.run(self._poll()), daemon=True)
@@ -330,7 +331,7 @@ class LiveWatch:
 
     async def _poll(self) -> None:
         engine = make_engine(self.db)
-        query = select(events.c.gateway_id, events.c.seq).where(
+        query = select(events.c.gateway_id, events.c.seq, events.c.received_at).where(
             events.c.utc >= self.since,
             events.c.seq > self.backlog,  # a simulated gateway's seqs above its backlog
             events.c.gateway_id.like("sg%"),  # storm_pairs
@@ -341,8 +342,9 @@ class LiveWatch:
                     async with engine.connect() as conn:
                         rows = (await conn.execute(query)).all()
                     now = time.time()
-                    for gateway, seq in rows:
+                    for gateway, seq, received in rows:
                         self.seen.setdefault((gateway, seq), now)
+                        self.received.setdefault((gateway, seq), _wall(received))
                 await asyncio.sleep(self.POLL_S)
         finally:
             await engine.dispose()
@@ -361,6 +363,32 @@ class LiveWatch:
                 else:
                     found.append(at - pressed)
         return sorted(found), missing
+
+
+def _wall(at: datetime) -> float:
+    """A stored timestamp (naive on SQLite: UTC) as a wall clock."""
+    return (at if at.tzinfo is not None else at.replace(tzinfo=UTC)).timestamp()
+
+
+def live_legs(watch: LiveWatch, sims: list[TlsGateway]) -> str:
+    """Where a connected press's time went: pressed → published by its gateway, published →
+    received by central (the broker, and central's intake before it read it), received →
+    seen stored (the commit, and the poll)."""
+    legs: list[list[float]] = [[], [], []]
+    for sim in sims:
+        for seq, pressed in sim.live_produced.items():
+            key = (sim.gateway, seq)
+            sent, received = sim.live_sent.get(seq), watch.received.get(key)
+            if seq in sim.pressed_offline or sent is None or received is None:
+                continue
+            legs[0].append(sent - pressed)
+            legs[1].append(received - sent)
+            legs[2].append(watch.seen[key] - received)
+    names = ("pressed->published", "published->received", "received->stored")
+    return "; ".join(
+        f"{name} p50 {quantile(sorted(leg), 0.5):.2f} s, p99 {quantile(sorted(leg), 0.99):.2f} s"
+        for name, leg in zip(names, legs, strict=True)
+    )
 
 
 def live_figures(watch: LiveWatch, sims: list[TlsGateway], killed_wall: float) -> str:
@@ -500,6 +528,7 @@ def storm_and_kills(
                 )
                 watch.stop()
                 print(live_figures(watch, sims, killed_wall))
+                print(live_legs(watch, sims))
         finally:
             if storming is not None and not storming.done():
                 storming.cancel()

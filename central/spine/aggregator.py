@@ -125,6 +125,8 @@ class Aggregator:
         self._read: asyncio.Queue[tuple[list[Incoming], list[Unit]]] = asyncio.Queue(1)
         self._holding: Counter[str] = Counter()  # messages per sender in those groups
         self._acks = SentAcks()  # per gateway: the last ack sent, and when
+        self._live_idle = asyncio.Event()  # no live group in hand: the drain may read
+        self._live_idle.set()
         self.failure: str | None = None  # a task given up: the process should stop
         self.failed = asyncio.Event()
 
@@ -230,6 +232,9 @@ class Aggregator:
             units: list[Unit] = []
             for msg in group:
                 if not msg.topic.endswith(SIDE_CHANNELS):
+                    # a live group in hand goes first: its round trips must not wait behind
+                    # this CPU on the one event loop (reading holds no lock it could need)
+                    await self._live_idle.wait()
                     units.append(self.ingestor.read(msg))
                     await asyncio.sleep(0)  # the commit in flight takes its turns between
             await self._read.put((group, units))
@@ -247,7 +252,11 @@ class Aggregator:
                 self.config.ingest.max_group, LIVE_GROUP_BYTES
             )
             self._holding.update(sender_of(msg.topic) for msg in group)
-            await self._commit_group(group, [self.ingestor.read(msg) for msg in group])
+            self._live_idle.clear()
+            try:
+                await self._commit_group(group, [self.ingestor.read(msg) for msg in group])
+            finally:
+                self._live_idle.set()
 
     async def _commit_group(self, group: list[Incoming], units: list[Unit]) -> None:
         """Store a group, acknowledge it to the gateways and then to the broker."""

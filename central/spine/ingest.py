@@ -274,6 +274,9 @@ class Ingestor(StateWriting):
                     await self._quarantine(conn, txn, unit.msg, str(exc), owner)
                     continue
                 await self._store_batch(conn, txn, unit, state)
+                # a group's batches are CPU here (rows, digests): other transactions on this
+                # event loop (the live path's) take their turns between them
+                await asyncio.sleep(0)
             await _insert_events(conn, txn)
             if txn.progress:
                 await conn.execute(

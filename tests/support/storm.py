@@ -55,6 +55,7 @@ class TlsGateway(SimGateway):
         self.backlog = 0  # the outage's events: journaled before the storm
         self.live_produced: dict[int, float] = {}  # seq → wall clock, pressed during the storm
         self.pressed_offline: set[int] = set()  # pressed before it reconnected: history
+        self.live_sent: dict[int, float] = {}  # seq → wall clock, first published
 
     def press(self) -> None:
         """A live event: journaled now, its wall-clock time kept to measure its way."""
@@ -62,6 +63,11 @@ class TlsGateway(SimGateway):
         self.live_produced[self.head] = time.time()
         if not self.connected:
             self.pressed_offline.add(self.head)
+
+    def sent(self, first: int, last: int) -> None:
+        now = time.time()
+        for seq in range(max(first, self.backlog + 1), last + 1):
+            self.live_sent.setdefault(seq, now)
 
     def _dropped(self, *_: Any) -> None:
         self.connected = False
