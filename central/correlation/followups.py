@@ -151,6 +151,34 @@ def _department(
     return roster.get(str(c.window))
 
 
+def order_row(
+    item: FollowUpItem,
+    *,
+    gateway: str,
+    seq: int,
+    evaluation_version: int,
+    department: str | None,
+    evaluated_at: dt.datetime,
+) -> dict[str, Any]:
+    """The ``followups`` row of a newly opened order."""
+    return {
+        "item_id": item.item_id,
+        "gateway_id": gateway,
+        "seq": seq,
+        "evaluation_version": evaluation_version,
+        "reason": int(item.reason),
+        "hall_id": item.hall,
+        "window": int(item.window),
+        "staff": item.staff,
+        "case_no": item.case_no,
+        "department": department,
+        "evaluated_at": evaluated_at,
+        "created_at": item.created_at,
+        **_item_values(item),
+        **_opening_values(item),
+    }
+
+
 async def insert_order(
     conn: AsyncConnection,
     item: FollowUpItem,
@@ -163,26 +191,27 @@ async def insert_order(
     evaluated_at: dt.datetime,
     now: dt.datetime,
 ) -> None:
-    """Store a newly opened order and its opening events."""
-    await conn.execute(
-        insert(followups).values(
-            item_id=item.item_id,
-            gateway_id=gateway,
-            seq=seq,
-            evaluation_version=evaluation_version,
-            reason=int(item.reason),
-            hall_id=item.hall,
-            window=int(item.window),
-            staff=item.staff,
-            case_no=item.case_no,
-            department=department,
-            evaluated_at=evaluated_at,
-            created_at=item.created_at,
-            **_item_values(item),
-            **_opening_values(item),
-        )
+    """Store one newly opened order and its opening events."""
+    row = order_row(
+        item,
+        gateway=gateway,
+        seq=seq,
+        evaluation_version=evaluation_version,
+        department=department,
+        evaluated_at=evaluated_at,
     )
-    await conn.execute(insert(followup_events), _event_rows(events, now))
+    await insert_orders(conn, [row], _event_rows(events, now))
+
+
+async def insert_orders(
+    conn: AsyncConnection, orders: Sequence[dict[str, Any]], events: Sequence[dict[str, Any]]
+) -> None:
+    """Store newly opened orders (``order_row``) and their opening events: one statement each
+    for a hall-day's, not two round trips per order."""
+    if orders:
+        await conn.execute(insert(followups), list(orders))
+    if events:
+        await conn.execute(insert(followup_events), list(events))
 
 
 async def ensure_items(
@@ -210,6 +239,8 @@ async def ensure_items(
             existing[(found.gateway_id, found.seq)] = found
     versions = {x.result.id: x.version for x in issued}
     complete, opened = True, 0
+    orders: list[dict[str, Any]] = []
+    opening: list[dict[str, Any]] = []
     for c in results:
         version = versions.get(c.id)
         row: Any = existing.get(c.id)
@@ -234,17 +265,17 @@ async def ensure_items(
                 log.error("follow-up for %s:%d not opened yet: %s", c.gateway, c.seq, exc)
                 complete = False
                 continue
-            await insert_order(
-                conn,
-                item,
-                evs,
-                gateway=c.gateway,
-                seq=c.seq,
-                evaluation_version=version or 1,
-                department=department,
-                evaluated_at=c.evaluated_at,
-                now=now,
+            orders.append(
+                order_row(
+                    item,
+                    gateway=c.gateway,
+                    seq=c.seq,
+                    evaluation_version=version or 1,
+                    department=department,
+                    evaluated_at=c.evaluated_at,
+                )
             )
+            opening.extend(_event_rows(evs, now))
             opened += 1
         elif row is not None and version is not None and version != row.evaluation_version:
             case_no = c.case_nos[0] if c.case_nos else None
@@ -279,6 +310,7 @@ async def ensure_items(
                     recorded_at=now,
                 )
             )
+    await insert_orders(conn, orders, opening)
     return opened, complete
 
 
