@@ -126,16 +126,22 @@ class SimGateway:
                 self.busy.discard(self)
 
     def produce(self, now: float) -> None:
-        self.head += 1
+        seq = self.head + 1
         record = EventRecord(
-            seq=self.head,
+            seq=seq,
             utc=datetime.now(UTC),
             mono_ns=time.monotonic_ns(),
             boot=BOOT,
             synced=True,
             kind="gen.sample",
-            body={"n": self.head, "run": "province"},
+            body={"n": seq, "run": "province"},
         )
+        self.append(record, now)
+
+    def append(self, record: EventRecord, now: float) -> None:
+        """Journal an event the hall produced; its seq must be the next one."""
+        assert record.seq == self.head + 1, (record.seq, self.head)
+        self.head = record.seq
         self.journal[self.head] = (encode_event(record), now)
         self.figures.produced += 1
         self.busy.add(self)
