@@ -393,7 +393,8 @@ def live_legs(watch: LiveWatch, sims: list[TlsGateway]) -> str:
 
 def live_figures(watch: LiveWatch, sims: list[TlsGateway], killed_wall: float) -> str:
     """Press → stored: every press; those pressed while their gateway was connected (the others
-    journal behind its backlog, as history); and of those, the ones before the kills."""
+    journal behind its backlog, as history); and of those, the ones before the kills and the
+    ones from ``TAKE_OVER_S`` after them on (the storm without the kills' own gap)."""
     every, _ = watch.latencies(sims)
     online = [
         (pressed, watch.seen[(sim.gateway, seq)] - pressed)
@@ -403,6 +404,7 @@ def live_figures(watch: LiveWatch, sims: list[TlsGateway], killed_wall: float) -
     ]
     connected = sorted(took for _, took in online)
     before = sorted(took for pressed, took in online if pressed < killed_wall)
+    after = sorted(took for pressed, took in online if pressed >= killed_wall + TAKE_OVER_S)
     lane = sum(sim.window.live_batches for sim in sims)
 
     def figures(values: list[float]) -> str:
@@ -413,7 +415,8 @@ def live_figures(watch: LiveWatch, sims: list[TlsGateway], killed_wall: float) -
 
     return (
         f"live presses ({lane} live-lane batches) -> stored: all {figures(every)}; pressed "
-        f"while connected {figures(connected)}; of those before the kills {figures(before)}"
+        f"while connected {figures(connected)}; of those before the kills {figures(before)}, "
+        f"from {TAKE_OVER_S:.0f} s after them on {figures(after)}"
     )
 
 
@@ -465,7 +468,14 @@ def storm_and_kills(
                 nonlocal shares
                 report = broker_partitions(config)
                 shares = consumed_by_each(report)
-                one_each = report.count("consumers 1") == 8  # live partitions too
+                queues = re.findall(
+                    r"^(hw\.intake\.\S+)  waiting \d+  consumers (\d+)", report, re.M
+                )
+                # a drain partition read by its owner alone; a live one by both, one active
+                # (the broker may count the active one only)
+                one_each = len(queues) == 8 and all(
+                    int(n) >= 1 if ".live." in name else n == "1" for name, n in queues
+                )
                 return one_each and len(shares) == 2 and sum(map(len, shares.values())) == 4
 
             # both heard each other (each reports its share; rendezvous hashing gives one of

@@ -11,7 +11,9 @@ its share and takes over a departed one's partitions once its heartbeats stop.
 
 The gateways' live lanes (``hw/v1/H/G/live``) have partitions of their own (``hw.intake.live.N``,
 fed by their own consistent-hash exchange, consumed on an AMQP channel of their own with their
-own prefetch by the owner of partition N) and wait apart from the rest (``turns.Waiting``): the
+own prefetch; every aggregator subscribes to all of them and the broker's single active
+consumer reads each from one, promoting a waiting one as soon as that one's connection closes)
+and wait apart from the rest (``turns.Waiting``): the
 aggregator commits them on a path of its own (``next_live_group``), beside the drain's groups,
 so in a reconnect storm a live batch waits neither behind the backlogs delivered before it nor
 for the drain's group in progress. A gateway's live and drain batches may so be in two
@@ -270,6 +272,7 @@ class AmqpConsumer:
         session = _Session(channel, amq_topic, live=_Session(live_channel, amq_topic))
         self._session = session
         partitions = _Partitions(queues, live_queues)
+        await self._stand_by_live(session, partitions)
         await self._follow(session, partitions, members.live())
         log.info(
             "central: consuming %d partitions on %s (aggregator %s)",
@@ -286,24 +289,29 @@ class AmqpConsumer:
                 await asyncio.wait_for(lost.wait(), amqp_share.BEAT_S)
         raise ConnectionError(f"connection lost ({why[0] if why else 'closed'})")
 
+    async def _stand_by_live(self, session: _Session, partitions: _Partitions) -> None:
+        """Subscribe to every live partition, on their own channel (its prefetch set once):
+        the broker's single active consumer reads each from one aggregator and promotes a
+        waiting one the moment that one's connection closes, with no heartbeat to miss
+        first, so a killed aggregator holds up no hall's presses. The live batches are few;
+        sharing them out is not worth a gap."""
+        assert session.live is not None
+        for index, queue in enumerate(partitions.live_queues):
+            deliver = functools.partial(self._deliver, session.live, index)
+            session.live_consumers[index] = (queue, await queue.consume(deliver, no_ack=False))
+
     async def _follow(
         self, session: _Session, partitions: _Partitions, live: frozenset[str]
     ) -> None:
-        """Consume this aggregator's share of the partitions among the live ones (partition N
-        and live partition N together)."""
+        """Consume this aggregator's share of the drain's partitions among the live
+        aggregators."""
         mine = amqp_share.share(len(partitions.queues), self.identity, live)
         gone = set(session.consumers) - mine
         for index in sorted(gone):
-            for consumers in (session.live_consumers, session.consumers):
-                queue, tag = consumers.pop(index)
-                await queue.cancel(tag)  # deliveries held are still committed and acknowledged
+            queue, tag = session.consumers.pop(index)
+            await queue.cancel(tag)  # deliveries held are still committed and acknowledged
         gained = mine - set(session.consumers)
-        assert session.live is not None
         for index in sorted(gained):
-            # the live partition on its own channel (prefetch set there once)
-            deliver = functools.partial(self._deliver, session.live, index)
-            queue = partitions.live_queues[index]
-            session.live_consumers[index] = (queue, await queue.consume(deliver, no_ack=False))
             # the prefetch is per consumer (basic.qos before basic.consume)
             await session.channel.set_qos(prefetch_count=self.intake.prefetch)
             deliver = functools.partial(self._deliver, session, index)
