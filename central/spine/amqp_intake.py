@@ -9,11 +9,11 @@ in order. Each queue has a single active consumer. The aggregators share the par
 (``amqp_share``: heartbeats on the broker, rendezvous hashing over the live ones): each consumes
 its share and takes over a departed one's partitions once its heartbeats stop.
 
-The gateways' live lanes (``hw/v1/H/G/live``) have partitions of their own (``hw.intake.live.N``,
-fed by their own consistent-hash exchange, consumed on an AMQP channel of their own with their
-own prefetch; every aggregator subscribes to all of them and the broker's single active
-consumer reads each from one, promoting a waiting one as soon as that one's connection closes)
-and wait apart from the rest (``turns.Waiting``): the
+The gateways' fresh events (``hw/v1/H/G/live``) have partitions of their own
+(``hw.intake.live.N``, fed by their own consistent-hash exchange, consumed on an AMQP channel of
+their own with their own prefetch). Every aggregator subscribes to all of them: the broker's
+single active consumer reads each from one and promotes a waiting one as soon as that one's
+connection closes. Their messages wait apart from the rest (``turns.Waiting``) and the
 aggregator commits them on a path of its own (``next_live_group``), beside the drain's groups,
 so in a reconnect storm a live batch waits neither behind the backlogs delivered before it nor
 for the drain's group in progress. A gateway's live and drain batches may so be in two
