@@ -15,7 +15,10 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import and_, bindparam, delete, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -75,12 +78,77 @@ class ScanReport:
     dirty: set[tuple[str, dt.date]] = field(default_factory=set)
 
 
+Begin = Callable[[], AbstractAsyncContextManager[AsyncConnection]]
+Row = Any  # a row of the new events' query
+PART_EVENTS = 5000  # new events per transaction of a scan in parts
+
+
 async def scan(conn: AsyncConnection, cfg: CorrelationConfig) -> ScanReport:
-    """Index new events' corrected times and mark the hall-days with new input dirty."""
+    """Index new events' corrected times and mark the hall-days with new input dirty, in the
+    caller's transaction."""
+
+    @asynccontextmanager
+    async def same() -> AsyncIterator[AsyncConnection]:
+        yield conn
+
+    return await scan_in_parts(same, cfg, part_events=None)
+
+
+async def scan_in_parts(
+    begin: Begin, cfg: CorrelationConfig, part_events: int | None = PART_EVENTS
+) -> ScanReport:
+    """The scan, its new events committed a part at a time (``begin`` opens a transaction),
+    so workers take the first hall-days while the rest is indexed. A part holds whole halls
+    and their gateways: a gateway's new events, its clock repairs and its machine-clock
+    placement are one unit, so the result is the one-transaction scan's, and each hall-day is
+    queued in one transaction of the scan (computed once for one burst). The watermarks and
+    the cases seen move in the last transaction: a scan stopped part-way is read again, its
+    committed parts skipped as indexed. With ``part_events`` None: one transaction's work, the
+    hall-days queued at the end. Callers must be the only scanner (the job's advisory lock)."""
     report = ScanReport()
     margin = dt.timedelta(seconds=cfg.scan_margin_s)
-    ev_mark = await _mark(conn, EVENTS_MARK)
-    since = None if ev_mark is None else ev_mark - margin
+    cases_dirty: set[tuple[str, dt.date]] = set()
+    async with begin() as conn:
+        ev_mark = await _mark(conn, EVENTS_MARK)
+        since = None if ev_mark is None else ev_mark - margin
+        rows = await _new_events(conn, since)
+        clocks = await _new_clocks(conn, since)
+        if part_events is not None:
+            changes = await _changed_cases(conn, margin, cases_dirty)
+    newest, queued = ev_mark, set[tuple[str, dt.date]]()
+    parts, cases_part = _parts(rows, clocks, part_events, {hall for hall, _ in cases_dirty})
+    for n, (part_rows, part_clocks) in enumerate(parts):
+        async with begin() as conn:
+            dirty: set[tuple[str, dt.date]] = set()
+            touched: dict[str, dt.datetime] = {}  # gateway → first receipt of new queue events
+            indexed = await _index(part_rows, dirty, touched)
+            for chunk in chunks(indexed, 2000):
+                await conn.execute(insert_ignore(conn, correlation_event_days), list(chunk))
+            report.repaired_events += await _repair_clocks(conn, part_clocks, dirty, touched)
+            report.resent_placed += await _place_resent(conn, touched, cfg, dirty)
+            if n == cases_part:  # the changed cases seen where all their days are queued
+                report.changed_cases = await _see_cases(conn, changes)
+                dirty |= cases_dirty
+            if part_events is not None:  # a part of clocks alone: its days queued again
+                await workqueue.mark(conn, dirty)
+                queued |= dirty
+        report.new_events += len(indexed)
+        report.dirty |= dirty
+        for row in part_rows:
+            newest = row.received_at if newest is None else max(newest, row.received_at)
+    async with begin() as conn:
+        await _set_mark(conn, EVENTS_MARK, newest, ev_mark)
+        if part_events is None:
+            changes = await _changed_cases(conn, margin, cases_dirty)
+        if cases_part is None:
+            report.changed_cases = await _see_cases(conn, changes)
+            report.dirty |= cases_dirty
+        await workqueue.mark(conn, report.dirty - queued)
+    return report
+
+
+async def _new_events(conn: AsyncConnection, since: dt.datetime | None) -> Sequence[Row]:
+    """Events correlation reads, received after ``since`` and not indexed yet."""
     ed = correlation_event_days
     query = (
         select(
@@ -107,10 +175,69 @@ async def scan(conn: AsyncConnection, cfg: CorrelationConfig) -> ScanReport:
     )
     if since is not None:
         query = query.where(events.c.received_at > since)
-    rows = (await conn.execute(query)).all()
-    newest = ev_mark
+    return (await conn.execute(query)).all()
+
+
+async def _new_clocks(conn: AsyncConnection, since: dt.datetime | None) -> Sequence[Row]:
+    """Offsets whose first synchronised event was received after ``since``."""
+    bc = boot_clocks
+    query = select(bc.c.gateway_id, bc.c.boot, bc.c.offset_us).select_from(
+        bc.join(events, and_(events.c.gateway_id == bc.c.gateway_id, events.c.seq == bc.c.from_seq))
+    )
+    if since is not None:
+        query = query.where(events.c.received_at > since)
+    return (await conn.execute(query)).all()
+
+
+def _parts(
+    rows: Sequence[Row], clocks: Sequence[Row], part_events: int | None, together: set[str]
+) -> tuple[list[tuple[list[Row], list[Row]]], int | None]:
+    """Parts of whole halls with all their gateways (a gateway's halls, a hall's gateways, and
+    so on; the halls ``together`` in one part), each at least ``part_events`` new events but
+    the last; a clock goes with its gateway's part, or with a last part of its own when its
+    gateway has no new events. And the part holding the halls ``together`` (None: none)."""
+    if not rows and not clocks:
+        return [], None
+    if part_events is None:
+        return [(list(rows), list(clocks))], None
+    group = {key: key for row in rows for key in (("g", row.gateway_id), ("h", row.hall_id))}
+
+    def root(key: tuple[str, str]) -> tuple[str, str]:
+        while group[key] != key:
+            group[key] = group[group[key]]
+            key = group[key]
+        return key
+
+    for row in rows:
+        group[root(("g", row.gateway_id))] = root(("h", row.hall_id))
+    joined = sorted(("h", hall) for hall in together if ("h", hall) in group)
+    for key in joined[1:]:
+        group[root(key)] = root(joined[0])
+    by_group: dict[tuple[str, str], list[Row]] = {}
+    for row in rows:
+        by_group.setdefault(root(("g", row.gateway_id)), []).append(row)
+    parts: list[tuple[list[Row], list[Row]]] = [([], [])]
+    part_of: dict[str, int] = {}
+    for key in sorted(by_group):
+        if len(parts[-1][0]) >= part_events:
+            parts.append(([], []))
+        parts[-1][0].extend(by_group[key])
+        part_of.update((r.gateway_id, len(parts) - 1) for r in by_group[key])
+    alone = [c for c in clocks if c.gateway_id not in part_of]
+    for clock in clocks:
+        if clock.gateway_id in part_of:
+            parts[part_of[clock.gateway_id]][1].append(clock)
+    if alone:
+        parts.append(([], alone))
+    cases_part = part_of[by_group[root(joined[0])][0].gateway_id] if joined else None
+    return parts, cases_part
+
+
+async def _index(
+    rows: Sequence[Row], dirty: set[tuple[str, dt.date]], touched: dict[str, dt.datetime]
+) -> list[dict[str, Any]]:
+    """The index rows of new events (their corrected time and business day)."""
     indexed = []
-    touched: dict[str, dt.datetime] = {}  # gateway → first receipt of its new queue events
     for i, row in enumerate(rows):
         if i % 2000 == 1999:
             await asyncio.sleep(0)  # a first scan reads everything: let ingest run between
@@ -127,19 +254,10 @@ async def scan(conn: AsyncConnection, cfg: CorrelationConfig) -> ScanReport:
                 "time_source": source.value,
             }
         )
-        report.dirty.add((row.hall_id, day))
-        newest = row.received_at if newest is None else max(newest, row.received_at)
+        dirty.add((row.hall_id, day))
         if row.kind == "queue.event":
             _touch(touched, row.gateway_id, row.received_at)
-    for chunk in chunks(indexed, 2000):
-        await conn.execute(insert_ignore(conn, ed), list(chunk))
-    report.new_events = len(indexed)
-    report.repaired_events = await _repair_clocks(conn, since, report.dirty, touched)
-    report.resent_placed = await _place_resent(conn, touched, cfg, report.dirty)
-    await _set_mark(conn, EVENTS_MARK, newest, ev_mark)
-    report.changed_cases = await _scan_cases(conn, margin, report.dirty)
-    await workqueue.mark(conn, report.dirty)
-    return report
+    return indexed
 
 
 def _touch(touched: dict[str, dt.datetime], gateway: str, received_at: dt.datetime) -> None:
@@ -149,20 +267,15 @@ def _touch(touched: dict[str, dt.datetime], gateway: str, received_at: dt.dateti
 
 async def _repair_clocks(
     conn: AsyncConnection,
-    since: dt.datetime | None,
+    clocks: Sequence[Row],
     dirty: set[tuple[str, dt.date]],
     touched: dict[str, dt.datetime],
 ) -> int:
     """Offsets whose first synchronised event is new: move that boot's unsynced events (and
     look again at the gateway's late queue messages: their receive times are now trusted)."""
-    bc, ed = boot_clocks, correlation_event_days
-    query = select(bc.c.gateway_id, bc.c.boot, bc.c.offset_us).select_from(
-        bc.join(events, and_(events.c.gateway_id == bc.c.gateway_id, events.c.seq == bc.c.from_seq))
-    )
-    if since is not None:
-        query = query.where(events.c.received_at > since)
+    ed = correlation_event_days
     repaired = 0
-    for clock in (await conn.execute(query)).all():
+    for clock in clocks:
         stale = (
             await conn.execute(
                 select(
@@ -312,11 +425,17 @@ async def _place_resent(
     return moved
 
 
-async def _scan_cases(
+@dataclass
+class CaseChanges:
+    mark: dt.datetime | None  # the cases' watermark they were read from
+    rows: Sequence[Row]  # changed cases: case_no, revision, received_at
+
+
+async def _changed_cases(
     conn: AsyncConnection, margin: dt.timedelta, dirty: set[tuple[str, dt.date]]
-) -> int:
-    """Changed cases: every day any of their revisions was accepted or completed on, and the
-    days of the evaluations currently linked to them."""
+) -> CaseChanges:
+    """Changed cases (read only): every day any of their revisions was accepted or completed
+    on, and the days of the evaluations currently linked to them, go to ``dirty``."""
     mark = await _mark(conn, CASES_MARK)
     seen = correlation_case_seen
     query = (
@@ -327,13 +446,7 @@ async def _scan_cases(
     if mark is not None:
         query = query.where(cases.c.received_at > mark - margin)
     rows = (await conn.execute(query)).all()
-    if not rows:
-        return 0
     numbers = [r.case_no for r in rows]
-    for chunk in chunks(numbers):
-        await conn.execute(delete(seen).where(seen.c.case_no.in_(chunk)))
-    for chunk in chunks([{"case_no": r.case_no, "revision": r.revision} for r in rows], 1000):
-        await conn.execute(insert(seen), list(chunk))
     for chunk in chunks(numbers):
         for rev in await conn.execute(
             select(case_revisions.c.doc).where(case_revisions.c.case_no.in_(chunk))
@@ -372,7 +485,19 @@ async def _scan_cases(
         )
         for row in await conn.execute(linked):
             dirty.add((row.hall_id, row.business_day))
-    await _set_mark(conn, CASES_MARK, max(r.received_at for r in rows), mark)
+    return CaseChanges(mark, rows)
+
+
+async def _see_cases(conn: AsyncConnection, changes: CaseChanges) -> int:
+    """Record the changed cases as seen, in the transaction that queues their hall-days."""
+    rows, seen = changes.rows, correlation_case_seen
+    if not rows:
+        return 0
+    for chunk in chunks([r.case_no for r in rows]):
+        await conn.execute(delete(seen).where(seen.c.case_no.in_(chunk)))
+    for chunk in chunks([{"case_no": r.case_no, "revision": r.revision} for r in rows], 1000):
+        await conn.execute(insert(seen), list(chunk))
+    await _set_mark(conn, CASES_MARK, max(r.received_at for r in rows), changes.mark)
     return len(rows)
 
 

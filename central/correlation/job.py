@@ -98,9 +98,14 @@ async def scan_once(
         if not got:
             report.skipped = True
             return False
-        async with engine.begin() as conn:
-            await store.lock_for_write(conn)
-            scanned = await intake.scan(conn, cfg)
+        if engine.dialect.name == "postgresql":
+            # in parts, so workers start on the first hall-days of a storm sooner; the
+            # advisory lock above makes this the only scanner
+            scanned = await intake.scan_in_parts(engine.begin, cfg)
+        else:
+            async with engine.begin() as conn:
+                await store.lock_for_write(conn)
+                scanned = await intake.scan(conn, cfg)
         report.new_events += scanned.new_events
         report.repaired_events += scanned.repaired_events
         report.resent_placed += scanned.resent_placed
