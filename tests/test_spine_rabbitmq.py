@@ -304,6 +304,7 @@ def test_two_aggregators_share_the_partitions_and_survive_kills(
 
 
 @pytest.mark.bench
+@pytest.mark.timeout(3600)  # the issue's full size: the sessions alone take many minutes
 def test_the_issue_storm_on_the_cluster(
     cluster: RabbitCluster, province_db: str, tmp_path: Path
 ) -> None:
@@ -451,7 +452,9 @@ def storm_and_kills(
         )
         # their sessions as before the outage (what the storm reconnects to): a quorum queue
         # each, made at 2-3 a second on a loaded machine, so before the aggregators start
-        sessions_s = storm_loop.run(open_sessions(sims, port, 400), timeout=450)
+        # 2-3 sessions a second on two loaded cores: the issue's 2,000 take many minutes
+        opening_s = max(400.0, gateways * 0.75)
+        sessions_s = storm_loop.run(open_sessions(sims, port, opening_s), timeout=opening_s + 50)
         config = central_config(tmp_path, province_db, cluster)
         serve = [str(procs.BIN / "hallwatch-central"), "serve", "-c", str(config), "--no-api"]
         aggregators = [procs.Proc(serve, tmp_path / f"a{i}.log").start() for i in (0, 1)]

@@ -1,3 +1,5 @@
+# Long module: the scan and its two forms (one transaction, or in parts of whole halls) share
+# the indexing, clock repair and resent placement that must stay one unit per gateway.
 """Correlation's intake: finding the hall-days with new input and marking them in the work
 queue (``central.correlation.workqueue``) for the workers to recompute.
 

@@ -1,3 +1,6 @@
+# Long module: one group's transaction (lock, compare, store, quarantine, refuse, merge the
+# gaps) and the split that isolates a poisoned event share the Txn being built; the reading,
+# the numbering, the quarantine and the outcome already live in modules of their own.
 """Ingest: validate, store each event exactly once, and decide what to acknowledge.
 
 One database transaction holds a group of messages: the events, the quarantined parts and each
