@@ -61,7 +61,7 @@ from tests.bench.test_province_bench import (
     register_all,
 )
 from tests.central.correlation.conftest import case_record, store_cases
-from tests.central.correlation.hallday import BUSINESS_TZ, generate
+from tests.central.correlation.hallday import BUSINESS_TZ, event_record, generate
 from tests.support import procs
 from tests.support.broker import Broker
 
@@ -137,19 +137,7 @@ def make_gateways(
     for n, sim in enumerate(sims):
         hall_day = generate(seed=n, windows=2, hall=sim.hall, gateway=sim.gateway, day=day)
         for ev in hall_day.events[:BACKLOG]:
-            assert ev.utc is not None
-            sim.append(
-                EventRecord(
-                    seq=ev.seq,
-                    utc=ev.utc,
-                    mono_ns=ev.mono_ns,
-                    boot=ev.boot,
-                    synced=ev.synced,
-                    kind=ev.kind,
-                    body=ev.body,
-                ),
-                now,
-            )
+            sim.append(EventRecord.model_validate(event_record(ev)), now)
         records.append([case_record(c, hall=sim.hall) for c in hall_day.cases])
         presses[sim.gateway] = sum(1 for seq in hall_day.truth if seq <= sim.head)
     asyncio.run(_store_cases(url, records))

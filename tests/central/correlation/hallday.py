@@ -732,7 +732,8 @@ def generate(
 # --------------------------------------------------------------------------- delivering it
 
 
-def _record(ev: GenEvent) -> dict[str, Any]:
+def event_record(ev: GenEvent) -> dict[str, Any]:
+    """The event as its gateway journals and sends it (the envelope's event record)."""
     assert ev.utc is not None
     return {
         "seq": ev.seq,
@@ -757,7 +758,7 @@ def messages(day: HallDay, events: list[GenEvent], batch: int = 400) -> list[Inc
                 "hall": day.hall,
                 "gateway": day.gateway,
                 "sender_boot": run[-1].boot,
-                "events": [_record(e) for e in run],
+                "events": [event_record(e) for e in run],
             }
             out.append(
                 Incoming(
